@@ -1,0 +1,101 @@
+/*
+** history.h: the in-memory record of a study's trials, which samplers and
+** pruners read (never SQL). Owned by the service; one writer at a time
+** (the study's lock), so readers called under that lock see a stable view.
+*/
+#ifndef HPO_CORE_HISTORY_H
+#define HPO_CORE_HISTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct hpo_space;
+
+enum hpo_state {
+    HPO_STATE_WAITING = 0,
+    HPO_STATE_RUNNING = 1,
+    HPO_STATE_COMPLETE = 2,
+    HPO_STATE_PRUNED = 3,
+    HPO_STATE_FAILED = 4,
+};
+#define HPO_STATE_COUNT 5
+
+/* "waiting", "running", ...; NULL for an invalid state. */
+const char *hpo_state_name(enum hpo_state state);
+
+/* Parse a state name; returns -1 when unknown. */
+int hpo_state_parse(const char *name);
+
+struct hpo_report {
+    int64_t step;
+    double value;
+};
+
+struct hpo_trial {
+    int64_t number;
+    enum hpo_state state;
+    double value;  /* the told value as the user sees it; NaN when none */
+    double *values; /* space->dim param values (values form); NaN inactive/unset */
+    double *unit;   /* space->dim unit coordinates; NaN inactive/unset */
+    struct hpo_report *reports; /* sorted by step, unique steps */
+    size_t n_reports, cap_reports;
+    json_t *user_attrs; /* object, never NULL once created */
+    char *worker;       /* NULL when none */
+    int64_t retry_of;   /* -1 when none */
+    int64_t retries;    /* for an original trial: re-queues made so far */
+    int64_t created_at, started_at, completed_at, heartbeat_at; /* ms since epoch, 0 none */
+};
+
+struct hpo_history {
+    const struct hpo_space *space;
+    const char *study_name;
+    bool maximize;
+    struct hpo_trial **trials; /* trials[i]->number == i */
+    size_t n_trials, cap_trials;
+    size_t count[HPO_STATE_COUNT];
+};
+
+/* The loss a sampler minimizes for trial t: value, or -value when maximizing. */
+static inline double hpo_history_loss(const struct hpo_history *h, const struct hpo_trial *t)
+{
+    return h->maximize ? -t->value : t->value;
+}
+
+/* Initialise an empty history over `space` (borrowed; must outlive it). */
+void hpo_history_init(struct hpo_history *h, const struct hpo_space *space,
+        const char *study_name, bool maximize);
+
+/* Free every trial; accepts a zeroed history. */
+void hpo_history_finish(struct hpo_history *h);
+
+/*
+** Create trial number h->n_trials with all params unset (NaN), state
+** `state`, and append it. Returns the trial (borrowed) or NULL on OOM.
+*/
+struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state);
+
+/* Remove the last trial (undo an append whose write failed). */
+void hpo_history_pop(struct hpo_history *h);
+
+/* Change a trial's state, keeping the per-state counts in step. */
+void hpo_history_set_state(struct hpo_history *h, struct hpo_trial *t, enum hpo_state state);
+
+/*
+** Add a report; a step already present keeps its first value and returns 0
+** without change (*ret_added false). Returns -ENOMEM on OOM.
+*/
+int hpo_trial_add_report(struct hpo_trial *t, int64_t step, double value, bool *ret_added);
+
+/* The report at `step`, or NULL. */
+const struct hpo_report *hpo_trial_report_at(const struct hpo_trial *t, int64_t step);
+
+/* The report with the largest step, or NULL. */
+const struct hpo_report *hpo_trial_last_report(const struct hpo_trial *t);
+
+/* Free one trial (not in a history); accepts NULL. */
+void hpo_trial_free(struct hpo_trial *t);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+** registry.c: every sampler type, by name. A new sampler is one line here.
+*/
+#include <string.h>
+
+#include "sampler.h"
+
+const struct hpo_sampler_type *const hpo_sampler_types[] = {
+    &hpo_sampler_random,
+    NULL,
+};
+
+const struct hpo_sampler_type *hpo_sampler_find(const char *name)
+{
+    for (size_t i = 0; hpo_sampler_types[i] != NULL; i++) {
+        if (strcmp(hpo_sampler_types[i]->name, name) == 0) {
+            return hpo_sampler_types[i];
+        }
+    }
+    return NULL;
+}

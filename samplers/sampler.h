@@ -1,0 +1,73 @@
+/*
+** sampler.h: the sampler interface and registry (DESIGN.md "Interfaces").
+**
+** A sampler is a table of functions registered by name in registry.c. It
+** works in the unit cube (core/space.h), owns its `state`, does no I/O,
+** does not log, and is deterministic given the rng it is handed.
+**
+** Threading: the service calls every function of one study's sampler under
+** that study's lock, from thread-pool threads; never two at once for one
+** state. Different studies' states may be used in parallel.
+*/
+#ifndef HPO_SAMPLER_H
+#define HPO_SAMPLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "../core/error.h"
+#include "../core/options.h"
+
+struct hpo_history;
+struct hpo_rng;
+struct hpo_space;
+
+struct hpo_sampler_type {
+    const char *name;      /* "tpe" */
+    bool supports_vectors; /* may the space have `size` params */
+    /*
+    ** JSON text describing each option except `seed` (which the service
+    ** handles for every sampler): {"opt": {"type": "integer", "default": 10}, ...}.
+    ** Shown by GET /v1/samplers.
+    */
+    const char *options_schema;
+    /*
+    ** Validate `options` (borrowed object without "type" and "seed"; unknown
+    ** keys are an error naming "sampler.<key>") and build the state. On
+    ** failure returns -EINVAL with `err` filled and *state untouched.
+    */
+    int (*configure)(const json_t *options, const struct hpo_space *space, void **state,
+            struct hpo_error *err);
+    /* Options with every default filled in, without type/seed (new reference). */
+    json_t *(*describe)(const void *state);
+    /*
+    ** Suggest a point: write space->dim unit coordinates into unit_point
+    ** (inactive coordinates may hold anything). The history holds every
+    ** trial so far, running ones being pending; the trial being suggested is
+    ** not in it. Returns 0, or a negative errno with `err` filled.
+    */
+    int (*suggest)(void *state, const struct hpo_space *space, const struct hpo_history *history,
+            struct hpo_rng *rng, double *unit_point, struct hpo_error *err);
+    /*
+    ** Optional. Trial `trial` of the history changed (created, finished,
+    ** state changed), or was loaded at start. Lets stateful samplers keep
+    ** caches in step; a sampler must stay correct if it ignores these.
+    */
+    void (*observe)(void *state, const struct hpo_history *history, size_t trial);
+    /* Optional: state that must persist across restarts (blob is malloc'd). */
+    int (*save)(const void *state, void **blob, size_t *len);
+    int (*load)(void *state, const void *blob, size_t len);
+    void (*destroy)(void *state);
+};
+
+/* The sampler type named `name`, or NULL. */
+const struct hpo_sampler_type *hpo_sampler_find(const char *name);
+
+/* The registered types, NULL-terminated. */
+extern const struct hpo_sampler_type *const hpo_sampler_types[];
+
+extern const struct hpo_sampler_type hpo_sampler_random;
+
+#endif

@@ -1,0 +1,136 @@
+/*
+** storage.h: the durable record of studies and trials in SQLite.
+**
+** One connection, owned by one writer thread once hpo_storage_start() ran.
+** Callers on any thread submit a write (a list of ops for one request) and
+** block until the group transaction holding it committed or failed: a
+** request is acknowledged only after its write is durable. The writer takes
+** every queued write, runs them in one BEGIN IMMEDIATE ... COMMIT with a
+** SAVEPOINT per write (a failing write rolls back alone), then wakes them.
+**
+** The storage knows nothing of search spaces: params are (index, double)
+** or (index, float64 vector) rows, specs are JSON text.
+*/
+#ifndef HPO_STORAGE_H
+#define HPO_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+
+struct hpo_storage;
+
+struct hpo_storage_options {
+    bool synchronous_full; /* PRAGMA synchronous=FULL (power-loss safe) instead of NORMAL */
+    int busy_timeout_ms;   /* 0 = 5000 */
+};
+
+enum hpo_op_kind {
+    HPO_OP_STUDY_PUT,     /* insert a study: study_id, name, text (spec JSON), i[0] created_at */
+    HPO_OP_STUDY_DELETE,  /* delete a study and everything of it: study_id */
+    HPO_OP_TRIAL_PUT,     /* insert or update a trial row: study_id, number, trial */
+    HPO_OP_PARAM_PUT,     /* a scalar param value: study_id, number, index, value */
+    HPO_OP_PARAM_VECTOR,  /* a vector param value: study_id, number, index, vector, len */
+    HPO_OP_REPORT_PUT,    /* an intermediate value, ignored if the step exists: study_id,
+                             number, i[0] = step, value */
+    HPO_OP_ATTR_PUT,      /* a trial's user attr: study_id, number, name = key, text = JSON */
+    HPO_OP_SAMPLER_STATE, /* the sampler's saved state: study_id, blob, len */
+};
+
+/* The columns of a trial row. NaN value = NULL. Times are ms since the epoch, 0 = none. */
+struct hpo_trial_row {
+    int state;
+    double value;
+    const char *worker; /* NULL = none */
+    int64_t retry_of;   /* -1 = none */
+    int64_t retries;
+    int64_t created_at, started_at, completed_at, heartbeat_at;
+};
+
+struct hpo_op {
+    enum hpo_op_kind kind;
+    int64_t study_id;
+    int64_t number;
+    int64_t index;
+    double value;
+    int64_t i[1];
+    const char *name;
+    const char *text;
+    const double *vector; /* borrowed until the write returns */
+    size_t len;
+    const void *blob;
+    struct hpo_trial_row trial;
+};
+
+/* One request's writes. All pointers are borrowed until hpo_storage_write returns. */
+struct hpo_write {
+    struct hpo_op *ops;
+    size_t n_ops;
+    /* Private to storage. */
+    int result;
+    bool done;
+    struct hpo_error err;
+    struct hpo_write *next;
+};
+
+/*
+** Open (creating if needed) the database at `path`, set WAL, synchronous,
+** foreign keys and busy_timeout, and run the migrations. Returns 0 and a new
+** storage, or a negative errno with `err` filled (unavailable for I/O
+** problems, internal otherwise). Call from one thread; no writer runs yet.
+*/
+int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
+        struct hpo_storage **ret_storage, struct hpo_error *err);
+
+/* Callbacks for hpo_storage_load; each returns 0 or a negative errno to stop. */
+struct hpo_load_callbacks {
+    /* Studies in order of id. */
+    int (*study)(void *ctx, int64_t id, const char *name, const char *spec, int64_t created_at,
+            const void *state, size_t state_len);
+    /* Trials ordered by (study_id, number). */
+    int (*trial)(void *ctx, int64_t study_id, int64_t number, const struct hpo_trial_row *row);
+    /* Params ordered by (study_id, number, index); vector != NULL for a vector param. */
+    int (*param)(void *ctx, int64_t study_id, int64_t number, int64_t index, double value,
+            const double *vector, size_t len);
+    /* Intermediate values ordered by (study_id, number, step). */
+    int (*report)(void *ctx, int64_t study_id, int64_t number, int64_t step, double value);
+    /* User attrs ordered by (study_id, number, key); `json` is the value's JSON text. */
+    int (*attr)(void *ctx, int64_t study_id, int64_t number, const char *key, const char *json);
+};
+
+/*
+** Read everything back, table by table, in the orders above. Call before
+** hpo_storage_start, from the thread that opened the storage.
+*/
+int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err);
+
+/* Start the writer thread. Returns 0 or a negative errno. */
+int hpo_storage_start(struct hpo_storage *st);
+
+/*
+** Submit a write and wait until it is committed (0) or failed (negative
+** errno, `w->err` and `err` filled: unavailable for BUSY/FULL/IOERR, conflict
+** for a UNIQUE violation, internal otherwise; nothing of it was stored).
+** Thread-safe; call from any thread but the writer's.
+*/
+int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_error *err);
+
+/* Whether the last commit succeeded (for /healthz). Thread-safe. */
+bool hpo_storage_healthy(struct hpo_storage *st);
+
+/* A counter the writer bumps each time it wakes or idles (for the watchdog). Thread-safe. */
+uint64_t hpo_storage_ticks(struct hpo_storage *st);
+
+/* Commits and writes so far (for metrics). Thread-safe. */
+void hpo_storage_stats(struct hpo_storage *st, uint64_t *ret_commits, uint64_t *ret_writes);
+
+/*
+** Drain the queue, stop and join the writer, finalize every statement and
+** close the database. Accepts NULL. Call with no writer waiting.
+*/
+void hpo_storage_close(struct hpo_storage *st);
+
+#endif
