@@ -46,7 +46,7 @@ struct hpo_sampler_type {
     ** Suggest a point: write space->dim unit coordinates into unit_point
     ** (inactive coordinates may hold anything). The history holds every
     ** trial so far, running ones being pending; the trial being suggested is
-    ** not in it. Returns 0, or a negative errno with `err` filled.
+    ** not in it; it will get number history->n_trials. Returns 0, or a negative errno with `err` filled.
     */
     int (*suggest)(void *state, const struct hpo_space *space, const struct hpo_history *history,
             struct hpo_rng *rng, double *unit_point, struct hpo_error *err);
@@ -56,6 +56,17 @@ struct hpo_sampler_type {
     ** caches in step; a sampler must stay correct if it ignores these.
     */
     void (*observe)(void *state, const struct hpo_history *history, size_t trial);
+    /*
+    ** Optional. Trial `trial` was just told (complete, pruned or failed; the
+    ** history already shows it). `gradient` holds space->dim derivatives of
+    ** the value in each param's own units (NaN where none was sent), or is
+    ** NULL when the tell carried no gradient. The service has already checked
+    ** sizes, finiteness and that only float params have gradients, and calls
+    ** this after the tell is durable, so it cannot fail; persist what must
+    ** survive through save(), which the service calls right after.
+    */
+    void (*tell)(void *state, const struct hpo_space *space, const struct hpo_history *history,
+            size_t trial, const double *gradient);
     /* Optional: state that must persist across restarts (blob is malloc'd). */
     int (*save)(const void *state, void **blob, size_t *len);
     int (*load)(void *state, const void *blob, size_t len);
