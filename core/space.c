@@ -2,6 +2,7 @@
 ** space.c: search-space parsing, validation and the unit-cube transforms.
 */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,6 +539,22 @@ double hpo_param_to_unit(const struct hpo_param *p, double value)
     return (t - p->ulow) / (p->uhigh - p->ulow);
 }
 
+/*
+** low + k*step carries binary rounding noise (0.15000000000000002); use the
+** shortest decimal of at most 15 digits that is within a few ulps instead,
+** so grid values read as users wrote them. Deterministic, so the grid is the
+** same on every call.
+*/
+static double tidy_grid_value(double v)
+{
+    char buf[40];
+    double t;
+
+    snprintf(buf, sizeof(buf), "%.15g", v);
+    t = strtod(buf, NULL);
+    return fabs(t - v) <= 4.0 * DBL_EPSILON * fabs(v) ? t : v;
+}
+
 double hpo_param_snap(const struct hpo_param *p, double value)
 {
     if (p->type == HPO_PARAM_CATEGORICAL) {
@@ -556,7 +573,7 @@ double hpo_param_snap(const struct hpo_param *p, double value)
         if (k > p->n_grid - 1.0) {
             k = p->n_grid - 1.0;
         }
-        return p->low + k * p->step;
+        return p->type == HPO_PARAM_FLOAT ? tidy_grid_value(p->low + k * p->step) : p->low + k * p->step;
     }
     return value < p->low ? p->low : (value > p->high ? p->high : value);
 }

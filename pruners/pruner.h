@@ -54,5 +54,9 @@ const struct hpo_pruner_type *hpo_pruner_find(const char *name);
 extern const struct hpo_pruner_type *const hpo_pruner_types[];
 
 extern const struct hpo_pruner_type hpo_pruner_none;
+extern const struct hpo_pruner_type hpo_pruner_median;
+extern const struct hpo_pruner_type hpo_pruner_percentile;
+extern const struct hpo_pruner_type hpo_pruner_asha;
+extern const struct hpo_pruner_type hpo_pruner_hyperband;
 
 #endif

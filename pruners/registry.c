@@ -7,6 +7,10 @@
 
 const struct hpo_pruner_type *const hpo_pruner_types[] = {
     &hpo_pruner_none,
+    &hpo_pruner_median,
+    &hpo_pruner_percentile,
+    &hpo_pruner_asha,
+    &hpo_pruner_hyperband,
     NULL,
 };
 

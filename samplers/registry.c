@@ -7,6 +7,7 @@
 
 const struct hpo_sampler_type *const hpo_sampler_types[] = {
     &hpo_sampler_random,
+    &hpo_sampler_gp,
     NULL,
 };
 

@@ -80,5 +80,6 @@ const struct hpo_sampler_type *hpo_sampler_find(const char *name);
 extern const struct hpo_sampler_type *const hpo_sampler_types[];
 
 extern const struct hpo_sampler_type hpo_sampler_random;
+extern const struct hpo_sampler_type hpo_sampler_gp;
 
 #endif

@@ -1,0 +1,82 @@
+/*
+** api.h: the HTTP server (libmicrohttpd in external-epoll mode), routing,
+** request decoding and reply encoding.
+**
+** Threading: every hpo_api_* call and every job's `done` runs on the event
+** loop thread. A request that needs the service is suspended and handed to
+** the embedder's `submit` as a job; `work` runs on a worker thread, `done`
+** back on the loop thread, after which the embedder calls hpo_api_run().
+*/
+#ifndef HPO_API_H
+#define HPO_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+
+struct hpo_api;
+struct hpo_service;
+struct hpo_job;
+
+typedef void (*hpo_job_fn)(struct hpo_job *job);
+
+struct hpo_job {
+    hpo_job_fn work; /* on a worker thread */
+    hpo_job_fn done; /* on the loop thread, after work */
+};
+
+struct hpo_api_config {
+    const char *host;      /* numeric address to bind: "127.0.0.1", "::1", "0.0.0.0" */
+    unsigned port;         /* 0 = any free port */
+    size_t json_limit;     /* max JSON body bytes (1 MiB) */
+    size_t binary_limit;   /* max binary body bytes (256 MiB) */
+    unsigned connection_limit;
+    unsigned connection_timeout_s;
+    struct hpo_service *service;
+    const char *version;
+    /* Run a job: work() on a worker, then done() on the loop thread. */
+    void (*submit)(void *ctx, struct hpo_job *job);
+    /* Whether storage takes writes (for /healthz). */
+    bool (*healthy)(void *ctx);
+    /* Prometheus text for /metrics (malloc'd), or NULL. */
+    char *(*metrics)(void *ctx);
+    void *ctx;
+};
+
+/* Start listening. Returns 0 and a new api, or a negative errno with `err` filled. */
+int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
+        struct hpo_error *err);
+
+/* The epoll fd to watch for readability. */
+int hpo_api_fd(struct hpo_api *api);
+
+/* Process whatever is ready (MHD_run). */
+void hpo_api_run(struct hpo_api *api);
+
+/* Milliseconds until hpo_api_run must run again, or -1 for no deadline. */
+long hpo_api_timeout_ms(struct hpo_api *api);
+
+/* The bound port. */
+unsigned hpo_api_port(struct hpo_api *api);
+
+/* Requests handed to workers and not yet done. */
+size_t hpo_api_inflight(struct hpo_api *api);
+
+/* Stop accepting new connections (in-flight ones continue). */
+void hpo_api_quiesce(struct hpo_api *api);
+
+/* Stop the server and free it; call with no job in flight. Accepts NULL. */
+void hpo_api_stop(struct hpo_api *api);
+
+/* Requests served so far by status class, and a latency sum, for /metrics. */
+struct hpo_api_stats {
+    uint64_t requests;
+    uint64_t by_class[6]; /* index status/100 */
+    uint64_t latency_us_sum;
+    uint64_t latency_buckets[12]; /* <= 100us, 250, 500, 1ms, 2.5, 5, 10, 25, 50, 100, 250ms, +inf */
+};
+void hpo_api_stats(struct hpo_api *api, struct hpo_api_stats *ret);
+
+#endif

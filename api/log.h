@@ -1,0 +1,29 @@
+/*
+** log.h: the daemon's one logging module. One line per message on stderr
+** with a syslog priority prefix (<3> err ... <7> debug) that journald reads.
+** Only api/ and daemon/ log; libraries return errors instead.
+*/
+#ifndef HPO_LOG_H
+#define HPO_LOG_H
+
+enum hpo_log_level {
+    HPO_LOG_ERR = 3,
+    HPO_LOG_WARNING = 4,
+    HPO_LOG_NOTICE = 5,
+    HPO_LOG_INFO = 6,
+    HPO_LOG_DEBUG = 7,
+};
+
+/* Messages above this level are dropped. Thread-safe to read; set at start and on SIGHUP. */
+void hpo_log_set_level(enum hpo_log_level level);
+enum hpo_log_level hpo_log_get_level(void);
+
+/* Parse "err", "warning", "notice", "info", "debug"; -1 when unknown. */
+int hpo_log_parse_level(const char *name);
+
+void hpo_log_impl(enum hpo_log_level level, const char *file, int line, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+#define hpo_log(level, ...) hpo_log_impl((level), __FILE__, __LINE__, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,1072 @@
+/*
+** hpoctl.c: the command-line client of hpod: studies, trials and the `run`
+** worker loop, as readable tables or (with --json) the API's own JSON.
+** Built only on the public libhpoclient header.
+*/
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hpo/client.h>
+#include <jansson.h>
+
+#include "hpoctl.h"
+
+static const char usage_text[] =
+        "Usage: hpoctl [--url URL] [--token TOKEN] [--json] COMMAND [ARGS]\n"
+        "\n"
+        "Commands:\n"
+        "  studies                          list studies\n"
+        "  study create -f SPEC.json        create a study (or get the identical one); -f - reads stdin\n"
+        "  study show NAME                  show a study's definition and summary\n"
+        "  study delete NAME                delete a study and its trials\n"
+        "  ask STUDY                        start a trial and print its params\n"
+        "  tell STUDY N VALUE|--failed|--pruned\n"
+        "                                   finish trial N\n"
+        "  report STUDY N STEP VALUE        report an intermediate value; prints prune or continue\n"
+        "  trials STUDY [--state S] [--csv] list trials\n"
+        "  best STUDY                       show the best complete trial\n"
+        "  run STUDY [-n N] [-j J] [--timeout S] -- CMD [ARGS...]\n"
+        "                                   run CMD once per trial (see hpoctl(1))\n"
+        "\n"
+        "Options:\n"
+        "  --url URL      the daemon (default $HPOD_URL, else http://127.0.0.1:8080)\n"
+        "  --token TOKEN  bearer token (default $HPOD_TOKEN)\n"
+        "  --json         print the API's JSON instead of tables\n"
+        "  --help, --version\n"
+        "\n"
+        "Exit status: 0 ok, 1 API or connection error (message on stderr), 2 usage error,\n"
+        "130 when `run` was interrupted.\n";
+
+/* Everything parsed from the command line. */
+struct args {
+    const char *url;
+    const char *token;
+    bool json;
+    bool csv;
+    bool failed;
+    bool pruned;
+    const char *state;
+    const char *file;
+    const char *n;
+    const char *j;
+    const char *timeout;
+    const char *pos[8];
+    int npos;
+    char **cmd; /* after "--" */
+    int ncmd;
+};
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("hpoctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'hpoctl --help'.\n", stderr);
+    return HPOCTL_EXIT_USAGE;
+}
+
+const char *hpoctl_strerror(int errnum, char *buf, size_t size)
+{
+    /* _GNU_SOURCE gives the GNU strerror_r, which may return a static string instead. */
+    return strerror_r(errnum, buf, size);
+}
+
+void hpoctl_print_error(const char *what, const struct hpo_client_error *err)
+{
+    fprintf(stderr, "hpoctl: %s: %s: %s", what, hpo_client_code_name(err->code), err->message);
+    if (err->field[0] != '\0') {
+        fprintf(stderr, " (field %s)", err->field);
+    }
+    fputc('\n', stderr);
+}
+
+/* Whether `s` looks like a negative number, which is an argument, not an option. */
+static bool is_number_arg(const char *s)
+{
+    return s[0] == '-' && ((s[1] >= '0' && s[1] <= '9') || s[1] == '.');
+}
+
+/* Match "--name VALUE" or "--name=VALUE"; advances *i past the value. */
+static int option_value(int argc, char **argv, int *i, const char *name, const char **ret)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+
+    if (strncmp(a, name, n) != 0) {
+        return 0;
+    }
+    if (a[n] == '=') {
+        *ret = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0') {
+        return 0;
+    }
+    if (*i + 1 >= argc) {
+        return -1;
+    }
+    *i += 1;
+    *ret = argv[*i];
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    static const char *const valued[] = { "--url", "--token", "--state", "-f", "--file", "-n",
+        "-j", "--timeout" };
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        bool matched = false;
+
+        if (strcmp(arg, "--") == 0) {
+            a->cmd = argv + i + 1;
+            a->ncmd = argc - i - 1;
+            return 0;
+        }
+        if (arg[0] != '-' || arg[1] == '\0' || is_number_arg(arg)) {
+            if (a->npos >= (int)(sizeof(a->pos) / sizeof(a->pos[0]))) {
+                return usage_error("too many arguments");
+            }
+            a->pos[a->npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--json") == 0) {
+            a->json = true;
+            continue;
+        }
+        if (strcmp(arg, "--csv") == 0) {
+            a->csv = true;
+            continue;
+        }
+        if (strcmp(arg, "--failed") == 0) {
+            a->failed = true;
+            continue;
+        }
+        if (strcmp(arg, "--pruned") == 0) {
+            a->pruned = true;
+            continue;
+        }
+        for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]) && !matched; k++) {
+            const char *v = NULL;
+            int r = option_value(argc, argv, &i, valued[k], &v);
+            const char **slot;
+
+            if (r < 0) {
+                return usage_error("option '%s' needs a value", valued[k]);
+            }
+            if (r == 0) {
+                continue;
+            }
+            matched = true;
+            switch (k) {
+            case 0:
+                slot = &a->url;
+                break;
+            case 1:
+                slot = &a->token;
+                break;
+            case 2:
+                slot = &a->state;
+                break;
+            case 3:
+            case 4:
+                slot = &a->file;
+                break;
+            case 5:
+                slot = &a->n;
+                break;
+            case 6:
+                slot = &a->j;
+                break;
+            default:
+                slot = &a->timeout;
+                break;
+            }
+            *slot = v;
+        }
+        if (!matched) {
+            return usage_error("unknown option '%s'", arg);
+        }
+    }
+    return 0;
+}
+
+/* Percent-escape a path segment into a new string (exits on OOM: a CLI). */
+static char *escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1);
+    char *p = out;
+
+    if (out == NULL) {
+        fputs("hpoctl: out of memory\n", stderr);
+        exit(HPOCTL_EXIT_API);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            *p++ = (char)ch;
+        } else {
+            *p++ = '%';
+            *p++ = hex[ch >> 4];
+            *p++ = hex[ch & 15];
+        }
+    }
+    *p = '\0';
+    return out;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (p == NULL) {
+        fputs("hpoctl: out of memory\n", stderr);
+        exit(HPOCTL_EXIT_API);
+    }
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+
+    if (p == NULL) {
+        fputs("hpoctl: out of memory\n", stderr);
+        exit(HPOCTL_EXIT_API);
+    }
+    return p;
+}
+
+static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *xprintf(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    char *out;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    out = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(out, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+/* Parse a response we know is JSON; NULL (and a message) if it is not. */
+static json_t *parse_json(const char *text)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+
+    if (root == NULL) {
+        fprintf(stderr, "hpoctl: the daemon's answer is not JSON: %s\n", jerr.text);
+    }
+    return root;
+}
+
+static void print_json(const json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+
+    if (s != NULL) {
+        puts(s);
+        free(s);
+    }
+}
+
+/* Shortest text that reads back as the same double. */
+static void format_exact(char *buf, size_t size, double x)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) {
+            return;
+        }
+    }
+}
+
+/*
+** A JSON value as a table cell (new string): floats with 6 significant
+** digits unless `exact`, vectors summarised unless `exact`.
+*/
+static char *cell(const json_t *v, bool exact)
+{
+    char buf[64];
+
+    if (v == NULL || json_is_null(v)) {
+        return xstrdup("-");
+    }
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return xstrdup(json_string_value(v));
+    case JSON_INTEGER:
+        return xprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    case JSON_REAL:
+        if (exact) {
+            format_exact(buf, sizeof(buf), json_real_value(v));
+        } else {
+            snprintf(buf, sizeof(buf), "%.6g", json_real_value(v));
+        }
+        return xstrdup(buf);
+    case JSON_TRUE:
+        return xstrdup("true");
+    case JSON_FALSE:
+        return xstrdup("false");
+    case JSON_ARRAY:
+        if (!exact) {
+            return xprintf("[%zu values]", json_array_size(v));
+        }
+        break;
+    case JSON_OBJECT:
+        if (json_is_integer(json_object_get(v, "size")) && json_object_get(v, "href")) {
+            return xprintf("[%" JSON_INTEGER_FORMAT " values]",
+                    json_integer_value(json_object_get(v, "size")));
+        }
+        break;
+    default:
+        break;
+    }
+    {
+        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (s == NULL) {
+            return xstrdup("?");
+        }
+        return s;
+    }
+}
+
+/* A table of owned strings, printed with aligned columns. */
+struct table {
+    size_t ncols;
+    size_t ncells;
+    size_t cap;
+    char **cells;
+};
+
+static void table_add(struct table *t, char *owned)
+{
+    if (t->ncells == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 64;
+        char **grown = realloc(t->cells, ncap * sizeof(*grown));
+        if (grown == NULL) {
+            fputs("hpoctl: out of memory\n", stderr);
+            exit(HPOCTL_EXIT_API);
+        }
+        t->cells = grown;
+        t->cap = ncap;
+    }
+    t->cells[t->ncells++] = owned;
+}
+
+static void table_print(struct table *t, const char *indent)
+{
+    size_t *w = calloc(t->ncols, sizeof(*w));
+
+    if (w == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < t->ncells; i++) {
+        size_t len = strlen(t->cells[i]);
+        if (len > w[i % t->ncols]) {
+            w[i % t->ncols] = len;
+        }
+    }
+    for (size_t i = 0; i < t->ncells; i++) {
+        size_t col = i % t->ncols;
+        if (col == 0) {
+            fputs(indent, stdout);
+        }
+        if (col + 1 == t->ncols) {
+            printf("%s\n", t->cells[i]);
+        } else {
+            printf("%-*s  ", (int)w[col], t->cells[i]);
+        }
+    }
+    free(w);
+}
+
+static void table_free(struct table *t)
+{
+    for (size_t i = 0; i < t->ncells; i++) {
+        free(t->cells[i]);
+    }
+    free(t->cells);
+}
+
+/* GET a path and parse it; returns NULL after printing the error. */
+static json_t *get_json(struct hpo_client *c, const char *path, const char *what)
+{
+    struct hpo_client_error err;
+    char *body = NULL;
+    json_t *root;
+
+    if (hpo_client_request(c, "GET", path, NULL, true, NULL, &body, &err) < 0) {
+        hpoctl_print_error(what, &err);
+        return NULL;
+    }
+    root = parse_json(body);
+    hpo_client_free(body);
+    return root;
+}
+
+static int cmd_studies(struct hpo_client *c, const struct args *a)
+{
+    json_t *root = get_json(c, "/v1/studies", "studies");
+    json_t *studies;
+    json_t *s;
+    size_t i;
+    struct table t = { .ncols = 8 };
+
+    if (root == NULL) {
+        return HPOCTL_EXIT_API;
+    }
+    if (a->json) {
+        print_json(root);
+        json_decref(root);
+        return HPOCTL_EXIT_OK;
+    }
+    studies = json_object_get(root, "studies");
+    const char *head[] = { "NAME", "DIRECTION", "SAMPLER", "PRUNER", "TRIALS", "RUNNING",
+        "COMPLETE", "BEST" };
+    for (size_t k = 0; k < 8; k++) {
+        table_add(&t, xstrdup(head[k]));
+    }
+    json_array_foreach(studies, i, s) {
+        json_t *trials = json_object_get(s, "trials");
+        json_t *best = json_object_get(s, "best_trial");
+        table_add(&t, cell(json_object_get(s, "name"), true));
+        table_add(&t, cell(json_object_get(s, "direction"), true));
+        table_add(&t, cell(json_object_get(json_object_get(s, "sampler"), "type"), true));
+        table_add(&t, cell(json_object_get(json_object_get(s, "pruner"), "type"), true));
+        table_add(&t, cell(json_object_get(trials, "total"), true));
+        table_add(&t, cell(json_object_get(trials, "running"), true));
+        table_add(&t, cell(json_object_get(trials, "complete"), true));
+        table_add(&t, cell(json_object_get(best, "value"), false));
+    }
+    table_print(&t, "");
+    table_free(&t);
+    json_decref(root);
+    return HPOCTL_EXIT_OK;
+}
+
+/* Read a whole file ("-" for stdin) into a new string. */
+static char *read_file(const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    size_t cap = 4096;
+    size_t len = 0;
+    char *buf;
+
+    if (f == NULL) {
+        char ebuf[128];
+        fprintf(stderr, "hpoctl: cannot open '%s': %s\n", path,
+                hpoctl_strerror(errno, ebuf, sizeof(ebuf)));
+        return NULL;
+    }
+    buf = xmalloc(cap);
+    for (;;) {
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0) {
+            break;
+        }
+        if (cap - len - 1 == 0) {
+            char *grown;
+            if (cap > ((size_t)64 << 20)) {
+                fprintf(stderr, "hpoctl: '%s' is too large\n", path);
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            grown = realloc(buf, cap * 2);
+            if (grown == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    if (buf != NULL && ferror(f)) {
+        fprintf(stderr, "hpoctl: cannot read '%s'\n", path);
+        free(buf);
+        buf = NULL;
+    }
+    if (f != stdin) {
+        fclose(f);
+    }
+    if (buf != NULL) {
+        buf[len] = '\0';
+    }
+    return buf;
+}
+
+/* One line per parameter: NAME TYPE DOMAIN. */
+static void print_params_table(const json_t *params)
+{
+    struct table t = { .ncols = 3 };
+    size_t i;
+    json_t *p;
+
+    table_add(&t, xstrdup("NAME"));
+    table_add(&t, xstrdup("TYPE"));
+    table_add(&t, xstrdup("DOMAIN"));
+    json_array_foreach(params, i, p) {
+        const char *type = json_string_value(json_object_get(p, "type"));
+        const char *key;
+        json_t *v;
+        char *domain = xstrdup("");
+
+        table_add(&t, cell(json_object_get(p, "name"), true));
+        table_add(&t, xstrdup(type ? type : "?"));
+        json_object_foreach((json_t *)p, key, v) {
+            char *val;
+            char *joined;
+            if (strcmp(key, "name") == 0 || strcmp(key, "type") == 0 || json_is_null(v) ||
+                    json_is_false(v)) {
+                continue;
+            }
+            val = cell(v, true);
+            joined = xprintf("%s%s%s=%s", domain, domain[0] ? " " : "", key, val);
+            free(val);
+            free(domain);
+            domain = joined;
+        }
+        table_add(&t, domain);
+    }
+    table_print(&t, "  ");
+    table_free(&t);
+}
+
+static void print_study(const json_t *s)
+{
+    const char *key;
+    json_t *v;
+    json_t *trials = json_object_get(s, "trials");
+    json_t *best = json_object_get(s, "best_trial");
+
+    printf("%-18s %s\n", "name:", json_string_value(json_object_get(s, "name")));
+    json_object_foreach((json_t *)s, key, v) {
+        char label[160];
+        char *text;
+
+        if (strcmp(key, "name") == 0 || strcmp(key, "params") == 0 ||
+                strcmp(key, "trials") == 0 || strcmp(key, "best_trial") == 0) {
+            continue;
+        }
+        snprintf(label, sizeof(label), "%s:", key);
+        text = cell(v, true);
+        printf("%-18s %s\n", label, text);
+        free(text);
+    }
+    if (json_is_object(trials)) {
+        printf("%-18s %" JSON_INTEGER_FORMAT " (waiting %" JSON_INTEGER_FORMAT
+               ", running %" JSON_INTEGER_FORMAT ", complete %" JSON_INTEGER_FORMAT
+               ", pruned %" JSON_INTEGER_FORMAT ", failed %" JSON_INTEGER_FORMAT ")\n",
+                "trials:", json_integer_value(json_object_get(trials, "total")),
+                json_integer_value(json_object_get(trials, "waiting")),
+                json_integer_value(json_object_get(trials, "running")),
+                json_integer_value(json_object_get(trials, "complete")),
+                json_integer_value(json_object_get(trials, "pruned")),
+                json_integer_value(json_object_get(trials, "failed")));
+    }
+    if (json_is_object(best)) {
+        char *val = cell(json_object_get(best, "value"), true);
+        printf("%-18s trial %" JSON_INTEGER_FORMAT ", value %s\n", "best:",
+                json_integer_value(json_object_get(best, "number")), val);
+        free(val);
+    } else {
+        printf("%-18s -\n", "best:");
+    }
+    if (json_is_array(json_object_get(s, "params"))) {
+        printf("params:\n");
+        print_params_table(json_object_get(s, "params"));
+    }
+}
+
+static int cmd_study(struct hpo_client *c, const struct args *a)
+{
+    struct hpo_client_error err;
+    const char *sub = a->npos > 1 ? a->pos[1] : NULL;
+    char *body = NULL;
+    json_t *root;
+
+    if (sub == NULL) {
+        return usage_error("'study' needs a subcommand: create, show or delete");
+    }
+    if (strcmp(sub, "create") == 0) {
+        bool created = false;
+        char *spec;
+        int r;
+
+        if (a->file == NULL || a->npos != 2) {
+            return usage_error("usage: hpoctl study create -f SPEC.json");
+        }
+        spec = read_file(a->file);
+        if (spec == NULL) {
+            return HPOCTL_EXIT_API;
+        }
+        r = hpo_client_study_create(c, spec, &created, &body, &err);
+        free(spec);
+        if (r < 0) {
+            hpoctl_print_error("study create", &err);
+            return HPOCTL_EXIT_API;
+        }
+        root = parse_json(body);
+        hpo_client_free(body);
+        if (root == NULL) {
+            return HPOCTL_EXIT_API;
+        }
+        if (a->json) {
+            print_json(root);
+        } else {
+            printf("%s study %s\n", created ? "created" : "exists (identical):",
+                    json_string_value(json_object_get(root, "name")));
+        }
+        json_decref(root);
+        return HPOCTL_EXIT_OK;
+    }
+    if (strcmp(sub, "show") == 0 || strcmp(sub, "delete") == 0) {
+        if (a->npos != 3) {
+            return usage_error("usage: hpoctl study %s NAME", sub);
+        }
+        if (sub[0] == 'd') {
+            if (hpo_client_study_delete(c, a->pos[2], &err) < 0) {
+                hpoctl_print_error("study delete", &err);
+                return HPOCTL_EXIT_API;
+            }
+            if (a->json) {
+                puts("{}");
+            } else {
+                printf("deleted study %s\n", a->pos[2]);
+            }
+            return HPOCTL_EXIT_OK;
+        }
+        if (hpo_client_study_get(c, a->pos[2], &body, &err) < 0) {
+            hpoctl_print_error("study show", &err);
+            return HPOCTL_EXIT_API;
+        }
+        root = parse_json(body);
+        hpo_client_free(body);
+        if (root == NULL) {
+            return HPOCTL_EXIT_API;
+        }
+        if (a->json) {
+            print_json(root);
+        } else {
+            print_study(root);
+        }
+        json_decref(root);
+        return HPOCTL_EXIT_OK;
+    }
+    return usage_error("unknown study subcommand '%s'", sub);
+}
+
+/* Print a trial as "trial N (state) value V" and one "  name = value" line per param. */
+static void print_trial(const char *json_text, bool as_json)
+{
+    json_t *root = parse_json(json_text);
+    json_t *params;
+    const char *key;
+    json_t *v;
+
+    if (root == NULL) {
+        return;
+    }
+    if (as_json) {
+        print_json(root);
+        json_decref(root);
+        return;
+    }
+    printf("trial %" JSON_INTEGER_FORMAT " (%s)", json_integer_value(json_object_get(root, "number")),
+            json_string_value(json_object_get(root, "state")));
+    if (json_is_number(json_object_get(root, "value"))) {
+        char *val = cell(json_object_get(root, "value"), true);
+        printf(" value %s", val);
+        free(val);
+    }
+    putchar('\n');
+    params = json_object_get(root, "params");
+    json_object_foreach(params, key, v) {
+        char *val = cell(v, true);
+        printf("  %s = %s\n", key, val);
+        free(val);
+    }
+    json_decref(root);
+}
+
+static int parse_int64(const char *s, int64_t *ret)
+{
+    char *end;
+    long long x;
+
+    errno = 0;
+    x = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0') {
+        return -EINVAL;
+    }
+    *ret = x;
+    return 0;
+}
+
+static int parse_double(const char *s, double *ret)
+{
+    char *end;
+    double x;
+
+    errno = 0;
+    x = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0') {
+        return -EINVAL;
+    }
+    *ret = x;
+    return 0;
+}
+
+static int cmd_ask(struct hpo_client *c, const struct args *a)
+{
+    struct hpo_client_error err;
+    struct hpo_trial *t;
+
+    if (a->npos != 2) {
+        return usage_error("usage: hpoctl ask STUDY");
+    }
+    if (hpo_client_ask(c, a->pos[1], &t, &err) < 0) {
+        hpoctl_print_error("ask", &err);
+        return HPOCTL_EXIT_API;
+    }
+    print_trial(hpo_trial_json(t), a->json);
+    hpo_trial_free(t);
+    return HPOCTL_EXIT_OK;
+}
+
+static int cmd_tell(struct hpo_client *c, const struct args *a)
+{
+    struct hpo_client_error err;
+    struct hpo_trial *t;
+    int64_t number;
+    double value = 0;
+    int nres = (a->failed ? 1 : 0) + (a->pruned ? 1 : 0) + (a->npos == 4 ? 1 : 0);
+    int r;
+
+    if (a->npos < 3 || a->npos > 4 || nres != 1) {
+        return usage_error("usage: hpoctl tell STUDY N VALUE|--failed|--pruned");
+    }
+    if (parse_int64(a->pos[2], &number) < 0 || number < 0) {
+        return usage_error("trial number '%s' is not an integer >= 0", a->pos[2]);
+    }
+    if (a->npos == 4 && parse_double(a->pos[3], &value) < 0) {
+        return usage_error("value '%s' is not a number", a->pos[3]);
+    }
+    if (a->failed) {
+        r = hpo_client_tell_failed(c, a->pos[1], number, &err);
+    } else if (a->pruned) {
+        r = hpo_client_tell_pruned(c, a->pos[1], number, &err);
+    } else {
+        r = hpo_client_tell(c, a->pos[1], number, value, &err);
+    }
+    if (r < 0) {
+        hpoctl_print_error("tell", &err);
+        return err.code == HPO_CLIENT_USAGE ? HPOCTL_EXIT_USAGE : HPOCTL_EXIT_API;
+    }
+    /* The tell answer is the trial; fetch it again to print it (cheap, and exact). */
+    if (hpo_client_trial_get(c, a->pos[1], number, &t, &err) < 0) {
+        hpoctl_print_error("tell", &err);
+        return HPOCTL_EXIT_API;
+    }
+    print_trial(hpo_trial_json(t), a->json);
+    hpo_trial_free(t);
+    return HPOCTL_EXIT_OK;
+}
+
+static int cmd_report(struct hpo_client *c, const struct args *a)
+{
+    struct hpo_client_error err;
+    int64_t number;
+    int64_t step;
+    double value;
+    bool prune = false;
+
+    if (a->npos != 5) {
+        return usage_error("usage: hpoctl report STUDY N STEP VALUE");
+    }
+    if (parse_int64(a->pos[2], &number) < 0 || number < 0) {
+        return usage_error("trial number '%s' is not an integer >= 0", a->pos[2]);
+    }
+    if (parse_int64(a->pos[3], &step) < 0 || step < 0) {
+        return usage_error("step '%s' is not an integer >= 0", a->pos[3]);
+    }
+    if (parse_double(a->pos[4], &value) < 0) {
+        return usage_error("value '%s' is not a number", a->pos[4]);
+    }
+    if (hpo_client_report(c, a->pos[1], number, step, value, &prune, &err) < 0) {
+        hpoctl_print_error("report", &err);
+        return err.code == HPO_CLIENT_USAGE ? HPOCTL_EXIT_USAGE : HPOCTL_EXIT_API;
+    }
+    if (a->json) {
+        printf("{\"prune\": %s}\n", prune ? "true" : "false");
+    } else {
+        puts(prune ? "prune" : "continue");
+    }
+    return HPOCTL_EXIT_OK;
+}
+
+static bool valid_state(const char *s)
+{
+    static const char *const states[] = { "waiting", "running", "complete", "pruned", "failed" };
+
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        if (strcmp(s, states[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int cmd_trials(struct hpo_client *c, const struct args *a)
+{
+    const size_t page = 1000;
+    char *study;
+    char *filter;
+    json_t *all;
+    json_int_t total = 0;
+    int rc = HPOCTL_EXIT_OK;
+
+    if (a->npos != 2) {
+        return usage_error("usage: hpoctl trials STUDY [--state S] [--csv]");
+    }
+    if (a->state != NULL && !valid_state(a->state)) {
+        return usage_error("--state must be waiting, running, complete, pruned or failed");
+    }
+    if (a->csv && a->json) {
+        return usage_error("--csv and --json exclude each other");
+    }
+    study = escape(a->pos[1]);
+    filter = a->state ? xprintf("&state=%s", a->state) : xstrdup("");
+    all = json_array();
+    /* Page through in order of number; `total` says when we have them all. */
+    for (size_t offset = 0;; offset += page) {
+        char *path = xprintf("/v1/studies/%s/trials?limit=%zu&offset=%zu%s", study,
+                a->csv ? (size_t)1 : page, offset, filter);
+        json_t *root = get_json(c, path, "trials");
+        json_t *list;
+
+        free(path);
+        if (root == NULL) {
+            rc = HPOCTL_EXIT_API;
+            break;
+        }
+        total = json_integer_value(json_object_get(root, "total"));
+        list = json_object_get(root, "trials");
+        if (!a->csv) {
+            json_array_extend(all, list);
+        }
+        json_decref(root);
+        if (a->csv || json_array_size(all) >= (size_t)total || json_array_size(list) == 0) {
+            break;
+        }
+    }
+    if (rc == HPOCTL_EXIT_OK && a->csv) {
+        struct hpo_client_error err;
+        char *path = xprintf("/v1/studies/%s/trials?format=csv&limit=%lld%s", study,
+                (long long)(total > 0 ? total : 1), filter);
+        char *body = NULL;
+
+        if (hpo_client_request(c, "GET", path, NULL, true, NULL, &body, &err) < 0) {
+            hpoctl_print_error("trials", &err);
+            rc = HPOCTL_EXIT_API;
+        } else {
+            fputs(body, stdout);
+            hpo_client_free(body);
+        }
+        free(path);
+    } else if (rc == HPOCTL_EXIT_OK && a->json) {
+        json_t *out = json_pack("{s:O,s:I}", "trials", all, "total", total);
+        print_json(out);
+        json_decref(out);
+    } else if (rc == HPOCTL_EXIT_OK) {
+        /* Columns: number, state, value, then every param name seen, in order. */
+        json_t *names = json_array();
+        struct table t = { 0 };
+        size_t i;
+        json_t *tr;
+
+        json_array_foreach(all, i, tr) {
+            const char *key;
+            json_t *v;
+            json_object_foreach(json_object_get(tr, "params"), key, v) {
+                size_t k;
+                json_t *n;
+                bool seen = false;
+                json_array_foreach(names, k, n) {
+                    if (strcmp(json_string_value(n), key) == 0) {
+                        seen = true;
+                        break;
+                    }
+                }
+                if (!seen) {
+                    json_array_append_new(names, json_string(key));
+                }
+            }
+        }
+        t.ncols = 3 + json_array_size(names);
+        table_add(&t, xstrdup("NUMBER"));
+        table_add(&t, xstrdup("STATE"));
+        table_add(&t, xstrdup("VALUE"));
+        json_array_foreach(names, i, tr) {
+            table_add(&t, xstrdup(json_string_value(tr)));
+        }
+        json_array_foreach(all, i, tr) {
+            size_t k;
+            json_t *n;
+            table_add(&t, cell(json_object_get(tr, "number"), true));
+            table_add(&t, cell(json_object_get(tr, "state"), true));
+            table_add(&t, cell(json_object_get(tr, "value"), false));
+            json_array_foreach(names, k, n) {
+                table_add(&t, cell(json_object_get(json_object_get(tr, "params"),
+                                           json_string_value(n)),
+                        false));
+            }
+        }
+        table_print(&t, "");
+        table_free(&t);
+        json_decref(names);
+    }
+    json_decref(all);
+    free(filter);
+    free(study);
+    return rc;
+}
+
+static int cmd_best(struct hpo_client *c, const struct args *a)
+{
+    struct hpo_client_error err;
+    struct hpo_trial *t;
+
+    if (a->npos != 2) {
+        return usage_error("usage: hpoctl best STUDY");
+    }
+    if (hpo_client_best(c, a->pos[1], &t, &err) < 0) {
+        hpoctl_print_error("best", &err);
+        return HPOCTL_EXIT_API;
+    }
+    print_trial(hpo_trial_json(t), a->json);
+    hpo_trial_free(t);
+    return HPOCTL_EXIT_OK;
+}
+
+static int cmd_run(struct hpo_client *c, const struct args *a)
+{
+    struct hpoctl_run_options o = { .n_trials = -1, .jobs = 1 };
+
+    if (a->npos != 2 || a->ncmd < 1) {
+        return usage_error("usage: hpoctl run STUDY [-n N] [-j J] [--timeout S] -- CMD [ARGS...]");
+    }
+    if (a->n != NULL && (parse_int64(a->n, &o.n_trials) < 0 || o.n_trials < 1)) {
+        return usage_error("-n must be an integer >= 1");
+    }
+    if (a->j != NULL) {
+        int64_t j;
+        if (parse_int64(a->j, &j) < 0 || j < 1 || j > 1024) {
+            return usage_error("-j must be an integer from 1 to 1024");
+        }
+        o.jobs = (int)j;
+    }
+    if (a->timeout != NULL && (parse_double(a->timeout, &o.timeout_s) < 0 || !(o.timeout_s > 0))) {
+        return usage_error("--timeout must be a number of seconds > 0");
+    }
+    o.study = a->pos[1];
+    o.argv = a->cmd;
+    o.argc = a->ncmd;
+    return hpoctl_run(c, &o);
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = { 0 };
+    struct hpo_client_error err;
+    struct hpo_client *c = NULL;
+    const char *cmd;
+    int rc;
+
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return HPOCTL_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("hpoctl %s\n", hpo_client_version());
+            return HPOCTL_EXIT_OK;
+        }
+    }
+    rc = parse_args(argc, argv, &a);
+    if (rc != 0) {
+        return rc;
+    }
+    if (a.npos == 0) {
+        return usage_error("no command given");
+    }
+    cmd = a.pos[0];
+    if (a.url == NULL) {
+        a.url = getenv("HPOD_URL");
+    }
+    if (a.token == NULL) {
+        a.token = getenv("HPOD_TOKEN");
+    }
+    /* Options that belong to one command only are usage errors elsewhere. */
+    if ((a.csv || a.state) && strcmp(cmd, "trials") != 0) {
+        return usage_error("--csv and --state are options of 'trials'");
+    }
+    if ((a.failed || a.pruned) && strcmp(cmd, "tell") != 0) {
+        return usage_error("--failed and --pruned are options of 'tell'");
+    }
+    if ((a.n || a.j || a.timeout || a.cmd) && strcmp(cmd, "run") != 0) {
+        return usage_error("-n, -j, --timeout and '--' belong to 'run'");
+    }
+    if (a.file && strcmp(cmd, "study") != 0) {
+        return usage_error("-f belongs to 'study create'");
+    }
+    json_object_seed(0);
+    if (hpo_client_create(a.url, a.token, &c, &err) < 0) {
+        hpoctl_print_error("--url", &err);
+        return HPOCTL_EXIT_USAGE;
+    }
+    if (strcmp(cmd, "studies") == 0) {
+        rc = a.npos == 1 ? cmd_studies(c, &a) : usage_error("usage: hpoctl studies");
+    } else if (strcmp(cmd, "study") == 0) {
+        rc = cmd_study(c, &a);
+    } else if (strcmp(cmd, "ask") == 0) {
+        rc = cmd_ask(c, &a);
+    } else if (strcmp(cmd, "tell") == 0) {
+        rc = cmd_tell(c, &a);
+    } else if (strcmp(cmd, "report") == 0) {
+        rc = cmd_report(c, &a);
+    } else if (strcmp(cmd, "trials") == 0) {
+        rc = cmd_trials(c, &a);
+    } else if (strcmp(cmd, "best") == 0) {
+        rc = cmd_best(c, &a);
+    } else if (strcmp(cmd, "run") == 0) {
+        rc = cmd_run(c, &a);
+    } else {
+        rc = usage_error("unknown command '%s'", cmd);
+    }
+    hpo_client_destroy(c);
+    return rc;
+}

@@ -1,0 +1,259 @@
+/*
+** config.c: parsing and validating the daemon's configuration.
+*/
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../api/log.h"
+#include "config.h"
+
+static int fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *msg, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, len, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size_t len)
+{
+    const char *colon = strrchr(value, ':');
+    const char *host = value;
+    size_t hlen;
+    unsigned long port;
+    char *end;
+
+    if (colon == NULL) {
+        return fail(msg, len, "listen: '%s' must be HOST:PORT", value);
+    }
+    hlen = (size_t)(colon - value);
+    if (hlen >= 2 && value[0] == '[' && value[hlen - 1] == ']') {
+        host = value + 1;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(cfg->host)) {
+        return fail(msg, len, "listen: '%s' has no valid host", value);
+    }
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || colon[1] == '\0' || port > 65535) {
+        return fail(msg, len, "listen: '%s' has no valid port (0-65535)", value);
+    }
+    memcpy(cfg->host, host, hlen);
+    cfg->host[hlen] = '\0';
+    if (strcmp(cfg->host, "localhost") == 0) {
+        snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
+    }
+    cfg->port = (unsigned)port;
+    return 0;
+}
+
+int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, char *msg,
+        size_t len)
+{
+    if (strcmp(key, "listen") == 0) {
+        return set_listen(cfg, value, msg, len);
+    }
+    if (strcmp(key, "db") == 0) {
+        if (value[0] == '\0' || strlen(value) >= sizeof(cfg->db)) {
+            return fail(msg, len, "db: '%s' is not a usable path", value);
+        }
+        snprintf(cfg->db, sizeof(cfg->db), "%s", value);
+        return 0;
+    }
+    if (strcmp(key, "synchronous") == 0) {
+        if (strcmp(value, "normal") == 0 || strcmp(value, "full") == 0) {
+            cfg->synchronous_full = strcmp(value, "full") == 0;
+            return 0;
+        }
+        return fail(msg, len, "synchronous: '%s' must be normal or full", value);
+    }
+    if (strcmp(key, "threads") == 0) {
+        char *end;
+        long n;
+        errno = 0;
+        n = strtol(value, &end, 10);
+        if (errno != 0 || *end != '\0' || n < 1 || n > 1024) {
+            return fail(msg, len, "threads: '%s' must be an integer from 1 to 1024", value);
+        }
+        cfg->threads = (int)n;
+        return 0;
+    }
+    if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
+        int level = hpo_log_parse_level(value);
+        if (level < 0) {
+            return fail(msg, len, "log-level: '%s' must be err, warning, notice, info or debug",
+                    value);
+        }
+        cfg->log_level = level;
+        return 0;
+    }
+    return fail(msg, len, "unknown setting '%s'", key);
+}
+
+static int load_file(struct hpo_config *cfg, const char *path, char *msg, size_t len)
+{
+    bool optional = path[0] == '-';
+    FILE *f;
+    char line[8192];
+    int lineno = 0;
+
+    if (optional) {
+        path++;
+    }
+    f = fopen(path, "re");
+    if (f == NULL) {
+        if (optional && errno == ENOENT) {
+            return 0;
+        }
+        char eb[128];
+        return fail(msg, len, "config: cannot open '%s': %s", path,
+                strerror_r(errno, eb, sizeof(eb)));
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *p = line, *key, *value, *end;
+        lineno++;
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (*p == '#' || *p == '\n' || *p == '\0') {
+            continue;
+        }
+        key = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != '\n') {
+            p++;
+        }
+        if (*p == '\0' || *p == '\n') {
+            fclose(f);
+            return fail(msg, len, "config: '%s': setting '%s' has no value", path, key);
+        }
+        *p++ = '\0';
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        value = p;
+        end = value + strlen(value);
+        while (end > value && (end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t' ||
+                                      end[-1] == '\r')) {
+            *--end = '\0';
+        }
+        if (hpo_config_set(cfg, key, value, msg, len) < 0) {
+            fclose(f);
+            return -EINVAL;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+void hpo_config_usage(const char *prog)
+{
+    printf("Usage: %s [OPTIONS]\n"
+           "hpod: a hyperparameter-optimization daemon with a REST API.\n\n"
+           "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; port 0 picks\n"
+           "                         a free port, which is logged and sent as systemd STATUS)\n"
+           "  --db PATH              SQLite database (default $STATE_DIRECTORY/hpod.db under\n"
+           "                         systemd, else ./hpod.db)\n"
+           "  --synchronous MODE     normal (survives a daemon crash; default) or full\n"
+           "                         (survives power loss)\n"
+           "  --threads N            worker threads for storage and samplers (default 4)\n"
+           "  --log-level LEVEL      err, warning, notice, info (default) or debug\n"
+           "  --config FILE          read `key value` lines with the names above; a leading\n"
+           "                         '-' makes a missing file silently ignored\n"
+           "  --check-config         validate the configuration and exit\n"
+           "  --version              print the version and exit\n"
+           "  --help                 print this text and exit\n\n"
+           "Precedence: defaults < config file < HPOD_LISTEN, HPOD_DB, HPOD_SYNCHRONOUS,\n"
+           "HPOD_THREADS, HPOD_LOG_LEVEL < flags. Signals: SIGTERM/SIGINT drain and exit 0;\n"
+           "SIGHUP re-reads the config file's log-level.\n",
+            prog);
+}
+
+int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, size_t len)
+{
+    static const char *const env_keys[][2] = {
+        { "HPOD_LISTEN", "listen" }, { "HPOD_DB", "db" }, { "HPOD_SYNCHRONOUS", "synchronous" },
+        { "HPOD_THREADS", "threads" }, { "HPOD_LOG_LEVEL", "log-level" },
+    };
+    const char *state_dir = secure_getenv("STATE_DIRECTORY");
+    int r;
+
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
+    cfg->port = 8080;
+    cfg->threads = 4;
+    cfg->log_level = HPO_LOG_INFO;
+    if (state_dir != NULL && state_dir[0] != '\0') {
+        /* systemd may list several directories separated by ':'; use the first. */
+        size_t n = strcspn(state_dir, ":");
+        snprintf(cfg->db, sizeof(cfg->db), "%.*s/hpod.db", (int)n, state_dir);
+    } else {
+        snprintf(cfg->db, sizeof(cfg->db), "./hpod.db");
+    }
+    /* First pass: the flags that are not settings, and --config. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            cfg->show_help = true;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            cfg->show_version = true;
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            cfg->check_only = true;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", argv[++i]);
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", argv[i] + 9);
+        }
+    }
+    if (cfg->show_help || cfg->show_version) {
+        return 0;
+    }
+    if (cfg->config_file[0] != '\0') {
+        r = load_file(cfg, cfg->config_file, msg, len);
+        if (r < 0) {
+            return r;
+        }
+    }
+    for (size_t k = 0; k < sizeof(env_keys) / sizeof(env_keys[0]); k++) {
+        const char *v = secure_getenv(env_keys[k][0]);
+        if (v != NULL && hpo_config_set(cfg, env_keys[k][1], v, msg, len) < 0) {
+            return -EINVAL;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *eq;
+        char key[64];
+        const char *value;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 ||
+                strcmp(arg, "--version") == 0 || strcmp(arg, "--check-config") == 0) {
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            return fail(msg, len, "unexpected argument '%s'", arg);
+        }
+        eq = strchr(arg, '=');
+        if (eq != NULL) {
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - arg - 2), arg + 2);
+            value = eq + 1;
+        } else {
+            snprintf(key, sizeof(key), "%s", arg + 2);
+            if (i + 1 >= argc) {
+                return fail(msg, len, "--%s needs a value", key);
+            }
+            value = argv[++i];
+        }
+        if (strcmp(key, "config") == 0) {
+            continue;
+        }
+        if (hpo_config_set(cfg, key, value, msg, len) < 0) {
+            return -EINVAL;
+        }
+    }
+    return 0;
+}

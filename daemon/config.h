@@ -1,0 +1,36 @@
+/*
+** config.h: the daemon's configuration: defaults < --config file < HPOD_*
+** environment < command-line flags, all with the same names.
+*/
+#ifndef HPO_CONFIG_H
+#define HPO_CONFIG_H
+
+#include <stdbool.h>
+
+struct hpo_config {
+    char host[64];      /* from listen */
+    unsigned port;      /* from listen */
+    char db[4096];
+    bool synchronous_full;
+    int threads;        /* worker threads (UV_THREADPOOL_SIZE) */
+    int log_level;      /* syslog priority */
+    char config_file[4096];
+    bool check_only;    /* --check-config */
+    bool show_help;
+    bool show_version;
+};
+
+/*
+** Fill `cfg` from every source. Returns 0, or -EINVAL after writing a
+** message naming the faulty key into `msg`.
+*/
+int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, size_t msg_len);
+
+/* Apply one `key value` setting (for SIGHUP reload of reloadable keys too). */
+int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, char *msg,
+        size_t msg_len);
+
+/* Print the usage text to stdout. */
+void hpo_config_usage(const char *prog);
+
+#endif

@@ -1,0 +1,405 @@
+/*
+** main.c: hpod's process: configuration, storage, service, the HTTP server
+** inside the libuv loop, signals, timers (MHD, heartbeat reaper, systemd
+** watchdog) and the orderly shutdown of STYLE.md rule 37.
+*/
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "hpod-config.h"
+
+#include "../api/api.h"
+#include "../api/log.h"
+#include "../service/service.h"
+#include "../storage/storage.h"
+#include "config.h"
+#include "notify.h"
+
+struct daemon {
+    uv_loop_t loop;
+    struct hpo_config cfg;
+    struct hpo_storage *storage;
+    struct hpo_service *service;
+    struct hpo_api *api;
+    uv_poll_t mhd_poll;
+    uv_timer_t mhd_timer;
+    uv_timer_t reap_timer;
+    uv_timer_t watchdog_timer;
+    uv_timer_t stop_timer;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_work_t reap_work;
+    bool reaping;
+    bool stopping;
+    int stop_ticks;
+    uint64_t watchdog_ticks;
+};
+
+struct job_work {
+    uv_work_t w;
+    struct hpo_job *job;
+    struct daemon *d;
+};
+
+static void pump(struct daemon *d);
+
+static void job_work_cb(uv_work_t *w)
+{
+    struct job_work *jw = w->data;
+
+    jw->job->work(jw->job);
+}
+
+static void job_after_cb(uv_work_t *w, int status)
+{
+    struct job_work *jw = w->data;
+    struct daemon *d = jw->d;
+
+    jw->job->done(jw->job);
+    free(jw);
+    pump(d);
+}
+
+static void submit(void *ctx, struct hpo_job *job)
+{
+    struct daemon *d = ctx;
+    struct job_work *jw = malloc(sizeof(*jw));
+
+    if (jw == NULL) {
+        hpo_log(HPO_LOG_ERR, "out of memory queueing a request");
+        abort();
+    }
+    jw->w.data = jw;
+    jw->job = job;
+    jw->d = d;
+    if (uv_queue_work(&d->loop, &jw->w, job_work_cb, job_after_cb) != 0) {
+        hpo_log(HPO_LOG_ERR, "uv_queue_work failed");
+        abort();
+    }
+}
+
+static bool healthy(void *ctx)
+{
+    struct daemon *d = ctx;
+
+    return hpo_storage_healthy(d->storage);
+}
+
+static char *metrics(void *ctx)
+{
+    struct daemon *d = ctx;
+    struct hpo_api_stats st;
+    size_t studies, states[5];
+    uint64_t commits, writes;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    static const char *const edges[12] = { "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "+Inf" };
+    static const char *const states_n[5] = { "waiting", "running", "complete", "pruned",
+        "failed" };
+    uint64_t cum = 0;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    hpo_api_stats(d->api, &st);
+    hpo_service_counts(d->service, &studies, states);
+    hpo_storage_stats(d->storage, &commits, &writes);
+    fprintf(f, "# HELP hpod_requests_total HTTP requests by status class.\n"
+               "# TYPE hpod_requests_total counter\n");
+    for (int c = 1; c < 6; c++) {
+        fprintf(f, "hpod_requests_total{class=\"%dxx\"} %" PRIu64 "\n", c, st.by_class[c]);
+    }
+    fprintf(f, "# HELP hpod_request_duration_seconds Request latency.\n"
+               "# TYPE hpod_request_duration_seconds histogram\n");
+    for (int b = 0; b < 12; b++) {
+        cum += st.latency_buckets[b];
+        fprintf(f, "hpod_request_duration_seconds_bucket{le=\"%s\"} %" PRIu64 "\n", edges[b], cum);
+    }
+    fprintf(f, "hpod_request_duration_seconds_sum %.6f\n", (double)st.latency_us_sum / 1e6);
+    fprintf(f, "hpod_request_duration_seconds_count %" PRIu64 "\n", st.requests);
+    fprintf(f, "# HELP hpod_studies Studies in memory.\n# TYPE hpod_studies gauge\n"
+               "hpod_studies %zu\n", studies);
+    fprintf(f, "# HELP hpod_trials Trials by state.\n# TYPE hpod_trials gauge\n");
+    for (int s = 0; s < 5; s++) {
+        fprintf(f, "hpod_trials{state=\"%s\"} %zu\n", states_n[s], states[s]);
+    }
+    fprintf(f, "# HELP hpod_storage_commits_total Group commits.\n"
+               "# TYPE hpod_storage_commits_total counter\nhpod_storage_commits_total %" PRIu64
+               "\n# HELP hpod_storage_writes_total Writes committed.\n"
+               "# TYPE hpod_storage_writes_total counter\nhpod_storage_writes_total %" PRIu64 "\n",
+            commits, writes);
+    fclose(f);
+    return buf;
+}
+
+/* ---- MHD inside libuv ---------------------------------------------------- */
+
+static void mhd_timer_cb(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+static void mhd_poll_cb(uv_poll_t *p, int status, int events)
+{
+    pump(p->data);
+}
+
+static void pump(struct daemon *d)
+{
+    long ms;
+
+    if (d->api == NULL) {
+        return;
+    }
+    hpo_api_run(d->api);
+    ms = hpo_api_timeout_ms(d->api);
+    if (ms < 0) {
+        uv_timer_stop(&d->mhd_timer);
+    } else {
+        uv_timer_start(&d->mhd_timer, mhd_timer_cb, (uint64_t)ms, 0);
+    }
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+static void reap_work_cb(uv_work_t *w)
+{
+    struct daemon *d = w->data;
+    size_t n = hpo_service_reap(d->service, hpo_now_ms());
+
+    if (n > 0) {
+        hpo_log(HPO_LOG_NOTICE, "heartbeat reaper failed %zu trial(s)", n);
+    }
+}
+
+static void reap_after_cb(uv_work_t *w, int status)
+{
+    struct daemon *d = w->data;
+
+    d->reaping = false;
+}
+
+static void reap_timer_cb(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+
+    if (d->reaping || d->stopping) {
+        return;
+    }
+    d->reaping = true;
+    d->reap_work.data = d;
+    if (uv_queue_work(&d->loop, &d->reap_work, reap_work_cb, reap_after_cb) != 0) {
+        d->reaping = false;
+    }
+}
+
+static void watchdog_timer_cb(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    uint64_t ticks = hpo_storage_ticks(d->storage);
+
+    /* Ping only while the writer thread is alive: a stuck writer stops the pings. */
+    if (ticks != d->watchdog_ticks) {
+        (void)hpo_notify("WATCHDOG=1");
+        d->watchdog_ticks = ticks;
+    }
+}
+
+/* ---- shutdown ---------------------------------------------------------------- */
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
+static void stop_timer_cb(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+
+    pump(d);
+    if ((hpo_api_inflight(d->api) > 0 || d->reaping) && ++d->stop_ticks < 3000) {
+        return;
+    }
+    /* Let MHD flush the replies of the last resumed requests. */
+    for (int i = 0; i < 10; i++) {
+        hpo_api_run(d->api);
+    }
+    hpo_api_stop(d->api);
+    d->api = NULL;
+    uv_walk(&d->loop, close_walk_cb, NULL);
+}
+
+static void begin_stop(struct daemon *d, const char *why)
+{
+    if (d->stopping) {
+        return;
+    }
+    d->stopping = true;
+    hpo_log(HPO_LOG_NOTICE, "%s: stopping after in-flight requests", why);
+    (void)hpo_notify("STOPPING=1");
+    hpo_api_quiesce(d->api);
+    uv_timer_stop(&d->reap_timer);
+    uv_timer_stop(&d->watchdog_timer);
+    uv_timer_start(&d->stop_timer, stop_timer_cb, 0, 10);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    struct daemon *d = s->data;
+
+    if (signum == SIGHUP) {
+        struct hpo_config fresh;
+        char msg[512];
+        /* Reload what is reloadable: the log level, from the config file. */
+        fresh = d->cfg;
+        if (d->cfg.config_file[0] != '\0') {
+            char *argv[] = { (char *)"hpod", (char *)"--config", d->cfg.config_file, NULL };
+            if (hpo_config_load(&fresh, 3, argv, msg, sizeof(msg)) < 0) {
+                hpo_log(HPO_LOG_WARNING, "SIGHUP: %s, keeping the running configuration", msg);
+                return;
+            }
+        }
+        hpo_log_set_level((enum hpo_log_level)fresh.log_level);
+        d->cfg.log_level = fresh.log_level;
+        hpo_log(HPO_LOG_NOTICE, "SIGHUP: configuration reloaded");
+        return;
+    }
+    begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int start_handles(struct daemon *d)
+{
+    int fd = hpo_api_fd(d->api);
+    uint64_t wd = hpo_notify_watchdog_usec();
+
+    uv_poll_init(&d->loop, &d->mhd_poll, fd);
+    d->mhd_poll.data = d;
+    uv_poll_start(&d->mhd_poll, UV_READABLE, mhd_poll_cb);
+    uv_timer_init(&d->loop, &d->mhd_timer);
+    d->mhd_timer.data = d;
+    uv_timer_init(&d->loop, &d->reap_timer);
+    d->reap_timer.data = d;
+    uv_timer_start(&d->reap_timer, reap_timer_cb, 1000, 1000);
+    uv_timer_init(&d->loop, &d->watchdog_timer);
+    d->watchdog_timer.data = d;
+    if (wd > 0) {
+        uint64_t ms = wd / 2000 > 0 ? wd / 2000 : 1;
+        uv_timer_start(&d->watchdog_timer, watchdog_timer_cb, ms, ms);
+    }
+    uv_timer_init(&d->loop, &d->stop_timer);
+    d->stop_timer.data = d;
+    uv_signal_init(&d->loop, &d->sig_term);
+    uv_signal_init(&d->loop, &d->sig_int);
+    uv_signal_init(&d->loop, &d->sig_hup);
+    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+    uv_signal_start(&d->sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&d->sig_int, signal_cb, SIGINT);
+    uv_signal_start(&d->sig_hup, signal_cb, SIGHUP);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct daemon d;
+    struct hpo_storage_options sopt = { 0 };
+    struct hpo_service_options svopt = { 0 };
+    struct hpo_api_config acfg = { 0 };
+    struct hpo_error err = { 0 };
+    char msg[1024], threads[16], status[256];
+    const char *delay;
+    int r, rc = 0;
+
+    json_object_seed(0);
+    if (hpo_config_load(&d.cfg, argc, argv, msg, sizeof(msg)) < 0) {
+        fprintf(stderr, "hpod: %s\n", msg);
+        return 2;
+    }
+    if (d.cfg.show_help) {
+        hpo_config_usage(argv[0]);
+        return 0;
+    }
+    if (d.cfg.show_version) {
+        printf("hpod %s\n", HPOD_VERSION);
+        return 0;
+    }
+    if (d.cfg.check_only) {
+        printf("configuration ok\n");
+        return 0;
+    }
+    hpo_log_set_level((enum hpo_log_level)d.cfg.log_level);
+    /* Must be set before the first uv_queue_work creates the pool. */
+    snprintf(threads, sizeof(threads), "%d", d.cfg.threads);
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+    delay = secure_getenv("HPOD_TEST_SUGGEST_DELAY_MS");
+    if (delay != NULL) {
+        svopt.suggest_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+    }
+    sopt.synchronous_full = d.cfg.synchronous_full;
+    r = hpo_storage_open(d.cfg.db, &sopt, &d.storage, &err);
+    if (r < 0) {
+        hpo_log(HPO_LOG_ERR, "cannot open database '%s': %s", d.cfg.db, err.message);
+        return 1;
+    }
+    r = hpo_service_create(d.storage, &svopt, &d.service, &err);
+    if (r < 0) {
+        hpo_log(HPO_LOG_ERR, "cannot load database '%s': %s", d.cfg.db, err.message);
+        hpo_storage_close(d.storage);
+        return 1;
+    }
+    uv_loop_init(&d.loop);
+    acfg.host = d.cfg.host;
+    acfg.port = d.cfg.port;
+    acfg.json_limit = 1024 * 1024;
+    acfg.binary_limit = 256u * 1024 * 1024;
+    acfg.connection_limit = 1024;
+    acfg.connection_timeout_s = 300;
+    acfg.service = d.service;
+    acfg.version = HPOD_VERSION;
+    acfg.submit = submit;
+    acfg.healthy = healthy;
+    acfg.metrics = metrics;
+    acfg.ctx = &d;
+    r = hpo_api_start(&acfg, &d.api, &err);
+    if (r < 0) {
+        hpo_log(HPO_LOG_ERR, "%s", err.message);
+        rc = 1;
+        goto out_service;
+    }
+    start_handles(&d);
+    if (strchr(d.cfg.host, ':') != NULL) {
+        snprintf(status, sizeof(status), "listening on [%s]:%u", d.cfg.host, hpo_api_port(d.api));
+        hpo_log(HPO_LOG_NOTICE, "listening on http://[%s]:%u (db %s)", d.cfg.host,
+                hpo_api_port(d.api), d.cfg.db);
+    } else {
+        snprintf(status, sizeof(status), "listening on %s:%u", d.cfg.host, hpo_api_port(d.api));
+        hpo_log(HPO_LOG_NOTICE, "listening on http://%s:%u (db %s)", d.cfg.host,
+                hpo_api_port(d.api), d.cfg.db);
+    }
+    {
+        char note[300];
+        snprintf(note, sizeof(note), "READY=1\nSTATUS=%s", status);
+        (void)hpo_notify(note);
+    }
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    if (d.api != NULL) {
+        hpo_api_stop(d.api);
+    }
+    r = uv_loop_close(&d.loop);
+    if (r != 0) {
+        hpo_log(HPO_LOG_WARNING, "event loop closed with open handles, ignoring");
+    }
+    hpo_log(HPO_LOG_NOTICE, "stopped");
+out_service:
+    hpo_storage_close(d.storage);
+    hpo_service_destroy(d.service);
+    return rc;
+}

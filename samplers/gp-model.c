@@ -1,0 +1,602 @@
+/*
+** gp-model.c: the Gaussian process of the gp sampler (ALGORITHMS.md 4.1-4.4,
+** 4.8): Matern-5/2 ARD kernel with Hamming distance on categorical dims, a
+** cached Cholesky factor extended by rows, batched posterior with BLAS, the
+** MAP log posterior with its gradient, the NLopt L-BFGS fit, and logEI.
+**
+** Matrices are column-major (LAPACK's layout); the factor L has leading
+** dimension m->cap so rows can be appended without moving it.
+*/
+#include <cblas.h>
+#include <errno.h>
+#include <lapacke.h>
+#include <math.h>
+#include <nlopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gp.h"
+
+#define SQRT5       2.23606797749978969641
+#define LN_SQRT_2PI 0.91893853320467274178
+#define PRED_BLOCK  128 /* candidates per dtrsm in hpo_gp_predict */
+#define MAX_JITTER_TRIES 5
+
+/* Bounds of the raw hyperparameters (hpod choice): they only keep L-BFGS out of overflow. */
+#define LN_THETA_MIN -9.0
+#define LN_THETA_MAX 9.0
+#define LN_S_MIN     -9.0
+#define LN_S_MAX     5.0
+#define RHO_MIN      -20.0
+#define RHO_MAX      3.0
+
+double hpo_gp_matern52(double r2)
+{
+    double r = sqrt(r2);
+
+    return (1.0 + SQRT5 * r + (5.0 / 3.0) * r2) * exp(-SQRT5 * r);
+}
+
+double hpo_gp_matern52_d(double r2)
+{
+    double r = sqrt(r2);
+
+    return -(5.0 / 6.0) * (1.0 + SQRT5 * r) * exp(-SQRT5 * r);
+}
+
+int hpo_gp_model_init(struct hpo_gp_model *m, size_t d, const bool *is_cat)
+{
+    memset(m, 0, sizeof(*m));
+    m->d = d;
+    m->is_cat = calloc(d ? d : 1, sizeof(*m->is_cat));
+    m->theta = malloc((d ? d : 1) * sizeof(*m->theta));
+    if (m->is_cat == NULL || m->theta == NULL) {
+        hpo_gp_model_free(m);
+        return -ENOMEM;
+    }
+    for (size_t k = 0; k < d; k++) {
+        m->is_cat[k] = is_cat != NULL && is_cat[k];
+        m->theta[k] = 1.0;
+    }
+    m->scale = 1.0;
+    m->noise = HPO_GP_MIN_NOISE;
+    return 0;
+}
+
+void hpo_gp_model_free(struct hpo_gp_model *m)
+{
+    free(m->is_cat);
+    free(m->theta);
+    free(m->x);
+    free(m->y);
+    free(m->L);
+    free(m->alpha);
+    memset(m, 0, sizeof(*m));
+}
+
+int hpo_gp_model_reserve(struct hpo_gp_model *m, size_t cap)
+{
+    double *x, *y, *L, *alpha;
+
+    if (cap <= m->cap) {
+        return 0;
+    }
+    if (cap < 2 * m->cap) {
+        cap = 2 * m->cap;
+    }
+    x = realloc(m->x, cap * (m->d ? m->d : 1) * sizeof(*x));
+    if (x == NULL) {
+        return -ENOMEM;
+    }
+    m->x = x;
+    y = realloc(m->y, cap * sizeof(*y));
+    if (y == NULL) {
+        return -ENOMEM;
+    }
+    m->y = y;
+    alpha = realloc(m->alpha, cap * sizeof(*alpha));
+    if (alpha == NULL) {
+        return -ENOMEM;
+    }
+    m->alpha = alpha;
+    L = malloc(cap * cap * sizeof(*L));
+    if (L == NULL) {
+        return -ENOMEM;
+    }
+    /* Re-lay the factored block with the new leading dimension. */
+    for (size_t j = 0; j < m->n_factored; j++) {
+        memcpy(&L[j * cap], &m->L[j * m->cap], m->n_factored * sizeof(*L));
+    }
+    free(m->L);
+    m->L = L;
+    m->cap = cap;
+    return 0;
+}
+
+int hpo_gp_model_add(struct hpo_gp_model *m, const double *x, double y)
+{
+    int r = hpo_gp_model_reserve(m, m->n + 1);
+
+    if (r < 0) {
+        return r;
+    }
+    memcpy(&m->x[m->n * m->d], x, m->d * sizeof(*x));
+    m->y[m->n] = y;
+    m->n++;
+    return 0;
+}
+
+void hpo_gp_truncate(struct hpo_gp_model *m, size_t n)
+{
+    if (n < m->n) {
+        m->n = n;
+    }
+    if (n < m->n_factored) {
+        m->n_factored = n;
+    }
+}
+
+static inline double sq_dist(const struct hpo_gp_model *m, const double *a, const double *b)
+{
+    double r2 = 0.0;
+
+    for (size_t k = 0; k < m->d; k++) {
+        if (m->is_cat[k]) {
+            r2 += a[k] != b[k] ? m->theta[k] : 0.0;
+        } else {
+            double t = a[k] - b[k];
+            r2 += m->theta[k] * t * t;
+        }
+    }
+    return r2;
+}
+
+double hpo_gp_kernel(const struct hpo_gp_model *m, const double *a, const double *b)
+{
+    return m->scale * hpo_gp_matern52(sq_dist(m, a, b));
+}
+
+/* Fill the lower triangle of K for rows [r0, r1) x columns [0, r1) into m->L. */
+static void fill_kernel(struct hpo_gp_model *m, size_t r0, size_t r1, double diag_add)
+{
+    for (size_t j = 0; j < r1; j++) {
+        size_t i0 = j > r0 ? j : r0;
+        for (size_t i = i0; i < r1; i++) {
+            double k = hpo_gp_kernel(m, &m->x[i * m->d], &m->x[j * m->d]);
+            if (i == j) {
+                k += m->noise + diag_add;
+            }
+            m->L[i + j * m->cap] = k;
+        }
+    }
+}
+
+int hpo_gp_factor(struct hpo_gp_model *m)
+{
+    double jitter = 0.0;
+
+    m->n_factored = 0;
+    if (m->n == 0) {
+        return 0;
+    }
+    for (int attempt = 0; attempt <= MAX_JITTER_TRIES; attempt++) {
+        lapack_int info;
+        fill_kernel(m, 0, m->n, jitter);
+        info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)m->n, m->L,
+                (lapack_int)m->cap);
+        if (info == 0) {
+            m->n_factored = m->n;
+            m->jitter = jitter;
+            return 0;
+        }
+        jitter = jitter == 0.0 ? 1e-6 * (m->scale + m->noise) : jitter * 10.0;
+    }
+    return -EDOM;
+}
+
+int hpo_gp_extend(struct hpo_gp_model *m)
+{
+    size_t n0 = m->n_factored, r = m->n - n0, cap = m->cap;
+    double *l21 = &m->L[n0], *l22 = &m->L[n0 + n0 * cap];
+    lapack_int info;
+
+    if (n0 == 0) {
+        return hpo_gp_factor(m);
+    }
+    if (r == 0) {
+        return 0;
+    }
+    fill_kernel(m, n0, m->n, m->jitter);
+    /* L21 = K21 L11^-T: solve X L11^T = K21. */
+    cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, (int)r, (int)n0,
+            1.0, m->L, (int)cap, l21, (int)cap);
+    /* K22 - L21 L21^T, then its Cholesky. */
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, (int)r, (int)n0, -1.0, l21, (int)cap,
+            1.0, l22, (int)cap);
+    info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)r, l22, (lapack_int)cap);
+    if (info != 0) {
+        /* The new rows made K numerically indefinite: start again with jitter. */
+        return hpo_gp_factor(m);
+    }
+    m->n_factored = m->n;
+    return 0;
+}
+
+int hpo_gp_solve(struct hpo_gp_model *m)
+{
+    size_t n = m->n;
+
+    if (m->n_factored != n) {
+        return -EDOM;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    memcpy(m->alpha, m->y, n * sizeof(double));
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, m->L, (int)m->cap,
+            m->alpha, 1);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, (int)n, m->L, (int)m->cap,
+            m->alpha, 1);
+    return 0;
+}
+
+void hpo_gp_predict(const struct hpo_gp_model *m, size_t count, const double *xs, double *mean,
+        double *var, double *work)
+{
+    size_t n = m->n;
+
+    for (size_t c0 = 0; c0 < count; c0 += PRED_BLOCK) {
+        size_t b = count - c0 < PRED_BLOCK ? count - c0 : PRED_BLOCK;
+        if (n == 0) {
+            for (size_t c = 0; c < b; c++) {
+                mean[c0 + c] = 0.0;
+                var[c0 + c] = m->scale;
+            }
+            continue;
+        }
+        for (size_t c = 0; c < b; c++) {
+            const double *xc = &xs[(c0 + c) * m->d];
+            for (size_t i = 0; i < n; i++) {
+                work[i + c * n] = hpo_gp_kernel(m, xc, &m->x[i * m->d]);
+            }
+        }
+        cblas_dgemv(CblasColMajor, CblasTrans, (int)n, (int)b, 1.0, work, (int)n, m->alpha, 1, 0.0,
+                &mean[c0], 1);
+        cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)n,
+                (int)b, 1.0, m->L, (int)m->cap, work, (int)n);
+        for (size_t c = 0; c < b; c++) {
+            double q = cblas_ddot((int)n, &work[c * n], 1, &work[c * n], 1);
+            double v = m->scale - q;
+            var[c0 + c] = v > 0.0 ? v : 0.0;
+        }
+    }
+}
+
+void hpo_gp_predict_grad(const struct hpo_gp_model *m, const double *x, double *mean,
+        double *var, double *dmean, double *dvar, double *work)
+{
+    size_t n = m->n, d = m->d;
+    double *kv = work, *coef = work + n, q;
+
+    for (size_t k = 0; k < d; k++) {
+        dmean[k] = 0.0;
+        dvar[k] = 0.0;
+    }
+    if (n == 0) {
+        *mean = 0.0;
+        *var = m->scale;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double r2 = sq_dist(m, x, &m->x[i * d]);
+        kv[i] = m->scale * hpo_gp_matern52(r2);
+        coef[i] = 2.0 * m->scale * hpo_gp_matern52_d(r2);
+    }
+    *mean = cblas_ddot((int)n, kv, 1, m->alpha, 1);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, m->L, (int)m->cap,
+            kv, 1);
+    q = cblas_ddot((int)n, kv, 1, kv, 1);
+    *var = m->scale - q > 0.0 ? m->scale - q : 0.0;
+    /* kv becomes K^-1 k. */
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, (int)n, m->L, (int)m->cap,
+            kv, 1);
+    for (size_t i = 0; i < n; i++) {
+        const double *xi = &m->x[i * d];
+        double ca = coef[i] * m->alpha[i], cw = -2.0 * coef[i] * kv[i];
+        for (size_t k = 0; k < d; k++) {
+            if (!m->is_cat[k]) {
+                double t = x[k] - xi[k];
+                dmean[k] += ca * t;
+                dvar[k] += cw * t;
+            }
+        }
+    }
+    for (size_t k = 0; k < d; k++) {
+        dmean[k] *= m->theta[k];
+        dvar[k] *= m->theta[k];
+    }
+}
+
+size_t hpo_gp_n_raw(size_t d, bool deterministic)
+{
+    return d + (deterministic ? 1 : 2);
+}
+
+void hpo_gp_set_raw(struct hpo_gp_model *m, const double *raw, bool deterministic)
+{
+    for (size_t k = 0; k < m->d; k++) {
+        m->theta[k] = exp(raw[k]);
+    }
+    m->scale = exp(raw[m->d]);
+    m->noise = deterministic ? HPO_GP_MIN_NOISE : HPO_GP_MIN_NOISE + exp(raw[m->d + 1]);
+}
+
+int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool deterministic,
+        bool with_prior, double *ret_value, double *grad)
+{
+    size_t n = m->n, d = m->d, n_raw = hpo_gp_n_raw(d, deterministic);
+    struct hpo_gp_model h = *m; /* shallow copy carrying the trial hyperparameters */
+    double *mk, *mkd, *kf, *alpha, *theta, e_rho, jitter = 0.0, value, trace_w = 0.0, g_s = 0.0;
+    lapack_int info = 1;
+
+    mk = malloc(n * n * sizeof(double));
+    mkd = malloc(n * n * sizeof(double));
+    kf = malloc(n * n * sizeof(double));
+    alpha = malloc((n + 1) * sizeof(double));
+    theta = malloc((d + 1) * sizeof(double));
+    if (mk == NULL || mkd == NULL || kf == NULL || alpha == NULL || theta == NULL) {
+        free(mk);
+        free(mkd);
+        free(kf);
+        free(alpha);
+        free(theta);
+        return -ENOMEM;
+    }
+    h.theta = theta;
+    hpo_gp_set_raw(&h, raw, deterministic);
+    e_rho = deterministic ? 0.0 : exp(raw[d + 1]);
+    for (size_t j = 0; j < n; j++) {
+        for (size_t i = j; i < n; i++) {
+            double r2 = sq_dist(&h, &m->x[i * d], &m->x[j * d]);
+            mk[i + j * n] = hpo_gp_matern52(r2);
+            mkd[i + j * n] = hpo_gp_matern52_d(r2);
+        }
+    }
+    for (int attempt = 0; attempt <= MAX_JITTER_TRIES && info != 0; attempt++) {
+        for (size_t j = 0; j < n; j++) {
+            for (size_t i = j; i < n; i++) {
+                kf[i + j * n] = h.scale * mk[i + j * n];
+            }
+            kf[j + j * n] += h.noise + jitter;
+        }
+        info = n ? LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, kf, (lapack_int)n)
+                 : 0;
+        jitter = jitter == 0.0 ? 1e-6 * (h.scale + h.noise) : jitter * 10.0;
+    }
+    if (info != 0) {
+        free(mk);
+        free(mkd);
+        free(kf);
+        free(alpha);
+        free(theta);
+        return -EDOM;
+    }
+    memcpy(alpha, m->y, n * sizeof(double));
+    value = -(double)n * LN_SQRT_2PI;
+    for (size_t i = 0; i < n; i++) {
+        value -= log(kf[i + i * n]);
+    }
+    if (n > 0) {
+        cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, kf, (int)n,
+                alpha, 1);
+        value -= 0.5 * cblas_ddot((int)n, alpha, 1, alpha, 1);
+        cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, (int)n, kf, (int)n,
+                alpha, 1);
+    }
+    if (grad != NULL && n > 0) {
+        /* W = alpha alpha^T - K^-1; dMLL/dphi = 1/2 tr(W dK/dphi). */
+        info = LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, kf, (lapack_int)n);
+        if (info != 0) {
+            free(mk);
+            free(mkd);
+            free(kf);
+            free(alpha);
+            free(theta);
+            return -EDOM;
+        }
+        for (size_t k = 0; k < n_raw; k++) {
+            grad[k] = 0.0;
+        }
+        for (size_t j = 0; j < n; j++) {
+            const double *xj = &m->x[j * d];
+            trace_w += alpha[j] * alpha[j] - kf[j + j * n];
+            for (size_t i = j + 1; i < n; i++) {
+                const double *xi = &m->x[i * d];
+                double w = alpha[i] * alpha[j] - kf[i + j * n];
+                double cw = w * mkd[i + j * n];
+                g_s += w * mk[i + j * n];
+                for (size_t k = 0; k < d; k++) {
+                    if (m->is_cat[k]) {
+                        grad[k] += xi[k] != xj[k] ? cw : 0.0;
+                    } else {
+                        double t = xi[k] - xj[k];
+                        grad[k] += cw * t * t;
+                    }
+                }
+            }
+        }
+        /* Off-diagonal pairs appear twice in the trace: the 1/2 cancels. */
+        for (size_t k = 0; k < d; k++) {
+            grad[k] *= h.scale * h.theta[k];
+        }
+        grad[d] = h.scale * (g_s + 0.5 * trace_w);
+        if (!deterministic) {
+            grad[d + 1] = 0.5 * trace_w * e_rho;
+        }
+    } else if (grad != NULL) {
+        for (size_t k = 0; k < n_raw; k++) {
+            grad[k] = 0.0;
+        }
+    }
+    if (with_prior) {
+        for (size_t k = 0; k < d; k++) {
+            double t = h.theta[k];
+            value -= 0.1 / t + 0.1 * t;
+            if (grad != NULL) {
+                grad[k] += 0.1 / t - 0.1 * t;
+            }
+        }
+        value += log(h.scale) - h.scale;
+        if (grad != NULL) {
+            grad[d] += 1.0 - h.scale;
+        }
+        if (!deterministic) {
+            value += 0.1 * log(h.noise) - 30.0 * h.noise;
+            if (grad != NULL) {
+                grad[d + 1] += (0.1 / h.noise - 30.0) * e_rho;
+            }
+        }
+    }
+    *ret_value = value;
+    free(mk);
+    free(mkd);
+    free(kf);
+    free(alpha);
+    free(theta);
+    return 0;
+}
+
+struct fit_ctx {
+    const struct hpo_gp_model *m;
+    bool deterministic;
+    size_t n_raw;
+    double scale; /* 1/n: the objective is per row so tolerances do not depend on n */
+    double best;
+    double *best_raw;
+    int evals;
+};
+
+static double fit_objective(unsigned n_raw, const double *raw, double *grad, void *data)
+{
+    struct fit_ctx *ctx = data;
+    double value;
+    int r;
+
+    ctx->evals++;
+    r = hpo_gp_log_posterior(ctx->m, raw, ctx->deterministic, true, &value, grad);
+    if (r < 0 || !isfinite(value)) {
+        /* A large finite value makes the line search back off. */
+        if (grad != NULL) {
+            memset(grad, 0, n_raw * sizeof(*grad));
+        }
+        return 1e100;
+    }
+    if (grad != NULL) {
+        for (unsigned k = 0; k < n_raw; k++) {
+            grad[k] *= -ctx->scale;
+        }
+    }
+    value *= -ctx->scale;
+    if (value < ctx->best) {
+        ctx->best = value;
+        memcpy(ctx->best_raw, raw, n_raw * sizeof(*raw));
+    }
+    return value;
+}
+
+int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic)
+{
+    size_t n_raw = hpo_gp_n_raw(m->d, deterministic);
+    double *lb = malloc(n_raw * sizeof(double)), *ub = malloc(n_raw * sizeof(double));
+    double *x = malloc(n_raw * sizeof(double)), *best = malloc(n_raw * sizeof(double));
+    struct fit_ctx ctx = { m, deterministic, n_raw, 1.0 / (double)(m->n ? m->n : 1), HUGE_VAL,
+        best, 0 };
+    nlopt_opt opt = NULL;
+    nlopt_result res;
+    double f;
+    int r = 0;
+
+    if (lb == NULL || ub == NULL || x == NULL || best == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t k = 0; k < m->d; k++) {
+        lb[k] = LN_THETA_MIN;
+        ub[k] = LN_THETA_MAX;
+    }
+    lb[m->d] = LN_S_MIN;
+    ub[m->d] = LN_S_MAX;
+    if (!deterministic) {
+        lb[m->d + 1] = RHO_MIN;
+        ub[m->d + 1] = RHO_MAX;
+    }
+    for (size_t k = 0; k < n_raw; k++) {
+        x[k] = raw[k] < lb[k] ? lb[k] : (raw[k] > ub[k] ? ub[k] : raw[k]);
+    }
+    opt = nlopt_create(NLOPT_LD_LBFGS, (unsigned)n_raw);
+    if (opt == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    nlopt_set_lower_bounds(opt, lb);
+    nlopt_set_upper_bounds(opt, ub);
+    nlopt_set_min_objective(opt, fit_objective, &ctx);
+    nlopt_set_ftol_abs(opt, 1e-5);
+    nlopt_set_xtol_rel(opt, 1e-4);
+    nlopt_set_maxeval(opt, 200);
+    res = nlopt_optimize(opt, x, &f);
+    /* Keep the best point seen: L-BFGS may stop on round-off after progress. */
+    if (ctx.best < 1e99 && (res > 0 || res == NLOPT_ROUNDOFF_LIMITED || res == NLOPT_FAILURE)) {
+        memcpy(raw, best, n_raw * sizeof(double));
+        hpo_gp_set_raw(m, raw, deterministic);
+    } else {
+        r = res == NLOPT_OUT_OF_MEMORY ? -ENOMEM : -EDOM;
+    }
+out:
+    if (opt != NULL) {
+        nlopt_destroy(opt);
+    }
+    free(lb);
+    free(ub);
+    free(x);
+    free(best);
+    return r;
+}
+
+/*
+** c(x) = 1/(x + 2/(x + 3/(x + ...))), x > 0, by backward recursion of the
+** Laplace continued fraction. With Mills' ratio m(x) = Q(x)/phi(x) =
+** 1/(x + c), h(-x)/phi(x) = 1 - x m(x) = c/(x + c) without cancellation.
+*/
+static double mills_tail(double x)
+{
+    double t = 0.0;
+
+    for (int k = 400; k >= 2; k--) {
+        t = (double)k / (x + t);
+    }
+    return 1.0 / (x + t);
+}
+
+#define LOGH_SWITCH -3.0
+
+double hpo_gp_log_h(double z)
+{
+    if (z > LOGH_SWITCH) {
+        double phi = exp(-0.5 * z * z - LN_SQRT_2PI);
+        double cdf = 0.5 * erfc(-z / M_SQRT2);
+        return log(phi + z * cdf);
+    }
+    double x = -z, c = mills_tail(x);
+    return -0.5 * z * z - LN_SQRT_2PI + log(c / (x + c));
+}
+
+double hpo_gp_log_h_dz(double z)
+{
+    if (z > LOGH_SWITCH) {
+        double phi = exp(-0.5 * z * z - LN_SQRT_2PI);
+        double cdf = 0.5 * erfc(-z / M_SQRT2);
+        return cdf / (phi + z * cdf);
+    }
+    return 1.0 / mills_tail(-z);
+}

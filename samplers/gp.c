@@ -1,0 +1,1062 @@
+/*
+** gp.c: the GP Bayesian-optimization sampler (ALGORITHMS.md section 4;
+** Optuna's GPSampler). A Matern-5/2 ARD Gaussian process on the unit cube,
+** MAP-fitted hyperparameters, logEI or UCB maximized over scrambled Sobol
+** candidates plus local searches, running trials as best constant liars.
+**
+** Refit policy (hpod choice, ALGORITHMS.md 4.8): with at most 300 complete
+** trials the hyperparameters are refitted at every ask; above, only when
+** the number of complete trials grew by 5% since the last fit, and in
+** between the cached Cholesky factor is extended by the new rows in
+** O(n^2) per row. A fit uses at most FIT_ROWS rows (the best quarter plus a
+** random rest); the model conditions on at most MAX_ROWS rows chosen the
+** same way at each refit (plus the trials appended until the next one).
+**
+** OpenBLAS runs single-threaded (openblas_set_num_threads(1) once, at the
+** first configure): the service already runs studies on a thread pool.
+*/
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <nlopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/history.h"
+#include "../core/rng.h"
+#include "../core/space.h"
+#include "gp.h"
+#include "sampler.h"
+
+#define REFIT_ALWAYS_UPTO 300  /* refit at every ask up to this many complete trials */
+#define REFIT_GROWTH      1.05 /* above, refit when complete trials grew by 5% */
+#define FIT_ROWS          512  /* rows used to fit hyperparameters */
+#define MAX_ROWS          1000 /* rows the model conditions on, chosen at a refit */
+#define MAX_EXHAUSTIVE_GRID 16 /* grid dims up to this many values are searched exhaustively */
+#define MAX_EXHAUSTIVE_CAT  64 /* categoricals above this try a random 64 choices */
+#define LOCAL_ROUNDS      10   /* rounds of continuous + discrete search per start */
+#define LOCAL_TOL         1e-4 /* stop when a round improves acq by less than this */
+#define LBFGS_MAXEVAL     60
+#define VAR_EPS           1e-12
+
+enum acq_kind { ACQ_LOGEI = 0, ACQ_UCB = 1 };
+enum dim_kind { DIM_CONT, DIM_GRID, DIM_CAT };
+
+struct gp_state {
+    long long n_startup;
+    int acq;
+    double beta;
+    bool deterministic;
+    long long n_candidates;
+    long long n_local;
+    /* Cache, valid while the modelled dims stay the same. */
+    size_t d;             /* modelled dims; 0 = no cache */
+    size_t *dims;         /* param index of each modelled dim */
+    struct hpo_gp_model model;
+    int64_t *row_trial;   /* trial number of each observed row */
+    size_t n_obs;         /* observed rows (liars follow) */
+    size_t cap_rows;
+    double *raw;          /* fitted raw hyperparameters */
+    bool have_raw;
+    size_t n_at_fit;      /* complete trials at the last fit */
+    struct hpo_gp_stats stats;
+};
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_single_thread(void)
+{
+    openblas_set_num_threads(1);
+}
+
+static const char *const acq_names[] = { "logei", "ucb", NULL };
+
+static int gp_configure(const json_t *options, const struct hpo_space *space, void **state,
+        struct hpo_error *err)
+{
+    static const char *const allowed[] = { "n_startup_trials", "acquisition", "beta",
+        "deterministic_objective", "n_candidates", "n_local_searches", NULL };
+    struct gp_state s = { 0 }, *ps;
+    int r;
+
+    r = hpo_options_check_keys(options, allowed, "sampler", err);
+    if (r == 0) {
+        r = hpo_option_int(options, "n_startup_trials", "sampler", 10, 0, 1000000, &s.n_startup,
+                err);
+    }
+    if (r == 0) {
+        r = hpo_option_enum(options, "acquisition", "sampler", acq_names, ACQ_LOGEI, &s.acq, err);
+    }
+    if (r == 0) {
+        r = hpo_option_double(options, "beta", "sampler", 2.0, 0.0, 1e6, &s.beta, err);
+    }
+    if (r == 0) {
+        r = hpo_option_bool(options, "deterministic_objective", "sampler", false,
+                &s.deterministic, err);
+    }
+    if (r == 0) {
+        r = hpo_option_int(options, "n_candidates", "sampler", 2048, 1, 65536, &s.n_candidates,
+                err);
+    }
+    if (r == 0) {
+        r = hpo_option_int(options, "n_local_searches", "sampler", 10, 0, 1000, &s.n_local, err);
+    }
+    if (r < 0) {
+        return r;
+    }
+    if (space != NULL && space->has_vectors) {
+        return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "sampler.type",
+                "the gp sampler does not support vector parameters");
+    }
+    ps = malloc(sizeof(*ps));
+    if (ps == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    *ps = s;
+    pthread_once(&blas_once, blas_single_thread);
+    *state = ps;
+    return 0;
+}
+
+static json_t *gp_describe(const void *state)
+{
+    const struct gp_state *s = state;
+
+    return json_pack("{s:I,s:s,s:f,s:b,s:I,s:I}", "n_startup_trials", (json_int_t)s->n_startup,
+            "acquisition", acq_names[s->acq], "beta", s->beta, "deterministic_objective",
+            s->deterministic, "n_candidates", (json_int_t)s->n_candidates, "n_local_searches",
+            (json_int_t)s->n_local);
+}
+
+static void cache_reset(struct gp_state *s)
+{
+    hpo_gp_model_free(&s->model);
+    free(s->dims);
+    free(s->row_trial);
+    free(s->raw);
+    s->dims = NULL;
+    s->row_trial = NULL;
+    s->raw = NULL;
+    s->d = 0;
+    s->n_obs = 0;
+    s->cap_rows = 0;
+    s->have_raw = false;
+    s->n_at_fit = 0;
+}
+
+static void gp_destroy(void *state)
+{
+    struct gp_state *s = state;
+
+    if (s == NULL) {
+        return;
+    }
+    cache_reset(s);
+    free(s);
+}
+
+void hpo_gp_get_stats(const void *state, struct hpo_gp_stats *ret)
+{
+    *ret = ((const struct gp_state *)state)->stats;
+}
+
+/* Per-suggest context: the modelled dims and scratch buffers. */
+struct ctx {
+    struct gp_state *s;
+    const struct hpo_space *space;
+    const struct hpo_history *h;
+    struct hpo_rng *rng;
+    size_t d;
+    enum dim_kind *kind;
+    double *n_vals; /* grid values / choices per dim */
+    double f0;      /* best standardized observation (maximized) */
+    double *work;   /* n * PRED block for batched prediction */
+    double *gwork;  /* 2n for one point with gradient */
+    double *dmean, *dvar;
+    /* L-BFGS over the continuous dims. */
+    size_t n_cont;
+    size_t *cont;
+    double *xbuf; /* the full point being optimized */
+    double *grad;
+};
+
+#define BLOCK 128
+
+static double acq_from(const struct ctx *c, double mean, double var)
+{
+    double sd = sqrt(var + VAR_EPS);
+
+    if (c->s->acq == ACQ_UCB) {
+        return mean + sqrt(c->s->beta) * sd;
+    }
+    return log(sd) + hpo_gp_log_h((mean - c->f0) / sd);
+}
+
+/* Acquisition at `count` points (row-major, model coordinates). */
+static void acq_batch(struct ctx *c, size_t count, const double *xs, double *out)
+{
+    double mean[BLOCK], var[BLOCK];
+
+    for (size_t i0 = 0; i0 < count; i0 += BLOCK) {
+        size_t b = count - i0 < BLOCK ? count - i0 : BLOCK;
+        hpo_gp_predict(&c->s->model, b, &xs[i0 * c->d], mean, var, c->work);
+        for (size_t i = 0; i < b; i++) {
+            out[i0 + i] = acq_from(c, mean[i], var[i]);
+        }
+    }
+}
+
+static double acq_one(struct ctx *c, const double *x)
+{
+    double v;
+
+    acq_batch(c, 1, x, &v);
+    return v;
+}
+
+/* Acquisition and its gradient (continuous dims) at x. */
+static double acq_grad(struct ctx *c, const double *x, double *grad)
+{
+    double mean, var, sd, val;
+
+    hpo_gp_predict_grad(&c->s->model, x, &mean, &var, c->dmean, c->dvar, c->gwork);
+    sd = sqrt(var + VAR_EPS);
+    if (c->s->acq == ACQ_UCB) {
+        double sb = sqrt(c->s->beta);
+        val = mean + sb * sd;
+        for (size_t k = 0; k < c->d; k++) {
+            grad[k] = c->dmean[k] + sb * c->dvar[k] / (2.0 * sd);
+        }
+        return val;
+    }
+    double z = (mean - c->f0) / sd, g = hpo_gp_log_h_dz(z);
+    val = log(sd) + hpo_gp_log_h(z);
+    for (size_t k = 0; k < c->d; k++) {
+        double dsd = c->dvar[k] / (2.0 * sd);
+        grad[k] = dsd / sd + g * (c->dmean[k] - z * dsd) / sd;
+    }
+    return val;
+}
+
+/* The model coordinate of grid value / choice k of modelled dim j. */
+static double grid_coord(const struct ctx *c, size_t j, double k)
+{
+    const struct hpo_param *p = &c->space->params[c->s->dims[j]];
+
+    if (c->kind[j] == DIM_CAT) {
+        return k;
+    }
+    return hpo_param_to_unit(p, p->low + k * p->step);
+}
+
+/* The grid index of model coordinate x of a discrete dim. */
+static double grid_index(const struct ctx *c, size_t j, double x)
+{
+    const struct hpo_param *p = &c->space->params[c->s->dims[j]];
+
+    if (c->kind[j] == DIM_CAT) {
+        return x;
+    }
+    return nearbyint((hpo_param_from_unit(p, x) - p->low) / p->step);
+}
+
+/* Map a unit-cube coordinate to the model coordinate of dim j. */
+static double model_coord(const struct ctx *c, size_t j, double u)
+{
+    const struct hpo_param *p = &c->space->params[c->s->dims[j]];
+
+    switch (c->kind[j]) {
+    case DIM_CAT:
+        return hpo_param_snap(p, u * (double)p->n_choices);
+    case DIM_GRID:
+        return hpo_param_to_unit(p, hpo_param_from_unit(p, u));
+    case DIM_CONT:
+    default:
+        return u < 0.0 ? 0.0 : (u > 1.0 ? 1.0 : u);
+    }
+}
+
+/* The model coordinates of a trial (values form), or false if a modelled dim is unset. */
+static bool trial_coords(const struct ctx *c, const struct hpo_trial *t, double *x)
+{
+    for (size_t j = 0; j < c->d; j++) {
+        const struct hpo_param *p = &c->space->params[c->s->dims[j]];
+        double v = t->values[p->offset];
+        if (isnan(v)) {
+            return false;
+        }
+        x[j] = c->kind[j] == DIM_CAT ? v : hpo_param_to_unit(p, v);
+    }
+    return true;
+}
+
+struct lbfgs_ctx {
+    struct ctx *c;
+    double *sqrt_theta;
+    int evals;
+};
+
+static double lbfgs_objective(unsigned n, const double *z, double *gz, void *data)
+{
+    struct lbfgs_ctx *lc = data;
+    struct ctx *c = lc->c;
+    double val;
+
+    for (unsigned i = 0; i < n; i++) {
+        c->xbuf[c->cont[i]] = z[i] / lc->sqrt_theta[i];
+    }
+    lc->evals++;
+    val = acq_grad(c, c->xbuf, c->grad);
+    if (!isfinite(val)) {
+        if (gz != NULL) {
+            memset(gz, 0, n * sizeof(*gz));
+        }
+        return 1e100;
+    }
+    if (gz != NULL) {
+        for (unsigned i = 0; i < n; i++) {
+            gz[i] = -c->grad[c->cont[i]] / lc->sqrt_theta[i];
+        }
+    }
+    return -val;
+}
+
+/* L-BFGS on the continuous dims of x (in place) in z = x / lengthscale coordinates. */
+static double optimize_continuous(struct ctx *c, double *x, double cur)
+{
+    size_t n = c->n_cont;
+    double *buf = malloc(4 * n * sizeof(double));
+    double *st, *z, *lb, *ub, f;
+    struct lbfgs_ctx lc;
+    nlopt_opt opt;
+
+    if (buf == NULL) {
+        return cur;
+    }
+    st = buf;
+    z = buf + n;
+    lb = buf + 2 * n;
+    ub = buf + 3 * n;
+    for (size_t i = 0; i < n; i++) {
+        st[i] = sqrt(c->s->model.theta[c->cont[i]]);
+        z[i] = x[c->cont[i]] * st[i];
+        lb[i] = 0.0;
+        ub[i] = st[i];
+    }
+    lc.c = c;
+    lc.sqrt_theta = st;
+    lc.evals = 0;
+    memcpy(c->xbuf, x, c->d * sizeof(double));
+    opt = nlopt_create(NLOPT_LD_LBFGS, (unsigned)n);
+    if (opt == NULL) {
+        free(buf);
+        return cur;
+    }
+    nlopt_set_lower_bounds(opt, lb);
+    nlopt_set_upper_bounds(opt, ub);
+    nlopt_set_min_objective(opt, lbfgs_objective, &lc);
+    nlopt_set_ftol_abs(opt, 1e-6);
+    nlopt_set_xtol_abs1(opt, 1e-5);
+    nlopt_set_maxeval(opt, LBFGS_MAXEVAL);
+    if (nlopt_optimize(opt, z, &f) >= NLOPT_ROUNDOFF_LIMITED && isfinite(f) && -f > cur) {
+        for (size_t i = 0; i < n; i++) {
+            double v = z[i] / st[i];
+            x[c->cont[i]] = v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v);
+        }
+        cur = acq_one(c, x);
+    }
+    nlopt_destroy(opt);
+    free(buf);
+    return cur;
+}
+
+/* Best value of discrete dim j with the other coordinates of x fixed. */
+static double optimize_discrete(struct ctx *c, size_t j, double *x, double cur)
+{
+    double nv = c->n_vals[j], kcur = grid_index(c, j, x[j]);
+    size_t count = 0, cap = MAX_EXHAUSTIVE_CAT + 8;
+    double ks[MAX_EXHAUSTIVE_CAT + 8], vals[MAX_EXHAUSTIVE_CAT + 8];
+    double *pts = malloc(cap * c->d * sizeof(double));
+    double best = cur, kbest = kcur;
+
+    if (pts == NULL || nv < 2.0) {
+        free(pts);
+        return cur;
+    }
+    if ((c->kind[j] == DIM_GRID && nv <= MAX_EXHAUSTIVE_GRID) ||
+            (c->kind[j] == DIM_CAT && nv <= MAX_EXHAUSTIVE_CAT)) {
+        for (double k = 0; k < nv; k++) {
+            ks[count++] = k;
+        }
+    } else if (c->kind[j] == DIM_CAT) {
+        for (size_t i = 0; i < MAX_EXHAUSTIVE_CAT; i++) {
+            ks[count++] = (double)hpo_rng_below(c->rng, (uint64_t)nv);
+        }
+    } else {
+        /* Golden-section search over the grid index (acq assumed unimodal along the line). */
+        double lo = 0.0, hi = nv - 1.0;
+        while (hi - lo > 2.0) {
+            double m1 = lo + floor((hi - lo) * 0.381966011250105);
+            double m2 = hi - floor((hi - lo) * 0.381966011250105);
+            double f1, f2;
+            if (m2 <= m1) {
+                m2 = m1 + 1.0;
+            }
+            memcpy(pts, x, c->d * sizeof(double));
+            memcpy(pts + c->d, x, c->d * sizeof(double));
+            pts[j] = grid_coord(c, j, m1);
+            pts[c->d + j] = grid_coord(c, j, m2);
+            acq_batch(c, 2, pts, vals);
+            f1 = vals[0];
+            f2 = vals[1];
+            if (f1 > best) {
+                best = f1;
+                kbest = m1;
+            }
+            if (f2 > best) {
+                best = f2;
+                kbest = m2;
+            }
+            if (f1 >= f2) {
+                hi = m2;
+            } else {
+                lo = m1;
+            }
+        }
+        for (double k = lo; k <= hi; k++) {
+            ks[count++] = k;
+        }
+        ks[count++] = kcur > 0 ? kcur - 1.0 : kcur;
+        ks[count++] = kcur < nv - 1.0 ? kcur + 1.0 : kcur;
+    }
+    for (size_t i = 0; i < count; i++) {
+        memcpy(&pts[i * c->d], x, c->d * sizeof(double));
+        pts[i * c->d + j] = grid_coord(c, j, ks[i]);
+    }
+    acq_batch(c, count, pts, vals);
+    for (size_t i = 0; i < count; i++) {
+        if (vals[i] > best) {
+            best = vals[i];
+            kbest = ks[i];
+        }
+    }
+    x[j] = grid_coord(c, j, kbest);
+    free(pts);
+    return best;
+}
+
+/* One local search from x (in place); returns its acquisition value. */
+static double local_search(struct ctx *c, double *x, double cur)
+{
+    for (int round = 0; round < LOCAL_ROUNDS; round++) {
+        double start = cur;
+        if (c->n_cont > 0) {
+            cur = optimize_continuous(c, x, cur);
+        }
+        for (size_t j = 0; j < c->d; j++) {
+            if (c->kind[j] != DIM_CONT) {
+                cur = optimize_discrete(c, j, x, cur);
+            }
+        }
+        if (cur - start < LOCAL_TOL || c->n_cont == c->d) {
+            /* Purely continuous: one L-BFGS run already converged. */
+            break;
+        }
+    }
+    return cur;
+}
+
+static void random_point(const struct hpo_space *space, struct hpo_rng *rng, double *unit)
+{
+    for (size_t j = 0; j < space->dim; j++) {
+        unit[j] = hpo_rng_uniform(rng);
+    }
+}
+
+static int fallback(struct gp_state *s, const struct hpo_space *space, struct hpo_rng *rng,
+        double *unit, const char *why)
+{
+    s->stats.fallbacks++;
+    snprintf(s->stats.last_fallback, sizeof(s->stats.last_fallback), "%s", why);
+    random_point(space, rng, unit);
+    return 0;
+}
+
+/* Sort helper: indices by descending y. */
+struct idx_y {
+    size_t i;
+    double y;
+};
+
+static int by_y_desc(const void *a, const void *b)
+{
+    const struct idx_y *p = a, *q = b;
+
+    if (p->y != q->y) {
+        return p->y > q->y ? -1 : 1;
+    }
+    return p->i < q->i ? -1 : (p->i > q->i);
+}
+
+/*
+** Choose `want` of `n` items: the best quarter by y, then a uniform random
+** rest; writes the chosen indices in increasing order to `out`.
+*/
+static int choose_subset(const double *y, size_t n, size_t want, struct hpo_rng *rng,
+        size_t *out)
+{
+    struct idx_y *iy = malloc(n * sizeof(*iy));
+    bool *taken = calloc(n, sizeof(*taken));
+    size_t n_best = want / 4, k = 0;
+
+    if (iy == NULL || taken == NULL) {
+        free(iy);
+        free(taken);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        iy[i].i = i;
+        iy[i].y = y[i];
+    }
+    qsort(iy, n, sizeof(*iy), by_y_desc);
+    for (size_t i = 0; i < n_best; i++) {
+        taken[iy[i].i] = true;
+    }
+    /* Partial Fisher-Yates over the rest. */
+    for (size_t i = n_best; i < n && n_best + (i - n_best) < want; i++) {
+        size_t r = i + (size_t)hpo_rng_below(rng, n - i);
+        struct idx_y t = iy[i];
+        iy[i] = iy[r];
+        iy[r] = t;
+        taken[iy[i].i] = true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (taken[i]) {
+            out[k++] = i;
+        }
+    }
+    free(iy);
+    free(taken);
+    return 0;
+}
+
+/* -loss of a trial with +-inf replaced later; NaN for none. */
+static double trial_y(const struct hpo_history *h, const struct hpo_trial *t)
+{
+    return -hpo_history_loss(h, t);
+}
+
+/* Standardize ys in place (Optuna: +-inf to the finite max/min, population std). */
+static void standardize(double *y, size_t n)
+{
+    double lo = HUGE_VAL, hi = -HUGE_VAL, mean = 0.0, var = 0.0, sd;
+
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(y[i])) {
+            lo = y[i] < lo ? y[i] : lo;
+            hi = y[i] > hi ? y[i] : hi;
+        }
+    }
+    if (lo > hi) {
+        lo = hi = 0.0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (y[i] == HUGE_VAL) {
+            y[i] = hi;
+        } else if (y[i] == -HUGE_VAL) {
+            y[i] = lo;
+        }
+        mean += y[i];
+    }
+    mean /= (double)(n ? n : 1);
+    for (size_t i = 0; i < n; i++) {
+        var += (y[i] - mean) * (y[i] - mean);
+    }
+    sd = sqrt(var / (double)(n ? n : 1));
+    if (sd < 1e-10) {
+        sd = 1e-10;
+    }
+    for (size_t i = 0; i < n; i++) {
+        y[i] = (y[i] - mean) / sd;
+    }
+}
+
+/* Fit hyperparameters on (a subset of) the model rows; never fails (ALGORITHMS.md 4.3). */
+static int fit_hyper(struct ctx *c)
+{
+    struct gp_state *s = c->s;
+    struct hpo_gp_model *m = &s->model, fm;
+    size_t n_raw = hpo_gp_n_raw(c->d, s->deterministic);
+    double *start = malloc(n_raw * sizeof(double));
+    size_t *sub = NULL;
+    bool own = false;
+    int r;
+
+    if (start == NULL) {
+        return -ENOMEM;
+    }
+    if (!s->have_raw) {
+        memset(s->raw, 0, n_raw * sizeof(double)); /* theta = s = 1, noise ~ 1 */
+    }
+    memcpy(start, s->raw, n_raw * sizeof(double));
+    fm = *m;
+    if (m->n > FIT_ROWS) {
+        sub = malloc(FIT_ROWS * sizeof(*sub));
+        r = sub ? hpo_gp_model_init(&fm, c->d, m->is_cat) : -ENOMEM;
+        if (r == 0) {
+            own = true;
+            r = choose_subset(m->y, m->n, FIT_ROWS, c->rng, sub);
+        }
+        for (size_t i = 0; r == 0 && i < FIT_ROWS; i++) {
+            r = hpo_gp_model_add(&fm, &m->x[sub[i] * c->d], m->y[sub[i]]);
+        }
+        if (r < 0) {
+            goto out;
+        }
+    }
+    s->stats.fits++;
+    r = hpo_gp_fit(&fm, s->raw, s->deterministic);
+    if (r < 0 && s->have_raw) {
+        memset(s->raw, 0, n_raw * sizeof(double));
+        r = hpo_gp_fit(&fm, s->raw, s->deterministic);
+    }
+    if (r < 0) {
+        /* Both fits failed: use the defaults unfitted. */
+        memset(s->raw, 0, n_raw * sizeof(double));
+        r = 0;
+    }
+    s->have_raw = true;
+    hpo_gp_set_raw(m, s->raw, s->deterministic);
+out:
+    if (own) {
+        hpo_gp_model_free(&fm);
+    }
+    free(sub);
+    free(start);
+    return r;
+}
+
+/*
+** Bring the model up to date with the history: refit and refactor, or
+** append the new complete trials to the cached factor. Then append the
+** running trials as best constant liars and solve for alpha.
+*/
+static int update_model(struct ctx *c, const size_t *complete, size_t n_complete, const char **why)
+{
+    struct gp_state *s = c->s;
+    struct hpo_gp_model *m = &s->model;
+    const struct hpo_history *h = c->h;
+    bool refit = !s->have_raw || n_complete <= REFIT_ALWAYS_UPTO ||
+            (double)n_complete >= REFIT_GROWTH * (double)s->n_at_fit;
+    double *x = malloc((c->d ? c->d : 1) * sizeof(double)), *ys = NULL, ybest = -HUGE_VAL;
+    bool *in_model = calloc(h->n_trials + 1, sizeof(bool));
+    size_t *rows = NULL, n_rows;
+    int r = 0;
+
+    if (x == NULL || in_model == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    /* Cached rows must still be complete trials; otherwise start over. */
+    for (size_t i = 0; i < s->n_obs && !refit; i++) {
+        int64_t t = s->row_trial[i];
+        if (t < 0 || (size_t)t >= h->n_trials || h->trials[t]->state != HPO_STATE_COMPLETE) {
+            refit = true;
+        } else {
+            in_model[t] = true;
+        }
+    }
+    hpo_gp_truncate(m, s->n_obs);
+    if (refit) {
+        memset(in_model, 0, (h->n_trials + 1) * sizeof(bool));
+        n_rows = n_complete;
+        rows = malloc((n_complete ? n_complete : 1) * sizeof(*rows));
+        if (rows == NULL) {
+            r = -ENOMEM;
+            goto out;
+        }
+        if (n_complete > MAX_ROWS) {
+            ys = malloc(n_complete * sizeof(double));
+            if (ys == NULL) {
+                r = -ENOMEM;
+                goto out;
+            }
+            for (size_t i = 0; i < n_complete; i++) {
+                ys[i] = trial_y(h, h->trials[complete[i]]);
+                ys[i] = isnan(ys[i]) ? -HUGE_VAL : ys[i];
+            }
+            r = choose_subset(ys, n_complete, MAX_ROWS, c->rng, rows);
+            if (r < 0) {
+                goto out;
+            }
+            n_rows = MAX_ROWS;
+            for (size_t i = 0; i < n_rows; i++) {
+                rows[i] = complete[rows[i]];
+            }
+        } else {
+            memcpy(rows, complete, n_complete * sizeof(*rows));
+        }
+        hpo_gp_truncate(m, 0);
+        s->n_obs = 0;
+    } else {
+        rows = malloc((n_complete ? n_complete : 1) * sizeof(*rows));
+        if (rows == NULL) {
+            r = -ENOMEM;
+            goto out;
+        }
+        n_rows = 0;
+        for (size_t i = 0; i < n_complete; i++) {
+            if (!in_model[complete[i]]) {
+                rows[n_rows++] = complete[i];
+            }
+        }
+    }
+    if (s->n_obs + n_rows > s->cap_rows) {
+        size_t cap = (s->n_obs + n_rows) * 2;
+        int64_t *rt = realloc(s->row_trial, cap * sizeof(*rt));
+        if (rt == NULL) {
+            r = -ENOMEM;
+            goto out;
+        }
+        s->row_trial = rt;
+        s->cap_rows = cap;
+    }
+    for (size_t i = 0; i < n_rows; i++) {
+        const struct hpo_trial *t = h->trials[rows[i]];
+        if (!trial_coords(c, t, x)) {
+            continue;
+        }
+        r = hpo_gp_model_add(m, x, 0.0);
+        if (r < 0) {
+            goto out;
+        }
+        s->row_trial[s->n_obs++] = t->number;
+    }
+    /* Targets: standardized over the observed rows at every ask. */
+    for (size_t i = 0; i < s->n_obs; i++) {
+        m->y[i] = trial_y(h, h->trials[s->row_trial[i]]);
+    }
+    standardize(m->y, s->n_obs);
+    for (size_t i = 0; i < s->n_obs; i++) {
+        ybest = m->y[i] > ybest ? m->y[i] : ybest;
+    }
+    c->f0 = ybest;
+    s->stats.model_rows = s->n_obs;
+    if (refit) {
+        r = fit_hyper(c);
+        if (r < 0) {
+            *why = "out of memory in the fit";
+            goto out;
+        }
+        s->n_at_fit = n_complete;
+        s->stats.refactors++;
+        r = hpo_gp_factor(m);
+    } else {
+        s->stats.extends++;
+        r = hpo_gp_extend(m);
+    }
+    if (r < 0) {
+        *why = r == -EDOM ? "kernel matrix not positive definite" : "out of memory";
+        goto out;
+    }
+    /* Best constant liar: running trials at the best observed value (no refit). */
+    for (size_t t = 0; t < h->n_trials; t++) {
+        const struct hpo_trial *tr = h->trials[t];
+        if (tr->state != HPO_STATE_RUNNING || !trial_coords(c, tr, x)) {
+            continue;
+        }
+        r = hpo_gp_model_add(m, x, ybest);
+        if (r < 0) {
+            goto out;
+        }
+    }
+    r = hpo_gp_extend(m);
+    if (r == 0) {
+        r = hpo_gp_solve(m);
+    }
+    if (r < 0) {
+        *why = r == -EDOM ? "kernel matrix not positive definite" : "out of memory";
+    }
+out:
+    free(x);
+    free(ys);
+    free(in_model);
+    free(rows);
+    return r;
+}
+
+/* Pick k starts ~ exp(acq - max) without replacement, excluding `skip`. */
+static size_t boltzmann_starts(struct hpo_rng *rng, const double *acq, size_t n, size_t skip,
+        size_t k, size_t *out)
+{
+    double *w = malloc(n * sizeof(double)), amax = -HUGE_VAL;
+    size_t got = 0;
+
+    if (w == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        amax = acq[i] > amax ? acq[i] : amax;
+    }
+    for (size_t i = 0; i < n; i++) {
+        w[i] = i == skip || !isfinite(acq[i]) ? 0.0 : exp(acq[i] - amax);
+    }
+    while (got < k) {
+        double total = 0.0, u, acc = 0.0;
+        size_t pick = n;
+        for (size_t i = 0; i < n; i++) {
+            total += w[i];
+        }
+        if (!(total > 0.0)) {
+            break;
+        }
+        u = hpo_rng_uniform(rng) * total;
+        for (size_t i = 0; i < n; i++) {
+            if (w[i] > 0.0) {
+                pick = i;
+                acc += w[i];
+                if (acc > u) {
+                    break;
+                }
+            }
+        }
+        out[got++] = pick;
+        w[pick] = 0.0;
+    }
+    free(w);
+    return got;
+}
+
+/* Maximize the acquisition; writes the best point (model coordinates) to best. */
+static int maximize_acq(struct ctx *c, double *best)
+{
+    struct gp_state *s = c->s;
+    size_t d = c->d, nc = (size_t)s->n_candidates, n_local = (size_t)s->n_local;
+    double *u = malloc(nc * d * sizeof(double)), *acq = malloc(nc * sizeof(double));
+    size_t *starts = malloc((n_local + 1) * sizeof(size_t)), ib = 0, n_starts = 0;
+    double *x = malloc(d * sizeof(double)), best_val;
+    int r = -ENOMEM;
+
+    if (u == NULL || acq == NULL || starts == NULL || x == NULL) {
+        goto out;
+    }
+    r = hpo_gp_sobol(d, nc, true, c->rng, u);
+    if (r < 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        for (size_t j = 0; j < d; j++) {
+            u[i * d + j] = model_coord(c, j, u[i * d + j]);
+        }
+    }
+    acq_batch(c, nc, u, acq);
+    for (size_t i = 1; i < nc; i++) {
+        if (acq[i] > acq[ib]) {
+            ib = i;
+        }
+    }
+    memcpy(best, &u[ib * d], d * sizeof(double));
+    best_val = acq[ib];
+    if (n_local > 0) {
+        starts[n_starts++] = ib;
+    }
+    if (n_local > 2) {
+        n_starts += boltzmann_starts(c->rng, acq, nc, ib, n_local - 2, &starts[n_starts]);
+    }
+    for (size_t k = 0; k < n_starts + (n_local > 1 ? 1 : 0); k++) {
+        double v;
+        if (k == n_starts) {
+            /* The best observed trial as one more start. */
+            size_t bi = 0;
+            for (size_t i = 1; i < s->n_obs; i++) {
+                if (s->model.y[i] > s->model.y[bi]) {
+                    bi = i;
+                }
+            }
+            memcpy(x, &s->model.x[bi * d], d * sizeof(double));
+            v = acq_one(c, x);
+        } else {
+            memcpy(x, &u[starts[k] * d], d * sizeof(double));
+            v = acq[starts[k]];
+        }
+        v = local_search(c, x, v);
+        if (v > best_val) {
+            best_val = v;
+            memcpy(best, x, d * sizeof(double));
+        }
+    }
+    r = 0;
+out:
+    free(u);
+    free(acq);
+    free(starts);
+    free(x);
+    return r;
+}
+
+static int gp_suggest(void *state, const struct hpo_space *space,
+        const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
+        struct hpo_error *err)
+{
+    struct gp_state *s = state;
+    struct ctx c = { 0 };
+    size_t *complete = NULL, n_complete = 0, *dims = NULL, d = 0, n_total;
+    const char *why = "out of memory";
+    double *best = NULL;
+    int r;
+
+    s->stats.suggests++;
+    complete = malloc((history->n_trials ? history->n_trials : 1) * sizeof(*complete));
+    dims = malloc((space->n_params ? space->n_params : 1) * sizeof(*dims));
+    if (complete == NULL || dims == NULL) {
+        r = fallback(s, space, rng, unit_point, why);
+        goto out;
+    }
+    for (size_t i = 0; i < history->n_trials; i++) {
+        const struct hpo_trial *t = history->trials[i];
+        if (t->state == HPO_STATE_COMPLETE && !isnan(t->value)) {
+            complete[n_complete++] = i;
+        }
+    }
+    /* Intersection search space: params active in every complete trial. */
+    for (size_t p = 0; p < space->n_params && n_complete > 0; p++) {
+        const struct hpo_param *pp = &space->params[p];
+        bool all = pp->size == 0;
+        for (size_t i = 0; i < n_complete && all; i++) {
+            all = !isnan(history->trials[complete[i]]->values[pp->offset]);
+        }
+        if (all) {
+            dims[d++] = p;
+        }
+    }
+    if (n_complete == 0 || n_complete < (size_t)s->n_startup || d == 0) {
+        s->stats.random++;
+        random_point(space, rng, unit_point);
+        r = 0;
+        goto out;
+    }
+    if (s->d != d || memcmp(s->dims, dims, d * sizeof(*dims)) != 0) {
+        bool *is_cat = calloc(d, sizeof(bool));
+        cache_reset(s);
+        s->dims = malloc(d * sizeof(*dims));
+        s->raw = malloc(hpo_gp_n_raw(d, s->deterministic) * sizeof(double));
+        if (is_cat == NULL || s->dims == NULL || s->raw == NULL) {
+            free(is_cat);
+            cache_reset(s);
+            r = fallback(s, space, rng, unit_point, why);
+            goto out;
+        }
+        for (size_t j = 0; j < d; j++) {
+            is_cat[j] = space->params[dims[j]].type == HPO_PARAM_CATEGORICAL;
+        }
+        memcpy(s->dims, dims, d * sizeof(*dims));
+        r = hpo_gp_model_init(&s->model, d, is_cat);
+        free(is_cat);
+        if (r < 0) {
+            cache_reset(s);
+            r = fallback(s, space, rng, unit_point, why);
+            goto out;
+        }
+        s->d = d;
+    }
+    c.s = s;
+    c.space = space;
+    c.h = history;
+    c.rng = rng;
+    c.d = d;
+    c.kind = malloc(d * sizeof(*c.kind));
+    c.n_vals = malloc(d * sizeof(double));
+    c.cont = malloc(d * sizeof(size_t));
+    if (c.kind == NULL || c.n_vals == NULL || c.cont == NULL) {
+        r = fallback(s, space, rng, unit_point, why);
+        goto out;
+    }
+    for (size_t j = 0; j < d; j++) {
+        const struct hpo_param *p = &space->params[dims[j]];
+        if (p->type == HPO_PARAM_CATEGORICAL) {
+            c.kind[j] = DIM_CAT;
+            c.n_vals[j] = (double)p->n_choices;
+        } else if (p->n_grid > 0.0) {
+            c.kind[j] = DIM_GRID;
+            c.n_vals[j] = p->n_grid;
+        } else {
+            c.kind[j] = DIM_CONT;
+            c.n_vals[j] = 0.0;
+            c.cont[c.n_cont++] = j;
+        }
+    }
+    r = update_model(&c, complete, n_complete, &why);
+    if (r < 0) {
+        hpo_gp_truncate(&s->model, s->n_obs);
+        r = fallback(s, space, rng, unit_point, why);
+        goto out;
+    }
+    n_total = s->model.n;
+    c.work = malloc(n_total * BLOCK * sizeof(double) + 1);
+    c.gwork = malloc(2 * n_total * sizeof(double) + 1);
+    c.dmean = malloc(d * sizeof(double));
+    c.dvar = malloc(d * sizeof(double));
+    c.xbuf = malloc(d * sizeof(double));
+    c.grad = malloc(d * sizeof(double));
+    best = malloc(d * sizeof(double));
+    if (c.work == NULL || c.gwork == NULL || c.dmean == NULL || c.dvar == NULL ||
+            c.xbuf == NULL || c.grad == NULL || best == NULL) {
+        hpo_gp_truncate(&s->model, s->n_obs);
+        r = fallback(s, space, rng, unit_point, why);
+        goto out;
+    }
+    r = maximize_acq(&c, best);
+    /* Drop the liars; the factor of the observed rows stays cached. */
+    hpo_gp_truncate(&s->model, s->n_obs);
+    if (r < 0) {
+        r = fallback(s, space, rng, unit_point, why);
+        goto out;
+    }
+    /* Params outside the intersection space are drawn at random. */
+    random_point(space, rng, unit_point);
+    for (size_t j = 0; j < d; j++) {
+        const struct hpo_param *p = &space->params[dims[j]];
+        double v = best[j];
+        if (c.kind[j] == DIM_CAT) {
+            v = (v + 0.5) / (double)p->n_choices;
+        }
+        unit_point[p->offset] = v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v);
+    }
+    r = 0;
+out:
+    free(complete);
+    free(dims);
+    free(best);
+    free(c.kind);
+    free(c.n_vals);
+    free(c.cont);
+    free(c.work);
+    free(c.gwork);
+    free(c.dmean);
+    free(c.dvar);
+    free(c.xbuf);
+    free(c.grad);
+    (void)err;
+    return r;
+}
+
+const struct hpo_sampler_type hpo_sampler_gp = {
+    .name = "gp",
+    .supports_vectors = false,
+    .options_schema =
+            "{\"n_startup_trials\": {\"type\": \"integer\", \"default\": 10, \"minimum\": 0},"
+            " \"acquisition\": {\"type\": \"string\", \"enum\": [\"logei\", \"ucb\"],"
+            " \"default\": \"logei\"},"
+            " \"beta\": {\"type\": \"number\", \"default\": 2.0, \"minimum\": 0},"
+            " \"deterministic_objective\": {\"type\": \"boolean\", \"default\": false},"
+            " \"n_candidates\": {\"type\": \"integer\", \"default\": 2048, \"minimum\": 1,"
+            " \"maximum\": 65536},"
+            " \"n_local_searches\": {\"type\": \"integer\", \"default\": 10, \"minimum\": 0,"
+            " \"maximum\": 1000}}",
+    .configure = gp_configure,
+    .describe = gp_describe,
+    .suggest = gp_suggest,
+    .destroy = gp_destroy,
+};

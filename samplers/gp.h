@@ -1,0 +1,159 @@
+/*
+** gp.h: internals of the GP Bayesian-optimization sampler (gp.c), exposed
+** for its unit tests and for the service's diagnostics: the Gaussian-process
+** model (gp-model.c), logEI (ALGORITHMS.md section 4.4) and the scrambled
+** Sobol generator (gp-sobol.c).
+**
+** All functions are pure computations on caller-owned memory, safe to call
+** from any thread on distinct objects; none logs.
+*/
+#ifndef HPO_SAMPLERS_GP_H
+#define HPO_SAMPLERS_GP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hpo_rng;
+
+/* Noise floor of the model (ALGORITHMS.md 4.3): sigma^2 = 1e-6 + e^rho. */
+#define HPO_GP_MIN_NOISE 1e-6
+
+/*
+** A GP over `d` modelled dims with Matern-5/2 ARD kernel
+** k(x,x') = s M(r), r^2 = sum_k theta_k delta_k^2, delta_k = x_k - x'_k for
+** continuous dims, delta_k^2 = [x_k != x'_k] for categorical ones (stored as
+** their choice index). Rows 0..n-1 are the data (observations then liars);
+** the Cholesky factor is cached and can be extended by rows.
+*/
+struct hpo_gp_model {
+    size_t d;
+    bool *is_cat;   /* d flags: categorical (Hamming) dim */
+    double *theta;  /* d inverse squared lengthscales */
+    double scale;   /* s, the kernel (signal) variance */
+    double noise;   /* sigma^2 */
+    size_t n;       /* rows in use */
+    size_t cap;     /* rows allocated; the leading dimension of L */
+    double *x;      /* cap x d, row-major */
+    double *y;      /* cap targets (standardized, maximized) */
+    double *L;      /* cap x cap, column-major lower Cholesky factor of K */
+    double *alpha;  /* K^-1 y over rows 0..n-1, after hpo_gp_solve() */
+    size_t n_factored; /* rows 0..n_factored-1 of L are valid */
+    double jitter;     /* diagonal jitter the factor needed (0 normally) */
+};
+
+/*
+** Initialise an empty model over d dims (is_cat copied, may be NULL for all
+** continuous) with hyperparameters theta = s = 1, noise = 1e-6. Returns 0
+** or -ENOMEM. Free with hpo_gp_model_free.
+*/
+int hpo_gp_model_init(struct hpo_gp_model *m, size_t d, const bool *is_cat);
+
+/* Free a model's memory; accepts a zeroed model. */
+void hpo_gp_model_free(struct hpo_gp_model *m);
+
+/* Make room for `cap` rows, keeping rows and the factor. Returns 0 or -ENOMEM. */
+int hpo_gp_model_reserve(struct hpo_gp_model *m, size_t cap);
+
+/* Append a row (d coordinates, target y); the factor is not touched. 0 or -ENOMEM. */
+int hpo_gp_model_add(struct hpo_gp_model *m, const double *x, double y);
+
+/* Matern-5/2 M(r) as a function of r^2, and dM/d(r^2). */
+double hpo_gp_matern52(double r2);
+double hpo_gp_matern52_d(double r2);
+
+/* The kernel between two points under the model's hyperparameters. */
+double hpo_gp_kernel(const struct hpo_gp_model *m, const double *a, const double *b);
+
+/*
+** Factor K over all n rows from scratch (LAPACK dpotrf), escalating jitter
+** 1e-6 * mean(diag K), x10 per retry, at most 5 retries. Returns 0, -ENOMEM,
+** or -EDOM when K stays indefinite.
+*/
+int hpo_gp_factor(struct hpo_gp_model *m);
+
+/*
+** Extend the factor from n_factored rows to all n rows in O(n^2 r): the new
+** block row is L21 = K21 L11^-T (dtrsm), L22 = chol(K22 - L21 L21^T). On a
+** failure of the small Cholesky, refactors everything with jitter. Returns
+** as hpo_gp_factor.
+*/
+int hpo_gp_extend(struct hpo_gp_model *m);
+
+/* Drop rows beyond `n` (e.g. constant liars); the factor of the rest stays valid. */
+void hpo_gp_truncate(struct hpo_gp_model *m, size_t n);
+
+/* alpha = K^-1 y over the factored rows (two triangular solves). 0 or -EDOM if unfactored. */
+int hpo_gp_solve(struct hpo_gp_model *m);
+
+/*
+** Posterior of the latent function at `count` points xs (count x d,
+** row-major): mean and variance (clamped >= 0), evaluated in blocks with
+** one dgemv and one dtrsm per block. `work` must hold n * count doubles.
+*/
+void hpo_gp_predict(const struct hpo_gp_model *m, size_t count, const double *xs, double *mean,
+        double *var, double *work);
+
+/*
+** Posterior at one point with gradients with respect to the continuous dims
+** (dmean, dvar: d entries; categorical entries set to 0). `work` must hold
+** 2n doubles.
+*/
+void hpo_gp_predict_grad(const struct hpo_gp_model *m, const double *x, double *mean,
+        double *var, double *dmean, double *dvar, double *work);
+
+/*
+** The log posterior used to fit hyperparameters: log p(y | X, phi) (+ the
+** log prior of ALGORITHMS.md 4.3 when `with_prior`), at raw parameters
+** raw = (ln theta_1..d, ln s[, rho]) with sigma^2 = 1e-6 + e^rho, or 1e-6 when
+** `deterministic` (then raw has d+1 entries). Uses the model's rows and
+** targets, not its factor. Writes the gradient to `grad` when non-NULL.
+** Returns 0, -ENOMEM, or -EDOM when K cannot be factored.
+*/
+int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool deterministic,
+        bool with_prior, double *ret_value, double *grad);
+
+/* Set the model's hyperparameters from raw parameters (as above). */
+void hpo_gp_set_raw(struct hpo_gp_model *m, const double *raw, bool deterministic);
+
+/* The number of raw parameters: d + 2, or d + 1 when deterministic. */
+size_t hpo_gp_n_raw(size_t d, bool deterministic);
+
+/*
+** MAP fit of the hyperparameters with NLopt's bounded L-BFGS, starting from
+** raw (in/out). Uses the model's rows, not its factor; sets the model's
+** hyperparameters on success. Returns 0, or a negative errno when the
+** optimizer failed (raw then holds the starting point again).
+*/
+int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic);
+
+/* ln h(z), h(z) = phi(z) + z Phi(z): finite and monotone for any finite z. */
+double hpo_gp_log_h(double z);
+
+/* d ln h / dz = Phi(z) / h(z). */
+double hpo_gp_log_h_dz(double z);
+
+/*
+** Scrambled Sobol points (Joe-Kuo direction numbers, random linear
+** matrix scramble plus digital shift drawn from rng): `count` points of
+** `dim` coordinates in [0,1), row-major. Dims beyond the 1024 tabulated
+** ones are plain uniform random numbers. Returns 0 or -ENOMEM.
+*/
+int hpo_gp_sobol(size_t dim, size_t count, bool scramble, struct hpo_rng *rng, double *out);
+
+/* Counters of one gp sampler state, for diagnostics. */
+struct hpo_gp_stats {
+    uint64_t suggests;    /* suggest calls */
+    uint64_t random;      /* of which random by design (startup, nothing to model) */
+    uint64_t fallbacks;   /* of which random because the model failed */
+    uint64_t fits;        /* hyperparameter fits run */
+    uint64_t refactors;   /* full Cholesky factorizations of the model rows */
+    uint64_t extends;     /* asks that only extended the cached factor */
+    size_t model_rows;    /* rows of the last model (without liars) */
+    char last_fallback[128]; /* why the last fallback happened; empty if none */
+};
+
+/* Copy the counters of a gp sampler state (as made by hpo_sampler_gp.configure). */
+void hpo_gp_get_stats(const void *state, struct hpo_gp_stats *ret);
+
+#endif

@@ -1,0 +1,1444 @@
+/*
+** gradient.c: the gradient sampler (ALGORITHMS.md section 7). First-order
+** descent on every active float coordinate (scalar or vector) from client
+** hypergradients, or from SPSA / finite-difference estimates when clients
+** send values only. Int and categorical params stay at the initial point.
+**
+** Bookkeeping without per-trial state: the state keeps a step log, the
+** number of trials that existed when each optimizer step was applied. A
+** trial's version (the step count when it was created) and, for SPSA/FD,
+** its role in a pair or set follow from its number and that log, so
+** suggest() changes persistent state only once, when it picks the initial
+** point (needs_save() reports it). Per trial the state holds one bit (told
+** or not), never a vector.
+*/
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/history.h"
+#include "../core/rng.h"
+#include "../core/space.h"
+#include "sampler.h"
+
+#define LOGIT_PMIN  1e-6 /* logit transform: p clamped to [PMIN, 1-PMIN] (section 7.2) */
+#define FD_MAX_DIM  16   /* finite differences only up to this many coordinates */
+#define SPSA_ALPHA  0.602
+#define SPSA_GAMMA  0.101
+#define BLOB_MAGIC  "HPOGRD01"
+#define MAX_BATCH   1000000
+#define MAX_STALE   1000000000
+
+enum optimizer { OPT_ADAM, OPT_SGD, OPT_MOMENTUM };
+enum schedule { SCHED_CONSTANT, SCHED_COSINE };
+enum staleness { STALE_SCALE, STALE_IGNORE };
+enum transform { XF_LOGIT, XF_CLIP };
+enum estimator { EST_AUTO, EST_CLIENT, EST_SPSA, EST_FD };
+/* What the study does now; EST_AUTO starts undecided. */
+enum mode { MODE_UNDECIDED, MODE_CLIENT, MODE_SPSA, MODE_FD };
+
+static const char *const optimizer_names[] = { "adam", "sgd", "momentum", NULL };
+static const char *const schedule_names[] = { "constant", "cosine", NULL };
+static const char *const staleness_names[] = { "scale", "ignore", NULL };
+static const char *const transform_names[] = { "logit", "clip", NULL };
+static const char *const estimator_names[] = { "auto", "client", "spsa", "fd", NULL };
+static const char *const mode_names[] = { "undecided", "client", "spsa", "fd" };
+
+/* How one param maps to the optimizer's u (section 7.2). */
+enum kind { KIND_FROZEN, KIND_LOG, KIND_LOGIT, KIND_CLIP };
+
+struct gparam {
+    enum kind kind;
+    double lo, hi;   /* value bounds */
+    double ulo, uhi; /* bounds in u */
+    size_t offset, width;
+};
+
+struct gradient_state {
+    /* Options, resolved. */
+    enum optimizer optimizer;
+    double lr0, beta1, beta2, eps, momentum;
+    bool nesterov;
+    enum schedule schedule;
+    long long schedule_steps;
+    double lr_min, hd_beta;
+    long long batch_size, max_staleness;
+    enum staleness staleness;
+    double max_grad_norm;
+    enum transform transform;
+    enum estimator estimator;
+    bool spsa_a_auto;
+    double spsa_a, spsa_c, spsa_A;
+    json_t *init; /* the `init` option (reference), or NULL */
+
+    /* Derived from the space. */
+    size_t dim, n_params;
+    struct gparam *gp; /* per param */
+    bool *active;      /* per param, fixed at the initial point */
+    size_t n_diff;     /* differentiable coordinates P */
+
+    /* Persistent state (save/load). */
+    bool initialized;
+    bool have_key;
+    bool a_resolved;
+    enum mode mode;
+    uint64_t init_n;     /* trials that existed when the initial point was chosen */
+    uint64_t spsa_start; /* first trial number that plays an SPSA/FD role */
+    uint64_t key;        /* SPSA perturbation key */
+    int64_t k;           /* optimizer steps applied */
+    double lr;           /* current base lr (moves with hd_beta) */
+    double a;            /* SPSA gain a once resolved */
+    uint64_t n_acc;      /* gradients in the accumulator */
+    uint64_t n_dropped;  /* gradients dropped as too stale */
+    double *u;           /* dim: u for float coords, the unit coord for frozen ones, NaN inactive */
+    double *m;           /* adam/momentum first moment, or NULL */
+    double *v;           /* adam second moment, or NULL */
+    double *acc;         /* batch accumulator (batch_size > 1), or NULL */
+    double *dprev;       /* previous step direction (hd_beta > 0), or NULL */
+    uint64_t *steps;     /* steps[s] = n_trials when step s+1 was applied; k entries */
+    size_t cap_steps;
+    unsigned char *told; /* bit per trial number: tell() seen */
+    size_t n_told_bits;
+
+    /* Scratch, not persisted. */
+    double *est; /* SPSA/FD estimate, allocated on first use */
+    bool dirty;  /* suggest() changed persistent state */
+};
+
+/* ---- transforms ---------------------------------------------------- */
+
+static double logit_umax(void)
+{
+    return log1p(-LOGIT_PMIN) - log(LOGIT_PMIN);
+}
+
+static double clampd(double x, double lo, double hi)
+{
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* The value handed out for u. */
+static double value_of(const struct gparam *g, double u)
+{
+    switch (g->kind) {
+    case KIND_LOG:
+        return exp(u);
+    case KIND_LOGIT:
+        return g->lo + 1.0 / (1.0 + exp(-u)) * (g->hi - g->lo);
+    default:
+        return u;
+    }
+}
+
+/* The u of a given value, projected onto the bounds. */
+static double u_of(const struct gparam *g, double v)
+{
+    double p;
+
+    switch (g->kind) {
+    case KIND_LOG:
+        return clampd(log(v), g->ulo, g->uhi);
+    case KIND_LOGIT:
+        p = clampd((v - g->lo) / (g->hi - g->lo), LOGIT_PMIN, 1.0 - LOGIT_PMIN);
+        return log(p) - log1p(-p);
+    default:
+        return clampd(v, g->ulo, g->uhi);
+    }
+}
+
+/* dv/du at the value v the trial was given. */
+static double dvdu(const struct gparam *g, double v)
+{
+    switch (g->kind) {
+    case KIND_LOG:
+        return v;
+    case KIND_LOGIT:
+        return (v - g->lo) * (g->hi - v) / (g->hi - g->lo);
+    default:
+        return 1.0;
+    }
+}
+
+/*
+** The unit-cube coordinate whose decode (hpo_param_from_unit) gives
+** value_of(u): for continuous params decode computes ulow + x * range, so
+** log params give exp(u) and logit params lo + sigmoid(u) * (hi - lo) up to
+** one rounding of ulow + x * range.
+*/
+static double unit_of(const struct hpo_param *p, const struct gparam *g, double u)
+{
+    double x;
+
+    if (g->kind == KIND_LOGIT && p->step == 0.0) {
+        x = 1.0 / (1.0 + exp(-u));
+    } else if (g->kind == KIND_LOG) {
+        x = (u - p->ulow) / (p->uhigh - p->ulow);
+    } else {
+        x = (value_of(g, u) - p->ulow) / (p->uhigh - p->ulow);
+    }
+    return clampd(x, 0.0, 1.0);
+}
+
+static bool is_diff(const struct gradient_state *st, size_t i)
+{
+    return st->active[i] && st->gp[i].kind != KIND_FROZEN;
+}
+
+/* ---- options --------------------------------------------------------- */
+
+static int fail_field(struct hpo_error *err, const char *key, const char *msg)
+{
+    char field[128];
+
+    snprintf(field, sizeof(field), "sampler.%s", key);
+    return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field, "%s %s", field, msg);
+}
+
+/* A double that must be > 0 (finite); hpo_option_double bounds are inclusive. */
+static int option_positive(const json_t *o, const char *key, double def, double *ret,
+        struct hpo_error *err)
+{
+    double x;
+    int r = hpo_option_double(o, key, "sampler", def, 0.0, INFINITY, &x, err);
+
+    if (r < 0) {
+        return r;
+    }
+    if (!(x > 0.0) || !isfinite(x)) {
+        return fail_field(err, key, "must be a finite number > 0");
+    }
+    *ret = x;
+    return 0;
+}
+
+/* A double in [0, 1). */
+static int option_unit_open(const json_t *o, const char *key, double def, double *ret,
+        struct hpo_error *err)
+{
+    double x;
+    int r = hpo_option_double(o, key, "sampler", def, 0.0, 1.0, &x, err);
+
+    if (r < 0) {
+        return r;
+    }
+    if (x >= 1.0) {
+        return fail_field(err, key, "must be in [0, 1)");
+    }
+    *ret = x;
+    return 0;
+}
+
+/*
+** Read the `init` option into values form (NaN where not given). A vector
+** param may be given one number for every element. Errors name
+** "sampler.init.<param>".
+*/
+static int parse_init(const json_t *init, const struct hpo_space *space, double *ret_values,
+        struct hpo_error *err)
+{
+    json_t *plain;
+    const char *key;
+    json_t *val;
+    struct hpo_error e;
+    int r;
+
+    if (!json_is_object(init)) {
+        return fail_field(err, "init", "must be an object of param values");
+    }
+    plain = json_object();
+    if (plain == NULL) {
+        return -ENOMEM;
+    }
+    json_object_foreach((json_t *)init, key, val) {
+        long i = hpo_space_find(space, key);
+        if (i >= 0 && space->params[i].size > 0 && json_is_number(val)) {
+            continue; /* broadcast below */
+        }
+        if (json_object_set(plain, key, val) < 0) {
+            json_decref(plain);
+            return -ENOMEM;
+        }
+    }
+    hpo_error_clear(&e);
+    r = hpo_space_values_from_json(space, plain, true, ret_values, &e);
+    json_decref(plain);
+    if (r < 0) {
+        char field[128];
+        const char *rest = strncmp(e.field, "params", 6) == 0 ? e.field + 6 : "";
+        snprintf(field, sizeof(field), "sampler.init%s", rest);
+        return hpo_error_set(err, r, HPO_INVALID_ARGUMENT, field, "sampler.init: %s", e.message);
+    }
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        double x;
+        val = json_object_get(init, p->name);
+        if (val == NULL || p->size == 0 || !json_is_number(val)) {
+            continue;
+        }
+        x = json_number_value(val);
+        if (!hpo_param_valid(p, x)) {
+            char field[128];
+            snprintf(field, sizeof(field), "sampler.init.%s", p->name);
+            return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field,
+                    "%s is not a valid value of the param", field);
+        }
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            ret_values[j] = x;
+        }
+    }
+    return 0;
+}
+
+static void state_free(struct gradient_state *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    json_decref(st->init);
+    free(st->gp);
+    free(st->active);
+    free(st->u);
+    free(st->m);
+    free(st->v);
+    free(st->acc);
+    free(st->dprev);
+    free(st->steps);
+    free(st->told);
+    free(st->est);
+    free(st);
+}
+
+static int read_options(const json_t *o, const struct hpo_space *space,
+        struct gradient_state *st, struct hpo_error *err)
+{
+    static const char *const allowed[] = { "optimizer", "lr", "beta1", "beta2", "eps",
+        "momentum", "nesterov", "schedule", "schedule_steps", "lr_min", "hd_beta", "batch_size",
+        "max_staleness", "staleness", "max_grad_norm", "transform", "estimator", "spsa_a",
+        "spsa_c", "spsa_A", "init", NULL };
+    int opt, sched, stale, xf, est;
+    json_t *a;
+    int r;
+
+    r = hpo_options_check_keys(o, allowed, "sampler", err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_enum(o, "estimator", "sampler", estimator_names, EST_AUTO, &est, err);
+    if (r < 0) {
+        return r;
+    }
+    st->estimator = est;
+    /* SPSA/FD studies default to Spall's gain sequence, client gradients to Adam. */
+    r = hpo_option_enum(o, "optimizer", "sampler", optimizer_names,
+            (est == EST_SPSA || est == EST_FD) ? OPT_SGD : OPT_ADAM, &opt, err);
+    if (r < 0) {
+        return r;
+    }
+    st->optimizer = opt;
+    r = option_positive(o, "lr", opt == OPT_ADAM ? 0.01 : 0.1, &st->lr0, err);
+    if (r < 0) {
+        return r;
+    }
+    r = option_unit_open(o, "beta1", 0.9, &st->beta1, err);
+    if (r < 0) {
+        return r;
+    }
+    r = option_unit_open(o, "beta2", 0.999, &st->beta2, err);
+    if (r < 0) {
+        return r;
+    }
+    r = option_positive(o, "eps", 1e-8, &st->eps, err);
+    if (r < 0) {
+        return r;
+    }
+    r = option_unit_open(o, "momentum", 0.9, &st->momentum, err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_bool(o, "nesterov", "sampler", false, &st->nesterov, err);
+    if (r < 0) {
+        return r;
+    }
+    if (st->nesterov && opt != OPT_MOMENTUM) {
+        return fail_field(err, "nesterov", "needs optimizer \"momentum\"");
+    }
+    r = hpo_option_enum(o, "schedule", "sampler", schedule_names, SCHED_CONSTANT, &sched, err);
+    if (r < 0) {
+        return r;
+    }
+    st->schedule = sched;
+    if (sched == SCHED_COSINE) {
+        if (json_object_get(o, "schedule_steps") == NULL) {
+            return fail_field(err, "schedule_steps", "is required with schedule \"cosine\"");
+        }
+        r = hpo_option_int(o, "schedule_steps", "sampler", 1, 1, INT64_MAX / 2,
+                &st->schedule_steps, err);
+        if (r < 0) {
+            return r;
+        }
+        r = hpo_option_double(o, "lr_min", "sampler", 0.0, 0.0, st->lr0, &st->lr_min, err);
+        if (r < 0) {
+            return r;
+        }
+    } else {
+        if (json_object_get(o, "schedule_steps") != NULL) {
+            return fail_field(err, "schedule_steps", "applies only to schedule \"cosine\"");
+        }
+        if (json_object_get(o, "lr_min") != NULL) {
+            return fail_field(err, "lr_min", "applies only to schedule \"cosine\"");
+        }
+        st->schedule_steps = 0;
+        st->lr_min = 0.0;
+    }
+    r = hpo_option_double(o, "hd_beta", "sampler", 0.0, 0.0, INFINITY, &st->hd_beta, err);
+    if (r < 0) {
+        return r;
+    }
+    if (!isfinite(st->hd_beta)) {
+        return fail_field(err, "hd_beta", "must be finite");
+    }
+    r = hpo_option_int(o, "batch_size", "sampler", 1, 1, MAX_BATCH, &st->batch_size, err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_int(o, "max_staleness", "sampler", 16, 0, MAX_STALE, &st->max_staleness,
+            err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_enum(o, "staleness", "sampler", staleness_names, STALE_SCALE, &stale, err);
+    if (r < 0) {
+        return r;
+    }
+    st->staleness = stale;
+    r = hpo_option_double(o, "max_grad_norm", "sampler", 0.0, 0.0, INFINITY,
+            &st->max_grad_norm, err);
+    if (r < 0) {
+        return r;
+    }
+    if (!isfinite(st->max_grad_norm)) {
+        return fail_field(err, "max_grad_norm", "must be finite (0 turns clipping off)");
+    }
+    r = hpo_option_enum(o, "transform", "sampler", transform_names, XF_LOGIT, &xf, err);
+    if (r < 0) {
+        return r;
+    }
+    st->transform = xf;
+    a = o ? json_object_get(o, "spsa_a") : NULL;
+    st->spsa_a_auto = true;
+    st->spsa_a = 0.0;
+    if (a != NULL && !(json_is_string(a) && strcmp(json_string_value(a), "auto") == 0)) {
+        if (!json_is_number(a) || !(json_number_value(a) > 0.0) ||
+                !isfinite(json_number_value(a))) {
+            return fail_field(err, "spsa_a", "must be \"auto\" or a finite number > 0");
+        }
+        st->spsa_a_auto = false;
+        st->spsa_a = json_number_value(a);
+    }
+    r = option_positive(o, "spsa_c", 0.1, &st->spsa_c, err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_double(o, "spsa_A", "sampler", 10.0, 0.0, 1e15, &st->spsa_A, err);
+    if (r < 0) {
+        return r;
+    }
+    a = o ? json_object_get(o, "init") : NULL;
+    if (a != NULL) {
+        double *tmp = malloc((space->dim ? space->dim : 1) * sizeof(double));
+        if (tmp == NULL) {
+            return -ENOMEM;
+        }
+        r = parse_init(a, space, tmp, err);
+        free(tmp);
+        if (r < 0) {
+            return r;
+        }
+        st->init = json_incref(a);
+    }
+    return 0;
+}
+
+static int gradient_configure(const json_t *options, const struct hpo_space *space,
+        void **state, struct hpo_error *err)
+{
+    struct gradient_state *st = calloc(1, sizeof(*st));
+    size_t dim = space->dim ? space->dim : 1;
+    int r;
+
+    if (st == NULL) {
+        return -ENOMEM;
+    }
+    r = read_options(options, space, st, err);
+    if (r < 0) {
+        goto fail;
+    }
+    st->dim = space->dim;
+    st->n_params = space->n_params;
+    st->gp = calloc(space->n_params ? space->n_params : 1, sizeof(*st->gp));
+    st->active = calloc(space->n_params ? space->n_params : 1, sizeof(*st->active));
+    st->u = calloc(dim, sizeof(double));
+    if (st->gp == NULL || st->active == NULL || st->u == NULL) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if (st->optimizer != OPT_SGD) {
+        st->m = calloc(dim, sizeof(double));
+    }
+    if (st->optimizer == OPT_ADAM) {
+        st->v = calloc(dim, sizeof(double));
+    }
+    if (st->batch_size > 1) {
+        st->acc = calloc(dim, sizeof(double));
+    }
+    if (st->hd_beta > 0.0) {
+        st->dprev = calloc(dim, sizeof(double));
+    }
+    if ((st->optimizer != OPT_SGD && st->m == NULL) || (st->optimizer == OPT_ADAM &&
+            st->v == NULL) || (st->batch_size > 1 && st->acc == NULL) ||
+            (st->hd_beta > 0.0 && st->dprev == NULL)) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        struct gparam *g = &st->gp[i];
+        g->lo = p->low;
+        g->hi = p->high;
+        g->offset = p->offset;
+        g->width = p->width;
+        if (p->type != HPO_PARAM_FLOAT) {
+            g->kind = KIND_FROZEN;
+        } else if (p->log) {
+            g->kind = KIND_LOG;
+            g->ulo = log(p->low);
+            g->uhi = log(p->high);
+        } else if (st->transform == XF_LOGIT) {
+            g->kind = KIND_LOGIT;
+            g->uhi = logit_umax();
+            g->ulo = -g->uhi;
+        } else {
+            g->kind = KIND_CLIP;
+            g->ulo = p->low;
+            g->uhi = p->high;
+        }
+    }
+    st->lr = st->lr0;
+    st->a = st->spsa_a;
+    st->a_resolved = !st->spsa_a_auto;
+    *state = st;
+    return 0;
+fail:
+    state_free(st);
+    return r;
+}
+
+static json_t *gradient_describe(const void *state)
+{
+    const struct gradient_state *st = state;
+    json_t *o = json_object();
+
+    if (o == NULL) {
+        return NULL;
+    }
+    json_object_set_new(o, "optimizer", json_string(optimizer_names[st->optimizer]));
+    json_object_set_new(o, "lr", json_real(st->lr0));
+    json_object_set_new(o, "beta1", json_real(st->beta1));
+    json_object_set_new(o, "beta2", json_real(st->beta2));
+    json_object_set_new(o, "eps", json_real(st->eps));
+    json_object_set_new(o, "momentum", json_real(st->momentum));
+    json_object_set_new(o, "nesterov", json_boolean(st->nesterov));
+    json_object_set_new(o, "schedule", json_string(schedule_names[st->schedule]));
+    if (st->schedule == SCHED_COSINE) {
+        json_object_set_new(o, "schedule_steps", json_integer(st->schedule_steps));
+        json_object_set_new(o, "lr_min", json_real(st->lr_min));
+    }
+    json_object_set_new(o, "hd_beta", json_real(st->hd_beta));
+    json_object_set_new(o, "batch_size", json_integer(st->batch_size));
+    json_object_set_new(o, "max_staleness", json_integer(st->max_staleness));
+    json_object_set_new(o, "staleness", json_string(staleness_names[st->staleness]));
+    json_object_set_new(o, "max_grad_norm", json_real(st->max_grad_norm));
+    json_object_set_new(o, "transform", json_string(transform_names[st->transform]));
+    json_object_set_new(o, "estimator", json_string(estimator_names[st->estimator]));
+    if (st->spsa_a_auto) {
+        json_object_set_new(o, "spsa_a", json_string("auto"));
+    } else {
+        json_object_set_new(o, "spsa_a", json_real(st->spsa_a));
+    }
+    json_object_set_new(o, "spsa_c", json_real(st->spsa_c));
+    json_object_set_new(o, "spsa_A", json_real(st->spsa_A));
+    if (st->init != NULL) {
+        json_object_set(o, "init", st->init);
+    }
+    return o;
+}
+
+static json_t *gradient_status(const void *state)
+{
+    const struct gradient_state *st = state;
+    json_t *o = json_object();
+
+    if (o == NULL) {
+        return NULL;
+    }
+    json_object_set_new(o, "version", json_integer(st->k));
+    json_object_set_new(o, "estimator", json_string(mode_names[st->mode]));
+    json_object_set_new(o, "lr", json_real(st->lr));
+    json_object_set_new(o, "dropped_stale", json_integer((json_int_t)st->n_dropped));
+    return o;
+}
+
+/* ---- the initial point ------------------------------------------------- */
+
+/* The centre of a param (section 7.2); categoricals take their first choice. */
+static double centre_value(const struct hpo_param *p)
+{
+    if (p->type == HPO_PARAM_CATEGORICAL) {
+        return 0.0;
+    }
+    if (p->log) {
+        return hpo_param_snap(p, sqrt(p->low * p->high));
+    }
+    return hpo_param_snap(p, p->low + (p->high - p->low) / 2.0);
+}
+
+/*
+** Choose the initial point: per coordinate, the oldest waiting (or, before
+** anything was suggested, running: an enqueued trial already handed out)
+** trial's value, else `init`, else the centre. Fixes which params are active
+** and the mode. `rng` is NULL when called from tell().
+*/
+static void init_point(struct gradient_state *st, const struct hpo_space *space,
+        const struct hpo_history *h, struct hpo_rng *rng)
+{
+    const struct hpo_trial *from = NULL;
+    double *vals = st->u; /* values first, then turned into u in place */
+
+    for (size_t j = 0; j < st->dim; j++) {
+        vals[j] = NAN;
+    }
+    if (st->init != NULL) {
+        /* Validated at configure; cannot fail except on OOM (then centre). */
+        if (parse_init(st->init, space, vals, NULL) < 0) {
+            for (size_t j = 0; j < st->dim; j++) {
+                vals[j] = NAN;
+            }
+        }
+    }
+    for (size_t t = 0; t < h->n_trials; t++) {
+        enum hpo_state s = h->trials[t]->state;
+        if (s == HPO_STATE_WAITING || s == HPO_STATE_RUNNING) {
+            from = h->trials[t];
+            break;
+        }
+    }
+    st->n_diff = 0;
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        bool active = hpo_space_active(space, i, vals);
+        st->active[i] = active;
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            if (!active) {
+                vals[j] = NAN;
+                continue;
+            }
+            if (from != NULL && !isnan(from->values[j])) {
+                vals[j] = from->values[j];
+            } else if (isnan(vals[j])) {
+                vals[j] = centre_value(p);
+            }
+        }
+    }
+    /* Activity was decided on values; now turn each coordinate into u. */
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            if (!st->active[i]) {
+                st->u[j] = NAN;
+            } else if (st->gp[i].kind == KIND_FROZEN) {
+                st->u[j] = hpo_param_to_unit(p, hpo_param_snap(p, vals[j]));
+            } else {
+                st->u[j] = u_of(&st->gp[i], vals[j]);
+                st->n_diff++;
+            }
+        }
+    }
+    st->init_n = h->n_trials;
+    switch (st->estimator) {
+    case EST_CLIENT:
+        st->mode = MODE_CLIENT;
+        break;
+    case EST_SPSA:
+        st->mode = MODE_SPSA;
+        break;
+    case EST_FD:
+        st->mode = st->n_diff <= FD_MAX_DIM ? MODE_FD : MODE_SPSA;
+        break;
+    default:
+        st->mode = MODE_UNDECIDED;
+        break;
+    }
+    st->spsa_start = st->init_n;
+    if (rng != NULL) {
+        st->key = hpo_rng_next(rng);
+        st->have_key = true;
+    }
+    st->initialized = true;
+}
+
+/* ---- versions and roles ------------------------------------------------ */
+
+/* The version trial `t` was handed: steps applied before it was created. */
+static int64_t version_of(const struct gradient_state *st, uint64_t t)
+{
+    size_t lo = 0, hi = (size_t)st->k;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->steps[mid] <= t) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return (int64_t)lo;
+}
+
+/* First trial number of version `ver`'s SPSA/FD window. */
+static uint64_t window_start(const struct gradient_state *st, int64_t ver)
+{
+    uint64_t w = ver > 0 ? st->steps[ver - 1] : 0;
+
+    return w > st->spsa_start ? w : st->spsa_start;
+}
+
+/* Trials per estimate: a ± pair for SPSA, 2P for finite differences. */
+static uint64_t set_size(const struct gradient_state *st)
+{
+    return st->mode == MODE_FD ? 2 * (uint64_t)st->n_diff : 2;
+}
+
+static double spsa_ck(const struct gradient_state *st, int64_t k)
+{
+    return st->spsa_c / pow((double)k + 1.0, SPSA_GAMMA);
+}
+
+static bool told_get(const struct gradient_state *st, size_t t)
+{
+    return t < st->n_told_bits && (st->told[t / 8] >> (t % 8)) & 1;
+}
+
+static void told_set(struct gradient_state *st, size_t t)
+{
+    if (t >= st->n_told_bits) {
+        size_t bytes = (st->n_told_bits + 7) / 8;
+        size_t need = t / 8 + 1;
+        size_t cap = bytes ? bytes : 64;
+        unsigned char *n;
+        while (cap < need) {
+            cap *= 2;
+        }
+        n = realloc(st->told, cap);
+        if (n == NULL) {
+            return; /* a retried tell could then count twice; nothing worse */
+        }
+        memset(n + bytes, 0, cap - bytes);
+        st->told = n;
+        st->n_told_bits = cap * 8;
+    }
+    st->told[t / 8] |= (unsigned char)(1u << (t % 8));
+}
+
+/* ---- suggest --------------------------------------------------------- */
+
+static void write_point(const struct gradient_state *st, const struct hpo_space *space,
+        double *unit)
+{
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        const struct gparam *g = &st->gp[i];
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            if (!st->active[i]) {
+                unit[j] = NAN;
+            } else if (g->kind == KIND_FROZEN) {
+                unit[j] = st->u[j];
+            } else {
+                unit[j] = unit_of(p, g, st->u[j]);
+            }
+        }
+    }
+}
+
+/*
+** The SPSA perturbation of pair `pair` at step k: Rademacher signs from a
+** counter-based stream keyed by (key, k, pair), one bit per differentiable
+** coordinate in order.
+*/
+static void spsa_point(const struct gradient_state *st, const struct hpo_space *space,
+        uint64_t pair, double sign, double *unit)
+{
+    struct hpo_rng r;
+    double ck = spsa_ck(st, st->k);
+    uint64_t bits = 0;
+    unsigned left = 0;
+
+    hpo_rng_init(&r, st->key, ((uint64_t)st->k << 32) ^ pair);
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        const struct gparam *g = &st->gp[i];
+        if (!is_diff(st, i)) {
+            continue;
+        }
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            double delta;
+            if (left == 0) {
+                bits = hpo_rng_next(&r);
+                left = 64;
+            }
+            delta = (bits & 1) ? 1.0 : -1.0;
+            bits >>= 1;
+            left--;
+            unit[j] = unit_of(p, g, clampd(st->u[j] + sign * ck * delta, g->ulo, g->uhi));
+        }
+    }
+}
+
+/* The finite-difference point: coordinate number `idx` moved by ±c_k. */
+static void fd_point(const struct gradient_state *st, const struct hpo_space *space,
+        uint64_t idx, double sign, double *unit)
+{
+    double h = spsa_ck(st, st->k);
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        const struct gparam *g = &st->gp[i];
+        if (!is_diff(st, i)) {
+            continue;
+        }
+        for (size_t j = p->offset; j < p->offset + p->width; j++, n++) {
+            if (n == idx) {
+                unit[j] = unit_of(p, g, clampd(st->u[j] + sign * h, g->ulo, g->uhi));
+                return;
+            }
+        }
+    }
+}
+
+static int gradient_suggest(void *state, const struct hpo_space *space,
+        const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
+        struct hpo_error *err)
+{
+    struct gradient_state *st = state;
+    uint64_t t = history->n_trials;
+
+    if (!st->initialized) {
+        init_point(st, space, history, rng);
+        st->dirty = true;
+    }
+    write_point(st, space, unit_point);
+    if ((st->mode == MODE_SPSA || st->mode == MODE_FD) && st->n_diff > 0 &&
+            t >= st->spsa_start) {
+        uint64_t w = window_start(st, st->k);
+        uint64_t s = set_size(st);
+        uint64_t o = t - w;
+        uint64_t member = o % s;
+        if (!st->have_key) {
+            st->key = hpo_rng_next(rng);
+            st->have_key = true;
+            st->dirty = true;
+        }
+        if (st->mode == MODE_SPSA) {
+            spsa_point(st, space, o / s, member == 0 ? 1.0 : -1.0, unit_point);
+        } else {
+            fd_point(st, space, member / 2, member % 2 == 0 ? 1.0 : -1.0, unit_point);
+        }
+    }
+    return 0;
+}
+
+static bool gradient_needs_save(const void *state)
+{
+    return ((const struct gradient_state *)state)->dirty;
+}
+
+/* ---- tell: gradients, batches, steps ----------------------------------- */
+
+/*
+** Where a gradient comes from: a client's G in value units at the values the
+** trial was given (g = sgn * G * dv/du), or a dense vector already in u
+** units (an SPSA/FD estimate or the batch accumulator). ĝ = mul * g / div.
+*/
+struct gsrc {
+    const double *grad;
+    const double *vals;
+    double sgn;
+    const double *dense;
+    double mul, div;
+};
+
+static inline double src_at(const struct gsrc *s, const struct gparam *g, size_t j)
+{
+    double x;
+
+    if (s->dense != NULL) {
+        x = s->dense[j];
+    } else {
+        double gr = s->grad[j];
+        double v = s->vals[j];
+        if (isnan(gr) || isnan(v)) {
+            return 0.0;
+        }
+        x = s->sgn * gr * dvdu(g, v);
+    }
+    return s->mul * x / s->div;
+}
+
+static double src_dot(const struct gradient_state *st, const struct hpo_space *space,
+        const struct gsrc *s, const double *other)
+{
+    double sum = 0.0;
+
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        if (!is_diff(st, i)) {
+            continue;
+        }
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            double x = src_at(s, &st->gp[i], j);
+            sum += x * (other != NULL ? other[j] : x);
+        }
+    }
+    return sum;
+}
+
+static double src_abs_mean(const struct gradient_state *st, const struct hpo_space *space,
+        const struct gsrc *s)
+{
+    double sum = 0.0;
+
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        if (!is_diff(st, i)) {
+            continue;
+        }
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            sum += fabs(src_at(s, &st->gp[i], j));
+        }
+    }
+    return st->n_diff > 0 ? sum / (double)st->n_diff : 0.0;
+}
+
+/* One optimizer step t = k+1 with ĝ from `s` (section 7.3 step 6). */
+static void apply_step(struct gradient_state *st, const struct hpo_space *space,
+        const struct gsrc *s, uint64_t n_trials)
+{
+    double t = (double)(st->k + 1);
+    double lr_t;
+    double b1t = 0.0, b2t = 0.0;
+    bool gain = (st->mode == MODE_SPSA || st->mode == MODE_FD) && st->optimizer == OPT_SGD;
+
+    if (gain) {
+        if (!st->a_resolved) {
+            double mean = src_abs_mean(st, space, s);
+            if (mean > 0.0 && isfinite(mean)) {
+                st->a = 0.1 * pow(st->spsa_A + 1.0, SPSA_ALPHA) / mean;
+                st->a_resolved = true;
+            }
+        }
+        lr_t = st->a_resolved ? st->a / pow((double)st->k + 1.0 + st->spsa_A, SPSA_ALPHA) : 0.0;
+    } else {
+        if (st->dprev != NULL) {
+            st->lr += st->hd_beta * src_dot(st, space, s, st->dprev);
+        }
+        lr_t = st->lr;
+        if (st->schedule == SCHED_COSINE) {
+            double T = (double)st->schedule_steps;
+            double e = t - 1.0 < T ? t - 1.0 : T;
+            lr_t = st->lr_min + (lr_t - st->lr_min) * 0.5 * (1.0 + cos(M_PI * e / T));
+        }
+    }
+    if (st->optimizer == OPT_ADAM) {
+        b1t = 1.0 - pow(st->beta1, t);
+        b2t = 1.0 - pow(st->beta2, t);
+    }
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        const struct gparam *g = &st->gp[i];
+        if (!is_diff(st, i)) {
+            continue;
+        }
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            double gh = src_at(s, g, j);
+            double d;
+            switch (st->optimizer) {
+            case OPT_ADAM:
+                st->m[j] = st->beta1 * st->m[j] + (1.0 - st->beta1) * gh;
+                st->v[j] = st->beta2 * st->v[j] + (1.0 - st->beta2) * gh * gh;
+                d = (st->m[j] / b1t) / (sqrt(st->v[j] / b2t) + st->eps);
+                break;
+            case OPT_MOMENTUM:
+                st->m[j] = st->momentum * st->m[j] + gh;
+                d = st->nesterov ? gh + st->momentum * st->m[j] : st->m[j];
+                break;
+            default:
+                d = gh;
+                break;
+            }
+            st->u[j] = clampd(st->u[j] - lr_t * d, g->ulo, g->uhi);
+            if (st->dprev != NULL) {
+                st->dprev[j] = d;
+            }
+        }
+    }
+    st->steps[st->k] = n_trials;
+    st->k++;
+}
+
+/*
+** Feed one gradient of version `ver`: clip, weight by staleness, add to the
+** batch, step when the batch is full (section 7.3 steps 3-5).
+*/
+static void feed(struct gradient_state *st, const struct hpo_space *space, struct gsrc *s,
+        int64_t ver, uint64_t n_trials)
+{
+    int64_t tau = st->k - ver;
+    double w;
+
+    if (tau > st->max_staleness) {
+        st->n_dropped++;
+        return;
+    }
+    /* Room for the step log first, so an OOM cannot leave a half-applied step. */
+    if ((size_t)st->k + 1 > st->cap_steps) {
+        size_t cap = st->cap_steps ? st->cap_steps * 2 : 64;
+        uint64_t *n = realloc(st->steps, cap * sizeof(*n));
+        if (n == NULL) {
+            return;
+        }
+        st->steps = n;
+        st->cap_steps = cap;
+    }
+    w = st->staleness == STALE_SCALE ? 1.0 / (1.0 + (double)tau) : 1.0;
+    if (st->max_grad_norm > 0.0) {
+        double norm;
+        s->mul = 1.0;
+        s->div = 1.0;
+        norm = sqrt(src_dot(st, space, s, NULL));
+        if (norm > st->max_grad_norm) {
+            w *= st->max_grad_norm / norm;
+        }
+    }
+    s->mul = w;
+    s->div = 1.0;
+    if (st->acc == NULL) {
+        apply_step(st, space, s, n_trials);
+        return;
+    }
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        if (!is_diff(st, i)) {
+            continue;
+        }
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            st->acc[j] += src_at(s, &st->gp[i], j);
+        }
+    }
+    st->n_acc++;
+    if (st->n_acc >= (uint64_t)st->batch_size) {
+        struct gsrc b = { .dense = st->acc, .mul = 1.0, .div = (double)st->batch_size };
+        apply_step(st, space, &b, n_trials);
+        memset(st->acc, 0, st->dim * sizeof(double));
+        st->n_acc = 0;
+    }
+}
+
+static bool has_gradient(const struct gradient_state *st, const struct hpo_space *space,
+        const double *gradient)
+{
+    if (gradient == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        if (!is_diff(st, i)) {
+            continue;
+        }
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            if (!isnan(gradient[j])) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* u-difference of coordinate j between two trials' given values; 0 when equal. */
+static double fd_quotient(const struct gparam *g, double dy, double vplus, double vminus)
+{
+    double up = u_of(g, vplus);
+    double um = u_of(g, vminus);
+
+    if (isnan(vplus) || isnan(vminus) || up == um) {
+        return 0.0;
+    }
+    return dy / (up - um);
+}
+
+/*
+** An SPSA/FD trial was told complete: if it completes its pair or set (all
+** other members told complete before), estimate the gradient and feed it.
+*/
+static void estimate_tell(struct gradient_state *st, const struct hpo_space *space,
+        const struct hpo_history *h, uint64_t trial)
+{
+    int64_t ver;
+    uint64_t w, end, s, first;
+
+    if (trial < st->spsa_start || st->n_diff == 0) {
+        return;
+    }
+    ver = version_of(st, trial);
+    w = window_start(st, ver);
+    end = ver < st->k ? st->steps[ver] : UINT64_MAX;
+    s = set_size(st);
+    if (trial < w) {
+        return;
+    }
+    first = w + (trial - w) / s * s;
+    if (first + s > end || first + s > h->n_trials) {
+        return; /* a step cut the set off, or it is not all handed out yet */
+    }
+    for (uint64_t m = first; m < first + s; m++) {
+        if (h->trials[m]->state != HPO_STATE_COMPLETE || (m != trial && !told_get(st, m))) {
+            return;
+        }
+    }
+    if (st->est == NULL) {
+        st->est = calloc(st->dim ? st->dim : 1, sizeof(double));
+        if (st->est == NULL) {
+            return;
+        }
+    }
+    if (st->mode == MODE_SPSA) {
+        const struct hpo_trial *tp = h->trials[first];
+        const struct hpo_trial *tm = h->trials[first + 1];
+        double dy = hpo_history_loss(h, tp) - hpo_history_loss(h, tm);
+        for (size_t i = 0; i < space->n_params; i++) {
+            const struct hpo_param *p = &space->params[i];
+            if (!is_diff(st, i)) {
+                continue;
+            }
+            for (size_t j = p->offset; j < p->offset + p->width; j++) {
+                st->est[j] = fd_quotient(&st->gp[i], dy, tp->values[j], tm->values[j]);
+            }
+        }
+    } else {
+        uint64_t n = 0;
+        for (size_t i = 0; i < space->n_params; i++) {
+            const struct hpo_param *p = &space->params[i];
+            if (!is_diff(st, i)) {
+                continue;
+            }
+            for (size_t j = p->offset; j < p->offset + p->width; j++, n++) {
+                const struct hpo_trial *tp = h->trials[first + 2 * n];
+                const struct hpo_trial *tm = h->trials[first + 2 * n + 1];
+                double dy = hpo_history_loss(h, tp) - hpo_history_loss(h, tm);
+                st->est[j] = fd_quotient(&st->gp[i], dy, tp->values[j], tm->values[j]);
+            }
+        }
+    }
+    {
+        struct gsrc src = { .dense = st->est, .mul = 1.0, .div = 1.0 };
+        feed(st, space, &src, ver, h->n_trials);
+    }
+}
+
+static void gradient_tell(void *state, const struct hpo_space *space,
+        const struct hpo_history *history, size_t trial, const double *gradient)
+{
+    struct gradient_state *st = state;
+    const struct hpo_trial *t = history->trials[trial];
+    bool grad;
+
+    if (told_get(st, trial)) {
+        return; /* a retried tell changes nothing */
+    }
+    told_set(st, trial);
+    if (!st->initialized) {
+        init_point(st, space, history, NULL);
+    }
+    if (t->state != HPO_STATE_COMPLETE) {
+        return; /* failed and pruned trials carry no gradient; they void their SPSA pair */
+    }
+    grad = has_gradient(st, space, gradient);
+    if (st->mode == MODE_UNDECIDED) {
+        if (grad) {
+            st->mode = MODE_CLIENT;
+        } else if (trial >= st->init_n) {
+            /* The first value-only tell of a trial we handed out: SPSA for good. */
+            st->mode = MODE_SPSA;
+            st->spsa_start = history->n_trials;
+            return;
+        } else {
+            return;
+        }
+    }
+    if (st->mode == MODE_CLIENT) {
+        if (grad) {
+            struct gsrc src = { .grad = gradient, .vals = t->values,
+                .sgn = history->maximize ? -1.0 : 1.0 };
+            feed(st, space, &src, version_of(st, trial), history->n_trials);
+        }
+        return;
+    }
+    estimate_tell(st, space, history, trial);
+}
+
+/* ---- save / load ------------------------------------------------------ */
+
+enum {
+    F_INITIALIZED = 1 << 0,
+    F_HAVE_KEY = 1 << 1,
+    F_A_RESOLVED = 1 << 2,
+    F_M = 1 << 3,
+    F_V = 1 << 4,
+    F_ACC = 1 << 5,
+    F_DPREV = 1 << 6,
+};
+
+/* Fixed header after the magic: 11 u64 words, then lr and a. */
+#define HEADER_WORDS 11
+
+static uint64_t state_flags(const struct gradient_state *st)
+{
+    return (st->initialized ? F_INITIALIZED : 0) | (st->have_key ? F_HAVE_KEY : 0) |
+            (st->a_resolved ? F_A_RESOLVED : 0) | (st->m ? F_M : 0) | (st->v ? F_V : 0) |
+            (st->acc ? F_ACC : 0) | (st->dprev ? F_DPREV : 0);
+}
+
+static size_t n_vectors(uint64_t flags)
+{
+    size_t n = 0;
+
+    if (!(flags & F_INITIALIZED)) {
+        return 0;
+    }
+    n = 1;
+    n += (flags & F_M) ? 1 : 0;
+    n += (flags & F_V) ? 1 : 0;
+    n += (flags & F_ACC) ? 1 : 0;
+    n += (flags & F_DPREV) ? 1 : 0;
+    return n;
+}
+
+static unsigned char *put(unsigned char *p, const void *src, size_t len)
+{
+    if (len > 0) {
+        memcpy(p, src, len);
+    }
+    return p + len;
+}
+
+static int gradient_save(const void *state, void **blob, size_t *len)
+{
+    const struct gradient_state *st = state;
+    uint64_t flags = state_flags(st);
+    size_t told_bytes = (st->n_told_bits + 7) / 8;
+    size_t vec = st->dim * sizeof(double);
+    size_t total = 8 + HEADER_WORDS * 8 + 2 * sizeof(double) + n_vectors(flags) * vec +
+            (size_t)st->k * 8 + told_bytes;
+    uint64_t hdr[HEADER_WORDS] = { st->dim, st->n_params, flags, (uint64_t)st->mode,
+        st->init_n, st->spsa_start, st->key, (uint64_t)st->k, st->n_acc, st->n_dropped,
+        st->n_told_bits };
+    unsigned char *b = malloc(total);
+    unsigned char *p = b;
+
+    if (b == NULL) {
+        return -ENOMEM;
+    }
+    p = put(p, BLOB_MAGIC, 8);
+    p = put(p, hdr, sizeof(hdr));
+    p = put(p, &st->lr, sizeof(double));
+    p = put(p, &st->a, sizeof(double));
+    if (st->initialized) {
+        p = put(p, st->u, vec);
+        if (st->m != NULL) {
+            p = put(p, st->m, vec);
+        }
+        if (st->v != NULL) {
+            p = put(p, st->v, vec);
+        }
+        if (st->acc != NULL) {
+            p = put(p, st->acc, vec);
+        }
+        if (st->dprev != NULL) {
+            p = put(p, st->dprev, vec);
+        }
+    }
+    p = put(p, st->steps, (size_t)st->k * 8);
+    p = put(p, st->told, told_bytes);
+    *blob = b;
+    *len = (size_t)(p - b);
+    ((struct gradient_state *)state)->dirty = false;
+    return 0;
+}
+
+static int gradient_load(void *state, const void *blob, size_t len)
+{
+    struct gradient_state *st = state;
+    const unsigned char *p = blob;
+    uint64_t hdr[HEADER_WORDS];
+    uint64_t flags, k, told_bits;
+    size_t vec = st->dim * sizeof(double);
+    size_t need, told_bytes, nv;
+    uint64_t *steps = NULL;
+    unsigned char *told = NULL;
+    double lr, a;
+
+    if (len < 8 + sizeof(hdr) + 2 * sizeof(double) || memcmp(p, BLOB_MAGIC, 8) != 0) {
+        return -EINVAL;
+    }
+    memcpy(hdr, p + 8, sizeof(hdr));
+    memcpy(&lr, p + 8 + sizeof(hdr), sizeof(double));
+    memcpy(&a, p + 8 + sizeof(hdr) + sizeof(double), sizeof(double));
+    p += 8 + sizeof(hdr) + 2 * sizeof(double);
+    flags = hdr[2];
+    k = hdr[7];
+    told_bits = hdr[10];
+    if (hdr[0] != st->dim || hdr[1] != st->n_params || hdr[3] > MODE_FD ||
+            (flags & (F_M | F_V | F_ACC | F_DPREV)) !=
+                    (state_flags(st) & (F_M | F_V | F_ACC | F_DPREV)) ||
+            k > (uint64_t)INT64_MAX / 16 || told_bits % 8 != 0 || hdr[8] >= (uint64_t)st->batch_size) {
+        return -EINVAL;
+    }
+    nv = n_vectors(flags);
+    told_bytes = told_bits / 8;
+    if (st->dim > 0 && nv > SIZE_MAX / 2 / vec) {
+        return -EINVAL;
+    }
+    need = 8 + sizeof(hdr) + 2 * sizeof(double) + nv * vec;
+    if (k > (SIZE_MAX - need) / 8 || told_bytes > SIZE_MAX - need - k * 8 ||
+            len != need + k * 8 + told_bytes) {
+        return -EINVAL;
+    }
+    if (k > 0) {
+        steps = malloc(k * 8);
+        if (steps == NULL) {
+            return -ENOMEM;
+        }
+        memcpy(steps, p + nv * vec, k * 8);
+        for (uint64_t s = 1; s < k; s++) {
+            if (steps[s] < steps[s - 1]) {
+                free(steps);
+                return -EINVAL;
+            }
+        }
+    }
+    if (told_bytes > 0) {
+        told = malloc(told_bytes);
+        if (told == NULL) {
+            free(steps);
+            return -ENOMEM;
+        }
+        memcpy(told, p + nv * vec + k * 8, told_bytes);
+    }
+    if (flags & F_INITIALIZED) {
+        memcpy(st->u, p, vec);
+        p += vec;
+        if (st->m != NULL) {
+            memcpy(st->m, p, vec);
+            p += vec;
+        }
+        if (st->v != NULL) {
+            memcpy(st->v, p, vec);
+            p += vec;
+        }
+        if (st->acc != NULL) {
+            memcpy(st->acc, p, vec);
+            p += vec;
+        }
+        if (st->dprev != NULL) {
+            memcpy(st->dprev, p, vec);
+        }
+    }
+    free(st->steps);
+    free(st->told);
+    st->steps = steps;
+    st->cap_steps = (size_t)k;
+    st->told = told;
+    st->n_told_bits = (size_t)told_bits;
+    st->initialized = flags & F_INITIALIZED;
+    st->have_key = flags & F_HAVE_KEY;
+    st->a_resolved = flags & F_A_RESOLVED;
+    st->mode = (enum mode)hdr[3];
+    st->init_n = hdr[4];
+    st->spsa_start = hdr[5];
+    st->key = hdr[6];
+    st->k = (int64_t)k;
+    st->n_acc = hdr[8];
+    st->n_dropped = hdr[9];
+    st->lr = lr;
+    st->a = a;
+    st->dirty = false;
+    /* Which params are active, and P, follow from u (NaN = inactive). */
+    st->n_diff = 0;
+    for (size_t i = 0; i < st->n_params; i++) {
+        const struct gparam *g = &st->gp[i];
+        st->active[i] = st->initialized && !isnan(st->u[g->offset]);
+        if (st->active[i] && g->kind != KIND_FROZEN) {
+            st->n_diff += g->width;
+        }
+    }
+    return 0;
+}
+
+static void gradient_destroy(void *state)
+{
+    state_free(state);
+}
+
+static const char options_schema[] =
+        "{\"optimizer\": {\"type\": \"string\", \"enum\": [\"adam\", \"sgd\", \"momentum\"], "
+        "\"default\": \"adam\"},"
+        " \"lr\": {\"type\": \"number\", \"default\": 0.01},"
+        " \"beta1\": {\"type\": \"number\", \"default\": 0.9},"
+        " \"beta2\": {\"type\": \"number\", \"default\": 0.999},"
+        " \"eps\": {\"type\": \"number\", \"default\": 1e-08},"
+        " \"momentum\": {\"type\": \"number\", \"default\": 0.9},"
+        " \"nesterov\": {\"type\": \"boolean\", \"default\": false},"
+        " \"schedule\": {\"type\": \"string\", \"enum\": [\"constant\", \"cosine\"], "
+        "\"default\": \"constant\"},"
+        " \"schedule_steps\": {\"type\": \"integer\", \"default\": null},"
+        " \"lr_min\": {\"type\": \"number\", \"default\": 0.0},"
+        " \"hd_beta\": {\"type\": \"number\", \"default\": 0.0},"
+        " \"batch_size\": {\"type\": \"integer\", \"default\": 1},"
+        " \"max_staleness\": {\"type\": \"integer\", \"default\": 16},"
+        " \"staleness\": {\"type\": \"string\", \"enum\": [\"scale\", \"ignore\"], "
+        "\"default\": \"scale\"},"
+        " \"max_grad_norm\": {\"type\": \"number\", \"default\": 0.0},"
+        " \"transform\": {\"type\": \"string\", \"enum\": [\"logit\", \"clip\"], "
+        "\"default\": \"logit\"},"
+        " \"estimator\": {\"type\": \"string\", \"enum\": [\"auto\", \"client\", \"spsa\", "
+        "\"fd\"], \"default\": \"auto\"},"
+        " \"spsa_a\": {\"type\": [\"string\", \"number\"], \"default\": \"auto\"},"
+        " \"spsa_c\": {\"type\": \"number\", \"default\": 0.1},"
+        " \"spsa_A\": {\"type\": \"number\", \"default\": 10},"
+        " \"init\": {\"type\": \"object\", \"default\": null}}";
+
+const struct hpo_sampler_type hpo_sampler_gradient = {
+    .name = "gradient",
+    .supports_vectors = true,
+    .options_schema = options_schema,
+    .configure = gradient_configure,
+    .describe = gradient_describe,
+    .suggest = gradient_suggest,
+    .tell = gradient_tell,
+    .save = gradient_save,
+    .load = gradient_load,
+    .destroy = gradient_destroy,
+    .needs_save = gradient_needs_save,
+    .status = gradient_status,
+};

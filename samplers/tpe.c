@@ -1,0 +1,1420 @@
+/*
+** tpe.c: the Tree-structured Parzen Estimator (ALGORITHMS.md section 3).
+**
+** Finished trials are split at the gamma-quantile of the loss into "below"
+** (good) and "above"; running trials join "above" (constant liar). Each
+** group is a Parzen mixture of truncated Gaussians in the unit cube (bin
+** masses for int and stepped params, a smoothed one-hot kernel for
+** categoricals) plus a prior kernel. Candidates are drawn from the below
+** mixture l and the one maximizing log l(x) - log g(x) is returned.
+**
+** Modes: multivariate (default; one kernel index for every param of a
+** group), with `group` decomposing conditional spaces into sets of params
+** that always co-occur; or univariate (each param on its own).
+**
+** Speed (ALGORITHMS.md 3.7): the above mixture g has one kernel per trial,
+** so the sampler keeps, per numeric coordinate, the included trials sorted
+** by value with each kernel's cached log-normalizer. Each suggest checks
+** the cache against the history in O(n d) (so it never depends on the
+** optional observe hook), merges new trials in, and rebuilds g's
+** structure-of-arrays with the neighbour-rule bandwidths in one pass per
+** coordinate, recomputing erfc only for kernels whose sigma changed.
+** Scoring walks blocks of kernels, all candidates of a chunk, then dims,
+** with a streaming logsumexp.
+*/
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/history.h"
+#include "../core/rng.h"
+#include "../core/space.h"
+#include "sampler.h"
+#include "tpe.h"
+
+#define HALF_LN_2PI 0.91893853320467274178
+
+#define ROLE_SKIP  0
+#define ROLE_BELOW 1
+#define ROLE_ABOVE 2
+
+#define KIND_CONT 0 /* continuous float: truncated normal density */
+#define KIND_DISC 1 /* int or stepped float: truncated normal mass of the value's bin */
+#define KIND_CAT  2 /* categorical */
+
+#define BLOCK       256        /* kernels scored together */
+#define CHUNK       32         /* candidates scored together */
+#define LSE_CUTOFF  50.0       /* terms below max - 50 add < 2e-22 each to a logsumexp */
+#define TAB_BUDGET  (1u << 19) /* doubles of per-class bin-mass tables per chunk */
+#define MAX_BELOW   25
+#define MIN_SIGMA_NO_CLIP 1e-12
+
+/* ---------------------------------------------------------------------- */
+/* Kernel math                                                             */
+
+/* log(1 - exp(x)) for x <= 0, accurate near 0 and for very negative x. */
+static double log1mexp(double x)
+{
+    return x > -M_LN2 ? log(-expm1(x)) : log1p(-exp(x));
+}
+
+double hpo_tpe_log_ndtr(double x)
+{
+    double x2, ix2, term, sum;
+
+    if (x > 6.0) {
+        return log1p(-0.5 * erfc(x / M_SQRT2));
+    }
+    if (x > -30.0) {
+        return log(0.5 * erfc(-x / M_SQRT2));
+    }
+    /* Mills-ratio series: Phi(x) = phi(x)/|x| (1 - 1/x^2 + 3/x^4 - ...); next term < 3e-16. */
+    x2 = x * x;
+    ix2 = 1.0 / x2;
+    term = 1.0;
+    sum = 1.0;
+    for (int k = 1; k <= 6; k++) {
+        term *= -(double)(2 * k - 1) * ix2;
+        sum += term;
+    }
+    return -0.5 * x2 - log(-x) - HALF_LN_2PI + log(sum);
+}
+
+double hpo_tpe_log_gauss_mass(double a, double b)
+{
+    double d = b - a;
+    double z = fmax(fabs(a), fabs(b));
+
+    if (!(d > 0.0)) {
+        return -INFINITY;
+    }
+    if (d < 1e-3 && d * z < 1e-2) {
+        /*
+        ** Narrow interval: two-point Gauss-Legendre, relative error below
+        ** d^4 (z^4 + 3) / 4320 < 1e-11, where differences of CDFs cancel.
+        */
+        double m = 0.5 * (a + b), h = 0.5 * d / sqrt(3.0);
+        double q1 = -0.5 * (m - h) * (m - h), q2 = -0.5 * (m + h) * (m + h);
+        double mx = fmax(q1, q2);
+        return log(0.5 * d) - HALF_LN_2PI + mx + log(exp(q1 - mx) + exp(q2 - mx));
+    }
+    if (b <= 0.0) {
+        double lb = hpo_tpe_log_ndtr(b);
+        return lb + log1mexp(hpo_tpe_log_ndtr(a) - lb);
+    }
+    if (a >= 0.0) {
+        double la = hpo_tpe_log_ndtr(-a);
+        return la + log1mexp(hpo_tpe_log_ndtr(-b) - la);
+    }
+    /* a < 0 < b: two positive halves, no cancellation. */
+    return log(0.5 * (erf(b / M_SQRT2) + erf(-a / M_SQRT2)));
+}
+
+double hpo_tpe_trunc_logpdf(double x, double mu, double sigma, double low, double high)
+{
+    double z = (x - mu) / sigma;
+
+    return -0.5 * z * z - log(sigma) - HALF_LN_2PI -
+            hpo_tpe_log_gauss_mass((low - mu) / sigma, (high - mu) / sigma);
+}
+
+double hpo_tpe_trunc_logmass(double lo, double hi, double mu, double sigma, double low,
+        double high)
+{
+    return hpo_tpe_log_gauss_mass((lo - mu) / sigma, (hi - mu) / sigma) -
+            hpo_tpe_log_gauss_mass((low - mu) / sigma, (high - mu) / sigma);
+}
+
+size_t hpo_tpe_gamma(size_t n)
+{
+    size_t g = (n + 9) / 10;
+
+    return g < MAX_BELOW ? g : MAX_BELOW;
+}
+
+void hpo_tpe_default_weights(size_t m, double *ret)
+{
+    size_t ramp;
+
+    for (size_t i = 0; i < m; i++) {
+        ret[i] = 1.0;
+    }
+    if (m < 25) {
+        return;
+    }
+    ramp = m - 25;
+    /* numpy.linspace(1/m, 1, ramp) */
+    for (size_t i = 0; i < ramp; i++) {
+        double start = 1.0 / (double)m;
+        ret[i] = ramp == 1 ? start :
+                (i == ramp - 1 ? 1.0 : start + (double)i * (1.0 - start) / (double)(ramp - 1));
+    }
+}
+
+/* The constant of an above/below kernel (mu, sigma) on [0, 1]. */
+static double kernel_cst(int kind, double mu, double sigma)
+{
+    double lz = hpo_tpe_log_gauss_mass(-mu / sigma, (1.0 - mu) / sigma);
+
+    return kind == KIND_CONT ? -log(sigma) - HALF_LN_2PI - lz : -lz;
+}
+
+/* A draw from N(mu, sigma^2) truncated to [0, 1]; the mass is >= 0.34, so rejection is cheap. */
+static double sample_trunc(struct hpo_rng *rng, double mu, double sigma)
+{
+    for (int i = 0; i < 1000; i++) {
+        double x = mu + sigma * hpo_rng_normal(rng);
+        if (x >= 0.0 && x <= 1.0) {
+            return x;
+        }
+    }
+    return mu < 0.0 ? 0.0 : (mu > 1.0 ? 1.0 : mu);
+}
+
+/* ---------------------------------------------------------------------- */
+/* State                                                                   */
+
+struct tpe_options {
+    long long n_startup_trials;
+    long long n_ei_candidates;
+    bool multivariate;
+    bool group;
+    bool constant_liar;
+    double prior_weight;
+    bool consider_magic_clip;
+    bool consider_endpoints;
+};
+
+/* One included trial's value in a per-coordinate sorted list, with its cached kernel constant. */
+struct tpe_entry {
+    double v;     /* unit coordinate */
+    double sigma; /* the sigma `cst` was computed for; 0 = none yet */
+    double cst;   /* kernel_cst(kind, v, sigma) */
+    uint32_t t;   /* trial number */
+};
+
+struct tpe_coord {
+    struct tpe_entry *ord; /* sorted by (v, t) */
+    size_t n, cap;
+};
+
+struct tpe_udim {
+    size_t coord;
+    const struct hpo_param *p;
+    int kind;
+    double n_choices;
+};
+
+/* One dimension of a mixture, structure-of-arrays over its observed kernels. */
+struct tpe_mdim {
+    double *mu, *isig, *cst, *sig; /* numeric (sig: below mixture only, for sampling) */
+    uint32_t *cls;                 /* discrete: class of each kernel */
+    double *cls_mu, *cls_isig;     /* discrete: distinct (mu, 1/sigma) */
+    size_t n_cls;
+    uint32_t *cat;                 /* categorical: observed choice */
+    double cat_hit, cat_miss;      /* categorical: log p of the observed / another choice */
+};
+
+struct tpe_mix {
+    size_t m;        /* observed kernels; the prior kernel is kept apart */
+    double *logw;    /* normalized log weights of the observed kernels */
+    double logw_prior;
+    struct tpe_mdim *d;
+};
+
+/* Candidates of one chunk: unit value, bin edges (discrete) and choice (categorical). */
+struct tpe_cands {
+    double *x, *lo, *hi;
+    uint32_t *ci;
+};
+
+struct tpe_key {
+    int cls; /* 0 complete, 1 pruned with reports, 2 pruned without */
+    double a, b;
+    uint32_t t;
+};
+
+struct tpe {
+    struct tpe_options opt;
+    size_t dim, n_params;
+    /* Mirror of the history (checked at every suggest). */
+    size_t n_known, cap_trials;
+    uint8_t *incl;     /* per trial: complete, pruned or running, so in the sorted lists */
+    uint8_t *mark;     /* per trial: 1 remove, 2 add (sync scratch) */
+    double *mu_rows;   /* per trial: its dim unit coordinates when last synced */
+    struct tpe_coord *coords;
+    struct tpe_entry *newbuf;
+    size_t cap_newbuf;
+    /* Per-unit scratch. */
+    uint8_t *role;
+    uint32_t *kidx;
+    int *pcls, *pmap;
+    uint8_t *pever, *pact;
+    size_t *plist;
+    char *pool;
+    size_t cap_pool;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Configuration                                                           */
+
+static const char *const tpe_keys[] = {
+    "n_startup_trials", "n_ei_candidates", "multivariate", "group", "constant_liar",
+    "prior_weight", "consider_magic_clip", "consider_endpoints", NULL,
+};
+
+static void tpe_destroy(void *state)
+{
+    struct tpe *s = state;
+
+    if (s == NULL) {
+        return;
+    }
+    if (s->coords != NULL) {
+        for (size_t k = 0; k < s->dim; k++) {
+            free(s->coords[k].ord);
+        }
+    }
+    free(s->coords);
+    free(s->incl);
+    free(s->mark);
+    free(s->mu_rows);
+    free(s->newbuf);
+    free(s->role);
+    free(s->kidx);
+    free(s->pcls);
+    free(s->pmap);
+    free(s->pever);
+    free(s->pact);
+    free(s->plist);
+    free(s->pool);
+    free(s);
+}
+
+static int tpe_configure(const json_t *options, const struct hpo_space *space, void **state,
+        struct hpo_error *err)
+{
+    struct tpe_options o;
+    struct tpe *s;
+    int r;
+
+    r = hpo_options_check_keys(options, tpe_keys, "sampler", err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_int(options, "n_startup_trials", "sampler", 10, 0, 1000000000LL,
+            &o.n_startup_trials, err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_int(options, "n_ei_candidates", "sampler", 24, 1, 10000, &o.n_ei_candidates,
+            err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_bool(options, "multivariate", "sampler", true, &o.multivariate, err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_bool(options, "group", "sampler", true, &o.group, err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_bool(options, "constant_liar", "sampler", true, &o.constant_liar, err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_double(options, "prior_weight", "sampler", 1.0, 0.0, 1e6, &o.prior_weight,
+            err);
+    if (r < 0) {
+        return r;
+    }
+    if (!(o.prior_weight > 0.0)) {
+        return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "sampler.prior_weight",
+                "sampler.prior_weight must be > 0");
+    }
+    r = hpo_option_bool(options, "consider_magic_clip", "sampler", true, &o.consider_magic_clip,
+            err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo_option_bool(options, "consider_endpoints", "sampler", false, &o.consider_endpoints,
+            err);
+    if (r < 0) {
+        return r;
+    }
+    if (space->has_vectors) {
+        return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "sampler.type",
+                "sampler 'tpe' does not support vector params (size)");
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    s->opt = o;
+    s->dim = space->dim;
+    s->n_params = space->n_params;
+    s->coords = calloc(s->dim ? s->dim : 1, sizeof(*s->coords));
+    s->pcls = calloc(s->n_params + 1, sizeof(*s->pcls));
+    s->pmap = calloc(2 * s->n_params + 2, sizeof(*s->pmap));
+    s->pever = calloc(s->n_params + 1, 1);
+    s->pact = calloc(s->n_params + 1, 1);
+    s->plist = calloc(s->n_params + 1, sizeof(*s->plist));
+    if (s->coords == NULL || s->pcls == NULL || s->pmap == NULL || s->pever == NULL ||
+            s->pact == NULL || s->plist == NULL) {
+        tpe_destroy(s);
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    *state = s;
+    return 0;
+}
+
+static json_t *tpe_describe(const void *state)
+{
+    const struct tpe *s = state;
+    const struct tpe_options *o = &s->opt;
+
+    return json_pack("{s:I,s:I,s:b,s:b,s:b,s:f,s:b,s:b}",
+            "n_startup_trials", (json_int_t)o->n_startup_trials,
+            "n_ei_candidates", (json_int_t)o->n_ei_candidates,
+            "multivariate", o->multivariate, "group", o->group,
+            "constant_liar", o->constant_liar, "prior_weight", o->prior_weight,
+            "consider_magic_clip", o->consider_magic_clip,
+            "consider_endpoints", o->consider_endpoints);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Keeping the sorted per-coordinate lists in step with the history        */
+
+static bool state_included(enum hpo_state st)
+{
+    return st == HPO_STATE_COMPLETE || st == HPO_STATE_PRUNED || st == HPO_STATE_RUNNING;
+}
+
+static bool same_double(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b));
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+    const struct tpe_entry *a = pa, *b = pb;
+
+    if (a->v != b->v) {
+        return a->v < b->v ? -1 : 1;
+    }
+    return a->t < b->t ? -1 : (a->t > b->t ? 1 : 0);
+}
+
+static bool entry_less(const struct tpe_entry *a, const struct tpe_entry *b)
+{
+    return a->v < b->v || (a->v == b->v && a->t < b->t);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    size_t c = *cap ? *cap : 64;
+    void *n;
+
+    if (need <= *cap) {
+        return 0;
+    }
+    while (c < need) {
+        c *= 2;
+    }
+    n = realloc(*p, c * elem);
+    if (n == NULL) {
+        return -ENOMEM;
+    }
+    *p = n;
+    *cap = c;
+    return 0;
+}
+
+static int grow_trials(struct tpe *s, size_t need)
+{
+    size_t c = s->cap_trials ? s->cap_trials : 64;
+    void *p;
+
+    if (need <= s->cap_trials) {
+        return 0;
+    }
+    while (c < need) {
+        c *= 2;
+    }
+#define GROW_ONE(field, elem)                                                                 \
+    do {                                                                                      \
+        p = realloc(s->field, c * (elem));                                                    \
+        if (p == NULL) {                                                                      \
+            return -ENOMEM;                                                                   \
+        }                                                                                     \
+        s->field = p;                                                                         \
+    } while (0)
+    GROW_ONE(incl, 1);
+    GROW_ONE(mark, 1);
+    GROW_ONE(role, 1);
+    GROW_ONE(kidx, sizeof(uint32_t));
+    GROW_ONE(mu_rows, (s->dim ? s->dim : 1) * sizeof(double));
+#undef GROW_ONE
+    memset(s->incl + s->cap_trials, 0, c - s->cap_trials);
+    s->cap_trials = c;
+    return 0;
+}
+
+/* Forget the mirror: the next sync rebuilds it from scratch. */
+static void sync_reset(struct tpe *s)
+{
+    for (size_t k = 0; k < s->dim; k++) {
+        s->coords[k].n = 0;
+    }
+    if (s->incl != NULL) {
+        memset(s->incl, 0, s->cap_trials);
+    }
+    s->n_known = 0;
+}
+
+static bool coord_numeric(const struct hpo_space *space, size_t k, const struct hpo_param **pp)
+{
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        if (k >= p->offset && k < p->offset + p->width) {
+            *pp = p;
+            return p->type != HPO_PARAM_CATEGORICAL;
+        }
+    }
+    *pp = NULL;
+    return false;
+}
+
+/*
+** Bring the sorted lists in step with the history: trials that entered or
+** left {complete, pruned, running}, or whose coordinates differ from the
+** mirror, are removed and (re)inserted. O(n d) to check, O(n) per
+** coordinate touched to merge.
+*/
+static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct hpo_history *h)
+{
+    size_t n = h->n_trials, old = s->n_known, dim = s->dim;
+    size_t top = n > old ? n : old;
+    size_t n_add = 0, n_rem = 0;
+    int r;
+
+    if (n > UINT32_MAX) {
+        return -EOVERFLOW;
+    }
+    r = grow_trials(s, top);
+    if (r < 0) {
+        return r;
+    }
+    for (size_t t = 0; t < top; t++) {
+        const struct hpo_trial *tr = t < n ? h->trials[t] : NULL;
+        bool now = tr != NULL && state_included(tr->state);
+        bool was = t < old && s->incl[t];
+        bool same = now && was;
+        double *row = s->mu_rows + t * dim;
+
+        for (size_t k = 0; same && k < dim; k++) {
+            same = same_double(tr->unit[k], row[k]);
+        }
+        s->mark[t] = 0;
+        if (was && !same) {
+            s->mark[t] |= 1;
+            n_rem++;
+        }
+        if (now && !same) {
+            s->mark[t] |= 2;
+            n_add++;
+            memcpy(row, tr->unit, dim * sizeof(double));
+        }
+        s->incl[t] = now;
+    }
+    s->n_known = n;
+    if (n_add == 0 && n_rem == 0) {
+        return 0;
+    }
+    r = grow((void **)&s->newbuf, &s->cap_newbuf, n_add + 1, sizeof(*s->newbuf));
+    if (r < 0) {
+        return r;
+    }
+    for (size_t k = 0; k < dim; k++) {
+        struct tpe_coord *c = &s->coords[k];
+        const struct hpo_param *p;
+        size_t w = 0, nn = 0;
+
+        if (!coord_numeric(space, k, &p)) {
+            continue;
+        }
+        if (n_rem > 0) {
+            for (size_t i = 0; i < c->n; i++) {
+                if (!(c->ord[i].t < top && (s->mark[c->ord[i].t] & 1))) {
+                    c->ord[w++] = c->ord[i];
+                }
+            }
+            c->n = w;
+        }
+        if (n_add == 0) {
+            continue;
+        }
+        for (size_t t = 0; t < n; t++) {
+            double v = s->mu_rows[t * dim + k];
+            if ((s->mark[t] & 2) && !isnan(v)) {
+                s->newbuf[nn].v = v;
+                s->newbuf[nn].sigma = 0.0;
+                s->newbuf[nn].cst = 0.0;
+                s->newbuf[nn].t = (uint32_t)t;
+                nn++;
+            }
+        }
+        if (nn == 0) {
+            continue;
+        }
+        r = grow((void **)&c->ord, &c->cap, c->n + nn, sizeof(*c->ord));
+        if (r < 0) {
+            return r;
+        }
+        if (nn > 1) {
+            qsort(s->newbuf, nn, sizeof(*s->newbuf), entry_cmp);
+        }
+        /* Merge from the back, in place. */
+        {
+            size_t i = c->n, j = nn, o = c->n + nn;
+            while (j > 0) {
+                if (i > 0 && entry_less(&s->newbuf[j - 1], &c->ord[i - 1])) {
+                    c->ord[--o] = c->ord[--i];
+                } else {
+                    c->ord[--o] = s->newbuf[--j];
+                }
+            }
+            c->n += nn;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* One model unit: a set of params modelled jointly                        */
+
+struct tpe_carver {
+    char *base;
+    size_t off;
+};
+
+static void *carve(struct tpe_carver *cv, size_t bytes)
+{
+    size_t at = (cv->off + 15) & ~(size_t)15;
+
+    cv->off = at + bytes;
+    return cv->base != NULL ? cv->base + at : NULL;
+}
+
+static void mix_layout(struct tpe_carver *cv, struct tpe_mix *mx, const struct tpe_udim *ud,
+        size_t nd, size_t m, bool below)
+{
+    struct tpe_mdim dummy;
+
+    mx->m = m;
+    mx->logw = carve(cv, m * sizeof(double));
+    mx->d = carve(cv, nd * sizeof(struct tpe_mdim));
+    for (size_t j = 0; j < nd; j++) {
+        struct tpe_mdim *md = mx->d != NULL ? &mx->d[j] : &dummy;
+        memset(md, 0, sizeof(*md));
+        if (ud[j].kind != KIND_CAT) {
+            md->mu = carve(cv, m * sizeof(double));
+            md->isig = carve(cv, m * sizeof(double));
+            md->cst = carve(cv, m * sizeof(double));
+            if (below) {
+                md->sig = carve(cv, m * sizeof(double));
+            }
+        }
+        if (ud[j].kind == KIND_DISC) {
+            md->cls = carve(cv, m * sizeof(uint32_t));
+            md->cls_mu = carve(cv, m * sizeof(double));
+            md->cls_isig = carve(cv, m * sizeof(double));
+        }
+        if (ud[j].kind == KIND_CAT) {
+            md->cat = carve(cv, m * sizeof(uint32_t));
+        }
+    }
+}
+
+struct tpe_unit {
+    struct tpe_udim *ud;
+    size_t nd;
+    size_t m_l, m_g;
+    struct tpe_mix l, g;
+    struct tpe_cands cand;
+    double *sl, *sg, *acc, *tab, *bestx;
+    uint32_t *sel, *below;
+    double *tmpv;
+    size_t tab_cap;
+};
+
+static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
+{
+    size_t nc = n_ei < CHUNK ? n_ei : CHUNK;
+    size_t nd = u->nd, m = u->m_l > u->m_g ? u->m_l : u->m_g;
+    size_t ndisc = 0;
+
+    for (size_t j = 0; j < nd; j++) {
+        ndisc += u->ud[j].kind == KIND_DISC;
+    }
+    mix_layout(cv, &u->l, u->ud, nd, u->m_l, true);
+    mix_layout(cv, &u->g, u->ud, nd, u->m_g, false);
+    u->cand.x = carve(cv, nc * nd * sizeof(double));
+    u->cand.lo = carve(cv, nc * nd * sizeof(double));
+    u->cand.hi = carve(cv, nc * nd * sizeof(double));
+    u->cand.ci = carve(cv, nc * nd * sizeof(uint32_t));
+    u->sl = carve(cv, nc * sizeof(double));
+    u->sg = carve(cv, nc * sizeof(double));
+    u->acc = carve(cv, nc * BLOCK * sizeof(double));
+    u->tab_cap = ndisc * m * nc;
+    if (u->tab_cap > TAB_BUDGET) {
+        u->tab_cap = TAB_BUDGET;
+    }
+    u->tab = carve(cv, u->tab_cap * sizeof(double));
+    u->bestx = carve(cv, nd * sizeof(double));
+    u->sel = carve(cv, (u->m_g + 1) * sizeof(uint32_t));
+    u->below = carve(cv, (MAX_BELOW + 1) * sizeof(uint32_t));
+    u->tmpv = carve(cv, (MAX_BELOW + 1) * sizeof(double));
+}
+
+static bool key_less(const struct tpe_key *x, const struct tpe_key *y)
+{
+    if (x->cls != y->cls) {
+        return x->cls < y->cls;
+    }
+    if (x->a != y->a) {
+        return x->a < y->a;
+    }
+    if (x->b != y->b) {
+        return x->b < y->b;
+    }
+    return x->t < y->t;
+}
+
+static double nan_to_inf(double x)
+{
+    return isnan(x) ? INFINITY : x;
+}
+
+/* The split key of a finished trial (ALGORITHMS.md 3.3). */
+static void trial_key(const struct hpo_history *h, const struct hpo_trial *tr, struct tpe_key *k)
+{
+    k->t = (uint32_t)tr->number;
+    k->b = 0.0;
+    if (tr->state == HPO_STATE_COMPLETE) {
+        k->cls = 0;
+        k->a = nan_to_inf(hpo_history_loss(h, tr));
+        return;
+    }
+    if (tr->n_reports == 0) {
+        k->cls = 2;
+        k->a = 0.0;
+        return;
+    }
+    {
+        const struct hpo_report *last = hpo_trial_last_report(tr);
+        double v = h->maximize ? -last->value : last->value;
+        k->cls = 1;
+        k->a = -(double)last->step;
+        k->b = nan_to_inf(v);
+    }
+}
+
+/* Neighbour-rule bandwidth of point i of `na` sorted values (ALGORITHMS.md 3.4), clipped. */
+static double neighbour_sigma(const struct tpe_options *o, double prev, double v, double next,
+        size_t i, size_t na, double minsig)
+{
+    double left = i > 0 ? v - prev : v;
+    double right = i + 1 < na ? next - v : 1.0 - v;
+    double sg;
+
+    if (!o->consider_endpoints && na >= 2) {
+        sg = i == 0 ? right : (i + 1 == na ? left : fmax(left, right));
+    } else {
+        sg = fmax(left, right);
+    }
+    return sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
+}
+
+static double min_sigma(const struct tpe_options *o, size_t m)
+{
+    double k = (double)m + 2.0;
+
+    if (!o->consider_magic_clip) {
+        return MIN_SIGMA_NO_CLIP;
+    }
+    return 1.0 / (k < 100.0 ? k : 100.0);
+}
+
+static uint32_t cat_index(const struct tpe_udim *ud, double u)
+{
+    double c = floor(u * ud->n_choices);
+
+    if (!(c >= 0.0)) {
+        c = 0.0;
+    }
+    if (c > ud->n_choices - 1.0) {
+        c = ud->n_choices - 1.0;
+    }
+    return (uint32_t)c;
+}
+
+static void set_weights(const struct tpe_options *o, struct tpe_mix *mx)
+{
+    double total = o->prior_weight;
+
+    hpo_tpe_default_weights(mx->m, mx->logw);
+    for (size_t i = 0; i < mx->m; i++) {
+        total += mx->logw[i];
+    }
+    for (size_t i = 0; i < mx->m; i++) {
+        mx->logw[i] = log(mx->logw[i] / total);
+    }
+    mx->logw_prior = log(o->prior_weight / total);
+}
+
+static void set_cat(const struct tpe_options *o, struct tpe_mdim *md, size_t m, double C)
+{
+    double a = o->prior_weight / ((double)m + 1.0);
+
+    md->cat_hit = log((1.0 + a) / (1.0 + C * a));
+    md->cat_miss = log(a / (1.0 + C * a));
+}
+
+/* Build the below mixture from the (chronological) below trials. */
+static void build_below(const struct tpe *s, const struct hpo_history *h, struct tpe_unit *u)
+{
+    const struct tpe_options *o = &s->opt;
+    size_t m = u->m_l;
+    double minsig = min_sigma(o, m);
+
+    set_weights(o, &u->l);
+    for (size_t j = 0; j < u->nd; j++) {
+        const struct tpe_udim *ud = &u->ud[j];
+        struct tpe_mdim *md = &u->l.d[j];
+        uint32_t order[MAX_BELOW + 1];
+
+        if (ud->kind == KIND_CAT) {
+            for (size_t i = 0; i < m; i++) {
+                md->cat[i] = cat_index(ud, h->trials[u->below[i]]->unit[ud->coord]);
+            }
+            set_cat(o, md, m, ud->n_choices);
+            continue;
+        }
+        for (size_t i = 0; i < m; i++) {
+            u->tmpv[i] = h->trials[u->below[i]]->unit[ud->coord];
+            order[i] = (uint32_t)i;
+        }
+        /* Insertion sort of at most 25 by (value, trial number). */
+        for (size_t i = 1; i < m; i++) {
+            uint32_t x = order[i];
+            size_t q = i;
+            while (q > 0 && (u->tmpv[order[q - 1]] > u->tmpv[x] ||
+                    (u->tmpv[order[q - 1]] == u->tmpv[x] && order[q - 1] > x))) {
+                order[q] = order[q - 1];
+                q--;
+            }
+            order[q] = x;
+        }
+        md->n_cls = 0;
+        for (size_t i = 0; i < m; i++) {
+            size_t k = order[i];
+            double v = u->tmpv[k];
+            double prev = i > 0 ? u->tmpv[order[i - 1]] : 0.0;
+            double next = i + 1 < m ? u->tmpv[order[i + 1]] : 1.0;
+            double sg = neighbour_sigma(o, prev, v, next, i, m, minsig);
+            md->mu[k] = v;
+            md->sig[k] = sg;
+            md->isig[k] = 1.0 / sg;
+            md->cst[k] = kernel_cst(ud->kind, v, sg);
+            if (ud->kind == KIND_DISC) {
+                md->cls[k] = (uint32_t)k;
+                md->cls_mu[k] = v;
+                md->cls_isig[k] = md->isig[k];
+            }
+        }
+        if (ud->kind == KIND_DISC) {
+            md->n_cls = m;
+        }
+    }
+}
+
+/* Build the above mixture from the sorted lists (numeric) and a scan (categorical). */
+static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_unit *u)
+{
+    const struct tpe_options *o = &s->opt;
+    size_t m = u->m_g;
+    double minsig = min_sigma(o, m);
+    bool any_cat = false;
+
+    set_weights(o, &u->g);
+    for (size_t j = 0; j < u->nd; j++) {
+        const struct tpe_udim *ud = &u->ud[j];
+        struct tpe_mdim *md = &u->g.d[j];
+        struct tpe_coord *c = &s->coords[ud->coord];
+        size_t na = 0;
+
+        if (ud->kind == KIND_CAT) {
+            set_cat(o, md, m, ud->n_choices);
+            any_cat = true;
+            continue;
+        }
+        for (size_t e = 0; e < c->n; e++) {
+            if (s->role[c->ord[e].t] == ROLE_ABOVE) {
+                if (na == m) {
+                    return -EIO;
+                }
+                u->sel[na++] = (uint32_t)e;
+            }
+        }
+        if (na != m) {
+            return -EIO;
+        }
+        md->n_cls = 0;
+        for (size_t i = 0; i < na; i++) {
+            struct tpe_entry *en = &c->ord[u->sel[i]];
+            double prev = i > 0 ? c->ord[u->sel[i - 1]].v : 0.0;
+            double next = i + 1 < na ? c->ord[u->sel[i + 1]].v : 1.0;
+            double sg = neighbour_sigma(o, prev, en->v, next, i, na, minsig);
+            uint32_t k = s->kidx[en->t];
+
+            if (en->sigma != sg) {
+                en->cst = kernel_cst(ud->kind, en->v, sg);
+                en->sigma = sg;
+            }
+            md->mu[k] = en->v;
+            md->isig[k] = 1.0 / sg;
+            md->cst[k] = en->cst;
+            if (ud->kind == KIND_DISC) {
+                if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != en->v ||
+                        md->cls_isig[md->n_cls - 1] != md->isig[k]) {
+                    md->cls_mu[md->n_cls] = en->v;
+                    md->cls_isig[md->n_cls] = md->isig[k];
+                    md->n_cls++;
+                }
+                md->cls[k] = (uint32_t)(md->n_cls - 1);
+            }
+        }
+    }
+    if (any_cat) {
+        for (size_t t = 0; t < h->n_trials; t++) {
+            if (s->role[t] != ROLE_ABOVE) {
+                continue;
+            }
+            for (size_t j = 0; j < u->nd; j++) {
+                if (u->ud[j].kind == KIND_CAT) {
+                    u->g.d[j].cat[s->kidx[t]] =
+                            cat_index(&u->ud[j], h->trials[t]->unit[u->ud[j].coord]);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* The prior kernel's log density (mu 0.5, sigma 1 on [0,1]) at candidate c, dim j. */
+static double prior_term(const struct tpe_udim *ud, const struct tpe_cands *cd, size_t idx)
+{
+    static double lz = 0.0;
+
+    if (lz == 0.0) {
+        lz = hpo_tpe_log_gauss_mass(-0.5, 0.5);
+    }
+    switch (ud->kind) {
+    case KIND_CONT: {
+        double z = cd->x[idx] - 0.5;
+        return -0.5 * z * z - HALF_LN_2PI - lz;
+    }
+    case KIND_DISC:
+        return hpo_tpe_log_gauss_mass(cd->lo[idx] - 0.5, cd->hi[idx] - 0.5) - lz;
+    default:
+        return -log(ud->n_choices);
+    }
+}
+
+/*
+** log of the mixture density at each of `nc` candidates, into ret. Loops
+** kernel blocks -> dims -> candidates -> kernels, with a streaming logsumexp.
+*/
+static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t nc,
+        double *ret)
+{
+    const struct tpe_cands *cd = &u->cand;
+    size_t nd = u->nd;
+    double M[CHUNK], S[CHUNK];
+    double *tabs_buf[64];
+    double **tabs = tabs_buf;
+    double *heap_tabs[1] = { NULL };
+    size_t used = 0;
+
+    (void)heap_tabs;
+    if (nd > 64) {
+        tabs = malloc(nd * sizeof(*tabs));
+    }
+    for (size_t j = 0; j < nd; j++) {
+        const struct tpe_mdim *md = &mx->d[j];
+        double *tb;
+        if (tabs == NULL) {
+            break;
+        }
+        tabs[j] = NULL;
+        if (u->ud[j].kind != KIND_DISC || used + md->n_cls * nc > u->tab_cap) {
+            continue;
+        }
+        tb = u->tab + used;
+        used += md->n_cls * nc;
+        for (size_t c = 0; c < nc; c++) {
+            double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
+            for (size_t q = 0; q < md->n_cls; q++) {
+                tb[c * md->n_cls + q] = hpo_tpe_log_gauss_mass((lo - md->cls_mu[q]) *
+                        md->cls_isig[q], (hi - md->cls_mu[q]) * md->cls_isig[q]);
+            }
+        }
+        tabs[j] = tb;
+    }
+    for (size_t c = 0; c < nc; c++) {
+        M[c] = -INFINITY;
+        S[c] = 0.0;
+    }
+    for (size_t b0 = 0; b0 < mx->m; b0 += BLOCK) {
+        size_t nb = mx->m - b0 < BLOCK ? mx->m - b0 : BLOCK;
+        for (size_t c = 0; c < nc; c++) {
+            memcpy(u->acc + c * BLOCK, mx->logw + b0, nb * sizeof(double));
+        }
+        for (size_t j = 0; j < nd; j++) {
+            const struct tpe_mdim *md = &mx->d[j];
+            int kind = u->ud[j].kind;
+            for (size_t c = 0; c < nc; c++) {
+                double *restrict a = u->acc + c * BLOCK;
+                if (kind == KIND_CONT) {
+                    const double *restrict mu = md->mu + b0;
+                    const double *restrict is = md->isig + b0;
+                    const double *restrict cs = md->cst + b0;
+                    double xv = cd->x[c * nd + j];
+                    for (size_t i = 0; i < nb; i++) {
+                        double z = (xv - mu[i]) * is[i];
+                        a[i] += cs[i] - 0.5 * z * z;
+                    }
+                } else if (kind == KIND_DISC) {
+                    const double *restrict cs = md->cst + b0;
+                    const uint32_t *restrict cl = md->cls + b0;
+                    if (tabs != NULL && tabs[j] != NULL) {
+                        const double *row = tabs[j] + c * md->n_cls;
+                        for (size_t i = 0; i < nb; i++) {
+                            a[i] += row[cl[i]] + cs[i];
+                        }
+                    } else {
+                        double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
+                        const double *mu = md->mu + b0, *is = md->isig + b0;
+                        for (size_t i = 0; i < nb; i++) {
+                            a[i] += hpo_tpe_log_gauss_mass((lo - mu[i]) * is[i],
+                                    (hi - mu[i]) * is[i]) + cs[i];
+                        }
+                    }
+                } else {
+                    const uint32_t *restrict ct = md->cat + b0;
+                    uint32_t ci = cd->ci[c * nd + j];
+                    double hit = md->cat_hit, miss = md->cat_miss;
+                    for (size_t i = 0; i < nb; i++) {
+                        a[i] += ct[i] == ci ? hit : miss;
+                    }
+                }
+            }
+        }
+        for (size_t c = 0; c < nc; c++) {
+            const double *a = u->acc + c * BLOCK;
+            double bm = -INFINITY, thr, sum = 0.0;
+            for (size_t i = 0; i < nb; i++) {
+                bm = a[i] > bm ? a[i] : bm;
+            }
+            if (bm > M[c]) {
+                S[c] = M[c] == -INFINITY ? 0.0 : S[c] * exp(M[c] - bm);
+                M[c] = bm;
+            }
+            thr = M[c] - LSE_CUTOFF;
+            for (size_t i = 0; i < nb; i++) {
+                if (a[i] > thr) {
+                    sum += exp(a[i] - M[c]);
+                }
+            }
+            S[c] += sum;
+        }
+    }
+    for (size_t c = 0; c < nc; c++) {
+        double lp = mx->logw_prior;
+        for (size_t j = 0; j < nd; j++) {
+            lp += prior_term(&u->ud[j], cd, c * nd + j);
+        }
+        if (lp > M[c]) {
+            S[c] = (M[c] == -INFINITY ? 0.0 : S[c] * exp(M[c] - lp)) + 1.0;
+            M[c] = lp;
+        } else {
+            S[c] += exp(lp - M[c]);
+        }
+        ret[c] = M[c] + log(S[c]);
+    }
+    if (tabs != tabs_buf) {
+        free(tabs);
+    }
+}
+
+/* Draw candidate c from the below mixture: one kernel for every dim of the unit. */
+static void sample_candidate(const struct tpe_unit *u, struct hpo_rng *rng, size_t c)
+{
+    const struct tpe_mix *l = &u->l;
+    size_t nd = u->nd;
+    double r = hpo_rng_uniform(rng), cum = 0.0;
+    size_t k = l->m; /* the prior kernel */
+
+    for (size_t i = 0; i < l->m; i++) {
+        cum += exp(l->logw[i]);
+        if (r < cum) {
+            k = i;
+            break;
+        }
+    }
+    for (size_t j = 0; j < nd; j++) {
+        const struct tpe_udim *ud = &u->ud[j];
+        const struct tpe_mdim *md = &l->d[j];
+        size_t idx = c * nd + j;
+
+        if (ud->kind == KIND_CAT) {
+            uint32_t C = (uint32_t)ud->n_choices, ci;
+            if (k == l->m) {
+                ci = (uint32_t)hpo_rng_below(rng, C);
+            } else if (C == 1 || hpo_rng_uniform(rng) < exp(md->cat_hit)) {
+                ci = md->cat[k];
+            } else {
+                ci = (uint32_t)hpo_rng_below(rng, C - 1);
+                ci += ci >= md->cat[k];
+            }
+            u->cand.ci[idx] = ci;
+            u->cand.x[idx] = ((double)ci + 0.5) / ud->n_choices;
+            continue;
+        }
+        {
+            double x = k == l->m ? sample_trunc(rng, 0.5, 1.0) :
+                    sample_trunc(rng, md->mu[k], md->sig[k]);
+            if (ud->kind == KIND_DISC) {
+                double value = hpo_param_from_unit(ud->p, x);
+                hpo_param_bin(ud->p, value, &u->cand.lo[idx], &u->cand.hi[idx]);
+                x = hpo_param_to_unit(ud->p, value);
+            }
+            u->cand.x[idx] = x;
+        }
+    }
+}
+
+static int pool_ensure(struct tpe *s, size_t bytes)
+{
+    char *p;
+
+    if (bytes <= s->cap_pool) {
+        return 0;
+    }
+    bytes += bytes / 4 + 64;
+    p = realloc(s->pool, bytes);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    s->pool = p;
+    s->cap_pool = bytes;
+    return 0;
+}
+
+/*
+** Run TPE over the params `params[0..np)`, which are active together in
+** every trial used, and write the chosen coordinates into unit_point.
+*/
+static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
+        const struct hpo_history *h, struct hpo_rng *rng, const size_t *params, size_t np,
+        double *unit_point)
+{
+    const struct tpe_options *o = &s->opt;
+    struct tpe_udim udbuf[16];
+    struct tpe_udim *ud = np <= 16 ? udbuf : malloc(np * sizeof(*ud));
+    struct tpe_key top[MAX_BELOW];
+    size_t n_top = 0, n_fin = 0, n_pend = 0, lead, k_below;
+    struct tpe_unit u;
+    struct tpe_carver cv;
+    double best = -INFINITY;
+    bool have_best = false;
+    int r = 0;
+
+    if (ud == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t j = 0; j < np; j++) {
+        const struct hpo_param *p = &space->params[params[j]];
+        ud[j].coord = p->offset;
+        ud[j].p = p;
+        ud[j].n_choices = (double)p->n_choices;
+        ud[j].kind = p->type == HPO_PARAM_CATEGORICAL ? KIND_CAT :
+                (p->n_grid > 0.0 ? KIND_DISC : KIND_CONT);
+    }
+    lead = ud[0].coord;
+    /* Split (ALGORITHMS.md 3.3): keep the best 25 finished trials by key. */
+    for (size_t t = 0; t < h->n_trials; t++) {
+        const struct hpo_trial *tr = h->trials[t];
+        struct tpe_key key;
+        size_t q;
+
+        s->role[t] = ROLE_SKIP;
+        if (!s->incl[t] || isnan(tr->unit[lead])) {
+            continue;
+        }
+        if (tr->state == HPO_STATE_RUNNING) {
+            if (o->constant_liar) {
+                s->role[t] = ROLE_ABOVE;
+                n_pend++;
+            }
+            continue;
+        }
+        s->role[t] = ROLE_ABOVE;
+        n_fin++;
+        trial_key(h, tr, &key);
+        if (n_top == MAX_BELOW && !key_less(&key, &top[MAX_BELOW - 1])) {
+            continue;
+        }
+        q = n_top < MAX_BELOW ? n_top++ : MAX_BELOW - 1;
+        while (q > 0 && key_less(&key, &top[q - 1])) {
+            top[q] = top[q - 1];
+            q--;
+        }
+        top[q] = key;
+    }
+    if (n_fin == 0) {
+        goto out; /* nothing observed: these coordinates stay random */
+    }
+    k_below = hpo_tpe_gamma(n_fin);
+    memset(&u, 0, sizeof(u));
+    u.ud = ud;
+    u.nd = np;
+    u.m_l = k_below;
+    u.m_g = n_fin - k_below + n_pend;
+    cv.base = NULL;
+    cv.off = 0;
+    unit_layout(&cv, &u, (size_t)o->n_ei_candidates);
+    r = pool_ensure(s, cv.off + 16);
+    if (r < 0) {
+        goto out;
+    }
+    cv.base = (char *)(((uintptr_t)s->pool + 15) & ~(uintptr_t)15);
+    cv.off = 0;
+    unit_layout(&cv, &u, (size_t)o->n_ei_candidates);
+    /* Below trials in chronological order; kernel indices for both groups. */
+    for (size_t i = 0; i < k_below; i++) {
+        u.below[i] = top[i].t;
+    }
+    for (size_t i = 1; i < k_below; i++) {
+        uint32_t x = u.below[i];
+        size_t q = i;
+        while (q > 0 && u.below[q - 1] > x) {
+            u.below[q] = u.below[q - 1];
+            q--;
+        }
+        u.below[q] = x;
+    }
+    for (size_t i = 0; i < k_below; i++) {
+        s->role[u.below[i]] = ROLE_BELOW;
+        s->kidx[u.below[i]] = (uint32_t)i;
+    }
+    {
+        uint32_t ka = 0;
+        for (size_t t = 0; t < h->n_trials; t++) {
+            if (s->role[t] == ROLE_ABOVE) {
+                s->kidx[t] = ka++;
+            }
+        }
+    }
+    build_below(s, h, &u);
+    r = build_above(s, h, &u);
+    if (r < 0) {
+        goto out;
+    }
+    for (size_t c0 = 0; c0 < (size_t)o->n_ei_candidates; c0 += CHUNK) {
+        size_t nc = (size_t)o->n_ei_candidates - c0;
+        nc = nc < CHUNK ? nc : CHUNK;
+        for (size_t c = 0; c < nc; c++) {
+            sample_candidate(&u, rng, c);
+        }
+        mix_score(&u.l, &u, nc, u.sl);
+        mix_score(&u.g, &u, nc, u.sg);
+        for (size_t c = 0; c < nc; c++) {
+            double sc = u.sl[c] - u.sg[c];
+            if (!have_best || sc > best) {
+                have_best = true;
+                best = isnan(sc) ? -INFINITY : sc;
+                memcpy(u.bestx, u.cand.x + c * np, np * sizeof(double));
+            }
+        }
+    }
+    for (size_t j = 0; j < np; j++) {
+        unit_point[ud[j].coord] = u.bestx[j];
+    }
+out:
+    if (ud != udbuf) {
+        free(ud);
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Suggest                                                                 */
+
+static bool considered(const struct tpe_options *o, const struct hpo_trial *tr)
+{
+    return tr->state == HPO_STATE_COMPLETE || tr->state == HPO_STATE_PRUNED ||
+            (o->constant_liar && tr->state == HPO_STATE_RUNNING);
+}
+
+/*
+** Multivariate with group: partition the params into sets that are active
+** together in every considered trial (refining the partition by each
+** trial's active set), and run TPE on each set seen at least once.
+*/
+static int run_groups(struct tpe *s, const struct hpo_space *space, const struct hpo_history *h,
+        struct hpo_rng *rng, double *unit_point)
+{
+    size_t np = space->n_params, ncls = 1;
+    int r;
+
+    for (size_t p = 0; p < np; p++) {
+        s->pcls[p] = 0;
+        s->pever[p] = 0;
+    }
+    for (size_t i = 0; i < 2 * np + 2; i++) {
+        s->pmap[i] = -1;
+    }
+    for (size_t t = 0; t < h->n_trials; t++) {
+        const struct hpo_trial *tr = h->trials[t];
+        size_t nn = 0;
+        if (!considered(&s->opt, tr)) {
+            continue;
+        }
+        for (size_t p = 0; p < np; p++) {
+            int a = !isnan(tr->unit[space->params[p].offset]);
+            int key = s->pcls[p] * 2 + a;
+            s->pever[p] |= (uint8_t)a;
+            if (s->pmap[key] < 0) {
+                s->pmap[key] = (int)nn++;
+            }
+            s->pcls[p] = s->pmap[key];
+        }
+        for (size_t i = 0; i < 2 * ncls; i++) {
+            s->pmap[i] = -1;
+        }
+        ncls = nn;
+    }
+    /* Each class in order of its first param; pact marks classes already run. */
+    for (size_t p = 0; p < np; p++) {
+        s->pact[p] = 0;
+    }
+    for (size_t p = 0; p < np; p++) {
+        size_t cnt = 0;
+        int cl = s->pcls[p];
+        if (!s->pever[p] || s->pact[cl]) {
+            continue;
+        }
+        s->pact[cl] = 1;
+        for (size_t q = p; q < np; q++) {
+            if (s->pcls[q] == cl && s->pever[q]) {
+                s->plist[cnt++] = q;
+            }
+        }
+        r = tpe_unit_run(s, space, h, rng, s->plist, cnt, unit_point);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* Multivariate without group: the params active in every considered trial. */
+static int run_intersection(struct tpe *s, const struct hpo_space *space,
+        const struct hpo_history *h, struct hpo_rng *rng, double *unit_point)
+{
+    size_t np = space->n_params, cnt = 0;
+
+    for (size_t p = 0; p < np; p++) {
+        s->pact[p] = 1;
+        s->pever[p] = 0;
+    }
+    for (size_t t = 0; t < h->n_trials; t++) {
+        const struct hpo_trial *tr = h->trials[t];
+        if (!considered(&s->opt, tr)) {
+            continue;
+        }
+        for (size_t p = 0; p < np; p++) {
+            bool a = !isnan(tr->unit[space->params[p].offset]);
+            s->pact[p] &= (uint8_t)a;
+            s->pever[p] = 1;
+        }
+    }
+    for (size_t p = 0; p < np; p++) {
+        if (s->pact[p] && s->pever[p]) {
+            s->plist[cnt++] = p;
+        }
+    }
+    if (cnt == 0) {
+        return 0;
+    }
+    return tpe_unit_run(s, space, h, rng, s->plist, cnt, unit_point);
+}
+
+static int tpe_suggest(void *state, const struct hpo_space *space,
+        const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
+        struct hpo_error *err)
+{
+    struct tpe *s = state;
+    size_t n_fin = history->count[HPO_STATE_COMPLETE] + history->count[HPO_STATE_PRUNED];
+    int r;
+
+    for (size_t j = 0; j < space->dim; j++) {
+        unit_point[j] = hpo_rng_uniform(rng);
+    }
+    if (n_fin == 0 || n_fin < (size_t)s->opt.n_startup_trials || space->has_vectors ||
+            space->dim != s->dim) {
+        return 0;
+    }
+    r = tpe_sync(s, space, history);
+    if (r < 0) {
+        sync_reset(s);
+        return hpo_error_set(err, r, HPO_INTERNAL, NULL, "tpe: out of memory");
+    }
+    if (!s->opt.multivariate) {
+        for (size_t p = 0; p < space->n_params && r == 0; p++) {
+            r = tpe_unit_run(s, space, history, rng, &p, 1, unit_point);
+        }
+    } else if (s->opt.group && space->conditional) {
+        r = run_groups(s, space, history, rng, unit_point);
+    } else {
+        r = run_intersection(s, space, history, rng, unit_point);
+    }
+    if (r < 0) {
+        sync_reset(s);
+        return hpo_error_set(err, r, HPO_INTERNAL, NULL, "tpe: %s",
+                r == -ENOMEM ? "out of memory" : "inconsistent history cache");
+    }
+    return 0;
+}
+
+const struct hpo_sampler_type hpo_sampler_tpe = {
+    .name = "tpe",
+    .supports_vectors = false,
+    .options_schema = "{\"n_startup_trials\": {\"type\": \"integer\", \"default\": 10}, "
+                      "\"n_ei_candidates\": {\"type\": \"integer\", \"default\": 24}, "
+                      "\"multivariate\": {\"type\": \"boolean\", \"default\": true}, "
+                      "\"group\": {\"type\": \"boolean\", \"default\": true}, "
+                      "\"constant_liar\": {\"type\": \"boolean\", \"default\": true}, "
+                      "\"prior_weight\": {\"type\": \"number\", \"default\": 1.0}, "
+                      "\"consider_magic_clip\": {\"type\": \"boolean\", \"default\": true}, "
+                      "\"consider_endpoints\": {\"type\": \"boolean\", \"default\": false}}",
+    .configure = tpe_configure,
+    .describe = tpe_describe,
+    .suggest = tpe_suggest,
+    .destroy = tpe_destroy,
+};

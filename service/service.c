@@ -1,0 +1,1820 @@
+/*
+** service.c: the study registry, loading from storage, and every API
+** operation on studies and trials.
+**
+** Each mutating operation changes the in-memory study under its lock,
+** writes the change through storage (blocking until the group commit), and
+** undoes the in-memory change if the write failed, so a failed request
+** changes nothing.
+*/
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/rng.h"
+#include "../storage/storage.h"
+#include "service.h"
+#include "study.h"
+
+struct hpo_service {
+    struct hpo_storage *storage;
+    struct hpo_service_options opt;
+    pthread_rwlock_t registry_lock; /* guards studies/n_studies */
+    pthread_mutex_t create_lock;    /* serializes study create and delete */
+    struct study **studies;         /* sorted by name */
+    size_t n_studies, cap_studies;
+    int64_t next_study_id;
+};
+
+#define FAIL(field, ...) hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field, __VA_ARGS__)
+
+int64_t hpo_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void hpo_format_time(int64_t ms, char *buf, size_t len)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&secs, &tm);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* ---- registry ---------------------------------------------------------- */
+
+static long registry_index(struct hpo_service *svc, const char *name, bool *ret_found)
+{
+    size_t lo = 0, hi = svc->n_studies;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(svc->studies[mid]->name, name);
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *ret_found = lo < svc->n_studies && strcmp(svc->studies[lo]->name, name) == 0;
+    return (long)lo;
+}
+
+static int registry_insert(struct hpo_service *svc, struct study *s)
+{
+    bool found;
+    long at;
+
+    pthread_rwlock_wrlock(&svc->registry_lock);
+    if (svc->n_studies == svc->cap_studies) {
+        size_t cap = svc->cap_studies ? svc->cap_studies * 2 : 16;
+        struct study **n = realloc(svc->studies, cap * sizeof(*n));
+        if (n == NULL) {
+            pthread_rwlock_unlock(&svc->registry_lock);
+            return -ENOMEM;
+        }
+        svc->studies = n;
+        svc->cap_studies = cap;
+    }
+    at = registry_index(svc, s->name, &found);
+    memmove(&svc->studies[at + 1], &svc->studies[at],
+            (svc->n_studies - (size_t)at) * sizeof(*svc->studies));
+    svc->studies[at] = s;
+    svc->n_studies++;
+    pthread_rwlock_unlock(&svc->registry_lock);
+    return 0;
+}
+
+static void study_unref(struct study *s)
+{
+    if (s != NULL && atomic_fetch_sub(&s->refs, 1) == 1) {
+        study_free(s);
+    }
+}
+
+static void registry_remove(struct hpo_service *svc, struct study *s)
+{
+    bool found;
+    long at;
+
+    pthread_rwlock_wrlock(&svc->registry_lock);
+    at = registry_index(svc, s->name, &found);
+    if (found && svc->studies[at] == s) {
+        memmove(&svc->studies[at], &svc->studies[at + 1],
+                (svc->n_studies - (size_t)at - 1) * sizeof(*svc->studies));
+        svc->n_studies--;
+    }
+    pthread_rwlock_unlock(&svc->registry_lock);
+    study_unref(s);
+}
+
+/* A new reference to the study named `name`, or NULL. */
+static struct study *study_get(struct hpo_service *svc, const char *name)
+{
+    struct study *s = NULL;
+    bool found;
+    long at;
+
+    pthread_rwlock_rdlock(&svc->registry_lock);
+    at = registry_index(svc, name, &found);
+    if (found) {
+        s = svc->studies[at];
+        atomic_fetch_add(&s->refs, 1);
+    }
+    pthread_rwlock_unlock(&svc->registry_lock);
+    return s;
+}
+
+/* Look up and lock a study; on failure fill req with not_found. */
+static struct study *study_acquire(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct study *s = study_get(svc, req->study);
+
+    if (s != NULL) {
+        pthread_mutex_lock(&s->lock);
+        if (!s->deleted) {
+            return s;
+        }
+        pthread_mutex_unlock(&s->lock);
+        study_unref(s);
+    }
+    hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "no study named '%.128s'", req->study);
+    return NULL;
+}
+
+static void study_release(struct study *s)
+{
+    pthread_mutex_unlock(&s->lock);
+    study_unref(s);
+}
+
+/* ---- writes ------------------------------------------------------------ */
+
+struct opbuf {
+    struct hpo_op *ops;
+    size_t n, cap;
+    char **texts; /* strings to free after the write */
+    size_t n_texts, cap_texts;
+};
+
+static struct hpo_op *op_add(struct opbuf *b, enum hpo_op_kind kind, int64_t study_id)
+{
+    struct hpo_op *op;
+
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 8;
+        struct hpo_op *n = realloc(b->ops, cap * sizeof(*n));
+        if (n == NULL) {
+            abort();
+        }
+        b->ops = n;
+        b->cap = cap;
+    }
+    op = &b->ops[b->n++];
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+    op->study_id = study_id;
+    return op;
+}
+
+static const char *op_keep(struct opbuf *b, char *text)
+{
+    if (text == NULL) {
+        abort();
+    }
+    if (b->n_texts == b->cap_texts) {
+        size_t cap = b->cap_texts ? b->cap_texts * 2 : 8;
+        char **n = realloc(b->texts, cap * sizeof(*n));
+        if (n == NULL) {
+            abort();
+        }
+        b->texts = n;
+        b->cap_texts = cap;
+    }
+    b->texts[b->n_texts++] = text;
+    return text;
+}
+
+static void opbuf_free(struct opbuf *b)
+{
+    for (size_t i = 0; i < b->n_texts; i++) {
+        free(b->texts[i]);
+    }
+    free(b->texts);
+    free(b->ops);
+}
+
+static void op_trial(struct opbuf *b, const struct study *s, const struct hpo_trial *t)
+{
+    struct hpo_op *op = op_add(b, HPO_OP_TRIAL_PUT, s->id);
+
+    op->number = t->number;
+    op->trial.state = (int)t->state;
+    op->trial.value = t->value;
+    op->trial.worker = t->worker;
+    op->trial.retry_of = t->retry_of;
+    op->trial.retries = t->retries;
+    op->trial.created_at = t->created_at;
+    op->trial.started_at = t->started_at;
+    op->trial.completed_at = t->completed_at;
+    op->trial.heartbeat_at = t->heartbeat_at;
+}
+
+static void op_params(struct opbuf *b, const struct study *s, const struct hpo_trial *t)
+{
+    for (size_t i = 0; i < s->space->n_params; i++) {
+        const struct hpo_param *p = &s->space->params[i];
+        struct hpo_op *op;
+        if (isnan(t->values[p->offset])) {
+            continue;
+        }
+        op = op_add(b, p->size ? HPO_OP_PARAM_VECTOR : HPO_OP_PARAM_PUT, s->id);
+        op->number = t->number;
+        op->index = (int64_t)i;
+        op->value = t->values[p->offset];
+        if (p->size) {
+            op->vector = &t->values[p->offset];
+            op->len = p->size;
+        }
+    }
+}
+
+static void op_attrs(struct opbuf *b, const struct study *s, const struct hpo_trial *t,
+        const json_t *attrs)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)attrs, key, v) {
+        struct hpo_op *op = op_add(b, HPO_OP_ATTR_PUT, s->id);
+        op->number = t->number;
+        op->name = key;
+        op->text = op_keep(b, json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT));
+    }
+}
+
+/* Sampler state saved into the write, when the sampler has any. */
+static void op_sampler_state(struct opbuf *b, struct study *s, void **blob)
+{
+    size_t len = 0;
+    struct hpo_op *op;
+
+    *blob = NULL;
+    if (s->sampler_type->save == NULL || s->sampler_type->save(s->sampler, blob, &len) < 0) {
+        return;
+    }
+    op = op_add(b, HPO_OP_SAMPLER_STATE, s->id);
+    op->blob = *blob;
+    op->len = len;
+}
+
+static int commit(struct hpo_service *svc, struct opbuf *b, struct hpo_error *err)
+{
+    struct hpo_write w = { .ops = b->ops, .n_ops = b->n };
+
+    if (b->n == 0) {
+        return 0;
+    }
+    return hpo_storage_write(svc->storage, &w, err);
+}
+
+/* A snapshot of a stateful sampler's state, to roll back to if a write fails. */
+struct sampler_snapshot {
+    void *blob;
+    size_t len;
+    bool have;
+};
+
+static void snapshot_take(struct study *s, struct sampler_snapshot *snap)
+{
+    memset(snap, 0, sizeof(*snap));
+    if (s->sampler_type->save && s->sampler_type->load &&
+            s->sampler_type->save(s->sampler, &snap->blob, &snap->len) == 0) {
+        snap->have = true;
+    }
+}
+
+static void snapshot_restore(struct study *s, struct sampler_snapshot *snap)
+{
+    if (snap->have) {
+        (void)s->sampler_type->load(s->sampler, snap->blob, snap->len);
+    }
+}
+
+static void snapshot_free(struct sampler_snapshot *snap)
+{
+    free(snap->blob);
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+struct loader {
+    struct hpo_service *svc;
+    struct study *cur; /* the study rows are being read for */
+    struct study **by_id;
+    size_t n_by_id;
+};
+
+static struct study *loader_study(struct loader *L, int64_t id)
+{
+    if (L->cur && L->cur->id == id) {
+        return L->cur;
+    }
+    L->cur = NULL;
+    for (size_t i = 0; i < L->n_by_id; i++) {
+        if (L->by_id[i]->id == id) {
+            L->cur = L->by_id[i];
+        }
+    }
+    return L->cur;
+}
+
+static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
+        int64_t created_at, const void *state, size_t state_len)
+{
+    struct loader *L = ctx;
+    struct hpo_error err;
+    json_error_t jerr;
+    json_t *body = json_loads(spec, 0, &jerr);
+    struct study *s = NULL;
+    struct study **n;
+    int r;
+
+    if (body == NULL) {
+        return -EINVAL;
+    }
+    r = study_build(body, NULL, &s, &err);
+    json_decref(body);
+    if (r < 0) {
+        return r;
+    }
+    s->id = id;
+    s->created_at = created_at;
+    if (state != NULL && s->sampler_type->load != NULL) {
+        (void)s->sampler_type->load(s->sampler, state, state_len);
+    }
+    n = realloc(L->by_id, (L->n_by_id + 1) * sizeof(*n));
+    if (n == NULL) {
+        study_free(s);
+        return -ENOMEM;
+    }
+    L->by_id = n;
+    L->by_id[L->n_by_id++] = s;
+    if (id >= L->svc->next_study_id) {
+        L->svc->next_study_id = id + 1;
+    }
+    return registry_insert(L->svc, s);
+}
+
+static struct hpo_trial *loader_trial(struct loader *L, int64_t study_id, int64_t number)
+{
+    struct study *s = loader_study(L, study_id);
+
+    if (s == NULL || number < 0 || (size_t)number >= s->history.n_trials) {
+        return NULL;
+    }
+    return s->history.trials[number];
+}
+
+static int load_trial(void *ctx, int64_t study_id, int64_t number,
+        const struct hpo_trial_row *row)
+{
+    struct loader *L = ctx;
+    struct study *s = loader_study(L, study_id);
+    struct hpo_trial *t;
+
+    if (s == NULL) {
+        return 0;
+    }
+    /* Numbers are dense from 0; fill any gap (never expected) with failed trials. */
+    while ((int64_t)s->history.n_trials <= number) {
+        t = hpo_history_append(&s->history, HPO_STATE_FAILED);
+        if (t == NULL) {
+            return -ENOMEM;
+        }
+    }
+    t = s->history.trials[number];
+    hpo_history_set_state(&s->history, t, (enum hpo_state)row->state);
+    t->value = row->value;
+    t->worker = row->worker ? strdup(row->worker) : NULL;
+    t->retry_of = row->retry_of;
+    t->retries = row->retries;
+    t->created_at = row->created_at;
+    t->started_at = row->started_at;
+    t->completed_at = row->completed_at;
+    t->heartbeat_at = row->heartbeat_at;
+    return 0;
+}
+
+static int load_param(void *ctx, int64_t study_id, int64_t number, int64_t index, double value,
+        const double *vector, size_t len)
+{
+    struct loader *L = ctx;
+    struct hpo_trial *t = loader_trial(L, study_id, number);
+    const struct hpo_param *p;
+
+    if (t == NULL || index < 0 || (size_t)index >= L->cur->space->n_params) {
+        return 0;
+    }
+    p = &L->cur->space->params[index];
+    if (p->size) {
+        if (vector != NULL && len == p->size) {
+            memcpy(&t->values[p->offset], vector, len * sizeof(double));
+        }
+    } else {
+        t->values[p->offset] = value;
+    }
+    return 0;
+}
+
+static int load_report(void *ctx, int64_t study_id, int64_t number, int64_t step, double value)
+{
+    struct loader *L = ctx;
+    struct hpo_trial *t = loader_trial(L, study_id, number);
+
+    return t ? hpo_trial_add_report(t, step, value, NULL) : 0;
+}
+
+static int load_attr(void *ctx, int64_t study_id, int64_t number, const char *key,
+        const char *json)
+{
+    struct loader *L = ctx;
+    struct hpo_trial *t = loader_trial(L, study_id, number);
+    json_error_t jerr;
+    json_t *v;
+
+    if (t == NULL) {
+        return 0;
+    }
+    v = json_loads(json, JSON_DECODE_ANY, &jerr);
+    if (v != NULL) {
+        json_object_set_new(t->user_attrs, key, v);
+    }
+    return 0;
+}
+
+static void finish_loaded(struct study *s)
+{
+    for (size_t i = 0; i < s->history.n_trials; i++) {
+        struct hpo_trial *t = s->history.trials[i];
+        hpo_space_encode(s->space, t->values, t->unit);
+    }
+    study_reindex(s);
+    for (size_t i = 0; i < s->history.n_trials; i++) {
+        if (s->sampler_type->observe) {
+            s->sampler_type->observe(s->sampler, &s->history, i);
+        }
+        if (s->pruner_type->observe) {
+            s->pruner_type->observe(s->pruner, &s->history, i, -1);
+        }
+    }
+}
+
+int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_options *opt,
+        struct hpo_service **ret_service, struct hpo_error *err)
+{
+    static const struct hpo_load_callbacks cb = {
+        .study = load_study,
+        .trial = load_trial,
+        .param = load_param,
+        .report = load_report,
+        .attr = load_attr,
+    };
+    struct hpo_service *svc = calloc(1, sizeof(*svc));
+    struct loader L = { 0 };
+    int r;
+
+    if (svc == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    svc->storage = storage;
+    if (opt) {
+        svc->opt = *opt;
+    }
+    svc->next_study_id = 1;
+    pthread_rwlock_init(&svc->registry_lock, NULL);
+    pthread_mutex_init(&svc->create_lock, NULL);
+    L.svc = svc;
+    r = hpo_storage_load(storage, &cb, &L, err);
+    if (r < 0) {
+        free(L.by_id);
+        hpo_service_destroy(svc);
+        return r;
+    }
+    for (size_t i = 0; i < L.n_by_id; i++) {
+        finish_loaded(L.by_id[i]);
+    }
+    free(L.by_id);
+    r = hpo_storage_start(storage);
+    if (r < 0) {
+        hpo_service_destroy(svc);
+        return hpo_error_set(err, r, HPO_INTERNAL, NULL, "cannot start the storage writer");
+    }
+    *ret_service = svc;
+    return 0;
+}
+
+void hpo_service_destroy(struct hpo_service *svc)
+{
+    if (svc == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < svc->n_studies; i++) {
+        study_unref(svc->studies[i]);
+    }
+    free(svc->studies);
+    pthread_rwlock_destroy(&svc->registry_lock);
+    pthread_mutex_destroy(&svc->create_lock);
+    free(svc);
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+static int check_keys(const json_t *body, const char *const *allowed, struct hpo_error *err)
+{
+    const char *key;
+    json_t *v;
+
+    if (body == NULL) {
+        return 0;
+    }
+    json_object_foreach((json_t *)body, key, v) {
+        bool ok = false;
+        for (size_t i = 0; allowed[i]; i++) {
+            ok = ok || strcmp(allowed[i], key) == 0;
+        }
+        if (!ok) {
+            char field[130];
+            snprintf(field, sizeof(field), "%.128s", key);
+            return FAIL(field, "unknown field '%s'", field);
+        }
+    }
+    return 0;
+}
+
+static void reply(struct hpo_svc_request *req, int status, json_t *body)
+{
+    req->status = status;
+    req->reply = body;
+}
+
+static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct hpo_error *err = &req->err;
+    struct study *s = NULL, *old;
+    struct opbuf b = { 0 };
+    const json_t *name;
+    uint64_t seed;
+    char *spec;
+    int r;
+
+    if (req->body == NULL) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "name", "name is required");
+        return;
+    }
+    name = json_object_get(req->body, "name");
+    pthread_mutex_lock(&svc->create_lock);
+    old = json_is_string(name) ? study_get(svc, json_string_value(name)) : NULL;
+    if (old != NULL) {
+        seed = old->seed;
+    }
+    r = study_build(req->body, old ? &seed : NULL, &s, err);
+    if (r < 0) {
+        goto out;
+    }
+    if (old != NULL) {
+        pthread_mutex_lock(&old->lock);
+        if (json_equal(old->definition, s->definition)) {
+            reply(req, 200, study_to_json(old, true));
+        } else {
+            hpo_error_set(err, -EEXIST, HPO_CONFLICT, "name",
+                    "study '%s' exists with another definition", old->name);
+        }
+        pthread_mutex_unlock(&old->lock);
+        goto out;
+    }
+    s->id = svc->next_study_id;
+    s->created_at = hpo_now_ms();
+    spec = json_dumps(s->definition, JSON_COMPACT);
+    {
+        struct hpo_op *op = op_add(&b, HPO_OP_STUDY_PUT, s->id);
+        op->name = s->name;
+        op->text = op_keep(&b, spec);
+        op->i[0] = s->created_at;
+    }
+    r = commit(svc, &b, err);
+    if (r < 0) {
+        goto out;
+    }
+    svc->next_study_id++;
+    if (registry_insert(svc, s) < 0) {
+        hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    reply(req, 201, study_to_json(s, true));
+    s = NULL;
+out:
+    pthread_mutex_unlock(&svc->create_lock);
+    opbuf_free(&b);
+    study_free(s);
+    study_unref(old);
+}
+
+static void op_study_list(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    json_t *arr = json_array();
+    struct study **snap;
+    size_t n;
+
+    pthread_rwlock_rdlock(&svc->registry_lock);
+    n = svc->n_studies;
+    snap = malloc((n ? n : 1) * sizeof(*snap));
+    if (snap == NULL) {
+        abort();
+    }
+    for (size_t i = 0; i < n; i++) {
+        snap[i] = svc->studies[i];
+        atomic_fetch_add(&snap[i]->refs, 1);
+    }
+    pthread_rwlock_unlock(&svc->registry_lock);
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&snap[i]->lock);
+        if (!snap[i]->deleted) {
+            json_array_append_new(arr, study_to_json(snap[i], false));
+        }
+        pthread_mutex_unlock(&snap[i]->lock);
+        study_unref(snap[i]);
+    }
+    free(snap);
+    reply(req, 200, json_pack("{s:o}", "studies", arr));
+}
+
+static void op_study_get(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct study *s = study_acquire(svc, req);
+
+    if (s == NULL) {
+        return;
+    }
+    reply(req, 200, study_to_json(s, true));
+    study_release(s);
+}
+
+static void op_study_delete(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct opbuf b = { 0 };
+    struct study *s;
+
+    pthread_mutex_lock(&svc->create_lock);
+    s = study_acquire(svc, req);
+    if (s == NULL) {
+        pthread_mutex_unlock(&svc->create_lock);
+        return;
+    }
+    op_add(&b, HPO_OP_STUDY_DELETE, s->id);
+    if (commit(svc, &b, &req->err) == 0) {
+        s->deleted = true;
+        req->status = 204;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (s->deleted) {
+        registry_remove(svc, s);
+    }
+    study_unref(s);
+    pthread_mutex_unlock(&svc->create_lock);
+    opbuf_free(&b);
+}
+
+static struct hpo_trial *trial_lookup(struct study *s, struct hpo_svc_request *req)
+{
+    if (req->number < 0 || (size_t)req->number >= s->history.n_trials) {
+        hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "study '%s' has no trial %lld",
+                s->name, (long long)req->number);
+        return NULL;
+    }
+    return s->history.trials[req->number];
+}
+
+static int read_worker(const json_t *body, const char **ret, struct hpo_error *err)
+{
+    json_t *w = body ? json_object_get(body, "worker") : NULL;
+
+    *ret = NULL;
+    if (w == NULL || json_is_null(w)) {
+        return 0;
+    }
+    if (!json_is_string(w) || strlen(json_string_value(w)) > 256) {
+        return FAIL("worker", "worker must be a string of at most 256 bytes");
+    }
+    *ret = json_string_value(w);
+    return 0;
+}
+
+/*
+** Fill the params of `out` (values form, NaN = missing) from a sampler
+** suggestion where `fixed` has no value, honouring `when` in order.
+*/
+static void merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
+        double *out)
+{
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        bool active = hpo_space_active(space, i, out);
+        for (size_t j = p->offset; j < p->offset + p->width; j++) {
+            if (!active) {
+                out[j] = NAN;
+            } else if (fixed != NULL && !isnan(fixed[p->offset])) {
+                out[j] = fixed[j];
+            } else {
+                out[j] = hpo_param_from_unit(p, unit[j]);
+            }
+        }
+    }
+    hpo_space_encode(space, out, unit);
+}
+
+static bool needs_sampler(const struct hpo_space *space, const double *values)
+{
+    for (size_t i = 0; i < space->n_params; i++) {
+        if (hpo_space_active(space, i, values) && isnan(values[space->params[i].offset])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int run_sampler(struct hpo_service *svc, struct study *s, int64_t number, double *unit,
+        struct hpo_error *err)
+{
+    struct hpo_rng rng;
+    int r;
+
+    if (svc->opt.suggest_delay_ms > 0) {
+        usleep(svc->opt.suggest_delay_ms * 1000u);
+    }
+    hpo_rng_init(&rng, s->seed, (uint64_t)number);
+    r = s->sampler_type->suggest(s->sampler, s->space, &s->history, &rng, unit, err);
+    if (r < 0 && err->code == HPO_OK) {
+        hpo_error_set(err, r, HPO_INTERNAL, NULL, "sampler '%s' failed", s->sampler_type->name);
+    }
+    return r;
+}
+
+static struct hpo_trial *oldest_waiting(struct study *s)
+{
+    if (s->history.count[HPO_STATE_WAITING] == 0) {
+        return NULL;
+    }
+    while (s->waiting_cursor < s->history.n_trials &&
+            s->history.trials[s->waiting_cursor]->state != HPO_STATE_WAITING) {
+        s->waiting_cursor++;
+    }
+    return s->waiting_cursor < s->history.n_trials ? s->history.trials[s->waiting_cursor] : NULL;
+}
+
+static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    static const char *const allowed[] = { "worker", NULL };
+    struct hpo_error *err = &req->err;
+    struct sampler_snapshot snap = { 0 };
+    struct opbuf b = { 0 };
+    struct hpo_trial *t;
+    const char *worker;
+    char *old_worker = NULL;
+    double *old_values = NULL;
+    int64_t old_started = 0, old_heartbeat = 0;
+    double *unit = NULL, *merged = NULL;
+    void *blob = NULL;
+    bool fresh = false;
+    int64_t now = hpo_now_ms();
+    struct study *s;
+
+    if (check_keys(req->body, allowed, err) < 0 || read_worker(req->body, &worker, err) < 0) {
+        return;
+    }
+    s = study_acquire(svc, req);
+    if (s == NULL) {
+        return;
+    }
+    t = oldest_waiting(s);
+    if (t == NULL && s->max_trials >= 0 &&
+            (int64_t)(s->history.n_trials - s->history.count[HPO_STATE_FAILED]) >= s->max_trials) {
+        hpo_error_set(err, -ENOSPC, HPO_EXHAUSTED, NULL, "study '%s' reached max_trials %lld",
+                s->name, (long long)s->max_trials);
+        goto out;
+    }
+    unit = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
+    merged = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
+    if (unit == NULL || merged == NULL) {
+        hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    snapshot_take(s, &snap);
+    if (t == NULL || needs_sampler(s->space, t->values)) {
+        int64_t number = t ? t->number : (int64_t)s->history.n_trials;
+        if (run_sampler(svc, s, number, unit, err) < 0) {
+            snapshot_restore(s, &snap);
+            goto out;
+        }
+        merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
+    }
+    if (t == NULL) {
+        t = hpo_history_append(&s->history, HPO_STATE_RUNNING);
+        if (t == NULL) {
+            snapshot_restore(s, &snap);
+            hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        fresh = true;
+        memcpy(t->values, merged, s->space->dim * sizeof(double));
+        memcpy(t->unit, unit, s->space->dim * sizeof(double));
+        t->created_at = now;
+    } else {
+        if (needs_sampler(s->space, t->values)) {
+            /* The merged point replaces the partial one; keep it to roll back. */
+            old_values = t->values;
+            t->values = merged;
+            merged = NULL;
+            hpo_space_encode(s->space, t->values, t->unit);
+        }
+        hpo_history_set_state(&s->history, t, HPO_STATE_RUNNING);
+    }
+    old_worker = t->worker;
+    old_started = t->started_at;
+    old_heartbeat = t->heartbeat_at;
+    t->started_at = now;
+    t->heartbeat_at = now;
+    t->worker = worker ? strdup(worker) : NULL;
+    op_trial(&b, s, t);
+    op_params(&b, s, t);
+    op_sampler_state(&b, s, &blob);
+    if (commit(svc, &b, err) < 0) {
+        snapshot_restore(s, &snap);
+        if (fresh) {
+            hpo_history_pop(&s->history);
+        } else {
+            free(t->worker);
+            t->worker = old_worker;
+            if (old_values != NULL) {
+                free(t->values);
+                t->values = old_values;
+                old_values = NULL;
+                hpo_space_encode(s->space, t->values, t->unit);
+            }
+            t->started_at = old_started;
+            t->heartbeat_at = old_heartbeat;
+            hpo_history_set_state(&s->history, t, HPO_STATE_WAITING);
+        }
+        goto out;
+    }
+    free(old_worker);
+    study_note_state(s, t);
+    if (s->sampler_type->observe) {
+        s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
+    }
+    if (s->pruner_type->observe) {
+        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
+    }
+    reply(req, 201, trial_to_json(s, t));
+out:
+    snapshot_free(&snap);
+    free(blob);
+    free(unit);
+    free(merged);
+    free(old_values);
+    opbuf_free(&b);
+    study_release(s);
+}
+
+static void op_trial_create(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    static const char *const allowed[] = { "params", "value", "user_attrs", NULL };
+    struct hpo_error *err = &req->err;
+    struct opbuf b = { 0 };
+    const json_t *params, *value, *attrs;
+    struct hpo_trial *t;
+    struct study *s;
+    double *values = NULL;
+    int64_t now = hpo_now_ms();
+
+    if (check_keys(req->body, allowed, err) < 0) {
+        return;
+    }
+    params = req->body ? json_object_get(req->body, "params") : NULL;
+    value = req->body ? json_object_get(req->body, "value") : NULL;
+    attrs = req->body ? json_object_get(req->body, "user_attrs") : NULL;
+    if (params == NULL) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "params", "params is required");
+        return;
+    }
+    if (value != NULL && (!json_is_number(value) || !isfinite(json_number_value(value)))) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "value", "value must be a finite number");
+        return;
+    }
+    if (attrs != NULL && !json_is_object(attrs)) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "user_attrs",
+                "user_attrs must be an object");
+        return;
+    }
+    s = study_acquire(svc, req);
+    if (s == NULL) {
+        return;
+    }
+    values = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
+    if (values == NULL) {
+        hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    if (hpo_space_values_from_json(s->space, params, value == NULL, values, err) < 0) {
+        goto out;
+    }
+    t = hpo_history_append(&s->history, value ? HPO_STATE_COMPLETE : HPO_STATE_WAITING);
+    if (t == NULL) {
+        hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    memcpy(t->values, values, s->space->dim * sizeof(double));
+    hpo_space_encode(s->space, t->values, t->unit);
+    t->created_at = now;
+    if (value != NULL) {
+        t->value = json_number_value(value);
+        t->completed_at = now;
+    }
+    if (attrs != NULL) {
+        json_object_update(t->user_attrs, (json_t *)attrs);
+    }
+    op_trial(&b, s, t);
+    op_params(&b, s, t);
+    if (attrs != NULL) {
+        op_attrs(&b, s, t, attrs);
+    }
+    if (commit(svc, &b, err) < 0) {
+        hpo_history_pop(&s->history);
+        goto out;
+    }
+    study_note_state(s, t);
+    if (s->sampler_type->observe) {
+        s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
+    }
+    if (s->pruner_type->observe) {
+        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
+    }
+    reply(req, 201, trial_to_json(s, t));
+out:
+    free(values);
+    opbuf_free(&b);
+    study_release(s);
+}
+
+/* Take the pending binary gradients of trial `number` into `grad` (dim doubles). */
+static bool take_binary_gradients(struct study *s, int64_t number, double *grad, bool consume)
+{
+    bool any = false;
+
+    for (size_t i = 0; i < s->n_grads; i++) {
+        struct pending_gradient *g = &s->grads[i];
+        if (g->number != number) {
+            continue;
+        }
+        if (grad != NULL) {
+            memcpy(&grad[s->space->params[g->param].offset], g->data,
+                    s->space->params[g->param].size * sizeof(double));
+        }
+        any = true;
+    }
+    if (consume) {
+        size_t k = 0;
+        for (size_t i = 0; i < s->n_grads; i++) {
+            if (s->grads[i].number == number) {
+                free(s->grads[i].data);
+            } else {
+                s->grads[k++] = s->grads[i];
+            }
+        }
+        s->n_grads = k;
+    }
+    return any;
+}
+
+/* Parse a JSON gradient object into `grad` (dim doubles, NaN where absent). */
+static int parse_gradient(struct study *s, const json_t *obj, double *grad, struct hpo_error *err)
+{
+    const char *key;
+    json_t *v;
+    char field[160];
+
+    if (!json_is_object(obj)) {
+        return FAIL("gradient", "gradient must be an object of param name to derivative");
+    }
+    json_object_foreach((json_t *)obj, key, v) {
+        long i = hpo_space_find(s->space, key);
+        const struct hpo_param *p;
+        snprintf(field, sizeof(field), "gradient.%.128s", key);
+        if (i < 0) {
+            return FAIL(field, "unknown parameter '%.128s'", key);
+        }
+        p = &s->space->params[i];
+        if (p->type != HPO_PARAM_FLOAT) {
+            return FAIL(field, "%s: only float params have gradients", field);
+        }
+        if (p->size == 0) {
+            if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+                return FAIL(field, "%s must be a finite number", field);
+            }
+            grad[p->offset] = json_number_value(v);
+            continue;
+        }
+        if (!json_is_array(v) || json_array_size(v) != p->size) {
+            return FAIL(field, "%s must be an array of %zu finite numbers", field, p->size);
+        }
+        for (size_t k = 0; k < p->size; k++) {
+            json_t *e = json_array_get(v, k);
+            if (!json_is_number(e) || !isfinite(json_number_value(e))) {
+                return FAIL(field, "%s[%zu] must be a finite number", field, k);
+            }
+            grad[p->offset + k] = json_number_value(e);
+        }
+    }
+    return 0;
+}
+
+static bool same_result(const struct hpo_trial *t, enum hpo_state state, double value)
+{
+    if (t->state != state) {
+        return false;
+    }
+    return state != HPO_STATE_COMPLETE || t->value == value;
+}
+
+static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    static const char *const allowed[] = { "value", "state", "user_attrs", "gradient", NULL };
+    struct hpo_error *err = &req->err;
+    struct sampler_snapshot snap = { 0 };
+    struct opbuf b = { 0 };
+    const json_t *jvalue, *jstate, *attrs, *jgrad;
+    enum hpo_state state = HPO_STATE_COMPLETE;
+    double value = NAN, *grad = NULL;
+    struct hpo_trial *t;
+    struct study *s;
+    json_t *old_attrs = NULL;
+    void *blob = NULL;
+    bool has_grad = false;
+
+    if (check_keys(req->body, allowed, err) < 0) {
+        return;
+    }
+    jvalue = req->body ? json_object_get(req->body, "value") : NULL;
+    jstate = req->body ? json_object_get(req->body, "state") : NULL;
+    attrs = req->body ? json_object_get(req->body, "user_attrs") : NULL;
+    jgrad = req->body ? json_object_get(req->body, "gradient") : NULL;
+    if (jstate != NULL) {
+        int st = json_is_string(jstate) ? hpo_state_parse(json_string_value(jstate)) : -1;
+        if (st != HPO_STATE_COMPLETE && st != HPO_STATE_FAILED && st != HPO_STATE_PRUNED) {
+            hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "state",
+                    "state must be \"complete\", \"failed\" or \"pruned\"");
+            return;
+        }
+        state = (enum hpo_state)st;
+    }
+    if (jvalue != NULL && (!json_is_number(jvalue) || !isfinite(json_number_value(jvalue)))) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "value", "value must be a finite number");
+        return;
+    }
+    if (state == HPO_STATE_COMPLETE && jvalue == NULL) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "value",
+                "value is required to complete a trial (or give state failed/pruned)");
+        return;
+    }
+    if (state != HPO_STATE_COMPLETE && jvalue != NULL) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "value",
+                "value goes only with a complete trial");
+        return;
+    }
+    if (attrs != NULL && !json_is_object(attrs)) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "user_attrs",
+                "user_attrs must be an object");
+        return;
+    }
+    value = jvalue ? json_number_value(jvalue) : NAN;
+    s = study_acquire(svc, req);
+    if (s == NULL) {
+        return;
+    }
+    t = trial_lookup(s, req);
+    if (t == NULL) {
+        goto out;
+    }
+    if (t->state == HPO_STATE_WAITING) {
+        hpo_error_set(err, -EBUSY, HPO_CONFLICT, NULL, "trial %lld is waiting, not running",
+                (long long)t->number);
+        goto out;
+    }
+    if (t->state != HPO_STATE_RUNNING) {
+        if (same_result(t, state, value)) {
+            reply(req, 200, trial_to_json(s, t));
+        } else {
+            hpo_error_set(err, -EBUSY, HPO_CONFLICT, NULL,
+                    "trial %lld already finished as %s with another result", (long long)t->number,
+                    hpo_state_name(t->state));
+        }
+        goto out;
+    }
+    if (jgrad != NULL || s->n_grads > 0) {
+        grad = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
+        if (grad == NULL) {
+            hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        for (size_t j = 0; j < s->space->dim; j++) {
+            grad[j] = NAN;
+        }
+        has_grad = take_binary_gradients(s, t->number, grad, false);
+        if (jgrad != NULL) {
+            if (s->sampler_type->tell == NULL) {
+                hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                        "sampler '%s' does not take gradients", s->sampler_type->name);
+                goto out;
+            }
+            if (parse_gradient(s, jgrad, grad, err) < 0) {
+                goto out;
+            }
+            has_grad = true;
+        }
+    }
+    if (state == HPO_STATE_PRUNED) {
+        const struct hpo_report *last = hpo_trial_last_report(t);
+        value = last ? last->value : NAN;
+    }
+    if (state == HPO_STATE_FAILED) {
+        value = NAN;
+    }
+    snapshot_take(s, &snap);
+    hpo_history_set_state(&s->history, t, state);
+    t->value = value;
+    t->completed_at = hpo_now_ms();
+    if (attrs != NULL) {
+        old_attrs = json_deep_copy(t->user_attrs);
+        json_object_update(t->user_attrs, (json_t *)attrs);
+    }
+    if (s->sampler_type->tell != NULL) {
+        s->sampler_type->tell(s->sampler, s->space, &s->history, (size_t)t->number,
+                has_grad ? grad : NULL);
+    }
+    op_trial(&b, s, t);
+    if (attrs != NULL) {
+        op_attrs(&b, s, t, attrs);
+    }
+    op_sampler_state(&b, s, &blob);
+    if (commit(svc, &b, err) < 0) {
+        snapshot_restore(s, &snap);
+        hpo_history_set_state(&s->history, t, HPO_STATE_RUNNING);
+        t->value = NAN;
+        t->completed_at = 0;
+        if (old_attrs != NULL) {
+            json_decref(t->user_attrs);
+            t->user_attrs = old_attrs;
+            old_attrs = NULL;
+        }
+        goto out;
+    }
+    take_binary_gradients(s, t->number, NULL, true);
+    study_note_state(s, t);
+    if (s->sampler_type->observe) {
+        s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
+    }
+    if (s->pruner_type->observe) {
+        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
+    }
+    reply(req, 200, trial_to_json(s, t));
+out:
+    json_decref(old_attrs);
+    snapshot_free(&snap);
+    free(blob);
+    free(grad);
+    opbuf_free(&b);
+    study_release(s);
+}
+
+static struct hpo_trial *running_trial(struct study *s, struct hpo_svc_request *req)
+{
+    struct hpo_trial *t = trial_lookup(s, req);
+
+    if (t != NULL && t->state != HPO_STATE_RUNNING) {
+        hpo_error_set(&req->err, -EBUSY, HPO_CONFLICT, NULL, "trial %lld is %s, not running",
+                (long long)t->number, hpo_state_name(t->state));
+        return NULL;
+    }
+    return t;
+}
+
+static void op_report(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    static const char *const allowed[] = { "step", "value", NULL };
+    struct hpo_error *err = &req->err;
+    struct opbuf b = { 0 };
+    const json_t *jstep, *jvalue;
+    struct hpo_trial *t;
+    struct study *s;
+    int64_t step, old_heartbeat;
+    double value;
+    bool added = false, prune = false;
+
+    if (check_keys(req->body, allowed, err) < 0) {
+        return;
+    }
+    jstep = req->body ? json_object_get(req->body, "step") : NULL;
+    jvalue = req->body ? json_object_get(req->body, "value") : NULL;
+    if (jstep == NULL || !json_is_integer(jstep) || json_integer_value(jstep) < 0) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "step", "step must be an integer >= 0");
+        return;
+    }
+    if (jvalue == NULL || !json_is_number(jvalue) || !isfinite(json_number_value(jvalue))) {
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "value", "value must be a finite number");
+        return;
+    }
+    step = json_integer_value(jstep);
+    value = json_number_value(jvalue);
+    s = study_acquire(svc, req);
+    if (s == NULL) {
+        return;
+    }
+    t = running_trial(s, req);
+    if (t == NULL) {
+        goto out;
+    }
+    if (hpo_trial_add_report(t, step, value, &added) < 0) {
+        hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    old_heartbeat = t->heartbeat_at;
+    t->heartbeat_at = hpo_now_ms();
+    op_trial(&b, s, t);
+    if (added) {
+        struct hpo_op *op = op_add(&b, HPO_OP_REPORT_PUT, s->id);
+        op->number = t->number;
+        op->i[0] = step;
+        op->value = value;
+    }
+    if (commit(svc, &b, err) < 0) {
+        t->heartbeat_at = old_heartbeat;
+        if (added) {
+            /* Remove the report we inserted (its step is unique). */
+            for (size_t i = 0; i < t->n_reports; i++) {
+                if (t->reports[i].step == step) {
+                    memmove(&t->reports[i], &t->reports[i + 1],
+                            (t->n_reports - i - 1) * sizeof(*t->reports));
+                    t->n_reports--;
+                    break;
+                }
+            }
+        }
+        goto out;
+    }
+    if (added && s->pruner_type->observe) {
+        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, step);
+    }
+    if (s->pruner_type->decide(s->pruner, &s->history, (size_t)t->number, step, &prune, err) < 0) {
+        /* The report is stored; a pruner failure must not fail it. Answer continue. */
+        hpo_error_clear(err);
+        prune = false;
+    }
+    reply(req, 200, json_pack("{s:b}", "prune", prune));
+out:
+    opbuf_free(&b);
+    study_release(s);
+}
+
+static void op_heartbeat(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    static const char *const allowed[] = { NULL };
+    struct opbuf b = { 0 };
+    struct hpo_trial *t;
+    struct study *s;
+    int64_t old;
+
+    if (check_keys(req->body, allowed, &req->err) < 0) {
+        return;
+    }
+    s = study_acquire(svc, req);
+    if (s == NULL) {
+        return;
+    }
+    t = running_trial(s, req);
+    if (t != NULL) {
+        old = t->heartbeat_at;
+        t->heartbeat_at = hpo_now_ms();
+        op_trial(&b, s, t);
+        if (commit(svc, &b, &req->err) < 0) {
+            t->heartbeat_at = old;
+        } else {
+            req->status = 204;
+        }
+    }
+    opbuf_free(&b);
+    study_release(s);
+}
+
+/* Append one CSV field, quoting when needed. */
+static void csv_field(char **buf, size_t *len, size_t *cap, const char *text, bool comma)
+{
+    size_t need = strlen(text) * 2 + 4;
+    bool quote = strpbrk(text, ",\"\r\n") != NULL;
+    char *p;
+
+    if (*len + need >= *cap) {
+        size_t ncap = (*cap + need) * 2;
+        char *n = realloc(*buf, ncap);
+        if (n == NULL) {
+            abort();
+        }
+        *buf = n;
+        *cap = ncap;
+    }
+    p = *buf + *len;
+    if (comma) {
+        *p++ = ',';
+    }
+    if (quote) {
+        *p++ = '"';
+    }
+    for (const char *c = text; *c; c++) {
+        if (*c == '"') {
+            *p++ = '"';
+        }
+        *p++ = *c;
+    }
+    if (quote) {
+        *p++ = '"';
+    }
+    *p = '\0';
+    *len = (size_t)(p - *buf);
+}
+
+static void csv_param(const struct hpo_param *p, const double *values, char *out, size_t len)
+{
+    json_t *v;
+    char *text;
+
+    if (isnan(values[p->offset])) {
+        out[0] = '\0';
+        return;
+    }
+    if (p->size == 0) {
+        v = hpo_param_value_json(p, values[p->offset]);
+    } else {
+        v = json_array();
+        for (size_t k = 0; k < p->size && k < 1000; k++) {
+            json_array_append_new(v, json_real(values[p->offset + k]));
+        }
+    }
+    text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (json_is_string(v)) {
+        snprintf(out, len, "%s", json_string_value(v));
+    } else {
+        snprintf(out, len, "%s", text ? text : "");
+    }
+    free(text);
+    json_decref(v);
+}
+
+static void op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct study *s = study_acquire(svc, req);
+    const struct hpo_history *h;
+    json_t *arr = NULL;
+    char *csv = NULL;
+    size_t len = 0, cap = 0, total = 0, emitted = 0;
+    char cell[32768];
+
+    if (s == NULL) {
+        return;
+    }
+    h = &s->history;
+    if (req->csv) {
+        csv_field(&csv, &len, &cap, "number", false);
+        csv_field(&csv, &len, &cap, "state", true);
+        csv_field(&csv, &len, &cap, "value", true);
+        for (size_t i = 0; i < s->space->n_params; i++) {
+            csv_field(&csv, &len, &cap, s->space->params[i].name, true);
+        }
+        csv_field(&csv, &len, &cap, "created_at", true);
+        csv_field(&csv, &len, &cap, "completed_at", true);
+        csv_field(&csv, &len, &cap, "", false);
+        csv[len++] = '\n';
+        csv[len] = '\0';
+    } else {
+        arr = json_array();
+    }
+    for (size_t i = 0; i < h->n_trials; i++) {
+        const struct hpo_trial *t = h->trials[i];
+        if (req->state_filter >= 0 && (int)t->state != req->state_filter) {
+            continue;
+        }
+        total++;
+        if ((int64_t)total <= req->offset || (int64_t)emitted >= req->limit) {
+            continue;
+        }
+        emitted++;
+        if (!req->csv) {
+            json_array_append_new(arr, trial_to_json(s, t));
+            continue;
+        }
+        snprintf(cell, sizeof(cell), "%lld", (long long)t->number);
+        csv_field(&csv, &len, &cap, cell, false);
+        csv_field(&csv, &len, &cap, hpo_state_name(t->state), true);
+        if (isfinite(t->value)) {
+            snprintf(cell, sizeof(cell), "%.17g", t->value);
+        } else {
+            cell[0] = '\0';
+        }
+        csv_field(&csv, &len, &cap, cell, true);
+        for (size_t k = 0; k < s->space->n_params; k++) {
+            csv_param(&s->space->params[k], t->values, cell, sizeof(cell));
+            csv_field(&csv, &len, &cap, cell, true);
+        }
+        if (t->created_at > 0) {
+            hpo_format_time(t->created_at, cell, sizeof(cell));
+        } else {
+            cell[0] = '\0';
+        }
+        csv_field(&csv, &len, &cap, cell, true);
+        if (t->completed_at > 0) {
+            hpo_format_time(t->completed_at, cell, sizeof(cell));
+        } else {
+            cell[0] = '\0';
+        }
+        csv_field(&csv, &len, &cap, cell, true);
+        csv_field(&csv, &len, &cap, "", false);
+        csv[len++] = '\n';
+        csv[len] = '\0';
+    }
+    if (req->csv) {
+        req->status = 200;
+        req->text = csv;
+        req->text_len = len;
+    } else {
+        reply(req, 200, json_pack("{s:o,s:I}", "trials", arr, "total", (json_int_t)total));
+    }
+    study_release(s);
+}
+
+static void op_trial_get(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct study *s = study_acquire(svc, req);
+    struct hpo_trial *t;
+
+    if (s == NULL) {
+        return;
+    }
+    t = trial_lookup(s, req);
+    if (t != NULL) {
+        reply(req, 200, trial_to_json(s, t));
+    }
+    study_release(s);
+}
+
+static void op_best(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct study *s = study_acquire(svc, req);
+
+    if (s == NULL) {
+        return;
+    }
+    if (s->best < 0) {
+        hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "study '%s' has no complete trial",
+                s->name);
+    } else {
+        reply(req, 200, trial_to_json(s, s->history.trials[s->best]));
+    }
+    study_release(s);
+}
+
+static const struct hpo_param *vector_param(struct study *s, struct hpo_svc_request *req)
+{
+    long i = hpo_space_find(s->space, req->name);
+
+    if (i < 0) {
+        hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "study '%s' has no param '%.128s'",
+                s->name, req->name);
+        return NULL;
+    }
+    return &s->space->params[i];
+}
+
+static void op_param_get(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct study *s = study_acquire(svc, req);
+    const struct hpo_param *p;
+    struct hpo_trial *t;
+    size_t n;
+
+    if (s == NULL) {
+        return;
+    }
+    t = trial_lookup(s, req);
+    p = t ? vector_param(s, req) : NULL;
+    if (p == NULL) {
+        goto out;
+    }
+    if (p->type != HPO_PARAM_FLOAT || isnan(t->values[p->offset])) {
+        hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL,
+                "trial %lld has no float value for '%s'", (long long)t->number, p->name);
+        goto out;
+    }
+    n = p->width;
+    req->text = malloc(n * sizeof(double));
+    if (req->text == NULL) {
+        hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    /* The wire format is little-endian float64, which is the host's on x86-64 and arm64. */
+    memcpy(req->text, &t->values[p->offset], n * sizeof(double));
+    req->text_len = n * sizeof(double);
+    req->status = 200;
+out:
+    study_release(s);
+}
+
+static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct study *s = study_acquire(svc, req);
+    struct pending_gradient *grads;
+    const struct hpo_param *p;
+    const double *src = req->data;
+    struct hpo_trial *t;
+    double *copy;
+    size_t n;
+
+    if (s == NULL) {
+        return;
+    }
+    t = running_trial(s, req);
+    p = t ? vector_param(s, req) : NULL;
+    if (p == NULL) {
+        goto out;
+    }
+    if (s->sampler_type->tell == NULL) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                "sampler '%s' does not take gradients", s->sampler_type->name);
+        goto out;
+    }
+    if (p->type != HPO_PARAM_FLOAT) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                "only float params have gradients");
+        goto out;
+    }
+    n = p->width;
+    if (req->data_len != n * sizeof(double)) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                "body must be %zu bytes (%zu little-endian float64), got %zu", n * sizeof(double),
+                n, req->data_len);
+        goto out;
+    }
+    copy = malloc(n * sizeof(double));
+    if (copy == NULL) {
+        hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    memcpy(copy, src, n * sizeof(double));
+    for (size_t k = 0; k < n; k++) {
+        if (!isfinite(copy[k])) {
+            free(copy);
+            hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                    "element %zu is not finite", k);
+            goto out;
+        }
+    }
+    /* A second upload for the same trial and param replaces the first. */
+    for (size_t i = 0; i < s->n_grads; i++) {
+        if (s->grads[i].number == t->number && s->grads[i].param == (size_t)(p - s->space->params)) {
+            free(s->grads[i].data);
+            s->grads[i].data = copy;
+            req->status = 204;
+            goto out;
+        }
+    }
+    grads = realloc(s->grads, (s->n_grads + 1) * sizeof(*grads));
+    if (grads == NULL) {
+        free(copy);
+        hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    s->grads = grads;
+    s->grads[s->n_grads].number = t->number;
+    s->grads[s->n_grads].param = (size_t)(p - s->space->params);
+    s->grads[s->n_grads].data = copy;
+    s->n_grads++;
+    req->status = 204;
+out:
+    study_release(s);
+}
+
+void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    hpo_error_clear(&req->err);
+    req->status = 0;
+    req->reply = NULL;
+    req->text = NULL;
+    req->text_len = 0;
+    if (req->body != NULL && !json_is_object(req->body)) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_JSON, NULL, "body must be a JSON object");
+    } else {
+        switch (req->op) {
+        case HPO_SVC_STUDY_CREATE:
+            op_study_create(svc, req);
+            break;
+        case HPO_SVC_STUDY_LIST:
+            op_study_list(svc, req);
+            break;
+        case HPO_SVC_STUDY_GET:
+            op_study_get(svc, req);
+            break;
+        case HPO_SVC_STUDY_DELETE:
+            op_study_delete(svc, req);
+            break;
+        case HPO_SVC_ASK:
+            op_ask(svc, req);
+            break;
+        case HPO_SVC_TRIAL_CREATE:
+            op_trial_create(svc, req);
+            break;
+        case HPO_SVC_TELL:
+            op_tell(svc, req);
+            break;
+        case HPO_SVC_REPORT:
+            op_report(svc, req);
+            break;
+        case HPO_SVC_HEARTBEAT:
+            op_heartbeat(svc, req);
+            break;
+        case HPO_SVC_TRIALS_LIST:
+            op_trials_list(svc, req);
+            break;
+        case HPO_SVC_TRIAL_GET:
+            op_trial_get(svc, req);
+            break;
+        case HPO_SVC_BEST:
+            op_best(svc, req);
+            break;
+        case HPO_SVC_PARAM_GET:
+            op_param_get(svc, req);
+            break;
+        case HPO_SVC_GRADIENT_PUT:
+            op_gradient_put(svc, req);
+            break;
+        }
+    }
+    if (req->err.code != HPO_OK) {
+        req->status = hpo_code_status(req->err.code);
+        json_decref(req->reply);
+        req->reply = NULL;
+        free(req->text);
+        req->text = NULL;
+    } else if (req->status == 0) {
+        hpo_error_set(&req->err, -EIO, HPO_INTERNAL, NULL, "no reply was produced");
+        req->status = 500;
+    }
+}
+
+void hpo_svc_request_finish(struct hpo_svc_request *req)
+{
+    json_decref(req->reply);
+    req->reply = NULL;
+    free(req->text);
+    req->text = NULL;
+}
+
+/* Fail expired trials of one study (locked); re-queue per max_retries. */
+static size_t reap_study(struct hpo_service *svc, struct study *s, int64_t now)
+{
+    struct opbuf b = { 0 };
+    struct hpo_error err;
+    int64_t *expired;
+    size_t n_expired = 0, appended = 0;
+    int64_t limit = (int64_t)(s->heartbeat_timeout * 1000.0);
+
+    if (s->n_running == 0) {
+        return 0;
+    }
+    expired = malloc(s->n_running * sizeof(*expired));
+    if (expired == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < s->n_running; i++) {
+        struct hpo_trial *t = s->history.trials[s->running[i]];
+        if (t->heartbeat_at + limit < now) {
+            expired[n_expired++] = t->number;
+        }
+    }
+    for (size_t i = 0; i < n_expired; i++) {
+        struct hpo_trial *t = s->history.trials[expired[i]];
+        int64_t orig_n = t->retry_of >= 0 ? t->retry_of : t->number;
+        struct hpo_trial *orig = s->history.trials[orig_n];
+        hpo_history_set_state(&s->history, t, HPO_STATE_FAILED);
+        t->completed_at = now;
+        op_trial(&b, s, t);
+        if (orig->retries < s->max_retries) {
+            struct hpo_trial *n = hpo_history_append(&s->history, HPO_STATE_WAITING);
+            if (n == NULL) {
+                continue;
+            }
+            orig->retries++;
+            op_trial(&b, s, orig);
+            memcpy(n->values, t->values, s->space->dim * sizeof(double));
+            memcpy(n->unit, t->unit, s->space->dim * sizeof(double));
+            n->retry_of = orig_n;
+            n->created_at = now;
+            json_object_update(n->user_attrs, t->user_attrs);
+            op_trial(&b, s, n);
+            op_params(&b, s, n);
+            op_attrs(&b, s, n, n->user_attrs);
+            appended++;
+        }
+    }
+    if (commit(svc, &b, &err) < 0) {
+        /* Undo: drop the re-queued trials and put the expired ones back to running. */
+        for (size_t i = 0; i < appended; i++) {
+            struct hpo_trial *n = s->history.trials[s->history.n_trials - 1];
+            s->history.trials[n->retry_of]->retries--;
+            hpo_history_pop(&s->history);
+        }
+        for (size_t i = 0; i < n_expired; i++) {
+            struct hpo_trial *t = s->history.trials[expired[i]];
+            hpo_history_set_state(&s->history, t, HPO_STATE_RUNNING);
+            t->completed_at = 0;
+        }
+        n_expired = 0;
+    } else {
+        for (size_t i = 0; i < n_expired; i++) {
+            struct hpo_trial *t = s->history.trials[expired[i]];
+            study_note_state(s, t);
+            if (s->sampler_type->observe) {
+                s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
+            }
+            if (s->pruner_type->observe) {
+                s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
+            }
+        }
+    }
+    free(expired);
+    opbuf_free(&b);
+    return n_expired;
+}
+
+size_t hpo_service_reap(struct hpo_service *svc, int64_t now_ms)
+{
+    struct study **snap;
+    size_t n, failed = 0;
+
+    pthread_rwlock_rdlock(&svc->registry_lock);
+    n = svc->n_studies;
+    snap = malloc((n ? n : 1) * sizeof(*snap));
+    if (snap == NULL) {
+        pthread_rwlock_unlock(&svc->registry_lock);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        snap[i] = svc->studies[i];
+        atomic_fetch_add(&snap[i]->refs, 1);
+    }
+    pthread_rwlock_unlock(&svc->registry_lock);
+    for (size_t i = 0; i < n; i++) {
+        struct study *s = snap[i];
+        if (s->heartbeat_timeout > 0) {
+            pthread_mutex_lock(&s->lock);
+            if (!s->deleted) {
+                failed += reap_study(svc, s, now_ms);
+            }
+            pthread_mutex_unlock(&s->lock);
+        }
+        study_unref(s);
+    }
+    free(snap);
+    return failed;
+}
+
+void hpo_service_counts(struct hpo_service *svc, size_t *ret_studies, size_t ret_states[5])
+{
+    pthread_rwlock_rdlock(&svc->registry_lock);
+    *ret_studies = svc->n_studies;
+    for (int k = 0; k < HPO_STATE_COUNT; k++) {
+        ret_states[k] = 0;
+    }
+    for (size_t i = 0; i < svc->n_studies; i++) {
+        for (int k = 0; k < HPO_STATE_COUNT; k++) {
+            ret_states[k] += svc->studies[i]->history.count[k];
+        }
+    }
+    pthread_rwlock_unlock(&svc->registry_lock);
+}

@@ -1,0 +1,98 @@
+/*
+** service.h: the study registry and the trial lifecycle: every operation
+** of API.md on studies and trials, over the in-memory history, with writes
+** made durable through storage/ before they are acknowledged.
+**
+** Threading: hpo_service_execute and hpo_service_reap run on worker
+** threads (never the event-loop thread): they may block on a study's lock,
+** a sampler and a storage commit. Operations on one study run one at a
+** time; different studies run in parallel.
+*/
+#ifndef HPO_SERVICE_H
+#define HPO_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "../core/error.h"
+
+struct hpo_service;
+struct hpo_storage;
+
+enum hpo_svc_op {
+    HPO_SVC_STUDY_CREATE,
+    HPO_SVC_STUDY_LIST,
+    HPO_SVC_STUDY_GET,
+    HPO_SVC_STUDY_DELETE,
+    HPO_SVC_ASK,
+    HPO_SVC_TRIAL_CREATE,
+    HPO_SVC_TELL,
+    HPO_SVC_REPORT,
+    HPO_SVC_HEARTBEAT,
+    HPO_SVC_TRIALS_LIST,
+    HPO_SVC_TRIAL_GET,
+    HPO_SVC_BEST,
+    HPO_SVC_PARAM_GET,    /* binary vector download */
+    HPO_SVC_GRADIENT_PUT, /* binary gradient upload */
+};
+
+/* One request. Inputs are set by the caller; outputs by hpo_service_execute. */
+struct hpo_svc_request {
+    enum hpo_svc_op op;
+    const char *study;   /* borrowed */
+    int64_t number;      /* trial number, for trial ops */
+    const char *name;    /* param name, for binary ops (borrowed) */
+    const json_t *body;  /* parsed JSON object (borrowed); NULL = {} */
+    const void *data;    /* binary body (borrowed) */
+    size_t data_len;
+    int state_filter;    /* trials list: -1 = all */
+    int64_t limit, offset;
+    bool csv;
+    /* Outputs. */
+    int status;          /* HTTP status: 200, 201, 204, or the error's */
+    json_t *reply;       /* new reference, NULL for 204 or errors */
+    char *text;          /* CSV or binary reply (malloc'd), with text_len */
+    size_t text_len;
+    struct hpo_error err; /* on error */
+};
+
+struct hpo_service_options {
+    unsigned suggest_delay_ms; /* a test hook: sleep this long in every suggestion */
+};
+
+/*
+** Create the service over an opened (not yet started) storage: load every
+** study and trial into memory, then start the storage writer. Returns 0 and
+** a new service, or a negative errno with `err` filled.
+*/
+int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_options *opt,
+        struct hpo_service **ret_service, struct hpo_error *err);
+
+/* Free the service and its memory (not the storage). Accepts NULL. */
+void hpo_service_destroy(struct hpo_service *svc);
+
+/* Run one request to completion (blocking). Fills the outputs of `req`. */
+void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req);
+
+/* Release the outputs of a request. */
+void hpo_svc_request_finish(struct hpo_svc_request *req);
+
+/*
+** Fail running trials whose heartbeat expired at time `now_ms`, re-queueing
+** them up to max_retries. Returns the number of trials failed.
+*/
+size_t hpo_service_reap(struct hpo_service *svc, int64_t now_ms);
+
+/* Counts for /metrics and logs. */
+void hpo_service_counts(struct hpo_service *svc, size_t *ret_studies, size_t ret_states[5]);
+
+/* The wall clock in ms since the epoch. */
+int64_t hpo_now_ms(void);
+
+/* Format a ms timestamp as RFC 3339 UTC with milliseconds into buf (>= 32 bytes). */
+void hpo_format_time(int64_t ms, char *buf, size_t len);
+
+#endif

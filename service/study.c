@@ -1,0 +1,423 @@
+/*
+** study.c: building a study from its definition, its JSON views, and the
+** derived indexes (best trial, running set, waiting cursor).
+*/
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "service.h"
+#include "study.h"
+
+#define FAIL(field, ...) hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field, __VA_ARGS__)
+
+static const char *const study_keys[] = {
+    "name", "direction", "params", "sampler", "pruner", "heartbeat_timeout", "max_retries",
+    "max_trials", "user_attrs", "retain_vectors", NULL,
+};
+
+static uint64_t random_seed(void)
+{
+    uint32_t x = 0;
+
+    if (getrandom(&x, sizeof(x), 0) != (ssize_t)sizeof(x)) {
+        x = (uint32_t)hpo_now_ms() ^ 0x5bd1e995u;
+    }
+    return x;
+}
+
+/* Parse {"type": T, ...options} into a type name and the options without type (new ref). */
+static int split_plugin(const json_t *spec, const char *field, const char *def_type,
+        const char **ret_type, json_t **ret_options, struct hpo_error *err)
+{
+    json_t *type;
+    char f[64];
+
+    if (spec == NULL || json_is_null(spec)) {
+        *ret_type = def_type;
+        *ret_options = json_object();
+        return 0;
+    }
+    if (!json_is_object(spec)) {
+        return FAIL(field, "%s must be an object", field);
+    }
+    type = json_object_get(spec, "type");
+    snprintf(f, sizeof(f), "%s.type", field);
+    if (type == NULL) {
+        *ret_type = def_type;
+    } else if (!json_is_string(type)) {
+        return FAIL(f, "%s must be a string", f);
+    } else {
+        *ret_type = json_string_value(type);
+    }
+    *ret_options = json_deep_copy(spec);
+    json_object_del(*ret_options, "type");
+    return 0;
+}
+
+static int build_sampler(struct study *s, const json_t *spec, const uint64_t *seed_fallback,
+        json_t *def, struct hpo_error *err)
+{
+    const char *type;
+    json_t *options = NULL, *seed, *desc, *out;
+    int r;
+
+    r = split_plugin(spec, "sampler", "tpe", &type, &options, err);
+    if (r < 0) {
+        return r;
+    }
+    s->sampler_type = hpo_sampler_find(type);
+    if (s->sampler_type == NULL) {
+        json_decref(options);
+        return FAIL("sampler.type", "unknown sampler '%.64s'", type);
+    }
+    seed = json_object_get(options, "seed");
+    if (seed != NULL) {
+        if (!json_is_integer(seed) || json_integer_value(seed) < 0) {
+            json_decref(options);
+            return FAIL("sampler.seed", "sampler.seed must be an integer >= 0");
+        }
+        s->seed = (uint64_t)json_integer_value(seed);
+        json_object_del(options, "seed");
+    } else {
+        s->seed = seed_fallback ? *seed_fallback : random_seed();
+    }
+    if (s->space->has_vectors && !s->sampler_type->supports_vectors) {
+        json_decref(options);
+        return FAIL("sampler.type", "sampler '%s' does not support vector params (size)",
+                s->sampler_type->name);
+    }
+    r = s->sampler_type->configure(options, s->space, &s->sampler, err);
+    json_decref(options);
+    if (r < 0) {
+        return r;
+    }
+    desc = s->sampler_type->describe(s->sampler);
+    out = json_object();
+    json_object_set_new(out, "type", json_string(s->sampler_type->name));
+    json_object_set_new(out, "seed", json_integer((json_int_t)s->seed));
+    json_object_update(out, desc);
+    json_decref(desc);
+    json_object_set_new(def, "sampler", out);
+    return 0;
+}
+
+static int build_pruner(struct study *s, const json_t *spec, json_t *def, struct hpo_error *err)
+{
+    const char *type;
+    json_t *options = NULL, *desc, *out;
+    int r;
+
+    r = split_plugin(spec, "pruner", "none", &type, &options, err);
+    if (r < 0) {
+        return r;
+    }
+    s->pruner_type = hpo_pruner_find(type);
+    if (s->pruner_type == NULL) {
+        json_decref(options);
+        return FAIL("pruner.type", "unknown pruner '%.64s'", type);
+    }
+    r = s->pruner_type->configure(options, &s->pruner, err);
+    json_decref(options);
+    if (r < 0) {
+        return r;
+    }
+    desc = s->pruner_type->describe(s->pruner);
+    out = json_object();
+    json_object_set_new(out, "type", json_string(s->pruner_type->name));
+    json_object_update(out, desc);
+    json_decref(desc);
+    json_object_set_new(def, "pruner", out);
+    return 0;
+}
+
+static int read_limits(struct study *s, const json_t *body, json_t *def, struct hpo_error *err)
+{
+    json_t *v;
+
+    v = json_object_get(body, "heartbeat_timeout");
+    s->heartbeat_timeout = 0;
+    if (v != NULL) {
+        if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
+                json_number_value(v) > 1e9) {
+            return FAIL("heartbeat_timeout", "heartbeat_timeout must be a number of seconds >= 0");
+        }
+        s->heartbeat_timeout = json_number_value(v);
+    }
+    json_object_set_new(def, "heartbeat_timeout",
+            s->heartbeat_timeout == floor(s->heartbeat_timeout)
+                    ? json_integer((json_int_t)s->heartbeat_timeout)
+                    : json_real(s->heartbeat_timeout));
+    v = json_object_get(body, "max_retries");
+    s->max_retries = 0;
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            return FAIL("max_retries", "max_retries must be an integer >= 0");
+        }
+        s->max_retries = json_integer_value(v);
+    }
+    json_object_set_new(def, "max_retries", json_integer(s->max_retries));
+    v = json_object_get(body, "max_trials");
+    s->max_trials = -1;
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1) {
+            return FAIL("max_trials", "max_trials must be an integer >= 1");
+        }
+        s->max_trials = json_integer_value(v);
+    }
+    json_object_set_new(def, "max_trials",
+            s->max_trials < 0 ? json_null() : json_integer(s->max_trials));
+    v = json_object_get(body, "user_attrs");
+    if (v != NULL && !json_is_object(v)) {
+        return FAIL("user_attrs", "user_attrs must be an object");
+    }
+    json_object_set_new(def, "user_attrs", v ? json_deep_copy(v) : json_object());
+    v = json_object_get(body, "retain_vectors");
+    s->retain_vectors = 0;
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            return FAIL("retain_vectors", "retain_vectors must be an integer >= 0");
+        }
+        s->retain_vectors = json_integer_value(v);
+    }
+    json_object_set_new(def, "retain_vectors", json_integer(s->retain_vectors));
+    return 0;
+}
+
+int study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
+        struct hpo_error *err)
+{
+    struct study *s;
+    const char *key;
+    json_t *v, *def;
+    char field[160];
+    int r;
+
+    if (!json_is_object(body)) {
+        return hpo_error_set(err, -EINVAL, HPO_INVALID_JSON, NULL, "body must be a JSON object");
+    }
+    json_object_foreach((json_t *)body, key, v) {
+        bool known = false;
+        for (size_t k = 0; study_keys[k]; k++) {
+            known = known || strcmp(study_keys[k], key) == 0;
+        }
+        if (!known) {
+            snprintf(field, sizeof(field), "%.128s", key);
+            return FAIL(field, "unknown field '%s'", field);
+        }
+    }
+    v = json_object_get(body, "name");
+    if (v == NULL) {
+        return FAIL("name", "name is required");
+    }
+    if (!json_is_string(v) || !hpo_name_valid(json_string_value(v))) {
+        return FAIL("name", "name must be 1-128 characters of A-Z a-z 0-9 _ . -");
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    atomic_init(&s->refs, 1);
+    s->best = -1;
+    s->max_trials = -1;
+    snprintf(s->name, sizeof(s->name), "%s", json_string_value(v));
+    def = json_object();
+    s->definition = def;
+    json_object_set_new(def, "name", json_string(s->name));
+    v = json_object_get(body, "direction");
+    if (v != NULL && (!json_is_string(v) || (strcmp(json_string_value(v), "minimize") != 0 &&
+                                                     strcmp(json_string_value(v), "maximize") != 0))) {
+        r = FAIL("direction", "direction must be \"minimize\" or \"maximize\"");
+        goto fail;
+    }
+    s->maximize = v != NULL && strcmp(json_string_value(v), "maximize") == 0;
+    json_object_set_new(def, "direction", json_string(s->maximize ? "maximize" : "minimize"));
+    v = json_object_get(body, "params");
+    if (v == NULL) {
+        r = FAIL("params", "params is required");
+        goto fail;
+    }
+    r = hpo_space_parse(v, &s->space, err);
+    if (r < 0) {
+        goto fail;
+    }
+    json_object_set_new(def, "params", hpo_space_to_json(s->space));
+    r = build_sampler(s, json_object_get(body, "sampler"), seed_fallback, def, err);
+    if (r < 0) {
+        goto fail;
+    }
+    r = build_pruner(s, json_object_get(body, "pruner"), def, err);
+    if (r < 0) {
+        goto fail;
+    }
+    r = read_limits(s, body, def, err);
+    if (r < 0) {
+        goto fail;
+    }
+    hpo_history_init(&s->history, s->space, s->name, s->maximize);
+    *ret = s;
+    return 0;
+fail:
+    study_free(s);
+    return r;
+}
+
+void study_free(struct study *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    hpo_history_finish(&s->history);
+    if (s->sampler_type && s->sampler_type->destroy && s->sampler) {
+        s->sampler_type->destroy(s->sampler);
+    }
+    if (s->pruner_type && s->pruner_type->destroy && s->pruner) {
+        s->pruner_type->destroy(s->pruner);
+    }
+    for (size_t i = 0; i < s->n_grads; i++) {
+        free(s->grads[i].data);
+    }
+    free(s->grads);
+    free(s->running);
+    hpo_space_destroy(s->space);
+    json_decref(s->definition);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static json_t *time_json(int64_t ms)
+{
+    char buf[40];
+
+    if (ms <= 0) {
+        return json_null();
+    }
+    hpo_format_time(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *number_or_null(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+json_t *trial_to_json(struct study *s, const struct hpo_trial *t)
+{
+    json_t *o = json_object();
+    json_t *inter = json_array();
+    char href[512];
+
+    snprintf(href, sizeof(href), "/v1/studies/%s/trials/%lld/params", s->name,
+            (long long)t->number);
+    json_object_set_new(o, "study", json_string(s->name));
+    json_object_set_new(o, "number", json_integer(t->number));
+    json_object_set_new(o, "state", json_string(hpo_state_name(t->state)));
+    json_object_set_new(o, "params", hpo_space_values_to_json(s->space, t->values, href, 1000));
+    json_object_set_new(o, "value", number_or_null(t->value));
+    for (size_t i = 0; i < t->n_reports; i++) {
+        json_array_append_new(inter, json_pack("{s:I,s:o}", "step", (json_int_t)t->reports[i].step,
+                                             "value", number_or_null(t->reports[i].value)));
+    }
+    json_object_set_new(o, "intermediate", inter);
+    json_object_set(o, "user_attrs", t->user_attrs);
+    json_object_set_new(o, "worker", t->worker ? json_string(t->worker) : json_null());
+    json_object_set_new(o, "retry_of", t->retry_of >= 0 ? json_integer(t->retry_of) : json_null());
+    json_object_set_new(o, "created_at", time_json(t->created_at));
+    json_object_set_new(o, "started_at", time_json(t->started_at));
+    json_object_set_new(o, "completed_at", time_json(t->completed_at));
+    json_object_set_new(o, "heartbeat_at", time_json(t->heartbeat_at));
+    return o;
+}
+
+json_t *study_to_json(struct study *s, bool with_params)
+{
+    json_t *o = json_deep_copy(s->definition);
+    const struct hpo_history *h = &s->history;
+    json_t *counts;
+
+    if (!with_params) {
+        json_object_del(o, "params");
+    }
+    json_object_set_new(o, "created_at", time_json(s->created_at));
+    counts = json_object();
+    for (int i = 0; i < HPO_STATE_COUNT; i++) {
+        json_object_set_new(counts, hpo_state_name((enum hpo_state)i),
+                json_integer((json_int_t)h->count[i]));
+    }
+    json_object_set_new(counts, "total", json_integer((json_int_t)h->n_trials));
+    json_object_set_new(o, "trials", counts);
+    if (s->best >= 0) {
+        const struct hpo_trial *t = h->trials[s->best];
+        char href[512];
+        snprintf(href, sizeof(href), "/v1/studies/%s/trials/%lld/params", s->name,
+                (long long)t->number);
+        json_object_set_new(o, "best_trial",
+                json_pack("{s:I,s:o,s:o}", "number", (json_int_t)t->number, "value",
+                        number_or_null(t->value), "params",
+                        hpo_space_values_to_json(s->space, t->values, href, 1000)));
+    } else {
+        json_object_set_new(o, "best_trial", json_null());
+    }
+    return o;
+}
+
+static bool better(const struct study *s, const struct hpo_trial *a, const struct hpo_trial *b)
+{
+    return s->maximize ? a->value > b->value : a->value < b->value;
+}
+
+static void running_remove(struct study *s, int64_t number)
+{
+    for (size_t i = 0; i < s->n_running; i++) {
+        if (s->running[i] == number) {
+            s->running[i] = s->running[--s->n_running];
+            return;
+        }
+    }
+}
+
+static void running_add(struct study *s, int64_t number)
+{
+    for (size_t i = 0; i < s->n_running; i++) {
+        if (s->running[i] == number) {
+            return;
+        }
+    }
+    if (s->n_running == s->cap_running) {
+        size_t cap = s->cap_running ? s->cap_running * 2 : 16;
+        int64_t *n = realloc(s->running, cap * sizeof(*n));
+        if (n == NULL) {
+            abort(); /* tiny allocation; the daemon treats this OOM as fatal */
+        }
+        s->running = n;
+        s->cap_running = cap;
+    }
+    s->running[s->n_running++] = number;
+}
+
+void study_note_state(struct study *s, struct hpo_trial *t)
+{
+    if (t->state == HPO_STATE_RUNNING) {
+        running_add(s, t->number);
+    } else {
+        running_remove(s, t->number);
+    }
+    if (t->state == HPO_STATE_COMPLETE && isfinite(t->value) &&
+            (s->best < 0 || better(s, t, s->history.trials[s->best]))) {
+        s->best = (long)t->number;
+    }
+}
+
+void study_reindex(struct study *s)
+{
+    s->best = -1;
+    s->n_running = 0;
+    s->waiting_cursor = 0;
+    for (size_t i = 0; i < s->history.n_trials; i++) {
+        study_note_state(s, s->history.trials[i]);
+    }
+}

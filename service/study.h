@@ -1,0 +1,78 @@
+/*
+** study.h: private to service/: one study in memory.
+*/
+#ifndef HPO_SERVICE_STUDY_H
+#define HPO_SERVICE_STUDY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "../core/history.h"
+#include "../core/space.h"
+#include "../pruners/pruner.h"
+#include "../samplers/sampler.h"
+
+/* A binary gradient uploaded for the next tell of a trial. */
+struct pending_gradient {
+    int64_t number;
+    size_t param;
+    double *data; /* param->size doubles */
+};
+
+struct study {
+    int64_t id;
+    char name[HPO_NAME_MAX + 1];
+    int64_t created_at;
+    json_t *definition; /* normalized definition, every default filled in */
+    struct hpo_space *space;
+    bool maximize;
+    const struct hpo_sampler_type *sampler_type;
+    void *sampler;
+    uint64_t seed;
+    const struct hpo_pruner_type *pruner_type;
+    void *pruner;
+    double heartbeat_timeout; /* seconds; 0 = off */
+    int64_t max_retries;
+    int64_t max_trials; /* -1 = none */
+    int64_t retain_vectors;
+    struct hpo_history history;
+    size_t waiting_cursor; /* every trial below it is not waiting */
+    long best;             /* index of the best complete trial, -1 none */
+    int64_t *running;      /* numbers of running trials */
+    size_t n_running, cap_running;
+    struct pending_gradient *grads;
+    size_t n_grads;
+    pthread_mutex_t lock;
+    atomic_int refs;
+    bool deleted;
+};
+
+/*
+** Build a study from a definition (a create body or a stored spec). When the
+** body has no sampler seed, `seed_fallback` is used if non-NULL, else a
+** random seed is drawn. Returns 0 and a new study (refs = 1), or -EINVAL
+** with `err` naming the field.
+*/
+int study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
+        struct hpo_error *err);
+
+/* Free a study (refcount reached zero). */
+void study_free(struct study *s);
+
+/* The study as API.md returns it (new reference); `with_params` for GET, not lists. */
+json_t *study_to_json(struct study *s, bool with_params);
+
+/* A trial as API.md returns it (new reference). */
+json_t *trial_to_json(struct study *s, const struct hpo_trial *t);
+
+/* Keep derived indexes (best, running list, waiting cursor) in step after a change. */
+void study_note_state(struct study *s, struct hpo_trial *t);
+
+/* Recompute every derived index from scratch (after load). */
+void study_reindex(struct study *s);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+** migrations.c: the numbered schema migrations, tracked by PRAGMA user_version.
+**
+** Migration N takes a database from version N-1 to N. Each one runs in its
+** own BEGIN IMMEDIATE transaction together with the user_version bump, so a
+** crash leaves the database at N-1 or N, never in between. Migrations are
+** append-only: never edit one that has shipped, add the next.
+*/
+#include <errno.h>
+#include <stdio.h>
+
+#include <sqlite3.h>
+
+#include "storage-int.h"
+
+/*
+** Version 1: the whole schema. Every table is STRICT. Children of a trial
+** reference it with ON DELETE CASCADE, and trials reference their study, so
+** deleting a study removes everything of it. The composite-key tables are
+** WITHOUT ROWID: they are read and written by primary key only, and a
+** rowid table would need a second b-tree for the key.
+**
+** params.value is ANY: REAL for a scalar (NULL for NaN), BLOB of
+** little-endian float64 for a vector. A STRICT table keeps ANY values as
+** bound, so 1.0 stays REAL.
+*/
+static const char migration_1[] =
+        "CREATE TABLE studies ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT UNIQUE NOT NULL,"
+        "  spec TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  sampler_state BLOB"
+        ") STRICT;"
+        "CREATE TABLE trials ("
+        "  study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,"
+        "  number INTEGER NOT NULL,"
+        "  state INTEGER NOT NULL,"
+        "  value REAL,"
+        "  worker TEXT,"
+        "  retry_of INTEGER NOT NULL,"
+        "  retries INTEGER NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  started_at INTEGER NOT NULL,"
+        "  completed_at INTEGER NOT NULL,"
+        "  heartbeat_at INTEGER NOT NULL,"
+        "  PRIMARY KEY (study_id, number)"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE TABLE params ("
+        "  study_id INTEGER NOT NULL,"
+        "  number INTEGER NOT NULL,"
+        "  idx INTEGER NOT NULL,"
+        "  value ANY,"
+        "  PRIMARY KEY (study_id, number, idx),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number)"
+        "    ON DELETE CASCADE"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE TABLE intermediate ("
+        "  study_id INTEGER NOT NULL,"
+        "  number INTEGER NOT NULL,"
+        "  step INTEGER NOT NULL,"
+        "  value REAL,"
+        "  PRIMARY KEY (study_id, number, step),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number)"
+        "    ON DELETE CASCADE"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE TABLE trial_attrs ("
+        "  study_id INTEGER NOT NULL,"
+        "  number INTEGER NOT NULL,"
+        "  key TEXT NOT NULL,"
+        "  value TEXT NOT NULL,"
+        "  PRIMARY KEY (study_id, number, key),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number)"
+        "    ON DELETE CASCADE"
+        ") STRICT, WITHOUT ROWID;";
+
+/* migrations[i] takes the database from version i to i + 1. */
+static const char *const migrations[] = {
+    migration_1,
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == HPO_STORAGE_SCHEMA_VERSION,
+        "HPO_STORAGE_SCHEMA_VERSION must be the number of migrations");
+
+static int user_version(sqlite3 *db, int *ret_version, struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+    int r;
+
+    rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(db, rc, "reading user_version", err);
+    }
+    rc = sqlite3_step(stmt);
+    if (rc != SQLITE_ROW) {
+        r = hpo__storage_error(db, rc, "reading user_version", err);
+        sqlite3_finalize(stmt);
+        return r;
+    }
+    *ret_version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    return 0;
+}
+
+static int exec(sqlite3 *db, const char *sql, const char *what, struct hpo_error *err)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(db, rc, what, err);
+    }
+    return 0;
+}
+
+/* Run migration `to` (1-based) unless the version moved past it meanwhile. */
+static int migrate_one(sqlite3 *db, int to, struct hpo_error *err)
+{
+    char bump[64];
+    int version;
+    int r;
+
+    r = exec(db, "BEGIN IMMEDIATE", "starting a migration", err);
+    if (r < 0) {
+        return r;
+    }
+    /* Read again under the write lock: another process may have migrated. */
+    r = user_version(db, &version, err);
+    if (r < 0) {
+        goto fail;
+    }
+    if (version >= to) {
+        return exec(db, "COMMIT", "ending a migration", err);
+    }
+    r = exec(db, migrations[to - 1], "running a migration", err);
+    if (r < 0) {
+        goto fail;
+    }
+    snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", to);
+    r = exec(db, bump, "setting user_version", err);
+    if (r < 0) {
+        goto fail;
+    }
+    r = exec(db, "COMMIT", "committing a migration", err);
+    if (r < 0) {
+        goto fail;
+    }
+    return 0;
+
+fail:
+    if (!sqlite3_get_autocommit(db)) {
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return r;
+}
+
+int hpo__storage_migrate(sqlite3 *db, struct hpo_error *err)
+{
+    int version;
+    int r;
+
+    r = user_version(db, &version, err);
+    if (r < 0) {
+        return r;
+    }
+    if (version < 0 || version > HPO_STORAGE_SCHEMA_VERSION) {
+        return hpo_error_set(err, -EPROTONOSUPPORT, HPO_INTERNAL, NULL,
+                "database schema version %d is not supported by this hpod (%d)", version,
+                HPO_STORAGE_SCHEMA_VERSION);
+    }
+    for (int to = version + 1; to <= HPO_STORAGE_SCHEMA_VERSION; to++) {
+        r = migrate_one(db, to, err);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
+}

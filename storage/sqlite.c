@@ -1,0 +1,1020 @@
+/*
+** sqlite.c: the storage on SQLite: open and configure the connection, load
+** everything back at start, and the writer thread that group-commits writes.
+**
+** The connection is opened NOMUTEX: until hpo_storage_start() it belongs to
+** the opening thread, afterwards to the writer thread alone.
+*/
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "storage-int.h"
+
+/* The idle writer wakes this often to bump its tick counter for the watchdog. */
+#define IDLE_TICK_MS 500
+
+/* Every statement, prepared once at open with SQLITE_PREPARE_PERSISTENT. */
+struct stmts {
+    sqlite3_stmt *begin;       /* the writer's transaction */
+    sqlite3_stmt *begin_read;  /* load's read transaction */
+    sqlite3_stmt *commit;
+    sqlite3_stmt *rollback;
+    sqlite3_stmt *savepoint;   /* one per write */
+    sqlite3_stmt *rollback_to; /* undo a failed write ... */
+    sqlite3_stmt *release;     /* ... and end its savepoint */
+    sqlite3_stmt *study_put;
+    sqlite3_stmt *study_delete;
+    sqlite3_stmt *trial_put;
+    sqlite3_stmt *param_put;
+    sqlite3_stmt *report_put;
+    sqlite3_stmt *attr_put;
+    sqlite3_stmt *sampler_state;
+    sqlite3_stmt *load_studies;
+    sqlite3_stmt *load_trials;
+    sqlite3_stmt *load_params;
+    sqlite3_stmt *load_reports;
+    sqlite3_stmt *load_attrs;
+};
+
+static const struct {
+    size_t offset;
+    const char *sql;
+} stmt_sql[] = {
+    { offsetof(struct stmts, begin), "BEGIN IMMEDIATE" },
+    { offsetof(struct stmts, begin_read), "BEGIN" },
+    { offsetof(struct stmts, commit), "COMMIT" },
+    { offsetof(struct stmts, rollback), "ROLLBACK" },
+    { offsetof(struct stmts, savepoint), "SAVEPOINT w" },
+    { offsetof(struct stmts, rollback_to), "ROLLBACK TO w" },
+    { offsetof(struct stmts, release), "RELEASE w" },
+    { offsetof(struct stmts, study_put),
+            "INSERT INTO studies (id, name, spec, created_at) VALUES (?1, ?2, ?3, ?4)" },
+    { offsetof(struct stmts, study_delete), "DELETE FROM studies WHERE id = ?1" },
+    /* An upsert, not INSERT OR REPLACE: REPLACE deletes the old row first,
+       which would cascade to the trial's params, reports and attrs. */
+    { offsetof(struct stmts, trial_put),
+            "INSERT INTO trials (study_id, number, state, value, worker, retry_of, retries,"
+            " created_at, started_at, completed_at, heartbeat_at)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
+            " value = excluded.value, worker = excluded.worker, retry_of = excluded.retry_of,"
+            " retries = excluded.retries, created_at = excluded.created_at,"
+            " started_at = excluded.started_at, completed_at = excluded.completed_at,"
+            " heartbeat_at = excluded.heartbeat_at" },
+    { offsetof(struct stmts, param_put),
+            "INSERT INTO params (study_id, number, idx, value) VALUES (?1, ?2, ?3, ?4)"
+            " ON CONFLICT (study_id, number, idx) DO UPDATE SET value = excluded.value" },
+    /* A step keeps its first value. */
+    { offsetof(struct stmts, report_put),
+            "INSERT INTO intermediate (study_id, number, step, value) VALUES (?1, ?2, ?3, ?4)"
+            " ON CONFLICT (study_id, number, step) DO NOTHING" },
+    { offsetof(struct stmts, attr_put),
+            "INSERT INTO trial_attrs (study_id, number, key, value) VALUES (?1, ?2, ?3, ?4)"
+            " ON CONFLICT (study_id, number, key) DO UPDATE SET value = excluded.value" },
+    { offsetof(struct stmts, sampler_state),
+            "UPDATE studies SET sampler_state = ?2 WHERE id = ?1" },
+    { offsetof(struct stmts, load_studies),
+            "SELECT id, name, spec, created_at, sampler_state FROM studies ORDER BY id" },
+    { offsetof(struct stmts, load_trials),
+            "SELECT study_id, number, state, value, worker, retry_of, retries, created_at,"
+            " started_at, completed_at, heartbeat_at FROM trials ORDER BY study_id, number" },
+    { offsetof(struct stmts, load_params),
+            "SELECT study_id, number, idx, value FROM params ORDER BY study_id, number, idx" },
+    { offsetof(struct stmts, load_reports),
+            "SELECT study_id, number, step, value FROM intermediate"
+            " ORDER BY study_id, number, step" },
+    { offsetof(struct stmts, load_attrs),
+            "SELECT study_id, number, key, value FROM trial_attrs"
+            " ORDER BY study_id, number, key" },
+};
+
+#define N_STMTS (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
+_Static_assert(N_STMTS * sizeof(sqlite3_stmt *) == sizeof(struct stmts),
+        "every statement of struct stmts needs its SQL");
+
+struct hpo_storage {
+    sqlite3 *db;
+    struct stmts s;
+    /* Scratch for vectors: decoded rows on load; on big-endian hosts, encoded
+       rows in the writer. Load and the writer never run at the same time. */
+    double *vec;
+    size_t vec_cap;
+
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* the writer waits here for writes or stop */
+    pthread_cond_t done; /* submitters wait here for their write */
+    /* Under `lock`: */
+    struct hpo_write *head;
+    struct hpo_write **tail;
+    size_t queued;
+    size_t waiters; /* callers inside hpo_storage_write, for close */
+    bool started;
+    bool stopping;
+    bool paused;
+
+    atomic_bool healthy;
+    atomic_uint_fast64_t ticks;
+    atomic_uint_fast64_t commits;
+    atomic_uint_fast64_t writes;
+};
+
+static sqlite3_stmt **stmt_at(struct stmts *s, size_t i)
+{
+    return (sqlite3_stmt **)((char *)s + stmt_sql[i].offset);
+}
+
+int hpo__storage_error(sqlite3 *db, int rc, const char *what, struct hpo_error *err)
+{
+    const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return hpo_error_set(err, -EAGAIN, HPO_UNAVAILABLE, NULL, "%s: %s", what, msg);
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+        return hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL, "%s: %s", what, msg);
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+            return hpo_error_set(err, -EEXIST, HPO_CONFLICT, NULL, "%s: %s", what, msg);
+        }
+        break;
+    case SQLITE_NOMEM:
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "%s: %s", what, msg);
+    default:
+        break;
+    }
+    return hpo_error_set(err, -EIO, HPO_INTERNAL, NULL, "%s: %s (sqlite error %d)", what, msg,
+            rc);
+}
+
+/*
+** Step a statement that returns no rows, then reset it and clear its
+** bindings. `rc` is the result of the binds before it (the first failure),
+** so a failed bind is reported like a failed step.
+*/
+static int run(struct hpo_storage *st, sqlite3_stmt *stmt, int rc, const char *what,
+        struct hpo_error *err)
+{
+    int r = 0;
+
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(stmt);
+    }
+    if (rc != SQLITE_DONE) {
+        r = hpo__storage_error(st->db, rc, what, err);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return r;
+}
+
+/* Bind helpers that do nothing once a bind failed, keeping the first failure. */
+static void bind_i64(int *rc, sqlite3_stmt *stmt, int i, int64_t v)
+{
+    if (*rc == SQLITE_OK) {
+        *rc = sqlite3_bind_int64(stmt, i, v);
+    }
+}
+
+/* NaN is never bound as a REAL: it is stored as NULL. */
+static void bind_real(int *rc, sqlite3_stmt *stmt, int i, double v)
+{
+    if (*rc == SQLITE_OK) {
+        *rc = isnan(v) ? sqlite3_bind_null(stmt, i) : sqlite3_bind_double(stmt, i, v);
+    }
+}
+
+/* The text is borrowed until the write returns, which is after the step. */
+static void bind_text(int *rc, sqlite3_stmt *stmt, int i, const char *v)
+{
+    if (*rc == SQLITE_OK) {
+        *rc = sqlite3_bind_text(stmt, i, v, -1, SQLITE_STATIC);
+    }
+}
+
+static void bind_blob(int *rc, sqlite3_stmt *stmt, int i, const void *v, size_t len)
+{
+    if (*rc == SQLITE_OK) {
+        *rc = sqlite3_bind_blob64(stmt, i, v, len, SQLITE_STATIC);
+    }
+}
+
+/* Make room for `n` doubles (at least one) in the vector scratch buffer. */
+static int vec_reserve(struct hpo_storage *st, size_t n)
+{
+    double *v;
+
+    if (n == 0) {
+        n = 1;
+    }
+    if (n <= st->vec_cap) {
+        return 0;
+    }
+    if (n > SIZE_MAX / sizeof(double)) {
+        return -ENOMEM;
+    }
+    v = realloc(st->vec, n * sizeof(double));
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    st->vec = v;
+    st->vec_cap = n;
+    return 0;
+}
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+static void swap_doubles(double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u;
+
+        memcpy(&u, &v[i], sizeof(u));
+        u = __builtin_bswap64(u);
+        memcpy(&v[i], &u, sizeof(u));
+    }
+}
+#endif
+
+/* Bind a vector as a BLOB of little-endian float64 (an empty BLOB for len 0). */
+static int bind_vector(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
+        const double *v, size_t len, struct hpo_error *err)
+{
+    if (len > SIZE_MAX / sizeof(double) || (v == NULL && len > 0)) {
+        return hpo_error_set(err, -EINVAL, HPO_INTERNAL, NULL, "bad vector param (length %zu)",
+                len);
+    }
+    if (len == 0) {
+        if (*rc == SQLITE_OK) {
+            *rc = sqlite3_bind_zeroblob(stmt, i, 0);
+        }
+        return 0;
+    }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    bind_blob(rc, stmt, i, v, len * sizeof(double));
+#else
+    if (vec_reserve(st, len) < 0) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    memcpy(st->vec, v, len * sizeof(double));
+    swap_doubles(st->vec, len);
+    bind_blob(rc, stmt, i, st->vec, len * sizeof(double));
+#endif
+    return 0;
+}
+
+/* Fail with not_found when the last statement touched no row. */
+static int check_changed(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)
+{
+    if (sqlite3_changes(st->db) == 0) {
+        return hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL, "study %lld not found",
+                (long long)op->study_id);
+    }
+    return 0;
+}
+
+static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)
+{
+    const struct hpo_trial_row *t = &op->trial;
+    sqlite3_stmt *stmt;
+    int rc = SQLITE_OK;
+    int r;
+
+    switch (op->kind) {
+    case HPO_OP_STUDY_PUT:
+        stmt = st->s.study_put;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_text(&rc, stmt, 2, op->name);
+        bind_text(&rc, stmt, 3, op->text);
+        bind_i64(&rc, stmt, 4, op->i[0]);
+        return run(st, stmt, rc, "inserting a study", err);
+    case HPO_OP_STUDY_DELETE:
+        stmt = st->s.study_delete;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        r = run(st, stmt, rc, "deleting a study", err);
+        return r < 0 ? r : check_changed(st, op, err);
+    case HPO_OP_TRIAL_PUT:
+        stmt = st->s.trial_put;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_i64(&rc, stmt, 3, t->state);
+        bind_real(&rc, stmt, 4, t->value);
+        bind_text(&rc, stmt, 5, t->worker);
+        bind_i64(&rc, stmt, 6, t->retry_of);
+        bind_i64(&rc, stmt, 7, t->retries);
+        bind_i64(&rc, stmt, 8, t->created_at);
+        bind_i64(&rc, stmt, 9, t->started_at);
+        bind_i64(&rc, stmt, 10, t->completed_at);
+        bind_i64(&rc, stmt, 11, t->heartbeat_at);
+        return run(st, stmt, rc, "writing a trial", err);
+    case HPO_OP_PARAM_PUT:
+    case HPO_OP_PARAM_VECTOR:
+        stmt = st->s.param_put;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_i64(&rc, stmt, 3, op->index);
+        if (op->kind == HPO_OP_PARAM_PUT) {
+            bind_real(&rc, stmt, 4, op->value);
+        } else {
+            r = bind_vector(st, &rc, stmt, 4, op->vector, op->len, err);
+            if (r < 0) {
+                sqlite3_clear_bindings(stmt);
+                return r;
+            }
+        }
+        return run(st, stmt, rc, "writing a param", err);
+    case HPO_OP_REPORT_PUT:
+        stmt = st->s.report_put;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_i64(&rc, stmt, 3, op->i[0]);
+        bind_real(&rc, stmt, 4, op->value);
+        return run(st, stmt, rc, "writing an intermediate value", err);
+    case HPO_OP_ATTR_PUT:
+        stmt = st->s.attr_put;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_text(&rc, stmt, 3, op->name);
+        bind_text(&rc, stmt, 4, op->text);
+        return run(st, stmt, rc, "writing a user attr", err);
+    case HPO_OP_SAMPLER_STATE:
+        stmt = st->s.sampler_state;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        /* A NULL blob clears the state. */
+        bind_blob(&rc, stmt, 2, op->blob, op->blob != NULL ? op->len : 0);
+        r = run(st, stmt, rc, "writing the sampler state", err);
+        return r < 0 ? r : check_changed(st, op, err);
+    }
+    return hpo_error_set(err, -EINVAL, HPO_INTERNAL, NULL, "unknown storage op %d",
+            (int)op->kind);
+}
+
+/*
+** Run one write inside its own savepoint. On failure the savepoint is rolled
+** back, so the write leaves nothing behind and the batch goes on. Returns
+** false if the transaction can no longer be trusted (SQLite rolled it back,
+** or rolling back the savepoint failed): then the whole batch must fail.
+*/
+static bool run_write(struct hpo_storage *st, struct hpo_write *w)
+{
+    struct hpo_error ignored;
+    int r;
+
+    r = run(st, st->s.savepoint, SQLITE_OK, "starting a savepoint", &w->err);
+    for (size_t i = 0; r == 0 && i < w->n_ops; i++) {
+        r = run_op(st, &w->ops[i], &w->err);
+    }
+    if (r == 0) {
+        r = run(st, st->s.release, SQLITE_OK, "releasing a savepoint", &w->err);
+    }
+    w->result = r;
+    if (r == 0) {
+        return true;
+    }
+    /* FULL, IOERR, NOMEM and some BUSY errors roll the whole transaction back. */
+    if (sqlite3_get_autocommit(st->db)) {
+        return false;
+    }
+    if (run(st, st->s.rollback_to, SQLITE_OK, "rolling back a savepoint", &ignored) < 0 ||
+            run(st, st->s.release, SQLITE_OK, "releasing a savepoint", &ignored) < 0) {
+        return false;
+    }
+    return true;
+}
+
+static void fail_batch(struct hpo_write *batch, int r, const struct hpo_error *err)
+{
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        w->result = r;
+        w->err = *err;
+    }
+}
+
+/* Close a transaction a failure left open, so the next BEGIN can run. */
+static void end_transaction(struct hpo_storage *st)
+{
+    struct hpo_error ignored;
+
+    if (!sqlite3_get_autocommit(st->db)) {
+        (void)run(st, st->s.rollback, SQLITE_OK, "rolling back", &ignored);
+    }
+}
+
+/* One group transaction: every write of `batch`, each in its savepoint. */
+static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
+{
+    struct hpo_error err;
+    uint64_t ok = 0;
+    int r;
+
+    end_transaction(st);
+    r = run(st, st->s.begin, SQLITE_OK, "starting a transaction", &err);
+    if (r < 0) {
+        goto fail;
+    }
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        if (!run_write(st, w)) {
+            /* The writes before this one are gone with the transaction. */
+            r = w->result;
+            err = w->err;
+            goto fail;
+        }
+    }
+    r = run(st, st->s.commit, SQLITE_OK, "committing", &err);
+    if (r < 0) {
+        /* Whatever the cause, nothing of the batch is stored. */
+        err.code = HPO_UNAVAILABLE;
+        if (r != -EAGAIN) {
+            r = -EIO;
+        }
+        goto fail;
+    }
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        ok += w->result == 0;
+    }
+    atomic_fetch_add(&st->commits, 1);
+    atomic_fetch_add(&st->writes, ok);
+    atomic_store(&st->healthy, true);
+    return;
+
+fail:
+    end_transaction(st);
+    fail_batch(batch, r, &err);
+    atomic_store(&st->healthy, false);
+}
+
+static void idle_wait(struct hpo_storage *st)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)IDLE_TICK_MS * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    (void)pthread_cond_timedwait(&st->wake, &st->lock, &ts);
+}
+
+static void *writer_main(void *arg)
+{
+    struct hpo_storage *st = arg;
+
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        struct hpo_write *batch;
+        struct hpo_write *next;
+
+        atomic_fetch_add(&st->ticks, 1);
+        if (st->head == NULL || st->paused) {
+            /* Stop only once the queue is drained. */
+            if (st->stopping && st->head == NULL) {
+                break;
+            }
+            idle_wait(st);
+            continue;
+        }
+        batch = st->head;
+        st->head = NULL;
+        st->tail = &st->head;
+        st->queued = 0;
+        pthread_mutex_unlock(&st->lock);
+
+        run_batch(st, batch);
+
+        pthread_mutex_lock(&st->lock);
+        /* A waiter may free its write as soon as it sees `done`. */
+        for (struct hpo_write *w = batch; w != NULL; w = next) {
+            next = w->next;
+            w->next = NULL;
+            w->done = true;
+        }
+        pthread_cond_broadcast(&st->done);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* Run a one-row PRAGMA and copy its text result. */
+static int pragma_text(sqlite3 *db, const char *sql, char *buf, size_t size,
+        struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    const unsigned char *text;
+    int rc;
+    int r = 0;
+
+    rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(db, rc, sql, err);
+    }
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        text = sqlite3_column_text(stmt, 0);
+        snprintf(buf, size, "%s", text != NULL ? (const char *)text : "");
+    } else if (rc == SQLITE_DONE) {
+        buf[0] = '\0';
+    } else {
+        r = hpo__storage_error(db, rc, sql, err);
+    }
+    sqlite3_finalize(stmt);
+    return r;
+}
+
+static int configure(sqlite3 *db, const struct hpo_storage_options *opt, struct hpo_error *err)
+{
+    const char *sync = opt->synchronous_full ? "PRAGMA synchronous = FULL"
+                                             : "PRAGMA synchronous = NORMAL";
+    char value[32];
+    int rc;
+    int r;
+
+    (void)sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    (void)sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, 0, NULL);
+    (void)sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 0, NULL);
+    rc = sqlite3_busy_timeout(db, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(db, rc, "setting busy_timeout", err);
+    }
+    r = pragma_text(db, "PRAGMA journal_mode = WAL", value, sizeof(value), err);
+    if (r < 0) {
+        return r;
+    }
+    if (strcasecmp(value, "wal") != 0) {
+        return hpo_error_set(err, -EINVAL, HPO_INTERNAL, NULL,
+                "journal_mode is '%s', not 'wal'", value);
+    }
+    rc = sqlite3_exec(db, sync, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(db, rc, sync, err);
+    }
+    rc = sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(db, rc, "PRAGMA foreign_keys = ON", err);
+    }
+    /* Cascading deletes depend on it; a build without FK support says nothing. */
+    r = pragma_text(db, "PRAGMA foreign_keys", value, sizeof(value), err);
+    if (r < 0) {
+        return r;
+    }
+    if (strcmp(value, "1") != 0) {
+        return hpo_error_set(err, -ENOTSUP, HPO_INTERNAL, NULL,
+                "SQLite does not enforce foreign keys");
+    }
+    return 0;
+}
+
+static int prepare_all(struct hpo_storage *st, struct hpo_error *err)
+{
+    for (size_t i = 0; i < N_STMTS; i++) {
+        int rc = sqlite3_prepare_v3(st->db, stmt_sql[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
+                stmt_at(&st->s, i), NULL);
+
+        if (rc != SQLITE_OK) {
+            return hpo__storage_error(st->db, rc, "preparing a statement", err);
+        }
+    }
+    return 0;
+}
+
+/* Free a storage whose writer is not running (or was joined). Accepts a half-built one. */
+static void destroy(struct hpo_storage *st)
+{
+    int rc;
+
+    for (size_t i = 0; i < N_STMTS; i++) {
+        sqlite3_finalize(*stmt_at(&st->s, i));
+        *stmt_at(&st->s, i) = NULL;
+    }
+    /* With every statement finalized, close cannot be busy. */
+    rc = sqlite3_close(st->db);
+    assert(rc == SQLITE_OK);
+    (void)rc;
+    pthread_cond_destroy(&st->done);
+    pthread_cond_destroy(&st->wake);
+    pthread_mutex_destroy(&st->lock);
+    free(st->vec);
+    free(st);
+}
+
+int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
+        struct hpo_storage **ret_storage, struct hpo_error *err)
+{
+    static const struct hpo_storage_options defaults = { 0 };
+    struct hpo_storage *st;
+    pthread_condattr_t attr;
+    char what[160];
+    int rc;
+    int r;
+
+    if (opt == NULL) {
+        opt = &defaults;
+    }
+    st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&st->done, NULL);
+    st->tail = &st->head;
+    atomic_init(&st->healthy, true);
+    atomic_init(&st->ticks, 0);
+    atomic_init(&st->commits, 0);
+    atomic_init(&st->writes, 0);
+
+    rc = sqlite3_open_v2(path, &st->db,
+            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                    SQLITE_OPEN_EXRESCODE,
+            NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(what, sizeof(what), "opening '%s'", path);
+        r = hpo__storage_error(st->db, rc, what, err);
+        goto fail;
+    }
+    r = configure(st->db, opt, err);
+    if (r < 0) {
+        goto fail;
+    }
+    r = hpo__storage_migrate(st->db, err);
+    if (r < 0) {
+        goto fail;
+    }
+    r = prepare_all(st, err);
+    if (r < 0) {
+        goto fail;
+    }
+    *ret_storage = st;
+    return 0;
+
+fail:
+    destroy(st);
+    return r;
+}
+
+/* Whether the callback stopped the load; then `err` tells which table. */
+static int callback_failed(int r, const char *table, struct hpo_error *err)
+{
+    return hpo_error_set(err, r, HPO_INTERNAL, NULL, "loading %s: callback failed (%d)", table,
+            r);
+}
+
+/* Finish a load SELECT: report a step error, reset the statement. */
+static int load_end(struct hpo_storage *st, sqlite3_stmt *stmt, int rc, int r, const char *table,
+        struct hpo_error *err)
+{
+    if (r == 0 && rc != SQLITE_DONE) {
+        char what[64];
+
+        snprintf(what, sizeof(what), "loading %s", table);
+        r = hpo__storage_error(st->db, rc, what, err);
+    }
+    sqlite3_reset(stmt);
+    return r;
+}
+
+static double column_real(sqlite3_stmt *stmt, int i)
+{
+    return sqlite3_column_type(stmt, i) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, i);
+}
+
+static int load_studies(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.load_studies;
+    int rc;
+    int r = 0;
+
+    for (;;) {
+        const void *state;
+        size_t state_len;
+
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        state = sqlite3_column_blob(stmt, 4);
+        state_len = (size_t)sqlite3_column_bytes(stmt, 4);
+        r = cb->study(ctx, sqlite3_column_int64(stmt, 0),
+                (const char *)sqlite3_column_text(stmt, 1),
+                (const char *)sqlite3_column_text(stmt, 2), sqlite3_column_int64(stmt, 3),
+                state_len > 0 ? state : NULL, state_len);
+        if (r < 0) {
+            r = callback_failed(r, "studies", err);
+            break;
+        }
+    }
+    return load_end(st, stmt, rc, r, "studies", err);
+}
+
+static int load_trials(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.load_trials;
+    int rc;
+    int r = 0;
+
+    for (;;) {
+        struct hpo_trial_row row;
+
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        row.state = sqlite3_column_int(stmt, 2);
+        row.value = column_real(stmt, 3);
+        row.worker = (const char *)sqlite3_column_text(stmt, 4);
+        row.retry_of = sqlite3_column_int64(stmt, 5);
+        row.retries = sqlite3_column_int64(stmt, 6);
+        row.created_at = sqlite3_column_int64(stmt, 7);
+        row.started_at = sqlite3_column_int64(stmt, 8);
+        row.completed_at = sqlite3_column_int64(stmt, 9);
+        row.heartbeat_at = sqlite3_column_int64(stmt, 10);
+        r = cb->trial(ctx, sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1), &row);
+        if (r < 0) {
+            r = callback_failed(r, "trials", err);
+            break;
+        }
+    }
+    return load_end(st, stmt, rc, r, "trials", err);
+}
+
+static int load_params(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.load_params;
+    int rc;
+    int r = 0;
+
+    for (;;) {
+        int64_t study_id;
+        int64_t number;
+        int64_t index;
+
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        study_id = sqlite3_column_int64(stmt, 0);
+        number = sqlite3_column_int64(stmt, 1);
+        index = sqlite3_column_int64(stmt, 2);
+        if (sqlite3_column_type(stmt, 3) == SQLITE_BLOB) {
+            const void *blob = sqlite3_column_blob(stmt, 3);
+            size_t bytes = (size_t)sqlite3_column_bytes(stmt, 3);
+            size_t len = bytes / sizeof(double);
+
+            if (bytes % sizeof(double) != 0) {
+                r = hpo_error_set(err, -EBADMSG, HPO_INTERNAL, NULL,
+                        "loading params: vector of %zu bytes in trial %lld of study %lld",
+                        bytes, (long long)number, (long long)study_id);
+                break;
+            }
+            if (vec_reserve(st, len) < 0) {
+                r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+                break;
+            }
+            /* Copied, because the BLOB need not be aligned for doubles. */
+            if (bytes > 0) {
+                memcpy(st->vec, blob, bytes);
+            }
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+            swap_doubles(st->vec, len);
+#endif
+            r = cb->param(ctx, study_id, number, index, NAN, st->vec, len);
+        } else {
+            r = cb->param(ctx, study_id, number, index, column_real(stmt, 3), NULL, 0);
+        }
+        if (r < 0) {
+            r = callback_failed(r, "params", err);
+            break;
+        }
+    }
+    return load_end(st, stmt, rc, r, "params", err);
+}
+
+static int load_reports(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.load_reports;
+    int rc;
+    int r = 0;
+
+    for (;;) {
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        r = cb->report(ctx, sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1),
+                sqlite3_column_int64(stmt, 2), column_real(stmt, 3));
+        if (r < 0) {
+            r = callback_failed(r, "intermediate values", err);
+            break;
+        }
+    }
+    return load_end(st, stmt, rc, r, "intermediate values", err);
+}
+
+static int load_attrs(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.load_attrs;
+    int rc;
+    int r = 0;
+
+    for (;;) {
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        r = cb->attr(ctx, sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1),
+                (const char *)sqlite3_column_text(stmt, 2),
+                (const char *)sqlite3_column_text(stmt, 3));
+        if (r < 0) {
+            r = callback_failed(r, "user attrs", err);
+            break;
+        }
+    }
+    return load_end(st, stmt, rc, r, "user attrs", err);
+}
+
+int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    int r;
+
+    if (st->started) {
+        return hpo_error_set(err, -EBUSY, HPO_INTERNAL, NULL,
+                "storage load after the writer started");
+    }
+    /* One read transaction: a consistent snapshot, and one lock for all tables. */
+    r = run(st, st->s.begin_read, SQLITE_OK, "starting a read transaction", err);
+    if (r < 0) {
+        return r;
+    }
+    if (cb->study != NULL) {
+        r = load_studies(st, cb, ctx, err);
+    }
+    if (r == 0 && cb->trial != NULL) {
+        r = load_trials(st, cb, ctx, err);
+    }
+    if (r == 0 && cb->param != NULL) {
+        r = load_params(st, cb, ctx, err);
+    }
+    if (r == 0 && cb->report != NULL) {
+        r = load_reports(st, cb, ctx, err);
+    }
+    if (r == 0 && cb->attr != NULL) {
+        r = load_attrs(st, cb, ctx, err);
+    }
+    if (r == 0) {
+        r = run(st, st->s.commit, SQLITE_OK, "ending a read transaction", err);
+    }
+    if (r < 0) {
+        end_transaction(st);
+    }
+    return r;
+}
+
+int hpo_storage_start(struct hpo_storage *st)
+{
+    sigset_t all;
+    sigset_t old;
+    int r;
+
+    pthread_mutex_lock(&st->lock);
+    if (st->started) {
+        pthread_mutex_unlock(&st->lock);
+        return -EALREADY;
+    }
+    /* Signals belong to the loop thread, so the writer blocks them all. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(&st->thread, NULL, writer_main, st);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        pthread_mutex_unlock(&st->lock);
+        return -r;
+    }
+    (void)pthread_setname_np(st->thread, "hpod-storage");
+    st->started = true;
+    pthread_mutex_unlock(&st->lock);
+    return 0;
+}
+
+int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_error *err)
+{
+    w->result = 0;
+    w->done = false;
+    w->next = NULL;
+    hpo_error_clear(&w->err);
+
+    pthread_mutex_lock(&st->lock);
+    if (!st->started || st->stopping) {
+        pthread_mutex_unlock(&st->lock);
+        w->result = hpo_error_set(&w->err, -ESHUTDOWN, HPO_UNAVAILABLE, NULL,
+                "the storage writer is not running");
+        w->done = true;
+        if (err != NULL) {
+            *err = w->err;
+        }
+        return w->result;
+    }
+    *st->tail = w;
+    st->tail = &w->next;
+    st->queued++;
+    st->waiters++;
+    pthread_cond_signal(&st->wake);
+    while (!w->done) {
+        pthread_cond_wait(&st->done, &st->lock);
+    }
+    /* Close waits for the last waiter to leave before it frees the lock. */
+    st->waiters--;
+    if (st->waiters == 0 && st->stopping) {
+        pthread_cond_broadcast(&st->done);
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (w->result < 0 && err != NULL) {
+        *err = w->err;
+    }
+    return w->result;
+}
+
+bool hpo_storage_healthy(struct hpo_storage *st)
+{
+    return atomic_load(&st->healthy);
+}
+
+uint64_t hpo_storage_ticks(struct hpo_storage *st)
+{
+    return atomic_load(&st->ticks);
+}
+
+void hpo_storage_stats(struct hpo_storage *st, uint64_t *ret_commits, uint64_t *ret_writes)
+{
+    if (ret_commits != NULL) {
+        *ret_commits = atomic_load(&st->commits);
+    }
+    if (ret_writes != NULL) {
+        *ret_writes = atomic_load(&st->writes);
+    }
+}
+
+void hpo__storage_pause(struct hpo_storage *st, bool pause)
+{
+    pthread_mutex_lock(&st->lock);
+    st->paused = pause;
+    pthread_cond_signal(&st->wake);
+    pthread_mutex_unlock(&st->lock);
+}
+
+size_t hpo__storage_queued(struct hpo_storage *st)
+{
+    size_t n;
+
+    pthread_mutex_lock(&st->lock);
+    n = st->queued;
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+void hpo_storage_close(struct hpo_storage *st)
+{
+    bool started;
+
+    if (st == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&st->lock);
+    started = st->started;
+    st->stopping = true;
+    st->paused = false;
+    pthread_cond_signal(&st->wake);
+    pthread_mutex_unlock(&st->lock);
+    if (started) {
+        pthread_join(st->thread, NULL);
+    }
+    /* Every write is done now, but its caller may not have woken up yet. */
+    pthread_mutex_lock(&st->lock);
+    while (st->waiters > 0) {
+        pthread_cond_wait(&st->done, &st->lock);
+    }
+    pthread_mutex_unlock(&st->lock);
+    destroy(st);
+}

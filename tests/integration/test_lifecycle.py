@@ -1,0 +1,493 @@
+#!/usr/bin/python3
+"""test_lifecycle.py: a whole study by hand against the real hpod, then restart.
+
+Usage: test_lifecycle.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
+
+Covers: every param kind (float, log float, stepped float, int, stepped int,
+log int, categorical, conditional `when`, vector) with the values the random
+sampler hands out checked against the space; idempotent create (201/200/409);
+enqueued trials handed out first, oldest first; recording a finished result;
+ask/report/heartbeat/tell; pruned takes the last intermediate value; tell
+retries; trials list filters and CSV; best; delete; the heartbeat reaper with
+max_retries; max_trials; reproducible suggestions for a seed (also across a
+restart); SIGTERM + start again keeps everything exactly; the per-request log
+line; --version/--help. Prints TAP.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hpodtest import TIMESTAMP_RE, Daemon, Tap, check, exe_from_argv, fail  # noqa: E402
+
+tap = Tap()
+
+SPACE = [
+    {"name": "lr", "type": "float", "low": 1e-5, "high": 0.1, "log": True},
+    {"name": "dropout", "type": "float", "low": 0.0, "high": 0.5, "step": 0.05},
+    {"name": "x", "type": "float", "low": -3.5, "high": 2.25},
+    {"name": "layers", "type": "int", "low": 1, "high": 8},
+    {"name": "units", "type": "int", "low": 16, "high": 512, "log": True},
+    {"name": "batch", "type": "int", "low": 8, "high": 128, "step": 8},
+    {"name": "optimizer", "type": "categorical", "choices": ["adam", "sgd", "rmsprop"]},
+    {"name": "momentum", "type": "float", "low": 0.5, "high": 0.99,
+     "when": {"optimizer": ["sgd", "rmsprop"]}},
+    {"name": "nesterov", "type": "categorical", "choices": [True, False],
+     "when": {"optimizer": ["sgd"]}},
+    {"name": "depth", "type": "int", "low": 0, "high": 20, "step": 5, "when": {"layers": [2, 3]}},
+]
+NAMES = [p["name"] for p in SPACE]
+
+
+def study_def(name, **kw):
+    d = {"name": name, "params": SPACE, "sampler": {"type": "random", "seed": 42}}
+    d.update(kw)
+    return d
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def on_grid(v, low, step):
+    k = round((v - low) / step)
+    return abs(low + k * step - v) <= 1e-9 * max(1.0, abs(v))
+
+
+def check_params(params, where):
+    """Check a params object against SPACE, including `when` activity."""
+    check(isinstance(params, dict), "%s: params not an object: %r" % (where, params))
+    opt = params.get("optimizer")
+    layers = params.get("layers")
+    active = {n: True for n in NAMES}
+    active["momentum"] = opt in ("sgd", "rmsprop")
+    active["nesterov"] = opt == "sgd"
+    active["depth"] = layers in (2, 3)
+    for p in SPACE:
+        n = p["name"]
+        if not active[n]:
+            check(n not in params, "%s: inactive %s present: %r" % (where, n, params))
+            continue
+        check(n in params, "%s: active %s missing: %r" % (where, n, params))
+        v = params[n]
+        if p["type"] == "categorical":
+            check(any(v == c and type(v) is type(c) for c in p["choices"]),
+                  "%s: %s=%r not a choice" % (where, n, v))
+            continue
+        if p["type"] == "int":
+            check(is_int(v), "%s: %s=%r not an integer" % (where, n, v))
+        else:
+            check(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                  "%s: %s=%r not a finite number" % (where, n, v))
+        check(p["low"] <= v <= p["high"], "%s: %s=%r outside [%r, %r]" % (where, n, v, p["low"],
+                                                                          p["high"]))
+        step = p.get("step", 1 if p["type"] == "int" else None)
+        if step is not None:
+            check(on_grid(v, p["low"], step), "%s: %s=%r off the step grid" % (where, n, v))
+
+
+def ask(d, study, body=None):
+    return d.post("/v1/studies/%s/ask" % study, body).expect(201, "ask")
+
+
+def tell(d, study, number, body, status=200):
+    return d.post("/v1/studies/%s/trials/%d/tell" % (study, number), body).expect(status, "tell")
+
+
+def get_trial(d, study, number):
+    return d.get("/v1/studies/%s/trials/%d" % (study, number)).expect(200, "get trial")
+
+
+def trials(d, study, query=""):
+    return d.get("/v1/studies/%s/trials%s" % (study, query)).expect(200, "list " + query)
+
+
+def wait_until(what, fn, timeout):
+    """Poll fn() every 50 ms until it returns a true value (a time-driven event: the reaper)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            fail("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(0.05)
+
+
+@tap.test
+def samplers_listing(exe):
+    with Daemon(exe) as d:
+        j = d.get("/v1/samplers").expect(200)
+        samplers = {s["type"]: s for s in j["samplers"]}
+        pruners = {p["type"]: p for p in j["pruners"]}
+        check("random" in samplers, "no random sampler: %r" % j)
+        check(samplers["random"]["vectors"] is True, "random must declare vectors: %r" % j)
+        check(isinstance(samplers["random"]["options"], dict), "random options: %r" % j)
+        check("none" in pruners, "no none pruner: %r" % j)
+        check(isinstance(pruners["none"].get("options"), dict), "none options: %r" % j)
+
+
+@tap.test
+def whole_study(exe):
+    with Daemon(exe) as d:
+        name = "lifecycle"
+        base = "/v1/studies/" + name
+        created = d.post("/v1/studies", study_def(name, user_attrs={"owner": "it"})).expect(201)
+        check(created["name"] == name and created["direction"] == "minimize", "created: %r" % created)
+        check(created["sampler"] == {"type": "random", "seed": 42}, "sampler echo: %r" % created)
+        check(created["pruner"] == {"type": "none"}, "pruner echo: %r" % created)
+        check(TIMESTAMP_RE.match(created["created_at"]), "created_at: %r" % created)
+        check([p["name"] for p in created["params"]] == NAMES, "params echo: %r" % created)
+        again = d.post("/v1/studies", study_def(name, user_attrs={"owner": "it"})).expect(200)
+        check(again == created, "idempotent create differs:\n%r\n%r" % (again, created))
+        d.post("/v1/studies", study_def(name, user_attrs={"owner": "other"})).expect_error(
+            409, "conflict", "name")
+        check(d.get(base).expect(200) == created, "GET study differs from create")
+
+        # Two enqueued configurations: handed out first, oldest first.
+        q1 = {"lr": 0.001, "dropout": 0.1, "x": 0.0, "layers": 2, "units": 64, "batch": 32,
+              "optimizer": "sgd", "momentum": 0.9, "nesterov": True, "depth": 10}
+        q2 = {"lr": 0.01, "dropout": 0.5, "x": 2.25, "layers": 8, "units": 512, "batch": 128,
+              "optimizer": "adam"}
+        w1 = d.post(base + "/trials", {"params": q1}).expect(201)
+        w2 = d.post(base + "/trials", {"params": q2}).expect(201)
+        check((w1["number"], w1["state"], w1["params"]) == (0, "waiting", q1), "enqueue: %r" % w1)
+        check((w2["number"], w2["state"], w2["params"]) == (1, "waiting", q2), "enqueue: %r" % w2)
+        check(w1["started_at"] is None and w1["worker"] is None, "waiting trial: %r" % w1)
+        a0 = ask(d, name, {"worker": "node7"})
+        check((a0["number"], a0["state"], a0["params"], a0["worker"]) == (0, "running", q1, "node7"),
+              "first ask must hand out waiting trial 0: %r" % a0)
+        check(TIMESTAMP_RE.match(a0["started_at"] or ""), "started_at: %r" % a0)
+        a1 = ask(d, name)
+        check((a1["number"], a1["params"]) == (1, q2), "second ask must hand out trial 1: %r" % a1)
+
+        # Sampled trials: every value valid for its param, conditionals honoured.
+        sampled = []
+        for i in range(60):
+            t = ask(d, name, {"worker": "w%d" % (i % 3)})
+            check(t["number"] == 2 + i and t["state"] == "running", "ask %d: %r" % (i, t))
+            check_params(t["params"], "trial %d" % t["number"])
+            sampled.append(t)
+        opts = {t["params"]["optimizer"] for t in sampled}
+        check(opts == {"adam", "sgd", "rmsprop"}, "60 random asks drew optimizers %r" % opts)
+        check(any("depth" in t["params"] for t in sampled) and
+              any("depth" not in t["params"] for t in sampled), "depth never/always active")
+
+        # A value ask returned, sent back, is the same double.
+        echo = d.post(base + "/trials", {"params": sampled[0]["params"], "value": 1.5}).expect(201)
+        check(echo["params"] == sampled[0]["params"] and echo["state"] == "complete" and
+              echo["value"] == 1.5, "recorded trial does not echo params exactly: %r vs %r"
+              % (echo, sampled[0]["params"]))
+        rec_no = echo["number"]
+        check(rec_no == 62, "recorded trial number %r, expected 62" % rec_no)
+
+        # report / heartbeat / tell on the sampled trials.
+        t2 = sampled[0]["number"]
+        r = d.post("%s/trials/%d/report" % (base, t2), {"step": 1, "value": 0.9}).expect(200)
+        check(r == {"prune": False}, "report answer %r" % r)
+        d.post("%s/trials/%d/report" % (base, t2), {"step": 2, "value": 0.7}).expect(200)
+        d.post("%s/trials/%d/report" % (base, t2), {"step": 2, "value": 0.1}).expect(200)
+        hb = d.post("%s/trials/%d/heartbeat" % (base, t2))
+        check(hb.status == 204 and hb.body == b"", "heartbeat: %s" % hb.describe())
+        got = get_trial(d, name, t2)
+        check(got["intermediate"] == [{"step": 1, "value": 0.9}, {"step": 2, "value": 0.7}],
+              "intermediate (a step keeps its first value): %r" % got["intermediate"])
+        pr = tell(d, name, t2, {"state": "pruned"})
+        check(pr["state"] == "pruned" and pr["value"] == 0.7, "pruned takes last value: %r" % pr)
+        check(TIMESTAMP_RE.match(pr["completed_at"] or ""), "completed_at: %r" % pr)
+        tell(d, name, t2, {"state": "pruned"})  # retry: 200
+        d.post("%s/trials/%d/report" % (base, t2), {"step": 3, "value": 1}).expect_error(
+            409, "conflict")
+        d.post("%s/trials/%d/heartbeat" % (base, t2)).expect_error(409, "conflict")
+
+        values = {}
+        for i, t in enumerate(sampled[1:40]):
+            v = (i * 0.37) % 1.0 + 0.01 * i
+            out = tell(d, name, t["number"], {"value": v, "user_attrs": {"i": i}})
+            check(out["state"] == "complete" and out["value"] == v and out["user_attrs"] == {"i": i},
+                  "tell: %r" % out)
+            values[t["number"]] = v
+        retry = tell(d, name, sampled[1]["number"], {"value": values[sampled[1]["number"]]})
+        check(retry["value"] == values[sampled[1]["number"]], "tell retry: %r" % retry)
+        tell(d, name, sampled[1]["number"], {"value": 123.0}, status=409)
+        for t in sampled[40:45]:
+            tell(d, name, t["number"], {"state": "failed"})
+        tell(d, name, 0, {"value": 0.75})
+        values[0] = 0.75
+        values[rec_no] = 1.5
+        # a0 tells with user_attrs merged over two calls: only the first tell counts.
+        # State now: 0 complete, 1 running, 2 pruned, 3..41 complete, 42..46 failed,
+        # 47..61 running, 62 complete (recorded).
+        n_complete = len(values)
+        summary = d.get(base).expect(200)
+        check(summary["trials"] == {"waiting": 0, "running": 16, "complete": n_complete,
+                                    "pruned": 1, "failed": 5, "total": 63},
+              "counts: %r" % summary["trials"])
+        best_no = min(values, key=lambda k: (values[k], k))
+        best = d.get(base + "/best").expect(200)
+        check(best["number"] == best_no and best["value"] == values[best_no],
+              "best: %r, expected #%d %r" % (best, best_no, values[best_no]))
+        check(summary["best_trial"] == {"number": best_no, "value": values[best_no],
+                                        "params": best["params"]},
+              "summary best_trial: %r" % summary["best_trial"])
+
+        # Lists: order, filters, paging, totals.
+        full = trials(d, name)
+        check(full["total"] == 63 and [t["number"] for t in full["trials"]] == list(range(63)),
+              "full list numbers/total")
+        comp = trials(d, name, "?state=complete")
+        check(comp["total"] == n_complete and
+              [t["number"] for t in comp["trials"]] == sorted(values), "complete filter")
+        page = trials(d, name, "?state=complete&limit=5&offset=3")
+        check(page["total"] == n_complete and
+              [t["number"] for t in page["trials"]] == sorted(values)[3:8], "paging %r" % page)
+        run = trials(d, name, "?state=running&limit=1")
+        check(run["total"] == 16 and [t["number"] for t in run["trials"]] == [1], "running filter")
+        for t in full["trials"]:
+            check(t == get_trial(d, name, t["number"]), "list entry differs from GET trial %d"
+                  % t["number"])
+
+        # CSV, by query and by Accept.
+        r1 = d.get(base + "/trials?format=csv")
+        r2 = d.get(base + "/trials", headers={"Accept": "text/csv"})
+        check(r1.status == 200 and r2.status == 200, "csv: %s / %s" % (r1.describe(), r2.describe()))
+        check((r1.header("Content-Type") or "").startswith("text/csv"), "csv content type %r"
+              % r1.header("Content-Type"))
+        check(r1.body == r2.body, "csv by ?format and by Accept differ")
+        rows = list(csv.reader(io.StringIO(r1.body.decode("utf-8"))))
+        check(rows[0] == ["number", "state", "value"] + NAMES + ["created_at", "completed_at"],
+              "csv header %r" % rows[0])
+        check(len(rows) == 64, "csv rows: %d" % len(rows))
+        for row, t in zip(rows[1:], full["trials"]):
+            check(int(row[0]) == t["number"] and row[1] == t["state"], "csv row %r" % row)
+            if t["value"] is None:
+                check(row[2] == "", "csv empty value %r" % row)
+            else:
+                check(float(row[2]) == t["value"], "csv value %r vs %r" % (row[2], t["value"]))
+            for k, n in enumerate(NAMES):
+                cell = row[3 + k]
+                if n not in t["params"]:
+                    check(cell == "", "csv inactive %s should be empty: %r" % (n, row))
+                    continue
+                v = t["params"][n]
+                if isinstance(v, bool):
+                    check(cell == ("true" if v else "false"), "csv bool %s %r" % (n, cell))
+                elif isinstance(v, str):
+                    check(cell == v, "csv str %s %r" % (n, cell))
+                else:
+                    check(float(cell) == v, "csv %s cell %r vs %r (17 digits?)" % (n, cell, v))
+            check(row[-2] == t["created_at"] and row[-1] == (t["completed_at"] or ""),
+                  "csv timestamps %r" % row)
+        csv_complete = d.get(base + "/trials?format=csv&state=complete&limit=2")
+        crow = list(csv.reader(io.StringIO(csv_complete.body.decode("utf-8"))))
+        check(len(crow) == 3 and crow[1][1] == "complete", "csv with filters: %r" % crow)
+
+        # Delete.
+        r = d.delete(base)
+        check(r.status == 204 and r.body == b"", "delete: %s" % r.describe())
+        d.get(base).expect_error(404, "not_found")
+        d.get(base + "/trials/0").expect_error(404, "not_found")
+        check(d.get("/v1/studies").expect(200) == {"studies": []}, "study list after delete")
+        again = d.post("/v1/studies", study_def(name)).expect(201)
+        check(again["trials"]["total"] == 0, "recreated study has trials: %r" % again)
+        check(ask(d, name)["number"] == 0, "recreated study numbering must start at 0")
+
+
+@tap.test
+def vector_param(exe):
+    with Daemon(exe) as d:
+        d.post("/v1/studies", {"name": "v", "sampler": {"type": "random", "seed": 1}, "params": [
+            {"name": "wd", "type": "float", "low": 1e-8, "high": 1.0, "log": True, "size": 5},
+            {"name": "k", "type": "int", "low": 0, "high": 3}]}).expect(201)
+        for _ in range(5):
+            t = ask(d, "v")
+            wd = t["params"]["wd"]
+            check(isinstance(wd, list) and len(wd) == 5, "vector value %r" % wd)
+            check(all(1e-8 <= x <= 1.0 for x in wd), "vector out of bounds %r" % wd)
+            check(len(set(wd)) == 5, "vector elements identical %r" % wd)
+        d.post("/v1/studies/v/trials", {"params": {"wd": [0.5] * 4, "k": 1}}).expect_error(
+            400, "invalid_argument", "params.wd")
+        ok = d.post("/v1/studies/v/trials", {"params": {"wd": [0.5, 1e-8, 1.0, 0.25, 0.125],
+                                                        "k": 1}, "value": 3}).expect(201)
+        check(ok["params"]["wd"] == [0.5, 1e-8, 1.0, 0.25, 0.125], "vector echo %r" % ok)
+
+
+@tap.test
+def heartbeat_reaper_and_retries(exe):
+    with Daemon(exe) as d:
+        d.post("/v1/studies", {"name": "hb", "params": SPACE, "sampler": {"type": "random", "seed": 1},
+                               "heartbeat_timeout": 1, "max_retries": 1}).expect(201)
+        d.post("/v1/studies", {"name": "alive", "params": SPACE[:1],
+                               "sampler": {"type": "random", "seed": 1},
+                               "heartbeat_timeout": 1}).expect(201)
+        t0 = ask(d, "hb", {"worker": "a"})
+        alive = ask(d, "alive")
+        t_start = time.monotonic()
+
+        # "alive" gets a heartbeat or a report every 300 ms for 2.5 s, so it stays running.
+        def reaped():
+            k = int((time.monotonic() - t_start) / 0.3)
+            if k % 2:
+                d.post("/v1/studies/alive/trials/0/heartbeat").expect(204, "heartbeat")
+            else:
+                d.post("/v1/studies/alive/trials/0/report", {"step": k, "value": 1.0}).expect(200)
+            return get_trial(d, "hb", 0)["state"] == "failed"
+        wait_until("trial 0 to be failed by the reaper", reaped, 10)
+        elapsed = time.monotonic() - t_start
+        check(elapsed >= 0.9, "trial reaped after %.2f s with heartbeat_timeout 1" % elapsed)
+        while time.monotonic() - t_start < 2.5:
+            d.post("/v1/studies/alive/trials/0/heartbeat").expect(204, "heartbeat")
+            time.sleep(0.3)
+        check(get_trial(d, "alive", alive["number"])["state"] == "running",
+              "a trial with heartbeats every 0.3 s was reaped")
+        lst = trials(d, "hb")["trials"]
+        check(len(lst) == 2, "expected the failed trial and one retry: %r" % lst)
+        retry = lst[1]
+        check(retry["state"] == "waiting" and retry["retry_of"] == 0 and
+              retry["params"] == t0["params"] and retry["number"] == 1, "retry trial: %r" % retry)
+        t1 = ask(d, "hb")
+        check(t1["number"] == 1 and t1["params"] == t0["params"] and t1["retry_of"] == 0,
+              "ask must hand out the retry: %r" % t1)
+        # Telling a reaped trial: it is failed, so another result is a conflict.
+        tell(d, "hb", 0, {"value": 1.0}, status=409)
+        # The retry times out too; max_retries 1 means no third attempt.
+        wait_until("trial 1 to be failed", lambda: get_trial(d, "hb", 1)["state"] == "failed", 10)
+        t_fail = time.monotonic()
+        while time.monotonic() - t_fail < 2.2:
+            time.sleep(0.2)
+        lst = trials(d, "hb")["trials"]
+        check([t["state"] for t in lst] == ["failed", "failed"],
+              "max_retries 1 must stop after one retry: %r" % [(t["number"], t["state"],
+                                                               t["retry_of"]) for t in lst])
+
+
+@tap.test
+def max_trials_exhausted(exe):
+    with Daemon(exe) as d:
+        d.post("/v1/studies", study_def("m", max_trials=3)).expect(201)
+        for i in range(3):
+            check(ask(d, "m")["number"] == i, "ask %d" % i)
+        d.post("/v1/studies/m/ask").expect_error(409, "exhausted")
+        tell(d, "m", 1, {"state": "failed"})
+        check(ask(d, "m")["number"] == 3, "a failed trial frees a slot")
+        d.post("/v1/studies/m/ask").expect_error(409, "exhausted")
+        tell(d, "m", 0, {"value": 1})
+        tell(d, "m", 2, {"state": "pruned"})
+        d.post("/v1/studies/m/ask").expect_error(409, "exhausted")
+        check(d.get("/v1/studies/m").expect(200)["trials"]["total"] == 4, "exhausted ask made a trial")
+
+
+@tap.test
+def seed_reproducible_across_restart(exe):
+    with Daemon(exe) as d:
+        d.post("/v1/studies", study_def("a", sampler={"type": "random", "seed": 9})).expect(201)
+        first = [ask(d, "a")["params"] for _ in range(4)]
+        d.restart()
+        first += [ask(d, "a")["params"] for _ in range(4)]
+        d.post("/v1/studies", study_def("b", sampler={"type": "random", "seed": 9})).expect(201)
+        second = [ask(d, "b")["params"] for _ in range(8)]
+        check(first == second, "same seed, same asks, different suggestions:\n%r\n%r"
+              % (first, second))
+        d.post("/v1/studies", study_def("c", sampler={"type": "random", "seed": 10})).expect(201)
+        third = [ask(d, "c")["params"] for _ in range(8)]
+        check(third != second, "seed 10 gave the same suggestions as seed 9")
+        drawn = d.post("/v1/studies", study_def("e", sampler={"type": "random"})).expect(201)
+        check(isinstance(drawn["sampler"].get("seed"), int), "no seed drawn: %r" % drawn["sampler"])
+
+
+def build_state(d):
+    """A study in every state, with attrs, intermediates, retries of enqueue, floats."""
+    d.post("/v1/studies", study_def("r1", direction="maximize", user_attrs={"k": [1, {"z": None}]},
+                                    max_trials=100, heartbeat_timeout=600, max_retries=2)).expect(201)
+    d.post("/v1/studies", {"name": "r0", "params": [{"name": "c", "type": "categorical",
+                                                     "choices": [1, "1", True, 2.5]}],
+                           "sampler": {"type": "random", "seed": 3}}).expect(201)
+    for i in range(12):
+        t = ask(d, "r1", {"worker": "n%d" % i})
+        if i % 4 == 0:
+            tell(d, "r1", t["number"], {"value": 1.0 / (i + 3), "user_attrs": {"i": i}})
+        elif i % 4 == 1:
+            d.post("/v1/studies/r1/trials/%d/report" % t["number"], {"step": 0, "value": 0.1 * i}).expect(200)
+            d.post("/v1/studies/r1/trials/%d/report" % t["number"], {"step": 7, "value": 1e-300}).expect(200)
+            tell(d, "r1", t["number"], {"state": "pruned"})
+        elif i % 4 == 2:
+            tell(d, "r1", t["number"], {"state": "failed"})
+        else:
+            d.post("/v1/studies/r1/trials/%d/report" % t["number"], {"step": 3, "value": -0.0}).expect(200)
+    d.post("/v1/studies/r1/trials", {"params": {"lr": 0.001, "dropout": 0.05, "x": 0.1,
+                                                "layers": 1, "units": 17, "batch": 16,
+                                                "optimizer": "adam"}}).expect(201)
+    d.post("/v1/studies/r1/trials", {"params": {"lr": 1e-5, "dropout": 0.0, "x": -3.5, "layers": 3,
+                                                "units": 16, "batch": 8, "optimizer": "rmsprop",
+                                                "momentum": 0.5, "depth": 20},
+                                     "value": 3.0000000000000004}).expect(201)
+    for _ in range(3):
+        t = ask(d, "r0")
+        tell(d, "r0", t["number"], {"value": 2})
+
+
+@tap.test
+def restart_keeps_everything(exe):
+    with Daemon(exe) as d:
+        build_state(d)
+        before = d.snapshot()
+        csv_before = d.get("/v1/studies/r1/trials?format=csv").body
+        d.stop()
+        d.start()
+        after = d.snapshot()
+        check(after == before, "state differs after SIGTERM + start:\nbefore %s\nafter  %s"
+              % (json.dumps(before, sort_keys=True)[:3000], json.dumps(after, sort_keys=True)[:3000]))
+        check(d.get("/v1/studies/r1/trials?format=csv").body == csv_before, "CSV differs after restart")
+        # Numbering and the waiting queue continue where they were.
+        t = ask(d, "r1")
+        check(t["number"] == 12 and t["params"]["units"] == 17, "after restart ask got %r" % t)
+        nxt = ask(d, "r1")
+        check(nxt["number"] == 14, "numbering after restart: %r" % nxt)
+        # SIGKILL after acknowledged writes: all of them are there too.
+        tell(d, "r1", 12, {"value": 0.5})
+        before = d.snapshot()
+        d.kill()
+        d.start()
+        after = d.snapshot()
+        check(after == before, "state differs after SIGKILL + start")
+
+
+@tap.test
+def request_log_lines(exe):
+    with Daemon(exe) as d:
+        r = d.get("/v1/studies/nope")
+        rid = r.header("X-Request-Id")
+        d.stop()
+        log = d.log_text()
+        lines = [ln for ln in log.splitlines() if rid in ln]
+        check(len(lines) >= 1, "no log line with request id %r:\n%s" % (rid, log[-2000:]))
+        ln = lines[0]
+        check(ln.startswith("<") and ln[1].isdigit() and ln[2] == ">",
+              "log line without a syslog priority prefix: %r" % ln)
+        check("GET" in ln and "/v1/studies/nope" in ln and "404" in ln,
+              "log line lacks method/path/status: %r" % ln)
+
+
+@tap.test
+def version_and_help(exe):
+    v = subprocess.run([exe, "--version"], capture_output=True, timeout=10)
+    check(v.returncode == 0 and v.stdout.strip(), "--version: rc %d out %r err %r"
+          % (v.returncode, v.stdout, v.stderr))
+    h = subprocess.run([exe, "--help"], capture_output=True, timeout=10)
+    check(h.returncode == 0 and b"--listen" in h.stdout + h.stderr, "--help: rc %d" % h.returncode)
+    bad = subprocess.run([exe, "--no-such-flag"], capture_output=True, timeout=10)
+    check(bad.returncode != 0, "an unknown flag must fail")
+    with Daemon(exe) as d:
+        hz = d.get("/healthz").expect(200)
+        check(hz["version"].encode() in v.stdout, "healthz version %r vs --version %r"
+              % (hz["version"], v.stdout))
+
+
+if __name__ == "__main__":
+    sys.exit(tap.run(exe_from_argv()))

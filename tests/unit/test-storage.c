@@ -1,0 +1,1193 @@
+/*
+** test-storage.c: unit tests of storage/: schema and migrations, every op
+** written and loaded back exactly, cascades, group commit and its failures.
+** Each test works in its own temporary directory.
+*/
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h> /* cmocka needs setjmp.h, stdarg.h and stddef.h */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "storage-int.h"
+#include "storage.h"
+
+struct fixture {
+    char dir[64];
+    char path[128];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    if (f == NULL) {
+        return -1;
+    }
+    snprintf(f->dir, sizeof(f->dir), "/tmp/hpo-test-storage-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof(f->path), "%s/hpod.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    DIR *d = opendir(f->dir);
+
+    if (d != NULL) {
+        struct dirent *e;
+
+        for (;;) {
+            char p[512];
+
+            e = readdir(d);
+            if (e == NULL) {
+                break;
+            }
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+                continue;
+            }
+            snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static struct hpo_storage *open_ok(const char *path)
+{
+    struct hpo_storage *st = NULL;
+    struct hpo_error err;
+    int r;
+
+    hpo_error_clear(&err);
+    r = hpo_storage_open(path, NULL, &st, &err);
+    if (r != 0) {
+        print_error("open: %d %s\n", r, err.message);
+    }
+    assert_int_equal(r, 0);
+    assert_non_null(st);
+    return st;
+}
+
+static struct hpo_storage *open_started(const char *path)
+{
+    struct hpo_storage *st = open_ok(path);
+
+    assert_int_equal(hpo_storage_start(st), 0);
+    return st;
+}
+
+static int write_ops(struct hpo_storage *st, struct hpo_op *ops, size_t n, struct hpo_error *err)
+{
+    struct hpo_write w = { .ops = ops, .n_ops = n };
+
+    return hpo_storage_write(st, &w, err);
+}
+
+static void write_ok(struct hpo_storage *st, struct hpo_op *ops, size_t n)
+{
+    struct hpo_error err;
+    int r;
+
+    hpo_error_clear(&err);
+    r = write_ops(st, ops, n, &err);
+    if (r != 0) {
+        print_error("write: %d %s\n", r, err.message);
+    }
+    assert_int_equal(r, 0);
+}
+
+static struct hpo_op op_study(int64_t id, const char *name, const char *spec, int64_t created)
+{
+    struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = id, .name = name, .text = spec };
+
+    op.i[0] = created;
+    return op;
+}
+
+static struct hpo_op op_trial(int64_t study, int64_t number, int state, double value,
+        const char *worker)
+{
+    struct hpo_op op = { .kind = HPO_OP_TRIAL_PUT, .study_id = study, .number = number };
+
+    op.trial.state = state;
+    op.trial.value = value;
+    op.trial.worker = worker;
+    op.trial.retry_of = -1;
+    op.trial.retries = 0;
+    op.trial.created_at = 1700000000000 + number;
+    op.trial.started_at = 1700000000001 + number;
+    op.trial.completed_at = 0;
+    op.trial.heartbeat_at = 0;
+    return op;
+}
+
+static struct hpo_op op_param(int64_t study, int64_t number, int64_t index, double value)
+{
+    struct hpo_op op = { .kind = HPO_OP_PARAM_PUT, .study_id = study, .number = number,
+        .index = index, .value = value };
+
+    return op;
+}
+
+static struct hpo_op op_report(int64_t study, int64_t number, int64_t step, double value)
+{
+    struct hpo_op op = { .kind = HPO_OP_REPORT_PUT, .study_id = study, .number = number,
+        .value = value };
+
+    op.i[0] = step;
+    return op;
+}
+
+static struct hpo_op op_attr(int64_t study, int64_t number, const char *key, const char *json)
+{
+    struct hpo_op op = { .kind = HPO_OP_ATTR_PUT, .study_id = study, .number = number,
+        .name = key, .text = json };
+
+    return op;
+}
+
+/* Everything a load delivered, in order. */
+struct rec {
+    char kind; /* 'S'tudy, 'T'rial, 'P'aram, 'R'eport, 'A'ttr */
+    int64_t a, b, c, d;
+    double v;
+    char *s1, *s2;
+    void *bytes; /* sampler state or vector, copied */
+    size_t len;  /* bytes for a state, elements for a vector */
+    bool has_bytes;
+    struct hpo_trial_row row;
+};
+
+struct dump {
+    struct rec *v;
+    size_t n, cap;
+    int stop_at; /* >0: fail the stop_at-th callback with -ECANCELED */
+    int calls;
+};
+
+static struct rec *add(struct dump *d, char kind)
+{
+    struct rec *r;
+
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 64;
+        d->v = realloc(d->v, d->cap * sizeof(*d->v));
+        assert_non_null(d->v);
+    }
+    r = &d->v[d->n++];
+    memset(r, 0, sizeof(*r));
+    r->kind = kind;
+    return r;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+static int stopper(struct dump *d)
+{
+    d->calls++;
+    return d->stop_at > 0 && d->calls == d->stop_at ? -ECANCELED : 0;
+}
+
+static int cb_study(void *ctx, int64_t id, const char *name, const char *spec, int64_t created,
+        const void *state, size_t len)
+{
+    struct dump *d = ctx;
+    struct rec *r;
+
+    if (stopper(d) < 0) {
+        return -ECANCELED;
+    }
+    r = add(d, 'S');
+    r->a = id;
+    r->d = created;
+    r->s1 = dup_or_null(name);
+    r->s2 = dup_or_null(spec);
+    r->has_bytes = state != NULL;
+    r->len = len;
+    if (state != NULL) {
+        r->bytes = malloc(len);
+        memcpy(r->bytes, state, len);
+    }
+    return 0;
+}
+
+static int cb_trial(void *ctx, int64_t study, int64_t number, const struct hpo_trial_row *row)
+{
+    struct dump *d = ctx;
+    struct rec *r;
+
+    if (stopper(d) < 0) {
+        return -ECANCELED;
+    }
+    r = add(d, 'T');
+    r->a = study;
+    r->b = number;
+    r->row = *row;
+    r->s1 = dup_or_null(row->worker);
+    r->row.worker = r->s1;
+    return 0;
+}
+
+static int cb_param(void *ctx, int64_t study, int64_t number, int64_t index, double value,
+        const double *vector, size_t len)
+{
+    struct dump *d = ctx;
+    struct rec *r;
+
+    if (stopper(d) < 0) {
+        return -ECANCELED;
+    }
+    r = add(d, 'P');
+    r->a = study;
+    r->b = number;
+    r->c = index;
+    r->v = value;
+    r->has_bytes = vector != NULL;
+    r->len = len;
+    if (vector != NULL) {
+        r->bytes = malloc(len * sizeof(double) + 1);
+        memcpy(r->bytes, vector, len * sizeof(double));
+    }
+    return 0;
+}
+
+static int cb_report(void *ctx, int64_t study, int64_t number, int64_t step, double value)
+{
+    struct dump *d = ctx;
+    struct rec *r;
+
+    if (stopper(d) < 0) {
+        return -ECANCELED;
+    }
+    r = add(d, 'R');
+    r->a = study;
+    r->b = number;
+    r->c = step;
+    r->v = value;
+    return 0;
+}
+
+static int cb_attr(void *ctx, int64_t study, int64_t number, const char *key, const char *json)
+{
+    struct dump *d = ctx;
+    struct rec *r;
+
+    if (stopper(d) < 0) {
+        return -ECANCELED;
+    }
+    r = add(d, 'A');
+    r->a = study;
+    r->b = number;
+    r->s1 = dup_or_null(key);
+    r->s2 = dup_or_null(json);
+    return 0;
+}
+
+static const struct hpo_load_callbacks all_cbs = {
+    .study = cb_study,
+    .trial = cb_trial,
+    .param = cb_param,
+    .report = cb_report,
+    .attr = cb_attr,
+};
+
+static void dump_free(struct dump *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->v[i].s1);
+        free(d->v[i].s2);
+        free(d->v[i].bytes);
+    }
+    free(d->v);
+    memset(d, 0, sizeof(*d));
+}
+
+/* Open, load everything, close. */
+static void load_all(const char *path, struct dump *d)
+{
+    struct hpo_storage *st = open_ok(path);
+    struct hpo_error err;
+    int r;
+
+    memset(d, 0, sizeof(*d));
+    hpo_error_clear(&err);
+    r = hpo_storage_load(st, &all_cbs, d, &err);
+    if (r != 0) {
+        print_error("load: %d %s\n", r, err.message);
+    }
+    assert_int_equal(r, 0);
+    hpo_storage_close(st);
+}
+
+static size_t count_kind(const struct dump *d, char kind)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->n; i++) {
+        n += d->v[i].kind == kind;
+    }
+    return n;
+}
+
+static void assert_bits(double a, double b)
+{
+    assert_memory_equal(&a, &b, sizeof(double));
+}
+
+/* One integer from a raw SQLite query on its own connection. */
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int64_t v;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    v = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    return v;
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    int rc;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+            SQLITE_OK);
+    rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        print_error("raw exec: %s\n", msg);
+    }
+    sqlite3_free(msg);
+    assert_int_equal(rc, SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* ---- schema and migrations ---------------------------------------------- */
+
+static void test_schema(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_ok(f->path);
+
+    hpo_storage_close(st);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), HPO_STORAGE_SCHEMA_VERSION);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_journal_mode()"
+                                      " WHERE journal_mode = 'wal'"),
+            1);
+    /* Five STRICT tables; all but studies WITHOUT ROWID. */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main'"
+                                      " AND strict = 1 AND name IN ('studies', 'trials', 'params',"
+                                      " 'intermediate', 'trial_attrs')"),
+            5);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main'"
+                                      " AND wr = 1 AND name IN ('trials', 'params',"
+                                      " 'intermediate', 'trial_attrs')"),
+            4);
+    /* Children cascade from trials, trials from studies. */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_foreign_key_list('trials')"
+                                      " WHERE \"table\" = 'studies' AND on_delete = 'CASCADE'"),
+            1);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_foreign_key_list('params')"
+                                      " WHERE \"table\" = 'trials' AND on_delete = 'CASCADE'"),
+            2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_foreign_key_list('intermediate')"
+                                      " WHERE \"table\" = 'trials' AND on_delete = 'CASCADE'"),
+            2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_foreign_key_list('trial_attrs')"
+                                      " WHERE \"table\" = 'trials' AND on_delete = 'CASCADE'"),
+            2);
+}
+
+/* A zero-byte file and a real SQLite file at user_version 0 both migrate. */
+static void test_migrate_from_version_0(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st;
+    struct dump d;
+    char other[160];
+    int fd;
+
+    fd = open(f->path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    st = open_ok(f->path);
+    hpo_storage_close(st);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+
+    snprintf(other, sizeof(other), "%s/v0.db", f->dir);
+    raw_exec(other, "CREATE TABLE t (x); DROP TABLE t;");
+    assert_int_equal(raw_int(other, "PRAGMA user_version"), 0);
+    st = open_started(other);
+    {
+        struct hpo_op ops[] = { op_study(1, "a", "{}", 5) };
+
+        write_ok(st, ops, 1);
+    }
+    hpo_storage_close(st);
+    assert_int_equal(raw_int(other, "PRAGMA user_version"), 1);
+    load_all(other, &d);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.v[0].s1, "a");
+    dump_free(&d);
+}
+
+/*
+** A database as version 1 wrote it (schema frozen here, rollback journal,
+** not WAL), made with raw SQLite: opening keeps its data.
+*/
+static const char v1_fixture[] =
+        "CREATE TABLE studies (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+        "  spec TEXT NOT NULL, created_at INTEGER NOT NULL, sampler_state BLOB) STRICT;"
+        "CREATE TABLE trials (study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,"
+        "  number INTEGER NOT NULL, state INTEGER NOT NULL, value REAL, worker TEXT,"
+        "  retry_of INTEGER NOT NULL, retries INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+        "  started_at INTEGER NOT NULL, completed_at INTEGER NOT NULL,"
+        "  heartbeat_at INTEGER NOT NULL, PRIMARY KEY (study_id, number)) STRICT, WITHOUT ROWID;"
+        "CREATE TABLE params (study_id INTEGER NOT NULL, number INTEGER NOT NULL,"
+        "  idx INTEGER NOT NULL, value ANY, PRIMARY KEY (study_id, number, idx),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number) ON DELETE CASCADE"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE TABLE intermediate (study_id INTEGER NOT NULL, number INTEGER NOT NULL,"
+        "  step INTEGER NOT NULL, value REAL, PRIMARY KEY (study_id, number, step),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number) ON DELETE CASCADE"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE TABLE trial_attrs (study_id INTEGER NOT NULL, number INTEGER NOT NULL,"
+        "  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (study_id, number, key),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number) ON DELETE CASCADE"
+        ") STRICT, WITHOUT ROWID;"
+        "INSERT INTO studies VALUES (7, 'old', '{\"x\":1}', 123, x'0102');"
+        "INSERT INTO trials VALUES (7, 0, 2, 0.5, 'w1', -1, 0, 10, 11, 12, 13);"
+        "INSERT INTO params VALUES (7, 0, 0, 0.25);"
+        "INSERT INTO params VALUES (7, 0, 1, x'000000000000f03f');"
+        "INSERT INTO intermediate VALUES (7, 0, 3, 0.75);"
+        "INSERT INTO trial_attrs VALUES (7, 0, 'k', '\"v\"');"
+        "PRAGMA user_version = 1;";
+
+static void test_open_version_1_fixture(void **state)
+{
+    struct fixture *f = *state;
+    struct dump d;
+    double one = 1.0;
+
+    raw_exec(f->path, v1_fixture);
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 6);
+    assert_int_equal(d.v[0].kind, 'S');
+    assert_int_equal(d.v[0].a, 7);
+    assert_string_equal(d.v[0].s1, "old");
+    assert_string_equal(d.v[0].s2, "{\"x\":1}");
+    assert_int_equal(d.v[0].d, 123);
+    assert_int_equal(d.v[0].len, 2);
+    assert_memory_equal(d.v[0].bytes, "\x01\x02", 2);
+    assert_int_equal(d.v[1].kind, 'T');
+    assert_int_equal(d.v[1].row.state, 2);
+    assert_bits(d.v[1].row.value, 0.5);
+    assert_string_equal(d.v[1].row.worker, "w1");
+    assert_int_equal(d.v[1].row.heartbeat_at, 13);
+    assert_int_equal(d.v[2].kind, 'P');
+    assert_false(d.v[2].has_bytes);
+    assert_bits(d.v[2].v, 0.25);
+    assert_int_equal(d.v[3].kind, 'P');
+    assert_true(d.v[3].has_bytes);
+    assert_int_equal(d.v[3].len, 1);
+    assert_memory_equal(d.v[3].bytes, &one, sizeof(one));
+    assert_int_equal(d.v[4].kind, 'R');
+    assert_int_equal(d.v[4].c, 3);
+    assert_int_equal(d.v[5].kind, 'A');
+    assert_string_equal(d.v[5].s2, "\"v\"");
+    dump_free(&d);
+    /* Opening switched it to WAL and left the version alone. */
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_journal_mode()"
+                                      " WHERE journal_mode = 'wal'"),
+            1);
+}
+
+static void test_newer_version_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = NULL;
+    struct hpo_error err;
+
+    raw_exec(f->path, "CREATE TABLE t (x); PRAGMA user_version = 99;");
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(f->path, NULL, &st, &err), -EPROTONOSUPPORT);
+    assert_null(st);
+    assert_int_equal(err.code, HPO_INTERNAL);
+    assert_non_null(strstr(err.message, "99"));
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 99);
+}
+
+static void test_open_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = NULL;
+    struct hpo_error err;
+    char path[200];
+
+    snprintf(path, sizeof(path), "%s/no/such/dir/hpod.db", f->dir);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(path, NULL, &st, &err), -EIO);
+    assert_null(st);
+    assert_int_equal(err.code, HPO_UNAVAILABLE);
+}
+
+/* ---- writes read back --------------------------------------------------- */
+
+static const double odd_values[] = {
+    0.1, 1.0 / 3.0, 0.30000000000000004, -0.0, 5e-324, 2.2250738585072014e-308,
+    1.7976931348623157e308, -123456789.12345679, INFINITY, -INFINITY,
+};
+#define N_ODD (sizeof(odd_values) / sizeof(odd_values[0]))
+
+static void test_roundtrip(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    static const unsigned char blob[] = { 0, 1, 2, 0xff, 0 };
+    double vec[5] = { 0.1, -0.0, NAN, 1e-310, 3.0 };
+    double empty_vec[1] = { 42.0 };
+    uint64_t nan_payload = 0x7ff8000000000123ull;
+    struct hpo_op ops[64];
+    size_t n = 0;
+    struct dump d;
+    size_t k;
+
+    memcpy(&vec[2], &nan_payload, sizeof(double));
+    ops[n++] = op_study(3, "study three", "{\"params\":[]}", 1700000000123);
+    ops[n++] = (struct hpo_op){ .kind = HPO_OP_SAMPLER_STATE, .study_id = 3, .blob = blob,
+        .len = sizeof(blob) };
+    ops[n++] = op_study(1, "study one \xc3\xa9", "{}", -5);
+    for (size_t i = 0; i < N_ODD; i++) {
+        ops[n++] = op_trial(3, (int64_t)i, 2, odd_values[i], i % 2 ? "worker-a" : NULL);
+        ops[n++] = op_param(3, (int64_t)i, 0, odd_values[i]);
+    }
+    ops[n] = op_trial(3, 100, 1, NAN, "w");
+    ops[n].trial.retry_of = 7;
+    ops[n].trial.retries = 3;
+    ops[n].trial.completed_at = INT64_MAX;
+    ops[n].trial.heartbeat_at = INT64_MIN;
+    n++;
+    ops[n++] = op_param(3, 100, 2, NAN);
+    ops[n++] = (struct hpo_op){ .kind = HPO_OP_PARAM_VECTOR, .study_id = 3, .number = 100,
+        .index = 0, .vector = vec, .len = 5 };
+    ops[n++] = (struct hpo_op){ .kind = HPO_OP_PARAM_VECTOR, .study_id = 3, .number = 100,
+        .index = 1, .vector = empty_vec, .len = 0 };
+    ops[n++] = op_report(3, 100, 5, 0.30000000000000004);
+    ops[n++] = op_report(3, 100, 1, NAN);
+    ops[n++] = op_attr(3, 100, "zeta", "{\"a\":[1,2]}");
+    ops[n++] = op_attr(3, 100, "alpha", "\"\xe2\x82\xac\"");
+    assert_true(n <= sizeof(ops) / sizeof(ops[0]));
+    write_ok(st, ops, n);
+    {
+        /* A second write: the duplicate step keeps its first value; attrs update. */
+        struct hpo_op more[] = {
+            op_report(3, 100, 5, 99.0),
+            op_report(3, 100, 2, -1.5),
+            op_attr(3, 100, "zeta", "null"),
+        };
+
+        write_ok(st, more, 3);
+    }
+    hpo_storage_close(st);
+
+    /* NaN is stored as NULL, scalars as REAL, vectors as BLOB. */
+    assert_int_equal(raw_int(f->path, "SELECT value IS NULL FROM trials WHERE number = 100"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT value IS NULL FROM params WHERE number = 100"
+                                      " AND idx = 2"),
+            1);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM params WHERE typeof(value) = 'real'"),
+            N_ODD);
+    assert_int_equal(raw_int(f->path, "SELECT length(value) FROM params WHERE number = 100"
+                                      " AND idx = 0 AND typeof(value) = 'blob'"),
+            40);
+    assert_int_equal(raw_int(f->path, "SELECT value IS NULL FROM intermediate WHERE step = 1"), 1);
+
+    load_all(f->path, &d);
+    k = 0;
+    /* Studies by id. */
+    assert_int_equal(d.v[k].kind, 'S');
+    assert_int_equal(d.v[k].a, 1);
+    assert_string_equal(d.v[k].s1, "study one \xc3\xa9");
+    assert_string_equal(d.v[k].s2, "{}");
+    assert_int_equal(d.v[k].d, -5);
+    assert_false(d.v[k].has_bytes);
+    k++;
+    assert_int_equal(d.v[k].a, 3);
+    assert_string_equal(d.v[k].s1, "study three");
+    assert_string_equal(d.v[k].s2, "{\"params\":[]}");
+    assert_int_equal(d.v[k].d, 1700000000123);
+    assert_true(d.v[k].has_bytes);
+    assert_int_equal(d.v[k].len, sizeof(blob));
+    assert_memory_equal(d.v[k].bytes, blob, sizeof(blob));
+    k++;
+    /* Trials by number, values bit-exact. */
+    for (size_t i = 0; i < N_ODD; i++, k++) {
+        assert_int_equal(d.v[k].kind, 'T');
+        assert_int_equal(d.v[k].a, 3);
+        assert_int_equal(d.v[k].b, i);
+        assert_int_equal(d.v[k].row.state, 2);
+        /* A REAL column stores whole numbers as integers, so -0.0 reads back as 0.0. */
+        assert_bits(d.v[k].row.value, odd_values[i] == 0 ? 0.0 : odd_values[i]);
+        if (i % 2) {
+            assert_string_equal(d.v[k].row.worker, "worker-a");
+        } else {
+            assert_null(d.v[k].row.worker);
+        }
+        assert_int_equal(d.v[k].row.retry_of, -1);
+        assert_int_equal(d.v[k].row.retries, 0);
+        assert_int_equal(d.v[k].row.created_at, 1700000000000 + (int64_t)i);
+        assert_int_equal(d.v[k].row.started_at, 1700000000001 + (int64_t)i);
+        assert_int_equal(d.v[k].row.completed_at, 0);
+        assert_int_equal(d.v[k].row.heartbeat_at, 0);
+    }
+    assert_int_equal(d.v[k].kind, 'T');
+    assert_int_equal(d.v[k].b, 100);
+    assert_int_equal(d.v[k].row.state, 1);
+    assert_true(isnan(d.v[k].row.value));
+    assert_string_equal(d.v[k].row.worker, "w");
+    assert_int_equal(d.v[k].row.retry_of, 7);
+    assert_int_equal(d.v[k].row.retries, 3);
+    assert_int_equal(d.v[k].row.completed_at, INT64_MAX);
+    assert_int_equal(d.v[k].row.heartbeat_at, INT64_MIN);
+    k++;
+    /* Params by (number, index). */
+    for (size_t i = 0; i < N_ODD; i++, k++) {
+        assert_int_equal(d.v[k].kind, 'P');
+        assert_int_equal(d.v[k].b, i);
+        assert_int_equal(d.v[k].c, 0);
+        assert_false(d.v[k].has_bytes);
+        assert_bits(d.v[k].v, odd_values[i]);
+    }
+    assert_int_equal(d.v[k].kind, 'P');
+    assert_int_equal(d.v[k].c, 0);
+    assert_true(d.v[k].has_bytes);
+    assert_int_equal(d.v[k].len, 5);
+    assert_memory_equal(d.v[k].bytes, vec, sizeof(vec));
+    k++;
+    assert_int_equal(d.v[k].c, 1);
+    assert_true(d.v[k].has_bytes);
+    assert_int_equal(d.v[k].len, 0);
+    k++;
+    assert_int_equal(d.v[k].c, 2);
+    assert_false(d.v[k].has_bytes);
+    assert_true(isnan(d.v[k].v));
+    k++;
+    /* Reports by step; step 5 kept its first value. */
+    assert_int_equal(d.v[k].kind, 'R');
+    assert_int_equal(d.v[k].c, 1);
+    assert_true(isnan(d.v[k].v));
+    k++;
+    assert_int_equal(d.v[k].c, 2);
+    assert_bits(d.v[k].v, -1.5);
+    k++;
+    assert_int_equal(d.v[k].c, 5);
+    assert_bits(d.v[k].v, 0.30000000000000004);
+    k++;
+    /* Attrs by key; zeta was updated. */
+    assert_int_equal(d.v[k].kind, 'A');
+    assert_string_equal(d.v[k].s1, "alpha");
+    assert_string_equal(d.v[k].s2, "\"\xe2\x82\xac\"");
+    k++;
+    assert_string_equal(d.v[k].s1, "zeta");
+    assert_string_equal(d.v[k].s2, "null");
+    k++;
+    assert_int_equal(d.n, k);
+    dump_free(&d);
+}
+
+/* Re-putting a trial updates it in place and keeps its params, reports and attrs. */
+static void test_trial_upsert_keeps_children(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op first[] = {
+        op_study(1, "s", "{}", 0),
+        op_trial(1, 0, 1, NAN, "w"),
+        op_param(1, 0, 0, 0.5),
+        op_report(1, 0, 0, 1.25),
+        op_attr(1, 0, "k", "1"),
+    };
+    struct hpo_op second[] = { op_trial(1, 0, 2, 0.125, NULL) };
+    struct dump d;
+
+    write_ok(st, first, 5);
+    second[0].trial.completed_at = 99;
+    write_ok(st, second, 1);
+    hpo_storage_close(st);
+
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 5);
+    assert_int_equal(d.v[1].kind, 'T');
+    assert_int_equal(d.v[1].row.state, 2);
+    assert_bits(d.v[1].row.value, 0.125);
+    assert_null(d.v[1].row.worker);
+    assert_int_equal(d.v[1].row.completed_at, 99);
+    assert_int_equal(d.v[2].kind, 'P');
+    assert_bits(d.v[2].v, 0.5);
+    assert_int_equal(d.v[3].kind, 'R');
+    assert_bits(d.v[3].v, 1.25);
+    assert_int_equal(d.v[4].kind, 'A');
+    assert_string_equal(d.v[4].s2, "1");
+    dump_free(&d);
+}
+
+static void test_study_delete_cascades(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    double v[2] = { 1, 2 };
+    struct hpo_op ops[16];
+    size_t n = 0;
+    struct dump d;
+
+    for (int64_t s = 1; s <= 2; s++) {
+        ops[n++] = op_study(s, s == 1 ? "one" : "two", "{}", 0);
+        ops[n++] = op_trial(s, 0, 2, 1.0, NULL);
+        ops[n++] = op_param(s, 0, 0, 0.5);
+        ops[n++] = (struct hpo_op){ .kind = HPO_OP_PARAM_VECTOR, .study_id = s, .number = 0,
+            .index = 1, .vector = v, .len = 2 };
+        ops[n++] = op_report(s, 0, 0, 1.0);
+        ops[n++] = op_attr(s, 0, "k", "1");
+    }
+    write_ok(st, ops, n);
+    {
+        struct hpo_op del = { .kind = HPO_OP_STUDY_DELETE, .study_id = 1 };
+
+        write_ok(st, &del, 1);
+    }
+    hpo_storage_close(st);
+
+    assert_int_equal(raw_int(f->path, "SELECT (SELECT count(*) FROM trials WHERE study_id = 1)"
+                                      " + (SELECT count(*) FROM params WHERE study_id = 1)"
+                                      " + (SELECT count(*) FROM intermediate WHERE study_id = 1)"
+                                      " + (SELECT count(*) FROM trial_attrs WHERE study_id = 1)"),
+            0);
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 6);
+    for (size_t i = 0; i < d.n; i++) {
+        assert_int_equal(d.v[i].a, 2);
+    }
+    assert_int_equal(count_kind(&d, 'P'), 2);
+    dump_free(&d);
+    /* The name of the deleted study is free again. */
+    st = open_started(f->path);
+    {
+        struct hpo_op again = op_study(3, "one", "{}", 0);
+
+        write_ok(st, &again, 1);
+    }
+    hpo_storage_close(st);
+}
+
+/* ---- failures ------------------------------------------------------------ */
+
+static void test_write_errors(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_ok(f->path);
+    struct hpo_op study = op_study(1, "s", "{}", 0);
+    struct hpo_error err;
+    struct dump d;
+
+    /* Not started yet. */
+    hpo_error_clear(&err);
+    assert_int_equal(write_ops(st, &study, 1, &err), -ESHUTDOWN);
+    assert_int_equal(err.code, HPO_UNAVAILABLE);
+    assert_int_equal(hpo_storage_start(st), 0);
+    assert_int_equal(hpo_storage_start(st), -EALREADY);
+    write_ok(st, &study, 1);
+    {
+        /* Duplicate id and duplicate name are conflicts. */
+        struct hpo_op dup_id = op_study(1, "other", "{}", 0);
+        struct hpo_op dup_name = op_study(2, "s", "{}", 0);
+
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, &dup_id, 1, &err), -EEXIST);
+        assert_int_equal(err.code, HPO_CONFLICT);
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, &dup_name, 1, &err), -EEXIST);
+        assert_int_equal(err.code, HPO_CONFLICT);
+        assert_non_null(strstr(err.message, "UNIQUE"));
+    }
+    {
+        /* A param of a trial that does not exist breaks a foreign key. */
+        struct hpo_op orphan = op_param(1, 5, 0, 1.0);
+
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, &orphan, 1, &err), -EIO);
+        assert_int_equal(err.code, HPO_INTERNAL);
+        assert_non_null(strstr(err.message, "FOREIGN KEY"));
+    }
+    {
+        /* Missing study for the sampler state or a delete. */
+        struct hpo_op state_op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = 9, .blob = "x",
+            .len = 1 };
+        struct hpo_op del = { .kind = HPO_OP_STUDY_DELETE, .study_id = 9 };
+        struct hpo_op bad = { .kind = (enum hpo_op_kind)42, .study_id = 1 };
+
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, &state_op, 1, &err), -ENOENT);
+        assert_int_equal(err.code, HPO_NOT_FOUND);
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, &del, 1, &err), -ENOENT);
+        assert_int_equal(err.code, HPO_NOT_FOUND);
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, &bad, 1, &err), -EINVAL);
+        assert_int_equal(err.code, HPO_INTERNAL);
+    }
+    /* Failed writes do not make the storage unhealthy. */
+    assert_true(hpo_storage_healthy(st));
+    hpo_storage_close(st);
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 1);
+    dump_free(&d);
+}
+
+/* A write holding the lock elsewhere: BUSY is `unavailable`, then health comes back. */
+static void test_busy_is_unavailable(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage_options opt = { .busy_timeout_ms = 50 };
+    struct hpo_storage *st = NULL;
+    struct hpo_op study = op_study(1, "s", "{}", 0);
+    struct hpo_error err;
+    sqlite3 *other = NULL;
+    uint64_t commits;
+    uint64_t writes;
+
+    assert_int_equal(hpo_storage_open(f->path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    assert_int_equal(sqlite3_open_v2(f->path, &other, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    assert_true(hpo_storage_healthy(st));
+    hpo_error_clear(&err);
+    assert_int_equal(write_ops(st, &study, 1, &err), -EAGAIN);
+    assert_int_equal(err.code, HPO_UNAVAILABLE);
+    assert_false(hpo_storage_healthy(st));
+    hpo_storage_stats(st, &commits, &writes);
+    assert_int_equal(commits, 0);
+    assert_int_equal(writes, 0);
+
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(other), SQLITE_OK);
+    write_ok(st, &study, 1);
+    assert_true(hpo_storage_healthy(st));
+    hpo_storage_stats(st, &commits, &writes);
+    assert_int_equal(commits, 1);
+    assert_int_equal(writes, 1);
+    hpo_storage_close(st);
+}
+
+static void test_load_callback_stops(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op ops[] = {
+        op_study(1, "s", "{}", 0),
+        op_trial(1, 0, 1, NAN, NULL),
+        op_trial(1, 1, 1, NAN, NULL),
+    };
+    struct hpo_error err;
+    struct dump d = { .stop_at = 2 };
+
+    write_ok(st, ops, 3);
+    hpo_storage_close(st);
+    st = open_ok(f->path);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_load(st, &all_cbs, &d, &err), -ECANCELED);
+    assert_int_equal(err.code, HPO_INTERNAL);
+    assert_int_equal(d.n, 1);
+    dump_free(&d);
+    /* The storage is still usable after a stopped load. */
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(hpo_storage_load(st, &all_cbs, &d, &err), 0);
+    assert_int_equal(d.n, 3);
+    dump_free(&d);
+    assert_int_equal(hpo_storage_start(st), 0);
+    /* And load is refused once the writer runs. */
+    assert_int_equal(hpo_storage_load(st, &all_cbs, &d, &err), -EBUSY);
+    hpo_storage_close(st);
+}
+
+/* ---- group commit ------------------------------------------------------- */
+
+#define N_THREADS 8
+#define PER_THREAD 200
+
+struct writer_arg {
+    struct hpo_storage *st;
+    int id;
+    int failures;
+    int last_error;
+};
+
+static void *writer_thread(void *p)
+{
+    struct writer_arg *a = p;
+
+    for (int i = 0; i < PER_THREAD; i++) {
+        int64_t number = (int64_t)a->id * PER_THREAD + i;
+        struct hpo_op ops[] = {
+            op_trial(1, number, 2, (double)number / 7.0, "w"),
+            op_param(1, number, 0, (double)number * 0.001),
+            op_report(1, number, 0, (double)number + 0.5),
+        };
+        struct hpo_write w = { .ops = ops, .n_ops = 3 };
+        struct hpo_error err;
+        int r = hpo_storage_write(a->st, &w, &err);
+
+        if (r != 0) {
+            a->failures++;
+            a->last_error = r;
+        }
+    }
+    return NULL;
+}
+
+static void test_group_commit_concurrent(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op study = op_study(1, "s", "{}", 0);
+    pthread_t threads[N_THREADS];
+    struct writer_arg args[N_THREADS];
+    uint64_t commits;
+    uint64_t writes;
+    struct dump d;
+
+    write_ok(st, &study, 1);
+    for (int t = 0; t < N_THREADS; t++) {
+        args[t] = (struct writer_arg){ .st = st, .id = t };
+        assert_int_equal(pthread_create(&threads[t], NULL, writer_thread, &args[t]), 0);
+    }
+    for (int t = 0; t < N_THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(args[t].failures, 0);
+    }
+    hpo_storage_stats(st, &commits, &writes);
+    assert_int_equal(writes, 1 + N_THREADS * PER_THREAD);
+    assert_true(commits < writes);
+    assert_true(commits >= 1);
+    print_message("# group commit: %llu writes in %llu commits\n", (unsigned long long)writes,
+            (unsigned long long)commits);
+    hpo_storage_close(st);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'T'), N_THREADS * PER_THREAD);
+    assert_int_equal(count_kind(&d, 'P'), N_THREADS * PER_THREAD);
+    assert_int_equal(count_kind(&d, 'R'), N_THREADS * PER_THREAD);
+    /* Ordered by number, each with its own values. */
+    for (size_t i = 0; i < N_THREADS * PER_THREAD; i++) {
+        const struct rec *t = &d.v[1 + i];
+        const struct rec *p = &d.v[1 + N_THREADS * PER_THREAD + i];
+        const struct rec *r = &d.v[1 + 2 * N_THREADS * PER_THREAD + i];
+
+        assert_int_equal(t->b, i);
+        assert_bits(t->row.value, (double)i / 7.0);
+        assert_int_equal(p->b, i);
+        assert_bits(p->v, (double)i * 0.001);
+        assert_int_equal(r->b, i);
+        assert_bits(r->v, (double)i + 0.5);
+    }
+    dump_free(&d);
+}
+
+struct one_write {
+    struct hpo_storage *st;
+    struct hpo_op ops[3];
+    size_t n;
+    int result;
+    struct hpo_error err;
+};
+
+static void *one_write_thread(void *p)
+{
+    struct one_write *o = p;
+    struct hpo_write w = { .ops = o->ops, .n_ops = o->n };
+
+    hpo_error_clear(&o->err);
+    o->result = hpo_storage_write(o->st, &w, &o->err);
+    return NULL;
+}
+
+static void wait_queued(struct hpo_storage *st, size_t n)
+{
+    struct timespec ms = { 0, 1000000 };
+
+    /* Bounded: 10 s at most. */
+    for (int i = 0; i < 10000 && hpo__storage_queued(st) < n; i++) {
+        nanosleep(&ms, NULL);
+    }
+    assert_int_equal(hpo__storage_queued(st), n);
+}
+
+/* One batch of five writes; the one that conflicts fails alone and leaves nothing. */
+static void test_failing_write_in_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base[] = { op_study(1, "taken", "{}", 0) };
+    struct one_write w[5];
+    pthread_t threads[5];
+    uint64_t commits0;
+    uint64_t commits;
+    uint64_t writes;
+    struct dump d;
+
+    write_ok(st, base, 1);
+    memset(w, 0, sizeof(w));
+    for (int i = 0; i < 5; i++) {
+        w[i].st = st;
+        if (i == 2) {
+            /* A trial and a param, then a study whose name is taken. */
+            w[i].ops[0] = op_trial(1, 99, 1, NAN, NULL);
+            w[i].ops[1] = op_param(1, 99, 0, 0.5);
+            w[i].ops[2] = op_study(50, "taken", "{}", 0);
+            w[i].n = 3;
+        } else {
+            w[i].ops[0] = op_trial(1, i, 2, (double)i, NULL);
+            w[i].ops[1] = op_param(1, i, 0, (double)i / 2);
+            w[i].n = 2;
+        }
+    }
+    hpo_storage_stats(st, &commits0, NULL);
+    hpo__storage_pause(st, true);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(pthread_create(&threads[i], NULL, one_write_thread, &w[i]), 0);
+        /* Queue them in order, so the failing write sits mid-batch. */
+        wait_queued(st, (size_t)i + 1);
+    }
+    hpo__storage_pause(st, false);
+    for (int i = 0; i < 5; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    for (int i = 0; i < 5; i++) {
+        if (i == 2) {
+            assert_int_equal(w[i].result, -EEXIST);
+            assert_int_equal(w[i].err.code, HPO_CONFLICT);
+        } else {
+            assert_int_equal(w[i].result, 0);
+        }
+    }
+    hpo_storage_stats(st, &commits, &writes);
+    assert_int_equal(commits, commits0 + 1);
+    assert_int_equal(writes, 1 + 4);
+    assert_true(hpo_storage_healthy(st));
+    hpo_storage_close(st);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'S'), 1);
+    assert_int_equal(count_kind(&d, 'T'), 4);
+    assert_int_equal(count_kind(&d, 'P'), 4);
+    for (size_t i = 0; i < d.n; i++) {
+        if (d.v[i].kind == 'T' || d.v[i].kind == 'P') {
+            assert_true(d.v[i].b != 99);
+        }
+    }
+    dump_free(&d);
+}
+
+/* Close drains writes still queued: each is committed before the writer stops. */
+static void test_close_drains(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base[] = { op_study(1, "s", "{}", 0) };
+    struct one_write w[3];
+    pthread_t threads[3];
+    struct dump d;
+
+    write_ok(st, base, 1);
+    memset(w, 0, sizeof(w));
+    hpo__storage_pause(st, true);
+    for (int i = 0; i < 3; i++) {
+        w[i].st = st;
+        w[i].ops[0] = op_trial(1, i, 1, NAN, NULL);
+        w[i].n = 1;
+        assert_int_equal(pthread_create(&threads[i], NULL, one_write_thread, &w[i]), 0);
+    }
+    wait_queued(st, 3);
+    /* Close unpauses, drains and joins; the waiters wake with their results. */
+    hpo_storage_close(st);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(w[i].result, 0);
+    }
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'T'), 3);
+    dump_free(&d);
+}
+
+static void test_ticks_move_when_idle(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct timespec ms = { 0, 10000000 };
+    uint64_t t0 = hpo_storage_ticks(st);
+    int i;
+
+    /* The idle writer ticks every 500 ms; wait at most 5 s for two ticks. */
+    for (i = 0; i < 500 && hpo_storage_ticks(st) < t0 + 2; i++) {
+        nanosleep(&ms, NULL);
+    }
+    assert_true(hpo_storage_ticks(st) >= t0 + 2);
+    hpo_storage_close(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_version_0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_version_1_fixture, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trial_upsert_keeps_children, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_study_delete_cascades, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_is_unavailable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_callback_stops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failing_write_in_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ticks_move_when_idle, setup, teardown),
+    };
+
+    return cmocka_run_group_tests_name("storage", tests, NULL, NULL);
+}
