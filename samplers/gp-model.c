@@ -331,35 +331,56 @@ void hpo_gp_set_raw(struct hpo_gp_model *m, const double *raw, bool deterministi
     m->noise = deterministic ? HPO_GP_MIN_NOISE : HPO_GP_MIN_NOISE + exp(raw[m->d + 1]);
 }
 
-int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool deterministic,
-        bool with_prior, double *ret_value, double *grad)
+/* Scratch memory of one log posterior evaluation over n rows. */
+struct lp_ws {
+    size_t n;
+    double *mk, *mkd, *kf, *alpha, *theta;
+};
+
+static void lp_ws_free(struct lp_ws *ws)
+{
+    free(ws->mk);
+    free(ws->mkd);
+    free(ws->kf);
+    free(ws->alpha);
+    free(ws->theta);
+    memset(ws, 0, sizeof(*ws));
+}
+
+static int lp_ws_init(struct lp_ws *ws, size_t n, size_t d)
+{
+    ws->n = n;
+    ws->mk = malloc((n * n + 1) * sizeof(double));
+    ws->mkd = malloc((n * n + 1) * sizeof(double));
+    ws->kf = malloc((n * n + 1) * sizeof(double));
+    ws->alpha = malloc((n + 1) * sizeof(double));
+    ws->theta = malloc((d + 1) * sizeof(double));
+    if (ws->mk == NULL || ws->mkd == NULL || ws->kf == NULL || ws->alpha == NULL ||
+            ws->theta == NULL) {
+        lp_ws_free(ws);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int log_posterior(const struct hpo_gp_model *m, const double *raw, bool deterministic,
+        bool with_prior, double *ret_value, double *grad, struct lp_ws *ws)
 {
     size_t n = m->n, d = m->d, n_raw = hpo_gp_n_raw(d, deterministic);
     struct hpo_gp_model h = *m; /* shallow copy carrying the trial hyperparameters */
-    double *mk, *mkd, *kf, *alpha, *theta, e_rho, jitter = 0.0, value, trace_w = 0.0, g_s = 0.0;
+    double *mk = ws->mk, *mkd = ws->mkd, *kf = ws->kf, *alpha = ws->alpha;
+    double e_rho, jitter = 0.0, value, trace_w = 0.0, g_s = 0.0;
     lapack_int info = 1;
 
-    mk = malloc(n * n * sizeof(double));
-    mkd = malloc(n * n * sizeof(double));
-    kf = malloc(n * n * sizeof(double));
-    alpha = malloc((n + 1) * sizeof(double));
-    theta = malloc((d + 1) * sizeof(double));
-    if (mk == NULL || mkd == NULL || kf == NULL || alpha == NULL || theta == NULL) {
-        free(mk);
-        free(mkd);
-        free(kf);
-        free(alpha);
-        free(theta);
-        return -ENOMEM;
-    }
-    h.theta = theta;
+    h.theta = ws->theta;
     hpo_gp_set_raw(&h, raw, deterministic);
     e_rho = deterministic ? 0.0 : exp(raw[d + 1]);
     for (size_t j = 0; j < n; j++) {
         for (size_t i = j; i < n; i++) {
             double r2 = sq_dist(&h, &m->x[i * d], &m->x[j * d]);
-            mk[i + j * n] = hpo_gp_matern52(r2);
-            mkd[i + j * n] = hpo_gp_matern52_d(r2);
+            double r = sqrt(r2), e = exp(-SQRT5 * r);
+            mk[i + j * n] = (1.0 + SQRT5 * r + (5.0 / 3.0) * r2) * e;
+            mkd[i + j * n] = -(5.0 / 6.0) * (1.0 + SQRT5 * r) * e;
         }
     }
     for (int attempt = 0; attempt <= MAX_JITTER_TRIES && info != 0; attempt++) {
@@ -374,11 +395,6 @@ int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
         jitter = jitter == 0.0 ? 1e-6 * (h.scale + h.noise) : jitter * 10.0;
     }
     if (info != 0) {
-        free(mk);
-        free(mkd);
-        free(kf);
-        free(alpha);
-        free(theta);
         return -EDOM;
     }
     memcpy(alpha, m->y, n * sizeof(double));
@@ -393,19 +409,16 @@ int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
         cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, (int)n, kf, (int)n,
                 alpha, 1);
     }
+    if (grad != NULL) {
+        for (size_t k = 0; k < n_raw; k++) {
+            grad[k] = 0.0;
+        }
+    }
     if (grad != NULL && n > 0) {
         /* W = alpha alpha^T - K^-1; dMLL/dphi = 1/2 tr(W dK/dphi). */
         info = LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, kf, (lapack_int)n);
         if (info != 0) {
-            free(mk);
-            free(mkd);
-            free(kf);
-            free(alpha);
-            free(theta);
             return -EDOM;
-        }
-        for (size_t k = 0; k < n_raw; k++) {
-            grad[k] = 0.0;
         }
         for (size_t j = 0; j < n; j++) {
             const double *xj = &m->x[j * d];
@@ -433,10 +446,6 @@ int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
         if (!deterministic) {
             grad[d + 1] = 0.5 * trace_w * e_rho;
         }
-    } else if (grad != NULL) {
-        for (size_t k = 0; k < n_raw; k++) {
-            grad[k] = 0.0;
-        }
     }
     if (with_prior) {
         for (size_t k = 0; k < d; k++) {
@@ -458,12 +467,20 @@ int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
         }
     }
     *ret_value = value;
-    free(mk);
-    free(mkd);
-    free(kf);
-    free(alpha);
-    free(theta);
     return 0;
+}
+
+int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool deterministic,
+        bool with_prior, double *ret_value, double *grad)
+{
+    struct lp_ws ws;
+    int r = lp_ws_init(&ws, m->n, m->d);
+
+    if (r == 0) {
+        r = log_posterior(m, raw, deterministic, with_prior, ret_value, grad, &ws);
+        lp_ws_free(&ws);
+    }
+    return r;
 }
 
 struct fit_ctx {
@@ -474,6 +491,7 @@ struct fit_ctx {
     double best;
     double *best_raw;
     int evals;
+    struct lp_ws ws;
 };
 
 static double fit_objective(unsigned n_raw, const double *raw, double *grad, void *data)
@@ -483,7 +501,7 @@ static double fit_objective(unsigned n_raw, const double *raw, double *grad, voi
     int r;
 
     ctx->evals++;
-    r = hpo_gp_log_posterior(ctx->m, raw, ctx->deterministic, true, &value, grad);
+    r = log_posterior(ctx->m, raw, ctx->deterministic, true, &value, grad, &ctx->ws);
     if (r < 0 || !isfinite(value)) {
         /* A large finite value makes the line search back off. */
         if (grad != NULL) {
@@ -504,19 +522,20 @@ static double fit_objective(unsigned n_raw, const double *raw, double *grad, voi
     return value;
 }
 
-int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic)
+int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic, int *ret_evals)
 {
     size_t n_raw = hpo_gp_n_raw(m->d, deterministic);
     double *lb = malloc(n_raw * sizeof(double)), *ub = malloc(n_raw * sizeof(double));
     double *x = malloc(n_raw * sizeof(double)), *best = malloc(n_raw * sizeof(double));
     struct fit_ctx ctx = { m, deterministic, n_raw, 1.0 / (double)(m->n ? m->n : 1), HUGE_VAL,
-        best, 0 };
+        best, 0, { 0 } };
     nlopt_opt opt = NULL;
     nlopt_result res;
     double f;
     int r = 0;
 
-    if (lb == NULL || ub == NULL || x == NULL || best == NULL) {
+    if (lb == NULL || ub == NULL || x == NULL || best == NULL ||
+            lp_ws_init(&ctx.ws, m->n, m->d) < 0) {
         r = -ENOMEM;
         goto out;
     }
@@ -541,8 +560,8 @@ int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic)
     nlopt_set_lower_bounds(opt, lb);
     nlopt_set_upper_bounds(opt, ub);
     nlopt_set_min_objective(opt, fit_objective, &ctx);
-    nlopt_set_ftol_abs(opt, 1e-5);
-    nlopt_set_xtol_rel(opt, 1e-4);
+    nlopt_set_ftol_abs(opt, 1e-3);
+    nlopt_set_xtol_rel(opt, 1e-3);
     nlopt_set_maxeval(opt, 200);
     res = nlopt_optimize(opt, x, &f);
     /* Keep the best point seen: L-BFGS may stop on round-off after progress. */
@@ -553,9 +572,13 @@ int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic)
         r = res == NLOPT_OUT_OF_MEMORY ? -ENOMEM : -EDOM;
     }
 out:
+    if (ret_evals != NULL) {
+        *ret_evals = ctx.evals;
+    }
     if (opt != NULL) {
         nlopt_destroy(opt);
     }
+    lp_ws_free(&ctx.ws);
     free(lb);
     free(ub);
     free(x);

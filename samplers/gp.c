@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../core/history.h"
 #include "../core/rng.h"
@@ -199,6 +200,7 @@ static void acq_batch(struct ctx *c, size_t count, const double *xs, double *out
 {
     double mean[BLOCK], var[BLOCK];
 
+    c->s->stats.acq_evals += (int)count;
     for (size_t i0 = 0; i0 < count; i0 += BLOCK) {
         size_t b = count - i0 < BLOCK ? count - i0 : BLOCK;
         hpo_gp_predict(&c->s->model, b, &xs[i0 * c->d], mean, var, c->work);
@@ -221,6 +223,7 @@ static double acq_grad(struct ctx *c, const double *x, double *grad)
 {
     double mean, var, sd, val;
 
+    c->s->stats.acq_evals++;
     hpo_gp_predict_grad(&c->s->model, x, &mean, &var, c->dmean, c->dvar, c->gwork);
     sd = sqrt(var + VAR_EPS);
     if (c->s->acq == ACQ_UCB) {
@@ -468,6 +471,14 @@ static double local_search(struct ctx *c, double *x, double cur)
     return cur;
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static void random_point(const struct hpo_space *space, struct hpo_rng *rng, double *unit)
 {
     for (size_t j = 0; j < space->dim; j++) {
@@ -617,10 +628,10 @@ static int fit_hyper(struct ctx *c)
         }
     }
     s->stats.fits++;
-    r = hpo_gp_fit(&fm, s->raw, s->deterministic);
+    r = hpo_gp_fit(&fm, s->raw, s->deterministic, &s->stats.fit_evals);
     if (r < 0 && s->have_raw) {
         memset(s->raw, 0, n_raw * sizeof(double));
-        r = hpo_gp_fit(&fm, s->raw, s->deterministic);
+        r = hpo_gp_fit(&fm, s->raw, s->deterministic, &s->stats.fit_evals);
     }
     if (r < 0) {
         /* Both fits failed: use the defaults unfitted. */
@@ -904,7 +915,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
     struct ctx c = { 0 };
     size_t *complete = NULL, n_complete = 0, *dims = NULL, d = 0, n_total;
     const char *why = "out of memory";
-    double *best = NULL;
+    double *best = NULL, t0;
     int r;
 
     s->stats.suggests++;
@@ -987,7 +998,11 @@ static int gp_suggest(void *state, const struct hpo_space *space,
             c.cont[c.n_cont++] = j;
         }
     }
+    t0 = now_ms();
+    s->stats.fit_evals = 0;
+    s->stats.acq_evals = 0;
     r = update_model(&c, complete, n_complete, &why);
+    s->stats.fit_ms = now_ms() - t0;
     if (r < 0) {
         hpo_gp_truncate(&s->model, s->n_obs);
         r = fallback(s, space, rng, unit_point, why);
@@ -1007,7 +1022,9 @@ static int gp_suggest(void *state, const struct hpo_space *space,
         r = fallback(s, space, rng, unit_point, why);
         goto out;
     }
+    t0 = now_ms();
     r = maximize_acq(&c, best);
+    s->stats.acq_ms = now_ms() - t0;
     /* Drop the liars; the factor of the observed rows stays cached. */
     hpo_gp_truncate(&s->model, s->n_obs);
     if (r < 0) {

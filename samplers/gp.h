@@ -123,9 +123,10 @@ size_t hpo_gp_n_raw(size_t d, bool deterministic);
 ** MAP fit of the hyperparameters with NLopt's bounded L-BFGS, starting from
 ** raw (in/out). Uses the model's rows, not its factor; sets the model's
 ** hyperparameters on success. Returns 0, or a negative errno when the
-** optimizer failed (raw then holds the starting point again).
+** optimizer failed (raw then holds the starting point again). The number
+** of log posterior evaluations goes to *ret_evals when non-NULL.
 */
-int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic);
+int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic, int *ret_evals);
 
 /* ln h(z), h(z) = phi(z) + z Phi(z): finite and monotone for any finite z. */
 double hpo_gp_log_h(double z);
@@ -150,6 +151,10 @@ struct hpo_gp_stats {
     uint64_t refactors;   /* full Cholesky factorizations of the model rows */
     uint64_t extends;     /* asks that only extended the cached factor */
     size_t model_rows;    /* rows of the last model (without liars) */
+    int fit_evals;        /* log posterior evaluations of the last fit */
+    int acq_evals;        /* acquisition evaluations of the last ask */
+    double fit_ms;        /* wall time of the last ask: model update incl. fit */
+    double acq_ms;        /* and acquisition maximization */
     char last_fallback[128]; /* why the last fallback happened; empty if none */
 };
 

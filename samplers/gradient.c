@@ -267,7 +267,7 @@ static int parse_init(const json_t *init, const struct hpo_space *space, double 
     if (r < 0) {
         char field[128];
         const char *rest = strncmp(e.field, "params", 6) == 0 ? e.field + 6 : "";
-        snprintf(field, sizeof(field), "sampler.init%s", rest);
+        snprintf(field, sizeof(field), "sampler.init%.100s", rest);
         return hpo_error_set(err, r, HPO_INVALID_ARGUMENT, field, "sampler.init: %s", e.message);
     }
     for (size_t i = 0; i < space->n_params; i++) {
@@ -280,7 +280,7 @@ static int parse_init(const json_t *init, const struct hpo_space *space, double 
         x = json_number_value(val);
         if (!hpo_param_valid(p, x)) {
             char field[128];
-            snprintf(field, sizeof(field), "sampler.init.%s", p->name);
+            snprintf(field, sizeof(field), "sampler.init.%.100s", p->name);
             return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field,
                     "%s is not a valid value of the param", field);
         }

@@ -7,6 +7,8 @@
 
 const struct hpo_sampler_type *const hpo_sampler_types[] = {
     &hpo_sampler_random,
+    &hpo_sampler_tpe,
+    &hpo_sampler_gradient,
     &hpo_sampler_gp,
     NULL,
 };

@@ -71,6 +71,19 @@ struct hpo_sampler_type {
     int (*save)(const void *state, void **blob, size_t *len);
     int (*load)(void *state, const void *blob, size_t len);
     void (*destroy)(void *state);
+    /*
+    ** Optional. Whether suggest() changed state that save() must persist
+    ** (the gradient sampler: its initial point, chosen at the first ask).
+    ** When true after a suggest, the service should call save() before it
+    ** answers the ask; save() clears it. NULL means never.
+    */
+    bool (*needs_save)(const void *state);
+    /*
+    ** Optional. A JSON object (new reference) for the study summary, e.g.
+    ** the gradient sampler's {"version": k, "estimator": "client", "lr": ...,
+    ** "dropped_stale": n}; NULL on OOM or when there is nothing to show.
+    */
+    json_t *(*status)(const void *state);
 };
 
 /* The sampler type named `name`, or NULL. */
@@ -80,6 +93,8 @@ const struct hpo_sampler_type *hpo_sampler_find(const char *name);
 extern const struct hpo_sampler_type *const hpo_sampler_types[];
 
 extern const struct hpo_sampler_type hpo_sampler_random;
+extern const struct hpo_sampler_type hpo_sampler_tpe;
+extern const struct hpo_sampler_type hpo_sampler_gradient;
 extern const struct hpo_sampler_type hpo_sampler_gp;
 
 #endif

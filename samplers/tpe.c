@@ -915,14 +915,13 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
     return 0;
 }
 
-/* The prior kernel's log density (mu 0.5, sigma 1 on [0,1]) at candidate c, dim j. */
-static double prior_term(const struct tpe_udim *ud, const struct tpe_cands *cd, size_t idx)
+/*
+** The prior kernel's log density (mu 0.5, sigma 1 on [0,1]) at candidate
+** coordinate idx; lz is its log normalizer, log_gauss_mass(-0.5, 0.5).
+*/
+static double prior_term(const struct tpe_udim *ud, const struct tpe_cands *cd, size_t idx,
+        double lz)
 {
-    static double lz = 0.0;
-
-    if (lz == 0.0) {
-        lz = hpo_tpe_log_gauss_mass(-0.5, 0.5);
-    }
     switch (ud->kind) {
     case KIND_CONT: {
         double z = cd->x[idx] - 0.5;
@@ -947,10 +946,9 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
     double M[CHUNK], S[CHUNK];
     double *tabs_buf[64];
     double **tabs = tabs_buf;
-    double *heap_tabs[1] = { NULL };
+    double lz = hpo_tpe_log_gauss_mass(-0.5, 0.5);
     size_t used = 0;
 
-    (void)heap_tabs;
     if (nd > 64) {
         tabs = malloc(nd * sizeof(*tabs));
     }
@@ -1046,7 +1044,7 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
     for (size_t c = 0; c < nc; c++) {
         double lp = mx->logw_prior;
         for (size_t j = 0; j < nd; j++) {
-            lp += prior_term(&u->ud[j], cd, c * nd + j);
+            lp += prior_term(&u->ud[j], cd, c * nd + j, lz);
         }
         if (lp > M[c]) {
             S[c] = (M[c] == -INFINITY ? 0.0 : S[c] * exp(M[c] - lp)) + 1.0;

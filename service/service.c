@@ -264,18 +264,19 @@ static void op_attrs(struct opbuf *b, const struct study *s, const struct hpo_tr
 }
 
 /* Sampler state saved into the write, when the sampler has any. */
-static void op_sampler_state(struct opbuf *b, struct study *s, void **blob)
+static void op_sampler_state(struct opbuf *b, struct study *s, void **blob, size_t *len)
 {
-    size_t len = 0;
     struct hpo_op *op;
 
     *blob = NULL;
-    if (s->sampler_type->save == NULL || s->sampler_type->save(s->sampler, blob, &len) < 0) {
+    *len = 0;
+    if (s->sampler_type->save == NULL || s->sampler_type->save(s->sampler, blob, len) < 0) {
+        *blob = NULL;
         return;
     }
     op = op_add(b, HPO_OP_SAMPLER_STATE, s->id);
     op->blob = *blob;
-    op->len = len;
+    op->len = *len;
 }
 
 static int commit(struct hpo_service *svc, struct opbuf *b, struct hpo_error *err)
@@ -288,32 +289,28 @@ static int commit(struct hpo_service *svc, struct opbuf *b, struct hpo_error *er
     return hpo_storage_write(svc->storage, &w, err);
 }
 
-/* A snapshot of a stateful sampler's state, to roll back to if a write fails. */
-struct sampler_snapshot {
-    void *blob;
-    size_t len;
-    bool have;
-};
-
-static void snapshot_take(struct study *s, struct sampler_snapshot *snap)
+/*
+** Rolling back a stateful sampler after a failed write: the study keeps a
+** copy of the last state blob that was committed (or the initial state), and
+** loads it back. No save() is needed before each call.
+*/
+static void sampler_rollback(struct study *s)
 {
-    memset(snap, 0, sizeof(*snap));
-    if (s->sampler_type->save && s->sampler_type->load &&
-            s->sampler_type->save(s->sampler, &snap->blob, &snap->len) == 0) {
-        snap->have = true;
+    if (s->sampler_type->load != NULL && s->state_blob != NULL) {
+        (void)s->sampler_type->load(s->sampler, s->state_blob, s->state_len);
     }
 }
 
-static void snapshot_restore(struct study *s, struct sampler_snapshot *snap)
+/* After a successful commit that carried `blob`, keep it as the last committed state. */
+static void sampler_committed(struct study *s, void **blob, size_t len)
 {
-    if (snap->have) {
-        (void)s->sampler_type->load(s->sampler, snap->blob, snap->len);
+    if (*blob == NULL) {
+        return;
     }
-}
-
-static void snapshot_free(struct sampler_snapshot *snap)
-{
-    free(snap->blob);
+    free(s->state_blob);
+    s->state_blob = *blob;
+    s->state_len = len;
+    *blob = NULL;
 }
 
 /* ---- loading ----------------------------------------------------------- */
@@ -360,8 +357,14 @@ static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
     }
     s->id = id;
     s->created_at = created_at;
-    if (state != NULL && s->sampler_type->load != NULL) {
-        (void)s->sampler_type->load(s->sampler, state, state_len);
+    if (state != NULL && s->sampler_type->load != NULL &&
+            s->sampler_type->load(s->sampler, state, state_len) == 0) {
+        free(s->state_blob);
+        s->state_blob = malloc(state_len ? state_len : 1);
+        if (s->state_blob != NULL) {
+            memcpy(s->state_blob, state, state_len);
+            s->state_len = state_len;
+        }
     }
     n = realloc(L->by_id, (L->n_by_id + 1) * sizeof(*n));
     if (n == NULL) {
@@ -786,7 +789,6 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     static const char *const allowed[] = { "worker", NULL };
     struct hpo_error *err = &req->err;
-    struct sampler_snapshot snap = { 0 };
     struct opbuf b = { 0 };
     struct hpo_trial *t;
     const char *worker;
@@ -795,6 +797,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     int64_t old_started = 0, old_heartbeat = 0;
     double *unit = NULL, *merged = NULL;
     void *blob = NULL;
+    size_t blob_len = 0;
     bool fresh = false;
     int64_t now = hpo_now_ms();
     struct study *s;
@@ -819,11 +822,10 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
         hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    snapshot_take(s, &snap);
     if (t == NULL || needs_sampler(s->space, t->values)) {
         int64_t number = t ? t->number : (int64_t)s->history.n_trials;
         if (run_sampler(svc, s, number, unit, err) < 0) {
-            snapshot_restore(s, &snap);
+            sampler_rollback(s);
             goto out;
         }
         merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
@@ -831,7 +833,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     if (t == NULL) {
         t = hpo_history_append(&s->history, HPO_STATE_RUNNING);
         if (t == NULL) {
-            snapshot_restore(s, &snap);
+            sampler_rollback(s);
             hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
             goto out;
         }
@@ -857,9 +859,11 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     t->worker = worker ? strdup(worker) : NULL;
     op_trial(&b, s, t);
     op_params(&b, s, t);
-    op_sampler_state(&b, s, &blob);
+    if (s->sampler_type->needs_save == NULL || s->sampler_type->needs_save(s->sampler)) {
+        op_sampler_state(&b, s, &blob, &blob_len);
+    }
     if (commit(svc, &b, err) < 0) {
-        snapshot_restore(s, &snap);
+        sampler_rollback(s);
         if (fresh) {
             hpo_history_pop(&s->history);
         } else {
@@ -877,6 +881,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
         }
         goto out;
     }
+    sampler_committed(s, &blob, blob_len);
     free(old_worker);
     study_note_state(s, t);
     if (s->sampler_type->observe) {
@@ -887,7 +892,6 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     reply(req, 201, trial_to_json(s, t));
 out:
-    snapshot_free(&snap);
     free(blob);
     free(unit);
     free(merged);
@@ -1060,7 +1064,6 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     static const char *const allowed[] = { "value", "state", "user_attrs", "gradient", NULL };
     struct hpo_error *err = &req->err;
-    struct sampler_snapshot snap = { 0 };
     struct opbuf b = { 0 };
     const json_t *jvalue, *jstate, *attrs, *jgrad;
     enum hpo_state state = HPO_STATE_COMPLETE;
@@ -1069,6 +1072,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     struct study *s;
     json_t *old_attrs = NULL;
     void *blob = NULL;
+    size_t blob_len = 0;
     bool has_grad = false;
 
     if (check_keys(req->body, allowed, err) < 0) {
@@ -1159,7 +1163,6 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     if (state == HPO_STATE_FAILED) {
         value = NAN;
     }
-    snapshot_take(s, &snap);
     hpo_history_set_state(&s->history, t, state);
     t->value = value;
     t->completed_at = hpo_now_ms();
@@ -1175,9 +1178,9 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     if (attrs != NULL) {
         op_attrs(&b, s, t, attrs);
     }
-    op_sampler_state(&b, s, &blob);
+    op_sampler_state(&b, s, &blob, &blob_len);
     if (commit(svc, &b, err) < 0) {
-        snapshot_restore(s, &snap);
+        sampler_rollback(s);
         hpo_history_set_state(&s->history, t, HPO_STATE_RUNNING);
         t->value = NAN;
         t->completed_at = 0;
@@ -1188,6 +1191,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
         }
         goto out;
     }
+    sampler_committed(s, &blob, blob_len);
     take_binary_gradients(s, t->number, NULL, true);
     study_note_state(s, t);
     if (s->sampler_type->observe) {
@@ -1199,7 +1203,6 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     reply(req, 200, trial_to_json(s, t));
 out:
     json_decref(old_attrs);
-    snapshot_free(&snap);
     free(blob);
     free(grad);
     opbuf_free(&b);

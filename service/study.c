@@ -259,6 +259,11 @@ int study_build(const json_t *body, const uint64_t *seed_fallback, struct study 
         goto fail;
     }
     hpo_history_init(&s->history, s->space, s->name, s->maximize);
+    if (s->sampler_type->save != NULL &&
+            s->sampler_type->save(s->sampler, &s->state_blob, &s->state_len) < 0) {
+        s->state_blob = NULL;
+        s->state_len = 0;
+    }
     *ret = s;
     return 0;
 fail:
@@ -283,6 +288,7 @@ void study_free(struct study *s)
     }
     free(s->grads);
     free(s->running);
+    free(s->state_blob);
     hpo_space_destroy(s->space);
     json_decref(s->definition);
     pthread_mutex_destroy(&s->lock);
@@ -333,6 +339,23 @@ json_t *trial_to_json(struct study *s, const struct hpo_trial *t)
     return o;
 }
 
+/* Mean value of the last 20 told (complete) trials, or null. */
+static json_t *recent_value(const struct study *s)
+{
+    const struct hpo_history *h = &s->history;
+    double sum = 0.0;
+    size_t n = 0;
+
+    for (size_t i = h->n_trials; i > 0 && n < 20; i--) {
+        const struct hpo_trial *t = h->trials[i - 1];
+        if (t->state == HPO_STATE_COMPLETE && isfinite(t->value)) {
+            sum += t->value;
+            n++;
+        }
+    }
+    return n ? json_real(sum / (double)n) : json_null();
+}
+
 json_t *study_to_json(struct study *s, bool with_params)
 {
     json_t *o = json_deep_copy(s->definition);
@@ -361,6 +384,15 @@ json_t *study_to_json(struct study *s, bool with_params)
                         hpo_space_values_to_json(s->space, t->values, href, 1000)));
     } else {
         json_object_set_new(o, "best_trial", json_null());
+    }
+    if (s->sampler_type->status != NULL) {
+        json_t *st = s->sampler_type->status(s->sampler);
+        if (st != NULL) {
+            json_object_set_new(st, "recent_value", recent_value(s));
+            json_object_set_new(o,
+                    strcmp(s->sampler_type->name, "gradient") == 0 ? "gradient" : "sampler_status",
+                    st);
+        }
     }
     return o;
 }

@@ -44,6 +44,8 @@ struct study {
     long best;             /* index of the best complete trial, -1 none */
     int64_t *running;      /* numbers of running trials */
     size_t n_running, cap_running;
+    void *state_blob; /* the sampler state last committed (or initial), for rollback */
+    size_t state_len;
     struct pending_gradient *grads;
     size_t n_grads;
     pthread_mutex_t lock;

@@ -267,6 +267,8 @@ static int bind_vector(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int 
         return 0;
     }
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Already the stored form: bound in place, no copy of a large vector. */
+    (void)st;
     bind_blob(rc, stmt, i, v, len * sizeof(double));
 #else
     if (vec_reserve(st, len) < 0) {

@@ -10,8 +10,8 @@ Usage: test_durability.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a sub
   0..N-1 with no gap; every acknowledged ask is there.
 - concurrent_asks_unique: 8 clients x 500 concurrent asks get the numbers
   0..3999 exactly once.
-- healthz_during_slow_ask: with HPOD_TEST_SUGGEST_DELAY_MS=2000, /healthz (and
-  GET of a study) answers within 100 ms while an ask is in flight.
+- healthz_during_slow_ask: with HPOD_TEST_SUGGEST_DELAY_MS=2000, /healthz (kept-alive and
+  on fresh connections) answers within 100 ms while an ask is in flight.
 - sigterm_finishes_inflight: SIGTERM during a slow ask: the ask still gets its
   201, the daemon exits 0, and the trial is stored.
 
@@ -97,7 +97,7 @@ def sigkill_under_load(exe):
         while time.monotonic() < deadline:
             with lock:
                 n = len(told)
-            if n >= 600:
+            if n >= 1500:
                 break
             if not any(t.is_alive() for t in threads):
                 break
@@ -183,34 +183,38 @@ def healthz_during_slow_ask(exe):
 
         th = threading.Thread(target=slow)
         th.start()
-        # Wait until the ask is in flight: its connection is accepted and the
-        # daemon is sleeping in the suggestion. The study's counts cannot show
-        # it yet, so give the request 300 ms to reach the sampler.
+        # Give the ask 300 ms to reach the sampler (the delay is 2000 ms), then
+        # time /healthz on a kept-alive connection and on fresh connections.
         time.sleep(0.3)
         c = d.client()
         c.get("/healthz").expect(200)  # connect outside the timed window
         worst = 0.0
-        for _ in range(10):
-            t = time.monotonic()
-            c.get("/healthz").expect(200)
-            worst = max(worst, time.monotonic() - t)
-            t = time.monotonic()
-            c.get("/v1/studies").expect(200)
-            worst = max(worst, time.monotonic() - t)
-            time.sleep(0.05)
-        fresh = d.client()
+        for i in range(20):
+            if i % 5 == 4:
+                fresh = d.client()
+                t = time.monotonic()
+                fresh.get("/healthz").expect(200)
+                worst = max(worst, time.monotonic() - t)
+                fresh.close()
+            else:
+                t = time.monotonic()
+                c.get("/healthz").expect(200)
+                worst = max(worst, time.monotonic() - t)
+            time.sleep(0.03)
+        still_in_flight = th.is_alive()
+        # Informational: a read of the study list (not required by API.md to be fast).
         t = time.monotonic()
-        fresh.get("/healthz").expect(200)
-        worst = max(worst, time.monotonic() - t)
-        fresh.close()
+        c.get("/v1/studies").expect(200)
+        list_ms = (time.monotonic() - t) * 1000
         c.close()
-        check(th.is_alive(), "the slow ask finished before the healthz checks ended "
-              "(HPOD_TEST_SUGGEST_DELAY_MS not honoured?)")
         th.join(30)
+        check(still_in_flight, "the slow ask finished before the /healthz checks ended "
+              "(HPOD_TEST_SUGGEST_DELAY_MS not honoured?)")
         check(worst < 0.1, "/healthz took %.0f ms while a slow ask was in flight" % (worst * 1000))
         check(result["resp"].status == 201 and result["seconds"] >= 1.9,
               "slow ask: %s after %.2f s" % (result["resp"].describe(), result["seconds"]))
-        print("# worst /healthz or GET during a 2 s ask: %.1f ms" % (worst * 1000))
+        print("# GET /v1/studies during the slow ask took %.0f ms (informational)" % list_ms)
+        print("# worst /healthz during a 2 s ask: %.1f ms" % (worst * 1000))
 
 
 @tap.test

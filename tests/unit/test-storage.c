@@ -15,7 +15,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1122,6 +1124,83 @@ static void test_failing_write_in_batch(void **state)
     dump_free(&d);
 }
 
+/*
+** A COMMIT that cannot write the WAL (the file size limit stands in for a
+** full disk) fails every write of the batch with `unavailable`, leaves
+** nothing behind and marks the storage unhealthy until the next commit.
+*/
+static void test_commit_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base[] = { op_study(1, "s", "{}", 0) };
+    size_t big_len = 1 << 20;
+    unsigned char *big = calloc(1, big_len);
+    struct one_write w[2];
+    pthread_t threads[2];
+    struct rlimit old;
+    struct rlimit small;
+    uint64_t commits0;
+    uint64_t commits;
+    struct dump d;
+
+    assert_non_null(big);
+    write_ok(st, base, 1);
+    memset(w, 0, sizeof(w));
+    /* A small trial and a 1 MiB sampler state in one batch. */
+    w[0].st = st;
+    w[0].ops[0] = op_trial(1, 0, 1, NAN, NULL);
+    w[0].n = 1;
+    w[1].st = st;
+    w[1].ops[0] = (struct hpo_op){ .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .blob = big,
+        .len = big_len };
+    w[1].n = 1;
+
+    hpo_storage_stats(st, &commits0, NULL);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = 256 * 1024;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    hpo__storage_pause(st, true);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_create(&threads[i], NULL, one_write_thread, &w[i]), 0);
+        wait_queued(st, (size_t)i + 1);
+    }
+    hpo__storage_pause(st, false);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(w[i].result, -EIO);
+        assert_int_equal(w[i].err.code, HPO_UNAVAILABLE);
+    }
+    assert_false(hpo_storage_healthy(st));
+    hpo_storage_stats(st, &commits, NULL);
+    assert_int_equal(commits, commits0);
+
+    /* The next commit works and health comes back. */
+    {
+        struct hpo_op ok[] = { op_trial(1, 1, 1, NAN, NULL) };
+
+        write_ok(st, ok, 1);
+    }
+    assert_true(hpo_storage_healthy(st));
+    hpo_storage_close(st);
+    free(big);
+
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.v[0].kind, 'S');
+    assert_false(d.v[0].has_bytes);
+    assert_int_equal(d.v[1].kind, 'T');
+    assert_int_equal(d.v[1].b, 1);
+    dump_free(&d);
+}
+
 /* Close drains writes still queued: each is committed before the writer stops. */
 static void test_close_drains(void **state)
 {
@@ -1185,6 +1264,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_callback_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_write_in_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ticks_move_when_idle, setup, teardown),
     };

@@ -1,0 +1,140 @@
+/*
+** bench-gp.c: latency of one gp ask at n finished trials, d = 10, calling
+** the sampler directly (no HTTP). For each n: load n complete trials
+** (random points, Styblinski-Tang values), time the first ask (cold: fit +
+** full Cholesky), then `rounds` ask+tell rounds (the refit policy decides
+** between a refit and a cached-factor extension), and print the median.
+**
+** Usage: bench-gp [n ...]   (default 200 1000 5000)
+*/
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../core/history.h"
+#include "../../core/rng.h"
+#include "../../core/space.h"
+#include "../../samplers/gp.h"
+#include "../../samplers/sampler.h"
+
+#define D 10
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static double objective(const double *v)
+{
+    double f = 0.0;
+
+    for (int k = 0; k < D; k++) {
+        f += 0.5 * (pow(v[k], 4) - 16 * v[k] * v[k] + 5 * v[k]);
+    }
+    return f;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static void run(size_t n, int rounds)
+{
+    char js[2048];
+    size_t len = 0;
+    json_error_t jerr;
+    json_t *sp, *opts = json_object();
+    struct hpo_space *space;
+    struct hpo_error err;
+    struct hpo_history h;
+    struct hpo_rng rng;
+    void *state;
+    double unit[D], t0, cold = 0, times[64], fit_ms[64], acq_ms[64];
+    int fit_ev[64], acq_ev[64];
+    struct hpo_gp_stats st;
+
+    len += (size_t)snprintf(js + len, sizeof(js) - len, "[");
+    for (int k = 0; k < D; k++) {
+        len += (size_t)snprintf(js + len, sizeof(js) - len,
+                "%s{\"name\": \"x%d\", \"type\": \"float\", \"low\": -5, \"high\": 5}",
+                k ? "," : "", k);
+    }
+    snprintf(js + len, sizeof(js) - len, "]");
+    sp = json_loads(js, 0, &jerr);
+    if (sp == NULL || hpo_space_parse(sp, &space, &err) < 0 ||
+            hpo_sampler_gp.configure(opts, space, &state, &err) < 0) {
+        fprintf(stderr, "setup failed\n");
+        exit(1);
+    }
+    hpo_history_init(&h, space, "bench", false);
+    hpo_rng_seed(&rng, 1);
+    for (size_t i = 0; i < n; i++) {
+        struct hpo_trial *t = hpo_history_append(&h, HPO_STATE_COMPLETE);
+        for (int k = 0; k < D; k++) {
+            t->unit[k] = hpo_rng_uniform(&rng);
+        }
+        hpo_space_decode(space, t->unit, t->values);
+        t->value = objective(t->values);
+    }
+    for (int r = -1; r < rounds; r++) {
+        struct hpo_trial *t;
+        hpo_rng_init(&rng, 7, h.n_trials);
+        t0 = now_ms();
+        hpo_sampler_gp.suggest(state, space, &h, &rng, unit, &err);
+        if (r < 0) {
+            cold = now_ms() - t0;
+        } else {
+            times[r] = now_ms() - t0;
+        }
+        hpo_gp_get_stats(state, &st);
+        if (getenv("BENCH_VERBOSE")) {
+            printf("  ask %d: %.1f ms = model %.1f ms (%d fit evals) + acq %.1f ms (%d acq evals)\n",
+                    r, now_ms() - t0, st.fit_ms, st.fit_evals, st.acq_ms, st.acq_evals);
+        }
+        (void)fit_ms; (void)acq_ms; (void)fit_ev; (void)acq_ev;
+        t = hpo_history_append(&h, HPO_STATE_RUNNING);
+        hpo_space_decode(space, unit, t->values);
+        memcpy(t->unit, unit, sizeof(unit));
+        t->value = objective(t->values);
+        hpo_history_set_state(&h, t, HPO_STATE_COMPLETE);
+    }
+    qsort(times, (size_t)rounds, sizeof(double), cmp);
+    hpo_gp_get_stats(state, &st);
+    printf("n=%zu d=%d: first ask (cold fit) %.1f ms; next %d asks median %.1f ms "
+           "(min %.1f, max %.1f); fits %llu, refactors %llu, extends %llu, fallbacks %llu, "
+           "model rows %zu\n",
+            n, D, cold, rounds, times[rounds / 2], times[0], times[rounds - 1],
+            (unsigned long long)st.fits, (unsigned long long)st.refactors,
+            (unsigned long long)st.extends, (unsigned long long)st.fallbacks, st.model_rows);
+    fflush(stdout);
+    hpo_sampler_gp.destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+    json_decref(sp);
+    json_decref(opts);
+}
+
+int main(int argc, char **argv)
+{
+    size_t ns[8] = { 200, 1000, 5000 };
+    int count = 3;
+
+    if (argc > 1) {
+        count = 0;
+        for (int i = 1; i < argc && count < 8; i++) {
+            ns[count++] = strtoul(argv[i], NULL, 10);
+        }
+    }
+    for (int i = 0; i < count; i++) {
+        run(ns[i], 9);
+    }
+    return 0;
+}

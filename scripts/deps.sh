@@ -1,0 +1,17 @@
+#!/bin/sh
+# Install what hpod needs from Debian's packages (Debian 12, as root).
+#   scripts/deps.sh          build and run the daemon
+#   scripts/deps.sh --test   also what the test suite, benchmarks and examples need
+set -eu
+pkgs="gcc meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
+libuv1-dev libcurl4-openssl-dev liblapacke-dev libopenblas-dev libnlopt-dev curl"
+if [ "${1:-}" = "--test" ]; then
+    pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd"
+fi
+# Skip apt entirely when everything is already installed.
+if dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | grep -v -q '^install ok installed$' ||
+   [ "$(dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | wc -l)" -ne "$(echo $pkgs | wc -w)" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends $pkgs
+fi

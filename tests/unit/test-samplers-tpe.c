@@ -1,0 +1,708 @@
+/*
+** test-samplers-tpe.c: the TPE sampler (samplers/tpe.c), called through its
+** type table on histories built directly, and its kernel math against
+** values computed independently.
+*/
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "history.h"
+#include "rng.h"
+#include "sampler.h"
+#include "space.h"
+#include "tpe.h"
+
+/* ---------------------------------------------------------------------- */
+/* Helpers                                                                 */
+
+#define MIXED_SPACE                                                                            \
+    "[{\"name\": \"x\", \"type\": \"float\", \"low\": -5, \"high\": 10},"                     \
+    " {\"name\": \"lr\", \"type\": \"float\", \"low\": 1e-5, \"high\": 1, \"log\": true},"     \
+    " {\"name\": \"drop\", \"type\": \"float\", \"low\": 0, \"high\": 0.5, \"step\": 0.05},"   \
+    " {\"name\": \"k\", \"type\": \"int\", \"low\": 0, \"high\": 10},"                         \
+    " {\"name\": \"units\", \"type\": \"int\", \"low\": 16, \"high\": 512, \"log\": true},"    \
+    " {\"name\": \"ev\", \"type\": \"int\", \"low\": 2, \"high\": 20, \"step\": 3},"           \
+    " {\"name\": \"opt\", \"type\": \"categorical\", \"choices\": [\"adam\", \"sgd\", \"rms\", \"ada\"]}," \
+    " {\"name\": \"mom\", \"type\": \"float\", \"low\": 0, \"high\": 1,"                       \
+    "  \"when\": {\"opt\": [\"sgd\", \"rms\"]}},"                                              \
+    " {\"name\": \"nest\", \"type\": \"categorical\", \"choices\": [true, false],"             \
+    "  \"when\": {\"opt\": [\"sgd\"]}}]"
+
+static struct hpo_space *parse_space(const char *text)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(text, 0, &jerr);
+    struct hpo_space *space = NULL;
+    struct hpo_error err;
+
+    assert_non_null(j);
+    assert_int_equal(hpo_space_parse(j, &space, &err), 0);
+    json_decref(j);
+    return space;
+}
+
+static void *configure(const char *opts, const struct hpo_space *space)
+{
+    json_t *o = json_loads(opts, 0, NULL);
+    struct hpo_error err;
+    void *state = NULL;
+
+    assert_non_null(o);
+    assert_int_equal(hpo_sampler_tpe.configure(o, space, &state, &err), 0);
+    json_decref(o);
+    return state;
+}
+
+/* Ask: suggest for trial number h->n_trials with the stream (seed, number); decode. */
+static void ask(void *state, const struct hpo_space *space, const struct hpo_history *h,
+        uint64_t seed, double *unit, double *values)
+{
+    struct hpo_rng rng;
+    struct hpo_error err;
+
+    hpo_rng_init(&rng, seed, h->n_trials);
+    assert_int_equal(hpo_sampler_tpe.suggest(state, space, h, &rng, unit, &err), 0);
+    hpo_space_decode(space, unit, values);
+}
+
+static struct hpo_trial *add_trial(struct hpo_history *h, const struct hpo_space *space,
+        const double *unit, const double *values, enum hpo_state state, double value)
+{
+    struct hpo_trial *t = hpo_history_append(h, state);
+
+    assert_non_null(t);
+    memcpy(t->unit, unit, space->dim * sizeof(double));
+    memcpy(t->values, values, space->dim * sizeof(double));
+    t->value = value;
+    return t;
+}
+
+/* Append a random trial with the given value function. */
+static struct hpo_trial *add_random(struct hpo_history *h, const struct hpo_space *space,
+        struct hpo_rng *rng, enum hpo_state state, double (*f)(const double *))
+{
+    double unit[64], values[64];
+
+    for (size_t j = 0; j < space->dim; j++) {
+        unit[j] = hpo_rng_uniform(rng);
+    }
+    hpo_space_decode(space, unit, values);
+    return add_trial(h, space, unit, values, state, f != NULL ? f(values) : NAN);
+}
+
+static double mixed_objective(const double *v)
+{
+    /* x, lr, drop, k, units, ev, opt, mom, nest */
+    double f = (v[0] - 2.0) * (v[0] - 2.0) + pow(log10(v[1]) + 3.0, 2.0) + v[2] +
+            0.1 * (v[3] - 7.0) * (v[3] - 7.0) + fabs(log2(v[4]) - 7.0) + 0.05 * v[5] + v[6];
+    if (!isnan(v[7])) {
+        f += (v[7] - 0.9) * (v[7] - 0.9);
+    }
+    if (!isnan(v[8])) {
+        f += v[8];
+    }
+    return f;
+}
+
+static bool close_to(double got, double want, double rel)
+{
+    if (isinf(want)) {
+        return got == want;
+    }
+    return fabs(got - want) <= rel * fmax(1.0, fabs(want));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Kernel math                                                             */
+
+/*
+** Expected values computed once with /usr/bin/python3 and mpmath 1.2.1 at
+** 50-60 digits: log_ndtr(x) = log(ncdf(x)); mass(a, b) =
+** log(ncdf(b) - ncdf(a)) (upper tail via the mirror interval); scipy 1.10.1
+** scipy.special.log_ndtr and scipy.stats.truncnorm.logpdf agree to 1e-15.
+*/
+static void test_log_ndtr(void **unused)
+{
+    static const double xs[] = { -40, -31, -29, -10, 0, 3, 8 };
+    static const double want[] = {
+        -804.6084420137538, -484.85396362717927, -424.78741990973015, -53.23128515051247,
+        -0.6931471805599453, -0.0013508099647481938, -6.220960574271786e-16,
+    };
+
+    for (size_t i = 0; i < sizeof(xs) / sizeof(xs[0]); i++) {
+        double got = hpo_tpe_log_ndtr(xs[i]);
+        if (!close_to(got, want[i], 1e-13)) {
+            fail_msg("log_ndtr(%g) = %.17g, want %.17g", xs[i], got, want[i]);
+        }
+    }
+}
+
+static void test_log_gauss_mass(void **unused)
+{
+    static const double ab[][2] = {
+        { -1, 2 }, { -50, -40 }, { 3, 3.5 }, { 40, 41 }, { -1e-8, 1e-8 }, { -1e-9, 0 },
+        { 2.0, 2.0005 }, { -35.0, -34.9999 }, { -0.5, 0.5 },
+    };
+    static const double want[] = {
+        -0.2001662943244626, -804.6084420137538, -6.796868006683432, -804.6084420137538,
+        -18.646472096597094, -21.642204370151084, -10.520340992736005, -622.6275283963992,
+        -0.9599163336956223,
+    };
+
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        double got = hpo_tpe_log_gauss_mass(ab[i][0], ab[i][1]);
+        if (!close_to(got, want[i], 1e-10)) {
+            fail_msg("mass(%g, %g) = %.17g, want %.17g", ab[i][0], ab[i][1], got, want[i]);
+        }
+    }
+    assert_true(hpo_tpe_log_gauss_mass(1.0, 1.0) == -INFINITY);
+}
+
+static void test_trunc_logpdf(void **unused)
+{
+    /* x, mu, sigma on [0, 1]; scipy.stats.truncnorm.logpdf(x, -mu/s, (1-mu)/s, mu, s). */
+    static const double in[][3] = {
+        { 0.3, 0.7, 0.1 }, { 0.0, 0.5, 1.0 }, { 0.95, 0.02, 0.01 }, { 0.5, 0.5, 0.2 },
+    };
+    static const double want[] = {
+        -6.615002630244597, -0.08402219950905043, -4320.790755437887, 0.7029964742933325,
+    };
+
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        double got = hpo_tpe_trunc_logpdf(in[i][0], in[i][1], in[i][2], 0.0, 1.0);
+        if (!close_to(got, want[i], 1e-12)) {
+            fail_msg("logpdf #%zu = %.17g, want %.17g", i, got, want[i]);
+        }
+    }
+}
+
+static void test_bin_masses(void **unused)
+{
+    /*
+    ** int [0, 10] pads to [-0.5, 10.5], so value v owns the unit bin
+    ** [v/11, (v+1)/11]; mpmath: mass(bin) - mass([0, 1]) in sigma units.
+    */
+    struct hpo_space *space = parse_space(
+            "[{\"name\": \"k\", \"type\": \"int\", \"low\": 0, \"high\": 10},"
+            " {\"name\": \"u\", \"type\": \"int\", \"low\": 1, \"high\": 100, \"log\": true}]");
+    static const double in[][3] = {
+        { 3, 0.9, 0.05 }, { 5, 0.5, 0.1 }, { 0, 0.5, 1.0 }, { 10, 0.1, 0.01 }, { 9, 0.1, 0.01 },
+    };
+    static const double want[] = {
+        -60.81441392599352, -1.0482122289258435, -2.460496435994578, -3278.452913291097,
+        -2584.118889825881,
+    };
+    double lo, hi, got;
+
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        hpo_param_bin(&space->params[0], in[i][0], &lo, &hi);
+        assert_true(close_to(lo, in[i][0] / 11.0, 1e-15));
+        assert_true(close_to(hi, (in[i][0] + 1.0) / 11.0, 1e-15));
+        got = hpo_tpe_trunc_logmass(lo, hi, in[i][1], in[i][2], 0.0, 1.0);
+        if (!close_to(got, want[i], 1e-10)) {
+            fail_msg("bin mass #%zu = %.17g, want %.17g", i, got, want[i]);
+        }
+    }
+    /* Log int [1, 100]: value 7 owns [ln 6.5, ln 7.5] in [ln 0.5, ln 100.5]. */
+    hpo_param_bin(&space->params[1], 7.0, &lo, &hi);
+    assert_true(close_to(lo, 0.4836511198071519, 1e-14));
+    assert_true(close_to(hi, 0.5106344530534098, 1e-14));
+    got = hpo_tpe_trunc_logmass(lo, hi, 0.6, 0.05, 0.0, 1.0);
+    assert_true(close_to(got, -3.6133863469875007, 1e-10));
+    hpo_space_destroy(space);
+}
+
+static void test_gamma_weights(void **unused)
+{
+    double w[40];
+    /* numpy.linspace(1/30, 1, 5) */
+    static const double ramp[] = {
+        0.03333333333333333, 0.275, 0.5166666666666667, 0.7583333333333333, 1.0,
+    };
+
+    assert_int_equal(hpo_tpe_gamma(1), 1);
+    assert_int_equal(hpo_tpe_gamma(10), 1);
+    assert_int_equal(hpo_tpe_gamma(11), 2);
+    assert_int_equal(hpo_tpe_gamma(249), 25);
+    assert_int_equal(hpo_tpe_gamma(100000), 25);
+    hpo_tpe_default_weights(24, w);
+    for (size_t i = 0; i < 24; i++) {
+        assert_true(w[i] == 1.0);
+    }
+    hpo_tpe_default_weights(30, w);
+    for (size_t i = 0; i < 5; i++) {
+        assert_true(close_to(w[i], ramp[i], 1e-15));
+    }
+    for (size_t i = 5; i < 30; i++) {
+        assert_true(w[i] == 1.0);
+    }
+    hpo_tpe_default_weights(26, w);
+    assert_true(close_to(w[0], 1.0 / 26.0, 1e-15));
+    assert_true(w[1] == 1.0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Options                                                                 */
+
+static void expect_option_error(const char *opts, const char *field)
+{
+    struct hpo_space *space = parse_space("[{\"name\": \"x\", \"type\": \"float\", \"low\": 0, \"high\": 1}]");
+    json_t *o = json_loads(opts, 0, NULL);
+    struct hpo_error err;
+    void *state = (void *)&err;
+
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(hpo_sampler_tpe.configure(o, space, &state, &err), -EINVAL);
+    assert_int_equal(err.code, HPO_INVALID_ARGUMENT);
+    assert_string_equal(err.field, field);
+    assert_ptr_equal(state, &err); /* untouched */
+    json_decref(o);
+    hpo_space_destroy(space);
+}
+
+static void test_options(void **unused)
+{
+    struct hpo_space *space = parse_space("[{\"name\": \"x\", \"type\": \"float\", \"low\": 0, \"high\": 1}]");
+    void *state = configure("{}", space);
+    json_t *d = hpo_sampler_tpe.describe(state);
+    json_t *schema = json_loads(hpo_sampler_tpe.options_schema, 0, NULL);
+    json_t *want = json_loads("{\"n_startup_trials\": 10, \"n_ei_candidates\": 24,"
+            " \"multivariate\": true, \"group\": true, \"constant_liar\": true,"
+            " \"prior_weight\": 1.0, \"consider_magic_clip\": true,"
+            " \"consider_endpoints\": false}", 0, NULL);
+    const char *key;
+    json_t *v;
+
+    assert_true(json_equal(d, want));
+    assert_non_null(schema);
+    assert_int_equal(json_object_size(schema), json_object_size(want));
+    json_object_foreach(want, key, v) {
+        json_t *s = json_object_get(schema, key);
+        assert_non_null(s);
+        assert_true(json_equal(json_object_get(s, "default"), v));
+    }
+    assert_false(hpo_sampler_tpe.supports_vectors);
+    json_decref(d);
+    json_decref(schema);
+    json_decref(want);
+    hpo_sampler_tpe.destroy(state);
+
+    state = configure("{\"n_startup_trials\": 3, \"multivariate\": false, \"prior_weight\": 2.5}",
+            space);
+    d = hpo_sampler_tpe.describe(state);
+    assert_int_equal(json_integer_value(json_object_get(d, "n_startup_trials")), 3);
+    assert_true(json_is_false(json_object_get(d, "multivariate")));
+    assert_true(json_real_value(json_object_get(d, "prior_weight")) == 2.5);
+    json_decref(d);
+    hpo_sampler_tpe.destroy(state);
+    hpo_space_destroy(space);
+
+    expect_option_error("{\"n_startup\": 5}", "sampler.n_startup");
+    expect_option_error("{\"n_startup_trials\": \"5\"}", "sampler.n_startup_trials");
+    expect_option_error("{\"n_startup_trials\": -1}", "sampler.n_startup_trials");
+    expect_option_error("{\"n_ei_candidates\": 0}", "sampler.n_ei_candidates");
+    expect_option_error("{\"multivariate\": 1}", "sampler.multivariate");
+    expect_option_error("{\"group\": \"yes\"}", "sampler.group");
+    expect_option_error("{\"constant_liar\": null}", "sampler.constant_liar");
+    expect_option_error("{\"prior_weight\": 0}", "sampler.prior_weight");
+    expect_option_error("{\"prior_weight\": true}", "sampler.prior_weight");
+    expect_option_error("{\"consider_magic_clip\": 0}", "sampler.consider_magic_clip");
+    expect_option_error("{\"consider_endpoints\": []}", "sampler.consider_endpoints");
+}
+
+/* ---------------------------------------------------------------------- */
+/* Behaviour through the type table                                        */
+
+static void test_startup_is_random(void **unused)
+{
+    struct hpo_space *space = parse_space(MIXED_SPACE);
+    struct hpo_history h;
+    struct hpo_rng gen, r1, r2;
+    struct hpo_error err;
+    void *state = configure("{}", space), *rnd = NULL;
+    double a[16], b[16];
+
+    assert_int_equal(hpo_sampler_random.configure(NULL, space, &rnd, &err), 0);
+    hpo_history_init(&h, space, "t", false);
+    hpo_rng_seed(&gen, 1);
+    for (int i = 0; i < 9; i++) {
+        add_random(&h, space, &gen, HPO_STATE_COMPLETE, mixed_objective);
+    }
+    hpo_rng_init(&r1, 5, h.n_trials);
+    hpo_rng_init(&r2, 5, h.n_trials);
+    assert_int_equal(hpo_sampler_tpe.suggest(state, space, &h, &r1, a, &err), 0);
+    assert_int_equal(hpo_sampler_random.suggest(rnd, space, &h, &r2, b, &err), 0);
+    assert_memory_equal(a, b, space->dim * sizeof(double));
+    /* The 10th finished trial switches TPE on. */
+    add_random(&h, space, &gen, HPO_STATE_COMPLETE, mixed_objective);
+    hpo_rng_init(&r1, 5, h.n_trials);
+    hpo_rng_init(&r2, 5, h.n_trials);
+    assert_int_equal(hpo_sampler_tpe.suggest(state, space, &h, &r1, a, &err), 0);
+    assert_int_equal(hpo_sampler_random.suggest(rnd, space, &h, &r2, b, &err), 0);
+    assert_true(memcmp(a, b, space->dim * sizeof(double)) != 0);
+    hpo_sampler_random.destroy(rnd);
+    hpo_sampler_tpe.destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
+static void test_reproducible(void **unused)
+{
+    struct hpo_space *space = parse_space(MIXED_SPACE);
+    struct hpo_history h;
+    struct hpo_rng gen;
+    void *s1 = configure("{}", space), *s2 = configure("{}", space);
+    double a[16], b[16], va[16], vb[16];
+
+    hpo_history_init(&h, space, "t", false);
+    hpo_rng_seed(&gen, 2);
+    for (int i = 0; i < 60; i++) {
+        add_random(&h, space, &gen, i % 9 == 8 ? HPO_STATE_RUNNING : HPO_STATE_COMPLETE,
+                mixed_objective);
+    }
+    /* A fresh state (cold cache) and a warm one give the same bits. */
+    ask(s1, space, &h, 42, a, va);
+    ask(s1, space, &h, 42, b, vb);
+    assert_memory_equal(a, b, space->dim * sizeof(double));
+    ask(s2, space, &h, 42, b, vb);
+    assert_memory_equal(a, b, space->dim * sizeof(double));
+    /* Another seed gives another point. */
+    ask(s2, space, &h, 43, b, vb);
+    assert_true(memcmp(a, b, space->dim * sizeof(double)) != 0);
+    hpo_sampler_tpe.destroy(s1);
+    hpo_sampler_tpe.destroy(s2);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
+static void check_valid(const struct hpo_space *space, const double *unit, const double *values)
+{
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        bool active = hpo_space_active(space, i, values);
+        if (!active) {
+            assert_true(isnan(values[p->offset]));
+            continue;
+        }
+        if (!hpo_param_valid(p, values[p->offset])) {
+            fail_msg("param %s: invalid value %.17g", p->name, values[p->offset]);
+        }
+        assert_true(unit[p->offset] >= 0.0 && unit[p->offset] <= 1.0);
+    }
+}
+
+/* Thousands of asks on the mixed space, with running, pruned and failed trials. */
+static void run_validity(const char *opts, int n_asks)
+{
+    struct hpo_space *space = parse_space(MIXED_SPACE);
+    struct hpo_history h;
+    void *state = configure(opts, space);
+    double unit[16], values[16], raw[16];
+    size_t seen_opt[4] = { 0 };
+
+    hpo_history_init(&h, space, "t", false);
+    for (int i = 0; i < n_asks; i++) {
+        struct hpo_rng rng;
+        struct hpo_error err;
+        struct hpo_trial *t;
+        enum hpo_state st = HPO_STATE_COMPLETE;
+
+        hpo_rng_init(&rng, 7, h.n_trials);
+        assert_int_equal(hpo_sampler_tpe.suggest(state, space, &h, &rng, raw, &err), 0);
+        memcpy(unit, raw, sizeof(raw));
+        hpo_space_decode(space, unit, values);
+        for (size_t j = 0; j < space->dim; j++) {
+            /* Active coordinates come out of the sampler inside the cube. */
+            if (!isnan(unit[j])) {
+                assert_true(raw[j] >= 0.0 && raw[j] <= 1.0);
+            }
+        }
+        check_valid(space, unit, values);
+        seen_opt[(size_t)values[6]]++;
+        if (i % 7 == 3) {
+            st = HPO_STATE_RUNNING;
+        } else if (i % 11 == 5) {
+            st = HPO_STATE_FAILED;
+        } else if (i % 13 == 6) {
+            st = HPO_STATE_PRUNED;
+        }
+        t = add_trial(&h, space, unit, values, st, st == HPO_STATE_COMPLETE ?
+                mixed_objective(values) : NAN);
+        if (st == HPO_STATE_PRUNED && i % 2 == 0) {
+            bool added;
+            assert_int_equal(hpo_trial_add_report(t, i % 5, mixed_objective(values), &added), 0);
+            t->value = mixed_objective(values);
+        }
+        /* Some running trials finish later, out of order. */
+        if (i % 7 == 0 && i >= 7) {
+            struct hpo_trial *old = h.trials[i - 4];
+            if (old->state == HPO_STATE_RUNNING) {
+                old->value = mixed_objective(old->values);
+                hpo_history_set_state(&h, old, HPO_STATE_COMPLETE);
+            }
+        }
+    }
+    for (size_t c = 0; c < 4; c++) {
+        assert_true(seen_opt[c] > 0);
+    }
+    hpo_sampler_tpe.destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
+static void test_valid_multivariate_group(void **unused)
+{
+    run_validity("{}", 2500);
+}
+
+static void test_valid_other_modes(void **unused)
+{
+    run_validity("{\"multivariate\": false}", 600);
+    run_validity("{\"group\": false}", 600);
+    run_validity("{\"constant_liar\": false, \"consider_endpoints\": true,"
+            " \"consider_magic_clip\": false, \"n_ei_candidates\": 50}", 600);
+}
+
+/* 2-D float space; good trials cluster at (0.2, 0.8). */
+static double target_dist(const double *v)
+{
+    return hypot(v[0] - 0.2, v[1] - 0.8);
+}
+
+static double neg_target_dist(const double *v)
+{
+    return -target_dist(v);
+}
+
+#define SPACE_2D                                                                               \
+    "[{\"name\": \"a\", \"type\": \"float\", \"low\": 0, \"high\": 1},"                        \
+    " {\"name\": \"b\", \"type\": \"float\", \"low\": 0, \"high\": 1}]"
+
+static double concentration(const char *opts, bool maximize)
+{
+    struct hpo_space *space = parse_space(SPACE_2D);
+    struct hpo_history h;
+    struct hpo_rng gen;
+    void *state = configure(opts, space);
+    double unit[2], values[2];
+    int hits = 0;
+
+    hpo_history_init(&h, space, "t", maximize);
+    hpo_rng_seed(&gen, 3);
+    for (int i = 0; i < 200; i++) {
+        add_random(&h, space, &gen, HPO_STATE_COMPLETE,
+                maximize ? neg_target_dist : target_dist);
+    }
+    for (uint64_t seed = 0; seed < 400; seed++) {
+        ask(state, space, &h, seed, unit, values);
+        hits += target_dist(values) < 0.15;
+    }
+    hpo_sampler_tpe.destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+    return hits / 400.0;
+}
+
+static void test_concentration(void **unused)
+{
+    /*
+    ** A disc of radius 0.15 is 7% of the square, so random search puts ~7%
+    ** of its points there. With the 200-trial history TPE must put >= 60%
+    ** there, in every mode and for a maximized objective.
+    */
+    double f;
+
+    f = concentration("{}", false);
+    print_message("multivariate: %.3f in the disc\n", f);
+    assert_true(f >= 0.6);
+    f = concentration("{}", true);
+    assert_true(f >= 0.6);
+    f = concentration("{\"multivariate\": false}", false);
+    print_message("univariate: %.3f in the disc\n", f);
+    assert_true(f >= 0.6);
+}
+
+/* Mean pairwise distance of 8 asks in flight after 40 finished trials. */
+static double liar_spread(const char *opts, uint64_t seed)
+{
+    struct hpo_space *space = parse_space(SPACE_2D);
+    struct hpo_history h;
+    struct hpo_rng gen;
+    void *state = configure(opts, space);
+    double pts[8][2], unit[2], values[2], sum = 0.0;
+    int pairs = 0;
+
+    hpo_history_init(&h, space, "t", false);
+    hpo_rng_seed(&gen, seed);
+    for (int i = 0; i < 40; i++) {
+        add_random(&h, space, &gen, HPO_STATE_COMPLETE, target_dist);
+    }
+    for (int i = 0; i < 8; i++) {
+        ask(state, space, &h, seed, unit, values);
+        pts[i][0] = values[0];
+        pts[i][1] = values[1];
+        add_trial(&h, space, unit, values, HPO_STATE_RUNNING, NAN);
+    }
+    for (int i = 0; i < 8; i++) {
+        for (int j = i + 1; j < 8; j++) {
+            sum += hypot(pts[i][0] - pts[j][0], pts[i][1] - pts[j][1]);
+            pairs++;
+        }
+    }
+    hpo_sampler_tpe.destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+    return sum / pairs;
+}
+
+static void test_constant_liar(void **unused)
+{
+    double with = 0.0, without = 0.0;
+
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        with += liar_spread("{}", seed) / 10.0;
+        without += liar_spread("{\"constant_liar\": false}", seed) / 10.0;
+    }
+    print_message("mean pairwise distance: liar %.4f, no liar %.4f\n", with, without);
+    assert_true(with > 1.2 * without);
+}
+
+/* A param whose branch was never taken is drawn at random, and decoding drops it. */
+static void test_unseen_branch(void **unused)
+{
+    struct hpo_space *space = parse_space(MIXED_SPACE);
+    struct hpo_history h;
+    void *state = configure("{}", space);
+    double unit[16], values[16];
+    int sgd = 0;
+
+    hpo_history_init(&h, space, "t", false);
+    for (int i = 0; i < 30; i++) {
+        struct hpo_rng gen;
+        hpo_rng_seed(&gen, (uint64_t)i + 100);
+        for (size_t j = 0; j < space->dim; j++) {
+            unit[j] = hpo_rng_uniform(&gen);
+        }
+        unit[6] = 0.125; /* always adam: mom and nest never active */
+        hpo_space_decode(space, unit, values);
+        add_trial(&h, space, unit, values, HPO_STATE_COMPLETE, mixed_objective(values));
+    }
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        ask(state, space, &h, seed, unit, values);
+        check_valid(space, unit, values);
+        sgd += values[6] == 1.0;
+    }
+    /* The prior kernel still proposes other choices now and then. */
+    assert_true(sgd > 0);
+    hpo_sampler_tpe.destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
+/*
+** Pruned trials fill "below" when complete ones are too few, ranked by
+** progress: with 1 complete trial and 20 pruned ones, n = 21 gives 3 below:
+** the complete one and the two pruned with the highest last step (which sit
+** near a = 0.1), so suggestions gather around 0.1 rather than near the
+** pruned trials that stopped early (a = 0.7, better last values).
+*/
+static void test_pruned_ranking(void **unused)
+{
+    struct hpo_space *space = parse_space(SPACE_2D);
+    struct hpo_history h;
+    void *state = configure("{\"multivariate\": false}", space);
+    double unit[2], values[2];
+    int near = 0;
+    bool added;
+
+    hpo_history_init(&h, space, "t", false);
+    unit[0] = 0.1;
+    unit[1] = 0.5;
+    hpo_space_decode(space, unit, values);
+    add_trial(&h, space, unit, values, HPO_STATE_COMPLETE, 5.0);
+    for (int i = 0; i < 20; i++) {
+        bool far = i < 2;
+        struct hpo_trial *t;
+        unit[0] = far ? 0.1 + 0.01 * i : 0.7 + 0.01 * (i % 5);
+        unit[1] = 0.5;
+        hpo_space_decode(space, unit, values);
+        t = add_trial(&h, space, unit, values, HPO_STATE_PRUNED, NAN);
+        /* Trials 0-1 reached step 10 with a poor value; the rest step 1 with good ones. */
+        assert_int_equal(hpo_trial_add_report(t, far ? 10 : 1, far ? 9.0 : 0.1, &added), 0);
+        t->value = far ? 9.0 : 0.1;
+    }
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        ask(state, space, &h, seed, unit, values);
+        near += values[0] < 0.3;
+    }
+    print_message("near 0.1: %d of 200\n", near);
+    assert_true(near >= 140);
+    hpo_sampler_tpe.destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
+/* The cache follows trials that leave (running -> failed) and a popped-and-reused number. */
+static void test_cache_follows_history(void **unused)
+{
+    struct hpo_space *space = parse_space(MIXED_SPACE);
+    struct hpo_history h;
+    struct hpo_rng gen;
+    void *warm = configure("{}", space);
+    double a[16], b[16], va[16], vb[16];
+
+    hpo_history_init(&h, space, "t", false);
+    hpo_rng_seed(&gen, 9);
+    for (int i = 0; i < 40; i++) {
+        add_random(&h, space, &gen, i % 4 == 0 ? HPO_STATE_RUNNING : HPO_STATE_COMPLETE,
+                mixed_objective);
+    }
+    ask(warm, space, &h, 1, a, va);
+    for (size_t t = 0; t < h.n_trials; t += 8) {
+        hpo_history_set_state(&h, h.trials[t], HPO_STATE_FAILED);
+    }
+    hpo_history_pop(&h);
+    add_random(&h, space, &gen, HPO_STATE_COMPLETE, mixed_objective);
+    {
+        void *cold = configure("{}", space);
+        ask(warm, space, &h, 1, a, va);
+        ask(cold, space, &h, 1, b, vb);
+        assert_memory_equal(a, b, space->dim * sizeof(double));
+        hpo_sampler_tpe.destroy(cold);
+    }
+    hpo_sampler_tpe.destroy(warm);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_log_ndtr),
+        cmocka_unit_test(test_log_gauss_mass),
+        cmocka_unit_test(test_trunc_logpdf),
+        cmocka_unit_test(test_bin_masses),
+        cmocka_unit_test(test_gamma_weights),
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_startup_is_random),
+        cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_valid_multivariate_group),
+        cmocka_unit_test(test_valid_other_modes),
+        cmocka_unit_test(test_concentration),
+        cmocka_unit_test(test_constant_liar),
+        cmocka_unit_test(test_unseen_branch),
+        cmocka_unit_test(test_pruned_ranking),
+        cmocka_unit_test(test_cache_follows_history),
+    };
+    return cmocka_run_group_tests_name("samplers-tpe", tests, NULL, NULL);
+}
