@@ -10,7 +10,12 @@
 
 #include "space.h"
 
-#define MAX_EXACT_INT 9007199254740992.0 /* 2^53: ints beyond lose exactness in a double */
+/*
+** Int bounds: within +-1e15 (a double holds every int to 2^53, but the
+** half-step padding low - 0.5 and the decode ulow + u * range need spare
+** bits below 1 for every value to round-trip through the unit cube).
+*/
+#define MAX_INT_BOUND 1000000000000000LL
 
 bool hpo_name_valid(const char *name)
 {
@@ -77,10 +82,11 @@ static int read_number(const json_t *obj, const char *key, const char *pfx, bool
         if (!json_is_integer(v)) {
             return FAIL(field, "%s must be an integer", field);
         }
-        x = (double)json_integer_value(v);
-        if (fabs(x) > MAX_EXACT_INT) {
-            return FAIL(field, "%s must be within +-2^53", field);
+        /* Compare the integer itself, not its rounded double. */
+        if (json_integer_value(v) > MAX_INT_BOUND || json_integer_value(v) < -MAX_INT_BOUND) {
+            return FAIL(field, "%s must be within +-1e15", field);
         }
+        x = (double)json_integer_value(v);
     } else {
         if (!json_is_number(v)) {
             return FAIL(field, "%s must be a number", field);
@@ -92,6 +98,42 @@ static int read_number(const json_t *obj, const char *key, const char *pfx, bool
     }
     *ret = x;
     return 0;
+}
+
+/*
+** low + k*step carries binary rounding noise (0.15000000000000002); use the
+** shortest decimal of at most 15 digits that is within a few ulps instead,
+** so grid values read as users wrote them. Deterministic, so the grid is the
+** same on every call.
+*/
+static double tidy_grid_value(double v, double step)
+{
+    char buf[40];
+    double t;
+
+    snprintf(buf, sizeof(buf), "%.15g", v);
+    t = strtod(buf, NULL);
+    /* Never move a value by more than the tolerance that values_from_json allows. */
+    return fabs(t - v) <= 4.0 * DBL_EPSILON * fabs(v) && fabs(t - v) <= 1e-9 * step ? t : v;
+}
+
+/*
+** Grid value k of an int or stepped float param. For floats past low:
+** tidied, and a value that cancels to a rounding residue of zero (-0.3 +
+** 3 * 0.1 is 5.6e-17) is 0, the value the user meant.
+*/
+static double grid_value(const struct hpo_param *p, double k)
+{
+    double v = p->low + k * p->step;
+
+    /* The first grid value is low as the user wrote it, never tidied below it. */
+    if (p->type != HPO_PARAM_FLOAT || k == 0.0) {
+        return v;
+    }
+    if (fabs(v) < 1e-9 * p->step) {
+        return 0.0;
+    }
+    return tidy_grid_value(v, p->step);
 }
 
 /* Set up ulow/uhigh/n_grid once bounds, step and log are known. */
@@ -111,11 +153,15 @@ static void param_finish_transform(struct hpo_param *p)
     }
     if (p->step > 0.0) {
         double n = floor((p->high - p->low) / p->step + 1e-9);
-        double top = p->low + n * p->step;
+        /*
+        ** Compare the grid value as decoded (0 + 3 * 0.1 is
+        ** 0.30000000000000004 but decodes as 0.3, which high = 0.3 admits).
+        */
+        double top = grid_value(p, n);
         if (top > p->high) {
             /* Rounding pushed the last grid value over high: drop it. */
             n -= 1.0;
-            top = p->low + n * p->step;
+            top = grid_value(p, n);
         }
         p->n_grid = n + 1.0;
         p->ulow = p->low - p->step / 2.0;
@@ -177,6 +223,15 @@ static int parse_numeric(const json_t *def, struct hpo_param *p, const char *pfx
             snprintf(field, sizeof(field), "%s.low", pfx);
             return FAIL(field, "%s must be >= 1 when log is true", field);
         }
+        /*
+        ** Log-int bins narrow as 1/v: beyond about 2e14 a double unit
+        ** coordinate can no longer tell v from v + 1, so values would not
+        ** round-trip. 1e12 leaves a margin of 100.
+        */
+        if (p->log && p->high > 1e12) {
+            snprintf(field, sizeof(field), "%s.high", pfx);
+            return FAIL(field, "%s must be <= 1e12 when log is true", field);
+        }
         if (p->high - p->low > 1e15) {
             snprintf(field, sizeof(field), "%s.high", pfx);
             return FAIL(field, "%s - low must be at most 1e15", field);
@@ -208,12 +263,55 @@ static int parse_numeric(const json_t *def, struct hpo_param *p, const char *pfx
     return 0;
 }
 
+/* A choice and its position, sorted to find repeats in O(n log n). */
+struct choice_ref {
+    const json_t *v;
+    size_t i;
+};
+
+/*
+** Order choices by kind (string, number, boolean), then value. Numbers
+** compare as doubles, so 1 and 1.0 are the same choice, as choice_index
+** treats them.
+*/
+static int choice_cmp_value(const json_t *a, const json_t *b)
+{
+    int ka = json_is_string(a) ? 0 : (json_is_number(a) ? 1 : 2);
+    int kb = json_is_string(b) ? 0 : (json_is_number(b) ? 1 : 2);
+
+    if (ka != kb) {
+        return ka < kb ? -1 : 1;
+    }
+    if (ka == 0) {
+        size_t la = json_string_length(a), lb = json_string_length(b);
+        int c = memcmp(json_string_value(a), json_string_value(b), la < lb ? la : lb);
+        return c != 0 ? c : (la < lb ? -1 : (la > lb ? 1 : 0));
+    }
+    if (ka == 1) {
+        double x = json_number_value(a), y = json_number_value(b);
+        return x < y ? -1 : (x > y ? 1 : 0);
+    }
+    return (int)json_is_true(a) - (int)json_is_true(b);
+}
+
+static int choice_cmp(const void *x, const void *y)
+{
+    const struct choice_ref *a = x, *b = y;
+    int c = choice_cmp_value(a->v, b->v);
+
+    if (c != 0) {
+        return c;
+    }
+    return a->i < b->i ? -1 : (a->i > b->i ? 1 : 0);
+}
+
 static int parse_choices(const json_t *def, struct hpo_param *p, const char *pfx,
         struct hpo_error *err)
 {
     json_t *choices = json_object_get(def, "choices");
+    struct choice_ref *refs;
+    size_t n, dup = SIZE_MAX, first = 0;
     char field[128];
-    size_t n;
 
     snprintf(field, sizeof(field), "%s.choices", pfx);
     if (choices == NULL) {
@@ -235,12 +333,32 @@ static int parse_choices(const json_t *def, struct hpo_param *p, const char *pfx
         if (json_is_real(c) && !isfinite(json_real_value(c))) {
             return FAIL(field, "%s must be finite", field);
         }
-        /* Quadratic, but bounded by HPO_MAX_CHOICES and only at creation. */
-        for (size_t j = 0; j < i && n <= 4096; j++) {
-            if (json_equal(c, json_array_get(choices, j))) {
-                return FAIL(field, "%s repeats choices[%zu]", field, j);
-            }
+    }
+    /*
+    ** Repeats: sort by (value, position); in each run of equal values the
+    ** second entry is that value's first repeat. Report the earliest repeat
+    ** in the array, naming its first occurrence.
+    */
+    refs = malloc(n * sizeof(*refs));
+    if (refs == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        refs[i].v = json_array_get(choices, i);
+        refs[i].i = i;
+    }
+    qsort(refs, n, sizeof(*refs), choice_cmp);
+    for (size_t k = 1; k < n; k++) {
+        bool run_start = k == 1 || choice_cmp_value(refs[k - 1].v, refs[k - 2].v) != 0;
+        if (run_start && choice_cmp_value(refs[k].v, refs[k - 1].v) == 0 && refs[k].i < dup) {
+            dup = refs[k].i;
+            first = refs[k - 1].i;
         }
+    }
+    free(refs);
+    if (dup != SIZE_MAX) {
+        snprintf(field, sizeof(field), "%s.choices[%zu]", pfx, dup);
+        return FAIL(field, "%s repeats choices[%zu]", field, first);
     }
     p->choices = json_incref(choices);
     p->n_choices = n;
@@ -539,22 +657,6 @@ double hpo_param_to_unit(const struct hpo_param *p, double value)
     return (t - p->ulow) / (p->uhigh - p->ulow);
 }
 
-/*
-** low + k*step carries binary rounding noise (0.15000000000000002); use the
-** shortest decimal of at most 15 digits that is within a few ulps instead,
-** so grid values read as users wrote them. Deterministic, so the grid is the
-** same on every call.
-*/
-static double tidy_grid_value(double v)
-{
-    char buf[40];
-    double t;
-
-    snprintf(buf, sizeof(buf), "%.15g", v);
-    t = strtod(buf, NULL);
-    return fabs(t - v) <= 4.0 * DBL_EPSILON * fabs(v) ? t : v;
-}
-
 double hpo_param_snap(const struct hpo_param *p, double value)
 {
     if (p->type == HPO_PARAM_CATEGORICAL) {
@@ -573,7 +675,7 @@ double hpo_param_snap(const struct hpo_param *p, double value)
         if (k > p->n_grid - 1.0) {
             k = p->n_grid - 1.0;
         }
-        return p->type == HPO_PARAM_FLOAT ? tidy_grid_value(p->low + k * p->step) : p->low + k * p->step;
+        return grid_value(p, k);
     }
     return value < p->low ? p->low : (value > p->high ? p->high : value);
 }
@@ -593,6 +695,10 @@ double hpo_param_from_unit(const struct hpo_param *p, double u)
     }
     if (p->type == HPO_PARAM_CATEGORICAL) {
         return hpo_param_snap(p, u * (double)p->n_choices);
+    }
+    /* exp(log(high)) and ulow + 1 * (uhigh - ulow) may miss the bound by an ulp. */
+    if (p->type == HPO_PARAM_FLOAT && p->step == 0.0 && (u == 0.0 || u == 1.0)) {
+        return u == 0.0 ? p->low : p->high;
     }
     w = p->ulow + u * (p->uhigh - p->ulow);
     if (p->log) {
@@ -712,6 +818,17 @@ static int scalar_from_json(const struct hpo_param *p, const json_t *v, const ch
     if (!isfinite(x)) {
         return FAIL(field, "%s must be finite", field);
     }
+    if (p->type == HPO_PARAM_FLOAT && p->step > 0.0) {
+        double s = hpo_param_snap(p, x);
+        /*
+        ** Accept values a rounding error off the grid and store the grid
+        ** value, also at the edges (0 + 3 * 0.1 for a grid ending at 0.3).
+        */
+        if (fabs(s - x) <= 1e-9 * p->step) {
+            *ret = s;
+            return 0;
+        }
+    }
     if (x < p->low || x > p->high) {
         return FAIL(field, "%s must be within [%.17g, %.17g]", field, p->low, p->high);
     }
@@ -720,12 +837,7 @@ static int scalar_from_json(const struct hpo_param *p, const json_t *v, const ch
             return FAIL(field, "%s must be an integer on the step grid", field);
         }
     } else if (p->step > 0.0) {
-        double s = hpo_param_snap(p, x);
-        /* Accept values a rounding error off the grid and store the grid value. */
-        if (fabs(s - x) > 1e-9 * p->step) {
-            return FAIL(field, "%s must be low + k*step", field);
-        }
-        x = s;
+        return FAIL(field, "%s must be low + k*step", field);
     }
     *ret = x;
     return 0;

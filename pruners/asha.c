@@ -5,7 +5,16 @@
 **
 ** Rung values are derived from the stored reports (a trial's rung-k value is
 ** its value at its first report at or beyond r_k), kept per rung in a sorted
-** array updated through observe(), so a decision costs O(log n).
+** array updated through observe(), so a decision costs O(log n). Being
+** derived, they are the same after a restart, and a repeated report is
+** decided again on the same history (Optuna answers "continue" then). Trials
+** of every state compete; a NaN rung value prunes and is never a competitor.
+**
+** min_resource "auto" is fixed at the first decision that sees a complete
+** trial with reports (Optuna's moment): max(last step) // 100, at least 1.
+** Reports made before that count as rung values too (Optuna drops them). The
+** fixed value is not stored: after a restart it is computed again, from the
+** complete trials at the first decision.
 */
 #include <errno.h>
 #include <math.h>
@@ -325,7 +334,8 @@ static void asha_observe(void *state, const struct hpo_history *history, size_t 
 {
     struct asha *a = state;
 
-    if (!a->ready) {
+    /* With min_resource "auto" nothing is kept before a decision fixes it. */
+    if (!a->ready && (a->min_resource == 0 || !asha_ready(a, history))) {
         return;
     }
     /* On OOM the trial is synced again at its next decision. */

@@ -21,7 +21,6 @@ struct hyperband {
     bool never; /* fewer than one bracket: never prune (as Optuna) */
     size_t n_brackets;
     int64_t budget[HPO_SHA_MAX_RUNGS];
-    int64_t total_budget;
     struct hpo__sha *sha; /* n_brackets engines */
     uint8_t *bracket;     /* by trial number; 0xFF: not computed */
     size_t n_bracket;
@@ -103,15 +102,49 @@ static int64_t bracket_budget(int64_t n_brackets, int64_t eta, int64_t s)
     return (a + s) / (s + 1);
 }
 
+size_t hpo__hyperband_layout(int64_t min_resource, int64_t max_resource, int64_t eta,
+        int64_t budgets[HPO_SHA_MAX_RUNGS])
+{
+    /* Optuna: math.floor(math.log(max / min, eta)) + 1, the same double operations. */
+    double nb = floor(log((double)max_resource / (double)min_resource) / log((double)eta)) + 1;
+    size_t n;
+
+    if (nb < 1) {
+        return 0;
+    }
+    n = nb > HPO_SHA_MAX_RUNGS ? HPO_SHA_MAX_RUNGS : (size_t)nb;
+    for (size_t b = 0; b < n; b++) {
+        budgets[b] = bracket_budget((int64_t)n, eta, (int64_t)(n - 1 - b));
+    }
+    return n;
+}
+
+size_t hpo__hyperband_bracket(const int64_t *budgets, size_t n_brackets, uint32_t crc)
+{
+    uint64_t total = 0, n;
+    size_t b;
+
+    for (b = 0; b < n_brackets; b++) {
+        total += (uint64_t)budgets[b];
+    }
+    n = crc % total;
+    for (b = 0; b + 1 < n_brackets; b++) {
+        if (n < (uint64_t)budgets[b]) {
+            break;
+        }
+        n -= (uint64_t)budgets[b];
+    }
+    return b;
+}
+
 /*
 ** Fix max_resource ("auto": max last step of complete trials + 1, at the
 ** first decision that sees one, as Optuna) and build the brackets. Returns
-** false while unknown; returns -ENOMEM through *ret_r.
+** false while unknown, and false with *ret_r = -ENOMEM on OOM.
 */
 static bool hyperband_ready(struct hyperband *hb, const struct hpo_history *h, int *ret_r)
 {
     int64_t max_resource = hb->max_resource;
-    double nb;
 
     *ret_r = 0;
     if (hb->ready) {
@@ -134,28 +167,23 @@ static bool hyperband_ready(struct hyperband *hb, const struct hpo_history *h, i
         }
         max_resource = max_step == INT64_MAX ? INT64_MAX : max_step + 1;
     }
-    /* Optuna: floor(math.log(max / min, eta)) + 1, the same double operations. */
-    nb = floor(log((double)max_resource / (double)hb->min_resource) / log((double)hb->eta)) + 1;
-    hb->ready = true;
-    if (nb < 1) {
+    hb->n_brackets = hpo__hyperband_layout(hb->min_resource, max_resource, hb->eta, hb->budget);
+    if (hb->n_brackets == 0) {
         /* max_resource < min_resource (only with "auto"): Optuna builds no bracket. */
+        hb->ready = true;
         hb->never = true;
         return true;
     }
-    hb->n_brackets = nb > HPO_SHA_MAX_RUNGS ? HPO_SHA_MAX_RUNGS : (size_t)nb;
     hb->sha = calloc(hb->n_brackets, sizeof(*hb->sha));
     if (hb->sha == NULL) {
-        hb->ready = false;
+        hb->n_brackets = 0;
         *ret_r = -ENOMEM;
         return false;
     }
-    hb->total_budget = 0;
     for (size_t b = 0; b < hb->n_brackets; b++) {
-        int64_t s = (int64_t)(hb->n_brackets - 1 - b);
-        hb->budget[b] = bracket_budget((int64_t)hb->n_brackets, hb->eta, s);
-        hb->total_budget += hb->budget[b];
         hpo__sha_init(&hb->sha[b], hb->min_resource, hb->eta, (int64_t)b, hb->bootstrap_count);
     }
+    hb->ready = true;
     hb->n_seen = 0;
     return true;
 }
@@ -163,7 +191,6 @@ static bool hyperband_ready(struct hyperband *hb, const struct hpo_history *h, i
 /* The bracket of trial number `num` (cached). Returns -ENOMEM or the bracket. */
 static int bracket_of(struct hyperband *hb, const struct hpo_history *h, size_t num)
 {
-    uint64_t n;
     size_t b;
 
     if (num >= hb->n_bracket) {
@@ -183,13 +210,8 @@ static int bracket_of(struct hyperband *hb, const struct hpo_history *h, size_t 
     if (hb->bracket[num] != 0xFF) {
         return hb->bracket[num];
     }
-    n = hpo__crc32_trial(h->study_name, (int64_t)num) % (uint64_t)hb->total_budget;
-    for (b = 0; b + 1 < hb->n_brackets; b++) {
-        if (n < (uint64_t)hb->budget[b]) {
-            break;
-        }
-        n -= (uint64_t)hb->budget[b];
-    }
+    b = hpo__hyperband_bracket(hb->budget, hb->n_brackets,
+            hpo__crc32_trial(h->study_name, (int64_t)num));
     hb->bracket[num] = (uint8_t)b;
     return (int)b;
 }
@@ -241,8 +263,13 @@ static void hyperband_observe(void *state, const struct hpo_history *history, si
         int64_t step)
 {
     struct hyperband *hb = state;
+    int r;
 
-    if (!hb->ready || hb->never) {
+    /* With max_resource "auto" nothing is kept before a decision fixes it. */
+    if (!hb->ready && (hb->max_resource == 0 || !hyperband_ready(hb, history, &r))) {
+        return;
+    }
+    if (hb->never) {
         return;
     }
     /* On OOM the trial is synced again at its next decision. */

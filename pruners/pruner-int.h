@@ -98,4 +98,17 @@ int hpo__sha_sync(struct hpo__sha *sha, const struct hpo_trial *t);
 */
 bool hpo__sha_decide(const struct hpo__sha *sha, const struct hpo_trial *t, bool maximize);
 
+/*
+** Optuna's Hyperband layout for [min_resource, max_resource] and eta: fills
+** budgets[b] = ceil(n * eta^s / (s + 1)), s = n - 1 - b, and returns the
+** number of brackets n = floor(log(max / min) / log(eta)) + 1, computed with
+** the same double operations as Python's math.log(x, base) (so 243 with eta
+** 3 gives 5 brackets, as in Optuna). Returns 0 when max < min.
+*/
+size_t hpo__hyperband_layout(int64_t min_resource, int64_t max_resource, int64_t eta,
+        int64_t budgets[HPO_SHA_MAX_RUNGS]);
+
+/* The bracket that `crc` falls in: crc mod the sum of budgets, walked in order. */
+size_t hpo__hyperband_bracket(const int64_t *budgets, size_t n_brackets, uint32_t crc);
+
 #endif

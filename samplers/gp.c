@@ -59,6 +59,8 @@ struct gp_state {
     int64_t *row_trial;   /* trial number of each observed row */
     size_t n_obs;         /* observed rows (liars follow) */
     size_t cap_rows;
+    bool *seen;           /* by trial number: complete trial already considered for a row */
+    size_t n_seen;        /* entries of seen */
     double *raw;          /* fitted raw hyperparameters */
     bool have_raw;
     size_t n_at_fit;      /* complete trials at the last fit */
@@ -137,6 +139,9 @@ static void cache_reset(struct gp_state *s)
     free(s->dims);
     free(s->row_trial);
     free(s->raw);
+    free(s->seen);
+    s->seen = NULL;
+    s->n_seen = 0;
     s->dims = NULL;
     s->row_trial = NULL;
     s->raw = NULL;
@@ -662,11 +667,10 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
     bool refit = !s->have_raw || n_complete <= REFIT_ALWAYS_UPTO ||
             (double)n_complete >= REFIT_GROWTH * (double)s->n_at_fit;
     double *x = malloc((c->d ? c->d : 1) * sizeof(double)), *ys = NULL, ybest = -HUGE_VAL;
-    bool *in_model = calloc(h->n_trials + 1, sizeof(bool));
     size_t *rows = NULL, n_rows;
     int r = 0;
 
-    if (x == NULL || in_model == NULL) {
+    if (x == NULL) {
         r = -ENOMEM;
         goto out;
     }
@@ -675,19 +679,31 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
         int64_t t = s->row_trial[i];
         if (t < 0 || (size_t)t >= h->n_trials || h->trials[t]->state != HPO_STATE_COMPLETE) {
             refit = true;
-        } else {
-            in_model[t] = true;
         }
     }
-    hpo_gp_truncate(m, s->n_obs);
-    if (refit) {
-        memset(in_model, 0, (h->n_trials + 1) * sizeof(bool));
-        n_rows = n_complete;
-        rows = malloc((n_complete ? n_complete : 1) * sizeof(*rows));
-        if (rows == NULL) {
+    if (s->n_seen < h->n_trials) {
+        bool *seen = realloc(s->seen, h->n_trials * sizeof(bool));
+        if (seen == NULL) {
             r = -ENOMEM;
             goto out;
         }
+        memset(seen + s->n_seen, 0, (h->n_trials - s->n_seen) * sizeof(bool));
+        s->seen = seen;
+        s->n_seen = h->n_trials;
+    }
+    hpo_gp_truncate(m, s->n_obs);
+    rows = malloc((n_complete ? n_complete : 1) * sizeof(*rows));
+    if (rows == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (refit) {
+        /* Every complete trial is considered now, chosen as a row or not. */
+        memset(s->seen, 0, s->n_seen * sizeof(bool));
+        for (size_t i = 0; i < n_complete; i++) {
+            s->seen[complete[i]] = true;
+        }
+        n_rows = n_complete;
         if (n_complete > MAX_ROWS) {
             ys = malloc(n_complete * sizeof(double));
             if (ys == NULL) {
@@ -712,14 +728,11 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
         hpo_gp_truncate(m, 0);
         s->n_obs = 0;
     } else {
-        rows = malloc((n_complete ? n_complete : 1) * sizeof(*rows));
-        if (rows == NULL) {
-            r = -ENOMEM;
-            goto out;
-        }
+        /* Trials completed since: appended to the cached factor. */
         n_rows = 0;
         for (size_t i = 0; i < n_complete; i++) {
-            if (!in_model[complete[i]]) {
+            if (!s->seen[complete[i]]) {
+                s->seen[complete[i]] = true;
                 rows[n_rows++] = complete[i];
             }
         }
@@ -793,7 +806,6 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
 out:
     free(x);
     free(ys);
-    free(in_model);
     free(rows);
     return r;
 }

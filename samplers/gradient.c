@@ -97,10 +97,17 @@ struct gradient_state {
     double *v;           /* adam second moment, or NULL */
     double *acc;         /* batch accumulator (batch_size > 1), or NULL */
     double *dprev;       /* previous step direction (hd_beta > 0), or NULL */
-    uint64_t *steps;     /* steps[s] = n_trials when step s+1 was applied; k entries */
+    /*
+    ** The step log: steps[s - steps_base] = n_trials when step s+1 was
+    ** applied, for s in [steps_base, k). Only the last max_staleness + 1
+    ** entries are kept: older versions are dropped as stale anyway.
+    */
+    uint64_t *steps;
     size_t cap_steps;
-    unsigned char *told; /* bit per trial number: tell() seen */
+    int64_t steps_base;
+    unsigned char *told; /* bit t - told_base: trial t's tell() seen */
     size_t n_told_bits;
+    uint64_t told_base; /* trials below it are too stale to matter (multiple of 8) */
 
     /* Scratch, not persisted. */
     double *est; /* SPSA/FD estimate, allocated on first use */
@@ -690,10 +697,14 @@ static void init_point(struct gradient_state *st, const struct hpo_space *space,
 
 /* ---- versions and roles ------------------------------------------------ */
 
-/* The version trial `t` was handed: steps applied before it was created. */
+/*
+** The version trial `t` was handed: steps applied before it was created.
+** For a trial older than the kept log this is steps_base, which is already
+** too stale (k - steps_base > max_staleness).
+*/
 static int64_t version_of(const struct gradient_state *st, uint64_t t)
 {
-    size_t lo = 0, hi = (size_t)st->k;
+    size_t lo = 0, hi = (size_t)(st->k - st->steps_base);
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -703,13 +714,19 @@ static int64_t version_of(const struct gradient_state *st, uint64_t t)
             hi = mid;
         }
     }
-    return (int64_t)lo;
+    return st->steps_base + (int64_t)lo;
+}
+
+/* Whether version `ver` is older than the kept log (its window is unknown). */
+static bool ancient(const struct gradient_state *st, int64_t ver)
+{
+    return st->steps_base > 0 && ver <= st->steps_base;
 }
 
 /* First trial number of version `ver`'s SPSA/FD window. */
 static uint64_t window_start(const struct gradient_state *st, int64_t ver)
 {
-    uint64_t w = ver > 0 ? st->steps[ver - 1] : 0;
+    uint64_t w = ver > 0 ? st->steps[ver - 1 - st->steps_base] : 0;
 
     return w > st->spsa_start ? w : st->spsa_start;
 }
@@ -725,13 +742,21 @@ static double spsa_ck(const struct gradient_state *st, int64_t k)
     return st->spsa_c / pow((double)k + 1.0, SPSA_GAMMA);
 }
 
-static bool told_get(const struct gradient_state *st, size_t t)
+static bool told_get(const struct gradient_state *st, uint64_t t)
 {
+    if (t < st->told_base) {
+        return true; /* too stale to change anything: as good as told */
+    }
+    t -= st->told_base;
     return t < st->n_told_bits && (st->told[t / 8] >> (t % 8)) & 1;
 }
 
-static void told_set(struct gradient_state *st, size_t t)
+static void told_set(struct gradient_state *st, uint64_t t)
 {
+    if (t < st->told_base) {
+        return;
+    }
+    t -= st->told_base;
     if (t >= st->n_told_bits) {
         size_t bytes = (st->n_told_bits + 7) / 8;
         size_t need = t / 8 + 1;
@@ -831,6 +856,7 @@ static int gradient_suggest(void *state, const struct hpo_space *space,
         const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
         struct hpo_error *err)
 {
+    (void)err; /* cannot fail */
     struct gradient_state *st = state;
     uint64_t t = history->n_trials;
 
@@ -893,7 +919,8 @@ static inline double src_at(const struct gsrc *s, const struct gparam *g, size_t
         }
         x = s->sgn * gr * dvdu(g, v);
     }
-    return s->mul * x / s->div;
+    x *= s->mul;
+    return s->div == 1.0 ? x : x / s->div;
 }
 
 static double src_dot(const struct gradient_state *st, const struct hpo_space *space,
@@ -931,13 +958,44 @@ static double src_abs_mean(const struct gradient_state *st, const struct hpo_spa
     return st->n_diff > 0 ? sum / (double)st->n_diff : 0.0;
 }
 
+/*
+** Keep the step log to max_staleness + 1 entries and the told bitmap to the
+** trials created since the oldest kept version, so the saved state does not
+** grow with the number of trials.
+*/
+static void forget_old_versions(struct gradient_state *st)
+{
+    int64_t keep = st->max_staleness + 1;
+    int64_t drop = st->k - st->steps_base - keep;
+    uint64_t base;
+
+    if (drop <= 0) {
+        return;
+    }
+    memmove(st->steps, st->steps + drop, (size_t)keep * sizeof(*st->steps));
+    st->steps_base += drop;
+    /* Trials created before the oldest kept step are of version <= steps_base. */
+    base = st->steps[0] / 8 * 8;
+    if (base > st->told_base) {
+        size_t shift = (size_t)(base - st->told_base) / 8;
+        size_t bytes = st->n_told_bits / 8;
+        if (shift >= bytes) {
+            memset(st->told, 0, bytes);
+        } else {
+            memmove(st->told, st->told + shift, bytes - shift);
+            memset(st->told + bytes - shift, 0, shift);
+        }
+        st->told_base = base;
+    }
+}
+
 /* One optimizer step t = k+1 with ĝ from `s` (section 7.3 step 6). */
 static void apply_step(struct gradient_state *st, const struct hpo_space *space,
         const struct gsrc *s, uint64_t n_trials)
 {
     double t = (double)(st->k + 1);
     double lr_t;
-    double b1t = 0.0, b2t = 0.0;
+    double inv_b1t = 0.0, inv_sqrt_b2t = 0.0;
     bool gain = (st->mode == MODE_SPSA || st->mode == MODE_FD) && st->optimizer == OPT_SGD;
 
     if (gain) {
@@ -961,8 +1019,9 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
         }
     }
     if (st->optimizer == OPT_ADAM) {
-        b1t = 1.0 - pow(st->beta1, t);
-        b2t = 1.0 - pow(st->beta2, t);
+        /* PyTorch's arrangement: one division and one sqrt per coordinate. */
+        inv_b1t = 1.0 / (1.0 - pow(st->beta1, t));
+        inv_sqrt_b2t = 1.0 / sqrt(1.0 - pow(st->beta2, t));
     }
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
@@ -977,7 +1036,7 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
             case OPT_ADAM:
                 st->m[j] = st->beta1 * st->m[j] + (1.0 - st->beta1) * gh;
                 st->v[j] = st->beta2 * st->v[j] + (1.0 - st->beta2) * gh * gh;
-                d = (st->m[j] / b1t) / (sqrt(st->v[j] / b2t) + st->eps);
+                d = st->m[j] * inv_b1t / (sqrt(st->v[j]) * inv_sqrt_b2t + st->eps);
                 break;
             case OPT_MOMENTUM:
                 st->m[j] = st->momentum * st->m[j] + gh;
@@ -993,8 +1052,9 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
             }
         }
     }
-    st->steps[st->k] = n_trials;
+    st->steps[st->k - st->steps_base] = n_trials;
     st->k++;
+    forget_old_versions(st);
 }
 
 /*
@@ -1012,7 +1072,7 @@ static void feed(struct gradient_state *st, const struct hpo_space *space, struc
         return;
     }
     /* Room for the step log first, so an OOM cannot leave a half-applied step. */
-    if ((size_t)st->k + 1 > st->cap_steps) {
+    if ((size_t)(st->k - st->steps_base) + 1 > st->cap_steps) {
         size_t cap = st->cap_steps ? st->cap_steps * 2 : 64;
         uint64_t *n = realloc(st->steps, cap * sizeof(*n));
         if (n == NULL) {
@@ -1101,8 +1161,11 @@ static void estimate_tell(struct gradient_state *st, const struct hpo_space *spa
         return;
     }
     ver = version_of(st, trial);
+    if (ancient(st, ver)) {
+        return;
+    }
     w = window_start(st, ver);
-    end = ver < st->k ? st->steps[ver] : UINT64_MAX;
+    end = ver < st->k ? st->steps[ver - st->steps_base] : UINT64_MAX;
     s = set_size(st);
     if (trial < w) {
         return;

@@ -44,12 +44,17 @@
 #define KIND_DISC 1 /* int or stepped float: truncated normal mass of the value's bin */
 #define KIND_CAT  2 /* categorical */
 
-#define BLOCK       256        /* kernels scored together */
+#define BLOCK       256        /* kernels scored together (a multiple of LANES) */
+#define LANES       8          /* kernel arrays are padded to a multiple of this */
 #define CHUNK       32         /* candidates scored together */
 #define LSE_CUTOFF  50.0       /* terms below max - 50 add < 2e-22 each to a logsumexp */
 #define TAB_BUDGET  (1u << 19) /* doubles of per-class bin-mass tables per chunk */
 #define MAX_BELOW   25
 #define MIN_SIGMA_NO_CLIP 1e-12
+
+/* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64, one with AVX). */
+typedef double tpe_v4 __attribute__((vector_size(32)));
+#define RECHECK_TAIL 64          /* newest trials whose params are compared at every sync */
 
 /* ---------------------------------------------------------------------- */
 /* Kernel math                                                             */
@@ -190,7 +195,8 @@ struct tpe_options {
 /* One included trial's value in a per-coordinate sorted list, with its cached kernel constant. */
 struct tpe_entry {
     double v;     /* unit coordinate */
-    double sigma; /* the sigma `cst` was computed for; 0 = none yet */
+    double sigma; /* the sigma `cst` and `isig` were computed for; 0 = none yet */
+    double isig;  /* 1 / sigma */
     double cst;   /* kernel_cst(kind, v, sigma) */
     uint32_t t;   /* trial number */
 };
@@ -209,7 +215,12 @@ struct tpe_udim {
 
 /* One dimension of a mixture, structure-of-arrays over its observed kernels. */
 struct tpe_mdim {
-    double *mu, *isig, *cst, *sig; /* numeric (sig: below mixture only, for sampling) */
+    /*
+    ** Numeric: mu, isig (1/sigma; for continuous dims 1/(sigma sqrt 2), so
+    ** the density term is -(z isig)^2), cst (folded into the mixture's base),
+    ** sig (below mixture only, for sampling).
+    */
+    double *mu, *isig, *cst, *sig;
     uint32_t *cls;                 /* discrete: class of each kernel */
     double *cls_mu, *cls_isig;     /* discrete: distinct (mu, 1/sigma) */
     size_t n_cls;
@@ -219,7 +230,9 @@ struct tpe_mdim {
 
 struct tpe_mix {
     size_t m;        /* observed kernels; the prior kernel is kept apart */
+    size_t m_pad;    /* m rounded up to LANES; padding kernels have weight 0 */
     double *logw;    /* normalized log weights of the observed kernels */
+    double *base;    /* logw + the kernel constants of every numeric dim */
     double logw_prior;
     struct tpe_mdim *d;
 };
@@ -243,10 +256,16 @@ struct tpe {
     size_t n_known, cap_trials;
     uint8_t *incl;     /* per trial: complete, pruned or running, so in the sorted lists */
     uint8_t *mark;     /* per trial: 1 remove, 2 add (sync scratch) */
+    uint8_t *dirty;    /* per trial: observe() reported a change since the last sync */
+    uint8_t *st;       /* per trial: its state when last synced */
+    struct tpe_key *key; /* per trial: its split key when finished */
     double *mu_rows;   /* per trial: its dim unit coordinates when last synced */
+    bool observed;     /* observe() has been called: trust it for coordinate changes */
     struct tpe_coord *coords;
     struct tpe_entry *newbuf;
     size_t cap_newbuf;
+    uint32_t *added;
+    size_t cap_added;
     /* Per-unit scratch. */
     uint8_t *role;
     uint32_t *kidx;
@@ -280,8 +299,12 @@ static void tpe_destroy(void *state)
     free(s->coords);
     free(s->incl);
     free(s->mark);
+    free(s->dirty);
+    free(s->st);
+    free(s->key);
     free(s->mu_rows);
     free(s->newbuf);
+    free(s->added);
     free(s->role);
     free(s->kidx);
     free(s->pcls);
@@ -454,11 +477,15 @@ static int grow_trials(struct tpe *s, size_t need)
     } while (0)
     GROW_ONE(incl, 1);
     GROW_ONE(mark, 1);
+    GROW_ONE(dirty, 1);
+    GROW_ONE(st, 1);
+    GROW_ONE(key, sizeof(struct tpe_key));
     GROW_ONE(role, 1);
     GROW_ONE(kidx, sizeof(uint32_t));
     GROW_ONE(mu_rows, (s->dim ? s->dim : 1) * sizeof(double));
 #undef GROW_ONE
     memset(s->incl + s->cap_trials, 0, c - s->cap_trials);
+    memset(s->dirty + s->cap_trials, 0, c - s->cap_trials);
     s->cap_trials = c;
     return 0;
 }
@@ -488,6 +515,40 @@ static bool coord_numeric(const struct hpo_space *space, size_t k, const struct 
     return false;
 }
 
+static double nan_to_inf(double x)
+{
+    return isnan(x) ? INFINITY : x;
+}
+
+/* The split key of a finished trial (ALGORITHMS.md 3.3). */
+static void trial_key(const struct hpo_history *h, const struct hpo_trial *tr, struct tpe_key *k)
+{
+    k->t = (uint32_t)tr->number;
+    k->b = 0.0;
+    if (tr->state == HPO_STATE_RUNNING) {
+        k->cls = 3;
+        k->a = 0.0;
+        return;
+    }
+    if (tr->state == HPO_STATE_COMPLETE) {
+        k->cls = 0;
+        k->a = nan_to_inf(hpo_history_loss(h, tr));
+        return;
+    }
+    if (tr->n_reports == 0) {
+        k->cls = 2;
+        k->a = 0.0;
+        return;
+    }
+    {
+        const struct hpo_report *last = hpo_trial_last_report(tr);
+        double v = h->maximize ? -last->value : last->value;
+        k->cls = 1;
+        k->a = -(double)last->step;
+        k->b = nan_to_inf(v);
+    }
+}
+
 /*
 ** Bring the sorted lists in step with the history: trials that entered or
 ** left {complete, pruned, running}, or whose coordinates differ from the
@@ -515,8 +576,15 @@ static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct h
         bool same = now && was;
         double *row = s->mu_rows + t * dim;
 
-        for (size_t k = 0; same && k < dim; k++) {
-            same = same_double(tr->unit[k], row[k]);
+        /*
+        ** A running trial's params never change, so once observe() is in use
+        ** only trials it reported, new ones and the newest few (a popped and
+        ** re-appended number) are compared; otherwise all are.
+        */
+        if (same && (!s->observed || s->dirty[t] || t + RECHECK_TAIL >= old)) {
+            for (size_t k = 0; same && k < dim; k++) {
+                same = same_double(tr->unit[k], row[k]);
+            }
         }
         s->mark[t] = 0;
         if (was && !same) {
@@ -528,7 +596,12 @@ static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct h
             n_add++;
             memcpy(row, tr->unit, dim * sizeof(double));
         }
+        if (now && (!same || s->st[t] != (uint8_t)tr->state || s->dirty[t])) {
+            trial_key(h, tr, &s->key[t]);
+        }
+        s->st[t] = now ? (uint8_t)tr->state : 0xff;
         s->incl[t] = now;
+        s->dirty[t] = 0;
     }
     s->n_known = n;
     if (n_add == 0 && n_rem == 0) {
@@ -537,6 +610,16 @@ static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct h
     r = grow((void **)&s->newbuf, &s->cap_newbuf, n_add + 1, sizeof(*s->newbuf));
     if (r < 0) {
         return r;
+    }
+    r = grow((void **)&s->added, &s->cap_added, n_add + 1, sizeof(*s->added));
+    if (r < 0) {
+        return r;
+    }
+    n_add = 0;
+    for (size_t t = 0; t < n; t++) {
+        if (s->mark[t] & 2) {
+            s->added[n_add++] = (uint32_t)t;
+        }
     }
     for (size_t k = 0; k < dim; k++) {
         struct tpe_coord *c = &s->coords[k];
@@ -557,11 +640,13 @@ static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct h
         if (n_add == 0) {
             continue;
         }
-        for (size_t t = 0; t < n; t++) {
+        for (size_t a = 0; a < n_add; a++) {
+            size_t t = s->added[a];
             double v = s->mu_rows[t * dim + k];
-            if ((s->mark[t] & 2) && !isnan(v)) {
+            if (!isnan(v)) {
                 s->newbuf[nn].v = v;
                 s->newbuf[nn].sigma = 0.0;
+                s->newbuf[nn].isig = 0.0;
                 s->newbuf[nn].cst = 0.0;
                 s->newbuf[nn].t = (uint32_t)t;
                 nn++;
@@ -615,7 +700,9 @@ static void mix_layout(struct tpe_carver *cv, struct tpe_mix *mx, const struct t
     struct tpe_mdim dummy;
 
     mx->m = m;
+    mx->m_pad = m = (m + LANES - 1) / LANES * LANES;
     mx->logw = carve(cv, m * sizeof(double));
+    mx->base = carve(cv, m * sizeof(double));
     mx->d = carve(cv, nd * sizeof(struct tpe_mdim));
     for (size_t j = 0; j < nd; j++) {
         struct tpe_mdim *md = mx->d != NULL ? &mx->d[j] : &dummy;
@@ -694,35 +781,6 @@ static bool key_less(const struct tpe_key *x, const struct tpe_key *y)
     return x->t < y->t;
 }
 
-static double nan_to_inf(double x)
-{
-    return isnan(x) ? INFINITY : x;
-}
-
-/* The split key of a finished trial (ALGORITHMS.md 3.3). */
-static void trial_key(const struct hpo_history *h, const struct hpo_trial *tr, struct tpe_key *k)
-{
-    k->t = (uint32_t)tr->number;
-    k->b = 0.0;
-    if (tr->state == HPO_STATE_COMPLETE) {
-        k->cls = 0;
-        k->a = nan_to_inf(hpo_history_loss(h, tr));
-        return;
-    }
-    if (tr->n_reports == 0) {
-        k->cls = 2;
-        k->a = 0.0;
-        return;
-    }
-    {
-        const struct hpo_report *last = hpo_trial_last_report(tr);
-        double v = h->maximize ? -last->value : last->value;
-        k->cls = 1;
-        k->a = -(double)last->step;
-        k->b = nan_to_inf(v);
-    }
-}
-
 /* Neighbour-rule bandwidth of point i of `na` sorted values (ALGORITHMS.md 3.4), clipped. */
 static double neighbour_sigma(const struct tpe_options *o, double prev, double v, double next,
         size_t i, size_t na, double minsig)
@@ -732,9 +790,9 @@ static double neighbour_sigma(const struct tpe_options *o, double prev, double v
     double sg;
 
     if (!o->consider_endpoints && na >= 2) {
-        sg = i == 0 ? right : (i + 1 == na ? left : fmax(left, right));
+        sg = i == 0 ? right : (i + 1 == na ? left : (left > right ? left : right));
     } else {
-        sg = fmax(left, right);
+        sg = left > right ? left : right;
     }
     return sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
 }
@@ -760,6 +818,44 @@ static uint32_t cat_index(const struct tpe_udim *ud, double u)
         c = ud->n_choices - 1.0;
     }
     return (uint32_t)c;
+}
+
+/*
+** Fill the padding kernels [m, m_pad) so they add exp(-inf) = 0 to every
+** sum, and sum each kernel's constants into base.
+*/
+static void mix_finish(struct tpe_mix *mx, const struct tpe_udim *ud, size_t nd)
+{
+    memcpy(mx->base, mx->logw, mx->m * sizeof(double));
+    for (size_t j = 0; j < nd; j++) {
+        if (ud[j].kind != KIND_CAT) {
+            const double *cs = mx->d[j].cst;
+            for (size_t i = 0; i < mx->m; i++) {
+                mx->base[i] += cs[i];
+            }
+        }
+    }
+    for (size_t i = mx->m; i < mx->m_pad; i++) {
+        mx->logw[i] = -INFINITY;
+        mx->base[i] = -INFINITY;
+        for (size_t j = 0; j < nd; j++) {
+            struct tpe_mdim *md = &mx->d[j];
+            if (ud[j].kind != KIND_CAT) {
+                md->mu[i] = 0.5;
+                md->isig[i] = 0.0;
+                md->cst[i] = 0.0;
+                if (md->sig != NULL) {
+                    md->sig[i] = 1.0;
+                }
+            }
+            if (ud[j].kind == KIND_DISC) {
+                md->cls[i] = 0;
+            }
+            if (ud[j].kind == KIND_CAT) {
+                md->cat[i] = UINT32_MAX;
+            }
+        }
+    }
 }
 
 static void set_weights(const struct tpe_options *o, struct tpe_mix *mx)
@@ -828,7 +924,7 @@ static void build_below(const struct tpe *s, const struct hpo_history *h, struct
             double sg = neighbour_sigma(o, prev, v, next, i, m, minsig);
             md->mu[k] = v;
             md->sig[k] = sg;
-            md->isig[k] = 1.0 / sg;
+            md->isig[k] = (ud->kind == KIND_CONT ? M_SQRT1_2 : 1.0) / sg;
             md->cst[k] = kernel_cst(ud->kind, v, sg);
             if (ud->kind == KIND_DISC) {
                 md->cls[k] = (uint32_t)k;
@@ -883,10 +979,11 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
 
             if (en->sigma != sg) {
                 en->cst = kernel_cst(ud->kind, en->v, sg);
+                en->isig = 1.0 / sg;
                 en->sigma = sg;
             }
             md->mu[k] = en->v;
-            md->isig[k] = 1.0 / sg;
+            md->isig[k] = ud->kind == KIND_CONT ? en->isig * M_SQRT1_2 : en->isig;
             md->cst[k] = en->cst;
             if (ud->kind == KIND_DISC) {
                 if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != en->v ||
@@ -977,10 +1074,10 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         M[c] = -INFINITY;
         S[c] = 0.0;
     }
-    for (size_t b0 = 0; b0 < mx->m; b0 += BLOCK) {
-        size_t nb = mx->m - b0 < BLOCK ? mx->m - b0 : BLOCK;
+    for (size_t b0 = 0; b0 < mx->m_pad; b0 += BLOCK) {
+        size_t nb = mx->m_pad - b0 < BLOCK ? mx->m_pad - b0 : BLOCK; /* a multiple of LANES */
         for (size_t c = 0; c < nc; c++) {
-            memcpy(u->acc + c * BLOCK, mx->logw + b0, nb * sizeof(double));
+            memcpy(u->acc + c * BLOCK, mx->base + b0, nb * sizeof(double));
         }
         for (size_t j = 0; j < nd; j++) {
             const struct tpe_mdim *md = &mx->d[j];
@@ -990,34 +1087,40 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
                 if (kind == KIND_CONT) {
                     const double *restrict mu = md->mu + b0;
                     const double *restrict is = md->isig + b0;
-                    const double *restrict cs = md->cst + b0;
                     double xv = cd->x[c * nd + j];
-                    for (size_t i = 0; i < nb; i++) {
-                        double z = (xv - mu[i]) * is[i];
-                        a[i] += cs[i] - 0.5 * z * z;
+                    tpe_v4 vx = { xv, xv, xv, xv };
+                    for (size_t i = 0; i < nb; i += 4) {
+                        tpe_v4 vm, vi, va, z;
+                        memcpy(&vm, mu + i, sizeof(vm));
+                        memcpy(&vi, is + i, sizeof(vi));
+                        memcpy(&va, a + i, sizeof(va));
+                        z = (vx - vm) * vi;
+                        va -= z * z;
+                        memcpy(a + i, &va, sizeof(va));
                     }
                 } else if (kind == KIND_DISC) {
-                    const double *restrict cs = md->cst + b0;
                     const uint32_t *restrict cl = md->cls + b0;
                     if (tabs != NULL && tabs[j] != NULL) {
                         const double *row = tabs[j] + c * md->n_cls;
                         for (size_t i = 0; i < nb; i++) {
-                            a[i] += row[cl[i]] + cs[i];
+                            a[i] += row[cl[i]];
                         }
                     } else {
                         double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
                         const double *mu = md->mu + b0, *is = md->isig + b0;
                         for (size_t i = 0; i < nb; i++) {
                             a[i] += hpo_tpe_log_gauss_mass((lo - mu[i]) * is[i],
-                                    (hi - mu[i]) * is[i]) + cs[i];
+                                    (hi - mu[i]) * is[i]);
                         }
                     }
                 } else {
                     const uint32_t *restrict ct = md->cat + b0;
                     uint32_t ci = cd->ci[c * nd + j];
                     double hit = md->cat_hit, miss = md->cat_miss;
-                    for (size_t i = 0; i < nb; i++) {
-                        a[i] += ct[i] == ci ? hit : miss;
+                    for (size_t i0 = 0; i0 < nb; i0 += LANES) {
+                        for (size_t i = i0; i < i0 + LANES; i++) {
+                            a[i] += ct[i] == ci ? hit : miss;
+                        }
                     }
                 }
             }
@@ -1156,15 +1259,14 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
     lead = ud[0].coord;
     /* Split (ALGORITHMS.md 3.3): keep the best 25 finished trials by key. */
     for (size_t t = 0; t < h->n_trials; t++) {
-        const struct hpo_trial *tr = h->trials[t];
-        struct tpe_key key;
+        const struct tpe_key *key = &s->key[t];
         size_t q;
 
         s->role[t] = ROLE_SKIP;
-        if (!s->incl[t] || isnan(tr->unit[lead])) {
+        if (!s->incl[t] || isnan(s->mu_rows[t * s->dim + lead])) {
             continue;
         }
-        if (tr->state == HPO_STATE_RUNNING) {
+        if (s->st[t] == HPO_STATE_RUNNING) {
             if (o->constant_liar) {
                 s->role[t] = ROLE_ABOVE;
                 n_pend++;
@@ -1173,16 +1275,15 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
         }
         s->role[t] = ROLE_ABOVE;
         n_fin++;
-        trial_key(h, tr, &key);
-        if (n_top == MAX_BELOW && !key_less(&key, &top[MAX_BELOW - 1])) {
+        if (n_top == MAX_BELOW && !key_less(key, &top[MAX_BELOW - 1])) {
             continue;
         }
         q = n_top < MAX_BELOW ? n_top++ : MAX_BELOW - 1;
-        while (q > 0 && key_less(&key, &top[q - 1])) {
+        while (q > 0 && key_less(key, &top[q - 1])) {
             top[q] = top[q - 1];
             q--;
         }
-        top[q] = key;
+        top[q] = *key;
     }
     if (n_fin == 0) {
         goto out; /* nothing observed: these coordinates stay random */
@@ -1233,6 +1334,8 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
     if (r < 0) {
         goto out;
     }
+    mix_finish(&u.l, u.ud, u.nd);
+    mix_finish(&u.g, u.ud, u.nd);
     for (size_t c0 = 0; c0 < (size_t)o->n_ei_candidates; c0 += CHUNK) {
         size_t nc = (size_t)o->n_ei_candidates - c0;
         nc = nc < CHUNK ? nc : CHUNK;
@@ -1260,13 +1363,28 @@ out:
     return r;
 }
 
+/*
+** A trial changed: note it so the next sync compares its params. Once this
+** has been called, syncs compare params only for reported, new and the
+** newest trials (states are always compared).
+*/
+static void tpe_observe(void *state, const struct hpo_history *history, size_t trial)
+{
+    struct tpe *s = state;
+
+    s->observed = true;
+    if (trial < s->n_known && trial < s->cap_trials) {
+        s->dirty[trial] = 1;
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* Suggest                                                                 */
 
-static bool considered(const struct tpe_options *o, const struct hpo_trial *tr)
+/* Whether trial t (as last synced) is used: finished, or running under constant liar. */
+static bool considered(const struct tpe *s, size_t t)
 {
-    return tr->state == HPO_STATE_COMPLETE || tr->state == HPO_STATE_PRUNED ||
-            (o->constant_liar && tr->state == HPO_STATE_RUNNING);
+    return s->incl[t] && (s->st[t] != HPO_STATE_RUNNING || s->opt.constant_liar);
 }
 
 /*
@@ -1288,13 +1406,13 @@ static int run_groups(struct tpe *s, const struct hpo_space *space, const struct
         s->pmap[i] = -1;
     }
     for (size_t t = 0; t < h->n_trials; t++) {
-        const struct hpo_trial *tr = h->trials[t];
+        const double *row = s->mu_rows + t * s->dim;
         size_t nn = 0;
-        if (!considered(&s->opt, tr)) {
+        if (!considered(s, t)) {
             continue;
         }
         for (size_t p = 0; p < np; p++) {
-            int a = !isnan(tr->unit[space->params[p].offset]);
+            int a = !isnan(row[space->params[p].offset]);
             int key = s->pcls[p] * 2 + a;
             s->pever[p] |= (uint8_t)a;
             if (s->pmap[key] < 0) {
@@ -1342,15 +1460,20 @@ static int run_intersection(struct tpe *s, const struct hpo_space *space,
         s->pever[p] = 0;
     }
     for (size_t t = 0; t < h->n_trials; t++) {
-        const struct hpo_trial *tr = h->trials[t];
-        if (!considered(&s->opt, tr)) {
+        const double *row = s->mu_rows + t * s->dim;
+        if (!considered(s, t)) {
             continue;
         }
         for (size_t p = 0; p < np; p++) {
-            bool a = !isnan(tr->unit[space->params[p].offset]);
-            s->pact[p] &= (uint8_t)a;
             s->pever[p] = 1;
+            if (!space->conditional) {
+                break; /* every param is active in every trial */
+            }
+            s->pact[p] &= (uint8_t)!isnan(row[space->params[p].offset]);
         }
+    }
+    if (!space->conditional) {
+        memset(s->pever, s->pever[0], np);
     }
     for (size_t p = 0; p < np; p++) {
         if (s->pact[p] && s->pever[p]) {
@@ -1414,5 +1537,6 @@ const struct hpo_sampler_type hpo_sampler_tpe = {
     .configure = tpe_configure,
     .describe = tpe_describe,
     .suggest = tpe_suggest,
+    .observe = tpe_observe,
     .destroy = tpe_destroy,
 };

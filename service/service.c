@@ -41,14 +41,60 @@ int64_t hpo_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil, inverted). */
+static void civil_from_days(int64_t z, int *y, int *m, int *d)
+{
+    int64_t era, doe, yoe, doy, mp;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+static char *put_digits(char *p, int v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + n;
+}
+
 void hpo_format_time(int64_t ms, char *buf, size_t len)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
+    /* Hand-rolled: this runs four times per trial in every reply. */
+    int64_t secs = ms / 1000, days = secs / 86400, rem = secs % 86400;
+    int y, mo, d;
+    char *p = buf;
 
-    gmtime_r(&secs, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    if (len < 25 || ms < 0) {
+        if (len > 0) {
+            buf[0] = '\0';
+        }
+        return;
+    }
+    civil_from_days(days, &y, &mo, &d);
+    p = put_digits(p, y, 4);
+    *p++ = '-';
+    p = put_digits(p, mo, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, (int)(rem / 3600), 2);
+    *p++ = ':';
+    p = put_digits(p, (int)(rem / 60 % 60), 2);
+    *p++ = ':';
+    p = put_digits(p, (int)(rem % 60), 2);
+    *p++ = '.';
+    p = put_digits(p, (int)(ms % 1000), 3);
+    *p++ = 'Z';
+    *p = '\0';
 }
 
 /* ---- registry ---------------------------------------------------------- */
@@ -651,11 +697,10 @@ static void op_study_list(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     pthread_rwlock_unlock(&svc->registry_lock);
     for (size_t i = 0; i < n; i++) {
-        pthread_mutex_lock(&snap[i]->lock);
-        if (!snap[i]->deleted) {
-            json_array_append_new(arr, study_to_json(snap[i], false));
+        json_t *sum = study_read_summary(snap[i], false);
+        if (sum != NULL) {
+            json_array_append_new(arr, sum);
         }
-        pthread_mutex_unlock(&snap[i]->lock);
         study_unref(snap[i]);
     }
     free(snap);
@@ -664,13 +709,16 @@ static void op_study_list(struct hpo_service *svc, struct hpo_svc_request *req)
 
 static void op_study_get(struct hpo_service *svc, struct hpo_svc_request *req)
 {
-    struct study *s = study_acquire(svc, req);
+    struct study *s = study_get(svc, req->study);
+    json_t *sum = s ? study_read_summary(s, true) : NULL;
 
-    if (s == NULL) {
-        return;
+    if (sum == NULL) {
+        hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "no study named '%.128s'",
+                req->study);
+    } else {
+        reply(req, 200, sum);
     }
-    reply(req, 200, study_to_json(s, true));
-    study_release(s);
+    study_unref(s);
 }
 
 static void op_study_delete(struct hpo_service *svc, struct hpo_svc_request *req)
@@ -687,6 +735,9 @@ static void op_study_delete(struct hpo_service *svc, struct hpo_svc_request *req
     op_add(&b, HPO_OP_STUDY_DELETE, s->id);
     if (commit(svc, &b, &req->err) == 0) {
         s->deleted = true;
+        pthread_mutex_lock(&s->cache_lock);
+        s->summary_valid = false;
+        pthread_mutex_unlock(&s->cache_lock);
         req->status = 204;
     }
     pthread_mutex_unlock(&s->lock);
@@ -761,6 +812,14 @@ static int run_sampler(struct hpo_service *svc, struct study *s, int64_t number,
 {
     struct hpo_rng rng;
     int r;
+
+    /* Readers of the summary use the cache instead of waiting for the sampler. */
+    pthread_mutex_lock(&s->cache_lock);
+    r = s->summary_valid;
+    pthread_mutex_unlock(&s->cache_lock);
+    if (!r) {
+        study_cache_summary(s);
+    }
 
     if (svc->opt.suggest_delay_ms > 0) {
         usleep(svc->opt.suggest_delay_ms * 1000u);

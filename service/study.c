@@ -221,6 +221,7 @@ int study_build(const json_t *body, const uint64_t *seed_fallback, struct study 
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->cache_lock, NULL);
     atomic_init(&s->refs, 1);
     s->best = -1;
     s->max_trials = -1;
@@ -291,6 +292,8 @@ void study_free(struct study *s)
     free(s->state_blob);
     hpo_space_destroy(s->space);
     json_decref(s->definition);
+    json_decref(s->summary);
+    pthread_mutex_destroy(&s->cache_lock);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -431,8 +434,47 @@ static void running_add(struct study *s, int64_t number)
     s->running[s->n_running++] = number;
 }
 
+void study_cache_summary(struct study *s)
+{
+    json_t *sum = study_to_json(s, true);
+
+    pthread_mutex_lock(&s->cache_lock);
+    json_decref(s->summary);
+    s->summary = sum;
+    s->summary_valid = true;
+    pthread_mutex_unlock(&s->cache_lock);
+}
+
+json_t *study_read_summary(struct study *s, bool with_params)
+{
+    json_t *out = NULL;
+
+    if (pthread_mutex_trylock(&s->lock) != 0) {
+        pthread_mutex_lock(&s->cache_lock);
+        if (s->summary_valid && s->summary != NULL) {
+            out = json_deep_copy(s->summary);
+        }
+        pthread_mutex_unlock(&s->cache_lock);
+        if (out != NULL) {
+            if (!with_params) {
+                json_object_del(out, "params");
+            }
+            return out;
+        }
+        pthread_mutex_lock(&s->lock);
+    }
+    if (!s->deleted) {
+        out = study_to_json(s, with_params);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return out;
+}
+
 void study_note_state(struct study *s, struct hpo_trial *t)
 {
+    pthread_mutex_lock(&s->cache_lock);
+    s->summary_valid = false;
+    pthread_mutex_unlock(&s->cache_lock);
     if (t->state == HPO_STATE_RUNNING) {
         running_add(s, t->number);
     } else {

@@ -49,6 +49,14 @@ struct study {
     struct pending_gradient *grads;
     size_t n_grads;
     pthread_mutex_t lock;
+    /*
+    ** The study's summary as of its last change (with params), for readers
+    ** that find the study busy in a long operation (a slow sampler): guarded
+    ** by cache_lock; `summary_valid` is cleared by every change.
+    */
+    pthread_mutex_t cache_lock;
+    json_t *summary;
+    bool summary_valid;
     atomic_int refs;
     bool deleted;
 };
@@ -73,6 +81,16 @@ json_t *trial_to_json(struct study *s, const struct hpo_trial *t);
 
 /* Keep derived indexes (best, running list, waiting cursor) in step after a change. */
 void study_note_state(struct study *s, struct hpo_trial *t);
+
+/* Rebuild the cached summary (call with the study locked). */
+void study_cache_summary(struct study *s);
+
+/*
+** The study's summary for a reader (new reference): fresh when the study
+** lock is free or the cache is current, else after waiting for the lock.
+** Returns NULL when the study was deleted meanwhile.
+*/
+json_t *study_read_summary(struct study *s, bool with_params);
 
 /* Recompute every derived index from scratch (after load). */
 void study_reindex(struct study *s);

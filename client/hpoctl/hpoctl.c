@@ -867,6 +867,7 @@ static int cmd_trials(struct hpo_client *c, const struct args *a)
                 a->csv ? (size_t)1 : page, offset, filter);
         json_t *root = get_json(c, path, "trials");
         json_t *list;
+        size_t got;
 
         free(path);
         if (root == NULL) {
@@ -875,11 +876,12 @@ static int cmd_trials(struct hpo_client *c, const struct args *a)
         }
         total = json_integer_value(json_object_get(root, "total"));
         list = json_object_get(root, "trials");
+        got = json_array_size(list);
         if (!a->csv) {
             json_array_extend(all, list);
         }
         json_decref(root);
-        if (a->csv || json_array_size(all) >= (size_t)total || json_array_size(list) == 0) {
+        if (a->csv || json_array_size(all) >= (size_t)total || got == 0) {
             break;
         }
     }

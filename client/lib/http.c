@@ -3,6 +3,7 @@
 ** answers to struct hpo_client_error, and retries with backoff.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -253,6 +254,17 @@ static void backoff(struct hpo_client *c, int attempt)
     (void)nanosleep(&ts, NULL);
 }
 
+/* Make each connection close-on-exec: a program the caller starts must not hold it open. */
+static int on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    int flags = fcntl(fd, F_GETFD);
+
+    if (flags >= 0) {
+        (void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    return CURL_SOCKOPT_OK;
+}
+
 /* One attempt. Returns the curl code; resp holds status and body. */
 static CURLcode attempt_once(struct hpo_client *c, const char *method, const char *url,
         const void *body, size_t len, struct curl_slist *headers, struct hpo__response *resp)
@@ -267,6 +279,7 @@ static CURLcode attempt_once(struct hpo_client *c, const char *method, const cha
     curl_easy_reset(curl);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->request_ms);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

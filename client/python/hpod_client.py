@@ -99,7 +99,8 @@ class Client:
         """Send one request; returns the decoded JSON (None for 204), or bytes
         when accept is not JSON. Raises HpodError."""
         if data is None and body is not None:
-            data = json.dumps(body).encode()
+            # NaN and infinities are not JSON: refuse them here (ValueError).
+            data = json.dumps(body, allow_nan=False).encode()
         headers = {"Accept": accept}
         if data is not None:
             headers["Content-Type"] = content_type
@@ -427,7 +428,10 @@ class Trial:
 
     def report(self, step, value):
         """Report an intermediate value; returns the pruner's decision (True:
-        stop and raise TrialPruned). Also a heartbeat."""
+        stop and raise TrialPruned). Also a heartbeat. A value that is not
+        finite raises ValueError."""
+        if not math.isfinite(value):
+            raise ValueError("a reported value must be finite, got %r" % value)
         answer = self.study.client.request("POST", self._path("/report"),
                                            {"step": int(step), "value": float(value)})
         self._prune = bool(answer["prune"])
@@ -441,7 +445,10 @@ class Trial:
         self.study.client.request("POST", self._path("/heartbeat"))
 
     def tell(self, value, gradient=None, user_attrs=None):
-        """Complete the trial with value (and optionally a gradient dict)."""
+        """Complete the trial with value (and optionally a gradient dict).
+        A value that is not finite raises ValueError: use fail() instead."""
+        if not math.isfinite(value):
+            raise ValueError("a trial's value must be finite, got %r" % value)
         body = {"value": float(value)}
         if gradient is not None:
             body["gradient"] = gradient

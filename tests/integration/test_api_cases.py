@@ -42,6 +42,7 @@ import math
 import os
 import sys
 
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hpodtest  # noqa: E402
 from hpodtest import TIMESTAMP_RE, Daemon, TestFailure, fail, raw_request  # noqa: E402

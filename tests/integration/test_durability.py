@@ -14,6 +14,15 @@ Usage: test_durability.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a sub
   on fresh connections) answers within 100 ms while an ask is in flight.
 - sigterm_finishes_inflight: SIGTERM during a slow ask: the ask still gets its
   201, the daemon exits 0, and the trial is stored.
+- races: 8 identical concurrent creates (one 201, seven 200), 8 conflicting
+  creates (one 201, seven 409), 8 different tells on one trial (one 200, seven
+  409, the winner's value stored), 8 x 20 asks against max_trials 50 (exactly
+  numbers 0..49, the rest exhausted).
+- delete_under_load: DELETE while 8 clients ask/tell: only 2xx/404 answers;
+  the recreated study starts at 0, also after a restart.
+- storage_locked_unavailable: another process holds the SQLite write lock past
+  busy_timeout: ask and tell answer 503 unavailable and change nothing (the
+  number is not used up), /healthz answers 503, all recovers once released.
 
 Prints TAP.
 """
@@ -24,6 +33,7 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hpodtest import Daemon, Tap, check, exe_from_argv  # noqa: E402
 
@@ -248,6 +258,181 @@ def sigterm_finishes_inflight(exe):
         t = d.get("/v1/studies/load/trials/0").expect(200)
         check(t["state"] == "running" and t["params"] == result["resp"].json["params"],
               "the in-flight trial was not stored: %r" % t)
+
+
+@tap.test
+def races(exe):
+    """Concurrent creates, tells on one trial, and asks against max_trials."""
+    with Daemon(exe) as d:
+        lock = threading.Lock()
+        statuses = []
+
+        def record(r):
+            with lock:
+                statuses.append((r.status, r.json))
+
+        # 8 identical creates at once: one 201, seven 200, all the same study.
+        barrier = threading.Barrier(8)
+
+        def create_same(i):
+            c = d.client()
+            c.get("/healthz")
+            barrier.wait(30)
+            record(c.post("/v1/studies", STUDY))
+            c.close()
+        threads, errors = run_threads(8, create_same)
+        for t in threads:
+            t.join(60)
+        check(not errors, "create errors: %s" % errors)
+        codes = sorted(st for st, _ in statuses)
+        check(codes == [200] * 7 + [201], "8 identical concurrent creates: %r" % codes)
+        bodies = [b for _, b in statuses]
+        check(all(b == bodies[0] for b in bodies), "concurrent creates answered different studies")
+
+        # 8 different definitions under one name at once: one 201, seven conflicts.
+        statuses.clear()
+        barrier = threading.Barrier(8)
+
+        def create_other(i):
+            c = d.client()
+            c.get("/healthz")
+            barrier.wait(30)
+            record(c.post("/v1/studies", dict(STUDY, name="race", user_attrs={"i": i})))
+            c.close()
+        threads, errors = run_threads(8, create_other)
+        for t in threads:
+            t.join(60)
+        check(not errors, "create errors: %s" % errors)
+        codes = sorted(st for st, _ in statuses)
+        check(codes == [201] + [409] * 7, "8 conflicting concurrent creates: %r" % codes)
+        winner = [b for st, b in statuses if st == 201][0]
+        check(d.get("/v1/studies/race").expect(200) == winner, "stored study is not the 201 one")
+        check(all(b["error"]["code"] == "conflict" for st, b in statuses if st == 409),
+              "losers must get conflict: %r" % statuses)
+
+        # 8 different tells on one trial at once: one 200, seven 409; the stored value is the winner's.
+        t0 = d.post("/v1/studies/load/ask").expect(201)
+        statuses.clear()
+        barrier = threading.Barrier(8)
+
+        def tell_one(i):
+            c = d.client()
+            c.get("/healthz")
+            barrier.wait(30)
+            record(c.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 0.5 + i}))
+            c.close()
+        threads, errors = run_threads(8, tell_one)
+        for t in threads:
+            t.join(60)
+        check(not errors, "tell errors: %s" % errors)
+        codes = sorted(st for st, _ in statuses)
+        check(codes == [200] + [409] * 7, "8 different concurrent tells: %r" % codes)
+        won = [b for st, b in statuses if st == 200][0]
+        stored = d.get("/v1/studies/load/trials/%d" % t0["number"]).expect(200)
+        check(stored["value"] == won["value"] and stored["state"] == "complete",
+              "stored %r, winner said %r" % (stored, won))
+
+        # 8 clients x 20 asks against max_trials 50: exactly 50 trials, numbers 0..49, rest exhausted.
+        d.post("/v1/studies", dict(STUDY, name="capped", max_trials=50)).expect(201)
+        statuses.clear()
+        barrier = threading.Barrier(8)
+
+        def ask_capped(i):
+            c = d.client()
+            c.get("/healthz")
+            barrier.wait(30)
+            for _ in range(20):
+                record(c.post("/v1/studies/capped/ask"))
+            c.close()
+        threads, errors = run_threads(8, ask_capped)
+        for t in threads:
+            t.join(60)
+        check(not errors, "ask errors: %s" % errors)
+        ok = sorted(b["number"] for st, b in statuses if st == 201)
+        rest = [(st, b["error"]["code"]) for st, b in statuses if st != 201]
+        check(ok == list(range(50)), "max_trials 50 under 8 concurrent clients handed out %d: %r"
+              % (len(ok), ok[:60]))
+        check(all(x == (409, "exhausted") for x in rest) and len(rest) == 110,
+              "the other asks: %r" % rest[:5])
+        check(d.get("/v1/studies/capped").expect(200)["trials"]["total"] == 50, "capped total")
+
+
+@tap.test
+def delete_under_load(exe):
+    """DELETE a study while 8 clients ask/tell on it; then recreate it from scratch."""
+    with Daemon(exe) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        lock = threading.Lock()
+        seen = []
+        started = threading.Event()
+
+        def worker(i):
+            c = d.client()
+            for _ in range(300):
+                r = c.post("/v1/studies/load/ask")
+                started.set()
+                with lock:
+                    seen.append(("ask", r.status))
+                if r.status != 201:
+                    break
+                r = c.post("/v1/studies/load/trials/%d/tell" % r.json["number"], {"value": 1.0})
+                with lock:
+                    seen.append(("tell", r.status))
+                if r.status != 200:
+                    break
+            c.close()
+
+        threads, errors = run_threads(8, worker)
+        check(started.wait(30), "no ask answered")
+        time.sleep(0.2)
+        r = d.delete("/v1/studies/load")
+        check(r.status == 204, "delete under load: %s" % r.describe())
+        for t in threads:
+            t.join(60)
+        check(not errors, "client errors: %s" % errors[:5])
+        bad = [x for x in seen if x[1] not in (200, 201, 404)]
+        check(not bad, "answers other than 2xx/404 while deleting: %r" % bad[:10])
+        d.get("/v1/studies/load").expect_error(404, "not_found")
+        d.post("/v1/studies", STUDY).expect(201)
+        check(d.post("/v1/studies/load/ask").expect(201)["number"] == 0, "recreated study numbering")
+        check(d.get("/v1/studies/load/trials").expect(200)["total"] == 1, "old trials came back")
+        d.restart()
+        check(d.get("/v1/studies/load/trials").expect(200)["total"] == 1,
+              "old trials came back after restart")
+
+
+@tap.test
+def storage_locked_unavailable(exe):
+    """Another process holds the database's write lock past busy_timeout: writes answer
+    503 unavailable and change nothing, /healthz says 503; once the lock is gone all is well."""
+    import sqlite3
+    with Daemon(exe) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        t0 = d.post("/v1/studies/load/ask").expect(201)
+        before = d.snapshot()
+        db = sqlite3.connect(d.db, timeout=10, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            t = time.monotonic()
+            r = d.post("/v1/studies/load/ask")
+            waited = time.monotonic() - t
+            r.expect_error(503, "unavailable", None, "ask while the database is locked")
+            r = d.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 1.0})
+            r.expect_error(503, "unavailable", None, "tell while the database is locked")
+            d.get("/healthz").expect(503, "healthz while storage cannot write")
+            check(d.snapshot() == before, "a 503 changed the state")
+        finally:
+            db.rollback()
+            db.close()
+        t1 = d.post("/v1/studies/load/ask").expect(201, "ask after the lock is released")
+        check(t1["number"] == 1, "the failed ask used up a number: got %r" % t1["number"])
+        d.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 1.0}).expect(200)
+        d.get("/healthz").expect(200, "healthz after a successful commit")
+        d.restart()
+        lst = d.get("/v1/studies/load/trials").expect(200)["trials"]
+        check([(t["number"], t["state"]) for t in lst] == [(0, "complete"), (1, "running")],
+              "after restart: %r" % lst)
+        print("# ask answered 503 after %.1f s of lock wait" % waited)
 
 
 if __name__ == "__main__":

@@ -243,7 +243,7 @@ class Curves:
         return 1.0 - v if self.max else v
 
 
-def simulate(sides, seed, direction, n_trials=240, max_steps=40, concurrency=5,
+def simulate(sides, seed, direction, n_trials=300, max_steps=40, concurrency=5,
              skip=False, repeats=False, on_event=None):
     """Run the simulation; sides[0] drives. Returns the list of per-report decisions.
 
@@ -347,14 +347,15 @@ CONFIGS = [
     ("percentile-90", "minimize",
      {"type": "percentile", "percentile": 90.0, "n_startup_trials": 0}, {"repeats": True}),
     ("asha-explicit", "minimize",
-     {"type": "asha", "min_resource": 1, "reduction_factor": 4}, {}),
+     {"type": "asha", "min_resource": 1, "reduction_factor": 4}, {"max_steps": 80}),
     ("asha-eta3-rate1-max", "maximize",
      {"type": "asha", "min_resource": 2, "reduction_factor": 3, "min_early_stopping_rate": 1},
      {}),
     ("asha-bootstrap", "minimize",
      {"type": "asha", "min_resource": 1, "reduction_factor": 2, "bootstrap_count": 2}, {}),
     ("hyperband-explicit", "minimize",
-     {"type": "hyperband", "min_resource": 1, "max_resource": 40, "reduction_factor": 3}, {}),
+     {"type": "hyperband", "min_resource": 1, "max_resource": 81, "reduction_factor": 3},
+     {"max_steps": 81}),
     ("hyperband-eta2-max", "maximize",
      {"type": "hyperband", "min_resource": 2, "max_resource": 30, "reduction_factor": 2,
       "bootstrap_count": 1}, {}),
@@ -422,6 +423,37 @@ def test_running_average():
         check(pruned > 0, "running_average: nothing pruned")
         print("# running_average %-9s %5d reports, %4d pruned, identical to the 6.1 model"
               % (direction, n, pruned), flush=True)
+
+
+@tap.test
+def test_restart():
+    """Decisions stay Optuna's across daemon restarts (state rebuilt from the database)."""
+    if ARGS.hpod is None:
+        print("# no hpod binary: restart check runs only over HTTP", flush=True)
+        return
+    for seed, (name, direction, spec, kw) in [(51, CONFIGS[1]), (52, CONFIGS[5]),
+                                              (53, CONFIGS[8])]:
+        d = Daemon(ARGS.hpod)
+        d.start()
+        try:
+            study = "restart-%s" % name
+            http = HttpSide(d, study, direction, spec)
+            ref = OptunaSide(study, direction, spec)
+            seen = [0]
+            restarts = [0]
+
+            def on_event(trial, step, decisions):
+                seen[0] += 1
+                if seen[0] % 700 == 0:
+                    d.restart()
+                    restarts[0] += 1
+            log = simulate([http, ref], seed, direction, on_event=on_event, **kw)
+            n, pruned = compare(log, 1, "restart-" + name, expect_equal_to=1)
+        finally:
+            d.close()
+        check(restarts[0] >= 1 and pruned > 0, "restart-%s: nothing tested" % name)
+        print("# restart %-22s %5d reports, %4d pruned, %d restarts, identical to Optuna"
+              % (name, n, pruned, restarts[0]), flush=True)
 
 
 class LateOptuna:
@@ -500,6 +532,8 @@ def test_auto_resources():
     for seed, kind, direction, spec, spec_fn in [
             (41, "asha", "minimize", {"type": "asha"},
              lambda m: {"type": "asha", "min_resource": m}),
+            (45, "asha", "minimize", {"type": "asha", "reduction_factor": 2},
+             lambda m: {"type": "asha", "min_resource": m, "reduction_factor": 2}),
             (42, "asha", "maximize", {"type": "asha", "reduction_factor": 3},
              lambda m: {"type": "asha", "min_resource": m, "reduction_factor": 3}),
             (43, "hyperband", "minimize", {"type": "hyperband"},
@@ -519,8 +553,9 @@ def test_auto_resources():
             watch = AutoWatch(late, kind)
             nh = len(sides)
             # The watch must see a report before the late side, so it goes first.
+            max_steps = {41: 150, 42: 150, 45: 260}.get(seed, 40)
             log = simulate(sides + [watch, late, auto], seed, direction,
-                           max_steps=150 if kind == "asha" else 40, n_trials=200)
+                           max_steps=max_steps, n_trials=200)
             check(watch.fixed_at is not None, "auto resource never fixed")
             fixed = log.index(next(e for e in log if (e[0], e[1]) == watch.fixed_at[:2]))
             for trial, step, ds in log[:fixed]:

@@ -298,8 +298,9 @@ static void test_median_startup_trials(void **unused)
     complete_at(f, 2, 1.0);
     /* Five: step 2 is judged (one complete trial reported it). */
     assert_true(report(f, t, 2, 100.0));
-    /* Failed and pruned trials do not count as complete. */
     fx_free(f);
+
+    /* Failed and pruned trials do not count as complete. */
 
     f = fx_new("median", "{\"n_startup_trials\": 2}", false, true);
     complete_at(f, 0, 1.0);
@@ -311,7 +312,7 @@ static void test_median_startup_trials(void **unused)
     t = new_trial(f);
     assert_false(report(f, t, 0, 9.0));
     complete_at(f, 0, 2.0);
-    assert_true(report(f, t, 1, 9.0) == false); /* nobody complete reported step 1 */
+    assert_false(report(f, t, 1, 9.0)); /* no complete trial reported step 1 */
     t = new_trial(f);
     assert_true(report(f, t, 0, 9.0));
     fx_free(f);
@@ -365,7 +366,9 @@ static void test_median_interval(void **unused)
     t = new_trial(f);
     assert_false(report(f, t, 1, 9.0));
     assert_true(report(f, t, 7, 9.0));
-    assert_false(report(f, t, 8, 9.0)); /* 7 was already in [5, 8) ... but 8 starts one */
+    assert_true(report(f, t, 8, 9.0)); /* 8 starts the next interval */
+    assert_false(report(f, t, 9, 9.0));
+    assert_false(report(f, t, 10, 9.0));
     fx_free(f);
 }
 
@@ -427,9 +430,12 @@ static void test_percentile_ties_and_maximize(void **unused)
     assert_true(report(f, new_trial(f), 0, 7.4));
     /* The best over all steps counts, the maximum when maximizing. */
     t = new_trial(f);
-    store(f, t, 0, 0.0);
+    store(f, t, 0, 10.0);
     complete_at(f, 1, 10.0);
-    assert_false(report(f, t, 1, 9.0) && false);
+    assert_false(report(f, t, 1, 1.0));
+    t = new_trial(f);
+    store(f, t, 0, 1.0);
+    assert_true(report(f, t, 1, 1.0));
     fx_free(f);
 }
 
@@ -455,13 +461,19 @@ static void test_median_nan(void **unused)
             true);
     size_t t;
 
+    const double c1[] = { 1.0, 0.6 };
+    const double c2[] = { 1.0, 0.4 };
+
     complete_at(f, 0, 1.0);
     complete_at(f, 0, NAN);
+    complete_curve(f, c1, 2);
+    complete_curve(f, c2, 2);
     /* n_min_trials counts the NaN; the median ignores it (numpy nanpercentile). */
     assert_true(report(f, new_trial(f), 0, 1.5));
     assert_false(report(f, new_trial(f), 0, 1.0));
     /* A trial whose values are all NaN prunes; a NaN among numbers is ignored. */
     assert_true(report(f, new_trial(f), 0, NAN));
+    /* Step 1: median of {0.6, 0.4} is 0.5, and t's best is 0.5, not NaN. */
     t = new_trial(f);
     store(f, t, 0, 0.5);
     assert_false(report(f, t, 1, NAN));
@@ -491,11 +503,11 @@ static void test_median_reports_after_prune(void **unused)
     assert_false(report(f, t, 3, 100.0));
     assert_true(hpo_trial_report_at(f->h.trials[t], 3)->value == 7.0);
     finish(f, t, HPO_STATE_PRUNED);
-    /* A pruned trial is no competitor: the median at step 2 is still 1. */
+    /* A pruned trial is no competitor: the median at step 2 stays 1 (not 0.75). */
     t = new_trial(f);
-    store(f, t, 0, 1.0);
-    store(f, t, 1, 1.0);
-    assert_true(report(f, t, 2, 1.1));
+    store(f, t, 0, 0.9);
+    store(f, t, 1, 0.9);
+    assert_false(report(f, t, 2, 0.9));
     fx_free(f);
 }
 
@@ -612,16 +624,22 @@ static void test_asha_reports_after_prune(void **unused)
     /* Still running after the prune: rung 0 was judged; nothing until rung 1. */
     assert_false(report(f, b, 2, 0.7));
     assert_false(report(f, b, 3, 0.7));
-    /* The repeated rung-0 report is decided again on the same history. */
+    /* A repeated step is decided on its stored value. */
     assert_false(report(f, b, 3, 0.1));
     assert_true(report(f, b, 4, 0.7));  /* rung 1 {0.5, 0.7} */
     assert_false(report(f, b, 5, 0.1)); /* between rungs */
     finish(f, b, HPO_STATE_PRUNED);
-    /* Pruned trials stay competitors: rung 1 holds {0.5, 0.7}, and 0.6 > 0.5. */
-    b = new_trial(f);
-    assert_false(report(f, b, 1, 0.4));
-    assert_true(report(f, b, 4, 0.6));
     fx_free(f);
+
+    /* Pruned and failed trials stay competitors in their rungs (as Optuna). */
+    for (int st = HPO_STATE_PRUNED; st <= HPO_STATE_FAILED; st++) {
+        f = fx_new("asha", "{\"min_resource\": 1, \"reduction_factor\": 2}", false, true);
+        a = new_trial(f);
+        assert_false(report(f, a, 1, 0.5));
+        finish(f, a, (enum hpo_state)st);
+        assert_true(report(f, new_trial(f), 1, 0.6));
+        fx_free(f);
+    }
 }
 
 static void test_asha_bootstrap_and_maximize(void **unused)
@@ -732,7 +750,10 @@ static void test_asha_observe_optional(void **unused)
                 f->type->observe(f->pruner, &f->h, b, -1);
             }
         }
-        /* Rung 0 {0.5, 0.6, x}: i = 0; doubled it would be {0.5, 0.5, 0.6, 0.6, x}, i = 1. */
+        /*
+        ** Rung 0 {0.5, 0.55, 0.6}: i = 0, prune. Had b been counted four times,
+        ** {0.5, 0.55, 0.6 x4} gives i = 2 and 0.55 <= 0.6 would continue.
+        */
         assert_true(report(f, new_trial(f), 1, 0.55));
         assert_false(report(f, new_trial(f), 1, 0.5));
         fx_free(f);
@@ -744,65 +765,65 @@ static void test_crc32_and_brackets(void **unused)
     /* binascii.crc32(b"s_0") ... b"s_4". */
     static const uint32_t crc[] = { 2987163180u, 3305852602u, 1543642880u, 721760150u,
         3043080757u };
-    /* Optuna 3.1 HyperbandPruner(1, 243, 3) on study "s": trials 0..19. */
-    static const int bracket[] = { 0, 0, 0, 1, 0, 1, 0, 0, 0, 2, 0, 0, 1, 2, 0, 1, 1, 1, 2, 0 };
+    /* Optuna 3.1 HyperbandPruner(1, 243, 3)._get_bracket_id on study "s": trials 0..19. */
+    static const size_t bracket[] = { 0, 0, 0, 1, 0, 1, 0, 0, 0, 2, 0, 0, 1, 2, 0, 1, 1, 1, 2,
+        0 };
+    int64_t budgets[HPO_SHA_MAX_RUNGS];
     struct fx *f;
 
     for (int i = 0; i < 5; i++) {
         assert_int_equal(hpo__crc32_trial("s", i), crc[i]);
     }
+    assert_int_equal(hpo__crc32_trial("", 12), 0x962be6adu); /* crc32(b"_12") */
+    /* math.log(243, 3) is 4.999999999999999: Optuna has 5 brackets, not 6. */
+    assert_int_equal(hpo__hyperband_layout(1, 243, 3, budgets), 5);
+    assert_int_equal(budgets[0], 81);
+    assert_int_equal(budgets[1], 34);
+    assert_int_equal(budgets[2], 15);
+    assert_int_equal(budgets[3], 8);
+    assert_int_equal(budgets[4], 5);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(hpo__hyperband_bracket(budgets, 5, hpo__crc32_trial("s", i)),
+                bracket[i]);
+    }
+    assert_int_equal(hpo__hyperband_layout(1, 9, 3, budgets), 3);
+    assert_int_equal(hpo__hyperband_layout(4, 4, 3, budgets), 1);
+    assert_int_equal(budgets[0], 1);
+    assert_int_equal(hpo__hyperband_layout(5, 1, 3, budgets), 0);
+
     /*
-    ** math.log(243, 3) is 4.999999999999999, so Optuna has 5 brackets (budgets
-    ** 81, 34, 15, 8, 5), not 6. Bracket b's first rung is 3^b: a trial is
-    ** judged first at step 1 in bracket 0, 3 in bracket 1, 9 in bracket 2.
+    ** Trials in different brackets never compete. Bracket b's rungs are at
+    ** 3^b, 3^(b+1), ...: trials 0 and 1 are in bracket 0, 3 and 5 in bracket 1.
     */
     f = fx_new("hyperband", "{\"max_resource\": 243}", false, true);
-    for (int i = 0; i < 20; i++) {
-        size_t t = new_trial(f);
-        int64_t first = bracket[i] == 0 ? 1 : bracket[i] == 1 ? 3 : 9;
-        /* Each trial reports 0.5 at its first rung step minus one, then worse. */
-        store(f, t, first - 1, 0.5);
-        (void)first;
-    }
-    /* A report one step before the first rung never prunes; at it, a bad value does. */
-    for (int i = 0; i < 20; i++) {
-        int64_t first = bracket[i] == 0 ? 1 : bracket[i] == 1 ? 3 : 9;
-        if (first > 1) {
-            assert_false(report(f, (size_t)i, first - 1, 0.5));
-        }
-    }
-    fx_free(f);
-
-    /* Trials in different brackets never compete: bracket 0 trials 0, 1, 2. */
-    f = fx_new("hyperband", "{\"max_resource\": 243}", false, true);
-    for (int i = 0; i < 20; i++) {
+    for (int i = 0; i < 6; i++) {
         new_trial(f);
     }
-    assert_false(report(f, 3, 3, 0.9)); /* bracket 1, alone in its rung at 3 */
-    assert_false(report(f, 0, 1, 0.5)); /* bracket 0, alone */
-    assert_true(report(f, 1, 1, 0.6));  /* bracket 0 {0.5, 0.6} */
-    assert_false(report(f, 5, 3, 0.95)); /* bracket 1 {0.9, 0.95}: i = 0, 0.95 > 0.9? */
+    assert_false(report(f, 0, 1, 0.5));  /* bracket 0, rung 0: alone */
+    assert_false(report(f, 3, 3, 0.9));  /* bracket 1, rung 0: alone, 0.5 is not there */
+    assert_true(report(f, 1, 1, 0.6));   /* bracket 0 {0.5, 0.6} */
+    assert_false(report(f, 5, 2, 0.1));  /* bracket 1: below its first rung */
+    assert_true(report(f, 5, 3, 0.95));  /* bracket 1 {0.9, 0.95} */
     fx_free(f);
 }
 
 static void test_hyperband_auto(void **unused)
 {
     struct fx *f = fx_new("hyperband", "{}", false, true);
-    size_t a;
+    size_t a, c;
 
+    /* Before a trial completes, never prune. Trials 0 and 2 of "s" share bracket 0. */
     a = new_trial(f);
     assert_false(report(f, a, 1, 0.9));
-    /* A trial complete at step 8: max_resource 9, brackets floor(log3 9) + 1 = 3. */
-    {
-        size_t c = new_trial(f);
-        for (int64_t s = 0; s <= 8; s++) {
-            store(f, c, s, 0.1);
-        }
-        finish(f, c, HPO_STATE_COMPLETE);
+    finish(f, new_trial(f), HPO_STATE_FAILED);
+    c = new_trial(f);
+    for (int64_t s = 0; s <= 8; s++) {
+        store(f, c, s, 0.1);
     }
-    /* Trial 0 of "s" is in bracket 0 (rung at 1): {0.9, 0.1} -> prune at its next report? */
-    assert_false(report(f, a, 2, 0.9)); /* rung 0 was at step 1, rung 1 is at 3 */
-    assert_true(report(f, a, 3, 0.9));
+    finish(f, c, HPO_STATE_COMPLETE);
+    /* max_resource 9: 3 brackets; bracket 0 has rungs at 1, 3, 9. */
+    assert_false(report(f, a, 2, 0.9)); /* rung 0 was passed at step 1 */
+    assert_true(report(f, a, 3, 0.9));  /* rung 1 {0.1, 0.9} */
     fx_free(f);
 
     /* max_resource below min_resource: no bracket at all, never prune (as Optuna). */

@@ -494,25 +494,37 @@ static double dist2(const double *a, const double *b)
     return sqrt((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]));
 }
 
+/* A suggestion for trial 12 from a fresh sampler state (cold fit, no cache), stream 99. */
+static void fresh_suggest(struct study *st, double *unit)
+{
+    struct hpo_rng rng;
+    struct hpo_error err;
+    json_t *opts = json_object();
+    void *state;
+
+    assert_int_equal(hpo_sampler_gp.configure(opts, st->space, &state, &err), 0);
+    hpo_rng_init(&rng, 99, 12);
+    assert_int_equal(hpo_sampler_gp.suggest(state, st->space, &st->h, &rng, unit, &err), 0);
+    hpo_sampler_gp.destroy(state);
+    json_decref(opts);
+}
+
 static void test_pending_pushes_away(void **unused)
 {
     struct study st;
     struct hpo_trial *p[4];
-    double first[2];
+    double unit[2];
 
     study_open(&st, square_space, NULL);
     run_study(&st, 12, 5, square_objective);
-    /* With the same rng stream, the ask without running trials lands at p0... */
-    p[0] = ask(&st, 99);
-    memcpy(first, p[0]->unit, sizeof(first));
-    /* ...and each later one, with the earlier ones running, lands elsewhere. */
-    for (int k = 1; k < 4; k++) {
-        struct hpo_rng rng;
-        struct hpo_error err;
-        double unit[2];
-        hpo_rng_init(&rng, 99, 12);
-        assert_int_equal(hpo_sampler_gp.suggest(st.state, st.space, &st.h, &rng, unit, &err), 0);
+    /*
+    ** Same data, same rng stream, fresh state each time: only the running
+    ** trials (best constant liars) differ between the four suggestions.
+    */
+    for (int k = 0; k < 4; k++) {
+        fresh_suggest(&st, unit);
         p[k] = hpo_history_append(&st.h, HPO_STATE_RUNNING);
+        assert_non_null(p[k]);
         hpo_space_decode(st.space, unit, p[k]->values);
         memcpy(p[k]->unit, unit, sizeof(unit));
         for (int j = 0; j < k; j++) {
@@ -522,18 +534,12 @@ static void test_pending_pushes_away(void **unused)
             }
         }
     }
-    /* Without the running trials the same stream gives p0 again (the liars did it). */
+    /* Without the running trials the same stream gives p0 again. */
     for (int k = 0; k < 4; k++) {
         hpo_history_set_state(&st.h, p[k], HPO_STATE_FAILED);
     }
-    {
-        struct hpo_rng rng;
-        struct hpo_error err;
-        double unit[2];
-        hpo_rng_init(&rng, 99, 12);
-        assert_int_equal(hpo_sampler_gp.suggest(st.state, st.space, &st.h, &rng, unit, &err), 0);
-        assert_true(dist2(unit, first) < 1e-3);
-    }
+    fresh_suggest(&st, unit);
+    assert_true(dist2(unit, p[0]->unit) < 1e-12);
     study_close(&st);
 }
 
@@ -602,6 +608,45 @@ static void test_variants(void **unused)
     }
 }
 
+/* Above 1000 complete trials the model keeps 1000 rows and extends them between refits. */
+static void test_refit_policy_large(void **unused)
+{
+    struct study st;
+    struct hpo_gp_stats stats;
+    struct hpo_rng rng;
+
+    study_open(&st, square_space, NULL);
+    hpo_rng_seed(&rng, 3);
+    for (int i = 0; i < 1100; i++) {
+        struct hpo_trial *t = hpo_history_append(&st.h, HPO_STATE_COMPLETE);
+        t->unit[0] = hpo_rng_uniform(&rng);
+        t->unit[1] = hpo_rng_uniform(&rng);
+        hpo_space_decode(st.space, t->unit, t->values);
+        t->value = square_objective(st.space, t->values);
+    }
+    run_study(&st, 3, 4, square_objective);
+    hpo_gp_get_stats(st.state, &stats);
+    assert_int_equal(stats.fits, 1);
+    assert_int_equal(stats.refactors, 1);
+    assert_int_equal(stats.extends, 2);
+    /* 1000 chosen at the refit plus the two trials told since. */
+    assert_int_equal(stats.model_rows, 1002);
+    assert_int_equal(stats.fallbacks, 0);
+    /* 5% more complete trials trigger the next refit, with a fresh choice of 1000 rows. */
+    for (int i = 0; i < 52; i++) {
+        struct hpo_trial *t = hpo_history_append(&st.h, HPO_STATE_COMPLETE);
+        t->unit[0] = hpo_rng_uniform(&rng);
+        t->unit[1] = hpo_rng_uniform(&rng);
+        hpo_space_decode(st.space, t->unit, t->values);
+        t->value = square_objective(st.space, t->values);
+    }
+    run_study(&st, 1, 4, square_objective);
+    hpo_gp_get_stats(st.state, &stats);
+    assert_int_equal(stats.fits, 2);
+    assert_int_equal(stats.model_rows, 1000);
+    study_close(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -618,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_pending_pushes_away),
         cmocka_unit_test(test_degenerate_histories),
         cmocka_unit_test(test_variants),
+        cmocka_unit_test(test_refit_policy_large),
     };
 
     return cmocka_run_group_tests_name("samplers-gp", tests, NULL, NULL);

@@ -505,7 +505,7 @@ static double concentration(const char *opts, bool maximize)
     }
     for (uint64_t seed = 0; seed < 400; seed++) {
         ask(state, space, &h, seed, unit, values);
-        hits += target_dist(values) < 0.15;
+        hits += target_dist(values) < 0.25;
     }
     hpo_sampler_tpe.destroy(state);
     hpo_history_finish(&h);
@@ -516,20 +516,21 @@ static double concentration(const char *opts, bool maximize)
 static void test_concentration(void **unused)
 {
     /*
-    ** A disc of radius 0.15 is 7% of the square, so random search puts ~7%
-    ** of its points there. With the 200-trial history TPE must put >= 60%
-    ** there, in every mode and for a maximized objective.
+    ** The disc of radius 0.25 around (0.2, 0.8) covers 19.6% of the square,
+    ** so random search puts ~20% of its points there (P(>= 90% of 400) is
+    ** nil). With the 200-trial history TPE must put >= 90% there, in every
+    ** mode and for a maximized objective. (Measured: 100%.)
     */
     double f;
 
     f = concentration("{}", false);
     print_message("multivariate: %.3f in the disc\n", f);
-    assert_true(f >= 0.6);
+    assert_true(f >= 0.9);
     f = concentration("{}", true);
-    assert_true(f >= 0.6);
+    assert_true(f >= 0.9);
     f = concentration("{\"multivariate\": false}", false);
     print_message("univariate: %.3f in the disc\n", f);
-    assert_true(f >= 0.6);
+    assert_true(f >= 0.9);
 }
 
 /* Mean pairwise distance of 8 asks in flight after 40 finished trials. */
@@ -577,14 +578,17 @@ static void test_constant_liar(void **unused)
     assert_true(with > 1.2 * without);
 }
 
-/* A param whose branch was never taken is drawn at random, and decoding drops it. */
+/*
+** Params never active in a trial used (here mom and nest: every trial chose
+** adam) are not modelled: their coordinates are the random draws that
+** start every suggestion, the first dim uniforms of the trial's stream.
+*/
 static void test_unseen_branch(void **unused)
 {
     struct hpo_space *space = parse_space(MIXED_SPACE);
     struct hpo_history h;
     void *state = configure("{}", space);
-    double unit[16], values[16];
-    int sgd = 0;
+    double unit[16], values[16], raw[16];
 
     hpo_history_init(&h, space, "t", false);
     for (int i = 0; i < 30; i++) {
@@ -593,17 +597,28 @@ static void test_unseen_branch(void **unused)
         for (size_t j = 0; j < space->dim; j++) {
             unit[j] = hpo_rng_uniform(&gen);
         }
-        unit[6] = 0.125; /* always adam: mom and nest never active */
+        unit[6] = 0.125; /* adam */
         hpo_space_decode(space, unit, values);
         add_trial(&h, space, unit, values, HPO_STATE_COMPLETE, mixed_objective(values));
     }
     for (uint64_t seed = 0; seed < 200; seed++) {
-        ask(state, space, &h, seed, unit, values);
+        struct hpo_rng rng, again;
+        struct hpo_error err;
+        double first[16];
+        hpo_rng_init(&rng, seed, h.n_trials);
+        hpo_rng_init(&again, seed, h.n_trials);
+        for (size_t j = 0; j < space->dim; j++) {
+            first[j] = hpo_rng_uniform(&again);
+        }
+        assert_int_equal(hpo_sampler_tpe.suggest(state, space, &h, &rng, raw, &err), 0);
+        assert_true(raw[7] == first[7]);
+        assert_true(raw[8] == first[8]);
+        /* The modelled ones are not simply the random draws. */
+        assert_true(raw[0] != first[0]);
+        memcpy(unit, raw, sizeof(raw));
+        hpo_space_decode(space, unit, values);
         check_valid(space, unit, values);
-        sgd += values[6] == 1.0;
     }
-    /* The prior kernel still proposes other choices now and then. */
-    assert_true(sgd > 0);
     hpo_sampler_tpe.destroy(state);
     hpo_history_finish(&h);
     hpo_space_destroy(space);

@@ -19,6 +19,8 @@
 ** - Threads: a struct hpo_client may be used by one thread at a time (it
 **   owns one curl handle); use one client per thread. A struct hpo_trial is
 **   plain data: any number of threads may read one at once.
+** - Sockets are close-on-exec: programs the caller starts do not inherit
+**   the connection.
 ** - Retries: a failure to connect and a 503 `unavailable` (nothing changed on
 **   the server) are retried with exponential backoff. Timeouts and broken
 **   connections after the request was sent are retried only for idempotent
