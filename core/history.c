@@ -45,8 +45,9 @@ void hpo_trial_free(struct hpo_trial *t)
     if (t == NULL) {
         return;
     }
-    free(t->values);
-    free(t->unit);
+    if (t->point != NULL && --t->point->refs == 0) {
+        free(t->point);
+    }
     free(t->reports);
     json_decref(t->user_attrs);
     free(t->worker);
@@ -62,6 +63,75 @@ void hpo_history_finish(struct hpo_history *h)
     h->trials = NULL;
     h->n_trials = 0;
     h->cap_trials = 0;
+}
+
+static struct hpo_point *point_new(size_t dim)
+{
+    struct hpo_point *p = malloc(sizeof(*p) + (2 * dim + 1) * sizeof(double));
+
+    if (p != NULL) {
+        p->refs = 1;
+    }
+    return p;
+}
+
+int hpo_trial_own_point(struct hpo_trial *t, size_t dim)
+{
+    struct hpo_point *p;
+
+    if (t->point->refs == 1) {
+        t->shares = -1;
+        return 0;
+    }
+    p = point_new(dim);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(p->data, t->point->data, 2 * dim * sizeof(double));
+    t->point->refs--;
+    t->point = p;
+    t->values = p->data;
+    t->unit = p->data + dim;
+    t->shares = -1;
+    return 0;
+}
+
+void hpo_trial_share_point(struct hpo_trial *t, struct hpo_trial *src)
+{
+    if (t->point == src->point) {
+        return;
+    }
+    if (--t->point->refs == 0) {
+        free(t->point);
+    }
+    t->point = src->point;
+    t->point->refs++;
+    t->values = src->values;
+    t->unit = src->unit;
+    t->shares = src->shares >= 0 ? src->shares : src->number;
+}
+
+static bool same_values(const double *a, const double *b, size_t n)
+{
+    /* Bitwise, so NaN (inactive) equals NaN and -0.0 differs from 0.0. */
+    return memcmp(a, b, n * sizeof(double)) == 0;
+}
+
+bool hpo_history_dedupe(struct hpo_history *h, struct hpo_trial *t, size_t window)
+{
+    size_t dim = h->space->dim;
+
+    for (size_t k = 1; k <= window && k <= (size_t)t->number; k++) {
+        struct hpo_trial *o = h->trials[t->number - (int64_t)k];
+        if (o->point == t->point) {
+            return true;
+        }
+        if (same_values(o->values, t->values, dim)) {
+            hpo_trial_share_point(t, o);
+            return true;
+        }
+    }
+    return false;
 }
 
 struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state)
@@ -82,13 +152,15 @@ struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state
     if (t == NULL) {
         return NULL;
     }
-    t->values = malloc((dim ? dim : 1) * sizeof(double));
-    t->unit = malloc((dim ? dim : 1) * sizeof(double));
+    t->point = point_new(dim);
     t->user_attrs = json_object();
-    if (t->values == NULL || t->unit == NULL || t->user_attrs == NULL) {
+    if (t->point == NULL || t->user_attrs == NULL) {
         hpo_trial_free(t);
         return NULL;
     }
+    t->values = t->point->data;
+    t->unit = t->point->data + dim;
+    t->shares = -1;
     for (size_t j = 0; j < dim; j++) {
         t->values[j] = NAN;
         t->unit[j] = NAN;

@@ -34,12 +34,25 @@ struct hpo_report {
     double value;
 };
 
+/*
+** A trial's point: values then unit coordinates, 2 * dim doubles. Trials whose
+** params are identical (vector studies: trials of one optimizer version)
+** share one point, so a 10^6-element vector is held once, not once per trial.
+** A shared point is never written; replace it (hpo_trial_own_point) first.
+*/
+struct hpo_point {
+    size_t refs;
+    double data[];
+};
+
 struct hpo_trial {
     int64_t number;
     enum hpo_state state;
     double value;  /* the told value as the user sees it; NaN when none */
     double *values; /* space->dim param values (values form); NaN inactive/unset */
     double *unit;   /* space->dim unit coordinates; NaN inactive/unset */
+    struct hpo_point *point; /* owns values and unit */
+    int64_t shares;          /* number of the earlier trial whose point this one shares, or -1 */
     struct hpo_report *reports; /* sorted by step, unique steps */
     size_t n_reports, cap_reports;
     json_t *user_attrs; /* object, never NULL once created */
@@ -94,6 +107,21 @@ const struct hpo_report *hpo_trial_report_at(const struct hpo_trial *t, int64_t 
 
 /* The report with the largest step, or NULL. */
 const struct hpo_report *hpo_trial_last_report(const struct hpo_trial *t);
+
+/*
+** Give trial t a private copy of its point (copy-on-write before changing its
+** params). Returns 0 or -ENOMEM.
+*/
+int hpo_trial_own_point(struct hpo_trial *t, size_t dim);
+
+/* Make t share src's point (t's own is released); sets t->shares = src->number. */
+void hpo_trial_share_point(struct hpo_trial *t, struct hpo_trial *src);
+
+/*
+** If one of the `window` trials before t has exactly t's param values, share
+** its point and return true. Cost: one memcmp of dim doubles per candidate.
+*/
+bool hpo_history_dedupe(struct hpo_history *h, struct hpo_trial *t, size_t window);
 
 /* Free one trial (not in a history); accepts NULL. */
 void hpo_trial_free(struct hpo_trial *t);

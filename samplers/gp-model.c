@@ -30,6 +30,14 @@
 #define RHO_MIN      -20.0
 #define RHO_MAX      3.0
 
+/* Stopping rule of the hyperparameter fit, on the log posterior per row. */
+#ifndef GP_FIT_FTOL
+#define GP_FIT_FTOL 1e-3
+#endif
+#ifndef GP_FIT_XTOL
+#define GP_FIT_XTOL 1e-3
+#endif
+
 double hpo_gp_matern52(double r2)
 {
     double r = sqrt(r2);
@@ -560,8 +568,8 @@ int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic, int *ret
     nlopt_set_lower_bounds(opt, lb);
     nlopt_set_upper_bounds(opt, ub);
     nlopt_set_min_objective(opt, fit_objective, &ctx);
-    nlopt_set_ftol_abs(opt, 1e-3);
-    nlopt_set_xtol_rel(opt, 1e-3);
+    nlopt_set_ftol_abs(opt, GP_FIT_FTOL);
+    nlopt_set_xtol_rel(opt, GP_FIT_XTOL);
     nlopt_set_maxeval(opt, 200);
     res = nlopt_optimize(opt, x, &f);
     /* Keep the best point seen: L-BFGS may stop on round-off after progress. */

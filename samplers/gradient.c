@@ -979,7 +979,9 @@ static void forget_old_versions(struct gradient_state *st)
     if (base > st->told_base) {
         size_t shift = (size_t)(base - st->told_base) / 8;
         size_t bytes = st->n_told_bits / 8;
-        if (shift >= bytes) {
+        if (bytes == 0) {
+            /* nothing recorded yet */
+        } else if (shift >= bytes) {
             memset(st->told, 0, bytes);
         } else {
             memmove(st->told, st->told + shift, bytes - shift);
@@ -1226,6 +1228,14 @@ static void gradient_tell(void *state, const struct hpo_space *space,
     const struct hpo_trial *t = history->trials[trial];
     bool grad;
 
+    if (trial < st->told_base) {
+        /* Older than every kept version: too stale (a retry may count twice). */
+        if (st->mode == MODE_CLIENT && t->state == HPO_STATE_COMPLETE &&
+                has_gradient(st, space, gradient)) {
+            st->n_dropped++;
+        }
+        return;
+    }
     if (told_get(st, trial)) {
         return; /* a retried tell changes nothing */
     }
@@ -1272,8 +1282,13 @@ enum {
     F_DPREV = 1 << 6,
 };
 
-/* Fixed header after the magic: 11 u64 words, then lr and a. */
-#define HEADER_WORDS 11
+/*
+** Blob layout (native byte order; the blob is read back only by the same
+** daemon): magic, HEADER_WORDS u64 words, lr and a (double), then u, m, v,
+** acc, dprev (those present; only once initialized) as dim doubles each, the
+** kept step log (k - steps_base u64), and the told bitmap.
+*/
+#define HEADER_WORDS 13
 
 static uint64_t state_flags(const struct gradient_state *st)
 {
@@ -1309,13 +1324,14 @@ static int gradient_save(const void *state, void **blob, size_t *len)
 {
     const struct gradient_state *st = state;
     uint64_t flags = state_flags(st);
-    size_t told_bytes = (st->n_told_bits + 7) / 8;
+    size_t told_bytes = st->n_told_bits / 8;
     size_t vec = st->dim * sizeof(double);
+    size_t n_steps = (size_t)(st->k - st->steps_base);
     size_t total = 8 + HEADER_WORDS * 8 + 2 * sizeof(double) + n_vectors(flags) * vec +
-            (size_t)st->k * 8 + told_bytes;
+            n_steps * 8 + told_bytes;
     uint64_t hdr[HEADER_WORDS] = { st->dim, st->n_params, flags, (uint64_t)st->mode,
         st->init_n, st->spsa_start, st->key, (uint64_t)st->k, st->n_acc, st->n_dropped,
-        st->n_told_bits };
+        st->n_told_bits, (uint64_t)st->steps_base, st->told_base };
     unsigned char *b = malloc(total);
     unsigned char *p = b;
 
@@ -1327,21 +1343,14 @@ static int gradient_save(const void *state, void **blob, size_t *len)
     p = put(p, &st->lr, sizeof(double));
     p = put(p, &st->a, sizeof(double));
     if (st->initialized) {
-        p = put(p, st->u, vec);
-        if (st->m != NULL) {
-            p = put(p, st->m, vec);
-        }
-        if (st->v != NULL) {
-            p = put(p, st->v, vec);
-        }
-        if (st->acc != NULL) {
-            p = put(p, st->acc, vec);
-        }
-        if (st->dprev != NULL) {
-            p = put(p, st->dprev, vec);
+        const double *vecs[] = { st->u, st->m, st->v, st->acc, st->dprev };
+        for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++) {
+            if (vecs[i] != NULL) {
+                p = put(p, vecs[i], vec);
+            }
         }
     }
-    p = put(p, st->steps, (size_t)st->k * 8);
+    p = put(p, st->steps, n_steps * 8);
     p = put(p, st->told, told_bytes);
     *blob = b;
     *len = (size_t)(p - b);
@@ -1353,47 +1362,48 @@ static int gradient_load(void *state, const void *blob, size_t len)
 {
     struct gradient_state *st = state;
     const unsigned char *p = blob;
+    const size_t fixed = 8 + HEADER_WORDS * 8 + 2 * sizeof(double);
     uint64_t hdr[HEADER_WORDS];
-    uint64_t flags, k, told_bits;
+    uint64_t flags, k, base, told_bits, n_steps;
     size_t vec = st->dim * sizeof(double);
-    size_t need, told_bytes, nv;
+    size_t told_bytes, nv;
     uint64_t *steps = NULL;
     unsigned char *told = NULL;
     double lr, a;
 
-    if (len < 8 + sizeof(hdr) + 2 * sizeof(double) || memcmp(p, BLOB_MAGIC, 8) != 0) {
+    if (len < fixed || memcmp(p, BLOB_MAGIC, 8) != 0) {
         return -EINVAL;
     }
     memcpy(hdr, p + 8, sizeof(hdr));
     memcpy(&lr, p + 8 + sizeof(hdr), sizeof(double));
     memcpy(&a, p + 8 + sizeof(hdr) + sizeof(double), sizeof(double));
-    p += 8 + sizeof(hdr) + 2 * sizeof(double);
+    p += fixed;
     flags = hdr[2];
     k = hdr[7];
     told_bits = hdr[10];
+    base = hdr[11];
     if (hdr[0] != st->dim || hdr[1] != st->n_params || hdr[3] > MODE_FD ||
             (flags & (F_M | F_V | F_ACC | F_DPREV)) !=
                     (state_flags(st) & (F_M | F_V | F_ACC | F_DPREV)) ||
-            k > (uint64_t)INT64_MAX / 16 || told_bits % 8 != 0 || hdr[8] >= (uint64_t)st->batch_size) {
+            k > (uint64_t)INT64_MAX / 2 || base > k || told_bits % 8 != 0 || hdr[12] % 8 != 0 ||
+            hdr[8] >= (uint64_t)st->batch_size) {
         return -EINVAL;
     }
     nv = n_vectors(flags);
+    n_steps = k - base;
     told_bytes = told_bits / 8;
-    if (st->dim > 0 && nv > SIZE_MAX / 2 / vec) {
+    /* Every section must fit in what is left: check before any multiplication overflows. */
+    if ((st->dim > 0 && nv > (len - fixed) / vec) || n_steps > (len - fixed - nv * vec) / 8 ||
+            len - fixed - nv * vec - n_steps * 8 != told_bytes) {
         return -EINVAL;
     }
-    need = 8 + sizeof(hdr) + 2 * sizeof(double) + nv * vec;
-    if (k > (SIZE_MAX - need) / 8 || told_bytes > SIZE_MAX - need - k * 8 ||
-            len != need + k * 8 + told_bytes) {
-        return -EINVAL;
-    }
-    if (k > 0) {
-        steps = malloc(k * 8);
+    if (n_steps > 0) {
+        steps = malloc(n_steps * 8);
         if (steps == NULL) {
             return -ENOMEM;
         }
-        memcpy(steps, p + nv * vec, k * 8);
-        for (uint64_t s = 1; s < k; s++) {
+        memcpy(steps, p + nv * vec, n_steps * 8);
+        for (uint64_t s = 1; s < n_steps; s++) {
             if (steps[s] < steps[s - 1]) {
                 free(steps);
                 return -EINVAL;
@@ -1406,33 +1416,25 @@ static int gradient_load(void *state, const void *blob, size_t len)
             free(steps);
             return -ENOMEM;
         }
-        memcpy(told, p + nv * vec + k * 8, told_bytes);
+        memcpy(told, p + nv * vec + n_steps * 8, told_bytes);
     }
     if (flags & F_INITIALIZED) {
-        memcpy(st->u, p, vec);
-        p += vec;
-        if (st->m != NULL) {
-            memcpy(st->m, p, vec);
-            p += vec;
-        }
-        if (st->v != NULL) {
-            memcpy(st->v, p, vec);
-            p += vec;
-        }
-        if (st->acc != NULL) {
-            memcpy(st->acc, p, vec);
-            p += vec;
-        }
-        if (st->dprev != NULL) {
-            memcpy(st->dprev, p, vec);
+        double *vecs[] = { st->u, st->m, st->v, st->acc, st->dprev };
+        for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++) {
+            if (vecs[i] != NULL) {
+                memcpy(vecs[i], p, vec);
+                p += vec;
+            }
         }
     }
     free(st->steps);
     free(st->told);
     st->steps = steps;
-    st->cap_steps = (size_t)k;
+    st->cap_steps = (size_t)n_steps;
+    st->steps_base = (int64_t)base;
     st->told = told;
     st->n_told_bits = (size_t)told_bits;
+    st->told_base = hdr[12];
     st->initialized = flags & F_INITIALIZED;
     st->have_key = flags & F_HAVE_KEY;
     st->a_resolved = flags & F_A_RESOLVED;

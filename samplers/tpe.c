@@ -195,15 +195,23 @@ struct tpe_options {
 /* One included trial's value in a per-coordinate sorted list, with its cached kernel constant. */
 struct tpe_entry {
     double v;     /* unit coordinate */
-    double sigma; /* the sigma `cst` and `isig` were computed for; 0 = none yet */
-    double isig;  /* 1 / sigma */
-    double cst;   /* kernel_cst(kind, v, sigma) */
+    double sigma; /* the above-kernel sigma last written to the trial arrays; 0 = none */
     uint32_t t;   /* trial number */
 };
 
+/*
+** One coordinate: its included trials sorted by value, and the above
+** mixture's kernel of each trial, indexed by trial number (slots of trials
+** not in "above" hold finite stale values and get weight 0), so g is
+** rebuilt by rewriting only the kernels whose bandwidth changed.
+*/
 struct tpe_coord {
-    struct tpe_entry *ord; /* sorted by (v, t) */
+    int kind;
+    struct tpe_entry *ord; /* sorted by (v, t); numeric coordinates only */
     size_t n, cap;
+    double *tmu, *tis, *tcst; /* numeric: mu, isig (scaled as in tpe_mdim), constant */
+    uint32_t *tcls;           /* discrete: class of the kernel in this suggest */
+    uint32_t *tcat;           /* categorical: the choice (UINT32_MAX when inactive) */
 };
 
 struct tpe_udim {
@@ -268,7 +276,6 @@ struct tpe {
     size_t cap_added;
     /* Per-unit scratch. */
     uint8_t *role;
-    uint32_t *kidx;
     int *pcls, *pmap;
     uint8_t *pever, *pact;
     size_t *plist;
@@ -293,7 +300,13 @@ static void tpe_destroy(void *state)
     }
     if (s->coords != NULL) {
         for (size_t k = 0; k < s->dim; k++) {
-            free(s->coords[k].ord);
+            struct tpe_coord *co = &s->coords[k];
+            free(co->ord);
+            free(co->tmu);
+            free(co->tis);
+            free(co->tcst);
+            free(co->tcls);
+            free(co->tcat);
         }
     }
     free(s->coords);
@@ -306,7 +319,6 @@ static void tpe_destroy(void *state)
     free(s->newbuf);
     free(s->added);
     free(s->role);
-    free(s->kidx);
     free(s->pcls);
     free(s->pmap);
     free(s->pever);
@@ -389,6 +401,14 @@ static int tpe_configure(const json_t *options, const struct hpo_space *space, v
             s->pact == NULL || s->plist == NULL) {
         tpe_destroy(s);
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        int kind = p->type == HPO_PARAM_CATEGORICAL ? KIND_CAT :
+                (p->n_grid > 0.0 ? KIND_DISC : KIND_CONT);
+        for (size_t k = p->offset; k < p->offset + p->width; k++) {
+            s->coords[k].kind = kind;
+        }
     }
     *state = s;
     return 0;
@@ -481,9 +501,33 @@ static int grow_trials(struct tpe *s, size_t need)
     GROW_ONE(st, 1);
     GROW_ONE(key, sizeof(struct tpe_key));
     GROW_ONE(role, 1);
-    GROW_ONE(kidx, sizeof(uint32_t));
     GROW_ONE(mu_rows, (s->dim ? s->dim : 1) * sizeof(double));
 #undef GROW_ONE
+#define GROW_COORD(field, elem, init)                                                          \
+    do {                                                                                      \
+        p = realloc(co->field, c * (elem));                                                   \
+        if (p == NULL) {                                                                      \
+            return -ENOMEM;                                                                   \
+        }                                                                                     \
+        co->field = p;                                                                        \
+        for (size_t t = s->cap_trials; t < c; t++) {                                          \
+            co->field[t] = (init);                                                            \
+        }                                                                                     \
+    } while (0)
+    for (size_t k = 0; k < s->dim; k++) {
+        struct tpe_coord *co = &s->coords[k];
+        if (co->kind == KIND_CAT) {
+            GROW_COORD(tcat, sizeof(uint32_t), UINT32_MAX);
+            continue;
+        }
+        GROW_COORD(tmu, sizeof(double), 0.5);
+        GROW_COORD(tis, sizeof(double), 0.0);
+        GROW_COORD(tcst, sizeof(double), 0.0);
+        if (co->kind == KIND_DISC) {
+            GROW_COORD(tcls, sizeof(uint32_t), 0);
+        }
+    }
+#undef GROW_COORD
     memset(s->incl + s->cap_trials, 0, c - s->cap_trials);
     memset(s->dirty + s->cap_trials, 0, c - s->cap_trials);
     s->cap_trials = c;
@@ -502,17 +546,16 @@ static void sync_reset(struct tpe *s)
     s->n_known = 0;
 }
 
-static bool coord_numeric(const struct hpo_space *space, size_t k, const struct hpo_param **pp)
+/* The number of choices of the categorical param holding coordinate k. */
+static size_t cat_choices(const struct hpo_space *space, size_t k)
 {
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         if (k >= p->offset && k < p->offset + p->width) {
-            *pp = p;
-            return p->type != HPO_PARAM_CATEGORICAL;
+            return p->n_choices;
         }
     }
-    *pp = NULL;
-    return false;
+    return 1;
 }
 
 static double nan_to_inf(double x)
@@ -623,10 +666,16 @@ static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct h
     }
     for (size_t k = 0; k < dim; k++) {
         struct tpe_coord *c = &s->coords[k];
-        const struct hpo_param *p;
         size_t w = 0, nn = 0;
 
-        if (!coord_numeric(space, k, &p)) {
+        if (c->kind == KIND_CAT) {
+            double C = (double)cat_choices(space, k);
+            for (size_t a = 0; a < n_add; a++) {
+                size_t t = s->added[a];
+                double u = s->mu_rows[t * dim + k], q = floor(u * C);
+                c->tcat[t] = isnan(u) ? UINT32_MAX :
+                        (uint32_t)(q < 0.0 ? 0.0 : (q > C - 1.0 ? C - 1.0 : q));
+            }
             continue;
         }
         if (n_rem > 0) {
@@ -646,8 +695,6 @@ static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct h
             if (!isnan(v)) {
                 s->newbuf[nn].v = v;
                 s->newbuf[nn].sigma = 0.0;
-                s->newbuf[nn].isig = 0.0;
-                s->newbuf[nn].cst = 0.0;
                 s->newbuf[nn].t = (uint32_t)t;
                 nn++;
             }
@@ -730,6 +777,7 @@ struct tpe_unit {
     struct tpe_udim *ud;
     size_t nd;
     size_t m_l, m_g;
+    size_t n_slots;    /* trials in the history: g's kernel slots */
     struct tpe_mix l, g;
     struct tpe_cands cand;
     double *sl, *sg, *acc, *tab, *bestx;
@@ -748,7 +796,20 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
         ndisc += u->ud[j].kind == KIND_DISC;
     }
     mix_layout(cv, &u->l, u->ud, nd, u->m_l, true);
-    mix_layout(cv, &u->g, u->ud, nd, u->m_g, false);
+    /* g: kernels live in the coordinates' trial arrays; only base and classes here. */
+    u->g.m = u->m_g;
+    u->g.m_pad = (u->n_slots + LANES - 1) / LANES * LANES;
+    u->g.base = carve(cv, u->g.m_pad * sizeof(double));
+    u->g.d = carve(cv, nd * sizeof(struct tpe_mdim));
+    for (size_t j = 0; j < nd; j++) {
+        double *cm = carve(cv, u->m_g * sizeof(double));
+        double *ci = carve(cv, u->m_g * sizeof(double));
+        if (u->g.d != NULL) {
+            memset(&u->g.d[j], 0, sizeof(u->g.d[j]));
+            u->g.d[j].cls_mu = cm;
+            u->g.d[j].cls_isig = ci;
+        }
+    }
     u->cand.x = carve(cv, nc * nd * sizeof(double));
     u->cand.lo = carve(cv, nc * nd * sizeof(double));
     u->cand.hi = carve(cv, nc * nd * sizeof(double));
@@ -938,26 +999,66 @@ static void build_below(const struct tpe *s, const struct hpo_history *h, struct
     }
 }
 
-/* Build the above mixture from the sorted lists (numeric) and a scan (categorical). */
+/* Optuna's default weight of the observation of rank r (oldest first) among m. */
+static double default_weight(size_t m, size_t r)
+{
+    size_t ramp = m < 25 ? 0 : m - 25;
+    double start;
+
+    if (r >= ramp) {
+        return 1.0;
+    }
+    start = 1.0 / (double)m;
+    if (ramp == 1) {
+        return start;
+    }
+    return r == ramp - 1 ? 1.0 : start + (double)r * (1.0 - start) / (double)(ramp - 1);
+}
+
+/*
+** Build the above mixture: weights by age into base (-inf for trials not
+** above), then per numeric dim one walk of the sorted list computing the
+** neighbour-rule bandwidths, rewriting a trial's kernel only when its sigma
+** changed, and adding the kernel constants into base.
+*/
 static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_unit *u)
 {
     const struct tpe_options *o = &s->opt;
-    size_t m = u->m_g;
+    struct tpe_mix *g = &u->g;
+    size_t m = u->m_g, n = u->n_slots, r = 0;
     double minsig = min_sigma(o, m);
-    bool any_cat = false;
+    double total = o->prior_weight, lt;
 
-    set_weights(o, &u->g);
+    for (size_t i = 0; i < m; i++) {
+        total += default_weight(m, i);
+    }
+    lt = log(total);
+    for (size_t t = 0; t < n; t++) {
+        if (s->role[t] == ROLE_ABOVE) {
+            double w = default_weight(m, r++);
+            g->base[t] = w == 1.0 ? -lt : log(w) - lt;
+        } else {
+            g->base[t] = -INFINITY;
+        }
+    }
+    for (size_t t = n; t < g->m_pad; t++) {
+        g->base[t] = -INFINITY;
+    }
+    g->logw_prior = log(o->prior_weight) - lt;
     for (size_t j = 0; j < u->nd; j++) {
         const struct tpe_udim *ud = &u->ud[j];
-        struct tpe_mdim *md = &u->g.d[j];
+        struct tpe_mdim *md = &g->d[j];
         struct tpe_coord *c = &s->coords[ud->coord];
         size_t na = 0;
 
         if (ud->kind == KIND_CAT) {
+            md->cat = c->tcat;
             set_cat(o, md, m, ud->n_choices);
-            any_cat = true;
             continue;
         }
+        md->mu = c->tmu;
+        md->isig = c->tis;
+        md->cls = c->tcls;
         for (size_t e = 0; e < c->n; e++) {
             if (s->role[c->ord[e].t] == ROLE_ABOVE) {
                 if (na == m) {
@@ -975,40 +1076,37 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
             double prev = i > 0 ? c->ord[u->sel[i - 1]].v : 0.0;
             double next = i + 1 < na ? c->ord[u->sel[i + 1]].v : 1.0;
             double sg = neighbour_sigma(o, prev, en->v, next, i, na, minsig);
-            uint32_t k = s->kidx[en->t];
+            uint32_t t = en->t;
 
             if (en->sigma != sg) {
-                en->cst = kernel_cst(ud->kind, en->v, sg);
-                en->isig = 1.0 / sg;
+                c->tmu[t] = en->v;
+                c->tis[t] = (ud->kind == KIND_CONT ? M_SQRT1_2 : 1.0) / sg;
+                c->tcst[t] = kernel_cst(ud->kind, en->v, sg);
                 en->sigma = sg;
             }
-            md->mu[k] = en->v;
-            md->isig[k] = ud->kind == KIND_CONT ? en->isig * M_SQRT1_2 : en->isig;
-            md->cst[k] = en->cst;
             if (ud->kind == KIND_DISC) {
                 if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != en->v ||
-                        md->cls_isig[md->n_cls - 1] != md->isig[k]) {
+                        md->cls_isig[md->n_cls - 1] != c->tis[t]) {
                     md->cls_mu[md->n_cls] = en->v;
-                    md->cls_isig[md->n_cls] = md->isig[k];
+                    md->cls_isig[md->n_cls] = c->tis[t];
                     md->n_cls++;
                 }
-                md->cls[k] = (uint32_t)(md->n_cls - 1);
+                c->tcls[t] = (uint32_t)(md->n_cls - 1);
             }
         }
-    }
-    if (any_cat) {
-        for (size_t t = 0; t < h->n_trials; t++) {
-            if (s->role[t] != ROLE_ABOVE) {
-                continue;
-            }
-            for (size_t j = 0; j < u->nd; j++) {
-                if (u->ud[j].kind == KIND_CAT) {
-                    u->g.d[j].cat[s->kidx[t]] =
-                            cat_index(&u->ud[j], h->trials[t]->unit[u->ud[j].coord]);
+        if (ud->kind == KIND_DISC) {
+            /* Stale classes of other trials must stay valid indices. */
+            for (size_t t = 0; t < n; t++) {
+                if (s->role[t] != ROLE_ABOVE) {
+                    c->tcls[t] = 0;
                 }
             }
         }
+        for (size_t t = 0; t < n; t++) {
+            g->base[t] += c->tcst[t];
+        }
     }
+    (void)h;
     return 0;
 }
 
@@ -1074,7 +1172,7 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         M[c] = -INFINITY;
         S[c] = 0.0;
     }
-    for (size_t b0 = 0; b0 < mx->m_pad; b0 += BLOCK) {
+    for (size_t b0 = 0; mx->m > 0 && b0 < mx->m_pad; b0 += BLOCK) {
         size_t nb = mx->m_pad - b0 < BLOCK ? mx->m_pad - b0 : BLOCK; /* a multiple of LANES */
         for (size_t c = 0; c < nc; c++) {
             memcpy(u->acc + c * BLOCK, mx->base + b0, nb * sizeof(double));
@@ -1294,6 +1392,7 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
     u.nd = np;
     u.m_l = k_below;
     u.m_g = n_fin - k_below + n_pend;
+    u.n_slots = h->n_trials;
     cv.base = NULL;
     cv.off = 0;
     unit_layout(&cv, &u, (size_t)o->n_ei_candidates);
@@ -1319,15 +1418,6 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
     }
     for (size_t i = 0; i < k_below; i++) {
         s->role[u.below[i]] = ROLE_BELOW;
-        s->kidx[u.below[i]] = (uint32_t)i;
-    }
-    {
-        uint32_t ka = 0;
-        for (size_t t = 0; t < h->n_trials; t++) {
-            if (s->role[t] == ROLE_ABOVE) {
-                s->kidx[t] = ka++;
-            }
-        }
     }
     build_below(s, h, &u);
     r = build_above(s, h, &u);
@@ -1335,7 +1425,6 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
         goto out;
     }
     mix_finish(&u.l, u.ud, u.nd);
-    mix_finish(&u.g, u.ud, u.nd);
     for (size_t c0 = 0; c0 < (size_t)o->n_ei_candidates; c0 += CHUNK) {
         size_t nc = (size_t)o->n_ei_candidates - c0;
         nc = nc < CHUNK ? nc : CHUNK;

@@ -284,6 +284,14 @@ static void op_params(struct opbuf *b, const struct study *s, const struct hpo_t
         if (isnan(t->values[p->offset])) {
             continue;
         }
+        /* A shared vector is stored once: later trials store the number of the trial holding it. */
+        if (p->size && t->shares >= 0) {
+            op = op_add(b, HPO_OP_PARAM_PUT, s->id);
+            op->number = t->number;
+            op->index = (int64_t)i;
+            op->value = (double)t->shares;
+            continue;
+        }
         op = op_add(b, p->size ? HPO_OP_PARAM_VECTOR : HPO_OP_PARAM_PUT, s->id);
         op->number = t->number;
         op->index = (int64_t)i;
@@ -476,7 +484,13 @@ static int load_param(void *ctx, int64_t study_id, int64_t number, int64_t index
         return 0;
     }
     p = &L->cur->space->params[index];
-    if (p->size) {
+    if (p->size && vector == NULL) {
+        /* A reference to the earlier trial that holds this vector. */
+        int64_t ref = (int64_t)value;
+        if (ref >= 0 && ref < number) {
+            hpo_trial_share_point(t, L->cur->history.trials[ref]);
+        }
+    } else if (p->size) {
         if (vector != NULL && len == p->size) {
             memcpy(&t->values[p->offset], vector, len * sizeof(double));
         }
@@ -516,7 +530,9 @@ static void finish_loaded(struct study *s)
 {
     for (size_t i = 0; i < s->history.n_trials; i++) {
         struct hpo_trial *t = s->history.trials[i];
-        hpo_space_encode(s->space, t->values, t->unit);
+        if (t->shares < 0) {
+            hpo_space_encode(s->space, t->values, t->unit);
+        }
     }
     study_reindex(s);
     for (size_t i = 0; i < s->history.n_trials; i++) {
@@ -852,7 +868,8 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     struct hpo_trial *t;
     const char *worker;
     char *old_worker = NULL;
-    double *old_values = NULL;
+    struct hpo_point *old_point = NULL;
+    int64_t old_shares = -1;
     int64_t old_started = 0, old_heartbeat = 0;
     double *unit = NULL, *merged = NULL;
     void *blob = NULL;
@@ -900,12 +917,24 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
         memcpy(t->values, merged, s->space->dim * sizeof(double));
         memcpy(t->unit, unit, s->space->dim * sizeof(double));
         t->created_at = now;
+        if (s->space->has_vectors) {
+            /* Trials of one optimizer version share one copy of their vectors. */
+            (void)hpo_history_dedupe(&s->history, t, 8);
+        }
     } else {
         if (needs_sampler(s->space, t->values)) {
-            /* The merged point replaces the partial one; keep it to roll back. */
-            old_values = t->values;
-            t->values = merged;
-            merged = NULL;
+            /* The merged point replaces the partial one; keep the old to roll back. */
+            old_point = t->point;
+            old_point->refs++;
+            old_shares = t->shares;
+            if (hpo_trial_own_point(t, s->space->dim) < 0) {
+                old_point->refs--;
+                old_point = NULL;
+                sampler_rollback(s);
+                hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+                goto out;
+            }
+            memcpy(t->values, merged, s->space->dim * sizeof(double));
             hpo_space_encode(s->space, t->values, t->unit);
         }
         hpo_history_set_state(&s->history, t, HPO_STATE_RUNNING);
@@ -928,11 +957,15 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
         } else {
             free(t->worker);
             t->worker = old_worker;
-            if (old_values != NULL) {
-                free(t->values);
-                t->values = old_values;
-                old_values = NULL;
-                hpo_space_encode(s->space, t->values, t->unit);
+            if (old_point != NULL) {
+                if (--t->point->refs == 0) {
+                    free(t->point);
+                }
+                t->point = old_point;
+                t->values = old_point->data;
+                t->unit = old_point->data + s->space->dim;
+                t->shares = old_shares;
+                old_point = NULL;
             }
             t->started_at = old_started;
             t->heartbeat_at = old_heartbeat;
@@ -954,7 +987,9 @@ out:
     free(blob);
     free(unit);
     free(merged);
-    free(old_values);
+    if (old_point != NULL && --old_point->refs == 0) {
+        free(old_point);
+    }
     opbuf_free(&b);
     study_release(s);
 }
@@ -1009,6 +1044,9 @@ static void op_trial_create(struct hpo_service *svc, struct hpo_svc_request *req
     memcpy(t->values, values, s->space->dim * sizeof(double));
     hpo_space_encode(s->space, t->values, t->unit);
     t->created_at = now;
+    if (s->space->has_vectors && !needs_sampler(s->space, t->values)) {
+        (void)hpo_history_dedupe(&s->history, t, 8);
+    }
     if (value != NULL) {
         t->value = json_number_value(value);
         t->completed_at = now;
@@ -1793,8 +1831,7 @@ static size_t reap_study(struct hpo_service *svc, struct study *s, int64_t now)
             }
             orig->retries++;
             op_trial(&b, s, orig);
-            memcpy(n->values, t->values, s->space->dim * sizeof(double));
-            memcpy(n->unit, t->unit, s->space->dim * sizeof(double));
+            hpo_trial_share_point(n, t);
             n->retry_of = orig_n;
             n->created_at = now;
             json_object_update(n->user_attrs, t->user_attrs);

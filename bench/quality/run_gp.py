@@ -22,6 +22,7 @@ Standard library plus optuna; Debian's /usr/bin/python3.
 """
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -140,20 +141,41 @@ def main():
     ap.add_argument("--functions", default=",".join(FUNCTIONS))
     ap.add_argument("--samplers", default="gp,tpe,random," + ",".join(OPTUNA_SAMPLERS))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cache", help="JSON file of Optuna results to reuse (they are "
+                    "deterministic given the seed); created or extended by this run")
     a = ap.parse_args()
     funcs = a.functions.split(",")
     samplers = a.samplers.split(",")
-    jobs = [(f, s, seed) for seed in range(a.seeds) for f in funcs for s in samplers]
+    cache = {}
+    if a.cache and os.path.exists(a.cache):
+        with open(a.cache) as fh:
+            cache = {tuple(k.split("|")): v for k, v in json.load(fh).items()}
+    results = {}
+    jobs = []
+    for seed in range(a.seeds):
+        for f in funcs:
+            for s in samplers:
+                key = (f, s, str(seed), str(a.trials))
+                if s not in HPOD_SAMPLERS and key in cache:
+                    results[(f, s, seed)] = cache[key]
+                else:
+                    jobs.append((f, s, seed))
     # Interleave so each worker gets a mix (timings are side by side).
     chunks = [jobs[i::a.jobs] for i in range(a.jobs)]
     t0 = time.time()
-    results = {}
     with ProcessPoolExecutor(max_workers=a.jobs) as ex:
         for part in ex.map(worker, [(a.hpod, ch, a.trials) for ch in chunks]):
             for fname, sampler, seed, curve, ms in part:
                 results[(fname, sampler, seed)] = (curve, ms)
-    print("quality: %d trials, seeds 0..%d, %d studies in %.0f s" %
-          (a.trials, a.seeds - 1, len(jobs), time.time() - t0))
+    if a.cache:
+        for (f, s, seed), v in results.items():
+            if s not in HPOD_SAMPLERS:
+                cache[(f, s, str(seed), str(a.trials))] = v
+        with open(a.cache, "w") as fh:
+            json.dump({"|".join(k): v for k, v in cache.items()}, fh)
+    print("quality: %d trials, seeds 0..%d, %d studies run (%d Optuna ones from the cache) "
+          "in %.0f s" % (a.trials, a.seeds - 1, len(jobs),
+                         len(funcs) * len(samplers) * a.seeds - len(jobs), time.time() - t0))
     all_ranks = {s: [] for s in samplers}
     wins = {s: 0 for s in samplers}
     for f in funcs:

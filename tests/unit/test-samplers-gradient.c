@@ -629,6 +629,63 @@ static void staleness_ignore_and_drop(void **unused)
     study_close(&s);
 }
 
+/* The saved state stays bounded: the step log keeps max_staleness + 1 entries. */
+static void bounded_state(void **unused)
+{
+    struct study s;
+    struct hpo_trial *ancient, *recent = NULL, *held = NULL;
+    double one = 1.0, g = 0.3;
+    size_t len20 = 0, len200 = 0;
+    json_t *st;
+
+    study_open(&s, x_space,
+            "{\"optimizer\": \"sgd\", \"lr\": 0.01, \"transform\": \"clip\", "
+            "\"max_staleness\": 2}",
+            false);
+    ancient = ask(&s); /* version 0 */
+    for (int k = 0; k < 200; k++) {
+        void *blob;
+        size_t len;
+        if (k == 197) {
+            recent = ask(&s); /* version 197 */
+        }
+        if (k == 198) {
+            held = ask(&s); /* version 198 */
+        }
+        tell(&s, ask(&s), 0.0, &one);
+        if (k % 7 == 0) {
+            restart(&s);
+        }
+        assert_int_equal(s.type->save(s.state, &blob, &len), 0);
+        free(blob);
+        if (k == 20) {
+            len20 = len;
+        }
+        len200 = len;
+    }
+    /* 200 more trials add at most their told bits, not a step log entry each. */
+    assert_true(len200 <= len20 + 200 / 8 + 8);
+    assert_int_equal(status_version(&s), 200);
+    {
+        double x0 = ask(&s)->values[0];
+        /* Version 197 at k = 200: tau 3 > 2, dropped. */
+        tell(&s, recent, 0.0, &g);
+        /* Version 0: long forgotten, dropped too. */
+        tell(&s, ancient, 0.0, &g);
+        assert_near(ask(&s)->values[0], x0, 0.0);
+    }
+    st = status(&s);
+    assert_int_equal(json_integer_value(json_object_get(st, "dropped_stale")), 2);
+    json_decref(st);
+    /* A gradient of version 198 at k = 200 is applied with weight 1/3. */
+    {
+        double x0 = ask(&s)->values[0];
+        tell(&s, held, 0.0, &g);
+        assert_near(ask(&s)->values[0], x0 - 0.01 * 0.3 / 3.0, 1e-12);
+    }
+    study_close(&s);
+}
+
 /* ---- batches, clipping, direction ---------------------------------------- */
 
 static void batch_interleaved(void **unused)
@@ -1016,6 +1073,7 @@ int main(void)
         cmocka_unit_test(logit_bounds),
         cmocka_unit_test(e7_staleness),
         cmocka_unit_test(staleness_ignore_and_drop),
+        cmocka_unit_test(bounded_state),
         cmocka_unit_test(batch_interleaved),
         cmocka_unit_test(grad_norm_clip),
         cmocka_unit_test(maximize_ascends),
