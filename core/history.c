@@ -123,6 +123,9 @@ bool hpo_history_dedupe(struct hpo_history *h, struct hpo_trial *t, size_t windo
 
     for (size_t k = 1; k <= window && k <= (size_t)t->number; k++) {
         struct hpo_trial *o = h->trials[t->number - (int64_t)k];
+        if (o->thin) {
+            continue;
+        }
         if (o->point == t->point) {
             return true;
         }
@@ -132,6 +135,31 @@ bool hpo_history_dedupe(struct hpo_history *h, struct hpo_trial *t, size_t windo
         }
     }
     return false;
+}
+
+int hpo_trial_make_thin(struct hpo_trial *t, const struct hpo_space *space)
+{
+    size_t sd = space->scalar_dim;
+    struct hpo_point *p;
+
+    if (t->thin) {
+        return 0;
+    }
+    p = malloc(sizeof(*p) + (2 * sd + 1) * sizeof(double));
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    p->refs = 1;
+    memcpy(p->data, t->values, sd * sizeof(double));
+    memcpy(p->data + sd, t->unit, sd * sizeof(double));
+    if (--t->point->refs == 0) {
+        free(t->point);
+    }
+    t->point = p;
+    t->values = p->data;
+    t->unit = p->data + sd;
+    t->thin = true;
+    return 0;
 }
 
 struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state)

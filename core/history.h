@@ -53,6 +53,7 @@ struct hpo_trial {
     double *unit;   /* space->dim unit coordinates; NaN inactive/unset */
     struct hpo_point *point; /* owns values and unit */
     int64_t shares;          /* number of the earlier trial whose point this one shares, or -1 */
+    bool thin; /* vector values not in memory: values/unit hold only scalar_dim coordinates */
     struct hpo_report *reports; /* sorted by step, unique steps */
     size_t n_reports, cap_reports;
     json_t *user_attrs; /* object, never NULL once created */
@@ -122,6 +123,14 @@ void hpo_trial_share_point(struct hpo_trial *t, struct hpo_trial *src);
 ** its point and return true. Cost: one memcmp of dim doubles per candidate.
 */
 bool hpo_history_dedupe(struct hpo_history *h, struct hpo_trial *t, size_t window);
+
+/*
+** Drop a finished trial's vector values from memory: its point is replaced
+** by one holding only the scalar_dim scalar coordinates (values, then unit)
+** and t->thin is set. Readers must then get vectors from storage. Returns 0
+** or -ENOMEM (the trial is unchanged).
+*/
+int hpo_trial_make_thin(struct hpo_trial *t, const struct hpo_space *space);
 
 /* Free one trial (not in a history); accepts NULL. */
 void hpo_trial_free(struct hpo_trial *t);

@@ -537,7 +537,6 @@ static int parse_param(const json_t *def, struct hpo_space *space, size_t idx,
     }
     param_finish_transform(p);
     p->width = p->size ? p->size : 1;
-    p->offset = space->dim;
     if (space->dim + p->width > HPO_MAX_SPACE_DIM) {
         snprintf(field, sizeof(field), "%s.size", pfx);
         return FAIL(field, "the space may hold at most %d coordinates", HPO_MAX_SPACE_DIM);
@@ -574,6 +573,26 @@ int hpo_space_parse(const json_t *params, struct hpo_space **ret_space, struct h
         if (r < 0) {
             hpo_space_destroy(space);
             return r;
+        }
+    }
+    /*
+    ** Scalars take the first coordinates, in param order, and vectors follow,
+    ** so a trial whose vectors are not in memory keeps its scalars in a
+    ** prefix of scalar_dim coordinates.
+    */
+    space->scalar_dim = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (space->params[i].size == 0) {
+            space->params[i].offset = space->scalar_dim++;
+        }
+    }
+    {
+        size_t at = space->scalar_dim;
+        for (size_t i = 0; i < n; i++) {
+            if (space->params[i].size > 0) {
+                space->params[i].offset = at;
+                at += space->params[i].size;
+            }
         }
     }
     *ret_space = space;
@@ -902,11 +921,22 @@ int hpo_space_values_from_json(const struct hpo_space *space, const json_t *obj,
 json_t *hpo_space_values_to_json(const struct hpo_space *space, const double *values,
         const char *href_base, size_t href_over)
 {
+    return hpo_space_values_to_json_thin(space, values, href_base, href_over, false);
+}
+
+json_t *hpo_space_values_to_json_thin(const struct hpo_space *space, const double *values,
+        const char *href_base, size_t href_over, bool thin)
+{
     json_t *o = json_object();
 
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
-        if (isnan(values[p->offset])) {
+        if (thin && p->size > 0) {
+            /* Vector values are not in memory: only their activity can be known. */
+            if (!hpo_space_active(space, i, values)) {
+                continue;
+            }
+        } else if (isnan(values[p->offset])) {
             continue;
         }
         if (p->size == 0) {

@@ -8,7 +8,7 @@
 **  - unit: each coordinate in [0,1] (log, half-step padding, log ints);
 **    a categorical as (index + 0.5) / n_choices; NaN where inactive.
 ** A vector param (`size`) takes `size` consecutive coordinates from `offset`;
-** a scalar takes one.
+** a scalar takes one. Scalars come first (in param order), vectors after.
 */
 #ifndef HPO_CORE_SPACE_H
 #define HPO_CORE_SPACE_H
@@ -58,6 +58,7 @@ struct hpo_space {
     size_t n_params;
     struct hpo_param *params;
     size_t dim;       /* total coordinates */
+    size_t scalar_dim; /* coordinates of scalar params: 0..scalar_dim-1; vectors follow */
     bool has_vectors; /* any param with `size` */
     bool conditional; /* any param with `when` */
 };
@@ -126,6 +127,14 @@ int hpo_space_values_from_json(const struct hpo_space *space, const json_t *obj,
 */
 json_t *hpo_space_values_to_json(const struct hpo_space *space, const double *values,
         const char *href_base, size_t href_over);
+
+/*
+** As hpo_space_values_to_json; with `thin`, `values` holds only the first
+** scalar_dim coordinates and every vector param must be shown as an href
+** (its size over href_over), its presence decided by its `when` conditions.
+*/
+json_t *hpo_space_values_to_json_thin(const struct hpo_space *space, const double *values,
+        const char *href_base, size_t href_over, bool thin);
 
 /* The JSON value of one scalar coordinate of param p (new reference). */
 json_t *hpo_param_value_json(const struct hpo_param *p, double value);

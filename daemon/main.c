@@ -343,6 +343,7 @@ int main(int argc, char **argv)
     if (delay != NULL) {
         svopt.suggest_delay_ms = (unsigned)strtoul(delay, NULL, 10);
     }
+    svopt.db_path = d.cfg.db;
     sopt.synchronous_full = d.cfg.synchronous_full;
     r = hpo_storage_open(d.cfg.db, &sopt, &d.storage, &err);
     if (r < 0) {

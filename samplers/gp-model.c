@@ -32,7 +32,7 @@
 
 /* Stopping rule of the hyperparameter fit, on the log posterior per row. */
 #ifndef GP_FIT_FTOL
-#define GP_FIT_FTOL 1e-3
+#define GP_FIT_FTOL 1e-4
 #endif
 #ifndef GP_FIT_XTOL
 #define GP_FIT_XTOL 1e-3

@@ -7,10 +7,36 @@
 ** Bookkeeping without per-trial state: the state keeps a step log, the
 ** number of trials that existed when each optimizer step was applied. A
 ** trial's version (the step count when it was created) and, for SPSA/FD,
-** its role in a pair or set follow from its number and that log, so
-** suggest() changes persistent state only once, when it picks the initial
-** point (needs_save() reports it). Per trial the state holds one bit (told
-** or not), never a vector.
+** its role in a pair or set (by its offset in its version's window of trial
+** numbers) follow from its number and that log, so suggest() changes
+** persistent state only once, when it picks the initial point
+** (needs_save() reports it). Per trial the state holds one bit (told or
+** not), never a vector; the log keeps only the versions that are not too
+** stale, so the saved state is O(dim + max_staleness + recent trials).
+**
+** Choices where section 7 is silent:
+** - NaN entries of a client gradient count as 0; a gradient that is NaN on
+**   every differentiable coordinate is no gradient. Only complete trials'
+**   gradients are used. A retried tell of the same trial is ignored.
+** - estimator "auto": the first gradient decides "client"; the first
+**   value-only tell of a trial this sampler handed out decides SPSA, whose
+**   pairs start with the next trial.
+** - Optimizer default: "sgd" (Spall's gains a_k) for estimator spsa/fd,
+**   "adam" otherwise; lr default 0.01 for adam, 0.1 for sgd/momentum. With
+**   SPSA/FD and sgd the step is a_k and lr, schedule and hd_beta are unused;
+**   with adam/momentum the estimate feeds that optimizer with lr.
+** - hd_beta updates the base lr before the schedule scales it; for momentum
+**   the previous direction is the previous update (m, or g + mu m).
+** - Initial point: per coordinate, the oldest waiting or running trial
+**   present when the sampler first runs (an enqueued trial), else `init`
+**   (a vector may be given one number), else the centre; categoricals take
+**   their first choice, ints the snapped midpoint. `when` is evaluated once
+**   on that point.
+** - SPSA Δ for pair j of step k: xoshiro256** seeded by hpo_rng_init(key,
+**   k << 32 ^ j), one bit per coordinate; `key` is drawn from the rng of the
+**   first trial that needs it and saved. The estimate uses the values the
+**   two trials were actually given: (y+ - y-) / (u+_i - u-_i), 0 if equal.
+**   FD trials u ± c_k e_i come in sets of 2P; batch_size sets are averaged.
 */
 #include <errno.h>
 #include <math.h>
@@ -23,13 +49,13 @@
 #include "../core/space.h"
 #include "sampler.h"
 
-#define LOGIT_PMIN  1e-6 /* logit transform: p clamped to [PMIN, 1-PMIN] (section 7.2) */
-#define FD_MAX_DIM  16   /* finite differences only up to this many coordinates */
-#define SPSA_ALPHA  0.602
-#define SPSA_GAMMA  0.101
-#define BLOB_MAGIC  "HPOGRD01"
-#define MAX_BATCH   1000000
-#define MAX_STALE   1000000000
+#define LOGIT_PMIN 1e-6 /* logit transform: p clamped to [PMIN, 1-PMIN] (section 7.2) */
+#define FD_MAX_DIM 16   /* finite differences only up to this many coordinates */
+#define SPSA_ALPHA 0.602
+#define SPSA_GAMMA 0.101
+#define BLOB_MAGIC "HPOGRD01"
+#define MAX_BATCH  1000000
+#define MAX_STALE  1000000000
 
 enum optimizer { OPT_ADAM, OPT_SGD, OPT_MOMENTUM };
 enum schedule { SCHED_CONSTANT, SCHED_COSINE };
@@ -1493,6 +1519,43 @@ static const char options_schema[] =
         " \"spsa_A\": {\"type\": \"number\", \"default\": 10},"
         " \"init\": {\"type\": \"object\", \"default\": null}}";
 
+/*
+** Whether a finished trial's values will still be read: in SPSA/FD mode,
+** while the pair or set it belongs to is not all told (estimate_tell reads
+** every member's values). Client gradients are read during the own tell only.
+*/
+static bool gradient_retains(const void *state, const struct hpo_history *h, size_t trial)
+{
+    const struct gradient_state *st = state;
+    uint64_t t = (uint64_t)trial, w, s, first;
+    int64_t ver;
+
+    if ((st->mode != MODE_SPSA && st->mode != MODE_FD) || st->n_diff == 0 ||
+            t < st->spsa_start) {
+        return false;
+    }
+    ver = version_of(st, t);
+    if (ancient(st, ver)) {
+        return false;
+    }
+    w = window_start(st, ver);
+    s = set_size(st);
+    if (t < w) {
+        return false;
+    }
+    first = w + (t - w) / s * s;
+    for (uint64_t m = first; m < first + s; m++) {
+        if (m >= h->n_trials) {
+            return true; /* not all handed out yet */
+        }
+        if (h->trials[m]->state == HPO_STATE_RUNNING ||
+                h->trials[m]->state == HPO_STATE_WAITING) {
+            return true;
+        }
+    }
+    return false;
+}
+
 const struct hpo_sampler_type hpo_sampler_gradient = {
     .name = "gradient",
     .supports_vectors = true,
@@ -1506,4 +1569,5 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .destroy = gradient_destroy,
     .needs_save = gradient_needs_save,
     .status = gradient_status,
+    .retains = gradient_retains,
 };

@@ -79,6 +79,13 @@ struct hpo_sampler_type {
     */
     bool (*needs_save)(const void *state);
     /*
+    ** Optional. Whether the sampler will still read finished trial `trial`'s
+    ** param values (an SPSA pair not yet complete). The service drops the
+    ** vector values of finished trials from memory unless this says true.
+    ** NULL means: finished trials' values are read only during their own tell.
+    */
+    bool (*retains)(const void *state, const struct hpo_history *history, size_t trial);
+    /*
     ** Optional. A JSON object (new reference) for the study summary, e.g.
     ** the gradient sampler's {"version": k, "estimator": "client", "lr": ...,
     ** "dropped_stale": n}; NULL on OOM or when there is nothing to show.

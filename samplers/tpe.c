@@ -12,15 +12,20 @@
 ** group), with `group` decomposing conditional spaces into sets of params
 ** that always co-occur; or univariate (each param on its own).
 **
-** Speed (ALGORITHMS.md 3.7): the above mixture g has one kernel per trial,
-** so the sampler keeps, per numeric coordinate, the included trials sorted
-** by value with each kernel's cached log-normalizer. Each suggest checks
-** the cache against the history in O(n d) (so it never depends on the
-** optional observe hook), merges new trials in, and rebuilds g's
-** structure-of-arrays with the neighbour-rule bandwidths in one pass per
-** coordinate, recomputing erfc only for kernels whose sigma changed.
-** Scoring walks blocks of kernels, all candidates of a chunk, then dims,
-** with a streaming logsumexp.
+** Speed (ALGORITHMS.md 3.7). The above mixture g has one kernel per trial.
+** The state mirrors the history: per numeric coordinate the included
+** trials sorted by value, and per coordinate g's kernels in arrays indexed
+** by trial number (mu, 1/sigma, log-normalizer). A suggest syncs the mirror
+** (only reported, new and newest trials when observe() is in use, checked
+** against the per-state counts; every trial otherwise), merges new trials
+** into the sorted lists, and walks each list once for the neighbour-rule
+** bandwidths, rewriting a kernel (and its erfc) only when its sigma
+** changed. Scoring runs blocks of kernels x a chunk of candidates x dims
+** on 4-wide vectors with a streaming logsumexp, and retires a candidate
+** from a block as soon as no kernel of it can reach the logsumexp.
+**
+** Everything is a pure function of the history and the rng: the caches
+** change the cost of a suggest, never its result.
 */
 #include <errno.h>
 #include <math.h>
@@ -51,10 +56,10 @@
 #define TAB_BUDGET  (1u << 19) /* doubles of per-class bin-mass tables per chunk */
 #define MAX_BELOW   25
 #define MIN_SIGMA_NO_CLIP 1e-12
+#define RECHECK_TAIL 64        /* newest trials whose params are compared at every sync */
 
-/* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64, one with AVX). */
+/* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64). */
 typedef double tpe_v4 __attribute__((vector_size(32)));
-#define RECHECK_TAIL 64          /* newest trials whose params are compared at every sync */
 
 /* ---------------------------------------------------------------------- */
 /* Kernel math                                                             */
@@ -192,7 +197,7 @@ struct tpe_options {
     bool consider_endpoints;
 };
 
-/* One included trial's value in a per-coordinate sorted list, with its cached kernel constant. */
+/* One included trial's value in a per-coordinate sorted list. */
 struct tpe_entry {
     double v;     /* unit coordinate */
     double sigma; /* the above-kernel sigma last written to the trial arrays; 0 = none */
@@ -252,7 +257,7 @@ struct tpe_cands {
 };
 
 struct tpe_key {
-    int cls; /* 0 complete, 1 pruned with reports, 2 pruned without */
+    int cls; /* 0 complete, 1 pruned with reports, 2 pruned without, 3 running */
     double a, b;
     uint32_t t;
 };
@@ -269,6 +274,12 @@ struct tpe {
     struct tpe_key *key; /* per trial: its split key when finished */
     double *mu_rows;   /* per trial: its dim unit coordinates when last synced */
     bool observed;     /* observe() has been called: trust it for coordinate changes */
+    size_t cnt[HPO_STATE_COUNT]; /* trials of the mirror in each state */
+    uint32_t *dlist;   /* trials observe() reported since the last sync */
+    size_t n_dlist, cap_dlist;
+    bool dlist_lost;   /* a report could not be stored: compare everything next time */
+    uint32_t *touched; /* trials with a mark set during a sync */
+    size_t n_touched, cap_touched;
     struct tpe_coord *coords;
     struct tpe_entry *newbuf;
     size_t cap_newbuf;
@@ -318,6 +329,8 @@ static void tpe_destroy(void *state)
     free(s->mu_rows);
     free(s->newbuf);
     free(s->added);
+    free(s->dlist);
+    free(s->touched);
     free(s->role);
     free(s->pcls);
     free(s->pmap);
@@ -530,6 +543,8 @@ static int grow_trials(struct tpe *s, size_t need)
 #undef GROW_COORD
     memset(s->incl + s->cap_trials, 0, c - s->cap_trials);
     memset(s->dirty + s->cap_trials, 0, c - s->cap_trials);
+    memset(s->mark + s->cap_trials, 0, c - s->cap_trials);
+    memset(s->st + s->cap_trials, 0xff, c - s->cap_trials);
     s->cap_trials = c;
     return 0;
 }
@@ -542,7 +557,12 @@ static void sync_reset(struct tpe *s)
     }
     if (s->incl != NULL) {
         memset(s->incl, 0, s->cap_trials);
+        memset(s->mark, 0, s->cap_trials);
+        memset(s->dirty, 0, s->cap_trials);
+        memset(s->st, 0xff, s->cap_trials);
     }
+    memset(s->cnt, 0, sizeof(s->cnt));
+    s->n_dlist = 0;
     s->n_known = 0;
 }
 
@@ -598,11 +618,73 @@ static void trial_key(const struct hpo_history *h, const struct hpo_trial *tr, s
 ** mirror, are removed and (re)inserted. O(n d) to check, O(n) per
 ** coordinate touched to merge.
 */
+static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add, size_t n_rem,
+        size_t top);
+
+/*
+** Compare trial t with the mirror (its params only when `check`) and bring
+** the mirror in step, noting removals and additions. Idempotent.
+*/
+static void sync_one(struct tpe *s, const struct hpo_history *h, size_t t, bool check,
+        size_t *n_add, size_t *n_rem)
+{
+    size_t dim = s->dim;
+    const struct hpo_trial *tr = t < h->n_trials ? h->trials[t] : NULL;
+    bool now = tr != NULL && state_included(tr->state);
+    bool was = s->incl[t];
+    bool same = now && was;
+    uint8_t st = tr != NULL ? (uint8_t)tr->state : 0xff;
+    double *row = s->mu_rows + t * dim;
+
+    if (same && check) {
+        for (size_t k = 0; same && k < dim; k++) {
+            same = same_double(tr->unit[k], row[k]);
+        }
+    }
+    if (!same && (was || now) && s->mark[t] == 0) {
+        s->touched[s->n_touched++] = (uint32_t)t;
+    }
+    if (was && !same) {
+        s->mark[t] |= 1;
+        (*n_rem)++;
+    }
+    if (now && !same) {
+        s->mark[t] |= 2;
+        s->added[(*n_add)++] = (uint32_t)t;
+        memcpy(row, tr->unit, dim * sizeof(double));
+    }
+    if (now && (!same || s->st[t] != st || check)) {
+        trial_key(h, tr, &s->key[t]);
+    }
+    if (s->st[t] < HPO_STATE_COUNT) {
+        s->cnt[s->st[t]]--;
+    }
+    if (st < HPO_STATE_COUNT) {
+        s->cnt[st]++;
+    }
+    s->st[t] = st;
+    s->incl[t] = now;
+    s->dirty[t] = 0;
+}
+
+/*
+** Bring the sorted lists in step with the history: trials that entered or
+** left {complete, pruned, running}, or whose params differ from the mirror,
+** are removed and (re)inserted, O(n) per coordinate touched.
+**
+** Which trials are compared: with observe() in use, the ones it reported,
+** the new ones and the newest RECHECK_TAIL (a popped and re-appended
+** number); then the per-state counts of the mirror must equal the
+** history's, or every trial is compared after all (a change nobody
+** reported, such as a heartbeat timeout). Without observe(), every trial's
+** state and params are compared at every suggest (O(n d)).
+*/
 static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct hpo_history *h)
 {
-    size_t n = h->n_trials, old = s->n_known, dim = s->dim;
+    size_t n = h->n_trials, old = s->n_known;
     size_t top = n > old ? n : old;
     size_t n_add = 0, n_rem = 0;
+    bool full = !s->observed || n < old || s->dlist_lost;
     int r;
 
     if (n > UINT32_MAX) {
@@ -612,41 +694,51 @@ static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct h
     if (r < 0) {
         return r;
     }
-    for (size_t t = 0; t < top; t++) {
-        const struct hpo_trial *tr = t < n ? h->trials[t] : NULL;
-        bool now = tr != NULL && state_included(tr->state);
-        bool was = t < old && s->incl[t];
-        bool same = now && was;
-        double *row = s->mu_rows + t * dim;
-
-        /*
-        ** A running trial's params never change, so once observe() is in use
-        ** only trials it reported, new ones and the newest few (a popped and
-        ** re-appended number) are compared; otherwise all are.
-        */
-        if (same && (!s->observed || s->dirty[t] || t + RECHECK_TAIL >= old)) {
-            for (size_t k = 0; same && k < dim; k++) {
-                same = same_double(tr->unit[k], row[k]);
+    r = grow((void **)&s->added, &s->cap_added, 2 * top + 1, sizeof(*s->added));
+    if (r < 0) {
+        return r;
+    }
+    r = grow((void **)&s->touched, &s->cap_touched, top + 1, sizeof(*s->touched));
+    if (r < 0) {
+        return r;
+    }
+    s->n_touched = 0;
+    if (!full) {
+        for (size_t i = 0; i < s->n_dlist; i++) {
+            if (s->dlist[i] < old) {
+                sync_one(s, h, s->dlist[i], true, &n_add, &n_rem);
             }
         }
-        s->mark[t] = 0;
-        if (was && !same) {
-            s->mark[t] |= 1;
-            n_rem++;
+        for (size_t t = old > RECHECK_TAIL ? old - RECHECK_TAIL : 0; t < n; t++) {
+            sync_one(s, h, t, true, &n_add, &n_rem);
         }
-        if (now && !same) {
-            s->mark[t] |= 2;
-            n_add++;
-            memcpy(row, tr->unit, dim * sizeof(double));
+        for (int k = 0; k < HPO_STATE_COUNT && !full; k++) {
+            full = s->cnt[k] != h->count[k];
         }
-        if (now && (!same || s->st[t] != (uint8_t)tr->state || s->dirty[t])) {
-            trial_key(h, tr, &s->key[t]);
-        }
-        s->st[t] = now ? (uint8_t)tr->state : 0xff;
-        s->incl[t] = now;
-        s->dirty[t] = 0;
     }
+    if (full) {
+        for (size_t t = 0; t < top; t++) {
+            bool check = !s->observed || s->dirty[t] || t + RECHECK_TAIL >= old || t >= old;
+            sync_one(s, h, t, check, &n_add, &n_rem);
+        }
+    }
+    s->n_dlist = 0;
+    s->dlist_lost = false;
     s->n_known = n;
+    r = sync_lists(s, space, n_add, n_rem, top);
+    for (size_t i = 0; i < s->n_touched; i++) {
+        s->mark[s->touched[i]] = 0;
+    }
+    return r;
+}
+
+/* Remove the marked trials from every sorted list and merge the added ones in. */
+static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add, size_t n_rem,
+        size_t top)
+{
+    size_t dim = s->dim;
+    int r;
+
     if (n_add == 0 && n_rem == 0) {
         return 0;
     }
@@ -654,15 +746,20 @@ static int tpe_sync(struct tpe *s, const struct hpo_space *space, const struct h
     if (r < 0) {
         return r;
     }
-    r = grow((void **)&s->added, &s->cap_added, n_add + 1, sizeof(*s->added));
-    if (r < 0) {
-        return r;
-    }
-    n_add = 0;
-    for (size_t t = 0; t < n; t++) {
-        if (s->mark[t] & 2) {
-            s->added[n_add++] = (uint32_t)t;
+    /* A trial may have been listed twice (fast pass, then full): keep the last. */
+    {
+        size_t w = 0;
+        for (size_t a = 0; a < n_add; a++) {
+            size_t t = s->added[a];
+            if ((s->mark[t] & 2) && s->incl[t]) {
+                s->mark[t] |= 4;
+                s->added[w++] = (uint32_t)t;
+            }
         }
+        for (size_t a = 0; a < w; a++) {
+            s->mark[s->added[a]] &= (uint8_t)~4;
+        }
+        n_add = w;
     }
     for (size_t k = 0; k < dim; k++) {
         struct tpe_coord *c = &s->coords[k];
@@ -802,8 +899,9 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->g.base = carve(cv, u->g.m_pad * sizeof(double));
     u->g.d = carve(cv, nd * sizeof(struct tpe_mdim));
     for (size_t j = 0; j < nd; j++) {
-        double *cm = carve(cv, u->m_g * sizeof(double));
-        double *ci = carve(cv, u->m_g * sizeof(double));
+        size_t mc = u->ud[j].kind == KIND_DISC ? u->m_g : 0;
+        double *cm = carve(cv, mc * sizeof(double));
+        double *ci = carve(cv, mc * sizeof(double));
         if (u->g.d != NULL) {
             memset(&u->g.d[j], 0, sizeof(u->g.d[j]));
             u->g.d[j].cls_mu = cm;
@@ -1129,6 +1227,22 @@ static double prior_term(const struct tpe_udim *ud, const struct tpe_cands *cd, 
     }
 }
 
+/* The largest of a[0..nb), nb a multiple of 4 (-inf when all are). */
+static double block_max(const double *a, size_t nb)
+{
+    double m0 = -INFINITY, m1 = -INFINITY, m2 = -INFINITY, m3 = -INFINITY;
+
+    for (size_t i = 0; i < nb; i += 4) {
+        m0 = a[i] > m0 ? a[i] : m0;
+        m1 = a[i + 1] > m1 ? a[i + 1] : m1;
+        m2 = a[i + 2] > m2 ? a[i + 2] : m2;
+        m3 = a[i + 3] > m3 ? a[i + 3] : m3;
+    }
+    m0 = m1 > m0 ? m1 : m0;
+    m2 = m3 > m2 ? m3 : m2;
+    return m2 > m0 ? m2 : m0;
+}
+
 /*
 ** log of the mixture density at each of `nc` candidates, into ret. Loops
 ** kernel blocks -> dims -> candidates -> kernels, with a streaming logsumexp.
@@ -1168,20 +1282,37 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         }
         tabs[j] = tb;
     }
+    /*
+    ** The prior kernel first: its term is a lower bound of the result. Every
+    ** dim adds a term <= 0 to a kernel (the constants are in base), so once
+    ** a block's best partial sum for a candidate is below M - LSE_CUTOFF the
+    ** rest of its dims cannot bring any kernel of the block back into the
+    ** logsumexp, and the candidate is retired for that block.
+    */
     for (size_t c = 0; c < nc; c++) {
-        M[c] = -INFINITY;
-        S[c] = 0.0;
+        double lp = mx->logw_prior;
+        for (size_t j = 0; j < nd; j++) {
+            lp += prior_term(&u->ud[j], cd, c * nd + j, lz);
+        }
+        M[c] = lp;
+        S[c] = 1.0;
     }
     for (size_t b0 = 0; mx->m > 0 && b0 < mx->m_pad; b0 += BLOCK) {
         size_t nb = mx->m_pad - b0 < BLOCK ? mx->m_pad - b0 : BLOCK; /* a multiple of LANES */
+        bool alive[CHUNK];
+        size_t n_alive = nc;
         for (size_t c = 0; c < nc; c++) {
             memcpy(u->acc + c * BLOCK, mx->base + b0, nb * sizeof(double));
+            alive[c] = true;
         }
-        for (size_t j = 0; j < nd; j++) {
+        for (size_t j = 0; j < nd && n_alive > 0; j++) {
             const struct tpe_mdim *md = &mx->d[j];
             int kind = u->ud[j].kind;
             for (size_t c = 0; c < nc; c++) {
                 double *restrict a = u->acc + c * BLOCK;
+                if (!alive[c]) {
+                    continue;
+                }
                 if (kind == KIND_CONT) {
                     const double *restrict mu = md->mu + b0;
                     const double *restrict is = md->isig + b0;
@@ -1221,16 +1352,22 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
                         }
                     }
                 }
+                if ((j & 1) == 1 && j + 1 < nd &&
+                        block_max(a, nb) < M[c] - LSE_CUTOFF) {
+                    alive[c] = false;
+                    n_alive--;
+                }
             }
         }
         for (size_t c = 0; c < nc; c++) {
             const double *a = u->acc + c * BLOCK;
-            double bm = -INFINITY, thr, sum = 0.0;
-            for (size_t i = 0; i < nb; i++) {
-                bm = a[i] > bm ? a[i] : bm;
+            double bm, thr, sum = 0.0;
+            if (!alive[c]) {
+                continue;
             }
+            bm = block_max(a, nb);
             if (bm > M[c]) {
-                S[c] = M[c] == -INFINITY ? 0.0 : S[c] * exp(M[c] - bm);
+                S[c] = S[c] * exp(M[c] - bm);
                 M[c] = bm;
             }
             thr = M[c] - LSE_CUTOFF;
@@ -1243,16 +1380,6 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         }
     }
     for (size_t c = 0; c < nc; c++) {
-        double lp = mx->logw_prior;
-        for (size_t j = 0; j < nd; j++) {
-            lp += prior_term(&u->ud[j], cd, c * nd + j, lz);
-        }
-        if (lp > M[c]) {
-            S[c] = (M[c] == -INFINITY ? 0.0 : S[c] * exp(M[c] - lp)) + 1.0;
-            M[c] = lp;
-        } else {
-            S[c] += exp(lp - M[c]);
-        }
         ret[c] = M[c] + log(S[c]);
     }
     if (tabs != tabs_buf) {
@@ -1462,9 +1589,15 @@ static void tpe_observe(void *state, const struct hpo_history *history, size_t t
     struct tpe *s = state;
 
     s->observed = true;
-    if (trial < s->n_known && trial < s->cap_trials) {
-        s->dirty[trial] = 1;
+    if (trial >= s->n_known || s->dirty[trial]) {
+        return; /* new trials are always compared */
     }
+    if (grow((void **)&s->dlist, &s->cap_dlist, s->n_dlist + 1, sizeof(*s->dlist)) < 0) {
+        s->dlist_lost = true;
+        return;
+    }
+    s->dirty[trial] = 1;
+    s->dlist[s->n_dlist++] = (uint32_t)trial;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -17,12 +17,14 @@
 #include <unistd.h>
 
 #include "../core/rng.h"
+#include "../storage/reader.h"
 #include "../storage/storage.h"
 #include "service.h"
 #include "study.h"
 
 struct hpo_service {
     struct hpo_storage *storage;
+    struct hpo_storage_reader *reader; /* NULL: vectors always stay in memory */
     struct hpo_service_options opt;
     pthread_rwlock_t registry_lock; /* guards studies/n_studies */
     pthread_mutex_t create_lock;    /* serializes study create and delete */
@@ -367,6 +369,39 @@ static void sampler_committed(struct study *s, void **blob, size_t len)
     *blob = NULL;
 }
 
+/* Whether finished trial t's vectors may leave memory now. */
+static bool evictable_trial(struct hpo_service *svc, struct study *s, size_t k)
+{
+    const struct hpo_trial *t = s->history.trials[k];
+
+    if (svc->reader == NULL || !s->evictable || t->thin || t->state == HPO_STATE_RUNNING ||
+            t->state == HPO_STATE_WAITING) {
+        return false;
+    }
+    return s->sampler_type->retains == NULL ||
+            !s->sampler_type->retains(s->sampler, &s->history, k);
+}
+
+/*
+** Drop the vectors of finished trials near `around` from memory: storage
+** has them, and GET .../params reads them back. Keeps a long vector study's
+** memory to the vectors of its unfinished trials.
+*/
+static void evict_vectors(struct hpo_service *svc, struct study *s, size_t around)
+{
+    size_t lo = around > 32 ? around - 32 : 0;
+    size_t hi = around + 32 < s->history.n_trials ? around + 32 : s->history.n_trials - 1;
+
+    if (svc->reader == NULL || !s->evictable) {
+        return;
+    }
+    for (size_t k = lo; k <= hi; k++) {
+        if (evictable_trial(svc, s, k)) {
+            (void)hpo_trial_make_thin(s->history.trials[k], s->space);
+        }
+    }
+}
+
 /* ---- loading ----------------------------------------------------------- */
 
 struct loader {
@@ -478,24 +513,42 @@ static int load_param(void *ctx, int64_t study_id, int64_t number, int64_t index
 {
     struct loader *L = ctx;
     struct hpo_trial *t = loader_trial(L, study_id, number);
+    struct study *s = L->cur;
     const struct hpo_param *p;
 
-    if (t == NULL || index < 0 || (size_t)index >= L->cur->space->n_params) {
+    if (t == NULL || index < 0 || (size_t)index >= s->space->n_params) {
         return 0;
     }
-    p = &L->cur->space->params[index];
-    if (p->size && vector == NULL) {
+    p = &s->space->params[index];
+    if (p->size == 0) {
+        t->values[p->offset] = value; /* scalars come first: thin or not, they fit */
+        return 0;
+    }
+    if (t->thin) {
+        return 0;
+    }
+    /* A finished trial's vectors never enter memory (read back on demand). */
+    if (evictable_trial(L->svc, s, (size_t)number)) {
+        return hpo_trial_make_thin(t, s->space);
+    }
+    if (vector == NULL) {
         /* A reference to the earlier trial that holds this vector. */
         int64_t ref = (int64_t)value;
-        if (ref >= 0 && ref < number) {
-            hpo_trial_share_point(t, L->cur->history.trials[ref]);
+        struct hpo_trial *src;
+        struct hpo_error err;
+        if (ref < 0 || ref >= number) {
+            return 0;
         }
-    } else if (p->size) {
-        if (vector != NULL && len == p->size) {
-            memcpy(&t->values[p->offset], vector, len * sizeof(double));
+        src = s->history.trials[ref];
+        if (!src->thin) {
+            hpo_trial_share_point(t, src);
+            return 0;
         }
-    } else {
-        t->values[p->offset] = value;
+        return hpo_storage_read_vector(L->svc->reader, study_id, ref, index,
+                &t->values[p->offset], p->size, &err);
+    }
+    if (len == p->size) {
+        memcpy(&t->values[p->offset], vector, len * sizeof(double));
     }
     return 0;
 }
@@ -530,7 +583,14 @@ static void finish_loaded(struct study *s)
 {
     for (size_t i = 0; i < s->history.n_trials; i++) {
         struct hpo_trial *t = s->history.trials[i];
-        if (t->shares < 0) {
+        if (t->thin) {
+            for (size_t j = 0; j < s->space->n_params; j++) {
+                const struct hpo_param *p = &s->space->params[j];
+                if (p->size == 0) {
+                    t->unit[p->offset] = hpo_param_to_unit(p, t->values[p->offset]);
+                }
+            }
+        } else if (t->shares < 0) {
             hpo_space_encode(s->space, t->values, t->unit);
         }
     }
@@ -567,6 +627,9 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
         svc->opt = *opt;
     }
     svc->next_study_id = 1;
+    if (svc->opt.db_path != NULL) {
+        svc->reader = hpo_storage_reader_create(svc->opt.db_path);
+    }
     pthread_rwlock_init(&svc->registry_lock, NULL);
     pthread_mutex_init(&svc->create_lock, NULL);
     L.svc = svc;
@@ -598,6 +661,7 @@ void hpo_service_destroy(struct hpo_service *svc)
         study_unref(svc->studies[i]);
     }
     free(svc->studies);
+    hpo_storage_reader_destroy(svc->reader);
     pthread_rwlock_destroy(&svc->registry_lock);
     pthread_mutex_destroy(&svc->create_lock);
     free(svc);
@@ -1298,6 +1362,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
         s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
     }
     reply(req, 200, trial_to_json(s, t));
+    evict_vectors(svc, s, (size_t)t->number);
 out:
     json_decref(old_attrs);
     free(blob);
@@ -1461,12 +1526,13 @@ static void csv_field(char **buf, size_t *len, size_t *cap, const char *text, bo
     *len = (size_t)(p - *buf);
 }
 
-static void csv_param(const struct hpo_param *p, const double *values, char *out, size_t len)
+static void csv_param(const struct hpo_param *p, const double *values, bool thin, char *out,
+        size_t len)
 {
     json_t *v;
     char *text;
 
-    if (isnan(values[p->offset])) {
+    if ((thin && p->size > 0) || isnan(values[p->offset])) {
         out[0] = '\0';
         return;
     }
@@ -1540,7 +1606,7 @@ static void op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req)
         }
         csv_field(&csv, &len, &cap, cell, true);
         for (size_t k = 0; k < s->space->n_params; k++) {
-            csv_param(&s->space->params[k], t->values, cell, sizeof(cell));
+            csv_param(&s->space->params[k], t->values, t->thin, cell, sizeof(cell));
             csv_field(&csv, &len, &cap, cell, true);
         }
         if (t->created_at > 0) {
@@ -1627,7 +1693,10 @@ static void op_param_get(struct hpo_service *svc, struct hpo_svc_request *req)
     if (p == NULL) {
         goto out;
     }
-    if (p->type != HPO_PARAM_FLOAT || isnan(t->values[p->offset])) {
+    if (p->type != HPO_PARAM_FLOAT ||
+            (t->thin && p->size > 0 ? !hpo_space_active(s->space, (size_t)(p - s->space->params),
+                                              t->values)
+                                    : isnan(t->values[p->offset]))) {
         hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL,
                 "trial %lld has no float value for '%s'", (long long)t->number, p->name);
         goto out;
@@ -1638,8 +1707,17 @@ static void op_param_get(struct hpo_service *svc, struct hpo_svc_request *req)
         hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    /* The wire format is little-endian float64, which is the host's on x86-64 and arm64. */
-    memcpy(req->text, &t->values[p->offset], n * sizeof(double));
+    if (t->thin && p->size > 0) {
+        /* Not in memory any more: read it back from the database. */
+        if (hpo_storage_read_vector(svc->reader, s->id, t->number,
+                    (int64_t)(p - s->space->params), (double *)(void *)req->text, n,
+                    &req->err) < 0) {
+            goto out;
+        }
+    } else {
+        /* The wire format is little-endian float64, the host's on x86-64 and arm64. */
+        memcpy(req->text, &t->values[p->offset], n * sizeof(double));
+    }
     req->text_len = n * sizeof(double);
     req->status = 200;
 out:
@@ -1864,6 +1942,7 @@ static size_t reap_study(struct hpo_service *svc, struct study *s, int64_t now)
             if (s->pruner_type->observe) {
                 s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
             }
+            evict_vectors(svc, s, (size_t)t->number);
         }
     }
     free(expired);

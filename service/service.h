@@ -61,6 +61,7 @@ struct hpo_svc_request {
 
 struct hpo_service_options {
     unsigned suggest_delay_ms; /* a test hook: sleep this long in every suggestion */
+    const char *db_path;       /* for reading back vectors not kept in memory; NULL: keep all */
 };
 
 /*

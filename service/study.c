@@ -247,6 +247,12 @@ int study_build(const json_t *body, const uint64_t *seed_fallback, struct study 
         goto fail;
     }
     json_object_set_new(def, "params", hpo_space_to_json(s->space));
+    s->evictable = s->space->has_vectors;
+    for (size_t i = 0; i < s->space->n_params; i++) {
+        if (s->space->params[i].size > 0 && s->space->params[i].size <= 1000) {
+            s->evictable = false;
+        }
+    }
     r = build_sampler(s, json_object_get(body, "sampler"), seed_fallback, def, err);
     if (r < 0) {
         goto fail;
@@ -325,7 +331,8 @@ json_t *trial_to_json(struct study *s, const struct hpo_trial *t)
     json_object_set_new(o, "study", json_string(s->name));
     json_object_set_new(o, "number", json_integer(t->number));
     json_object_set_new(o, "state", json_string(hpo_state_name(t->state)));
-    json_object_set_new(o, "params", hpo_space_values_to_json(s->space, t->values, href, 1000));
+    json_object_set_new(o, "params",
+            hpo_space_values_to_json_thin(s->space, t->values, href, 1000, t->thin));
     json_object_set_new(o, "value", number_or_null(t->value));
     for (size_t i = 0; i < t->n_reports; i++) {
         json_array_append_new(inter, json_pack("{s:I,s:o}", "step", (json_int_t)t->reports[i].step,
@@ -384,7 +391,8 @@ json_t *study_to_json(struct study *s, bool with_params)
         json_object_set_new(o, "best_trial",
                 json_pack("{s:I,s:o,s:o}", "number", (json_int_t)t->number, "value",
                         number_or_null(t->value), "params",
-                        hpo_space_values_to_json(s->space, t->values, href, 1000)));
+                        hpo_space_values_to_json_thin(s->space, t->values, href, 1000,
+                                t->thin)));
     } else {
         json_object_set_new(o, "best_trial", json_null());
     }

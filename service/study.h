@@ -30,6 +30,8 @@ struct study {
     json_t *definition; /* normalized definition, every default filled in */
     struct hpo_space *space;
     bool maximize;
+    bool evictable; /* every vector param is over 1000 elements: finished trials' vectors
+                       may leave memory (JSON shows them as href) */
     const struct hpo_sampler_type *sampler_type;
     void *sampler;
     uint64_t seed;

@@ -253,7 +253,8 @@ import hpod_client
 s = hpod_client.Client(sys.argv[1]).create_study(
     name="optint" + sys.argv[3], params=[{"name": "x", "type": "float", "low": 0, "high": 1}])
 def slow(trial):
-    print("started", trial.number, flush=True)
+    sys.stdout.write("started %d\n" % trial.number)
+    sys.stdout.flush()
     time.sleep(60)
     return 1.0
 try:
@@ -270,12 +271,14 @@ def optimize_interrupt(d):
     for jobs in (1, 2):
         p = subprocess.Popen(["/usr/bin/python3", "-c", INTERRUPTED, url(d),
                               os.path.join(SRC, "client", "python"), str(jobs)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             # Python keeps SIGINT ignored if it starts ignored (background jobs).
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         started = 0
         while started < jobs:
             line = p.stdout.readline()
             check(line != "", "the optimize script ended early: %s" % p.stderr.read())
-            started += line.startswith("started")
+            started += line.count("started")
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
         check(p.returncode == 3 and "interrupted" in out, "rc %d: %s %s" % (p.returncode, out, err))

@@ -632,9 +632,12 @@ static void test_to_json_defaults(void **unused)
     hpo_space_destroy(again);
     json_decref(expect);
     json_decref(out);
+    /* Scalars take the first coordinates in param order, vectors follow. */
     assert_int_equal(space->dim, 10);
-    assert_int_equal(space->params[6].offset, 6);
-    assert_int_equal(space->params[7].offset, 9);
+    assert_int_equal(space->scalar_dim, 7);
+    assert_int_equal(space->params[5].offset, 5);
+    assert_int_equal(space->params[7].offset, 6);
+    assert_int_equal(space->params[6].offset, 7);
     assert_int_equal(hpo_space_find(space, "k"), 7);
     assert_int_equal(hpo_space_find(space, "K"), -1);
     hpo_space_destroy(space);
@@ -941,6 +944,31 @@ static void test_vector_transform(void **unused)
     assert_memory_equal(values, again, sizeof(values));
     hpo_space_encode(space, values, again);
     assert_memory_equal(unit, again, sizeof(unit));
+    hpo_space_destroy(space);
+}
+
+static void test_layout_vectors_last(void **unused)
+{
+    /* A vector declared first still follows every scalar; conditions see the right parent. */
+    struct hpo_space *space = parse_ok("[{'name':'v','type':'float','low':0,'high':1,'size':3},"
+            "{'name':'c','type':'categorical','choices':['a','b']},"
+            "{'name':'w','type':'float','low':0,'high':1,'size':2,'when':{'c':['b']}},"
+            "{'name':'m','type':'float','low':-1,'high':1,'when':{'c':['a']}}]");
+    double unit[7] = { 0.9, 0.5, 0.25, 0.5, 0.75, 0.1, 0.2 };
+    double values[7];
+
+    assert_int_equal(space->dim, 7);
+    assert_int_equal(space->scalar_dim, 2);
+    assert_int_equal(space->params[1].offset, 0);
+    assert_int_equal(space->params[3].offset, 1);
+    assert_int_equal(space->params[0].offset, 2);
+    assert_int_equal(space->params[2].offset, 5);
+    /* c = b: w active, m inactive. */
+    hpo_space_decode(space, unit, values);
+    assert_true(values[0] == 1.0);
+    assert_true(isnan(values[1]) && isnan(unit[1]));
+    assert_true(values[2] == 0.25 && values[3] == 0.5 && values[4] == 0.75);
+    assert_true(values[5] == 0.1 && values[6] == 0.2);
     hpo_space_destroy(space);
 }
 
@@ -1271,6 +1299,7 @@ int main(void)
         cmocka_unit_test(test_categorical_transform),
         cmocka_unit_test(test_continuous_round_trip),
         cmocka_unit_test(test_vector_transform),
+        cmocka_unit_test(test_layout_vectors_last),
         cmocka_unit_test(test_decode_conditional),
         cmocka_unit_test(test_values_from_json),
         cmocka_unit_test(test_values_categorical_kinds),

@@ -1,0 +1,147 @@
+/*
+** reader.c: a read-only connection for fetching vectors that are no longer
+** kept in memory (see reader.h).
+*/
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "reader.h"
+#include "storage-int.h"
+
+struct hpo_storage_reader {
+    char *path;
+    sqlite3 *db;
+    sqlite3_stmt *get;
+    pthread_mutex_t lock;
+};
+
+struct hpo_storage_reader *hpo_storage_reader_create(const char *path)
+{
+    struct hpo_storage_reader *rd = calloc(1, sizeof(*rd));
+
+    if (rd == NULL) {
+        return NULL;
+    }
+    rd->path = strdup(path);
+    if (rd->path == NULL) {
+        free(rd);
+        return NULL;
+    }
+    pthread_mutex_init(&rd->lock, NULL);
+    return rd;
+}
+
+void hpo_storage_reader_destroy(struct hpo_storage_reader *rd)
+{
+    if (rd == NULL) {
+        return;
+    }
+    sqlite3_finalize(rd->get);
+    sqlite3_close(rd->db);
+    pthread_mutex_destroy(&rd->lock);
+    free(rd->path);
+    free(rd);
+}
+
+static int reader_open(struct hpo_storage_reader *rd, struct hpo_error *err)
+{
+    static const char sql[] =
+            "SELECT value FROM params WHERE study_id = ?1 AND number = ?2 AND idx = ?3";
+    int rc;
+
+    if (rd->db != NULL) {
+        return 0;
+    }
+    rc = sqlite3_open_v2(rd->path, &rd->db,
+            SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(rd->db, 5000);
+        rc = sqlite3_prepare_v3(rd->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &rd->get, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        int r = hpo__storage_error(rd->db, rc, "opening the reader", err);
+        sqlite3_finalize(rd->get);
+        rd->get = NULL;
+        sqlite3_close(rd->db);
+        rd->db = NULL;
+        return r;
+    }
+    return 0;
+}
+
+/* Decode a stored vector BLOB (little-endian float64) of exactly `len` elements. */
+static int blob_value(const void *blob, size_t bytes, double *ret, size_t len,
+        struct hpo_error *err)
+{
+    const unsigned char *b = blob;
+
+    if (bytes != len * sizeof(double)) {
+        return hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL,
+                "stored vector has %zu bytes, expected %zu", bytes, len * sizeof(double));
+    }
+    for (size_t i = 0; i < len; i++) {
+        uint64_t u = 0;
+        for (int k = 7; k >= 0; k--) {
+            u = (u << 8) | b[i * 8 + (size_t)k];
+        }
+        memcpy(&ret[i], &u, sizeof(u));
+    }
+    return 0;
+}
+
+int hpo_storage_read_vector(struct hpo_storage_reader *rd, int64_t study_id, int64_t number,
+        int64_t index, double *ret, size_t len, struct hpo_error *err)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&rd->lock);
+    r = reader_open(rd, err);
+    /* A shared vector refers to an earlier trial; follow at most a few hops. */
+    for (int hop = 0; r == 0; hop++) {
+        int rc, type;
+        if (hop > 64) {
+            r = hpo_error_set(err, -ELOOP, HPO_INTERNAL, NULL, "vector reference loop");
+            break;
+        }
+        sqlite3_bind_int64(rd->get, 1, study_id);
+        sqlite3_bind_int64(rd->get, 2, number);
+        sqlite3_bind_int64(rd->get, 3, index);
+        rc = sqlite3_step(rd->get);
+        if (rc != SQLITE_ROW) {
+            r = rc == SQLITE_DONE ? hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL,
+                                            "trial %lld has no stored vector",
+                                            (long long)number)
+                                  : hpo__storage_error(rd->db, rc, "reading a vector", err);
+            break;
+        }
+        type = sqlite3_column_type(rd->get, 0);
+        if (type == SQLITE_INTEGER || type == SQLITE_FLOAT) {
+            int64_t ref = (int64_t)sqlite3_column_double(rd->get, 0);
+            sqlite3_reset(rd->get);
+            if (ref < 0 || ref >= number) {
+                r = hpo_error_set(err, -EINVAL, HPO_INTERNAL, NULL, "bad vector reference");
+                break;
+            }
+            number = ref;
+            continue;
+        }
+        if (type == SQLITE_BLOB) {
+            r = blob_value(sqlite3_column_blob(rd->get, 0),
+                    (size_t)sqlite3_column_bytes(rd->get, 0), ret, len, err);
+        } else {
+            r = hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL, "trial %lld has no vector",
+                    (long long)number);
+        }
+        break;
+    }
+    if (rd->get != NULL) {
+        sqlite3_reset(rd->get);
+        sqlite3_clear_bindings(rd->get);
+    }
+    pthread_mutex_unlock(&rd->lock);
+    return r;
+}
