@@ -5,6 +5,7 @@
 */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +319,13 @@ int main(int argc, char **argv)
     const char *delay;
     int r, rc = 0;
 
+    /*
+    ** Large buffers (vectors, request bodies, sampler states) are mmapped and
+    ** go back to the kernel when freed; glibc's default raises the threshold
+    ** after the first big free and then keeps such blocks in its arenas.
+    */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     json_object_seed(0);
     if (hpo_config_load(&d.cfg, argc, argv, msg, sizeof(msg)) < 0) {
         fprintf(stderr, "hpod: %s\n", msg);

@@ -564,6 +564,15 @@ static double trial_y(const struct hpo_history *h, const struct hpo_trial *t)
     return -hpo_history_loss(h, t);
 }
 
+#ifdef GP_WARP
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+#endif
+
 /* Standardize ys in place (Optuna: +-inf to the finite max/min, population std). */
 static void standardize(double *y, size_t n)
 {
@@ -597,6 +606,37 @@ static void standardize(double *y, size_t n)
     for (size_t i = 0; i < n; i++) {
         y[i] = (y[i] - mean) / sd;
     }
+#ifdef GP_WARP
+    {
+        /* Experimental: compress the bad half (below the median) logarithmically. */
+        double *tmp = malloc(n * sizeof(double)), med;
+        if (tmp != NULL && n > 2) {
+            memcpy(tmp, y, n * sizeof(double));
+            qsort(tmp, n, sizeof(double), cmp_double);
+            med = tmp[n / 2];
+            for (size_t i = 0; i < n; i++) {
+                if (y[i] < med) {
+                    y[i] = med - log1p(med - y[i]);
+                }
+            }
+            mean = 0.0;
+            var = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                mean += y[i];
+            }
+            mean /= (double)n;
+            for (size_t i = 0; i < n; i++) {
+                var += (y[i] - mean) * (y[i] - mean);
+            }
+            sd = sqrt(var / (double)n);
+            sd = sd < 1e-10 ? 1e-10 : sd;
+            for (size_t i = 0; i < n; i++) {
+                y[i] = (y[i] - mean) / sd;
+            }
+        }
+        free(tmp);
+    }
+#endif
 }
 
 /* Fit hyperparameters on (a subset of) the model rows; never fails (ALGORITHMS.md 4.3). */

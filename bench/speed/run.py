@@ -9,7 +9,9 @@ For each n x d: a study of d floats in [0, 1] gets n complete trials through
 POST /v1/studies/{study}/trials with a value (random points, value = squared
 distance to (0.3, ..., 0.3)). Then `asks` rounds of ask (timed, the whole
 HTTP round trip) and tell (not timed), so n grows by at most `asks`; the
-median and 90th percentile are printed. The daemon's RSS (/proc VmRSS) is
+median and 90th percentile are printed. Unless --no-baseline, a second study
+with the same trials and the random sampler gets an ask after each timed
+one: its median is the HTTP + storage cost under the same load. The daemon's RSS (/proc VmRSS) is
 read before the study is created, after it is loaded, and after the asks.
 
 Optuna: the same points as FrozenTrials in an in-memory study, then
@@ -55,29 +57,45 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def bench_hpod(daemon, n, d, asks, sampler):
-    c = Client(daemon.port)
-    name = "speed-%d-%d" % (n, d)
-    rss0 = rss_mb(daemon.proc.pid)
+def load_study(c, name, n, d, sampler):
     params = [{"name": "x%d" % i, "type": "float", "low": 0, "high": 1} for i in range(d)]
     c.post("/v1/studies", {"name": name, "params": params, "sampler": sampler}).expect(201)
-    t0 = time.perf_counter()
     for x, v in points(n, d, 1):
         c.post("/v1/studies/%s/trials" % name,
                {"params": {"x%d" % i: x[i] for i in range(d)}, "value": v}).expect(201)
+
+
+def ask_tell(c, name, d):
+    t0 = time.perf_counter()
+    t = c.post("/v1/studies/%s/ask" % name).expect(201)
+    ms = 1e3 * (time.perf_counter() - t0)
+    v = sum((t["params"]["x%d" % i] - 0.3) ** 2 for i in range(d))
+    c.post("/v1/studies/%s/trials/%d/tell" % (name, t["number"]), {"value": v}).expect(200)
+    return ms
+
+
+def bench_hpod(daemon, n, d, asks, sampler, baseline):
+    """Time asks on a loaded study; with `baseline`, interleave asks on a random-sampler
+    study with the same trials, so both see the same machine load."""
+    c = Client(daemon.port)
+    name = "speed-%d-%d" % (n, d)
+    if baseline:
+        load_study(c, name + "-random", n, d, {"type": "random", "seed": 0})
+    rss0 = rss_mb(daemon.proc.pid)
+    t0 = time.perf_counter()
+    load_study(c, name, n, d, sampler)
     load_s = time.perf_counter() - t0
     rss1 = rss_mb(daemon.proc.pid)
-    times = []
+    times, base = [], []
     for _ in range(asks):
-        t0 = time.perf_counter()
-        t = c.post("/v1/studies/%s/ask" % name).expect(201)
-        times.append(1e3 * (time.perf_counter() - t0))
-        v = sum((t["params"]["x%d" % i] - 0.3) ** 2 for i in range(d))
-        c.post("/v1/studies/%s/trials/%d/tell" % (name, t["number"]), {"value": v}).expect(200)
+        times.append(ask_tell(c, name, d))
+        if baseline:
+            base.append(ask_tell(c, name + "-random", d))
     rss2 = rss_mb(daemon.proc.pid)
     c.close()
     return {"median": statistics.median(times), "p90": pct(times, 0.9), "first": times[0],
-            "load_s": load_s, "rss_before": rss0, "rss_loaded": rss1, "rss_after": rss2}
+            "load_s": load_s, "rss_before": rss0, "rss_loaded": rss1, "rss_after": rss2,
+            "random": statistics.median(base) if base else None}
 
 
 def bench_optuna(n, d, asks, multivariate):
@@ -110,6 +128,8 @@ def main():
     ap.add_argument("--optuna-asks", type=int, default=5)
     ap.add_argument("--optuna-max-n", type=int, default=1000)
     ap.add_argument("--sampler", default='{"type": "tpe", "seed": 0}')
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the interleaved random-sampler study (HTTP + storage cost)")
     a = ap.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes.split(",")]
     sampler = json.loads(a.sampler)
@@ -118,7 +138,7 @@ def main():
     rows = []
     try:
         for n, d in sizes:
-            h = bench_hpod(daemon, n, d, a.asks, sampler)
+            h = bench_hpod(daemon, n, d, a.asks, sampler, not a.no_baseline)
             o1 = o2 = None
             if n <= a.optuna_max_n:
                 o1 = bench_optuna(n, d, a.optuna_asks, False)
@@ -128,6 +148,9 @@ def main():
                   "load %.1f s; RSS %.1f -> %.1f -> %.1f MB" %
                   (n, d, sampler["type"], h["median"], h["p90"], h["first"], h["load_s"],
                    h["rss_before"], h["rss_loaded"], h["rss_after"]), flush=True)
+            if h["random"] is not None:
+                print("%18s hpod random on the same trials, interleaved: ask median %.2f ms "
+                      "(the HTTP + storage part)" % ("", h["random"]), flush=True)
             if o1:
                 print("%18s optuna TPESampler(): median %.1f ms; multivariate=True: %.1f ms;"
                       " ratio to hpod %.0fx / %.0fx" %
@@ -140,9 +163,11 @@ def main():
         daemon.stop()
         daemon.close()
     print("\nsummary (ms per ask, median):")
-    print("  %-12s %10s %16s %16s" % ("n x d", "hpod", "optuna tpe", "optuna tpe mv"))
+    print("  %-12s %10s %12s %16s %16s" % ("n x d", "hpod", "hpod random", "optuna tpe",
+                                            "optuna tpe mv"))
     for n, d, h, o1, o2 in rows:
-        print("  %-12s %10.2f %16s %16s" % ("%dx%d" % (n, d), h["median"],
+        print("  %-12s %10.2f %12s %16s %16s" % ("%dx%d" % (n, d), h["median"],
+              "%.2f" % h["random"] if h["random"] is not None else "-",
               "%.1f" % o1["median"] if o1 else "not run", "%.1f" % o2["median"] if o2 else
               "not run"))
     big = [r for r in rows if r[0] == 10000 and r[1] == 20]

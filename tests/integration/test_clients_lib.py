@@ -277,7 +277,8 @@ def optimize_interrupt(d):
         started = 0
         while started < jobs:
             line = p.stdout.readline()
-            check(line != "", "the optimize script ended early: %s" % p.stderr.read())
+            if line == "":
+                check(False, "the optimize script ended early: %s" % p.stderr.read())
             started += line.count("started")
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
