@@ -35,7 +35,7 @@ enum hpo_code {
 /* A user-visible error. `field` is empty when no single field is at fault. */
 struct hpo_error {
     enum hpo_code code;
-    char field[128];
+    char field[192];
     char message[256];
 };
 

@@ -131,6 +131,7 @@ static int load_file(struct hpo_config *cfg, const char *path, char *msg, size_t
             p++;
         }
         if (*p == '\0' || *p == '\n') {
+            *p = '\0';
             fclose(f);
             return fail(msg, len, "config: '%s': setting '%s' has no value", path, key);
         }

@@ -7,7 +7,8 @@ cd "$root" || exit 2
 bad=0
 banned='\b(sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|atof|localtime|gmtime|strerror|rand|srand|setlocale)[[:space:]]*\('
 files=$(ls core/*.c core/*.h samplers/*.c samplers/*.h pruners/*.c pruners/*.h storage/*.c storage/*.h \
-        service/*.c service/*.h api/*.c api/*.h daemon/*.c daemon/*.h 2>/dev/null)
+        service/*.c service/*.h api/*.c api/*.h daemon/*.c daemon/*.h \
+        client/lib/*.c client/lib/*.h client/hpoctl/*.c client/hpoctl/*.h client/include/hpo/*.h 2>/dev/null)
 if grep -nE "$banned" $files | grep -vE '(snprintf|vsnprintf|_r[[:space:]]*\(|strerror_r)'; then
     echo "lint: banned function used (STYLE.md rule 11)"
     bad=1
