@@ -12,6 +12,7 @@
 #include <lapacke.h>
 #include <math.h>
 #include <nlopt.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,7 @@ int hpo_gp_model_init(struct hpo_gp_model *m, size_t d, const bool *is_cat)
     }
     m->scale = 1.0;
     m->noise = HPO_GP_MIN_NOISE;
+    m->exact_from = SIZE_MAX;
     return 0;
 }
 
@@ -172,7 +174,7 @@ static void fill_kernel(struct hpo_gp_model *m, size_t r0, size_t r1, double dia
         for (size_t i = i0; i < r1; i++) {
             double k = hpo_gp_kernel(m, &m->x[i * m->d], &m->x[j * m->d]);
             if (i == j) {
-                k += m->noise + diag_add;
+                k += (i >= m->exact_from ? HPO_GP_MIN_NOISE : m->noise) + diag_add;
             }
             m->L[i + j * m->cap] = k;
         }

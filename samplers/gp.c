@@ -12,6 +12,9 @@
 ** random rest); the model conditions on at most MAX_ROWS rows chosen the
 ** same way at each refit (plus the trials appended until the next one).
 **
+** Targets: -loss, standardized, then the worse half log-compressed
+** (warp_bad_half, an hpod choice beyond Optuna).
+**
 ** OpenBLAS runs single-threaded (openblas_set_num_threads(1) once, at the
 ** first configure): the service already runs studies on a thread pool.
 */
@@ -20,6 +23,7 @@
 #include <math.h>
 #include <nlopt.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -564,14 +568,12 @@ static double trial_y(const struct hpo_history *h, const struct hpo_trial *t)
     return -hpo_history_loss(h, t);
 }
 
-#ifdef GP_WARP
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
 
     return (x > y) - (x < y);
 }
-#endif
 
 /* Standardize ys in place (Optuna: +-inf to the finite max/min, population std). */
 static void standardize(double *y, size_t n)
@@ -606,37 +608,36 @@ static void standardize(double *y, size_t n)
     for (size_t i = 0; i < n; i++) {
         y[i] = (y[i] - mean) / sd;
     }
-#ifdef GP_WARP
-    {
-        /* Experimental: compress the bad half (below the median) logarithmically. */
-        double *tmp = malloc(n * sizeof(double)), med;
-        if (tmp != NULL && n > 2) {
-            memcpy(tmp, y, n * sizeof(double));
-            qsort(tmp, n, sizeof(double), cmp_double);
-            med = tmp[n / 2];
-            for (size_t i = 0; i < n; i++) {
-                if (y[i] < med) {
-                    y[i] = med - log1p(med - y[i]);
-                }
-            }
-            mean = 0.0;
-            var = 0.0;
-            for (size_t i = 0; i < n; i++) {
-                mean += y[i];
-            }
-            mean /= (double)n;
-            for (size_t i = 0; i < n; i++) {
-                var += (y[i] - mean) * (y[i] - mean);
-            }
-            sd = sqrt(var / (double)n);
-            sd = sd < 1e-10 ? 1e-10 : sd;
-            for (size_t i = 0; i < n; i++) {
-                y[i] = (y[i] - mean) / sd;
-            }
-        }
-        free(tmp);
+}
+
+/*
+** Output warping (hpod choice, after Vizier's half-rank warp, ALGORITHMS.md
+** 4.2): on standardized targets, values below the median are compressed
+** to med - log1p(med - y), then everything is standardized again. Monotone,
+** so the best points stay best, but a few huge losses (Rosenbrock-like) no
+** longer flatten the model around the good region.
+*/
+static void warp_bad_half(double *y, size_t n)
+{
+    double *tmp, med;
+
+    if (n < 3) {
+        return;
     }
-#endif
+    tmp = malloc(n * sizeof(double));
+    if (tmp == NULL) {
+        return;
+    }
+    memcpy(tmp, y, n * sizeof(double));
+    qsort(tmp, n, sizeof(double), cmp_double);
+    med = tmp[n / 2];
+    free(tmp);
+    for (size_t i = 0; i < n; i++) {
+        if (y[i] < med) {
+            y[i] = med - log1p(med - y[i]);
+        }
+    }
+    standardize(y, n);
 }
 
 /* Fit hyperparameters on (a subset of) the model rows; never fails (ALGORITHMS.md 4.3). */
@@ -803,11 +804,13 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
         m->y[i] = trial_y(h, h->trials[s->row_trial[i]]);
     }
     standardize(m->y, s->n_obs);
+    warp_bad_half(m->y, s->n_obs);
     for (size_t i = 0; i < s->n_obs; i++) {
         ybest = m->y[i] > ybest ? m->y[i] : ybest;
     }
     c->f0 = ybest;
     s->stats.model_rows = s->n_obs;
+    m->exact_from = SIZE_MAX; /* observed rows all carry the fitted noise */
     if (refit) {
         r = fit_hyper(c);
         if (r < 0) {
@@ -825,7 +828,12 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
         *why = r == -EDOM ? "kernel matrix not positive definite" : "out of memory";
         goto out;
     }
-    /* Best constant liar: running trials at the best observed value (no refit). */
+    /*
+    ** Best constant liar: running trials at the best observed value (no
+    ** refit), as exact observations (noise 1e-6) so that they repel the next
+    ** suggestion even when the fitted noise is large.
+    */
+    m->exact_from = s->n_obs;
     for (size_t t = 0; t < h->n_trials; t++) {
         const struct hpo_trial *tr = h->trials[t];
         if (tr->state != HPO_STATE_RUNNING || !trial_coords(c, tr, x)) {

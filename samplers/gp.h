@@ -40,6 +40,7 @@ struct hpo_gp_model {
     double *alpha;  /* K^-1 y over rows 0..n-1, after hpo_gp_solve() */
     size_t n_factored; /* rows 0..n_factored-1 of L are valid */
     double jitter;     /* diagonal jitter the factor needed (0 normally) */
+    size_t exact_from; /* rows from here (liars) get noise 1e-6, not `noise`; SIZE_MAX none */
 };
 
 /*

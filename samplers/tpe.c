@@ -1157,40 +1157,66 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
         md->mu = c->tmu;
         md->isig = c->tis;
         md->cls = c->tcls;
-        for (size_t e = 0; e < c->n; e++) {
-            if (s->role[c->ord[e].t] == ROLE_ABOVE) {
-                if (na == m) {
-                    return -EIO;
+        md->n_cls = 0;
+        /*
+        ** One pass over the sorted list with a window (prev, cur, next) of
+        ** above entries; cur's bandwidth is known once next is found.
+        */
+        {
+            struct tpe_entry *ord = c->ord, *cur = NULL;
+            double prev = 0.0;
+            double scale = ud->kind == KIND_CONT ? M_SQRT1_2 : 1.0;
+            size_t e = 0;
+
+            for (;;) {
+                struct tpe_entry *next = NULL;
+                while (e < c->n) {
+                    struct tpe_entry *x = &ord[e++];
+                    if (s->role[x->t] == ROLE_ABOVE) {
+                        next = x;
+                        break;
+                    }
                 }
-                u->sel[na++] = (uint32_t)e;
+                if (cur != NULL) {
+                    double v = cur->v, sg;
+                    double left = na > 0 ? v - prev : v;
+                    double right = next != NULL ? next->v - v : 1.0 - v;
+                    uint32_t t = cur->t;
+                    if (!o->consider_endpoints && m >= 2) {
+                        sg = na == 0 ? right : (next == NULL ? left : (left > right ? left : right));
+                    } else {
+                        sg = left > right ? left : right;
+                    }
+                    sg = sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
+                    if (cur->sigma != sg) {
+                        c->tmu[t] = v;
+                        c->tis[t] = scale / sg;
+                        c->tcst[t] = kernel_cst(ud->kind, v, sg);
+                        cur->sigma = sg;
+                    }
+                    if (ud->kind == KIND_DISC) {
+                        if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != v ||
+                                md->cls_isig[md->n_cls - 1] != c->tis[t]) {
+                            md->cls_mu[md->n_cls] = v;
+                            md->cls_isig[md->n_cls] = c->tis[t];
+                            md->n_cls++;
+                        }
+                        c->tcls[t] = (uint32_t)(md->n_cls - 1);
+                    }
+                    prev = v;
+                    na++;
+                }
+                if (next == NULL) {
+                    break;
+                }
+                if (na >= m) {
+                    return -EIO; /* more above entries than above trials */
+                }
+                cur = next;
             }
         }
         if (na != m) {
             return -EIO;
-        }
-        md->n_cls = 0;
-        for (size_t i = 0; i < na; i++) {
-            struct tpe_entry *en = &c->ord[u->sel[i]];
-            double prev = i > 0 ? c->ord[u->sel[i - 1]].v : 0.0;
-            double next = i + 1 < na ? c->ord[u->sel[i + 1]].v : 1.0;
-            double sg = neighbour_sigma(o, prev, en->v, next, i, na, minsig);
-            uint32_t t = en->t;
-
-            if (en->sigma != sg) {
-                c->tmu[t] = en->v;
-                c->tis[t] = (ud->kind == KIND_CONT ? M_SQRT1_2 : 1.0) / sg;
-                c->tcst[t] = kernel_cst(ud->kind, en->v, sg);
-                en->sigma = sg;
-            }
-            if (ud->kind == KIND_DISC) {
-                if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != en->v ||
-                        md->cls_isig[md->n_cls - 1] != c->tis[t]) {
-                    md->cls_mu[md->n_cls] = en->v;
-                    md->cls_isig[md->n_cls] = c->tis[t];
-                    md->n_cls++;
-                }
-                c->tcls[t] = (uint32_t)(md->n_cls - 1);
-            }
         }
         if (ud->kind == KIND_DISC) {
             /* Stale classes of other trials must stay valid indices. */
@@ -1200,8 +1226,12 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
                 }
             }
         }
-        for (size_t t = 0; t < n; t++) {
-            g->base[t] += c->tcst[t];
+        for (size_t t = 0; t < g->m_pad; t += 4) {
+            tpe_v4 vb, vc;
+            memcpy(&vb, g->base + t, sizeof(vb));
+            memcpy(&vc, c->tcst + t, sizeof(vc));
+            vb += vc;
+            memcpy(g->base + t, &vb, sizeof(vb));
         }
     }
     (void)h;
@@ -1488,7 +1518,7 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
         size_t q;
 
         s->role[t] = ROLE_SKIP;
-        if (!s->incl[t] || isnan(s->mu_rows[t * s->dim + lead])) {
+        if (!s->incl[t] || (space->conditional && isnan(s->mu_rows[t * s->dim + lead]))) {
             continue;
         }
         if (s->st[t] == HPO_STATE_RUNNING) {

@@ -4,6 +4,7 @@
 */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ struct hpo_storage_reader {
     char *path;
     sqlite3 *db;
     sqlite3_stmt *get;
+    struct hpo_blobs blobs; /* large vectors live in side files (storage-int.h) */
     pthread_mutex_t lock;
 };
 
@@ -31,6 +33,7 @@ struct hpo_storage_reader *hpo_storage_reader_create(const char *path)
         free(rd);
         return NULL;
     }
+    rd->blobs.dirfd = -1;
     pthread_mutex_init(&rd->lock, NULL);
     return rd;
 }
@@ -42,6 +45,7 @@ void hpo_storage_reader_destroy(struct hpo_storage_reader *rd)
     }
     sqlite3_finalize(rd->get);
     sqlite3_close(rd->db);
+    hpo__blobs_close(&rd->blobs);
     pthread_mutex_destroy(&rd->lock);
     free(rd->path);
     free(rd);
@@ -62,12 +66,16 @@ static int reader_open(struct hpo_storage_reader *rd, struct hpo_error *err)
         sqlite3_busy_timeout(rd->db, 5000);
         rc = sqlite3_prepare_v3(rd->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &rd->get, NULL);
     }
+    if (rc == SQLITE_OK && hpo__blobs_open_read(&rd->blobs, rd->path) < 0) {
+        rc = SQLITE_NOMEM;
+    }
     if (rc != SQLITE_OK) {
         int r = hpo__storage_error(rd->db, rc, "opening the reader", err);
         sqlite3_finalize(rd->get);
         rd->get = NULL;
         sqlite3_close(rd->db);
         rd->db = NULL;
+        hpo__blobs_close(&rd->blobs);
         return r;
     }
     return 0;
@@ -93,9 +101,33 @@ static int blob_value(const void *blob, size_t bytes, double *ret, size_t len,
     return 0;
 }
 
+/* Read a vector of exactly `len` elements from the side file `ref` names. */
+static int file_value(struct hpo_storage_reader *rd, const struct hpo_blob_ref *ref, double *ret,
+        size_t len, struct hpo_error *err)
+{
+    int r;
+
+    if (ref->len != len * sizeof(double)) {
+        return hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL,
+                "stored vector has %zu bytes, expected %zu", ref->len, len * sizeof(double));
+    }
+    r = hpo__blob_read(&rd->blobs, ref, ret, err);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    for (size_t i = 0; r == 0 && i < len; i++) {
+        uint64_t u;
+
+        memcpy(&u, &ret[i], sizeof(u));
+        u = __builtin_bswap64(u);
+        memcpy(&ret[i], &u, sizeof(u));
+    }
+#endif
+    return r;
+}
+
 int hpo_storage_read_vector(struct hpo_storage_reader *rd, int64_t study_id, int64_t number,
         int64_t index, double *ret, size_t len, struct hpo_error *err)
 {
+    bool reread = false;
     int r = 0;
 
     pthread_mutex_lock(&rd->lock);
@@ -130,8 +162,23 @@ int hpo_storage_read_vector(struct hpo_storage_reader *rd, int64_t study_id, int
             continue;
         }
         if (type == SQLITE_BLOB) {
-            r = blob_value(sqlite3_column_blob(rd->get, 0),
-                    (size_t)sqlite3_column_bytes(rd->get, 0), ret, len, err);
+            const void *blob = sqlite3_column_blob(rd->get, 0);
+            size_t bytes = (size_t)sqlite3_column_bytes(rd->get, 0);
+            struct hpo_blob_ref ref;
+
+            if (!hpo__blob_parse(blob, bytes, &ref)) {
+                r = blob_value(blob, bytes, ret, len, err);
+            } else {
+                r = file_value(rd, &ref, ret, len, err);
+                if (r == -ENOENT && !reread) {
+                    /* A commit replaced the row and removed its file after
+                       this read: the row again has the new reference. */
+                    reread = true;
+                    r = 0;
+                    sqlite3_reset(rd->get);
+                    continue;
+                }
+            }
         } else {
             r = hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL, "trial %lld has no vector",
                     (long long)number);

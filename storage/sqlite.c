@@ -3,7 +3,9 @@
 ** everything back at start, and the writer thread that group-commits writes.
 **
 ** The connection is opened NOMUTEX: until hpo_storage_start() it belongs to
-** the opening thread, afterwards to the writer thread alone.
+** the opening thread, afterwards to the writer thread alone. Large values go
+** to side files (blobs.c); the writer writes them before the COMMIT that
+** references them and unlinks replaced ones after it.
 */
 #include <assert.h>
 #include <errno.h>
@@ -42,6 +44,9 @@ struct stmts {
     sqlite3_stmt *report_put;
     sqlite3_stmt *attr_put;
     sqlite3_stmt *sampler_state;
+    sqlite3_stmt *old_state;  /* the references a write replaces or deletes */
+    sqlite3_stmt *old_param;
+    sqlite3_stmt *study_refs;
     sqlite3_stmt *load_studies;
     sqlite3_stmt *load_trials;
     sqlite3_stmt *load_params;
@@ -86,6 +91,17 @@ static const struct {
             " ON CONFLICT (study_id, number, key) DO UPDATE SET value = excluded.value" },
     { offsetof(struct stmts, sampler_state),
             "UPDATE studies SET sampler_state = ?2 WHERE id = ?1" },
+    /* A reference is a short BLOB; length() reads no overflow page, so a
+       large inline value of an older database is not loaded to be skipped. */
+    { offsetof(struct stmts, old_state),
+            "SELECT sampler_state FROM studies WHERE id = ?1 AND length(sampler_state) < 128" },
+    { offsetof(struct stmts, old_param),
+            "SELECT value FROM params WHERE study_id = ?1 AND number = ?2 AND idx = ?3"
+            " AND typeof(value) = 'blob' AND length(value) < 128" },
+    { offsetof(struct stmts, study_refs),
+            "SELECT sampler_state FROM studies WHERE id = ?1 AND length(sampler_state) < 128"
+            " UNION ALL SELECT value FROM params WHERE study_id = ?1"
+            " AND typeof(value) = 'blob' AND length(value) < 128" },
     { offsetof(struct stmts, load_studies),
             "SELECT id, name, spec, created_at, sampler_state FROM studies ORDER BY id" },
     { offsetof(struct stmts, load_trials),
@@ -104,6 +120,7 @@ static const struct {
 #define N_STMTS (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
 _Static_assert(N_STMTS * sizeof(sqlite3_stmt *) == sizeof(struct stmts),
         "every statement of struct stmts needs its SQL");
+_Static_assert(HPO_BLOB_REF_MAX == 128, "the SQL above filters references on their length");
 
 struct hpo_storage {
     sqlite3 *db;
@@ -112,6 +129,11 @@ struct hpo_storage {
        rows in the writer. Load and the writer never run at the same time. */
     double *vec;
     size_t vec_cap;
+    /* Scratch for a sampler state read from its side file during load. */
+    void *buf;
+    size_t buf_cap;
+    /* Large values live in side files; the writer (before it, load) owns this. */
+    struct hpo_blobs blobs;
 
     pthread_t thread;
     pthread_mutex_t lock;
@@ -252,33 +274,91 @@ static void swap_doubles(double *v, size_t n)
 }
 #endif
 
-/* Bind a vector as a BLOB of little-endian float64 (an empty BLOB for len 0). */
-static int bind_vector(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
-        const double *v, size_t len, struct hpo_error *err)
+/*
+** The stored bytes of a vector: little-endian float64, bound in place on a
+** little-endian host (no copy of a large vector), else swapped into the
+** scratch buffer. Sets *ret_bytes to NULL for an empty vector.
+*/
+static int vector_bytes(struct hpo_storage *st, const double *v, size_t len,
+        const void **ret_bytes, struct hpo_error *err)
 {
     if (len > SIZE_MAX / sizeof(double) || (v == NULL && len > 0)) {
         return hpo_error_set(err, -EINVAL, HPO_INTERNAL, NULL, "bad vector param (length %zu)",
                 len);
     }
     if (len == 0) {
-        if (*rc == SQLITE_OK) {
-            *rc = sqlite3_bind_zeroblob(stmt, i, 0);
-        }
+        *ret_bytes = NULL;
         return 0;
     }
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    /* Already the stored form: bound in place, no copy of a large vector. */
     (void)st;
-    bind_blob(rc, stmt, i, v, len * sizeof(double));
+    *ret_bytes = v;
 #else
     if (vec_reserve(st, len) < 0) {
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     memcpy(st->vec, v, len * sizeof(double));
     swap_doubles(st->vec, len);
-    bind_blob(rc, stmt, i, st->vec, len * sizeof(double));
+    *ret_bytes = st->vec;
 #endif
     return 0;
+}
+
+/*
+** Bind a large value: a side file's reference when it goes to one (then
+** ref->text_len > 0 and the file is written after the statement ran), else
+** the bytes themselves. Both stay valid until the statement ran.
+*/
+static void bind_value(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
+        int64_t study_id, const void *data, size_t len, struct hpo_blob_ref *ref)
+{
+    ref->text_len = 0;
+    if (hpo__blob_wanted(&st->blobs, data, len)) {
+        hpo__blob_prepare(&st->blobs, study_id, data, len, ref);
+        bind_blob(rc, stmt, i, ref->text, ref->text_len);
+    } else {
+        bind_blob(rc, stmt, i, data, len);
+    }
+}
+
+/* Write the side file of a value bound by bind_value, if it has one. */
+static int write_value(struct hpo_storage *st, const struct hpo_blob_ref *ref, const void *data,
+        struct hpo_error *err)
+{
+    if (ref->text_len == 0) {
+        return 0;
+    }
+    return hpo__blob_write(&st->blobs, ref, data, err);
+}
+
+/*
+** Run a SELECT of old cells (bound by the caller; `rc` is the binds' result)
+** and queue the side files they reference for unlinking after the commit.
+*/
+static int collect_obsolete(struct hpo_storage *st, sqlite3_stmt *stmt, int rc,
+        struct hpo_error *err)
+{
+    int r = 0;
+
+    if (st->blobs.dirfd < 0) {
+        sqlite3_clear_bindings(stmt);
+        return 0;
+    }
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            if (hpo__blob_obsolete(&st->blobs, sqlite3_column_blob(stmt, 0),
+                        (size_t)sqlite3_column_bytes(stmt, 0)) < 0) {
+                r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+                break;
+            }
+        }
+    }
+    if (r == 0 && rc != SQLITE_DONE) {
+        r = hpo__storage_error(st->db, rc, "reading the values a write replaces", err);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return r;
 }
 
 /* Fail with not_found when the last statement touched no row. */
@@ -289,6 +369,76 @@ static int check_changed(struct hpo_storage *st, const struct hpo_op *op, struct
                 (long long)op->study_id);
     }
     return 0;
+}
+
+static int run_param(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.old_param;
+    struct hpo_blob_ref ref = { .text_len = 0 };
+    const void *bytes = NULL;
+    int rc = SQLITE_OK;
+    int r;
+
+    /* An upsert may replace a vector that lives in a side file. */
+    bind_i64(&rc, stmt, 1, op->study_id);
+    bind_i64(&rc, stmt, 2, op->number);
+    bind_i64(&rc, stmt, 3, op->index);
+    r = collect_obsolete(st, stmt, rc, err);
+    if (r < 0) {
+        return r;
+    }
+    if (op->kind == HPO_OP_PARAM_VECTOR) {
+        r = vector_bytes(st, op->vector, op->len, &bytes, err);
+        if (r < 0) {
+            return r;
+        }
+    }
+    stmt = st->s.param_put;
+    rc = SQLITE_OK;
+    bind_i64(&rc, stmt, 1, op->study_id);
+    bind_i64(&rc, stmt, 2, op->number);
+    bind_i64(&rc, stmt, 3, op->index);
+    if (op->kind == HPO_OP_PARAM_PUT) {
+        bind_real(&rc, stmt, 4, op->value);
+    } else if (bytes == NULL) {
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_bind_zeroblob(stmt, 4, 0);
+        }
+    } else {
+        bind_value(st, &rc, stmt, 4, op->study_id, bytes, op->len * sizeof(double), &ref);
+    }
+    r = run(st, stmt, rc, "writing a param", err);
+    return r < 0 ? r : write_value(st, &ref, bytes, err);
+}
+
+static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
+        struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.old_state;
+    struct hpo_blob_ref ref = { .text_len = 0 };
+    int rc = SQLITE_OK;
+    int r;
+
+    bind_i64(&rc, stmt, 1, op->study_id);
+    r = collect_obsolete(st, stmt, rc, err);
+    if (r < 0) {
+        return r;
+    }
+    stmt = st->s.sampler_state;
+    rc = SQLITE_OK;
+    bind_i64(&rc, stmt, 1, op->study_id);
+    if (op->blob != NULL) {
+        bind_value(st, &rc, stmt, 2, op->study_id, op->blob, op->len, &ref);
+    } else {
+        /* A NULL blob clears the state. */
+        bind_blob(&rc, stmt, 2, NULL, 0);
+    }
+    r = run(st, stmt, rc, "writing the sampler state", err);
+    if (r == 0) {
+        /* Checked before the file is written: a missing study costs no write. */
+        r = check_changed(st, op, err);
+    }
+    return r < 0 ? r : write_value(st, &ref, op->blob, err);
 }
 
 static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)
@@ -307,7 +457,15 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
         bind_i64(&rc, stmt, 4, op->i[0]);
         return run(st, stmt, rc, "inserting a study", err);
     case HPO_OP_STUDY_DELETE:
+        /* Its state and vectors in side files go once the delete commits. */
+        stmt = st->s.study_refs;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        r = collect_obsolete(st, stmt, rc, err);
+        if (r < 0) {
+            return r;
+        }
         stmt = st->s.study_delete;
+        rc = SQLITE_OK;
         bind_i64(&rc, stmt, 1, op->study_id);
         r = run(st, stmt, rc, "deleting a study", err);
         return r < 0 ? r : check_changed(st, op, err);
@@ -327,20 +485,7 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
         return run(st, stmt, rc, "writing a trial", err);
     case HPO_OP_PARAM_PUT:
     case HPO_OP_PARAM_VECTOR:
-        stmt = st->s.param_put;
-        bind_i64(&rc, stmt, 1, op->study_id);
-        bind_i64(&rc, stmt, 2, op->number);
-        bind_i64(&rc, stmt, 3, op->index);
-        if (op->kind == HPO_OP_PARAM_PUT) {
-            bind_real(&rc, stmt, 4, op->value);
-        } else {
-            r = bind_vector(st, &rc, stmt, 4, op->vector, op->len, err);
-            if (r < 0) {
-                sqlite3_clear_bindings(stmt);
-                return r;
-            }
-        }
-        return run(st, stmt, rc, "writing a param", err);
+        return run_param(st, op, err);
     case HPO_OP_REPORT_PUT:
         stmt = st->s.report_put;
         bind_i64(&rc, stmt, 1, op->study_id);
@@ -356,12 +501,7 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
         bind_text(&rc, stmt, 4, op->text);
         return run(st, stmt, rc, "writing a user attr", err);
     case HPO_OP_SAMPLER_STATE:
-        stmt = st->s.sampler_state;
-        bind_i64(&rc, stmt, 1, op->study_id);
-        /* A NULL blob clears the state. */
-        bind_blob(&rc, stmt, 2, op->blob, op->blob != NULL ? op->len : 0);
-        r = run(st, stmt, rc, "writing the sampler state", err);
-        return r < 0 ? r : check_changed(st, op, err);
+        return run_sampler_state(st, op, err);
     }
     return hpo_error_set(err, -EINVAL, HPO_INTERNAL, NULL, "unknown storage op %d",
             (int)op->kind);
@@ -375,9 +515,11 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
 */
 static bool run_write(struct hpo_storage *st, struct hpo_write *w)
 {
+    struct hpo_blob_mark mark;
     struct hpo_error ignored;
     int r;
 
+    hpo__blobs_mark(&st->blobs, &mark);
     r = run(st, st->s.savepoint, SQLITE_OK, "starting a savepoint", &w->err);
     for (size_t i = 0; r == 0 && i < w->n_ops; i++) {
         r = run_op(st, &w->ops[i], &w->err);
@@ -389,6 +531,8 @@ static bool run_write(struct hpo_storage *st, struct hpo_write *w)
     if (r == 0) {
         return true;
     }
+    /* No cell will reference the files this write made. */
+    hpo__blobs_undo(&st->blobs, &mark);
     /* FULL, IOERR, NOMEM and some BUSY errors roll the whole transaction back. */
     if (sqlite3_get_autocommit(st->db)) {
         return false;
@@ -418,10 +562,31 @@ static void end_transaction(struct hpo_storage *st)
     }
 }
 
+/*
+** Whether a failed COMMIT surely wrote no complete commit record: then the
+** batch's side files can go at once. After other errors (a failed fsync of
+** the WAL, say) recovery might still find the commit, so the files stay and
+** the sweep at the next open removes them if no cell references them.
+*/
+static bool commit_surely_failed(int xrc)
+{
+    switch (xrc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+        return true;
+    default:
+        return xrc == SQLITE_IOERR_WRITE || xrc == SQLITE_IOERR_NOMEM;
+    }
+}
+
 /* One group transaction: every write of `batch`, each in its savepoint. */
 static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
 {
+    static const struct hpo_blob_mark all = { 0, 0 };
     struct hpo_error err;
+    bool unlink_files = true;
     uint64_t ok = 0;
     int r;
 
@@ -438,8 +603,14 @@ static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
             goto fail;
         }
     }
+    /* With synchronous FULL, the new files' names are durable before their references. */
+    r = hpo__blobs_sync_dir(&st->blobs, &err);
+    if (r < 0) {
+        goto fail;
+    }
     r = run(st, st->s.commit, SQLITE_OK, "committing", &err);
     if (r < 0) {
+        unlink_files = commit_surely_failed(sqlite3_extended_errcode(st->db));
         /* Whatever the cause, nothing of the batch is stored. */
         err.code = HPO_UNAVAILABLE;
         if (r != -EAGAIN) {
@@ -457,6 +628,11 @@ static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
 
 fail:
     end_transaction(st);
+    if (unlink_files) {
+        hpo__blobs_undo(&st->blobs, &all);
+    } else {
+        hpo__blobs_forget(&st->blobs);
+    }
     fail_batch(batch, r, &err);
     atomic_store(&st->healthy, false);
 }
@@ -506,6 +682,13 @@ static void *writer_main(void *arg)
             w->done = true;
         }
         pthread_cond_broadcast(&st->done);
+        if (hpo__blobs_pending(&st->blobs)) {
+            /* Files the commit replaced go after the waiters woke, off their
+               latency, and before the next batch. */
+            pthread_mutex_unlock(&st->lock);
+            hpo__blobs_finish(&st->blobs);
+            pthread_mutex_lock(&st->lock);
+        }
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
@@ -609,7 +792,9 @@ static void destroy(struct hpo_storage *st)
     pthread_cond_destroy(&st->done);
     pthread_cond_destroy(&st->wake);
     pthread_mutex_destroy(&st->lock);
+    hpo__blobs_close(&st->blobs);
     free(st->vec);
+    free(st->buf);
     free(st);
 }
 
@@ -637,6 +822,7 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&st->done, NULL);
     st->tail = &st->head;
+    st->blobs.dirfd = -1;
     atomic_init(&st->healthy, true);
     atomic_init(&st->ticks, 0);
     atomic_init(&st->commits, 0);
@@ -660,6 +846,15 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
         goto fail;
     }
     r = prepare_all(st, err);
+    if (r < 0) {
+        goto fail;
+    }
+    r = hpo__blobs_open(&st->blobs, path, opt->synchronous_full, err);
+    if (r < 0) {
+        goto fail;
+    }
+    /* Files a crash left between their write and their commit. */
+    r = hpo__blobs_sweep(&st->blobs, st->db, err);
     if (r < 0) {
         goto fail;
     }
@@ -697,6 +892,29 @@ static double column_real(sqlite3_stmt *stmt, int i)
     return sqlite3_column_type(stmt, i) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, i);
 }
 
+/*
+** Read the side file a cell references into `buf` (ref->len bytes). On
+** failure `err` says which value of which study and trial it was.
+*/
+static int load_file(struct hpo_storage *st, const struct hpo_blob_ref *ref, void *buf,
+        const char *what, int64_t study_id, int64_t number, struct hpo_error *err)
+{
+    struct hpo_error e;
+    int r;
+
+    hpo_error_clear(&e);
+    r = hpo__blob_read(&st->blobs, ref, buf, &e);
+    if (r < 0) {
+        if (number < 0) {
+            return hpo_error_set(err, r, e.code, NULL, "loading %s of study %lld: %s", what,
+                    (long long)study_id, e.message);
+        }
+        return hpo_error_set(err, r, e.code, NULL, "loading %s of trial %lld of study %lld: %s",
+                what, (long long)number, (long long)study_id, e.message);
+    }
+    return 0;
+}
+
 static int load_studies(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
@@ -705,16 +923,37 @@ static int load_studies(struct hpo_storage *st, const struct hpo_load_callbacks 
     int r = 0;
 
     for (;;) {
+        struct hpo_blob_ref ref;
         const void *state;
         size_t state_len;
+        int64_t id;
 
         rc = sqlite3_step(stmt);
         if (rc != SQLITE_ROW) {
             break;
         }
+        id = sqlite3_column_int64(stmt, 0);
         state = sqlite3_column_blob(stmt, 4);
         state_len = (size_t)sqlite3_column_bytes(stmt, 4);
-        r = cb->study(ctx, sqlite3_column_int64(stmt, 0),
+        if (hpo__blob_parse(state, state_len, &ref)) {
+            if (ref.len > st->buf_cap) {
+                void *b = realloc(st->buf, ref.len);
+
+                if (b == NULL) {
+                    r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+                    break;
+                }
+                st->buf = b;
+                st->buf_cap = ref.len;
+            }
+            r = load_file(st, &ref, st->buf, "the sampler state", id, -1, err);
+            if (r < 0) {
+                break;
+            }
+            state = st->buf;
+            state_len = ref.len;
+        }
+        r = cb->study(ctx, id,
                 (const char *)sqlite3_column_text(stmt, 1),
                 (const char *)sqlite3_column_text(stmt, 2), sqlite3_column_int64(stmt, 3),
                 state_len > 0 ? state : NULL, state_len);
@@ -780,8 +1019,14 @@ static int load_params(struct hpo_storage *st, const struct hpo_load_callbacks *
         if (sqlite3_column_type(stmt, 3) == SQLITE_BLOB) {
             const void *blob = sqlite3_column_blob(stmt, 3);
             size_t bytes = (size_t)sqlite3_column_bytes(stmt, 3);
-            size_t len = bytes / sizeof(double);
+            struct hpo_blob_ref ref;
+            bool in_file = hpo__blob_parse(blob, bytes, &ref);
+            size_t len;
 
+            if (in_file) {
+                bytes = ref.len;
+            }
+            len = bytes / sizeof(double);
             if (bytes % sizeof(double) != 0) {
                 r = hpo_error_set(err, -EBADMSG, HPO_INTERNAL, NULL,
                         "loading params: vector of %zu bytes in trial %lld of study %lld",
@@ -792,8 +1037,14 @@ static int load_params(struct hpo_storage *st, const struct hpo_load_callbacks *
                 r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
                 break;
             }
-            /* Copied, because the BLOB need not be aligned for doubles. */
-            if (bytes > 0) {
+            if (in_file) {
+                /* Straight into the scratch buffer, no copy. */
+                r = load_file(st, &ref, st->vec, "a vector param", study_id, number, err);
+                if (r < 0) {
+                    break;
+                }
+            } else if (bytes > 0) {
+                /* Copied, because the BLOB need not be aligned for doubles. */
                 memcpy(st->vec, blob, bytes);
             }
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -891,6 +1142,13 @@ int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb
     if (r < 0) {
         end_transaction(st);
     }
+    /* The scratch buffers may hold a state and a vector of many MB: not kept. */
+    free(st->buf);
+    st->buf = NULL;
+    st->buf_cap = 0;
+    free(st->vec);
+    st->vec = NULL;
+    st->vec_cap = 0;
     return r;
 }
 

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
@@ -41,5 +42,122 @@ int hpo__storage_migrate(sqlite3 *db, struct hpo_error *err);
 */
 void hpo__storage_pause(struct hpo_storage *st, bool pause);
 size_t hpo__storage_queued(struct hpo_storage *st);
+
+/*
+** The side-file blob store (blobs.c). A value of HPO_BLOB_MIN bytes or more
+** (a vector param's little-endian float64 bytes, a sampler state) is written
+** to a file of `<db path>.blobs/` and its cell holds a reference instead:
+** "HPOBLOB1:<name>:<byte length>:<XXH64, 16 hex digits>", a BLOB shorter than
+** HPO_BLOB_REF_MAX. A value that starts with HPO_BLOB_MAGIC goes to a file
+** whatever its size, so an inline value never reads as a reference.
+**
+** Order of a write: the cell is updated, the file written in full (and with
+** synchronous FULL, fdatasync'd; the directory is fsync'd once per batch),
+** and only then the batch commits. A failed write unlinks the files it
+** created; a committed batch unlinks the files its writes replaced or
+** deleted. Used by the writer thread only (the opening thread before it).
+*/
+#define HPO_BLOB_MIN      ((size_t)1 << 20)
+#define HPO_BLOB_MAGIC    "HPOBLOB1:"
+#define HPO_BLOB_REF_MAX  128
+#define HPO_BLOB_NAME_MAX 40
+
+struct hpo_blob_ref {
+    char name[HPO_BLOB_NAME_MAX]; /* "s<study id>-<counter, 16 hex digits>" */
+    uint64_t counter;
+    size_t len;    /* bytes of the value */
+    uint64_t hash; /* XXH64 of the value */
+    char text[96]; /* the reference as stored in the cell */
+    size_t text_len;
+};
+
+struct hpo_blob_names {
+    char (*v)[HPO_BLOB_NAME_MAX];
+    size_t n, cap;
+};
+
+struct hpo_blobs {
+    int dirfd; /* -1: no side files (an in-memory database); every value stays inline */
+    char *dir; /* the directory's path, for messages */
+    bool sync; /* synchronous FULL: fdatasync each file, fsync the directory */
+    uint64_t next; /* the counter of the next file; names are never reused */
+    struct hpo_blob_names created;  /* files the current batch wrote */
+    struct hpo_blob_names obsolete; /* files the current batch's writes replaced */
+};
+
+/* Where a write started in the batch's lists, to undo just that write. */
+struct hpo_blob_mark {
+    size_t created, obsolete;
+};
+
+/*
+** Create (mode 0700) or open `<db_path>.blobs/`. For ":memory:", "" and
+** "file:" URIs the store stays disabled. Returns 0, or -EIO (unavailable) or
+** -ENOMEM with `err` filled; call hpo__blobs_close() either way.
+*/
+int hpo__blobs_open(struct hpo_blobs *b, const char *db_path, bool sync, struct hpo_error *err);
+
+/*
+** Open the store of `db_path` for hpo__blob_read() only (a reader on another
+** connection and thread): nothing is created. A missing directory is no
+** error; reading a reference then fails. Returns 0 or -ENOMEM.
+*/
+int hpo__blobs_open_read(struct hpo_blobs *b, const char *db_path);
+void hpo__blobs_close(struct hpo_blobs *b);
+
+/*
+** At open: remove every file of ours (by its name's pattern) that no cell
+** references, a leftover of a crash, and start the counter past every name
+** on disk or in the database. Other files in the directory are left alone.
+*/
+int hpo__blobs_sweep(struct hpo_blobs *b, sqlite3 *db, struct hpo_error *err);
+
+/* Whether a value of `len` bytes goes to a side file. */
+bool hpo__blob_wanted(const struct hpo_blobs *b, const void *data, size_t len);
+
+/* Parse a cell as a reference; false if it is not one (an ordinary value). */
+bool hpo__blob_parse(const void *value, size_t len, struct hpo_blob_ref *ref);
+
+/* Name a new file for `data` (a fresh counter) and fill the reference to store. */
+void hpo__blob_prepare(struct hpo_blobs *b, int64_t study_id, const void *data, size_t len,
+        struct hpo_blob_ref *ref);
+
+/*
+** Write the file `ref` names from `data` (ref->len bytes), with fdatasync if
+** sync, and add it to the batch's created files. On failure nothing is left
+** on disk: -EIO (unavailable) or -ENOMEM, `err` names the file.
+*/
+int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
+        struct hpo_error *err);
+
+/*
+** Read the file `ref` names into `buf` (ref->len bytes) and check its length
+** and checksum. Returns 0, or a negative errno with `err` (internal) naming
+** the file: missing, short or long, unreadable, or not matching its checksum.
+*/
+int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,
+        struct hpo_error *err);
+
+/* If the old cell `value` is a reference, its file is unlinked once the batch commits. */
+int hpo__blob_obsolete(struct hpo_blobs *b, const void *value, size_t len);
+
+/* Mark where a write starts; undo unlinks the files it created and forgets its obsoletes. */
+void hpo__blobs_mark(const struct hpo_blobs *b, struct hpo_blob_mark *mark);
+void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark);
+
+/* Forget the batch's lists without unlinking anything (the sweep decides later). */
+void hpo__blobs_forget(struct hpo_blobs *b);
+
+/* Before COMMIT with synchronous FULL: fsync the directory if the batch created files. */
+int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err);
+
+/* Whether the batch has files to forget or unlink. */
+bool hpo__blobs_pending(const struct hpo_blobs *b);
+
+/* After a commit: unlink the files the batch made obsolete, and clear both lists. */
+void hpo__blobs_finish(struct hpo_blobs *b);
+
+/* XXH64 with seed 0 (exposed for the unit test's known vectors). */
+uint64_t hpo__xxh64(const void *data, size_t len);
 
 #endif

@@ -10,6 +10,10 @@
 **
 ** The storage knows nothing of search spaces: params are (index, double)
 ** or (index, float64 vector) rows, specs are JSON text.
+**
+** Values of 1 MiB or more (vector params, sampler states) live in files of
+** the directory `<db path>.blobs/`, their rows hold references: a backup or
+** a move must take the database, its -wal file and that directory together.
 */
 #ifndef HPO_STORAGE_H
 #define HPO_STORAGE_H
@@ -77,7 +81,9 @@ struct hpo_write {
 
 /*
 ** Open (creating if needed) the database at `path`, set WAL, synchronous,
-** foreign keys and busy_timeout, and run the migrations. Returns 0 and a new
+** foreign keys and busy_timeout, and run the migrations. Creates the blob
+** directory `<path>.blobs/` (mode 0700) and removes the files in it that no
+** row references (a crash between a file and its commit). Returns 0 and a new
 ** storage, or a negative errno with `err` filled (unavailable for I/O
 ** problems, internal otherwise). Call from one thread; no writer runs yet.
 */

@@ -18,12 +18,14 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "reader.h"
 #include "storage-int.h"
 #include "storage.h"
 
@@ -49,10 +51,10 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
+/* Remove a directory and what it holds (the blob directories are one level down). */
+static void remove_tree(const char *dir)
 {
-    struct fixture *f = *state;
-    DIR *d = opendir(f->dir);
+    DIR *d = opendir(dir);
 
     if (d != NULL) {
         struct dirent *e;
@@ -67,12 +69,21 @@ static int teardown(void **state)
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
                 continue;
             }
-            snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-            unlink(p);
+            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+            if (unlink(p) < 0 && errno == EISDIR) {
+                remove_tree(p);
+            }
         }
         closedir(d);
     }
-    rmdir(f->dir);
+    rmdir(dir);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    remove_tree(f->dir);
     free(f);
     return 0;
 }
@@ -1134,7 +1145,9 @@ static void test_commit_failure(void **state)
     struct fixture *f = *state;
     struct hpo_storage *st = open_started(f->path);
     struct hpo_op base[] = { op_study(1, "s", "{}", 0) };
-    size_t big_len = 1 << 20;
+    /* Below HPO_BLOB_MIN, so it goes into the WAL (test_commit_failure_unlinks_files
+       covers side files). */
+    size_t big_len = 512 * 1024;
     unsigned char *big = calloc(1, big_len);
     struct one_write w[2];
     pthread_t threads[2];
@@ -1147,7 +1160,7 @@ static void test_commit_failure(void **state)
     assert_non_null(big);
     write_ok(st, base, 1);
     memset(w, 0, sizeof(w));
-    /* A small trial and a 1 MiB sampler state in one batch. */
+    /* A small trial and a 512 KiB sampler state in one batch. */
     w[0].st = st;
     w[0].ops[0] = op_trial(1, 0, 1, NAN, NULL);
     w[0].n = 1;
@@ -1248,6 +1261,823 @@ static void test_ticks_move_when_idle(void **state)
     hpo_storage_close(st);
 }
 
+/* ---- side files for large values ----------------------------------------- */
+
+/* The blob directory of the fixture's database. */
+static void blob_dir(const struct fixture *f, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.blobs", f->path);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* The names in the blob directory, sorted; returns how many (at most `max`). */
+static size_t list_files(const struct fixture *f, char names[][64], size_t max)
+{
+    char dir[200];
+    DIR *d;
+    size_t n = 0;
+
+    blob_dir(f, dir, sizeof(dir));
+    d = opendir(dir);
+    assert_non_null(d);
+    for (;;) {
+        struct dirent *e = readdir(d);
+
+        if (e == NULL) {
+            break;
+        }
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        assert_true(n < max);
+        snprintf(names[n++], 64, "%.63s", e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, 64, cmp_str);
+    return n;
+}
+
+static size_t count_files(const struct fixture *f)
+{
+    char names[16][64];
+
+    return list_files(f, names, 16);
+}
+
+static bool file_exists(const struct fixture *f, const char *name)
+{
+    char p[300];
+    struct stat sb;
+
+    snprintf(p, sizeof(p), "%s.blobs/%s", f->path, name);
+    return stat(p, &sb) == 0;
+}
+
+/* The text of one BLOB cell from a raw query ("" for NULL), for references. */
+static void raw_text(const char *path, const char *sql, char *buf, size_t size)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int n;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    n = sqlite3_column_bytes(stmt, 0);
+    assert_true((size_t)n < size);
+    if (n > 0) {
+        memcpy(buf, sqlite3_column_blob(stmt, 0), (size_t)n);
+    }
+    buf[n] = '\0';
+    sqlite3_finalize(stmt);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* The file name inside a reference "HPOBLOB1:<name>:<len>:<hash>". */
+static void ref_name(const char *ref, char *name, size_t size)
+{
+    const char *p = ref + strlen(HPO_BLOB_MAGIC);
+    const char *colon = strchr(p, ':');
+
+    assert_memory_equal(ref, HPO_BLOB_MAGIC, strlen(HPO_BLOB_MAGIC));
+    assert_non_null(colon);
+    assert_true((size_t)(colon - p) < size);
+    memcpy(name, p, (size_t)(colon - p));
+    name[colon - p] = '\0';
+}
+
+/* Deterministic bytes that differ with `seed`. */
+static unsigned char *make_bytes(size_t len, uint64_t seed)
+{
+    unsigned char *b = malloc(len);
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+
+    assert_non_null(b);
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[i] = (unsigned char)x;
+    }
+    return b;
+}
+
+static struct hpo_op op_state(int64_t study, const void *blob, size_t len)
+{
+    struct hpo_op op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = study, .blob = blob,
+        .len = len };
+
+    return op;
+}
+
+static struct hpo_op op_vector(int64_t study, int64_t number, int64_t index, const double *v,
+        size_t len)
+{
+    struct hpo_op op = { .kind = HPO_OP_PARAM_VECTOR, .study_id = study, .number = number,
+        .index = index, .vector = v, .len = len };
+
+    return op;
+}
+
+/* A write with no op: when it returns, the writer finished every earlier batch. */
+static void settle(struct hpo_storage *st)
+{
+    write_ok(st, NULL, 0);
+}
+
+/* XXH64 agrees with the reference implementation (libxxhash 0.8.1). */
+static void test_xxh64_known_values(void **state)
+{
+    unsigned char buf[1027];
+
+    (void)state;
+    for (size_t i = 0; i < 1024; i++) {
+        buf[i] = (unsigned char)i;
+    }
+    memcpy(buf + 1024, "xyz", 3);
+    assert_int_equal(hpo__xxh64("", 0), 0xef46db3751d8e999ull);
+    assert_int_equal(hpo__xxh64("a", 1), 0xd24ec4f1a98c6e5bull);
+    assert_int_equal(hpo__xxh64("abc", 3), 0x44bc2cf5ad770999ull);
+    assert_int_equal(hpo__xxh64(buf, sizeof(buf)), 0xe146cb31b65bc21aull);
+}
+
+/*
+** A 24 MB-class state and a vector of 2^17 doubles (exactly HPO_BLOB_MIN
+** bytes) go to files, their cells hold references, and they come back bit
+** for bit after close and open. One byte less stays inline.
+*/
+static void test_big_values_in_files(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    size_t n = HPO_BLOB_MIN / sizeof(double);
+    size_t state_len = 3 * HPO_BLOB_MIN + 5;
+    unsigned char *blob = make_bytes(state_len, 1);
+    double *vec = (double *)make_bytes(n * sizeof(double), 2);
+    double *small = (double *)make_bytes((n - 1) * sizeof(double), 3);
+    unsigned char *inline_state = make_bytes(HPO_BLOB_MIN - 1, 4);
+    uint64_t nan_payload = 0x7ff8000000000123ull;
+    char names[16][64];
+    char ref[200];
+    char dir[200];
+    struct stat sb;
+    struct dump d;
+
+    /* Odd doubles survive: a NaN payload, -0.0, a subnormal. */
+    memcpy(&vec[0], &nan_payload, sizeof(double));
+    vec[1] = -0.0;
+    vec[n - 1] = 5e-324;
+    {
+        struct hpo_op ops[] = {
+            op_study(1, "big", "{}", 1),
+            op_study(2, "inline", "{}", 2),
+            op_state(1, blob, state_len),
+            op_state(2, inline_state, HPO_BLOB_MIN - 1),
+            op_trial(1, 0, 1, NAN, NULL),
+            op_vector(1, 0, 0, vec, n),
+            op_vector(1, 0, 1, small, n - 1),
+        };
+
+        write_ok(st, ops, sizeof(ops) / sizeof(ops[0]));
+    }
+    hpo_storage_close(st);
+
+    /* Two files, mode 0600, in a 0700 directory; the cells are references. */
+    blob_dir(f, dir, sizeof(dir));
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    assert_int_equal(list_files(f, names, 16), 2);
+    raw_text(f->path, "SELECT sampler_state FROM studies WHERE id = 1", ref, sizeof(ref));
+    assert_true(strlen(ref) < HPO_BLOB_REF_MAX);
+    {
+        char name[64];
+        char p[300];
+
+        ref_name(ref, name, sizeof(name));
+        assert_true(file_exists(f, name));
+        snprintf(p, sizeof(p), "%s/%s", dir, name);
+        assert_int_equal(stat(p, &sb), 0);
+        assert_int_equal(sb.st_size, state_len);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+        assert_int_equal(strncmp(name, "s1-", 3), 0);
+    }
+    raw_text(f->path, "SELECT value FROM params WHERE idx = 0", ref, sizeof(ref));
+    {
+        char name[64];
+
+        ref_name(ref, name, sizeof(name));
+        assert_true(file_exists(f, name));
+    }
+    /* The values below the threshold are the bytes themselves. */
+    assert_int_equal(raw_int(f->path, "SELECT length(sampler_state) FROM studies WHERE id = 2"),
+            HPO_BLOB_MIN - 1);
+    assert_int_equal(raw_int(f->path, "SELECT length(value) FROM params WHERE idx = 1"),
+            (n - 1) * sizeof(double));
+
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 5);
+    assert_int_equal(d.v[0].kind, 'S');
+    assert_int_equal(d.v[0].len, state_len);
+    assert_memory_equal(d.v[0].bytes, blob, state_len);
+    assert_int_equal(d.v[1].kind, 'S');
+    assert_int_equal(d.v[1].len, HPO_BLOB_MIN - 1);
+    assert_memory_equal(d.v[1].bytes, inline_state, HPO_BLOB_MIN - 1);
+    assert_int_equal(d.v[3].kind, 'P');
+    assert_true(d.v[3].has_bytes);
+    assert_int_equal(d.v[3].len, n);
+    assert_memory_equal(d.v[3].bytes, vec, n * sizeof(double));
+    assert_int_equal(d.v[4].kind, 'P');
+    assert_int_equal(d.v[4].len, n - 1);
+    assert_memory_equal(d.v[4].bytes, small, (n - 1) * sizeof(double));
+    dump_free(&d);
+    free(blob);
+    free(vec);
+    free(small);
+    free(inline_state);
+}
+
+/*
+** Small values stay inline and make no file, except one that starts like a
+** reference: it goes to a file, so no inline value is ever read as one.
+*/
+static void test_small_values_inline(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    static const char tricky[] = "HPOBLOB1:s1-0000000000000001:8:0000000000000000";
+    static const unsigned char plain[] = { 1, 2, 3 };
+    double v[3] = { 1.0, 2.0, 3.0 };
+    char ref[200];
+    struct dump d;
+
+    {
+        struct hpo_op ops[] = {
+            op_study(1, "a", "{}", 1),
+            op_study(2, "b", "{}", 2),
+            op_state(1, plain, sizeof(plain)),
+            op_trial(1, 0, 1, NAN, NULL),
+            op_vector(1, 0, 0, v, 3),
+        };
+
+        write_ok(st, ops, sizeof(ops) / sizeof(ops[0]));
+    }
+    settle(st);
+    assert_int_equal(count_files(f), 0);
+    {
+        struct hpo_op ops[] = { op_state(2, tricky, sizeof(tricky) - 1) };
+
+        write_ok(st, ops, 1);
+    }
+    hpo_storage_close(st);
+    assert_int_equal(count_files(f), 1);
+    raw_text(f->path, "SELECT sampler_state FROM studies WHERE id = 2", ref, sizeof(ref));
+    assert_string_not_equal(ref, tricky);
+    assert_int_equal(raw_int(f->path, "SELECT length(sampler_state) FROM studies WHERE id = 1"),
+            3);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'S'), 2);
+    assert_int_equal(d.v[0].len, 3);
+    assert_memory_equal(d.v[0].bytes, plain, 3);
+    assert_int_equal(d.v[1].len, sizeof(tricky) - 1);
+    assert_memory_equal(d.v[1].bytes, tricky, sizeof(tricky) - 1);
+    assert_int_equal(d.v[3].len, 3);
+    assert_memory_equal(d.v[3].bytes, v, sizeof(v));
+    dump_free(&d);
+}
+
+/*
+** A committed write that replaces a state or a param held in a file unlinks
+** the old file; a replacing write that fails leaves it (it is still the
+** stored value).
+*/
+static void test_replace_unlinks_old_file(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    size_t len = HPO_BLOB_MIN + 100;
+    unsigned char *a = make_bytes(len, 10);
+    unsigned char *b = make_bytes(len, 11);
+    size_t n = HPO_BLOB_MIN / sizeof(double) + 1;
+    double *v = (double *)make_bytes(n * sizeof(double), 12);
+    char first[16][64];
+    char names[16][64];
+    char old_state[64];
+    char new_state[64];
+    char vec_file[64];
+    char ref[200];
+    struct hpo_error err;
+    struct dump d;
+
+    {
+        struct hpo_op ops[] = {
+            op_study(1, "s", "{}", 1),
+            op_state(1, a, len),
+            op_trial(1, 0, 1, NAN, NULL),
+            op_vector(1, 0, 0, v, n),
+        };
+
+        write_ok(st, ops, 4);
+    }
+    settle(st);
+    assert_int_equal(list_files(f, first, 16), 2);
+    raw_text(f->path, "SELECT sampler_state FROM studies", ref, sizeof(ref));
+    ref_name(ref, old_state, sizeof(old_state));
+    raw_text(f->path, "SELECT value FROM params", ref, sizeof(ref));
+    ref_name(ref, vec_file, sizeof(vec_file));
+
+    /* A failing write replaces the state, then conflicts: nothing changes. */
+    {
+        struct hpo_op ops[] = { op_state(1, b, len), op_study(9, "s", "{}", 0) };
+
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, ops, 2, &err), -EEXIST);
+    }
+    settle(st);
+    assert_int_equal(list_files(f, names, 16), 2);
+    assert_string_equal(names[0], first[0]);
+    assert_string_equal(names[1], first[1]);
+
+    /* The state replaced by another big one: one new file, the old one gone. */
+    {
+        struct hpo_op ops[] = { op_state(1, b, len) };
+
+        write_ok(st, ops, 1);
+    }
+    settle(st);
+    assert_int_equal(count_files(f), 2);
+    raw_text(f->path, "SELECT sampler_state FROM studies", ref, sizeof(ref));
+    ref_name(ref, new_state, sizeof(new_state));
+    assert_string_not_equal(new_state, old_state);
+    assert_true(file_exists(f, new_state));
+    assert_false(file_exists(f, old_state));
+    assert_true(file_exists(f, vec_file));
+
+    /* The vector replaced by a scalar (a shared vector's reference), the state by a small one. */
+    {
+        struct hpo_op ops[] = { op_param(1, 0, 0, 0.0), op_state(1, "x", 1) };
+
+        write_ok(st, ops, 2);
+    }
+    settle(st);
+    assert_int_equal(count_files(f), 0);
+    hpo_storage_close(st);
+
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(d.v[0].len, 1);
+    assert_memory_equal(d.v[0].bytes, "x", 1);
+    assert_false(d.v[2].has_bytes);
+    assert_bits(d.v[2].v, 0.0);
+    dump_free(&d);
+    free(a);
+    free(b);
+    free(v);
+}
+
+/* A state cleared to NULL and a study deleted take their files along; other studies' stay. */
+static void test_study_delete_unlinks_files(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    size_t n = HPO_BLOB_MIN / sizeof(double) * 2;
+    double *v = (double *)make_bytes(n * sizeof(double), 20);
+    unsigned char *blob = make_bytes(2 * HPO_BLOB_MIN, 21);
+    char names[16][64];
+    struct dump d;
+
+    {
+        struct hpo_op ops[] = {
+            op_study(1, "gone", "{}", 1),
+            op_study(2, "kept", "{}", 2),
+            op_state(1, blob, 2 * HPO_BLOB_MIN),
+            op_state(2, blob, 2 * HPO_BLOB_MIN),
+            op_trial(1, 0, 1, NAN, NULL),
+            op_trial(1, 1, 1, NAN, NULL),
+            op_trial(2, 0, 1, NAN, NULL),
+            op_vector(1, 0, 0, v, n),
+            op_vector(1, 1, 0, v, n),
+            op_vector(2, 0, 0, v, n),
+        };
+
+        write_ok(st, ops, sizeof(ops) / sizeof(ops[0]));
+    }
+    settle(st);
+    assert_int_equal(count_files(f), 5);
+    {
+        struct hpo_op del = { .kind = HPO_OP_STUDY_DELETE, .study_id = 1 };
+
+        write_ok(st, &del, 1);
+    }
+    settle(st);
+    /* Study 2's two files remain, named after it. */
+    assert_int_equal(list_files(f, names, 16), 2);
+    assert_int_equal(strncmp(names[0], "s2-", 3), 0);
+    assert_int_equal(strncmp(names[1], "s2-", 3), 0);
+    {
+        struct hpo_op clear = op_state(2, NULL, 0);
+
+        write_ok(st, &clear, 1);
+    }
+    settle(st);
+    assert_int_equal(count_files(f), 1);
+    hpo_storage_close(st);
+
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(d.v[0].a, 2);
+    assert_false(d.v[0].has_bytes);
+    assert_int_equal(d.v[2].len, n);
+    assert_memory_equal(d.v[2].bytes, v, n * sizeof(double));
+    dump_free(&d);
+    free(v);
+    free(blob);
+}
+
+/*
+** One batch of three writes with big values; the middle one fails after
+** writing its file (a conflict), and a sampler state for a missing study
+** fails before writing one. Only the successful writes' files remain.
+*/
+static void test_failing_write_leaves_no_file(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    size_t len = HPO_BLOB_MIN;
+    unsigned char *b0 = make_bytes(len, 30);
+    unsigned char *b1 = make_bytes(len, 31);
+    unsigned char *b2 = make_bytes(len, 32);
+    struct hpo_op base[] = { op_study(1, "s", "{}", 0), op_study(2, "t", "{}", 0) };
+    struct one_write w[3];
+    pthread_t threads[3];
+    struct hpo_error err;
+    struct dump d;
+
+    write_ok(st, base, 2);
+    memset(w, 0, sizeof(w));
+    w[0].ops[0] = op_state(1, b0, len);
+    w[0].n = 1;
+    w[1].ops[0] = op_state(2, b1, len);
+    w[1].ops[1] = op_study(3, "s", "{}", 0);
+    w[1].n = 2;
+    w[2].ops[0] = op_state(2, b2, len);
+    w[2].n = 1;
+    hpo__storage_pause(st, true);
+    for (int i = 0; i < 3; i++) {
+        w[i].st = st;
+        assert_int_equal(pthread_create(&threads[i], NULL, one_write_thread, &w[i]), 0);
+        wait_queued(st, (size_t)i + 1);
+    }
+    hpo__storage_pause(st, false);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    assert_int_equal(w[0].result, 0);
+    assert_int_equal(w[1].result, -EEXIST);
+    assert_int_equal(w[2].result, 0);
+    {
+        struct hpo_op missing = op_state(9, b0, len);
+
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, &missing, 1, &err), -ENOENT);
+        assert_int_equal(err.code, HPO_NOT_FOUND);
+    }
+    hpo_storage_close(st);
+    assert_int_equal(count_files(f), 2);
+
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 2);
+    assert_memory_equal(d.v[0].bytes, b0, len);
+    assert_memory_equal(d.v[1].bytes, b2, len);
+    dump_free(&d);
+    free(b0);
+    free(b1);
+    free(b2);
+}
+
+/*
+** A file that cannot be written (the file size limit stands in for a full
+** disk) fails its write alone with `unavailable`, naming the file, and
+** leaves nothing; the rest of the batch commits.
+*/
+static void test_file_write_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base[] = { op_study(1, "s", "{}", 0) };
+    unsigned char *big = make_bytes(HPO_BLOB_MIN, 40);
+    struct one_write w[2];
+    pthread_t threads[2];
+    struct rlimit old;
+    struct rlimit small;
+    struct dump d;
+
+    write_ok(st, base, 1);
+    memset(w, 0, sizeof(w));
+    w[0].st = st;
+    w[0].ops[0] = op_trial(1, 0, 1, NAN, NULL);
+    w[0].n = 1;
+    w[1].st = st;
+    w[1].ops[0] = op_state(1, big, HPO_BLOB_MIN);
+    w[1].n = 1;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = 256 * 1024;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    hpo__storage_pause(st, true);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_create(&threads[i], NULL, one_write_thread, &w[i]), 0);
+        wait_queued(st, (size_t)i + 1);
+    }
+    hpo__storage_pause(st, false);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+
+    assert_int_equal(w[0].result, 0);
+    assert_int_equal(w[1].result, -EIO);
+    assert_int_equal(w[1].err.code, HPO_UNAVAILABLE);
+    assert_non_null(strstr(w[1].err.message, "hpod.db.blobs/s1-"));
+    hpo_storage_close(st);
+    assert_int_equal(count_files(f), 0);
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 2);
+    assert_false(d.v[0].has_bytes);
+    dump_free(&d);
+    free(big);
+}
+
+/*
+** A batch whose COMMIT cannot write the WAL fails as a whole, and the file
+** its first write wrote (below the size limit) is unlinked.
+*/
+static void test_commit_failure_unlinks_files(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base[] = { op_study(1, "s", "{}", 0), op_study(2, "t", "{}", 0) };
+    size_t inline_len = HPO_BLOB_MIN - 4096;
+    unsigned char *file_blob = make_bytes(HPO_BLOB_MIN, 50);
+    unsigned char *inline_blob = make_bytes(inline_len, 51);
+    double *inline_vec = (double *)make_bytes(inline_len, 52);
+    struct one_write w[3];
+    pthread_t threads[3];
+    struct rlimit old;
+    struct rlimit small;
+    struct dump d;
+
+    write_ok(st, base, 2);
+    memset(w, 0, sizeof(w));
+    w[0].ops[0] = op_state(1, file_blob, HPO_BLOB_MIN);
+    w[0].n = 1;
+    w[1].ops[0] = op_state(2, inline_blob, inline_len);
+    w[1].n = 1;
+    w[2].ops[0] = op_trial(1, 0, 1, NAN, NULL);
+    w[2].ops[1] = op_vector(1, 0, 0, inline_vec, inline_len / sizeof(double));
+    w[2].n = 2;
+    /* The file fits under the limit; the WAL with two inline values does not. */
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = HPO_BLOB_MIN + HPO_BLOB_MIN / 2;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    hpo__storage_pause(st, true);
+    for (int i = 0; i < 3; i++) {
+        w[i].st = st;
+        assert_int_equal(pthread_create(&threads[i], NULL, one_write_thread, &w[i]), 0);
+        wait_queued(st, (size_t)i + 1);
+    }
+    hpo__storage_pause(st, false);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(w[i].result, -EIO);
+        assert_int_equal(w[i].err.code, HPO_UNAVAILABLE);
+    }
+    assert_false(hpo_storage_healthy(st));
+    assert_int_equal(count_files(f), 0);
+    /* The next commit works, with a new file. */
+    {
+        struct hpo_op ok[] = { op_state(1, file_blob, HPO_BLOB_MIN) };
+
+        write_ok(st, ok, 1);
+    }
+    assert_true(hpo_storage_healthy(st));
+    hpo_storage_close(st);
+    assert_int_equal(count_files(f), 1);
+    load_all(f->path, &d);
+    assert_int_equal(d.n, 2);
+    assert_memory_equal(d.v[0].bytes, file_blob, HPO_BLOB_MIN);
+    assert_false(d.v[1].has_bytes);
+    dump_free(&d);
+    free(file_blob);
+    free(inline_blob);
+    free(inline_vec);
+}
+
+/*
+** A file of ours that no cell references (a crash between the file and its
+** commit) is removed at open; referenced files and foreign names stay, and
+** new names continue past every name seen.
+*/
+static void test_leftover_removed_at_open(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    unsigned char *blob = make_bytes(HPO_BLOB_MIN, 60);
+    char names[16][64];
+    char kept[64];
+    char p[300];
+    int fd;
+
+    {
+        struct hpo_op ops[] = { op_study(1, "s", "{}", 0), op_state(1, blob, HPO_BLOB_MIN) };
+
+        write_ok(st, ops, 2);
+    }
+    hpo_storage_close(st);
+    assert_int_equal(list_files(f, names, 16), 1);
+    snprintf(kept, sizeof(kept), "%s", names[0]);
+    snprintf(p, sizeof(p), "%s.blobs/s1-00000000000000ff", f->path);
+    fd = open(p, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, blob, 100), 100);
+    close(fd);
+    snprintf(p, sizeof(p), "%s.blobs/notes.txt", f->path);
+    fd = open(p, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(count_files(f), 3);
+
+    st = open_started(f->path);
+    assert_int_equal(list_files(f, names, 16), 2);
+    assert_string_equal(names[0], "notes.txt");
+    assert_string_equal(names[1], kept);
+    {
+        struct hpo_op ops[] = { op_state(1, blob, HPO_BLOB_MIN) };
+
+        write_ok(st, ops, 1);
+    }
+    hpo_storage_close(st);
+    assert_int_equal(list_files(f, names, 16), 2);
+    /* The new name's counter comes after the removed leftover's 0xff. */
+    assert_true(strcmp(names[1], "s1-0000000000000100") >= 0);
+    free(blob);
+}
+
+/* Open a storage, load, and expect a failure whose message holds `needle`. */
+static void load_fails(const struct fixture *f, const char *needle)
+{
+    struct hpo_storage *st = open_ok(f->path);
+    struct hpo_error err;
+    struct dump d;
+    int r;
+
+    memset(&d, 0, sizeof(d));
+    hpo_error_clear(&err);
+    r = hpo_storage_load(st, &all_cbs, &d, &err);
+    assert_true(r < 0);
+    assert_int_equal(err.code, HPO_INTERNAL);
+    if (strstr(err.message, needle) == NULL) {
+        print_error("message: %s\n", err.message);
+    }
+    assert_non_null(strstr(err.message, needle));
+    dump_free(&d);
+    hpo_storage_close(st);
+}
+
+/* A missing, short or altered file fails the load with a message naming it. */
+static void test_damaged_file_fails_load(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    size_t n = HPO_BLOB_MIN / sizeof(double);
+    double *v = (double *)make_bytes(n * sizeof(double), 70);
+    char ref[200];
+    char name[64];
+    char p[300];
+    int fd;
+
+    {
+        struct hpo_op ops[] = {
+            op_study(1, "s", "{}", 0),
+            op_trial(1, 4, 1, NAN, NULL),
+            op_vector(1, 4, 0, v, n),
+        };
+
+        write_ok(st, ops, 3);
+    }
+    hpo_storage_close(st);
+    raw_text(f->path, "SELECT value FROM params", ref, sizeof(ref));
+    ref_name(ref, name, sizeof(name));
+    snprintf(p, sizeof(p), "%s.blobs/%s", f->path, name);
+
+    /* One flipped byte: the checksum. */
+    fd = open(p, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "\x55", 1, 1000), 1);
+    close(fd);
+    load_fails(f, "checksum");
+    load_fails(f, name);
+    load_fails(f, "trial 4 of study 1");
+
+    /* Short. */
+    assert_int_equal(truncate(p, 1000), 0);
+    load_fails(f, "has 1000 bytes");
+
+    /* Missing: the reference stays (the open's sweep removes files, never cells). */
+    assert_int_equal(unlink(p), 0);
+    load_fails(f, name);
+    load_fails(f, "No such file");
+    free(v);
+}
+
+/* synchronous FULL takes the fdatasync and directory fsync path; values round-trip. */
+static void test_big_values_synchronous_full(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage_options opt = { .synchronous_full = true };
+    struct hpo_storage *st = NULL;
+    unsigned char *blob = make_bytes(HPO_BLOB_MIN + 1, 80);
+    struct hpo_error err;
+    struct dump d;
+
+    assert_int_equal(hpo_storage_open(f->path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    {
+        struct hpo_op ops[] = { op_study(1, "s", "{}", 0), op_state(1, blob, HPO_BLOB_MIN + 1) };
+
+        write_ok(st, ops, 2);
+    }
+    hpo_storage_close(st);
+    assert_int_equal(count_files(f), 1);
+    load_all(f->path, &d);
+    assert_int_equal(d.v[0].len, HPO_BLOB_MIN + 1);
+    assert_memory_equal(d.v[0].bytes, blob, HPO_BLOB_MIN + 1);
+    dump_free(&d);
+    free(blob);
+}
+
+/* The reader connection follows shared-vector references to a vector held in a file. */
+static void test_reader_reads_file_vectors(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    size_t n = HPO_BLOB_MIN / sizeof(double) + 3;
+    double *v = (double *)make_bytes(n * sizeof(double), 90);
+    double *got = calloc(n, sizeof(double));
+    struct hpo_storage_reader *rd = hpo_storage_reader_create(f->path);
+    struct hpo_error err;
+    char ref[200];
+    char name[64];
+    char p[300];
+
+    assert_non_null(got);
+    assert_non_null(rd);
+    {
+        struct hpo_op ops[] = {
+            op_study(1, "s", "{}", 0),
+            op_trial(1, 0, 2, 1.0, NULL),
+            op_trial(1, 1, 2, 2.0, NULL),
+            op_vector(1, 0, 0, v, n),
+            op_param(1, 1, 0, 0.0), /* trial 1 shares trial 0's vector */
+        };
+
+        write_ok(st, ops, 5);
+    }
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_read_vector(rd, 1, 1, 0, got, n, &err), 0);
+    assert_memory_equal(got, v, n * sizeof(double));
+    /* A wrong length is not_found, as for an inline vector. */
+    assert_int_equal(hpo_storage_read_vector(rd, 1, 0, 0, got, n - 1, &err), -ENOENT);
+    assert_int_equal(err.code, HPO_NOT_FOUND);
+    hpo_storage_close(st);
+
+    /* A missing file is an error that names it. */
+    raw_text(f->path, "SELECT value FROM params WHERE number = 0", ref, sizeof(ref));
+    ref_name(ref, name, sizeof(name));
+    snprintf(p, sizeof(p), "%s.blobs/%s", f->path, name);
+    assert_int_equal(unlink(p), 0);
+    hpo_error_clear(&err);
+    assert_true(hpo_storage_read_vector(rd, 1, 1, 0, got, n, &err) < 0);
+    assert_non_null(strstr(err.message, name));
+    hpo_storage_reader_destroy(rd);
+    free(v);
+    free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1267,6 +2097,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ticks_move_when_idle, setup, teardown),
+        cmocka_unit_test(test_xxh64_known_values),
+        cmocka_unit_test_setup_teardown(test_big_values_in_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_values_inline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_unlinks_old_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_study_delete_unlinks_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failing_write_leaves_no_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_write_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failure_unlinks_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leftover_removed_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_file_fails_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_values_synchronous_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_reads_file_vectors, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("storage", tests, NULL, NULL);

@@ -1,0 +1,686 @@
+/*
+** blobs.c: the side-file store for large values. A blob of HPO_BLOB_MIN bytes
+** or more is written to its own file in `<db path>.blobs/`, and its SQLite
+** cell holds a short reference (HPO_BLOB_MAGIC, file name, length, XXH64).
+**
+** Only the writer thread (or the opening thread before it starts) uses a
+** struct hpo_blobs. Files are created, never rewritten, and named by a
+** counter that never goes back, so a name is never reused: a crash between
+** writing a file and committing its reference leaves only an unreferenced
+** file, which the sweep at the next open removes.
+*/
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "storage-int.h"
+
+#define MAGIC_LEN (sizeof(HPO_BLOB_MAGIC) - 1)
+
+/* The largest single write(): Linux moves at most 0x7ffff000 bytes per call. */
+#define WRITE_CHUNK ((size_t)1 << 30)
+
+_Static_assert(sizeof(((struct hpo_blob_ref *)0)->text) <= HPO_BLOB_REF_MAX,
+        "a reference must stay below the length the SQL filters on");
+
+/* ---- XXH64 (Yann Collet's xxHash, 64-bit variant, seed 0) -------------- */
+
+static const uint64_t P1 = 0x9E3779B185EBCA87ull;
+static const uint64_t P2 = 0xC2B2AE3D27D4EB4Full;
+static const uint64_t P3 = 0x165667B19E3779F9ull;
+static const uint64_t P4 = 0x85EBCA77C2B2AE63ull;
+static const uint64_t P5 = 0x27D4EB2F165667C5ull;
+
+static uint64_t rotl64(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+static uint64_t read64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, sizeof(v));
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static uint32_t read32(const unsigned char *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+static uint64_t xxh_round(uint64_t acc, uint64_t input)
+{
+    acc += input * P2;
+    acc = rotl64(acc, 31);
+    return acc * P1;
+}
+
+static uint64_t xxh_merge(uint64_t acc, uint64_t val)
+{
+    acc ^= xxh_round(0, val);
+    return acc * P1 + P4;
+}
+
+uint64_t hpo__xxh64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    const unsigned char *end = p + len;
+    uint64_t h;
+
+    if (len >= 32) {
+        const unsigned char *limit = end - 32;
+        uint64_t v1 = P1 + P2;
+        uint64_t v2 = P2;
+        uint64_t v3 = 0;
+        uint64_t v4 = 0 - P1;
+
+        do {
+            v1 = xxh_round(v1, read64(p));
+            v2 = xxh_round(v2, read64(p + 8));
+            v3 = xxh_round(v3, read64(p + 16));
+            v4 = xxh_round(v4, read64(p + 24));
+            p += 32;
+        } while (p <= limit);
+        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+        h = xxh_merge(h, v1);
+        h = xxh_merge(h, v2);
+        h = xxh_merge(h, v3);
+        h = xxh_merge(h, v4);
+    } else {
+        h = P5;
+    }
+    h += (uint64_t)len;
+    while (end - p >= 8) {
+        h ^= xxh_round(0, read64(p));
+        h = rotl64(h, 27) * P1 + P4;
+        p += 8;
+    }
+    if (end - p >= 4) {
+        h ^= (uint64_t)read32(p) * P1;
+        h = rotl64(h, 23) * P2 + P3;
+        p += 4;
+    }
+    while (p < end) {
+        h ^= (uint64_t)*p * P5;
+        h = rotl64(h, 11) * P1;
+        p++;
+    }
+    h ^= h >> 33;
+    h *= P2;
+    h ^= h >> 29;
+    h *= P3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* ---- names and references ----------------------------------------------- */
+
+/* Parse exactly `n` lowercase hex digits. */
+static bool parse_hex(const char *s, size_t n, uint64_t *ret)
+{
+    uint64_t v = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (c >= '0' && c <= '9') {
+            v = v << 4 | (uint64_t)(c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            v = v << 4 | (uint64_t)(c - 'a' + 10);
+        } else {
+            return false;
+        }
+    }
+    *ret = v;
+    return true;
+}
+
+/*
+** A file name is "s<study id>-<counter, 16 hex digits>": the study for the
+** humans who look into the directory, the counter for uniqueness.
+*/
+static bool parse_name(const char *s, size_t n, uint64_t *ret_counter)
+{
+    size_t i = 1;
+
+    if (n < 1 + 1 + 1 + 16 || n >= HPO_BLOB_NAME_MAX || s[0] != 's') {
+        return false;
+    }
+    if (s[i] == '-') {
+        i++;
+    }
+    if (i >= n || s[i] < '0' || s[i] > '9') {
+        return false;
+    }
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        i++;
+    }
+    if (i + 1 + 16 != n || s[i] != '-') {
+        return false;
+    }
+    return parse_hex(s + i + 1, 16, ret_counter);
+}
+
+bool hpo__blob_parse(const void *value, size_t len, struct hpo_blob_ref *ref)
+{
+    const char *s = value;
+    const char *end = s + len;
+    const char *name;
+    const char *colon;
+    uint64_t n = 0;
+    uint64_t counter;
+
+    if (value == NULL || len <= MAGIC_LEN || len >= sizeof(ref->text) ||
+            memcmp(s, HPO_BLOB_MAGIC, MAGIC_LEN) != 0) {
+        return false;
+    }
+    name = s + MAGIC_LEN;
+    colon = memchr(name, ':', (size_t)(end - name));
+    if (colon == NULL || !parse_name(name, (size_t)(colon - name), &counter)) {
+        return false;
+    }
+    /* The byte length in decimal, no leading zeros. */
+    s = colon + 1;
+    if (s >= end || *s < '0' || *s > '9' || (*s == '0' && s + 1 < end && s[1] != ':')) {
+        return false;
+    }
+    while (s < end && *s >= '0' && *s <= '9') {
+        if (n > (UINT64_MAX - 9) / 10) {
+            return false;
+        }
+        n = n * 10 + (uint64_t)(*s - '0');
+        s++;
+    }
+    if (end - s != 1 + 16 || *s != ':' || !parse_hex(s + 1, 16, &ref->hash)) {
+        return false;
+    }
+    if (n > SIZE_MAX) {
+        return false;
+    }
+    memcpy(ref->name, name, (size_t)(colon - name));
+    ref->name[colon - name] = '\0';
+    ref->counter = counter;
+    ref->len = (size_t)n;
+    memcpy(ref->text, value, len);
+    ref->text_len = len;
+    return true;
+}
+
+bool hpo__blob_wanted(const struct hpo_blobs *b, const void *data, size_t len)
+{
+    if (b->dirfd < 0 || data == NULL) {
+        return false;
+    }
+    /* Any value that starts like a reference goes to a file too, so an inline
+       value is never mistaken for one. */
+    return len >= HPO_BLOB_MIN ||
+            (len >= MAGIC_LEN && memcmp(data, HPO_BLOB_MAGIC, MAGIC_LEN) == 0);
+}
+
+/* ---- name lists ----------------------------------------------------------- */
+
+static int names_add(struct hpo_blob_names *l, const char *name)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap > 0 ? 2 * l->cap : 16;
+        char(*v)[HPO_BLOB_NAME_MAX] = realloc(l->v, cap * sizeof(*v));
+
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    snprintf(l->v[l->n], HPO_BLOB_NAME_MAX, "%s", name);
+    l->n++;
+    return 0;
+}
+
+static void names_free(struct hpo_blob_names *l)
+{
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+    l->cap = 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+/* Like hpo_error_set(), with ": <the text of errno -sys>" after the message. */
+static int sys_error(struct hpo_error *err, int r, enum hpo_code code, int sys, const char *fmt,
+        ...) __attribute__((format(printf, 5, 6)));
+
+static int sys_error(struct hpo_error *err, int r, enum hpo_code code, int sys, const char *fmt,
+        ...)
+{
+    char msg[192];
+    char buf[96];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return hpo_error_set(err, r, code, NULL, "%s: %s", msg, strerror_r(-sys, buf, sizeof(buf)));
+}
+
+/* Fill `err` for a failed system call on a file of the store. */
+static int file_error(const struct hpo_blobs *b, int r, const char *what, const char *name,
+        struct hpo_error *err)
+{
+    /* Disk full, quota or a size limit: the same `unavailable` as SQLITE_FULL. */
+    return sys_error(err, r == -ENOMEM ? -ENOMEM : -EIO,
+            r == -ENOMEM ? HPO_INTERNAL : HPO_UNAVAILABLE, r, "%s blob file '%s/%s'", what, b->dir,
+            name);
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len < WRITE_CHUNK ? len : WRITE_CHUNK);
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            return -EIO;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int read_all(int fd, unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = read(fd, p, len < WRITE_CHUNK ? len : WRITE_CHUNK);
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            return -ENODATA;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Whether the path names a file on disk (not SQLite's in-memory or temporary databases). */
+static bool on_disk(const char *path)
+{
+    return path[0] != '\0' && strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0;
+}
+
+/* fsync the directory that holds `path` (the blob directory's parent). */
+static int sync_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char parent[4096];
+    int fd;
+    int r = 0;
+
+    if (slash == NULL) {
+        snprintf(parent, sizeof(parent), ".");
+    } else if (slash == path) {
+        snprintf(parent, sizeof(parent), "/");
+    } else {
+        if ((size_t)(slash - path) >= sizeof(parent)) {
+            return -ENAMETOOLONG;
+        }
+        memcpy(parent, path, (size_t)(slash - path));
+        parent[slash - path] = '\0';
+    }
+    fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (fsync(fd) < 0) {
+        r = -errno;
+    }
+    close(fd);
+    return r;
+}
+
+int hpo__blobs_open(struct hpo_blobs *b, const char *db_path, bool sync, struct hpo_error *err)
+{
+    size_t n;
+    int r;
+
+    memset(b, 0, sizeof(*b));
+    b->dirfd = -1;
+    b->sync = sync;
+    b->next = 1;
+    if (!on_disk(db_path)) {
+        return 0;
+    }
+    n = strlen(db_path) + sizeof(".blobs");
+    b->dir = malloc(n);
+    if (b->dir == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    snprintf(b->dir, n, "%s.blobs", db_path);
+    if (mkdir(b->dir, 0700) == 0) {
+        /* A new directory entry must be durable before any file in it is. */
+        r = sync ? sync_parent(b->dir) : 0;
+        if (r < 0) {
+            return sys_error(err, -EIO, HPO_UNAVAILABLE, r, "syncing the parent of '%s'", b->dir);
+        }
+    } else if (errno != EEXIST) {
+        return sys_error(err, -EIO, HPO_UNAVAILABLE, -errno, "creating '%s'", b->dir);
+    }
+    b->dirfd = open(b->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (b->dirfd < 0) {
+        return sys_error(err, -EIO, HPO_UNAVAILABLE, -errno, "opening '%s'", b->dir);
+    }
+    return 0;
+}
+
+int hpo__blobs_open_read(struct hpo_blobs *b, const char *db_path)
+{
+    size_t n;
+
+    memset(b, 0, sizeof(*b));
+    b->dirfd = -1;
+    if (!on_disk(db_path)) {
+        return 0;
+    }
+    n = strlen(db_path) + sizeof(".blobs");
+    b->dir = malloc(n);
+    if (b->dir == NULL) {
+        return -ENOMEM;
+    }
+    snprintf(b->dir, n, "%s.blobs", db_path);
+    /* Missing: no value is in a file yet; a reference then fails to read. */
+    b->dirfd = open(b->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return 0;
+}
+
+void hpo__blobs_close(struct hpo_blobs *b)
+{
+    if (b->dirfd >= 0) {
+        close(b->dirfd);
+    }
+    b->dirfd = -1;
+    free(b->dir);
+    b->dir = NULL;
+    names_free(&b->created);
+    names_free(&b->obsolete);
+}
+
+/* Every reference the database holds, as file names, sorted. */
+static int referenced_names(struct hpo_blobs *b, sqlite3 *db, struct hpo_blob_names *names,
+        struct hpo_error *err)
+{
+    /* length() of a BLOB does not read its overflow pages, so the inline
+       vectors and states of older databases cost nothing here. */
+    static const char sql[] =
+            "SELECT sampler_state FROM studies WHERE length(sampler_state) < 128"
+            " UNION ALL SELECT value FROM params"
+            " WHERE typeof(value) = 'blob' AND length(value) < 128";
+    _Static_assert(HPO_BLOB_REF_MAX == 128, "the SQL above filters on HPO_BLOB_REF_MAX");
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+    int r = 0;
+
+    rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(db, rc, "listing blob references", err);
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct hpo_blob_ref ref;
+
+        if (!hpo__blob_parse(sqlite3_column_blob(stmt, 0),
+                    (size_t)sqlite3_column_bytes(stmt, 0), &ref)) {
+            continue;
+        }
+        if (ref.counter >= b->next) {
+            b->next = ref.counter + 1;
+        }
+        if (names_add(names, ref.name) < 0) {
+            r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            break;
+        }
+    }
+    if (r == 0 && rc != SQLITE_DONE) {
+        r = hpo__storage_error(db, rc, "listing blob references", err);
+    }
+    sqlite3_finalize(stmt);
+    if (r == 0 && names->n > 1) {
+        qsort(names->v, names->n, sizeof(names->v[0]), cmp_names);
+    }
+    return r;
+}
+
+int hpo__blobs_sweep(struct hpo_blobs *b, sqlite3 *db, struct hpo_error *err)
+{
+    struct hpo_blob_names refs = { 0 };
+    DIR *d;
+    int fd;
+    int rc;
+    int r;
+
+    if (b->dirfd < 0) {
+        return 0;
+    }
+    /* One read transaction: the references and the listing agree. */
+    rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(db, rc, "starting a read transaction", err);
+    }
+    r = referenced_names(b, db, &refs, err);
+    (void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (r < 0) {
+        goto out;
+    }
+    fd = dup(b->dirfd);
+    d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        r = sys_error(err, -EIO, HPO_UNAVAILABLE, -errno, "listing '%s'", b->dir);
+        if (fd >= 0) {
+            close(fd);
+        }
+        goto out;
+    }
+    for (;;) {
+        struct dirent *e;
+        uint64_t counter;
+
+        errno = 0;
+        e = readdir(d);
+        if (e == NULL) {
+            break;
+        }
+        /* Files of other names are not ours to remove. */
+        if (!parse_name(e->d_name, strlen(e->d_name), &counter)) {
+            continue;
+        }
+        if (counter >= b->next) {
+            b->next = counter + 1;
+        }
+        if (bsearch(e->d_name, refs.v, refs.n, sizeof(refs.v[0]), cmp_names) == NULL) {
+            /* A crash between writing the file and committing its reference. */
+            (void)unlinkat(b->dirfd, e->d_name, 0);
+        }
+    }
+    if (errno != 0) {
+        r = sys_error(err, -EIO, HPO_UNAVAILABLE, -errno, "listing '%s'", b->dir);
+    }
+    closedir(d);
+out:
+    names_free(&refs);
+    return r;
+}
+
+void hpo__blob_prepare(struct hpo_blobs *b, int64_t study_id, const void *data, size_t len,
+        struct hpo_blob_ref *ref)
+{
+    int n;
+
+    ref->counter = b->next++;
+    ref->len = len;
+    ref->hash = hpo__xxh64(data, len);
+    snprintf(ref->name, sizeof(ref->name), "s%" PRId64 "-%016" PRIx64, study_id, ref->counter);
+    n = snprintf(ref->text, sizeof(ref->text), "%s%s:%zu:%016" PRIx64, HPO_BLOB_MAGIC,
+            ref->name, len, ref->hash);
+    ref->text_len = (size_t)n;
+}
+
+int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
+        struct hpo_error *err)
+{
+    int fd;
+    int r;
+
+    fd = openat(b->dirfd, ref->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return file_error(b, -errno, "creating", ref->name, err);
+    }
+    /* Straight from the caller's buffer, in as few calls as the kernel takes. */
+    r = write_all(fd, data, ref->len);
+    if (r == 0 && b->sync && fdatasync(fd) < 0) {
+        r = -errno;
+    }
+    if (close(fd) < 0 && r == 0 && errno != EINTR) {
+        r = -errno;
+    }
+    if (r < 0) {
+        (void)unlinkat(b->dirfd, ref->name, 0);
+        return file_error(b, r, "writing", ref->name, err);
+    }
+    if (names_add(&b->created, ref->name) < 0) {
+        (void)unlinkat(b->dirfd, ref->name, 0);
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    return 0;
+}
+
+int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,
+        struct hpo_error *err)
+{
+    struct stat sb;
+    int fd;
+    int r;
+
+    if (b->dirfd < 0) {
+        return hpo_error_set(err, -ENOENT, HPO_INTERNAL, NULL,
+                "blob file '%s' is referenced, but there is no blob directory '%s'", ref->name,
+                b->dir != NULL ? b->dir : "(in-memory database)");
+    }
+    fd = openat(b->dirfd, ref->name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        r = -errno;
+        return sys_error(err, r, HPO_INTERNAL, r, "blob file '%s/%s'", b->dir, ref->name);
+    }
+    if (fstat(fd, &sb) < 0) {
+        r = -errno;
+        close(fd);
+        return sys_error(err, r, HPO_INTERNAL, r, "blob file '%s/%s'", b->dir, ref->name);
+    }
+    if ((uint64_t)sb.st_size != (uint64_t)ref->len) {
+        close(fd);
+        return hpo_error_set(err, -EBADMSG, HPO_INTERNAL, NULL,
+                "blob file '%s/%s' has %lld bytes, the database expects %zu", b->dir, ref->name,
+                (long long)sb.st_size, ref->len);
+    }
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    r = read_all(fd, buf, ref->len);
+    close(fd);
+    if (r < 0) {
+        return sys_error(err, -EIO, HPO_INTERNAL, r, "reading blob file '%s/%s'", b->dir,
+                ref->name);
+    }
+    if (hpo__xxh64(buf, ref->len) != ref->hash) {
+        return hpo_error_set(err, -EBADMSG, HPO_INTERNAL, NULL,
+                "blob file '%s/%s' does not match its checksum", b->dir, ref->name);
+    }
+    return 0;
+}
+
+int hpo__blob_obsolete(struct hpo_blobs *b, const void *value, size_t len)
+{
+    struct hpo_blob_ref ref;
+
+    if (!hpo__blob_parse(value, len, &ref)) {
+        return 0;
+    }
+    return names_add(&b->obsolete, ref.name);
+}
+
+void hpo__blobs_mark(const struct hpo_blobs *b, struct hpo_blob_mark *mark)
+{
+    mark->created = b->created.n;
+    mark->obsolete = b->obsolete.n;
+}
+
+void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
+{
+    while (b->created.n > mark->created) {
+        b->created.n--;
+        (void)unlinkat(b->dirfd, b->created.v[b->created.n], 0);
+    }
+    b->obsolete.n = mark->obsolete;
+}
+
+void hpo__blobs_forget(struct hpo_blobs *b)
+{
+    b->created.n = 0;
+    b->obsolete.n = 0;
+}
+
+int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err)
+{
+    if (!b->sync || b->created.n == 0) {
+        return 0;
+    }
+    if (fsync(b->dirfd) < 0) {
+        return file_error(b, -errno, "syncing the directory of", b->created.v[0], err);
+    }
+    return 0;
+}
+
+bool hpo__blobs_pending(const struct hpo_blobs *b)
+{
+    return b->created.n > 0 || b->obsolete.n > 0;
+}
+
+void hpo__blobs_finish(struct hpo_blobs *b)
+{
+    for (size_t i = 0; i < b->obsolete.n; i++) {
+        (void)unlinkat(b->dirfd, b->obsolete.v[i], 0);
+    }
+    b->created.n = 0;
+    b->obsolete.n = 0;
+}
