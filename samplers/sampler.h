@@ -67,7 +67,12 @@ struct hpo_sampler_type {
     */
     void (*tell)(void *state, const struct hpo_space *space, const struct hpo_history *history,
             size_t trial, const double *gradient);
-    /* Optional: state that must persist across restarts (blob is malloc'd). */
+    /*
+    ** Optional: state that must persist across restarts. On entry *blob is
+    ** NULL or a malloc'd buffer of *len bytes that save() may reuse (write in
+    ** place when big enough) or must free/realloc; on success *blob is the
+    ** malloc'd state and *len its length.
+    */
     int (*save)(const void *state, void **blob, size_t *len);
     int (*load)(void *state, const void *blob, size_t len);
     void (*destroy)(void *state);

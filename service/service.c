@@ -324,9 +324,13 @@ static void op_sampler_state(struct opbuf *b, struct study *s, void **blob, size
 {
     struct hpo_op *op;
 
-    *blob = NULL;
-    *len = 0;
+    /* Offer the spare buffer (the state before last): big states then cause no page faults. */
+    *blob = s->spare_blob;
+    *len = s->spare_cap;
+    s->spare_blob = NULL;
+    s->spare_cap = 0;
     if (s->sampler_type->save == NULL || s->sampler_type->save(s->sampler, blob, len) < 0) {
+        free(*blob);
         *blob = NULL;
         return;
     }
@@ -363,9 +367,12 @@ static void sampler_committed(struct study *s, void **blob, size_t len)
     if (*blob == NULL) {
         return;
     }
-    free(s->state_blob);
+    free(s->spare_blob);
+    s->spare_blob = s->state_blob;
+    s->spare_cap = s->state_cap;
     s->state_blob = *blob;
     s->state_len = len;
+    s->state_cap = len;
     *blob = NULL;
 }
 
@@ -453,6 +460,7 @@ static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
         if (s->state_blob != NULL) {
             memcpy(s->state_blob, state, state_len);
             s->state_len = state_len;
+            s->state_cap = state_len;
         }
     }
     n = realloc(L->by_id, (L->n_by_id + 1) * sizeof(*n));
@@ -873,8 +881,16 @@ static void merge_suggestion(const struct hpo_space *space, const double *fixed,
                 out[j] = hpo_param_from_unit(p, unit[j]);
             }
         }
+        /*
+        ** Canonical unit coordinates for scalars; a vector keeps the sampler's
+        ** own (no sampler models vectors' unit history, and 10^6 logs cost).
+        */
+        if (p->size == 0 || !active || (fixed != NULL && !isnan(fixed[p->offset]))) {
+            for (size_t j = p->offset; j < p->offset + p->width; j++) {
+                unit[j] = hpo_param_to_unit(p, out[j]);
+            }
+        }
     }
-    hpo_space_encode(space, out, unit);
 }
 
 static bool needs_sampler(const struct hpo_space *space, const double *values)

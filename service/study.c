@@ -268,6 +268,7 @@ int study_build(const json_t *body, const uint64_t *seed_fallback, struct study 
     hpo_history_init(&s->history, s->space, s->name, s->maximize);
     if (s->sampler_type->save != NULL &&
             s->sampler_type->save(s->sampler, &s->state_blob, &s->state_len) < 0) {
+        free(s->state_blob);
         s->state_blob = NULL;
         s->state_len = 0;
     }
@@ -296,6 +297,7 @@ void study_free(struct study *s)
     free(s->grads);
     free(s->running);
     free(s->state_blob);
+    free(s->spare_blob);
     hpo_space_destroy(s->space);
     json_decref(s->definition);
     json_decref(s->summary);

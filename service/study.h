@@ -47,7 +47,9 @@ struct study {
     int64_t *running;      /* numbers of running trials */
     size_t n_running, cap_running;
     void *state_blob; /* the sampler state last committed (or initial), for rollback */
-    size_t state_len;
+    size_t state_len, state_cap;
+    void *spare_blob; /* a buffer save() may reuse (capacity spare_cap) */
+    size_t spare_cap;
     struct pending_gradient *grads;
     size_t n_grads;
     pthread_mutex_t lock;

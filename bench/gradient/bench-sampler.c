@@ -81,7 +81,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < rounds; r++) {
         struct hpo_rng rng;
         struct hpo_trial *t;
-        void *blob;
+        void *blob = NULL;
         double t0, t1, t2, t3, t4;
 
         hpo_rng_init(&rng, 1, h.n_trials);
@@ -102,6 +102,7 @@ int main(int argc, char **argv)
         t3 = now_ms();
         type->tell(state, space, &h, (size_t)t->number, grad);
         t4 = now_ms();
+        blob_len = 0;
         type->save(state, &blob, &blob_len);
         t_save[r] = now_ms() - t4;
         free(blob);

@@ -116,6 +116,7 @@ static void restart(struct study *s)
     assert_int_equal(s->type->configure(s->options, s->space, &s->state, &err), 0);
     assert_int_equal(s->type->load(s->state, blob, len), 0);
     free(blob);
+    blob = NULL;
 }
 
 static json_t *status(struct study *s)
@@ -254,7 +255,7 @@ static void restart_adam_batch_bitwise(void **unused)
 static void needs_save_after_first_ask(void **unused)
 {
     struct study s;
-    void *blob;
+    void *blob = NULL;
     size_t len;
 
     study_open(&s, lam_space, "{}", false);
@@ -263,6 +264,7 @@ static void needs_save_after_first_ask(void **unused)
     assert_true(s.type->needs_save(s.state));
     assert_int_equal(s.type->save(s.state, &blob, &len), 0);
     free(blob);
+    blob = NULL;
     assert_false(s.type->needs_save(s.state));
     (void)ask(&s);
     assert_false(s.type->needs_save(s.state));
@@ -644,7 +646,7 @@ static void bounded_state(void **unused)
             false);
     ancient = ask(&s); /* version 0 */
     for (int k = 0; k < 200; k++) {
-        void *blob;
+        void *blob = NULL;
         size_t len;
         if (k == 197) {
             recent = ask(&s); /* version 197 */
@@ -658,6 +660,7 @@ static void bounded_state(void **unused)
         }
         assert_int_equal(s.type->save(s.state, &blob, &len), 0);
         free(blob);
+        blob = NULL;
         if (k == 20) {
             len20 = len;
         }
@@ -1027,7 +1030,7 @@ static void describe_defaults(void **unused)
 static void load_rejects_garbage(void **unused)
 {
     struct study s;
-    void *blob;
+    void *blob = NULL;
     size_t len;
 
     study_open(&s, lam_space, "{\"optimizer\": \"sgd\", \"lr\": 1.0}", false);
@@ -1039,6 +1042,7 @@ static void load_rejects_garbage(void **unused)
     ((unsigned char *)blob)[0] ^= 1;
     assert_int_equal(s.type->load(s.state, blob, len), 0);
     free(blob);
+    blob = NULL;
     /* A blob of an adam study does not load into an sgd one. */
     {
         struct study a;
@@ -1047,6 +1051,7 @@ static void load_rejects_garbage(void **unused)
         assert_int_equal(a.type->save(a.state, &blob, &len), 0);
         assert_int_equal(s.type->load(s.state, blob, len), -EINVAL);
         free(blob);
+        blob = NULL;
         study_close(&a);
     }
     study_close(&s);
