@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""test_gradient_http.py: the gradient sampler over HTTP (issue 5): ALGORITHMS.md
+§7.7's worked examples with a client that computes the closed-form
+hypergradient of the bilevel quadratic, a restart in the middle of E1 that
+continues bit for bit, E6 through the binary endpoints, stale gradients from
+interleaved clients, and bad gradients that change nothing.
+
+Usage: test_gradient_http.py PATH/TO/hpod. Prints TAP.
+"""
+
+import json
+import math
+import os
+import struct
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hpodtest import Daemon, Tap, check, exe_from_argv  # noqa: E402
+
+tap = Tap()
+LAM = {"name": "lam", "type": "float", "low": 1e-3, "high": 1e3, "log": True}
+
+
+def hypergrad(lam, a, b):
+    """dL/dlam of L = 1/2 (w* - b)^2 with w* = a / (1 + lam)."""
+    w = a / (1.0 + lam)
+    return 0.5 * (w - b) ** 2, -(w - b) * a / (1.0 + lam) ** 2
+
+
+def study(d, name, sampler, params=None):
+    body = {"name": name, "params": params or [LAM], "sampler": dict({"type": "gradient"}, **sampler)}
+    d.post("/v1/studies", body).expect(201)
+
+
+def step(d, name, a=3.0, b=1.0):
+    t = d.post("/v1/studies/%s/ask" % name).expect(201)
+    lam = t["params"]["lam"]
+    loss, g = hypergrad(lam, a, b)
+    d.post("/v1/studies/%s/trials/%d/tell" % (name, t["number"]),
+           {"value": loss, "gradient": {"lam": g}}).expect(200)
+    return lam
+
+
+def close(a, b, tol=1e-9):
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+@tap.test
+def e1_sgd_matches_the_table_and_survives_sigkill(exe):
+    want = [1.0, 1.454991414618, 1.708782514620, 1.842073901316, 1.913451932998]
+    with Daemon(exe) as d:
+        study(d, "e1", {"optimizer": "sgd", "lr": 1.0, "seed": 1})
+        got = [step(d, "e1") for _ in range(3)]
+        d.kill()          # SIGKILL in the middle: every acknowledged tell is durable
+        d.start()
+        got += [step(d, "e1") for _ in range(2)]
+        for k, (g, w) in enumerate(zip(got, want)):
+            check(close(g, w), "E1 step %d: lam %.12f, want %.12f" % (k, g, w))
+        st = d.get("/v1/studies/e1").expect(200)
+        check(st["gradient"]["version"] == 5, "version after 5 tells: %r" % st["gradient"])
+        # 36 steps in all reach |lam - 2| < 1e-9 (the table's note).
+        lam = None
+        for _ in range(36 - 5):
+            lam = step(d, "e1")
+        lam = d.post("/v1/studies/e1/ask").expect(201)["params"]["lam"]
+        check(abs(lam - 2.0) < 1e-9, "after 36 steps |lam-2| = %g" % abs(lam - 2.0))
+
+
+@tap.test
+def e1_restart_is_bit_for_bit(exe):
+    with Daemon(exe) as ref, Daemon(exe) as d:
+        study(ref, "e", {"optimizer": "sgd", "lr": 1.0, "seed": 1})
+        study(d, "e", {"optimizer": "sgd", "lr": 1.0, "seed": 1})
+        a = [step(ref, "e") for _ in range(8)]
+        b = [step(d, "e") for _ in range(4)]
+        d.stop()
+        d.start()
+        b += [step(d, "e") for _ in range(4)]
+        check(a == b, "restart changed the sequence:\n%r\n%r" % (a, b))
+
+
+@tap.test
+def e2_adam_and_e3_momentum(exe):
+    e2 = [1.0, 1.105170915129, 1.220470055188, 1.345735043033, 1.480118560564,
+          1.621861466923, 1.768131211202]
+    e3 = [1.0, 1.206230249421, 1.632301000476, 2.251490698929, 2.933881528714]
+    with Daemon(exe) as d:
+        study(d, "e2", {"optimizer": "adam", "lr": 0.1})
+        got = [step(d, "e2") for _ in range(len(e2))]
+        for k, (g, w) in enumerate(zip(got, e2)):
+            check(close(g, w), "E2 step %d: %.12f want %.12f" % (k, g, w))
+        study(d, "e3", {"optimizer": "momentum", "lr": 0.5, "momentum": 0.9})
+        got = [step(d, "e3") for _ in range(len(e3))]
+        for k, (g, w) in enumerate(zip(got, e3)):
+            check(close(g, w), "E3 step %d: %.12f want %.12f" % (k, g, w))
+
+
+@tap.test
+def e6_vector_through_binary_endpoints(exe):
+    n = 5000
+    a = [2.0 + (i % 5) for i in range(n)]
+    want = {0: 1.0, 1: 1.105170915129, 2: 1.105170916970, 3: 1.105170917486, 4: 1.105170917707}
+    with Daemon(exe) as d:
+        study(d, "e6", {"optimizer": "adam", "lr": 0.1},
+              params=[dict(LAM, size=n)])
+        t = d.post("/v1/studies/e6/ask").expect(201)
+        href = t["params"]["lam"]["href"]
+        r = d.get(href)
+        check(r.status == 200 and len(r.body) == 8 * n, "download %d bytes" % len(r.body))
+        lam = struct.unpack("<%dd" % n, r.body)
+        grad = [hypergrad(lam[i], a[i], 1.0)[1] for i in range(n)]
+        # A body of the wrong length changes nothing.
+        d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam", body=struct.pack("<3d", 1, 2, 3),
+                  headers={"Content-Type": "application/octet-stream"}).expect_error(
+            400, "invalid_argument", "gradient")
+        bad = list(grad)
+        bad[7] = float("inf")
+        d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam",
+                  body=struct.pack("<%dd" % n, *bad),
+                  headers={"Content-Type": "application/octet-stream"}).expect_error(
+            400, "invalid_argument", "gradient")
+        r = d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam",
+                      body=struct.pack("<%dd" % n, *grad),
+                      headers={"Content-Type": "application/octet-stream"})
+        check(r.status == 204, "gradient upload: %d" % r.status)
+        d.post("/v1/studies/e6/trials/0/tell", {"value": 0.0}).expect(200)
+        t = d.post("/v1/studies/e6/ask").expect(201)
+        lam1 = struct.unpack("<%dd" % n, d.get(t["params"]["lam"]["href"]).body)
+        for i in range(10):
+            check(close(lam1[i], want[i % 5]), "E6 lam[%d] = %.12f want %.12f"
+                  % (i, lam1[i], want[i % 5]))
+        check(all(close(lam1[i], want[i % 5]) for i in range(n)), "every element of E6")
+
+
+@tap.test
+def stale_gradient_is_scaled(exe):
+    # Two workers ask version 0; the first tell steps to version 1; the second
+    # gradient is one version stale and counts half (E7: 1/(1+tau)).
+    with Daemon(exe) as d:
+        study(d, "st", {"optimizer": "sgd", "lr": 1.0})
+        t0 = d.post("/v1/studies/st/ask").expect(201)
+        t1 = d.post("/v1/studies/st/ask").expect(201)
+        check(t0["params"]["lam"] == t1["params"]["lam"] == 1.0, "both at version 0")
+        g = hypergrad(1.0, 3.0, 1.0)[1]
+        d.post("/v1/studies/st/trials/0/tell", {"value": 0.1, "gradient": {"lam": g}}).expect(200)
+        d.post("/v1/studies/st/trials/1/tell", {"value": 0.1, "gradient": {"lam": g}}).expect(200)
+        lam = d.post("/v1/studies/st/ask").expect(201)["params"]["lam"]
+        u = 0.0 - 1.0 * (1.0 * g)          # step 1: fresh gradient, g = lam * G with lam = 1
+        u = u - 1.0 * (1.0 * g) / 2.0      # step 2: stale by one version, scaled by 1/2
+        check(close(lam, math.exp(u)), "lam %.12f want %.12f" % (lam, math.exp(u)))
+
+
+@tap.test
+def bad_gradients_change_nothing(exe):
+    with Daemon(exe) as d:
+        params = [LAM, {"name": "k", "type": "int", "low": 1, "high": 5},
+                  {"name": "v", "type": "float", "low": 0, "high": 1, "size": 3}]
+        study(d, "bad", {"optimizer": "sgd", "lr": 1.0}, params=params)
+        d.post("/v1/studies/bad/ask").expect(201)
+        before = d.snapshot()
+        cases = [({"lam": [1.0]}, "gradient.lam"),
+                 ({"v": [1.0, 2.0]}, "gradient.v"),
+                 ({"k": 1.0}, "gradient.k"),
+                 ({"nope": 1.0}, "gradient.nope"),
+                 ({"v": [1.0, "x", 2.0]}, "gradient.v"),
+                 ([1, 2], "gradient")]
+        for grad, field in cases:
+            d.post("/v1/studies/bad/trials/0/tell", {"value": 1.0, "gradient": grad}
+                   ).expect_error(400, "invalid_argument", field)
+        # NaN and infinity are not JSON; the body is rejected as a whole.
+        d.post("/v1/studies/bad/trials/0/tell",
+               '{"value": 1.0, "gradient": {"lam": NaN}}').expect_error(400, "invalid_json")
+        check(d.snapshot() == before, "a rejected gradient changed state")
+
+
+if __name__ == "__main__":
+    sys.exit(tap.run(exe_from_argv()))
