@@ -54,6 +54,7 @@ struct hpo_trial {
     struct hpo_point *point; /* owns values and unit */
     int64_t shares;          /* number of the earlier trial whose point this one shares, or -1 */
     bool thin; /* vector values not in memory: values/unit hold only scalar_dim coordinates */
+    bool dropped; /* its stored vectors were deleted (retain_vectors) */
     struct hpo_report *reports; /* sorted by step, unique steps */
     size_t n_reports, cap_reports;
     json_t *user_attrs; /* object, never NULL once created */

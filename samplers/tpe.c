@@ -61,6 +61,13 @@
 /* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64). */
 typedef double tpe_v4 __attribute__((vector_size(32)));
 
+/* EXPERIMENT KNOBS (temporary) */
+static double exp_knob(const char *name, double dflt)
+{
+    const char *v = getenv(name);
+    return v != NULL ? strtod(v, NULL) : dflt;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Kernel math                                                             */
 
@@ -956,6 +963,25 @@ static double neighbour_sigma(const struct tpe_options *o, double prev, double v
     return sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
 }
 
+/* EXP: bandwidth mode 0 neighbour, 1 Scott, 2 max(neighbour, Scott), 3 Scott only for l */
+static double exp_bw(const struct tpe_options *o, size_t nd, size_t m, double sg, double minsig)
+{
+    int mode = (int)exp_knob("TPE_BW", 0);
+    double sc;
+    if (!o->multivariate || mode == 0) {
+        return sg;
+    }
+    sc = exp_knob("TPE_SCOTT0", 0.2) * pow((double)(m > 0 ? m : 1), -1.0 / ((double)nd + 4.0));
+    sc = sc < minsig ? minsig : (sc > 1.0 ? 1.0 : sc);
+    if (mode == 1) {
+        return sc;
+    }
+    if (mode == 2) {
+        return sg > sc ? sg : sc;
+    }
+    return sg;
+}
+
 static double min_sigma(const struct tpe_options *o, size_t m)
 {
     double k = (double)m + 2.0;
@@ -1081,6 +1107,7 @@ static void build_below(const struct tpe *s, const struct hpo_history *h, struct
             double prev = i > 0 ? u->tmpv[order[i - 1]] : 0.0;
             double next = i + 1 < m ? u->tmpv[order[i + 1]] : 1.0;
             double sg = neighbour_sigma(o, prev, v, next, i, m, minsig);
+            sg = exp_bw(o, u->nd, m, sg, minsig);
             md->mu[k] = v;
             md->sig[k] = sg;
             md->isig[k] = (ud->kind == KIND_CONT ? M_SQRT1_2 : 1.0) / sg;
@@ -1188,6 +1215,7 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
                         sg = left > right ? left : right;
                     }
                     sg = sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
+                    sg = exp_bw(o, u->nd, m, sg, minsig);
                     if (cur->sigma != sg) {
                         c->tmu[t] = v;
                         c->tis[t] = scale / sg;
@@ -1425,6 +1453,8 @@ static void sample_candidate(const struct tpe_unit *u, struct hpo_rng *rng, size
     double r = hpo_rng_uniform(rng), cum = 0.0;
     size_t k = l->m; /* the prior kernel */
 
+    double frac = exp_knob("TPE_XFRAC", 0.0);
+    bool per_dim = frac > 0.0 && (double)(c % 24) < frac * 24.0 - 1e-9;
     for (size_t i = 0; i < l->m; i++) {
         cum += exp(l->logw[i]);
         if (r < cum) {
@@ -1436,6 +1466,19 @@ static void sample_candidate(const struct tpe_unit *u, struct hpo_rng *rng, size
         const struct tpe_udim *ud = &u->ud[j];
         const struct tpe_mdim *md = &l->d[j];
         size_t idx = c * nd + j;
+
+        if (per_dim && j > 0) {
+            r = hpo_rng_uniform(rng);
+            cum = 0.0;
+            k = l->m;
+            for (size_t i = 0; i < l->m; i++) {
+                cum += exp(l->logw[i]);
+                if (r < cum) {
+                    k = i;
+                    break;
+                }
+            }
+        }
 
         if (ud->kind == KIND_CAT) {
             uint32_t C = (uint32_t)ud->n_choices, ci;

@@ -409,6 +409,66 @@ static void evict_vectors(struct hpo_service *svc, struct study *s, size_t aroun
     }
 }
 
+/*
+** retain_vectors: keep the stored vectors of the newest N versions (trials
+** that hold their own vectors rather than sharing an earlier trial's), of
+** the best trial, and of every unfinished trial; delete the others. Only for
+** studies whose vectors all leave memory (evictable): their finished trials
+** are read back from storage, where a dropped vector answers not_found.
+** Garbage collection: a failed delete is retried at the next new version.
+*/
+static void retain_vectors(struct hpo_service *svc, struct study *s)
+{
+    struct hpo_history *h = &s->history;
+    struct opbuf b = { 0 };
+    struct hpo_error err;
+    bool *keep;
+    int64_t kept = 0;
+
+    if (s->retain_vectors <= 0 || !s->evictable || svc->reader == NULL) {
+        return;
+    }
+    keep = calloc(h->n_trials ? h->n_trials : 1, sizeof(*keep));
+    if (keep == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < h->n_trials; i++) {
+        const struct hpo_trial *t = h->trials[i];
+        bool open = t->state == HPO_STATE_RUNNING || t->state == HPO_STATE_WAITING;
+        if (open || (long)i == s->best) {
+            keep[t->shares >= 0 ? t->shares : t->number] = true;
+        }
+    }
+    for (size_t i = h->n_trials; i > 0; i--) {
+        struct hpo_trial *t = h->trials[i - 1];
+        if (t->shares >= 0 || t->dropped) {
+            continue;
+        }
+        if (kept < s->retain_vectors) {
+            kept++;
+            continue;
+        }
+        if (keep[i - 1] || !t->thin) {
+            continue;
+        }
+        for (size_t k = 0; k < s->space->n_params; k++) {
+            if (s->space->params[k].size > 0) {
+                struct hpo_op *op = op_add(&b, HPO_OP_PARAM_DELETE, s->id);
+                op->number = t->number;
+                op->index = (int64_t)k;
+            }
+        }
+        t->dropped = true;
+    }
+    if (commit(svc, &b, &err) < 0) {
+        for (size_t i = 0; i < b.n; i++) {
+            h->trials[b.ops[i].number]->dropped = false;
+        }
+    }
+    opbuf_free(&b);
+    free(keep);
+}
+
 /* ---- loading ----------------------------------------------------------- */
 
 struct loader {
@@ -1379,6 +1439,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     reply(req, 200, trial_to_json(s, t));
     evict_vectors(svc, s, (size_t)t->number);
+    retain_vectors(svc, s);
 out:
     json_decref(old_attrs);
     free(blob);

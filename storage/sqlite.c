@@ -41,6 +41,7 @@ struct stmts {
     sqlite3_stmt *study_delete;
     sqlite3_stmt *trial_put;
     sqlite3_stmt *param_put;
+    sqlite3_stmt *param_delete;
     sqlite3_stmt *report_put;
     sqlite3_stmt *attr_put;
     sqlite3_stmt *sampler_state;
@@ -82,6 +83,8 @@ static const struct {
     { offsetof(struct stmts, param_put),
             "INSERT INTO params (study_id, number, idx, value) VALUES (?1, ?2, ?3, ?4)"
             " ON CONFLICT (study_id, number, idx) DO UPDATE SET value = excluded.value" },
+    { offsetof(struct stmts, param_delete),
+            "DELETE FROM params WHERE study_id = ?1 AND number = ?2 AND idx = ?3" },
     /* A step keeps its first value. */
     { offsetof(struct stmts, report_put),
             "INSERT INTO intermediate (study_id, number, step, value) VALUES (?1, ?2, ?3, ?4)"
@@ -502,6 +505,22 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
         return run(st, stmt, rc, "writing a user attr", err);
     case HPO_OP_SAMPLER_STATE:
         return run_sampler_state(st, op, err);
+    case HPO_OP_PARAM_DELETE:
+        /* Its side file goes once the delete commits. */
+        stmt = st->s.old_param;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_i64(&rc, stmt, 3, op->index);
+        r = collect_obsolete(st, stmt, rc, err);
+        if (r < 0) {
+            return r;
+        }
+        stmt = st->s.param_delete;
+        rc = SQLITE_OK;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_i64(&rc, stmt, 3, op->index);
+        return run(st, stmt, rc, "deleting a param", err);
     }
     return hpo_error_set(err, -EINVAL, HPO_INTERNAL, NULL, "unknown storage op %d",
             (int)op->kind);

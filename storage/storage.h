@@ -41,6 +41,8 @@ enum hpo_op_kind {
                              number, i[0] = step, value */
     HPO_OP_ATTR_PUT,      /* a trial's user attr: study_id, number, name = key, text = JSON */
     HPO_OP_SAMPLER_STATE, /* the sampler's saved state: study_id, blob, len */
+    HPO_OP_PARAM_DELETE,  /* drop a stored param value (retain_vectors): study_id, number,
+                             index; a missing row is not an error */
 };
 
 /* The columns of a trial row. NaN value = NULL. Times are ms since the epoch, 0 = none. */

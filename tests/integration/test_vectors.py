@@ -113,5 +113,39 @@ def identical_vectors_are_stored_once_and_survive_restart(exe):
         check(list(struct.unpack("<%dd" % N, raw)) == vec, "after SIGKILL")
 
 
+
+@tap.test
+def retain_vectors_keeps_newest_and_best(exe):
+    with Daemon(exe) as d:
+        d.post("/v1/studies", {"name": "g", "retain_vectors": 2,
+                               "params": [{"name": "wd", "type": "float", "low": 1e-3,
+                                           "high": 1e3, "log": True, "size": N}],
+                               "sampler": {"type": "gradient", "optimizer": "sgd",
+                                           "lr": 0.1}}).expect(201)
+        for k in range(6):
+            t = d.post("/v1/studies/g/ask").expect(201)
+            check(t["number"] == k, "trial number %d" % t["number"])
+            # Values rise, so trial 0 stays the best; every tell steps the optimizer.
+            d.post("/v1/studies/g/trials/%d/tell" % k,
+                   {"value": float(k), "gradient": {"wd": [0.01 * (k + 1)] * N}}).expect(200)
+
+        def present(k):
+            r = d.get("/v1/studies/g/trials/%d/params/wd" % k)
+            check(r.status in (200, 404), "GET params of %d: %d" % (k, r.status))
+            return r.status == 200
+
+        check([present(k) for k in range(6)] == [True, False, False, False, True, True],
+              "kept: %r" % [present(k) for k in range(6)])
+        d.stop()
+        db = sqlite3.connect(os.path.join(d.state_dir, "hpod.db"))
+        rows = db.execute("SELECT number FROM params WHERE typeof(value) = 'blob'"
+                          " ORDER BY number").fetchall()
+        db.close()
+        check([r[0] for r in rows] == [0, 4, 5], "stored vectors: %r" % rows)
+        d.start()
+        check([present(k) for k in range(6)] == [True, False, False, False, True, True],
+              "after restart")
+
+
 if __name__ == "__main__":
     sys.exit(tap.run(exe_from_argv()))

@@ -1640,6 +1640,47 @@ static void test_replace_unlinks_old_file(void **state)
     free(v);
 }
 
+/* A param delete (retain_vectors) drops the row and its side file; a missing row is fine. */
+static void test_param_delete_unlinks_file(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    size_t n = HPO_BLOB_MIN / sizeof(double) + 1;
+    double *v = (double *)make_bytes(n * sizeof(double), 13);
+    struct dump d;
+
+    {
+        struct hpo_op ops[] = {
+            op_study(1, "s", "{}", 1),
+            op_trial(1, 0, 2, 1.0, NULL),
+            op_vector(1, 0, 0, v, n),
+            op_param(1, 0, 1, 0.5),
+        };
+
+        write_ok(st, ops, 4);
+    }
+    settle(st);
+    assert_int_equal(count_files(f), 1);
+    {
+        struct hpo_op del = { .kind = HPO_OP_PARAM_DELETE, .study_id = 1, .number = 0,
+            .index = 0 };
+        struct hpo_op again = del;
+        struct hpo_op ops[] = { del, again };
+
+        write_ok(st, ops, 2);
+    }
+    settle(st);
+    assert_int_equal(count_files(f), 0);
+    hpo_storage_close(st);
+    load_all(f->path, &d);
+    /* The study, the trial and the scalar param remain; the vector is gone. */
+    assert_int_equal(d.n, 3);
+    assert_false(d.v[2].has_bytes);
+    assert_bits(d.v[2].v, 0.5);
+    dump_free(&d);
+    free(v);
+}
+
 /* A state cleared to NULL and a study deleted take their files along; other studies' stay. */
 static void test_study_delete_unlinks_files(void **state)
 {
@@ -2102,6 +2143,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_small_values_inline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_unlinks_old_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_study_delete_unlinks_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_param_delete_unlinks_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_write_leaves_no_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_unlinks_files, setup, teardown),
