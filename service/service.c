@@ -469,6 +469,18 @@ static void retain_vectors(struct hpo_service *svc, struct study *s)
     free(keep);
 }
 
+/* A trial was created or changed state: derived indexes, sampler and pruner caches. */
+static void trial_changed(struct study *s, struct hpo_trial *t)
+{
+    study_note_state(s, t);
+    if (s->sampler_type->observe) {
+        s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
+    }
+    if (s->pruner_type->observe) {
+        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
+    }
+}
+
 /* ---- loading ----------------------------------------------------------- */
 
 struct loader {
@@ -1115,13 +1127,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     sampler_committed(s, &blob, blob_len);
     free(old_worker);
-    study_note_state(s, t);
-    if (s->sampler_type->observe) {
-        s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
-    }
-    if (s->pruner_type->observe) {
-        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
-    }
+    trial_changed(s, t);
     reply(req, 201, trial_to_json(s, t));
 out:
     free(blob);
@@ -1203,13 +1209,7 @@ static void op_trial_create(struct hpo_service *svc, struct hpo_svc_request *req
         hpo_history_pop(&s->history);
         goto out;
     }
-    study_note_state(s, t);
-    if (s->sampler_type->observe) {
-        s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
-    }
-    if (s->pruner_type->observe) {
-        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
-    }
+    trial_changed(s, t);
     reply(req, 201, trial_to_json(s, t));
 out:
     free(values);
@@ -1430,13 +1430,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     sampler_committed(s, &blob, blob_len);
     take_binary_gradients(s, t->number, NULL, true);
-    study_note_state(s, t);
-    if (s->sampler_type->observe) {
-        s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
-    }
-    if (s->pruner_type->observe) {
-        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
-    }
+    trial_changed(s, t);
     reply(req, 200, trial_to_json(s, t));
     evict_vectors(svc, s, (size_t)t->number);
     retain_vectors(svc, s);
@@ -2012,13 +2006,7 @@ static size_t reap_study(struct hpo_service *svc, struct study *s, int64_t now)
     } else {
         for (size_t i = 0; i < n_expired; i++) {
             struct hpo_trial *t = s->history.trials[expired[i]];
-            study_note_state(s, t);
-            if (s->sampler_type->observe) {
-                s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
-            }
-            if (s->pruner_type->observe) {
-                s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
-            }
+            trial_changed(s, t);
             evict_vectors(svc, s, (size_t)t->number);
         }
     }
