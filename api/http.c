@@ -27,26 +27,26 @@
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
 #include "../service/service.h"
+#include "api-int.h"
 #include "api.h"
 #include "log.h"
 
-enum route {
-    R_NONE,
-    R_HEALTHZ,
-    R_METRICS,
-    R_SAMPLERS,
-    R_STUDIES,
-    R_STUDY,
-    R_ASK,
-    R_BEST,
-    R_TRIALS,
-    R_TRIAL,
-    R_TELL,
-    R_REPORT,
-    R_HEARTBEAT,
-    R_PARAM,
-    R_GRADIENT,
-};
+/* Short names for the routes of api-int.h. */
+#define R_NONE HPO__R_NONE
+#define R_HEALTHZ HPO__R_HEALTHZ
+#define R_METRICS HPO__R_METRICS
+#define R_SAMPLERS HPO__R_SAMPLERS
+#define R_STUDIES HPO__R_STUDIES
+#define R_STUDY HPO__R_STUDY
+#define R_ASK HPO__R_ASK
+#define R_BEST HPO__R_BEST
+#define R_TRIALS HPO__R_TRIALS
+#define R_TRIAL HPO__R_TRIAL
+#define R_TELL HPO__R_TELL
+#define R_REPORT HPO__R_REPORT
+#define R_HEARTBEAT HPO__R_HEARTBEAT
+#define R_PARAM HPO__R_PARAM
+#define R_GRADIENT HPO__R_GRADIENT
 
 struct hpo_api {
     struct hpo_api_config cfg;
@@ -67,7 +67,7 @@ struct req {
     char method[16];
     char *path;
     uint64_t start_us;
-    enum route route;
+    enum hpo__route_id route;
     char *study;
     char *name;
     int64_t number;
@@ -206,7 +206,7 @@ static size_t split_path(char *path, char **segs)
     return n;
 }
 
-static bool parse_number(const char *s, int64_t *ret)
+bool hpo__api_parse_number(const char *s, int64_t *ret)
 {
     int64_t v = 0;
 
@@ -223,8 +223,8 @@ static bool parse_number(const char *s, int64_t *ret)
     return true;
 }
 
-/* Match the path; fill route, study, number, name. Returns the allowed methods. */
-static const char *route_path(struct req *rq, const char *url)
+/* Match the path (api-int.h); the caller frees ret->study and ret->name. */
+const char *hpo__api_route(const char *url, struct hpo__route *ret)
 {
     char *copy = strdup(url);
     char *segs[MAX_SEGS + 1];
@@ -235,58 +235,58 @@ static const char *route_path(struct req *rq, const char *url)
         return NULL;
     }
     n = split_path(copy, segs);
-    rq->route = R_NONE;
+    ret->route = R_NONE;
     if (n == 1 && strcmp(segs[0], "healthz") == 0) {
-        rq->route = R_HEALTHZ;
+        ret->route = R_HEALTHZ;
         allow = "GET";
     } else if (n == 1 && strcmp(segs[0], "metrics") == 0) {
-        rq->route = R_METRICS;
+        ret->route = R_METRICS;
         allow = "GET";
     } else if (n >= 2 && n <= MAX_SEGS && strcmp(segs[0], "v1") == 0) {
         if (n == 2 && strcmp(segs[1], "samplers") == 0) {
-            rq->route = R_SAMPLERS;
+            ret->route = R_SAMPLERS;
             allow = "GET";
         } else if (strcmp(segs[1], "studies") == 0) {
             if (n >= 3) {
-                rq->study = strdup(segs[2]);
+                ret->study = strdup(segs[2]);
             }
             if (n >= 5) {
-                rq->number_ok = parse_number(segs[4], &rq->number);
+                ret->number_ok = hpo__api_parse_number(segs[4], &ret->number);
             }
             if (n == 2) {
-                rq->route = R_STUDIES;
+                ret->route = R_STUDIES;
                 allow = "GET, POST";
             } else if (n == 3) {
-                rq->route = R_STUDY;
+                ret->route = R_STUDY;
                 allow = "GET, DELETE";
             } else if (n == 4 && strcmp(segs[3], "ask") == 0) {
-                rq->route = R_ASK;
+                ret->route = R_ASK;
                 allow = "POST";
             } else if (n == 4 && strcmp(segs[3], "best") == 0) {
-                rq->route = R_BEST;
+                ret->route = R_BEST;
                 allow = "GET";
             } else if (n == 4 && strcmp(segs[3], "trials") == 0) {
-                rq->route = R_TRIALS;
+                ret->route = R_TRIALS;
                 allow = "GET, POST";
             } else if (n == 5 && strcmp(segs[3], "trials") == 0) {
-                rq->route = R_TRIAL;
+                ret->route = R_TRIAL;
                 allow = "GET";
             } else if (n == 6 && strcmp(segs[3], "trials") == 0) {
                 if (strcmp(segs[5], "tell") == 0) {
-                    rq->route = R_TELL;
+                    ret->route = R_TELL;
                 } else if (strcmp(segs[5], "report") == 0) {
-                    rq->route = R_REPORT;
+                    ret->route = R_REPORT;
                 } else if (strcmp(segs[5], "heartbeat") == 0) {
-                    rq->route = R_HEARTBEAT;
+                    ret->route = R_HEARTBEAT;
                 }
-                allow = rq->route != R_NONE ? "POST" : NULL;
+                allow = ret->route != R_NONE ? "POST" : NULL;
             } else if (n == 7 && strcmp(segs[3], "trials") == 0) {
-                rq->name = strdup(segs[6]);
+                ret->name = strdup(segs[6]);
                 if (strcmp(segs[5], "params") == 0) {
-                    rq->route = R_PARAM;
+                    ret->route = R_PARAM;
                     allow = "GET";
                 } else if (strcmp(segs[5], "gradient") == 0) {
-                    rq->route = R_GRADIENT;
+                    ret->route = R_GRADIENT;
                     allow = "PUT";
                 }
             }
@@ -296,7 +296,21 @@ static const char *route_path(struct req *rq, const char *url)
     return allow;
 }
 
-static bool method_allowed(const char *allow, const char *method)
+/* Match the path; fill route, study, number, name. Returns the allowed methods. */
+static const char *route_path(struct req *rq, const char *url)
+{
+    struct hpo__route r = { 0 };
+    const char *allow = hpo__api_route(url, &r);
+
+    rq->route = r.route;
+    rq->study = r.study;
+    rq->name = r.name;
+    rq->number = r.number;
+    rq->number_ok = r.number_ok;
+    return allow;
+}
+
+bool hpo__api_method_allowed(const char *allow, const char *method)
 {
     size_t n = strlen(method);
 
@@ -369,7 +383,7 @@ static void answer_metrics(struct req *rq)
 
 /* ---- work on the service (worker thread) ------------------------------- */
 
-static bool is_binary_type(const char *type)
+bool hpo__api_is_binary_type(const char *type)
 {
     size_t n = strlen("application/octet-stream");
 
@@ -458,7 +472,7 @@ static bool query_int(struct req *rq, const char *key, int64_t def, int64_t min,
         *ret = def;
         return true;
     }
-    if (!parse_number(v, &x) || x < min) {
+    if (!hpo__api_parse_number(v, &x) || x < min) {
         set_error(rq, HPO_INVALID_ARGUMENT, key, "%s must be an integer >= %lld", key,
                 (long long)min);
         return false;
@@ -549,7 +563,7 @@ static bool prepare_service(struct req *rq, const char *method)
     case R_GRADIENT: {
         const char *type = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                 MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (!is_binary_type(type)) {
+        if (!hpo__api_is_binary_type(type)) {
             set_error(rq, HPO_UNSUPPORTED_MEDIA_TYPE, NULL,
                     "the body must be application/octet-stream (little-endian float64)");
             return false;
@@ -673,7 +687,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         set_error(rq, HPO_NOT_FOUND, NULL, "no route for '%s'", rq->path);
         return queue_reply(rq);
     }
-    if (!method_allowed(rq->allow, method)) {
+    if (!hpo__api_method_allowed(rq->allow, method)) {
         set_error(rq, HPO_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on '%s' (allowed: %s)",
                 method, rq->path, rq->allow);
         return queue_reply(rq);

@@ -80,6 +80,7 @@ struct gparam {
     double lo, hi;   /* value bounds */
     double ulo, uhi; /* bounds in u */
     size_t offset, width;
+    bool conditional; /* has `when` conditions: may be inactive */
 };
 
 struct gradient_state {
@@ -542,6 +543,7 @@ static int gradient_configure(const json_t *options, const struct hpo_space *spa
         g->hi = p->high;
         g->offset = p->offset;
         g->width = p->width;
+        g->conditional = p->n_conditions > 0;
         if (p->type != HPO_PARAM_FLOAT) {
             g->kind = KIND_FROZEN;
         } else if (p->log) {
@@ -1385,6 +1387,45 @@ static int gradient_save(const void *state, void **blob, size_t *len)
     return 0;
 }
 
+/*
+** Whether the vectors of a blob (u, then nv - 1 of m, v, acc, dprev, at p;
+** possibly unaligned) make a usable state: u NaN throughout an inactive
+** param (only a param with `when` may be) and finite throughout an active
+** one, a frozen param's unit coordinates in [0, 1]; the moments finite,
+** v >= 0. Whether a `when` param's activity agrees with its parent's value
+** needs the space, which load() does not get: not checked.
+*/
+static bool vectors_valid(const struct gradient_state *st, const unsigned char *p, size_t nv)
+{
+    size_t vi = st->v != NULL ? 1 + (st->m != NULL) : SIZE_MAX; /* which vector is v */
+    double x;
+
+    for (size_t i = 0; i < st->n_params; i++) {
+        const struct gparam *g = &st->gp[i];
+        bool active;
+
+        memcpy(&x, p + g->offset * sizeof(double), sizeof(double));
+        active = !isnan(x);
+        if (!active && !g->conditional) {
+            return false;
+        }
+        for (size_t j = g->offset; j < g->offset + g->width; j++) {
+            memcpy(&x, p + j * sizeof(double), sizeof(double));
+            if (active ? !isfinite(x) || (g->kind == KIND_FROZEN && (x < 0.0 || x > 1.0)) :
+                         !isnan(x)) {
+                return false;
+            }
+        }
+    }
+    for (size_t j = st->dim; j < nv * st->dim; j++) {
+        memcpy(&x, p + j * sizeof(double), sizeof(double));
+        if (!isfinite(x) || (j / st->dim == vi && x < 0.0)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int gradient_load(void *state, const void *blob, size_t len)
 {
     struct gradient_state *st = state;
@@ -1410,10 +1451,12 @@ static int gradient_load(void *state, const void *blob, size_t len)
     told_bits = hdr[10];
     base = hdr[11];
     if (hdr[0] != st->dim || hdr[1] != st->n_params || hdr[3] > MODE_FD ||
+            (flags & ~(uint64_t)(F_INITIALIZED | F_HAVE_KEY | F_A_RESOLVED | F_M | F_V | F_ACC |
+                    F_DPREV)) != 0 ||
             (flags & (F_M | F_V | F_ACC | F_DPREV)) !=
                     (state_flags(st) & (F_M | F_V | F_ACC | F_DPREV)) ||
-            k > (uint64_t)INT64_MAX / 2 || base > k || told_bits % 8 != 0 || hdr[12] % 8 != 0 ||
-            hdr[8] >= (uint64_t)st->batch_size) {
+            k > (uint64_t)INT64_MAX / 2 || base > k || (k > 0 && base == k) ||
+            told_bits % 8 != 0 || hdr[12] % 8 != 0 || hdr[8] >= (uint64_t)st->batch_size) {
         return -EINVAL;
     }
     nv = n_vectors(flags);
@@ -1422,6 +1465,9 @@ static int gradient_load(void *state, const void *blob, size_t len)
     /* Every section must fit in what is left: check before any multiplication overflows. */
     if ((st->dim > 0 && nv > (len - fixed) / vec) || n_steps > (len - fixed - nv * vec) / 8 ||
             len - fixed - nv * vec - n_steps * 8 != told_bytes) {
+        return -EINVAL;
+    }
+    if (!isfinite(lr) || isnan(a) || ((flags & F_INITIALIZED) && !vectors_valid(st, p, nv))) {
         return -EINVAL;
     }
     if (n_steps > 0) {

@@ -1,0 +1,317 @@
+/*
+** fuzz-router.c: libFuzzer target for the HTTP router of api/http.c, through
+** the pure functions api/api-int.h exposes (no MHD connection needed).
+**
+** The input is up to four lines: a decoded path (as MHD hands it over, so it
+** may hold any byte but NUL), a method, a Content-Type and a query string
+** "k=v&k=v". The path is routed and the result checked against the routes of
+** API.md; a matched path rebuilt from its parts routes the same way; the
+** method, content-type and query values go through the helpers and are
+** compared with simple reference implementations.
+*/
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../../api/api-int.h"
+#include "../../core/history.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_failed(const char *what)
+{
+    fprintf(stderr, "fuzz-router: invariant broken: %s\n", what);
+    abort();
+}
+
+#define CHECK(cond)                      \
+    do {                                 \
+        if (!(cond)) {                   \
+            check_failed(#cond);         \
+        }                                \
+    } while (0)
+
+/* Reference: 1 to 18 ASCII digits. */
+static int ref_number(const char *s, int64_t *ret)
+{
+    size_t n = strlen(s);
+    int64_t v = 0;
+
+    if (n == 0 || n > 18) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    *ret = v;
+    return 1;
+}
+
+static void check_number(const char *s)
+{
+    int64_t a = -1, b = -2;
+    int ok = hpo__api_parse_number(s, &a);
+
+    CHECK(ok == ref_number(s, &b));
+    if (ok) {
+        CHECK(a == b && a >= 0 && a < 1000000000000000000LL);
+    }
+}
+
+/* Reference: `method` equals one item of the ", "-separated list. */
+static int ref_allowed(const char *allow, const char *method)
+{
+    const char *p = allow;
+
+    if (allow == NULL) {
+        return 0;
+    }
+    for (;;) {
+        const char *end = strstr(p, ", ");
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (strlen(method) == n && strncmp(p, method, n) == 0) {
+            return 1;
+        }
+        if (end == NULL) {
+            return 0;
+        }
+        p = end + 2;
+    }
+}
+
+/* The method lists routes may answer, and which route each belongs to. */
+static const char *expected_allow(enum hpo__route_id r)
+{
+    switch (r) {
+    case HPO__R_HEALTHZ:
+    case HPO__R_METRICS:
+    case HPO__R_SAMPLERS:
+    case HPO__R_BEST:
+    case HPO__R_TRIAL:
+    case HPO__R_PARAM:
+        return "GET";
+    case HPO__R_STUDIES:
+    case HPO__R_TRIALS:
+        return "GET, POST";
+    case HPO__R_STUDY:
+        return "GET, DELETE";
+    case HPO__R_ASK:
+    case HPO__R_TELL:
+    case HPO__R_REPORT:
+    case HPO__R_HEARTBEAT:
+        return "POST";
+    case HPO__R_GRADIENT:
+        return "PUT";
+    case HPO__R_NONE:
+        break;
+    }
+    return NULL;
+}
+
+/* Rebuild a canonical path for a matched route; NULL when it cannot be (no number). */
+static char *rebuild(const struct hpo__route *r, char *buf, size_t len)
+{
+    static const char *const tails[] = { [HPO__R_TELL] = "tell", [HPO__R_REPORT] = "report",
+        [HPO__R_HEARTBEAT] = "heartbeat", [HPO__R_PARAM] = "params",
+        [HPO__R_GRADIENT] = "gradient" };
+
+    switch (r->route) {
+    case HPO__R_HEALTHZ:
+        snprintf(buf, len, "/healthz");
+        return buf;
+    case HPO__R_METRICS:
+        snprintf(buf, len, "/metrics");
+        return buf;
+    case HPO__R_SAMPLERS:
+        snprintf(buf, len, "/v1/samplers");
+        return buf;
+    case HPO__R_STUDIES:
+        snprintf(buf, len, "/v1/studies");
+        return buf;
+    case HPO__R_STUDY:
+        snprintf(buf, len, "/v1/studies/%s", r->study);
+        return buf;
+    case HPO__R_ASK:
+        snprintf(buf, len, "/v1/studies/%s/ask", r->study);
+        return buf;
+    case HPO__R_BEST:
+        snprintf(buf, len, "/v1/studies/%s/best", r->study);
+        return buf;
+    case HPO__R_TRIALS:
+        snprintf(buf, len, "/v1/studies/%s/trials", r->study);
+        return buf;
+    default:
+        break;
+    }
+    if (!r->number_ok) {
+        return NULL;
+    }
+    if (r->route == HPO__R_TRIAL) {
+        snprintf(buf, len, "/v1/studies/%s/trials/%lld", r->study, (long long)r->number);
+    } else if (r->route == HPO__R_PARAM || r->route == HPO__R_GRADIENT) {
+        snprintf(buf, len, "/v1/studies/%s/trials/%lld/%s/%s", r->study, (long long)r->number,
+                tails[r->route], r->name);
+    } else {
+        snprintf(buf, len, "/v1/studies/%s/trials/%lld/%s", r->study, (long long)r->number,
+                tails[r->route]);
+    }
+    return buf;
+}
+
+static void check_route(const char *path)
+{
+    struct hpo__route r = { 0 };
+    const char *allow = hpo__api_route(path, &r);
+
+    CHECK(r.route <= HPO__R_GRADIENT);
+    CHECK((allow != NULL) == (r.route != HPO__R_NONE));
+    if (allow != NULL) {
+        CHECK(strcmp(allow, expected_allow(r.route)) == 0);
+    }
+    /* Study routes name the study, trial routes a number segment, binary routes a param. */
+    if (r.route >= HPO__R_STUDY) {
+        CHECK(r.study != NULL && strchr(r.study, '/') == NULL);
+    }
+    if (r.route >= HPO__R_PARAM) {
+        CHECK(r.name != NULL && strchr(r.name, '/') == NULL);
+    }
+    if (r.number_ok) {
+        CHECK(r.number >= 0 && r.number < 1000000000000000000LL);
+    }
+    /* No route is matched by a path that does not start like one. */
+    if (r.route >= HPO__R_SAMPLERS) {
+        CHECK(strncmp(path[0] == '/' ? path + 1 : path, "v1/", 3) == 0);
+    }
+    /*
+    ** A matched path rebuilt from its parts routes to the same parts. Not for
+    ** an empty {study} or {name}: "/v1/studies//" is the study named "" (the
+    ** service answers not_found), while "/v1/studies/" is the list.
+    */
+    {
+        char *buf = malloc(strlen(path) + 64);
+        CHECK(buf != NULL);
+        if (allow != NULL && (r.study == NULL || r.study[0] != '\0') &&
+                (r.name == NULL || r.name[0] != '\0') &&
+                rebuild(&r, buf, strlen(path) + 64) != NULL) {
+            struct hpo__route again = { 0 };
+            const char *allow2 = hpo__api_route(buf, &again);
+            CHECK(allow2 == allow || (allow2 != NULL && strcmp(allow2, allow) == 0));
+            CHECK(again.route == r.route);
+            CHECK((again.study == NULL) == (r.study == NULL));
+            CHECK(again.study == NULL || strcmp(again.study, r.study) == 0);
+            CHECK((again.name == NULL) == (r.name == NULL));
+            CHECK(again.name == NULL || strcmp(again.name, r.name) == 0);
+            CHECK(again.number_ok == r.number_ok);
+            CHECK(!again.number_ok || again.number == r.number);
+            free(again.study);
+            free(again.name);
+        }
+        free(buf);
+    }
+    /* Every segment goes through the number parser too. */
+    {
+        char *copy = strdup(path), *save = NULL;
+        CHECK(copy != NULL);
+        for (char *seg = strtok_r(copy, "/", &save); seg != NULL;
+                seg = strtok_r(NULL, "/", &save)) {
+            check_number(seg);
+        }
+        free(copy);
+    }
+    free(r.study);
+    free(r.name);
+}
+
+/* An RFC 9110 token: what MHD can hand over as a method (it splits the request line at spaces). */
+static int is_token(const char *s)
+{
+    if (*s == '\0') {
+        return 0;
+    }
+    for (; *s != '\0'; s++) {
+        if (strchr("!#$%&'*+-.^_`|~", *s) == NULL && !(*s >= '0' && *s <= '9') &&
+                !(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void check_method(const char *method)
+{
+    static const char *const lists[] = { "GET", "POST", "PUT", "GET, POST", "GET, DELETE", NULL };
+
+    if (!is_token(method)) {
+        return;
+    }
+    for (size_t i = 0; lists[i] != NULL; i++) {
+        CHECK(hpo__api_method_allowed(lists[i], method) == (ref_allowed(lists[i], method) != 0));
+    }
+    CHECK(!hpo__api_method_allowed(NULL, method));
+}
+
+static void check_type(const char *type)
+{
+    const char *want = "application/octet-stream";
+    size_t n = strlen(want);
+    int ref = strncasecmp(type, want, n) == 0 &&
+            (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
+
+    CHECK(hpo__api_is_binary_type(type) == (ref != 0));
+    CHECK(!hpo__api_is_binary_type(NULL));
+}
+
+/* The trials list query: limit/offset numbers, state names, format. */
+static void check_query(char *query)
+{
+    char *save = NULL;
+
+    for (char *kv = strtok_r(query, "&", &save); kv != NULL; kv = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(kv, '=');
+        const char *v = eq != NULL ? eq + 1 : "";
+        if (eq != NULL) {
+            *eq = '\0';
+        }
+        if (strcmp(kv, "state") == 0) {
+            int st = hpo_state_parse(v);
+            CHECK(st >= -1 && st <= HPO_STATE_FAILED);
+            CHECK(st < 0 || strcmp(hpo_state_name((enum hpo_state)st), v) == 0);
+        } else {
+            check_number(v);
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* Four NUL-terminated fields split at newlines; a NUL in the input ends a field early. */
+    char *text = malloc(size + 1);
+    char *fields[4] = { "", "", "", "" };
+    size_t nf = 0;
+    char *p;
+
+    CHECK(text != NULL);
+    memcpy(text, data, size);
+    text[size] = '\0';
+    p = text;
+    while (nf < 4) {
+        char *nl = nf < 3 ? strchr(p, '\n') : NULL;
+        fields[nf++] = p;
+        if (nl == NULL) {
+            break;
+        }
+        *nl = '\0';
+        p = nl + 1;
+    }
+    check_route(fields[0]);
+    check_method(fields[1]);
+    check_type(fields[2]);
+    check_query(fields[3]);
+    free(text);
+    return 0;
+}
