@@ -391,36 +391,9 @@ bool hpo__api_is_binary_type(const char *type)
             (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
 }
 
-static void job_work(struct hpo_job *job)
+/* Encode the service's answer into the reply (worker thread: the request is suspended). */
+static void build_reply(struct req *rq)
 {
-    struct req *rq = req_of_job(job);
-    struct hpo_svc_request *sr = &rq->sreq;
-    json_error_t jerr;
-
-    if (sr->op != HPO_SVC_GRADIENT_PUT && rq->len > 0) {
-        rq->json = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
-        if (rq->json == NULL) {
-            hpo_error_set(&sr->err, -EINVAL, HPO_INVALID_JSON, NULL, "body is not JSON: %s",
-                    jerr.text);
-            sr->status = 400;
-            return;
-        }
-        if (!json_is_object(rq->json)) {
-            hpo_error_set(&sr->err, -EINVAL, HPO_INVALID_JSON, NULL,
-                    "body must be a JSON object");
-            sr->status = 400;
-            return;
-        }
-    }
-    sr->body = rq->json;
-    sr->data = rq->body;
-    sr->data_len = rq->len;
-    hpo_service_execute(rq->api->cfg.service, sr);
-}
-
-static void job_done(struct hpo_job *job)
-{
-    struct req *rq = req_of_job(job);
     struct hpo_svc_request *sr = &rq->sreq;
 
     if (sr->err.code != HPO_OK) {
@@ -436,6 +409,43 @@ static void job_done(struct hpo_job *job)
     } else {
         set_reply(rq, sr->status, NULL, 0, NULL);
     }
+}
+
+static void job_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+    struct hpo_svc_request *sr = &rq->sreq;
+    json_error_t jerr;
+
+    if (sr->op != HPO_SVC_GRADIENT_PUT && rq->len > 0) {
+        rq->json = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
+        if (rq->json == NULL) {
+            hpo_error_set(&sr->err, -EINVAL, HPO_INVALID_JSON, NULL, "body is not JSON: %s",
+                    jerr.text);
+            sr->status = 400;
+            build_reply(rq);
+            return;
+        }
+        if (!json_is_object(rq->json)) {
+            hpo_error_set(&sr->err, -EINVAL, HPO_INVALID_JSON, NULL,
+                    "body must be a JSON object");
+            sr->status = 400;
+            build_reply(rq);
+            return;
+        }
+    }
+    sr->body = rq->json;
+    sr->data = rq->body;
+    sr->data_len = rq->len;
+    hpo_service_execute(rq->api->cfg.service, sr);
+    /* Encoding the reply here keeps JSON work off the event-loop thread. */
+    build_reply(rq);
+}
+
+static void job_done(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
     rq->api->inflight--;
     rq->suspended = false;
     MHD_resume_connection(rq->conn);
