@@ -3,8 +3,11 @@
 #   scripts/deps.sh          build and run the daemon
 #   scripts/deps.sh --test   also what the test suite, benchmarks and examples need
 set -eu
-pkgs="gcc meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libuv1-dev libcurl4-openssl-dev liblapacke-dev libopenblas-dev libnlopt-dev curl"
+# gcc with --no-install-recommends lacks the C library headers: libc6-dev is named.
+# liblapacke-dev may be satisfied by OpenBLAS alone; liblapack-dev provides lapack.pc.
+pkgs="gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev
+libsqlite3-dev libuv1-dev libcurl4-openssl-dev liblapacke-dev liblapack-dev libopenblas-dev
+libnlopt-dev curl ca-certificates"
 if [ "${1:-}" = "--test" ]; then
     pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd"
 fi

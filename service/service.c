@@ -1026,7 +1026,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     double *unit = NULL, *merged = NULL;
     void *blob = NULL;
     size_t blob_len = 0;
-    bool fresh = false;
+    bool fresh = false, sample;
     int64_t now = hpo_now_ms();
     struct study *s;
 
@@ -1050,7 +1050,8 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
         hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    if (t == NULL || needs_sampler(s->space, t->values)) {
+    sample = t == NULL || needs_sampler(s->space, t->values);
+    if (sample) {
         int64_t number = t ? t->number : (int64_t)s->history.n_trials;
         if (run_sampler(svc, s, number, unit, err) < 0) {
             sampler_rollback(s);
@@ -1074,7 +1075,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
             (void)hpo_history_dedupe(&s->history, t, 8);
         }
     } else {
-        if (needs_sampler(s->space, t->values)) {
+        if (sample) {
             /* The merged point replaces the partial one; keep the old to roll back. */
             old_point = t->point;
             old_point->refs++;

@@ -85,19 +85,12 @@ static int reader_open(struct hpo_storage_reader *rd, struct hpo_error *err)
 static int blob_value(const void *blob, size_t bytes, double *ret, size_t len,
         struct hpo_error *err)
 {
-    const unsigned char *b = blob;
-
     if (bytes != len * sizeof(double)) {
         return hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL,
                 "stored vector has %zu bytes, expected %zu", bytes, len * sizeof(double));
     }
-    for (size_t i = 0; i < len; i++) {
-        uint64_t u = 0;
-        for (int k = 7; k >= 0; k--) {
-            u = (u << 8) | b[i * 8 + (size_t)k];
-        }
-        memcpy(&ret[i], &u, sizeof(u));
-    }
+    memcpy(ret, blob, bytes);
+    hpo__storage_le_doubles(ret, len);
     return 0;
 }
 
@@ -112,15 +105,9 @@ static int file_value(struct hpo_storage_reader *rd, const struct hpo_blob_ref *
                 "stored vector has %zu bytes, expected %zu", ref->len, len * sizeof(double));
     }
     r = hpo__blob_read(&rd->blobs, ref, ret, err);
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-    for (size_t i = 0; r == 0 && i < len; i++) {
-        uint64_t u;
-
-        memcpy(&u, &ret[i], sizeof(u));
-        u = __builtin_bswap64(u);
-        memcpy(&ret[i], &u, sizeof(u));
+    if (r == 0) {
+        hpo__storage_le_doubles(ret, len);
     }
-#endif
     return r;
 }
 

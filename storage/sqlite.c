@@ -264,9 +264,9 @@ static int vec_reserve(struct hpo_storage *st, size_t n)
     return 0;
 }
 
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-static void swap_doubles(double *v, size_t n)
+void hpo__storage_le_doubles(double *v, size_t n)
 {
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
     for (size_t i = 0; i < n; i++) {
         uint64_t u;
 
@@ -274,8 +274,11 @@ static void swap_doubles(double *v, size_t n)
         u = __builtin_bswap64(u);
         memcpy(&v[i], &u, sizeof(u));
     }
-}
+#else
+    (void)v;
+    (void)n;
 #endif
+}
 
 /*
 ** The stored bytes of a vector: little-endian float64, bound in place on a
@@ -301,7 +304,7 @@ static int vector_bytes(struct hpo_storage *st, const double *v, size_t len,
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     memcpy(st->vec, v, len * sizeof(double));
-    swap_doubles(st->vec, len);
+    hpo__storage_le_doubles(st->vec, len);
     *ret_bytes = st->vec;
 #endif
     return 0;
@@ -1066,9 +1069,7 @@ static int load_params(struct hpo_storage *st, const struct hpo_load_callbacks *
                 /* Copied, because the BLOB need not be aligned for doubles. */
                 memcpy(st->vec, blob, bytes);
             }
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-            swap_doubles(st->vec, len);
-#endif
+            hpo__storage_le_doubles(st->vec, len);
             r = cb->param(ctx, study_id, number, index, NAN, st->vec, len);
         } else {
             r = cb->param(ctx, study_id, number, index, column_real(stmt, 3), NULL, 0);

@@ -25,6 +25,9 @@
 ** unavailable, -EIO; CONSTRAINT_UNIQUE/PRIMARYKEY -> conflict, -EEXIST;
 ** NOMEM -> internal, -ENOMEM; anything else -> internal, -EIO.
 */
+/* Convert n doubles between little-endian storage order and the host's, in place. */
+void hpo__storage_le_doubles(double *v, size_t n);
+
 int hpo__storage_error(sqlite3 *db, int rc, const char *what, struct hpo_error *err);
 
 /*

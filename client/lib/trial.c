@@ -134,16 +134,24 @@ json_t *hpo__trial_param(const struct hpo_trial *t, const char *name)
     return json_object_get(t->params, name);
 }
 
-int hpo_trial_param_double(const struct hpo_trial *t, const char *name, double *ret_value)
+/* The named param's value (borrowed): -EINVAL for bad arguments, -ENOENT when absent. */
+static int param_lookup(const struct hpo_trial *t, const char *name, const void *ret_value,
+        json_t **ret)
 {
-    json_t *v;
-
     if (t == NULL || name == NULL || ret_value == NULL) {
         return -EINVAL;
     }
-    v = json_object_get(t->params, name);
-    if (v == NULL) {
-        return -ENOENT;
+    *ret = json_object_get(t->params, name);
+    return *ret == NULL ? -ENOENT : 0;
+}
+
+int hpo_trial_param_double(const struct hpo_trial *t, const char *name, double *ret_value)
+{
+    json_t *v;
+    int r = param_lookup(t, name, ret_value, &v);
+
+    if (r < 0) {
+        return r;
     }
     if (!json_is_number(v)) {
         return -EINVAL;
@@ -155,13 +163,10 @@ int hpo_trial_param_double(const struct hpo_trial *t, const char *name, double *
 int hpo_trial_param_int(const struct hpo_trial *t, const char *name, int64_t *ret_value)
 {
     json_t *v;
+    int r = param_lookup(t, name, ret_value, &v);
 
-    if (t == NULL || name == NULL || ret_value == NULL) {
-        return -EINVAL;
-    }
-    v = json_object_get(t->params, name);
-    if (v == NULL) {
-        return -ENOENT;
+    if (r < 0) {
+        return r;
     }
     if (!json_is_integer(v)) {
         return -EINVAL;
@@ -173,13 +178,10 @@ int hpo_trial_param_int(const struct hpo_trial *t, const char *name, int64_t *re
 int hpo_trial_param_string(const struct hpo_trial *t, const char *name, const char **ret_value)
 {
     json_t *v;
+    int r = param_lookup(t, name, ret_value, &v);
 
-    if (t == NULL || name == NULL || ret_value == NULL) {
-        return -EINVAL;
-    }
-    v = json_object_get(t->params, name);
-    if (v == NULL) {
-        return -ENOENT;
+    if (r < 0) {
+        return r;
     }
     if (!json_is_string(v)) {
         return -EINVAL;
@@ -191,13 +193,10 @@ int hpo_trial_param_string(const struct hpo_trial *t, const char *name, const ch
 int hpo_trial_param_bool(const struct hpo_trial *t, const char *name, bool *ret_value)
 {
     json_t *v;
+    int r = param_lookup(t, name, ret_value, &v);
 
-    if (t == NULL || name == NULL || ret_value == NULL) {
-        return -EINVAL;
-    }
-    v = json_object_get(t->params, name);
-    if (v == NULL) {
-        return -ENOENT;
+    if (r < 0) {
+        return r;
     }
     if (!json_is_boolean(v)) {
         return -EINVAL;
