@@ -137,6 +137,14 @@ bool hpo_history_dedupe(struct hpo_history *h, struct hpo_trial *t, size_t windo
     return false;
 }
 
+json_t *hpo_trial_attrs(struct hpo_trial *t)
+{
+    if (t->user_attrs == NULL) {
+        t->user_attrs = json_object();
+    }
+    return t->user_attrs;
+}
+
 int hpo_trial_make_thin(struct hpo_trial *t, const struct hpo_space *space)
 {
     size_t sd = space->scalar_dim;
@@ -181,8 +189,7 @@ struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state
         return NULL;
     }
     t->point = point_new(dim);
-    t->user_attrs = json_object();
-    if (t->point == NULL || t->user_attrs == NULL) {
+    if (t->point == NULL) {
         hpo_trial_free(t);
         return NULL;
     }

@@ -57,7 +57,7 @@ struct hpo_trial {
     bool dropped; /* its stored vectors were deleted (retain_vectors) */
     struct hpo_report *reports; /* sorted by step, unique steps */
     size_t n_reports, cap_reports;
-    json_t *user_attrs; /* object, never NULL once created */
+    json_t *user_attrs; /* object, or NULL until the trial has any (most never do) */
     char *worker;       /* NULL when none */
     int64_t retry_of;   /* -1 when none */
     int64_t retries;    /* for an original trial: re-queues made so far */
@@ -132,6 +132,9 @@ bool hpo_history_dedupe(struct hpo_history *h, struct hpo_trial *t, size_t windo
 ** or -ENOMEM (the trial is unchanged).
 */
 int hpo_trial_make_thin(struct hpo_trial *t, const struct hpo_space *space);
+
+/* The trial's user_attrs object (borrowed), created on first use; NULL on OOM. */
+json_t *hpo_trial_attrs(struct hpo_trial *t);
 
 /* Free one trial (not in a history); accepts NULL. */
 void hpo_trial_free(struct hpo_trial *t);

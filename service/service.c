@@ -654,7 +654,7 @@ static int load_attr(void *ctx, int64_t study_id, int64_t number, const char *ke
     }
     v = json_loads(json, JSON_DECODE_ANY, &jerr);
     if (v != NULL) {
-        json_object_set_new(t->user_attrs, key, v);
+        json_object_set_new(hpo_trial_attrs(t), key, v);
     }
     return 0;
 }
@@ -1199,7 +1199,7 @@ static void op_trial_create(struct hpo_service *svc, struct hpo_svc_request *req
         t->completed_at = now;
     }
     if (attrs != NULL) {
-        json_object_update(t->user_attrs, (json_t *)attrs);
+        json_object_update(hpo_trial_attrs(t), (json_t *)attrs);
     }
     op_trial(&b, s, t);
     op_params(&b, s, t);
@@ -1405,8 +1405,8 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     t->value = value;
     t->completed_at = hpo_now_ms();
     if (attrs != NULL) {
-        old_attrs = json_deep_copy(t->user_attrs);
-        json_object_update(t->user_attrs, (json_t *)attrs);
+        old_attrs = t->user_attrs ? json_deep_copy(t->user_attrs) : NULL;
+        json_object_update(hpo_trial_attrs(t), (json_t *)attrs);
     }
     if (s->sampler_type->tell != NULL) {
         s->sampler_type->tell(s->sampler, s->space, &s->history, (size_t)t->number,
@@ -1422,7 +1422,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
         hpo_history_set_state(&s->history, t, HPO_STATE_RUNNING);
         t->value = NAN;
         t->completed_at = 0;
-        if (old_attrs != NULL) {
+        if (attrs != NULL) {
             json_decref(t->user_attrs);
             t->user_attrs = old_attrs;
             old_attrs = NULL;
@@ -1984,10 +1984,14 @@ static size_t reap_study(struct hpo_service *svc, struct study *s, int64_t now)
             hpo_trial_share_point(n, t);
             n->retry_of = orig_n;
             n->created_at = now;
-            json_object_update(n->user_attrs, t->user_attrs);
+            if (t->user_attrs != NULL) {
+                n->user_attrs = json_deep_copy(t->user_attrs);
+            }
             op_trial(&b, s, n);
             op_params(&b, s, n);
-            op_attrs(&b, s, n, n->user_attrs);
+            if (n->user_attrs != NULL) {
+                op_attrs(&b, s, n, n->user_attrs);
+            }
             appended++;
         }
     }

@@ -341,7 +341,7 @@ json_t *trial_to_json(struct study *s, const struct hpo_trial *t)
                                              "value", number_or_null(t->reports[i].value)));
     }
     json_object_set_new(o, "intermediate", inter);
-    json_object_set(o, "user_attrs", t->user_attrs);
+    json_object_set_new(o, "user_attrs", t->user_attrs ? json_incref(t->user_attrs) : json_object());
     json_object_set_new(o, "worker", t->worker ? json_string(t->worker) : json_null());
     json_object_set_new(o, "retry_of", t->retry_of >= 0 ? json_integer(t->retry_of) : json_null());
     json_object_set_new(o, "created_at", time_json(t->created_at));

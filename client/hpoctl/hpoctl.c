@@ -740,21 +740,30 @@ static int parse_double(const char *s, double *ret)
     return 0;
 }
 
-static int cmd_ask(struct hpo_client *c, const struct args *a)
+/* `hpoctl ask|best STUDY`: one call that returns a trial, printed. */
+static int trial_command(struct hpo_client *c, const struct args *a, const char *name,
+        const char *usage,
+        int (*call)(struct hpo_client *, const char *, struct hpo_trial **,
+                struct hpo_client_error *))
 {
     struct hpo_client_error err;
     struct hpo_trial *t;
 
     if (a->npos != 2) {
-        return usage_error("usage: hpoctl ask STUDY");
+        return usage_error("%s", usage);
     }
-    if (hpo_client_ask(c, a->pos[1], &t, &err) < 0) {
-        hpoctl_print_error("ask", &err);
+    if (call(c, a->pos[1], &t, &err) < 0) {
+        hpoctl_print_error(name, &err);
         return HPOCTL_EXIT_API;
     }
     print_trial(hpo_trial_json(t), a->json);
     hpo_trial_free(t);
     return HPOCTL_EXIT_OK;
+}
+
+static int cmd_ask(struct hpo_client *c, const struct args *a)
+{
+    return trial_command(c, a, "ask", "usage: hpoctl ask STUDY", hpo_client_ask);
 }
 
 static int cmd_tell(struct hpo_client *c, const struct args *a)
@@ -959,19 +968,7 @@ static int cmd_trials(struct hpo_client *c, const struct args *a)
 
 static int cmd_best(struct hpo_client *c, const struct args *a)
 {
-    struct hpo_client_error err;
-    struct hpo_trial *t;
-
-    if (a->npos != 2) {
-        return usage_error("usage: hpoctl best STUDY");
-    }
-    if (hpo_client_best(c, a->pos[1], &t, &err) < 0) {
-        hpoctl_print_error("best", &err);
-        return HPOCTL_EXIT_API;
-    }
-    print_trial(hpo_trial_json(t), a->json);
-    hpo_trial_free(t);
-    return HPOCTL_EXIT_OK;
+    return trial_command(c, a, "best", "usage: hpoctl best STUDY", hpo_client_best);
 }
 
 static int cmd_run(struct hpo_client *c, const struct args *a)

@@ -525,7 +525,7 @@ static void e6_adam_cosine(void **unused)
     double e200 = e6_cosine_error(200);
     double e400 = e6_cosine_error(400);
 
-    print_message("E6 cosine max rel error: T=100 %.3g, T=200 %.3g, T=400 %.3g\n", e100, e200,
+    print_message("# E6 cosine max rel error: T=100 %.3g, T=200 %.3g, T=400 %.3g\n", e100, e200,
             e400);
     assert_true(fabs(e100 / 9.5e-2 - 1.0) < 0.1);
     assert_true(fabs(e200 / 4.6e-4 - 1.0) < 0.1);

@@ -527,12 +527,12 @@ static void test_concentration(void **unused)
     double f;
 
     f = concentration("{}", false);
-    print_message("multivariate: %.3f in the disc\n", f);
+    print_message("# multivariate: %.3f in the disc\n", f);
     assert_true(f >= 0.9);
     f = concentration("{}", true);
     assert_true(f >= 0.9);
     f = concentration("{\"multivariate\": false}", false);
-    print_message("univariate: %.3f in the disc\n", f);
+    print_message("# univariate: %.3f in the disc\n", f);
     assert_true(f >= 0.9);
 }
 
@@ -577,7 +577,7 @@ static void test_constant_liar(void **unused)
         with += liar_spread("{}", seed) / 10.0;
         without += liar_spread("{\"constant_liar\": false}", seed) / 10.0;
     }
-    print_message("mean pairwise distance: liar %.4f, no liar %.4f\n", with, without);
+    print_message("# mean pairwise distance: liar %.4f, no liar %.4f\n", with, without);
     assert_true(with > 1.2 * without);
 }
 
@@ -663,7 +663,7 @@ static void test_pruned_ranking(void **unused)
         ask(state, space, &h, seed, unit, values);
         near += values[0] < 0.3;
     }
-    print_message("near 0.1: %d of 200\n", near);
+    print_message("# near 0.1: %d of 200\n", near);
     assert_true(near >= 140);
     hpo_sampler_tpe.destroy(state);
     hpo_history_finish(&h);
