@@ -3,6 +3,7 @@
 */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,9 +46,7 @@ void hpo_trial_free(struct hpo_trial *t)
     if (t == NULL) {
         return;
     }
-    if (t->point != NULL && --t->point->refs == 0) {
-        free(t->point);
-    }
+    hpo_point_release(t->point);
     free(t->reports);
     json_decref(t->user_attrs);
     free(t->worker);
@@ -65,14 +64,73 @@ void hpo_history_finish(struct hpo_history *h)
     h->cap_trials = 0;
 }
 
-static struct hpo_point *point_new(size_t dim)
-{
-    struct hpo_point *p = malloc(sizeof(*p) + (2 * dim + 1) * sizeof(double));
+/*
+** One released big point kept for the next of the same size. A vector
+** study hands out one new point per optimizer version and drops the last
+** one's when its trial finishes; reusing that memory saves 2 * dim fresh
+** pages per ask (the page faults cost more than everything else an ask of a
+** 10^6-element vector does). Points of small studies are not kept.
+*/
+#define POINT_KEEP_MIN ((size_t)1 << 20)
 
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hpo_point *kept;
+static size_t kept_dim;
+
+static size_t point_bytes(size_t dim)
+{
+    return sizeof(struct hpo_point) + (2 * dim + 1) * sizeof(double);
+}
+
+struct hpo_point *hpo_point_new(size_t dim)
+{
+    struct hpo_point *p = NULL;
+
+    if (point_bytes(dim) >= POINT_KEEP_MIN) {
+        pthread_mutex_lock(&kept_lock);
+        if (kept != NULL && kept_dim == dim) {
+            p = kept;
+            kept = NULL;
+        }
+        pthread_mutex_unlock(&kept_lock);
+    }
+    if (p == NULL) {
+        p = malloc(point_bytes(dim));
+    }
     if (p != NULL) {
         p->refs = 1;
+        p->dim = dim;
     }
     return p;
+}
+
+void hpo_point_release(struct hpo_point *p)
+{
+    struct hpo_point *old = NULL;
+    size_t dim;
+
+    if (p == NULL || --p->refs > 0) {
+        return;
+    }
+    dim = p->dim;
+    if (point_bytes(dim) < POINT_KEEP_MIN) {
+        free(p);
+        return;
+    }
+    pthread_mutex_lock(&kept_lock);
+    old = kept;
+    kept = p;
+    kept_dim = dim;
+    pthread_mutex_unlock(&kept_lock);
+    free(old);
+}
+
+void hpo_point_cache_clear(void)
+{
+    pthread_mutex_lock(&kept_lock);
+    free(kept);
+    kept = NULL;
+    pthread_mutex_unlock(&kept_lock);
 }
 
 int hpo_trial_own_point(struct hpo_trial *t, size_t dim)
@@ -83,7 +141,7 @@ int hpo_trial_own_point(struct hpo_trial *t, size_t dim)
         t->shares = -1;
         return 0;
     }
-    p = point_new(dim);
+    p = hpo_point_new(dim);
     if (p == NULL) {
         return -ENOMEM;
     }
@@ -101,9 +159,7 @@ void hpo_trial_share_point(struct hpo_trial *t, struct hpo_trial *src)
     if (t->point == src->point) {
         return;
     }
-    if (--t->point->refs == 0) {
-        free(t->point);
-    }
+    hpo_point_release(t->point);
     t->point = src->point;
     t->point->refs++;
     t->values = src->values;
@@ -153,16 +209,13 @@ int hpo_trial_make_thin(struct hpo_trial *t, const struct hpo_space *space)
     if (t->thin) {
         return 0;
     }
-    p = malloc(sizeof(*p) + (2 * sd + 1) * sizeof(double));
+    p = hpo_point_new(sd);
     if (p == NULL) {
         return -ENOMEM;
     }
-    p->refs = 1;
     memcpy(p->data, t->values, sd * sizeof(double));
     memcpy(p->data + sd, t->unit, sd * sizeof(double));
-    if (--t->point->refs == 0) {
-        free(t->point);
-    }
+    hpo_point_release(t->point);
     t->point = p;
     t->values = p->data;
     t->unit = p->data + sd;
@@ -170,7 +223,8 @@ int hpo_trial_make_thin(struct hpo_trial *t, const struct hpo_space *space)
     return 0;
 }
 
-struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state)
+struct hpo_trial *hpo_history_append_point(struct hpo_history *h, enum hpo_state state,
+        struct hpo_point *point)
 {
     size_t dim = h->space->dim;
     struct hpo_trial *t;
@@ -188,7 +242,7 @@ struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state
     if (t == NULL) {
         return NULL;
     }
-    t->point = point_new(dim);
+    t->point = point != NULL ? point : hpo_point_new(dim);
     if (t->point == NULL) {
         hpo_trial_free(t);
         return NULL;
@@ -196,9 +250,11 @@ struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state
     t->values = t->point->data;
     t->unit = t->point->data + dim;
     t->shares = -1;
-    for (size_t j = 0; j < dim; j++) {
-        t->values[j] = NAN;
-        t->unit[j] = NAN;
+    if (point == NULL) {
+        for (size_t j = 0; j < dim; j++) {
+            t->values[j] = NAN;
+            t->unit[j] = NAN;
+        }
     }
     t->number = (int64_t)h->n_trials;
     t->state = state;
@@ -207,6 +263,11 @@ struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state
     h->trials[h->n_trials++] = t;
     h->count[state]++;
     return t;
+}
+
+struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state)
+{
+    return hpo_history_append_point(h, state, NULL);
 }
 
 void hpo_history_pop(struct hpo_history *h)

@@ -42,8 +42,22 @@ struct hpo_report {
 */
 struct hpo_point {
     size_t refs;
+    size_t dim; /* data holds 2 * dim doubles */
     double data[];
 };
+
+/*
+** A new point of 2 * dim doubles (contents undefined), refs 1; NULL on OOM.
+** Big points come from a one-slot cache of the last released one when the
+** size matches, so a vector study's asks reuse memory already mapped.
+*/
+struct hpo_point *hpo_point_new(size_t dim);
+
+/* Drop one reference; the last frees the point (or keeps it in the cache). */
+void hpo_point_release(struct hpo_point *p);
+
+/* Free the cached point (at shutdown, so leak checkers see a clean exit). */
+void hpo_point_cache_clear(void);
 
 struct hpo_trial {
     int64_t number;
@@ -91,6 +105,13 @@ void hpo_history_finish(struct hpo_history *h);
 ** `state`, and append it. Returns the trial (borrowed) or NULL on OOM.
 */
 struct hpo_trial *hpo_history_append(struct hpo_history *h, enum hpo_state state);
+
+/*
+** The same with a point the caller filled (values then unit); the trial
+** takes the caller's reference. On OOM returns NULL and the caller keeps it.
+*/
+struct hpo_trial *hpo_history_append_point(struct hpo_history *h, enum hpo_state state,
+        struct hpo_point *point);
 
 /* Remove the last trial (undo an append whose write failed). */
 void hpo_history_pop(struct hpo_history *h);

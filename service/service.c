@@ -745,6 +745,7 @@ void hpo_service_destroy(struct hpo_service *svc)
     pthread_rwlock_destroy(&svc->registry_lock);
     pthread_mutex_destroy(&svc->create_lock);
     free(svc);
+    hpo_point_cache_clear();
 }
 
 /* ---- operations -------------------------------------------------------- */
@@ -1023,6 +1024,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     struct hpo_point *old_point = NULL;
     int64_t old_shares = -1;
     int64_t old_started = 0, old_heartbeat = 0;
+    struct hpo_point *point = NULL; /* a new trial's, until the trial owns it */
     double *unit = NULL, *merged = NULL;
     void *blob = NULL;
     size_t blob_len = 0;
@@ -1044,8 +1046,15 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
                 s->name, (long long)s->max_trials);
         goto out;
     }
-    unit = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
-    merged = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
+    if (t == NULL) {
+        /* A new trial: the sampler writes straight into the point the trial will own. */
+        point = hpo_point_new(s->space->dim);
+        unit = point ? point->data + s->space->dim : NULL;
+        merged = point ? point->data : NULL;
+    } else {
+        unit = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
+        merged = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
+    }
     if (unit == NULL || merged == NULL) {
         hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
@@ -1060,15 +1069,16 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
         merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
     }
     if (t == NULL) {
-        t = hpo_history_append(&s->history, HPO_STATE_RUNNING);
+        t = hpo_history_append_point(&s->history, HPO_STATE_RUNNING, point);
         if (t == NULL) {
             sampler_rollback(s);
             hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
             goto out;
         }
+        point = NULL;
+        unit = NULL;
+        merged = NULL;
         fresh = true;
-        memcpy(t->values, merged, s->space->dim * sizeof(double));
-        memcpy(t->unit, unit, s->space->dim * sizeof(double));
         t->created_at = now;
         if (s->space->has_vectors) {
             /* Trials of one optimizer version share one copy of their vectors. */
@@ -1111,9 +1121,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
             free(t->worker);
             t->worker = old_worker;
             if (old_point != NULL) {
-                if (--t->point->refs == 0) {
-                    free(t->point);
-                }
+                hpo_point_release(t->point);
                 t->point = old_point;
                 t->values = old_point->data;
                 t->unit = old_point->data + s->space->dim;
@@ -1132,11 +1140,13 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     reply(req, 201, trial_to_json(s, t));
 out:
     free(blob);
-    free(unit);
-    free(merged);
-    if (old_point != NULL && --old_point->refs == 0) {
-        free(old_point);
+    if (point != NULL) {
+        hpo_point_release(point);
+    } else {
+        free(unit);
+        free(merged);
     }
+    hpo_point_release(old_point);
     opbuf_free(&b);
     study_release(s);
 }

@@ -374,6 +374,46 @@ static int sync_parent(const char *path)
     return r;
 }
 
+/*
+** The spare closest in size to `len` bytes, within a quarter of it either
+** way (a state file for the next state, not for a vector of another size),
+** or -1.
+*/
+static int pick_spare(const struct hpo_blobs *b, size_t len)
+{
+    size_t best_gap = len / 4 + 1;
+    int best = -1;
+
+    for (size_t i = 0; i < b->n_spare; i++) {
+        size_t have = b->spare[i].len;
+        size_t gap = have > len ? have - len : len - have;
+        if (gap < best_gap) {
+            best_gap = gap;
+            best = (int)i;
+        }
+    }
+    return best;
+}
+
+static void drop_spare(struct hpo_blobs *b, size_t i, bool unlink_it)
+{
+    if (unlink_it) {
+        (void)unlinkat(b->dirfd, b->spare[i].name, 0);
+    }
+    memmove(&b->spare[i], &b->spare[i + 1], (b->n_spare - i - 1) * sizeof(b->spare[0]));
+    b->n_spare--;
+}
+
+/* Drop the cached pages of the files written before (what writeback has finished with). */
+static void release_written(struct hpo_blobs *b)
+{
+    for (size_t i = 0; i < b->n_written; i++) {
+        (void)posix_fadvise(b->written[i], 0, 0, POSIX_FADV_DONTNEED);
+        close(b->written[i]);
+    }
+    b->n_written = 0;
+}
+
 int hpo__blobs_open(struct hpo_blobs *b, const char *db_path, bool sync, struct hpo_error *err)
 {
     size_t n;
@@ -430,6 +470,10 @@ int hpo__blobs_open_read(struct hpo_blobs *b, const char *db_path)
 
 void hpo__blobs_close(struct hpo_blobs *b)
 {
+    release_written(b);
+    while (b->n_spare > 0) {
+        drop_spare(b, b->n_spare - 1, true);
+    }
     if (b->dirfd >= 0) {
         close(b->dirfd);
     }
@@ -438,6 +482,7 @@ void hpo__blobs_close(struct hpo_blobs *b)
     b->dir = NULL;
     names_free(&b->created);
     names_free(&b->obsolete);
+    names_free(&b->reusable);
 }
 
 /* Every reference the database holds, as file names, sorted. */
@@ -558,22 +603,59 @@ void hpo__blob_prepare(struct hpo_blobs *b, int64_t study_id, const void *data, 
     ref->text_len = (size_t)n;
 }
 
+/*
+** Open the file for `ref`: a spare renamed to the new name (overwritten in
+** place, then cut to length), else a new file. Returns the fd or -errno.
+*/
+static int open_for_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, size_t *old_len)
+{
+    int i = pick_spare(b, ref->len);
+    int fd;
+
+    *old_len = 0;
+    if (i >= 0) {
+        if (renameat(b->dirfd, b->spare[i].name, b->dirfd, ref->name) == 0) {
+            fd = openat(b->dirfd, ref->name, O_WRONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                *old_len = b->spare[i].len;
+                drop_spare(b, (size_t)i, false);
+                return fd;
+            }
+            (void)unlinkat(b->dirfd, ref->name, 0);
+        }
+        drop_spare(b, (size_t)i, true);
+    }
+    fd = openat(b->dirfd, ref->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    return fd < 0 ? -errno : fd;
+}
+
 int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
         struct hpo_error *err)
 {
+    size_t old_len;
     int fd;
     int r;
 
-    fd = openat(b->dirfd, ref->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    release_written(b);
+    fd = open_for_write(b, ref, &old_len);
     if (fd < 0) {
-        return file_error(b, -errno, "creating", ref->name, err);
+        return file_error(b, fd, "creating", ref->name, err);
     }
     /* Straight from the caller's buffer, in as few calls as the kernel takes. */
     r = write_all(fd, data, ref->len);
+    if (r == 0 && old_len > ref->len && ftruncate(fd, (off_t)ref->len) < 0) {
+        r = -errno;
+    }
     if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
     }
-    if (close(fd) < 0 && r == 0 && errno != EINTR) {
+    if (r == 0 && old_len == 0 && b->n_written < HPO_BLOB_SPARES) {
+        /* A new file: start its writeback now, drop its pages at the next write. */
+        if (!b->sync) {
+            (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
+        b->written[b->n_written++] = fd;
+    } else if (close(fd) < 0 && r == 0 && errno != EINTR) {
         r = -errno;
     }
     if (r < 0) {
@@ -629,20 +711,21 @@ int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, vo
     return 0;
 }
 
-int hpo__blob_obsolete(struct hpo_blobs *b, const void *value, size_t len)
+int hpo__blob_obsolete(struct hpo_blobs *b, const void *value, size_t len, bool reusable)
 {
     struct hpo_blob_ref ref;
 
     if (!hpo__blob_parse(value, len, &ref)) {
         return 0;
     }
-    return names_add(&b->obsolete, ref.name);
+    return names_add(reusable ? &b->reusable : &b->obsolete, ref.name);
 }
 
 void hpo__blobs_mark(const struct hpo_blobs *b, struct hpo_blob_mark *mark)
 {
     mark->created = b->created.n;
     mark->obsolete = b->obsolete.n;
+    mark->reusable = b->reusable.n;
 }
 
 void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
@@ -652,12 +735,14 @@ void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
         (void)unlinkat(b->dirfd, b->created.v[b->created.n], 0);
     }
     b->obsolete.n = mark->obsolete;
+    b->reusable.n = mark->reusable;
 }
 
 void hpo__blobs_forget(struct hpo_blobs *b)
 {
     b->created.n = 0;
     b->obsolete.n = 0;
+    b->reusable.n = 0;
 }
 
 int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err)
@@ -673,14 +758,29 @@ int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err)
 
 bool hpo__blobs_pending(const struct hpo_blobs *b)
 {
-    return b->created.n > 0 || b->obsolete.n > 0;
+    return b->created.n > 0 || b->obsolete.n > 0 || b->reusable.n > 0;
 }
 
 void hpo__blobs_finish(struct hpo_blobs *b)
 {
+    struct stat sb;
+
     for (size_t i = 0; i < b->obsolete.n; i++) {
         (void)unlinkat(b->dirfd, b->obsolete.v[i], 0);
     }
+    for (size_t i = 0; i < b->reusable.n; i++) {
+        const char *name = b->reusable.v[i];
+        if (fstatat(b->dirfd, name, &sb, 0) < 0) {
+            continue;
+        }
+        if (b->n_spare == HPO_BLOB_SPARES) {
+            drop_spare(b, 0, true);
+        }
+        snprintf(b->spare[b->n_spare].name, HPO_BLOB_NAME_MAX, "%s", name);
+        b->spare[b->n_spare].len = (size_t)sb.st_size;
+        b->n_spare++;
+    }
     b->created.n = 0;
     b->obsolete.n = 0;
+    b->reusable.n = 0;
 }

@@ -341,7 +341,7 @@ static int write_value(struct hpo_storage *st, const struct hpo_blob_ref *ref, c
 ** Run a SELECT of old cells (bound by the caller; `rc` is the binds' result)
 ** and queue the side files they reference for unlinking after the commit.
 */
-static int collect_obsolete(struct hpo_storage *st, sqlite3_stmt *stmt, int rc,
+static int collect_obsolete(struct hpo_storage *st, sqlite3_stmt *stmt, int rc, bool reusable,
         struct hpo_error *err)
 {
     int r = 0;
@@ -353,7 +353,7 @@ static int collect_obsolete(struct hpo_storage *st, sqlite3_stmt *stmt, int rc,
     if (rc == SQLITE_OK) {
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
             if (hpo__blob_obsolete(&st->blobs, sqlite3_column_blob(stmt, 0),
-                        (size_t)sqlite3_column_bytes(stmt, 0)) < 0) {
+                        (size_t)sqlite3_column_bytes(stmt, 0), reusable) < 0) {
                 r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
                 break;
             }
@@ -389,7 +389,7 @@ static int run_param(struct hpo_storage *st, const struct hpo_op *op, struct hpo
     bind_i64(&rc, stmt, 1, op->study_id);
     bind_i64(&rc, stmt, 2, op->number);
     bind_i64(&rc, stmt, 3, op->index);
-    r = collect_obsolete(st, stmt, rc, err);
+    r = collect_obsolete(st, stmt, rc, false, err);
     if (r < 0) {
         return r;
     }
@@ -426,7 +426,7 @@ static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
     int r;
 
     bind_i64(&rc, stmt, 1, op->study_id);
-    r = collect_obsolete(st, stmt, rc, err);
+    r = collect_obsolete(st, stmt, rc, true, err);
     if (r < 0) {
         return r;
     }
@@ -466,7 +466,7 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
         /* Its state and vectors in side files go once the delete commits. */
         stmt = st->s.study_refs;
         bind_i64(&rc, stmt, 1, op->study_id);
-        r = collect_obsolete(st, stmt, rc, err);
+        r = collect_obsolete(st, stmt, rc, false, err);
         if (r < 0) {
             return r;
         }
@@ -514,7 +514,7 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
         bind_i64(&rc, stmt, 1, op->study_id);
         bind_i64(&rc, stmt, 2, op->number);
         bind_i64(&rc, stmt, 3, op->index);
-        r = collect_obsolete(st, stmt, rc, err);
+        r = collect_obsolete(st, stmt, rc, false, err);
         if (r < 0) {
             return r;
         }
@@ -606,7 +606,7 @@ static bool commit_surely_failed(int xrc)
 /* One group transaction: every write of `batch`, each in its savepoint. */
 static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
 {
-    static const struct hpo_blob_mark all = { 0, 0 };
+    static const struct hpo_blob_mark all = { 0, 0, 0 };
     struct hpo_error err;
     bool unlink_files = true;
     uint64_t ok = 0;

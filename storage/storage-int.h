@@ -64,6 +64,7 @@ size_t hpo__storage_queued(struct hpo_storage *st);
 #define HPO_BLOB_MAGIC    "HPOBLOB1:"
 #define HPO_BLOB_REF_MAX  128
 #define HPO_BLOB_NAME_MAX 40
+#define HPO_BLOB_SPARES   2
 
 struct hpo_blob_ref {
     char name[HPO_BLOB_NAME_MAX]; /* "s<study id>-<counter, 16 hex digits>" */
@@ -86,11 +87,29 @@ struct hpo_blobs {
     uint64_t next; /* the counter of the next file; names are never reused */
     struct hpo_blob_names created;  /* files the current batch wrote */
     struct hpo_blob_names obsolete; /* files the current batch's writes replaced */
+    struct hpo_blob_names reusable; /* replaced files no reader opens (sampler states) */
+    /*
+    ** Unreferenced files kept for the next big write, which renames one to
+    ** its fresh name and overwrites it: cached pages and allocated blocks
+    ** make that several times cheaper than a new file. Oldest first.
+    */
+    struct {
+        char name[HPO_BLOB_NAME_MAX];
+        size_t len;
+    } spare[HPO_BLOB_SPARES];
+    size_t n_spare;
+    /*
+    ** New files still open: their writeback was started, and the next write
+    ** drops their pages from the page cache, so write-once vectors do not
+    ** grow it and the next file reuses the same memory.
+    */
+    int written[HPO_BLOB_SPARES];
+    size_t n_written;
 };
 
 /* Where a write started in the batch's lists, to undo just that write. */
 struct hpo_blob_mark {
-    size_t created, obsolete;
+    size_t created, obsolete, reusable;
 };
 
 /*
@@ -141,8 +160,12 @@ int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const v
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,
         struct hpo_error *err);
 
-/* If the old cell `value` is a reference, its file is unlinked once the batch commits. */
-int hpo__blob_obsolete(struct hpo_blobs *b, const void *value, size_t len);
+/*
+** If the old cell `value` is a reference, its file is unlinked once the batch
+** commits, or, when `reusable` (no reader ever opens it: a sampler state),
+** kept as a spare for a later write to overwrite.
+*/
+int hpo__blob_obsolete(struct hpo_blobs *b, const void *value, size_t len, bool reusable);
 
 /* Mark where a write starts; undo unlinks the files it created and forgets its obsoletes. */
 void hpo__blobs_mark(const struct hpo_blobs *b, struct hpo_blob_mark *mark);
@@ -157,7 +180,7 @@ int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err);
 /* Whether the batch has files to forget or unlink. */
 bool hpo__blobs_pending(const struct hpo_blobs *b);
 
-/* After a commit: unlink the files the batch made obsolete, and clear both lists. */
+/* After a commit: unlink (or keep as spares) the files the batch made obsolete; clear the lists. */
 void hpo__blobs_finish(struct hpo_blobs *b);
 
 /* XXH64 with seed 0 (exposed for the unit test's known vectors). */

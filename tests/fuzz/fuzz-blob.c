@@ -52,7 +52,7 @@ static void fuzz_blob_ref(const uint8_t *data, size_t size)
     memset(&ref, 0xa5, sizeof(ref));
     if (!hpo__blob_parse(data, size, &ref)) {
         /* Not a reference: an inline value, unless it looks like one (then it is in a file). */
-        CHECK(hpo__blob_obsolete(&b, data, size) == 0);
+        CHECK(hpo__blob_obsolete(&b, data, size, false) == 0);
         CHECK(b.obsolete.n == 0);
         return;
     }
@@ -77,7 +77,7 @@ static void fuzz_blob_ref(const uint8_t *data, size_t size)
     CHECK(strcmp(ref.name, again.name) == 0 && ref.counter == again.counter &&
             ref.len == again.len && ref.hash == again.hash);
     /* A reference cell makes its file obsolete. */
-    CHECK(hpo__blob_obsolete(&b, data, size) == 0);
+    CHECK(hpo__blob_obsolete(&b, data, size, false) == 0);
     CHECK(b.obsolete.n == 1);
     hpo__blobs_close(&b);
 }
