@@ -1603,20 +1603,47 @@ static void test_replace_unlinks_old_file(void **state)
     assert_string_equal(names[0], first[0]);
     assert_string_equal(names[1], first[1]);
 
-    /* The state replaced by another big one: one new file, the old one gone. */
+    /*
+    ** The state replaced by another big one: one new file; the old one, which
+    ** nothing references now, is kept as a spare for the next state.
+    */
     {
         struct hpo_op ops[] = { op_state(1, b, len) };
 
         write_ok(st, ops, 1);
     }
     settle(st);
-    assert_int_equal(count_files(f), 2);
+    assert_int_equal(count_files(f), 3);
     raw_text(f->path, "SELECT sampler_state FROM studies", ref, sizeof(ref));
     ref_name(ref, new_state, sizeof(new_state));
     assert_string_not_equal(new_state, old_state);
     assert_true(file_exists(f, new_state));
-    assert_false(file_exists(f, old_state));
+    assert_true(file_exists(f, old_state));
     assert_true(file_exists(f, vec_file));
+
+    /* The next state overwrites the spare under a fresh name: still three files. */
+    {
+        struct hpo_op ops[] = { op_state(1, a, len) };
+
+        write_ok(st, ops, 1);
+    }
+    settle(st);
+    assert_int_equal(count_files(f), 3);
+    raw_text(f->path, "SELECT sampler_state FROM studies", ref, sizeof(ref));
+    ref_name(ref, names[0], sizeof(names[0]));
+    assert_string_not_equal(names[0], old_state);
+    assert_string_not_equal(names[0], new_state);
+    assert_true(file_exists(f, names[0]));
+    assert_false(file_exists(f, old_state));
+    assert_true(file_exists(f, new_state));
+    /* Closing removes the spares; the rewritten file reads back as `a`. */
+    hpo_storage_close(st);
+    assert_int_equal(count_files(f), 2);
+    load_all(f->path, &d);
+    assert_int_equal(d.v[0].len, len);
+    assert_memory_equal(d.v[0].bytes, a, len);
+    dump_free(&d);
+    st = open_started(f->path);
 
     /* The vector replaced by a scalar (a shared vector's reference), the state by a small one. */
     {
@@ -1625,8 +1652,9 @@ static void test_replace_unlinks_old_file(void **state)
         write_ok(st, ops, 2);
     }
     settle(st);
-    assert_int_equal(count_files(f), 0);
+    assert_int_equal(count_files(f), 1); /* the replaced state, a spare */
     hpo_storage_close(st);
+    assert_int_equal(count_files(f), 0);
 
     load_all(f->path, &d);
     assert_int_equal(d.n, 3);
@@ -1726,8 +1754,9 @@ static void test_study_delete_unlinks_files(void **state)
         write_ok(st, &clear, 1);
     }
     settle(st);
-    assert_int_equal(count_files(f), 1);
+    assert_int_equal(count_files(f), 2); /* the vector, and the cleared state as a spare */
     hpo_storage_close(st);
+    assert_int_equal(count_files(f), 1);
 
     load_all(f->path, &d);
     assert_int_equal(d.n, 3);
