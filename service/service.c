@@ -350,29 +350,80 @@ static int commit(struct hpo_service *svc, struct opbuf *b, struct hpo_error *er
 }
 
 /*
-** Rolling back a stateful sampler after a failed write: the study keeps a
-** copy of the last state blob that was committed (or the initial state), and
-** loads it back. No save() is needed before each call.
+** Sampler states of this many bytes or more are not kept in memory for
+** rollback (for a 10^6-element gradient study that copy is three vectors):
+** storage has them, and a rollback reads the committed one back.
 */
-static void sampler_rollback(struct study *s)
+#define STATE_KEEP_MAX ((size_t)1 << 20)
+
+/*
+** Rolling back a stateful sampler after a failed write or sampler call: load
+** the last committed (or initial) state again, from the copy the study keeps
+** or from storage. If storage cannot give it, the sampler is marked stale
+** and its study's asks and tells answer `unavailable` until a retry reads it.
+*/
+static void sampler_rollback(struct hpo_service *svc, struct study *s)
 {
-    if (s->sampler_type->load != NULL && s->state_blob != NULL) {
-        (void)s->sampler_type->load(s->sampler, s->state_blob, s->state_len);
+    struct hpo_error err;
+    void *blob = NULL;
+    size_t len = 0;
+
+    if (s->sampler_type->load == NULL) {
+        return;
     }
+    if (!s->state_on_disk) {
+        if (s->state_blob != NULL) {
+            (void)s->sampler_type->load(s->sampler, s->state_blob, s->state_len);
+        }
+        return;
+    }
+    hpo_error_clear(&err);
+    s->sampler_stale = svc->reader == NULL ||
+            hpo_storage_read_state(svc->reader, s->id, &blob, &len, &err) < 0 ||
+            blob == NULL || s->sampler_type->load(s->sampler, blob, len) < 0;
+    free(blob);
 }
 
-/* After a successful commit that carried `blob`, keep it as the last committed state. */
-static void sampler_committed(struct study *s, void **blob, size_t len)
+/* Before a call that changes the sampler: 0, or -EIO (unavailable) while it is stale. */
+static int sampler_ready(struct hpo_service *svc, struct study *s, struct hpo_error *err)
+{
+    if (s->sampler_stale) {
+        sampler_rollback(svc, s);
+    }
+    if (s->sampler_stale) {
+        return hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL,
+                "the sampler state of study '%s' could not be read back from storage", s->name);
+    }
+    return 0;
+}
+
+/*
+** After a successful commit that carried `blob`, keep it as the last
+** committed state; a big one is only on disk, and its buffer is kept for the
+** next save() to write into.
+*/
+static void sampler_committed(struct hpo_service *svc, struct study *s, void **blob, size_t len)
 {
     if (*blob == NULL) {
         return;
     }
     free(s->spare_blob);
-    s->spare_blob = s->state_blob;
-    s->spare_cap = s->state_cap;
-    s->state_blob = *blob;
-    s->state_len = len;
-    s->state_cap = len;
+    if (len >= STATE_KEEP_MAX && svc->reader != NULL) {
+        free(s->state_blob);
+        s->state_blob = NULL;
+        s->state_len = 0;
+        s->state_cap = 0;
+        s->state_on_disk = true;
+        s->spare_blob = *blob;
+        s->spare_cap = len;
+    } else {
+        s->spare_blob = s->state_blob;
+        s->spare_cap = s->state_cap;
+        s->state_blob = *blob;
+        s->state_len = len;
+        s->state_cap = len;
+        s->state_on_disk = false;
+    }
     *blob = NULL;
 }
 
@@ -528,7 +579,11 @@ static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
     if (state != NULL && s->sampler_type->load != NULL &&
             s->sampler_type->load(s->sampler, state, state_len) == 0) {
         free(s->state_blob);
-        s->state_blob = malloc(state_len ? state_len : 1);
+        s->state_blob = NULL;
+        s->state_on_disk = state_len >= STATE_KEEP_MAX && L->svc->reader != NULL;
+        if (!s->state_on_disk) {
+            s->state_blob = malloc(state_len ? state_len : 1);
+        }
         if (s->state_blob != NULL) {
             memcpy(s->state_blob, state, state_len);
             s->state_len = state_len;
@@ -1039,6 +1094,9 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     if (s == NULL) {
         return;
     }
+    if (sampler_ready(svc, s, err) < 0) {
+        goto out;
+    }
     t = oldest_waiting(s);
     if (t == NULL && s->max_trials >= 0 &&
             (int64_t)(s->history.n_trials - s->history.count[HPO_STATE_FAILED]) >= s->max_trials) {
@@ -1063,7 +1121,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     if (sample) {
         int64_t number = t ? t->number : (int64_t)s->history.n_trials;
         if (run_sampler(svc, s, number, unit, err) < 0) {
-            sampler_rollback(s);
+            sampler_rollback(svc, s);
             goto out;
         }
         merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
@@ -1071,7 +1129,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     if (t == NULL) {
         t = hpo_history_append_point(&s->history, HPO_STATE_RUNNING, point);
         if (t == NULL) {
-            sampler_rollback(s);
+            sampler_rollback(svc, s);
             hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
             goto out;
         }
@@ -1093,7 +1151,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
             if (hpo_trial_own_point(t, s->space->dim) < 0) {
                 old_point->refs--;
                 old_point = NULL;
-                sampler_rollback(s);
+                sampler_rollback(svc, s);
                 hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
                 goto out;
             }
@@ -1114,7 +1172,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
         op_sampler_state(&b, s, &blob, &blob_len);
     }
     if (commit(svc, &b, err) < 0) {
-        sampler_rollback(s);
+        sampler_rollback(svc, s);
         if (fresh) {
             hpo_history_pop(&s->history);
         } else {
@@ -1134,7 +1192,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
         }
         goto out;
     }
-    sampler_committed(s, &blob, blob_len);
+    sampler_committed(svc, s, &blob, blob_len);
     free(old_worker);
     trial_changed(s, t);
     reply(req, 201, trial_to_json(s, t));
@@ -1363,7 +1421,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     if (s == NULL) {
         return;
     }
-    t = trial_lookup(s, req);
+    t = sampler_ready(svc, s, err) < 0 ? NULL : trial_lookup(s, req);
     if (t == NULL) {
         goto out;
     }
@@ -1428,7 +1486,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     op_sampler_state(&b, s, &blob, &blob_len);
     if (commit(svc, &b, err) < 0) {
-        sampler_rollback(s);
+        sampler_rollback(svc, s);
         hpo_history_set_state(&s->history, t, HPO_STATE_RUNNING);
         t->value = NAN;
         t->completed_at = 0;
@@ -1439,7 +1497,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
         }
         goto out;
     }
-    sampler_committed(s, &blob, blob_len);
+    sampler_committed(svc, s, &blob, blob_len);
     take_binary_gradients(s, t->number, NULL, true);
     trial_changed(s, t);
     reply(req, 200, trial_to_json(s, t));

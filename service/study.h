@@ -48,6 +48,8 @@ struct study {
     size_t n_running, cap_running;
     void *state_blob; /* the sampler state last committed (or initial), for rollback */
     size_t state_len, state_cap;
+    bool state_on_disk;  /* the committed state is too big to keep: rollback reads it back */
+    bool sampler_stale;  /* a rollback could not read it: the sampler's memory is not trusted */
     void *spare_blob; /* a buffer save() may reuse (capacity spare_cap) */
     size_t spare_cap;
     struct pending_gradient *grads;

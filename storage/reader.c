@@ -179,3 +179,54 @@ int hpo_storage_read_vector(struct hpo_storage_reader *rd, int64_t study_id, int
     pthread_mutex_unlock(&rd->lock);
     return r;
 }
+
+int hpo_storage_read_state(struct hpo_storage_reader *rd, int64_t study_id, void **ret,
+        size_t *ret_len, struct hpo_error *err)
+{
+    static const char sql[] = "SELECT sampler_state FROM studies WHERE id = ?1";
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+    int r;
+
+    *ret = NULL;
+    *ret_len = 0;
+    pthread_mutex_lock(&rd->lock);
+    r = reader_open(rd, err);
+    if (r == 0) {
+        rc = sqlite3_prepare_v2(rd->db, sql, -1, &stmt, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(stmt, 1, study_id);
+            rc = sqlite3_step(stmt);
+        }
+        if (rc == SQLITE_DONE) {
+            r = hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL, "study %lld is not stored",
+                    (long long)study_id);
+        } else if (rc != SQLITE_ROW) {
+            r = hpo__storage_error(rd->db, rc, "reading a sampler state", err);
+        } else if (sqlite3_column_type(stmt, 0) == SQLITE_BLOB) {
+            const void *blob = sqlite3_column_blob(stmt, 0);
+            size_t bytes = (size_t)sqlite3_column_bytes(stmt, 0);
+            struct hpo_blob_ref ref;
+            bool in_file = hpo__blob_parse(blob, bytes, &ref);
+            size_t len = in_file ? ref.len : bytes;
+
+            *ret = malloc(len ? len : 1);
+            if (*ret == NULL) {
+                r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            } else if (in_file) {
+                r = hpo__blob_read(&rd->blobs, &ref, *ret, err);
+            } else {
+                memcpy(*ret, blob, bytes);
+            }
+            if (r < 0) {
+                free(*ret);
+                *ret = NULL;
+            } else {
+                *ret_len = len;
+            }
+        }
+    }
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&rd->lock);
+    return r;
+}

@@ -30,4 +30,12 @@ void hpo_storage_reader_destroy(struct hpo_storage_reader *rd);
 int hpo_storage_read_vector(struct hpo_storage_reader *rd, int64_t study_id, int64_t number,
         int64_t index, double *ret, size_t len, struct hpo_error *err);
 
+/*
+** Read study `study_id`'s committed sampler state into a malloc'd *ret
+** (*ret NULL when it has none). Returns 0, -ENOENT (not_found) when the study
+** is not stored, or a negative errno with `err` (unavailable or internal).
+*/
+int hpo_storage_read_state(struct hpo_storage_reader *rd, int64_t study_id, void **ret,
+        size_t *ret_len, struct hpo_error *err);
+
 #endif

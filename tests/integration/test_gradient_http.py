@@ -174,5 +174,64 @@ def bad_gradients_change_nothing(exe):
         check(d.snapshot() == before, "a rejected gradient changed state")
 
 
+
+@tap.test
+def big_state_rolls_back_from_disk(exe):
+    """A state of over 1 MiB (adam on 60,000 elements) is kept only on disk: a tell whose
+    write fails (another process holds the write lock) answers 503 and the sampler reads
+    its committed state back, so the retried tell and the next ask give exactly what a
+    study that never failed gives."""
+    import sqlite3
+    n = 60000
+    a = [2.0 + (i % 5) for i in range(n)]
+    octet = {"Content-Type": "application/octet-stream"}
+
+    def ask_vector(d, name):
+        t = d.post("/v1/studies/%s/ask" % name).expect(201)
+        return t["number"], d.get(t["params"]["lam"]["href"]).body
+
+    def upload(d, name, number, body):
+        r = d.request("PUT", "/v1/studies/%s/trials/%d/gradient/lam" % (name, number),
+                      body=body, headers=octet)
+        check(r.status == 204, "gradient upload: %d" % r.status)
+
+    with Daemon(exe) as d:
+        for name in ("fails", "twin"):
+            study(d, name, {"optimizer": "adam", "lr": 0.1, "seed": 7},
+                  params=[dict(LAM, size=n)])
+        rounds = []
+        for name in ("fails", "twin"):
+            number, raw = ask_vector(d, name)
+            lam = struct.unpack("<%dd" % n, raw)
+            grad = struct.pack("<%dd" % n, *[hypergrad(lam[i], a[i], 1.0)[1] for i in range(n)])
+            upload(d, name, number, grad)
+            d.post("/v1/studies/%s/trials/%d/tell" % (name, number), {"value": 1.0}).expect(200)
+            rounds.append((number, raw, grad))
+        check(rounds[0][1] == rounds[1][1], "the twins start at the same point")
+        number, raw = ask_vector(d, "fails")
+        lam = struct.unpack("<%dd" % n, raw)
+        grad = struct.pack("<%dd" % n, *[hypergrad(lam[i], a[i], 1.0)[1] for i in range(n)])
+        upload(d, "fails", number, grad)
+        before = d.snapshot()
+        db = sqlite3.connect(d.db, timeout=10, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            r = d.post("/v1/studies/fails/trials/%d/tell" % number, {"value": 1.0})
+            r.expect_error(503, "unavailable", None, "tell while the database is locked")
+            check(d.snapshot() == before, "the failed tell changed the state")
+        finally:
+            db.rollback()
+            db.close()
+        d.post("/v1/studies/fails/trials/%d/tell" % number, {"value": 1.0}).expect(200)
+        twin_number, twin_raw = ask_vector(d, "twin")
+        check(twin_raw == raw, "the twins' second points differ")
+        upload(d, "twin", twin_number, grad)
+        d.post("/v1/studies/twin/trials/%d/tell" % twin_number, {"value": 1.0}).expect(200)
+        _, third = ask_vector(d, "fails")
+        _, twin_third = ask_vector(d, "twin")
+        check(third == twin_third, "after the rolled-back tell the iterate left the twin's path")
+        check(third != raw, "the retried tell did not step")
+
+
 if __name__ == "__main__":
     sys.exit(tap.run(exe_from_argv()))
