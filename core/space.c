@@ -726,6 +726,32 @@ double hpo_param_from_unit(const struct hpo_param *p, double u)
     return hpo_param_snap(p, w);
 }
 
+void hpo_param_from_unit_n(const struct hpo_param *p, const double *unit, double *out, size_t n)
+{
+    const double ulow = p->ulow, range = p->uhigh - p->ulow, low = p->low, high = p->high;
+
+    if (p->type != HPO_PARAM_FLOAT || p->step != 0.0) {
+        for (size_t i = 0; i < n; i++) {
+            out[i] = hpo_param_from_unit(p, unit[i]);
+        }
+        return;
+    }
+    /* The same arithmetic as hpo_param_from_unit(), with the branches on p hoisted. */
+    for (size_t i = 0; i < n; i++) {
+        double u = unit[i];
+        double w;
+        if (!(u > 0.0 && u < 1.0)) {
+            out[i] = isnan(u) ? NAN : (u <= 0.0 ? low : high);
+            continue;
+        }
+        w = ulow + u * range;
+        if (p->log) {
+            w = exp(w);
+        }
+        out[i] = w < low ? low : (w > high ? high : w);
+    }
+}
+
 bool hpo_param_valid(const struct hpo_param *p, double value)
 {
     if (!isfinite(value)) {

@@ -86,6 +86,9 @@ double hpo_param_to_unit(const struct hpo_param *p, double value);
 /* Unit coordinate -> valid value (grid snapped, clipped; categorical index). */
 double hpo_param_from_unit(const struct hpo_param *p, double u);
 
+/* hpo_param_from_unit() of n coordinates (a vector's), bit for bit the same, faster. */
+void hpo_param_from_unit_n(const struct hpo_param *p, const double *unit, double *out, size_t n);
+
 /* Snap an arbitrary value onto the param's grid and bounds (ints and steps). */
 double hpo_param_snap(const struct hpo_param *p, double value);
 

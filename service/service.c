@@ -1000,14 +1000,14 @@ static void merge_suggestion(const struct hpo_space *space, const double *fixed,
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         bool active = hpo_space_active(space, i, out);
-        for (size_t j = p->offset; j < p->offset + p->width; j++) {
-            if (!active) {
+        if (!active) {
+            for (size_t j = p->offset; j < p->offset + p->width; j++) {
                 out[j] = NAN;
-            } else if (fixed != NULL && !isnan(fixed[p->offset])) {
-                out[j] = fixed[j];
-            } else {
-                out[j] = hpo_param_from_unit(p, unit[j]);
             }
+        } else if (fixed != NULL && !isnan(fixed[p->offset])) {
+            memcpy(&out[p->offset], &fixed[p->offset], p->width * sizeof(double));
+        } else {
+            hpo_param_from_unit_n(p, &unit[p->offset], &out[p->offset], p->width);
         }
         /*
         ** Canonical unit coordinates for scalars; a vector keeps the sampler's

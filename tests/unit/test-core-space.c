@@ -1273,6 +1273,49 @@ static void test_values_stepped_edges(void **unused)
     hpo_space_destroy(space);
 }
 
+/* The vector decode gives bit for bit what decoding one coordinate at a time gives. */
+static void test_from_unit_n_matches(void **unused)
+{
+    static const char *const params[] = {
+        "{'name':'a','type':'float','low':1e-3,'high':1e3,'log':true,'size':64}",
+        "{'name':'a','type':'float','low':-2.5,'high':7,'size':64}",
+        "{'name':'a','type':'float','low':0,'high':1,'step':0.1,'size':64}",
+        "{'name':'a','type':'int','low':1,'high':1000,'log':true}",
+    };
+    double unit[64], one[64], many[64];
+    uint64_t x = 88172645463325252ull;
+
+    (void)unused;
+    for (size_t k = 0; k < sizeof(params) / sizeof(params[0]); k++) {
+        struct hpo_space *space = parse1(params[k]);
+        const struct hpo_param *p = &space->params[0];
+        for (size_t i = 0; i < 64; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            unit[i] = (double)(x >> 11) * 0x1.0p-53;
+        }
+        /* Edges and outside values: clamped, and NaN stays NaN. */
+        unit[0] = 0.0;
+        unit[1] = 1.0;
+        unit[2] = -0.0;
+        unit[3] = -0.25;
+        unit[4] = 1.5;
+        unit[5] = NAN;
+        unit[6] = 0x1.0p-60;
+        unit[7] = 1.0 - 0x1.0p-53;
+        for (size_t i = 0; i < 64; i++) {
+            one[i] = hpo_param_from_unit(p, unit[i]);
+        }
+        hpo_param_from_unit_n(p, unit, many, 64);
+        assert_memory_equal(one, many, sizeof(one));
+        assert_true(isnan(many[5]));
+        assert_true(many[0] == p->low && many[1] == p->high && many[3] == p->low &&
+                many[4] == p->high);
+        hpo_space_destroy(space);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1304,6 +1347,7 @@ int main(void)
         cmocka_unit_test(test_values_from_json),
         cmocka_unit_test(test_values_categorical_kinds),
         cmocka_unit_test(test_values_stepped_edges),
+        cmocka_unit_test(test_from_unit_n_matches),
     };
     return cmocka_run_group_tests_name("core-space", tests, NULL, NULL);
 }
