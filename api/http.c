@@ -83,6 +83,8 @@ struct req {
     int status;
     char *out;
     size_t out_len;
+    void (*out_free)(void *cls); /* set: `out` is borrowed, released by out_free(out_cls) */
+    void *out_cls;
     const char *content_type;
     const char *allow;
 };
@@ -102,9 +104,21 @@ static struct req *req_of_job(struct hpo_job *job)
 
 /* ---- replies ----------------------------------------------------------- */
 
+static void release_out(struct req *rq)
+{
+    if (rq->out_free != NULL) {
+        rq->out_free(rq->out_cls);
+    } else {
+        free(rq->out);
+    }
+    rq->out = NULL;
+    rq->out_free = NULL;
+    rq->out_cls = NULL;
+}
+
 static void set_reply(struct req *rq, int status, char *out, size_t len, const char *type)
 {
-    free(rq->out);
+    release_out(rq);
     rq->status = status;
     rq->out = out;
     rq->out_len = len;
@@ -158,12 +172,20 @@ static enum MHD_Result queue_reply(struct req *rq)
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    resp = MHD_create_response_from_buffer(rq->out_len, rq->out ? rq->out : (void *)"",
-            rq->out ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (rq->out_free != NULL) {
+        /* Sent straight from the owner's memory, released when MHD is done with it. */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(rq->out_len, rq->out,
+                rq->out_free, rq->out_cls);
+    } else {
+        resp = MHD_create_response_from_buffer(rq->out_len, rq->out ? rq->out : (void *)"",
+                rq->out ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    }
     if (resp == NULL) {
         return MHD_NO;
     }
     rq->out = NULL;
+    rq->out_free = NULL;
+    rq->out_cls = NULL;
     if (rq->content_type != NULL && rq->status != 204) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->content_type);
     }
@@ -402,7 +424,11 @@ static void build_reply(struct req *rq)
         bool csv = sr->op == HPO_SVC_TRIALS_LIST;
         set_reply(rq, sr->status, sr->text, sr->text_len,
                 csv ? "text/csv; charset=utf-8" : "application/octet-stream");
+        rq->out_free = sr->text_free;
+        rq->out_cls = sr->text_cls;
         sr->text = NULL;
+        sr->text_free = NULL;
+        sr->text_cls = NULL;
     } else if (sr->reply != NULL) {
         set_json(rq, sr->status, sr->reply);
         sr->reply = NULL;
@@ -437,7 +463,15 @@ static void job_work(struct hpo_job *job)
     sr->body = rq->json;
     sr->data = rq->body;
     sr->data_len = rq->len;
+    sr->data_owned = rq->body;
     hpo_service_execute(rq->api->cfg.service, sr);
+    if (sr->data_owned == NULL && rq->body != NULL) {
+        /* The service kept the body (a gradient upload): no copy was made. */
+        rq->body = NULL;
+        rq->len = 0;
+        rq->cap = 0;
+    }
+    sr->data = NULL;
     /* Encoding the reply here keeps JSON work off the event-loop thread. */
     build_reply(rq);
 }
@@ -756,7 +790,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
             rq->status, us, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
     json_decref(rq->json);
     hpo_svc_request_finish(&rq->sreq);
-    free(rq->out);
+    release_out(rq);
     free(rq->body);
     free(rq->path);
     free(rq->study);
@@ -810,7 +844,8 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
             on_completed, api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024), MHD_OPTION_END);
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(64 * 1024), MHD_OPTION_END);
     if (api->mhd == NULL) {
         free(api);
         return hpo_error_set(err, -EADDRINUSE, HPO_UNAVAILABLE, "listen",

@@ -6,6 +6,7 @@
 #ifndef HPO_CORE_HISTORY_H
 #define HPO_CORE_HISTORY_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,7 +42,7 @@ struct hpo_report {
 ** A shared point is never written; replace it (hpo_trial_own_point) first.
 */
 struct hpo_point {
-    size_t refs;
+    atomic_size_t refs; /* atomic: a reply being sent may hold one (released on the HTTP thread) */
     size_t dim; /* data holds 2 * dim doubles */
     double data[];
 };

@@ -1019,6 +1019,63 @@ static void forget_old_versions(struct gradient_state *st)
     }
 }
 
+/*
+** The update of coordinates [lo, hi) of one param. Everything loop-invariant
+** is read into locals first and the arrays are restrict, so the compiler
+** keeps the constants in registers (through st it must reload them after
+** every store to a double).
+*/
+static void step_range(struct gradient_state *st, const struct gparam *g, const struct gsrc *s,
+        double lr_t, double inv_b1t, double inv_sqrt_b2t, size_t lo, size_t hi)
+{
+    double *restrict u = st->u;
+    double *restrict m = st->m;
+    double *restrict v = st->v;
+    double *restrict dprev = st->dprev;
+    const double b1 = st->beta1, b2 = st->beta2, eps = st->eps, mom = st->momentum;
+    const double ulo = g->ulo, uhi = g->uhi;
+    const struct gsrc src = *s;
+    const struct gparam gp = *g;
+    const bool nesterov = st->nesterov;
+
+    switch (st->optimizer) {
+    case OPT_ADAM:
+        for (size_t j = lo; j < hi; j++) {
+            double gh = src_at(&src, &gp, j);
+            double d;
+            m[j] = b1 * m[j] + (1.0 - b1) * gh;
+            v[j] = b2 * v[j] + (1.0 - b2) * gh * gh;
+            d = m[j] * inv_b1t / (sqrt(v[j]) * inv_sqrt_b2t + eps);
+            u[j] = clampd(u[j] - lr_t * d, ulo, uhi);
+            if (dprev != NULL) {
+                dprev[j] = d;
+            }
+        }
+        break;
+    case OPT_MOMENTUM:
+        for (size_t j = lo; j < hi; j++) {
+            double gh = src_at(&src, &gp, j);
+            double d;
+            m[j] = mom * m[j] + gh;
+            d = nesterov ? gh + mom * m[j] : m[j];
+            u[j] = clampd(u[j] - lr_t * d, ulo, uhi);
+            if (dprev != NULL) {
+                dprev[j] = d;
+            }
+        }
+        break;
+    default:
+        for (size_t j = lo; j < hi; j++) {
+            double d = src_at(&src, &gp, j);
+            u[j] = clampd(u[j] - lr_t * d, ulo, uhi);
+            if (dprev != NULL) {
+                dprev[j] = d;
+            }
+        }
+        break;
+    }
+}
+
 /* One optimizer step t = k+1 with ĝ from `s` (section 7.3 step 6). */
 static void apply_step(struct gradient_state *st, const struct hpo_space *space,
         const struct gsrc *s, uint64_t n_trials)
@@ -1055,31 +1112,9 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
     }
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
-        const struct gparam *g = &st->gp[i];
-        if (!is_diff(st, i)) {
-            continue;
-        }
-        for (size_t j = p->offset; j < p->offset + p->width; j++) {
-            double gh = src_at(s, g, j);
-            double d;
-            switch (st->optimizer) {
-            case OPT_ADAM:
-                st->m[j] = st->beta1 * st->m[j] + (1.0 - st->beta1) * gh;
-                st->v[j] = st->beta2 * st->v[j] + (1.0 - st->beta2) * gh * gh;
-                d = st->m[j] * inv_b1t / (sqrt(st->v[j]) * inv_sqrt_b2t + st->eps);
-                break;
-            case OPT_MOMENTUM:
-                st->m[j] = st->momentum * st->m[j] + gh;
-                d = st->nesterov ? gh + st->momentum * st->m[j] : st->m[j];
-                break;
-            default:
-                d = gh;
-                break;
-            }
-            st->u[j] = clampd(st->u[j] - lr_t * d, g->ulo, g->uhi);
-            if (st->dprev != NULL) {
-                st->dprev[j] = d;
-            }
+        if (is_diff(st, i)) {
+            step_range(st, &st->gp[i], s, lr_t, inv_b1t, inv_sqrt_b2t, p->offset,
+                    p->offset + p->width);
         }
     }
     st->steps[st->k - st->steps_base] = n_trials;

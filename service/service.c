@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1818,6 +1819,12 @@ static const struct hpo_param *vector_param(struct study *s, struct hpo_svc_requ
     return &s->space->params[i];
 }
 
+/* The text_free of a reply sent from a trial's point. */
+static void release_point(void *point)
+{
+    hpo_point_release(point);
+}
+
 static void op_param_get(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     struct study *s = study_acquire(svc, req);
@@ -1842,6 +1849,18 @@ static void op_param_get(struct hpo_service *svc, struct hpo_svc_request *req)
         goto out;
     }
     n = p->width;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (!(t->thin && p->size > 0)) {
+        /* The wire format is the host's: send the trial's own values, holding its point. */
+        t->point->refs++;
+        req->text = (char *)(void *)&t->values[p->offset];
+        req->text_free = release_point;
+        req->text_cls = t->point;
+        req->text_len = n * sizeof(double);
+        req->status = 200;
+        goto out;
+    }
+#endif
     req->text = malloc(n * sizeof(double));
     if (req->text == NULL) {
         hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
@@ -1855,7 +1874,6 @@ static void op_param_get(struct hpo_service *svc, struct hpo_svc_request *req)
             goto out;
         }
     } else {
-        /* The wire format is little-endian float64, the host's on x86-64 and arm64. */
         memcpy(req->text, &t->values[p->offset], n * sizeof(double));
     }
     req->text_len = n * sizeof(double);
@@ -1899,19 +1917,27 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
                 n, req->data_len);
         goto out;
     }
-    copy = malloc(n * sizeof(double));
-    if (copy == NULL) {
-        hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    memcpy(copy, src, n * sizeof(double));
     for (size_t k = 0; k < n; k++) {
-        if (!isfinite(copy[k])) {
-            free(copy);
+        if (!isfinite(src[k])) {
             hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
                     "element %zu is not finite", k);
             goto out;
         }
+    }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (req->data_owned == req->data && ((uintptr_t)req->data % _Alignof(double)) == 0) {
+        /* Keep the request's own buffer: no copy of a 10^6-element gradient. */
+        copy = req->data_owned;
+        req->data_owned = NULL;
+    } else
+#endif
+    {
+        copy = malloc(n * sizeof(double));
+        if (copy == NULL) {
+            hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        memcpy(copy, src, n * sizeof(double));
     }
     /* A second upload for the same trial and param replaces the first. */
     for (size_t i = 0; i < s->n_grads; i++) {
@@ -2009,8 +2035,14 @@ void hpo_svc_request_finish(struct hpo_svc_request *req)
 {
     json_decref(req->reply);
     req->reply = NULL;
-    free(req->text);
+    if (req->text_free != NULL) {
+        req->text_free(req->text_cls);
+    } else {
+        free(req->text);
+    }
     req->text = NULL;
+    req->text_free = NULL;
+    req->text_cls = NULL;
 }
 
 /* Fail expired trials of one study (locked); re-queue per max_retries. */

@@ -48,6 +48,7 @@ struct hpo_svc_request {
     const json_t *body;  /* parsed JSON object (borrowed); NULL = {} */
     const void *data;    /* binary body (borrowed) */
     size_t data_len;
+    void *data_owned;    /* the malloc'd buffer `data` is, if any: the service may take it (NULL) */
     int state_filter;    /* trials list: -1 = all */
     int64_t limit, offset;
     bool csv;
@@ -56,6 +57,13 @@ struct hpo_svc_request {
     json_t *reply;       /* new reference, NULL for 204 or errors */
     char *text;          /* CSV or binary reply (malloc'd), with text_len */
     size_t text_len;
+    /*
+    ** When set, `text` is borrowed, not malloc'd: call text_free(text_cls)
+    ** (from any thread) once it has been sent. Binary vector replies use it
+    ** to send a trial's values without copying them.
+    */
+    void (*text_free)(void *cls);
+    void *text_cls;
     struct hpo_error err; /* on error */
 };
 
