@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "space.h"
 
 /*
@@ -726,18 +727,29 @@ double hpo_param_from_unit(const struct hpo_param *p, double u)
     return hpo_param_snap(p, w);
 }
 
-void hpo_param_from_unit_n(const struct hpo_param *p, const double *unit, double *out, size_t n)
+struct decode_job {
+    const struct hpo_param *p;
+    const double *unit;
+    double *out;
+};
+
+static void decode_range(void *ctx, size_t lo, size_t hi)
 {
+    const struct decode_job *job = ctx;
+    const struct hpo_param *p = job->p;
     const double ulow = p->ulow, range = p->uhigh - p->ulow, low = p->low, high = p->high;
+    const bool log_scale = p->log;
+    const double *unit = job->unit;
+    double *out = job->out;
 
     if (p->type != HPO_PARAM_FLOAT || p->step != 0.0) {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             out[i] = hpo_param_from_unit(p, unit[i]);
         }
         return;
     }
     /* The same arithmetic as hpo_param_from_unit(), with the branches on p hoisted. */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = lo; i < hi; i++) {
         double u = unit[i];
         double w;
         if (!(u > 0.0 && u < 1.0)) {
@@ -745,11 +757,18 @@ void hpo_param_from_unit_n(const struct hpo_param *p, const double *unit, double
             continue;
         }
         w = ulow + u * range;
-        if (p->log) {
+        if (log_scale) {
             w = exp(w);
         }
         out[i] = w < low ? low : (w > high ? high : w);
     }
+}
+
+void hpo_param_from_unit_n(const struct hpo_param *p, const double *unit, double *out, size_t n)
+{
+    struct decode_job job = { p, unit, out };
+
+    hpo_parallel_for(n, HPO_PARALLEL_GRAIN, decode_range, &job);
 }
 
 bool hpo_param_valid(const struct hpo_param *p, double value)

@@ -45,6 +45,7 @@
 #include <string.h>
 
 #include "../core/history.h"
+#include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/space.h"
 #include "sampler.h"
@@ -806,20 +807,37 @@ static void told_set(struct gradient_state *st, uint64_t t)
 
 /* ---- suggest --------------------------------------------------------- */
 
+struct unit_job {
+    const struct hpo_param *p;
+    const struct gparam *g;
+    const double *u;
+    double *unit;
+};
+
+static void unit_range(void *ctx, size_t lo, size_t hi)
+{
+    const struct unit_job *job = ctx;
+    const struct hpo_param *p = job->p;
+    const struct gparam g = *job->g;
+
+    for (size_t j = lo; j < hi; j++) {
+        job->unit[j] = unit_of(p, &g, job->u[j]);
+    }
+}
+
 static void write_point(const struct gradient_state *st, const struct hpo_space *space,
         double *unit)
 {
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         const struct gparam *g = &st->gp[i];
+        if (st->active[i] && g->kind != KIND_FROZEN) {
+            struct unit_job job = { p, g, st->u + p->offset, unit + p->offset };
+            hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
+            continue;
+        }
         for (size_t j = p->offset; j < p->offset + p->width; j++) {
-            if (!st->active[i]) {
-                unit[j] = NAN;
-            } else if (g->kind == KIND_FROZEN) {
-                unit[j] = st->u[j];
-            } else {
-                unit[j] = unit_of(p, g, st->u[j]);
-            }
+            unit[j] = st->active[i] ? st->u[j] : NAN;
         }
     }
 }
@@ -1025,9 +1043,22 @@ static void forget_old_versions(struct gradient_state *st)
 ** keeps the constants in registers (through st it must reload them after
 ** every store to a double).
 */
-static void step_range(struct gradient_state *st, const struct gparam *g, const struct gsrc *s,
-        double lr_t, double inv_b1t, double inv_sqrt_b2t, size_t lo, size_t hi)
+struct step_job {
+    struct gradient_state *st;
+    const struct gparam *g;
+    const struct gsrc *s;
+    double lr_t, inv_b1t, inv_sqrt_b2t;
+    size_t offset; /* the param's first coordinate: ranges are relative to it */
+};
+
+static void step_range(void *ctx, size_t rlo, size_t rhi)
 {
+    const struct step_job *job = ctx;
+    struct gradient_state *st = job->st;
+    const struct gparam *g = job->g;
+    const struct gsrc *s = job->s;
+    const double lr_t = job->lr_t, inv_b1t = job->inv_b1t, inv_sqrt_b2t = job->inv_sqrt_b2t;
+    const size_t lo = job->offset + rlo, hi = job->offset + rhi;
     double *restrict u = st->u;
     double *restrict m = st->m;
     double *restrict v = st->v;
@@ -1113,8 +1144,8 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         if (is_diff(st, i)) {
-            step_range(st, &st->gp[i], s, lr_t, inv_b1t, inv_sqrt_b2t, p->offset,
-                    p->offset + p->width);
+            struct step_job job = { st, &st->gp[i], s, lr_t, inv_b1t, inv_sqrt_b2t, p->offset };
+            hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, step_range, &job);
         }
     }
     st->steps[st->k - st->steps_base] = n_trials;

@@ -164,7 +164,8 @@ def main():
         ["cc", "-O2", "-D_GNU_SOURCE", "-o", exe, os.path.join(HERE, "bench-sampler.c"),
          os.path.join(ROOT, "samplers", "gradient.c")] +
         [os.path.join(ROOT, "core", f + ".c") for f in ("error", "rng", "options", "space",
-                                                         "history")] + ["-ljansson", "-lm"])
+                                                         "history", "parallel")] +
+        ["-ljansson", "-lm", "-lpthread"])
     # E6 at N: sgd lr 1.0 must bring every element within 1e-9 of lam* in 100 steps.
     for opt, rounds in (("adam", args.rounds), ("sgd", 100)):
         subprocess.check_call([exe, str(args.n), str(rounds), opt])

@@ -1,0 +1,62 @@
+/*
+** parallel.c: hpo_parallel_for (see parallel.h).
+*/
+#include <pthread.h>
+#include <stdbool.h>
+#include <unistd.h>
+
+#include "parallel.h"
+
+#define MAX_PARTS 4
+
+struct part {
+    void (*fn)(void *ctx, size_t lo, size_t hi);
+    void *ctx;
+    size_t lo, hi;
+};
+
+static void *run_part(void *arg)
+{
+    struct part *p = arg;
+
+    p->fn(p->ctx, p->lo, p->hi);
+    return NULL;
+}
+
+static size_t cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : (n > MAX_PARTS ? MAX_PARTS : (size_t)n);
+}
+
+void hpo_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi),
+        void *ctx)
+{
+    struct part parts[MAX_PARTS];
+    pthread_t threads[MAX_PARTS];
+    bool started[MAX_PARTS] = { false };
+    size_t k = grain > 0 ? n / grain : n;
+
+    if (k > cpus()) {
+        k = cpus();
+    }
+    if (k <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    for (size_t i = 0; i < k; i++) {
+        parts[i] = (struct part){ fn, ctx, n / k * i, i + 1 == k ? n : n / k * (i + 1) };
+    }
+    for (size_t i = 1; i < k; i++) {
+        started[i] = pthread_create(&threads[i], NULL, run_part, &parts[i]) == 0;
+    }
+    run_part(&parts[0]);
+    for (size_t i = 1; i < k; i++) {
+        if (started[i]) {
+            pthread_join(threads[i], NULL);
+        } else {
+            run_part(&parts[i]);
+        }
+    }
+}
