@@ -1,9 +1,11 @@
 /*
 ** sqlite.c: the storage on SQLite: open and configure the connection, load
-** everything back at start, and the writer thread that group-commits writes.
+** everything back at start, and the group commit of writes.
 **
 ** The connection is opened NOMUTEX: until hpo_storage_start() it belongs to
-** the opening thread, afterwards to the writer thread alone. Large values go
+** the opening thread, afterwards to whichever thread holds the writer role
+** (`busy`, under `lock`): a submitter leading a batch, or the writer thread.
+** Large values go
 ** to side files (blobs.c); the writer writes them before the COMMIT that
 ** references them and unlinks replaced ones after it.
 */
@@ -147,6 +149,7 @@ struct hpo_storage {
     struct hpo_write **tail;
     size_t queued;
     size_t waiters; /* callers inside hpo_storage_write, for close */
+    bool busy;      /* a thread is running a batch (it alone uses db and blobs) */
     bool started;
     bool stopping;
     bool paused;
@@ -670,47 +673,77 @@ static void idle_wait(struct hpo_storage *st)
     (void)pthread_cond_timedwait(&st->wake, &st->lock, &ts);
 }
 
+/*
+** Run the queued writes as one batch (called with `lock` held, !busy, a
+** non-empty queue; returns with it held). Whoever finds the writer role free
+** takes it: a caller of hpo_storage_write with its own write queued (no
+** thread hop when the database is idle), or the writer thread after a pause.
+** Writes queued meanwhile wait for the next leader, one of their callers.
+*/
+static void lead_batch(struct hpo_storage *st)
+{
+    struct hpo_write *batch = st->head;
+    struct hpo_write *next;
+
+    st->busy = true;
+    st->head = NULL;
+    st->tail = &st->head;
+    st->queued = 0;
+    pthread_mutex_unlock(&st->lock);
+
+    run_batch(st, batch);
+
+    pthread_mutex_lock(&st->lock);
+    /* A waiter may free its write as soon as it sees `done`. */
+    for (struct hpo_write *w = batch; w != NULL; w = next) {
+        next = w->next;
+        w->next = NULL;
+        w->done = true;
+    }
+    pthread_cond_broadcast(&st->done);
+    if (hpo__blobs_pending(&st->blobs)) {
+        /* Files the commit replaced go after the waiters woke, before the next batch. */
+        pthread_mutex_unlock(&st->lock);
+        hpo__blobs_finish(&st->blobs);
+        pthread_mutex_lock(&st->lock);
+    }
+    st->busy = false;
+    atomic_fetch_add(&st->ticks, 1);
+    if (st->head != NULL) {
+        /* Writes came in meanwhile: their callers sleep on `done`; one of them leads. */
+        pthread_cond_broadcast(&st->done);
+    }
+}
+
+/* Whether a thread may take the writer role now (with `lock` held). */
+static bool may_lead(const struct hpo_storage *st)
+{
+    return !st->busy && !st->paused && st->head != NULL;
+}
+
+/*
+** The writer thread: leads batches nobody else picked up (after a pause,
+** at stop), and ticks while the store is not stuck in a batch, for the
+** watchdog: a batch that never ends stops the ticks.
+*/
 static void *writer_main(void *arg)
 {
     struct hpo_storage *st = arg;
 
     pthread_mutex_lock(&st->lock);
     for (;;) {
-        struct hpo_write *batch;
-        struct hpo_write *next;
-
-        atomic_fetch_add(&st->ticks, 1);
-        if (st->head == NULL || st->paused) {
-            /* Stop only once the queue is drained. */
-            if (st->stopping && st->head == NULL) {
-                break;
-            }
-            idle_wait(st);
+        if (!st->busy) {
+            atomic_fetch_add(&st->ticks, 1);
+        }
+        if (may_lead(st)) {
+            lead_batch(st);
             continue;
         }
-        batch = st->head;
-        st->head = NULL;
-        st->tail = &st->head;
-        st->queued = 0;
-        pthread_mutex_unlock(&st->lock);
-
-        run_batch(st, batch);
-
-        pthread_mutex_lock(&st->lock);
-        /* A waiter may free its write as soon as it sees `done`. */
-        for (struct hpo_write *w = batch; w != NULL; w = next) {
-            next = w->next;
-            w->next = NULL;
-            w->done = true;
+        /* Stop only once the queue is drained and no batch runs. */
+        if (st->stopping && st->head == NULL && !st->busy) {
+            break;
         }
-        pthread_cond_broadcast(&st->done);
-        if (hpo__blobs_pending(&st->blobs)) {
-            /* Files the commit replaced go after the waiters woke, off their
-               latency, and before the next batch. */
-            pthread_mutex_unlock(&st->lock);
-            hpo__blobs_finish(&st->blobs);
-            pthread_mutex_lock(&st->lock);
-        }
+        idle_wait(st);
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
@@ -1220,9 +1253,12 @@ int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_er
     st->tail = &w->next;
     st->queued++;
     st->waiters++;
-    pthread_cond_signal(&st->wake);
     while (!w->done) {
-        pthread_cond_wait(&st->done, &st->lock);
+        if (may_lead(st)) {
+            lead_batch(st);
+        } else {
+            pthread_cond_wait(&st->done, &st->lock);
+        }
     }
     /* Close waits for the last waiter to leave before it frees the lock. */
     st->waiters--;
@@ -1261,6 +1297,7 @@ void hpo__storage_pause(struct hpo_storage *st, bool pause)
     pthread_mutex_lock(&st->lock);
     st->paused = pause;
     pthread_cond_signal(&st->wake);
+    pthread_cond_broadcast(&st->done);
     pthread_mutex_unlock(&st->lock);
 }
 

@@ -1,12 +1,14 @@
 /*
 ** storage.h: the durable record of studies and trials in SQLite.
 **
-** One connection, owned by one writer thread once hpo_storage_start() ran.
+** One connection, used by one thread at a time once hpo_storage_start() ran.
 ** Callers on any thread submit a write (a list of ops for one request) and
 ** block until the group transaction holding it committed or failed: a
-** request is acknowledged only after its write is durable. The writer takes
-** every queued write, runs them in one BEGIN IMMEDIATE ... COMMIT with a
-** SAVEPOINT per write (a failing write rolls back alone), then wakes them.
+** request is acknowledged only after its write is durable. Whoever finds the
+** writer role free (a caller, so an idle store costs no thread hop, or the
+** writer thread) takes every queued write, runs them in one BEGIN IMMEDIATE
+** ... COMMIT with a SAVEPOINT per write (a failing write rolls back alone),
+** then wakes their callers; writes queued meanwhile form the next batch.
 **
 ** The storage knows nothing of search spaces: params are (index, double)
 ** or (index, float64 vector) rows, specs are JSON text.
