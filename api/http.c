@@ -844,8 +844,8 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
             on_completed, api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(64 * 1024), MHD_OPTION_END);
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024), MHD_OPTION_END);
     if (api->mhd == NULL) {
         free(api);
         return hpo_error_set(err, -EADDRINUSE, HPO_UNAVAILABLE, "listen",
