@@ -1887,7 +1887,7 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
     struct study *s = study_acquire(svc, req);
     struct pending_gradient *grads;
     const struct hpo_param *p;
-    const double *src = req->data;
+    const void *src = req->data;
     struct hpo_trial *t;
     double *copy;
     size_t n;
@@ -1917,13 +1917,6 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
                 n, req->data_len);
         goto out;
     }
-    for (size_t k = 0; k < n; k++) {
-        if (!isfinite(src[k])) {
-            hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
-                    "element %zu is not finite", k);
-            goto out;
-        }
-    }
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (req->data_owned == req->data && ((uintptr_t)req->data % _Alignof(double)) == 0) {
         /* Keep the request's own buffer: no copy of a 10^6-element gradient. */
@@ -1938,6 +1931,14 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
             goto out;
         }
         memcpy(copy, src, n * sizeof(double));
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (!isfinite(copy[k])) {
+            free(copy);
+            hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                    "element %zu is not finite", k);
+            goto out;
+        }
     }
     /* A second upload for the same trial and param replaces the first. */
     for (size_t i = 0; i < s->n_grads; i++) {
