@@ -1288,6 +1288,17 @@ out:
 }
 
 /* Take the pending binary gradients of trial `number` into `grad` (dim doubles). */
+/* The pending binary gradient of trial `number` for param index `param`, or NULL. */
+static const double *pending_gradient(const struct study *s, int64_t number, size_t param)
+{
+    for (size_t i = 0; i < s->n_grads; i++) {
+        if (s->grads[i].number == number && s->grads[i].param == param) {
+            return s->grads[i].data;
+        }
+    }
+    return NULL;
+}
+
 static bool take_binary_gradients(struct study *s, int64_t number, double *grad, bool consume)
 {
     bool any = false;
@@ -1375,6 +1386,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     const json_t *jvalue, *jstate, *attrs, *jgrad;
     enum hpo_state state = HPO_STATE_COMPLETE;
     double value = NAN, *grad = NULL;
+    const double *borrowed = NULL; /* a pending upload used as the gradient */
     struct hpo_trial *t;
     struct study *s;
     json_t *old_attrs = NULL;
@@ -1441,7 +1453,11 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
         }
         goto out;
     }
-    if (jgrad != NULL || s->n_grads > 0) {
+    if (jgrad == NULL && s->space->n_params == 1 && s->space->params[0].width == s->space->dim &&
+            (borrowed = pending_gradient(s, t->number, 0)) != NULL) {
+        /* The study's only param, uploaded whole: the upload is the gradient (no copy). */
+        has_grad = true;
+    } else if (jgrad != NULL || s->n_grads > 0) {
         grad = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
         if (grad == NULL) {
             hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
@@ -1479,7 +1495,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     if (s->sampler_type->tell != NULL) {
         s->sampler_type->tell(s->sampler, s->space, &s->history, (size_t)t->number,
-                has_grad ? grad : NULL);
+                has_grad ? (borrowed != NULL ? borrowed : grad) : NULL);
     }
     op_trial(&b, s, t);
     if (attrs != NULL) {
