@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import select
 import subprocess
 import sys
 import time
@@ -736,6 +737,32 @@ def hostile_json(exe):
         check(statuses[:4] == [400] * 4, "deep nesting / overflow must be 400: %r" % statuses)
         d.get("/healthz").expect(200)
         check(d.proc.poll() is None, "daemon died")
+
+
+
+@tap.test
+def watchdog_pings(exe):
+    """With WATCHDOG_USEC set, WATCHDOG=1 keeps coming (gaps under 1 s) while the store makes
+    progress, under requests and idle: writes are committed by the requests' own threads and
+    the writer thread keeps ticking between them."""
+    with Daemon(exe, env={"WATCHDOG_USEC": "400000"}) as d:
+        d.post("/v1/studies", {"name": "w", "params": [{"name": "x", "type": "float",
+                                                          "low": 0, "high": 1}]}).expect(201)
+        pings = []
+        deadline = time.monotonic() + 3.0
+        n = 0
+        while time.monotonic() < deadline and n < 2000:
+            t = d.post("/v1/studies/w/ask").expect(201)
+            d.post("/v1/studies/w/trials/%d/tell" % t["number"], {"value": 0.5}).expect(200)
+            n += 1
+            while select.select([d.notify], [], [], 0)[0]:
+                msg = d.notify.recv(4096).decode("utf-8", "replace")
+                pings += [time.monotonic() for line in msg.split("\n") if line == "WATCHDOG=1"]
+            if n > 50:
+                time.sleep(0.05)
+        check(len(pings) >= 4, "%d WATCHDOG=1 in 3 s (want >= 4 at a 0.4 s period)" % len(pings))
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        check(max(gaps) < 1.0, "a gap of %.2f s between pings" % max(gaps))
 
 
 if __name__ == "__main__":
