@@ -81,35 +81,71 @@ static uint64_t xxh_merge(uint64_t acc, uint64_t val)
     return acc * P1 + P4;
 }
 
-uint64_t hpo__xxh64(const void *data, size_t len)
+void hpo__xxh64_init(struct hpo_xxh64 *x)
+{
+    memset(x, 0, sizeof(*x));
+    x->v[0] = P1 + P2;
+    x->v[1] = P2;
+    x->v[2] = 0;
+    x->v[3] = 0 - P1;
+}
+
+static void xxh_stripe(uint64_t *v, const unsigned char *p)
+{
+    v[0] = xxh_round(v[0], read64(p));
+    v[1] = xxh_round(v[1], read64(p + 8));
+    v[2] = xxh_round(v[2], read64(p + 16));
+    v[3] = xxh_round(v[3], read64(p + 24));
+}
+
+void hpo__xxh64_update(struct hpo_xxh64 *x, const void *data, size_t len)
 {
     const unsigned char *p = data;
-    const unsigned char *end = p + len;
+
+    x->total += len;
+    if (x->n_mem > 0) {
+        size_t take = 32 - x->n_mem < len ? 32 - x->n_mem : len;
+        memcpy(x->mem + x->n_mem, p, take);
+        x->n_mem += take;
+        p += take;
+        len -= take;
+        if (x->n_mem < 32) {
+            return;
+        }
+        xxh_stripe(x->v, x->mem);
+        x->n_mem = 0;
+    }
+    {
+        uint64_t v[4] = { x->v[0], x->v[1], x->v[2], x->v[3] };
+        while (len >= 32) {
+            xxh_stripe(v, p);
+            p += 32;
+            len -= 32;
+        }
+        memcpy(x->v, v, sizeof(v));
+    }
+    if (len > 0) {
+        memcpy(x->mem, p, len);
+        x->n_mem = len;
+    }
+}
+
+uint64_t hpo__xxh64_digest(const struct hpo_xxh64 *x)
+{
+    const unsigned char *p = x->mem;
+    const unsigned char *end = p + x->n_mem;
     uint64_t h;
 
-    if (len >= 32) {
-        const unsigned char *limit = end - 32;
-        uint64_t v1 = P1 + P2;
-        uint64_t v2 = P2;
-        uint64_t v3 = 0;
-        uint64_t v4 = 0 - P1;
-
-        do {
-            v1 = xxh_round(v1, read64(p));
-            v2 = xxh_round(v2, read64(p + 8));
-            v3 = xxh_round(v3, read64(p + 16));
-            v4 = xxh_round(v4, read64(p + 24));
-            p += 32;
-        } while (p <= limit);
-        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
-        h = xxh_merge(h, v1);
-        h = xxh_merge(h, v2);
-        h = xxh_merge(h, v3);
-        h = xxh_merge(h, v4);
+    if (x->total >= 32) {
+        h = rotl64(x->v[0], 1) + rotl64(x->v[1], 7) + rotl64(x->v[2], 12) + rotl64(x->v[3], 18);
+        h = xxh_merge(h, x->v[0]);
+        h = xxh_merge(h, x->v[1]);
+        h = xxh_merge(h, x->v[2]);
+        h = xxh_merge(h, x->v[3]);
     } else {
         h = P5;
     }
-    h += (uint64_t)len;
+    h += x->total;
     while (end - p >= 8) {
         h ^= xxh_round(0, read64(p));
         h = rotl64(h, 27) * P1 + P4;
@@ -131,6 +167,15 @@ uint64_t hpo__xxh64(const void *data, size_t len)
     h *= P3;
     h ^= h >> 32;
     return h;
+}
+
+uint64_t hpo__xxh64(const void *data, size_t len)
+{
+    struct hpo_xxh64 x;
+
+    hpo__xxh64_init(&x);
+    hpo__xxh64_update(&x, data, len);
+    return hpo__xxh64_digest(&x);
 }
 
 /* ---- names and references ----------------------------------------------- */

@@ -186,4 +186,15 @@ void hpo__blobs_finish(struct hpo_blobs *b);
 /* XXH64 with seed 0 (exposed for the unit test's known vectors). */
 uint64_t hpo__xxh64(const void *data, size_t len);
 
+/* The same over pieces: init, update with each, digest (equal to the one-shot hash). */
+struct hpo_xxh64 {
+    uint64_t v[4];
+    uint64_t total;
+    unsigned char mem[32];
+    size_t n_mem;
+};
+void hpo__xxh64_init(struct hpo_xxh64 *x);
+void hpo__xxh64_update(struct hpo_xxh64 *x, const void *data, size_t len);
+uint64_t hpo__xxh64_digest(const struct hpo_xxh64 *x);
+
 #endif

@@ -1403,6 +1403,23 @@ static void test_xxh64_known_values(void **state)
     assert_int_equal(hpo__xxh64("a", 1), 0xd24ec4f1a98c6e5bull);
     assert_int_equal(hpo__xxh64("abc", 3), 0x44bc2cf5ad770999ull);
     assert_int_equal(hpo__xxh64(buf, sizeof(buf)), 0xe146cb31b65bc21aull);
+    /* Fed in pieces of every length from 1 to 67 bytes: the same hash. */
+    for (size_t step = 1; step <= 67; step++) {
+        struct hpo_xxh64 x;
+        hpo__xxh64_init(&x);
+        for (size_t at = 0; at < sizeof(buf); at += step) {
+            hpo__xxh64_update(&x, buf + at, at + step <= sizeof(buf) ? step : sizeof(buf) - at);
+        }
+        assert_int_equal(hpo__xxh64_digest(&x), 0xe146cb31b65bc21aull);
+    }
+    {
+        struct hpo_xxh64 x;
+        hpo__xxh64_init(&x);
+        hpo__xxh64_update(&x, "ab", 2);
+        hpo__xxh64_update(&x, "", 0);
+        hpo__xxh64_update(&x, "c", 1);
+        assert_int_equal(hpo__xxh64_digest(&x), 0x44bc2cf5ad770999ull);
+    }
 }
 
 /*
