@@ -84,6 +84,14 @@ struct gparam {
     bool conditional; /* has `when` conditions: may be inactive */
 };
 
+/*
+** Blob layout (native byte order; the blob is read back only by the same
+** daemon): magic, HEADER_WORDS u64 words, lr and a (double), then u, m, v,
+** acc, dprev (those present; only once initialized) as dim doubles each, the
+** kept step log (k - steps_base u64), and the told bitmap.
+*/
+#define HEADER_WORDS 13
+
 struct gradient_state {
     /* Options, resolved. */
     enum optimizer optimizer;
@@ -140,6 +148,7 @@ struct gradient_state {
     /* Scratch, not persisted. */
     double *est; /* SPSA/FD estimate, allocated on first use */
     bool dirty;  /* suggest() changed persistent state */
+    unsigned char head[8 + HEADER_WORDS * 8 + 2 * sizeof(double)]; /* save_parts' header */
 };
 
 /* ---- transforms ---------------------------------------------------- */
@@ -1376,14 +1385,6 @@ enum {
     F_DPREV = 1 << 6,
 };
 
-/*
-** Blob layout (native byte order; the blob is read back only by the same
-** daemon): magic, HEADER_WORDS u64 words, lr and a (double), then u, m, v,
-** acc, dprev (those present; only once initialized) as dim doubles each, the
-** kept step log (k - steps_base u64), and the told bitmap.
-*/
-#define HEADER_WORDS 13
-
 static uint64_t state_flags(const struct gradient_state *st)
 {
     return (st->initialized ? F_INITIALIZED : 0) | (st->have_key ? F_HAVE_KEY : 0) |
@@ -1414,42 +1415,63 @@ static unsigned char *put(unsigned char *p, const void *src, size_t len)
     return p + len;
 }
 
-static int gradient_save(const void *state, void **blob, size_t *len)
+/*
+** The saved state as pieces: the header (magic, words, lr, a), then u and
+** whichever of m, v, acc, dprev exist, the step log and the told bitmap.
+** Returns the number of pieces (at most HPO_SAVE_PARTS).
+*/
+static int gradient_save_parts(const void *state, struct hpo_save_part *parts)
 {
-    const struct gradient_state *st = state;
+    struct gradient_state *st = (struct gradient_state *)state;
     uint64_t flags = state_flags(st);
-    size_t told_bytes = st->n_told_bits / 8;
     size_t vec = st->dim * sizeof(double);
-    size_t n_steps = (size_t)(st->k - st->steps_base);
-    size_t total = 8 + HEADER_WORDS * 8 + 2 * sizeof(double) + n_vectors(flags) * vec +
-            n_steps * 8 + told_bytes;
     uint64_t hdr[HEADER_WORDS] = { st->dim, st->n_params, flags, (uint64_t)st->mode,
         st->init_n, st->spsa_start, st->key, (uint64_t)st->k, st->n_acc, st->n_dropped,
         st->n_told_bits, (uint64_t)st->steps_base, st->told_base };
-    /* Reuse the caller's buffer when it is big enough (no page faults for 24 MB states). */
-    unsigned char *b = *blob != NULL && *len >= total ? *blob : realloc(*blob, total);
-    unsigned char *p = b;
+    unsigned char *p = st->head;
+    int n = 0;
 
-    if (b == NULL) {
-        return -ENOMEM; /* *blob is still the caller's to free */
-    }
     p = put(p, BLOB_MAGIC, 8);
     p = put(p, hdr, sizeof(hdr));
     p = put(p, &st->lr, sizeof(double));
-    p = put(p, &st->a, sizeof(double));
+    (void)put(p, &st->a, sizeof(double));
+    parts[n++] = (struct hpo_save_part){ st->head, sizeof(st->head) };
     if (st->initialized) {
         const double *vecs[] = { st->u, st->m, st->v, st->acc, st->dprev };
         for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++) {
             if (vecs[i] != NULL) {
-                p = put(p, vecs[i], vec);
+                parts[n++] = (struct hpo_save_part){ vecs[i], vec };
             }
         }
     }
-    p = put(p, st->steps, n_steps * 8);
-    p = put(p, st->told, told_bytes);
+    parts[n++] = (struct hpo_save_part){ st->steps, (size_t)(st->k - st->steps_base) * 8 };
+    parts[n++] = (struct hpo_save_part){ st->told, st->n_told_bits / 8 };
+    st->dirty = false;
+    return n;
+}
+
+static int gradient_save(const void *state, void **blob, size_t *len)
+{
+    struct hpo_save_part parts[HPO_SAVE_PARTS];
+    int n = gradient_save_parts(state, parts);
+    size_t total = 0;
+    unsigned char *b;
+    unsigned char *p;
+
+    for (int i = 0; i < n; i++) {
+        total += parts[i].len;
+    }
+    /* Reuse the caller's buffer when it is big enough (no page faults for 24 MB states). */
+    b = *blob != NULL && *len >= total ? *blob : realloc(*blob, total);
+    if (b == NULL) {
+        return -ENOMEM; /* *blob is still the caller's to free */
+    }
+    p = b;
+    for (int i = 0; i < n; i++) {
+        p = put(p, parts[i].data, parts[i].len);
+    }
     *blob = b;
-    *len = (size_t)(p - b);
-    ((struct gradient_state *)state)->dirty = false;
+    *len = total;
     return 0;
 }
 
@@ -1678,6 +1700,7 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .suggest = gradient_suggest,
     .tell = gradient_tell,
     .save = gradient_save,
+    .save_parts = gradient_save_parts,
     .load = gradient_load,
     .destroy = gradient_destroy,
     .needs_save = gradient_needs_save,

@@ -24,6 +24,13 @@ struct hpo_history;
 struct hpo_rng;
 struct hpo_space;
 
+/* One piece of a saved state (see save_parts). */
+#define HPO_SAVE_PARTS 8
+struct hpo_save_part {
+    const void *data;
+    size_t len;
+};
+
 struct hpo_sampler_type {
     const char *name;      /* "tpe" */
     bool supports_vectors; /* may the space have `size` params */
@@ -74,6 +81,14 @@ struct hpo_sampler_type {
     ** malloc'd state and *len its length.
     */
     int (*save)(const void *state, void **blob, size_t *len);
+    /*
+    ** Optional, for samplers with big states: what save() would write, as up
+    ** to HPO_SAVE_PARTS pieces pointing into the sampler's own memory (valid
+    ** until the sampler is next called), so the state is written without
+    ** being copied. Clears needs_save like save(). Returns the number of
+    ** pieces, or a negative errno.
+    */
+    int (*save_parts)(const void *state, struct hpo_save_part *parts);
     int (*load)(void *state, const void *blob, size_t len);
     void (*destroy)(void *state);
     /*

@@ -320,11 +320,37 @@ static void op_attrs(struct opbuf *b, const struct study *s, const struct hpo_tr
     }
 }
 
-/* Sampler state saved into the write, when the sampler has any. */
-static void op_sampler_state(struct opbuf *b, struct study *s, void **blob, size_t *len)
+/* States this big are written from the sampler's memory and not kept for rollback (below). */
+#define STATE_KEEP_MAX ((size_t)1 << 20)
+
+/*
+** Sampler state saved into the write, when the sampler has any. A big state
+** of a sampler with save_parts goes as pieces of its own memory (*blob NULL,
+** *len its size); others are saved into *blob (malloc'd, *len bytes).
+*/
+static void op_sampler_state(struct hpo_service *svc, struct opbuf *b, struct study *s,
+        void **blob, size_t *len)
 {
     struct hpo_op *op;
 
+    *blob = NULL;
+    *len = 0;
+    if (s->sampler_type->save_parts != NULL && svc->reader != NULL) {
+        struct hpo_save_part parts[HPO_SAVE_PARTS];
+        int n = s->sampler_type->save_parts(s->sampler, parts);
+        size_t total = 0;
+        for (int i = 0; i < n; i++) {
+            s->state_parts[i] = (struct hpo_part){ parts[i].data, parts[i].len };
+            total += parts[i].len;
+        }
+        if (n > 0 && total >= STATE_KEEP_MAX) {
+            op = op_add(b, HPO_OP_SAMPLER_STATE, s->id);
+            op->parts = s->state_parts;
+            op->n_parts = (size_t)n;
+            *len = total;
+            return;
+        }
+    }
     /* Offer the spare buffer (the state before last): big states then cause no page faults. */
     *blob = s->spare_blob;
     *len = s->spare_cap;
@@ -333,6 +359,7 @@ static void op_sampler_state(struct opbuf *b, struct study *s, void **blob, size
     if (s->sampler_type->save == NULL || s->sampler_type->save(s->sampler, blob, len) < 0) {
         free(*blob);
         *blob = NULL;
+        *len = 0;
         return;
     }
     op = op_add(b, HPO_OP_SAMPLER_STATE, s->id);
@@ -351,12 +378,10 @@ static int commit(struct hpo_service *svc, struct opbuf *b, struct hpo_error *er
 }
 
 /*
-** Sampler states of this many bytes or more are not kept in memory for
+** Sampler states of STATE_KEEP_MAX bytes or more are not kept in memory for
 ** rollback (for a 10^6-element gradient study that copy is three vectors):
 ** storage has them, and a rollback reads the committed one back.
 */
-#define STATE_KEEP_MAX ((size_t)1 << 20)
-
 /*
 ** Rolling back a stateful sampler after a failed write or sampler call: load
 ** the last committed (or initial) state again, from the copy the study keeps
@@ -406,6 +431,15 @@ static int sampler_ready(struct hpo_service *svc, struct study *s, struct hpo_er
 static void sampler_committed(struct hpo_service *svc, struct study *s, void **blob, size_t len)
 {
     if (*blob == NULL) {
+        if (len > 0) {
+            /* Written from the sampler's memory: only storage has a copy. */
+            free(s->state_blob);
+            free(s->spare_blob);
+            s->state_blob = NULL;
+            s->spare_blob = NULL;
+            s->state_len = s->state_cap = s->spare_cap = 0;
+            s->state_on_disk = true;
+        }
         return;
     }
     free(s->spare_blob);
@@ -1170,7 +1204,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     op_trial(&b, s, t);
     op_params(&b, s, t);
     if (s->sampler_type->needs_save == NULL || s->sampler_type->needs_save(s->sampler)) {
-        op_sampler_state(&b, s, &blob, &blob_len);
+        op_sampler_state(svc, &b, s, &blob, &blob_len);
     }
     if (commit(svc, &b, err) < 0) {
         sampler_rollback(svc, s);
@@ -1501,7 +1535,7 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     if (attrs != NULL) {
         op_attrs(&b, s, t, attrs);
     }
-    op_sampler_state(&b, s, &blob, &blob_len);
+    op_sampler_state(svc, &b, s, &blob, &blob_len);
     if (commit(svc, &b, err) < 0) {
         sampler_rollback(svc, s);
         hpo_history_set_state(&s->history, t, HPO_STATE_RUNNING);

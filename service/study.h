@@ -15,6 +15,7 @@
 #include "../core/space.h"
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
+#include "../storage/storage.h"
 
 /* A binary gradient uploaded for the next tell of a trial. */
 struct pending_gradient {
@@ -51,6 +52,7 @@ struct study {
     bool state_on_disk;  /* the committed state is too big to keep: rollback reads it back */
     bool sampler_stale;  /* a rollback could not read it: the sampler's memory is not trusted */
     void *spare_blob; /* a buffer save() may reuse (capacity spare_cap) */
+    struct hpo_part state_parts[HPO_SAVE_PARTS]; /* a big state's pieces, until its write returns */
     size_t spare_cap;
     struct pending_gradient *grads;
     size_t n_grads;

@@ -634,18 +634,33 @@ out:
     return r;
 }
 
+void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct hpo_part *parts,
+        size_t n, struct hpo_blob_ref *ref)
+{
+    struct hpo_xxh64 x;
+    size_t len = 0;
+    int k;
+
+    hpo__xxh64_init(&x);
+    for (size_t i = 0; i < n; i++) {
+        hpo__xxh64_update(&x, parts[i].data, parts[i].len);
+        len += parts[i].len;
+    }
+    ref->counter = b->next++;
+    ref->len = len;
+    ref->hash = hpo__xxh64_digest(&x);
+    snprintf(ref->name, sizeof(ref->name), "s%" PRId64 "-%016" PRIx64, study_id, ref->counter);
+    k = snprintf(ref->text, sizeof(ref->text), "%s%s:%zu:%016" PRIx64, HPO_BLOB_MAGIC,
+            ref->name, len, ref->hash);
+    ref->text_len = (size_t)k;
+}
+
 void hpo__blob_prepare(struct hpo_blobs *b, int64_t study_id, const void *data, size_t len,
         struct hpo_blob_ref *ref)
 {
-    int n;
+    struct hpo_part part = { data, len };
 
-    ref->counter = b->next++;
-    ref->len = len;
-    ref->hash = hpo__xxh64(data, len);
-    snprintf(ref->name, sizeof(ref->name), "s%" PRId64 "-%016" PRIx64, study_id, ref->counter);
-    n = snprintf(ref->text, sizeof(ref->text), "%s%s:%zu:%016" PRIx64, HPO_BLOB_MAGIC,
-            ref->name, len, ref->hash);
-    ref->text_len = (size_t)n;
+    hpo__blob_prepare_parts(b, study_id, &part, 1, ref);
 }
 
 /*
@@ -674,20 +689,22 @@ static int open_for_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, s
     return fd < 0 ? -errno : fd;
 }
 
-int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
-        struct hpo_error *err)
+int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
+        const struct hpo_part *parts, size_t n, struct hpo_error *err)
 {
     size_t old_len;
     int fd;
-    int r;
+    int r = 0;
 
     release_written(b);
     fd = open_for_write(b, ref, &old_len);
     if (fd < 0) {
         return file_error(b, fd, "creating", ref->name, err);
     }
-    /* Straight from the caller's buffer, in as few calls as the kernel takes. */
-    r = write_all(fd, data, ref->len);
+    /* Straight from the caller's buffers, in as few calls as the kernel takes. */
+    for (size_t i = 0; i < n && r == 0; i++) {
+        r = write_all(fd, parts[i].data, parts[i].len);
+    }
     if (r == 0 && old_len > ref->len && ftruncate(fd, (off_t)ref->len) < 0) {
         r = -errno;
     }
@@ -712,6 +729,14 @@ int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const v
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     return 0;
+}
+
+int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
+        struct hpo_error *err)
+{
+    struct hpo_part part = { data, ref->len };
+
+    return hpo__blob_write_parts(b, ref, &part, 1, err);
 }
 
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,

@@ -420,6 +420,50 @@ static int run_param(struct hpo_storage *st, const struct hpo_op *op, struct hpo
     return r < 0 ? r : write_value(st, &ref, bytes, err);
 }
 
+/*
+** Bind a state given in parts: a side file's reference when it goes to one
+** (written from the parts afterwards), else the parts joined in st->buf.
+*/
+static int bind_parts(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
+        const struct hpo_op *op, struct hpo_blob_ref *ref, struct hpo_error *err)
+{
+    size_t len = 0;
+    unsigned char *p;
+
+    ref->text_len = 0;
+    for (size_t k = 0; k < op->n_parts; k++) {
+        len += op->parts[k].len;
+    }
+    if (st->blobs.dirfd >= 0 && len >= HPO_BLOB_MIN) {
+        hpo__blob_prepare_parts(&st->blobs, op->study_id, op->parts, op->n_parts, ref);
+        bind_blob(rc, stmt, i, ref->text, ref->text_len);
+        return 0;
+    }
+    if (len + 1 > st->buf_cap) {
+        void *n = realloc(st->buf, len + 1);
+        if (n == NULL) {
+            return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        }
+        st->buf = n;
+        st->buf_cap = len + 1;
+    }
+    p = st->buf;
+    for (size_t k = 0; k < op->n_parts; k++) {
+        if (op->parts[k].len > 0) {
+            memcpy(p, op->parts[k].data, op->parts[k].len);
+            p += op->parts[k].len;
+        }
+    }
+    /* Like bind_value: an inline value that starts like a reference goes to a file. */
+    if (hpo__blob_wanted(&st->blobs, st->buf, len)) {
+        hpo__blob_prepare_parts(&st->blobs, op->study_id, op->parts, op->n_parts, ref);
+        bind_blob(rc, stmt, i, ref->text, ref->text_len);
+        return 0;
+    }
+    bind_blob(rc, stmt, i, st->buf, len);
+    return 0;
+}
+
 static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
         struct hpo_error *err)
 {
@@ -436,7 +480,13 @@ static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
     stmt = st->s.sampler_state;
     rc = SQLITE_OK;
     bind_i64(&rc, stmt, 1, op->study_id);
-    if (op->blob != NULL) {
+    if (op->parts != NULL) {
+        r = bind_parts(st, &rc, stmt, 2, op, &ref, err);
+        if (r < 0) {
+            sqlite3_clear_bindings(stmt);
+            return r;
+        }
+    } else if (op->blob != NULL) {
         bind_value(st, &rc, stmt, 2, op->study_id, op->blob, op->len, &ref);
     } else {
         /* A NULL blob clears the state. */
@@ -447,7 +497,11 @@ static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
         /* Checked before the file is written: a missing study costs no write. */
         r = check_changed(st, op, err);
     }
-    return r < 0 ? r : write_value(st, &ref, op->blob, err);
+    if (r < 0 || ref.text_len == 0) {
+        return r;
+    }
+    return op->parts != NULL ? hpo__blob_write_parts(&st->blobs, &ref, op->parts, op->n_parts, err)
+                             : write_value(st, &ref, op->blob, err);
 }
 
 static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)

@@ -144,6 +144,10 @@ bool hpo__blob_parse(const void *value, size_t len, struct hpo_blob_ref *ref);
 void hpo__blob_prepare(struct hpo_blobs *b, int64_t study_id, const void *data, size_t len,
         struct hpo_blob_ref *ref);
 
+/* The same for the concatenation of n parts. */
+void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct hpo_part *parts,
+        size_t n, struct hpo_blob_ref *ref);
+
 /*
 ** Write the file `ref` names from `data` (ref->len bytes), with fdatasync if
 ** sync, and add it to the batch's created files. On failure nothing is left
@@ -151,6 +155,10 @@ void hpo__blob_prepare(struct hpo_blobs *b, int64_t study_id, const void *data, 
 */
 int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
         struct hpo_error *err);
+
+/* The same from n parts whose lengths add up to ref->len. */
+int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
+        const struct hpo_part *parts, size_t n, struct hpo_error *err);
 
 /*
 ** Read the file `ref` names into `buf` (ref->len bytes) and check its length

@@ -42,7 +42,7 @@ enum hpo_op_kind {
     HPO_OP_REPORT_PUT,    /* an intermediate value, ignored if the step exists: study_id,
                              number, i[0] = step, value */
     HPO_OP_ATTR_PUT,      /* a trial's user attr: study_id, number, name = key, text = JSON */
-    HPO_OP_SAMPLER_STATE, /* the sampler's saved state: study_id, blob, len */
+    HPO_OP_SAMPLER_STATE, /* the sampler's saved state: study_id, blob, len (or parts) */
     HPO_OP_PARAM_DELETE,  /* drop a stored param value (retain_vectors): study_id, number,
                              index; a missing row is not an error */
 };
@@ -57,6 +57,12 @@ struct hpo_trial_row {
     int64_t created_at, started_at, completed_at, heartbeat_at;
 };
 
+/* A piece of a value written as the concatenation of pieces (borrowed). */
+struct hpo_part {
+    const void *data;
+    size_t len;
+};
+
 struct hpo_op {
     enum hpo_op_kind kind;
     int64_t study_id;
@@ -69,6 +75,13 @@ struct hpo_op {
     const double *vector; /* borrowed until the write returns */
     size_t len;
     const void *blob;
+    /*
+    ** SAMPLER_STATE only, instead of blob/len: the state as pieces (n_parts),
+    ** written to its side file one after another, without first copying
+    ** them into one buffer.
+    */
+    const struct hpo_part *parts;
+    size_t n_parts;
     struct hpo_trial_row trial;
 };
 

@@ -231,6 +231,11 @@ def big_state_rolls_back_from_disk(exe):
         _, twin_third = ask_vector(d, "twin")
         check(third == twin_third, "after the rolled-back tell the iterate left the twin's path")
         check(third != raw, "the retried tell did not step")
+        # The state file (written piecewise from the sampler's memory) loads back exactly:
+        # after a restart the next ask hands out the same iterate again.
+        d.restart()
+        _, again = ask_vector(d, "fails")
+        check(again == third, "after a restart the iterate changed")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,21 @@ static void restart(struct study *s)
     struct hpo_error err;
 
     assert_int_equal(s->type->save(s->state, &blob, &len), 0);
+    /* The pieces save_parts() hands to storage join into exactly save()'s blob. */
+    {
+        struct hpo_save_part parts[HPO_SAVE_PARTS];
+        int n = s->type->save_parts(s->state, parts);
+        size_t at = 0;
+        assert_true(n >= 3 && n <= HPO_SAVE_PARTS);
+        for (int i = 0; i < n; i++) {
+            assert_true(at + parts[i].len <= len);
+            if (parts[i].len > 0) {
+                assert_memory_equal((const unsigned char *)blob + at, parts[i].data, parts[i].len);
+            }
+            at += parts[i].len;
+        }
+        assert_int_equal(at, len);
+    }
     s->type->destroy(s->state);
     s->state = NULL;
     assert_int_equal(s->type->configure(s->options, s->space, &s->state, &err), 0);
