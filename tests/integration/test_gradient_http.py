@@ -238,5 +238,51 @@ def big_state_rolls_back_from_disk(exe):
         check(again == third, "after a restart the iterate changed")
 
 
+
+@tap.test
+def big_state_survives_sigkill(exe):
+    """A 1.4 MB state rewritten in place of its replaced file each tell (spare files): SIGKILL
+    right after an acknowledged tell, restart, and the next ask hands out the iterate the
+    last tell produced; afterwards the blob directory holds only files the database uses."""
+    import sqlite3
+    n = 60000
+    a = [2.0 + (i % 5) for i in range(n)]
+    octet = {"Content-Type": "application/octet-stream"}
+    with Daemon(exe) as d:
+        study(d, "big", {"optimizer": "adam", "lr": 0.1, "seed": 3}, params=[dict(LAM, size=n)])
+        last = None
+        for _ in range(4):
+            t = d.post("/v1/studies/big/ask").expect(201)
+            lam = struct.unpack("<%dd" % n, d.get(t["params"]["lam"]["href"]).body)
+            grad = struct.pack("<%dd" % n, *[hypergrad(lam[i], a[i], 1.0)[1] for i in range(n)])
+            r = d.request("PUT", "/v1/studies/big/trials/%d/gradient/lam" % t["number"],
+                          body=grad, headers=octet)
+            check(r.status == 204, "upload: %d" % r.status)
+            d.post("/v1/studies/big/trials/%d/tell" % t["number"], {"value": 1.0}).expect(200)
+            last = lam
+        t = d.post("/v1/studies/big/ask").expect(201)
+        want = d.get(t["params"]["lam"]["href"]).body
+        check(struct.unpack("<%dd" % n, want) != last, "the last tell did not step")
+        d.kill()
+        d.start()
+        t = d.post("/v1/studies/big/ask").expect(201)
+        got = d.get(t["params"]["lam"]["href"]).body
+        check(got == want, "after SIGKILL the iterate is not the last acknowledged one")
+        st = d.get("/v1/studies/big").expect(200)
+        check(st["gradient"]["version"] == 4, "version after 4 tells: %r" % st["gradient"])
+        blob_dir = d.db + ".blobs"
+        db = sqlite3.connect(d.db)
+        try:
+            refs = set()
+            for (v,) in db.execute("SELECT sampler_state FROM studies UNION ALL "
+                                   "SELECT value FROM params"):
+                if isinstance(v, bytes) and v.startswith(b"HPOBLOB1:"):
+                    refs.add(v[len(b"HPOBLOB1:"):].split(b":")[0].decode())
+        finally:
+            db.close()
+        files = set(os.listdir(blob_dir))
+        check(files == refs, "blob files %s, referenced %s" % (sorted(files), sorted(refs)))
+
+
 if __name__ == "__main__":
     sys.exit(tap.run(exe_from_argv()))
