@@ -25,6 +25,12 @@ typedef void (*hpo_job_fn)(struct hpo_job *job);
 struct hpo_job {
     hpo_job_fn work; /* on a worker thread */
     hpo_job_fn done; /* on the loop thread, after work */
+    /*
+    ** Jobs with the same key (a study's name, for requests that change the
+    ** study) run one after another in submission order; NULL: no order.
+    */
+    const char *key;
+    struct hpo_job *next; /* the embedder's, for queueing */
 };
 
 struct hpo_api_config {

@@ -525,6 +525,26 @@ static bool query_int(struct req *rq, const char *key, int64_t def, int64_t min,
     return true;
 }
 
+/*
+** Requests that change one study run in order through its lane (dispatch):
+** they would queue on the study's lock anyway. Reads are not held up behind
+** a slow ask: they use the study's cached summary or wait on its lock.
+*/
+static bool changes_study(enum hpo_svc_op op)
+{
+    switch (op) {
+    case HPO_SVC_ASK:
+    case HPO_SVC_TRIAL_CREATE:
+    case HPO_SVC_TELL:
+    case HPO_SVC_REPORT:
+    case HPO_SVC_HEARTBEAT:
+    case HPO_SVC_GRADIENT_PUT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Set up sreq for a service route; false when an error reply was set. */
 static bool prepare_service(struct req *rq, const char *method)
 {
@@ -755,6 +775,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     rq->suspended = true;
     api->inflight++;
     MHD_suspend_connection(conn);
+    rq->job.key = changes_study(rq->sreq.op) ? rq->study : NULL;
     api->cfg.submit(api->cfg.ctx, &rq->job);
     return MHD_YES;
 }

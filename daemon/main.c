@@ -20,6 +20,7 @@
 #include "../service/service.h"
 #include "../storage/storage.h"
 #include "config.h"
+#include "dispatch.h"
 #include "notify.h"
 
 struct daemon {
@@ -28,6 +29,7 @@ struct daemon {
     struct hpo_storage *storage;
     struct hpo_service *service;
     struct hpo_api *api;
+    struct hpo_dispatch *dispatch;
     uv_poll_t mhd_poll;
     uv_timer_t mhd_timer;
     uv_timer_t reap_timer;
@@ -41,47 +43,19 @@ struct daemon {
     uint64_t watchdog_ticks;
 };
 
-struct job_work {
-    uv_work_t w;
-    struct hpo_job *job;
-    struct daemon *d;
-};
-
 static void pump(struct daemon *d);
 
-static void job_work_cb(uv_work_t *w)
+/* After finished jobs' done() (each resumed its connection): let MHD send. */
+static void after_done(void *ctx)
 {
-    struct job_work *jw = w->data;
-
-    jw->job->work(jw->job);
-}
-
-static void job_after_cb(uv_work_t *w, int status)
-{
-    struct job_work *jw = w->data;
-    struct daemon *d = jw->d;
-
-    jw->job->done(jw->job);
-    free(jw);
-    pump(d);
+    pump(ctx);
 }
 
 static void submit(void *ctx, struct hpo_job *job)
 {
     struct daemon *d = ctx;
-    struct job_work *jw = malloc(sizeof(*jw));
 
-    if (jw == NULL) {
-        hpo_log(HPO_LOG_ERR, "out of memory queueing a request");
-        abort();
-    }
-    jw->w.data = jw;
-    jw->job = job;
-    jw->d = d;
-    if (uv_queue_work(&d->loop, &jw->w, job_work_cb, job_after_cb) != 0) {
-        hpo_log(HPO_LOG_ERR, "uv_queue_work failed");
-        abort();
-    }
+    hpo_dispatch_submit(d->dispatch, job);
 }
 
 static bool healthy(void *ctx)
@@ -404,6 +378,12 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&d.loop);
+    r = hpo_dispatch_create(&d.loop, after_done, &d, &d.dispatch);
+    if (r < 0) {
+        hpo_log(HPO_LOG_ERR, "cannot set up the request dispatcher: %s", uv_strerror(r));
+        rc = 1;
+        goto out_service;
+    }
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
     acfg.json_limit = 1024 * 1024;
@@ -445,6 +425,7 @@ int main(int argc, char **argv)
     if (r != 0) {
         hpo_log(HPO_LOG_WARNING, "event loop closed with open handles, ignoring");
     }
+    hpo_dispatch_destroy(d.dispatch);
     hpo_log(HPO_LOG_NOTICE, "stopped");
 out_service:
     hpo_storage_close(d.storage);
