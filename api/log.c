@@ -3,6 +3,7 @@
 */
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,6 +11,40 @@
 #include "log.h"
 
 static atomic_int log_level = HPO_LOG_INFO;
+
+/*
+** A thread between hpo_log_hold() and hpo_log_flush() (the loop thread while
+** it runs MHD) collects its whole lines here and writes them in one call:
+** a burst of finished requests costs one write instead of one per line.
+*/
+#define HOLD_CAP 16384
+static _Thread_local bool holding;
+static _Thread_local size_t held;
+static _Thread_local char hold_buf[HOLD_CAP];
+
+static void write_out(const char *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, buf, n);
+        if (w <= 0) {
+            return;
+        }
+        buf += w;
+        n -= (size_t)w;
+    }
+}
+
+void hpo_log_hold(void)
+{
+    holding = true;
+}
+
+void hpo_log_flush(void)
+{
+    holding = false;
+    write_out(hold_buf, held);
+    held = 0;
+}
 
 void hpo_log_set_level(enum hpo_log_level level)
 {
@@ -57,8 +92,15 @@ void hpo_log_impl(enum hpo_log_level level, const char *file, int line, const ch
         n = (int)sizeof(buf) - 2;
     }
     buf[n++] = '\n';
-    /* One write per line, so lines from several threads never interleave. */
-    if (write(STDERR_FILENO, buf, (size_t)n) < 0) {
+    if (holding) {
+        if (held + (size_t)n > HOLD_CAP) {
+            write_out(hold_buf, held);
+            held = 0;
+        }
+        memcpy(hold_buf + held, buf, (size_t)n);
+        held += (size_t)n;
         return;
     }
+    /* One write per line (or per held batch of whole lines): lines never interleave. */
+    write_out(buf, (size_t)n);
 }

@@ -26,4 +26,12 @@ void hpo_log_impl(enum hpo_log_level level, const char *file, int line, const ch
 
 #define hpo_log(level, ...) hpo_log_impl((level), __FILE__, __LINE__, __VA_ARGS__)
 
+/*
+** Between hold and flush, the calling thread's lines are collected and
+** written together at the flush (each line stays whole). For the loop
+** thread around one pass of MHD, so a burst of requests costs one write.
+*/
+void hpo_log_hold(void);
+void hpo_log_flush(void);
+
 #endif

@@ -133,7 +133,10 @@ static void pump(struct daemon *d)
     if (d->api == NULL) {
         return;
     }
+    /* The request lines of this pass go out in one write. */
+    hpo_log_hold();
     hpo_api_run(d->api);
+    hpo_log_flush();
     ms = hpo_api_timeout_ms(d->api);
     if (ms < 0) {
         uv_timer_stop(&d->mhd_timer);
