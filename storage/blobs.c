@@ -711,7 +711,7 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
     }
-    if (r == 0 && old_len == 0 && b->n_written < HPO_BLOB_SPARES) {
+    if (r == 0 && old_len == 0 && b->n_written < HPO_BLOB_WRITTEN) {
         /* A new file: start its writeback now, drop its pages at the next write. */
         if (!b->sync) {
             (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);

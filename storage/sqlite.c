@@ -314,20 +314,61 @@ static int vector_bytes(struct hpo_storage *st, const double *v, size_t len,
 }
 
 /*
-** Bind a large value: a side file's reference when it goes to one (then
-** ref->text_len > 0 and the file is written after the statement ran), else
-** the bytes themselves. Both stay valid until the statement ran.
+** Bind a large value given as n parts (one, or a sampler state's pieces): a
+** side file's reference when it goes to one (then ref->text_len > 0 and the
+** file is written from the parts after the statement ran), else the bytes
+** themselves (several parts joined in st->buf first). The parts stay valid
+** until the statement ran. Returns 0, or -ENOMEM (only when joining).
 */
-static void bind_value(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
-        int64_t study_id, const void *data, size_t len, struct hpo_blob_ref *ref)
+static int bind_parts(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
+        int64_t study_id, const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref,
+        struct hpo_error *err)
 {
+    const void *data = n == 1 ? parts[0].data : NULL;
+    size_t len = 0;
+    bool to_file;
+
     ref->text_len = 0;
-    if (hpo__blob_wanted(&st->blobs, data, len)) {
-        hpo__blob_prepare(&st->blobs, study_id, data, len, ref);
+    for (size_t k = 0; k < n; k++) {
+        len += parts[k].len;
+    }
+    to_file = st->blobs.dirfd >= 0 && len >= HPO_BLOB_MIN;
+    if (!to_file && n > 1) {
+        unsigned char *p;
+        if (len + 1 > st->buf_cap) {
+            void *nb = realloc(st->buf, len + 1);
+            if (nb == NULL) {
+                return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            }
+            st->buf = nb;
+            st->buf_cap = len + 1;
+        }
+        p = st->buf;
+        for (size_t k = 0; k < n; k++) {
+            if (parts[k].len > 0) {
+                memcpy(p, parts[k].data, parts[k].len);
+                p += parts[k].len;
+            }
+        }
+        data = st->buf;
+    }
+    /* A small value that starts like a reference goes to a file too (hpo__blob_wanted). */
+    if (to_file || hpo__blob_wanted(&st->blobs, data, len)) {
+        hpo__blob_prepare_parts(&st->blobs, study_id, parts, n, ref);
         bind_blob(rc, stmt, i, ref->text, ref->text_len);
     } else {
         bind_blob(rc, stmt, i, data, len);
     }
+    return 0;
+}
+
+/* bind_parts of one buffer (cannot fail). */
+static void bind_value(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
+        int64_t study_id, const void *data, size_t len, struct hpo_blob_ref *ref)
+{
+    struct hpo_part part = { data, len };
+
+    (void)bind_parts(st, rc, stmt, i, study_id, &part, 1, ref, NULL);
 }
 
 /* Write the side file of a value bound by bind_value, if it has one. */
@@ -420,53 +461,12 @@ static int run_param(struct hpo_storage *st, const struct hpo_op *op, struct hpo
     return r < 0 ? r : write_value(st, &ref, bytes, err);
 }
 
-/*
-** Bind a state given in parts: a side file's reference when it goes to one
-** (written from the parts afterwards), else the parts joined in st->buf.
-*/
-static int bind_parts(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
-        const struct hpo_op *op, struct hpo_blob_ref *ref, struct hpo_error *err)
-{
-    size_t len = 0;
-    unsigned char *p;
-
-    ref->text_len = 0;
-    for (size_t k = 0; k < op->n_parts; k++) {
-        len += op->parts[k].len;
-    }
-    if (st->blobs.dirfd >= 0 && len >= HPO_BLOB_MIN) {
-        hpo__blob_prepare_parts(&st->blobs, op->study_id, op->parts, op->n_parts, ref);
-        bind_blob(rc, stmt, i, ref->text, ref->text_len);
-        return 0;
-    }
-    if (len + 1 > st->buf_cap) {
-        void *n = realloc(st->buf, len + 1);
-        if (n == NULL) {
-            return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
-        }
-        st->buf = n;
-        st->buf_cap = len + 1;
-    }
-    p = st->buf;
-    for (size_t k = 0; k < op->n_parts; k++) {
-        if (op->parts[k].len > 0) {
-            memcpy(p, op->parts[k].data, op->parts[k].len);
-            p += op->parts[k].len;
-        }
-    }
-    /* Like bind_value: an inline value that starts like a reference goes to a file. */
-    if (hpo__blob_wanted(&st->blobs, st->buf, len)) {
-        hpo__blob_prepare_parts(&st->blobs, op->study_id, op->parts, op->n_parts, ref);
-        bind_blob(rc, stmt, i, ref->text, ref->text_len);
-        return 0;
-    }
-    bind_blob(rc, stmt, i, st->buf, len);
-    return 0;
-}
-
 static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
         struct hpo_error *err)
 {
+    struct hpo_part one = { op->blob, op->len };
+    const struct hpo_part *parts = op->parts != NULL ? op->parts : &one;
+    size_t n = op->parts != NULL ? op->n_parts : (op->blob != NULL ? 1 : 0);
     sqlite3_stmt *stmt = st->s.old_state;
     struct hpo_blob_ref ref = { .text_len = 0 };
     int rc = SQLITE_OK;
@@ -480,16 +480,14 @@ static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
     stmt = st->s.sampler_state;
     rc = SQLITE_OK;
     bind_i64(&rc, stmt, 1, op->study_id);
-    if (op->parts != NULL) {
-        r = bind_parts(st, &rc, stmt, 2, op, &ref, err);
+    if (n > 0) {
+        r = bind_parts(st, &rc, stmt, 2, op->study_id, parts, n, &ref, err);
         if (r < 0) {
             sqlite3_clear_bindings(stmt);
             return r;
         }
-    } else if (op->blob != NULL) {
-        bind_value(st, &rc, stmt, 2, op->study_id, op->blob, op->len, &ref);
     } else {
-        /* A NULL blob clears the state. */
+        /* No state: a NULL blob clears it. */
         bind_blob(&rc, stmt, 2, NULL, 0);
     }
     r = run(st, stmt, rc, "writing the sampler state", err);
@@ -500,8 +498,7 @@ static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
     if (r < 0 || ref.text_len == 0) {
         return r;
     }
-    return op->parts != NULL ? hpo__blob_write_parts(&st->blobs, &ref, op->parts, op->n_parts, err)
-                             : write_value(st, &ref, op->blob, err);
+    return hpo__blob_write_parts(&st->blobs, &ref, parts, n, err);
 }
 
 static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)

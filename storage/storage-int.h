@@ -65,6 +65,7 @@ size_t hpo__storage_queued(struct hpo_storage *st);
 #define HPO_BLOB_REF_MAX  128
 #define HPO_BLOB_NAME_MAX 40
 #define HPO_BLOB_SPARES   2
+#define HPO_BLOB_WRITTEN  2 /* new files kept open until their pages are dropped */
 
 struct hpo_blob_ref {
     char name[HPO_BLOB_NAME_MAX]; /* "s<study id>-<counter, 16 hex digits>" */
@@ -103,7 +104,7 @@ struct hpo_blobs {
     ** drops their pages from the page cache, so write-once vectors do not
     ** grow it and the next file reuses the same memory.
     */
-    int written[HPO_BLOB_SPARES];
+    int written[HPO_BLOB_WRITTEN];
     size_t n_written;
 };
 

@@ -1,12 +1,13 @@
 /*
 ** bench-sampler.c: the gradient sampler's own cost per round at N
 ** coordinates, calling it directly (no HTTP, no storage): suggest, decode
-** (as the service does), tell with a gradient (one optimizer step), save.
+** (as the service does), tell with a gradient (one optimizer step), save()
+** into one buffer (the daemon writes the state from save_parts() instead).
 ** Workload: ALGORITHMS.md E6 (a_i = 2 + i mod 5, b = 1, λ log in [1e-3, 1e3]).
 **
 ** Built and run by bench/gradient/run.py:
 **   cc -O2 -D_GNU_SOURCE bench-sampler.c ../../samplers/gradient.c \
-**      ../../core/{error,rng,options,space,history}.c -ljansson -lm
+**      ../../core/{error,rng,options,space,history,parallel}.c -ljansson -lm -lpthread
 ** Usage: bench-sampler N rounds optimizer   (e.g. 1000000 30 adam)
 */
 #include <math.h>
@@ -89,7 +90,9 @@ int main(int argc, char **argv)
         type->suggest(state, space, &h, &rng, unit, &err);
         t1 = now_ms();
         t = hpo_history_append(&h, HPO_STATE_RUNNING);
-        hpo_space_decode(space, unit, t->values);
+        /* The service's vector decode (merge_suggestion); unit stays the sampler's own. */
+        hpo_param_from_unit_n(&space->params[0], unit, t->values, (size_t)n);
+        memcpy(t->unit, unit, (size_t)n * sizeof(double));
         t2 = now_ms();
         for (long i = 0; i < n; i++) {
             double a = 2.0 + (double)(i % 5);

@@ -24,21 +24,7 @@
 #include "../../core/space.h"
 #include "../../samplers/sampler.h"
 #include "../../storage/storage-int.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_failed(const char *what)
-{
-    fprintf(stderr, "fuzz-blob: invariant broken: %s\n", what);
-    abort();
-}
-
-#define CHECK(cond)                      \
-    do {                                 \
-        if (!(cond)) {                   \
-            check_failed(#cond);         \
-        }                                \
-    } while (0)
+#include "fuzz.h"
 
 /* ---- blob references -------------------------------------------------- */
 

@@ -11,21 +11,7 @@
 #include <unistd.h>
 
 #include "../../daemon/config.c"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_failed(const char *what)
-{
-    fprintf(stderr, "fuzz-config: invariant broken: %s\n", what);
-    abort();
-}
-
-#define CHECK(cond)                      \
-    do {                                 \
-        if (!(cond)) {                   \
-            check_failed(#cond);         \
-        }                                \
-    } while (0)
+#include "fuzz.h"
 
 /* Whatever was accepted leaves the config within its documented ranges. */
 static void check_config(const struct hpo_config *cfg)

@@ -17,21 +17,7 @@
 
 #include "../../api/api-int.h"
 #include "../../core/history.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_failed(const char *what)
-{
-    fprintf(stderr, "fuzz-router: invariant broken: %s\n", what);
-    abort();
-}
-
-#define CHECK(cond)                      \
-    do {                                 \
-        if (!(cond)) {                   \
-            check_failed(#cond);         \
-        }                                \
-    } while (0)
+#include "fuzz.h"
 
 /* Reference: 1 to 18 ASCII digits. */
 static int ref_number(const char *s, int64_t *ret)

@@ -31,21 +31,7 @@
 #include "../../core/error.h"
 #include "../../service/service.h"
 #include "../../storage/storage.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_failed(const char *what)
-{
-    fprintf(stderr, "fuzz-service: invariant broken: %s\n", what);
-    abort();
-}
-
-#define CHECK(cond)                      \
-    do {                                 \
-        if (!(cond)) {                   \
-            check_failed(#cond);         \
-        }                                \
-    } while (0)
+#include "fuzz.h"
 
 enum {
     OP_REAP = 14,  /* hpo_service_reap at now + payload[0] minutes */

@@ -16,24 +16,10 @@
 
 #include "rng.h"
 #include "space.h"
+#include "fuzz.h"
 
 /* Points are checked only for spaces up to this many coordinates (memory and time). */
 #define FUZZ_MAX_DIM 4096
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_failed(const char *what)
-{
-    fprintf(stderr, "fuzz-space: invariant broken: %s\n", what);
-    abort();
-}
-
-#define CHECK(cond)                      \
-    do {                                 \
-        if (!(cond)) {                   \
-            check_failed(#cond);         \
-        }                                \
-    } while (0)
 
 /* Same double, or both NaN. */
 static int same(double a, double b)
