@@ -424,41 +424,32 @@ static int sampler_ready(struct hpo_service *svc, struct study *s, struct hpo_er
 }
 
 /*
-** After a successful commit that carried `blob`, keep it as the last
-** committed state; a big one is only on disk, and its buffer is kept for the
-** next save() to write into.
+** After a successful commit that carried a state (`blob`, or pieces when
+** *blob is NULL and len > 0): keep it as the last committed state, unless it
+** is big, when only storage keeps it. The older buffer is kept for the next
+** save() to write into.
 */
 static void sampler_committed(struct hpo_service *svc, struct study *s, void **blob, size_t len)
 {
-    if (*blob == NULL) {
-        if (len > 0) {
-            /* Written from the sampler's memory: only storage has a copy. */
-            free(s->state_blob);
-            free(s->spare_blob);
-            s->state_blob = NULL;
-            s->spare_blob = NULL;
-            s->state_len = s->state_cap = s->spare_cap = 0;
-            s->state_on_disk = true;
-        }
-        return;
+    bool on_disk = len >= STATE_KEEP_MAX && svc->reader != NULL;
+
+    if (*blob == NULL && len == 0) {
+        return; /* this write carried no state */
     }
     free(s->spare_blob);
-    if (len >= STATE_KEEP_MAX && svc->reader != NULL) {
+    if (on_disk) {
         free(s->state_blob);
         s->state_blob = NULL;
-        s->state_len = 0;
-        s->state_cap = 0;
-        s->state_on_disk = true;
+        s->state_len = s->state_cap = 0;
         s->spare_blob = *blob;
-        s->spare_cap = len;
+        s->spare_cap = *blob != NULL ? len : 0;
     } else {
         s->spare_blob = s->state_blob;
         s->spare_cap = s->state_cap;
         s->state_blob = *blob;
-        s->state_len = len;
-        s->state_cap = len;
-        s->state_on_disk = false;
+        s->state_len = s->state_cap = len;
     }
+    s->state_on_disk = on_disk;
     *blob = NULL;
 }
 
