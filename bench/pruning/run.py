@@ -37,7 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from hpodtest import Daemon  # noqa: E402
+from hpodtest import Daemon, build_curl_tool  # noqa: E402
 
 SPACE = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0}]
 PRUNERS = {
@@ -49,15 +49,6 @@ PRUNERS = {
     "hyperband": {"type": "hyperband"},
 }
 TARGET_US = 1000.0
-
-
-def build_loader(outdir):
-    exe = os.path.join(outdir, "loader")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libcurl"], check=True,
-                           capture_output=True, text=True).stdout.split()
-    subprocess.run(["cc", "-std=gnu17", "-O2", "-Wall", "-Wextra", "-o", exe,
-                    os.path.join(HERE, "loader.c")] + flags + ["-pthread", "-lm"], check=True)
-    return exe
 
 
 def run(cmd):
@@ -126,7 +117,7 @@ def main():
     names = args.pruners.split(",")
 
     with tempfile.TemporaryDirectory(prefix="bench-pruning-") as tmp:
-        loader = build_loader(tmp)
+        loader = build_curl_tool(os.path.join(HERE, "loader.c"), tmp)
         d = Daemon(args.hpod)
         d.start()
         try:

@@ -45,7 +45,7 @@ os.environ.setdefault("HPOD_TEST_READY_TIMEOUT", "900")
 os.environ.setdefault("HPOD_TEST_STOP_TIMEOUT", "300")
 os.environ.setdefault("HPOD_TEST_REQUEST_TIMEOUT", "300")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from hpodtest import Daemon, check  # noqa: E402
+from hpodtest import Daemon, build_curl_tool, check  # noqa: E402
 
 TARGET_S = 10.0
 
@@ -71,15 +71,6 @@ STUDIES = [
              "pruner": {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}},
      "fill": "a:f:0:1,b:f:-1:1"},
 ]
-
-
-def build_fill(outdir):
-    exe = os.path.join(outdir, "fill")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libcurl"], check=True,
-                           capture_output=True, text=True).stdout.split()
-    subprocess.run(["cc", "-std=gnu17", "-O2", "-Wall", "-Wextra", "-o", exe,
-                    os.path.join(HERE, "fill.c")] + flags + ["-pthread", "-lm"], check=True)
-    return exe
 
 
 def parse_kv(text):
@@ -206,7 +197,7 @@ def main():
     tmp = tempfile.TemporaryDirectory(prefix="hpod-restart-")
     state = args.state_dir or tmp.name
     os.makedirs(state, exist_ok=True)
-    fill = build_fill(tmp.name)
+    fill = build_curl_tool(os.path.join(HERE, "fill.c"), tmp.name)
     d = Daemon(args.hpod, state_dir=state)
     try:
         print("hpod %s, %d cores; database %s" % (args.hpod, os.cpu_count(), d.db), flush=True)

@@ -33,22 +33,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from hpodtest import Daemon  # noqa: E402
+from hpodtest import Daemon, build_curl_tool  # noqa: E402
 
 SPACE = [{"name": "x", "type": "float", "low": -5, "high": 5},
          {"name": "n", "type": "int", "low": 1, "high": 100, "log": True},
          {"name": "c", "type": "categorical", "choices": ["a", "b", "c"]}]
 TARGET_PAIRS = 2000.0
 TARGET_RATIO = 100.0
-
-
-def build_loadgen(outdir):
-    exe = os.path.join(outdir, "loadgen")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libcurl"], check=True,
-                           capture_output=True, text=True).stdout.split()
-    subprocess.run(["cc", "-std=gnu17", "-O2", "-Wall", "-Wextra", "-o", exe,
-                    os.path.join(HERE, "loadgen.c")] + flags + ["-pthread", "-lm"], check=True)
-    return exe
 
 
 def proc_cpu_seconds(pid):
@@ -158,7 +149,7 @@ def main():
     procs = [int(c) for c in args.optuna_procs.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
-        loadgen = build_loadgen(tmp)
+        loadgen = build_curl_tool(os.path.join(HERE, "loadgen.c"), tmp)
         extra = ["--synchronous", args.synchronous] if args.synchronous else []
         rounds = {c: [] for c in clients}
         optuna_rounds = {p: [] for p in procs}

@@ -421,6 +421,16 @@ class Daemon:
         return snap
 
 
+def build_curl_tool(source, outdir):
+    """Compile a small C + libcurl program (the benchmarks' load generators) into outdir."""
+    exe = os.path.join(outdir, os.path.splitext(os.path.basename(source))[0])
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libcurl"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    subprocess.run(["cc", "-std=gnu17", "-O2", "-Wall", "-Wextra", "-o", exe, source] + flags +
+                   ["-pthread", "-lm"], check=True)
+    return exe
+
+
 def exe_from_argv():
     if len(sys.argv) < 2:
         sys.stderr.write("usage: %s PATH/TO/hpod\n" % sys.argv[0])
