@@ -320,7 +320,12 @@ static void op_attrs(struct opbuf *b, const struct study *s, const struct hpo_tr
     }
 }
 
-/* States this big are written from the sampler's memory and not kept for rollback (below). */
+/*
+** Sampler states of STATE_KEEP_MAX bytes or more are written from the
+** sampler's own memory (save_parts) and not kept in memory for rollback (for
+** a 10^6-element gradient study that copy is three vectors): storage has
+** them, and sampler_rollback() reads the committed one back.
+*/
 #define STATE_KEEP_MAX ((size_t)1 << 20)
 
 /*
@@ -377,11 +382,6 @@ static int commit(struct hpo_service *svc, struct opbuf *b, struct hpo_error *er
     return hpo_storage_write(svc->storage, &w, err);
 }
 
-/*
-** Sampler states of STATE_KEEP_MAX bytes or more are not kept in memory for
-** rollback (for a 10^6-element gradient study that copy is three vectors):
-** storage has them, and a rollback reads the committed one back.
-*/
 /*
 ** Rolling back a stateful sampler after a failed write or sampler call: load
 ** the last committed (or initial) state again, from the copy the study keeps
@@ -1312,7 +1312,6 @@ out:
     study_release(s);
 }
 
-/* Take the pending binary gradients of trial `number` into `grad` (dim doubles). */
 /* The pending binary gradient of trial `number` for param index `param`, or NULL. */
 static const double *pending_gradient(const struct study *s, int64_t number, size_t param)
 {
@@ -1324,6 +1323,11 @@ static const double *pending_gradient(const struct study *s, int64_t number, siz
     return NULL;
 }
 
+/*
+** Copy the pending binary gradients of trial `number` into `grad` (dim
+** doubles, each param at its offset; NULL to only test). With `consume`, the
+** uploads are freed and removed from the study. Returns whether there was any.
+*/
 static bool take_binary_gradients(struct study *s, int64_t number, double *grad, bool consume)
 {
     bool any = false;
