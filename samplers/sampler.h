@@ -89,7 +89,16 @@ struct hpo_sampler_type {
     ** pieces, or a negative errno.
     */
     int (*save_parts)(const void *state, struct hpo_save_part *parts);
+    /*
+    ** Optional (required when save or save_parts is set): replace the state
+    ** built by configure() with one save() wrote, `blob` being borrowed.
+    ** Called at start for each study with a stored state, and to roll back
+    ** to the last committed state after a failed write. Returns 0, or
+    ** -EINVAL for a blob that is not a valid state of this configuration
+    ** (-ENOMEM on OOM); on failure the state is left as it was.
+    */
     int (*load)(void *state, const void *blob, size_t len);
+    /* Free the state from configure() (which may be NULL for a stateless sampler). */
     void (*destroy)(void *state);
     /*
     ** Optional. Whether suggest() changed state that save() must persist
