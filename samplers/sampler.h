@@ -68,9 +68,10 @@ struct hpo_sampler_type {
     ** history already shows it). `gradient` holds space->dim derivatives of
     ** the value in each param's own units (NaN where none was sent), or is
     ** NULL when the tell carried no gradient. The service has already checked
-    ** sizes, finiteness and that only float params have gradients, and calls
-    ** this after the tell is durable, so it cannot fail; persist what must
-    ** survive through save(), which the service calls right after.
+    ** sizes, finiteness and that only float params have gradients. It calls
+    ** this before the tell's write commits and saves the state (save or
+    ** save_parts) into that same write; should the commit fail, it restores
+    ** the last committed state with load(). So tell() cannot fail.
     */
     void (*tell)(void *state, const struct hpo_space *space, const struct hpo_history *history,
             size_t trial, const double *gradient);
