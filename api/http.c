@@ -4,7 +4,7 @@
 **
 ** Every MHD call happens on the loop thread. Requests that touch studies are
 ** suspended, run on a worker through the embedder's submit(), and resumed
-** in the job's done callback (STYLE.md rules 33-38).
+** in the job's done callback (docs/STYLE.md rules 33-38).
 */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /*
 ** main.c: hpod's process: configuration, storage, service, the HTTP server
 ** inside the libuv loop, signals, timers (MHD, heartbeat reaper, systemd
-** watchdog) and the orderly shutdown of STYLE.md rule 37.
+** watchdog) and the orderly shutdown of docs/STYLE.md rule 37.
 */
 #include <errno.h>
 #include <inttypes.h>

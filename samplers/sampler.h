@@ -1,5 +1,5 @@
 /*
-** sampler.h: the sampler interface and registry (DESIGN.md "Interfaces").
+** sampler.h: the sampler interface and registry (docs/DESIGN.md "Interfaces").
 **
 ** A sampler is a table of functions registered by name in registry.c. It
 ** works in the unit cube (core/space.h), owns its `state`, does no I/O,

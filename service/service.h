@@ -1,6 +1,6 @@
 /*
 ** service.h: the study registry and the trial lifecycle: every operation
-** of API.md on studies and trials, over the in-memory history, with writes
+** of docs/REFERENCE.md on studies and trials, over the in-memory history, with writes
 ** made durable through storage/ before they are acknowledged.
 **
 ** Threading: hpo_service_execute and hpo_service_reap run on worker

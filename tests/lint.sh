@@ -1,5 +1,5 @@
 #!/bin/sh
-# Static checks STYLE.md asks CI to enforce: banned calls (rule 11) and
+# Static checks docs/STYLE.md asks CI to enforce: banned calls (rule 11) and
 # module boundaries (rule 2). Exits non-zero and names each violation.
 set -u
 root="$1"
@@ -10,12 +10,12 @@ files=$(ls core/*.c core/*.h samplers/*.c samplers/*.h pruners/*.c pruners/*.h s
         service/*.c service/*.h api/*.c api/*.h daemon/*.c daemon/*.h \
         client/lib/*.c client/lib/*.h client/hpoctl/*.c client/hpoctl/*.h client/include/hpo/*.h 2>/dev/null)
 if grep -nE "$banned" $files | grep -vE '(snprintf|vsnprintf|_r[[:space:]]*\(|strerror_r)'; then
-    echo "lint: banned function used (STYLE.md rule 11)"
+    echo "lint: banned function used (docs/STYLE.md rule 11)"
     bad=1
 fi
 check() { # folder header
     if grep -ln "#include <$2" $(ls $1/*.c $1/*.h 2>/dev/null) 2>/dev/null; then
-        echo "lint: $1 must not include <$2> (STYLE.md rule 2)"
+        echo "lint: $1 must not include <$2> (docs/STYLE.md rule 2)"
         bad=1
     fi
 }

@@ -1,5 +1,5 @@
 /*
-** client.c: libhpoclient's calls, one per REST endpoint of API.md.
+** client.c: libhpoclient's calls, one per REST endpoint of docs/REFERENCE.md.
 */
 #include <errno.h>
 #include <math.h>

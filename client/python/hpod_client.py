@@ -26,7 +26,7 @@ Errors from the daemon raise HpodError, with the API's code ("not_found",
 "conflict", ...), HTTP status, message and field. Connection failures and
 503 answers are retried with exponential backoff; timeouts after a request
 was sent are retried only for calls that are safe to repeat (everything but
-ask, enqueue and delete). The REST contract is docs/API.md.
+ask, enqueue and delete). The REST API is docs/REFERENCE.md.
 """
 
 import json
@@ -154,7 +154,7 @@ class Client:
             return HpodError("bad_response", f"HTTP status {status}", status)
 
     def create_study(self, spec=None, **fields):
-        """Create a study (a dict as in API.md, or keyword fields), or load the
+        """Create a study (a dict as in docs/REFERENCE.md, or keyword fields), or load the
         identical one of that name. A different study of that name raises
         HpodError("conflict")."""
         body = dict(spec or {})

@@ -5,7 +5,7 @@
 ** The input is up to four lines: a decoded path (as MHD hands it over, so it
 ** may hold any byte but NUL), a method, a Content-Type and a query string
 ** "k=v&k=v". The path is routed and the result checked against the routes of
-** API.md; a matched path rebuilt from its parts routes the same way; the
+** docs/REFERENCE.md; a matched path rebuilt from its parts routes the same way; the
 ** method, content-type and query values go through the helpers and are
 ** compared with simple reference implementations.
 */

@@ -212,7 +212,7 @@ def healthz_during_slow_ask(exe):
                 worst = max(worst, time.monotonic() - t)
             time.sleep(0.03)
         still_in_flight = th.is_alive()
-        # Informational: a read of the study list (not required by API.md to be fast).
+        # Informational: a read of the study list (not required by docs/REFERENCE.md to be fast).
         t = time.monotonic()
         c.get("/v1/studies").expect(200)
         list_ms = (time.monotonic() - t) * 1000

@@ -1,5 +1,5 @@
 /*
-** hpo/client.h: libhpoclient, the C client of the hpod REST API (API.md, v1).
+** hpo/client.h: libhpoclient, the C client of the hpod REST API (docs/REFERENCE.md, v1).
 **
 ** One client is one connection to one daemon, over libcurl. Studies are named
 ** by their name and trials by (study, number), exactly as in the REST paths,
@@ -64,7 +64,7 @@ enum hpo_client_code {
     HPO_CLIENT_INTERNAL = 12,              /* 500 */
     /* Client-side failures: no response, or one the client cannot read. */
     HPO_CLIENT_TRANSPORT = 100,   /* could not connect, timed out, connection broken */
-    HPO_CLIENT_BAD_RESPONSE = 101, /* the server's answer is not what API.md promises */
+    HPO_CLIENT_BAD_RESPONSE = 101, /* the server's answer is not what docs/REFERENCE.md promises */
     HPO_CLIENT_USAGE = 102,       /* a bad argument to a library call (-EINVAL) */
     HPO_CLIENT_NO_MEMORY = 103,   /* -ENOMEM */
 };
@@ -150,7 +150,7 @@ HPO_EXPORT int hpo_client_request(struct hpo_client *c, const char *method, cons
 
 /*
 ** Create the study described by `spec_json` (a study definition as in
-** API.md), or get it when an identical one exists. Sets *ret_created (may be
+** docs/REFERENCE.md), or get it when an identical one exists. Sets *ret_created (may be
 ** NULL) to true on 201, false on 200, and *ret_json (may be NULL) to the
 ** study as returned (new). A different study of the same name is
 ** HPO_CLIENT_CONFLICT; a bad definition is HPO_CLIENT_INVALID_ARGUMENT with
