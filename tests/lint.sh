@@ -22,5 +22,46 @@ check() { # folder header
 for d in core samplers pruners service api daemon; do check $d sqlite3.h; done
 for d in core samplers pruners storage service daemon; do check $d microhttpd.h; done
 for d in core samplers pruners storage service api; do check $d uv.h; done
+# Documents cited from code are in docs/, cited by path, and so are the
+# sections cited: "§N.M" of docs/ALGORITHMS.md, "rule N" of docs/STYLE.md,
+# a quoted heading of any of them (docs/STYLE.md rule 48).
+src=$(find core samplers pruners storage service api daemon client tests bench examples -type f \
+        \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.sh' -o -name 'meson.build' \
+        -o -name '*.dict' \) 2>/dev/null)
+names='ALGORITHMS|DESIGN|STYLE|API|REFERENCE'
+if grep -nE "(^|[^/A-Za-z_])($names)\.md" $src; then
+    echo "lint: cite a document by its path in docs/ (docs/STYLE.md rule 48)"
+    bad=1
+fi
+for doc in $(grep -ohE 'docs/[A-Za-z0-9_/.-]+\.md' $src | sort -u); do
+    if [ ! -f "$doc" ]; then
+        echo "lint: $doc is cited but not in the repository"
+        bad=1
+    fi
+done
+for sec in $(grep -ohE 'docs/ALGORITHMS\.md §[0-9]+(\.[0-9]+)?' $src | sed 's/.*§//' | sort -u); do
+    if ! grep -qE "^#+ $(echo "$sec" | sed 's/\./\\./g')[. ]" docs/ALGORITHMS.md; then
+        echo "lint: docs/ALGORITHMS.md has no section $sec"
+        bad=1
+    fi
+done
+for rule in $(grep -ohE 'docs/STYLE\.md rules? [0-9]+' $src | sed 's/.* //' | sort -u); do
+    if ! grep -qE "^$rule\. " docs/STYLE.md; then
+        echo "lint: docs/STYLE.md has no rule $rule"
+        bad=1
+    fi
+done
+while IFS= read -r cite; do
+    [ -n "$cite" ] || continue
+    doc=${cite%% *}
+    head=${cite#*\"}
+    head=${head%\"}
+    if [ -f "$doc" ] && ! grep -E '^#+ ' "$doc" | sed -E 's/^#+ //' | grep -qxF "$head"; then
+        echo "lint: $doc has no section \"$head\""
+        bad=1
+    fi
+done <<EOF
+$(grep -ohE 'docs/[A-Za-z0-9_/.-]+\.md "[^"]+"' $src | sort -u)
+EOF
 [ $bad -eq 0 ] && echo "lint: ok"
 exit $bad
