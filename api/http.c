@@ -890,6 +890,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
 }
 
+/*
+** libmicrohttpd's own messages go through the log. Those about one client's
+** request ("Error processing request (HTTP response code is 431 ...).
+** Closing connection.", "Connection was closed by remote side with
+** incomplete request.") are that client's doing, like a 4xx: debug, so a
+** hostile client cannot flood the journal. The rest (accept failures, the
+** connection limit, out of memory) at warning.
+*/
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    bool one_connection = strstr(fmt, "Closing connection.") != NULL ||
+            strstr(fmt, "request") != NULL;
+
+    hpo_log_va(one_connection ? HPO_LOG_DEBUG : HPO_LOG_WARNING, "libmicrohttpd", -1, fmt, ap);
+}
+
 int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         struct hpo_error *err)
 {
@@ -939,7 +957,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     }
     (void)sslen;
     api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, api,
-            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
             on_completed, api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),

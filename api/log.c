@@ -112,39 +112,54 @@ int hpo_log_parse_level(const char *name)
 
 void hpo_log_impl(enum hpo_log_level level, const char *file, int line, const char *fmt, ...)
 {
-    char buf[2048];
     va_list ap;
+
+    va_start(ap, fmt);
+    hpo_log_va(level, file, line, fmt, ap);
+    va_end(ap);
+}
+
+void hpo_log_va(enum hpo_log_level level, const char *file, int line, const char *fmt,
+        va_list ap)
+{
+    char buf[2048], where[256];
     int n, m;
 
     if ((int)level > atomic_load(&log_level)) {
         return;
     }
+    if (line >= 0) {
+        snprintf(where, sizeof(where), "%s:%d", file, line);
+    } else {
+        snprintf(where, sizeof(where), "%s", file);
+    }
     if (hpo_log_journal()) {
         /* journald keeps the time and turns the prefix into the priority. */
-        n = snprintf(buf, sizeof(buf), "<%d>%s:%d: ", (int)level, file, line);
+        n = snprintf(buf, sizeof(buf), "<%d>%s: ", (int)level, where);
     } else {
         struct timespec ts;
         struct tm tm;
         int lv = (int)level - HPO_LOG_ERR;
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
-        n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s:%d: ",
+        n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s: ",
                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                (int)(ts.tv_nsec / 1000000), level_names[lv >= 0 && lv < 5 ? lv : 4], file,
-                line);
+                (int)(ts.tv_nsec / 1000000), level_names[lv >= 0 && lv < 5 ? lv : 4], where);
     }
     if (n < 0 || (size_t)n >= sizeof(buf)) {
         return;
     }
-    va_start(ap, fmt);
     m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     if (m < 0) {
         return;
     }
     n += m;
     if ((size_t)n > sizeof(buf) - 2) {
         n = (int)sizeof(buf) - 2;
+    }
+    /* A message's own line ends (libmicrohttpd's have one) would leave empty lines. */
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
     }
     buf[n++] = '\n';
     if (holding) {

@@ -9,6 +9,7 @@
 #ifndef HPO_LOG_H
 #define HPO_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 enum hpo_log_level {
@@ -31,6 +32,14 @@ void hpo_log_impl(enum hpo_log_level level, const char *file, int line, const ch
 
 /* Whether lines go to journald (with <N> prefixes). Decided at the first call; thread-safe. */
 bool hpo_log_journal(void);
+
+/*
+** hpo_log_impl with a va_list. A negative `line` prints `file` alone (for
+** messages from a library: "libmicrohttpd: ..."). Trailing newlines of the
+** message are dropped.
+*/
+void hpo_log_va(enum hpo_log_level level, const char *file, int line, const char *fmt,
+        va_list ap) __attribute__((format(printf, 4, 0)));
 
 #define hpo_log(level, ...) hpo_log_impl((level), __FILE__, __LINE__, __VA_ARGS__)
 

@@ -27,6 +27,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,13 +41,29 @@ from hpodtest import Daemon, Tap, check, exe_from_argv, fail  # noqa: E402
 tap = Tap()
 
 SPACE = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0}]
-TS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (err|warning|notice|info|debug) \S+:\d+: ")
-PRIO_LINE = re.compile(r"^<([0-7])>\S+:\d+: ")
+# After the level: the source file and line, or the library a message comes from.
+WHERE = r"(\S+:\d+|libmicrohttpd): "
+TS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (err|warning|notice|info|debug) "
+                     + WHERE)
+PRIO_LINE = re.compile(r"^<([0-7])>" + WHERE)
 LEVELS = {"err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}
 
 
 def study(name, sampler="random"):
     return {"name": name, "params": SPACE, "sampler": {"type": sampler, "seed": 1}}
+
+
+def oversized_header(port):
+    """A request whose header is over libmicrohttpd's memory limit (answered 431 by it)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+        head = s.recv(64)
+    except OSError:
+        head = b""
+    finally:
+        s.close()
+    check(head.startswith(b"HTTP/1.1 4"), "oversized header answered %r" % head)
 
 
 def log_lines(d):
@@ -103,6 +120,7 @@ def default_level_logs_errors_only(exe):
             db.close()
         rid = r503.header("X-Request-Id")
         check(rid, "503 without X-Request-Id")
+        oversized_header(d.port)  # libmicrohttpd's message about it is debug
         d.stop()
         lines = log_lines(d)
         check_timestamped(lines)
@@ -117,6 +135,8 @@ def default_level_logs_errors_only(exe):
               "the 503 line lacks method, path, status, code or message: %r" % ln)
         requests = [x for x in lines if " req=" in x]
         check(requests == mine, "other requests logged at info: %r" % requests)
+        check(not lines_with(lines, "libmicrohttpd"), "a client's bad request logged at info: %r"
+              % lines_with(lines, "libmicrohttpd"))
 
 
 @tap.test
@@ -127,9 +147,13 @@ def debug_level_logs_every_request(exe):
         ids["201 POST /v1/studies"] = d.post("/v1/studies", study("s")).header("X-Request-Id")
         ids["404 GET /v1/studies/nope"] = d.get("/v1/studies/nope").header("X-Request-Id")
         ids["404 GET /nope"] = d.get("/nope").header("X-Request-Id")
+        oversized_header(d.port)
         d.stop()
         lines = log_lines(d)
         check_timestamped(lines)
+        for ln in lines_with(lines, "libmicrohttpd: "):
+            check(level_of(ln) == 7, "libmicrohttpd's message on one request not at debug: %r"
+                  % ln)
         for what, rid in ids.items():
             status, method, path = what.split(" ")
             mine = lines_with(lines, "req=%s " % rid)
