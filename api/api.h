@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../core/error.h"
 
@@ -42,6 +43,7 @@ struct hpo_api_config {
     unsigned connection_timeout_s;
     struct hpo_service *service;
     const char *version;
+    unsigned slow_request_ms; /* log requests slower than this at notice; 0: never */
     /* Run a job: work() on a worker, then done() on the loop thread. */
     void (*submit)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */
@@ -76,13 +78,12 @@ void hpo_api_quiesce(struct hpo_api *api);
 /* Stop the server and free it; call with no job in flight. Accepts NULL. */
 void hpo_api_stop(struct hpo_api *api);
 
-/* Requests served so far by status class, and a latency sum, for /metrics. */
-struct hpo_api_stats {
-    uint64_t requests;
-    uint64_t by_class[6]; /* index status/100 */
-    uint64_t latency_us_sum;
-    uint64_t latency_buckets[12]; /* <= 100us, 250, 500, 1ms, 2.5, 5, 10, 25, 50, 100, 250ms, +inf */
-};
-void hpo_api_stats(struct hpo_api *api, struct hpo_api_stats *ret);
+/*
+** Write the server's metrics (requests and latency by route, method and
+** status class; ask latency by sampler; tells, reports; open connections)
+** in Prometheus text format. Loop thread (it asks MHD for its connection
+** count). Returns 0 or -EIO.
+*/
+int hpo_api_metrics_write(struct hpo_api *api, FILE *f);
 
 #endif

@@ -30,6 +30,7 @@
 #include "api-int.h"
 #include "api.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Short names for the routes of api-int.h. */
 #define R_NONE HPO__R_NONE
@@ -56,7 +57,7 @@ struct hpo_api {
     uint32_t id_prefix;
     uint64_t id_counter;
     int quiesced_fd;
-    struct hpo_api_stats stats;
+    struct hpo__metrics *metrics;
 };
 
 struct req {
@@ -77,6 +78,7 @@ struct req {
     bool too_large;
     bool suspended;
     bool ready; /* a reply is waiting to be queued */
+    bool pruned; /* a report answered {"prune": true} (for metrics) */
     struct hpo_svc_request sreq;
     json_t *json;
     /* The reply. */
@@ -165,6 +167,7 @@ static void set_error(struct req *rq, enum hpo_code code, const char *field, con
     vsnprintf(err.message, sizeof(err.message), fmt, ap);
     va_end(ap);
     set_json(rq, hpo_code_status(code), error_body(&err));
+    rq->sreq.err = err; /* for the request's log line */
 }
 
 static enum MHD_Result queue_reply(struct req *rq)
@@ -430,6 +433,9 @@ static void build_reply(struct req *rq)
         sr->text_free = NULL;
         sr->text_cls = NULL;
     } else if (sr->reply != NULL) {
+        if (sr->op == HPO_SVC_REPORT) {
+            rq->pruned = json_is_true(json_object_get(sr->reply, "prune"));
+        }
         set_json(rq, sr->status, sr->reply);
         sr->reply = NULL;
     } else {
@@ -780,35 +786,99 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
 }
 
+/*
+** Copy `in` for a log line: bytes outside printable ASCII become \xHH, so a
+** decoded path cannot start a forged line; cut at `len` with "...".
+*/
+static void log_safe(char *out, size_t len, const char *in)
+{
+    size_t n = 0;
+
+    for (; *in != '\0' && n + 8 < len; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c < 0x20 || c >= 0x7f || c == '\\') {
+            n += (size_t)snprintf(out + n, len - n, "\\x%02x", c);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    if (*in != '\0') {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
+/*
+** The level of a finished request's log line: every request at debug; at
+** the default level (info) only what an operator acts on: server errors,
+** refused credentials and slow requests (docs/API.md, Operations).
+*/
+static enum hpo_log_level request_level(const struct req *rq, uint64_t us, bool *ret_slow)
+{
+    uint64_t slow_us = (uint64_t)rq->api->cfg.slow_request_ms * 1000u;
+
+    *ret_slow = slow_us > 0 && us > slow_us;
+    if (rq->status >= 500) {
+        return HPO_LOG_ERR;
+    }
+    if (rq->status == 401 || rq->status == 403) {
+        return HPO_LOG_WARNING;
+    }
+    return *ret_slow ? HPO_LOG_NOTICE : HPO_LOG_DEBUG;
+}
+
+/* Count a finished request for /metrics (any thread: atomic adds). */
+static void count_request(struct req *rq, uint64_t us)
+{
+    struct hpo__metrics *m = rq->api->metrics;
+
+    if (rq->status == 0) {
+        return; /* the client left before any reply: only the debug log line shows it */
+    }
+    hpo__metrics_request(m, rq->route, rq->method, rq->status, us);
+    if (rq->status < 200 || rq->status >= 300) {
+        return;
+    }
+    if (rq->route == R_ASK && rq->sreq.sampler != NULL) {
+        hpo__metrics_ask(m, rq->sreq.sampler, us);
+    } else if (rq->route == R_TELL) {
+        const json_t *st = json_object_get(rq->json, "state");
+        hpo__metrics_tell(m, json_is_string(st) ? json_string_value(st) : "complete");
+    } else if (rq->route == R_REPORT) {
+        hpo__metrics_report(m, rq->pruned);
+    }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         enum MHD_RequestTerminationCode toe)
 {
-    struct hpo_api *api = cls;
     struct req *rq = *req_cls;
+    enum hpo_log_level level;
     uint64_t us;
-    int cls_idx;
+    bool slow;
 
     if (rq == NULL) {
         return;
     }
     us = now_us() - rq->start_us;
-    api->stats.requests++;
-    cls_idx = rq->status / 100;
-    if (cls_idx >= 0 && cls_idx < 6) {
-        api->stats.by_class[cls_idx]++;
-    }
-    api->stats.latency_us_sum += us;
-    {
-        static const uint64_t edges[11] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
-            50000, 100000, 250000 };
-        size_t b = 0;
-        while (b < 11 && us > edges[b]) {
-            b++;
+    count_request(rq, us);
+    level = request_level(rq, us, &slow);
+    if ((int)level <= (int)hpo_log_get_level()) {
+        const struct hpo_error *e = &rq->sreq.err;
+        const char *aborted = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)";
+        char method[40], path[600], msg[600];
+        log_safe(method, sizeof(method), rq->method);
+        log_safe(path, sizeof(path), rq->path);
+        if (e->code != HPO_OK) {
+            log_safe(msg, sizeof(msg), e->message);
+            hpo_log(level, "req=%s %s %s %d %" PRIu64 "us%s%s %s: %s", rq->id, method, path,
+                    rq->status, us, slow ? " slow" : "", aborted, hpo_code_name(e->code), msg);
+        } else {
+            hpo_log(level, "req=%s %s %s %d %" PRIu64 "us%s%s", rq->id, method, path, rq->status,
+                    us, slow ? " slow" : "", aborted);
         }
-        api->stats.latency_buckets[b]++;
     }
-    hpo_log(HPO_LOG_INFO, "req=%s %s %s %d %" PRIu64 "us%s", rq->id, rq->method, rq->path,
-            rq->status, us, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
     json_decref(rq->json);
     hpo_svc_request_finish(&rq->sreq);
     release_out(rq);
@@ -818,6 +888,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(rq->name);
     free(rq);
     *req_cls = NULL;
+}
+
+/*
+** libmicrohttpd's own messages go through the log. Those about one client's
+** request ("Error processing request (HTTP response code is 431 ...).
+** Closing connection.", "Connection was closed by remote side with
+** incomplete request.") are that client's doing, like a 4xx: debug, so a
+** hostile client cannot flood the journal. The rest (accept failures, the
+** connection limit, out of memory) at warning.
+*/
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    bool one_connection = strstr(fmt, "Closing connection.") != NULL ||
+            strstr(fmt, "request") != NULL;
+
+    hpo_log_va(one_connection ? HPO_LOG_DEBUG : HPO_LOG_WARNING, "libmicrohttpd", -1, fmt, ap);
 }
 
 int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
@@ -834,6 +922,11 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     }
     api->cfg = *cfg;
     api->quiesced_fd = -1;
+    api->metrics = hpo__metrics_new();
+    if (api->metrics == NULL) {
+        free(api);
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
     if (getrandom(&api->id_prefix, sizeof(api->id_prefix), 0) != sizeof(api->id_prefix)) {
         api->id_prefix = (uint32_t)now_us();
     }
@@ -843,6 +936,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET6, cfg->host, &a6->sin6_addr) != 1) {
+            hpo__metrics_free(api->metrics);
             free(api);
             return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "listen",
                     "'%s' is not a numeric IPv6 address", cfg->host);
@@ -854,6 +948,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET, cfg->host, &a4->sin_addr) != 1) {
+            hpo__metrics_free(api->metrics);
             free(api);
             return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "listen",
                     "'%s' is not a numeric IPv4 address", cfg->host);
@@ -862,12 +957,13 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     }
     (void)sslen;
     api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, api,
-            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
             on_completed, api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
             MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024), MHD_OPTION_END);
     if (api->mhd == NULL) {
+        hpo__metrics_free(api->metrics);
         free(api);
         return hpo_error_set(err, -EADDRINUSE, HPO_UNAVAILABLE, "listen",
                 "cannot listen on %s:%u", cfg->host, cfg->port);
@@ -926,10 +1022,14 @@ void hpo_api_stop(struct hpo_api *api)
     if (api->quiesced_fd >= 0) {
         close(api->quiesced_fd);
     }
+    hpo__metrics_free(api->metrics);
     free(api);
 }
 
-void hpo_api_stats(struct hpo_api *api, struct hpo_api_stats *ret)
+int hpo_api_metrics_write(struct hpo_api *api, FILE *f)
 {
-    *ret = api->stats;
+    const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+    return hpo__metrics_write(api->metrics, f, info != NULL ? info->num_connections : 0);
 }

@@ -95,6 +95,21 @@ int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, c
         cfg->log_level = level;
         return 0;
     }
+    if (strcmp(key, "slow-request-ms") == 0 || strcmp(key, "metrics-max-studies") == 0) {
+        unsigned long n;
+        char *end;
+        errno = 0;
+        n = strtoul(value, &end, 10);
+        if (errno != 0 || *end != '\0' || value[0] < '0' || value[0] > '9' || n > 3600000) {
+            return fail(msg, len, "%s: '%s' must be an integer from 0 to 3600000", key, value);
+        }
+        if (key[0] == 's') {
+            cfg->slow_request_ms = (unsigned)n;
+        } else {
+            cfg->metrics_max_studies = (unsigned)n;
+        }
+        return 0;
+    }
     return fail(msg, len, "unknown setting '%s'", key);
 }
 
@@ -165,15 +180,21 @@ void hpo_config_usage(const char *prog)
            "  --synchronous MODE     normal (survives a daemon crash; default) or full\n"
            "                         (survives power loss)\n"
            "  --threads N            worker threads for storage and samplers (default 4)\n"
-           "  --log-level LEVEL      err, warning, notice, info (default) or debug\n"
+           "  --log-level LEVEL      err, warning, notice, info (default) or debug; every\n"
+           "                         request is logged at debug, 5xx at err, 401/403 at\n"
+           "                         warning, slow ones at notice\n"
+           "  --slow-request-ms MS   log requests that took longer (default 500; 0: never)\n"
+           "  --metrics-max-studies N  studies with their own hpod_study_trials series on\n"
+           "                         /metrics (default 100; the rest are summed as \"(other)\")\n"
            "  --config FILE          read `key value` lines with the names above; a leading\n"
            "                         '-' makes a missing file silently ignored\n"
            "  --check-config         validate the configuration and exit\n"
            "  --version              print the version and exit\n"
            "  --help                 print this text and exit\n\n"
            "Precedence: defaults < config file < HPOD_LISTEN, HPOD_DB, HPOD_SYNCHRONOUS,\n"
-           "HPOD_THREADS, HPOD_LOG_LEVEL < flags. Signals: SIGTERM/SIGINT drain and exit 0;\n"
-           "SIGHUP re-reads the config file's log-level.\n",
+           "HPOD_THREADS, HPOD_LOG_LEVEL, HPOD_SLOW_REQUEST_MS, HPOD_METRICS_MAX_STUDIES <\n"
+           "flags. Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP re-reads the config\n"
+           "file's log-level.\n",
             prog);
 }
 
@@ -182,6 +203,8 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     static const char *const env_keys[][2] = {
         { "HPOD_LISTEN", "listen" }, { "HPOD_DB", "db" }, { "HPOD_SYNCHRONOUS", "synchronous" },
         { "HPOD_THREADS", "threads" }, { "HPOD_LOG_LEVEL", "log-level" },
+        { "HPOD_SLOW_REQUEST_MS", "slow-request-ms" },
+        { "HPOD_METRICS_MAX_STUDIES", "metrics-max-studies" },
     };
     const char *state_dir = secure_getenv("STATE_DIRECTORY");
     int r;
@@ -191,6 +214,8 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     cfg->port = 8080;
     cfg->threads = 4;
     cfg->log_level = HPO_LOG_INFO;
+    cfg->slow_request_ms = 500;
+    cfg->metrics_max_studies = 100;
     if (state_dir != NULL && state_dir[0] != '\0') {
         /* systemd may list several directories separated by ':'; use the first. */
         size_t n = strcspn(state_dir, ":");

@@ -14,6 +14,8 @@ struct hpo_config {
     bool synchronous_full;
     int threads;        /* worker threads (UV_THREADPOOL_SIZE) */
     int log_level;      /* syslog priority */
+    unsigned slow_request_ms;     /* requests slower than this are logged (0: none) */
+    unsigned metrics_max_studies; /* studies with their own /metrics series; the rest "(other)" */
     char config_file[4096];
     bool check_only;    /* --check-config */
     bool show_help;

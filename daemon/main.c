@@ -21,6 +21,7 @@
 #include "../storage/storage.h"
 #include "config.h"
 #include "dispatch.h"
+#include "metrics.h"
 #include "notify.h"
 
 struct daemon {
@@ -68,50 +69,11 @@ static bool healthy(void *ctx)
 static char *metrics(void *ctx)
 {
     struct daemon *d = ctx;
-    struct hpo_api_stats st;
-    size_t studies, states[5];
-    uint64_t commits, writes;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    static const char *const edges[12] = { "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
-        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "+Inf" };
-    static const char *const states_n[5] = { "waiting", "running", "complete", "pruned",
-        "failed" };
-    uint64_t cum = 0;
+    struct hpo_metrics_sources src = { .api = d->api, .service = d->service,
+        .storage = d->storage, .version = HPOD_VERSION,
+        .max_studies = d->cfg.metrics_max_studies };
 
-    if (f == NULL) {
-        return NULL;
-    }
-    hpo_api_stats(d->api, &st);
-    hpo_service_counts(d->service, &studies, states);
-    hpo_storage_stats(d->storage, &commits, &writes);
-    fprintf(f, "# HELP hpod_requests_total HTTP requests by status class.\n"
-               "# TYPE hpod_requests_total counter\n");
-    for (int c = 1; c < 6; c++) {
-        fprintf(f, "hpod_requests_total{class=\"%dxx\"} %" PRIu64 "\n", c, st.by_class[c]);
-    }
-    fprintf(f, "# HELP hpod_request_duration_seconds Request latency.\n"
-               "# TYPE hpod_request_duration_seconds histogram\n");
-    for (int b = 0; b < 12; b++) {
-        cum += st.latency_buckets[b];
-        fprintf(f, "hpod_request_duration_seconds_bucket{le=\"%s\"} %" PRIu64 "\n", edges[b], cum);
-    }
-    fprintf(f, "hpod_request_duration_seconds_sum %.6f\n", (double)st.latency_us_sum / 1e6);
-    fprintf(f, "hpod_request_duration_seconds_count %" PRIu64 "\n", st.requests);
-    fprintf(f, "# HELP hpod_studies Studies in memory.\n# TYPE hpod_studies gauge\n"
-               "hpod_studies %zu\n", studies);
-    fprintf(f, "# HELP hpod_trials Trials by state.\n# TYPE hpod_trials gauge\n");
-    for (int s = 0; s < 5; s++) {
-        fprintf(f, "hpod_trials{state=\"%s\"} %zu\n", states_n[s], states[s]);
-    }
-    fprintf(f, "# HELP hpod_storage_commits_total Group commits.\n"
-               "# TYPE hpod_storage_commits_total counter\nhpod_storage_commits_total %" PRIu64
-               "\n# HELP hpod_storage_writes_total Writes committed.\n"
-               "# TYPE hpod_storage_writes_total counter\nhpod_storage_writes_total %" PRIu64 "\n",
-            commits, writes);
-    fclose(f);
-    return buf;
+    return hpo_metrics_text(&src);
 }
 
 /* ---- MHD inside libuv ---------------------------------------------------- */
@@ -395,6 +357,7 @@ int main(int argc, char **argv)
     acfg.connection_timeout_s = 300;
     acfg.service = d.service;
     acfg.version = HPOD_VERSION;
+    acfg.slow_request_ms = d.cfg.slow_request_ms;
     acfg.submit = submit;
     acfg.healthy = healthy;
     acfg.metrics = metrics;

@@ -1120,6 +1120,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     if (s == NULL) {
         return;
     }
+    req->sampler = s->sampler_type->name;
     if (sampler_ready(svc, s, err) < 0) {
         goto out;
     }
@@ -2209,6 +2210,21 @@ void hpo_service_counts(struct hpo_service *svc, size_t *ret_studies, size_t ret
         for (int k = 0; k < HPO_STATE_COUNT; k++) {
             ret_states[k] += svc->studies[i]->history.count[k];
         }
+    }
+    pthread_rwlock_unlock(&svc->registry_lock);
+}
+
+void hpo_service_each_study(struct hpo_service *svc,
+        void (*fn)(void *ctx, const char *name, const size_t counts[5]), void *ctx)
+{
+    pthread_rwlock_rdlock(&svc->registry_lock);
+    for (size_t i = 0; i < svc->n_studies; i++) {
+        const struct study *s = svc->studies[i];
+        size_t counts[5];
+        for (int k = 0; k < 5; k++) {
+            counts[k] = k < HPO_STATE_COUNT ? s->history.count[k] : 0;
+        }
+        fn(ctx, s->name, counts);
     }
     pthread_rwlock_unlock(&svc->registry_lock);
 }

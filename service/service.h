@@ -65,6 +65,7 @@ struct hpo_svc_request {
     void (*text_free)(void *cls);
     void *text_cls;
     struct hpo_error err; /* on error */
+    const char *sampler;  /* ask: the study's sampler type name (static), for metrics */
 };
 
 struct hpo_service_options {
@@ -97,6 +98,16 @@ size_t hpo_service_reap(struct hpo_service *svc, int64_t now_ms);
 
 /* Counts for /metrics and logs. */
 void hpo_service_counts(struct hpo_service *svc, size_t *ret_studies, size_t ret_states[5]);
+
+/*
+** For /metrics: call fn(ctx, name, counts) for each study in name order,
+** with its trials by state (indexed by enum hpo_state; `name` and `counts`
+** borrowed for the call). Runs under the registry's read lock: fn must not
+** call the service. Counts are read without the study's lock (a snapshot
+** that may be one operation old). Any thread.
+*/
+void hpo_service_each_study(struct hpo_service *svc,
+        void (*fn)(void *ctx, const char *name, const size_t counts[5]), void *ctx);
 
 /* The wall clock in ms since the epoch. */
 int64_t hpo_now_ms(void);

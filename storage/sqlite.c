@@ -25,6 +25,7 @@
 
 #include <sqlite3.h>
 
+#include "../core/histogram.h"
 #include "storage-int.h"
 
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
@@ -158,7 +159,15 @@ struct hpo_storage {
     atomic_uint_fast64_t ticks;
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t writes;
+    /* For /metrics: each group transaction's duration (us) and size, failed ones. */
+    struct hpo_hist commit_us;
+    struct hpo_hist batch_writes;
+    atomic_uint_fast64_t failed_batches;
 };
+
+static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+    100000, 250000, 500000, 1000000, 2500000 };
+static const uint64_t batch_writes_le[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
 
 static sqlite3_stmt **stmt_at(struct stmts *s, size_t i)
 {
@@ -657,13 +666,21 @@ static bool commit_surely_failed(int xrc)
     }
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* One group transaction: every write of `batch`, each in its savepoint. */
 static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
 {
     static const struct hpo_blob_mark all = { 0, 0, 0 };
     struct hpo_error err;
     bool unlink_files = true;
-    uint64_t ok = 0;
+    uint64_t ok = 0, n = 0, t0 = mono_us();
     int r;
 
     end_transaction(st);
@@ -696,7 +713,10 @@ static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
     }
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
         ok += w->result == 0;
+        n++;
     }
+    hpo_hist_observe(&st->commit_us, mono_us() - t0);
+    hpo_hist_observe(&st->batch_writes, n);
     atomic_fetch_add(&st->commits, 1);
     atomic_fetch_add(&st->writes, ok);
     atomic_store(&st->healthy, true);
@@ -710,6 +730,7 @@ fail:
         hpo__blobs_forget(&st->blobs);
     }
     fail_batch(batch, r, &err);
+    atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
 }
 
@@ -933,6 +954,10 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
     atomic_init(&st->ticks, 0);
     atomic_init(&st->commits, 0);
     atomic_init(&st->writes, 0);
+    atomic_init(&st->failed_batches, 0);
+    hpo_hist_init(&st->commit_us, commit_us_le, sizeof(commit_us_le) / sizeof(commit_us_le[0]));
+    hpo_hist_init(&st->batch_writes, batch_writes_le,
+            sizeof(batch_writes_le) / sizeof(batch_writes_le[0]));
 
     rc = sqlite3_open_v2(path, &st->db,
             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
@@ -1385,4 +1410,12 @@ void hpo_storage_close(struct hpo_storage *st)
     }
     pthread_mutex_unlock(&st->lock);
     destroy(st);
+}
+
+void hpo_storage_metrics(struct hpo_storage *st, const struct hpo_hist **ret_commit_us,
+        const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed)
+{
+    *ret_commit_us = &st->commit_us;
+    *ret_batch_writes = &st->batch_writes;
+    *ret_failed = atomic_load(&st->failed_batches);
 }

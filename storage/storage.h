@@ -151,6 +151,16 @@ uint64_t hpo_storage_ticks(struct hpo_storage *st);
 void hpo_storage_stats(struct hpo_storage *st, uint64_t *ret_commits, uint64_t *ret_writes);
 
 /*
+** For /metrics: the histograms of group transactions that committed (their
+** duration from BEGIN to COMMIT in microseconds, and their number of
+** writes), borrowed for the storage's lifetime and safe to read from any
+** thread, and the number of group transactions that failed.
+*/
+struct hpo_hist;
+void hpo_storage_metrics(struct hpo_storage *st, const struct hpo_hist **ret_commit_us,
+        const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed);
+
+/*
 ** Drain the queue, stop and join the writer, finalize every statement and
 ** close the database. Accepts NULL. Call with no writer waiting.
 */

@@ -333,6 +333,43 @@ static void test_flags(void **state)
     }
 }
 
+/* --slow-request-ms and --metrics-max-studies (test_observability.py runs them). */
+static void test_observability_settings(void **state)
+{
+    struct hpo_config cfg = defaults();
+    char msg[256];
+
+    assert_int_equal(cfg.slow_request_ms, 500);
+    assert_int_equal(cfg.metrics_max_studies, 100);
+    assert_int_equal(hpo_config_set(&cfg, "slow-request-ms", "0", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.slow_request_ms, 0);
+    assert_int_equal(hpo_config_set(&cfg, "slow-request-ms", "3600000", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.slow_request_ms, 3600000);
+    assert_int_equal(hpo_config_set(&cfg, "metrics-max-studies", "7", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.metrics_max_studies, 7);
+    assert_int_equal(cfg.slow_request_ms, 3600000);
+    expect_set_fails("slow-request-ms", "-1",
+            "slow-request-ms: '-1' must be an integer from 0 to 3600000");
+    expect_set_fails("slow-request-ms", "3600001",
+            "slow-request-ms: '3600001' must be an integer from 0 to 3600000");
+    expect_set_fails("slow-request-ms", "5ms",
+            "slow-request-ms: '5ms' must be an integer from 0 to 3600000");
+    expect_set_fails("metrics-max-studies", "",
+            "metrics-max-studies: '' must be an integer from 0 to 3600000");
+    expect_set_fails("metrics-max-studies", " 1",
+            "metrics-max-studies: ' 1' must be an integer from 0 to 3600000");
+    setenv("HPOD_SLOW_REQUEST_MS", "20", 1);
+    setenv("HPOD_METRICS_MAX_STUDIES", "3", 1);
+    {
+        char *argv[] = { "hpod", "--metrics-max-studies=4", NULL };
+        assert_int_equal(hpo_config_load(&cfg, 2, argv, msg, sizeof(msg)), 0);
+    }
+    unsetenv("HPOD_SLOW_REQUEST_MS");
+    unsetenv("HPOD_METRICS_MAX_STUDIES");
+    assert_int_equal(cfg.slow_request_ms, 20);
+    assert_int_equal(cfg.metrics_max_studies, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +379,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observability_settings, setup, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
