@@ -33,7 +33,7 @@ _hpoctl()
     for ((i = 1; i < COMP_CWORD; i++)); do
         word=${COMP_WORDS[i]}
         case $word in
-            --) [[ $cmd == run ]] && { COMPREPLY=($(compgen -c -f -- "$cur")); return 0; } ;;
+            --) [[ $cmd == run ]] && { COMPREPLY=($(compgen -c -f -- "$cur" | sort -u)); return 0; } ;;
             --url|--token|--state|-f|--file|-n|-j|--timeout|--max-failures|--progress|-p|--param|--attr|--unset)
                 ((i++)) ;;
             -*) ;;

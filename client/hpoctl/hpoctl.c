@@ -1515,7 +1515,7 @@ int main(int argc, char **argv)
         return rc;
     }
     /* "hpoctl --help", "hpoctl help [CMD]" and "hpoctl CMD --help". */
-    if (a.npos > 0 && strcmp(a.pos[0], "help") == 0) {
+    if (a.npos > 0 && strcmp(a.pos[0], "help") == 0 && !a.help) {
         if (a.npos == 1) {
             fputs(usage_text, stdout);
             return HPOCTL_EXIT_OK;
