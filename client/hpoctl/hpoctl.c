@@ -1550,7 +1550,8 @@ int main(int argc, char **argv)
     }
     if ((a.n || a.j || a.timeout || a.max_failures || a.progress || a.cmd) &&
             strcmp(cmd, "run") != 0) {
-        return usage_error("-n, -j, --timeout, --max-failures, --progress and '--' belong to 'run'");
+        return usage_error(
+                "-n, -j, --timeout, --max-failures, --progress and '--' belong to 'run'");
     }
     if (a.file && strcmp(cmd, "study") != 0) {
         return usage_error("-f belongs to 'study create'");
