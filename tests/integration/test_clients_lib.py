@@ -64,8 +64,10 @@ def c_library(d):
     out = p.stdout + p.stderr
     check(p.returncode == 0, "test-client-api failed (rc %d):\n%s" % (p.returncode, out))
     oks = [line for line in p.stdout.splitlines() if line.startswith("ok ")]
-    check("1..7" in p.stdout and len(oks) == 7 and "not ok" not in p.stdout,
-          "test-client-api TAP:\n%s" % out)
+    # cmocka writes a skipped test (PATCH not in this daemon yet) as "not ok N # SKIP name".
+    skips = [line for line in p.stdout.splitlines() if " # SKIP " in line]
+    check("1..8" in p.stdout and len(oks) + len(skips) == 8 and len(skips) <= 1 and
+          p.stdout.count("not ok") == len(skips), "test-client-api TAP:\n%s" % out)
 
 
 @tap.test
