@@ -18,5 +18,16 @@ if dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | grep -v -q '^install ok in
    [ "$(dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | wc -l)" -ne "$(echo $pkgs | wc -w)" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends $pkgs
+    # Packages that ship a service (prometheus, postgresql) must not start it
+    # here: policy-rc.d answering 101 tells invoke-rc.d not to (Debian policy).
+    # Kept only when it did not exist before.
+    rcd=/usr/sbin/policy-rc.d
+    own_rcd=
+    if [ ! -e $rcd ]; then
+        printf '#!/bin/sh\nexit 101\n' > $rcd && chmod 755 $rcd && own_rcd=1
+    fi
+    status=0
+    apt-get install -y -q --no-install-recommends $pkgs || status=$?
+    [ -n "$own_rcd" ] && rm -f $rcd
+    [ $status -eq 0 ] || exit $status
 fi
