@@ -9,7 +9,8 @@ pkgs="gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libjansson-de
 libsqlite3-dev libuv1-dev libcurl4-openssl-dev liblapacke-dev liblapack-dev libopenblas-dev
 libnlopt-dev curl ca-certificates"
 if [ "${1:-}" = "--test" ]; then
-    pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd"
+    pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd
+          python3-pandas python3-pip python3-setuptools python3-wheel"
 fi
 # Skip apt entirely when everything is already installed.
 if dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | grep -v -q '^install ok installed$' ||
