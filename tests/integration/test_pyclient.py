@@ -19,7 +19,7 @@ pip install. Prints TAP.
 """
 
 import datetime
-import math
+import importlib.util
 import os
 import shutil
 import socket
@@ -151,10 +151,8 @@ def optuna_quadratic_example(d):
 
 @tap.test
 def optuna_pruning_example_same_source(d):
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        check(False, "python3-sklearn is needed (scripts/deps.sh --test)")
+    check(importlib.util.find_spec("sklearn") is not None,
+          "python3-sklearn is needed (scripts/deps.sh --test)")
     ns = {"optuna": optuna_like}
     exec(compile(PRUNING_OBJECTIVE, "objective", "exec"), ns)
     study = optuna_like.create_study(storage=url(d), study_name="sgd-iris",
