@@ -19,10 +19,12 @@ pip install. Prints TAP.
 """
 
 import datetime
+import json
 import importlib.util
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -312,6 +314,12 @@ def frozen_trials_and_best(d):
     n = s.add_trial(s.trial(t.number))
     check(n.state == "complete" and n.value == 0.9 and n.params == t.params
           and n.user_attrs.get("note") == "n", "add_trial(frozen) %r" % n.info)
+    # As Optuna: told without a value, or a value that is not finite, the trial fails.
+    g, h = s.ask(), s.ask()
+    s.tell(g)
+    s.tell(h, float("nan"))
+    check(s.trial(g.number).state == "failed" and s.trial(h.number).state == "failed", "tell no value")
+    raises(ValueError, lambda: s.tell(s.ask(), None, state=P.COMPLETE), "finite value")
 
 
 @tap.test
@@ -570,6 +578,18 @@ def keep_alive(d):
     tw2 = tcp_states(d.port).get(TIME_WAIT, 0)
     check(old.transport.connections_opened == 20 and tw2 - tw1 >= 20,
           "per-request mode: %d opened, %d TIME_WAIT" % (old.transport.connections_opened, tw2 - tw1))
+    # A child after fork() opens its own connection; the parent's stays usable.
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = c.health()["status"] == "ok" and c.transport.local_socket().getsockname() != local
+        except BaseException:  # noqa: B902 - the child reports by exit status only
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    check(os.WEXITSTATUS(status) == 0, "the child's request failed")
+    check(c.health()["status"] == "ok" and c.transport.local_socket().getsockname() == local,
+          "the parent's connection after fork")
     c.close()
     check(c.transport.local_socket() is None, "closed")
     check(c.health()["status"] == "ok", "a request after close reconnects")
@@ -614,14 +634,16 @@ class FakeServer:
     and closes without answering; "once" answers the first request of each
     connection, then closes it."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, tls=None):
         self.mode = mode
+        self.tls = tls  # an ssl.SSLContext for the server side, or None
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.heads = []
+        self.bodies = []
         self.connections = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -646,6 +668,12 @@ class FakeServer:
 
     def _conn(self, conn):
         conn.settimeout(10)
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()
+                return
         buf = b""
         with conn:
             while True:
@@ -662,6 +690,7 @@ class FakeServer:
                         n = int(v)
                 while len(buf) < n:
                     buf += conn.recv(65536)
+                self.bodies.append(buf[:n])
                 buf = buf[n:]
                 self.heads.append(head.decode())
                 if self.mode == "drop":
@@ -694,6 +723,51 @@ def resend_rules(d):
         check(fc.request("POST", "/v1/studies/s/ask", idempotent=False) == {}, "ask after close")
         check(len(fake.heads) == 2 and fake.connections == 2 and fc.transport.connections_opened == 2,
               "%d requests over %d connections" % (len(fake.heads), fake.connections))
+
+
+@tap.test
+def patch_requests(d):
+    # What set_user_attr sends (the daemon's PATCH may not be there yet: a fake answers).
+    with FakeServer(mode="answer") as fake:
+        fc = hpod_client.Client("http://127.0.0.1:%d" % fake.port, retries=0)
+        st = hpod_client.Study(fc, {"name": "s/1", "params": []})
+        t = hpod_client.Trial(st, {"number": 7, "user_attrs": {"a": 1, "b": 2}})
+        t.set_user_attr("c", [1, "x"])
+        t.set_user_attr("a", None)
+        st.set_user_attr("owner", "me")
+        lines = [h.split("\r\n")[0] for h in fake.heads]
+        check(lines == ["PATCH /v1/studies/s%2F1/trials/7 HTTP/1.1"] * 2
+              + ["PATCH /v1/studies/s%2F1 HTTP/1.1"], "requests %r" % lines)
+        check([json.loads(b) for b in fake.bodies] == [{"user_attrs": {"c": [1, "x"]}},
+                                                       {"user_attrs": {"a": None}},
+                                                       {"user_attrs": {"owner": "me"}}],
+              "bodies %r" % fake.bodies)
+        # An answer without the trial: merged locally (None removes).
+        check(t.user_attrs == {"b": 2, "c": [1, "x"]}, "local merge %r" % t.user_attrs)
+
+
+@tap.test
+def https_cafile(d):
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key, "-out", cert], capture_output=True, text=True, timeout=60)
+        check(p.returncode == 0, "openssl: %s" % p.stderr)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        with FakeServer(mode="answer", tls=ctx) as fake:
+            u = "https://127.0.0.1:%d" % fake.port
+            check(hpod_client.Client(u, cafile=cert, retries=0).health() == {}, "https with cafile")
+            os.environ["HPOD_CACERT"] = cert
+            try:
+                ec = hpod_client.Client(u, retries=0)
+            finally:
+                del os.environ["HPOD_CACERT"]
+            check(ec.health() == {} and ec.health() == {} and ec.transport.connections_opened == 1,
+                  "https with $HPOD_CACERT, kept")
+            e = api_error("transport", hpod_client.Client(u, retries=0).health, 0)
+            check("CERTIFICATE_VERIFY_FAILED" in e.message, "unverified: %s" % e.message)
 
 
 # --- install ----------------------------------------------------------------------

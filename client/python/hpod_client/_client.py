@@ -295,18 +295,30 @@ class Study:
 
     def tell(self, trial: Union["Trial", int], value: Optional[float] = None,
              state: Optional[Union[TrialState, str]] = None) -> "Trial":
-        """Finish a trial (Optuna's Study.tell): with value it completes;
-        state=TrialState.PRUNED or FAIL prunes or fails it. Returns it."""
+        """Finish a trial (Optuna's Study.tell): a finite value completes it;
+        state=TrialState.PRUNED or FAIL prunes or fails it; no state and no
+        (or a non-finite) value fails it, as in Optuna. Returns it."""
         t = trial if isinstance(trial, Trial) else Trial(self, {"number": int(trial)})
         st = TrialState(state) if state is not None else None
         if st == TrialState.PRUNED:
             t.prune()
-        elif st == TrialState.FAIL or (st is None and value is None):
+        elif st == TrialState.FAIL:
             t.fail()
-        elif st in (None, TrialState.COMPLETE) and value is not None:
-            t.tell(value)
+        elif st is None or st == TrialState.COMPLETE:
+            try:
+                v = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                v = math.nan
+            if math.isfinite(v):
+                t.tell(v)
+            elif st is None:
+                # As Optuna: no value, or not a finite number, fails the trial.
+                _log.warning("trial %d failed: told %r, not a finite number", t.number, value)
+                t.fail()
+            else:
+                raise ValueError("state COMPLETE needs a finite value, got %r" % (value,))
         else:
-            raise ValueError("tell needs a value (complete) or state PRUNED or FAIL")
+            raise ValueError("tell takes state COMPLETE, PRUNED or FAIL, not %s" % st)
         return t
 
     def best(self) -> Optional["Trial"]:

@@ -56,10 +56,11 @@ class _Holder:
     """A thread's connection. When the thread ends, the holder is collected
     with the thread's local storage and a finalizer closes the socket."""
 
-    __slots__ = ("conn", "__weakref__")
+    __slots__ = ("conn", "pid", "__weakref__")
 
     def __init__(self, conn: http.client.HTTPConnection) -> None:
         self.conn = conn
+        self.pid = os.getpid()
 
 
 class Transport:
@@ -119,6 +120,10 @@ class Transport:
         if not self.keep_alive:
             return self._new_conn(), True
         holder: Optional[_Holder] = getattr(self._local, "holder", None)
+        if holder is not None and holder.pid != os.getpid():
+            # A child after fork(): the socket is the parent's; leave it to it.
+            holder.conn.sock = None
+            holder = self._local.holder = None
         if holder is not None and holder.conn.sock is not None and not _stale(holder.conn.sock):
             return holder.conn, False
         if holder is not None:
