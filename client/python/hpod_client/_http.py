@@ -184,7 +184,7 @@ class Transport:
         where = "%s %s://%s:%d%s" % (method, self.scheme, self.host, self.port, target)
         try:
             conn.request(method, target, body=body, headers=headers)
-        except _SEND_ERRORS as e:
+        except (_SEND_ERRORS + (http.client.HTTPException,)) as e:
             self._discard(conn)
             raise TransportError("%s: %s (while sending)" % (where, e), sent=False) from e
         except OSError as e:  # a timeout while sending: part of it may have arrived
