@@ -11,7 +11,7 @@ libnlopt-dev curl ca-certificates"
 if [ "${1:-}" = "--test" ]; then
     # prometheus: for promtool (`promtool check metrics` on /metrics in test_observability.py).
     pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd
-prometheus"
+prometheus python3-pandas python3-pip python3-setuptools python3-wheel"
 fi
 # Skip apt entirely when everything is already installed.
 if dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | grep -v -q '^install ok installed$' ||
