@@ -339,8 +339,11 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
                 }
             }
             if (n >= 5) {
-                ret->number_ok = hpo__api_decode_segment(segs[4]) &&
-                        hpo__api_parse_number(segs[4], &ret->number);
+                /* Not a number is not_found (or 405), but never a decoded '/' or NUL. */
+                if (!hpo__api_decode_segment(segs[4]) || !hpo_name_valid(segs[4])) {
+                    goto out;
+                }
+                ret->number_ok = hpo__api_parse_number(segs[4], &ret->number);
             }
             if (n == 2) {
                 ret->route = R_STUDIES;
