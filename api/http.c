@@ -948,17 +948,15 @@ static enum MHD_Result start_upload_check(struct hpo_api *api, struct req *rq)
 /*
 ** The first call, once the headers are in: route, then refuse at once (before
 ** any body is read; MHD then closes the connection) what is bad whatever the
-** body: broken framing, a body for no route or a wrong method, a
-** Content-Length over the limit, a gradient upload that cannot be taken.
+** body: broken framing, a Content-Length over the limit (404 or 405 when that
+** is the fault), a gradient upload that cannot be taken.
 */
 static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const char *method,
         const char *version)
 {
     const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
             MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-            MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    bool binary, has_body;
+    bool binary, big;
     unsigned long long n = 0;
 
     snprintf(rq->method, sizeof(rq->method), "%s", method);
@@ -976,12 +974,17 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
             n = ULLONG_MAX; /* MHD parsed it: only an overflow gets here */
         }
     }
-    has_body = n > 0 || te != NULL;
-    if (has_body && rq->route == R_NONE) {
+    /*
+    ** A body too big to read anyway gets the code that names the real fault
+    ** (404, 405) rather than 413; smaller ones are read, so the connection
+    ** stays open for the next request.
+    */
+    big = n > api->cfg.json_limit;
+    if (big && rq->route == R_NONE) {
         set_error(rq, HPO_NOT_FOUND, NULL, "no route for '%s'", rq->path);
         return queue_reply(rq);
     }
-    if (has_body && !hpo__api_method_allowed(rq->allow, method)) {
+    if (big && !hpo__api_method_allowed(rq->allow, method)) {
         set_error(rq, HPO_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on '%s' (allowed: %s)",
                 method, rq->path, rq->allow);
         return queue_reply(rq);

@@ -905,14 +905,14 @@ static void json_diff(const json_t *a, const json_t *b, char *path, size_t len, 
     }
 }
 
-/* A JSON value for a message, cut to `len` - 1 bytes ("absent" for NULL, a count for arrays). */
+/* A JSON value for a message, cut to `len` - 1 bytes ("absent" for NULL, its length for arrays). */
 static void json_brief(const json_t *v, char *buf, size_t len)
 {
     char *text = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 
     if (json_is_array(v)) {
         free(text);
-        snprintf(buf, len, "%zu entries", json_array_size(v));
+        snprintf(buf, len, "%zu entr%s", json_array_size(v), json_array_size(v) == 1 ? "y" : "ies");
         return;
     }
     snprintf(buf, len, "%s", v == NULL ? "absent" : text != NULL ? text : "?");
