@@ -58,7 +58,8 @@ def parse_replies(buf):
         for line in lines[1:]:
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
-        n = int(headers.get("content-length", "0"))
+        # No Content-Length: the body runs to the close (MHD's own error pages).
+        n = int(headers.get("content-length", str(len(rest))))
         if status == 100:
             n = 0
         out.append(Reply(status, headers, rest[:n]))
@@ -398,6 +399,47 @@ def head_on_every_get_route(exe):
         # A route without GET still answers 405 to HEAD, with an Allow that has no HEAD.
         r = d.request("HEAD", "/v1/studies/s/ask")
         check(r.status == 405 and r.header("Allow") == "POST", "HEAD on ask: %r" % r.status)
+
+
+@tap.test
+def errors_of_libmicrohttpd_itself(exe):
+    """What MHD 0.9.75 answers before hpod sees the request (docs/API.md lists it): the
+    status is right and the connection closed; the body stays MHD's (no hook for it).
+    Only the status line is checked: for a bad Content-Length 0.9.75 sends its
+    response head twice (an MHD defect, see docs/API.md)."""
+    cases = [
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBogus\r\n\r\n", 400),
+        (b"POST /v1/studies HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST /v1/studies HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999"
+         b"\r\n\r\n", 413),
+    ]
+    with Daemon(exe) as d:
+        create(d, "a")
+        for payload, status in cases:
+            sock = socket.create_connection(("127.0.0.1", d.port), timeout=TIMEOUT)
+            try:
+                try:
+                    sock.sendall(payload + TAIL)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                buf = b""
+                while len(buf) < 1 << 20:
+                    try:
+                        b = sock.recv(65536)
+                    except ConnectionResetError:
+                        break
+                    if not b:
+                        break
+                    buf += b
+            finally:
+                sock.close()
+            line = buf.split(b"\r\n")[0]
+            check(line.startswith(b"HTTP/1.1 %d " % status), "%r...: %r" % (payload[:40], line))
+        check(study_names(d) == ["a"], "study a is gone")
+        d.get("/healthz").expect(200)
 
 
 @tap.test
