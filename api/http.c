@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <microhttpd.h>
 
 #include "../core/history.h"
+#include "../core/space.h"
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
 #include "../service/service.h"
@@ -66,7 +68,8 @@ struct req {
     struct hpo_job job; /* first member use is not required: we map back by offset */
     char id[24];
     char method[16];
-    char *path;
+    char *path;     /* the raw path for messages and logs, bytes outside ASCII 0x21-0x7e as %XX */
+    char *raw;      /* the raw path as received (no query), until routed */
     uint64_t start_us;
     enum hpo__route_id route;
     char *study;
@@ -75,6 +78,10 @@ struct req {
     bool number_ok;
     char *body;
     size_t len, cap, limit;
+    size_t expect;     /* the Content-Length (0: none) */
+    bool started;      /* the handler has seen the headers */
+    bool headers_done; /* the headers passed every check: the body may come */
+    bool exact;        /* `limit` is the exact size a gradient upload must have */
     bool too_large;
     bool suspended;
     bool ready; /* a reply is waiting to be queued */
@@ -248,6 +255,62 @@ bool hpo__api_parse_number(const char *s, int64_t *ret)
     return true;
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+bool hpo__api_decode_segment(char *seg)
+{
+    char *out = seg;
+
+    for (const char *in = seg; *in != '\0'; in++) {
+        if (*in != '%') {
+            *out++ = *in;
+            continue;
+        }
+        int hi = hex_value(in[1]), lo = hi < 0 ? -1 : hex_value(in[2]);
+        if (lo < 0) {
+            return false; /* "%" not followed by two hex digits */
+        }
+        if (hi == 0 && lo == 0) {
+            return false; /* %00 would cut the segment short */
+        }
+        *out++ = (char)(hi * 16 + lo);
+        in += 2;
+    }
+    *out = '\0';
+    return true;
+}
+
+/*
+** A {study} or {name} segment: decoded, and then only the names docs/REFERENCE.md
+** allows (1-128 of A-Z a-z 0-9 _ . -), so that no decoded byte (NUL, '/',
+** control characters) can make it name something else.
+*/
+static char *name_segment(char *seg)
+{
+    if (!hpo__api_decode_segment(seg) || !hpo_name_valid(seg)) {
+        return NULL;
+    }
+    return strdup(seg);
+}
+
+/* A literal segment ("v1", "trials"...), compared once decoded. */
+static bool is_seg(char *seg, const char *literal)
+{
+    return hpo__api_decode_segment(seg) && strcmp(seg, literal) == 0;
+}
+
 /* Match the path (api-int.h); the caller frees ret->study and ret->name. */
 const char *hpo__api_route(const char *url, struct hpo__route *ret)
 {
@@ -261,42 +324,52 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
     }
     n = split_path(copy, segs);
     ret->route = R_NONE;
-    if (n == 1 && strcmp(segs[0], "healthz") == 0) {
+    if (n == 1 && is_seg(segs[0], "healthz")) {
         ret->route = R_HEALTHZ;
-        allow = "GET";
-    } else if (n == 1 && strcmp(segs[0], "metrics") == 0) {
+        allow = "GET, HEAD";
+    } else if (n == 1 && is_seg(segs[0], "metrics")) {
         ret->route = R_METRICS;
-        allow = "GET";
-    } else if (n >= 2 && n <= MAX_SEGS && strcmp(segs[0], "v1") == 0) {
-        if (n == 2 && strcmp(segs[1], "samplers") == 0) {
+        allow = "GET, HEAD";
+    } else if (n >= 2 && n <= MAX_SEGS && is_seg(segs[0], "v1")) {
+        if (n == 2 && is_seg(segs[1], "samplers")) {
             ret->route = R_SAMPLERS;
-            allow = "GET";
-        } else if (strcmp(segs[1], "studies") == 0) {
+            allow = "GET, HEAD";
+        } else if (is_seg(segs[1], "studies")) {
             if (n >= 3) {
-                ret->study = strdup(segs[2]);
+                ret->study = name_segment(segs[2]);
+                if (ret->study == NULL) {
+                    goto out; /* no study can have that name: no route */
+                }
             }
             if (n >= 5) {
+                /* Not a number is not_found (or 405), but never a decoded '/' or NUL. */
+                if (!hpo__api_decode_segment(segs[4]) || !hpo_name_valid(segs[4])) {
+                    goto out;
+                }
                 ret->number_ok = hpo__api_parse_number(segs[4], &ret->number);
             }
             if (n == 2) {
                 ret->route = R_STUDIES;
-                allow = "GET, POST";
+                allow = "GET, HEAD, POST";
             } else if (n == 3) {
                 ret->route = R_STUDY;
-                allow = "GET, DELETE";
-            } else if (n == 4 && strcmp(segs[3], "ask") == 0) {
+                allow = "GET, HEAD, DELETE";
+            } else if (n == 4 && is_seg(segs[3], "ask")) {
                 ret->route = R_ASK;
                 allow = "POST";
-            } else if (n == 4 && strcmp(segs[3], "best") == 0) {
+            } else if (n == 4 && is_seg(segs[3], "best")) {
                 ret->route = R_BEST;
-                allow = "GET";
-            } else if (n == 4 && strcmp(segs[3], "trials") == 0) {
+                allow = "GET, HEAD";
+            } else if (n == 4 && is_seg(segs[3], "trials")) {
                 ret->route = R_TRIALS;
-                allow = "GET, POST";
-            } else if (n == 5 && strcmp(segs[3], "trials") == 0) {
+                allow = "GET, HEAD, POST";
+            } else if (n == 5 && is_seg(segs[3], "trials")) {
                 ret->route = R_TRIAL;
-                allow = "GET";
-            } else if (n == 6 && strcmp(segs[3], "trials") == 0) {
+                allow = "GET, HEAD";
+            } else if (n == 6 && is_seg(segs[3], "trials")) {
+                if (!hpo__api_decode_segment(segs[5])) {
+                    goto out;
+                }
                 if (strcmp(segs[5], "tell") == 0) {
                     ret->route = R_TELL;
                 } else if (strcmp(segs[5], "report") == 0) {
@@ -305,17 +378,25 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
                     ret->route = R_HEARTBEAT;
                 }
                 allow = ret->route != R_NONE ? "POST" : NULL;
-            } else if (n == 7 && strcmp(segs[3], "trials") == 0) {
-                ret->name = strdup(segs[6]);
-                if (strcmp(segs[5], "params") == 0) {
-                    ret->route = R_PARAM;
-                    allow = "GET";
-                } else if (strcmp(segs[5], "gradient") == 0) {
-                    ret->route = R_GRADIENT;
-                    allow = "PUT";
+            } else if (n == 7 && is_seg(segs[3], "trials") && hpo__api_decode_segment(segs[5])) {
+                enum hpo__route_id r = strcmp(segs[5], "params") == 0 ? R_PARAM
+                        : strcmp(segs[5], "gradient") == 0           ? R_GRADIENT
+                                                                     : R_NONE;
+                ret->name = r != R_NONE ? name_segment(segs[6]) : NULL;
+                if (ret->name != NULL) {
+                    ret->route = r;
+                    allow = r == R_PARAM ? "GET, HEAD" : "PUT";
                 }
             }
         }
+    }
+out:
+    if (ret->route == R_NONE) {
+        free(ret->study);
+        free(ret->name);
+        ret->study = NULL;
+        ret->name = NULL;
+        ret->number_ok = false;
     }
     free(copy);
     return allow;
@@ -555,7 +636,7 @@ static bool changes_study(enum hpo_svc_op op)
 static bool prepare_service(struct req *rq, const char *method)
 {
     struct hpo_svc_request *sr = &rq->sreq;
-    bool get = strcmp(method, "GET") == 0;
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
     memset(sr, 0, sizeof(*sr));
     sr->study = rq->study;
@@ -650,8 +731,29 @@ static bool prepare_service(struct req *rq, const char *method)
 
 /* ---- the MHD callbacks ------------------------------------------------- */
 
-static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, const char *url,
-        const char *method)
+/* The raw path for messages and logs: bytes outside ASCII 0x21-0x7e as %XX. */
+static char *display_path(const char *raw, size_t n)
+{
+    char *out = malloc(3 * n + 1), *o = out;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c > 0x20 && c < 0x7f) {
+            *o++ = (char)c;
+        } else {
+            snprintf(o, 4, "%%%02X", c);
+            o += 3;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, const char *raw,
+        size_t n)
 {
     struct req *rq = calloc(1, sizeof(*rq));
 
@@ -661,8 +763,14 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
     rq->api = api;
     rq->conn = conn;
     rq->start_us = now_us();
-    rq->path = strdup(url);
-    snprintf(rq->method, sizeof(rq->method), "%s", method);
+    rq->raw = strndup(raw, n);
+    rq->path = display_path(raw, n);
+    if (rq->raw == NULL || rq->path == NULL) {
+        free(rq->raw);
+        free(rq->path);
+        free(rq);
+        return NULL;
+    }
     snprintf(rq->id, sizeof(rq->id), "%08" PRIx32 "%08" PRIx64, api->id_prefix,
             ++api->id_counter & 0xffffffffu);
     rq->job.work = job_work;
@@ -670,46 +778,252 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
     return rq;
 }
 
-static enum MHD_Result on_first_call(struct hpo_api *api, struct req *rq)
+/*
+** MHD_OPTION_URI_LOG_CALLBACK: the request target exactly as received, before
+** MHD splits off the query and percent-decodes the rest. The request is
+** created here, so the router sees the raw path (MHD's decoding would turn
+** "%00" into an end of string and "%2F" into a separator).
+*/
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const char *u = uri != NULL ? uri : "";
+
+    return req_new(cls, conn, u, strcspn(u, "?"));
+}
+
+/*
+** MHD_OPTION_UNESCAPE_CALLBACK, used by MHD for query keys and values (the
+** path is routed from its raw form): "%XX" decoded, except "%00", which stays
+** as it is so that no value is cut short. Never lengthens `s`.
+*/
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *out = s;
+
+    (void)cls;
+    (void)conn;
+    for (const char *in = s; *in != '\0'; in++) {
+        int hi = *in == '%' ? hex_value(in[1]) : -1;
+        int lo = hi >= 0 ? hex_value(in[2]) : -1;
+        if (lo >= 0 && (hi != 0 || lo != 0)) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
+/* An RFC 9110 token character (what a header field name is made of). */
+static bool is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+struct framing {
+    unsigned content_length, transfer_encoding, host;
+    const char *te_value;
+    bool bad_name;
+};
+
+static enum MHD_Result framing_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+        const char *value)
+{
+    struct framing *f = cls;
+    const char *c = key;
+
+    (void)kind;
+    while (*c != '\0' && is_tchar(*c)) {
+        c++;
+    }
+    if (c == key || *c != '\0') {
+        /* "Content-Length :" would not be seen as Content-Length (RFC 9112 5.1). */
+        f->bad_name = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        f->content_length++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->transfer_encoding++;
+        f->te_value = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        f->host++;
+    }
+    return MHD_YES;
+}
+
+/*
+** Refuse what could frame the body two ways (request smuggling behind a
+** proxy): duplicate Content-Length (even equal ones), Content-Length with
+** Transfer-Encoding, a transfer coding other than chunked, a header name
+** that is not a token; and HTTP/1.1 without exactly one Host (RFC 9112
+** 3.2). False with an error reply set.
+*/
+static bool check_framing(struct req *rq, const char *version)
+{
+    struct framing f = { 0 };
+    bool http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
+    const char *why = NULL;
+
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, framing_iter, &f);
+    if (f.bad_name) {
+        why = "a header name is not a token (no space before ':')";
+    } else if (f.content_length > 1) {
+        why = "more than one Content-Length header";
+    } else if (f.transfer_encoding > 1) {
+        why = "more than one Transfer-Encoding header";
+    } else if (f.transfer_encoding > 0 && f.content_length > 0) {
+        why = "Content-Length together with Transfer-Encoding";
+    } else if (f.transfer_encoding > 0 && strcasecmp(f.te_value, "chunked") != 0) {
+        why = "the only Transfer-Encoding taken is chunked";
+    } else if (f.transfer_encoding > 0 && http10) {
+        why = "Transfer-Encoding in an HTTP/1.0 request";
+    } else if (!http10 && f.host != 1) {
+        why = f.host == 0 ? "an HTTP/1.1 request needs a Host header"
+                          : "more than one Host header";
+    }
+    if (why == NULL) {
+        return true;
+    }
+    set_error(rq, HPO_INVALID_ARGUMENT, NULL, "bad request framing: %s", why);
+    return false;
+}
+
+/* Worker thread: may the announced gradient upload come, and of what size? */
+static void upload_check_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+    struct hpo_error err;
+    size_t bytes = 0;
+
+    if (hpo_service_gradient_size(rq->api->cfg.service, rq->study, rq->number, rq->name, &bytes,
+                &err) < 0) {
+        set_json(rq, hpo_code_status(err.code), error_body(&err));
+        return;
+    }
+    if (rq->expect > 0 && rq->expect != bytes) {
+        set_error(rq, HPO_INVALID_ARGUMENT, "gradient",
+                "body must be %zu bytes (%zu little-endian float64), Content-Length is %zu",
+                bytes, bytes / sizeof(double), rq->expect);
+        return;
+    }
+    rq->limit = bytes;
+    rq->exact = true;
+}
+
+static void upload_check_done(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    rq->job.work = job_work;
+    rq->job.done = job_done;
+    job_done(job);
+}
+
+/*
+** A gradient upload (up to 256 MiB): check the study, trial and param on a
+** worker before any of the body is read (or "100 Continue" sent), so that a
+** refused upload is answered at once and an accepted one never reserves more
+** than its exact size.
+*/
+static enum MHD_Result start_upload_check(struct hpo_api *api, struct req *rq)
+{
+    const char *type = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+            MHD_HTTP_HEADER_CONTENT_TYPE);
+
+    if (!hpo__api_is_binary_type(type)) {
+        set_error(rq, HPO_UNSUPPORTED_MEDIA_TYPE, NULL,
+                "the body must be application/octet-stream (little-endian float64)");
+        return queue_reply(rq);
+    }
+    if (!rq->number_ok) {
+        set_error(rq, HPO_NOT_FOUND, NULL, "no trial '%s'", rq->path);
+        return queue_reply(rq);
+    }
+    rq->job.work = upload_check_work;
+    rq->job.done = upload_check_done;
+    rq->job.key = NULL; /* read-only */
+    rq->suspended = true;
+    api->inflight++;
+    MHD_suspend_connection(rq->conn);
+    api->cfg.submit(api->cfg.ctx, &rq->job);
+    return MHD_YES;
+}
+
+/*
+** The first call, once the headers are in: route, then refuse at once (before
+** any body is read; MHD then closes the connection) what is bad whatever the
+** body: broken framing, a Content-Length over the limit (404 or 405 when that
+** is the fault), a gradient upload that cannot be taken.
+*/
+static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const char *method,
+        const char *version)
 {
     const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
             MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *allow = route_path(rq, rq->path);
+    bool binary, big;
     unsigned long long n = 0;
 
-    rq->allow = allow;
-    rq->limit = rq->route == R_GRADIENT ? api->cfg.binary_limit : api->cfg.json_limit;
+    snprintf(rq->method, sizeof(rq->method), "%s", method);
+    rq->allow = route_path(rq, rq->raw);
+    free(rq->raw);
+    rq->raw = NULL;
+    if (!check_framing(rq, version)) {
+        return queue_reply(rq);
+    }
     if (cl != NULL) {
         char *end;
         errno = 0;
         n = strtoull(cl, &end, 10);
-        if (errno != 0 || *end != '\0' || n > rq->limit) {
-            /* Early 413: answer before reading the body; MHD closes the connection. */
-            set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
-            return queue_reply(rq);
-        }
-        if (n > 0) {
-            rq->body = malloc(n + 1);
-            if (rq->body == NULL) {
-                return MHD_NO;
-            }
-            rq->cap = n + 1;
+        if (errno != 0 || *end != '\0') {
+            n = ULLONG_MAX; /* MHD parsed it: only an overflow gets here */
         }
     }
+    /*
+    ** A body too big to read anyway gets the code that names the real fault
+    ** (404, 405) rather than 413; smaller ones are read, so the connection
+    ** stays open for the next request.
+    */
+    big = n > api->cfg.json_limit;
+    if (big && rq->route == R_NONE) {
+        set_error(rq, HPO_NOT_FOUND, NULL, "no route for '%s'", rq->path);
+        return queue_reply(rq);
+    }
+    if (big && !hpo__api_method_allowed(rq->allow, method)) {
+        set_error(rq, HPO_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on '%s' (allowed: %s)",
+                method, rq->path, rq->allow);
+        return queue_reply(rq);
+    }
+    binary = rq->route == R_GRADIENT && strcmp(method, "PUT") == 0;
+    rq->limit = binary ? api->cfg.binary_limit : api->cfg.json_limit;
+    if (n > rq->limit) {
+        set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
+        return queue_reply(rq);
+    }
+    rq->expect = (size_t)n;
+    if (binary) {
+        return start_upload_check(api, rq);
+    }
+    rq->headers_done = true;
     return MHD_YES;
 }
 
 static enum MHD_Result append_body(struct req *rq, const char *data, size_t size)
 {
-    if (rq->too_large || rq->len + size > rq->limit) {
+    if (rq->too_large || size > rq->limit - rq->len) {
         rq->too_large = true;
         return MHD_YES;
     }
-    if (rq->len + size + 1 > rq->cap) {
-        size_t cap = rq->cap ? rq->cap * 2 : 4096;
+    if (rq->len + size > rq->cap) {
+        /* Reserved when the body comes, not before: its Content-Length, else doubling. */
+        size_t cap = rq->cap ? rq->cap * 2 : rq->expect ? rq->expect : 4096;
         char *n;
-        while (cap < rq->len + size + 1) {
+        while (cap < rq->len + size) {
             cap *= 2;
+        }
+        if (cap > rq->limit) {
+            cap = rq->limit;
         }
         n = realloc(rq->body, cap);
         if (n == NULL) {
@@ -730,13 +1044,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct hpo_api *api = cls;
     struct req *rq = *req_cls;
 
+    (void)url; /* MHD's decoding of the path: routing uses the raw one (on_uri) */
     if (rq == NULL) {
-        rq = req_new(api, conn, url, method);
-        if (rq == NULL) {
-            return MHD_NO;
+        return MHD_NO; /* on_uri ran out of memory */
+    }
+    if (!rq->started) {
+        rq->started = true;
+        return check_headers(api, rq, method, version);
+    }
+    if (!rq->headers_done) {
+        /* Back from the gradient upload check (start_upload_check). */
+        if (rq->suspended) {
+            return MHD_YES;
         }
-        *req_cls = rq;
-        return on_first_call(api, rq);
+        if (rq->ready) {
+            return queue_reply(rq);
+        }
+        rq->headers_done = true;
+        return MHD_YES;
     }
     if (*upload_data_size > 0) {
         enum MHD_Result r = append_body(rq, upload_data, *upload_data_size);
@@ -748,6 +1073,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (rq->suspended) {
         return MHD_YES;
+    }
+    if (rq->too_large && rq->exact) {
+        set_error(rq, HPO_INVALID_ARGUMENT, "gradient",
+                "body must be %zu bytes (%zu little-endian float64), got more", rq->limit,
+                rq->limit / sizeof(double));
+        return queue_reply(rq);
     }
     if (rq->too_large) {
         set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
@@ -861,6 +1192,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (rq == NULL) {
         return;
     }
+    if (!rq->started) {
+        /* MHD refused it before the handler saw it (431, malformed header...). */
+        goto release;
+    }
     us = now_us() - rq->start_us;
     count_request(rq, us);
     level = request_level(rq, us, &slow);
@@ -879,11 +1214,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                     us, slow ? " slow" : "", aborted);
         }
     }
+release:
     json_decref(rq->json);
     hpo_svc_request_finish(&rq->sreq);
     release_out(rq);
     free(rq->body);
     free(rq->path);
+    free(rq->raw);
     free(rq->study);
     free(rq->name);
     free(rq);
@@ -957,8 +1294,9 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     }
     (void)sslen;
     api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, api,
-            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
-            on_completed, api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
+            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK, on_uri, api,
+            MHD_OPTION_UNESCAPE_CALLBACK, unescape, api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
             MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024), MHD_OPTION_END);

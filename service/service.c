@@ -859,6 +859,83 @@ static void reply(struct hpo_svc_request *req, int status, json_t *body)
     req->reply = body;
 }
 
+/*
+** Where two JSON values first differ, as a field path ("params[1].high",
+** "sampler.seed") appended to `path` (of `len` bytes, holding `at` already);
+** sets *ret_a and *ret_b to the two values there (NULL: absent on that side).
+** Objects are walked in `a`'s key order, then `b`'s extra keys; arrays of
+** the same length element by element; anything else differs as a whole.
+*/
+static void json_diff(const json_t *a, const json_t *b, char *path, size_t len, size_t at,
+        const json_t **ret_a, const json_t **ret_b)
+{
+    const char *key;
+    json_t *v;
+
+    *ret_a = a;
+    *ret_b = b;
+    if (json_is_object(a) && json_is_object(b)) {
+        const json_t *objs[2] = { a, b };
+        for (size_t side = 0; side < 2; side++) {
+            json_object_foreach((json_t *)objs[side], key, v) {
+                const json_t *other = json_object_get(objs[1 - side], key);
+                if (other == NULL || !json_equal(v, (json_t *)other)) {
+                    snprintf(path + at, len - at, "%s%s", at > 0 ? "." : "", key);
+                    at += strlen(path + at);
+                    if (side == 0) {
+                        json_diff(v, other, path, len, at, ret_a, ret_b);
+                    } else {
+                        *ret_a = NULL;
+                        *ret_b = v;
+                    }
+                    return;
+                }
+            }
+        }
+    } else if (json_is_array(a) && json_is_array(b) && json_array_size(a) == json_array_size(b)) {
+        for (size_t i = 0; i < json_array_size(a); i++) {
+            if (!json_equal(json_array_get(a, i), json_array_get(b, i))) {
+                snprintf(path + at, len - at, "[%zu]", i);
+                at += strlen(path + at);
+                json_diff(json_array_get(a, i), json_array_get(b, i), path, len, at, ret_a,
+                        ret_b);
+                return;
+            }
+        }
+    }
+}
+
+/* A JSON value for a message, cut to `len` - 1 bytes ("absent" for NULL, its length for arrays). */
+static void json_brief(const json_t *v, char *buf, size_t len)
+{
+    char *text = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+
+    if (json_is_array(v)) {
+        free(text);
+        snprintf(buf, len, "%zu entr%s", json_array_size(v), json_array_size(v) == 1 ? "y" : "ies");
+        return;
+    }
+    snprintf(buf, len, "%s", v == NULL ? "absent" : text != NULL ? text : "?");
+    if (text != NULL && strlen(text) >= len && len > 4) {
+        memcpy(buf + len - 4, "...", 4);
+    }
+    free(text);
+}
+
+/* 409 naming the first field where a create differs from the stored study. */
+static void create_conflict(const struct study *old, const struct study *s, struct hpo_error *err)
+{
+    char path[sizeof(err->field)] = "", was[48], now[48];
+    const json_t *a, *b;
+
+    json_diff(old->definition, s->definition, path, sizeof(path), 0, &a, &b);
+    json_brief(a, was, sizeof(was));
+    json_brief(b, now, sizeof(now));
+    hpo_error_set(err, -EEXIST, HPO_CONFLICT, path[0] != '\0' ? path : "name",
+            "study '%s' exists with another definition: %s is %s there, %s here", old->name,
+            path[0] != '\0' ? path : "the definition", was, now);
+}
+
 static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     struct hpo_error *err = &req->err;
@@ -874,6 +951,13 @@ static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req
         return;
     }
     name = json_object_get(req->body, "name");
+    if (json_is_string(name) && (strcmp(json_string_value(name), ".") == 0 ||
+                                        strcmp(json_string_value(name), "..") == 0)) {
+        /* Valid characters, but a path segment "." or ".." is resolved away by clients. */
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "name",
+                "name must not be '.' or '..' (clients cannot address them in a URL)");
+        return;
+    }
     pthread_mutex_lock(&svc->create_lock);
     old = json_is_string(name) ? study_get(svc, json_string_value(name)) : NULL;
     if (old != NULL) {
@@ -888,8 +972,7 @@ static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req
         if (json_equal(old->definition, s->definition)) {
             reply(req, 200, study_to_json(old, true));
         } else {
-            hpo_error_set(err, -EEXIST, HPO_CONFLICT, "name",
-                    "study '%s' exists with another definition", old->name);
+            create_conflict(old, s, err);
         }
         pthread_mutex_unlock(&old->lock);
         goto out;
@@ -1928,32 +2011,74 @@ out:
     study_release(s);
 }
 
+/*
+** The param a gradient upload names, checked as op_gradient_put checks it
+** (running trial, known param, a sampler that takes gradients, a float); NULL
+** with req->err filled otherwise. Called with the study locked.
+*/
+static const struct hpo_param *gradient_target(struct study *s, struct hpo_svc_request *req,
+        struct hpo_trial **ret_trial)
+{
+    struct hpo_trial *t = running_trial(s, req);
+    const struct hpo_param *p = t ? vector_param(s, req) : NULL;
+
+    if (p == NULL) {
+        return NULL;
+    }
+    if (s->sampler_type->tell == NULL) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                "sampler '%s' does not take gradients", s->sampler_type->name);
+        return NULL;
+    }
+    if (p->type != HPO_PARAM_FLOAT) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                "only float params have gradients");
+        return NULL;
+    }
+    *ret_trial = t;
+    return p;
+}
+
+int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_t number,
+        const char *name, size_t *ret_bytes, struct hpo_error *err)
+{
+    struct hpo_svc_request req = { .op = HPO_SVC_GRADIENT_PUT, .study = study,
+        .number = number, .name = name };
+    const struct hpo_param *p;
+    struct hpo_trial *t = NULL;
+    struct study *s;
+
+    hpo_error_clear(&req.err);
+    s = study_acquire(svc, &req);
+    p = s != NULL ? gradient_target(s, &req, &t) : NULL;
+    if (p != NULL) {
+        *ret_bytes = p->width * sizeof(double);
+    }
+    if (s != NULL) {
+        study_release(s);
+    }
+    if (p == NULL) {
+        *err = req.err;
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     struct study *s = study_acquire(svc, req);
     struct pending_gradient *grads;
     const struct hpo_param *p;
     const void *src = req->data;
-    struct hpo_trial *t;
+    struct hpo_trial *t = NULL;
     double *copy;
     size_t n;
 
     if (s == NULL) {
         return;
     }
-    t = running_trial(s, req);
-    p = t ? vector_param(s, req) : NULL;
+    p = gradient_target(s, req, &t);
     if (p == NULL) {
-        goto out;
-    }
-    if (s->sampler_type->tell == NULL) {
-        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
-                "sampler '%s' does not take gradients", s->sampler_type->name);
-        goto out;
-    }
-    if (p->type != HPO_PARAM_FLOAT) {
-        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
-                "only float params have gradients");
         goto out;
     }
     n = p->width;

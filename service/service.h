@@ -87,6 +87,17 @@ void hpo_service_destroy(struct hpo_service *svc);
 /* Run one request to completion (blocking). Fills the outputs of `req`. */
 void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req);
 
+/*
+** The exact byte size a PUT .../trials/{number}/gradient/{name} body must
+** have (8 per float64), checked as that upload will be (study, running
+** trial, param, sampler, type), so the HTTP layer can refuse an upload
+** before reading it. Read-only; blocks on the study's lock (worker thread).
+** Returns 0, or a negative errno with `err` filled (not_found, conflict,
+** invalid_argument).
+*/
+int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_t number,
+        const char *name, size_t *ret_bytes, struct hpo_error *err);
+
 /* Release the outputs of a request. */
 void hpo_svc_request_finish(struct hpo_svc_request *req);
 

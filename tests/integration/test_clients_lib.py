@@ -79,7 +79,7 @@ def python_basics(d):
     check(c.create_study(spec).name == "py", "identical create")
     check(c.create_study(name="py", params=SPACE, sampler={"type": "random", "seed": 1}).name == "py",
           "keyword create")
-    raises("conflict", lambda: c.create_study(dict(spec, direction="maximize")), 409, "name")
+    raises("conflict", lambda: c.create_study(dict(spec, direction="maximize")), 409, "direction")
     raises("invalid_argument", lambda: c.create_study(
         {"name": "bad", "params": [{"name": "x", "type": "float", "low": 1, "high": 0}]}),
         400, "params[0].low")

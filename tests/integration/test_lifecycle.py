@@ -154,7 +154,7 @@ def whole_study(exe):
         again = d.post("/v1/studies", study_def(name, user_attrs={"owner": "it"})).expect(200)
         check(again == created, "idempotent create differs:\n%r\n%r" % (again, created))
         d.post("/v1/studies", study_def(name, user_attrs={"owner": "other"})).expect_error(
-            409, "conflict", "name")
+            409, "conflict", "user_attrs.owner")
         check(d.get(base).expect(200) == created, "GET study differs from create")
 
         # Two enqueued configurations: handed out first, oldest first.

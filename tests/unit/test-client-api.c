@@ -84,7 +84,7 @@ static void test_study_create(void **state)
             "{\"name\": \"capi\", \"params\": [{\"name\": \"x\", \"type\": \"int\", \"low\": 0,"
             " \"high\": 3}]}",
             &created, NULL, &err);
-    expect_error(r, &err, 409, HPO_CLIENT_CONFLICT, "name");
+    expect_error(r, &err, 409, HPO_CLIENT_CONFLICT, "params");
     /* A bad definition: 400 with the field at fault. */
     r = hpo_client_study_create(c,
             "{\"name\": \"bad\", \"params\": [{\"name\": \"x\", \"type\": \"float\", \"low\": 1,"
