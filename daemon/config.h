@@ -6,6 +6,7 @@
 #define HPO_CONFIG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct hpo_config {
     char host[64];      /* from listen */
@@ -14,6 +15,7 @@ struct hpo_config {
     bool synchronous_full;
     int threads;        /* worker threads (UV_THREADPOOL_SIZE) */
     int log_level;      /* syslog priority */
+    uint64_t max_vector_memory; /* bytes; 0 = the default (main.c), UINT64_MAX = unlimited */
     char config_file[4096];
     bool check_only;    /* --check-config */
     bool show_help;
