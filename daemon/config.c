@@ -100,7 +100,8 @@ static int set_bytes(uint64_t *out, const char *key, const char *value, char *ms
     return 0;
 }
 
-int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, char *msg,
+/* hpo_config_set, but -ENOENT for a key that is no setting (an unknown flag). */
+static int config_set(struct hpo_config *cfg, const char *key, const char *value, char *msg,
         size_t len)
 {
     if (strcmp(key, "listen") == 0) {
@@ -145,6 +146,12 @@ int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, c
     }
     (void)fail(msg, len, "unknown setting '%s'", key);
     return -ENOENT;
+}
+
+int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, char *msg,
+        size_t len)
+{
+    return config_set(cfg, key, value, msg, len) < 0 ? -EINVAL : 0;
 }
 
 static int load_file(struct hpo_config *cfg, const char *path, char *msg, size_t len)
@@ -304,7 +311,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
                 /* An unknown option is named as such, not as one missing its value. */
                 struct hpo_config scratch = *cfg;
                 if (strcmp(key, "config") != 0 &&
-                        hpo_config_set(&scratch, key, "", msg, len) == -ENOENT) {
+                        config_set(&scratch, key, "", msg, len) == -ENOENT) {
                     return fail(msg, len, "unknown option --%s", key);
                 }
                 return fail(msg, len, "--%s needs a value", key);
@@ -314,7 +321,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
         if (strcmp(key, "config") == 0) {
             continue;
         }
-        r = hpo_config_set(cfg, key, value, msg, len);
+        r = config_set(cfg, key, value, msg, len);
         if (r == -ENOENT) {
             return fail(msg, len, "unknown option --%s", key);
         }

@@ -699,6 +699,7 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     release_written(b);
     fd = open_for_write(b, ref, &old_len);
     if (fd < 0) {
+        b->failing = fd != -ENOMEM;
         return file_error(b, fd, "creating", ref->name, err);
     }
     /* Straight from the caller's buffers, in as few calls as the kernel takes. */
@@ -722,8 +723,10 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     }
     if (r < 0) {
         (void)unlinkat(b->dirfd, ref->name, 0);
+        b->failing = r != -ENOMEM;
         return file_error(b, r, "writing", ref->name, err);
     }
+    b->failing = false;
     if (names_add(&b->created, ref->name) < 0) {
         (void)unlinkat(b->dirfd, ref->name, 0);
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");

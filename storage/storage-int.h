@@ -106,6 +106,8 @@ struct hpo_blobs {
     */
     int written[HPO_BLOB_WRITTEN];
     size_t n_written;
+    /* The last file write failed for want of space or an I/O error (/healthz says so). */
+    bool failing;
 };
 
 /* Where a write started in the batch's lists, to undo just that write. */

@@ -141,7 +141,11 @@ int hpo_storage_start(struct hpo_storage *st);
 */
 int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_error *err);
 
-/* Whether the last commit succeeded (for /healthz). Thread-safe. */
+/*
+** Whether the last commit succeeded and no side-file write failed (out of
+** space, I/O error) since the last one that succeeded (for /healthz).
+** Thread-safe.
+*/
 bool hpo_storage_healthy(struct hpo_storage *st);
 
 /* A counter the writer bumps each time it wakes or idles (for the watchdog). Thread-safe. */
