@@ -699,7 +699,8 @@ static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
     }
     atomic_fetch_add(&st->commits, 1);
     atomic_fetch_add(&st->writes, ok);
-    atomic_store(&st->healthy, true);
+    /* Healthy again, unless a side file failed and none was written since. */
+    atomic_store(&st->healthy, !st->blobs.failing);
     return;
 
 fail:

@@ -165,9 +165,11 @@ def healthz_while_side_files_fail(exe):
                         f.write(b"\0" * chunk)
                         left -= chunk
                 before = d.snapshot()
-                d.post("/v1/studies/v/ask").expect_error(503, "unavailable")
+                r = d.post("/v1/studies/v/ask")
+                r.expect_error(503, "unavailable")
                 check(d.snapshot() == before, "the failed ask changed nothing")
                 h = d.get("/healthz")
+                check(h.status == 503, "/healthz after %s: %s" % (r.describe(), h.describe()))
                 h.expect_error(503, "unavailable")
                 # Writes without side files still work, and do not hide the failure.
                 d.post("/v1/studies/v/trials/0/report", {"step": 1, "value": 0.5}).expect(200)
