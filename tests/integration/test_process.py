@@ -205,6 +205,26 @@ def vector_memory_cap(exe):
 
 
 @tap.test
+def upload_within_vector_memory_cap(exe):
+    n = 1000000  # a point of 16 MB, an upload of 8 MB
+    lam = {"name": "lam", "type": "float", "low": 1e-3, "high": 1e3, "log": True, "size": n}
+    octet = {"Content-Type": "application/octet-stream"}
+    body = bytes(8 * n)  # zeros: finite float64s
+    for cap, status in (("20M", 503), ("30M", 204)):
+        with Daemon(exe, extra_args=["--max-vector-memory", cap]) as d:
+            d.post("/v1/studies", {"name": "g", "params": [lam], "sampler": {
+                "type": "gradient", "optimizer": "sgd", "lr": 0.1, "seed": 1}}).expect(201)
+            d.post("/v1/studies/g/ask").expect(201)
+            before = d.snapshot()
+            r = d.request("PUT", "/v1/studies/g/trials/0/gradient/lam", body=body, headers=octet)
+            check(r.status == status, "cap %s: upload %s" % (cap, r.describe()))
+            if status == 503:
+                r.expect_error(503, "unavailable")
+                check(d.snapshot() == before, "a refused upload changes nothing")
+            d.post("/v1/studies/g/trials/0/tell", {"value": 1.0}).expect(200)
+
+
+@tap.test
 def big_vector_memory_returned(exe):
     n = 4000000  # 64 MB per point
     with Daemon(exe) as d:
