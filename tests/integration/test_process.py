@@ -127,6 +127,28 @@ def command_line_errors(exe):
             check(rc2 != 0 and text in err2, "hpod %s: rc %d, %r" % (args, rc2, err2))
             check(sorted(os.listdir(tmp)) == ["afile"],
                   "%s created nothing: %r" % (args, os.listdir(tmp)))
+        # A directory that takes no new files: read-only (root passes permission bits).
+        ro = os.path.join(tmp, "ro")
+        os.mkdir(ro)
+        if os.geteuid() != 0:
+            os.chmod(ro, 0o555)
+            mounted = True
+        else:
+            mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro],
+                                     capture_output=True, timeout=RUN_TIMEOUT).returncode == 0
+        try:
+            if mounted:
+                for args in (["--check-config"], []):
+                    rc, out, err = run(exe, *args, "--db", os.path.join(ro, "x.db"))
+                    check(rc == 2 and "cannot create '%s/x.db' in directory" % ro in err,
+                          "%s read-only directory: %d %r" % (args, rc, err))
+                    check(os.listdir(ro) == [], "nothing created in %s" % ro)
+            else:
+                print("# read-only directory case skipped: cannot mount a tmpfs here")
+        finally:
+            if os.geteuid() == 0 and mounted:
+                subprocess.run(["umount", ro], capture_output=True, timeout=RUN_TIMEOUT)
+            os.rmdir(ro)
         rc, out, err = run(exe, "--check-config", "--db", db, "--listen", "127.0.0.1:0",
                            "--max-vector-memory", "2G")
         check(rc == 0 and out == "configuration ok\n", "a good configuration: %d %r" % (rc, err))
