@@ -146,7 +146,8 @@ static void test_listen(void **state)
     /* The daemon binds numeric addresses only: names fail here, not after the database opened. */
     expect_set_fails("listen", "example.com:8080",
             "listen: 'example.com:8080': 'example.com' is not a numeric IPv4 address");
-    expect_set_fails("listen", "[::g]:80", "listen: '[::g]:80': '::g' is not a numeric IPv6 address");
+    expect_set_fails("listen", "[::g]:80",
+            "listen: '[::g]:80': '::g' is not a numeric IPv6 address");
     expect_set_fails("listen", "127.0.0.256:80",
             "listen: '127.0.0.256:80': '127.0.0.256' is not a numeric IPv4 address");
 }
