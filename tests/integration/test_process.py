@@ -196,7 +196,9 @@ def healthz_while_side_files_fail(exe):
                 # Writes without side files still work, and do not hide the failure.
                 d.post("/v1/studies/v/trials/0/report", {"step": 1, "value": 0.5}).expect(200)
                 d.get("/healthz").expect_error(503, "unavailable")
+                # Room again: healthy before any request tries a side file.
                 os.unlink(filler)
+                d.get("/healthz").expect(200)
                 d.post("/v1/studies/v/ask").expect(201)
                 d.get("/healthz").expect(200)
                 d.stop()
