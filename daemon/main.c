@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -17,12 +19,14 @@
 
 #include "../api/api.h"
 #include "../api/log.h"
+#include "../core/history.h"
 #include "../service/service.h"
 #include "../storage/storage.h"
 #include "config.h"
 #include "dispatch.h"
 #include "metrics.h"
 #include "notify.h"
+#include "preflight.h"
 
 struct daemon {
     uv_loop_t loop;
@@ -116,6 +120,10 @@ static void reap_work_cb(uv_work_t *w)
 
     if (n > 0) {
         hpo_log(HPO_LOG_NOTICE, "heartbeat reaper failed %zu trial(s)", n);
+    }
+    /* A big vector no ask reused goes back to the system, with the heap's free tops. */
+    if (hpo_point_cache_tick()) {
+        (void)malloc_trim(0);
     }
 }
 
@@ -285,6 +293,40 @@ static void reexec_with_huge_pages(char **argv)
     unsetenv("HPOD_NO_REEXEC");
 }
 
+/*
+** The kernel names a process after the file it executes, "exe" after the
+** re-exec through /proc/self/exe: name it after argv[0] again, so that
+** pgrep, top and ps show hpod (argv itself went through the exec unchanged).
+*/
+static void keep_name(const char *argv0)
+{
+    const char *base = strrchr(argv0, '/');
+    char name[16];
+
+    snprintf(name, sizeof(name), "%s", base != NULL ? base + 1 : argv0);
+    if (name[0] != '\0') {
+        (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+    }
+}
+
+/*
+** The cap on memory held by big vectors (core/history.h): the configured
+** one, else half the physical memory.
+*/
+static uint64_t vector_memory_cap(const struct hpo_config *cfg)
+{
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (cfg->max_vector_memory != 0) {
+        return cfg->max_vector_memory;
+    }
+    if (pages <= 0 || page <= 0) {
+        return UINT64_MAX;
+    }
+    return (uint64_t)pages * (uint64_t)page / 2;
+}
+
 int main(int argc, char **argv)
 {
     static struct daemon d;
@@ -297,6 +339,7 @@ int main(int argc, char **argv)
     int r, rc = 0;
 
     reexec_with_huge_pages(argv);
+    keep_name(argv[0]);
     /*
     ** Large buffers (vectors, request bodies, sampler states) are mmapped and
     ** go back to the kernel when freed; glibc's default raises the threshold
@@ -317,10 +360,27 @@ int main(int argc, char **argv)
         printf("hpod %s\n", HPOD_VERSION);
         return 0;
     }
+    /*
+    ** What the daemon needs before it creates anything: an address it can
+    ** bind (only whether it is this machine's for --check-config, as the
+    ** running daemon may hold the port) and a database it can open.
+    */
+    if (hpo_preflight_listen(d.cfg.host, d.cfg.check_only ? 0 : d.cfg.port, msg,
+                sizeof(msg)) < 0 || hpo_preflight_db(d.cfg.db, msg, sizeof(msg)) < 0) {
+        fprintf(stderr, "hpod: %s\n", msg);
+        return 2;
+    }
     if (d.cfg.check_only) {
         printf("configuration ok\n");
         return 0;
     }
+    /* One daemon per database; held until the process ends. */
+    r = hpo_preflight_lock(d.cfg.db, msg, sizeof(msg));
+    if (r < 0) {
+        hpo_log(HPO_LOG_ERR, "%s", msg);
+        return 1;
+    }
+    hpo_vector_memory_set_cap(vector_memory_cap(&d.cfg));
     hpo_log_set_level((enum hpo_log_level)d.cfg.log_level);
     /* Must be set before the first uv_queue_work creates the pool. */
     snprintf(threads, sizeof(threads), "%d", d.cfg.threads);

@@ -8,6 +8,7 @@
 ** changes nothing.
 */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -1072,6 +1073,11 @@ static void op_study_delete(struct hpo_service *svc, struct hpo_svc_request *req
     study_unref(s);
     pthread_mutex_unlock(&svc->create_lock);
     opbuf_free(&b);
+    if (req->status == 204) {
+        /* A study's big vectors go back to the system now, not at the next ask. */
+        hpo_point_cache_clear();
+        (void)malloc_trim(0);
+    }
 }
 
 static struct hpo_trial *trial_lookup(struct study *s, struct hpo_svc_request *req)
@@ -1177,6 +1183,16 @@ static struct hpo_trial *oldest_waiting(struct study *s)
     return s->waiting_cursor < s->history.n_trials ? s->history.trials[s->waiting_cursor] : NULL;
 }
 
+/* The error of a request refused by the vector memory's cap (--max-vector-memory). */
+static void vector_memory_full(struct hpo_error *err)
+{
+    hpo_error_set(err, -ENOBUFS, HPO_UNAVAILABLE, NULL,
+            "vector memory is at its cap (%llu of %llu bytes held; max-vector-memory); "
+            "retry once trials finish",
+            (unsigned long long)hpo_vector_memory_used(),
+            (unsigned long long)hpo_vector_memory_cap());
+}
+
 static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     static const char *const allowed[] = { "worker", NULL };
@@ -1216,7 +1232,11 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     if (t == NULL) {
         /* A new trial: the sampler writes straight into the point the trial will own. */
-        point = hpo_point_new(s->space->dim);
+        point = hpo_point_new_bounded(s->space->dim);
+        if (point == NULL && errno == ENOBUFS) {
+            vector_memory_full(err);
+            goto out;
+        }
         unit = point ? point->data + s->space->dim : NULL;
         merged = point ? point->data : NULL;
     } else {
@@ -1432,6 +1452,7 @@ static bool take_binary_gradients(struct study *s, int64_t number, double *grad,
         for (size_t i = 0; i < s->n_grads; i++) {
             if (s->grads[i].number == number) {
                 free(s->grads[i].data);
+                hpo_vector_memory_give(s->grads[i].held);
             } else {
                 s->grads[k++] = s->grads[i];
             }
@@ -2063,6 +2084,8 @@ int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_
     }
     return 0;
 }
+/* Uploads this big count in the vector memory (as big points do). */
+#define VECTOR_HELD_MIN ((size_t)1 << 20)
 
 static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req)
 {
@@ -2070,6 +2093,7 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
     struct pending_gradient *grads;
     const struct hpo_param *p;
     const void *src = req->data;
+    size_t held;
     struct hpo_trial *t = NULL;
     double *copy;
     size_t n;
@@ -2111,11 +2135,20 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
             goto out;
         }
     }
+    /* A big upload is kept only within the vector memory's cap. */
+    held = n * sizeof(double) >= VECTOR_HELD_MIN ? n * sizeof(double) : 0;
+    if (held > 0 && !hpo_vector_memory_take(held)) {
+        free(copy);
+        vector_memory_full(&req->err);
+        goto out;
+    }
     /* A second upload for the same trial and param replaces the first. */
     for (size_t i = 0; i < s->n_grads; i++) {
         if (s->grads[i].number == t->number && s->grads[i].param == (size_t)(p - s->space->params)) {
             free(s->grads[i].data);
+            hpo_vector_memory_give(s->grads[i].held);
             s->grads[i].data = copy;
+            s->grads[i].held = held;
             req->status = 204;
             goto out;
         }
@@ -2123,6 +2156,7 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
     grads = realloc(s->grads, (s->n_grads + 1) * sizeof(*grads));
     if (grads == NULL) {
         free(copy);
+        hpo_vector_memory_give(held);
         hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
     }
@@ -2130,6 +2164,7 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
     s->grads[s->n_grads].number = t->number;
     s->grads[s->n_grads].param = (size_t)(p - s->space->params);
     s->grads[s->n_grads].data = copy;
+    s->grads[s->n_grads].held = held;
     s->n_grads++;
     req->status = 204;
 out:

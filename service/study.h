@@ -22,6 +22,7 @@ struct pending_gradient {
     int64_t number;
     size_t param;
     double *data; /* param->size doubles */
+    size_t held;  /* bytes counted in the vector memory (0 for small ones) */
 };
 
 struct study {

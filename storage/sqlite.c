@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include <sqlite3.h>
@@ -155,7 +156,10 @@ struct hpo_storage {
     bool stopping;
     bool paused;
 
-    atomic_bool healthy;
+    atomic_bool healthy;    /* the last commit succeeded */
+    atomic_int blob_errno;  /* the last side-file write failed with it (0: did not) */
+    atomic_uint_fast64_t blob_need; /* that write's length */
+    int blob_dirfd;         /* the side files' directory (fixed once open), or -1 */
     atomic_uint_fast64_t ticks;
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t writes;
@@ -674,6 +678,13 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Let /healthz see whether the last side-file write failed (the writer's state). */
+static void publish_blob_health(struct hpo_storage *st)
+{
+    atomic_store(&st->blob_need, st->blobs.fail_len);
+    atomic_store(&st->blob_errno, st->blobs.fail_errno);
+}
+
 /* One group transaction: every write of `batch`, each in its savepoint. */
 static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
 {
@@ -720,6 +731,7 @@ static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
     atomic_fetch_add(&st->commits, 1);
     atomic_fetch_add(&st->writes, ok);
     atomic_store(&st->healthy, true);
+    publish_blob_health(st);
     return;
 
 fail:
@@ -732,6 +744,7 @@ fail:
     fail_batch(batch, r, &err);
     atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
+    publish_blob_health(st);
 }
 
 static void idle_wait(struct hpo_storage *st)
@@ -951,6 +964,9 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
     st->tail = &st->head;
     st->blobs.dirfd = -1;
     atomic_init(&st->healthy, true);
+    atomic_init(&st->blob_errno, 0);
+    atomic_init(&st->blob_need, 0);
+    st->blob_dirfd = -1;
     atomic_init(&st->ticks, 0);
     atomic_init(&st->commits, 0);
     atomic_init(&st->writes, 0);
@@ -984,6 +1000,7 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
     if (r < 0) {
         goto fail;
     }
+    st->blob_dirfd = st->blobs.dirfd;
     /* Files a crash left between their write and their commit. */
     r = hpo__blobs_sweep(&st->blobs, st->db, err);
     if (r < 0) {
@@ -1350,7 +1367,24 @@ int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_er
 
 bool hpo_storage_healthy(struct hpo_storage *st)
 {
-    return atomic_load(&st->healthy);
+    int e = atomic_load(&st->blob_errno);
+    uint64_t need = atomic_load(&st->blob_need);
+    struct statvfs sv;
+
+    if (!atomic_load(&st->healthy)) {
+        return false;
+    }
+    if (e == 0) {
+        return true;
+    }
+    /*
+    ** Out of space: healthy again once the file system has room for that
+    ** write (with an eighth to spare), even before a request tries one.
+    ** Other errors (EIO, EFBIG) wait for a side-file write that succeeds.
+    */
+    return (e == ENOSPC || e == EDQUOT) && st->blob_dirfd >= 0 &&
+            fstatvfs(st->blob_dirfd, &sv) == 0 &&
+            (uint64_t)sv.f_bavail * sv.f_frsize > need + need / 8;
 }
 
 uint64_t hpo_storage_ticks(struct hpo_storage *st)

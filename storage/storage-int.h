@@ -106,6 +106,12 @@ struct hpo_blobs {
     */
     int written[HPO_BLOB_WRITTEN];
     size_t n_written;
+    /*
+    ** The errno of the last file write if it failed (0 if it did not; out of
+    ** memory does not count) and its length: /healthz reports it.
+    */
+    int fail_errno;
+    size_t fail_len;
 };
 
 /* Where a write started in the batch's lists, to undo just that write. */

@@ -141,7 +141,11 @@ int hpo_storage_start(struct hpo_storage *st);
 */
 int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_error *err);
 
-/* Whether the last commit succeeded (for /healthz). Thread-safe. */
+/*
+** Whether the last commit succeeded and the last side-file write did too
+** (for /healthz). After a write that found no space, the file system having
+** room for it again counts as success. Thread-safe.
+*/
 bool hpo_storage_healthy(struct hpo_storage *st);
 
 /* A counter the writer bumps each time it wakes or idles (for the watchdog). Thread-safe. */
