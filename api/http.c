@@ -24,6 +24,7 @@
 #include <microhttpd.h>
 
 #include "../core/history.h"
+#include "../core/jsonw.h"
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
 #include "../service/service.h"
@@ -129,16 +130,19 @@ static void set_reply(struct req *rq, int status, char *out, size_t len, const c
 static void set_json(struct req *rq, int status, json_t *body)
 {
     char *text = NULL;
+    size_t len = 0;
 
     if (body != NULL) {
-        text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        /* Numbers in their shortest round-trip form (core/jsonw.h). */
+        text = hpo_json_dumps(body, &len);
         json_decref(body);
     }
     if (text == NULL && body != NULL) {
         status = 500;
         text = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode reply\"}}");
+        len = text ? strlen(text) : 0;
     }
-    set_reply(rq, status, text, text ? strlen(text) : 0, "application/json");
+    set_reply(rq, status, text, len, "application/json");
 }
 
 static json_t *error_body(const struct hpo_error *err)

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/jsonw.h"
 #include "../core/rng.h"
 #include "../storage/reader.h"
 #include "../storage/storage.h"
@@ -1726,7 +1727,7 @@ static void csv_param(const struct hpo_param *p, const double *values, bool thin
             json_array_append_new(v, json_real(values[p->offset + k]));
         }
     }
-    text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    text = hpo_json_dumps(v, NULL);
     if (json_is_string(v)) {
         snprintf(out, len, "%s", json_string_value(v));
     } else {
@@ -1782,7 +1783,7 @@ static void op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req)
         csv_field(&csv, &len, &cap, cell, false);
         csv_field(&csv, &len, &cap, hpo_state_name(t->state), true);
         if (isfinite(t->value)) {
-            snprintf(cell, sizeof(cell), "%.17g", t->value);
+            hpo_format_double(cell, t->value);
         } else {
             cell[0] = '\0';
         }
