@@ -284,7 +284,7 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
                 allow = "GET, POST";
             } else if (n == 3) {
                 ret->route = R_STUDY;
-                allow = "GET, DELETE";
+                allow = "GET, PATCH, DELETE";
             } else if (n == 4 && strcmp(segs[3], "ask") == 0) {
                 ret->route = R_ASK;
                 allow = "POST";
@@ -296,7 +296,7 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
                 allow = "GET, POST";
             } else if (n == 5 && strcmp(segs[3], "trials") == 0) {
                 ret->route = R_TRIAL;
-                allow = "GET";
+                allow = "GET, PATCH";
             } else if (n == 6 && strcmp(segs[3], "trials") == 0) {
                 if (strcmp(segs[5], "tell") == 0) {
                     ret->route = R_TELL;
@@ -543,6 +543,8 @@ static bool changes_study(enum hpo_svc_op op)
     case HPO_SVC_REPORT:
     case HPO_SVC_HEARTBEAT:
     case HPO_SVC_GRADIENT_PUT:
+    case HPO_SVC_TRIAL_PATCH:
+    case HPO_SVC_STUDY_PATCH:
         return true;
     default:
         return false;
@@ -569,7 +571,8 @@ static bool prepare_service(struct req *rq, const char *method)
         sr->op = get ? HPO_SVC_STUDY_LIST : HPO_SVC_STUDY_CREATE;
         break;
     case R_STUDY:
-        sr->op = get ? HPO_SVC_STUDY_GET : HPO_SVC_STUDY_DELETE;
+        sr->op = get ? HPO_SVC_STUDY_GET
+                     : strcmp(method, "PATCH") == 0 ? HPO_SVC_STUDY_PATCH : HPO_SVC_STUDY_DELETE;
         break;
     case R_ASK:
         sr->op = HPO_SVC_ASK;
@@ -614,7 +617,7 @@ static bool prepare_service(struct req *rq, const char *method)
         }
         break;
     case R_TRIAL:
-        sr->op = HPO_SVC_TRIAL_GET;
+        sr->op = get ? HPO_SVC_TRIAL_GET : HPO_SVC_TRIAL_PATCH;
         break;
     case R_TELL:
         sr->op = HPO_SVC_TELL;

@@ -860,6 +860,26 @@ static void reply(struct hpo_svc_request *req, int status, json_t *body)
     req->reply = body;
 }
 
+/*
+** Whether a create matches the existing study: the normalized definitions
+** are equal, user_attrs left out (they change after creation with PATCH).
+*/
+static bool same_identity(const json_t *a, const json_t *b)
+{
+    json_t *ca = json_copy((json_t *)a), *cb = json_copy((json_t *)b);
+    bool same;
+
+    if (ca == NULL || cb == NULL) {
+        abort();
+    }
+    json_object_del(ca, "user_attrs");
+    json_object_del(cb, "user_attrs");
+    same = json_equal(ca, cb);
+    json_decref(ca);
+    json_decref(cb);
+    return same;
+}
+
 static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     struct hpo_error *err = &req->err;
@@ -886,7 +906,7 @@ static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req
     }
     if (old != NULL) {
         pthread_mutex_lock(&old->lock);
-        if (json_equal(old->definition, s->definition)) {
+        if (same_identity(old->definition, s->definition)) {
             reply(req, 200, study_to_json(old, true));
         } else {
             hpo_error_set(err, -EEXIST, HPO_CONFLICT, "name",
@@ -1849,6 +1869,133 @@ static void op_best(struct hpo_service *svc, struct hpo_svc_request *req)
     study_release(s);
 }
 
+/*
+** PATCH bodies: {"user_attrs": {...}} merged into the current attrs, a key
+** set to null removed. Returns the attrs object (borrowed; NULL when the body
+** has none: nothing changes), or sets err.
+*/
+static const json_t *patch_attrs(struct hpo_svc_request *req, bool *ret_ok)
+{
+    static const char *const allowed[] = { "user_attrs", NULL };
+    const json_t *attrs;
+
+    *ret_ok = false;
+    if (check_keys(req->body, allowed, &req->err) < 0) {
+        return NULL;
+    }
+    attrs = req->body ? json_object_get(req->body, "user_attrs") : NULL;
+    if (attrs != NULL && !json_is_object(attrs)) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "user_attrs",
+                "user_attrs must be an object");
+        return NULL;
+    }
+    *ret_ok = true;
+    return attrs;
+}
+
+/* Merge `patch` into `into` (an object): null removes the key. */
+static void merge_attrs(json_t *into, const json_t *patch)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)patch, key, v) {
+        if (json_is_null(v)) {
+            json_object_del(into, key);
+        } else {
+            json_object_set_new(into, key, json_deep_copy(v));
+        }
+    }
+}
+
+static void op_trial_patch(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct opbuf b = { 0 };
+    struct study *s;
+    struct hpo_trial *t;
+    json_t *old = NULL;
+    const json_t *attrs;
+    const char *key;
+    json_t *v;
+    bool ok;
+
+    attrs = patch_attrs(req, &ok);
+    if (!ok || (s = study_acquire(svc, req)) == NULL) {
+        return;
+    }
+    t = trial_lookup(s, req);
+    if (t == NULL) {
+        goto out;
+    }
+    if (attrs != NULL && json_object_size(attrs) > 0) {
+        old = t->user_attrs ? json_deep_copy(t->user_attrs) : NULL;
+        if (hpo_trial_attrs(t) == NULL) {
+            hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        merge_attrs(t->user_attrs, attrs);
+        json_object_foreach((json_t *)attrs, key, v) {
+            struct hpo_op *op = op_add(&b, json_is_null(v) ? HPO_OP_ATTR_DELETE : HPO_OP_ATTR_PUT,
+                    s->id);
+            op->number = t->number;
+            op->name = key;
+            if (!json_is_null(v)) {
+                op->text = op_keep(&b, json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT));
+            }
+        }
+        if (commit(svc, &b, &req->err) < 0) {
+            json_decref(t->user_attrs);
+            t->user_attrs = old;
+            old = NULL;
+            goto out;
+        }
+    }
+    reply(req, 200, trial_to_json(s, t));
+out:
+    json_decref(old);
+    opbuf_free(&b);
+    study_release(s);
+}
+
+static void op_study_patch(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct opbuf b = { 0 };
+    struct study *s;
+    json_t *def = NULL;
+    const json_t *attrs;
+    bool ok;
+
+    attrs = patch_attrs(req, &ok);
+    if (!ok || (s = study_acquire(svc, req)) == NULL) {
+        return;
+    }
+    if (attrs != NULL && json_object_size(attrs) > 0) {
+        struct hpo_op *op;
+        def = json_deep_copy(s->definition);
+        if (def == NULL || !json_is_object(json_object_get(def, "user_attrs"))) {
+            hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        merge_attrs(json_object_get(def, "user_attrs"), attrs);
+        op = op_add(&b, HPO_OP_STUDY_SPEC, s->id);
+        op->text = op_keep(&b, json_dumps(def, JSON_COMPACT));
+        if (commit(svc, &b, &req->err) < 0) {
+            goto out;
+        }
+        json_decref(s->definition);
+        s->definition = def;
+        def = NULL;
+        pthread_mutex_lock(&s->cache_lock);
+        s->summary_valid = false;
+        pthread_mutex_unlock(&s->cache_lock);
+    }
+    reply(req, 200, study_to_json(s, true));
+out:
+    json_decref(def);
+    opbuf_free(&b);
+    study_release(s);
+}
+
 static const struct hpo_param *vector_param(struct study *s, struct hpo_svc_request *req)
 {
     long i = hpo_space_find(s->space, req->name);
@@ -2059,6 +2206,12 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
             break;
         case HPO_SVC_GRADIENT_PUT:
             op_gradient_put(svc, req);
+            break;
+        case HPO_SVC_TRIAL_PATCH:
+            op_trial_patch(svc, req);
+            break;
+        case HPO_SVC_STUDY_PATCH:
+            op_study_patch(svc, req);
             break;
         }
     }

@@ -37,6 +37,8 @@ enum hpo_svc_op {
     HPO_SVC_BEST,
     HPO_SVC_PARAM_GET,    /* binary vector download */
     HPO_SVC_GRADIENT_PUT, /* binary gradient upload */
+    HPO_SVC_TRIAL_PATCH,  /* merge user_attrs into a trial */
+    HPO_SVC_STUDY_PATCH,  /* merge user_attrs into a study */
 };
 
 /* One request. Inputs are set by the caller; outputs by hpo_service_execute. */
