@@ -23,6 +23,9 @@
 */
 size_t hpo_format_double(char *buf, double x);
 
+/* For tests: the same text by trying "%.15g", "%.16g", "%.17g" with printf. */
+size_t hpo__format_double_reference(char *buf, double x);
+
 /*
 ** Compact JSON text of `v` (any JSON value), object keys in insertion
 ** order, as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it except

@@ -89,6 +89,39 @@ int main(int argc, char **argv)
             (double)bytes_a / (double)n);
     printf("hpo_json_dumps:      %7.0f ns/object  %5.0f bytes/object\n", best_b * 1e9 / (double)n,
             (double)bytes_b / (double)n);
+    {
+        /* One double: printf's %.17g, the shortest text, and the 3-printf reference. */
+        enum { N = 100000 };
+        static double xs[N];
+        char buf[64];
+        double best[3] = { 1e30, 1e30, 1e30 };
+        volatile size_t sink = 0;
+        for (size_t i = 0; i < N; i++) {
+            xs[i] = i % 2 ? uniform(&s) : (double)(i % 1000) / 100.0;
+        }
+        for (int r = 0; r < 5; r++) {
+            double t[4];
+            t[0] = now_s();
+            for (size_t i = 0; i < N; i++) {
+                sink += (size_t)snprintf(buf, sizeof(buf), "%.17g", xs[i]);
+            }
+            t[1] = now_s();
+            for (size_t i = 0; i < N; i++) {
+                sink += hpo_format_double(buf, xs[i]);
+            }
+            t[2] = now_s();
+            for (size_t i = 0; i < N; i++) {
+                sink += hpo__format_double_reference(buf, xs[i]);
+            }
+            t[3] = now_s();
+            for (int k = 0; k < 3; k++) {
+                best[k] = t[k + 1] - t[k] < best[k] ? t[k + 1] - t[k] : best[k];
+            }
+        }
+        printf("one double (half random, half short decimals): %%.17g %.0f ns, "
+                "hpo_format_double %.0f ns, 3-printf reference %.0f ns\n", best[0] * 1e9 / N,
+                best[1] * 1e9 / N, best[2] * 1e9 / N);
+    }
     for (size_t i = 0; i < n; i++) {
         json_decref(objs[i]);
     }

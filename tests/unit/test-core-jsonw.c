@@ -118,6 +118,52 @@ static void test_random_round_trip_and_shortest(void **state)
     }
 }
 
+/* The fast path gives exactly the text of the printf reference, on every kind of double. */
+static void test_fast_path_matches_reference(void **state)
+{
+    uint64_t s = 0x2545f4914f6cdd1du;
+    static const double pow10[] = { 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+
+    (void)state;
+    for (int i = 0; i < 600000; i++) {
+        char fast[HPO_DOUBLE_BUF], ref[HPO_DOUBLE_BUF];
+        double x;
+        size_t nf, nr;
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        switch (i % 6) {
+        case 0:
+            x = random_double(&s);
+            break;
+        case 1: /* a short decimal, scaled up or down */
+            x = (double)(s % 100000) / pow10[(s >> 20) % 23];
+            break;
+        case 2:
+            x = (double)(s % 100000) * pow10[(s >> 20) % 23];
+            break;
+        case 3: /* near a power of ten: carries (9.999... -> 10) */
+            x = pow10[(s >> 8) % 23] * (1.0 - (double)(s % 64) * DBL_EPSILON);
+            break;
+        case 4: /* uniform in [0, 1): what samplers hand out */
+            x = (double)(s >> 11) * 0x1.0p-53;
+            break;
+        default: /* a 16/17-digit decimal that sits near a rounding tie */
+            x = ((double)(s % 1000000000000000u) + 0.5) / pow10[(s >> 50) % 17];
+            break;
+        }
+        if ((s >> 3) & 1) {
+            x = -x;
+        }
+        nf = hpo_format_double(fast, x);
+        nr = hpo__format_double_reference(ref, x);
+        if (strcmp(fast, ref) != 0 || nf != nr || nf != strlen(fast)) {
+            fail_msg("%a: fast '%s' (%zu), reference '%s' (%zu)", x, fast, nf, ref, nr);
+        }
+    }
+}
+
 static void check_json(json_t *v, const char *want)
 {
     size_t len = 0;
@@ -185,6 +231,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tricky_doubles),
         cmocka_unit_test(test_random_round_trip_and_shortest),
+        cmocka_unit_test(test_fast_path_matches_reference),
         cmocka_unit_test(test_json_text),
         cmocka_unit_test(test_json_matches_jansson_structure),
     };
