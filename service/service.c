@@ -1739,6 +1739,18 @@ static void csv_param(const struct hpo_param *p, const double *values, bool thin
         out[0] = '\0';
         return;
     }
+    /* Scalars without building JSON (the export's hot path); the same text as JSON writes. */
+    if (p->size == 0 && p->type == HPO_PARAM_INT) {
+        snprintf(out, len, "%lld", (long long)values[p->offset]);
+        return;
+    }
+    if (p->size == 0 && p->type == HPO_PARAM_FLOAT && len >= HPO_DOUBLE_BUF + 2) {
+        size_t n = hpo_format_double(out, values[p->offset]);
+        if (strpbrk(out, ".e") == NULL) {
+            memcpy(out + n, ".0", 3);
+        }
+        return;
+    }
     if (p->size == 0) {
         v = hpo_param_value_json(p, values[p->offset]);
     } else {
