@@ -656,8 +656,9 @@ static bool prepare_service(struct req *rq, const char *method)
         sr->op = get ? HPO_SVC_STUDY_LIST : HPO_SVC_STUDY_CREATE;
         break;
     case R_STUDY:
-        sr->op = get ? HPO_SVC_STUDY_GET
-                     : strcmp(method, "PATCH") == 0 ? HPO_SVC_STUDY_PATCH : HPO_SVC_STUDY_DELETE;
+        sr->op = strcmp(method, "PATCH") == 0    ? HPO_SVC_STUDY_PATCH
+                : strcmp(method, "DELETE") == 0 ? HPO_SVC_STUDY_DELETE
+                                                : HPO_SVC_STUDY_GET;
         break;
     case R_ASK:
         sr->op = HPO_SVC_ASK;
@@ -715,7 +716,7 @@ static bool prepare_service(struct req *rq, const char *method)
         }
         break;
     case R_TRIAL:
-        sr->op = get ? HPO_SVC_TRIAL_GET : HPO_SVC_TRIAL_PATCH;
+        sr->op = strcmp(method, "PATCH") == 0 ? HPO_SVC_TRIAL_PATCH : HPO_SVC_TRIAL_GET;
         break;
     case R_TELL:
         sr->op = HPO_SVC_TELL;
