@@ -16,6 +16,8 @@ Usage: test_views.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
   matching trial exactly once; the last page has no Link.
 - csv_stream_while_writing: a CSV export of 3,000 trials runs while other
   clients tell and ask: rows are exactly trials 0..N-1 of the snapshot.
+- csv_study_deleted_midway: the study is deleted while its 8,000-row export
+  is being read: the export still ends with every row of its snapshot.
 - patch_user_attrs_durable: PATCH on a trial (any state) and on a study
   merges user_attrs (null removes a key); it survives a restart and a
   SIGKILL; an identical re-create still answers 200 after the study's
@@ -25,6 +27,7 @@ Prints TAP.
 """
 
 import csv
+import http.client
 import io
 import json
 import os
@@ -250,6 +253,27 @@ def csv_stream_while_writing(exe):
             for t in threads:
                 t.join(60)
         check(not errors, "writer errors: %r" % errors[:3])
+
+
+@tap.test
+def csv_study_deleted_midway(exe):
+    n = 8000
+    with Daemon(exe) as d:
+        d.post("/v1/studies", FLOAT_STUDY).expect(201)
+        fill(d, "f", n)
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+        conn.request("GET", "/v1/studies/f/trials?format=csv")
+        resp = conn.getresponse()
+        check(resp.status == 200, "export %d" % resp.status)
+        first = resp.read(4096)
+        d.delete("/v1/studies/f").expect(204)
+        rest = resp.read()
+        conn.close()
+        head, rows = parse_csv(first + rest)
+        check(len(rows) == n and [int(r[0]) for r in rows] == list(range(n)),
+              "export cut by the delete: %d rows" % len(rows))
+        d.get("/v1/studies/f").expect_error(404, "not_found")
+        check(d.get("/healthz").status == 200, "healthz after the export")
 
 
 @tap.test
