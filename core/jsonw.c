@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,31 @@ static size_t format_by_printf(char *buf, double x, int first)
     return n;
 }
 
+/*
+** Whether the decimal r[0..prec-1] x 10^(exp - prec + 1) reads back as ax
+** (> 0). Clinger's fast path: an integer below 2^53 times or over a power
+** of ten up to 1e22 (both exact doubles) is one correctly rounded IEEE
+** operation, so it gives what strtod gives. Otherwise strtod decides, on
+** the text write_g makes (into cand).
+*/
+static bool reads_back(const char *r, int prec, int exp, double ax, char *cand, bool neg, int k)
+{
+    static const double pow10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+        1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+    uint64_t m = 0;
+    int q = exp - prec + 1;
+
+    for (int i = 0; i < prec; i++) {
+        m = m * 10 + (uint64_t)(r[i] - '0');
+    }
+    if (m <= ((uint64_t)1 << 53) && q >= -22 && q <= 22) {
+        double y = q >= 0 ? (double)m * pow10[q] : (double)m / pow10[-q];
+        return y == ax;
+    }
+    write_g(cand, neg, r, k, exp, prec);
+    return fabs(strtod(cand, NULL)) == ax;
+}
+
 size_t hpo_format_double(char *buf, double x)
 {
     char sci[40], digits[18], cand[HPO_DOUBLE_BUF];
@@ -151,10 +177,8 @@ size_t hpo_format_double(char *buf, double x)
         while (k > 1 && r[k - 1] == '0') {
             k--;
         }
-        n = write_g(cand, neg, r, k, exp, prec);
-        if (strtod(cand, NULL) == x) {
-            memcpy(buf, cand, n + 1);
-            return n;
+        if (reads_back(r, prec, exp, fabs(x), cand, neg, k)) {
+            return write_g(buf, neg, r, k, exp, prec);
         }
     }
     {
