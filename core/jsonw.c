@@ -150,7 +150,7 @@ size_t hpo_format_double(char *buf, double x)
     digits[0] = p[0];
     memcpy(digits + 1, p + 2, 16);
     digits[17] = '\0';
-    exp17 = atoi(p + 19);
+    exp17 = (int)strtol(p + 19, NULL, 10);
     for (int prec = 15; prec <= 16; prec++) {
         char r[18];
         int exp = exp17, k = prec;
