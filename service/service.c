@@ -2128,12 +2128,16 @@ static void op_trial_patch(struct hpo_service *svc, struct hpo_svc_request *req)
         goto out;
     }
     if (attrs != NULL && json_object_size(attrs) > 0) {
-        old = t->user_attrs ? json_deep_copy(t->user_attrs) : NULL;
-        if (hpo_trial_attrs(t) == NULL) {
+        /*
+        ** A new object, swapped in after the commit: replies being encoded
+        ** off the lock may hold a reference to the old one.
+        */
+        json_t *next = t->user_attrs ? json_deep_copy(t->user_attrs) : json_object();
+        if (next == NULL) {
             hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
             goto out;
         }
-        merge_attrs(t->user_attrs, attrs);
+        merge_attrs(next, attrs);
         json_object_foreach((json_t *)attrs, key, v) {
             struct hpo_op *op = op_add(&b, json_is_null(v) ? HPO_OP_ATTR_DELETE : HPO_OP_ATTR_PUT,
                     s->id);
@@ -2144,11 +2148,11 @@ static void op_trial_patch(struct hpo_service *svc, struct hpo_svc_request *req)
             }
         }
         if (commit(svc, &b, &req->err) < 0) {
-            json_decref(t->user_attrs);
-            t->user_attrs = old;
-            old = NULL;
+            json_decref(next);
             goto out;
         }
+        old = t->user_attrs;
+        t->user_attrs = next;
     }
     reply(req, 200, trial_to_json(s, t));
 out:
