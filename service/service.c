@@ -1536,8 +1536,14 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     t->value = value;
     t->completed_at = hpo_now_ms();
     if (attrs != NULL) {
-        old_attrs = t->user_attrs ? json_deep_copy(t->user_attrs) : NULL;
-        json_object_update(hpo_trial_attrs(t), (json_t *)attrs);
+        /* Merged into a new object: a reply encoded off the lock may hold the old one. */
+        json_t *next = t->user_attrs ? json_deep_copy(t->user_attrs) : json_object();
+        if (next == NULL) {
+            abort();
+        }
+        json_object_update(next, (json_t *)attrs);
+        old_attrs = t->user_attrs;
+        t->user_attrs = next;
     }
     if (s->sampler_type->tell != NULL) {
         s->sampler_type->tell(s->sampler, s->space, &s->history, (size_t)t->number,
