@@ -26,6 +26,7 @@
 
 #include "../core/history.h"
 #include "../core/space.h"
+#include "../core/jsonw.h"
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
 #include "../service/service.h"
@@ -96,6 +97,13 @@ struct req {
     void *out_cls;
     const char *content_type;
     const char *allow;
+    /* A streamed reply (CSV): pieces come from a worker, one job at a time. */
+    struct hpo_svc_stream *stream;
+    const char *piece;
+    size_t piece_len, piece_off;
+    bool stream_end;
+    char total[24]; /* X-Total-Count, "" when none */
+    char *link;     /* Link, NULL when none */
 };
 
 static uint64_t now_us(void)
@@ -138,16 +146,19 @@ static void set_reply(struct req *rq, int status, char *out, size_t len, const c
 static void set_json(struct req *rq, int status, json_t *body)
 {
     char *text = NULL;
+    size_t len = 0;
 
     if (body != NULL) {
-        text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        /* Numbers in their shortest round-trip form (core/jsonw.h). */
+        text = hpo_json_dumps(body, &len);
         json_decref(body);
     }
     if (text == NULL && body != NULL) {
         status = 500;
         text = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode reply\"}}");
+        len = text ? strlen(text) : 0;
     }
-    set_reply(rq, status, text, text ? strlen(text) : 0, "application/json");
+    set_reply(rq, status, text, len, "application/json");
 }
 
 static json_t *error_body(const struct hpo_error *err)
@@ -177,12 +188,48 @@ static void set_error(struct req *rq, enum hpo_code code, const char *field, con
     rq->sreq.err = err; /* for the request's log line */
 }
 
+static void stream_work(struct hpo_job *job);
+static void job_done(struct hpo_job *job);
+
+/*
+** MHD asks for the next bytes of a streamed reply (loop thread). A piece
+** produced by a worker is copied out; when it is used up, the connection is
+** suspended and a job fetches the next piece (job_done resumes it).
+*/
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct req *rq = cls;
+    size_t n;
+
+    (void)pos;
+    if (rq->piece_off < rq->piece_len) {
+        n = rq->piece_len - rq->piece_off < max ? rq->piece_len - rq->piece_off : max;
+        memcpy(buf, rq->piece + rq->piece_off, n);
+        rq->piece_off += n;
+        return (ssize_t)n;
+    }
+    if (rq->stream_end) {
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    rq->job.work = stream_work;
+    rq->job.done = job_done;
+    rq->job.key = NULL;
+    rq->suspended = true;
+    rq->api->inflight++;
+    MHD_suspend_connection(rq->conn);
+    rq->api->cfg.submit(rq->api->cfg.ctx, &rq->job);
+    return 0;
+}
+
 static enum MHD_Result queue_reply(struct req *rq)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    if (rq->out_free != NULL) {
+    if (rq->stream != NULL) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, rq,
+                NULL);
+    } else if (rq->out_free != NULL) {
         /* Sent straight from the owner's memory, released when MHD is done with it. */
         resp = MHD_create_response_from_buffer_with_free_callback_cls(rq->out_len, rq->out,
                 rq->out_free, rq->out_cls);
@@ -202,6 +249,12 @@ static enum MHD_Result queue_reply(struct req *rq)
     MHD_add_response_header(resp, "X-Request-Id", rq->id);
     if (rq->allow != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->allow);
+    }
+    if (rq->total[0] != '\0') {
+        MHD_add_response_header(resp, "X-Total-Count", rq->total);
+    }
+    if (rq->link != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LINK, rq->link);
     }
     ret = MHD_queue_response(rq->conn, (unsigned)rq->status, resp);
     MHD_destroy_response(resp);
@@ -353,7 +406,7 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
                 allow = "GET, HEAD, POST";
             } else if (n == 3) {
                 ret->route = R_STUDY;
-                allow = "GET, HEAD, DELETE";
+                allow = "GET, HEAD, PATCH, DELETE";
             } else if (n == 4 && is_seg(segs[3], "ask")) {
                 ret->route = R_ASK;
                 allow = "POST";
@@ -365,7 +418,7 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
                 allow = "GET, HEAD, POST";
             } else if (n == 5 && is_seg(segs[3], "trials")) {
                 ret->route = R_TRIAL;
-                allow = "GET, HEAD";
+                allow = "GET, HEAD, PATCH";
             } else if (n == 6 && is_seg(segs[3], "trials")) {
                 if (!hpo__api_decode_segment(segs[5])) {
                     goto out;
@@ -497,13 +550,39 @@ bool hpo__api_is_binary_type(const char *type)
             (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
 }
 
+/*
+** X-Total-Count, and Link (RFC 8288) to the next page with the same filters
+** while more remain: a path-absolute reference, resolved against the request.
+*/
+static void list_headers(struct req *rq)
+{
+    const struct hpo_svc_request *sr = &rq->sreq;
+    const char *state = sr->state_filter >= 0 ? hpo_state_name(sr->state_filter) : NULL;
+
+    snprintf(rq->total, sizeof(rq->total), "%lld", (long long)sr->total);
+    if (sr->next_offset >= 0 &&
+            asprintf(&rq->link, "</v1/studies/%s/trials?offset=%lld&limit=%lld%s%s%s%s>; rel=\"next\"",
+                    sr->study, (long long)sr->next_offset, (long long)sr->limit,
+                    state ? "&state=" : "", state ? state : "", sr->csv ? "&format=csv" : "",
+                    sr->intermediate ? "&intermediate=true" : "") < 0) {
+        rq->link = NULL;
+    }
+}
+
 /* Encode the service's answer into the reply (worker thread: the request is suspended). */
 static void build_reply(struct req *rq)
 {
     struct hpo_svc_request *sr = &rq->sreq;
 
+    if (sr->err.code == HPO_OK && sr->total >= 0) {
+        list_headers(rq);
+    }
     if (sr->err.code != HPO_OK) {
         set_json(rq, sr->status, error_body(&sr->err));
+    } else if (sr->stream != NULL) {
+        set_reply(rq, sr->status, NULL, 0, "text/csv; charset=utf-8");
+        rq->stream = sr->stream;
+        sr->stream = NULL;
     } else if (sr->text != NULL) {
         bool csv = sr->op == HPO_SVC_TRIALS_LIST;
         set_reply(rq, sr->status, sr->text, sr->text_len,
@@ -561,6 +640,16 @@ static void job_work(struct hpo_job *job)
     sr->data = NULL;
     /* Encoding the reply here keeps JSON work off the event-loop thread. */
     build_reply(rq);
+}
+
+/* The next piece of a streamed reply (worker thread; the connection is suspended). */
+static void stream_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    hpo_svc_stream_next(rq->stream, &rq->piece, &rq->piece_len);
+    rq->piece_off = 0;
+    rq->stream_end = rq->piece_len == 0;
 }
 
 static void job_done(struct hpo_job *job)
@@ -626,6 +715,8 @@ static bool changes_study(enum hpo_svc_op op)
     case HPO_SVC_REPORT:
     case HPO_SVC_HEARTBEAT:
     case HPO_SVC_GRADIENT_PUT:
+    case HPO_SVC_TRIAL_PATCH:
+    case HPO_SVC_STUDY_PATCH:
         return true;
     default:
         return false;
@@ -652,7 +743,9 @@ static bool prepare_service(struct req *rq, const char *method)
         sr->op = get ? HPO_SVC_STUDY_LIST : HPO_SVC_STUDY_CREATE;
         break;
     case R_STUDY:
-        sr->op = get ? HPO_SVC_STUDY_GET : HPO_SVC_STUDY_DELETE;
+        sr->op = strcmp(method, "PATCH") == 0    ? HPO_SVC_STUDY_PATCH
+                : strcmp(method, "DELETE") == 0 ? HPO_SVC_STUDY_DELETE
+                                                : HPO_SVC_STUDY_GET;
         break;
     case R_ASK:
         sr->op = HPO_SVC_ASK;
@@ -663,9 +756,10 @@ static bool prepare_service(struct req *rq, const char *method)
     case R_TRIALS:
         sr->op = get ? HPO_SVC_TRIALS_LIST : HPO_SVC_TRIAL_CREATE;
         if (get) {
-            static const char *const allowed[] = { "state", "limit", "offset", "format", NULL };
+            static const char *const allowed[] = { "state", "limit", "offset", "format",
+                "intermediate", NULL };
             struct query_check qc = { .rq = rq, .allowed = allowed };
-            const char *state, *format, *accept;
+            const char *state, *format, *accept, *inter;
             MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
             if (qc.bad[0] != '\0') {
                 set_error(rq, HPO_INVALID_ARGUMENT, qc.bad, "unknown query parameter '%s'",
@@ -694,10 +788,22 @@ static bool prepare_service(struct req *rq, const char *method)
                     MHD_HTTP_HEADER_ACCEPT);
             sr->csv = (format != NULL && strcmp(format, "csv") == 0) ||
                     (format == NULL && accept != NULL && strstr(accept, "text/csv") != NULL);
+            /* CSV without a limit is every matching row (streamed). */
+            if (sr->csv && MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
+                                   "limit") == NULL) {
+                sr->limit = -1;
+            }
+            inter = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "intermediate");
+            if (inter != NULL && strcmp(inter, "true") != 0 && strcmp(inter, "false") != 0) {
+                set_error(rq, HPO_INVALID_ARGUMENT, "intermediate",
+                        "intermediate must be true or false");
+                return false;
+            }
+            sr->intermediate = inter != NULL && strcmp(inter, "true") == 0;
         }
         break;
     case R_TRIAL:
-        sr->op = HPO_SVC_TRIAL_GET;
+        sr->op = strcmp(method, "PATCH") == 0 ? HPO_SVC_TRIAL_PATCH : HPO_SVC_TRIAL_GET;
         break;
     case R_TELL:
         sr->op = HPO_SVC_TELL;
@@ -1217,6 +1323,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 release:
     json_decref(rq->json);
     hpo_svc_request_finish(&rq->sreq);
+    hpo_svc_stream_free(rq->stream);
+    free(rq->link);
     release_out(rq);
     free(rq->body);
     free(rq->path);

@@ -16,11 +16,11 @@
 #include "metrics.h"
 
 #define N_ROUTES 32  /* route ids at or above this count as "unmatched" */
-#define N_METHODS 6  /* GET HEAD POST PUT DELETE, and any other */
+#define N_METHODS 7  /* GET HEAD POST PUT PATCH DELETE, and any other */
 #define N_CLASSES 5  /* 1xx .. 5xx */
 #define N_SAMPLERS 16
 
-static const char *const method_names[N_METHODS] = { "GET", "HEAD", "POST", "PUT", "DELETE",
+static const char *const method_names[N_METHODS] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
     "other" };
 static const char *const tell_states[3] = { "complete", "pruned", "failed" };
 

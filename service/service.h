@@ -37,6 +37,8 @@ enum hpo_svc_op {
     HPO_SVC_BEST,
     HPO_SVC_PARAM_GET,    /* binary vector download */
     HPO_SVC_GRADIENT_PUT, /* binary gradient upload */
+    HPO_SVC_TRIAL_PATCH,  /* merge user_attrs into a trial */
+    HPO_SVC_STUDY_PATCH,  /* merge user_attrs into a study */
 };
 
 /* One request. Inputs are set by the caller; outputs by hpo_service_execute. */
@@ -50,8 +52,9 @@ struct hpo_svc_request {
     size_t data_len;
     void *data_owned;    /* the malloc'd buffer `data` is, if any: the service may take it (NULL) */
     int state_filter;    /* trials list: -1 = all */
-    int64_t limit, offset;
+    int64_t limit, offset; /* limit -1: every row (CSV only) */
     bool csv;
+    bool intermediate;   /* CSV: add the intermediate values column */
     /* Outputs. */
     int status;          /* HTTP status: 200, 201, 204, or the error's */
     json_t *reply;       /* new reference, NULL for 204 or errors */
@@ -66,7 +69,21 @@ struct hpo_svc_request {
     void *text_cls;
     struct hpo_error err; /* on error */
     const char *sampler;  /* ask: the study's sampler type name (static), for metrics */
+    /* Trials list: how many match (X-Total-Count) and the next page's offset (-1: none). */
+    int64_t total, next_offset;
+    /* A CSV list: the reply's text comes from hpo_svc_stream_next (the request owns it). */
+    struct hpo_svc_stream *stream;
 };
+
+/*
+** A reply produced piece by piece (a CSV export). hpo_svc_stream_next runs
+** on a worker thread (it takes the study's lock briefly); it sets *ret to
+** the next piece (borrowed until the next call), *ret_len 0 at the end.
+** hpo_svc_stream_free accepts NULL; any thread.
+*/
+struct hpo_svc_stream;
+int hpo_svc_stream_next(struct hpo_svc_stream *st, const char **ret, size_t *ret_len);
+void hpo_svc_stream_free(struct hpo_svc_stream *st);
 
 struct hpo_service_options {
     unsigned suggest_delay_ms; /* a test hook: sleep this long in every suggestion */

@@ -48,6 +48,8 @@ struct stmts {
     sqlite3_stmt *param_delete;
     sqlite3_stmt *report_put;
     sqlite3_stmt *attr_put;
+    sqlite3_stmt *attr_delete;
+    sqlite3_stmt *study_spec;
     sqlite3_stmt *sampler_state;
     sqlite3_stmt *old_state;  /* the references a write replaces or deletes */
     sqlite3_stmt *old_param;
@@ -96,6 +98,9 @@ static const struct {
     { offsetof(struct stmts, attr_put),
             "INSERT INTO trial_attrs (study_id, number, key, value) VALUES (?1, ?2, ?3, ?4)"
             " ON CONFLICT (study_id, number, key) DO UPDATE SET value = excluded.value" },
+    { offsetof(struct stmts, attr_delete),
+            "DELETE FROM trial_attrs WHERE study_id = ?1 AND number = ?2 AND key = ?3" },
+    { offsetof(struct stmts, study_spec), "UPDATE studies SET spec = ?2 WHERE id = ?1" },
     { offsetof(struct stmts, sampler_state),
             "UPDATE studies SET sampler_state = ?2 WHERE id = ?1" },
     /* A reference is a short BLOB; length() reads no overflow page, so a
@@ -573,6 +578,17 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
         bind_text(&rc, stmt, 3, op->name);
         bind_text(&rc, stmt, 4, op->text);
         return run(st, stmt, rc, "writing a user attr", err);
+    case HPO_OP_ATTR_DELETE:
+        stmt = st->s.attr_delete;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_text(&rc, stmt, 3, op->name);
+        return run(st, stmt, rc, "deleting a user attr", err);
+    case HPO_OP_STUDY_SPEC:
+        stmt = st->s.study_spec;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_text(&rc, stmt, 2, op->text);
+        return run(st, stmt, rc, "updating a study", err);
     case HPO_OP_SAMPLER_STATE:
         return run_sampler_state(st, op, err);
     case HPO_OP_PARAM_DELETE:

@@ -45,6 +45,9 @@ enum hpo_op_kind {
     HPO_OP_SAMPLER_STATE, /* the sampler's saved state: study_id, blob, len (or parts) */
     HPO_OP_PARAM_DELETE,  /* drop a stored param value (retain_vectors): study_id, number,
                              index; a missing row is not an error */
+    HPO_OP_ATTR_DELETE,   /* drop a trial's user attr: study_id, number, name = key; a
+                             missing row is not an error */
+    HPO_OP_STUDY_SPEC,    /* replace a study's spec (its user_attrs changed): study_id, text */
 };
 
 /* The columns of a trial row. NaN value = NULL. Times are ms since the epoch, 0 = none. */

@@ -81,14 +81,15 @@ static const char *expected_allow(enum hpo__route_id r)
     case HPO__R_METRICS:
     case HPO__R_SAMPLERS:
     case HPO__R_BEST:
-    case HPO__R_TRIAL:
     case HPO__R_PARAM:
         return "GET, HEAD";
+    case HPO__R_TRIAL:
+        return "GET, HEAD, PATCH";
     case HPO__R_STUDIES:
     case HPO__R_TRIALS:
         return "GET, HEAD, POST";
     case HPO__R_STUDY:
-        return "GET, HEAD, DELETE";
+        return "GET, HEAD, PATCH, DELETE";
     case HPO__R_ASK:
     case HPO__R_TELL:
     case HPO__R_REPORT:
