@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../api/log.h"
+#include "../core/log.h"
 #include "dispatch.h"
 
 #define N_BUCKETS 256

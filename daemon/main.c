@@ -18,7 +18,8 @@
 #include "hpod-config.h"
 
 #include "../api/api.h"
-#include "../api/log.h"
+#include "../core/log.h"
+#include "../core/clock.h"
 #include "../core/history.h"
 #include "../service/service.h"
 #include "../storage/storage.h"

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "../core/clock.h" /* hpo_now_ms, for hpo_service_reap's callers */
 #include "../core/error.h"
 
 struct hpo_service;
@@ -39,7 +40,75 @@ enum hpo_svc_op {
     HPO_SVC_GRADIENT_PUT, /* binary gradient upload */
     HPO_SVC_TRIAL_PATCH,  /* merge user_attrs into a trial */
     HPO_SVC_STUDY_PATCH,  /* merge user_attrs into a study */
+    HPO_SVC_OP_COUNT
 };
+
+/* A query string's pairs, as received (values NULL for a key without '='). */
+struct hpo_svc_query_pair {
+    const char *key;
+    const char *value;
+};
+
+struct hpo_svc_query {
+    const struct hpo_svc_query_pair *pairs; /* borrowed */
+    size_t n;
+    const char *accept; /* the Accept header (a list's default format), or NULL */
+};
+
+/* A trials list's arguments (from the query: state, limit, offset, format, intermediate). */
+struct hpo_svc_list_args {
+    int state_filter;      /* -1 = all */
+    int64_t limit, offset; /* limit -1: every row (CSV only) */
+    bool csv;
+    bool intermediate;     /* CSV: add the intermediate values column */
+};
+
+/*
+** A request's arguments, once decoded (service/decode.c): what each
+** operation starts from. Pointers borrow from the request's body.
+*/
+
+struct hpo_svc_study_create_args {
+    const json_t *body; /* the definition (study_build checks the rest) */
+};
+
+struct hpo_svc_ask_args {
+    const char *worker; /* NULL: none */
+};
+
+struct hpo_svc_trial_create_args {
+    const json_t *params;
+    bool has_value;
+    double value;
+    const json_t *attrs; /* an object, or NULL */
+};
+
+struct hpo_svc_tell_args {
+    int state;            /* enum hpo_state: complete, pruned or failed */
+    double value;         /* NaN unless complete */
+    const json_t *attrs;  /* an object, or NULL */
+    const json_t *gradient; /* as given (checked against the space by the op), or NULL */
+};
+
+struct hpo_svc_report_args {
+    int64_t step;
+    double value;
+};
+
+struct hpo_svc_patch_args {
+    const json_t *attrs; /* an object, or NULL: nothing changes */
+};
+
+union hpo_svc_args {
+    struct hpo_svc_study_create_args create;
+    struct hpo_svc_ask_args ask;
+    struct hpo_svc_trial_create_args trial;
+    struct hpo_svc_tell_args tell;
+    struct hpo_svc_report_args report;
+    struct hpo_svc_patch_args patch;
+    struct hpo_svc_list_args list;
+};
+
 
 /* One request. Inputs are set by the caller; outputs by hpo_service_execute. */
 struct hpo_svc_request {
@@ -51,10 +120,15 @@ struct hpo_svc_request {
     const void *data;    /* binary body (borrowed) */
     size_t data_len;
     void *data_owned;    /* the malloc'd buffer `data` is, if any: the service may take it (NULL) */
-    int state_filter;    /* trials list: -1 = all */
+    /* Trials list: the list arguments (hpo_svc_decode sets them from the query). */
+    int state_filter;    /* -1 = all */
     int64_t limit, offset; /* limit -1: every row (CSV only) */
     bool csv;
     bool intermediate;   /* CSV: add the intermediate values column */
+    /* Set by hpo_svc_decode: the body parsed (owned), and the arguments decoded from it. */
+    json_t *doc;
+    union hpo_svc_args args;
+    bool decoded;
     /* Outputs. */
     int status;          /* HTTP status: 200, 201, 204, or the error's */
     json_t *reply;       /* new reference, NULL for 204 or errors */
@@ -101,7 +175,23 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
 /* Free the service and its memory (not the storage). Accepts NULL. */
 void hpo_service_destroy(struct hpo_service *svc);
 
-/* Run one request to completion (blocking). Fills the outputs of `req`. */
+/*
+** Decode a request before it runs: parse `body` (`len` bytes, JSON unless
+** the op takes a binary body) and check it and the query (NULL: none) with
+** the op's decoder, keeping the result in `req` (freed by
+** hpo_svc_request_finish). Returns 0, or -EINVAL with req->err and
+** req->status set (the request must not then be executed). Pure: no
+** service, any thread.
+*/
+int hpo_svc_decode(struct hpo_svc_request *req, const struct hpo_svc_query *q, const char *body,
+        size_t len);
+
+/*
+** Run one request to completion (blocking). Fills the outputs of `req`. A
+** request not passed through hpo_svc_decode (an in-process caller) has its
+** `body` (a JSON object or NULL) decoded here, and its list arguments taken
+** as set.
+*/
 void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req);
 
 /*
@@ -136,11 +226,5 @@ void hpo_service_counts(struct hpo_service *svc, size_t *ret_studies, size_t ret
 */
 void hpo_service_each_study(struct hpo_service *svc,
         void (*fn)(void *ctx, const char *name, const size_t counts[5]), void *ctx);
-
-/* The wall clock in ms since the epoch. */
-int64_t hpo_now_ms(void);
-
-/* Format a ms timestamp as RFC 3339 UTC with milliseconds into buf (>= 32 bytes). */
-void hpo_format_time(int64_t ms, char *buf, size_t len);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 
 #include "service.h"
+#include "../core/clock.h"
 #include "study.h"
 
 #define FAIL(field, ...) hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field, __VA_ARGS__)
