@@ -7,9 +7,12 @@
 #define HPO_API_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-/* The routes (http.c switches on them). */
+#include "../service/service.h"
+
+/* The paths of api/routes.def (several rows, one per method, may share one). */
 enum hpo__route_id {
     HPO__R_NONE,
     HPO__R_HEALTHZ,
@@ -27,6 +30,50 @@ enum hpo__route_id {
     HPO__R_PARAM,
     HPO__R_GRADIENT,
 };
+#define HPO__R_COUNT (HPO__R_GRADIENT + 1)
+
+/* The answers the HTTP layer gives itself (a row's op beyond the service's). */
+enum {
+    HPO__OP_HEALTHZ = HPO_SVC_OP_COUNT,
+    HPO__OP_METRICS,
+    HPO__OP_SAMPLERS,
+};
+
+/* A row's flags. */
+#define HPO__F_LANE 1u   /* changes its study: runs in the study's lane (dispatch) */
+#define HPO__F_BINARY 2u /* takes an application/octet-stream body */
+
+/* What a caller must be allowed (docs/API.md "Access"), in increasing order. */
+enum hpo__role {
+    HPO__ROLE_NONE,
+    HPO__ROLE_READ,
+    HPO__ROLE_WRITE,
+    HPO__ROLE_ADMIN,
+};
+
+/* One row of api/routes.def. */
+struct hpo__route_row {
+    enum hpo__route_id id;
+    const char *method;
+    const char *template; /* "/v1/studies/{study}/trials/{number}/tell" */
+    int op;               /* enum hpo_svc_op, or HPO__OP_* */
+    unsigned flags;       /* HPO__F_* */
+    enum hpo__role role;
+    const char *reply_type; /* Content-Type of a reply that is not JSON; NULL: JSON only */
+};
+
+/* The table, in routes.def's order, and its length. */
+extern const struct hpo__route_row hpo__routes[];
+extern const size_t hpo__n_routes;
+
+/*
+** The row of route `id` for `method` (HEAD finds the GET row), or NULL when
+** the path has no such method (405).
+*/
+const struct hpo__route_row *hpo__route_row(enum hpo__route_id id, const char *method);
+
+/* A route's path template ("/v1/studies/{study}/ask"); "unmatched" for HPO__R_NONE. */
+const char *hpo__route_template(enum hpo__route_id id);
 
 /* What a path names. `study` and `name` are malloc'd (or NULL): free them. */
 struct hpo__route {
@@ -59,6 +106,9 @@ bool hpo__api_parse_number(const char *s, int64_t *ret);
 
 /* Whether `method` is one of the comma-separated `allow` list (NULL: none). */
 bool hpo__api_method_allowed(const char *allow, const char *method);
+
+/* The value of a hex digit, or -1. */
+int hpo__api_hex_value(char c);
 
 /* Whether a Content-Type is application/octet-stream (parameters allowed). */
 bool hpo__api_is_binary_type(const char *type);
