@@ -279,6 +279,10 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     cfg->log_level = HPO_LOG_INFO;
     cfg->slow_request_ms = 500;
     cfg->metrics_max_studies = 100;
+    cfg->json_limit = (size_t)1 << 20;
+    cfg->binary_limit = (size_t)256 << 20;
+    cfg->connection_limit = 1024;
+    cfg->connection_timeout_s = 300;
     if (state_dir != NULL && state_dir[0] != '\0') {
         /* systemd may list several directories separated by ':'; use the first. */
         size_t n = strcspn(state_dir, ":");
