@@ -34,7 +34,7 @@ enum hpo__route_id {
 
 /* The answers the HTTP layer gives itself (a row's op beyond the service's). */
 enum {
-    HPO__OP_HEALTHZ = HPO_SVC_OP_COUNT,
+    HPO__OP_HEALTHZ = HPO_SERVICE_OP_COUNT,
     HPO__OP_METRICS,
     HPO__OP_SAMPLERS,
 };
@@ -43,7 +43,7 @@ enum {
 #define HPO__F_LANE 1u   /* changes its study: runs in the study's lane (dispatch) */
 #define HPO__F_BINARY 2u /* takes an application/octet-stream body */
 
-/* What a caller must be allowed (docs/API.md "Access"), in increasing order. */
+/* What a caller must be allowed (for the access control to come), in increasing order. */
 enum hpo__role {
     HPO__ROLE_NONE,
     HPO__ROLE_READ,
@@ -56,7 +56,7 @@ struct hpo__route_row {
     enum hpo__route_id id;
     const char *method;
     const char *template; /* "/v1/studies/{study}/trials/{number}/tell" */
-    int op;               /* enum hpo_svc_op, or HPO__OP_* */
+    int op;               /* enum hpo_service_op, or HPO__OP_* */
     unsigned flags;       /* HPO__F_* */
     enum hpo__role role;
     const char *reply_type; /* Content-Type of a reply that is not JSON; NULL: JSON only */

@@ -72,8 +72,8 @@ struct req {
     bool ready; /* a reply is waiting to be queued */
     bool pruned; /* a report answered {"prune": true} (for metrics) */
     const struct hpo__route_row *row; /* the route's row for the method, once allowed */
-    struct hpo_svc_request sreq;
-    struct hpo_buf query; /* struct hpo_svc_query_pair: a list's query string */
+    struct hpo_service_request sreq;
+    struct hpo_buf query; /* struct hpo_service_query_pair: a list's query string */
     const char *accept;   /* its Accept header */
     /* The reply. */
     int status;
@@ -84,7 +84,7 @@ struct req {
     const char *content_type;
     const char *allow;
     /* A streamed reply (CSV): pieces come from a worker, one job at a time. */
-    struct hpo_svc_stream *stream;
+    struct hpo_service_stream *stream;
     const char *piece;
     size_t piece_len, piece_off;
     bool stream_end;
@@ -326,7 +326,7 @@ static void answer_metrics(struct req *rq)
 */
 static void list_headers(struct req *rq)
 {
-    const struct hpo_svc_request *sr = &rq->sreq;
+    const struct hpo_service_request *sr = &rq->sreq;
     const char *state = sr->state_filter >= 0 ? hpo_state_name(sr->state_filter) : NULL;
 
     snprintf(rq->total, sizeof(rq->total), "%lld", (long long)sr->total);
@@ -342,7 +342,7 @@ static void list_headers(struct req *rq)
 /* Encode the service's answer into the reply (worker thread: the request is suspended). */
 static void build_reply(struct req *rq)
 {
-    struct hpo_svc_request *sr = &rq->sreq;
+    struct hpo_service_request *sr = &rq->sreq;
 
     if (sr->err.code == HPO_OK && sr->total >= 0) {
         list_headers(rq);
@@ -361,7 +361,7 @@ static void build_reply(struct req *rq)
         sr->text_free = NULL;
         sr->text_cls = NULL;
     } else if (sr->reply != NULL) {
-        if (sr->op == HPO_SVC_REPORT) {
+        if (sr->op == HPO_SERVICE_REPORT) {
             rq->pruned = json_is_true(json_object_get(sr->reply, "prune"));
         }
         set_json(rq, sr->status, sr->reply);
@@ -374,12 +374,12 @@ static void build_reply(struct req *rq)
 static void job_work(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
-    struct hpo_svc_request *sr = &rq->sreq;
-    struct hpo_svc_query q = { .pairs = (const struct hpo_svc_query_pair *)(void *)rq->query.data,
-        .n = HPO_BUF_N(&rq->query, struct hpo_svc_query_pair), .accept = rq->accept };
+    struct hpo_service_request *sr = &rq->sreq;
+    struct hpo_service_query q = { .pairs = (const struct hpo_service_query_pair *)(void *)rq->query.data,
+        .n = HPO_BUF_N(&rq->query, struct hpo_service_query_pair), .accept = rq->accept };
 
     /* Decode (JSON off the event-loop thread), then execute. */
-    if (hpo_svc_decode(sr, &q, rq->body, rq->len) < 0) {
+    if (hpo_service_decode(sr, &q, rq->body, rq->len) < 0) {
         build_reply(rq);
         return;
     }
@@ -403,7 +403,7 @@ static void stream_work(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
-    hpo_svc_stream_next(rq->stream, &rq->piece, &rq->piece_len);
+    hpo_service_stream_next(rq->stream, &rq->piece, &rq->piece_len);
     rq->piece_off = 0;
     rq->stream_end = rq->piece_len == 0;
 }
@@ -422,7 +422,7 @@ static void job_done(struct hpo_job *job)
 static enum MHD_Result query_collect(void *cls, enum MHD_ValueKind kind, const char *key,
         const char *value)
 {
-    struct hpo_svc_query_pair *p = hpo_buf_add(cls, sizeof(*p));
+    struct hpo_service_query_pair *p = hpo_buf_add(cls, sizeof(*p));
 
     if (p == NULL) {
         return MHD_NO;
@@ -440,10 +440,10 @@ static enum MHD_Result query_collect(void *cls, enum MHD_ValueKind kind, const c
 */
 static bool prepare_service(struct req *rq)
 {
-    struct hpo_svc_request *sr = &rq->sreq;
+    struct hpo_service_request *sr = &rq->sreq;
 
     memset(sr, 0, sizeof(*sr));
-    sr->op = (enum hpo_svc_op)rq->row->op;
+    sr->op = (enum hpo_service_op)rq->row->op;
     sr->study = rq->study;
     sr->number = rq->number;
     sr->name = rq->name;
@@ -459,10 +459,10 @@ static bool prepare_service(struct req *rq)
                 "the body must be application/octet-stream (little-endian float64)");
         return false;
     }
-    if (sr->op == HPO_SVC_TRIALS_LIST) {
+    if (sr->op == HPO_SERVICE_TRIALS_LIST) {
         int n = MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_collect,
                 &rq->query);
-        if (n < 0 || (size_t)n != HPO_BUF_N(&rq->query, struct hpo_svc_query_pair)) {
+        if (n < 0 || (size_t)n != HPO_BUF_N(&rq->query, struct hpo_service_query_pair)) {
             set_error(rq, HPO_INTERNAL, NULL, "out of memory");
             return false;
         }
@@ -961,8 +961,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
 release:
     hpo_buf_free(&rq->query);
-    hpo_svc_request_finish(&rq->sreq);
-    hpo_svc_stream_free(rq->stream);
+    hpo_service_request_finish(&rq->sreq);
+    hpo_service_stream_free(rq->stream);
     free(rq->link);
     release_out(rq);
     free(rq->body);

@@ -57,14 +57,14 @@ static int user_attrs(const json_t *body, const json_t **ret, struct hpo_error *
     return 0;
 }
 
-int hpo__decode_none(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_none(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err)
 {
     memset(a, 0, sizeof(*a));
     return 0;
 }
 
-int hpo__decode_empty(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_empty(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err)
 {
     static const char *const allowed[] = { NULL };
@@ -73,8 +73,8 @@ int hpo__decode_empty(const json_t *body, const struct hpo_svc_query *q, union h
     return check_keys(body, allowed, err);
 }
 
-int hpo__decode_study_create(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err)
+int hpo__decode_study_create(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err)
 {
     const json_t *name = field(body, "name");
 
@@ -90,7 +90,7 @@ int hpo__decode_study_create(const json_t *body, const struct hpo_svc_query *q,
     return 0;
 }
 
-int hpo__decode_ask(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_ask(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err)
 {
     static const char *const allowed[] = { "worker", NULL };
@@ -110,12 +110,12 @@ int hpo__decode_ask(const json_t *body, const struct hpo_svc_query *q, union hpo
     return 0;
 }
 
-int hpo__decode_trial_create(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err)
+int hpo__decode_trial_create(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err)
 {
     static const char *const allowed[] = { "params", "value", "user_attrs", NULL };
     const json_t *value = field(body, "value");
-    struct hpo_svc_trial_create_args *out = &a->trial;
+    struct hpo_service_trial_create_args *out = &a->trial;
 
     if (check_keys(body, allowed, err) < 0) {
         return -EINVAL;
@@ -132,12 +132,12 @@ int hpo__decode_trial_create(const json_t *body, const struct hpo_svc_query *q,
     return user_attrs(body, &out->attrs, err);
 }
 
-int hpo__decode_tell(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_tell(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err)
 {
     static const char *const allowed[] = { "value", "state", "user_attrs", "gradient", NULL };
     const json_t *value = field(body, "value"), *state = field(body, "state");
-    struct hpo_svc_tell_args *out = &a->tell;
+    struct hpo_service_tell_args *out = &a->tell;
 
     if (check_keys(body, allowed, err) < 0) {
         return -EINVAL;
@@ -164,8 +164,8 @@ int hpo__decode_tell(const json_t *body, const struct hpo_svc_query *q, union hp
     return user_attrs(body, &out->attrs, err);
 }
 
-int hpo__decode_report(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err)
+int hpo__decode_report(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err)
 {
     static const char *const allowed[] = { "step", "value", NULL };
     const json_t *step = field(body, "step"), *value = field(body, "value");
@@ -184,7 +184,7 @@ int hpo__decode_report(const json_t *body, const struct hpo_svc_query *q,
     return 0;
 }
 
-int hpo__decode_patch(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_patch(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err)
 {
     static const char *const allowed[] = { "user_attrs", NULL };
@@ -198,7 +198,7 @@ int hpo__decode_patch(const json_t *body, const struct hpo_svc_query *q, union h
 /* ---- query strings ------------------------------------------------------------- */
 
 /* The value of the first `key` in the query (NULL: absent, or given without '='). */
-static const char *query_get(const struct hpo_svc_query *q, const char *key)
+static const char *query_get(const struct hpo_service_query *q, const char *key)
 {
     for (size_t i = 0; q != NULL && i < q->n; i++) {
         if (strcmp(q->pairs[i].key, key) == 0) {
@@ -226,7 +226,7 @@ static bool parse_count(const char *s, int64_t *ret)
     return true;
 }
 
-static int query_int(const struct hpo_svc_query *q, const char *key, int64_t def, int64_t min,
+static int query_int(const struct hpo_service_query *q, const char *key, int64_t def, int64_t min,
         int64_t *ret, struct hpo_error *err)
 {
     const char *v = query_get(q, key);
@@ -243,12 +243,12 @@ static int query_int(const struct hpo_svc_query *q, const char *key, int64_t def
 ** (json, csv; else the Accept header), intermediate (true, false). The body
 ** is not read.
 */
-int hpo__decode_trials_list(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err)
+int hpo__decode_trials_list(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err)
 {
     static const char *const allowed[] = { "state", "limit", "offset", "format", "intermediate",
         NULL };
-    struct hpo_svc_list_args *out = &a->list;
+    struct hpo_service_list_args *out = &a->list;
     const char *state = query_get(q, "state"), *format = query_get(q, "format");
     const char *inter = query_get(q, "intermediate");
     const char *accept = q != NULL ? q->accept : NULL;

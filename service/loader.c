@@ -48,7 +48,7 @@ static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
     if (body == NULL) {
         return -EINVAL;
     }
-    r = study_build(body, NULL, &s, &err);
+    r = hpo__study_build(body, NULL, &s, &err);
     json_decref(body);
     if (r < 0) {
         return r;
@@ -71,7 +71,7 @@ static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
     }
     n = realloc(L->by_id, (L->n_by_id + 1) * sizeof(*n));
     if (n == NULL) {
-        study_free(s);
+        hpo__study_free(s);
         return -ENOMEM;
     }
     L->by_id = n;
@@ -208,7 +208,7 @@ static void finish_loaded(struct study *s)
             hpo_space_encode(s->space, t->values, t->unit);
         }
     }
-    study_reindex(s);
+    hpo__study_reindex(s);
     for (size_t i = 0; i < s->history.n_trials; i++) {
         if (s->sampler_type->observe) {
             s->sampler_type->observe(s->sampler, &s->history, i);

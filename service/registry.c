@@ -59,7 +59,7 @@ int hpo__registry_insert(struct hpo_service *svc, struct study *s)
 void hpo__study_unref(struct study *s)
 {
     if (s != NULL && atomic_fetch_sub(&s->refs, 1) == 1) {
-        study_free(s);
+        hpo__study_free(s);
     }
 }
 
@@ -97,7 +97,7 @@ struct study *hpo__study_get(struct hpo_service *svc, const char *name)
 }
 
 /* Look up and lock a study; on failure fill req with not_found. */
-struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_svc_request *req)
+struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_request *req)
 {
     struct study *s = hpo__study_get(svc, req->study);
 
@@ -287,8 +287,8 @@ static bool same_identity(const json_t *a, const json_t *b)
     return same;
 }
 
-void hpo__op_study_create(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_study_create(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct hpo_error *err = &req->err;
     const json_t *body = a->create.body;
@@ -303,13 +303,13 @@ void hpo__op_study_create(struct hpo_service *svc, struct hpo_svc_request *req,
     if (old != NULL) {
         seed = old->seed;
     }
-    if (study_build(body, old ? &seed : NULL, &s, err) < 0) {
+    if (hpo__study_build(body, old ? &seed : NULL, &s, err) < 0) {
         goto out;
     }
     if (old != NULL) {
         pthread_mutex_lock(&old->lock);
         if (same_identity(old->definition, s->definition)) {
-            hpo__reply(req, 200, study_to_json(old, true));
+            hpo__reply(req, 200, hpo__study_to_json(old, true));
         } else {
             create_conflict(old, s, err);
         }
@@ -330,20 +330,20 @@ void hpo__op_study_create(struct hpo_service *svc, struct hpo_svc_request *req,
         hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    hpo__reply(req, 201, study_to_json(s, true));
+    hpo__reply(req, 201, hpo__study_to_json(s, true));
     s = NULL;
 out:
     pthread_mutex_unlock(&svc->create_lock);
     hpo__write_free(&w);
-    study_free(s);
+    hpo__study_free(s);
     hpo__study_unref(old);
 }
 
-void hpo__op_study_get(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_study_get(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct study *s = hpo__study_get(svc, req->study);
-    json_t *sum = s ? study_read_summary(s, true) : NULL;
+    json_t *sum = s ? hpo__study_read_summary(s, true) : NULL;
 
     (void)a;
     if (sum == NULL) {
@@ -355,8 +355,8 @@ void hpo__op_study_get(struct hpo_service *svc, struct hpo_svc_request *req,
     hpo__study_unref(s);
 }
 
-void hpo__op_study_delete(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_study_delete(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct hpo__write w = { 0 };
     struct study *s;
@@ -404,8 +404,8 @@ void hpo__merge_attrs(json_t *into, const json_t *patch)
     }
 }
 
-void hpo__op_study_patch(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_study_patch(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     const json_t *attrs = a->patch.attrs;
     struct hpo__write w = { 0 };
@@ -435,7 +435,7 @@ void hpo__op_study_patch(struct hpo_service *svc, struct hpo_svc_request *req,
         s->summary_valid = false;
         pthread_mutex_unlock(&s->cache_lock);
     }
-    hpo__reply(req, 200, study_to_json(s, true));
+    hpo__reply(req, 200, hpo__study_to_json(s, true));
 out:
     json_decref(def);
     hpo__write_free(&w);

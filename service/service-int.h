@@ -58,64 +58,64 @@ struct hpo_service {
 ** Returns 0, or -EINVAL with `err` naming the field. Pure: no study, no
 ** storage, any thread.
 */
-typedef int (*hpo__decode_fn)(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err);
+typedef int (*hpo__decode_fn)(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err);
 
-int hpo__decode_none(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_none(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err);
-int hpo__decode_empty(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_empty(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err);
-int hpo__decode_study_create(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err);
-int hpo__decode_ask(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_study_create(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err);
+int hpo__decode_ask(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err);
-int hpo__decode_trial_create(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err);
-int hpo__decode_tell(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_trial_create(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err);
+int hpo__decode_tell(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err);
-int hpo__decode_report(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err);
-int hpo__decode_patch(const json_t *body, const struct hpo_svc_query *q, union hpo_svc_args *a,
+int hpo__decode_report(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err);
+int hpo__decode_patch(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err);
-int hpo__decode_trials_list(const json_t *body, const struct hpo_svc_query *q,
-        union hpo_svc_args *a, struct hpo_error *err);
+int hpo__decode_trials_list(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err);
 
 /* An operation: decoded arguments in, req's outputs filled. */
-typedef void (*hpo__op_fn)(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
+typedef void (*hpo__op_fn)(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
 
-void hpo__op_study_create(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_study_list(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_study_get(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_study_delete(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_study_patch(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_ask(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_trial_create(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_tell(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_report(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_heartbeat(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_trial_patch(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_trial_get(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_best(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_param_get(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
-void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a);
+void hpo__op_study_create(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_study_list(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_study_get(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_study_delete(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_study_patch(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_report(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_heartbeat(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_trial_patch(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_trials_list(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_trial_get(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_best(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_param_get(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
 
 /* ---- registry.c -------------------------------------------------------------- */
 
@@ -129,7 +129,7 @@ struct study *hpo__study_get(struct hpo_service *svc, const char *name);
 void hpo__study_unref(struct study *s);
 
 /* Look up and lock req->study; on failure NULL with req->err not_found. */
-struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_svc_request *req);
+struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_request *req);
 
 /* Unlock and unref a study from hpo__study_acquire. */
 void hpo__study_release(struct study *s);
@@ -219,14 +219,14 @@ void hpo__vector_memory_full(struct hpo_error *err);
 /* ---- trials.c ---------------------------------------------------------------- */
 
 /* Trial req->number of s, or NULL with req->err not_found. */
-struct hpo_trial *hpo__trial_lookup(struct study *s, struct hpo_svc_request *req);
+struct hpo_trial *hpo__trial_lookup(struct study *s, struct hpo_service_request *req);
 /* The same, and it must be running (else conflict). */
-struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_svc_request *req);
+struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_service_request *req);
 
 /* ---- helpers ----------------------------------------------------------------- */
 
 /* Set a JSON reply. */
-static inline void hpo__reply(struct hpo_svc_request *req, int status, json_t *body)
+static inline void hpo__reply(struct hpo_service_request *req, int status, json_t *body)
 {
     req->status = status;
     req->reply = body;

@@ -1,6 +1,6 @@
 /*
 ** service.c: the op table and the two entry points every request goes
-** through: hpo_svc_decode (body and query into arguments) and
+** through: hpo_service_decode (body and query into arguments) and
 ** hpo_service_execute (arguments into the operation).
 */
 #include <errno.h>
@@ -8,38 +8,38 @@
 
 #include "service-int.h"
 
-/* One row per enum hpo_svc_op, in its order: how to decode the request, what runs it. */
+/* One row per enum hpo_service_op, in its order: how to decode the request, what runs it. */
 static const struct op_row {
     hpo__decode_fn decode;
     hpo__op_fn run;
     bool binary; /* the body is bytes (data/data_len), not JSON */
 } ops[] = {
-    [HPO_SVC_STUDY_CREATE] = { hpo__decode_study_create, hpo__op_study_create, false },
-    [HPO_SVC_STUDY_LIST] = { hpo__decode_none, hpo__op_study_list, false },
-    [HPO_SVC_STUDY_GET] = { hpo__decode_none, hpo__op_study_get, false },
-    [HPO_SVC_STUDY_DELETE] = { hpo__decode_none, hpo__op_study_delete, false },
-    [HPO_SVC_ASK] = { hpo__decode_ask, hpo__op_ask, false },
-    [HPO_SVC_TRIAL_CREATE] = { hpo__decode_trial_create, hpo__op_trial_create, false },
-    [HPO_SVC_TELL] = { hpo__decode_tell, hpo__op_tell, false },
-    [HPO_SVC_REPORT] = { hpo__decode_report, hpo__op_report, false },
-    [HPO_SVC_HEARTBEAT] = { hpo__decode_empty, hpo__op_heartbeat, false },
-    [HPO_SVC_TRIALS_LIST] = { hpo__decode_trials_list, hpo__op_trials_list, false },
-    [HPO_SVC_TRIAL_GET] = { hpo__decode_none, hpo__op_trial_get, false },
-    [HPO_SVC_BEST] = { hpo__decode_none, hpo__op_best, false },
-    [HPO_SVC_PARAM_GET] = { hpo__decode_none, hpo__op_param_get, false },
-    [HPO_SVC_GRADIENT_PUT] = { hpo__decode_none, hpo__op_gradient_put, true },
-    [HPO_SVC_TRIAL_PATCH] = { hpo__decode_patch, hpo__op_trial_patch, false },
-    [HPO_SVC_STUDY_PATCH] = { hpo__decode_patch, hpo__op_study_patch, false },
+    [HPO_SERVICE_STUDY_CREATE] = { hpo__decode_study_create, hpo__op_study_create, false },
+    [HPO_SERVICE_STUDY_LIST] = { hpo__decode_none, hpo__op_study_list, false },
+    [HPO_SERVICE_STUDY_GET] = { hpo__decode_none, hpo__op_study_get, false },
+    [HPO_SERVICE_STUDY_DELETE] = { hpo__decode_none, hpo__op_study_delete, false },
+    [HPO_SERVICE_ASK] = { hpo__decode_ask, hpo__op_ask, false },
+    [HPO_SERVICE_TRIAL_CREATE] = { hpo__decode_trial_create, hpo__op_trial_create, false },
+    [HPO_SERVICE_TELL] = { hpo__decode_tell, hpo__op_tell, false },
+    [HPO_SERVICE_REPORT] = { hpo__decode_report, hpo__op_report, false },
+    [HPO_SERVICE_HEARTBEAT] = { hpo__decode_empty, hpo__op_heartbeat, false },
+    [HPO_SERVICE_TRIALS_LIST] = { hpo__decode_trials_list, hpo__op_trials_list, false },
+    [HPO_SERVICE_TRIAL_GET] = { hpo__decode_none, hpo__op_trial_get, false },
+    [HPO_SERVICE_BEST] = { hpo__decode_none, hpo__op_best, false },
+    [HPO_SERVICE_PARAM_GET] = { hpo__decode_none, hpo__op_param_get, false },
+    [HPO_SERVICE_GRADIENT_PUT] = { hpo__decode_none, hpo__op_gradient_put, true },
+    [HPO_SERVICE_TRIAL_PATCH] = { hpo__decode_patch, hpo__op_trial_patch, false },
+    [HPO_SERVICE_STUDY_PATCH] = { hpo__decode_patch, hpo__op_study_patch, false },
 };
-_Static_assert(sizeof(ops) / sizeof(ops[0]) == HPO_SVC_OP_COUNT,
-        "every enum hpo_svc_op needs its row in ops[]");
+_Static_assert(sizeof(ops) / sizeof(ops[0]) == HPO_SERVICE_OP_COUNT,
+        "every enum hpo_service_op needs its row in ops[]");
 
-static void fail(struct hpo_svc_request *req)
+static void fail(struct hpo_service_request *req)
 {
     req->status = hpo_code_status(req->err.code);
 }
 
-int hpo_svc_decode(struct hpo_svc_request *req, const struct hpo_svc_query *q, const char *body,
+int hpo_service_decode(struct hpo_service_request *req, const struct hpo_service_query *q, const char *body,
         size_t len)
 {
     const struct op_row *row;
@@ -47,13 +47,13 @@ int hpo_svc_decode(struct hpo_svc_request *req, const struct hpo_svc_query *q, c
 
     hpo_error_clear(&req->err);
     req->decoded = false;
-    if ((unsigned)req->op >= HPO_SVC_OP_COUNT) {
+    if ((unsigned)req->op >= HPO_SERVICE_OP_COUNT) {
         hpo_error_set(&req->err, -EINVAL, HPO_NOT_FOUND, NULL, "no such operation");
         fail(req);
         return -EINVAL;
     }
     row = &ops[req->op];
-    if (req->op == HPO_SVC_TRIALS_LIST) {
+    if (req->op == HPO_SERVICE_TRIALS_LIST) {
         /* The query first: a bad query is named even when the body is bad too. */
         if (row->decode(NULL, q, &req->args, &req->err) < 0) {
             fail(req);
@@ -81,7 +81,7 @@ int hpo_svc_decode(struct hpo_svc_request *req, const struct hpo_svc_query *q, c
         }
         req->body = req->doc;
     }
-    if (req->op != HPO_SVC_TRIALS_LIST && row->decode(req->body, q, &req->args, &req->err) < 0) {
+    if (req->op != HPO_SERVICE_TRIALS_LIST && row->decode(req->body, q, &req->args, &req->err) < 0) {
         fail(req);
         return -EINVAL;
     }
@@ -89,7 +89,7 @@ int hpo_svc_decode(struct hpo_svc_request *req, const struct hpo_svc_query *q, c
     return 0;
 }
 
-void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
+void hpo_service_execute(struct hpo_service *svc, struct hpo_service_request *req)
 {
     hpo_error_clear(&req->err);
     req->status = 0;
@@ -99,11 +99,11 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
     req->stream = NULL;
     req->total = -1;
     req->next_offset = -1;
-    if ((unsigned)req->op >= HPO_SVC_OP_COUNT) {
+    if ((unsigned)req->op >= HPO_SERVICE_OP_COUNT) {
         hpo_error_set(&req->err, -EINVAL, HPO_NOT_FOUND, NULL, "no such operation");
     } else if (req->body != NULL && !json_is_object(req->body)) {
         hpo_error_set(&req->err, -EINVAL, HPO_INVALID_JSON, NULL, "body must be a JSON object");
-    } else if (req->decoded || req->op == HPO_SVC_TRIALS_LIST ||
+    } else if (req->decoded || req->op == HPO_SERVICE_TRIALS_LIST ||
             ops[req->op].decode(req->body, NULL, &req->args, &req->err) == 0) {
         ops[req->op].run(svc, req, &req->args);
     }
@@ -113,7 +113,7 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
         req->reply = NULL;
         free(req->text);
         req->text = NULL;
-        hpo_svc_stream_free(req->stream);
+        hpo_service_stream_free(req->stream);
         req->stream = NULL;
     } else if (req->status == 0) {
         hpo_error_set(&req->err, -EIO, HPO_INTERNAL, NULL, "no reply was produced");
@@ -121,14 +121,14 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
     }
 }
 
-void hpo_svc_request_finish(struct hpo_svc_request *req)
+void hpo_service_request_finish(struct hpo_service_request *req)
 {
     json_decref(req->reply);
     json_decref(req->doc);
     req->doc = NULL;
     req->decoded = false;
     req->reply = NULL;
-    hpo_svc_stream_free(req->stream);
+    hpo_service_stream_free(req->stream);
     req->stream = NULL;
     if (req->text_free != NULL) {
         req->text_free(req->text_cls);

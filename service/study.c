@@ -188,7 +188,7 @@ static int read_limits(struct study *s, const json_t *body, json_t *def, struct 
     return 0;
 }
 
-int study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
+int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
         struct hpo_error *err)
 {
     struct study *s;
@@ -276,11 +276,11 @@ int study_build(const json_t *body, const uint64_t *seed_fallback, struct study 
     *ret = s;
     return 0;
 fail:
-    study_free(s);
+    hpo__study_free(s);
     return r;
 }
 
-void study_free(struct study *s)
+void hpo__study_free(struct study *s)
 {
     if (s == NULL) {
         return;
@@ -324,7 +324,7 @@ static json_t *number_or_null(double v)
     return isfinite(v) ? json_real(v) : json_null();
 }
 
-json_t *trial_to_json(struct study *s, const struct hpo_trial *t)
+json_t *hpo__trial_to_json(struct study *s, const struct hpo_trial *t)
 {
     json_t *o = json_object();
     json_t *inter = json_array();
@@ -370,7 +370,7 @@ static json_t *recent_value(const struct study *s)
     return n ? json_real(sum / (double)n) : json_null();
 }
 
-json_t *study_to_json(struct study *s, bool with_params)
+json_t *hpo__study_to_json(struct study *s, bool with_params)
 {
     json_t *o = json_deep_copy(s->definition);
     const struct hpo_history *h = &s->history;
@@ -446,9 +446,9 @@ static void running_add(struct study *s, int64_t number)
     s->running[s->n_running++] = number;
 }
 
-void study_cache_summary(struct study *s)
+void hpo__study_cache_summary(struct study *s)
 {
-    json_t *sum = study_to_json(s, true);
+    json_t *sum = hpo__study_to_json(s, true);
 
     pthread_mutex_lock(&s->cache_lock);
     json_decref(s->summary);
@@ -457,7 +457,7 @@ void study_cache_summary(struct study *s)
     pthread_mutex_unlock(&s->cache_lock);
 }
 
-json_t *study_read_summary(struct study *s, bool with_params)
+json_t *hpo__study_read_summary(struct study *s, bool with_params)
 {
     json_t *out = NULL;
 
@@ -476,13 +476,13 @@ json_t *study_read_summary(struct study *s, bool with_params)
         pthread_mutex_lock(&s->lock);
     }
     if (!s->deleted) {
-        out = study_to_json(s, with_params);
+        out = hpo__study_to_json(s, with_params);
     }
     pthread_mutex_unlock(&s->lock);
     return out;
 }
 
-void study_note_state(struct study *s, struct hpo_trial *t)
+void hpo__study_note_state(struct study *s, struct hpo_trial *t)
 {
     pthread_mutex_lock(&s->cache_lock);
     s->summary_valid = false;
@@ -498,12 +498,12 @@ void study_note_state(struct study *s, struct hpo_trial *t)
     }
 }
 
-void study_reindex(struct study *s)
+void hpo__study_reindex(struct study *s)
 {
     s->best = -1;
     s->n_running = 0;
     s->waiting_cursor = 0;
     for (size_t i = 0; i < s->history.n_trials; i++) {
-        study_note_state(s, s->history.trials[i]);
+        hpo__study_note_state(s, s->history.trials[i]);
     }
 }

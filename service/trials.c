@@ -16,7 +16,7 @@
 
 #define FAIL(field, ...) hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field, __VA_ARGS__)
 
-struct hpo_trial *hpo__trial_lookup(struct study *s, struct hpo_svc_request *req)
+struct hpo_trial *hpo__trial_lookup(struct study *s, struct hpo_service_request *req)
 {
     if (req->number < 0 || (size_t)req->number >= s->history.n_trials) {
         hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "study '%s' has no trial %lld",
@@ -26,7 +26,7 @@ struct hpo_trial *hpo__trial_lookup(struct study *s, struct hpo_svc_request *req
     return s->history.trials[req->number];
 }
 
-struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_svc_request *req)
+struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_service_request *req)
 {
     struct hpo_trial *t = hpo__trial_lookup(s, req);
 
@@ -90,7 +90,7 @@ static int run_sampler(struct hpo_service *svc, struct study *s, int64_t number,
     r = s->summary_valid;
     pthread_mutex_unlock(&s->cache_lock);
     if (!r) {
-        study_cache_summary(s);
+        hpo__study_cache_summary(s);
     }
 
     if (svc->opt.suggest_delay_ms > 0) {
@@ -117,8 +117,8 @@ static struct hpo_trial *oldest_waiting(struct study *s)
 }
 
 
-void hpo__op_ask(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct hpo_error *err = &req->err;
     struct hpo__write w = { 0 };
@@ -217,7 +217,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_svc_request *req,
     hpo__sampler_committed(svc, s, &blob, blob_len);
     hpo_trial_undo_drop(&undo);
     hpo__trial_changed(s, t);
-    hpo__reply(req, 201, trial_to_json(s, t));
+    hpo__reply(req, 201, hpo__trial_to_json(s, t));
 out:
     free(blob);
     if (point != NULL) {
@@ -230,10 +230,10 @@ out:
     hpo__study_release(s);
 }
 
-void hpo__op_trial_create(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
-    const struct hpo_svc_trial_create_args *in = &a->trial;
+    const struct hpo_service_trial_create_args *in = &a->trial;
     struct hpo_error *err = &req->err;
     struct hpo__write w = { 0 };
     struct hpo_trial_undo undo;
@@ -282,7 +282,7 @@ void hpo__op_trial_create(struct hpo_service *svc, struct hpo_svc_request *req,
         goto out;
     }
     hpo__trial_changed(s, t);
-    hpo__reply(req, 201, trial_to_json(s, t));
+    hpo__reply(req, 201, hpo__trial_to_json(s, t));
 out:
     free(values);
     hpo__write_free(&w);
@@ -339,10 +339,10 @@ static bool same_result(const struct hpo_trial *t, enum hpo_state state, double 
     return state != HPO_STATE_COMPLETE || t->value == value;
 }
 
-void hpo__op_tell(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
-    const struct hpo_svc_tell_args *in = &a->tell;
+    const struct hpo_service_tell_args *in = &a->tell;
     struct hpo_error *err = &req->err;
     struct hpo__write w = { 0 };
     struct hpo_trial_undo undo;
@@ -368,7 +368,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_svc_request *req,
     }
     if (t->state != HPO_STATE_RUNNING) {
         if (same_result(t, in->state, value)) {
-            hpo__reply(req, 200, trial_to_json(s, t));
+            hpo__reply(req, 200, hpo__trial_to_json(s, t));
         } else {
             hpo_error_set(err, -EBUSY, HPO_CONFLICT, NULL,
                     "trial %lld already finished as %s with another result", (long long)t->number,
@@ -438,7 +438,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_svc_request *req,
     hpo__sampler_committed(svc, s, &blob, blob_len);
     hpo__gradient_take(s, t->number, NULL, true);
     hpo__trial_changed(s, t);
-    hpo__reply(req, 200, trial_to_json(s, t));
+    hpo__reply(req, 200, hpo__trial_to_json(s, t));
     hpo__vectors_evict(svc, s, (size_t)t->number);
     hpo__vectors_retain(svc, s);
 out:
@@ -448,10 +448,10 @@ out:
     hpo__study_release(s);
 }
 
-void hpo__op_report(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_report(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
-    const struct hpo_svc_report_args *in = &a->report;
+    const struct hpo_service_report_args *in = &a->report;
     struct hpo_error *err = &req->err;
     struct hpo__write w = { 0 };
     struct hpo_trial_undo undo;
@@ -501,8 +501,8 @@ out:
     hpo__study_release(s);
 }
 
-void hpo__op_heartbeat(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_heartbeat(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct hpo__write w = { 0 };
     struct hpo_trial_undo undo;
@@ -529,8 +529,8 @@ void hpo__op_heartbeat(struct hpo_service *svc, struct hpo_svc_request *req,
     hpo__study_release(s);
 }
 
-void hpo__op_trial_patch(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_trial_patch(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     const json_t *attrs = a->patch.attrs;
     struct hpo__write w = { 0 };
@@ -563,7 +563,7 @@ void hpo__op_trial_patch(struct hpo_service *svc, struct hpo_svc_request *req,
         }
         hpo_trial_undo_drop(&undo);
     }
-    hpo__reply(req, 200, trial_to_json(s, t));
+    hpo__reply(req, 200, hpo__trial_to_json(s, t));
 out:
     hpo__write_free(&w);
     hpo__study_release(s);

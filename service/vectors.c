@@ -162,7 +162,7 @@ void hpo__vector_memory_full(struct hpo_error *err)
             (unsigned long long)hpo_vector_memory_cap());
 }
 
-static const struct hpo_param *vector_param(struct study *s, struct hpo_svc_request *req)
+static const struct hpo_param *vector_param(struct study *s, struct hpo_service_request *req)
 {
     long i = hpo_space_find(s->space, req->name);
 
@@ -180,8 +180,8 @@ static void release_point(void *point)
     hpo_point_release(point);
 }
 
-void hpo__op_param_get(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_param_get(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct study *s = hpo__study_acquire(svc, req);
     const struct hpo_param *p;
@@ -243,7 +243,7 @@ out:
 ** (running trial, known param, a sampler that takes gradients, a float); NULL
 ** with req->err filled otherwise. Called with the study locked.
 */
-static const struct hpo_param *gradient_target(struct study *s, struct hpo_svc_request *req,
+static const struct hpo_param *gradient_target(struct study *s, struct hpo_service_request *req,
         struct hpo_trial **ret_trial)
 {
     struct hpo_trial *t = hpo__trial_running(s, req);
@@ -269,7 +269,7 @@ static const struct hpo_param *gradient_target(struct study *s, struct hpo_svc_r
 int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_t number,
         const char *name, size_t *ret_bytes, struct hpo_error *err)
 {
-    struct hpo_svc_request req = { .op = HPO_SVC_GRADIENT_PUT, .study = study,
+    struct hpo_service_request req = { .op = HPO_SERVICE_GRADIENT_PUT, .study = study,
         .number = number, .name = name };
     const struct hpo_param *p;
     struct hpo_trial *t = NULL;
@@ -293,8 +293,8 @@ int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_
 /* Uploads this big count in the vector memory (as big points do). */
 #define VECTOR_HELD_MIN ((size_t)1 << 20)
 
-void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct study *s = hpo__study_acquire(svc, req);
     struct pending_gradient *grads;

@@ -12,8 +12,8 @@
 #include "../core/jsonw.h"
 #include "service-int.h"
 
-void hpo__op_study_list(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_study_list(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     json_t *arr = json_array();
     size_t n;
@@ -24,7 +24,7 @@ void hpo__op_study_list(struct hpo_service *svc, struct hpo_svc_request *req,
         hpo_oom();
     }
     for (size_t i = 0; i < n; i++) {
-        json_t *sum = study_read_summary(snap[i], false);
+        json_t *sum = hpo__study_read_summary(snap[i], false);
         if (sum != NULL) {
             json_array_append_new(arr, sum);
         }
@@ -117,7 +117,7 @@ static void csv_param(const struct hpo_param *p, const double *values, bool thin
 */
 #define CSV_CHUNK ((size_t)256 * 1024)
 
-struct hpo_svc_stream {
+struct hpo_service_stream {
     struct study *s; /* a reference */
     char **keys;     /* user attr keys, sorted */
     size_t n_keys;
@@ -137,7 +137,7 @@ static int compare_keys(const void *a, const void *b)
 }
 
 /* The study's user attr keys over trials [0, end), sorted (the study is locked). */
-static void csv_collect_keys(struct hpo_svc_stream *st)
+static void csv_collect_keys(struct hpo_service_stream *st)
 {
     json_t *set = json_object();
     const char *key;
@@ -167,14 +167,14 @@ static void csv_collect_keys(struct hpo_svc_stream *st)
     json_decref(set);
 }
 
-static void csv_end_line(struct hpo_svc_stream *st)
+static void csv_end_line(struct hpo_service_stream *st)
 {
     csv_field(&st->out, "", false);
     st->out.data[st->out.len++] = '\n';
     st->out.data[st->out.len] = '\0';
 }
 
-static void csv_header(struct hpo_svc_stream *st)
+static void csv_header(struct hpo_service_stream *st)
 {
     const struct study *s = st->s;
 
@@ -202,7 +202,7 @@ static void csv_header(struct hpo_svc_stream *st)
 }
 
 /* A cell of JSON text (a user attr: strings as their text). */
-static void csv_json_cell(struct hpo_svc_stream *st, const json_t *v)
+static void csv_json_cell(struct hpo_service_stream *st, const json_t *v)
 {
     char *text;
 
@@ -222,7 +222,7 @@ static void csv_json_cell(struct hpo_svc_stream *st, const json_t *v)
     free(text);
 }
 
-static void csv_time_cell(struct hpo_svc_stream *st, int64_t ms)
+static void csv_time_cell(struct hpo_service_stream *st, int64_t ms)
 {
     char cell[40];
 
@@ -233,7 +233,7 @@ static void csv_time_cell(struct hpo_svc_stream *st, int64_t ms)
     csv_field(&st->out, cell, true);
 }
 
-static void csv_row(struct hpo_svc_stream *st, const struct hpo_trial *t)
+static void csv_row(struct hpo_service_stream *st, const struct hpo_trial *t)
 {
     const struct study *s = st->s;
     char cell[32768];
@@ -274,7 +274,7 @@ static void csv_row(struct hpo_svc_stream *st, const struct hpo_trial *t)
     csv_end_line(st);
 }
 
-int hpo_svc_stream_next(struct hpo_svc_stream *st, const char **ret, size_t *ret_len)
+int hpo_service_stream_next(struct hpo_service_stream *st, const char **ret, size_t *ret_len)
 {
     st->out.len = 0;
     if (st->out.data != NULL) {
@@ -306,7 +306,7 @@ int hpo_svc_stream_next(struct hpo_svc_stream *st, const char **ret, size_t *ret
     return 0;
 }
 
-void hpo_svc_stream_free(struct hpo_svc_stream *st)
+void hpo_service_stream_free(struct hpo_service_stream *st)
 {
     if (st == NULL) {
         return;
@@ -320,8 +320,8 @@ void hpo_svc_stream_free(struct hpo_svc_stream *st)
     free(st);
 }
 
-void hpo__op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_trials_list(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct study *s = hpo__study_acquire(svc, req);
     const struct hpo_history *h;
@@ -345,13 +345,13 @@ void hpo__op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req,
             continue;
         }
         emitted++;
-        json_array_append_new(arr, trial_to_json(s, t));
+        json_array_append_new(arr, hpo__trial_to_json(s, t));
     }
     req->total = (int64_t)total;
     req->next_offset = req->limit >= 0 && req->offset + req->limit < (int64_t)total
             ? req->offset + req->limit : -1;
     if (req->csv) {
-        struct hpo_svc_stream *st = calloc(1, sizeof(*st));
+        struct hpo_service_stream *st = calloc(1, sizeof(*st));
         if (st == NULL) {
             hpo_oom();
         }
@@ -371,8 +371,8 @@ void hpo__op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req,
     hpo__study_release(s);
 }
 
-void hpo__op_trial_get(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_trial_get(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct study *s = hpo__study_acquire(svc, req);
     struct hpo_trial *t;
@@ -382,13 +382,13 @@ void hpo__op_trial_get(struct hpo_service *svc, struct hpo_svc_request *req,
     }
     t = hpo__trial_lookup(s, req);
     if (t != NULL) {
-        hpo__reply(req, 200, trial_to_json(s, t));
+        hpo__reply(req, 200, hpo__trial_to_json(s, t));
     }
     hpo__study_release(s);
 }
 
-void hpo__op_best(struct hpo_service *svc, struct hpo_svc_request *req,
-        const union hpo_svc_args *a)
+void hpo__op_best(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
 {
     struct study *s = hpo__study_acquire(svc, req);
 
@@ -399,7 +399,7 @@ void hpo__op_best(struct hpo_service *svc, struct hpo_svc_request *req,
         hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "study '%s' has no complete trial",
                 s->name);
     } else {
-        hpo__reply(req, 200, trial_to_json(s, s->history.trials[s->best]));
+        hpo__reply(req, 200, hpo__trial_to_json(s, s->history.trials[s->best]));
     }
     hpo__study_release(s);
 }

@@ -240,7 +240,7 @@ void hpo__undo_all(struct hpo_service *svc, struct study *s, struct hpo_trial_un
 /* A trial was created or changed state: derived indexes, sampler and pruner caches. */
 void hpo__trial_changed(struct study *s, struct hpo_trial *t)
 {
-    study_note_state(s, t);
+    hpo__study_note_state(s, t);
     if (s->sampler_type->observe) {
         s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
     }

@@ -1,6 +1,6 @@
 /*
 ** fuzz-decode.c: libFuzzer target for the service's decoders
-** (service/decode.c) through hpo_svc_decode, with no service and no
+** (service/decode.c) through hpo_service_decode, with no service and no
 ** database. Input: one byte choosing the op, then a query string line
 ** ("k=v&k", no escapes), then the body. Whatever the bytes: the answer is
 ** accepted, or refused with invalid_json / invalid_argument (or not_found
@@ -20,9 +20,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct hpo_svc_query_pair pairs[MAX_PAIRS];
-    struct hpo_svc_query q = { .pairs = pairs, .accept = NULL };
-    struct hpo_svc_request req;
+    struct hpo_service_query_pair pairs[MAX_PAIRS];
+    struct hpo_service_query q = { .pairs = pairs, .accept = NULL };
+    struct hpo_service_request req;
     const uint8_t *nl;
     char *query;
     size_t qlen;
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     memset(&req, 0, sizeof(req));
-    req.op = (enum hpo_svc_op)(data[0] % (HPO_SVC_OP_COUNT + 1));
+    req.op = (enum hpo_service_op)(data[0] % (HPO_SERVICE_OP_COUNT + 1));
     req.state_filter = -1;
     q.accept = (data[0] & 0x80) != 0 ? "text/csv" : NULL;
     data++;
@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         p = amp + 1;
     }
-    rc = hpo_svc_decode(&req, &q, (const char *)data, size);
+    rc = hpo_service_decode(&req, &q, (const char *)data, size);
     CHECK((rc == 0) == (req.err.code == HPO_OK));
     CHECK(rc == 0 || req.status == hpo_code_status(req.err.code));
     CHECK(rc == 0 || req.err.code == HPO_INVALID_JSON || req.err.code == HPO_INVALID_ARGUMENT ||
@@ -73,24 +73,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(rc != 0 || req.decoded);
     if (rc == 0) {
         switch (req.op) {
-        case HPO_SVC_TELL:
+        case HPO_SERVICE_TELL:
             CHECK(req.args.tell.state == HPO_STATE_COMPLETE ||
                     req.args.tell.state == HPO_STATE_PRUNED ||
                     req.args.tell.state == HPO_STATE_FAILED);
             CHECK((req.args.tell.state == HPO_STATE_COMPLETE) == isfinite(req.args.tell.value));
             CHECK(req.args.tell.attrs == NULL || json_is_object(req.args.tell.attrs));
             break;
-        case HPO_SVC_REPORT:
+        case HPO_SERVICE_REPORT:
             CHECK(req.args.report.step >= 0 && isfinite(req.args.report.value));
             break;
-        case HPO_SVC_TRIAL_CREATE:
+        case HPO_SERVICE_TRIAL_CREATE:
             CHECK(req.args.trial.params != NULL);
             CHECK(!req.args.trial.has_value || isfinite(req.args.trial.value));
             break;
-        case HPO_SVC_ASK:
+        case HPO_SERVICE_ASK:
             CHECK(req.args.ask.worker == NULL || strlen(req.args.ask.worker) <= 256);
             break;
-        case HPO_SVC_TRIALS_LIST:
+        case HPO_SERVICE_TRIALS_LIST:
             CHECK(req.limit >= 1 || (req.limit == -1 && req.csv));
             CHECK(req.offset >= 0);
             CHECK(req.state_filter >= -1 && req.state_filter <= HPO_STATE_FAILED);
@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
     }
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
     free(query);
     return 0;
 }

@@ -86,7 +86,7 @@ static int teardown(void **state)
 }
 
 /* Run one request with a JSON body (NULL: none); returns the status. The caller finishes req. */
-static int run(struct fixture *f, struct hpo_svc_request *req, enum hpo_svc_op op,
+static int run(struct fixture *f, struct hpo_service_request *req, enum hpo_service_op op,
         const char *study, int64_t number, const char *body)
 {
     json_error_t jerr;
@@ -108,12 +108,12 @@ static int run(struct fixture *f, struct hpo_svc_request *req, enum hpo_svc_op o
 /* The study's trial `number` as JSON (a new reference). */
 static json_t *trial(struct fixture *f, const char *study, int64_t number)
 {
-    struct hpo_svc_request req;
+    struct hpo_service_request req;
     json_t *t;
 
-    assert_int_equal(run(f, &req, HPO_SVC_TRIAL_GET, study, number, NULL), 200);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_GET, study, number, NULL), 200);
     t = json_incref(req.reply);
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
     return t;
 }
 
@@ -146,57 +146,57 @@ static const char *const study_def =
 static void test_lifecycle(void **state)
 {
     struct fixture *f = *state;
-    struct hpo_svc_request req;
+    struct hpo_service_request req;
     json_t *t;
 
-    assert_int_equal(run(f, &req, HPO_SVC_STUDY_CREATE, NULL, 0, study_def), 201);
-    hpo_svc_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, study_def), 201);
+    hpo_service_request_finish(&req);
     /* The same definition again: 200, the stored study. */
-    assert_int_equal(run(f, &req, HPO_SVC_STUDY_CREATE, NULL, 0, study_def), 200);
-    hpo_svc_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, study_def), 200);
+    hpo_service_request_finish(&req);
 
     /* Trial 0: ask, report, tell. */
-    assert_int_equal(run(f, &req, HPO_SVC_ASK, "s", 0, "{\"worker\": \"w0\"}"), 201);
+    assert_int_equal(run(f, &req, HPO_SERVICE_ASK, "s", 0, "{\"worker\": \"w0\"}"), 201);
     assert_int_equal(json_integer_value(json_object_get(req.reply, "number")), 0);
     assert_string_equal(req.sampler, "random");
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_REPORT, "s", 0, "{\"step\": 1, \"value\": 0.1}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 0, "{\"step\": 1, \"value\": 0.1}"), 200);
     assert_false(json_is_true(json_object_get(req.reply, "prune")));
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_TELL, "s", 0, "{\"value\": 0.1}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 0.1}"), 200);
     assert_string_equal(state_of(req.reply), "complete");
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
     /* The same tell again is idempotent; another result conflicts. */
-    assert_int_equal(run(f, &req, HPO_SVC_TELL, "s", 0, "{\"value\": 0.1}"), 200);
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_TELL, "s", 0, "{\"value\": 0.2}"), 409);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 0.1}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 0.2}"), 409);
     assert_int_equal(req.err.code, HPO_CONFLICT);
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
 
     /* Trial 1 reports worse than trial 0's median at step 1: pruned. */
-    assert_int_equal(run(f, &req, HPO_SVC_ASK, "s", 0, NULL), 201);
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_REPORT, "s", 1, "{\"step\": 1, \"value\": 5}"), 200);
+    assert_int_equal(run(f, &req, HPO_SERVICE_ASK, "s", 0, NULL), 201);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 1, "{\"step\": 1, \"value\": 5}"), 200);
     assert_true(json_is_true(json_object_get(req.reply, "prune")));
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_TELL, "s", 1, "{\"state\": \"pruned\"}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 1, "{\"state\": \"pruned\"}"), 200);
     assert_string_equal(state_of(req.reply), "pruned");
     /* A pruned trial's value is its last report. */
     assert_true(json_real_value(json_object_get(req.reply, "value")) == 5.0 ||
             json_integer_value(json_object_get(req.reply, "value")) == 5);
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
 
     /* Decoding happens in execute for in-process callers too. */
-    assert_int_equal(run(f, &req, HPO_SVC_REPORT, "s", 1, "{\"step\": -1, \"value\": 1}"), 400);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 1, "{\"step\": -1, \"value\": 1}"), 400);
     assert_string_equal(req.err.field, "step");
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_TELL, "nope", 0, "{\"value\": 1}"), 404);
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "nope", 0, "{\"value\": 1}"), 404);
+    hpo_service_request_finish(&req);
 
     /* Best is trial 0. */
-    assert_int_equal(run(f, &req, HPO_SVC_BEST, "s", 0, NULL), 200);
+    assert_int_equal(run(f, &req, HPO_SERVICE_BEST, "s", 0, NULL), 200);
     assert_int_equal(json_integer_value(json_object_get(req.reply, "number")), 0);
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
 
     /* A restart loads the same. */
     close_service(f);
@@ -214,34 +214,34 @@ static void test_lifecycle(void **state)
 static void test_failed_commit_changes_nothing(void **state)
 {
     struct fixture *f = *state;
-    struct hpo_svc_request req;
+    struct hpo_service_request req;
     json_t *before, *after;
 
-    assert_int_equal(run(f, &req, HPO_SVC_STUDY_CREATE, NULL, 0, study_def), 201);
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_ASK, "s", 0, "{\"worker\": \"a\"}"), 201);
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_REPORT, "s", 0, "{\"step\": 1, \"value\": 0.5}"), 200);
-    hpo_svc_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, study_def), 201);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_ASK, "s", 0, "{\"worker\": \"a\"}"), 201);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 0, "{\"step\": 1, \"value\": 0.5}"), 200);
+    hpo_service_request_finish(&req);
     /* A waiting trial (params given, no value) for ask to pick up. */
-    assert_int_equal(run(f, &req, HPO_SVC_TRIAL_CREATE, "s", 0, "{\"params\": {\"x\": 0.25}}"),
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_CREATE, "s", 0, "{\"params\": {\"x\": 0.25}}"),
             201);
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
     before = trial(f, "s", 0);
 
     refuse_writes(f, true);
-    assert_true(run(f, &req, HPO_SVC_TELL, "s", 0,
+    assert_true(run(f, &req, HPO_SERVICE_TELL, "s", 0,
                              "{\"value\": 1, \"user_attrs\": {\"k\": 1}}") >= 500);
-    hpo_svc_request_finish(&req);
-    assert_true(run(f, &req, HPO_SVC_REPORT, "s", 0, "{\"step\": 2, \"value\": 0.4}") >= 500);
-    hpo_svc_request_finish(&req);
-    assert_true(run(f, &req, HPO_SVC_HEARTBEAT, "s", 0, NULL) >= 500);
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
+    assert_true(run(f, &req, HPO_SERVICE_REPORT, "s", 0, "{\"step\": 2, \"value\": 0.4}") >= 500);
+    hpo_service_request_finish(&req);
+    assert_true(run(f, &req, HPO_SERVICE_HEARTBEAT, "s", 0, NULL) >= 500);
+    hpo_service_request_finish(&req);
     /* Ask takes the waiting trial 1: it stays waiting with its worker unset. */
-    assert_true(run(f, &req, HPO_SVC_ASK, "s", 0, "{\"worker\": \"b\"}") >= 500);
-    hpo_svc_request_finish(&req);
-    assert_true(run(f, &req, HPO_SVC_TRIAL_CREATE, "s", 0, "{\"params\": {\"x\": 0.5}}") >= 500);
-    hpo_svc_request_finish(&req);
+    assert_true(run(f, &req, HPO_SERVICE_ASK, "s", 0, "{\"worker\": \"b\"}") >= 500);
+    hpo_service_request_finish(&req);
+    assert_true(run(f, &req, HPO_SERVICE_TRIAL_CREATE, "s", 0, "{\"params\": {\"x\": 0.5}}") >= 500);
+    hpo_service_request_finish(&req);
 
     after = trial(f, "s", 0);
     assert_true(json_equal(before, after));
@@ -252,15 +252,15 @@ static void test_failed_commit_changes_nothing(void **state)
             json_object_get(after, "worker") == NULL);
     json_decref(after);
     /* No trial 2 was appended. */
-    assert_int_equal(run(f, &req, HPO_SVC_TRIAL_GET, "s", 2, NULL), 404);
-    hpo_svc_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_GET, "s", 2, NULL), 404);
+    hpo_service_request_finish(&req);
 
     /* Writes work again: the report at step 2 goes in once, the tell completes. */
     refuse_writes(f, false);
-    assert_int_equal(run(f, &req, HPO_SVC_REPORT, "s", 0, "{\"step\": 2, \"value\": 0.4}"), 200);
-    hpo_svc_request_finish(&req);
-    assert_int_equal(run(f, &req, HPO_SVC_TELL, "s", 0, "{\"value\": 1}"), 200);
-    hpo_svc_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 0, "{\"step\": 2, \"value\": 0.4}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 1}"), 200);
+    hpo_service_request_finish(&req);
     close_service(f);
     assert_int_equal(open_service(f), 0);
     after = trial(f, "s", 0);
