@@ -252,7 +252,7 @@ static void create_conflict(const struct study *old, const struct study *s, stru
     json_t *ca = json_copy(old->definition), *cb = json_copy(s->definition);
 
     if (ca == NULL || cb == NULL) {
-        abort();
+        hpo_oom();
     }
     /* user_attrs are not part of the identity (same_identity). */
     json_object_del(ca, "user_attrs");
@@ -277,7 +277,7 @@ static bool same_identity(const json_t *a, const json_t *b)
     bool same;
 
     if (ca == NULL || cb == NULL) {
-        abort();
+        hpo_oom();
     }
     json_object_del(ca, "user_attrs");
     json_object_del(cb, "user_attrs");

@@ -9,8 +9,9 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "service.h"
+#include "../core/buf.h"
 #include "../core/clock.h"
+#include "service.h"
 #include "study.h"
 
 #define FAIL(field, ...) hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field, __VA_ARGS__)
@@ -438,7 +439,7 @@ static void running_add(struct study *s, int64_t number)
         size_t cap = s->cap_running ? s->cap_running * 2 : 16;
         int64_t *n = realloc(s->running, cap * sizeof(*n));
         if (n == NULL) {
-            abort(); /* tiny allocation; the daemon treats this OOM as fatal */
+            hpo_oom(); /* tiny, and in the middle of a change */
         }
         s->running = n;
         s->cap_running = cap;
