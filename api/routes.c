@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../core/options.h"
 #include "../core/space.h"
 #include "api-int.h"
 
@@ -50,19 +51,7 @@ static size_t split_path(char *path, char **segs)
 
 bool hpo__api_parse_number(const char *s, int64_t *ret)
 {
-    int64_t v = 0;
-
-    if (*s == '\0' || strlen(s) > 18) {
-        return false;
-    }
-    for (const char *c = s; *c; c++) {
-        if (*c < '0' || *c > '9') {
-            return false;
-        }
-        v = v * 10 + (*c - '0');
-    }
-    *ret = v;
-    return true;
+    return hpo_parse_count(s, ret);
 }
 
 int hpo__api_hex_value(char c)

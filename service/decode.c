@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/options.h"
 #include "service-int.h"
 
 #define FAIL(field, ...) hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field, __VA_ARGS__)
@@ -208,31 +209,13 @@ static const char *query_get(const struct hpo_service_query *q, const char *key)
     return NULL;
 }
 
-/* A non-negative decimal of 1 to 18 digits. */
-static bool parse_count(const char *s, int64_t *ret)
-{
-    int64_t v = 0;
-
-    if (*s == '\0' || strlen(s) > 18) {
-        return false;
-    }
-    for (const char *c = s; *c; c++) {
-        if (*c < '0' || *c > '9') {
-            return false;
-        }
-        v = v * 10 + (*c - '0');
-    }
-    *ret = v;
-    return true;
-}
-
 static int query_int(const struct hpo_service_query *q, const char *key, int64_t def, int64_t min,
         int64_t *ret, struct hpo_error *err)
 {
     const char *v = query_get(q, key);
 
     *ret = def;
-    if (v != NULL && (!parse_count(v, ret) || *ret < min)) {
+    if (v != NULL && (!hpo_parse_count(v, ret) || *ret < min)) {
         return FAIL(key, "%s must be an integer >= %lld", key, (long long)min);
     }
     return 0;

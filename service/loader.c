@@ -16,8 +16,7 @@
 struct loader {
     struct hpo_service *svc;
     struct study *cur; /* the study rows are being read for */
-    struct study **by_id;
-    size_t n_by_id;
+    struct hpo_buf by_id; /* struct study *, in load order */
 };
 
 static struct study *loader_study(struct loader *L, int64_t id)
@@ -26,9 +25,10 @@ static struct study *loader_study(struct loader *L, int64_t id)
         return L->cur;
     }
     L->cur = NULL;
-    for (size_t i = 0; i < L->n_by_id; i++) {
-        if (L->by_id[i]->id == id) {
-            L->cur = L->by_id[i];
+    for (size_t i = 0; i < HPO_BUF_N(&L->by_id, struct study *); i++) {
+        struct study *s = HPO_BUF_AT(&L->by_id, struct study *, i);
+        if (s->id == id) {
+            L->cur = s;
         }
     }
     return L->cur;
@@ -69,13 +69,12 @@ static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
             s->state_cap = state_len;
         }
     }
-    n = realloc(L->by_id, (L->n_by_id + 1) * sizeof(*n));
+    n = hpo_buf_add(&L->by_id, sizeof(s));
     if (n == NULL) {
         hpo__study_free(s);
         return -ENOMEM;
     }
-    L->by_id = n;
-    L->by_id[L->n_by_id++] = s;
+    *n = s;
     if (id >= L->svc->next_study_id) {
         L->svc->next_study_id = id + 1;
     }
@@ -249,14 +248,14 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
     L.svc = svc;
     r = hpo_storage_load(storage, &cb, &L, err);
     if (r < 0) {
-        free(L.by_id);
+        hpo_buf_free(&L.by_id);
         hpo_service_destroy(svc);
         return r;
     }
-    for (size_t i = 0; i < L.n_by_id; i++) {
-        finish_loaded(L.by_id[i]);
+    for (size_t i = 0; i < HPO_BUF_N(&L.by_id, struct study *); i++) {
+        finish_loaded(HPO_BUF_AT(&L.by_id, struct study *, i));
     }
-    free(L.by_id);
+    hpo_buf_free(&L.by_id);
     r = hpo_storage_start(storage);
     if (r < 0) {
         hpo_service_destroy(svc);
@@ -271,10 +270,10 @@ void hpo_service_destroy(struct hpo_service *svc)
     if (svc == NULL) {
         return;
     }
-    for (size_t i = 0; i < svc->n_studies; i++) {
-        hpo__study_unref(svc->studies[i]);
+    for (size_t i = 0; i < hpo__n_studies(svc); i++) {
+        hpo__study_unref(hpo__studies(svc)[i]);
     }
-    free(svc->studies);
+    hpo_buf_free(&svc->studies);
     hpo_storage_reader_destroy(svc->reader);
     pthread_rwlock_destroy(&svc->registry_lock);
     pthread_mutex_destroy(&svc->create_lock);

@@ -16,18 +16,18 @@
 
 static long registry_index(struct hpo_service *svc, const char *name, bool *ret_found)
 {
-    size_t lo = 0, hi = svc->n_studies;
+    size_t lo = 0, hi = hpo__n_studies(svc);
 
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = strcmp(svc->studies[mid]->name, name);
+        int c = strcmp(hpo__studies(svc)[mid]->name, name);
         if (c < 0) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    *ret_found = lo < svc->n_studies && strcmp(svc->studies[lo]->name, name) == 0;
+    *ret_found = lo < hpo__n_studies(svc) && strcmp(hpo__studies(svc)[lo]->name, name) == 0;
     return (long)lo;
 }
 
@@ -37,21 +37,14 @@ int hpo__registry_insert(struct hpo_service *svc, struct study *s)
     long at;
 
     pthread_rwlock_wrlock(&svc->registry_lock);
-    if (svc->n_studies == svc->cap_studies) {
-        size_t cap = svc->cap_studies ? svc->cap_studies * 2 : 16;
-        struct study **n = realloc(svc->studies, cap * sizeof(*n));
-        if (n == NULL) {
-            pthread_rwlock_unlock(&svc->registry_lock);
-            return -ENOMEM;
-        }
-        svc->studies = n;
-        svc->cap_studies = cap;
-    }
     at = registry_index(svc, s->name, &found);
-    memmove(&svc->studies[at + 1], &svc->studies[at],
-            (svc->n_studies - (size_t)at) * sizeof(*svc->studies));
-    svc->studies[at] = s;
-    svc->n_studies++;
+    if (hpo_buf_add(&svc->studies, sizeof(s)) == NULL) {
+        pthread_rwlock_unlock(&svc->registry_lock);
+        return -ENOMEM;
+    }
+    memmove(&hpo__studies(svc)[at + 1], &hpo__studies(svc)[at],
+            (hpo__n_studies(svc) - 1 - (size_t)at) * sizeof(s));
+    hpo__studies(svc)[at] = s;
     pthread_rwlock_unlock(&svc->registry_lock);
     return 0;
 }
@@ -70,10 +63,10 @@ static void registry_remove(struct hpo_service *svc, struct study *s)
 
     pthread_rwlock_wrlock(&svc->registry_lock);
     at = registry_index(svc, s->name, &found);
-    if (found && svc->studies[at] == s) {
-        memmove(&svc->studies[at], &svc->studies[at + 1],
-                (svc->n_studies - (size_t)at - 1) * sizeof(*svc->studies));
-        svc->n_studies--;
+    if (found && hpo__studies(svc)[at] == s) {
+        memmove(&hpo__studies(svc)[at], &hpo__studies(svc)[at + 1],
+                (hpo__n_studies(svc) - (size_t)at - 1) * sizeof(s));
+        svc->studies.len -= sizeof(s);
     }
     pthread_rwlock_unlock(&svc->registry_lock);
     hpo__study_unref(s);
@@ -89,7 +82,7 @@ struct study *hpo__study_get(struct hpo_service *svc, const char *name)
     pthread_rwlock_rdlock(&svc->registry_lock);
     at = registry_index(svc, name, &found);
     if (found) {
-        s = svc->studies[at];
+        s = hpo__studies(svc)[at];
         atomic_fetch_add(&s->refs, 1);
     }
     pthread_rwlock_unlock(&svc->registry_lock);
@@ -126,13 +119,13 @@ struct study **hpo__registry_snapshot(struct hpo_service *svc, size_t *ret_n)
     size_t n;
 
     pthread_rwlock_rdlock(&svc->registry_lock);
-    n = svc->n_studies;
+    n = hpo__n_studies(svc);
     snap = malloc((n ? n : 1) * sizeof(*snap));
     if (snap == NULL) {
         n = 0;
     }
     for (size_t i = 0; i < n; i++) {
-        snap[i] = svc->studies[i];
+        snap[i] = hpo__studies(svc)[i];
         atomic_fetch_add(&snap[i]->refs, 1);
     }
     pthread_rwlock_unlock(&svc->registry_lock);
@@ -151,13 +144,13 @@ void hpo__registry_snapshot_free(struct study **snap, size_t n)
 void hpo_service_counts(struct hpo_service *svc, size_t *ret_studies, size_t ret_states[5])
 {
     pthread_rwlock_rdlock(&svc->registry_lock);
-    *ret_studies = svc->n_studies;
+    *ret_studies = hpo__n_studies(svc);
     for (int k = 0; k < HPO_STATE_COUNT; k++) {
         ret_states[k] = 0;
     }
-    for (size_t i = 0; i < svc->n_studies; i++) {
+    for (size_t i = 0; i < hpo__n_studies(svc); i++) {
         for (int k = 0; k < HPO_STATE_COUNT; k++) {
-            ret_states[k] += svc->studies[i]->history.count[k];
+            ret_states[k] += hpo__studies(svc)[i]->history.count[k];
         }
     }
     pthread_rwlock_unlock(&svc->registry_lock);
@@ -167,8 +160,8 @@ void hpo_service_each_study(struct hpo_service *svc,
         void (*fn)(void *ctx, const char *name, const size_t counts[5]), void *ctx)
 {
     pthread_rwlock_rdlock(&svc->registry_lock);
-    for (size_t i = 0; i < svc->n_studies; i++) {
-        const struct study *s = svc->studies[i];
+    for (size_t i = 0; i < hpo__n_studies(svc); i++) {
+        const struct study *s = hpo__studies(svc)[i];
         size_t counts[5];
         for (int k = 0; k < 5; k++) {
             counts[k] = k < HPO_STATE_COUNT ? s->history.count[k] : 0;

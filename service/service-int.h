@@ -45,10 +45,9 @@ struct hpo_service {
     struct hpo_storage *storage;
     struct hpo_storage_reader *reader; /* NULL: vectors always stay in memory */
     struct hpo_service_options opt;
-    pthread_rwlock_t registry_lock; /* guards studies/n_studies */
+    pthread_rwlock_t registry_lock; /* guards studies */
     pthread_mutex_t create_lock;    /* serializes study create and delete */
-    struct study **studies;         /* sorted by name */
-    size_t n_studies, cap_studies;
+    struct hpo_buf studies;         /* struct study *, sorted by name */
     int64_t next_study_id;
 };
 
@@ -222,6 +221,17 @@ void hpo__vector_memory_full(struct hpo_error *err);
 struct hpo_trial *hpo__trial_lookup(struct study *s, struct hpo_service_request *req);
 /* The same, and it must be running (else conflict). */
 struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_service_request *req);
+
+/* The registry's studies (read under registry_lock), and how many. */
+static inline struct study **hpo__studies(const struct hpo_service *svc)
+{
+    return (struct study **)(void *)svc->studies.data;
+}
+
+static inline size_t hpo__n_studies(const struct hpo_service *svc)
+{
+    return HPO_BUF_N(&svc->studies, struct study *);
+}
 
 /* ---- helpers ----------------------------------------------------------------- */
 
