@@ -19,6 +19,15 @@ struct hpo_buf {
     size_t cap; /* bytes allocated */
 };
 
+/*
+** A piece of memory, borrowed: a value written as the concatenation of
+** pieces (a sampler's saved state from save_parts, a storage side file).
+*/
+struct hpo_part {
+    const void *data;
+    size_t len;
+};
+
 /* Room for `more` bytes after len (capacity doubles, 64 at least). 0 or -ENOMEM (unchanged). */
 int hpo_buf_reserve(struct hpo_buf *b, size_t more);
 

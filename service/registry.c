@@ -314,7 +314,7 @@ void hpo__op_study_create(struct hpo_service *svc, struct hpo_service_request *r
     op = hpo__write_op(&w, HPO_OP_STUDY_PUT, s->id);
     op->name = s->name;
     op->text = hpo__write_keep(&w, json_dumps(s->definition, JSON_COMPACT));
-    op->i[0] = s->created_at;
+    op->created_at = s->created_at;
     if (hpo__commit(svc, &w, err) < 0) {
         goto out;
     }

@@ -478,7 +478,7 @@ void hpo__op_report(struct hpo_service *svc, struct hpo_service_request *req,
     if (added) {
         struct hpo_op *op = hpo__write_op(&w, HPO_OP_REPORT_PUT, s->id);
         op->number = t->number;
-        op->i[0] = in->step;
+        op->step = in->step;
         op->value = in->value;
     }
     if (hpo__commit(svc, &w, err) < 0) {

@@ -112,12 +112,10 @@ void hpo__write_sampler_state(struct hpo_service *svc, struct hpo__write *w, str
     *blob = NULL;
     *len = 0;
     if (s->sampler_type->save_parts != NULL && svc->reader != NULL) {
-        struct hpo_save_part parts[HPO_SAVE_PARTS];
-        int n = s->sampler_type->save_parts(s->sampler, parts);
+        int n = s->sampler_type->save_parts(s->sampler, s->state_parts);
         size_t total = 0;
         for (int i = 0; i < n; i++) {
-            s->state_parts[i] = (struct hpo_part){ parts[i].data, parts[i].len };
-            total += parts[i].len;
+            total += s->state_parts[i].len;
         }
         if (n > 0 && total >= HPO__STATE_KEEP_MAX) {
             op = hpo__write_op(w, HPO_OP_SAMPLER_STATE, s->id);
