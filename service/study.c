@@ -293,12 +293,12 @@ void hpo__study_free(struct study *s)
     if (s->pruner_type && s->pruner_type->destroy && s->pruner) {
         s->pruner_type->destroy(s->pruner);
     }
-    for (size_t i = 0; i < s->n_grads; i++) {
-        free(s->grads[i].data);
-        hpo_vector_memory_give(s->grads[i].held);
+    for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
+        free(HPO_BUF_AT(&s->grads, struct pending_gradient, i).data);
+        hpo_vector_memory_give(HPO_BUF_AT(&s->grads, struct pending_gradient, i).held);
     }
-    free(s->grads);
-    free(s->running);
+    hpo_buf_free(&s->grads);
+    hpo_buf_free(&s->running);
     free(s->state_blob);
     free(s->spare_blob);
     hpo_space_destroy(s->space);
@@ -420,9 +420,13 @@ static bool better(const struct study *s, const struct hpo_trial *a, const struc
 
 static void running_remove(struct study *s, int64_t number)
 {
-    for (size_t i = 0; i < s->n_running; i++) {
-        if (s->running[i] == number) {
-            s->running[i] = s->running[--s->n_running];
+    int64_t *r = (int64_t *)(void *)s->running.data;
+    size_t n = HPO_BUF_N(&s->running, int64_t);
+
+    for (size_t i = 0; i < n; i++) {
+        if (r[i] == number) {
+            r[i] = r[n - 1];
+            s->running.len -= sizeof(int64_t);
             return;
         }
     }
@@ -430,21 +434,15 @@ static void running_remove(struct study *s, int64_t number)
 
 static void running_add(struct study *s, int64_t number)
 {
-    for (size_t i = 0; i < s->n_running; i++) {
-        if (s->running[i] == number) {
+    const int64_t *r = (const int64_t *)(void *)s->running.data;
+
+    for (size_t i = 0; i < HPO_BUF_N(&s->running, int64_t); i++) {
+        if (r[i] == number) {
             return;
         }
     }
-    if (s->n_running == s->cap_running) {
-        size_t cap = s->cap_running ? s->cap_running * 2 : 16;
-        int64_t *n = realloc(s->running, cap * sizeof(*n));
-        if (n == NULL) {
-            hpo_oom(); /* tiny, and in the middle of a change */
-        }
-        s->running = n;
-        s->cap_running = cap;
-    }
-    s->running[s->n_running++] = number;
+    /* Tiny, and in the middle of a change. */
+    *(int64_t *)hpo_buf_add_or_die(&s->running, sizeof(number)) = number;
 }
 
 void hpo__study_cache_summary(struct study *s)
@@ -502,7 +500,7 @@ void hpo__study_note_state(struct study *s, struct hpo_trial *t)
 void hpo__study_reindex(struct study *s)
 {
     s->best = -1;
-    s->n_running = 0;
+    s->running.len = 0;
     s->waiting_cursor = 0;
     for (size_t i = 0; i < s->history.n_trials; i++) {
         hpo__study_note_state(s, s->history.trials[i]);

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "../core/buf.h"
 #include "../core/history.h"
 #include "../core/space.h"
 #include "../pruners/pruner.h"
@@ -46,8 +47,7 @@ struct study {
     struct hpo_history history;
     size_t waiting_cursor; /* every trial below it is not waiting */
     long best;             /* index of the best complete trial, -1 none */
-    int64_t *running;      /* numbers of running trials */
-    size_t n_running, cap_running;
+    struct hpo_buf running; /* int64_t: numbers of running trials */
     void *state_blob; /* the sampler state last committed (or initial), for rollback */
     size_t state_len, state_cap;
     bool state_on_disk;  /* the committed state is too big to keep: rollback reads it back */
@@ -55,8 +55,7 @@ struct study {
     void *spare_blob; /* a buffer save() may reuse (capacity spare_cap) */
     struct hpo_part state_parts[HPO_SAVE_PARTS]; /* a big state's pieces, until its write returns */
     size_t spare_cap;
-    struct pending_gradient *grads;
-    size_t n_grads;
+    struct hpo_buf grads; /* struct pending_gradient */
     pthread_mutex_t lock;
     /*
     ** The study's summary as of its last change (with params), for readers

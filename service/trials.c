@@ -381,7 +381,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
             (borrowed = hpo__gradient_pending(s, t->number, 0)) != NULL) {
         /* The study's only param, uploaded whole: the upload is the gradient (no copy). */
         has_grad = true;
-    } else if (in->gradient != NULL || s->n_grads > 0) {
+    } else if (in->gradient != NULL || HPO_BUF_N(&s->grads, struct pending_gradient) > 0) {
         grad = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
         if (grad == NULL) {
             hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
@@ -581,15 +581,15 @@ static size_t reap_study(struct hpo_service *svc, struct study *s, int64_t now)
     size_t n_expired = 0;
     int64_t limit = (int64_t)(s->heartbeat_timeout * 1000.0);
 
-    if (s->n_running == 0) {
+    if (HPO_BUF_N(&s->running, int64_t) == 0) {
         return 0;
     }
-    expired = malloc(s->n_running * sizeof(*expired));
+    expired = malloc(HPO_BUF_N(&s->running, int64_t) * sizeof(*expired));
     if (expired == NULL) {
         return 0;
     }
-    for (size_t i = 0; i < s->n_running; i++) {
-        struct hpo_trial *t = s->history.trials[s->running[i]];
+    for (size_t i = 0; i < HPO_BUF_N(&s->running, int64_t); i++) {
+        struct hpo_trial *t = s->history.trials[HPO_BUF_AT(&s->running, int64_t, i)];
         if (t->heartbeat_at + limit < now) {
             expired[n_expired++] = t->number;
         }

@@ -109,9 +109,9 @@ void hpo__vectors_retain(struct hpo_service *svc, struct study *s)
 /* The pending binary gradient of trial `number` for param index `param`, or NULL. */
 const double *hpo__gradient_pending(const struct study *s, int64_t number, size_t param)
 {
-    for (size_t i = 0; i < s->n_grads; i++) {
-        if (s->grads[i].number == number && s->grads[i].param == param) {
-            return s->grads[i].data;
+    for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
+        if (HPO_BUF_AT(&s->grads, struct pending_gradient, i).number == number && HPO_BUF_AT(&s->grads, struct pending_gradient, i).param == param) {
+            return HPO_BUF_AT(&s->grads, struct pending_gradient, i).data;
         }
     }
     return NULL;
@@ -126,8 +126,8 @@ bool hpo__gradient_take(struct study *s, int64_t number, double *grad, bool cons
 {
     bool any = false;
 
-    for (size_t i = 0; i < s->n_grads; i++) {
-        struct pending_gradient *g = &s->grads[i];
+    for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
+        struct pending_gradient *g = &HPO_BUF_AT(&s->grads, struct pending_gradient, i);
         if (g->number != number) {
             continue;
         }
@@ -139,15 +139,15 @@ bool hpo__gradient_take(struct study *s, int64_t number, double *grad, bool cons
     }
     if (consume) {
         size_t k = 0;
-        for (size_t i = 0; i < s->n_grads; i++) {
-            if (s->grads[i].number == number) {
-                free(s->grads[i].data);
-                hpo_vector_memory_give(s->grads[i].held);
+        for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
+            if (HPO_BUF_AT(&s->grads, struct pending_gradient, i).number == number) {
+                free(HPO_BUF_AT(&s->grads, struct pending_gradient, i).data);
+                hpo_vector_memory_give(HPO_BUF_AT(&s->grads, struct pending_gradient, i).held);
             } else {
-                s->grads[k++] = s->grads[i];
+                HPO_BUF_AT(&s->grads, struct pending_gradient, k++) = HPO_BUF_AT(&s->grads, struct pending_gradient, i);
             }
         }
-        s->n_grads = k;
+        s->grads.len = k * sizeof(struct pending_gradient);
     }
     return any;
 }
@@ -350,29 +350,25 @@ void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_service_request *r
         goto out;
     }
     /* A second upload for the same trial and param replaces the first. */
-    for (size_t i = 0; i < s->n_grads; i++) {
-        if (s->grads[i].number == t->number && s->grads[i].param == (size_t)(p - s->space->params)) {
-            free(s->grads[i].data);
-            hpo_vector_memory_give(s->grads[i].held);
-            s->grads[i].data = copy;
-            s->grads[i].held = held;
+    for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
+        if (HPO_BUF_AT(&s->grads, struct pending_gradient, i).number == t->number && HPO_BUF_AT(&s->grads, struct pending_gradient, i).param == (size_t)(p - s->space->params)) {
+            free(HPO_BUF_AT(&s->grads, struct pending_gradient, i).data);
+            hpo_vector_memory_give(HPO_BUF_AT(&s->grads, struct pending_gradient, i).held);
+            HPO_BUF_AT(&s->grads, struct pending_gradient, i).data = copy;
+            HPO_BUF_AT(&s->grads, struct pending_gradient, i).held = held;
             req->status = 204;
             goto out;
         }
     }
-    grads = realloc(s->grads, (s->n_grads + 1) * sizeof(*grads));
+    grads = hpo_buf_add(&s->grads, sizeof(*grads));
     if (grads == NULL) {
         free(copy);
         hpo_vector_memory_give(held);
         hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    s->grads = grads;
-    s->grads[s->n_grads].number = t->number;
-    s->grads[s->n_grads].param = (size_t)(p - s->space->params);
-    s->grads[s->n_grads].data = copy;
-    s->grads[s->n_grads].held = held;
-    s->n_grads++;
+    *grads = (struct pending_gradient){ .number = t->number,
+        .param = (size_t)(p - s->space->params), .data = copy, .held = held };
     req->status = 204;
 out:
     hpo__study_release(s);
