@@ -705,6 +705,7 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
 {
     const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
             MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const struct hpo__route_row *row;
     bool binary, big;
     unsigned long long n = 0;
 
@@ -738,8 +739,8 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
                 method, rq->path, rq->allow);
         return queue_reply(rq);
     }
-    binary = hpo__route_row(rq->route, method) != NULL &&
-            (hpo__route_row(rq->route, method)->flags & HPO__F_BINARY) != 0;
+    row = hpo__route_row(rq->route, method);
+    binary = row != NULL && (row->flags & HPO__F_BINARY) != 0;
     rq->limit = binary ? api->cfg.binary_limit : api->cfg.json_limit;
     if (n > rq->limit) {
         set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
