@@ -141,12 +141,22 @@ static bool match(const char *template, const struct segs *p, long cap[3])
     return k == p->n;
 }
 
-/* "GET, HEAD, POST": the methods of route id's rows, in one fixed order. */
+/*
+** Built once from the table: "GET, HEAD, POST", the methods of route id's
+** rows in one fixed order; and each row's segment count, so a path is
+** matched only against the templates as long as it is.
+*/
 static char allow_text[HPO__R_COUNT][48];
-static pthread_once_t allow_once = PTHREAD_ONCE_INIT;
+static size_t row_segs[sizeof(hpo__routes) / sizeof(hpo__routes[0])];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
-static void build_allow(void)
+static void build_table(void)
 {
+    for (size_t i = 0; i < hpo__n_routes; i++) {
+        for (const char *c = hpo__routes[i].template; *c != '\0'; c++) {
+            row_segs[i] += *c == '/';
+        }
+    }
     static const char *const order[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" };
 
     for (size_t id = 1; id < HPO__R_COUNT; id++) {
@@ -193,18 +203,18 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
     if (p.copy == NULL) {
         return NULL;
     }
-    pthread_once(&allow_once, build_allow);
+    pthread_once(&table_once, build_table);
     p.n = split_path(p.copy, p.seg);
     for (size_t k = 0; k < p.n && k < MAX_SEGS; k++) {
         p.ok[k] = hpo__api_decode_segment(p.seg[k]);
     }
     for (size_t i = 0; i < hpo__n_routes && ret->route == HPO__R_NONE; i++) {
         long cap[3];
-        if (hpo__routes[i].id == last) {
-            continue; /* the same path as the row before */
+        if (hpo__routes[i].id == last || row_segs[i] != p.n) {
+            continue; /* the same path as the row before, or another length */
         }
         last = hpo__routes[i].id;
-        if (p.n > MAX_SEGS || !match(hpo__routes[i].template, &p, cap)) {
+        if (!match(hpo__routes[i].template, &p, cap)) {
             continue;
         }
         ret->route = hpo__routes[i].id;

@@ -12,7 +12,13 @@
 
 struct hpo_op *hpo__write_op(struct hpo__write *w, enum hpo_op_kind kind, int64_t study_id)
 {
-    struct hpo_op *op = hpo_buf_add_or_die(&w->ops, sizeof(*op));
+    struct hpo_op *op;
+
+    /* Room for a request's usual few ops at once. */
+    if (w->ops.cap == 0 && hpo_buf_reserve(&w->ops, 8 * sizeof(*op)) < 0) {
+        hpo_oom();
+    }
+    op = hpo_buf_add_or_die(&w->ops, sizeof(*op));
 
     memset(op, 0, sizeof(*op));
     op->kind = kind;
