@@ -1,6 +1,6 @@
 /*
-** cmaes.c: CMA-ES (docs/ALGORITHMS.md §10; hpod's departures in
-** docs/ALGORITHMS.md "cmaes"), with the defaults and update equations of
+** cmaes.c: CMA-ES (docs/ALGORITHMS.md §10, departures marked **hpod**
+** there), with the defaults and update equations of
 ** the `cmaes` library Optuna's CmaEsSampler uses: active (negative-weight)
 ** covariance update, separable CMA above a dimension, IPOP restarts, and a
 ** margin that keeps integer params from fixating.

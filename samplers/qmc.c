@@ -1,6 +1,6 @@
 /*
-** qmc.c: quasi-Monte Carlo search (docs/ALGORITHMS.md §2, §13; hpod's
-** departures in docs/ALGORITHMS.md "qmc"). Trial number n takes point n of
+** qmc.c: quasi-Monte Carlo search (docs/ALGORITHMS.md §13, departures
+** marked **hpod** there; the generator: §2). Trial number n takes point n of
 ** a scrambled Sobol or Halton sequence over all coordinates of the unit cube
 ** (point n + 1 unscrambled, so that no trial sits on the lower corner), so
 ** a restart simply continues the sequence. Categoricals take one coordinate,

@@ -1,6 +1,6 @@
 /*
 ** sobol.c: Sobol direction numbers and the linear matrix scramble, shared by
-** gp-sobol.c (gp's candidate pool) and qmc.c (docs/ALGORITHMS.md §13.1).
+** gp-sobol.c (gp's candidate pool) and qmc.c (docs/ALGORITHMS.md §2).
 */
 #include <stdint.h>
 
