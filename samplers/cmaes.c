@@ -604,6 +604,28 @@ static double member_loss(const struct cma *c, const struct hpo_history *h, size
     return NAN;
 }
 
+/*
+** Make room among 2 lambda members by dropping those that can never count
+** (failed, pruned without consider_pruned_trials, overridden): otherwise a
+** study whose trials mostly fail would fill the list and stall.
+*/
+static void drop_dead_members(struct cma *c, const struct hpo_history *h)
+{
+    size_t kept = 0;
+
+    for (size_t k = 0; k < c->n_mem; k++) {
+        if (isnan(member_loss(c, h, k))) {
+            continue;
+        }
+        if (kept != k) {
+            c->mem_num[kept] = c->mem_num[k];
+            memcpy(c->mem_x + kept * c->n, c->mem_x + k * c->n, c->n * sizeof(double));
+        }
+        kept++;
+    }
+    c->n_mem = kept;
+}
+
 /* A new run after IPOP's stop test: lambda *= inc_popsize, random mean. */
 static int restart(struct cma *c)
 {
@@ -856,6 +878,9 @@ static int cma_suggest(void *state, const struct hpo_space *space,
     }
     if (c->n > 0) {
         advance(c, history);
+        if (c->n_mem == c->cap_mem) {
+            drop_dead_members(c, history);
+        }
         if (c->n_mem < c->cap_mem) {
             x = c->mem_x + c->n_mem * c->n;
         } else {

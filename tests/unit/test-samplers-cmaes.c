@@ -330,6 +330,31 @@ static void test_failed_member_replaced(void **unused)
     hpo_space_destroy(space);
 }
 
+/* Mostly failing trials do not stall the generation: dead members make room. */
+static void test_mostly_failing(void **unused)
+{
+    struct hpo_space *space = float_space(2);
+    struct hpo_history h;
+    struct hpo_cmaes_view v;
+    void *state = make(space, "{}");
+
+    hpo_history_init(&h, space, "failing", false);
+    /* Two of three fail: the first 12 members (2 lambda) hold only 4 completes. */
+    for (int k = 0; k < 60; k++) {
+        struct hpo_trial *t = ask(state, space, &h, 21);
+        if (k % 3 == 2) {
+            finish(state, space, &h, t, HPO_STATE_COMPLETE, sphere(t, 2));
+        } else {
+            finish(state, space, &h, t, HPO_STATE_FAILED, NAN);
+        }
+    }
+    hpo_cmaes_inspect(state, &v);
+    assert_int_equal(v.generation, 3); /* 20 completes, 6 per generation */
+    T->destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
 /* A flat objective: the function-value history range hits 0 and IPOP doubles lambda. */
 static void test_ipop(void **unused)
 {
@@ -493,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_first_update_separable),
         cmocka_unit_test(test_restart_identity),
         cmocka_unit_test(test_failed_member_replaced),
+        cmocka_unit_test(test_mostly_failing),
         cmocka_unit_test(test_ipop),
         cmocka_unit_test(test_margin),
         cmocka_unit_test(test_options),
