@@ -27,7 +27,7 @@ static struct hpo_space *float_space(size_t d)
     struct hpo_error err = { 0 };
 
     for (size_t i = 0; i < d; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof(name), "x%zu", i);
         json_array_append_new(params,
                 json_pack("{s:s, s:s, s:f, s:f}", "name", name, "type", "float", "low", 0.0,
