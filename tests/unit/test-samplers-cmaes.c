@@ -330,6 +330,61 @@ static void test_failed_member_replaced(void **unused)
     hpo_space_destroy(space);
 }
 
+/*
+** An enqueued trial with only its categorical fixed is sampled under its own
+** number and counts as a member; one whose modelled param was fixed does not.
+*/
+static void test_enqueued_member(void **unused)
+{
+    struct hpo_space *space = parse("[{\"name\": \"x\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+                                    "{\"name\": \"y\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+                                    "{\"name\": \"c\", \"type\": \"categorical\", \"choices\": [1, 2]}]");
+    struct hpo_history h;
+    struct hpo_error err = { 0 };
+    struct hpo_cmaes_view v;
+    void *state = make(space, "{}");
+    double unit[3];
+
+    hpo_history_init(&h, space, "enq", false);
+    for (int fixed = 0; fixed < 2; fixed++) {
+        /* Trial w waits with c (fixed == 0) or x (fixed == 1) given; it is asked first. */
+        struct hpo_trial *w = hpo_history_append(&h, HPO_STATE_WAITING);
+        struct hpo_rng rng;
+        assert_non_null(w);
+        for (int j = 0; j < 3; j++) {
+            w->values[j] = NAN;
+        }
+        w->values[fixed ? 0 : 2] = fixed ? 0.123 : 1;
+        hpo_rng_init(&rng, 4, (uint64_t)w->number);
+        assert_int_equal(T->suggest(state, space, &h, &rng, unit, &err), 0);
+        /* The service merges: given params stay. */
+        for (int j = 0; j < 3; j++) {
+            double val = hpo_param_from_unit(&space->params[j], unit[j]);
+            if (isnan(w->values[j])) {
+                w->values[j] = val;
+            }
+        }
+        hpo_space_encode(space, w->values, w->unit);
+        hpo_history_set_state(&h, w, HPO_STATE_RUNNING);
+        finish(state, space, &h, w, HPO_STATE_COMPLETE, sphere(w, 2));
+        /* lambda 6: 5 new trials complete the generation only if w counted. */
+        for (int k = 0; k < 5; k++) {
+            struct hpo_trial *t = ask(state, space, &h, 4);
+            finish(state, space, &h, t, HPO_STATE_COMPLETE, sphere(t, 2));
+        }
+        /*
+        ** First round: w and 5 new trials make generation 1. Second round: w's x
+        ** was overridden, so w does not count and 5 completes wait for a sixth.
+        */
+        hpo_cmaes_inspect(state, &v);
+        assert_int_equal(v.generation, 1);
+        assert_int_equal(v.n_members, fixed ? 6 : 0);
+    }
+    T->destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
 /* Mostly failing trials do not stall the generation: dead members make room. */
 static void test_mostly_failing(void **unused)
 {
@@ -518,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_first_update_separable),
         cmocka_unit_test(test_restart_identity),
         cmocka_unit_test(test_failed_member_replaced),
+        cmocka_unit_test(test_enqueued_member),
         cmocka_unit_test(test_mostly_failing),
         cmocka_unit_test(test_ipop),
         cmocka_unit_test(test_margin),

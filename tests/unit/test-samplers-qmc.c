@@ -141,6 +141,31 @@ static void test_sobol_matches_scipy(void **unused)
     hpo_space_destroy(big);
 }
 
+/* An enqueued (waiting) trial is asked before new ones: it takes its own number's point. */
+static void test_waiting_trial_takes_its_number(void **unused)
+{
+    struct hpo_space *space = float_space(6);
+    struct hpo_history h;
+    struct hpo_error err = { 0 };
+    struct hpo_rng rng;
+    double pt[6];
+    void *state = make(space, "{\"scramble\": false}");
+
+    hpo_history_init(&h, space, "w", false);
+    for (int i = 0; i < 5; i++) {
+        assert_non_null(hpo_history_append(&h, HPO_STATE_COMPLETE));
+    }
+    hpo_history_set_state(&h, h.trials[2], HPO_STATE_WAITING);
+    hpo_rng_init(&rng, 1, 2);
+    assert_int_equal(hpo_sampler_qmc.suggest(state, space, &h, &rng, pt, &err), 0);
+    for (size_t j = 0; j < 6; j++) {
+        assert_true(pt[j] == scipy_sobol6[2][j]); /* trial 2: point 3 */
+    }
+    hpo_sampler_qmc.destroy(state);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
 /* The radical inverse of n in base b, exactly, as num / den. */
 static double radical_inverse(uint64_t n, uint64_t b)
 {
@@ -396,6 +421,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sobol_matches_scipy),
+        cmocka_unit_test(test_waiting_trial_takes_its_number),
         cmocka_unit_test(test_halton_definition),
         cmocka_unit_test(test_sobol_scrambled_stratified),
         cmocka_unit_test(test_halton_scrambled_stratified),
