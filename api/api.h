@@ -19,6 +19,7 @@
 struct hpo_api;
 struct hpo_service;
 struct hpo_job;
+struct hpo_tokens;
 
 typedef void (*hpo_job_fn)(struct hpo_job *job);
 
@@ -42,6 +43,8 @@ struct hpo_api_config {
     unsigned connection_timeout_s;
     struct hpo_service *service;
     const char *version;
+    /* API tokens (tokens.h), borrowed until replaced; NULL: no tokens, no checks. */
+    const struct hpo_tokens *tokens;
     /* Run a job: work() on a worker, then done() on the loop thread. */
     void (*submit)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */
@@ -75,6 +78,12 @@ void hpo_api_quiesce(struct hpo_api *api);
 
 /* Stop the server and free it; call with no job in flight. Accepts NULL. */
 void hpo_api_stop(struct hpo_api *api);
+
+/*
+** Replace the token set (SIGHUP). Requests keep a copy of what they need,
+** so the old set may be freed as soon as this returns.
+*/
+void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens);
 
 /* Requests served so far by status class, and a latency sum, for /metrics. */
 struct hpo_api_stats {

@@ -27,6 +27,7 @@
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
 #include "../service/service.h"
+#include "access.h"
 #include "api-int.h"
 #include "api.h"
 #include "log.h"
@@ -57,6 +58,7 @@ struct hpo_api {
     uint64_t id_counter;
     int quiesced_fd;
     struct hpo_api_stats stats;
+    const struct hpo_tokens *tokens; /* borrowed; NULL = no tokens (access.h) */
 };
 
 struct req {
@@ -87,6 +89,8 @@ struct req {
     void *out_cls;
     const char *content_type;
     const char *allow;
+    struct hpo_principal who; /* the token that sent it (access.h) */
+    bool www_auth;            /* a 401: add WWW-Authenticate */
 };
 
 static uint64_t now_us(void)
@@ -192,6 +196,9 @@ static enum MHD_Result queue_reply(struct req *rq)
     MHD_add_response_header(resp, "X-Request-Id", rq->id);
     if (rq->allow != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->allow);
+    }
+    if (rq->www_auth) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     }
     ret = MHD_queue_response(rq->conn, (unsigned)rq->status, resp);
     MHD_destroy_response(resp);
@@ -460,6 +467,11 @@ static void job_work(struct hpo_job *job)
             return;
         }
     }
+    if (sr->op == HPO_SVC_STUDY_CREATE && !hpo_access_may_create(&rq->who, rq->json, &sr->err)) {
+        sr->status = hpo_code_status(sr->err.code);
+        build_reply(rq);
+        return;
+    }
     sr->body = rq->json;
     sr->data = rq->body;
     sr->data_len = rq->len;
@@ -472,6 +484,9 @@ static void job_work(struct hpo_job *job)
         rq->cap = 0;
     }
     sr->data = NULL;
+    if (sr->op == HPO_SVC_STUDY_LIST && sr->err.code == HPO_OK) {
+        hpo_access_filter_studies(&rq->who, sr->reply);
+    }
     /* Encoding the reply here keeps JSON work off the event-loop thread. */
     build_reply(rq);
 }
@@ -664,6 +679,28 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
     return rq;
 }
 
+/* Authenticate and authorize (access.h) before any body is read; false: an error is set. */
+static bool authorize(struct hpo_api *api, struct req *rq)
+{
+    struct hpo_access_request ar = {
+        .path = rq->path,
+        .method = rq->method,
+        .authorization = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                MHD_HTTP_HEADER_AUTHORIZATION),
+        .study = rq->study,
+        .routed = rq->route != R_NONE && hpo__api_method_allowed(rq->allow, rq->method),
+        .healthz = rq->route == R_HEALTHZ,
+    };
+    struct hpo_error err = { .code = HPO_OK };
+
+    if (hpo_access_decide(api->tokens, &ar, &rq->who, &err)) {
+        return true;
+    }
+    rq->www_auth = err.code == HPO_UNAUTHENTICATED;
+    set_json(rq, hpo_code_status(err.code), error_body(&err));
+    return false;
+}
+
 static enum MHD_Result on_first_call(struct hpo_api *api, struct req *rq)
 {
     const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
@@ -672,6 +709,13 @@ static enum MHD_Result on_first_call(struct hpo_api *api, struct req *rq)
     unsigned long long n = 0;
 
     rq->allow = allow;
+    if (!authorize(api, rq)) {
+        /* With a body to come, answer now and let MHD close; else keep the connection. */
+        bool body = (cl != NULL && strcmp(cl, "0") != 0) ||
+                MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                        MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+        return body ? queue_reply(rq) : MHD_YES;
+    }
     rq->limit = rq->route == R_GRADIENT ? api->cfg.binary_limit : api->cfg.json_limit;
     if (cl != NULL) {
         char *end;
@@ -807,8 +851,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         }
         api->stats.latency_buckets[b]++;
     }
-    hpo_log(HPO_LOG_INFO, "req=%s %s %s %d %" PRIu64 "us%s", rq->id, rq->method, rq->path,
-            rq->status, us, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    hpo_log(HPO_LOG_INFO, "req=%s %s %s %d %" PRIu64 "us token=%s%s", rq->id, rq->method,
+            rq->path, rq->status, us, rq->who.name[0] ? rq->who.name : "-",
+            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
     json_decref(rq->json);
     hpo_svc_request_finish(&rq->sreq);
     release_out(rq);
@@ -834,6 +879,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     }
     api->cfg = *cfg;
     api->quiesced_fd = -1;
+    api->tokens = cfg->tokens;
     if (getrandom(&api->id_prefix, sizeof(api->id_prefix), 0) != sizeof(api->id_prefix)) {
         api->id_prefix = (uint32_t)now_us();
     }
@@ -932,4 +978,9 @@ void hpo_api_stop(struct hpo_api *api)
 void hpo_api_stats(struct hpo_api *api, struct hpo_api_stats *ret)
 {
     *ret = api->stats;
+}
+
+void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)
+{
+    api->tokens = tokens;
 }

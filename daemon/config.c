@@ -95,6 +95,12 @@ int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, c
         cfg->log_level = level;
         return 0;
     }
+    {
+        int r = hpo_access_config_set(&cfg->access, key, value, msg, len);
+        if (r <= 0) {
+            return r;
+        }
+    }
     return fail(msg, len, "unknown setting '%s'", key);
 }
 
@@ -166,6 +172,16 @@ void hpo_config_usage(const char *prog)
            "                         (survives power loss)\n"
            "  --threads N            worker threads for storage and samplers (default 4)\n"
            "  --log-level LEVEL      err, warning, notice, info (default) or debug\n"
+           "  --tokens FILE          API tokens (NAME ROLE SHA256HEX [PREFIX] lines); every /v1\n"
+           "                         request then needs Authorization: Bearer <token>\n"
+           "  --new-token NAME:ROLE[:PREFIX]  print a new token and its tokens-file line, exit\n"
+           "  --allow-unauthenticated  listen on a non-loopback address without --tokens\n"
+           "  --tls-cert FILE        PEM certificate chain: serve HTTPS (TLS 1.2+) only\n"
+           "  --tls-key FILE         PEM private key of --tls-cert\n"
+           "  --max-connections N    open connections at most (default 1024)\n"
+           "  --max-connections-per-client N  from one address (default a quarter of the above)\n"
+           "  --request-head-timeout SECONDS  to receive a request's head (default 10)\n"
+           "  --connection-timeout SECONDS  idle connections are closed (default 30)\n"
            "  --config FILE          read `key value` lines with the names above; a leading\n"
            "                         '-' makes a missing file silently ignored\n"
            "  --check-config         validate the configuration and exit\n"
@@ -173,7 +189,7 @@ void hpo_config_usage(const char *prog)
            "  --help                 print this text and exit\n\n"
            "Precedence: defaults < config file < HPOD_LISTEN, HPOD_DB, HPOD_SYNCHRONOUS,\n"
            "HPOD_THREADS, HPOD_LOG_LEVEL < flags. Signals: SIGTERM/SIGINT drain and exit 0;\n"
-           "SIGHUP re-reads the config file's log-level.\n",
+           "SIGHUP re-reads the config file's log-level, the tokens file and the TLS pair.\n",
             prog);
 }
 
@@ -191,6 +207,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     cfg->port = 8080;
     cfg->threads = 4;
     cfg->log_level = HPO_LOG_INFO;
+    hpo_access_config_init(&cfg->access);
     if (state_dir != NULL && state_dir[0] != '\0') {
         /* systemd may list several directories separated by ':'; use the first. */
         size_t n = strcspn(state_dir, ":");
@@ -233,6 +250,10 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
         const char *value;
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 ||
                 strcmp(arg, "--version") == 0 || strcmp(arg, "--check-config") == 0) {
+            continue;
+        }
+        if (strcmp(arg, "--allow-unauthenticated") == 0) {
+            cfg->access.allow_unauthenticated = true; /* a flag without a value */
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) {

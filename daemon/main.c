@@ -22,6 +22,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "notify.h"
+#include "security.h"
 
 struct daemon {
     uv_loop_t loop;
@@ -41,6 +42,7 @@ struct daemon {
     bool stopping;
     int stop_ticks;
     uint64_t watchdog_ticks;
+    struct hpo_security sec; /* tokens and TLS (security.h) */
 };
 
 static void pump(struct daemon *d);
@@ -249,6 +251,7 @@ static void signal_cb(uv_signal_t *s, int signum)
         hpo_log_set_level((enum hpo_log_level)fresh.log_level);
         d->cfg.log_level = fresh.log_level;
         hpo_log(HPO_LOG_NOTICE, "SIGHUP: configuration reloaded");
+        hpo_security_reload(&d->sec, &d->cfg, d->api);
         return;
     }
     begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -343,6 +346,10 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     json_object_seed(0);
+    r = hpo_security_new_token(argc, argv);
+    if (r >= 0) {
+        return r;
+    }
     if (hpo_config_load(&d.cfg, argc, argv, msg, sizeof(msg)) < 0) {
         fprintf(stderr, "hpod: %s\n", msg);
         return 2;
@@ -360,6 +367,10 @@ int main(int argc, char **argv)
         return 0;
     }
     hpo_log_set_level((enum hpo_log_level)d.cfg.log_level);
+    if (hpo_security_start(&d.sec, &d.cfg, msg, sizeof(msg)) < 0) {
+        hpo_log(HPO_LOG_ERR, "%s", msg);
+        return 2;
+    }
     /* Must be set before the first uv_queue_work creates the pool. */
     snprintf(threads, sizeof(threads), "%d", d.cfg.threads);
     setenv("UV_THREADPOOL_SIZE", threads, 1);
@@ -391,8 +402,9 @@ int main(int argc, char **argv)
     acfg.port = d.cfg.port;
     acfg.json_limit = 1024 * 1024;
     acfg.binary_limit = 256u * 1024 * 1024;
-    acfg.connection_limit = 1024;
-    acfg.connection_timeout_s = 300;
+    acfg.connection_limit = d.cfg.access.max_connections;
+    acfg.connection_timeout_s = d.cfg.access.idle_timeout_s;
+    acfg.tokens = d.sec.tokens;
     acfg.service = d.service;
     acfg.version = HPOD_VERSION;
     acfg.submit = submit;
@@ -433,5 +445,6 @@ int main(int argc, char **argv)
 out_service:
     hpo_storage_close(d.storage);
     hpo_service_destroy(d.service);
+    hpo_security_finish(&d.sec);
     return rc;
 }
