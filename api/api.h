@@ -20,6 +20,7 @@ struct hpo_api;
 struct hpo_service;
 struct hpo_job;
 struct hpo_tokens;
+struct hpo_tls;
 
 typedef void (*hpo_job_fn)(struct hpo_job *job);
 
@@ -45,6 +46,8 @@ struct hpo_api_config {
     const char *version;
     /* API tokens (tokens.h), borrowed until replaced; NULL: no tokens, no checks. */
     const struct hpo_tokens *tokens;
+    /* HTTPS with these credentials (tls.h); NULL: plain HTTP. */
+    struct hpo_tls *tls;
     /* Run a job: work() on a worker, then done() on the loop thread. */
     void (*submit)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */

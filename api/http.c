@@ -31,6 +31,7 @@
 #include "api-int.h"
 #include "api.h"
 #include "log.h"
+#include "tls.h"
 
 /* Short names for the routes of api-int.h. */
 #define R_NONE HPO__R_NONE
@@ -907,12 +908,22 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         sslen = sizeof(*a4);
     }
     (void)sslen;
-    api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, api,
-            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
-            on_completed, api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
-            MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024), MHD_OPTION_END);
+    /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
+#define COMMON_OPTIONS                                                                        \
+    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,  \
+            api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,                          \
+            MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,                         \
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),                          \
+            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024)
+    if (cfg->tls != NULL) {
+        api->mhd = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)cfg->port, NULL, NULL,
+                on_request, api, MHD_OPTION_HTTPS_CERT_CALLBACK, hpo_tls_retrieve,
+                MHD_OPTION_HTTPS_PRIORITIES, HPO_TLS_PRIORITIES, COMMON_OPTIONS, MHD_OPTION_END);
+    } else {
+        api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, api,
+                COMMON_OPTIONS, MHD_OPTION_END);
+    }
+#undef COMMON_OPTIONS
     if (api->mhd == NULL) {
         free(api);
         return hpo_error_set(err, -EADDRINUSE, HPO_UNAVAILABLE, "listen",

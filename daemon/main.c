@@ -405,6 +405,7 @@ int main(int argc, char **argv)
     acfg.connection_limit = d.cfg.access.max_connections;
     acfg.connection_timeout_s = d.cfg.access.idle_timeout_s;
     acfg.tokens = d.sec.tokens;
+    acfg.tls = d.sec.tls;
     acfg.service = d.service;
     acfg.version = HPOD_VERSION;
     acfg.submit = submit;
@@ -420,12 +421,12 @@ int main(int argc, char **argv)
     start_handles(&d);
     if (strchr(d.cfg.host, ':') != NULL) {
         snprintf(status, sizeof(status), "listening on [%s]:%u", d.cfg.host, hpo_api_port(d.api));
-        hpo_log(HPO_LOG_NOTICE, "listening on http://[%s]:%u (db %s)", d.cfg.host,
-                hpo_api_port(d.api), d.cfg.db);
+        hpo_log(HPO_LOG_NOTICE, "listening on %s://[%s]:%u (db %s)", d.sec.tls ? "https" : "http",
+                d.cfg.host, hpo_api_port(d.api), d.cfg.db);
     } else {
         snprintf(status, sizeof(status), "listening on %s:%u", d.cfg.host, hpo_api_port(d.api));
-        hpo_log(HPO_LOG_NOTICE, "listening on http://%s:%u (db %s)", d.cfg.host,
-                hpo_api_port(d.api), d.cfg.db);
+        hpo_log(HPO_LOG_NOTICE, "listening on %s://%s:%u (db %s)", d.sec.tls ? "https" : "http",
+                d.cfg.host, hpo_api_port(d.api), d.cfg.db);
     }
     {
         char note[300];

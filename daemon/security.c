@@ -9,6 +9,7 @@
 #include "../api/api.h"
 #include "../api/log.h"
 #include "../api/tokens.h"
+#include "../api/tls.h"
 #include "security.h"
 
 int hpo_security_new_token(int argc, char **argv)
@@ -48,9 +49,23 @@ int hpo_security_start(struct hpo_security *sec, const struct hpo_config *cfg, c
     int r;
 
     memset(sec, 0, sizeof(*sec));
+    if ((a->tls_cert[0] != '\0') != (a->tls_key[0] != '\0')) {
+        snprintf(msg, msg_len, "tls-cert and tls-key go together: give both or neither");
+        return -EINVAL;
+    }
+    if (a->tls_cert[0] != '\0') {
+        char fp[65];
+        r = hpo_tls_create(a->tls_cert, a->tls_key, &sec->tls, msg, msg_len);
+        if (r < 0) {
+            return r;
+        }
+        hpo_tls_fingerprint(sec->tls, fp);
+        hpo_log(HPO_LOG_NOTICE, "TLS certificate '%s' (SHA-256 %s)", a->tls_cert, fp);
+    }
     if (a->tokens[0] != '\0') {
         r = hpo_tokens_load(a->tokens, &sec->tokens, msg, msg_len);
         if (r < 0) {
+            hpo_security_finish(sec);
             return r;
         }
         if (sec->tokens->n == 0) {
@@ -60,6 +75,7 @@ int hpo_security_start(struct hpo_security *sec, const struct hpo_config *cfg, c
         return 0;
     }
     if (!hpo_access_is_loopback(cfg->host) && !a->allow_unauthenticated) {
+        hpo_security_finish(sec);
         snprintf(msg, msg_len,
                 "refusing to listen on %s without tokens: anyone who reaches it could read, "
                 "change and delete every study; give --tokens FILE (see --new-token), or "
@@ -80,6 +96,19 @@ void hpo_security_reload(struct hpo_security *sec, const struct hpo_config *cfg,
     struct hpo_tokens *fresh = NULL;
     char msg[512];
 
+    if (sec->tls != NULL) {
+        const struct hpo_access_config *a = &cfg->access;
+        char fp[65];
+        if (hpo_tls_reload(sec->tls, a->tls_cert, a->tls_key, msg, sizeof(msg)) < 0) {
+            hpo_tls_fingerprint(sec->tls, fp);
+            hpo_log(HPO_LOG_WARNING, "SIGHUP: %s; keeping the certificate in use (SHA-256 %s)",
+                    msg, fp);
+        } else {
+            hpo_tls_fingerprint(sec->tls, fp);
+            hpo_log(HPO_LOG_NOTICE, "SIGHUP: TLS certificate '%s' reloaded (SHA-256 %s)",
+                    a->tls_cert, fp);
+        }
+    }
     if (cfg->access.tokens[0] == '\0') {
         return;
     }
@@ -99,4 +128,6 @@ void hpo_security_finish(struct hpo_security *sec)
 {
     hpo_tokens_free(sec->tokens);
     sec->tokens = NULL;
+    hpo_tls_destroy(sec->tls);
+    sec->tls = NULL;
 }

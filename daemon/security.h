@@ -10,10 +10,12 @@
 
 struct hpo_api;
 struct hpo_tokens;
+struct hpo_tls;
 
 /* What the daemon holds for access: the live token set (NULL = no tokens). */
 struct hpo_security {
     struct hpo_tokens *tokens;
+    struct hpo_tls *tls; /* NULL: plain HTTP */
 };
 
 /*
@@ -24,7 +26,8 @@ struct hpo_security {
 int hpo_security_new_token(int argc, char **argv);
 
 /*
-** At start, before listening: load the tokens file if any; refuse a
+** At start, before listening: load the tokens file and the TLS pair if
+** any (tls-cert and tls-key go together); refuse a
 ** non-loopback address without tokens unless allow-unauthenticated.
 ** Returns 0, or a negative errno with msg filled (the daemon exits 2).
 */
@@ -33,7 +36,8 @@ int hpo_security_start(struct hpo_security *sec, const struct hpo_config *cfg, c
 
 /*
 ** SIGHUP: re-read the tokens file (a bad file keeps the running set, and
-** the reason is logged) and hand the new set to `api`.
+** the reason is logged) and hand the new set to `api`; load the TLS pair
+** again (a pair that does not load keeps the running one, logged).
 */
 void hpo_security_reload(struct hpo_security *sec, const struct hpo_config *cfg,
         struct hpo_api *api);
