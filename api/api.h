@@ -40,8 +40,10 @@ struct hpo_api_config {
     unsigned port;         /* 0 = any free port */
     size_t json_limit;     /* max JSON body bytes (1 MiB) */
     size_t binary_limit;   /* max binary body bytes (256 MiB) */
-    unsigned connection_limit;
-    unsigned connection_timeout_s;
+    unsigned connection_limit;     /* open connections (a few more for /healthz, /metrics) */
+    unsigned connection_timeout_s; /* idle */
+    unsigned per_client_limit;     /* open connections from one address */
+    unsigned head_timeout_s;       /* from a request's first byte to the end of its head */
     struct hpo_service *service;
     const char *version;
     /* API tokens (tokens.h), borrowed until replaced; NULL: no tokens, no checks. */
@@ -87,6 +89,9 @@ void hpo_api_stop(struct hpo_api *api);
 ** so the old set may be freed as soon as this returns.
 */
 void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens);
+
+/* Close connections whose request head is late (head_timeout_s); call about once a second. */
+void hpo_api_sweep(struct hpo_api *api);
 
 /* Requests served so far by status class, and a latency sum, for /metrics. */
 struct hpo_api_stats {

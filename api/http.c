@@ -30,6 +30,7 @@
 #include "access.h"
 #include "api-int.h"
 #include "api.h"
+#include "conns.h"
 #include "log.h"
 #include "tls.h"
 
@@ -60,6 +61,7 @@ struct hpo_api {
     int quiesced_fd;
     struct hpo_api_stats stats;
     const struct hpo_tokens *tokens; /* borrowed; NULL = no tokens (access.h) */
+    struct hpo__conns conns;         /* head deadline and reserve (conns.h) */
 };
 
 struct req {
@@ -92,6 +94,8 @@ struct req {
     const char *allow;
     struct hpo_principal who; /* the token that sent it (access.h) */
     bool www_auth;            /* a 401: add WWW-Authenticate */
+    bool close_after;         /* close the connection after the reply */
+    struct hpo__conn *tcp;    /* its connection's record (conns.h), or NULL */
 };
 
 static uint64_t now_us(void)
@@ -200,6 +204,9 @@ static enum MHD_Result queue_reply(struct req *rq)
     }
     if (rq->www_auth) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    }
+    if (rq->close_after) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     }
     ret = MHD_queue_response(rq->conn, (unsigned)rq->status, resp);
     MHD_destroy_response(resp);
@@ -710,6 +717,14 @@ static enum MHD_Result on_first_call(struct hpo_api *api, struct req *rq)
     unsigned long long n = 0;
 
     rq->allow = allow;
+    rq->tcp = hpo__conns_of(rq->conn);
+    hpo__conns_request_begin(rq->tcp);
+    if (rq->tcp != NULL && rq->tcp->reserve && rq->route != R_HEALTHZ && rq->route != R_METRICS) {
+        /* Over max-connections: the reserve is for health checks and scrapes. */
+        set_error(rq, HPO_UNAVAILABLE, NULL, "the server is at its connection limit; try later");
+        rq->close_after = true;
+        return queue_reply(rq);
+    }
     if (!authorize(api, rq)) {
         /* With a body to come, answer now and let MHD close; else keep the connection. */
         bool body = (cl != NULL && strcmp(cl, "0") != 0) ||
@@ -836,6 +851,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (rq == NULL) {
         return;
     }
+    hpo__conns_request_end(rq->tcp);
     us = now_us() - rq->start_us;
     api->stats.requests++;
     cls_idx = rq->status / 100;
@@ -881,6 +897,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     api->cfg = *cfg;
     api->quiesced_fd = -1;
     api->tokens = cfg->tokens;
+    hpo__conns_init(&api->conns, cfg->connection_limit, cfg->head_timeout_s);
     if (getrandom(&api->id_prefix, sizeof(api->id_prefix), 0) != sizeof(api->id_prefix)) {
         api->id_prefix = (uint32_t)now_us();
     }
@@ -911,17 +928,19 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
 #define COMMON_OPTIONS                                                                        \
     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,  \
-            api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,                          \
+            api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + HPO_CONNS_MARGIN,       \
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_client_limit,                        \
+            MHD_OPTION_NOTIFY_CONNECTION, hpo__conns_notify, &api->conns,                     \
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,                         \
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),                          \
             MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024)
     if (cfg->tls != NULL) {
-        api->mhd = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)cfg->port, NULL, NULL,
-                on_request, api, MHD_OPTION_HTTPS_CERT_CALLBACK, hpo_tls_retrieve,
+        api->mhd = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)cfg->port, hpo__conns_accept,
+                &api->conns, on_request, api, MHD_OPTION_HTTPS_CERT_CALLBACK, hpo_tls_retrieve,
                 MHD_OPTION_HTTPS_PRIORITIES, HPO_TLS_PRIORITIES, COMMON_OPTIONS, MHD_OPTION_END);
     } else {
-        api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, api,
-                COMMON_OPTIONS, MHD_OPTION_END);
+        api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, hpo__conns_accept, &api->conns,
+                on_request, api, COMMON_OPTIONS, MHD_OPTION_END);
     }
 #undef COMMON_OPTIONS
     if (api->mhd == NULL) {
@@ -994,4 +1013,14 @@ void hpo_api_stats(struct hpo_api *api, struct hpo_api_stats *ret)
 void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)
 {
     api->tokens = tokens;
+}
+
+void hpo_api_sweep(struct hpo_api *api)
+{
+    size_t n = hpo__conns_sweep(&api->conns, now_us() / 1000);
+
+    if (n > 0) {
+        hpo_log(HPO_LOG_NOTICE, "closed %zu connection(s) whose request head took over %u s",
+                n, api->conns.head_timeout_s);
+    }
 }

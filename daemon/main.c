@@ -170,6 +170,9 @@ static void reap_timer_cb(uv_timer_t *t)
 {
     struct daemon *d = t->data;
 
+    if (d->api != NULL && !d->stopping) {
+        hpo_api_sweep(d->api);
+    }
     if (d->reaping || d->stopping) {
         return;
     }
@@ -404,6 +407,8 @@ int main(int argc, char **argv)
     acfg.binary_limit = 256u * 1024 * 1024;
     acfg.connection_limit = d.cfg.access.max_connections;
     acfg.connection_timeout_s = d.cfg.access.idle_timeout_s;
+    acfg.per_client_limit = hpo_access_per_client(&d.cfg.access);
+    acfg.head_timeout_s = d.cfg.access.head_timeout_s;
     acfg.tokens = d.sec.tokens;
     acfg.tls = d.sec.tls;
     acfg.service = d.service;

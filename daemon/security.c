@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "../api/access.h"
 #include "../api/api.h"
@@ -42,6 +43,22 @@ int hpo_security_new_token(int argc, char **argv)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* Enough descriptors for max-connections and the reserve, the database and logs. */
+static void raise_nofile(unsigned connections)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)connections + 256;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want) {
+        hpo_log(HPO_LOG_WARNING, "max-connections %u needs %llu open files; the limit is %llu",
+                connections, (unsigned long long)want, (unsigned long long)rl.rlim_cur);
+    }
+}
+
 int hpo_security_start(struct hpo_security *sec, const struct hpo_config *cfg, char *msg,
         size_t msg_len)
 {
@@ -49,6 +66,7 @@ int hpo_security_start(struct hpo_security *sec, const struct hpo_config *cfg, c
     int r;
 
     memset(sec, 0, sizeof(*sec));
+    raise_nofile(a->max_connections);
     if ((a->tls_cert[0] != '\0') != (a->tls_key[0] != '\0')) {
         snprintf(msg, msg_len, "tls-cert and tls-key go together: give both or neither");
         return -EINVAL;
