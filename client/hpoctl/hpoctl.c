@@ -35,6 +35,7 @@ static const char usage_text[] =
         "Options:\n"
         "  --url URL      the daemon (default $HPOD_URL, else http://127.0.0.1:8080)\n"
         "  --token TOKEN  bearer token (default $HPOD_TOKEN)\n"
+        "  --cacert FILE  CA file to verify an https daemon (default $HPOD_CACERT)\n"
         "  --json         print the API's JSON instead of tables\n"
         "  --help, --version\n"
         "\n"
@@ -45,6 +46,7 @@ static const char usage_text[] =
 struct args {
     const char *url;
     const char *token;
+    const char *cacert;
     bool json;
     bool csv;
     bool failed;
@@ -87,6 +89,11 @@ void hpoctl_print_error(const char *what, const struct hpo_client_error *err)
         fprintf(stderr, " (field %s)", err->field);
     }
     fputc('\n', stderr);
+    if (err->code == HPO_CLIENT_UNAUTHENTICATED) {
+        fputs("hpoctl: the daemon needs a valid token: set HPOD_TOKEN or give --token\n", stderr);
+    } else if (err->code == HPO_CLIENT_PERMISSION_DENIED) {
+        fputs("hpoctl: the token's role or study prefix does not allow this\n", stderr);
+    }
 }
 
 /* Whether `s` looks like a negative number, which is an argument, not an option. */
@@ -122,7 +129,7 @@ static int option_value(int argc, char **argv, int *i, const char *name, const c
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const char *const valued[] = { "--url", "--token", "--state", "-f", "--file", "-n",
-        "-j", "--timeout" };
+        "-j", "--timeout", "--cacert" };
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -187,6 +194,9 @@ static int parse_args(int argc, char **argv, struct args *a)
                 break;
             case 6:
                 slot = &a->j;
+                break;
+            case 8:
+                slot = &a->cacert;
                 break;
             default:
                 slot = &a->timeout;
@@ -1046,6 +1056,10 @@ int main(int argc, char **argv)
     if (hpo_client_create(a.url, a.token, &c, &err) < 0) {
         hpoctl_print_error("--url", &err);
         return HPOCTL_EXIT_USAGE;
+    }
+    if (a.cacert != NULL && hpo_client_set_cacert(c, a.cacert) < 0) {
+        hpo_client_destroy(c);
+        return usage_error("--cacert: out of memory");
     }
     if (strcmp(cmd, "studies") == 0) {
         rc = a.npos == 1 ? cmd_studies(c, &a) : usage_error("usage: hpoctl studies");
