@@ -38,6 +38,7 @@ struct hpo_job {
 struct hpo_api_config {
     const char *host;      /* numeric address to bind: "127.0.0.1", "::1", "0.0.0.0" */
     unsigned port;         /* 0 = any free port */
+    int listen_fd;         /* > 0: listen on this socket (socket activation), not host:port */
     size_t json_limit;     /* max JSON body bytes (1 MiB) */
     size_t binary_limit;   /* max binary body bytes (256 MiB) */
     unsigned connection_limit;     /* open connections (a few more for /healthz, /metrics) */

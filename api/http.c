@@ -927,7 +927,9 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     (void)sslen;
     /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
 #define COMMON_OPTIONS                                                                        \
-    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,  \
+    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_LISTEN_SOCKET,                   \
+            cfg->listen_fd > 0 ? (MHD_socket)cfg->listen_fd : MHD_INVALID_SOCKET,             \
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed,                                        \
             api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + HPO_CONNS_MARGIN,       \
             MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_client_limit,                        \
             MHD_OPTION_NOTIFY_CONNECTION, hpo__conns_notify, &api->conns,                     \

@@ -19,6 +19,7 @@
 #include "../api/log.h"
 #include "../service/service.h"
 #include "../storage/storage.h"
+#include "activation.h"
 #include "config.h"
 #include "dispatch.h"
 #include "notify.h"
@@ -338,7 +339,7 @@ int main(int argc, char **argv)
     struct hpo_error err = { 0 };
     char msg[1024], threads[16], status[256];
     const char *delay;
-    int r, rc = 0;
+    int r, rc = 0, listen_fd;
 
     reexec_with_huge_pages(argv);
     /*
@@ -370,6 +371,13 @@ int main(int argc, char **argv)
         return 0;
     }
     hpo_log_set_level((enum hpo_log_level)d.cfg.log_level);
+    /* A socket passed by systemd replaces --listen (its address decides the loopback rule). */
+    listen_fd = hpo_activation_listen_fd(d.cfg.host, sizeof(d.cfg.host), &d.cfg.port, msg,
+            sizeof(msg));
+    if (listen_fd == -EINVAL) {
+        hpo_log(HPO_LOG_ERR, "%s", msg);
+        return 2;
+    }
     if (hpo_security_start(&d.sec, &d.cfg, msg, sizeof(msg)) < 0) {
         hpo_log(HPO_LOG_ERR, "%s", msg);
         return 2;
@@ -403,6 +411,7 @@ int main(int argc, char **argv)
     }
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
+    acfg.listen_fd = listen_fd;
     acfg.json_limit = 1024 * 1024;
     acfg.binary_limit = 256u * 1024 * 1024;
     acfg.connection_limit = d.cfg.access.max_connections;
