@@ -55,6 +55,12 @@ struct hpo_api_config {
     void (*submit)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */
     bool (*healthy)(void *ctx);
+    /*
+    ** GET /v1/admin/backup, on a worker thread: the archive as a file at
+    ** offset 0 (the api closes it) and its size; or a negative errno and
+    ** `err`. NULL: the route answers not_found.
+    */
+    int (*backup)(void *ctx, int *ret_fd, uint64_t *ret_size, struct hpo_error *err);
     /* Prometheus text for /metrics (malloc'd), or NULL. */
     char *(*metrics)(void *ctx);
     void *ctx;

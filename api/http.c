@@ -50,6 +50,7 @@
 #define R_HEARTBEAT HPO__R_HEARTBEAT
 #define R_PARAM HPO__R_PARAM
 #define R_GRADIENT HPO__R_GRADIENT
+#define R_ADMIN_BACKUP HPO__R_ADMIN_BACKUP
 
 struct hpo_api {
     struct hpo_api_config cfg;
@@ -95,6 +96,7 @@ struct req {
     struct hpo_principal who; /* the token that sent it (access.h) */
     bool www_auth;            /* a 401: add WWW-Authenticate */
     bool close_after;         /* close the connection after the reply */
+    int out_fd;               /* > 0: the reply is this file's out_len bytes (a backup) */
     struct hpo__conn *tcp;    /* its connection's record (conns.h), or NULL */
 };
 
@@ -181,7 +183,16 @@ static enum MHD_Result queue_reply(struct req *rq)
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    if (rq->out_free != NULL) {
+    if (rq->out_fd > 0) {
+        /* A file (the backup archive): MHD closes it with the response. */
+        resp = MHD_create_response_from_fd64(rq->out_len, rq->out_fd);
+        if (resp == NULL) {
+            return MHD_NO;
+        }
+        rq->out_fd = 0;
+        MHD_add_response_header(resp, "Content-Disposition",
+                "attachment; filename=\"hpod-backup.tar\"");
+    } else if (rq->out_free != NULL) {
         /* Sent straight from the owner's memory, released when MHD is done with it. */
         resp = MHD_create_response_from_buffer_with_free_callback_cls(rq->out_len, rq->out,
                 rq->out_free, rq->out_cls);
@@ -282,6 +293,9 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
     } else if (n >= 2 && n <= MAX_SEGS && strcmp(segs[0], "v1") == 0) {
         if (n == 2 && strcmp(segs[1], "samplers") == 0) {
             ret->route = R_SAMPLERS;
+            allow = "GET";
+        } else if (n == 3 && strcmp(segs[1], "admin") == 0 && strcmp(segs[2], "backup") == 0) {
+            ret->route = R_ADMIN_BACKUP;
             allow = "GET";
         } else if (strcmp(segs[1], "studies") == 0) {
             if (n >= 3) {
@@ -497,6 +511,22 @@ static void job_work(struct hpo_job *job)
     }
     /* Encoding the reply here keeps JSON work off the event-loop thread. */
     build_reply(rq);
+}
+
+/* GET /v1/admin/backup on a worker: the embedder writes the archive to a file. */
+static void backup_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+    struct hpo_error err = { .code = HPO_OK };
+    uint64_t size = 0;
+    int fd = -1;
+
+    if (rq->api->cfg.backup(rq->api->cfg.ctx, &fd, &size, &err) < 0) {
+        set_json(rq, hpo_code_status(err.code), error_body(&err));
+        return;
+    }
+    set_reply(rq, 200, NULL, (size_t)size, "application/x-tar");
+    rq->out_fd = fd;
 }
 
 static void job_done(struct hpo_job *job)
@@ -826,6 +856,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case R_SAMPLERS:
         answer_samplers(rq);
         return queue_reply(rq);
+    case R_ADMIN_BACKUP:
+        if (api->cfg.backup == NULL) {
+            set_error(rq, HPO_NOT_FOUND, NULL, "this server takes no backups");
+            return queue_reply(rq);
+        }
+        rq->job.work = backup_work;
+        rq->job.key = NULL;
+        rq->suspended = true;
+        api->inflight++;
+        MHD_suspend_connection(conn);
+        api->cfg.submit(api->cfg.ctx, &rq->job);
+        return MHD_YES;
     default:
         break;
     }
@@ -874,6 +916,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     json_decref(rq->json);
     hpo_svc_request_finish(&rq->sreq);
     release_out(rq);
+    if (rq->out_fd > 0) {
+        close(rq->out_fd); /* never handed to MHD */
+    }
     free(rq->body);
     free(rq->path);
     free(rq->study);

@@ -20,6 +20,7 @@
 #include "../service/service.h"
 #include "../storage/storage.h"
 #include "activation.h"
+#include "admin.h"
 #include "config.h"
 #include "dispatch.h"
 #include "notify.h"
@@ -66,6 +67,13 @@ static bool healthy(void *ctx)
     struct daemon *d = ctx;
 
     return hpo_storage_healthy(d->storage);
+}
+
+static int backup(void *ctx, int *ret_fd, uint64_t *ret_size, struct hpo_error *err)
+{
+    struct daemon *d = ctx;
+
+    return hpo_admin_backup(d->cfg.db, ret_fd, ret_size, err);
 }
 
 static char *metrics(void *ctx)
@@ -425,6 +433,7 @@ int main(int argc, char **argv)
     acfg.submit = submit;
     acfg.healthy = healthy;
     acfg.metrics = metrics;
+    acfg.backup = backup;
     acfg.ctx = &d;
     r = hpo_api_start(&acfg, &d.api, &err);
     if (r < 0) {

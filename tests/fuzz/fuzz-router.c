@@ -80,6 +80,7 @@ static const char *expected_allow(enum hpo__route_id r)
     case HPO__R_BEST:
     case HPO__R_TRIAL:
     case HPO__R_PARAM:
+    case HPO__R_ADMIN_BACKUP:
         return "GET";
     case HPO__R_STUDIES:
     case HPO__R_TRIALS:
@@ -115,6 +116,9 @@ static char *rebuild(const struct hpo__route *r, char *buf, size_t len)
         return buf;
     case HPO__R_SAMPLERS:
         snprintf(buf, len, "/v1/samplers");
+        return buf;
+    case HPO__R_ADMIN_BACKUP:
+        snprintf(buf, len, "/v1/admin/backup");
         return buf;
     case HPO__R_STUDIES:
         snprintf(buf, len, "/v1/studies");
@@ -154,7 +158,7 @@ static void check_route(const char *path)
     struct hpo__route r = { 0 };
     const char *allow = hpo__api_route(path, &r);
 
-    CHECK(r.route <= HPO__R_GRADIENT);
+    CHECK(r.route <= HPO__R_ADMIN_BACKUP);
     CHECK((allow != NULL) == (r.route != HPO__R_NONE));
     if (allow != NULL) {
         CHECK(strcmp(allow, expected_allow(r.route)) == 0);

@@ -172,7 +172,7 @@ ROUTES = [
      "running"),
     ("gradient", "write_study", 204, "PUT", "/v1/studies/{s}/trials/{n}/gradient/w", "octets",
      "running"),
-    ("admin_backup", "admin", 404, "GET", "/v1/admin/backup", None, None),
+    ("admin_backup", "admin", 200, "GET", "/v1/admin/backup", None, None),
 ]
 
 
