@@ -251,6 +251,8 @@ static void signal_cb(uv_signal_t *s, int signum)
     if (signum == SIGHUP) {
         struct hpo_config fresh;
         char msg[512];
+        /* The tokens file and the TLS pair first: a broken config file must not keep them. */
+        hpo_security_reload(&d->sec, &d->cfg, d->api);
         /* Reload what is reloadable: the log level, from the config file. */
         fresh = d->cfg;
         if (d->cfg.config_file[0] != '\0') {
@@ -263,7 +265,6 @@ static void signal_cb(uv_signal_t *s, int signum)
         hpo_log_set_level((enum hpo_log_level)fresh.log_level);
         d->cfg.log_level = fresh.log_level;
         hpo_log(HPO_LOG_NOTICE, "SIGHUP: configuration reloaded");
-        hpo_security_reload(&d->sec, &d->cfg, d->api);
         return;
     }
     begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
