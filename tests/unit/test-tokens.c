@@ -1,7 +1,8 @@
 /*
 ** test-tokens.c: api/tokens.c: the tokens file (valid lines, every error
 ** with its line number), lookup by digest, bearer headers, scopes, roles
-** and minting (format, randomness, the line it prints parses back).
+** and minting (format, randomness, the line it prints parses back); the
+** access settings and decisions of api/access.c.
 */
 #include <errno.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "access.h"
 #include "tokens.h"
 
 /* sha256("hpod_alpha") and sha256("hpod_beta") (checked with sha256sum). */
@@ -240,6 +242,139 @@ static void test_mint(void **state)
                              sizeof(msg)), -EINVAL);
 }
 
+static void test_access_config(void **state)
+{
+    struct hpo_access_config a;
+    char msg[256] = "";
+
+    hpo_access_config_init(&a);
+    assert_int_equal(a.max_connections, 1024);
+    assert_int_equal(hpo_access_per_client(&a), 256);
+    assert_int_equal(a.head_timeout_s, 10);
+    assert_int_equal(a.idle_timeout_s, 30);
+    assert_false(a.allow_unauthenticated);
+    assert_int_equal(hpo_access_config_set(&a, "max-connections", "10", msg, sizeof(msg)), 0);
+    assert_int_equal(hpo_access_per_client(&a), 2);
+    assert_int_equal(hpo_access_config_set(&a, "max-connections", "3", msg, sizeof(msg)), 0);
+    assert_int_equal(hpo_access_per_client(&a), 1); /* never 0 */
+    assert_int_equal(hpo_access_config_set(&a, "max-connections-per-client", "7", msg,
+                             sizeof(msg)), 0);
+    assert_int_equal(hpo_access_per_client(&a), 7);
+    assert_int_equal(hpo_access_config_set(&a, "max-connections", "0", msg, sizeof(msg)),
+            -EINVAL);
+    assert_string_equal(msg, "max-connections: '0' must be an integer from 1 to 1000000");
+    assert_int_equal(hpo_access_config_set(&a, "request-head-timeout", "-1", msg, sizeof(msg)),
+            -EINVAL);
+    assert_string_equal(msg, "request-head-timeout: '-1' must be an integer from 1 to 3600");
+    assert_int_equal(hpo_access_config_set(&a, "connection-timeout", "5s", msg, sizeof(msg)),
+            -EINVAL);
+    assert_int_equal(hpo_access_config_set(&a, "allow-unauthenticated", "yes", msg, sizeof(msg)),
+            0);
+    assert_true(a.allow_unauthenticated);
+    assert_int_equal(hpo_access_config_set(&a, "tokens", "/etc/hpod/tokens", msg, sizeof(msg)),
+            0);
+    assert_string_equal(a.tokens, "/etc/hpod/tokens");
+    assert_int_equal(hpo_access_config_set(&a, "threads", "4", msg, sizeof(msg)), 1);
+
+    assert_true(hpo_access_is_loopback("127.0.0.1"));
+    assert_true(hpo_access_is_loopback("127.1.2.3"));
+    assert_true(hpo_access_is_loopback("::1"));
+    assert_false(hpo_access_is_loopback("0.0.0.0"));
+    assert_false(hpo_access_is_loopback("::"));
+    assert_false(hpo_access_is_loopback("10.0.0.1"));
+    assert_false(hpo_access_is_loopback("localhost")); /* config.c turns it into 127.0.0.1 */
+}
+
+/* The decision table of access.c, without HTTP. */
+static void test_decide(void **state)
+{
+    struct hpo_tokens *t = parse_ok("r read " D_ALPHA "\nw write " D_BETA " team-a-\n");
+    struct hpo_principal who;
+    struct hpo_error err;
+    struct hpo_access_request rq = { .path = "/v1/studies/team-a-x", .method = "GET",
+        .authorization = "Bearer hpod_alpha", .study = "team-a-x", .routed = true };
+
+    assert_true(hpo_access_decide(NULL, &rq, &who, &err)); /* no tokens: all allowed */
+    assert_string_equal(who.name, "-");
+    assert_int_equal(who.role, HPO_ROLE_ADMIN);
+    assert_true(hpo_access_decide(t, &rq, &who, &err));
+    assert_string_equal(who.name, "r");
+    rq.method = "POST";
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    assert_int_equal(err.code, HPO_PERMISSION_DENIED);
+    assert_string_equal(err.message, "token 'r' has role read; POST /v1/studies/team-a-x needs write");
+    rq.authorization = "Bearer hpod_beta";
+    assert_true(hpo_access_decide(t, &rq, &who, &err));
+    assert_string_equal(who.prefix, "team-a-");
+    rq.study = "team-b-x";
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    assert_int_equal(err.code, HPO_NOT_FOUND);
+    assert_string_equal(err.message, "no study named 'team-b-x'");
+    rq.method = "DELETE";
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    assert_int_equal(err.code, HPO_PERMISSION_DENIED);
+    rq.authorization = "Bearer hpod_gamma";
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    assert_int_equal(err.code, HPO_UNAUTHENTICATED);
+    rq.authorization = NULL;
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    assert_int_equal(err.code, HPO_UNAUTHENTICATED);
+    /* /healthz and paths outside /v1 need nothing; /metrics and /v1 do. */
+    rq.healthz = true;
+    rq.path = "/healthz";
+    assert_true(hpo_access_decide(t, &rq, &who, &err));
+    rq.healthz = false;
+    rq.path = "/favicon.ico";
+    assert_true(hpo_access_decide(t, &rq, &who, &err));
+    rq.path = "/metrics";
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    rq.path = "/v1";
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    rq.path = "/v1x";
+    assert_true(hpo_access_decide(t, &rq, &who, &err));
+    /* Unrouted: authenticated, then left to 404/405, except admin paths. */
+    rq.authorization = "Bearer hpod_alpha";
+    rq.routed = false;
+    rq.study = NULL;
+    rq.method = "POST";
+    rq.path = "/v1/nothing";
+    assert_true(hpo_access_decide(t, &rq, &who, &err));
+    rq.path = "/v1/admin/whatever";
+    rq.method = "GET";
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    assert_int_equal(err.code, HPO_PERMISSION_DENIED);
+    hpo_tokens_free(t);
+}
+
+/* Creating and listing under a prefix. */
+static void test_scope_json(void **state)
+{
+    struct hpo_principal who = { .name = "ci", .role = HPO_ROLE_WRITE, .prefix = "team-a-" };
+    struct hpo_principal all = { .name = "ops", .role = HPO_ROLE_ADMIN, .prefix = "" };
+    struct hpo_error err;
+    json_t *body = json_pack("{s:s}", "name", "team-b-x");
+    json_t *list = json_pack("{s:[{s:s},{s:s},{s:s},{s:i}]}", "studies", "name", "team-a-1",
+            "name", "team-b-1", "name", "team-a-2", "name", 3);
+
+    assert_false(hpo_access_may_create(&who, body, &err));
+    assert_int_equal(err.code, HPO_PERMISSION_DENIED);
+    assert_string_equal(err.field, "name");
+    assert_true(hpo_access_may_create(&all, body, &err));
+    json_object_set_new(body, "name", json_string("team-a-x"));
+    assert_true(hpo_access_may_create(&who, body, &err));
+    json_object_set_new(body, "name", json_integer(5)); /* the service rejects it */
+    assert_true(hpo_access_may_create(&who, body, &err));
+    assert_true(hpo_access_may_create(&who, NULL, &err));
+    hpo_access_filter_studies(&all, list);
+    assert_int_equal(json_array_size(json_object_get(list, "studies")), 4);
+    hpo_access_filter_studies(&who, list);
+    assert_int_equal(json_array_size(json_object_get(list, "studies")), 2);
+    assert_string_equal(json_string_value(json_object_get(
+            json_array_get(json_object_get(list, "studies"), 1), "name")), "team-a-2");
+    json_decref(body);
+    json_decref(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +385,9 @@ int main(void)
         cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_scope_and_roles),
         cmocka_unit_test(test_mint),
+        cmocka_unit_test(test_access_config),
+        cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_scope_json),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
