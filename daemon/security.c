@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "../api/access.h"
 #include "../api/api.h"
@@ -79,6 +80,14 @@ int hpo_security_start(struct hpo_security *sec, const struct hpo_config *cfg, c
         }
         hpo_tls_fingerprint(sec->tls, fp);
         hpo_log(HPO_LOG_NOTICE, "TLS certificate '%s' (SHA-256 %s)", a->tls_cert, fp);
+        {
+            struct stat st;
+            if (stat(a->tls_key, &st) == 0 && (st.st_mode & 077) != 0) {
+                hpo_log(HPO_LOG_WARNING, "tls-key '%s' is readable by others (mode %03o); "
+                        "make it readable by the service alone (chmod 600)", a->tls_key,
+                        (unsigned)(st.st_mode & 0777));
+            }
+        }
     }
     if (a->tokens[0] != '\0') {
         r = hpo_tokens_load(a->tokens, &sec->tokens, msg, msg_len);

@@ -80,7 +80,8 @@ class Setup:
         for src, dst in ((cert, self.cert_path), (key, self.key_path)):
             with open(src, "rb") as f:
                 data = f.read()
-            with open(dst + ".tmp", "wb") as f:
+            fd = os.open(dst + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(dst + ".tmp", dst)
 
@@ -164,6 +165,7 @@ def python_keepalive_and_versions(exe):
         check(c.connects == 1, "%d connections for 41 requests (keep-alive)" % c.connects)
         check(c.conn.sock.version() == "TLSv1.3", "negotiated %s" % c.conn.sock.version())
         check(c.fingerprint() == cert_fingerprint(s.cert), "served an unexpected certificate")
+        check("is readable by others" not in d.log_text(), "a 0600 key was warned about")
         # Tokens are still required over TLS.
         c.request("GET", "/v1/studies", headers={"Authorization": "Bearer nope"}).expect_error(
             401, "unauthenticated")
@@ -347,6 +349,11 @@ def bad_pair_at_start(exe):
         r = subprocess.run([exe, "--listen", "127.0.0.1:0", "--db", db] + args,
                            capture_output=True, text=True, timeout=30)
         check(r.returncode == 2 and msg in r.stderr, "%r: %d %r" % (args, r.returncode, r.stderr))
+    # A key others can read is served, with a warning.
+    os.chmod(s.key, 0o644)
+    with Daemon(exe, extra_args=["--tls-cert", s.cert, "--tls-key", s.key]) as d:
+        check("tls-key '%s' is readable by others (mode 644)" % s.key in d.log_text(),
+              "no warning for a 0644 key: %s" % d.log_tail())
 
 
 if __name__ == "__main__":
