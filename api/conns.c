@@ -45,7 +45,7 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
             return; /* untracked: no deadline, never reserve-only */
         }
         c->fd = info != NULL ? info->connect_fd : -1;
-        c->reserve = cs->n >= cs->max;
+        c->reserve = cs->max > 0 && cs->n >= cs->max; /* max 0: no limit of ours */
         c->next = &cs->list;
         c->prev = cs->list.prev;
         cs->list.prev->next = c;
@@ -67,7 +67,7 @@ enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, sockle
 {
     struct hpo__conns *cs = cls;
 
-    return cs->n >= (size_t)cs->max + HPO_CONNS_RESERVE ? MHD_NO : MHD_YES;
+    return cs->max > 0 && cs->n >= (size_t)cs->max + HPO_CONNS_RESERVE ? MHD_NO : MHD_YES;
 }
 
 struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn)
@@ -99,6 +99,9 @@ size_t hpo__conns_sweep(struct hpo__conns *cs, uint64_t now_ms)
     size_t shut = 0;
     uint64_t limit = (uint64_t)cs->head_timeout_s * 1000;
 
+    if (limit == 0) {
+        return 0; /* no deadline configured */
+    }
     for (struct hpo__conn *c = cs->list.next; c != &cs->list; c = c->next) {
         if (c->in_request || c->shut || c->fd < 0) {
             continue;
