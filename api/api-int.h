@@ -39,11 +39,21 @@ struct hpo__route {
 };
 
 /*
-** Match a decoded path (as MHD passes it: no query string) into `ret`, which
-** must start zeroed. Returns the allowed methods ("GET, POST"), or NULL when
-** no route matches (ret->route is then HPO__R_NONE). NULL on OOM as well.
+** Match a raw request path (as the client sent it, before any percent-
+** decoding, without the query string) into `ret`, which must start zeroed.
+** Each segment is decoded on its own, so "%2F" never splits a segment;
+** {study} and {name} must then be names docs/REFERENCE.md allows, or no route matches.
+** Returns the allowed methods ("GET, HEAD, POST"), or NULL when no route
+** matches (ret->route is then HPO__R_NONE, study and name NULL). NULL on OOM
+** as well.
 */
 const char *hpo__api_route(const char *path, struct hpo__route *ret);
+
+/*
+** Percent-decode one path segment in place. False (segment left partly
+** decoded) for a '%' without two hex digits after it and for "%00".
+*/
+bool hpo__api_decode_segment(char *seg);
 
 /* Parse a non-negative decimal of 1 to 18 digits (a trial number, limit, offset). */
 bool hpo__api_parse_number(const char *s, int64_t *ret);

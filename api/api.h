@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../core/error.h"
 
@@ -51,6 +52,7 @@ struct hpo_api_config {
     const struct hpo_tokens *tokens;
     /* HTTPS with these credentials (tls.h); NULL: plain HTTP. */
     struct hpo_tls *tls;
+    unsigned slow_request_ms; /* log requests slower than this at notice; 0: never */
     /* Run a job: work() on a worker, then done() on the loop thread. */
     void (*submit)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */
@@ -61,8 +63,12 @@ struct hpo_api_config {
     ** `err`. NULL: the route answers not_found.
     */
     int (*backup)(void *ctx, int *ret_fd, uint64_t *ret_size, struct hpo_error *err);
-    /* Prometheus text for /metrics (malloc'd), or NULL. */
-    char *(*metrics)(void *ctx);
+    /*
+    ** Prometheus text for /metrics (malloc'd), or NULL. `scope`: the token's
+    ** study-name prefix; series labelled with a study outside it are left out
+    ** ("" = every study).
+    */
+    char *(*metrics)(void *ctx, const char *scope);
     void *ctx;
 };
 
@@ -100,13 +106,12 @@ void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens);
 /* Close connections whose request head is late (head_timeout_s); call about once a second. */
 void hpo_api_sweep(struct hpo_api *api);
 
-/* Requests served so far by status class, and a latency sum, for /metrics. */
-struct hpo_api_stats {
-    uint64_t requests;
-    uint64_t by_class[6]; /* index status/100 */
-    uint64_t latency_us_sum;
-    uint64_t latency_buckets[12]; /* <= 100us, 250, 500, 1ms, 2.5, 5, 10, 25, 50, 100, 250ms, +inf */
-};
-void hpo_api_stats(struct hpo_api *api, struct hpo_api_stats *ret);
+/*
+** Write the server's metrics (requests and latency by route, method and
+** status class; ask latency by sampler; tells, reports; open connections)
+** in Prometheus text format. Loop thread (it asks MHD for its connection
+** count). Returns 0 or -EIO.
+*/
+int hpo_api_metrics_write(struct hpo_api *api, FILE *f);
 
 #endif

@@ -4,11 +4,12 @@
 **
 ** Every MHD call happens on the loop thread. Requests that touch studies are
 ** suspended, run on a worker through the embedder's submit(), and resumed
-** in the job's done callback (STYLE.md rules 33-38).
+** in the job's done callback (docs/STYLE.md rules 33-38).
 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@
 #include <microhttpd.h>
 
 #include "../core/history.h"
+#include "../core/space.h"
+#include "../core/jsonw.h"
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
 #include "../service/service.h"
@@ -32,6 +35,7 @@
 #include "api.h"
 #include "conns.h"
 #include "log.h"
+#include "metrics.h"
 #include "tls.h"
 
 /* Short names for the routes of api-int.h. */
@@ -60,9 +64,9 @@ struct hpo_api {
     uint32_t id_prefix;
     uint64_t id_counter;
     int quiesced_fd;
-    struct hpo_api_stats stats;
     const struct hpo_tokens *tokens; /* borrowed; NULL = no tokens (access.h) */
     struct hpo__conns conns;         /* head deadline and reserve (conns.h) */
+    struct hpo__metrics *metrics;
 };
 
 struct req {
@@ -71,7 +75,8 @@ struct req {
     struct hpo_job job; /* first member use is not required: we map back by offset */
     char id[24];
     char method[16];
-    char *path;
+    char *path;     /* the raw path for messages and logs, bytes outside ASCII 0x21-0x7e as %XX */
+    char *raw;      /* the raw path as received (no query), until routed */
     uint64_t start_us;
     enum hpo__route_id route;
     char *study;
@@ -80,9 +85,14 @@ struct req {
     bool number_ok;
     char *body;
     size_t len, cap, limit;
+    size_t expect;     /* the Content-Length (0: none) */
+    bool started;      /* the handler has seen the headers */
+    bool headers_done; /* the headers passed every check: the body may come */
+    bool exact;        /* `limit` is the exact size a gradient upload must have */
     bool too_large;
     bool suspended;
     bool ready; /* a reply is waiting to be queued */
+    bool pruned; /* a report answered {"prune": true} (for metrics) */
     struct hpo_svc_request sreq;
     json_t *json;
     /* The reply. */
@@ -98,6 +108,13 @@ struct req {
     bool close_after;         /* close the connection after the reply */
     int out_fd;               /* > 0: the reply is this file's out_len bytes (a backup) */
     struct hpo__conn *tcp;    /* its connection's record (conns.h), or NULL */
+    /* A streamed reply (CSV): pieces come from a worker, one job at a time. */
+    struct hpo_svc_stream *stream;
+    const char *piece;
+    size_t piece_len, piece_off;
+    bool stream_end;
+    char total[24]; /* X-Total-Count, "" when none */
+    char *link;     /* Link, NULL when none */
 };
 
 static uint64_t now_us(void)
@@ -140,16 +157,19 @@ static void set_reply(struct req *rq, int status, char *out, size_t len, const c
 static void set_json(struct req *rq, int status, json_t *body)
 {
     char *text = NULL;
+    size_t len = 0;
 
     if (body != NULL) {
-        text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        /* Numbers in their shortest round-trip form (core/jsonw.h). */
+        text = hpo_json_dumps(body, &len);
         json_decref(body);
     }
     if (text == NULL && body != NULL) {
         status = 500;
         text = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode reply\"}}");
+        len = text ? strlen(text) : 0;
     }
-    set_reply(rq, status, text, text ? strlen(text) : 0, "application/json");
+    set_reply(rq, status, text, len, "application/json");
 }
 
 static json_t *error_body(const struct hpo_error *err)
@@ -176,6 +196,40 @@ static void set_error(struct req *rq, enum hpo_code code, const char *field, con
     vsnprintf(err.message, sizeof(err.message), fmt, ap);
     va_end(ap);
     set_json(rq, hpo_code_status(code), error_body(&err));
+    rq->sreq.err = err; /* for the request's log line */
+}
+
+static void stream_work(struct hpo_job *job);
+static void job_done(struct hpo_job *job);
+
+/*
+** MHD asks for the next bytes of a streamed reply (loop thread). A piece
+** produced by a worker is copied out; when it is used up, the connection is
+** suspended and a job fetches the next piece (job_done resumes it).
+*/
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct req *rq = cls;
+    size_t n;
+
+    (void)pos;
+    if (rq->piece_off < rq->piece_len) {
+        n = rq->piece_len - rq->piece_off < max ? rq->piece_len - rq->piece_off : max;
+        memcpy(buf, rq->piece + rq->piece_off, n);
+        rq->piece_off += n;
+        return (ssize_t)n;
+    }
+    if (rq->stream_end) {
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    rq->job.work = stream_work;
+    rq->job.done = job_done;
+    rq->job.key = NULL;
+    rq->suspended = true;
+    rq->api->inflight++;
+    MHD_suspend_connection(rq->conn);
+    rq->api->cfg.submit(rq->api->cfg.ctx, &rq->job);
+    return 0;
 }
 
 static enum MHD_Result queue_reply(struct req *rq)
@@ -192,6 +246,9 @@ static enum MHD_Result queue_reply(struct req *rq)
         rq->out_fd = 0;
         MHD_add_response_header(resp, "Content-Disposition",
                 "attachment; filename=\"hpod-backup.tar\"");
+    } else if (rq->stream != NULL) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, rq,
+                NULL);
     } else if (rq->out_free != NULL) {
         /* Sent straight from the owner's memory, released when MHD is done with it. */
         resp = MHD_create_response_from_buffer_with_free_callback_cls(rq->out_len, rq->out,
@@ -218,6 +275,12 @@ static enum MHD_Result queue_reply(struct req *rq)
     }
     if (rq->close_after) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    if (rq->total[0] != '\0') {
+        MHD_add_response_header(resp, "X-Total-Count", rq->total);
+    }
+    if (rq->link != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LINK, rq->link);
     }
     ret = MHD_queue_response(rq->conn, (unsigned)rq->status, resp);
     MHD_destroy_response(resp);
@@ -271,6 +334,62 @@ bool hpo__api_parse_number(const char *s, int64_t *ret)
     return true;
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+bool hpo__api_decode_segment(char *seg)
+{
+    char *out = seg;
+
+    for (const char *in = seg; *in != '\0'; in++) {
+        if (*in != '%') {
+            *out++ = *in;
+            continue;
+        }
+        int hi = hex_value(in[1]), lo = hi < 0 ? -1 : hex_value(in[2]);
+        if (lo < 0) {
+            return false; /* "%" not followed by two hex digits */
+        }
+        if (hi == 0 && lo == 0) {
+            return false; /* %00 would cut the segment short */
+        }
+        *out++ = (char)(hi * 16 + lo);
+        in += 2;
+    }
+    *out = '\0';
+    return true;
+}
+
+/*
+** A {study} or {name} segment: decoded, and then only the names docs/REFERENCE.md
+** allows (1-128 of A-Z a-z 0-9 _ . -), so that no decoded byte (NUL, '/',
+** control characters) can make it name something else.
+*/
+static char *name_segment(char *seg)
+{
+    if (!hpo__api_decode_segment(seg) || !hpo_name_valid(seg)) {
+        return NULL;
+    }
+    return strdup(seg);
+}
+
+/* A literal segment ("v1", "trials"...), compared once decoded. */
+static bool is_seg(char *seg, const char *literal)
+{
+    return hpo__api_decode_segment(seg) && strcmp(seg, literal) == 0;
+}
+
 /* Match the path (api-int.h); the caller frees ret->study and ret->name. */
 const char *hpo__api_route(const char *url, struct hpo__route *ret)
 {
@@ -284,45 +403,55 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
     }
     n = split_path(copy, segs);
     ret->route = R_NONE;
-    if (n == 1 && strcmp(segs[0], "healthz") == 0) {
+    if (n == 1 && is_seg(segs[0], "healthz")) {
         ret->route = R_HEALTHZ;
-        allow = "GET";
-    } else if (n == 1 && strcmp(segs[0], "metrics") == 0) {
+        allow = "GET, HEAD";
+    } else if (n == 1 && is_seg(segs[0], "metrics")) {
         ret->route = R_METRICS;
-        allow = "GET";
-    } else if (n >= 2 && n <= MAX_SEGS && strcmp(segs[0], "v1") == 0) {
-        if (n == 2 && strcmp(segs[1], "samplers") == 0) {
+        allow = "GET, HEAD";
+    } else if (n >= 2 && n <= MAX_SEGS && is_seg(segs[0], "v1")) {
+        if (n == 2 && is_seg(segs[1], "samplers")) {
             ret->route = R_SAMPLERS;
-            allow = "GET";
-        } else if (n == 3 && strcmp(segs[1], "admin") == 0 && strcmp(segs[2], "backup") == 0) {
+            allow = "GET, HEAD";
+        } else if (n == 3 && is_seg(segs[1], "admin") && is_seg(segs[2], "backup")) {
             ret->route = R_ADMIN_BACKUP;
-            allow = "GET";
-        } else if (strcmp(segs[1], "studies") == 0) {
+            allow = "GET, HEAD";
+        } else if (is_seg(segs[1], "studies")) {
             if (n >= 3) {
-                ret->study = strdup(segs[2]);
+                ret->study = name_segment(segs[2]);
+                if (ret->study == NULL) {
+                    goto out; /* no study can have that name: no route */
+                }
             }
             if (n >= 5) {
+                /* Not a number is not_found (or 405), but never a decoded '/' or NUL. */
+                if (!hpo__api_decode_segment(segs[4]) || !hpo_name_valid(segs[4])) {
+                    goto out;
+                }
                 ret->number_ok = hpo__api_parse_number(segs[4], &ret->number);
             }
             if (n == 2) {
                 ret->route = R_STUDIES;
-                allow = "GET, POST";
+                allow = "GET, HEAD, POST";
             } else if (n == 3) {
                 ret->route = R_STUDY;
-                allow = "GET, DELETE";
-            } else if (n == 4 && strcmp(segs[3], "ask") == 0) {
+                allow = "GET, HEAD, PATCH, DELETE";
+            } else if (n == 4 && is_seg(segs[3], "ask")) {
                 ret->route = R_ASK;
                 allow = "POST";
-            } else if (n == 4 && strcmp(segs[3], "best") == 0) {
+            } else if (n == 4 && is_seg(segs[3], "best")) {
                 ret->route = R_BEST;
-                allow = "GET";
-            } else if (n == 4 && strcmp(segs[3], "trials") == 0) {
+                allow = "GET, HEAD";
+            } else if (n == 4 && is_seg(segs[3], "trials")) {
                 ret->route = R_TRIALS;
-                allow = "GET, POST";
-            } else if (n == 5 && strcmp(segs[3], "trials") == 0) {
+                allow = "GET, HEAD, POST";
+            } else if (n == 5 && is_seg(segs[3], "trials")) {
                 ret->route = R_TRIAL;
-                allow = "GET";
-            } else if (n == 6 && strcmp(segs[3], "trials") == 0) {
+                allow = "GET, HEAD, PATCH";
+            } else if (n == 6 && is_seg(segs[3], "trials")) {
+                if (!hpo__api_decode_segment(segs[5])) {
+                    goto out;
+                }
                 if (strcmp(segs[5], "tell") == 0) {
                     ret->route = R_TELL;
                 } else if (strcmp(segs[5], "report") == 0) {
@@ -331,17 +460,25 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
                     ret->route = R_HEARTBEAT;
                 }
                 allow = ret->route != R_NONE ? "POST" : NULL;
-            } else if (n == 7 && strcmp(segs[3], "trials") == 0) {
-                ret->name = strdup(segs[6]);
-                if (strcmp(segs[5], "params") == 0) {
-                    ret->route = R_PARAM;
-                    allow = "GET";
-                } else if (strcmp(segs[5], "gradient") == 0) {
-                    ret->route = R_GRADIENT;
-                    allow = "PUT";
+            } else if (n == 7 && is_seg(segs[3], "trials") && hpo__api_decode_segment(segs[5])) {
+                enum hpo__route_id r = strcmp(segs[5], "params") == 0 ? R_PARAM
+                        : strcmp(segs[5], "gradient") == 0           ? R_GRADIENT
+                                                                     : R_NONE;
+                ret->name = r != R_NONE ? name_segment(segs[6]) : NULL;
+                if (ret->name != NULL) {
+                    ret->route = r;
+                    allow = r == R_PARAM ? "GET, HEAD" : "PUT";
                 }
             }
         }
+    }
+out:
+    if (ret->route == R_NONE) {
+        free(ret->study);
+        free(ret->name);
+        ret->study = NULL;
+        ret->name = NULL;
+        ret->number_ok = false;
     }
     free(copy);
     return allow;
@@ -423,7 +560,8 @@ static void answer_healthz(struct req *rq)
 
 static void answer_metrics(struct req *rq)
 {
-    char *text = rq->api->cfg.metrics ? rq->api->cfg.metrics(rq->api->cfg.ctx) : NULL;
+    char *text = rq->api->cfg.metrics ? rq->api->cfg.metrics(rq->api->cfg.ctx, rq->who.prefix)
+                                      : NULL;
 
     if (text == NULL) {
         set_error(rq, HPO_INTERNAL, NULL, "metrics are not available");
@@ -442,13 +580,39 @@ bool hpo__api_is_binary_type(const char *type)
             (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
 }
 
+/*
+** X-Total-Count, and Link (RFC 8288) to the next page with the same filters
+** while more remain: a path-absolute reference, resolved against the request.
+*/
+static void list_headers(struct req *rq)
+{
+    const struct hpo_svc_request *sr = &rq->sreq;
+    const char *state = sr->state_filter >= 0 ? hpo_state_name(sr->state_filter) : NULL;
+
+    snprintf(rq->total, sizeof(rq->total), "%lld", (long long)sr->total);
+    if (sr->next_offset >= 0 &&
+            asprintf(&rq->link, "</v1/studies/%s/trials?offset=%lld&limit=%lld%s%s%s%s>; rel=\"next\"",
+                    sr->study, (long long)sr->next_offset, (long long)sr->limit,
+                    state ? "&state=" : "", state ? state : "", sr->csv ? "&format=csv" : "",
+                    sr->intermediate ? "&intermediate=true" : "") < 0) {
+        rq->link = NULL;
+    }
+}
+
 /* Encode the service's answer into the reply (worker thread: the request is suspended). */
 static void build_reply(struct req *rq)
 {
     struct hpo_svc_request *sr = &rq->sreq;
 
+    if (sr->err.code == HPO_OK && sr->total >= 0) {
+        list_headers(rq);
+    }
     if (sr->err.code != HPO_OK) {
         set_json(rq, sr->status, error_body(&sr->err));
+    } else if (sr->stream != NULL) {
+        set_reply(rq, sr->status, NULL, 0, "text/csv; charset=utf-8");
+        rq->stream = sr->stream;
+        sr->stream = NULL;
     } else if (sr->text != NULL) {
         bool csv = sr->op == HPO_SVC_TRIALS_LIST;
         set_reply(rq, sr->status, sr->text, sr->text_len,
@@ -459,6 +623,9 @@ static void build_reply(struct req *rq)
         sr->text_free = NULL;
         sr->text_cls = NULL;
     } else if (sr->reply != NULL) {
+        if (sr->op == HPO_SVC_REPORT) {
+            rq->pruned = json_is_true(json_object_get(sr->reply, "prune"));
+        }
         set_json(rq, sr->status, sr->reply);
         sr->reply = NULL;
     } else {
@@ -529,6 +696,16 @@ static void backup_work(struct hpo_job *job)
     rq->out_fd = fd;
 }
 
+/* The next piece of a streamed reply (worker thread; the connection is suspended). */
+static void stream_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    hpo_svc_stream_next(rq->stream, &rq->piece, &rq->piece_len);
+    rq->piece_off = 0;
+    rq->stream_end = rq->piece_len == 0;
+}
+
 static void job_done(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
@@ -592,6 +769,8 @@ static bool changes_study(enum hpo_svc_op op)
     case HPO_SVC_REPORT:
     case HPO_SVC_HEARTBEAT:
     case HPO_SVC_GRADIENT_PUT:
+    case HPO_SVC_TRIAL_PATCH:
+    case HPO_SVC_STUDY_PATCH:
         return true;
     default:
         return false;
@@ -602,7 +781,7 @@ static bool changes_study(enum hpo_svc_op op)
 static bool prepare_service(struct req *rq, const char *method)
 {
     struct hpo_svc_request *sr = &rq->sreq;
-    bool get = strcmp(method, "GET") == 0;
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
     memset(sr, 0, sizeof(*sr));
     sr->study = rq->study;
@@ -618,7 +797,9 @@ static bool prepare_service(struct req *rq, const char *method)
         sr->op = get ? HPO_SVC_STUDY_LIST : HPO_SVC_STUDY_CREATE;
         break;
     case R_STUDY:
-        sr->op = get ? HPO_SVC_STUDY_GET : HPO_SVC_STUDY_DELETE;
+        sr->op = strcmp(method, "PATCH") == 0    ? HPO_SVC_STUDY_PATCH
+                : strcmp(method, "DELETE") == 0 ? HPO_SVC_STUDY_DELETE
+                                                : HPO_SVC_STUDY_GET;
         break;
     case R_ASK:
         sr->op = HPO_SVC_ASK;
@@ -629,9 +810,10 @@ static bool prepare_service(struct req *rq, const char *method)
     case R_TRIALS:
         sr->op = get ? HPO_SVC_TRIALS_LIST : HPO_SVC_TRIAL_CREATE;
         if (get) {
-            static const char *const allowed[] = { "state", "limit", "offset", "format", NULL };
+            static const char *const allowed[] = { "state", "limit", "offset", "format",
+                "intermediate", NULL };
             struct query_check qc = { .rq = rq, .allowed = allowed };
-            const char *state, *format, *accept;
+            const char *state, *format, *accept, *inter;
             MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
             if (qc.bad[0] != '\0') {
                 set_error(rq, HPO_INVALID_ARGUMENT, qc.bad, "unknown query parameter '%s'",
@@ -660,10 +842,22 @@ static bool prepare_service(struct req *rq, const char *method)
                     MHD_HTTP_HEADER_ACCEPT);
             sr->csv = (format != NULL && strcmp(format, "csv") == 0) ||
                     (format == NULL && accept != NULL && strstr(accept, "text/csv") != NULL);
+            /* CSV without a limit is every matching row (streamed). */
+            if (sr->csv && MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
+                                   "limit") == NULL) {
+                sr->limit = -1;
+            }
+            inter = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "intermediate");
+            if (inter != NULL && strcmp(inter, "true") != 0 && strcmp(inter, "false") != 0) {
+                set_error(rq, HPO_INVALID_ARGUMENT, "intermediate",
+                        "intermediate must be true or false");
+                return false;
+            }
+            sr->intermediate = inter != NULL && strcmp(inter, "true") == 0;
         }
         break;
     case R_TRIAL:
-        sr->op = HPO_SVC_TRIAL_GET;
+        sr->op = strcmp(method, "PATCH") == 0 ? HPO_SVC_TRIAL_PATCH : HPO_SVC_TRIAL_GET;
         break;
     case R_TELL:
         sr->op = HPO_SVC_TELL;
@@ -697,8 +891,29 @@ static bool prepare_service(struct req *rq, const char *method)
 
 /* ---- the MHD callbacks ------------------------------------------------- */
 
-static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, const char *url,
-        const char *method)
+/* The raw path for messages and logs: bytes outside ASCII 0x21-0x7e as %XX. */
+static char *display_path(const char *raw, size_t n)
+{
+    char *out = malloc(3 * n + 1), *o = out;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c > 0x20 && c < 0x7f) {
+            *o++ = (char)c;
+        } else {
+            snprintf(o, 4, "%%%02X", c);
+            o += 3;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, const char *raw,
+        size_t n)
 {
     struct req *rq = calloc(1, sizeof(*rq));
 
@@ -708,8 +923,14 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
     rq->api = api;
     rq->conn = conn;
     rq->start_us = now_us();
-    rq->path = strdup(url);
-    snprintf(rq->method, sizeof(rq->method), "%s", method);
+    rq->raw = strndup(raw, n);
+    rq->path = display_path(raw, n);
+    if (rq->raw == NULL || rq->path == NULL) {
+        free(rq->raw);
+        free(rq->path);
+        free(rq);
+        return NULL;
+    }
     snprintf(rq->id, sizeof(rq->id), "%08" PRIx32 "%08" PRIx64, api->id_prefix,
             ++api->id_counter & 0xffffffffu);
     rq->job.work = job_work;
@@ -717,11 +938,16 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
     return rq;
 }
 
-/* Authenticate and authorize (access.h) before any body is read; false: an error is set. */
+/*
+** Authenticate and authorize (access.h) before any body is read; false: an
+** error is set. A routed request is judged by its route's template, not by
+** the raw path: "/%761/%61dmin/backup" routes to the backup, and must need
+** what "/v1/admin/backup" needs.
+*/
 static bool authorize(struct hpo_api *api, struct req *rq)
 {
     struct hpo_access_request ar = {
-        .path = rq->path,
+        .path = rq->route != R_NONE ? hpo__metrics_route_template(rq->route) : rq->path,
         .method = rq->method,
         .authorization = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                 MHD_HTTP_HEADER_AUTHORIZATION),
@@ -736,19 +962,208 @@ static bool authorize(struct hpo_api *api, struct req *rq)
     }
     rq->www_auth = err.code == HPO_UNAUTHENTICATED;
     set_json(rq, hpo_code_status(err.code), error_body(&err));
+    rq->sreq.err = err; /* for the request's log line */
     return false;
 }
 
-static enum MHD_Result on_first_call(struct hpo_api *api, struct req *rq)
+/*
+** MHD_OPTION_URI_LOG_CALLBACK: the request target exactly as received, before
+** MHD splits off the query and percent-decodes the rest. The request is
+** created here, so the router sees the raw path (MHD's decoding would turn
+** "%00" into an end of string and "%2F" into a separator).
+*/
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const char *u = uri != NULL ? uri : "";
+
+    return req_new(cls, conn, u, strcspn(u, "?"));
+}
+
+/*
+** MHD_OPTION_UNESCAPE_CALLBACK, used by MHD for query keys and values (the
+** path is routed from its raw form): "%XX" decoded, except "%00", which stays
+** as it is so that no value is cut short. Never lengthens `s`.
+*/
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *out = s;
+
+    (void)cls;
+    (void)conn;
+    for (const char *in = s; *in != '\0'; in++) {
+        int hi = *in == '%' ? hex_value(in[1]) : -1;
+        int lo = hi >= 0 ? hex_value(in[2]) : -1;
+        if (lo >= 0 && (hi != 0 || lo != 0)) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
+/* An RFC 9110 token character (what a header field name is made of). */
+static bool is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+struct framing {
+    unsigned content_length, transfer_encoding, host;
+    const char *te_value;
+    bool bad_name;
+};
+
+static enum MHD_Result framing_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+        const char *value)
+{
+    struct framing *f = cls;
+    const char *c = key;
+
+    (void)kind;
+    while (*c != '\0' && is_tchar(*c)) {
+        c++;
+    }
+    if (c == key || *c != '\0') {
+        /* "Content-Length :" would not be seen as Content-Length (RFC 9112 5.1). */
+        f->bad_name = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        f->content_length++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->transfer_encoding++;
+        f->te_value = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        f->host++;
+    }
+    return MHD_YES;
+}
+
+/*
+** Refuse what could frame the body two ways (request smuggling behind a
+** proxy): duplicate Content-Length (even equal ones), Content-Length with
+** Transfer-Encoding, a transfer coding other than chunked, a header name
+** that is not a token; and HTTP/1.1 without exactly one Host (RFC 9112
+** 3.2). False with an error reply set.
+*/
+static bool check_framing(struct req *rq, const char *version)
+{
+    struct framing f = { 0 };
+    bool http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
+    const char *why = NULL;
+
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, framing_iter, &f);
+    if (f.bad_name) {
+        why = "a header name is not a token (no space before ':')";
+    } else if (f.content_length > 1) {
+        why = "more than one Content-Length header";
+    } else if (f.transfer_encoding > 1) {
+        why = "more than one Transfer-Encoding header";
+    } else if (f.transfer_encoding > 0 && f.content_length > 0) {
+        why = "Content-Length together with Transfer-Encoding";
+    } else if (f.transfer_encoding > 0 && strcasecmp(f.te_value, "chunked") != 0) {
+        why = "the only Transfer-Encoding taken is chunked";
+    } else if (f.transfer_encoding > 0 && http10) {
+        why = "Transfer-Encoding in an HTTP/1.0 request";
+    } else if (!http10 && f.host != 1) {
+        why = f.host == 0 ? "an HTTP/1.1 request needs a Host header"
+                          : "more than one Host header";
+    }
+    if (why == NULL) {
+        return true;
+    }
+    set_error(rq, HPO_INVALID_ARGUMENT, NULL, "bad request framing: %s", why);
+    return false;
+}
+
+/* Worker thread: may the announced gradient upload come, and of what size? */
+static void upload_check_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+    struct hpo_error err;
+    size_t bytes = 0;
+
+    if (hpo_service_gradient_size(rq->api->cfg.service, rq->study, rq->number, rq->name, &bytes,
+                &err) < 0) {
+        set_json(rq, hpo_code_status(err.code), error_body(&err));
+        return;
+    }
+    if (rq->expect > 0 && rq->expect != bytes) {
+        set_error(rq, HPO_INVALID_ARGUMENT, "gradient",
+                "body must be %zu bytes (%zu little-endian float64), Content-Length is %zu",
+                bytes, bytes / sizeof(double), rq->expect);
+        return;
+    }
+    rq->limit = bytes;
+    rq->exact = true;
+}
+
+static void upload_check_done(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    rq->job.work = job_work;
+    rq->job.done = job_done;
+    job_done(job);
+}
+
+/*
+** A gradient upload (up to 256 MiB): check the study, trial and param on a
+** worker before any of the body is read (or "100 Continue" sent), so that a
+** refused upload is answered at once and an accepted one never reserves more
+** than its exact size.
+*/
+static enum MHD_Result start_upload_check(struct hpo_api *api, struct req *rq)
+{
+    const char *type = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+            MHD_HTTP_HEADER_CONTENT_TYPE);
+
+    if (!hpo__api_is_binary_type(type)) {
+        set_error(rq, HPO_UNSUPPORTED_MEDIA_TYPE, NULL,
+                "the body must be application/octet-stream (little-endian float64)");
+        return queue_reply(rq);
+    }
+    if (!rq->number_ok) {
+        set_error(rq, HPO_NOT_FOUND, NULL, "no trial '%s'", rq->path);
+        return queue_reply(rq);
+    }
+    rq->job.work = upload_check_work;
+    rq->job.done = upload_check_done;
+    rq->job.key = NULL; /* read-only */
+    rq->suspended = true;
+    api->inflight++;
+    MHD_suspend_connection(rq->conn);
+    api->cfg.submit(api->cfg.ctx, &rq->job);
+    return MHD_YES;
+}
+
+/*
+** The first call, once the headers are in: route, then refuse at once (before
+** any body is read; MHD then closes the connection) what is bad whatever the
+** body: broken framing, a connection of the reserve asking for more than
+** /healthz or /metrics, a missing or insufficient token, a Content-Length
+** over the limit (404 or 405 when that is the fault), a gradient upload that
+** cannot be taken.
+*/
+static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const char *method,
+        const char *version)
 {
     const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
             MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *allow = route_path(rq, rq->path);
+    bool binary, big;
     unsigned long long n = 0;
 
-    rq->allow = allow;
+    snprintf(rq->method, sizeof(rq->method), "%s", method);
+    rq->allow = route_path(rq, rq->raw);
+    free(rq->raw);
+    rq->raw = NULL;
     rq->tcp = hpo__conns_of(rq->conn);
     hpo__conns_request_begin(rq->tcp);
+    if (!check_framing(rq, version)) {
+        return queue_reply(rq);
+    }
     if (rq->tcp != NULL && rq->tcp->reserve && rq->route != R_HEALTHZ && rq->route != R_METRICS) {
         /* Over max-connections: the reserve is for health checks and scrapes. */
         set_error(rq, HPO_UNAVAILABLE, NULL, "the server is at its connection limit; try later");
@@ -762,38 +1177,58 @@ static enum MHD_Result on_first_call(struct hpo_api *api, struct req *rq)
                         MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
         return body ? queue_reply(rq) : MHD_YES;
     }
-    rq->limit = rq->route == R_GRADIENT ? api->cfg.binary_limit : api->cfg.json_limit;
     if (cl != NULL) {
         char *end;
         errno = 0;
         n = strtoull(cl, &end, 10);
-        if (errno != 0 || *end != '\0' || n > rq->limit) {
-            /* Early 413: answer before reading the body; MHD closes the connection. */
-            set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
-            return queue_reply(rq);
-        }
-        if (n > 0) {
-            rq->body = malloc(n + 1);
-            if (rq->body == NULL) {
-                return MHD_NO;
-            }
-            rq->cap = n + 1;
+        if (errno != 0 || *end != '\0') {
+            n = ULLONG_MAX; /* MHD parsed it: only an overflow gets here */
         }
     }
+    /*
+    ** A body too big to read anyway gets the code that names the real fault
+    ** (404, 405) rather than 413; smaller ones are read, so the connection
+    ** stays open for the next request.
+    */
+    big = n > api->cfg.json_limit;
+    if (big && rq->route == R_NONE) {
+        set_error(rq, HPO_NOT_FOUND, NULL, "no route for '%s'", rq->path);
+        return queue_reply(rq);
+    }
+    if (big && !hpo__api_method_allowed(rq->allow, method)) {
+        set_error(rq, HPO_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on '%s' (allowed: %s)",
+                method, rq->path, rq->allow);
+        return queue_reply(rq);
+    }
+    binary = rq->route == R_GRADIENT && strcmp(method, "PUT") == 0;
+    rq->limit = binary ? api->cfg.binary_limit : api->cfg.json_limit;
+    if (n > rq->limit) {
+        set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
+        return queue_reply(rq);
+    }
+    rq->expect = (size_t)n;
+    if (binary) {
+        return start_upload_check(api, rq);
+    }
+    rq->headers_done = true;
     return MHD_YES;
 }
 
 static enum MHD_Result append_body(struct req *rq, const char *data, size_t size)
 {
-    if (rq->too_large || rq->len + size > rq->limit) {
+    if (rq->too_large || size > rq->limit - rq->len) {
         rq->too_large = true;
         return MHD_YES;
     }
-    if (rq->len + size + 1 > rq->cap) {
-        size_t cap = rq->cap ? rq->cap * 2 : 4096;
+    if (rq->len + size > rq->cap) {
+        /* Reserved when the body comes, not before: its Content-Length, else doubling. */
+        size_t cap = rq->cap ? rq->cap * 2 : rq->expect ? rq->expect : 4096;
         char *n;
-        while (cap < rq->len + size + 1) {
+        while (cap < rq->len + size) {
             cap *= 2;
+        }
+        if (cap > rq->limit) {
+            cap = rq->limit;
         }
         n = realloc(rq->body, cap);
         if (n == NULL) {
@@ -814,13 +1249,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct hpo_api *api = cls;
     struct req *rq = *req_cls;
 
+    (void)url; /* MHD's decoding of the path: routing uses the raw one (on_uri) */
     if (rq == NULL) {
-        rq = req_new(api, conn, url, method);
-        if (rq == NULL) {
-            return MHD_NO;
+        return MHD_NO; /* on_uri ran out of memory */
+    }
+    if (!rq->started) {
+        rq->started = true;
+        return check_headers(api, rq, method, version);
+    }
+    if (!rq->headers_done) {
+        /* Back from the gradient upload check (start_upload_check). */
+        if (rq->suspended) {
+            return MHD_YES;
         }
-        *req_cls = rq;
-        return on_first_call(api, rq);
+        if (rq->ready) {
+            return queue_reply(rq);
+        }
+        rq->headers_done = true;
+        return MHD_YES;
     }
     if (*upload_data_size > 0) {
         enum MHD_Result r = append_body(rq, upload_data, *upload_data_size);
@@ -832,6 +1278,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (rq->suspended) {
         return MHD_YES;
+    }
+    if (rq->too_large && rq->exact) {
+        set_error(rq, HPO_INVALID_ARGUMENT, "gradient",
+                "body must be %zu bytes (%zu little-endian float64), got more", rq->limit,
+                rq->limit / sizeof(double));
+        return queue_reply(rq);
     }
     if (rq->too_large) {
         set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
@@ -882,49 +1334,141 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
 }
 
+/*
+** Copy `in` for a log line: bytes outside printable ASCII become \xHH, so a
+** decoded path cannot start a forged line; cut at `len` with "...".
+*/
+static void log_safe(char *out, size_t len, const char *in)
+{
+    size_t n = 0;
+
+    for (; *in != '\0' && n + 8 < len; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c < 0x20 || c >= 0x7f || c == '\\') {
+            n += (size_t)snprintf(out + n, len - n, "\\x%02x", c);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    if (*in != '\0') {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
+/*
+** The level of a finished request's log line: every request at debug; at
+** the default level (info) only what an operator acts on: server errors,
+** refused credentials and slow requests (docs/API.md, Operations).
+*/
+static enum hpo_log_level request_level(const struct req *rq, uint64_t us, bool *ret_slow)
+{
+    uint64_t slow_us = (uint64_t)rq->api->cfg.slow_request_ms * 1000u;
+
+    *ret_slow = slow_us > 0 && us > slow_us;
+    if (rq->status >= 500) {
+        return HPO_LOG_ERR;
+    }
+    if (rq->status == 401 || rq->status == 403) {
+        return HPO_LOG_WARNING;
+    }
+    return *ret_slow ? HPO_LOG_NOTICE : HPO_LOG_DEBUG;
+}
+
+/* Count a finished request for /metrics (any thread: atomic adds). */
+static void count_request(struct req *rq, uint64_t us)
+{
+    struct hpo__metrics *m = rq->api->metrics;
+
+    if (rq->status == 0) {
+        return; /* the client left before any reply: only the debug log line shows it */
+    }
+    hpo__metrics_request(m, rq->route, rq->method, rq->status, us);
+    if (rq->status < 200 || rq->status >= 300) {
+        return;
+    }
+    if (rq->route == R_ASK && rq->sreq.sampler != NULL) {
+        hpo__metrics_ask(m, rq->sreq.sampler, us);
+    } else if (rq->route == R_TELL) {
+        const json_t *st = json_object_get(rq->json, "state");
+        hpo__metrics_tell(m, json_is_string(st) ? json_string_value(st) : "complete");
+    } else if (rq->route == R_REPORT) {
+        hpo__metrics_report(m, rq->pruned);
+    }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         enum MHD_RequestTerminationCode toe)
 {
-    struct hpo_api *api = cls;
     struct req *rq = *req_cls;
+    enum hpo_log_level level;
     uint64_t us;
-    int cls_idx;
+    bool slow;
 
     if (rq == NULL) {
         return;
     }
+    if (!rq->started) {
+        /* MHD refused it before the handler saw it (431, malformed header...). */
+        goto release;
+    }
     hpo__conns_request_end(rq->tcp);
     us = now_us() - rq->start_us;
-    api->stats.requests++;
-    cls_idx = rq->status / 100;
-    if (cls_idx >= 0 && cls_idx < 6) {
-        api->stats.by_class[cls_idx]++;
-    }
-    api->stats.latency_us_sum += us;
-    {
-        static const uint64_t edges[11] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
-            50000, 100000, 250000 };
-        size_t b = 0;
-        while (b < 11 && us > edges[b]) {
-            b++;
+    count_request(rq, us);
+    level = request_level(rq, us, &slow);
+    if ((int)level <= (int)hpo_log_get_level()) {
+        const struct hpo_error *e = &rq->sreq.err;
+        const char *aborted = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)";
+        /* The token's name (never its secret); "-" without tokens or before authorization. */
+        const char *token = rq->who.name[0] != '\0' ? rq->who.name : "-";
+        char method[40], path[600], msg[600];
+        log_safe(method, sizeof(method), rq->method);
+        log_safe(path, sizeof(path), rq->path);
+        if (e->code != HPO_OK) {
+            log_safe(msg, sizeof(msg), e->message);
+            hpo_log(level, "req=%s %s %s %d %" PRIu64 "us token=%s%s%s %s: %s", rq->id, method,
+                    path, rq->status, us, token, slow ? " slow" : "", aborted,
+                    hpo_code_name(e->code), msg);
+        } else {
+            hpo_log(level, "req=%s %s %s %d %" PRIu64 "us token=%s%s%s", rq->id, method, path,
+                    rq->status, us, token, slow ? " slow" : "", aborted);
         }
-        api->stats.latency_buckets[b]++;
     }
-    hpo_log(HPO_LOG_INFO, "req=%s %s %s %d %" PRIu64 "us token=%s%s", rq->id, rq->method,
-            rq->path, rq->status, us, rq->who.name[0] ? rq->who.name : "-",
-            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+release:
     json_decref(rq->json);
     hpo_svc_request_finish(&rq->sreq);
+    hpo_svc_stream_free(rq->stream);
+    free(rq->link);
     release_out(rq);
     if (rq->out_fd > 0) {
         close(rq->out_fd); /* never handed to MHD */
     }
     free(rq->body);
     free(rq->path);
+    free(rq->raw);
     free(rq->study);
     free(rq->name);
     free(rq);
     *req_cls = NULL;
+}
+
+/*
+** libmicrohttpd's own messages go through the log. Those about one client's
+** request ("Error processing request (HTTP response code is 431 ...).
+** Closing connection.", "Connection was closed by remote side with
+** incomplete request.") are that client's doing, like a 4xx: debug, so a
+** hostile client cannot flood the journal. The rest (accept failures, the
+** connection limit, out of memory) at warning.
+*/
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    bool one_connection = strstr(fmt, "Closing connection.") != NULL ||
+            strstr(fmt, "request") != NULL;
+
+    hpo_log_va(one_connection ? HPO_LOG_DEBUG : HPO_LOG_WARNING, "libmicrohttpd", -1, fmt, ap);
 }
 
 int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
@@ -941,6 +1485,11 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     }
     api->cfg = *cfg;
     api->quiesced_fd = -1;
+    api->metrics = hpo__metrics_new();
+    if (api->metrics == NULL) {
+        free(api);
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
     api->tokens = cfg->tokens;
     hpo__conns_init(&api->conns, cfg->connection_limit, cfg->head_timeout_s);
     if (getrandom(&api->id_prefix, sizeof(api->id_prefix), 0) != sizeof(api->id_prefix)) {
@@ -952,6 +1501,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET6, cfg->host, &a6->sin6_addr) != 1) {
+            hpo__metrics_free(api->metrics);
             free(api);
             return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "listen",
                     "'%s' is not a numeric IPv6 address", cfg->host);
@@ -963,6 +1513,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET, cfg->host, &a4->sin_addr) != 1) {
+            hpo__metrics_free(api->metrics);
             free(api);
             return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "listen",
                     "'%s' is not a numeric IPv4 address", cfg->host);
@@ -972,10 +1523,12 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     (void)sslen;
     /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
 #define COMMON_OPTIONS                                                                        \
-    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_LISTEN_SOCKET,                   \
+    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,      \
+            MHD_OPTION_LISTEN_SOCKET,                                                         \
             cfg->listen_fd > 0 ? (MHD_socket)cfg->listen_fd : MHD_INVALID_SOCKET,             \
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed,                                        \
-            api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + HPO_CONNS_MARGIN,       \
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK,      \
+            on_uri, api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, api,                         \
+            MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + HPO_CONNS_MARGIN,            \
             MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_client_limit,                        \
             MHD_OPTION_NOTIFY_CONNECTION, hpo__conns_notify, &api->conns,                     \
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,                         \
@@ -983,14 +1536,15 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
             MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024)
     if (cfg->tls != NULL) {
         api->mhd = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)cfg->port, hpo__conns_accept,
-                &api->conns, on_request, api, MHD_OPTION_HTTPS_CERT_CALLBACK, hpo_tls_retrieve,
-                MHD_OPTION_HTTPS_PRIORITIES, HPO_TLS_PRIORITIES, COMMON_OPTIONS, MHD_OPTION_END);
+                &api->conns, on_request, api, COMMON_OPTIONS, MHD_OPTION_HTTPS_CERT_CALLBACK,
+                hpo_tls_retrieve, MHD_OPTION_HTTPS_PRIORITIES, HPO_TLS_PRIORITIES, MHD_OPTION_END);
     } else {
         api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, hpo__conns_accept, &api->conns,
                 on_request, api, COMMON_OPTIONS, MHD_OPTION_END);
     }
 #undef COMMON_OPTIONS
     if (api->mhd == NULL) {
+        hpo__metrics_free(api->metrics);
         free(api);
         return hpo_error_set(err, -EADDRINUSE, HPO_UNAVAILABLE, "listen",
                 "cannot listen on %s:%u", cfg->host, cfg->port);
@@ -1049,12 +1603,16 @@ void hpo_api_stop(struct hpo_api *api)
     if (api->quiesced_fd >= 0) {
         close(api->quiesced_fd);
     }
+    hpo__metrics_free(api->metrics);
     free(api);
 }
 
-void hpo_api_stats(struct hpo_api *api, struct hpo_api_stats *ret)
+int hpo_api_metrics_write(struct hpo_api *api, FILE *f)
 {
-    *ret = api->stats;
+    const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+    return hpo__metrics_write(api->metrics, f, info != NULL ? info->num_connections : 0);
 }
 
 void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)

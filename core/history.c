@@ -69,39 +69,133 @@ void hpo_history_finish(struct hpo_history *h)
 ** study hands out one new point per optimizer version and drops the last
 ** one's when its trial finishes; reusing that memory saves 2 * dim fresh
 ** pages per ask (the page faults cost more than everything else an ask of a
-** 10^6-element vector does). Points of small studies are not kept.
+** 10^6-element vector does). Points of small studies are not kept, and a
+** kept point that no ask took for KEEP_TICKS calls of hpo_point_cache_tick
+** goes back to the system.
 */
 #define POINT_KEEP_MIN ((size_t)1 << 20)
+#define KEEP_TICKS 5
 
 static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hpo_point *kept;
 static size_t kept_dim;
+static unsigned kept_ticks;
+
+/* The vector memory in use (big points, kept one included, and what callers took). */
+static atomic_uint_fast64_t vec_used;
+static atomic_uint_fast64_t vec_cap = UINT64_MAX;
+
+void hpo_vector_memory_set_cap(uint64_t bytes)
+{
+    atomic_store(&vec_cap, bytes);
+}
+
+uint64_t hpo_vector_memory_used(void)
+{
+    return atomic_load(&vec_used);
+}
+
+uint64_t hpo_vector_memory_cap(void)
+{
+    return atomic_load(&vec_cap);
+}
+
+/* Count `bytes` in; with `bounded`, only if the total stays within the cap. */
+static bool vec_take(uint64_t bytes, bool bounded)
+{
+    uint_fast64_t cur = atomic_load(&vec_used);
+    uint64_t cap = atomic_load(&vec_cap);
+
+    if (!bounded) {
+        atomic_fetch_add(&vec_used, bytes);
+        return true;
+    }
+    do {
+        if (cur > cap || bytes > cap - cur) {
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak(&vec_used, &cur, cur + bytes));
+    return true;
+}
+
+void hpo_vector_memory_give(uint64_t bytes)
+{
+    atomic_fetch_sub(&vec_used, bytes);
+}
 
 static size_t point_bytes(size_t dim)
 {
     return sizeof(struct hpo_point) + (2 * dim + 1) * sizeof(double);
 }
 
-struct hpo_point *hpo_point_new(size_t dim)
+/* Take the kept point out (the caller frees it and gives its bytes back), or NULL. */
+static struct hpo_point *unkeep(void)
 {
+    struct hpo_point *p;
+
+    pthread_mutex_lock(&kept_lock);
+    p = kept;
+    kept = NULL;
+    pthread_mutex_unlock(&kept_lock);
+    return p;
+}
+
+static void free_big(struct hpo_point *p)
+{
+    if (p != NULL) {
+        hpo_vector_memory_give(point_bytes(p->dim));
+        free(p);
+    }
+}
+
+bool hpo_vector_memory_take(uint64_t bytes)
+{
+    if (vec_take(bytes, true)) {
+        return true;
+    }
+    /* The kept point is the one thing held that nobody needs. */
+    free_big(unkeep());
+    return vec_take(bytes, true);
+}
+
+static struct hpo_point *point_new(size_t dim, bool bounded)
+{
+    size_t bytes = point_bytes(dim);
     struct hpo_point *p = NULL;
 
-    if (point_bytes(dim) >= POINT_KEEP_MIN) {
+    if (bytes >= POINT_KEEP_MIN) {
         pthread_mutex_lock(&kept_lock);
         if (kept != NULL && kept_dim == dim) {
             p = kept;
             kept = NULL;
         }
         pthread_mutex_unlock(&kept_lock);
+        if (p == NULL && !(bounded ? hpo_vector_memory_take(bytes) : vec_take(bytes, false))) {
+            errno = ENOBUFS;
+            return NULL;
+        }
     }
     if (p == NULL) {
-        p = malloc(point_bytes(dim));
+        p = malloc(bytes);
+        if (p == NULL && bytes >= POINT_KEEP_MIN) {
+            hpo_vector_memory_give(bytes);
+        }
     }
     if (p != NULL) {
         p->refs = 1;
         p->dim = dim;
     }
     return p;
+}
+
+struct hpo_point *hpo_point_new(size_t dim)
+{
+    return point_new(dim, false);
+}
+
+struct hpo_point *hpo_point_new_bounded(size_t dim)
+{
+    return point_new(dim, true);
 }
 
 void hpo_point_release(struct hpo_point *p)
@@ -121,16 +215,28 @@ void hpo_point_release(struct hpo_point *p)
     old = kept;
     kept = p;
     kept_dim = dim;
+    kept_ticks = 0;
     pthread_mutex_unlock(&kept_lock);
-    free(old);
+    free_big(old);
 }
 
 void hpo_point_cache_clear(void)
 {
+    free_big(unkeep());
+}
+
+bool hpo_point_cache_tick(void)
+{
+    struct hpo_point *p = NULL;
+
     pthread_mutex_lock(&kept_lock);
-    free(kept);
-    kept = NULL;
+    if (kept != NULL && ++kept_ticks >= KEEP_TICKS) {
+        p = kept;
+        kept = NULL;
+    }
     pthread_mutex_unlock(&kept_lock);
+    free_big(p);
+    return p != NULL;
 }
 
 int hpo_trial_own_point(struct hpo_trial *t, size_t dim)

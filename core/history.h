@@ -57,8 +57,36 @@ struct hpo_point *hpo_point_new(size_t dim);
 /* Drop one reference; the last frees the point (or keeps it in the cache). */
 void hpo_point_release(struct hpo_point *p);
 
-/* Free the cached point (at shutdown, so leak checkers see a clean exit). */
+/*
+** hpo_point_new, refusing (NULL with errno ENOBUFS) a big point that would
+** take the vector memory over its cap: for new demand (an ask), not for
+** what the database already holds (a load).
+*/
+struct hpo_point *hpo_point_new_bounded(size_t dim);
+
+/* Free the cached point (at shutdown, or once a study went). */
 void hpo_point_cache_clear(void);
+
+/*
+** Call about once a second: a cached point no ask took for a few calls is
+** freed. Returns whether one was.
+*/
+bool hpo_point_cache_tick(void);
+
+/*
+** The vector memory: big points (1 MiB or more, the cached one included)
+** and what callers count in with hpo_vector_memory_take (kept uploads). The
+** cap (default: none) bounds new demand; the daemon answers 503 beyond it.
+*/
+void hpo_vector_memory_set_cap(uint64_t bytes);
+uint64_t hpo_vector_memory_used(void);
+uint64_t hpo_vector_memory_cap(void);
+
+/* Count `bytes` in if the total stays within the cap (dropping the cached point if need be). */
+bool hpo_vector_memory_take(uint64_t bytes);
+
+/* Count `bytes` out again. */
+void hpo_vector_memory_give(uint64_t bytes);
 
 struct hpo_trial {
     int64_t number;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonw.h"
 #include "parallel.h"
 #include "space.h"
 
@@ -894,7 +895,10 @@ static int scalar_from_json(const struct hpo_param *p, const json_t *v, const ch
         }
     }
     if (x < p->low || x > p->high) {
-        return FAIL(field, "%s must be within [%.17g, %.17g]", field, p->low, p->high);
+        char lo[HPO_DOUBLE_BUF], hi[HPO_DOUBLE_BUF];
+        hpo_format_double(lo, p->low);
+        hpo_format_double(hi, p->high);
+        return FAIL(field, "%s must be within [%s, %s]", field, lo, hi);
     }
     if (p->type == HPO_PARAM_INT) {
         if (x != floor(x) || fmod(x - p->low, p->step) != 0.0) {

@@ -1,6 +1,6 @@
 /*
 ** space.h: the search space of a study, its validation, and the maps
-** between parameter values and the unit cube (ALGORITHMS.md section 0).
+** between parameter values and the unit cube (docs/ALGORITHMS.md §0).
 **
 ** A point is held two ways, both arrays of `space->dim` doubles:
 **  - values: float and int params as their value (ints exactly), a
@@ -64,8 +64,8 @@ struct hpo_space {
 };
 
 /*
-** Parse and validate a JSON array of param definitions (API.md "Search
-** space"). On success *ret_space is a new space (free with
+** Parse and validate a JSON array of param definitions
+** (docs/REFERENCE.md "Search space"). On success *ret_space is a new space (free with
 ** hpo_space_destroy). On failure returns -EINVAL and fills `err` with
 ** invalid_argument naming the field, e.g. "params[1].low".
 */

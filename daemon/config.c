@@ -1,7 +1,10 @@
 /*
 ** config.c: parsing and validating the daemon's configuration.
 */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,11 +54,54 @@ static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size
     if (strcmp(cfg->host, "localhost") == 0) {
         snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
     }
+    /* The daemon binds the address without resolving names (api/http.c). */
+    {
+        struct in6_addr a;
+        int family = strchr(cfg->host, ':') != NULL ? AF_INET6 : AF_INET;
+        if (inet_pton(family, cfg->host, &a) != 1) {
+            return fail(msg, len, "listen: '%s': '%s' is not a numeric %s address", value,
+                    cfg->host, family == AF_INET6 ? "IPv6" : "IPv4");
+        }
+    }
     cfg->port = (unsigned)port;
     return 0;
 }
 
-int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, char *msg,
+/* A byte count with an optional K, M, G or T suffix (powers of 1024), or "unlimited". */
+static int set_bytes(uint64_t *out, const char *key, const char *value, char *msg, size_t len)
+{
+    unsigned long long n;
+    unsigned shift = 0;
+    char *end;
+
+    if (strcmp(value, "unlimited") == 0) {
+        *out = UINT64_MAX;
+        return 0;
+    }
+    errno = 0;
+    n = isdigit((unsigned char)value[0]) ? strtoull(value, &end, 10) : 0;
+    if (!isdigit((unsigned char)value[0]) || errno != 0) {
+        end = NULL;
+    } else if (*end != '\0') {
+        const char *units = "KMGT";
+        const char *u = strchr(units, toupper((unsigned char)*end));
+        shift = u != NULL ? 10 * (unsigned)(u - units + 1) : 0;
+        if (u == NULL || (strcmp(end + 1, "") != 0 && strcmp(end + 1, "iB") != 0 &&
+                                 strcmp(end + 1, "B") != 0)) {
+            end = NULL;
+        }
+    }
+    if (end == NULL || n == 0 || n > (UINT64_MAX >> shift)) {
+        return fail(msg, len,
+                "%s: '%s' must be a positive size in bytes (suffix K, M, G or T) or unlimited",
+                key, value);
+    }
+    *out = (uint64_t)n << shift;
+    return 0;
+}
+
+/* hpo_config_set, but -ENOENT for a key that is no setting (an unknown flag). */
+static int config_set(struct hpo_config *cfg, const char *key, const char *value, char *msg,
         size_t len)
 {
     if (strcmp(key, "listen") == 0) {
@@ -95,13 +141,38 @@ int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, c
         cfg->log_level = level;
         return 0;
     }
+    if (strcmp(key, "slow-request-ms") == 0 || strcmp(key, "metrics-max-studies") == 0) {
+        unsigned long n;
+        char *end;
+        errno = 0;
+        n = strtoul(value, &end, 10);
+        if (errno != 0 || *end != '\0' || value[0] < '0' || value[0] > '9' || n > 3600000) {
+            return fail(msg, len, "%s: '%s' must be an integer from 0 to 3600000", key, value);
+        }
+        if (key[0] == 's') {
+            cfg->slow_request_ms = (unsigned)n;
+        } else {
+            cfg->metrics_max_studies = (unsigned)n;
+        }
+        return 0;
+    }
+    if (strcmp(key, "max-vector-memory") == 0 || strcmp(key, "max_vector_memory") == 0) {
+        return set_bytes(&cfg->max_vector_memory, "max-vector-memory", value, msg, len);
+    }
     {
         int r = hpo_access_config_set(&cfg->access, key, value, msg, len);
         if (r <= 0) {
             return r;
         }
     }
-    return fail(msg, len, "unknown setting '%s'", key);
+    (void)fail(msg, len, "unknown setting '%s'", key);
+    return -ENOENT;
+}
+
+int hpo_config_set(struct hpo_config *cfg, const char *key, const char *value, char *msg,
+        size_t len)
+{
+    return config_set(cfg, key, value, msg, len) < 0 ? -EINVAL : 0;
 }
 
 static int load_file(struct hpo_config *cfg, const char *path, char *msg, size_t len)
@@ -171,7 +242,15 @@ void hpo_config_usage(const char *prog)
            "  --synchronous MODE     normal (survives a daemon crash; default) or full\n"
            "                         (survives power loss)\n"
            "  --threads N            worker threads for storage and samplers (default 4)\n"
-           "  --log-level LEVEL      err, warning, notice, info (default) or debug\n"
+           "  --log-level LEVEL      err, warning, notice, info (default) or debug; every\n"
+           "                         request is logged at debug, 5xx at err, 401/403 at\n"
+           "                         warning, slow ones at notice\n"
+           "  --slow-request-ms MS   log requests that took longer (default 500; 0: never)\n"
+           "  --metrics-max-studies N  studies with their own hpod_study_trials series on\n"
+           "                         /metrics (default 100; the rest are summed as \"(other)\")\n"
+           "  --max-vector-memory SIZE  cap on memory for big vectors (K/M/G/T suffix, or\n"
+           "                         unlimited; default half the physical memory): asks\n"
+           "                         and uploads beyond it answer 503\n"
            "  --tokens FILE          API tokens (NAME ROLE SHA256HEX [PREFIX] lines); every /v1\n"
            "                         request then needs Authorization: Bearer <token>\n"
            "  --new-token NAME:ROLE[:PREFIX]  print a new token and its tokens-file line, exit\n"
@@ -184,12 +263,16 @@ void hpo_config_usage(const char *prog)
            "  --connection-timeout SECONDS  idle connections are closed (default 30)\n"
            "  --config FILE          read `key value` lines with the names above; a leading\n"
            "                         '-' makes a missing file silently ignored\n"
-           "  --check-config         validate the configuration and exit\n"
+           "  --check-config         validate the configuration (the address, whether the\n"
+           "                         database can be opened or created, the tokens file and\n"
+           "                         the TLS pair; takes no lock and creates nothing) and exit\n"
            "  --version              print the version and exit\n"
            "  --help                 print this text and exit\n\n"
            "Precedence: defaults < config file < HPOD_LISTEN, HPOD_DB, HPOD_SYNCHRONOUS,\n"
-           "HPOD_THREADS, HPOD_LOG_LEVEL < flags. Signals: SIGTERM/SIGINT drain and exit 0;\n"
-           "SIGHUP re-reads the config file's log-level, the tokens file and the TLS pair.\n",
+           "HPOD_THREADS, HPOD_LOG_LEVEL, HPOD_SLOW_REQUEST_MS, HPOD_METRICS_MAX_STUDIES,\n"
+           "HPOD_MAX_VECTOR_MEMORY < flags. Signals: SIGTERM/SIGINT drain and exit 0;\n"
+           "SIGHUP re-reads the config file's log-level, the tokens file and the TLS pair.\n"
+           "One daemon per database: it holds a lock on PATH.lock while it runs.\n",
             prog);
 }
 
@@ -198,6 +281,9 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     static const char *const env_keys[][2] = {
         { "HPOD_LISTEN", "listen" }, { "HPOD_DB", "db" }, { "HPOD_SYNCHRONOUS", "synchronous" },
         { "HPOD_THREADS", "threads" }, { "HPOD_LOG_LEVEL", "log-level" },
+        { "HPOD_SLOW_REQUEST_MS", "slow-request-ms" },
+        { "HPOD_METRICS_MAX_STUDIES", "metrics-max-studies" },
+        { "HPOD_MAX_VECTOR_MEMORY", "max-vector-memory" },
     };
     const char *state_dir = secure_getenv("STATE_DIRECTORY");
     int r;
@@ -207,6 +293,8 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     cfg->port = 8080;
     cfg->threads = 4;
     cfg->log_level = HPO_LOG_INFO;
+    cfg->slow_request_ms = 500;
+    cfg->metrics_max_studies = 100;
     hpo_access_config_init(&cfg->access);
     if (state_dir != NULL && state_dir[0] != '\0') {
         /* systemd may list several directories separated by ':'; use the first. */
@@ -266,6 +354,12 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
         } else {
             snprintf(key, sizeof(key), "%s", arg + 2);
             if (i + 1 >= argc) {
+                /* An unknown option is named as such, not as one missing its value. */
+                struct hpo_config scratch = *cfg;
+                if (strcmp(key, "config") != 0 &&
+                        config_set(&scratch, key, "", msg, len) == -ENOENT) {
+                    return fail(msg, len, "unknown option --%s", key);
+                }
                 return fail(msg, len, "--%s needs a value", key);
             }
             value = argv[++i];
@@ -273,7 +367,11 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
         if (strcmp(key, "config") == 0) {
             continue;
         }
-        if (hpo_config_set(cfg, key, value, msg, len) < 0) {
+        r = config_set(cfg, key, value, msg, len);
+        if (r == -ENOENT) {
+            return fail(msg, len, "unknown option --%s", key);
+        }
+        if (r < 0) {
             return -EINVAL;
         }
     }

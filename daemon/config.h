@@ -6,6 +6,7 @@
 #define HPO_CONFIG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "../api/access.h"
 
@@ -16,6 +17,9 @@ struct hpo_config {
     bool synchronous_full;
     int threads;        /* worker threads (UV_THREADPOOL_SIZE) */
     int log_level;      /* syslog priority */
+    unsigned slow_request_ms;     /* requests slower than this are logged (0: none) */
+    unsigned metrics_max_studies; /* studies with their own /metrics series; the rest "(other)" */
+    uint64_t max_vector_memory; /* bytes; 0 = the default (main.c), UINT64_MAX = unlimited */
     char config_file[4096];
     bool check_only;    /* --check-config */
     bool show_help;

@@ -1,7 +1,7 @@
 /*
 ** main.c: hpod's process: configuration, storage, service, the HTTP server
 ** inside the libuv loop, signals, timers (MHD, heartbeat reaper, systemd
-** watchdog) and the orderly shutdown of STYLE.md rule 37.
+** watchdog) and the orderly shutdown of docs/STYLE.md rule 37.
 */
 #include <errno.h>
 #include <inttypes.h>
@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -17,13 +19,16 @@
 
 #include "../api/api.h"
 #include "../api/log.h"
+#include "../core/history.h"
 #include "../service/service.h"
 #include "../storage/storage.h"
 #include "activation.h"
 #include "admin.h"
 #include "config.h"
 #include "dispatch.h"
+#include "metrics.h"
 #include "notify.h"
+#include "preflight.h"
 #include "security.h"
 
 struct daemon {
@@ -76,53 +81,14 @@ static int backup(void *ctx, int *ret_fd, uint64_t *ret_size, struct hpo_error *
     return hpo_admin_backup(d->cfg.db, ret_fd, ret_size, err);
 }
 
-static char *metrics(void *ctx)
+static char *metrics(void *ctx, const char *scope)
 {
     struct daemon *d = ctx;
-    struct hpo_api_stats st;
-    size_t studies, states[5];
-    uint64_t commits, writes;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    static const char *const edges[12] = { "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
-        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "+Inf" };
-    static const char *const states_n[5] = { "waiting", "running", "complete", "pruned",
-        "failed" };
-    uint64_t cum = 0;
+    struct hpo_metrics_sources src = { .api = d->api, .service = d->service,
+        .storage = d->storage, .version = HPOD_VERSION,
+        .max_studies = d->cfg.metrics_max_studies, .scope = scope };
 
-    if (f == NULL) {
-        return NULL;
-    }
-    hpo_api_stats(d->api, &st);
-    hpo_service_counts(d->service, &studies, states);
-    hpo_storage_stats(d->storage, &commits, &writes);
-    fprintf(f, "# HELP hpod_requests_total HTTP requests by status class.\n"
-               "# TYPE hpod_requests_total counter\n");
-    for (int c = 1; c < 6; c++) {
-        fprintf(f, "hpod_requests_total{class=\"%dxx\"} %" PRIu64 "\n", c, st.by_class[c]);
-    }
-    fprintf(f, "# HELP hpod_request_duration_seconds Request latency.\n"
-               "# TYPE hpod_request_duration_seconds histogram\n");
-    for (int b = 0; b < 12; b++) {
-        cum += st.latency_buckets[b];
-        fprintf(f, "hpod_request_duration_seconds_bucket{le=\"%s\"} %" PRIu64 "\n", edges[b], cum);
-    }
-    fprintf(f, "hpod_request_duration_seconds_sum %.6f\n", (double)st.latency_us_sum / 1e6);
-    fprintf(f, "hpod_request_duration_seconds_count %" PRIu64 "\n", st.requests);
-    fprintf(f, "# HELP hpod_studies Studies in memory.\n# TYPE hpod_studies gauge\n"
-               "hpod_studies %zu\n", studies);
-    fprintf(f, "# HELP hpod_trials Trials by state.\n# TYPE hpod_trials gauge\n");
-    for (int s = 0; s < 5; s++) {
-        fprintf(f, "hpod_trials{state=\"%s\"} %zu\n", states_n[s], states[s]);
-    }
-    fprintf(f, "# HELP hpod_storage_commits_total Group commits.\n"
-               "# TYPE hpod_storage_commits_total counter\nhpod_storage_commits_total %" PRIu64
-               "\n# HELP hpod_storage_writes_total Writes committed.\n"
-               "# TYPE hpod_storage_writes_total counter\nhpod_storage_writes_total %" PRIu64 "\n",
-            commits, writes);
-    fclose(f);
-    return buf;
+    return hpo_metrics_text(&src);
 }
 
 /* ---- MHD inside libuv ---------------------------------------------------- */
@@ -165,6 +131,10 @@ static void reap_work_cb(uv_work_t *w)
 
     if (n > 0) {
         hpo_log(HPO_LOG_NOTICE, "heartbeat reaper failed %zu trial(s)", n);
+    }
+    /* A big vector no ask reused goes back to the system, with the heap's free tops. */
+    if (hpo_point_cache_tick()) {
+        (void)malloc_trim(0);
     }
 }
 
@@ -339,6 +309,40 @@ static void reexec_with_huge_pages(char **argv)
     unsetenv("HPOD_NO_REEXEC");
 }
 
+/*
+** The kernel names a process after the file it executes, "exe" after the
+** re-exec through /proc/self/exe: name it after argv[0] again, so that
+** pgrep, top and ps show hpod (argv itself went through the exec unchanged).
+*/
+static void keep_name(const char *argv0)
+{
+    const char *base = strrchr(argv0, '/');
+    char name[16];
+
+    snprintf(name, sizeof(name), "%s", base != NULL ? base + 1 : argv0);
+    if (name[0] != '\0') {
+        (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+    }
+}
+
+/*
+** The cap on memory held by big vectors (core/history.h): the configured
+** one, else half the physical memory.
+*/
+static uint64_t vector_memory_cap(const struct hpo_config *cfg)
+{
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (cfg->max_vector_memory != 0) {
+        return cfg->max_vector_memory;
+    }
+    if (pages <= 0 || page <= 0) {
+        return UINT64_MAX;
+    }
+    return (uint64_t)pages * (uint64_t)page / 2;
+}
+
 int main(int argc, char **argv)
 {
     static struct daemon d;
@@ -351,6 +355,7 @@ int main(int argc, char **argv)
     int r, rc = 0, listen_fd;
 
     reexec_with_huge_pages(argv);
+    keep_name(argv[0]);
     /*
     ** Large buffers (vectors, request bodies, sampler states) are mmapped and
     ** go back to the kernel when freed; glibc's default raises the threshold
@@ -375,10 +380,33 @@ int main(int argc, char **argv)
         printf("hpod %s\n", HPOD_VERSION);
         return 0;
     }
+    /*
+    ** What the daemon needs before it creates anything: an address it can
+    ** bind (only whether it is this machine's for --check-config, as the
+    ** running daemon may hold the port) and a database it can open.
+    */
+    if (hpo_preflight_listen(d.cfg.host, d.cfg.check_only ? 0 : d.cfg.port, msg,
+                sizeof(msg)) < 0 || hpo_preflight_db(d.cfg.db, msg, sizeof(msg)) < 0) {
+        fprintf(stderr, "hpod: %s\n", msg);
+        return 2;
+    }
     if (d.cfg.check_only) {
+        /* The tokens file, the TLS pair and the loopback rule, loaded as at start. */
+        if (hpo_security_start(&d.sec, &d.cfg, msg, sizeof(msg)) < 0) {
+            fprintf(stderr, "hpod: %s\n", msg);
+            return 2;
+        }
+        hpo_security_finish(&d.sec);
         printf("configuration ok\n");
         return 0;
     }
+    /* One daemon per database; held until the process ends. */
+    r = hpo_preflight_lock(d.cfg.db, msg, sizeof(msg));
+    if (r < 0) {
+        hpo_log(HPO_LOG_ERR, "%s", msg);
+        return 1;
+    }
+    hpo_vector_memory_set_cap(vector_memory_cap(&d.cfg));
     hpo_log_set_level((enum hpo_log_level)d.cfg.log_level);
     /* A socket passed by systemd replaces --listen (its address decides the loopback rule). */
     listen_fd = hpo_activation_listen_fd(d.cfg.host, sizeof(d.cfg.host), &d.cfg.port, msg,
@@ -431,6 +459,7 @@ int main(int argc, char **argv)
     acfg.tls = d.sec.tls;
     acfg.service = d.service;
     acfg.version = HPOD_VERSION;
+    acfg.slow_request_ms = d.cfg.slow_request_ms;
     acfg.submit = submit;
     acfg.healthy = healthy;
     acfg.metrics = metrics;

@@ -1,5 +1,5 @@
 /*
-** notify.c: sd_notify in about forty lines (STYLE.md rule 41).
+** notify.c: sd_notify in about forty lines (docs/STYLE.md rule 41).
 */
 #include <errno.h>
 #include <stddef.h>

@@ -11,7 +11,7 @@ feature: lam_j in [1e-5, 10] (log), so the study has 1,816 hyperparameters.
 Inner problem:  w*(lam) = argmin_w  mean logloss(train; w) + 1/2 sum_j lam_j w_j^2
                 (the bias is not regularized), solved by Newton-CG, warm-started.
 Outer value:    L_V = mean logloss(validation; w*).
-Hypergradient (implicit function theorem, ALGORITHMS.md 7.6):
+Hypergradient (implicit function theorem, docs/ALGORITHMS.md §7.6):
                 dL_V/dlam_j = -q_j w*_j   with   H q = grad_w L_V,
                 H = X'DX/n + diag(lam) the training Hessian at w*, solved by
                 conjugate gradients with Hessian-vector products only.

@@ -1,5 +1,5 @@
 /*
-** asha.c: successive halving (ALGORITHMS.md 6.2; Optuna's
+** asha.c: successive halving (docs/ALGORITHMS.md §6.2; Optuna's
 ** SuccessiveHalvingPruner), API name `asha`, and the engine hyperband.c
 ** runs once per bracket.
 **

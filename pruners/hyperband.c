@@ -1,5 +1,5 @@
 /*
-** hyperband.c: Hyperband (ALGORITHMS.md 6.3; Optuna's HyperbandPruner):
+** hyperband.c: Hyperband (docs/ALGORITHMS.md §6.3; Optuna's HyperbandPruner):
 ** brackets of successive halving with min_early_stopping_rate = bracket,
 ** each trial sent to a bracket by crc32("<study name>_<trial number>") so
 ** the assignment is Optuna's.

@@ -1,5 +1,5 @@
 /*
-** median.c: the median and percentile pruners (ALGORITHMS.md 6.1; Optuna's
+** median.c: the median and percentile pruners (docs/ALGORITHMS.md §6.1; Optuna's
 ** MedianPruner and PercentilePruner), with `compare: "running_average"` for
 ** the Vizier median stopping rule.
 **

@@ -1,7 +1,7 @@
 /*
 ** pruner-int.h: private to pruners/: sorted value arrays, numpy's linear
 ** percentile, option and CRC helpers (common.c) and the successive-halving
-** engine that asha.c and hyperband.c share (ALGORITHMS.md sections 6.2-6.4).
+** engine that asha.c and hyperband.c share (docs/ALGORITHMS.md §6.2-6.4).
 */
 #ifndef HPO_PRUNER_INT_H
 #define HPO_PRUNER_INT_H
@@ -63,7 +63,7 @@ struct hpo__sha_rec {
 #define HPO_SHA_MAX_RUNGS 64
 
 /*
-** One successive-halving pruner (ALGORITHMS.md 6.2) with a fixed
+** One successive-halving pruner (docs/ALGORITHMS.md §6.2) with a fixed
 ** min_resource. It keeps, per rung, a sorted array of the rung values of
 ** every trial it was given (any state), derived from the trials' stored
 ** reports: a trial's rung-k value is its value at its first report at or

@@ -1,5 +1,5 @@
 /*
-** gp-model.c: the Gaussian process of the gp sampler (ALGORITHMS.md 4.1-4.4,
+** gp-model.c: the Gaussian process of the gp sampler (docs/ALGORITHMS.md §4.1-4.4,
 ** 4.8): Matern-5/2 ARD kernel with Hamming distance on categorical dims, a
 ** cached Cholesky factor extended by rows, batched posterior with BLAS, the
 ** MAP log posterior with its gradient, the NLopt L-BFGS fit, and logEI.

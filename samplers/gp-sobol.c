@@ -1,6 +1,6 @@
 /*
 ** gp-sobol.c: scrambled Sobol points for the gp sampler's candidate pool
-** (ALGORITHMS.md section 2): Joe-Kuo direction numbers (gp-sobol-table.h),
+** (docs/ALGORITHMS.md §2): Joe-Kuo direction numbers (gp-sobol-table.h),
 ** Gray-code order, Matousek's random linear matrix scramble plus a digital
 ** shift (the same randomization as scipy.stats.qmc.Sobol(scramble=True)).
 */

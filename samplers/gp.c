@@ -1,10 +1,10 @@
 /*
-** gp.c: the GP Bayesian-optimization sampler (ALGORITHMS.md section 4;
+** gp.c: the GP Bayesian-optimization sampler (docs/ALGORITHMS.md §4;
 ** Optuna's GPSampler). A Matern-5/2 ARD Gaussian process on the unit cube,
 ** MAP-fitted hyperparameters, logEI or UCB maximized over scrambled Sobol
 ** candidates plus local searches, running trials as best constant liars.
 **
-** Refit policy (hpod choice, ALGORITHMS.md 4.8): with at most 300 complete
+** Refit policy (hpod choice, docs/ALGORITHMS.md §4.8): with at most 300 complete
 ** trials the hyperparameters are refitted at every ask; above, only when
 ** the number of complete trials grew by 5% since the last fit, and in
 ** between the cached Cholesky factor is extended by the new rows in
@@ -611,8 +611,8 @@ static void standardize(double *y, size_t n)
 }
 
 /*
-** Output warping (hpod choice, after Vizier's half-rank warp, ALGORITHMS.md
-** 4.2): on standardized targets, values below the median are compressed
+** Output warping (hpod choice, after Vizier's half-rank warp,
+** docs/ALGORITHMS.md §4.2): on standardized targets, values below the median are compressed
 ** to med - log1p(med - y), then everything is standardized again. Monotone,
 ** so the best points stay best, but a few huge losses (Rosenbrock-like) no
 ** longer flatten the model around the good region.
@@ -640,7 +640,7 @@ static void warp_bad_half(double *y, size_t n)
     standardize(y, n);
 }
 
-/* Fit hyperparameters on (a subset of) the model rows; never fails (ALGORITHMS.md 4.3). */
+/* Fit hyperparameters on (a subset of) the model rows; never fails (docs/ALGORITHMS.md §4.3). */
 static int fit_hyper(struct ctx *c)
 {
     struct gp_state *s = c->s;

@@ -1,7 +1,7 @@
 /*
 ** gp.h: internals of the GP Bayesian-optimization sampler (gp.c), exposed
 ** for its unit tests and for the service's diagnostics: the Gaussian-process
-** model (gp-model.c), logEI (ALGORITHMS.md section 4.4) and the scrambled
+** model (gp-model.c), logEI (docs/ALGORITHMS.md §4.4) and the scrambled
 ** Sobol generator (gp-sobol.c).
 **
 ** All functions are pure computations on caller-owned memory, safe to call
@@ -16,7 +16,7 @@
 
 struct hpo_rng;
 
-/* Noise floor of the model (ALGORITHMS.md 4.3): sigma^2 = 1e-6 + e^rho. */
+/* Noise floor of the model (docs/ALGORITHMS.md §4.3): sigma^2 = 1e-6 + e^rho. */
 #define HPO_GP_MIN_NOISE 1e-6
 
 /*
@@ -105,7 +105,7 @@ void hpo_gp_predict_grad(const struct hpo_gp_model *m, const double *x, double *
 
 /*
 ** The log posterior used to fit hyperparameters: log p(y | X, phi) (+ the
-** log prior of ALGORITHMS.md 4.3 when `with_prior`), at raw parameters
+** log prior of docs/ALGORITHMS.md §4.3 when `with_prior`), at raw parameters
 ** raw = (ln theta_1..d, ln s[, rho]) with sigma^2 = 1e-6 + e^rho, or 1e-6 when
 ** `deterministic` (then raw has d+1 entries). Uses the model's rows and
 ** targets, not its factor. Writes the gradient to `grad` when non-NULL.

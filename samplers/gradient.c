@@ -1,5 +1,5 @@
 /*
-** gradient.c: the gradient sampler (ALGORITHMS.md section 7). First-order
+** gradient.c: the gradient sampler (docs/ALGORITHMS.md §7). First-order
 ** descent on every active float coordinate (scalar or vector) from client
 ** hypergradients, or from SPSA / finite-difference estimates when clients
 ** send values only. Int and categorical params stay at the initial point.

@@ -1,5 +1,5 @@
 /*
-** random.c: random search (ALGORITHMS.md section 1). Each coordinate is
+** random.c: random search (docs/ALGORITHMS.md §1). Each coordinate is
 ** uniform in the unit cube; decoding applies log, steps and choices, and
 ** `when` conditions. Supports vectors. Stateless.
 */

@@ -1,5 +1,5 @@
 /*
-** sampler.h: the sampler interface and registry (DESIGN.md "Interfaces").
+** sampler.h: the sampler interface and registry (docs/DESIGN.md "Interfaces").
 **
 ** A sampler is a table of functions registered by name in registry.c. It
 ** works in the unit cube (core/space.h), owns its `state`, does no I/O,
@@ -68,9 +68,10 @@ struct hpo_sampler_type {
     ** history already shows it). `gradient` holds space->dim derivatives of
     ** the value in each param's own units (NaN where none was sent), or is
     ** NULL when the tell carried no gradient. The service has already checked
-    ** sizes, finiteness and that only float params have gradients, and calls
-    ** this after the tell is durable, so it cannot fail; persist what must
-    ** survive through save(), which the service calls right after.
+    ** sizes, finiteness and that only float params have gradients. It calls
+    ** this before the tell's write commits and saves the state (save or
+    ** save_parts) into that same write; should the commit fail, it restores
+    ** the last committed state with load(). So tell() cannot fail.
     */
     void (*tell)(void *state, const struct hpo_space *space, const struct hpo_history *history,
             size_t trial, const double *gradient);
@@ -89,7 +90,16 @@ struct hpo_sampler_type {
     ** pieces, or a negative errno.
     */
     int (*save_parts)(const void *state, struct hpo_save_part *parts);
+    /*
+    ** Optional (required when save or save_parts is set): replace the state
+    ** built by configure() with one save() wrote, `blob` being borrowed.
+    ** Called at start for each study with a stored state, and to roll back
+    ** to the last committed state after a failed write. Returns 0, or
+    ** -EINVAL for a blob that is not a valid state of this configuration
+    ** (-ENOMEM on OOM); on failure the state is left as it was.
+    */
     int (*load)(void *state, const void *blob, size_t len);
+    /* Free the state from configure() (which may be NULL for a stateless sampler). */
     void (*destroy)(void *state);
     /*
     ** Optional. Whether suggest() changed state that save() must persist

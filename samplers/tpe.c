@@ -1,5 +1,5 @@
 /*
-** tpe.c: the Tree-structured Parzen Estimator (ALGORITHMS.md section 3).
+** tpe.c: the Tree-structured Parzen Estimator (docs/ALGORITHMS.md §3).
 **
 ** Finished trials are split at the gamma-quantile of the loss into "below"
 ** (good) and "above"; running trials join "above" (constant liar). Each
@@ -12,7 +12,7 @@
 ** group), with `group` decomposing conditional spaces into sets of params
 ** that always co-occur; or univariate (each param on its own).
 **
-** Speed (ALGORITHMS.md 3.7). The above mixture g has one kernel per trial.
+** Speed (docs/ALGORITHMS.md §3.7). The above mixture g has one kernel per trial.
 ** The state mirrors the history: per numeric coordinate the included
 ** trials sorted by value, and per coordinate g's kernels in arrays indexed
 ** by trial number (mu, 1/sigma, log-normalizer). A suggest syncs the mirror
@@ -24,7 +24,7 @@
 ** on 4-wide vectors with a streaming logsumexp, and retires a candidate
 ** from a block as soon as no kernel of it can reach the logsumexp.
 **
-** One deviation from ALGORITHMS.md 3.4: in multivariate units the below
+** One deviation from Optuna (docs/ALGORITHMS.md §3.4): in multivariate units the below
 ** mixture's magic clip is divided by sqrt(number of params modelled
 ** jointly) (see build_below).
 **
@@ -662,7 +662,7 @@ static double nan_to_inf(double x)
     return isnan(x) ? INFINITY : x;
 }
 
-/* The split key of a finished trial (ALGORITHMS.md 3.3). */
+/* The split key of a finished trial (docs/ALGORITHMS.md §3.3). */
 static void trial_key(const struct hpo_history *h, const struct hpo_trial *tr, struct tpe_key *k)
 {
     k->t = (uint32_t)tr->number;
@@ -1019,7 +1019,7 @@ static bool key_less(const struct tpe_key *x, const struct tpe_key *y)
     return x->t < y->t;
 }
 
-/* Neighbour-rule bandwidth of point i of `na` sorted values (ALGORITHMS.md 3.4), clipped. */
+/* Neighbour-rule bandwidth of point i of `na` sorted values (docs/ALGORITHMS.md §3.4), clipped. */
 static double neighbour_sigma(const struct tpe_options *o, double prev, double v, double next,
         size_t i, size_t na, double minsig)
 {
@@ -1608,7 +1608,7 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
                 (p->n_grid > 0.0 ? KIND_DISC : KIND_CONT);
     }
     lead = ud[0].coord;
-    /* Split (ALGORITHMS.md 3.3): keep the best 25 finished trials by key. */
+    /* Split (docs/ALGORITHMS.md §3.3): keep the best 25 finished trials by key. */
     for (size_t t = 0; t < h->n_trials; t++) {
         const struct tpe_key *key = &s->key[t];
         size_t q;

@@ -1,5 +1,5 @@
 /*
-** tpe.h: the kernel math of the TPE sampler (ALGORITHMS.md sections 3.2-3.4),
+** tpe.h: the kernel math of the TPE sampler (docs/ALGORITHMS.md §3.3-3.4),
 ** exposed so unit tests can check it against independently computed values.
 ** The sampler itself is hpo_sampler_tpe (sampler.h).
 */

@@ -9,12 +9,25 @@ pkgs="gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libjansson-de
 libsqlite3-dev libuv1-dev libcurl4-openssl-dev liblapacke-dev liblapack-dev libopenblas-dev
 libnlopt-dev libgnutls28-dev curl ca-certificates"
 if [ "${1:-}" = "--test" ]; then
-    pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd openssl"
+    # prometheus: for promtool (`promtool check metrics` on /metrics in test_observability.py).
+    pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd openssl
+prometheus python3-pandas python3-pip python3-setuptools python3-wheel"
 fi
 # Skip apt entirely when everything is already installed.
 if dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | grep -v -q '^install ok installed$' ||
    [ "$(dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | wc -l)" -ne "$(echo $pkgs | wc -w)" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends $pkgs
+    # Packages that ship a service (prometheus, postgresql) must not start it
+    # here: policy-rc.d answering 101 tells invoke-rc.d not to (Debian policy).
+    # Kept only when it did not exist before.
+    rcd=/usr/sbin/policy-rc.d
+    own_rcd=
+    if [ ! -e $rcd ]; then
+        printf '#!/bin/sh\nexit 101\n' > $rcd && chmod 755 $rcd && own_rcd=1
+    fi
+    status=0
+    apt-get install -y -q --no-install-recommends $pkgs || status=$?
+    [ -n "$own_rcd" ] && rm -f $rcd
+    [ $status -eq 0 ] || exit $status
 fi

@@ -8,6 +8,7 @@
 ** changes nothing.
 */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/jsonw.h"
 #include "../core/rng.h"
 #include "../storage/reader.h"
 #include "../storage/storage.h"
@@ -320,7 +322,12 @@ static void op_attrs(struct opbuf *b, const struct study *s, const struct hpo_tr
     }
 }
 
-/* States this big are written from the sampler's memory and not kept for rollback (below). */
+/*
+** Sampler states of STATE_KEEP_MAX bytes or more are written from the
+** sampler's own memory (save_parts) and not kept in memory for rollback (for
+** a 10^6-element gradient study that copy is three vectors): storage has
+** them, and sampler_rollback() reads the committed one back.
+*/
 #define STATE_KEEP_MAX ((size_t)1 << 20)
 
 /*
@@ -377,11 +384,6 @@ static int commit(struct hpo_service *svc, struct opbuf *b, struct hpo_error *er
     return hpo_storage_write(svc->storage, &w, err);
 }
 
-/*
-** Sampler states of STATE_KEEP_MAX bytes or more are not kept in memory for
-** rollback (for a 10^6-element gradient study that copy is three vectors):
-** storage has them, and a rollback reads the committed one back.
-*/
 /*
 ** Rolling back a stateful sampler after a failed write or sampler call: load
 ** the last committed (or initial) state again, from the copy the study keeps
@@ -859,6 +861,113 @@ static void reply(struct hpo_svc_request *req, int status, json_t *body)
     req->reply = body;
 }
 
+/*
+** Where two JSON values first differ, as a field path ("params[1].high",
+** "sampler.seed") appended to `path` (of `len` bytes, holding `at` already);
+** sets *ret_a and *ret_b to the two values there (NULL: absent on that side).
+** Objects are walked in `a`'s key order, then `b`'s extra keys; arrays of
+** the same length element by element; anything else differs as a whole.
+*/
+static void json_diff(const json_t *a, const json_t *b, char *path, size_t len, size_t at,
+        const json_t **ret_a, const json_t **ret_b)
+{
+    const char *key;
+    json_t *v;
+
+    *ret_a = a;
+    *ret_b = b;
+    if (json_is_object(a) && json_is_object(b)) {
+        const json_t *objs[2] = { a, b };
+        for (size_t side = 0; side < 2; side++) {
+            json_object_foreach((json_t *)objs[side], key, v) {
+                const json_t *other = json_object_get(objs[1 - side], key);
+                if (other == NULL || !json_equal(v, (json_t *)other)) {
+                    snprintf(path + at, len - at, "%s%s", at > 0 ? "." : "", key);
+                    at += strlen(path + at);
+                    if (side == 0) {
+                        json_diff(v, other, path, len, at, ret_a, ret_b);
+                    } else {
+                        *ret_a = NULL;
+                        *ret_b = v;
+                    }
+                    return;
+                }
+            }
+        }
+    } else if (json_is_array(a) && json_is_array(b) && json_array_size(a) == json_array_size(b)) {
+        for (size_t i = 0; i < json_array_size(a); i++) {
+            if (!json_equal(json_array_get(a, i), json_array_get(b, i))) {
+                snprintf(path + at, len - at, "[%zu]", i);
+                at += strlen(path + at);
+                json_diff(json_array_get(a, i), json_array_get(b, i), path, len, at, ret_a,
+                        ret_b);
+                return;
+            }
+        }
+    }
+}
+
+/* A JSON value for a message, cut to `len` - 1 bytes ("absent" for NULL, its length for arrays). */
+static void json_brief(const json_t *v, char *buf, size_t len)
+{
+    char *text = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+
+    if (json_is_array(v)) {
+        free(text);
+        snprintf(buf, len, "%zu entr%s", json_array_size(v), json_array_size(v) == 1 ? "y" : "ies");
+        return;
+    }
+    snprintf(buf, len, "%s", v == NULL ? "absent" : text != NULL ? text : "?");
+    if (text != NULL && strlen(text) >= len && len > 4) {
+        memcpy(buf + len - 4, "...", 4);
+    }
+    free(text);
+}
+
+/* 409 naming the first field where a create differs from the stored study. */
+static void create_conflict(const struct study *old, const struct study *s, struct hpo_error *err)
+{
+    char path[sizeof(err->field)] = "", was[48], now[48];
+    const json_t *a, *b;
+
+    json_t *ca = json_copy(old->definition), *cb = json_copy(s->definition);
+
+    if (ca == NULL || cb == NULL) {
+        abort();
+    }
+    /* user_attrs are not part of the identity (same_identity). */
+    json_object_del(ca, "user_attrs");
+    json_object_del(cb, "user_attrs");
+    json_diff(ca, cb, path, sizeof(path), 0, &a, &b);
+    json_brief(a, was, sizeof(was));
+    json_brief(b, now, sizeof(now));
+    hpo_error_set(err, -EEXIST, HPO_CONFLICT, path[0] != '\0' ? path : "name",
+            "study '%s' exists with another definition: %s is %s there, %s here", old->name,
+            path[0] != '\0' ? path : "the definition", was, now);
+    json_decref(ca);
+    json_decref(cb);
+}
+
+/*
+** Whether a create matches the existing study: the normalized definitions
+** are equal, user_attrs left out (they change after creation with PATCH).
+*/
+static bool same_identity(const json_t *a, const json_t *b)
+{
+    json_t *ca = json_copy((json_t *)a), *cb = json_copy((json_t *)b);
+    bool same;
+
+    if (ca == NULL || cb == NULL) {
+        abort();
+    }
+    json_object_del(ca, "user_attrs");
+    json_object_del(cb, "user_attrs");
+    same = json_equal(ca, cb);
+    json_decref(ca);
+    json_decref(cb);
+    return same;
+}
+
 static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     struct hpo_error *err = &req->err;
@@ -874,6 +983,13 @@ static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req
         return;
     }
     name = json_object_get(req->body, "name");
+    if (json_is_string(name) && (strcmp(json_string_value(name), ".") == 0 ||
+                                        strcmp(json_string_value(name), "..") == 0)) {
+        /* Valid characters, but a path segment "." or ".." is resolved away by clients. */
+        hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "name",
+                "name must not be '.' or '..' (clients cannot address them in a URL)");
+        return;
+    }
     pthread_mutex_lock(&svc->create_lock);
     old = json_is_string(name) ? study_get(svc, json_string_value(name)) : NULL;
     if (old != NULL) {
@@ -885,11 +1001,10 @@ static void op_study_create(struct hpo_service *svc, struct hpo_svc_request *req
     }
     if (old != NULL) {
         pthread_mutex_lock(&old->lock);
-        if (json_equal(old->definition, s->definition)) {
+        if (same_identity(old->definition, s->definition)) {
             reply(req, 200, study_to_json(old, true));
         } else {
-            hpo_error_set(err, -EEXIST, HPO_CONFLICT, "name",
-                    "study '%s' exists with another definition", old->name);
+            create_conflict(old, s, err);
         }
         pthread_mutex_unlock(&old->lock);
         goto out;
@@ -989,6 +1104,11 @@ static void op_study_delete(struct hpo_service *svc, struct hpo_svc_request *req
     study_unref(s);
     pthread_mutex_unlock(&svc->create_lock);
     opbuf_free(&b);
+    if (req->status == 204) {
+        /* A study's big vectors go back to the system now, not at the next ask. */
+        hpo_point_cache_clear();
+        (void)malloc_trim(0);
+    }
 }
 
 static struct hpo_trial *trial_lookup(struct study *s, struct hpo_svc_request *req)
@@ -1094,6 +1214,16 @@ static struct hpo_trial *oldest_waiting(struct study *s)
     return s->waiting_cursor < s->history.n_trials ? s->history.trials[s->waiting_cursor] : NULL;
 }
 
+/* The error of a request refused by the vector memory's cap (--max-vector-memory). */
+static void vector_memory_full(struct hpo_error *err)
+{
+    hpo_error_set(err, -ENOBUFS, HPO_UNAVAILABLE, NULL,
+            "vector memory is at its cap (%llu of %llu bytes held; max-vector-memory); "
+            "retry once trials finish",
+            (unsigned long long)hpo_vector_memory_used(),
+            (unsigned long long)hpo_vector_memory_cap());
+}
+
 static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     static const char *const allowed[] = { "worker", NULL };
@@ -1120,6 +1250,7 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     if (s == NULL) {
         return;
     }
+    req->sampler = s->sampler_type->name;
     if (sampler_ready(svc, s, err) < 0) {
         goto out;
     }
@@ -1132,7 +1263,11 @@ static void op_ask(struct hpo_service *svc, struct hpo_svc_request *req)
     }
     if (t == NULL) {
         /* A new trial: the sampler writes straight into the point the trial will own. */
-        point = hpo_point_new(s->space->dim);
+        point = hpo_point_new_bounded(s->space->dim);
+        if (point == NULL && errno == ENOBUFS) {
+            vector_memory_full(err);
+            goto out;
+        }
         unit = point ? point->data + s->space->dim : NULL;
         merged = point ? point->data : NULL;
     } else {
@@ -1312,7 +1447,6 @@ out:
     study_release(s);
 }
 
-/* Take the pending binary gradients of trial `number` into `grad` (dim doubles). */
 /* The pending binary gradient of trial `number` for param index `param`, or NULL. */
 static const double *pending_gradient(const struct study *s, int64_t number, size_t param)
 {
@@ -1324,6 +1458,11 @@ static const double *pending_gradient(const struct study *s, int64_t number, siz
     return NULL;
 }
 
+/*
+** Copy the pending binary gradients of trial `number` into `grad` (dim
+** doubles, each param at its offset; NULL to only test). With `consume`, the
+** uploads are freed and removed from the study. Returns whether there was any.
+*/
 static bool take_binary_gradients(struct study *s, int64_t number, double *grad, bool consume)
 {
     bool any = false;
@@ -1344,6 +1483,7 @@ static bool take_binary_gradients(struct study *s, int64_t number, double *grad,
         for (size_t i = 0; i < s->n_grads; i++) {
             if (s->grads[i].number == number) {
                 free(s->grads[i].data);
+                hpo_vector_memory_give(s->grads[i].held);
             } else {
                 s->grads[k++] = s->grads[i];
             }
@@ -1515,8 +1655,14 @@ static void op_tell(struct hpo_service *svc, struct hpo_svc_request *req)
     t->value = value;
     t->completed_at = hpo_now_ms();
     if (attrs != NULL) {
-        old_attrs = t->user_attrs ? json_deep_copy(t->user_attrs) : NULL;
-        json_object_update(hpo_trial_attrs(t), (json_t *)attrs);
+        /* Merged into a new object: a reply encoded off the lock may hold the old one. */
+        json_t *next = t->user_attrs ? json_deep_copy(t->user_attrs) : json_object();
+        if (next == NULL) {
+            abort();
+        }
+        json_object_update(next, (json_t *)attrs);
+        old_attrs = t->user_attrs;
+        t->user_attrs = next;
     }
     if (s->sampler_type->tell != NULL) {
         s->sampler_type->tell(s->sampler, s->space, &s->history, (size_t)t->number,
@@ -1718,6 +1864,18 @@ static void csv_param(const struct hpo_param *p, const double *values, bool thin
         out[0] = '\0';
         return;
     }
+    /* Scalars without building JSON (the export's hot path); the same text as JSON writes. */
+    if (p->size == 0 && p->type == HPO_PARAM_INT) {
+        snprintf(out, len, "%lld", (long long)values[p->offset]);
+        return;
+    }
+    if (p->size == 0 && p->type == HPO_PARAM_FLOAT && len >= HPO_DOUBLE_BUF + 2) {
+        size_t n = hpo_format_double(out, values[p->offset]);
+        if (strpbrk(out, ".e") == NULL) {
+            memcpy(out + n, ".0", 3);
+        }
+        return;
+    }
     if (p->size == 0) {
         v = hpo_param_value_json(p, values[p->offset]);
     } else {
@@ -1726,7 +1884,7 @@ static void csv_param(const struct hpo_param *p, const double *values, bool thin
             json_array_append_new(v, json_real(values[p->offset + k]));
         }
     }
-    text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    text = hpo_json_dumps(v, NULL);
     if (json_is_string(v)) {
         snprintf(out, len, "%s", json_string_value(v));
     } else {
@@ -1736,32 +1894,237 @@ static void csv_param(const struct hpo_param *p, const double *values, bool thin
     json_decref(v);
 }
 
+/*
+** CSV export (docs/API.md "Trials"): the columns are number, state, value,
+** the params, created_at, completed_at, duration (seconds), one
+** user_attrs_<key> per user attr key of the study (sorted by key) and, with
+** ?intermediate=true, "intermediate" (a JSON object step -> value).
+**
+** A CSV reply is streamed: the request's job only takes a snapshot (the
+** trial count, the attr keys, the matching count) and the HTTP side then
+** asks for the rows in chunks of about CSV_CHUNK bytes, each chunk read on a
+** worker thread under the study's lock. Trials are never removed from a
+** study (a deleted study stays in memory while a stream holds it), so the
+** rows are trials 0 .. count-1 as they are when their chunk is read.
+*/
+#define CSV_CHUNK ((size_t)256 * 1024)
+
+struct hpo_svc_stream {
+    struct study *s; /* a reference */
+    char **keys;     /* user attr keys, sorted */
+    size_t n_keys;
+    bool intermediate;
+    int state_filter;
+    int64_t offset, limit; /* limit -1: all */
+    size_t end;            /* the trial count at the start */
+    size_t cursor;         /* next trial to look at */
+    int64_t matched, emitted;
+    char *buf;
+    size_t len, cap;
+    bool header_sent;
+};
+
+static int compare_keys(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The study's user attr keys over trials [0, end), sorted (the study is locked). */
+static void csv_collect_keys(struct hpo_svc_stream *st)
+{
+    json_t *set = json_object();
+    const char *key;
+    json_t *v;
+    size_t i = 0;
+
+    for (size_t k = 0; k < st->end; k++) {
+        const struct hpo_trial *t = st->s->history.trials[k];
+        if (t->user_attrs != NULL) {
+            json_object_foreach(t->user_attrs, key, v) {
+                json_object_set(set, key, json_null());
+            }
+        }
+    }
+    st->n_keys = json_object_size(set);
+    st->keys = calloc(st->n_keys ? st->n_keys : 1, sizeof(*st->keys));
+    if (set == NULL || st->keys == NULL) {
+        abort();
+    }
+    json_object_foreach(set, key, v) {
+        st->keys[i] = strdup(key);
+        if (st->keys[i++] == NULL) {
+            abort();
+        }
+    }
+    qsort(st->keys, st->n_keys, sizeof(*st->keys), compare_keys);
+    json_decref(set);
+}
+
+static void csv_end_line(struct hpo_svc_stream *st)
+{
+    csv_field(&st->buf, &st->len, &st->cap, "", false);
+    st->buf[st->len++] = '\n';
+    st->buf[st->len] = '\0';
+}
+
+static void csv_header(struct hpo_svc_stream *st)
+{
+    const struct study *s = st->s;
+
+    csv_field(&st->buf, &st->len, &st->cap, "number", false);
+    csv_field(&st->buf, &st->len, &st->cap, "state", true);
+    csv_field(&st->buf, &st->len, &st->cap, "value", true);
+    for (size_t i = 0; i < s->space->n_params; i++) {
+        csv_field(&st->buf, &st->len, &st->cap, s->space->params[i].name, true);
+    }
+    csv_field(&st->buf, &st->len, &st->cap, "created_at", true);
+    csv_field(&st->buf, &st->len, &st->cap, "completed_at", true);
+    csv_field(&st->buf, &st->len, &st->cap, "duration", true);
+    for (size_t i = 0; i < st->n_keys; i++) {
+        char *col = NULL;
+        if (asprintf(&col, "user_attrs_%s", st->keys[i]) < 0) {
+            abort();
+        }
+        csv_field(&st->buf, &st->len, &st->cap, col, true);
+        free(col);
+    }
+    if (st->intermediate) {
+        csv_field(&st->buf, &st->len, &st->cap, "intermediate", true);
+    }
+    csv_end_line(st);
+}
+
+/* A cell of JSON text (a user attr: strings as their text). */
+static void csv_json_cell(struct hpo_svc_stream *st, const json_t *v)
+{
+    char *text;
+
+    if (v == NULL || json_is_null(v)) {
+        csv_field(&st->buf, &st->len, &st->cap, "", true);
+        return;
+    }
+    if (json_is_string(v)) {
+        csv_field(&st->buf, &st->len, &st->cap, json_string_value(v), true);
+        return;
+    }
+    text = hpo_json_dumps(v, NULL);
+    if (text == NULL) {
+        abort();
+    }
+    csv_field(&st->buf, &st->len, &st->cap, text, true);
+    free(text);
+}
+
+static void csv_time_cell(struct hpo_svc_stream *st, int64_t ms)
+{
+    char cell[40];
+
+    cell[0] = '\0';
+    if (ms > 0) {
+        hpo_format_time(ms, cell, sizeof(cell));
+    }
+    csv_field(&st->buf, &st->len, &st->cap, cell, true);
+}
+
+static void csv_row(struct hpo_svc_stream *st, const struct hpo_trial *t)
+{
+    const struct study *s = st->s;
+    char cell[32768];
+
+    snprintf(cell, sizeof(cell), "%lld", (long long)t->number);
+    csv_field(&st->buf, &st->len, &st->cap, cell, false);
+    csv_field(&st->buf, &st->len, &st->cap, hpo_state_name(t->state), true);
+    cell[0] = '\0';
+    if (isfinite(t->value)) {
+        hpo_format_double(cell, t->value);
+    }
+    csv_field(&st->buf, &st->len, &st->cap, cell, true);
+    for (size_t k = 0; k < s->space->n_params; k++) {
+        csv_param(&s->space->params[k], t->values, t->thin, cell, sizeof(cell));
+        csv_field(&st->buf, &st->len, &st->cap, cell, true);
+    }
+    csv_time_cell(st, t->created_at);
+    csv_time_cell(st, t->completed_at);
+    cell[0] = '\0';
+    if (t->started_at > 0 && t->completed_at >= t->started_at) {
+        hpo_format_double(cell, (double)(t->completed_at - t->started_at) / 1000.0);
+    }
+    csv_field(&st->buf, &st->len, &st->cap, cell, true);
+    for (size_t i = 0; i < st->n_keys; i++) {
+        csv_json_cell(st, t->user_attrs ? json_object_get(t->user_attrs, st->keys[i]) : NULL);
+    }
+    if (st->intermediate) {
+        json_t *o = json_object();
+        for (size_t r = 0; r < t->n_reports; r++) {
+            char step[24];
+            snprintf(step, sizeof(step), "%lld", (long long)t->reports[r].step);
+            json_object_set_new(o, step, isfinite(t->reports[r].value)
+                            ? json_real(t->reports[r].value) : json_null());
+        }
+        csv_json_cell(st, o);
+        json_decref(o);
+    }
+    csv_end_line(st);
+}
+
+int hpo_svc_stream_next(struct hpo_svc_stream *st, const char **ret, size_t *ret_len)
+{
+    st->len = 0;
+    if (st->buf != NULL) {
+        st->buf[0] = '\0';
+    }
+    if (!st->header_sent) {
+        pthread_mutex_lock(&st->s->lock);
+        csv_header(st);
+        pthread_mutex_unlock(&st->s->lock);
+        st->header_sent = true;
+    } else {
+        pthread_mutex_lock(&st->s->lock);
+        while (st->cursor < st->end && st->len < CSV_CHUNK &&
+                (st->limit < 0 || st->emitted < st->limit)) {
+            const struct hpo_trial *t = st->s->history.trials[st->cursor++];
+            if (st->state_filter >= 0 && (int)t->state != st->state_filter) {
+                continue;
+            }
+            if (st->matched++ < st->offset) {
+                continue;
+            }
+            st->emitted++;
+            csv_row(st, t);
+        }
+        pthread_mutex_unlock(&st->s->lock);
+    }
+    *ret = st->buf ? st->buf : "";
+    *ret_len = st->len;
+    return 0;
+}
+
+void hpo_svc_stream_free(struct hpo_svc_stream *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < st->n_keys; i++) {
+        free(st->keys[i]);
+    }
+    free(st->keys);
+    free(st->buf);
+    study_unref(st->s);
+    free(st);
+}
+
 static void op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     struct study *s = study_acquire(svc, req);
     const struct hpo_history *h;
     json_t *arr = NULL;
-    char *csv = NULL;
-    size_t len = 0, cap = 0, total = 0, emitted = 0;
-    char cell[32768];
+    size_t total = 0, emitted = 0;
 
     if (s == NULL) {
         return;
     }
     h = &s->history;
-    if (req->csv) {
-        csv_field(&csv, &len, &cap, "number", false);
-        csv_field(&csv, &len, &cap, "state", true);
-        csv_field(&csv, &len, &cap, "value", true);
-        for (size_t i = 0; i < s->space->n_params; i++) {
-            csv_field(&csv, &len, &cap, s->space->params[i].name, true);
-        }
-        csv_field(&csv, &len, &cap, "created_at", true);
-        csv_field(&csv, &len, &cap, "completed_at", true);
-        csv_field(&csv, &len, &cap, "", false);
-        csv[len++] = '\n';
-        csv[len] = '\0';
-    } else {
+    if (!req->csv) {
         arr = json_array();
     }
     for (size_t i = 0; i < h->n_trials; i++) {
@@ -1770,47 +2133,30 @@ static void op_trials_list(struct hpo_service *svc, struct hpo_svc_request *req)
             continue;
         }
         total++;
-        if ((int64_t)total <= req->offset || (int64_t)emitted >= req->limit) {
+        if (req->csv || (int64_t)total <= req->offset || (int64_t)emitted >= req->limit) {
             continue;
         }
         emitted++;
-        if (!req->csv) {
-            json_array_append_new(arr, trial_to_json(s, t));
-            continue;
-        }
-        snprintf(cell, sizeof(cell), "%lld", (long long)t->number);
-        csv_field(&csv, &len, &cap, cell, false);
-        csv_field(&csv, &len, &cap, hpo_state_name(t->state), true);
-        if (isfinite(t->value)) {
-            snprintf(cell, sizeof(cell), "%.17g", t->value);
-        } else {
-            cell[0] = '\0';
-        }
-        csv_field(&csv, &len, &cap, cell, true);
-        for (size_t k = 0; k < s->space->n_params; k++) {
-            csv_param(&s->space->params[k], t->values, t->thin, cell, sizeof(cell));
-            csv_field(&csv, &len, &cap, cell, true);
-        }
-        if (t->created_at > 0) {
-            hpo_format_time(t->created_at, cell, sizeof(cell));
-        } else {
-            cell[0] = '\0';
-        }
-        csv_field(&csv, &len, &cap, cell, true);
-        if (t->completed_at > 0) {
-            hpo_format_time(t->completed_at, cell, sizeof(cell));
-        } else {
-            cell[0] = '\0';
-        }
-        csv_field(&csv, &len, &cap, cell, true);
-        csv_field(&csv, &len, &cap, "", false);
-        csv[len++] = '\n';
-        csv[len] = '\0';
+        json_array_append_new(arr, trial_to_json(s, t));
     }
+    req->total = (int64_t)total;
+    req->next_offset = req->limit >= 0 && req->offset + req->limit < (int64_t)total
+            ? req->offset + req->limit : -1;
     if (req->csv) {
+        struct hpo_svc_stream *st = calloc(1, sizeof(*st));
+        if (st == NULL) {
+            abort();
+        }
+        atomic_fetch_add(&s->refs, 1);
+        st->s = s;
+        st->intermediate = req->intermediate;
+        st->state_filter = req->state_filter;
+        st->offset = req->offset;
+        st->limit = req->limit;
+        st->end = h->n_trials;
+        csv_collect_keys(st);
         req->status = 200;
-        req->text = csv;
-        req->text_len = len;
+        req->stream = st;
     } else {
         reply(req, 200, json_pack("{s:o,s:I}", "trials", arr, "total", (json_int_t)total));
     }
@@ -1845,6 +2191,137 @@ static void op_best(struct hpo_service *svc, struct hpo_svc_request *req)
     } else {
         reply(req, 200, trial_to_json(s, s->history.trials[s->best]));
     }
+    study_release(s);
+}
+
+/*
+** PATCH bodies: {"user_attrs": {...}} merged into the current attrs, a key
+** set to null removed. Returns the attrs object (borrowed; NULL when the body
+** has none: nothing changes), or sets err.
+*/
+static const json_t *patch_attrs(struct hpo_svc_request *req, bool *ret_ok)
+{
+    static const char *const allowed[] = { "user_attrs", NULL };
+    const json_t *attrs;
+
+    *ret_ok = false;
+    if (check_keys(req->body, allowed, &req->err) < 0) {
+        return NULL;
+    }
+    attrs = req->body ? json_object_get(req->body, "user_attrs") : NULL;
+    if (attrs != NULL && !json_is_object(attrs)) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "user_attrs",
+                "user_attrs must be an object");
+        return NULL;
+    }
+    *ret_ok = true;
+    return attrs;
+}
+
+/* Merge `patch` into `into` (an object): null removes the key. */
+static void merge_attrs(json_t *into, const json_t *patch)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)patch, key, v) {
+        if (json_is_null(v)) {
+            json_object_del(into, key);
+        } else {
+            json_object_set_new(into, key, json_deep_copy(v));
+        }
+    }
+}
+
+static void op_trial_patch(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct opbuf b = { 0 };
+    struct study *s;
+    struct hpo_trial *t;
+    json_t *old = NULL;
+    const json_t *attrs;
+    const char *key;
+    json_t *v;
+    bool ok;
+
+    attrs = patch_attrs(req, &ok);
+    if (!ok || (s = study_acquire(svc, req)) == NULL) {
+        return;
+    }
+    t = trial_lookup(s, req);
+    if (t == NULL) {
+        goto out;
+    }
+    if (attrs != NULL && json_object_size(attrs) > 0) {
+        /*
+        ** A new object, swapped in after the commit: replies being encoded
+        ** off the lock may hold a reference to the old one.
+        */
+        json_t *next = t->user_attrs ? json_deep_copy(t->user_attrs) : json_object();
+        if (next == NULL) {
+            hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        merge_attrs(next, attrs);
+        json_object_foreach((json_t *)attrs, key, v) {
+            struct hpo_op *op = op_add(&b, json_is_null(v) ? HPO_OP_ATTR_DELETE : HPO_OP_ATTR_PUT,
+                    s->id);
+            op->number = t->number;
+            op->name = key;
+            if (!json_is_null(v)) {
+                op->text = op_keep(&b, json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT));
+            }
+        }
+        if (commit(svc, &b, &req->err) < 0) {
+            json_decref(next);
+            goto out;
+        }
+        old = t->user_attrs;
+        t->user_attrs = next;
+    }
+    reply(req, 200, trial_to_json(s, t));
+out:
+    json_decref(old);
+    opbuf_free(&b);
+    study_release(s);
+}
+
+static void op_study_patch(struct hpo_service *svc, struct hpo_svc_request *req)
+{
+    struct opbuf b = { 0 };
+    struct study *s;
+    json_t *def = NULL;
+    const json_t *attrs;
+    bool ok;
+
+    attrs = patch_attrs(req, &ok);
+    if (!ok || (s = study_acquire(svc, req)) == NULL) {
+        return;
+    }
+    if (attrs != NULL && json_object_size(attrs) > 0) {
+        struct hpo_op *op;
+        def = json_deep_copy(s->definition);
+        if (def == NULL || !json_is_object(json_object_get(def, "user_attrs"))) {
+            hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        merge_attrs(json_object_get(def, "user_attrs"), attrs);
+        op = op_add(&b, HPO_OP_STUDY_SPEC, s->id);
+        op->text = op_keep(&b, json_dumps(def, JSON_COMPACT));
+        if (commit(svc, &b, &req->err) < 0) {
+            goto out;
+        }
+        json_decref(s->definition);
+        s->definition = def;
+        def = NULL;
+        pthread_mutex_lock(&s->cache_lock);
+        s->summary_valid = false;
+        pthread_mutex_unlock(&s->cache_lock);
+    }
+    reply(req, 200, study_to_json(s, true));
+out:
+    json_decref(def);
+    opbuf_free(&b);
     study_release(s);
 }
 
@@ -1923,32 +2400,77 @@ out:
     study_release(s);
 }
 
+/*
+** The param a gradient upload names, checked as op_gradient_put checks it
+** (running trial, known param, a sampler that takes gradients, a float); NULL
+** with req->err filled otherwise. Called with the study locked.
+*/
+static const struct hpo_param *gradient_target(struct study *s, struct hpo_svc_request *req,
+        struct hpo_trial **ret_trial)
+{
+    struct hpo_trial *t = running_trial(s, req);
+    const struct hpo_param *p = t ? vector_param(s, req) : NULL;
+
+    if (p == NULL) {
+        return NULL;
+    }
+    if (s->sampler_type->tell == NULL) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                "sampler '%s' does not take gradients", s->sampler_type->name);
+        return NULL;
+    }
+    if (p->type != HPO_PARAM_FLOAT) {
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                "only float params have gradients");
+        return NULL;
+    }
+    *ret_trial = t;
+    return p;
+}
+
+int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_t number,
+        const char *name, size_t *ret_bytes, struct hpo_error *err)
+{
+    struct hpo_svc_request req = { .op = HPO_SVC_GRADIENT_PUT, .study = study,
+        .number = number, .name = name };
+    const struct hpo_param *p;
+    struct hpo_trial *t = NULL;
+    struct study *s;
+
+    hpo_error_clear(&req.err);
+    s = study_acquire(svc, &req);
+    p = s != NULL ? gradient_target(s, &req, &t) : NULL;
+    if (p != NULL) {
+        *ret_bytes = p->width * sizeof(double);
+    }
+    if (s != NULL) {
+        study_release(s);
+    }
+    if (p == NULL) {
+        *err = req.err;
+        return -EINVAL;
+    }
+    return 0;
+}
+/* Uploads this big count in the vector memory (as big points do). */
+#define VECTOR_HELD_MIN ((size_t)1 << 20)
+
 static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req)
 {
     struct study *s = study_acquire(svc, req);
     struct pending_gradient *grads;
     const struct hpo_param *p;
     const void *src = req->data;
-    struct hpo_trial *t;
+    size_t held;
+    struct hpo_trial *t = NULL;
     double *copy;
     size_t n;
 
     if (s == NULL) {
         return;
     }
-    t = running_trial(s, req);
-    p = t ? vector_param(s, req) : NULL;
+    p = gradient_target(s, req, &t);
     if (p == NULL) {
-        goto out;
-    }
-    if (s->sampler_type->tell == NULL) {
-        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
-                "sampler '%s' does not take gradients", s->sampler_type->name);
-        goto out;
-    }
-    if (p->type != HPO_PARAM_FLOAT) {
-        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
-                "only float params have gradients");
         goto out;
     }
     n = p->width;
@@ -1981,11 +2503,20 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
             goto out;
         }
     }
+    /* A big upload is kept only within the vector memory's cap. */
+    held = n * sizeof(double) >= VECTOR_HELD_MIN ? n * sizeof(double) : 0;
+    if (held > 0 && !hpo_vector_memory_take(held)) {
+        free(copy);
+        vector_memory_full(&req->err);
+        goto out;
+    }
     /* A second upload for the same trial and param replaces the first. */
     for (size_t i = 0; i < s->n_grads; i++) {
         if (s->grads[i].number == t->number && s->grads[i].param == (size_t)(p - s->space->params)) {
             free(s->grads[i].data);
+            hpo_vector_memory_give(s->grads[i].held);
             s->grads[i].data = copy;
+            s->grads[i].held = held;
             req->status = 204;
             goto out;
         }
@@ -1993,6 +2524,7 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
     grads = realloc(s->grads, (s->n_grads + 1) * sizeof(*grads));
     if (grads == NULL) {
         free(copy);
+        hpo_vector_memory_give(held);
         hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
     }
@@ -2000,6 +2532,7 @@ static void op_gradient_put(struct hpo_service *svc, struct hpo_svc_request *req
     s->grads[s->n_grads].number = t->number;
     s->grads[s->n_grads].param = (size_t)(p - s->space->params);
     s->grads[s->n_grads].data = copy;
+    s->grads[s->n_grads].held = held;
     s->n_grads++;
     req->status = 204;
 out:
@@ -2013,6 +2546,9 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
     req->reply = NULL;
     req->text = NULL;
     req->text_len = 0;
+    req->stream = NULL;
+    req->total = -1;
+    req->next_offset = -1;
     if (req->body != NULL && !json_is_object(req->body)) {
         hpo_error_set(&req->err, -EINVAL, HPO_INVALID_JSON, NULL, "body must be a JSON object");
     } else {
@@ -2059,6 +2595,12 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
         case HPO_SVC_GRADIENT_PUT:
             op_gradient_put(svc, req);
             break;
+        case HPO_SVC_TRIAL_PATCH:
+            op_trial_patch(svc, req);
+            break;
+        case HPO_SVC_STUDY_PATCH:
+            op_study_patch(svc, req);
+            break;
         }
     }
     if (req->err.code != HPO_OK) {
@@ -2067,6 +2609,8 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req)
         req->reply = NULL;
         free(req->text);
         req->text = NULL;
+        hpo_svc_stream_free(req->stream);
+        req->stream = NULL;
     } else if (req->status == 0) {
         hpo_error_set(&req->err, -EIO, HPO_INTERNAL, NULL, "no reply was produced");
         req->status = 500;
@@ -2077,6 +2621,8 @@ void hpo_svc_request_finish(struct hpo_svc_request *req)
 {
     json_decref(req->reply);
     req->reply = NULL;
+    hpo_svc_stream_free(req->stream);
+    req->stream = NULL;
     if (req->text_free != NULL) {
         req->text_free(req->text_cls);
     } else {
@@ -2205,6 +2751,21 @@ void hpo_service_counts(struct hpo_service *svc, size_t *ret_studies, size_t ret
         for (int k = 0; k < HPO_STATE_COUNT; k++) {
             ret_states[k] += svc->studies[i]->history.count[k];
         }
+    }
+    pthread_rwlock_unlock(&svc->registry_lock);
+}
+
+void hpo_service_each_study(struct hpo_service *svc,
+        void (*fn)(void *ctx, const char *name, const size_t counts[5]), void *ctx)
+{
+    pthread_rwlock_rdlock(&svc->registry_lock);
+    for (size_t i = 0; i < svc->n_studies; i++) {
+        const struct study *s = svc->studies[i];
+        size_t counts[5];
+        for (int k = 0; k < 5; k++) {
+            counts[k] = k < HPO_STATE_COUNT ? s->history.count[k] : 0;
+        }
+        fn(ctx, s->name, counts);
     }
     pthread_rwlock_unlock(&svc->registry_lock);
 }

@@ -293,6 +293,7 @@ void study_free(struct study *s)
     }
     for (size_t i = 0; i < s->n_grads; i++) {
         free(s->grads[i].data);
+        hpo_vector_memory_give(s->grads[i].held);
     }
     free(s->grads);
     free(s->running);

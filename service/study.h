@@ -22,6 +22,7 @@ struct pending_gradient {
     int64_t number;
     size_t param;
     double *data; /* param->size doubles */
+    size_t held;  /* bytes counted in the vector memory (0 for small ones) */
 };
 
 struct study {
@@ -81,10 +82,10 @@ int study_build(const json_t *body, const uint64_t *seed_fallback, struct study 
 /* Free a study (refcount reached zero). */
 void study_free(struct study *s);
 
-/* The study as API.md returns it (new reference); `with_params` for GET, not lists. */
+/* The study as docs/REFERENCE.md returns it (new reference); `with_params` for GET, not lists. */
 json_t *study_to_json(struct study *s, bool with_params);
 
-/* A trial as API.md returns it (new reference). */
+/* A trial as docs/REFERENCE.md returns it (new reference). */
 json_t *trial_to_json(struct study *s, const struct hpo_trial *t);
 
 /* Keep derived indexes (best, running list, waiting cursor) in step after a change. */

@@ -699,6 +699,8 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     release_written(b);
     fd = open_for_write(b, ref, &old_len);
     if (fd < 0) {
+        b->fail_errno = fd != -ENOMEM ? -fd : 0;
+        b->fail_len = ref->len;
         return file_error(b, fd, "creating", ref->name, err);
     }
     /* Straight from the caller's buffers, in as few calls as the kernel takes. */
@@ -722,8 +724,11 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     }
     if (r < 0) {
         (void)unlinkat(b->dirfd, ref->name, 0);
+        b->fail_errno = r != -ENOMEM ? -r : 0;
+        b->fail_len = ref->len;
         return file_error(b, r, "writing", ref->name, err);
     }
+    b->fail_errno = 0;
     if (names_add(&b->created, ref->name) < 0) {
         (void)unlinkat(b->dirfd, ref->name, 0);
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");

@@ -21,10 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include <sqlite3.h>
 
+#include "../core/histogram.h"
 #include "storage-int.h"
 
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
@@ -46,6 +48,8 @@ struct stmts {
     sqlite3_stmt *param_delete;
     sqlite3_stmt *report_put;
     sqlite3_stmt *attr_put;
+    sqlite3_stmt *attr_delete;
+    sqlite3_stmt *study_spec;
     sqlite3_stmt *sampler_state;
     sqlite3_stmt *old_state;  /* the references a write replaces or deletes */
     sqlite3_stmt *old_param;
@@ -94,6 +98,9 @@ static const struct {
     { offsetof(struct stmts, attr_put),
             "INSERT INTO trial_attrs (study_id, number, key, value) VALUES (?1, ?2, ?3, ?4)"
             " ON CONFLICT (study_id, number, key) DO UPDATE SET value = excluded.value" },
+    { offsetof(struct stmts, attr_delete),
+            "DELETE FROM trial_attrs WHERE study_id = ?1 AND number = ?2 AND key = ?3" },
+    { offsetof(struct stmts, study_spec), "UPDATE studies SET spec = ?2 WHERE id = ?1" },
     { offsetof(struct stmts, sampler_state),
             "UPDATE studies SET sampler_state = ?2 WHERE id = ?1" },
     /* A reference is a short BLOB; length() reads no overflow page, so a
@@ -154,11 +161,22 @@ struct hpo_storage {
     bool stopping;
     bool paused;
 
-    atomic_bool healthy;
+    atomic_bool healthy;    /* the last commit succeeded */
+    atomic_int blob_errno;  /* the last side-file write failed with it (0: did not) */
+    atomic_uint_fast64_t blob_need; /* that write's length */
+    int blob_dirfd;         /* the side files' directory (fixed once open), or -1 */
     atomic_uint_fast64_t ticks;
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t writes;
+    /* For /metrics: each group transaction's duration (us) and size, failed ones. */
+    struct hpo_hist commit_us;
+    struct hpo_hist batch_writes;
+    atomic_uint_fast64_t failed_batches;
 };
+
+static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+    100000, 250000, 500000, 1000000, 2500000 };
+static const uint64_t batch_writes_le[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
 
 static sqlite3_stmt **stmt_at(struct stmts *s, size_t i)
 {
@@ -560,6 +578,17 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
         bind_text(&rc, stmt, 3, op->name);
         bind_text(&rc, stmt, 4, op->text);
         return run(st, stmt, rc, "writing a user attr", err);
+    case HPO_OP_ATTR_DELETE:
+        stmt = st->s.attr_delete;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_text(&rc, stmt, 3, op->name);
+        return run(st, stmt, rc, "deleting a user attr", err);
+    case HPO_OP_STUDY_SPEC:
+        stmt = st->s.study_spec;
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_text(&rc, stmt, 2, op->text);
+        return run(st, stmt, rc, "updating a study", err);
     case HPO_OP_SAMPLER_STATE:
         return run_sampler_state(st, op, err);
     case HPO_OP_PARAM_DELETE:
@@ -657,13 +686,28 @@ static bool commit_surely_failed(int xrc)
     }
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Let /healthz see whether the last side-file write failed (the writer's state). */
+static void publish_blob_health(struct hpo_storage *st)
+{
+    atomic_store(&st->blob_need, st->blobs.fail_len);
+    atomic_store(&st->blob_errno, st->blobs.fail_errno);
+}
+
 /* One group transaction: every write of `batch`, each in its savepoint. */
 static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
 {
     static const struct hpo_blob_mark all = { 0, 0, 0 };
     struct hpo_error err;
     bool unlink_files = true;
-    uint64_t ok = 0;
+    uint64_t ok = 0, n = 0, t0 = mono_us();
     int r;
 
     end_transaction(st);
@@ -696,10 +740,14 @@ static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
     }
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
         ok += w->result == 0;
+        n++;
     }
+    hpo_hist_observe(&st->commit_us, mono_us() - t0);
+    hpo_hist_observe(&st->batch_writes, n);
     atomic_fetch_add(&st->commits, 1);
     atomic_fetch_add(&st->writes, ok);
     atomic_store(&st->healthy, true);
+    publish_blob_health(st);
     return;
 
 fail:
@@ -710,7 +758,9 @@ fail:
         hpo__blobs_forget(&st->blobs);
     }
     fail_batch(batch, r, &err);
+    atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
+    publish_blob_health(st);
 }
 
 static void idle_wait(struct hpo_storage *st)
@@ -930,9 +980,16 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
     st->tail = &st->head;
     st->blobs.dirfd = -1;
     atomic_init(&st->healthy, true);
+    atomic_init(&st->blob_errno, 0);
+    atomic_init(&st->blob_need, 0);
+    st->blob_dirfd = -1;
     atomic_init(&st->ticks, 0);
     atomic_init(&st->commits, 0);
     atomic_init(&st->writes, 0);
+    atomic_init(&st->failed_batches, 0);
+    hpo_hist_init(&st->commit_us, commit_us_le, sizeof(commit_us_le) / sizeof(commit_us_le[0]));
+    hpo_hist_init(&st->batch_writes, batch_writes_le,
+            sizeof(batch_writes_le) / sizeof(batch_writes_le[0]));
 
     rc = sqlite3_open_v2(path, &st->db,
             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
@@ -959,6 +1016,7 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
     if (r < 0) {
         goto fail;
     }
+    st->blob_dirfd = st->blobs.dirfd;
     /* Files a crash left between their write and their commit. */
     r = hpo__blobs_sweep(&st->blobs, st->db, err);
     if (r < 0) {
@@ -1325,7 +1383,24 @@ int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_er
 
 bool hpo_storage_healthy(struct hpo_storage *st)
 {
-    return atomic_load(&st->healthy);
+    int e = atomic_load(&st->blob_errno);
+    uint64_t need = atomic_load(&st->blob_need);
+    struct statvfs sv;
+
+    if (!atomic_load(&st->healthy)) {
+        return false;
+    }
+    if (e == 0) {
+        return true;
+    }
+    /*
+    ** Out of space: healthy again once the file system has room for that
+    ** write (with an eighth to spare), even before a request tries one.
+    ** Other errors (EIO, EFBIG) wait for a side-file write that succeeds.
+    */
+    return (e == ENOSPC || e == EDQUOT) && st->blob_dirfd >= 0 &&
+            fstatvfs(st->blob_dirfd, &sv) == 0 &&
+            (uint64_t)sv.f_bavail * sv.f_frsize > need + need / 8;
 }
 
 uint64_t hpo_storage_ticks(struct hpo_storage *st)
@@ -1385,4 +1460,12 @@ void hpo_storage_close(struct hpo_storage *st)
     }
     pthread_mutex_unlock(&st->lock);
     destroy(st);
+}
+
+void hpo_storage_metrics(struct hpo_storage *st, const struct hpo_hist **ret_commit_us,
+        const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed)
+{
+    *ret_commit_us = &st->commit_us;
+    *ret_batch_writes = &st->batch_writes;
+    *ret_failed = atomic_load(&st->failed_batches);
 }

@@ -16,6 +16,9 @@
 /* The schema version this build writes: the number of the last migration. */
 #define HPO_STORAGE_SCHEMA_VERSION 1
 
+/* Convert n doubles between little-endian storage order and the host's, in place. */
+void hpo__storage_le_doubles(double *v, size_t n);
+
 /*
 ** Fill `err` from a failed SQLite call and return the negative errno for it.
 ** `rc` is the (extended) result code of the call; `db` may be NULL when there
@@ -25,9 +28,6 @@
 ** unavailable, -EIO; CONSTRAINT_UNIQUE/PRIMARYKEY -> conflict, -EEXIST;
 ** NOMEM -> internal, -ENOMEM; anything else -> internal, -EIO.
 */
-/* Convert n doubles between little-endian storage order and the host's, in place. */
-void hpo__storage_le_doubles(double *v, size_t n);
-
 int hpo__storage_error(sqlite3 *db, int rc, const char *what, struct hpo_error *err);
 
 /*
@@ -106,6 +106,12 @@ struct hpo_blobs {
     */
     int written[HPO_BLOB_WRITTEN];
     size_t n_written;
+    /*
+    ** The errno of the last file write if it failed (0 if it did not; out of
+    ** memory does not count) and its length: /healthz reports it.
+    */
+    int fail_errno;
+    size_t fail_len;
 };
 
 /* Where a write started in the batch's lists, to undo just that write. */

@@ -45,6 +45,9 @@ enum hpo_op_kind {
     HPO_OP_SAMPLER_STATE, /* the sampler's saved state: study_id, blob, len (or parts) */
     HPO_OP_PARAM_DELETE,  /* drop a stored param value (retain_vectors): study_id, number,
                              index; a missing row is not an error */
+    HPO_OP_ATTR_DELETE,   /* drop a trial's user attr: study_id, number, name = key; a
+                             missing row is not an error */
+    HPO_OP_STUDY_SPEC,    /* replace a study's spec (its user_attrs changed): study_id, text */
 };
 
 /* The columns of a trial row. NaN value = NULL. Times are ms since the epoch, 0 = none. */
@@ -141,7 +144,11 @@ int hpo_storage_start(struct hpo_storage *st);
 */
 int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_error *err);
 
-/* Whether the last commit succeeded (for /healthz). Thread-safe. */
+/*
+** Whether the last commit succeeded and the last side-file write did too
+** (for /healthz). After a write that found no space, the file system having
+** room for it again counts as success. Thread-safe.
+*/
 bool hpo_storage_healthy(struct hpo_storage *st);
 
 /* A counter the writer bumps each time it wakes or idles (for the watchdog). Thread-safe. */
@@ -149,6 +156,16 @@ uint64_t hpo_storage_ticks(struct hpo_storage *st);
 
 /* Commits and writes so far (for metrics). Thread-safe. */
 void hpo_storage_stats(struct hpo_storage *st, uint64_t *ret_commits, uint64_t *ret_writes);
+
+/*
+** For /metrics: the histograms of group transactions that committed (their
+** duration from BEGIN to COMMIT in microseconds, and their number of
+** writes), borrowed for the storage's lifetime and safe to read from any
+** thread, and the number of group transactions that failed.
+*/
+struct hpo_hist;
+void hpo_storage_metrics(struct hpo_storage *st, const struct hpo_hist **ret_commit_us,
+        const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed);
 
 /*
 ** Drain the queue, stop and join the writer, finalize every statement and

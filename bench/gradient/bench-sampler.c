@@ -3,7 +3,7 @@
 ** coordinates, calling it directly (no HTTP, no storage): suggest, decode
 ** (as the service does), tell with a gradient (one optimizer step), save()
 ** into one buffer (the daemon writes the state from save_parts() instead).
-** Workload: ALGORITHMS.md E6 (a_i = 2 + i mod 5, b = 1, λ log in [1e-3, 1e3]).
+** Workload: docs/ALGORITHMS.md §7.7 E6 (a_i = 2 + i mod 5, b = 1, λ log in [1e-3, 1e3]).
 **
 ** Built and run by bench/gradient/run.py:
 **   cc -O2 -D_GNU_SOURCE bench-sampler.c ../../samplers/gradient.c \

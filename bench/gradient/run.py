@@ -2,7 +2,7 @@
 """bench/gradient: round-trip latency of the gradient sampler over HTTP.
 
 One round = ask + download of the vector + upload of the gradient + tell,
-on ALGORITHMS.md E6 (a_i = 2 + i mod 5, b = 1, per-coordinate closed-form
+on docs/ALGORITHMS.md §7.7 E6 (a_i = 2 + i mod 5, b = 1, per-coordinate closed-form
 hypergradient, λ log in [1e-3, 1e3], adam lr 0.1). Modes:
 
   binary  N = 10^6: GET .../params/lam and PUT .../gradient/lam (float64 LE)

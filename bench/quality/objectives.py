@@ -1,8 +1,8 @@
-"""objectives.py: the benchmark functions of ALGORITHMS.md section 8, shared by
+"""objectives.py: the benchmark functions of docs/ALGORITHMS.md §8, shared by
 the quality drivers (all minimized).
 
-OBJECTIVES maps a name to an Objective: the hpod search space (API.md param
-definitions), f(params dict) -> value, and the known optimum f*. The same
+OBJECTIVES maps a name to an Objective: the hpod search space (docs/REFERENCE.md
+param definitions), f(params dict) -> value, and the known optimum f*. The same
 space drives Optuna through optuna_suggest(), which honours `when`.
 
 Standard library only; Debian's /usr/bin/python3.

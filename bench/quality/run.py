@@ -9,7 +9,7 @@ Every (objective, sampler, seed) is one study of `trials` sequential ask/tell
 rounds. hpod samplers run through a real daemon over HTTP (one per worker,
 started by tests/integration/hpodtest.py on 127.0.0.1:0 with a temp db);
 Optuna 3.1 samplers run in process with in-memory storage. Objectives are
-ALGORITHMS.md section 8 (bench/quality/objectives.py). Seeds are 0..seeds-1
+docs/ALGORITHMS.md §8 (bench/quality/objectives.py). Seeds are 0..seeds-1
 for every sampler (hpod `sampler.seed`, Optuna `seed=`).
 
 Printed per objective: the median best-so-far at 25/50/100 trials, the median

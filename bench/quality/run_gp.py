@@ -13,7 +13,7 @@ final best value; ties share the mean rank).
 hpod samplers (gp, tpe, random) run through the real daemon over HTTP
 (tests/integration/hpodtest.py starts it); Optuna's TPESampler (univariate and
 multivariate=True), CmaEsSampler and RandomSampler run in-process (Optuna 3.1,
-in-memory storage). Functions are ALGORITHMS.md section 8 from the shared
+in-memory storage). Functions are docs/ALGORITHMS.md §8 from the shared
 bench/quality/objectives.py (seven continuous ones and the mixed/conditional
 one). Seeds are 0..seeds-1 for every sampler. (bench/quality/run.py runs the
 same studies with the TPE-focused report; this driver adds the gp checks.)

@@ -25,7 +25,7 @@ acknowledged trial is there.
 
 With --state-dir the database is kept there and reused by later runs (it is
 filled only when it does not yet hold the trials), so one can compare daemon
-builds on the same data. The target (DESIGN.md "Numbers to hold"): "Restart with
+builds on the same data. The target (docs/DESIGN.md "Numbers to hold"): "Restart with
 1,000,000 stored trials: seconds"; held here as READY within 10 s.
 Standard library only; Debian's /usr/bin/python3.
 """

@@ -4,6 +4,7 @@
 ** Built only on the public libhpoclient header.
 */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@ static const char usage_text[] =
         "Usage: hpoctl [--url URL] [--token TOKEN] [--json] COMMAND [ARGS]\n"
         "\n"
         "Commands:\n"
-        "  studies                          list studies\n"
+        "  studies                          list studies with their trial counts\n"
         "  study create -f SPEC.json        create a study (or get the identical one); -f - reads stdin\n"
         "  study show NAME                  show a study's definition and summary\n"
         "  study delete NAME                delete a study and its trials\n"
@@ -29,8 +30,12 @@ static const char usage_text[] =
         "  report STUDY N STEP VALUE        report an intermediate value; prints prune or continue\n"
         "  trials STUDY [--state S] [--csv] list trials\n"
         "  best STUDY                       show the best complete trial\n"
+        "  enqueue STUDY -p NAME=VALUE...   queue a configuration to try next\n"
+        "  attrs STUDY [N] [KEY=VALUE...] [--unset KEY]...\n"
+        "                                   show or set user attrs of a study or trial N\n"
         "  run STUDY [-n N] [-j J] [--timeout S] -- CMD [ARGS...]\n"
         "                                   run CMD once per trial (see hpoctl(1))\n"
+        "  help [COMMAND]                   this text, or a command's (also COMMAND --help)\n"
         "\n"
         "Options:\n"
         "  --url URL      the daemon (default $HPOD_URL, else http://127.0.0.1:8080)\n"
@@ -40,7 +45,122 @@ static const char usage_text[] =
         "  --help, --version\n"
         "\n"
         "Exit status: 0 ok, 1 API or connection error (message on stderr), 2 usage error,\n"
-        "130 when `run` was interrupted.\n";
+        "3 when `run` completed no trial, 130 when `run` was interrupted.\n";
+
+static const char global_options_text[] =
+        "\n"
+        "Global options: --url URL, --token TOKEN, --cacert FILE, --json (see hpoctl --help).\n";
+
+/* One command's --help. */
+struct command_help {
+    const char *name;
+    const char *text;
+};
+
+static const struct command_help command_helps[] = {
+    { "studies",
+            "Usage: hpoctl studies\n"
+            "\n"
+            "List the studies, by name: direction, sampler, pruner, trial counts (total,\n"
+            "waiting, running, complete, pruned, failed) and the best value.\n"
+            "With --json, the daemon's answer ({\"studies\": [...]}).\n" },
+    { "study",
+            "Usage: hpoctl study create -f SPEC.json\n"
+            "       hpoctl study show NAME\n"
+            "       hpoctl study delete NAME\n"
+            "\n"
+            "create  create the study defined in SPEC.json (-f - reads standard input);\n"
+            "        the same definition again prints 'exists (identical)', another one\n"
+            "        under the same name is a conflict error\n"
+            "show    the definition with every default filled in, trial counts, best\n"
+            "        trial and a table of the params\n"
+            "delete  delete the study and all its trials\n" },
+    { "ask",
+            "Usage: hpoctl ask STUDY\n"
+            "\n"
+            "Start a trial (the oldest waiting one, else a new suggestion) and print its\n"
+            "number and params. Finish it with 'hpoctl tell'.\n" },
+    { "tell",
+            "Usage: hpoctl tell STUDY N VALUE\n"
+            "       hpoctl tell STUDY N --failed|--pruned\n"
+            "\n"
+            "Finish trial N: complete it with VALUE (negative numbers are fine), or mark\n"
+            "it failed or pruned (a pruned trial's value is its last intermediate value).\n"
+            "The same result again succeeds; another result is a conflict error.\n" },
+    { "report",
+            "Usage: hpoctl report STUDY N STEP VALUE\n"
+            "\n"
+            "Report an intermediate value of running trial N at STEP (an integer >= 0)\n"
+            "and print the pruner's decision: 'prune' or 'continue' (exit status 0\n"
+            "either way).\n" },
+    { "trials",
+            "Usage: hpoctl trials STUDY [--state STATE] [--csv]\n"
+            "\n"
+            "List the trials in order of number: number, state, value and one column\n"
+            "per param (floats rounded to 6 digits; --json and --csv are exact).\n"
+            "--state STATE  only waiting, running, complete, pruned or failed trials\n"
+            "--csv          the daemon's CSV export\n" },
+    { "best",
+            "Usage: hpoctl best STUDY\n"
+            "\n"
+            "Print the best complete trial: number, value and params.\n" },
+    { "enqueue",
+            "Usage: hpoctl enqueue STUDY -p NAME=VALUE [-p NAME=VALUE...] [--attr KEY=VALUE...]\n"
+            "\n"
+            "Queue a configuration to try next: a 'waiting' trial that the next ask\n"
+            "hands out before any new suggestion. Params left out are suggested by the\n"
+            "study's sampler then. VALUE is read by the param's type: a number, an\n"
+            "integer, one of the choices, or comma-separated numbers for a vector.\n"
+            "-p, --param NAME=VALUE  a param's value\n"
+            "--attr KEY=VALUE        a user attr of the trial (VALUE as for 'attrs')\n" },
+    { "attrs",
+            "Usage: hpoctl attrs STUDY [N] [KEY=VALUE...] [--unset KEY...]\n"
+            "\n"
+            "Show the user attrs of a study (or of its trial N), or change them: each\n"
+            "KEY=VALUE sets a key, each --unset KEY removes one, other keys are kept.\n"
+            "VALUE is JSON when it parses as JSON (42, true, [1,2], {\"a\":1}, \"text\"),\n"
+            "else plain text. Prints the attrs afterwards, one 'KEY = VALUE' per line\n"
+            "(with --json, the study or trial as the daemon returns it).\n" },
+    { "run",
+            "Usage: hpoctl run STUDY [-n N] [-j J] [--timeout S] [--max-failures K]\n"
+            "                  [--progress S] -- CMD [ARGS...]\n"
+            "\n"
+            "Ask for trials and run CMD once per trial, J at a time, until N trials ran\n"
+            "or the study is exhausted. Params reach CMD as $HPO_PARAM_<NAME> and as\n"
+            "{name} placeholders in ARGS ({trial} and {study} too); PYTHONUNBUFFERED=1\n"
+            "is set. CMD prints 'hpo: report STEP VALUE' per step (pruned trials are\n"
+            "killed) and 'hpo: value V' at the end; a non-zero exit fails the trial.\n"
+            "-n N              stop after N trials (default: until exhausted)\n"
+            "-j J              commands at once (default 1)\n"
+            "--timeout S       fail a trial whose command runs longer than S seconds\n"
+            "--max-failures K  stop asking after K failed trials in a row (default 10;\n"
+            "                  0: never); a command that cannot be started stops at once\n"
+            "--progress S      a progress line every S seconds when standard error is\n"
+            "                  not a terminal (default 10; on a terminal one status line\n"
+            "                  is redrawn); 0 turns progress off\n"
+            "A summary ends the run. Exit status 0 when a trial completed, 3 when none\n"
+            "did (or --max-failures stopped it), 1 on an API error, 130 when interrupted.\n" },
+    { "help",
+            "Usage: hpoctl help [COMMAND]\n"
+            "\n"
+            "Print the general usage, or COMMAND's (the same as hpoctl COMMAND --help).\n" },
+};
+
+/* Print a command's help; false when there is no such command. */
+static bool print_command_help(const char *name)
+{
+    for (size_t i = 0; i < sizeof(command_helps) / sizeof(command_helps[0]); i++) {
+        if (strcmp(command_helps[i].name, name) == 0) {
+            fputs(command_helps[i].text, stdout);
+            fputs(global_options_text, stdout);
+            return true;
+        }
+    }
+    return false;
+}
+
+#define MAX_POS 64
+#define MAX_LIST 256
 
 /* Everything parsed from the command line. */
 struct args {
@@ -51,13 +171,22 @@ struct args {
     bool csv;
     bool failed;
     bool pruned;
+    bool help;
     const char *state;
     const char *file;
     const char *n;
     const char *j;
     const char *timeout;
-    const char *pos[8];
+    const char *max_failures;
+    const char *progress;
+    const char *pos[MAX_POS];
     int npos;
+    const char *params[MAX_LIST]; /* -p NAME=VALUE */
+    int nparams;
+    const char *attrs[MAX_LIST]; /* --attr KEY=VALUE */
+    int nattrs;
+    const char *unset[MAX_LIST]; /* --unset KEY */
+    int nunset;
     char **cmd; /* after "--" */
     int ncmd;
 };
@@ -126,10 +255,21 @@ static int option_value(int argc, char **argv, int *i, const char *name, const c
     return 1;
 }
 
+/* Append to a repeatable option's list. */
+static int list_add(const char **list, int *n, const char *v, const char *opt)
+{
+    if (*n >= MAX_LIST) {
+        return usage_error("too many '%s' options", opt);
+    }
+    list[(*n)++] = v;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const char *const valued[] = { "--url", "--token", "--state", "-f", "--file", "-n",
-        "-j", "--timeout", "--cacert" };
+        "-j", "--timeout", "--max-failures", "--progress", "-p", "--param", "--attr",
+        "--unset", "--cacert" };
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -141,7 +281,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             return 0;
         }
         if (arg[0] != '-' || arg[1] == '\0' || is_number_arg(arg)) {
-            if (a->npos >= (int)(sizeof(a->pos) / sizeof(a->pos[0]))) {
+            if (a->npos >= MAX_POS) {
                 return usage_error("too many arguments");
             }
             a->pos[a->npos++] = arg;
@@ -163,10 +303,14 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->pruned = true;
             continue;
         }
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            a->help = true;
+            continue;
+        }
         for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]) && !matched; k++) {
             const char *v = NULL;
             int r = option_value(argc, argv, &i, valued[k], &v);
-            const char **slot;
+            const char **slot = NULL;
 
             if (r < 0) {
                 return usage_error("option '%s' needs a value", valued[k]);
@@ -195,14 +339,34 @@ static int parse_args(int argc, char **argv, struct args *a)
             case 6:
                 slot = &a->j;
                 break;
-            case 8:
-                slot = &a->cacert;
-                break;
-            default:
+            case 7:
                 slot = &a->timeout;
                 break;
+            case 8:
+                slot = &a->max_failures;
+                break;
+            case 9:
+                slot = &a->progress;
+                break;
+            case 10:
+            case 11:
+                r = list_add(a->params, &a->nparams, v, "--param");
+                break;
+            case 12:
+                r = list_add(a->attrs, &a->nattrs, v, "--attr");
+                break;
+            case 13:
+                r = list_add(a->unset, &a->nunset, v, "--unset");
+                break;
+            default:
+                slot = &a->cacert;
+                break;
             }
-            *slot = v;
+            if (slot != NULL) {
+                *slot = v;
+            } else if (r != 0) {
+                return r;
+            }
         }
         if (!matched) {
             return usage_error("unknown option '%s'", arg);
@@ -441,7 +605,7 @@ static int cmd_studies(struct hpo_client *c, const struct args *a)
     json_t *studies;
     json_t *s;
     size_t i;
-    struct table t = { .ncols = 8 };
+    struct table t = { .ncols = 11 };
 
     if (root == NULL) {
         return HPOCTL_EXIT_API;
@@ -452,9 +616,9 @@ static int cmd_studies(struct hpo_client *c, const struct args *a)
         return HPOCTL_EXIT_OK;
     }
     studies = json_object_get(root, "studies");
-    const char *head[] = { "NAME", "DIRECTION", "SAMPLER", "PRUNER", "TRIALS", "RUNNING",
-        "COMPLETE", "BEST" };
-    for (size_t k = 0; k < 8; k++) {
+    const char *head[] = { "NAME", "DIRECTION", "SAMPLER", "PRUNER", "TRIALS", "WAITING",
+        "RUNNING", "COMPLETE", "PRUNED", "FAILED", "BEST" };
+    for (size_t k = 0; k < sizeof(head) / sizeof(head[0]); k++) {
         table_add(&t, xstrdup(head[k]));
     }
     json_array_foreach(studies, i, s) {
@@ -465,8 +629,11 @@ static int cmd_studies(struct hpo_client *c, const struct args *a)
         table_add(&t, cell(json_object_get(json_object_get(s, "sampler"), "type"), true));
         table_add(&t, cell(json_object_get(json_object_get(s, "pruner"), "type"), true));
         table_add(&t, cell(json_object_get(trials, "total"), true));
+        table_add(&t, cell(json_object_get(trials, "waiting"), true));
         table_add(&t, cell(json_object_get(trials, "running"), true));
         table_add(&t, cell(json_object_get(trials, "complete"), true));
+        table_add(&t, cell(json_object_get(trials, "pruned"), true));
+        table_add(&t, cell(json_object_get(trials, "failed"), true));
         table_add(&t, cell(json_object_get(best, "value"), false));
     }
     table_print(&t, "");
@@ -981,9 +1148,331 @@ static int cmd_best(struct hpo_client *c, const struct args *a)
     return trial_command(c, a, "best", "usage: hpoctl best STUDY", hpo_client_best);
 }
 
+/* Split "KEY=VALUE" into a new key and a borrowed value; NULL without '=' or key. */
+static char *split_assignment(const char *arg, const char **ret_value)
+{
+    const char *eq = strchr(arg, '=');
+    char *key;
+
+    if (eq == NULL || eq == arg) {
+        return NULL;
+    }
+    key = xmalloc((size_t)(eq - arg) + 1);
+    memcpy(key, arg, (size_t)(eq - arg));
+    key[eq - arg] = '\0';
+    *ret_value = eq + 1;
+    return key;
+}
+
+/* An attr's value: JSON when the text is JSON, else the text as a string. */
+static json_t *attr_value(const char *text)
+{
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+
+    return v != NULL ? v : json_string(text);
+}
+
+/* Whether `text` is a number and its value; false otherwise. */
+static bool number_text(const char *text, double *ret)
+{
+    return parse_double(text, ret) == 0 && isfinite(*ret);
+}
+
+/*
+** A param's value from its text, read by the param's definition `def` (NULL
+** when the study has no such param: then JSON, else a string, and the daemon
+** judges). Returns NULL (after a message) when the text does not fit the type.
+*/
+static json_t *param_value(const json_t *def, const char *name, const char *text)
+{
+    const char *type = json_string_value(json_object_get(def, "type"));
+    double x;
+
+    if (def == NULL || type == NULL) {
+        return attr_value(text);
+    }
+    if (strcmp(type, "categorical") == 0) {
+        size_t i;
+        json_t *choice;
+
+        json_array_foreach(json_object_get(def, "choices"), i, choice) {
+            if ((json_is_string(choice) && strcmp(json_string_value(choice), text) == 0) ||
+                    (json_is_number(choice) && number_text(text, &x) &&
+                            json_number_value(choice) == x) ||
+                    (json_is_true(choice) && strcmp(text, "true") == 0) ||
+                    (json_is_false(choice) && strcmp(text, "false") == 0) ||
+                    (json_is_null(choice) && strcmp(text, "null") == 0)) {
+                return json_deep_copy(choice);
+            }
+        }
+        /* Not a choice: the daemon says so, with the field. */
+        return json_string(text);
+    }
+    if (json_is_integer(json_object_get(def, "size"))) {
+        json_t *arr = json_array();
+        const char *p = text;
+
+        for (;;) {
+            char *end;
+            errno = 0;
+            x = strtod(p, &end);
+            if (end == p || errno != 0 || !isfinite(x) || (*end != ',' && *end != '\0')) {
+                json_decref(arr);
+                fprintf(stderr, "hpoctl: param '%s' is a vector: give comma-separated numbers\n",
+                        name);
+                return NULL;
+            }
+            json_array_append_new(arr, json_real(x));
+            if (*end == '\0') {
+                return arr;
+            }
+            p = end + 1;
+        }
+    }
+    if (strcmp(type, "int") == 0) {
+        int64_t k;
+        if (parse_int64(text, &k) == 0) {
+            return json_integer((json_int_t)k);
+        }
+        if (number_text(text, &x) && x == floor(x) && fabs(x) < 9007199254740992.0) {
+            return json_integer((json_int_t)x);
+        }
+        fprintf(stderr, "hpoctl: param '%s' is an int: '%s' is not an integer\n", name, text);
+        return NULL;
+    }
+    if (!number_text(text, &x)) {
+        fprintf(stderr, "hpoctl: param '%s' is a float: '%s' is not a number\n", name, text);
+        return NULL;
+    }
+    return json_real(x);
+}
+
+/* The definition of param `name` in a study, or NULL. */
+static const json_t *find_param(const json_t *study, const char *name)
+{
+    size_t i;
+    json_t *p;
+
+    json_array_foreach(json_object_get(study, "params"), i, p) {
+        const char *n = json_string_value(json_object_get(p, "name"));
+        if (n != NULL && strcmp(n, name) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Build {"KEY": value, ...} from KEY=VALUE arguments; NULL after a usage message. */
+static json_t *attrs_object(const char *const *list, int n, json_t *obj, const char *what)
+{
+    for (int i = 0; i < n; i++) {
+        const char *value = NULL;
+        char *key = split_assignment(list[i], &value);
+
+        if (key == NULL) {
+            usage_error("%s '%s' is not KEY=VALUE", what, list[i]);
+            json_decref(obj);
+            return NULL;
+        }
+        json_object_set_new(obj, key, attr_value(value));
+        free(key);
+    }
+    return obj;
+}
+
+static int cmd_enqueue(struct hpo_client *c, const struct args *a)
+{
+    struct hpo_client_error err;
+    struct hpo_trial *t = NULL;
+    char *text = NULL;
+    json_t *study;
+    json_t *params;
+    json_t *attrs = NULL;
+    char *params_text;
+    char *attrs_text = NULL;
+    int r;
+
+    if (a->npos != 2 || a->nparams == 0) {
+        return usage_error("usage: hpoctl enqueue STUDY -p NAME=VALUE [-p NAME=VALUE...]");
+    }
+    for (int i = 0; i < a->nparams; i++) {
+        if (strchr(a->params[i], '=') == NULL || a->params[i][0] == '=') {
+            return usage_error("--param '%s' is not NAME=VALUE", a->params[i]);
+        }
+    }
+    if (a->nattrs > 0) {
+        attrs = attrs_object(a->attrs, a->nattrs, json_object(), "--attr");
+        if (attrs == NULL) {
+            return HPOCTL_EXIT_USAGE;
+        }
+    }
+    /* The study's definition says how to read each value. */
+    if (hpo_client_study_get(c, a->pos[1], &text, &err) < 0) {
+        hpoctl_print_error("enqueue", &err);
+        json_decref(attrs);
+        return HPOCTL_EXIT_API;
+    }
+    study = parse_json(text);
+    hpo_client_free(text);
+    if (study == NULL) {
+        json_decref(attrs);
+        return HPOCTL_EXIT_API;
+    }
+    params = json_object();
+    for (int i = 0; i < a->nparams; i++) {
+        const char *value = NULL;
+        char *name = split_assignment(a->params[i], &value);
+        json_t *v = param_value(find_param(study, name), name, value);
+
+        if (v == NULL) {
+            free(name);
+            json_decref(params);
+            json_decref(attrs);
+            json_decref(study);
+            return HPOCTL_EXIT_USAGE;
+        }
+        json_object_set_new(params, name, v);
+        free(name);
+    }
+    json_decref(study);
+    params_text = json_dumps(params, JSON_COMPACT);
+    json_decref(params);
+    if (attrs != NULL) {
+        attrs_text = json_dumps(attrs, JSON_COMPACT);
+        json_decref(attrs);
+    }
+    if (params_text == NULL || (a->nattrs > 0 && attrs_text == NULL)) {
+        fputs("hpoctl: out of memory\n", stderr);
+        exit(HPOCTL_EXIT_API);
+    }
+    r = hpo_client_enqueue(c, a->pos[1], params_text, attrs_text, &t, &err);
+    free(params_text);
+    free(attrs_text);
+    if (r < 0) {
+        hpoctl_print_error("enqueue", &err);
+        return HPOCTL_EXIT_API;
+    }
+    print_trial(hpo_trial_json(t), a->json);
+    hpo_trial_free(t);
+    return HPOCTL_EXIT_OK;
+}
+
+/* Print a study's or trial's user attrs, one "KEY = VALUE" per line (sorted). */
+static void print_attrs(const json_t *root)
+{
+    json_t *attrs = json_object_get(root, "user_attrs");
+    const char **keys;
+    size_t n = 0;
+    const char *key;
+    json_t *v;
+
+    keys = xmalloc((json_object_size(attrs) + 1) * sizeof(*keys));
+    json_object_foreach(attrs, key, v) {
+        keys[n++] = key;
+    }
+    /* Insertion sort: attrs are few. */
+    for (size_t i = 1; i < n; i++) {
+        for (size_t k = i; k > 0 && strcmp(keys[k - 1], keys[k]) > 0; k--) {
+            const char *tmp = keys[k];
+            keys[k] = keys[k - 1];
+            keys[k - 1] = tmp;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *text = cell(json_object_get(attrs, keys[i]), true);
+        printf("%s = %s\n", keys[i], text);
+        free(text);
+    }
+    free(keys);
+}
+
+static int cmd_attrs(struct hpo_client *c, const struct args *a)
+{
+    struct hpo_client_error err;
+    const char *study;
+    int64_t number = -1;
+    int first = 2;
+    json_t *patch;
+    char *patch_text;
+    char *text = NULL;
+    json_t *root;
+    int r;
+
+    if (a->npos < 2) {
+        return usage_error("usage: hpoctl attrs STUDY [N] [KEY=VALUE...] [--unset KEY...]");
+    }
+    study = a->pos[1];
+    if (a->npos > 2 && strchr(a->pos[2], '=') == NULL) {
+        if (parse_int64(a->pos[2], &number) < 0 || number < 0) {
+            return usage_error("trial number '%s' is not an integer >= 0", a->pos[2]);
+        }
+        first = 3;
+    }
+    patch = attrs_object(a->pos + first, a->npos - first, json_object(), "attr");
+    if (patch == NULL) {
+        return HPOCTL_EXIT_USAGE;
+    }
+    for (int i = 0; i < a->nunset; i++) {
+        if (json_object_get(patch, a->unset[i]) != NULL) {
+            json_decref(patch);
+            return usage_error("'%s' is both set and unset", a->unset[i]);
+        }
+        json_object_set_new(patch, a->unset[i], json_null());
+    }
+    if (json_object_size(patch) == 0) {
+        /* Nothing to change: show them. */
+        json_decref(patch);
+        if (number >= 0) {
+            struct hpo_trial *t = NULL;
+            r = hpo_client_trial_get(c, study, number, &t, &err);
+            if (r == 0) {
+                text = xstrdup(hpo_trial_json(t));
+                hpo_trial_free(t);
+            }
+        } else {
+            r = hpo_client_study_get(c, study, &text, &err);
+        }
+    } else {
+        patch_text = json_dumps(patch, JSON_COMPACT);
+        json_decref(patch);
+        if (patch_text == NULL) {
+            fputs("hpoctl: out of memory\n", stderr);
+            exit(HPOCTL_EXIT_API);
+        }
+        if (number >= 0) {
+            struct hpo_trial *t = NULL;
+            r = hpo_client_trial_set_user_attrs(c, study, number, patch_text, &t, &err);
+            if (r == 0) {
+                text = xstrdup(hpo_trial_json(t));
+                hpo_trial_free(t);
+            }
+        } else {
+            r = hpo_client_study_set_user_attrs(c, study, patch_text, &text, &err);
+        }
+        free(patch_text);
+    }
+    if (r < 0) {
+        hpoctl_print_error("attrs", &err);
+        return HPOCTL_EXIT_API;
+    }
+    root = parse_json(text);
+    free(text);
+    if (root == NULL) {
+        return HPOCTL_EXIT_API;
+    }
+    if (a->json) {
+        print_json(root);
+    } else {
+        print_attrs(root);
+    }
+    json_decref(root);
+    return HPOCTL_EXIT_OK;
+}
+
 static int cmd_run(struct hpo_client *c, const struct args *a)
 {
-    struct hpoctl_run_options o = { .n_trials = -1, .jobs = 1 };
+    struct hpoctl_run_options o = { .n_trials = -1, .jobs = 1, .max_failures = 10,
+        .progress_s = 10 };
 
     if (a->npos != 2 || a->ncmd < 1) {
         return usage_error("usage: hpoctl run STUDY [-n N] [-j J] [--timeout S] -- CMD [ARGS...]");
@@ -1001,6 +1490,14 @@ static int cmd_run(struct hpo_client *c, const struct args *a)
     if (a->timeout != NULL && (parse_double(a->timeout, &o.timeout_s) < 0 || !(o.timeout_s > 0))) {
         return usage_error("--timeout must be a number of seconds > 0");
     }
+    if (a->max_failures != NULL &&
+            (parse_int64(a->max_failures, &o.max_failures) < 0 || o.max_failures < 0)) {
+        return usage_error("--max-failures must be an integer >= 0");
+    }
+    if (a->progress != NULL && (parse_double(a->progress, &o.progress_s) < 0 ||
+                                       !(o.progress_s >= 0) || o.progress_s > 1e6)) {
+        return usage_error("--progress must be a number of seconds >= 0");
+    }
     o.study = a->pos[1];
     o.argv = a->cmd;
     o.argc = a->ncmd;
@@ -1016,10 +1513,6 @@ int main(int argc, char **argv)
     int rc;
 
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage_text, stdout);
-            return HPOCTL_EXIT_OK;
-        }
         if (strcmp(argv[i], "--version") == 0) {
             printf("hpoctl %s\n", hpo_client_version());
             return HPOCTL_EXIT_OK;
@@ -1028,6 +1521,23 @@ int main(int argc, char **argv)
     rc = parse_args(argc, argv, &a);
     if (rc != 0) {
         return rc;
+    }
+    /* "hpoctl --help", "hpoctl help [CMD]" and "hpoctl CMD --help". */
+    if (a.npos > 0 && strcmp(a.pos[0], "help") == 0 && !a.help) {
+        if (a.npos == 1) {
+            fputs(usage_text, stdout);
+            return HPOCTL_EXIT_OK;
+        }
+        return print_command_help(a.pos[1]) ? HPOCTL_EXIT_OK
+                                             : usage_error("unknown command '%s'", a.pos[1]);
+    }
+    if (a.help) {
+        if (a.npos == 0) {
+            fputs(usage_text, stdout);
+            return HPOCTL_EXIT_OK;
+        }
+        return print_command_help(a.pos[0]) ? HPOCTL_EXIT_OK
+                                             : usage_error("unknown command '%s'", a.pos[0]);
     }
     if (a.npos == 0) {
         return usage_error("no command given");
@@ -1046,11 +1556,19 @@ int main(int argc, char **argv)
     if ((a.failed || a.pruned) && strcmp(cmd, "tell") != 0) {
         return usage_error("--failed and --pruned are options of 'tell'");
     }
-    if ((a.n || a.j || a.timeout || a.cmd) && strcmp(cmd, "run") != 0) {
-        return usage_error("-n, -j, --timeout and '--' belong to 'run'");
+    if ((a.n || a.j || a.timeout || a.max_failures || a.progress || a.cmd) &&
+            strcmp(cmd, "run") != 0) {
+        return usage_error(
+                "-n, -j, --timeout, --max-failures, --progress and '--' belong to 'run'");
     }
     if (a.file && strcmp(cmd, "study") != 0) {
         return usage_error("-f belongs to 'study create'");
+    }
+    if ((a.nparams || a.nattrs) && strcmp(cmd, "enqueue") != 0) {
+        return usage_error("--param and --attr belong to 'enqueue'");
+    }
+    if (a.nunset && strcmp(cmd, "attrs") != 0) {
+        return usage_error("--unset belongs to 'attrs'");
     }
     json_object_seed(0);
     if (hpo_client_create(a.url, a.token, &c, &err) < 0) {
@@ -1075,6 +1593,10 @@ int main(int argc, char **argv)
         rc = cmd_trials(c, &a);
     } else if (strcmp(cmd, "best") == 0) {
         rc = cmd_best(c, &a);
+    } else if (strcmp(cmd, "enqueue") == 0) {
+        rc = cmd_enqueue(c, &a);
+    } else if (strcmp(cmd, "attrs") == 0) {
+        rc = cmd_attrs(c, &a);
     } else if (strcmp(cmd, "run") == 0) {
         rc = cmd_run(c, &a);
     } else {

@@ -2,9 +2,12 @@
 ** run.c: `hpoctl run`, a worker loop that makes any command tunable.
 **
 ** One thread, one poll() loop: up to J children, each in its own process
-** group with its stdout on a pipe we read line by line; a self-pipe carries
-** SIGCHLD, SIGINT and SIGTERM into the loop. HTTP calls are synchronous: they
-** are short, and a child that writes meanwhile just waits on its pipe.
+** group with its stdout on a pipe we read line by line as it comes (Python
+** children get PYTHONUNBUFFERED=1, else their reports would arrive at exit);
+** a self-pipe carries SIGCHLD, SIGINT and SIGTERM into the loop. HTTP calls
+** are synchronous: they are short, and a child that writes meanwhile just
+** waits on its pipe. Progress goes to stderr: one status line redrawn on a
+** terminal, plain periodic lines otherwise, and a summary at the end.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,6 +34,10 @@
 #define LINE_MAX_BYTES 65536
 /* How long a command gets between SIGTERM and SIGKILL. */
 #define KILL_GRACE_MS 2000
+/* Distinct failure reasons kept for the summary (the rest count as "other"). */
+#define MAX_REASONS 8
+/* How often the terminal status line is redrawn at most. */
+#define STATUS_REDRAW_MS 200
 
 extern char **environ;
 
@@ -55,6 +63,13 @@ struct job {
     int64_t deadline_ms;   /* timeout; 0 = none */
     int64_t heartbeat_ms;  /* next heartbeat */
     int64_t kill_ms;       /* when to SIGKILL the group; 0 = not yet signalled */
+    int exec_errno;        /* the command could not be started: exec's errno */
+};
+
+/* A reason trials failed, and how many did for it. */
+struct reason {
+    char text[128];
+    int64_t count;
 };
 
 struct run {
@@ -65,8 +80,27 @@ struct run {
     int64_t asked;
     int64_t heartbeat_every_ms;
     bool stop_asking;
+    bool stopped_by_failures;
     int interrupts;
     int rc;
+    bool maximize;            /* the study's direction, for "best so far" */
+    /* What this run's trials came to. */
+    int64_t n_complete;
+    int64_t n_pruned;
+    int64_t n_failed;
+    int64_t failures_in_a_row;
+    struct reason reasons[MAX_REASONS];
+    int nreasons;
+    int64_t n_other_reasons;
+    bool have_best;
+    double best;
+    int64_t best_number;
+    /* Progress. */
+    int64_t start_ms;
+    bool tty;                 /* stderr is a terminal: one status line, redrawn */
+    bool status_shown;        /* the status line is on the screen now */
+    int64_t status_drawn_ms;
+    int64_t next_progress_ms; /* next plain progress line; 0: none */
 };
 
 static int sig_pipe[2] = { -1, -1 };
@@ -95,6 +129,129 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Erase the terminal status line before anything else is printed. */
+static void status_clear(struct run *r)
+{
+    if (r->status_shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        r->status_shown = false;
+    }
+}
+
+/* "N done (a complete, b pruned, c failed), R running, best V (trial T)" into buf. */
+static void progress_text(const struct run *r, char *buf, size_t size)
+{
+    int n = snprintf(buf, size,
+            "%lld done (%lld complete, %lld pruned, %lld failed), %d running",
+            (long long)(r->n_complete + r->n_pruned + r->n_failed), (long long)r->n_complete,
+            (long long)r->n_pruned, (long long)r->n_failed, r->running);
+
+    if (r->have_best && n > 0 && (size_t)n < size) {
+        snprintf(buf + n, size - (size_t)n, ", best %.6g (trial %lld)", r->best,
+                (long long)r->best_number);
+    }
+}
+
+/* Elapsed time as "M:SS" or "H:MM:SS". */
+static void elapsed_text(int64_t ms, char *buf, size_t size)
+{
+    long long s = (long long)(ms / 1000);
+
+    if (s >= 3600) {
+        snprintf(buf, size, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+    } else {
+        snprintf(buf, size, "%lld:%02lld", s / 60, s % 60);
+    }
+}
+
+/*
+** Progress: on a terminal redraw the status line (at most every
+** STATUS_REDRAW_MS unless `force`); otherwise print a plain line when one is due.
+*/
+static void progress(struct run *r, bool force)
+{
+    int64_t now = now_ms();
+    char text[256];
+    char el[32];
+
+    if (r->o->progress_s <= 0) {
+        return;
+    }
+    if (r->tty) {
+        struct winsize ws;
+        size_t width = 80;
+        char line[320];
+
+        if (!force && r->status_shown && now - r->status_drawn_ms < STATUS_REDRAW_MS) {
+            return;
+        }
+        if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1) {
+            width = ws.ws_col;
+        }
+        progress_text(r, text, sizeof(text));
+        elapsed_text(now - r->start_ms, el, sizeof(el));
+        snprintf(line, sizeof(line), "[%s] %s, %s", r->o->study, text, el);
+        /* Never wrap: a wrapped line cannot be redrawn with \r. */
+        if (strlen(line) > width - 1) {
+            line[width - 1] = '\0';
+        }
+        fprintf(stderr, "\r\033[K%s", line);
+        fflush(stderr);
+        r->status_shown = true;
+        r->status_drawn_ms = now;
+        return;
+    }
+    if (r->next_progress_ms > 0 && now >= r->next_progress_ms) {
+        progress_text(r, text, sizeof(text));
+        fprintf(stderr, "hpoctl: progress: %s, elapsed %.1f s\n", text,
+                (double)(now - r->start_ms) / 1000.0);
+        r->next_progress_ms = now + (int64_t)(r->o->progress_s * 1000);
+    }
+}
+
+/* Count a failed trial under `why`; stop asking after max_failures in a row. */
+static void count_failed(struct run *r, const char *why)
+{
+    int i;
+
+    r->n_failed++;
+    r->failures_in_a_row++;
+    for (i = 0; i < r->nreasons; i++) {
+        if (strcmp(r->reasons[i].text, why) == 0) {
+            break;
+        }
+    }
+    if (i < r->nreasons) {
+        r->reasons[i].count++;
+    } else if (r->nreasons < MAX_REASONS) {
+        snprintf(r->reasons[i].text, sizeof(r->reasons[i].text), "%s", why);
+        r->reasons[i].count = 1;
+        r->nreasons++;
+    } else {
+        r->n_other_reasons++;
+    }
+    if (r->o->max_failures > 0 && r->failures_in_a_row >= r->o->max_failures &&
+            !r->stop_asking && r->interrupts == 0) {
+        status_clear(r);
+        fprintf(stderr, "hpoctl: %lld trials failed in a row: not starting more "
+                        "(--max-failures)\n", (long long)r->failures_in_a_row);
+        r->stop_asking = true;
+        r->stopped_by_failures = true;
+    }
+}
+
+static void count_complete(struct run *r, int64_t number, double value)
+{
+    r->n_complete++;
+    r->failures_in_a_row = 0;
+    if (!r->have_best || (r->maximize ? value > r->best : value < r->best)) {
+        r->have_best = true;
+        r->best = value;
+        r->best_number = number;
+    }
+}
+
 /* Send sig to the job's process group (the command and what it started). */
 static void signal_job(struct job *j, int sig)
 {
@@ -121,8 +278,8 @@ static void report_error(struct run *r, const char *what, const struct job *j,
     char buf[96];
 
     snprintf(buf, sizeof(buf), "%s trial %lld", what, (long long)j->number);
+    status_clear(r);
     hpoctl_print_error(buf, err);
-    (void)r;
 }
 
 /* Tell the trial failed or pruned, print it, and start killing the command. */
@@ -141,8 +298,15 @@ static void finish_early(struct run *r, struct job *j, bool pruned, const char *
         report_error(r, "tell", j, &err);
         r->rc = HPOCTL_EXIT_API;
     }
+    status_clear(r);
     fprintf(stderr, "hpoctl: trial %lld %s (%s)\n", (long long)j->number,
             pruned ? "pruned" : "failed", why);
+    if (pruned) {
+        r->n_pruned++;
+        r->failures_in_a_row = 0;
+    } else {
+        count_failed(r, why);
+    }
     j->state = JOB_KILLING;
 }
 
@@ -156,6 +320,7 @@ static void handle_line(struct run *r, struct job *j, char *line)
 
     switch (hpoctl_parse_line(line, &step, &value)) {
     case HPOCTL_LINE_OTHER:
+        status_clear(r);
         if (r->o->jobs > 1) {
             printf("[%lld] %s\n", (long long)j->number, line);
         } else {
@@ -164,6 +329,7 @@ static void handle_line(struct run *r, struct job *j, char *line)
         fflush(stdout);
         return;
     case HPOCTL_LINE_BAD:
+        status_clear(r);
         fprintf(stderr, "hpoctl: trial %lld: ignoring malformed line '%s'\n",
                 (long long)j->number, line);
         return;
@@ -183,6 +349,7 @@ static void handle_line(struct run *r, struct job *j, char *line)
             /* No longer running on the server (a heartbeat timeout, or another client). */
             kill_job(j);
             j->state = JOB_KILLING;
+            count_failed(r, "no longer running on the daemon");
         }
         return;
     }
@@ -250,20 +417,29 @@ static void complete_job(struct run *r, struct job *j)
 
     if (j->state == JOB_RUNNING) {
         bool ok = WIFEXITED(j->status) && WEXITSTATUS(j->status) == 0;
-        char why[96];
+        char why[160];
 
         if (ok && j->have_value) {
             if (hpo_client_tell(r->client, r->o->study, j->number, j->value, &err) < 0) {
                 report_error(r, "tell", j, &err);
                 r->rc = HPOCTL_EXIT_API;
+                count_failed(r, "the daemon refused the value");
             } else {
                 char text[32];
                 snprintf(text, sizeof(text), "%.10g", j->value);
+                status_clear(r);
                 fprintf(stderr, "hpoctl: trial %lld complete, value %s\n", (long long)j->number,
                         text);
+                count_complete(r, j->number, j->value);
             }
         } else {
-            if (WIFSIGNALED(j->status)) {
+            if (j->exec_errno == ENOENT) {
+                snprintf(why, sizeof(why), "command not found: %.80s", r->o->argv[0]);
+            } else if (j->exec_errno != 0) {
+                char ebuf[64];
+                snprintf(why, sizeof(why), "cannot run %.60s: %s", r->o->argv[0],
+                        hpoctl_strerror(j->exec_errno, ebuf, sizeof(ebuf)));
+            } else if (WIFSIGNALED(j->status)) {
                 snprintf(why, sizeof(why), "killed by signal %d", WTERMSIG(j->status));
             } else if (!ok) {
                 snprintf(why, sizeof(why), "exit status %d", WEXITSTATUS(j->status));
@@ -274,7 +450,9 @@ static void complete_job(struct run *r, struct job *j)
                 report_error(r, "tell", j, &err);
                 r->rc = HPOCTL_EXIT_API;
             }
+            status_clear(r);
             fprintf(stderr, "hpoctl: trial %lld failed (%s)\n", (long long)j->number, why);
+            count_failed(r, why);
         }
     }
     /* Whatever the command left behind in its group goes with it. */
@@ -353,11 +531,12 @@ static int build_exec(struct run *r, const struct hpo_trial *t, char ***ret_argv
     size_t k = 0;
     struct subst s = { .t = t, .study = (char *)r->o->study };
     char num[32];
+    bool python_set = false;
 
     while (environ[nenv] != NULL) {
         nenv++;
     }
-    envp = calloc(nenv + nparams + 3, sizeof(*envp));
+    envp = calloc(nenv + nparams + 4, sizeof(*envp));
     if (argv == NULL || envp == NULL) {
         goto fail;
     }
@@ -368,12 +547,22 @@ static int build_exec(struct run *r, const struct hpo_trial *t, char ***ret_argv
             goto fail;
         }
     }
-    /* Drop inherited HPO_PARAM_*, HPO_TRIAL and HPO_STUDY: stale values would mislead. */
+    /*
+    ** Drop inherited HPO_PARAM_*, HPO_TRIAL and HPO_STUDY: stale values would
+    ** mislead. Python buffers a pipe in blocks, which would hold every report
+    ** back until exit: PYTHONUNBUFFERED=1 unless it is set (non-empty) already.
+    */
     for (size_t i = 0; i < nenv; i++) {
         const char *e = environ[i];
         if (strncmp(e, "HPO_PARAM_", 10) == 0 || strncmp(e, "HPO_TRIAL=", 10) == 0 ||
                 strncmp(e, "HPO_STUDY=", 10) == 0) {
             continue;
+        }
+        if (strncmp(e, "PYTHONUNBUFFERED=", 17) == 0) {
+            if (e[17] == '\0') {
+                continue;
+            }
+            python_set = true;
         }
         envp[k] = strdup(e);
         if (envp[k++] == NULL) {
@@ -405,6 +594,12 @@ static int build_exec(struct run *r, const struct hpo_trial *t, char ***ret_argv
     if (envp[k++] == NULL) {
         goto fail;
     }
+    if (!python_set) {
+        envp[k] = env_entry("PYTHONUNBUFFERED", "1");
+        if (envp[k++] == NULL) {
+            goto fail;
+        }
+    }
     *ret_argv = argv;
     *ret_envp = envp;
     return 0;
@@ -419,6 +614,8 @@ fail:
 static int start_job(struct run *r, struct job *j, struct hpo_trial *t)
 {
     int fds[2];
+    int errpipe[2];
+    int exec_errno = 0;
     char **argv = NULL;
     char **envp = NULL;
     pid_t pid;
@@ -433,6 +630,15 @@ static int start_job(struct run *r, struct job *j, struct hpo_trial *t)
         free_strv(envp);
         return e;
     }
+    /* exec's errno comes back on errpipe; a successful exec closes it (EOF). */
+    if (pipe2(errpipe, O_CLOEXEC) < 0) {
+        e = -errno;
+        close(fds[0]);
+        close(fds[1]);
+        free_strv(argv);
+        free_strv(envp);
+        return e;
+    }
     fflush(stdout);
     fflush(stderr);
     pid = fork();
@@ -440,6 +646,8 @@ static int start_job(struct run *r, struct job *j, struct hpo_trial *t)
         e = -errno;
         close(fds[0]);
         close(fds[1]);
+        close(errpipe[0]);
+        close(errpipe[1]);
         free_strv(argv);
         free_strv(envp);
         return e;
@@ -460,11 +668,22 @@ static int start_job(struct run *r, struct job *j, struct hpo_trial *t)
         }
         dup2(fds[1], STDOUT_FILENO);
         execvpe(argv[0], argv, envp);
-        char ebuf[128];
-        fprintf(stderr, "hpoctl: cannot run '%s': %s\n", argv[0],
-                hpoctl_strerror(errno, ebuf, sizeof(ebuf)));
+        e = errno;
+        (void)!write(errpipe[1], &e, sizeof(e));
         _exit(127);
     }
+    close(errpipe[1]);
+    for (;;) {
+        ssize_t n = read(errpipe[0], &exec_errno, sizeof(exec_errno));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n != (ssize_t)sizeof(exec_errno)) {
+            exec_errno = 0;
+        }
+        break;
+    }
+    close(errpipe[0]);
     /* Both sides set the group, so a kill right after fork finds it either way. */
     (void)setpgid(pid, pid);
     close(fds[1]);
@@ -487,7 +706,16 @@ static int start_job(struct run *r, struct job *j, struct hpo_trial *t)
     j->started_ms = now_ms();
     j->deadline_ms = r->o->timeout_s > 0 ? j->started_ms + (int64_t)(r->o->timeout_s * 1000) : 0;
     j->heartbeat_ms = j->started_ms + r->heartbeat_every_ms;
+    j->exec_errno = exec_errno;
     r->running++;
+    if (exec_errno != 0) {
+        /* Every later trial would fail the same way. */
+        char ebuf[128];
+        status_clear(r);
+        fprintf(stderr, "hpoctl: cannot run '%s': %s; not starting more trials\n", r->o->argv[0],
+                hpoctl_strerror(exec_errno, ebuf, sizeof(ebuf)));
+        r->stop_asking = true;
+    }
     return 0;
 }
 
@@ -515,6 +743,7 @@ static void fill_slots(struct run *r)
         }
         if (hpo_client_ask(r->client, r->o->study, &t, &err) < 0) {
             r->stop_asking = true;
+            status_clear(r);
             if (err.code == HPO_CLIENT_EXHAUSTED) {
                 fprintf(stderr, "hpoctl: study %s is exhausted (max_trials reached)\n",
                         r->o->study);
@@ -528,9 +757,11 @@ static void fill_slots(struct run *r)
         e = start_job(r, slot, t);
         if (e < 0) {
             char ebuf[128];
+            status_clear(r);
             fprintf(stderr, "hpoctl: cannot start trial %lld: %s\n",
                     (long long)hpo_trial_number(t), hpoctl_strerror(-e, ebuf, sizeof(ebuf)));
             (void)hpo_client_tell_failed(r->client, r->o->study, hpo_trial_number(t), &err);
+            count_failed(r, "cannot start the command");
             hpo_trial_free(t);
             r->stop_asking = true;
             r->rc = HPOCTL_EXIT_API;
@@ -597,6 +828,7 @@ static int64_t timers(struct run *r)
                 if (err.code == HPO_CLIENT_CONFLICT) {
                     kill_job(j);
                     j->state = JOB_KILLING;
+                    count_failed(r, "no longer running on the daemon");
                 }
             }
             j->heartbeat_ms = now_ms() + r->heartbeat_every_ms;
@@ -617,6 +849,9 @@ static int64_t timers(struct run *r)
             next = j->kill_ms - now;
         }
     }
+    if (r->next_progress_ms > 0 && r->next_progress_ms - now < next) {
+        next = r->next_progress_ms - now;
+    }
     return next < 0 ? 0 : next;
 }
 
@@ -634,6 +869,10 @@ static int load_study(struct run *r)
     }
     root = json_loads(text, 0, NULL);
     hpo_client_free(text);
+    {
+        const char *dir = json_string_value(json_object_get(root, "direction"));
+        r->maximize = dir != NULL && strcmp(dir, "maximize") == 0;
+    }
     if (json_is_integer(json_object_get(root, "heartbeat_timeout"))) {
         timeout = json_integer_value(json_object_get(root, "heartbeat_timeout"));
     } else if (json_is_number(json_object_get(root, "heartbeat_timeout"))) {
@@ -646,6 +885,38 @@ static int load_study(struct run *r)
         r->heartbeat_every_ms = 200;
     }
     return 0;
+}
+
+/*
+** The summary on stderr: "hpoctl: summary: N trials in T s: a complete, b
+** pruned, c failed (k REASON, ...); best V (trial T)".
+*/
+static void print_summary(struct run *r)
+{
+    int64_t total = r->n_complete + r->n_pruned + r->n_failed;
+
+    status_clear(r);
+    fprintf(stderr, "hpoctl: summary: %lld trial%s in %.1f s: %lld complete, %lld pruned, "
+                    "%lld failed",
+            (long long)total, total == 1 ? "" : "s", (double)(now_ms() - r->start_ms) / 1000.0,
+            (long long)r->n_complete, (long long)r->n_pruned, (long long)r->n_failed);
+    if (r->n_failed > 0) {
+        fputs(" (", stderr);
+        for (int i = 0; i < r->nreasons; i++) {
+            fprintf(stderr, "%s%lld %s", i > 0 ? ", " : "", (long long)r->reasons[i].count,
+                    r->reasons[i].text);
+        }
+        if (r->n_other_reasons > 0) {
+            fprintf(stderr, ", %lld other", (long long)r->n_other_reasons);
+        }
+        fputc(')', stderr);
+    }
+    if (r->have_best) {
+        char text[32];
+        snprintf(text, sizeof(text), "%.10g", r->best);
+        fprintf(stderr, "; best %s (trial %lld)", text, (long long)r->best_number);
+    }
+    fputc('\n', stderr);
 }
 
 int hpoctl_run(struct hpo_client *c, const struct hpoctl_run_options *o)
@@ -677,6 +948,14 @@ int hpoctl_run(struct hpo_client *c, const struct hpoctl_run_options *o)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    r.start_ms = now_ms();
+    if (o->progress_s > 0) {
+        const char *term = getenv("TERM");
+        r.tty = isatty(STDERR_FILENO) && !(term != NULL && strcmp(term, "dumb") == 0);
+        if (!r.tty) {
+            r.next_progress_ms = r.start_ms + (int64_t)(o->progress_s * 1000);
+        }
+    }
 
     for (;;) {
         int npfd = 0;
@@ -688,6 +967,7 @@ int hpoctl_run(struct hpo_client *c, const struct hpoctl_run_options *o)
             break;
         }
         wait_ms = timers(&r);
+        progress(&r, false);
         pfds[npfd].fd = sig_pipe[0];
         pfds[npfd].events = POLLIN;
         npfd++;
@@ -712,6 +992,7 @@ int hpoctl_run(struct hpo_client *c, const struct hpoctl_run_options *o)
         seen_int = got_int;
         if (seen_int > r.interrupts) {
             r.interrupts = seen_int;
+            status_clear(&r);
             fprintf(stderr, "hpoctl: interrupted: failing the running trials\n");
             on_interrupt(&r);
         }
@@ -748,6 +1029,7 @@ int hpoctl_run(struct hpo_client *c, const struct hpoctl_run_options *o)
         }
     }
 
+    print_summary(&r);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
@@ -760,5 +1042,12 @@ int hpoctl_run(struct hpo_client *c, const struct hpoctl_run_options *o)
     if (r.interrupts > 0) {
         return HPOCTL_EXIT_INTERRUPT;
     }
-    return r.rc;
+    if (r.rc != HPOCTL_EXIT_OK) {
+        return r.rc;
+    }
+    if (r.asked > 0 && r.n_complete == 0) {
+        fprintf(stderr, "hpoctl: no trial completed\n");
+        return HPOCTL_EXIT_NO_TRIAL;
+    }
+    return r.stopped_by_failures ? HPOCTL_EXIT_NO_TRIAL : HPOCTL_EXIT_OK;
 }

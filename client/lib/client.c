@@ -1,5 +1,5 @@
 /*
-** client.c: libhpoclient's calls, one per REST endpoint of API.md.
+** client.c: libhpoclient's calls, one per REST endpoint of docs/REFERENCE.md.
 */
 #include <errno.h>
 #include <math.h>
@@ -707,4 +707,120 @@ int hpo_client_param_vector(struct hpo_client *c, const struct hpo_trial *t, con
         return 0;
     }
     return hpo__fail(err, -EINVAL, HPO_CLIENT_USAGE, 0, name, "param '%s' is not a vector", name);
+}
+
+/* Parse `text` as a JSON object for a request body; NULL (err filled) if it is not one. */
+static json_t *object_arg(const char *text, const char *what, struct hpo_client_error *err)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (!json_is_object(v)) {
+        json_decref(v);
+        hpo__fail(err, -EINVAL, HPO_CLIENT_USAGE, 0, what, "%s must be a JSON object", what);
+        return NULL;
+    }
+    return v;
+}
+
+int hpo_client_enqueue(struct hpo_client *c, const char *study, const char *params_json,
+        const char *user_attrs_json, struct hpo_trial **ret_trial, struct hpo_client_error *err)
+{
+    struct hpo__response resp;
+    json_t *params;
+    json_t *attrs = NULL;
+    json_t *body;
+    int r;
+
+    if (c == NULL || study == NULL || params_json == NULL) {
+        return usage(err, -EINVAL, "bad arguments to hpo_client_enqueue");
+    }
+    params = object_arg(params_json, "params", err);
+    if (params == NULL) {
+        return -EINVAL;
+    }
+    if (user_attrs_json != NULL) {
+        attrs = object_arg(user_attrs_json, "user_attrs", err);
+        if (attrs == NULL) {
+            json_decref(params);
+            return -EINVAL;
+        }
+    }
+    body = attrs ? json_pack("{s:o,s:o}", "params", params, "user_attrs", attrs)
+                 : json_pack("{s:o}", "params", params);
+    if (body == NULL) {
+        return oom(err);
+    }
+    /* Each POST makes a new trial: not retried once sent. */
+    r = send_json(c, "POST", study_path(study, "/trials"), body, false, &resp, err);
+    if (r < 0) {
+        return r;
+    }
+    if (ret_trial == NULL) {
+        free(resp.body);
+        return 0;
+    }
+    return trial_response(&resp, ret_trial, err);
+}
+
+/* PATCH `path` (stolen) with {"user_attrs": <user_attrs_json>}; keeps the response. */
+static int patch_attrs(struct hpo_client *c, char *path, const char *user_attrs_json,
+        struct hpo__response *resp, struct hpo_client_error *err)
+{
+    json_t *attrs = object_arg(user_attrs_json, "user_attrs", err);
+    json_t *body;
+
+    if (attrs == NULL) {
+        free(path);
+        return -EINVAL;
+    }
+    body = json_pack("{s:o}", "user_attrs", attrs);
+    if (body == NULL) {
+        free(path);
+        return oom(err);
+    }
+    /* A merge applied twice gives the same attrs: safe to retry. */
+    return send_json(c, "PATCH", path, body, true, resp, err);
+}
+
+int hpo_client_study_set_user_attrs(struct hpo_client *c, const char *study,
+        const char *user_attrs_json, char **ret_json, struct hpo_client_error *err)
+{
+    struct hpo__response resp;
+    int r;
+
+    if (c == NULL || study == NULL || user_attrs_json == NULL) {
+        return usage(err, -EINVAL, "bad arguments to hpo_client_study_set_user_attrs");
+    }
+    r = patch_attrs(c, study_path(study, "%s", ""), user_attrs_json, &resp, err);
+    if (r < 0) {
+        return r;
+    }
+    if (ret_json != NULL) {
+        *ret_json = resp.body;
+    } else {
+        free(resp.body);
+    }
+    return 0;
+}
+
+int hpo_client_trial_set_user_attrs(struct hpo_client *c, const char *study, int64_t number,
+        const char *user_attrs_json, struct hpo_trial **ret_trial, struct hpo_client_error *err)
+{
+    struct hpo__response resp;
+    int r;
+
+    if (c == NULL || study == NULL || number < 0 || user_attrs_json == NULL) {
+        return usage(err, -EINVAL, "bad arguments to hpo_client_trial_set_user_attrs");
+    }
+    r = patch_attrs(c, study_path(study, "/trials/%lld", (long long)number), user_attrs_json,
+            &resp, err);
+    if (r < 0) {
+        return r;
+    }
+    if (ret_trial == NULL) {
+        free(resp.body);
+        return 0;
+    }
+    return trial_response(&resp, ret_trial, err);
 }

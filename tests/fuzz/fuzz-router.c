@@ -2,12 +2,15 @@
 ** fuzz-router.c: libFuzzer target for the HTTP router of api/http.c, through
 ** the pure functions api/api-int.h exposes (no MHD connection needed).
 **
-** The input is up to four lines: a decoded path (as MHD hands it over, so it
-** may hold any byte but NUL), a method, a Content-Type and a query string
-** "k=v&k=v". The path is routed and the result checked against the routes of
-** API.md; a matched path rebuilt from its parts routes the same way; the
-** method, content-type and query values go through the helpers and are
-** compared with simple reference implementations.
+** The input is up to four lines: a raw path (as the client sent it, before
+** any percent-decoding, so it may hold any byte but NUL), a method, a
+** Content-Type and a query string "k=v&k=v". The path is routed and the
+** result checked against the routes of docs/REFERENCE.md: {study} and {name} are always
+** valid names (no NUL, '/' or other byte outside A-Z a-z 0-9 _ . -, whatever
+** the escapes); a matched path rebuilt from its parts, plain or with {study}
+** fully percent-encoded, routes the same way; the method, content-type and
+** query values go through the helpers and are compared with simple reference
+** implementations.
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -78,15 +81,17 @@ static const char *expected_allow(enum hpo__route_id r)
     case HPO__R_METRICS:
     case HPO__R_SAMPLERS:
     case HPO__R_BEST:
-    case HPO__R_TRIAL:
     case HPO__R_PARAM:
+        return "GET, HEAD";
     case HPO__R_ADMIN_BACKUP:
-        return "GET";
+        return "GET, HEAD";
+    case HPO__R_TRIAL:
+        return "GET, HEAD, PATCH";
     case HPO__R_STUDIES:
     case HPO__R_TRIALS:
-        return "GET, POST";
+        return "GET, HEAD, POST";
     case HPO__R_STUDY:
-        return "GET, DELETE";
+        return "GET, HEAD, PATCH, DELETE";
     case HPO__R_ASK:
     case HPO__R_TELL:
     case HPO__R_REPORT:
@@ -100,8 +105,39 @@ static const char *expected_allow(enum hpo__route_id r)
     return NULL;
 }
 
+/* Reference: A-Z a-z 0-9 _ . -, 1 to 128 of them. */
+static int ref_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 128) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strchr("_.-", s[i]) == NULL && !(s[i] >= '0' && s[i] <= '9') &&
+                !(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= 'A' && s[i] <= 'Z')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Every byte of `s` as %XX (upper or lower case hex by position). */
+static char *encode_all(const char *s)
+{
+    char *out = malloc(3 * strlen(s) + 1), *o = out;
+
+    CHECK(out != NULL);
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        snprintf(o, 4, i % 2 ? "%%%02x" : "%%%02X", (unsigned char)s[i]);
+        o += 3;
+    }
+    *o = '\0';
+    return out;
+}
+
 /* Rebuild a canonical path for a matched route; NULL when it cannot be (no number). */
-static char *rebuild(const struct hpo__route *r, char *buf, size_t len)
+static char *rebuild(const struct hpo__route *r, const char *study, char *buf, size_t len)
 {
     static const char *const tails[] = { [HPO__R_TELL] = "tell", [HPO__R_REPORT] = "report",
         [HPO__R_HEARTBEAT] = "heartbeat", [HPO__R_PARAM] = "params",
@@ -124,16 +160,16 @@ static char *rebuild(const struct hpo__route *r, char *buf, size_t len)
         snprintf(buf, len, "/v1/studies");
         return buf;
     case HPO__R_STUDY:
-        snprintf(buf, len, "/v1/studies/%s", r->study);
+        snprintf(buf, len, "/v1/studies/%s", study);
         return buf;
     case HPO__R_ASK:
-        snprintf(buf, len, "/v1/studies/%s/ask", r->study);
+        snprintf(buf, len, "/v1/studies/%s/ask", study);
         return buf;
     case HPO__R_BEST:
-        snprintf(buf, len, "/v1/studies/%s/best", r->study);
+        snprintf(buf, len, "/v1/studies/%s/best", study);
         return buf;
     case HPO__R_TRIALS:
-        snprintf(buf, len, "/v1/studies/%s/trials", r->study);
+        snprintf(buf, len, "/v1/studies/%s/trials", study);
         return buf;
     default:
         break;
@@ -142,12 +178,12 @@ static char *rebuild(const struct hpo__route *r, char *buf, size_t len)
         return NULL;
     }
     if (r->route == HPO__R_TRIAL) {
-        snprintf(buf, len, "/v1/studies/%s/trials/%lld", r->study, (long long)r->number);
+        snprintf(buf, len, "/v1/studies/%s/trials/%lld", study, (long long)r->number);
     } else if (r->route == HPO__R_PARAM || r->route == HPO__R_GRADIENT) {
-        snprintf(buf, len, "/v1/studies/%s/trials/%lld/%s/%s", r->study, (long long)r->number,
+        snprintf(buf, len, "/v1/studies/%s/trials/%lld/%s/%s", study, (long long)r->number,
                 tails[r->route], r->name);
     } else {
-        snprintf(buf, len, "/v1/studies/%s/trials/%lld/%s", r->study, (long long)r->number,
+        snprintf(buf, len, "/v1/studies/%s/trials/%lld/%s", study, (long long)r->number,
                 tails[r->route]);
     }
     return buf;
@@ -162,32 +198,34 @@ static void check_route(const char *path)
     CHECK((allow != NULL) == (r.route != HPO__R_NONE));
     if (allow != NULL) {
         CHECK(strcmp(allow, expected_allow(r.route)) == 0);
+    } else {
+        CHECK(r.study == NULL && r.name == NULL && !r.number_ok);
     }
-    /* Study routes name the study, trial routes a number segment, binary routes a param. */
+    /* Study routes name a valid study, binary routes a valid param: never a NUL or '/'. */
     if (r.route >= HPO__R_STUDY) {
-        CHECK(r.study != NULL && strchr(r.study, '/') == NULL);
+        CHECK(r.study != NULL && ref_name(r.study));
     }
     if (r.route >= HPO__R_PARAM) {
-        CHECK(r.name != NULL && strchr(r.name, '/') == NULL);
+        CHECK(r.name != NULL && ref_name(r.name));
     }
     if (r.number_ok) {
         CHECK(r.number >= 0 && r.number < 1000000000000000000LL);
     }
-    /* No route is matched by a path that does not start like one. */
-    if (r.route >= HPO__R_SAMPLERS) {
+    /* No route is matched by a path that does not start like one (escapes aside). */
+    if (r.route >= HPO__R_SAMPLERS && strchr(path, '%') == NULL) {
         CHECK(strncmp(path[0] == '/' ? path + 1 : path, "v1/", 3) == 0);
     }
     /*
-    ** A matched path rebuilt from its parts routes to the same parts. Not for
-    ** an empty {study} or {name}: "/v1/studies//" is the study named "" (the
-    ** service answers not_found), while "/v1/studies/" is the list.
+    ** A matched path rebuilt from its parts routes to the same parts, also with
+    ** {study} written as escapes only.
     */
-    {
-        char *buf = malloc(strlen(path) + 64);
+    for (int enc = 0; enc < 2 && allow != NULL; enc++) {
+        char *study = r.study != NULL && enc ? encode_all(r.study) : NULL;
+        size_t len = strlen(path) + 3 * (r.study ? strlen(r.study) : 0) + 64;
+        char *buf = malloc(len);
         CHECK(buf != NULL);
-        if (allow != NULL && (r.study == NULL || r.study[0] != '\0') &&
-                (r.name == NULL || r.name[0] != '\0') &&
-                rebuild(&r, buf, strlen(path) + 64) != NULL) {
+        if ((enc == 0 || r.study != NULL) &&
+                rebuild(&r, study != NULL ? study : r.study, buf, len) != NULL) {
             struct hpo__route again = { 0 };
             const char *allow2 = hpo__api_route(buf, &again);
             CHECK(allow2 == allow || (allow2 != NULL && strcmp(allow2, allow) == 0));
@@ -202,14 +240,18 @@ static void check_route(const char *path)
             free(again.name);
         }
         free(buf);
+        free(study);
     }
-    /* Every segment goes through the number parser too. */
+    /* Every segment goes through the number parser and the decoder too. */
     {
         char *copy = strdup(path), *save = NULL;
         CHECK(copy != NULL);
         for (char *seg = strtok_r(copy, "/", &save); seg != NULL;
                 seg = strtok_r(NULL, "/", &save)) {
             check_number(seg);
+            if (hpo__api_decode_segment(seg)) {
+                CHECK(strlen(seg) <= strlen(path));
+            }
         }
         free(copy);
     }
@@ -234,7 +276,8 @@ static int is_token(const char *s)
 
 static void check_method(const char *method)
 {
-    static const char *const lists[] = { "GET", "POST", "PUT", "GET, POST", "GET, DELETE", NULL };
+    static const char *const lists[] = { "GET, HEAD", "POST", "PUT", "GET, HEAD, POST",
+        "GET, HEAD, DELETE", NULL };
 
     if (!is_token(method)) {
         return;

@@ -36,6 +36,8 @@
 enum {
     OP_REAP = 14,  /* hpo_service_reap at now + payload[0] minutes */
     OP_ASK_TELL,   /* ask the study, then tell the trial it gave with the payload */
+    OP_TRIAL_PATCH, /* HPO_SVC_TRIAL_PATCH with the payload */
+    OP_STUDY_PATCH, /* HPO_SVC_STUDY_PATCH with the payload */
     N_OPS,
 };
 
@@ -154,10 +156,23 @@ static const json_t *check_reply(const struct hpo_svc_request *req)
         CHECK(req->reply == NULL && req->text == NULL);
         return NULL;
     }
-    if (req->op == HPO_SVC_PARAM_GET || (req->op == HPO_SVC_TRIALS_LIST && req->csv)) {
+    if (req->op == HPO_SVC_TRIALS_LIST && req->csv) {
+        /* Streamed: a header line, then rows, then an empty piece. */
+        const char *piece;
+        size_t len, pieces = 0;
+        CHECK(req->stream != NULL && req->text == NULL && req->reply == NULL);
+        CHECK(req->total >= 0);
+        do {
+            CHECK(hpo_svc_stream_next(req->stream, &piece, &len) == 0);
+            CHECK(len == 0 || piece[len - 1] == '\n');
+            pieces++;
+        } while (len > 0 && pieces < 100000);
+        CHECK(pieces >= 2 && len == 0);
+        return NULL;
+    }
+    if (req->op == HPO_SVC_PARAM_GET) {
         CHECK(req->text != NULL && req->reply == NULL);
-        CHECK(req->op != HPO_SVC_PARAM_GET || (req->text_len > 0 && req->text_len % 8 == 0));
-        CHECK(req->op != HPO_SVC_TRIALS_LIST || memchr(req->text, '\n', req->text_len) != NULL);
+        CHECK(req->text_len > 0 && req->text_len % 8 == 0);
         return NULL;
     }
     CHECK(req->text == NULL && json_is_object(req->reply));
@@ -314,7 +329,9 @@ static void run_command(const uint8_t *cmd, size_t n, char *last_created, size_t
         (void)hpo_service_reap(service, hpo_now_ms() + (pn > 0 ? p[0] : 1) * 60000LL);
         return;
     }
-    req.op = (enum hpo_svc_op)(op == OP_ASK_TELL ? HPO_SVC_ASK : op);
+    req.op = (enum hpo_svc_op)(op == OP_ASK_TELL ? HPO_SVC_ASK
+                    : op == OP_TRIAL_PATCH ? HPO_SVC_TRIAL_PATCH
+                    : op == OP_STUDY_PATCH ? HPO_SVC_STUDY_PATCH : op);
     switch (req.op) {
     case HPO_SVC_TRIALS_LIST:
         if (pn > 0) {

@@ -1,7 +1,7 @@
 /*
 ** replay-main.c: runs a libFuzzer target without libFuzzer, once over each
 ** file named on the command line (directories are walked one level), so
-** corpora and past crashers run as ordinary tests (STYLE.md rule 47).
+** corpora and past crashers run as ordinary tests (docs/STYLE.md rule 47).
 */
 #include <dirent.h>
 #include <errno.h>

@@ -438,6 +438,10 @@ def exe_from_argv():
     return sys.argv[1]
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run against this daemon: reported as `ok ... # SKIP why`."""
+
+
 class Tap:
     """Minimal TAP producer: run named test functions, print ok/not ok, exit status."""
 
@@ -457,6 +461,8 @@ class Tap:
             t0 = time.monotonic()
             try:
                 t(*args)
+            except Skip as e:
+                print("ok %d - %s # SKIP %s" % (i, t.__name__, e))
             except Exception as e:  # noqa: BLE001 - report every failure as not ok
                 failed += 1
                 print("not ok %d - %s" % (i, t.__name__))

@@ -11,6 +11,7 @@ Prints TAP.
 """
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -233,7 +234,8 @@ def access_matrix(exe):
 def scoped_lists_and_requests(exe):
     """A scoped token lists only its studies, with exact names; others see everything."""
     tokens = Tokens(exe, TMP.name)
-    with Daemon(exe, extra_args=["--tokens", tokens.path]) as d:
+    # Every request has its log line at debug (at info only 5xx, 401/403 and slow ones).
+    with Daemon(exe, extra_args=["--tokens", tokens.path, "--log-level", "debug"]) as d:
         w = World(d, tokens)
         for n in ("team-a-1", "team-a-2", "team-b-1", "zeta"):
             w.ensure(n)
@@ -260,10 +262,34 @@ def scoped_lists_and_requests(exe):
         check(c.reused, "the connection was not kept alive across 401s")
         c.close()
         log = d.log_text()
-        check("token=team-a\n" in log and "token=viewer" in log and "token=-" in log,
+        named = lambda n: re.search(r" token=%s( |$)" % re.escape(n), log, re.M) is not None
+        check(named("team-a") and named("viewer") and named("-"),
               "log lines do not name the tokens")
+        # A refusal of credentials is logged at warning, so the default level shows it too.
+        check(re.search(r" warning .* 401 \d+us token=- unauthenticated", log) is not None,
+              "401 not logged at warning")
         check(tokens.secret["read"] not in log and tokens.secret["scoped"] not in log,
               "a secret appears in the log")
+
+
+@tap.test
+def encoded_paths(exe):
+    """Routing decodes each segment (issue 11); access follows the route, not the raw path."""
+    tokens = Tokens(exe, TMP.name)
+    with Daemon(exe, extra_args=["--tokens", tokens.path]) as d:
+        w = World(d, tokens)
+        w.ensure("team-b-1")
+        # "/%76%31/studies" is /v1/studies: a token is needed all the same.
+        d.get("/%76%31/studies").expect_error(401, "unauthenticated")
+        d.get("/%76%31/studies", headers=tokens.headers("read")).expect(200)
+        # "/v1/%61dmin/backup" is the backup: admin only.
+        for who in ("read", "write", "scoped"):
+            d.get("/v1/%61dmin/backup", headers=tokens.headers(who)).expect_error(
+                403, "permission_denied", what="encoded backup as %s" % who)
+        # An encoded study name is still judged against the token's prefix.
+        d.get("/v1/studies/team%2Db-1", headers=tokens.headers("scoped")).expect_error(
+            404, "not_found")
+        d.get("/v1/studies/team%2Db-1", headers=tokens.headers("read")).expect(200)
 
 
 @tap.test
@@ -325,6 +351,25 @@ def new_token_errors(exe):
                        timeout=30)
     check(r.returncode == 2 and "line 2: token 'bad': the digest must be 64 hex digits"
           in r.stderr, "%d %r" % (r.returncode, r.stderr))
+    # --check-config loads the tokens file and the TLS pair as the start would.
+    db = os.path.join(TMP.name, "y.db")
+    r = subprocess.run([exe, "--check-config", "--tokens", p, "--listen", "127.0.0.1:0",
+                        "--db", db], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 2 and "line 2: token 'bad'" in r.stderr,
+          "--check-config, bad tokens: %d %r" % (r.returncode, r.stderr))
+    r = subprocess.run([exe, "--check-config", "--tls-cert", p, "--listen", "127.0.0.1:0",
+                        "--db", db], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 2 and "tls-cert and tls-key go together" in r.stderr,
+          "--check-config, cert without key: %d %r" % (r.returncode, r.stderr))
+    r = subprocess.run([exe, "--check-config", "--tls-cert", p, "--tls-key", p, "--listen",
+                        "127.0.0.1:0", "--db", db], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 2 and r.stdout == "", "--check-config, bad TLS pair: %d %r %r" % (
+        r.returncode, r.stdout, r.stderr))
+    r = subprocess.run([exe, "--check-config", "--listen", "0.0.0.0:0", "--db", db],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 2 and "without tokens" in r.stderr,
+          "--check-config, open address without tokens: %d %r" % (r.returncode, r.stderr))
+    check(not os.path.exists(db), "--check-config created the database")
 
 
 def wait_log(d, text, timeout=10):

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""test_api_cases.py: data-driven API cases (STYLE.md rule 44) against the real hpod.
+"""test_api_cases.py: data-driven API cases (docs/STYLE.md rule 44) against the real hpod.
 
 Usage: test_api_cases.py PATH/TO/hpod [CASE-NAME-SUBSTRING...]
 
@@ -24,7 +24,7 @@ same number, true is not 1), with these placeholders as expected values:
   "<timestamp>"  an RFC 3339 UTC time with milliseconds, 2026-01-02T03:04:05.678Z
   "<int>" "<number>" "<string>"   any value of that JSON type
 An expected error object ({"error": {...}}) without "message" matches any
-non-empty message: the daemon's messages are not part of API.md, so cases
+non-empty message: the daemon's messages are not part of docs/REFERENCE.md, so cases
 compare code and field (field absent means the daemon must not send one).
 
 Every case runs on its own fresh daemon (port 0, fresh database). For every

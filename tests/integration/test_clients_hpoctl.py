@@ -4,26 +4,36 @@
 Usage: test_clients_hpoctl.py PATH/TO/hpod PATH/TO/hpoctl   (HPOD_TEST_ONLY=a,b runs a subset)
 
 Covers every command with its table, --json and --csv output and its exit
-code (0 ok, 1 API error with the message on stderr, 2 usage); HPOD_URL and
---url; and `hpoctl run`: params as HPO_PARAM_* and {name} placeholders,
-intermediate reports, pruning (the command's process group is killed and the
-trial told pruned), failing commands, --timeout, -j 4 running four at once,
--n, max_trials, heartbeats keeping a trial alive, and SIGINT failing the
-running trials. Prints TAP.
+code (0 ok, 1 API error with the message on stderr, 2 usage, 3 when `run`
+completed no trial); `COMMAND --help` for every command; HPOD_URL and
+--url; enqueue and attrs; and `hpoctl run`: params as HPO_PARAM_* and {name}
+placeholders, intermediate reports, pruning (the command's process group is
+killed and the trial told pruned), a block-buffering Python child pruned at
+its first step (PYTHONUNBUFFERED), failing commands and the summary of why,
+a missing command stopping the run, --max-failures, --timeout, -j 4 running
+four at once, -n, max_trials, heartbeats keeping a trial alive, SIGINT
+failing the running trials, progress lines off a terminal and the status
+line on one. Also the README's quick start and curl walkthrough, run as
+written, and the bash completion. Prints TAP.
 """
 
 import csv
 import io
 import json
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Daemon, Tap, check  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from hpodtest import Daemon, Skip, Tap, check  # noqa: E402
 
 tap = Tap()
 HPOCTL = None
@@ -111,8 +121,9 @@ def commands_and_exit_codes(d, tmp):
     # studies: a table by default, the API's JSON with --json.
     out = ok(d, "studies")
     lines = out.splitlines()
-    check(lines[0].split() == ["NAME", "DIRECTION", "SAMPLER", "PRUNER", "TRIALS", "RUNNING",
-                               "COMPLETE", "BEST"], "studies header %r" % lines[0])
+    check(lines[0].split() == ["NAME", "DIRECTION", "SAMPLER", "PRUNER", "TRIALS", "WAITING",
+                               "RUNNING", "COMPLETE", "PRUNED", "FAILED", "BEST"],
+          "studies header %r" % lines[0])
     check(lines[1].split()[:5] == ["cli", "minimize", "random", "none", "0"], "row %r" % lines[1])
     j = json.loads(ok(d, "--json", "studies"))
     check([s["name"] for s in j["studies"]] == ["cli"], "studies json %r" % j)
@@ -188,7 +199,22 @@ def commands_and_exit_codes(d, tmp):
         check(err != "", "usage error without a message: %r" % args)
     out = ok(d, "--help")
     check("Usage: hpoctl" in out and "run STUDY" in out, "--help %r" % out)
+    # hpod checks tokens now (issue 13): the help names the token and the CA file options.
+    check("--token TOKEN  bearer token (default $HPOD_TOKEN)" in out and
+          "--cacert FILE" in out and "does not check tokens" not in out,
+          "--help on --token/--cacert: %r" % out)
+    check(ok(d, "help") == out, "help")
     check(ok(d, "--version").startswith("hpoctl "), "--version")
+
+    # studies: counts of every state, after the trials above (1 complete, 1 failed, 1 pruned).
+    ok(d, "enqueue", "cli", "-p", "opt=adam")
+    t3 = json.loads(ok(d, "--json", "ask", "cli"))  # the waiting one is handed out
+    check(t3["params"]["opt"] == "adam", "enqueued trial asked %r" % t3)
+    ok(d, "ask", "cli")
+    ok(d, "enqueue", "cli", "-p", "opt=sgd")
+    row = ok(d, "studies").splitlines()[1].split()
+    check(row[:10] == ["cli", "minimize", "random", "none", "6", "1", "2", "1", "1", "1"]
+          and float(row[10]) == -1.5, "studies row with counts %r" % row)
 
     ok(d, "study", "delete", "cli")
     expect_rc(1, d, "study", "delete", "cli", stderr_has="not_found")
@@ -328,12 +354,16 @@ def run_failures(d, tmp):
         (["sh", "-c", "echo no value here"], "no 'hpo: value' line"),
         (["sh", "-c", "echo 'hpo: value nan'"], "malformed"),
         (["sh", "-c", "kill -9 $$"], "signal 9"),
-        ([os.path.join(tmp, "does-not-exist")], "exit status 127"),
+        ([os.path.join(tmp, "does-not-exist")], "command not found: " + tmp),
+        (["sh", "-c", "exit 127"], "exit status 127"),
     ]
     for argv, why in cases:
+        # No trial completed: exit status 3, and the summary says why.
         rc, out, err = hpoctl(d, "run", "fails", "-n", "1", "--", *argv)
-        check(rc == 0, "run %r rc %d: %s" % (argv, rc, err))
+        check(rc == 3, "run %r rc %d: %s" % (argv, rc, err))
         check(why in err, "run %r: stderr %r lacks %r" % (argv, err, why))
+        check("hpoctl: summary: 1 trial in " in err and "0 complete, 0 pruned, 1 failed (1 " in err
+              and "hpoctl: no trial completed" in err, "summary %r" % err)
     check(states(d, "fails") == {"failed": len(cases)}, "states %r" % states(d, "fails"))
     # A value line without a trailing newline still counts.
     ok(d, "run", "fails", "-n", "1", "--", "sh", "-c", "printf 'hpo: value 2.5'")
@@ -352,7 +382,8 @@ def run_timeout(d, tmp):
     rc, out, err = hpoctl(d, "run", "slow", "-n", "1", "--timeout", "0.5", "--", script,
                           env={"PIDDIR": piddir})
     elapsed = time.monotonic() - t0
-    check(rc == 0, "rc %d: %s" % (rc, err))
+    check(rc == 3, "rc %d: %s" % (rc, err))
+    check("(1 timeout after 0.5 s)" in err, "summary %r" % err)
     check(0.5 <= elapsed < 10, "timeout took %.1f s" % elapsed)
     check("timeout after 0.5 s" in err, "stderr %r" % err)
     t = trials(d, "slow")[0]
@@ -451,6 +482,409 @@ def run_interrupt(d, tmp):
     check(err.count("(interrupted)") == 3, "stderr %r" % err)
     for f in os.listdir(piddir):
         check(not alive(pid_from(os.path.join(piddir, f))), "command of trial %s survived" % f)
+
+
+COMMANDS = ["studies", "study", "ask", "tell", "report", "trials", "best", "enqueue", "attrs",
+            "run", "help"]
+
+
+@tap.test
+def help_per_command(d, tmp):
+    general = ok(d, "--help")
+    for cmd in COMMANDS:
+        out = ok(d, cmd, "--help")
+        check(out.startswith("Usage: hpoctl %s" % cmd) and out != general,
+              "%s --help: %r" % (cmd, out))
+        check(ok(d, "help", cmd) == out, "help %s" % cmd)
+    # --help anywhere among the command's words; subcommands of study too.
+    check(ok(d, "run", "demo", "-j", "2", "--help").startswith("Usage: hpoctl run"), "run ... --help")
+    check(ok(d, "study", "create", "--help").startswith("Usage: hpoctl study create"), "study create")
+    out = ok(d, "run", "--help")
+    check("PYTHONUNBUFFERED=1" in out and "--max-failures" in out and "--progress" in out,
+          "run --help %r" % out)
+    # After "--" a --help belongs to the command being run, not to hpoctl.
+    rc, out, err = hpoctl(d, "run", "nope", "--", "sh", "--help")
+    check(rc == 1 and "not_found" in err, "run nope -- sh --help: rc %d %r" % (rc, err))
+    expect_rc(2, d, "frobnicate", "--help", stderr_has="unknown command")
+    expect_rc(2, d, "help", "frobnicate", stderr_has="unknown command")
+
+
+PY_CHILD = r"""#!/usr/bin/python3
+# Reports without flushing: with a pipe as stdout, Python buffers in blocks
+# unless PYTHONUNBUFFERED is set.
+import os, sys, time
+d = os.environ["PIDDIR"]
+n = os.environ["HPO_TRIAL"]
+with open(os.path.join(d, n + ".env"), "w") as f:
+    f.write(os.environ.get("PYTHONUNBUFFERED", "<unset>"))
+with open(os.path.join(d, n + ".pid"), "w") as f:
+    f.write(str(os.getpid()))
+v = 1 if n == "0" else 50
+for step in range(20):
+    with open(os.path.join(d, n + ".step"), "w") as f:
+        f.write(str(step))
+    print("hpo: report %d %d" % (step, v))
+    if n != "0" and not os.environ.get("FAST"):
+        time.sleep(1)
+with open(os.path.join(d, n + ".finished"), "w") as f:
+    f.write("yes")
+print("hpo: value %d" % v)
+"""
+
+
+def hpoctl_noenv(d, *args, env=None):
+    """hpoctl with PYTHONUNBUFFERED removed from the environment it inherits."""
+    e = dict(os.environ)
+    e.pop("HPOD_URL", None)
+    e.pop("HPOD_TOKEN", None)
+    e.pop("PYTHONUNBUFFERED", None)
+    e.update(env or {})
+    argv = [HPOCTL, "--url", "http://127.0.0.1:%d" % d.port] + list(args)
+    p = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    return p.returncode, p.stdout, p.stderr
+
+
+@tap.test
+def run_python_child_unbuffered(d, tmp):
+    create(d, tmp, {"name": "pyprune", "params": SPACE, "sampler": {"type": "random", "seed": 2},
+                    "pruner": {"type": "median", "n_startup_trials": 1}})
+    piddir = os.path.join(tmp, "pypids")
+    os.mkdir(piddir)
+    script = write(tmp, "child.py", PY_CHILD, 0o755)
+    # hpoctl's environment has no PYTHONUNBUFFERED: it must set it for the child.
+    rc, out, err = hpoctl_noenv(d, "run", "pyprune", "-n", "2", "--", script,
+                                env={"PIDDIR": piddir})
+    check(rc == 0, "run rc %d: %s" % (rc, err))
+    ts = trials(d, "pyprune")
+    check([t["state"] for t in ts] == ["complete", "pruned"], "states %r" % ts)
+    # Pruned at step 0, its first report: only that one reached the daemon.
+    t = ts[1]
+    check([(i["step"], i["value"]) for i in t["intermediate"]] == [(0, 50)] and t["value"] == 50,
+          "pruned trial %r" % t)
+    check("hpoctl: trial 1 pruned (at step 0)" in err, "stderr %r" % err)
+    # The child was stopped there, not run to the end (20 steps of 1 s).
+    check(not os.path.exists(os.path.join(piddir, "1.finished")), "the child ran to the end")
+    with open(os.path.join(piddir, "1.step")) as f:
+        check(int(f.read()) < 19, "the child got to its last step")
+    check(not alive(pid_from(os.path.join(piddir, "1.pid"))), "the pruned child still runs")
+    for n in ("0", "1"):
+        with open(os.path.join(piddir, n + ".env")) as f:
+            check(f.read() == "1", "PYTHONUNBUFFERED in trial %s's environment" % n)
+
+
+@tap.test
+def run_python_child_keeps_user_setting(d, tmp):
+    # A PYTHONUNBUFFERED the user set (non-empty) is kept; an empty one is replaced.
+    create(d, tmp, {"name": "pyenv", "params": SPACE})
+    piddir = os.path.join(tmp, "pyenv")
+    os.mkdir(piddir)
+    script = write(tmp, "child2.py", PY_CHILD, 0o755)
+    for n, value, want in ((0, "yes", "yes"), (1, "", "1")):
+        rc, out, err = hpoctl_noenv(d, "run", "pyenv", "-n", "1", "--", script,
+                                    env={"PIDDIR": piddir, "FAST": "1", "PYTHONUNBUFFERED": value})
+        check(rc == 0, "rc %d %s" % (rc, err))
+        with open(os.path.join(piddir, "%d.env" % n)) as f:
+            got = f.read()
+        check(got == want, "PYTHONUNBUFFERED=%r gave %r" % (value, got))
+
+
+@tap.test
+def run_summary_and_exit_status(d, tmp):
+    create(d, tmp, {"name": "mixed", "params": SPACE, "sampler": {"type": "random", "seed": 12}})
+    # Even trials complete with value 10 - number, odd ones exit 2.
+    script = write(tmp, "mixed.sh", "#!/bin/sh\nif [ $((HPO_TRIAL % 2)) = 1 ]; then exit 2; fi\n"
+                   "echo \"hpo: value $((10 - HPO_TRIAL))\"\n", 0o755)
+    rc, out, err = hpoctl(d, "run", "mixed", "-n", "5", "--", script)
+    check(rc == 0, "some trials completed: rc %d %s" % (rc, err))
+    lines = [x for x in err.splitlines() if x.startswith("hpoctl: summary: ")]
+    check(len(lines) == 1, "one summary line: %r" % err)
+    check(re.fullmatch(r"hpoctl: summary: 5 trials in \d+\.\d s: 3 complete, 0 pruned, 2 failed "
+                       r"\(2 exit status 2\); best 6 \(trial 4\)", lines[0]) is not None,
+          "summary %r" % lines[0])
+    check("no trial completed" not in err, "stderr %r" % err)
+
+    # A command that does not exist: the first trial fails, no other is started
+    # (without -n, and with -j 4), the summary says why, and the exit status is 3.
+    create(d, tmp, {"name": "nocmd", "params": SPACE})
+    rc, out, err = hpoctl(d, "run", "nocmd", "-j", "4", "--", "./no-such-train.sh", "--lr", "{lr}")
+    check(rc == 3, "rc %d: %s" % (rc, err))
+    check(states(d, "nocmd") == {"failed": 1}, "states %r" % states(d, "nocmd"))
+    check("cannot run './no-such-train.sh': No such file or directory; not starting more trials"
+          in err, "stderr %r" % err)
+    check("hpoctl: summary: 1 trial in " in err and
+          "0 complete, 0 pruned, 1 failed (1 command not found: ./no-such-train.sh)" in err and
+          err.rstrip().endswith("hpoctl: no trial completed"), "summary %r" % err)
+    # A command that is not executable: the same, with the reason.
+    noexec = write(tmp, "noexec.sh", "#!/bin/sh\necho 'hpo: value 1'\n", 0o644)
+    rc, out, err = hpoctl(d, "run", "nocmd", "--", noexec)
+    check(rc == 3 and "1 cannot run %s: Permission denied" % noexec in err, "rc %d %r" % (rc, err))
+
+    # --max-failures: without -n a command that always fails stops after K in a row.
+    create(d, tmp, {"name": "flaky", "params": SPACE})
+    rc, out, err = hpoctl(d, "run", "flaky", "--max-failures", "3", "--", "sh", "-c", "exit 1")
+    check(rc == 3 and states(d, "flaky") == {"failed": 3}, "rc %d states %r %r"
+          % (rc, states(d, "flaky"), err))
+    check("3 trials failed in a row: not starting more (--max-failures)" in err, "stderr %r" % err)
+    rc, out, err = hpoctl(d, "run", "flaky", "-n", "12", "--", "sh", "-c", "exit 1")
+    check(rc == 3 and states(d, "flaky") == {"failed": 13}, "default 10: %r" % states(d, "flaky"))
+    rc, out, err = hpoctl(d, "run", "flaky", "-n", "12", "--max-failures", "0", "--",
+                          "sh", "-c", "exit 1")
+    check(rc == 3 and states(d, "flaky") == {"failed": 25}, "0: never %r" % states(d, "flaky"))
+    for bad in (["--max-failures", "-1"], ["--progress", "x"], ["--progress", "-1"]):
+        expect_rc(2, d, "run", "flaky", *bad, "--", "true")
+    expect_rc(2, d, "studies", "--progress", "1")
+
+
+PROGRESS_RE = re.compile(r"hpoctl: progress: (\d+) done \((\d+) complete, (\d+) pruned, "
+                         r"(\d+) failed\), (\d+) running(, best \S+ \(trial \d+\))?, "
+                         r"elapsed \d+\.\d s$")
+
+
+@tap.test
+def run_progress_lines(d, tmp):
+    # Standard error is a pipe here: plain progress lines every --progress seconds.
+    create(d, tmp, {"name": "prog", "params": SPACE, "sampler": {"type": "random", "seed": 13}})
+    script = write(tmp, "prog.sh", "#!/bin/sh\nsleep 0.6\necho \"hpo: value $HPO_TRIAL\"\n", 0o755)
+    rc, out, err = hpoctl(d, "run", "prog", "-n", "4", "-j", "2", "--progress", "0.2", "--", script)
+    check(rc == 0, "rc %d %s" % (rc, err))
+    lines = [x for x in err.splitlines() if x.startswith("hpoctl: progress:")]
+    check(len(lines) >= 3, "progress lines %r" % err)
+    seen = []
+    for line in lines:
+        m = PROGRESS_RE.match(line)
+        check(m is not None, "progress line %r" % line)
+        done, comp, pruned, failed, running = (int(m.group(i)) for i in range(1, 6))
+        check(done == comp + pruned + failed and pruned == 0 and failed == 0 and
+              1 <= running <= 2 and done <= 4, "counts in %r" % line)
+        check((m.group(6) is not None) == (comp > 0), "best only once a trial completed: %r" % line)
+        seen.append(done)
+    check(seen == sorted(seen) and seen[0] == 0, "progress counts %r" % seen)
+    check("\r" not in err and "\033" not in err, "no terminal control off a terminal: %r" % err)
+    check("best 0 (trial 0)" in err, "summary %r" % err)
+    # --progress 0: none.
+    rc, out, err = hpoctl(d, "run", "prog", "-n", "1", "--progress", "0", "--", script)
+    check(rc == 0 and "progress" not in err and "hpoctl: summary: 1 trial" in err, "%r" % err)
+
+
+@tap.test
+def run_status_line_on_a_terminal(d, tmp):
+    # Standard error is a terminal: one status line, redrawn in place.
+    create(d, tmp, {"name": "tty", "params": SPACE, "sampler": {"type": "random", "seed": 14}})
+    script = write(tmp, "tty.sh", "#!/bin/sh\nsleep 0.4\necho out-$HPO_TRIAL\n"
+                   "echo \"hpo: value $HPO_TRIAL\"\n", 0o755)
+    master, slave = pty.openpty()
+    e = dict(os.environ, TERM="xterm")
+    e.pop("HPOD_URL", None)
+    p = subprocess.Popen([HPOCTL, "--url", "http://127.0.0.1:%d" % d.port, "run", "tty", "-n", "3",
+                          "--", script], env=e, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=slave)
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if not ready:
+            if p.poll() is not None:
+                break
+            continue
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break  # EIO: hpoctl exited and closed the terminal
+        if not data:
+            break
+        chunks.append(data)
+    out = p.stdout.read().decode()
+    rc = p.wait(timeout=RUN_TIMEOUT)
+    os.close(master)
+    tty = b"".join(chunks).decode(errors="replace")
+    check(rc == 0, "rc %d: %r" % (rc, tty))
+    check("\r\033[K[tty] 0 done (0 complete, 0 pruned, 0 failed), 1 running, 0:00" in tty,
+          "status line %r" % tty)
+    check("[tty] 2 done (2 complete, 0 pruned, 0 failed), 1 running, best 0 (trial 0)" in tty,
+          "status line with best %r" % tty)
+    check("hpoctl: progress" not in tty, "plain lines on a terminal %r" % tty)
+    # The status line is erased before the summary, which ends the output on a line of its own.
+    last = tty.replace("\r\n", "\n").split("\r\033[K")[-1]
+    check(last.startswith("hpoctl: trial 2 complete") or last.startswith("hpoctl: summary: 3"),
+          "end of output %r" % last)
+    check(tty.rstrip().endswith("best 0 (trial 0)"), "summary last %r" % tty)
+    check(out.split() == ["out-0", "out-1", "out-2"], "stdout %r" % out)
+
+
+SPACE_ALL = [
+    {"name": "lr", "type": "float", "low": 1e-4, "high": 1.0, "log": True},
+    {"name": "n", "type": "int", "low": 1, "high": 8},
+    {"name": "opt", "type": "categorical", "choices": ["adam", "sgd", 3, True]},
+    {"name": "v", "type": "float", "low": -1, "high": 1, "size": 3},
+]
+
+
+@tap.test
+def enqueue(d, tmp):
+    create(d, tmp, {"name": "enq", "params": SPACE_ALL, "sampler": {"type": "random", "seed": 15}})
+    t = json.loads(ok(d, "--json", "enqueue", "enq", "-p", "lr=0.01", "--param", "n=3",
+                      "-p", "opt=sgd", "--param=v=0.5,-0.25,1", "--attr", "src=manual",
+                      "--attr", "k=2"))
+    check(t["state"] == "waiting" and t["params"] == {"lr": 0.01, "n": 3, "opt": "sgd",
+                                                      "v": [0.5, -0.25, 1]}, "enqueued %r" % t)
+    check(t["user_attrs"] == {"src": "manual", "k": 2}, "attrs %r" % t["user_attrs"])
+    out = ok(d, "enqueue", "enq", "-p", "opt=3", "-p", "n=2.0")
+    check(out.startswith("trial 1 (waiting)") and "  n = 2" in out and "  opt = 3" in out,
+          "table %r" % out)
+    got = d.get("/v1/studies/enq/trials/1").expect(200)
+    check(got["params"] == {"n": 2, "opt": 3}, "partial params, typed: %r" % got["params"])
+    ok(d, "enqueue", "enq", "-p", "opt=true")
+    check(d.get("/v1/studies/enq/trials/2").expect(200)["params"] == {"opt": True}, "bool choice")
+    # The next asks hand them out in order, the missing params suggested.
+    a = json.loads(ok(d, "--json", "ask", "enq"))
+    check(a["number"] == 0 and a["state"] == "running" and a["params"]["lr"] == 0.01, "ask %r" % a)
+    a = json.loads(ok(d, "--json", "ask", "enq"))
+    check(a["number"] == 1 and a["params"]["n"] == 2 and set(a["params"]) == {"lr", "n", "opt", "v"},
+          "ask fills missing %r" % a)
+    # Errors: the type is checked here (usage), the domain by the daemon (API error with field).
+    expect_rc(2, d, "enqueue", "enq", "-p", "n=abc", stderr_has="is an int")
+    expect_rc(2, d, "enqueue", "enq", "-p", "lr=fast", stderr_has="is a float")
+    expect_rc(2, d, "enqueue", "enq", "-p", "v=1,x", stderr_has="is a vector")
+    expect_rc(2, d, "enqueue", "enq", "-p", "lr")
+    expect_rc(2, d, "enqueue", "enq")
+    expect_rc(2, d, "enqueue", "enq", "-p", "n=1", "--attr", "novalue")
+    expect_rc(1, d, "enqueue", "enq", "-p", "n=99", stderr_has=["invalid_argument", "field params"])
+    expect_rc(1, d, "enqueue", "enq", "-p", "opt=rmsprop", stderr_has="invalid_argument")
+    expect_rc(1, d, "enqueue", "enq", "-p", "nope=1", stderr_has="invalid_argument")
+    expect_rc(1, d, "enqueue", "missing", "-p", "n=1", stderr_has="not_found")
+    expect_rc(2, d, "ask", "enq", "-p", "n=1", stderr_has="belong to 'enqueue'")
+    check(len(trials(d, "enq")) == 3, "errors changed nothing")
+
+
+def patch_supported(d):
+    """Whether the daemon has PATCH on studies (405 until it does)."""
+    return d.request("PATCH", "/v1/studies/nonexistent-probe", {"user_attrs": {}}).status != 405
+
+
+@tap.test
+def attrs(d, tmp):
+    create(d, tmp, {"name": "att", "params": SPACE, "user_attrs": {"owner": "ml"},
+                    "sampler": {"type": "random", "seed": 16}})
+    t = json.loads(ok(d, "--json", "ask", "att"))
+    # Showing needs no PATCH.
+    check(ok(d, "attrs", "att") == "owner = ml\n", "study attrs")
+    check(ok(d, "attrs", "att", str(t["number"])) == "", "no trial attrs")
+    expect_rc(2, d, "attrs", "att", "x", "k=1", stderr_has="not an integer")
+    expect_rc(2, d, "attrs", "att", "k", stderr_has="not an integer")
+    expect_rc(2, d, "attrs", "att", "k=1", "--unset", "k", stderr_has="both set and unset")
+    expect_rc(2, d, "trials", "att", "--unset", "k", stderr_has="belongs to 'attrs'")
+    expect_rc(1, d, "attrs", "nope", stderr_has="not_found")
+    if not patch_supported(d):
+        raise Skip("the daemon answers 405 to PATCH /v1/studies/{study}: user attrs cannot be "
+                   "changed after creation yet")
+    out = ok(d, "attrs", "att", "note=first run", "epochs=20", "tags=[\"a\",\"b\"]", "ok=true")
+    check(out == 'epochs = 20\nnote = first run\nok = true\nowner = ml\ntags = ["a","b"]\n',
+          "set study attrs %r" % out)
+    got = d.get("/v1/studies/att").expect(200)["user_attrs"]
+    check(got == {"owner": "ml", "note": "first run", "epochs": 20, "tags": ["a", "b"], "ok": True},
+          "stored %r" % got)
+    j = json.loads(ok(d, "--json", "attrs", "att", "--unset", "note", "owner=null", "ok=\"true\""))
+    check(j["name"] == "att" and j["user_attrs"] == {"epochs": 20, "tags": ["a", "b"], "ok": "true"},
+          "merged, null and --unset remove: %r" % j["user_attrs"])
+    n = str(t["number"])
+    check(ok(d, "attrs", "att", n, "gpu=a100", "loss=0.5") == "gpu = a100\nloss = 0.5\n",
+          "trial attrs")
+    check(d.get("/v1/studies/att/trials/%s" % n).expect(200)["user_attrs"] ==
+          {"gpu": "a100", "loss": 0.5}, "trial stored")
+    ok(d, "tell", "att", n, "1")
+    j = json.loads(ok(d, "--json", "attrs", "att", n, "--unset", "gpu"))
+    check(j["number"] == t["number"] and j["state"] == "complete" and j["user_attrs"] == {"loss": 0.5},
+          "finished trial's attrs %r" % j)
+    expect_rc(1, d, "attrs", "att", "99", "k=1", stderr_has="not_found")
+    expect_rc(1, d, "attrs", "nope", "k=1", stderr_has="not_found")
+
+
+def readme_block(text, start, end):
+    """The README between two marker lines (first match of each), as a string."""
+    i = text.index(start)
+    return text[i:text.index(end, i)]
+
+
+@tap.test
+def readme_walkthroughs(d, tmp):
+    # The README's quick start (the ```sh block) and curl walkthrough, run as written,
+    # against this daemon: every step must succeed (curl fails on any 4xx/5xx).
+    with open(os.path.join(SRC, "README.md")) as f:
+        readme = f.read()
+    url = "http://127.0.0.1:%d" % d.port
+    quick = readme_block(readme, "```sh\n", "\n```\n")[len("```sh\n"):]
+    check("./examples/train.py" in quick and "./train.sh" not in quick, "quick start %r" % quick)
+    script = []
+    for line in quick.splitlines():
+        if line.startswith("./build/daemon/hpod"):
+            continue  # the test's daemon is already running
+        script.append(line.replace("http://127.0.0.1:8080", url)
+                      .replace("./build/client/hpoctl", HPOCTL)
+                      .replace("./examples/", os.path.join(SRC, "examples") + "/"))
+    work = os.path.join(tmp, "readme")
+    os.mkdir(work)
+    p = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(script)], cwd=work,
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PATH=os.environ.get("PATH", "/usr/bin:/bin")))
+    check(p.returncode == 0, "quick start failed (rc %d):\n%s\n%s" % (p.returncode, p.stdout,
+                                                                       p.stderr))
+    st = states(d, "demo")
+    check(sum(st.values()) == 40 and st.get("complete", 0) >= 1 and "failed" not in st,
+          "demo trials %r" % st)
+    with open(os.path.join(work, "results.csv")) as f:
+        rows = list(csv.reader(f))
+    check(len(rows) == 41 and rows[0][:5] == ["number", "state", "value", "lr", "layers"],
+          "results.csv %r" % rows[:2])
+    check("best" in p.stdout or "trial" in p.stdout, "best printed %r" % p.stdout)
+
+    walk = readme_block(readme, "    H=http://127.0.0.1:8080", "\nKill the daemon")
+    lines = [line[4:] if line.startswith("    ") else line for line in walk.splitlines()]
+    body = "\n".join(lines).replace("http://127.0.0.1:8080", url)
+    # -f turns an HTTP error into a failure; -S says which.
+    prelude = 'curl() { command curl -fsS "$@"; echo; }\n'
+    p = subprocess.run(["bash", "-eu", "-c", prelude + body], cwd=work, capture_output=True,
+                       text=True, timeout=120)
+    check(p.returncode == 0, "curl walkthrough failed (rc %d):\n%s\n%s"
+          % (p.returncode, p.stdout[-3000:], p.stderr))
+    check(d.get("/v1/studies/resnet-lr").status == 404, "the walkthrough ends deleting the study")
+    check('"state":"failed"' in p.stdout.replace(" ", ""), "trial 1 told failed: %r" % p.stdout[-2000:])
+
+
+def complete(words):
+    """What the bash completion offers for `words` (the last one being completed)."""
+    script = os.path.join(SRC, "client", "hpoctl", "hpoctl.bash")
+    code = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+            '_hpoctl; printf "%s\\n" "${COMPREPLY[@]}"')
+    p = subprocess.run(["bash", "-c", code, "comp", script, HPOCTL] + words,
+                       capture_output=True, text=True, timeout=30)
+    check(p.returncode == 0, "completion failed: %r" % p.stderr)
+    return sorted(x for x in p.stdout.splitlines() if x)
+
+
+@tap.test
+def bash_completion(d, tmp):
+    create(d, tmp, {"name": "comp-one", "params": SPACE})
+    create(d, tmp, {"name": "comp-two", "params": SPACE})
+    create(d, tmp, {"name": "other", "params": SPACE})
+    u = ["--url", "http://127.0.0.1:%d" % d.port]
+    check(complete(["r"]) == ["report", "run"], "commands %r" % complete(["r"]))
+    check(complete(["e"]) == ["enqueue"], "enqueue")
+    check(complete(["--j"]) == ["--json"], "global options")
+    check(complete(u + ["best", "comp-"]) == ["comp-one", "comp-two"], "study names")
+    every = complete(u + ["--json", "run", ""])
+    check({"comp-one", "comp-two", "other"} <= set(every) and "NAME" not in every,
+          "all studies %r" % every)
+    check(complete(u + ["study", "show", "o"]) == ["other"], "study show NAME")
+    check(complete(["study", "d"]) == ["delete"], "study subcommands")
+    check(complete(["trials", "x", "--state", "p"]) == ["pruned"], "--state values")
+    check(complete(["run", "x", "--ti"]) == ["--timeout"], "run options")
+    check(complete(["attrs", "x", "--u"]) == ["--unset", "--url"], "attrs options")
+    check(complete(["help", "stu"]) == ["studies", "study"], "help COMMAND")
+    cmdline = complete(["run", "x", "--", "/usr/bin/python3"])
+    check("/usr/bin/python3" in cmdline and len(set(cmdline)) == len(cmdline) and
+          all(c.startswith("/usr/bin/python3") for c in cmdline), "after --: files %r" % cmdline)
+    check(complete(["--url", "http://127.0.0.1:1", "best", ""]) == [], "daemon down: nothing")
 
 
 def main():

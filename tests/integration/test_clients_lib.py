@@ -64,8 +64,10 @@ def c_library(d):
     out = p.stdout + p.stderr
     check(p.returncode == 0, "test-client-api failed (rc %d):\n%s" % (p.returncode, out))
     oks = [line for line in p.stdout.splitlines() if line.startswith("ok ")]
-    check("1..7" in p.stdout and len(oks) == 7 and "not ok" not in p.stdout,
-          "test-client-api TAP:\n%s" % out)
+    # cmocka writes a skipped test (PATCH not in this daemon yet) as "not ok N # SKIP name".
+    skips = [line for line in p.stdout.splitlines() if " # SKIP " in line]
+    check("1..8" in p.stdout and len(oks) + len(skips) == 8 and len(skips) <= 1 and
+          p.stdout.count("not ok") == len(skips), "test-client-api TAP:\n%s" % out)
 
 
 @tap.test
@@ -77,7 +79,7 @@ def python_basics(d):
     check(c.create_study(spec).name == "py", "identical create")
     check(c.create_study(name="py", params=SPACE, sampler={"type": "random", "seed": 1}).name == "py",
           "keyword create")
-    raises("conflict", lambda: c.create_study(dict(spec, direction="maximize")), 409, "name")
+    raises("conflict", lambda: c.create_study(dict(spec, direction="maximize")), 409, "direction")
     raises("invalid_argument", lambda: c.create_study(
         {"name": "bad", "params": [{"name": "x", "type": "float", "low": 1, "high": 0}]}),
         400, "params[0].low")

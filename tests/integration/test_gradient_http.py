@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""test_gradient_http.py: the gradient sampler over HTTP (issue 5): ALGORITHMS.md
-§7.7's worked examples with a client that computes the closed-form
-hypergradient of the bilevel quadratic, a restart in the middle of E1 that
-continues bit for bit, E6 through the binary endpoints, stale gradients from
-interleaved clients, and bad gradients that change nothing.
+"""test_gradient_http.py: the gradient sampler over HTTP (issue 5):
+docs/ALGORITHMS.md §7.7's worked examples with a client that computes the
+closed-form hypergradient of the bilevel quadratic, a restart in the middle of
+E1 that continues bit for bit, E6 through the binary endpoints, stale
+gradients from interleaved clients, and bad gradients that change nothing.
 
 Usage: test_gradient_http.py PATH/TO/hpod. Prints TAP.
 """

@@ -16,7 +16,7 @@ hpod runs over HTTP against the real daemon when --hpod is given, and always
 through tests/pruner-replay (the pruner library over an in-memory history),
 once with its observe hook and once without (decide() must stay right alone).
 
-Where Optuna 3.1 and ALGORITHMS.md differ, hpod follows ALGORITHMS.md and the
+Where Optuna 3.1 and docs/ALGORITHMS.md differ, hpod follows docs/ALGORITHMS.md and the
 difference is shown, in test_differences and in the "auto" runs:
 - successive halving derives a trial's rung values from its stored reports
   (6.2), so reports made before min_resource "auto" (asha) or max_resource
@@ -28,7 +28,7 @@ difference is shown, in test_differences and in the "auto" runs:
   same history gives the same answer); Optuna answers "continue" once the
   step's rung was recorded.
 - "compare": "running_average" (Vizier's rule) has no Optuna counterpart; it
-  is checked against the Python model of ALGORITHMS.md 6.1 below.
+  is checked against the Python model of docs/ALGORITHMS.md §6.1 below.
 """
 
 import argparse
@@ -170,7 +170,7 @@ class OptunaSide:
 
 
 class RunningAverageModel:
-    """ALGORITHMS.md 6.1 with compare "running_average" (Vizier's median rule)."""
+    """docs/ALGORITHMS.md §6.1 with compare "running_average" (Vizier's median rule)."""
 
     def __init__(self, name, direction, spec):
         self.label = "model"
@@ -594,7 +594,7 @@ def script(sides, events):
 
 @tap.test
 def test_differences():
-    """Where ALGORITHMS.md and Optuna 3.1 differ, hpod follows ALGORITHMS.md."""
+    """Where docs/ALGORITHMS.md and Optuna 3.1 differ, hpod follows docs/ALGORITHMS.md."""
     d = daemon_or_none()
     if d is not None:
         d.start()

@@ -1,7 +1,8 @@
 /*
 ** test-client-api.c: libhpoclient against the real daemon: every call, and
 ** the mapping of API errors (400 with field, 404, 409, exhausted) into
-** struct hpo_client_error. Needs HPOD_URL of a fresh daemon; it is run by
+** struct hpo_client_error; enqueue and user attrs (skipped while the daemon
+** answers 405 to PATCH). Needs HPOD_URL of a fresh daemon; it is run by
 ** tests/integration/test_clients_lib.py, which starts one. Without HPOD_URL
 ** it reports a skipped plan.
 */
@@ -83,7 +84,7 @@ static void test_study_create(void **state)
             "{\"name\": \"capi\", \"params\": [{\"name\": \"x\", \"type\": \"int\", \"low\": 0,"
             " \"high\": 3}]}",
             &created, NULL, &err);
-    expect_error(r, &err, 409, HPO_CLIENT_CONFLICT, "name");
+    expect_error(r, &err, 409, HPO_CLIENT_CONFLICT, "params");
     /* A bad definition: 400 with the field at fault. */
     r = hpo_client_study_create(c,
             "{\"name\": \"bad\", \"params\": [{\"name\": \"x\", \"type\": \"float\", \"low\": 1,"
@@ -331,6 +332,65 @@ static void test_raw_request(void **state)
     expect_error(r, &err, 400, HPO_CLIENT_INVALID_ARGUMENT, "x");
 }
 
+static void test_enqueue_and_attrs(void **state)
+{
+    struct hpo_client *c = *state;
+    struct hpo_client_error err;
+    struct hpo_trial *t = NULL;
+    struct hpo_trial *asked = NULL;
+    char *json = NULL;
+    int64_t layers = 0;
+    const char *opt = NULL;
+    int r;
+
+    assert_int_equal(hpo_client_study_create(c,
+                             "{\"name\": \"enq\", \"user_attrs\": {\"owner\": \"ml\"},"
+                             " \"params\": [{\"name\": \"layers\", \"type\": \"int\", \"low\": 1,"
+                             " \"high\": 4}, {\"name\": \"opt\", \"type\": \"categorical\","
+                             " \"choices\": [\"adam\", \"sgd\"]}]}",
+                             NULL, NULL, &err),
+            0);
+    /* A partial configuration: the sampler fills the rest when it is asked. */
+    assert_int_equal(hpo_client_enqueue(c, "enq", "{\"layers\": 3}", "{\"src\": \"capi\"}", &t,
+                             &err),
+            0);
+    assert_string_equal(hpo_trial_state(t), "waiting");
+    assert_non_null(strstr(hpo_trial_json(t), "\"user_attrs\":{\"src\":\"capi\"}"));
+    assert_int_equal(hpo_client_ask(c, "enq", &asked, &err), 0);
+    assert_int_equal(hpo_trial_number(asked), hpo_trial_number(t));
+    assert_int_equal(hpo_trial_param_int(asked, "layers", &layers), 0);
+    assert_int_equal(layers, 3);
+    assert_int_equal(hpo_trial_param_string(asked, "opt", &opt), 0);
+    hpo_trial_free(t);
+    t = NULL;
+    r = hpo_client_enqueue(c, "enq", "{\"layers\": 9}", NULL, &t, &err);
+    expect_error(r, &err, 400, HPO_CLIENT_INVALID_ARGUMENT, "params.layers");
+    assert_null(t);
+    r = hpo_client_enqueue(c, "nope", "{\"layers\": 1}", NULL, &t, &err);
+    expect_error(r, &err, 404, HPO_CLIENT_NOT_FOUND, "");
+
+    r = hpo_client_study_set_user_attrs(c, "enq", "{\"owner\": null, \"epochs\": 20}", &json,
+            &err);
+    if (r == -EIO && err.code == HPO_CLIENT_METHOD_NOT_ALLOWED) {
+        hpo_trial_free(asked);
+        skip(); /* the daemon has no PATCH yet */
+    }
+    assert_int_equal(r, 0);
+    assert_non_null(strstr(json, "\"user_attrs\":{\"epochs\":20}"));
+    hpo_client_free(json);
+    assert_int_equal(hpo_client_trial_set_user_attrs(c, "enq", hpo_trial_number(asked),
+                             "{\"gpu\": \"a100\", \"src\": null}", &t, &err),
+            0);
+    assert_non_null(strstr(hpo_trial_json(t), "\"user_attrs\":{\"gpu\":\"a100\"}"));
+    hpo_trial_free(t);
+    t = NULL;
+    r = hpo_client_trial_set_user_attrs(c, "enq", 999, "{\"a\": 1}", &t, &err);
+    expect_error(r, &err, 404, HPO_CLIENT_NOT_FOUND, "");
+    r = hpo_client_study_set_user_attrs(c, "nope", "{\"a\": 1}", NULL, &err);
+    expect_error(r, &err, 404, HPO_CLIENT_NOT_FOUND, "");
+    hpo_trial_free(asked);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_exhausted),
         cmocka_unit_test(test_vectors_and_gradients),
         cmocka_unit_test(test_raw_request),
+        cmocka_unit_test(test_enqueue_and_attrs),
     };
 
     if (getenv("HPOD_URL") == NULL) {

@@ -3,7 +3,8 @@
 ** a scripted HTTP server (a thread on 127.0.0.1, port 0): 503 is retried,
 ** a dropped connection is retried only for idempotent calls, other errors
 ** are not retried, and error bodies that are not the API's shape still map
-** to a code from the status.
+** to a code from the status. Also the requests enqueue and the user-attrs
+** calls send (method, path, body), and which of them are retried.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -267,6 +268,92 @@ static void test_bad_success_body(void **state)
     assert_int_equal(server_stop(s), 2);
 }
 
+#define STRIAL(state) { "201 Created", "{\"study\": \"s\", \"number\": 3, \"state\": \"" state \
+        "\", \"params\": {\"x\": 1}, \"user_attrs\": {\"k\": \"v\"}}" }
+#define SSTUDY { "200 OK", "{\"name\": \"s\", \"user_attrs\": {\"b\": 2}}" }
+
+static void test_enqueue(void **state)
+{
+    const struct step steps[] = { DROP, STRIAL("waiting"), STRIAL("waiting") };
+    struct server *s = server_start(steps, 3);
+    struct hpo_client *c = client_for(s, 3);
+    struct hpo_client_error err;
+    struct hpo_trial *t = NULL;
+    int64_t x = 0;
+    int r;
+
+    (void)state;
+    /* Each POST makes a trial: a request that may have arrived is not repeated. */
+    r = hpo_client_enqueue(c, "s", "{\"x\": 1}", NULL, &t, &err);
+    assert_true(r < 0 && r != -EIO);
+    assert_int_equal(err.code, HPO_CLIENT_TRANSPORT);
+    assert_null(t);
+    assert_int_equal(hpo_client_enqueue(c, "s", "{\"x\": 1, \"y\": \"a\"}", "{\"k\": \"v\"}", &t,
+                             &err),
+            0);
+    assert_non_null(strstr(s->last_request, "POST /v1/studies/s/trials HTTP/1.1"));
+    assert_non_null(strstr(s->last_request,
+            "{\"params\":{\"x\":1,\"y\":\"a\"},\"user_attrs\":{\"k\":\"v\"}}"));
+    assert_string_equal(hpo_trial_state(t), "waiting");
+    assert_int_equal(hpo_trial_number(t), 3);
+    assert_int_equal(hpo_trial_param_int(t, "x", &x), 0);
+    assert_int_equal(x, 1);
+    hpo_trial_free(t);
+    /* Without attrs and without a trial wanted back. */
+    assert_int_equal(hpo_client_enqueue(c, "s", "{}", NULL, NULL, &err), 0);
+    assert_non_null(strstr(s->last_request, "\r\n\r\n{\"params\":{}}"));
+    /* Arguments that are not JSON objects: usage errors, nothing sent. */
+    r = hpo_client_enqueue(c, "s", "[1]", NULL, &t, &err);
+    assert_int_equal(r, -EINVAL);
+    assert_int_equal(err.code, HPO_CLIENT_USAGE);
+    assert_string_equal(err.field, "params");
+    r = hpo_client_enqueue(c, "s", "{}", "{bad", &t, &err);
+    assert_int_equal(r, -EINVAL);
+    assert_string_equal(err.field, "user_attrs");
+    r = hpo_client_enqueue(c, "s", "{\"x\": 1, \"x\": 2}", NULL, &t, &err);
+    assert_int_equal(r, -EINVAL);
+    assert_int_equal(hpo_client_enqueue(NULL, "s", "{}", NULL, &t, &err), -EINVAL);
+    hpo_client_destroy(c);
+    assert_int_equal(server_stop(s), 3);
+}
+
+static void test_user_attrs(void **state)
+{
+    const struct step steps[] = { DROP, SSTUDY, STRIAL("complete"), STRIAL("complete") };
+    struct server *s = server_start(steps, 4);
+    struct hpo_client *c = client_for(s, 3);
+    struct hpo_client_error err;
+    struct hpo_trial *t = NULL;
+    char *json = NULL;
+    int r;
+
+    (void)state;
+    /* A merge is idempotent: a dropped PATCH is sent again. */
+    assert_int_equal(hpo_client_study_set_user_attrs(c, "s", "{\"a\": null, \"b\": 2}", &json,
+                             &err),
+            0);
+    assert_non_null(strstr(s->last_request, "PATCH /v1/studies/s HTTP/1.1"));
+    assert_non_null(strstr(s->last_request, "{\"user_attrs\":{\"a\":null,\"b\":2}}"));
+    assert_string_equal(json, "{\"name\": \"s\", \"user_attrs\": {\"b\": 2}}");
+    hpo_client_free(json);
+    assert_int_equal(hpo_client_trial_set_user_attrs(c, "s", 3, "{\"k\": \"v\"}", &t, &err), 0);
+    assert_non_null(strstr(s->last_request, "PATCH /v1/studies/s/trials/3 HTTP/1.1"));
+    assert_non_null(strstr(s->last_request, "{\"user_attrs\":{\"k\":\"v\"}}"));
+    assert_string_equal(hpo_trial_state(t), "complete");
+    assert_non_null(strstr(hpo_trial_json(t), "\"user_attrs\":{\"k\":\"v\"}"));
+    hpo_trial_free(t);
+    assert_int_equal(hpo_client_trial_set_user_attrs(c, "s", 3, "{}", NULL, &err), 0);
+    /* Not objects, a negative number: usage errors, nothing sent. */
+    r = hpo_client_study_set_user_attrs(c, "s", "\"text\"", NULL, &err);
+    assert_int_equal(r, -EINVAL);
+    assert_int_equal(err.code, HPO_CLIENT_USAGE);
+    assert_string_equal(err.field, "user_attrs");
+    assert_int_equal(hpo_client_trial_set_user_attrs(c, "s", -1, "{}", NULL, &err), -EINVAL);
+    assert_int_equal(hpo_client_trial_set_user_attrs(c, "s", 1, NULL, NULL, &err), -EINVAL);
+    hpo_client_destroy(c);
+    assert_int_equal(server_stop(s), 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +362,8 @@ int main(void)
         cmocka_unit_test(test_dropped_connection),
         cmocka_unit_test(test_errors_not_retried),
         cmocka_unit_test(test_bad_success_body),
+        cmocka_unit_test(test_enqueue),
+        cmocka_unit_test(test_user_attrs),
     };
 
     return cmocka_run_group_tests_name("client-retry", tests, NULL, NULL);

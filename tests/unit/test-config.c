@@ -143,6 +143,13 @@ static void test_listen(void **state)
         snprintf(expect, sizeof(expect), "listen: '%s' has no valid host", big);
         expect_set_fails("listen", big, expect);
     }
+    /* The daemon binds numeric addresses only: names fail here, not after the database opened. */
+    expect_set_fails("listen", "example.com:8080",
+            "listen: 'example.com:8080': 'example.com' is not a numeric IPv4 address");
+    expect_set_fails("listen", "[::g]:80",
+            "listen: '[::g]:80': '::g' is not a numeric IPv6 address");
+    expect_set_fails("listen", "127.0.0.256:80",
+            "listen: '127.0.0.256:80': '127.0.0.256' is not a numeric IPv4 address");
 }
 
 static void test_settings(void **state)
@@ -192,6 +199,26 @@ static void test_settings(void **state)
     assert_int_equal(cfg.log_level, HPO_LOG_ERR);
     expect_set_fails("log-level", "trace",
             "log-level: 'trace' must be err, warning, notice, info or debug");
+    assert_int_equal(cfg.max_vector_memory, 0);
+    assert_int_equal(hpo_config_set(&cfg, "max-vector-memory", "4096", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.max_vector_memory, 4096);
+    assert_int_equal(hpo_config_set(&cfg, "max-vector-memory", "3G", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.max_vector_memory, 3ull << 30);
+    assert_int_equal(hpo_config_set(&cfg, "max_vector_memory", "512MiB", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.max_vector_memory, 512ull << 20);
+    assert_int_equal(hpo_config_set(&cfg, "max-vector-memory", "2k", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.max_vector_memory, 2048);
+    assert_int_equal(hpo_config_set(&cfg, "max-vector-memory", "unlimited", msg, sizeof(msg)), 0);
+    assert_true(cfg.max_vector_memory == UINT64_MAX);
+    expect_set_fails("max-vector-memory", "0", "max-vector-memory: '0' must be a positive size in "
+                                               "bytes (suffix K, M, G or T) or unlimited");
+    expect_set_fails("max-vector-memory", "1P", "max-vector-memory: '1P' must be a positive size "
+                                                "in bytes (suffix K, M, G or T) or unlimited");
+    expect_set_fails("max-vector-memory", "99999999T", "max-vector-memory: '99999999T' must be a "
+                                                      "positive size in bytes (suffix K, M, G or "
+                                                      "T) or unlimited");
+    expect_set_fails("max-vector-memory", "1Gx", "max-vector-memory: '1Gx' must be a positive size "
+                                                 "in bytes (suffix K, M, G or T) or unlimited");
     expect_set_fails("listn", "127.0.0.1:1", "unknown setting 'listn'");
     expect_set_fails("config", "x", "unknown setting 'config'");
 }
@@ -317,7 +344,28 @@ static void test_flags(void **state)
     {
         char *argv[] = { "hpod", "--port", "80", NULL };
         assert_int_equal(hpo_config_load(&cfg, 3, argv, msg, sizeof(msg)), -EINVAL);
-        assert_string_equal(msg, "unknown setting 'port'");
+        assert_string_equal(msg, "unknown option --port");
+    }
+    /* An unknown flag last on the line is unknown, not one missing its value. */
+    {
+        char *argv[] = { "hpod", "--bogus", NULL };
+        assert_int_equal(hpo_config_load(&cfg, 2, argv, msg, sizeof(msg)), -EINVAL);
+        assert_string_equal(msg, "unknown option --bogus");
+    }
+    {
+        char *argv[] = { "hpod", "--bogus=1", NULL };
+        assert_int_equal(hpo_config_load(&cfg, 2, argv, msg, sizeof(msg)), -EINVAL);
+        assert_string_equal(msg, "unknown option --bogus");
+    }
+    {
+        char *argv[] = { "hpod", "--max-vector-memory", NULL };
+        assert_int_equal(hpo_config_load(&cfg, 2, argv, msg, sizeof(msg)), -EINVAL);
+        assert_string_equal(msg, "--max-vector-memory needs a value");
+    }
+    {
+        char *argv[] = { "hpod", "--config", NULL };
+        assert_int_equal(hpo_config_load(&cfg, 2, argv, msg, sizeof(msg)), -EINVAL);
+        assert_string_equal(msg, "--config needs a value");
     }
     /* --help and --version win before any file is read or any flag checked. */
     {
@@ -333,6 +381,43 @@ static void test_flags(void **state)
     }
 }
 
+/* --slow-request-ms and --metrics-max-studies (test_observability.py runs them). */
+static void test_observability_settings(void **state)
+{
+    struct hpo_config cfg = defaults();
+    char msg[256];
+
+    assert_int_equal(cfg.slow_request_ms, 500);
+    assert_int_equal(cfg.metrics_max_studies, 100);
+    assert_int_equal(hpo_config_set(&cfg, "slow-request-ms", "0", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.slow_request_ms, 0);
+    assert_int_equal(hpo_config_set(&cfg, "slow-request-ms", "3600000", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.slow_request_ms, 3600000);
+    assert_int_equal(hpo_config_set(&cfg, "metrics-max-studies", "7", msg, sizeof(msg)), 0);
+    assert_int_equal(cfg.metrics_max_studies, 7);
+    assert_int_equal(cfg.slow_request_ms, 3600000);
+    expect_set_fails("slow-request-ms", "-1",
+            "slow-request-ms: '-1' must be an integer from 0 to 3600000");
+    expect_set_fails("slow-request-ms", "3600001",
+            "slow-request-ms: '3600001' must be an integer from 0 to 3600000");
+    expect_set_fails("slow-request-ms", "5ms",
+            "slow-request-ms: '5ms' must be an integer from 0 to 3600000");
+    expect_set_fails("metrics-max-studies", "",
+            "metrics-max-studies: '' must be an integer from 0 to 3600000");
+    expect_set_fails("metrics-max-studies", " 1",
+            "metrics-max-studies: ' 1' must be an integer from 0 to 3600000");
+    setenv("HPOD_SLOW_REQUEST_MS", "20", 1);
+    setenv("HPOD_METRICS_MAX_STUDIES", "3", 1);
+    {
+        char *argv[] = { "hpod", "--metrics-max-studies=4", NULL };
+        assert_int_equal(hpo_config_load(&cfg, 2, argv, msg, sizeof(msg)), 0);
+    }
+    unsetenv("HPOD_SLOW_REQUEST_MS");
+    unsetenv("HPOD_METRICS_MAX_STUDIES");
+    assert_int_equal(cfg.slow_request_ms, 20);
+    assert_int_equal(cfg.metrics_max_studies, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +427,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observability_settings, setup, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
 ** test-core-space.c: the search space (core/space.c): every validation rule
-** of API.md "Search space" with the exact field it names, the defaults echoed
-** by hpo_space_to_json, the unit-cube transforms of ALGORITHMS.md section 0,
+** of docs/REFERENCE.md "Search space" with the exact field it names, the defaults echoed
+** by hpo_space_to_json, the unit-cube transforms of docs/ALGORITHMS.md §0,
 ** conditional decoding and user values parsed from JSON.
 */
 #include <errno.h>
@@ -241,7 +241,7 @@ static void test_float_bounds(void **unused)
     expect_invalid("[{'name':'a','type':'float','low':2,'high':1}]", "params[0].low");
     /* Finite bounds whose difference overflows. */
     expect_invalid("[{'name':'a','type':'float','low':-1e308,'high':1e308}]", "params[0].high");
-    /* The message of API.md's example, for the second param. */
+    /* The message of docs/REFERENCE.md's example, for the second param. */
     j = load("[{'name':'a'," F01 "},{'name':'b','type':'float','low':1,'high':0}]");
     assert_int_equal(hpo_space_parse(j, &space, &err), -EINVAL);
     assert_string_equal(err.field, "params[1].low");

@@ -331,7 +331,7 @@ static void study_close(struct study *st)
     hpo_space_destroy(st->space);
 }
 
-/* Objective for the mixed space (values form), ALGORITHMS.md 8-like. */
+/* Objective for the mixed space (values form), docs/ALGORITHMS.md §8-like. */
 static double mixed_objective(const struct hpo_space *sp, const double *v)
 {
     double f = (v[0] - 2.0) * (v[0] - 2.0) + pow(log10(v[1]) + 3.0, 2) + 0.1 * (v[2] - 7) * (v[2] - 7);

@@ -1,6 +1,6 @@
 /*
 ** test-samplers-gradient.c: the gradient sampler driven through its type
-** table as the service drives it, reproducing ALGORITHMS.md section 7.7.
+** table as the service drives it, reproducing docs/ALGORITHMS.md §7.7.
 */
 #include <errno.h>
 #include <math.h>

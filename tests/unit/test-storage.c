@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "histogram.h"
 #include "reader.h"
 #include "storage-int.h"
 #include "storage.h"
@@ -915,6 +916,15 @@ static void test_busy_is_unavailable(void **state)
     hpo_storage_stats(st, &commits, &writes);
     assert_int_equal(commits, 0);
     assert_int_equal(writes, 0);
+    {
+        /* /metrics: the failed batch counts as a failure, not as a commit. */
+        const struct hpo_hist *commit_us, *batch;
+        uint64_t failed;
+        hpo_storage_metrics(st, &commit_us, &batch, &failed);
+        assert_int_equal(failed, 1);
+        assert_int_equal(hpo_hist_count(commit_us), 0);
+        assert_int_equal(hpo_hist_count(batch), 0);
+    }
 
     assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(other), SQLITE_OK);
@@ -1120,6 +1130,17 @@ static void test_failing_write_in_batch(void **state)
     hpo_storage_stats(st, &commits, &writes);
     assert_int_equal(commits, commits0 + 1);
     assert_int_equal(writes, 1 + 4);
+    {
+        /* /metrics: one observation per commit; the batch of 5 is in the le="8" bucket. */
+        const struct hpo_hist *commit_us, *batch;
+        uint64_t failed;
+        hpo_storage_metrics(st, &commit_us, &batch, &failed);
+        assert_int_equal(failed, 0);
+        assert_int_equal(hpo_hist_count(commit_us), commits);
+        assert_int_equal(hpo_hist_count(batch), commits);
+        assert_int_equal(atomic_load(&batch->bucket[3]), 1);
+        assert_int_equal(atomic_load(&batch->sum), (commits - 1) + 5);
+    }
     assert_true(hpo_storage_healthy(st));
     hpo_storage_close(st);
 

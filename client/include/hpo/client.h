@@ -1,5 +1,5 @@
 /*
-** hpo/client.h: libhpoclient, the C client of the hpod REST API (API.md, v1).
+** hpo/client.h: libhpoclient, the C client of the hpod REST API (docs/REFERENCE.md, v1).
 **
 ** One client is one connection to one daemon, over libcurl. Studies are named
 ** by their name and trials by (study, number), exactly as in the REST paths,
@@ -64,7 +64,7 @@ enum hpo_client_code {
     HPO_CLIENT_INTERNAL = 12,              /* 500 */
     /* Client-side failures: no response, or one the client cannot read. */
     HPO_CLIENT_TRANSPORT = 100,   /* could not connect, timed out, connection broken */
-    HPO_CLIENT_BAD_RESPONSE = 101, /* the server's answer is not what API.md promises */
+    HPO_CLIENT_BAD_RESPONSE = 101, /* the server's answer is not what docs/REFERENCE.md promises */
     HPO_CLIENT_USAGE = 102,       /* a bad argument to a library call (-EINVAL) */
     HPO_CLIENT_NO_MEMORY = 103,   /* -ENOMEM */
 };
@@ -144,7 +144,7 @@ HPO_EXPORT int hpo_client_set_retries(struct hpo_client *c, int max_retries, lon
 HPO_EXPORT int hpo_client_set_worker(struct hpo_client *c, const char *worker);
 
 /*
-** Send one request: `method` ("GET", "POST", "PUT", "DELETE"), `path`
+** Send one request: `method` ("GET", "POST", "PUT", "PATCH", "DELETE"), `path`
 ** relative to the base URL ("/v1/studies", "/healthz"), `body` JSON text or
 ** NULL. On a 2xx answer sets *ret_status (may be NULL) and *ret_body (may be
 ** NULL: the body is dropped; new, NUL-terminated, "" for 204). On an API
@@ -158,7 +158,7 @@ HPO_EXPORT int hpo_client_request(struct hpo_client *c, const char *method, cons
 
 /*
 ** Create the study described by `spec_json` (a study definition as in
-** API.md), or get it when an identical one exists. Sets *ret_created (may be
+** docs/REFERENCE.md), or get it when an identical one exists. Sets *ret_created (may be
 ** NULL) to true on 201, false on 200, and *ret_json (may be NULL) to the
 ** study as returned (new). A different study of the same name is
 ** HPO_CLIENT_CONFLICT; a bad definition is HPO_CLIENT_INVALID_ARGUMENT with
@@ -187,6 +187,40 @@ HPO_EXPORT int hpo_client_study_delete(struct hpo_client *c, const char *study,
 */
 HPO_EXPORT int hpo_client_ask(struct hpo_client *c, const char *study,
         struct hpo_trial **ret_trial, struct hpo_client_error *err);
+
+/*
+** Enqueue a configuration to try next: POST .../trials with `params_json`
+** (a JSON object from param names to values; it may be partial: the
+** sampler fills the missing active params when the trial is handed out)
+** and `user_attrs_json` (a JSON object, or NULL for none). *ret_trial (may
+** be NULL; new) is the `waiting` trial. Text that is not a JSON object is
+** -EINVAL with HPO_CLIENT_USAGE and nothing is sent; params outside the
+** space are HPO_CLIENT_INVALID_ARGUMENT with `field` set. Not retried once
+** sent (a lost answer could enqueue the trial twice).
+*/
+HPO_EXPORT int hpo_client_enqueue(struct hpo_client *c, const char *study,
+        const char *params_json, const char *user_attrs_json, struct hpo_trial **ret_trial,
+        struct hpo_client_error *err);
+
+/*
+** Merge user attrs into a study's: PATCH /v1/studies/{study} with
+** {"user_attrs": ...}. `user_attrs_json` is a JSON object; a key set to
+** null is removed, other keys are set, keys not named are kept.
+** *ret_json (may be NULL; new) is the study as returned. Text that is not a
+** JSON object is -EINVAL with HPO_CLIENT_USAGE. Retried (the same merge
+** twice gives the same attrs). A daemon without this call answers
+** HPO_CLIENT_METHOD_NOT_ALLOWED.
+*/
+HPO_EXPORT int hpo_client_study_set_user_attrs(struct hpo_client *c, const char *study,
+        const char *user_attrs_json, char **ret_json, struct hpo_client_error *err);
+
+/*
+** The same for one trial, in any state: PATCH .../trials/{number}.
+** *ret_trial (may be NULL; new) is the trial as returned.
+*/
+HPO_EXPORT int hpo_client_trial_set_user_attrs(struct hpo_client *c, const char *study,
+        int64_t number, const char *user_attrs_json, struct hpo_trial **ret_trial,
+        struct hpo_client_error *err);
 
 /* GET one trial: *ret_trial is new. */
 HPO_EXPORT int hpo_client_trial_get(struct hpo_client *c, const char *study, int64_t number,
