@@ -252,6 +252,16 @@ def scoped_lists_and_requests(exe):
             404, "not_found")
         b = d.get("/v1/studies/team-a-nope", headers=tokens.headers("scoped")).expect_error(
             404, "not_found")
+        # /metrics labels only the token's studies for a scoped token.
+        scoped_m = d.get("/metrics", headers=tokens.headers("scoped"))
+        read_m = d.get("/metrics", headers=tokens.headers("read"))
+        scoped_m.expect(200)
+        read_m.expect(200)
+        text = lambda r: r.body.decode("utf-8")
+        check('study="team-a-1"' in text(scoped_m) and 'study="team-b-1"' not in text(scoped_m)
+              and 'study="zeta"' not in text(scoped_m), "scoped /metrics labels")
+        check('study="team-b-1"' in text(read_m) and 'study="zeta"' in text(read_m),
+              "read /metrics labels")
         check(a["message"] == "no study named 'team-b-1'" and
               b["message"] == "no study named 'team-a-nope'", "messages %r %r" % (a, b))
         # Keep-alive survives refusals without a body.
