@@ -7,10 +7,10 @@ set -eu
 # liblapacke-dev may be satisfied by OpenBLAS alone; liblapack-dev provides lapack.pc.
 pkgs="gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev
 libsqlite3-dev libuv1-dev libcurl4-openssl-dev liblapacke-dev liblapack-dev libopenblas-dev
-libnlopt-dev curl ca-certificates"
+libnlopt-dev libgnutls28-dev curl ca-certificates"
 if [ "${1:-}" = "--test" ]; then
     # prometheus: for promtool (`promtool check metrics` on /metrics in test_observability.py).
-    pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd
+    pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd openssl
 prometheus python3-pandas python3-pip python3-setuptools python3-wheel"
 fi
 # Skip apt entirely when everything is already installed.
