@@ -25,6 +25,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "metrics.h"
+#include "migrate.h"
 #include "notify.h"
 #include "preflight.h"
 
@@ -348,6 +349,9 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     json_object_seed(0);
+    if (argc >= 2 && strcmp(argv[1], "migrate") == 0) {
+        return hpo_migrate_main(argc - 1, argv + 1);
+    }
     if (hpo_config_load(&d.cfg, argc, argv, msg, sizeof(msg)) < 0) {
         fprintf(stderr, "hpod: %s\n", msg);
         return 2;
