@@ -143,7 +143,10 @@ struct pg_storage {
     char *passfile; /* the systemd credential "pgpass", NULL: libpq's own lookup */
     PGconn *conn;   /* the writer's (before start, load's) */
     int lock_timeout_ms; /* a write waits this long for a row or table lock, then fails */
+    bool synchronous_full; /* --synchronous full: synchronous_commit on whatever the default */
     int64_t batch_id;
+    int64_t committed_id; /* the last batch that committed in this run (0: none yet) */
+    bool resolving;       /* in resolve(): it reads the marker itself */
     /* Scratch: a joined sampler state, byte-swapped vectors, the pipeline's statements. */
     void *buf;
     size_t buf_cap;
@@ -610,7 +613,7 @@ static int migrate(PGconn *conn, struct hpo_error *err)
         PQclear(res);
         goto fail;
     }
-    version = PQgetisnull(res, 0, 0) ? 0 : atoi(PQgetvalue(res, 0, 0));
+    version = PQgetisnull(res, 0, 0) ? 0 : (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     if (version < 0 || version > HPO_STORAGE_SCHEMA_VERSION) {
         r = hpo_error_set(err, -EPROTONOSUPPORT, HPO_INTERNAL, NULL,
@@ -676,6 +679,17 @@ static int writer_connect(struct pg_storage *st, struct hpo_error *err)
         r = exec_ok(st->conn, sql, "setting lock_timeout", err);
     }
     if (r == 0) {
+        /*
+        ** As SQLite's synchronous: normal survives a crash of the daemon
+        ** (the commit is in the server) but not of the server or the machine
+        ** (the last ~0.6 s; lost_commits() then notices); full waits for the
+        ** WAL flush.
+        */
+        r = exec_ok(st->conn, st->synchronous_full ? "SET synchronous_commit = on"
+                                                   : "SET synchronous_commit = off",
+                "setting synchronous_commit", err);
+    }
+    if (r == 0) {
         r = migrate(st->conn, err);
     }
     if (r == 0) {
@@ -699,6 +713,36 @@ static bool conn_alive(PGconn *conn)
     return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
 }
 
+/* The batch marker: the id of the last group transaction that committed. */
+static int read_marker(struct pg_storage *st, int64_t *ret, struct hpo_error *err)
+{
+    PGresult *res = PQexec(st->conn, "SELECT id FROM hpod_batch");
+    int r = 0;
+
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        *ret = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    } else {
+        r = pq_error(st->conn, res, "reading the batch marker", err);
+    }
+    PQclear(res);
+    return r;
+}
+
+/*
+** The database no longer holds a commit it acknowledged (with
+** synchronous_commit off, a server crash loses the last few hundred ms):
+** memory is ahead of the database, and only a fresh load is right.
+*/
+static _Noreturn void lost_commits(int64_t marker, int64_t want)
+{
+    fprintf(stderr,
+            "<2>hpod: PostgreSQL lost group transactions it had committed (batch marker %lld,"
+            " expected %lld: a server crash with synchronous_commit off?); exiting so the next"
+            " start loads what the database holds\n",
+            (long long)marker, (long long)want);
+    _exit(75);
+}
+
 /* Reconnect now if the backoff allows; on failure the backoff doubles. */
 static int try_reconnect(struct pg_storage *st, struct hpo_error *err)
 {
@@ -710,6 +754,17 @@ static int try_reconnect(struct pg_storage *st, struct hpo_error *err)
                 "the database is unreachable (retrying)");
     }
     r = writer_connect(st, err);
+    if (r == 0 && !st->resolving && st->committed_id != 0) {
+        int64_t marker = 0;
+
+        r = read_marker(st, &marker, err);
+        if (r == 0 && marker != st->committed_id) {
+            lost_commits(marker, st->committed_id);
+        }
+        if (r < 0) {
+            disconnect(st);
+        }
+    }
     if (r < 0) {
         st->backoff_ms = st->backoff_ms == 0 ? BACKOFF_MIN_MS : st->backoff_ms * 2;
         if (st->backoff_ms > BACKOFF_MAX_MS) {
@@ -950,21 +1005,22 @@ static bool resolve(struct pg_storage *st)
 
     for (;;) {
         struct hpo_error e = { 0 };
-        PGresult *res;
+        int64_t marker = 0;
 
         st->next_try_us = 0;
-        if (try_reconnect(st, &e) == 0) {
-            res = PQexecParams(st->conn, "SELECT id FROM hpod_batch", 0, NULL, NULL, NULL, NULL,
-                    0);
-            if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-                bool committed = strtoll(PQgetvalue(res, 0, 0), NULL, 10) == st->batch_id;
-
-                PQclear(res);
-                return committed;
+        st->resolving = true;
+        if (try_reconnect(st, &e) == 0 && read_marker(st, &marker, &e) == 0) {
+            st->resolving = false;
+            if (marker == st->batch_id) {
+                return true;
             }
-            PQclear(res);
-            disconnect(st);
+            if (st->committed_id != 0 && marker != st->committed_id) {
+                lost_commits(marker, st->committed_id);
+            }
+            return false;
         }
+        st->resolving = false;
+        disconnect(st);
         if (mono_us() > deadline) {
             fprintf(stderr,
                     "<2>hpod: the outcome of a group transaction is unknown: PostgreSQL"
@@ -1026,6 +1082,7 @@ static void run_batch(struct pg_storage *st, struct hpo_write *batch)
             out = COMMITTED;
         }
         if (out == COMMITTED) {
+            st->committed_id = st->batch_id;
             break;
         }
         if (out == UNKNOWN) {
@@ -1503,6 +1560,7 @@ int hpo__pg_open(const char *uri, const struct hpo_storage_options *opt,
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     st->lock_timeout_ms = opt != NULL && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
+    st->synchronous_full = opt != NULL && opt->synchronous_full;
     pthread_mutex_init(&st->lock, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -210,6 +210,37 @@ def outage_then_resume(exe):
               (len(acked), during, codes))
 
 
+@tap.test
+def lost_commits_exit(exe):
+    """The database lost a commit hpod acknowledged (as a server crash with synchronous_commit
+    off would): at the next reconnect hpod sees the batch marker behind and exits 75, and a
+    restart loads what the database holds."""
+    c = pgtest.shared()
+    with pg_daemon(exe) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        db = d.db.rsplit("/", 1)[1]
+        c.psql("UPDATE hpod_batch SET id = 42", db)
+        c.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'"
+               " AND application_name LIKE 'hpod %%'" % db)
+        d.close_clients()
+        try:
+            # The daemon exits while it answers: no reply is fine, a 201 is not.
+            r = Client(d.port, timeout=30).post("/v1/studies/load/ask")
+            check(r.status != 201, "an ask was acknowledged after the loss")
+        except OSError:
+            pass
+        try:
+            rc = d.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(rc == 75, "exit status %r" % rc)
+        d.proc = None
+        d._close_notify()
+        check("lost group transactions" in d.log_text(), "message: %s" % d.log_tail())
+        d.start()
+        check(d.get("/v1/studies/load").expect(200)["name"] == "load", "study loaded")
+
+
 BIG = 200000  # 1.6 MB: a SQLite side file
 
 
