@@ -2,9 +2,10 @@
 ** pg.c: the storage on PostgreSQL (libpq), behind the same interface as
 ** SQLite (storage.h), for `--db postgresql://...`.
 **
-** The writer owns one connection. Callers queue their writes and wait; the
-** writer thread takes every queued write and sends the whole batch in
-** pipeline mode, one round trip: BEGIN, the batch marker, each write's
+** One connection for writes, used by whoever holds the writer role (`busy`):
+** as in sqlite.c, a caller whose write is queued takes it when it is free,
+** else the writer thread. The leader takes every queued write and sends the
+** whole batch in pipeline mode, one round trip: BEGIN, the batch marker, each write's
 ** statements, COMMIT, Sync. A write that fails (a UNIQUE violation, a
 ** missing study) aborts the transaction: its error is recorded, and the
 ** batch is sent again without it, until it commits or no write is left.
@@ -162,6 +163,7 @@ struct pg_storage {
     struct hpo_write *head; /* under lock */
     struct hpo_write **tail;
     size_t waiters;
+    bool busy; /* a thread runs a batch or a reconnect: it alone uses conn */
     bool started;
     bool stopping;
 
@@ -713,6 +715,18 @@ static bool conn_alive(PGconn *conn)
     return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
 }
 
+/*
+** The database is unreachable: new writes fail at once, and writes queued
+** behind a batch that is still settling (resolve) are woken to fail too.
+*/
+static void set_down(struct pg_storage *st)
+{
+    atomic_store(&st->down, true);
+    pthread_mutex_lock(&st->lock);
+    pthread_cond_broadcast(&st->done);
+    pthread_mutex_unlock(&st->lock);
+}
+
 /* The batch marker: the id of the last group transaction that committed. */
 static int read_marker(struct pg_storage *st, int64_t *ret, struct hpo_error *err)
 {
@@ -771,7 +785,7 @@ static int try_reconnect(struct pg_storage *st, struct hpo_error *err)
             st->backoff_ms = BACKOFF_MAX_MS;
         }
         st->next_try_us = mono_us() + (uint64_t)st->backoff_ms * 1000u;
-        atomic_store(&st->down, true);
+        set_down(st);
         atomic_store(&st->healthy, false);
         if (err->code != HPO_UNAVAILABLE) {
             /* Another daemon took the lock, or the schema is wrong: still no writes. */
@@ -989,7 +1003,7 @@ broken:
         hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL, "the connection to PostgreSQL broke");
     }
     disconnect(st);
-    atomic_store(&st->down, true);
+    set_down(st);
     return out;
 }
 
@@ -1110,40 +1124,62 @@ failed:
     atomic_store(&st->healthy, false);
 }
 
+/*
+** Run the queued writes as one batch (called with `lock` held, !busy, a
+** non-empty queue; returns with it held). Whoever finds the writer role free
+** takes it: a caller of pg_write with its write queued (no thread hop on
+** the way to the database and back, as in sqlite.c), or the writer thread.
+*/
+static void lead_batch(struct pg_storage *st)
+{
+    struct hpo_write *batch = st->head;
+    struct hpo_write *next;
+
+    st->busy = true;
+    st->head = NULL;
+    st->tail = &st->head;
+    pthread_mutex_unlock(&st->lock);
+    run_batch(st, batch);
+    pthread_mutex_lock(&st->lock);
+    for (struct hpo_write *w = batch; w != NULL; w = next) {
+        next = w->next;
+        w->next = NULL;
+        w->done = true;
+    }
+    st->busy = false;
+    /* Wakes this batch's callers, and those of writes queued meanwhile: one of them leads. */
+    pthread_cond_broadcast(&st->done);
+}
+
+/*
+** The writer thread: reconnects while the database is down, leads a batch
+** nobody else took, and ticks while no batch is stuck (for the watchdog).
+*/
 static void *writer_main(void *arg)
 {
     struct pg_storage *st = arg;
 
     pthread_mutex_lock(&st->lock);
     for (;;) {
-        struct hpo_write *batch = st->head;
-
-        atomic_fetch_add(&st->ticks, 1);
-        if (batch != NULL) {
-            struct hpo_write *next;
-
-            st->head = NULL;
-            st->tail = &st->head;
-            pthread_mutex_unlock(&st->lock);
-            run_batch(st, batch);
-            pthread_mutex_lock(&st->lock);
-            for (struct hpo_write *w = batch; w != NULL; w = next) {
-                next = w->next;
-                w->next = NULL;
-                w->done = true;
-            }
-            pthread_cond_broadcast(&st->done);
+        if (!st->busy) {
+            atomic_fetch_add(&st->ticks, 1);
+        }
+        if (!st->busy && st->head != NULL) {
+            lead_batch(st);
             continue;
         }
-        if (st->stopping) {
+        if (st->stopping && st->head == NULL && !st->busy) {
             break;
         }
-        if (atomic_load(&st->down) && mono_us() >= st->next_try_us) {
+        if (!st->busy && atomic_load(&st->down) && mono_us() >= st->next_try_us) {
             struct hpo_error e = { 0 };
 
+            st->busy = true;
             pthread_mutex_unlock(&st->lock);
             (void)try_reconnect(st, &e);
             pthread_mutex_lock(&st->lock);
+            st->busy = false;
+            pthread_cond_broadcast(&st->done);
             continue;
         }
         {
@@ -1193,6 +1229,22 @@ static int pg_start(struct hpo_storage *base)
     return 0;
 }
 
+/* Take a write off the queue if no leader took it yet (with `lock` held). */
+static bool unqueue(struct pg_storage *st, struct hpo_write *w)
+{
+    for (struct hpo_write **p = &st->head; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            if (st->tail == &w->next) {
+                st->tail = p;
+            }
+            w->next = NULL;
+            return true;
+        }
+    }
+    return false;
+}
+
 static int pg_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)
 {
     struct pg_storage *st = (struct pg_storage *)base;
@@ -1220,9 +1272,16 @@ static int pg_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     *st->tail = w;
     st->tail = &w->next;
     st->waiters++;
-    pthread_cond_signal(&st->wake);
     while (!w->done) {
-        pthread_cond_wait(&st->done, &st->lock);
+        if (atomic_load(&st->down) && unqueue(st, w)) {
+            w->result = hpo_error_set(&w->err, -EAGAIN, HPO_UNAVAILABLE, NULL,
+                    "the database is unreachable");
+            w->done = true;
+        } else if (!st->busy && st->head != NULL) {
+            lead_batch(st);
+        } else {
+            pthread_cond_wait(&st->done, &st->lock);
+        }
     }
     st->waiters--;
     if (st->waiters == 0 && st->stopping) {
