@@ -287,7 +287,9 @@ int hpo_migrate_main(int argc, char **argv)
     if (lock_db(from) < 0 || lock_db(to) < 0) {
         return 1;
     }
-    r = hpo_storage_open(to, NULL, &dst, &err);
+    /* The copy is durable when the command says so: every commit flushed (FULL). */
+    r = hpo_storage_open(to, &(struct hpo_storage_options){ .synchronous_full = true }, &dst,
+            &err);
     if (r < 0) {
         fprintf(stderr, "hpod migrate: cannot open '%s': %s\n", to, err.message);
         return 1;
