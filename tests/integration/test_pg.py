@@ -107,16 +107,18 @@ def lock_timeout_unavailable(exe):
         d.post("/v1/studies", STUDY).expect(201)
         t0 = d.post("/v1/studies/load/ask").expect(201)
         before = d.snapshot()
-        psql = subprocess.Popen([os.path.join(c.bin, "psql"), "-X", "-q", "-h", c.sock, "-A", "-t", "-U",
-                                 pgtest.USER, "-d", d.db.rsplit("/", 1)[1]],
+        psql = subprocess.Popen([os.path.join(c.bin, "psql"), "-X", "-q", "-A", "-t",
+                                 "-h", c.sock, "-U", pgtest.USER, "-d", d.db.rsplit("/", 1)[1]],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            psql.stdin.write("BEGIN; LOCK TABLE trials IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+            psql.stdin.write("BEGIN; LOCK TABLE trials IN ACCESS EXCLUSIVE MODE;"
+                             " SELECT 'locked';\n")
             psql.stdin.flush()
             check(psql.stdout.readline().strip() == "locked", "psql took the lock")
-            d.post("/v1/studies/load/ask").expect_error(503, "unavailable", None, "ask while locked")
-            d.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 1.0}).expect_error(
-                503, "unavailable", None, "tell while locked")
+            d.post("/v1/studies/load/ask").expect_error(503, "unavailable", None,
+                                                        "ask while locked")
+            d.post("/v1/studies/load/trials/%d/tell" % t0["number"],
+                   {"value": 1.0}).expect_error(503, "unavailable", None, "tell while locked")
             d.get("/healthz").expect(503, "healthz while the database refuses writes")
             check(d.snapshot() == before, "a 503 changed the state")
         finally:
