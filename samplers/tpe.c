@@ -56,6 +56,7 @@
 #define BLOCK       256        /* kernels scored together (a multiple of LANES) */
 #define LANES       8          /* kernel arrays are padded to a multiple of this */
 #define CHUNK       32         /* candidates scored together */
+#define DENSE_DIMS  2          /* dims added to every kernel of a block before pruning */
 #define LSE_CUTOFF  50.0       /* terms below max - 50 add < 2e-22 each to a logsumexp */
 #define TAB_BUDGET  (1u << 19) /* doubles of per-class bin-mass tables per chunk */
 #define MAX_BELOW   25
@@ -221,6 +222,16 @@ struct tpe_coord {
     double *tmu, *tis, *tcst; /* numeric: mu, isig (scaled as in tpe_mdim), constant */
     uint32_t *tcls;           /* discrete: class of the kernel in this suggest */
     uint32_t *tcat;           /* categorical: the choice (UINT32_MAX when inactive) */
+    /*
+    ** Continuous: the roles of the last walk of the sorted list (per trial;
+    ** ROLE_SKIP past the trials walked), valid when `walked`, with that
+    ** walk's clip, endpoint rule and number of above entries: the next walk
+    ** revisits only the neighbours of trials whose role changed (walk_incr).
+    */
+    uint8_t *trole;
+    bool walked, w_ends;
+    double w_minsig;
+    size_t w_na;
 };
 
 struct tpe_udim {
@@ -289,6 +300,8 @@ struct tpe {
     size_t cap_newbuf;
     uint32_t *added;
     size_t cap_added;
+    size_t *fix;       /* walk_incr: positions whose bandwidth is recomputed */
+    size_t cap_fix;
     /* Per-unit scratch. */
     uint8_t *role;
     int *pcls, *pmap;
@@ -322,6 +335,7 @@ static void tpe_destroy(void *state)
             free(co->tcst);
             free(co->tcls);
             free(co->tcat);
+            free(co->trole);
         }
     }
     free(s->coords);
@@ -333,6 +347,7 @@ static void tpe_destroy(void *state)
     free(s->mu_rows);
     free(s->newbuf);
     free(s->added);
+    free(s->fix);
     free(s->dlist);
     free(s->touched);
     free(s->role);
@@ -617,6 +632,8 @@ static int grow_trials(struct tpe *s, size_t need)
         GROW_COORD(tcst, sizeof(double), 0.0);
         if (co->kind == KIND_DISC) {
             GROW_COORD(tcls, sizeof(uint32_t), 0);
+        } else {
+            GROW_COORD(trole, 1, ROLE_SKIP);
         }
     }
 #undef GROW_COORD
@@ -633,6 +650,7 @@ static void sync_reset(struct tpe *s)
 {
     for (size_t k = 0; k < s->dim; k++) {
         s->coords[k].n = 0;
+        s->coords[k].walked = false;
     }
     if (s->incl != NULL) {
         memset(s->incl, 0, s->cap_trials);
@@ -855,6 +873,7 @@ static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add
             continue;
         }
         if (n_rem > 0) {
+            c->walked = false; /* removed entries' neighbours: walk it all */
             for (size_t i = 0; i < c->n; i++) {
                 if (!(c->ord[i].t < top && (s->mark[c->ord[i].t] & 1))) {
                     c->ord[w++] = c->ord[i];
@@ -957,6 +976,7 @@ struct tpe_unit {
     struct tpe_mix l, g;
     struct tpe_cands cand;
     double *sl, *sg, *acc, *tab, *bestx;
+    uint32_t *ix;      /* survivors of a block (mix_score) */
     uint32_t *sel, *below;
     double *tmpv;
     size_t tab_cap;
@@ -993,7 +1013,8 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->cand.ci = carve(cv, nc * nd * sizeof(uint32_t));
     u->sl = carve(cv, nc * sizeof(double));
     u->sg = carve(cv, nc * sizeof(double));
-    u->acc = carve(cv, nc * BLOCK * sizeof(double));
+    u->acc = carve(cv, BLOCK * sizeof(double));
+    u->ix = carve(cv, BLOCK * sizeof(uint32_t));
     u->tab_cap = ndisc * m * nc;
     if (u->tab_cap > TAB_BUDGET) {
         u->tab_cap = TAB_BUDGET;
@@ -1210,6 +1231,223 @@ static double default_weight(size_t m, size_t r)
 }
 
 /*
+** The bandwidth of an above entry at v (docs/ALGORITHMS.md §3.4) from its
+** nearest above neighbours in the sorted list: prev when has_prev, next
+** when has_next; `ends` is the endpoint rule (!consider_endpoints, m >= 2).
+*/
+static double above_sigma(bool ends, bool has_prev, double prev, double v, bool has_next,
+        double next, double minsig)
+{
+    double left = has_prev ? v - prev : v;
+    double right = has_next ? next - v : 1.0 - v;
+    double sg;
+
+    if (ends) {
+        sg = !has_prev ? right : (!has_next ? left : (left > right ? left : right));
+    } else {
+        sg = left > right ? left : right;
+    }
+    return sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
+}
+
+/* Give entry e (trial t) bandwidth sg: rewrite its kernel in the trial arrays if it changed. */
+static void set_kernel(struct tpe_coord *c, struct tpe_entry *e, int kind, double sg)
+{
+    if (e->sigma != sg) {
+        uint32_t t = e->t;
+        c->tmu[t] = e->v;
+        c->tis[t] = (kind == KIND_CONT ? M_SQRT1_2 : 1.0) / sg;
+        c->tcst[t] = kernel_cst(kind, e->v, sg);
+        e->sigma = sg;
+    }
+}
+
+/*
+** Walk the whole sorted list of coordinate c: every above entry's
+** bandwidth from its neighbours, kernels rewritten where it changed, and
+** (discrete) the distinct kernels numbered as classes. Remembers the roles
+** for walk_incr. -EIO when the number of above entries is not m.
+*/
+static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *c,
+        struct tpe_mdim *md, int kind, size_t m, double minsig)
+{
+    const struct tpe_options *o = &s->opt;
+    bool ends = !o->consider_endpoints && m >= 2;
+    struct tpe_entry *ord = c->ord, *cur = NULL;
+    size_t n = u->n_slots, na = 0, e = 0;
+    double prev = 0.0;
+
+    c->walked = false;
+    /* One pass with a window (prev, cur, next) of above entries; cur is set once next is found. */
+    for (;;) {
+        struct tpe_entry *next = NULL;
+        while (e < c->n) {
+            struct tpe_entry *x = &ord[e++];
+            if (s->role[x->t] == ROLE_ABOVE) {
+                next = x;
+                break;
+            }
+        }
+        if (cur != NULL) {
+            double v = cur->v;
+            uint32_t t = cur->t;
+            set_kernel(c, cur, kind, above_sigma(ends, na > 0, prev, v, next != NULL,
+                    next != NULL ? next->v : 0.0, minsig));
+            if (kind == KIND_DISC) {
+                if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != v ||
+                        md->cls_isig[md->n_cls - 1] != c->tis[t]) {
+                    md->cls_mu[md->n_cls] = v;
+                    md->cls_isig[md->n_cls] = c->tis[t];
+                    md->n_cls++;
+                }
+                c->tcls[t] = (uint32_t)(md->n_cls - 1);
+            }
+            prev = v;
+            na++;
+        }
+        if (next == NULL) {
+            break;
+        }
+        if (na >= m) {
+            return -EIO; /* more above entries than above trials */
+        }
+        cur = next;
+    }
+    if (na != m) {
+        return -EIO;
+    }
+    if (kind == KIND_DISC) {
+        /* Stale classes of other trials must stay valid indices. */
+        for (size_t t = 0; t < n; t++) {
+            if (s->role[t] != ROLE_ABOVE) {
+                c->tcls[t] = 0;
+            }
+        }
+        return 0;
+    }
+    memcpy(c->trole, s->role, n);
+    memset(c->trole + n, ROLE_SKIP, s->cap_trials - n);
+    c->walked = true;
+    c->w_ends = ends;
+    c->w_minsig = minsig;
+    c->w_na = na;
+    return 0;
+}
+
+/* The position of trial t's entry (value v) in c's sorted list, or SIZE_MAX. */
+static size_t entry_find(const struct tpe_coord *c, double v, uint32_t t)
+{
+    struct tpe_entry key;
+    size_t lo = 0, hi = c->n;
+
+    key.v = v;
+    key.t = t;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (entry_less(&c->ord[mid], &key)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < c->n && c->ord[lo].t == t ? lo : SIZE_MAX;
+}
+
+/* The nearest above entry before position p (dir < 0) or after it, or SIZE_MAX. */
+static size_t above_near(const struct tpe *s, const struct tpe_coord *c, size_t p, int dir)
+{
+    if (dir < 0) {
+        while (p-- > 0) {
+            if (s->role[c->ord[p].t] == ROLE_ABOVE) {
+                return p;
+            }
+        }
+        return SIZE_MAX;
+    }
+    while (++p < c->n) {
+        if (s->role[c->ord[p].t] == ROLE_ABOVE) {
+            return p;
+        }
+    }
+    return SIZE_MAX;
+}
+
+/*
+** The same result as walk_full on a continuous coordinate, revisiting
+** only what can have changed since its last walk. An above entry's
+** bandwidth depends only on its nearest above neighbours (and on the clip
+** and endpoint rule, which must be the same): if one of them changed, a
+** trial between it and its old neighbour changed role, and the entry is
+** the nearest above entry on that side of it. So for each trial whose role
+** changed, its entry and the nearest above entries on either side are
+** recomputed. Entries never move between walks (a removal clears
+** `walked`; new entries have sigma 0, so their kernel is written).
+** Returns 1 when the whole list must be walked instead.
+*/
+static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *c,
+        size_t coord, size_t m, double minsig)
+{
+    bool ends = !s->opt.consider_endpoints && m >= 2;
+    size_t n = u->n_slots, n_fix = 0, na;
+    const uint8_t *role = s->role;
+
+    if (!c->walked || c->w_ends != ends || c->w_minsig != minsig) {
+        return 1;
+    }
+    if (grow((void **)&s->fix, &s->cap_fix, 3 * (n / 16) + 3, sizeof(*s->fix)) < 0) {
+        return 1;
+    }
+    na = c->w_na;
+    for (size_t t0 = 0; t0 < n; t0 += 8) {
+        uint64_t x = 0, y = 0;
+        size_t len = n - t0 < 8 ? n - t0 : 8;
+        memcpy(&x, role + t0, len);
+        memcpy(&y, c->trole + t0, len);
+        if (x == y) {
+            continue;
+        }
+        for (size_t t = t0; t < t0 + len; t++) {
+            size_t p;
+            if (role[t] == c->trole[t]) {
+                continue;
+            }
+            if (n_fix + 3 > s->cap_fix) {
+                return 1; /* many changes: one walk is cheaper */
+            }
+            p = entry_find(c, s->mu_rows[t * s->dim + coord], (uint32_t)t);
+            if (p == SIZE_MAX) {
+                return 1; /* not listed: let walk_full judge the history */
+            }
+            na += role[t] == ROLE_ABOVE;
+            na -= c->trole[t] == ROLE_ABOVE;
+            if (role[t] == ROLE_ABOVE) {
+                s->fix[n_fix++] = p;
+            }
+            s->fix[n_fix++] = above_near(s, c, p, -1);
+            s->fix[n_fix++] = above_near(s, c, p, 1);
+        }
+    }
+    if (na != m) {
+        return 1;
+    }
+    for (size_t i = 0; i < n_fix; i++) {
+        size_t p = s->fix[i], lp, rp;
+        if (p == SIZE_MAX) {
+            continue;
+        }
+        lp = above_near(s, c, p, -1);
+        rp = above_near(s, c, p, 1);
+        set_kernel(c, &c->ord[p], KIND_CONT, above_sigma(ends, lp != SIZE_MAX,
+                lp != SIZE_MAX ? c->ord[lp].v : 0.0, c->ord[p].v, rp != SIZE_MAX,
+                rp != SIZE_MAX ? c->ord[rp].v : 0.0, minsig));
+    }
+    /* Commit the roles only now: a return 1 above leaves the state for walk_full. */
+    memcpy(c->trole, role, n);
+    c->w_na = na;
+    return 0;
+}
+
+/*
 ** Build the above mixture: weights by age into base (-inf for trials not
 ** above), then per numeric dim one walk of the sorted list computing the
 ** neighbour-rule bandwidths, rewriting a trial's kernel only when its sigma
@@ -1243,7 +1481,6 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
         const struct tpe_udim *ud = &u->ud[j];
         struct tpe_mdim *md = &g->d[j];
         struct tpe_coord *c = &s->coords[ud->coord];
-        size_t na = 0;
 
         if (ud->kind == KIND_CAT) {
             md->cat = c->tcat;
@@ -1254,72 +1491,10 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
         md->isig = c->tis;
         md->cls = c->tcls;
         md->n_cls = 0;
-        /*
-        ** One pass over the sorted list with a window (prev, cur, next) of
-        ** above entries; cur's bandwidth is known once next is found.
-        */
-        {
-            struct tpe_entry *ord = c->ord, *cur = NULL;
-            double prev = 0.0;
-            double scale = ud->kind == KIND_CONT ? M_SQRT1_2 : 1.0;
-            size_t e = 0;
-
-            for (;;) {
-                struct tpe_entry *next = NULL;
-                while (e < c->n) {
-                    struct tpe_entry *x = &ord[e++];
-                    if (s->role[x->t] == ROLE_ABOVE) {
-                        next = x;
-                        break;
-                    }
-                }
-                if (cur != NULL) {
-                    double v = cur->v, sg;
-                    double left = na > 0 ? v - prev : v;
-                    double right = next != NULL ? next->v - v : 1.0 - v;
-                    uint32_t t = cur->t;
-                    if (!o->consider_endpoints && m >= 2) {
-                        sg = na == 0 ? right : (next == NULL ? left : (left > right ? left : right));
-                    } else {
-                        sg = left > right ? left : right;
-                    }
-                    sg = sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
-                    if (cur->sigma != sg) {
-                        c->tmu[t] = v;
-                        c->tis[t] = scale / sg;
-                        c->tcst[t] = kernel_cst(ud->kind, v, sg);
-                        cur->sigma = sg;
-                    }
-                    if (ud->kind == KIND_DISC) {
-                        if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != v ||
-                                md->cls_isig[md->n_cls - 1] != c->tis[t]) {
-                            md->cls_mu[md->n_cls] = v;
-                            md->cls_isig[md->n_cls] = c->tis[t];
-                            md->n_cls++;
-                        }
-                        c->tcls[t] = (uint32_t)(md->n_cls - 1);
-                    }
-                    prev = v;
-                    na++;
-                }
-                if (next == NULL) {
-                    break;
-                }
-                if (na >= m) {
-                    return -EIO; /* more above entries than above trials */
-                }
-                cur = next;
-            }
-        }
-        if (na != m) {
-            return -EIO;
-        }
-        if (ud->kind == KIND_DISC) {
-            /* Stale classes of other trials must stay valid indices. */
-            for (size_t t = 0; t < n; t++) {
-                if (s->role[t] != ROLE_ABOVE) {
-                    c->tcls[t] = 0;
-                }
+        if (ud->kind == KIND_DISC || walk_incr(s, u, c, ud->coord, m, minsig) != 0) {
+            int rr = walk_full(s, u, c, md, ud->kind, m, minsig);
+            if (rr < 0) {
+                return rr;
             }
         }
         for (size_t t = 0; t < g->m_pad; t += 4) {
@@ -1353,25 +1528,109 @@ static double prior_term(const struct tpe_udim *ud, const struct tpe_cands *cd, 
     }
 }
 
-/* The largest of a[0..nb), nb a multiple of 4 (-inf when all are). */
-static double block_max(const double *a, size_t nb)
+/*
+** Add dim j's term of candidate c to the nb kernels a[0..nb) of the block
+** at b0 (dense: every kernel).
+*/
+static void dim_dense(const struct tpe_mdim *md, int kind, const struct tpe_cands *cd,
+        const double *tab, size_t c, size_t nd, size_t j, size_t b0, size_t nb,
+        double *restrict a)
 {
-    double m0 = -INFINITY, m1 = -INFINITY, m2 = -INFINITY, m3 = -INFINITY;
-
-    for (size_t i = 0; i < nb; i += 4) {
-        m0 = a[i] > m0 ? a[i] : m0;
-        m1 = a[i + 1] > m1 ? a[i + 1] : m1;
-        m2 = a[i + 2] > m2 ? a[i + 2] : m2;
-        m3 = a[i + 3] > m3 ? a[i + 3] : m3;
+    if (kind == KIND_CONT) {
+        const double *restrict mu = md->mu + b0;
+        const double *restrict is = md->isig + b0;
+        double xv = cd->x[c * nd + j];
+        tpe_v4 vx = { xv, xv, xv, xv };
+        for (size_t i = 0; i < nb; i += 4) {
+            tpe_v4 vm, vi, va, z;
+            memcpy(&vm, mu + i, sizeof(vm));
+            memcpy(&vi, is + i, sizeof(vi));
+            memcpy(&va, a + i, sizeof(va));
+            z = (vx - vm) * vi;
+            va -= z * z;
+            memcpy(a + i, &va, sizeof(va));
+        }
+    } else if (kind == KIND_DISC) {
+        const uint32_t *restrict cl = md->cls + b0;
+        if (tab != NULL) {
+            const double *row = tab + c * md->n_cls;
+            for (size_t i = 0; i < nb; i++) {
+                a[i] += row[cl[i]];
+            }
+        } else {
+            double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
+            const double *mu = md->mu + b0, *is = md->isig + b0;
+            for (size_t i = 0; i < nb; i++) {
+                a[i] += hpo_tpe_log_gauss_mass((lo - mu[i]) * is[i], (hi - mu[i]) * is[i]);
+            }
+        }
+    } else {
+        const uint32_t *restrict ct = md->cat + b0;
+        uint32_t ci = cd->ci[c * nd + j];
+        double hit = md->cat_hit, miss = md->cat_miss;
+        for (size_t i0 = 0; i0 < nb; i0 += LANES) {
+            for (size_t i = i0; i < i0 + LANES; i++) {
+                a[i] += ct[i] == ci ? hit : miss;
+            }
+        }
     }
-    m0 = m1 > m0 ? m1 : m0;
-    m2 = m3 > m2 ? m3 : m2;
-    return m2 > m0 ? m2 : m0;
 }
 
 /*
-** log of the mixture density at each of `nc` candidates, into ret. Loops
-** kernel blocks -> dims -> candidates -> kernels, with a streaming logsumexp.
+** Add dim j's term of candidate c to the ns kernels b0 + ix[s] of the block
+** at b0 (sparse: the survivors only), each term computed as in dim_dense.
+*/
+static void dim_sparse(const struct tpe_mdim *md, int kind, const struct tpe_cands *cd,
+        const double *tab, size_t c, size_t nd, size_t j, size_t b0, const uint32_t *ix,
+        size_t ns, double *restrict a)
+{
+    if (kind == KIND_CONT) {
+        const double *mu = md->mu + b0, *is = md->isig + b0;
+        double xv = cd->x[c * nd + j];
+        for (size_t s = 0; s < ns; s++) {
+            double z = (xv - mu[ix[s]]) * is[ix[s]];
+            a[s] -= z * z;
+        }
+    } else if (kind == KIND_DISC) {
+        const uint32_t *cl = md->cls + b0;
+        if (tab != NULL) {
+            const double *row = tab + c * md->n_cls;
+            for (size_t s = 0; s < ns; s++) {
+                a[s] += row[cl[ix[s]]];
+            }
+        } else {
+            double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
+            const double *mu = md->mu + b0, *is = md->isig + b0;
+            for (size_t s = 0; s < ns; s++) {
+                size_t i = ix[s];
+                a[s] += hpo_tpe_log_gauss_mass((lo - mu[i]) * is[i], (hi - mu[i]) * is[i]);
+            }
+        }
+    } else {
+        const uint32_t *ct = md->cat + b0;
+        uint32_t ci = cd->ci[c * nd + j];
+        double hit = md->cat_hit, miss = md->cat_miss;
+        for (size_t s = 0; s < ns; s++) {
+            a[s] += ct[ix[s]] == ci ? hit : miss;
+        }
+    }
+}
+
+/*
+** log of the mixture density at each of `nc` candidates, into ret: a
+** logsumexp over the prior kernel and the observed kernels, taken block by
+** block (BLOCK kernels) with a running maximum M and sum S.
+**
+** The prior kernel comes first, so M starts at its log density. Every dim
+** adds a term <= 0 to a kernel (the constants are in base), and a kernel
+** adds to S only if its sum ends above M - LSE_CUTOFF (M never decreases),
+** so a kernel whose partial sum is already at or below that bound can be
+** dropped. Per block and candidate: the first dim over every kernel (4-wide
+** vectors), then the survivors' indices are compacted and each further dim
+** is added to the survivors only, compacting again after each. What is
+** left are exactly the kernels that can change M or S; their sums are the
+** same floating-point operations in the same order as a dense pass, so the
+** result does not depend on the pruning.
 */
 static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t nc,
         double *ret)
@@ -1382,7 +1641,9 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
     double *tabs_buf[64];
     double **tabs = tabs_buf;
     double lz = hpo_tpe_log_gauss_mass(-0.5, 0.5);
-    size_t used = 0;
+    double *restrict a = u->acc;
+    uint32_t *restrict ix = u->ix;
+    size_t used = 0, n_dense = nd < DENSE_DIMS ? nd : DENSE_DIMS;
 
     if (nd > 64) {
         tabs = malloc(nd * sizeof(*tabs));
@@ -1408,13 +1669,6 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         }
         tabs[j] = tb;
     }
-    /*
-    ** The prior kernel first: its term is a lower bound of the result. Every
-    ** dim adds a term <= 0 to a kernel (the constants are in base), so once
-    ** a block's best partial sum for a candidate is below M - LSE_CUTOFF the
-    ** rest of its dims cannot bring any kernel of the block back into the
-    ** logsumexp, and the candidate is retired for that block.
-    */
     for (size_t c = 0; c < nc; c++) {
         double lp = mx->logw_prior;
         for (size_t j = 0; j < nd; j++) {
@@ -1425,81 +1679,50 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
     }
     for (size_t b0 = 0; mx->m > 0 && b0 < mx->m_pad; b0 += BLOCK) {
         size_t nb = mx->m_pad - b0 < BLOCK ? mx->m_pad - b0 : BLOCK; /* a multiple of LANES */
-        bool alive[CHUNK];
-        size_t n_alive = nc;
         for (size_t c = 0; c < nc; c++) {
-            memcpy(u->acc + c * BLOCK, mx->base + b0, nb * sizeof(double));
-            alive[c] = true;
-        }
-        for (size_t j = 0; j < nd && n_alive > 0; j++) {
-            const struct tpe_mdim *md = &mx->d[j];
-            int kind = u->ud[j].kind;
-            for (size_t c = 0; c < nc; c++) {
-                double *restrict a = u->acc + c * BLOCK;
-                if (!alive[c]) {
+            double thr = M[c] - LSE_CUTOFF, bm, sum = 0.0;
+            size_t ns = 0;
+            memcpy(a, mx->base + b0, nb * sizeof(double));
+            for (size_t j = 0; j < n_dense; j++) {
+                dim_dense(&mx->d[j], u->ud[j].kind, cd, tabs != NULL ? tabs[j] : NULL, c, nd,
+                        j, b0, nb, a);
+            }
+            for (size_t i0 = 0; i0 < nb; i0 += 4) {
+                if (!(a[i0] > thr || a[i0 + 1] > thr || a[i0 + 2] > thr || a[i0 + 3] > thr)) {
                     continue;
                 }
-                if (kind == KIND_CONT) {
-                    const double *restrict mu = md->mu + b0;
-                    const double *restrict is = md->isig + b0;
-                    double xv = cd->x[c * nd + j];
-                    tpe_v4 vx = { xv, xv, xv, xv };
-                    for (size_t i = 0; i < nb; i += 4) {
-                        tpe_v4 vm, vi, va, z;
-                        memcpy(&vm, mu + i, sizeof(vm));
-                        memcpy(&vi, is + i, sizeof(vi));
-                        memcpy(&va, a + i, sizeof(va));
-                        z = (vx - vm) * vi;
-                        va -= z * z;
-                        memcpy(a + i, &va, sizeof(va));
-                    }
-                } else if (kind == KIND_DISC) {
-                    const uint32_t *restrict cl = md->cls + b0;
-                    if (tabs != NULL && tabs[j] != NULL) {
-                        const double *row = tabs[j] + c * md->n_cls;
-                        for (size_t i = 0; i < nb; i++) {
-                            a[i] += row[cl[i]];
-                        }
-                    } else {
-                        double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
-                        const double *mu = md->mu + b0, *is = md->isig + b0;
-                        for (size_t i = 0; i < nb; i++) {
-                            a[i] += hpo_tpe_log_gauss_mass((lo - mu[i]) * is[i],
-                                    (hi - mu[i]) * is[i]);
-                        }
-                    }
-                } else {
-                    const uint32_t *restrict ct = md->cat + b0;
-                    uint32_t ci = cd->ci[c * nd + j];
-                    double hit = md->cat_hit, miss = md->cat_miss;
-                    for (size_t i0 = 0; i0 < nb; i0 += LANES) {
-                        for (size_t i = i0; i < i0 + LANES; i++) {
-                            a[i] += ct[i] == ci ? hit : miss;
-                        }
-                    }
-                }
-                if ((j & 1) == 1 && j + 1 < nd &&
-                        block_max(a, nb) < M[c] - LSE_CUTOFF) {
-                    alive[c] = false;
-                    n_alive--;
+                for (size_t i = i0; i < i0 + 4; i++) {
+                    ix[ns] = (uint32_t)i;
+                    a[ns] = a[i];
+                    ns += a[i] > thr;
                 }
             }
-        }
-        for (size_t c = 0; c < nc; c++) {
-            const double *a = u->acc + c * BLOCK;
-            double bm, thr, sum = 0.0;
-            if (!alive[c]) {
+            for (size_t j = n_dense; j < nd && ns > 0; j++) {
+                size_t w = 0;
+                dim_sparse(&mx->d[j], u->ud[j].kind, cd, tabs != NULL ? tabs[j] : NULL, c, nd,
+                        j, b0, ix, ns, a);
+                for (size_t q = 0; q < ns; q++) {
+                    ix[w] = ix[q];
+                    a[w] = a[q];
+                    w += a[q] > thr;
+                }
+                ns = w;
+            }
+            if (ns == 0) {
                 continue;
             }
-            bm = block_max(a, nb);
+            bm = a[0];
+            for (size_t q = 1; q < ns; q++) {
+                bm = a[q] > bm ? a[q] : bm;
+            }
             if (bm > M[c]) {
                 S[c] = S[c] * exp(M[c] - bm);
                 M[c] = bm;
             }
             thr = M[c] - LSE_CUTOFF;
-            for (size_t i = 0; i < nb; i++) {
-                if (a[i] > thr) {
-                    sum += exp(a[i] - M[c]);
+            for (size_t q = 0; q < ns; q++) {
+                if (a[q] > thr) {
+                    sum += exp(a[q] - M[c]);
                 }
             }
             S[c] += sum;
