@@ -37,6 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "../core/history.h"
 #include "../core/rng.h"
 #include "../core/space.h"
@@ -63,8 +67,27 @@
 #define MIN_SIGMA_NO_CLIP 1e-12
 #define RECHECK_TAIL 64        /* newest trials whose params are compared at every sync */
 
-/* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64). */
+/* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64), and a comparison's mask. */
 typedef double tpe_v4 __attribute__((vector_size(32)));
+typedef long long tpe_m4 __attribute__((vector_size(32)));
+
+/* Whether any lane of a is above the same lane of t (NaN is not). */
+static inline bool any_above(tpe_v4 a, tpe_v4 t)
+{
+#if defined(__SSE2__)
+    __m128d a0, a1, t0, t1;
+
+    memcpy(&a0, &a, sizeof(a0));
+    memcpy(&a1, (const char *)&a + sizeof(a0), sizeof(a1));
+    memcpy(&t0, &t, sizeof(t0));
+    memcpy(&t1, (const char *)&t + sizeof(t0), sizeof(t1));
+    return _mm_movemask_pd(_mm_or_pd(_mm_cmpgt_pd(a0, t0), _mm_cmpgt_pd(a1, t1))) != 0;
+#else
+    tpe_m4 k = a > t;
+
+    return (k[0] | k[1] | k[2] | k[3]) != 0;
+#endif
+}
 
 /* ---------------------------------------------------------------------- */
 /* Kernel math                                                             */
@@ -904,15 +927,28 @@ static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add
         if (nn > 1 && (nn < RADIX_MIN || radix_sort_entries(s->newbuf, nn) < 0)) {
             qsort(s->newbuf, nn, sizeof(*s->newbuf), entry_cmp);
         }
-        /* Merge from the back, in place. */
+        /*
+        ** Merge from the back, in place: each new entry (largest first) finds
+        ** its place among the old ones by binary search, and the old entries
+        ** after it move up in one block.
+        */
         {
             size_t i = c->n, j = nn, o = c->n + nn;
             while (j > 0) {
-                if (i > 0 && entry_less(&s->newbuf[j - 1], &c->ord[i - 1])) {
-                    c->ord[--o] = c->ord[--i];
-                } else {
-                    c->ord[--o] = s->newbuf[--j];
+                const struct tpe_entry *x = &s->newbuf[--j];
+                size_t lo = 0, hi = i;
+                while (lo < hi) {
+                    size_t mid = lo + (hi - lo) / 2;
+                    if (entry_less(x, &c->ord[mid])) {
+                        hi = mid;
+                    } else {
+                        lo = mid + 1;
+                    }
                 }
+                o -= i - lo;
+                memmove(c->ord + o, c->ord + lo, (i - lo) * sizeof(*c->ord));
+                i = lo;
+                c->ord[--o] = *x;
             }
             c->n += nn;
         }
@@ -1399,12 +1435,14 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     }
     na = c->w_na;
     for (size_t t0 = 0; t0 < n; t0 += 8) {
-        uint64_t x = 0, y = 0;
         size_t len = n - t0 < 8 ? n - t0 : 8;
-        memcpy(&x, role + t0, len);
-        memcpy(&y, c->trole + t0, len);
-        if (x == y) {
-            continue;
+        if (len == 8) {
+            uint64_t x, y;
+            memcpy(&x, role + t0, sizeof(x));
+            memcpy(&y, c->trole + t0, sizeof(y));
+            if (x == y) {
+                continue;
+            }
         }
         for (size_t t = t0; t < t0 + len; t++) {
             size_t p;
@@ -1465,12 +1503,19 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
         total += default_weight(m, i);
     }
     lt = log(total);
-    for (size_t t = 0; t < n; t++) {
-        if (s->role[t] == ROLE_ABOVE) {
-            double w = default_weight(m, r++);
-            g->base[t] = w == 1.0 ? -lt : log(w) - lt;
-        } else {
-            g->base[t] = -INFINITY;
+    {
+        /* default_weight(m, r) for the r-th above trial, with its invariants hoisted. */
+        size_t ramp = m < 25 ? 0 : m - 25;
+        double start = 1.0 / (double)m, rest = 1.0 - start, den = (double)(ramp - 1);
+        for (size_t t = 0; t < n; t++) {
+            if (s->role[t] == ROLE_ABOVE) {
+                double w = r >= ramp ? 1.0 : (ramp == 1 ? start :
+                        (r == ramp - 1 ? 1.0 : start + (double)r * rest / den));
+                r++;
+                g->base[t] = w == 1.0 ? -lt : log(w) - lt;
+            } else {
+                g->base[t] = -INFINITY;
+            }
         }
     }
     for (size_t t = n; t < g->m_pad; t++) {
@@ -1617,6 +1662,75 @@ static void dim_sparse(const struct tpe_mdim *md, int kind, const struct tpe_can
 }
 
 /*
+** The first n_dense dims of a block, any kinds: a = base plus their terms
+** (dim_dense), then the kernels above thr compacted into ix/a.
+*/
+static size_t dense_generic(const struct tpe_mix *mx, const struct tpe_unit *u,
+        double *const *tabs, size_t c, size_t n_dense, size_t b0, size_t nb, double thr,
+        uint32_t *restrict ix, double *restrict a)
+{
+    size_t ns = 0;
+
+    memcpy(a, mx->base + b0, nb * sizeof(double));
+    for (size_t j = 0; j < n_dense; j++) {
+        dim_dense(&mx->d[j], u->ud[j].kind, &u->cand, tabs != NULL ? tabs[j] : NULL, c, u->nd,
+                j, b0, nb, a);
+    }
+    for (size_t i0 = 0; i0 < nb; i0 += 4) {
+        if (!(a[i0] > thr || a[i0 + 1] > thr || a[i0 + 2] > thr || a[i0 + 3] > thr)) {
+            continue;
+        }
+        for (size_t i = i0; i < i0 + 4; i++) {
+            ix[ns] = (uint32_t)i;
+            a[ns] = a[i];
+            ns += a[i] > thr;
+        }
+    }
+    return ns;
+}
+
+/*
+** The first two dims of a block when both are continuous, fused with the
+** pruning: a = base - z0^2 - z1^2 for the nb kernels at b0 (the operations
+** of two dim_dense passes), and the kernels above thr are compacted into
+** ix/a. Returns their number.
+*/
+static size_t dense2_cont(const struct tpe_mix *mx, const struct tpe_cands *cd, size_t c,
+        size_t nd, size_t b0, size_t nb, double thr, uint32_t *restrict ix, double *restrict a)
+{
+    const double *restrict base = mx->base + b0;
+    const double *restrict mu0 = mx->d[0].mu + b0, *restrict is0 = mx->d[0].isig + b0;
+    const double *restrict mu1 = mx->d[1].mu + b0, *restrict is1 = mx->d[1].isig + b0;
+    double x0 = cd->x[c * nd], x1 = cd->x[c * nd + 1];
+    tpe_v4 vx0 = { x0, x0, x0, x0 }, vx1 = { x1, x1, x1, x1 }, vt = { thr, thr, thr, thr };
+    size_t ns = 0;
+
+    for (size_t i = 0; i < nb; i += 4) {
+        tpe_v4 va, vm, vi, z;
+        double tmp[4];
+        memcpy(&va, base + i, sizeof(va));
+        memcpy(&vm, mu0 + i, sizeof(vm));
+        memcpy(&vi, is0 + i, sizeof(vi));
+        z = (vx0 - vm) * vi;
+        va -= z * z;
+        memcpy(&vm, mu1 + i, sizeof(vm));
+        memcpy(&vi, is1 + i, sizeof(vi));
+        z = (vx1 - vm) * vi;
+        va -= z * z;
+        if (!any_above(va, vt)) {
+            continue;
+        }
+        memcpy(tmp, &va, sizeof(tmp));
+        for (size_t l = 0; l < 4; l++) {
+            ix[ns] = (uint32_t)(i + l);
+            a[ns] = tmp[l];
+            ns += tmp[l] > thr;
+        }
+    }
+    return ns;
+}
+
+/*
 ** log of the mixture density at each of `nc` candidates, into ret: a
 ** logsumexp over the prior kernel and the observed kernels, taken block by
 ** block (BLOCK kernels) with a running maximum M and sum S.
@@ -1644,6 +1758,7 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
     double *restrict a = u->acc;
     uint32_t *restrict ix = u->ix;
     size_t used = 0, n_dense = nd < DENSE_DIMS ? nd : DENSE_DIMS;
+    bool fused = nd >= 2 && u->ud[0].kind == KIND_CONT && u->ud[1].kind == KIND_CONT;
 
     if (nd > 64) {
         tabs = malloc(nd * sizeof(*tabs));
@@ -1682,22 +1797,12 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         for (size_t c = 0; c < nc; c++) {
             double thr = M[c] - LSE_CUTOFF, bm, sum = 0.0;
             size_t ns = 0;
-            memcpy(a, mx->base + b0, nb * sizeof(double));
-            for (size_t j = 0; j < n_dense; j++) {
-                dim_dense(&mx->d[j], u->ud[j].kind, cd, tabs != NULL ? tabs[j] : NULL, c, nd,
-                        j, b0, nb, a);
+            if (fused) {
+                ns = dense2_cont(mx, cd, c, nd, b0, nb, thr, ix, a);
+            } else {
+                ns = dense_generic(mx, u, tabs, c, n_dense, b0, nb, thr, ix, a);
             }
-            for (size_t i0 = 0; i0 < nb; i0 += 4) {
-                if (!(a[i0] > thr || a[i0 + 1] > thr || a[i0 + 2] > thr || a[i0 + 3] > thr)) {
-                    continue;
-                }
-                for (size_t i = i0; i < i0 + 4; i++) {
-                    ix[ns] = (uint32_t)i;
-                    a[ns] = a[i];
-                    ns += a[i] > thr;
-                }
-            }
-            for (size_t j = n_dense; j < nd && ns > 0; j++) {
+            for (size_t j = fused ? 2 : n_dense; j < nd && ns > 0; j++) {
                 size_t w = 0;
                 dim_sparse(&mx->d[j], u->ud[j].kind, cd, tabs != NULL ? tabs[j] : NULL, c, nd,
                         j, b0, ix, ns, a);
