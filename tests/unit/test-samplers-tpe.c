@@ -793,6 +793,59 @@ static void test_big_sync_order(void **unused)
 }
 
 /*
+** The above mixture's bandwidths are updated between asks by revisiting
+** only the neighbours of trials whose role changed: after every step of a
+** churning history (good values entering the below group and pushing
+** others out, running trials joining "above" under constant liar and then
+** finishing), a state that followed all along suggests the same bits as a
+** fresh one. 300 trials first, so the clip no longer changes with m.
+*/
+static void test_incremental_matches_cold(void **unused)
+{
+    static const char *const modes[] = {
+        "{}", "{\"consider_endpoints\": true}", "{\"multivariate\": false}",
+    };
+    struct hpo_space *space = parse_space(MIXED_SPACE);
+
+    for (size_t mode = 0; mode < sizeof(modes) / sizeof(modes[0]); mode++) {
+        struct hpo_history h;
+        struct hpo_rng gen;
+        void *told = configure(modes[mode], space);
+        double a[16], b[16], va[16], vb[16];
+
+        hpo_history_init(&h, space, "t", false);
+        hpo_rng_seed(&gen, 21 + mode);
+        for (int i = 0; i < 300; i++) {
+            struct hpo_trial *t = add_random(&h, space, &gen, HPO_STATE_COMPLETE,
+                    mixed_objective);
+            hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+        }
+        for (int k = 0; k < 40; k++) {
+            void *cold = configure(modes[mode], space);
+            struct hpo_trial *t;
+            ask(told, space, &h, 7, a, va);
+            ask(cold, space, &h, 7, b, vb);
+            assert_memory_equal(a, b, space->dim * sizeof(double));
+            hpo_sampler_tpe.destroy(cold);
+            /* Told: a very good value every third step; every fourth stays running a while. */
+            t = add_trial(&h, space, a, va, k % 4 == 1 ? HPO_STATE_RUNNING : HPO_STATE_COMPLETE,
+                    k % 3 == 0 ? -1.0 - k : mixed_objective(va));
+            hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+            if (k % 4 == 3) {
+                struct hpo_trial *r = h.trials[h.n_trials - 3];
+                assert_int_equal(r->state, HPO_STATE_RUNNING);
+                r->value = mixed_objective(r->values);
+                hpo_history_set_state(&h, r, HPO_STATE_COMPLETE);
+                hpo_sampler_tpe.observe(told, &h, (size_t)r->number);
+            }
+        }
+        hpo_sampler_tpe.destroy(told);
+        hpo_history_finish(&h);
+    }
+    hpo_space_destroy(space);
+}
+
+/*
 ** Suggestions pinned bit for bit. A 20-param mixed space (11 floats, 2
 ** stepped floats, 4 ints, 3 categoricals), 2,000 random trials (some
 ** running, pruned with and without reports, failed), then rounds of ask +
@@ -1081,6 +1134,7 @@ int main(void)
         cmocka_unit_test(test_pruned_ranking),
         cmocka_unit_test(test_cache_follows_history),
         cmocka_unit_test(test_big_sync_order),
+        cmocka_unit_test(test_incremental_matches_cold),
         cmocka_unit_test(test_pinned_suggestions),
     };
     return cmocka_run_group_tests_name("samplers-tpe", tests, NULL, NULL);
