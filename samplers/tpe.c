@@ -71,19 +71,16 @@
 typedef double tpe_v4 __attribute__((vector_size(32)));
 typedef long long tpe_m4 __attribute__((vector_size(32)));
 
-/* Whether any lane of a is above the same lane of t (NaN is not). */
-static inline bool any_above(tpe_v4 a, tpe_v4 t)
+/* Whether any lane of *a is above the same lane of *t (NaN is not). */
+static inline bool any_above(const tpe_v4 *a, const tpe_v4 *t)
 {
 #if defined(__SSE2__)
-    __m128d a0, a1, t0, t1;
+    __m128d a0 = _mm_loadu_pd((const double *)a), a1 = _mm_loadu_pd((const double *)a + 2);
+    __m128d t0 = _mm_loadu_pd((const double *)t), t1 = _mm_loadu_pd((const double *)t + 2);
 
-    memcpy(&a0, &a, sizeof(a0));
-    memcpy(&a1, (const char *)&a + sizeof(a0), sizeof(a1));
-    memcpy(&t0, &t, sizeof(t0));
-    memcpy(&t1, (const char *)&t + sizeof(t0), sizeof(t1));
     return _mm_movemask_pd(_mm_or_pd(_mm_cmpgt_pd(a0, t0), _mm_cmpgt_pd(a1, t1))) != 0;
 #else
-    tpe_m4 k = a > t;
+    tpe_m4 k = *a > *t;
 
     return (k[0] | k[1] | k[2] | k[3]) != 0;
 #endif
@@ -1717,7 +1714,7 @@ static size_t dense2_cont(const struct tpe_mix *mx, const struct tpe_cands *cd, 
         memcpy(&vi, is1 + i, sizeof(vi));
         z = (vx1 - vm) * vi;
         va -= z * z;
-        if (!any_above(va, vt)) {
+        if (!any_above(&va, &vt)) {
             continue;
         }
         memcpy(tmp, &va, sizeof(tmp));
