@@ -72,7 +72,7 @@ typedef double tpe_v4 __attribute__((vector_size(32)));
 typedef long long tpe_m4 __attribute__((vector_size(32)));
 
 /* Whether any lane of *a is above the same lane of *t (NaN is not). */
-static inline bool any_above(const tpe_v4 *a, const tpe_v4 *t)
+static inline __attribute__((always_inline)) bool any_above(const tpe_v4 *a, const tpe_v4 *t)
 {
 #if defined(__SSE2__)
     __m128d a0 = _mm_loadu_pd((const double *)a), a1 = _mm_loadu_pd((const double *)a + 2);
@@ -1690,10 +1690,13 @@ static size_t dense_generic(const struct tpe_mix *mx, const struct tpe_unit *u,
 ** The first two dims of a block when both are continuous, fused with the
 ** pruning: a = base - z0^2 - z1^2 for the nb kernels at b0 (the operations
 ** of two dim_dense passes), and the kernels above thr are compacted into
-** ix/a. Returns their number.
+** ix/a. Returns their number. Compiled twice (dense2_cont): for the
+** baseline and, on x86-64, for AVX, picked at run time; both do the same
+** IEEE operations (no FMA), so the bits do not depend on the machine.
 */
-static size_t dense2_cont(const struct tpe_mix *mx, const struct tpe_cands *cd, size_t c,
-        size_t nd, size_t b0, size_t nb, double thr, uint32_t *restrict ix, double *restrict a)
+static inline __attribute__((always_inline)) size_t dense2_body(const struct tpe_mix *mx,
+        const struct tpe_cands *cd, size_t c, size_t nd, size_t b0, size_t nb, double thr,
+        uint32_t *restrict ix, double *restrict a)
 {
     const double *restrict base = mx->base + b0;
     const double *restrict mu0 = mx->d[0].mu + b0, *restrict is0 = mx->d[0].isig + b0;
@@ -1727,6 +1730,37 @@ static size_t dense2_cont(const struct tpe_mix *mx, const struct tpe_cands *cd, 
     return ns;
 }
 
+static size_t dense2_base(const struct tpe_mix *mx, const struct tpe_cands *cd, size_t c,
+        size_t nd, size_t b0, size_t nb, double thr, uint32_t *restrict ix, double *restrict a)
+{
+    return dense2_body(mx, cd, c, nd, b0, nb, thr, ix, a);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TPE_AVX 1
+__attribute__((target("avx"))) static size_t dense2_avx(const struct tpe_mix *mx,
+        const struct tpe_cands *cd, size_t c, size_t nd, size_t b0, size_t nb, double thr,
+        uint32_t *restrict ix, double *restrict a)
+{
+    return dense2_body(mx, cd, c, nd, b0, nb, thr, ix, a);
+}
+#endif
+
+typedef size_t (*dense2_fn)(const struct tpe_mix *, const struct tpe_cands *, size_t, size_t,
+        size_t, size_t, double, uint32_t *restrict, double *restrict);
+
+/* The variant of dense2 for this machine. */
+static dense2_fn dense2_pick(void)
+{
+#ifdef TPE_AVX
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx")) {
+        return dense2_avx;
+    }
+#endif
+    return dense2_base;
+}
+
 /*
 ** log of the mixture density at each of `nc` candidates, into ret: a
 ** logsumexp over the prior kernel and the observed kernels, taken block by
@@ -1756,6 +1790,7 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
     uint32_t *restrict ix = u->ix;
     size_t used = 0, n_dense = nd < DENSE_DIMS ? nd : DENSE_DIMS;
     bool fused = nd >= 2 && u->ud[0].kind == KIND_CONT && u->ud[1].kind == KIND_CONT;
+    dense2_fn dense2 = dense2_pick();
 
     if (nd > 64) {
         tabs = malloc(nd * sizeof(*tabs));
@@ -1795,7 +1830,7 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
             double thr = M[c] - LSE_CUTOFF, bm, sum = 0.0;
             size_t ns = 0;
             if (fused) {
-                ns = dense2_cont(mx, cd, c, nd, b0, nb, thr, ix, a);
+                ns = dense2(mx, cd, c, nd, b0, nb, thr, ix, a);
             } else {
                 ns = dense_generic(mx, u, tabs, c, n_dense, b0, nb, thr, ix, a);
             }
