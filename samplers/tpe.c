@@ -18,11 +18,13 @@
 ** by trial number (mu, 1/sigma, log-normalizer). A suggest syncs the mirror
 ** (only reported, new and newest trials when observe() is in use, checked
 ** against the per-state counts; every trial otherwise), merges new trials
-** into the sorted lists, and walks each list once for the neighbour-rule
-** bandwidths, rewriting a kernel (and its erfc) only when its sigma
-** changed. Scoring runs blocks of kernels x a chunk of candidates x dims
-** on 4-wide vectors with a streaming logsumexp, and retires a candidate
-** from a block as soon as no kernel of it can reach the logsumexp.
+** into the sorted lists, and updates the neighbour-rule bandwidths of the
+** neighbours of trials whose role changed (walk_incr; the whole list when
+** that cannot be done, walk_full), rewriting a kernel (and its erfc) only
+** when its sigma changed. Scoring runs blocks of kernels x candidates with
+** a streaming logsumexp: the first two dims over every kernel of the
+** block on 4-wide vectors, then only the kernels that can still reach the
+** logsumexp, by index (mix_score).
 **
 ** One deviation from Optuna (docs/ALGORITHMS.md §3.4): in multivariate units the below
 ** mixture's magic clip is divided by sqrt(number of params modelled
