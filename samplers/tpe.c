@@ -69,9 +69,8 @@
 #define MIN_SIGMA_NO_CLIP 1e-12
 #define RECHECK_TAIL 64        /* newest trials whose params are compared at every sync */
 
-/* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64), and a comparison's mask. */
+/* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64). */
 typedef double tpe_v4 __attribute__((vector_size(32)));
-typedef long long tpe_m4 __attribute__((vector_size(32)));
 
 /* Whether any lane of *a is above the same lane of *t (NaN is not). */
 static inline __attribute__((always_inline)) bool any_above(const tpe_v4 *a, const tpe_v4 *t)
@@ -82,7 +81,7 @@ static inline __attribute__((always_inline)) bool any_above(const tpe_v4 *a, con
 
     return _mm_movemask_pd(_mm_or_pd(_mm_cmpgt_pd(a0, t0), _mm_cmpgt_pd(a1, t1))) != 0;
 #else
-    tpe_m4 k = *a > *t;
+    __typeof__(*a > *t) k = *a > *t;
 
     return (k[0] | k[1] | k[2] | k[3]) != 0;
 #endif
@@ -1772,9 +1771,10 @@ static dense2_fn dense2_pick(void)
 ** adds a term <= 0 to a kernel (the constants are in base), and a kernel
 ** adds to S only if its sum ends above M - LSE_CUTOFF (M never decreases),
 ** so a kernel whose partial sum is already at or below that bound can be
-** dropped. Per block and candidate: the first dim over every kernel (4-wide
-** vectors), then the survivors' indices are compacted and each further dim
-** is added to the survivors only, compacting again after each. What is
+** dropped. Per block and candidate: the first DENSE_DIMS dims over every
+** kernel (4-wide vectors; dense2 when both are continuous), then the
+** survivors' indices are compacted and each further dim is added to the
+** survivors only, compacting again after each. What is
 ** left are exactly the kernels that can change M or S; their sums are the
 ** same floating-point operations in the same order as a dense pass, so the
 ** result does not depend on the pruning.
