@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "../service/service.h"
+#include "tokens.h"
 
 /* The paths of api/routes.def (several rows, one per method, may share one). */
 enum hpo__route_id {
@@ -29,27 +30,21 @@ enum hpo__route_id {
     HPO__R_HEARTBEAT,
     HPO__R_PARAM,
     HPO__R_GRADIENT,
+    HPO__R_ADMIN_BACKUP,
 };
-#define HPO__R_COUNT (HPO__R_GRADIENT + 1)
+#define HPO__R_COUNT (HPO__R_ADMIN_BACKUP + 1)
 
 /* The answers the HTTP layer gives itself (a row's op beyond the service's). */
 enum {
     HPO__OP_HEALTHZ = HPO_SERVICE_OP_COUNT,
     HPO__OP_METRICS,
     HPO__OP_SAMPLERS,
+    HPO__OP_BACKUP,
 };
 
 /* A row's flags. */
 #define HPO__F_LANE 1u   /* changes its study: runs in the study's lane (dispatch) */
 #define HPO__F_BINARY 2u /* takes an application/octet-stream body */
-
-/* What a caller must be allowed (for the access control to come), in increasing order. */
-enum hpo__role {
-    HPO__ROLE_NONE,
-    HPO__ROLE_READ,
-    HPO__ROLE_WRITE,
-    HPO__ROLE_ADMIN,
-};
 
 /* One row of api/routes.def. */
 struct hpo__route_row {
@@ -58,7 +53,7 @@ struct hpo__route_row {
     const char *template; /* "/v1/studies/{study}/trials/{number}/tell" */
     int op;               /* enum hpo_service_op, or HPO__OP_* */
     unsigned flags;       /* HPO__F_* */
-    enum hpo__role role;
+    enum hpo_role role;     /* what the caller's token needs (tokens.h; access.c) */
     const char *reply_type; /* Content-Type of a reply that is not JSON; NULL: JSON only */
 };
 

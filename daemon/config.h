@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../api/access.h"
+
 struct hpo_config {
     char host[64];      /* from listen */
     unsigned port;      /* from listen */
@@ -19,15 +21,14 @@ struct hpo_config {
     unsigned slow_request_ms;     /* requests slower than this are logged (0: none) */
     unsigned metrics_max_studies; /* studies with their own /metrics series; the rest "(other)" */
     uint64_t max_vector_memory; /* bytes; 0 = the default (main.c), UINT64_MAX = unlimited */
-    /* HTTP limits (defaults only, no key yet): bodies (413 beyond), connections, idle timeout. */
+    /* HTTP body limits (defaults only, no key yet; 413 beyond). Connections: access below. */
     size_t json_limit;     /* 1 MiB */
     size_t binary_limit;   /* 256 MiB */
-    unsigned connection_limit;     /* 1024 */
-    unsigned connection_timeout_s; /* 300 */
     char config_file[4096];
     bool check_only;    /* --check-config */
     bool show_help;
     bool show_version;
+    struct hpo_access_config access; /* tokens, TLS, connection limits (api/access.h) */
 };
 
 /*

@@ -8,6 +8,8 @@
 #ifndef HPO_BENCH_CURLCONN_H
 #define HPO_BENCH_CURLCONN_H
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
@@ -47,6 +49,15 @@ static int conn_init(struct conn *c, long timeout_s)
     }
     c->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     c->hdrs = curl_slist_append(c->hdrs, "Expect:");
+    /* For https and tokens (bench/tls): HPOD_TOKEN and HPOD_CACERT, as the clients take them. */
+    if (getenv("HPOD_TOKEN") != NULL) {
+        char auth[512];
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", getenv("HPOD_TOKEN"));
+        c->hdrs = curl_slist_append(c->hdrs, auth);
+    }
+    if (getenv("HPOD_CACERT") != NULL) {
+        curl_easy_setopt(c->h, CURLOPT_CAINFO, getenv("HPOD_CACERT"));
+    }
     curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdrs);
     curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, conn_on_body);
     curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &c->out);
