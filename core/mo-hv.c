@@ -424,6 +424,15 @@ int hpo_mo_hssp(const double *loss, size_t n, unsigned m, const double *ref, siz
     if (k > n) {
         k = n;
     }
+    for (unsigned d = 0; d < m; d++) {
+        /* An infinite reference makes every gain infinite: take the first k, as Optuna. */
+        if (!isfinite(ref[d])) {
+            for (size_t s = 0; s < k; s++) {
+                ret_idx[s] = s;
+            }
+            goto out;
+        }
+    }
     for (size_t s = 0; s < k; s++) {
         size_t best = n;
         double best_gain = -INFINITY;
@@ -439,6 +448,9 @@ int hpo_mo_hssp(const double *loss, size_t n, unsigned m, const double *ref, siz
                 if (rc < 0) {
                     goto out;
                 }
+            }
+            if (isnan(gain)) {
+                gain = 0.0;
             }
             if (gain > best_gain) {
                 best_gain = gain;

@@ -229,6 +229,7 @@ int hpo_mo_rank(const double *loss, size_t n, unsigned m, const double *violatio
     }
     work = ord + n;
     for (size_t i = 0; i < n; i++) {
+        /* A NaN violation fails "<= 0": infeasible, ranked with +inf below. */
         if (violation == NULL || violation[i] <= 0.0) {
             ord[nf++] = i;
         } else {
@@ -294,7 +295,7 @@ int hpo_mo_rank(const double *loss, size_t n, unsigned m, const double *violatio
         size_t nd = 0;
 
         for (size_t i = 0; i < ni; i++) {
-            v[i] = violation[work[i]];
+            v[i] = isnan(violation[work[i]]) ? INFINITY : violation[work[i]];
         }
         qsort(v, ni, sizeof(*v), dbl_cmp);
         for (size_t i = 0; i < ni; i++) {
@@ -304,7 +305,7 @@ int hpo_mo_rank(const double *loss, size_t n, unsigned m, const double *violatio
         }
         for (size_t i = 0; i < ni; i++) {
             size_t lo = 0, hi = nd;
-            double x = violation[work[i]];
+            double x = isnan(violation[work[i]]) ? INFINITY : violation[work[i]];
 
             while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;

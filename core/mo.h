@@ -7,8 +7,9 @@
 **
 ** Conventions. A loss vector has `m` objectives, all minimized (a maximized
 ** objective's value is negated, hpo_mo_loss). Sets of loss vectors are
-** row-major arrays `loss[i * m + k]`. A violation is >= 0, 0 meaning
-** feasible; +inf for a trial that lacks a declared constraint. Nothing here
+** row-major arrays `loss[i * m + k]`; losses are never NaN (hpo_mo_loss
+** maps a missing value to +inf). A violation is >= 0, 0 meaning feasible;
+** +inf for a trial that lacks a declared constraint. Nothing here
 ** allocates except where a function says so (then it returns -ENOMEM on
 ** failure and leaves its outputs untouched); everything is thread-safe on
 ** distinct data and deterministic.
@@ -125,8 +126,9 @@ void hpo_mo_reference_point(const double *loss, size_t n, unsigned m, double *re
 /*
 ** Greedy hypervolume subset selection (Optuna _solve_hssp, §9.4): pick `k`
 ** of the `n` points (k <= n), each time the one with the largest
-** HV(S + p) - HV(S) (lowest index on ties). Duplicates are taken last. Writes
-** the chosen indices, in order of choice, to ret_idx. Returns 0 or -ENOMEM.
+** HV(S + p) - HV(S) (lowest index on ties, so a duplicate of a chosen point
+** comes last); with an infinite ref, the first k. Writes the chosen
+** indices, in order of choice, to ret_idx. Returns 0 or -ENOMEM.
 */
 int hpo_mo_hssp(const double *loss, size_t n, unsigned m, const double *ref, size_t k,
         size_t *ret_idx);

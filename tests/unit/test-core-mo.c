@@ -668,6 +668,18 @@ static void test_hssp(void **state)
     assert_int_equal(idx[2], 0);
     assert_int_equal(hpo_mo_hssp(front, 4, 2, ref, 9, idx), 0);
     assert_int_equal(idx[3], 3);
+    /* An infinite reference: every gain is infinite, the first k (Optuna). */
+    ref[0] = INFINITY;
+    assert_int_equal(hpo_mo_hssp(front, 4, 2, ref, 2, idx), 0);
+    assert_true(idx[0] == 0 && idx[1] == 1);
+    /* A duplicate of a chosen point adds nothing and comes last. */
+    {
+        static const double dup[8] = { 1, 4, 1, 4, 2, 2.5, 3, 1.5 };
+        const double r[2] = { 4.4, 4.4 };
+
+        assert_int_equal(hpo_mo_hssp(dup, 4, 2, r, 4, idx), 0);
+        assert_int_equal(idx[3], 1);
+    }
 }
 
 int main(void)
