@@ -1,7 +1,7 @@
 /*
 ** mo-hv.c: exact hypervolume (2-D sweep, 3-D sweep, WFG above), exclusive
 ** contributions, Optuna's reference point and greedy HSSP (mo.h;
-** docs/ALGORITHMS.md §9.4-§9.5).
+** docs/ALGORITHMS.md §9.4).
 */
 #include <errno.h>
 #include <math.h>

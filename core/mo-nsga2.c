@@ -1,6 +1,6 @@
 /*
 ** mo-nsga2.c: NSGA-II generations and children as a pure function of the
-** finished trials (mo.h; docs/ALGORITHMS.md §9.3).
+** finished trials (mo.h; docs/ALGORITHMS.md §9.5).
 */
 #include <errno.h>
 #include <math.h>
@@ -32,7 +32,7 @@ static int check_options(const struct hpo_nsga2_options *opt, unsigned m)
     return 0;
 }
 
-/* The selection (0, 1, ...) that first sees trial t (§9.3 "visibility"). */
+/* The selection (0, 1, ...) that first sees trial t (docs/ALGORITHMS.md §9.5). */
 static uint64_t visible_at(const struct hpo_mo_trial *t, uint64_t p)
 {
     uint64_t b = t->number / p, s;

@@ -1,7 +1,7 @@
 /*
 ** mo.c: losses, constraint violations, constrained domination,
 ** non-dominated ranks, crowding distance and elite selection (mo.h;
-** docs/ALGORITHMS.md §9.1-§9.3).
+** docs/ALGORITHMS.md §9.1, §9.2, §9.3).
 */
 #include <errno.h>
 #include <math.h>

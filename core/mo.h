@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The most objectives a study may have (API.md: 1-8). */
+/* The most objectives a study may have (the REST contract: 1-8). */
 #define HPO_MO_MAX_OBJECTIVES 8
 
 /* ---- losses and constraints (mo.c) ---- */
@@ -34,7 +34,7 @@ void hpo_mo_loss(const double *values, const unsigned char *maximize, unsigned m
         double *ret_loss);
 
 /*
-** Optuna's constraint value of one API.md constraint `{"min": lo, "max": hi}`
+** Optuna's constraint value of one declared constraint `{"min": lo, "max": hi}`
 ** (pass -inf / +inf for a missing bound) told as `c`: max(c - hi, lo - c),
 ** feasible iff <= 0. A NaN `c` (not told) gives +inf.
 */
@@ -47,11 +47,11 @@ double hpo_mo_constraint_value(double c, double lo, double hi);
 */
 double hpo_mo_violation(const double *cvalues, size_t n);
 
-/* Nonzero iff a dominates b: a <= b in every objective and a != b (§9.1). */
+/* Nonzero iff a dominates b: a <= b in every objective and a != b (docs/ALGORITHMS.md §9.1). */
 int hpo_mo_dominates(const double *a, const double *b, unsigned m);
 
 /*
-** Constrained domination (§9.2): a feasible beats an infeasible; of two
+** Constrained domination (docs/ALGORITHMS.md §9.1): a feasible beats an infeasible; of two
 ** infeasible the smaller violation wins; of two feasible, hpo_mo_dominates.
 */
 int hpo_mo_constrained_dominates(const double *a, double va, const double *b, double vb,
@@ -74,7 +74,7 @@ int hpo_mo_rank(const double *loss, size_t n, unsigned m, const double *violatio
         size_t n_stop, size_t *ret_rank);
 
 /*
-** Optuna's crowding distance (_calc_crowding_distance, §9.1) of the `k`
+** Optuna's crowding distance (_calc_crowding_distance, docs/ALGORITHMS.md §9.3) of the `k`
 ** points idx[0..k-1] of `loss`, written to ret_dist[0..k-1]. `order` (k
 ** entries) is in: the initial order of the points (positions 0..k-1 in any
 ** permutation); out: the order after the last objective's stable sort,
@@ -84,7 +84,7 @@ int hpo_mo_crowding(const double *loss, unsigned m, const size_t *idx, size_t k,
         double *ret_dist, size_t *order);
 
 /*
-** Elite selection (NSGA-II, §9.3): choose min(p, n) of the `n` points: whole
+** Elite selection (NSGA-II, docs/ALGORITHMS.md §9.3): choose min(p, n) of the `n` points: whole
 ** ranks (hpo_mo_rank with `violation`, may be NULL) while they fit, then the
 ** straddling rank by crowding distance, largest first (ties: reverse of the
 ** order after the last objective's sort, starting from index order).
@@ -98,7 +98,7 @@ long hpo_mo_select(const double *loss, size_t n, unsigned m, const double *viola
 
 /*
 ** Hypervolume of the `n` loss vectors w.r.t. the reference point `ref`
-** (§9.5): the measure of {z : some point p <= z <= ref}. Points that are
+** (docs/ALGORITHMS.md §9.4): the measure of {z : some point p <= z <= ref}. Points that are
 ** not strictly below ref in every objective (or have a NaN) add nothing and
 ** are ignored. If a point remains and ref or the point has an infinite
 ** coordinate, the result is +inf. Exact: m = 1 trivially, m = 2 by sort and
@@ -118,13 +118,13 @@ int hpo_mo_hv_contributions(const double *loss, size_t n, unsigned m, const doub
         double *ret_contrib);
 
 /*
-** Optuna's reference point for a set (TPE and HSSP, §9.4): per objective
+** Optuna's reference point for a set (TPE and HSSP, docs/ALGORITHMS.md §9.4): per objective
 ** w = the worst (largest) finite loss, ref = max(1.1 w, 0.9 w), 0 -> 1e-12.
 */
 void hpo_mo_reference_point(const double *loss, size_t n, unsigned m, double *ret_ref);
 
 /*
-** Greedy hypervolume subset selection (Optuna _solve_hssp, §9.4): pick `k`
+** Greedy hypervolume subset selection (Optuna _solve_hssp, docs/ALGORITHMS.md §9.4): pick `k`
 ** of the `n` points (k <= n), each time the one with the largest
 ** HV(S + p) - HV(S) (lowest index on ties, so a duplicate of a chosen point
 ** comes last); with an infinite ref, the first k. Writes the chosen
@@ -167,8 +167,8 @@ struct hpo_nsga2_child {
 };
 
 /*
-** The parent population of generation `generation` (§9.3, docs/ALGORITHMS.md
-** §9.3 for the rule): the trial numbers of the elite after selections
+** The parent population of generation `generation` (docs/ALGORITHMS.md
+** §9.5 states the rule): the trial numbers of the elite after selections
 ** 0..generation-1, where selection s takes the elite of s-1 plus every
 ** trial of a generation <= s told before trial (s+1)*P was asked and not
 ** yet seen by an earlier selection. `trials` may be in any order (duplicate

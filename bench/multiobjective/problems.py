@@ -1,11 +1,11 @@
-"""problems.py: the multi-objective test problems of ALGORITHMS.md §9.8 (all
+"""problems.py: the multi-objective test problems of docs/ALGORITHMS.md §9.6 (all
 minimized), their reference points and the exact hypervolumes of their true
 fronts, plus an exact hypervolume for the benchmark's own use.
 
 Problem fields: name, space (hpod param definitions, docs/REFERENCE.md),
 f(params dict) -> (objective values tuple, constraint values tuple), the
-objective names, the constraints as API.md declares them ({"name", "max"}), the
-reference point and HV(true front; reference point) from §9.8.
+objective names, the constraints as a study declares them ({"name", "max"}), the
+reference point and HV(true front; reference point) from docs/ALGORITHMS.md §9.6.
 
 Standard library only; Debian's /usr/bin/python3. Run it to self-check.
 """
@@ -75,7 +75,7 @@ def make_problems(zdt_n=30, dtlz_n=12):
     """The five benchmark problems. ZDT: n = zdt_n (30 as in Zitzler et al.),
     r = (11, 11); DTLZ2: M = 3, n = dtlz_n (k = 10), r = (1.1, 1.1, 1.1);
     Binh-Korn (Optuna box [-15, 30]^2): r = (200, 50). HVs of the true fronts
-    from the §9.8 table."""
+    from the docs/ALGORITHMS.md §9.6 table."""
     probs = [
         _unconstrained("zdt1", zdt_n, zdt1, 2, (11.0, 11.0), 120.666666666667),
         _unconstrained("zdt2", zdt_n, zdt2, 2, (11.0, 11.0), 120.333333333333),
@@ -85,7 +85,7 @@ def make_problems(zdt_n=30, dtlz_n=12):
 
     def bk(params):
         f, c = binh_korn(params["x"], params["y"])
-        # API.md constraints {"name": "c0", "max": 0}: the told value is c itself.
+        # Declared constraints {"name": "c0", "max": 0}: the told value is c itself.
         return f, c
     space = [{"name": "x", "type": "float", "low": -15.0, "high": 30.0},
              {"name": "y", "type": "float", "low": -15.0, "high": 30.0}]

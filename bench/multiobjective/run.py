@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""run.py: final hypervolume of multi-objective samplers on the §9.8 problems
+"""run.py: final hypervolume of multi-objective samplers on the docs/ALGORITHMS.md §9.6 problems
 (bench/multiobjective/problems.py), median over seeds.
 
 Every sampler is driven through the same ask/tell adapter (OptunaAdapter

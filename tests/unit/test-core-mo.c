@@ -3,7 +3,7 @@
 ** losses and constraint violations, (constrained) domination, ranks and
 ** crowding distance against brute-force references on random sets (fixed
 ** seed; ties, duplicates, 1-5 objectives), elite selection on the
-** hand-checked case E9.1 of ALGORITHMS.md, hypervolume against exact small
+** hand-checked case E9.1 (docs/ALGORITHMS.md §9.3), hypervolume against exact small
 ** cases, an exact grid count, Monte Carlo bounds and Optuna 3.1's WFG, and
 ** hypervolume contributions and HSSP.
 */
@@ -222,7 +222,7 @@ static void test_loss_and_constraints(void **state)
 
     hpo_mo_loss(values, maximize, 3, loss);
     assert_true(loss[0] == 1.5 && loss[1] == -2.0 && loss[2] == INFINITY);
-    /* API.md {"name": "memory_gb", "max": 16} told 11.2 / 17; {"min": 0.9} told 0.85. */
+    /* Declared {"name": "memory_gb", "max": 16} told 11.2 / 17; {"min": 0.9} told 0.85. */
     assert_true(hpo_mo_constraint_value(11.2, -INFINITY, 16) == 11.2 - 16);
     assert_true(hpo_mo_constraint_value(17, -INFINITY, 16) == 1);
     assert_true(hpo_mo_constraint_value(0.85, 0.9, INFINITY) == 0.9 - 0.85);
@@ -261,7 +261,7 @@ static void test_dominance(void **state)
     assert_false(hpo_mo_constrained_dominates(a, 0, c, 0, 2));
 }
 
-/* ALGORITHMS.md E9.1. */
+/* E9.1 of the algorithm reference (docs/ALGORITHMS.md §9.3). */
 static const double e91[16] = { 1, 5, 2, 3, 4, 1, 2, 6, 3, 4.5, 4, 3.5, 6, 2, 5, 5 };
 
 static void test_e91(void **state)
@@ -426,7 +426,7 @@ static void test_crowding_random(void **state)
     }
 }
 
-/* ALGORITHMS.md E9.4 and edge cases. */
+/* E9.4 of the algorithm reference (docs/ALGORITHMS.md §9.4) and edge cases. */
 static void test_hv_exact_small(void **state)
 {
     static const double p2[6] = { 1, 3, 2, 2, 3, 1 }, r2[2] = { 4, 4 };
@@ -646,7 +646,7 @@ static void test_hv_optuna(void **state)
     }
 }
 
-/* ALGORITHMS.md E9.2: HSSP on the front and Optuna's reference point. */
+/* E9.2 of the algorithm reference (docs/ALGORITHMS.md §9.4): HSSP on the front and Optuna's reference point. */
 static void test_hssp(void **state)
 {
     static const double front[8] = { 1, 4, 2, 2.5, 3, 1.5, 4, 1 };

@@ -1,7 +1,7 @@
 /*
 ** test-core-nsga2.c: NSGA-II generations and children (core/mo-nsga2.c):
 ** generation 0 is random; the parent population is the elite of
-** ALGORITHMS.md E9.1 where hand-checked; a trial told late joins the next
+** E9.1 (docs/ALGORITHMS.md §9.3) where hand-checked; a trial told late joins the next
 ** selection; a simulated asynchronous run (workers finishing out of order)
 ** rebuilt from the final trial list after a "restart", in any input order,
 ** proposes exactly the children it proposed live; crossover, copy and
