@@ -184,11 +184,17 @@ static size_t nd_filter(double *pts, size_t n, unsigned m)
 static int hv_any(double *pts, size_t n, unsigned m, const double *ref, double *ret_hv);
 
 /*
-** WFG (While, Bradstreet, Barone 2012) as Optuna 3.1's _compute_rec: sort by
-** f1, HV = sum_i [box(p_i) - HV(nd{max(p_i, p_j) : j > i})].
+** WFG (While, Bradstreet, Barone 2012) with its dimension reduction. By
+** telescoping, HV(S) = sum_i [box(p_i) - HV({max(p_i, p_j) : j < i})] for
+** any order; with the rows sorted by the last objective ascending, every
+** limited point max(p_i, p_j), j < i, has p_i's last objective, so the
+** subtracted volume is (ref_m - p_i,m) times an (m-1)-dimensional HV of the
+** projections: the recursion ends in the 3-D sweep. (Optuna 3.1's
+** _compute_rec sorts by f1 and keeps all m objectives at every level.)
 */
 static int hv_wfg(double *pts, size_t n, unsigned m, const double *ref, double *ret_hv)
 {
+    const unsigned mm = m - 1;
     double hv = 0.0, *lim;
     int rc;
 
@@ -196,42 +202,29 @@ static int hv_wfg(double *pts, size_t n, unsigned m, const double *ref, double *
         *ret_hv = box(pts, ref, m);
         return 0;
     }
-    if (n == 2) {
-        double inter = 1.0;
-
-        for (unsigned k = 0; k < m; k++) {
-            inter *= ref[k] - fmax(pts[k], pts[m + k]);
-        }
-        *ret_hv = box(pts, ref, m) + box(pts + m, ref, m) - inter;
-        return 0;
-    }
-    rc = sort_rows(pts, n, m, 0);
+    rc = sort_rows(pts, n, m, mm);
     if (rc < 0) {
         return rc;
     }
-    lim = malloc(n * m * sizeof(*lim));
+    lim = malloc(n * mm * sizeof(*lim));
     if (lim == NULL) {
         return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
         const double *p = pts + i * m;
-        size_t k = n - i - 1;
         double sub = 0.0;
 
-        for (size_t j = 0; j < k; j++) {
-            for (unsigned d = 0; d < m; d++) {
-                lim[j * m + d] = fmax(p[d], pts[(i + 1 + j) * m + d]);
+        for (size_t j = 0; j < i; j++) {
+            for (unsigned d = 0; d < mm; d++) {
+                lim[j * mm + d] = fmax(p[d], pts[j * m + d]);
             }
         }
-        k = nd_filter(lim, k, m);
-        if (k > 0) {
-            rc = hv_wfg(lim, k, m, ref, &sub);
-            if (rc < 0) {
-                free(lim);
-                return rc;
-            }
+        rc = hv_any(lim, i, mm, ref, &sub);
+        if (rc < 0) {
+            free(lim);
+            return rc;
         }
-        hv += box(p, ref, m) - sub;
+        hv += (ref[mm] - p[mm]) * (box(p, ref, mm) - sub);
     }
     free(lim);
     *ret_hv = hv;

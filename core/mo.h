@@ -104,7 +104,8 @@ long hpo_mo_select(const double *loss, size_t n, unsigned m, const double *viola
 ** coordinate, the result is +inf. Exact: m = 1 trivially, m = 2 by sort and
 ** sweep (O(n log n)), m = 3 by a sweep over the third objective keeping the
 ** 2-D staircase in a sorted array (O(n^2) worst case, O(n log n) when the
-** front stays small), m >= 4 by WFG. Returns 0 or -ENOMEM.
+** front stays small), m >= 4 by WFG reducing one objective per level
+** down to the 3-D sweep. Returns 0 or -ENOMEM.
 */
 int hpo_mo_hypervolume(const double *loss, size_t n, unsigned m, const double *ref,
         double *ret_hv);
