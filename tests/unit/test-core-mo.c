@@ -646,7 +646,10 @@ static void test_hv_optuna(void **state)
     }
 }
 
-/* E9.2 of the algorithm reference (docs/ALGORITHMS.md §9.4): HSSP on the front and Optuna's reference point. */
+/*
+** E9.2 of the algorithm reference (docs/ALGORITHMS.md §9.4): HSSP on the
+** front, and Optuna's reference point.
+*/
 static void test_hssp(void **state)
 {
     static const double front[8] = { 1, 4, 2, 2.5, 3, 1.5, 4, 1 };
