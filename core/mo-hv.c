@@ -402,6 +402,36 @@ void hpo_mo_reference_point(const double *loss, size_t n, unsigned m, double *re
     }
 }
 
+int hpo_mo_nadir_reference(const double *loss, size_t n, unsigned m, const double *violation,
+        double frac, double *ret_ref)
+{
+    double lo[HPO_MO_MAX_OBJECTIVES], hi[HPO_MO_MAX_OBJECTIVES];
+    size_t k = 0;
+
+    if (m > HPO_MO_MAX_OBJECTIVES) {
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (violation != NULL && !(violation[i] <= 0.0)) {
+            continue;
+        }
+        for (unsigned d = 0; d < m; d++) {
+            double x = loss[i * m + d];
+
+            lo[d] = k == 0 ? x : fmin(lo[d], x);
+            hi[d] = k == 0 ? x : fmax(hi[d], x);
+        }
+        k++;
+    }
+    if (k == 0) {
+        return -ENOENT;
+    }
+    for (unsigned d = 0; d < m; d++) {
+        ret_ref[d] = hi[d] + frac * (hi[d] - lo[d]);
+    }
+    return 0;
+}
+
 int hpo_mo_hssp(const double *loss, size_t n, unsigned m, const double *ref, size_t k,
         size_t *ret_idx)
 {

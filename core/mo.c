@@ -510,3 +510,40 @@ long hpo_mo_select(const double *loss, size_t n, unsigned m, const double *viola
     free(dist);
     return (long)n_out;
 }
+
+long hpo_mo_front(const double *loss, size_t n, unsigned m, const double *violation,
+        size_t *ret_idx)
+{
+    size_t *rank, k = 0;
+    double *v;
+    int rc;
+
+    if (n == 0) {
+        return 0;
+    }
+    rank = malloc(n * sizeof(*rank));
+    v = malloc(n * sizeof(*v));
+    if (rank == NULL || v == NULL) {
+        free(rank);
+        free(v);
+        return -ENOMEM;
+    }
+    /* Ranked as all-infeasible-but-one-class: rank 0 is the feasible front only. */
+    for (size_t i = 0; i < n; i++) {
+        v[i] = violation == NULL || violation[i] <= 0.0 ? 0.0 : INFINITY;
+    }
+    rc = hpo_mo_rank(loss, n, m, v, 0, rank);
+    if (rc < 0) {
+        free(rank);
+        free(v);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == 0.0 && rank[i] == 0) {
+            ret_idx[k++] = i;
+        }
+    }
+    free(rank);
+    free(v);
+    return (long)k;
+}

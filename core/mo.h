@@ -94,6 +94,16 @@ int hpo_mo_crowding(const double *loss, unsigned m, const size_t *idx, size_t k,
 long hpo_mo_select(const double *loss, size_t n, unsigned m, const double *violation, size_t p,
         size_t *ret_idx);
 
+/*
+** The feasible Pareto front (what GET .../best and .../pareto return): the
+** indices of the points with violation <= 0 (all when `violation` is NULL)
+** that no other feasible point dominates, ascending (duplicates all
+** included). With no feasible point the front is empty. Writes up to n
+** indices to ret_idx and returns their count, or -ENOMEM.
+*/
+long hpo_mo_front(const double *loss, size_t n, unsigned m, const double *violation,
+        size_t *ret_idx);
+
 /* ---- hypervolume (mo-hv.c) ---- */
 
 /*
@@ -123,6 +133,15 @@ int hpo_mo_hv_contributions(const double *loss, size_t n, unsigned m, const doub
 ** w = the worst (largest) finite loss, ref = max(1.1 w, 0.9 w), 0 -> 1e-12.
 */
 void hpo_mo_reference_point(const double *loss, size_t n, unsigned m, double *ret_ref);
+
+/*
+** The study's default reference point (REST contract, GET .../pareto): per
+** objective the worst feasible loss plus `frac` (0.1) of the feasible
+** range, `max + frac (max - min)`. Returns 0, or -ENOENT when no point is
+** feasible (ret_ref untouched), -EINVAL for m > HPO_MO_MAX_OBJECTIVES.
+*/
+int hpo_mo_nadir_reference(const double *loss, size_t n, unsigned m, const double *violation,
+        double frac, double *ret_ref);
 
 /*
 ** Greedy hypervolume subset selection (Optuna _solve_hssp, docs/ALGORITHMS.md §9.4): pick `k`

@@ -7,6 +7,7 @@
 ** cases, an exact grid count, Monte Carlo bounds and Optuna 3.1's WFG, and
 ** hypervolume contributions and HSSP.
 */
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -344,6 +345,27 @@ static void test_rank_random(void **state)
                                     m, n, grid, cons, i, got[i], want[i]);
                         }
                     }
+                    /* The feasible front: feasible and no feasible point dominates it. */
+                    {
+                        size_t *front = malloc(n * sizeof(size_t)), k = 0;
+                        long nf = hpo_mo_front(loss, n, m, cons ? viol : NULL, front);
+
+                        assert_non_null(front);
+                        for (size_t i = 0; i < n; i++) {
+                            int on = !cons || viol[i] <= 0;
+
+                            for (size_t j = 0; j < n && on; j++) {
+                                on = !((!cons || viol[j] <= 0) &&
+                                        hpo_mo_dominates(loss + j * m, loss + i * m, m));
+                            }
+                            if (on) {
+                                assert_true(k < (size_t)nf && front[k] == i);
+                                k++;
+                            }
+                        }
+                        assert_int_equal(nf, (long)k);
+                        free(front);
+                    }
                     /* n_stop: ranks below the cut agree, the rest share one more. */
                     if (!cons && n > 3) {
                         size_t stop = n / 3, cut = 0, acc = 0;
@@ -663,6 +685,18 @@ static void test_hssp(void **state)
     hpo_mo_reference_point(zero, 2, 2, ref);
     assert_true(ref[0] == 1e-12);          /* worst 0 -> EPS */
     assert_float_equal(ref[1], -0.9, 1e-12); /* negative worst: 0.9 w is the larger */
+    /* The study default: worst feasible + 10% of the feasible range. */
+    {
+        static const double pen[4] = { 0, 0, 1, 0 };
+        double nad[2];
+
+        assert_int_equal(hpo_mo_nadir_reference(front, 4, 2, pen, 0.1, nad), 0);
+        assert_float_equal(nad[0], 4 + 0.3, 1e-12);
+        assert_float_equal(nad[1], 4 + 0.3, 1e-12);
+        nad[0] = 7;
+        assert_int_equal(hpo_mo_nadir_reference(front, 1, 2, pen + 2, 0.1, nad), -ENOENT);
+        assert_true(nad[0] == 7);
+    }
     hpo_mo_reference_point(front, 4, 2, ref);
     /* Optuna 3.1 _solve_hssp(front, arange(4), 3, [4.4, 4.4]) = [1, 2, 0]. */
     assert_int_equal(hpo_mo_hssp(front, 4, 2, ref, 3, idx), 0);
