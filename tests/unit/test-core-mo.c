@@ -1,11 +1,12 @@
 /*
 ** test-core-mo.c: the multi-objective core (core/mo.c, core/mo-hv.c):
-** losses and constraint violations, (constrained) domination, ranks and
-** crowding distance against brute-force references on random sets (fixed
-** seed; ties, duplicates, 1-5 objectives), elite selection on the
-** hand-checked case E9.1 (docs/ALGORITHMS.md §9.3), hypervolume against exact small
-** cases, an exact grid count, Monte Carlo bounds and Optuna 3.1's WFG, and
-** hypervolume contributions and HSSP.
+** losses and constraint violations, (constrained) domination, ranks, the
+** feasible front and crowding distance against brute-force references on
+** random sets (fixed seed; ties, duplicates, 1-5 objectives), crowding
+** against Optuna 3.1's own values, elite selection on the hand-checked case
+** E9.1 (docs/ALGORITHMS.md §9.3), hypervolume against exact small cases, an
+** exact grid count, Monte Carlo bounds and Optuna 3.1's WFG, hypervolume
+** contributions, reference points and HSSP.
 */
 #include <errno.h>
 #include <math.h>
@@ -312,6 +313,44 @@ static void test_e91(void **state)
     for (size_t j = 0; j < 7; j++) {
         assert_int_not_equal(idx[j], 2);
     }
+}
+
+/*
+** Optuna 3.1's own crowding distances and order, produced once with
+** /usr/bin/python3 by optuna.samplers.nsgaii._sampler._calc_crowding_distance
+** and _crowding_distance_sort on trials 0-7 with these values, in number
+** order: ties, a duplicate, an infinite value and a constant objective.
+*/
+static void test_crowding_optuna(void **state)
+{
+    static const double v[24] = { 1, 5, 2, 2, 3, 2, 2, 3, 2, 4, 1, 2, 3, 3, 2, 1, 5, 2,
+        INFINITY, 0, 2, 0.5, 6, 2 };
+    static const double want[8] = { 0.47619047619047616, 0.6190476190476191,
+        0.2857142857142857, INFINITY, 0.9047619047619047, 0.45238095238095233, INFINITY,
+        INFINITY };
+    static const size_t want_sorted[8] = { 7, 3, 6, 4, 1, 0, 5, 2 };
+    size_t idx[8], order[8], pos[8], sorted[8];
+    double dist[8];
+
+    for (size_t j = 0; j < 8; j++) {
+        idx[j] = j;
+        order[j] = j;
+    }
+    assert_int_equal(hpo_mo_crowding(v, 3, idx, 8, dist, order), 0);
+    for (size_t j = 0; j < 8; j++) {
+        assert_true(dist[j] == want[j] || fabs(dist[j] - want[j]) < 1e-12);
+        pos[order[j]] = j;
+    }
+    /* sort(key=distance) then reverse(): descending, ties by later position first. */
+    for (size_t j = 0; j < 8; j++) {
+        size_t r = 0;
+
+        for (size_t q = 0; q < 8; q++) {
+            r += dist[q] > dist[j] || (dist[q] == dist[j] && pos[q] > pos[j]);
+        }
+        sorted[r] = j;
+    }
+    assert_memory_equal(sorted, want_sorted, sizeof(sorted));
 }
 
 static void test_rank_random(void **state)
@@ -725,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_loss_and_constraints),
         cmocka_unit_test(test_dominance),
         cmocka_unit_test(test_e91),
+        cmocka_unit_test(test_crowding_optuna),
         cmocka_unit_test(test_rank_random),
         cmocka_unit_test(test_crowding_random),
         cmocka_unit_test(test_hv_exact_small),
