@@ -60,7 +60,67 @@ class OptunaAdapter:
         self.study.tell(handle, list(values))
 
 
+class CoreNsga2Adapter:
+    """hpod's NSGA-II core (core/mo-nsga2.c: hpo_nsga2_child) through ctypes,
+    before the service exposes it: a check that the C algorithm matches
+    Optuna's. Sequential, so told_at = number + 1. Needs a shared build of
+    core, named by $HPOD_CORE_SO:
+      cc -shared -o /tmp/libhpo-mo.so -Wl,--whole-archive build/core/libhpo-core.a \
+         -Wl,--no-whole-archive $(pkg-config --libs jansson) -lm -lpthread
+    """
+
+    def __init__(self, problem, seed):
+        import ctypes as C
+
+        class Trial(C.Structure):
+            _fields_ = [("number", C.c_uint64), ("told_at", C.c_uint64),
+                        ("loss", C.POINTER(C.c_double)), ("violation", C.c_double),
+                        ("u", C.POINTER(C.c_double))]
+
+        class Options(C.Structure):
+            _fields_ = [("population_size", C.c_size_t), ("crossover_prob", C.c_double),
+                        ("swapping_prob", C.c_double), ("mutation_prob", C.c_double),
+                        ("constrained", C.c_int)]
+
+        self.C, self.Trial = C, Trial
+        self.lib = C.CDLL(os.environ.get("HPOD_CORE_SO", "/tmp/libhpo-mo.so"))
+        self.lib.hpo_nsga2_child.restype = C.c_int
+        self.opt = Options()
+        self.lib.hpo_nsga2_defaults(C.byref(self.opt))
+        self.opt.constrained = 1 if problem.constraints else 0
+        self.problem, self.seed = problem, seed
+        self.m, self.d = len(problem.objectives), len(problem.space)
+        self.keep = []  # ctypes buffers the trials point into
+        self.trials = []
+        self.next = 0
+
+    def ask(self):
+        C = self.C
+        arr = (self.Trial * max(1, len(self.trials)))(*self.trials)
+        u = (C.c_double * self.d)()
+        rc = self.lib.hpo_nsga2_child(C.byref(self.opt), arr, C.c_size_t(len(self.trials)),
+                                      C.c_uint(self.m), C.c_uint(self.d),
+                                      C.c_uint64(self.seed), C.c_uint64(self.next), u, None)
+        if rc != 0:
+            raise RuntimeError("hpo_nsga2_child: %d" % rc)
+        number = self.next
+        self.next += 1
+        params = {p["name"]: p["low"] + u[j] * (p["high"] - p["low"])
+                  for j, p in enumerate(self.problem.space)}
+        return (number, u), params
+
+    def tell(self, handle, values, constraints):
+        C = self.C
+        number, u = handle
+        loss = (C.c_double * self.m)(*values)
+        viol = sum(max(c - b["max"], 0.0) for c, b in zip(constraints, self.problem.constraints))
+        self.keep.append((loss, u))
+        self.trials.append(self.Trial(number, self.next, C.cast(loss, C.POINTER(C.c_double)),
+                                      viol, C.cast(u, C.POINTER(C.c_double))))
+
+
 SAMPLERS = {
+    "core-nsga2": CoreNsga2Adapter,
     "optuna-nsga2": lambda prob, seed: OptunaAdapter(prob, "nsga2", seed),
     "optuna-tpe": lambda prob, seed: OptunaAdapter(prob, "tpe", seed),
     "optuna-random": lambda prob, seed: OptunaAdapter(prob, "random", seed),
