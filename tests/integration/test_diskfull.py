@@ -14,6 +14,10 @@ SIGXFSZ ignored): every file hpod writes is then capped instead.
   succeed again with no restart, the told-back trials complete, /healthz is 200.
   After a restart every acknowledged ask and tell is stored with its exact value,
   numbers are 0..N-1 (a failed ask used none up), and PRAGMA integrity_check is ok.
+- healthz_recovers_without_a_write: on an idle daemon, a write on the full file
+  system answers 503 and /healthz 503; after freeing space /healthz is 200 before
+  any write tries (hpod watches the free space), then the refused tell succeeds and
+  the next ask gets the next unused number.
 - read_only_remount: `mount -o remount,ro` of the database's file system under a
   running hpod (skipped, with the kernel's reason, when the kernel refuses it while
   hpod holds files open for writing): same promises, recovery after remount,rw.
@@ -264,6 +268,44 @@ def disk_full_under_load(exe):
                 load.stop.set()
                 storage.free()
     finally:
+        storage.close()
+
+
+@tap.test
+def healthz_recovers_without_a_write(exe):
+    """Idle daemon: a write on the full file system fails, /healthz says 503; once
+    space is freed /healthz says 200 before any write tries, and the refused tell
+    then succeeds."""
+    storage = Storage(exe)
+    try:
+        if not storage.mounted:
+            raise Skip("no tmpfs mount here (RLIMIT_FSIZE cannot be freed)")
+        d = daemon_on(storage)
+        with d:
+            d.post("/v1/studies", STUDY).expect(201)
+            t = d.post("/v1/studies/s/ask").expect(201)
+            storage.fill()
+            refused = None
+            # Each write may still fit in pages SQLite already holds: try until one fails.
+            for i in range(500):
+                r = d.post("/v1/studies/s/ask")
+                if r.status != 201:
+                    refused = r
+                    break
+            check(refused is not None, "500 asks on a full file system all succeeded")
+            refused.expect_error(503, "unavailable", None, "ask on a full file system")
+            before = d.snapshot()
+            d.post("/v1/studies/s/trials/%d/tell" % t["number"], {"value": 2.5}).expect_error(
+                503, "unavailable", None, "tell on a full file system")
+            d.get("/healthz").expect_error(503, "unavailable", None, "healthz while full")
+            check(d.snapshot() == before, "a refused tell changed the state")
+            storage.free()
+            wait_for(lambda: d.get("/healthz").status == 200, 10, "/healthz 200 after freeing")
+            d.post("/v1/studies/s/trials/%d/tell" % t["number"], {"value": 2.5}).expect(200)
+            n = d.post("/v1/studies/s/ask").expect(201)["number"]
+            check(n == i + 1, "ask after recovery got number %d, expected %d" % (n, i + 1))
+    finally:
+        storage.free()
         storage.close()
 
 
