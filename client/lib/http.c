@@ -408,8 +408,12 @@ static int send_common(struct hpo_client *c, const char *method, const char *pat
     if (rc != CURLE_OK) {
         r = errno_of_curl(rc);
         if (rc == CURLE_WRITE_ERROR && resp->fd_errno != 0) {
+            char ebuf[128];
+
+            /* _GNU_SOURCE: the GNU strerror_r, which may return a static string. */
             r = hpo__fail(err, -resp->fd_errno, HPO_CLIENT_TRANSPORT, 0, NULL,
-                    "%s %s: writing the response: %s", method, path, strerror(resp->fd_errno));
+                    "%s %s: writing the response: %s", method, path,
+                    strerror_r(resp->fd_errno, ebuf, sizeof(ebuf)));
         } else if (rc == CURLE_WRITE_ERROR) {
             r = hpo__fail(err, -EPROTO, HPO_CLIENT_BAD_RESPONSE, 0, NULL,
                     "%s %s: response too large or out of memory", method, path);
