@@ -4,8 +4,9 @@
 Usage: test_diskfull.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
 
 The database lives on a 4 MiB tmpfs mounted by the test (CI runs as root). When the
-mount is refused, the test says so and falls back to RLIMIT_FSIZE (`ulimit -f`, with
-SIGXFSZ ignored): every file hpod writes is then capped instead.
+mount is refused, the test says so and falls back to RLIMIT_FSIZE: the running hpod's
+limit is lowered to 1 byte with prlimit (every write fails with EFBIG) and lifted again
+to free it.
 
 - disk_full_under_load: 3 clients ask/tell in bounded loops while the test fills the
   file system. Every write answers 2xx or 503 `unavailable` (with the error body);
@@ -14,6 +15,8 @@ SIGXFSZ ignored): every file hpod writes is then capped instead.
   succeed again with no restart, the told-back trials complete, /healthz is 200.
   After a restart every acknowledged ask and tell is stored with its exact value,
   numbers are 0..N-1 (a failed ask used none up), and PRAGMA integrity_check is ok.
+- file_size_limit_under_load: the same with the RLIMIT_FSIZE method whatever the
+  mount does (SQLite's I/O errors rather than SQLITE_FULL; hpod survives SIGXFSZ).
 - healthz_recovers_without_a_write: on an idle daemon, a write on the full file
   system answers 503 and /healthz 503; after freeing space /healthz is 200 before
   any write tries (hpod watches the free space), then the refused tell succeeds and
@@ -26,6 +29,7 @@ Prints TAP.
 """
 
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -45,13 +49,20 @@ STUDY = {"name": "s", "params": [{"name": "x", "type": "float", "low": -5, "high
 
 
 class Storage:
-    """A small file system for the database: a tmpfs, or a directory under RLIMIT_FSIZE."""
+    """A small file system for the database: a tmpfs, or (fsize=True, or when the mount
+    is refused) a plain directory where a full disk is played by lowering the running
+    hpod's RLIMIT_FSIZE to 1 byte (prlimit): every write then fails with EFBIG."""
 
-    def __init__(self, exe):
+    def __init__(self, exe, fsize=False):
         self.tmp = tempfile.TemporaryDirectory(prefix="hpod-diskfull-")
         self.dir = os.path.join(self.tmp.name, "fs")
         os.mkdir(self.dir)
         self.exe = exe
+        self.pid = None
+        self.limit = None  # hpod's RLIMIT_FSIZE before fill() lowered it
+        self.mounted = False
+        if fsize:
+            return
         if os.environ.get("HPOD_TEST_NO_MOUNT"):
             r = subprocess.CompletedProcess([], 1, "", "HPOD_TEST_NO_MOUNT is set")
         else:
@@ -61,19 +72,16 @@ class Storage:
         if not self.mounted:
             print("# mount -t tmpfs failed (%s): falling back to RLIMIT_FSIZE"
                   % r.stderr.strip())
-            # Each file is capped; the filler cannot take space from others, so the
-            # cap itself (2 MiB: dash counts 512-byte blocks) is what a growing WAL or database runs into.
-            self.exe = os.path.join(self.tmp.name, "hpod-fsize")
-            with open(self.exe, "w") as f:
-                f.write("#!/bin/sh\ntrap '' XFSZ\nulimit -f 4096\nexec '%s' \"$@\"\n"
-                        % os.path.abspath(exe))
-            os.chmod(self.exe, 0o755)
 
     def fill(self):
-        """Fill the file system up to ENOSPC; returns the bytes written."""
+        """Fill the file system up to ENOSPC (or cap hpod's file size); returns bytes written."""
         n = 0
         if not self.mounted:
-            return 0  # hpod's own files run into RLIMIT_FSIZE as they grow
+            # hpod ignores SIGXFSZ itself: the signal would otherwise kill it here.
+            self.limit = resource.prlimit(self.pid, resource.RLIMIT_FSIZE)
+            # The soft limit only: raising a hard limit again needs CAP_SYS_RESOURCE.
+            resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (1, self.limit[1]))
+            return 0
         path = os.path.join(self.dir, "filler")
         with open(path, "ab", buffering=0) as f:
             for size in (1 << 16, 4096, 512, 64, 1):
@@ -87,6 +95,13 @@ class Storage:
         return n
 
     def free(self):
+        if not self.mounted:
+            if self.limit is not None:
+                try:
+                    resource.prlimit(self.pid, resource.RLIMIT_FSIZE, self.limit)
+                except ProcessLookupError:
+                    pass
+            return
         path = os.path.join(self.dir, "filler")
         if os.path.exists(path):
             os.unlink(path)
@@ -97,10 +112,22 @@ class Storage:
         self.tmp.cleanup()
 
 
+class StorageDaemon(Daemon):
+    """hpod with its database in storage.dir (its log and notify socket stay outside)."""
+
+    def __init__(self, storage):
+        super().__init__(storage.exe)
+        self.storage = storage
+        self.db = os.path.join(storage.dir, "hpod.db")
+
+    def start(self):
+        super().start()
+        self.storage.pid = self.proc.pid
+        return self
+
+
 def daemon_on(storage):
-    d = Daemon(storage.exe)
-    d.db = os.path.join(storage.dir, "hpod.db")
-    return d
+    return StorageDaemon(storage)
 
 
 def expect_write(r, ok_status, what):
@@ -227,13 +254,6 @@ def full_phase(d, storage, load, make_full, make_writable, what):
     d.get("/metrics").expect(200, "metrics while %s" % what)
     refused_before = load.refusals()
     acked_before = load.acked()
-    if not storage.mounted:
-        # Under RLIMIT_FSIZE nothing can be freed: check only that nothing was lost.
-        load.join()
-        n = verify_after_restart(d, load)
-        print("# RLIMIT_FSIZE fallback (no recovery step): %d tells acknowledged, %d writes "
-              "refused with 503, %d trials stored" % (len(load.told), refused_before, n))
-        return
     make_writable()
     # No restart: the clients' next writes succeed and /healthz recovers.
     wait_for(lambda: load.acked() >= acked_before + 20, 30, "tells after recovery")
@@ -272,6 +292,26 @@ def disk_full_under_load(exe):
 
 
 @tap.test
+def file_size_limit_under_load(exe):
+    """The same under load with SQLite's I/O errors instead of SQLITE_FULL: the running
+    hpod's RLIMIT_FSIZE drops to 1 byte (every write fails with EFBIG, which hpod must
+    survive: SIGXFSZ is ignored), then is lifted again."""
+    storage = Storage(exe, fsize=True)
+    try:
+        d = daemon_on(storage)
+        with d:
+            d.post("/v1/studies", STUDY).expect(201)
+            load = Load(d)
+            try:
+                full_phase(d, storage, load, storage.fill, storage.free, "RLIMIT_FSIZE 1 byte")
+            finally:
+                load.stop.set()
+                storage.free()
+    finally:
+        storage.close()
+
+
+@tap.test
 def healthz_recovers_without_a_write(exe):
     """Idle daemon: a write on the full file system fails, /healthz says 503; once
     space is freed /healthz says 200 before any write tries, and the refused tell
@@ -279,7 +319,7 @@ def healthz_recovers_without_a_write(exe):
     storage = Storage(exe)
     try:
         if not storage.mounted:
-            raise Skip("no tmpfs mount here (RLIMIT_FSIZE cannot be freed)")
+            raise Skip("no tmpfs mount here (after EFBIG /healthz waits for a commit)")
         d = daemon_on(storage)
         with d:
             d.post("/v1/studies", STUDY).expect(201)
