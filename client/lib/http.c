@@ -314,7 +314,8 @@ static CURLcode attempt_once(struct hpo_client *c, const char *method, const cha
     if (resp->fd >= 0) {
         /* A stream may take long: give up only when it stalls. */
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, c->request_ms > 999 ? c->request_ms / 1000 : 1L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                c->request_ms > 999 ? c->request_ms / 1000 : 1L);
     } else {
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->request_ms);
     }
