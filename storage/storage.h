@@ -1,5 +1,6 @@
 /*
-** storage.h: the durable record of studies and trials in SQLite.
+** storage.h: the durable record of studies and trials in SQLite (or PostgreSQL:
+** the same interface, see hpo_storage_open).
 **
 ** One connection, used by one thread at a time once hpo_storage_start() ran.
 ** Callers on any thread submit a write (a list of ops for one request) and
@@ -24,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/buf.h"
 #include "../core/error.h"
 
 struct hpo_storage;
@@ -34,13 +36,13 @@ struct hpo_storage_options {
 };
 
 enum hpo_op_kind {
-    HPO_OP_STUDY_PUT,     /* insert a study: study_id, name, text (spec JSON), i[0] created_at */
+    HPO_OP_STUDY_PUT,     /* insert a study: study_id, name, text (spec JSON), created_at */
     HPO_OP_STUDY_DELETE,  /* delete a study and everything of it: study_id */
     HPO_OP_TRIAL_PUT,     /* insert or update a trial row: study_id, number, trial */
     HPO_OP_PARAM_PUT,     /* a scalar param value: study_id, number, index, value */
     HPO_OP_PARAM_VECTOR,  /* a vector param value: study_id, number, index, vector, len */
     HPO_OP_REPORT_PUT,    /* an intermediate value, ignored if the step exists: study_id,
-                             number, i[0] = step, value */
+                             number, step, value */
     HPO_OP_ATTR_PUT,      /* a trial's user attr: study_id, number, name = key, text = JSON */
     HPO_OP_SAMPLER_STATE, /* the sampler's saved state: study_id, blob, len (or parts) */
     HPO_OP_PARAM_DELETE,  /* drop a stored param value (retain_vectors): study_id, number,
@@ -60,11 +62,7 @@ struct hpo_trial_row {
     int64_t created_at, started_at, completed_at, heartbeat_at;
 };
 
-/* A piece of a value written as the concatenation of pieces (borrowed). */
-struct hpo_part {
-    const void *data;
-    size_t len;
-};
+/* A value may be written as the concatenation of pieces: struct hpo_part (core/buf.h). */
 
 struct hpo_op {
     enum hpo_op_kind kind;
@@ -72,7 +70,10 @@ struct hpo_op {
     int64_t number;
     int64_t index;
     double value;
-    int64_t i[1];
+    union {
+        int64_t created_at; /* STUDY_PUT */
+        int64_t step;       /* REPORT_PUT */
+    };
     const char *name;
     const char *text;
     const double *vector; /* borrowed until the write returns */
@@ -99,7 +100,14 @@ struct hpo_write {
     struct hpo_write *next;
 };
 
+/* Whether `db` names a PostgreSQL database (a postgresql:// or postgres:// URI). */
+bool hpo_storage_is_postgresql(const char *db);
+
 /*
+** With a postgresql:// (or postgres://) URI, open PostgreSQL instead (pg.c,
+** docs/POSTGRESQL.md): connect, take the database's advisory lock (-EBUSY,
+** unavailable, when another daemon holds it), run the same numbered
+** migrations; no side files (values are bytea). Otherwise:
 ** Open (creating if needed) the database at `path`, set WAL, synchronous,
 ** foreign keys and busy_timeout, and run the migrations. Creates the blob
 ** directory `<path>.blobs/` (mode 0700) and removes the files in it that no
