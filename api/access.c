@@ -182,6 +182,13 @@ bool hpo_access_decide(const struct hpo_tokens *tokens, const struct hpo_access_
                 hpo_role_name(tok->role), rq->method, rq->path, hpo_role_name(need));
         return false;
     }
+    if (tok->prefix[0] != '\0' && under(rq->path, "/v1/admin")) {
+        /* Server-wide (a backup holds every study): never for a token scoped to a prefix. */
+        hpo_error_set(err, -EPERM, HPO_PERMISSION_DENIED, NULL,
+                "token '%s' sees only studies starting with '%s'; %s %.200s is server-wide",
+                tok->name, tok->prefix, rq->method, rq->path);
+        return false;
+    }
     if (rq->study != NULL && !hpo_tokens_sees(tok->prefix, rq->study)) {
         /* As the service words a study that does not exist: out of scope is invisible. */
         hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL, "no study named '%.128s'", rq->study);

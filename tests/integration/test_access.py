@@ -303,6 +303,29 @@ def encoded_paths(exe):
 
 
 @tap.test
+def scoped_admin_not_server_wide(exe):
+    """An admin token scoped to a prefix may delete its own studies, but a backup holds every
+    study: /v1/admin/ is refused to it (403), and to an unscoped admin it is 200."""
+    tokens = Tokens(exe, TMP.name)
+    secret, line = mint(exe, "team-a-ops:admin:team-a-")
+    with open(tokens.path, "a") as f:
+        f.write(line + "\n")
+    scoped_admin = {"Authorization": "Bearer " + secret}
+    with Daemon(exe, extra_args=["--tokens", tokens.path]) as d:
+        w = World(d, tokens)
+        w.ensure("team-a-1")
+        w.ensure("team-b-1")
+        e = d.get("/v1/admin/backup", headers=scoped_admin).expect_error(403, "permission_denied")
+        check("server-wide" in e["message"], "message %r" % e)
+        d.get("/v1/admin/backup", headers=tokens.headers("admin")).expect(200)
+        d.request("DELETE", "/v1/studies/team-b-1", headers=scoped_admin).expect_error(
+            404, "not_found")
+        r = d.request("DELETE", "/v1/studies/team-a-1", headers=scoped_admin)
+        check(r.status == 204, "scoped admin delete in scope: %d" % r.status)
+        d.get("/v1/studies/team-b-1", headers=tokens.headers("read")).expect(200)
+
+
+@tap.test
 def loopback_rule(exe):
     """Without tokens: refuse 0.0.0.0 (exit 2, a clear message) unless --allow-unauthenticated."""
     state = TMP.name
