@@ -31,8 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from hpodtest import Daemon, build_curl_tool  # noqa: E402
-from test_tls import make_ca, make_server, mint  # noqa: E402
+from hpodtest import Daemon, build_curl_tool, make_ca, make_server_cert, mint_token  # noqa: E402
 
 SPACE = [{"name": "x", "type": "float", "low": -5, "high": 5},
          {"name": "n", "type": "int", "low": 1, "high": 100, "log": True},
@@ -118,8 +117,8 @@ def main():
     tmp = tempfile.TemporaryDirectory(prefix="hpod-bench-tls-")
     loadgen = build_curl_tool(os.path.join(ROOT, "bench", "throughput", "loadgen.c"), tmp.name)
     ca = make_ca(tmp.name)
-    cert, key = make_server(tmp.name, "server", ca)
-    token, line = mint(a.hpod, "bench:write")
+    cert, key = make_server_cert(tmp.name, "server", ca)
+    token, line = mint_token(a.hpod, "bench:write")
     tokens = os.path.join(tmp.name, "tokens")
     with open(tokens, "w") as f:
         f.write(line + "\n")
