@@ -44,7 +44,8 @@ static int set_uint(unsigned *dst, const char *key, const char *value, unsigned 
     errno = 0;
     n = strtoul(value, &end, 10);
     if (errno != 0 || end == value || *end != '\0' || value[0] == '-' || n < lo || n > hi) {
-        return hpo_fail(msg, len, -EINVAL, "%s: '%s' must be an integer from %lu to %lu", key, value, lo, hi);
+        return hpo_fail(msg, len, -EINVAL, "%s: '%s' must be an integer from %lu to %lu", key,
+                value, lo, hi);
     }
     *dst = (unsigned)n;
     return 0;
@@ -71,7 +72,8 @@ int hpo_access_config_set(struct hpo_access_config *a, const char *key, const ch
             a->allow_unauthenticated = false;
             return 0;
         }
-        return hpo_fail(msg, len, -EINVAL, "allow-unauthenticated: '%s' must be true or false", value);
+        return hpo_fail(msg, len, -EINVAL, "allow-unauthenticated: '%s' must be true or false",
+                value);
     }
     if (strcmp(key, "max-connections") == 0) {
         return set_uint(&a->max_connections, key, value, 1, 1000000, msg, len);

@@ -119,7 +119,8 @@ static int pair_load(const char *cert_path, const char *key_path, struct pair **
     }
     if (!key_matches(p)) {
         pair_free(p);
-        return hpo_fail(msg, len, -EINVAL, "tls-key '%s' does not belong to the certificate of '%s'",
+        return hpo_fail(msg, len, -EINVAL,
+                "tls-key '%s' does not belong to the certificate of '%s'",
                 key_path, cert_path);
     }
     *ret = p;

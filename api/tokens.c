@@ -237,7 +237,8 @@ int hpo_tokens_load(const char *path, struct hpo_tokens **ret_tokens, char *msg,
 
     if (f == NULL) {
         int e = errno;
-        return hpo_fail(msg, msg_len, -e, "tokens file '%s': %s", path, strerror_r(e, eb, sizeof(eb)));
+        return hpo_fail(msg, msg_len, -e, "tokens file '%s': %s", path,
+                strerror_r(e, eb, sizeof(eb)));
     }
     r = hpo_read_stream(f, 64u * 1024 * 1024, &buf, &len);
     if (r == -EFBIG) {
@@ -247,7 +248,8 @@ int hpo_tokens_load(const char *path, struct hpo_tokens **ret_tokens, char *msg,
         return hpo_fail(msg, msg_len, r, "out of memory");
     }
     if (r < 0) {
-        return hpo_fail(msg, msg_len, r, "tokens file '%s': %s", path, strerror_r(-r, eb, sizeof(eb)));
+        return hpo_fail(msg, msg_len, r, "tokens file '%s': %s", path,
+                strerror_r(-r, eb, sizeof(eb)));
     }
     {
         char inner[400];

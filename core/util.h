@@ -10,9 +10,11 @@
 
 /*
 ** Write a printf-style message into `msg` (`len` bytes, truncated; none
-** when `msg` is NULL) and return `r`, so that `return hpo_fail(msg, len, -EINVAL, ...)` is one step.
+** when `msg` is NULL) and return `r`, so that
+** `return hpo_fail(msg, len, -EINVAL, ...)` is one step.
 */
-int hpo_fail(char *msg, size_t len, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int hpo_fail(char *msg, size_t len, int r, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 
 /* The value of a hex digit (either case), or -1 when `c` is not one. */
 int hpo_hex_digit(char c);

@@ -47,8 +47,8 @@ static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size
         struct in6_addr a;
         int family = strchr(cfg->host, ':') != NULL ? AF_INET6 : AF_INET;
         if (inet_pton(family, cfg->host, &a) != 1) {
-            return hpo_fail(msg, len, -EINVAL, "listen: '%s': '%s' is not a numeric %s address", value,
-                    cfg->host, family == AF_INET6 ? "IPv6" : "IPv4");
+            return hpo_fail(msg, len, -EINVAL, "listen: '%s': '%s' is not a numeric %s address",
+                    value, cfg->host, family == AF_INET6 ? "IPv6" : "IPv4");
         }
     }
     cfg->port = (unsigned)port;
@@ -115,7 +115,8 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         errno = 0;
         n = strtol(value, &end, 10);
         if (errno != 0 || *end != '\0' || n < 1 || n > 1024) {
-            return hpo_fail(msg, len, -EINVAL, "threads: '%s' must be an integer from 1 to 1024", value);
+            return hpo_fail(msg, len, -EINVAL, "threads: '%s' must be an integer from 1 to 1024",
+                    value);
         }
         cfg->threads = (int)n;
         return 0;
@@ -123,7 +124,8 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
     if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
         int level = hpo_log_parse_level(value);
         if (level < 0) {
-            return hpo_fail(msg, len, -EINVAL, "log-level: '%s' must be err, warning, notice, info or debug",
+            return hpo_fail(msg, len, -EINVAL,
+                    "log-level: '%s' must be err, warning, notice, info or debug",
                     value);
         }
         cfg->log_level = level;
@@ -135,7 +137,8 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         errno = 0;
         n = strtoul(value, &end, 10);
         if (errno != 0 || *end != '\0' || value[0] < '0' || value[0] > '9' || n > 3600000) {
-            return hpo_fail(msg, len, -EINVAL, "%s: '%s' must be an integer from 0 to 3600000", key, value);
+            return hpo_fail(msg, len, -EINVAL, "%s: '%s' must be an integer from 0 to 3600000", key,
+                    value);
         }
         if (key[0] == 's') {
             cfg->slow_request_ms = (unsigned)n;
@@ -198,7 +201,8 @@ static int load_file(struct hpo_config *cfg, const char *path, char *msg, size_t
         if (*p == '\0' || *p == '\n') {
             *p = '\0';
             fclose(f);
-            return hpo_fail(msg, len, -EINVAL, "config: '%s': setting '%s' has no value", path, key);
+            return hpo_fail(msg, len, -EINVAL, "config: '%s': setting '%s' has no value", path,
+                    key);
         }
         *p++ = '\0';
         while (*p == ' ' || *p == '\t') {

@@ -50,7 +50,8 @@ int hpo_preflight_db(const char *path, char *msg, size_t len)
         fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
             int e = errno;
-            return hpo_fail(msg, len, -e, "db: cannot open '%s': %s", path, errtext(e, eb, sizeof(eb)));
+            return hpo_fail(msg, len, -e, "db: cannot open '%s': %s", path, errtext(e, eb,
+                    sizeof(eb)));
         }
         n = pread(fd, head, sizeof(head), 0);
         close(fd);
