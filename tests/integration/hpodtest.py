@@ -467,10 +467,10 @@ def wait_log(d, text, timeout=10):
     fail("no %r in the log:\n%s" % (text, d.log_tail()))
 
 
-def recv_until_close(sock):
-    """Read from a raw socket until the peer closes it (EOF or reset); the bytes read."""
+def recv_until_close(sock, limit=None):
+    """Read from a raw socket until the peer closes it (EOF or reset), or `limit` bytes."""
     buf = b""
-    while True:
+    while limit is None or len(buf) < limit:
         try:
             b = sock.recv(65536)
         except ConnectionResetError:

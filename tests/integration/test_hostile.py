@@ -421,15 +421,7 @@ def errors_of_libmicrohttpd_itself(exe):
                     sock.sendall(payload + TAIL)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
-                buf = b""
-                while len(buf) < 1 << 20:
-                    try:
-                        b = sock.recv(65536)
-                    except ConnectionResetError:
-                        break
-                    if not b:
-                        break
-                    buf += b
+                buf = recv_until_close(sock, 1 << 20)
             finally:
                 sock.close()
             line = buf.split(b"\r\n")[0]
