@@ -8,25 +8,13 @@
 */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "../core/util.h"
 #include "access.h"
-
-static int fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *msg, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
 
 void hpo_access_config_init(struct hpo_access_config *a)
 {
@@ -41,7 +29,7 @@ static int set_path(char *dst, size_t cap, const char *key, const char *value, c
         size_t len)
 {
     if (strlen(value) >= cap) {
-        return fail(msg, len, "%s: path longer than %zu characters", key, cap - 1);
+        return hpo_fail(msg, len, -EINVAL, "%s: path longer than %zu characters", key, cap - 1);
     }
     snprintf(dst, cap, "%s", value);
     return 0;
@@ -56,7 +44,8 @@ static int set_uint(unsigned *dst, const char *key, const char *value, unsigned 
     errno = 0;
     n = strtoul(value, &end, 10);
     if (errno != 0 || end == value || *end != '\0' || value[0] == '-' || n < lo || n > hi) {
-        return fail(msg, len, "%s: '%s' must be an integer from %lu to %lu", key, value, lo, hi);
+        return hpo_fail(msg, len, -EINVAL, "%s: '%s' must be an integer from %lu to %lu", key,
+                value, lo, hi);
     }
     *dst = (unsigned)n;
     return 0;
@@ -83,7 +72,8 @@ int hpo_access_config_set(struct hpo_access_config *a, const char *key, const ch
             a->allow_unauthenticated = false;
             return 0;
         }
-        return fail(msg, len, "allow-unauthenticated: '%s' must be true or false", value);
+        return hpo_fail(msg, len, -EINVAL, "allow-unauthenticated: '%s' must be true or false",
+                value);
     }
     if (strcmp(key, "max-connections") == 0) {
         return set_uint(&a->max_connections, key, value, 1, 1000000, msg, len);

@@ -11,6 +11,7 @@
 
 #include "../core/options.h"
 #include "../core/space.h"
+#include "../core/util.h"
 #include "api-int.h"
 
 const struct hpo__route_row hpo__routes[] = {
@@ -56,16 +57,7 @@ bool hpo__api_parse_number(const char *s, int64_t *ret)
 
 int hpo__api_hex_value(char c)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
+    return hpo_hex_digit(c);
 }
 
 bool hpo__api_decode_segment(char *seg)

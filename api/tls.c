@@ -2,7 +2,6 @@
 ** tls.c: certificate and key pairs for HTTPS, swapped on SIGHUP (tls.h).
 */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
+#include "../core/util.h"
 #include "tls.h"
 
 #define MAX_CHAIN 16 /* certificates in one chain */
@@ -30,19 +30,6 @@ struct hpo_tls {
 
 /* The object MHD's context-free callback serves from (the last one created). */
 static struct hpo_tls *serving;
-
-static int fail(char *msg, size_t len, int r, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static int fail(char *msg, size_t len, int r, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-    return r;
-}
 
 static void pair_free(struct pair *p)
 {
@@ -87,12 +74,12 @@ static int pair_load(const char *cert_path, const char *key_path, struct pair **
     int g;
 
     if (p == NULL) {
-        return fail(msg, len, -ENOMEM, "out of memory");
+        return hpo_fail(msg, len, -ENOMEM, "out of memory");
     }
     g = gnutls_load_file(cert_path, &data);
     if (g < 0) {
         free(p);
-        return fail(msg, len, -ENOENT, "tls-cert '%s': cannot read it (%s)", cert_path,
+        return hpo_fail(msg, len, -ENOENT, "tls-cert '%s': cannot read it (%s)", cert_path,
                 gnutls_strerror(g));
     }
     p->n_certs = MAX_CHAIN;
@@ -107,7 +94,7 @@ static int pair_load(const char *cert_path, const char *key_path, struct pair **
     gnutls_free(data.data);
     if (g < 0 || p->n_certs == 0) {
         pair_free(p);
-        return fail(msg, len, -EINVAL, "tls-cert '%s': no usable PEM certificate chain (%s)",
+        return hpo_fail(msg, len, -EINVAL, "tls-cert '%s': no usable PEM certificate chain (%s)",
                 cert_path, g < 0 ? gnutls_strerror(g) : "empty");
     }
     for (size_t i = 0; i < fp_len && i < 32; i++) {
@@ -116,7 +103,7 @@ static int pair_load(const char *cert_path, const char *key_path, struct pair **
     g = gnutls_load_file(key_path, &data);
     if (g < 0) {
         pair_free(p);
-        return fail(msg, len, -ENOENT, "tls-key '%s': cannot read it (%s)", key_path,
+        return hpo_fail(msg, len, -ENOENT, "tls-key '%s': cannot read it (%s)", key_path,
                 gnutls_strerror(g));
     }
     g = gnutls_privkey_init(&p->key);
@@ -127,12 +114,13 @@ static int pair_load(const char *cert_path, const char *key_path, struct pair **
     gnutls_free(data.data);
     if (g < 0) {
         pair_free(p);
-        return fail(msg, len, -EINVAL, "tls-key '%s': no usable PEM private key (%s)", key_path,
+        return hpo_fail(msg, len, -EINVAL, "tls-key '%s': no usable PEM private key (%s)", key_path,
                 gnutls_strerror(g));
     }
     if (!key_matches(p)) {
         pair_free(p);
-        return fail(msg, len, -EINVAL, "tls-key '%s' does not belong to the certificate of '%s'",
+        return hpo_fail(msg, len, -EINVAL,
+                "tls-key '%s' does not belong to the certificate of '%s'",
                 key_path, cert_path);
     }
     *ret = p;
@@ -146,7 +134,7 @@ int hpo_tls_create(const char *cert_path, const char *key_path, struct hpo_tls *
     int r;
 
     if (tls == NULL) {
-        return fail(msg, msg_len, -ENOMEM, "out of memory");
+        return hpo_fail(msg, msg_len, -ENOMEM, "out of memory");
     }
     r = pair_load(cert_path, key_path, &tls->current, msg, msg_len);
     if (r < 0) {

@@ -3,7 +3,6 @@
 ** by SHA-256 digest (GnuTLS's implementation), and minting (tokens.h).
 */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,22 +12,8 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "../core/util.h"
 #include "tokens.h"
-
-static int fail(char *msg, size_t len, int r, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static int fail(char *msg, size_t len, int r, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (msg != NULL && len > 0) {
-        va_start(ap, fmt);
-        vsnprintf(msg, len, fmt, ap);
-        va_end(ap);
-    }
-    return r;
-}
 
 enum hpo_role hpo_role_parse(const char *name)
 {
@@ -90,27 +75,13 @@ static bool valid_prefix(const char *s, size_t n)
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 static bool parse_digest(const char *s, size_t n, uint8_t out[32])
 {
     if (n != 64) {
         return false;
     }
     for (size_t i = 0; i < 32; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = hpo_hex_digit(s[2 * i]), lo = hpo_hex_digit(s[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return false;
         }
@@ -153,12 +124,12 @@ static int parse_line(const char *p, const char *end, size_t lineno, struct hpo_
         return 1; /* blank or comment only */
     }
     if (k < 3 || k > 4) {
-        return fail(msg, msg_len, -EINVAL,
+        return hpo_fail(msg, msg_len, -EINVAL,
                 "line %zu: expected NAME ROLE SHA256HEX [PREFIX], got %zu field%s", lineno, k,
                 k == 1 ? "" : "s");
     }
     if (!valid_name(f[0], n[0])) {
-        return fail(msg, msg_len, -EINVAL,
+        return hpo_fail(msg, msg_len, -EINVAL,
                 "line %zu: token name must be 1-%d characters of A-Z a-z 0-9 _ . - @", lineno,
                 HPO_TOKEN_NAME_MAX);
     }
@@ -167,19 +138,19 @@ static int parse_line(const char *p, const char *end, size_t lineno, struct hpo_
     snprintf(role, sizeof(role), "%.*s", (int)(n[1] < 15 ? n[1] : 15), f[1]);
     t->role = n[1] < 15 ? hpo_role_parse(role) : HPO_ROLE_NONE;
     if (t->role == HPO_ROLE_NONE) {
-        return fail(msg, msg_len, -EINVAL,
+        return hpo_fail(msg, msg_len, -EINVAL,
                 "line %zu: token '%s': role '%s' must be read, write or admin", lineno, t->name,
                 role);
     }
     if (!parse_digest(f[2], n[2], t->digest)) {
-        return fail(msg, msg_len, -EINVAL,
+        return hpo_fail(msg, msg_len, -EINVAL,
                 "line %zu: token '%s': the digest must be 64 hex digits (SHA-256 of the secret)",
                 lineno, t->name);
     }
     t->prefix[0] = '\0';
     if (k == 4) {
         if (!valid_prefix(f[3], n[3])) {
-            return fail(msg, msg_len, -EINVAL,
+            return hpo_fail(msg, msg_len, -EINVAL,
                     "line %zu: token '%s': prefix must be 1-%d characters of A-Z a-z 0-9 _ . -",
                     lineno, t->name, HPO_TOKEN_PREFIX_MAX);
         }
@@ -198,7 +169,7 @@ int hpo_tokens_parse(const char *text, size_t len, struct hpo_tokens **ret_token
     int r = 0;
 
     if (set == NULL) {
-        return fail(msg, msg_len, -ENOMEM, "out of memory");
+        return hpo_fail(msg, msg_len, -ENOMEM, "out of memory");
     }
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -209,12 +180,12 @@ int hpo_tokens_parse(const char *text, size_t len, struct hpo_tokens **ret_token
             le--;
         }
         if ((size_t)(le - p) >= HPO_TOKEN_LINE_MAX) {
-            r = fail(msg, msg_len, -EINVAL, "line %zu: longer than %d characters", lineno,
+            r = hpo_fail(msg, msg_len, -EINVAL, "line %zu: longer than %d characters", lineno,
                     HPO_TOKEN_LINE_MAX - 1);
             goto error;
         }
         if (memchr(p, '\0', (size_t)(le - p)) != NULL) {
-            r = fail(msg, msg_len, -EINVAL, "line %zu: contains a NUL byte", lineno);
+            r = hpo_fail(msg, msg_len, -EINVAL, "line %zu: contains a NUL byte", lineno);
             goto error;
         }
         memset(&t, 0, sizeof(t));
@@ -225,12 +196,12 @@ int hpo_tokens_parse(const char *text, size_t len, struct hpo_tokens **ret_token
         if (r == 0) {
             for (size_t i = 0; i < set->n; i++) {
                 if (strcmp(set->v[i].name, t.name) == 0) {
-                    r = fail(msg, msg_len, -EINVAL, "line %zu: token name '%s' is used twice",
+                    r = hpo_fail(msg, msg_len, -EINVAL, "line %zu: token name '%s' is used twice",
                             lineno, t.name);
                     goto error;
                 }
                 if (memcmp(set->v[i].digest, t.digest, 32) == 0) {
-                    r = fail(msg, msg_len, -EINVAL,
+                    r = hpo_fail(msg, msg_len, -EINVAL,
                             "line %zu: token '%s' has the same digest as token '%s'", lineno,
                             t.name, set->v[i].name);
                     goto error;
@@ -240,7 +211,7 @@ int hpo_tokens_parse(const char *text, size_t len, struct hpo_tokens **ret_token
                 size_t ncap = cap ? cap * 2 : 8;
                 struct hpo_token *nv = realloc(set->v, ncap * sizeof(*nv));
                 if (nv == NULL) {
-                    r = fail(msg, msg_len, -ENOMEM, "out of memory");
+                    r = hpo_fail(msg, msg_len, -ENOMEM, "out of memory");
                     goto error;
                 }
                 set->v = nv;
@@ -261,49 +232,30 @@ int hpo_tokens_load(const char *path, struct hpo_tokens **ret_tokens, char *msg,
 {
     FILE *f = fopen(path, "re");
     char *buf = NULL, eb[128];
-    size_t len = 0, cap = 0;
+    size_t len = 0;
     int r;
 
     if (f == NULL) {
         int e = errno;
-        return fail(msg, msg_len, -e, "tokens file '%s': %s", path, strerror_r(e, eb, sizeof(eb)));
+        return hpo_fail(msg, msg_len, -e, "tokens file '%s': %s", path,
+                strerror_r(e, eb, sizeof(eb)));
     }
-    for (;;) {
-        size_t n;
-        if (len == cap) {
-            char *nb;
-            if (cap >= 64u * 1024 * 1024) {
-                free(buf);
-                fclose(f);
-                return fail(msg, msg_len, -EFBIG, "tokens file '%s': larger than 64 MiB", path);
-            }
-            cap = cap ? cap * 2 : 4096;
-            nb = realloc(buf, cap);
-            if (nb == NULL) {
-                free(buf);
-                fclose(f);
-                return fail(msg, msg_len, -ENOMEM, "out of memory");
-            }
-            buf = nb;
-        }
-        n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) {
-            break;
-        }
+    r = hpo_read_stream(f, 64u * 1024 * 1024, &buf, &len);
+    if (r == -EFBIG) {
+        return hpo_fail(msg, msg_len, r, "tokens file '%s': larger than 64 MiB", path);
     }
-    if (ferror(f)) {
-        int e = errno ? errno : EIO;
-        free(buf);
-        fclose(f);
-        return fail(msg, msg_len, -e, "tokens file '%s': %s", path, strerror_r(e, eb, sizeof(eb)));
+    if (r == -ENOMEM) {
+        return hpo_fail(msg, msg_len, r, "out of memory");
     }
-    fclose(f);
+    if (r < 0) {
+        return hpo_fail(msg, msg_len, r, "tokens file '%s': %s", path,
+                strerror_r(-r, eb, sizeof(eb)));
+    }
     {
         char inner[400];
         r = hpo_tokens_parse(buf ? buf : "", len, ret_tokens, inner, sizeof(inner));
         if (r < 0) {
-            fail(msg, msg_len, r, "tokens file '%s': %s", path, inner);
+            hpo_fail(msg, msg_len, r, "tokens file '%s': %s", path, inner);
         }
     }
     free(buf);
@@ -424,11 +376,11 @@ int hpo_tokens_mint(const char *spec, char *secret, size_t secret_len, char *lin
     size_t got = 0;
 
     if (c1 == NULL) {
-        return fail(msg, msg_len, -EINVAL, "'%s' must be NAME:ROLE[:PREFIX]", spec);
+        return hpo_fail(msg, msg_len, -EINVAL, "'%s' must be NAME:ROLE[:PREFIX]", spec);
     }
     c2 = strchr(c1 + 1, ':');
     if (!valid_name(spec, (size_t)(c1 - spec))) {
-        return fail(msg, msg_len, -EINVAL,
+        return hpo_fail(msg, msg_len, -EINVAL,
                 "token name must be 1-%d characters of A-Z a-z 0-9 _ . - @", HPO_TOKEN_NAME_MAX);
     }
     {
@@ -437,17 +389,17 @@ int hpo_tokens_mint(const char *spec, char *secret, size_t secret_len, char *lin
         role = rn < 15 ? hpo_role_parse(role_s) : HPO_ROLE_NONE;
     }
     if (role == HPO_ROLE_NONE) {
-        return fail(msg, msg_len, -EINVAL, "role '%s' must be read, write or admin", role_s);
+        return hpo_fail(msg, msg_len, -EINVAL, "role '%s' must be read, write or admin", role_s);
     }
     if (c2 != NULL) {
         prefix = c2 + 1;
         if (!valid_prefix(prefix, strlen(prefix))) {
-            return fail(msg, msg_len, -EINVAL,
+            return hpo_fail(msg, msg_len, -EINVAL,
                     "prefix must be 1-%d characters of A-Z a-z 0-9 _ . -", HPO_TOKEN_PREFIX_MAX);
         }
     }
     if (secret_len < 49 || line_len < HPO_TOKEN_LINE_MAX) {
-        return fail(msg, msg_len, -ENOBUFS, "buffers too small");
+        return hpo_fail(msg, msg_len, -ENOBUFS, "buffers too small");
     }
     while (got < sizeof(raw)) {
         ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
@@ -455,14 +407,14 @@ int hpo_tokens_mint(const char *spec, char *secret, size_t secret_len, char *lin
             if (errno == EINTR) {
                 continue;
             }
-            return fail(msg, msg_len, -errno, "getrandom failed");
+            return hpo_fail(msg, msg_len, -errno, "getrandom failed");
         }
         got += (size_t)n;
     }
     memcpy(secret, "hpod_", 5);
     base64url(raw, sizeof(raw), secret + 5);
     if (gnutls_hash_fast(GNUTLS_DIG_SHA256, secret, strlen(secret), digest) != 0) {
-        return fail(msg, msg_len, -EIO, "SHA-256 is not available");
+        return hpo_fail(msg, msg_len, -EIO, "SHA-256 is not available");
     }
     for (size_t i = 0; i < 32; i++) {
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);

@@ -5,25 +5,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/log.h"
+#include "../core/util.h"
 #include "config.h"
-
-static int fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *msg, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
 
 static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size_t len)
 {
@@ -34,7 +22,7 @@ static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size
     char *end;
 
     if (colon == NULL) {
-        return fail(msg, len, "listen: '%s' must be HOST:PORT", value);
+        return hpo_fail(msg, len, -EINVAL, "listen: '%s' must be HOST:PORT", value);
     }
     hlen = (size_t)(colon - value);
     if (hlen >= 2 && value[0] == '[' && value[hlen - 1] == ']') {
@@ -42,12 +30,12 @@ static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size
         hlen -= 2;
     }
     if (hlen == 0 || hlen >= sizeof(cfg->host)) {
-        return fail(msg, len, "listen: '%s' has no valid host", value);
+        return hpo_fail(msg, len, -EINVAL, "listen: '%s' has no valid host", value);
     }
     errno = 0;
     port = strtoul(colon + 1, &end, 10);
     if (errno != 0 || *end != '\0' || colon[1] == '\0' || port > 65535) {
-        return fail(msg, len, "listen: '%s' has no valid port (0-65535)", value);
+        return hpo_fail(msg, len, -EINVAL, "listen: '%s' has no valid port (0-65535)", value);
     }
     memcpy(cfg->host, host, hlen);
     cfg->host[hlen] = '\0';
@@ -59,8 +47,8 @@ static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size
         struct in6_addr a;
         int family = strchr(cfg->host, ':') != NULL ? AF_INET6 : AF_INET;
         if (inet_pton(family, cfg->host, &a) != 1) {
-            return fail(msg, len, "listen: '%s': '%s' is not a numeric %s address", value,
-                    cfg->host, family == AF_INET6 ? "IPv6" : "IPv4");
+            return hpo_fail(msg, len, -EINVAL, "listen: '%s': '%s' is not a numeric %s address",
+                    value, cfg->host, family == AF_INET6 ? "IPv6" : "IPv4");
         }
     }
     cfg->port = (unsigned)port;
@@ -92,7 +80,7 @@ static int set_bytes(uint64_t *out, const char *key, const char *value, char *ms
         }
     }
     if (end == NULL || n == 0 || n > (UINT64_MAX >> shift)) {
-        return fail(msg, len,
+        return hpo_fail(msg, len, -EINVAL,
                 "%s: '%s' must be a positive size in bytes (suffix K, M, G or T) or unlimited",
                 key, value);
     }
@@ -109,7 +97,7 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
     }
     if (strcmp(key, "db") == 0) {
         if (value[0] == '\0' || strlen(value) >= sizeof(cfg->db)) {
-            return fail(msg, len, "db: '%s' is not a usable path", value);
+            return hpo_fail(msg, len, -EINVAL, "db: '%s' is not a usable path", value);
         }
         snprintf(cfg->db, sizeof(cfg->db), "%s", value);
         return 0;
@@ -119,7 +107,7 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
             cfg->synchronous_full = strcmp(value, "full") == 0;
             return 0;
         }
-        return fail(msg, len, "synchronous: '%s' must be normal or full", value);
+        return hpo_fail(msg, len, -EINVAL, "synchronous: '%s' must be normal or full", value);
     }
     if (strcmp(key, "threads") == 0) {
         char *end;
@@ -127,7 +115,8 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         errno = 0;
         n = strtol(value, &end, 10);
         if (errno != 0 || *end != '\0' || n < 1 || n > 1024) {
-            return fail(msg, len, "threads: '%s' must be an integer from 1 to 1024", value);
+            return hpo_fail(msg, len, -EINVAL, "threads: '%s' must be an integer from 1 to 1024",
+                    value);
         }
         cfg->threads = (int)n;
         return 0;
@@ -135,7 +124,8 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
     if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
         int level = hpo_log_parse_level(value);
         if (level < 0) {
-            return fail(msg, len, "log-level: '%s' must be err, warning, notice, info or debug",
+            return hpo_fail(msg, len, -EINVAL,
+                    "log-level: '%s' must be err, warning, notice, info or debug",
                     value);
         }
         cfg->log_level = level;
@@ -147,7 +137,8 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         errno = 0;
         n = strtoul(value, &end, 10);
         if (errno != 0 || *end != '\0' || value[0] < '0' || value[0] > '9' || n > 3600000) {
-            return fail(msg, len, "%s: '%s' must be an integer from 0 to 3600000", key, value);
+            return hpo_fail(msg, len, -EINVAL, "%s: '%s' must be an integer from 0 to 3600000", key,
+                    value);
         }
         if (key[0] == 's') {
             cfg->slow_request_ms = (unsigned)n;
@@ -165,7 +156,7 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
             return r;
         }
     }
-    (void)fail(msg, len, "unknown setting '%s'", key);
+    (void)hpo_fail(msg, len, -EINVAL, "unknown setting '%s'", key);
     return -ENOENT;
 }
 
@@ -191,7 +182,7 @@ static int load_file(struct hpo_config *cfg, const char *path, char *msg, size_t
             return 0;
         }
         char eb[128];
-        return fail(msg, len, "config: cannot open '%s': %s", path,
+        return hpo_fail(msg, len, -EINVAL, "config: cannot open '%s': %s", path,
                 strerror_r(errno, eb, sizeof(eb)));
     }
     while (fgets(line, sizeof(line), f) != NULL) {
@@ -210,7 +201,8 @@ static int load_file(struct hpo_config *cfg, const char *path, char *msg, size_t
         if (*p == '\0' || *p == '\n') {
             *p = '\0';
             fclose(f);
-            return fail(msg, len, "config: '%s': setting '%s' has no value", path, key);
+            return hpo_fail(msg, len, -EINVAL, "config: '%s': setting '%s' has no value", path,
+                    key);
         }
         *p++ = '\0';
         while (*p == ' ' || *p == '\t') {
@@ -347,7 +339,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) {
-            return fail(msg, len, "unexpected argument '%s'", arg);
+            return hpo_fail(msg, len, -EINVAL, "unexpected argument '%s'", arg);
         }
         eq = strchr(arg, '=');
         if (eq != NULL) {
@@ -360,9 +352,9 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
                 struct hpo_config scratch = *cfg;
                 if (strcmp(key, "config") != 0 &&
                         config_set(&scratch, key, "", msg, len) == -ENOENT) {
-                    return fail(msg, len, "unknown option --%s", key);
+                    return hpo_fail(msg, len, -EINVAL, "unknown option --%s", key);
                 }
-                return fail(msg, len, "--%s needs a value", key);
+                return hpo_fail(msg, len, -EINVAL, "--%s needs a value", key);
             }
             value = argv[++i];
         }
@@ -371,7 +363,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
         }
         r = config_set(cfg, key, value, msg, len);
         if (r == -ENOENT) {
-            return fail(msg, len, "unknown option --%s", key);
+            return hpo_fail(msg, len, -EINVAL, "unknown option --%s", key);
         }
         if (r < 0) {
             return -EINVAL;

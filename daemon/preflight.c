@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,20 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/util.h"
 #include "preflight.h"
-
-static int fail(char *msg, size_t len, int r, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static int fail(char *msg, size_t len, int r, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-    return r;
-}
 
 static const char *errtext(int e, char *buf, size_t len)
 {
@@ -58,24 +45,25 @@ int hpo_preflight_db(const char *path, char *msg, size_t len)
         ssize_t n;
         int fd;
         if (!S_ISREG(sb.st_mode)) {
-            return fail(msg, len, -EINVAL, "db: '%s' is not a regular file", path);
+            return hpo_fail(msg, len, -EINVAL, "db: '%s' is not a regular file", path);
         }
         fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
             int e = errno;
-            return fail(msg, len, -e, "db: cannot open '%s': %s", path, errtext(e, eb, sizeof(eb)));
+            return hpo_fail(msg, len, -e, "db: cannot open '%s': %s", path, errtext(e, eb,
+                    sizeof(eb)));
         }
         n = pread(fd, head, sizeof(head), 0);
         close(fd);
         /* SQLite takes an empty file as a new database. */
         if (n != 0 && (n != (ssize_t)sizeof(head) || memcmp(head, header, sizeof(head)) != 0)) {
-            return fail(msg, len, -EINVAL, "db: '%s' is not an SQLite database", path);
+            return hpo_fail(msg, len, -EINVAL, "db: '%s' is not an SQLite database", path);
         }
         return 0;
     }
     if (errno != ENOENT) {
         int e = errno;
-        return fail(msg, len, -e, "db: cannot open '%s': %s", path, errtext(e, eb, sizeof(eb)));
+        return hpo_fail(msg, len, -e, "db: cannot open '%s': %s", path, errtext(e, eb, sizeof(eb)));
     }
     /* Missing: the directory must exist and take new files (the database, its -wal and .blobs/). */
     slash = strrchr(path, '/');
@@ -88,16 +76,16 @@ int hpo_preflight_db(const char *path, char *msg, size_t len)
     }
     if (stat(dir, &sb) < 0) {
         int e = errno;
-        return fail(msg, len, -e, "db: cannot create '%s': directory '%s': %s", path, dir,
+        return hpo_fail(msg, len, -e, "db: cannot create '%s': directory '%s': %s", path, dir,
                 errtext(e, eb, sizeof(eb)));
     }
     if (!S_ISDIR(sb.st_mode)) {
-        return fail(msg, len, -ENOTDIR, "db: cannot create '%s': '%s' is not a directory", path,
+        return hpo_fail(msg, len, -ENOTDIR, "db: cannot create '%s': '%s' is not a directory", path,
                 dir);
     }
     if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) < 0) {
         int e = errno;
-        return fail(msg, len, -e, "db: cannot create '%s' in directory '%s': %s", path, dir,
+        return hpo_fail(msg, len, -e, "db: cannot create '%s' in directory '%s': %s", path, dir,
                 errtext(e, eb, sizeof(eb)));
     }
     return 0;
@@ -118,7 +106,7 @@ int hpo_preflight_listen(const char *host, unsigned port, char *msg, size_t len)
         a6->sin6_port = htons((uint16_t)port);
         sslen = sizeof(*a6);
         if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) {
-            return fail(msg, len, -EINVAL, "listen: '%s' is not a numeric IPv6 address", host);
+            return hpo_fail(msg, len, -EINVAL, "listen: '%s' is not a numeric IPv6 address", host);
         }
     } else {
         struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
@@ -126,20 +114,20 @@ int hpo_preflight_listen(const char *host, unsigned port, char *msg, size_t len)
         a4->sin_port = htons((uint16_t)port);
         sslen = sizeof(*a4);
         if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
-            return fail(msg, len, -EINVAL, "listen: '%s' is not a numeric IPv4 address", host);
+            return hpo_fail(msg, len, -EINVAL, "listen: '%s' is not a numeric IPv4 address", host);
         }
     }
     fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         int e = errno;
-        return fail(msg, len, -e, "listen: no socket: %s", errtext(e, eb, sizeof(eb)));
+        return hpo_fail(msg, len, -e, "listen: no socket: %s", errtext(e, eb, sizeof(eb)));
     }
     /* As libmicrohttpd does, so a port in TIME_WAIT is no conflict. */
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
         int e = errno;
         close(fd);
-        return fail(msg, len, -e, v6 ? "listen: cannot bind [%s]:%u: %s"
+        return hpo_fail(msg, len, -e, v6 ? "listen: cannot bind [%s]:%u: %s"
                                      : "listen: cannot bind %s:%u: %s",
                 host, port, errtext(e, eb, sizeof(eb)));
     }
@@ -160,7 +148,7 @@ int hpo_preflight_lock(const char *path, char *msg, size_t len)
     fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
     if (fd < 0) {
         int e = errno;
-        return fail(msg, len, -e, "cannot open the lock file '%s': %s", lock,
+        return hpo_fail(msg, len, -e, "cannot open the lock file '%s': %s", lock,
                 errtext(e, eb, sizeof(eb)));
     }
     if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
@@ -168,7 +156,7 @@ int hpo_preflight_lock(const char *path, char *msg, size_t len)
         ssize_t got;
         if (e != EAGAIN && e != EACCES) {
             close(fd);
-            return fail(msg, len, -e, "cannot lock '%s': %s", lock, errtext(e, eb, sizeof(eb)));
+            return hpo_fail(msg, len, -e, "cannot lock '%s': %s", lock, errtext(e, eb, sizeof(eb)));
         }
         got = pread(fd, pid, sizeof(pid) - 1, 0);
         close(fd);
@@ -177,7 +165,7 @@ int hpo_preflight_lock(const char *path, char *msg, size_t len)
         if (pid[0] == '\0') {
             snprintf(pid, sizeof(pid), "unknown");
         }
-        return fail(msg, len, -EBUSY,
+        return hpo_fail(msg, len, -EBUSY,
                 "database '%s' is in use by another hpod (pid %s, lock file '%s'); "
                 "one database takes one daemon",
                 path, pid, lock);
@@ -186,7 +174,7 @@ int hpo_preflight_lock(const char *path, char *msg, size_t len)
     if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
         int e = errno;
         close(fd);
-        return fail(msg, len, -e, "cannot write the lock file '%s': %s", lock,
+        return hpo_fail(msg, len, -e, "cannot write the lock file '%s': %s", lock,
                 errtext(e, eb, sizeof(eb)));
     }
     return fd;

@@ -864,23 +864,6 @@ static json_t *cma_describe(const void *state)
             "consider_pruned_trials", c->consider_pruned);
 }
 
-/*
-** The number of the trial being suggested: the service samples the oldest
-** waiting trial first (an enqueued trial with params left to fill), else a
-** new trial, numbered history->n_trials.
-*/
-static int64_t asked_number(const struct hpo_history *h)
-{
-    if (h->count[HPO_STATE_WAITING] > 0) {
-        for (size_t i = 0; i < h->n_trials; i++) {
-            if (h->trials[i]->state == HPO_STATE_WAITING) {
-                return (int64_t)i;
-            }
-        }
-    }
-    return (int64_t)h->n_trials;
-}
-
 static int cma_suggest(void *state, const struct hpo_space *space,
         const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
         struct hpo_error *err)
@@ -922,7 +905,7 @@ static int cma_suggest(void *state, const struct hpo_space *space,
     }
     if (c->n > 0) {
         if (c->n_mem < c->cap_mem) {
-            c->mem_num[c->n_mem++] = asked_number(history);
+            c->mem_num[c->n_mem++] = hpo_sampler_asked_number(history);
         } else {
             free(x);
         }

@@ -215,23 +215,6 @@ static json_t *qmc_describe(const void *state)
     return json_pack("{s:s, s:b}", "qmc_type", qmc_types[q->type], "scramble", q->scramble);
 }
 
-/*
-** The number of the trial being suggested: the service samples the oldest
-** waiting trial first (an enqueued trial with params left to fill), else a
-** new trial, numbered history->n_trials.
-*/
-static int64_t asked_number(const struct hpo_history *h)
-{
-    if (h->count[HPO_STATE_WAITING] > 0) {
-        for (size_t i = 0; i < h->n_trials; i++) {
-            if (h->trials[i]->state == HPO_STATE_WAITING) {
-                return (int64_t)i;
-            }
-        }
-    }
-    return (int64_t)h->n_trials;
-}
-
 /* Coordinate j of Halton point n. */
 static double halton(const struct qmc *q, size_t j, uint64_t n)
 {
@@ -259,7 +242,7 @@ static int qmc_suggest(void *state, const struct hpo_space *space,
         struct hpo_error *err)
 {
     struct qmc *q = state;
-    uint64_t n = (uint64_t)asked_number(history) + (q->scramble ? 0 : 1);
+    uint64_t n = (uint64_t)hpo_sampler_asked_number(history) + (q->scramble ? 0 : 1);
 
     if (!q->keyed) {
         uint64_t key = hpo_rng_next(rng);

@@ -1,8 +1,10 @@
 /*
 ** registry.c: every sampler type, by name. A new sampler is one line here.
+** Also the helpers several samplers share (sampler.h).
 */
 #include <string.h>
 
+#include "../core/history.h"
 #include "sampler.h"
 
 const struct hpo_sampler_type *const hpo_sampler_types[] = {
@@ -23,4 +25,16 @@ const struct hpo_sampler_type *hpo_sampler_find(const char *name)
         }
     }
     return NULL;
+}
+
+int64_t hpo_sampler_asked_number(const struct hpo_history *h)
+{
+    if (h->count[HPO_STATE_WAITING] > 0) {
+        for (size_t i = 0; i < h->n_trials; i++) {
+            if (h->trials[i]->state == HPO_STATE_WAITING) {
+                return (int64_t)i;
+            }
+        }
+    }
+    return (int64_t)h->n_trials;
 }

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -132,5 +133,12 @@ extern const struct hpo_sampler_type hpo_sampler_gradient;
 extern const struct hpo_sampler_type hpo_sampler_gp;
 extern const struct hpo_sampler_type hpo_sampler_qmc;
 extern const struct hpo_sampler_type hpo_sampler_cmaes;
+
+/*
+** The number of the trial being suggested: the service samples the oldest
+** waiting trial first (an enqueued trial with params left to fill), else a
+** new trial, numbered history->n_trials.
+*/
+int64_t hpo_sampler_asked_number(const struct hpo_history *h);
 
 #endif

@@ -20,13 +20,11 @@ Needs: Debian's postgresql, python3-psycopg2, python3-optuna (scripts/deps.sh --
 """
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -35,7 +33,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "throughput"))
 import pgtest  # noqa: E402
 from hpodtest import Daemon, build_curl_tool  # noqa: E402
-from run import optuna_dists, optuna_worker, run_hpod  # noqa: E402
+from run import optuna_dists, optuna_processes, run_hpod  # noqa: E402
 
 TARGET_PAIRS = 1500.0
 TARGET_RATIO = 30.0
@@ -58,18 +56,8 @@ def run_optuna_pg(cluster, seconds, procs, sync):
     for _ in range(5):
         t = study.ask(dists)
         study.tell(t, 0.0)
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue()
-    start = time.time() + 3.0
-    workers = [ctx.Process(target=optuna_worker, args=(url, "bench", start, seconds, out))
-               for _ in range(procs)]
-    for w in workers:
-        w.start()
-    results = [out.get(timeout=seconds + 120) for _ in workers]
-    for w in workers:
-        w.join(timeout=30)
-    n = sum(r[0] for r in results)
-    return {"pairs": n, "pairs_per_s": n / seconds, "errors": sum(r[1] for r in results),
+    n, errors = optuna_processes(url, "bench", seconds, procs)
+    return {"pairs": n, "pairs_per_s": n / seconds, "errors": errors,
             "version": optuna.__version__}
 
 

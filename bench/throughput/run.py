@@ -94,9 +94,24 @@ def optuna_worker(url, name, start, seconds, out):
     out.put((n, errors))
 
 
+def optuna_processes(url, name, seconds, procs):
+    """`procs` forked optuna_worker processes on study `name`, started together; (pairs, errors)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    start = time.time() + 3.0  # every process has imported and opened the study by then
+    workers = [ctx.Process(target=optuna_worker, args=(url, name, start, seconds, out))
+               for _ in range(procs)]
+    for w in workers:
+        w.start()
+    results = [out.get(timeout=seconds + 120) for _ in workers]
+    for w in workers:
+        w.join(timeout=30)
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
 def run_optuna(db_dir, seconds, procs=1):
     """Optuna's ask/tell loop with RDBStorage on one SQLite file, in `procs` processes."""
-    import multiprocessing
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = "sqlite:///" + os.path.join(db_dir, "optuna-%d.db" % time.monotonic_ns())
@@ -117,19 +132,9 @@ def run_optuna(db_dir, seconds, procs=1):
         dt = time.monotonic() - t0
         return {"pairs": n, "seconds": dt, "pairs_per_s": n / dt, "errors": 0,
                 "version": optuna.__version__}
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue()
-    start = time.time() + 3.0  # every process has imported and opened the study by then
-    workers = [ctx.Process(target=optuna_worker, args=(url, "bench", start, seconds, out))
-               for _ in range(procs)]
-    for w in workers:
-        w.start()
-    results = [out.get(timeout=seconds + 120) for _ in workers]
-    for w in workers:
-        w.join(timeout=30)
-    n = sum(r[0] for r in results)
+    n, errors = optuna_processes(url, "bench", seconds, procs)
     return {"pairs": n, "seconds": seconds, "pairs_per_s": n / seconds,
-            "errors": sum(r[1] for r in results), "version": optuna.__version__}
+            "errors": errors, "version": optuna.__version__}
 
 
 def main():

@@ -31,8 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from hpodtest import Daemon, build_curl_tool  # noqa: E402
-from test_tls import make_ca, make_server, mint  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "bench", "throughput"))
+from hpodtest import Daemon, build_curl_tool, make_ca, make_server_cert, mint_token  # noqa: E402
+from run import proc_cpu_seconds  # noqa: E402
 
 SPACE = [{"name": "x", "type": "float", "low": -5, "high": 5},
          {"name": "n", "type": "int", "low": 1, "high": 100, "log": True},
@@ -57,12 +58,6 @@ def create_study(port, name, ctx=None, token=None):
     conn.close()
     if r.status != 201:
         sys.exit("create %s: %d" % (name, r.status))
-
-
-def proc_cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def loadgen_run(loadgen, url, study, clients, seconds, env, pid):
@@ -118,8 +113,8 @@ def main():
     tmp = tempfile.TemporaryDirectory(prefix="hpod-bench-tls-")
     loadgen = build_curl_tool(os.path.join(ROOT, "bench", "throughput", "loadgen.c"), tmp.name)
     ca = make_ca(tmp.name)
-    cert, key = make_server(tmp.name, "server", ca)
-    token, line = mint(a.hpod, "bench:write")
+    cert, key = make_server_cert(tmp.name, "server", ca)
+    token, line = mint_token(a.hpod, "bench:write")
     tokens = os.path.join(tmp.name, "tokens")
     with open(tokens, "w") as f:
         f.write(line + "\n")

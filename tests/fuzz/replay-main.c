@@ -11,53 +11,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../../core/util.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Read a whole file into a malloc'd buffer; returns 0 or -errno. */
-static int read_file(const char *path, uint8_t **ret_buf, size_t *ret_len)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-
-    if (f == NULL) {
-        return -errno;
-    }
-    for (;;) {
-        size_t n;
-        if (len == cap) {
-            uint8_t *nb;
-            cap = cap ? cap * 2 : 4096;
-            nb = realloc(buf, cap);
-            if (nb == NULL) {
-                free(buf);
-                fclose(f);
-                return -ENOMEM;
-            }
-            buf = nb;
-        }
-        n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) {
-            break;
-        }
-    }
-    if (ferror(f)) {
-        free(buf);
-        fclose(f);
-        return -EIO;
-    }
-    fclose(f);
-    *ret_buf = buf;
-    *ret_len = len;
-    return 0;
-}
 
 static int replay_file(const char *path)
 {
-    uint8_t *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
     size_t len = 0;
-    int r = read_file(path, &buf, &len);
+    int r = f == NULL ? -errno : hpo_read_stream(f, SIZE_MAX, &buf, &len);
 
     if (r < 0) {
         fprintf(stderr, "replay: %s: cannot read (%d)\n", path, r);

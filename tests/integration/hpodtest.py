@@ -448,6 +448,65 @@ def build_curl_tool(source, outdir):
     return exe
 
 
+def mint_token(exe, spec):
+    """`hpod --new-token SPEC`: returns (secret, tokens-file line)."""
+    out = subprocess.run([exe, "--new-token", spec], check=True, capture_output=True,
+                         text=True, timeout=30).stdout.split("\n")
+    check(len(out) >= 2 and out[0].startswith("hpod_") and len(out[0]) == 48,
+          "--new-token printed %r" % out)
+    return out[0], out[1]
+
+
+def wait_log(d, text, timeout=10):
+    """Wait (bounded) until `text` appears in Daemon d's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in d.log_text():
+            return
+        time.sleep(0.05)
+    fail("no %r in the log:\n%s" % (text, d.log_tail()))
+
+
+def recv_until_close(sock, limit=None):
+    """Read from a raw socket until the peer closes it (EOF or reset), or `limit` bytes."""
+    buf = b""
+    while limit is None or len(buf) < limit:
+        try:
+            b = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        buf += b
+    return buf
+
+
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
+
+
+def make_ca(d):
+    """A P-256 test CA in directory d; returns (cert, key) paths."""
+    key, cert = os.path.join(d, "ca-key.pem"), os.path.join(d, "ca.pem")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=hpod test CA")
+    return cert, key
+
+
+def make_server_cert(d, name, ca):
+    """A server certificate for 127.0.0.1 signed by the CA; returns (cert, key) paths."""
+    key, csr, cert = (os.path.join(d, name + s) for s in ("-key.pem", ".csr", ".pem"))
+    ext = os.path.join(d, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+            "-out", cert, "-days", "2", "-extfile", ext)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
 def exe_from_argv():
     if len(sys.argv) < 2:
         sys.stderr.write("usage: %s PATH/TO/hpod\n" % sys.argv[0])
@@ -498,3 +557,12 @@ class Tap:
                 print("ok %d - %s # %.2f s" % (i, t.__name__, time.monotonic() - t0))
             sys.stdout.flush()
         return 1 if failed else 0
+
+    def main(self, cleanup=None):
+        """Run every test against the hpod named on the command line, then cleanup(); exit."""
+        try:
+            rc = self.run(exe_from_argv())
+        finally:
+            if cleanup is not None:
+                cleanup()
+        sys.exit(rc)

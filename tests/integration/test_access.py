@@ -20,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Daemon, Tap, check, exe_from_argv, fail  # noqa: E402
+from hpodtest import Daemon, Tap, check, fail, mint_token, wait_log  # noqa: E402
 
 tap = Tap()
 TMP = tempfile.TemporaryDirectory(prefix="hpod-access-")
@@ -28,14 +28,6 @@ TMP = tempfile.TemporaryDirectory(prefix="hpod-access-")
 WRONG = "hpod_" + "A" * 43
 IN, OUT = "team-a-s", "team-b-s"  # the scoped token's prefix is team-a-
 PRINCIPALS = ["none", "wrong", "read", "write", "admin", "scoped_in", "scoped_out"]
-
-
-def mint(exe, spec):
-    out = subprocess.run([exe, "--new-token", spec], check=True, capture_output=True,
-                         text=True, timeout=30).stdout.split("\n")
-    check(len(out) >= 2 and out[0].startswith("hpod_") and len(out[0]) == 48,
-          "--new-token printed %r" % out)
-    return out[0], out[1]
 
 
 class Tokens:
@@ -46,7 +38,7 @@ class Tokens:
         self.secret, self.line = {}, {}
         for name, spec in (("read", "viewer:read"), ("write", "ci:write"),
                            ("admin", "ops:admin"), ("scoped", "team-a:write:team-a-")):
-            self.secret[name], self.line[name] = mint(exe, spec)
+            self.secret[name], self.line[name] = mint_token(exe, spec)
         self.write(["read", "write", "admin", "scoped"])
 
     def write(self, names):
@@ -405,15 +397,6 @@ def new_token_errors(exe):
     check(not os.path.exists(db), "--check-config created the database")
 
 
-def wait_log(d, text, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in d.log_text():
-            return
-        time.sleep(0.05)
-    fail("no %r in the log:\n%s" % (text, d.log_tail()))
-
-
 @tap.test
 def sighup_revokes(exe):
     """SIGHUP with a token removed: its next request is 401 on a kept-alive connection;
@@ -450,8 +433,4 @@ def sighup_revokes(exe):
 
 
 if __name__ == "__main__":
-    try:
-        rc = tap.run(exe_from_argv())
-    finally:
-        TMP.cleanup()
-    sys.exit(rc)
+    tap.main(TMP.cleanup)

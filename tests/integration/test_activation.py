@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Client, Tap, check, exe_from_argv, fail  # noqa: E402
+from hpodtest import Client, Tap, check, fail, mint_token  # noqa: E402
 
 tap = Tap()
 TMP = tempfile.TemporaryDirectory(prefix="hpod-activation-")
@@ -59,10 +59,9 @@ def serves_on_the_passed_socket(exe):
         print("# skip: no systemd-socket-activate")
         return
     tokens = os.path.join(TMP.name, "tokens")
-    out = subprocess.run([exe, "--new-token", "ops:admin"], capture_output=True, text=True,
-                         check=True, timeout=30).stdout.split("\n")
+    secret, line = mint_token(exe, "ops:admin")
     with open(tokens, "w") as f:
-        f.write(out[1] + "\n")
+        f.write(line + "\n")
     logp = os.path.join(TMP.name, "a.log")
     with open(logp, "wb") as log:
         p, port = start(exe, "127.0.0.1", ["--listen", "127.0.0.1:1", "--db",
@@ -74,7 +73,7 @@ def serves_on_the_passed_socket(exe):
         c.get("/v1/studies").expect_error(401, "unauthenticated")
         c.post("/v1/studies", {"name": "s", "params": [{"name": "x", "type": "float", "low": 0,
                                                          "high": 1}]},
-               headers={"Authorization": "Bearer " + out[0]}).expect(201)
+               headers={"Authorization": "Bearer " + secret}).expect(201)
         c.close()
         text = log_text(logp)
         check("listening on http://127.0.0.1:%d" % port in text, "log: %s" % text)
@@ -104,8 +103,4 @@ def non_loopback_needs_tokens(exe):
 
 
 if __name__ == "__main__":
-    try:
-        rc = tap.run(exe_from_argv())
-    finally:
-        TMP.cleanup()
-    sys.exit(rc)
+    tap.main(TMP.cleanup)

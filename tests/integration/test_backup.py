@@ -11,7 +11,6 @@ import io
 import os
 import sqlite3
 import struct
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -19,23 +18,17 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Client, Daemon, Tap, check, exe_from_argv  # noqa: E402
+from hpodtest import Client, Daemon, Tap, check, mint_token  # noqa: E402
 
 tap = Tap()
 TMP = tempfile.TemporaryDirectory(prefix="hpod-backup-")
 SIZE = 150000  # 1.2 MB per vector: above the 1 MiB side-file threshold
 
 
-def mint(exe, spec):
-    out = subprocess.run([exe, "--new-token", spec], check=True, capture_output=True,
-                         text=True, timeout=30).stdout.split("\n")
-    return out[0], out[1]
-
-
 @tap.test
 def backup_under_load_and_restore(exe):
-    admin, aline = mint(exe, "ops:admin")
-    write, wline = mint(exe, "ci:write")
+    admin, aline = mint_token(exe, "ops:admin")
+    write, wline = mint_token(exe, "ci:write")
     tokens = os.path.join(TMP.name, "tokens")
     with open(tokens, "w") as f:
         f.write(aline + "\n" + wline + "\n")
@@ -129,7 +122,7 @@ def backup_under_load_and_restore(exe):
 
 @tap.test
 def backup_of_an_empty_database(exe):
-    admin, aline = mint(exe, "ops:admin")
+    admin, aline = mint_token(exe, "ops:admin")
     tokens = os.path.join(TMP.name, "tokens-empty")
     with open(tokens, "w") as f:
         f.write(aline + "\n")
@@ -149,8 +142,4 @@ def backup_of_an_empty_database(exe):
 
 
 if __name__ == "__main__":
-    try:
-        rc = tap.run(exe_from_argv())
-    finally:
-        TMP.cleanup()
-    sys.exit(rc)
+    tap.main(TMP.cleanup)

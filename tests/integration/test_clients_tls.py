@@ -12,8 +12,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Daemon, Tap, check  # noqa: E402
-from test_tls import make_ca, make_server, mint  # noqa: E402
+from hpodtest import Daemon, Tap, check, make_ca, make_server_cert, mint_token  # noqa: E402
 
 tap = Tap()
 TMP = tempfile.TemporaryDirectory(prefix="hpod-clients-tls-")
@@ -29,9 +28,9 @@ def run(hpoctl, args, env):
 def hpoctl_over_https(hpod, hpoctl):
     d0 = TMP.name
     ca = make_ca(d0)
-    cert, key = make_server(d0, "server", ca)
-    write, wline = mint(hpod, "ci:write")
-    read, rline = mint(hpod, "viewer:read")
+    cert, key = make_server_cert(d0, "server", ca)
+    write, wline = mint_token(hpod, "ci:write")
+    read, rline = mint_token(hpod, "viewer:read")
     tokens = os.path.join(d0, "tokens")
     with open(tokens, "w") as f:
         f.write(wline + "\n" + rline + "\n")

@@ -25,7 +25,7 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Daemon, Tap, check, exe_from_argv  # noqa: E402
+from hpodtest import Daemon, Tap, check, exe_from_argv, recv_until_close  # noqa: E402
 
 tap = Tap()
 TIMEOUT = 20  # seconds any single socket read may wait
@@ -74,15 +74,7 @@ def exchange(port, data, shut=False):
         sock.sendall(data)
         if shut:
             sock.shutdown(socket.SHUT_WR)
-        buf = b""
-        while True:
-            try:
-                b = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            buf += b
+        buf = recv_until_close(sock)
     finally:
         sock.close()
     return parse_replies(buf)
@@ -429,15 +421,7 @@ def errors_of_libmicrohttpd_itself(exe):
                     sock.sendall(payload + TAIL)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
-                buf = b""
-                while len(buf) < 1 << 20:
-                    try:
-                        b = sock.recv(65536)
-                    except ConnectionResetError:
-                        break
-                    if not b:
-                        break
-                    buf += b
+                buf = recv_until_close(sock, 1 << 20)
             finally:
                 sock.close()
             line = buf.split(b"\r\n")[0]

@@ -31,7 +31,8 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import TIMESTAMP_RE, Daemon, Tap, check, exe_from_argv, fail  # noqa: E402
+from hpodtest import (TIMESTAMP_RE, Daemon, Tap, check, exe_from_argv, fail,  # noqa: E402
+                      recv_until_close)
 
 tap = Tap()
 
@@ -664,15 +665,7 @@ def chunked(port, path, body, chunk=4096):
             sock.sendall(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
-        buf = b""
-        while True:
-            try:
-                b = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            buf += b
+        buf = recv_until_close(sock)
     finally:
         sock.close()
     head, _, rest = buf.partition(b"\r\n\r\n")

@@ -25,41 +25,11 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Daemon, Response, Tap, check, exe_from_argv, fail  # noqa: E402
+from hpodtest import (Daemon, Response, Tap, check, fail, make_ca,  # noqa: E402
+                      make_server_cert, mint_token, wait_log)
 
 tap = Tap()
 TMP = tempfile.TemporaryDirectory(prefix="hpod-tls-")
-
-
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
-
-
-def make_ca(d):
-    key, cert = os.path.join(d, "ca-key.pem"), os.path.join(d, "ca.pem")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=hpod test CA")
-    return cert, key
-
-
-def make_server(d, name, ca):
-    """A server certificate for 127.0.0.1 signed by the CA; returns (cert, key) paths."""
-    key, csr, cert = (os.path.join(d, name + s) for s in ("-key.pem", ".csr", ".pem"))
-    ext = os.path.join(d, name + ".ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
-    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-            "-out", cert, "-days", "2", "-extfile", ext)
-    os.chmod(key, 0o600)
-    return cert, key
-
-
-def mint(exe, spec):
-    out = subprocess.run([exe, "--new-token", spec], check=True, capture_output=True,
-                         text=True, timeout=30).stdout.split("\n")
-    return out[0], out[1]
 
 
 class Setup:
@@ -67,11 +37,11 @@ class Setup:
         d = tempfile.mkdtemp(dir=TMP.name)
         self.dir = d
         self.ca = make_ca(d)
-        self.cert, self.key = make_server(d, "server", self.ca)
+        self.cert, self.key = make_server_cert(d, "server", self.ca)
         # The paths the daemon reads; SIGHUP tests replace the files behind them.
         self.cert_path, self.key_path = os.path.join(d, "live.pem"), os.path.join(d, "live-key.pem")
         self.install(self.cert, self.key)
-        self.token, line = mint(exe, "ci:write")
+        self.token, line = mint_token(exe, "ci:write")
         self.tokens = os.path.join(d, "tokens")
         with open(self.tokens, "w") as f:
             f.write(line + "\n")
@@ -137,15 +107,6 @@ def cert_fingerprint(path):
     with open(path) as f:
         der = ssl.PEM_cert_to_DER_cert(f.read())
     return hashlib.sha256(der).hexdigest()
-
-
-def wait_log(d, text, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in d.log_text():
-            return
-        time.sleep(0.05)
-    fail("no %r in the log:\n%s" % (text, d.log_tail()))
 
 
 STUDY = {"name": "s", "params": [{"name": "x", "type": "float", "low": 0, "high": 1}],
@@ -259,7 +220,7 @@ def gradient_study(c, size):
 @tap.test
 def sighup_swaps_certificate(exe):
     s = Setup(exe)
-    new_cert, new_key = make_server(s.dir, "server2", s.ca)
+    new_cert, new_key = make_server_cert(s.dir, "server2", s.ca)
     with Daemon(exe, extra_args=s.args()) as d:
         ctx = s.context()
         old_fp = served_fingerprint(d.port, ctx)
@@ -338,7 +299,7 @@ def sighup_swaps_certificate(exe):
 @tap.test
 def bad_pair_at_start(exe):
     s = Setup(exe)
-    other_cert, other_key = make_server(s.dir, "other", s.ca)
+    other_cert, other_key = make_server_cert(s.dir, "other", s.ca)
     db = os.path.join(s.dir, "x.db")
     for args, msg in (
             (["--tls-cert", s.cert, "--tls-key", other_key],
@@ -357,8 +318,4 @@ def bad_pair_at_start(exe):
 
 
 if __name__ == "__main__":
-    try:
-        rc = tap.run(exe_from_argv())
-    finally:
-        TMP.cleanup()
-    sys.exit(rc)
+    tap.main(TMP.cleanup)

@@ -24,6 +24,8 @@
 #include "sampler.h"
 #include "space.h"
 
+#include "sampler-test.h"
+
 #define T (&hpo_sampler_cmaes)
 
 static struct hpo_space *parse(const char *text)
@@ -36,36 +38,6 @@ static struct hpo_space *parse(const char *text)
     assert_int_equal(hpo_space_parse(j, &space, &err), 0);
     json_decref(j);
     return space;
-}
-
-static struct hpo_space *float_space(size_t d)
-{
-    char buf[16384];
-    size_t off = 0;
-
-    off += (size_t)snprintf(buf + off, sizeof(buf) - off, "[");
-    for (size_t i = 0; i < d; i++) {
-        off += (size_t)snprintf(buf + off, sizeof(buf) - off,
-                "%s{\"name\": \"x%zu\", \"type\": \"float\", \"low\": 0, \"high\": 1}",
-                i ? "," : "", i);
-    }
-    snprintf(buf + off, sizeof(buf) - off, "]");
-    return parse(buf);
-}
-
-static void *make(const struct hpo_space *space, const char *options)
-{
-    json_t *opts = json_loads(options, 0, NULL);
-    struct hpo_error err = { 0 };
-    void *state = NULL;
-
-    assert_non_null(opts);
-    if (T->configure(opts, space, &state, &err) != 0) {
-        print_error("configure: %s: %s\n", err.field, err.message);
-        fail();
-    }
-    json_decref(opts);
-    return state;
 }
 
 /* Ask one trial as the service does: suggest, then append it running with decoded values. */
@@ -114,9 +86,9 @@ static void test_constants(void **unused)
     static const int lambdas[3] = { 6, 8, 10 }; /* E10.1 */
 
     for (int k = 0; k < 3; k++) {
-        struct hpo_space *space = float_space(dims[k]);
+        struct hpo_space *space = sampler_float_space(dims[k]);
         struct hpo_cmaes_view v;
-        void *state = make(space, "{}");
+        void *state = sampler_make(T, space, "{}");
         hpo_cmaes_inspect(state, &v);
         assert_int_equal(v.n, dims[k]);
         assert_int_equal(v.lambda, lambdas[k]);
@@ -167,11 +139,11 @@ static const double sep_ref[1 + 1 + 3 + 3 + 3 + 3] = {
 
 static void check_first_update(const char *options, const double *ref, bool sep)
 {
-    struct hpo_space *space = float_space(3);
+    struct hpo_space *space = sampler_float_space(3);
     struct hpo_history h;
     struct hpo_trial *t[7];
     struct hpo_cmaes_view v;
-    void *state = make(space, options);
+    void *state = sampler_make(T, space, options);
     size_t nc = sep ? 3 : 9;
 
     hpo_history_init(&h, space, "first", false);
@@ -238,10 +210,10 @@ static void drive(void *state, const struct hpo_space *space, struct hpo_history
 
 static void test_restart_identity(void **unused)
 {
-    struct hpo_space *space = float_space(4);
+    struct hpo_space *space = sampler_float_space(4);
     struct hpo_history h1, h2;
     struct hpo_cmaes_view v1, v2;
-    void *a = make(space, "{}"), *b = make(space, "{}");
+    void *a = sampler_make(T, space, "{}"), *b = sampler_make(T, space, "{}");
     void *blob = NULL;
     size_t len = 0;
 
@@ -257,7 +229,7 @@ static void test_restart_identity(void **unused)
     assert_int_equal(T->save(b, &blob, &len), 0);
     assert_false(T->needs_save(b));
     T->destroy(b);
-    b = make(space, "{}");
+    b = sampler_make(T, space, "{}");
     assert_int_equal(T->load(b, blob, len), 0);
     drive(b, space, &h2, 5, 30, 3);
     for (size_t i = 0; i < 60; i++) {
@@ -288,11 +260,11 @@ static void test_restart_identity(void **unused)
 /* A failed member is replaced by the next overflow ask; later finishers are not used. */
 static void test_failed_member_replaced(void **unused)
 {
-    struct hpo_space *space = float_space(2);
+    struct hpo_space *space = sampler_float_space(2);
     struct hpo_history h1, h2;
     struct hpo_trial *t[8], *u[8];
     struct hpo_cmaes_view v1, v2;
-    void *a = make(space, "{}"), *b = make(space, "{}");
+    void *a = sampler_make(T, space, "{}"), *b = sampler_make(T, space, "{}");
 
     hpo_history_init(&h1, space, "a", false);
     hpo_history_init(&h2, space, "b", false);
@@ -342,7 +314,7 @@ static void test_enqueued_member(void **unused)
     struct hpo_history h;
     struct hpo_error err = { 0 };
     struct hpo_cmaes_view v;
-    void *state = make(space, "{}");
+    void *state = sampler_make(T, space, "{}");
     double unit[3];
 
     hpo_history_init(&h, space, "enq", false);
@@ -388,10 +360,10 @@ static void test_enqueued_member(void **unused)
 /* Mostly failing trials do not stall the generation: dead members make room. */
 static void test_mostly_failing(void **unused)
 {
-    struct hpo_space *space = float_space(2);
+    struct hpo_space *space = sampler_float_space(2);
     struct hpo_history h;
     struct hpo_cmaes_view v;
-    void *state = make(space, "{}");
+    void *state = sampler_make(T, space, "{}");
 
     hpo_history_init(&h, space, "failing", false);
     /* Two of three fail: the first 12 members (2 lambda) hold only 4 completes. */
@@ -413,10 +385,11 @@ static void test_mostly_failing(void **unused)
 /* A flat objective: the function-value history range hits 0 and IPOP doubles lambda. */
 static void test_ipop(void **unused)
 {
-    struct hpo_space *space = float_space(2);
+    struct hpo_space *space = sampler_float_space(2);
     struct hpo_history h;
     struct hpo_cmaes_view v;
-    void *state = make(space, "{}"), *none = make(space, "{\"restart_strategy\": \"none\"}");
+    void *state = sampler_make(T, space, "{}");
+    void *none = sampler_make(T, space, "{\"restart_strategy\": \"none\"}");
     int asked = 0;
 
     hpo_history_init(&h, space, "flat", false);
@@ -462,7 +435,7 @@ static void test_margin(void **unused)
     for (int o = 0; o < 2; o++) {
         struct hpo_history h;
         struct hpo_cmaes_view v;
-        void *state = make(space, opts[o]);
+        void *state = sampler_make(T, space, opts[o]);
         long cats[3] = { 0 };
         bool widened = false;
 
@@ -505,25 +478,9 @@ static void test_margin(void **unused)
     hpo_space_destroy(space);
 }
 
-static void expect_error(const char *options, const char *field)
-{
-    struct hpo_space *space = float_space(2);
-    json_t *opts = json_loads(options, 0, NULL);
-    struct hpo_error err = { 0 };
-    void *state = (void *)&err;
-
-    assert_non_null(opts);
-    assert_int_equal(T->configure(opts, space, &state, &err), -EINVAL);
-    assert_int_equal(err.code, HPO_INVALID_ARGUMENT);
-    assert_string_equal(err.field, field);
-    assert_ptr_equal(state, (void *)&err);
-    json_decref(opts);
-    hpo_space_destroy(space);
-}
-
 static void test_options(void **unused)
 {
-    struct hpo_space *space = float_space(120);
+    struct hpo_space *space = sampler_float_space(120);
     struct hpo_cmaes_view v;
     json_t *desc, *schema = json_loads(T->options_schema, 0, NULL);
     void *state;
@@ -532,7 +489,7 @@ static void test_options(void **unused)
 
     assert_ptr_equal(hpo_sampler_find("cmaes"), T);
     /* describe() shows every option of the schema with its default. */
-    state = make(space, "{}");
+    state = sampler_make(T, space, "{}");
     desc = T->describe(state);
     json_object_foreach(schema, key, val) {
         json_t *d = json_object_get(desc, key);
@@ -545,24 +502,24 @@ static void test_options(void **unused)
     hpo_cmaes_inspect(state, &v);
     assert_true(v.separable);
     T->destroy(state);
-    state = make(space, "{\"separable_above\": 200}");
+    state = sampler_make(T, space, "{\"separable_above\": 200}");
     hpo_cmaes_inspect(state, &v);
     assert_false(v.separable);
     T->destroy(state);
     json_decref(schema);
     hpo_space_destroy(space);
 
-    expect_error("{\"sigma0\": 0}", "sampler.sigma0");
-    expect_error("{\"sigma0\": 2}", "sampler.sigma0");
-    expect_error("{\"popsize\": 3}", "sampler.popsize");
-    expect_error("{\"popsize\": \"8\"}", "sampler.popsize");
-    expect_error("{\"restart_strategy\": \"bipop\"}", "sampler.restart_strategy");
-    expect_error("{\"inc_popsize\": 0}", "sampler.inc_popsize");
-    expect_error("{\"separable_above\": 0}", "sampler.separable_above");
-    expect_error("{\"use_separable_cma\": 1}", "sampler.use_separable_cma");
-    expect_error("{\"with_margin\": \"yes\"}", "sampler.with_margin");
-    expect_error("{\"consider_pruned_trials\": null}", "sampler.consider_pruned_trials");
-    expect_error("{\"x0\": [0.5]}", "sampler.x0");
+    sampler_expect_error(T, "{\"sigma0\": 0}", "sampler.sigma0");
+    sampler_expect_error(T, "{\"sigma0\": 2}", "sampler.sigma0");
+    sampler_expect_error(T, "{\"popsize\": 3}", "sampler.popsize");
+    sampler_expect_error(T, "{\"popsize\": \"8\"}", "sampler.popsize");
+    sampler_expect_error(T, "{\"restart_strategy\": \"bipop\"}", "sampler.restart_strategy");
+    sampler_expect_error(T, "{\"inc_popsize\": 0}", "sampler.inc_popsize");
+    sampler_expect_error(T, "{\"separable_above\": 0}", "sampler.separable_above");
+    sampler_expect_error(T, "{\"use_separable_cma\": 1}", "sampler.use_separable_cma");
+    sampler_expect_error(T, "{\"with_margin\": \"yes\"}", "sampler.with_margin");
+    sampler_expect_error(T, "{\"consider_pruned_trials\": null}", "sampler.consider_pruned_trials");
+    sampler_expect_error(T, "{\"x0\": [0.5]}", "sampler.x0");
 }
 
 int main(void)

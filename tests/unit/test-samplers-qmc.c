@@ -20,35 +20,7 @@
 #include "sampler.h"
 #include "space.h"
 
-static struct hpo_space *float_space(size_t d)
-{
-    json_t *params = json_array();
-    struct hpo_space *space = NULL;
-    struct hpo_error err = { 0 };
-
-    for (size_t i = 0; i < d; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "x%zu", i);
-        json_array_append_new(params,
-                json_pack("{s:s, s:s, s:f, s:f}", "name", name, "type", "float", "low", 0.0,
-                        "high", 1.0));
-    }
-    assert_int_equal(hpo_space_parse(params, &space, &err), 0);
-    json_decref(params);
-    return space;
-}
-
-static void *make(const struct hpo_space *space, const char *options)
-{
-    json_t *opts = json_loads(options, 0, NULL);
-    struct hpo_error err = { 0 };
-    void *state = NULL;
-
-    assert_non_null(opts);
-    assert_int_equal(hpo_sampler_qmc.configure(opts, space, &state, &err), 0);
-    json_decref(opts);
-    return state;
-}
+#include "sampler-test.h"
 
 /*
 ** Suggest for trials first..first+count-1 (the history holding `first`
@@ -108,10 +80,10 @@ static const double scipy_sobol100[6][2] = {
 
 static void test_sobol_matches_scipy(void **unused)
 {
-    struct hpo_space *space = float_space(6), *big = float_space(100);
+    struct hpo_space *space = sampler_float_space(6), *big = sampler_float_space(100);
     struct hpo_history h;
     double pts[16 * 6], *deep = malloc(33 * 100 * sizeof(double));
-    void *state = make(space, "{\"scramble\": false}");
+    void *state = sampler_make(&hpo_sampler_qmc, space, "{\"scramble\": false}");
 
     assert_non_null(deep);
     hpo_history_init(&h, space, "s", false);
@@ -126,7 +98,7 @@ static void test_sobol_matches_scipy(void **unused)
     hpo_sampler_qmc.destroy(state);
     hpo_history_finish(&h);
 
-    state = make(big, "{\"scramble\": false}");
+    state = sampler_make(&hpo_sampler_qmc, big, "{\"scramble\": false}");
     hpo_history_init(&h, big, "s", false);
     run(state, big, &h, 1, 32, deep);
     for (size_t r = 0; r < 6; r++) {
@@ -144,12 +116,12 @@ static void test_sobol_matches_scipy(void **unused)
 /* An enqueued (waiting) trial is asked before new ones: it takes its own number's point. */
 static void test_waiting_trial_takes_its_number(void **unused)
 {
-    struct hpo_space *space = float_space(6);
+    struct hpo_space *space = sampler_float_space(6);
     struct hpo_history h;
     struct hpo_error err = { 0 };
     struct hpo_rng rng;
     double pt[6];
-    void *state = make(space, "{\"scramble\": false}");
+    void *state = sampler_make(&hpo_sampler_qmc, space, "{\"scramble\": false}");
 
     hpo_history_init(&h, space, "w", false);
     for (int i = 0; i < 5; i++) {
@@ -182,10 +154,11 @@ static double radical_inverse(uint64_t n, uint64_t b)
 static void test_halton_definition(void **unused)
 {
     static const uint64_t primes[5] = { 2, 3, 5, 7, 11 };
-    struct hpo_space *space = float_space(5);
+    struct hpo_space *space = sampler_float_space(5);
     struct hpo_history h;
     double pts[200 * 5];
-    void *state = make(space, "{\"qmc_type\": \"halton\", \"scramble\": false}");
+    void *state = sampler_make(&hpo_sampler_qmc, space,
+            "{\"qmc_type\": \"halton\", \"scramble\": false}");
 
     hpo_history_init(&h, space, "h", false);
     run(state, space, &h, 1, 200, pts);
@@ -227,10 +200,10 @@ static bool stratified(const double *pts, size_t dim, size_t j, size_t count)
 static void test_sobol_scrambled_stratified(void **unused)
 {
     enum { D = 8, N = 256 };
-    struct hpo_space *space = float_space(D);
+    struct hpo_space *space = sampler_float_space(D);
     struct hpo_history h;
     double *pts = malloc(N * D * sizeof(double));
-    void *state = make(space, "{}");
+    void *state = sampler_make(&hpo_sampler_qmc, space, "{}");
 
     assert_non_null(pts);
     hpo_history_init(&h, space, "s", false);
@@ -263,10 +236,10 @@ static void test_sobol_scrambled_stratified(void **unused)
 static void test_halton_scrambled_stratified(void **unused)
 {
     enum { D = 3, N = 125 };
-    struct hpo_space *space = float_space(D);
+    struct hpo_space *space = sampler_float_space(D);
     struct hpo_history h;
     double pts[N * D];
-    void *state = make(space, "{\"qmc_type\": \"halton\"}");
+    void *state = sampler_make(&hpo_sampler_qmc, space, "{\"qmc_type\": \"halton\"}");
 
     hpo_history_init(&h, space, "h", false);
     run(state, space, &h, 42, N, pts);
@@ -287,11 +260,12 @@ static void test_seed_and_restart(void **unused)
     static const char *const kinds[2] = { "{}", "{\"qmc_type\": \"halton\"}" };
 
     for (int kind = 0; kind < 2; kind++) {
-        struct hpo_space *space = float_space(D);
+        struct hpo_space *space = sampler_float_space(D);
         struct hpo_history h1, h2, h3;
         double a[N * D], b[N * D], c[N * D];
-        void *s1 = make(space, kinds[kind]), *s2 = make(space, kinds[kind]);
-        void *s3 = make(space, kinds[kind]);
+        void *s1 = sampler_make(&hpo_sampler_qmc, space, kinds[kind]);
+        void *s2 = sampler_make(&hpo_sampler_qmc, space, kinds[kind]);
+        void *s3 = sampler_make(&hpo_sampler_qmc, space, kinds[kind]);
         void *blob = NULL;
         size_t len = 0;
 
@@ -310,7 +284,7 @@ static void test_seed_and_restart(void **unused)
         assert_int_equal(hpo_sampler_qmc.save(s2, &blob, &len), 0);
         assert_false(hpo_sampler_qmc.needs_save(s2));
         hpo_sampler_qmc.destroy(s2);
-        s2 = make(space, kinds[kind]);
+        s2 = sampler_make(&hpo_sampler_qmc, space, kinds[kind]);
         assert_int_equal(hpo_sampler_qmc.load(s2, blob, len), 0);
         run(s2, space, &h2, 7, N / 2, b + (N / 2) * D);
         assert_false(hpo_sampler_qmc.needs_save(s2));
@@ -318,7 +292,7 @@ static void test_seed_and_restart(void **unused)
 
         /* Without the saved key a restarted sampler would draw another scramble. */
         hpo_sampler_qmc.destroy(s3);
-        s3 = make(space, kinds[kind]);
+        s3 = sampler_make(&hpo_sampler_qmc, space, kinds[kind]);
         hpo_history_finish(&h3);
         hpo_history_init(&h3, space, "c", false);
         for (size_t i = 0; i < N / 2; i++) {
@@ -343,25 +317,9 @@ static void test_seed_and_restart(void **unused)
     }
 }
 
-static void expect_error(const char *options, const char *field)
-{
-    struct hpo_space *space = float_space(2);
-    json_t *opts = json_loads(options, 0, NULL);
-    struct hpo_error err = { 0 };
-    void *state = (void *)&err;
-
-    assert_non_null(opts);
-    assert_int_equal(hpo_sampler_qmc.configure(opts, space, &state, &err), -EINVAL);
-    assert_int_equal(err.code, HPO_INVALID_ARGUMENT);
-    assert_string_equal(err.field, field);
-    assert_ptr_equal(state, (void *)&err);
-    json_decref(opts);
-    hpo_space_destroy(space);
-}
-
 static void test_options(void **unused)
 {
-    struct hpo_space *space = float_space(2);
+    struct hpo_space *space = sampler_float_space(2);
     void *state;
     json_t *desc, *schema;
 
@@ -370,16 +328,16 @@ static void test_options(void **unused)
     assert_non_null(json_object_get(schema, "qmc_type"));
     assert_non_null(json_object_get(schema, "scramble"));
     json_decref(schema);
-    state = make(space, "{}");
+    state = sampler_make(&hpo_sampler_qmc, space, "{}");
     desc = hpo_sampler_qmc.describe(state);
     assert_string_equal(json_string_value(json_object_get(desc, "qmc_type")), "sobol");
     assert_true(json_is_true(json_object_get(desc, "scramble")));
     json_decref(desc);
     hpo_sampler_qmc.destroy(state);
-    expect_error("{\"qmc_type\": \"latin\"}", "sampler.qmc_type");
-    expect_error("{\"qmc_type\": 1}", "sampler.qmc_type");
-    expect_error("{\"scramble\": \"yes\"}", "sampler.scramble");
-    expect_error("{\"skip\": 1}", "sampler.skip");
+    sampler_expect_error(&hpo_sampler_qmc, "{\"qmc_type\": \"latin\"}", "sampler.qmc_type");
+    sampler_expect_error(&hpo_sampler_qmc, "{\"qmc_type\": 1}", "sampler.qmc_type");
+    sampler_expect_error(&hpo_sampler_qmc, "{\"scramble\": \"yes\"}", "sampler.scramble");
+    sampler_expect_error(&hpo_sampler_qmc, "{\"skip\": 1}", "sampler.skip");
     hpo_space_destroy(space);
 }
 
@@ -403,7 +361,7 @@ static void test_mixed_space(void **unused)
 
     assert_int_equal(hpo_space_parse(params, &space, &err), 0);
     json_decref(params);
-    state = make(space, "{\"scramble\": false}");
+    state = sampler_make(&hpo_sampler_qmc, space, "{\"scramble\": false}");
     hpo_history_init(&h, space, "m", false);
     run(state, space, &h, 1, 4, pts);
     for (size_t i = 0; i < 4; i++) {
