@@ -34,6 +34,7 @@
 #include "api.h"
 #include "log.h"
 #include "metrics.h"
+#include "static.h"
 
 /* Short names for the routes of api-int.h. */
 #define R_NONE HPO__R_NONE
@@ -104,6 +105,8 @@ struct req {
     bool stream_end;
     char total[24]; /* X-Total-Count, "" when none */
     char *link;     /* Link, NULL when none */
+    bool is_static; /* a dashboard file (api/static.c): its headers in `st` */
+    struct hpo__static_reply st;
 };
 
 static uint64_t now_us(void)
@@ -255,6 +258,9 @@ static enum MHD_Result queue_reply(struct req *rq)
     }
     if (rq->link != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LINK, rq->link);
+    }
+    if (rq->is_static) {
+        hpo__static_headers(resp, &rq->st);
     }
     ret = MHD_queue_response(rq->conn, (unsigned)rq->status, resp);
     MHD_destroy_response(resp);
@@ -1143,6 +1149,32 @@ static enum MHD_Result append_body(struct req *rq, const char *data, size_t size
     return MHD_YES;
 }
 
+static void keep_static(void *cls)
+{
+    (void)cls; /* the embedded files are never freed */
+}
+
+/* A GET or HEAD path no route matched may be the dashboard's (api/static.c). */
+static bool answer_static(struct req *rq, const char *method)
+{
+    if ((strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) ||
+            !hpo__static_find(rq->path,
+                    MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                            MHD_HTTP_HEADER_ACCEPT_ENCODING),
+                    MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                            MHD_HTTP_HEADER_IF_NONE_MATCH),
+                    &rq->st)) {
+        return false;
+    }
+    rq->is_static = true;
+    set_reply(rq, rq->st.status, (char *)rq->st.body, rq->st.len,
+            rq->st.body != NULL ? rq->st.type : NULL);
+    if (rq->st.body != NULL) {
+        rq->out_free = keep_static;
+    }
+    return true;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
         const char *method, const char *version, const char *upload_data,
         size_t *upload_data_size, void **req_cls)
@@ -1188,6 +1220,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (rq->too_large) {
         set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
+        return queue_reply(rq);
+    }
+    if (rq->route == R_NONE && answer_static(rq, method)) {
         return queue_reply(rq);
     }
     if (rq->route == R_NONE) {

@@ -1,0 +1,301 @@
+// `/studies/{name}`: optimization history, parallel coordinates with brushing, slice
+// plots, intermediate-value curves and the trials table, all over the same filters
+// (states, param/value ranges), and updated live while workers run.
+import { getJSON } from './api.js';
+import { TrialData, loadTrials, follow } from './data.js';
+import { ParallelCoords } from './pcp.js';
+import { TrialTable } from './table.js';
+import { el, fmt, ago, COLORS, STATES, STATE_CODE, setCrumbs, setLive, trialHref, objectivesOf } from './util.js';
+
+const MAX_SLICES = 12;
+const MAX_CURVES = 100;
+
+export async function showStudy(main, name) {
+  setCrumbs({ text: 'Studies', href: '/' }, { text: name });
+  document.title = `${name} · hpod`;
+  let study;
+  try {
+    study = await getJSON(`/v1/studies/${encodeURIComponent(name)}`);
+  } catch (e) {
+    main.replaceChildren(el('h1', {}, name), el('p', { class: 'error', role: 'alert' }, e.status === 404 ? 'No such study.' : `Cannot load the study: ${e.message}`));
+    return;
+  }
+  const data = new TrialData(study);
+  const withInter = study.pruner && study.pruner.type !== 'none';
+  const view = new StudyView(main, data, withInter);
+  const t0 = performance.now();
+  await loadTrials(data, 0, withInter);
+  view.build();
+  view.timing = performance.now() - t0;
+  view.refresh(true);
+  const alive = () => document.body.contains(view.root);
+  follow(data, withInter, () => { view.header(); view.refresh(true); setLive(`live · updated ${new Date().toLocaleTimeString()}`); }, alive);
+  setLive('live');
+}
+
+class StudyView {
+  constructor(main, data, withInter) {
+    this.data = data;
+    this.withInter = withInter;
+    this.obj = 0; // the objective shown
+    this.states = new Set(STATES.map((s, i) => i));
+    this.ranges = new Map();
+    this.log = false;
+    this.root = el('div', { class: 'study' });
+    this.head = el('section', { class: 'summary', 'aria-label': 'Summary' });
+    this.root.append(el('h1', {}, data.study.name), this.head);
+    main.replaceChildren(this.root);
+    this.header();
+  }
+
+  header() {
+    const s = this.data.study;
+    const t = s.trials || {};
+    const b = s.best_trial;
+    const bestVal = b ? (typeof b.value === 'number' ? b.value : b.values ? Object.values(b.values)[0] : null) : null;
+    this.head.replaceChildren(
+      el('dl', { class: 'facts' },
+        el('dt', {}, 'Objectives'), el('dd', {}, objectivesOf(s).map((o) => `${o.name} (${o.direction})`).join(', ')),
+        el('dt', {}, 'Sampler'), el('dd', {}, s.sampler ? s.sampler.type : ''),
+        el('dt', {}, 'Pruner'), el('dd', {}, s.pruner ? s.pruner.type : 'none'),
+        el('dt', {}, 'Trials'), el('dd', { id: 'study-counts' }, STATES.map((st) => el('span', { class: `count st-${st}`, 'data-state': st }, `${st} `, el('b', {}, String(t[st] || 0)))),
+          el('span', { class: 'count', 'data-state': 'total' }, 'total ', el('b', {}, String(t.total || 0)))),
+        el('dt', {}, 'Best'), el('dd', { id: 'best-value', 'data-value': bestVal === null ? '' : String(bestVal), 'data-number': b ? String(b.number) : '' },
+          b ? [fmt(bestVal), ' (', el('a', { href: trialHref(s.name, b.number) }, `trial ${b.number}`), ')'] : 'no complete trial yet'),
+        el('dt', {}, 'Created'), el('dd', {}, s.created_at ? `${s.created_at} (${ago(Date.parse(s.created_at))})` : '')));
+  }
+
+  build() {
+    const d = this.data;
+    // History.
+    this.logBox = el('input', { type: 'checkbox', id: 'log-scale', onchange: () => { this.log = this.logBox.checked; this.makeHistory(); this.refresh(false); } });
+    this.histBox = el('div', { id: 'history', class: 'chart' });
+    this.root.append(el('section', { 'aria-labelledby': 'h-history' }, el('h2', { id: 'h-history' }, 'Optimization history'),
+      el('div', { class: 'bar' }, el('label', {}, this.logBox, ' log scale'),
+        el('span', { class: 'legend' }, el('span', { class: 'key k-complete' }, 'complete'), el('span', { class: 'key k-best' }, 'best so far'),
+          el('span', { class: 'key k-pruned' }, 'pruned (last reported value)'), el('span', { class: 'key k-failed' }, 'failed (at the bottom)'))),
+      this.histBox));
+    // Parallel coordinates.
+    const pcpBox = el('div', { class: 'chart' });
+    this.root.append(el('section', { 'aria-labelledby': 'h-pcp' }, el('h2', { id: 'h-pcp' }, 'Parallel coordinates'), pcpBox));
+    this.axes = [...d.params.map((p) => ({ key: p.name, label: p.name, col: d.cols[p.name], log: !!p.log, choices: p.type === 'categorical' ? p.choices.map(String) : null })),
+      ...d.objectives.map((o, k) => ({ key: `value:${k}`, label: d.objectives.length === 1 ? 'value' : o.name, col: d.values[k], log: false, choices: null }))];
+    this.pcp = new ParallelCoords(pcpBox, this.axes, (key, range) => {
+      if (key === null) this.ranges.clear(); else if (range) this.ranges.set(key, range); else this.ranges.delete(key);
+      this.refresh(false);
+    });
+    // Slices.
+    this.sliceBox = el('div', { class: 'slices' });
+    this.root.append(el('section', { 'aria-labelledby': 'h-slices' }, el('h2', { id: 'h-slices' }, 'Slice plots'),
+      el('p', { class: 'muted small' }, 'The objective against each param (complete trials that pass the filters).'), this.sliceBox));
+    // Intermediate values.
+    if (this.withInter) {
+      this.interBox = el('div', { class: 'chart', id: 'intermediate' });
+      this.interNote = el('p', { class: 'muted small' });
+      this.root.append(el('section', { 'aria-labelledby': 'h-inter' }, el('h2', { id: 'h-inter' }, 'Intermediate values'),
+        el('span', { class: 'legend' }, el('span', { class: 'key k-complete' }, 'complete'), el('span', { class: 'key k-pruned' }, 'pruned'), el('span', { class: 'key k-running' }, 'running')),
+        this.interNote, this.interBox));
+    }
+    // Filters and table.
+    this.root.append(this.filterForm());
+    const tableBox = el('section', { 'aria-labelledby': 'h-trials' }, el('h2', { id: 'h-trials' }, 'Trials'));
+    this.root.append(tableBox);
+    this.table = new TrialTable(tableBox, d);
+    this.table.onSort = () => this.table.update(this.mask);
+    this.makeHistory();
+    this.makeSlices();
+  }
+
+  filterForm() {
+    const d = this.data;
+    const boxes = STATES.map((st, i) => el('label', { class: 'state-filter' },
+      el('input', { type: 'checkbox', checked: true, 'data-state': st, onchange: (e) => { if (e.target.checked) this.states.add(i); else this.states.delete(i); this.refresh(false); } }), ` ${st}`));
+    const keySel = el('select', { id: 'range-key', 'aria-label': 'Column to filter' },
+      this.axes.map((a) => el('option', { value: a.key }, a.label)));
+    const lo = el('input', { id: 'range-lo', type: 'number', step: 'any', 'aria-label': 'From (inclusive)', placeholder: 'from' });
+    const hi = el('input', { id: 'range-hi', type: 'number', step: 'any', 'aria-label': 'To (inclusive)', placeholder: 'to' });
+    this.active = el('ul', { class: 'active-filters', id: 'active-filters', 'aria-label': 'Active range filters' });
+    const apply = (e) => {
+      e.preventDefault();
+      const a = lo.value === '' ? -Infinity : Number(lo.value); const b = hi.value === '' ? Infinity : Number(hi.value);
+      this.pcp.setBrush(keySel.value, [Math.min(a, b), Math.max(a, b)]);
+    };
+    const csv = el('button', { type: 'button', id: 'csv-download', onclick: () => this.download() }, 'Download CSV of the filtered trials');
+    return el('section', { 'aria-labelledby': 'h-filters', class: 'filters' }, el('h2', { id: 'h-filters' }, 'Filters'),
+      el('fieldset', {}, el('legend', {}, 'States'), boxes),
+      el('form', { class: 'range', onsubmit: apply }, el('fieldset', {}, el('legend', {}, 'Range (also set by brushing an axis)'), keySel, lo, hi,
+        el('button', { type: 'submit' }, 'Apply'),
+        el('button', { type: 'button', onclick: () => { this.pcp.brush.clear(); this.ranges.clear(); this.refresh(false); } }, 'Clear ranges'))),
+      this.active, csv);
+  }
+
+  download() {
+    const blob = new Blob([this.table.csv()], { type: 'text/csv' });
+    const a = el('a', { href: URL.createObjectURL(blob), download: `${this.data.study.name}-trials.csv` });
+    document.body.append(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  }
+
+  computeMask() {
+    const d = this.data;
+    const mask = new Uint8Array(d.n);
+    const ranges = [...this.ranges].map(([k, r]) => [d.col(k), r[0], r[1]]);
+    const st = d.state;
+    for (let i = 0; i < d.n; i++) {
+      if (!this.states.has(st[i])) continue;
+      let ok = 1;
+      for (let k = 0; k < ranges.length; k++) {
+        const v = ranges[k][0][i];
+        if (!(v >= ranges[k][1] && v <= ranges[k][2])) { ok = 0; break; }
+      }
+      mask[i] = ok;
+    }
+    return mask;
+  }
+
+  // Recompute the filter and redraw every view; `dataChanged` refits scales and orders.
+  refresh(dataChanged) {
+    const t0 = performance.now();
+    const d = this.data;
+    this.mask = this.computeMask();
+    if (dataChanged) {
+      const complete = [];
+      for (let i = 0; i < d.n; i++) if (d.state[i] === STATE_CODE.complete && Number.isFinite(d.values[this.obj][i])) complete.push(i);
+      this.complete = Int32Array.from(complete);
+      this.pcp.fit(this.complete);
+      this.sliceOrders = null;
+      this.updateLogBox();
+    }
+    this.pcp.draw(this.complete, this.mask);
+    this.setHistory();
+    this.setSlices();
+    if (this.withInter) this.setCurves();
+    this.table.update(this.mask);
+    this.active.replaceChildren(...[...this.ranges].map(([k, r]) => el('li', {}, `${this.axes.find((a) => a.key === k).label}: ${fmt(r[0])} … ${fmt(r[1])} `,
+      el('button', { type: 'button', 'aria-label': `Remove the filter on ${k}`, onclick: () => this.pcp.setBrush(k, null) }, '×'))));
+    this.root.dataset.trials = String(d.n);
+    this.root.dataset.filtered = String(this.table.rows.length);
+    this.root.dataset.version = String(d.version);
+    this.lastRefreshMs = performance.now() - t0;
+    this.root.dataset.refreshMs = this.lastRefreshMs.toFixed(1);
+  }
+
+  updateLogBox() {
+    const d = this.data; const v = d.values[this.obj];
+    let ok = true;
+    for (let i = 0; i < d.n; i++) if (v[i] <= 0) { ok = false; break; }
+    this.logBox.disabled = !ok;
+    this.logBox.title = ok ? '' : 'Some values are ≤ 0';
+    if (!ok && this.log) { this.log = false; this.logBox.checked = false; this.makeHistory(); }
+  }
+
+  width(box) { return Math.max(400, (box.clientWidth || this.root.clientWidth || 900) - 8); }
+
+  makeHistory() {
+    if (this.hist) this.hist.destroy();
+    const pts = (color, size) => ({ stroke: color, fill: color, width: 0, paths: () => null, points: { show: true, size, width: 0, stroke: color, fill: color } });
+    const root = this.root;
+    this.hist = new globalThis.uPlot({
+      width: this.width(this.histBox), height: 320,
+      scales: { x: { time: false }, y: this.log ? { distr: 3 } : {} },
+      axes: [{ label: 'trial' }, { label: this.data.objectives[this.obj].name }],
+      legend: { show: false },
+      cursor: { drag: { x: true, y: false } },
+      series: [{}, { label: 'complete', ...pts(COLORS.complete, 3) }, { label: 'best so far', stroke: COLORS.best, width: 2, spanGaps: true, points: { show: false } },
+        { label: 'pruned', ...pts(COLORS.pruned, 4) }, { label: 'failed', ...pts(COLORS.failed, 5) }],
+      hooks: { draw: [() => { if (!root.dataset.historyDrawn) { root.dataset.historyDrawn = String(performance.now()); performance.mark('history-drawn'); } }] },
+    }, [[], [], [], [], []], this.histBox);
+  }
+
+  setHistory() {
+    const d = this.data; const v = d.values[this.obj]; const m = this.mask;
+    const max = this.data.objectives[this.obj].direction === 'maximize';
+    const n = d.n;
+    const x = new Array(n); const comp = new Array(n); const best = new Array(n); const pr = new Array(n); const fl = new Array(n);
+    let b = null; let lo = Infinity;
+    for (let i = 0; i < n; i++) { const y = v[i]; if (Number.isFinite(y) && y < lo && (!this.log || y > 0)) lo = y; }
+    for (let i = 0; i < n; i++) {
+      x[i] = i;
+      const s = d.state[i]; const y = v[i];
+      if (s === 2 && Number.isFinite(y)) b = b === null ? y : (max ? Math.max(b, y) : Math.min(b, y));
+      best[i] = b;
+      comp[i] = s === 2 && m[i] && Number.isFinite(y) ? y : null;
+      pr[i] = s === 3 && m[i] && Number.isFinite(y) ? y : null;
+      fl[i] = s === 4 && m[i] && Number.isFinite(lo) ? lo : null;
+    }
+    this.hist.setData([x, comp, best, pr, fl]);
+  }
+
+  makeSlices() {
+    const d = this.data;
+    this.slices = [];
+    const params = d.params.slice(0, MAX_SLICES);
+    for (const p of params) {
+      const box = el('figure', { class: 'slice' });
+      this.sliceBox.append(box);
+      const cat = p.type === 'categorical';
+      const u = new globalThis.uPlot({
+        width: 300, height: 220,
+        scales: { x: { time: false, ...(p.log ? { distr: 3 } : {}), ...(cat ? { range: [-0.5, p.choices.length - 0.5] } : {}) } },
+        axes: [{ label: p.name, ...(cat ? { values: (u2, vals) => vals.map((v) => (Number.isInteger(v) && p.choices[v] !== undefined ? String(p.choices[v]) : '')) } : {}) }, { label: d.objectives[this.obj].name, size: 60 }],
+        legend: { show: false }, cursor: { show: false },
+        series: [{}, { stroke: COLORS.complete, fill: COLORS.complete, paths: () => null, points: { show: true, size: 3, width: 0, fill: 'rgba(31,95,191,0.35)', stroke: 'rgba(31,95,191,0.35)' } }],
+      }, [[], []], box);
+      this.slices.push({ p, u });
+    }
+    if (d.params.length > MAX_SLICES) this.sliceBox.append(el('p', { class: 'muted small' }, `The first ${MAX_SLICES} params are shown.`));
+  }
+
+  setSlices() {
+    const d = this.data; const v = d.values[this.obj]; const m = this.mask;
+    if (!this.sliceOrders) {
+      this.sliceOrders = this.slices.map(({ p }) => {
+        const c = d.cols[p.name];
+        const idx = Array.from(this.complete).filter((i) => Number.isFinite(c[i]));
+        idx.sort((a, b) => c[a] - c[b]);
+        return Int32Array.from(idx);
+      });
+    }
+    this.slices.forEach(({ p, u }, k) => {
+      const c = d.cols[p.name]; const order = this.sliceOrders[k];
+      const xs = []; const ys = [];
+      for (let j = 0; j < order.length; j++) { const i = order[j]; if (m[i]) { xs.push(c[i]); ys.push(v[i]); } }
+      u.setData([xs, ys]);
+    });
+  }
+
+  setCurves() {
+    const d = this.data; const m = this.mask;
+    const ids = [];
+    for (const [num] of d.intermediate) if (m[num]) ids.push(num);
+    ids.sort((a, b) => a - b);
+    const pick = [];
+    const stride = Math.max(1, ids.length / MAX_CURVES);
+    for (let f = 0; f < ids.length; f += stride) pick.push(ids[Math.floor(f)]);
+    const stepSet = new Set();
+    for (const num of pick) for (const s of d.intermediate.get(num).steps) stepSet.add(s);
+    const steps = [...stepSet].sort((a, b) => a - b);
+    const pos = new Map(steps.map((s, i) => [s, i]));
+    const series = [{}]; const cols = [steps];
+    for (const num of pick) {
+      const iv = d.intermediate.get(num);
+      const ys = new Array(steps.length).fill(null);
+      iv.steps.forEach((s, j) => { ys[pos.get(s)] = iv.values[j]; });
+      const st = d.state[num];
+      const color = st === 3 ? COLORS.pruned : st === 2 ? 'rgba(31,95,191,0.6)' : COLORS.running;
+      series.push({ label: `trial ${num}`, stroke: color, width: 1, spanGaps: true, points: { show: false } });
+      cols.push(ys);
+    }
+    const sig = pick.join(',') + '/' + steps.length + '/' + d.version;
+    if (sig === this.curveSig) return;
+    this.curveSig = sig;
+    if (this.inter) this.inter.destroy();
+    this.interNote.textContent = `${ids.length.toLocaleString()} trials with intermediate values pass the filters` + (ids.length > pick.length ? `; ${pick.length} of them (evenly spaced) are drawn.` : '.');
+    this.inter = new globalThis.uPlot({
+      width: this.width(this.interBox), height: 280,
+      scales: { x: { time: false } }, axes: [{ label: 'step' }, { label: 'intermediate value' }],
+      legend: { show: false }, series,
+    }, cols, this.interBox);
+  }
+}
