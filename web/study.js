@@ -42,6 +42,7 @@ class StudyView {
     this.ranges = new Map();
     this.log = false;
     this.root = el('div', { class: 'study' });
+    this.root.__view = this; // for the browser test
     this.head = el('section', { class: 'summary', 'aria-label': 'Summary' });
     this.root.append(el('h1', {}, data.study.name), this.head);
     main.replaceChildren(this.root);
@@ -172,7 +173,7 @@ class StudyView {
     this.setSlices();
     if (this.withInter) this.setCurves();
     this.table.update(this.mask);
-    this.active.replaceChildren(...[...this.ranges].map(([k, r]) => el('li', {}, `${this.axes.find((a) => a.key === k).label}: ${fmt(r[0])} … ${fmt(r[1])} `,
+    this.active.replaceChildren(...[...this.ranges].map(([k, r]) => el('li', { 'data-key': k, 'data-lo': String(r[0]), 'data-hi': String(r[1]) }, `${this.axes.find((a) => a.key === k).label}: ${fmt(r[0])} … ${fmt(r[1])} `,
       el('button', { type: 'button', 'aria-label': `Remove the filter on ${k}`, onclick: () => this.pcp.setBrush(k, null) }, '×'))));
     this.root.dataset.trials = String(d.n);
     this.root.dataset.filtered = String(this.table.rows.length);
