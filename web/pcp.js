@@ -3,7 +3,7 @@
 // At most MAX_LINES lines are drawn (an evenly spaced sample); brushing filters all rows.
 import { el, fmt } from './util.js';
 
-const MAX_LINES = 20000;
+const MAX_LINES = 10000;
 const PAD_TOP = 34; const PAD_BOTTOM = 26; const PAD_X = 60;
 
 export class ParallelCoords {
@@ -65,38 +65,60 @@ export class ParallelCoords {
     return v;
   }
 
+  // Stroke the polylines of the sampled rows that `pick(row)` accepts, as one path.
+  lines(ctx, rows, pick) {
+    const stride = Math.max(1, rows.length / MAX_LINES);
+    const n = this.axes.length;
+    const xs = this.axes.map((a, i) => this.axisX(i));
+    ctx.beginPath();
+    for (let f = 0; f < rows.length; f += stride) {
+      const r = rows[Math.floor(f)];
+      if (!pick(r)) continue;
+      let started = false;
+      for (let i = 0; i < n; i++) {
+        const a = this.axes[i];
+        const v = a.col[r];
+        if (!Number.isFinite(v) || (a.log && v <= 0)) { started = false; continue; }
+        const y = this.y(a, v);
+        if (started) ctx.lineTo(xs[i], y); else ctx.moveTo(xs[i], y);
+        started = true;
+      }
+    }
+    ctx.stroke();
+  }
+
   // rows: complete trial numbers; mask[number] = 1 when the trial passes every filter.
+  // Every sampled line is drawn grey once per data change (kept in an offscreen canvas);
+  // a filter change draws that image and the selected lines over it.
   draw(rows, mask) {
+    if (this.bgFor !== rows) {
+      this.bg = document.createElement('canvas');
+      this.bg.width = this.canvas.width; this.bg.height = this.canvas.height;
+      const b = this.bg.getContext('2d');
+      b.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+      b.lineWidth = 1;
+      b.strokeStyle = 'rgba(128,128,128,0.10)';
+      this.lines(b, rows, () => true);
+      this.bgFor = rows;
+    }
     this.rows = rows; this.mask = mask;
     const ctx = this.canvas.getContext('2d');
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.drawImage(this.bg, 0, 0);
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    ctx.clearRect(0, 0, this.w, this.h);
-    const stride = Math.max(1, rows.length / MAX_LINES);
-    const lines = (selected) => {
-      ctx.beginPath();
-      for (let f = 0; f < rows.length; f += stride) {
-        const r = rows[Math.floor(f)];
-        if ((mask[r] === 1) !== selected) continue;
-        let started = false;
-        for (let i = 0; i < this.axes.length; i++) {
-          const a = this.axes[i];
-          const v = a.col[r];
-          if (!Number.isFinite(v) || (a.log && v <= 0)) { started = false; continue; }
-          const x = this.axisX(i); const y = this.y(a, v);
-          if (started) ctx.lineTo(x, y); else ctx.moveTo(x, y);
-          started = true;
-        }
-      }
-      ctx.stroke();
-    };
-    ctx.lineWidth = 1;
-    ctx.strokeStyle = 'rgba(128,128,128,0.12)';
-    lines(false);
     let nsel = 0;
     for (let k = 0; k < rows.length; k++) nsel += mask[rows[k]];
-    const alpha = Math.min(0.8, Math.max(0.04, 60 / Math.sqrt(Math.min(nsel, MAX_LINES) + 1) / 10));
-    ctx.strokeStyle = `rgba(31,95,191,${alpha.toFixed(3)})`;
-    lines(true);
+    if (nsel < rows.length) {
+      const alpha = Math.min(0.8, Math.max(0.04, 6 / Math.sqrt(Math.min(nsel, MAX_LINES) + 1)));
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = `rgba(31,95,191,${alpha.toFixed(3)})`;
+      this.lines(ctx, rows, (r) => mask[r] === 1);
+    } else {
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = `rgba(31,95,191,${Math.min(0.8, Math.max(0.04, 6 / Math.sqrt(Math.min(nsel, MAX_LINES) + 1))).toFixed(3)})`;
+      this.lines(ctx, rows, () => true);
+    }
     // Axes, labels, brushes.
     ctx.fillStyle = '#111'; ctx.strokeStyle = '#333'; ctx.font = '12px system-ui, sans-serif'; ctx.textAlign = 'center';
     this.axes.forEach((a, i) => {
@@ -108,7 +130,9 @@ export class ParallelCoords {
       ctx.fillText(String(top), x, PAD_TOP - 4); ctx.fillText(String(bot), x, this.h - PAD_BOTTOM + 14);
       const b = this.brush.get(a.key);
       if (b) {
-        const y0 = this.y(a, b[1]); const y1 = this.y(a, b[0]);
+        const clampY = (y) => Math.min(this.h - PAD_BOTTOM, Math.max(PAD_TOP, y));
+        const y0 = clampY(this.y(a, Math.min(b[1], a.log ? 10 ** a.hi : a.hi)));
+        const y1 = clampY(this.y(a, Math.max(b[0], a.log ? 10 ** a.lo : a.lo)));
         ctx.fillStyle = 'rgba(10,125,50,0.25)'; ctx.fillRect(x - 8, y0, 16, y1 - y0);
         ctx.strokeStyle = '#0a7d32'; ctx.strokeRect(x - 8, y0, 16, y1 - y0);
         ctx.fillStyle = '#111'; ctx.strokeStyle = '#333';

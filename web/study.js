@@ -69,7 +69,7 @@ class StudyView {
   build() {
     const d = this.data;
     // History.
-    this.logBox = el('input', { type: 'checkbox', id: 'log-scale', onchange: () => { this.log = this.logBox.checked; this.makeHistory(); this.refresh(false); } });
+    this.logBox = el('input', { type: 'checkbox', id: 'log-scale', onchange: () => { this.log = this.logBox.checked; this.makeHistory(); this.setHistory(true); } });
     this.histBox = el('div', { id: 'history', class: 'chart' });
     this.root.append(el('section', { 'aria-labelledby': 'h-history' }, el('h2', { id: 'h-history' }, 'Optimization history'),
       el('div', { class: 'bar' }, el('label', {}, this.logBox, ' log scale'),
@@ -165,12 +165,12 @@ class StudyView {
       for (let i = 0; i < d.n; i++) if (d.state[i] === STATE_CODE.complete && Number.isFinite(d.values[this.obj][i])) complete.push(i);
       this.complete = Int32Array.from(complete);
       this.pcp.fit(this.complete);
-      this.sliceOrders = null;
+      this.fitValues();
       this.updateLogBox();
     }
     this.pcp.draw(this.complete, this.mask);
-    this.setHistory();
-    this.setSlices();
+    this.setHistory(dataChanged);
+    this.setSlices(dataChanged);
     if (this.withInter) this.setCurves();
     this.table.update(this.mask);
     this.active.replaceChildren(...[...this.ranges].map(([k, r]) => el('li', { 'data-key': k, 'data-lo': String(r[0]), 'data-hi': String(r[1]) }, `${this.axes.find((a) => a.key === k).label}: ${fmt(r[0])} … ${fmt(r[1])} `,
@@ -193,77 +193,126 @@ class StudyView {
 
   width(box) { return Math.max(400, (box.clientWidth || this.root.clientWidth || 900) - 8); }
 
-  makeHistory() {
-    if (this.hist) this.hist.destroy();
-    const pts = (color, size) => ({ stroke: color, fill: color, width: 0, paths: () => null, points: { show: true, size, width: 0, stroke: color, fill: color } });
-    const root = this.root;
-    this.hist = new globalThis.uPlot({
-      width: this.width(this.histBox), height: 320,
-      scales: { x: { time: false }, y: this.log ? { distr: 3 } : {} },
-      axes: [{ label: 'trial' }, { label: this.data.objectives[this.obj].name }],
-      legend: { show: false },
-      cursor: { drag: { x: true, y: false } },
-      series: [{}, { label: 'complete', ...pts(COLORS.complete, 3) }, { label: 'best so far', stroke: COLORS.best, width: 2, spanGaps: true, points: { show: false } },
-        { label: 'pruned', ...pts(COLORS.pruned, 4) }, { label: 'failed', ...pts(COLORS.failed, 5) }],
-      hooks: { draw: [() => { if (!root.dataset.historyDrawn) { root.dataset.historyDrawn = String(performance.now()); performance.mark('history-drawn'); } }] },
-    }, [[], [], [], [], []], this.histBox);
+  // A uPlot paths builder that draws one small square per accepted point (one Path2D,
+  // one fill; points landing on an already drawn pixel are skipped): uPlot's own points
+  // are circles, far slower at 100,000. `accept(i)` picks the rows; `yConst` overrides y.
+  scatter(accept, size, yConst) {
+    return (u, si) => {
+      const xs = u.data[0]; const ys = u.data[si];
+      const { left, top, width, height } = u.bbox;
+      const w = Math.ceil(width) + 1; const h = Math.ceil(height) + 1;
+      const seen = new Uint8Array(w * h);
+      const p = new Path2D();
+      const half = size / 2;
+      const n = Math.min(xs.length, ys.length);
+      const yc = yConst === undefined ? null : u.valToPos(yConst(), 'y', true);
+      for (let i = 0; i < n; i++) {
+        if (!accept(i)) continue;
+        const x = xs[i]; const y = ys[i];
+        if (!Number.isFinite(x) || (yc === null && !Number.isFinite(y))) continue;
+        const cx = u.valToPos(x, 'x', true); const cy = yc === null ? u.valToPos(y, 'y', true) : yc;
+        const px = Math.round(cx - left); const py = Math.round(cy - top);
+        if (px < 0 || py < 0 || px >= w || py >= h) continue;
+        const k = py * w + px;
+        if (seen[k]) continue;
+        seen[k] = 1;
+        p.rect(cx - half, cy - half, size, size);
+      }
+      return { stroke: null, fill: p, clip: null, band: null, gaps: null, flags: 0 };
+    };
   }
 
-  setHistory() {
-    const d = this.data; const v = d.values[this.obj]; const m = this.mask;
-    const max = this.data.objectives[this.obj].direction === 'maximize';
-    const n = d.n;
-    const x = new Array(n); const comp = new Array(n); const best = new Array(n); const pr = new Array(n); const fl = new Array(n);
-    let b = null; let lo = Infinity;
-    for (let i = 0; i < n; i++) { const y = v[i]; if (Number.isFinite(y) && y < lo && (!this.log || y > 0)) lo = y; }
-    for (let i = 0; i < n; i++) {
-      x[i] = i;
-      const s = d.state[i]; const y = v[i];
-      if (s === 2 && Number.isFinite(y)) b = b === null ? y : (max ? Math.max(b, y) : Math.min(b, y));
-      best[i] = b;
-      comp[i] = s === 2 && m[i] && Number.isFinite(y) ? y : null;
-      pr[i] = s === 3 && m[i] && Number.isFinite(y) ? y : null;
-      fl[i] = s === 4 && m[i] && Number.isFinite(lo) ? lo : null;
+  // The objective's range over complete and pruned trials (log: positive values only).
+  fitValues() {
+    const d = this.data; const v = d.values[this.obj];
+    let lo = Infinity; let hi = -Infinity; let pos = Infinity;
+    for (let i = 0; i < d.n; i++) {
+      const y = v[i];
+      if (!Number.isFinite(y)) continue;
+      if (y < lo) lo = y; if (y > hi) hi = y; if (y > 0 && y < pos) pos = y;
     }
-    this.hist.setData([x, comp, best, pr, fl]);
+    if (!Number.isFinite(lo)) { lo = 0; hi = 1; pos = 1; }
+    if (lo === hi) { lo -= 1; hi += 1; }
+    const pad = (hi - lo) * 0.03;
+    this.yLin = [lo - pad, hi + pad];
+    this.yLog = [pos / 1.2, Math.max(hi, pos) * 1.2];
+    this.yBottom = lo;
+  }
+
+  yRange() { return this.log ? this.yLog : this.yLin; }
+
+  makeHistory() {
+    if (this.hist) this.hist.destroy();
+    const root = this.root;
+    const d = this.data;
+    const st = (code) => (i) => this.mask[i] === 1 && d.state[i] === code;
+    const dot = (color) => ({ stroke: color, fill: color, width: 0, points: { show: false } });
+    this.hist = new globalThis.uPlot({
+      width: this.width(this.histBox), height: 320,
+      scales: { x: { time: false }, y: this.log ? { distr: 3, range: () => this.yRange() } : { range: () => this.yRange() } },
+      axes: [{ label: 'trial' }, { label: d.objectives[this.obj].name }],
+      legend: { show: false },
+      cursor: { drag: { x: true, y: false }, points: { show: false } },
+      series: [{},
+        { label: 'complete', ...dot(COLORS.complete), paths: this.scatter(st(2), 3) },
+        { label: 'best so far', stroke: COLORS.best, width: 2, spanGaps: true, points: { show: false } },
+        { label: 'pruned', ...dot(COLORS.pruned), paths: this.scatter(st(3), 4) },
+        { label: 'failed', ...dot(COLORS.failed), paths: this.scatter(st(4), 5, () => (this.log ? this.yLog[0] * 1.1 : this.yBottom)) }],
+      hooks: { draw: [(u) => { if (!root.dataset.historyDrawn && u.data[0].length > 0) { root.dataset.historyDrawn = String(performance.now()); performance.mark('history-drawn'); } }] },
+    }, [[], [], [], [], []], this.histBox);
+    this.histData = null;
+  }
+
+  // The history's columns change with the data only; a filter change just redraws.
+  setHistory(dataChanged) {
+    const d = this.data; const v = d.values[this.obj];
+    if (dataChanged || !this.histData) {
+      const n = d.n;
+      const max = d.objectives[this.obj].direction === 'maximize';
+      const x = new Float64Array(n); const best = new Array(n);
+      let b = null;
+      for (let i = 0; i < n; i++) {
+        x[i] = i;
+        const y = v[i];
+        if (d.state[i] === 2 && Number.isFinite(y)) b = b === null ? y : (max ? Math.max(b, y) : Math.min(b, y));
+        best[i] = b;
+      }
+      const vs = v.subarray(0, n);
+      this.histData = [x, vs, best, vs, vs];
+      this.hist.setData(this.histData);
+    } else {
+      this.hist.redraw(true, false);
+    }
   }
 
   makeSlices() {
     const d = this.data;
     this.slices = [];
     const params = d.params.slice(0, MAX_SLICES);
+    const accept = (i) => this.mask[i] === 1 && d.state[i] === 2;
     for (const p of params) {
       const box = el('figure', { class: 'slice' });
       this.sliceBox.append(box);
       const cat = p.type === 'categorical';
+      const xr = cat ? [-0.5, p.choices.length - 0.5] : p.type === 'int' && !p.log ? [p.low - 0.5, p.high + 0.5] : p.log ? [p.low, p.high] : [p.low - (p.high - p.low) * 0.02, p.high + (p.high - p.low) * 0.02];
       const u = new globalThis.uPlot({
         width: 300, height: 220,
-        scales: { x: { time: false, ...(p.log ? { distr: 3 } : {}), ...(cat ? { range: [-0.5, p.choices.length - 0.5] } : {}) } },
+        scales: { x: { time: false, ...(p.log ? { distr: 3 } : {}), range: () => xr }, y: { range: () => this.yLin } },
         axes: [{ label: p.name, ...(cat ? { values: (u2, vals) => vals.map((v) => (Number.isInteger(v) && p.choices[v] !== undefined ? String(p.choices[v]) : '')) } : {}) }, { label: d.objectives[this.obj].name, size: 60 }],
         legend: { show: false }, cursor: { show: false },
-        series: [{}, { stroke: COLORS.complete, fill: COLORS.complete, paths: () => null, points: { show: true, size: 3, width: 0, fill: 'rgba(31,95,191,0.35)', stroke: 'rgba(31,95,191,0.35)' } }],
+        series: [{}, { stroke: COLORS.complete, fill: 'rgba(31,95,191,0.45)', width: 0, points: { show: false }, paths: this.scatter(accept, 2) }],
       }, [[], []], box);
       this.slices.push({ p, u });
     }
     if (d.params.length > MAX_SLICES) this.sliceBox.append(el('p', { class: 'muted small' }, `The first ${MAX_SLICES} params are shown.`));
   }
 
-  setSlices() {
-    const d = this.data; const v = d.values[this.obj]; const m = this.mask;
-    if (!this.sliceOrders) {
-      this.sliceOrders = this.slices.map(({ p }) => {
-        const c = d.cols[p.name];
-        const idx = Array.from(this.complete).filter((i) => Number.isFinite(c[i]));
-        idx.sort((a, b) => c[a] - c[b]);
-        return Int32Array.from(idx);
-      });
+  setSlices(dataChanged) {
+    const d = this.data; const v = d.values[this.obj];
+    for (const { p, u } of this.slices) {
+      if (dataChanged || u.data[0].length !== d.n) u.setData([d.cols[p.name].subarray(0, d.n), v.subarray(0, d.n)]);
+      else u.redraw(true, false);
     }
-    this.slices.forEach(({ p, u }, k) => {
-      const c = d.cols[p.name]; const order = this.sliceOrders[k];
-      const xs = []; const ys = [];
-      for (let j = 0; j < order.length; j++) { const i = order[j]; if (m[i]) { xs.push(c[i]); ys.push(v[i]); } }
-      u.setData([xs, ys]);
-    });
   }
 
   setCurves() {
