@@ -11,6 +11,9 @@ function grow(a, cap, fill) {
   return b;
 }
 
+export const CURVE_TRIALS = 300;
+export const CURVE_POINTS = 50;
+
 export class TrialData {
   constructor(study) {
     this.study = study;
@@ -171,7 +174,17 @@ export function follow(data, withIntermediate, onChange, isAlive) {
       if (now !== last) {
         last = now;
         data.study = Object.assign(data.study, { trials: s.trials, best_trial: s.best_trial });
-        const seen = await loadTrials(data, data.firstOpen(), withIntermediate);
+        let seen;
+        if (data.columnar) {
+          seen = await loadColumns(data, data.cursor);
+          // Curves: at most every 15 s (a tell should cost a few hundred bytes).
+          if (withIntermediate && Date.now() - (data.curvesAt || 0) > 15000) {
+            data.curvesAt = Date.now();
+            await loadCurves(data, CURVE_TRIALS, CURVE_POINTS);
+          }
+        } else {
+          seen = await loadTrials(data, data.firstOpen(), withIntermediate);
+        }
         onChange(seen);
       }
     } catch (e) {
@@ -181,4 +194,65 @@ export function follow(data, withIntermediate, onChange, isAlive) {
     }
   }, 1000);
   return () => clearInterval(timer);
+}
+
+// The binary columns endpoint (docs/API.md "Dashboard endpoints"): trials `from` on.
+// Answers {numbers seen, cursor} or null when this hpod has no such endpoint (404).
+export async function loadColumns(data, from) {
+  const s = encodeURIComponent(data.study.name);
+  let r;
+  try {
+    r = await request(`/v1/studies/${s}/columns?from=${from}`);
+  } catch (e) {
+    if (e.status === 404 && e.code === 'not_found' && /route/.test(e.message)) return null;
+    throw e;
+  }
+  const buf = await r.arrayBuffer();
+  data.bytes = (data.bytes || 0) + buf.byteLength;
+  const dv = new DataView(buf);
+  const magic = String.fromCharCode(dv.getUint8(0), dv.getUint8(1), dv.getUint8(2), dv.getUint8(3));
+  if (magic !== 'HPOC') throw new Error('columns: not an hpod columns reply');
+  const hlen = dv.getUint32(4, true);
+  const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 8, hlen)));
+  const k = head.count;
+  let off = 8 + hlen;
+  const state = new Uint8Array(buf, off, k);
+  off += (k + 7) & ~7;
+  const cols = {};
+  for (const [name, type] of head.columns) {
+    if (name === 'state') continue;
+    if (type !== 'f64') throw new Error(`columns: unknown type ${type}`);
+    cols[name] = new Float64Array(buf, off, k);
+    off += 8 * k;
+  }
+  data.reserve(head.from + k);
+  if (head.from + k > data.n) data.n = head.from + k;
+  data.state.set(state, head.from);
+  data.values[0].set(cols.value, head.from);
+  for (const p of data.params) if (cols[p.name]) data.cols[p.name].set(cols[p.name], head.from);
+  data.duration.set(cols.duration, head.from);
+  data.cursor = head.cursor;
+  if (k > 0) data.version++;
+  const seen = [];
+  for (let i = 0; i < k; i++) seen.push(head.from + i);
+  return seen;
+}
+
+// Intermediate values, downsampled by hpod: up to `trials` curves of `points` points.
+export async function loadCurves(data, trials, points) {
+  const s = encodeURIComponent(data.study.name);
+  let r;
+  try {
+    r = await request(`/v1/studies/${s}/curves?trials=${trials}&points=${points}`);
+  } catch (e) {
+    if (e.status === 404 && /route/.test(e.message)) return false;
+    throw e;
+  }
+  const text = await r.text();
+  data.bytes = (data.bytes || 0) + text.length;
+  const body = JSON.parse(text);
+  data.intermediate = new Map(body.trials.map((t) => [t.number, { steps: t.steps, values: t.values }]));
+  data.withReports = body.with_reports;
+  data.version++;
+  return true;
 }

@@ -2,12 +2,14 @@
 // plots, intermediate-value curves and the trials table, all over the same filters
 // (states, param/value ranges), and updated live while workers run.
 import { getJSON } from './api.js';
-import { TrialData, loadTrials, follow } from './data.js';
+import { TrialData, loadTrials, loadColumns, loadCurves, follow, CURVE_TRIALS, CURVE_POINTS } from './data.js';
 import { ParallelCoords } from './pcp.js';
 import { TrialTable } from './table.js';
 import { el, fmt, ago, COLORS, STATES, STATE_CODE, setCrumbs, setLive, trialHref, objectivesOf } from './util.js';
 
 const MAX_SLICES = 12;
+// This hpod serves /v1/studies/{s}/columns and /curves (docs/API.md "Dashboard endpoints").
+const HAS_COLUMNS = false;
 const MAX_CURVES = 100;
 
 export async function showStudy(main, name) {
@@ -24,7 +26,10 @@ export async function showStudy(main, name) {
   const withInter = study.pruner && study.pruner.type !== 'none';
   const view = new StudyView(main, data, withInter);
   const t0 = performance.now();
-  await loadTrials(data, 0, withInter);
+  // hpod's binary columns when it has them, else the CSV export.
+  data.columnar = HAS_COLUMNS && (await loadColumns(data, 0)) !== null;
+  if (!data.columnar) await loadTrials(data, 0, withInter);
+  else if (withInter) { data.curvesAt = Date.now(); await loadCurves(data, CURVE_TRIALS, CURVE_POINTS); }
   view.build();
   view.timing = performance.now() - t0;
   view.refresh(true);
@@ -341,7 +346,7 @@ class StudyView {
     if (sig === this.curveSig) return;
     this.curveSig = sig;
     if (this.inter) this.inter.destroy();
-    this.interNote.textContent = `${ids.length.toLocaleString()} trials with intermediate values pass the filters` + (ids.length > pick.length ? `; ${pick.length} of them (evenly spaced) are drawn.` : '.');
+    this.interNote.textContent = `${ids.length.toLocaleString()} trials with intermediate values${d.withReports ? ` (of ${d.withReports.toLocaleString()}; hpod sent ${d.intermediate.size.toLocaleString()}, evenly spaced, each cut to ${CURVE_POINTS} points)` : ''} pass the filters` + (ids.length > pick.length ? `; ${pick.length} of them (evenly spaced) are drawn.` : '.');
     this.inter = new globalThis.uPlot({
       width: this.width(this.interBox), height: 280,
       scales: { x: { time: false } }, axes: [{ label: 'step' }, { label: 'intermediate value' }],
