@@ -16,6 +16,10 @@ HPOD_DASH_TRIALS sets the big study's size, default 20000: see docs/DASHBOARD.md
 - live_tell: an ask and a tell made while the page is open appear (counts, new best)
   within seconds, without a reload.
 - trial_page: a trial with reports shows its params, intermediate values and worker.
+- columns_endpoint, curves_endpoint (when this hpod has them): the binary columns equal
+  the API's trials (states, values, params in values form, durations), the cursor stops at
+  a running trial and moves past it once told; curves are evenly spaced and cut to the
+  asked number of points; bad queries are invalid_argument.
 - tokens: with --tokens the page asks for a token, then shows the studies (skipped when
   this hpod has no --tokens).
 Every page is checked for console errors; screenshots go to SCREENSHOT_DIR.
@@ -25,6 +29,7 @@ Prints TAP.
 import csv
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -105,10 +110,102 @@ def static_files(d):
     check(nm.status == 304 and nm.body == b"", nm.describe())
     h = raw_request(d.port, "HEAD", asset, {}, b"")
     check(h.status == 200 and h.body == b"" and h.header("ETag") == plain.header("ETag"), h.describe())
-    for method, path in (("GET", "/assets/000000000000/app.js"), ("POST", "/"), ("GET", "/v1/nothing"),
+    # The page's paths answer GET and HEAD only (405 once they are rows of the route table).
+    e = raw_request(d.port, "POST", "/", {"Content-Type": "application/json"}, b"{}")
+    check((e.status, e.json["error"]["code"]) in ((404, "not_found"), (405, "method_not_allowed")), e.describe())
+    check(e.status == 404 or e.header("Allow") == "GET, HEAD", e.describe())
+    for method, path in (("GET", "/assets/000000000000/app.js"), ("GET", "/v1/nothing"),
                          ("GET", "/assets/" + asset.split("/")[2] + "/index.html")):
         e = raw_request(d.port, method, path, {"Content-Type": "application/json"}, b"{}" if method == "POST" else b"")
         check(e.status == 404 and e.json["error"]["code"] == "not_found", "%s %s: %s" % (method, path, e.describe()))
+
+
+def columns(d, frm):
+    """GET .../columns?from=frm decoded: (header, {column: list})."""
+    import struct
+    r = d.get("/v1/studies/%s/columns?from=%d" % (STUDY, frm))
+    if r.status == 404 and "route" in r.json["error"]["message"]:
+        raise Skip("this hpod has no columns endpoint")
+    r.expect(200, "columns")
+    check(r.header("Content-Type") == "application/octet-stream", r.header("Content-Type"))
+    b = r.body
+    check(b[:4] == b"HPOC", "magic")
+    hlen = struct.unpack("<I", b[4:8])[0]
+    head = json.loads(b[8:8 + hlen])
+    off = 8 + hlen
+    check(off % 8 == 0, "columns start aligned")
+    k = head["count"]
+    out = {"state": list(b[off:off + k])}
+    off += (k + 7) // 8 * 8
+    for name, typ in head["columns"][1:]:
+        check(typ == "f64", typ)
+        out[name] = list(struct.unpack("<%dd" % k, b[off:off + 8 * k]))
+        off += 8 * k
+    check(off == len(b), "size %d, columns end at %d" % (len(b), off))
+    return head, out
+
+
+@tap.test
+def columns_endpoint(d):
+    import math
+    total = d.get("/v1/studies/" + STUDY).expect(200)["trials"]["total"]
+    frm = max(0, total - 700)
+    head, cols = columns(d, frm)
+    check((head["from"], head["count"], head["total"], head["cursor"]) == (frm, total - frm, total, total),
+          "header %r" % head)
+    check(head["params"] == [p["name"] for p in dashfill.PARAMS], head["params"])
+    want = d.get("/v1/studies/%s/trials?offset=%d&limit=1000" % (STUDY, frm)).expect(200)["trials"]
+    states = ["waiting", "running", "complete", "pruned", "failed"]
+    choices = dashfill.PARAMS[4]["choices"]
+    for i, t in enumerate(want):
+        check(states[cols["state"][i]] == t["state"], "trial %d state" % t["number"])
+        v = cols["value"][i]
+        check((t["value"] is None and math.isnan(v)) or v == t["value"], "trial %d value %r %r" % (t["number"], v, t["value"]))
+        for p in dashfill.PARAMS:
+            got = cols[p["name"]][i]
+            exp = t["params"][p["name"]]
+            if p["type"] == "categorical":
+                exp = choices.index(exp)
+            check(got == exp, "trial %d %s: %r vs %r" % (t["number"], p["name"], got, exp))
+        dur = cols["duration"][i]
+        check(math.isnan(dur) == (t["started_at"] is None or t["completed_at"] is None), "duration %d" % t["number"])
+    # A running trial holds the cursor back to it; past the end there is nothing.
+    t = d.post("/v1/studies/%s/ask" % STUDY, {"worker": "cols"}).expect(201)
+    head, cols = columns(d, total)
+    check((head["count"], head["cursor"], cols["state"]) == (1, t["number"], [1]), "running: %r" % head)
+    d.post("/v1/studies/%s/trials/%d/tell" % (STUDY, t["number"]), {"value": 3.5}).expect(200)
+    head, cols = columns(d, head["cursor"])
+    check((head["count"], head["cursor"], cols["state"], cols["value"]) == (1, total + 1, [2], [3.5]), "told: %r" % head)
+    head, _ = columns(d, 10 ** 12)
+    check((head["from"], head["count"]) == (total + 1, 0), "beyond the end: %r" % head)
+    for q, field in (("from=-1", "from"), ("from=x", "from"), ("limit=3", "limit")):
+        d.get("/v1/studies/%s/columns?%s" % (STUDY, q)).expect_error(400, "invalid_argument", field)
+    d.get("/v1/studies/nope/columns").expect_error(404, "not_found")
+
+
+@tap.test
+def curves_endpoint(d):
+    r = d.get("/v1/studies/%s/curves?trials=7&points=3" % STUDY)
+    if r.status == 404 and "route" in r.json["error"]["message"]:
+        raise Skip("this hpod has no curves endpoint")
+    body = r.expect(200, "curves")
+    check(body["with_reports"] == REPORTED, "with_reports %r" % body["with_reports"])
+    got = [t["number"] for t in body["trials"]]
+    everyone = d.get("/v1/studies/%s/trials?offset=%d&limit=%d" % (STUDY, N, REPORTED)).expect(200)["trials"]
+    reported = [t for t in everyone if t["intermediate"]]
+    check(got == [reported[j * REPORTED // 7]["number"] for j in range(7)], "evenly spaced: %r" % got)
+    for c in body["trials"]:
+        full = [t for t in reported if t["number"] == c["number"]][0]
+        steps = [x["step"] for x in full["intermediate"]]
+        check(c["reports"] == len(steps) and c["state"] == full["state"], "trial %d" % c["number"])
+        n = len(steps)
+        check(c["steps"] == [steps[int(j * (n - 1) / 2 + 0.5)] for j in range(3)],
+              "trial %d steps %r of %r" % (c["number"], c["steps"], steps))
+        check(c["values"] == [x["value"] for x in full["intermediate"] if x["step"] in c["steps"]], "values")
+    whole = d.get("/v1/studies/%s/curves?trials=10000&points=100" % STUDY).expect(200)
+    check(len(whole["trials"]) == REPORTED and all(len(t["steps"]) == t["reports"] for t in whole["trials"]), "all, uncut")
+    for q, field in (("points=1", "points"), ("trials=0", "trials"), ("trials=10001", "trials"), ("x=1", "x")):
+        d.get("/v1/studies/%s/curves?%s" % (STUDY, q)).expect_error(400, "invalid_argument", field)
 
 
 @tap.test
