@@ -26,6 +26,7 @@ enum hpo__route_id {
     HPO__R_HEARTBEAT,
     HPO__R_PARAM,
     HPO__R_GRADIENT,
+    HPO__R_ADMIN_BACKUP,
 };
 
 /* What a path names. `study` and `name` are malloc'd (or NULL): free them. */

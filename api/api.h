@@ -20,6 +20,8 @@
 struct hpo_api;
 struct hpo_service;
 struct hpo_job;
+struct hpo_tokens;
+struct hpo_tls;
 
 typedef void (*hpo_job_fn)(struct hpo_job *job);
 
@@ -37,19 +39,36 @@ struct hpo_job {
 struct hpo_api_config {
     const char *host;      /* numeric address to bind: "127.0.0.1", "::1", "0.0.0.0" */
     unsigned port;         /* 0 = any free port */
+    int listen_fd;         /* > 0: listen on this socket (socket activation), not host:port */
     size_t json_limit;     /* max JSON body bytes (1 MiB) */
     size_t binary_limit;   /* max binary body bytes (256 MiB) */
-    unsigned connection_limit;
-    unsigned connection_timeout_s;
+    unsigned connection_limit;     /* open connections (a few more for /healthz, /metrics) */
+    unsigned connection_timeout_s; /* idle */
+    unsigned per_client_limit;     /* open connections from one address */
+    unsigned head_timeout_s;       /* from a request's first byte to the end of its head */
     struct hpo_service *service;
     const char *version;
+    /* API tokens (tokens.h), borrowed until replaced; NULL: no tokens, no checks. */
+    const struct hpo_tokens *tokens;
+    /* HTTPS with these credentials (tls.h); NULL: plain HTTP. */
+    struct hpo_tls *tls;
     unsigned slow_request_ms; /* log requests slower than this at notice; 0: never */
     /* Run a job: work() on a worker, then done() on the loop thread. */
     void (*submit)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */
     bool (*healthy)(void *ctx);
-    /* Prometheus text for /metrics (malloc'd), or NULL. */
-    char *(*metrics)(void *ctx);
+    /*
+    ** GET /v1/admin/backup, on a worker thread: the archive as a file at
+    ** offset 0 (the api closes it) and its size; or a negative errno and
+    ** `err`. NULL: the route answers not_found.
+    */
+    int (*backup)(void *ctx, int *ret_fd, uint64_t *ret_size, struct hpo_error *err);
+    /*
+    ** Prometheus text for /metrics (malloc'd), or NULL. `scope`: the token's
+    ** study-name prefix; series labelled with a study outside it are left out
+    ** ("" = every study).
+    */
+    char *(*metrics)(void *ctx, const char *scope);
     void *ctx;
 };
 
@@ -77,6 +96,15 @@ void hpo_api_quiesce(struct hpo_api *api);
 
 /* Stop the server and free it; call with no job in flight. Accepts NULL. */
 void hpo_api_stop(struct hpo_api *api);
+
+/*
+** Replace the token set (SIGHUP). Requests keep a copy of what they need,
+** so the old set may be freed as soon as this returns.
+*/
+void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens);
+
+/* Close connections whose request head is late (head_timeout_s); call about once a second. */
+void hpo_api_sweep(struct hpo_api *api);
 
 /*
 ** Write the server's metrics (requests and latency by route, method and

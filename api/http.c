@@ -30,11 +30,14 @@
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
 #include "../service/service.h"
+#include "access.h"
 #include "api-int.h"
 #include "api.h"
+#include "conns.h"
 #include "log.h"
 #include "metrics.h"
 #include "static.h"
+#include "tls.h"
 
 /* Short names for the routes of api-int.h. */
 #define R_NONE HPO__R_NONE
@@ -52,6 +55,7 @@
 #define R_HEARTBEAT HPO__R_HEARTBEAT
 #define R_PARAM HPO__R_PARAM
 #define R_GRADIENT HPO__R_GRADIENT
+#define R_ADMIN_BACKUP HPO__R_ADMIN_BACKUP
 
 struct hpo_api {
     struct hpo_api_config cfg;
@@ -61,6 +65,8 @@ struct hpo_api {
     uint32_t id_prefix;
     uint64_t id_counter;
     int quiesced_fd;
+    const struct hpo_tokens *tokens; /* borrowed; NULL = no tokens (access.h) */
+    struct hpo__conns conns;         /* head deadline and reserve (conns.h) */
     struct hpo__metrics *metrics;
 };
 
@@ -98,6 +104,11 @@ struct req {
     void *out_cls;
     const char *content_type;
     const char *allow;
+    struct hpo_principal who; /* the token that sent it (access.h) */
+    bool www_auth;            /* a 401: add WWW-Authenticate */
+    bool close_after;         /* close the connection after the reply */
+    int out_fd;               /* > 0: the reply is this file's out_len bytes (a backup) */
+    struct hpo__conn *tcp;    /* its connection's record (conns.h), or NULL */
     /* A streamed reply (CSV): pieces come from a worker, one job at a time. */
     struct hpo_svc_stream *stream;
     const char *piece;
@@ -229,7 +240,16 @@ static enum MHD_Result queue_reply(struct req *rq)
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    if (rq->stream != NULL) {
+    if (rq->out_fd > 0) {
+        /* A file (the backup archive): MHD closes it with the response. */
+        resp = MHD_create_response_from_fd64(rq->out_len, rq->out_fd);
+        if (resp == NULL) {
+            return MHD_NO;
+        }
+        rq->out_fd = 0;
+        MHD_add_response_header(resp, "Content-Disposition",
+                "attachment; filename=\"hpod-backup.tar\"");
+    } else if (rq->stream != NULL) {
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, rq,
                 NULL);
     } else if (rq->out_free != NULL) {
@@ -252,6 +272,12 @@ static enum MHD_Result queue_reply(struct req *rq)
     MHD_add_response_header(resp, "X-Request-Id", rq->id);
     if (rq->allow != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->allow);
+    }
+    if (rq->www_auth) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    }
+    if (rq->close_after) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     }
     if (rq->total[0] != '\0') {
         MHD_add_response_header(resp, "X-Total-Count", rq->total);
@@ -392,6 +418,9 @@ const char *hpo__api_route(const char *url, struct hpo__route *ret)
     } else if (n >= 2 && n <= MAX_SEGS && is_seg(segs[0], "v1")) {
         if (n == 2 && is_seg(segs[1], "samplers")) {
             ret->route = R_SAMPLERS;
+            allow = "GET, HEAD";
+        } else if (n == 3 && is_seg(segs[1], "admin") && is_seg(segs[2], "backup")) {
+            ret->route = R_ADMIN_BACKUP;
             allow = "GET, HEAD";
         } else if (is_seg(segs[1], "studies")) {
             if (n >= 3) {
@@ -537,7 +566,8 @@ static void answer_healthz(struct req *rq)
 
 static void answer_metrics(struct req *rq)
 {
-    char *text = rq->api->cfg.metrics ? rq->api->cfg.metrics(rq->api->cfg.ctx) : NULL;
+    char *text = rq->api->cfg.metrics ? rq->api->cfg.metrics(rq->api->cfg.ctx, rq->who.prefix)
+                                      : NULL;
 
     if (text == NULL) {
         set_error(rq, HPO_INTERNAL, NULL, "metrics are not available");
@@ -632,6 +662,11 @@ static void job_work(struct hpo_job *job)
             return;
         }
     }
+    if (sr->op == HPO_SVC_STUDY_CREATE && !hpo_access_may_create(&rq->who, rq->json, &sr->err)) {
+        sr->status = hpo_code_status(sr->err.code);
+        build_reply(rq);
+        return;
+    }
     sr->body = rq->json;
     sr->data = rq->body;
     sr->data_len = rq->len;
@@ -644,8 +679,27 @@ static void job_work(struct hpo_job *job)
         rq->cap = 0;
     }
     sr->data = NULL;
+    if (sr->op == HPO_SVC_STUDY_LIST && sr->err.code == HPO_OK) {
+        hpo_access_filter_studies(&rq->who, sr->reply);
+    }
     /* Encoding the reply here keeps JSON work off the event-loop thread. */
     build_reply(rq);
+}
+
+/* GET /v1/admin/backup on a worker: the embedder writes the archive to a file. */
+static void backup_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+    struct hpo_error err = { .code = HPO_OK };
+    uint64_t size = 0;
+    int fd = -1;
+
+    if (rq->api->cfg.backup(rq->api->cfg.ctx, &fd, &size, &err) < 0) {
+        set_json(rq, hpo_code_status(err.code), error_body(&err));
+        return;
+    }
+    set_reply(rq, 200, NULL, (size_t)size, "application/x-tar");
+    rq->out_fd = fd;
 }
 
 /* The next piece of a streamed reply (worker thread; the connection is suspended). */
@@ -891,6 +945,34 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
 }
 
 /*
+** Authenticate and authorize (access.h) before any body is read; false: an
+** error is set. A routed request is judged by its route's template, not by
+** the raw path: "/%761/%61dmin/backup" routes to the backup, and must need
+** what "/v1/admin/backup" needs.
+*/
+static bool authorize(struct hpo_api *api, struct req *rq)
+{
+    struct hpo_access_request ar = {
+        .path = rq->route != R_NONE ? hpo__metrics_route_template(rq->route) : rq->path,
+        .method = rq->method,
+        .authorization = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                MHD_HTTP_HEADER_AUTHORIZATION),
+        .study = rq->study,
+        .routed = rq->route != R_NONE && hpo__api_method_allowed(rq->allow, rq->method),
+        .healthz = rq->route == R_HEALTHZ,
+    };
+    struct hpo_error err = { .code = HPO_OK };
+
+    if (hpo_access_decide(api->tokens, &ar, &rq->who, &err)) {
+        return true;
+    }
+    rq->www_auth = err.code == HPO_UNAUTHENTICATED;
+    set_json(rq, hpo_code_status(err.code), error_body(&err));
+    rq->sreq.err = err; /* for the request's log line */
+    return false;
+}
+
+/*
 ** MHD_OPTION_URI_LOG_CALLBACK: the request target exactly as received, before
 ** MHD splits off the query and percent-decodes the rest. The request is
 ** created here, so the router sees the raw path (MHD's decoding would turn
@@ -1066,8 +1148,10 @@ static enum MHD_Result start_upload_check(struct hpo_api *api, struct req *rq)
 /*
 ** The first call, once the headers are in: route, then refuse at once (before
 ** any body is read; MHD then closes the connection) what is bad whatever the
-** body: broken framing, a Content-Length over the limit (404 or 405 when that
-** is the fault), a gradient upload that cannot be taken.
+** body: broken framing, a connection of the reserve asking for more than
+** /healthz or /metrics, a missing or insufficient token, a Content-Length
+** over the limit (404 or 405 when that is the fault), a gradient upload that
+** cannot be taken.
 */
 static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const char *method,
         const char *version)
@@ -1081,8 +1165,23 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
     rq->allow = route_path(rq, rq->raw);
     free(rq->raw);
     rq->raw = NULL;
+    rq->tcp = hpo__conns_of(rq->conn);
+    hpo__conns_request_begin(rq->tcp);
     if (!check_framing(rq, version)) {
         return queue_reply(rq);
+    }
+    if (rq->tcp != NULL && rq->tcp->reserve && rq->route != R_HEALTHZ && rq->route != R_METRICS) {
+        /* Over max-connections: the reserve is for health checks and scrapes. */
+        set_error(rq, HPO_UNAVAILABLE, NULL, "the server is at its connection limit; try later");
+        rq->close_after = true;
+        return queue_reply(rq);
+    }
+    if (!authorize(api, rq)) {
+        /* With a body to come, answer now and let MHD close; else keep the connection. */
+        bool body = (cl != NULL && strcmp(cl, "0") != 0) ||
+                MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                        MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+        return body ? queue_reply(rq) : MHD_YES;
     }
     if (cl != NULL) {
         char *end;
@@ -1244,6 +1343,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case R_SAMPLERS:
         answer_samplers(rq);
         return queue_reply(rq);
+    case R_ADMIN_BACKUP:
+        if (api->cfg.backup == NULL) {
+            set_error(rq, HPO_NOT_FOUND, NULL, "this server takes no backups");
+            return queue_reply(rq);
+        }
+        rq->job.work = backup_work;
+        rq->job.key = NULL;
+        rq->suspended = true;
+        api->inflight++;
+        MHD_suspend_connection(conn);
+        api->cfg.submit(api->cfg.ctx, &rq->job);
+        return MHD_YES;
     default:
         break;
     }
@@ -1337,22 +1448,26 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         /* MHD refused it before the handler saw it (431, malformed header...). */
         goto release;
     }
+    hpo__conns_request_end(rq->tcp);
     us = now_us() - rq->start_us;
     count_request(rq, us);
     level = request_level(rq, us, &slow);
     if ((int)level <= (int)hpo_log_get_level()) {
         const struct hpo_error *e = &rq->sreq.err;
         const char *aborted = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)";
+        /* The token's name (never its secret); "-" without tokens or before authorization. */
+        const char *token = rq->who.name[0] != '\0' ? rq->who.name : "-";
         char method[40], path[600], msg[600];
         log_safe(method, sizeof(method), rq->method);
         log_safe(path, sizeof(path), rq->path);
         if (e->code != HPO_OK) {
             log_safe(msg, sizeof(msg), e->message);
-            hpo_log(level, "req=%s %s %s %d %" PRIu64 "us%s%s %s: %s", rq->id, method, path,
-                    rq->status, us, slow ? " slow" : "", aborted, hpo_code_name(e->code), msg);
+            hpo_log(level, "req=%s %s %s %d %" PRIu64 "us token=%s%s%s %s: %s", rq->id, method,
+                    path, rq->status, us, token, slow ? " slow" : "", aborted,
+                    hpo_code_name(e->code), msg);
         } else {
-            hpo_log(level, "req=%s %s %s %d %" PRIu64 "us%s%s", rq->id, method, path, rq->status,
-                    us, slow ? " slow" : "", aborted);
+            hpo_log(level, "req=%s %s %s %d %" PRIu64 "us token=%s%s%s", rq->id, method, path,
+                    rq->status, us, token, slow ? " slow" : "", aborted);
         }
     }
 release:
@@ -1361,6 +1476,9 @@ release:
     hpo_svc_stream_free(rq->stream);
     free(rq->link);
     release_out(rq);
+    if (rq->out_fd > 0) {
+        close(rq->out_fd); /* never handed to MHD */
+    }
     free(rq->body);
     free(rq->path);
     free(rq->raw);
@@ -1407,6 +1525,8 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         free(api);
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
+    api->tokens = cfg->tokens;
+    hpo__conns_init(&api->conns, cfg->connection_limit, cfg->head_timeout_s);
     if (getrandom(&api->id_prefix, sizeof(api->id_prefix), 0) != sizeof(api->id_prefix)) {
         api->id_prefix = (uint32_t)now_us();
     }
@@ -1436,13 +1556,28 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         sslen = sizeof(*a4);
     }
     (void)sslen;
-    api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, api,
-            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK, on_uri, api,
-            MHD_OPTION_UNESCAPE_CALLBACK, unescape, api, MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
-            MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024), MHD_OPTION_END);
+    /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
+#define COMMON_OPTIONS                                                                        \
+    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,      \
+            MHD_OPTION_LISTEN_SOCKET,                                                         \
+            cfg->listen_fd > 0 ? (MHD_socket)cfg->listen_fd : MHD_INVALID_SOCKET,             \
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK,      \
+            on_uri, api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, api,                         \
+            MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + HPO_CONNS_MARGIN,            \
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_client_limit,                        \
+            MHD_OPTION_NOTIFY_CONNECTION, hpo__conns_notify, &api->conns,                     \
+            MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,                         \
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),                          \
+            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024)
+    if (cfg->tls != NULL) {
+        api->mhd = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)cfg->port, hpo__conns_accept,
+                &api->conns, on_request, api, COMMON_OPTIONS, MHD_OPTION_HTTPS_CERT_CALLBACK,
+                hpo_tls_retrieve, MHD_OPTION_HTTPS_PRIORITIES, HPO_TLS_PRIORITIES, MHD_OPTION_END);
+    } else {
+        api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, hpo__conns_accept, &api->conns,
+                on_request, api, COMMON_OPTIONS, MHD_OPTION_END);
+    }
+#undef COMMON_OPTIONS
     if (api->mhd == NULL) {
         hpo__metrics_free(api->metrics);
         free(api);
@@ -1513,4 +1648,19 @@ int hpo_api_metrics_write(struct hpo_api *api, FILE *f)
             MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 
     return hpo__metrics_write(api->metrics, f, info != NULL ? info->num_connections : 0);
+}
+
+void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)
+{
+    api->tokens = tokens;
+}
+
+void hpo_api_sweep(struct hpo_api *api)
+{
+    size_t n = hpo__conns_sweep(&api->conns, now_us() / 1000);
+
+    if (n > 0) {
+        hpo_log(HPO_LOG_NOTICE, "closed %zu connection(s) whose request head took over %u s",
+                n, api->conns.head_timeout_s);
+    }
 }

@@ -104,6 +104,8 @@ const char *hpo__metrics_route_template(enum hpo__route_id route)
         return "/v1/studies/{study}/trials/{number}/params/{name}";
     case HPO__R_GRADIENT:
         return "/v1/studies/{study}/trials/{number}/gradient/{name}";
+    case HPO__R_ADMIN_BACKUP:
+        return "/v1/admin/backup";
     }
     return "unmatched";
 }

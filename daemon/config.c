@@ -159,6 +159,12 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
     if (strcmp(key, "max-vector-memory") == 0 || strcmp(key, "max_vector_memory") == 0) {
         return set_bytes(&cfg->max_vector_memory, "max-vector-memory", value, msg, len);
     }
+    {
+        int r = hpo_access_config_set(&cfg->access, key, value, msg, len);
+        if (r <= 0) {
+            return r;
+        }
+    }
     (void)fail(msg, len, "unknown setting '%s'", key);
     return -ENOENT;
 }
@@ -245,17 +251,27 @@ void hpo_config_usage(const char *prog)
            "  --max-vector-memory SIZE  cap on memory for big vectors (K/M/G/T suffix, or\n"
            "                         unlimited; default half the physical memory): asks\n"
            "                         and uploads beyond it answer 503\n"
+           "  --tokens FILE          API tokens (NAME ROLE SHA256HEX [PREFIX] lines); every /v1\n"
+           "                         request then needs Authorization: Bearer <token>\n"
+           "  --new-token NAME:ROLE[:PREFIX]  print a new token and its tokens-file line, exit\n"
+           "  --allow-unauthenticated  listen on a non-loopback address without --tokens\n"
+           "  --tls-cert FILE        PEM certificate chain: serve HTTPS (TLS 1.2+) only\n"
+           "  --tls-key FILE         PEM private key of --tls-cert\n"
+           "  --max-connections N    open connections at most (default 1024)\n"
+           "  --max-connections-per-client N  from one address (default a quarter of the above)\n"
+           "  --request-head-timeout SECONDS  to receive a request's head (default 10)\n"
+           "  --connection-timeout SECONDS  idle connections are closed (default 30)\n"
            "  --config FILE          read `key value` lines with the names above; a leading\n"
            "                         '-' makes a missing file silently ignored\n"
-           "  --check-config         validate the configuration (the address and whether the\n"
-           "                         database can be opened or created; takes no lock and\n"
-           "                         creates nothing) and exit\n"
+           "  --check-config         validate the configuration (the address, whether the\n"
+           "                         database can be opened or created, the tokens file and\n"
+           "                         the TLS pair; takes no lock and creates nothing) and exit\n"
            "  --version              print the version and exit\n"
            "  --help                 print this text and exit\n\n"
            "Precedence: defaults < config file < HPOD_LISTEN, HPOD_DB, HPOD_SYNCHRONOUS,\n"
            "HPOD_THREADS, HPOD_LOG_LEVEL, HPOD_SLOW_REQUEST_MS, HPOD_METRICS_MAX_STUDIES,\n"
            "HPOD_MAX_VECTOR_MEMORY < flags. Signals: SIGTERM/SIGINT drain and exit 0;\n"
-           "SIGHUP re-reads the config file's log-level.\n"
+           "SIGHUP re-reads the config file's log-level, the tokens file and the TLS pair.\n"
            "One daemon per database: it holds a lock on PATH.lock while it runs.\n",
             prog);
 }
@@ -279,6 +295,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     cfg->log_level = HPO_LOG_INFO;
     cfg->slow_request_ms = 500;
     cfg->metrics_max_studies = 100;
+    hpo_access_config_init(&cfg->access);
     if (state_dir != NULL && state_dir[0] != '\0') {
         /* systemd may list several directories separated by ':'; use the first. */
         size_t n = strcspn(state_dir, ":");
@@ -321,6 +338,10 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
         const char *value;
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 ||
                 strcmp(arg, "--version") == 0 || strcmp(arg, "--check-config") == 0) {
+            continue;
+        }
+        if (strcmp(arg, "--allow-unauthenticated") == 0) {
+            cfg->access.allow_unauthenticated = true; /* a flag without a value */
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) {

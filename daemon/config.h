@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../api/access.h"
+
 struct hpo_config {
     char host[64];      /* from listen */
     unsigned port;      /* from listen */
@@ -22,6 +24,7 @@ struct hpo_config {
     bool check_only;    /* --check-config */
     bool show_help;
     bool show_version;
+    struct hpo_access_config access; /* tokens, TLS, connection limits (api/access.h) */
 };
 
 /*

@@ -22,11 +22,14 @@
 #include "../core/history.h"
 #include "../service/service.h"
 #include "../storage/storage.h"
+#include "activation.h"
+#include "admin.h"
 #include "config.h"
 #include "dispatch.h"
 #include "metrics.h"
 #include "notify.h"
 #include "preflight.h"
+#include "security.h"
 
 struct daemon {
     uv_loop_t loop;
@@ -46,6 +49,7 @@ struct daemon {
     bool stopping;
     int stop_ticks;
     uint64_t watchdog_ticks;
+    struct hpo_security sec; /* tokens and TLS (security.h) */
 };
 
 static void pump(struct daemon *d);
@@ -70,12 +74,19 @@ static bool healthy(void *ctx)
     return hpo_storage_healthy(d->storage);
 }
 
-static char *metrics(void *ctx)
+static int backup(void *ctx, int *ret_fd, uint64_t *ret_size, struct hpo_error *err)
+{
+    struct daemon *d = ctx;
+
+    return hpo_admin_backup(d->cfg.db, ret_fd, ret_size, err);
+}
+
+static char *metrics(void *ctx, const char *scope)
 {
     struct daemon *d = ctx;
     struct hpo_metrics_sources src = { .api = d->api, .service = d->service,
         .storage = d->storage, .version = HPOD_VERSION,
-        .max_studies = d->cfg.metrics_max_studies };
+        .max_studies = d->cfg.metrics_max_studies, .scope = scope };
 
     return hpo_metrics_text(&src);
 }
@@ -138,6 +149,9 @@ static void reap_timer_cb(uv_timer_t *t)
 {
     struct daemon *d = t->data;
 
+    if (d->api != NULL && !d->stopping) {
+        hpo_api_sweep(d->api);
+    }
     if (d->reaping || d->stopping) {
         return;
     }
@@ -207,6 +221,8 @@ static void signal_cb(uv_signal_t *s, int signum)
     if (signum == SIGHUP) {
         struct hpo_config fresh;
         char msg[512];
+        /* The tokens file and the TLS pair first: a broken config file must not keep them. */
+        hpo_security_reload(&d->sec, &d->cfg, d->api);
         /* Reload what is reloadable: the log level, from the config file. */
         fresh = d->cfg;
         if (d->cfg.config_file[0] != '\0') {
@@ -336,7 +352,7 @@ int main(int argc, char **argv)
     struct hpo_error err = { 0 };
     char msg[1024], threads[16], status[256];
     const char *delay;
-    int r, rc = 0;
+    int r, rc = 0, listen_fd;
 
     reexec_with_huge_pages(argv);
     keep_name(argv[0]);
@@ -348,6 +364,10 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     json_object_seed(0);
+    r = hpo_security_new_token(argc, argv);
+    if (r >= 0) {
+        return r;
+    }
     if (hpo_config_load(&d.cfg, argc, argv, msg, sizeof(msg)) < 0) {
         fprintf(stderr, "hpod: %s\n", msg);
         return 2;
@@ -371,6 +391,12 @@ int main(int argc, char **argv)
         return 2;
     }
     if (d.cfg.check_only) {
+        /* The tokens file, the TLS pair and the loopback rule, loaded as at start. */
+        if (hpo_security_start(&d.sec, &d.cfg, msg, sizeof(msg)) < 0) {
+            fprintf(stderr, "hpod: %s\n", msg);
+            return 2;
+        }
+        hpo_security_finish(&d.sec);
         printf("configuration ok\n");
         return 0;
     }
@@ -382,6 +408,17 @@ int main(int argc, char **argv)
     }
     hpo_vector_memory_set_cap(vector_memory_cap(&d.cfg));
     hpo_log_set_level((enum hpo_log_level)d.cfg.log_level);
+    /* A socket passed by systemd replaces --listen (its address decides the loopback rule). */
+    listen_fd = hpo_activation_listen_fd(d.cfg.host, sizeof(d.cfg.host), &d.cfg.port, msg,
+            sizeof(msg));
+    if (listen_fd == -EINVAL) {
+        hpo_log(HPO_LOG_ERR, "%s", msg);
+        return 2;
+    }
+    if (hpo_security_start(&d.sec, &d.cfg, msg, sizeof(msg)) < 0) {
+        hpo_log(HPO_LOG_ERR, "%s", msg);
+        return 2;
+    }
     /* Must be set before the first uv_queue_work creates the pool. */
     snprintf(threads, sizeof(threads), "%d", d.cfg.threads);
     setenv("UV_THREADPOOL_SIZE", threads, 1);
@@ -411,16 +448,22 @@ int main(int argc, char **argv)
     }
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
+    acfg.listen_fd = listen_fd;
     acfg.json_limit = 1024 * 1024;
     acfg.binary_limit = 256u * 1024 * 1024;
-    acfg.connection_limit = 1024;
-    acfg.connection_timeout_s = 300;
+    acfg.connection_limit = d.cfg.access.max_connections;
+    acfg.connection_timeout_s = d.cfg.access.idle_timeout_s;
+    acfg.per_client_limit = hpo_access_per_client(&d.cfg.access);
+    acfg.head_timeout_s = d.cfg.access.head_timeout_s;
+    acfg.tokens = d.sec.tokens;
+    acfg.tls = d.sec.tls;
     acfg.service = d.service;
     acfg.version = HPOD_VERSION;
     acfg.slow_request_ms = d.cfg.slow_request_ms;
     acfg.submit = submit;
     acfg.healthy = healthy;
     acfg.metrics = metrics;
+    acfg.backup = backup;
     acfg.ctx = &d;
     r = hpo_api_start(&acfg, &d.api, &err);
     if (r < 0) {
@@ -431,12 +474,12 @@ int main(int argc, char **argv)
     start_handles(&d);
     if (strchr(d.cfg.host, ':') != NULL) {
         snprintf(status, sizeof(status), "listening on [%s]:%u", d.cfg.host, hpo_api_port(d.api));
-        hpo_log(HPO_LOG_NOTICE, "listening on http://[%s]:%u (db %s)", d.cfg.host,
-                hpo_api_port(d.api), d.cfg.db);
+        hpo_log(HPO_LOG_NOTICE, "listening on %s://[%s]:%u (db %s)", d.sec.tls ? "https" : "http",
+                d.cfg.host, hpo_api_port(d.api), d.cfg.db);
     } else {
         snprintf(status, sizeof(status), "listening on %s:%u", d.cfg.host, hpo_api_port(d.api));
-        hpo_log(HPO_LOG_NOTICE, "listening on http://%s:%u (db %s)", d.cfg.host,
-                hpo_api_port(d.api), d.cfg.db);
+        hpo_log(HPO_LOG_NOTICE, "listening on %s://%s:%u (db %s)", d.sec.tls ? "https" : "http",
+                d.cfg.host, hpo_api_port(d.api), d.cfg.db);
     }
     {
         char note[300];
@@ -456,5 +499,6 @@ int main(int argc, char **argv)
 out_service:
     hpo_storage_close(d.storage);
     hpo_service_destroy(d.service);
+    hpo_security_finish(&d.sec);
     return rc;
 }

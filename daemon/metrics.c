@@ -38,6 +38,7 @@ static void put_label_value(FILE *f, const char *v)
 
 struct study_walk {
     FILE *f;
+    const char *scope; /* out of a token's scope: invisible, not even in "(other)" */
     unsigned max;    /* studies written with their own label */
     unsigned seen;
     size_t other[5]; /* the rest, summed */
@@ -48,6 +49,9 @@ static void study_cb(void *ctx, const char *name, const size_t counts[5])
 {
     struct study_walk *w = ctx;
 
+    if (strncmp(name, w->scope, strlen(w->scope)) != 0) {
+        return;
+    }
     if (w->seen++ >= w->max) {
         for (int k = 0; k < 5; k++) {
             w->other[k] += counts[k];
@@ -64,7 +68,8 @@ static void study_cb(void *ctx, const char *name, const size_t counts[5])
 
 static void write_service(FILE *f, const struct hpo_metrics_sources *src)
 {
-    struct study_walk w = { .f = f, .max = src->max_studies };
+    struct study_walk w = { .f = f, .scope = src->scope != NULL ? src->scope : "",
+        .max = src->max_studies };
     size_t studies, states[5];
 
     hpo_service_counts(src->service, &studies, states);

@@ -16,6 +16,7 @@ struct hpo_metrics_sources {
     struct hpo_storage *storage;
     const char *version;
     unsigned max_studies; /* studies with their own hpod_study_trials series */
+    const char *scope;    /* only studies whose names start with it (a token's prefix); "" all */
 };
 
 /*

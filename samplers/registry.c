@@ -10,6 +10,8 @@ const struct hpo_sampler_type *const hpo_sampler_types[] = {
     &hpo_sampler_tpe,
     &hpo_sampler_gradient,
     &hpo_sampler_gp,
+    &hpo_sampler_qmc,
+    &hpo_sampler_cmaes,
     NULL,
 };
 

@@ -133,5 +133,7 @@ extern const struct hpo_sampler_type hpo_sampler_random;
 extern const struct hpo_sampler_type hpo_sampler_tpe;
 extern const struct hpo_sampler_type hpo_sampler_gradient;
 extern const struct hpo_sampler_type hpo_sampler_gp;
+extern const struct hpo_sampler_type hpo_sampler_qmc;
+extern const struct hpo_sampler_type hpo_sampler_cmaes;
 
 #endif

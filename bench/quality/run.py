@@ -55,7 +55,13 @@ SAMPLERS = {
     "optuna-tpe-mv": ("optuna", _optuna("TPESampler", multivariate=True)),
     "optuna-random": ("optuna", _optuna("RandomSampler")),
     "optuna-cmaes": ("optuna", _optuna("CmaEsSampler")),
+    "hpod-cmaes": ("hpod", {"type": "cmaes"}),
+    "hpod-qmc": ("hpod", {"type": "qmc"}),
+    # Optuna 3.1's QMCSampler defaults to scramble=False; scrambled, so seeds differ.
+    "optuna-qmc": ("optuna", _optuna("QMCSampler", scramble=True)),
 }
+# Pairs compared per objective after the table: (hpod sampler, its Optuna counterpart).
+PAIRS = [("hpod-cmaes", "optuna-cmaes"), ("hpod-qmc", "optuna-qmc")]
 DEFAULT_SAMPLERS = ["hpod-tpe", "hpod-random", "optuna-tpe", "optuna-tpe-mv"]
 CHECKPOINTS = (25, 50, 100)
 
@@ -169,6 +175,16 @@ def report(results, objectives, samplers, seeds, trials):
     mean_rank = {s: statistics.mean(all_ranks[s]) for s in samplers}
     for s in sorted(samplers, key=lambda s: mean_rank[s]):
         print("  %-16s %.3f" % (s, mean_rank[s]))
+    for mine, ref in PAIRS:
+        if mine not in samplers or ref not in samplers:
+            continue
+        print("\n%s against %s (median final regret):" % (mine, ref))
+        n_ok = 0
+        for oname in objectives:
+            a, b = med_regret[(oname, mine)], med_regret[(oname, ref)]
+            n_ok += a <= b
+            print("    %-18s %10.4g vs %10.4g  %s" % (oname, a, b, "ok" if a <= b else "worse"))
+        print("  no worse on %d of %d" % (n_ok, len(objectives)))
     tpes = [s for s in ("optuna-tpe", "optuna-tpe-mv") if s in samplers]
     for mine in [s for s in samplers if s.startswith("hpod-tpe")]:
         if not tpes:

@@ -124,6 +124,15 @@ static void *client_main(void *arg)
     }
     hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     hdrs = curl_slist_append(hdrs, "Expect:");
+    /* For https and tokens (bench/tls): HPOD_TOKEN and HPOD_CACERT, as the clients take them. */
+    if (getenv("HPOD_TOKEN") != NULL) {
+        char auth[512];
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", getenv("HPOD_TOKEN"));
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    if (getenv("HPOD_CACERT") != NULL) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, getenv("HPOD_CACERT"));
+    }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);

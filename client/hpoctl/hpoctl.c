@@ -39,9 +39,8 @@ static const char usage_text[] =
         "\n"
         "Options:\n"
         "  --url URL      the daemon (default $HPOD_URL, else http://127.0.0.1:8080)\n"
-        "  --token TOKEN  sent as 'Authorization: Bearer TOKEN' (default $HPOD_TOKEN);\n"
-        "                 hpod does not check tokens yet: it ignores the header until\n"
-        "                 access control lands\n"
+        "  --token TOKEN  bearer token (default $HPOD_TOKEN)\n"
+        "  --cacert FILE  CA file to verify an https daemon (default $HPOD_CACERT)\n"
         "  --json         print the API's JSON instead of tables\n"
         "  --help, --version\n"
         "\n"
@@ -50,7 +49,7 @@ static const char usage_text[] =
 
 static const char global_options_text[] =
         "\n"
-        "Global options: --url URL, --token TOKEN, --json (see hpoctl --help).\n";
+        "Global options: --url URL, --token TOKEN, --cacert FILE, --json (see hpoctl --help).\n";
 
 /* One command's --help. */
 struct command_help {
@@ -167,6 +166,7 @@ static bool print_command_help(const char *name)
 struct args {
     const char *url;
     const char *token;
+    const char *cacert;
     bool json;
     bool csv;
     bool failed;
@@ -218,6 +218,11 @@ void hpoctl_print_error(const char *what, const struct hpo_client_error *err)
         fprintf(stderr, " (field %s)", err->field);
     }
     fputc('\n', stderr);
+    if (err->code == HPO_CLIENT_UNAUTHENTICATED) {
+        fputs("hpoctl: the daemon needs a valid token: set HPOD_TOKEN or give --token\n", stderr);
+    } else if (err->code == HPO_CLIENT_PERMISSION_DENIED) {
+        fputs("hpoctl: the token's role or study prefix does not allow this\n", stderr);
+    }
 }
 
 /* Whether `s` looks like a negative number, which is an argument, not an option. */
@@ -264,7 +269,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 {
     static const char *const valued[] = { "--url", "--token", "--state", "-f", "--file", "-n",
         "-j", "--timeout", "--max-failures", "--progress", "-p", "--param", "--attr",
-        "--unset" };
+        "--unset", "--cacert" };
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -350,8 +355,11 @@ static int parse_args(int argc, char **argv, struct args *a)
             case 12:
                 r = list_add(a->attrs, &a->nattrs, v, "--attr");
                 break;
-            default:
+            case 13:
                 r = list_add(a->unset, &a->nunset, v, "--unset");
+                break;
+            default:
+                slot = &a->cacert;
                 break;
             }
             if (slot != NULL) {
@@ -1566,6 +1574,10 @@ int main(int argc, char **argv)
     if (hpo_client_create(a.url, a.token, &c, &err) < 0) {
         hpoctl_print_error("--url", &err);
         return HPOCTL_EXIT_USAGE;
+    }
+    if (a.cacert != NULL && hpo_client_set_cacert(c, a.cacert) < 0) {
+        hpo_client_destroy(c);
+        return usage_error("--cacert: out of memory");
     }
     if (strcmp(cmd, "studies") == 0) {
         rc = a.npos == 1 ? cmd_studies(c, &a) : usage_error("usage: hpoctl studies");

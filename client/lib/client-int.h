@@ -15,6 +15,7 @@ struct hpo_client {
     char *base;        /* base URL without trailing slash or /v1, owned */
     char *auth_header; /* "Authorization: Bearer ...", owned; NULL for none */
     char *worker;      /* worker name sent with ask, owned; NULL for none */
+    char *cacert;      /* CA file for https (CURLOPT_CAINFO), owned; NULL: the system's */
     long connect_ms;
     long request_ms;
     int max_retries;

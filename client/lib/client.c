@@ -94,6 +94,9 @@ int hpo_client_create(const char *url, const char *token, struct hpo_client **re
         n -= 3;
         c->base[n] = '\0';
     }
+    if (token == NULL) {
+        token = secure_getenv("HPOD_TOKEN");
+    }
     if (token != NULL && token[0] != '\0') {
         size_t alen = strlen(token) + sizeof("Authorization: Bearer ");
         if (strchr(token, '\n') != NULL || strchr(token, '\r') != NULL) {
@@ -105,6 +108,9 @@ int hpo_client_create(const char *url, const char *token, struct hpo_client **re
             goto fail_oom;
         }
         snprintf(c->auth_header, alen, "Authorization: Bearer %s", token);
+    }
+    if (hpo_client_set_cacert(c, secure_getenv("HPOD_CACERT")) < 0) {
+        goto fail_oom;
     }
     c->curl = curl_easy_init();
     if (c->curl == NULL) {
@@ -130,7 +136,26 @@ void hpo_client_destroy(struct hpo_client *c)
     free(c->base);
     free(c->auth_header);
     free(c->worker);
+    free(c->cacert);
     free(c);
+}
+
+int hpo_client_set_cacert(struct hpo_client *c, const char *path)
+{
+    char *copy = NULL;
+
+    if (c == NULL) {
+        return -EINVAL;
+    }
+    if (path != NULL && path[0] != '\0') {
+        copy = strdup(path);
+        if (copy == NULL) {
+            return -ENOMEM;
+        }
+    }
+    free(c->cacert);
+    c->cacert = copy;
+    return 0;
 }
 
 int hpo_client_set_timeouts(struct hpo_client *c, long connect_ms, long request_ms)

@@ -286,6 +286,9 @@ static CURLcode attempt_once(struct hpo_client *c, const char *method, const cha
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "libhpoclient/" HPOD_VERSION);
+    if (c->cacert != NULL) {
+        curl_easy_setopt(curl, CURLOPT_CAINFO, c->cacert);
+    }
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
     } else {

@@ -83,6 +83,8 @@ static const char *expected_allow(enum hpo__route_id r)
     case HPO__R_BEST:
     case HPO__R_PARAM:
         return "GET, HEAD";
+    case HPO__R_ADMIN_BACKUP:
+        return "GET, HEAD";
     case HPO__R_TRIAL:
         return "GET, HEAD, PATCH";
     case HPO__R_STUDIES:
@@ -151,6 +153,9 @@ static char *rebuild(const struct hpo__route *r, const char *study, char *buf, s
     case HPO__R_SAMPLERS:
         snprintf(buf, len, "/v1/samplers");
         return buf;
+    case HPO__R_ADMIN_BACKUP:
+        snprintf(buf, len, "/v1/admin/backup");
+        return buf;
     case HPO__R_STUDIES:
         snprintf(buf, len, "/v1/studies");
         return buf;
@@ -189,7 +194,7 @@ static void check_route(const char *path)
     struct hpo__route r = { 0 };
     const char *allow = hpo__api_route(path, &r);
 
-    CHECK(r.route <= HPO__R_GRADIENT);
+    CHECK(r.route <= HPO__R_ADMIN_BACKUP);
     CHECK((allow != NULL) == (r.route != HPO__R_NONE));
     if (allow != NULL) {
         CHECK(strcmp(allow, expected_allow(r.route)) == 0);

@@ -199,7 +199,10 @@ def commands_and_exit_codes(d, tmp):
         check(err != "", "usage error without a message: %r" % args)
     out = ok(d, "--help")
     check("Usage: hpoctl" in out and "run STUDY" in out, "--help %r" % out)
-    check("does not check tokens yet" in out, "--help says tokens are not checked: %r" % out)
+    # hpod checks tokens now (issue 13): the help names the token and the CA file options.
+    check("--token TOKEN  bearer token (default $HPOD_TOKEN)" in out and
+          "--cacert FILE" in out and "does not check tokens" not in out,
+          "--help on --token/--cacert: %r" % out)
     check(ok(d, "help") == out, "help")
     check(ok(d, "--version").startswith("hpoctl "), "--version")
 

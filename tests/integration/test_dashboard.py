@@ -340,17 +340,33 @@ def tokens(d):
     if "--tokens" not in help_text:
         raise Skip("this hpod has no --tokens")
     secret = "hpod_dashboardtesttokendashboardtesttokendash"
+    writer = "hpod_dashboardwritertokendashboardwritertoke"
     path = os.path.join(d.state_dir, "tokens")
     with open(path, "w") as f:
         f.write("viewer read %s\n" % hashlib.sha256(secret.encode()).hexdigest())
-    with Daemon(d.exe, ["--tokens", path]) as td:
+        f.write("feeder write %s\n" % hashlib.sha256(writer.encode()).hexdigest())
+    state = os.path.join(d.state_dir, "tokens-db")
+    os.makedirs(state)
+    with Daemon(d.exe, ["--tokens", path], state_dir=state) as td:
+        td.url = "http://127.0.0.1:%d" % td.port
+        auth = {"Authorization": "Bearer " + writer}
+        td.post("/v1/studies", {"name": "secured", "params": dashfill.PARAMS[:2]}, headers=auth).expect(201)
+        p = dashfill.params_for(1)
+        td.post("/v1/studies/secured/trials", {"params": {"lr": p["lr"], "dropout": p["dropout"]}, "value": 0.25},
+                headers=auth).expect(201)
+        td.get("/v1/studies").expect_error(401, "unauthenticated")
         b = ctx["b"]
         b.driver.get(td.url + "/")
         wait_for("the token prompt", lambda: b.driver.find_element("id", "token-dialog").get_attribute("open") is not None)
         shot(b, "token")
         b.driver.find_element("id", "token-input").send_keys(secret)
         b.driver.find_element("css selector", "#token-form button").click()
-        wait_for("the list", lambda: b.driver.find_element("id", "study-count").text.endswith("studies"))
+        row = wait_for("the list", lambda: b.driver.find_elements("css selector", '#study-table tr[data-study="secured"]'))
+        check(float(row[0].find_element("css selector", "td[data-best]").get_attribute("data-best")) == 0.25, "best")
+        # The study page reads with the same token (kept for the tab), no second prompt.
+        b.driver.get(td.url + "/studies/secured")
+        wait_for("the study page", lambda: js(b, "const s = document.querySelector('.study'); return s && s.dataset.historyDrawn"))
+        check(b.driver.find_element("id", "token-dialog").get_attribute("open") is None, "asked again")
         no_console_errors(b, allow=("401",))
 
 

@@ -101,8 +101,10 @@ HPO_EXPORT void hpo_client_free(void *p);
 /*
 ** Create a client for the daemon at `url` ("http://127.0.0.1:8080"; a
 ** trailing slash and a trailing "/v1" are dropped; NULL means that default).
-** `token` is sent as "Authorization: Bearer <token>" (NULL or "" for none).
-** Both strings are copied. Defaults: connect timeout 5 s, request timeout
+** `token` is sent as "Authorization: Bearer <token>" ("" for none; NULL
+** takes $HPOD_TOKEN, none when unset). An https URL is verified against the
+** CA file in $HPOD_CACERT when set (see hpo_client_set_cacert), else the
+** system's CAs. Both strings are copied. Defaults: connect timeout 5 s, request timeout
 ** 60 s, 5 retries from 100 ms doubling up to 5 s, no worker name.
 ** No request is made. Call libcurl's curl_global_init() first if other
 ** threads already run (the library calls it on first use otherwise).
@@ -110,6 +112,12 @@ HPO_EXPORT void hpo_client_free(void *p);
 */
 HPO_EXPORT int hpo_client_create(const char *url, const char *token,
         struct hpo_client **ret_client, struct hpo_client_error *err);
+
+/*
+** Verify https servers against the PEM CA file at `path` (copied; NULL or
+** "" for the system's CAs). Returns 0, or -EINVAL, -ENOMEM.
+*/
+HPO_EXPORT int hpo_client_set_cacert(struct hpo_client *c, const char *path);
 
 /* Destroy a client (NULL is fine). Trials it returned stay valid. */
 HPO_EXPORT void hpo_client_destroy(struct hpo_client *c);

@@ -1,0 +1,124 @@
+/*
+** conns.c: per-connection records for the head deadline and the reserve
+** (conns.h).
+*/
+#include <netinet/in.h>
+#include <linux/tcp.h> /* tcp_info with tcpi_bytes_received (glibc's lacks it) */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "conns.h"
+
+void hpo__conns_init(struct hpo__conns *cs, unsigned max, unsigned head_timeout_s)
+{
+    memset(cs, 0, sizeof(*cs));
+    cs->list.prev = cs->list.next = &cs->list;
+    cs->max = max;
+    cs->head_timeout_s = head_timeout_s;
+}
+
+/* Bytes the kernel received on the socket so far (0 when unknown). */
+static uint64_t bytes_received(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+        return 0;
+    }
+    return ti.tcpi_bytes_received;
+}
+
+void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+        enum MHD_ConnectionNotificationCode toe)
+{
+    struct hpo__conns *cs = cls;
+    struct hpo__conn *c = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            return; /* untracked: no deadline, never reserve-only */
+        }
+        c->fd = info != NULL ? info->connect_fd : -1;
+        c->reserve = cs->max > 0 && cs->n >= cs->max; /* max 0: no limit of ours */
+        c->next = &cs->list;
+        c->prev = cs->list.prev;
+        cs->list.prev->next = c;
+        cs->list.prev = c;
+        cs->n++;
+        *socket_context = c;
+        return;
+    }
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED && c != NULL) {
+        c->prev->next = c->next;
+        c->next->prev = c->prev;
+        cs->n--;
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct hpo__conns *cs = cls;
+
+    return cs->max > 0 && cs->n >= (size_t)cs->max + HPO_CONNS_RESERVE ? MHD_NO : MHD_YES;
+}
+
+struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return info != NULL ? info->socket_context : NULL;
+}
+
+void hpo__conns_request_begin(struct hpo__conn *c)
+{
+    if (c != NULL) {
+        c->in_request = true;
+    }
+}
+
+void hpo__conns_request_end(struct hpo__conn *c)
+{
+    if (c != NULL) {
+        c->in_request = false;
+        c->head_seen_ms = 0;
+        c->rx_mark = c->fd >= 0 ? bytes_received(c->fd) : 0;
+    }
+}
+
+size_t hpo__conns_sweep(struct hpo__conns *cs, uint64_t now_ms)
+{
+    size_t shut = 0;
+    uint64_t limit = (uint64_t)cs->head_timeout_s * 1000;
+
+    if (limit == 0) {
+        return 0; /* no deadline configured */
+    }
+    for (struct hpo__conn *c = cs->list.next; c != &cs->list; c = c->next) {
+        if (c->in_request || c->shut || c->fd < 0) {
+            continue;
+        }
+        if (c->head_seen_ms == 0) {
+            if (bytes_received(c->fd) > c->rx_mark) {
+                c->head_seen_ms = now_ms;
+            }
+            continue;
+        }
+        if (now_ms - c->head_seen_ms >= limit) {
+            /* MHD sees the end of the stream and closes the connection itself. */
+            shutdown(c->fd, SHUT_RDWR);
+            c->shut = true;
+            cs->closed_slow++;
+            shut++;
+        }
+    }
+    return shut;
+}

@@ -1,0 +1,70 @@
+/*
+** conns.h: what http.c keeps per TCP connection to enforce the connection
+** limits of docs/API.md "Access and TLS" that MHD has no option for:
+**
+**  - the request-head deadline: from the first byte of a request (the
+**    kernel's count of bytes received, TCP_INFO, grows while no request is
+**    being served) to the end of its head, not reset by trickling bytes;
+**    a connection over it is shut down (MHD then closes it);
+**  - the reserve: MHD admits a few connections over max-connections; those
+**    may only ask /healthz and /metrics, anything else gets 503.
+**
+** Internal to api/. Everything runs on the loop thread.
+*/
+#ifndef HPO_CONNS_H
+#define HPO_CONNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+/* Connections admitted over max-connections, for /healthz and /metrics only. */
+#define HPO_CONNS_RESERVE 8
+
+/*
+** MHD's own limit is set this far above max-connections: at its limit MHD
+** stops accepting, which leaves clients hanging in the backlog, while
+** hpo__conns_accept refuses (accepts and closes) past the reserve.
+*/
+#define HPO_CONNS_MARGIN (HPO_CONNS_RESERVE + 64)
+
+struct hpo__conn {
+    struct hpo__conn *prev, *next;
+    int fd;
+    uint64_t rx_mark;      /* bytes received when the last request ended */
+    uint64_t head_seen_ms; /* when bytes of the next head were first seen; 0 = none yet */
+    bool in_request;       /* between a head's end and its reply's end */
+    bool reserve;          /* admitted over the limit */
+    bool shut;             /* shut down by the sweep */
+};
+
+struct hpo__conns {
+    struct hpo__conn list; /* sentinel of a circular list */
+    size_t n;
+    unsigned max;            /* max-connections */
+    unsigned head_timeout_s; /* request-head-timeout */
+    uint64_t closed_slow;    /* connections shut for a late head, for logs */
+};
+
+void hpo__conns_init(struct hpo__conns *cs, unsigned max, unsigned head_timeout_s);
+
+/* MHD_OPTION_NOTIFY_CONNECTION's callback; cls is the hpo__conns. */
+void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+        enum MHD_ConnectionNotificationCode toe);
+
+/* MHD's accept policy callback (cls: the hpo__conns): refuse past max + reserve. */
+enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+
+/* The record of a connection (NULL if it has none). */
+struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn);
+
+/* A request's head is complete / its reply is done. Accept NULL. */
+void hpo__conns_request_begin(struct hpo__conn *c);
+void hpo__conns_request_end(struct hpo__conn *c);
+
+/* Shut down connections whose head is late; returns how many (call about once a second). */
+size_t hpo__conns_sweep(struct hpo__conns *cs, uint64_t now_ms);
+
+#endif
