@@ -76,6 +76,11 @@ def js(b, code, *args):
     return b.driver.execute_script(code, *args)
 
 
+def text(b, css):
+    """An element's text, read in one script call (the page may redraw between calls)."""
+    return js(b, "const e = document.querySelector(arguments[0]); return e ? e.textContent : null", css)
+
+
 def api_trials(d):
     """Every trial of the big study from the CSV export: {number: (state, dropout)}."""
     r = d.get("/v1/studies/%s/trials?format=csv" % STUDY)
@@ -213,18 +218,27 @@ def list_page(d):
     b = ctx["b"]
     b.driver.get(d.url + "/")
     studies = d.get("/v1/studies").expect(200)["studies"]
-    wait_for("the list", lambda: len(b.driver.find_elements("css selector", "#study-table tbody tr")) == len(studies))
+    # One snapshot of the table (it is redrawn every 2 s): {study: {column: text}}.
+    snap = """const out = {};
+        for (const tr of document.querySelectorAll('#study-table tbody tr')) {
+            const row = {};
+            for (const td of tr.querySelectorAll('td[data-col]')) row[td.dataset.col] = td.textContent;
+            const b = tr.querySelector('td[data-best]');
+            row.best = b ? b.dataset.best : null;
+            out[tr.dataset.study] = row;
+        }
+        return out;"""
+    rows = wait_for("the list", lambda: (lambda r: r if len(r) == len(studies) else None)(js(b, snap)))
     for s in studies:
-        row = b.driver.find_element("css selector", '#study-table tr[data-study="%s"]' % s["name"])
+        row = rows[s["name"]]
         for st in ("waiting", "running", "complete", "pruned", "failed"):
-            got = row.find_element("css selector", 'td[data-col="%s"]' % st).text
-            check(int(got) == s["trials"][st], "%s %s: page %s, API %d" % (s["name"], st, got, s["trials"][st]))
-        best = row.find_element("css selector", "td[data-best]").get_attribute("data-best")
+            check(int(row[st]) == s["trials"][st], "%s %s: page %s, API %d" % (s["name"], st, row[st], s["trials"][st]))
         want = s["best_trial"]["value"] if s["best_trial"] else None
-        check((best == "" and want is None) or float(best) == want, "%s best: page %r, API %r" % (s["name"], best, want))
+        check((row["best"] == "" and want is None) or float(row["best"]) == want,
+              "%s best: page %r, API %r" % (s["name"], row["best"], want))
     f = b.driver.find_element("id", "study-filter")
     f.send_keys("bi")
-    wait_for("the filter", lambda: [e.get_attribute("data-study") for e in b.driver.find_elements("css selector", "#study-table tbody tr")] == ["big"])
+    wait_for("the filter", lambda: js(b, "return [...document.querySelectorAll('#study-table tbody tr')].map((e) => e.dataset.study)") == ["big"])
     shot(b, "list")
     no_console_errors(b)
 
@@ -243,12 +257,12 @@ def study_page(d):
     check(int(root.get_attribute("data-trials")) == s["trials"]["total"], "trial count")
     check(int(root.get_attribute("data-filtered")) == s["trials"]["total"], "nothing filtered")
     for st in ("waiting", "running", "complete", "pruned", "failed", "total"):
-        got = b.driver.find_element("css selector", '#study-counts [data-state="%s"] b' % st).text
+        got = text(b, '#study-counts [data-state="%s"] b' % st)
         check(int(got) == s["trials"][st], "%s: page %s, API %d" % (st, got, s["trials"][st]))
     best = b.driver.find_element("id", "best-value")
     check(float(best.get_attribute("data-value")) == s["best_trial"]["value"], "best value")
     check(int(best.get_attribute("data-number")) == s["best_trial"]["number"], "best number")
-    info = b.driver.find_element("id", "table-info").text
+    info = text(b, "#table-info")
     check(info.startswith("{:,} trials".format(s["trials"]["total"])), info)
     check(len(b.driver.find_elements("css selector", ".slices .uplot")) == 6, "six slice plots")
     check(len(b.driver.find_elements("css selector", "#intermediate .uplot")) == 1, "intermediate values")
@@ -312,7 +326,7 @@ def live_tell(d):
     best = wait_for("the new best", lambda: b.driver.find_element("id", "best-value").get_attribute("data-number") == str(t["number"]), 10)
     check(best, "best")
     after = d.get("/v1/studies/" + STUDY).expect(200)
-    got = b.driver.find_element("css selector", '#study-counts [data-state="complete"] b').text
+    got = text(b, '#study-counts [data-state="complete"] b')
     check(int(got) == after["trials"]["complete"], "complete count after the tell")
     check(js(b, "return window.__sameDocument") == 42, "the page was reloaded")
     no_console_errors(b)
@@ -361,8 +375,8 @@ def tokens(d):
         shot(b, "token")
         b.driver.find_element("id", "token-input").send_keys(secret)
         b.driver.find_element("css selector", "#token-form button").click()
-        row = wait_for("the list", lambda: b.driver.find_elements("css selector", '#study-table tr[data-study="secured"]'))
-        check(float(row[0].find_element("css selector", "td[data-best]").get_attribute("data-best")) == 0.25, "best")
+        best = wait_for("the list", lambda: js(b, "const c = document.querySelector('#study-table tr[data-study=\"secured\"] td[data-best]'); return c && c.dataset.best"))
+        check(float(best) == 0.25, "best %r" % best)
         # The study page reads with the same token (kept for the tab), no second prompt.
         b.driver.get(td.url + "/studies/secured")
         wait_for("the study page", lambda: js(b, "const s = document.querySelector('.study'); return s && s.dataset.historyDrawn"))
