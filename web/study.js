@@ -34,7 +34,7 @@ export async function showStudy(main, name) {
   view.timing = performance.now() - t0;
   view.refresh(true);
   const alive = () => document.body.contains(view.root);
-  follow(data, withInter, () => { view.header(); view.refresh(true); setLive(`live · updated ${new Date().toLocaleTimeString()}`); }, alive);
+  follow(data, withInter, () => { view.header(); view.refresh(true); if (HAS_COLUMNS && Date.now() - view.impAt > 30000) view.loadImportances(); setLive(`live · updated ${new Date().toLocaleTimeString()}`); }, alive);
   setLive('live');
 }
 
@@ -94,6 +94,14 @@ class StudyView {
     this.sliceBox = el('div', { class: 'slices' });
     this.root.append(el('section', { 'aria-labelledby': 'h-slices' }, el('h2', { id: 'h-slices' }, 'Slice plots'),
       el('p', { class: 'muted small' }, 'The objective against each param (complete trials that pass the filters).'), this.sliceBox));
+    // Importances (hpod computes them: PED-ANOVA, docs/API.md "Dashboard endpoints").
+    if (HAS_COLUMNS) {
+      this.impBox = el('div', { id: 'importances' }, el('p', { class: 'muted small' }, 'Computing…'));
+      this.root.append(el('section', { 'aria-labelledby': 'h-imp' }, el('h2', { id: 'h-imp' }, 'Parameter importances'),
+        el('p', { class: 'muted small' }, 'PED-ANOVA (as Optuna 4): how much each param\'s distribution among the best 10% of complete trials differs from all complete trials. Computed by hpod over every trial; filters do not apply.'),
+        this.impBox));
+      this.loadImportances();
+    }
     // Intermediate values.
     if (this.withInter) {
       this.interBox = el('div', { class: 'chart', id: 'intermediate' });
@@ -110,6 +118,26 @@ class StudyView {
     this.table.onSort = () => this.table.update(this.mask);
     this.makeHistory();
     this.makeSlices();
+  }
+
+  async loadImportances() {
+    this.impAt = Date.now();
+    let r;
+    try {
+      r = await getJSON(`/v1/studies/${encodeURIComponent(this.data.study.name)}/importances`);
+    } catch (e) {
+      this.impBox.replaceChildren(el('p', { class: 'error' }, `Cannot compute importances: ${e.message}`));
+      return;
+    }
+    const max = Math.max(...r.importances.map((x) => x.importance), 0);
+    const rows = [...r.importances].sort((a, b) => b.importance - a.importance);
+    this.impBox.replaceChildren(
+      el('p', { class: 'muted small' }, `${r.trials.toLocaleString()} complete trials, the best ${r.top_trials.toLocaleString()} of them as the target.`),
+      el('table', { class: 'grid importances' }, el('tbody', {}, rows.map((x) => el('tr', { 'data-param': x.param },
+        el('th', { scope: 'row' }, x.param),
+        el('td', { class: 'bar-cell' }, el('span', { class: 'bar', 'data-w': String(max > 0 ? x.importance / max : 0) })),
+        el('td', { class: 'num' }, fmt(x.importance)))))));
+    for (const b of this.impBox.querySelectorAll('.bar')) b.style.width = `${(Number(b.dataset.w) * 100).toFixed(1)}%`;
   }
 
   filterForm() {
