@@ -20,6 +20,9 @@ HPOD_DASH_TRIALS sets the big study's size, default 20000: see docs/DASHBOARD.md
   the API's trials (states, values, params in values form, durations), the cursor stops at
   a running trial and moves past it once told; curves are evenly spaced and cut to the
   asked number of points; bad queries are invalid_argument.
+- importances_endpoint (when this hpod has it): PED-ANOVA over the complete trials, the
+  best 10% as the target, lr first for dashfill's objective (bench/dashboard/importances.py
+  compares the figures with Optuna 4's evaluator).
 - tokens: with --tokens the page asks for a token, then shows the studies (skipped when
   this hpod has no --tokens).
 Every page is checked for console errors; screenshots go to SCREENSHOT_DIR.
@@ -214,6 +217,26 @@ def curves_endpoint(d):
 
 
 @tap.test
+def importances_endpoint(d):
+    r = d.get("/v1/studies/%s/importances" % STUDY)
+    if r.status == 404 and "route" in r.json["error"]["message"]:
+        raise Skip("this hpod has no importances endpoint")
+    body = r.expect(200, "importances")
+    s = d.get("/v1/studies/" + STUDY).expect(200)
+    check(body["method"] == "ped-anova" and body["trials"] == s["trials"]["complete"], "header %r" % body)
+    # The best 10% (at least 2) of the complete trials, ties included.
+    values = sorted(t["value"] for t in d.get("/v1/studies/%s/trials?state=complete&limit=1000000" % STUDY)
+                    .expect(200)["trials"])
+    cutoff = max(values[1], values[-(-len(values) // 10) - 1])
+    check(body["top_trials"] == sum(v <= cutoff for v in values), "top trials %r" % body["top_trials"])
+    imp = {e["param"]: e["importance"] for e in body["importances"]}
+    check(sorted(imp) == sorted(p["name"] for p in dashfill.PARAMS) and all(v >= 0 for v in imp.values()), imp)
+    # dashfill's objective varies most with lr (a parabola in log10(lr) over 5 decades).
+    check(max(imp, key=imp.get) == "lr", "importances %r" % imp)
+    d.get("/v1/studies/%s/importances?x=1" % STUDY).expect_error(400, "invalid_argument", "x")
+
+
+@tap.test
 def list_page(d):
     b = ctx["b"]
     b.driver.get(d.url + "/")
@@ -266,6 +289,9 @@ def study_page(d):
     check(info.startswith("{:,} trials".format(s["trials"]["total"])), info)
     check(len(b.driver.find_elements("css selector", ".slices .uplot")) == 6, "six slice plots")
     check(len(b.driver.find_elements("css selector", "#intermediate .uplot")) == 1, "intermediate values")
+    if d.get("/v1/studies/%s/importances" % STUDY).status == 200:
+        first = wait_for("importances", lambda: js(b, "const r = document.querySelector('#importances tr'); return r && r.dataset.param"))
+        check(first == "lr", "most important on the page: %r" % first)
     b.driver.set_window_size(1400, 3400)
     shot(b, "study")
     b.driver.set_window_size(1400, 1000)
