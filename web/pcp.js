@@ -39,19 +39,27 @@ export class ParallelCoords {
   }
 
   // Scale every axis over the given rows (complete trials).
-  fit(rows) {
+  // `seen`: the trials a live update brought (small): the ranges only widen to take them
+  // in, and the grey lines are drawn again only when a range changed or the number of
+  // lines grew by a tenth. Without it: fitted over every row.
+  fit(rows, seen) {
+    const incremental = seen && this.bgCount && seen.length < rows.length / 10;
+    let changed = !incremental;
     for (const a of this.axes) {
-      let lo = Infinity; let hi = -Infinity;
-      for (let k = 0; k < rows.length; k++) {
-        let v = a.col[rows[k]];
+      let lo = incremental ? a.lo : Infinity; let hi = incremental ? a.hi : -Infinity;
+      const src = incremental ? seen : rows;
+      for (let k = 0; k < src.length; k++) {
+        let v = a.col[src[k]];
         if (!Number.isFinite(v)) continue;
         if (a.log) { if (v <= 0) continue; v = Math.log10(v); }
         if (v < lo) lo = v; if (v > hi) hi = v;
       }
       if (a.choices) { lo = 0; hi = Math.max(1, a.choices.length - 1); }
       if (!(lo < hi)) { lo = Number.isFinite(lo) ? lo - 1 : 0; hi = Number.isFinite(hi) ? hi + 1 : 1; }
+      if (lo !== a.lo || hi !== a.hi) changed = true;
       a.lo = lo; a.hi = hi;
     }
+    if (changed || rows.length > this.bgCount * 1.1) this.bgStale = true;
   }
 
   y(a, v) {
@@ -91,7 +99,7 @@ export class ParallelCoords {
   // Every sampled line is drawn grey once per data change (kept in an offscreen canvas);
   // a filter change draws that image and the selected lines over it.
   draw(rows, mask) {
-    if (this.bgFor !== rows) {
+    if (this.bgStale || !this.bg) {
       this.bg = document.createElement('canvas');
       this.bg.width = this.canvas.width; this.bg.height = this.canvas.height;
       const b = this.bg.getContext('2d');
@@ -99,7 +107,8 @@ export class ParallelCoords {
       b.lineWidth = 1;
       b.strokeStyle = 'rgba(128,128,128,0.10)';
       this.lines(b, rows, () => true);
-      this.bgFor = rows;
+      this.bgStale = false;
+      this.bgCount = rows.length;
     }
     this.rows = rows; this.mask = mask;
     const ctx = this.canvas.getContext('2d');

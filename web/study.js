@@ -34,7 +34,7 @@ export async function showStudy(main, name) {
   view.timing = performance.now() - t0;
   view.refresh(true);
   const alive = () => document.body.contains(view.root);
-  follow(data, withInter, () => { view.header(); view.refresh(true); if (HAS_COLUMNS && Date.now() - view.impAt > 30000) view.loadImportances(); setLive(`live · updated ${new Date().toLocaleTimeString()}`); }, alive);
+  follow(data, withInter, (seen) => { view.header(); view.refresh(true, seen); if (HAS_COLUMNS && Date.now() - view.impAt > 30000) view.loadImportances(); setLive(`live · updated ${new Date().toLocaleTimeString()}`); }, alive);
   setLive('live');
 }
 
@@ -189,15 +189,18 @@ class StudyView {
   }
 
   // Recompute the filter and redraw every view; `dataChanged` refits scales and orders.
-  refresh(dataChanged) {
+  refresh(dataChanged, seen) {
     const t0 = performance.now();
     const d = this.data;
     this.mask = this.computeMask();
     if (dataChanged) {
-      const complete = [];
-      for (let i = 0; i < d.n; i++) if (d.state[i] === STATE_CODE.complete && Number.isFinite(d.values[this.obj][i])) complete.push(i);
-      this.complete = Int32Array.from(complete);
-      this.pcp.fit(this.complete);
+      const v = d.values[this.obj]; const st = d.state;
+      let m = 0;
+      for (let i = 0; i < d.n; i++) if (st[i] === STATE_CODE.complete && Number.isFinite(v[i])) m++;
+      const complete = new Int32Array(m);
+      for (let i = 0, k = 0; i < d.n; i++) if (st[i] === STATE_CODE.complete && Number.isFinite(v[i])) complete[k++] = i;
+      this.complete = complete;
+      this.pcp.fit(this.complete, seen);
       this.fitValues();
       this.updateLogBox();
     }
