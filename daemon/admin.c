@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../storage/storage.h"
 #include "../storage/backup.h"
 #include "admin.h"
 
@@ -37,6 +38,11 @@ int hpo_admin_backup(const char *db_path, int *ret_fd, uint64_t *ret_size,
     struct stat st;
     int fd, r;
 
+    if (hpo_storage_is_postgresql(db_path)) {
+        /* Everything (vectors, states) is in the database: pg_dump takes it all. */
+        return hpo_error_set(err, -ENOTSUP, HPO_INVALID_ARGUMENT, NULL,
+                "backup: the database is PostgreSQL; back it up with pg_dump");
+    }
     if (slash == NULL) {
         snprintf(dir, sizeof(dir), ".");
     } else {

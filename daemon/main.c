@@ -27,6 +27,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "metrics.h"
+#include "migrate.h"
 #include "notify.h"
 #include "preflight.h"
 #include "security.h"
@@ -364,6 +365,9 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     json_object_seed(0);
+    if (argc >= 2 && strcmp(argv[1], "migrate") == 0) {
+        return hpo_migrate_main(argc - 1, argv + 1);
+    }
     r = hpo_security_new_token(argc, argv);
     if (r >= 0) {
         return r;

@@ -36,9 +36,11 @@ static const char *errtext(int e, char *buf, size_t len)
 }
 
 /* Whether `path` names a file, not SQLite's in-memory database or a URI. */
+/* PostgreSQL URIs (storage.h) are no file either: the storage takes their lock itself. */
 static bool is_file(const char *path)
 {
-    return strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0;
+    return strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0 &&
+            strncmp(path, "postgresql://", 13) != 0 && strncmp(path, "postgres://", 11) != 0;
 }
 
 int hpo_preflight_db(const char *path, char *msg, size_t len)

@@ -20,24 +20,26 @@
 
 #define SQRT5       2.23606797749978969641
 #define LN_SQRT_2PI 0.91893853320467274178
-#define PRED_BLOCK  128 /* candidates per dtrsm in hpo_gp_predict */
+#define PRED_BLOCK  512 /* candidates per dtrsm in hpo_gp_predict */
 #define MAX_JITTER_TRIES 5
 
-/* Bounds of the raw hyperparameters (hpod choice): they only keep L-BFGS out of overflow. */
-#define LN_THETA_MIN -9.0
-#define LN_THETA_MAX 9.0
-#define LN_S_MIN     -9.0
-#define LN_S_MAX     5.0
-#define RHO_MIN      -20.0
-#define RHO_MAX      3.0
+/*
+** Upper bounds of the raw hyperparameters (hpod choice; BoTorch has none):
+** they only keep L-BFGS out of overflow. The lower bounds are BoTorch's
+** constraints (HPO_GP_MIN_LENGTHSCALE, HPO_GP_MIN_FIT_NOISE).
+*/
+#define LN_ELL_MAX   9.2  /* l <= ~1e4 */
+#define LN_NOISE_MAX 2.3  /* sigma^2 <= ~10 on standardized targets */
+#define MEAN_MAX     10.0 /* |c| on standardized targets */
 
 /* Stopping rule of the hyperparameter fit, on the log posterior per row. */
 #ifndef GP_FIT_FTOL
-#define GP_FIT_FTOL 1e-4
+#define GP_FIT_FTOL 1e-7
 #endif
 #ifndef GP_FIT_XTOL
-#define GP_FIT_XTOL 1e-3
+#define GP_FIT_XTOL 1e-5
 #endif
+#define GP_FIT_MAXEVAL 300
 
 double hpo_gp_matern52(double r2)
 {
@@ -51,6 +53,47 @@ double hpo_gp_matern52_d(double r2)
     double r = sqrt(r2);
 
     return -(5.0 / 6.0) * (1.0 + SQRT5 * r) * exp(-SQRT5 * r);
+}
+
+/* The kernel's correlation M(r^2) and dM/d(r^2) (RBF: e^{-r^2/2}, -M/2). */
+static inline double corr(int kernel, double r2)
+{
+    return kernel == HPO_GP_RBF ? exp(-0.5 * r2) : hpo_gp_matern52(r2);
+}
+
+static inline void corr_both(int kernel, double r2, double *mk, double *mkd)
+{
+    if (kernel == HPO_GP_RBF) {
+        double e = exp(-0.5 * r2);
+        *mk = e;
+        *mkd = -0.5 * e;
+    } else {
+        double r = sqrt(r2), e = exp(-SQRT5 * r);
+        *mk = (1.0 + SQRT5 * r + (5.0 / 3.0) * r2) * e;
+        *mkd = -(5.0 / 6.0) * (1.0 + SQRT5 * r) * e;
+    }
+}
+
+double hpo_gp_lengthscale_log_prior(double ell, size_t d)
+{
+    double mu = M_SQRT2 + 0.5 * log((double)(d ? d : 1)), u = log(ell);
+
+    return -u - log(HPO_GP_LS_PRIOR_SIGMA) - LN_SQRT_2PI -
+            (u - mu) * (u - mu) / (2.0 * HPO_GP_LS_PRIOR_SIGMA * HPO_GP_LS_PRIOR_SIGMA);
+}
+
+double hpo_gp_noise_log_prior(double noise)
+{
+    double v = log(noise);
+
+    return -v - LN_SQRT_2PI - (v - HPO_GP_NOISE_PRIOR_MU) * (v - HPO_GP_NOISE_PRIOR_MU) / 2.0;
+}
+
+double hpo_gp_lengthscale_mode(size_t d)
+{
+    double mu = M_SQRT2 + 0.5 * log((double)(d ? d : 1));
+
+    return exp(mu - HPO_GP_LS_PRIOR_SIGMA * HPO_GP_LS_PRIOR_SIGMA);
 }
 
 int hpo_gp_model_init(struct hpo_gp_model *m, size_t d, const bool *is_cat)
@@ -69,6 +112,8 @@ int hpo_gp_model_init(struct hpo_gp_model *m, size_t d, const bool *is_cat)
     }
     m->scale = 1.0;
     m->noise = HPO_GP_MIN_NOISE;
+    m->mean = 0.0;
+    m->kernel = HPO_GP_RBF;
     m->exact_from = SIZE_MAX;
     return 0;
 }
@@ -163,7 +208,7 @@ static inline double sq_dist(const struct hpo_gp_model *m, const double *a, cons
 
 double hpo_gp_kernel(const struct hpo_gp_model *m, const double *a, const double *b)
 {
-    return m->scale * hpo_gp_matern52(sq_dist(m, a, b));
+    return m->scale * corr(m->kernel, sq_dist(m, a, b));
 }
 
 /* Fill the lower triangle of K for rows [r0, r1) x columns [0, r1) into m->L. */
@@ -242,7 +287,9 @@ int hpo_gp_solve(struct hpo_gp_model *m)
     if (n == 0) {
         return 0;
     }
-    memcpy(m->alpha, m->y, n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        m->alpha[i] = m->y[i] - m->mean;
+    }
     cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, m->L, (int)m->cap,
             m->alpha, 1);
     cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, (int)n, m->L, (int)m->cap,
@@ -259,7 +306,7 @@ void hpo_gp_predict(const struct hpo_gp_model *m, size_t count, const double *xs
         size_t b = count - c0 < PRED_BLOCK ? count - c0 : PRED_BLOCK;
         if (n == 0) {
             for (size_t c = 0; c < b; c++) {
-                mean[c0 + c] = 0.0;
+                mean[c0 + c] = m->mean;
                 var[c0 + c] = m->scale;
             }
             continue;
@@ -270,7 +317,10 @@ void hpo_gp_predict(const struct hpo_gp_model *m, size_t count, const double *xs
                 work[i + c * n] = hpo_gp_kernel(m, xc, &m->x[i * m->d]);
             }
         }
-        cblas_dgemv(CblasColMajor, CblasTrans, (int)n, (int)b, 1.0, work, (int)n, m->alpha, 1, 0.0,
+        for (size_t c = 0; c < b; c++) {
+            mean[c0 + c] = m->mean;
+        }
+        cblas_dgemv(CblasColMajor, CblasTrans, (int)n, (int)b, 1.0, work, (int)n, m->alpha, 1, 1.0,
                 &mean[c0], 1);
         cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)n,
                 (int)b, 1.0, m->L, (int)m->cap, work, (int)n);
@@ -293,16 +343,17 @@ void hpo_gp_predict_grad(const struct hpo_gp_model *m, const double *x, double *
         dvar[k] = 0.0;
     }
     if (n == 0) {
-        *mean = 0.0;
+        *mean = m->mean;
         *var = m->scale;
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        double r2 = sq_dist(m, x, &m->x[i * d]);
-        kv[i] = m->scale * hpo_gp_matern52(r2);
-        coef[i] = 2.0 * m->scale * hpo_gp_matern52_d(r2);
+        double r2 = sq_dist(m, x, &m->x[i * d]), mk, mkd;
+        corr_both(m->kernel, r2, &mk, &mkd);
+        kv[i] = m->scale * mk;
+        coef[i] = 2.0 * m->scale * mkd;
     }
-    *mean = cblas_ddot((int)n, kv, 1, m->alpha, 1);
+    *mean = m->mean + cblas_ddot((int)n, kv, 1, m->alpha, 1);
     cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, m->L, (int)m->cap,
             kv, 1);
     q = cblas_ddot((int)n, kv, 1, kv, 1);
@@ -335,10 +386,24 @@ size_t hpo_gp_n_raw(size_t d, bool deterministic)
 void hpo_gp_set_raw(struct hpo_gp_model *m, const double *raw, bool deterministic)
 {
     for (size_t k = 0; k < m->d; k++) {
-        m->theta[k] = exp(raw[k]);
+        m->theta[k] = exp(-2.0 * raw[k]);
     }
-    m->scale = exp(raw[m->d]);
-    m->noise = deterministic ? HPO_GP_MIN_NOISE : HPO_GP_MIN_NOISE + exp(raw[m->d + 1]);
+    m->scale = 1.0;
+    m->noise = deterministic ? HPO_GP_MIN_NOISE : exp(raw[m->d]);
+    m->mean = raw[hpo_gp_n_raw(m->d, deterministic) - 1];
+}
+
+void hpo_gp_prior_mode(size_t d, bool deterministic, double *raw)
+{
+    double u = log(hpo_gp_lengthscale_mode(d));
+
+    for (size_t k = 0; k < d; k++) {
+        raw[k] = u;
+    }
+    if (!deterministic) {
+        raw[d] = HPO_GP_NOISE_PRIOR_MU - 1.0; /* the mode of LogNormal(-4, 1): e^-5 */
+    }
+    raw[hpo_gp_n_raw(d, deterministic) - 1] = 0.0;
 }
 
 /* Scratch memory of one log posterior evaluation over n rows. */
@@ -373,24 +438,27 @@ static int lp_ws_init(struct lp_ws *ws, size_t n, size_t d)
     return 0;
 }
 
+/*
+** log p(y | X, phi) (+ log priors) at raw = (ln l_1..d, [ln sigma^2], c),
+** K = M(r^2) + sigma^2 I (output scale 1 on standardized targets), residuals
+** y - c. Gradient: 1/2 tr((a a^T - K^-1) dK/dphi) for the kernel
+** parameters, sum(a) for c, a = K^-1 (y - c).
+*/
 static int log_posterior(const struct hpo_gp_model *m, const double *raw, bool deterministic,
         bool with_prior, double *ret_value, double *grad, struct lp_ws *ws)
 {
     size_t n = m->n, d = m->d, n_raw = hpo_gp_n_raw(d, deterministic);
     struct hpo_gp_model h = *m; /* shallow copy carrying the trial hyperparameters */
     double *mk = ws->mk, *mkd = ws->mkd, *kf = ws->kf, *alpha = ws->alpha;
-    double e_rho, jitter = 0.0, value, trace_w = 0.0, g_s = 0.0;
+    double jitter = 0.0, value, trace_w = 0.0, sum_a = 0.0;
     lapack_int info = 1;
 
     h.theta = ws->theta;
     hpo_gp_set_raw(&h, raw, deterministic);
-    e_rho = deterministic ? 0.0 : exp(raw[d + 1]);
     for (size_t j = 0; j < n; j++) {
         for (size_t i = j; i < n; i++) {
             double r2 = sq_dist(&h, &m->x[i * d], &m->x[j * d]);
-            double r = sqrt(r2), e = exp(-SQRT5 * r);
-            mk[i + j * n] = (1.0 + SQRT5 * r + (5.0 / 3.0) * r2) * e;
-            mkd[i + j * n] = -(5.0 / 6.0) * (1.0 + SQRT5 * r) * e;
+            corr_both(h.kernel, r2, &mk[i + j * n], &mkd[i + j * n]);
         }
     }
     for (int attempt = 0; attempt <= MAX_JITTER_TRIES && info != 0; attempt++) {
@@ -407,7 +475,9 @@ static int log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
     if (info != 0) {
         return -EDOM;
     }
-    memcpy(alpha, m->y, n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        alpha[i] = m->y[i] - h.mean;
+    }
     value = -(double)n * LN_SQRT_2PI;
     for (size_t i = 0; i < n; i++) {
         value -= log(kf[i + i * n]);
@@ -433,11 +503,10 @@ static int log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
         for (size_t j = 0; j < n; j++) {
             const double *xj = &m->x[j * d];
             trace_w += alpha[j] * alpha[j] - kf[j + j * n];
+            sum_a += alpha[j];
             for (size_t i = j + 1; i < n; i++) {
                 const double *xi = &m->x[i * d];
-                double w = alpha[i] * alpha[j] - kf[i + j * n];
-                double cw = w * mkd[i + j * n];
-                g_s += w * mk[i + j * n];
+                double cw = (alpha[i] * alpha[j] - kf[i + j * n]) * mkd[i + j * n];
                 for (size_t k = 0; k < d; k++) {
                     if (m->is_cat[k]) {
                         grad[k] += xi[k] != xj[k] ? cw : 0.0;
@@ -448,31 +517,31 @@ static int log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
                 }
             }
         }
-        /* Off-diagonal pairs appear twice in the trace: the 1/2 cancels. */
+        /*
+        ** Off-diagonal pairs appear twice in the trace: the 1/2 cancels.
+        ** d theta / d ln l = -2 theta.
+        */
         for (size_t k = 0; k < d; k++) {
-            grad[k] *= h.scale * h.theta[k];
+            grad[k] *= -2.0 * h.scale * h.theta[k];
         }
-        grad[d] = h.scale * (g_s + 0.5 * trace_w);
         if (!deterministic) {
-            grad[d + 1] = 0.5 * trace_w * e_rho;
+            grad[d] = 0.5 * trace_w * h.noise;
         }
+        grad[n_raw - 1] = sum_a;
     }
     if (with_prior) {
+        double mu = M_SQRT2 + 0.5 * log((double)(d ? d : 1));
+        double s2 = HPO_GP_LS_PRIOR_SIGMA * HPO_GP_LS_PRIOR_SIGMA;
         for (size_t k = 0; k < d; k++) {
-            double t = h.theta[k];
-            value -= 0.1 / t + 0.1 * t;
+            value += hpo_gp_lengthscale_log_prior(exp(raw[k]), d);
             if (grad != NULL) {
-                grad[k] += 0.1 / t - 0.1 * t;
+                grad[k] += -1.0 - (raw[k] - mu) / s2;
             }
         }
-        value += log(h.scale) - h.scale;
-        if (grad != NULL) {
-            grad[d] += 1.0 - h.scale;
-        }
         if (!deterministic) {
-            value += 0.1 * log(h.noise) - 30.0 * h.noise;
+            value += hpo_gp_noise_log_prior(h.noise);
             if (grad != NULL) {
-                grad[d + 1] += (0.1 / h.noise - 30.0) * e_rho;
+                grad[d] += -1.0 - (raw[d] - HPO_GP_NOISE_PRIOR_MU);
             }
         }
     }
@@ -532,6 +601,22 @@ static double fit_objective(unsigned n_raw, const double *raw, double *grad, voi
     return value;
 }
 
+void hpo_gp_raw_bounds(size_t d, bool deterministic, double *lb, double *ub)
+{
+    size_t n_raw = hpo_gp_n_raw(d, deterministic);
+
+    for (size_t k = 0; k < d; k++) {
+        lb[k] = log(HPO_GP_MIN_LENGTHSCALE);
+        ub[k] = LN_ELL_MAX;
+    }
+    if (!deterministic) {
+        lb[d] = log(HPO_GP_MIN_FIT_NOISE);
+        ub[d] = LN_NOISE_MAX;
+    }
+    lb[n_raw - 1] = -MEAN_MAX;
+    ub[n_raw - 1] = MEAN_MAX;
+}
+
 int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic, int *ret_evals)
 {
     size_t n_raw = hpo_gp_n_raw(m->d, deterministic);
@@ -549,16 +634,7 @@ int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic, int *ret
         r = -ENOMEM;
         goto out;
     }
-    for (size_t k = 0; k < m->d; k++) {
-        lb[k] = LN_THETA_MIN;
-        ub[k] = LN_THETA_MAX;
-    }
-    lb[m->d] = LN_S_MIN;
-    ub[m->d] = LN_S_MAX;
-    if (!deterministic) {
-        lb[m->d + 1] = RHO_MIN;
-        ub[m->d + 1] = RHO_MAX;
-    }
+    hpo_gp_raw_bounds(m->d, deterministic, lb, ub);
     for (size_t k = 0; k < n_raw; k++) {
         x[k] = raw[k] < lb[k] ? lb[k] : (raw[k] > ub[k] ? ub[k] : raw[k]);
     }
@@ -572,7 +648,7 @@ int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic, int *ret
     nlopt_set_min_objective(opt, fit_objective, &ctx);
     nlopt_set_ftol_abs(opt, GP_FIT_FTOL);
     nlopt_set_xtol_rel(opt, GP_FIT_XTOL);
-    nlopt_set_maxeval(opt, 200);
+    nlopt_set_maxeval(opt, GP_FIT_MAXEVAL);
     res = nlopt_optimize(opt, x, &f);
     /* Keep the best point seen: L-BFGS may stop on round-off after progress. */
     if (ctx.best < 1e99 && (res > 0 || res == NLOPT_ROUNDOFF_LIMITED || res == NLOPT_FAILURE)) {
@@ -583,7 +659,7 @@ int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic, int *ret
     }
 out:
     if (ret_evals != NULL) {
-        *ret_evals = ctx.evals;
+        *ret_evals += ctx.evals;
     }
     if (opt != NULL) {
         nlopt_destroy(opt);

@@ -1,19 +1,22 @@
 /*
 ** gp.c: the GP Bayesian-optimization sampler (docs/ALGORITHMS.md §4;
-** Optuna's GPSampler). A Matern-5/2 ARD Gaussian process on the unit cube,
-** MAP-fitted hyperparameters, logEI or UCB maximized over scrambled Sobol
-** candidates plus local searches, running trials as best constant liars.
+** BoTorch's SingleTaskGP + optimize_acqf defaults). A GP with constant mean
+** and Matern-5/2 (or RBF) ARD kernel on the unit cube, BoTorch's
+** dimension-scaled LogNormal lengthscale prior and LogNormal noise prior
+** (MAP fit), standardized (and warped) targets, logEI or UCB maximized
+** from raw Sobol candidates by Boltzmann-selected L-BFGS restarts on the
+** exact gradient, running trials as best constant liars.
 **
 ** Refit policy (hpod choice, docs/ALGORITHMS.md §4.8): with at most 300 complete
 ** trials the hyperparameters are refitted at every ask; above, only when
-** the number of complete trials grew by 5% since the last fit, and in
+** the number of complete trials grew by 5% (or by 64) since the last fit, and in
 ** between the cached Cholesky factor is extended by the new rows in
-** O(n^2) per row. A fit uses at most FIT_ROWS rows (the best quarter plus a
-** random rest); the model conditions on at most MAX_ROWS rows chosen the
-** same way at each refit (plus the trials appended until the next one).
+** O(n^2) per row. The model conditions on (and the fit uses) at most
+** MAX_ROWS rows chosen at each refit (the best quarter plus a random rest),
+** plus the trials appended until the next one.
 **
-** Targets: -loss, standardized, then the worse half log-compressed
-** (warp_bad_half, an hpod choice beyond Optuna).
+** Targets: -loss, standardized (sample std), then by default the worse half
+** log-compressed (warp_bad_half, an hpod choice beyond BoTorch).
 **
 ** OpenBLAS runs single-threaded (openblas_set_num_threads(1) once, at the
 ** first configure): the service already runs studies on a thread pool.
@@ -37,14 +40,24 @@
 
 #define REFIT_ALWAYS_UPTO 300  /* refit at every ask up to this many complete trials */
 #define REFIT_GROWTH      1.05 /* above, refit when complete trials grew by 5% */
+#define REFIT_APPEND      64   /* or by this many (the model's rows stay <= MAX_ROWS + 64) */
 #define FIT_ROWS          512  /* rows used to fit hyperparameters */
-#define MAX_ROWS          1000 /* rows the model conditions on, chosen at a refit */
+#ifndef MAX_ROWS
+#define MAX_ROWS          512  /* rows the model conditions on, chosen at a refit */
+#endif
 #define MAX_EXHAUSTIVE_GRID 16 /* grid dims up to this many values are searched exhaustively */
 #define MAX_EXHAUSTIVE_CAT  64 /* categoricals above this try a random 64 choices */
 #define LOCAL_ROUNDS      10   /* rounds of continuous + discrete search per start */
 #define LOCAL_TOL         1e-4 /* stop when a round improves acq by less than this */
-#define LBFGS_MAXEVAL     60
+#define LBFGS_MAXEVAL     100  /* L-BFGS evaluations per start and round */
+#ifndef LBFGS_FTOL
+#define LBFGS_FTOL        1e-7 /* on the acquisition */
+#endif
+#define LBFGS_XTOL        1e-6
 #define VAR_EPS           1e-12
+#ifndef DEFAULT_WARP
+#define DEFAULT_WARP      true /* output_warping: measured in docs/ALGORITHMS.md §4.2 */
+#endif
 
 enum acq_kind { ACQ_LOGEI = 0, ACQ_UCB = 1 };
 enum dim_kind { DIM_CONT, DIM_GRID, DIM_CAT };
@@ -52,6 +65,8 @@ enum dim_kind { DIM_CONT, DIM_GRID, DIM_CAT };
 struct gp_state {
     long long n_startup;
     int acq;
+    int kernel;           /* enum hpo_gp_kernel */
+    bool warp;            /* output_warping */
     double beta;
     bool deterministic;
     long long n_candidates;
@@ -68,6 +83,7 @@ struct gp_state {
     double *raw;          /* fitted raw hyperparameters */
     bool have_raw;
     size_t n_at_fit;      /* complete trials at the last fit */
+    double last_acq;      /* acquisition value of the last suggestion */
     struct hpo_gp_stats stats;
 };
 
@@ -79,12 +95,14 @@ static void blas_single_thread(void)
 }
 
 static const char *const acq_names[] = { "logei", "ucb", NULL };
+static const char *const kernel_names[] = { "rbf", "matern52", NULL };
 
 static int gp_configure(const json_t *options, const struct hpo_space *space, void **state,
         struct hpo_error *err)
 {
     static const char *const allowed[] = { "n_startup_trials", "acquisition", "beta",
-        "deterministic_objective", "n_candidates", "n_local_searches", NULL };
+        "deterministic_objective", "n_candidates", "n_local_searches", "kernel",
+        "output_warping", NULL };
     struct gp_state s = { 0 }, *ps;
     int r;
 
@@ -104,11 +122,18 @@ static int gp_configure(const json_t *options, const struct hpo_space *space, vo
                 &s.deterministic, err);
     }
     if (r == 0) {
-        r = hpo_option_int(options, "n_candidates", "sampler", 2048, 1, 65536, &s.n_candidates,
+        r = hpo_option_int(options, "n_candidates", "sampler", 512, 1, 65536, &s.n_candidates,
                 err);
     }
     if (r == 0) {
-        r = hpo_option_int(options, "n_local_searches", "sampler", 10, 0, 1000, &s.n_local, err);
+        r = hpo_option_enum(options, "kernel", "sampler", kernel_names, HPO_GP_MATERN52, &s.kernel,
+                err);
+    }
+    if (r == 0) {
+        r = hpo_option_bool(options, "output_warping", "sampler", DEFAULT_WARP, &s.warp, err);
+    }
+    if (r == 0) {
+        r = hpo_option_int(options, "n_local_searches", "sampler", 20, 0, 1000, &s.n_local, err);
     }
     if (r < 0) {
         return r;
@@ -131,10 +156,11 @@ static json_t *gp_describe(const void *state)
 {
     const struct gp_state *s = state;
 
-    return json_pack("{s:I,s:s,s:f,s:b,s:I,s:I}", "n_startup_trials", (json_int_t)s->n_startup,
-            "acquisition", acq_names[s->acq], "beta", s->beta, "deterministic_objective",
-            s->deterministic, "n_candidates", (json_int_t)s->n_candidates, "n_local_searches",
-            (json_int_t)s->n_local);
+    return json_pack("{s:I,s:s,s:f,s:b,s:I,s:I,s:s,s:b}", "n_startup_trials",
+            (json_int_t)s->n_startup, "acquisition", acq_names[s->acq], "beta", s->beta,
+            "deterministic_objective", s->deterministic, "n_candidates",
+            (json_int_t)s->n_candidates, "n_local_searches", (json_int_t)s->n_local, "kernel",
+            kernel_names[s->kernel], "output_warping", s->warp);
 }
 
 static void cache_reset(struct gp_state *s)
@@ -172,6 +198,18 @@ void hpo_gp_get_stats(const void *state, struct hpo_gp_stats *ret)
     *ret = ((const struct gp_state *)state)->stats;
 }
 
+const struct hpo_gp_model *hpo_gp_get_model(const void *state)
+{
+    const struct gp_state *s = state;
+
+    return s->d > 0 && s->have_raw ? &s->model : NULL;
+}
+
+double hpo_gp_last_acq(const void *state)
+{
+    return ((const struct gp_state *)state)->last_acq;
+}
+
 /* Per-suggest context: the modelled dims and scratch buffers. */
 struct ctx {
     struct gp_state *s;
@@ -192,7 +230,7 @@ struct ctx {
     double *grad;
 };
 
-#define BLOCK 128
+#define BLOCK 512
 
 static double acq_from(const struct ctx *c, double mean, double var)
 {
@@ -228,28 +266,37 @@ static double acq_one(struct ctx *c, const double *x)
 }
 
 /* Acquisition and its gradient (continuous dims) at x. */
-static double acq_grad(struct ctx *c, const double *x, double *grad)
+/* The acquisition and its gradient from the posterior and its gradient at one point. */
+static double acq_from_grad(const struct ctx *c, double mean, double var, const double *dmean,
+        const double *dvar, double *grad)
 {
-    double mean, var, sd, val;
+    double sd = sqrt(var + VAR_EPS), val;
 
-    c->s->stats.acq_evals++;
-    hpo_gp_predict_grad(&c->s->model, x, &mean, &var, c->dmean, c->dvar, c->gwork);
-    sd = sqrt(var + VAR_EPS);
     if (c->s->acq == ACQ_UCB) {
         double sb = sqrt(c->s->beta);
         val = mean + sb * sd;
         for (size_t k = 0; k < c->d; k++) {
-            grad[k] = c->dmean[k] + sb * c->dvar[k] / (2.0 * sd);
+            grad[k] = dmean[k] + sb * dvar[k] / (2.0 * sd);
         }
         return val;
     }
     double z = (mean - c->f0) / sd, g = hpo_gp_log_h_dz(z);
     val = log(sd) + hpo_gp_log_h(z);
     for (size_t k = 0; k < c->d; k++) {
-        double dsd = c->dvar[k] / (2.0 * sd);
-        grad[k] = dsd / sd + g * (c->dmean[k] - z * dsd) / sd;
+        double dsd = dvar[k] / (2.0 * sd);
+        grad[k] = dsd / sd + g * (dmean[k] - z * dsd) / sd;
     }
     return val;
+}
+
+/* Acquisition and its gradient (continuous dims) at x. */
+static double acq_grad(struct ctx *c, const double *x, double *grad)
+{
+    double mean, var;
+
+    c->s->stats.acq_evals++;
+    hpo_gp_predict_grad(&c->s->model, x, &mean, &var, c->dmean, c->dvar, c->gwork);
+    return acq_from_grad(c, mean, var, c->dmean, c->dvar, grad);
 }
 
 /* The model coordinate of grid value / choice k of modelled dim j. */
@@ -335,7 +382,10 @@ static double lbfgs_objective(unsigned n, const double *z, double *gz, void *dat
     return -val;
 }
 
-/* L-BFGS on the continuous dims of x (in place) in z = x / lengthscale coordinates. */
+/*
+** L-BFGS on the continuous dims of x (in place) in the scaled coordinates
+** z = x sqrt(theta) = x / lengthscale (Optuna's preconditioning).
+*/
 static double optimize_continuous(struct ctx *c, double *x, double cur)
 {
     size_t n = c->n_cont;
@@ -369,8 +419,8 @@ static double optimize_continuous(struct ctx *c, double *x, double cur)
     nlopt_set_lower_bounds(opt, lb);
     nlopt_set_upper_bounds(opt, ub);
     nlopt_set_min_objective(opt, lbfgs_objective, &lc);
-    nlopt_set_ftol_abs(opt, 1e-6);
-    nlopt_set_xtol_abs1(opt, 1e-5);
+    nlopt_set_ftol_abs(opt, LBFGS_FTOL);
+    nlopt_set_xtol_abs1(opt, LBFGS_XTOL);
     nlopt_set_maxeval(opt, LBFGS_MAXEVAL);
     if (nlopt_optimize(opt, z, &f) >= NLOPT_ROUNDOFF_LIMITED && isfinite(f) && -f > cur) {
         for (size_t i = 0; i < n; i++) {
@@ -575,8 +625,12 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Standardize ys in place (Optuna: +-inf to the finite max/min, population std). */
-static void standardize(double *y, size_t n)
+/*
+** Standardize ys in place (BoTorch's Standardize: sample std with n - 1,
+** replaced by 1 when below 1e-8 or n = 1; +-inf first become the finite
+** max/min as in Optuna).
+*/
+void hpo_gp_standardize(double *y, size_t n)
 {
     double lo = HUGE_VAL, hi = -HUGE_VAL, mean = 0.0, var = 0.0, sd;
 
@@ -601,9 +655,9 @@ static void standardize(double *y, size_t n)
     for (size_t i = 0; i < n; i++) {
         var += (y[i] - mean) * (y[i] - mean);
     }
-    sd = sqrt(var / (double)(n ? n : 1));
-    if (sd < 1e-10) {
-        sd = 1e-10;
+    sd = n > 1 ? sqrt(var / (double)(n - 1)) : 1.0;
+    if (sd < 1e-8) {
+        sd = 1.0;
     }
     for (size_t i = 0; i < n; i++) {
         y[i] = (y[i] - mean) / sd;
@@ -637,33 +691,37 @@ static void warp_bad_half(double *y, size_t n)
             y[i] = med - log1p(med - y[i]);
         }
     }
-    standardize(y, n);
+    hpo_gp_standardize(y, n);
 }
 
-/* Fit hyperparameters on (a subset of) the model rows; never fails (docs/ALGORITHMS.md §4.3). */
-static int fit_hyper(struct ctx *c)
+/*
+** Fit hyperparameters on (a subset of) the model rows; never fails
+** (docs/ALGORITHMS.md §4.3). Starts: the previous fit (when there is one)
+** and the priors' modes (at every fit while n <= REFIT_ALWAYS_UPTO, else
+** only when there is no previous fit); the better log posterior wins. If
+** every start fails, the priors' modes are used unfitted.
+*/
+static int fit_hyper(struct ctx *c, size_t n_complete)
 {
     struct gp_state *s = c->s;
     struct hpo_gp_model *m = &s->model, fm;
     size_t n_raw = hpo_gp_n_raw(c->d, s->deterministic);
-    double *start = malloc(n_raw * sizeof(double));
+    double *start = malloc(2 * n_raw * sizeof(double)), *cand, best_v = -HUGE_VAL;
     size_t *sub = NULL;
-    bool own = false;
-    int r;
+    bool own = false, have = false;
+    int r = 0;
 
     if (start == NULL) {
         return -ENOMEM;
     }
-    if (!s->have_raw) {
-        memset(s->raw, 0, n_raw * sizeof(double)); /* theta = s = 1, noise ~ 1 */
-    }
-    memcpy(start, s->raw, n_raw * sizeof(double));
+    cand = start + n_raw;
     fm = *m;
     if (m->n > FIT_ROWS) {
         sub = malloc(FIT_ROWS * sizeof(*sub));
         r = sub ? hpo_gp_model_init(&fm, c->d, m->is_cat) : -ENOMEM;
         if (r == 0) {
             own = true;
+            fm.kernel = m->kernel;
             r = choose_subset(m->y, m->n, FIT_ROWS, c->rng, sub);
         }
         for (size_t i = 0; r == 0 && i < FIT_ROWS; i++) {
@@ -673,17 +731,39 @@ static int fit_hyper(struct ctx *c)
             goto out;
         }
     }
-    s->stats.fits++;
-    r = hpo_gp_fit(&fm, s->raw, s->deterministic, &s->stats.fit_evals);
-    if (r < 0 && s->have_raw) {
-        memset(s->raw, 0, n_raw * sizeof(double));
-        r = hpo_gp_fit(&fm, s->raw, s->deterministic, &s->stats.fit_evals);
+    for (int k = 0; k < 2; k++) {
+        double v;
+        if (k == 0) {
+            if (!s->have_raw) {
+                continue;
+            }
+            memcpy(cand, s->raw, n_raw * sizeof(double));
+        } else {
+            if (s->have_raw && n_complete > REFIT_ALWAYS_UPTO) {
+                continue;
+            }
+            hpo_gp_prior_mode(c->d, s->deterministic, cand);
+        }
+        s->stats.fits++;
+        r = hpo_gp_fit(&fm, cand, s->deterministic, &s->stats.fit_evals);
+        if (r == -ENOMEM) {
+            goto out;
+        }
+        if (r < 0 || hpo_gp_log_posterior(&fm, cand, s->deterministic, true, &v, NULL) < 0 ||
+                !isfinite(v)) {
+            continue;
+        }
+        if (!have || v > best_v) {
+            have = true;
+            best_v = v;
+            memcpy(start, cand, n_raw * sizeof(double));
+        }
     }
-    if (r < 0) {
-        /* Both fits failed: use the defaults unfitted. */
-        memset(s->raw, 0, n_raw * sizeof(double));
-        r = 0;
+    r = 0;
+    if (!have) {
+        hpo_gp_prior_mode(c->d, s->deterministic, start);
     }
+    memcpy(s->raw, start, n_raw * sizeof(double));
     s->have_raw = true;
     hpo_gp_set_raw(m, s->raw, s->deterministic);
 out:
@@ -706,7 +786,8 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
     struct hpo_gp_model *m = &s->model;
     const struct hpo_history *h = c->h;
     bool refit = !s->have_raw || n_complete <= REFIT_ALWAYS_UPTO ||
-            (double)n_complete >= REFIT_GROWTH * (double)s->n_at_fit;
+            (double)n_complete >= REFIT_GROWTH * (double)s->n_at_fit ||
+            n_complete >= s->n_at_fit + REFIT_APPEND;
     double *x = malloc((c->d ? c->d : 1) * sizeof(double)), *ys = NULL, ybest = -HUGE_VAL;
     size_t *rows = NULL, n_rows;
     int r = 0;
@@ -803,8 +884,10 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
     for (size_t i = 0; i < s->n_obs; i++) {
         m->y[i] = trial_y(h, h->trials[s->row_trial[i]]);
     }
-    standardize(m->y, s->n_obs);
-    warp_bad_half(m->y, s->n_obs);
+    hpo_gp_standardize(m->y, s->n_obs);
+    if (s->warp) {
+        warp_bad_half(m->y, s->n_obs);
+    }
     for (size_t i = 0; i < s->n_obs; i++) {
         ybest = m->y[i] > ybest ? m->y[i] : ybest;
     }
@@ -812,7 +895,7 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
     s->stats.model_rows = s->n_obs;
     m->exact_from = SIZE_MAX; /* observed rows all carry the fitted noise */
     if (refit) {
-        r = fit_hyper(c);
+        r = fit_hyper(c, n_complete);
         if (r < 0) {
             *why = "out of memory in the fit";
             goto out;
@@ -858,22 +941,52 @@ out:
     return r;
 }
 
-/* Pick k starts ~ exp(acq - max) without replacement, excluding `skip`. */
-static size_t boltzmann_starts(struct hpo_rng *rng, const double *acq, size_t n, size_t skip,
+/*
+** BoTorch's initialize_q_batch (docs/ALGORITHMS.md §4.6): pick k of n
+** points without replacement with weights exp(Z), Z the acquisition values
+** standardized (sample std); uniformly when they are all equal. Non-finite
+** values get weight 0. The argmax `ib` replaces the last draw when it was
+** not drawn. Returns the number picked (< k only if fewer points qualify).
+*/
+void hpo_gp_boltzmann_weights(const double *acq, size_t n, double *w)
+{
+    double mean = 0.0, var = 0.0, sd, zmax = -HUGE_VAL;
+    size_t nf = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(acq[i])) {
+            mean += acq[i];
+            nf++;
+        }
+    }
+    mean /= (double)(nf ? nf : 1);
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(acq[i])) {
+            var += (acq[i] - mean) * (acq[i] - mean);
+        }
+    }
+    sd = nf > 1 ? sqrt(var / (double)(nf - 1)) : 0.0;
+    for (size_t i = 0; i < n; i++) {
+        w[i] = isfinite(acq[i]) ? (sd > 0.0 ? (acq[i] - mean) / sd : 0.0) : -HUGE_VAL;
+        zmax = w[i] > zmax ? w[i] : zmax;
+    }
+    /* exp(Z - max Z): the same distribution as exp(Z), without overflow. */
+    for (size_t i = 0; i < n; i++) {
+        w[i] = isfinite(w[i]) ? exp(w[i] - zmax) : 0.0;
+    }
+}
+
+static size_t boltzmann_starts(struct hpo_rng *rng, const double *acq, size_t n, size_t ib,
         size_t k, size_t *out)
 {
-    double *w = malloc(n * sizeof(double)), amax = -HUGE_VAL;
+    double *w = malloc((n ? n : 1) * sizeof(double));
     size_t got = 0;
+    bool have_ib = false;
 
     if (w == NULL) {
         return 0;
     }
-    for (size_t i = 0; i < n; i++) {
-        amax = acq[i] > amax ? acq[i] : amax;
-    }
-    for (size_t i = 0; i < n; i++) {
-        w[i] = i == skip || !isfinite(acq[i]) ? 0.0 : exp(acq[i] - amax);
-    }
+    hpo_gp_boltzmann_weights(acq, n, w);
     while (got < k) {
         double total = 0.0, u, acc = 0.0;
         size_t pick = n;
@@ -894,14 +1007,22 @@ static size_t boltzmann_starts(struct hpo_rng *rng, const double *acq, size_t n,
             }
         }
         out[got++] = pick;
+        have_ib = have_ib || pick == ib;
         w[pick] = 0.0;
+    }
+    if (got > 0 && !have_ib && ib < n) {
+        out[got - 1] = ib;
     }
     free(w);
     return got;
 }
 
-/* Maximize the acquisition; writes the best point (model coordinates) to best. */
-static int maximize_acq(struct ctx *c, double *best)
+/*
+** Maximize the acquisition (BoTorch's optimize_acqf, docs/ALGORITHMS.md
+** §4.6); writes the best point (model coordinates) to best, its value to
+** *ret_val.
+*/
+static int maximize_acq(struct ctx *c, double *best, double *ret_val)
 {
     struct gp_state *s = c->s;
     size_t d = c->d, nc = (size_t)s->n_candidates, n_local = (size_t)s->n_local;
@@ -924,22 +1045,17 @@ static int maximize_acq(struct ctx *c, double *best)
     }
     acq_batch(c, nc, u, acq);
     for (size_t i = 1; i < nc; i++) {
-        if (acq[i] > acq[ib]) {
+        if (acq[i] > acq[ib] || (!isfinite(acq[ib]) && isfinite(acq[i]))) {
             ib = i;
         }
     }
     memcpy(best, &u[ib * d], d * sizeof(double));
     best_val = acq[ib];
-    if (n_local > 0) {
-        starts[n_starts++] = ib;
-    }
-    if (n_local > 2) {
-        n_starts += boltzmann_starts(c->rng, acq, nc, ib, n_local - 2, &starts[n_starts]);
-    }
-    for (size_t k = 0; k < n_starts + (n_local > 1 ? 1 : 0); k++) {
+    n_starts = boltzmann_starts(c->rng, acq, nc, ib, n_local, starts);
+    for (size_t k = 0; k < n_starts + (n_starts > 0 && s->n_obs > 0 ? 1 : 0); k++) {
         double v;
         if (k == n_starts) {
-            /* The best observed trial as one more start. */
+            /* The best observed trial as one more start (Optuna's GPSampler). */
             size_t bi = 0;
             for (size_t i = 1; i < s->n_obs; i++) {
                 if (s->model.y[i] > s->model.y[bi]) {
@@ -958,6 +1074,7 @@ static int maximize_acq(struct ctx *c, double *best)
             memcpy(best, x, d * sizeof(double));
         }
     }
+    *ret_val = best_val;
     r = 0;
 out:
     free(u);
@@ -1024,6 +1141,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
         }
         memcpy(s->dims, dims, d * sizeof(*dims));
         r = hpo_gp_model_init(&s->model, d, is_cat);
+        s->model.kernel = s->kernel;
         free(is_cat);
         if (r < 0) {
             cache_reset(s);
@@ -1083,7 +1201,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
         goto out;
     }
     t0 = now_ms();
-    r = maximize_acq(&c, best);
+    r = maximize_acq(&c, best, &s->last_acq);
     s->stats.acq_ms = now_ms() - t0;
     /* Drop the liars; the factor of the observed rows stays cached. */
     hpo_gp_truncate(&s->model, s->n_obs);
@@ -1128,10 +1246,13 @@ const struct hpo_sampler_type hpo_sampler_gp = {
             " \"default\": \"logei\"},"
             " \"beta\": {\"type\": \"number\", \"default\": 2.0, \"minimum\": 0},"
             " \"deterministic_objective\": {\"type\": \"boolean\", \"default\": false},"
-            " \"n_candidates\": {\"type\": \"integer\", \"default\": 2048, \"minimum\": 1,"
+            " \"n_candidates\": {\"type\": \"integer\", \"default\": 512, \"minimum\": 1,"
             " \"maximum\": 65536},"
-            " \"n_local_searches\": {\"type\": \"integer\", \"default\": 10, \"minimum\": 0,"
-            " \"maximum\": 1000}}",
+            " \"n_local_searches\": {\"type\": \"integer\", \"default\": 20, \"minimum\": 0,"
+            " \"maximum\": 1000},"
+            " \"kernel\": {\"type\": \"string\", \"enum\": [\"matern52\", \"rbf\"],"
+            " \"default\": \"matern52\"},"
+            " \"output_warping\": {\"type\": \"boolean\", \"default\": true}}",
     .configure = gp_configure,
     .describe = gp_describe,
     .suggest = gp_suggest,

@@ -16,12 +16,26 @@
 
 struct hpo_rng;
 
-/* Noise floor of the model (docs/ALGORITHMS.md §4.3): sigma^2 = 1e-6 + e^rho. */
+/* Noise of exact rows (liars, deterministic_objective). */
 #define HPO_GP_MIN_NOISE 1e-6
 
 /*
-** A GP over `d` modelled dims with Matern-5/2 ARD kernel
-** k(x,x') = s M(r), r^2 = sum_k theta_k delta_k^2, delta_k = x_k - x'_k for
+** BoTorch SingleTaskGP's defaults (docs/ALGORITHMS.md §4.3): lengthscale
+** prior LogNormal(sqrt(2) + ln(d)/2, sqrt(3)), l >= 0.025; noise prior
+** LogNormal(-4, 1), sigma^2 >= 1e-4.
+*/
+#define HPO_GP_LS_PRIOR_SIGMA  1.7320508075688772
+#define HPO_GP_NOISE_PRIOR_MU  -4.0
+#define HPO_GP_MIN_LENGTHSCALE 0.025
+#define HPO_GP_MIN_FIT_NOISE   1e-4
+
+/* Kernels. */
+enum hpo_gp_kernel { HPO_GP_RBF = 0, HPO_GP_MATERN52 = 1 };
+
+/*
+** A GP over `d` modelled dims with constant mean c and an ARD kernel
+** k(x,x') = s M(r^2), M = e^{-r^2/2} (RBF) or Matern-5/2,
+** r^2 = sum_k theta_k delta_k^2, theta_k = 1/l_k^2, delta_k = x_k - x'_k for
 ** continuous dims, delta_k^2 = [x_k != x'_k] for categorical ones (stored as
 ** their choice index). Rows 0..n-1 are the data (observations then liars);
 ** the Cholesky factor is cached and can be extended by rows.
@@ -32,6 +46,8 @@ struct hpo_gp_model {
     double *theta;  /* d inverse squared lengthscales */
     double scale;   /* s, the kernel (signal) variance */
     double noise;   /* sigma^2 */
+    double mean;    /* c, the constant prior mean */
+    int kernel;     /* enum hpo_gp_kernel */
     size_t n;       /* rows in use */
     size_t cap;     /* rows allocated; the leading dimension of L */
     double *x;      /* cap x d, row-major */
@@ -45,7 +61,7 @@ struct hpo_gp_model {
 
 /*
 ** Initialise an empty model over d dims (is_cat copied, may be NULL for all
-** continuous) with hyperparameters theta = s = 1, noise = 1e-6. Returns 0
+** continuous) with RBF kernel, theta = s = 1, noise = 1e-6, c = 0. Returns 0
 ** or -ENOMEM. Free with hpo_gp_model_free.
 */
 int hpo_gp_model_init(struct hpo_gp_model *m, size_t d, const bool *is_cat);
@@ -84,7 +100,7 @@ int hpo_gp_extend(struct hpo_gp_model *m);
 /* Drop rows beyond `n` (e.g. constant liars); the factor of the rest stays valid. */
 void hpo_gp_truncate(struct hpo_gp_model *m, size_t n);
 
-/* alpha = K^-1 y over the factored rows (two triangular solves). 0 or -EDOM if unfactored. */
+/* alpha = K^-1 (y - c) over the factored rows (two triangular solves). 0 or -EDOM if unfactored. */
 int hpo_gp_solve(struct hpo_gp_model *m);
 
 /*
@@ -105,10 +121,10 @@ void hpo_gp_predict_grad(const struct hpo_gp_model *m, const double *x, double *
 
 /*
 ** The log posterior used to fit hyperparameters: log p(y | X, phi) (+ the
-** log prior of docs/ALGORITHMS.md §4.3 when `with_prior`), at raw parameters
-** raw = (ln theta_1..d, ln s[, rho]) with sigma^2 = 1e-6 + e^rho, or 1e-6 when
-** `deterministic` (then raw has d+1 entries). Uses the model's rows and
-** targets, not its factor. Writes the gradient to `grad` when non-NULL.
+** log priors of docs/ALGORITHMS.md §4.3 when `with_prior`), at raw parameters
+** raw = (ln l_1..d, ln sigma^2, c), or (ln l_1..d, c) when `deterministic`
+** (sigma^2 = 1e-6 then); s = 1. Uses the model's rows, targets and kernel,
+** not its factor. Writes the gradient to `grad` when non-NULL.
 ** Returns 0, -ENOMEM, or -EDOM when K cannot be factored.
 */
 int hpo_gp_log_posterior(const struct hpo_gp_model *m, const double *raw, bool deterministic,
@@ -120,12 +136,25 @@ void hpo_gp_set_raw(struct hpo_gp_model *m, const double *raw, bool deterministi
 /* The number of raw parameters: d + 2, or d + 1 when deterministic. */
 size_t hpo_gp_n_raw(size_t d, bool deterministic);
 
+/* The raw parameters at the priors' modes (the first fit's start); c = 0. */
+void hpo_gp_prior_mode(size_t d, bool deterministic, double *raw);
+
+/* The fit's bounds on the raw parameters. */
+void hpo_gp_raw_bounds(size_t d, bool deterministic, double *lb, double *ub);
+
+/* log densities of the priors (with constants): lengthscale l at d dims; noise sigma^2. */
+double hpo_gp_lengthscale_log_prior(double ell, size_t d);
+double hpo_gp_noise_log_prior(double noise);
+
+/* The mode of the lengthscale prior, sqrt(d) e^{sqrt(2) - 3}. */
+double hpo_gp_lengthscale_mode(size_t d);
+
 /*
 ** MAP fit of the hyperparameters with NLopt's bounded L-BFGS, starting from
 ** raw (in/out). Uses the model's rows, not its factor; sets the model's
 ** hyperparameters on success. Returns 0, or a negative errno when the
 ** optimizer failed (raw then holds the starting point again). The number
-** of log posterior evaluations goes to *ret_evals when non-NULL.
+** of log posterior evaluations is added to *ret_evals when non-NULL.
 */
 int hpo_gp_fit(struct hpo_gp_model *m, double *raw, bool deterministic, int *ret_evals);
 
@@ -142,6 +171,21 @@ double hpo_gp_log_h_dz(double z);
 ** ones are plain uniform random numbers. Returns 0 or -ENOMEM.
 */
 int hpo_gp_sobol(size_t dim, size_t count, bool scramble, struct hpo_rng *rng, double *out);
+
+/*
+** BoTorch's Standardize on targets in place: (y - mean) / std with the
+** sample std (n - 1), replaced by 1 when below 1e-8 or n = 1; +-inf first
+** become the finite max / min.
+*/
+void hpo_gp_standardize(double *y, size_t n);
+
+/*
+** The weights of BoTorch's initialize_q_batch (eta = 1) over n acquisition
+** values: exp(Z - max Z), Z standardized with the sample std (all 1 when
+** the values are equal); non-finite values get 0. Proportional to the
+** first-draw probabilities.
+*/
+void hpo_gp_boltzmann_weights(const double *acq, size_t n, double *w);
 
 /* Counters of one gp sampler state, for diagnostics. */
 struct hpo_gp_stats {
@@ -161,5 +205,16 @@ struct hpo_gp_stats {
 
 /* Copy the counters of a gp sampler state (as made by hpo_sampler_gp.configure). */
 void hpo_gp_get_stats(const void *state, struct hpo_gp_stats *ret);
+
+/*
+** The model of the last ask (its observed rows, their targets and the
+** fitted hyperparameters; the factor and alpha may still include that
+** ask's liars), or NULL before the first model; for diagnostics and the
+** reference comparison in bench/quality. Valid until the next suggest.
+*/
+const struct hpo_gp_model *hpo_gp_get_model(const void *state);
+
+/* The acquisition value of the last ask's suggestion (model coordinates). */
+double hpo_gp_last_acq(const void *state);
 
 #endif

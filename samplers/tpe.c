@@ -18,11 +18,13 @@
 ** by trial number (mu, 1/sigma, log-normalizer). A suggest syncs the mirror
 ** (only reported, new and newest trials when observe() is in use, checked
 ** against the per-state counts; every trial otherwise), merges new trials
-** into the sorted lists, and walks each list once for the neighbour-rule
-** bandwidths, rewriting a kernel (and its erfc) only when its sigma
-** changed. Scoring runs blocks of kernels x a chunk of candidates x dims
-** on 4-wide vectors with a streaming logsumexp, and retires a candidate
-** from a block as soon as no kernel of it can reach the logsumexp.
+** into the sorted lists, and updates the neighbour-rule bandwidths of the
+** neighbours of trials whose role changed (walk_incr; the whole list when
+** that cannot be done, walk_full), rewriting a kernel (and its erfc) only
+** when its sigma changed. Scoring runs blocks of kernels x candidates with
+** a streaming logsumexp: the first two dims over every kernel of the
+** block on 4-wide vectors, then only the kernels that can still reach the
+** logsumexp, by index (mix_score).
 **
 ** One deviation from Optuna (docs/ALGORITHMS.md §3.4): in multivariate units the below
 ** mixture's magic clip is divided by sqrt(number of params modelled
@@ -36,6 +38,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "../core/history.h"
 #include "../core/rng.h"
@@ -56,6 +62,7 @@
 #define BLOCK       256        /* kernels scored together (a multiple of LANES) */
 #define LANES       8          /* kernel arrays are padded to a multiple of this */
 #define CHUNK       32         /* candidates scored together */
+#define DENSE_DIMS  2          /* dims added to every kernel of a block before pruning */
 #define LSE_CUTOFF  50.0       /* terms below max - 50 add < 2e-22 each to a logsumexp */
 #define TAB_BUDGET  (1u << 19) /* doubles of per-class bin-mass tables per chunk */
 #define MAX_BELOW   25
@@ -64,6 +71,21 @@
 
 /* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64). */
 typedef double tpe_v4 __attribute__((vector_size(32)));
+
+/* Whether any lane of *a is above the same lane of *t (NaN is not). */
+static inline __attribute__((always_inline)) bool any_above(const tpe_v4 *a, const tpe_v4 *t)
+{
+#if defined(__SSE2__)
+    __m128d a0 = _mm_loadu_pd((const double *)a), a1 = _mm_loadu_pd((const double *)a + 2);
+    __m128d t0 = _mm_loadu_pd((const double *)t), t1 = _mm_loadu_pd((const double *)t + 2);
+
+    return _mm_movemask_pd(_mm_or_pd(_mm_cmpgt_pd(a0, t0), _mm_cmpgt_pd(a1, t1))) != 0;
+#else
+    __typeof__(*a > *t) k = *a > *t;
+
+    return (k[0] | k[1] | k[2] | k[3]) != 0;
+#endif
+}
 
 /* ---------------------------------------------------------------------- */
 /* Kernel math                                                             */
@@ -221,6 +243,16 @@ struct tpe_coord {
     double *tmu, *tis, *tcst; /* numeric: mu, isig (scaled as in tpe_mdim), constant */
     uint32_t *tcls;           /* discrete: class of the kernel in this suggest */
     uint32_t *tcat;           /* categorical: the choice (UINT32_MAX when inactive) */
+    /*
+    ** Continuous: the roles of the last walk of the sorted list (per trial;
+    ** ROLE_SKIP past the trials walked), valid when `walked`, with that
+    ** walk's clip, endpoint rule and number of above entries: the next walk
+    ** revisits only the neighbours of trials whose role changed (walk_incr).
+    */
+    uint8_t *trole;
+    bool walked, w_ends;
+    double w_minsig;
+    size_t w_na;
 };
 
 struct tpe_udim {
@@ -289,6 +321,8 @@ struct tpe {
     size_t cap_newbuf;
     uint32_t *added;
     size_t cap_added;
+    size_t *fix;       /* walk_incr: positions whose bandwidth is recomputed */
+    size_t cap_fix;
     /* Per-unit scratch. */
     uint8_t *role;
     int *pcls, *pmap;
@@ -322,6 +356,7 @@ static void tpe_destroy(void *state)
             free(co->tcst);
             free(co->tcls);
             free(co->tcat);
+            free(co->trole);
         }
     }
     free(s->coords);
@@ -333,6 +368,7 @@ static void tpe_destroy(void *state)
     free(s->mu_rows);
     free(s->newbuf);
     free(s->added);
+    free(s->fix);
     free(s->dlist);
     free(s->touched);
     free(s->role);
@@ -617,6 +653,8 @@ static int grow_trials(struct tpe *s, size_t need)
         GROW_COORD(tcst, sizeof(double), 0.0);
         if (co->kind == KIND_DISC) {
             GROW_COORD(tcls, sizeof(uint32_t), 0);
+        } else {
+            GROW_COORD(trole, 1, ROLE_SKIP);
         }
     }
 #undef GROW_COORD
@@ -633,6 +671,7 @@ static void sync_reset(struct tpe *s)
 {
     for (size_t k = 0; k < s->dim; k++) {
         s->coords[k].n = 0;
+        s->coords[k].walked = false;
     }
     if (s->incl != NULL) {
         memset(s->incl, 0, s->cap_trials);
@@ -855,6 +894,7 @@ static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add
             continue;
         }
         if (n_rem > 0) {
+            c->walked = false; /* removed entries' neighbours: walk it all */
             for (size_t i = 0; i < c->n; i++) {
                 if (!(c->ord[i].t < top && (s->mark[c->ord[i].t] & 1))) {
                     c->ord[w++] = c->ord[i];
@@ -885,15 +925,28 @@ static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add
         if (nn > 1 && (nn < RADIX_MIN || radix_sort_entries(s->newbuf, nn) < 0)) {
             qsort(s->newbuf, nn, sizeof(*s->newbuf), entry_cmp);
         }
-        /* Merge from the back, in place. */
+        /*
+        ** Merge from the back, in place: each new entry (largest first) finds
+        ** its place among the old ones by binary search, and the old entries
+        ** after it move up in one block.
+        */
         {
             size_t i = c->n, j = nn, o = c->n + nn;
             while (j > 0) {
-                if (i > 0 && entry_less(&s->newbuf[j - 1], &c->ord[i - 1])) {
-                    c->ord[--o] = c->ord[--i];
-                } else {
-                    c->ord[--o] = s->newbuf[--j];
+                const struct tpe_entry *x = &s->newbuf[--j];
+                size_t lo = 0, hi = i;
+                while (lo < hi) {
+                    size_t mid = lo + (hi - lo) / 2;
+                    if (entry_less(x, &c->ord[mid])) {
+                        hi = mid;
+                    } else {
+                        lo = mid + 1;
+                    }
                 }
+                o -= i - lo;
+                memmove(c->ord + o, c->ord + lo, (i - lo) * sizeof(*c->ord));
+                i = lo;
+                c->ord[--o] = *x;
             }
             c->n += nn;
         }
@@ -957,6 +1010,7 @@ struct tpe_unit {
     struct tpe_mix l, g;
     struct tpe_cands cand;
     double *sl, *sg, *acc, *tab, *bestx;
+    uint32_t *ix;      /* survivors of a block (mix_score) */
     uint32_t *sel, *below;
     double *tmpv;
     size_t tab_cap;
@@ -993,7 +1047,8 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->cand.ci = carve(cv, nc * nd * sizeof(uint32_t));
     u->sl = carve(cv, nc * sizeof(double));
     u->sg = carve(cv, nc * sizeof(double));
-    u->acc = carve(cv, nc * BLOCK * sizeof(double));
+    u->acc = carve(cv, BLOCK * sizeof(double));
+    u->ix = carve(cv, BLOCK * sizeof(uint32_t));
     u->tab_cap = ndisc * m * nc;
     if (u->tab_cap > TAB_BUDGET) {
         u->tab_cap = TAB_BUDGET;
@@ -1210,6 +1265,225 @@ static double default_weight(size_t m, size_t r)
 }
 
 /*
+** The bandwidth of an above entry at v (docs/ALGORITHMS.md §3.4) from its
+** nearest above neighbours in the sorted list: prev when has_prev, next
+** when has_next; `ends` is the endpoint rule (!consider_endpoints, m >= 2).
+*/
+static double above_sigma(bool ends, bool has_prev, double prev, double v, bool has_next,
+        double next, double minsig)
+{
+    double left = has_prev ? v - prev : v;
+    double right = has_next ? next - v : 1.0 - v;
+    double sg;
+
+    if (ends) {
+        sg = !has_prev ? right : (!has_next ? left : (left > right ? left : right));
+    } else {
+        sg = left > right ? left : right;
+    }
+    return sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
+}
+
+/* Give entry e (trial t) bandwidth sg: rewrite its kernel in the trial arrays if it changed. */
+static void set_kernel(struct tpe_coord *c, struct tpe_entry *e, int kind, double sg)
+{
+    if (e->sigma != sg) {
+        uint32_t t = e->t;
+        c->tmu[t] = e->v;
+        c->tis[t] = (kind == KIND_CONT ? M_SQRT1_2 : 1.0) / sg;
+        c->tcst[t] = kernel_cst(kind, e->v, sg);
+        e->sigma = sg;
+    }
+}
+
+/*
+** Walk the whole sorted list of coordinate c: every above entry's
+** bandwidth from its neighbours, kernels rewritten where it changed, and
+** (discrete) the distinct kernels numbered as classes. Remembers the roles
+** for walk_incr. -EIO when the number of above entries is not m.
+*/
+static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *c,
+        struct tpe_mdim *md, int kind, size_t m, double minsig)
+{
+    const struct tpe_options *o = &s->opt;
+    bool ends = !o->consider_endpoints && m >= 2;
+    struct tpe_entry *ord = c->ord, *cur = NULL;
+    size_t n = u->n_slots, na = 0, e = 0;
+    double prev = 0.0;
+
+    c->walked = false;
+    /* One pass with a window (prev, cur, next) of above entries; cur is set once next is found. */
+    for (;;) {
+        struct tpe_entry *next = NULL;
+        while (e < c->n) {
+            struct tpe_entry *x = &ord[e++];
+            if (s->role[x->t] == ROLE_ABOVE) {
+                next = x;
+                break;
+            }
+        }
+        if (cur != NULL) {
+            double v = cur->v;
+            uint32_t t = cur->t;
+            set_kernel(c, cur, kind, above_sigma(ends, na > 0, prev, v, next != NULL,
+                    next != NULL ? next->v : 0.0, minsig));
+            if (kind == KIND_DISC) {
+                if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != v ||
+                        md->cls_isig[md->n_cls - 1] != c->tis[t]) {
+                    md->cls_mu[md->n_cls] = v;
+                    md->cls_isig[md->n_cls] = c->tis[t];
+                    md->n_cls++;
+                }
+                c->tcls[t] = (uint32_t)(md->n_cls - 1);
+            }
+            prev = v;
+            na++;
+        }
+        if (next == NULL) {
+            break;
+        }
+        if (na >= m) {
+            return -EIO; /* more above entries than above trials */
+        }
+        cur = next;
+    }
+    if (na != m) {
+        return -EIO;
+    }
+    if (kind == KIND_DISC) {
+        /* Stale classes of other trials must stay valid indices. */
+        for (size_t t = 0; t < n; t++) {
+            if (s->role[t] != ROLE_ABOVE) {
+                c->tcls[t] = 0;
+            }
+        }
+        return 0;
+    }
+    memcpy(c->trole, s->role, n);
+    memset(c->trole + n, ROLE_SKIP, s->cap_trials - n);
+    c->walked = true;
+    c->w_ends = ends;
+    c->w_minsig = minsig;
+    c->w_na = na;
+    return 0;
+}
+
+/* The position of trial t's entry (value v) in c's sorted list, or SIZE_MAX. */
+static size_t entry_find(const struct tpe_coord *c, double v, uint32_t t)
+{
+    struct tpe_entry key;
+    size_t lo = 0, hi = c->n;
+
+    key.v = v;
+    key.t = t;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (entry_less(&c->ord[mid], &key)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < c->n && c->ord[lo].t == t ? lo : SIZE_MAX;
+}
+
+/* The nearest above entry before position p (dir < 0) or after it, or SIZE_MAX. */
+static size_t above_near(const struct tpe *s, const struct tpe_coord *c, size_t p, int dir)
+{
+    if (dir < 0) {
+        while (p-- > 0) {
+            if (s->role[c->ord[p].t] == ROLE_ABOVE) {
+                return p;
+            }
+        }
+        return SIZE_MAX;
+    }
+    while (++p < c->n) {
+        if (s->role[c->ord[p].t] == ROLE_ABOVE) {
+            return p;
+        }
+    }
+    return SIZE_MAX;
+}
+
+/*
+** The same result as walk_full on a continuous coordinate, revisiting
+** only what can have changed since its last walk. An above entry's
+** bandwidth depends only on its nearest above neighbours (and on the clip
+** and endpoint rule, which must be the same): if one of them changed, a
+** trial between it and its old neighbour changed role, and the entry is
+** the nearest above entry on that side of it. So for each trial whose role
+** changed, its entry and the nearest above entries on either side are
+** recomputed. Entries never move between walks (a removal clears
+** `walked`; new entries have sigma 0, so their kernel is written).
+** Returns 1 when the whole list must be walked instead.
+*/
+static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *c,
+        size_t coord, size_t m, double minsig)
+{
+    bool ends = !s->opt.consider_endpoints && m >= 2;
+    size_t n = u->n_slots, n_fix = 0, na;
+    const uint8_t *role = s->role;
+
+    if (!c->walked || c->w_ends != ends || c->w_minsig != minsig) {
+        return 1;
+    }
+    if (grow((void **)&s->fix, &s->cap_fix, 3 * (n / 16) + 3, sizeof(*s->fix)) < 0) {
+        return 1;
+    }
+    na = c->w_na;
+    for (size_t t0 = 0; t0 < n; t0 += 8) {
+        size_t len = n - t0 < 8 ? n - t0 : 8;
+        if (len == 8) {
+            uint64_t x, y;
+            memcpy(&x, role + t0, sizeof(x));
+            memcpy(&y, c->trole + t0, sizeof(y));
+            if (x == y) {
+                continue;
+            }
+        }
+        for (size_t t = t0; t < t0 + len; t++) {
+            size_t p;
+            if (role[t] == c->trole[t]) {
+                continue;
+            }
+            if (n_fix + 3 > s->cap_fix) {
+                return 1; /* many changes: one walk is cheaper */
+            }
+            p = entry_find(c, s->mu_rows[t * s->dim + coord], (uint32_t)t);
+            if (p == SIZE_MAX) {
+                return 1; /* not listed: let walk_full judge the history */
+            }
+            na += role[t] == ROLE_ABOVE;
+            na -= c->trole[t] == ROLE_ABOVE;
+            if (role[t] == ROLE_ABOVE) {
+                s->fix[n_fix++] = p;
+            }
+            s->fix[n_fix++] = above_near(s, c, p, -1);
+            s->fix[n_fix++] = above_near(s, c, p, 1);
+        }
+    }
+    if (na != m) {
+        return 1;
+    }
+    for (size_t i = 0; i < n_fix; i++) {
+        size_t p = s->fix[i], lp, rp;
+        if (p == SIZE_MAX) {
+            continue;
+        }
+        lp = above_near(s, c, p, -1);
+        rp = above_near(s, c, p, 1);
+        set_kernel(c, &c->ord[p], KIND_CONT, above_sigma(ends, lp != SIZE_MAX,
+                lp != SIZE_MAX ? c->ord[lp].v : 0.0, c->ord[p].v, rp != SIZE_MAX,
+                rp != SIZE_MAX ? c->ord[rp].v : 0.0, minsig));
+    }
+    /* Commit the roles only now: a return 1 above leaves the state for walk_full. */
+    memcpy(c->trole, role, n);
+    c->w_na = na;
+    return 0;
+}
+
+/*
 ** Build the above mixture: weights by age into base (-inf for trials not
 ** above), then per numeric dim one walk of the sorted list computing the
 ** neighbour-rule bandwidths, rewriting a trial's kernel only when its sigma
@@ -1227,12 +1501,19 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
         total += default_weight(m, i);
     }
     lt = log(total);
-    for (size_t t = 0; t < n; t++) {
-        if (s->role[t] == ROLE_ABOVE) {
-            double w = default_weight(m, r++);
-            g->base[t] = w == 1.0 ? -lt : log(w) - lt;
-        } else {
-            g->base[t] = -INFINITY;
+    {
+        /* default_weight(m, r) for the r-th above trial, with its invariants hoisted. */
+        size_t ramp = m < 25 ? 0 : m - 25;
+        double start = 1.0 / (double)m, rest = 1.0 - start, den = (double)(ramp - 1);
+        for (size_t t = 0; t < n; t++) {
+            if (s->role[t] == ROLE_ABOVE) {
+                double w = r >= ramp ? 1.0 : (ramp == 1 ? start :
+                        (r == ramp - 1 ? 1.0 : start + (double)r * rest / den));
+                r++;
+                g->base[t] = w == 1.0 ? -lt : log(w) - lt;
+            } else {
+                g->base[t] = -INFINITY;
+            }
         }
     }
     for (size_t t = n; t < g->m_pad; t++) {
@@ -1243,7 +1524,6 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
         const struct tpe_udim *ud = &u->ud[j];
         struct tpe_mdim *md = &g->d[j];
         struct tpe_coord *c = &s->coords[ud->coord];
-        size_t na = 0;
 
         if (ud->kind == KIND_CAT) {
             md->cat = c->tcat;
@@ -1254,72 +1534,10 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
         md->isig = c->tis;
         md->cls = c->tcls;
         md->n_cls = 0;
-        /*
-        ** One pass over the sorted list with a window (prev, cur, next) of
-        ** above entries; cur's bandwidth is known once next is found.
-        */
-        {
-            struct tpe_entry *ord = c->ord, *cur = NULL;
-            double prev = 0.0;
-            double scale = ud->kind == KIND_CONT ? M_SQRT1_2 : 1.0;
-            size_t e = 0;
-
-            for (;;) {
-                struct tpe_entry *next = NULL;
-                while (e < c->n) {
-                    struct tpe_entry *x = &ord[e++];
-                    if (s->role[x->t] == ROLE_ABOVE) {
-                        next = x;
-                        break;
-                    }
-                }
-                if (cur != NULL) {
-                    double v = cur->v, sg;
-                    double left = na > 0 ? v - prev : v;
-                    double right = next != NULL ? next->v - v : 1.0 - v;
-                    uint32_t t = cur->t;
-                    if (!o->consider_endpoints && m >= 2) {
-                        sg = na == 0 ? right : (next == NULL ? left : (left > right ? left : right));
-                    } else {
-                        sg = left > right ? left : right;
-                    }
-                    sg = sg < minsig ? minsig : (sg > 1.0 ? 1.0 : sg);
-                    if (cur->sigma != sg) {
-                        c->tmu[t] = v;
-                        c->tis[t] = scale / sg;
-                        c->tcst[t] = kernel_cst(ud->kind, v, sg);
-                        cur->sigma = sg;
-                    }
-                    if (ud->kind == KIND_DISC) {
-                        if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != v ||
-                                md->cls_isig[md->n_cls - 1] != c->tis[t]) {
-                            md->cls_mu[md->n_cls] = v;
-                            md->cls_isig[md->n_cls] = c->tis[t];
-                            md->n_cls++;
-                        }
-                        c->tcls[t] = (uint32_t)(md->n_cls - 1);
-                    }
-                    prev = v;
-                    na++;
-                }
-                if (next == NULL) {
-                    break;
-                }
-                if (na >= m) {
-                    return -EIO; /* more above entries than above trials */
-                }
-                cur = next;
-            }
-        }
-        if (na != m) {
-            return -EIO;
-        }
-        if (ud->kind == KIND_DISC) {
-            /* Stale classes of other trials must stay valid indices. */
-            for (size_t t = 0; t < n; t++) {
-                if (s->role[t] != ROLE_ABOVE) {
-                    c->tcls[t] = 0;
-                }
+        if (ud->kind == KIND_DISC || walk_incr(s, u, c, ud->coord, m, minsig) != 0) {
+            int rr = walk_full(s, u, c, md, ud->kind, m, minsig);
+            if (rr < 0) {
+                return rr;
             }
         }
         for (size_t t = 0; t < g->m_pad; t += 4) {
@@ -1353,25 +1571,213 @@ static double prior_term(const struct tpe_udim *ud, const struct tpe_cands *cd, 
     }
 }
 
-/* The largest of a[0..nb), nb a multiple of 4 (-inf when all are). */
-static double block_max(const double *a, size_t nb)
+/*
+** Add dim j's term of candidate c to the nb kernels a[0..nb) of the block
+** at b0 (dense: every kernel).
+*/
+static void dim_dense(const struct tpe_mdim *md, int kind, const struct tpe_cands *cd,
+        const double *tab, size_t c, size_t nd, size_t j, size_t b0, size_t nb,
+        double *restrict a)
 {
-    double m0 = -INFINITY, m1 = -INFINITY, m2 = -INFINITY, m3 = -INFINITY;
-
-    for (size_t i = 0; i < nb; i += 4) {
-        m0 = a[i] > m0 ? a[i] : m0;
-        m1 = a[i + 1] > m1 ? a[i + 1] : m1;
-        m2 = a[i + 2] > m2 ? a[i + 2] : m2;
-        m3 = a[i + 3] > m3 ? a[i + 3] : m3;
+    if (kind == KIND_CONT) {
+        const double *restrict mu = md->mu + b0;
+        const double *restrict is = md->isig + b0;
+        double xv = cd->x[c * nd + j];
+        tpe_v4 vx = { xv, xv, xv, xv };
+        for (size_t i = 0; i < nb; i += 4) {
+            tpe_v4 vm, vi, va, z;
+            memcpy(&vm, mu + i, sizeof(vm));
+            memcpy(&vi, is + i, sizeof(vi));
+            memcpy(&va, a + i, sizeof(va));
+            z = (vx - vm) * vi;
+            va -= z * z;
+            memcpy(a + i, &va, sizeof(va));
+        }
+    } else if (kind == KIND_DISC) {
+        const uint32_t *restrict cl = md->cls + b0;
+        if (tab != NULL) {
+            const double *row = tab + c * md->n_cls;
+            for (size_t i = 0; i < nb; i++) {
+                a[i] += row[cl[i]];
+            }
+        } else {
+            double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
+            const double *mu = md->mu + b0, *is = md->isig + b0;
+            for (size_t i = 0; i < nb; i++) {
+                a[i] += hpo_tpe_log_gauss_mass((lo - mu[i]) * is[i], (hi - mu[i]) * is[i]);
+            }
+        }
+    } else {
+        const uint32_t *restrict ct = md->cat + b0;
+        uint32_t ci = cd->ci[c * nd + j];
+        double hit = md->cat_hit, miss = md->cat_miss;
+        for (size_t i0 = 0; i0 < nb; i0 += LANES) {
+            for (size_t i = i0; i < i0 + LANES; i++) {
+                a[i] += ct[i] == ci ? hit : miss;
+            }
+        }
     }
-    m0 = m1 > m0 ? m1 : m0;
-    m2 = m3 > m2 ? m3 : m2;
-    return m2 > m0 ? m2 : m0;
 }
 
 /*
-** log of the mixture density at each of `nc` candidates, into ret. Loops
-** kernel blocks -> dims -> candidates -> kernels, with a streaming logsumexp.
+** Add dim j's term of candidate c to the ns kernels b0 + ix[s] of the block
+** at b0 (sparse: the survivors only), each term computed as in dim_dense.
+*/
+static void dim_sparse(const struct tpe_mdim *md, int kind, const struct tpe_cands *cd,
+        const double *tab, size_t c, size_t nd, size_t j, size_t b0, const uint32_t *ix,
+        size_t ns, double *restrict a)
+{
+    if (kind == KIND_CONT) {
+        const double *mu = md->mu + b0, *is = md->isig + b0;
+        double xv = cd->x[c * nd + j];
+        for (size_t s = 0; s < ns; s++) {
+            double z = (xv - mu[ix[s]]) * is[ix[s]];
+            a[s] -= z * z;
+        }
+    } else if (kind == KIND_DISC) {
+        const uint32_t *cl = md->cls + b0;
+        if (tab != NULL) {
+            const double *row = tab + c * md->n_cls;
+            for (size_t s = 0; s < ns; s++) {
+                a[s] += row[cl[ix[s]]];
+            }
+        } else {
+            double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
+            const double *mu = md->mu + b0, *is = md->isig + b0;
+            for (size_t s = 0; s < ns; s++) {
+                size_t i = ix[s];
+                a[s] += hpo_tpe_log_gauss_mass((lo - mu[i]) * is[i], (hi - mu[i]) * is[i]);
+            }
+        }
+    } else {
+        const uint32_t *ct = md->cat + b0;
+        uint32_t ci = cd->ci[c * nd + j];
+        double hit = md->cat_hit, miss = md->cat_miss;
+        for (size_t s = 0; s < ns; s++) {
+            a[s] += ct[ix[s]] == ci ? hit : miss;
+        }
+    }
+}
+
+/*
+** The first n_dense dims of a block, any kinds: a = base plus their terms
+** (dim_dense), then the kernels above thr compacted into ix/a.
+*/
+static size_t dense_generic(const struct tpe_mix *mx, const struct tpe_unit *u,
+        double *const *tabs, size_t c, size_t n_dense, size_t b0, size_t nb, double thr,
+        uint32_t *restrict ix, double *restrict a)
+{
+    size_t ns = 0;
+
+    memcpy(a, mx->base + b0, nb * sizeof(double));
+    for (size_t j = 0; j < n_dense; j++) {
+        dim_dense(&mx->d[j], u->ud[j].kind, &u->cand, tabs != NULL ? tabs[j] : NULL, c, u->nd,
+                j, b0, nb, a);
+    }
+    for (size_t i0 = 0; i0 < nb; i0 += 4) {
+        if (!(a[i0] > thr || a[i0 + 1] > thr || a[i0 + 2] > thr || a[i0 + 3] > thr)) {
+            continue;
+        }
+        for (size_t i = i0; i < i0 + 4; i++) {
+            ix[ns] = (uint32_t)i;
+            a[ns] = a[i];
+            ns += a[i] > thr;
+        }
+    }
+    return ns;
+}
+
+/*
+** The first two dims of a block when both are continuous, fused with the
+** pruning: a = base - z0^2 - z1^2 for the nb kernels at b0 (the operations
+** of two dim_dense passes), and the kernels above thr are compacted into
+** ix/a. Returns their number. Compiled twice (dense2_cont): for the
+** baseline and, on x86-64, for AVX, picked at run time; both do the same
+** IEEE operations (no FMA), so the bits do not depend on the machine.
+*/
+static inline __attribute__((always_inline)) size_t dense2_body(const struct tpe_mix *mx,
+        const struct tpe_cands *cd, size_t c, size_t nd, size_t b0, size_t nb, double thr,
+        uint32_t *restrict ix, double *restrict a)
+{
+    const double *restrict base = mx->base + b0;
+    const double *restrict mu0 = mx->d[0].mu + b0, *restrict is0 = mx->d[0].isig + b0;
+    const double *restrict mu1 = mx->d[1].mu + b0, *restrict is1 = mx->d[1].isig + b0;
+    double x0 = cd->x[c * nd], x1 = cd->x[c * nd + 1];
+    tpe_v4 vx0 = { x0, x0, x0, x0 }, vx1 = { x1, x1, x1, x1 }, vt = { thr, thr, thr, thr };
+    size_t ns = 0;
+
+    for (size_t i = 0; i < nb; i += 4) {
+        tpe_v4 va, vm, vi, z;
+        double tmp[4];
+        memcpy(&va, base + i, sizeof(va));
+        memcpy(&vm, mu0 + i, sizeof(vm));
+        memcpy(&vi, is0 + i, sizeof(vi));
+        z = (vx0 - vm) * vi;
+        va -= z * z;
+        memcpy(&vm, mu1 + i, sizeof(vm));
+        memcpy(&vi, is1 + i, sizeof(vi));
+        z = (vx1 - vm) * vi;
+        va -= z * z;
+        if (!any_above(&va, &vt)) {
+            continue;
+        }
+        memcpy(tmp, &va, sizeof(tmp));
+        for (size_t l = 0; l < 4; l++) {
+            ix[ns] = (uint32_t)(i + l);
+            a[ns] = tmp[l];
+            ns += tmp[l] > thr;
+        }
+    }
+    return ns;
+}
+
+static size_t dense2_base(const struct tpe_mix *mx, const struct tpe_cands *cd, size_t c,
+        size_t nd, size_t b0, size_t nb, double thr, uint32_t *restrict ix, double *restrict a)
+{
+    return dense2_body(mx, cd, c, nd, b0, nb, thr, ix, a);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TPE_AVX 1
+__attribute__((target("avx"))) static size_t dense2_avx(const struct tpe_mix *mx,
+        const struct tpe_cands *cd, size_t c, size_t nd, size_t b0, size_t nb, double thr,
+        uint32_t *restrict ix, double *restrict a)
+{
+    return dense2_body(mx, cd, c, nd, b0, nb, thr, ix, a);
+}
+#endif
+
+typedef size_t (*dense2_fn)(const struct tpe_mix *, const struct tpe_cands *, size_t, size_t,
+        size_t, size_t, double, uint32_t *restrict, double *restrict);
+
+/* The variant of dense2 for this machine. */
+static dense2_fn dense2_pick(void)
+{
+#ifdef TPE_AVX
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx")) {
+        return dense2_avx;
+    }
+#endif
+    return dense2_base;
+}
+
+/*
+** log of the mixture density at each of `nc` candidates, into ret: a
+** logsumexp over the prior kernel and the observed kernels, taken block by
+** block (BLOCK kernels) with a running maximum M and sum S.
+**
+** The prior kernel comes first, so M starts at its log density. Every dim
+** adds a term <= 0 to a kernel (the constants are in base), and a kernel
+** adds to S only if its sum ends above M - LSE_CUTOFF (M never decreases),
+** so a kernel whose partial sum is already at or below that bound can be
+** dropped. Per block and candidate: the first DENSE_DIMS dims over every
+** kernel (4-wide vectors; dense2 when both are continuous), then the
+** survivors' indices are compacted and each further dim is added to the
+** survivors only, compacting again after each. What is
+** left are exactly the kernels that can change M or S; their sums are the
+** same floating-point operations in the same order as a dense pass, so the
+** result does not depend on the pruning.
 */
 static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t nc,
         double *ret)
@@ -1382,7 +1788,11 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
     double *tabs_buf[64];
     double **tabs = tabs_buf;
     double lz = hpo_tpe_log_gauss_mass(-0.5, 0.5);
-    size_t used = 0;
+    double *restrict a = u->acc;
+    uint32_t *restrict ix = u->ix;
+    size_t used = 0, n_dense = nd < DENSE_DIMS ? nd : DENSE_DIMS;
+    bool fused = nd >= 2 && u->ud[0].kind == KIND_CONT && u->ud[1].kind == KIND_CONT;
+    dense2_fn dense2 = dense2_pick();
 
     if (nd > 64) {
         tabs = malloc(nd * sizeof(*tabs));
@@ -1408,13 +1818,6 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         }
         tabs[j] = tb;
     }
-    /*
-    ** The prior kernel first: its term is a lower bound of the result. Every
-    ** dim adds a term <= 0 to a kernel (the constants are in base), so once
-    ** a block's best partial sum for a candidate is below M - LSE_CUTOFF the
-    ** rest of its dims cannot bring any kernel of the block back into the
-    ** logsumexp, and the candidate is retired for that block.
-    */
     for (size_t c = 0; c < nc; c++) {
         double lp = mx->logw_prior;
         for (size_t j = 0; j < nd; j++) {
@@ -1425,81 +1828,40 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
     }
     for (size_t b0 = 0; mx->m > 0 && b0 < mx->m_pad; b0 += BLOCK) {
         size_t nb = mx->m_pad - b0 < BLOCK ? mx->m_pad - b0 : BLOCK; /* a multiple of LANES */
-        bool alive[CHUNK];
-        size_t n_alive = nc;
         for (size_t c = 0; c < nc; c++) {
-            memcpy(u->acc + c * BLOCK, mx->base + b0, nb * sizeof(double));
-            alive[c] = true;
-        }
-        for (size_t j = 0; j < nd && n_alive > 0; j++) {
-            const struct tpe_mdim *md = &mx->d[j];
-            int kind = u->ud[j].kind;
-            for (size_t c = 0; c < nc; c++) {
-                double *restrict a = u->acc + c * BLOCK;
-                if (!alive[c]) {
-                    continue;
-                }
-                if (kind == KIND_CONT) {
-                    const double *restrict mu = md->mu + b0;
-                    const double *restrict is = md->isig + b0;
-                    double xv = cd->x[c * nd + j];
-                    tpe_v4 vx = { xv, xv, xv, xv };
-                    for (size_t i = 0; i < nb; i += 4) {
-                        tpe_v4 vm, vi, va, z;
-                        memcpy(&vm, mu + i, sizeof(vm));
-                        memcpy(&vi, is + i, sizeof(vi));
-                        memcpy(&va, a + i, sizeof(va));
-                        z = (vx - vm) * vi;
-                        va -= z * z;
-                        memcpy(a + i, &va, sizeof(va));
-                    }
-                } else if (kind == KIND_DISC) {
-                    const uint32_t *restrict cl = md->cls + b0;
-                    if (tabs != NULL && tabs[j] != NULL) {
-                        const double *row = tabs[j] + c * md->n_cls;
-                        for (size_t i = 0; i < nb; i++) {
-                            a[i] += row[cl[i]];
-                        }
-                    } else {
-                        double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
-                        const double *mu = md->mu + b0, *is = md->isig + b0;
-                        for (size_t i = 0; i < nb; i++) {
-                            a[i] += hpo_tpe_log_gauss_mass((lo - mu[i]) * is[i],
-                                    (hi - mu[i]) * is[i]);
-                        }
-                    }
-                } else {
-                    const uint32_t *restrict ct = md->cat + b0;
-                    uint32_t ci = cd->ci[c * nd + j];
-                    double hit = md->cat_hit, miss = md->cat_miss;
-                    for (size_t i0 = 0; i0 < nb; i0 += LANES) {
-                        for (size_t i = i0; i < i0 + LANES; i++) {
-                            a[i] += ct[i] == ci ? hit : miss;
-                        }
-                    }
-                }
-                if ((j & 1) == 1 && j + 1 < nd &&
-                        block_max(a, nb) < M[c] - LSE_CUTOFF) {
-                    alive[c] = false;
-                    n_alive--;
-                }
+            double thr = M[c] - LSE_CUTOFF, bm, sum = 0.0;
+            size_t ns = 0;
+            if (fused) {
+                ns = dense2(mx, cd, c, nd, b0, nb, thr, ix, a);
+            } else {
+                ns = dense_generic(mx, u, tabs, c, n_dense, b0, nb, thr, ix, a);
             }
-        }
-        for (size_t c = 0; c < nc; c++) {
-            const double *a = u->acc + c * BLOCK;
-            double bm, thr, sum = 0.0;
-            if (!alive[c]) {
+            for (size_t j = fused ? 2 : n_dense; j < nd && ns > 0; j++) {
+                size_t w = 0;
+                dim_sparse(&mx->d[j], u->ud[j].kind, cd, tabs != NULL ? tabs[j] : NULL, c, nd,
+                        j, b0, ix, ns, a);
+                for (size_t q = 0; q < ns; q++) {
+                    ix[w] = ix[q];
+                    a[w] = a[q];
+                    w += a[q] > thr;
+                }
+                ns = w;
+            }
+            if (ns == 0) {
                 continue;
             }
-            bm = block_max(a, nb);
+            bm = a[0];
+            for (size_t q = 1; q < ns; q++) {
+                bm = a[q] > bm ? a[q] : bm;
+            }
             if (bm > M[c]) {
                 S[c] = S[c] * exp(M[c] - bm);
                 M[c] = bm;
             }
             thr = M[c] - LSE_CUTOFF;
-            for (size_t i = 0; i < nb; i++) {
-                if (a[i] > thr) {
-                    sum += exp(a[i] - M[c]);
+            for (size_t q = 0; q < ns; q++) {
+                if (a[q] > thr) {
+                    sum += exp(a[q] - M[c]);
                 }
             }
             S[c] += sum;

@@ -1,5 +1,6 @@
 /*
-** migrations.c: the numbered schema migrations, tracked by PRAGMA user_version.
+** migrations.c: the numbered schema migrations, tracked by PRAGMA user_version
+** (on PostgreSQL by the table hpod_schema, applied by pg.c from the same list).
 **
 ** Migration N takes a database from version N-1 to N. Each one runs in its
 ** own BEGIN IMMEDIATE transaction together with the user_version bump, so a
@@ -74,13 +75,87 @@ static const char migration_1[] =
         "    ON DELETE CASCADE"
         ") STRICT, WITHOUT ROWID;";
 
-/* migrations[i] takes the database from version i to i + 1. */
-static const char *const migrations[] = {
-    migration_1,
+/*
+** Version 1 on PostgreSQL (pg.c): the same tables, keys and cascades. No
+** column holds two types, so a param has `value` (a scalar, or the number
+** of the earlier trial a shared vector refers to, as SQLite's REAL) and
+** `vec` (a vector's little-endian float64 bytes, NULL for a scalar).
+** Vectors and sampler states are bytea inline, never side files: a bytea
+** holds up to 1 GB, beyond any value a request can carry (256 MiB), and
+** TOAST compresses and moves it out of the row (docs/POSTGRESQL.md).
+** hpod_batch holds the id of the last committed group transaction, which
+** tells a writer whose COMMIT answer was lost whether it committed.
+*/
+static const char migration_1_pg[] =
+        "CREATE TABLE studies ("
+        "  id bigint PRIMARY KEY,"
+        "  name text UNIQUE NOT NULL,"
+        "  spec text NOT NULL,"
+        "  created_at bigint NOT NULL,"
+        "  sampler_state bytea"
+        ");"
+        "CREATE TABLE trials ("
+        "  study_id bigint NOT NULL REFERENCES studies(id) ON DELETE CASCADE,"
+        "  number bigint NOT NULL,"
+        "  state integer NOT NULL,"
+        "  value double precision,"
+        "  worker text,"
+        "  retry_of bigint NOT NULL,"
+        "  retries bigint NOT NULL,"
+        "  created_at bigint NOT NULL,"
+        "  started_at bigint NOT NULL,"
+        "  completed_at bigint NOT NULL,"
+        "  heartbeat_at bigint NOT NULL,"
+        "  PRIMARY KEY (study_id, number)"
+        ");"
+        "CREATE TABLE params ("
+        "  study_id bigint NOT NULL,"
+        "  number bigint NOT NULL,"
+        "  idx bigint NOT NULL,"
+        "  value double precision,"
+        "  vec bytea,"
+        "  PRIMARY KEY (study_id, number, idx),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number)"
+        "    ON DELETE CASCADE"
+        ");"
+        "CREATE TABLE intermediate ("
+        "  study_id bigint NOT NULL,"
+        "  number bigint NOT NULL,"
+        "  step bigint NOT NULL,"
+        "  value double precision,"
+        "  PRIMARY KEY (study_id, number, step),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number)"
+        "    ON DELETE CASCADE"
+        ");"
+        "CREATE TABLE trial_attrs ("
+        "  study_id bigint NOT NULL,"
+        "  number bigint NOT NULL,"
+        "  key text NOT NULL,"
+        "  value text NOT NULL,"
+        "  PRIMARY KEY (study_id, number, key),"
+        "  FOREIGN KEY (study_id, number) REFERENCES trials(study_id, number)"
+        "    ON DELETE CASCADE"
+        ");"
+        "ALTER TABLE studies ALTER COLUMN sampler_state SET STORAGE EXTERNAL;"
+        "ALTER TABLE params ALTER COLUMN vec SET STORAGE EXTERNAL;"
+        "CREATE TABLE hpod_batch (one boolean PRIMARY KEY CHECK (one), id bigint NOT NULL);"
+        "INSERT INTO hpod_batch VALUES (true, 0);";
+
+/* migrations[i] takes the database from version i to i + 1: SQLite's SQL, PostgreSQL's. */
+static const char *const migrations[][2] = {
+    { migration_1, migration_1_pg },
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == HPO_STORAGE_SCHEMA_VERSION,
         "HPO_STORAGE_SCHEMA_VERSION must be the number of migrations");
+
+const char *hpo__storage_migration_sql(int n, bool postgresql)
+{
+    if (n < 1 || n > HPO_STORAGE_SCHEMA_VERSION) {
+        return NULL;
+    }
+    return migrations[n - 1][postgresql ? 1 : 0];
+}
 
 static int user_version(sqlite3 *db, int *ret_version, struct hpo_error *err)
 {
@@ -132,7 +207,7 @@ static int migrate_one(sqlite3 *db, int to, struct hpo_error *err)
     if (version >= to) {
         return exec(db, "COMMIT", "ending a migration", err);
     }
-    r = exec(db, migrations[to - 1], "running a migration", err);
+    r = exec(db, migrations[to - 1][0], "running a migration", err);
     if (r < 0) {
         goto fail;
     }

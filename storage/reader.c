@@ -18,6 +18,7 @@ struct hpo_storage_reader {
     sqlite3 *db;
     sqlite3_stmt *get;
     struct hpo_blobs blobs; /* large vectors live in side files (storage-int.h) */
+    struct hpo_pg_reader *pg; /* PostgreSQL: everything goes there instead */
     pthread_mutex_t lock;
 };
 
@@ -34,6 +35,14 @@ struct hpo_storage_reader *hpo_storage_reader_create(const char *path)
         return NULL;
     }
     rd->blobs.dirfd = -1;
+    if (hpo_storage_is_postgresql(path)) {
+        rd->pg = hpo__pg_reader_create(path);
+        if (rd->pg == NULL) {
+            free(rd->path);
+            free(rd);
+            return NULL;
+        }
+    }
     pthread_mutex_init(&rd->lock, NULL);
     return rd;
 }
@@ -43,6 +52,7 @@ void hpo_storage_reader_destroy(struct hpo_storage_reader *rd)
     if (rd == NULL) {
         return;
     }
+    hpo__pg_reader_destroy(rd->pg);
     sqlite3_finalize(rd->get);
     sqlite3_close(rd->db);
     hpo__blobs_close(&rd->blobs);
@@ -117,6 +127,9 @@ int hpo_storage_read_vector(struct hpo_storage_reader *rd, int64_t study_id, int
     bool reread = false;
     int r = 0;
 
+    if (rd->pg != NULL) {
+        return hpo__pg_read_vector(rd->pg, study_id, number, index, ret, len, err);
+    }
     pthread_mutex_lock(&rd->lock);
     r = reader_open(rd, err);
     /* A shared vector refers to an earlier trial; follow at most a few hops. */
@@ -190,6 +203,9 @@ int hpo_storage_read_state(struct hpo_storage_reader *rd, int64_t study_id, void
 
     *ret = NULL;
     *ret_len = 0;
+    if (rd->pg != NULL) {
+        return hpo__pg_read_state(rd->pg, study_id, ret, ret_len, err);
+    }
     pthread_mutex_lock(&rd->lock);
     r = reader_open(rd, err);
     if (r == 0) {

@@ -134,7 +134,10 @@ _Static_assert(N_STMTS * sizeof(sqlite3_stmt *) == sizeof(struct stmts),
         "every statement of struct stmts needs its SQL");
 _Static_assert(HPO_BLOB_REF_MAX == 128, "the SQL above filters references on their length");
 
-struct hpo_storage {
+static const struct hpo_storage_ops sq_ops;
+
+struct sq_storage {
+    struct hpo_storage base; /* first: the public handle */
     sqlite3 *db;
     struct stmts s;
     /* Scratch for vectors: decoded rows on load; on big-endian hosts, encoded
@@ -215,7 +218,7 @@ int hpo__storage_error(sqlite3 *db, int rc, const char *what, struct hpo_error *
 ** bindings. `rc` is the result of the binds before it (the first failure),
 ** so a failed bind is reported like a failed step.
 */
-static int run(struct hpo_storage *st, sqlite3_stmt *stmt, int rc, const char *what,
+static int run(struct sq_storage *st, sqlite3_stmt *stmt, int rc, const char *what,
         struct hpo_error *err)
 {
     int r = 0;
@@ -263,7 +266,7 @@ static void bind_blob(int *rc, sqlite3_stmt *stmt, int i, const void *v, size_t 
 }
 
 /* Make room for `n` doubles (at least one) in the vector scratch buffer. */
-static int vec_reserve(struct hpo_storage *st, size_t n)
+static int vec_reserve(struct sq_storage *st, size_t n)
 {
     double *v;
 
@@ -306,7 +309,7 @@ void hpo__storage_le_doubles(double *v, size_t n)
 ** little-endian host (no copy of a large vector), else swapped into the
 ** scratch buffer. Sets *ret_bytes to NULL for an empty vector.
 */
-static int vector_bytes(struct hpo_storage *st, const double *v, size_t len,
+static int vector_bytes(struct sq_storage *st, const double *v, size_t len,
         const void **ret_bytes, struct hpo_error *err)
 {
     if (len > SIZE_MAX / sizeof(double) || (v == NULL && len > 0)) {
@@ -338,7 +341,7 @@ static int vector_bytes(struct hpo_storage *st, const double *v, size_t len,
 ** themselves (several parts joined in st->buf first). The parts stay valid
 ** until the statement ran. Returns 0, or -ENOMEM (only when joining).
 */
-static int bind_parts(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
+static int bind_parts(struct sq_storage *st, int *rc, sqlite3_stmt *stmt, int i,
         int64_t study_id, const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref,
         struct hpo_error *err)
 {
@@ -381,7 +384,7 @@ static int bind_parts(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i
 }
 
 /* bind_parts of one buffer (cannot fail). */
-static void bind_value(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int i,
+static void bind_value(struct sq_storage *st, int *rc, sqlite3_stmt *stmt, int i,
         int64_t study_id, const void *data, size_t len, struct hpo_blob_ref *ref)
 {
     struct hpo_part part = { data, len };
@@ -390,7 +393,7 @@ static void bind_value(struct hpo_storage *st, int *rc, sqlite3_stmt *stmt, int 
 }
 
 /* Write the side file of a value bound by bind_value, if it has one. */
-static int write_value(struct hpo_storage *st, const struct hpo_blob_ref *ref, const void *data,
+static int write_value(struct sq_storage *st, const struct hpo_blob_ref *ref, const void *data,
         struct hpo_error *err)
 {
     if (ref->text_len == 0) {
@@ -403,7 +406,7 @@ static int write_value(struct hpo_storage *st, const struct hpo_blob_ref *ref, c
 ** Run a SELECT of old cells (bound by the caller; `rc` is the binds' result)
 ** and queue the side files they reference for unlinking after the commit.
 */
-static int collect_obsolete(struct hpo_storage *st, sqlite3_stmt *stmt, int rc, bool reusable,
+static int collect_obsolete(struct sq_storage *st, sqlite3_stmt *stmt, int rc, bool reusable,
         struct hpo_error *err)
 {
     int r = 0;
@@ -430,7 +433,7 @@ static int collect_obsolete(struct hpo_storage *st, sqlite3_stmt *stmt, int rc, 
 }
 
 /* Fail with not_found when the last statement touched no row. */
-static int check_changed(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)
+static int check_changed(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
 {
     if (sqlite3_changes(st->db) == 0) {
         return hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL, "study %lld not found",
@@ -439,7 +442,7 @@ static int check_changed(struct hpo_storage *st, const struct hpo_op *op, struct
     return 0;
 }
 
-static int run_param(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)
+static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
 {
     sqlite3_stmt *stmt = st->s.old_param;
     struct hpo_blob_ref ref = { .text_len = 0 };
@@ -479,7 +482,7 @@ static int run_param(struct hpo_storage *st, const struct hpo_op *op, struct hpo
     return r < 0 ? r : write_value(st, &ref, bytes, err);
 }
 
-static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
+static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
         struct hpo_error *err)
 {
     struct hpo_part one = { op->blob, op->len };
@@ -519,7 +522,7 @@ static int run_sampler_state(struct hpo_storage *st, const struct hpo_op *op,
     return hpo__blob_write_parts(&st->blobs, &ref, parts, n, err);
 }
 
-static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_error *err)
+static int run_op(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
 {
     const struct hpo_trial_row *t = &op->trial;
     sqlite3_stmt *stmt;
@@ -618,7 +621,7 @@ static int run_op(struct hpo_storage *st, const struct hpo_op *op, struct hpo_er
 ** false if the transaction can no longer be trusted (SQLite rolled it back,
 ** or rolling back the savepoint failed): then the whole batch must fail.
 */
-static bool run_write(struct hpo_storage *st, struct hpo_write *w)
+static bool run_write(struct sq_storage *st, struct hpo_write *w)
 {
     struct hpo_blob_mark mark;
     struct hpo_error ignored;
@@ -658,7 +661,7 @@ static void fail_batch(struct hpo_write *batch, int r, const struct hpo_error *e
 }
 
 /* Close a transaction a failure left open, so the next BEGIN can run. */
-static void end_transaction(struct hpo_storage *st)
+static void end_transaction(struct sq_storage *st)
 {
     struct hpo_error ignored;
 
@@ -695,14 +698,14 @@ static uint64_t mono_us(void)
 }
 
 /* Let /healthz see whether the last side-file write failed (the writer's state). */
-static void publish_blob_health(struct hpo_storage *st)
+static void publish_blob_health(struct sq_storage *st)
 {
     atomic_store(&st->blob_need, st->blobs.fail_len);
     atomic_store(&st->blob_errno, st->blobs.fail_errno);
 }
 
 /* One group transaction: every write of `batch`, each in its savepoint. */
-static void run_batch(struct hpo_storage *st, struct hpo_write *batch)
+static void run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
     static const struct hpo_blob_mark all = { 0, 0, 0 };
     struct hpo_error err;
@@ -763,7 +766,7 @@ fail:
     publish_blob_health(st);
 }
 
-static void idle_wait(struct hpo_storage *st)
+static void idle_wait(struct sq_storage *st)
 {
     struct timespec ts;
 
@@ -781,7 +784,7 @@ static void idle_wait(struct hpo_storage *st)
 ** thread hop when the database is idle), or the writer thread after a pause.
 ** Writes queued meanwhile wait for the next leader, one of their callers.
 */
-static void lead_batch(struct hpo_storage *st)
+static void lead_batch(struct sq_storage *st)
 {
     struct hpo_write *batch = st->head;
     struct hpo_write *next;
@@ -817,7 +820,7 @@ static void lead_batch(struct hpo_storage *st)
 }
 
 /* Whether a thread may take the writer role now (with `lock` held). */
-static bool may_lead(const struct hpo_storage *st)
+static bool may_lead(const struct sq_storage *st)
 {
     return !st->busy && !st->paused && st->head != NULL;
 }
@@ -829,7 +832,7 @@ static bool may_lead(const struct hpo_storage *st)
 */
 static void *writer_main(void *arg)
 {
-    struct hpo_storage *st = arg;
+    struct sq_storage *st = arg;
 
     pthread_mutex_lock(&st->lock);
     for (;;) {
@@ -919,7 +922,7 @@ static int configure(sqlite3 *db, const struct hpo_storage_options *opt, struct 
     return 0;
 }
 
-static int prepare_all(struct hpo_storage *st, struct hpo_error *err)
+static int prepare_all(struct sq_storage *st, struct hpo_error *err)
 {
     for (size_t i = 0; i < N_STMTS; i++) {
         int rc = sqlite3_prepare_v3(st->db, stmt_sql[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
@@ -933,7 +936,7 @@ static int prepare_all(struct hpo_storage *st, struct hpo_error *err)
 }
 
 /* Free a storage whose writer is not running (or was joined). Accepts a half-built one. */
-static void destroy(struct hpo_storage *st)
+static void destroy(struct sq_storage *st)
 {
     int rc;
 
@@ -954,11 +957,11 @@ static void destroy(struct hpo_storage *st)
     free(st);
 }
 
-int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
+int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
         struct hpo_storage **ret_storage, struct hpo_error *err)
 {
     static const struct hpo_storage_options defaults = { 0 };
-    struct hpo_storage *st;
+    struct sq_storage *st;
     pthread_condattr_t attr;
     char what[160];
     int rc;
@@ -1022,7 +1025,8 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
     if (r < 0) {
         goto fail;
     }
-    *ret_storage = st;
+    st->base.ops = &sq_ops;
+    *ret_storage = &st->base;
     return 0;
 
 fail:
@@ -1038,7 +1042,7 @@ static int callback_failed(int r, const char *table, struct hpo_error *err)
 }
 
 /* Finish a load SELECT: report a step error, reset the statement. */
-static int load_end(struct hpo_storage *st, sqlite3_stmt *stmt, int rc, int r, const char *table,
+static int load_end(struct sq_storage *st, sqlite3_stmt *stmt, int rc, int r, const char *table,
         struct hpo_error *err)
 {
     if (r == 0 && rc != SQLITE_DONE) {
@@ -1060,7 +1064,7 @@ static double column_real(sqlite3_stmt *stmt, int i)
 ** Read the side file a cell references into `buf` (ref->len bytes). On
 ** failure `err` says which value of which study and trial it was.
 */
-static int load_file(struct hpo_storage *st, const struct hpo_blob_ref *ref, void *buf,
+static int load_file(struct sq_storage *st, const struct hpo_blob_ref *ref, void *buf,
         const char *what, int64_t study_id, int64_t number, struct hpo_error *err)
 {
     struct hpo_error e;
@@ -1079,7 +1083,7 @@ static int load_file(struct hpo_storage *st, const struct hpo_blob_ref *ref, voi
     return 0;
 }
 
-static int load_studies(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+static int load_studies(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
     sqlite3_stmt *stmt = st->s.load_studies;
@@ -1129,7 +1133,7 @@ static int load_studies(struct hpo_storage *st, const struct hpo_load_callbacks 
     return load_end(st, stmt, rc, r, "studies", err);
 }
 
-static int load_trials(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+static int load_trials(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
     sqlite3_stmt *stmt = st->s.load_trials;
@@ -1161,7 +1165,7 @@ static int load_trials(struct hpo_storage *st, const struct hpo_load_callbacks *
     return load_end(st, stmt, rc, r, "trials", err);
 }
 
-static int load_params(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+static int load_params(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
     sqlite3_stmt *stmt = st->s.load_params;
@@ -1224,7 +1228,7 @@ static int load_params(struct hpo_storage *st, const struct hpo_load_callbacks *
     return load_end(st, stmt, rc, r, "params", err);
 }
 
-static int load_reports(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+static int load_reports(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
     sqlite3_stmt *stmt = st->s.load_reports;
@@ -1246,7 +1250,7 @@ static int load_reports(struct hpo_storage *st, const struct hpo_load_callbacks 
     return load_end(st, stmt, rc, r, "intermediate values", err);
 }
 
-static int load_attrs(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+static int load_attrs(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
     sqlite3_stmt *stmt = st->s.load_attrs;
@@ -1269,9 +1273,10 @@ static int load_attrs(struct hpo_storage *st, const struct hpo_load_callbacks *c
     return load_end(st, stmt, rc, r, "user attrs", err);
 }
 
-int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+static int sq_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     int r;
 
     if (st->started) {
@@ -1314,8 +1319,9 @@ int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb
     return r;
 }
 
-int hpo_storage_start(struct hpo_storage *st)
+static int sq_start(struct hpo_storage *base)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     sigset_t all;
     sigset_t old;
     int r;
@@ -1340,8 +1346,9 @@ int hpo_storage_start(struct hpo_storage *st)
     return 0;
 }
 
-int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_error *err)
+static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     w->result = 0;
     w->done = false;
     w->next = NULL;
@@ -1381,8 +1388,9 @@ int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_er
     return w->result;
 }
 
-bool hpo_storage_healthy(struct hpo_storage *st)
+static bool sq_healthy(struct hpo_storage *base)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     int e = atomic_load(&st->blob_errno);
     uint64_t need = atomic_load(&st->blob_need);
     struct statvfs sv;
@@ -1403,13 +1411,15 @@ bool hpo_storage_healthy(struct hpo_storage *st)
             (uint64_t)sv.f_bavail * sv.f_frsize > need + need / 8;
 }
 
-uint64_t hpo_storage_ticks(struct hpo_storage *st)
+static uint64_t sq_ticks(struct hpo_storage *base)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     return atomic_load(&st->ticks);
 }
 
-void hpo_storage_stats(struct hpo_storage *st, uint64_t *ret_commits, uint64_t *ret_writes)
+static void sq_stats(struct hpo_storage *base, uint64_t *ret_commits, uint64_t *ret_writes)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     if (ret_commits != NULL) {
         *ret_commits = atomic_load(&st->commits);
     }
@@ -1418,8 +1428,9 @@ void hpo_storage_stats(struct hpo_storage *st, uint64_t *ret_commits, uint64_t *
     }
 }
 
-void hpo__storage_pause(struct hpo_storage *st, bool pause)
+static void sq_pause(struct hpo_storage *base, bool pause)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     pthread_mutex_lock(&st->lock);
     st->paused = pause;
     pthread_cond_signal(&st->wake);
@@ -1427,8 +1438,9 @@ void hpo__storage_pause(struct hpo_storage *st, bool pause)
     pthread_mutex_unlock(&st->lock);
 }
 
-size_t hpo__storage_queued(struct hpo_storage *st)
+static size_t sq_queued(struct hpo_storage *base)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     size_t n;
 
     pthread_mutex_lock(&st->lock);
@@ -1437,8 +1449,9 @@ size_t hpo__storage_queued(struct hpo_storage *st)
     return n;
 }
 
-void hpo_storage_close(struct hpo_storage *st)
+static void sq_close(struct hpo_storage *base)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     bool started;
 
     if (st == NULL) {
@@ -1462,10 +1475,24 @@ void hpo_storage_close(struct hpo_storage *st)
     destroy(st);
 }
 
-void hpo_storage_metrics(struct hpo_storage *st, const struct hpo_hist **ret_commit_us,
+static void sq_metrics(struct hpo_storage *base, const struct hpo_hist **ret_commit_us,
         const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed)
 {
+    struct sq_storage *st = (struct sq_storage *)base;
     *ret_commit_us = &st->commit_us;
     *ret_batch_writes = &st->batch_writes;
     *ret_failed = atomic_load(&st->failed_batches);
 }
+
+static const struct hpo_storage_ops sq_ops = {
+    .load = sq_load,
+    .start = sq_start,
+    .write = sq_write,
+    .healthy = sq_healthy,
+    .ticks = sq_ticks,
+    .stats = sq_stats,
+    .metrics = sq_metrics,
+    .close = sq_close,
+    .pause = sq_pause,
+    .queued = sq_queued,
+};

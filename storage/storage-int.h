@@ -16,6 +16,52 @@
 /* The schema version this build writes: the number of the last migration. */
 #define HPO_STORAGE_SCHEMA_VERSION 1
 
+/*
+** The backends (storage.c dispatches): every backend's storage struct starts
+** with a struct hpo_storage whose `ops` are its functions, with the meaning
+** storage.h gives the public function of the same name. pause and queued
+** may be NULL (test hooks of the SQLite backend only).
+*/
+struct hpo_storage_ops {
+    int (*load)(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+            struct hpo_error *err);
+    int (*start)(struct hpo_storage *st);
+    int (*write)(struct hpo_storage *st, struct hpo_write *w, struct hpo_error *err);
+    bool (*healthy)(struct hpo_storage *st);
+    uint64_t (*ticks)(struct hpo_storage *st);
+    void (*stats)(struct hpo_storage *st, uint64_t *ret_commits, uint64_t *ret_writes);
+    void (*metrics)(struct hpo_storage *st, const struct hpo_hist **ret_commit_us,
+            const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed);
+    void (*close)(struct hpo_storage *st);
+    void (*pause)(struct hpo_storage *st, bool pause);
+    size_t (*queued)(struct hpo_storage *st);
+};
+
+struct hpo_storage {
+    const struct hpo_storage_ops *ops;
+};
+
+/* Open the SQLite backend (sqlite.c) or the PostgreSQL one (pg.c); see hpo_storage_open. */
+int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
+        struct hpo_storage **ret_storage, struct hpo_error *err);
+int hpo__pg_open(const char *uri, const struct hpo_storage_options *opt,
+        struct hpo_storage **ret_storage, struct hpo_error *err);
+
+/*
+** The SQL of migration `n` (1-based) for one backend: SQLite's or
+** PostgreSQL's, kept side by side in migrations.c. NULL past the last.
+*/
+const char *hpo__storage_migration_sql(int n, bool postgresql);
+
+/* The PostgreSQL reader behind reader.h (pg.c). */
+struct hpo_pg_reader;
+struct hpo_pg_reader *hpo__pg_reader_create(const char *uri);
+void hpo__pg_reader_destroy(struct hpo_pg_reader *rd);
+int hpo__pg_read_vector(struct hpo_pg_reader *rd, int64_t study_id, int64_t number,
+        int64_t index, double *ret, size_t len, struct hpo_error *err);
+int hpo__pg_read_state(struct hpo_pg_reader *rd, int64_t study_id, void **ret, size_t *ret_len,
+        struct hpo_error *err);
+
 /* Convert n doubles between little-endian storage order and the host's, in place. */
 void hpo__storage_le_doubles(double *v, size_t n);
 

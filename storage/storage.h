@@ -1,5 +1,6 @@
 /*
-** storage.h: the durable record of studies and trials in SQLite.
+** storage.h: the durable record of studies and trials in SQLite (or PostgreSQL:
+** the same interface, see hpo_storage_open).
 **
 ** One connection, used by one thread at a time once hpo_storage_start() ran.
 ** Callers on any thread submit a write (a list of ops for one request) and
@@ -99,7 +100,14 @@ struct hpo_write {
     struct hpo_write *next;
 };
 
+/* Whether `db` names a PostgreSQL database (a postgresql:// or postgres:// URI). */
+bool hpo_storage_is_postgresql(const char *db);
+
 /*
+** With a postgresql:// (or postgres://) URI, open PostgreSQL instead (pg.c,
+** docs/POSTGRESQL.md): connect, take the database's advisory lock (-EBUSY,
+** unavailable, when another daemon holds it), run the same numbered
+** migrations; no side files (values are bytea). Otherwise:
 ** Open (creating if needed) the database at `path`, set WAL, synchronous,
 ** foreign keys and busy_timeout, and run the migrations. Creates the blob
 ** directory `<path>.blobs/` (mode 0700) and removes the files in it that no

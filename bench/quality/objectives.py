@@ -92,6 +92,7 @@ _LIST = [
               -3.32236801141551),
     Objective("rosenbrock5", _floats(5, -5, 10), _vec(5, rosenbrock), 0.0),
     Objective("ackley5", _floats(5, -32.768, 32.768), _vec(5, ackley), 0.0),
+    Objective("ackley10", _floats(10, -32.768, 32.768), _vec(10, ackley), 0.0),
     Objective("levy5", _floats(5, -10, 10), _vec(5, levy), 0.0),
     Objective("styblinski_tang5", _floats(5, -5, 5), _vec(5, styblinski_tang),
               -39.166165703771 * 5),

@@ -5,7 +5,14 @@
 ** full Cholesky), then `rounds` ask+tell rounds (the refit policy decides
 ** between a refit and a cached-factor extension), and print the median.
 **
-** Usage: bench-gp [n ...]   (default 200 1000 5000)
+** Usage: bench-gp [n ...]   (default 200 1000 10000)
+** Environment: BENCH_OPTS='{"n_candidates": 2048}' (sampler options, JSON),
+** BENCH_VERBOSE=1 (model and acquisition time of every ask).
+**
+** Build (release objects of the tree):
+**   cc -O2 -o /tmp/bench-gp bench/speed-gp/bench-gp.c build-rel/samplers/libhpo-samplers.a \
+**      build-rel/core/libhpo-core.a $(pkg-config --cflags --libs jansson) -llapacke -llapack \
+**      -lopenblas -lnlopt -lm -lpthread
 */
 #include <math.h>
 #include <stdio.h>
@@ -60,7 +67,7 @@ static void run(size_t n, int rounds)
     char js[2048];
     size_t len = 0;
     json_error_t jerr;
-    json_t *sp, *opts = json_object();
+    json_t *sp, *opts = getenv("BENCH_OPTS") ? json_loads(getenv("BENCH_OPTS"), 0, NULL) : json_object();
     struct hpo_space *space;
     struct hpo_error err;
     struct hpo_history h;
@@ -136,7 +143,7 @@ static void run(size_t n, int rounds)
 
 int main(int argc, char **argv)
 {
-    size_t ns[8] = { 200, 1000, 5000 };
+    size_t ns[8] = { 200, 1000, 10000 };
     int count = 3;
 
     if (argc > 1) {

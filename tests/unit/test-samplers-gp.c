@@ -46,12 +46,25 @@ static const double tiny_y[5] = { 0.5, -1.2, 0.3, 1.7, -0.4 };
 static const double tiny_xs[2][3] = { { 0.2, 0.6, 0 }, { 0.5, 0.5, 2 } };
 static const double tiny_mean[2] = { 0.1587995717047511, 0.9460652153095941 };
 static const double tiny_var[2] = { 0.03627375971607893, 0.43280086831998654 };
-static const double tiny_mll = -83.12132183754592;
 static const bool tiny_cat[3] = { false, false, true };
+
+/*
+** The log posterior at raw = (ln l_k = -ln(theta_k)/2, ln 1e-3, c = 0.2),
+** s = 1 (numpy as above, residuals y - c), without and with the priors
+** (LogNormal(sqrt2 + ln(3)/2, sqrt3) per lengthscale, LogNormal(-4, 1) noise),
+** and the posterior of that model (mean c + ks K^-1 (y - c)):
+*/
+static const double tiny_mll[2] = { -105.1222474781991, -179.1515696282708 };  /* matern, rbf */
+static const double tiny_post[2] = { -109.67023503245247, -183.69955718252416 };
+static const double tiny_c_mean[2][2] = { { 0.15352861107790536, 0.9428159035060599 },
+    { -0.07911927381331751, 1.7394071690393325 } };
+static const double tiny_c_var[2][2] = { { 0.028090737331697646, 0.33307481602531475 },
+    { 0.012914420854409636, 0.2148521708372051 } };
 
 static void tiny_model(struct hpo_gp_model *m, size_t rows)
 {
     assert_int_equal(hpo_gp_model_init(m, 3, tiny_cat), 0);
+    m->kernel = HPO_GP_MATERN52;
     m->theta[0] = 2.0;
     m->theta[1] = 0.5;
     m->theta[2] = 1.5;
@@ -117,16 +130,109 @@ static void test_extended_factor_matches_numpy(void **unused)
     hpo_gp_model_free(&m);
 }
 
+static void tiny_raw(double *raw)
+{
+    raw[0] = -0.5 * log(2.0);
+    raw[1] = -0.5 * log(0.5);
+    raw[2] = -0.5 * log(1.5);
+    raw[3] = log(1e-3);
+    raw[4] = 0.2;
+}
+
 static void test_mll_matches_numpy(void **unused)
 {
     struct hpo_gp_model m;
-    double raw[5] = { log(2.0), log(0.5), log(1.5), log(1.3), log(1e-3 - HPO_GP_MIN_NOISE) };
-    double v;
+    double raw[5], v, mean[2], var[2], work[10];
 
-    tiny_model(&m, 5);
-    assert_int_equal(hpo_gp_log_posterior(&m, raw, false, false, &v, NULL), 0);
-    assert_close(v, tiny_mll, 1e-9);
-    hpo_gp_model_free(&m);
+    tiny_raw(raw);
+    for (int kern = 0; kern < 2; kern++) {
+        tiny_model(&m, 5);
+        m.kernel = kern == 0 ? HPO_GP_MATERN52 : HPO_GP_RBF;
+        assert_int_equal(hpo_gp_log_posterior(&m, raw, false, false, &v, NULL), 0);
+        assert_close(v, tiny_mll[kern], 1e-9);
+        assert_int_equal(hpo_gp_log_posterior(&m, raw, false, true, &v, NULL), 0);
+        assert_close(v, tiny_post[kern], 1e-9);
+        /* The same hyperparameters set on the model give its posterior. */
+        hpo_gp_set_raw(&m, raw, false);
+        assert_close(m.scale, 1.0, 0.0);
+        assert_close(m.noise, 1e-3, 1e-15);
+        assert_close(m.mean, 0.2, 0.0);
+        assert_close(m.theta[0], 2.0, 1e-14);
+        assert_int_equal(hpo_gp_factor(&m), 0);
+        assert_int_equal(hpo_gp_solve(&m), 0);
+        hpo_gp_predict(&m, 2, &tiny_xs[0][0], mean, var, work);
+        for (int i = 0; i < 2; i++) {
+            assert_close(mean[i], tiny_c_mean[kern][i], 1e-9);
+            assert_close(var[i], tiny_c_var[kern][i], 1e-9);
+        }
+        hpo_gp_model_free(&m);
+    }
+}
+
+/*
+** The priors (docs/ALGORITHMS.md §4.3) against reference values of BoTorch's
+** formulas computed independently (numpy/math, 12 digits).
+*/
+static void test_priors(void **unused)
+{
+    double raw[5];
+
+    assert_close(hpo_gp_lengthscale_log_prior(1.0, 10), -2.565214943314, 1e-12);
+    assert_close(hpo_gp_lengthscale_log_prior(0.5, 10), -2.544901040431, 1e-12);
+    assert_close(hpo_gp_noise_log_prior(1e-3), 1.761296364553, 1e-12);
+    assert_close(hpo_gp_lengthscale_mode(10), 0.6475923363785324, 1e-14);
+    assert_close(hpo_gp_lengthscale_mode(1), exp(M_SQRT2 - 3.0), 1e-14);
+    /* The first fit starts at the modes: l = sqrt(d) e^{sqrt2 - 3}, sigma^2 = e^-5, c = 0. */
+    hpo_gp_prior_mode(3, false, raw);
+    assert_close(raw[0], log(hpo_gp_lengthscale_mode(3)), 1e-14);
+    assert_close(raw[2], raw[0], 0.0);
+    assert_close(raw[3], -5.0, 0.0);
+    assert_close(raw[4], 0.0, 0.0);
+    hpo_gp_prior_mode(3, true, raw);
+    assert_close(raw[3], 0.0, 0.0);
+}
+
+/*
+** Standardize (docs/ALGORITHMS.md §4.2) and the Boltzmann start weights
+** (§4.6) against reference values computed independently with numpy.
+*/
+static void test_standardize_and_boltzmann(void **unused)
+{
+    double y[3] = { 1.0, 2.0, 4.0 }, one[1] = { 5.0 }, flat[2] = { 3.0, 3.0 };
+    double inf[3] = { 1.0, HUGE_VAL, -HUGE_VAL };
+    static const double acq[6] = { 0.1, 0.5, 0.2, 0.9, 0.3, 0.0 };
+    static const double p[6] = { 0.050188, 0.170805, 0.068167, 0.581301, 0.092587, 0.036951 };
+    double w[7], total = 0.0, acq7[7];
+
+    hpo_gp_standardize(y, 3);
+    assert_close(y[0], -0.872871560944, 1e-12);
+    assert_close(y[1], -0.218217890236, 1e-12);
+    assert_close(y[2], 1.091089451180, 1e-12);
+    /* n = 1 and zero spread: std replaced by 1. */
+    hpo_gp_standardize(one, 1);
+    assert_close(one[0], 0.0, 0.0);
+    hpo_gp_standardize(flat, 2);
+    assert_close(flat[0], 0.0, 0.0);
+    /* +inf -> the finite max (1), -inf -> the finite min (1): all equal. */
+    hpo_gp_standardize(inf, 3);
+    assert_close(inf[1], 0.0, 0.0);
+    hpo_gp_boltzmann_weights(acq, 6, w);
+    for (int i = 0; i < 6; i++) {
+        total += w[i];
+    }
+    for (int i = 0; i < 6; i++) {
+        assert_close(w[i] / total, p[i], 1e-6);
+    }
+    /* A non-finite value gets weight 0 and leaves the others as they were. */
+    memcpy(acq7, acq, sizeof(acq));
+    acq7[6] = -HUGE_VAL;
+    hpo_gp_boltzmann_weights(acq7, 7, w);
+    assert_true(w[6] == 0.0);
+    total = 0.0;
+    for (int i = 0; i < 6; i++) {
+        total += w[i];
+    }
+    assert_close(w[3] / total, p[3], 1e-6);
 }
 
 /* Central differences of the log posterior against the analytic gradient. */
@@ -154,17 +260,20 @@ static void check_gradient(struct hpo_gp_model *m, const double *raw0, bool det,
 static void test_mll_gradient_finite_differences(void **unused)
 {
     struct hpo_gp_model m;
-    const double a[5] = { log(2.0), log(0.5), log(1.5), log(1.3), log(0.05) };
-    const double b[5] = { 1.2, -0.7, 0.3, -0.4, -2.0 };
+    const double a[5] = { log(0.7), log(1.4), log(0.8), log(0.05), 0.3 };
+    const double b[5] = { -1.2, 0.7, -0.3, -4.0, -0.6 };
 
-    tiny_model(&m, 5);
-    check_gradient(&m, a, false, false);
-    check_gradient(&m, a, false, true);
-    check_gradient(&m, b, false, false);
-    check_gradient(&m, b, false, true);
-    check_gradient(&m, b, true, false);
-    check_gradient(&m, b, true, true);
-    hpo_gp_model_free(&m);
+    for (int kern = 0; kern < 2; kern++) {
+        tiny_model(&m, 5);
+        m.kernel = kern == 0 ? HPO_GP_MATERN52 : HPO_GP_RBF;
+        check_gradient(&m, a, false, false);
+        check_gradient(&m, a, false, true);
+        check_gradient(&m, b, false, false);
+        check_gradient(&m, b, false, true);
+        check_gradient(&m, b, true, false); /* raw = (ln l_1..3, c = -4.0) */
+        check_gradient(&m, b, true, true);
+        hpo_gp_model_free(&m);
+    }
 }
 
 static void test_predict_gradient_finite_differences(void **unused)
@@ -406,6 +515,14 @@ static void test_options(void **unused)
     assert_int_equal(hpo_sampler_gp.configure(o, NULL, &state, &err), -EINVAL);
     assert_string_equal(err.field, "sampler.acquisition");
     json_decref(o);
+    o = json_loads("{\"kernel\": \"rq\"}", 0, &jerr);
+    assert_int_equal(hpo_sampler_gp.configure(o, NULL, &state, &err), -EINVAL);
+    assert_string_equal(err.field, "sampler.kernel");
+    json_decref(o);
+    o = json_loads("{\"output_warping\": 1}", 0, &jerr);
+    assert_int_equal(hpo_sampler_gp.configure(o, NULL, &state, &err), -EINVAL);
+    assert_string_equal(err.field, "sampler.output_warping");
+    json_decref(o);
     o = json_loads("{\"n_candidates\": 0}", 0, &jerr);
     assert_int_equal(hpo_sampler_gp.configure(o, NULL, &state, &err), -EINVAL);
     assert_string_equal(err.field, "sampler.n_candidates");
@@ -415,8 +532,9 @@ static void test_options(void **unused)
     json_decref(o);
     d = hpo_sampler_gp.describe(state);
     o = json_loads("{\"n_startup_trials\": 10, \"acquisition\": \"ucb\", \"beta\": 3.5,"
-                   " \"deterministic_objective\": false, \"n_candidates\": 2048,"
-                   " \"n_local_searches\": 10}",
+                   " \"deterministic_objective\": false, \"n_candidates\": 512,"
+                   " \"n_local_searches\": 20, \"kernel\": \"matern52\","
+                   " \"output_warping\": true}",
             0, &jerr);
     assert_true(json_equal(d, o));
     json_decref(o);
@@ -425,7 +543,7 @@ static void test_options(void **unused)
     /* The schema is valid JSON naming every option. */
     o = json_loads(hpo_sampler_gp.options_schema, 0, &jerr);
     assert_non_null(o);
-    assert_int_equal(json_object_size(o), 6);
+    assert_int_equal(json_object_size(o), 8);
     json_decref(o);
     assert_false(hpo_sampler_gp.supports_vectors);
     assert_ptr_equal(hpo_sampler_find("gp"), &hpo_sampler_gp);
@@ -594,6 +712,7 @@ static void test_variants(void **unused)
         "{\"deterministic_objective\": true, \"n_startup_trials\": 4}",
         "{\"n_local_searches\": 0, \"n_candidates\": 64, \"n_startup_trials\": 4}",
         "{\"n_local_searches\": 1, \"n_startup_trials\": 4}",
+        "{\"kernel\": \"rbf\", \"output_warping\": false, \"n_startup_trials\": 4}",
     };
 
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
@@ -608,7 +727,7 @@ static void test_variants(void **unused)
     }
 }
 
-/* Above 1000 complete trials the model keeps 1000 rows and extends them between refits. */
+/* Above 512 complete trials the model keeps 512 rows and extends them between refits. */
 static void test_refit_policy_large(void **unused)
 {
     struct study st;
@@ -626,13 +745,18 @@ static void test_refit_policy_large(void **unused)
     }
     run_study(&st, 3, 4, square_objective);
     hpo_gp_get_stats(st.state, &stats);
+    /* One fit (from the priors' modes: no previous fit), then two extensions. */
     assert_int_equal(stats.fits, 1);
     assert_int_equal(stats.refactors, 1);
     assert_int_equal(stats.extends, 2);
-    /* 1000 chosen at the refit plus the two trials told since. */
-    assert_int_equal(stats.model_rows, 1002);
+    /* 512 chosen at the refit plus the two trials told since. */
+    assert_int_equal(stats.model_rows, 514);
     assert_int_equal(stats.fallbacks, 0);
-    /* 5% more complete trials trigger the next refit, with a fresh choice of 1000 rows. */
+    /*
+    ** 5% more complete trials trigger the next refit, with a fresh choice of
+    ** 512 rows, warm-started only (above 300 trials the priors' modes are not
+    ** tried again).
+    */
     for (int i = 0; i < 52; i++) {
         struct hpo_trial *t = hpo_history_append(&st.h, HPO_STATE_COMPLETE);
         t->unit[0] = hpo_rng_uniform(&rng);
@@ -643,7 +767,7 @@ static void test_refit_policy_large(void **unused)
     run_study(&st, 1, 4, square_objective);
     hpo_gp_get_stats(st.state, &stats);
     assert_int_equal(stats.fits, 2);
-    assert_int_equal(stats.model_rows, 1000);
+    assert_int_equal(stats.model_rows, 512);
     study_close(&st);
 }
 
@@ -653,6 +777,8 @@ int main(void)
         cmocka_unit_test(test_posterior_matches_numpy),
         cmocka_unit_test(test_extended_factor_matches_numpy),
         cmocka_unit_test(test_mll_matches_numpy),
+        cmocka_unit_test(test_priors),
+        cmocka_unit_test(test_standardize_and_boltzmann),
         cmocka_unit_test(test_mll_gradient_finite_differences),
         cmocka_unit_test(test_predict_gradient_finite_differences),
         cmocka_unit_test(test_logei),

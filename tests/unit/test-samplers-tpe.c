@@ -792,6 +792,333 @@ static void test_big_sync_order(void **unused)
     hpo_space_destroy(space);
 }
 
+/*
+** The above mixture's bandwidths are updated between asks by revisiting
+** only the neighbours of trials whose role changed: after every step of a
+** churning history (good values entering the below group and pushing
+** others out, running trials joining "above" under constant liar and then
+** finishing), a state that followed all along suggests the same bits as a
+** fresh one. 250 trials first, so the clip no longer changes with m.
+*/
+static void test_incremental_matches_cold(void **unused)
+{
+    static const char *const modes[] = {
+        "{}", "{\"consider_endpoints\": true}", "{\"multivariate\": false}",
+    };
+    struct hpo_space *space = parse_space(MIXED_SPACE);
+
+    for (size_t mode = 0; mode < sizeof(modes) / sizeof(modes[0]); mode++) {
+        struct hpo_history h;
+        struct hpo_rng gen;
+        void *told = configure(modes[mode], space);
+        double a[16], b[16], va[16], vb[16];
+
+        hpo_history_init(&h, space, "t", false);
+        hpo_rng_seed(&gen, 21 + mode);
+        for (int i = 0; i < 250; i++) {
+            struct hpo_trial *t = add_random(&h, space, &gen, HPO_STATE_COMPLETE,
+                    mixed_objective);
+            hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+        }
+        for (int k = 0; k < 24; k++) {
+            void *cold = configure(modes[mode], space);
+            struct hpo_trial *t;
+            ask(told, space, &h, 7, a, va);
+            ask(cold, space, &h, 7, b, vb);
+            assert_memory_equal(a, b, space->dim * sizeof(double));
+            hpo_sampler_tpe.destroy(cold);
+            /* Told: a very good value every third step; every fourth stays running a while. */
+            t = add_trial(&h, space, a, va, k % 4 == 1 ? HPO_STATE_RUNNING : HPO_STATE_COMPLETE,
+                    k % 3 == 0 ? -1.0 - k : mixed_objective(va));
+            hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+            if (k % 4 == 3) {
+                struct hpo_trial *r = h.trials[h.n_trials - 3];
+                assert_int_equal(r->state, HPO_STATE_RUNNING);
+                r->value = mixed_objective(r->values);
+                hpo_history_set_state(&h, r, HPO_STATE_COMPLETE);
+                hpo_sampler_tpe.observe(told, &h, (size_t)r->number);
+            }
+        }
+        hpo_sampler_tpe.destroy(told);
+        hpo_history_finish(&h);
+    }
+    hpo_space_destroy(space);
+}
+
+/*
+** Suggestions pinned bit for bit. A 20-param mixed space (11 floats, 2
+** stepped floats, 4 ints, 3 categoricals), 2,000 random trials (some
+** running, pruned with and without reports, failed), then rounds of ask +
+** tell, a running trial that finishes and one that fails: every suggestion
+** must equal the one the sampler gave before the speed work of issue 18
+** (PIN_WANT was printed by that code), through a state that followed every
+** step with observe() and (first and last ask) through a fresh one. The
+** speed-ups change the cost of a suggest, never its bits.
+*/
+#define PIN_SPACE                                                                              \
+    "[{\"name\": \"f0\", \"type\": \"float\", \"low\": -5, \"high\": 10},"                    \
+    " {\"name\": \"f1\", \"type\": \"float\", \"low\": 1e-5, \"high\": 1, \"log\": true},"     \
+    " {\"name\": \"f2\", \"type\": \"float\", \"low\": 0, \"high\": 1},"                       \
+    " {\"name\": \"f3\", \"type\": \"float\", \"low\": -1, \"high\": 1},"                      \
+    " {\"name\": \"f4\", \"type\": \"float\", \"low\": 1e-3, \"high\": 1e3, \"log\": true},"   \
+    " {\"name\": \"f5\", \"type\": \"float\", \"low\": 0, \"high\": 100},"                     \
+    " {\"name\": \"f6\", \"type\": \"float\", \"low\": 0, \"high\": 1},"                       \
+    " {\"name\": \"f7\", \"type\": \"float\", \"low\": 2, \"high\": 3},"                       \
+    " {\"name\": \"f8\", \"type\": \"float\", \"low\": 0, \"high\": 1},"                       \
+    " {\"name\": \"f9\", \"type\": \"float\", \"low\": -10, \"high\": -1},"                    \
+    " {\"name\": \"f10\", \"type\": \"float\", \"low\": 0, \"high\": 1},"                      \
+    " {\"name\": \"d0\", \"type\": \"float\", \"low\": 0, \"high\": 0.5, \"step\": 0.05},"     \
+    " {\"name\": \"d1\", \"type\": \"float\", \"low\": 0, \"high\": 10, \"step\": 0.5},"       \
+    " {\"name\": \"i0\", \"type\": \"int\", \"low\": 0, \"high\": 10},"                        \
+    " {\"name\": \"i1\", \"type\": \"int\", \"low\": 16, \"high\": 512, \"log\": true},"       \
+    " {\"name\": \"i2\", \"type\": \"int\", \"low\": 2, \"high\": 20, \"step\": 3},"           \
+    " {\"name\": \"i3\", \"type\": \"int\", \"low\": -100, \"high\": 100},"                    \
+    " {\"name\": \"c0\", \"type\": \"categorical\", \"choices\": [\"a\", \"b\", \"c\", \"d\"]}," \
+    " {\"name\": \"c1\", \"type\": \"categorical\", \"choices\": [true, false]},"              \
+    " {\"name\": \"c2\", \"type\": \"categorical\", \"choices\": [1, 2, 3]}]"
+
+#define PIN_DIM    20
+#define PIN_ASKS   8
+
+static double pin_objective(const double *v)
+{
+    double f = 0.0;
+
+    for (int j = 0; j < PIN_DIM; j++) {
+        double u = v[j];
+        if (j == 1 || j == 4) {
+            u = log10(u);
+        }
+        f += (0.05 * (double)(j + 1)) * fabs(u - 0.3 * (double)j);
+    }
+    return f;
+}
+
+/* The unit point of every pinned ask: PIN_ASKS asks in each of two modes. */
+static const double PIN_WANT[2][PIN_ASKS][PIN_DIM] = {
+    {
+        { /* ask 0 */
+            0x1.fe8caec2e2c45p-2, 0x1.4bfcfebd5cb46p-2, 0x1.52c8202e17e81p-1,
+            0x1.3005c94a84917p-2, 0x1.01484783598bbp-5, 0x1.b4e81a43ec553p-4,
+            0x1.aec1421e58785p-1, 0x1.f1f3863739784p-1, 0x1.b3525b62b4cdp-3,
+            0x1.75a16b031aec7p-3, 0x1.9ba90cd18a58ep-2, 0x1.745d1745d1746p-5,
+            0x1.6186186186186p-1, 0x1.45d1745d1745dp-2, 0x1.5e24c96febf8p-5,
+            0x1.2492492492492p-4, 0x1.0cbc7f5cf9a1cp-1, 0x1.cp-1,
+            0x1p-2, 0x1.aaaaaaaaaaaabp-1
+        },
+        { /* ask 1 */
+            0x1.b41caba322641p-2, 0x1.b8a6ec91cf6e2p-2, 0x1.5664ad53029c7p-1,
+            0x1.16ecdf64abd72p-2, 0x1.498c26f03a004p-5, 0x1.afb9270e250e6p-4,
+            0x1.b88a5b9f80288p-1, 0x1.ec46af308a138p-1, 0x1.b358359cc341ep-3,
+            0x1.8467e9d2df564p-3, 0x1.f9c78a1b8b1p-2, 0x1.745d1745d1746p-5,
+            0x1.4924924924925p-1, 0x1.45d1745d1745dp-2, 0x1.dcbf60ef731c2p-5,
+            0x1.2492492492492p-4, 0x1.fae7cd0e028c2p-2, 0x1.cp-1,
+            0x1p-2, 0x1.aaaaaaaaaaaabp-1
+        },
+        { /* ask 2 */
+            0x1.f83a3456bea97p-2, 0x1.2c762f0471c47p-2, 0x1.53c810e8f1b9cp-1,
+            0x1.1ce765a2bcab2p-2, 0x1.a860687ff0754p-6, 0x1.6560500f937cp-3,
+            0x1.b12c5adc60367p-1, 0x1.da72a596decap-1, 0x1.9f69f79c6f3dap-3,
+            0x1.7cc3974d0de64p-3, 0x1.76ba557175773p-2, 0x1.745d1745d1746p-5,
+            0x1.6186186186186p-1, 0x1.45d1745d1745dp-2, 0x1.5e24c96febf8p-5,
+            0x1.2492492492492p-4, 0x1.11d4b24ef715ap-1, 0x1.cp-1,
+            0x1p-2, 0x1.aaaaaaaaaaaabp-1
+        },
+        { /* ask 3 */
+            0x1.f764e796da3fcp-2, 0x1.a8c232d6e836ap-2, 0x1.52989ff2234c7p-1,
+            0x1.366c92dee4421p-2, 0x1.0504d77b4be38p-5, 0x1.328709b5eefabp-4,
+            0x1.b22d9d731617ap-1, 0x1.fadc85c9f4a44p-1, 0x1.b2034018afc63p-3,
+            0x1.3bac9012e4255p-3, 0x1.887fe4ee37e72p-2, 0x1.745d1745d1746p-5,
+            0x1.6186186186186p-1, 0x1.45d1745d1745dp-2, 0x1.5e24c96febf8p-5,
+            0x1.2492492492492p-4, 0x1.1460cbc7f5cfap-1, 0x1.cp-1,
+            0x1p-2, 0x1.aaaaaaaaaaaabp-1
+        },
+        { /* ask 4 */
+            0x1.eea67b706fbe9p-2, 0x1.3dbeef6370082p-2, 0x1.556fe2f0d8c1p-1,
+            0x1.20a64129916fdp-2, 0x1.2e21327bb145ep-5, 0x1.1dc1b718d234dp-3,
+            0x1.afc7400b43736p-1, 0x1.ecb2241900ed4p-1, 0x1.a9086eb3ae5aep-3,
+            0x1.72b033e0b118p-3, 0x1.13e006dfbb6dap-2, 0x1.745d1745d1746p-5,
+            0x1.6186186186186p-1, 0x1.45d1745d1745dp-2, 0x1.b09a5c1e1c05ap-6,
+            0x1.2492492492492p-4, 0x1.0f4898d5f85bbp-1, 0x1.cp-1,
+            0x1p-2, 0x1.aaaaaaaaaaaabp-1
+        },
+        { /* ask 5 */
+            0x1.f074bb773cd35p-2, 0x1.abb2bc0059d18p-2, 0x1.50d7b9a288b15p-1,
+            0x1.2d44ea92db368p-2, 0x1.b23c46fd29064p-6, 0x1.2f9a789b1f7fbp-4,
+            0x1.a892c665377adp-1, 0x1.f6e6e9fb0b954p-1, 0x1.c71edb05b8a6cp-3,
+            0x1.676249004f572p-4, 0x1.96c3c31829975p-2, 0x1.745d1745d1746p-5,
+            0x1.6186186186186p-1, 0x1.45d1745d1745dp-2, 0x1.5e24c96febf8p-5,
+            0x1.2492492492492p-4, 0x1.11d4b24ef715ap-1, 0x1.cp-1,
+            0x1p-2, 0x1.aaaaaaaaaaaabp-1
+        },
+        { /* ask 6 */
+            0x1.fb3af88c29d25p-2, 0x1.9a7565a5f5a1bp-2, 0x1.4d6e1d5863d74p-1,
+            0x1.3e6bddafb4b8bp-2, 0x1.46592e1b732e7p-5, 0x1.1376974cd064ep-4,
+            0x1.b8b60d81eaf8bp-1, 0x1.fe811e9977774p-1, 0x1.bf22f163703c7p-3,
+            0x1.1f9f01db8519cp-3, 0x1.98e4497246cecp-2, 0x1.745d1745d1746p-5,
+            0x1.6186186186186p-1, 0x1.45d1745d1745dp-2, 0x1.5e24c96febf8p-5,
+            0x1.2492492492492p-4, 0x1.16ece540f4899p-1, 0x1.cp-1,
+            0x1p-2, 0x1.aaaaaaaaaaaabp-1
+        },
+        { /* ask 7 */
+            0x1.fc2c3e3425035p-2, 0x1.a6b84959b2882p-2, 0x1.530bfecd7456ep-1,
+            0x1.3822692d7bda4p-2, 0x1.72ed488b8bdd5p-5, 0x1.1d96957bbb869p-4,
+            0x1.b6a551c704d06p-1, 0x1.f611f04235ebcp-1, 0x1.cf001af234d99p-3,
+            0x1.7d25d1da29e55p-3, 0x1.6fd82f790fb3p-2, 0x1.745d1745d1746p-5,
+            0x1.6186186186186p-1, 0x1.45d1745d1745dp-2, 0x1.5e24c96febf8p-5,
+            0x1.2492492492492p-4, 0x1.1460cbc7f5cfap-1, 0x1.cp-1,
+            0x1p-2, 0x1.aaaaaaaaaaaabp-1
+        },
+    },
+    {
+        { /* ask 0 */
+            0x1.0254f39b7b39fp-1, 0x1.ed87867173adbp-1, 0x1.5161968e956cap-1,
+            0x1.1363f0686df4p-2, 0x1.f505823733324p-2, 0x1.9906babf2d434p-3,
+            0x1.ac3613ba7fcf4p-1, 0x1.bf74abcccb358p-1, 0x1.e80e0cdb0891p-1,
+            0x1.eda76c5d5bbdbp-1, 0x1.0d7ecfb3aa0fdp-1, 0x1.5d1745d1745d1p-1,
+            0x1.f3cf3cf3cf3cfp-1, 0x1.1745d1745d174p-3, 0x1.295f04f8cecccp-7,
+            0x1.b6db6db6db6dbp-3, 0x1p-1, 0x1.cp-1,
+            0x1.8p-1, 0x1.5555555555555p-3
+        },
+        { /* ask 1 */
+            0x1.0c54de6f68a11p-1, 0x1.d8a519c376b3cp-1, 0x1.55cfb4e14dbc2p-1,
+            0x1.40eb51872f092p-2, 0x1.ff107e1a2e022p-2, 0x1.8068a2625d22ep-3,
+            0x1.aaf460af1698fp-1, 0x1.c0420d54eb4ep-1, 0x1.f0e62bbce6317p-1,
+            0x1.fe8529f2b1292p-1, 0x1.171b5475c455ap-1, 0x1.5d1745d1745d1p-1,
+            0x1.f3cf3cf3cf3cfp-1, 0x1.1745d1745d174p-3, 0x1.dcbf60ef731c2p-5,
+            0x1.b6db6db6db6dbp-3, 0x1.07a44c6afc2dep-1, 0x1.cp-1,
+            0x1.8p-1, 0x1.5555555555555p-3
+        },
+        { /* ask 2 */
+            0x1.f9ee34dbf45e9p-2, 0x1.d88b944a953c7p-1, 0x1.56c6b357451b2p-1,
+            0x1.5385afa11545ep-2, 0x1.027cfcabf8937p-1, 0x1.92e70cabaf98fp-3,
+            0x1.b8608eb8a8d7ep-1, 0x1.c523dab9560bp-1, 0x1.ec709b37d8e05p-1,
+            0x1.eaa20d1f1206cp-1, 0x1.041cad452773ep-1, 0x1.5d1745d1745d1p-1,
+            0x1.f3cf3cf3cf3cfp-1, 0x1.1745d1745d174p-3, 0x1.dcbf60ef731c2p-5,
+            0x1.b6db6db6db6dbp-3, 0x1p-1, 0x1.cp-1,
+            0x1.8p-1, 0x1.5555555555555p-3
+        },
+        { /* ask 3 */
+            0x1.02c7bbcf07983p-1, 0x1.d0c54f61197c2p-1, 0x1.5b420ba064673p-1,
+            0x1.56e920b22f139p-2, 0x1.0329e29eec173p-1, 0x1.871f2992adb6ep-3,
+            0x1.a14267cf34271p-1, 0x1.c6ee525b5bc3cp-1, 0x1.eeaafc14ed0bap-1,
+            0x1.ffd2030b537dp-1, 0x1.0c90c8e0833b6p-1, 0x1.5d1745d1745d1p-1,
+            0x1.4924924924925p-1, 0x1.1745d1745d174p-3, 0x1.5e24c96febf8p-5,
+            0x1.b6db6db6db6dbp-3, 0x1p-1, 0x1.cp-1,
+            0x1.8p-1, 0x1.5555555555555p-3
+        },
+        { /* ask 4 */
+            0x1.016754de30178p-1, 0x1.d90e32f4b2e6p-1, 0x1.5a661ddb9705bp-1,
+            0x1.55f06b13ecbb8p-2, 0x1.017877682deddp-1, 0x1.943c1108f9e9ap-3,
+            0x1.9fb5b442c3e6ep-1, 0x1.cd590c038ee54p-1, 0x1.ecc94e45bc281p-1,
+            0x1.f5bde4361333bp-1, 0x1.0ad3ae036bafp-1, 0x1.5d1745d1745d1p-1,
+            0x1.f3cf3cf3cf3cfp-1, 0x1.1745d1745d174p-3, 0x1.dcbf60ef731c2p-5,
+            0x1.b6db6db6db6dbp-3, 0x1p-1, 0x1.cp-1,
+            0x1.8p-1, 0x1.5555555555555p-3
+        },
+        { /* ask 5 */
+            0x1.01971e332b201p-1, 0x1.d9ff1514c49f1p-1, 0x1.5540dbf1db93bp-1,
+            0x1.419d2f72bb7ddp-2, 0x1.fe52ef4e098c3p-2, 0x1.892851aa8e868p-3,
+            0x1.9d97ee2c35c57p-1, 0x1.c59f08194a254p-1, 0x1.f0ba8ac89e7d7p-1,
+            0x1.f56b190c9c74bp-1, 0x1.1085cb96b5c16p-1, 0x1.5d1745d1745d1p-1,
+            0x1.f3cf3cf3cf3cfp-1, 0x1.1745d1745d174p-3, 0x1.dcbf60ef731c2p-5,
+            0x1.b6db6db6db6dbp-3, 0x1p-1, 0x1.cp-1,
+            0x1.8p-1, 0x1.5555555555555p-3
+        },
+        { /* ask 6 */
+            0x1.040535786a2b6p-1, 0x1.d49125ae3cec4p-1, 0x1.5171e6651aef5p-1,
+            0x1.50f8328e3094ap-2, 0x1.f6be55bdaf802p-2, 0x1.84dc61bec87b7p-3,
+            0x1.a07c4b5ce5f58p-1, 0x1.cc1afe597e264p-1, 0x1.e8da3b6de0bdap-1,
+            0x1.ff37ef94a53c5p-1, 0x1.0e66e9613aa7dp-1, 0x1.5d1745d1745d1p-1,
+            0x1.f3cf3cf3cf3cfp-1, 0x1.1745d1745d174p-3, 0x1.dcbf60ef731c2p-5,
+            0x1.b6db6db6db6dbp-3, 0x1.028c1978feb9fp-1, 0x1.cp-1,
+            0x1.8p-1, 0x1.5555555555555p-3
+        },
+        { /* ask 7 */
+            0x1.05035e3ab1dfdp-1, 0x1.db8eae39b2b56p-1, 0x1.52e28fa03a348p-1,
+            0x1.55632ccb15771p-2, 0x1.0012474339c6ep-1, 0x1.82e9aab524ae3p-3,
+            0x1.9ea3a9d86afa3p-1, 0x1.c644f1b4ca7c8p-1, 0x1.f1af8888bbd0ap-1,
+            0x1.f6f3985e7532p-1, 0x1.11e53a18489cp-1, 0x1.5d1745d1745d1p-1,
+            0x1.f3cf3cf3cf3cfp-1, 0x1.1745d1745d174p-3, 0x1.dcbf60ef731c2p-5,
+            0x1.b6db6db6db6dbp-3, 0x1.028c1978feb9fp-1, 0x1.cp-1,
+            0x1.8p-1, 0x1.5555555555555p-3
+        },
+    },
+};
+
+static void pin_run(const char *opts, int mode, bool print)
+{
+    struct hpo_space *space = parse_space(PIN_SPACE);
+    struct hpo_history h;
+    struct hpo_rng gen;
+    void *told = configure(opts, space);
+    double unit[PIN_DIM], values[PIN_DIM], cold_unit[PIN_DIM];
+
+    assert_int_equal(space->dim, PIN_DIM);
+    hpo_history_init(&h, space, "t", false);
+    hpo_rng_seed(&gen, 18);
+    for (int i = 0; i < 2000; i++) {
+        enum hpo_state st = i % 13 == 12 ? HPO_STATE_RUNNING :
+                (i % 17 == 16 ? HPO_STATE_PRUNED :
+                (i % 29 == 28 ? HPO_STATE_FAILED : HPO_STATE_COMPLETE));
+        struct hpo_trial *t = add_random(&h, space, &gen, st, pin_objective);
+        bool added;
+        if (st == HPO_STATE_PRUNED && i % 2 == 0) {
+            assert_int_equal(hpo_trial_add_report(t, i % 5, t->value, &added), 0);
+        }
+        hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+    }
+    for (int k = 0; k < PIN_ASKS; k++) {
+        struct hpo_trial *t;
+        ask(told, space, &h, 100 + (uint64_t)k, unit, values);
+        if (k == 0 || k == PIN_ASKS - 1) {
+            void *cold = configure(opts, space);
+            ask(cold, space, &h, 100 + (uint64_t)k, cold_unit, values);
+            hpo_sampler_tpe.destroy(cold);
+        } else {
+            memcpy(cold_unit, unit, sizeof(unit));
+        }
+        if (print) {
+            printf("  /* mode %d ask %d */ {", mode, k);
+            for (int j = 0; j < PIN_DIM; j++) {
+                printf("%s%a", j ? ", " : " ", unit[j]);
+            }
+            printf(" },\n");
+        } else {
+            assert_memory_equal(unit, PIN_WANT[mode][k], sizeof(unit));
+            assert_memory_equal(cold_unit, PIN_WANT[mode][k], sizeof(unit));
+        }
+        /* Tell it: a good value every other round, so the below group changes. */
+        hpo_space_decode(space, unit, values);
+        t = add_trial(&h, space, unit, values, HPO_STATE_COMPLETE,
+                k % 2 == 0 ? 0.5 * pin_objective(values) : pin_objective(values));
+        hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+        /* A running trial finishes (k = 2), one fails (k = 4). */
+        if (k == 2 || k == 4) {
+            struct hpo_trial *r = h.trials[12 + 13 * (size_t)k];
+            assert_int_equal(r->state, HPO_STATE_RUNNING);
+            if (k == 2) {
+                r->value = 0.01;
+                hpo_history_set_state(&h, r, HPO_STATE_COMPLETE);
+            } else {
+                hpo_history_set_state(&h, r, HPO_STATE_FAILED);
+            }
+            hpo_sampler_tpe.observe(told, &h, (size_t)r->number);
+        }
+    }
+    hpo_sampler_tpe.destroy(told);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
+static void test_pinned_suggestions(void **unused)
+{
+    bool print = getenv("HPO_TPE_PIN_PRINT") != NULL;
+
+    pin_run("{}", 0, print);
+    pin_run("{\"multivariate\": false}", 1, print);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -811,6 +1138,8 @@ int main(void)
         cmocka_unit_test(test_pruned_ranking),
         cmocka_unit_test(test_cache_follows_history),
         cmocka_unit_test(test_big_sync_order),
+        cmocka_unit_test(test_incremental_matches_cold),
+        cmocka_unit_test(test_pinned_suggestions),
     };
     return cmocka_run_group_tests_name("samplers-tpe", tests, NULL, NULL);
 }
