@@ -1,10 +1,10 @@
 /*
 ** access.c: access settings and per-request decisions (access.h).
 **
-** Roles follow the method, so routes added later are covered without a
-** table to keep in step: GET and HEAD need read, DELETE needs admin, any
-** other method (POST, PUT, PATCH) needs write, and every path under
-** /v1/admin/ needs admin whatever the method.
+** A routed request needs the role of its row in api/routes.def (http.c
+** passes it in): GET and HEAD need read, DELETE of a study and every
+** /v1/admin/ row need admin, the other writes (POST, PUT, PATCH) need write.
+** An unrouted path under /v1/admin/ needs admin as well, whatever the method.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -129,18 +129,13 @@ static bool under(const char *path, const char *base)
     return strncmp(path, base, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
-static enum hpo_role required_role(const char *path, const char *method)
+/* The role a request needs: its row's; unrouted, admin under /v1/admin, else none. */
+static enum hpo_role required_role(const struct hpo_access_request *rq)
 {
-    if (under(path, "/v1/admin")) {
-        return HPO_ROLE_ADMIN;
+    if (rq->routed) {
+        return rq->need;
     }
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
-        return HPO_ROLE_READ;
-    }
-    if (strcmp(method, "DELETE") == 0) {
-        return HPO_ROLE_ADMIN;
-    }
-    return HPO_ROLE_WRITE;
+    return under(rq->path, "/v1/admin") ? HPO_ROLE_ADMIN : HPO_ROLE_NONE;
 }
 
 bool hpo_access_decide(const struct hpo_tokens *tokens, const struct hpo_access_request *rq,
@@ -176,7 +171,7 @@ bool hpo_access_decide(const struct hpo_tokens *tokens, const struct hpo_access_
     snprintf(ret->name, sizeof(ret->name), "%s", tok->name);
     ret->role = tok->role;
     snprintf(ret->prefix, sizeof(ret->prefix), "%s", tok->prefix);
-    need = required_role(rq->path, rq->method);
+    need = required_role(rq);
     /* Unknown routes and methods get their 404 and 405 (admin paths are known to need admin). */
     if (!rq->routed && need != HPO_ROLE_ADMIN) {
         return true;

@@ -60,6 +60,7 @@ struct hpo_access_request {
     const char *authorization; /* the Authorization header, or NULL */
     const char *study;         /* the {study} path segment, or NULL */
     bool routed;               /* the path is a route and allows the method */
+    enum hpo_role need;        /* routed: the role its row of api/routes.def needs */
     bool healthz;              /* the path is /healthz */
 };
 

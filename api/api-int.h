@@ -7,9 +7,13 @@
 #define HPO_API_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-/* The routes (http.c switches on them). */
+#include "../service/service.h"
+#include "tokens.h"
+
+/* The paths of api/routes.def (several rows, one per method, may share one). */
 enum hpo__route_id {
     HPO__R_NONE,
     HPO__R_HEALTHZ,
@@ -27,7 +31,53 @@ enum hpo__route_id {
     HPO__R_PARAM,
     HPO__R_GRADIENT,
     HPO__R_ADMIN_BACKUP,
+    HPO__R_COLUMNS,
+    HPO__R_CURVES,
+    HPO__R_IMPORTANCES,
+    HPO__R_PAGE,         /* the dashboard (api/static.c): / */
+    HPO__R_PAGE_STUDIES, /* /studies */
+    HPO__R_PAGE_STUDY,   /* /studies/{study} */
+    HPO__R_PAGE_TRIAL,   /* /studies/{study}/trials/{number} */
+    HPO__R_ASSET,        /* /assets/<tag>/<file> */
 };
+#define HPO__R_COUNT (HPO__R_ASSET + 1)
+
+/* The answers the HTTP layer gives itself (a row's op beyond the service's). */
+enum {
+    HPO__OP_HEALTHZ = HPO_SERVICE_OP_COUNT,
+    HPO__OP_METRICS,
+    HPO__OP_SAMPLERS,
+    HPO__OP_BACKUP,
+    HPO__OP_STATIC, /* a dashboard file (api/static.c) */
+};
+
+/* A row's flags. */
+#define HPO__F_LANE 1u   /* changes its study: runs in the study's lane (dispatch) */
+#define HPO__F_BINARY 2u /* takes an application/octet-stream body */
+
+/* One row of api/routes.def. */
+struct hpo__route_row {
+    enum hpo__route_id id;
+    const char *method;
+    const char *template; /* "/v1/studies/{study}/trials/{number}/tell" */
+    int op;               /* enum hpo_service_op, or HPO__OP_* */
+    unsigned flags;       /* HPO__F_* */
+    enum hpo_role role;     /* what the caller's token needs (tokens.h; access.c) */
+    const char *reply_type; /* Content-Type of a reply that is not JSON; NULL: JSON only */
+};
+
+/* The table, in routes.def's order, and its length. */
+extern const struct hpo__route_row hpo__routes[];
+extern const size_t hpo__n_routes;
+
+/*
+** The row of route `id` for `method` (HEAD finds the GET row), or NULL when
+** the path has no such method (405).
+*/
+const struct hpo__route_row *hpo__route_row(enum hpo__route_id id, const char *method);
+
+/* A route's path template ("/v1/studies/{study}/ask"); "unmatched" for HPO__R_NONE. */
+const char *hpo__route_template(enum hpo__route_id id);
 
 /* What a path names. `study` and `name` are malloc'd (or NULL): free them. */
 struct hpo__route {
@@ -60,6 +110,9 @@ bool hpo__api_parse_number(const char *s, int64_t *ret);
 
 /* Whether `method` is one of the comma-separated `allow` list (NULL: none). */
 bool hpo__api_method_allowed(const char *allow, const char *method);
+
+/* The value of a hex digit, or -1. */
+int hpo__api_hex_value(char c);
 
 /* Whether a Content-Type is application/octet-stream (parameters allowed). */
 bool hpo__api_is_binary_type(const char *type);

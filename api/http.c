@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "../core/buf.h"
 #include "../core/history.h"
 #include "../core/space.h"
 #include "../core/jsonw.h"
@@ -38,24 +39,6 @@
 #include "metrics.h"
 #include "static.h"
 #include "tls.h"
-
-/* Short names for the routes of api-int.h. */
-#define R_NONE HPO__R_NONE
-#define R_HEALTHZ HPO__R_HEALTHZ
-#define R_METRICS HPO__R_METRICS
-#define R_SAMPLERS HPO__R_SAMPLERS
-#define R_STUDIES HPO__R_STUDIES
-#define R_STUDY HPO__R_STUDY
-#define R_ASK HPO__R_ASK
-#define R_BEST HPO__R_BEST
-#define R_TRIALS HPO__R_TRIALS
-#define R_TRIAL HPO__R_TRIAL
-#define R_TELL HPO__R_TELL
-#define R_REPORT HPO__R_REPORT
-#define R_HEARTBEAT HPO__R_HEARTBEAT
-#define R_PARAM HPO__R_PARAM
-#define R_GRADIENT HPO__R_GRADIENT
-#define R_ADMIN_BACKUP HPO__R_ADMIN_BACKUP
 
 struct hpo_api {
     struct hpo_api_config cfg;
@@ -94,8 +77,10 @@ struct req {
     bool suspended;
     bool ready; /* a reply is waiting to be queued */
     bool pruned; /* a report answered {"prune": true} (for metrics) */
-    struct hpo_svc_request sreq;
-    json_t *json;
+    const struct hpo__route_row *row; /* the route's row for the method, once allowed */
+    struct hpo_service_request sreq;
+    struct hpo_buf query; /* struct hpo_service_query_pair: a list's query string */
+    const char *accept;   /* its Accept header */
     /* The reply. */
     int status;
     char *out;
@@ -110,7 +95,7 @@ struct req {
     int out_fd;               /* > 0: the reply is this file's out_len bytes (a backup) */
     struct hpo__conn *tcp;    /* its connection's record (conns.h), or NULL */
     /* A streamed reply (CSV): pieces come from a worker, one job at a time. */
-    struct hpo_svc_stream *stream;
+    struct hpo_service_stream *stream;
     const char *piece;
     size_t piece_len, piece_off;
     bool stream_end;
@@ -293,202 +278,7 @@ static enum MHD_Result queue_reply(struct req *rq)
     return ret;
 }
 
-/* ---- routing ----------------------------------------------------------- */
-
-#define MAX_SEGS 8
-
-static size_t split_path(char *path, char **segs)
-{
-    size_t n = 0;
-    char *p = path;
-
-    if (*p == '/') {
-        p++;
-    }
-    while (*p != '\0' && n < MAX_SEGS) {
-        char *slash = strchr(p, '/');
-        segs[n++] = p;
-        if (slash == NULL) {
-            break;
-        }
-        *slash = '\0';
-        p = slash + 1;
-        if (*p == '\0') {
-            break; /* one trailing slash is tolerated */
-        }
-    }
-    if (*p != '\0' && n == MAX_SEGS && strchr(p, '/') != NULL) {
-        return MAX_SEGS + 1;
-    }
-    return n;
-}
-
-bool hpo__api_parse_number(const char *s, int64_t *ret)
-{
-    int64_t v = 0;
-
-    if (*s == '\0' || strlen(s) > 18) {
-        return false;
-    }
-    for (const char *c = s; *c; c++) {
-        if (*c < '0' || *c > '9') {
-            return false;
-        }
-        v = v * 10 + (*c - '0');
-    }
-    *ret = v;
-    return true;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-bool hpo__api_decode_segment(char *seg)
-{
-    char *out = seg;
-
-    for (const char *in = seg; *in != '\0'; in++) {
-        if (*in != '%') {
-            *out++ = *in;
-            continue;
-        }
-        int hi = hex_value(in[1]), lo = hi < 0 ? -1 : hex_value(in[2]);
-        if (lo < 0) {
-            return false; /* "%" not followed by two hex digits */
-        }
-        if (hi == 0 && lo == 0) {
-            return false; /* %00 would cut the segment short */
-        }
-        *out++ = (char)(hi * 16 + lo);
-        in += 2;
-    }
-    *out = '\0';
-    return true;
-}
-
-/*
-** A {study} or {name} segment: decoded, and then only the names docs/REFERENCE.md
-** allows (1-128 of A-Z a-z 0-9 _ . -), so that no decoded byte (NUL, '/',
-** control characters) can make it name something else.
-*/
-static char *name_segment(char *seg)
-{
-    if (!hpo__api_decode_segment(seg) || !hpo_name_valid(seg)) {
-        return NULL;
-    }
-    return strdup(seg);
-}
-
-/* A literal segment ("v1", "trials"...), compared once decoded. */
-static bool is_seg(char *seg, const char *literal)
-{
-    return hpo__api_decode_segment(seg) && strcmp(seg, literal) == 0;
-}
-
-/* Match the path (api-int.h); the caller frees ret->study and ret->name. */
-const char *hpo__api_route(const char *url, struct hpo__route *ret)
-{
-    char *copy = strdup(url);
-    char *segs[MAX_SEGS + 1];
-    size_t n;
-    const char *allow = NULL;
-
-    if (copy == NULL) {
-        return NULL;
-    }
-    n = split_path(copy, segs);
-    ret->route = R_NONE;
-    if (n == 1 && is_seg(segs[0], "healthz")) {
-        ret->route = R_HEALTHZ;
-        allow = "GET, HEAD";
-    } else if (n == 1 && is_seg(segs[0], "metrics")) {
-        ret->route = R_METRICS;
-        allow = "GET, HEAD";
-    } else if (n >= 2 && n <= MAX_SEGS && is_seg(segs[0], "v1")) {
-        if (n == 2 && is_seg(segs[1], "samplers")) {
-            ret->route = R_SAMPLERS;
-            allow = "GET, HEAD";
-        } else if (n == 3 && is_seg(segs[1], "admin") && is_seg(segs[2], "backup")) {
-            ret->route = R_ADMIN_BACKUP;
-            allow = "GET, HEAD";
-        } else if (is_seg(segs[1], "studies")) {
-            if (n >= 3) {
-                ret->study = name_segment(segs[2]);
-                if (ret->study == NULL) {
-                    goto out; /* no study can have that name: no route */
-                }
-            }
-            if (n >= 5) {
-                /* Not a number is not_found (or 405), but never a decoded '/' or NUL. */
-                if (!hpo__api_decode_segment(segs[4]) || !hpo_name_valid(segs[4])) {
-                    goto out;
-                }
-                ret->number_ok = hpo__api_parse_number(segs[4], &ret->number);
-            }
-            if (n == 2) {
-                ret->route = R_STUDIES;
-                allow = "GET, HEAD, POST";
-            } else if (n == 3) {
-                ret->route = R_STUDY;
-                allow = "GET, HEAD, PATCH, DELETE";
-            } else if (n == 4 && is_seg(segs[3], "ask")) {
-                ret->route = R_ASK;
-                allow = "POST";
-            } else if (n == 4 && is_seg(segs[3], "best")) {
-                ret->route = R_BEST;
-                allow = "GET, HEAD";
-            } else if (n == 4 && is_seg(segs[3], "trials")) {
-                ret->route = R_TRIALS;
-                allow = "GET, HEAD, POST";
-            } else if (n == 5 && is_seg(segs[3], "trials")) {
-                ret->route = R_TRIAL;
-                allow = "GET, HEAD, PATCH";
-            } else if (n == 6 && is_seg(segs[3], "trials")) {
-                if (!hpo__api_decode_segment(segs[5])) {
-                    goto out;
-                }
-                if (strcmp(segs[5], "tell") == 0) {
-                    ret->route = R_TELL;
-                } else if (strcmp(segs[5], "report") == 0) {
-                    ret->route = R_REPORT;
-                } else if (strcmp(segs[5], "heartbeat") == 0) {
-                    ret->route = R_HEARTBEAT;
-                }
-                allow = ret->route != R_NONE ? "POST" : NULL;
-            } else if (n == 7 && is_seg(segs[3], "trials") && hpo__api_decode_segment(segs[5])) {
-                enum hpo__route_id r = strcmp(segs[5], "params") == 0 ? R_PARAM
-                        : strcmp(segs[5], "gradient") == 0           ? R_GRADIENT
-                                                                     : R_NONE;
-                ret->name = r != R_NONE ? name_segment(segs[6]) : NULL;
-                if (ret->name != NULL) {
-                    ret->route = r;
-                    allow = r == R_PARAM ? "GET, HEAD" : "PUT";
-                }
-            }
-        }
-    }
-out:
-    if (ret->route == R_NONE) {
-        free(ret->study);
-        free(ret->name);
-        ret->study = NULL;
-        ret->name = NULL;
-        ret->number_ok = false;
-    }
-    free(copy);
-    return allow;
-}
+/* ---- routing (the table and the matching: routes.def, routes.c) ---- */
 
 /* Match the path; fill route, study, number, name. Returns the allowed methods. */
 static const char *route_path(struct req *rq, const char *url)
@@ -502,22 +292,6 @@ static const char *route_path(struct req *rq, const char *url)
     rq->number = r.number;
     rq->number_ok = r.number_ok;
     return allow;
-}
-
-bool hpo__api_method_allowed(const char *allow, const char *method)
-{
-    size_t n = strlen(method);
-
-    for (const char *p = allow; p && *p;) {
-        if (strncmp(p, method, n) == 0 && (p[n] == '\0' || p[n] == ',')) {
-            return true;
-        }
-        p = strchr(p, ',');
-        if (p != NULL) {
-            p += 2;
-        }
-    }
-    return false;
 }
 
 /* ---- inline answers (loop thread; cheap) ------------------------------- */
@@ -578,21 +352,13 @@ static void answer_metrics(struct req *rq)
 
 /* ---- work on the service (worker thread) ------------------------------- */
 
-bool hpo__api_is_binary_type(const char *type)
-{
-    size_t n = strlen("application/octet-stream");
-
-    return type != NULL && strncasecmp(type, "application/octet-stream", n) == 0 &&
-            (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
-}
-
 /*
 ** X-Total-Count, and Link (RFC 8288) to the next page with the same filters
 ** while more remain: a path-absolute reference, resolved against the request.
 */
 static void list_headers(struct req *rq)
 {
-    const struct hpo_svc_request *sr = &rq->sreq;
+    const struct hpo_service_request *sr = &rq->sreq;
     const char *state = sr->state_filter >= 0 ? hpo_state_name(sr->state_filter) : NULL;
 
     snprintf(rq->total, sizeof(rq->total), "%lld", (long long)sr->total);
@@ -608,7 +374,7 @@ static void list_headers(struct req *rq)
 /* Encode the service's answer into the reply (worker thread: the request is suspended). */
 static void build_reply(struct req *rq)
 {
-    struct hpo_svc_request *sr = &rq->sreq;
+    struct hpo_service_request *sr = &rq->sreq;
 
     if (sr->err.code == HPO_OK && sr->total >= 0) {
         list_headers(rq);
@@ -616,20 +382,18 @@ static void build_reply(struct req *rq)
     if (sr->err.code != HPO_OK) {
         set_json(rq, sr->status, error_body(&sr->err));
     } else if (sr->stream != NULL) {
-        set_reply(rq, sr->status, NULL, 0, "text/csv; charset=utf-8");
+        set_reply(rq, sr->status, NULL, 0, rq->row->reply_type);
         rq->stream = sr->stream;
         sr->stream = NULL;
     } else if (sr->text != NULL) {
-        bool csv = sr->op == HPO_SVC_TRIALS_LIST;
-        set_reply(rq, sr->status, sr->text, sr->text_len,
-                csv ? "text/csv; charset=utf-8" : "application/octet-stream");
+        set_reply(rq, sr->status, sr->text, sr->text_len, rq->row->reply_type);
         rq->out_free = sr->text_free;
         rq->out_cls = sr->text_cls;
         sr->text = NULL;
         sr->text_free = NULL;
         sr->text_cls = NULL;
     } else if (sr->reply != NULL) {
-        if (sr->op == HPO_SVC_REPORT) {
+        if (sr->op == HPO_SERVICE_REPORT) {
             rq->pruned = json_is_true(json_object_get(sr->reply, "prune"));
         }
         set_json(rq, sr->status, sr->reply);
@@ -642,32 +406,21 @@ static void build_reply(struct req *rq)
 static void job_work(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
-    struct hpo_svc_request *sr = &rq->sreq;
-    json_error_t jerr;
+    struct hpo_service_request *sr = &rq->sreq;
+    struct hpo_service_query q = { .pairs = (const struct hpo_service_query_pair *)(void *)rq->query.data,
+        .n = HPO_BUF_N(&rq->query, struct hpo_service_query_pair), .accept = rq->accept };
 
-    if (sr->op != HPO_SVC_GRADIENT_PUT && rq->len > 0) {
-        rq->json = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
-        if (rq->json == NULL) {
-            hpo_error_set(&sr->err, -EINVAL, HPO_INVALID_JSON, NULL, "body is not JSON: %s",
-                    jerr.text);
-            sr->status = 400;
-            build_reply(rq);
-            return;
-        }
-        if (!json_is_object(rq->json)) {
-            hpo_error_set(&sr->err, -EINVAL, HPO_INVALID_JSON, NULL,
-                    "body must be a JSON object");
-            sr->status = 400;
-            build_reply(rq);
-            return;
-        }
+    /* Decode (JSON off the event-loop thread), then execute. */
+    if (hpo_service_decode(sr, &q, rq->body, rq->len) < 0) {
+        build_reply(rq);
+        return;
     }
-    if (sr->op == HPO_SVC_STUDY_CREATE && !hpo_access_may_create(&rq->who, rq->json, &sr->err)) {
+    if (sr->op == HPO_SERVICE_STUDY_CREATE &&
+            !hpo_access_may_create(&rq->who, sr->args.create.body, &sr->err)) {
         sr->status = hpo_code_status(sr->err.code);
         build_reply(rq);
         return;
     }
-    sr->body = rq->json;
     sr->data = rq->body;
     sr->data_len = rq->len;
     sr->data_owned = rq->body;
@@ -679,7 +432,7 @@ static void job_work(struct hpo_job *job)
         rq->cap = 0;
     }
     sr->data = NULL;
-    if (sr->op == HPO_SVC_STUDY_LIST && sr->err.code == HPO_OK) {
+    if (sr->op == HPO_SERVICE_STUDY_LIST && sr->err.code == HPO_OK) {
         hpo_access_filter_studies(&rq->who, sr->reply);
     }
     /* Encoding the reply here keeps JSON work off the event-loop thread. */
@@ -707,7 +460,7 @@ static void stream_work(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
-    hpo_svc_stream_next(rq->stream, &rq->piece, &rq->piece_len);
+    hpo_service_stream_next(rq->stream, &rq->piece, &rq->piece_len);
     rq->piece_off = 0;
     rq->stream_end = rq->piece_len == 0;
 }
@@ -721,176 +474,58 @@ static void job_done(struct hpo_job *job)
     MHD_resume_connection(rq->conn);
 }
 
-/* ---- query parameters -------------------------------------------------- */
+/* ---- a service request ------------------------------------------------ */
 
-struct query_check {
-    struct req *rq;
-    const char *const *allowed;
-    char bad[130];
-};
-
-static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+static enum MHD_Result query_collect(void *cls, enum MHD_ValueKind kind, const char *key,
         const char *value)
 {
-    struct query_check *qc = cls;
+    struct hpo_service_query_pair *p = hpo_buf_add(cls, sizeof(*p));
 
-    for (size_t i = 0; qc->allowed[i]; i++) {
-        if (strcmp(qc->allowed[i], key) == 0) {
-            return MHD_YES;
-        }
+    if (p == NULL) {
+        return MHD_NO;
     }
-    snprintf(qc->bad, sizeof(qc->bad), "%.128s", key);
-    return MHD_NO;
-}
-
-static bool query_int(struct req *rq, const char *key, int64_t def, int64_t min, int64_t *ret)
-{
-    const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
-    int64_t x;
-
-    if (v == NULL) {
-        *ret = def;
-        return true;
-    }
-    if (!hpo__api_parse_number(v, &x) || x < min) {
-        set_error(rq, HPO_INVALID_ARGUMENT, key, "%s must be an integer >= %lld", key,
-                (long long)min);
-        return false;
-    }
-    *ret = x;
-    return true;
+    p->key = key;
+    p->value = value;
+    return MHD_YES;
 }
 
 /*
-** Requests that change one study run in order through its lane (dispatch):
-** they would queue on the study's lock anyway. Reads are not held up behind
-** a slow ask: they use the study's cached summary or wait on its lock.
+** Set up sreq from the route's row; false when an error reply was set. The
+** decoding (body and query) happens on the worker (job_work); here only what
+** needs the connection: the query's pairs (MHD's strings live as long as the
+** request) and the Accept header.
 */
-static bool changes_study(enum hpo_svc_op op)
+static bool prepare_service(struct req *rq)
 {
-    switch (op) {
-    case HPO_SVC_ASK:
-    case HPO_SVC_TRIAL_CREATE:
-    case HPO_SVC_TELL:
-    case HPO_SVC_REPORT:
-    case HPO_SVC_HEARTBEAT:
-    case HPO_SVC_GRADIENT_PUT:
-    case HPO_SVC_TRIAL_PATCH:
-    case HPO_SVC_STUDY_PATCH:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* Set up sreq for a service route; false when an error reply was set. */
-static bool prepare_service(struct req *rq, const char *method)
-{
-    struct hpo_svc_request *sr = &rq->sreq;
-    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    struct hpo_service_request *sr = &rq->sreq;
 
     memset(sr, 0, sizeof(*sr));
+    sr->op = (enum hpo_service_op)rq->row->op;
     sr->study = rq->study;
     sr->number = rq->number;
     sr->name = rq->name;
     sr->state_filter = -1;
-    if (rq->route >= R_TRIAL && rq->route <= R_GRADIENT && !rq->number_ok) {
+    if (strstr(rq->row->template, "{number}") != NULL && !rq->number_ok) {
         set_error(rq, HPO_NOT_FOUND, NULL, "no trial '%s'", rq->path);
         return false;
     }
-    switch (rq->route) {
-    case R_STUDIES:
-        sr->op = get ? HPO_SVC_STUDY_LIST : HPO_SVC_STUDY_CREATE;
-        break;
-    case R_STUDY:
-        sr->op = strcmp(method, "PATCH") == 0    ? HPO_SVC_STUDY_PATCH
-                : strcmp(method, "DELETE") == 0 ? HPO_SVC_STUDY_DELETE
-                                                : HPO_SVC_STUDY_GET;
-        break;
-    case R_ASK:
-        sr->op = HPO_SVC_ASK;
-        break;
-    case R_BEST:
-        sr->op = HPO_SVC_BEST;
-        break;
-    case R_TRIALS:
-        sr->op = get ? HPO_SVC_TRIALS_LIST : HPO_SVC_TRIAL_CREATE;
-        if (get) {
-            static const char *const allowed[] = { "state", "limit", "offset", "format",
-                "intermediate", NULL };
-            struct query_check qc = { .rq = rq, .allowed = allowed };
-            const char *state, *format, *accept, *inter;
-            MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
-            if (qc.bad[0] != '\0') {
-                set_error(rq, HPO_INVALID_ARGUMENT, qc.bad, "unknown query parameter '%s'",
-                        qc.bad);
-                return false;
-            }
-            state = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "state");
-            if (state != NULL) {
-                sr->state_filter = hpo_state_parse(state);
-                if (sr->state_filter < 0) {
-                    set_error(rq, HPO_INVALID_ARGUMENT, "state",
-                            "state must be waiting, running, complete, pruned or failed");
-                    return false;
-                }
-            }
-            if (!query_int(rq, "limit", 1000, 1, &sr->limit) ||
-                    !query_int(rq, "offset", 0, 0, &sr->offset)) {
-                return false;
-            }
-            format = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "format");
-            if (format != NULL && strcmp(format, "csv") != 0 && strcmp(format, "json") != 0) {
-                set_error(rq, HPO_INVALID_ARGUMENT, "format", "format must be json or csv");
-                return false;
-            }
-            accept = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                    MHD_HTTP_HEADER_ACCEPT);
-            sr->csv = (format != NULL && strcmp(format, "csv") == 0) ||
-                    (format == NULL && accept != NULL && strstr(accept, "text/csv") != NULL);
-            /* CSV without a limit is every matching row (streamed). */
-            if (sr->csv && MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
-                                   "limit") == NULL) {
-                sr->limit = -1;
-            }
-            inter = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "intermediate");
-            if (inter != NULL && strcmp(inter, "true") != 0 && strcmp(inter, "false") != 0) {
-                set_error(rq, HPO_INVALID_ARGUMENT, "intermediate",
-                        "intermediate must be true or false");
-                return false;
-            }
-            sr->intermediate = inter != NULL && strcmp(inter, "true") == 0;
-        }
-        break;
-    case R_TRIAL:
-        sr->op = strcmp(method, "PATCH") == 0 ? HPO_SVC_TRIAL_PATCH : HPO_SVC_TRIAL_GET;
-        break;
-    case R_TELL:
-        sr->op = HPO_SVC_TELL;
-        break;
-    case R_REPORT:
-        sr->op = HPO_SVC_REPORT;
-        break;
-    case R_HEARTBEAT:
-        sr->op = HPO_SVC_HEARTBEAT;
-        break;
-    case R_PARAM:
-        sr->op = HPO_SVC_PARAM_GET;
-        break;
-    case R_GRADIENT: {
-        const char *type = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (!hpo__api_is_binary_type(type)) {
-            set_error(rq, HPO_UNSUPPORTED_MEDIA_TYPE, NULL,
-                    "the body must be application/octet-stream (little-endian float64)");
+    if ((rq->row->flags & HPO__F_BINARY) != 0 &&
+            !hpo__api_is_binary_type(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                    MHD_HTTP_HEADER_CONTENT_TYPE))) {
+        set_error(rq, HPO_UNSUPPORTED_MEDIA_TYPE, NULL,
+                "the body must be application/octet-stream (little-endian float64)");
+        return false;
+    }
+    if (sr->op == HPO_SERVICE_TRIALS_LIST || sr->op == HPO_SERVICE_COLUMNS ||
+            sr->op == HPO_SERVICE_CURVES || sr->op == HPO_SERVICE_IMPORTANCES) {
+        int n = MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_collect,
+                &rq->query);
+        if (n < 0 || (size_t)n != HPO_BUF_N(&rq->query, struct hpo_service_query_pair)) {
+            set_error(rq, HPO_INTERNAL, NULL, "out of memory");
             return false;
         }
-        sr->op = HPO_SVC_GRADIENT_PUT;
-        break;
-    }
-    default:
-        set_error(rq, HPO_NOT_FOUND, NULL, "no route for '%s'", rq->path);
-        return false;
+        rq->accept = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                MHD_HTTP_HEADER_ACCEPT);
     }
     return true;
 }
@@ -946,20 +581,22 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
 
 /*
 ** Authenticate and authorize (access.h) before any body is read; false: an
-** error is set. A routed request is judged by its route's template, not by
-** the raw path: "/%761/%61dmin/backup" routes to the backup, and must need
-** what "/v1/admin/backup" needs.
+** error is set. A routed request is judged by its row of routes.def (its
+** role column, its template), not by the raw path: "/%761/%61dmin/backup"
+** routes to the backup, and must need what "/v1/admin/backup" needs.
 */
 static bool authorize(struct hpo_api *api, struct req *rq)
 {
+    const struct hpo__route_row *row = hpo__route_row(rq->route, rq->method);
     struct hpo_access_request ar = {
-        .path = rq->route != R_NONE ? hpo__metrics_route_template(rq->route) : rq->path,
+        .path = rq->route != HPO__R_NONE ? hpo__route_template(rq->route) : rq->path,
         .method = rq->method,
         .authorization = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                 MHD_HTTP_HEADER_AUTHORIZATION),
         .study = rq->study,
-        .routed = rq->route != R_NONE && hpo__api_method_allowed(rq->allow, rq->method),
-        .healthz = rq->route == R_HEALTHZ,
+        .routed = row != NULL,
+        .need = row != NULL ? row->role : HPO_ROLE_NONE,
+        .healthz = rq->route == HPO__R_HEALTHZ,
     };
     struct hpo_error err = { .code = HPO_OK };
 
@@ -997,8 +634,8 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
     (void)cls;
     (void)conn;
     for (const char *in = s; *in != '\0'; in++) {
-        int hi = *in == '%' ? hex_value(in[1]) : -1;
-        int lo = hi >= 0 ? hex_value(in[2]) : -1;
+        int hi = *in == '%' ? hpo__api_hex_value(in[1]) : -1;
+        int lo = hi >= 0 ? hpo__api_hex_value(in[2]) : -1;
         if (lo >= 0 && (hi != 0 || lo != 0)) {
             *out++ = (char)(hi * 16 + lo);
             in += 2;
@@ -1158,6 +795,7 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
 {
     const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
             MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const struct hpo__route_row *row;
     bool binary, big;
     unsigned long long n = 0;
 
@@ -1170,7 +808,7 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
     if (!check_framing(rq, version)) {
         return queue_reply(rq);
     }
-    if (rq->tcp != NULL && rq->tcp->reserve && rq->route != R_HEALTHZ && rq->route != R_METRICS) {
+    if (rq->tcp != NULL && rq->tcp->reserve && rq->route != HPO__R_HEALTHZ && rq->route != HPO__R_METRICS) {
         /* Over max-connections: the reserve is for health checks and scrapes. */
         set_error(rq, HPO_UNAVAILABLE, NULL, "the server is at its connection limit; try later");
         rq->close_after = true;
@@ -1197,7 +835,7 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
     ** stays open for the next request.
     */
     big = n > api->cfg.json_limit;
-    if (big && rq->route == R_NONE) {
+    if (big && rq->route == HPO__R_NONE) {
         set_error(rq, HPO_NOT_FOUND, NULL, "no route for '%s'", rq->path);
         return queue_reply(rq);
     }
@@ -1206,7 +844,8 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
                 method, rq->path, rq->allow);
         return queue_reply(rq);
     }
-    binary = rq->route == R_GRADIENT && strcmp(method, "PUT") == 0;
+    row = hpo__route_row(rq->route, method);
+    binary = row != NULL && (row->flags & HPO__F_BINARY) != 0;
     rq->limit = binary ? api->cfg.binary_limit : api->cfg.json_limit;
     if (n > rq->limit) {
         set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
@@ -1253,17 +892,17 @@ static void keep_static(void *cls)
     (void)cls; /* the embedded files are never freed */
 }
 
-/* A GET or HEAD path no route matched may be the dashboard's (api/static.c). */
-static bool answer_static(struct req *rq, const char *method)
+/* A dashboard page or asset (api/static.c); an unknown asset is not_found. */
+static void answer_static(struct req *rq)
 {
-    if ((strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) ||
-            !hpo__static_find(rq->path,
-                    MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                            MHD_HTTP_HEADER_ACCEPT_ENCODING),
-                    MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                            MHD_HTTP_HEADER_IF_NONE_MATCH),
-                    &rq->st)) {
-        return false;
+    if (!hpo__static_find(rq->path,
+                MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                        MHD_HTTP_HEADER_ACCEPT_ENCODING),
+                MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                        MHD_HTTP_HEADER_IF_NONE_MATCH),
+                &rq->st)) {
+        set_error(rq, HPO_NOT_FOUND, NULL, "no such file '%s'", rq->path);
+        return;
     }
     rq->is_static = true;
     set_reply(rq, rq->st.status, (char *)rq->st.body, rq->st.len,
@@ -1271,7 +910,6 @@ static bool answer_static(struct req *rq, const char *method)
     if (rq->st.body != NULL) {
         rq->out_free = keep_static;
     }
-    return true;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -1321,10 +959,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         set_error(rq, HPO_PAYLOAD_TOO_LARGE, NULL, "body over the %zu byte limit", rq->limit);
         return queue_reply(rq);
     }
-    if (rq->route == R_NONE && answer_static(rq, method)) {
-        return queue_reply(rq);
-    }
-    if (rq->route == R_NONE) {
+    if (rq->route == HPO__R_NONE) {
         set_error(rq, HPO_NOT_FOUND, NULL, "no route for '%s'", rq->path);
         return queue_reply(rq);
     }
@@ -1333,17 +968,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 method, rq->path, rq->allow);
         return queue_reply(rq);
     }
-    switch (rq->route) {
-    case R_HEALTHZ:
+    rq->row = hpo__route_row(rq->route, method);
+    switch (rq->row->op) {
+    case HPO__OP_HEALTHZ:
         answer_healthz(rq);
         return queue_reply(rq);
-    case R_METRICS:
+    case HPO__OP_METRICS:
         answer_metrics(rq);
         return queue_reply(rq);
-    case R_SAMPLERS:
+    case HPO__OP_SAMPLERS:
         answer_samplers(rq);
         return queue_reply(rq);
-    case R_ADMIN_BACKUP:
+    case HPO__OP_STATIC:
+        answer_static(rq);
+        return queue_reply(rq);
+    case HPO__OP_BACKUP:
         if (api->cfg.backup == NULL) {
             set_error(rq, HPO_NOT_FOUND, NULL, "this server takes no backups");
             return queue_reply(rq);
@@ -1358,13 +997,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     default:
         break;
     }
-    if (!prepare_service(rq, method)) {
+    if (!prepare_service(rq)) {
         return queue_reply(rq);
     }
     rq->suspended = true;
     api->inflight++;
     MHD_suspend_connection(conn);
-    rq->job.key = changes_study(rq->sreq.op) ? rq->study : NULL;
+    /* Requests that change one study run in order through its lane (dispatch). */
+    rq->job.key = (rq->row->flags & HPO__F_LANE) != 0 ? rq->study : NULL;
     api->cfg.submit(api->cfg.ctx, &rq->job);
     return MHD_YES;
 }
@@ -1423,12 +1063,11 @@ static void count_request(struct req *rq, uint64_t us)
     if (rq->status < 200 || rq->status >= 300) {
         return;
     }
-    if (rq->route == R_ASK && rq->sreq.sampler != NULL) {
+    if (rq->route == HPO__R_ASK && rq->sreq.sampler != NULL) {
         hpo__metrics_ask(m, rq->sreq.sampler, us);
-    } else if (rq->route == R_TELL) {
-        const json_t *st = json_object_get(rq->json, "state");
-        hpo__metrics_tell(m, json_is_string(st) ? json_string_value(st) : "complete");
-    } else if (rq->route == R_REPORT) {
+    } else if (rq->route == HPO__R_TELL && rq->sreq.decoded) {
+        hpo__metrics_tell(m, hpo_state_name((enum hpo_state)rq->sreq.args.tell.state));
+    } else if (rq->route == HPO__R_REPORT) {
         hpo__metrics_report(m, rq->pruned);
     }
 }
@@ -1471,9 +1110,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         }
     }
 release:
-    json_decref(rq->json);
-    hpo_svc_request_finish(&rq->sreq);
-    hpo_svc_stream_free(rq->stream);
+    hpo_buf_free(&rq->query);
+    hpo_service_request_finish(&rq->sreq);
+    hpo_service_stream_free(rq->stream);
     free(rq->link);
     release_out(rq);
     if (rq->out_fd > 0) {

@@ -198,6 +198,14 @@ struct hpo_point *hpo_point_new_bounded(size_t dim)
     return point_new(dim, true);
 }
 
+struct hpo_point *hpo_point_ref(struct hpo_point *p)
+{
+    if (p != NULL) {
+        p->refs++;
+    }
+    return p;
+}
+
 void hpo_point_release(struct hpo_point *p)
 {
     struct hpo_point *old = NULL;
@@ -437,6 +445,18 @@ int hpo_trial_add_report(struct hpo_trial *t, int64_t step, double value, bool *
     return 0;
 }
 
+void hpo_trial_remove_report(struct hpo_trial *t, int64_t step)
+{
+    for (size_t i = 0; i < t->n_reports; i++) {
+        if (t->reports[i].step == step) {
+            memmove(&t->reports[i], &t->reports[i + 1],
+                    (t->n_reports - i - 1) * sizeof(*t->reports));
+            t->n_reports--;
+            return;
+        }
+    }
+}
+
 const struct hpo_report *hpo_trial_report_at(const struct hpo_trial *t, int64_t step)
 {
     size_t lo = 0, hi = t->n_reports;
@@ -458,4 +478,82 @@ const struct hpo_report *hpo_trial_report_at(const struct hpo_trial *t, int64_t 
 const struct hpo_report *hpo_trial_last_report(const struct hpo_trial *t)
 {
     return t->n_reports ? &t->reports[t->n_reports - 1] : NULL;
+}
+
+/* ---- undo by snapshot ------------------------------------------------------ */
+
+void hpo_trial_undo_save(struct hpo_trial_undo *u, struct hpo_trial *t)
+{
+    *u = (struct hpo_trial_undo){
+        .t = t,
+        .state = t->state,
+        .value = t->value,
+        .created_at = t->created_at,
+        .started_at = t->started_at,
+        .completed_at = t->completed_at,
+        .heartbeat_at = t->heartbeat_at,
+        .retries = t->retries,
+        .worker = t->worker,
+        .user_attrs = json_incref(t->user_attrs),
+        .point = hpo_point_ref(t->point),
+        .values = t->values,
+        .unit = t->unit,
+        .shares = t->shares,
+        .thin = t->thin,
+        .added_step = -1,
+    };
+}
+
+void hpo_trial_undo_appended(struct hpo_trial_undo *u, struct hpo_trial *t)
+{
+    *u = (struct hpo_trial_undo){ .t = t, .added_step = -1, .appended = true };
+}
+
+void hpo_trial_undo_restore(struct hpo_trial_undo *u, struct hpo_history *h)
+{
+    struct hpo_trial *t = u->t;
+
+    if (t == NULL) {
+        return;
+    }
+    if (u->appended) {
+        hpo_history_pop(h);
+        *u = (struct hpo_trial_undo){ .added_step = -1 };
+        return;
+    }
+    if (u->added_step >= 0) {
+        hpo_trial_remove_report(t, u->added_step);
+    }
+    hpo_history_set_state(h, t, u->state);
+    t->value = u->value;
+    t->created_at = u->created_at;
+    t->started_at = u->started_at;
+    t->completed_at = u->completed_at;
+    t->heartbeat_at = u->heartbeat_at;
+    t->retries = u->retries;
+    if (t->worker != u->worker) {
+        free(t->worker);
+        t->worker = u->worker;
+    }
+    json_decref(t->user_attrs);
+    t->user_attrs = u->user_attrs;
+    hpo_point_release(t->point);
+    t->point = u->point;
+    t->values = u->values;
+    t->unit = u->unit;
+    t->shares = u->shares;
+    t->thin = u->thin;
+    *u = (struct hpo_trial_undo){ .added_step = -1 };
+}
+
+void hpo_trial_undo_drop(struct hpo_trial_undo *u)
+{
+    if (u->t != NULL && !u->appended) {
+        if (u->worker != u->t->worker) {
+            free(u->worker);
+        }
+        json_decref(u->user_attrs);
+        hpo_point_release(u->point);
+    }
+    *u = (struct hpo_trial_undo){ .added_step = -1 };
 }

@@ -54,6 +54,9 @@ struct hpo_point {
 */
 struct hpo_point *hpo_point_new(size_t dim);
 
+/* Take one more reference (any thread); returns p. Accepts NULL. */
+struct hpo_point *hpo_point_ref(struct hpo_point *p);
+
 /* Drop one reference; the last frees the point (or keeps it in the cache). */
 void hpo_point_release(struct hpo_point *p);
 
@@ -154,6 +157,9 @@ void hpo_history_set_state(struct hpo_history *h, struct hpo_trial *t, enum hpo_
 */
 int hpo_trial_add_report(struct hpo_trial *t, int64_t step, double value, bool *ret_added);
 
+/* Remove the report at `step` (undo of an add); no-op when there is none. */
+void hpo_trial_remove_report(struct hpo_trial *t, int64_t step);
+
 /* The report at `step`, or NULL. */
 const struct hpo_report *hpo_trial_report_at(const struct hpo_trial *t, int64_t step);
 
@@ -185,6 +191,49 @@ int hpo_trial_make_thin(struct hpo_trial *t, const struct hpo_space *space);
 
 /* The trial's user_attrs object (borrowed), created on first use; NULL on OOM. */
 json_t *hpo_trial_attrs(struct hpo_trial *t);
+
+/*
+** Undo by snapshot: everything an operation may change on a trial, saved
+** before the change (hpo_trial_undo_save) and put back by one routine when
+** the change cannot be kept (hpo_trial_undo_restore), or let go once it is
+** (hpo_trial_undo_drop). A new trial field that operations change is saved
+** here, nowhere else.
+**
+** Between save and restore/drop the operation may replace t->worker with a
+** new string and t->user_attrs with a new object without freeing the old
+** ones (the undo owns them), and its point by hpo_trial_own_point (the undo
+** holds a reference to the old one). `added_step` names a report the
+** operation added (-1: none); `appended` marks a trial the operation
+** appended, which restore pops (restore the undos of one operation in
+** reverse order).
+*/
+struct hpo_trial_undo {
+    struct hpo_trial *t;
+    enum hpo_state state;
+    double value;
+    int64_t created_at, started_at, completed_at, heartbeat_at;
+    int64_t retries;
+    char *worker;
+    json_t *user_attrs;
+    struct hpo_point *point;
+    double *values, *unit;
+    int64_t shares;
+    bool thin;
+    int64_t added_step;
+    bool appended;
+};
+
+/* Save trial t's state into u (takes references to its point and attrs). */
+void hpo_trial_undo_save(struct hpo_trial_undo *u, struct hpo_trial *t);
+
+/* Mark u as the undo of appending t (the last trial of its history): restore pops it. */
+void hpo_trial_undo_appended(struct hpo_trial_undo *u, struct hpo_trial *t);
+
+/* Put the saved state back (per-state counts of h kept in step); u is then empty. */
+void hpo_trial_undo_restore(struct hpo_trial_undo *u, struct hpo_history *h);
+
+/* Keep the change: release what u holds of the old state. Accepts an empty u. */
+void hpo_trial_undo_drop(struct hpo_trial_undo *u);
 
 /* Free one trial (not in a history); accepts NULL. */
 void hpo_trial_free(struct hpo_trial *t);

@@ -140,3 +140,20 @@ int hpo_option_enum(const json_t *options, const char *key, const char *prefix,
     return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, field, "%s must be one of %s", field,
             list);
 }
+
+bool hpo_parse_count(const char *s, int64_t *ret)
+{
+    int64_t v = 0;
+
+    if (*s == '\0' || strlen(s) > 18) {
+        return false;
+    }
+    for (const char *c = s; *c; c++) {
+        if (*c < '0' || *c > '9') {
+            return false;
+        }
+        v = v * 10 + (*c - '0');
+    }
+    *ret = v;
+    return true;
+}

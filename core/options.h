@@ -6,6 +6,7 @@
 #define HPO_CORE_OPTIONS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -32,5 +33,8 @@ int hpo_option_bool(const json_t *options, const char *key, const char *prefix, 
 /* `choices` is NULL-terminated; *ret is the index of the chosen string. */
 int hpo_option_enum(const json_t *options, const char *key, const char *prefix,
         const char *const *choices, int def, int *ret, struct hpo_error *err);
+
+/* A non-negative decimal of 1 to 18 ASCII digits (a trial number, a limit, an offset). */
+bool hpo_parse_count(const char *s, int64_t *ret);
 
 #endif

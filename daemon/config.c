@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../api/log.h"
+#include "../core/log.h"
 #include "config.h"
 
 static int fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -295,6 +295,8 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     cfg->log_level = HPO_LOG_INFO;
     cfg->slow_request_ms = 500;
     cfg->metrics_max_studies = 100;
+    cfg->json_limit = (size_t)1 << 20;
+    cfg->binary_limit = (size_t)256 << 20;
     hpo_access_config_init(&cfg->access);
     if (state_dir != NULL && state_dir[0] != '\0') {
         /* systemd may list several directories separated by ':'; use the first. */

@@ -6,6 +6,7 @@
 #define HPO_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../api/access.h"
@@ -20,6 +21,9 @@ struct hpo_config {
     unsigned slow_request_ms;     /* requests slower than this are logged (0: none) */
     unsigned metrics_max_studies; /* studies with their own /metrics series; the rest "(other)" */
     uint64_t max_vector_memory; /* bytes; 0 = the default (main.c), UINT64_MAX = unlimited */
+    /* HTTP body limits (defaults only, no key yet; 413 beyond). Connections: access below. */
+    size_t json_limit;     /* 1 MiB */
+    size_t binary_limit;   /* 256 MiB */
     char config_file[4096];
     bool check_only;    /* --check-config */
     bool show_help;

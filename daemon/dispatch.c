@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../api/log.h"
+#include "../core/buf.h"
+#include "../core/log.h"
 #include "dispatch.h"
 
 #define N_BUCKETS 256
@@ -139,8 +140,7 @@ static void start(struct hpo_dispatch *dp, struct lane *lane, struct hpo_job *jo
     struct work *wk = malloc(sizeof(*wk));
 
     if (wk == NULL) {
-        hpo_log(HPO_LOG_ERR, "out of memory queueing a request");
-        abort();
+        hpo_oom();
     }
     wk->w.data = wk;
     wk->dp = dp;
@@ -173,8 +173,7 @@ void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job)
     }
     lane = calloc(1, sizeof(*lane));
     if (lane == NULL || (lane->key = strdup(job->key)) == NULL) {
-        hpo_log(HPO_LOG_ERR, "out of memory queueing a request");
-        abort();
+        hpo_oom();
     }
     lane->tail = &lane->head;
     *l = lane;

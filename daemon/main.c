@@ -18,7 +18,8 @@
 #include "hpod-config.h"
 
 #include "../api/api.h"
-#include "../api/log.h"
+#include "../core/log.h"
+#include "../core/clock.h"
 #include "../core/history.h"
 #include "../service/service.h"
 #include "../storage/storage.h"
@@ -31,6 +32,9 @@
 #include "notify.h"
 #include "preflight.h"
 #include "security.h"
+
+/* How long a stop waits for requests in flight. */
+#define STOP_WAIT_MS 30000
 
 struct daemon {
     uv_loop_t loop;
@@ -48,17 +52,23 @@ struct daemon {
     uv_work_t reap_work;
     bool reaping;
     bool stopping;
-    int stop_ticks;
     uint64_t watchdog_ticks;
     struct hpo_security sec; /* tokens and TLS (security.h) */
 };
 
 static void pump(struct daemon *d);
 
+static void stop_when_idle(struct daemon *d);
+
 /* After finished jobs' done() (each resumed its connection): let MHD send. */
 static void after_done(void *ctx)
 {
-    pump(ctx);
+    struct daemon *d = ctx;
+
+    pump(d);
+    if (d->stopping) {
+        stop_when_idle(d);
+    }
 }
 
 static void submit(void *ctx, struct hpo_job *job)
@@ -144,6 +154,9 @@ static void reap_after_cb(uv_work_t *w, int status)
     struct daemon *d = w->data;
 
     d->reaping = false;
+    if (d->stopping) {
+        stop_when_idle(d);
+    }
 }
 
 static void reap_timer_cb(uv_timer_t *t)
@@ -184,21 +197,37 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
     }
 }
 
+/*
+** The stop itself, once nothing is in flight (or STOP_WAIT_MS passed): let
+** MHD flush the replies of the last resumed requests, stop it, close every
+** handle so the loop ends.
+*/
 static void stop_timer_cb(uv_timer_t *t)
 {
     struct daemon *d = t->data;
 
-    pump(d);
-    if ((hpo_api_inflight(d->api) > 0 || d->reaping) && ++d->stop_ticks < 3000) {
+    if (d->api == NULL) {
         return;
     }
-    /* Let MHD flush the replies of the last resumed requests. */
+    pump(d);
     for (int i = 0; i < 10; i++) {
         hpo_api_run(d->api);
     }
     hpo_api_stop(d->api);
     d->api = NULL;
     uv_walk(&d->loop, close_walk_cb, NULL);
+}
+
+/*
+** Called at each event that can end the wait (a request's job done, the
+** reaper done, the stop begun): once nothing is in flight, stop at the next
+** turn of the loop (not inside the dispatcher's callback).
+*/
+static void stop_when_idle(struct daemon *d)
+{
+    if (d->api != NULL && hpo_api_inflight(d->api) == 0 && !d->reaping) {
+        uv_timer_start(&d->stop_timer, stop_timer_cb, 0, 0);
+    }
 }
 
 static void begin_stop(struct daemon *d, const char *why)
@@ -212,7 +241,9 @@ static void begin_stop(struct daemon *d, const char *why)
     hpo_api_quiesce(d->api);
     uv_timer_stop(&d->reap_timer);
     uv_timer_stop(&d->watchdog_timer);
-    uv_timer_start(&d->stop_timer, stop_timer_cb, 0, 10);
+    /* A deadline: requests still in flight after it are cut short. */
+    uv_timer_start(&d->stop_timer, stop_timer_cb, STOP_WAIT_MS, 0);
+    stop_when_idle(d);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -453,8 +484,8 @@ int main(int argc, char **argv)
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
     acfg.listen_fd = listen_fd;
-    acfg.json_limit = 1024 * 1024;
-    acfg.binary_limit = 256u * 1024 * 1024;
+    acfg.json_limit = d.cfg.json_limit;
+    acfg.binary_limit = d.cfg.binary_limit;
     acfg.connection_limit = d.cfg.access.max_connections;
     acfg.connection_timeout_s = d.cfg.access.idle_timeout_s;
     acfg.per_client_limit = hpo_access_per_client(&d.cfg.access);

@@ -120,7 +120,7 @@ static int on_study(void *ctx, int64_t id, const char *name, const char *spec,
     }
     op->name = keep_str(c, name);
     op->text = keep_str(c, spec);
-    op->i[0] = created_at;
+    op->created_at = created_at;
     if (op->name == NULL || op->text == NULL) {
         return -ENOMEM;
     }
@@ -184,7 +184,7 @@ static int on_report(void *ctx, int64_t study_id, int64_t number, int64_t step, 
         return -ENOMEM;
     }
     op->number = number;
-    op->i[0] = step;
+    op->step = step;
     op->value = value;
     c->reports++;
     return maybe_flush(c);

@@ -9,7 +9,7 @@
 
 #include "../api/access.h"
 #include "../api/api.h"
-#include "../api/log.h"
+#include "../core/log.h"
 #include "../api/tokens.h"
 #include "../api/tls.h"
 #include "security.h"

@@ -1420,7 +1420,7 @@ static unsigned char *put(unsigned char *p, const void *src, size_t len)
 ** whichever of m, v, acc, dprev exist, the step log and the told bitmap.
 ** Returns the number of pieces (at most HPO_SAVE_PARTS).
 */
-static int gradient_save_parts(const void *state, struct hpo_save_part *parts)
+static int gradient_save_parts(const void *state, struct hpo_part *parts)
 {
     struct gradient_state *st = (struct gradient_state *)state;
     uint64_t flags = state_flags(st);
@@ -1435,24 +1435,24 @@ static int gradient_save_parts(const void *state, struct hpo_save_part *parts)
     p = put(p, hdr, sizeof(hdr));
     p = put(p, &st->lr, sizeof(double));
     (void)put(p, &st->a, sizeof(double));
-    parts[n++] = (struct hpo_save_part){ st->head, sizeof(st->head) };
+    parts[n++] = (struct hpo_part){ st->head, sizeof(st->head) };
     if (st->initialized) {
         const double *vecs[] = { st->u, st->m, st->v, st->acc, st->dprev };
         for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++) {
             if (vecs[i] != NULL) {
-                parts[n++] = (struct hpo_save_part){ vecs[i], vec };
+                parts[n++] = (struct hpo_part){ vecs[i], vec };
             }
         }
     }
-    parts[n++] = (struct hpo_save_part){ st->steps, (size_t)(st->k - st->steps_base) * 8 };
-    parts[n++] = (struct hpo_save_part){ st->told, st->n_told_bits / 8 };
+    parts[n++] = (struct hpo_part){ st->steps, (size_t)(st->k - st->steps_base) * 8 };
+    parts[n++] = (struct hpo_part){ st->told, st->n_told_bits / 8 };
     st->dirty = false;
     return n;
 }
 
 static int gradient_save(const void *state, void **blob, size_t *len)
 {
-    struct hpo_save_part parts[HPO_SAVE_PARTS];
+    struct hpo_part parts[HPO_SAVE_PARTS];
     int n = gradient_save_parts(state, parts);
     size_t total = 0;
     unsigned char *b;

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "../core/buf.h"
 #include "../core/error.h"
 #include "../core/options.h"
 
@@ -24,12 +25,8 @@ struct hpo_history;
 struct hpo_rng;
 struct hpo_space;
 
-/* One piece of a saved state (see save_parts). */
+/* The most pieces a saved state has (see save_parts; struct hpo_part in core/buf.h). */
 #define HPO_SAVE_PARTS 8
-struct hpo_save_part {
-    const void *data;
-    size_t len;
-};
 
 struct hpo_sampler_type {
     const char *name;      /* "tpe" */
@@ -89,7 +86,7 @@ struct hpo_sampler_type {
     ** being copied. Clears needs_save like save(). Returns the number of
     ** pieces, or a negative errno.
     */
-    int (*save_parts)(const void *state, struct hpo_save_part *parts);
+    int (*save_parts)(const void *state, struct hpo_part *parts);
     /*
     ** Optional (required when save or save_parts is set): replace the state
     ** built by configure() with one save() wrote, `blob` being borrowed.

@@ -17,33 +17,112 @@
 
 #include <jansson.h>
 
+#include "../core/clock.h" /* hpo_now_ms, for hpo_service_reap's callers */
 #include "../core/error.h"
 
 struct hpo_service;
 struct hpo_storage;
 
-enum hpo_svc_op {
-    HPO_SVC_STUDY_CREATE,
-    HPO_SVC_STUDY_LIST,
-    HPO_SVC_STUDY_GET,
-    HPO_SVC_STUDY_DELETE,
-    HPO_SVC_ASK,
-    HPO_SVC_TRIAL_CREATE,
-    HPO_SVC_TELL,
-    HPO_SVC_REPORT,
-    HPO_SVC_HEARTBEAT,
-    HPO_SVC_TRIALS_LIST,
-    HPO_SVC_TRIAL_GET,
-    HPO_SVC_BEST,
-    HPO_SVC_PARAM_GET,    /* binary vector download */
-    HPO_SVC_GRADIENT_PUT, /* binary gradient upload */
-    HPO_SVC_TRIAL_PATCH,  /* merge user_attrs into a trial */
-    HPO_SVC_STUDY_PATCH,  /* merge user_attrs into a study */
+enum hpo_service_op {
+    HPO_SERVICE_STUDY_CREATE,
+    HPO_SERVICE_STUDY_LIST,
+    HPO_SERVICE_STUDY_GET,
+    HPO_SERVICE_STUDY_DELETE,
+    HPO_SERVICE_ASK,
+    HPO_SERVICE_TRIAL_CREATE,
+    HPO_SERVICE_TELL,
+    HPO_SERVICE_REPORT,
+    HPO_SERVICE_HEARTBEAT,
+    HPO_SERVICE_TRIALS_LIST,
+    HPO_SERVICE_TRIAL_GET,
+    HPO_SERVICE_BEST,
+    HPO_SERVICE_PARAM_GET,    /* binary vector download */
+    HPO_SERVICE_GRADIENT_PUT, /* binary gradient upload */
+    HPO_SERVICE_TRIAL_PATCH,  /* merge user_attrs into a trial */
+    HPO_SERVICE_STUDY_PATCH,  /* merge user_attrs into a study */
+    HPO_SERVICE_COLUMNS,      /* the dashboard: trials as binary columns */
+    HPO_SERVICE_CURVES,       /* the dashboard: intermediate values, downsampled */
+    HPO_SERVICE_IMPORTANCES,  /* the dashboard: parameter importances (PED-ANOVA) */
+    HPO_SERVICE_OP_COUNT
 };
 
+/* A query string's pairs, as received (values NULL for a key without '='). */
+struct hpo_service_query_pair {
+    const char *key;
+    const char *value;
+};
+
+struct hpo_service_query {
+    const struct hpo_service_query_pair *pairs; /* borrowed */
+    size_t n;
+    const char *accept; /* the Accept header (a list's default format), or NULL */
+};
+
+/* A trials list's arguments (from the query: state, limit, offset, format, intermediate). */
+struct hpo_service_list_args {
+    int state_filter;      /* -1 = all */
+    int64_t limit, offset; /* limit -1: every row (CSV only) */
+    bool csv;
+    bool intermediate;     /* CSV: add the intermediate values column */
+};
+
+/*
+** A request's arguments, once decoded (service/decode.c): what each
+** operation starts from. Pointers borrow from the request's body.
+*/
+
+struct hpo_service_study_create_args {
+    const json_t *body; /* the definition (study_build checks the rest) */
+};
+
+struct hpo_service_ask_args {
+    const char *worker; /* NULL: none */
+};
+
+struct hpo_service_trial_create_args {
+    const json_t *params;
+    bool has_value;
+    double value;
+    const json_t *attrs; /* an object, or NULL */
+};
+
+struct hpo_service_tell_args {
+    int state;            /* enum hpo_state: complete, pruned or failed */
+    double value;         /* NaN unless complete */
+    const json_t *attrs;  /* an object, or NULL */
+    const json_t *gradient; /* as given (checked against the space by the op), or NULL */
+};
+
+struct hpo_service_report_args {
+    int64_t step;
+    double value;
+};
+
+struct hpo_service_patch_args {
+    const json_t *attrs; /* an object, or NULL: nothing changes */
+};
+
+/* The dashboard's reads (service/dashboard.c): columns from `from`; curves' sizes. */
+struct hpo_service_dash_args {
+    int64_t from;
+    int64_t trials, points;
+};
+
+union hpo_service_args {
+    struct hpo_service_study_create_args create;
+    struct hpo_service_ask_args ask;
+    struct hpo_service_trial_create_args trial;
+    struct hpo_service_tell_args tell;
+    struct hpo_service_report_args report;
+    struct hpo_service_patch_args patch;
+    struct hpo_service_list_args list;
+    struct hpo_service_dash_args dash;
+};
+
+
 /* One request. Inputs are set by the caller; outputs by hpo_service_execute. */
-struct hpo_svc_request {
-    enum hpo_svc_op op;
+struct hpo_service_request {
+    enum hpo_service_op op;
     const char *study;   /* borrowed */
     int64_t number;      /* trial number, for trial ops */
     const char *name;    /* param name, for binary ops (borrowed) */
@@ -51,10 +130,15 @@ struct hpo_svc_request {
     const void *data;    /* binary body (borrowed) */
     size_t data_len;
     void *data_owned;    /* the malloc'd buffer `data` is, if any: the service may take it (NULL) */
-    int state_filter;    /* trials list: -1 = all */
+    /* Trials list: the list arguments (hpo_service_decode sets them from the query). */
+    int state_filter;    /* -1 = all */
     int64_t limit, offset; /* limit -1: every row (CSV only) */
     bool csv;
     bool intermediate;   /* CSV: add the intermediate values column */
+    /* Set by hpo_service_decode: the body parsed (owned), and the arguments decoded from it. */
+    json_t *doc;
+    union hpo_service_args args;
+    bool decoded;
     /* Outputs. */
     int status;          /* HTTP status: 200, 201, 204, or the error's */
     json_t *reply;       /* new reference, NULL for 204 or errors */
@@ -71,19 +155,19 @@ struct hpo_svc_request {
     const char *sampler;  /* ask: the study's sampler type name (static), for metrics */
     /* Trials list: how many match (X-Total-Count) and the next page's offset (-1: none). */
     int64_t total, next_offset;
-    /* A CSV list: the reply's text comes from hpo_svc_stream_next (the request owns it). */
-    struct hpo_svc_stream *stream;
+    /* A CSV list: the reply's text comes from hpo_service_stream_next (the request owns it). */
+    struct hpo_service_stream *stream;
 };
 
 /*
-** A reply produced piece by piece (a CSV export). hpo_svc_stream_next runs
+** A reply produced piece by piece (a CSV export). hpo_service_stream_next runs
 ** on a worker thread (it takes the study's lock briefly); it sets *ret to
 ** the next piece (borrowed until the next call), *ret_len 0 at the end.
-** hpo_svc_stream_free accepts NULL; any thread.
+** hpo_service_stream_free accepts NULL; any thread.
 */
-struct hpo_svc_stream;
-int hpo_svc_stream_next(struct hpo_svc_stream *st, const char **ret, size_t *ret_len);
-void hpo_svc_stream_free(struct hpo_svc_stream *st);
+struct hpo_service_stream;
+int hpo_service_stream_next(struct hpo_service_stream *st, const char **ret, size_t *ret_len);
+void hpo_service_stream_free(struct hpo_service_stream *st);
 
 struct hpo_service_options {
     unsigned suggest_delay_ms; /* a test hook: sleep this long in every suggestion */
@@ -101,8 +185,24 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
 /* Free the service and its memory (not the storage). Accepts NULL. */
 void hpo_service_destroy(struct hpo_service *svc);
 
-/* Run one request to completion (blocking). Fills the outputs of `req`. */
-void hpo_service_execute(struct hpo_service *svc, struct hpo_svc_request *req);
+/*
+** Decode a request before it runs: parse `body` (`len` bytes, JSON unless
+** the op takes a binary body) and check it and the query (NULL: none) with
+** the op's decoder, keeping the result in `req` (freed by
+** hpo_service_request_finish). Returns 0, or -EINVAL with req->err and
+** req->status set (the request must not then be executed). Pure: no
+** service, any thread.
+*/
+int hpo_service_decode(struct hpo_service_request *req, const struct hpo_service_query *q, const char *body,
+        size_t len);
+
+/*
+** Run one request to completion (blocking). Fills the outputs of `req`. A
+** request not passed through hpo_service_decode (an in-process caller) has its
+** `body` (a JSON object or NULL) decoded here, and its list arguments taken
+** as set.
+*/
+void hpo_service_execute(struct hpo_service *svc, struct hpo_service_request *req);
 
 /*
 ** The exact byte size a PUT .../trials/{number}/gradient/{name} body must
@@ -116,7 +216,7 @@ int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_
         const char *name, size_t *ret_bytes, struct hpo_error *err);
 
 /* Release the outputs of a request. */
-void hpo_svc_request_finish(struct hpo_svc_request *req);
+void hpo_service_request_finish(struct hpo_service_request *req);
 
 /*
 ** Fail running trials whose heartbeat expired at time `now_ms`, re-queueing
@@ -136,11 +236,5 @@ void hpo_service_counts(struct hpo_service *svc, size_t *ret_studies, size_t ret
 */
 void hpo_service_each_study(struct hpo_service *svc,
         void (*fn)(void *ctx, const char *name, const size_t counts[5]), void *ctx);
-
-/* The wall clock in ms since the epoch. */
-int64_t hpo_now_ms(void);
-
-/* Format a ms timestamp as RFC 3339 UTC with milliseconds into buf (>= 32 bytes). */
-void hpo_format_time(int64_t ms, char *buf, size_t len);
 
 #endif

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "../core/buf.h"
+#include "../core/clock.h"
 #include "service.h"
 #include "study.h"
 
@@ -187,7 +189,7 @@ static int read_limits(struct study *s, const json_t *body, json_t *def, struct 
     return 0;
 }
 
-int study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
+int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
         struct hpo_error *err)
 {
     struct study *s;
@@ -275,11 +277,11 @@ int study_build(const json_t *body, const uint64_t *seed_fallback, struct study 
     *ret = s;
     return 0;
 fail:
-    study_free(s);
+    hpo__study_free(s);
     return r;
 }
 
-void study_free(struct study *s)
+void hpo__study_free(struct study *s)
 {
     if (s == NULL) {
         return;
@@ -291,12 +293,12 @@ void study_free(struct study *s)
     if (s->pruner_type && s->pruner_type->destroy && s->pruner) {
         s->pruner_type->destroy(s->pruner);
     }
-    for (size_t i = 0; i < s->n_grads; i++) {
-        free(s->grads[i].data);
-        hpo_vector_memory_give(s->grads[i].held);
+    for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
+        free(HPO_BUF_AT(&s->grads, struct pending_gradient, i).data);
+        hpo_vector_memory_give(HPO_BUF_AT(&s->grads, struct pending_gradient, i).held);
     }
-    free(s->grads);
-    free(s->running);
+    hpo_buf_free(&s->grads);
+    hpo_buf_free(&s->running);
     free(s->state_blob);
     free(s->spare_blob);
     hpo_space_destroy(s->space);
@@ -323,7 +325,7 @@ static json_t *number_or_null(double v)
     return isfinite(v) ? json_real(v) : json_null();
 }
 
-json_t *trial_to_json(struct study *s, const struct hpo_trial *t)
+json_t *hpo__trial_to_json(struct study *s, const struct hpo_trial *t)
 {
     json_t *o = json_object();
     json_t *inter = json_array();
@@ -369,7 +371,7 @@ static json_t *recent_value(const struct study *s)
     return n ? json_real(sum / (double)n) : json_null();
 }
 
-json_t *study_to_json(struct study *s, bool with_params)
+json_t *hpo__study_to_json(struct study *s, bool with_params)
 {
     json_t *o = json_deep_copy(s->definition);
     const struct hpo_history *h = &s->history;
@@ -418,9 +420,13 @@ static bool better(const struct study *s, const struct hpo_trial *a, const struc
 
 static void running_remove(struct study *s, int64_t number)
 {
-    for (size_t i = 0; i < s->n_running; i++) {
-        if (s->running[i] == number) {
-            s->running[i] = s->running[--s->n_running];
+    int64_t *r = (int64_t *)(void *)s->running.data;
+    size_t n = HPO_BUF_N(&s->running, int64_t);
+
+    for (size_t i = 0; i < n; i++) {
+        if (r[i] == number) {
+            r[i] = r[n - 1];
+            s->running.len -= sizeof(int64_t);
             return;
         }
     }
@@ -428,26 +434,20 @@ static void running_remove(struct study *s, int64_t number)
 
 static void running_add(struct study *s, int64_t number)
 {
-    for (size_t i = 0; i < s->n_running; i++) {
-        if (s->running[i] == number) {
+    const int64_t *r = (const int64_t *)(void *)s->running.data;
+
+    for (size_t i = 0; i < HPO_BUF_N(&s->running, int64_t); i++) {
+        if (r[i] == number) {
             return;
         }
     }
-    if (s->n_running == s->cap_running) {
-        size_t cap = s->cap_running ? s->cap_running * 2 : 16;
-        int64_t *n = realloc(s->running, cap * sizeof(*n));
-        if (n == NULL) {
-            abort(); /* tiny allocation; the daemon treats this OOM as fatal */
-        }
-        s->running = n;
-        s->cap_running = cap;
-    }
-    s->running[s->n_running++] = number;
+    /* Tiny, and in the middle of a change. */
+    *(int64_t *)hpo_buf_add_or_die(&s->running, sizeof(number)) = number;
 }
 
-void study_cache_summary(struct study *s)
+void hpo__study_cache_summary(struct study *s)
 {
-    json_t *sum = study_to_json(s, true);
+    json_t *sum = hpo__study_to_json(s, true);
 
     pthread_mutex_lock(&s->cache_lock);
     json_decref(s->summary);
@@ -456,7 +456,7 @@ void study_cache_summary(struct study *s)
     pthread_mutex_unlock(&s->cache_lock);
 }
 
-json_t *study_read_summary(struct study *s, bool with_params)
+json_t *hpo__study_read_summary(struct study *s, bool with_params)
 {
     json_t *out = NULL;
 
@@ -475,13 +475,13 @@ json_t *study_read_summary(struct study *s, bool with_params)
         pthread_mutex_lock(&s->lock);
     }
     if (!s->deleted) {
-        out = study_to_json(s, with_params);
+        out = hpo__study_to_json(s, with_params);
     }
     pthread_mutex_unlock(&s->lock);
     return out;
 }
 
-void study_note_state(struct study *s, struct hpo_trial *t)
+void hpo__study_note_state(struct study *s, struct hpo_trial *t)
 {
     pthread_mutex_lock(&s->cache_lock);
     s->summary_valid = false;
@@ -497,12 +497,12 @@ void study_note_state(struct study *s, struct hpo_trial *t)
     }
 }
 
-void study_reindex(struct study *s)
+void hpo__study_reindex(struct study *s)
 {
     s->best = -1;
-    s->n_running = 0;
+    s->running.len = 0;
     s->waiting_cursor = 0;
     for (size_t i = 0; i < s->history.n_trials; i++) {
-        study_note_state(s, s->history.trials[i]);
+        hpo__study_note_state(s, s->history.trials[i]);
     }
 }

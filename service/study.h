@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "../core/buf.h"
 #include "../core/history.h"
 #include "../core/space.h"
 #include "../pruners/pruner.h"
@@ -46,8 +47,7 @@ struct study {
     struct hpo_history history;
     size_t waiting_cursor; /* every trial below it is not waiting */
     long best;             /* index of the best complete trial, -1 none */
-    int64_t *running;      /* numbers of running trials */
-    size_t n_running, cap_running;
+    struct hpo_buf running; /* int64_t: numbers of running trials */
     void *state_blob; /* the sampler state last committed (or initial), for rollback */
     size_t state_len, state_cap;
     bool state_on_disk;  /* the committed state is too big to keep: rollback reads it back */
@@ -55,8 +55,7 @@ struct study {
     void *spare_blob; /* a buffer save() may reuse (capacity spare_cap) */
     struct hpo_part state_parts[HPO_SAVE_PARTS]; /* a big state's pieces, until its write returns */
     size_t spare_cap;
-    struct pending_gradient *grads;
-    size_t n_grads;
+    struct hpo_buf grads; /* struct pending_gradient */
     pthread_mutex_t lock;
     /*
     ** The study's summary as of its last change (with params), for readers
@@ -76,32 +75,32 @@ struct study {
 ** random seed is drawn. Returns 0 and a new study (refs = 1), or -EINVAL
 ** with `err` naming the field.
 */
-int study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
+int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
         struct hpo_error *err);
 
 /* Free a study (refcount reached zero). */
-void study_free(struct study *s);
+void hpo__study_free(struct study *s);
 
 /* The study as docs/REFERENCE.md returns it (new reference); `with_params` for GET, not lists. */
-json_t *study_to_json(struct study *s, bool with_params);
+json_t *hpo__study_to_json(struct study *s, bool with_params);
 
 /* A trial as docs/REFERENCE.md returns it (new reference). */
-json_t *trial_to_json(struct study *s, const struct hpo_trial *t);
+json_t *hpo__trial_to_json(struct study *s, const struct hpo_trial *t);
 
 /* Keep derived indexes (best, running list, waiting cursor) in step after a change. */
-void study_note_state(struct study *s, struct hpo_trial *t);
+void hpo__study_note_state(struct study *s, struct hpo_trial *t);
 
 /* Rebuild the cached summary (call with the study locked). */
-void study_cache_summary(struct study *s);
+void hpo__study_cache_summary(struct study *s);
 
 /*
 ** The study's summary for a reader (new reference): fresh when the study
 ** lock is free or the cache is current, else after waiting for the lock.
 ** Returns NULL when the study was deleted meanwhile.
 */
-json_t *study_read_summary(struct study *s, bool with_params);
+json_t *hpo__study_read_summary(struct study *s, bool with_params);
 
 /* Recompute every derived index from scratch (after load). */
-void study_reindex(struct study *s);
+void hpo__study_reindex(struct study *s);
 
 #endif

@@ -362,7 +362,7 @@ static int encode_op(struct pg_storage *st, const struct hpo_op *op, int *ret_st
         put_i64(p, op->study_id);
         put_text(p, op->name);
         put_text(p, op->text);
-        put_i64(p, op->i[0]);
+        put_i64(p, op->created_at);
         return 0;
     case HPO_OP_STUDY_DELETE:
         *ret_stmt = S_STUDY_DELETE;
@@ -423,7 +423,7 @@ static int encode_op(struct pg_storage *st, const struct hpo_op *op, int *ret_st
         *ret_stmt = S_REPORT_PUT;
         put_i64(p, op->study_id);
         put_i64(p, op->number);
-        put_i64(p, op->i[0]);
+        put_i64(p, op->step);
         put_f64(p, op->value);
         return 0;
     case HPO_OP_ATTR_PUT:

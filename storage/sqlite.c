@@ -535,7 +535,7 @@ static int run_op(struct sq_storage *st, const struct hpo_op *op, struct hpo_err
         bind_i64(&rc, stmt, 1, op->study_id);
         bind_text(&rc, stmt, 2, op->name);
         bind_text(&rc, stmt, 3, op->text);
-        bind_i64(&rc, stmt, 4, op->i[0]);
+        bind_i64(&rc, stmt, 4, op->created_at);
         return run(st, stmt, rc, "inserting a study", err);
     case HPO_OP_STUDY_DELETE:
         /* Its state and vectors in side files go once the delete commits. */
@@ -571,7 +571,7 @@ static int run_op(struct sq_storage *st, const struct hpo_op *op, struct hpo_err
         stmt = st->s.report_put;
         bind_i64(&rc, stmt, 1, op->study_id);
         bind_i64(&rc, stmt, 2, op->number);
-        bind_i64(&rc, stmt, 3, op->i[0]);
+        bind_i64(&rc, stmt, 3, op->step);
         bind_real(&rc, stmt, 4, op->value);
         return run(st, stmt, rc, "writing an intermediate value", err);
     case HPO_OP_ATTR_PUT:

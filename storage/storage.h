@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/buf.h"
 #include "../core/error.h"
 
 struct hpo_storage;
@@ -35,13 +36,13 @@ struct hpo_storage_options {
 };
 
 enum hpo_op_kind {
-    HPO_OP_STUDY_PUT,     /* insert a study: study_id, name, text (spec JSON), i[0] created_at */
+    HPO_OP_STUDY_PUT,     /* insert a study: study_id, name, text (spec JSON), created_at */
     HPO_OP_STUDY_DELETE,  /* delete a study and everything of it: study_id */
     HPO_OP_TRIAL_PUT,     /* insert or update a trial row: study_id, number, trial */
     HPO_OP_PARAM_PUT,     /* a scalar param value: study_id, number, index, value */
     HPO_OP_PARAM_VECTOR,  /* a vector param value: study_id, number, index, vector, len */
     HPO_OP_REPORT_PUT,    /* an intermediate value, ignored if the step exists: study_id,
-                             number, i[0] = step, value */
+                             number, step, value */
     HPO_OP_ATTR_PUT,      /* a trial's user attr: study_id, number, name = key, text = JSON */
     HPO_OP_SAMPLER_STATE, /* the sampler's saved state: study_id, blob, len (or parts) */
     HPO_OP_PARAM_DELETE,  /* drop a stored param value (retain_vectors): study_id, number,
@@ -61,11 +62,7 @@ struct hpo_trial_row {
     int64_t created_at, started_at, completed_at, heartbeat_at;
 };
 
-/* A piece of a value written as the concatenation of pieces (borrowed). */
-struct hpo_part {
-    const void *data;
-    size_t len;
-};
+/* A value may be written as the concatenation of pieces: struct hpo_part (core/buf.h). */
 
 struct hpo_op {
     enum hpo_op_kind kind;
@@ -73,7 +70,10 @@ struct hpo_op {
     int64_t number;
     int64_t index;
     double value;
-    int64_t i[1];
+    union {
+        int64_t created_at; /* STUDY_PUT */
+        int64_t step;       /* REPORT_PUT */
+    };
     const char *name;
     const char *text;
     const double *vector; /* borrowed until the write returns */

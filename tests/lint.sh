@@ -22,6 +22,29 @@ check() { # folder header
 for d in core samplers pruners service api daemon; do check $d sqlite3.h; done
 for d in core samplers pruners storage service daemon; do check $d microhttpd.h; done
 for d in core samplers pruners storage service api; do check $d uv.h; done
+# The module graph (docs/STYLE.md rule 2): each module includes headers only
+# from the modules on its line (besides its own). core <- samplers, pruners
+# <- storage <- service <- api <- daemon; the client stands apart (core's
+# error codes only, for a compile-time check).
+while read -r mod allowed; do
+    for f in $(find "$mod" -name '*.c' -o -name '*.h' -o -name '*.def' 2>/dev/null); do
+        for dep in $(grep -ohE '#include "(\.\./)+[a-z]+/' "$f" | sed -E 's|#include "(\.\./)+||; s|/$||' | sort -u); do
+            case " $mod $allowed " in
+            *" $dep "*) ;;
+            *) echo "lint: $f includes $dep/, which $mod/ may not (docs/STYLE.md rule 2)"; bad=1 ;;
+            esac
+        done
+    done
+done <<EOF
+core
+samplers core
+pruners core
+storage core
+service core samplers pruners storage
+api core samplers pruners storage service
+daemon core samplers pruners storage service api
+client core
+EOF
 # Documents cited from code are in docs/, cited by path, and so are the
 # sections cited: "§N.M" of docs/ALGORITHMS.md, "rule N" of docs/STYLE.md,
 # a quoted heading of any of them (docs/STYLE.md rule 48).

@@ -9,7 +9,7 @@ import { el, fmt, ago, COLORS, STATES, STATE_CODE, setCrumbs, setLive, trialHref
 
 const MAX_SLICES = 12;
 // This hpod serves /v1/studies/{s}/columns and /curves (docs/API.md "Dashboard endpoints").
-const HAS_COLUMNS = false;
+const HAS_COLUMNS = true;
 const MAX_CURVES = 100;
 
 export async function showStudy(main, name) {

@@ -28,20 +28,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
+#include "../common/curlconn.h"
 
 #define MAX_THREADS 64
-
-struct buf {
-    char data[16384];
-    size_t len;
-};
-
-struct conn {
-    CURL *h;
-    struct curl_slist *hdrs;
-    struct buf out;
-};
 
 static const char *g_url = "http://127.0.0.1:8080";
 static const char *g_study = "bench";
@@ -92,60 +81,12 @@ static double curve_at(const struct curve *c, long step, uint64_t *s)
             c->noise * (uniform(s) - 0.5);
 }
 
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user)
-{
-    struct buf *b = user;
-    size_t n = size * nmemb;
-
-    if (b->len + n >= sizeof(b->data)) {
-        n = sizeof(b->data) - 1 - b->len;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return size * nmemb;
-}
-
-static int conn_init(struct conn *c)
-{
-    c->h = curl_easy_init();
-    if (c->h == NULL) {
-        return -1;
-    }
-    c->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    c->hdrs = curl_slist_append(c->hdrs, "Expect:");
-    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdrs);
-    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &c->out);
-    curl_easy_setopt(c->h, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c->h, CURLOPT_TIMEOUT, 60L);
-    return 0;
-}
-
-static void conn_finish(struct conn *c)
-{
-    curl_slist_free_all(c->hdrs);
-    curl_easy_cleanup(c->h);
-}
-
 /* POST body to path; returns the HTTP status (0 on a transport error). */
 static long post(struct conn *c, const char *path, const char *body)
 {
     char url[1024];
-    long status = 0;
-
     snprintf(url, sizeof(url), "%s%s", g_url, path);
-    c->out.len = 0;
-    c->out.data[0] = '\0';
-    curl_easy_setopt(c->h, CURLOPT_URL, url);
-    curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    if (curl_easy_perform(c->h) != CURLE_OK) {
-        return 0;
-    }
-    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
-    return status;
+    return conn_post(c, url, body);
 }
 
 /* The trial number in an ask answer, or -1. */
@@ -227,7 +168,7 @@ static void *load_main(void *arg)
     uint64_t seed = g_seed * 1000003u + (uint64_t)(uintptr_t)arg;
     struct conn c;
 
-    if (conn_init(&c) < 0) {
+    if (conn_init(&c, 60L) < 0) {
         atomic_fetch_add(&g_errors, 1);
         return NULL;
     }
@@ -290,7 +231,7 @@ static int run_measure(void)
     double sum = 0.0;
     struct conn c;
 
-    if (lat == NULL || conn_init(&c) < 0) {
+    if (lat == NULL || conn_init(&c, 60L) < 0) {
         return 1;
     }
     while (n_lat < g_reports && atomic_load(&g_errors) == 0) {

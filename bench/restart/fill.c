@@ -29,15 +29,10 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
+#include "../common/curlconn.h"
 
 #define MAX_CLIENTS 64
 #define MAX_PARAMS  32
-
-struct buf {
-    char data[16384];
-    size_t len;
-};
 
 struct param {
     char name[32];
@@ -84,36 +79,6 @@ static double next_unit(uint64_t *s)
     return (double)(next_u64(s) >> 11) * 0x1.0p-53;
 }
 
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user)
-{
-    struct buf *b = user;
-    size_t n = size * nmemb;
-
-    if (b->len + n >= sizeof(b->data)) {
-        n = sizeof(b->data) - 1 - b->len;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return size * nmemb;
-}
-
-/* POST body to url; returns the HTTP status (0 on a transport error). */
-static long post(CURL *h, const char *url, const char *body, struct buf *out)
-{
-    long status = 0;
-
-    out->len = 0;
-    out->data[0] = '\0';
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    if (curl_easy_perform(h) != CURLE_OK) {
-        return 0;
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    return status;
-}
 
 /* The integer after "key": in a JSON answer, or -1. */
 static long parse_long(const char *json, const char *key)
@@ -178,7 +143,7 @@ static bool fail(struct client *c, const char *what, long st, const struct buf *
 }
 
 /* One trial in report mode: ask, reports, tell. Returns false on an error. */
-static bool one_report_trial(struct client *c, CURL *h, struct buf *out)
+static bool one_report_trial(struct client *c, struct conn *h, struct buf *out)
 {
     char url[1200], base[1024], body[128];
     double target = next_unit(&c->state);
@@ -186,7 +151,7 @@ static bool one_report_trial(struct client *c, CURL *h, struct buf *out)
     long st, number;
 
     snprintf(url, sizeof(url), "%s/v1/studies/%s/ask", g_url, g_study);
-    st = post(h, url, "{}", out);
+    st = conn_post(h, url, "{}");
     number = st == 201 ? parse_long(out->data, "\"number\"") : -1;
     if (number < 0) {
         return !fail(c, "ask", st, out);
@@ -197,7 +162,7 @@ static bool one_report_trial(struct client *c, CURL *h, struct buf *out)
         snprintf(body, sizeof(body), "{\"step\": %ld, \"value\": %.17g}", k,
                 target + 1.0 / (double)(k + 1));
         snprintf(url, sizeof(url), "%s/report", base);
-        st = post(h, url, body, out);
+        st = conn_post(h, url, body);
         if (st != 200) {
             return !fail(c, "report", st, out);
         }
@@ -210,7 +175,7 @@ static bool one_report_trial(struct client *c, CURL *h, struct buf *out)
     } else {
         snprintf(body, sizeof(body), "{\"value\": %.17g}", target);
     }
-    st = post(h, url, body, out);
+    st = conn_post(h, url, body);
     if (st != 200) {
         return !fail(c, "tell", st, out);
     }
@@ -221,29 +186,20 @@ static bool one_report_trial(struct client *c, CURL *h, struct buf *out)
 static void *client_main(void *arg)
 {
     struct client *c = arg;
-    struct curl_slist *hdrs = NULL;
     char url[1100], params[4096], body[4200];
-    struct buf out;
-    CURL *h = curl_easy_init();
+    struct conn conn, *h = &conn;
+    struct buf *out = &conn.out;
 
-    if (h == NULL) {
+    if (conn_init(&conn, 60L) < 0) {
         snprintf(c->err, sizeof(c->err), "curl_easy_init failed");
         c->errors++;
         return NULL;
     }
-    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
     snprintf(url, sizeof(url), "%s/v1/studies/%s/trials", g_url, g_study);
 
     while (atomic_fetch_sub(&g_left, 1) > 0) {
         if (g_report_mode) {
-            if (!one_report_trial(c, h, &out)) {
+            if (!one_report_trial(c, h, out)) {
                 break;
             }
             continue;
@@ -251,17 +207,16 @@ static void *client_main(void *arg)
         make_params(c, params, sizeof(params));
         snprintf(body, sizeof(body), "{\"params\": %s, \"value\": %.17g}", params,
                 next_unit(&c->state) * 10.0);
-        long st = post(h, url, body, &out);
+        long st = conn_post(h, url, body);
         if (st != 201) {
-            if (fail(c, "put", st, &out)) {
+            if (fail(c, "put", st, out)) {
                 break;
             }
             continue;
         }
         c->done++;
     }
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
+    conn_finish(&conn);
     return NULL;
 }
 

@@ -7,7 +7,7 @@
 ** warm-up and prints one line of results plus the generator's own CPU use, so
 ** the reader can see it is not the bottleneck.
 **
-** Built by bench/throughput/run.py with: cc -O2 loadgen.c $(pkg-config --cflags --libs libcurl) -pthread
+** Built by bench/throughput/run.py (or `ninja -C build bench/loadgen`) with: cc -O2 loadgen.c $(pkg-config --cflags --libs libcurl) -pthread
 ** Usage: loadgen --url http://127.0.0.1:PORT --study NAME [--clients N] [--seconds S] [--warmup S]
 */
 #include <errno.h>
@@ -24,15 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
+#include "../common/curlconn.h"
 
 #define MAX_CLIENTS   256
 #define MAX_LATENCIES (1u << 22)
-
-struct buf {
-    char data[16384];
-    size_t len;
-};
 
 struct client {
     pthread_t thread;
@@ -54,37 +49,6 @@ static double now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user)
-{
-    struct buf *b = user;
-    size_t n = size * nmemb;
-
-    if (b->len + n >= sizeof(b->data)) {
-        n = sizeof(b->data) - 1 - b->len;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return size * nmemb;
-}
-
-/* POST body to url; returns the HTTP status (0 on a transport error). */
-static long post(CURL *h, const char *url, const char *body, struct buf *out)
-{
-    long status = 0;
-
-    out->len = 0;
-    out->data[0] = '\0';
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    if (curl_easy_perform(h) != CURLE_OK) {
-        return 0;
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    return status;
 }
 
 /* The trial number in an ask answer, or -1. */
@@ -112,44 +76,26 @@ static long parse_number(const char *json)
 static void *client_main(void *arg)
 {
     struct client *c = arg;
-    struct curl_slist *hdrs = NULL;
     char ask_url[1024], tell_url[1100], body[64];
-    struct buf out;
+    struct conn conn;
+    struct buf *out = &conn.out;
     uint64_t k = 0;
-    CURL *h = curl_easy_init();
 
-    if (h == NULL) {
+    if (conn_init(&conn, 30L) < 0) {
         snprintf(c->err, sizeof(c->err), "curl_easy_init failed");
         return NULL;
     }
-    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    /* For https and tokens (bench/tls): HPOD_TOKEN and HPOD_CACERT, as the clients take them. */
-    if (getenv("HPOD_TOKEN") != NULL) {
-        char auth[512];
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", getenv("HPOD_TOKEN"));
-        hdrs = curl_slist_append(hdrs, auth);
-    }
-    if (getenv("HPOD_CACERT") != NULL) {
-        curl_easy_setopt(h, CURLOPT_CAINFO, getenv("HPOD_CACERT"));
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     snprintf(ask_url, sizeof(ask_url), "%s/v1/studies/%s/ask", g_url, g_study);
 
     while (atomic_load(&g_phase) < 2) {
         double t0 = now_s();
         int phase = atomic_load(&g_phase);
-        long st = post(h, ask_url, "{}", &out);
-        long number = st == 201 ? parse_number(out.data) : -1;
+        long st = conn_post(&conn, ask_url, "{}");
+        long number = st == 201 ? parse_number(out->data) : -1;
 
         if (number < 0) {
             c->errors++;
-            snprintf(c->err, sizeof(c->err), "ask: status %ld body %.150s", st, out.data);
+            snprintf(c->err, sizeof(c->err), "ask: status %ld body %.150s", st, out->data);
             if (c->errors > 10) {
                 break;
             }
@@ -159,11 +105,11 @@ static void *client_main(void *arg)
                 number);
         /* A value that is different per trial and exercises all 17 digits. */
         snprintf(body, sizeof(body), "{\"value\": %.17g}", sin((double)(k++) + c->id * 0.5));
-        st = post(h, tell_url, body, &out);
+        st = conn_post(&conn, tell_url, body);
         if (st != 200) {
             c->errors++;
             snprintf(c->err, sizeof(c->err), "tell %ld: status %ld body %.150s", number, st,
-                    out.data);
+                    out->data);
             if (c->errors > 10) {
                 break;
             }
@@ -176,8 +122,7 @@ static void *client_main(void *arg)
             }
         }
     }
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
+    conn_finish(&conn);
     return NULL;
 }
 

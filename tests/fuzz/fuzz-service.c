@@ -36,8 +36,8 @@
 enum {
     OP_REAP = 14,  /* hpo_service_reap at now + payload[0] minutes */
     OP_ASK_TELL,   /* ask the study, then tell the trial it gave with the payload */
-    OP_TRIAL_PATCH, /* HPO_SVC_TRIAL_PATCH with the payload */
-    OP_STUDY_PATCH, /* HPO_SVC_STUDY_PATCH with the payload */
+    OP_TRIAL_PATCH, /* HPO_SERVICE_TRIAL_PATCH with the payload */
+    OP_STUDY_PATCH, /* HPO_SERVICE_STUDY_PATCH with the payload */
     N_OPS,
 };
 
@@ -123,18 +123,18 @@ static int code_expected(int op, enum hpo_code code)
     case HPO_NOT_FOUND:
         return 1;
     case HPO_CONFLICT:
-        return op == HPO_SVC_STUDY_CREATE || op == HPO_SVC_TRIAL_CREATE || op == HPO_SVC_TELL ||
-                op == HPO_SVC_REPORT || op == HPO_SVC_HEARTBEAT || op == HPO_SVC_GRADIENT_PUT ||
-                op == HPO_SVC_ASK;
+        return op == HPO_SERVICE_STUDY_CREATE || op == HPO_SERVICE_TRIAL_CREATE || op == HPO_SERVICE_TELL ||
+                op == HPO_SERVICE_REPORT || op == HPO_SERVICE_HEARTBEAT || op == HPO_SERVICE_GRADIENT_PUT ||
+                op == HPO_SERVICE_ASK;
     case HPO_EXHAUSTED:
-        return op == HPO_SVC_ASK || op == HPO_SVC_TRIAL_CREATE;
+        return op == HPO_SERVICE_ASK || op == HPO_SERVICE_TRIAL_CREATE;
     default:
         return 0;
     }
 }
 
 /* Check a reply against the contract; returns the reply (borrowed) on success, else NULL. */
-static const json_t *check_reply(const struct hpo_svc_request *req)
+static const json_t *check_reply(const struct hpo_service_request *req)
 {
     if (req->err.code != HPO_OK) {
         if (!code_expected((int)req->op, req->err.code)) {
@@ -151,26 +151,26 @@ static const json_t *check_reply(const struct hpo_svc_request *req)
     }
     CHECK(req->status == 200 || req->status == 201 || req->status == 204);
     if (req->status == 204) {
-        CHECK(req->op == HPO_SVC_STUDY_DELETE || req->op == HPO_SVC_HEARTBEAT ||
-                req->op == HPO_SVC_GRADIENT_PUT);
+        CHECK(req->op == HPO_SERVICE_STUDY_DELETE || req->op == HPO_SERVICE_HEARTBEAT ||
+                req->op == HPO_SERVICE_GRADIENT_PUT);
         CHECK(req->reply == NULL && req->text == NULL);
         return NULL;
     }
-    if (req->op == HPO_SVC_TRIALS_LIST && req->csv) {
+    if (req->op == HPO_SERVICE_TRIALS_LIST && req->csv) {
         /* Streamed: a header line, then rows, then an empty piece. */
         const char *piece;
         size_t len, pieces = 0;
         CHECK(req->stream != NULL && req->text == NULL && req->reply == NULL);
         CHECK(req->total >= 0);
         do {
-            CHECK(hpo_svc_stream_next(req->stream, &piece, &len) == 0);
+            CHECK(hpo_service_stream_next(req->stream, &piece, &len) == 0);
             CHECK(len == 0 || piece[len - 1] == '\n');
             pieces++;
         } while (len > 0 && pieces < 100000);
         CHECK(pieces >= 2 && len == 0);
         return NULL;
     }
-    if (req->op == HPO_SVC_PARAM_GET) {
+    if (req->op == HPO_SERVICE_PARAM_GET) {
         CHECK(req->text != NULL && req->reply == NULL);
         CHECK(req->text_len > 0 && req->text_len % 8 == 0);
         return NULL;
@@ -182,23 +182,23 @@ static const json_t *check_reply(const struct hpo_svc_request *req)
         free(text);
     }
     switch (req->op) {
-    case HPO_SVC_ASK:
-    case HPO_SVC_TRIAL_CREATE:
+    case HPO_SERVICE_ASK:
+    case HPO_SERVICE_TRIAL_CREATE:
         CHECK(req->status == 201);
         CHECK(json_is_integer(json_object_get(req->reply, "number")));
         CHECK(json_is_object(json_object_get(req->reply, "params")));
         break;
-    case HPO_SVC_TELL: {
+    case HPO_SERVICE_TELL: {
         const char *st = json_string_value(json_object_get(req->reply, "state"));
         CHECK(req->status == 200 && st != NULL);
         CHECK(strcmp(st, "complete") == 0 || strcmp(st, "pruned") == 0 ||
                 strcmp(st, "failed") == 0);
         break;
     }
-    case HPO_SVC_REPORT:
+    case HPO_SERVICE_REPORT:
         CHECK(json_is_boolean(json_object_get(req->reply, "prune")));
         break;
-    case HPO_SVC_STUDY_CREATE:
+    case HPO_SERVICE_STUDY_CREATE:
         CHECK(req->status == 200 || req->status == 201);
         CHECK(json_is_string(json_object_get(req->reply, "name")));
         break;
@@ -209,8 +209,8 @@ static const json_t *check_reply(const struct hpo_svc_request *req)
     return req->reply;
 }
 
-/* Run one request and check it; the caller calls hpo_svc_request_finish. */
-static const json_t *run(struct hpo_svc_request *req)
+/* Run one request and check it; the caller calls hpo_service_request_finish. */
+static const json_t *run(struct hpo_service_request *req)
 {
     static int trace = -1;
 
@@ -230,7 +230,7 @@ static void create_fixed(void)
 {
     for (size_t i = 0; i < sizeof(fixed_specs) / sizeof(fixed_specs[0]); i++) {
         json_t *body = json_loads(fixed_specs[i], 0, NULL);
-        struct hpo_svc_request req = { .op = HPO_SVC_STUDY_CREATE, .body = body };
+        struct hpo_service_request req = { .op = HPO_SERVICE_STUDY_CREATE, .body = body };
         CHECK(body != NULL);
         run(&req);
         if (req.status != 201) {
@@ -238,7 +238,7 @@ static void create_fixed(void)
                     req.err.message);
             check_failed("fixed study created");
         }
-        hpo_svc_request_finish(&req);
+        hpo_service_request_finish(&req);
         json_decref(body);
     }
 }
@@ -246,10 +246,10 @@ static void create_fixed(void)
 /* Counts agree with the trial list, then the study goes. */
 static void check_and_delete(const char *name)
 {
-    struct hpo_svc_request get = { .op = HPO_SVC_STUDY_GET, .study = name };
-    struct hpo_svc_request list = { .op = HPO_SVC_TRIALS_LIST, .study = name, .state_filter = -1,
+    struct hpo_service_request get = { .op = HPO_SERVICE_STUDY_GET, .study = name };
+    struct hpo_service_request list = { .op = HPO_SERVICE_TRIALS_LIST, .study = name, .state_filter = -1,
         .limit = 1000000 };
-    struct hpo_svc_request del = { .op = HPO_SVC_STUDY_DELETE, .study = name };
+    struct hpo_service_request del = { .op = HPO_SERVICE_STUDY_DELETE, .study = name };
     const json_t *study, *trials, *counts;
     json_int_t sum = 0;
 
@@ -268,15 +268,15 @@ static void check_and_delete(const char *name)
     CHECK(sum == json_integer_value(json_object_get(counts, "total")));
     CHECK(sum == json_integer_value(json_object_get(trials, "total")));
     CHECK(json_array_size(json_object_get(trials, "trials")) == (size_t)sum);
-    hpo_svc_request_finish(&get);
-    hpo_svc_request_finish(&list);
+    hpo_service_request_finish(&get);
+    hpo_service_request_finish(&list);
     run(&del);
     CHECK(del.status == 204);
 }
 
 static void cleanup(void)
 {
-    struct hpo_svc_request list = { .op = HPO_SVC_STUDY_LIST };
+    struct hpo_service_request list = { .op = HPO_SERVICE_STUDY_LIST };
     const json_t *studies;
     json_t *arr;
 
@@ -289,11 +289,11 @@ static void cleanup(void)
         CHECK(name != NULL);
         check_and_delete(name);
     }
-    hpo_svc_request_finish(&list);
-    list.op = HPO_SVC_STUDY_LIST;
+    hpo_service_request_finish(&list);
+    list.op = HPO_SERVICE_STUDY_LIST;
     studies = run(&list);
     CHECK(studies != NULL && json_array_size(json_object_get(studies, "studies")) == 0);
-    hpo_svc_request_finish(&list);
+    hpo_service_request_finish(&list);
 }
 
 /* A JSON body from the payload: 0 with *body set (NULL when empty), -1 to skip. */
@@ -315,7 +315,7 @@ static int parse_body(const uint8_t *p, size_t n, json_t **body)
 */
 static void run_command(const uint8_t *cmd, size_t n, char *last_created, size_t last_len)
 {
-    struct hpo_svc_request req = { .state_filter = -1, .limit = 1000 };
+    struct hpo_service_request req = { .state_filter = -1, .limit = 1000 };
     int op = cmd[0] % N_OPS;
     const uint8_t *p = cmd + 2;
     size_t pn = n - 2;
@@ -329,11 +329,11 @@ static void run_command(const uint8_t *cmd, size_t n, char *last_created, size_t
         (void)hpo_service_reap(service, hpo_now_ms() + (pn > 0 ? p[0] : 1) * 60000LL);
         return;
     }
-    req.op = (enum hpo_svc_op)(op == OP_ASK_TELL ? HPO_SVC_ASK
-                    : op == OP_TRIAL_PATCH ? HPO_SVC_TRIAL_PATCH
-                    : op == OP_STUDY_PATCH ? HPO_SVC_STUDY_PATCH : op);
+    req.op = (enum hpo_service_op)(op == OP_ASK_TELL ? HPO_SERVICE_ASK
+                    : op == OP_TRIAL_PATCH ? HPO_SERVICE_TRIAL_PATCH
+                    : op == OP_STUDY_PATCH ? HPO_SERVICE_STUDY_PATCH : op);
     switch (req.op) {
-    case HPO_SVC_TRIALS_LIST:
+    case HPO_SERVICE_TRIALS_LIST:
         if (pn > 0) {
             req.state_filter = (p[0] & 0x3f) % 6 - 1;
             req.csv = (p[0] & 0x40) != 0;
@@ -341,8 +341,8 @@ static void run_command(const uint8_t *cmd, size_t n, char *last_created, size_t
         req.limit = pn > 1 ? 1 + p[1] : 1000;
         req.offset = pn > 2 ? p[2] : 0;
         break;
-    case HPO_SVC_PARAM_GET:
-    case HPO_SVC_GRADIENT_PUT:
+    case HPO_SERVICE_PARAM_GET:
+    case HPO_SERVICE_GRADIENT_PUT:
         req.name = param_names[(pn > 0 ? p[0] : 0) % 5];
         req.data = pn > 1 ? p + 1 : NULL;
         req.data_len = pn > 1 ? pn - 1 : 0;
@@ -355,12 +355,12 @@ static void run_command(const uint8_t *cmd, size_t n, char *last_created, size_t
         break;
     }
     run(&req);
-    if (req.op == HPO_SVC_STUDY_CREATE && req.status == 201) {
+    if (req.op == HPO_SERVICE_STUDY_CREATE && req.status == 201) {
         snprintf(last_created, last_len, "%s",
                 json_string_value(json_object_get(req.reply, "name")));
     }
     if (op == OP_ASK_TELL && req.status == 201) {
-        struct hpo_svc_request tell = { .op = HPO_SVC_TELL, .study = req.study };
+        struct hpo_service_request tell = { .op = HPO_SERVICE_TELL, .study = req.study };
         json_t *tbody = NULL;
         tell.number = json_integer_value(json_object_get(req.reply, "number"));
         if (parse_body(p, pn, &tbody) == 0) {
@@ -369,11 +369,11 @@ static void run_command(const uint8_t *cmd, size_t n, char *last_created, size_t
             }
             tell.body = tbody;
             run(&tell);
-            hpo_svc_request_finish(&tell);
+            hpo_service_request_finish(&tell);
             json_decref(tbody);
         }
     }
-    hpo_svc_request_finish(&req);
+    hpo_service_request_finish(&req);
     json_decref(body);
 }
 

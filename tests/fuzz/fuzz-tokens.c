@@ -50,7 +50,9 @@ static void decide(const struct hpo_tokens *set, const char *header, const char 
         const char *method, const char *study)
 {
     struct hpo_access_request rq = { .path = path, .method = method, .authorization = header,
-        .study = study, .routed = true };
+        .study = study, .routed = true,
+        .need = strcmp(method, "GET") == 0 ? HPO_ROLE_READ
+                : strcmp(method, "DELETE") == 0 ? HPO_ROLE_ADMIN : HPO_ROLE_WRITE };
     struct hpo_principal who;
     struct hpo_error err = { .code = HPO_OK };
 

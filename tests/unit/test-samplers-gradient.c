@@ -113,7 +113,7 @@ static void restart(struct study *s)
     assert_int_equal(s->type->save(s->state, &blob, &len), 0);
     /* The pieces save_parts() hands to storage join into exactly save()'s blob. */
     {
-        struct hpo_save_part parts[HPO_SAVE_PARTS];
+        struct hpo_part parts[HPO_SAVE_PARTS];
         int n = s->type->save_parts(s->state, parts);
         size_t at = 0;
         assert_true(n >= 3 && n <= HPO_SAVE_PARTS);

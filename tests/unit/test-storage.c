@@ -139,7 +139,7 @@ static struct hpo_op op_study(int64_t id, const char *name, const char *spec, in
 {
     struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = id, .name = name, .text = spec };
 
-    op.i[0] = created;
+    op.created_at = created;
     return op;
 }
 
@@ -173,7 +173,7 @@ static struct hpo_op op_report(int64_t study, int64_t number, int64_t step, doub
     struct hpo_op op = { .kind = HPO_OP_REPORT_PUT, .study_id = study, .number = number,
         .value = value };
 
-    op.i[0] = step;
+    op.step = step;
     return op;
 }
 

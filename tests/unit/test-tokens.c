@@ -292,7 +292,8 @@ static void test_decide(void **state)
     struct hpo_principal who;
     struct hpo_error err;
     struct hpo_access_request rq = { .path = "/v1/studies/team-a-x", .method = "GET",
-        .authorization = "Bearer hpod_alpha", .study = "team-a-x", .routed = true };
+        .authorization = "Bearer hpod_alpha", .study = "team-a-x", .routed = true,
+        .need = HPO_ROLE_READ };
 
     assert_true(hpo_access_decide(NULL, &rq, &who, &err)); /* no tokens: all allowed */
     assert_string_equal(who.name, "-");
@@ -300,6 +301,7 @@ static void test_decide(void **state)
     assert_true(hpo_access_decide(t, &rq, &who, &err));
     assert_string_equal(who.name, "r");
     rq.method = "POST";
+    rq.need = HPO_ROLE_WRITE; /* the row's role (routes.def) */
     assert_false(hpo_access_decide(t, &rq, &who, &err));
     assert_int_equal(err.code, HPO_PERMISSION_DENIED);
     assert_string_equal(err.message, "token 'r' has role read; POST /v1/studies/team-a-x needs write");
@@ -311,6 +313,7 @@ static void test_decide(void **state)
     assert_int_equal(err.code, HPO_NOT_FOUND);
     assert_string_equal(err.message, "no study named 'team-b-x'");
     rq.method = "DELETE";
+    rq.need = HPO_ROLE_ADMIN;
     assert_false(hpo_access_decide(t, &rq, &who, &err));
     assert_int_equal(err.code, HPO_PERMISSION_DENIED);
     rq.authorization = "Bearer hpod_gamma";
@@ -332,8 +335,16 @@ static void test_decide(void **state)
     assert_false(hpo_access_decide(t, &rq, &who, &err));
     rq.path = "/v1x";
     assert_true(hpo_access_decide(t, &rq, &who, &err));
-    /* Unrouted: authenticated, then left to 404/405, except admin paths. */
+    /* A routed GET needs its row's role, not the method's: the backup row needs admin. */
     rq.authorization = "Bearer hpod_alpha";
+    rq.path = "/v1/admin/backup";
+    rq.method = "GET";
+    rq.study = NULL;
+    rq.need = HPO_ROLE_ADMIN;
+    assert_false(hpo_access_decide(t, &rq, &who, &err));
+    assert_int_equal(err.code, HPO_PERMISSION_DENIED);
+    assert_string_equal(err.message, "token 'r' has role read; GET /v1/admin/backup needs admin");
+    /* Unrouted: authenticated, then left to 404/405, except admin paths. */
     rq.routed = false;
     rq.study = NULL;
     rq.method = "POST";

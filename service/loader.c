@@ -1,0 +1,283 @@
+/*
+** loader.c: the service's start and end: every study, trial, param, report
+** and attr read back from storage into memory, then the storage writer
+** started (service-int.h).
+*/
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../storage/reader.h"
+#include "service-int.h"
+
+
+/* ---- loading ----------------------------------------------------------- */
+
+struct loader {
+    struct hpo_service *svc;
+    struct study *cur; /* the study rows are being read for */
+    struct hpo_buf by_id; /* struct study *, in load order */
+};
+
+static struct study *loader_study(struct loader *L, int64_t id)
+{
+    if (L->cur && L->cur->id == id) {
+        return L->cur;
+    }
+    L->cur = NULL;
+    for (size_t i = 0; i < HPO_BUF_N(&L->by_id, struct study *); i++) {
+        struct study *s = HPO_BUF_AT(&L->by_id, struct study *, i);
+        if (s->id == id) {
+            L->cur = s;
+        }
+    }
+    return L->cur;
+}
+
+static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
+        int64_t created_at, const void *state, size_t state_len)
+{
+    struct loader *L = ctx;
+    struct hpo_error err;
+    json_error_t jerr;
+    json_t *body = json_loads(spec, 0, &jerr);
+    struct study *s = NULL;
+    struct study **n;
+    int r;
+
+    if (body == NULL) {
+        return -EINVAL;
+    }
+    r = hpo__study_build(body, NULL, &s, &err);
+    json_decref(body);
+    if (r < 0) {
+        return r;
+    }
+    s->id = id;
+    s->created_at = created_at;
+    if (state != NULL && s->sampler_type->load != NULL &&
+            s->sampler_type->load(s->sampler, state, state_len) == 0) {
+        free(s->state_blob);
+        s->state_blob = NULL;
+        s->state_on_disk = state_len >= HPO__STATE_KEEP_MAX && L->svc->reader != NULL;
+        if (!s->state_on_disk) {
+            s->state_blob = malloc(state_len ? state_len : 1);
+        }
+        if (s->state_blob != NULL) {
+            memcpy(s->state_blob, state, state_len);
+            s->state_len = state_len;
+            s->state_cap = state_len;
+        }
+    }
+    n = hpo_buf_add(&L->by_id, sizeof(s));
+    if (n == NULL) {
+        hpo__study_free(s);
+        return -ENOMEM;
+    }
+    *n = s;
+    if (id >= L->svc->next_study_id) {
+        L->svc->next_study_id = id + 1;
+    }
+    return hpo__registry_insert(L->svc, s);
+}
+
+static struct hpo_trial *loader_trial(struct loader *L, int64_t study_id, int64_t number)
+{
+    struct study *s = loader_study(L, study_id);
+
+    if (s == NULL || number < 0 || (size_t)number >= s->history.n_trials) {
+        return NULL;
+    }
+    return s->history.trials[number];
+}
+
+static int load_trial(void *ctx, int64_t study_id, int64_t number,
+        const struct hpo_trial_row *row)
+{
+    struct loader *L = ctx;
+    struct study *s = loader_study(L, study_id);
+    struct hpo_trial *t;
+
+    if (s == NULL) {
+        return 0;
+    }
+    /* Numbers are dense from 0; fill any gap (never expected) with failed trials. */
+    while ((int64_t)s->history.n_trials <= number) {
+        t = hpo_history_append(&s->history, HPO_STATE_FAILED);
+        if (t == NULL) {
+            return -ENOMEM;
+        }
+    }
+    t = s->history.trials[number];
+    hpo_history_set_state(&s->history, t, (enum hpo_state)row->state);
+    t->value = row->value;
+    t->worker = row->worker ? strdup(row->worker) : NULL;
+    t->retry_of = row->retry_of;
+    t->retries = row->retries;
+    t->created_at = row->created_at;
+    t->started_at = row->started_at;
+    t->completed_at = row->completed_at;
+    t->heartbeat_at = row->heartbeat_at;
+    return 0;
+}
+
+static int load_param(void *ctx, int64_t study_id, int64_t number, int64_t index, double value,
+        const double *vector, size_t len)
+{
+    struct loader *L = ctx;
+    struct hpo_trial *t = loader_trial(L, study_id, number);
+    struct study *s = L->cur;
+    const struct hpo_param *p;
+
+    if (t == NULL || index < 0 || (size_t)index >= s->space->n_params) {
+        return 0;
+    }
+    p = &s->space->params[index];
+    if (p->size == 0) {
+        t->values[p->offset] = value; /* scalars come first: thin or not, they fit */
+        return 0;
+    }
+    if (t->thin) {
+        return 0;
+    }
+    /* A finished trial's vectors never enter memory (read back on demand). */
+    if (hpo__vectors_evictable(L->svc, s, (size_t)number)) {
+        return hpo_trial_make_thin(t, s->space);
+    }
+    if (vector == NULL) {
+        /* A reference to the earlier trial that holds this vector. */
+        int64_t ref = (int64_t)value;
+        struct hpo_trial *src;
+        struct hpo_error err;
+        if (ref < 0 || ref >= number) {
+            return 0;
+        }
+        src = s->history.trials[ref];
+        if (!src->thin) {
+            hpo_trial_share_point(t, src);
+            return 0;
+        }
+        return hpo_storage_read_vector(L->svc->reader, study_id, ref, index,
+                &t->values[p->offset], p->size, &err);
+    }
+    if (len == p->size) {
+        memcpy(&t->values[p->offset], vector, len * sizeof(double));
+    }
+    return 0;
+}
+
+static int load_report(void *ctx, int64_t study_id, int64_t number, int64_t step, double value)
+{
+    struct loader *L = ctx;
+    struct hpo_trial *t = loader_trial(L, study_id, number);
+
+    return t ? hpo_trial_add_report(t, step, value, NULL) : 0;
+}
+
+static int load_attr(void *ctx, int64_t study_id, int64_t number, const char *key,
+        const char *json)
+{
+    struct loader *L = ctx;
+    struct hpo_trial *t = loader_trial(L, study_id, number);
+    json_error_t jerr;
+    json_t *v;
+
+    if (t == NULL) {
+        return 0;
+    }
+    v = json_loads(json, JSON_DECODE_ANY, &jerr);
+    if (v != NULL) {
+        json_object_set_new(hpo_trial_attrs(t), key, v);
+    }
+    return 0;
+}
+
+static void finish_loaded(struct study *s)
+{
+    for (size_t i = 0; i < s->history.n_trials; i++) {
+        struct hpo_trial *t = s->history.trials[i];
+        if (t->thin) {
+            for (size_t j = 0; j < s->space->n_params; j++) {
+                const struct hpo_param *p = &s->space->params[j];
+                if (p->size == 0) {
+                    t->unit[p->offset] = hpo_param_to_unit(p, t->values[p->offset]);
+                }
+            }
+        } else if (t->shares < 0) {
+            hpo_space_encode(s->space, t->values, t->unit);
+        }
+    }
+    hpo__study_reindex(s);
+    for (size_t i = 0; i < s->history.n_trials; i++) {
+        if (s->sampler_type->observe) {
+            s->sampler_type->observe(s->sampler, &s->history, i);
+        }
+        if (s->pruner_type->observe) {
+            s->pruner_type->observe(s->pruner, &s->history, i, -1);
+        }
+    }
+}
+
+int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_options *opt,
+        struct hpo_service **ret_service, struct hpo_error *err)
+{
+    static const struct hpo_load_callbacks cb = {
+        .study = load_study,
+        .trial = load_trial,
+        .param = load_param,
+        .report = load_report,
+        .attr = load_attr,
+    };
+    struct hpo_service *svc = calloc(1, sizeof(*svc));
+    struct loader L = { 0 };
+    int r;
+
+    if (svc == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    svc->storage = storage;
+    if (opt) {
+        svc->opt = *opt;
+    }
+    svc->next_study_id = 1;
+    if (svc->opt.db_path != NULL) {
+        svc->reader = hpo_storage_reader_create(svc->opt.db_path);
+    }
+    pthread_rwlock_init(&svc->registry_lock, NULL);
+    pthread_mutex_init(&svc->create_lock, NULL);
+    L.svc = svc;
+    r = hpo_storage_load(storage, &cb, &L, err);
+    if (r < 0) {
+        hpo_buf_free(&L.by_id);
+        hpo_service_destroy(svc);
+        return r;
+    }
+    for (size_t i = 0; i < HPO_BUF_N(&L.by_id, struct study *); i++) {
+        finish_loaded(HPO_BUF_AT(&L.by_id, struct study *, i));
+    }
+    hpo_buf_free(&L.by_id);
+    r = hpo_storage_start(storage);
+    if (r < 0) {
+        hpo_service_destroy(svc);
+        return hpo_error_set(err, r, HPO_INTERNAL, NULL, "cannot start the storage writer");
+    }
+    *ret_service = svc;
+    return 0;
+}
+
+void hpo_service_destroy(struct hpo_service *svc)
+{
+    if (svc == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < hpo__n_studies(svc); i++) {
+        hpo__study_unref(hpo__studies(svc)[i]);
+    }
+    hpo_buf_free(&svc->studies);
+    hpo_storage_reader_destroy(svc->reader);
+    pthread_rwlock_destroy(&svc->registry_lock);
+    pthread_mutex_destroy(&svc->create_lock);
+    free(svc);
+    hpo_point_cache_clear();
+}
+

@@ -1,0 +1,254 @@
+/*
+** write.c: building a write (the ops of one request), committing it, and
+** the sampler state kept to roll a failed one back (service-int.h).
+*/
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../storage/reader.h"
+#include "service-int.h"
+
+struct hpo_op *hpo__write_op(struct hpo__write *w, enum hpo_op_kind kind, int64_t study_id)
+{
+    struct hpo_op *op;
+
+    /* Room for a request's usual few ops at once. */
+    if (w->ops.cap == 0 && hpo_buf_reserve(&w->ops, 8 * sizeof(*op)) < 0) {
+        hpo_oom();
+    }
+    op = hpo_buf_add_or_die(&w->ops, sizeof(*op));
+
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+    op->study_id = study_id;
+    return op;
+}
+
+const char *hpo__write_keep(struct hpo__write *w, char *text)
+{
+    if (text == NULL) {
+        hpo_oom();
+    }
+    *(char **)hpo_buf_add_or_die(&w->texts, sizeof(char *)) = text;
+    return text;
+}
+
+void hpo__write_free(struct hpo__write *w)
+{
+    for (size_t i = 0; i < HPO_BUF_N(&w->texts, char *); i++) {
+        free(HPO_BUF_AT(&w->texts, char *, i));
+    }
+    hpo_buf_free(&w->texts);
+    hpo_buf_free(&w->ops);
+}
+
+void hpo__write_trial(struct hpo__write *w, const struct study *s, const struct hpo_trial *t)
+{
+    struct hpo_op *op = hpo__write_op(w, HPO_OP_TRIAL_PUT, s->id);
+
+    op->number = t->number;
+    op->trial.state = (int)t->state;
+    op->trial.value = t->value;
+    op->trial.worker = t->worker;
+    op->trial.retry_of = t->retry_of;
+    op->trial.retries = t->retries;
+    op->trial.created_at = t->created_at;
+    op->trial.started_at = t->started_at;
+    op->trial.completed_at = t->completed_at;
+    op->trial.heartbeat_at = t->heartbeat_at;
+}
+
+void hpo__write_params(struct hpo__write *w, const struct study *s, const struct hpo_trial *t)
+{
+    for (size_t i = 0; i < s->space->n_params; i++) {
+        const struct hpo_param *p = &s->space->params[i];
+        struct hpo_op *op;
+        if (isnan(t->values[p->offset])) {
+            continue;
+        }
+        /* A shared vector is stored once: later trials store the number of the trial holding it. */
+        if (p->size && t->shares >= 0) {
+            op = hpo__write_op(w, HPO_OP_PARAM_PUT, s->id);
+            op->number = t->number;
+            op->index = (int64_t)i;
+            op->value = (double)t->shares;
+            continue;
+        }
+        op = hpo__write_op(w, p->size ? HPO_OP_PARAM_VECTOR : HPO_OP_PARAM_PUT, s->id);
+        op->number = t->number;
+        op->index = (int64_t)i;
+        op->value = t->values[p->offset];
+        if (p->size) {
+            op->vector = &t->values[p->offset];
+            op->len = p->size;
+        }
+    }
+}
+
+void hpo__write_attrs(struct hpo__write *w, const struct study *s, const struct hpo_trial *t,
+        const json_t *attrs, bool null_deletes)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)attrs, key, v) {
+        struct hpo_op *op = hpo__write_op(w, null_deletes && json_is_null(v) ? HPO_OP_ATTR_DELETE : HPO_OP_ATTR_PUT,
+                s->id);
+        op->number = t->number;
+        op->name = key;
+        if (op->kind == HPO_OP_ATTR_PUT) {
+            op->text = hpo__write_keep(w, json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT));
+        }
+    }
+}
+
+
+/*
+** Sampler state saved into the write, when the sampler has any. A big state
+** of a sampler with save_parts goes as pieces of its own memory (*blob NULL,
+** *len its size); others are saved into *blob (malloc'd, *len bytes).
+*/
+void hpo__write_sampler_state(struct hpo_service *svc, struct hpo__write *w, struct study *s,
+        void **blob, size_t *len)
+{
+    struct hpo_op *op;
+
+    *blob = NULL;
+    *len = 0;
+    if (s->sampler_type->save_parts != NULL && svc->reader != NULL) {
+        int n = s->sampler_type->save_parts(s->sampler, s->state_parts);
+        size_t total = 0;
+        for (int i = 0; i < n; i++) {
+            total += s->state_parts[i].len;
+        }
+        if (n > 0 && total >= HPO__STATE_KEEP_MAX) {
+            op = hpo__write_op(w, HPO_OP_SAMPLER_STATE, s->id);
+            op->parts = s->state_parts;
+            op->n_parts = (size_t)n;
+            *len = total;
+            return;
+        }
+    }
+    /* Offer the spare buffer (the state before last): big states then cause no page faults. */
+    *blob = s->spare_blob;
+    *len = s->spare_cap;
+    s->spare_blob = NULL;
+    s->spare_cap = 0;
+    if (s->sampler_type->save == NULL || s->sampler_type->save(s->sampler, blob, len) < 0) {
+        free(*blob);
+        *blob = NULL;
+        *len = 0;
+        return;
+    }
+    op = hpo__write_op(w, HPO_OP_SAMPLER_STATE, s->id);
+    op->blob = *blob;
+    op->len = *len;
+}
+
+int hpo__commit(struct hpo_service *svc, struct hpo__write *w, struct hpo_error *err)
+{
+    struct hpo_write write = { .ops = (struct hpo_op *)(void *)w->ops.data,
+        .n_ops = HPO_BUF_N(&w->ops, struct hpo_op) };
+
+    if (write.n_ops == 0) {
+        return 0;
+    }
+    return hpo_storage_write(svc->storage, &write, err);
+}
+
+/*
+** Rolling back a stateful sampler after a failed write or sampler call: load
+** the last committed (or initial) state again, from the copy the study keeps
+** or from storage. If storage cannot give it, the sampler is marked stale
+** and its study's asks and tells answer `unavailable` until a retry reads it.
+*/
+void hpo__sampler_rollback(struct hpo_service *svc, struct study *s)
+{
+    struct hpo_error err;
+    void *blob = NULL;
+    size_t len = 0;
+
+    if (s->sampler_type->load == NULL) {
+        return;
+    }
+    if (!s->state_on_disk) {
+        if (s->state_blob != NULL) {
+            (void)s->sampler_type->load(s->sampler, s->state_blob, s->state_len);
+        }
+        return;
+    }
+    hpo_error_clear(&err);
+    s->sampler_stale = svc->reader == NULL ||
+            hpo_storage_read_state(svc->reader, s->id, &blob, &len, &err) < 0 ||
+            blob == NULL || s->sampler_type->load(s->sampler, blob, len) < 0;
+    free(blob);
+}
+
+/* Before a call that changes the sampler: 0, or -EIO (unavailable) while it is stale. */
+int hpo__sampler_ready(struct hpo_service *svc, struct study *s, struct hpo_error *err)
+{
+    if (s->sampler_stale) {
+        hpo__sampler_rollback(svc, s);
+    }
+    if (s->sampler_stale) {
+        return hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL,
+                "the sampler state of study '%s' could not be read back from storage", s->name);
+    }
+    return 0;
+}
+
+/*
+** After a successful commit that carried a state (`blob`, or pieces when
+** *blob is NULL and len > 0): keep it as the last committed state, unless it
+** is big, when only storage keeps it. The older buffer is kept for the next
+** save() to write into.
+*/
+void hpo__sampler_committed(struct hpo_service *svc, struct study *s, void **blob, size_t len)
+{
+    bool on_disk = len >= HPO__STATE_KEEP_MAX && svc->reader != NULL;
+
+    if (*blob == NULL && len == 0) {
+        return; /* this write carried no state */
+    }
+    free(s->spare_blob);
+    if (on_disk) {
+        free(s->state_blob);
+        s->state_blob = NULL;
+        s->state_len = s->state_cap = 0;
+        s->spare_blob = *blob;
+        s->spare_cap = *blob != NULL ? len : 0;
+    } else {
+        s->spare_blob = s->state_blob;
+        s->spare_cap = s->state_cap;
+        s->state_blob = *blob;
+        s->state_len = s->state_cap = len;
+    }
+    s->state_on_disk = on_disk;
+    *blob = NULL;
+}
+
+
+void hpo__undo_all(struct hpo_service *svc, struct study *s, struct hpo_trial_undo *undo,
+        size_t n, bool sampler)
+{
+    if (sampler) {
+        hpo__sampler_rollback(svc, s);
+    }
+    for (size_t i = n; i > 0; i--) {
+        hpo_trial_undo_restore(&undo[i - 1], &s->history);
+    }
+}
+
+/* A trial was created or changed state: derived indexes, sampler and pruner caches. */
+void hpo__trial_changed(struct study *s, struct hpo_trial *t)
+{
+    hpo__study_note_state(s, t);
+    if (s->sampler_type->observe) {
+        s->sampler_type->observe(s->sampler, &s->history, (size_t)t->number);
+    }
+    if (s->pruner_type->observe) {
+        s->pruner_type->observe(s->pruner, &s->history, (size_t)t->number, -1);
+    }
+}

@@ -1,0 +1,281 @@
+/*
+** test-service.c: the trial lifecycle through hpo_service_execute, without
+** HTTP, over a real storage in a temporary directory: create, ask, tell,
+** report with pruning, heartbeat, and the undo of every mutating operation
+** when its commit fails (an SQLite trigger makes the database refuse the
+** write: what a full disk does), then a restart that loads exactly what
+** was acknowledged. (SQLite's refusal is answered 500 internal: the
+** storage's mapping of the error; what matters here is that nothing changed.)
+*/
+#include <ftw.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "../../storage/storage.h"
+#include "service.h"
+
+struct fixture {
+    char dir[256];
+    char db[300];
+    struct hpo_storage *storage;
+    struct hpo_service *service;
+};
+
+static int open_service(struct fixture *f)
+{
+    struct hpo_storage_options sopt = { .synchronous_full = false };
+    struct hpo_service_options opt = { .db_path = f->db };
+    struct hpo_error err = { 0 };
+
+    if (hpo_storage_open(f->db, &sopt, &f->storage, &err) < 0 ||
+            hpo_service_create(f->storage, &opt, &f->service, &err) < 0) {
+        print_error("open: %s\n", err.message);
+        return -1;
+    }
+    return 0;
+}
+
+static void close_service(struct fixture *f)
+{
+    hpo_service_destroy(f->service);
+    hpo_storage_close(f->storage);
+    f->service = NULL;
+    f->storage = NULL;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    const char *tmp = getenv("TMPDIR");
+
+    if (f == NULL) {
+        return -1;
+    }
+    snprintf(f->dir, sizeof(f->dir), "%s/hpo-test-service-XXXXXX", tmp != NULL ? tmp : "/tmp");
+    if (mkdtemp(f->dir) == NULL) {
+        return -1;
+    }
+    snprintf(f->db, sizeof(f->db), "%s/hpod.db", f->dir);
+    *state = f;
+    return open_service(f);
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    close_service(f);
+    (void)nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Run one request with a JSON body (NULL: none); returns the status. The caller finishes req. */
+static int run(struct fixture *f, struct hpo_service_request *req, enum hpo_service_op op,
+        const char *study, int64_t number, const char *body)
+{
+    json_error_t jerr;
+
+    memset(req, 0, sizeof(*req));
+    req->op = op;
+    req->study = study;
+    req->number = number;
+    req->state_filter = -1;
+    req->limit = 1000;
+    req->body = body != NULL ? json_loads(body, 0, &jerr) : NULL;
+    assert_true(body == NULL || req->body != NULL);
+    hpo_service_execute(f->service, req);
+    json_decref((json_t *)req->body);
+    req->body = NULL;
+    return req->status;
+}
+
+/* The study's trial `number` as JSON (a new reference). */
+static json_t *trial(struct fixture *f, const char *study, int64_t number)
+{
+    struct hpo_service_request req;
+    json_t *t;
+
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_GET, study, number, NULL), 200);
+    t = json_incref(req.reply);
+    hpo_service_request_finish(&req);
+    return t;
+}
+
+static const char *state_of(const json_t *t)
+{
+    return json_string_value(json_object_get(t, "state"));
+}
+
+/* Make every write of the database fail (trials, intermediate values), or work again. */
+static void refuse_writes(struct fixture *f, bool refuse)
+{
+    sqlite3 *db;
+    static const char *const on =
+            "CREATE TRIGGER t1 BEFORE UPDATE ON trials BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+            "CREATE TRIGGER t2 BEFORE INSERT ON trials BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+            "CREATE TRIGGER t3 BEFORE INSERT ON intermediate BEGIN SELECT RAISE(ABORT, 'x'); END;";
+    static const char *const off = "DROP TRIGGER t1; DROP TRIGGER t2; DROP TRIGGER t3;";
+
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, refuse ? on : off, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static const char *const study_def =
+        "{\"name\": \"s\", \"params\": [{\"name\": \"x\", \"type\": \"float\", \"low\": 0, "
+        "\"high\": 1}], \"sampler\": {\"type\": \"random\", \"seed\": 7}, \"pruner\": {\"type\": "
+        "\"median\", \"n_startup_trials\": 1, \"n_warmup_steps\": 0}}";
+
+static void test_lifecycle(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_service_request req;
+    json_t *t;
+
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, study_def), 201);
+    hpo_service_request_finish(&req);
+    /* The same definition again: 200, the stored study. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, study_def), 200);
+    hpo_service_request_finish(&req);
+
+    /* Trial 0: ask, report, tell. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_ASK, "s", 0, "{\"worker\": \"w0\"}"), 201);
+    assert_int_equal(json_integer_value(json_object_get(req.reply, "number")), 0);
+    assert_string_equal(req.sampler, "random");
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 0, "{\"step\": 1, \"value\": 0.1}"), 200);
+    assert_false(json_is_true(json_object_get(req.reply, "prune")));
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 0.1}"), 200);
+    assert_string_equal(state_of(req.reply), "complete");
+    hpo_service_request_finish(&req);
+    /* The same tell again is idempotent; another result conflicts. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 0.1}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 0.2}"), 409);
+    assert_int_equal(req.err.code, HPO_CONFLICT);
+    hpo_service_request_finish(&req);
+
+    /* Trial 1 reports worse than trial 0's median at step 1: pruned. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_ASK, "s", 0, NULL), 201);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 1, "{\"step\": 1, \"value\": 5}"), 200);
+    assert_true(json_is_true(json_object_get(req.reply, "prune")));
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 1, "{\"state\": \"pruned\"}"), 200);
+    assert_string_equal(state_of(req.reply), "pruned");
+    /* A pruned trial's value is its last report. */
+    assert_true(json_real_value(json_object_get(req.reply, "value")) == 5.0 ||
+            json_integer_value(json_object_get(req.reply, "value")) == 5);
+    hpo_service_request_finish(&req);
+
+    /* Decoding happens in execute for in-process callers too. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 1, "{\"step\": -1, \"value\": 1}"), 400);
+    assert_string_equal(req.err.field, "step");
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "nope", 0, "{\"value\": 1}"), 404);
+    hpo_service_request_finish(&req);
+
+    /* Best is trial 0. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_BEST, "s", 0, NULL), 200);
+    assert_int_equal(json_integer_value(json_object_get(req.reply, "number")), 0);
+    hpo_service_request_finish(&req);
+
+    /* A restart loads the same. */
+    close_service(f);
+    assert_int_equal(open_service(f), 0);
+    t = trial(f, "s", 1);
+    assert_string_equal(state_of(t), "pruned");
+    json_decref(t);
+    t = trial(f, "s", 0);
+    assert_string_equal(state_of(t), "complete");
+    assert_string_equal(json_string_value(json_object_get(t, "worker")), "w0");
+    json_decref(t);
+}
+
+/* Every mutating operation whose commit fails changes nothing, in memory or after a restart. */
+static void test_failed_commit_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_service_request req;
+    json_t *before, *after;
+
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, study_def), 201);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_ASK, "s", 0, "{\"worker\": \"a\"}"), 201);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 0, "{\"step\": 1, \"value\": 0.5}"), 200);
+    hpo_service_request_finish(&req);
+    /* A waiting trial (params given, no value) for ask to pick up. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_CREATE, "s", 0, "{\"params\": {\"x\": 0.25}}"),
+            201);
+    hpo_service_request_finish(&req);
+    before = trial(f, "s", 0);
+
+    refuse_writes(f, true);
+    assert_true(run(f, &req, HPO_SERVICE_TELL, "s", 0,
+                             "{\"value\": 1, \"user_attrs\": {\"k\": 1}}") >= 500);
+    hpo_service_request_finish(&req);
+    assert_true(run(f, &req, HPO_SERVICE_REPORT, "s", 0, "{\"step\": 2, \"value\": 0.4}") >= 500);
+    hpo_service_request_finish(&req);
+    assert_true(run(f, &req, HPO_SERVICE_HEARTBEAT, "s", 0, NULL) >= 500);
+    hpo_service_request_finish(&req);
+    /* Ask takes the waiting trial 1: it stays waiting with its worker unset. */
+    assert_true(run(f, &req, HPO_SERVICE_ASK, "s", 0, "{\"worker\": \"b\"}") >= 500);
+    hpo_service_request_finish(&req);
+    assert_true(run(f, &req, HPO_SERVICE_TRIAL_CREATE, "s", 0, "{\"params\": {\"x\": 0.5}}") >= 500);
+    hpo_service_request_finish(&req);
+
+    after = trial(f, "s", 0);
+    assert_true(json_equal(before, after));
+    json_decref(after);
+    after = trial(f, "s", 1);
+    assert_string_equal(state_of(after), "waiting");
+    assert_true(json_is_null(json_object_get(after, "worker")) ||
+            json_object_get(after, "worker") == NULL);
+    json_decref(after);
+    /* No trial 2 was appended. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_GET, "s", 2, NULL), 404);
+    hpo_service_request_finish(&req);
+
+    /* Writes work again: the report at step 2 goes in once, the tell completes. */
+    refuse_writes(f, false);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "s", 0, "{\"step\": 2, \"value\": 0.4}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 1}"), 200);
+    hpo_service_request_finish(&req);
+    close_service(f);
+    assert_int_equal(open_service(f), 0);
+    after = trial(f, "s", 0);
+    assert_string_equal(state_of(after), "complete");
+    assert_null(json_object_get(json_object_get(after, "user_attrs"), "k"));
+    json_decref(after);
+    json_decref(before);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_changes_nothing, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
