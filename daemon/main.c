@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,6 +396,8 @@ int main(int argc, char **argv)
     */
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+    /* A file-size limit (LimitFSIZE=) makes a write fail with EFBIG (503), not kill hpod. */
+    signal(SIGXFSZ, SIG_IGN);
     json_object_seed(0);
     if (argc >= 2 && strcmp(argv[1], "migrate") == 0) {
         return hpo_migrate_main(argc - 1, argv + 1);

@@ -11,6 +11,7 @@
 */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include <strings.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -31,6 +33,8 @@
 
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
+/* Free space that makes a database out of space look healthy again (/healthz). */
+#define DB_ROOM (1u << 20)
 
 /* Every statement, prepared once at open with SQLITE_PREPARE_PERSISTENT. */
 struct stmts {
@@ -165,6 +169,8 @@ struct sq_storage {
     bool paused;
 
     atomic_bool healthy;    /* the last commit succeeded */
+    atomic_int db_errno;    /* why it failed: ENOSPC, EROFS, or 0 (another cause) */
+    int db_dirfd;           /* the database's directory (O_PATH), for fstatvfs; or -1 */
     atomic_int blob_errno;  /* the last side-file write failed with it (0: did not) */
     atomic_uint_fast64_t blob_need; /* that write's length */
     int blob_dirfd;         /* the side files' directory (fixed once open), or -1 */
@@ -704,6 +710,32 @@ static void publish_blob_health(struct sq_storage *st)
     atomic_store(&st->blob_errno, st->blobs.fail_errno);
 }
 
+/*
+** The cause of a failed batch that /healthz can watch the file system cure:
+** ENOSPC (SQLITE_FULL or an I/O error with that errno, while the file
+** system has less than DB_ROOM free: not a file-size limit or a quota) or
+** EROFS; 0 for anything else. Read before the rollback resets the codes.
+*/
+static int failure_errno(struct sq_storage *st)
+{
+    int xrc = sqlite3_extended_errcode(st->db);
+    struct statvfs sv;
+    int e = 0;
+
+    if ((xrc & 0xff) == SQLITE_FULL) {
+        e = ENOSPC;
+    } else if ((xrc & 0xff) == SQLITE_IOERR || (xrc & 0xff) == SQLITE_READONLY) {
+        e = sqlite3_system_errno(st->db);
+    }
+    if (e == EROFS) {
+        return e;
+    }
+    if (e != ENOSPC || st->db_dirfd < 0 || fstatvfs(st->db_dirfd, &sv) != 0) {
+        return 0;
+    }
+    return (uint64_t)sv.f_bavail * sv.f_frsize < DB_ROOM ? ENOSPC : 0;
+}
+
 /* One group transaction: every write of `batch`, each in its savepoint. */
 static void run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
@@ -754,6 +786,7 @@ static void run_batch(struct sq_storage *st, struct hpo_write *batch)
     return;
 
 fail:
+    atomic_store(&st->db_errno, failure_errno(st));
     end_transaction(st);
     if (unlink_files) {
         hpo__blobs_undo(&st->blobs, &all);
@@ -952,9 +985,31 @@ static void destroy(struct sq_storage *st)
     pthread_cond_destroy(&st->wake);
     pthread_mutex_destroy(&st->lock);
     hpo__blobs_close(&st->blobs);
+    if (st->db_dirfd >= 0) {
+        close(st->db_dirfd);
+    }
     free(st->vec);
     free(st->buf);
     free(st);
+}
+
+/* The directory holding `path`, opened O_PATH for fstatvfs; -1 when it cannot be. */
+static int open_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    int fd;
+
+    if (slash == NULL) {
+        return open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    if (dir == NULL) {
+        return -1;
+    }
+    fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    return fd;
 }
 
 int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
@@ -986,6 +1041,8 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     atomic_init(&st->blob_errno, 0);
     atomic_init(&st->blob_need, 0);
     st->blob_dirfd = -1;
+    st->db_dirfd = -1;
+    atomic_init(&st->db_errno, 0);
     atomic_init(&st->ticks, 0);
     atomic_init(&st->commits, 0);
     atomic_init(&st->writes, 0);
@@ -1020,6 +1077,7 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
         goto fail;
     }
     st->blob_dirfd = st->blobs.dirfd;
+    st->db_dirfd = open_parent(path);
     /* Files a crash left between their write and their commit. */
     r = hpo__blobs_sweep(&st->blobs, st->db, err);
     if (r < 0) {
@@ -1388,6 +1446,26 @@ static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     return w->result;
 }
 
+/*
+** After a commit failed for want of space or on a read-only file system:
+** whether the database's file system has room again (DB_ROOM bytes) and is
+** writable, so /healthz recovers before a write tries (the next commit
+** decides for good). Other causes wait for a commit that succeeds.
+*/
+static bool db_curable(struct sq_storage *st)
+{
+    int e = atomic_load(&st->db_errno);
+    struct statvfs sv;
+
+    if (e == 0 || st->db_dirfd < 0 || fstatvfs(st->db_dirfd, &sv) != 0) {
+        return false;
+    }
+    if (sv.f_flag & ST_RDONLY) {
+        return false;
+    }
+    return e == EROFS || (uint64_t)sv.f_bavail * sv.f_frsize >= DB_ROOM;
+}
+
 static bool sq_healthy(struct hpo_storage *base)
 {
     struct sq_storage *st = (struct sq_storage *)base;
@@ -1395,7 +1473,7 @@ static bool sq_healthy(struct hpo_storage *base)
     uint64_t need = atomic_load(&st->blob_need);
     struct statvfs sv;
 
-    if (!atomic_load(&st->healthy)) {
+    if (!atomic_load(&st->healthy) && !db_curable(st)) {
         return false;
     }
     if (e == 0) {

@@ -18,6 +18,7 @@ Usage: /usr/bin/python3 bench/gradient/run.py [--hpod build/daemon/hpod]
        [--n 1000000] [--rounds 30]
 """
 import argparse
+import glob
 import http.client
 import json
 import os
@@ -159,13 +160,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=30)
     args = ap.parse_args()
 
-    exe = os.path.join(tempfile.gettempdir(), "hpod-bench-gradient-sampler")
-    subprocess.check_call(
-        ["cc", "-O2", "-D_GNU_SOURCE", "-o", exe, os.path.join(HERE, "bench-sampler.c"),
-         os.path.join(ROOT, "samplers", "gradient.c")] +
-        [os.path.join(ROOT, "core", f + ".c") for f in ("error", "rng", "options", "space",
-                                                         "history", "parallel")] +
-        ["-ljansson", "-lm", "-lpthread"])
+    # The meson target bench/bench-sampler of the build that holds --hpod, when there is one;
+    # otherwise one cc command over the sampler and every core source.
+    build = os.path.dirname(os.path.dirname(os.path.abspath(args.hpod)))
+    exe = os.path.join(build, "bench", "bench-sampler")
+    if not os.path.exists(os.path.join(build, "build.ninja")) or subprocess.call(
+            ["ninja", "-C", build, "bench/bench-sampler"], stdout=subprocess.DEVNULL) != 0:
+        exe = os.path.join(tempfile.gettempdir(), "hpod-bench-gradient-sampler")
+        core = sorted(glob.glob(os.path.join(ROOT, "core", "*.c")))
+        subprocess.check_call(
+            ["cc", "-O2", "-D_GNU_SOURCE", "-o", exe, os.path.join(HERE, "bench-sampler.c"),
+             os.path.join(ROOT, "samplers", "gradient.c")] + core +
+            ["-ljansson", "-lm", "-lpthread"])
     # E6 at N: sgd lr 1.0 must bring every element within 1e-9 of lam* in 100 steps.
     for opt, rounds in (("adam", args.rounds), ("sgd", 100)):
         subprocess.check_call([exe, str(args.n), str(rounds), opt])

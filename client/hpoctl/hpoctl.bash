@@ -23,7 +23,7 @@ _hpoctl_studies()
 _hpoctl()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=
-    local commands="studies study ask tell report trials best enqueue attrs run help"
+    local commands="studies study ask tell report trials best enqueue attrs run backup help"
     local global="--url --token --json --help --version"
     local cmd= sub= i npos=0 word
     ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
@@ -89,6 +89,8 @@ _hpoctl()
                 COMPREPLY=($(compgen -W "$(_hpoctl_studies)" -- "$cur"))
             fi
             ;;
+        backup)
+            ((npos == 0)) && COMPREPLY=($(compgen -f -- "$cur")) ;;
         ask|tell|report|trials|best|enqueue|attrs|run)
             ((npos == 0)) && COMPREPLY=($(compgen -W "$(_hpoctl_studies)" -- "$cur")) ;;
     esac

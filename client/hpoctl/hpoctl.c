@@ -4,12 +4,14 @@
 ** Built only on the public libhpoclient header.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <hpo/client.h>
 #include <jansson.h>
@@ -35,6 +37,7 @@ static const char usage_text[] =
         "                                   show or set user attrs of a study or trial N\n"
         "  run STUDY [-n N] [-j J] [--timeout S] -- CMD [ARGS...]\n"
         "                                   run CMD once per trial (see hpoctl(1))\n"
+        "  backup FILE                      save an online backup of the daemon (admin token)\n"
         "  help [COMMAND]                   this text, or a command's (also COMMAND --help)\n"
         "\n"
         "Options:\n"
@@ -140,6 +143,15 @@ static const struct command_help command_helps[] = {
             "                  is redrawn); 0 turns progress off\n"
             "A summary ends the run. Exit status 0 when a trial completed, 3 when none\n"
             "did (or --max-failures stopped it), 1 on an API error, 130 when interrupted.\n" },
+    { "backup",
+            "Usage: hpoctl backup FILE\n"
+            "\n"
+            "Save a consistent snapshot of the daemon's database and the side files\n"
+            "it references (GET /v1/admin/backup, a tar archive) as FILE, while the\n"
+            "daemon keeps serving. Needs an admin token. The archive is streamed to\n"
+            "FILE.tmp in FILE's directory, synced, then renamed to FILE, so FILE is\n"
+            "either complete or untouched; FILE.tmp is removed on failure. Prints the\n"
+            "size. Restore: tar xf FILE -C DIR && hpod --db DIR/hpod.db\n" },
     { "help",
             "Usage: hpoctl help [COMMAND]\n"
             "\n"
@@ -1143,6 +1155,68 @@ static int cmd_trials(struct hpo_client *c, const struct args *a)
     return rc;
 }
 
+/* Stream GET /v1/admin/backup to FILE.tmp, fsync, rename to FILE. */
+static int cmd_backup(struct hpo_client *c, const struct args *a)
+{
+    struct hpo_client_error err;
+    const char *file;
+    char *tmp;
+    char ebuf[128];
+    uint64_t bytes = 0;
+    size_t n;
+    int fd;
+    int r;
+
+    if (a->npos != 2 || a->pos[1][0] == '\0') {
+        return usage_error("usage: hpoctl backup FILE");
+    }
+    file = a->pos[1];
+    n = strlen(file) + sizeof(".tmp");
+    tmp = malloc(n);
+    if (tmp == NULL) {
+        fputs("hpoctl: backup: out of memory\n", stderr);
+        return HPOCTL_EXIT_API;
+    }
+    snprintf(tmp, n, "%s.tmp", file);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "hpoctl: backup: cannot create '%s': %s\n", tmp,
+                hpoctl_strerror(errno, ebuf, sizeof(ebuf)));
+        free(tmp);
+        return HPOCTL_EXIT_API;
+    }
+    r = hpo_client_get_to_fd(c, "/v1/admin/backup", "application/x-tar", fd, &bytes, &err);
+    if (r == 0 && fsync(fd) < 0) {
+        r = -errno;
+        fprintf(stderr, "hpoctl: backup: writing '%s': %s\n", tmp,
+                hpoctl_strerror(-r, ebuf, sizeof(ebuf)));
+    } else if (r < 0) {
+        hpoctl_print_error("backup", &err);
+        if (err.code == HPO_CLIENT_PERMISSION_DENIED) {
+            fputs("hpoctl: backup needs a token with the admin role (and no study prefix)\n",
+                    stderr);
+        }
+    }
+    if (close(fd) < 0 && r == 0) {
+        r = -errno;
+        fprintf(stderr, "hpoctl: backup: writing '%s': %s\n", tmp,
+                hpoctl_strerror(-r, ebuf, sizeof(ebuf)));
+    }
+    if (r == 0 && rename(tmp, file) < 0) {
+        r = -errno;
+        fprintf(stderr, "hpoctl: backup: renaming '%s' to '%s': %s\n", tmp, file,
+                hpoctl_strerror(-r, ebuf, sizeof(ebuf)));
+    }
+    if (r < 0) {
+        (void)unlink(tmp);
+        free(tmp);
+        return HPOCTL_EXIT_API;
+    }
+    free(tmp);
+    printf("backup saved to %s (%llu bytes)\n", file, (unsigned long long)bytes);
+    return HPOCTL_EXIT_OK;
+}
+
 static int cmd_best(struct hpo_client *c, const struct args *a)
 {
     return trial_command(c, a, "best", "usage: hpoctl best STUDY", hpo_client_best);
@@ -1599,6 +1673,8 @@ int main(int argc, char **argv)
         rc = cmd_attrs(c, &a);
     } else if (strcmp(cmd, "run") == 0) {
         rc = cmd_run(c, &a);
+    } else if (strcmp(cmd, "backup") == 0) {
+        rc = cmd_backup(c, &a);
     } else {
         rc = usage_error("unknown command '%s'", cmd);
     }

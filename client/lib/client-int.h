@@ -24,11 +24,20 @@ struct hpo_client {
     uint64_t rng; /* xorshift state for backoff jitter */
 };
 
-/* A response: status and body (NUL-terminated, `len` bytes before the NUL). */
+/*
+** A response: status and body (NUL-terminated, `len` bytes before the NUL).
+** With `fd` >= 0 (hpo__send_to_fd), a 2xx body goes to that descriptor
+** instead (`written` bytes; `fd_errno` when a write failed) and `body` holds
+** only an error response's body.
+*/
 struct hpo__response {
     long status;
     char *body;
     size_t len;
+    void *curl;
+    int fd;
+    int fd_errno;
+    uint64_t written;
 };
 
 /*
@@ -41,6 +50,17 @@ struct hpo__response {
 int hpo__send(struct hpo_client *c, const char *method, const char *path, const void *body,
         size_t len, const char *content_type, const char *accept, bool idempotent,
         struct hpo__response *resp, struct hpo_client_error *err);
+
+/*
+** Like hpo__send for a GET without a body, but a 2xx body is streamed to `fd`
+** as it arrives (never held in memory), with no overall time limit (the
+** transfer is abandoned when under 1 byte/s arrives for the request
+** timeout) and no retry once any of it was written. Returns 0 with
+** *ret_bytes, -EIO on an API error, a transport errno, or the errno of a
+** failed write to `fd`.
+*/
+int hpo__send_to_fd(struct hpo_client *c, const char *path, const char *accept, int fd,
+        uint64_t *ret_bytes, struct hpo_client_error *err);
 
 /* Fill err (may be NULL) and return r. */
 int hpo__fail(struct hpo_client_error *err, int r, enum hpo_client_code code, int status,

@@ -227,6 +227,15 @@ int hpo_client_request(struct hpo_client *c, const char *method, const char *pat
     return 0;
 }
 
+int hpo_client_get_to_fd(struct hpo_client *c, const char *path, const char *accept,
+        int fd, uint64_t *ret_bytes, struct hpo_client_error *err)
+{
+    if (c == NULL || path == NULL || path[0] != '/') {
+        return usage(err, -EINVAL, "bad arguments to hpo_client_get_to_fd");
+    }
+    return hpo__send_to_fd(c, path, accept, fd, ret_bytes, err);
+}
+
 /*
 ** Build "/v1/studies/<study><suffix>" with the study escaped; suffix is a
 ** printf format for the rest. Returns NULL on OOM.

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -182,11 +183,39 @@ static int api_error(const struct hpo__response *resp, struct hpo_client_error *
     return -EIO;
 }
 
+/* Write all of a 2xx body's chunk to resp->fd; false (fd_errno set) on failure. */
+static bool write_fd(struct hpo__response *resp, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(resp->fd, p, n);
+
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            resp->fd_errno = w < 0 ? errno : EIO;
+            return false;
+        }
+        p += w;
+        n -= (size_t)w;
+        resp->written += (uint64_t)w;
+    }
+    return true;
+}
+
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     struct hpo__response *resp = userdata;
     size_t n = size * nmemb;
     char *grown;
+    long status = 0;
+
+    if (resp->fd >= 0) {
+        curl_easy_getinfo(resp->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status <= 299) {
+            return write_fd(resp, ptr, n) ? n : 0;
+        }
+    }
 
     if (n > RESPONSE_MAX - resp->len) {
         return 0; /* makes curl fail with CURLE_WRITE_ERROR */
@@ -275,13 +304,21 @@ static CURLcode attempt_once(struct hpo_client *c, const char *method, const cha
     resp->body = NULL;
     resp->len = 0;
     resp->status = 0;
+    resp->curl = curl;
     /* Reset keeps the connection cache, so keep-alive survives across calls. */
     curl_easy_reset(curl);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->request_ms);
+    if (resp->fd >= 0) {
+        /* A stream may take long: give up only when it stalls. */
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                c->request_ms > 999 ? c->request_ms / 1000 : 1L);
+    } else {
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->request_ms);
+    }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, resp);
@@ -320,9 +357,9 @@ static struct curl_slist *add_header(struct curl_slist *list, const char *h, boo
     return n;
 }
 
-int hpo__send(struct hpo_client *c, const char *method, const char *path, const void *body,
-        size_t len, const char *content_type, const char *accept, bool idempotent,
-        struct hpo__response *resp, struct hpo_client_error *err)
+static int send_common(struct hpo_client *c, const char *method, const char *path,
+        const void *body, size_t len, const char *content_type, const char *accept,
+        bool idempotent, int fd, struct hpo__response *resp, struct hpo_client_error *err)
 {
     char ct[128];
     char ac[128];
@@ -334,6 +371,7 @@ int hpo__send(struct hpo_client *c, const char *method, const char *path, const 
     CURLcode rc = CURLE_OK;
 
     memset(resp, 0, sizeof(*resp));
+    resp->fd = fd;
     if (url == NULL) {
         return hpo__fail(err, -ENOMEM, HPO_CLIENT_NO_MEMORY, 0, NULL, "out of memory");
     }
@@ -362,7 +400,7 @@ int hpo__send(struct hpo_client *c, const char *method, const char *path, const 
                                                rc != CURLE_URL_MALFORMAT &&
                                                rc != CURLE_WRITE_ERROR);
         }
-        if (!retry || attempt >= c->max_retries) {
+        if (!retry || attempt >= c->max_retries || resp->written > 0) {
             break;
         }
         backoff(c, attempt);
@@ -370,7 +408,14 @@ int hpo__send(struct hpo_client *c, const char *method, const char *path, const 
 
     if (rc != CURLE_OK) {
         r = errno_of_curl(rc);
-        if (rc == CURLE_WRITE_ERROR) {
+        if (rc == CURLE_WRITE_ERROR && resp->fd_errno != 0) {
+            char ebuf[128];
+
+            /* _GNU_SOURCE: the GNU strerror_r, which may return a static string. */
+            r = hpo__fail(err, -resp->fd_errno, HPO_CLIENT_TRANSPORT, 0, NULL,
+                    "%s %s: writing the response: %s", method, path,
+                    strerror_r(resp->fd_errno, ebuf, sizeof(ebuf)));
+        } else if (rc == CURLE_WRITE_ERROR) {
             r = hpo__fail(err, -EPROTO, HPO_CLIENT_BAD_RESPONSE, 0, NULL,
                     "%s %s: response too large or out of memory", method, path);
         } else {
@@ -398,5 +443,31 @@ int hpo__send(struct hpo_client *c, const char *method, const char *path, const 
 out:
     curl_slist_free_all(headers);
     free(url);
+    return r;
+}
+
+int hpo__send(struct hpo_client *c, const char *method, const char *path, const void *body,
+        size_t len, const char *content_type, const char *accept, bool idempotent,
+        struct hpo__response *resp, struct hpo_client_error *err)
+{
+    return send_common(c, method, path, body, len, content_type, accept, idempotent, -1, resp,
+            err);
+}
+
+int hpo__send_to_fd(struct hpo_client *c, const char *path, const char *accept, int fd,
+        uint64_t *ret_bytes, struct hpo_client_error *err)
+{
+    struct hpo__response resp;
+    int r;
+
+    if (fd < 0) {
+        return hpo__fail(err, -EBADF, HPO_CLIENT_TRANSPORT, 0, NULL, "no file descriptor");
+    }
+    /* Not idempotent: a transfer that broke midway is not retried into the same fd. */
+    r = send_common(c, "GET", path, NULL, 0, NULL, accept, false, fd, &resp, err);
+    free(resp.body);
+    if (r == 0 && ret_bytes != NULL) {
+        *ret_bytes = resp.written;
+    }
     return r;
 }

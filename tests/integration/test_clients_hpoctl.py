@@ -870,6 +870,8 @@ def bash_completion(d, tmp):
     u = ["--url", "http://127.0.0.1:%d" % d.port]
     check(complete(["r"]) == ["report", "run"], "commands %r" % complete(["r"]))
     check(complete(["e"]) == ["enqueue"], "enqueue")
+    check(complete(["ba"]) == ["backup"], "backup")
+    check(complete(["backup", "/usr/bin/python3"]) != [], "backup FILE completes files")
     check(complete(["--j"]) == ["--json"], "global options")
     check(complete(u + ["best", "comp-"]) == ["comp-one", "comp-two"], "study names")
     every = complete(u + ["--json", "run", ""])

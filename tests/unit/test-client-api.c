@@ -7,6 +7,7 @@
 ** it reports a skipped plan.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h> /* cmocka needs setjmp.h, stdarg.h and stddef.h */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -332,6 +334,50 @@ static void test_raw_request(void **state)
     expect_error(r, &err, 400, HPO_CLIENT_INVALID_ARGUMENT, "x");
 }
 
+/* hpo_client_get_to_fd: a 2xx body lands in the fd, an error body does not. */
+static void test_get_to_fd(void **state)
+{
+    struct hpo_client *c = *state;
+    struct hpo_client_error err;
+    char buf[1024];
+    uint64_t n = 0;
+    FILE *f = tmpfile();
+    int fd;
+    int r;
+
+    assert_non_null(f);
+    fd = fileno(f);
+    assert_int_equal(hpo_client_get_to_fd(c, "/healthz", NULL, fd, &n, &err), 0);
+    assert_true(n > 0 && n < sizeof(buf));
+    assert_int_equal(pread(fd, buf, sizeof(buf), 0), (ssize_t)n);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "\"ok\""));
+    /* An API error: -EIO with the error body decoded, nothing more in the file. */
+    r = hpo_client_get_to_fd(c, "/v1/no/such/route", NULL, fd, &n, &err);
+    expect_error(r, &err, 404, HPO_CLIENT_NOT_FOUND, "");
+    assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)strlen(buf));
+    /* The archive: a ustar header naming the database first. */
+    assert_int_equal(ftruncate(fd, 0), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_equal(hpo_client_get_to_fd(c, "/v1/admin/backup", "application/x-tar", fd, &n,
+                             &err), 0);
+    assert_true(n >= 1024 && n % 512 == 0);
+    assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)n);
+    assert_int_equal(pread(fd, buf, 512, 0), 512);
+    assert_memory_equal(buf + 257, "ustar", 5);
+    fclose(f);
+    /* A write that fails is the caller's errno, not a transport error. */
+    fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        r = hpo_client_get_to_fd(c, "/healthz", NULL, fd, &n, &err);
+        assert_int_equal(r, -ENOSPC);
+        assert_non_null(strstr(err.message, "writing the response"));
+        close(fd);
+    }
+    assert_int_equal(hpo_client_get_to_fd(c, "/healthz", NULL, -1, &n, &err), -EBADF);
+    assert_int_equal(hpo_client_get_to_fd(c, "healthz", NULL, 1, &n, &err), -EINVAL);
+}
+
 static void test_enqueue_and_attrs(void **state)
 {
     struct hpo_client *c = *state;
@@ -401,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_exhausted),
         cmocka_unit_test(test_vectors_and_gradients),
         cmocka_unit_test(test_raw_request),
+        cmocka_unit_test(test_get_to_fd),
         cmocka_unit_test(test_enqueue_and_attrs),
     };
 

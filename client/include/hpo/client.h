@@ -157,6 +157,19 @@ HPO_EXPORT int hpo_client_request(struct hpo_client *c, const char *method, cons
         struct hpo_client_error *err);
 
 /*
+** GET `path` and write a 2xx body to `fd` as it arrives, never holding it in
+** memory (for `/v1/admin/backup`, say). `accept` is the Accept header (NULL:
+** application/json). No overall time limit: the transfer is abandoned when
+** less than 1 byte/s arrives for the request timeout. Retried (503, refused
+** connection) only before any byte was written. Returns 0 and sets
+** *ret_bytes (may be NULL); -EIO with `err` filled on an API error (its
+** body is not written to `fd`); a transport errno; or the negative errno of
+** a failed write to `fd`. On failure `fd` may hold part of the body.
+*/
+HPO_EXPORT int hpo_client_get_to_fd(struct hpo_client *c, const char *path, const char *accept,
+        int fd, uint64_t *ret_bytes, struct hpo_client_error *err);
+
+/*
 ** Create the study described by `spec_json` (a study definition as in
 ** docs/REFERENCE.md), or get it when an identical one exists. Sets *ret_created (may be
 ** NULL) to true on 201, false on 200, and *ret_json (may be NULL) to the

@@ -31,7 +31,7 @@ import ssl
 import threading
 import urllib.parse
 import weakref
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 # Failures that show the request never left in full (safe to resend).
 _SEND_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -200,6 +200,40 @@ class Transport:
         if resp.will_close or not self.keep_alive:
             self._discard(conn)
         return resp.status, out_headers, payload
+
+    def stream(self, path: str, headers: Mapping[str, str], out: Any,
+               chunk: int = 1 << 16) -> Tuple[int, Dict[str, str], bytes, int]:
+        """GET on a connection of its own; a 2xx body is copied to the binary file
+        `out` chunk by chunk (never held whole). Returns (status, headers, error
+        body or b"", bytes written). Raises TransportError (sent=True once any
+        byte was written, so the caller does not retry into the same file)."""
+        target = self.base_path + path
+        where = "GET %s://%s:%d%s" % (self.scheme, self.host, self.port, target)
+        conn = self._new_conn()
+        written = 0
+        try:
+            try:
+                conn.request("GET", target, headers=dict(headers))
+                resp = conn.getresponse()
+                out_headers = {k.lower(): v for k, v in resp.getheaders()}
+                if not 200 <= resp.status <= 299:
+                    return resp.status, out_headers, resp.read(), 0
+                while True:
+                    data = resp.read(chunk)
+                    if not data:
+                        break
+                    out.write(data)
+                    written += len(data)
+                length = out_headers.get("content-length")
+                if length is not None and int(length) != written:
+                    raise TransportError("%s: %d of %s bytes arrived" % (where, written, length),
+                                         sent=True)
+                return resp.status, out_headers, b"", written
+            except (OSError, http.client.HTTPException) as e:
+                raise TransportError("%s: %s" % (where, e or type(e).__name__),
+                                     sent=written > 0) from e
+        finally:
+            conn.close()
 
     def _discard(self, conn: http.client.HTTPConnection) -> None:
         conn.close()
