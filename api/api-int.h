@@ -31,8 +31,16 @@ enum hpo__route_id {
     HPO__R_PARAM,
     HPO__R_GRADIENT,
     HPO__R_ADMIN_BACKUP,
+    HPO__R_COLUMNS,
+    HPO__R_CURVES,
+    HPO__R_IMPORTANCES,
+    HPO__R_PAGE,         /* the dashboard (api/static.c): / */
+    HPO__R_PAGE_STUDIES, /* /studies */
+    HPO__R_PAGE_STUDY,   /* /studies/{study} */
+    HPO__R_PAGE_TRIAL,   /* /studies/{study}/trials/{number} */
+    HPO__R_ASSET,        /* /assets/<tag>/<file> */
 };
-#define HPO__R_COUNT (HPO__R_ADMIN_BACKUP + 1)
+#define HPO__R_COUNT (HPO__R_ASSET + 1)
 
 /* The answers the HTTP layer gives itself (a row's op beyond the service's). */
 enum {
@@ -40,6 +48,7 @@ enum {
     HPO__OP_METRICS,
     HPO__OP_SAMPLERS,
     HPO__OP_BACKUP,
+    HPO__OP_STATIC, /* a dashboard file (api/static.c) */
 };
 
 /* A row's flags. */

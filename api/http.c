@@ -37,6 +37,7 @@
 #include "conns.h"
 #include "log.h"
 #include "metrics.h"
+#include "static.h"
 #include "tls.h"
 
 struct hpo_api {
@@ -100,6 +101,8 @@ struct req {
     bool stream_end;
     char total[24]; /* X-Total-Count, "" when none */
     char *link;     /* Link, NULL when none */
+    bool is_static; /* a dashboard file (api/static.c): its headers in `st` */
+    struct hpo__static_reply st;
 };
 
 static uint64_t now_us(void)
@@ -266,6 +269,9 @@ static enum MHD_Result queue_reply(struct req *rq)
     }
     if (rq->link != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LINK, rq->link);
+    }
+    if (rq->is_static) {
+        hpo__static_headers(resp, &rq->st);
     }
     ret = MHD_queue_response(rq->conn, (unsigned)rq->status, resp);
     MHD_destroy_response(resp);
@@ -510,7 +516,8 @@ static bool prepare_service(struct req *rq)
                 "the body must be application/octet-stream (little-endian float64)");
         return false;
     }
-    if (sr->op == HPO_SERVICE_TRIALS_LIST) {
+    if (sr->op == HPO_SERVICE_TRIALS_LIST || sr->op == HPO_SERVICE_COLUMNS ||
+            sr->op == HPO_SERVICE_CURVES || sr->op == HPO_SERVICE_IMPORTANCES) {
         int n = MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_collect,
                 &rq->query);
         if (n < 0 || (size_t)n != HPO_BUF_N(&rq->query, struct hpo_service_query_pair)) {
@@ -880,6 +887,31 @@ static enum MHD_Result append_body(struct req *rq, const char *data, size_t size
     return MHD_YES;
 }
 
+static void keep_static(void *cls)
+{
+    (void)cls; /* the embedded files are never freed */
+}
+
+/* A dashboard page or asset (api/static.c); an unknown asset is not_found. */
+static void answer_static(struct req *rq)
+{
+    if (!hpo__static_find(rq->path,
+                MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                        MHD_HTTP_HEADER_ACCEPT_ENCODING),
+                MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                        MHD_HTTP_HEADER_IF_NONE_MATCH),
+                &rq->st)) {
+        set_error(rq, HPO_NOT_FOUND, NULL, "no such file '%s'", rq->path);
+        return;
+    }
+    rq->is_static = true;
+    set_reply(rq, rq->st.status, (char *)rq->st.body, rq->st.len,
+            rq->st.body != NULL ? rq->st.type : NULL);
+    if (rq->st.body != NULL) {
+        rq->out_free = keep_static;
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
         const char *method, const char *version, const char *upload_data,
         size_t *upload_data_size, void **req_cls)
@@ -946,6 +978,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return queue_reply(rq);
     case HPO__OP_SAMPLERS:
         answer_samplers(rq);
+        return queue_reply(rq);
+    case HPO__OP_STATIC:
+        answer_static(rq);
         return queue_reply(rq);
     case HPO__OP_BACKUP:
         if (api->cfg.backup == NULL) {

@@ -148,6 +148,9 @@ static void build_table(void)
         for (const char *c = hpo__routes[i].template; *c != '\0'; c++) {
             row_segs[i] += *c == '/';
         }
+        if (strcmp(hpo__routes[i].template, "/") == 0) {
+            row_segs[i] = 0; /* the root: no segment (the dashboard's page) */
+        }
     }
     static const char *const order[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" };
 

@@ -79,6 +79,13 @@ int hpo__decode_patch(const json_t *body, const struct hpo_service_query *q, uni
 int hpo__decode_trials_list(const json_t *body, const struct hpo_service_query *q,
         union hpo_service_args *a, struct hpo_error *err);
 
+int hpo__decode_columns(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err);
+int hpo__decode_curves(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err);
+int hpo__decode_importances(const json_t *body, const struct hpo_service_query *q,
+        union hpo_service_args *a, struct hpo_error *err);
+
 /* An operation: decoded arguments in, req's outputs filled. */
 typedef void (*hpo__op_fn)(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a);
@@ -114,6 +121,12 @@ void hpo__op_best(struct hpo_service *svc, struct hpo_service_request *req,
 void hpo__op_param_get(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a);
 void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_curves(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
+void hpo__op_importances(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a);
 
 /* ---- registry.c -------------------------------------------------------------- */

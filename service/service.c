@@ -30,6 +30,9 @@ static const struct op_row {
     [HPO_SERVICE_GRADIENT_PUT] = { hpo__decode_none, hpo__op_gradient_put, true },
     [HPO_SERVICE_TRIAL_PATCH] = { hpo__decode_patch, hpo__op_trial_patch, false },
     [HPO_SERVICE_STUDY_PATCH] = { hpo__decode_patch, hpo__op_study_patch, false },
+    [HPO_SERVICE_COLUMNS] = { hpo__decode_columns, hpo__op_columns, false },
+    [HPO_SERVICE_CURVES] = { hpo__decode_curves, hpo__op_curves, false },
+    [HPO_SERVICE_IMPORTANCES] = { hpo__decode_importances, hpo__op_importances, false },
 };
 _Static_assert(sizeof(ops) / sizeof(ops[0]) == HPO_SERVICE_OP_COUNT,
         "every enum hpo_service_op needs its row in ops[]");

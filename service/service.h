@@ -40,6 +40,9 @@ enum hpo_service_op {
     HPO_SERVICE_GRADIENT_PUT, /* binary gradient upload */
     HPO_SERVICE_TRIAL_PATCH,  /* merge user_attrs into a trial */
     HPO_SERVICE_STUDY_PATCH,  /* merge user_attrs into a study */
+    HPO_SERVICE_COLUMNS,      /* the dashboard: trials as binary columns */
+    HPO_SERVICE_CURVES,       /* the dashboard: intermediate values, downsampled */
+    HPO_SERVICE_IMPORTANCES,  /* the dashboard: parameter importances (PED-ANOVA) */
     HPO_SERVICE_OP_COUNT
 };
 
@@ -99,6 +102,12 @@ struct hpo_service_patch_args {
     const json_t *attrs; /* an object, or NULL: nothing changes */
 };
 
+/* The dashboard's reads (service/dashboard.c): columns from `from`; curves' sizes. */
+struct hpo_service_dash_args {
+    int64_t from;
+    int64_t trials, points;
+};
+
 union hpo_service_args {
     struct hpo_service_study_create_args create;
     struct hpo_service_ask_args ask;
@@ -107,6 +116,7 @@ union hpo_service_args {
     struct hpo_service_report_args report;
     struct hpo_service_patch_args patch;
     struct hpo_service_list_args list;
+    struct hpo_service_dash_args dash;
 };
 
 

@@ -99,6 +99,15 @@ static const char *expected_allow(enum hpo__route_id r)
         return "POST";
     case HPO__R_GRADIENT:
         return "PUT";
+    case HPO__R_COLUMNS:
+    case HPO__R_CURVES:
+    case HPO__R_IMPORTANCES:
+    case HPO__R_PAGE:
+    case HPO__R_PAGE_STUDIES:
+    case HPO__R_PAGE_STUDY:
+    case HPO__R_PAGE_TRIAL:
+    case HPO__R_ASSET:
+        return "GET, HEAD";
     case HPO__R_NONE:
         break;
     }
@@ -171,6 +180,38 @@ static char *rebuild(const struct hpo__route *r, const char *study, char *buf, s
     case HPO__R_TRIALS:
         snprintf(buf, len, "/v1/studies/%s/trials", study);
         return buf;
+    case HPO__R_COLUMNS:
+        snprintf(buf, len, "/v1/studies/%s/columns", study);
+        return buf;
+    case HPO__R_CURVES:
+        snprintf(buf, len, "/v1/studies/%s/curves", study);
+        return buf;
+    case HPO__R_IMPORTANCES:
+        snprintf(buf, len, "/v1/studies/%s/importances", study);
+        return buf;
+    case HPO__R_PAGE:
+        snprintf(buf, len, "/");
+        return buf;
+    case HPO__R_PAGE_STUDIES:
+        snprintf(buf, len, "/studies");
+        return buf;
+    case HPO__R_PAGE_STUDY:
+        snprintf(buf, len, "/studies/%s", study);
+        return buf;
+    case HPO__R_ASSET:
+        snprintf(buf, len, "/assets/tag/%s", r->name);
+        return buf;
+    default:
+        break;
+    }
+    if (r->route == HPO__R_PAGE_TRIAL) {
+        if (!r->number_ok) {
+            return NULL;
+        }
+        snprintf(buf, len, "/studies/%s/trials/%lld", study, (long long)r->number);
+        return buf;
+    }
+    switch (r->route) {
     default:
         break;
     }
@@ -194,7 +235,7 @@ static void check_route(const char *path)
     struct hpo__route r = { 0 };
     const char *allow = hpo__api_route(path, &r);
 
-    CHECK(r.route <= HPO__R_ADMIN_BACKUP);
+    CHECK(r.route < HPO__R_COUNT);
     CHECK((allow != NULL) == (r.route != HPO__R_NONE));
     if (allow != NULL) {
         CHECK(strcmp(allow, expected_allow(r.route)) == 0);
@@ -202,17 +243,19 @@ static void check_route(const char *path)
         CHECK(r.study == NULL && r.name == NULL && !r.number_ok);
     }
     /* Study routes name a valid study, binary routes a valid param: never a NUL or '/'. */
-    if (r.route >= HPO__R_STUDY) {
+    if ((r.route >= HPO__R_STUDY && r.route <= HPO__R_GRADIENT) ||
+            (r.route >= HPO__R_COLUMNS && r.route <= HPO__R_IMPORTANCES) || r.route == HPO__R_PAGE_STUDY ||
+            r.route == HPO__R_PAGE_TRIAL) {
         CHECK(r.study != NULL && ref_name(r.study));
     }
-    if (r.route >= HPO__R_PARAM) {
+    if (r.route == HPO__R_PARAM || r.route == HPO__R_GRADIENT || r.route == HPO__R_ASSET) {
         CHECK(r.name != NULL && ref_name(r.name));
     }
     if (r.number_ok) {
         CHECK(r.number >= 0 && r.number < 1000000000000000000LL);
     }
     /* No route is matched by a path that does not start like one (escapes aside). */
-    if (r.route >= HPO__R_SAMPLERS && strchr(path, '%') == NULL) {
+    if (r.route >= HPO__R_SAMPLERS && (r.route <= HPO__R_IMPORTANCES) && strchr(path, '%') == NULL) {
         CHECK(strncmp(path[0] == '/' ? path + 1 : path, "v1/", 3) == 0);
     }
     /*
