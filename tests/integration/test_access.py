@@ -299,7 +299,7 @@ def scoped_admin_not_server_wide(exe):
     """An admin token scoped to a prefix may delete its own studies, but a backup holds every
     study: /v1/admin/ is refused to it (403), and to an unscoped admin it is 200."""
     tokens = Tokens(exe, TMP.name)
-    secret, line = mint(exe, "team-a-ops:admin:team-a-")
+    secret, line = mint_token(exe, "team-a-ops:admin:team-a-")
     with open(tokens.path, "a") as f:
         f.write(line + "\n")
     scoped_admin = {"Authorization": "Bearer " + secret}
