@@ -18,7 +18,8 @@
 
 static const char *const study_keys[] = {
     "name", "direction", "params", "sampler", "pruner", "heartbeat_timeout", "max_retries",
-    "max_trials", "user_attrs", "retain_vectors", NULL,
+    "max_trials", "user_attrs", "retain_vectors", "objectives", "constraints", "reference_point",
+    NULL,
 };
 
 static uint64_t random_seed(void)
@@ -67,7 +68,7 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
     json_t *options = NULL, *seed, *desc, *out;
     int r;
 
-    r = split_plugin(spec, "sampler", "tpe", &type, &options, err);
+    r = split_plugin(spec, "sampler", s->n_obj > 1 ? "random" : "tpe", &type, &options, err);
     if (r < 0) {
         return r;
     }
@@ -86,6 +87,11 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
         json_object_del(options, "seed");
     } else {
         s->seed = seed_fallback ? *seed_fallback : random_seed();
+    }
+    if (s->n_obj > 1 && strcmp(type, "random") != 0 && strcmp(type, "qmc") != 0) {
+        json_decref(options);
+        return FAIL("sampler.type", "sampler '%s' takes one objective only",
+                s->sampler_type->name);
     }
     if (s->space->has_vectors && !s->sampler_type->supports_vectors) {
         json_decref(options);
@@ -121,6 +127,10 @@ static int build_pruner(struct study *s, const json_t *spec, json_t *def, struct
     if (s->pruner_type == NULL) {
         json_decref(options);
         return FAIL("pruner.type", "unknown pruner '%.64s'", type);
+    }
+    if (s->n_obj > 1 && strcmp(s->pruner_type->name, "none") != 0) {
+        json_decref(options);
+        return FAIL("pruner.type", "a study with several objectives takes no pruner but none");
     }
     r = s->pruner_type->configure(options, &s->pruner, err);
     json_decref(options);
@@ -189,6 +199,208 @@ static int read_limits(struct study *s, const json_t *body, json_t *def, struct 
     return 0;
 }
 
+static bool direction_parse(const json_t *v, bool *maximize)
+{
+    if (!json_is_string(v)) {
+        return false;
+    }
+    *maximize = strcmp(json_string_value(v), "maximize") == 0;
+    return *maximize || strcmp(json_string_value(v), "minimize") == 0;
+}
+
+/* Is `name` already an objective's or a constraint's name? */
+static bool objective_name_taken(const struct study *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_obj; i++) {
+        if (strcmp(s->obj[i].name, name) == 0) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < s->n_cons; i++) {
+        if (strcmp(s->cons[i].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static json_t *bound_json(double v)
+{
+    return v == floor(v) && fabs(v) < 1e15 ? json_integer((json_int_t)v) : json_real(v);
+}
+
+/*
+** direction, objectives, constraints and reference_point (docs/API.md
+** "Objectives and constraints"). The normalized definition always has
+** "objectives"; "direction" for one objective; "constraints" and
+** "reference_point" when given.
+*/
+static int read_objectives(struct study *s, const json_t *body, json_t *def,
+        struct hpo_error *err)
+{
+    const json_t *dir = json_object_get(body, "direction");
+    const json_t *objs = json_object_get(body, "objectives");
+    const json_t *cons = json_object_get(body, "constraints");
+    const json_t *ref = json_object_get(body, "reference_point");
+    json_t *out, *v;
+    bool dmax = false;
+    char f[64];
+
+    if (dir != NULL && !direction_parse(dir, &dmax)) {
+        return FAIL("direction", "direction must be \"minimize\" or \"maximize\"");
+    }
+    if (objs == NULL) {
+        s->n_obj = 1;
+        snprintf(s->obj[0].name, sizeof(s->obj[0].name), "value");
+        s->obj[0].maximize = dmax;
+    } else {
+        if (!json_is_array(objs) || json_array_size(objs) < 1 ||
+                json_array_size(objs) > HPO_OBJECTIVES_MAX) {
+            return FAIL("objectives", "objectives must be an array of 1-%d objectives",
+                    HPO_OBJECTIVES_MAX);
+        }
+        for (size_t i = 0; i < json_array_size(objs); i++) {
+            const json_t *o = json_array_get(objs, i);
+            const char *key;
+            bool max = false;
+            snprintf(f, sizeof(f), "objectives[%zu]", i);
+            if (!json_is_object(o)) {
+                return FAIL(f, "%s must be an object", f);
+            }
+            json_object_foreach((json_t *)o, key, v) {
+                if (strcmp(key, "name") != 0 && strcmp(key, "direction") != 0) {
+                    snprintf(f, sizeof(f), "objectives[%zu].%.32s", i, key);
+                    return FAIL(f, "unknown field '%s'", f);
+                }
+            }
+            v = json_object_get(o, "name");
+            snprintf(f, sizeof(f), "objectives[%zu].name", i);
+            if (!json_is_string(v) || !hpo_name_valid(json_string_value(v))) {
+                return FAIL(f, "%s must be 1-128 characters of A-Z a-z 0-9 _ . -", f);
+            }
+            if (objective_name_taken(s, json_string_value(v))) {
+                return FAIL(f, "objective name '%s' is used twice", json_string_value(v));
+            }
+            snprintf(s->obj[i].name, sizeof(s->obj[i].name), "%s", json_string_value(v));
+            v = json_object_get(o, "direction");
+            snprintf(f, sizeof(f), "objectives[%zu].direction", i);
+            if (v != NULL && !direction_parse(v, &max)) {
+                return FAIL(f, "%s must be \"minimize\" or \"maximize\"", f);
+            }
+            s->obj[i].maximize = max;
+            s->n_obj = i + 1;
+        }
+        if (dir != NULL && (s->n_obj != 1 || s->obj[0].maximize != dmax)) {
+            return FAIL("direction", "direction and objectives disagree");
+        }
+    }
+    s->maximize = s->obj[0].maximize;
+    if (cons != NULL && !json_is_null(cons)) {
+        if (!json_is_array(cons) || json_array_size(cons) > HPO_CONSTRAINTS_MAX) {
+            return FAIL("constraints", "constraints must be an array of at most %d constraints",
+                    HPO_CONSTRAINTS_MAX);
+        }
+        for (size_t i = 0; i < json_array_size(cons); i++) {
+            const json_t *c = json_array_get(cons, i);
+            struct study_constraint *sc = &s->cons[i];
+            const char *key;
+            snprintf(f, sizeof(f), "constraints[%zu]", i);
+            if (!json_is_object(c)) {
+                return FAIL(f, "%s must be an object", f);
+            }
+            json_object_foreach((json_t *)c, key, v) {
+                if (strcmp(key, "name") != 0 && strcmp(key, "min") != 0 &&
+                        strcmp(key, "max") != 0) {
+                    snprintf(f, sizeof(f), "constraints[%zu].%.32s", i, key);
+                    return FAIL(f, "unknown field '%s'", f);
+                }
+            }
+            v = json_object_get(c, "name");
+            snprintf(f, sizeof(f), "constraints[%zu].name", i);
+            if (!json_is_string(v) || !hpo_name_valid(json_string_value(v))) {
+                return FAIL(f, "%s must be 1-128 characters of A-Z a-z 0-9 _ . -", f);
+            }
+            if (objective_name_taken(s, json_string_value(v))) {
+                return FAIL(f, "name '%s' is used twice in objectives and constraints",
+                        json_string_value(v));
+            }
+            snprintf(sc->name, sizeof(sc->name), "%s", json_string_value(v));
+            sc->lo = -INFINITY;
+            sc->hi = INFINITY;
+            v = json_object_get(c, "min");
+            snprintf(f, sizeof(f), "constraints[%zu].min", i);
+            if (v != NULL) {
+                if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+                    return FAIL(f, "%s must be a finite number", f);
+                }
+                sc->lo = json_number_value(v);
+            }
+            v = json_object_get(c, "max");
+            snprintf(f, sizeof(f), "constraints[%zu].max", i);
+            if (v != NULL) {
+                if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+                    return FAIL(f, "%s must be a finite number", f);
+                }
+                sc->hi = json_number_value(v);
+            }
+            snprintf(f, sizeof(f), "constraints[%zu]", i);
+            if (isinf(sc->lo) && isinf(sc->hi)) {
+                return FAIL(f, "%s needs min, max or both", f);
+            }
+            if (sc->lo > sc->hi) {
+                return FAIL(f, "%s has min > max", f);
+            }
+            s->n_cons = i + 1;
+        }
+    }
+    if (ref != NULL && !json_is_null(ref)) {
+        if (!json_is_object(ref) || json_object_size(ref) != s->n_obj) {
+            return FAIL("reference_point", "reference_point must give every objective a number");
+        }
+        for (size_t i = 0; i < s->n_obj; i++) {
+            v = json_object_get(ref, s->obj[i].name);
+            if (v == NULL || !json_is_number(v) || !isfinite(json_number_value(v))) {
+                return FAIL("reference_point",
+                        "reference_point must give every objective a finite number");
+            }
+            s->ref[i] = json_number_value(v);
+        }
+        s->has_ref = true;
+    }
+    if (s->n_obj == 1) {
+        json_object_set_new(def, "direction",
+                json_string(s->maximize ? "maximize" : "minimize"));
+    }
+    out = json_array();
+    for (size_t i = 0; i < s->n_obj; i++) {
+        json_array_append_new(out, json_pack("{s:s,s:s}", "name", s->obj[i].name, "direction",
+                                           s->obj[i].maximize ? "maximize" : "minimize"));
+    }
+    json_object_set_new(def, "objectives", out);
+    if (s->n_cons > 0) {
+        out = json_array();
+        for (size_t i = 0; i < s->n_cons; i++) {
+            json_t *c = json_pack("{s:s}", "name", s->cons[i].name);
+            if (!isinf(s->cons[i].lo)) {
+                json_object_set_new(c, "min", bound_json(s->cons[i].lo));
+            }
+            if (!isinf(s->cons[i].hi)) {
+                json_object_set_new(c, "max", bound_json(s->cons[i].hi));
+            }
+            json_array_append_new(out, c);
+        }
+        json_object_set_new(def, "constraints", out);
+    }
+    if (s->has_ref) {
+        out = json_object();
+        for (size_t i = 0; i < s->n_obj; i++) {
+            json_object_set_new(out, s->obj[i].name, json_real(s->ref[i]));
+        }
+        json_object_set_new(def, "reference_point", out);
+    }
+    return 0;
+}
+
 int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
         struct hpo_error *err)
 {
@@ -231,14 +443,10 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
     def = json_object();
     s->definition = def;
     json_object_set_new(def, "name", json_string(s->name));
-    v = json_object_get(body, "direction");
-    if (v != NULL && (!json_is_string(v) || (strcmp(json_string_value(v), "minimize") != 0 &&
-                                                     strcmp(json_string_value(v), "maximize") != 0))) {
-        r = FAIL("direction", "direction must be \"minimize\" or \"maximize\"");
+    r = read_objectives(s, body, def, err);
+    if (r < 0) {
         goto fail;
     }
-    s->maximize = v != NULL && strcmp(json_string_value(v), "maximize") == 0;
-    json_object_set_new(def, "direction", json_string(s->maximize ? "maximize" : "minimize"));
     v = json_object_get(body, "params");
     if (v == NULL) {
         r = FAIL("params", "params is required");

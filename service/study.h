@@ -26,13 +26,34 @@ struct pending_gradient {
     size_t held;  /* bytes counted in the vector memory (0 for small ones) */
 };
 
+#define HPO_OBJECTIVES_MAX 8
+#define HPO_CONSTRAINTS_MAX 64
+
+/* One objective of a study (docs/API.md "Objectives and constraints"). */
+struct study_objective {
+    char name[HPO_NAME_MAX + 1];
+    bool maximize;
+};
+
+/* One constraint: feasible when told and lo <= v <= hi (-inf/+inf when a bound is absent). */
+struct study_constraint {
+    char name[HPO_NAME_MAX + 1];
+    double lo, hi;
+};
+
 struct study {
     int64_t id;
     char name[HPO_NAME_MAX + 1];
     int64_t created_at;
     json_t *definition; /* normalized definition, every default filled in */
     struct hpo_space *space;
-    bool maximize;
+    bool maximize; /* the first objective's direction */
+    size_t n_obj;  /* 1..HPO_OBJECTIVES_MAX */
+    struct study_objective obj[HPO_OBJECTIVES_MAX];
+    size_t n_cons;
+    struct study_constraint cons[HPO_CONSTRAINTS_MAX];
+    bool has_ref;  /* reference_point fixed at creation */
+    double ref[HPO_OBJECTIVES_MAX];
     bool evictable; /* every vector param is over 1000 elements: finished trials' vectors
                        may leave memory (JSON shows them as href) */
     const struct hpo_sampler_type *sampler_type;
