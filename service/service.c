@@ -30,6 +30,7 @@ static const struct op_row {
     [HPO_SERVICE_GRADIENT_PUT] = { hpo__decode_none, hpo__op_gradient_put, true },
     [HPO_SERVICE_TRIAL_PATCH] = { hpo__decode_patch, hpo__op_trial_patch, false },
     [HPO_SERVICE_STUDY_PATCH] = { hpo__decode_patch, hpo__op_study_patch, false },
+    [HPO_SERVICE_PARETO] = { hpo__decode_none, hpo__op_pareto, false },
 };
 _Static_assert(sizeof(ops) / sizeof(ops[0]) == HPO_SERVICE_OP_COUNT,
         "every enum hpo_service_op needs its row in ops[]");

@@ -40,6 +40,7 @@ enum hpo_service_op {
     HPO_SERVICE_GRADIENT_PUT, /* binary gradient upload */
     HPO_SERVICE_TRIAL_PATCH,  /* merge user_attrs into a trial */
     HPO_SERVICE_STUDY_PATCH,  /* merge user_attrs into a study */
+    HPO_SERVICE_PARETO,       /* the feasible Pareto front and its hypervolume */
     HPO_SERVICE_OP_COUNT
 };
 
@@ -78,14 +79,18 @@ struct hpo_service_ask_args {
 
 struct hpo_service_trial_create_args {
     const json_t *params;
-    bool has_value;
-    double value;
+    bool has_value;       /* value or values given */
+    double value;         /* NaN when absent */
+    const json_t *values; /* an object (checked against the study by the op), or NULL */
+    const json_t *constraints; /* likewise */
     const json_t *attrs; /* an object, or NULL */
 };
 
 struct hpo_service_tell_args {
     int state;            /* enum hpo_state: complete, pruned or failed */
-    double value;         /* NaN unless complete */
+    double value;         /* NaN unless complete and given */
+    const json_t *values; /* an object (checked against the study by the op), or NULL */
+    const json_t *constraints; /* likewise */
     const json_t *attrs;  /* an object, or NULL */
     const json_t *gradient; /* as given (checked against the space by the op), or NULL */
 };

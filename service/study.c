@@ -11,6 +11,7 @@
 
 #include "../core/buf.h"
 #include "../core/clock.h"
+#include "../core/mo.h"
 #include "service.h"
 #include "study.h"
 
@@ -476,6 +477,18 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
         goto fail;
     }
     hpo_history_init(&s->history, s->space, s->name, s->maximize);
+    for (size_t i = 0; i < s->n_obj; i++) {
+        s->obj_max[i] = s->obj[i].maximize;
+    }
+    for (size_t i = 0; i < s->n_cons; i++) {
+        s->cons_lo[i] = s->cons[i].lo;
+        s->cons_hi[i] = s->cons[i].hi;
+    }
+    s->history.n_obj = s->n_obj;
+    s->history.n_cons = s->n_cons;
+    s->history.obj_maximize = s->obj_max;
+    s->history.cons_lo = s->cons_lo;
+    s->history.cons_hi = s->cons_hi;
     if (s->sampler_type->save != NULL &&
             s->sampler_type->save(s->sampler, &s->state_blob, &s->state_len) < 0) {
         free(s->state_blob);
@@ -533,6 +546,60 @@ static json_t *number_or_null(double v)
     return isfinite(v) ? json_real(v) : json_null();
 }
 
+double hpo__trial_objective(const struct study *s, const struct hpo_trial *t, size_t i)
+{
+    if (t->results == NULL) {
+        return i == 0 ? t->value : NAN;
+    }
+    return i < s->n_obj ? t->results[i] : NAN;
+}
+
+bool hpo__trial_feasible(const struct study *s, const struct hpo_trial *t)
+{
+    if (s->n_cons == 0) {
+        return true;
+    }
+    if (t->results == NULL) {
+        return false;
+    }
+    for (size_t j = 0; j < s->n_cons; j++) {
+        double v = t->results[s->n_obj + j];
+        if (!(v >= s->cons[j].lo && v <= s->cons[j].hi)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* "values", "constraints" and "feasible" of a trial (docs/API.md "Objectives and constraints"). */
+static void results_to_json(const struct study *s, const struct hpo_trial *t, json_t *o)
+{
+    json_t *vals = json_object(), *cons;
+
+    if (t->state == HPO_STATE_COMPLETE || t->results != NULL) {
+        for (size_t i = 0; i < s->n_obj; i++) {
+            double v = hpo__trial_objective(s, t, i);
+            if (!isnan(v)) {
+                json_object_set_new(vals, s->obj[i].name, json_real(v));
+            }
+        }
+    }
+    json_object_set_new(o, "values", vals);
+    if (s->n_cons == 0) {
+        return;
+    }
+    cons = json_object();
+    for (size_t j = 0; t->results != NULL && j < s->n_cons; j++) {
+        double v = t->results[s->n_obj + j];
+        if (!isnan(v)) {
+            json_object_set_new(cons, s->cons[j].name, json_real(v));
+        }
+    }
+    json_object_set_new(o, "constraints", cons);
+    json_object_set_new(o, "feasible",
+            json_boolean(t->state == HPO_STATE_COMPLETE && hpo__trial_feasible(s, t)));
+}
+
 json_t *hpo__trial_to_json(struct study *s, const struct hpo_trial *t)
 {
     json_t *o = json_object();
@@ -546,7 +613,12 @@ json_t *hpo__trial_to_json(struct study *s, const struct hpo_trial *t)
     json_object_set_new(o, "state", json_string(hpo_state_name(t->state)));
     json_object_set_new(o, "params",
             hpo_space_values_to_json_thin(s->space, t->values, href, 1000, t->thin));
-    json_object_set_new(o, "value", number_or_null(t->value));
+    if (s->n_obj == 1) {
+        json_object_set_new(o, "value", number_or_null(t->value));
+    }
+    if (hpo__study_has_results(s)) {
+        results_to_json(s, t, o);
+    }
     for (size_t i = 0; i < t->n_reports; i++) {
         json_array_append_new(inter, json_pack("{s:I,s:o}", "step", (json_int_t)t->reports[i].step,
                                              "value", number_or_null(t->reports[i].value)));
@@ -596,7 +668,23 @@ json_t *hpo__study_to_json(struct study *s, bool with_params)
     }
     json_object_set_new(counts, "total", json_integer((json_int_t)h->n_trials));
     json_object_set_new(o, "trials", counts);
-    if (s->best >= 0) {
+    if (s->n_obj > 1) {
+        struct hpo__front f;
+        json_t *bt = json_array();
+        if (hpo__study_front(s, &f) == 0) {
+            for (long i = 0; i < f.n_front; i++) {
+                const struct hpo_trial *t = h->trials[f.trial[f.front[i]]];
+                json_t *tj = hpo__trial_to_json(s, t);
+                json_array_append_new(bt,
+                        json_pack("{s:I,s:O,s:O}", "number", (json_int_t)t->number, "values",
+                                json_object_get(tj, "values"), "params",
+                                json_object_get(tj, "params")));
+                json_decref(tj);
+            }
+            hpo__front_free(&f);
+        }
+        json_object_set_new(o, "best_trials", bt);
+    } else if (s->best >= 0) {
         const struct hpo_trial *t = h->trials[s->best];
         char href[512];
         snprintf(href, sizeof(href), "/v1/studies/%s/trials/%lld/params", s->name,
@@ -619,6 +707,60 @@ json_t *hpo__study_to_json(struct study *s, bool with_params)
         }
     }
     return o;
+}
+
+int hpo__study_front(const struct study *s, struct hpo__front *f)
+{
+    const struct hpo_history *h = &s->history;
+    size_t m = s->n_obj, n = h->count[HPO_STATE_COMPLETE], k = 0;
+    unsigned char maxi[HPO_OBJECTIVES_MAX];
+    double v[HPO_OBJECTIVES_MAX], c[HPO_CONSTRAINTS_MAX];
+
+    memset(f, 0, sizeof(*f));
+    f->loss = malloc((n ? n : 1) * m * sizeof(double));
+    f->violation = malloc((n ? n : 1) * sizeof(double));
+    f->trial = malloc((n ? n : 1) * sizeof(size_t));
+    f->front = malloc((n ? n : 1) * sizeof(size_t));
+    if (f->loss == NULL || f->violation == NULL || f->trial == NULL || f->front == NULL) {
+        hpo__front_free(f);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < m; i++) {
+        maxi[i] = s->obj[i].maximize;
+    }
+    for (size_t i = 0; i < h->n_trials && k < n; i++) {
+        const struct hpo_trial *t = h->trials[i];
+        if (t->state != HPO_STATE_COMPLETE) {
+            continue;
+        }
+        for (size_t j = 0; j < m; j++) {
+            v[j] = hpo__trial_objective(s, t, j);
+        }
+        hpo_mo_loss(v, maxi, (unsigned)m, f->loss + k * m);
+        for (size_t j = 0; j < s->n_cons; j++) {
+            c[j] = hpo_mo_constraint_value(t->results ? t->results[m + j] : NAN, s->cons[j].lo,
+                    s->cons[j].hi);
+        }
+        f->violation[k] = hpo_mo_violation(c, s->n_cons);
+        f->trial[k] = i;
+        k++;
+    }
+    f->n = k;
+    f->n_front = hpo_mo_front(f->loss, k, (unsigned)m, f->violation, f->front);
+    if (f->n_front < 0) {
+        hpo__front_free(f);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void hpo__front_free(struct hpo__front *f)
+{
+    free(f->loss);
+    free(f->violation);
+    free(f->trial);
+    free(f->front);
+    memset(f, 0, sizeof(*f));
 }
 
 static bool better(const struct study *s, const struct hpo_trial *a, const struct hpo_trial *b)
@@ -699,8 +841,8 @@ void hpo__study_note_state(struct study *s, struct hpo_trial *t)
     } else {
         running_remove(s, t->number);
     }
-    if (t->state == HPO_STATE_COMPLETE && isfinite(t->value) &&
-            (s->best < 0 || better(s, t, s->history.trials[s->best]))) {
+    if (t->state == HPO_STATE_COMPLETE && isfinite(t->value) && s->n_obj == 1 &&
+            hpo__trial_feasible(s, t) && (s->best < 0 || better(s, t, s->history.trials[s->best]))) {
         s->best = (long)t->number;
     }
 }
