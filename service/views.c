@@ -104,8 +104,9 @@ static void csv_param(const struct hpo_param *p, const double *values, bool thin
 }
 
 /*
-** CSV export (docs/API.md "Trials"): the columns are number, state, value,
-** the params, created_at, completed_at, duration (seconds), one
+** CSV export (docs/API.md "Trials"): the columns are number, state, value
+** (with several objectives: one column per objective, by name), one per
+** constraint (by name), the params, created_at, completed_at, duration (seconds), one
 ** user_attrs_<key> per user attr key of the study (sorted by key) and, with
 ** ?intermediate=true, "intermediate" (a JSON object step -> value).
 **
@@ -181,7 +182,16 @@ static void csv_header(struct hpo_service_stream *st)
 
     csv_field(&st->out, "number", false);
     csv_field(&st->out, "state", true);
-    csv_field(&st->out, "value", true);
+    if (s->n_obj == 1) {
+        csv_field(&st->out, "value", true);
+    } else {
+        for (size_t i = 0; i < s->n_obj; i++) {
+            csv_field(&st->out, s->obj[i].name, true);
+        }
+    }
+    for (size_t i = 0; i < s->n_cons; i++) {
+        csv_field(&st->out, s->cons[i].name, true);
+    }
     for (size_t i = 0; i < s->space->n_params; i++) {
         csv_field(&st->out, s->space->params[i].name, true);
     }
@@ -247,6 +257,14 @@ static void csv_row(struct hpo_service_stream *st, const struct hpo_trial *t)
         hpo_format_double(cell, t->value);
     }
     csv_field(&st->out, cell, true);
+    for (size_t i = 1; i < s->n_obj + s->n_cons; i++) {
+        double v = t->results != NULL ? t->results[i] : NAN;
+        cell[0] = '\0';
+        if (isfinite(v)) {
+            hpo_format_double(cell, v);
+        }
+        csv_field(&st->out, cell, true);
+    }
     for (size_t k = 0; k < s->space->n_params; k++) {
         csv_param(&s->space->params[k], t->values, t->thin, cell, sizeof(cell));
         csv_field(&st->out, cell, true);
