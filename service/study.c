@@ -69,7 +69,7 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
     json_t *options = NULL, *seed, *desc, *out;
     int r;
 
-    r = split_plugin(spec, "sampler", s->n_obj > 1 ? "random" : "tpe", &type, &options, err);
+    r = split_plugin(spec, "sampler", s->n_obj > 1 ? "nsga2" : "tpe", &type, &options, err);
     if (r < 0) {
         return r;
     }
@@ -89,7 +89,8 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
     } else {
         s->seed = seed_fallback ? *seed_fallback : random_seed();
     }
-    if (s->n_obj > 1 && strcmp(type, "random") != 0 && strcmp(type, "qmc") != 0) {
+    if (s->n_obj > 1 && strcmp(type, "random") != 0 && strcmp(type, "qmc") != 0 &&
+            strcmp(type, "nsga2") != 0) {
         json_decref(options);
         return FAIL("sampler.type", "sampler '%s' takes one objective only",
                 s->sampler_type->name);

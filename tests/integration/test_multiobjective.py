@@ -11,6 +11,11 @@ Usage: test_multiobjective.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a
   feasible set (brute force here), the hypervolume and reference point are
   the contract's (computed here); the CSV has one column per objective and
   per constraint; all of it again after a restart and after SIGKILL.
+- front_nsga2: the same with `nsga2` (population 20: 5 generations).
+- nsga2_restart_identity: an nsga2 study asked in batches of 4 told in
+  reverse order gives the same params with the daemon restarted every 12
+  trials as without restarts (generations use when each trial was told,
+  kept in the sampler state).
 - one_objective_constraints: a one-objective study with a constraint: best
   is the best feasible trial, not the best value; the CSV keeps `value`.
 - migration_from_1_0: a database written by hpod 1.0 (schema version 1,
@@ -138,10 +143,9 @@ def check_front(d, study, told):
     return front
 
 
-@tap.test
-def front_random(exe):
+def run_front(exe, sampler):
     with Daemon(exe) as d:
-        study = d.post("/v1/studies", MO_STUDY).expect(201)
+        study = d.post("/v1/studies", dict(MO_STUDY, sampler=sampler)).expect(201)
         told = {}
         for i in range(100):
             t = d.post("/v1/studies/mo/ask", {}).expect(201)
@@ -167,6 +171,52 @@ def front_random(exe):
         d.kill()
         d.start()
         check(check_front(d, study, told) == front, "front changed over SIGKILL")
+
+
+@tap.test
+def front_random(exe):
+    run_front(exe, {"type": "random", "seed": 11})
+
+
+@tap.test
+def front_nsga2(exe):
+    run_front(exe, {"type": "nsga2", "seed": 11, "population_size": 20})
+
+
+def nsga2_run(d, name, n, restart_every=0):
+    """Ask n trials of an nsga2 study in batches of 4 told in reverse order; the params."""
+    body = dict(MO_STUDY, name=name, sampler={"type": "nsga2", "seed": 5, "population_size": 8})
+    d.post("/v1/studies", body).expect(201)
+    params = []
+    for b in range(n // 4):
+        batch = [d.post("/v1/studies/%s/ask" % name, {}).expect(201) for _ in range(4)]
+        for t in reversed(batch):
+            x, y = t["params"]["x"], t["params"]["y"]
+            tell = {"values": objectives(x, y), "constraints": constraints(x, y)}
+            d.post("/v1/studies/%s/trials/%d/tell" % (name, t["number"]), tell).expect(200)
+        params += [(t["number"], t["params"]) for t in batch]
+        if restart_every and (b + 1) % restart_every == 0:
+            d.stop()
+            d.start()
+    return params
+
+
+@tap.test
+def nsga2_restart_identity(exe):
+    with Daemon(exe) as a, Daemon(exe) as b:
+        straight = nsga2_run(a, "n", 64)
+        restarted = nsga2_run(b, "n", 64, restart_every=3)
+        check(straight == restarted, "params differ after restarts: %r vs %r"
+              % ([p for p in straight if p not in restarted][:2],
+                 [p for p in restarted if p not in straight][:2]))
+        # Generation 0 is random; later children inherit coordinates from parents (crossover
+        # and copies keep a parent's exact value), which random draws never repeat.
+        seen, inherited = set(), 0
+        for number, p in straight:
+            if number >= 8:
+                inherited += p["x"] in seen or p["y"] in seen
+            seen.update((p["x"], p["y"]))
+        check(inherited >= 28, "only %d of 56 children inherit a parent's coordinate" % inherited)
 
 
 @tap.test
