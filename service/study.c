@@ -38,7 +38,7 @@ static int split_plugin(const json_t *spec, const char *field, const char *def_t
         const char **ret_type, json_t **ret_options, struct hpo_error *err)
 {
     json_t *type;
-    char f[64];
+    char f[128];
 
     if (spec == NULL || json_is_null(spec)) {
         *ret_type = def_type;
@@ -246,7 +246,7 @@ static int read_objectives(struct study *s, const json_t *body, json_t *def,
     const json_t *ref = json_object_get(body, "reference_point");
     json_t *out, *v;
     bool dmax = false;
-    char f[64];
+    char f[128];
 
     if (dir != NULL && !direction_parse(dir, &dmax)) {
         return FAIL("direction", "direction must be \"minimize\" or \"maximize\"");
