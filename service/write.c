@@ -61,17 +61,17 @@ void hpo__write_trial(struct hpo__write *w, const struct study *s, const struct 
     op->trial.heartbeat_at = t->heartbeat_at;
     op->trial.results = NULL;
     if (t->results != NULL && hpo__study_has_results(s)) {
-        size_t n = s->n_obj + s->n_cons;
-        char *text = malloc(n * 26 + 3);
-        size_t len = 0;
+        size_t n = s->n_obj + s->n_cons, cap = n * 26 + 3, len = 0;
+        char *text = malloc(cap);
         if (text == NULL) {
             hpo_oom();
         }
         text[len++] = '[';
         for (size_t i = 0; i < n; i++) {
             len += (size_t)(isnan(t->results[i])
-                            ? sprintf(text + len, "%snull", i ? "," : "")
-                            : sprintf(text + len, "%s%.17g", i ? "," : "", t->results[i]));
+                            ? snprintf(text + len, cap - len, "%snull", i ? "," : "")
+                            : snprintf(text + len, cap - len, "%s%.17g", i ? "," : "",
+                                      t->results[i]));
         }
         text[len++] = ']';
         text[len] = '\0';
