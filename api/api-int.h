@@ -30,6 +30,7 @@ enum hpo__route_id {
     HPO__R_HEARTBEAT,
     HPO__R_PARAM,
     HPO__R_GRADIENT,
+    HPO__R_PARETO,
     HPO__R_ADMIN_BACKUP,
     HPO__R_COLUMNS,
     HPO__R_CURVES,

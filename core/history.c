@@ -39,6 +39,8 @@ void hpo_history_init(struct hpo_history *h, const struct hpo_space *space,
     h->space = space;
     h->study_name = study_name;
     h->maximize = maximize;
+    h->n_obj = 1;
+    h->obj_maximize = &h->maximize;
 }
 
 void hpo_trial_free(struct hpo_trial *t)
@@ -50,6 +52,7 @@ void hpo_trial_free(struct hpo_trial *t)
     free(t->reports);
     json_decref(t->user_attrs);
     free(t->worker);
+    free(t->results);
     free(t);
 }
 
@@ -494,6 +497,7 @@ void hpo_trial_undo_save(struct hpo_trial_undo *u, struct hpo_trial *t)
         .heartbeat_at = t->heartbeat_at,
         .retries = t->retries,
         .worker = t->worker,
+        .results = t->results,
         .user_attrs = json_incref(t->user_attrs),
         .point = hpo_point_ref(t->point),
         .values = t->values,
@@ -535,6 +539,10 @@ void hpo_trial_undo_restore(struct hpo_trial_undo *u, struct hpo_history *h)
         free(t->worker);
         t->worker = u->worker;
     }
+    if (t->results != u->results) {
+        free(t->results);
+        t->results = u->results;
+    }
     json_decref(t->user_attrs);
     t->user_attrs = u->user_attrs;
     hpo_point_release(t->point);
@@ -551,6 +559,9 @@ void hpo_trial_undo_drop(struct hpo_trial_undo *u)
     if (u->t != NULL && !u->appended) {
         if (u->worker != u->t->worker) {
             free(u->worker);
+        }
+        if (u->results != u->t->results) {
+            free(u->results);
         }
         json_decref(u->user_attrs);
         hpo_point_release(u->point);

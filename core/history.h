@@ -105,6 +105,9 @@ struct hpo_trial {
     size_t n_reports, cap_reports;
     json_t *user_attrs; /* object, or NULL until the trial has any (most never do) */
     char *worker;       /* NULL when none */
+    double *results;    /* several objectives or constraints: the history's n_obj objective
+                           values then n_cons constraint values (NaN: not told); NULL until
+                           told, and always for one objective without constraints */
     int64_t retry_of;   /* -1 when none */
     int64_t retries;    /* for an original trial: re-queues made so far */
     int64_t created_at, started_at, completed_at, heartbeat_at; /* ms since epoch, 0 none */
@@ -114,6 +117,15 @@ struct hpo_history {
     const struct hpo_space *space;
     const char *study_name;
     bool maximize;
+    /*
+    ** Objectives and constraints (docs/API.md "Objectives and constraints"):
+    ** n_obj >= 1; obj_maximize[i] per objective; a trial is feasible when
+    ** each constraint value v was told and cons_lo[j] <= v <= cons_hi[j].
+    ** Set by the owner after hpo_history_init (arrays borrowed).
+    */
+    size_t n_obj, n_cons;
+    const bool *obj_maximize;
+    const double *cons_lo, *cons_hi;
     struct hpo_trial **trials; /* trials[i]->number == i */
     size_t n_trials, cap_trials;
     size_t count[HPO_STATE_COUNT];
@@ -201,7 +213,7 @@ json_t *hpo_trial_attrs(struct hpo_trial *t);
 **
 ** Between save and restore/drop the operation may replace t->worker with a
 ** new string and t->user_attrs with a new object without freeing the old
-** ones (the undo owns them), and its point by hpo_trial_own_point (the undo
+** ones (the undo owns them), likewise t->results, and its point by hpo_trial_own_point (the undo
 ** holds a reference to the old one). `added_step` names a report the
 ** operation added (-1: none); `appended` marks a trial the operation
 ** appended, which restore pops (restore the undos of one operation in
@@ -214,6 +226,7 @@ struct hpo_trial_undo {
     int64_t created_at, started_at, completed_at, heartbeat_at;
     int64_t retries;
     char *worker;
+    double *results;
     json_t *user_attrs;
     struct hpo_point *point;
     double *values, *unit;

@@ -148,6 +148,9 @@ static int on_trial(void *ctx, int64_t study_id, int64_t number, const struct hp
     if (row->worker != NULL && (op->trial.worker = keep_str(c, row->worker)) == NULL) {
         return -ENOMEM;
     }
+    if (row->results != NULL && (op->trial.results = keep_str(c, row->results)) == NULL) {
+        return -ENOMEM;
+    }
     c->trials++;
     return maybe_flush(c);
 }

@@ -14,6 +14,7 @@ const struct hpo_sampler_type *const hpo_sampler_types[] = {
     &hpo_sampler_gp,
     &hpo_sampler_qmc,
     &hpo_sampler_cmaes,
+    &hpo_sampler_nsga2,
     NULL,
 };
 

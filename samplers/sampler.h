@@ -133,6 +133,7 @@ extern const struct hpo_sampler_type hpo_sampler_gradient;
 extern const struct hpo_sampler_type hpo_sampler_gp;
 extern const struct hpo_sampler_type hpo_sampler_qmc;
 extern const struct hpo_sampler_type hpo_sampler_cmaes;
+extern const struct hpo_sampler_type hpo_sampler_nsga2;
 
 /*
 ** The number of the trial being suggested: the service samples the oldest

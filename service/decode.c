@@ -111,12 +111,56 @@ int hpo__decode_ask(const json_t *body, const struct hpo_service_query *q, union
     return 0;
 }
 
+/*
+** "values" and "constraints": objects of finite numbers (names are checked
+** against the study by the op). "values" with "value" is invalid_argument.
+*/
+static int decode_results(const json_t *body, bool has_value, const json_t **ret_values,
+        const json_t **ret_constraints, struct hpo_error *err)
+{
+    const json_t *values = field(body, "values"), *cons = field(body, "constraints");
+    const char *key;
+    json_t *v;
+    char f[160];
+
+    if (values != NULL) {
+        if (has_value) {
+            return FAIL("values", "give value or values, not both");
+        }
+        if (!json_is_object(values) || json_object_size(values) == 0) {
+            return FAIL("values", "values must be an object of objective name to number");
+        }
+        json_object_foreach((json_t *)values, key, v) {
+            if (!is_finite_number(v)) {
+                snprintf(f, sizeof(f), "values.%.128s", key);
+                return FAIL(f, "%s must be a finite number", f);
+            }
+        }
+    }
+    if (cons != NULL) {
+        if (!json_is_object(cons)) {
+            return FAIL("constraints", "constraints must be an object of constraint name to number");
+        }
+        json_object_foreach((json_t *)cons, key, v) {
+            if (!is_finite_number(v)) {
+                snprintf(f, sizeof(f), "constraints.%.128s", key);
+                return FAIL(f, "%s must be a finite number", f);
+            }
+        }
+    }
+    *ret_values = values;
+    *ret_constraints = cons;
+    return 0;
+}
+
 int hpo__decode_trial_create(const json_t *body, const struct hpo_service_query *q,
         union hpo_service_args *a, struct hpo_error *err)
 {
-    static const char *const allowed[] = { "params", "value", "user_attrs", NULL };
+    static const char *const allowed[] = { "params", "value", "values", "constraints",
+        "user_attrs", NULL };
     const json_t *value = field(body, "value");
     struct hpo_service_trial_create_args *out = &a->trial;
+    int r;
 
     if (check_keys(body, allowed, err) < 0) {
         return -EINVAL;
@@ -128,7 +172,14 @@ int hpo__decode_trial_create(const json_t *body, const struct hpo_service_query 
     if (value != NULL && !is_finite_number(value)) {
         return FAIL("value", "value must be a finite number");
     }
-    out->has_value = value != NULL;
+    r = decode_results(body, value != NULL, &out->values, &out->constraints, err);
+    if (r < 0) {
+        return r;
+    }
+    out->has_value = value != NULL || out->values != NULL;
+    if (!out->has_value && out->constraints != NULL) {
+        return FAIL("constraints", "constraints go only with values (a complete trial)");
+    }
     out->value = value != NULL ? json_number_value(value) : NAN;
     return user_attrs(body, &out->attrs, err);
 }
@@ -136,9 +187,11 @@ int hpo__decode_trial_create(const json_t *body, const struct hpo_service_query 
 int hpo__decode_tell(const json_t *body, const struct hpo_service_query *q, union hpo_service_args *a,
         struct hpo_error *err)
 {
-    static const char *const allowed[] = { "value", "state", "user_attrs", "gradient", NULL };
+    static const char *const allowed[] = { "value", "values", "constraints", "state",
+        "user_attrs", "gradient", NULL };
     const json_t *value = field(body, "value"), *state = field(body, "state");
     struct hpo_service_tell_args *out = &a->tell;
+    int r;
 
     if (check_keys(body, allowed, err) < 0) {
         return -EINVAL;
@@ -154,11 +207,21 @@ int hpo__decode_tell(const json_t *body, const struct hpo_service_query *q, unio
     if (value != NULL && !is_finite_number(value)) {
         return FAIL("value", "value must be a finite number");
     }
-    if (out->state == HPO_STATE_COMPLETE && value == NULL) {
+    r = decode_results(body, value != NULL, &out->values, &out->constraints, err);
+    if (r < 0) {
+        return r;
+    }
+    if (out->state == HPO_STATE_COMPLETE && value == NULL && out->values == NULL) {
         return FAIL("value", "value is required to complete a trial (or give state failed/pruned)");
     }
     if (out->state != HPO_STATE_COMPLETE && value != NULL) {
         return FAIL("value", "value goes only with a complete trial");
+    }
+    if (out->state != HPO_STATE_COMPLETE && out->values != NULL) {
+        return FAIL("values", "values go only with a complete trial");
+    }
+    if (out->state != HPO_STATE_COMPLETE && out->constraints != NULL) {
+        return FAIL("constraints", "constraints go only with a complete trial");
     }
     out->value = value != NULL ? json_number_value(value) : NAN;
     out->gradient = field(body, "gradient");

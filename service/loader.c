@@ -4,6 +4,7 @@
 ** started (service-int.h).
 */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,36 @@ static struct hpo_trial *loader_trial(struct loader *L, int64_t study_id, int64_
     return s->history.trials[number];
 }
 
+/*
+** A trial's stored results (storage/migrations.c version 2): a JSON array of
+** n_obj + n_cons numbers or nulls. Anything else is not this study's and is
+** ignored (the trial keeps only its value), as a stray row is.
+*/
+static int load_results(const struct study *s, struct hpo_trial *t, const char *text)
+{
+    size_t n = s->n_obj + s->n_cons;
+    json_t *a = json_loads(text, JSON_DECODE_ANY, NULL);
+    double *res;
+
+    if (!json_is_array(a) || json_array_size(a) != n) {
+        json_decref(a);
+        return 0;
+    }
+    res = malloc(n * sizeof(double));
+    if (res == NULL) {
+        json_decref(a);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, i);
+        res[i] = json_is_number(v) ? json_number_value(v) : NAN;
+    }
+    json_decref(a);
+    free(t->results);
+    t->results = res;
+    return 0;
+}
+
 static int load_trial(void *ctx, int64_t study_id, int64_t number,
         const struct hpo_trial_row *row)
 {
@@ -118,6 +149,9 @@ static int load_trial(void *ctx, int64_t study_id, int64_t number,
     t->started_at = row->started_at;
     t->completed_at = row->completed_at;
     t->heartbeat_at = row->heartbeat_at;
+    if (row->results != NULL && hpo__study_has_results(s)) {
+        return load_results(s, t, row->results);
+    }
     return 0;
 }
 

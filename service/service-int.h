@@ -116,6 +116,8 @@ void hpo__op_trials_list(struct hpo_service *svc, struct hpo_service_request *re
         const union hpo_service_args *a);
 void hpo__op_trial_get(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a);
+void hpo__op_pareto(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a);
 void hpo__op_best(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a);
 void hpo__op_param_get(struct hpo_service *svc, struct hpo_service_request *req,

@@ -33,6 +33,7 @@ static const struct op_row {
     [HPO_SERVICE_COLUMNS] = { hpo__decode_columns, hpo__op_columns, false },
     [HPO_SERVICE_CURVES] = { hpo__decode_curves, hpo__op_curves, false },
     [HPO_SERVICE_IMPORTANCES] = { hpo__decode_importances, hpo__op_importances, false },
+    [HPO_SERVICE_PARETO] = { hpo__decode_none, hpo__op_pareto, false },
 };
 _Static_assert(sizeof(ops) / sizeof(ops[0]) == HPO_SERVICE_OP_COUNT,
         "every enum hpo_service_op needs its row in ops[]");

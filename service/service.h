@@ -43,6 +43,7 @@ enum hpo_service_op {
     HPO_SERVICE_COLUMNS,      /* the dashboard: trials as binary columns */
     HPO_SERVICE_CURVES,       /* the dashboard: intermediate values, downsampled */
     HPO_SERVICE_IMPORTANCES,  /* the dashboard: parameter importances (PED-ANOVA) */
+    HPO_SERVICE_PARETO,       /* the feasible Pareto front and its hypervolume */
     HPO_SERVICE_OP_COUNT
 };
 
@@ -81,14 +82,18 @@ struct hpo_service_ask_args {
 
 struct hpo_service_trial_create_args {
     const json_t *params;
-    bool has_value;
-    double value;
+    bool has_value;       /* value or values given */
+    double value;         /* NaN when absent */
+    const json_t *values; /* an object (checked against the study by the op), or NULL */
+    const json_t *constraints; /* likewise */
     const json_t *attrs; /* an object, or NULL */
 };
 
 struct hpo_service_tell_args {
     int state;            /* enum hpo_state: complete, pruned or failed */
-    double value;         /* NaN unless complete */
+    double value;         /* NaN unless complete and given */
+    const json_t *values; /* an object (checked against the study by the op), or NULL */
+    const json_t *constraints; /* likewise */
     const json_t *attrs;  /* an object, or NULL */
     const json_t *gradient; /* as given (checked against the space by the op), or NULL */
 };

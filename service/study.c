@@ -11,6 +11,7 @@
 
 #include "../core/buf.h"
 #include "../core/clock.h"
+#include "../core/mo.h"
 #include "service.h"
 #include "study.h"
 
@@ -18,7 +19,8 @@
 
 static const char *const study_keys[] = {
     "name", "direction", "params", "sampler", "pruner", "heartbeat_timeout", "max_retries",
-    "max_trials", "user_attrs", "retain_vectors", NULL,
+    "max_trials", "user_attrs", "retain_vectors", "objectives", "constraints", "reference_point",
+    NULL,
 };
 
 static uint64_t random_seed(void)
@@ -36,7 +38,7 @@ static int split_plugin(const json_t *spec, const char *field, const char *def_t
         const char **ret_type, json_t **ret_options, struct hpo_error *err)
 {
     json_t *type;
-    char f[64];
+    char f[128];
 
     if (spec == NULL || json_is_null(spec)) {
         *ret_type = def_type;
@@ -67,7 +69,7 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
     json_t *options = NULL, *seed, *desc, *out;
     int r;
 
-    r = split_plugin(spec, "sampler", "tpe", &type, &options, err);
+    r = split_plugin(spec, "sampler", s->n_obj > 1 ? "nsga2" : "tpe", &type, &options, err);
     if (r < 0) {
         return r;
     }
@@ -86,6 +88,12 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
         json_object_del(options, "seed");
     } else {
         s->seed = seed_fallback ? *seed_fallback : random_seed();
+    }
+    if (s->n_obj > 1 && strcmp(type, "random") != 0 && strcmp(type, "qmc") != 0 &&
+            strcmp(type, "nsga2") != 0) {
+        json_decref(options);
+        return FAIL("sampler.type", "sampler '%s' takes one objective only",
+                s->sampler_type->name);
     }
     if (s->space->has_vectors && !s->sampler_type->supports_vectors) {
         json_decref(options);
@@ -121,6 +129,10 @@ static int build_pruner(struct study *s, const json_t *spec, json_t *def, struct
     if (s->pruner_type == NULL) {
         json_decref(options);
         return FAIL("pruner.type", "unknown pruner '%.64s'", type);
+    }
+    if (s->n_obj > 1 && strcmp(s->pruner_type->name, "none") != 0) {
+        json_decref(options);
+        return FAIL("pruner.type", "a study with several objectives takes no pruner but none");
     }
     r = s->pruner_type->configure(options, &s->pruner, err);
     json_decref(options);
@@ -189,6 +201,208 @@ static int read_limits(struct study *s, const json_t *body, json_t *def, struct 
     return 0;
 }
 
+static bool direction_parse(const json_t *v, bool *maximize)
+{
+    if (!json_is_string(v)) {
+        return false;
+    }
+    *maximize = strcmp(json_string_value(v), "maximize") == 0;
+    return *maximize || strcmp(json_string_value(v), "minimize") == 0;
+}
+
+/* Is `name` already an objective's or a constraint's name? */
+static bool objective_name_taken(const struct study *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_obj; i++) {
+        if (strcmp(s->obj[i].name, name) == 0) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < s->n_cons; i++) {
+        if (strcmp(s->cons[i].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static json_t *bound_json(double v)
+{
+    return v == floor(v) && fabs(v) < 1e15 ? json_integer((json_int_t)v) : json_real(v);
+}
+
+/*
+** direction, objectives, constraints and reference_point (docs/API.md
+** "Objectives and constraints"). The normalized definition always has
+** "objectives"; "direction" for one objective; "constraints" and
+** "reference_point" when given.
+*/
+static int read_objectives(struct study *s, const json_t *body, json_t *def,
+        struct hpo_error *err)
+{
+    const json_t *dir = json_object_get(body, "direction");
+    const json_t *objs = json_object_get(body, "objectives");
+    const json_t *cons = json_object_get(body, "constraints");
+    const json_t *ref = json_object_get(body, "reference_point");
+    json_t *out, *v;
+    bool dmax = false;
+    char f[128];
+
+    if (dir != NULL && !direction_parse(dir, &dmax)) {
+        return FAIL("direction", "direction must be \"minimize\" or \"maximize\"");
+    }
+    if (objs == NULL) {
+        s->n_obj = 1;
+        snprintf(s->obj[0].name, sizeof(s->obj[0].name), "value");
+        s->obj[0].maximize = dmax;
+    } else {
+        if (!json_is_array(objs) || json_array_size(objs) < 1 ||
+                json_array_size(objs) > HPO_OBJECTIVES_MAX) {
+            return FAIL("objectives", "objectives must be an array of 1-%d objectives",
+                    HPO_OBJECTIVES_MAX);
+        }
+        for (size_t i = 0; i < json_array_size(objs); i++) {
+            const json_t *o = json_array_get(objs, i);
+            const char *key;
+            bool max = false;
+            snprintf(f, sizeof(f), "objectives[%zu]", i);
+            if (!json_is_object(o)) {
+                return FAIL(f, "%s must be an object", f);
+            }
+            json_object_foreach((json_t *)o, key, v) {
+                if (strcmp(key, "name") != 0 && strcmp(key, "direction") != 0) {
+                    snprintf(f, sizeof(f), "objectives[%zu].%.32s", i, key);
+                    return FAIL(f, "unknown field '%s'", f);
+                }
+            }
+            v = json_object_get(o, "name");
+            snprintf(f, sizeof(f), "objectives[%zu].name", i);
+            if (!json_is_string(v) || !hpo_name_valid(json_string_value(v))) {
+                return FAIL(f, "%s must be 1-128 characters of A-Z a-z 0-9 _ . -", f);
+            }
+            if (objective_name_taken(s, json_string_value(v))) {
+                return FAIL(f, "objective name '%s' is used twice", json_string_value(v));
+            }
+            snprintf(s->obj[i].name, sizeof(s->obj[i].name), "%s", json_string_value(v));
+            v = json_object_get(o, "direction");
+            snprintf(f, sizeof(f), "objectives[%zu].direction", i);
+            if (v != NULL && !direction_parse(v, &max)) {
+                return FAIL(f, "%s must be \"minimize\" or \"maximize\"", f);
+            }
+            s->obj[i].maximize = max;
+            s->n_obj = i + 1;
+        }
+        if (dir != NULL && (s->n_obj != 1 || s->obj[0].maximize != dmax)) {
+            return FAIL("direction", "direction and objectives disagree");
+        }
+    }
+    s->maximize = s->obj[0].maximize;
+    if (cons != NULL && !json_is_null(cons)) {
+        if (!json_is_array(cons) || json_array_size(cons) > HPO_CONSTRAINTS_MAX) {
+            return FAIL("constraints", "constraints must be an array of at most %d constraints",
+                    HPO_CONSTRAINTS_MAX);
+        }
+        for (size_t i = 0; i < json_array_size(cons); i++) {
+            const json_t *c = json_array_get(cons, i);
+            struct study_constraint *sc = &s->cons[i];
+            const char *key;
+            snprintf(f, sizeof(f), "constraints[%zu]", i);
+            if (!json_is_object(c)) {
+                return FAIL(f, "%s must be an object", f);
+            }
+            json_object_foreach((json_t *)c, key, v) {
+                if (strcmp(key, "name") != 0 && strcmp(key, "min") != 0 &&
+                        strcmp(key, "max") != 0) {
+                    snprintf(f, sizeof(f), "constraints[%zu].%.32s", i, key);
+                    return FAIL(f, "unknown field '%s'", f);
+                }
+            }
+            v = json_object_get(c, "name");
+            snprintf(f, sizeof(f), "constraints[%zu].name", i);
+            if (!json_is_string(v) || !hpo_name_valid(json_string_value(v))) {
+                return FAIL(f, "%s must be 1-128 characters of A-Z a-z 0-9 _ . -", f);
+            }
+            if (objective_name_taken(s, json_string_value(v))) {
+                return FAIL(f, "name '%s' is used twice in objectives and constraints",
+                        json_string_value(v));
+            }
+            snprintf(sc->name, sizeof(sc->name), "%s", json_string_value(v));
+            sc->lo = -INFINITY;
+            sc->hi = INFINITY;
+            v = json_object_get(c, "min");
+            snprintf(f, sizeof(f), "constraints[%zu].min", i);
+            if (v != NULL) {
+                if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+                    return FAIL(f, "%s must be a finite number", f);
+                }
+                sc->lo = json_number_value(v);
+            }
+            v = json_object_get(c, "max");
+            snprintf(f, sizeof(f), "constraints[%zu].max", i);
+            if (v != NULL) {
+                if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+                    return FAIL(f, "%s must be a finite number", f);
+                }
+                sc->hi = json_number_value(v);
+            }
+            snprintf(f, sizeof(f), "constraints[%zu]", i);
+            if (isinf(sc->lo) && isinf(sc->hi)) {
+                return FAIL(f, "%s needs min, max or both", f);
+            }
+            if (sc->lo > sc->hi) {
+                return FAIL(f, "%s has min > max", f);
+            }
+            s->n_cons = i + 1;
+        }
+    }
+    if (ref != NULL && !json_is_null(ref)) {
+        if (!json_is_object(ref) || json_object_size(ref) != s->n_obj) {
+            return FAIL("reference_point", "reference_point must give every objective a number");
+        }
+        for (size_t i = 0; i < s->n_obj; i++) {
+            v = json_object_get(ref, s->obj[i].name);
+            if (v == NULL || !json_is_number(v) || !isfinite(json_number_value(v))) {
+                return FAIL("reference_point",
+                        "reference_point must give every objective a finite number");
+            }
+            s->ref[i] = json_number_value(v);
+        }
+        s->has_ref = true;
+    }
+    if (s->n_obj == 1) {
+        json_object_set_new(def, "direction",
+                json_string(s->maximize ? "maximize" : "minimize"));
+    }
+    out = json_array();
+    for (size_t i = 0; i < s->n_obj; i++) {
+        json_array_append_new(out, json_pack("{s:s,s:s}", "name", s->obj[i].name, "direction",
+                                           s->obj[i].maximize ? "maximize" : "minimize"));
+    }
+    json_object_set_new(def, "objectives", out);
+    if (s->n_cons > 0) {
+        out = json_array();
+        for (size_t i = 0; i < s->n_cons; i++) {
+            json_t *c = json_pack("{s:s}", "name", s->cons[i].name);
+            if (!isinf(s->cons[i].lo)) {
+                json_object_set_new(c, "min", bound_json(s->cons[i].lo));
+            }
+            if (!isinf(s->cons[i].hi)) {
+                json_object_set_new(c, "max", bound_json(s->cons[i].hi));
+            }
+            json_array_append_new(out, c);
+        }
+        json_object_set_new(def, "constraints", out);
+    }
+    if (s->has_ref) {
+        out = json_object();
+        for (size_t i = 0; i < s->n_obj; i++) {
+            json_object_set_new(out, s->obj[i].name, json_real(s->ref[i]));
+        }
+        json_object_set_new(def, "reference_point", out);
+    }
+    return 0;
+}
+
 int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
         struct hpo_error *err)
 {
@@ -231,14 +445,10 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
     def = json_object();
     s->definition = def;
     json_object_set_new(def, "name", json_string(s->name));
-    v = json_object_get(body, "direction");
-    if (v != NULL && (!json_is_string(v) || (strcmp(json_string_value(v), "minimize") != 0 &&
-                                                     strcmp(json_string_value(v), "maximize") != 0))) {
-        r = FAIL("direction", "direction must be \"minimize\" or \"maximize\"");
+    r = read_objectives(s, body, def, err);
+    if (r < 0) {
         goto fail;
     }
-    s->maximize = v != NULL && strcmp(json_string_value(v), "maximize") == 0;
-    json_object_set_new(def, "direction", json_string(s->maximize ? "maximize" : "minimize"));
     v = json_object_get(body, "params");
     if (v == NULL) {
         r = FAIL("params", "params is required");
@@ -268,6 +478,18 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
         goto fail;
     }
     hpo_history_init(&s->history, s->space, s->name, s->maximize);
+    for (size_t i = 0; i < s->n_obj; i++) {
+        s->obj_max[i] = s->obj[i].maximize;
+    }
+    for (size_t i = 0; i < s->n_cons; i++) {
+        s->cons_lo[i] = s->cons[i].lo;
+        s->cons_hi[i] = s->cons[i].hi;
+    }
+    s->history.n_obj = s->n_obj;
+    s->history.n_cons = s->n_cons;
+    s->history.obj_maximize = s->obj_max;
+    s->history.cons_lo = s->cons_lo;
+    s->history.cons_hi = s->cons_hi;
     if (s->sampler_type->save != NULL &&
             s->sampler_type->save(s->sampler, &s->state_blob, &s->state_len) < 0) {
         free(s->state_blob);
@@ -325,6 +547,60 @@ static json_t *number_or_null(double v)
     return isfinite(v) ? json_real(v) : json_null();
 }
 
+double hpo__trial_objective(const struct study *s, const struct hpo_trial *t, size_t i)
+{
+    if (t->results == NULL) {
+        return i == 0 ? t->value : NAN;
+    }
+    return i < s->n_obj ? t->results[i] : NAN;
+}
+
+bool hpo__trial_feasible(const struct study *s, const struct hpo_trial *t)
+{
+    if (s->n_cons == 0) {
+        return true;
+    }
+    if (t->results == NULL) {
+        return false;
+    }
+    for (size_t j = 0; j < s->n_cons; j++) {
+        double v = t->results[s->n_obj + j];
+        if (!(v >= s->cons[j].lo && v <= s->cons[j].hi)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* "values", "constraints" and "feasible" of a trial (docs/API.md "Objectives and constraints"). */
+static void results_to_json(const struct study *s, const struct hpo_trial *t, json_t *o)
+{
+    json_t *vals = json_object(), *cons;
+
+    if (t->state == HPO_STATE_COMPLETE || t->results != NULL) {
+        for (size_t i = 0; i < s->n_obj; i++) {
+            double v = hpo__trial_objective(s, t, i);
+            if (!isnan(v)) {
+                json_object_set_new(vals, s->obj[i].name, json_real(v));
+            }
+        }
+    }
+    json_object_set_new(o, "values", vals);
+    if (s->n_cons == 0) {
+        return;
+    }
+    cons = json_object();
+    for (size_t j = 0; t->results != NULL && j < s->n_cons; j++) {
+        double v = t->results[s->n_obj + j];
+        if (!isnan(v)) {
+            json_object_set_new(cons, s->cons[j].name, json_real(v));
+        }
+    }
+    json_object_set_new(o, "constraints", cons);
+    json_object_set_new(o, "feasible",
+            json_boolean(t->state == HPO_STATE_COMPLETE && hpo__trial_feasible(s, t)));
+}
+
 json_t *hpo__trial_to_json(struct study *s, const struct hpo_trial *t)
 {
     json_t *o = json_object();
@@ -338,7 +614,12 @@ json_t *hpo__trial_to_json(struct study *s, const struct hpo_trial *t)
     json_object_set_new(o, "state", json_string(hpo_state_name(t->state)));
     json_object_set_new(o, "params",
             hpo_space_values_to_json_thin(s->space, t->values, href, 1000, t->thin));
-    json_object_set_new(o, "value", number_or_null(t->value));
+    if (s->n_obj == 1) {
+        json_object_set_new(o, "value", number_or_null(t->value));
+    }
+    if (hpo__study_has_results(s)) {
+        results_to_json(s, t, o);
+    }
     for (size_t i = 0; i < t->n_reports; i++) {
         json_array_append_new(inter, json_pack("{s:I,s:o}", "step", (json_int_t)t->reports[i].step,
                                              "value", number_or_null(t->reports[i].value)));
@@ -388,7 +669,23 @@ json_t *hpo__study_to_json(struct study *s, bool with_params)
     }
     json_object_set_new(counts, "total", json_integer((json_int_t)h->n_trials));
     json_object_set_new(o, "trials", counts);
-    if (s->best >= 0) {
+    if (s->n_obj > 1) {
+        struct hpo__front f;
+        json_t *bt = json_array();
+        if (hpo__study_front(s, &f) == 0) {
+            for (long i = 0; i < f.n_front; i++) {
+                const struct hpo_trial *t = h->trials[f.trial[f.front[i]]];
+                json_t *tj = hpo__trial_to_json(s, t);
+                json_array_append_new(bt,
+                        json_pack("{s:I,s:O,s:O}", "number", (json_int_t)t->number, "values",
+                                json_object_get(tj, "values"), "params",
+                                json_object_get(tj, "params")));
+                json_decref(tj);
+            }
+            hpo__front_free(&f);
+        }
+        json_object_set_new(o, "best_trials", bt);
+    } else if (s->best >= 0) {
         const struct hpo_trial *t = h->trials[s->best];
         char href[512];
         snprintf(href, sizeof(href), "/v1/studies/%s/trials/%lld/params", s->name,
@@ -411,6 +708,60 @@ json_t *hpo__study_to_json(struct study *s, bool with_params)
         }
     }
     return o;
+}
+
+int hpo__study_front(const struct study *s, struct hpo__front *f)
+{
+    const struct hpo_history *h = &s->history;
+    size_t m = s->n_obj, n = h->count[HPO_STATE_COMPLETE], k = 0;
+    unsigned char maxi[HPO_OBJECTIVES_MAX];
+    double v[HPO_OBJECTIVES_MAX], c[HPO_CONSTRAINTS_MAX];
+
+    memset(f, 0, sizeof(*f));
+    f->loss = malloc((n ? n : 1) * m * sizeof(double));
+    f->violation = malloc((n ? n : 1) * sizeof(double));
+    f->trial = malloc((n ? n : 1) * sizeof(size_t));
+    f->front = malloc((n ? n : 1) * sizeof(size_t));
+    if (f->loss == NULL || f->violation == NULL || f->trial == NULL || f->front == NULL) {
+        hpo__front_free(f);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < m; i++) {
+        maxi[i] = s->obj[i].maximize;
+    }
+    for (size_t i = 0; i < h->n_trials && k < n; i++) {
+        const struct hpo_trial *t = h->trials[i];
+        if (t->state != HPO_STATE_COMPLETE) {
+            continue;
+        }
+        for (size_t j = 0; j < m; j++) {
+            v[j] = hpo__trial_objective(s, t, j);
+        }
+        hpo_mo_loss(v, maxi, (unsigned)m, f->loss + k * m);
+        for (size_t j = 0; j < s->n_cons; j++) {
+            c[j] = hpo_mo_constraint_value(t->results ? t->results[m + j] : NAN, s->cons[j].lo,
+                    s->cons[j].hi);
+        }
+        f->violation[k] = hpo_mo_violation(c, s->n_cons);
+        f->trial[k] = i;
+        k++;
+    }
+    f->n = k;
+    f->n_front = hpo_mo_front(f->loss, k, (unsigned)m, f->violation, f->front);
+    if (f->n_front < 0) {
+        hpo__front_free(f);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void hpo__front_free(struct hpo__front *f)
+{
+    free(f->loss);
+    free(f->violation);
+    free(f->trial);
+    free(f->front);
+    memset(f, 0, sizeof(*f));
 }
 
 static bool better(const struct study *s, const struct hpo_trial *a, const struct hpo_trial *b)
@@ -491,8 +842,8 @@ void hpo__study_note_state(struct study *s, struct hpo_trial *t)
     } else {
         running_remove(s, t->number);
     }
-    if (t->state == HPO_STATE_COMPLETE && isfinite(t->value) &&
-            (s->best < 0 || better(s, t, s->history.trials[s->best]))) {
+    if (t->state == HPO_STATE_COMPLETE && isfinite(t->value) && s->n_obj == 1 &&
+            hpo__trial_feasible(s, t) && (s->best < 0 || better(s, t, s->history.trials[s->best]))) {
         s->best = (long)t->number;
     }
 }

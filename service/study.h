@@ -26,13 +26,36 @@ struct pending_gradient {
     size_t held;  /* bytes counted in the vector memory (0 for small ones) */
 };
 
+#define HPO_OBJECTIVES_MAX 8
+#define HPO_CONSTRAINTS_MAX 64
+
+/* One objective of a study (docs/API.md "Objectives and constraints"). */
+struct study_objective {
+    char name[HPO_NAME_MAX + 1];
+    bool maximize;
+};
+
+/* One constraint: feasible when told and lo <= v <= hi (-inf/+inf when a bound is absent). */
+struct study_constraint {
+    char name[HPO_NAME_MAX + 1];
+    double lo, hi;
+};
+
 struct study {
     int64_t id;
     char name[HPO_NAME_MAX + 1];
     int64_t created_at;
     json_t *definition; /* normalized definition, every default filled in */
     struct hpo_space *space;
-    bool maximize;
+    bool maximize; /* the first objective's direction */
+    size_t n_obj;  /* 1..HPO_OBJECTIVES_MAX */
+    struct study_objective obj[HPO_OBJECTIVES_MAX];
+    size_t n_cons;
+    struct study_constraint cons[HPO_CONSTRAINTS_MAX];
+    bool obj_max[HPO_OBJECTIVES_MAX];
+    double cons_lo[HPO_CONSTRAINTS_MAX], cons_hi[HPO_CONSTRAINTS_MAX];
+    bool has_ref;  /* reference_point fixed at creation */
+    double ref[HPO_OBJECTIVES_MAX];
     bool evictable; /* every vector param is over 1000 elements: finished trials' vectors
                        may leave memory (JSON shows them as href) */
     const struct hpo_sampler_type *sampler_type;
@@ -77,6 +100,35 @@ struct study {
 */
 int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct study **ret,
         struct hpo_error *err);
+
+/* Does the study keep per-trial results (several objectives or constraints)? */
+static inline bool hpo__study_has_results(const struct study *s)
+{
+    return s->n_obj > 1 || s->n_cons > 0;
+}
+
+/* Objective i of trial t (NaN when not told). */
+double hpo__trial_objective(const struct study *s, const struct hpo_trial *t, size_t i);
+
+/* Trial t is complete and every constraint was told and holds (true without constraints). */
+bool hpo__trial_feasible(const struct study *s, const struct hpo_trial *t);
+
+/*
+** The complete trials' losses (every objective minimized, n x n_obj),
+** violations, and the feasible non-dominated ones (indices into them,
+** ascending; trial[i] is the history index of point i).
+*/
+struct hpo__front {
+    size_t n;
+    double *loss, *violation;
+    size_t *trial;
+    size_t *front;
+    long n_front;
+};
+
+/* Fill f (call with the study locked). Returns 0 or -ENOMEM (f empty). */
+int hpo__study_front(const struct study *s, struct hpo__front *f);
+void hpo__front_free(struct hpo__front *f);
 
 /* Free a study (refcount reached zero). */
 void hpo__study_free(struct study *s);

@@ -230,6 +230,79 @@ out:
     hpo__study_release(s);
 }
 
+/*
+** A complete trial's objectives and constraints from a tell or a record
+** (docs/API.md "Objectives and constraints"): *ret_results is a new array
+** (n_obj + n_cons, NaN for an untold constraint) for a study that keeps
+** results, else NULL; *ret_value is the first objective. Checks every name
+** against the study and that every objective is told.
+*/
+static int read_results(const struct study *s, double value, const json_t *values,
+        const json_t *cons, double **ret_results, double *ret_value, struct hpo_error *err)
+{
+    double *res = NULL;
+    const char *key;
+    json_t *v;
+    char f[160];
+
+    *ret_results = NULL;
+    *ret_value = value;
+    if (values == NULL && s->n_obj > 1) {
+        return FAIL("values", "this study has %zu objectives: tell values", s->n_obj);
+    }
+    if (cons != NULL && s->n_cons == 0) {
+        return FAIL("constraints", "this study declares no constraints");
+    }
+    if (values != NULL) {
+        json_object_foreach((json_t *)values, key, v) {
+            bool known = false;
+            for (size_t i = 0; i < s->n_obj; i++) {
+                known = known || strcmp(s->obj[i].name, key) == 0;
+            }
+            if (!known) {
+                snprintf(f, sizeof(f), "values.%.128s", key);
+                return FAIL(f, "'%.128s' is not an objective of this study", key);
+            }
+        }
+        for (size_t i = 0; i < s->n_obj; i++) {
+            if (json_object_get(values, s->obj[i].name) == NULL) {
+                snprintf(f, sizeof(f), "values.%s", s->obj[i].name);
+                return FAIL(f, "objective '%s' must be told", s->obj[i].name);
+            }
+        }
+        *ret_value = json_number_value(json_object_get(values, s->obj[0].name));
+    }
+    if (cons != NULL) {
+        json_object_foreach((json_t *)cons, key, v) {
+            bool known = false;
+            for (size_t j = 0; j < s->n_cons; j++) {
+                known = known || strcmp(s->cons[j].name, key) == 0;
+            }
+            if (!known) {
+                snprintf(f, sizeof(f), "constraints.%.128s", key);
+                return FAIL(f, "'%.128s' is not a constraint of this study", key);
+            }
+        }
+    }
+    if (!hpo__study_has_results(s)) {
+        return 0;
+    }
+    res = malloc((s->n_obj + s->n_cons) * sizeof(double));
+    if (res == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < s->n_obj; i++) {
+        res[i] = values != NULL ? json_number_value(json_object_get(values, s->obj[i].name))
+                                : *ret_value;
+    }
+    for (size_t j = 0; j < s->n_cons; j++) {
+        v = cons != NULL ? json_object_get(cons, s->cons[j].name) : NULL;
+        res[s->n_obj + j] = v != NULL ? json_number_value(v) : NAN;
+    }
+    *ret_results = res;
+    return 0;
+}
+
 void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a)
 {
@@ -238,12 +311,16 @@ void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *r
     struct hpo__write w = { 0 };
     struct hpo_trial_undo undo;
     struct hpo_trial *t;
-    double *values = NULL;
+    double *values = NULL, *results = NULL, value = in->value;
     int64_t now = hpo_now_ms();
     struct study *s = hpo__study_acquire(svc, req);
 
     if (s == NULL) {
         return;
+    }
+    if (in->has_value &&
+            read_results(s, in->value, in->values, in->constraints, &results, &value, err) < 0) {
+        goto out;
     }
     values = malloc((s->space->dim ? s->space->dim : 1) * sizeof(double));
     if (values == NULL) {
@@ -266,7 +343,9 @@ void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *r
         (void)hpo_history_dedupe(&s->history, t, 8);
     }
     if (in->has_value) {
-        t->value = in->value;
+        t->value = value;
+        t->results = results;
+        results = NULL;
         t->completed_at = now;
     }
     if (in->attrs != NULL) {
@@ -285,6 +364,7 @@ void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *r
     hpo__reply(req, 201, hpo__trial_to_json(s, t));
 out:
     free(values);
+    free(results);
     hpo__write_free(&w);
     hpo__study_release(s);
 }
@@ -331,12 +411,25 @@ static int parse_gradient(struct study *s, const json_t *obj, double *grad, stru
     return 0;
 }
 
-static bool same_result(const struct hpo_trial *t, enum hpo_state state, double value)
+static bool same_result(const struct study *s, const struct hpo_trial *t, enum hpo_state state,
+        double value, const double *results)
 {
     if (t->state != state) {
         return false;
     }
-    return state != HPO_STATE_COMPLETE || t->value == value;
+    if (state != HPO_STATE_COMPLETE) {
+        return true;
+    }
+    if (t->value != value) {
+        return false;
+    }
+    for (size_t i = 0; results != NULL && i < s->n_obj + s->n_cons; i++) {
+        double a = t->results ? t->results[i] : NAN, b = results[i];
+        if (!(a == b || (isnan(a) && isnan(b)))) {
+            return false;
+        }
+    }
+    return true;
 }
 
 void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
@@ -346,7 +439,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
     struct hpo_error *err = &req->err;
     struct hpo__write w = { 0 };
     struct hpo_trial_undo undo;
-    double value = in->value, *grad = NULL;
+    double value = in->value, *grad = NULL, *results = NULL;
     const double *borrowed = NULL; /* a pending upload used as the gradient */
     struct hpo_trial *t;
     void *blob = NULL;
@@ -361,13 +454,17 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
     if (t == NULL) {
         goto out;
     }
+    if (in->state == HPO_STATE_COMPLETE &&
+            read_results(s, in->value, in->values, in->constraints, &results, &value, err) < 0) {
+        goto out;
+    }
     if (t->state == HPO_STATE_WAITING) {
         hpo_error_set(err, -EBUSY, HPO_CONFLICT, NULL, "trial %lld is waiting, not running",
                 (long long)t->number);
         goto out;
     }
     if (t->state != HPO_STATE_RUNNING) {
-        if (same_result(t, in->state, value)) {
+        if (same_result(s, t, in->state, value, results)) {
             hpo__reply(req, 200, hpo__trial_to_json(s, t));
         } else {
             hpo_error_set(err, -EBUSY, HPO_CONFLICT, NULL,
@@ -410,6 +507,10 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
     hpo_trial_undo_save(&undo, t);
     hpo_history_set_state(&s->history, t, in->state);
     t->value = value;
+    if (results != NULL) {
+        t->results = results; /* the undo keeps the old array (NULL) */
+        results = NULL;
+    }
     t->completed_at = hpo_now_ms();
     if (in->attrs != NULL) {
         /* Merged into a new object: a reply encoded off the lock may hold the old one. */
@@ -444,6 +545,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
 out:
     free(blob);
     free(grad);
+    free(results);
     hpo__write_free(&w);
     hpo__study_release(s);
 }

@@ -10,6 +10,7 @@
 
 #include "../core/clock.h"
 #include "../core/jsonw.h"
+#include "../core/mo.h"
 #include "service-int.h"
 
 void hpo__op_study_list(struct hpo_service *svc, struct hpo_service_request *req,
@@ -103,8 +104,9 @@ static void csv_param(const struct hpo_param *p, const double *values, bool thin
 }
 
 /*
-** CSV export (docs/API.md "Trials"): the columns are number, state, value,
-** the params, created_at, completed_at, duration (seconds), one
+** CSV export (docs/API.md "Trials"): the columns are number, state, value
+** (with several objectives: one column per objective, by name), one per
+** constraint (by name), the params, created_at, completed_at, duration (seconds), one
 ** user_attrs_<key> per user attr key of the study (sorted by key) and, with
 ** ?intermediate=true, "intermediate" (a JSON object step -> value).
 **
@@ -180,7 +182,16 @@ static void csv_header(struct hpo_service_stream *st)
 
     csv_field(&st->out, "number", false);
     csv_field(&st->out, "state", true);
-    csv_field(&st->out, "value", true);
+    if (s->n_obj == 1) {
+        csv_field(&st->out, "value", true);
+    } else {
+        for (size_t i = 0; i < s->n_obj; i++) {
+            csv_field(&st->out, s->obj[i].name, true);
+        }
+    }
+    for (size_t i = 0; i < s->n_cons; i++) {
+        csv_field(&st->out, s->cons[i].name, true);
+    }
     for (size_t i = 0; i < s->space->n_params; i++) {
         csv_field(&st->out, s->space->params[i].name, true);
     }
@@ -246,6 +257,14 @@ static void csv_row(struct hpo_service_stream *st, const struct hpo_trial *t)
         hpo_format_double(cell, t->value);
     }
     csv_field(&st->out, cell, true);
+    for (size_t i = 1; i < s->n_obj + s->n_cons; i++) {
+        double v = t->results != NULL ? t->results[i] : NAN;
+        cell[0] = '\0';
+        if (isfinite(v)) {
+            hpo_format_double(cell, v);
+        }
+        csv_field(&st->out, cell, true);
+    }
     for (size_t k = 0; k < s->space->n_params; k++) {
         csv_param(&s->space->params[k], t->values, t->thin, cell, sizeof(cell));
         csv_field(&st->out, cell, true);
@@ -387,6 +406,74 @@ void hpo__op_trial_get(struct hpo_service *svc, struct hpo_service_request *req,
     hpo__study_release(s);
 }
 
+/* The front's trials as JSON, in order of number. */
+static json_t *front_json(struct study *s, const size_t *idx, long n)
+{
+    json_t *trials = json_array();
+
+    for (long i = 0; i < n; i++) {
+        json_array_append_new(trials, hpo__trial_to_json(s, s->history.trials[idx[i]]));
+    }
+    return trials;
+}
+
+void hpo__op_pareto(struct hpo_service *svc, struct hpo_service_request *req,
+        const union hpo_service_args *a)
+{
+    struct study *s = hpo__study_acquire(svc, req);
+    struct hpo__front f;
+    json_t *out, *ref = json_null();
+    double r[HPO_OBJECTIVES_MAX], hv = 0.0;
+    bool have_ref = s != NULL && s->has_ref;
+
+    if (s == NULL) {
+        return;
+    }
+    if (hpo__study_front(s, &f) < 0) {
+        hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    if (have_ref) {
+        for (size_t k = 0; k < s->n_obj; k++) {
+            r[k] = s->obj[k].maximize ? -s->ref[k] : s->ref[k];
+        }
+    } else {
+        have_ref = hpo_mo_nadir_reference(f.loss, f.n, (unsigned)s->n_obj, f.violation, 0.1,
+                           r) == 0;
+    }
+    if (have_ref) {
+        double *pts = malloc((size_t)(f.n_front ? f.n_front : 1) * s->n_obj * sizeof(double));
+        if (pts == NULL) {
+            hpo__front_free(&f);
+            hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        for (long i = 0; i < f.n_front; i++) {
+            memcpy(pts + (size_t)i * s->n_obj, f.loss + f.front[i] * s->n_obj,
+                    s->n_obj * sizeof(double));
+        }
+        if (hpo_mo_hypervolume(pts, (size_t)f.n_front, (unsigned)s->n_obj, r, &hv) < 0) {
+            hv = NAN;
+        }
+        free(pts);
+        ref = json_object();
+        for (size_t k = 0; k < s->n_obj; k++) {
+            json_object_set_new(ref, s->obj[k].name, json_real(s->obj[k].maximize ? -r[k] : r[k]));
+        }
+    }
+    for (long i = 0; i < f.n_front; i++) {
+        f.front[i] = f.trial[f.front[i]];
+    }
+    out = json_object();
+    json_object_set_new(out, "trials", front_json(s, f.front, f.n_front));
+    json_object_set_new(out, "hypervolume", isfinite(hv) ? json_real(hv) : json_null());
+    json_object_set_new(out, "reference_point", ref);
+    hpo__front_free(&f);
+    hpo__reply(req, 200, out);
+out:
+    hpo__study_release(s);
+}
+
 void hpo__op_best(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a)
 {
@@ -395,7 +482,18 @@ void hpo__op_best(struct hpo_service *svc, struct hpo_service_request *req,
     if (s == NULL) {
         return;
     }
-    if (s->best < 0) {
+    if (s->n_obj > 1) {
+        struct hpo__front f;
+        if (hpo__study_front(s, &f) < 0) {
+            hpo_error_set(&req->err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+        } else {
+            for (long i = 0; i < f.n_front; i++) {
+                f.front[i] = f.trial[f.front[i]];
+            }
+            hpo__reply(req, 200, json_pack("{s:o}", "trials", front_json(s, f.front, f.n_front)));
+            hpo__front_free(&f);
+        }
+    } else if (s->best < 0) {
         hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "study '%s' has no complete trial",
                 s->name);
     } else {

@@ -4,6 +4,7 @@
 */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,24 @@ void hpo__write_trial(struct hpo__write *w, const struct study *s, const struct 
     op->trial.started_at = t->started_at;
     op->trial.completed_at = t->completed_at;
     op->trial.heartbeat_at = t->heartbeat_at;
+    op->trial.results = NULL;
+    if (t->results != NULL && hpo__study_has_results(s)) {
+        size_t n = s->n_obj + s->n_cons, cap = n * 26 + 3, len = 0;
+        char *text = malloc(cap);
+        if (text == NULL) {
+            hpo_oom();
+        }
+        text[len++] = '[';
+        for (size_t i = 0; i < n; i++) {
+            len += (size_t)(isnan(t->results[i])
+                            ? snprintf(text + len, cap - len, "%snull", i ? "," : "")
+                            : snprintf(text + len, cap - len, "%s%.17g", i ? "," : "",
+                                      t->results[i]));
+        }
+        text[len++] = ']';
+        text[len] = '\0';
+        op->trial.results = hpo__write_keep(w, text);
+    }
 }
 
 void hpo__write_params(struct hpo__write *w, const struct study *s, const struct hpo_trial *t)

@@ -141,9 +141,21 @@ static const char migration_1_pg[] =
         "CREATE TABLE hpod_batch (one boolean PRIMARY KEY CHECK (one), id bigint NOT NULL);"
         "INSERT INTO hpod_batch VALUES (true, 0);";
 
+/*
+** Version 2: objectives and constraints (docs/API.md "Objectives and
+** constraints"). A trial of a study with several objectives or with
+** constraints keeps in `results` a JSON array of its objective values then
+** its constraint values, in the study's declared order (null: not told);
+** `value` still holds the first objective. Rows of earlier versions keep
+** NULL: one objective, its value in `value`; nothing is rewritten.
+*/
+static const char migration_2[] = "ALTER TABLE trials ADD COLUMN results TEXT;";
+static const char migration_2_pg[] = "ALTER TABLE trials ADD COLUMN results text;";
+
 /* migrations[i] takes the database from version i to i + 1: SQLite's SQL, PostgreSQL's. */
 static const char *const migrations[][2] = {
     { migration_1, migration_1_pg },
+    { migration_2, migration_2_pg },
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == HPO_STORAGE_SCHEMA_VERSION,

@@ -88,7 +88,7 @@ enum {
 static const struct {
     const char *sql;
     int n;
-    Oid types[11];
+    Oid types[12];
 } stmt_sql[N_STMTS] = {
     [S_MARKER] = { "UPDATE hpod_batch SET id = $1", 1, { OID_INT8 } },
     [S_STUDY_PUT] = { "INSERT INTO studies (id, name, spec, created_at) VALUES ($1, $2, $3, $4)",
@@ -97,16 +97,16 @@ static const struct {
                          " SELECT 1 / (SELECT count(*)::integer FROM d)",
         1, { OID_INT8 } },
     [S_TRIAL_PUT] = { "INSERT INTO trials (study_id, number, state, value, worker, retry_of,"
-                      " retries, created_at, started_at, completed_at, heartbeat_at)"
-                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                      " retries, created_at, started_at, completed_at, heartbeat_at, results)"
+                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                       " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
                       " value = excluded.value, worker = excluded.worker,"
                       " retry_of = excluded.retry_of, retries = excluded.retries,"
                       " created_at = excluded.created_at, started_at = excluded.started_at,"
                       " completed_at = excluded.completed_at,"
-                      " heartbeat_at = excluded.heartbeat_at",
-        11, { OID_INT8, OID_INT8, OID_INT4, OID_FLOAT8, OID_TEXT, OID_INT8, OID_INT8, OID_INT8,
-                    OID_INT8, OID_INT8, OID_INT8 } },
+                      " heartbeat_at = excluded.heartbeat_at, results = excluded.results",
+        12, { OID_INT8, OID_INT8, OID_INT4, OID_FLOAT8, OID_TEXT, OID_INT8, OID_INT8, OID_INT8,
+                    OID_INT8, OID_INT8, OID_INT8, OID_TEXT } },
     [S_PARAM_PUT] = { "INSERT INTO params (study_id, number, idx, value, vec)"
                       " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (study_id, number, idx)"
                       " DO UPDATE SET value = excluded.value, vec = excluded.vec",
@@ -130,10 +130,10 @@ static const struct {
 
 /* One statement's parameters in binary (text for text), encoded before sending. */
 struct params {
-    const char *values[11];
-    int lengths[11];
-    int formats[11];
-    unsigned char num[11][8];
+    const char *values[12];
+    int lengths[12];
+    int formats[12];
+    unsigned char num[12][8];
     int n;
 };
 
@@ -385,6 +385,11 @@ static int encode_op(struct pg_storage *st, const struct hpo_op *op, int *ret_st
         put_i64(p, t->started_at);
         put_i64(p, t->completed_at);
         put_i64(p, t->heartbeat_at);
+        if (t->results != NULL) {
+            put_text(p, t->results);
+        } else {
+            put_null(p);
+        }
         return 0;
     case HPO_OP_PARAM_PUT:
         *ret_stmt = S_PARAM_PUT;
@@ -1446,6 +1451,7 @@ static int load_row(struct load_ctx *L, int table, const PGresult *res, struct h
             .started_at = col_i64(res, 8),
             .completed_at = col_i64(res, 9),
             .heartbeat_at = col_i64(res, 10),
+            .results = col_text(res, 11),
         };
         return cb->trial(L->ctx, col_i64(res, 0), col_i64(res, 1), &row);
     }
@@ -1528,7 +1534,8 @@ static int pg_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb
         { "SELECT id, name, spec, created_at, sampler_state FROM studies ORDER BY id",
             "studies" },
         { "SELECT study_id, number, state, value, worker, retry_of, retries, created_at,"
-          " started_at, completed_at, heartbeat_at FROM trials ORDER BY study_id, number",
+          " started_at, completed_at, heartbeat_at, results FROM trials"
+          " ORDER BY study_id, number",
             "trials" },
         { "SELECT study_id, number, idx, value, vec FROM params ORDER BY study_id, number, idx",
             "params" },

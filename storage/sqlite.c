@@ -83,13 +83,13 @@ static const struct {
        which would cascade to the trial's params, reports and attrs. */
     { offsetof(struct stmts, trial_put),
             "INSERT INTO trials (study_id, number, state, value, worker, retry_of, retries,"
-            " created_at, started_at, completed_at, heartbeat_at)"
-            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            " created_at, started_at, completed_at, heartbeat_at, results)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
             " value = excluded.value, worker = excluded.worker, retry_of = excluded.retry_of,"
             " retries = excluded.retries, created_at = excluded.created_at,"
             " started_at = excluded.started_at, completed_at = excluded.completed_at,"
-            " heartbeat_at = excluded.heartbeat_at" },
+            " heartbeat_at = excluded.heartbeat_at, results = excluded.results" },
     { offsetof(struct stmts, param_put),
             "INSERT INTO params (study_id, number, idx, value) VALUES (?1, ?2, ?3, ?4)"
             " ON CONFLICT (study_id, number, idx) DO UPDATE SET value = excluded.value" },
@@ -122,7 +122,8 @@ static const struct {
             "SELECT id, name, spec, created_at, sampler_state FROM studies ORDER BY id" },
     { offsetof(struct stmts, load_trials),
             "SELECT study_id, number, state, value, worker, retry_of, retries, created_at,"
-            " started_at, completed_at, heartbeat_at FROM trials ORDER BY study_id, number" },
+            " started_at, completed_at, heartbeat_at, results FROM trials"
+            " ORDER BY study_id, number" },
     { offsetof(struct stmts, load_params),
             "SELECT study_id, number, idx, value FROM params ORDER BY study_id, number, idx" },
     { offsetof(struct stmts, load_reports),
@@ -569,6 +570,7 @@ static int run_op(struct sq_storage *st, const struct hpo_op *op, struct hpo_err
         bind_i64(&rc, stmt, 9, t->started_at);
         bind_i64(&rc, stmt, 10, t->completed_at);
         bind_i64(&rc, stmt, 11, t->heartbeat_at);
+        bind_text(&rc, stmt, 12, t->results);
         return run(st, stmt, rc, "writing a trial", err);
     case HPO_OP_PARAM_PUT:
     case HPO_OP_PARAM_VECTOR:
@@ -1214,6 +1216,7 @@ static int load_trials(struct sq_storage *st, const struct hpo_load_callbacks *c
         row.started_at = sqlite3_column_int64(stmt, 8);
         row.completed_at = sqlite3_column_int64(stmt, 9);
         row.heartbeat_at = sqlite3_column_int64(stmt, 10);
+        row.results = (const char *)sqlite3_column_text(stmt, 11);
         r = cb->trial(ctx, sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1), &row);
         if (r < 0) {
             r = callback_failed(r, "trials", err);

@@ -14,7 +14,7 @@
 #include "storage.h"
 
 /* The schema version this build writes: the number of the last migration. */
-#define HPO_STORAGE_SCHEMA_VERSION 1
+#define HPO_STORAGE_SCHEMA_VERSION 2
 
 /*
 ** The backends (storage.c dispatches): every backend's storage struct starts

@@ -60,6 +60,8 @@ struct hpo_trial_row {
     int64_t retry_of;   /* -1 = none */
     int64_t retries;
     int64_t created_at, started_at, completed_at, heartbeat_at;
+    const char *results; /* several objectives or constraints: a JSON array of the objective
+                            values then the constraint values (null: not told); NULL = none */
 };
 
 /* A value may be written as the concatenation of pieces: struct hpo_part (core/buf.h). */

@@ -10,6 +10,8 @@ reference point; "ratio" is HV / HV(true front).
 
   /usr/bin/python3 bench/multiobjective/run.py --seeds 10 --trials 200
   /usr/bin/python3 bench/multiobjective/run.py --problems zdt1,binh_korn --samplers optuna-nsga2
+  /usr/bin/python3 bench/multiobjective/run.py --hpod build/daemon/hpod \
+      --samplers hpod-nsga2,hpod-random,optuna-nsga2,optuna-random
 """
 
 import argparse
@@ -119,13 +121,77 @@ class CoreNsga2Adapter:
                                       viol, C.cast(u, C.POINTER(C.c_double))))
 
 
+class HpodAdapter:
+    """A study on a running hpod (REST ask/tell, one keep-alive connection):
+    objectives o0..o(m-1) minimized, the problem's constraints declared as
+    {"name", "max"}. The daemon: --hpod PATH starts one on a temporary
+    database (127.0.0.1, a free port), or $HPOD_URL names one."""
+    url = None
+    count = 0
+
+    def __init__(self, problem, kind, seed):
+        import http.client
+        import urllib.parse
+        u = urllib.parse.urlparse(HpodAdapter.url)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        HpodAdapter.count += 1
+        self.name = "%s-%s-%d-%d-%d" % (problem.name, kind, seed, os.getpid(), HpodAdapter.count)
+        self.objs = ["o%d" % i for i in range(len(problem.objectives))]
+        body = {"name": self.name, "params": problem.space,
+                "objectives": [{"name": o, "direction": "minimize"} for o in self.objs],
+                "sampler": {"type": kind, "seed": seed}}
+        if problem.constraints:
+            body["constraints"] = [{"name": c["name"], "max": c["max"]}
+                                   for c in problem.constraints]
+        self.cons = [c["name"] for c in problem.constraints]
+        self._req("POST", "/v1/studies", body, 201)
+
+    def _req(self, method, path, body, want):
+        import json
+        self.conn.request(method, path, body=json.dumps(body),
+                          headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        data = r.read()
+        if r.status != want:
+            raise RuntimeError("%s %s -> %d %s" % (method, path, r.status, data[:300]))
+        return json.loads(data)
+
+    def ask(self):
+        t = self._req("POST", "/v1/studies/%s/ask" % self.name, {}, 201)
+        return t["number"], t["params"]
+
+    def tell(self, handle, values, constraints):
+        body = {"values": dict(zip(self.objs, values))}
+        if self.cons:
+            body["constraints"] = dict(zip(self.cons, constraints))
+        self._req("POST", "/v1/studies/%s/trials/%d/tell" % (self.name, handle), body, 200)
+
+
+def start_hpod(exe):
+    """Start hpod on a temporary database; returns (process, URL)."""
+    import re
+    import subprocess
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="hpod-bench-mo-")
+    proc = subprocess.Popen([exe, "--listen", "127.0.0.1:0", "--db", os.path.join(tmp, "hpod.db"),
+                             "--log-level", "notice"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on (http://[0-9.]+:[0-9]+)", line)
+        if m:
+            return proc, m.group(1)
+    proc.kill()
+    raise RuntimeError("hpod did not start")
+
+
 SAMPLERS = {
     "core-nsga2": CoreNsga2Adapter,
     "optuna-nsga2": lambda prob, seed: OptunaAdapter(prob, "nsga2", seed),
     "optuna-tpe": lambda prob, seed: OptunaAdapter(prob, "tpe", seed),
     "optuna-random": lambda prob, seed: OptunaAdapter(prob, "random", seed),
-    # An hpod adapter (REST ask/tell against a running hpod) is registered here
-    # once the objectives/constraints API exists: "hpod-nsga2": ...
+    "hpod-nsga2": lambda prob, seed: HpodAdapter(prob, "nsga2", seed),
+    "hpod-random": lambda prob, seed: HpodAdapter(prob, "random", seed),
 }
 
 
@@ -149,7 +215,23 @@ def main():
     ap.add_argument("--problems", default="zdt1,zdt2,zdt3,dtlz2,binh_korn")
     ap.add_argument("--samplers", default="optuna-nsga2,optuna-tpe,optuna-random")
     ap.add_argument("--zdt-n", type=int, default=30)
+    ap.add_argument("--hpod", help="hpod binary to start for the hpod-* samplers "
+                    "(else $HPOD_URL)")
     args = ap.parse_args()
+    proc = None
+    if args.hpod:
+        proc, HpodAdapter.url = start_hpod(args.hpod)
+    else:
+        HpodAdapter.url = os.environ.get("HPOD_URL", "http://127.0.0.1:8080")
+    try:
+        run_all(args)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def run_all(args):
     problems = make_problems(zdt_n=args.zdt_n)
     samplers = args.samplers.split(",")
     print("trials %d, seeds 0..%d, ZDT n = %d; median HV (ratio to true front) [s per run]"

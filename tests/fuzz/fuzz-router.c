@@ -81,6 +81,7 @@ static const char *expected_allow(enum hpo__route_id r)
     case HPO__R_METRICS:
     case HPO__R_SAMPLERS:
     case HPO__R_BEST:
+    case HPO__R_PARETO:
     case HPO__R_PARAM:
         return "GET, HEAD";
     case HPO__R_ADMIN_BACKUP:

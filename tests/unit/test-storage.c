@@ -267,6 +267,8 @@ static int cb_trial(void *ctx, int64_t study, int64_t number, const struct hpo_t
     r->row = *row;
     r->s1 = dup_or_null(row->worker);
     r->row.worker = r->s1;
+    r->s2 = dup_or_null(row->results);
+    r->row.results = r->s2;
     return 0;
 }
 
@@ -459,7 +461,7 @@ static void test_migrate_from_version_0(void **state)
     close(fd);
     st = open_ok(f->path);
     hpo_storage_close(st);
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), HPO_STORAGE_SCHEMA_VERSION);
 
     snprintf(other, sizeof(other), "%s/v0.db", f->dir);
     raw_exec(other, "CREATE TABLE t (x); DROP TABLE t;");
@@ -471,7 +473,7 @@ static void test_migrate_from_version_0(void **state)
         write_ok(st, ops, 1);
     }
     hpo_storage_close(st);
-    assert_int_equal(raw_int(other, "PRAGMA user_version"), 1);
+    assert_int_equal(raw_int(other, "PRAGMA user_version"), HPO_STORAGE_SCHEMA_VERSION);
     load_all(other, &d);
     assert_int_equal(d.n, 1);
     assert_string_equal(d.v[0].s1, "a");
@@ -531,6 +533,7 @@ static void test_open_version_1_fixture(void **state)
     assert_bits(d.v[1].row.value, 0.5);
     assert_string_equal(d.v[1].row.worker, "w1");
     assert_int_equal(d.v[1].row.heartbeat_at, 13);
+    assert_null(d.v[1].row.results); /* a version-1 row: one objective, nothing rewritten */
     assert_int_equal(d.v[2].kind, 'P');
     assert_false(d.v[2].has_bytes);
     assert_bits(d.v[2].v, 0.25);
@@ -543,8 +546,9 @@ static void test_open_version_1_fixture(void **state)
     assert_int_equal(d.v[5].kind, 'A');
     assert_string_equal(d.v[5].s2, "\"v\"");
     dump_free(&d);
-    /* Opening switched it to WAL and left the version alone. */
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+    /* Opening switched it to WAL and migrated it in place (version 2: trials.results). */
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), HPO_STORAGE_SCHEMA_VERSION);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM trials WHERE results IS NULL"), 1);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_journal_mode()"
                                       " WHERE journal_mode = 'wal'"),
             1);
