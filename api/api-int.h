@@ -112,9 +112,6 @@ bool hpo__api_parse_number(const char *s, int64_t *ret);
 /* Whether `method` is one of the comma-separated `allow` list (NULL: none). */
 bool hpo__api_method_allowed(const char *allow, const char *method);
 
-/* The value of a hex digit, or -1. */
-int hpo__api_hex_value(char c);
-
 /* Whether a Content-Type is application/octet-stream (parameters allowed). */
 bool hpo__api_is_binary_type(const char *type);
 

@@ -27,6 +27,7 @@
 #include "../core/buf.h"
 #include "../core/history.h"
 #include "../core/space.h"
+#include "../core/util.h"
 #include "../core/jsonw.h"
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
@@ -634,8 +635,8 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
     (void)cls;
     (void)conn;
     for (const char *in = s; *in != '\0'; in++) {
-        int hi = *in == '%' ? hpo__api_hex_value(in[1]) : -1;
-        int lo = hi >= 0 ? hpo__api_hex_value(in[2]) : -1;
+        int hi = *in == '%' ? hpo_hex_digit(in[1]) : -1;
+        int lo = hi >= 0 ? hpo_hex_digit(in[2]) : -1;
         if (lo >= 0 && (hi != 0 || lo != 0)) {
             *out++ = (char)(hi * 16 + lo);
             in += 2;

@@ -55,11 +55,6 @@ bool hpo__api_parse_number(const char *s, int64_t *ret)
     return hpo_parse_count(s, ret);
 }
 
-int hpo__api_hex_value(char c)
-{
-    return hpo_hex_digit(c);
-}
-
 bool hpo__api_decode_segment(char *seg)
 {
     char *out = seg;
@@ -69,7 +64,7 @@ bool hpo__api_decode_segment(char *seg)
             *out++ = *in;
             continue;
         }
-        int hi = hpo__api_hex_value(in[1]), lo = hi < 0 ? -1 : hpo__api_hex_value(in[2]);
+        int hi = hpo_hex_digit(in[1]), lo = hi < 0 ? -1 : hpo_hex_digit(in[2]);
         if (lo < 0) {
             return false; /* "%" not followed by two hex digits */
         }
