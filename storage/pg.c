@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1229,26 +1228,8 @@ static void *writer_main(void *arg)
 static int pg_start(struct hpo_storage *base)
 {
     struct pg_storage *st = (struct pg_storage *)base;
-    sigset_t all, old;
-    int r;
 
-    pthread_mutex_lock(&st->lock);
-    if (st->started) {
-        pthread_mutex_unlock(&st->lock);
-        return -EALREADY;
-    }
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = pthread_create(&st->thread, NULL, writer_main, st);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r != 0) {
-        pthread_mutex_unlock(&st->lock);
-        return -r;
-    }
-    (void)pthread_setname_np(st->thread, "hpod-storage");
-    st->started = true;
-    pthread_mutex_unlock(&st->lock);
-    return 0;
+    return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
 
 /* Take a write off the queue if no leader took it yet (with `lock` held). */

@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1383,28 +1382,8 @@ static int sq_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb
 static int sq_start(struct hpo_storage *base)
 {
     struct sq_storage *st = (struct sq_storage *)base;
-    sigset_t all;
-    sigset_t old;
-    int r;
 
-    pthread_mutex_lock(&st->lock);
-    if (st->started) {
-        pthread_mutex_unlock(&st->lock);
-        return -EALREADY;
-    }
-    /* Signals belong to the loop thread, so the writer blocks them all. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = pthread_create(&st->thread, NULL, writer_main, st);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r != 0) {
-        pthread_mutex_unlock(&st->lock);
-        return -r;
-    }
-    (void)pthread_setname_np(st->thread, "hpod-storage");
-    st->started = true;
-    pthread_mutex_unlock(&st->lock);
-    return 0;
+    return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
 
 static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)

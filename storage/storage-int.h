@@ -5,6 +5,7 @@
 #ifndef HPO_STORAGE_INT_H
 #define HPO_STORAGE_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +47,14 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
         struct hpo_storage **ret_storage, struct hpo_error *err);
 int hpo__pg_open(const char *uri, const struct hpo_storage_options *opt,
         struct hpo_storage **ret_storage, struct hpo_error *err);
+
+/*
+** A backend's start (writer.c): under `lock`, -EALREADY if `*started`; else
+** start its writer thread `fn(arg)` in `*thread`, with every signal blocked and
+** named "hpod-storage", and set `*started`: 0, or -errno if it could not be created.
+*/
+int hpo__writer_start(pthread_mutex_t *lock, bool *started, pthread_t *thread,
+        void *(*fn)(void *), void *arg);
 
 /*
 ** The SQL of migration `n` (1-based) for one backend: SQLite's or
