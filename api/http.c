@@ -364,9 +364,13 @@ static void list_headers(struct req *rq)
 
     snprintf(rq->total, sizeof(rq->total), "%lld", (long long)sr->total);
     if (sr->next_offset >= 0 &&
-            asprintf(&rq->link, "</v1/studies/%s/trials?offset=%lld&limit=%lld%s%s%s%s>; rel=\"next\"",
+            asprintf(&rq->link,
+                    "</v1/studies/%s/trials?offset=%lld&limit=%lld%s%s%s%s%s>; rel=\"next\"",
                     sr->study, (long long)sr->next_offset, (long long)sr->limit,
-                    state ? "&state=" : "", state ? state : "", sr->csv ? "&format=csv" : "",
+                    state ? "&state=" : "", state ? state : "",
+                    sr->feasible_filter == 0 ? ""
+                            : sr->feasible_filter == 1 ? "&feasible=true" : "&feasible=false",
+                    sr->csv ? "&format=csv" : "",
                     sr->intermediate ? "&intermediate=true" : "") < 0) {
         rq->link = NULL;
     }

@@ -59,9 +59,10 @@ struct hpo_service_query {
     const char *accept; /* the Accept header (a list's default format), or NULL */
 };
 
-/* A trials list's arguments (from the query: state, limit, offset, format, intermediate). */
+/* A trials list's arguments (query: state, feasible, limit, offset, format, intermediate). */
 struct hpo_service_list_args {
     int state_filter;      /* -1 = all */
+    int feasible_filter;   /* 0 = all, 1 = feasible (complete) only, 2 = the others only */
     int64_t limit, offset; /* limit -1: every row (CSV only) */
     bool csv;
     bool intermediate;     /* CSV: add the intermediate values column */
@@ -137,6 +138,7 @@ struct hpo_service_request {
     void *data_owned;    /* the malloc'd buffer `data` is, if any: the service may take it (NULL) */
     /* Trials list: the list arguments (hpo_service_decode sets them from the query). */
     int state_filter;    /* -1 = all */
+    int feasible_filter; /* 0 = all, 1 = feasible only, 2 = not feasible only */
     int64_t limit, offset; /* limit -1: every row (CSV only) */
     bool csv;
     bool intermediate;   /* CSV: add the intermediate values column */
