@@ -725,11 +725,18 @@ int hpo_client_tell_values(struct hpo_client *c, const char *study, int64_t numb
 {
     json_t *body, *vals, *cons = NULL;
 
-    if (c == NULL || study == NULL || number < 0 || n == 0 || names == NULL ||
+    if (c == NULL || study == NULL || number < 0 || n == 0 || (names == NULL && n != 1) ||
             values == NULL || (m > 0 && (cnames == NULL || cvals == NULL))) {
         return usage(err, -EINVAL, "bad arguments to hpo_client_tell_values");
     }
-    vals = named_values(names, values, n, "objective", err);
+    if (names == NULL) {
+        if (!isfinite(values[0])) {
+            return usage(err, -EINVAL, "a trial's value must be finite");
+        }
+        vals = json_real(values[0]);
+    } else {
+        vals = named_values(names, values, n, "objective", err);
+    }
     if (vals == NULL) {
         return err != NULL && err->code == HPO_CLIENT_NO_MEMORY ? -ENOMEM : -EINVAL;
     }
@@ -741,7 +748,7 @@ int hpo_client_tell_values(struct hpo_client *c, const char *study, int64_t numb
         }
     }
     body = json_object();
-    if (body == NULL || json_object_set_new(body, "values", vals) < 0 ||
+    if (body == NULL || json_object_set_new(body, names ? "values" : "value", vals) < 0 ||
             (cons != NULL && json_object_set_new(body, "constraints", cons) < 0)) {
         json_decref(body);
         return oom(err);

@@ -295,8 +295,10 @@ HPO_EXPORT int hpo_client_tell(struct hpo_client *c, const char *study, int64_t 
 ** given make the trial infeasible). A NULL or empty name, a name given twice
 ** or a non-finite number is -EINVAL with HPO_CLIENT_USAGE and nothing is
 ** sent; unknown or missing names are the server's HPO_CLIENT_INVALID_ARGUMENT
-** with `field` set ("values.latency_ms"). Retry and conflict rules as
-** hpo_client_tell (the same values and constraints again are fine).
+** with `field` set ("values.latency_ms"). `names` may be NULL when n is 1: the
+** one-objective spelling {"value": v} (with constraints, if any).
+** Retry and conflict rules as hpo_client_tell (the same values and
+** constraints again are fine).
 */
 HPO_EXPORT int hpo_client_tell_values(struct hpo_client *c, const char *study, int64_t number,
         const char *const *names, const double *values, size_t n, const char *const *cnames,
