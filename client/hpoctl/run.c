@@ -36,7 +36,7 @@
 #define KILL_GRACE_MS 2000
 /* Distinct failure reasons kept for the summary (the rest count as "other"). */
 #define MAX_REASONS 8
-/* The most objectives and constraints a study declares (API.md: 8; docs/API.md: 64). */
+/* The most objectives (8) and constraints (64) a study declares (docs/API.md). */
 #define MAX_OBJECTIVES 8
 #define MAX_CONSTRAINTS 64
 /* How often the terminal status line is redrawn at most. */
