@@ -42,6 +42,13 @@ class OptunaAdapter:
                 return [v - b for v, b in zip(trial.user_attrs["constraints"], limits)]
         if kind == "nsga2":
             sampler = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf)
+        elif kind == "nsga2-indep":
+            # Optuna 3.1 seeds its RandomSampler (first generation, mutations) and the
+            # NSGA-II choices (crossover, tournaments, mutation draws) with the same seed:
+            # two identical MT19937 streams. This variant reseeds the RandomSampler with
+            # an unrelated seed, to show what that correlation does (README).
+            sampler = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf)
+            sampler._random_sampler = optuna.samplers.RandomSampler(seed=(seed + 7919 * 1000003) % 2**32)
         elif kind == "tpe":
             sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=cf)
         elif kind == "random":
@@ -188,6 +195,7 @@ def start_hpod(exe):
 SAMPLERS = {
     "core-nsga2": CoreNsga2Adapter,
     "optuna-nsga2": lambda prob, seed: OptunaAdapter(prob, "nsga2", seed),
+    "optuna-nsga2-indep": lambda prob, seed: OptunaAdapter(prob, "nsga2-indep", seed),
     "optuna-tpe": lambda prob, seed: OptunaAdapter(prob, "tpe", seed),
     "optuna-random": lambda prob, seed: OptunaAdapter(prob, "random", seed),
     "hpod-nsga2": lambda prob, seed: HpodAdapter(prob, "nsga2", seed),
