@@ -688,7 +688,13 @@ static int cmd_studies(struct hpo_client *c, const struct args *a)
         json_t *trials = json_object_get(s, "trials");
         json_t *best = json_object_get(s, "best_trial");
         table_add(&t, cell(json_object_get(s, "name"), true));
-        table_add(&t, cell(json_object_get(s, "direction"), true));
+        if (json_object_get(s, "direction") == NULL &&
+                json_array_size(json_object_get(s, "objectives")) > 1) {
+            table_add(&t, xprintf("%zu objectives",
+                                  json_array_size(json_object_get(s, "objectives"))));
+        } else {
+            table_add(&t, cell(json_object_get(s, "direction"), true));
+        }
         table_add(&t, cell(json_object_get(json_object_get(s, "sampler"), "type"), true));
         table_add(&t, cell(json_object_get(json_object_get(s, "pruner"), "type"), true));
         table_add(&t, cell(json_object_get(trials, "total"), true));
@@ -697,7 +703,12 @@ static int cmd_studies(struct hpo_client *c, const struct args *a)
         table_add(&t, cell(json_object_get(trials, "complete"), true));
         table_add(&t, cell(json_object_get(trials, "pruned"), true));
         table_add(&t, cell(json_object_get(trials, "failed"), true));
-        table_add(&t, cell(json_object_get(best, "value"), false));
+        if (json_is_array(json_object_get(s, "best_trials"))) {
+            table_add(&t, xprintf("front of %zu",
+                                  json_array_size(json_object_get(s, "best_trials"))));
+        } else {
+            table_add(&t, cell(json_object_get(best, "value"), false));
+        }
     }
     table_print(&t, "");
     table_free(&t);

@@ -955,6 +955,9 @@ def multiobjective_commands(d, tmp):
           "best table %r" % out)
     check([t["number"] for t in json.loads(ok(d, "--json", "best", "mo"))["trials"]] == [0, 1],
           "best --json")
+    row = [line.split() for line in ok(d, "studies").splitlines() if line.startswith("mo ")]
+    check(row and row[0][1:3] == ["2", "objectives"] and row[0][-3:] == ["front", "of", "2"],
+          "studies row %r" % row)
     out = ok(d, "pareto", "mo")
     lines = out.splitlines()
     # Reference point: worst feasible + 10% of the range: error 0.2 + 0.01, latency 10 + 0.5.

@@ -364,6 +364,16 @@ def multiobjective(d):
               t.values_dict == {"error": x + y, "speed": 1 - x * x} and
               t.constraints == {"memory_gb": 30 * y} and t.feasible == (30 * y <= 16),
               "trial %r" % t.info)
+    try:
+        import pandas  # noqa: F401
+        df = study.trials_dataframe()
+        cols = list(df.columns)
+        check(cols[:4] == ["number", "values_error", "values_speed", "constraints_memory_gb"]
+              and list(df["values_error"]) == [t.values[0] for t in trials] and
+              list(df["constraints_memory_gb"]) == [30 * t.params["y"] for t in trials],
+              "dataframe columns %r" % cols)
+    except ImportError:
+        skip("pandas is not installed")
     front = [t.number for t in study.best_trials]
     check(front and front == brute_front(trials, ["minimize", "maximize"]),
           "front %r vs brute force %r" % (front, brute_front(trials, ["minimize", "maximize"])))

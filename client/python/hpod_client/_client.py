@@ -587,6 +587,8 @@ class Study:
         params_<name>, user_attrs_<key>, system_attrs_<key> (worker,
         retry_of), state (COMPLETE, PRUNED, FAIL, RUNNING, WAITING as in
         Optuna); attrs may add "intermediate_values" (one column per step).
+        With several objectives "value" becomes values_<name> per objective,
+        and constraints add constraints_<name> columns after it.
         multi_index=True gives two-level columns ("params", "x"). Needs
         pandas (ImportError naming the package otherwise)."""
         try:
@@ -604,7 +606,15 @@ class Study:
                         keys[a].append(k)
         columns: List[Tuple[str, Any]] = []
         for a in attrs:
-            if a in keys:
+            if a == "value" and (self.is_multi_objective or self.constraints):
+                # Several objectives or constraints: one column per objective
+                # (values_<name>) and per constraint (constraints_<name>).
+                if self.is_multi_objective:
+                    columns.extend(("values", n) for n in self.objective_names)
+                else:
+                    columns.append(("value", ""))
+                columns.extend(("constraints", c["name"]) for c in self.constraints)
+            elif a in keys:
                 columns.extend((a, k) for k in (sorted(keys[a]) if a != "params" else keys[a]))
             else:
                 columns.append((a, ""))
@@ -614,6 +624,10 @@ class Study:
             for a, k in columns:
                 if a == "state":
                     row.append(t.state.name)
+                elif a == "values":
+                    row.append(t.values_dict.get(k))
+                elif a == "constraints":
+                    row.append(t.constraints.get(k))
                 elif a in keys:
                     row.append(getattr(t, a).get(k))
                 else:
