@@ -90,7 +90,7 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
         s->seed = seed_fallback ? *seed_fallback : random_seed();
     }
     if (s->n_obj > 1 && strcmp(type, "random") != 0 && strcmp(type, "qmc") != 0 &&
-            strcmp(type, "nsga2") != 0) {
+            strcmp(type, "nsga2") != 0 && strcmp(type, "tpe") != 0) {
         json_decref(options);
         return FAIL("sampler.type", "sampler '%s' takes one objective only",
                 s->sampler_type->name);
