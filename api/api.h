@@ -100,7 +100,7 @@ struct hpo_api_config {
     */
     int (*route)(void *ctx, struct hpo_api_call *call);
     void (*gather)(void *ctx, struct hpo_api_call *call, void *reply);
-    /* /healthz's "cluster" object (a new json_t reference), loop thread; NULL: none. */
+    /* /healthz?cluster's "cluster" object (a new json_t reference), loop thread; NULL: none. */
     void *(*health)(void *ctx);
     void *ctx;
 };

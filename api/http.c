@@ -340,7 +340,9 @@ static void answer_healthz(struct req *rq)
     if (ok) {
         json_t *body = json_pack("{s:s,s:s}", "status", "ok", "version", api->cfg.version);
 
-        if (api->cfg.health != NULL && body != NULL) {
+        /* Several daemons: this one's part, on request (the plain body is the contract's). */
+        if (api->cfg.health != NULL && body != NULL &&
+                MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "cluster") != NULL) {
             json_object_set_new(body, "cluster", api->cfg.health(api->cfg.ctx));
         }
         set_json(rq, 200, body);

@@ -92,6 +92,34 @@ static void create_name(const struct hpo_api_call *call, char *name, size_t len)
     json_decref(body);
 }
 
+static void ensure_one(void *ctx, const char *name, int64_t epoch)
+{
+    struct hpo_daemon_cluster *dc = ctx;
+    struct hpo_error err = { 0 };
+
+    if (hpo_service_ensure(dc->service, name, epoch, &err) < 0) {
+        hpo_log(HPO_LOG_WARNING, "cannot load study '%s' this daemon owns: %s", name,
+                err.message);
+    }
+}
+
+/* Keep a study in memory unless another daemon owns it (a new one is not in the view yet). */
+static bool keep(void *ctx, const char *name)
+{
+    struct hpo_daemon_cluster *dc = ctx;
+    char url[8];
+    int64_t epoch;
+
+    return hpo_cluster_locate(dc->cluster, name, &epoch, url, sizeof(url)) !=
+            HPO_CLUSTER_THERE;
+}
+
+void hpo_daemon_cluster_sync(struct hpo_daemon_cluster *dc)
+{
+    hpo_cluster_each_owned(dc->cluster, ensure_one, dc);
+    hpo_service_retain(dc->service, keep, dc);
+}
+
 int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call *call)
 {
     bool forwarded = mark_ok(dc, call->forwarded);
@@ -102,6 +130,7 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
     enum hpo_cluster_where where;
 
     if (call->op == HPO_SERVICE_STUDY_LIST) {
+        hpo_daemon_cluster_sync(dc);
         return 0; /* this daemon's studies; gather adds the others' */
     }
     if (create) {
@@ -113,47 +142,66 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
         return 0; /* answered here: a create without a usable name is refused here */
     }
     where = hpo_cluster_locate(dc->cluster, name, &epoch, url, sizeof(url));
-    if (where == HPO_CLUSTER_UNKNOWN || (where == HPO_CLUSTER_THERE && (forwarded || !url[0]))) {
-        /* New to this daemon's view, or its owner moved: look in the database. */
-        where = hpo_cluster_lookup(dc->cluster, name, &epoch, url, sizeof(url));
-    }
-    switch (where) {
-    case HPO_CLUSTER_HERE: {
-        struct hpo_error err = { 0 };
+    for (int attempt = 0;; attempt++) {
+        if (where == HPO_CLUSTER_UNKNOWN ||
+                (where == HPO_CLUSTER_THERE && (forwarded || !url[0] || attempt > 0))) {
+            /* New to this daemon's view, or its owner moved: look in the database. */
+            where = hpo_cluster_lookup(dc->cluster, name, &epoch, url, sizeof(url));
+        }
+        if (where == HPO_CLUSTER_HERE) {
+            struct hpo_error err = { 0 };
 
-        snprintf(call->owner, sizeof(call->owner), "%s", hpo_cluster_url(dc->cluster));
-        if (hpo_service_ensure(dc->service, name, epoch, &err) < 0 && !call->peek) {
-            return refuse(call, err.code, err.message);
-        }
-        return 0;
-    }
-    case HPO_CLUSTER_UNKNOWN:
-        if (create && !forwarded && !hpo_cluster_preferred(dc->cluster, name, url, sizeof(url))) {
-            if (url[0] == '\0') {
-                return refuse(call, HPO_UNAVAILABLE, "no live daemon to create the study on");
-            }
-            return call->peek ? 1 : forward(dc, call, url);
-        }
-        if (create) {
             snprintf(call->owner, sizeof(call->owner), "%s", hpo_cluster_url(dc->cluster));
+            if (hpo_service_ensure(dc->service, name, epoch, &err) < 0 && !call->peek) {
+                return refuse(call, err.code, err.message);
+            }
+            return 0;
         }
-        return 0; /* created here, or not_found */
-    case HPO_CLUSTER_THERE:
-        break;
+        if (where == HPO_CLUSTER_UNKNOWN) {
+            if (create && !forwarded &&
+                    !hpo_cluster_preferred(dc->cluster, name, url, sizeof(url))) {
+                if (url[0] == '\0') {
+                    return refuse(call, HPO_UNAVAILABLE, "no live daemon to create the study on");
+                }
+                return call->peek ? 1 : forward(dc, call, url);
+            }
+            if (create) {
+                snprintf(call->owner, sizeof(call->owner), "%s", hpo_cluster_url(dc->cluster));
+            }
+            return 0; /* created here, or not_found */
+        }
+        if (call->peek) {
+            return 1;
+        }
+        if (forwarded) {
+            /*
+            ** A forwarded request is never forwarded again: the sender looks
+            ** again (X-Hpod-Owner: whom this daemon sees as the owner) or the
+            ** client retries.
+            */
+            refuse(call, HPO_UNAVAILABLE,
+                    "this daemon does not own the study (its owner just changed); retry");
+            snprintf(call->owner, sizeof(call->owner), "%s", url[0] ? url : "unknown");
+            return 1;
+        }
+        if (url[0] == '\0') {
+            return refuse(call, HPO_UNAVAILABLE,
+                    "the study's owner is gone; another daemon takes it over within seconds;"
+                    " retry");
+        }
+        forward(dc, call, url);
+        if (attempt > 0 || call->status != 503 || call->owner[0] == '\0' ||
+                strcmp(call->owner, url) == 0) {
+            return 1;
+        }
+        /* The owner moved while the request was on its way: look again, once. */
+        free(call->reply);
+        free(call->link);
+        call->reply = NULL;
+        call->link = NULL;
+        call->owner[0] = '\0';
+        call->total[0] = '\0';
     }
-    if (call->peek) {
-        return 1;
-    }
-    if (forwarded) {
-        /* A forwarded request is never forwarded again: the client retries. */
-        return refuse(call, HPO_UNAVAILABLE,
-                "this daemon does not own the study (its owner just changed); retry");
-    }
-    if (url[0] == '\0') {
-        return refuse(call, HPO_UNAVAILABLE,
-                "the study's owner is gone; another daemon takes it over within seconds; retry");
-    }
-    return forward(dc, call, url);
 }
 
 /* ---- study lists ---------------------------------------------------------- */

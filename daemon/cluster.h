@@ -31,6 +31,13 @@ int hpo_daemon_cluster_start(struct hpo_daemon_cluster *dc, struct hpo_storage *
 /* Release every study and leave (after the last request). Accepts a cluster never started. */
 void hpo_daemon_cluster_stop(struct hpo_daemon_cluster *dc);
 
+/*
+** Load every study this daemon owns and is not in memory yet, and drop from
+** memory those another daemon owns now. Worker thread (the reaper's tick, a
+** study list).
+*/
+void hpo_daemon_cluster_sync(struct hpo_daemon_cluster *dc);
+
 /* api.h's route and gather (worker threads). */
 int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call *call);
 void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_call *call,

@@ -220,8 +220,13 @@ static void pump(struct daemon *d)
 static void reap_work_cb(uv_work_t *w)
 {
     struct daemon *d = w->data;
-    size_t n = hpo_service_reap(d->service, hpo_now_ms());
+    size_t n;
 
+    if (d->cl.cluster != NULL) {
+        /* Studies this daemon came to own are loaded (and reaped); those it lost leave. */
+        hpo_daemon_cluster_sync(&d->cl);
+    }
+    n = hpo_service_reap(d->service, hpo_now_ms());
     if (n > 0) {
         hpo_log(HPO_LOG_NOTICE, "heartbeat reaper failed %zu trial(s)", n);
     }

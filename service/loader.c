@@ -371,6 +371,35 @@ out:
     return r;
 }
 
+void hpo_service_retain(struct hpo_service *svc, bool (*keep)(void *ctx, const char *name),
+        void *ctx)
+{
+    size_t n;
+    struct study **snap = hpo__registry_snapshot(svc, &n);
+
+    for (size_t i = 0; i < n; i++) {
+        struct study *s = snap[i];
+
+        struct study *cur;
+
+        if (keep(ctx, s->name)) {
+            continue;
+        }
+        pthread_mutex_lock(&svc->create_lock);
+        cur = hpo__study_get(svc, s->name);
+        if (cur == s) {
+            /* Still the registered copy (ensure may have replaced it meanwhile). */
+            hpo__registry_remove(svc, s);
+            pthread_mutex_lock(&s->lock);
+            s->moved = true;
+            pthread_mutex_unlock(&s->lock);
+        }
+        pthread_mutex_unlock(&svc->create_lock);
+        hpo__study_unref(cur);
+    }
+    hpo__registry_snapshot_free(snap, n);
+}
+
 void hpo_service_destroy(struct hpo_service *svc)
 {
     if (svc == NULL) {

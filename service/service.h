@@ -197,6 +197,13 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
 int hpo_service_ensure(struct hpo_service *svc, const char *name, int64_t epoch,
         struct hpo_error *err);
 
+/*
+** Several daemons: drop from memory every study keep(ctx, name) refuses
+** (another daemon owns it now); its copy is marked moved. Worker thread.
+*/
+void hpo_service_retain(struct hpo_service *svc, bool (*keep)(void *ctx, const char *name),
+        void *ctx);
+
 /* Free the service and its memory (not the storage). Accepts NULL. */
 void hpo_service_destroy(struct hpo_service *svc);
 

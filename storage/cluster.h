@@ -63,6 +63,13 @@ enum hpo_cluster_where hpo_cluster_lookup(struct hpo_cluster *c, const char *nam
 */
 bool hpo_cluster_preferred(struct hpo_cluster *c, const char *name, char *url, size_t url_len);
 
+/*
+** Call fn(ctx, name, epoch) for each study this daemon owns (from a copy of
+** the view: fn may block). Any thread.
+*/
+void hpo_cluster_each_owned(struct hpo_cluster *c,
+        void (*fn)(void *ctx, const char *name, int64_t epoch), void *ctx);
+
 /* Call fn(ctx, url) for each live daemon but this one (a study list's gathering). */
 void hpo_cluster_each_peer(struct hpo_cluster *c, void (*fn)(void *ctx, const char *url),
         void *ctx);

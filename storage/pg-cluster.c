@@ -191,16 +191,16 @@ static int exec_params(PGconn *conn, const char *sql, int n, const char *const *
 }
 
 /*
-** Claim (owner = this daemon, epoch + 1) or release (owner NULL, epoch + 1)
-** study `id` if its row is still at `epoch` (0: no row yet, a claim inserts
-** it). Returns the new epoch, 0 when another daemon got there first, or a
-** negative errno.
+** Claim (owner = this daemon, epoch + 1) or hand over (owner `to`, NULL for
+** 0, epoch + 1) study `id` if its row is still at `epoch` (0: no row yet, a
+** claim inserts it). Returns the new epoch, 0 when another daemon got there
+** first, or a negative errno.
 */
 static int64_t change_owner(struct hpo_cluster *c, int64_t id, int64_t epoch, bool claim,
-        struct hpo_error *err)
+        int64_t to, struct hpo_error *err)
 {
-    char a[24], b[24], d[24];
-    const char *vals[3] = { a, b, d };
+    char a[24], b[24], d[24], t[24];
+    const char *vals[4] = { a, b, d, to != 0 ? t : NULL };
     PGresult *res = NULL;
     int64_t got = 0;
     int r;
@@ -208,11 +208,13 @@ static int64_t change_owner(struct hpo_cluster *c, int64_t id, int64_t epoch, bo
     snprintf(a, sizeof(a), "%lld", (long long)id);
     snprintf(b, sizeof(b), "%lld", (long long)epoch);
     snprintf(d, sizeof(d), "%lld", (long long)c->pg.daemon_id);
+    snprintf(t, sizeof(t), "%lld", (long long)to);
     if (claim && epoch == 0) {
         r = exec_params(c->conn,
                 "INSERT INTO study_owners (study_id, owner, epoch) SELECT $1, $3, 1"
                 " WHERE $2::bigint = 0 ON CONFLICT DO NOTHING RETURNING epoch",
                 3, vals, &res, "claiming a study", err);
+
     } else if (claim) {
         r = exec_params(c->conn,
                 "UPDATE study_owners SET owner = $3, epoch = epoch + 1, changed = now()"
@@ -220,9 +222,9 @@ static int64_t change_owner(struct hpo_cluster *c, int64_t id, int64_t epoch, bo
                 3, vals, &res, "claiming a study", err);
     } else {
         r = exec_params(c->conn,
-                "UPDATE study_owners SET owner = NULL, epoch = epoch + 1, changed = now()"
+                "UPDATE study_owners SET owner = $4, epoch = epoch + 1, changed = now()"
                 " WHERE study_id = $1 AND epoch = $2 AND owner = $3 RETURNING epoch",
-                3, vals, &res, "releasing a study", err);
+                4, vals, &res, "handing a study over", err);
     }
     if (r < 0) {
         return r;
@@ -330,15 +332,23 @@ static void place(struct hpo_cluster *c, struct view *v, const struct view *prev
         struct hpo_error err = { 0 };
 
         if (e->owner == me) {
-            const struct member *pref = preferred(v, e->name, me, true);
+            const struct member *pref = preferred(v, e->name, leaving ? 0 : me, true);
 
+            if (leaving && pref != NULL && pref->id == me) {
+                pref = NULL; /* leaving: to another daemon, or to none (claimed later) */
+            }
             if (leaving || (pref != NULL && pref->id != me && me_live)) {
-                /* Hand it over: unfenced first, so nothing more of ours is written. */
+                /*
+                ** Hand it over straight to the preferred daemon: unfenced first,
+                ** so nothing more of ours is written.
+                */
                 hpo_storage_fence_set(c->st, e->study_id, 0);
-                if (change_owner(c, e->study_id, e->epoch, false, &err) > 0) {
+                if (change_owner(c, e->study_id, e->epoch, false, pref != NULL ? pref->id : 0,
+                            &err) > 0) {
                     atomic_fetch_add(&c->releases, 1);
-                    e->owner = 0;
+                    e->owner = pref != NULL ? pref->id : 0;
                     e->epoch++;
+                    owner = pref;
                 }
             }
         } else {
@@ -351,7 +361,7 @@ static void place(struct hpo_cluster *c, struct view *v, const struct view *prev
             }
             pref = preferred(v, e->name, me, false);
             if (!leaving && me_live && owner == NULL && pref != NULL && pref->id == me) {
-                int64_t got = change_owner(c, e->study_id, e->epoch, true, &err);
+                int64_t got = change_owner(c, e->study_id, e->epoch, true, 0, &err);
 
                 if (got > 0) {
                     atomic_fetch_add(&c->claims, 1);
@@ -596,6 +606,36 @@ bool hpo_cluster_preferred(struct hpo_cluster *c, const char *name, char *url, s
     }
     pthread_mutex_unlock(&c->lock);
     return mine;
+}
+
+void hpo_cluster_each_owned(struct hpo_cluster *c,
+        void (*fn)(void *ctx, const char *name, int64_t epoch), void *ctx)
+{
+    struct {
+        char *name;
+        int64_t epoch;
+    } *own = NULL;
+    size_t n = 0;
+
+    pthread_mutex_lock(&c->lock);
+    if (c->view != NULL && !atomic_load(&c->leaving)) {
+        own = calloc(c->view->n ? c->view->n : 1, sizeof(*own));
+        for (size_t i = 0; own != NULL && i < c->view->n; i++) {
+            const struct entry *e = &c->view->e[i];
+
+            if (e->owner == c->pg.daemon_id) {
+                own[n].name = strdup(e->name);
+                own[n].epoch = e->epoch;
+                n += own[n].name != NULL;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < n; i++) {
+        fn(ctx, own[i].name, own[i].epoch);
+        free(own[i].name);
+    }
+    free(own);
 }
 
 void hpo_cluster_each_peer(struct hpo_cluster *c, void (*fn)(void *ctx, const char *url),
