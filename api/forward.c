@@ -156,9 +156,35 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *name, con
     return n;
 }
 
+struct progress {
+    const struct hpo_forward_request *rq;
+    uint64_t next_us;
+    bool gone;
+};
+
+/* libcurl's progress callback: give up on an owner the cluster no longer sees live. */
+static int on_progress(void *cls, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+        curl_off_t ulnow)
+{
+    struct progress *p = cls;
+    uint64_t now = mono_us();
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    if (p->rq->alive == NULL || now < p->next_us) {
+        return 0;
+    }
+    p->next_us = now + 1000000u;
+    p->gone = !p->rq->alive(p->rq->alive_ctx, p->rq->base_url);
+    return p->gone ? 1 : 0;
+}
+
 int hpo_forward(const struct hpo_forward_request *rq, struct hpo_forward_reply *ret,
         struct hpo_error *err)
 {
+    struct progress prog = { .rq = rq, .next_us = mono_us() + 1000000u };
     char url[4096];
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *headers = NULL;
@@ -205,6 +231,9 @@ int hpo_forward(const struct hpo_forward_request *rq, struct hpo_forward_reply *
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &prog);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     rc = curl_easy_perform(h);
     curl_slist_free_all(headers);
     if (rc == CURLE_OK) {
@@ -213,6 +242,11 @@ int hpo_forward(const struct hpo_forward_request *rq, struct hpo_forward_reply *
     give_handle(h);
     if (rc != CURLE_OK) {
         atomic_fetch_add(&n_failed, 1);
+        if (prog.gone) {
+            return hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL,
+                    "the study's owner %s stopped answering and lost its lease; retry",
+                    rq->base_url);
+        }
         return hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL,
                 "the study's owner %s did not answer (%s); retry", rq->base_url,
                 errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));

@@ -10,6 +10,7 @@
 #ifndef HPO_FORWARD_H
 #define HPO_FORWARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,9 @@ struct hpo_forward_request {
     const char *mark;          /* the forwarded mark's value (the cluster token) */
     const void *body;
     size_t len;
+    /* Asked about once a second while the owner is silent: false gives up (503). Or NULL. */
+    bool (*alive)(void *ctx, const char *base_url);
+    void *alive_ctx;
 };
 
 struct hpo_forward_reply {

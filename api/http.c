@@ -342,7 +342,8 @@ static void answer_healthz(struct req *rq)
 
         /* Several daemons: this one's part, on request (the plain body is the contract's). */
         if (api->cfg.health != NULL && body != NULL &&
-                MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "cluster") != NULL) {
+                MHD_lookup_connection_value_n(rq->conn, MHD_GET_ARGUMENT_KIND, "cluster",
+                        strlen("cluster"), NULL, NULL) == MHD_YES) {
             json_object_set_new(body, "cluster", api->cfg.health(api->cfg.ctx));
         }
         set_json(rq, 200, body);

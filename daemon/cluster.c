@@ -47,6 +47,11 @@ static int refuse(struct hpo_api_call *call, enum hpo_code code, const char *mes
     return 1;
 }
 
+static bool owner_alive(void *ctx, const char *url)
+{
+    return hpo_cluster_live(ctx, url);
+}
+
 /* Proxy the call to `url` (the owner) and answer with its reply. */
 static int forward(struct hpo_daemon_cluster *dc, struct hpo_api_call *call, const char *url)
 {
@@ -60,6 +65,8 @@ static int forward(struct hpo_daemon_cluster *dc, struct hpo_api_call *call, con
         .mark = dc->mark,
         .body = call->body,
         .len = call->len,
+        .alive = owner_alive,
+        .alive_ctx = dc->cluster,
     };
     struct hpo_forward_reply rep;
     struct hpo_error err = { 0 };
@@ -253,7 +260,8 @@ void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_cal
     for (size_t i = 0; i < g.n; i++) {
         struct hpo_forward_request rq = { .base_url = g.urls[i], .method = "GET",
             .target = call->target, .authorization = call->authorization,
-            .accept = "application/json", .mark = dc->mark };
+            .accept = "application/json", .mark = dc->mark, .alive = owner_alive,
+            .alive_ctx = dc->cluster };
         struct hpo_forward_reply rep;
         struct hpo_error err = { 0 };
         json_t *doc = NULL;

@@ -74,6 +74,9 @@ void hpo_cluster_each_owned(struct hpo_cluster *c,
 void hpo_cluster_each_peer(struct hpo_cluster *c, void (*fn)(void *ctx, const char *url),
         void *ctx);
 
+/* Whether the daemon at `url` is live in the last view. Any thread. */
+bool hpo_cluster_live(struct hpo_cluster *c, const char *url);
+
 /* This daemon's advertised URL (borrowed for the cluster's life). */
 const char *hpo_cluster_url(const struct hpo_cluster *c);
 

@@ -466,10 +466,26 @@ static void *cluster_main(void *arg)
 
 /* ---- the public functions ------------------------------------------------ */
 
+/*
+** A write of `study_id` was fenced (the writing thread): another daemon owns
+** it, so this one stops serving it at once, and looks at the owners now.
+*/
 static void fenced(void *ctx, int64_t study_id)
 {
-    (void)study_id;
-    hpo_cluster_poke(ctx);
+    struct hpo_cluster *c = ctx;
+
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; c->view != NULL && i < c->view->n; i++) {
+        struct entry *e = &c->view->e[i];
+
+        if (e->study_id == study_id && e->owner == c->pg.daemon_id) {
+            e->owner = 0;
+            e->url = NULL;
+        }
+    }
+    c->poked = true;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void cluster_free(struct hpo_cluster *c)
@@ -547,7 +563,9 @@ enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *nam
     url[0] = '\0';
     *ret_epoch = 0;
     pthread_mutex_lock(&c->lock);
-    e = view_find(c->view, name);
+    /* A view older than the lease (this daemon was frozen or cut off) is no guide. */
+    e = mono_us() - c->last_ok_us < (uint64_t)c->lease_ms * 1000u ? view_find(c->view, name)
+                                                                  : NULL;
     if (e != NULL) {
         if (e->owner == c->pg.daemon_id && !atomic_load(&c->leaving)) {
             w = HPO_CLUSTER_HERE;
@@ -648,6 +666,18 @@ void hpo_cluster_each_peer(struct hpo_cluster *c, void (*fn)(void *ctx, const ch
         }
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+bool hpo_cluster_live(struct hpo_cluster *c, const char *url)
+{
+    bool live = false;
+
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; c->view != NULL && i < c->view->n_live && !live; i++) {
+        live = strcmp(c->view->live[i].url, url) == 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return live;
 }
 
 const char *hpo_cluster_url(const struct hpo_cluster *c)
