@@ -804,6 +804,14 @@ static int writer_connect(struct pg_storage *st, struct hpo_error *err)
                                                    : "SET synchronous_commit = off",
                 "setting synchronous_commit", err);
     }
+    if (r == 0 && !st->exclusive) {
+        /*
+        ** A daemon frozen in the middle of sending a batch must not hold its
+        ** studies' rows (FOR SHARE) and so block their takeover for ever.
+        */
+        r = exec_ok(st->conn, "SET idle_in_transaction_session_timeout = 10000",
+                "setting idle_in_transaction_session_timeout", err);
+    }
     if (r == 0) {
         r = migrate(st->conn, err);
     }
