@@ -309,19 +309,42 @@ static int read_studies(struct hpo_cluster *c, struct view *v, struct hpo_error 
     return 0;
 }
 
-/* Whether this daemon held study `id` in view `v` (at any epoch). */
-static bool held(const struct view *v, int64_t id, int64_t me)
+/* The studies this daemon held in the last view (ids, ascending). */
+struct held {
+    int64_t *id;
+    size_t n;
+};
+
+static int cmp_id(const void *a, const void *b)
 {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Under c->lock: fenced() may change the view's owners meanwhile. */
+static void held_of(const struct view *v, int64_t me, struct held *h)
+{
+    h->n = 0;
+    h->id = malloc((v != NULL && v->n > 0 ? v->n : 1) * sizeof(*h->id));
+    if (h->id == NULL) {
+        hpo_oom();
+    }
     for (size_t i = 0; v != NULL && i < v->n; i++) {
-        if (v->e[i].study_id == id) {
-            return v->e[i].owner == me;
+        if (v->e[i].owner == me) {
+            h->id[h->n++] = v->e[i].study_id;
         }
     }
-    return false;
+    qsort(h->id, h->n, sizeof(*h->id), cmp_id);
+}
+
+static bool held(const struct held *h, int64_t id)
+{
+    return bsearch(&id, h->id, h->n, sizeof(*h->id), cmp_id) != NULL;
 }
 
 /* Decide, for each study, whether to claim, release or forget it. */
-static void place(struct hpo_cluster *c, struct view *v, const struct view *prev, bool leaving)
+static void place(struct hpo_cluster *c, struct view *v, const struct held *prev, bool leaving)
 {
     int64_t me = c->pg.daemon_id;
     bool me_live = view_member(v, me) != NULL;
@@ -354,7 +377,7 @@ static void place(struct hpo_cluster *c, struct view *v, const struct view *prev
         } else {
             const struct member *pref;
 
-            if (held(prev, e->study_id, me)) {
+            if (held(prev, e->study_id)) {
                 /* Taken by another daemon (we were frozen, or cut off): forget it. */
                 hpo_storage_fence_set(c->st, e->study_id, 0);
                 atomic_fetch_add(&c->lost, 1);
@@ -382,6 +405,7 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
     char id[24], lv[8];
     const char *vals[3] = { id, c->url, lv };
     struct view *v, *prev;
+    struct held h;
     uint64_t t0 = mono_us();
     int r;
 
@@ -408,6 +432,7 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
     pthread_mutex_lock(&c->lock);
     c->last_ok_us = t0;
     prev = c->view; /* only the ticking thread replaces it */
+    held_of(prev, c->pg.daemon_id, &h);
     pthread_mutex_unlock(&c->lock);
     v = calloc(1, sizeof(*v));
     if (v == NULL) {
@@ -418,10 +443,12 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
         r = read_studies(c, v, err);
     }
     if (r < 0) {
+        free(h.id);
         view_free(v);
         return r;
     }
-    place(c, v, prev, leaving);
+    place(c, v, &h, leaving);
+    free(h.id);
     pthread_mutex_lock(&c->lock);
     c->view = v;
     c->tick_no++;
