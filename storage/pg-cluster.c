@@ -63,9 +63,10 @@ struct hpo_cluster {
     pthread_cond_t wake; /* the thread waits on it between ticks */
     pthread_cond_t ticked;
     struct view *view; /* under lock; replaced whole by each tick */
-    uint64_t tick_no;  /* ticks done (under lock) */
+    uint64_t tick_no;  /* ticks tried, done or failed (under lock) */
     bool poked, stopping;
-    atomic_bool leaving;
+    atomic_bool leaving;   /* draining: serves nothing new, but still owns its studies */
+    atomic_bool releasing; /* the last tick: hands every study over, marks itself gone */
 
     uint64_t last_ok_us; /* under lock */
     atomic_uint_fast64_t claims, releases, lost, ticks, tick_failures;
@@ -401,7 +402,12 @@ static void place(struct hpo_cluster *c, struct view *v, const struct held *prev
 /* One tick: heartbeat, view, placement, publish. */
 static int tick(struct hpo_cluster *c, struct hpo_error *err)
 {
-    bool leaving = atomic_load(&c->leaving);
+    /*
+    ** While draining (leaving) the daemon stays live and keeps its studies,
+    ** so the writes of requests in flight still commit; only the last tick
+    ** hands them over.
+    */
+    bool leaving = atomic_load(&c->releasing);
     char id[24], lv[8];
     const char *vals[3] = { id, c->url, lv };
     struct view *v, *prev;
@@ -476,6 +482,11 @@ static void *cluster_main(void *arg)
             PQfinish(c->conn);
             c->conn = NULL;
             ms = ms > 500 ? 500 : ms;
+            /* A lookup waiting for this tick gives up: the database is not there. */
+            pthread_mutex_lock(&c->lock);
+            c->tick_no++;
+            pthread_cond_broadcast(&c->ticked);
+            pthread_mutex_unlock(&c->lock);
         }
         pthread_mutex_lock(&c->lock);
         if (c->poked || c->stopping) {
@@ -552,6 +563,7 @@ int hpo_cluster_start(struct hpo_storage *st, const struct hpo_cluster_options *
     pthread_cond_init(&c->ticked, &attr);
     pthread_condattr_destroy(&attr);
     atomic_init(&c->leaving, false);
+    atomic_init(&c->releasing, false);
     hpo_hist_init(&c->db_rtt_us, rtt_le, sizeof(rtt_le) / sizeof(rtt_le[0]));
     if (c->url == NULL) {
         cluster_free(c);
@@ -747,6 +759,7 @@ void hpo_cluster_stop(struct hpo_cluster *c)
     }
     /* The last tick, leaving: every study released, this daemon no longer live. */
     atomic_store(&c->leaving, true);
+    atomic_store(&c->releasing, true);
     if (tick(c, &err) < 0) {
         /* Not released: the others take them over once the lease ran out. */
         atomic_fetch_add(&c->tick_failures, 1);
