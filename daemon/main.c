@@ -157,6 +157,9 @@ static int join_cluster(struct daemon *d)
     const char *scheme = d->sec.tls != NULL ? "https" : "http";
     int r;
 
+    if (!hpo_storage_is_postgresql(d->cfg.db)) {
+        return 0; /* SQLite: one daemon per database */
+    }
     if (d->cfg.advertise[0] != '\0') {
         snprintf(url, sizeof(url), "%s", d->cfg.advertise);
     } else {
