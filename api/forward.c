@@ -242,6 +242,7 @@ int hpo_forward(const struct hpo_forward_request *rq, struct hpo_forward_reply *
     give_handle(h);
     if (rc != CURLE_OK) {
         atomic_fetch_add(&n_failed, 1);
+        ret->unsent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST;
         if (prog.gone) {
             return hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL,
                     "the study's owner %s stopped answering and lost its lease; retry",

@@ -43,6 +43,7 @@ struct hpo_forward_reply {
     char total[24];   /* X-Total-Count, "" none */
     char *link;       /* Link (malloc'd), NULL none */
     char owner[256];  /* X-Hpod-Owner, "" none */
+    bool unsent;      /* failed before the request left (no connection): safe to send again */
 };
 
 /* Call once before any thread forwards, and at the end (after the last forward). */

@@ -52,8 +52,12 @@ static bool owner_alive(void *ctx, const char *url)
     return hpo_cluster_live(ctx, url);
 }
 
-/* Proxy the call to `url` (the owner) and answer with its reply. */
-static int forward(struct hpo_daemon_cluster *dc, struct hpo_api_call *call, const char *url)
+/*
+** Proxy the call to `url` (the owner) and answer with its reply. *unsent
+** (may be NULL): the owner could not be reached, nothing was sent.
+*/
+static int forward(struct hpo_daemon_cluster *dc, struct hpo_api_call *call, const char *url,
+        bool *unsent)
 {
     struct hpo_forward_request rq = {
         .base_url = url,
@@ -71,7 +75,13 @@ static int forward(struct hpo_daemon_cluster *dc, struct hpo_api_call *call, con
     struct hpo_forward_reply rep;
     struct hpo_error err = { 0 };
 
+    if (unsent != NULL) {
+        *unsent = false;
+    }
     if (hpo_forward(&rq, &rep, &err) < 0) {
+        if (unsent != NULL) {
+            *unsent = rep.unsent;
+        }
         hpo_forward_reply_free(&rep);
         hpo_cluster_poke(dc->cluster); /* the owner may be gone: look again */
         return refuse(call, err.code, err.message);
@@ -134,6 +144,7 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
     char name[512];
     char url[256];
     int64_t epoch = 0;
+    bool unsent = false;
     enum hpo_cluster_where where;
 
     if (call->op == HPO_SERVICE_STUDY_LIST) {
@@ -170,7 +181,7 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
                 if (url[0] == '\0') {
                     return refuse(call, HPO_UNAVAILABLE, "no live daemon to create the study on");
                 }
-                return call->peek ? 1 : forward(dc, call, url);
+                return call->peek ? 1 : forward(dc, call, url, NULL);
             }
             if (create) {
                 snprintf(call->owner, sizeof(call->owner), "%s", hpo_cluster_url(dc->cluster));
@@ -196,12 +207,15 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
                     "the study's owner is gone; another daemon takes it over within seconds;"
                     " retry");
         }
-        forward(dc, call, url);
-        if (attempt > 0 || call->status != 503 || call->owner[0] == '\0' ||
-                strcmp(call->owner, url) == 0) {
+        forward(dc, call, url, &unsent);
+        if (attempt > 0 || call->status != 503 ||
+                (!unsent && (call->owner[0] == '\0' || strcmp(call->owner, url) == 0))) {
             return 1;
         }
-        /* The owner moved while the request was on its way: look again, once. */
+        /*
+        ** The owner moved while the request was on its way, or is gone (its
+        ** port closed: nothing was sent): look again, once.
+        */
         free(call->reply);
         free(call->link);
         call->reply = NULL;
