@@ -36,6 +36,29 @@ struct hpo_job {
     struct hpo_job *next; /* the embedder's, for queueing */
 };
 
+/*
+** Several daemons (docs/CLUSTER.md): a request on its way to the service,
+** for the embedder's `route` (on a worker, before the request runs).
+*/
+struct hpo_api_call {
+    int op;             /* enum hpo_service_op */
+    const char *study;  /* NULL: the studies collection (list, create) */
+    bool peek;          /* a gradient upload's size check: only whether it is served here */
+    const char *method;
+    const char *target; /* the request target as received, query included */
+    const char *authorization, *content_type, *accept, *forwarded; /* headers, or NULL */
+    const char *body;
+    size_t len;
+    /* Out: X-Hpod-Owner ("" none); when route answered 1, the reply. */
+    char owner[256];
+    int status;
+    char *reply; /* malloc'd; the api takes it */
+    size_t reply_len;
+    char reply_type[96];
+    char total[24]; /* X-Total-Count, "" none */
+    char *link;     /* malloc'd or NULL; the api takes it */
+};
+
 struct hpo_api_config {
     const char *host;      /* numeric address to bind: "127.0.0.1", "::1", "0.0.0.0" */
     unsigned port;         /* 0 = any free port */
@@ -69,6 +92,16 @@ struct hpo_api_config {
     ** ("" = every study).
     */
     char *(*metrics)(void *ctx, const char *scope);
+    /*
+    ** Several daemons; NULL: one. route(ctx, call) on a worker before a
+    ** request of the service runs: 0 serve it here, 1 answered (forwarded
+    ** to the study's owner, or an error) in `call`. gather(ctx, call, reply)
+    ** adds the other daemons' studies to a study list's reply (a json_t).
+    */
+    int (*route)(void *ctx, struct hpo_api_call *call);
+    void (*gather)(void *ctx, struct hpo_api_call *call, void *reply);
+    /* /healthz?cluster's "cluster" object (a new json_t reference), loop thread; NULL: none. */
+    void *(*health)(void *ctx);
     void *ctx;
 };
 

@@ -104,6 +104,8 @@ struct req {
     char *link;     /* Link, NULL when none */
     bool is_static; /* a dashboard file (api/static.c): its headers in `st` */
     struct hpo__static_reply st;
+    char *target;              /* the request target as received (several daemons: forwarding) */
+    struct hpo_api_call call;  /* several daemons: routing (cfg.route), X-Hpod-Owner */
 };
 
 static uint64_t now_us(void)
@@ -274,6 +276,9 @@ static enum MHD_Result queue_reply(struct req *rq)
     if (rq->is_static) {
         hpo__static_headers(resp, &rq->st);
     }
+    if (rq->call.owner[0] != '\0') {
+        MHD_add_response_header(resp, "X-Hpod-Owner", rq->call.owner);
+    }
     ret = MHD_queue_response(rq->conn, (unsigned)rq->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -333,7 +338,15 @@ static void answer_healthz(struct req *rq)
     bool ok = api->cfg.healthy == NULL || api->cfg.healthy(api->cfg.ctx);
 
     if (ok) {
-        set_json(rq, 200, json_pack("{s:s,s:s}", "status", "ok", "version", api->cfg.version));
+        json_t *body = json_pack("{s:s,s:s}", "status", "ok", "version", api->cfg.version);
+
+        /* Several daemons: this one's part, on request (the plain body is the contract's). */
+        if (api->cfg.health != NULL && body != NULL &&
+                MHD_lookup_connection_value_n(rq->conn, MHD_GET_ARGUMENT_KIND, "cluster",
+                        strlen("cluster"), NULL, NULL) == MHD_YES) {
+            json_object_set_new(body, "cluster", api->cfg.health(api->cfg.ctx));
+        }
+        set_json(rq, 200, body);
     } else {
         set_error(rq, HPO_UNAVAILABLE, NULL, "storage is not writable");
     }
@@ -408,6 +421,51 @@ static void build_reply(struct req *rq)
     }
 }
 
+static const char *header(struct req *rq, const char *name)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+/*
+** Several daemons: ask the embedder where the request is served (worker
+** thread; the connection is suspended, so its headers may be read). 0:
+** here; 1: answered (the owner's reply, or an error), the reply set.
+*/
+static int route_call(struct req *rq, bool peek)
+{
+    struct hpo_api_call *c = &rq->call;
+
+    memset(c, 0, sizeof(*c));
+    c->op = peek ? HPO_SERVICE_GRADIENT_PUT : (int)rq->sreq.op;
+    c->study = rq->study;
+    c->peek = peek;
+    c->method = rq->method;
+    c->target = rq->target;
+    c->authorization = header(rq, MHD_HTTP_HEADER_AUTHORIZATION);
+    c->content_type = header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
+    c->accept = header(rq, MHD_HTTP_HEADER_ACCEPT);
+    c->forwarded = header(rq, "X-Hpod-Forwarded");
+    c->body = rq->body;
+    c->len = rq->len;
+    if (rq->api->cfg.route(rq->api->cfg.ctx, c) == 0) {
+        return 0;
+    }
+    if (!peek) {
+        set_reply(rq, c->status, c->reply, c->reply_len,
+                c->reply_type[0] != '\0' ? c->reply_type : NULL);
+        snprintf(rq->total, sizeof(rq->total), "%s", c->total);
+        free(rq->link);
+        rq->link = c->link;
+        rq->sreq.err.code = c->status >= 400 ? HPO_UNAVAILABLE : HPO_OK; /* for the log line */
+    } else {
+        free(c->reply);
+        free(c->link);
+    }
+    c->reply = NULL;
+    c->link = NULL;
+    return 1;
+}
+
 static void job_work(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
@@ -415,6 +473,9 @@ static void job_work(struct hpo_job *job)
     struct hpo_service_query q = { .pairs = (const struct hpo_service_query_pair *)(void *)rq->query.data,
         .n = HPO_BUF_N(&rq->query, struct hpo_service_query_pair), .accept = rq->accept };
 
+    if (rq->target != NULL && route_call(rq, false) != 0) {
+        return; /* several daemons: forwarded to the study's owner, or refused */
+    }
     /* Decode (JSON off the event-loop thread), then execute. */
     if (hpo_service_decode(sr, &q, rq->body, rq->len) < 0) {
         build_reply(rq);
@@ -438,6 +499,9 @@ static void job_work(struct hpo_job *job)
     }
     sr->data = NULL;
     if (sr->op == HPO_SERVICE_STUDY_LIST && sr->err.code == HPO_OK) {
+        if (rq->target != NULL && rq->api->cfg.gather != NULL) {
+            rq->api->cfg.gather(rq->api->cfg.ctx, &rq->call, sr->reply);
+        }
         hpo_access_filter_studies(&rq->who, sr->reply);
     }
     /* Encoding the reply here keeps JSON work off the event-loop thread. */
@@ -623,8 +687,12 @@ static bool authorize(struct hpo_api *api, struct req *rq)
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     const char *u = uri != NULL ? uri : "";
+    struct req *rq = req_new(cls, conn, u, strcspn(u, "?"));
 
-    return req_new(cls, conn, u, strcspn(u, "?"));
+    if (rq != NULL && rq->api->cfg.route != NULL) {
+        rq->target = strdup(u); /* NULL (out of memory): served here, never forwarded */
+    }
+    return rq;
 }
 
 /*
@@ -733,6 +801,9 @@ static void upload_check_work(struct hpo_job *job)
     struct hpo_error err;
     size_t bytes = 0;
 
+    if (rq->target != NULL && route_call(rq, true) != 0) {
+        return; /* several daemons: the owner checks the upload */
+    }
     if (hpo_service_gradient_size(rq->api->cfg.service, rq->study, rq->number, rq->name, &bytes,
                 &err) < 0) {
         set_json(rq, hpo_code_status(err.code), error_body(&err));
@@ -1119,6 +1190,7 @@ release:
     hpo_service_request_finish(&rq->sreq);
     hpo_service_stream_free(rq->stream);
     free(rq->link);
+    free(rq->target);
     release_out(rq);
     if (rq->out_fd > 0) {
         close(rq->out_fd); /* never handed to MHD */

@@ -24,6 +24,10 @@ struct hpo_config {
     /* HTTP body limits (defaults only, no key yet; 413 beyond). Connections: access below. */
     size_t json_limit;     /* 1 MiB */
     size_t binary_limit;   /* 256 MiB */
+    /* Several daemons on PostgreSQL (docs/CLUSTER.md). */
+    char advertise[256];          /* how the others reach this one; "": from listen */
+    char cluster_token_file[4096]; /* the forwarded mark's secret; "": none */
+    unsigned lease_ms;            /* a daemon silent this long is gone (3000) */
     char config_file[4096];
     bool check_only;    /* --check-config */
     bool show_help;

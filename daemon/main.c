@@ -23,9 +23,11 @@
 #include "../core/clock.h"
 #include "../core/history.h"
 #include "../service/service.h"
+#include "../storage/cluster.h"
 #include "../storage/storage.h"
 #include "activation.h"
 #include "admin.h"
+#include "cluster.h"
 #include "config.h"
 #include "dispatch.h"
 #include "metrics.h"
@@ -55,6 +57,7 @@ struct daemon {
     bool stopping;
     uint64_t watchdog_ticks;
     struct hpo_security sec; /* tokens and TLS (security.h) */
+    struct hpo_daemon_cluster cl; /* several daemons on PostgreSQL (cluster.h) */
 };
 
 static void pump(struct daemon *d);
@@ -99,8 +102,89 @@ static char *metrics(void *ctx, const char *scope)
     struct hpo_metrics_sources src = { .api = d->api, .service = d->service,
         .storage = d->storage, .version = HPOD_VERSION,
         .max_studies = d->cfg.metrics_max_studies, .scope = scope };
+    char *text = hpo_metrics_text(&src);
+    char *all = NULL;
+    size_t len = 0;
+    FILE *f;
 
-    return hpo_metrics_text(&src);
+    if (text == NULL || d->cl.cluster == NULL) {
+        return text;
+    }
+    f = open_memstream(&all, &len);
+    if (f == NULL) {
+        return text;
+    }
+    fputs(text, f);
+    free(text);
+    if (hpo_daemon_cluster_metrics(&d->cl, f) < 0 || fclose(f) != 0) {
+        free(all);
+        return NULL;
+    }
+    return all;
+}
+
+/* Several daemons (cluster.h): where a request is served, and study lists. */
+static int route(void *ctx, struct hpo_api_call *call)
+{
+    struct daemon *d = ctx;
+
+    return d->cl.cluster != NULL ? hpo_daemon_cluster_route(&d->cl, call) : 0;
+}
+
+static void gather(void *ctx, struct hpo_api_call *call, void *reply)
+{
+    struct daemon *d = ctx;
+
+    if (d->cl.cluster != NULL) {
+        hpo_daemon_cluster_gather(&d->cl, call, reply);
+    }
+}
+
+static void *health(void *ctx)
+{
+    struct daemon *d = ctx;
+
+    return d->cl.cluster != NULL ? hpo_daemon_cluster_health(&d->cl) : NULL;
+}
+
+/*
+** Join the other daemons on a PostgreSQL database, as --advertise or the
+** URL of --listen (this machine's name for a wildcard address).
+*/
+static int join_cluster(struct daemon *d)
+{
+    char url[300], host[256], msg[512];
+    const char *scheme = d->sec.tls != NULL ? "https" : "http";
+    int r;
+
+    if (!hpo_storage_is_postgresql(d->cfg.db)) {
+        return 0; /* SQLite: one daemon per database */
+    }
+    if (d->cfg.advertise[0] != '\0') {
+        snprintf(url, sizeof(url), "%s", d->cfg.advertise);
+    } else {
+        if (strcmp(d->cfg.host, "0.0.0.0") == 0 || strcmp(d->cfg.host, "::") == 0) {
+            if (gethostname(host, sizeof(host)) != 0) {
+                snprintf(host, sizeof(host), "localhost");
+            }
+            host[sizeof(host) - 1] = '\0';
+        } else {
+            snprintf(host, sizeof(host), "%s", d->cfg.host);
+        }
+        snprintf(url, sizeof(url), strchr(host, ':') != NULL ? "%s://[%s]:%u" : "%s://%s:%u",
+                scheme, host, hpo_api_port(d->api));
+    }
+    r = hpo_daemon_cluster_start(&d->cl, d->storage, d->service, url, d->cfg.lease_ms,
+            d->cfg.cluster_token_file, msg, sizeof(msg));
+    if (r == -ENOTSUP) {
+        return 0;
+    }
+    if (r < 0) {
+        hpo_log(HPO_LOG_ERR, "%s", msg);
+        return r;
+    }
+    hpo_log(HPO_LOG_NOTICE, "serving as %s, one of the daemons on the database", url);
+    return 0;
 }
 
 /* ---- MHD inside libuv ---------------------------------------------------- */
@@ -139,8 +223,13 @@ static void pump(struct daemon *d)
 static void reap_work_cb(uv_work_t *w)
 {
     struct daemon *d = w->data;
-    size_t n = hpo_service_reap(d->service, hpo_now_ms());
+    size_t n;
 
+    if (d->cl.cluster != NULL) {
+        /* Studies this daemon came to own are loaded (and reaped); those it lost leave. */
+        hpo_daemon_cluster_sync(&d->cl);
+    }
+    n = hpo_service_reap(d->service, hpo_now_ms());
     if (n > 0) {
         hpo_log(HPO_LOG_NOTICE, "heartbeat reaper failed %zu trial(s)", n);
     }
@@ -240,6 +329,10 @@ static void begin_stop(struct daemon *d, const char *why)
     hpo_log(HPO_LOG_NOTICE, "%s: stopping after in-flight requests", why);
     (void)hpo_notify("STOPPING=1");
     hpo_api_quiesce(d->api);
+    if (d->cl.cluster != NULL) {
+        /* Its studies go to the others: new requests are forwarded while these drain. */
+        hpo_cluster_leave(d->cl.cluster);
+    }
     uv_timer_stop(&d->reap_timer);
     uv_timer_stop(&d->watchdog_timer);
     /* A deadline: requests still in flight after it are cut short. */
@@ -458,7 +551,12 @@ int main(int argc, char **argv)
         return 2;
     }
     /* Must be set before the first uv_queue_work creates the pool. */
-    snprintf(threads, sizeof(threads), "%d", d.cfg.threads);
+    /*
+    ** Several daemons: a forwarded request waits on its worker for the owner,
+    ** so the pool gets threads for waiting beside those for working.
+    */
+    snprintf(threads, sizeof(threads), "%d",
+            d.cfg.threads + (hpo_storage_is_postgresql(d.cfg.db) ? 16 : 0));
     setenv("UV_THREADPOOL_SIZE", threads, 1);
     delay = secure_getenv("HPOD_TEST_SUGGEST_DELAY_MS");
     if (delay != NULL) {
@@ -502,10 +600,21 @@ int main(int argc, char **argv)
     acfg.healthy = healthy;
     acfg.metrics = metrics;
     acfg.backup = backup;
+    if (hpo_storage_is_postgresql(d.cfg.db)) {
+        acfg.route = route;
+        acfg.gather = gather;
+        acfg.health = health;
+    }
     acfg.ctx = &d;
     r = hpo_api_start(&acfg, &d.api, &err);
     if (r < 0) {
         hpo_log(HPO_LOG_ERR, "%s", err.message);
+        rc = 1;
+        goto out_service;
+    }
+    if (join_cluster(&d) < 0) {
+        hpo_api_stop(d.api);
+        d.api = NULL;
         rc = 1;
         goto out_service;
     }
@@ -535,6 +644,7 @@ int main(int argc, char **argv)
     hpo_dispatch_destroy(d.dispatch);
     hpo_log(HPO_LOG_NOTICE, "stopped");
 out_service:
+    hpo_daemon_cluster_stop(&d.cl);
     hpo_storage_close(d.storage);
     hpo_service_destroy(d.service);
     hpo_security_finish(&d.sec);

@@ -136,6 +136,12 @@ void hpo__op_importances(struct hpo_service *svc, struct hpo_service_request *re
 /* Add a study (registry's write lock). 0 or -ENOMEM. */
 int hpo__registry_insert(struct hpo_service *svc, struct study *s);
 
+/*
+** Take `s` out of the registry (if it is the one registered under its name)
+** and drop the registry's reference: the caller's own reference keeps it.
+*/
+void hpo__registry_remove(struct hpo_service *svc, struct study *s);
+
 /* A new reference to the study named `name`, or NULL. */
 struct study *hpo__study_get(struct hpo_service *svc, const char *name);
 

@@ -90,6 +90,13 @@ struct study {
     bool summary_valid;
     atomic_int refs;
     bool deleted;
+    /*
+    ** Several daemons: the fencing epoch this copy was loaded (or created)
+    ** at, and `moved`, set under `lock` once a newer copy replaced it (its
+    ** operations answer unavailable; the client retries on the new one).
+    */
+    int64_t epoch;
+    bool moved;
 };
 
 /*

@@ -762,7 +762,7 @@ size_t hpo_service_reap(struct hpo_service *svc, int64_t now_ms)
         struct study *s = snap[i];
         if (s->heartbeat_timeout > 0) {
             pthread_mutex_lock(&s->lock);
-            if (!s->deleted) {
+            if (!s->deleted && !s->moved) {
                 failed += reap_study(svc, s, now_ms);
             }
             pthread_mutex_unlock(&s->lock);
