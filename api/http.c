@@ -47,6 +47,9 @@
 #include "static.h"
 #include "tls.h"
 
+/* Lane requests with a JSON body up to this size may be decoded and run on their HTTP thread. */
+#define INLINE_BODY_MAX (64 * 1024)
+
 struct hpo_api {
     struct hpo_api_config cfg;
     struct MHD_Daemon *mhd;
@@ -452,24 +455,29 @@ static void build_reply(struct req *rq)
     }
 }
 
-static void job_work(struct hpo_job *job)
+/* Decode the body and query; false: an error is in sreq (the reply still to build). */
+static bool job_decode(struct req *rq)
 {
-    struct req *rq = req_of_job(job);
     struct hpo_service_request *sr = &rq->sreq;
     struct hpo_service_query q = { .pairs = (const struct hpo_service_query_pair *)(void *)rq->query.data,
         .n = HPO_BUF_N(&rq->query, struct hpo_service_query_pair), .accept = rq->accept };
 
-    /* Decode (JSON off the event-loop thread), then execute. */
     if (hpo_service_decode(sr, &q, rq->body, rq->len) < 0) {
-        build_reply(rq);
-        return;
+        return false;
     }
     if (sr->op == HPO_SERVICE_STUDY_CREATE &&
             !hpo_access_may_create(&rq->who, sr->args.create.body, &sr->err)) {
         sr->status = hpo_code_status(sr->err.code);
-        build_reply(rq);
-        return;
+        return false;
     }
+    return true;
+}
+
+/* Run the decoded request on the service (its study's lane, when it has one). */
+static void job_execute(struct req *rq)
+{
+    struct hpo_service_request *sr = &rq->sreq;
+
     sr->data = rq->body;
     sr->data_len = rq->len;
     sr->data_owned = rq->body;
@@ -484,7 +492,35 @@ static void job_work(struct hpo_job *job)
     if (sr->op == HPO_SERVICE_STUDY_LIST && sr->err.code == HPO_OK) {
         hpo_access_filter_studies(&rq->who, sr->reply);
     }
-    /* Encoding the reply here keeps JSON work off the event-loop thread. */
+}
+
+/* A worker's whole job: decode (off the HTTP threads), execute, encode the reply. */
+static void job_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    if (job_decode(rq)) {
+        job_execute(rq);
+    }
+    build_reply(rq);
+}
+
+/*
+** The part of a lane request that holds its lane, run inline or by a worker:
+** the decoding before it and the reply's encoding after it stay outside, so
+** the study's next request waits for as little as possible.
+*/
+static void lane_work(struct hpo_job *job)
+{
+    job_execute(req_of_job(job));
+}
+
+/* A lane request decoded on its HTTP thread, run by a worker: execute, encode. */
+static void decoded_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    job_execute(rq);
     build_reply(rq);
 }
 
@@ -1056,8 +1092,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* Requests that change one study run in order through its lane (dispatch). */
     rq->job.key = (rq->row->flags & HPO__F_LANE) != 0 ? rq->study : NULL;
     if (rq->job.key != NULL && api->cfg.run_inline != NULL &&
-            api->cfg.run_inline(api->cfg.ctx, &rq->job)) {
-        return queue_reply(rq); /* ran here: job_work encoded the reply */
+            (rq->row->flags & HPO__F_BINARY) == 0 && rq->len <= INLINE_BODY_MAX) {
+        /* A small body is decoded here; a big one (a gradient) on a worker, never inline. */
+        if (!job_decode(rq)) {
+            build_reply(rq);
+            return queue_reply(rq);
+        }
+        rq->job.work = lane_work;
+        if (api->cfg.run_inline(api->cfg.ctx, &rq->job)) {
+            build_reply(rq); /* ran here, its lane free again */
+            return queue_reply(rq);
+        }
+        rq->job.work = decoded_work;
     }
     suspend_and_submit(rq);
     return MHD_YES;
