@@ -36,6 +36,11 @@ struct hpo_job {
     ** study) run one after another in submission order; NULL: no order.
     */
     const char *key;
+    /*
+    ** What the job does (the HTTP layer's route): jobs of one key and kind
+    ** take about the same time, which decides whether they may run inline.
+    */
+    unsigned kind;
     struct hpo_job *next; /* the embedder's, for queueing */
 };
 

@@ -1091,6 +1091,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     /* Requests that change one study run in order through its lane (dispatch). */
     rq->job.key = (rq->row->flags & HPO__F_LANE) != 0 ? rq->study : NULL;
+    rq->job.kind = (unsigned)rq->route;
     if (rq->job.key != NULL && api->cfg.run_inline != NULL &&
             (rq->row->flags & HPO__F_BINARY) == 0 && rq->len <= INLINE_BODY_MAX) {
         /* A small body is decoded here; a big one (a gradient) on a worker, never inline. */

@@ -9,10 +9,11 @@
 ** until it is empty; an inline runner runs at most DRAIN_INLINE more (its
 ** own connections wait meanwhile) and hands the rest to the pool.
 **
-** Which studies may run inline: a direct-mapped table of the recent mean
-** duration of jobs per key (an exponential average, by the key's hash), so
-** that a slow sampler (GP, TPE on a long history) or a slow commit never
-** holds an HTTP thread; a study not seen yet starts on the pool.
+** Which jobs may run inline: a direct-mapped table of the recent mean
+** duration of jobs per key and kind (an exponential average, by a hash of
+** both: a study's asks apart from its tells and reports), so that a slow
+** sampler (GP, TPE on a long history) or a slow commit never holds an HTTP
+** thread; a kind of job of a study not seen yet starts on the pool.
 */
 #include <errno.h>
 #include <pthread.h>
@@ -72,6 +73,12 @@ static uint64_t hash_of(const char *key)
         h = (h ^ *p) * 1099511628211ull;
     }
     return h;
+}
+
+/* The speed table's hash: the key's, mixed with the kind. */
+static uint64_t speed_hash(uint64_t key_hash, unsigned kind)
+{
+    return key_hash ^ ((uint64_t)(kind + 1) * 0x9e3779b97f4a7c15ull);
 }
 
 static struct lane **lane_slot(struct hpo_dispatch *dp, const char *key, uint64_t hash)
@@ -166,7 +173,7 @@ static void run_one(struct hpo_dispatch *dp, struct lane *lane, struct hpo_job *
     t0 = now_us();
     job->work(job);
     pthread_mutex_lock(&dp->lock);
-    note_speed(dp, lane->hash, now_us() - t0);
+    note_speed(dp, speed_hash(lane->hash, job->kind), now_us() - t0);
     pthread_mutex_unlock(&dp->lock);
     /* After done() the job may be gone (its request completed). */
     job->done(job);
@@ -252,7 +259,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     hash = hash_of(job->key);
     pthread_mutex_lock(&dp->lock);
     l = lane_slot(dp, job->key, hash);
-    if (*l != NULL || !is_quick(dp, hash)) {
+    if (*l != NULL || !is_quick(dp, speed_hash(hash, job->kind))) {
         pthread_mutex_unlock(&dp->lock);
         return false;
     }
@@ -262,7 +269,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     t0 = now_us();
     job->work(job);
     pthread_mutex_lock(&dp->lock);
-    note_speed(dp, hash, now_us() - t0);
+    note_speed(dp, speed_hash(hash, job->kind), now_us() - t0);
     for (int i = 0; i < DRAIN_INLINE; i++) {
         next = lane_next(dp, lane);
         if (next == NULL) {

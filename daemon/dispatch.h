@@ -23,8 +23,8 @@
 struct hpo_dispatch;
 
 /*
-** Start `threads` workers (at least 1). `inline_max_us`: a study whose
-** recent jobs took less than this on average may run its jobs on the
+** Start `threads` workers (at least 1). `inline_max_us`: jobs of a key and
+** kind whose recent ones took less than this on average may run on the
 ** submitting thread (hpo_dispatch_run_inline); 0: never. Returns 0 or a
 ** negative errno.
 */
@@ -34,12 +34,13 @@ int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dis
 void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job);
 
 /*
-** Run a keyed job here and now if its lane is idle and its study's recent
-** jobs were quick: work() runs on the calling thread, done() is NOT called
-** (the caller replies itself). Jobs of the study submitted meanwhile run
-** after it, in order: the first few on this thread too, the rest on the
-** pool. Returns false, having done nothing, when the job must be submitted
-** instead (no key, a job of the study running or waiting, a slow study).
+** Run a keyed job here and now if its lane is idle and the recent jobs of
+** its key and kind were quick: work() runs on the calling thread, done() is
+** NOT called (the caller replies itself). Jobs of the study submitted
+** meanwhile run after it, in order: the first few on this thread too, the
+** rest on the pool. Returns false, having done nothing, when the job must
+** be submitted instead (no key, a job of the study running or waiting,
+** slow or unknown jobs of that kind).
 */
 bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job);
 

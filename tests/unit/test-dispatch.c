@@ -186,6 +186,22 @@ static void test_inline_only_quick(void **state)
     wait_done(&sh, 2);
     tjob_init(&d, &sh, "slow", -1, 4);
     assert_false(hpo_dispatch_run_inline(dp, &d.job));
+    /* Kinds apart: a study's slow asks do not keep its quick tells off the HTTP thread. */
+    tjob_init(&c, &sh, "mixed", -1, 5);
+    c.job.kind = 1;
+    c.sleep_us = 20000;
+    hpo_dispatch_submit(dp, &c.job);
+    wait_done(&sh, 3);
+    tjob_init(&b, &sh, "mixed", -1, 6);
+    b.job.kind = 2;
+    hpo_dispatch_submit(dp, &b.job);
+    wait_done(&sh, 4);
+    tjob_init(&b, &sh, "mixed", -1, 7);
+    b.job.kind = 2;
+    assert_true(hpo_dispatch_run_inline(dp, &b.job));
+    tjob_init(&c, &sh, "mixed", -1, 8);
+    c.job.kind = 1;
+    assert_false(hpo_dispatch_run_inline(dp, &c.job));
     /* Without a key: never inline. */
     tjob_init(&d, &sh, NULL, -1, 4);
     assert_false(hpo_dispatch_run_inline(dp, &d.job));
