@@ -88,6 +88,8 @@ struct req {
     bool too_large;
     bool suspended;
     bool counted; /* counted in api->inflight until on_completed */
+    int log_level; /* the log level when its reply was queued (-1: none queued) */
+    bool metered;  /* counted for /metrics when its reply was queued */
     bool ready; /* a reply is waiting to be queued */
     bool pruned; /* a report answered {"prune": true} (for metrics) */
     const struct hpo__route_row *row; /* the route's row for the method, once allowed */
@@ -202,6 +204,7 @@ static void set_error(struct req *rq, enum hpo_code code, const char *field, con
 
 static void stream_work(struct hpo_job *job);
 static void job_done(struct hpo_job *job);
+static void count_request(struct req *rq, uint64_t us);
 
 /* The request is busy (a job or a reply on its way) until on_completed: a stop waits for it. */
 static void count_busy(struct req *rq)
@@ -300,6 +303,20 @@ static enum MHD_Result queue_reply(struct req *rq)
         return MHD_NO;
     }
     count_busy(rq);
+    /*
+    ** The request's log line follows the level in force now: on_completed may
+    ** run after the client has the reply (and sent a SIGHUP, say).
+    */
+    rq->log_level = (int)hpo_log_get_level();
+    if (rq->stream == NULL) {
+        /*
+        ** Counted for /metrics now, not in on_completed, which may run after
+        ** the client has the reply and has asked /metrics on another
+        ** connection (another thread). A stream is counted when it ends.
+        */
+        count_request(rq, now_us() - rq->start_us);
+        rq->metered = true;
+    }
     rq->out = NULL;
     rq->out_free = NULL;
     rq->out_cls = NULL;
@@ -648,6 +665,7 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
     }
     rq->api = api;
     rq->conn = conn;
+    rq->log_level = -1;
     rq->start_us = now_us();
     rq->raw = strndup(raw, n);
     rq->path = display_path(raw, n);
@@ -1193,9 +1211,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     hpo__conns_request_end(&rq->api->conns, rq->tcp);
     us = now_us() - rq->start_us;
-    count_request(rq, us);
+    if (!rq->metered) {
+        count_request(rq, us);
+    }
     level = request_level(rq, us, &slow);
-    if ((int)level <= (int)hpo_log_get_level()) {
+    if ((int)level <= (rq->log_level >= 0 ? rq->log_level : (int)hpo_log_get_level())) {
         const struct hpo_error *e = &rq->sreq.err;
         const char *aborted = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)";
         /* The token's name (never its secret); "-" without tokens or before authorization. */
