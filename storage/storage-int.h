@@ -57,7 +57,8 @@ int hpo__writer_start(pthread_mutex_t *lock, bool *started, pthread_t *thread,
         void *(*fn)(void *), void *arg);
 
 /*
-** WAL checkpoints off the commit path (checkpoint.c): a thread with its own
+** WAL checkpoints off the commit path (checkpoint.c; sqlite.c starts it under
+** synchronous NORMAL only): a thread with its own
 ** connection to `path` checkpoints (PASSIVE) when the write connection
 ** `writer`'s WAL hook finds it over 1000 pages; replaces SQLite's automatic
 ** checkpoint there. 0, or a negative errno (then nothing changed: SQLite
