@@ -17,6 +17,7 @@
 */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -292,6 +293,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
 int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dispatch **ret)
 {
     struct hpo_dispatch *dp = calloc(1, sizeof(*dp));
+    sigset_t all, old;
     int r = 0;
 
     if (dp == NULL) {
@@ -306,13 +308,21 @@ int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dis
         hpo_dispatch_destroy(dp);
         return -ENOMEM;
     }
+    /* Signals belong to the loop thread: the workers block them all. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (unsigned i = 0; i < (threads > 0 ? threads : 1); i++) {
         r = pthread_create(&dp->threads[i], NULL, worker_main, dp);
         if (r != 0) {
-            hpo_dispatch_destroy(dp);
-            return -r;
+            break;
         }
+        (void)pthread_setname_np(dp->threads[i], "hpod-worker");
         dp->n_threads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        hpo_dispatch_destroy(dp);
+        return -r;
     }
     *ret = dp;
     return 0;
