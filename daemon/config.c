@@ -121,6 +121,18 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         cfg->threads = (int)n;
         return 0;
     }
+    if (strcmp(key, "http-threads") == 0) {
+        char *end;
+        long n;
+        errno = 0;
+        n = strtol(value, &end, 10);
+        if (errno != 0 || *end != '\0' || n < 0 || n > 64) {
+            return hpo_fail(msg, len, -EINVAL,
+                    "http-threads: '%s' must be an integer from 0 (one per core) to 64", value);
+        }
+        cfg->http_threads = (int)n;
+        return 0;
+    }
     if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
         int level = hpo_log_parse_level(value);
         if (level < 0) {
@@ -267,6 +279,8 @@ void hpo_config_usage(const char *prog)
            "  --synchronous MODE     normal (survives a daemon crash; default) or full\n"
            "                         (survives power loss)\n"
            "  --threads N            worker threads for storage and samplers (default 4)\n"
+           "  --http-threads N       HTTP event-loop threads (default 0: one per CPU core,\n"
+           "                         at most 8)\n"
            "  --log-level LEVEL      err, warning, notice, info (default) or debug; every\n"
            "                         request is logged at debug, 5xx at err, 401/403 at\n"
            "                         warning, slow ones at notice\n"
@@ -299,7 +313,7 @@ void hpo_config_usage(const char *prog)
            "  --version              print the version and exit\n"
            "  --help                 print this text and exit\n\n"
            "Precedence: defaults < config file < HPOD_LISTEN, HPOD_DB, HPOD_SYNCHRONOUS,\n"
-           "HPOD_THREADS, HPOD_LOG_LEVEL, HPOD_SLOW_REQUEST_MS, HPOD_METRICS_MAX_STUDIES,\n"
+           "HPOD_THREADS, HPOD_HTTP_THREADS, HPOD_LOG_LEVEL, HPOD_SLOW_REQUEST_MS, HPOD_METRICS_MAX_STUDIES,\n"
            "HPOD_MAX_VECTOR_MEMORY < flags. Signals: SIGTERM/SIGINT drain and exit 0;\n"
            "SIGHUP re-reads the config file's log-level, the tokens file and the TLS pair.\n"
            "One daemon per database: it holds a lock on PATH.lock while it runs.\n",
@@ -310,7 +324,8 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
 {
     static const char *const env_keys[][2] = {
         { "HPOD_LISTEN", "listen" }, { "HPOD_DB", "db" }, { "HPOD_SYNCHRONOUS", "synchronous" },
-        { "HPOD_THREADS", "threads" }, { "HPOD_LOG_LEVEL", "log-level" },
+        { "HPOD_THREADS", "threads" }, { "HPOD_HTTP_THREADS", "http-threads" },
+        { "HPOD_LOG_LEVEL", "log-level" },
         { "HPOD_SLOW_REQUEST_MS", "slow-request-ms" },
         { "HPOD_METRICS_MAX_STUDIES", "metrics-max-studies" },
         { "HPOD_MAX_VECTOR_MEMORY", "max-vector-memory" },

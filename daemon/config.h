@@ -16,7 +16,8 @@ struct hpo_config {
     unsigned port;      /* from listen */
     char db[4096];
     bool synchronous_full;
-    int threads;        /* worker threads (UV_THREADPOOL_SIZE) */
+    int threads;        /* worker threads (daemon/dispatch.c) */
+    int http_threads;   /* MHD's event-loop threads; 0: one per CPU core, at most 8 */
     int log_level;      /* syslog priority */
     unsigned slow_request_ms;     /* requests slower than this are logged (0: none) */
     unsigned metrics_max_studies; /* studies with their own /metrics series; the rest "(other)" */

@@ -88,6 +88,8 @@ struct study {
     pthread_mutex_t cache_lock;
     json_t *summary;
     bool summary_valid;
+    /* How long the last suggest took (µs; 0: none yet): a quick sampler needs no cache. */
+    uint32_t suggest_us;
     atomic_int refs;
     bool deleted;
     /*

@@ -64,6 +64,20 @@ int hpo__writer_start(pthread_mutex_t *lock, bool *started, pthread_t *thread,
         void *(*fn)(void *), void *arg);
 
 /*
+** WAL checkpoints off the commit path (checkpoint.c; sqlite.c starts it under
+** synchronous NORMAL only): a thread with its own
+** connection to `path` checkpoints (PASSIVE) when the write connection
+** `writer`'s WAL hook finds it over 1000 pages; replaces SQLite's automatic
+** checkpoint there. 0, or a negative errno (then nothing changed: SQLite
+** keeps checkpointing in the commits). Stop before closing `writer`, with
+** no other thread using it; accepts NULL.
+*/
+struct hpo__ckpt;
+int hpo__ckpt_start(sqlite3 *writer, const char *path, bool synchronous_full,
+        struct hpo__ckpt **ret);
+void hpo__ckpt_stop(struct hpo__ckpt *ck, sqlite3 *writer);
+
+/*
 ** The SQL of migration `n` (1-based) for one backend: SQLite's or
 ** PostgreSQL's, kept side by side in migrations.c. NULL past the last.
 */
