@@ -120,9 +120,10 @@ def qmc_halton_restart_after_sigkill(exe):
 @tap.test
 def cmaes_restart_continues_generations(exe):
     st = twin_check(exe, {"type": "cmaes", "seed": 13}, 1, kill=False)
-    # 4 modelled params (x, y, lr, k): lambda 8, so 30 sequential trials make 3 generations.
+    # 4 modelled params (x, y, lr, k): lambda min(4 + floor(3 ln 4), 5 + floor(ln 4)) = 6,
+    # so 30 sequential trials make 5 generations.
     ss = st.get("sampler_status") or {}
-    check(ss.get("generation") == 3 and ss.get("popsize") == 8 and ss.get("dimensions") == 4,
+    check(ss.get("generation") == 5 and ss.get("popsize") == 6 and ss.get("dimensions") == 4,
           "sampler_status %r" % ss)
 
 
@@ -141,15 +142,16 @@ def unit(p, d):
 @tap.test
 def cmaes_generations_match_library(exe):
     # Replays hpod's trials into the library, generation by generation (trial-number
-    # order), on the unit cube hpod models: mean 0.5, sigma0 1/6, bounds [0, 1].
+    # order), on the unit cube hpod models: mean 0.5, sigma0 1/6, bounds [0, 1], and
+    # hpod's default population for n = 4, min(4 + floor(3 ln 4), 5 + floor(ln 4)) = 6.
     import numpy as np
     from cmaes import CMA
     space = [d for d in SPACE if d["type"] == "float" and "when" not in d]
     space.append({"name": "z", "type": "float", "low": 0, "high": 1})
     n = len(space)
-    lib = CMA(mean=np.full(n, 0.5), sigma=1 / 6, bounds=np.array([[0.0, 1.0]] * n), seed=1)
-    lam = lib.population_size
-    check(lam == 8, "library lambda %d" % lam)
+    lam = 6
+    lib = CMA(mean=np.full(n, 0.5), sigma=1 / 6, bounds=np.array([[0.0, 1.0]] * n), seed=1,
+              population_size=lam)
 
     def f(p):
         return 100 * (p["y"] / 15 - (p["x"] / 10) ** 2) ** 2 + (1 - p["x"] / 10) ** 2 + \
@@ -168,7 +170,8 @@ def cmaes_generations_match_library(exe):
                 sols.append((np.array([unit(t["params"][p["name"]], p) for p in space]), v))
             ss = d.get("/v1/studies/lib").expect(200)["sampler_status"]
             lib.tell(sols)
-            check(ss["generation"] == g + 1, "generation %r after %d" % (ss, g + 1))
+            check(ss["generation"] == g + 1 and ss["popsize"] == lam,
+                  "sampler_status %r after %d generations" % (ss, g + 1))
             check(abs(ss["sigma"] - lib._sigma) <= 1e-9 * lib._sigma,
                   "generation %d: sigma %.17g, library %.17g" % (g + 1, ss["sigma"], lib._sigma))
             sigmas.append(ss["sigma"])
