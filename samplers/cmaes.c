@@ -104,16 +104,19 @@ static const char *const restart_names[] = { "none", "ipop", NULL };
 
 /*
 ** The default population (**hpod**, docs/ALGORITHMS.md §10.2): the library's
-** 4 + floor(3 ln n), capped at 5 + floor(ln n) (n = 2: 5, 3..7: 6, 8..20: 7).
-** An HPO study is a short run (100 trials are 12 generations of 8 at n = 5):
-** more, smaller generations adapt sigma and C sooner.
+** 4 + floor(3 ln n), capped at 5 + floor(ln n) (n = 2: 5, 3..7: 6, 8..20: 7)
+** when every param that varies is modelled. An HPO study is a short run (100
+** trials are 12 generations of 8 at n = 5): more, smaller generations adapt
+** sigma and C sooner. When some varying param is drawn at random
+** (categorical, conditional), the loss CMA sees is noisy and the library's
+** larger population averages it better: its 4 + floor(3 ln n) then.
 */
-static int default_lambda(size_t n)
+static int default_lambda(size_t n, bool noisy)
 {
     int lib = 4 + (int)floor(3.0 * log((double)n));
     int cap = 5 + (int)floor(log((double)n));
 
-    return lib < cap ? lib : cap;
+    return (noisy || lib < cap) ? lib : cap;
 }
 
 /* Allocate the per-lambda arrays and compute the strategy constants. */
@@ -765,7 +768,7 @@ static int cma_configure(const json_t *options, const struct hpo_space *space, v
     int r, restart_kind;
     double sigma0;
     long long popsize, inc, sep_above;
-    bool use_sep, margin, pruned;
+    bool use_sep, margin, pruned, noisy = false;
 
     r = hpo_options_check_keys(options, cma_keys, "sampler", err);
     if (r < 0) {
@@ -834,6 +837,8 @@ static int cma_configure(const json_t *options, const struct hpo_space *space, v
         const struct hpo_param *p = &space->params[i];
         if (p->type == HPO_PARAM_CATEGORICAL || p->size > 0 || p->n_conditions > 0 ||
                 !(p->low < p->high)) {
+            noisy = noisy || (p->type == HPO_PARAM_CATEGORICAL ? p->n_choices > 1 :
+                                                                 p->low < p->high);
             continue;
         }
         c->coord[c->n] = p->offset;
@@ -844,7 +849,7 @@ static int cma_configure(const json_t *options, const struct hpo_space *space, v
     c->sep = c->use_separable || (long long)c->n > c->separable_above;
     if (c->n > 0) {
         size_t n = c->n, nc = c->sep ? n : n * n;
-        int lambda = popsize ? (int)popsize : default_lambda(n);
+        int lambda = popsize ? (int)popsize : default_lambda(n, noisy);
         c->m = malloc(n * sizeof(double));
         c->C = malloc(nc * sizeof(double));
         c->B = malloc(nc * sizeof(double));

@@ -101,6 +101,27 @@ static void test_constants(void **unused)
         T->destroy(state);
         hpo_space_destroy(space);
     }
+    /* A varying param drawn at random (categorical, conditional): the library's 4 + floor(3 ln n). */
+    static const char *const noisy[2] = {
+        "[{\"name\": \"x\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        "{\"name\": \"y\", \"type\": \"int\", \"low\": 0, \"high\": 9},"
+        "{\"name\": \"z\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        "{\"name\": \"c\", \"type\": \"categorical\", \"choices\": [1, 2]}]",
+        "[{\"name\": \"x\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        "{\"name\": \"y\", \"type\": \"int\", \"low\": 0, \"high\": 9},"
+        "{\"name\": \"z\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        "{\"name\": \"c\", \"type\": \"categorical\", \"choices\": [1]}]",
+    };
+    for (int k = 0; k < 2; k++) {
+        struct hpo_space *space = parse(noisy[k]);
+        struct hpo_cmaes_view v;
+        void *state = sampler_make(T, space, "{}");
+        hpo_cmaes_inspect(state, &v);
+        assert_int_equal(v.n, 3);
+        assert_int_equal(v.lambda, k == 0 ? 7 : 6); /* a one-choice categorical does not vary */
+        T->destroy(state);
+        hpo_space_destroy(space);
+    }
 }
 
 /*
