@@ -251,6 +251,7 @@ static int decompose(struct cma *c)
         }
     }
     memcpy(c->B, c->C, n * n * sizeof(double));
+    hpo_sampler_blas_single_thread(); /* same seed, same bits: no threaded sums */
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', (lapack_int)n, c->B,
             (lapack_int)n, c->tmp);
     if (info != 0) {

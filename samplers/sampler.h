@@ -142,4 +142,11 @@ extern const struct hpo_sampler_type hpo_sampler_nsga2;
 */
 int64_t hpo_sampler_asked_number(const struct hpo_history *h);
 
+/*
+** OpenBLAS/LAPACK single-threaded, once per process: the sampler runs on one
+** worker already, and a threaded eigendecomposition or factorization would
+** sum in an order that varies from run to run (same seed, other suggestions).
+*/
+void hpo_sampler_blas_single_thread(void);
+
 #endif
