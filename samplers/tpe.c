@@ -47,6 +47,7 @@
 #include "../core/rng.h"
 #include "../core/space.h"
 #include "sampler.h"
+#include "tpe-warm.h"
 #include "tpe.h"
 
 #define HALF_LN_2PI 0.91893853320467274178
@@ -330,6 +331,7 @@ struct tpe {
     size_t *plist;
     char *pool;
     size_t cap_pool;
+    const struct hpo_prior *prior; /* warm start (tpe-warm.c), borrowed; NULL none */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -2207,6 +2209,12 @@ static int tpe_suggest(void *state, const struct hpo_space *space,
     for (size_t j = 0; j < space->dim; j++) {
         unit_point[j] = hpo_rng_uniform(rng);
     }
+    if (s->prior != NULL && !space->has_vectors) {
+        const struct hpo_tpe_warm_opts wo = { s->opt.n_startup_trials, s->opt.n_ei_candidates,
+            s->opt.multivariate, s->opt.constant_liar, s->opt.prior_weight,
+            s->opt.consider_magic_clip, s->opt.consider_endpoints };
+        return hpo_tpe_warm_suggest(s->prior, &wo, space, history, rng, unit_point, err);
+    }
     if (n_fin == 0 || n_fin < (size_t)s->opt.n_startup_trials || space->has_vectors ||
             space->dim != s->dim) {
         return 0;
@@ -2233,6 +2241,12 @@ static int tpe_suggest(void *state, const struct hpo_space *space,
     return 0;
 }
 
+/* Warm start: prior studies' trials (docs/ALGORITHMS.md §12.3, tpe-warm.c). */
+static void tpe_warm(void *state, const struct hpo_prior *prior)
+{
+    ((struct tpe *)state)->prior = prior;
+}
+
 const struct hpo_sampler_type hpo_sampler_tpe = {
     .name = "tpe",
     .supports_vectors = false,
@@ -2249,4 +2263,5 @@ const struct hpo_sampler_type hpo_sampler_tpe = {
     .suggest = tpe_suggest,
     .observe = tpe_observe,
     .destroy = tpe_destroy,
+    .warm = tpe_warm,
 };
