@@ -115,10 +115,12 @@ int hpo_gp_transfer_apply_grad(struct hpo_gp_transfer *t, size_t n_top, const do
         double *mean, double *var, double *dmean, double *dvar);
 
 /*
-** The first suggestion of a warm-started study (no complete trial yet): the
-** `rank`-th best trial of the last prior study, written over the unit
-** coordinates it has. Returns whether it wrote one.
+** The first suggestions of a warm-started study (no complete trial yet):
+** among the prior studies' configurations that have every modelled dim
+** (prepare must have run), the `rank`-th best by the stack's mean, written
+** over the unit coordinates it has. Returns whether it wrote one.
 */
-bool hpo_gp_transfer_first(const struct hpo_gp_transfer *t, size_t rank, double *unit_point);
+bool hpo_gp_transfer_first(struct hpo_gp_transfer *t, const struct hpo_space *space,
+        size_t rank, double *unit_point);
 
 #endif
