@@ -1,6 +1,6 @@
 /*
 ** gp-transfer.c: stacked residual GPs for warm start (docs/ALGORITHMS.md
-** §12.1 and §12.3), after OSS Vizier's StackedResidualGP.
+** §12.3), after OSS Vizier's StackedResidualGP.
 **
 ** Levels: one per prior study with usable trials, oldest first. A level's
 ** targets are its study's -loss standardized (hpo_gp_standardize, then the
@@ -443,8 +443,9 @@ int hpo_gp_transfer_prepare(struct hpo_gp_transfer *t, const struct hpo_space *s
     }
     for (size_t k = 0; k < pr->n_studies && r != -ENOMEM; k++) {
         const struct hpo_prior_study *ps = &pr->studies[k];
-        double *y = malloc(ps->n * sizeof(double)), *x = malloc(ps->n * (d ? d : 1) * sizeof(double));
-        double *ys = malloc(ps->n * sizeof(double)), *xs = malloc(ps->n * (d ? d : 1) * sizeof(double));
+        size_t nx = ps->n * (d ? d : 1);
+        double *y = malloc(ps->n * sizeof(double)), *x = malloc(nx * sizeof(double));
+        double *ys = malloc(ps->n * sizeof(double)), *xs = malloc(nx * sizeof(double));
         size_t *keep = malloc(ps->n * sizeof(size_t)), nk;
         if (y == NULL || x == NULL || ys == NULL || xs == NULL || keep == NULL) {
             r = -ENOMEM;

@@ -1,6 +1,6 @@
 /*
 ** gp-transfer.h: the gp sampler's transfer across studies, OSS Vizier's
-** stacked residual GPs (docs/ALGORITHMS.md §12.1, §12.3; gp-transfer.c).
+** stacked residual GPs (docs/ALGORITHMS.md §12.3; gp-transfer.c).
 **
 ** A stack holds one GP level per prior study (oldest first), each fitted
 ** on the residuals of its study's standardized targets under the mean of

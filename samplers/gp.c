@@ -1281,7 +1281,7 @@ out:
     return r;
 }
 
-/* Warm start: stacked residual GPs over the prior studies (docs/ALGORITHMS.md §12, gp-transfer.c). */
+/* Warm start: stacked residual GPs (docs/ALGORITHMS.md §12.3, gp-transfer.c). */
 static void gp_warm(void *state, const struct hpo_prior *prior)
 {
     struct gp_state *s = state;

@@ -1,5 +1,5 @@
 /*
-** tpe-warm.c: TPE warm-started from prior studies (docs/ALGORITHMS.md §12.3).
+** tpe-warm.c: TPE warm-started from prior studies (docs/ALGORITHMS.md §12.2).
 **
 ** Each prior study is split by its own gamma rule (ranks of its losses, so
 ** scales need not match) into below and above; its trials join this
@@ -109,7 +109,7 @@ static double log_kernel(const struct wdim *dd, double x, double lo, double hi, 
     return hpo_tpe_trunc_logmass(lo, hi, mu, sg, 0.0, 1.0);
 }
 
-/* Bandwidths of group mx in dim j of the unit (neighbour rule over the observations with a value). */
+/* Bandwidths of group mx in dim j of the unit: neighbour rule, observations with a value. */
 static void mix_sigmas(const struct hpo_tpe_warm_opts *o, struct wmix *mx, const struct wdim *dd,
         size_t j, size_t nd, double minsig, struct sort_item *it)
 {
@@ -260,7 +260,8 @@ static int run_unit(const struct hpo_tpe_warm_opts *o, struct wmix *l, struct wm
                 pterm[j] = -log((double)C);
                 continue;
             }
-            x[j] = isnan(mu) ? trunc_sample(rng, 0.5, 1.0) : trunc_sample(rng, mu, l->sig[k * nd + j]);
+            x[j] = isnan(mu) ? trunc_sample(rng, 0.5, 1.0) :
+                    trunc_sample(rng, mu, l->sig[k * nd + j]);
             if (dd[j].kind == 1) {
                 double value = hpo_param_from_unit(p, x[j]);
                 hpo_param_bin(p, value, &lo[j], &hi[j]);

@@ -1,6 +1,6 @@
 /*
 ** tpe-warm.h: TPE with the trials of prior studies as down-weighted
-** observations (docs/ALGORITHMS.md §12.3; tpe-warm.c). Called by tpe.c's
+** observations (docs/ALGORITHMS.md §12.2; tpe-warm.c). Called by tpe.c's
 ** suggest when the study was warm-started with at least one usable trial.
 */
 #ifndef HPO_SAMPLERS_TPE_WARM_H

@@ -2241,7 +2241,7 @@ static int tpe_suggest(void *state, const struct hpo_space *space,
     return 0;
 }
 
-/* Warm start: prior studies' trials (docs/ALGORITHMS.md §12.3, tpe-warm.c). */
+/* Warm start: prior studies' trials (docs/ALGORITHMS.md §12.2, tpe-warm.c). */
 static void tpe_warm(void *state, const struct hpo_prior *prior)
 {
     ((struct tpe *)state)->prior = prior;

@@ -1,6 +1,6 @@
 /*
 ** test-samplers-gp-transfer.c: the gp sampler's warm start
-** (samplers/gp-transfer.c, docs/ALGORITHMS.md §12.1): alpha and the
+** (samplers/gp-transfer.c, docs/ALGORITHMS.md §12.3): alpha and the
 ** geometric sd interpolation against the worked example E12.1, the stacked
 ** residual GP's posterior against numpy, its gradient against finite
 ** differences, and the gp sampler with a prior against the same seed without.
