@@ -593,63 +593,33 @@ int hpo_gp_transfer_apply_grad(struct hpo_gp_transfer *t, size_t n_top, const do
     return 0;
 }
 
-bool hpo_gp_transfer_first(struct hpo_gp_transfer *t, const struct hpo_space *space,
-        size_t rank, double *unit_point)
+size_t hpo_gp_transfer_replays(const struct hpo_gp_transfer *t)
+{
+    size_t k = t->prior->n_studies;
+
+    return k < HPO_GP_TRANSFER_REPLAYS ? k : HPO_GP_TRANSFER_REPLAYS;
+}
+
+bool hpo_gp_transfer_replay(const struct hpo_gp_transfer *t, size_t k, double *unit_point)
 {
     const struct hpo_prior *pr = t->prior;
-    size_t d = t->d, n = 0, best_i = 0;
-    struct iy *o = NULL;
-    double *x = NULL, *var = NULL, *mean = NULL;
-    const double **src = NULL;
-    bool ok = false;
+    const struct hpo_prior_study *ps;
+    size_t best = 0;
 
-    if (!hpo_gp_transfer_active(t) || pr->n_total == 0) {
+    if (pr->n_studies == 0) {
         return false;
     }
-    o = malloc(pr->n_total * sizeof(*o));
-    x = malloc(pr->n_total * (d ? d : 1) * sizeof(double));
-    var = malloc(pr->n_total * sizeof(double));
-    src = malloc(pr->n_total * sizeof(*src));
-    if (o == NULL || x == NULL || var == NULL || src == NULL) {
-        goto out;
-    }
-    /* Every prior configuration with all modelled dims, scored by the stack's mean. */
-    for (size_t k = 0; k < pr->n_studies; k++) {
-        const struct hpo_prior_study *ps = &pr->studies[k];
-        for (size_t i = 0; i < ps->n; i++) {
-            bool all = true;
-            for (size_t j = 0; j < d && all; j++) {
-                const struct hpo_param *p = &space->params[t->dims[j]];
-                double v = ps->values[i * pr->dim + p->offset];
-                all = !isnan(v);
-                x[n * d + j] = p->type == HPO_PARAM_CATEGORICAL ? v : hpo_param_to_unit(p, v);
-            }
-            if (all) {
-                src[n++] = ps->unit + i * pr->dim;
-            }
+    ps = &pr->studies[pr->n_studies - 1 - k % hpo_gp_transfer_replays(t)];
+    for (size_t i = 1; i < ps->n; i++) {
+        if (ps->loss[i] < ps->loss[best]) {
+            best = i;
         }
     }
-    mean = malloc(n * sizeof(double) + 1);
-    if (n == 0 || mean == NULL || hpo_gp_stack_predict(&t->st, n, x, mean, var) < 0) {
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        o[i].y = mean[i];
-        o[i].i = i;
-    }
-    qsort(o, n, sizeof(*o), by_y_desc);
-    best_i = o[rank % n].i;
     for (size_t j = 0; j < pr->dim; j++) {
-        if (!isnan(src[best_i][j])) {
-            unit_point[j] = src[best_i][j];
+        double u = ps->unit[best * pr->dim + j];
+        if (!isnan(u)) {
+            unit_point[j] = u;
         }
     }
-    ok = true;
-out:
-    free(o);
-    free(x);
-    free(var);
-    free(mean);
-    free(src);
-    return ok;
+    return true;
 }

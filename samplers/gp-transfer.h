@@ -23,6 +23,8 @@ struct hpo_space;
 #define HPO_GP_TRANSFER_EPS 1.0
 /* Rows a prior level keeps at most: its best 25%, then evenly spaced others. */
 #define HPO_GP_TRANSFER_MAX_ROWS 300
+/* Prior studies whose best configuration is replayed first. */
+#define HPO_GP_TRANSFER_REPLAYS 5
 
 /*
 ** alpha of a level with n_top training points over a base with n_base, at
@@ -115,12 +117,12 @@ int hpo_gp_transfer_apply_grad(struct hpo_gp_transfer *t, size_t n_top, const do
         double *mean, double *var, double *dmean, double *dvar);
 
 /*
-** The first suggestions of a warm-started study (no complete trial yet):
-** among the prior studies' configurations that have every modelled dim
-** (prepare must have run), the `rank`-th best by the stack's mean, written
-** over the unit coordinates it has. Returns whether it wrote one.
+** The first asks of a warm-started study replay the best configuration (by
+** its own loss) of each of the last HPO_GP_TRANSFER_REPLAYS prior studies,
+** the most recent first: how many such asks there are, and the k-th one
+** written over the unit coordinates it has (returns whether it wrote).
 */
-bool hpo_gp_transfer_first(struct hpo_gp_transfer *t, const struct hpo_space *space,
-        size_t rank, double *unit_point);
+size_t hpo_gp_transfer_replays(const struct hpo_gp_transfer *t);
+bool hpo_gp_transfer_replay(const struct hpo_gp_transfer *t, size_t k, double *unit_point);
 
 #endif

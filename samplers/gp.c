@@ -1140,19 +1140,10 @@ static int gp_suggest(void *state, const struct hpo_space *space,
             dims[d++] = p;
         }
     }
-    if (s->transfer != NULL && n_complete == 0) {
-        /* Warm start: the prior configurations the stack rates best come first. */
-        for (size_t p = 0; p < space->n_params; p++) {
-            if (space->params[p].size == 0 && space->params[p].n_conditions == 0) {
-                dims[d++] = p;
-            }
-        }
+    if (s->transfer != NULL && history->n_trials < hpo_gp_transfer_replays(s->transfer)) {
+        /* Warm start: first the best configuration of each of the last prior studies. */
         random_point(space, rng, unit_point);
-        if (d > 0 && hpo_gp_transfer_prepare(s->transfer, space, dims, d, s->kernel,
-                             s->deterministic, s->warp ? warp_bad_half : NULL) == 0) {
-            (void)hpo_gp_transfer_first(s->transfer, space, history->count[HPO_STATE_RUNNING],
-                    unit_point);
-        }
+        (void)hpo_gp_transfer_replay(s->transfer, history->n_trials, unit_point);
         r = 0;
         goto out;
     }

@@ -246,7 +246,7 @@ static void test_sampler_with_prior(void **unused)
     pr.studies = &ps;
     pr.n_total = 40;
     run_gp(sp, &pr, 12, warm);
-    /* The first suggestion is the prior trial the stack rates best. */
+    /* The first suggestion replays the prior study's best trial. */
     {
         size_t best = 0;
         for (size_t i = 0; i < 40; i++) {
