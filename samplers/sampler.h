@@ -23,6 +23,7 @@
 #include "../core/options.h"
 
 struct hpo_history;
+struct hpo_prior;
 struct hpo_rng;
 struct hpo_space;
 
@@ -119,6 +120,13 @@ struct hpo_sampler_type {
     ** "dropped_stale": n}; NULL on OOM or when there is nothing to show.
     */
     json_t *(*status)(const void *state);
+    /*
+    ** Optional. Warm start (docs/ALGORITHMS.md §12, samplers/prior.h): the
+    ** prior studies' trials mapped into this space, borrowed (the service
+    ** keeps them until after destroy). Called at most once per state, under
+    ** the study's lock, before a suggest. Samplers without it ignore warm_start.
+    */
+    void (*warm)(void *state, const struct hpo_prior *prior);
 };
 
 /* The sampler type named `name`, or NULL. */

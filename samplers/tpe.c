@@ -48,6 +48,7 @@
 #include "../core/space.h"
 #include "sampler.h"
 #include "tpe-mo.h"
+#include "tpe-warm.h"
 #include "tpe.h"
 
 #define HALF_LN_2PI 0.91893853320467274178
@@ -333,6 +334,7 @@ struct tpe {
     size_t cap_pool;
     uint32_t *fin;     /* several objectives or constraints: a unit's finished trials */
     size_t cap_fin;
+    const struct hpo_prior *prior; /* warm start (tpe-warm.c), borrowed; NULL none */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -2237,6 +2239,12 @@ static int tpe_suggest(void *state, const struct hpo_space *space,
     for (size_t j = 0; j < space->dim; j++) {
         unit_point[j] = hpo_rng_uniform(rng);
     }
+    if (s->prior != NULL && !space->has_vectors) {
+        const struct hpo_tpe_warm_opts wo = { s->opt.n_startup_trials, s->opt.n_ei_candidates,
+            s->opt.multivariate, s->opt.constant_liar, s->opt.prior_weight,
+            s->opt.consider_magic_clip, s->opt.consider_endpoints };
+        return hpo_tpe_warm_suggest(s->prior, &wo, space, history, rng, unit_point, err);
+    }
     if (n_fin == 0 || n_fin < (size_t)s->opt.n_startup_trials || space->has_vectors ||
             space->dim != s->dim) {
         return 0;
@@ -2263,6 +2271,12 @@ static int tpe_suggest(void *state, const struct hpo_space *space,
     return 0;
 }
 
+/* Warm start: prior studies' trials (docs/ALGORITHMS.md §12.2, tpe-warm.c). */
+static void tpe_warm(void *state, const struct hpo_prior *prior)
+{
+    ((struct tpe *)state)->prior = prior;
+}
+
 const struct hpo_sampler_type hpo_sampler_tpe = {
     .name = "tpe",
     .supports_vectors = false,
@@ -2279,4 +2293,5 @@ const struct hpo_sampler_type hpo_sampler_tpe = {
     .suggest = tpe_suggest,
     .observe = tpe_observe,
     .destroy = tpe_destroy,
+    .warm = tpe_warm,
 };

@@ -254,6 +254,14 @@ static inline size_t hpo__n_studies(const struct hpo_service *svc)
     return HPO_BUF_N(&svc->studies, struct study *);
 }
 
+/* ---- warm.c ------------------------------------------------------------------- */
+
+/*
+** Read the prior studies of study `name` and hand them to its sampler, if
+** still pending (call with no study locked).
+*/
+void hpo__warm_load(struct hpo_service *svc, const char *name);
+
 /* ---- helpers ----------------------------------------------------------------- */
 
 /* Set a JSON reply. */

@@ -149,6 +149,12 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     int64_t now = hpo_now_ms();
     struct study *s = hpo__study_acquire(svc, req);
 
+    if (s != NULL && s->warm_pending) {
+        /* The first ask of a warm-started study: read the prior studies unlocked. */
+        hpo__study_release(s);
+        hpo__warm_load(svc, req->study);
+        s = hpo__study_acquire(svc, req);
+    }
     if (s == NULL) {
         return;
     }
