@@ -91,6 +91,13 @@ struct study {
     bool summary_valid;
     /* How long the last suggest took (µs; 0: none yet): a quick sampler needs no cache. */
     uint32_t suggest_us;
+    /*
+    ** Several objectives: the feasible non-dominated complete trials' numbers
+    ** in order, kept up to date as committed trials complete
+    ** (hpo__study_note_state); rebuilt from the history when !front_valid.
+    */
+    struct hpo_buf front; /* int64_t */
+    bool front_valid;
     atomic_int refs;
     bool deleted;
     /*
@@ -140,6 +147,13 @@ struct hpo__front {
     size_t *front;
     long n_front;
 };
+
+/*
+** The feasible front's trial numbers in order (several objectives; study
+** locked): *ret_n of them at *ret_numbers, valid until the study changes.
+** Returns 0 or -ENOMEM.
+*/
+int hpo__study_front_numbers(struct study *s, const int64_t **ret_numbers, size_t *ret_n);
 
 /* Fill f (call with the study locked). Returns 0 or -ENOMEM (f empty). */
 int hpo__study_front(const struct study *s, struct hpo__front *f);

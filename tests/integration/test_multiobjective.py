@@ -25,6 +25,10 @@ Usage: test_multiobjective.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a
   kept in the sampler state).
 - one_objective_constraints: a one-objective study with a constraint: best
   is the best feasible trial, not the best value; the CSV keeps `value`.
+- front_after_every_tell: the summary's best_trials (kept up to date as
+  trials complete) equals the brute-force front after every one of 60 tells
+  chosen to hit every case: a point dominating several members, duplicates
+  of members, dominated and infeasible points, values told out of number order.
 - migration_from_1_0: a database written by hpod 1.0 (schema version 1,
   tests/data/migration/hpod-1.0.db, with the JSON the 1.0 daemon answered)
   opens and migrates in place: every study and trial reads back as 1.0
@@ -193,6 +197,37 @@ def front_nsga2(exe):
 @tap.test
 def front_tpe(exe):
     run_front(exe, {"type": "tpe", "seed": 11})
+
+
+@tap.test
+def front_after_every_tell(exe):
+    import random
+    rng = random.Random(5)
+    with Daemon(exe) as d:
+        study = d.post("/v1/studies", dict(MO_STUDY, name="fe")).expect(201)
+        asked = [d.post("/v1/studies/fe/ask", {}).expect(201)["number"] for _ in range(60)]
+        told, trials = {}, []
+        pool = []
+        order = asked[:]
+        rng.shuffle(order)
+        for i, n in enumerate(order):
+            if pool and i % 5 == 0:
+                vals = dict(rng.choice(pool))  # a duplicate of an earlier result
+            else:
+                vals = {"error": round(rng.uniform(0, 1), 2), "speed": round(rng.uniform(0, 1), 2)}
+            pool.append(vals)
+            cons = {"memory_gb": 1.0 if i % 4 else 2.0, "recall": 0.5}  # every 4th infeasible
+            body = {"values": vals, "constraints": cons}
+            d.post("/v1/studies/fe/trials/%d/tell" % n, body).expect(200)
+            told[n] = body
+            trials.append({"number": n, "state": "complete", "values": vals, "constraints": cons,
+                           "feasible": feasible(cons, study["constraints"])})
+            front, _ = brute_front(sorted(trials, key=lambda t: t["number"]), study["objectives"])
+            summary = d.get("/v1/studies/fe").expect(200)
+            got = [t["number"] for t in summary["best_trials"]]
+            check(got == front, "after %d tells: best_trials %r, brute force %r" % (i + 1, got, front))
+            if got != front:
+                break
 
 
 def tpe_run(d, name, n, restart_at=()):
