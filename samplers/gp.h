@@ -197,6 +197,12 @@ void hpo_gp_boltzmann_weights(const double *acq, size_t n, double *w);
 double hpo_gp_log_pof(double mu, double var, double lo, double hi, double *dmu, double *dvar);
 
 /*
+** hpo_gp_log_h(z) and hpo_gp_log_h_dz(z) together, to 1e-12 relative, at a
+** fraction of their cost below z = -3 (EHVI evaluates them for every box).
+*/
+double hpo_gp_log_h_fast(double z, double *dz);
+
+/*
 ** The non-dominated region below `ref` of a front of m = 2 or 3 losses
 ** (minimized), as disjoint boxes: a grid over the points' first m-1
 ** coordinates (k[d] intervals per grid dim, from -inf), each cell bounded

@@ -192,6 +192,7 @@ SAMPLERS = {
     "optuna-random": lambda prob, seed: OptunaAdapter(prob, "random", seed),
     "hpod-nsga2": lambda prob, seed: HpodAdapter(prob, "nsga2", seed),
     "hpod-random": lambda prob, seed: HpodAdapter(prob, "random", seed),
+    "hpod-gp": lambda prob, seed: HpodAdapter(prob, "gp", seed),
 }
 
 

@@ -92,6 +92,17 @@ static void test_log_pof_gradient(void **unused)
 
 /* ---- EHVI ---- */
 
+static void test_log_h_fast(void **unused)
+{
+    (void)unused;
+    for (double z = -80.0; z <= 12.0; z += 0.0625) {
+        double dz, v = hpo_gp_log_h_fast(z, &dz), want = hpo_gp_log_h(z);
+        double want_dz = hpo_gp_log_h_dz(z);
+        assert_close(v, want, 1e-12 * (1.0 + fabs(want)));
+        assert_close(dz, want_dz, 1e-11 * (1.0 + fabs(want_dz)));
+    }
+}
+
 static void test_ehvi_e97(void **unused)
 {
     static const double front[] = { 1, 3, 2, 2, 3, 1 }, ref[] = { 3.3, 3.3 };
@@ -464,6 +475,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_log_pof_values),
         cmocka_unit_test(test_log_pof_gradient),
+        cmocka_unit_test(test_log_h_fast),
         cmocka_unit_test(test_ehvi_e97),
         cmocka_unit_test(test_ehvi_sure_point),
         cmocka_unit_test(test_ehvi_monte_carlo),
