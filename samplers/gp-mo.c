@@ -43,6 +43,13 @@
 #define BLOCK    512
 #define LN_SQRT_2PI 0.91893853320467274178
 #define MAX_MODELS (3 + 64)
+/*
+** gp.c refits a model above 300 complete trials only when they grew by 5%
+** or by 64 since its last fit; several models fitted at the same ask would
+** all refit together again. Model k of K instead records its fit as made
+** k/K of that interval earlier, so later refits fall on different asks.
+*/
+#define STAGGER_FROM 300
 
 struct gp_mo {
     size_t n_obj_models; /* models of objectives: 0 (one objective: gp.c's own) or n_obj */
@@ -565,6 +572,15 @@ void hpo__gp_mo_finish(struct ctx *c)
     c->mo = NULL;
 }
 
+static void stagger(struct gp_state *sub, size_t n, size_t k, size_t n_models)
+{
+    double interval = 0.05 * (double)n < 64.0 ? 0.05 * (double)n : 64.0;
+
+    if (sub->stats.refactors > 0 && n > STAGGER_FROM && sub->n_at_fit == n) {
+        sub->n_at_fit = n - (size_t)floor((double)k * interval / (double)n_models);
+    }
+}
+
 static void add_stats(struct gp_state *s, const struct gp_state *sub)
 {
     s->stats.fits += sub->stats.fits;
@@ -755,6 +771,8 @@ int hpo__gp_mo_update(struct ctx *c, const size_t *complete, size_t n_complete, 
         if (r < 0) {
             goto out;
         }
+        stagger(sub, n, mo->n_obj_models == 0 ? 1 + i : i,
+                mo->n_sub + (mo->n_obj_models == 0));
         mo->model[nm] = &sub->model;
         if (i >= mo->n_obj_models) {
             double mean, sd;
