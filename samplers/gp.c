@@ -119,6 +119,7 @@ static int gp_configure(const json_t *options, const struct hpo_space *space, vo
     if (ps == NULL) {
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
+    s.target = GP_TARGET_LOSS;
     *ps = s;
     pthread_once(&blas_once, blas_single_thread);
     *state = ps;
