@@ -393,6 +393,11 @@ static void test_constrained_one_objective(void **unused)
         }
     }
     assert_true(best < 0.045);
+    /* Two asks with the first still running (best constant liar at the best feasible value). */
+    struct hpo_trial *p = ask(&st, 23), *q = ask(&st, 23);
+    assert_true(fabs(p->unit[0] - q->unit[0]) + fabs(p->unit[1] - q->unit[1]) > 1e-6);
+    hpo_gp_get_stats(st.state, &stats);
+    assert_int_equal(stats.fallbacks, 0);
     study_close(&st);
 }
 
