@@ -1,6 +1,6 @@
 /*
 ** gp-int.h: what gp.c shares with gp-mo.c (constraints and several
-** objectives, docs/ALGORITHMS.md §9.7): the sampler state, the per-ask
+** objectives, docs/ALGORITHMS.md §4.10): the sampler state, the per-ask
 ** context and the model update. Not a public interface.
 */
 #ifndef HPO_SAMPLERS_GP_INT_H

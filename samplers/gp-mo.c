@@ -1,6 +1,6 @@
 /*
 ** gp-mo.c: the gp sampler with constraints and with 2-3 objectives
-** (docs/ALGORITHMS.md §9.7, Optuna's LogCEI / LogCEHVI in analytic form).
+** (docs/ALGORITHMS.md §4.10, Optuna's LogCEI / LogCEHVI in analytic form).
 **
 ** One independent GP per objective (several objectives) and per
 ** constraint, each the model of gp.c (same kernel, priors, fit, refit

@@ -188,7 +188,7 @@ void hpo_gp_standardize(double *y, size_t n);
 void hpo_gp_boltzmann_weights(const double *acq, size_t n, double *w);
 
 /*
-** Constraints and several objectives (gp-mo.c, docs/ALGORITHMS.md §9.7).
+** Constraints and several objectives (gp-mo.c, docs/ALGORITHMS.md §4.10).
 **
 ** log P(lo <= Y <= hi) for Y ~ N(mu, var + 1e-12) (lo or hi may be
 ** infinite), stable in both tails; with its derivatives in mu and var when
