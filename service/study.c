@@ -89,8 +89,12 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
     } else {
         s->seed = seed_fallback ? *seed_fallback : random_seed();
     }
+    if (s->n_obj > 3 && strcmp(type, "gp") == 0) {
+        json_decref(options);
+        return FAIL("sampler.type", "sampler 'gp' takes 1 to 3 objectives; nsga2 takes any number");
+    }
     if (s->n_obj > 1 && strcmp(type, "random") != 0 && strcmp(type, "qmc") != 0 &&
-            strcmp(type, "nsga2") != 0 && strcmp(type, "tpe") != 0) {
+            strcmp(type, "nsga2") != 0 && strcmp(type, "tpe") != 0 && strcmp(type, "gp") != 0) {
         json_decref(options);
         return FAIL("sampler.type", "sampler '%s' takes one objective only",
                 s->sampler_type->name);
@@ -494,6 +498,7 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
     s->history.obj_maximize = s->obj_max;
     s->history.cons_lo = s->cons_lo;
     s->history.cons_hi = s->cons_hi;
+    s->history.reference = s->has_ref ? s->ref : NULL;
     if (s->sampler_type->save != NULL &&
             s->sampler_type->save(s->sampler, &s->state_blob, &s->state_len) < 0) {
         free(s->state_blob);

@@ -201,6 +201,7 @@ SAMPLERS = {
     "hpod-nsga2": lambda prob, seed: HpodAdapter(prob, "nsga2", seed),
     "hpod-random": lambda prob, seed: HpodAdapter(prob, "random", seed),
     "hpod-tpe": lambda prob, seed: HpodAdapter(prob, "tpe", seed),
+    "hpod-gp": lambda prob, seed: HpodAdapter(prob, "gp", seed),
 }
 
 

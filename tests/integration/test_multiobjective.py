@@ -19,6 +19,9 @@ Usage: test_multiobjective.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a
 - one_objective_constraints_tpe: a one-objective tpe study with a
   constraint, 60 trials: best is the best feasible trial (brute force), and
   TPE's asks after its startup trials gather at the feasible boundary.
+- front_gp: the same with `gp` (60 trials: it fits three GPs per ask).
+- gp_objectives_limit: `gp` takes 1-3 objectives; 4 is invalid_argument
+  on sampler.type and creates nothing.
 - nsga2_restart_identity: an nsga2 study asked in batches of 4 told in
   reverse order gives the same params with the daemon restarted every 12
   trials as without restarts (generations use when each trial was told,
@@ -154,11 +157,11 @@ def check_front(d, study, told):
     return front
 
 
-def run_front(exe, sampler):
+def run_front(exe, sampler, n_trials=100):
     with Daemon(exe) as d:
         study = d.post("/v1/studies", dict(MO_STUDY, sampler=sampler)).expect(201)
         told = {}
-        for i in range(100):
+        for i in range(n_trials):
             t = d.post("/v1/studies/mo/ask", {}).expect(201)
             x, y = t["params"]["x"], t["params"]["y"]
             body = {"values": objectives(x, y)}
@@ -284,6 +287,25 @@ def one_objective_constraints_tpe(exe):
         # (random draws would put 30% of them in [0.35, 0.65]), not at the infeasible 0.2.
         near = sum(0.35 <= x <= 0.65 for n, v, ok, x in told[10:])
         check(near >= 0.6 * 50, "only %d of 50 asks after startup near 0.5" % near)
+
+
+@tap.test
+def front_gp(exe):
+    # 60 trials, not 100: four GPs (two objectives, two constraints) are
+    # fitted at every ask, which is slow under ASan.
+    run_front(exe, {"type": "gp", "seed": 11}, n_trials=60)
+
+
+@tap.test
+def gp_objectives_limit(exe):
+    with Daemon(exe) as d:
+        objs = [{"name": "o%d" % k} for k in range(4)]
+        body = {"name": "gp4", "params": MO_STUDY["params"], "objectives": objs,
+                "sampler": {"type": "gp"}}
+        d.post("/v1/studies", body).expect_error(400, "invalid_argument", "sampler.type")
+        check(d.get("/v1/studies/gp4").status == 404, "a refused study was created")
+        body = dict(body, objectives=objs[:3], name="gp3")
+        d.post("/v1/studies", body).expect(201)
 
 
 def nsga2_run(d, name, n, restart_every=0):
