@@ -141,7 +141,8 @@ void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
     ** Columns: state (u8); with constraints, feasible (u8: 1 complete and every
     ** constraint told and within bounds); value (objective 0); value:1 ..
     ** value:m-1 (the other objectives); each scalar param; constraint:0 ..
-    ** constraint:c-1 (as told); duration.
+    ** constraint:c-1 (as told); duration; with vector params, point (the
+    ** number of the trial whose point this one shares, else its own).
     */
     names = json_array();
     objs = json_array();
@@ -170,6 +171,10 @@ void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
         json_array_append_new(cols, json_pack("[s,s]", colname, "f64"));
     }
     json_array_append_new(cols, json_pack("[s,s]", "duration", "f64"));
+    if (sp->has_vectors) {
+        json_array_append_new(cols, json_pack("[s,s]", "point", "f64"));
+        n_f64++;
+    }
     head = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "from", (json_int_t)from, "count",
             (json_int_t)count, "total", (json_int_t)n, "cursor", (json_int_t)cursor, "params",
             names, "objectives", objs, "constraints", cons, "columns", cols);
@@ -219,6 +224,15 @@ void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
         off += 8 * count;
     }
     put_f64((double *)(void *)(buf + off), h, from, count, s, 3, 0);
+    off += 8 * count;
+    if (sp->has_vectors) {
+        /* The trial whose point (vectors included) this one shares: an optimizer version. */
+        double *col = (double *)(void *)(buf + off);
+        for (size_t i = 0; i < count; i++) {
+            const struct hpo_trial *t = h->trials[from + i];
+            col[i] = (double)(t->shares >= 0 ? t->shares : t->number);
+        }
+    }
     hpo__study_release(s);
     req->text = buf;
     req->text_len = size;

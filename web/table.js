@@ -13,6 +13,8 @@ export class TrialTable {
     this.columns = [
       { key: 'number', label: '#' }, { key: 'state', label: 'State' },
       ...data.objectives.map((o, k) => ({ key: `value:${k}`, label: data.objectives.length === 1 ? 'Value' : o.name })),
+      ...(data.feasible ? [{ key: 'feasible', label: 'Feasible' }] : []),
+      ...data.constraints.map((c, k) => ({ key: `constraint:${k}`, label: c.name })),
       ...data.params.map((p) => ({ key: p.name, label: p.name, param: p })),
       { key: 'duration', label: 'Duration (s)' },
     ];
@@ -39,7 +41,7 @@ export class TrialTable {
     const idx = new Int32Array(d.n);
     for (let i = 0; i < d.n; i++) idx[i] = i;
     if (this.sortKey !== 'number') {
-      const col = this.sortKey === 'state' ? d.state : d.col(this.sortKey);
+      const col = this.sortKey === 'state' ? d.state : this.sortKey === 'feasible' ? d.feasible : d.col(this.sortKey);
       // NaN (no value) last whichever the direction.
       const sign = this.desc ? -1 : 1;
       idx.sort((a, b) => {
@@ -67,6 +69,7 @@ export class TrialTable {
     const d = this.data;
     if (c.key === 'number') return String(r);
     if (c.key === 'state') return STATES[d.state[r]] || '';
+    if (c.key === 'feasible') return d.state[r] === 2 ? (d.feasible[r] ? 'yes' : 'no') : '';
     const v = d.col(c.key)[r];
     if (c.param && c.param.type === 'categorical') return Number.isNaN(v) ? '' : String(c.param.choices[v]);
     return fmt(v);
@@ -104,7 +107,7 @@ export class TrialTable {
   csv() {
     const q = (s) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
     const out = [this.columns.map((c) => q(c.key === 'number' ? 'number' : c.key === 'state' ? 'state' : c.key.startsWith('value:') ? (this.data.objectives.length === 1 ? 'value' : c.label) : c.key)).join(',')];
-    for (const r of this.rows) out.push(this.columns.map((c) => q(c.key === 'number' || c.key === 'state' || (c.param && c.param.type === 'categorical') ? this.cellText(c, r) : numText(this.data.col(c.key)[r]))).join(','));
+    for (const r of this.rows) out.push(this.columns.map((c) => q(c.key === 'number' || c.key === 'state' || c.key === 'feasible' || (c.param && c.param.type === 'categorical') ? this.cellText(c, r) : numText(this.data.col(c.key)[r]))).join(','));
     return `${out.join('\n')}\n`;
   }
 }
