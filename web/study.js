@@ -5,6 +5,7 @@ import { getJSON } from './api.js';
 import { TrialData, loadTrials, loadColumns, loadCurves, follow, CURVE_TRIALS, CURVE_POINTS } from './data.js';
 import { ParallelCoords } from './pcp.js';
 import { ParetoView, ContourView, GradientView, paretoFront } from './views.js';
+import { scatterSeries, stampHook } from './scatter.js';
 import { TrialTable } from './table.js';
 import { el, fmt, ago, COLORS, STATES, STATE_CODE, setCrumbs, setLive, trialHref, objectivesOf } from './util.js';
 
@@ -60,6 +61,7 @@ class StudyView {
     // Views draw in the next animation frame, and only those on screen (or near it);
     // the others when scrolled to. Brushing thus costs the visible charts only.
     this.views = [];
+    this.drawMs = {};
     this.io = new IntersectionObserver((entries) => {
       for (const e of entries) {
         const v = e.target.__dashView;
@@ -113,7 +115,7 @@ class StudyView {
     if (d.objectives.length > 1) {
       const sec = el('section', { 'aria-labelledby': 'h-pareto' }, el('h2', { id: 'h-pareto' }, 'Pareto front'));
       this.root.append(sec);
-      this.pareto = new ParetoView(sec, d, (list, size) => this.scatter(list, size), (box) => this.width(box));
+      this.pareto = new ParetoView(sec, d, (box) => this.width(box));
     }
     // Gradient studies: loss across optimizer versions, a vector's values.
     if (d.study.sampler && d.study.sampler.type === 'gradient') {
@@ -199,7 +201,9 @@ class StudyView {
       if (!all && !v.visible) { pending++; continue; }
       const c = v.changed;
       v.dirty = false; v.changed = false;
+      const t0 = performance.now();
       v.draw(c);
+      this.drawMs[v.elm.id || v.elm.className] = performance.now() - t0; // for the benchmark
     }
     this.root.dataset.pending = String(pending);
   }
@@ -332,48 +336,6 @@ class StudyView {
 
   width(box) { return Math.max(400, (box.clientWidth || this.root.clientWidth || 900) - 8); }
 
-  // A uPlot paths builder that draws one small square per accepted point (one Path2D,
-  // one fill; points landing on an already drawn pixel are skipped): uPlot's own points
-  // are circles, far slower at 100,000. `list()` answers the rows (trial numbers) to draw,
-  // only those that pass the filters, so a narrow brush draws little; `yConst` overrides y.
-  scatter(list, size, yConst) {
-    return (u, si) => {
-      const xs = u.data[0]; const ys = u.data[si];
-      const { left, top, width, height } = u.bbox;
-      // Scale to canvas pixels inline (uPlot's valToPos per point costs a call and a lookup).
-      const pos = (key, span, off, flip) => {
-        const sc = u.scales[key]; const log = sc.distr === 3;
-        const lo = log ? Math.log10(sc.min) : sc.min; const k = span / ((log ? Math.log10(sc.max) : sc.max) - lo);
-        return log ? (v) => off + (flip ? span - (Math.log10(v) - lo) * k : (Math.log10(v) - lo) * k)
-          : (v) => off + (flip ? span - (v - lo) * k : (v - lo) * k);
-      };
-      const px = pos('x', width, left, false); const py = pos('y', height, top, true);
-      // One square per cell of about 2/3 of a point: overlapping points cost nothing.
-      const cell = Math.max(1, Math.floor(size * 0.67 * (window.devicePixelRatio || 1)));
-      const w = Math.ceil(width / cell) + 1; const h = Math.ceil(height / cell) + 1;
-      const seen = new Uint8Array(w * h);
-      const p = new Path2D();
-      const half = size / 2;
-      const n = Math.min(xs.length, ys.length);
-      const yc = yConst === undefined ? null : py(yConst());
-      const rows = list() || [];
-      for (let r = 0; r < rows.length; r++) {
-        const i = rows[r];
-        if (i >= n) continue;
-        const x = xs[i]; const y = ys[i];
-        if (!Number.isFinite(x) || (yc === null && !Number.isFinite(y))) continue;
-        const cx = px(x); const cy = yc === null ? py(y) : yc;
-        const gx = Math.floor((cx - left) / cell); const gy = Math.floor((cy - top) / cell);
-        if (!(gx >= 0 && gy >= 0 && gx < w && gy < h)) continue;
-        const k = gy * w + gx;
-        if (seen[k]) continue;
-        seen[k] = 1;
-        p.rect(cx - half, cy - half, size, size);
-      }
-      return { stroke: null, fill: p, clip: null, band: null, gaps: null, flags: 0 };
-    };
-  }
-
   // The objective's range over complete and pruned trials (log: positive values only).
   fitValues() {
     const d = this.data; const v = d.values[this.obj];
@@ -398,7 +360,6 @@ class StudyView {
     const root = this.root;
     const d = this.data;
     const st = (code) => () => (this.lists ? this.lists[['complete', 'pruned', 'failed'][code - 2]] : null);
-    const dot = (color) => ({ stroke: color, fill: color, width: 0, points: { show: false } });
     this.hist = new globalThis.uPlot({
       width: this.width(this.histBox), height: 320,
       scales: { x: { time: false }, y: this.log ? { distr: 3, range: () => this.yRange() } : { range: () => this.yRange() } },
@@ -406,11 +367,11 @@ class StudyView {
       legend: { show: false },
       cursor: { drag: { x: true, y: false }, points: { show: false } },
       series: [{},
-        { label: 'complete', ...dot(COLORS.complete), paths: this.scatter(st(2), 3) },
+        { label: 'complete', ...scatterSeries(st(2), COLORS.complete, 3) },
         { label: 'best so far', stroke: COLORS.best, width: 2, spanGaps: true, points: { show: false } },
-        { label: 'pruned', ...dot(COLORS.pruned), paths: this.scatter(st(3), 4) },
-        { label: 'failed', ...dot(COLORS.failed), paths: this.scatter(st(4), 5, () => (this.log ? this.yLog[0] * 1.1 : this.yBottom)) }],
-      hooks: { draw: [(u) => { if (!root.dataset.historyDrawn && u.data[0].length > 0) { root.dataset.historyDrawn = String(performance.now()); performance.mark('history-drawn'); } }] },
+        { label: 'pruned', ...scatterSeries(st(3), COLORS.pruned, 4) },
+        { label: 'failed', ...scatterSeries(st(4), COLORS.failed, 5, () => (this.log ? this.yLog[0] * 1.1 : this.yBottom)) }],
+      hooks: { drawSeries: [stampHook], draw: [(u) => { if (!root.dataset.historyDrawn && u.data[0].length > 0) { root.dataset.historyDrawn = String(performance.now()); performance.mark('history-drawn'); } }] },
     }, [[], [], [], [], []], this.histBox);
     this.histData = null;
   }
@@ -433,7 +394,9 @@ class StudyView {
       this.histData = [x, vs, best, vs, vs];
       this.hist.setData(this.histData);
     } else {
-      this.hist.redraw(true, false);
+      // Scatter series are stamped by the drawSeries hook on every draw, so only the
+      // canvas is redrawn: the best-so-far line's path (100,000 points) is reused.
+      this.hist.redraw(false, false);
     }
   }
 
@@ -452,7 +415,8 @@ class StudyView {
         scales: { x: { time: false, ...(p.log ? { distr: 3 } : {}), range: () => xr }, y: { range: () => this.yLin } },
         axes: [{ label: p.name, ...(cat ? { values: (u2, vals) => vals.map((v) => (Number.isInteger(v) && p.choices[v] !== undefined ? String(p.choices[v]) : '')) } : {}) }, { label: d.objectives[this.obj].name, size: 60 }],
         legend: { show: false }, cursor: { show: false },
-        series: [{}, { stroke: COLORS.complete, fill: 'rgba(31,95,191,0.45)', width: 0, points: { show: false }, paths: this.scatter(accept, 2) }],
+        series: [{}, scatterSeries(accept, 'rgba(31,95,191,0.45)', 2)],
+        hooks: { drawSeries: [stampHook] },
       }, [[], []], box);
       const s = { p, u };
       this.slices.push(s);
@@ -465,7 +429,7 @@ class StudyView {
   setSlice({ p, u }, dataChanged) {
     const d = this.data; const v = d.values[this.obj];
     if (dataChanged || u.data[0].length !== d.n) u.setData([d.cols[p.name].subarray(0, d.n), v.subarray(0, d.n)]);
-    else u.redraw(true, false);
+    else u.redraw(false, false);
   }
 
   setCurves() {

@@ -83,17 +83,34 @@ export class TrialTable {
     this.info.textContent = `${this.rows.length.toLocaleString()} trials · page ${this.page + 1} of ${pages}`;
     this.prev.disabled = this.first.disabled = this.page === 0;
     this.next.disabled = this.last.disabled = this.page >= pages - 1;
-    const head = el('tr', {}, this.columns.map((c) => el('th', { scope: 'col', 'aria-sort': c.key === this.sortKey ? (this.desc ? 'descending' : 'ascending') : null },
-      el('button', { class: 'sort', 'data-key': c.key, onclick: () => this.sortBy(c.key) }, c.label, c.key === this.sortKey ? (this.desc ? ' ▼' : ' ▲') : ''))));
-    const body = [];
+    // The header only when the sort changed; the body's rows reused (text set in place), so
+    // a filter change costs 50 rows of text, not a new table.
+    const headKey = `${this.sortKey}/${this.desc}`;
+    if (this.headKey !== headKey || !this.tbody) {
+      this.headKey = headKey;
+      const head = el('tr', {}, this.columns.map((c) => el('th', { scope: 'col', 'aria-sort': c.key === this.sortKey ? (this.desc ? 'descending' : 'ascending') : null },
+        el('button', { class: 'sort', 'data-key': c.key, onclick: () => this.sortBy(c.key) }, c.label, c.key === this.sortKey ? (this.desc ? ' ▼' : ' ▲') : ''))));
+      this.tbody = el('tbody', {});
+      this.table.replaceChildren(el('thead', {}, head), this.tbody);
+    }
+    const tb = this.tbody;
+    while (tb.rows.length > end - start) tb.lastChild.remove();
+    while (tb.rows.length < end - start) {
+      tb.append(el('tr', {}, this.columns.map((c) => el('td', { class: c.key === 'state' || c.key === 'feasible' ? null : 'num' }, c.key === 'number' ? el('a', {}) : null))));
+    }
     for (let i = start; i < end; i++) {
       const r = this.rows[i];
-      body.push(el('tr', { 'data-number': String(r), class: `st-${STATES[d.state[r]]}` }, this.columns.map((c) => {
-        if (c.key === 'number') return el('td', { class: 'num' }, el('a', { href: trialHref(d.study.name, r) }, String(r)));
-        return el('td', { class: c.key === 'state' ? null : 'num' }, this.cellText(c, r));
-      })));
+      const tr = tb.rows[i - start];
+      const num = String(r);
+      if (tr.dataset.number === num && tr.dataset.version === String(d.version)) continue;
+      tr.dataset.number = num;
+      tr.dataset.version = String(d.version);
+      tr.className = `st-${STATES[d.state[r]]}`;
+      this.columns.forEach((c, k) => {
+        const td = tr.cells[k];
+        if (c.key === 'number') { const a = td.firstChild; a.href = trialHref(d.study.name, r); a.textContent = num; } else td.textContent = this.cellText(c, r);
+      });
     }
-    this.table.replaceChildren(el('thead', {}, head), el('tbody', {}, body));
   }
 
   sortBy(key) {

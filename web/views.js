@@ -4,6 +4,7 @@
 // path builder, the contour's cells as rects in a draw hook.
 import { request } from './api.js';
 import { el, fmt, COLORS } from './util.js';
+import { scatterSeries, stampHook } from './scatter.js';
 
 // ---- Pareto front -----------------------------------------------------------------
 
@@ -42,9 +43,8 @@ export function paretoFront(d) {
 }
 
 export class ParetoView {
-  constructor(section, d, scatter, width) {
+  constructor(section, d, width) {
     this.d = d;
-    this.scatter = scatter;
     this.widthOf = width;
     this.ox = 0; this.oy = Math.min(1, d.objectives.length - 1);
     const sel = (id, label, v, set) => el('label', {}, `${label} `, el('select', { id, onchange: (e) => { set(Number(e.target.value)); this.make(); this.draw(true); } },
@@ -73,16 +73,16 @@ export class ParetoView {
     if (this.u) this.u.destroy();
     const d = this.d;
     this.xr = this.range(this.ox); this.yr = this.range(this.oy);
-    const dot = (color) => ({ stroke: color, fill: color, width: 0, points: { show: false } });
     this.u = new globalThis.uPlot({
       width: Math.min(760, this.widthOf(this.box)), height: 420,
       scales: { x: { time: false, range: () => this.xr }, y: { range: () => this.yr } },
       axes: [{ label: `${d.objectives[this.ox].name} (${d.objectives[this.ox].direction})` }, { label: `${d.objectives[this.oy].name} (${d.objectives[this.oy].direction})`, size: 60 }],
       legend: { show: false }, cursor: { show: false },
       series: [{},
-        { ...dot('rgba(120,120,120,0.6)'), paths: this.scatter(() => this.lists.infeasible, 3) },
-        { ...dot(COLORS.complete), paths: this.scatter(() => this.lists.feasible, 3) },
-        { ...dot(COLORS.best), paths: this.scatter(() => this.lists.front, 7) }],
+        scatterSeries(() => this.lists.infeasible, 'rgba(120,120,120,0.6)', 3),
+        scatterSeries(() => this.lists.feasible, COLORS.complete, 3),
+        scatterSeries(() => this.lists.front, COLORS.best, 7)],
+      hooks: { drawSeries: [stampHook] },
     }, [[], [], [], []], this.box);
     this.data = null;
   }
@@ -112,8 +112,8 @@ export class ParetoView {
     this.info.textContent = `Pareto front over all ${d.objectives.length} objectives: ${this.front.length.toLocaleString()} trials` +
       (d.feasible ? `; ${infeasible.toLocaleString()} complete trials infeasible` : '') +
       (d.objectives.length > 2 ? '. The front is over every objective; choose the pair shown.' : '.');
-    this.u.setData(this.data, false);
-    this.u.redraw(false, true);
+    if (dataChanged) this.u.setData(this.data);
+    else this.u.redraw(false, false);
   }
 }
 
@@ -200,7 +200,7 @@ export class ContourView {
     this.grid = { sum, cnt, lo, hi };
     this.box.dataset.cells = String(cells);
     this.info.textContent = cells ? `Mean objective of the complete trials that pass the filters, ${this.ax.bins}×${this.ay.bins} cells (${cells} with trials): ${fmt(lo)} (dark) … ${fmt(hi)} (light); empty cells are white.` : 'No complete trial passes the filters.';
-    this.u.redraw(false, true);
+    this.u.redraw(false, false);
   }
 
   paint(u) {
