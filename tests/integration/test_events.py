@@ -238,6 +238,10 @@ def shutdown(d):
         sd.close()
 
 
-if __name__ == "__main__":
+def main():
     with Daemon(exe_from_argv()) as daemon:
-        sys.exit(tap.run(daemon))
+        return tap.run(daemon)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
