@@ -19,14 +19,19 @@ export function paretoFront(d) {
     if (d.feasible && !d.feasible[i]) continue;
     cand.push(i);
   }
-  const loss = (i, k) => { const v = d.values[k][i]; return Number.isNaN(v) ? Infinity : sign[k] * v; };
+  // Losses copied once into one array (the sort reads them n log n times).
+  const L = new Float64Array(cand.length * m);
+  cand.forEach((i, j) => { for (let k = 0; k < m; k++) { const v = d.values[k][i]; L[j * m + k] = Number.isNaN(v) ? Infinity : sign[k] * v; } });
+  const pos = new Int32Array(cand.length);
+  for (let j = 0; j < pos.length; j++) pos[j] = j;
   // Lexicographic order: a point's dominators all come before it.
-  cand.sort((a, b) => {
-    for (let k = 0; k < m; k++) { const x = loss(a, k); const y = loss(b, k); if (x !== y) return x < y ? -1 : 1; }
+  pos.sort((a, b) => {
+    for (let k = 0; k < m; k++) { const x = L[a * m + k]; const y = L[b * m + k]; if (x !== y) return x < y ? -1 : 1; }
     return a - b;
   });
+  const loss = (j, k) => L[j * m + k];
   const front = [];
-  for (const p of cand) {
+  for (const p of pos) {
     let dominated = false;
     for (const q of front) {
       let le = true; let lt = false;
@@ -39,7 +44,7 @@ export function paretoFront(d) {
     }
     if (!dominated) front.push(p);
   }
-  return Int32Array.from(front).sort();
+  return Int32Array.from(front, (j) => cand[j]).sort();
 }
 
 export class ParetoView {

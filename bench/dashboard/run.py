@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """run.py: the dashboard at 100,000 trials in headless Chromium.
 
-Usage: bench/dashboard/run.py [HPOD] [--trials 100000] [--state-dir DIR] [--runs 3]
+Usage: bench/dashboard/run.py [HPOD] [--trials 100000] [--state-dir DIR] [--runs 3] [--mo]
 
 HPOD defaults to build/daemon/hpod. The study (6 params, median pruner) is filled by
 tests/integration/dashfill.py: `trials` trials recorded with POST .../trials, then 300
@@ -95,8 +95,13 @@ def one_run(d, b, url):
     drv.execute_script("performance.clearResourceTimings();")
     ev0 = drv.execute_script("return document.querySelector('.study').__view.data.eventBytes || 0")
     p = dashfill.params_for(10 ** 7)
+    if STUDY == "mo":
+        v, c = dashfill.results(p)
+        body = {"params": p, "values": v, "constraints": c}
+    else:
+        body = {"params": p, "value": dashfill.objective(p)}
     t0 = time.monotonic()
-    d.post("/v1/studies/%s/trials" % STUDY, {"params": p, "value": dashfill.objective(p)}).expect(201)
+    d.post("/v1/studies/%s/trials" % STUDY, body).expect(201)
     wait(lambda: int(drv.execute_script("return document.querySelector('.study').dataset.trials")) == n0 + 1, "live update", 30)
     live_s = time.monotonic() - t0
     live = [r for r in resources(drv) if r["name"].startswith("/v1") and "/events" not in r["name"]]
@@ -113,7 +118,11 @@ def main():
     ap.add_argument("--trials", type=int, default=100000)
     ap.add_argument("--state-dir")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--mo", action="store_true", help="the 2-objective study with a constraint (dashfill.fill_mo)")
     args = ap.parse_args()
+    global STUDY
+    if args.mo:
+        STUDY = "mo"
     check(browser.available(), "needs chromium, chromium-driver and python3-selenium (scripts/deps.sh --test)")
     tmp = None
     state = args.state_dir
@@ -124,7 +133,8 @@ def main():
     with Daemon(args.hpod, state_dir=state) as d:
         r = d.get("/v1/studies/" + STUDY)
         if r.status == 404:
-            secs = dashfill.fill(d.port, STUDY, args.trials, with_reports=300)
+            fill = dashfill.fill_mo if args.mo else dashfill.fill
+            secs = fill(d.port, STUDY, args.trials, with_reports=300)
             print("filled %d trials (+300 with reports) in %.1f s" % (args.trials, secs))
         total = d.get("/v1/studies/" + STUDY).expect(200)["trials"]["total"]
         print("study %s: %d trials" % (STUDY, total))
