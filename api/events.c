@@ -44,6 +44,7 @@ struct hpo__events {
     struct hpo__events_config cfg;
     struct stream *head;
     size_t n;
+    bool closed; /* the server stops: a stream opened now ends after its first event */
 };
 
 static uint64_t now_ms(void)
@@ -309,6 +310,7 @@ struct MHD_Response *hpo__events_open(struct hpo__events *ev, struct MHD_Connect
     st->hash = start->hash;
     st->have_hash = start->have_hash;
     st->job.done = pulse_done;
+    st->ending = ev->closed; /* never parked: MHD must not stop with a suspended connection */
     snprintf(retry, sizeof(retry), "retry: %d\n\n", HPO_EVENTS_RETRY_MS);
     put_text(st, retry);
     put_pulse(st, first);
@@ -352,6 +354,12 @@ void hpo__events_poke(struct hpo__events *ev, const char *study)
             st->due = true;
         }
     }
+}
+
+void hpo__events_close(struct hpo__events *ev)
+{
+    ev->closed = true;
+    hpo__events_end_all(ev);
 }
 
 void hpo__events_end_all(struct hpo__events *ev)

@@ -72,8 +72,10 @@ struct MHD_Response *hpo__events_open(struct hpo__events *ev, struct MHD_Connect
 void hpo__events_tick(struct hpo__events *ev);
 /* A write request on `study` finished: its streams read it now. */
 void hpo__events_poke(struct hpo__events *ev, const char *study);
-/* End every stream (shutdown, new tokens): each ends after what it holds is sent. */
+/* End every stream (new tokens): each ends after what it holds is sent. */
 void hpo__events_end_all(struct hpo__events *ev);
+/* The server stops: end every stream, and any opened from now on after its first event. */
+void hpo__events_close(struct hpo__events *ev);
 /* Open streams (for tests and /metrics). */
 size_t hpo__events_count(const struct hpo__events *ev);
 

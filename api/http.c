@@ -1327,7 +1327,7 @@ void hpo_api_quiesce(struct hpo_api *api)
     if (api->quiesced_fd < 0) {
         api->quiesced_fd = MHD_quiesce_daemon(api->mhd);
     }
-    hpo__events_end_all(api->events); /* open streams end now: the stop need not wait */
+    hpo__events_close(api->events); /* open streams end now: the stop need not wait */
 }
 
 void hpo_api_stop(struct hpo_api *api)
@@ -1357,6 +1357,8 @@ void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)
     api->tokens = tokens;
     /* Streams were authorized with the old tokens: end them (clients reconnect). */
     hpo__events_end_all(api->events);
+    /* A resume outside a job's done callback: nothing else runs MHD for it now. */
+    MHD_run(api->mhd);
 }
 
 void hpo_api_sweep(struct hpo_api *api)

@@ -13,7 +13,8 @@ Usage: test_events.py PATH/TO/hpod
   `event: gone`.
 - limit: 64 streams at most, the 65th is 503 unavailable; closing one makes room.
 - tokens: no token is 401, a read token scoped to another prefix sees no such study
-  (404, as every read), a read token
+  (404, as every read), a read token scoped to the study streams, and a token reload
+  (SIGHUP) ends the stream; a read token
   scoped to the study streams.
 - shutdown: SIGTERM with open streams: hpod exits 0 well before its 30 s stop deadline
   and every stream ends cleanly (the chunked terminator, no reset).
@@ -23,6 +24,7 @@ Prints TAP.
 import http.client
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -210,7 +212,11 @@ def tokens(d):
         td.get("/v1/studies/ev1/events", headers={"Authorization": "Bearer " + osec}).expect_error(404, "not_found")
         s = Stream(td.port, "/v1/studies/ev1/events", {"Authorization": "Bearer " + rsec})
         check(s.status == 200 and s.event()["data"]["total"] == 0, "scoped reader")
+        # A token reload (SIGHUP) ends the streams: they were authorized with the old tokens.
+        td.proc.send_signal(signal.SIGHUP)
+        check(s.event(timeout=15) is None, "the stream outlived a token reload")
         s.close()
+        td.get("/v1/studies/ev1/events?from=x", headers={"Authorization": "Bearer " + rsec}).expect_error(400, "invalid_argument", "from")
 
 
 @tap.test
