@@ -1356,9 +1356,7 @@ void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)
 {
     api->tokens = tokens;
     /* Streams were authorized with the old tokens: end them (clients reconnect). */
-    hpo__events_end_all(api->events);
-    /* A resume outside a job's done callback: nothing else runs MHD for it now. */
-    MHD_run(api->mhd);
+    hpo__events_end_all(api->events); /* the embedder runs MHD next (api.h) */
 }
 
 void hpo_api_sweep(struct hpo_api *api)

@@ -256,6 +256,7 @@ static void signal_cb(uv_signal_t *s, int signum)
         char msg[512];
         /* The tokens file and the TLS pair first: a broken config file must not keep them. */
         hpo_security_reload(&d->sec, &d->cfg, d->api);
+        pump(d); /* new tokens end the event streams (api/events.c): let MHD close them now */
         /* Reload what is reloadable: the log level, from the config file. */
         fresh = d->cfg;
         if (d->cfg.config_file[0] != '\0') {
