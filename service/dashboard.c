@@ -73,7 +73,7 @@ int hpo__decode_columns(const json_t *body, const struct hpo_service_query *q,
 int hpo__decode_curves(const json_t *body, const struct hpo_service_query *q,
         union hpo_service_args *a, struct hpo_error *err)
 {
-    static const char *const allowed[] = { "trials", "points", NULL };
+    static const char *const allowed[] = { "trials", "points", "from", NULL };
 
     (void)body;
     return decode_dash(q, allowed, &a->dash, err);
@@ -299,19 +299,21 @@ void hpo__op_curves(struct hpo_service *svc, struct hpo_service_request *req,
 {
     struct study *s = hpo__study_acquire(svc, req);
     const struct hpo_history *h;
-    size_t with = 0, picked = 0, k = 0;
+    size_t with = 0, picked = 0, k = 0, from;
     json_t *arr;
 
     if (s == NULL) {
         return;
     }
     h = &s->history;
-    for (size_t i = 0; i < h->n_trials; i++) {
+    /* Trials numbered `from` and up only (a live update asks from its columns cursor). */
+    from = a->dash.from < (int64_t)h->n_trials ? (size_t)a->dash.from : h->n_trials;
+    for (size_t i = from; i < h->n_trials; i++) {
         with += h->trials[i]->n_reports > 0;
     }
     arr = json_array();
     /* Evenly spaced among the trials with reports: the j-th pick is the one of rank j*with/T. */
-    for (size_t i = 0; i < h->n_trials && picked < (size_t)a->dash.trials; i++) {
+    for (size_t i = from; i < h->n_trials && picked < (size_t)a->dash.trials; i++) {
         const struct hpo_trial *t = h->trials[i];
         if (t->n_reports == 0) {
             continue;

@@ -188,12 +188,10 @@ export function follow(data, withIntermediate, onChange, isAlive) {
         again = false;
         let seen;
         if (data.columnar) {
-          seen = await loadColumns(data, data.cursor);
-          // Curves: at most every 15 s (a tell should cost a few hundred bytes).
-          if (withIntermediate && Date.now() - (data.curvesAt || 0) > 15000) {
-            data.curvesAt = Date.now();
-            await loadCurves(data, CURVE_TRIALS, CURVE_POINTS);
-          }
+          const from = data.cursor;
+          seen = await loadColumns(data, from);
+          // Curves of the trials that can have changed only (a tell costs one curve or so).
+          if (withIntermediate) await loadCurves(data, CURVE_TRIALS, CURVE_POINTS, from);
         } else {
           seen = await loadTrials(data, data.firstOpen(), withIntermediate);
         }
@@ -325,11 +323,12 @@ export async function loadColumns(data, from) {
 }
 
 // Intermediate values, downsampled by hpod: up to `trials` curves of `points` points.
-export async function loadCurves(data, trials, points) {
+// With `from`: only trials numbered from on, merged into what the page holds.
+export async function loadCurves(data, trials, points, from) {
   const s = encodeURIComponent(data.study.name);
   let r;
   try {
-    r = await request(`/v1/studies/${s}/curves?trials=${trials}&points=${points}`);
+    r = await request(`/v1/studies/${s}/curves?trials=${trials}&points=${points}${from ? `&from=${from}` : ''}`);
   } catch (e) {
     if (e.status === 404 && /route/.test(e.message)) return false;
     throw e;
@@ -337,8 +336,12 @@ export async function loadCurves(data, trials, points) {
   const text = await r.text();
   data.bytes = (data.bytes || 0) + text.length;
   const body = JSON.parse(text);
-  data.intermediate = new Map(body.trials.map((t) => [t.number, { steps: t.steps, values: t.values }]));
-  data.withReports = body.with_reports;
+  if (from) {
+    for (const t of body.trials) data.intermediate.set(t.number, { steps: t.steps, values: t.values });
+  } else {
+    data.intermediate = new Map(body.trials.map((t) => [t.number, { steps: t.steps, values: t.values }]));
+    data.withReports = body.with_reports;
+  }
   data.version++;
   return true;
 }

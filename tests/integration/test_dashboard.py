@@ -225,7 +225,12 @@ def curves_endpoint(d):
         check(c["values"] == [x["value"] for x in full["intermediate"] if x["step"] in c["steps"]], "values")
     whole = d.get("/v1/studies/%s/curves?trials=10000&points=100" % STUDY).expect(200)
     check(len(whole["trials"]) == REPORTED and all(len(t["steps"]) == t["reports"] for t in whole["trials"]), "all, uncut")
-    for q, field in (("points=1", "points"), ("trials=0", "trials"), ("trials=10001", "trials"), ("x=1", "x")):
+    # from=N: only trials numbered N and up (what a live page asks for).
+    cut = reported[REPORTED // 2]["number"]
+    part = d.get("/v1/studies/%s/curves?trials=10000&points=100&from=%d" % (STUDY, cut)).expect(200)
+    check([t["number"] for t in part["trials"]] == [t["number"] for t in reported if t["number"] >= cut]
+          and part["with_reports"] == len(part["trials"]), "from=%d: %r" % (cut, [t["number"] for t in part["trials"]][:5]))
+    for q, field in (("points=1", "points"), ("trials=0", "trials"), ("trials=10001", "trials"), ("x=1", "x"), ("from=-1", "from")):
         d.get("/v1/studies/%s/curves?%s" % (STUDY, q)).expect_error(400, "invalid_argument", field)
 
 
