@@ -239,7 +239,7 @@ void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
     req->status = 200;
 }
 
-int hpo_service_pulse(struct hpo_service *svc, const char *study, struct hpo_service_pulse *out)
+int hpo_service_pulse(struct hpo_service *svc, const char *study, struct hpo_service_pulse *ret_pulse)
 {
     struct hpo_service_request req;
     struct study *s;
@@ -254,24 +254,24 @@ int hpo_service_pulse(struct hpo_service *svc, const char *study, struct hpo_ser
         return -ENOENT;
     }
     h = &s->history;
-    out->total = (int64_t)h->n_trials;
+    ret_pulse->total = (int64_t)h->n_trials;
     for (int i = 0; i < 5; i++) {
-        out->counts[i] = (int64_t)h->count[i];
+        ret_pulse->counts[i] = (int64_t)h->count[i];
     }
-    out->best = s->best >= 0 ? h->trials[s->best]->number : -1;
+    ret_pulse->best = s->best >= 0 ? h->trials[s->best]->number : -1;
     /* The cursor of the columns reply: the lowest number still waiting or running. */
-    out->cursor = out->total;
+    ret_pulse->cursor = ret_pulse->total;
     for (size_t i = s->waiting_cursor; i < h->n_trials; i++) {
         if (h->trials[i]->state == HPO_STATE_WAITING) {
-            out->cursor = (int64_t)i;
+            ret_pulse->cursor = (int64_t)i;
             break;
         }
     }
     run = (const int64_t *)(const void *)s->running.data;
     n_run = HPO_BUF_N(&s->running, int64_t);
     for (size_t i = 0; i < n_run; i++) {
-        if (run[i] < out->cursor) {
-            out->cursor = run[i];
+        if (run[i] < ret_pulse->cursor) {
+            ret_pulse->cursor = run[i];
         }
     }
     hpo__study_release(s);

@@ -230,7 +230,8 @@ struct hpo_service_pulse {
     int64_t total, cursor, best;
     int64_t counts[5];
 };
-int hpo_service_pulse(struct hpo_service *svc, const char *study, struct hpo_service_pulse *out);
+int hpo_service_pulse(struct hpo_service *svc, const char *study,
+        struct hpo_service_pulse *ret_pulse);
 
 /* Release the outputs of a request. */
 void hpo_service_request_finish(struct hpo_service_request *req);
