@@ -55,7 +55,7 @@ export class ParetoView {
     const sel = (id, label, v, set) => el('label', {}, `${label} `, el('select', { id, onchange: (e) => { set(Number(e.target.value)); this.make(); this.draw(true); } },
       d.objectives.map((o, k) => el('option', { value: String(k), selected: k === v }, o.name))));
     this.info = el('p', { class: 'muted small', id: 'pareto-info' });
-    this.box = el('div', { class: 'chart', id: 'pareto' });
+    this.box = el('div', { class: 'chart', id: 'pareto', role: 'img', 'aria-label': 'Scatter of the two chosen objectives: the Pareto front in green, infeasible trials in grey; the counts are in the text above.' });
     section.append(el('div', { class: 'bar' },
       sel('pareto-x', 'x', this.ox, (k) => { this.ox = k; }), sel('pareto-y', 'y', this.oy, (k) => { this.oy = k; }),
       el('span', { class: 'legend' }, el('span', { class: 'key k-front' }, 'Pareto front'), el('span', { class: 'key k-complete' }, 'feasible'),
@@ -144,7 +144,7 @@ export class ContourView {
     const sel = (id, label, v, set) => el('label', {}, `${label} `, el('select', { id, onchange: (e) => { set(Number(e.target.value)); this.make(); this.draw(true); } },
       ps.map((p, k) => el('option', { value: String(k), selected: k === v }, p.name))));
     this.info = el('p', { class: 'muted small', id: 'contour-info' });
-    this.box = el('div', { class: 'chart', id: 'contour' });
+    this.box = el('div', { class: 'chart', id: 'contour', role: 'img', 'aria-label': 'Contour: the mean objective over a grid of the two chosen params, dark for low and light for high.' });
     section.append(el('div', { class: 'bar' }, sel('contour-x', 'x', this.px, (k) => { this.px = k; }), sel('contour-y', 'y', this.py, (k) => { this.py = k; })),
       this.info, this.box);
     this.make();
@@ -243,7 +243,7 @@ export class GradientView {
     this.d = d;
     this.widthOf = width;
     this.objective = objective;
-    this.box = el('div', { class: 'chart', id: 'versions' });
+    this.box = el('div', { class: 'chart', id: 'versions', role: 'img', 'aria-label': 'The mean value of each optimizer version.' });
     this.info = el('p', { class: 'muted small', id: 'versions-info' });
     section.append(el('h3', {}, 'Loss across optimizer versions'), this.info, this.box);
     const vecs = (d.study.params || []).filter((p) => p.size);
@@ -251,7 +251,7 @@ export class GradientView {
     if (g && g.version !== undefined) section.append(el('p', { class: 'small', id: 'gradient-status' }, `Optimizer version ${g.version}` + (g.recent_value !== undefined && g.recent_value !== null ? `, mean of the last 20 complete trials ${fmt(g.recent_value)}` : '') + (g.lr !== undefined ? `, lr ${fmt(g.lr)}` : '') + '.'));
     if (vecs.length) {
       this.vsel = el('select', { id: 'vector-param' }, vecs.map((p) => el('option', { value: p.name }, `${p.name} (${p.size.toLocaleString()} values, ${(p.size * 8 / 1e6).toFixed(2)} MB)`)));
-      this.histBox = el('div', { class: 'chart', id: 'vector-histogram' });
+      this.histBox = el('div', { class: 'chart', id: 'vector-histogram', role: 'img', 'aria-label': 'Histogram of the vector param\'s values.' });
       this.histInfo = el('p', { class: 'muted small', id: 'vector-info' });
       section.append(el('h3', {}, 'A vector param\'s current values'),
         el('div', { class: 'bar' }, el('label', {}, 'Vector ', this.vsel), el('button', { type: 'button', id: 'vector-load', onclick: () => this.loadVector() }, 'Load histogram')),
