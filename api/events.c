@@ -8,9 +8,23 @@
 ** across restarts): a client that reconnects with Last-Event-ID gets an
 ** event at once only if the study changed meanwhile, and `from` (the data's
 ** field) says where to ask /columns again.
+**
+** Threads (docs/STYLE.md rules 33-35): stream_read and stream_free run on
+** the connection's MHD thread, the jobs' work and done on dispatcher
+** workers, hpo__events_poke on a worker or an HTTP thread (the write's),
+** tick, end_all and close on the libuv loop thread. `ev->lock` guards the
+** list, the count, `closed` and every stream's flags. A stream's buffer and
+** pulse fields belong to whoever the flags say: its job while `busy`
+** (always with `parked`: the connection is suspended), else the MHD thread
+** in stream_read. No lock is held while calling into MHD or submitting a
+** job (submit may run the job at once on another thread, whose done takes
+** the lock). A parked stream is resumed by exactly one party, the one that
+** clears `parked` under the lock; until MHD runs the resume the connection
+** stays suspended, so MHD cannot free the stream in between.
 */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +48,16 @@ struct stream {
     uint64_t sent_ms;    /* when anything was last written */
     char buf[1024];      /* what is to be written */
     size_t len, off;
-    bool parked;         /* suspended, nothing to write */
-    bool busy;           /* a job reads the pulse */
+    /* Under ev->lock: */
+    bool parked;         /* suspended (or about to be), nothing to write */
+    bool busy;           /* a job reads the pulse (only while parked) */
     bool due;            /* a write on the study finished while busy or writing */
     bool ending;         /* write what is left, then end */
 };
 
 struct hpo__events {
     struct hpo__events_config cfg;
+    pthread_mutex_t lock; /* the list, n, closed, every stream's flags */
     struct stream *head;
     size_t n;
     bool closed; /* the server stops: a stream opened now ends after its first event */
@@ -114,15 +130,27 @@ static void put_text(struct stream *st, const char *text)
 static void pulse_work(struct hpo_job *job)
 {
     struct stream *st = stream_of_job(job);
+    struct hpo__events *ev = st->ev;
     struct hpo_service_pulse p;
     uint64_t now = now_ms();
+    bool ending;
 
-    if (st->ending) {
+    pthread_mutex_lock(&ev->lock);
+    ending = st->ending;
+    pthread_mutex_unlock(&ev->lock);
+    if (ending) {
         return;
     }
-    if (hpo_service_pulse(st->ev->cfg.service, st->study, &p) < 0) {
-        put_text(st, "event: gone\ndata: {}\n\n");
+    if (ev->cfg.served != NULL && !ev->cfg.served(ev->cfg.served_ctx, st->study)) {
+        /* Several daemons: another one owns the study now; the client reconnects. */
+        pthread_mutex_lock(&ev->lock);
         st->ending = true;
+        pthread_mutex_unlock(&ev->lock);
+    } else if (hpo_service_pulse(ev->cfg.service, st->study, &p) < 0) {
+        put_text(st, "event: gone\ndata: {}\n\n");
+        pthread_mutex_lock(&ev->lock);
+        st->ending = true;
+        pthread_mutex_unlock(&ev->lock);
     } else if (put_pulse(st, &p)) {
         st->sent_ms = now;
     } else if (now - st->sent_ms >= HPO_EVENTS_HEARTBEAT_MS) {
@@ -131,45 +159,73 @@ static void pulse_work(struct hpo_job *job)
     }
 }
 
-static void submit(struct stream *st)
+/* Claim a parked, idle stream for a job (ev->lock held); submit() it after unlocking. */
+static void claim(struct stream *st)
 {
     st->busy = true;
     st->due = false;
+}
+
+/* Hand a claimed stream's job to a worker (no lock held: its done may run at once). */
+static void submit(struct stream *st)
+{
     st->job.work = pulse_work;
     st->job.key = NULL;
-    (*st->ev->cfg.inflight)++;
+    atomic_fetch_add(st->ev->cfg.inflight, 1);
     st->ev->cfg.submit(st->ev->cfg.ctx, &st->job);
 }
 
-static void wake(struct stream *st)
+/*
+** Unpark a parked stream (ev->lock held); the caller resumes the returned
+** connection after unlocking, and touches the stream no more.
+*/
+static struct MHD_Connection *unpark(struct stream *st)
 {
     st->parked = false;
-    MHD_resume_connection(st->conn);
+    return st->conn;
 }
 
+/* The job is done (worker thread): resume the connection, or read again, or stay parked. */
 static void pulse_done(struct hpo_job *job)
 {
     struct stream *st = stream_of_job(job);
+    struct hpo__events *ev = st->ev;
+    struct MHD_Connection *resume = NULL;
+    bool again = false;
 
-    (*st->ev->cfg.inflight)--;
+    pthread_mutex_lock(&ev->lock);
     st->busy = false;
     if (st->len > st->off || st->ending) {
-        wake(st);
+        resume = unpark(st);
     } else if (st->due) {
+        claim(st);
+        again = true;
+    }
+    pthread_mutex_unlock(&ev->lock);
+    if (resume != NULL) {
+        MHD_resume_connection(resume); /* from now on the stream is MHD's thread's */
+    } else if (again) {
         submit(st);
     }
+    /* Last: a stop waits for this count before it stops MHD (no connection left suspended). */
+    atomic_fetch_sub(ev->cfg.inflight, 1);
 }
 
 /*
-** MHD asks for the next bytes (loop thread). With nothing to write the
-** connection is suspended (parked) until a job finds something.
+** MHD asks for the next bytes (the connection's MHD thread). With nothing
+** to write the connection is suspended (parked) until a job finds
+** something. Suspended before `parked` is set: whoever sees `parked` may
+** resume it at once.
 */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct stream *st = cls;
+    struct hpo__events *ev = st->ev;
     size_t n;
+    bool ending, job = false;
 
     (void)pos;
+    /* Not parked, so no job runs: the buffer is this thread's. */
     if (st->off < st->len) {
         n = st->len - st->off < max ? st->len - st->off : max;
         memcpy(buf, st->buf + st->off, n);
@@ -179,23 +235,40 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         }
         return (ssize_t)n;
     }
-    if (st->ending) {
+    pthread_mutex_lock(&ev->lock);
+    ending = st->ending;
+    pthread_mutex_unlock(&ev->lock);
+    if (ending) {
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
-    st->parked = true;
     MHD_suspend_connection(st->conn);
-    if (st->due && !st->busy) {
+    pthread_mutex_lock(&ev->lock);
+    if (st->ending) {
+        /* Ended between the two looks: not parked; resumed below, then asked again. */
+        ending = true;
+    } else {
+        st->parked = true;
+        if (st->due && !st->busy) {
+            claim(st);
+            job = true;
+        }
+    }
+    pthread_mutex_unlock(&ev->lock);
+    if (ending) {
+        MHD_resume_connection(st->conn);
+    } else if (job) {
         submit(st);
     }
     return 0;
 }
 
-/* MHD destroyed the response: the connection is gone (loop thread). */
+/* MHD destroyed the response: the connection is gone (its MHD thread; never parked). */
 static void stream_free(void *cls)
 {
     struct stream *st = cls;
     struct hpo__events *ev = st->ev;
 
+    pthread_mutex_lock(&ev->lock);
     if (st->prev != NULL) {
         st->prev->next = st->next;
     } else {
@@ -205,6 +278,7 @@ static void stream_free(void *cls)
         st->next->prev = st->prev;
     }
     ev->n--;
+    pthread_mutex_unlock(&ev->lock);
     free(st->study);
     free(st);
 }
@@ -215,13 +289,17 @@ struct hpo__events *hpo__events_new(const struct hpo__events_config *cfg)
 
     if (ev != NULL) {
         ev->cfg = *cfg;
+        pthread_mutex_init(&ev->lock, NULL);
     }
     return ev;
 }
 
 void hpo__events_free(struct hpo__events *ev)
 {
-    free(ev);
+    if (ev != NULL) {
+        pthread_mutex_destroy(&ev->lock);
+        free(ev);
+    }
 }
 
 static enum MHD_Result query_check(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -283,9 +361,9 @@ bool hpo__events_check(struct MHD_Connection *conn, struct hpo__events_start *re
     return true;
 }
 
-bool hpo__events_room(const struct hpo__events *ev)
+bool hpo__events_room(struct hpo__events *ev)
 {
-    return ev->n < HPO_EVENTS_MAX;
+    return hpo__events_count(ev) < HPO_EVENTS_MAX;
 }
 
 struct MHD_Response *hpo__events_open(struct hpo__events *ev, struct MHD_Connection *conn,
@@ -296,9 +374,6 @@ struct MHD_Response *hpo__events_open(struct hpo__events *ev, struct MHD_Connect
     struct MHD_Response *resp;
     char retry[32];
 
-    if (!hpo__events_room(ev)) {
-        return NULL;
-    }
     st = calloc(1, sizeof(*st));
     if (st == NULL || (st->study = strdup(study)) == NULL) {
         free(st);
@@ -310,69 +385,114 @@ struct MHD_Response *hpo__events_open(struct hpo__events *ev, struct MHD_Connect
     st->hash = start->hash;
     st->have_hash = start->have_hash;
     st->job.done = pulse_done;
-    st->ending = ev->closed; /* never parked: MHD must not stop with a suspended connection */
     snprintf(retry, sizeof(retry), "retry: %d\n\n", HPO_EVENTS_RETRY_MS);
     put_text(st, retry);
     put_pulse(st, first);
     st->sent_ms = now_ms();
-    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st,
-            stream_free);
-    if (resp == NULL) {
+    /* Listed (and counted against the room) before MHD may call stream_read or stream_free. */
+    pthread_mutex_lock(&ev->lock);
+    if (ev->n >= HPO_EVENTS_MAX) {
+        pthread_mutex_unlock(&ev->lock);
         free(st->study);
         free(st);
         return NULL;
     }
+    st->ending = ev->closed; /* never parked: MHD must not stop with a suspended connection */
     st->next = ev->head;
     if (ev->head != NULL) {
         ev->head->prev = st;
     }
     ev->head = st;
     ev->n++;
+    pthread_mutex_unlock(&ev->lock);
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st,
+            stream_free);
+    if (resp == NULL) {
+        stream_free(st);
+        return NULL;
+    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     return resp;
 }
 
-void hpo__events_tick(struct hpo__events *ev)
+/*
+** The streams (of `study`; NULL: every one) that are parked and idle get a
+** job; with `mark`, the others of `study` read again when they can (due).
+** Claimed under the lock, submitted after it (at most HPO_EVENTS_MAX).
+*/
+static void read_again(struct hpo__events *ev, const char *study, bool mark)
 {
+    struct stream *go[HPO_EVENTS_MAX];
+    size_t n = 0;
+
+    pthread_mutex_lock(&ev->lock);
     for (struct stream *st = ev->head; st != NULL; st = st->next) {
-        if (st->parked && !st->busy && !st->ending) {
-            submit(st);
+        if (st->ending || (study != NULL && strcmp(st->study, study) != 0)) {
+            continue;
+        }
+        if (st->parked && !st->busy && n < HPO_EVENTS_MAX) {
+            claim(st);
+            go[n++] = st;
+        } else if (mark) {
+            st->due = true;
         }
     }
+    pthread_mutex_unlock(&ev->lock);
+    for (size_t i = 0; i < n; i++) {
+        submit(go[i]); /* claimed and parked: MHD cannot free it meanwhile */
+    }
+}
+
+void hpo__events_tick(struct hpo__events *ev)
+{
+    read_again(ev, NULL, false);
 }
 
 void hpo__events_poke(struct hpo__events *ev, const char *study)
 {
+    read_again(ev, study, true);
+}
+
+/* End every stream; with `close`, also those opened from now on. */
+static void end_streams(struct hpo__events *ev, bool close)
+{
+    struct MHD_Connection *resume[HPO_EVENTS_MAX];
+    size_t n = 0;
+
+    pthread_mutex_lock(&ev->lock);
+    if (close) {
+        ev->closed = true;
+    }
     for (struct stream *st = ev->head; st != NULL; st = st->next) {
-        if (strcmp(st->study, study) != 0 || st->ending) {
-            continue;
+        st->ending = true;
+        if (st->parked && !st->busy && n < HPO_EVENTS_MAX) {
+            resume[n++] = unpark(st);
         }
-        if (st->parked && !st->busy) {
-            submit(st);
-        } else {
-            st->due = true;
-        }
+        /* A busy one is resumed by its job's done; an unparked one ends at its next read. */
+    }
+    pthread_mutex_unlock(&ev->lock);
+    for (size_t i = 0; i < n; i++) {
+        MHD_resume_connection(resume[i]);
     }
 }
 
 void hpo__events_close(struct hpo__events *ev)
 {
-    ev->closed = true;
-    hpo__events_end_all(ev);
+    end_streams(ev, true);
 }
 
 void hpo__events_end_all(struct hpo__events *ev)
 {
-    for (struct stream *st = ev->head; st != NULL; st = st->next) {
-        st->ending = true;
-        if (st->parked && !st->busy) {
-            wake(st);
-        }
-    }
+    end_streams(ev, false);
 }
 
-size_t hpo__events_count(const struct hpo__events *ev)
+size_t hpo__events_count(struct hpo__events *ev)
 {
-    return ev->n;
+    size_t n;
+
+    pthread_mutex_lock(&ev->lock);
+    n = ev->n;
+    pthread_mutex_unlock(&ev->lock);
+    return n;
 }

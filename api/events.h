@@ -8,12 +8,14 @@
 ** after a write request on its study finishes (hpo__events_poke), a parked
 ** stream gets one job on a worker that reads the study's pulse
 ** (hpo_service_pulse); the job's done callback resumes the connection only
-** when there is an event or a heartbeat to write. Every call here is on the
-** loop thread except the jobs' work.
+** when there is an event or a heartbeat to write. Every call here is safe
+** from any thread (MHD's, the workers', the loop's): events.c says who owns
+** what.
 */
 #ifndef HPO_API_EVENTS_H
 #define HPO_API_EVENTS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,7 +38,13 @@ struct hpo__events_config {
     struct hpo_service *service;
     void (*submit)(void *ctx, struct hpo_job *job);
     void *ctx;
-    size_t *inflight; /* the api's count of jobs in flight (a stream's job is one) */
+    atomic_size_t *inflight; /* the api's count of jobs in flight (a stream's job is one) */
+    /*
+    ** Several daemons: whether the study is served here (a worker asks before
+    ** each read; false ends the stream); NULL: always.
+    */
+    bool (*served)(void *ctx, const char *study);
+    void *served_ctx;
 };
 
 struct hpo__events *hpo__events_new(const struct hpo__events_config *cfg);
@@ -57,7 +65,7 @@ bool hpo__events_check(struct MHD_Connection *conn, struct hpo__events_start *re
         struct hpo_error *err);
 
 /* True when another stream may open. */
-bool hpo__events_room(const struct hpo__events *ev);
+bool hpo__events_room(struct hpo__events *ev);
 
 /*
 ** The response of a new stream on `study` whose pulse is `first` (read by a
@@ -77,6 +85,6 @@ void hpo__events_end_all(struct hpo__events *ev);
 /* The server stops: end every stream, and any opened from now on after its first event. */
 void hpo__events_close(struct hpo__events *ev);
 /* Open streams (for tests and /metrics). */
-size_t hpo__events_count(const struct hpo__events *ev);
+size_t hpo__events_count(struct hpo__events *ev);
 
 #endif

@@ -35,6 +35,7 @@
 #include "../core/history.h"
 #include "../core/rng.h"
 #include "../core/space.h"
+#include "gp-transfer.h"
 #include "gp.h"
 #include "sampler.h"
 
@@ -85,6 +86,7 @@ struct gp_state {
     size_t n_at_fit;      /* complete trials at the last fit */
     double last_acq;      /* acquisition value of the last suggestion */
     struct hpo_gp_stats stats;
+    struct hpo_gp_transfer *transfer; /* warm start (gp-transfer.c); NULL none */
 };
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
@@ -190,6 +192,7 @@ static void gp_destroy(void *state)
         return;
     }
     cache_reset(s);
+    hpo_gp_transfer_free(s->transfer);
     free(s);
 }
 
@@ -251,6 +254,10 @@ static void acq_batch(struct ctx *c, size_t count, const double *xs, double *out
     for (size_t i0 = 0; i0 < count; i0 += BLOCK) {
         size_t b = count - i0 < BLOCK ? count - i0 : BLOCK;
         hpo_gp_predict(&c->s->model, b, &xs[i0 * c->d], mean, var, c->work);
+        if (c->s->transfer != NULL) {
+            (void)hpo_gp_transfer_apply(c->s->transfer, c->s->n_obs, b, &xs[i0 * c->d], mean,
+                    var);
+        }
         for (size_t i = 0; i < b; i++) {
             out[i0 + i] = acq_from(c, mean[i], var[i]);
         }
@@ -296,6 +303,10 @@ static double acq_grad(struct ctx *c, const double *x, double *grad)
 
     c->s->stats.acq_evals++;
     hpo_gp_predict_grad(&c->s->model, x, &mean, &var, c->dmean, c->dvar, c->gwork);
+    if (c->s->transfer != NULL) {
+        (void)hpo_gp_transfer_apply_grad(c->s->transfer, c->s->n_obs, x, &mean, &var, c->dmean,
+                c->dvar);
+    }
     return acq_from_grad(c, mean, var, c->dmean, c->dvar, grad);
 }
 
@@ -892,6 +903,11 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
         ybest = m->y[i] > ybest ? m->y[i] : ybest;
     }
     c->f0 = ybest;
+    if (s->transfer != NULL &&
+            hpo_gp_transfer_residuals(s->transfer, m->x, m->y, 0, s->n_obs, true) < 0) {
+        r = -ENOMEM;
+        goto out;
+    }
     s->stats.model_rows = s->n_obs;
     m->exact_from = SIZE_MAX; /* observed rows all carry the fitted noise */
     if (refit) {
@@ -927,7 +943,12 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
             goto out;
         }
     }
-    r = hpo_gp_extend(m);
+    if (s->transfer != NULL) {
+        r = hpo_gp_transfer_residuals(s->transfer, m->x, m->y, s->n_obs, m->n, false);
+    }
+    if (r == 0) {
+        r = hpo_gp_extend(m);
+    }
     if (r == 0) {
         r = hpo_gp_solve(m);
     }
@@ -1119,7 +1140,21 @@ static int gp_suggest(void *state, const struct hpo_space *space,
             dims[d++] = p;
         }
     }
-    if (n_complete == 0 || n_complete < (size_t)s->n_startup || d == 0) {
+    if (s->transfer != NULL && history->n_trials < hpo_gp_transfer_replays(s->transfer)) {
+        /* Warm start: first the best configuration of each of the last prior studies. */
+        random_point(space, rng, unit_point);
+        (void)hpo_gp_transfer_replay(s->transfer, history->n_trials, unit_point);
+        r = 0;
+        goto out;
+    }
+    if (s->transfer != NULL && d > 0 &&
+            hpo_gp_transfer_prepare(s->transfer, space, dims, d, s->kernel, s->deterministic,
+                    s->warp ? warp_bad_half : NULL) < 0) {
+        /* No prior level for these dims: as cold. */
+        hpo_gp_transfer_free(s->transfer);
+        s->transfer = NULL;
+    }
+    if (n_complete == 0 || (n_complete < (size_t)s->n_startup && s->transfer == NULL) || d == 0) {
         s->stats.random++;
         random_point(space, rng, unit_point);
         r = 0;
@@ -1237,6 +1272,15 @@ out:
     return r;
 }
 
+/* Warm start: stacked residual GPs (docs/ALGORITHMS.md §12.3, gp-transfer.c). */
+static void gp_warm(void *state, const struct hpo_prior *prior)
+{
+    struct gp_state *s = state;
+
+    hpo_gp_transfer_free(s->transfer);
+    s->transfer = hpo_gp_transfer_new(prior);
+}
+
 const struct hpo_sampler_type hpo_sampler_gp = {
     .name = "gp",
     .supports_vectors = false,
@@ -1257,4 +1301,5 @@ const struct hpo_sampler_type hpo_sampler_gp = {
     .describe = gp_describe,
     .suggest = gp_suggest,
     .destroy = gp_destroy,
+    .warm = gp_warm,
 };

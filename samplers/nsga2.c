@@ -147,8 +147,9 @@ static int nsga2_suggest(void *state, const struct hpo_space *space,
         };
         k++;
     }
-    r = hpo_nsga2_child(&opt, trials, k, m, (unsigned)space->dim, seed, (uint64_t)h->n_trials,
-            unit_point, NULL);
+    /* The trial's own number: an enqueued (waiting) trial keeps its generation. */
+    r = hpo_nsga2_child(&opt, trials, k, m, (unsigned)space->dim, seed,
+            (uint64_t)hpo_sampler_asked_number(h), unit_point, NULL);
     if (r < 0) {
         hpo_error_set(err, r, HPO_INTERNAL, NULL, "nsga2: cannot build a child (%d)", r);
     }

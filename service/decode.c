@@ -285,18 +285,18 @@ static int query_int(const struct hpo_service_query *q, const char *key, int64_t
 }
 
 /*
-** GET .../trials: state, limit (1000; CSV: every row), offset, format
+** GET .../trials: state, feasible (true, false), limit (1000; CSV: every row), offset, format
 ** (json, csv; else the Accept header), intermediate (true, false). The body
 ** is not read.
 */
 int hpo__decode_trials_list(const json_t *body, const struct hpo_service_query *q,
         union hpo_service_args *a, struct hpo_error *err)
 {
-    static const char *const allowed[] = { "state", "limit", "offset", "format", "intermediate",
-        NULL };
+    static const char *const allowed[] = { "state", "feasible", "limit", "offset", "format",
+        "intermediate", NULL };
     struct hpo_service_list_args *out = &a->list;
     const char *state = query_get(q, "state"), *format = query_get(q, "format");
-    const char *inter = query_get(q, "intermediate");
+    const char *inter = query_get(q, "intermediate"), *feasible = query_get(q, "feasible");
     const char *accept = q != NULL ? q->accept : NULL;
 
     for (size_t i = 0; q != NULL && i < q->n; i++) {
@@ -316,6 +316,13 @@ int hpo__decode_trials_list(const json_t *body, const struct hpo_service_query *
         if (out->state_filter < 0) {
             return FAIL("state", "state must be waiting, running, complete, pruned or failed");
         }
+    }
+    out->feasible_filter = 0;
+    if (feasible != NULL) {
+        if (strcmp(feasible, "true") != 0 && strcmp(feasible, "false") != 0) {
+            return FAIL("feasible", "feasible must be true or false");
+        }
+        out->feasible_filter = strcmp(feasible, "true") == 0 ? 1 : 2;
     }
     if (query_int(q, "limit", 1000, 1, &out->limit, err) < 0 ||
             query_int(q, "offset", 0, 0, &out->offset, err) < 0) {

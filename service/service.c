@@ -64,6 +64,7 @@ int hpo_service_decode(struct hpo_service_request *req, const struct hpo_service
             return -EINVAL;
         }
         req->state_filter = req->args.list.state_filter;
+        req->feasible_filter = req->args.list.feasible_filter;
         req->limit = req->args.list.limit;
         req->offset = req->args.list.offset;
         req->csv = req->args.list.csv;

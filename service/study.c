@@ -20,7 +20,7 @@
 static const char *const study_keys[] = {
     "name", "direction", "params", "sampler", "pruner", "heartbeat_timeout", "max_retries",
     "max_trials", "user_attrs", "retain_vectors", "objectives", "constraints", "reference_point",
-    NULL,
+    "warm_start", NULL,
 };
 
 static uint64_t random_seed(void)
@@ -90,7 +90,7 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
         s->seed = seed_fallback ? *seed_fallback : random_seed();
     }
     if (s->n_obj > 1 && strcmp(type, "random") != 0 && strcmp(type, "qmc") != 0 &&
-            strcmp(type, "nsga2") != 0) {
+            strcmp(type, "nsga2") != 0 && strcmp(type, "tpe") != 0) {
         json_decref(options);
         return FAIL("sampler.type", "sampler '%s' takes one objective only",
                 s->sampler_type->name);
@@ -477,6 +477,10 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
     if (r < 0) {
         goto fail;
     }
+    r = hpo__warm_parse(s, body, def, err);
+    if (r < 0) {
+        goto fail;
+    }
     hpo_history_init(&s->history, s->space, s->name, s->maximize);
     for (size_t i = 0; i < s->n_obj; i++) {
         s->obj_max[i] = s->obj[i].maximize;
@@ -515,6 +519,7 @@ void hpo__study_free(struct study *s)
     if (s->pruner_type && s->pruner_type->destroy && s->pruner) {
         s->pruner_type->destroy(s->pruner);
     }
+    hpo__warm_free(s); /* after the sampler: it borrowed the prior */
     for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
         free(HPO_BUF_AT(&s->grads, struct pending_gradient, i).data);
         hpo_vector_memory_give(HPO_BUF_AT(&s->grads, struct pending_gradient, i).held);
@@ -697,6 +702,9 @@ json_t *hpo__study_to_json(struct study *s, bool with_params)
                                 t->thin)));
     } else {
         json_object_set_new(o, "best_trial", json_null());
+    }
+    if (s->warm_names != NULL) {
+        json_object_set_new(o, "warm_start", hpo__warm_summary(s));
     }
     if (s->sampler_type->status != NULL) {
         json_t *st = s->sampler_type->status(s->sampler);

@@ -125,6 +125,7 @@ struct hpo_service_stream {
     size_t n_keys;
     bool intermediate;
     int state_filter;
+    int feasible_filter;
     int64_t offset, limit; /* limit -1: all */
     size_t end;            /* the trial count at the start */
     size_t cursor;         /* next trial to look at */
@@ -293,6 +294,24 @@ static void csv_row(struct hpo_service_stream *st, const struct hpo_trial *t)
     csv_end_line(st);
 }
 
+/*
+** A trials list's filters: state (-1 = any), feasible (0 = any; 1 = the trials
+** shown with "feasible": true, i.e. complete and within every constraint (every
+** complete trial when the study has none); 2 = all the others).
+*/
+static bool list_match(const struct study *s, const struct hpo_trial *t, int state_filter,
+        int feasible_filter)
+{
+    if (state_filter >= 0 && (int)t->state != state_filter) {
+        return false;
+    }
+    if (feasible_filter != 0) {
+        bool f = t->state == HPO_STATE_COMPLETE && hpo__trial_feasible(s, t);
+        return f == (feasible_filter == 1);
+    }
+    return true;
+}
+
 int hpo_service_stream_next(struct hpo_service_stream *st, const char **ret, size_t *ret_len)
 {
     st->out.len = 0;
@@ -309,7 +328,7 @@ int hpo_service_stream_next(struct hpo_service_stream *st, const char **ret, siz
         while (st->cursor < st->end && st->out.len < CSV_CHUNK &&
                 (st->limit < 0 || st->emitted < st->limit)) {
             const struct hpo_trial *t = st->s->history.trials[st->cursor++];
-            if (st->state_filter >= 0 && (int)t->state != st->state_filter) {
+            if (!list_match(st->s, t, st->state_filter, st->feasible_filter)) {
                 continue;
             }
             if (st->matched++ < st->offset) {
@@ -356,7 +375,7 @@ void hpo__op_trials_list(struct hpo_service *svc, struct hpo_service_request *re
     }
     for (size_t i = 0; i < h->n_trials; i++) {
         const struct hpo_trial *t = h->trials[i];
-        if (req->state_filter >= 0 && (int)t->state != req->state_filter) {
+        if (!list_match(s, t, req->state_filter, req->feasible_filter)) {
             continue;
         }
         total++;
@@ -378,6 +397,7 @@ void hpo__op_trials_list(struct hpo_service *svc, struct hpo_service_request *re
         st->s = s;
         st->intermediate = req->intermediate;
         st->state_filter = req->state_filter;
+        st->feasible_filter = req->feasible_filter;
         st->offset = req->offset;
         st->limit = req->limit;
         st->end = h->n_trials;

@@ -42,6 +42,13 @@ class OptunaAdapter:
                 return [v - b for v, b in zip(trial.user_attrs["constraints"], limits)]
         if kind == "nsga2":
             sampler = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf)
+        elif kind == "nsga2-indep":
+            # Optuna 3.1 seeds its RandomSampler (first generation, mutations) and the
+            # NSGA-II choices (crossover, tournaments, mutation draws) with the same seed:
+            # two identical MT19937 streams. This variant reseeds the RandomSampler with
+            # an unrelated seed, to show what that correlation does (README).
+            sampler = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf)
+            sampler._random_sampler = optuna.samplers.RandomSampler(seed=(seed + 7919 * 1000003) % 2**32)
         elif kind == "tpe":
             sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=cf)
         elif kind == "random":
@@ -188,10 +195,12 @@ def start_hpod(exe):
 SAMPLERS = {
     "core-nsga2": CoreNsga2Adapter,
     "optuna-nsga2": lambda prob, seed: OptunaAdapter(prob, "nsga2", seed),
+    "optuna-nsga2-indep": lambda prob, seed: OptunaAdapter(prob, "nsga2-indep", seed),
     "optuna-tpe": lambda prob, seed: OptunaAdapter(prob, "tpe", seed),
     "optuna-random": lambda prob, seed: OptunaAdapter(prob, "random", seed),
     "hpod-nsga2": lambda prob, seed: HpodAdapter(prob, "nsga2", seed),
     "hpod-random": lambda prob, seed: HpodAdapter(prob, "random", seed),
+    "hpod-tpe": lambda prob, seed: HpodAdapter(prob, "tpe", seed),
 }
 
 
@@ -215,6 +224,8 @@ def main():
     ap.add_argument("--problems", default="zdt1,zdt2,zdt3,dtlz2,binh_korn")
     ap.add_argument("--samplers", default="optuna-nsga2,optuna-tpe,optuna-random")
     ap.add_argument("--zdt-n", type=int, default=30)
+    ap.add_argument("--json", help="also write every seed's HV to this file "
+                    "({problem: {sampler: [hv per seed]}})")
     ap.add_argument("--hpod", help="hpod binary to start for the hpod-* samplers "
                     "(else $HPOD_URL)")
     args = ap.parse_args()
@@ -237,6 +248,7 @@ def run_all(args):
     print("trials %d, seeds 0..%d, ZDT n = %d; median HV (ratio to true front) [s per run]"
           % (args.trials, args.seeds - 1, args.zdt_n))
     print("%-10s %-8s" % ("problem", "ref") + "".join("%-30s" % s for s in samplers))
+    per_seed = {}
     for pname in args.problems.split(","):
         prob = problems[pname]
         cells = []
@@ -247,10 +259,15 @@ def run_all(args):
                 hvs.append(hv)
                 secs.append(dt)
             med = statistics.median(hvs)
+            per_seed.setdefault(pname, {})[sname] = hvs
             cells.append("%-30s" % ("%.6g (%.4f) [%.1f]" % (med, med / prob.true_hv,
                                                             statistics.mean(secs))))
         print("%-10s %-8s" % (pname, ",".join("%g" % r for r in prob.ref)) + "".join(cells),
               flush=True)
+        if args.json:
+            import json
+            with open(args.json, "w") as f:
+                json.dump(per_seed, f)
 
 
 if __name__ == "__main__":

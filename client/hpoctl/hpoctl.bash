@@ -23,7 +23,7 @@ _hpoctl_studies()
 _hpoctl()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=
-    local commands="studies study ask tell report trials best enqueue attrs run backup help"
+    local commands="studies study ask tell report trials best pareto enqueue attrs run backup help"
     local global="--url --token --json --help --version"
     local cmd= sub= i npos=0 word
     ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
@@ -34,7 +34,7 @@ _hpoctl()
         word=${COMP_WORDS[i]}
         case $word in
             --) [[ $cmd == run ]] && { COMPREPLY=($(compgen -c -f -- "$cur" | sort -u)); return 0; } ;;
-            --url|--token|--state|-f|--file|-n|-j|--timeout|--max-failures|--progress|-p|--param|--attr|--unset)
+            --url|--token|--state|-f|--file|-n|-j|--timeout|--max-failures|--progress|-p|--param|--attr|--unset|--value|--constraint|--objective|--feasible)
                 ((i++)) ;;
             -*) ;;
             *)
@@ -50,8 +50,10 @@ _hpoctl()
 
     case $prev in
         --url) COMPREPLY=($(compgen -W "http://127.0.0.1:8080" -- "$cur")); return 0 ;;
-        --token|-n|-j|--timeout|--max-failures|--progress|--attr|--unset) return 0 ;;
+        --token|-n|-j|--timeout|--max-failures|--progress|--attr|--unset|--value|--constraint) return 0 ;;
         --state) COMPREPLY=($(compgen -W "waiting running complete pruned failed" -- "$cur")); return 0 ;;
+        --feasible) COMPREPLY=($(compgen -W "true false" -- "$cur")); return 0 ;;
+        --objective) return 0 ;;
         -f|--file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         -p|--param) return 0 ;;
     esac
@@ -67,9 +69,9 @@ _hpoctl()
 
     local opts=""
     case $cmd in
-        trials) opts+=" --state --csv" ;;
-        tell) opts+=" --failed --pruned" ;;
-        study) [[ $sub == create ]] && opts+=" -f" ;;
+        trials) opts+=" --state --feasible --csv" ;;
+        tell) opts+=" --failed --pruned --value --constraint" ;;
+        study) [[ $sub == create ]] && opts+=" -f --objective --constraint" ;;
         enqueue) opts+=" --param --attr" ;;
         attrs) opts+=" --unset" ;;
         run) opts+=" -n -j --timeout --max-failures --progress --" ;;
@@ -91,7 +93,7 @@ _hpoctl()
             ;;
         backup)
             ((npos == 0)) && COMPREPLY=($(compgen -f -- "$cur")) ;;
-        ask|tell|report|trials|best|enqueue|attrs|run)
+        ask|tell|report|trials|best|pareto|enqueue|attrs|run)
             ((npos == 0)) && COMPREPLY=($(compgen -W "$(_hpoctl_studies)" -- "$cur")) ;;
     esac
     return 0

@@ -23,15 +23,19 @@ static const char usage_text[] =
         "\n"
         "Commands:\n"
         "  studies                          list studies with their trial counts\n"
-        "  study create -f SPEC.json        create a study (or get the identical one); -f - reads stdin\n"
+        "  study create -f SPEC.json [--objective NAME[:DIR]]... [--constraint NAME:BOUNDS]...\n"
+        "                                   create a study (or get the identical one); -f - reads stdin\n"
         "  study show NAME                  show a study's definition and summary\n"
         "  study delete NAME                delete a study and its trials\n"
         "  ask STUDY                        start a trial and print its params\n"
         "  tell STUDY N VALUE|--failed|--pruned\n"
+        "  tell STUDY N --value NAME=V... [--constraint NAME=V]...\n"
         "                                   finish trial N\n"
         "  report STUDY N STEP VALUE        report an intermediate value; prints prune or continue\n"
-        "  trials STUDY [--state S] [--csv] list trials\n"
-        "  best STUDY                       show the best complete trial\n"
+        "  trials STUDY [--state S] [--feasible B] [--csv]\n"
+        "                                   list trials\n"
+        "  best STUDY                       show the best trial (several objectives: the front)\n"
+        "  pareto STUDY                     show the Pareto front and its hypervolume\n"
         "  enqueue STUDY -p NAME=VALUE...   queue a configuration to try next\n"
         "  attrs STUDY [N] [KEY=VALUE...] [--unset KEY]...\n"
         "                                   show or set user attrs of a study or trial N\n"
@@ -68,13 +72,19 @@ static const struct command_help command_helps[] = {
             "waiting, running, complete, pruned, failed) and the best value.\n"
             "With --json, the daemon's answer ({\"studies\": [...]}).\n" },
     { "study",
-            "Usage: hpoctl study create -f SPEC.json\n"
+            "Usage: hpoctl study create -f SPEC.json [--objective NAME[:minimize|maximize]]...\n"
+            "                           [--constraint NAME:min=A[,max=B]]...\n"
             "       hpoctl study show NAME\n"
             "       hpoctl study delete NAME\n"
             "\n"
             "create  create the study defined in SPEC.json (-f - reads standard input);\n"
             "        the same definition again prints 'exists (identical)', another one\n"
-            "        under the same name is a conflict error\n"
+            "        under the same name is a conflict error.\n"
+            "        --objective NAME[:DIR]  an objective, in order (DIR minimize by default);\n"
+            "                                sets the spec's \"objectives\"\n"
+            "        --constraint NAME:BOUNDS  a constraint; BOUNDS is min=A, max=B or\n"
+            "                                min=A,max=B; sets the spec's \"constraints\"\n"
+            "        (the spec must not have the key a flag sets)\n"
             "show    the definition with every default filled in, trial counts, best\n"
             "        trial and a table of the params\n"
             "delete  delete the study and all its trials\n" },
@@ -85,10 +95,14 @@ static const struct command_help command_helps[] = {
             "number and params. Finish it with 'hpoctl tell'.\n" },
     { "tell",
             "Usage: hpoctl tell STUDY N VALUE\n"
+            "       hpoctl tell STUDY N --value V [--constraint NAME=V]...\n"
+            "       hpoctl tell STUDY N --value NAME=V... [--constraint NAME=V]...\n"
             "       hpoctl tell STUDY N --failed|--pruned\n"
             "\n"
             "Finish trial N: complete it with VALUE (negative numbers are fine), or mark\n"
             "it failed or pruned (a pruned trial's value is its last intermediate value).\n"
+            "With several objectives give each as --value NAME=V; --constraint NAME=V\n"
+            "tells a constraint's value (an untold constraint makes the trial infeasible).\n"
             "The same result again succeeds; another result is a conflict error.\n" },
     { "report",
             "Usage: hpoctl report STUDY N STEP VALUE\n"
@@ -97,16 +111,26 @@ static const struct command_help command_helps[] = {
             "and print the pruner's decision: 'prune' or 'continue' (exit status 0\n"
             "either way).\n" },
     { "trials",
-            "Usage: hpoctl trials STUDY [--state STATE] [--csv]\n"
+            "Usage: hpoctl trials STUDY [--state STATE] [--feasible true|false] [--csv]\n"
             "\n"
-            "List the trials in order of number: number, state, value and one column\n"
-            "per param (floats rounded to 6 digits; --json and --csv are exact).\n"
-            "--state STATE  only waiting, running, complete, pruned or failed trials\n"
-            "--csv          the daemon's CSV export\n" },
+            "List the trials in order of number: number, state, value (with several\n"
+            "objectives one column each; with constraints one column each and FEASIBLE)\n"
+            "and one column per param (floats rounded to 6 digits; --json and --csv are\n"
+            "exact).\n"
+            "--state STATE     only waiting, running, complete, pruned or failed trials\n"
+            "--feasible true   only complete trials within every constraint; false: the others\n"
+            "--csv             the daemon's CSV export\n" },
     { "best",
             "Usage: hpoctl best STUDY\n"
             "\n"
-            "Print the best complete trial: number, value and params.\n" },
+            "Print the best complete trial: number, value and params. With several\n"
+            "objectives, the feasible Pareto front: a table of number, each objective,\n"
+            "each constraint and FEASIBLE, in order of number.\n" },
+    { "pareto",
+            "Usage: hpoctl pareto STUDY\n"
+            "\n"
+            "Print the feasible Pareto front (as 'best' does for several objectives; one\n"
+            "objective: every best trial), then its hypervolume and reference point.\n" },
     { "enqueue",
             "Usage: hpoctl enqueue STUDY -p NAME=VALUE [-p NAME=VALUE...] [--attr KEY=VALUE...]\n"
             "\n"
@@ -133,6 +157,8 @@ static const struct command_help command_helps[] = {
             "{name} placeholders in ARGS ({trial} and {study} too); PYTHONUNBUFFERED=1\n"
             "is set. CMD prints 'hpo: report STEP VALUE' per step (pruned trials are\n"
             "killed) and 'hpo: value V' at the end; a non-zero exit fails the trial.\n"
+            "With several objectives CMD prints 'hpo: value NAME V' for each (a trial\n"
+            "missing one fails), and 'hpo: constraint NAME V' for constraints.\n"
             "-n N              stop after N trials (default: until exhausted)\n"
             "-j J              commands at once (default 1)\n"
             "--timeout S       fail a trial whose command runs longer than S seconds\n"
@@ -199,11 +225,20 @@ struct args {
     int nattrs;
     const char *unset[MAX_LIST]; /* --unset KEY */
     int nunset;
+    const char *values[MAX_LIST]; /* --value [NAME=]V */
+    int nvalues;
+    const char *constraints[MAX_LIST]; /* --constraint NAME=V (tell), NAME:BOUNDS (create) */
+    int nconstraints;
+    const char *objectives[MAX_LIST]; /* --objective NAME[:DIR] */
+    int nobjectives;
+    const char *feasible;
     char **cmd; /* after "--" */
     int ncmd;
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int parse_double(const char *s, double *ret);
+static void print_front(const json_t *trials, bool state, bool params);
 
 static int usage_error(const char *fmt, ...)
 {
@@ -281,7 +316,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 {
     static const char *const valued[] = { "--url", "--token", "--state", "-f", "--file", "-n",
         "-j", "--timeout", "--max-failures", "--progress", "-p", "--param", "--attr",
-        "--unset", "--cacert" };
+        "--unset", "--cacert", "--value", "--constraint", "--objective", "--feasible" };
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -370,8 +405,20 @@ static int parse_args(int argc, char **argv, struct args *a)
             case 13:
                 r = list_add(a->unset, &a->nunset, v, "--unset");
                 break;
-            default:
+            case 14:
                 slot = &a->cacert;
+                break;
+            case 15:
+                r = list_add(a->values, &a->nvalues, v, "--value");
+                break;
+            case 16:
+                r = list_add(a->constraints, &a->nconstraints, v, "--constraint");
+                break;
+            case 17:
+                r = list_add(a->objectives, &a->nobjectives, v, "--objective");
+                break;
+            default:
+                slot = &a->feasible;
                 break;
             }
             if (slot != NULL) {
@@ -481,6 +528,10 @@ static void format_exact(char *buf, size_t size, double x)
 {
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, size, "%.*g", prec, x);
+        /* 10 is "10", not "1e+01": no exponent for magnitudes %f writes plainly. */
+        if (strchr(buf, 'e') != NULL && fabs(x) >= 1e-4 && fabs(x) < 1e16 && prec < 17) {
+            continue;
+        }
         if (strtod(buf, NULL) == x) {
             return;
         }
@@ -637,7 +688,13 @@ static int cmd_studies(struct hpo_client *c, const struct args *a)
         json_t *trials = json_object_get(s, "trials");
         json_t *best = json_object_get(s, "best_trial");
         table_add(&t, cell(json_object_get(s, "name"), true));
-        table_add(&t, cell(json_object_get(s, "direction"), true));
+        if (json_object_get(s, "direction") == NULL &&
+                json_array_size(json_object_get(s, "objectives")) > 1) {
+            table_add(&t, xprintf("%zu objectives",
+                                  json_array_size(json_object_get(s, "objectives"))));
+        } else {
+            table_add(&t, cell(json_object_get(s, "direction"), true));
+        }
         table_add(&t, cell(json_object_get(json_object_get(s, "sampler"), "type"), true));
         table_add(&t, cell(json_object_get(json_object_get(s, "pruner"), "type"), true));
         table_add(&t, cell(json_object_get(trials, "total"), true));
@@ -646,7 +703,12 @@ static int cmd_studies(struct hpo_client *c, const struct args *a)
         table_add(&t, cell(json_object_get(trials, "complete"), true));
         table_add(&t, cell(json_object_get(trials, "pruned"), true));
         table_add(&t, cell(json_object_get(trials, "failed"), true));
-        table_add(&t, cell(json_object_get(best, "value"), false));
+        if (json_is_array(json_object_get(s, "best_trials"))) {
+            table_add(&t, xprintf("front of %zu",
+                                  json_array_size(json_object_get(s, "best_trials"))));
+        } else {
+            table_add(&t, cell(json_object_get(best, "value"), false));
+        }
     }
     table_print(&t, "");
     table_free(&t);
@@ -790,6 +852,108 @@ static void print_study(const json_t *s)
     }
 }
 
+/* "NAME[:minimize|maximize]" as {"name", "direction"}; NULL after a usage error. */
+static json_t *objective_flag(const char *arg)
+{
+    const char *colon = strchr(arg, ':');
+    const char *dir = colon ? colon + 1 : "minimize";
+    size_t len = colon ? (size_t)(colon - arg) : strlen(arg);
+
+    if (len == 0 || (strcmp(dir, "minimize") != 0 && strcmp(dir, "maximize") != 0)) {
+        usage_error("--objective '%s': expected NAME or NAME:minimize or NAME:maximize", arg);
+        return NULL;
+    }
+    return json_pack("{s:s%,s:s}", "name", arg, len, "direction", dir);
+}
+
+/* "NAME:min=A", "NAME:max=B" or "NAME:min=A,max=B" as {"name", "min", "max"}; NULL: usage error. */
+static json_t *constraint_flag(const char *arg)
+{
+    const char *colon = strchr(arg, ':');
+    json_t *o;
+    char *bounds, *save = NULL;
+
+    if (colon == NULL || colon == arg || colon[1] == '\0') {
+        usage_error("--constraint '%s': expected NAME:min=A, NAME:max=B or NAME:min=A,max=B",
+                arg);
+        return NULL;
+    }
+    o = json_pack("{s:s%}", "name", arg, (size_t)(colon - arg));
+    bounds = xstrdup(colon + 1);
+    for (char *part = strtok_r(bounds, ",", &save); part != NULL;
+            part = strtok_r(NULL, ",", &save)) {
+        double x;
+        bool is_min = strncmp(part, "min=", 4) == 0, is_max = strncmp(part, "max=", 4) == 0;
+
+        if ((!is_min && !is_max) || parse_double(part + 4, &x) < 0 || !isfinite(x) ||
+                json_object_get(o, is_min ? "min" : "max") != NULL) {
+            usage_error("--constraint '%s': expected NAME:min=A, NAME:max=B or "
+                        "NAME:min=A,max=B (finite numbers)", arg);
+            free(bounds);
+            json_decref(o);
+            return NULL;
+        }
+        json_object_set_new(o, is_min ? "min" : "max", json_real(x));
+    }
+    free(bounds);
+    return o;
+}
+
+/* `study create` flags: set the spec's "objectives" / "constraints" (text replaced). */
+static int spec_with_flags(const struct args *a, char **spec)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(*spec, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *list;
+    char *text;
+
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return usage_error("--objective/--constraint: %s is not a JSON object", a->file);
+    }
+    if ((a->nobjectives > 0 && json_object_get(root, "objectives") != NULL) ||
+            (a->nconstraints > 0 && json_object_get(root, "constraints") != NULL)) {
+        json_decref(root);
+        return usage_error("%s already has the \"objectives\" or \"constraints\" that "
+                           "--objective/--constraint would set", a->file);
+    }
+    if (a->nobjectives > 0) {
+        list = json_array();
+        for (int k = 0; k < a->nobjectives; k++) {
+            json_t *o = objective_flag(a->objectives[k]);
+            if (o == NULL) {
+                json_decref(list);
+                json_decref(root);
+                return HPOCTL_EXIT_USAGE;
+            }
+            json_array_append_new(list, o);
+        }
+        json_object_set_new(root, "objectives", list);
+    }
+    if (a->nconstraints > 0) {
+        list = json_array();
+        for (int k = 0; k < a->nconstraints; k++) {
+            json_t *o = constraint_flag(a->constraints[k]);
+            if (o == NULL) {
+                json_decref(list);
+                json_decref(root);
+                return HPOCTL_EXIT_USAGE;
+            }
+            json_array_append_new(list, o);
+        }
+        json_object_set_new(root, "constraints", list);
+    }
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (text == NULL) {
+        fputs("hpoctl: out of memory\n", stderr);
+        return HPOCTL_EXIT_API;
+    }
+    free(*spec);
+    *spec = text;
+    return 0;
+}
+
 static int cmd_study(struct hpo_client *c, const struct args *a)
 {
     struct hpo_client_error err;
@@ -806,11 +970,19 @@ static int cmd_study(struct hpo_client *c, const struct args *a)
         int r;
 
         if (a->file == NULL || a->npos != 2) {
-            return usage_error("usage: hpoctl study create -f SPEC.json");
+            return usage_error("usage: hpoctl study create -f SPEC.json [--objective NAME[:DIR]]..."
+                               " [--constraint NAME:BOUNDS]...");
         }
         spec = read_file(a->file);
         if (spec == NULL) {
             return HPOCTL_EXIT_API;
+        }
+        if (a->nobjectives > 0 || a->nconstraints > 0) {
+            r = spec_with_flags(a, &spec);
+            if (r != 0) {
+                free(spec);
+                return r;
+            }
         }
         r = hpo_client_study_create(c, spec, &created, &body, &err);
         free(spec);
@@ -831,6 +1003,9 @@ static int cmd_study(struct hpo_client *c, const struct args *a)
         }
         json_decref(root);
         return HPOCTL_EXIT_OK;
+    }
+    if ((a->nobjectives > 0 || a->nconstraints > 0) && strcmp(sub, "create") != 0) {
+        return usage_error("--objective and --constraint belong to 'study create'");
     }
     if (strcmp(sub, "show") == 0 || strcmp(sub, "delete") == 0) {
         if (a->npos != 3) {
@@ -890,6 +1065,25 @@ static void print_trial(const char *json_text, bool as_json)
         char *val = cell(json_object_get(root, "value"), true);
         printf(" value %s", val);
         free(val);
+    } else if (json_object_size(json_object_get(root, "values")) > 0) {
+        fputs(" values", stdout);
+        json_object_foreach(json_object_get(root, "values"), key, v) {
+            char *val = cell(v, true);
+            printf(" %s=%s", key, val);
+            free(val);
+        }
+    }
+    if (json_object_size(json_object_get(root, "constraints")) > 0) {
+        fputs(" constraints", stdout);
+        json_object_foreach(json_object_get(root, "constraints"), key, v) {
+            char *val = cell(v, true);
+            printf(" %s=%s", key, val);
+            free(val);
+        }
+    }
+    if (json_is_false(json_object_get(root, "feasible")) &&
+            strcmp(json_string_value(json_object_get(root, "state")), "complete") == 0) {
+        fputs(" infeasible", stdout);
     }
     putchar('\n');
     params = json_object_get(root, "params");
@@ -955,17 +1149,81 @@ static int cmd_ask(struct hpo_client *c, const struct args *a)
     return trial_command(c, a, "ask", "usage: hpoctl ask STUDY", hpo_client_ask);
 }
 
+/*
+** Split "NAME=V" (V a finite number) into names[k] (new) and vals[k]; a bare
+** "V" when `bare_ok` gives a NULL name. Returns 0 or a usage error's exit code.
+*/
+static int named_number_arg(const char *arg, const char *opt, bool bare_ok, char **ret_name,
+        double *ret_value)
+{
+    const char *text = arg;
+    char *name = NULL;
+    const char *eq = strchr(arg, '=');
+
+    if (eq != NULL) {
+        name = xmalloc((size_t)(eq - arg) + 1);
+        memcpy(name, arg, (size_t)(eq - arg));
+        name[eq - arg] = '\0';
+        text = eq + 1;
+    }
+    if (name == NULL && !bare_ok) {
+        return usage_error("%s '%s': expected NAME=VALUE", opt, arg);
+    }
+    if ((name != NULL && name[0] == '\0') || parse_double(text, ret_value) < 0 ||
+            !isfinite(*ret_value)) {
+        free(name);
+        return usage_error("%s '%s': expected %sa finite number", opt, arg,
+                bare_ok ? "[NAME=]" : "NAME=");
+    }
+    *ret_name = name;
+    return 0;
+}
+
+/* `tell --value ... --constraint ...`: objectives (named, or one bare value) and constraints. */
+static int tell_values(struct hpo_client *c, const struct args *a, int64_t number,
+        struct hpo_client_error *err, int *ret_rc)
+{
+    char *names[MAX_LIST] = { NULL }, *cnames[MAX_LIST] = { NULL };
+    double vals[MAX_LIST], cvals[MAX_LIST];
+    int nbare = 0, rc = 0, r = 0;
+
+    for (int k = 0; k < a->nvalues && rc == 0; k++) {
+        rc = named_number_arg(a->values[k], "--value", true, &names[k], &vals[k]);
+        nbare += rc == 0 && names[k] == NULL;
+    }
+    if (rc == 0 && nbare > 0 && a->nvalues > 1) {
+        rc = usage_error("--value V (no name) is the one-objective form: give it once, or "
+                         "name every objective (--value NAME=V)");
+    }
+    for (int k = 0; k < a->nconstraints && rc == 0; k++) {
+        rc = named_number_arg(a->constraints[k], "--constraint", false, &cnames[k], &cvals[k]);
+    }
+    if (rc == 0) {
+        r = hpo_client_tell_values(c, a->pos[1], number,
+                nbare > 0 ? NULL : (const char *const *)names, vals, (size_t)a->nvalues,
+                (const char *const *)cnames, cvals, (size_t)a->nconstraints, err);
+    }
+    for (int k = 0; k < MAX_LIST; k++) {
+        free(names[k]);
+        free(cnames[k]);
+    }
+    *ret_rc = rc;
+    return r;
+}
+
 static int cmd_tell(struct hpo_client *c, const struct args *a)
 {
     struct hpo_client_error err;
     struct hpo_trial *t;
     int64_t number;
     double value = 0;
-    int nres = (a->failed ? 1 : 0) + (a->pruned ? 1 : 0) + (a->npos == 4 ? 1 : 0);
+    int nres = (a->failed ? 1 : 0) + (a->pruned ? 1 : 0) + (a->npos == 4 ? 1 : 0) +
+            (a->nvalues > 0 ? 1 : 0);
     int r;
 
-    if (a->npos < 3 || a->npos > 4 || nres != 1) {
-        return usage_error("usage: hpoctl tell STUDY N VALUE|--failed|--pruned");
+    if (a->npos < 3 || a->npos > 4 || nres != 1 || (a->nconstraints > 0 && a->nvalues == 0)) {
+        return usage_error("usage: hpoctl tell STUDY N VALUE|--failed|--pruned|"
+                           "--value [NAME=]V... [--constraint NAME=V]...");
     }
     if (parse_int64(a->pos[2], &number) < 0 || number < 0) {
         return usage_error("trial number '%s' is not an integer >= 0", a->pos[2]);
@@ -973,7 +1231,14 @@ static int cmd_tell(struct hpo_client *c, const struct args *a)
     if (a->npos == 4 && parse_double(a->pos[3], &value) < 0) {
         return usage_error("value '%s' is not a number", a->pos[3]);
     }
-    if (a->failed) {
+    if (a->nvalues > 0) {
+        int rc = 0;
+
+        r = tell_values(c, a, number, &err, &rc);
+        if (rc != 0) {
+            return rc;
+        }
+    } else if (a->failed) {
         r = hpo_client_tell_failed(c, a->pos[1], number, &err);
     } else if (a->pruned) {
         r = hpo_client_tell_pruned(c, a->pos[1], number, &err);
@@ -1038,6 +1303,21 @@ static bool valid_state(const char *s)
     return false;
 }
 
+/* Whether trials carry several objectives or constraints (a table column each, not VALUE). */
+static bool trials_have_results(const json_t *trials)
+{
+    size_t i;
+    json_t *tr;
+
+    json_array_foreach(trials, i, tr) {
+        if (json_object_get(tr, "constraints") != NULL ||
+                json_object_size(json_object_get(tr, "values")) > 1) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int cmd_trials(struct hpo_client *c, const struct args *a)
 {
     const size_t page = 1000;
@@ -1053,11 +1333,16 @@ static int cmd_trials(struct hpo_client *c, const struct args *a)
     if (a->state != NULL && !valid_state(a->state)) {
         return usage_error("--state must be waiting, running, complete, pruned or failed");
     }
+    if (a->feasible != NULL && strcmp(a->feasible, "true") != 0 &&
+            strcmp(a->feasible, "false") != 0) {
+        return usage_error("--feasible must be true or false");
+    }
     if (a->csv && a->json) {
         return usage_error("--csv and --json exclude each other");
     }
     study = escape(a->pos[1]);
-    filter = a->state ? xprintf("&state=%s", a->state) : xstrdup("");
+    filter = xprintf("%s%s%s%s", a->state ? "&state=" : "", a->state ? a->state : "",
+            a->feasible ? "&feasible=" : "", a->feasible ? a->feasible : "");
     all = json_array();
     /* Page through in order of number; `total` says when we have them all. */
     for (size_t offset = 0;; offset += page) {
@@ -1101,6 +1386,8 @@ static int cmd_trials(struct hpo_client *c, const struct args *a)
         json_t *out = json_pack("{s:O,s:I}", "trials", all, "total", total);
         print_json(out);
         json_decref(out);
+    } else if (rc == HPOCTL_EXIT_OK && trials_have_results(all)) {
+        print_front(all, true, true);
     } else if (rc == HPOCTL_EXIT_OK) {
         /* Columns: number, state, value, then every param name seen, in order. */
         json_t *names = json_array();
@@ -1217,9 +1504,184 @@ static int cmd_backup(struct hpo_client *c, const struct args *a)
     return HPOCTL_EXIT_OK;
 }
 
+/* Append the keys of trials[*].field (objects) to `names`, first seen first. */
+static void collect_keys(const json_t *trials, const char *field, json_t *names)
+{
+    size_t i, k;
+    json_t *tr, *n;
+
+    json_array_foreach(trials, i, tr) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(json_object_get(tr, field), key, v) {
+            bool seen = false;
+
+            json_array_foreach(names, k, n) {
+                seen = seen || strcmp(json_string_value(n), key) == 0;
+            }
+            if (!seen) {
+                json_array_append_new(names, json_string(key));
+            }
+        }
+    }
+}
+
+/*
+** A table of trials with several objectives or constraints: NUMBER, [STATE],
+** one column per objective (their "values"), per constraint, and FEASIBLE
+** when the trials carry it; then the params when `params`.
+*/
+static void print_front(const json_t *trials, bool state, bool params)
+{
+    json_t *objs = json_array(), *cons = json_array(), *pnames = json_array();
+    bool feasible = false;
+    struct table t = { 0 };
+    size_t i, k;
+    json_t *tr, *n;
+
+    collect_keys(trials, "values", objs);
+    collect_keys(trials, "constraints", cons);
+    if (params) {
+        collect_keys(trials, "params", pnames);
+    }
+    json_array_foreach(trials, i, tr) {
+        feasible = feasible || json_is_boolean(json_object_get(tr, "feasible"));
+    }
+    t.ncols = 1 + (state ? 1 : 0) + json_array_size(objs) + json_array_size(cons) +
+            (feasible ? 1 : 0) + json_array_size(pnames);
+    table_add(&t, xstrdup("NUMBER"));
+    if (state) {
+        table_add(&t, xstrdup("STATE"));
+    }
+    json_array_foreach(objs, k, n) {
+        table_add(&t, xstrdup(json_string_value(n)));
+    }
+    json_array_foreach(cons, k, n) {
+        table_add(&t, xstrdup(json_string_value(n)));
+    }
+    if (feasible) {
+        table_add(&t, xstrdup("FEASIBLE"));
+    }
+    json_array_foreach(pnames, k, n) {
+        table_add(&t, xstrdup(json_string_value(n)));
+    }
+    json_array_foreach(trials, i, tr) {
+        table_add(&t, cell(json_object_get(tr, "number"), true));
+        if (state) {
+            table_add(&t, cell(json_object_get(tr, "state"), true));
+        }
+        json_array_foreach(objs, k, n) {
+            table_add(&t, cell(json_object_get(json_object_get(tr, "values"),
+                                       json_string_value(n)),
+                    false));
+        }
+        json_array_foreach(cons, k, n) {
+            table_add(&t, cell(json_object_get(json_object_get(tr, "constraints"),
+                                       json_string_value(n)),
+                    false));
+        }
+        if (feasible) {
+            table_add(&t, cell(json_object_get(tr, "feasible"), true));
+        }
+        json_array_foreach(pnames, k, n) {
+            table_add(&t, cell(json_object_get(json_object_get(tr, "params"),
+                                       json_string_value(n)),
+                    false));
+        }
+    }
+    table_print(&t, "");
+    table_free(&t);
+    json_decref(objs);
+    json_decref(cons);
+    json_decref(pnames);
+}
+
+/* GET .../best or .../pareto of the study named by pos[1]; NULL after printing the error. */
+static json_t *get_study_json(struct hpo_client *c, const struct args *a, const char *what)
+{
+    char *study = escape(a->pos[1]);
+    char *path = xprintf("/v1/studies/%s/%s", study, what);
+    json_t *root = get_json(c, path, what);
+
+    free(path);
+    free(study);
+    return root;
+}
+
 static int cmd_best(struct hpo_client *c, const struct args *a)
 {
-    return trial_command(c, a, "best", "usage: hpoctl best STUDY", hpo_client_best);
+    json_t *root, *trials;
+
+    if (a->npos != 2) {
+        return usage_error("usage: hpoctl best STUDY");
+    }
+    root = get_study_json(c, a, "best");
+    if (root == NULL) {
+        return HPOCTL_EXIT_API;
+    }
+    trials = json_object_get(root, "trials");
+    if (a->json) {
+        print_json(root);
+    } else if (!json_is_array(trials)) {
+        /* One objective: the best trial, as before. */
+        char *text = json_dumps(root, JSON_COMPACT);
+        if (text != NULL) {
+            print_trial(text, false);
+            free(text);
+        }
+    } else if (json_array_size(trials) == 0) {
+        puts("no feasible complete trial yet");
+    } else {
+        print_front(trials, false, false);
+    }
+    json_decref(root);
+    return HPOCTL_EXIT_OK;
+}
+
+static int cmd_pareto(struct hpo_client *c, const struct args *a)
+{
+    json_t *root, *trials, *ref;
+    char *hv;
+
+    if (a->npos != 2) {
+        return usage_error("usage: hpoctl pareto STUDY");
+    }
+    root = get_study_json(c, a, "pareto");
+    if (root == NULL) {
+        return HPOCTL_EXIT_API;
+    }
+    if (a->json) {
+        print_json(root);
+        json_decref(root);
+        return HPOCTL_EXIT_OK;
+    }
+    trials = json_object_get(root, "trials");
+    if (json_array_size(trials) == 0) {
+        puts("no feasible complete trial yet");
+    } else {
+        print_front(trials, false, false);
+    }
+    hv = cell(json_object_get(root, "hypervolume"), true);
+    printf("hypervolume: %s\n", hv);
+    free(hv);
+    ref = json_object_get(root, "reference_point");
+    if (json_is_object(ref)) {
+        const char *key;
+        json_t *v;
+
+        fputs("reference point:", stdout);
+        json_object_foreach(ref, key, v) {
+            char *text = cell(v, true);
+            printf(" %s=%s", key, text);
+            free(text);
+        }
+        putchar('\n');
+    } else {
+        puts("reference point: -");
+    }
+    json_decref(root);
+    return HPOCTL_EXIT_OK;
 }
 
 /* Split "KEY=VALUE" into a new key and a borrowed value; NULL without '=' or key. */
@@ -1624,8 +2086,17 @@ int main(int argc, char **argv)
         a.token = getenv("HPOD_TOKEN");
     }
     /* Options that belong to one command only are usage errors elsewhere. */
-    if ((a.csv || a.state) && strcmp(cmd, "trials") != 0) {
-        return usage_error("--csv and --state are options of 'trials'");
+    if ((a.csv || a.state || a.feasible) && strcmp(cmd, "trials") != 0) {
+        return usage_error("--csv, --state and --feasible are options of 'trials'");
+    }
+    if (a.nvalues && strcmp(cmd, "tell") != 0) {
+        return usage_error("--value belongs to 'tell'");
+    }
+    if (a.nconstraints && strcmp(cmd, "tell") != 0 && strcmp(cmd, "study") != 0) {
+        return usage_error("--constraint belongs to 'tell' and 'study create'");
+    }
+    if (a.nobjectives && strcmp(cmd, "study") != 0) {
+        return usage_error("--objective belongs to 'study create'");
     }
     if ((a.failed || a.pruned) && strcmp(cmd, "tell") != 0) {
         return usage_error("--failed and --pruned are options of 'tell'");
@@ -1667,6 +2138,8 @@ int main(int argc, char **argv)
         rc = cmd_trials(c, &a);
     } else if (strcmp(cmd, "best") == 0) {
         rc = cmd_best(c, &a);
+    } else if (strcmp(cmd, "pareto") == 0) {
+        rc = cmd_pareto(c, &a);
     } else if (strcmp(cmd, "enqueue") == 0) {
         rc = cmd_enqueue(c, &a);
     } else if (strcmp(cmd, "attrs") == 0) {

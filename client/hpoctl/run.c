@@ -36,6 +36,9 @@
 #define KILL_GRACE_MS 2000
 /* Distinct failure reasons kept for the summary (the rest count as "other"). */
 #define MAX_REASONS 8
+/* The most objectives (8) and constraints (64) a study declares (docs/API.md). */
+#define MAX_OBJECTIVES 8
+#define MAX_CONSTRAINTS 64
 /* How often the terminal status line is redrawn at most. */
 #define STATUS_REDRAW_MS 200
 
@@ -59,6 +62,9 @@ struct job {
     size_t line_len;
     bool have_value;
     double value;
+    /* "hpo: value NAME V" and "hpo: constraint NAME V", by the study's order; NaN: not told. */
+    double values[MAX_OBJECTIVES];
+    double constraints[MAX_CONSTRAINTS];
     int64_t started_ms;
     int64_t deadline_ms;   /* timeout; 0 = none */
     int64_t heartbeat_ms;  /* next heartbeat */
@@ -84,6 +90,13 @@ struct run {
     int interrupts;
     int rc;
     bool maximize;            /* the study's direction, for "best so far" */
+    /*
+    ** The study's objectives and constraints (names owned). A study shown
+    ** without "objectives" (a 1.0 daemon) has n_obj 0: plain values only.
+    */
+    size_t n_obj, n_cons;
+    char *obj_names[MAX_OBJECTIVES];
+    char *cons_names[MAX_CONSTRAINTS];
     /* What this run's trials came to. */
     int64_t n_complete;
     int64_t n_pruned;
@@ -317,8 +330,11 @@ static void handle_line(struct run *r, struct job *j, char *line)
     int64_t step;
     double value;
     bool prune = false;
+    const char *name = NULL;
+    size_t len = 0;
+    enum hpoctl_line_kind kind = hpoctl_parse_line_named(line, &step, &value, &name, &len);
 
-    switch (hpoctl_parse_line(line, &step, &value)) {
+    switch (kind) {
     case HPOCTL_LINE_OTHER:
         status_clear(r);
         if (r->o->jobs > 1) {
@@ -334,9 +350,45 @@ static void handle_line(struct run *r, struct job *j, char *line)
                 (long long)j->number, line);
         return;
     case HPOCTL_LINE_VALUE:
+        if (r->n_obj > 1) {
+            status_clear(r);
+            fprintf(stderr, "hpoctl: trial %lld: ignoring '%s': the study has several "
+                            "objectives, name one ('hpo: value NAME V')\n",
+                    (long long)j->number, line);
+            return;
+        }
         j->have_value = true;
         j->value = value;
+        if (r->n_obj == 1) {
+            j->values[0] = value;
+        }
         return;
+    case HPOCTL_LINE_NAMED_VALUE:
+    case HPOCTL_LINE_CONSTRAINT: {
+        bool is_value = kind == HPOCTL_LINE_NAMED_VALUE;
+        size_t n = is_value ? r->n_obj : r->n_cons;
+        char *const *names = is_value ? r->obj_names : r->cons_names;
+
+        for (size_t k = 0; k < n; k++) {
+            if (strlen(names[k]) == len && memcmp(names[k], name, len) == 0) {
+                if (is_value) {
+                    j->values[k] = value;
+                    if (n == 1) {
+                        j->have_value = true;
+                        j->value = value;
+                    }
+                } else {
+                    j->constraints[k] = value;
+                }
+                return;
+            }
+        }
+        status_clear(r);
+        fprintf(stderr, "hpoctl: trial %lld: ignoring '%s': the study has no %s '%.*s'\n",
+                (long long)j->number, line, is_value ? "objective" : "constraint", (int)len,
+                name);
+        return;
+    }
     case HPOCTL_LINE_REPORT:
         break;
     }
@@ -410,6 +462,68 @@ static void close_job_fd(struct run *r, struct job *j)
     j->fd = -1;
 }
 
+/* Several objectives or constraints: tell every value and the constraints told. */
+static void tell_values(struct run *r, struct job *j, size_t n_cons_told)
+{
+    struct hpo_client_error err;
+    const char *cnames[MAX_CONSTRAINTS];
+    double cvals[MAX_CONSTRAINTS];
+    size_t m = 0;
+
+    for (size_t k = 0; k < r->n_cons; k++) {
+        if (!isnan(j->constraints[k])) {
+            cnames[m] = r->cons_names[k];
+            cvals[m++] = j->constraints[k];
+        }
+    }
+    if (hpo_client_tell_values(r->client, r->o->study, j->number,
+                (const char *const *)r->obj_names, j->values, r->n_obj, cnames, cvals, m,
+                &err) < 0) {
+        report_error(r, "tell", j, &err);
+        r->rc = HPOCTL_EXIT_API;
+        count_failed(r, "the daemon refused the values");
+        return;
+    }
+    status_clear(r);
+    fprintf(stderr, "hpoctl: trial %lld complete, values", (long long)j->number);
+    for (size_t k = 0; k < r->n_obj; k++) {
+        fprintf(stderr, " %s=%.10g", r->obj_names[k], j->values[k]);
+    }
+    for (size_t k = 0; k < m; k++) {
+        fprintf(stderr, "%s%s=%.10g", k == 0 ? ", constraints " : " ", cnames[k], cvals[k]);
+    }
+    fputc('\n', stderr);
+    if (n_cons_told < r->n_cons) {
+        fprintf(stderr, "hpoctl: trial %lld: no 'hpo: constraint' line for %zu of %zu "
+                        "constraints: it counts as infeasible\n",
+                (long long)j->number, r->n_cons - n_cons_told, r->n_cons);
+    }
+    if (r->n_obj == 1) {
+        count_complete(r, j->number, j->values[0]);
+    } else {
+        r->n_complete++;
+        r->failures_in_a_row = 0;
+    }
+}
+
+/* Why a command that exited 0 gave no result: "no 'hpo: value NAME' line for a, b". */
+static void missing_values(const struct run *r, const struct job *j, char *why, size_t size)
+{
+    size_t len;
+
+    if (r->n_obj <= 1) {
+        snprintf(why, size, "no 'hpo: value' line");
+        return;
+    }
+    snprintf(why, size, "no 'hpo: value NAME V' line for");
+    for (size_t k = 0; k < r->n_obj; k++) {
+        if (isnan(j->values[k])) {
+            len = strlen(why);
+            snprintf(why + len, size - len, " %s", r->obj_names[k]);
+        }
+    }
+}
+
 /* The command exited and its output is read: tell the result, free the slot. */
 static void complete_job(struct run *r, struct job *j)
 {
@@ -418,8 +532,16 @@ static void complete_job(struct run *r, struct job *j)
     if (j->state == JOB_RUNNING) {
         bool ok = WIFEXITED(j->status) && WEXITSTATUS(j->status) == 0;
         char why[160];
+        size_t n_cons_told = 0;
+        bool all_values = j->have_value || r->n_obj > 1;
 
-        if (ok && j->have_value) {
+        for (size_t k = 0; k < r->n_obj && r->n_obj > 1; k++) {
+            all_values = all_values && !isnan(j->values[k]);
+        }
+        for (size_t k = 0; k < r->n_cons; k++) {
+            n_cons_told += !isnan(j->constraints[k]);
+        }
+        if (ok && all_values && r->n_obj <= 1 && r->n_cons == 0) {
             if (hpo_client_tell(r->client, r->o->study, j->number, j->value, &err) < 0) {
                 report_error(r, "tell", j, &err);
                 r->rc = HPOCTL_EXIT_API;
@@ -432,6 +554,8 @@ static void complete_job(struct run *r, struct job *j)
                         text);
                 count_complete(r, j->number, j->value);
             }
+        } else if (ok && all_values) {
+            tell_values(r, j, n_cons_told);
         } else {
             if (j->exec_errno == ENOENT) {
                 snprintf(why, sizeof(why), "command not found: %.80s", r->o->argv[0]);
@@ -444,7 +568,7 @@ static void complete_job(struct run *r, struct job *j)
             } else if (!ok) {
                 snprintf(why, sizeof(why), "exit status %d", WEXITSTATUS(j->status));
             } else {
-                snprintf(why, sizeof(why), "no 'hpo: value' line");
+                missing_values(r, j, why, sizeof(why));
             }
             if (hpo_client_tell_failed(r->client, r->o->study, j->number, &err) < 0) {
                 report_error(r, "tell", j, &err);
@@ -692,6 +816,12 @@ static int start_job(struct run *r, struct job *j, struct hpo_trial *t)
     free_strv(envp);
 
     memset(j, 0, sizeof(*j));
+    for (size_t k = 0; k < MAX_OBJECTIVES; k++) {
+        j->values[k] = NAN;
+    }
+    for (size_t k = 0; k < MAX_CONSTRAINTS; k++) {
+        j->constraints[k] = NAN;
+    }
     j->line = malloc(LINE_MAX_BYTES + 1);
     if (j->line == NULL) {
         /* Leave the slot to the loop as a running job whose lines we cannot read. */
@@ -855,6 +985,50 @@ static int64_t timers(struct run *r)
     return next < 0 ? 0 : next;
 }
 
+/* The names of the study's objectives and constraints, in its order. */
+static int load_names(struct run *r, const json_t *study)
+{
+    const json_t *objs = json_object_get(study, "objectives");
+    const json_t *cons = json_object_get(study, "constraints");
+    size_t i;
+    json_t *o;
+
+    if (json_array_size(objs) > MAX_OBJECTIVES || json_array_size(cons) > MAX_CONSTRAINTS) {
+        fprintf(stderr, "hpoctl: run: the study has more objectives or constraints than "
+                        "hpoctl takes (%d, %d)\n", MAX_OBJECTIVES, MAX_CONSTRAINTS);
+        return -1;
+    }
+    json_array_foreach(objs, i, o) {
+        const char *name = json_string_value(json_object_get(o, "name"));
+        r->obj_names[r->n_obj] = strdup(name != NULL ? name : "");
+        if (r->obj_names[r->n_obj++] == NULL) {
+            return -1;
+        }
+        if (r->n_obj == 1) {
+            const char *dir = json_string_value(json_object_get(o, "direction"));
+            r->maximize = dir != NULL && strcmp(dir, "maximize") == 0;
+        }
+    }
+    json_array_foreach(cons, i, o) {
+        const char *name = json_string_value(json_object_get(o, "name"));
+        r->cons_names[r->n_cons] = strdup(name != NULL ? name : "");
+        if (r->cons_names[r->n_cons++] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void free_names(struct run *r)
+{
+    for (size_t k = 0; k < r->n_obj; k++) {
+        free(r->obj_names[k]);
+    }
+    for (size_t k = 0; k < r->n_cons; k++) {
+        free(r->cons_names[k]);
+    }
+}
+
 /* The study's heartbeat_timeout decides how often we heartbeat (a third of it). */
 static int load_study(struct run *r)
 {
@@ -872,6 +1046,10 @@ static int load_study(struct run *r)
     {
         const char *dir = json_string_value(json_object_get(root, "direction"));
         r->maximize = dir != NULL && strcmp(dir, "maximize") == 0;
+    }
+    if (load_names(r, root) < 0) {
+        json_decref(root);
+        return -1;
     }
     if (json_is_integer(json_object_get(root, "heartbeat_timeout"))) {
         timeout = json_integer_value(json_object_get(root, "heartbeat_timeout"));
@@ -926,6 +1104,7 @@ int hpoctl_run(struct hpo_client *c, const struct hpoctl_run_options *o)
     struct pollfd *pfds;
 
     if (load_study(&r) < 0) {
+        free_names(&r);
         return HPOCTL_EXIT_API;
     }
     r.jobs = calloc((size_t)o->jobs, sizeof(*r.jobs));
@@ -1039,6 +1218,7 @@ int hpoctl_run(struct hpo_client *c, const struct hpoctl_run_options *o)
     sig_pipe[1] = -1;
     free(pfds);
     free(r.jobs);
+    free_names(&r);
     if (r.interrupts > 0) {
         return HPOCTL_EXIT_INTERRUPT;
     }

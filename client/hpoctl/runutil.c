@@ -115,7 +115,46 @@ static bool read_number(const char **pp, double *ret)
     return true;
 }
 
+/* "NAME V" after a keyword: NAME a run of non-blanks, V a finite number, then the end. */
+static enum hpoctl_line_kind named_number(const char *p, enum hpoctl_line_kind kind,
+        double *ret_value, const char **ret_name, size_t *ret_name_len)
+{
+    const char *name = p;
+    double value;
+
+    while (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\r') {
+        p++;
+    }
+    if (p == name || (*p != ' ' && *p != '\t')) {
+        return HPOCTL_LINE_BAD;
+    }
+    /* A number is not a name: "hpo: value 1 2" is malformed, not objective "1". */
+    {
+        const char *q = name;
+        if (read_number(&q, &value)) {
+            return HPOCTL_LINE_BAD;
+        }
+    }
+    *ret_name_len = (size_t)(p - name);
+    p = skip_blanks(p);
+    if (!read_number(&p, &value) || !at_end(p)) {
+        return HPOCTL_LINE_BAD;
+    }
+    *ret_name = name;
+    *ret_value = value;
+    return kind;
+}
+
 enum hpoctl_line_kind hpoctl_parse_line(const char *line, int64_t *ret_step, double *ret_value)
+{
+    const char *name;
+    size_t len;
+
+    return hpoctl_parse_line_named(line, ret_step, ret_value, &name, &len);
+}
+
+enum hpoctl_line_kind hpoctl_parse_line_named(const char *line, int64_t *ret_step,
+        double *ret_value, const char **ret_name, size_t *ret_name_len)
 {
     const char *p;
     double value;
@@ -146,12 +185,19 @@ enum hpoctl_line_kind hpoctl_parse_line(const char *line, int64_t *ret_step, dou
         return HPOCTL_LINE_REPORT;
     }
     if (strncmp(p, "value", 5) == 0 && (p[5] == ' ' || p[5] == '\t')) {
+        const char *q;
+
         p = skip_blanks(p + 5);
-        if (!read_number(&p, &value) || !at_end(p)) {
-            return HPOCTL_LINE_BAD;
+        q = p;
+        if (read_number(&q, &value) && at_end(q)) {
+            *ret_value = value;
+            return HPOCTL_LINE_VALUE;
         }
-        *ret_value = value;
-        return HPOCTL_LINE_VALUE;
+        return named_number(p, HPOCTL_LINE_NAMED_VALUE, ret_value, ret_name, ret_name_len);
+    }
+    if (strncmp(p, "constraint", 10) == 0 && (p[10] == ' ' || p[10] == '\t')) {
+        return named_number(skip_blanks(p + 10), HPOCTL_LINE_CONSTRAINT, ret_value, ret_name,
+                ret_name_len);
     }
     return HPOCTL_LINE_BAD;
 }

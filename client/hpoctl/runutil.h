@@ -33,6 +33,8 @@ enum hpoctl_line_kind {
     HPOCTL_LINE_REPORT, /* "hpo: report STEP VALUE": *ret_step, *ret_value set */
     HPOCTL_LINE_VALUE,  /* "hpo: value V": *ret_value set */
     HPOCTL_LINE_BAD,    /* starts with "hpo:" but is malformed, or a value is not finite */
+    HPOCTL_LINE_NAMED_VALUE, /* "hpo: value NAME V": *ret_name, *ret_name_len, *ret_value set */
+    HPOCTL_LINE_CONSTRAINT,  /* "hpo: constraint NAME V": the same */
 };
 
 /*
@@ -42,5 +44,15 @@ enum hpoctl_line_kind {
 ** VALUE.
 */
 enum hpoctl_line_kind hpoctl_parse_line(const char *line, int64_t *ret_step, double *ret_value);
+
+/*
+** The same, also reading "hpo: value NAME V" (an objective of a study with
+** objectives) and "hpo: constraint NAME V": NAME is the next run of
+** non-blank characters that is not a number; *ret_name points into `line` (not NUL-terminated,
+** *ret_name_len bytes). hpoctl_parse_line answers these kinds too, without
+** the name.
+*/
+enum hpoctl_line_kind hpoctl_parse_line_named(const char *line, int64_t *ret_step,
+        double *ret_value, const char **ret_name, size_t *ret_name_len);
 
 #endif

@@ -451,6 +451,149 @@ int hpo_client_best(struct hpo_client *c, const char *study, struct hpo_trial **
     return trial_response(&resp, ret_trial, err);
 }
 
+void hpo_trials_free(struct hpo_trial **trials, size_t n)
+{
+    if (trials == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        hpo_trial_free(trials[i]);
+    }
+    free(trials);
+}
+
+/* Parse root's "trials" array (root borrowed) into a new array of trials. */
+static int trials_array(json_t *root, long status, struct hpo_trial ***ret_trials,
+        size_t *ret_count, struct hpo_client_error *err)
+{
+    json_t *arr = json_object_get(root, "trials");
+    size_t n = json_array_size(arr);
+    struct hpo_trial **out;
+
+    if (!json_is_array(arr)) {
+        return hpo__fail(err, -EPROTO, HPO_CLIENT_BAD_RESPONSE, (int)status, NULL,
+                "response has no trials list");
+    }
+    out = calloc(n ? n : 1, sizeof(*out));
+    if (out == NULL) {
+        return oom(err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(arr, i);
+        int r;
+
+        json_incref(t);
+        r = hpo__trial_from_json(t, &out[i]);
+        if (r < 0) {
+            hpo_trials_free(out, i);
+            if (r == -ENOMEM) {
+                return oom(err);
+            }
+            return hpo__fail(err, -EPROTO, HPO_CLIENT_BAD_RESPONSE, (int)status, NULL,
+                    "response is not a list of trials");
+        }
+    }
+    *ret_trials = out;
+    *ret_count = n;
+    return 0;
+}
+
+int hpo_client_best_trials(struct hpo_client *c, const char *study,
+        struct hpo_trial ***ret_trials, size_t *ret_count, struct hpo_client_error *err)
+{
+    struct hpo__response resp;
+    json_t *root;
+    int r;
+
+    if (c == NULL || study == NULL || ret_trials == NULL || ret_count == NULL) {
+        return usage(err, -EINVAL, "bad arguments to hpo_client_best_trials");
+    }
+    r = send_json(c, "GET", study_path(study, "/best"), NULL, true, &resp, err);
+    if (r < 0) {
+        return r;
+    }
+    root = hpo__decode(&resp, err);
+    free(resp.body);
+    if (root == NULL) {
+        return -EPROTO;
+    }
+    if (json_object_get(root, "trials") != NULL) {
+        r = trials_array(root, resp.status, ret_trials, ret_count, err);
+        json_decref(root);
+        return r;
+    }
+    /* One objective: the trial itself. */
+    {
+        struct hpo_trial **one = calloc(1, sizeof(*one));
+
+        if (one == NULL) {
+            json_decref(root);
+            return oom(err);
+        }
+        r = hpo__trial_from_json(root, &one[0]);
+        if (r < 0) {
+            free(one);
+            if (r == -ENOMEM) {
+                return oom(err);
+            }
+            return hpo__fail(err, -EPROTO, HPO_CLIENT_BAD_RESPONSE, (int)resp.status, NULL,
+                    "response is not a trial");
+        }
+        *ret_trials = one;
+        *ret_count = 1;
+    }
+    return 0;
+}
+
+int hpo_client_pareto(struct hpo_client *c, const char *study, struct hpo_trial ***ret_trials,
+        size_t *ret_count, double *ret_hypervolume, char **ret_json,
+        struct hpo_client_error *err)
+{
+    struct hpo__response resp;
+    struct hpo_trial **trials = NULL;
+    size_t n = 0;
+    json_t *root, *hv;
+    int r;
+
+    if (c == NULL || study == NULL || ret_trials == NULL || ret_count == NULL) {
+        return usage(err, -EINVAL, "bad arguments to hpo_client_pareto");
+    }
+    r = send_json(c, "GET", study_path(study, "/pareto"), NULL, true, &resp, err);
+    if (r < 0) {
+        return r;
+    }
+    root = hpo__decode(&resp, err);
+    if (root == NULL) {
+        free(resp.body);
+        return -EPROTO;
+    }
+    hv = json_object_get(root, "hypervolume");
+    if (!json_is_number(hv)) {
+        json_decref(root);
+        free(resp.body);
+        return hpo__fail(err, -EPROTO, HPO_CLIENT_BAD_RESPONSE, (int)resp.status, NULL,
+                "response has no hypervolume");
+    }
+    r = trials_array(root, resp.status, &trials, &n, err);
+    if (r < 0) {
+        json_decref(root);
+        free(resp.body);
+        return r;
+    }
+    if (ret_hypervolume != NULL) {
+        *ret_hypervolume = json_number_value(hv);
+    }
+    json_decref(root);
+    if (ret_json != NULL) {
+        *ret_json = resp.body;
+    } else {
+        free(resp.body);
+    }
+    *ret_trials = trials;
+    *ret_count = n;
+    return 0;
+}
+
 int hpo_client_report(struct hpo_client *c, const char *study, int64_t number, int64_t step,
         double value, bool *ret_prune, struct hpo_client_error *err)
 {
@@ -542,6 +685,75 @@ int hpo_client_tell(struct hpo_client *c, const char *study, int64_t number, dou
         return usage(err, -EINVAL, "a trial's value must be finite");
     }
     return tell(c, study, number, json_pack("{s:f}", "value", value), err);
+}
+
+/* {name: value, ...} from n names and finite values, or NULL with err filled. */
+static json_t *named_values(const char *const *names, const double *values, size_t n,
+        const char *what, struct hpo_client_error *err)
+{
+    json_t *o = json_object();
+
+    if (o == NULL) {
+        oom(err);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (names[i] == NULL || names[i][0] == '\0' || json_object_get(o, names[i]) != NULL) {
+            hpo__fail(err, -EINVAL, HPO_CLIENT_USAGE, 0, NULL,
+                    "%s names must be non-empty and distinct", what);
+            json_decref(o);
+            return NULL;
+        }
+        if (!isfinite(values[i])) {
+            hpo__fail(err, -EINVAL, HPO_CLIENT_USAGE, 0, NULL, "%s '%s' must be finite", what,
+                    names[i]);
+            json_decref(o);
+            return NULL;
+        }
+        if (json_object_set_new(o, names[i], json_real(values[i])) < 0) {
+            json_decref(o);
+            oom(err);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+int hpo_client_tell_values(struct hpo_client *c, const char *study, int64_t number,
+        const char *const *names, const double *values, size_t n, const char *const *cnames,
+        const double *cvals, size_t m, struct hpo_client_error *err)
+{
+    json_t *body, *vals, *cons = NULL;
+
+    if (c == NULL || study == NULL || number < 0 || n == 0 || (names == NULL && n != 1) ||
+            values == NULL || (m > 0 && (cnames == NULL || cvals == NULL))) {
+        return usage(err, -EINVAL, "bad arguments to hpo_client_tell_values");
+    }
+    if (names == NULL) {
+        if (!isfinite(values[0])) {
+            return usage(err, -EINVAL, "a trial's value must be finite");
+        }
+        vals = json_real(values[0]);
+    } else {
+        vals = named_values(names, values, n, "objective", err);
+    }
+    if (vals == NULL) {
+        return err != NULL && err->code == HPO_CLIENT_NO_MEMORY ? -ENOMEM : -EINVAL;
+    }
+    if (m > 0) {
+        cons = named_values(cnames, cvals, m, "constraint", err);
+        if (cons == NULL) {
+            json_decref(vals);
+            return err != NULL && err->code == HPO_CLIENT_NO_MEMORY ? -ENOMEM : -EINVAL;
+        }
+    }
+    body = json_object();
+    if (body == NULL || json_object_set_new(body, names ? "values" : "value", vals) < 0 ||
+            (cons != NULL && json_object_set_new(body, "constraints", cons) < 0)) {
+        json_decref(body);
+        return oom(err);
+    }
+    return tell(c, study, number, body, err);
 }
 
 int hpo_client_tell_failed(struct hpo_client *c, const char *study, int64_t number,

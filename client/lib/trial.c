@@ -114,6 +114,47 @@ int hpo_trial_value(const struct hpo_trial *t, double *ret_value)
     return 0;
 }
 
+int hpo_trial_objective(const struct hpo_trial *t, const char *name, double *ret_value)
+{
+    json_t *vals, *v;
+
+    if (t == NULL || name == NULL || ret_value == NULL) {
+        return -EINVAL;
+    }
+    vals = json_object_get(t->root, "values");
+    v = json_is_object(vals) ? json_object_get(vals, name) : json_object_get(t->root, "value");
+    if (!json_is_number(v)) {
+        return -ENOENT;
+    }
+    *ret_value = json_number_value(v);
+    return 0;
+}
+
+int hpo_trial_constraint(const struct hpo_trial *t, const char *name, double *ret_value)
+{
+    json_t *v;
+
+    if (t == NULL || name == NULL || ret_value == NULL) {
+        return -EINVAL;
+    }
+    v = json_object_get(json_object_get(t->root, "constraints"), name);
+    if (!json_is_number(v)) {
+        return -ENOENT;
+    }
+    *ret_value = json_number_value(v);
+    return 0;
+}
+
+int hpo_trial_feasible(const struct hpo_trial *t)
+{
+    json_t *f = json_object_get(t->root, "feasible");
+
+    if (json_is_boolean(f)) {
+        return json_is_true(f) ? 1 : 0;
+    }
+    return strcmp(t->state, "complete") == 0 ? 1 : 0;
+}
+
 const char *hpo_trial_json(const struct hpo_trial *t)
 {
     return t->text;

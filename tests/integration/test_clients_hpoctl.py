@@ -889,6 +889,138 @@ def bash_completion(d, tmp):
     check(complete(["--url", "http://127.0.0.1:1", "best", ""]) == [], "daemon down: nothing")
 
 
+MO_SPACE = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0}]
+
+
+@tap.test
+def multiobjective_commands(d, tmp):
+    path = write(tmp, "mo.json", json.dumps({"name": "mo", "params": MO_SPACE,
+                                             "sampler": {"type": "random", "seed": 4}}))
+    out = ok(d, "study", "create", "-f", path, "--objective", "error",
+             "--objective", "latency_ms:minimize", "--constraint", "memory_gb:max=16",
+             "--constraint", "recall:min=0.5,max=1")
+    check(out == "created study mo\n", "create %r" % out)
+    s = d.get("/v1/studies/mo").expect(200)
+    check(s["objectives"] == [{"name": "error", "direction": "minimize"},
+                              {"name": "latency_ms", "direction": "minimize"}] and
+          s["constraints"] == [{"name": "memory_gb", "max": 16},
+                               {"name": "recall", "min": 0.5, "max": 1}], "study %r" % s)
+    # The same flags again: the identical study.
+    out = ok(d, "study", "create", "-f", path, "--objective", "error:minimize",
+             "--objective", "latency_ms", "--constraint", "memory_gb:max=16",
+             "--constraint", "recall:min=0.5,max=1")
+    check(out.startswith("exists (identical)"), "identical create %r" % out)
+    for bad in (["--objective", "e:up"], ["--constraint", "m"], ["--constraint", "m:max=x"],
+                ["--constraint", "m:min=1,min=2"], ["--constraint", "m:cap=3"]):
+        expect_rc(2, d, "study", "create", "-f", path, *bad)
+    both = write(tmp, "both.json", json.dumps({"name": "mo2", "params": MO_SPACE,
+                                               "objectives": [{"name": "a"}]}))
+    expect_rc(2, d, "study", "create", "-f", both, "--objective", "b")
+    expect_rc(2, d, "study", "show", "mo", "--objective", "b")
+    for _ in range(4):
+        ok(d, "ask", "mo")
+    # 0, 1: the front; 2 dominates both but breaks memory; 3 is dominated and lacks recall.
+    ok(d, "tell", "mo", "0", "--value", "error=0.1", "--value", "latency_ms=10",
+       "--constraint", "memory_gb=8", "--constraint", "recall=0.9")
+    out = ok(d, "tell", "mo", "1", "--value", "latency_ms=5", "--value", "error=0.2",
+             "--constraint", "memory_gb=8", "--constraint", "recall=0.9")
+    check(out.startswith("trial 1 (complete) values error=0.2 latency_ms=5 constraints "
+                         "memory_gb=8 recall=0.9\n"), "tell output %r" % out)
+    ok(d, "tell", "mo", "2", "--value", "error=0.05", "--value", "latency_ms=1",
+       "--constraint", "memory_gb=20", "--constraint", "recall=0.9")
+    expect_rc(1, d, "tell", "mo", "3", "--value", "error=0.3",
+              stderr_has=["invalid_argument", "values.latency_ms"])
+    expect_rc(1, d, "tell", "mo", "3", "--value", "0.3", stderr_has="invalid_argument")
+    for bad in (["--value", "error=x"], ["--value", "error=nan"], ["--value", "=1"],
+                ["--value", "1", "--value", "2"], ["--constraint", "memory_gb=1"],
+                ["0.3", "--value", "error=1"], ["--value", "error=1", "--constraint", "m"]):
+        expect_rc(2, d, "tell", "mo", "3", *bad)
+    out = ok(d, "tell", "mo", "3", "--value", "error=0.3", "--value", "latency_ms=20",
+             "--constraint", "memory_gb=1")
+    check(" infeasible" in out.splitlines()[0], "infeasible shown: %r" % out)
+    t3 = d.get("/v1/studies/mo/trials/3").expect(200)
+    check(t3["values"] == {"error": 0.3, "latency_ms": 20} and
+          t3["constraints"] == {"memory_gb": 1} and t3["feasible"] is False, "trial 3 %r" % t3)
+    # A retry with the same values is fine; other values conflict.
+    ok(d, "tell", "mo", "0", "--value", "error=0.1", "--value", "latency_ms=10",
+       "--constraint", "memory_gb=8", "--constraint", "recall=0.9")
+    expect_rc(1, d, "tell", "mo", "0", "--value", "error=0.1", "--value", "latency_ms=11",
+              "--constraint", "memory_gb=8", "--constraint", "recall=0.9",
+              stderr_has="conflict")
+
+    out = ok(d, "best", "mo")
+    check(out.splitlines() == ["NUMBER  error  latency_ms  memory_gb  recall  FEASIBLE",
+                               "0       0.1    10          8          0.9     true",
+                               "1       0.2    5           8          0.9     true"],
+          "best table %r" % out)
+    check([t["number"] for t in json.loads(ok(d, "--json", "best", "mo"))["trials"]] == [0, 1],
+          "best --json")
+    row = [line.split() for line in ok(d, "studies").splitlines() if line.startswith("mo ")]
+    check(row and row[0][1:3] == ["2", "objectives"] and row[0][-3:] == ["front", "of", "2"],
+          "studies row %r" % row)
+    out = ok(d, "pareto", "mo")
+    lines = out.splitlines()
+    # Reference point: worst feasible + 10% of the range: error 0.2 + 0.01, latency 10 + 0.5.
+    hv = (0.21 - 0.1) * (10.5 - 10) + (0.21 - 0.2) * (10 - 5)
+    check(lines[:3] == ["NUMBER  error  latency_ms  memory_gb  recall  FEASIBLE",
+                        "0       0.1    10          8          0.9     true",
+                        "1       0.2    5           8          0.9     true"] and
+          lines[3].startswith("hypervolume: ") and
+          abs(float(lines[3].split()[1]) - hv) < 1e-12 and
+          lines[4].startswith("reference point: error=0.21") and
+          "latency_ms=10.5" in lines[4], "pareto %r" % out)
+    p = json.loads(ok(d, "--json", "pareto", "mo"))
+    check(abs(p["hypervolume"] - hv) < 1e-12 and [t["number"] for t in p["trials"]] == [0, 1],
+          "pareto --json %r" % p)
+    # trials: one column per objective and constraint, FEASIBLE; --feasible filters.
+    out = ok(d, "trials", "mo", "--feasible", "false")
+    rows = [line.split() for line in out.splitlines()]
+    check(rows[0][:7] == ["NUMBER", "STATE", "error", "latency_ms", "memory_gb", "recall",
+                          "FEASIBLE"] and [r[0] for r in rows[1:]] == ["2", "3"] and
+          rows[2][5] == "-" and rows[2][6] == "false", "trials --feasible false %r" % out)
+    out = ok(d, "trials", "mo", "--feasible", "true", "--csv")
+    rows = list(csv.reader(io.StringIO(out)))
+    check([r[0] for r in rows[1:]] == ["0", "1"], "csv --feasible true %r" % out)
+    expect_rc(2, d, "trials", "mo", "--feasible", "yes")
+    expect_rc(2, d, "best", "mo", "--feasible", "true")
+
+    # run: named values and constraints; a missing objective fails the trial with its name.
+    child = write(tmp, "mo-child.sh", "#!/bin/sh\n"
+                  "echo \"hpo: value error $HPO_PARAM_X\"\n"
+                  "[ \"$1\" = partial ] || echo 'hpo: value latency_ms 3.5'\n"
+                  "echo 'hpo: constraint memory_gb 4'\n"
+                  "echo 'hpo: constraint recall 0.75'\n"
+                  "echo 'hpo: constraint nosuch 1'\n", 0o755)
+    rc, out, err = hpoctl(d, "run", "mo", "-n", "2", "--", child)
+    check(rc == 0 and "no constraint 'nosuch'" in err, "run rc %d: %s" % (rc, err))
+    for t in trials(d, "mo")[4:]:
+        check(t["state"] == "complete" and t["values"] == {"error": t["params"]["x"],
+                                                            "latency_ms": 3.5} and
+              t["constraints"] == {"memory_gb": 4, "recall": 0.75} and t["feasible"] is True,
+              "run trial %r" % t)
+    rc, out, err = hpoctl(d, "run", "mo", "-n", "1", "--", child, "partial")
+    check(rc == 3 and "no 'hpo: value NAME V' line for latency_ms" in err,
+          "missing objective: rc %d %r" % (rc, err))
+    check(trials(d, "mo")[6]["state"] == "failed", "missing objective fails the trial")
+
+    # One objective with a constraint: plain `hpo: value V` and `tell --value V`.
+    path = write(tmp, "oc.json", json.dumps({"name": "oc", "params": MO_SPACE,
+                                             "sampler": {"type": "random", "seed": 4}}))
+    ok(d, "study", "create", "-f", path, "--constraint", "mem:max=2")
+    ok(d, "ask", "oc")
+    out = ok(d, "tell", "oc", "0", "--value", "0.5", "--constraint", "mem=3")
+    check(out.startswith("trial 0 (complete) value 0.5 constraints mem=3 infeasible"),
+          "one objective tell %r" % out)
+    child = write(tmp, "oc-child.sh", "#!/bin/sh\necho 'hpo: value 0.25'\n"
+                  "echo 'hpo: constraint mem 1'\n", 0o755)
+    rc, out, err = hpoctl(d, "run", "oc", "-n", "1", "--", child)
+    t = trials(d, "oc")[1]
+    check(rc == 0 and t["value"] == 0.25 and t["constraints"] == {"mem": 1} and t["feasible"],
+          "one objective run %r %r" % (t, err))
+    out = ok(d, "best", "oc")
+    check(out.startswith("trial 1 (complete) value 0.25 constraints mem=1\n"), "best %r" % out)
+
+
 def main():
     global HPOCTL
     if len(sys.argv) != 3:

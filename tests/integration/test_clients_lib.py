@@ -66,7 +66,7 @@ def c_library(d):
     oks = [line for line in p.stdout.splitlines() if line.startswith("ok ")]
     # cmocka writes a skipped test (PATCH not in this daemon yet) as "not ok N # SKIP name".
     skips = [line for line in p.stdout.splitlines() if " # SKIP " in line]
-    check("1..9" in p.stdout and len(oks) + len(skips) == 9 and len(skips) <= 1 and
+    check("1..10" in p.stdout and len(oks) + len(skips) == 10 and len(skips) <= 1 and
           p.stdout.count("not ok") == len(skips), "test-client-api TAP:\n%s" % out)
 
 

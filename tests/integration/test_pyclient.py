@@ -322,6 +322,117 @@ def frozen_trials_and_best(d):
     raises(ValueError, lambda: s.tell(s.ask(), None, state=P.COMPLETE), "finite value")
 
 
+def brute_front(trials, dirs):
+    """Numbers of the feasible complete trials no other feasible one dominates."""
+    pts = {t.number: [v if dr == "minimize" else -v for v, dr in zip(t.values, dirs)]
+           for t in trials if t.state == hpod_client.TrialState.COMPLETE and t.feasible}
+
+    def dom(a, b):
+        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+    return sorted(n for n, p in pts.items() if not any(dom(q, p) for q in pts.values()))
+
+
+@tap.test
+def multiobjective(d):
+    space = {"x": hpod_client.distributions.FloatDistribution(0, 1),
+             "y": hpod_client.distributions.FloatDistribution(0, 1)}
+    study = optuna_like.create_study(
+        storage=url(d), study_name="py-mo", params=space,
+        objectives={"error": "minimize", "speed": "maximize"},
+        constraints={"memory_gb": {"max": 16}}, sampler={"type": "nsga2", "seed": 3,
+                                                         "population_size": 8})
+    check(study.directions == ["minimize", "maximize"] and study.is_multi_objective and
+          study.objective_names == ["error", "speed"] and
+          study.constraints == [{"name": "memory_gb", "max": 16}], "study %r" % study.info)
+    raises(RuntimeError, lambda: study.direction, "directions")
+    raises(RuntimeError, lambda: study.best_trial, "best_trials")
+    check(study.best_trials == [] and study.pareto()["hypervolume"] == 0, "empty front")
+
+    def objective(trial):
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        trial.set_constraints({"memory_gb": 30 * y})
+        if trial.number % 2:
+            return {"speed": 1 - x * x, "error": x + y}
+        return (x + y, 1 - x * x)  # the objectives' order
+
+    study.optimize(objective, n_trials=30, n_jobs=2)
+    trials = study.trials
+    check(len(trials) == 30 and all(t.state == "complete" for t in trials), "30 complete")
+    for t in trials:
+        x, y = t.params["x"], t.params["y"]
+        check(t.values == [x + y, 1 - x * x] and
+              t.values_dict == {"error": x + y, "speed": 1 - x * x} and
+              t.constraints == {"memory_gb": 30 * y} and t.feasible == (30 * y <= 16),
+              "trial %r" % t.info)
+    try:
+        import pandas  # noqa: F401
+        df = study.trials_dataframe()
+        cols = list(df.columns)
+        check(cols[:4] == ["number", "values_error", "values_speed", "constraints_memory_gb"]
+              and list(df["values_error"]) == [t.values[0] for t in trials] and
+              list(df["constraints_memory_gb"]) == [30 * t.params["y"] for t in trials],
+              "dataframe columns %r" % cols)
+    except ImportError:
+        skip("pandas is not installed")
+    front = [t.number for t in study.best_trials]
+    check(front and front == brute_front(trials, ["minimize", "maximize"]),
+          "front %r vs brute force %r" % (front, brute_front(trials, ["minimize", "maximize"])))
+    feas = [t.number for t in study.feasible_trials()]
+    check(feas == [t.number for t in trials if t.feasible] and
+          [t.number for t in study.feasible_trials(False)] ==
+          [t.number for t in trials if not t.feasible], "feasible filter")
+    # Hypervolume (2-D, exact) against the reference point the daemon gives.
+    p = study.pareto()
+    ref = p["reference_point"]
+    pts = sorted((t.values_dict["error"], -t.values_dict["speed"]) for t in p["trials"])
+    r0, r1 = ref["error"], -ref["speed"]
+    hv, last = 0.0, r1
+    for a, b in pts:
+        if a < r0 and b < last:
+            hv += (r0 - a) * (last - b)
+            last = b
+    check(abs(p["hypervolume"] - hv) <= 1e-9 * max(1, hv), "hv %r vs %r" % (p["hypervolume"], hv))
+
+    # Results that do not fit the objectives fail the trial (as Optuna).
+    study.optimize(lambda t: (1.0,), n_trials=1)
+    study.optimize(lambda t: {"error": 1.0, "nope": 2.0}, n_trials=1)
+    study.optimize(lambda t: 0.5, n_trials=1)
+    study.optimize(lambda t: (1.0, float("nan")), n_trials=1)
+    check([t.state for t in study.trials[30:]] == ["failed"] * 4, "bad results fail")
+    # Optuna's ask/tell: values= in order, constraints by declared order.
+    t = study.ask()
+    study.tell(t, values=[0.5, 0.25], constraints=[3.0])
+    got = study.trial(t.number)
+    check(got.values == [0.5, 0.25] and got.constraints == {"memory_gb": 3} and got.feasible,
+          "tell values %r" % got.info)
+    t = study.ask()
+    raises(ValueError, lambda: t.set_constraints({"nope": 1}), "nope")
+    raises(ValueError, lambda: t.set_constraints([1, 2]), "declared")
+    raises(ValueError, lambda: t.tell([1.0]), "2 objectives")
+    t.tell({"error": 0.1, "speed": 2})
+    check(study.trial(t.number).feasible is False, "no constraint told: infeasible")
+
+    # One objective with constraints: the best feasible trial; directions has one entry.
+    one = optuna_like.create_study(storage=url(d), study_name="py-oc", params=space,
+                                   constraints={"c": {"min": 0, "max": 0.5}},
+                                   sampler={"type": "random", "seed": 2})
+    check(one.directions == ["minimize"] and one.direction == "minimize", "one objective")
+
+    def single(trial):
+        trial.set_constraint("c", trial.params["y"])
+        return trial.params["x"]
+    one.optimize(single, n_trials=20)
+    feasible = [t for t in one.trials if t.params["y"] <= 0.5]
+    check(feasible and one.best_trial.number == min(feasible, key=lambda t: t.value).number and
+          [t.number for t in one.best_trials] == [one.best_trial.number] and
+          one.best_trial.values == [one.best_trial.value], "best feasible")
+    # directions=[...] names them values_0, values_1 (Optuna's dataframe columns).
+    two = optuna_like.create_study(storage=url(d), study_name="py-dirs", params=space,
+                                   directions=["minimize", "minimize"])
+    check(two.objective_names == ["values_0", "values_1"] and
+          two.info["sampler"]["type"] == "nsga2", "directions %r" % two.info)
+
+
 @tap.test
 def dataframe(d):
     c = client(d)
@@ -440,7 +551,8 @@ def create_and_load(d):
                                                       load_if_exists=True), 409, ANY)
     raises(ValueError, lambda: optuna.create_study(storage=url(d), study_name="new"), "params")
     raises(ValueError, lambda: optuna.create_study(storage=url(d), params=space,
-                                                   directions=["minimize", "maximize"]), "one")
+                                                   directions=["minimize", "maximize"],
+                                                   direction="minimize"), "one of")
     anon = optuna.create_study(storage=url(d), params=space)
     check(anon.name.startswith("no-name-"), "generated name %r" % anon.name)
     optuna.delete_study(study_name=anon.name, storage=url(d))

@@ -437,6 +437,111 @@ static void test_enqueue_and_attrs(void **state)
     hpo_trial_free(asked);
 }
 
+/* Objectives and constraints (API 1.1): tell_values, the trial's accessors, best front, pareto. */
+static void test_multiobjective(void **state)
+{
+    static const char spec[] =
+            "{\"name\": \"capi-mo\", \"params\": [{\"name\": \"x\", \"type\": \"float\","
+            " \"low\": 0, \"high\": 1}], \"objectives\": [{\"name\": \"error\"},"
+            " {\"name\": \"latency_ms\"}], \"constraints\": [{\"name\": \"memory_gb\","
+            " \"max\": 16}], \"sampler\": {\"type\": \"random\", \"seed\": 3}}";
+    static const char *const names[] = { "error", "latency_ms" };
+    static const char *const cnames[] = { "memory_gb" };
+    static const char *const twice[] = { "error", "error" };
+    /* 0 and 1 are the front; 2 is dominated by 0; 3 would dominate both but is infeasible. */
+    static const double vals[4][2] = { { 0.1, 10 }, { 0.2, 5 }, { 0.3, 20 }, { 0.05, 1 } };
+    static const double mem[4] = { 8, 8, 8, 20 };
+    struct hpo_client *c = *state;
+    struct hpo_client_error err;
+    struct hpo_trial *t[4] = { NULL }, *got = NULL, **front = NULL;
+    double nan_vals[2] = { 0.1, 0.0 / 0.0 }, v = 0, hv = -1;
+    char *json = NULL;
+    size_t n = 99;
+    int r;
+
+    assert_int_equal(hpo_client_study_create(c, spec, NULL, NULL, &err), 0);
+    /* Nothing told: an empty front and an empty pareto, not errors. */
+    assert_int_equal(hpo_client_best_trials(c, "capi-mo", &front, &n, &err), 0);
+    assert_int_equal(n, 0);
+    hpo_trials_free(front, n);
+    assert_int_equal(hpo_client_pareto(c, "capi-mo", &front, &n, &hv, &json, &err), 0);
+    assert_int_equal(n, 0);
+    assert_true(hv == 0);
+    assert_non_null(strstr(json, "\"reference_point\":null"));
+    hpo_trials_free(front, n);
+    hpo_client_free(json);
+    json = NULL;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(hpo_client_ask(c, "capi-mo", &t[i], &err), 0);
+    }
+    /* Checked here, nothing sent: duplicate names, non-finite values, no objective. */
+    r = hpo_client_tell_values(c, "capi-mo", 0, twice, vals[0], 2, NULL, NULL, 0, &err);
+    assert_int_equal(r, -EINVAL);
+    assert_int_equal(err.code, HPO_CLIENT_USAGE);
+    r = hpo_client_tell_values(c, "capi-mo", 0, names, nan_vals, 2, NULL, NULL, 0, &err);
+    assert_int_equal(r, -EINVAL);
+    assert_int_equal(err.code, HPO_CLIENT_USAGE);
+    r = hpo_client_tell_values(c, "capi-mo", 0, names, vals[0], 0, NULL, NULL, 0, &err);
+    assert_int_equal(r, -EINVAL);
+    /* The server's checks: a missing objective, an undeclared constraint. */
+    r = hpo_client_tell_values(c, "capi-mo", 0, names, vals[0], 1, NULL, NULL, 0, &err);
+    expect_error(r, &err, 400, HPO_CLIENT_INVALID_ARGUMENT, "values.latency_ms");
+    r = hpo_client_tell_values(c, "capi-mo", 0, names, vals[0], 2, names, mem, 1, &err);
+    expect_error(r, &err, 400, HPO_CLIENT_INVALID_ARGUMENT, "constraints.error");
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(hpo_client_tell_values(c, "capi-mo", hpo_trial_number(t[i]), names,
+                                 vals[i], 2, cnames, &mem[i], 1, &err),
+                0);
+    }
+    /* The same again is fine (a retry); other values are a conflict. */
+    assert_int_equal(hpo_client_tell_values(c, "capi-mo", hpo_trial_number(t[0]), names,
+                             vals[0], 2, cnames, &mem[0], 1, &err),
+            0);
+    r = hpo_client_tell_values(c, "capi-mo", hpo_trial_number(t[0]), names, vals[1], 2, cnames,
+            &mem[0], 1, &err);
+    expect_error(r, &err, 409, HPO_CLIENT_CONFLICT, "");
+
+    assert_int_equal(hpo_client_trial_get(c, "capi-mo", hpo_trial_number(t[3]), &got, &err), 0);
+    assert_int_equal(hpo_trial_objective(got, "latency_ms", &v), 0);
+    assert_true(v == 1);
+    assert_int_equal(hpo_trial_constraint(got, "memory_gb", &v), 0);
+    assert_true(v == 20);
+    assert_int_equal(hpo_trial_objective(got, "nope", &v), -ENOENT);
+    assert_int_equal(hpo_trial_constraint(got, "nope", &v), -ENOENT);
+    assert_int_equal(hpo_trial_feasible(got), 0);
+    hpo_trial_free(got);
+
+    assert_int_equal(hpo_client_best_trials(c, "capi-mo", &front, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(hpo_trial_number(front[0]), hpo_trial_number(t[0]));
+    assert_int_equal(hpo_trial_number(front[1]), hpo_trial_number(t[1]));
+    assert_int_equal(hpo_trial_feasible(front[0]), 1);
+    assert_int_equal(hpo_trial_objective(front[1], "error", &v), 0);
+    assert_true(v == 0.2);
+    hpo_trials_free(front, n);
+    front = NULL;
+    /* Reference point: worst feasible + 10% of the range = (0.32, 21.5). */
+    assert_int_equal(hpo_client_pareto(c, "capi-mo", &front, &n, &hv, &json, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(hpo_trial_number(front[1]), hpo_trial_number(t[1]));
+    assert_true(hv > 3.13 - 1e-9 && hv < 3.13 + 1e-9);
+    assert_non_null(strstr(json, "\"reference_point\""));
+    hpo_trials_free(front, n);
+    hpo_client_free(json);
+    r = hpo_client_pareto(c, "nope", &front, &n, NULL, NULL, &err);
+    expect_error(r, &err, 404, HPO_CLIENT_NOT_FOUND, "");
+    /* One objective: best_trials is the best trial. */
+    assert_int_equal(hpo_client_best_trials(c, "capi", &front, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(hpo_trial_objective(front[0], "value", &v), 0);
+    assert_true(v == 0.25);
+    assert_int_equal(hpo_trial_feasible(front[0]), 1);
+    hpo_trials_free(front, n);
+    for (int i = 0; i < 4; i++) {
+        hpo_trial_free(t[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_raw_request),
         cmocka_unit_test(test_get_to_fd),
         cmocka_unit_test(test_enqueue_and_attrs),
+        cmocka_unit_test(test_multiobjective),
     };
 
     if (getenv("HPOD_URL") == NULL) {

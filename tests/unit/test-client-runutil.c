@@ -90,6 +90,28 @@ static void test_lines(void **state)
     assert_true(value == 0.1);
     assert_int_equal(hpoctl_parse_line("hpo: value -42", &step, &value), HPOCTL_LINE_VALUE);
     assert_true(value == -42.0);
+    {
+        const char *name = NULL;
+        size_t len = 0;
+
+        assert_int_equal(hpoctl_parse_line_named("hpo: value error 0.08", &step, &value, &name,
+                                 &len),
+                HPOCTL_LINE_NAMED_VALUE);
+        assert_true(value == 0.08);
+        assert_int_equal(len, 5);
+        assert_memory_equal(name, "error", 5);
+        assert_int_equal(hpoctl_parse_line_named("hpo:  constraint\tmemory_gb  11.2 \r", &step,
+                                 &value, &name, &len),
+                HPOCTL_LINE_CONSTRAINT);
+        assert_true(value == 11.2);
+        assert_int_equal(len, 9);
+        assert_memory_equal(name, "memory_gb", 9);
+        assert_int_equal(hpoctl_parse_line_named("hpo: value 1e3x -1e-3", &step, &value, &name,
+                                 &len),
+                HPOCTL_LINE_NAMED_VALUE);
+        assert_true(value == -1e-3);
+        assert_int_equal(len, 4);
+    }
 
     step = 99;
     value = 99;
@@ -108,6 +130,12 @@ static void test_lines(void **state)
     assert_int_equal(hpoctl_parse_line("hpo: report 99999999999999999999 1", &step, &value),
             HPOCTL_LINE_BAD);
     assert_int_equal(hpoctl_parse_line("hpo: values 1", &step, &value), HPOCTL_LINE_BAD);
+    assert_int_equal(hpoctl_parse_line("hpo: constraint 1", &step, &value), HPOCTL_LINE_BAD);
+    assert_int_equal(hpoctl_parse_line("hpo: constraint mem", &step, &value), HPOCTL_LINE_BAD);
+    assert_int_equal(hpoctl_parse_line("hpo: value err nan", &step, &value), HPOCTL_LINE_BAD);
+    assert_int_equal(hpoctl_parse_line("hpo: value err 1 2", &step, &value), HPOCTL_LINE_BAD);
+    assert_int_equal(hpoctl_parse_line("hpo: value err", &step, &value), HPOCTL_LINE_BAD);
+    assert_true(value == 99);
     assert_int_equal(hpoctl_parse_line("hpo: tell 1", &step, &value), HPOCTL_LINE_BAD);
     /* Out-parameters untouched unless REPORT or VALUE. */
     assert_int_equal(step, 99);

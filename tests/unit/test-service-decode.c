@@ -165,6 +165,10 @@ static void test_values(void **state)
         "text/csv", HPO_OK, "" };
     struct row page = { HPO_SERVICE_TRIALS_LIST, NULL, "format=json&limit=3", "text/csv", HPO_OK,
         "" };
+    struct row feas = { HPO_SERVICE_TRIALS_LIST, NULL, "feasible=true", NULL, HPO_OK, "" };
+    struct row infeas = { HPO_SERVICE_TRIALS_LIST, NULL, "feasible=false&state=complete", NULL,
+        HPO_OK, "" };
+    struct row bad = { HPO_SERVICE_TRIALS_LIST, NULL, "feasible=TRUE", NULL, HPO_OK, "" };
 
     assert_int_equal(decode_row(&tell, &req), 0);
     assert_int_equal(req.args.tell.state, HPO_STATE_COMPLETE);
@@ -202,6 +206,21 @@ static void test_values(void **state)
     assert_int_equal(req.limit, 3);
     assert_int_equal(req.offset, 0);
     assert_int_equal(req.state_filter, -1);
+    assert_int_equal(req.feasible_filter, 0);
+    hpo_service_request_finish(&req);
+
+    /* feasible: true (1), false (2); only those two spellings. */
+    assert_int_equal(decode_row(&feas, &req), 0);
+    assert_int_equal(req.feasible_filter, 1);
+    assert_int_equal(req.state_filter, -1);
+    hpo_service_request_finish(&req);
+    assert_int_equal(decode_row(&infeas, &req), 0);
+    assert_int_equal(req.feasible_filter, 2);
+    assert_int_equal(req.state_filter, HPO_STATE_COMPLETE);
+    hpo_service_request_finish(&req);
+    assert_true(decode_row(&bad, &req) < 0);
+    assert_int_equal(req.err.code, HPO_INVALID_ARGUMENT);
+    assert_string_equal(req.err.field, "feasible");
     hpo_service_request_finish(&req);
 }
 

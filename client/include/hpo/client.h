@@ -244,6 +244,30 @@ HPO_EXPORT int hpo_client_best(struct hpo_client *c, const char *study,
         struct hpo_trial **ret_trial, struct hpo_client_error *err);
 
 /*
+** GET .../best as a list, for any study: with several objectives the feasible
+** Pareto front (complete, feasible, non-dominated trials in order of number;
+** none yet is 0 trials, not an error); with one objective the best feasible
+** trial (one trial; none yet is NOT_FOUND, as hpo_client_best).
+** *ret_trials (new; free with hpo_trials_free) holds *ret_count trials.
+*/
+HPO_EXPORT int hpo_client_best_trials(struct hpo_client *c, const char *study,
+        struct hpo_trial ***ret_trials, size_t *ret_count, struct hpo_client_error *err);
+
+/*
+** GET .../pareto: the front as hpo_client_best_trials (one objective: every
+** best feasible trial, ties included; none yet: 0 trials) and its
+** hypervolume against the reference point. *ret_trials and *ret_count as
+** above; *ret_hypervolume (may be NULL); *ret_json (may be NULL; new) the
+** whole answer, for its "reference_point" (null when no trial is feasible).
+*/
+HPO_EXPORT int hpo_client_pareto(struct hpo_client *c, const char *study,
+        struct hpo_trial ***ret_trials, size_t *ret_count, double *ret_hypervolume,
+        char **ret_json, struct hpo_client_error *err);
+
+/* Free `n` trials and their array, as hpo_client_best_trials returns them (NULL is fine). */
+HPO_EXPORT void hpo_trials_free(struct hpo_trial **trials, size_t n);
+
+/*
 ** Report an intermediate value (`step` >= 0, `value` finite) and set
 ** *ret_prune to the pruner's decision. A report is also a heartbeat. The
 ** trial stays running: after a true decision, stop and tell it pruned.
@@ -262,6 +286,23 @@ HPO_EXPORT int hpo_client_heartbeat(struct hpo_client *c, const char *study, int
 */
 HPO_EXPORT int hpo_client_tell(struct hpo_client *c, const char *study, int64_t number,
         double value, struct hpo_client_error *err);
+
+/*
+** Complete a trial of a study with objectives and constraints (API 1.1):
+** {"values": {names[i]: values[i]}, "constraints": {cnames[j]: cvals[j]}}.
+** `n` >= 1 objective values (every objective the study declares); `m` >= 0
+** constraint values (`cnames`/`cvals` may be NULL when m is 0; constraints not
+** given make the trial infeasible). A NULL or empty name, a name given twice
+** or a non-finite number is -EINVAL with HPO_CLIENT_USAGE and nothing is
+** sent; unknown or missing names are the server's HPO_CLIENT_INVALID_ARGUMENT
+** with `field` set ("values.latency_ms"). `names` may be NULL when n is 1: the
+** one-objective spelling {"value": v} (with constraints, if any).
+** Retry and conflict rules as hpo_client_tell (the same values and
+** constraints again are fine).
+*/
+HPO_EXPORT int hpo_client_tell_values(struct hpo_client *c, const char *study, int64_t number,
+        const char *const *names, const double *values, size_t n, const char *const *cnames,
+        const double *cvals, size_t m, struct hpo_client_error *err);
 
 /* Mark a trial failed. Same retry and conflict rules as hpo_client_tell. */
 HPO_EXPORT int hpo_client_tell_failed(struct hpo_client *c, const char *study, int64_t number,
@@ -320,6 +361,25 @@ HPO_EXPORT const char *hpo_trial_state(const struct hpo_trial *t);
 
 /* The trial's value into *ret_value: 0, or -ENOENT when it has none (yet). */
 HPO_EXPORT int hpo_trial_value(const struct hpo_trial *t, double *ret_value);
+
+/*
+** Objective and constraint values of a trial (API 1.1). hpo_trial_objective:
+** the told value of the objective `name` into *ret_value, from "values"; a
+** one-objective trial without "values" (a study without constraints) answers
+** its "value" for any name. hpo_trial_constraint: a told constraint value.
+** Both: 0, -ENOENT when not told (yet), -EINVAL for NULL arguments.
+*/
+HPO_EXPORT int hpo_trial_objective(const struct hpo_trial *t, const char *name,
+        double *ret_value);
+HPO_EXPORT int hpo_trial_constraint(const struct hpo_trial *t, const char *name,
+        double *ret_value);
+
+/*
+** Whether the trial is feasible: 1 or 0 as the trial's "feasible" says (false
+** until complete). A study without constraints shows no "feasible": then a
+** complete trial is 1, any other 0.
+*/
+HPO_EXPORT int hpo_trial_feasible(const struct hpo_trial *t);
 
 /* The whole trial as compact JSON text (borrowed, lives as long as the trial). */
 HPO_EXPORT const char *hpo_trial_json(const struct hpo_trial *t);

@@ -281,8 +281,41 @@ class Study:
 
     @property
     def direction(self) -> StudyDirection:
-        """minimize or maximize (a StudyDirection, equal to its string)."""
-        return StudyDirection(self.info.get("direction", "minimize"))
+        """minimize or maximize (a StudyDirection, equal to its string).
+        RuntimeError for a study with several objectives (as Optuna): use
+        directions."""
+        objs = self._objectives()
+        if len(objs) > 1:
+            raise RuntimeError("study %r has several objectives: use study.directions"
+                               % self.name)
+        return StudyDirection(objs[0].get("direction", "minimize"))
+
+    def _objectives(self) -> List[Dict[str, Any]]:
+        objs = self.info.get("objectives")
+        if objs:
+            return list(objs)
+        # A hpod 1.0 daemon: one unnamed objective.
+        return [{"name": "value", "direction": self.info.get("direction", "minimize")}]
+
+    @property
+    def directions(self) -> List[StudyDirection]:
+        """One StudyDirection per objective, in the study's order (Optuna's)."""
+        return [StudyDirection(o.get("direction", "minimize")) for o in self._objectives()]
+
+    @property
+    def objective_names(self) -> List[str]:
+        """The objectives' names, in order (a study created with direction: ["value"])."""
+        return [o["name"] for o in self._objectives()]
+
+    @property
+    def constraints(self) -> List[Dict[str, Any]]:
+        """The declared constraints: [{"name", "min"?, "max"?}, ...] ([] when none)."""
+        return [dict(c) for c in self.info.get("constraints") or []]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        """Whether the study has several objectives."""
+        return len(self._objectives()) > 1
 
     @property
     def space(self) -> Dict[str, Dict[str, Any]]:
@@ -332,24 +365,43 @@ class Study:
         return Trial(self, self.client.request("POST", self._path("/ask"), body,
                                                idempotent=False))
 
-    def tell(self, trial: Union["Trial", int], value: Optional[float] = None,
-             state: Optional[Union[TrialState, str]] = None) -> "Trial":
+    def tell(self, trial: Union["Trial", int], value: Any = None,
+             state: Optional[Union[TrialState, str]] = None, values: Any = None,
+             constraints: Optional[Union[Mapping[str, float], Sequence[float]]] = None
+             ) -> "Trial":
         """Finish a trial (Optuna's Study.tell): a finite value completes it;
         state=TrialState.PRUNED or FAIL prunes or fails it; no state and no
-        (or a non-finite) value fails it, as in Optuna. Returns it."""
+        (or a non-finite) value fails it, as in Optuna. With several
+        objectives, value (or values=, Optuna's keyword) is a sequence in the
+        objectives' order or a dict by name; constraints a dict by name or a
+        sequence in the declared order. Returns it."""
         t = trial if isinstance(trial, Trial) else Trial(self, {"number": int(trial)})
         st = TrialState(state) if state is not None else None
+        if values is not None:
+            if value is not None:
+                raise ValueError("give value or values, not both")
+            value = values
         if st == TrialState.PRUNED:
             t.prune()
         elif st == TrialState.FAIL:
             t.fail()
+        elif (st is None or st == TrialState.COMPLETE) and (
+                isinstance(value, (Mapping, list, tuple)) or self.is_multi_objective):
+            named, why = self._values_by_name(value)
+            if named is not None:
+                t.tell(named, constraints=constraints)
+            elif st is None:
+                _log.warning("trial %d failed: %s", t.number, why)
+                t.fail()
+            else:
+                raise ValueError(why)
         elif st is None or st == TrialState.COMPLETE:
             try:
                 v = float(value)  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 v = math.nan
             if math.isfinite(v):
-                t.tell(v)
+                t.tell(v, constraints=constraints)
             elif st is None:
                 # As Optuna: no value, or not a finite number, fails the trial.
                 _log.warning("trial %d failed: told %r, not a finite number", t.number, value)
@@ -360,8 +412,42 @@ class Study:
             raise ValueError("tell takes state COMPLETE, PRUNED or FAIL, not %s" % st)
         return t
 
+    def _values_by_name(self, value: Any) -> Tuple[Optional[Dict[str, float]], str]:
+        """An objective's result as {name: finite value} in the study's order, or
+        (None, why) when it does not fit the objectives."""
+        names = self.objective_names
+        if isinstance(value, Mapping):
+            if set(value) != set(names):
+                return None, ("the objective returned values for %s; the study's objectives "
+                              "are %s" % (sorted(value), names))
+            seq = [value[n] for n in names]
+        elif isinstance(value, (list, tuple)):
+            if len(value) != len(names):
+                return None, ("the objective returned %d values; the study has %d objectives "
+                              "(%s)" % (len(value), len(names), ", ".join(names)))
+            seq = list(value)
+        elif len(names) > 1:
+            return None, ("the objective returned %r; the study has %d objectives: return a "
+                          "tuple or a dict" % (value, len(names)))
+        else:
+            seq = [value]
+        out: Dict[str, float] = {}
+        for n, v in zip(names, seq):
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                return None, "objective %r is %r, not a number" % (n, v)
+            if not math.isfinite(x):
+                return None, "objective %r is %r, not a finite number" % (n, v)
+            out[n] = x
+        return out, ""
+
     def best(self) -> Optional["Trial"]:
-        """The best complete trial, or None when there is none yet."""
+        """The best complete trial, or None when there is none yet.
+        RuntimeError with several objectives: use best_trials."""
+        if self.is_multi_objective:
+            raise RuntimeError("study %r has several objectives: use study.best_trials"
+                               % self.name)
         try:
             return Trial(self, self.client.request("GET", self._path("/best")))
         except HpodError as e:
@@ -379,6 +465,21 @@ class Study:
         return best
 
     @property
+    def best_trials(self) -> List["Trial"]:
+        """The feasible Pareto front, in order of number (Optuna's
+        best_trials): complete, feasible trials no other feasible trial
+        dominates. One objective: every best feasible trial (ties). [] while
+        none is feasible."""
+        return self.pareto()["trials"]
+
+    def pareto(self) -> Dict[str, Any]:
+        """GET .../pareto: {"trials": [Trial...], "hypervolume": h,
+        "reference_point": {name: value} or None}."""
+        answer = self.client.request("GET", self._path("/pareto"))
+        answer["trials"] = [Trial(self, t) for t in answer.get("trials", [])]
+        return answer
+
+    @property
     def best_params(self) -> Optional[Params]:
         """The best trial's params; None when no trial is complete (unlike
         Optuna, which raises: kept from hpod_client 0.1)."""
@@ -391,12 +492,15 @@ class Study:
         best = self.best()
         return best.value if best else None
 
-    def _fetch_trials(self, state: Optional[str] = None) -> "TrialList":
+    def _fetch_trials(self, state: Optional[str] = None,
+                      feasible: Optional[bool] = None) -> "TrialList":
         out, offset = TrialList(), 0
         while True:
             query: Dict[str, Any] = {"limit": 1000, "offset": offset}
             if state:
                 query["state"] = str(state)
+            if feasible is not None:
+                query["feasible"] = "true" if feasible else "false"
             page = self.client.request("GET", self._path("/trials?" + urllib.parse.urlencode(query)))
             out.extend(Trial(self, t) for t in page["trials"])
             offset += len(page["trials"])
@@ -421,6 +525,11 @@ class Study:
         if len(wanted) == 1:
             return list(self._fetch_trials(next(iter(wanted)).value))
         return [t for t in self._fetch_trials() if t.state in wanted]
+
+    def feasible_trials(self, feasible: bool = True) -> List["Trial"]:
+        """The complete trials within every constraint (GET .../trials?feasible=true);
+        feasible=False: all the others."""
+        return list(self._fetch_trials(feasible=feasible))
 
     def trial(self, number: int) -> "Trial":
         """One trial by number."""
@@ -478,6 +587,8 @@ class Study:
         params_<name>, user_attrs_<key>, system_attrs_<key> (worker,
         retry_of), state (COMPLETE, PRUNED, FAIL, RUNNING, WAITING as in
         Optuna); attrs may add "intermediate_values" (one column per step).
+        With several objectives "value" becomes values_<name> per objective,
+        and constraints add constraints_<name> columns after it.
         multi_index=True gives two-level columns ("params", "x"). Needs
         pandas (ImportError naming the package otherwise)."""
         try:
@@ -495,7 +606,15 @@ class Study:
                         keys[a].append(k)
         columns: List[Tuple[str, Any]] = []
         for a in attrs:
-            if a in keys:
+            if a == "value" and (self.is_multi_objective or self.constraints):
+                # Several objectives or constraints: one column per objective
+                # (values_<name>) and per constraint (constraints_<name>).
+                if self.is_multi_objective:
+                    columns.extend(("values", n) for n in self.objective_names)
+                else:
+                    columns.append(("value", ""))
+                columns.extend(("constraints", c["name"]) for c in self.constraints)
+            elif a in keys:
                 columns.extend((a, k) for k in (sorted(keys[a]) if a != "params" else keys[a]))
             else:
                 columns.append((a, ""))
@@ -505,6 +624,10 @@ class Study:
             for a, k in columns:
                 if a == "state":
                     row.append(t.state.name)
+                elif a == "values":
+                    row.append(t.values_dict.get(k))
+                elif a == "constraints":
+                    row.append(t.constraints.get(k))
                 elif a in keys:
                     row.append(getattr(t, a).get(k))
                 else:
@@ -527,7 +650,9 @@ class Study:
         is exhausted, timeout passes or stop() is called), n_jobs at once in
         threads (-1: one per CPU). Optuna's semantics:
 
-        func returns the value (a finite number), raises TrialPruned (the
+        func returns the value (a finite number; with several objectives a
+        tuple/list in the objectives' order or a dict by name), raises
+        TrialPruned (the
         trial is told pruned) or another exception: one listed in catch
         fails the trial and the loop goes on; any other fails the trial,
         stops the loop and is raised here once the running trials end. A
@@ -710,6 +835,14 @@ class _Optimize:
             _quietly(trial.fail)
             self._fail_all(e)
             return False
+        if isinstance(value, (Mapping, list, tuple)) or self.study.is_multi_objective:
+            named, why = self.study._values_by_name(value)
+            if named is None:
+                _log.warning("trial %d failed: %s", trial.number, why)
+                trial.fail()
+                return True
+            trial.tell(named)
+            return True
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -782,6 +915,7 @@ class FrozenTrial:
         self.info = info
         self.number: int = info["number"]
         self.params: Params = info.get("params", {})
+        self._constraints: Optional[Dict[str, float]] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.study.name!r}, {self.number}, {self.state.value!r})"
@@ -801,9 +935,39 @@ class FrozenTrial:
 
     @property
     def values(self) -> Optional[List[float]]:
-        """[value], or None (Optuna's multi-objective spelling)."""
+        """The objectives' values in the study's order (one objective:
+        [value]), or None until complete (Optuna's spelling)."""
+        told = self.info.get("values")
+        if told:
+            names = self.study.objective_names
+            if all(n in told for n in names):
+                return [told[n] for n in names]
+            return None
         v = self.value
         return None if v is None else [v]
+
+    @property
+    def values_dict(self) -> Dict[str, float]:
+        """The objectives' values by name ({} until complete)."""
+        told = self.info.get("values")
+        if told is not None:
+            return dict(told)
+        v = self.value
+        return {} if v is None else {self.study.objective_names[0]: v}
+
+    @property
+    def constraints(self) -> Dict[str, float]:
+        """The told constraint values by name ({} when none)."""
+        return dict(self.info.get("constraints") or {})
+
+    @property
+    def feasible(self) -> bool:
+        """Complete and within every declared constraint (the API's
+        "feasible"; a study without constraints: every complete trial)."""
+        f = self.info.get("feasible")
+        if isinstance(f, bool):
+            return f
+        return self.state == TrialState.COMPLETE
 
     @property
     def intermediate(self) -> List[Dict[str, Any]]:
@@ -1021,14 +1185,62 @@ class Trial(FrozenTrial):
         """Tell the daemon the trial is alive (studies with heartbeat_timeout)."""
         self.study.client.request("POST", self._path("/heartbeat"))
 
-    def tell(self, value: float, gradient: Optional[Mapping[str, Any]] = None,
-             user_attrs: Optional[Mapping[str, Any]] = None) -> None:
+    def set_constraints(self, constraints: Union[Mapping[str, float], Sequence[float]]) -> None:
+        """Constraint values to send with this trial's tell (also the one
+        optimize() makes): a dict by name, or a sequence in the study's
+        declared order. Set again to replace; those not given count as not
+        told (the trial is then infeasible)."""
+        self._constraints = self._constraint_dict(constraints)
+
+    def set_constraint(self, name: str, value: float) -> None:
+        """One constraint value for this trial's tell (see set_constraints)."""
+        merged = dict(self._constraints or {})
+        merged.update(self._constraint_dict({name: value}))
+        self._constraints = merged
+
+    def _constraint_dict(self, c: Union[Mapping[str, float], Sequence[float]]) -> Dict[str, float]:
+        declared = [d["name"] for d in self.study.constraints]
+        if isinstance(c, Mapping):
+            items = list(c.items())
+        else:
+            if len(c) != len(declared):
+                raise ValueError("%d constraint values for %d declared constraints (%s)"
+                                 % (len(c), len(declared), ", ".join(declared)))
+            items = list(zip(declared, c))
+        out = {}
+        for k, v in items:
+            if declared and k not in declared:
+                raise ValueError("the study declares no constraint %r (it has %s)"
+                                 % (k, ", ".join(declared)))
+            x = float(v)
+            if not math.isfinite(x):
+                raise ValueError("constraint %r must be finite, got %r" % (k, v))
+            out[k] = x
+        return out
+
+    def tell(self, value: Union[float, Mapping[str, float], Sequence[float]],
+             gradient: Optional[Mapping[str, Any]] = None,
+             user_attrs: Optional[Mapping[str, Any]] = None,
+             constraints: Optional[Union[Mapping[str, float], Sequence[float]]] = None) -> None:
         """Complete the trial with value (and optionally a gradient dict).
-        A value that is not finite raises ValueError: use fail() instead.
-        Resent when the answer is lost (telling the same result is 200)."""
-        if not math.isfinite(value):
-            raise ValueError("a trial's value must be finite, got %r" % value)
-        body: Dict[str, Any] = {"value": float(value)}
+        With several objectives value is a dict by name or a sequence in the
+        objectives' order. constraints (else those of set_constraints) go
+        with it. A value that is not finite raises ValueError: use fail()
+        instead. Resent when the answer is lost (telling the same result is
+        200)."""
+        body: Dict[str, Any]
+        if isinstance(value, (Mapping, list, tuple)):
+            named, why = self.study._values_by_name(value)
+            if named is None:
+                raise ValueError(why)
+            body = {"values": named}
+        else:
+            if not math.isfinite(value):
+                raise ValueError("a trial's value must be finite, got %r" % value)
+            body = {"value": float(value)}
+        cons = self._constraint_dict(constraints) if constraints is not None else self._constraints
+        if cons:
+            body["constraints"] = cons
         if gradient is not None:
             body["gradient"] = dict(gradient)
         if user_attrs is not None:
@@ -1092,7 +1304,15 @@ def create_study(*, storage: Union[None, str, Client] = None, sampler: Optional[
     declares up front: a list of specs as in docs/REFERENCE.md or {name: spec} (see
     hpod_client.distributions). sampler and pruner: dicts as in docs/REFERENCE.md, or
     hpod_client.samplers / hpod_client.pruners. Other keyword fields
-    (heartbeat_timeout, max_trials, user_attrs, ...) go into the definition.
+    (heartbeat_timeout, max_trials, user_attrs, reference_point, ...) go
+    into the definition.
+
+    Several objectives: directions=["minimize", "maximize"] (named
+    values_0, values_1, ... unless objective_names=[...] names them), or
+    objectives={"error": "minimize", "latency_ms": "minimize"} (or the
+    API's list of {"name", "direction"}). Constraints:
+    constraints={"memory_gb": {"max": 16}} (or the API's list); each trial
+    tells its constraint values with trial.set_constraints({...}).
 
     A new name creates the study. An existing study of that name with the
     same definition raises DuplicatedStudyError, or is loaded with
@@ -1101,10 +1321,27 @@ def create_study(*, storage: Union[None, str, Client] = None, sampler: Optional[
     the existing study is loaded as it is.
     """
     client = _client_for(storage)
+    objectives = fields.pop("objectives", None)
+    objective_names = fields.pop("objective_names", None)
+    constraints = fields.pop("constraints", None)
     if directions is not None:
-        if len(directions) != 1:
-            raise ValueError("hpod studies have one objective: give one direction")
-        direction = directions[0]
+        if direction is not None or objectives is not None:
+            raise ValueError("give one of direction, directions and objectives")
+        if len(directions) == 1 and objective_names is None:
+            direction = directions[0]
+        else:
+            names = list(objective_names or ["values_%d" % i for i in range(len(directions))])
+            if len(names) != len(directions):
+                raise ValueError("objective_names and directions differ in length")
+            objectives = [{"name": n, "direction": str(StudyDirection(d))}
+                          for n, d in zip(names, directions)]
+    elif objective_names is not None:
+        raise ValueError("objective_names goes with directions")
+    if isinstance(objectives, Mapping):
+        objectives = [{"name": n, "direction": str(StudyDirection(d))}
+                      for n, d in objectives.items()]
+    if isinstance(constraints, Mapping):
+        constraints = [dict({"name": n}, **dict(b)) for n, b in constraints.items()]
     name = study_name or "no-name-" + str(uuid.uuid4())
     if params is None:
         if load_if_exists and study_name:
@@ -1114,6 +1351,10 @@ def create_study(*, storage: Union[None, str, Client] = None, sampler: Optional[
     body: Dict[str, Any] = {"name": name, "params": _normalize_space(params)}
     if direction is not None:
         body["direction"] = str(StudyDirection(direction))
+    if objectives is not None:
+        body["objectives"] = [dict(o) for o in objectives]
+    if constraints is not None:
+        body["constraints"] = [dict(c) for c in constraints]
     if sampler is not None:
         body["sampler"] = dict(sampler)
     if pruner is not None:
