@@ -211,6 +211,8 @@ export function follow(data, withIntermediate, onChange, isAlive) {
         r = await request(`/v1/studies/${encodeURIComponent(data.study.name)}/events?from=${data.cursor || 0}`, { headers: h, signal: ctl.signal });
       } catch (e) {
         if (e.status === 404 && /route/.test(e.message)) { pollCounts(data, update, alive); return; }
+        // Several daemons: only the study's owner streams it; this one forwards study GETs.
+        if (e.status === 503 && /another daemon/.test(e.message)) { pollCounts(data, update, alive); return; }
       }
       if (r) {
         data.streaming = true;
