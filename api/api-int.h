@@ -40,8 +40,9 @@ enum hpo__route_id {
     HPO__R_PAGE_STUDY,   /* /studies/{study} */
     HPO__R_PAGE_TRIAL,   /* /studies/{study}/trials/{number} */
     HPO__R_ASSET,        /* /assets/<tag>/<file> */
+    HPO__R_EVENTS,       /* the dashboard's event stream (api/events.c) */
 };
-#define HPO__R_COUNT (HPO__R_ASSET + 1)
+#define HPO__R_COUNT (HPO__R_EVENTS + 1)
 
 /* The answers the HTTP layer gives itself (a row's op beyond the service's). */
 enum {
@@ -50,6 +51,7 @@ enum {
     HPO__OP_SAMPLERS,
     HPO__OP_BACKUP,
     HPO__OP_STATIC, /* a dashboard file (api/static.c) */
+    HPO__OP_EVENTS, /* a study's server-sent events (api/events.c) */
 };
 
 /* A row's flags. */

@@ -145,7 +145,8 @@ void hpo_api_stop(struct hpo_api *api);
 
 /*
 ** Replace the token set (SIGHUP). Requests keep a copy of what they need,
-** so the old set may be freed as soon as this returns.
+** so the old set may be freed as soon as this returns. Open event streams
+** end (they were authorized with the old set); MHD's threads close them.
 */
 void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens);
 

@@ -42,6 +42,7 @@
 #include "api-int.h"
 #include "api.h"
 #include "conns.h"
+#include "events.h"
 #include "log.h"
 #include "metrics.h"
 #include "static.h"
@@ -63,6 +64,7 @@ struct hpo_api {
     const struct hpo_tokens *tokens; /* borrowed; NULL = no tokens (access.h) */
     struct hpo__conns conns;         /* head deadline and reserve (conns.h) */
     struct hpo__metrics *metrics;
+    struct hpo__events *events;      /* the dashboard's event streams (events.h) */
 };
 
 struct req {
@@ -118,6 +120,9 @@ struct req {
     char *link;     /* Link, NULL when none */
     bool is_static; /* a dashboard file (api/static.c): its headers in `st` */
     struct hpo__static_reply st;
+    bool events; /* an event stream to open (events.h) from ev_start with ev_first */
+    struct hpo__events_start ev_start;
+    struct hpo_service_pulse ev_first;
     char *target;              /* the request target as received (several daemons: forwarding) */
     struct hpo_api_call call;  /* several daemons: routing (cfg.route), X-Hpod-Owner */
 };
@@ -290,6 +295,9 @@ static enum MHD_Result queue_reply(struct req *rq)
         rq->out_fd = 0;
         MHD_add_response_header(resp, "Content-Disposition",
                 "attachment; filename=\"hpod-backup.tar\"");
+    } else if (rq->events) {
+        resp = hpo__events_open(rq->api->events, rq->conn, rq->study, &rq->ev_start,
+                &rq->ev_first);
     } else if (rq->stream != NULL) {
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, rq,
                 NULL);
@@ -639,10 +647,61 @@ static void stream_work(struct hpo_job *job)
     rq->stream_end = rq->piece_len == 0;
 }
 
+/* Several daemons: is `study` served here? (events.h's `served`; a worker.) */
+static bool events_served(void *ctx, const char *study)
+{
+    struct hpo_api *api = ctx;
+    struct hpo_api_call c;
+    int r;
+
+    memset(&c, 0, sizeof(c));
+    c.op = HPO_SERVICE_GRADIENT_PUT; /* as route_call's peek: only where it is served */
+    c.study = study;
+    c.peek = true;
+    c.method = "GET";
+    r = api->cfg.route(api->cfg.ctx, &c);
+    free(c.reply);
+    free(c.link);
+    return r == 0;
+}
+
+/* GET .../events: the study's first pulse before the stream opens (worker thread). */
+static void events_open_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    if (rq->target != NULL && route_call(rq, true) != 0) {
+        /*
+        ** Several daemons: a stream is never forwarded (it does not end); the
+        ** client opens it on the study's owner (X-Hpod-Owner, when known).
+        */
+        set_error(rq, HPO_UNAVAILABLE, NULL,
+                "another daemon serves study '%.128s': open its event stream there",
+                rq->study);
+        return;
+    }
+    if (hpo_service_pulse(rq->api->cfg.service, rq->study, &rq->ev_first) < 0) {
+        set_error(rq, HPO_NOT_FOUND, NULL, "no study named '%.128s'", rq->study);
+        return;
+    }
+    set_reply(rq, 200, NULL, 0, "text/event-stream");
+    rq->events = true;
+}
+
+/* A write on a study succeeded (worker or, inline, HTTP thread): its event streams read it now. */
+static void poke_streams(struct req *rq)
+{
+    if (rq->row != NULL && (rq->row->flags & HPO__F_LANE) != 0 && rq->study != NULL &&
+            rq->sreq.status >= 200 && rq->sreq.status < 300) {
+        hpo__events_poke(rq->api->events, rq->study);
+    }
+}
+
 static void job_done(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
+    poke_streams(rq); /* before the resume: after it rq may be gone */
     /* On the worker: MHD's threads allow a resume from any thread. */
     rq->suspended = false;
     MHD_resume_connection(rq->conn);
@@ -1168,6 +1227,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case HPO__OP_STATIC:
         answer_static(rq);
         return queue_reply(rq);
+    case HPO__OP_EVENTS:
+        if (!hpo__events_check(conn, &rq->ev_start, &rq->sreq.err)) {
+            set_json(rq, hpo_code_status(rq->sreq.err.code), error_body(&rq->sreq.err));
+            return queue_reply(rq);
+        }
+        if (!hpo__events_room(api->events)) {
+            set_error(rq, HPO_UNAVAILABLE, NULL, "too many event streams (at most %d)",
+                    HPO_EVENTS_MAX);
+            return queue_reply(rq);
+        }
+        if (strcmp(method, "HEAD") == 0) {
+            set_reply(rq, 200, NULL, 0, "text/event-stream");
+            return queue_reply(rq);
+        }
+        if (!admit(rq)) {
+            return queue_reply(rq);
+        }
+        rq->job.work = events_open_work;
+        rq->job.key = NULL;
+        suspend_and_submit(rq);
+        return MHD_YES;
     case HPO__OP_BACKUP:
         if (api->cfg.backup == NULL) {
             set_error(rq, HPO_NOT_FOUND, NULL, "this server takes no backups");
@@ -1199,6 +1279,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->job.work = lane_work;
         if (api->cfg.run_inline(api->cfg.ctx, &rq->job)) {
             build_reply(rq); /* ran here, its lane free again */
+            poke_streams(rq);
             return queue_reply(rq);
         }
         rq->job.work = decoded_work;
@@ -1239,7 +1320,8 @@ static enum hpo_log_level request_level(const struct req *rq, uint64_t us, bool 
 {
     uint64_t slow_us = (uint64_t)rq->api->cfg.slow_request_ms * 1000u;
 
-    *ret_slow = slow_us > 0 && us > slow_us;
+    /* An event stream lasts as long as its page is open: never "slow". */
+    *ret_slow = slow_us > 0 && us > slow_us && rq->route != HPO__R_EVENTS;
     if (rq->status >= 500) {
         return HPO_LOG_ERR;
     }
@@ -1372,6 +1454,17 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     api->tokens = cfg->tokens;
+    {
+        struct hpo__events_config ec = { .service = cfg->service, .submit = cfg->submit,
+            .ctx = cfg->ctx, .inflight = &api->inflight,
+            .served = cfg->route != NULL ? events_served : NULL, .served_ctx = api };
+        api->events = hpo__events_new(&ec);
+    }
+    if (api->events == NULL) {
+        hpo__metrics_free(api->metrics);
+        free(api);
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
     hpo__conns_init(&api->conns, cfg->connection_limit, cfg->head_timeout_s);
     if (getrandom(&api->id_prefix, sizeof(api->id_prefix), 0) != sizeof(api->id_prefix)) {
         api->id_prefix = (uint32_t)now_us();
@@ -1383,6 +1476,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         a6->sin6_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET6, cfg->host, &a6->sin6_addr) != 1) {
             hpo__metrics_free(api->metrics);
+            hpo__events_free(api->events);
             free(api);
             return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "listen",
                     "'%s' is not a numeric IPv6 address", cfg->host);
@@ -1395,6 +1489,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         a4->sin_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET, cfg->host, &a4->sin_addr) != 1) {
             hpo__metrics_free(api->metrics);
+            hpo__events_free(api->events);
             free(api);
             return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "listen",
                     "'%s' is not a numeric IPv4 address", cfg->host);
@@ -1430,6 +1525,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         hpo__conns_finish(&api->conns);
         pthread_rwlock_destroy(&api->tokens_lock);
         hpo__metrics_free(api->metrics);
+        hpo__events_free(api->events);
         free(api);
         return hpo_error_set(err, -EADDRINUSE, HPO_UNAVAILABLE, "listen",
                 "cannot listen on %s:%u", cfg->host, cfg->port);
@@ -1455,6 +1551,7 @@ void hpo_api_quiesce(struct hpo_api *api)
     if (api->quiesced_fd < 0) {
         api->quiesced_fd = MHD_quiesce_daemon(api->mhd);
     }
+    hpo__events_close(api->events); /* open streams end now: the stop need not wait */
 }
 
 void hpo_api_close_work(struct hpo_api *api)
@@ -1474,6 +1571,7 @@ void hpo_api_stop(struct hpo_api *api)
     hpo__conns_finish(&api->conns);
     pthread_rwlock_destroy(&api->tokens_lock);
     hpo__metrics_free(api->metrics);
+    hpo__events_free(api->events);
     free(api);
 }
 
@@ -1491,12 +1589,19 @@ void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)
     pthread_rwlock_wrlock(&api->tokens_lock);
     api->tokens = tokens;
     pthread_rwlock_unlock(&api->tokens_lock);
+    /*
+    ** Streams were authorized with the old tokens: end them (clients
+    ** reconnect). Their connections are resumed here; MHD's threads send
+    ** what is left and close them on their own.
+    */
+    hpo__events_end_all(api->events);
 }
 
 void hpo_api_sweep(struct hpo_api *api)
 {
     size_t n = hpo__conns_sweep(&api->conns, now_us() / 1000);
 
+    hpo__events_tick(api->events);
     if (n > 0) {
         hpo_log(HPO_LOG_NOTICE, "closed %zu connection(s) whose request head took over %u s",
                 n, api->conns.head_timeout_s);

@@ -189,6 +189,7 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
             return 0; /* created here, or not_found */
         }
         if (call->peek) {
+            snprintf(call->owner, sizeof(call->owner), "%s", url); /* "" when gone */
             return 1;
         }
         if (forwarded) {

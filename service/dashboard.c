@@ -2,9 +2,12 @@
 ** dashboard.c: the read-only answers the web dashboard needs for large studies
 ** (docs/API.md "Dashboard endpoints"):
 **
-**   columns  the trials from a cursor on, as binary columns (state, value, each
-**            scalar param in values form, duration): about 65 bytes a trial
-**            with 6 params, against some 160 in CSV;
+**   columns  the trials from a cursor on, as binary columns (state, every
+**            objective and constraint, each scalar param in values form,
+**            duration): about 65 bytes a trial with 6 params, against some
+**            160 in CSV;
+**   pulse    what the events stream (api/events.c) compares: counts, best,
+**            cursor;
 **   curves   intermediate values of up to `trials` trials (evenly spaced among
 **            those with reports), each cut to at most `points` points.
 */
@@ -70,7 +73,7 @@ int hpo__decode_columns(const json_t *body, const struct hpo_service_query *q,
 int hpo__decode_curves(const json_t *body, const struct hpo_service_query *q,
         union hpo_service_args *a, struct hpo_error *err)
 {
-    static const char *const allowed[] = { "trials", "points", NULL };
+    static const char *const allowed[] = { "trials", "points", "from", NULL };
 
     (void)body;
     return decode_dash(q, allowed, &a->dash, err);
@@ -81,16 +84,43 @@ static size_t pad8(size_t n)
     return (n + 7) & ~(size_t)7;
 }
 
+/* One f64 column of the columns reply: its name and the value of trial t. */
+static void put_f64(double *col, const struct hpo_history *h, size_t from, size_t count,
+        const struct study *s, int kind, size_t k)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct hpo_trial *t = h->trials[from + i];
+        double v = NAN;
+        switch (kind) {
+        case 0: /* objective k */
+            v = hpo__trial_objective(s, t, k);
+            break;
+        case 1: /* scalar param at offset k */
+            v = t->values != NULL ? t->values[k] : NAN;
+            break;
+        case 2: /* constraint k as told */
+            v = t->results != NULL ? t->results[s->n_obj + k] : NAN;
+            break;
+        default: /* duration */
+            v = t->started_at > 0 && t->completed_at > 0
+                    ? (double)(t->completed_at - t->started_at) / 1000.0 : NAN;
+            break;
+        }
+        col[i] = v;
+    }
+}
+
 void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a)
 {
     struct study *s = hpo__study_acquire(svc, req);
     const struct hpo_history *h;
     const struct hpo_space *sp;
-    size_t n, from, count, cursor, n_scalar = 0, head_len, off, size;
-    json_t *head, *names, *cols;
+    size_t n, from, count, cursor, n_f64, head_len, off, size;
+    json_t *head, *names, *cols, *objs, *cons;
     char *head_text, *buf;
     uint32_t len32;
+    char colname[HPO_NAME_MAX + 16];
 
     if (s == NULL) {
         return;
@@ -107,21 +137,47 @@ void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
             break;
         }
     }
+    /*
+    ** Columns: state (u8); with constraints, feasible (u8: 1 complete and every
+    ** constraint told and within bounds); value (objective 0); value:1 ..
+    ** value:m-1 (the other objectives); each scalar param; constraint:0 ..
+    ** constraint:c-1 (as told); duration; with vector params, point (the
+    ** number of the trial whose point this one shares, else its own).
+    */
     names = json_array();
+    objs = json_array();
+    cons = json_array();
     cols = json_array();
     json_array_append_new(cols, json_pack("[s,s]", "state", "u8"));
-    json_array_append_new(cols, json_pack("[s,s]", "value", "f64"));
+    if (s->n_cons > 0) {
+        json_array_append_new(cols, json_pack("[s,s]", "feasible", "u8"));
+    }
+    for (size_t k = 0; k < s->n_obj; k++) {
+        json_array_append_new(objs, json_string(s->obj[k].name));
+        snprintf(colname, sizeof(colname), k == 0 ? "value" : "value:%zu", k);
+        json_array_append_new(cols, json_pack("[s,s]", colname, "f64"));
+    }
+    n_f64 = s->n_obj + s->n_cons + 1;
     for (size_t p = 0; p < sp->n_params; p++) {
         if (sp->params[p].size == 0) {
             json_array_append_new(names, json_string(sp->params[p].name));
             json_array_append_new(cols, json_pack("[s,s]", sp->params[p].name, "f64"));
-            n_scalar++;
+            n_f64++;
         }
     }
+    for (size_t k = 0; k < s->n_cons; k++) {
+        json_array_append_new(cons, json_string(s->cons[k].name));
+        snprintf(colname, sizeof(colname), "constraint:%zu", k);
+        json_array_append_new(cols, json_pack("[s,s]", colname, "f64"));
+    }
     json_array_append_new(cols, json_pack("[s,s]", "duration", "f64"));
-    head = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o}", "from", (json_int_t)from, "count",
+    if (sp->has_vectors) {
+        json_array_append_new(cols, json_pack("[s,s]", "point", "f64"));
+        n_f64++;
+    }
+    head = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "from", (json_int_t)from, "count",
             (json_int_t)count, "total", (json_int_t)n, "cursor", (json_int_t)cursor, "params",
-            names, "columns", cols);
+            names, "objectives", objs, "constraints", cons, "columns", cols);
     head_text = head ? json_dumps(head, JSON_COMPACT) : NULL;
     json_decref(head);
     if (head_text == NULL) {
@@ -129,7 +185,7 @@ void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
     }
     head_len = strlen(head_text);
     off = pad8(8 + head_len);
-    size = off + pad8(count) + 8 * count * (2 + n_scalar);
+    size = off + pad8(count) * (s->n_cons > 0 ? 2 : 1) + 8 * count * n_f64;
     buf = malloc(size);
     if (buf == NULL) {
         hpo_oom();
@@ -145,37 +201,81 @@ void hpo__op_columns(struct hpo_service *svc, struct hpo_service_request *req,
         buf[off + i] = (char)h->trials[from + i]->state;
     }
     off += pad8(count);
-    {
-        double *vals = (double *)(buf + off);
+    if (s->n_cons > 0) {
+        memset(buf + off, 0, pad8(count));
         for (size_t i = 0; i < count; i++) {
-            vals[i] = h->trials[from + i]->value;
+            const struct hpo_trial *t = h->trials[from + i];
+            buf[off + i] = (char)(t->state == HPO_STATE_COMPLETE && hpo__trial_feasible(s, t));
         }
+        off += pad8(count);
+    }
+    for (size_t k = 0; k < s->n_obj; k++) {
+        put_f64((double *)(void *)(buf + off), h, from, count, s, 0, k);
         off += 8 * count;
     }
     for (size_t p = 0; p < sp->n_params; p++) {
-        const struct hpo_param *pp = &sp->params[p];
-        double *col = (double *)(buf + off);
-        if (pp->size != 0) {
-            continue;
+        if (sp->params[p].size == 0) {
+            put_f64((double *)(void *)(buf + off), h, from, count, s, 1, sp->params[p].offset);
+            off += 8 * count;
         }
-        for (size_t i = 0; i < count; i++) {
-            const struct hpo_trial *t = h->trials[from + i];
-            col[i] = t->values != NULL ? t->values[pp->offset] : NAN;
-        }
+    }
+    for (size_t k = 0; k < s->n_cons; k++) {
+        put_f64((double *)(void *)(buf + off), h, from, count, s, 2, k);
         off += 8 * count;
     }
-    {
-        double *dur = (double *)(buf + off);
+    put_f64((double *)(void *)(buf + off), h, from, count, s, 3, 0);
+    off += 8 * count;
+    if (sp->has_vectors) {
+        /* The trial whose point (vectors included) this one shares: an optimizer version. */
+        double *col = (double *)(void *)(buf + off);
         for (size_t i = 0; i < count; i++) {
             const struct hpo_trial *t = h->trials[from + i];
-            dur[i] = t->started_at > 0 && t->completed_at > 0
-                    ? (double)(t->completed_at - t->started_at) / 1000.0 : NAN;
+            col[i] = (double)(t->shares >= 0 ? t->shares : t->number);
         }
     }
     hpo__study_release(s);
     req->text = buf;
     req->text_len = size;
     req->status = 200;
+}
+
+int hpo_service_pulse(struct hpo_service *svc, const char *study, struct hpo_service_pulse *ret_pulse)
+{
+    struct hpo_service_request req;
+    struct study *s;
+    const struct hpo_history *h;
+    const int64_t *run;
+    size_t n_run;
+
+    memset(&req, 0, sizeof(req));
+    req.study = study;
+    s = hpo__study_acquire(svc, &req);
+    if (s == NULL) {
+        return -ENOENT;
+    }
+    h = &s->history;
+    ret_pulse->total = (int64_t)h->n_trials;
+    for (int i = 0; i < 5; i++) {
+        ret_pulse->counts[i] = (int64_t)h->count[i];
+    }
+    ret_pulse->best = s->best >= 0 ? h->trials[s->best]->number : -1;
+    /* The cursor of the columns reply: the lowest number still waiting or running. */
+    ret_pulse->cursor = ret_pulse->total;
+    for (size_t i = s->waiting_cursor; i < h->n_trials; i++) {
+        if (h->trials[i]->state == HPO_STATE_WAITING) {
+            ret_pulse->cursor = (int64_t)i;
+            break;
+        }
+    }
+    run = (const int64_t *)(const void *)s->running.data;
+    n_run = HPO_BUF_N(&s->running, int64_t);
+    for (size_t i = 0; i < n_run; i++) {
+        if (run[i] < ret_pulse->cursor) {
+            ret_pulse->cursor = run[i];
+        }
+    }
+    hpo__study_release(s);
+    return 0;
 }
 
 /* At most `points` of a trial's reports: the first, the last and evenly spaced between. */
@@ -199,19 +299,21 @@ void hpo__op_curves(struct hpo_service *svc, struct hpo_service_request *req,
 {
     struct study *s = hpo__study_acquire(svc, req);
     const struct hpo_history *h;
-    size_t with = 0, picked = 0, k = 0;
+    size_t with = 0, picked = 0, k = 0, from;
     json_t *arr;
 
     if (s == NULL) {
         return;
     }
     h = &s->history;
-    for (size_t i = 0; i < h->n_trials; i++) {
+    /* Trials numbered `from` and up only (a live update asks from its columns cursor). */
+    from = a->dash.from < (int64_t)h->n_trials ? (size_t)a->dash.from : h->n_trials;
+    for (size_t i = from; i < h->n_trials; i++) {
         with += h->trials[i]->n_reports > 0;
     }
     arr = json_array();
     /* Evenly spaced among the trials with reports: the j-th pick is the one of rank j*with/T. */
-    for (size_t i = 0; i < h->n_trials && picked < (size_t)a->dash.trials; i++) {
+    for (size_t i = from; i < h->n_trials && picked < (size_t)a->dash.trials; i++) {
         const struct hpo_trial *t = h->trials[i];
         if (t->n_reports == 0) {
             continue;

@@ -239,6 +239,19 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_service_request *re
 int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_t number,
         const char *name, size_t *ret_bytes, struct hpo_error *err);
 
+/*
+** A study's pulse for the dashboard's events (api/events.c): trials by state
+** (enum hpo_state), total, the best trial's number (-1 none) and the columns
+** cursor (the lowest number still waiting or running; total when none).
+** Blocks on the study's lock (worker thread). Returns 0 or -ENOENT.
+*/
+struct hpo_service_pulse {
+    int64_t total, cursor, best;
+    int64_t counts[5];
+};
+int hpo_service_pulse(struct hpo_service *svc, const char *study,
+        struct hpo_service_pulse *ret_pulse);
+
 /* Release the outputs of a request. */
 void hpo_service_request_finish(struct hpo_service_request *req);
 

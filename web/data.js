@@ -31,6 +31,11 @@ export class TrialData {
     this.created = new Float64Array(0);
     this.completed = new Float64Array(0);
     this.duration = new Float64Array(0);
+    this.constraints = study.constraints || []; // [{name, min?, max?}]
+    this.cons = this.constraints.map(() => new Float64Array(0)); // constraint values as told
+    this.feasible = this.constraints.length ? new Uint8Array(0) : null; // from hpod's columns
+    // With vector params: the trial whose point each one shares (an optimizer version).
+    this.point = (study.params || []).some((p) => p.size) ? new Float64Array(0) : null;
     this.intermediate = new Map(); // number -> {steps: [], values: []}
     this.version = 0; // bumped on every change
   }
@@ -45,6 +50,9 @@ export class TrialData {
     this.created = grow(this.created, cap, NaN);
     this.completed = grow(this.completed, cap, NaN);
     this.duration = grow(this.duration, cap, NaN);
+    this.cons = this.cons.map((c) => grow(c, cap, NaN));
+    if (this.feasible) this.feasible = grow(this.feasible, cap, 0);
+    if (this.point) this.point = grow(this.point, cap, NaN);
     this.cap = cap;
   }
 
@@ -58,6 +66,7 @@ export class TrialData {
     if (key === 'number') return null;
     if (key.startsWith('value:')) return this.values[Number(key.slice(6))];
     if (key === 'duration') return this.duration;
+    if (key.startsWith('constraint:')) return this.cons[Number(key.slice(11))];
     return this.cols[key];
   }
 
@@ -159,41 +168,119 @@ export async function loadTrials(data, offset, withIntermediate) {
   return data.ingestCSV(text);
 }
 
-// Live updates: poll the study's counts every second; when they change, fetch the
-// trials from the first unfinished one on. Calls onChange(numbers) after each update.
+// Live updates. hpod pushes the study's changes as server-sent events
+// (/v1/studies/{s}/events, docs/API.md "Dashboard endpoints"), read with fetch() so the
+// token goes in the Authorization header (EventSource cannot send one, and a token in
+// the URL would end up in logs); each event says where the stale trials start, and the
+// page asks /columns from its own cursor. On a dropped stream it reconnects after 2 s
+// with Last-Event-ID; where hpod has no events route it polls the counts every second.
+// Calls onChange(numbers) after each update.
 export function follow(data, withIntermediate, onChange, isAlive) {
+  let stopped = false;
+  const ctl = new AbortController();
+  let busy = false; let again = false;
+  const update = async (counts) => {
+    if (counts) data.study = Object.assign(data.study, { trials: counts });
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      do {
+        again = false;
+        let seen;
+        if (data.columnar) {
+          const from = data.cursor;
+          seen = await loadColumns(data, from);
+          // Curves of the trials that can have changed only (a tell costs one curve or so).
+          if (withIntermediate) await loadCurves(data, CURVE_TRIALS, CURVE_POINTS, from);
+        } else {
+          seen = await loadTrials(data, data.firstOpen(), withIntermediate);
+        }
+        onChange(seen);
+      } while (again && !stopped);
+    } finally {
+      busy = false;
+    }
+  };
+  const alive = () => !stopped && isAlive();
+  (async () => {
+    let lastId = null;
+    while (alive()) {
+      let r = null;
+      try {
+        const h = lastId ? { 'Last-Event-ID': lastId } : {};
+        r = await request(`/v1/studies/${encodeURIComponent(data.study.name)}/events?from=${data.cursor || 0}`, { headers: h, signal: ctl.signal });
+      } catch (e) {
+        if (e.status === 404 && /route/.test(e.message)) { pollCounts(data, update, alive); return; }
+        // Several daemons: only the study's owner streams it; this one forwards study GETs.
+        if (e.status === 503 && /another daemon/.test(e.message)) { pollCounts(data, update, alive); return; }
+      }
+      if (r) {
+        data.streaming = true;
+        try {
+          await readEvents(r.body, (ev) => {
+            if (ev.id) lastId = ev.id;
+            if (ev.event === 'study' && alive()) {
+              const d = JSON.parse(ev.data);
+              const t = d.trials; t.total = d.total;
+              data.bestNumber = d.best;
+              data.eventBytes = (data.eventBytes || 0) + ev.size;
+              const prev = JSON.stringify(data.study.trials);
+              if (prev !== JSON.stringify(t) || d.total !== data.n || d.cursor !== data.cursor) update(t).catch(() => {});
+            }
+          });
+        } catch (e) { /* dropped: reconnect */ }
+        data.streaming = false;
+      }
+      if (alive()) await new Promise((res) => setTimeout(res, 2000));
+    }
+  })();
+  return () => { stopped = true; ctl.abort(); };
+}
+
+// Parse a text/event-stream body; calls onEvent({id, event, data, size}) per event.
+async function readEvents(body, onEvent) {
+  const reader = body.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, i); buf = buf.slice(i + 2);
+      const ev = { id: null, event: 'message', data: '', size: block.length + 2 };
+      const lines = [];
+      for (const line of block.split('\n')) {
+        if (line === '' || line[0] === ':') continue;
+        const c = line.indexOf(':');
+        const f = c < 0 ? line : line.slice(0, c);
+        const v = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+        if (f === 'id') ev.id = v; else if (f === 'event') ev.event = v; else if (f === 'data') lines.push(v);
+      }
+      if (lines.length) { ev.data = lines.join('\n'); onEvent(ev); }
+    }
+  }
+}
+
+// The fallback without events: the study's counts every second.
+function pollCounts(data, update, alive) {
   let last = JSON.stringify(data.study.trials);
   let busy = false;
   const timer = setInterval(async () => {
-    if (!isAlive()) { clearInterval(timer); return; }
+    if (!alive()) { clearInterval(timer); return; }
     if (busy) return;
     busy = true;
     try {
       const s = await (await request(`/v1/studies/${encodeURIComponent(data.study.name)}`)).json();
       const now = JSON.stringify(s.trials);
-      if (now !== last) {
-        last = now;
-        data.study = Object.assign(data.study, { trials: s.trials, best_trial: s.best_trial });
-        let seen;
-        if (data.columnar) {
-          seen = await loadColumns(data, data.cursor);
-          // Curves: at most every 15 s (a tell should cost a few hundred bytes).
-          if (withIntermediate && Date.now() - (data.curvesAt || 0) > 15000) {
-            data.curvesAt = Date.now();
-            await loadCurves(data, CURVE_TRIALS, CURVE_POINTS);
-          }
-        } else {
-          seen = await loadTrials(data, data.firstOpen(), withIntermediate);
-        }
-        onChange(seen);
-      }
+      if (now !== last) { last = now; await update(s.trials); }
     } catch (e) {
       /* try again at the next tick */
     } finally {
       busy = false;
     }
   }, 1000);
-  return () => clearInterval(timer);
 }
 
 // The binary columns endpoint (docs/API.md "Dashboard endpoints"): trials `from` on.
@@ -216,21 +303,20 @@ export async function loadColumns(data, from) {
   const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 8, hlen)));
   const k = head.count;
   let off = 8 + hlen;
-  const state = new Uint8Array(buf, off, k);
-  off += (k + 7) & ~7;
+  // Every column the header lists, in order (u8 padded to 8 bytes, f64); unknown ones skipped.
   const cols = {};
   for (const [name, type] of head.columns) {
-    if (name === 'state') continue;
-    if (type !== 'f64') throw new Error(`columns: unknown type ${type}`);
-    cols[name] = new Float64Array(buf, off, k);
-    off += 8 * k;
+    if (type === 'u8') { cols[name] = new Uint8Array(buf, off, k); off += (k + 7) & ~7; } else if (type === 'f64') { cols[name] = new Float64Array(buf, off, k); off += 8 * k; } else throw new Error(`columns: unknown type ${type}`);
   }
   data.reserve(head.from + k);
   if (head.from + k > data.n) data.n = head.from + k;
-  data.state.set(state, head.from);
-  data.values[0].set(cols.value, head.from);
+  data.state.set(cols.state, head.from);
+  data.values.forEach((v, j) => { const c = cols[j === 0 ? 'value' : `value:${j}`]; if (c) v.set(c, head.from); });
   for (const p of data.params) if (cols[p.name]) data.cols[p.name].set(cols[p.name], head.from);
-  data.duration.set(cols.duration, head.from);
+  data.cons.forEach((v, j) => { const c = cols[`constraint:${j}`]; if (c) v.set(c, head.from); });
+  if (data.feasible && cols.feasible) data.feasible.set(cols.feasible, head.from);
+  if (cols.duration) data.duration.set(cols.duration, head.from);
+  if (data.point && cols.point) data.point.set(cols.point, head.from);
   data.cursor = head.cursor;
   if (k > 0) data.version++;
   const seen = [];
@@ -239,11 +325,12 @@ export async function loadColumns(data, from) {
 }
 
 // Intermediate values, downsampled by hpod: up to `trials` curves of `points` points.
-export async function loadCurves(data, trials, points) {
+// With `from`: only trials numbered from on, merged into what the page holds.
+export async function loadCurves(data, trials, points, from) {
   const s = encodeURIComponent(data.study.name);
   let r;
   try {
-    r = await request(`/v1/studies/${s}/curves?trials=${trials}&points=${points}`);
+    r = await request(`/v1/studies/${s}/curves?trials=${trials}&points=${points}${from ? `&from=${from}` : ''}`);
   } catch (e) {
     if (e.status === 404 && /route/.test(e.message)) return false;
     throw e;
@@ -251,8 +338,12 @@ export async function loadCurves(data, trials, points) {
   const text = await r.text();
   data.bytes = (data.bytes || 0) + text.length;
   const body = JSON.parse(text);
-  data.intermediate = new Map(body.trials.map((t) => [t.number, { steps: t.steps, values: t.values }]));
-  data.withReports = body.with_reports;
+  if (from) {
+    for (const t of body.trials) data.intermediate.set(t.number, { steps: t.steps, values: t.values });
+  } else {
+    data.intermediate = new Map(body.trials.map((t) => [t.number, { steps: t.steps, values: t.values }]));
+    data.withReports = body.with_reports;
+  }
   data.version++;
   return true;
 }

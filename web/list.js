@@ -9,11 +9,12 @@ const COLS = [
   { key: 'sampler', label: 'Sampler', get: (s) => (s.sampler ? s.sampler.type : '') },
   ...STATES.map((st) => ({ key: st, label: st, num: true, get: (s) => (s.trials ? s.trials[st] : 0) })),
   { key: 'total', label: 'total', num: true, get: (s) => (s.trials ? s.trials.total : 0) },
-  { key: 'best', label: 'Best', num: true, get: (s) => bestOf(s) },
+  { key: 'best', label: 'Best / front', num: true, get: (s) => bestOf(s) },
   { key: 'activity', label: 'Last activity', num: true, get: (s) => s._activity || 0 },
 ];
 
 function bestOf(s) {
+  if (Array.isArray(s.best_trials)) return s.best_trials.length; // sorts by front size
   const b = s.best_trial;
   if (!b) return null;
   if (typeof b.value === 'number') return b.value;
@@ -50,6 +51,10 @@ export async function showList(main) {
     const body = rows.map((s) => el('tr', { 'data-study': s.name }, COLS.map((c) => {
       if (c.key === 'name') return el('td', {}, el('a', { href: studyHref(s.name) }, s.name));
       if (c.key === 'activity') return el('td', { class: 'num' }, s._activity ? ago(s._activity) : '');
+      if (c.key === 'best' && Array.isArray(s.best_trials)) {
+        // Several objectives: the Pareto front's size.
+        return el('td', { class: 'num', 'data-best': '', 'data-front': String(s.best_trials.length) }, `front of ${s.best_trials.length}`);
+      }
       if (c.key === 'best') {
         const b = s.best_trial;
         return el('td', { class: 'num', 'data-best': b ? String(bestOf(s)) : '' }, b ? fmt(bestOf(s)) : '—');

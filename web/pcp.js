@@ -4,6 +4,9 @@
 import { el, fmt } from './util.js';
 
 const MAX_LINES = 10000;
+// The selected lines drawn over the grey ones: an evenly spaced sample of at most this many
+// (a wide brush over 100,000 rows would otherwise cost a long rasterization each time).
+const MAX_SELECTED = 3000;
 const PAD_TOP = 34; const PAD_BOTTOM = 26; const PAD_X = 60;
 
 export class ParallelCoords {
@@ -74,8 +77,8 @@ export class ParallelCoords {
   }
 
   // Stroke the polylines of the sampled rows that `pick(row)` accepts, as one path.
-  lines(ctx, rows, pick) {
-    const stride = Math.max(1, rows.length / MAX_LINES);
+  lines(ctx, rows, pick, max = MAX_LINES) {
+    const stride = Math.max(1, rows.length / max);
     const n = this.axes.length;
     const xs = this.axes.map((a, i) => this.axisX(i));
     ctx.beginPath();
@@ -118,16 +121,12 @@ export class ParallelCoords {
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     let nsel = 0;
     for (let k = 0; k < rows.length; k++) nsel += mask[rows[k]];
-    if (nsel < rows.length) {
-      const alpha = Math.min(0.8, Math.max(0.04, 6 / Math.sqrt(Math.min(nsel, MAX_LINES) + 1)));
-      ctx.lineWidth = 1;
-      ctx.strokeStyle = `rgba(31,95,191,${alpha.toFixed(3)})`;
-      this.lines(ctx, rows, (r) => mask[r] === 1);
-    } else {
-      ctx.lineWidth = 1;
-      ctx.strokeStyle = `rgba(31,95,191,${Math.min(0.8, Math.max(0.04, 6 / Math.sqrt(Math.min(nsel, MAX_LINES) + 1))).toFixed(3)})`;
-      this.lines(ctx, rows, () => true);
-    }
+    const sel = new Int32Array(nsel);
+    for (let k = 0, j = 0; k < rows.length; k++) if (mask[rows[k]]) sel[j++] = rows[k];
+    const alpha = Math.min(0.8, Math.max(0.04, 6 / Math.sqrt(Math.min(nsel, MAX_SELECTED) + 1)));
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = `rgba(31,95,191,${alpha.toFixed(3)})`;
+    this.lines(ctx, sel, () => true, MAX_SELECTED);
     // Axes, labels, brushes.
     ctx.fillStyle = '#111'; ctx.strokeStyle = '#333'; ctx.font = '12px system-ui, sans-serif'; ctx.textAlign = 'center';
     this.axes.forEach((a, i) => {
@@ -148,7 +147,7 @@ export class ParallelCoords {
       }
     });
     this.hint.textContent = `${nsel.toLocaleString()} of ${rows.length.toLocaleString()} complete trials selected` +
-      (rows.length > MAX_LINES ? ` (lines drawn: an evenly spaced sample of ${MAX_LINES.toLocaleString()})` : '');
+      (rows.length > MAX_LINES || nsel > MAX_SELECTED ? ` (lines drawn: evenly spaced samples of at most ${MAX_LINES.toLocaleString()} in grey and ${MAX_SELECTED.toLocaleString()} selected)` : '');
   }
 
   axisAt(x) {

@@ -4,6 +4,8 @@
 import { getJSON } from './api.js';
 import { TrialData, loadTrials, loadColumns, loadCurves, follow, CURVE_TRIALS, CURVE_POINTS } from './data.js';
 import { ParallelCoords } from './pcp.js';
+import { ParetoView, ContourView, GradientView, paretoFront } from './views.js';
+import { scatterSeries, stampHook } from './scatter.js';
 import { TrialTable } from './table.js';
 import { el, fmt, ago, COLORS, STATES, STATE_CODE, setCrumbs, setLive, trialHref, objectivesOf } from './util.js';
 
@@ -23,13 +25,21 @@ export async function showStudy(main, name) {
     return;
   }
   const data = new TrialData(study);
-  const withInter = study.pruner && study.pruner.type !== 'none';
+  let withInter = study.pruner && study.pruner.type !== 'none';
   const view = new StudyView(main, data, withInter);
   const t0 = performance.now();
   // hpod's binary columns when it has them, else the CSV export.
   data.columnar = HAS_COLUMNS && (await loadColumns(data, 0)) !== null;
   if (!data.columnar) await loadTrials(data, 0, withInter);
-  else if (withInter) { data.curvesAt = Date.now(); await loadCurves(data, CURVE_TRIALS, CURVE_POINTS); }
+  else {
+    // Curves with a pruner, and without one when trials reported anyway (multi-objective
+    // studies take no pruner but keep their reports).
+    data.curvesAt = Date.now();
+    if ((await loadCurves(data, withInter ? CURVE_TRIALS : 1, CURVE_POINTS)) && !withInter && data.withReports > 0) {
+      withInter = view.withInter = true;
+      await loadCurves(data, CURVE_TRIALS, CURVE_POINTS);
+    }
+  }
   view.build();
   view.timing = performance.now() - t0;
   view.refresh(true);
@@ -48,6 +58,18 @@ class StudyView {
     this.log = false;
     this.root = el('div', { class: 'study' });
     this.root.__view = this; // for the browser test
+    // Views draw in the next animation frame, and only those on screen (or near it);
+    // the others when scrolled to. Brushing thus costs the visible charts only.
+    this.views = [];
+    this.drawMs = {};
+    this.io = new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        const v = e.target.__dashView;
+        if (!v) continue;
+        v.visible = e.isIntersecting;
+        if (v.visible && v.dirty) this.schedule();
+      }
+    }, { rootMargin: '200px' });
     this.head = el('section', { class: 'summary', 'aria-label': 'Summary' });
     this.root.append(el('h1', {}, data.study.name), this.head);
     main.replaceChildren(this.root);
@@ -57,8 +79,13 @@ class StudyView {
   header() {
     const s = this.data.study;
     const t = s.trials || {};
-    const b = s.best_trial;
+    const d = this.data;
+    let b = s.best_trial;
+    // Live: the events name the best trial; its value comes from the columns.
+    if (d.bestNumber !== undefined) b = d.bestNumber >= 0 && d.bestNumber < d.n ? { number: d.bestNumber, value: d.values[0][d.bestNumber] } : null;
     const bestVal = b ? (typeof b.value === 'number' ? b.value : b.values ? Object.values(b.values)[0] : null) : null;
+    const multi = d.objectives.length > 1;
+    const front = this.pareto ? this.pareto.front.length : (s.best_trials || []).length;
     this.head.replaceChildren(
       el('dl', { class: 'facts' },
         el('dt', {}, 'Objectives'), el('dd', {}, objectivesOf(s).map((o) => `${o.name} (${o.direction})`).join(', ')),
@@ -66,8 +93,11 @@ class StudyView {
         el('dt', {}, 'Pruner'), el('dd', {}, s.pruner ? s.pruner.type : 'none'),
         el('dt', {}, 'Trials'), el('dd', { id: 'study-counts' }, STATES.map((st) => el('span', { class: `count st-${st}`, 'data-state': st }, `${st} `, el('b', {}, String(t[st] || 0)))),
           el('span', { class: 'count', 'data-state': 'total' }, 'total ', el('b', {}, String(t.total || 0)))),
-        el('dt', {}, 'Best'), el('dd', { id: 'best-value', 'data-value': bestVal === null ? '' : String(bestVal), 'data-number': b ? String(b.number) : '' },
-          b ? [fmt(bestVal), ' (', el('a', { href: trialHref(s.name, b.number) }, `trial ${b.number}`), ')'] : 'no complete trial yet'),
+        multi ? [el('dt', {}, 'Pareto front'), el('dd', { id: 'front-size', 'data-front': String(front) }, `${front.toLocaleString()} trials`),
+          el('dt', {}, 'Shown objective'), el('dd', {}, el('select', { id: 'objective', 'aria-label': 'Objective shown in the history, slices and contour', onchange: (e) => this.setObjective(Number(e.target.value)) },
+            d.objectives.map((o, k) => el('option', { value: String(k), selected: k === this.obj }, o.name))))]
+          : [el('dt', {}, 'Best'), el('dd', { id: 'best-value', 'data-value': bestVal === null ? '' : String(bestVal), 'data-number': b ? String(b.number) : '' },
+            b ? [fmt(bestVal), ' (', el('a', { href: trialHref(s.name, b.number) }, `trial ${b.number}`), ')'] : 'no complete trial yet')],
         el('dt', {}, 'Created'), el('dd', {}, s.created_at ? `${s.created_at} (${ago(Date.parse(s.created_at))})` : '')));
   }
 
@@ -81,6 +111,18 @@ class StudyView {
         el('span', { class: 'legend' }, el('span', { class: 'key k-complete' }, 'complete'), el('span', { class: 'key k-best' }, 'best so far'),
           el('span', { class: 'key k-pruned' }, 'pruned (last reported value)'), el('span', { class: 'key k-failed' }, 'failed (at the bottom)'))),
       this.histBox));
+    // Pareto front (several objectives).
+    if (d.objectives.length > 1) {
+      const sec = el('section', { 'aria-labelledby': 'h-pareto' }, el('h2', { id: 'h-pareto' }, 'Pareto front'));
+      this.root.append(sec);
+      this.pareto = new ParetoView(sec, d, (box) => this.width(box));
+    }
+    // Gradient studies: loss across optimizer versions, a vector's values.
+    if (d.study.sampler && d.study.sampler.type === 'gradient') {
+      const sec = el('section', { 'aria-labelledby': 'h-gradient' }, el('h2', { id: 'h-gradient' }, 'Gradient optimizer'));
+      this.root.append(sec);
+      this.gradient = new GradientView(sec, d, (box) => this.width(box), () => d.values[this.obj]);
+    }
     // Parallel coordinates.
     const pcpBox = el('div', { class: 'chart' });
     this.root.append(el('section', { 'aria-labelledby': 'h-pcp' }, el('h2', { id: 'h-pcp' }, 'Parallel coordinates'), pcpBox));
@@ -94,6 +136,12 @@ class StudyView {
     this.sliceBox = el('div', { class: 'slices' });
     this.root.append(el('section', { 'aria-labelledby': 'h-slices' }, el('h2', { id: 'h-slices' }, 'Slice plots'),
       el('p', { class: 'muted small' }, 'The objective against each param (complete trials that pass the filters).'), this.sliceBox));
+    // Contour of a param pair.
+    if (d.params.length >= 2) {
+      const sec = el('section', { 'aria-labelledby': 'h-contour' }, el('h2', { id: 'h-contour' }, 'Contour'));
+      this.root.append(sec);
+      this.contour = new ContourView(sec, d, (box) => this.width(box), () => d.values[this.obj]);
+    }
     // Importances (hpod computes them: PED-ANOVA, docs/API.md "Dashboard endpoints").
     if (HAS_COLUMNS) {
       this.impBox = el('div', { id: 'importances' }, el('p', { class: 'muted small' }, 'Computing…'));
@@ -118,6 +166,57 @@ class StudyView {
     this.table.onSort = () => this.table.update(this.mask);
     this.makeHistory();
     this.makeSlices();
+    this.view(this.histBox, (c) => this.setHistory(c));
+    this.view(pcpBox, () => this.pcp.draw(this.complete, this.mask));
+    if (this.withInter) this.view(this.interBox, () => this.setCurves());
+    if (this.pareto) this.view(this.pareto.box, (c) => this.pareto.draw(c, this.mask));
+    if (this.contour) this.view(this.contour.box, (c) => this.contour.draw(c, this.mask));
+    if (this.gradient) this.view(this.gradient.box, () => this.gradient.draw());
+  }
+
+  // A view: `draw(dataChanged)` runs in an animation frame once `elm` is near the screen.
+  view(elm, draw) {
+    const v = { elm, draw, dirty: false, changed: false, visible: false };
+    elm.__dashView = v;
+    this.views.push(v);
+    this.io.observe(elm);
+    return v;
+  }
+
+  invalidate(dataChanged) {
+    for (const v of this.views) { v.dirty = true; v.changed = v.changed || dataChanged; }
+    this.schedule();
+  }
+
+  schedule() {
+    if (this.raf) return;
+    this.raf = requestAnimationFrame(() => { this.raf = 0; this.flush(false); });
+  }
+
+  // Draw the dirty views that are visible (all of them with `all`, e.g. before a screenshot).
+  flush(all) {
+    let pending = 0;
+    for (const v of this.views) {
+      if (!v.dirty) continue;
+      if (!all && !v.visible) { pending++; continue; }
+      const c = v.changed;
+      v.dirty = false; v.changed = false;
+      const t0 = performance.now();
+      v.draw(c);
+      this.drawMs[v.elm.id || v.elm.className] = performance.now() - t0; // for the benchmark
+    }
+    this.root.dataset.pending = String(pending);
+  }
+
+  setObjective(k) {
+    this.obj = k;
+    this.makeHistory();
+    for (const { u } of this.slices) u.destroy();
+    this.sliceBox.replaceChildren();
+    for (const v of this.views) if (v.slice) { this.io.unobserve(v.elm); }
+    this.views = this.views.filter((v) => !v.slice);
+    this.makeSlices();
+    this.refresh(true);
   }
 
   async loadImportances() {
@@ -174,6 +273,8 @@ class StudyView {
   computeMask() {
     const d = this.data;
     const mask = new Uint8Array(d.n);
+    // The rows each scatter draws: complete, pruned and failed trials that pass.
+    const lists = [new Int32Array(d.n), new Int32Array(d.n), new Int32Array(d.n)]; const len = [0, 0, 0];
     const ranges = [...this.ranges].map(([k, r]) => [d.col(k), r[0], r[1]]);
     const st = d.state;
     for (let i = 0; i < d.n; i++) {
@@ -184,7 +285,10 @@ class StudyView {
         if (!(v >= ranges[k][1] && v <= ranges[k][2])) { ok = 0; break; }
       }
       mask[i] = ok;
+      const s = st[i] - 2;
+      if (ok && s >= 0 && s < 3) lists[s][len[s]++] = i;
     }
+    this.lists = { complete: lists[0].subarray(0, len[0]), pruned: lists[1].subarray(0, len[1]), failed: lists[2].subarray(0, len[2]) };
     return mask;
   }
 
@@ -201,13 +305,16 @@ class StudyView {
       for (let i = 0, k = 0; i < d.n; i++) if (st[i] === STATE_CODE.complete && Number.isFinite(v[i])) complete[k++] = i;
       this.complete = complete;
       this.pcp.fit(this.complete, seen);
+      if (this.pareto) {
+        // The front over every objective, as /pareto (the whole study; filters only pick what is drawn).
+        this.pareto.front = paretoFront(d);
+        const f = document.getElementById('front-size');
+        if (f) { f.dataset.front = String(this.pareto.front.length); f.textContent = `${this.pareto.front.length.toLocaleString()} trials`; }
+      }
       this.fitValues();
       this.updateLogBox();
     }
-    this.pcp.draw(this.complete, this.mask);
-    this.setHistory(dataChanged);
-    this.setSlices(dataChanged);
-    if (this.withInter) this.setCurves();
+    this.invalidate(dataChanged);
     this.table.update(this.mask);
     this.active.replaceChildren(...[...this.ranges].map(([k, r]) => el('li', { 'data-key': k, 'data-lo': String(r[0]), 'data-hi': String(r[1]) }, `${this.axes.find((a) => a.key === k).label}: ${fmt(r[0])} … ${fmt(r[1])} `,
       el('button', { type: 'button', 'aria-label': `Remove the filter on ${k}`, onclick: () => this.pcp.setBrush(k, null) }, '×'))));
@@ -228,45 +335,6 @@ class StudyView {
   }
 
   width(box) { return Math.max(400, (box.clientWidth || this.root.clientWidth || 900) - 8); }
-
-  // A uPlot paths builder that draws one small square per accepted point (one Path2D,
-  // one fill; points landing on an already drawn pixel are skipped): uPlot's own points
-  // are circles, far slower at 100,000. `accept(i)` picks the rows; `yConst` overrides y.
-  scatter(accept, size, yConst) {
-    return (u, si) => {
-      const xs = u.data[0]; const ys = u.data[si];
-      const { left, top, width, height } = u.bbox;
-      // Scale to canvas pixels inline (uPlot's valToPos per point costs a call and a lookup).
-      const pos = (key, span, off, flip) => {
-        const sc = u.scales[key]; const log = sc.distr === 3;
-        const lo = log ? Math.log10(sc.min) : sc.min; const k = span / ((log ? Math.log10(sc.max) : sc.max) - lo);
-        return log ? (v) => off + (flip ? span - (Math.log10(v) - lo) * k : (Math.log10(v) - lo) * k)
-          : (v) => off + (flip ? span - (v - lo) * k : (v - lo) * k);
-      };
-      const px = pos('x', width, left, false); const py = pos('y', height, top, true);
-      // One square per cell of about 2/3 of a point: overlapping points cost nothing.
-      const cell = Math.max(1, Math.floor(size * 0.67 * (window.devicePixelRatio || 1)));
-      const w = Math.ceil(width / cell) + 1; const h = Math.ceil(height / cell) + 1;
-      const seen = new Uint8Array(w * h);
-      const p = new Path2D();
-      const half = size / 2;
-      const n = Math.min(xs.length, ys.length);
-      const yc = yConst === undefined ? null : py(yConst());
-      for (let i = 0; i < n; i++) {
-        if (!accept(i)) continue;
-        const x = xs[i]; const y = ys[i];
-        if (!Number.isFinite(x) || (yc === null && !Number.isFinite(y))) continue;
-        const cx = px(x); const cy = yc === null ? py(y) : yc;
-        const gx = Math.floor((cx - left) / cell); const gy = Math.floor((cy - top) / cell);
-        if (!(gx >= 0 && gy >= 0 && gx < w && gy < h)) continue;
-        const k = gy * w + gx;
-        if (seen[k]) continue;
-        seen[k] = 1;
-        p.rect(cx - half, cy - half, size, size);
-      }
-      return { stroke: null, fill: p, clip: null, band: null, gaps: null, flags: 0 };
-    };
-  }
 
   // The objective's range over complete and pruned trials (log: positive values only).
   fitValues() {
@@ -291,8 +359,7 @@ class StudyView {
     if (this.hist) this.hist.destroy();
     const root = this.root;
     const d = this.data;
-    const st = (code) => (i) => this.mask[i] === 1 && d.state[i] === code;
-    const dot = (color) => ({ stroke: color, fill: color, width: 0, points: { show: false } });
+    const st = (code) => () => (this.lists ? this.lists[['complete', 'pruned', 'failed'][code - 2]] : null);
     this.hist = new globalThis.uPlot({
       width: this.width(this.histBox), height: 320,
       scales: { x: { time: false }, y: this.log ? { distr: 3, range: () => this.yRange() } : { range: () => this.yRange() } },
@@ -300,11 +367,11 @@ class StudyView {
       legend: { show: false },
       cursor: { drag: { x: true, y: false }, points: { show: false } },
       series: [{},
-        { label: 'complete', ...dot(COLORS.complete), paths: this.scatter(st(2), 3) },
+        { label: 'complete', ...scatterSeries(st(2), COLORS.complete, 3) },
         { label: 'best so far', stroke: COLORS.best, width: 2, spanGaps: true, points: { show: false } },
-        { label: 'pruned', ...dot(COLORS.pruned), paths: this.scatter(st(3), 4) },
-        { label: 'failed', ...dot(COLORS.failed), paths: this.scatter(st(4), 5, () => (this.log ? this.yLog[0] * 1.1 : this.yBottom)) }],
-      hooks: { draw: [(u) => { if (!root.dataset.historyDrawn && u.data[0].length > 0) { root.dataset.historyDrawn = String(performance.now()); performance.mark('history-drawn'); } }] },
+        { label: 'pruned', ...scatterSeries(st(3), COLORS.pruned, 4) },
+        { label: 'failed', ...scatterSeries(st(4), COLORS.failed, 5, () => (this.log ? this.yLog[0] * 1.1 : this.yBottom)) }],
+      hooks: { drawSeries: [stampHook], draw: [(u) => { if (!root.dataset.historyDrawn && u.data[0].length > 0) { root.dataset.historyDrawn = String(performance.now()); performance.mark('history-drawn'); } }] },
     }, [[], [], [], [], []], this.histBox);
     this.histData = null;
   }
@@ -327,7 +394,9 @@ class StudyView {
       this.histData = [x, vs, best, vs, vs];
       this.hist.setData(this.histData);
     } else {
-      this.hist.redraw(true, false);
+      // Scatter series are stamped by the drawSeries hook on every draw, so only the
+      // canvas is redrawn: the best-so-far line's path (100,000 points) is reused.
+      this.hist.redraw(false, false);
     }
   }
 
@@ -335,7 +404,7 @@ class StudyView {
     const d = this.data;
     this.slices = [];
     const params = d.params.slice(0, MAX_SLICES);
-    const accept = (i) => this.mask[i] === 1 && d.state[i] === 2;
+    const accept = () => (this.lists ? this.lists.complete : null);
     for (const p of params) {
       const box = el('figure', { class: 'slice' });
       this.sliceBox.append(box);
@@ -346,19 +415,21 @@ class StudyView {
         scales: { x: { time: false, ...(p.log ? { distr: 3 } : {}), range: () => xr }, y: { range: () => this.yLin } },
         axes: [{ label: p.name, ...(cat ? { values: (u2, vals) => vals.map((v) => (Number.isInteger(v) && p.choices[v] !== undefined ? String(p.choices[v]) : '')) } : {}) }, { label: d.objectives[this.obj].name, size: 60 }],
         legend: { show: false }, cursor: { show: false },
-        series: [{}, { stroke: COLORS.complete, fill: 'rgba(31,95,191,0.45)', width: 0, points: { show: false }, paths: this.scatter(accept, 2) }],
+        series: [{}, scatterSeries(accept, 'rgba(31,95,191,0.45)', 2)],
+        hooks: { drawSeries: [stampHook] },
       }, [[], []], box);
-      this.slices.push({ p, u });
+      const s = { p, u };
+      this.slices.push(s);
+      const v = this.view(box, (c) => this.setSlice(s, c));
+      v.slice = true;
     }
     if (d.params.length > MAX_SLICES) this.sliceBox.append(el('p', { class: 'muted small' }, `The first ${MAX_SLICES} params are shown.`));
   }
 
-  setSlices(dataChanged) {
+  setSlice({ p, u }, dataChanged) {
     const d = this.data; const v = d.values[this.obj];
-    for (const { p, u } of this.slices) {
-      if (dataChanged || u.data[0].length !== d.n) u.setData([d.cols[p.name].subarray(0, d.n), v.subarray(0, d.n)]);
-      else u.redraw(true, false);
-    }
+    if (dataChanged || u.data[0].length !== d.n) u.setData([d.cols[p.name].subarray(0, d.n), v.subarray(0, d.n)]);
+    else u.redraw(false, false);
   }
 
   setCurves() {

@@ -13,6 +13,8 @@ export class TrialTable {
     this.columns = [
       { key: 'number', label: '#' }, { key: 'state', label: 'State' },
       ...data.objectives.map((o, k) => ({ key: `value:${k}`, label: data.objectives.length === 1 ? 'Value' : o.name })),
+      ...(data.feasible ? [{ key: 'feasible', label: 'Feasible' }] : []),
+      ...data.constraints.map((c, k) => ({ key: `constraint:${k}`, label: c.name })),
       ...data.params.map((p) => ({ key: p.name, label: p.name, param: p })),
       { key: 'duration', label: 'Duration (s)' },
     ];
@@ -39,7 +41,7 @@ export class TrialTable {
     const idx = new Int32Array(d.n);
     for (let i = 0; i < d.n; i++) idx[i] = i;
     if (this.sortKey !== 'number') {
-      const col = this.sortKey === 'state' ? d.state : d.col(this.sortKey);
+      const col = this.sortKey === 'state' ? d.state : this.sortKey === 'feasible' ? d.feasible : d.col(this.sortKey);
       // NaN (no value) last whichever the direction.
       const sign = this.desc ? -1 : 1;
       idx.sort((a, b) => {
@@ -67,6 +69,7 @@ export class TrialTable {
     const d = this.data;
     if (c.key === 'number') return String(r);
     if (c.key === 'state') return STATES[d.state[r]] || '';
+    if (c.key === 'feasible') return d.state[r] === 2 ? (d.feasible[r] ? 'yes' : 'no') : '';
     const v = d.col(c.key)[r];
     if (c.param && c.param.type === 'categorical') return Number.isNaN(v) ? '' : String(c.param.choices[v]);
     return fmt(v);
@@ -80,17 +83,34 @@ export class TrialTable {
     this.info.textContent = `${this.rows.length.toLocaleString()} trials · page ${this.page + 1} of ${pages}`;
     this.prev.disabled = this.first.disabled = this.page === 0;
     this.next.disabled = this.last.disabled = this.page >= pages - 1;
-    const head = el('tr', {}, this.columns.map((c) => el('th', { scope: 'col', 'aria-sort': c.key === this.sortKey ? (this.desc ? 'descending' : 'ascending') : null },
-      el('button', { class: 'sort', 'data-key': c.key, onclick: () => this.sortBy(c.key) }, c.label, c.key === this.sortKey ? (this.desc ? ' ▼' : ' ▲') : ''))));
-    const body = [];
+    // The header only when the sort changed; the body's rows reused (text set in place), so
+    // a filter change costs 50 rows of text, not a new table.
+    const headKey = `${this.sortKey}/${this.desc}`;
+    if (this.headKey !== headKey || !this.tbody) {
+      this.headKey = headKey;
+      const head = el('tr', {}, this.columns.map((c) => el('th', { scope: 'col', 'aria-sort': c.key === this.sortKey ? (this.desc ? 'descending' : 'ascending') : null },
+        el('button', { class: 'sort', 'data-key': c.key, onclick: () => this.sortBy(c.key) }, c.label, c.key === this.sortKey ? (this.desc ? ' ▼' : ' ▲') : ''))));
+      this.tbody = el('tbody', {});
+      this.table.replaceChildren(el('thead', {}, head), this.tbody);
+    }
+    const tb = this.tbody;
+    while (tb.rows.length > end - start) tb.lastChild.remove();
+    while (tb.rows.length < end - start) {
+      tb.append(el('tr', {}, this.columns.map((c) => el('td', { class: c.key === 'state' || c.key === 'feasible' ? null : 'num' }, c.key === 'number' ? el('a', {}) : null))));
+    }
     for (let i = start; i < end; i++) {
       const r = this.rows[i];
-      body.push(el('tr', { 'data-number': String(r), class: `st-${STATES[d.state[r]]}` }, this.columns.map((c) => {
-        if (c.key === 'number') return el('td', { class: 'num' }, el('a', { href: trialHref(d.study.name, r) }, String(r)));
-        return el('td', { class: c.key === 'state' ? null : 'num' }, this.cellText(c, r));
-      })));
+      const tr = tb.rows[i - start];
+      const num = String(r);
+      if (tr.dataset.number === num && tr.dataset.version === String(d.version)) continue;
+      tr.dataset.number = num;
+      tr.dataset.version = String(d.version);
+      tr.className = `st-${STATES[d.state[r]]}`;
+      this.columns.forEach((c, k) => {
+        const td = tr.cells[k];
+        if (c.key === 'number') { const a = td.firstChild; a.href = trialHref(d.study.name, r); a.textContent = num; } else td.textContent = this.cellText(c, r);
+      });
     }
-    this.table.replaceChildren(el('thead', {}, head), el('tbody', {}, body));
   }
 
   sortBy(key) {
@@ -104,7 +124,7 @@ export class TrialTable {
   csv() {
     const q = (s) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
     const out = [this.columns.map((c) => q(c.key === 'number' ? 'number' : c.key === 'state' ? 'state' : c.key.startsWith('value:') ? (this.data.objectives.length === 1 ? 'value' : c.label) : c.key)).join(',')];
-    for (const r of this.rows) out.push(this.columns.map((c) => q(c.key === 'number' || c.key === 'state' || (c.param && c.param.type === 'categorical') ? this.cellText(c, r) : numText(this.data.col(c.key)[r]))).join(','));
+    for (const r of this.rows) out.push(this.columns.map((c) => q(c.key === 'number' || c.key === 'state' || c.key === 'feasible' || (c.param && c.param.type === 'categorical') ? this.cellText(c, r) : numText(this.data.col(c.key)[r]))).join(','));
     return `${out.join('\n')}\n`;
   }
 }

@@ -102,6 +102,7 @@ static const char *expected_allow(enum hpo__route_id r)
         return "PUT";
     case HPO__R_COLUMNS:
     case HPO__R_CURVES:
+    case HPO__R_EVENTS:
     case HPO__R_IMPORTANCES:
     case HPO__R_PAGE:
     case HPO__R_PAGE_STUDIES:
@@ -185,6 +186,7 @@ static char *rebuild(const struct hpo__route *r, const char *study, char *buf, s
         snprintf(buf, len, "/v1/studies/%s/columns", study);
         return buf;
     case HPO__R_CURVES:
+    case HPO__R_EVENTS:
         snprintf(buf, len, "/v1/studies/%s/curves", study);
         return buf;
     case HPO__R_IMPORTANCES:

@@ -27,10 +27,16 @@ each on 127.0.0.1 and a free port.
   SIGCONT the frozen daemon's write is refused by fencing (503, counted in its
   /metrics), it forwards the study to the new owner, and nothing anyone
   acknowledged is lost.
+- event_stream_on_its_owner: the dashboard's event stream of a study opens on
+  its owner only; another daemon answers 503 unavailable naming the owner in
+  X-Hpod-Owner; an ask sent through the other daemon (forwarded) reaches the
+  owner's open stream as the next event.
 
 Prints TAP.
 """
 
+import http.client
+import json
 import os
 import random
 import re
@@ -481,6 +487,55 @@ def sigterm_hands_over(exe):
         stop.set()
         for t in threads:
             t.join(timeout=5)
+        for d in ds:
+            d.close()
+
+
+def next_study_event(resp, deadline):
+    """The data of the next `event: study` on an open stream, or None at its end."""
+    kind = None
+    while time.monotonic() < deadline:
+        line = resp.readline()
+        if line == b"":
+            return None
+        line = line.decode().rstrip("\n")
+        if line.startswith("event:"):
+            kind = line.partition(":")[2].strip()
+        elif line.startswith("data:") and kind == "study":
+            return json.loads(line.partition(":")[2])
+    return None
+
+
+@tap.test
+def event_stream_on_its_owner(exe):
+    uri = pgtest.shared().new_database()
+    ds = start_fleet(exe, uri, n=2)
+    conn = None
+    try:
+        ds[1].post("/v1/studies", specs()[0]).expect(201)
+        owner = ds[0].get("/v1/studies/r0").header("X-Hpod-Owner")
+        own = next(d for d in ds if url_of(d) == owner)
+        other = next(d for d in ds if d is not own)
+        r = other.get("/v1/studies/r0/events")
+        err = r.expect_error(503, "unavailable", None, "events on a daemon that does not own r0")
+        check("another daemon" in err["message"], "the 503 says why: %r" % err["message"])
+        check(r.header("X-Hpod-Owner") == owner, "X-Hpod-Owner names the owner: %r"
+              % r.header("X-Hpod-Owner"))
+        conn = http.client.HTTPConnection("127.0.0.1", own.port, timeout=10)
+        conn.request("GET", "/v1/studies/r0/events")
+        resp = conn.getresponse()
+        check(resp.status == 200 and resp.getheader("Content-Type") == "text/event-stream",
+              "the owner streams r0: %d %s" % (resp.status, resp.getheader("Content-Type")))
+        deadline = time.monotonic() + 10
+        first = next_study_event(resp, deadline)
+        check(first is not None and first["total"] == 0, "first event: %r" % first)
+        other.post("/v1/studies/r0/ask").expect(201, "ask through the other daemon")
+        ev = next_study_event(resp, deadline)
+        check(ev is not None and ev["total"] == 1 and ev["trials"]["running"] == 1,
+              "the forwarded ask reaches the owner's stream: %r" % ev)
+    finally:
+        if conn is not None:
+            conn.close()
         for d in ds:
             d.close()
 

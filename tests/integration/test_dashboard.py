@@ -23,8 +23,17 @@ HPOD_DASH_TRIALS sets the big study's size, default 20000: see docs/DASHBOARD.md
 - importances_endpoint (when this hpod has it): PED-ANOVA over the complete trials, the
   best 10% as the target, lr first for dashfill's objective (bench/dashboard/importances.py
   compares the figures with Optuna 4's evaluator).
-- tokens: with --tokens the page asks for a token, then shows the studies (skipped when
-  this hpod has no --tokens).
+- tokens: with --tokens the page asks for a token, then shows the studies, and the study
+  page follows a tell made meanwhile (the event stream carries the token too).
+- mo_study: the issue's study: MO_N trials (HPOD_DASH_MO_TRIALS, default 100,000), 2
+  objectives, a constraint, 6 params, intermediate values on 300; most of it written
+  into the database while hpod is stopped, see dashfill.fill_mo_direct): the counts, the number
+  of trials and the Pareto front's size on the page equal the API's (/pareto), the
+  binary columns carry both objectives, the constraint and feasibility as the API's
+  trials have them, the contour is drawn, a tell shows up through the event stream (not
+  polling) without a reload; a screenshot of each view.
+- gradient_views: a gradient study with a vector param: versions on the page, and the
+  histogram of the vector's current values.
 Every page is checked for console errors; screenshots go to SCREENSHOT_DIR.
 
 Prints TAP.
@@ -46,8 +55,10 @@ from hpodtest import Daemon, Skip, Tap, check, exe_from_argv, fail, raw_request 
 
 tap = Tap()
 N = int(os.environ.get("HPOD_DASH_TRIALS", "20000"))
+MO_N = int(os.environ.get("HPOD_DASH_MO_TRIALS", "100000"))
 REPORTED = 200
 STUDY = "big"
+MO = "mo"
 ctx = {}
 
 
@@ -128,10 +139,10 @@ def static_files(d):
         check(e.status == 404 and e.json["error"]["code"] == "not_found", "%s %s: %s" % (method, path, e.describe()))
 
 
-def columns(d, frm):
+def columns(d, frm, study=STUDY):
     """GET .../columns?from=frm decoded: (header, {column: list})."""
     import struct
-    r = d.get("/v1/studies/%s/columns?from=%d" % (STUDY, frm))
+    r = d.get("/v1/studies/%s/columns?from=%d" % (study, frm))
     if r.status == 404 and "route" in r.json["error"]["message"]:
         raise Skip("this hpod has no columns endpoint")
     r.expect(200, "columns")
@@ -143,12 +154,15 @@ def columns(d, frm):
     off = 8 + hlen
     check(off % 8 == 0, "columns start aligned")
     k = head["count"]
-    out = {"state": list(b[off:off + k])}
-    off += (k + 7) // 8 * 8
-    for name, typ in head["columns"][1:]:
-        check(typ == "f64", typ)
-        out[name] = list(struct.unpack("<%dd" % k, b[off:off + 8 * k]))
-        off += 8 * k
+    out = {}
+    for name, typ in head["columns"]:
+        check(typ in ("u8", "f64"), typ)
+        if typ == "u8":
+            out[name] = list(b[off:off + k])
+            off += (k + 7) // 8 * 8
+        else:
+            out[name] = list(struct.unpack("<%dd" % k, b[off:off + 8 * k]))
+            off += 8 * k
     check(off == len(b), "size %d, columns end at %d" % (len(b), off))
     return head, out
 
@@ -212,7 +226,12 @@ def curves_endpoint(d):
         check(c["values"] == [x["value"] for x in full["intermediate"] if x["step"] in c["steps"]], "values")
     whole = d.get("/v1/studies/%s/curves?trials=10000&points=100" % STUDY).expect(200)
     check(len(whole["trials"]) == REPORTED and all(len(t["steps"]) == t["reports"] for t in whole["trials"]), "all, uncut")
-    for q, field in (("points=1", "points"), ("trials=0", "trials"), ("trials=10001", "trials"), ("x=1", "x")):
+    # from=N: only trials numbered N and up (what a live page asks for).
+    cut = reported[REPORTED // 2]["number"]
+    part = d.get("/v1/studies/%s/curves?trials=10000&points=100&from=%d" % (STUDY, cut)).expect(200)
+    check([t["number"] for t in part["trials"]] == [t["number"] for t in reported if t["number"] >= cut]
+          and part["with_reports"] == len(part["trials"]), "from=%d: %r" % (cut, [t["number"] for t in part["trials"]][:5]))
+    for q, field in (("points=1", "points"), ("trials=0", "trials"), ("trials=10001", "trials"), ("x=1", "x"), ("from=-1", "from")):
         d.get("/v1/studies/%s/curves?%s" % (STUDY, q)).expect_error(400, "invalid_argument", field)
 
 
@@ -248,6 +267,7 @@ def list_page(d):
             for (const td of tr.querySelectorAll('td[data-col]')) row[td.dataset.col] = td.textContent;
             const b = tr.querySelector('td[data-best]');
             row.best = b ? b.dataset.best : null;
+            row.front = b ? b.dataset.front : null;
             out[tr.dataset.study] = row;
         }
         return out;"""
@@ -256,6 +276,10 @@ def list_page(d):
         row = rows[s["name"]]
         for st in ("waiting", "running", "complete", "pruned", "failed"):
             check(int(row[st]) == s["trials"][st], "%s %s: page %s, API %d" % (s["name"], st, row[st], s["trials"][st]))
+        if "best_trials" in s:  # several objectives: the front's size
+            want = len(d.get("/v1/studies/%s/pareto" % s["name"]).expect(200)["trials"])
+            check(int(row["front"]) == want, "%s front: page %r, /pareto %d" % (s["name"], row["front"], want))
+            continue
         want = s["best_trial"]["value"] if s["best_trial"] else None
         check((row["best"] == "" and want is None) or float(row["best"]) == want,
               "%s best: page %r, API %r" % (s["name"], row["best"], want))
@@ -285,6 +309,7 @@ def study_page(d):
     best = b.driver.find_element("id", "best-value")
     check(float(best.get_attribute("data-value")) == s["best_trial"]["value"], "best value")
     check(int(best.get_attribute("data-number")) == s["best_trial"]["number"], "best number")
+    js(b, "document.querySelector('.study').__view.flush(true)")  # views off screen draw when scrolled to
     info = text(b, "#table-info")
     check(info.startswith("{:,} trials".format(s["trials"]["total"])), info)
     check(len(b.driver.find_elements("css selector", ".slices .uplot")) == 6, "six slice plots")
@@ -355,6 +380,7 @@ def live_tell(d):
     got = text(b, '#study-counts [data-state="complete"] b')
     check(int(got) == after["trials"]["complete"], "complete count after the tell")
     check(js(b, "return window.__sameDocument") == 42, "the page was reloaded")
+    check(js(b, "return document.querySelector('.study').__view.data.streaming") is True, "not following the event stream")
     no_console_errors(b)
 
 
@@ -407,7 +433,98 @@ def tokens(d):
         b.driver.get(td.url + "/studies/secured")
         wait_for("the study page", lambda: js(b, "const s = document.querySelector('.study'); return s && s.dataset.historyDrawn"))
         check(b.driver.find_element("id", "token-dialog").get_attribute("open") is None, "asked again")
+        # The event stream reads with the token as well: a trial recorded now shows up.
+        td.post("/v1/studies/secured/trials", {"params": {"lr": p["lr"], "dropout": p["dropout"]}, "value": 0.125},
+                headers=auth).expect(201)
+        wait_for("the live update with a token", lambda: js(b, "return document.querySelector('.study').dataset.trials") == "2", 15)
+        check(b.driver.find_element("id", "token-dialog").get_attribute("open") is None, "asked again")
         no_console_errors(b, allow=("401",))
+        b.driver.get("about:blank")  # leave before this daemon goes (its stream would log an error)
+
+
+def view_shots(b, prefix, ids):
+    """Draw every view (they draw when scrolled to), then one screenshot per view."""
+    js(b, "document.querySelector('.study').__view.flush(true)")
+    for name, css in ids:
+        els = b.driver.find_elements("css selector", css)
+        check(els, "no %s on the page" % css)
+        b.driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", els[0])
+        js(b, "document.querySelector('.study').__view.flush(true)")
+        els[0].screenshot(os.path.join(ctx["shots"], "%s-%s.png" % (prefix, name)))
+
+
+@tap.test
+def mo_study(d):
+    import math
+    b = ctx["b"]
+    b.driver.get(d.url + "/studies/" + MO)
+    wait_for("the study page", lambda: js(b, "const s = document.querySelector('.study'); return s && s.dataset.historyDrawn && s.dataset.trials"), 180)
+    s = d.get("/v1/studies/" + MO).expect(200)
+    front = d.get("/v1/studies/%s/pareto" % MO).expect(200)["trials"]
+    check(int(js(b, "return document.querySelector('.study').dataset.trials")) == s["trials"]["total"] == MO_N + 300, "trial count")
+    for st in ("waiting", "running", "complete", "pruned", "failed", "total"):
+        got = text(b, '#study-counts [data-state="%s"] b' % st)
+        check(int(got) == s["trials"][st], "%s: page %s, API %d" % (st, got, s["trials"][st]))
+    check(len(front) > 0, "an empty front")
+    got = js(b, "return document.getElementById('front-size').dataset.front")
+    check(int(got) == len(front), "front size: page %s, /pareto %d" % (got, len(front)))
+    js(b, "document.querySelector('.study').__view.flush(true)")
+    nums = wait_for("the Pareto view", lambda: js(b, "return document.getElementById('pareto').dataset.frontNumbers"))
+    check([int(x) for x in nums.split(",")] == sorted(t["number"] for t in front)[:200], "front trials")
+    check(int(js(b, "return document.getElementById('contour').dataset.cells")) > 100, "contour cells")
+    check(b.driver.find_elements("css selector", "#intermediate .uplot"), "intermediate values without a pruner")
+    # The columns carry every objective, the constraint and feasibility as the API has them.
+    rep_from = min(MO_N, 2000)  # the trials with reports (dashfill.fill_mo_direct)
+    head, cols = columns(d, rep_from, MO)
+    check(head["objectives"] == ["loss", "cost"] and head["constraints"] == ["memory"], "header %r" % head)
+    check([c[0] for c in head["columns"]][:5] == ["state", "feasible", "value", "value:1", "lr"], "columns %r" % head["columns"])
+    want = d.get("/v1/studies/%s/trials?offset=%d&limit=300" % (MO, rep_from)).expect(200)["trials"]
+    check(sum(1 for t in want if t["intermediate"]) == 300, "the trials with reports")
+    for i, t in enumerate(want):
+        for col, name in (("value", "loss"), ("value:1", "cost")):
+            v = cols[col][i]
+            check((name not in t["values"] and math.isnan(v)) or v == t["values"].get(name), "trial %d %s" % (t["number"], name))
+        c = cols["constraint:0"][i]
+        check((t["constraints"].get("memory") is None and math.isnan(c)) or c == t["constraints"]["memory"], "trial %d memory" % t["number"])
+        check(cols["feasible"][i] == (1 if t["feasible"] else 0), "trial %d feasible" % t["number"])
+    # Live: a trial recorded now comes through the event stream.
+    check(js(b, "return document.querySelector('.study').__view.data.streaming") is True, "not following the event stream")
+    js(b, "window.__sameDocument = 7")
+    p = dashfill.params_for(10 ** 6)
+    v, c = dashfill.results(p)
+    d.post("/v1/studies/%s/trials" % MO, {"params": p, "values": v, "constraints": c}).expect(201)
+    wait_for("the new trial", lambda: js(b, "return document.querySelector('.study').dataset.trials") == str(MO_N + 301), 15)
+    check(js(b, "return window.__sameDocument") == 7, "the page was reloaded")
+    b.driver.set_window_size(1400, 1000)
+    view_shots(b, "mo", (("history", "#history"), ("pareto", "#pareto"), ("pcp", "#pcp-canvas"), ("slices", ".slices"),
+                         ("contour", "#contour"), ("importances", "#importances"), ("intermediate", "#intermediate"),
+                         ("table", "#trials-table")))
+    no_console_errors(b)
+
+
+@tap.test
+def gradient_views(d):
+    import struct
+    b = ctx["b"]
+    d.post("/v1/studies", {"name": "grad", "params": [{"name": "lam", "type": "float", "low": 1e-3, "high": 1e3, "log": True},
+                                                      {"name": "w", "type": "float", "low": -1.0, "high": 1.0, "size": 64}],
+                           "sampler": {"type": "gradient", "seed": 1}}).expect(201)
+    for k in range(6):
+        t = d.post("/v1/studies/grad/ask").expect(201)
+        d.post("/v1/studies/grad/trials/%d/tell" % t["number"],
+               {"value": 1.0 / (k + 1), "gradient": {"lam": 0.5, "w": [0.1 * ((i % 5) - 2) for i in range(64)]}}).expect(200)
+    s = d.get("/v1/studies/grad").expect(200)
+    b.driver.get(d.url + "/studies/grad")
+    wait_for("the study page", lambda: js(b, "const s = document.querySelector('.study'); return s && s.dataset.trials"), 60)
+    js(b, "document.querySelector('.study').__view.flush(true)")
+    versions = wait_for("the versions", lambda: js(b, "const e = document.getElementById('versions'); return e && e.dataset.versions"))
+    check(int(versions) == s["gradient"]["version"] + 1 or int(versions) >= 2, "versions %r, study %r" % (versions, s["gradient"]))
+    b.driver.find_element("id", "vector-load").click()
+    count = wait_for("the histogram", lambda: js(b, "const e = document.getElementById('vector-histogram'); return e && e.dataset.count"))
+    raw = d.request("GET", "/v1/studies/grad/trials/5/params/w")
+    check(int(count) == 64 and len(raw.body) == 64 * 8, "histogram over %r values" % count)
+    view_shots(b, "gradient", (("versions", "#versions"), ("histogram", "#vector-histogram")))
+    no_console_errors(b)
 
 
 def main():
@@ -421,6 +538,12 @@ def main():
         d.url = "http://127.0.0.1:%d" % d.port
         secs = dashfill.fill(d.port, STUDY, N, with_reports=REPORTED)
         print("# filled %d trials (+%d with reports) in %.1f s" % (N, REPORTED, secs), flush=True)
+        if not os.environ.get("HPOD_TEST_ONLY") or "mo_study" in os.environ["HPOD_TEST_ONLY"]:
+            # 2,000 through the API, the rest written into the database while hpod is stopped
+            # (POST .../trials one by one takes minutes under ASan), then 300 with reports.
+            secs = dashfill.fill_mo_direct(d, MO, MO_N, with_reports=300)
+            d.url = "http://127.0.0.1:%d" % d.port
+            print("# filled %d two-objective trials (+300 with reports) in %.1f s" % (MO_N, secs), flush=True)
         dashfill.create(d.port, "alpha")
         ctx["b"] = browser.Browser()
         try:
