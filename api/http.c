@@ -1437,7 +1437,16 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     struct hpo_api *api = calloc(1, sizeof(*api));
     struct sockaddr_storage ss;
     socklen_t sslen;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+    /*
+    ** poll(), not epoll: with epoll, MHD_quiesce_daemon (the stop) takes the
+    ** listening socket out of each thread's epoll set while that thread may
+    ** do the same on seeing the flag, and libmicrohttpd 0.9.75 aborts when
+    ** the second removal fails ("Failed to remove listen FD from epoll set",
+    ** seen at SIGTERM under load). With poll() the quiesce only signals the
+    ** threads (MHD_ALLOW_SUSPEND_RESUME brings the inter-thread channel);
+    ** each thread watches few connections, so poll() costs nothing here.
+    */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ERROR_LOG;
     /* MHD shares the connection limit out among its threads: ours (conns.c) is the global one. */
     unsigned threads = cfg->http_threads > 1 ? cfg->http_threads : 1;
