@@ -27,7 +27,7 @@
 
 #define LOOKUP_WAIT_MS 3000
 #define GONE_LEASES 10 /* a daemon's row is removed after this many leases gone */
-#define GONE_EVERY 10  /* looked for every this many ticks */
+#define GONE_EVERY 5   /* looked for every this many ticks */
 
 /* A live daemon of the view. */
 struct member {
