@@ -609,8 +609,8 @@ def database_outage_with_three_daemons(exe):
         deadline = time.monotonic() + 60
         while len(acked) < resumed + 40 and time.monotonic() < deadline and not errors:
             time.sleep(0.2)
-        check(len(acked) >= resumed + 40, "did not resume: %d tells after the restart" %
-              (len(acked) - resumed))
+        check(len(acked) >= resumed + 40, "did not resume: %d tells after the restart (%r)" %
+              (len(acked) - resumed, errors[:3]))
         stop.set()
         for t in threads:
             t.join(timeout=RETRY_S + 30)
