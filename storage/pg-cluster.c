@@ -48,6 +48,7 @@ struct entry {
 struct view {
     struct member *live;
     size_t n_live;
+    bool me_live; /* this daemon is among them (its writer session holds its lock) */
     struct entry *e; /* by name */
     size_t n;
 };
@@ -489,6 +490,7 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
         view_free(v);
         return r;
     }
+    v->me_live = view_member(v, c->pg.daemon_id) != NULL;
     place(c, v, &h, leaving);
     free(h.id);
     pthread_mutex_lock(&c->lock);
@@ -642,7 +644,13 @@ enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *nam
     e = mono_us() - c->last_ok_us < (uint64_t)c->lease_ms * 1000u ? view_find(c->view, name)
                                                                   : NULL;
     if (e != NULL) {
-        if (e->owner == c->pg.daemon_id && !atomic_load(&c->leaving)) {
+        if (e->owner == c->pg.daemon_id && !atomic_load(&c->leaving) && c->view->me_live) {
+            /*
+            ** Not while this daemon is not live in its own view (its writer
+            ** session, and with it its lock, is gone, e.g. the server
+            ** restarted): the others may have taken the study, and its copy
+            ** here may be behind; 503 until the writer has reconnected.
+            */
             w = HPO_CLUSTER_HERE;
             *ret_epoch = e->epoch;
         } else {
