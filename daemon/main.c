@@ -180,8 +180,10 @@ static int join_cluster(struct daemon *d)
                 scheme, host, hpo_api_port(d->api));
     }
     if (d->cfg.cluster_cacert[0] != '\0' && access(d->cfg.cluster_cacert, R_OK) != 0) {
+        char eb[128];
+
         hpo_log(HPO_LOG_ERR, "cluster-cacert: cannot read '%s': %s", d->cfg.cluster_cacert,
-                strerror(errno));
+                strerror_r(errno, eb, sizeof(eb)));
         return -EINVAL;
     }
     (void)hpo_forward_set_cacert(d->cfg.cluster_cacert);

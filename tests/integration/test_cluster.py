@@ -709,6 +709,15 @@ def forwarding_over_tls(exe):
             spec = {"name": "tls%d" % i, "params": [X], "sampler": {"type": "random"}}
             status, owner, body = req(ds[i % 2], "POST", "/v1/studies", spec)
             check(status == 201, "create over https: %d %r" % (status, body))
+        # Until the studies are spread (a daemon that just joined gets its share after
+        # two heartbeats), bounded.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            seen = {req(ds[0], "GET", "/v1/studies/tls%d" % i)[1] for i in range(8)}
+            if seen == urls:
+                break
+            time.sleep(0.5)
+        for i in range(8):
             for d in ds:
                 status, owner, body = req(d, "POST", "/v1/studies/tls%d/ask" % i)
                 check(status == 201, "ask tls%d through :%d: %d %r" % (i, d.port, status, body))
