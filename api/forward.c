@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -35,6 +36,21 @@ static uint64_t mono_us(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* --cluster-cacert: set before the first forward, read only after. */
+static char cacert[4096];
+
+int hpo_forward_set_cacert(const char *path)
+{
+    if (path == NULL) {
+        path = "";
+    }
+    if (strlen(path) >= sizeof(cacert)) {
+        return -ENAMETOOLONG;
+    }
+    snprintf(cacert, sizeof(cacert), "%s", path);
+    return 0;
 }
 
 int hpo_forward_init(void)
@@ -231,6 +247,9 @@ int hpo_forward(const struct hpo_forward_request *rq, struct hpo_forward_reply *
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (cacert[0] != '\0') {
+        curl_easy_setopt(h, CURLOPT_CAINFO, cacert);
+    }
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &prog);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);

@@ -46,6 +46,13 @@ struct hpo_forward_reply {
     bool unsent;      /* failed before the request left (no connection): safe to send again */
 };
 
+/*
+** The CA certificates (PEM file) the owners' https:// certificates are
+** checked against instead of the system's store; NULL or "": the system's.
+** Call before any thread forwards; the path is copied.
+*/
+int hpo_forward_set_cacert(const char *path);
+
 /* Call once before any thread forwards, and at the end (after the last forward). */
 int hpo_forward_init(void);
 void hpo_forward_cleanup(void);

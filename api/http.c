@@ -584,6 +584,25 @@ static void job_execute(struct req *rq)
     }
 }
 
+/*
+** Several daemons: a study create refused as a conflict, because another
+** daemon created the name at the same instant (the database refused the
+** second), is routed again. The study's owner, now found, answers it as
+** an idempotent create (200 when the definition is the same, 409 when
+** not); when this daemon owns the name, its own 409 stands.
+*/
+static bool create_lost(struct req *rq)
+{
+    struct hpo_service_request *sr = &rq->sreq;
+
+    if (rq->target == NULL || rq->api->cfg.route == NULL ||
+            sr->op != HPO_SERVICE_STUDY_CREATE || sr->err.code != HPO_CONFLICT ||
+            sr->reply != NULL) {
+        return false;
+    }
+    return true;
+}
+
 /* A worker's whole job: decode (off the HTTP threads), execute, encode the reply. */
 static void job_work(struct hpo_job *job)
 {
@@ -594,6 +613,9 @@ static void job_work(struct hpo_job *job)
     }
     if (job_decode(rq)) {
         job_execute(rq);
+        if (create_lost(rq) && route_call(rq, false) != 0) {
+            return; /* answered by the daemon that created it */
+        }
     }
     build_reply(rq);
 }

@@ -137,6 +137,14 @@ void hpo_daemon_cluster_sync(struct hpo_daemon_cluster *dc)
     hpo_service_retain(dc->service, keep, dc);
 }
 
+static bool lease_ok(struct hpo_daemon_cluster *dc)
+{
+    struct hpo_cluster_stats st;
+
+    hpo_cluster_stats(dc->cluster, &st);
+    return st.lease_ok;
+}
+
 int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call *call)
 {
     bool forwarded = mark_ok(dc, call->forwarded);
@@ -174,6 +182,15 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
                 return refuse(call, err.code, err.message);
             }
             return 0;
+        }
+        if (where == HPO_CLUSTER_UNKNOWN && !lease_ok(dc)) {
+            /*
+            ** No heartbeat within the lease (the database is unreachable): the
+            ** view is no guide, and the study may well exist (owned here or
+            ** elsewhere). Not "not found": retry.
+            */
+            return refuse(call, HPO_UNAVAILABLE,
+                    "the database is unreachable, so the study's owner is unknown; retry");
         }
         if (where == HPO_CLUSTER_UNKNOWN) {
             if (create && !forwarded &&

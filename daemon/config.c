@@ -179,6 +179,13 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         snprintf(cfg->cluster_token_file, sizeof(cfg->cluster_token_file), "%s", value);
         return 0;
     }
+    if (strcmp(key, "cluster-cacert") == 0) {
+        if (strlen(value) >= sizeof(cfg->cluster_cacert)) {
+            return hpo_fail(msg, len, -EINVAL, "cluster-cacert: path too long");
+        }
+        snprintf(cfg->cluster_cacert, sizeof(cfg->cluster_cacert), "%s", value);
+        return 0;
+    }
     if (strcmp(key, "lease-ms") == 0) {
         unsigned long n;
         char *end;
@@ -303,6 +310,8 @@ void hpo_config_usage(const char *prog)
            "  --advertise URL        several daemons on one PostgreSQL: how the others reach\n"
            "                         this one (default http(s)://HOST:PORT of --listen)\n"
            "  --cluster-token-file FILE  the secret daemons mark forwarded requests with\n"
+           "  --cluster-cacert FILE  CA certificates (PEM) the other daemons' https://\n"
+           "                         certificates are checked against (default: the system's)\n"
            "  --lease-ms MS          a daemon without a heartbeat this long loses its\n"
            "                         studies to the others (default 3000)\n"
            "  --config FILE          read `key value` lines with the names above; a leading\n"
@@ -329,7 +338,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
         { "HPOD_SLOW_REQUEST_MS", "slow-request-ms" },
         { "HPOD_METRICS_MAX_STUDIES", "metrics-max-studies" },
         { "HPOD_MAX_VECTOR_MEMORY", "max-vector-memory" },
-        { "HPOD_ADVERTISE", "advertise" },
+        { "HPOD_ADVERTISE", "advertise" }, { "HPOD_CLUSTER_CACERT", "cluster-cacert" },
     };
     const char *state_dir = secure_getenv("STATE_DIRECTORY");
     int r;

@@ -28,6 +28,7 @@ struct hpo_config {
     /* Several daemons on PostgreSQL (docs/CLUSTER.md). */
     char advertise[256];          /* how the others reach this one; "": from listen */
     char cluster_token_file[4096]; /* the forwarded mark's secret; "": none */
+    char cluster_cacert[4096];     /* CA file for the owners' certificates; "": the system's */
     unsigned lease_ms;            /* a daemon silent this long is gone (3000) */
     char config_file[4096];
     bool check_only;    /* --check-config */

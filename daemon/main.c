@@ -26,6 +26,7 @@
 #include "../service/service.h"
 #include "../storage/cluster.h"
 #include "../storage/storage.h"
+#include "../api/forward.h"
 #include "activation.h"
 #include "admin.h"
 #include "cluster.h"
@@ -178,6 +179,14 @@ static int join_cluster(struct daemon *d)
         snprintf(url, sizeof(url), strchr(host, ':') != NULL ? "%s://[%s]:%u" : "%s://%s:%u",
                 scheme, host, hpo_api_port(d->api));
     }
+    if (d->cfg.cluster_cacert[0] != '\0' && access(d->cfg.cluster_cacert, R_OK) != 0) {
+        char eb[128];
+
+        hpo_log(HPO_LOG_ERR, "cluster-cacert: cannot read '%s': %s", d->cfg.cluster_cacert,
+                strerror_r(errno, eb, sizeof(eb)));
+        return -EINVAL;
+    }
+    (void)hpo_forward_set_cacert(d->cfg.cluster_cacert);
     r = hpo_daemon_cluster_start(&d->cl, d->storage, d->service, url, d->cfg.lease_ms,
             d->cfg.cluster_token_file, msg, sizeof(msg));
     if (r == -ENOTSUP) {

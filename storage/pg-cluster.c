@@ -26,6 +26,8 @@
 #include "storage-int.h"
 
 #define LOOKUP_WAIT_MS 3000
+#define GONE_LEASES 10 /* a daemon's row is removed after this many leases gone */
+#define GONE_EVERY 5   /* looked for every this many ticks */
 
 /* A live daemon of the view. */
 struct member {
@@ -46,6 +48,7 @@ struct entry {
 struct view {
     struct member *live;
     size_t n_live;
+    bool me_live; /* this daemon is among them (its writer session holds its lock) */
     struct entry *e; /* by name */
     size_t n;
 };
@@ -70,6 +73,7 @@ struct hpo_cluster {
 
     uint64_t last_ok_us; /* under lock */
     atomic_uint_fast64_t claims, releases, lost, ticks, tick_failures;
+    uint64_t ticks_done; /* the thread's */
     struct hpo_hist db_rtt_us;
 };
 
@@ -344,6 +348,31 @@ static bool held(const struct held *h, int64_t id)
     return bsearch(&id, h->id, h->n, sizeof(*h->id), cmp_id) != NULL;
 }
 
+/*
+** Remove the rows of daemons gone for more than GONE_LEASES leases (one row
+** per daemon start, so they would pile up): only those whose session lock
+** is free (the process or its connection is gone), that own no study (the
+** fencing rows name their owner; a study a gone daemon still owns is
+** claimed first). Its batch marker (hpod_batches, 16 bytes) stays: a
+** daemon cut off that long that comes back reads it when it reconnects.
+** Such a daemon finds its row gone, writes it again at its next heartbeat,
+** and owns nothing: fencing refuses its writes as for any frozen daemon.
+*/
+static int forget_gone(struct hpo_cluster *c, struct hpo_error *err)
+{
+    char sql[1024];
+
+    snprintf(sql, sizeof(sql),
+            "DELETE FROM daemons d WHERE d.heartbeat < now() - interval"
+            " '%llu milliseconds'"
+            " AND NOT EXISTS (SELECT 1 FROM study_owners o WHERE o.owner = d.id)"
+            " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND l.classid = %u AND l.objid = d.id AND l.objsubid = 2)",
+            (unsigned long long)c->lease_ms * GONE_LEASES, (unsigned)HPO_PG_DAEMON_LOCK);
+    return exec_params(c->conn, sql, 0, NULL, NULL, "removing gone daemons", err);
+}
+
 /* Decide, for each study, whether to claim, release or forget it. */
 static void place(struct hpo_cluster *c, struct view *v, const struct held *prev, bool leaving)
 {
@@ -428,13 +457,21 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
     }
     snprintf(id, sizeof(id), "%lld", (long long)c->pg.daemon_id);
     snprintf(lv, sizeof(lv), "%s", leaving ? "true" : "false");
+    /*
+    ** The row comes back if another daemon removed it meanwhile (this one was
+    ** frozen for more than GONE_LEASES leases and owned nothing).
+    */
     r = exec_params(c->conn,
-            "UPDATE daemons SET heartbeat = now(), url = $2, leaving = $3 WHERE id = $1", 3,
-            vals, NULL, "renewing the heartbeat", err);
+            "INSERT INTO daemons (id, url, leaving) VALUES ($1, $2, $3) ON CONFLICT (id)"
+            " DO UPDATE SET heartbeat = now(), url = $2, leaving = $3",
+            3, vals, NULL, "renewing the heartbeat", err);
     if (r < 0) {
         return r;
     }
     hpo_hist_observe(&c->db_rtt_us, mono_us() - t0);
+    if (c->ticks_done++ % GONE_EVERY == 0) {
+        (void)forget_gone(c, err);
+    }
     pthread_mutex_lock(&c->lock);
     c->last_ok_us = t0;
     prev = c->view; /* only the ticking thread replaces it */
@@ -453,6 +490,7 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
         view_free(v);
         return r;
     }
+    v->me_live = view_member(v, c->pg.daemon_id) != NULL;
     place(c, v, &h, leaving);
     free(h.id);
     pthread_mutex_lock(&c->lock);
@@ -606,7 +644,13 @@ enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *nam
     e = mono_us() - c->last_ok_us < (uint64_t)c->lease_ms * 1000u ? view_find(c->view, name)
                                                                   : NULL;
     if (e != NULL) {
-        if (e->owner == c->pg.daemon_id && !atomic_load(&c->leaving)) {
+        if (e->owner == c->pg.daemon_id && !atomic_load(&c->leaving) && c->view->me_live) {
+            /*
+            ** Not while this daemon is not live in its own view (its writer
+            ** session, and with it its lock, is gone, e.g. the server
+            ** restarted): the others may have taken the study, and its copy
+            ** here may be behind; 503 until the writer has reconnected.
+            */
             w = HPO_CLUSTER_HERE;
             *ret_epoch = e->epoch;
         } else {

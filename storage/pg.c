@@ -167,6 +167,7 @@ struct pg_storage {
     struct hpo_storage base; /* first: the public handle */
     bool exclusive;     /* hpod migrate: alone on the database, no fencing */
     int64_t daemon_id;  /* several daemons: this process's row in `daemons` */
+    uint64_t next_check_us; /* several daemons: when the idle writer next checks its session */
     char *uri;
     char *passfile; /* the systemd credential "pgpass", NULL: libpq's own lookup */
     PGconn *conn;   /* the writer's (before start, load's) */
@@ -1430,6 +1431,26 @@ static void *writer_main(void *arg)
             st->busy = true;
             pthread_mutex_unlock(&st->lock);
             (void)try_reconnect(st, &e);
+            pthread_mutex_lock(&st->lock);
+            st->busy = false;
+            pthread_cond_broadcast(&st->done);
+            continue;
+        }
+        if (!st->busy && !st->exclusive && !atomic_load(&st->down) && st->conn != NULL &&
+                mono_us() >= st->next_check_us) {
+            /*
+            ** Several daemons: a session the server ended while idle (it
+            ** restarted) is noticed here, not at the next write: without it
+            ** this daemon's lock is gone and the others take its studies.
+            */
+            struct hpo_error e = { 0 };
+
+            st->next_check_us = mono_us() + (uint64_t)IDLE_TICK_MS * 1000u;
+            st->busy = true;
+            pthread_mutex_unlock(&st->lock);
+            if (!conn_alive(st->conn)) {
+                (void)try_reconnect(st, &e);
+            }
             pthread_mutex_lock(&st->lock);
             st->busy = false;
             pthread_cond_broadcast(&st->done);

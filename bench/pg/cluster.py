@@ -2,7 +2,7 @@
 """cluster.py: one hpod vs two hpods on one PostgreSQL (docs/CLUSTER.md).
 
 Usage: bench/pg/cluster.py [--hpod build/daemon/hpod] [--seconds 5] [--gp-seconds 20]
-                           [--gp-trials 200] [--takeovers 5] [--latency-n 2000] [--check]
+                           [--gp-trials 300] [--takeovers 5] [--latency-n 2000] [--check]
 
 In one run, on one throwaway PostgreSQL cluster (tests/integration/pgtest.py, Unix socket,
 fsync on), each daemon pinned to one core with taskset when the machine has two or more:
@@ -12,8 +12,10 @@ fsync on), each daemon pinned to one core with taskset when the machine has two 
    (each client talks to one daemon; its study's owner is either, so about half the
    requests are forwarded).
 2. GP-heavy: 16 gp studies, each filled with --gp-trials finished trials, then 16 clients
-   (one per study, spread over the daemons) ask and tell for --gp-seconds: asks/s with one
-   daemon and with two. Target: two >= 1.7x one.
+   (one per study, each talking to its study's owner) ask and tell for --gp-seconds: asks/s
+   with one daemon and with two. Target: two >= 1.7x one. OpenBLAS runs one thread
+   (samplers/gp.c) and a daemon's workers share its one pinned core, so one daemon is one
+   core's worth of GP work.
 3. Takeover after SIGKILL: two daemons; a client asks through one for a study the other
    owns; the owner is killed; the time until an ask succeeds again. Median of --takeovers.
    Target <= 5 s.
@@ -112,10 +114,15 @@ def gp_load(ds, tag, n_studies, trials, seconds):
     for i, n in enumerate(names):
         ds[0].post("/v1/studies", {"name": n, "params": SPACE,
                                    "sampler": {"type": "gp", "seed": i}}).expect(201)
-    wait_spread(ds, names)
+    owners = wait_spread(ds, names)
+    # Each study's client talks to its owner: the GP work is where the study is, and no
+    # daemon spends its core forwarding another's asks.
+    port = [next((d.port for d in ds if url(d) == o), ds[i % len(ds)].port)
+            for i, o in enumerate(owners)]
+    spread = {o: owners.count(o) for o in set(owners)}
     # Fill through each study's owner (no GP work: trials created with their values).
     for i, n in enumerate(names):
-        c = Client(ds[i % len(ds)].port, timeout=60)
+        c = Client(port[i], timeout=60)
         for k in range(trials):
             x, y = ((k * 7919) % 1000) / 100.0 - 5, ((k * 104729) % 1000) / 100.0 - 5
             c.request("POST", "/v1/studies/%s/trials" % n,
@@ -125,7 +132,7 @@ def gp_load(ds, tag, n_studies, trials, seconds):
     stop = time.monotonic() + seconds
 
     def client(i):
-        c = Client(ds[i % len(ds)].port, timeout=120)
+        c = Client(port[i], timeout=120)
         while time.monotonic() < stop:
             t = c.request("POST", "/v1/studies/%s/ask" % names[i]).expect(201)
             p = t["params"]
@@ -140,7 +147,7 @@ def gp_load(ds, tag, n_studies, trials, seconds):
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.monotonic() - t0)
+    return sum(counts) / (time.monotonic() - t0), sorted(spread.values())
 
 
 def takeover(exe, cores, cluster, n):
@@ -201,7 +208,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--gp-studies", type=int, default=16)
-    ap.add_argument("--gp-trials", type=int, default=200)
+    ap.add_argument("--gp-trials", type=int, default=300)
     ap.add_argument("--gp-seconds", type=float, default=20.0)
     ap.add_argument("--takeovers", type=int, default=5)
     ap.add_argument("--latency-n", type=int, default=2000)
@@ -214,8 +221,9 @@ def main():
     cores = [0, 1] if ncpu >= 2 else [None, None]
     cluster = pgtest.Cluster(fsync=True)
     version = cluster.psql("SHOW server_version").strip()
-    print("PostgreSQL %s (Unix socket, fsync on); %d cores; daemons pinned to %s" %
-          (version, ncpu, "cores 0 and 1" if cores[0] is not None else "nothing"), flush=True)
+    print("PostgreSQL %s (Unix socket, fsync on); %d cores; daemons pinned to %s;"
+          " load average %.2f %.2f %.2f" % ((version, ncpu, "cores 0 and 1" if cores[0] is not None
+                                            else "nothing") + os.getloadavg()), flush=True)
     res = {}
     with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
         loadgen = build_curl_tool(os.path.join(ROOT, "bench", "throughput", "loadgen.c"), tmp)
@@ -229,9 +237,12 @@ def main():
                 print("ask+tell, random, %d clients, %d daemon(s): %8.0f pairs/s  p50 %.3f ms"
                       % (args.clients, n, pairs, p50), flush=True)
                 res["pairs%d" % n] = pairs
-                asks = gp_load(ds, "gp%d" % n, args.gp_studies, args.gp_trials, args.gp_seconds)
+                asks, spread = gp_load(ds, "gp%d" % n, args.gp_studies, args.gp_trials,
+                                       args.gp_seconds)
                 print("GP-heavy, %d studies at %d+ trials, %d daemon(s): %7.1f asks/s"
-                      % (args.gp_studies, args.gp_trials, n, asks), flush=True)
+                      " (studies per daemon %s; load average %.2f)"
+                      % (args.gp_studies, args.gp_trials, n, asks, spread, os.getloadavg()[0]),
+                      flush=True)
                 res["gp%d" % n] = asks
                 if n == 2:
                     lat = latency(ds, args.latency_n)
