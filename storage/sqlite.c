@@ -8,12 +8,49 @@
 ** Large values go
 ** to side files (blobs.c); the writer writes them before the COMMIT that
 ** references them and unlinks replaced ones after it.
+**
+** The pipelined flush (synchronous full on a database file). SQLite runs
+** with synchronous NORMAL: a COMMIT appends the batch's frames to the WAL
+** and returns without fsync. A flusher thread (flush_main) fdatasync()s the
+** WAL through an fd of its own on `<db>-wal` (an fsync is per inode, so it
+** flushes SQLite's writes too) in a loop, and a batch's callers are woken
+** only once an fdatasync that STARTED after the batch's COMMIT returned has
+** succeeded: a reply still follows the write's arrival on disk, but the
+** leader forms and commits batch N+1 while batch N is being flushed, so the
+** disk's flush no longer serializes the batches.
+**
+** Why no acknowledged batch can be lost to a checkpoint or a WAL restart:
+** in WAL mode SQLite writes the database file only in a checkpoint, and
+** with synchronous NORMAL a checkpoint fdatasyncs the WAL before it copies
+** frames into the database file and fsyncs the database file after a
+** complete copy, before it records the frames as backfilled (nBackfill).
+** A WAL restart (the next writer writing from offset 0 of the same inode,
+** with a new salt) happens only when every frame is backfilled, that is
+** after that fsync of the database file. So a frame a restart overwrites is
+** already durable in the database file, whether or not our flusher had
+** reached it; a frame not yet backfilled is never overwritten. After a power
+** cut, recovery replays the WAL up to the last commit frame whose checksum
+** chain is intact: an unflushed batch may be missing (it was never
+** acknowledged), a flushed one is there. The WAL file stays the same inode
+** while the daemon holds its connection (SQLite deletes it only when the
+** last connection closes, and journal_size_limit is not set, so it is never
+** truncated); its directory entry is fsync'd once at open.
+**
+** Side files keep their order: they are written and fdatasync'd, and their
+** directory fsync'd, before the COMMIT that references them (as before); a
+** batch that created or replaced side files waits for its own flush before
+** the files it replaced are unlinked or reused, so a power cut cannot leave
+** a durable reference to a file already gone. A failed fdatasync (EIO: the
+** kernel may have dropped the dirty pages) fails every write not yet
+** flushed and every later one until a restart: the daemon cannot know what
+** reached the disk, so it acknowledges nothing more.
 */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -181,6 +218,19 @@ struct sq_storage {
     struct hpo_hist commit_us;
     struct hpo_hist batch_writes;
     atomic_uint_fast64_t failed_batches;
+
+    /* The pipelined flush (see the top of this file). */
+    bool pipelined;          /* fixed at open */
+    int wal_fd;              /* <db>-wal, for the flusher's fdatasync; or -1 */
+    pthread_t flusher;
+    bool flusher_started;
+    pthread_cond_t flush_wake; /* the flusher waits here for commits or stop */
+    /* Under `lock`: */
+    uint64_t commit_seq;     /* group commits appended to the WAL so far */
+    uint64_t synced_seq;     /* those covered by a successful fdatasync started after them */
+    bool flusher_stop;
+    int flush_errno;         /* the failed fdatasync's errno (with flush_failed) */
+    atomic_bool flush_failed; /* an fdatasync failed: nothing is acknowledged any more */
 };
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -737,8 +787,8 @@ static int failure_errno(struct sq_storage *st)
     return (uint64_t)sv.f_bavail * sv.f_frsize < DB_ROOM ? ENOSPC : 0;
 }
 
-/* One group transaction: every write of `batch`, each in its savepoint. */
-static void run_batch(struct sq_storage *st, struct hpo_write *batch)
+/* One group transaction: every write of `batch`, each in its savepoint. True if it committed. */
+static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
     static const struct hpo_blob_mark all = { 0, 0, 0 };
     struct hpo_error err;
@@ -747,6 +797,12 @@ static void run_batch(struct sq_storage *st, struct hpo_write *batch)
     int r;
 
     end_transaction(st);
+    if (atomic_load(&st->flush_failed)) {
+        r = hpo_error_set(&err, -EIO, HPO_UNAVAILABLE, NULL,
+                "an fdatasync of the WAL failed (%s): restart the daemon",
+                strerror(st->flush_errno));
+        goto fail;
+    }
     r = run(st, st->s.begin, SQLITE_OK, "starting a transaction", &err);
     if (r < 0) {
         goto fail;
@@ -782,9 +838,9 @@ static void run_batch(struct sq_storage *st, struct hpo_write *batch)
     hpo_hist_observe(&st->batch_writes, n);
     atomic_fetch_add(&st->commits, 1);
     atomic_fetch_add(&st->writes, ok);
-    atomic_store(&st->healthy, true);
+    atomic_store(&st->healthy, !atomic_load(&st->flush_failed));
     publish_blob_health(st);
-    return;
+    return true;
 
 fail:
     atomic_store(&st->db_errno, failure_errno(st));
@@ -798,6 +854,7 @@ fail:
     atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
     publish_blob_health(st);
+    return false;
 }
 
 static void idle_wait(struct sq_storage *st)
@@ -822,6 +879,8 @@ static void lead_batch(struct sq_storage *st)
 {
     struct hpo_write *batch = st->head;
     struct hpo_write *next;
+    uint64_t seq = 0;
+    bool committed;
 
     st->busy = true;
     st->head = NULL;
@@ -829,20 +888,40 @@ static void lead_batch(struct sq_storage *st)
     st->queued = 0;
     pthread_mutex_unlock(&st->lock);
 
-    run_batch(st, batch);
+    committed = run_batch(st, batch);
 
     pthread_mutex_lock(&st->lock);
+    if (committed && st->pipelined) {
+        /* Its callers wait for the flusher (sq_write); this thread may lead the next batch. */
+        seq = ++st->commit_seq;
+        pthread_cond_signal(&st->flush_wake);
+    }
     /* A waiter may free its write as soon as it sees `done`. */
     for (struct hpo_write *w = batch; w != NULL; w = next) {
         next = w->next;
         w->next = NULL;
-        w->done = true;
+        if (seq != 0) {
+            w->seq = seq;
+        } else {
+            w->done = true;
+        }
     }
     pthread_cond_broadcast(&st->done);
     if (hpo__blobs_pending(&st->blobs)) {
-        /* Files the commit replaced go after the waiters woke, before the next batch. */
+        /*
+        ** Files the commit replaced go after the waiters woke, before the
+        ** next batch; with the pipelined flush only once the commit is on
+        ** disk (a power cut must not leave a reference to a removed file).
+        */
+        while (seq != 0 && st->synced_seq < seq && !atomic_load(&st->flush_failed)) {
+            pthread_cond_wait(&st->done, &st->lock);
+        }
         pthread_mutex_unlock(&st->lock);
-        hpo__blobs_finish(&st->blobs);
+        if (seq != 0 && st->synced_seq < seq) {
+            hpo__blobs_forget(&st->blobs);
+        } else {
+            hpo__blobs_finish(&st->blobs);
+        }
         pthread_mutex_lock(&st->lock);
     }
     st->busy = false;
@@ -885,6 +964,100 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
+}
+
+/*
+** The flusher thread (pipelined flush, see the top of this file): while
+** commits are unflushed, note the last one, fdatasync the WAL, then wake
+** the callers of every commit up to the noted one. At stop it flushes what
+** is left before it exits.
+*/
+static void *flush_main(void *arg)
+{
+    struct sq_storage *st = arg;
+
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        if (st->commit_seq > st->synced_seq && !atomic_load(&st->flush_failed)) {
+            uint64_t target = st->commit_seq;
+            int rc;
+
+            pthread_mutex_unlock(&st->lock);
+            do {
+                rc = fdatasync(st->wal_fd);
+            } while (rc != 0 && errno == EINTR);
+            int e = rc != 0 ? errno : 0;
+            pthread_mutex_lock(&st->lock);
+            if (rc == 0) {
+                st->synced_seq = target;
+            } else {
+                st->flush_errno = e;
+                atomic_store(&st->flush_failed, true);
+                atomic_store(&st->healthy, false);
+            }
+            pthread_cond_broadcast(&st->done);
+            continue;
+        }
+        if (st->flusher_stop) {
+            break;
+        }
+        pthread_cond_wait(&st->flush_wake, &st->lock);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/*
+** With synchronous full on a database file: open the WAL for the flusher,
+** make its directory entry durable, and let SQLite commit without fsync.
+** When the WAL cannot be opened, the connection keeps synchronous FULL
+** (every COMMIT fsyncs itself): slower, as durable.
+*/
+static int setup_pipelined(struct sq_storage *st, struct hpo_error *err)
+{
+    const char *db_file = sqlite3_db_filename(st->db, "main");
+    const char *wal;
+    char *dir;
+    char *slash;
+    int dfd;
+    int rc;
+
+    if (db_file == NULL || db_file[0] == '\0') {
+        return 0;
+    }
+    wal = sqlite3_filename_wal(db_file);
+    st->wal_fd = open(wal, O_RDWR | O_CLOEXEC);
+    if (st->wal_fd < 0) {
+        return 0;
+    }
+    dir = strdup(wal);
+    if (dir == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    slash = strrchr(dir, '/');
+    if (slash != NULL) {
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+    dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        int e = errno;
+
+        if (dfd >= 0) {
+            close(dfd);
+        }
+        hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL, "syncing the directory of '%s': %s",
+                wal, strerror(e));
+        free(dir);
+        return -EIO;
+    }
+    close(dfd);
+    free(dir);
+    rc = sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(st->db, rc, "PRAGMA synchronous = NORMAL", err);
+    }
+    st->pipelined = true;
+    return 0;
 }
 
 /* Run a one-row PRAGMA and copy its text result. */
@@ -984,6 +1157,10 @@ static void destroy(struct sq_storage *st)
     (void)rc;
     pthread_cond_destroy(&st->done);
     pthread_cond_destroy(&st->wake);
+    pthread_cond_destroy(&st->flush_wake);
+    if (st->wal_fd >= 0) {
+        close(st->wal_fd);
+    }
     pthread_mutex_destroy(&st->lock);
     hpo__blobs_close(&st->blobs);
     if (st->db_dirfd >= 0) {
@@ -1036,6 +1213,9 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     pthread_cond_init(&st->wake, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&st->done, NULL);
+    pthread_cond_init(&st->flush_wake, NULL);
+    st->wal_fd = -1;
+    atomic_init(&st->flush_failed, false);
     st->tail = &st->head;
     st->blobs.dirfd = -1;
     atomic_init(&st->healthy, true);
@@ -1083,6 +1263,12 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     r = hpo__blobs_sweep(&st->blobs, st->db, err);
     if (r < 0) {
         goto fail;
+    }
+    if (opt->synchronous_full) {
+        r = setup_pipelined(st, err);
+        if (r < 0) {
+            goto fail;
+        }
     }
     st->base.ops = &sq_ops;
     *ret_storage = &st->base;
@@ -1382,7 +1568,22 @@ static int sq_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb
 static int sq_start(struct hpo_storage *base)
 {
     struct sq_storage *st = (struct sq_storage *)base;
+    sigset_t all;
+    sigset_t old;
+    int r;
 
+    if (st->pipelined && !st->flusher_started) {
+        /* Signals belong to the loop thread. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = pthread_create(&st->flusher, NULL, flush_main, st);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+            return -r;
+        }
+        (void)pthread_setname_np(st->flusher, "hpod-flush");
+        st->flusher_started = true;
+    }
     return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
 
@@ -1392,6 +1593,7 @@ static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     w->result = 0;
     w->done = false;
     w->next = NULL;
+    w->seq = 0;
     hpo_error_clear(&w->err);
 
     pthread_mutex_lock(&st->lock);
@@ -1410,6 +1612,17 @@ static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     st->queued++;
     st->waiters++;
     while (!w->done) {
+        if (w->seq != 0 && w->seq <= st->synced_seq) {
+            w->done = true; /* committed, and an fdatasync that started after it succeeded */
+            break;
+        }
+        if (w->seq != 0 && atomic_load(&st->flush_failed)) {
+            w->result = hpo_error_set(&w->err, -EIO, HPO_UNAVAILABLE, NULL,
+                    "an fdatasync of the WAL failed (%s): the write may not be on disk",
+                    strerror(st->flush_errno));
+            w->done = true;
+            break;
+        }
         if (may_lead(st)) {
             lead_batch(st);
         } else {
@@ -1525,6 +1738,14 @@ static void sq_close(struct hpo_storage *base)
     pthread_mutex_unlock(&st->lock);
     if (started) {
         pthread_join(st->thread, NULL);
+    }
+    if (st->flusher_started) {
+        /* The writer is gone: the flusher flushes the last commits, then stops. */
+        pthread_mutex_lock(&st->lock);
+        st->flusher_stop = true;
+        pthread_cond_signal(&st->flush_wake);
+        pthread_mutex_unlock(&st->lock);
+        pthread_join(st->flusher, NULL);
     }
     /* Every write is done now, but its caller may not have woken up yet. */
     pthread_mutex_lock(&st->lock);

@@ -100,6 +100,7 @@ struct hpo_write {
     bool done;
     struct hpo_error err;
     struct hpo_write *next;
+    uint64_t seq; /* the group commit that holds it, awaiting its flush (0: none) */
 };
 
 /* Whether `db` names a PostgreSQL database (a postgresql:// or postgres:// URI). */
