@@ -34,6 +34,7 @@ struct hpo_job {
     */
     const char *key;
     struct hpo_job *next; /* the embedder's, for queueing */
+    uint64_t ticket;      /* the embedder's: its reply waits for this flush */
 };
 
 struct hpo_api_config {

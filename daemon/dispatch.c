@@ -6,6 +6,12 @@
 ** uv work item that runs the lane's jobs until it is empty. Finished jobs go
 ** to a list the loop drains on a uv_async, so a runner never waits for the
 ** loop between jobs.
+**
+** With hpo_dispatch_hold_replies, a runner does not wait for the flush of
+** its writes either (hpo_storage_defer_flush): each finished job takes the
+** storage's flush ticket, in finishing order (so tickets never decrease
+** along the list), and the loop calls done() only for the list's prefix
+** that is flushed; the flusher's callback wakes the loop for the rest.
 */
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +22,7 @@
 
 #include "../core/buf.h"
 #include "../core/log.h"
+#include "../storage/storage.h"
 #include "dispatch.h"
 
 #define N_BUCKETS 256
@@ -44,6 +51,7 @@ struct hpo_dispatch {
     struct lane *buckets[N_BUCKETS];
     struct hpo_job *done_head; /* finished, done() not yet called */
     struct hpo_job **done_tail;
+    struct hpo_storage *storage; /* hold replies until its flush; NULL: do not */
 };
 
 static size_t bucket_of(const char *key)
@@ -70,6 +78,8 @@ static void finished(struct hpo_dispatch *dp, struct hpo_job *job)
 {
     pthread_mutex_lock(&dp->lock);
     job->next = NULL;
+    /* Under the lock: tickets grow along the list. */
+    job->ticket = dp->storage != NULL ? hpo_storage_flush_ticket(dp->storage) : 0;
     *dp->done_tail = job;
     dp->done_tail = &job->next;
     pthread_mutex_unlock(&dp->lock);
@@ -83,6 +93,7 @@ static void work_cb(uv_work_t *w)
     struct hpo_dispatch *dp = wk->dp;
     struct hpo_job *job = wk->job;
 
+    hpo_storage_defer_flush(dp->storage != NULL);
     while (job != NULL) {
         job->work(job);
         finished(dp, job);
@@ -107,6 +118,7 @@ static void work_cb(uv_work_t *w)
         }
         pthread_mutex_unlock(&dp->lock);
     }
+    hpo_storage_defer_flush(false);
 }
 
 static void after_work_cb(uv_work_t *w, int status)
@@ -120,11 +132,21 @@ static void async_cb(uv_async_t *a)
 {
     struct hpo_dispatch *dp = a->data;
     struct hpo_job *list;
+    struct hpo_job **end;
 
     pthread_mutex_lock(&dp->lock);
     list = dp->done_head;
-    dp->done_head = NULL;
-    dp->done_tail = &dp->done_head;
+    end = &dp->done_head;
+    /* The flushed prefix; the rest waits for the flusher's wake-up. */
+    while (*end != NULL && (dp->storage == NULL ||
+                                   hpo_storage_flushed(dp->storage, (*end)->ticket))) {
+        end = &(*end)->next;
+    }
+    dp->done_head = *end;
+    *end = NULL;
+    if (dp->done_head == NULL) {
+        dp->done_tail = &dp->done_head;
+    }
     pthread_mutex_unlock(&dp->lock);
     while (list != NULL) {
         struct hpo_job *next = list->next;
@@ -149,6 +171,26 @@ static void start(struct hpo_dispatch *dp, struct lane *lane, struct hpo_job *jo
     if (uv_queue_work(dp->loop, &wk->w, work_cb, after_work_cb) != 0) {
         hpo_log(HPO_LOG_ERR, "uv_queue_work failed");
         abort();
+    }
+}
+
+static void flushed_cb(void *arg)
+{
+    struct hpo_dispatch *dp = arg;
+
+    uv_async_send(&dp->async);
+}
+
+void hpo_dispatch_hold_replies(struct hpo_dispatch *dp, struct hpo_storage *st)
+{
+    dp->storage = st;
+    hpo_storage_on_flush(st, flushed_cb, dp);
+}
+
+void hpo_dispatch_detach(struct hpo_dispatch *dp)
+{
+    if (dp->storage != NULL) {
+        hpo_storage_on_flush(dp->storage, NULL, NULL);
     }
 }
 

@@ -25,6 +25,16 @@ struct hpo_dispatch;
 int hpo_dispatch_create(uv_loop_t *loop, void (*after_done)(void *ctx), void *ctx,
         struct hpo_dispatch **ret);
 
+/*
+** Hold each job's done() until `st` flushed every commit made before the job
+** finished (hpo_storage_defer_flush: jobs return from their writes before
+** the flush). Call before the first submit; hpo_dispatch_detach() before
+** the loop's handles close.
+*/
+struct hpo_storage;
+void hpo_dispatch_hold_replies(struct hpo_dispatch *dp, struct hpo_storage *st);
+void hpo_dispatch_detach(struct hpo_dispatch *dp);
+
 /* Queue a job (loop thread). */
 void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job);
 

@@ -216,6 +216,7 @@ static void stop_timer_cb(uv_timer_t *t)
     }
     hpo_api_stop(d->api);
     d->api = NULL;
+    hpo_dispatch_detach(d->dispatch);
     uv_walk(&d->loop, close_walk_cb, NULL);
 }
 
@@ -484,6 +485,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out_service;
     }
+    hpo_dispatch_hold_replies(d.dispatch, d.storage);
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
     acfg.listen_fd = listen_fd;

@@ -41,9 +41,15 @@
 ** batch that created or replaced side files waits for its own flush before
 ** the files it replaced are unlinked or reused, so a power cut cannot leave
 ** a durable reference to a file already gone. A failed fdatasync (EIO: the
-** kernel may have dropped the dirty pages) fails every write not yet
-** flushed and every later one until a restart: the daemon cannot know what
-** reached the disk, so it acknowledges nothing more.
+** kernel may have dropped the dirty pages) ends the process: the daemon
+** cannot know what reached the disk, so it stops (abort, as PostgreSQL's
+** PANIC on a failed fsync) and the restart reads what the disk holds.
+**
+** Replies held, not the study (hpo_storage_defer_flush, used by
+** daemon/dispatch.c): a deferring caller returns once its batch committed,
+** so one study's mutations (serialized by its lane and lock) still form
+** batches of several writes per flush; the dispatcher holds every reply
+** until the flush covering all commits made before the reply was built.
 */
 #include <assert.h>
 #include <errno.h>
@@ -65,6 +71,7 @@
 #include <sqlite3.h>
 
 #include "../core/histogram.h"
+#include "../core/log.h"
 #include "storage-int.h"
 
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
@@ -225,12 +232,13 @@ struct sq_storage {
     pthread_t flusher;
     bool flusher_started;
     pthread_cond_t flush_wake; /* the flusher waits here for commits or stop */
+    /* Written under `lock`, read anywhere: */
+    atomic_uint_fast64_t commit_seq; /* group commits appended to the WAL so far */
+    atomic_uint_fast64_t synced_seq; /* those covered by an fdatasync started after them */
     /* Under `lock`: */
-    uint64_t commit_seq;     /* group commits appended to the WAL so far */
-    uint64_t synced_seq;     /* those covered by a successful fdatasync started after them */
     bool flusher_stop;
-    int flush_errno;         /* the failed fdatasync's errno (with flush_failed) */
-    atomic_bool flush_failed; /* an fdatasync failed: nothing is acknowledged any more */
+    void (*on_flush)(void *arg); /* hpo_storage_on_flush */
+    void *on_flush_arg;
 };
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -797,12 +805,6 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
     int r;
 
     end_transaction(st);
-    if (atomic_load(&st->flush_failed)) {
-        r = hpo_error_set(&err, -EIO, HPO_UNAVAILABLE, NULL,
-                "an fdatasync of the WAL failed (%s): restart the daemon",
-                strerror(st->flush_errno));
-        goto fail;
-    }
     r = run(st, st->s.begin, SQLITE_OK, "starting a transaction", &err);
     if (r < 0) {
         goto fail;
@@ -838,7 +840,7 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
     hpo_hist_observe(&st->batch_writes, n);
     atomic_fetch_add(&st->commits, 1);
     atomic_fetch_add(&st->writes, ok);
-    atomic_store(&st->healthy, !atomic_load(&st->flush_failed));
+    atomic_store(&st->healthy, true);
     publish_blob_health(st);
     return true;
 
@@ -893,7 +895,8 @@ static void lead_batch(struct sq_storage *st)
     pthread_mutex_lock(&st->lock);
     if (committed && st->pipelined) {
         /* Its callers wait for the flusher (sq_write); this thread may lead the next batch. */
-        seq = ++st->commit_seq;
+        seq = atomic_load(&st->commit_seq) + 1;
+        atomic_store(&st->commit_seq, seq);
         pthread_cond_signal(&st->flush_wake);
     }
     /* A waiter may free its write as soon as it sees `done`. */
@@ -913,15 +916,11 @@ static void lead_batch(struct sq_storage *st)
         ** next batch; with the pipelined flush only once the commit is on
         ** disk (a power cut must not leave a reference to a removed file).
         */
-        while (seq != 0 && st->synced_seq < seq && !atomic_load(&st->flush_failed)) {
+        while (seq != 0 && atomic_load(&st->synced_seq) < seq) {
             pthread_cond_wait(&st->done, &st->lock);
         }
         pthread_mutex_unlock(&st->lock);
-        if (seq != 0 && st->synced_seq < seq) {
-            hpo__blobs_forget(&st->blobs);
-        } else {
-            hpo__blobs_finish(&st->blobs);
-        }
+        hpo__blobs_finish(&st->blobs);
         pthread_mutex_lock(&st->lock);
     }
     st->busy = false;
@@ -978,30 +977,39 @@ static void *flush_main(void *arg)
 
     pthread_mutex_lock(&st->lock);
     for (;;) {
-        if (st->commit_seq > st->synced_seq && !atomic_load(&st->flush_failed)) {
-            uint64_t target = st->commit_seq;
-            int rc;
+        uint64_t target = atomic_load(&st->commit_seq);
+        int rc;
+        int e;
 
-            pthread_mutex_unlock(&st->lock);
-            do {
-                rc = fdatasync(st->wal_fd);
-            } while (rc != 0 && errno == EINTR);
-            int e = rc != 0 ? errno : 0;
-            pthread_mutex_lock(&st->lock);
-            if (rc == 0) {
-                st->synced_seq = target;
-            } else {
-                st->flush_errno = e;
-                atomic_store(&st->flush_failed, true);
-                atomic_store(&st->healthy, false);
+        if (target == atomic_load(&st->synced_seq)) {
+            if (st->flusher_stop) {
+                break;
             }
-            pthread_cond_broadcast(&st->done);
+            pthread_cond_wait(&st->flush_wake, &st->lock);
             continue;
         }
-        if (st->flusher_stop) {
-            break;
+        pthread_mutex_unlock(&st->lock);
+        do {
+            rc = fdatasync(st->wal_fd);
+        } while (rc != 0 && errno == EINTR);
+        e = errno;
+        if (rc != 0) {
+            /*
+            ** The kernel may have dropped the dirty pages it could not write
+            ** and a later fdatasync would then succeed: no reply waiting for
+            ** this flush can be sent, and the process ends (as PostgreSQL's
+            ** PANIC on a failed fsync); the restart reads what the disk holds.
+            */
+            hpo_log(HPO_LOG_ERR, "fdatasync of the WAL of the database failed: %s; stopping "
+                    "without acknowledging the writes it covered", strerror(e));
+            abort();
         }
-        pthread_cond_wait(&st->flush_wake, &st->lock);
+        pthread_mutex_lock(&st->lock);
+        atomic_store(&st->synced_seq, target);
+        pthread_cond_broadcast(&st->done);
+        if (st->on_flush != NULL) {
+            st->on_flush(st->on_flush_arg);
+        }
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
@@ -1215,7 +1223,8 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     pthread_cond_init(&st->done, NULL);
     pthread_cond_init(&st->flush_wake, NULL);
     st->wal_fd = -1;
-    atomic_init(&st->flush_failed, false);
+    atomic_init(&st->commit_seq, 0);
+    atomic_init(&st->synced_seq, 0);
     st->tail = &st->head;
     st->blobs.dirfd = -1;
     atomic_init(&st->healthy, true);
@@ -1612,14 +1621,11 @@ static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     st->queued++;
     st->waiters++;
     while (!w->done) {
-        if (w->seq != 0 && w->seq <= st->synced_seq) {
-            w->done = true; /* committed, and an fdatasync that started after it succeeded */
-            break;
-        }
-        if (w->seq != 0 && atomic_load(&st->flush_failed)) {
-            w->result = hpo_error_set(&w->err, -EIO, HPO_UNAVAILABLE, NULL,
-                    "an fdatasync of the WAL failed (%s): the write may not be on disk",
-                    strerror(st->flush_errno));
+        /*
+        ** Committed, and an fdatasync that started after the commit
+        ** succeeded; or committed, and the caller holds its reply until then.
+        */
+        if (w->seq != 0 && (hpo__defer_flush || w->seq <= atomic_load(&st->synced_seq))) {
             w->done = true;
             break;
         }
@@ -1756,6 +1762,27 @@ static void sq_close(struct hpo_storage *base)
     destroy(st);
 }
 
+static uint64_t sq_flush_ticket(struct hpo_storage *base)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    return atomic_load(&st->commit_seq);
+}
+
+static bool sq_flushed(struct hpo_storage *base, uint64_t ticket)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    return atomic_load(&st->synced_seq) >= ticket;
+}
+
+static void sq_on_flush(struct hpo_storage *base, void (*fn)(void *arg), void *arg)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    pthread_mutex_lock(&st->lock);
+    st->on_flush = fn;
+    st->on_flush_arg = arg;
+    pthread_mutex_unlock(&st->lock);
+}
+
 static void sq_metrics(struct hpo_storage *base, const struct hpo_hist **ret_commit_us,
         const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed)
 {
@@ -1776,4 +1803,7 @@ static const struct hpo_storage_ops sq_ops = {
     .close = sq_close,
     .pause = sq_pause,
     .queued = sq_queued,
+    .flush_ticket = sq_flush_ticket,
+    .flushed = sq_flushed,
+    .on_flush = sq_on_flush,
 };
