@@ -131,18 +131,17 @@ static void after_work_cb(uv_work_t *w, int status)
 static void async_cb(uv_async_t *a)
 {
     struct hpo_dispatch *dp = a->data;
-    struct hpo_job *list;
-    struct hpo_job **end;
+    struct hpo_job *list = NULL;
+    struct hpo_job **end = &list;
 
     pthread_mutex_lock(&dp->lock);
-    list = dp->done_head;
-    end = &dp->done_head;
     /* The flushed prefix; the rest waits for the flusher's wake-up. */
-    while (*end != NULL && (dp->storage == NULL ||
-                                   hpo_storage_flushed(dp->storage, (*end)->ticket))) {
-        end = &(*end)->next;
+    while (dp->done_head != NULL && (dp->storage == NULL ||
+                                            hpo_storage_flushed(dp->storage, dp->done_head->ticket))) {
+        *end = dp->done_head;
+        end = &dp->done_head->next;
+        dp->done_head = dp->done_head->next;
     }
-    dp->done_head = *end;
     *end = NULL;
     if (dp->done_head == NULL) {
         dp->done_tail = &dp->done_head;
