@@ -11,7 +11,7 @@
 **
 ** The pipelined flush (synchronous full on a database file). SQLite runs
 ** with synchronous NORMAL: a COMMIT appends the batch's frames to the WAL
-** and returns without fsync. A flusher thread (flush_main) fdatasync()s the
+** and returns without fsync. Flusher threads (flush_main) fdatasync() the
 ** WAL through an fd of its own on `<db>-wal` (an fsync is per inode, so it
 ** flushes SQLite's writes too) in a loop, and a batch's callers are woken
 ** only once an fdatasync that STARTED after the batch's COMMIT returned has
@@ -74,6 +74,12 @@
 #include "../core/log.h"
 #include "storage-int.h"
 
+/*
+** Flusher threads: a commit made while one fdatasync runs starts the next on
+** an idle flusher at once, instead of waiting for the running one to end
+** (a reply waits about one flush, not one and a half).
+*/
+#define N_FLUSHERS 2
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
 /* Free space that makes a database out of space look healthy again (/healthz). */
@@ -229,13 +235,14 @@ struct sq_storage {
     /* The pipelined flush (see the top of this file). */
     bool pipelined;          /* fixed at open */
     int wal_fd;              /* <db>-wal, for the flusher's fdatasync; or -1 */
-    pthread_t flusher;
-    bool flusher_started;
-    pthread_cond_t flush_wake; /* the flusher waits here for commits or stop */
+    pthread_t flusher[N_FLUSHERS];
+    int n_flushers;            /* started */
+    pthread_cond_t flush_wake; /* idle flushers wait here for commits or stop */
     /* Written under `lock`, read anywhere: */
     atomic_uint_fast64_t commit_seq; /* group commits appended to the WAL so far */
     atomic_uint_fast64_t synced_seq; /* those covered by an fdatasync started after them */
     /* Under `lock`: */
+    uint64_t flush_target; /* the newest commit a started fdatasync covers */
     bool flusher_stop;
     void (*on_flush)(void *arg); /* hpo_storage_on_flush */
     void *on_flush_arg;
@@ -966,10 +973,13 @@ static void *writer_main(void *arg)
 }
 
 /*
-** The flusher thread (pipelined flush, see the top of this file): while
-** commits are unflushed, note the last one, fdatasync the WAL, then wake
-** the callers of every commit up to the noted one. At stop it flushes what
-** is left before it exits.
+** A flusher thread (pipelined flush, see the top of this file): when commits
+** were made that no started fdatasync covers, note the last one, fdatasync
+** the WAL, then wake the callers of every commit up to the noted one. Two
+** run, so a flush starts as soon as a commit needs one; `synced_seq` only
+** grows (a flush that started earlier may end later). At stop each exits
+** once every commit is covered by a flush that started, and close joins
+** them, so the last flushes end before the storage goes.
 */
 static void *flush_main(void *arg)
 {
@@ -981,13 +991,14 @@ static void *flush_main(void *arg)
         int rc;
         int e;
 
-        if (target == atomic_load(&st->synced_seq)) {
+        if (target <= st->flush_target) {
             if (st->flusher_stop) {
                 break;
             }
             pthread_cond_wait(&st->flush_wake, &st->lock);
             continue;
         }
+        st->flush_target = target;
         pthread_mutex_unlock(&st->lock);
         do {
             rc = fdatasync(st->wal_fd);
@@ -1005,10 +1016,12 @@ static void *flush_main(void *arg)
             abort();
         }
         pthread_mutex_lock(&st->lock);
-        atomic_store(&st->synced_seq, target);
-        pthread_cond_broadcast(&st->done);
-        if (st->on_flush != NULL) {
-            st->on_flush(st->on_flush_arg);
+        if (atomic_load(&st->synced_seq) < target) {
+            atomic_store(&st->synced_seq, target);
+            pthread_cond_broadcast(&st->done);
+            if (st->on_flush != NULL) {
+                st->on_flush(st->on_flush_arg);
+            }
         }
     }
     pthread_mutex_unlock(&st->lock);
@@ -1581,17 +1594,17 @@ static int sq_start(struct hpo_storage *base)
     sigset_t old;
     int r;
 
-    if (st->pipelined && !st->flusher_started) {
+    while (st->pipelined && st->n_flushers < N_FLUSHERS) {
         /* Signals belong to the loop thread. */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = pthread_create(&st->flusher, NULL, flush_main, st);
+        r = pthread_create(&st->flusher[st->n_flushers], NULL, flush_main, st);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r != 0) {
             return -r;
         }
-        (void)pthread_setname_np(st->flusher, "hpod-flush");
-        st->flusher_started = true;
+        (void)pthread_setname_np(st->flusher[st->n_flushers], "hpod-flush");
+        st->n_flushers++;
     }
     return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
@@ -1745,13 +1758,15 @@ static void sq_close(struct hpo_storage *base)
     if (started) {
         pthread_join(st->thread, NULL);
     }
-    if (st->flusher_started) {
-        /* The writer is gone: the flusher flushes the last commits, then stops. */
+    if (st->n_flushers > 0) {
+        /* The writer is gone: the flushers flush the last commits, then stop. */
         pthread_mutex_lock(&st->lock);
         st->flusher_stop = true;
-        pthread_cond_signal(&st->flush_wake);
+        pthread_cond_broadcast(&st->flush_wake);
         pthread_mutex_unlock(&st->lock);
-        pthread_join(st->flusher, NULL);
+        for (int i = 0; i < st->n_flushers; i++) {
+            pthread_join(st->flusher[i], NULL);
+        }
     }
     /* Every write is done now, but its caller may not have woken up yet. */
     pthread_mutex_lock(&st->lock);
