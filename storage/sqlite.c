@@ -1005,6 +1005,8 @@ static void *flush_main(void *arg)
         } while (rc != 0 && errno == EINTR);
         e = errno;
         if (rc != 0) {
+            char buf[128];
+
             /*
             ** The kernel may have dropped the dirty pages it could not write
             ** and a later fdatasync would then succeed: no reply waiting for
@@ -1012,7 +1014,8 @@ static void *flush_main(void *arg)
             ** PANIC on a failed fsync); the restart reads what the disk holds.
             */
             hpo_log(HPO_LOG_ERR, "fdatasync of the WAL of the database failed: %s; stopping "
-                    "without acknowledging the writes it covered", strerror(e));
+                    "without acknowledging the writes it covered",
+                    strerror_r(e, buf, sizeof(buf)));
             abort();
         }
         pthread_mutex_lock(&st->lock);
@@ -1062,12 +1065,13 @@ static int setup_pipelined(struct sq_storage *st, struct hpo_error *err)
     dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) != 0) {
         int e = errno;
+        char buf[128];
 
         if (dfd >= 0) {
             close(dfd);
         }
         hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL, "syncing the directory of '%s': %s",
-                wal, strerror(e));
+                wal, strerror_r(e, buf, sizeof(buf)));
         free(dir);
         return -EIO;
     }
