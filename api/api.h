@@ -1,11 +1,14 @@
 /*
-** api.h: the HTTP server (libmicrohttpd in external-epoll mode), routing,
-** request decoding and reply encoding.
+** api.h: the HTTP server (libmicrohttpd with its own epoll threads on one
+** listening socket), routing, request decoding and reply encoding.
 **
-** Threading: every hpo_api_* call and every job's `done` runs on the event
-** loop thread. A request that needs the service is suspended and handed to
-** the embedder's `submit` as a job; `work` runs on a worker thread, `done`
-** back on the loop thread, after which the embedder calls hpo_api_run().
+** Threading (docs/STYLE.md rule 33): MHD's threads run every request
+** callback; the hpo_api_* calls below come from the embedder's loop thread.
+** A request that changes a study first goes to `run_inline`, which may run
+** the job on the calling MHD thread at once; otherwise it is suspended and
+** handed to the embedder's `submit` as a job, whose `work` runs on a worker
+** thread and `done` right after it on the same thread (`done` resumes the
+** connection, which MHD allows from any thread).
 */
 #ifndef HPO_API_H
 #define HPO_API_H
@@ -26,15 +29,43 @@ struct hpo_tls;
 typedef void (*hpo_job_fn)(struct hpo_job *job);
 
 struct hpo_job {
-    hpo_job_fn work; /* on a worker thread */
-    hpo_job_fn done; /* on the loop thread, after work */
+    hpo_job_fn work; /* on a worker thread (or inline on an MHD thread) */
+    hpo_job_fn done; /* on the thread that ran work, right after it (not after an inline run) */
     /*
     ** Jobs with the same key (a study's name, for requests that change the
     ** study) run one after another in submission order; NULL: no order.
     */
     const char *key;
+    /*
+    ** What the job does (the HTTP layer's route): jobs of one key and kind
+    ** take about the same time, which decides whether they may run inline.
+    */
+    unsigned kind;
     struct hpo_job *next; /* the embedder's, for queueing */
     uint64_t ticket;      /* the embedder's: its reply waits for this flush */
+};
+
+/*
+** Several daemons (docs/CLUSTER.md): a request on its way to the service,
+** for the embedder's `route` (on a worker, before the request runs).
+*/
+struct hpo_api_call {
+    int op;             /* enum hpo_service_op */
+    const char *study;  /* NULL: the studies collection (list, create) */
+    bool peek;          /* a gradient upload's size check: only whether it is served here */
+    const char *method;
+    const char *target; /* the request target as received, query included */
+    const char *authorization, *content_type, *accept, *forwarded; /* headers, or NULL */
+    const char *body;
+    size_t len;
+    /* Out: X-Hpod-Owner ("" none); when route answered 1, the reply. */
+    char owner[256];
+    int status;
+    char *reply; /* malloc'd; the api takes it */
+    size_t reply_len;
+    char reply_type[96];
+    char total[24]; /* X-Total-Count, "" none */
+    char *link;     /* malloc'd or NULL; the api takes it */
 };
 
 struct hpo_api_config {
@@ -47,6 +78,7 @@ struct hpo_api_config {
     unsigned connection_timeout_s; /* idle */
     unsigned per_client_limit;     /* open connections from one address */
     unsigned head_timeout_s;       /* from a request's first byte to the end of its head */
+    unsigned http_threads;         /* MHD's epoll threads (1: one) */
     struct hpo_service *service;
     const char *version;
     /* API tokens (tokens.h), borrowed until replaced; NULL: no tokens, no checks. */
@@ -54,8 +86,14 @@ struct hpo_api_config {
     /* HTTPS with these credentials (tls.h); NULL: plain HTTP. */
     struct hpo_tls *tls;
     unsigned slow_request_ms; /* log requests slower than this at notice; 0: never */
-    /* Run a job: work() on a worker, then done() on the loop thread. */
+    /* Run a job: work() then done() on a worker. Called from any MHD thread. */
     void (*submit)(void *ctx, struct hpo_job *job);
+    /*
+    ** Run a keyed job's work() here and now, on the calling MHD thread,
+    ** without done(); false (nothing done) when it must be submitted
+    ** instead. NULL: always submit.
+    */
+    bool (*run_inline)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */
     bool (*healthy)(void *ctx);
     /*
@@ -70,6 +108,16 @@ struct hpo_api_config {
     ** ("" = every study).
     */
     char *(*metrics)(void *ctx, const char *scope);
+    /*
+    ** Several daemons; NULL: one. route(ctx, call) on a worker before a
+    ** request of the service runs: 0 serve it here, 1 answered (forwarded
+    ** to the study's owner, or an error) in `call`. gather(ctx, call, reply)
+    ** adds the other daemons' studies to a study list's reply (a json_t).
+    */
+    int (*route)(void *ctx, struct hpo_api_call *call);
+    void (*gather)(void *ctx, struct hpo_api_call *call, void *reply);
+    /* /healthz?cluster's "cluster" object (a new json_t reference), loop thread; NULL: none. */
+    void *(*health)(void *ctx);
     void *ctx;
 };
 
@@ -77,23 +125,21 @@ struct hpo_api_config {
 int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         struct hpo_error *err);
 
-/* The epoll fd to watch for readability. */
-int hpo_api_fd(struct hpo_api *api);
-
-/* Process whatever is ready (MHD_run). */
-void hpo_api_run(struct hpo_api *api);
-
-/* Milliseconds until hpo_api_run must run again, or -1 for no deadline. */
-long hpo_api_timeout_ms(struct hpo_api *api);
-
 /* The bound port. */
 unsigned hpo_api_port(struct hpo_api *api);
 
-/* Requests handed to workers and not yet done. */
+/* Requests handed to workers or with a reply not yet sent (any thread). */
 size_t hpo_api_inflight(struct hpo_api *api);
 
 /* Stop accepting new connections (in-flight ones continue). */
 void hpo_api_quiesce(struct hpo_api *api);
+
+/*
+** Refuse new work: from now on a request that would need a worker (or an
+** inline run) is answered 503 and its connection closed, so that once
+** hpo_api_inflight() is 0 after this call it stays 0. For the stop.
+*/
+void hpo_api_close_work(struct hpo_api *api);
 
 /* Stop the server and free it; call with no job in flight. Accepts NULL. */
 void hpo_api_stop(struct hpo_api *api);

@@ -13,9 +13,15 @@
 void hpo__conns_init(struct hpo__conns *cs, unsigned max, unsigned head_timeout_s)
 {
     memset(cs, 0, sizeof(*cs));
+    pthread_mutex_init(&cs->lock, NULL);
     cs->list.prev = cs->list.next = &cs->list;
     cs->max = max;
     cs->head_timeout_s = head_timeout_s;
+}
+
+void hpo__conns_finish(struct hpo__conns *cs)
+{
+    pthread_mutex_destroy(&cs->lock);
 }
 
 /* Bytes the kernel received on the socket so far (0 when unknown). */
@@ -45,19 +51,23 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
             return; /* untracked: no deadline, never reserve-only */
         }
         c->fd = info != NULL ? info->connect_fd : -1;
+        pthread_mutex_lock(&cs->lock);
         c->reserve = cs->max > 0 && cs->n >= cs->max; /* max 0: no limit of ours */
         c->next = &cs->list;
         c->prev = cs->list.prev;
         cs->list.prev->next = c;
         cs->list.prev = c;
         cs->n++;
+        pthread_mutex_unlock(&cs->lock);
         *socket_context = c;
         return;
     }
     if (toe == MHD_CONNECTION_NOTIFY_CLOSED && c != NULL) {
+        pthread_mutex_lock(&cs->lock);
         c->prev->next = c->next;
         c->next->prev = c->prev;
         cs->n--;
+        pthread_mutex_unlock(&cs->lock);
         free(c);
         *socket_context = NULL;
     }
@@ -66,8 +76,12 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
 enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     struct hpo__conns *cs = cls;
+    bool full;
 
-    return cs->max > 0 && cs->n >= (size_t)cs->max + HPO_CONNS_RESERVE ? MHD_NO : MHD_YES;
+    pthread_mutex_lock(&cs->lock);
+    full = cs->max > 0 && cs->n >= (size_t)cs->max + HPO_CONNS_RESERVE;
+    pthread_mutex_unlock(&cs->lock);
+    return full ? MHD_NO : MHD_YES;
 }
 
 struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn)
@@ -78,19 +92,26 @@ struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn)
     return info != NULL ? info->socket_context : NULL;
 }
 
-void hpo__conns_request_begin(struct hpo__conn *c)
+void hpo__conns_request_begin(struct hpo__conns *cs, struct hpo__conn *c)
 {
     if (c != NULL) {
+        pthread_mutex_lock(&cs->lock);
         c->in_request = true;
+        pthread_mutex_unlock(&cs->lock);
     }
 }
 
-void hpo__conns_request_end(struct hpo__conn *c)
+void hpo__conns_request_end(struct hpo__conns *cs, struct hpo__conn *c)
 {
+    uint64_t mark;
+
     if (c != NULL) {
+        mark = c->fd >= 0 ? bytes_received(c->fd) : 0;
+        pthread_mutex_lock(&cs->lock);
         c->in_request = false;
         c->head_seen_ms = 0;
-        c->rx_mark = c->fd >= 0 ? bytes_received(c->fd) : 0;
+        c->rx_mark = mark;
+        pthread_mutex_unlock(&cs->lock);
     }
 }
 
@@ -102,6 +123,7 @@ size_t hpo__conns_sweep(struct hpo__conns *cs, uint64_t now_ms)
     if (limit == 0) {
         return 0; /* no deadline configured */
     }
+    pthread_mutex_lock(&cs->lock);
     for (struct hpo__conn *c = cs->list.next; c != &cs->list; c = c->next) {
         if (c->in_request || c->shut || c->fd < 0) {
             continue;
@@ -120,5 +142,6 @@ size_t hpo__conns_sweep(struct hpo__conns *cs, uint64_t now_ms)
             shut++;
         }
     }
+    pthread_mutex_unlock(&cs->lock);
     return shut;
 }

@@ -9,11 +9,13 @@
 **  - the reserve: MHD admits a few connections over max-connections; those
 **    may only ask /healthz and /metrics, anything else gets 503.
 **
-** Internal to api/. Everything runs on the loop thread.
+** Internal to api/. MHD's threads add, remove and mark connections, the
+** loop thread sweeps them: every record is read and written under `lock`.
 */
 #ifndef HPO_CONNS_H
 #define HPO_CONNS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +43,8 @@ struct hpo__conn {
 };
 
 struct hpo__conns {
+    /* MHD's threads add and remove connections, the loop thread sweeps: all under `lock`. */
+    pthread_mutex_t lock;
     struct hpo__conn list; /* sentinel of a circular list */
     size_t n;
     unsigned max;            /* max-connections */
@@ -49,6 +53,7 @@ struct hpo__conns {
 };
 
 void hpo__conns_init(struct hpo__conns *cs, unsigned max, unsigned head_timeout_s);
+void hpo__conns_finish(struct hpo__conns *cs);
 
 /* MHD_OPTION_NOTIFY_CONNECTION's callback; cls is the hpo__conns. */
 void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -61,8 +66,8 @@ enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, sockle
 struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn);
 
 /* A request's head is complete / its reply is done. Accept NULL. */
-void hpo__conns_request_begin(struct hpo__conn *c);
-void hpo__conns_request_end(struct hpo__conn *c);
+void hpo__conns_request_begin(struct hpo__conns *cs, struct hpo__conn *c);
+void hpo__conns_request_end(struct hpo__conns *cs, struct hpo__conn *c);
 
 /* Shut down connections whose head is late; returns how many (call about once a second). */
 size_t hpo__conns_sweep(struct hpo__conns *cs, uint64_t now_ms);

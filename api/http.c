@@ -2,15 +2,21 @@
 ** http.c: libmicrohttpd glue: request contexts, body accumulation with
 ** early 413, routing, JSON decoding, replies and the per-request log line.
 **
-** Every MHD call happens on the loop thread. Requests that touch studies are
-** suspended, run on a worker through the embedder's submit(), and resumed
-** in the job's done callback (docs/STYLE.md rules 33-38).
+** libmicrohttpd runs its own threads (http_threads of them, each an epoll
+** loop with its own connections on the one listening socket); every
+** callback here runs on one of them. A request that changes a quick study
+** whose lane is idle runs right there (run_inline) and is answered without
+** a suspension; other requests that touch studies are suspended, run on a
+** worker through the embedder's submit(), and resumed from the worker in the
+** job's done callback (docs/STYLE.md rules 33-38).
 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,14 +47,19 @@
 #include "static.h"
 #include "tls.h"
 
+/* Lane requests with a JSON body up to this size may be decoded and run on their HTTP thread. */
+#define INLINE_BODY_MAX (64 * 1024)
+
 struct hpo_api {
     struct hpo_api_config cfg;
     struct MHD_Daemon *mhd;
     unsigned port;
-    size_t inflight;
+    atomic_size_t inflight; /* requests suspended for a job or with a reply not yet sent */
+    atomic_bool closed;     /* hpo_api_close_work: no new work */
     uint32_t id_prefix;
-    uint64_t id_counter;
+    atomic_uint_fast64_t id_counter;
     int quiesced_fd;
+    pthread_rwlock_t tokens_lock;    /* readers: requests being authorized; writer: SIGHUP */
     const struct hpo_tokens *tokens; /* borrowed; NULL = no tokens (access.h) */
     struct hpo__conns conns;         /* head deadline and reserve (conns.h) */
     struct hpo__metrics *metrics;
@@ -76,6 +87,9 @@ struct req {
     bool exact;        /* `limit` is the exact size a gradient upload must have */
     bool too_large;
     bool suspended;
+    bool counted; /* counted in api->inflight until on_completed */
+    int log_level; /* the log level when its reply was queued (-1: none queued) */
+    bool metered;  /* counted for /metrics when its reply was queued */
     bool ready; /* a reply is waiting to be queued */
     bool pruned; /* a report answered {"prune": true} (for metrics) */
     const struct hpo__route_row *row; /* the route's row for the method, once allowed */
@@ -104,6 +118,8 @@ struct req {
     char *link;     /* Link, NULL when none */
     bool is_static; /* a dashboard file (api/static.c): its headers in `st` */
     struct hpo__static_reply st;
+    char *target;              /* the request target as received (several daemons: forwarding) */
+    struct hpo_api_call call;  /* several daemons: routing (cfg.route), X-Hpod-Owner */
 };
 
 static uint64_t now_us(void)
@@ -190,9 +206,48 @@ static void set_error(struct req *rq, enum hpo_code code, const char *field, con
 
 static void stream_work(struct hpo_job *job);
 static void job_done(struct hpo_job *job);
+static void count_request(struct req *rq, uint64_t us);
+
+/* The request is busy (a job or a reply on its way) until on_completed: a stop waits for it. */
+static void count_busy(struct req *rq)
+{
+    if (!rq->counted) {
+        rq->counted = true;
+        atomic_fetch_add(&rq->api->inflight, 1);
+    }
+}
 
 /*
-** MHD asks for the next bytes of a streamed reply (loop thread). A piece
+** May the request be given work (a job, an inline run)? Counted first, then
+** the door checked: with hpo_api_close_work's store and load in the other
+** order, the stop sees either this count or this request sees the door shut.
+** False: a 503 reply is set (the server is stopping).
+*/
+static bool admit(struct req *rq)
+{
+    count_busy(rq);
+    if (!atomic_load(&rq->api->closed)) {
+        return true;
+    }
+    set_error(rq, HPO_UNAVAILABLE, NULL, "the server is stopping");
+    rq->close_after = true;
+    return false;
+}
+
+/*
+** Suspend the connection and hand the job to the embedder; job_done (on the
+** worker) resumes it. Suspended first: the job may finish before submit returns.
+*/
+static void suspend_and_submit(struct req *rq)
+{
+    rq->suspended = true;
+    count_busy(rq);
+    MHD_suspend_connection(rq->conn);
+    rq->api->cfg.submit(rq->api->cfg.ctx, &rq->job);
+}
+
+/*
+** MHD asks for the next bytes of a streamed reply (its MHD thread). A piece
 ** produced by a worker is copied out; when it is used up, the connection is
 ** suspended and a job fetches the next piece (job_done resumes it).
 */
@@ -211,13 +266,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (rq->stream_end) {
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
+    if (atomic_load(&rq->api->closed)) {
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* a stop cut it short */
+    }
     rq->job.work = stream_work;
     rq->job.done = job_done;
     rq->job.key = NULL;
-    rq->suspended = true;
-    rq->api->inflight++;
-    MHD_suspend_connection(rq->conn);
-    rq->api->cfg.submit(rq->api->cfg.ctx, &rq->job);
+    suspend_and_submit(rq);
     return 0;
 }
 
@@ -249,6 +304,21 @@ static enum MHD_Result queue_reply(struct req *rq)
     if (resp == NULL) {
         return MHD_NO;
     }
+    count_busy(rq);
+    /*
+    ** The request's log line follows the level in force now: on_completed may
+    ** run after the client has the reply (and sent a SIGHUP, say).
+    */
+    rq->log_level = (int)hpo_log_get_level();
+    if (rq->stream == NULL) {
+        /*
+        ** Counted for /metrics now, not in on_completed, which may run after
+        ** the client has the reply and has asked /metrics on another
+        ** connection (another thread). A stream is counted when it ends.
+        */
+        count_request(rq, now_us() - rq->start_us);
+        rq->metered = true;
+    }
     rq->out = NULL;
     rq->out_free = NULL;
     rq->out_cls = NULL;
@@ -273,6 +343,9 @@ static enum MHD_Result queue_reply(struct req *rq)
     }
     if (rq->is_static) {
         hpo__static_headers(resp, &rq->st);
+    }
+    if (rq->call.owner[0] != '\0') {
+        MHD_add_response_header(resp, "X-Hpod-Owner", rq->call.owner);
     }
     ret = MHD_queue_response(rq->conn, (unsigned)rq->status, resp);
     MHD_destroy_response(resp);
@@ -333,7 +406,15 @@ static void answer_healthz(struct req *rq)
     bool ok = api->cfg.healthy == NULL || api->cfg.healthy(api->cfg.ctx);
 
     if (ok) {
-        set_json(rq, 200, json_pack("{s:s,s:s}", "status", "ok", "version", api->cfg.version));
+        json_t *body = json_pack("{s:s,s:s}", "status", "ok", "version", api->cfg.version);
+
+        /* Several daemons: this one's part, on request (the plain body is the contract's). */
+        if (api->cfg.health != NULL && body != NULL &&
+                MHD_lookup_connection_value_n(rq->conn, MHD_GET_ARGUMENT_KIND, "cluster",
+                        strlen("cluster"), NULL, NULL) == MHD_YES) {
+            json_object_set_new(body, "cluster", api->cfg.health(api->cfg.ctx));
+        }
+        set_json(rq, 200, body);
     } else {
         set_error(rq, HPO_UNAVAILABLE, NULL, "storage is not writable");
     }
@@ -408,24 +489,74 @@ static void build_reply(struct req *rq)
     }
 }
 
-static void job_work(struct hpo_job *job)
+static const char *header(struct req *rq, const char *name)
 {
-    struct req *rq = req_of_job(job);
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+/*
+** Several daemons: ask the embedder where the request is served (worker
+** thread; the connection is suspended, so its headers may be read). 0:
+** here; 1: answered (the owner's reply, or an error), the reply set.
+*/
+static int route_call(struct req *rq, bool peek)
+{
+    struct hpo_api_call *c = &rq->call;
+
+    memset(c, 0, sizeof(*c));
+    c->op = peek ? HPO_SERVICE_GRADIENT_PUT : (int)rq->sreq.op;
+    c->study = rq->study;
+    c->peek = peek;
+    c->method = rq->method;
+    c->target = rq->target;
+    c->authorization = header(rq, MHD_HTTP_HEADER_AUTHORIZATION);
+    c->content_type = header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
+    c->accept = header(rq, MHD_HTTP_HEADER_ACCEPT);
+    c->forwarded = header(rq, "X-Hpod-Forwarded");
+    c->body = rq->body;
+    c->len = rq->len;
+    if (rq->api->cfg.route(rq->api->cfg.ctx, c) == 0) {
+        return 0;
+    }
+    if (!peek) {
+        set_reply(rq, c->status, c->reply, c->reply_len,
+                c->reply_type[0] != '\0' ? c->reply_type : NULL);
+        snprintf(rq->total, sizeof(rq->total), "%s", c->total);
+        free(rq->link);
+        rq->link = c->link;
+        rq->sreq.err.code = c->status >= 400 ? HPO_UNAVAILABLE : HPO_OK; /* for the log line */
+    } else {
+        free(c->reply);
+        free(c->link);
+    }
+    c->reply = NULL;
+    c->link = NULL;
+    return 1;
+}
+
+/* Decode the body and query; false: an error is in sreq (the reply still to build). */
+static bool job_decode(struct req *rq)
+{
     struct hpo_service_request *sr = &rq->sreq;
     struct hpo_service_query q = { .pairs = (const struct hpo_service_query_pair *)(void *)rq->query.data,
         .n = HPO_BUF_N(&rq->query, struct hpo_service_query_pair), .accept = rq->accept };
 
-    /* Decode (JSON off the event-loop thread), then execute. */
     if (hpo_service_decode(sr, &q, rq->body, rq->len) < 0) {
-        build_reply(rq);
-        return;
+        return false;
     }
     if (sr->op == HPO_SERVICE_STUDY_CREATE &&
             !hpo_access_may_create(&rq->who, sr->args.create.body, &sr->err)) {
         sr->status = hpo_code_status(sr->err.code);
-        build_reply(rq);
-        return;
+        return false;
     }
+    return true;
+}
+
+/* Run the decoded request on the service (its study's lane, when it has one). */
+static void job_execute(struct req *rq)
+{
+    struct hpo_service_request *sr = &rq->sreq;
+
     sr->data = rq->body;
     sr->data_len = rq->len;
     sr->data_owned = rq->body;
@@ -438,9 +569,47 @@ static void job_work(struct hpo_job *job)
     }
     sr->data = NULL;
     if (sr->op == HPO_SERVICE_STUDY_LIST && sr->err.code == HPO_OK) {
+        if (rq->target != NULL && rq->api->cfg.gather != NULL) {
+            rq->api->cfg.gather(rq->api->cfg.ctx, &rq->call, sr->reply);
+        }
         hpo_access_filter_studies(&rq->who, sr->reply);
     }
-    /* Encoding the reply here keeps JSON work off the event-loop thread. */
+}
+
+/* A worker's whole job: decode (off the HTTP threads), execute, encode the reply. */
+static void job_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    if (rq->target != NULL && route_call(rq, false) != 0) {
+        return; /* several daemons: forwarded to the study's owner, or refused */
+    }
+    if (job_decode(rq)) {
+        job_execute(rq);
+    }
+    build_reply(rq);
+}
+
+/*
+** The part of a lane request that holds its lane, run inline or by a worker:
+** the decoding before it and the reply's encoding after it stay outside, so
+** the study's next request waits for as little as possible.
+*/
+static void lane_work(struct hpo_job *job)
+{
+    job_execute(req_of_job(job));
+}
+
+/*
+** A lane request decoded on its HTTP thread, run by a worker: execute, encode.
+** (Never with several daemons: the embedder gives no run_inline there, so every
+** lane request goes through job_work and its routing.)
+*/
+static void decoded_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    job_execute(rq);
     build_reply(rq);
 }
 
@@ -474,7 +643,7 @@ static void job_done(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
-    rq->api->inflight--;
+    /* On the worker: MHD's threads allow a resume from any thread. */
     rq->suspended = false;
     MHD_resume_connection(rq->conn);
 }
@@ -568,6 +737,7 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
     }
     rq->api = api;
     rq->conn = conn;
+    rq->log_level = -1;
     rq->start_us = now_us();
     rq->raw = strndup(raw, n);
     rq->path = display_path(raw, n);
@@ -578,7 +748,7 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
         return NULL;
     }
     snprintf(rq->id, sizeof(rq->id), "%08" PRIx32 "%08" PRIx64, api->id_prefix,
-            ++api->id_counter & 0xffffffffu);
+            (uint64_t)(atomic_fetch_add(&api->id_counter, 1) + 1) & 0xffffffffu);
     rq->job.work = job_work;
     rq->job.done = job_done;
     return rq;
@@ -604,8 +774,12 @@ static bool authorize(struct hpo_api *api, struct req *rq)
         .healthz = rq->route == HPO__R_HEALTHZ,
     };
     struct hpo_error err = { .code = HPO_OK };
+    bool ok;
 
-    if (hpo_access_decide(api->tokens, &ar, &rq->who, &err)) {
+    pthread_rwlock_rdlock(&api->tokens_lock);
+    ok = hpo_access_decide(api->tokens, &ar, &rq->who, &err);
+    pthread_rwlock_unlock(&api->tokens_lock);
+    if (ok) {
         return true;
     }
     rq->www_auth = err.code == HPO_UNAUTHENTICATED;
@@ -623,8 +797,12 @@ static bool authorize(struct hpo_api *api, struct req *rq)
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     const char *u = uri != NULL ? uri : "";
+    struct req *rq = req_new(cls, conn, u, strcspn(u, "?"));
 
-    return req_new(cls, conn, u, strcspn(u, "?"));
+    if (rq != NULL && rq->api->cfg.route != NULL) {
+        rq->target = strdup(u); /* NULL (out of memory): served here, never forwarded */
+    }
+    return rq;
 }
 
 /*
@@ -733,6 +911,9 @@ static void upload_check_work(struct hpo_job *job)
     struct hpo_error err;
     size_t bytes = 0;
 
+    if (rq->target != NULL && route_call(rq, true) != 0) {
+        return; /* several daemons: the owner checks the upload */
+    }
     if (hpo_service_gradient_size(rq->api->cfg.service, rq->study, rq->number, rq->name, &bytes,
                 &err) < 0) {
         set_json(rq, hpo_code_status(err.code), error_body(&err));
@@ -777,13 +958,13 @@ static enum MHD_Result start_upload_check(struct hpo_api *api, struct req *rq)
         set_error(rq, HPO_NOT_FOUND, NULL, "no trial '%s'", rq->path);
         return queue_reply(rq);
     }
+    if (!admit(rq)) {
+        return queue_reply(rq);
+    }
     rq->job.work = upload_check_work;
     rq->job.done = upload_check_done;
     rq->job.key = NULL; /* read-only */
-    rq->suspended = true;
-    api->inflight++;
-    MHD_suspend_connection(rq->conn);
-    api->cfg.submit(api->cfg.ctx, &rq->job);
+    suspend_and_submit(rq);
     return MHD_YES;
 }
 
@@ -809,7 +990,7 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
     free(rq->raw);
     rq->raw = NULL;
     rq->tcp = hpo__conns_of(rq->conn);
-    hpo__conns_request_begin(rq->tcp);
+    hpo__conns_request_begin(&api->conns, rq->tcp);
     if (!check_framing(rq, version)) {
         return queue_reply(rq);
     }
@@ -992,25 +1173,37 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             set_error(rq, HPO_NOT_FOUND, NULL, "this server takes no backups");
             return queue_reply(rq);
         }
+        if (!admit(rq)) {
+            return queue_reply(rq);
+        }
         rq->job.work = backup_work;
         rq->job.key = NULL;
-        rq->suspended = true;
-        api->inflight++;
-        MHD_suspend_connection(conn);
-        api->cfg.submit(api->cfg.ctx, &rq->job);
+        suspend_and_submit(rq);
         return MHD_YES;
     default:
         break;
     }
-    if (!prepare_service(rq)) {
+    if (!prepare_service(rq) || !admit(rq)) {
         return queue_reply(rq);
     }
-    rq->suspended = true;
-    api->inflight++;
-    MHD_suspend_connection(conn);
     /* Requests that change one study run in order through its lane (dispatch). */
     rq->job.key = (rq->row->flags & HPO__F_LANE) != 0 ? rq->study : NULL;
-    api->cfg.submit(api->cfg.ctx, &rq->job);
+    rq->job.kind = (unsigned)rq->route;
+    if (rq->job.key != NULL && api->cfg.run_inline != NULL &&
+            (rq->row->flags & HPO__F_BINARY) == 0 && rq->len <= INLINE_BODY_MAX) {
+        /* A small body is decoded here; a big one (a gradient) on a worker, never inline. */
+        if (!job_decode(rq)) {
+            build_reply(rq);
+            return queue_reply(rq);
+        }
+        rq->job.work = lane_work;
+        if (api->cfg.run_inline(api->cfg.ctx, &rq->job)) {
+            build_reply(rq); /* ran here, its lane free again */
+            return queue_reply(rq);
+        }
+        rq->job.work = decoded_work;
+    }
+    suspend_and_submit(rq);
     return MHD_YES;
 }
 
@@ -1088,15 +1281,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (rq == NULL) {
         return;
     }
+    if (rq->counted) {
+        atomic_fetch_sub(&rq->api->inflight, 1);
+    }
     if (!rq->started) {
         /* MHD refused it before the handler saw it (431, malformed header...). */
         goto release;
     }
-    hpo__conns_request_end(rq->tcp);
+    hpo__conns_request_end(&rq->api->conns, rq->tcp);
     us = now_us() - rq->start_us;
-    count_request(rq, us);
+    if (!rq->metered) {
+        count_request(rq, us);
+    }
     level = request_level(rq, us, &slow);
-    if ((int)level <= (int)hpo_log_get_level()) {
+    if ((int)level <= (rq->log_level >= 0 ? rq->log_level : (int)hpo_log_get_level())) {
         const struct hpo_error *e = &rq->sreq.err;
         const char *aborted = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)";
         /* The token's name (never its secret); "-" without tokens or before authorization. */
@@ -1119,6 +1317,7 @@ release:
     hpo_service_request_finish(&rq->sreq);
     hpo_service_stream_free(rq->stream);
     free(rq->link);
+    free(rq->target);
     release_out(rq);
     if (rq->out_fd > 0) {
         close(rq->out_fd); /* never handed to MHD */
@@ -1156,7 +1355,10 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     struct hpo_api *api = calloc(1, sizeof(*api));
     struct sockaddr_storage ss;
     socklen_t sslen;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ERROR_LOG;
+    /* MHD shares the connection limit out among its threads: ours (conns.c) is the global one. */
+    unsigned threads = cfg->http_threads > 1 ? cfg->http_threads : 1;
     const union MHD_DaemonInfo *info;
 
     if (api == NULL) {
@@ -1200,6 +1402,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         sslen = sizeof(*a4);
     }
     (void)sslen;
+    pthread_rwlock_init(&api->tokens_lock, NULL);
     /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
 #define COMMON_OPTIONS                                                                        \
     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,      \
@@ -1207,7 +1410,8 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
             cfg->listen_fd > 0 ? (MHD_socket)cfg->listen_fd : MHD_INVALID_SOCKET,             \
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK,      \
             on_uri, api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, api,                         \
-            MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + HPO_CONNS_MARGIN,            \
+            MHD_OPTION_CONNECTION_LIMIT, (cfg->connection_limit + HPO_CONNS_MARGIN) * threads,  \
+            MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,                          \
             MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_client_limit,                        \
             MHD_OPTION_NOTIFY_CONNECTION, hpo__conns_notify, &api->conns,                     \
             MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,                         \
@@ -1223,6 +1427,8 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     }
 #undef COMMON_OPTIONS
     if (api->mhd == NULL) {
+        hpo__conns_finish(&api->conns);
+        pthread_rwlock_destroy(&api->tokens_lock);
         hpo__metrics_free(api->metrics);
         free(api);
         return hpo_error_set(err, -EADDRINUSE, HPO_UNAVAILABLE, "listen",
@@ -1234,28 +1440,6 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     return 0;
 }
 
-int hpo_api_fd(struct hpo_api *api)
-{
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-
-    return info ? info->epoll_fd : -1;
-}
-
-void hpo_api_run(struct hpo_api *api)
-{
-    MHD_run(api->mhd);
-}
-
-long hpo_api_timeout_ms(struct hpo_api *api)
-{
-    MHD_UNSIGNED_LONG_LONG ms = 0;
-
-    if (MHD_get_timeout(api->mhd, &ms) != MHD_YES) {
-        return -1;
-    }
-    return ms > 60000 ? 60000 : (long)ms;
-}
-
 unsigned hpo_api_port(struct hpo_api *api)
 {
     return api->port;
@@ -1263,7 +1447,7 @@ unsigned hpo_api_port(struct hpo_api *api)
 
 size_t hpo_api_inflight(struct hpo_api *api)
 {
-    return api->inflight;
+    return atomic_load(&api->inflight);
 }
 
 void hpo_api_quiesce(struct hpo_api *api)
@@ -1271,6 +1455,11 @@ void hpo_api_quiesce(struct hpo_api *api)
     if (api->quiesced_fd < 0) {
         api->quiesced_fd = MHD_quiesce_daemon(api->mhd);
     }
+}
+
+void hpo_api_close_work(struct hpo_api *api)
+{
+    atomic_store(&api->closed, true);
 }
 
 void hpo_api_stop(struct hpo_api *api)
@@ -1282,6 +1471,8 @@ void hpo_api_stop(struct hpo_api *api)
     if (api->quiesced_fd >= 0) {
         close(api->quiesced_fd);
     }
+    hpo__conns_finish(&api->conns);
+    pthread_rwlock_destroy(&api->tokens_lock);
     hpo__metrics_free(api->metrics);
     free(api);
 }
@@ -1296,7 +1487,10 @@ int hpo_api_metrics_write(struct hpo_api *api, FILE *f)
 
 void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)
 {
+    /* Once this returns no request reads the old set: the caller may free it. */
+    pthread_rwlock_wrlock(&api->tokens_lock);
     api->tokens = tokens;
+    pthread_rwlock_unlock(&api->tokens_lock);
 }
 
 void hpo_api_sweep(struct hpo_api *api)

@@ -2,6 +2,7 @@
 ** tls.c: certificate and key pairs for HTTPS, swapped on SIGHUP (tls.h).
 */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@ struct pair {
 };
 
 struct hpo_tls {
-    struct pair *current;
+    /* Swapped by SIGHUP on the loop thread, read by handshakes on MHD's threads. */
+    struct pair *_Atomic current;
 };
 
 /* The object MHD's context-free callback serves from (the last one created). */
@@ -131,16 +133,18 @@ int hpo_tls_create(const char *cert_path, const char *key_path, struct hpo_tls *
         char *msg, size_t msg_len)
 {
     struct hpo_tls *tls = calloc(1, sizeof(*tls));
+    struct pair *p = NULL;
     int r;
 
     if (tls == NULL) {
         return hpo_fail(msg, msg_len, -ENOMEM, "out of memory");
     }
-    r = pair_load(cert_path, key_path, &tls->current, msg, msg_len);
+    r = pair_load(cert_path, key_path, &p, msg, msg_len);
     if (r < 0) {
         free(tls);
         return r;
     }
+    atomic_store(&tls->current, p);
     serving = tls;
     *ret_tls = tls;
     return 0;
@@ -155,8 +159,8 @@ int hpo_tls_reload(struct hpo_tls *tls, const char *cert_path, const char *key_p
     if (r < 0) {
         return r;
     }
-    p->older = tls->current;
-    tls->current = p;
+    p->older = atomic_load(&tls->current);
+    atomic_store(&tls->current, p);
     return 0;
 }
 
@@ -182,12 +186,13 @@ int hpo_tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, 
         unsigned int *pcert_length, gnutls_privkey_t *pkey)
 {
     struct hpo_tls *tls = serving;
+    struct pair *p = tls != NULL ? atomic_load(&tls->current) : NULL;
 
-    if (tls == NULL || tls->current == NULL) {
+    if (p == NULL) {
         return -1;
     }
-    *pcert = tls->current->certs;
-    *pcert_length = tls->current->n_certs;
-    *pkey = tls->current->key;
+    *pcert = p->certs;
+    *pcert_length = p->n_certs;
+    *pkey = p->key;
     return 0;
 }

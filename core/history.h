@@ -126,6 +126,7 @@ struct hpo_history {
     size_t n_obj, n_cons;
     const bool *obj_maximize;
     const double *cons_lo, *cons_hi;
+    const double *reference; /* the study's reference_point (n_obj values as told), or NULL */
     struct hpo_trial **trials; /* trials[i]->number == i */
     size_t n_trials, cap_trials;
     size_t count[HPO_STATE_COUNT];

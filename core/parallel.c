@@ -38,7 +38,8 @@ void hpo_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, s
     bool started[MAX_PARTS] = { false };
     size_t k = grain > 0 ? n / grain : n;
 
-    if (k > cpus()) {
+    /* sysconf reads sysfs each time: not for a loop too small to split. */
+    if (k > 1 && k > cpus()) {
         k = cpus();
     }
     if (k <= 1) {

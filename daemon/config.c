@@ -121,6 +121,18 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         cfg->threads = (int)n;
         return 0;
     }
+    if (strcmp(key, "http-threads") == 0) {
+        char *end;
+        long n;
+        errno = 0;
+        n = strtol(value, &end, 10);
+        if (errno != 0 || *end != '\0' || n < 0 || n > 64) {
+            return hpo_fail(msg, len, -EINVAL,
+                    "http-threads: '%s' must be an integer from 0 (one per core) to 64", value);
+        }
+        cfg->http_threads = (int)n;
+        return 0;
+    }
     if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
         int level = hpo_log_parse_level(value);
         if (level < 0) {
@@ -145,6 +157,39 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         } else {
             cfg->metrics_max_studies = (unsigned)n;
         }
+        return 0;
+    }
+    if (strcmp(key, "advertise") == 0) {
+        if ((strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) ||
+                strlen(value) >= sizeof(cfg->advertise) || strpbrk(value, " \t\r\n") != NULL) {
+            return hpo_fail(msg, len, -EINVAL,
+                    "advertise: '%s' must be an http:// or https:// URL", value);
+        }
+        snprintf(cfg->advertise, sizeof(cfg->advertise), "%s", value);
+        /* No trailing slash: request targets are appended as they are. */
+        while (strlen(cfg->advertise) > 8 && cfg->advertise[strlen(cfg->advertise) - 1] == '/') {
+            cfg->advertise[strlen(cfg->advertise) - 1] = '\0';
+        }
+        return 0;
+    }
+    if (strcmp(key, "cluster-token-file") == 0) {
+        if (strlen(value) >= sizeof(cfg->cluster_token_file)) {
+            return hpo_fail(msg, len, -EINVAL, "cluster-token-file: path too long");
+        }
+        snprintf(cfg->cluster_token_file, sizeof(cfg->cluster_token_file), "%s", value);
+        return 0;
+    }
+    if (strcmp(key, "lease-ms") == 0) {
+        unsigned long n;
+        char *end;
+        errno = 0;
+        n = strtoul(value, &end, 10);
+        if (errno != 0 || *end != '\0' || value[0] < '0' || value[0] > '9' || n < 1000 ||
+                n > 600000) {
+            return hpo_fail(msg, len, -EINVAL,
+                    "lease-ms: '%s' must be an integer from 1000 to 600000", value);
+        }
+        cfg->lease_ms = (unsigned)n;
         return 0;
     }
     if (strcmp(key, "max-vector-memory") == 0 || strcmp(key, "max_vector_memory") == 0) {
@@ -235,6 +280,8 @@ void hpo_config_usage(const char *prog)
            "                         power loss; default) or normal (survives a daemon crash,\n"
            "                         a power cut may lose the last acknowledged writes)\n"
            "  --threads N            worker threads for storage and samplers (default 4)\n"
+           "  --http-threads N       HTTP event-loop threads (default 0: one per CPU core,\n"
+           "                         at most 8)\n"
            "  --log-level LEVEL      err, warning, notice, info (default) or debug; every\n"
            "                         request is logged at debug, 5xx at err, 401/403 at\n"
            "                         warning, slow ones at notice\n"
@@ -254,6 +301,11 @@ void hpo_config_usage(const char *prog)
            "  --max-connections-per-client N  from one address (default a quarter of the above)\n"
            "  --request-head-timeout SECONDS  to receive a request's head (default 10)\n"
            "  --connection-timeout SECONDS  idle connections are closed (default 30)\n"
+           "  --advertise URL        several daemons on one PostgreSQL: how the others reach\n"
+           "                         this one (default http(s)://HOST:PORT of --listen)\n"
+           "  --cluster-token-file FILE  the secret daemons mark forwarded requests with\n"
+           "  --lease-ms MS          a daemon without a heartbeat this long loses its\n"
+           "                         studies to the others (default 3000)\n"
            "  --config FILE          read `key value` lines with the names above; a leading\n"
            "                         '-' makes a missing file silently ignored\n"
            "  --check-config         validate the configuration (the address, whether the\n"
@@ -262,7 +314,7 @@ void hpo_config_usage(const char *prog)
            "  --version              print the version and exit\n"
            "  --help                 print this text and exit\n\n"
            "Precedence: defaults < config file < HPOD_LISTEN, HPOD_DB, HPOD_SYNCHRONOUS,\n"
-           "HPOD_THREADS, HPOD_LOG_LEVEL, HPOD_SLOW_REQUEST_MS, HPOD_METRICS_MAX_STUDIES,\n"
+           "HPOD_THREADS, HPOD_HTTP_THREADS, HPOD_LOG_LEVEL, HPOD_SLOW_REQUEST_MS, HPOD_METRICS_MAX_STUDIES,\n"
            "HPOD_MAX_VECTOR_MEMORY < flags. Signals: SIGTERM/SIGINT drain and exit 0;\n"
            "SIGHUP re-reads the config file's log-level, the tokens file and the TLS pair.\n"
            "One daemon per database: it holds a lock on PATH.lock while it runs.\n",
@@ -273,10 +325,12 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
 {
     static const char *const env_keys[][2] = {
         { "HPOD_LISTEN", "listen" }, { "HPOD_DB", "db" }, { "HPOD_SYNCHRONOUS", "synchronous" },
-        { "HPOD_THREADS", "threads" }, { "HPOD_LOG_LEVEL", "log-level" },
+        { "HPOD_THREADS", "threads" }, { "HPOD_HTTP_THREADS", "http-threads" },
+        { "HPOD_LOG_LEVEL", "log-level" },
         { "HPOD_SLOW_REQUEST_MS", "slow-request-ms" },
         { "HPOD_METRICS_MAX_STUDIES", "metrics-max-studies" },
         { "HPOD_MAX_VECTOR_MEMORY", "max-vector-memory" },
+        { "HPOD_ADVERTISE", "advertise" },
     };
     const char *state_dir = secure_getenv("STATE_DIRECTORY");
     int r;
@@ -289,6 +343,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     cfg->log_level = HPO_LOG_INFO;
     cfg->slow_request_ms = 500;
     cfg->metrics_max_studies = 100;
+    cfg->lease_ms = 3000;
     cfg->json_limit = (size_t)1 << 20;
     cfg->binary_limit = (size_t)256 << 20;
     hpo_access_config_init(&cfg->access);

@@ -16,7 +16,8 @@ struct hpo_config {
     unsigned port;      /* from listen */
     char db[4096];
     bool synchronous_full;
-    int threads;        /* worker threads (UV_THREADPOOL_SIZE) */
+    int threads;        /* worker threads (daemon/dispatch.c) */
+    int http_threads;   /* MHD's event-loop threads; 0: one per CPU core, at most 8 */
     int log_level;      /* syslog priority */
     unsigned slow_request_ms;     /* requests slower than this are logged (0: none) */
     unsigned metrics_max_studies; /* studies with their own /metrics series; the rest "(other)" */
@@ -24,6 +25,10 @@ struct hpo_config {
     /* HTTP body limits (defaults only, no key yet; 413 beyond). Connections: access below. */
     size_t json_limit;     /* 1 MiB */
     size_t binary_limit;   /* 256 MiB */
+    /* Several daemons on PostgreSQL (docs/CLUSTER.md). */
+    char advertise[256];          /* how the others reach this one; "": from listen */
+    char cluster_token_file[4096]; /* the forwarded mark's secret; "": none */
+    unsigned lease_ms;            /* a daemon silent this long is gone (3000) */
     char config_file[4096];
     bool check_only;    /* --check-config */
     bool show_help;

@@ -1,47 +1,68 @@
 /*
-** dispatch.h: running requests' jobs on the libuv thread pool, with the
-** mutations of one study in order on one thread.
+** dispatch.h: running requests' jobs on a pool of worker threads, with the
+** mutations of one study in order, one at a time.
 **
 ** A job with a key (a study's name) joins that study's lane: while a job of
 ** the lane runs, later ones wait in the lane, and the thread that ran one
 ** takes the next itself. Mutations of one study were serialized by its lock
 ** anyway; the lane spares the thread hops and lock hand-offs between them.
-** Jobs without a key go to the pool as they come. Every job's done() runs
-** on the loop thread, in the order the jobs finished.
+** Jobs without a key go to the pool as they come.
+**
+** Every function may be called from any thread (the HTTP threads submit).
+** A job's work() and then its done() run on the thread that ran it, one
+** right after the other: done() must be safe there (the HTTP layer's resumes
+** a suspended connection, which libmicrohttpd allows from any thread).
 */
 #ifndef HPOD_DISPATCH_H
 #define HPOD_DISPATCH_H
 
-#include <uv.h>
+#include <stdbool.h>
 
 #include "../api/api.h"
 
 struct hpo_dispatch;
 
 /*
-** Create the dispatcher on `loop`; after_done(ctx) runs on the loop thread
-** after each batch of done() calls. Returns 0 or a negative errno.
+** Start `threads` workers (at least 1). `inline_max_us`: jobs of a key and
+** kind whose recent ones took less than this on average may run on the
+** submitting thread (hpo_dispatch_run_inline); 0: never. Returns 0 or a
+** negative errno.
 */
-int hpo_dispatch_create(uv_loop_t *loop, void (*after_done)(void *ctx), void *ctx,
-        struct hpo_dispatch **ret);
+int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dispatch **ret);
 
 /*
 ** Hold each job's done() until `st` flushed every commit made before the job
 ** finished (hpo_storage_defer_flush: jobs return from their writes before
-** the flush). Call before the first submit; hpo_dispatch_detach() before
-** the loop's handles close.
+** the flush); jobs then never run inline (hpo_dispatch_run_inline returns
+** false). Call before the first submit. hpo_dispatch_detach(), after the
+** last submit, waits for the held replies and detaches from `st`'s flush
+** callback; call it before hpo_storage_close.
 */
 struct hpo_storage;
 void hpo_dispatch_hold_replies(struct hpo_dispatch *dp, struct hpo_storage *st);
 void hpo_dispatch_detach(struct hpo_dispatch *dp);
 
-/* Queue a job (loop thread). */
+/* Queue a job (any thread). */
 void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job);
 
 /*
-** Free the dispatcher once no job is queued or running and its handle was
-** closed (after uv_walk closed every handle and the loop ran). Accepts NULL.
+** Run a keyed job here and now if its lane is idle and the recent jobs of
+** its key and kind were quick: work() runs on the calling thread, done() is
+** NOT called (the caller replies itself). Jobs of the study submitted
+** meanwhile run after it, in order: the first few on this thread too, the
+** rest on the pool. Returns false, having done nothing, when the job must
+** be submitted instead (no key, a job of the study running or waiting,
+** slow or unknown jobs of that kind).
 */
+bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job);
+
+/*
+** Let the workers run what is queued, then join them (loop thread, once the
+** HTTP server takes no more work). Jobs submitted afterwards never run.
+*/
+void hpo_dispatch_stop(struct hpo_dispatch *dp);
+
+/* Stop if not stopped, then free (after the HTTP server stopped). Accepts NULL. */
 void hpo_dispatch_destroy(struct hpo_dispatch *dp);
 
 #endif

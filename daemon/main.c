@@ -1,7 +1,8 @@
 /*
-** main.c: hpod's process: configuration, storage, service, the HTTP server
-** inside the libuv loop, signals, timers (MHD, heartbeat reaper, systemd
-** watchdog) and the orderly shutdown of docs/STYLE.md rule 37.
+** main.c: hpod's process: configuration, storage, service, the request
+** dispatcher, the HTTP server (its own threads, docs/STYLE.md rule 33), and
+** the libuv loop for signals, timers (heartbeat reaper, connection sweep,
+** systemd watchdog) and the orderly shutdown of docs/STYLE.md rule 37.
 */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,9 +24,11 @@
 #include "../core/clock.h"
 #include "../core/history.h"
 #include "../service/service.h"
+#include "../storage/cluster.h"
 #include "../storage/storage.h"
 #include "activation.h"
 #include "admin.h"
+#include "cluster.h"
 #include "config.h"
 #include "dispatch.h"
 #include "metrics.h"
@@ -37,6 +40,18 @@
 /* How long a stop waits for requests in flight. */
 #define STOP_WAIT_MS 30000
 
+/* How often a stop looks whether requests are still in flight. */
+#define STOP_POLL_MS 5
+
+/*
+** A study whose recent jobs took less than this on average runs them on the
+** HTTP thread that received them while its lane is idle (daemon/dispatch.h).
+*/
+#define INLINE_MAX_US 2000
+
+/* --http-threads 0: one per CPU core, at most this many. */
+#define HTTP_THREADS_MAX_AUTO 8
+
 struct daemon {
     uv_loop_t loop;
     struct hpo_config cfg;
@@ -44,39 +59,31 @@ struct daemon {
     struct hpo_service *service;
     struct hpo_api *api;
     struct hpo_dispatch *dispatch;
-    uv_poll_t mhd_poll;
-    uv_timer_t mhd_timer;
     uv_timer_t reap_timer;
     uv_timer_t watchdog_timer;
     uv_timer_t stop_timer;
+    uint64_t stop_deadline; /* uv_now() after which a stop cuts requests short */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_work_t reap_work;
     bool reaping;
     bool stopping;
     uint64_t watchdog_ticks;
     struct hpo_security sec; /* tokens and TLS (security.h) */
+    struct hpo_daemon_cluster cl; /* several daemons on PostgreSQL (cluster.h) */
 };
-
-static void pump(struct daemon *d);
-
-static void stop_when_idle(struct daemon *d);
-
-/* After finished jobs' done() (each resumed its connection): let MHD send. */
-static void after_done(void *ctx)
-{
-    struct daemon *d = ctx;
-
-    pump(d);
-    if (d->stopping) {
-        stop_when_idle(d);
-    }
-}
 
 static void submit(void *ctx, struct hpo_job *job)
 {
     struct daemon *d = ctx;
 
     hpo_dispatch_submit(d->dispatch, job);
+}
+
+static bool run_inline(void *ctx, struct hpo_job *job)
+{
+    struct daemon *d = ctx;
+
+    return hpo_dispatch_run_inline(d->dispatch, job);
 }
 
 static bool healthy(void *ctx)
@@ -99,39 +106,89 @@ static char *metrics(void *ctx, const char *scope)
     struct hpo_metrics_sources src = { .api = d->api, .service = d->service,
         .storage = d->storage, .version = HPOD_VERSION,
         .max_studies = d->cfg.metrics_max_studies, .scope = scope };
+    char *text = hpo_metrics_text(&src);
+    char *all = NULL;
+    size_t len = 0;
+    FILE *f;
 
-    return hpo_metrics_text(&src);
-}
-
-/* ---- MHD inside libuv ---------------------------------------------------- */
-
-static void mhd_timer_cb(uv_timer_t *t)
-{
-    pump(t->data);
-}
-
-static void mhd_poll_cb(uv_poll_t *p, int status, int events)
-{
-    pump(p->data);
-}
-
-static void pump(struct daemon *d)
-{
-    long ms;
-
-    if (d->api == NULL) {
-        return;
+    if (text == NULL || d->cl.cluster == NULL) {
+        return text;
     }
-    /* The request lines of this pass go out in one write. */
-    hpo_log_hold();
-    hpo_api_run(d->api);
-    hpo_log_flush();
-    ms = hpo_api_timeout_ms(d->api);
-    if (ms < 0) {
-        uv_timer_stop(&d->mhd_timer);
+    f = open_memstream(&all, &len);
+    if (f == NULL) {
+        return text;
+    }
+    fputs(text, f);
+    free(text);
+    if (hpo_daemon_cluster_metrics(&d->cl, f) < 0 || fclose(f) != 0) {
+        free(all);
+        return NULL;
+    }
+    return all;
+}
+
+/* Several daemons (cluster.h): where a request is served, and study lists. */
+static int route(void *ctx, struct hpo_api_call *call)
+{
+    struct daemon *d = ctx;
+
+    return d->cl.cluster != NULL ? hpo_daemon_cluster_route(&d->cl, call) : 0;
+}
+
+static void gather(void *ctx, struct hpo_api_call *call, void *reply)
+{
+    struct daemon *d = ctx;
+
+    if (d->cl.cluster != NULL) {
+        hpo_daemon_cluster_gather(&d->cl, call, reply);
+    }
+}
+
+static void *health(void *ctx)
+{
+    struct daemon *d = ctx;
+
+    return d->cl.cluster != NULL ? hpo_daemon_cluster_health(&d->cl) : NULL;
+}
+
+/*
+** Join the other daemons on a PostgreSQL database, as --advertise or the
+** URL of --listen (this machine's name for a wildcard address).
+*/
+static int join_cluster(struct daemon *d)
+{
+    char url[300], host[256], msg[512];
+    const char *scheme = d->sec.tls != NULL ? "https" : "http";
+    int r;
+
+    if (!hpo_storage_is_postgresql(d->cfg.db)) {
+        return 0; /* SQLite: one daemon per database */
+    }
+    if (d->cfg.advertise[0] != '\0') {
+        snprintf(url, sizeof(url), "%s", d->cfg.advertise);
     } else {
-        uv_timer_start(&d->mhd_timer, mhd_timer_cb, (uint64_t)ms, 0);
+        if (strcmp(d->cfg.host, "0.0.0.0") == 0 || strcmp(d->cfg.host, "::") == 0) {
+            if (gethostname(host, sizeof(host)) != 0) {
+                snprintf(host, sizeof(host), "localhost");
+            }
+            host[sizeof(host) - 1] = '\0';
+        } else {
+            snprintf(host, sizeof(host), "%s", d->cfg.host);
+        }
+        snprintf(url, sizeof(url), strchr(host, ':') != NULL ? "%s://[%s]:%u" : "%s://%s:%u",
+                scheme, host, hpo_api_port(d->api));
     }
+    r = hpo_daemon_cluster_start(&d->cl, d->storage, d->service, url, d->cfg.lease_ms,
+            d->cfg.cluster_token_file, msg, sizeof(msg));
+    if (r == -ENOTSUP) {
+        return 0;
+    }
+    if (r < 0) {
+        hpo_log(HPO_LOG_ERR, "%s", msg);
+        return r;
+    }
+    hpo_log(HPO_LOG_NOTICE, "serving as %s, one of the daemons on the database", url);
+    return 0;
 }
 
 /* ---- timers ---------------------------------------------------------------- */
@@ -139,8 +196,13 @@ static void pump(struct daemon *d)
 static void reap_work_cb(uv_work_t *w)
 {
     struct daemon *d = w->data;
-    size_t n = hpo_service_reap(d->service, hpo_now_ms());
+    size_t n;
 
+    if (d->cl.cluster != NULL) {
+        /* Studies this daemon came to own are loaded (and reaped); those it lost leave. */
+        hpo_daemon_cluster_sync(&d->cl);
+    }
+    n = hpo_service_reap(d->service, hpo_now_ms());
     if (n > 0) {
         hpo_log(HPO_LOG_NOTICE, "heartbeat reaper failed %zu trial(s)", n);
     }
@@ -155,9 +217,6 @@ static void reap_after_cb(uv_work_t *w, int status)
     struct daemon *d = w->data;
 
     d->reaping = false;
-    if (d->stopping) {
-        stop_when_idle(d);
-    }
 }
 
 static void reap_timer_cb(uv_timer_t *t)
@@ -199,9 +258,11 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 }
 
 /*
-** The stop itself, once nothing is in flight (or STOP_WAIT_MS passed): let
-** MHD flush the replies of the last resumed requests, stop it, close every
-** handle so the loop ends.
+** Every STOP_POLL_MS during a stop: once no request is in flight (none
+** suspended for a job, every reply sent) and the reaper is idle, refuse new
+** work (hpo_api_close_work) and, if still nothing is in flight, stop: the
+** workers first (none has a job left), then MHD's threads, then every handle
+** so the loop ends. After STOP_WAIT_MS the stop goes ahead anyway.
 */
 static void stop_timer_cb(uv_timer_t *t)
 {
@@ -210,26 +271,25 @@ static void stop_timer_cb(uv_timer_t *t)
     if (d->api == NULL) {
         return;
     }
-    pump(d);
-    for (int i = 0; i < 10; i++) {
-        hpo_api_run(d->api);
+    if (uv_now(&d->loop) < d->stop_deadline) {
+        if (hpo_api_inflight(d->api) != 0 || d->reaping) {
+            return;
+        }
+        hpo_api_close_work(d->api);
+        if (hpo_api_inflight(d->api) != 0) {
+            return; /* a request got in before the door closed: wait for it too */
+        }
+    } else {
+        hpo_log(HPO_LOG_WARNING, "stopping with %zu request(s) still in flight",
+                hpo_api_inflight(d->api));
+        hpo_api_close_work(d->api);
     }
+    uv_timer_stop(&d->stop_timer);
+    hpo_dispatch_stop(d->dispatch);
     hpo_api_stop(d->api);
     d->api = NULL;
     hpo_dispatch_detach(d->dispatch);
     uv_walk(&d->loop, close_walk_cb, NULL);
-}
-
-/*
-** Called at each event that can end the wait (a request's job done, the
-** reaper done, the stop begun): once nothing is in flight, stop at the next
-** turn of the loop (not inside the dispatcher's callback).
-*/
-static void stop_when_idle(struct daemon *d)
-{
-    if (d->api != NULL && hpo_api_inflight(d->api) == 0 && !d->reaping) {
-        uv_timer_start(&d->stop_timer, stop_timer_cb, 0, 0);
-    }
 }
 
 static void begin_stop(struct daemon *d, const char *why)
@@ -241,11 +301,15 @@ static void begin_stop(struct daemon *d, const char *why)
     hpo_log(HPO_LOG_NOTICE, "%s: stopping after in-flight requests", why);
     (void)hpo_notify("STOPPING=1");
     hpo_api_quiesce(d->api);
+    if (d->cl.cluster != NULL) {
+        /* Its studies go to the others: new requests are forwarded while these drain. */
+        hpo_cluster_leave(d->cl.cluster);
+    }
     uv_timer_stop(&d->reap_timer);
     uv_timer_stop(&d->watchdog_timer);
     /* A deadline: requests still in flight after it are cut short. */
-    uv_timer_start(&d->stop_timer, stop_timer_cb, STOP_WAIT_MS, 0);
-    stop_when_idle(d);
+    d->stop_deadline = uv_now(&d->loop) + STOP_WAIT_MS;
+    uv_timer_start(&d->stop_timer, stop_timer_cb, 0, STOP_POLL_MS);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -276,14 +340,8 @@ static void signal_cb(uv_signal_t *s, int signum)
 
 static int start_handles(struct daemon *d)
 {
-    int fd = hpo_api_fd(d->api);
     uint64_t wd = hpo_notify_watchdog_usec();
 
-    uv_poll_init(&d->loop, &d->mhd_poll, fd);
-    d->mhd_poll.data = d;
-    uv_poll_start(&d->mhd_poll, UV_READABLE, mhd_poll_cb);
-    uv_timer_init(&d->loop, &d->mhd_timer);
-    d->mhd_timer.data = d;
     uv_timer_init(&d->loop, &d->reap_timer);
     d->reap_timer.data = d;
     uv_timer_start(&d->reap_timer, reap_timer_cb, 1000, 1000);
@@ -359,6 +417,20 @@ static void keep_name(const char *argv0)
     }
 }
 
+/* MHD's threads: --http-threads, or one per CPU core (at most HTTP_THREADS_MAX_AUTO). */
+static unsigned http_threads(const struct hpo_config *cfg)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cfg->http_threads > 0) {
+        return (unsigned)cfg->http_threads;
+    }
+    if (n < 1) {
+        return 1;
+    }
+    return n > HTTP_THREADS_MAX_AUTO ? HTTP_THREADS_MAX_AUTO : (unsigned)n;
+}
+
 /*
 ** The cap on memory held by big vectors (core/history.h): the configured
 ** one, else half the physical memory.
@@ -384,7 +456,7 @@ int main(int argc, char **argv)
     struct hpo_service_options svopt = { 0 };
     struct hpo_api_config acfg = { 0 };
     struct hpo_error err = { 0 };
-    char msg[1024], threads[16], status[256];
+    char msg[1024], status[256];
     const char *delay;
     int r, rc = 0, listen_fd;
 
@@ -458,9 +530,11 @@ int main(int argc, char **argv)
         hpo_log(HPO_LOG_ERR, "%s", msg);
         return 2;
     }
-    /* Must be set before the first uv_queue_work creates the pool. */
-    snprintf(threads, sizeof(threads), "%d", d.cfg.threads);
-    setenv("UV_THREADPOOL_SIZE", threads, 1);
+    /*
+    ** libuv's pool runs only the reaper's pass (requests run on the
+    ** dispatcher's own workers); set before the first uv_queue_work.
+    */
+    setenv("UV_THREADPOOL_SIZE", "1", 1);
     delay = secure_getenv("HPOD_TEST_SUGGEST_DELAY_MS");
     if (delay != NULL) {
         svopt.suggest_delay_ms = (unsigned)strtoul(delay, NULL, 10);
@@ -479,13 +553,23 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&d.loop);
-    r = hpo_dispatch_create(&d.loop, after_done, &d, &d.dispatch);
+    /*
+    ** Several daemons: a forwarded request waits on its worker for the owner,
+    ** so the dispatcher gets workers for waiting beside those for working.
+    */
+    r = hpo_dispatch_create((unsigned)d.cfg.threads + (hpo_storage_is_postgresql(d.cfg.db) ? 16u : 0u),
+            INLINE_MAX_US, &d.dispatch);
     if (r < 0) {
-        hpo_log(HPO_LOG_ERR, "cannot set up the request dispatcher: %s", uv_strerror(r));
+        char eb[128];
+        hpo_log(HPO_LOG_ERR, "cannot set up the request dispatcher: %s",
+                strerror_r(-r, eb, sizeof(eb)));
         rc = 1;
         goto out_service;
     }
-    hpo_dispatch_hold_replies(d.dispatch, d.storage);
+    if (d.cfg.synchronous_full && !hpo_storage_is_postgresql(d.cfg.db)) {
+        /* SQLite's pipelined flush: replies wait for it on the dispatcher, not the writes. */
+        hpo_dispatch_hold_replies(d.dispatch, d.storage);
+    }
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
     acfg.listen_fd = listen_fd;
@@ -495,19 +579,36 @@ int main(int argc, char **argv)
     acfg.connection_timeout_s = d.cfg.access.idle_timeout_s;
     acfg.per_client_limit = hpo_access_per_client(&d.cfg.access);
     acfg.head_timeout_s = d.cfg.access.head_timeout_s;
+    acfg.http_threads = http_threads(&d.cfg);
     acfg.tokens = d.sec.tokens;
     acfg.tls = d.sec.tls;
     acfg.service = d.service;
     acfg.version = HPOD_VERSION;
     acfg.slow_request_ms = d.cfg.slow_request_ms;
     acfg.submit = submit;
+    /*
+    ** On PostgreSQL a study may be owned by another daemon and its request
+    ** forwarded (a wait): such requests never run on an HTTP thread.
+    */
+    acfg.run_inline = hpo_storage_is_postgresql(d.cfg.db) ? NULL : run_inline;
     acfg.healthy = healthy;
     acfg.metrics = metrics;
     acfg.backup = backup;
+    if (hpo_storage_is_postgresql(d.cfg.db)) {
+        acfg.route = route;
+        acfg.gather = gather;
+        acfg.health = health;
+    }
     acfg.ctx = &d;
     r = hpo_api_start(&acfg, &d.api, &err);
     if (r < 0) {
         hpo_log(HPO_LOG_ERR, "%s", err.message);
+        rc = 1;
+        goto out_service;
+    }
+    if (join_cluster(&d) < 0) {
+        hpo_api_stop(d.api);
+        d.api = NULL;
         rc = 1;
         goto out_service;
     }
@@ -534,9 +635,10 @@ int main(int argc, char **argv)
     if (r != 0) {
         hpo_log(HPO_LOG_WARNING, "event loop closed with open handles, ignoring");
     }
-    hpo_dispatch_destroy(d.dispatch);
     hpo_log(HPO_LOG_NOTICE, "stopped");
 out_service:
+    hpo_daemon_cluster_stop(&d.cl);
+    hpo_dispatch_destroy(d.dispatch);
     hpo_storage_close(d.storage);
     hpo_service_destroy(d.service);
     hpo_security_finish(&d.sec);

@@ -291,7 +291,7 @@ int hpo_migrate_main(int argc, char **argv)
         return 1;
     }
     /* The copy is durable when the command says so: every commit flushed (FULL). */
-    r = hpo_storage_open(to, &(struct hpo_storage_options){ .synchronous_full = true }, &dst,
+    r = hpo_storage_open(to, &(struct hpo_storage_options){ .synchronous_full = true, .exclusive = true }, &dst,
             &err);
     if (r < 0) {
         fprintf(stderr, "hpod migrate: cannot open '%s': %s\n", to, err.message);
@@ -307,7 +307,7 @@ int hpo_migrate_main(int argc, char **argv)
                 " it\n", to, (unsigned long long)existing);
         goto out;
     }
-    r = hpo_storage_open(from, NULL, &src, &err);
+    r = hpo_storage_open(from, &(struct hpo_storage_options){ .exclusive = true }, &src, &err);
     if (r < 0) {
         fprintf(stderr, "hpod migrate: cannot open '%s': %s\n", from, err.message);
         goto out;

@@ -53,7 +53,7 @@
 struct cma {
     /* Options. */
     double sigma0;
-    long long popsize; /* 0: 4 + floor(3 ln n) */
+    long long popsize; /* 0: default_lambda(n) */
     bool ipop;
     long long inc_popsize;
     bool use_separable;
@@ -101,6 +101,23 @@ static const char *const cma_keys[] = { "sigma0", "popsize", "restart_strategy",
 static const char *const restart_names[] = { "none", "ipop", NULL };
 
 /* ---- constants --------------------------------------------------------- */
+
+/*
+** The default population (**hpod**, docs/ALGORITHMS.md §10.2): the library's
+** 4 + floor(3 ln n), capped at 5 + floor(ln n) (n = 2: 5, 3..7: 6, 8..20: 7)
+** when every param that varies is modelled. An HPO study is a short run (100
+** trials are 12 generations of 8 at n = 5): more, smaller generations adapt
+** sigma and C sooner. When some varying param is drawn at random
+** (categorical, conditional), the loss CMA sees is noisy and the library's
+** larger population averages it better: its 4 + floor(3 ln n) then.
+*/
+static int default_lambda(size_t n, bool noisy)
+{
+    int lib = 4 + (int)floor(3.0 * log((double)n));
+    int cap = 5 + (int)floor(log((double)n));
+
+    return (noisy || lib < cap) ? lib : cap;
+}
 
 /* Allocate the per-lambda arrays and compute the strategy constants. */
 static int set_lambda(struct cma *c, int lambda)
@@ -234,6 +251,7 @@ static int decompose(struct cma *c)
         }
     }
     memcpy(c->B, c->C, n * n * sizeof(double));
+    hpo_sampler_blas_single_thread(); /* same seed, same bits: no threaded sums */
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', (lapack_int)n, c->B,
             (lapack_int)n, c->tmp);
     if (info != 0) {
@@ -751,7 +769,7 @@ static int cma_configure(const json_t *options, const struct hpo_space *space, v
     int r, restart_kind;
     double sigma0;
     long long popsize, inc, sep_above;
-    bool use_sep, margin, pruned;
+    bool use_sep, margin, pruned, noisy = false;
 
     r = hpo_options_check_keys(options, cma_keys, "sampler", err);
     if (r < 0) {
@@ -771,7 +789,7 @@ static int cma_configure(const json_t *options, const struct hpo_space *space, v
     }
     if (popsize != 0 && popsize < 4) {
         return hpo_error_set(err, -EINVAL, HPO_INVALID_ARGUMENT, "sampler.popsize",
-                "sampler.popsize must be >= 4 (or 0 for 4 + floor(3 ln n))");
+                "sampler.popsize must be >= 4 (or 0 for the default)");
     }
     r = hpo_option_enum(options, "restart_strategy", "sampler", restart_names, 1, &restart_kind,
             err);
@@ -820,6 +838,8 @@ static int cma_configure(const json_t *options, const struct hpo_space *space, v
         const struct hpo_param *p = &space->params[i];
         if (p->type == HPO_PARAM_CATEGORICAL || p->size > 0 || p->n_conditions > 0 ||
                 !(p->low < p->high)) {
+            noisy = noisy || (p->type == HPO_PARAM_CATEGORICAL ? p->n_choices > 1 :
+                                                                 p->low < p->high);
             continue;
         }
         c->coord[c->n] = p->offset;
@@ -830,7 +850,7 @@ static int cma_configure(const json_t *options, const struct hpo_space *space, v
     c->sep = c->use_separable || (long long)c->n > c->separable_above;
     if (c->n > 0) {
         size_t n = c->n, nc = c->sep ? n : n * n;
-        int lambda = popsize ? (int)popsize : 4 + (int)floor(3.0 * log((double)n));
+        int lambda = popsize ? (int)popsize : default_lambda(n, noisy);
         c->m = malloc(n * sizeof(double));
         c->C = malloc(nc * sizeof(double));
         c->B = malloc(nc * sizeof(double));

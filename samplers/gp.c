@@ -18,7 +18,7 @@
 ** Targets: -loss, standardized (sample std), then by default the worse half
 ** log-compressed (warp_bad_half, an hpod choice beyond BoTorch).
 **
-** OpenBLAS runs single-threaded (openblas_set_num_threads(1) once, at the
+** OpenBLAS runs single-threaded (hpo_sampler_blas_single_thread, at the
 ** first configure): the service already runs studies on a thread pool.
 */
 #include <cblas.h>
@@ -35,6 +35,8 @@
 #include "../core/history.h"
 #include "../core/rng.h"
 #include "../core/space.h"
+#include "gp-transfer.h"
+#include "gp-int.h"
 #include "gp.h"
 #include "sampler.h"
 
@@ -58,41 +60,6 @@
 #ifndef DEFAULT_WARP
 #define DEFAULT_WARP      true /* output_warping: measured in docs/ALGORITHMS.md §4.2 */
 #endif
-
-enum acq_kind { ACQ_LOGEI = 0, ACQ_UCB = 1 };
-enum dim_kind { DIM_CONT, DIM_GRID, DIM_CAT };
-
-struct gp_state {
-    long long n_startup;
-    int acq;
-    int kernel;           /* enum hpo_gp_kernel */
-    bool warp;            /* output_warping */
-    double beta;
-    bool deterministic;
-    long long n_candidates;
-    long long n_local;
-    /* Cache, valid while the modelled dims stay the same. */
-    size_t d;             /* modelled dims; 0 = no cache */
-    size_t *dims;         /* param index of each modelled dim */
-    struct hpo_gp_model model;
-    int64_t *row_trial;   /* trial number of each observed row */
-    size_t n_obs;         /* observed rows (liars follow) */
-    size_t cap_rows;
-    bool *seen;           /* by trial number: complete trial already considered for a row */
-    size_t n_seen;        /* entries of seen */
-    double *raw;          /* fitted raw hyperparameters */
-    bool have_raw;
-    size_t n_at_fit;      /* complete trials at the last fit */
-    double last_acq;      /* acquisition value of the last suggestion */
-    struct hpo_gp_stats stats;
-};
-
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-
-static void blas_single_thread(void)
-{
-    openblas_set_num_threads(1);
-}
 
 static const char *const acq_names[] = { "logei", "ucb", NULL };
 static const char *const kernel_names[] = { "rbf", "matern52", NULL };
@@ -146,8 +113,9 @@ static int gp_configure(const json_t *options, const struct hpo_space *space, vo
     if (ps == NULL) {
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
+    s.target = GP_TARGET_LOSS;
     *ps = s;
-    pthread_once(&blas_once, blas_single_thread);
+    hpo_sampler_blas_single_thread();
     *state = ps;
     return 0;
 }
@@ -163,7 +131,7 @@ static json_t *gp_describe(const void *state)
             kernel_names[s->kernel], "output_warping", s->warp);
 }
 
-static void cache_reset(struct gp_state *s)
+void hpo__gp_cache_reset(struct gp_state *s)
 {
     hpo_gp_model_free(&s->model);
     free(s->dims);
@@ -189,7 +157,9 @@ static void gp_destroy(void *state)
     if (s == NULL) {
         return;
     }
-    cache_reset(s);
+    hpo__gp_cache_reset(s);
+    hpo_gp_transfer_free(s->transfer);
+    hpo__gp_mo_free(s->mo);
     free(s);
 }
 
@@ -210,26 +180,6 @@ double hpo_gp_last_acq(const void *state)
     return ((const struct gp_state *)state)->last_acq;
 }
 
-/* Per-suggest context: the modelled dims and scratch buffers. */
-struct ctx {
-    struct gp_state *s;
-    const struct hpo_space *space;
-    const struct hpo_history *h;
-    struct hpo_rng *rng;
-    size_t d;
-    enum dim_kind *kind;
-    double *n_vals; /* grid values / choices per dim */
-    double f0;      /* best standardized observation (maximized) */
-    double *work;   /* n * PRED block for batched prediction */
-    double *gwork;  /* 2n for one point with gradient */
-    double *dmean, *dvar;
-    /* L-BFGS over the continuous dims. */
-    size_t n_cont;
-    size_t *cont;
-    double *xbuf; /* the full point being optimized */
-    double *grad;
-};
-
 #define BLOCK 512
 
 static double acq_from(const struct ctx *c, double mean, double var)
@@ -248,9 +198,17 @@ static void acq_batch(struct ctx *c, size_t count, const double *xs, double *out
     double mean[BLOCK], var[BLOCK];
 
     c->s->stats.acq_evals += (int)count;
+    if (c->mo != NULL) {
+        hpo__gp_mo_acq_batch(c, count, xs, out);
+        return;
+    }
     for (size_t i0 = 0; i0 < count; i0 += BLOCK) {
         size_t b = count - i0 < BLOCK ? count - i0 : BLOCK;
         hpo_gp_predict(&c->s->model, b, &xs[i0 * c->d], mean, var, c->work);
+        if (c->s->transfer != NULL) {
+            (void)hpo_gp_transfer_apply(c->s->transfer, c->s->n_obs, b, &xs[i0 * c->d], mean,
+                    var);
+        }
         for (size_t i = 0; i < b; i++) {
             out[i0 + i] = acq_from(c, mean[i], var[i]);
         }
@@ -295,7 +253,14 @@ static double acq_grad(struct ctx *c, const double *x, double *grad)
     double mean, var;
 
     c->s->stats.acq_evals++;
+    if (c->mo != NULL) {
+        return hpo__gp_mo_acq_grad(c, x, grad);
+    }
     hpo_gp_predict_grad(&c->s->model, x, &mean, &var, c->dmean, c->dvar, c->gwork);
+    if (c->s->transfer != NULL) {
+        (void)hpo_gp_transfer_apply_grad(c->s->transfer, c->s->n_obs, x, &mean, &var, c->dmean,
+                c->dvar);
+    }
     return acq_from_grad(c, mean, var, c->dmean, c->dvar, grad);
 }
 
@@ -349,6 +314,11 @@ static bool trial_coords(const struct ctx *c, const struct hpo_trial *t, double 
         x[j] = c->kind[j] == DIM_CAT ? v : hpo_param_to_unit(p, v);
     }
     return true;
+}
+
+bool hpo__gp_trial_coords(const struct ctx *c, const struct hpo_trial *t, double *x)
+{
+    return trial_coords(c, t, x);
 }
 
 struct lbfgs_ctx {
@@ -612,10 +582,13 @@ static int choose_subset(const double *y, size_t n, size_t want, struct hpo_rng 
     return 0;
 }
 
-/* -loss of a trial with +-inf replaced later; NaN for none. */
-static double trial_y(const struct hpo_history *h, const struct hpo_trial *t)
+/* The model's target for a trial (-loss), +-inf replaced later; NaN for none. */
+static double trial_y(const struct ctx *c, const struct hpo_trial *t)
 {
-    return -hpo_history_loss(h, t);
+    if (c->s->target != GP_TARGET_LOSS) {
+        return hpo__gp_mo_target_y(c->h, t, c->s->target);
+    }
+    return -hpo_history_loss(c->h, t);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -776,6 +749,55 @@ out:
 }
 
 /*
+** Kriging believer: the running trials join the model (as exact rows) at
+** the posterior mean of the observed rows, all predicted before any joins.
+*/
+static int add_believers(struct ctx *c)
+{
+    struct hpo_gp_model *m = &c->s->model;
+    const struct hpo_history *h = c->h;
+    size_t n_run = 0, d = c->d ? c->d : 1;
+    double *xs = NULL, *mean = NULL, *var = NULL, *work = NULL;
+    int r;
+
+    for (size_t t = 0; t < h->n_trials; t++) {
+        n_run += h->trials[t]->state == HPO_STATE_RUNNING;
+    }
+    if (n_run == 0 || m->n == 0) {
+        return 0;
+    }
+    r = hpo_gp_solve(m);
+    if (r < 0) {
+        return r;
+    }
+    xs = malloc(n_run * d * sizeof(double));
+    mean = malloc(n_run * sizeof(double));
+    var = malloc(n_run * sizeof(double));
+    work = malloc(m->n * n_run * sizeof(double));
+    if (xs == NULL || mean == NULL || var == NULL || work == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    n_run = 0;
+    for (size_t t = 0; t < h->n_trials; t++) {
+        const struct hpo_trial *tr = h->trials[t];
+        if (tr->state == HPO_STATE_RUNNING && trial_coords(c, tr, &xs[n_run * c->d])) {
+            n_run++;
+        }
+    }
+    hpo_gp_predict(m, n_run, xs, mean, var, work);
+    for (size_t i = 0; i < n_run && r == 0; i++) {
+        r = hpo_gp_model_add(m, &xs[i * c->d], mean[i]);
+    }
+out:
+    free(xs);
+    free(mean);
+    free(var);
+    free(work);
+    return r;
+}
+
+/*
 ** Bring the model up to date with the history: refit and refactor, or
 ** append the new complete trials to the cached factor. Then append the
 ** running trials as best constant liars and solve for alpha.
@@ -833,7 +855,7 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
                 goto out;
             }
             for (size_t i = 0; i < n_complete; i++) {
-                ys[i] = trial_y(h, h->trials[complete[i]]);
+                ys[i] = trial_y(c, h->trials[complete[i]]);
                 ys[i] = isnan(ys[i]) ? -HUGE_VAL : ys[i];
             }
             r = choose_subset(ys, n_complete, MAX_ROWS, c->rng, rows);
@@ -882,7 +904,7 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
     }
     /* Targets: standardized over the observed rows at every ask. */
     for (size_t i = 0; i < s->n_obs; i++) {
-        m->y[i] = trial_y(h, h->trials[s->row_trial[i]]);
+        m->y[i] = trial_y(c, h->trials[s->row_trial[i]]);
     }
     hpo_gp_standardize(m->y, s->n_obs);
     if (s->warp) {
@@ -891,7 +913,22 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
     for (size_t i = 0; i < s->n_obs; i++) {
         ybest = m->y[i] > ybest ? m->y[i] : ybest;
     }
+    if (s->feasible_best) {
+        /* Constrained: f0 and the liar are the best feasible row (when there is one). */
+        double yf = -HUGE_VAL;
+        for (size_t i = 0; i < s->n_obs; i++) {
+            if (m->y[i] > yf && hpo__gp_mo_feasible(h, h->trials[s->row_trial[i]])) {
+                yf = m->y[i];
+            }
+        }
+        ybest = yf > -HUGE_VAL ? yf : ybest;
+    }
     c->f0 = ybest;
+    if (s->transfer != NULL &&
+            hpo_gp_transfer_residuals(s->transfer, m->x, m->y, 0, s->n_obs, true) < 0) {
+        r = -ENOMEM;
+        goto out;
+    }
     s->stats.model_rows = s->n_obs;
     m->exact_from = SIZE_MAX; /* observed rows all carry the fitted noise */
     if (refit) {
@@ -917,6 +954,10 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
     ** suggestion even when the fitted noise is large.
     */
     m->exact_from = s->n_obs;
+    if (s->liar == GP_LIAR_BELIEVER) {
+        r = add_believers(c);
+        goto solve;
+    }
     for (size_t t = 0; t < h->n_trials; t++) {
         const struct hpo_trial *tr = h->trials[t];
         if (tr->state != HPO_STATE_RUNNING || !trial_coords(c, tr, x)) {
@@ -927,7 +968,13 @@ static int update_model(struct ctx *c, const size_t *complete, size_t n_complete
             goto out;
         }
     }
-    r = hpo_gp_extend(m);
+solve:
+    if (r == 0 && s->transfer != NULL) {
+        r = hpo_gp_transfer_residuals(s->transfer, m->x, m->y, s->n_obs, m->n, false);
+    }
+    if (r == 0) {
+        r = hpo_gp_extend(m);
+    }
     if (r == 0) {
         r = hpo_gp_solve(m);
     }
@@ -939,6 +986,12 @@ out:
     free(ys);
     free(rows);
     return r;
+}
+
+int hpo__gp_update_model(struct ctx *c, const size_t *complete, size_t n_complete,
+        const char **why)
+{
+    return update_model(c, complete, n_complete, why);
 }
 
 /*
@@ -1052,9 +1105,16 @@ static int maximize_acq(struct ctx *c, double *best, double *ret_val)
     memcpy(best, &u[ib * d], d * sizeof(double));
     best_val = acq[ib];
     n_starts = boltzmann_starts(c->rng, acq, nc, ib, n_local, starts);
-    for (size_t k = 0; k < n_starts + (n_starts > 0 && s->n_obs > 0 ? 1 : 0); k++) {
+    for (size_t k = 0; k < n_starts + (n_starts > 0 && (c->mo != NULL || s->n_obs > 0) ? 1 : 0);
+            k++) {
         double v;
-        if (k == n_starts) {
+        if (k == n_starts && c->mo != NULL) {
+            /* A feasible best / Pareto-optimal trial. */
+            if (!hpo__gp_mo_start(c, x)) {
+                break;
+            }
+            v = acq_one(c, x);
+        } else if (k == n_starts) {
             /* The best observed trial as one more start (Optuna's GPSampler). */
             size_t bi = 0;
             for (size_t i = 1; i < s->n_obs; i++) {
@@ -1082,6 +1142,39 @@ out:
     free(starts);
     free(x);
     return r;
+}
+
+int hpo__gp_ensure_cache(struct gp_state *s, const struct hpo_space *space, const size_t *dims,
+        size_t d)
+{
+    bool *is_cat;
+    int r;
+
+    if (s->d == d && memcmp(s->dims, dims, d * sizeof(*dims)) == 0) {
+        return 0;
+    }
+    is_cat = calloc(d, sizeof(bool));
+    hpo__gp_cache_reset(s);
+    s->dims = malloc(d * sizeof(*dims));
+    s->raw = malloc(hpo_gp_n_raw(d, s->deterministic) * sizeof(double));
+    if (is_cat == NULL || s->dims == NULL || s->raw == NULL) {
+        free(is_cat);
+        hpo__gp_cache_reset(s);
+        return -ENOMEM;
+    }
+    for (size_t j = 0; j < d; j++) {
+        is_cat[j] = space->params[dims[j]].type == HPO_PARAM_CATEGORICAL;
+    }
+    memcpy(s->dims, dims, d * sizeof(*dims));
+    r = hpo_gp_model_init(&s->model, d, is_cat);
+    s->model.kernel = s->kernel;
+    free(is_cat);
+    if (r < 0) {
+        hpo__gp_cache_reset(s);
+        return r;
+    }
+    s->d = d;
+    return 0;
 }
 
 static int gp_suggest(void *state, const struct hpo_space *space,
@@ -1119,36 +1212,29 @@ static int gp_suggest(void *state, const struct hpo_space *space,
             dims[d++] = p;
         }
     }
-    if (n_complete == 0 || n_complete < (size_t)s->n_startup || d == 0) {
+    if (s->transfer != NULL && history->n_trials < hpo_gp_transfer_replays(s->transfer)) {
+        /* Warm start: first the best configuration of each of the last prior studies. */
+        random_point(space, rng, unit_point);
+        (void)hpo_gp_transfer_replay(s->transfer, history->n_trials, unit_point);
+        r = 0;
+        goto out;
+    }
+    if (s->transfer != NULL && d > 0 &&
+            hpo_gp_transfer_prepare(s->transfer, space, dims, d, s->kernel, s->deterministic,
+                    s->warp ? warp_bad_half : NULL) < 0) {
+        /* No prior level for these dims: as cold. */
+        hpo_gp_transfer_free(s->transfer);
+        s->transfer = NULL;
+    }
+    if (n_complete == 0 || (n_complete < (size_t)s->n_startup && s->transfer == NULL) || d == 0) {
         s->stats.random++;
         random_point(space, rng, unit_point);
         r = 0;
         goto out;
     }
-    if (s->d != d || memcmp(s->dims, dims, d * sizeof(*dims)) != 0) {
-        bool *is_cat = calloc(d, sizeof(bool));
-        cache_reset(s);
-        s->dims = malloc(d * sizeof(*dims));
-        s->raw = malloc(hpo_gp_n_raw(d, s->deterministic) * sizeof(double));
-        if (is_cat == NULL || s->dims == NULL || s->raw == NULL) {
-            free(is_cat);
-            cache_reset(s);
-            r = fallback(s, space, rng, unit_point, why);
-            goto out;
-        }
-        for (size_t j = 0; j < d; j++) {
-            is_cat[j] = space->params[dims[j]].type == HPO_PARAM_CATEGORICAL;
-        }
-        memcpy(s->dims, dims, d * sizeof(*dims));
-        r = hpo_gp_model_init(&s->model, d, is_cat);
-        s->model.kernel = s->kernel;
-        free(is_cat);
-        if (r < 0) {
-            cache_reset(s);
-            r = fallback(s, space, rng, unit_point, why);
-            goto out;
-        }
-        s->d = d;
+    if (hpo__gp_ensure_cache(s, space, dims, d) < 0) {
+        r = fallback(s, space, rng, unit_point, why);
+        goto out;
     }
     c.s = s;
     c.space = space;
@@ -1179,9 +1265,14 @@ static int gp_suggest(void *state, const struct hpo_space *space,
     t0 = now_ms();
     s->stats.fit_evals = 0;
     s->stats.acq_evals = 0;
-    r = update_model(&c, complete, n_complete, &why);
+    if (history->n_obj > 1 || history->n_cons > 0) {
+        r = hpo__gp_mo_update(&c, complete, n_complete, &why);
+    } else {
+        r = update_model(&c, complete, n_complete, &why);
+    }
     s->stats.fit_ms = now_ms() - t0;
     if (r < 0) {
+        hpo__gp_mo_finish(&c);
         hpo_gp_truncate(&s->model, s->n_obs);
         r = fallback(s, space, rng, unit_point, why);
         goto out;
@@ -1196,6 +1287,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
     best = malloc(d * sizeof(double));
     if (c.work == NULL || c.gwork == NULL || c.dmean == NULL || c.dvar == NULL ||
             c.xbuf == NULL || c.grad == NULL || best == NULL) {
+        hpo__gp_mo_finish(&c);
         hpo_gp_truncate(&s->model, s->n_obs);
         r = fallback(s, space, rng, unit_point, why);
         goto out;
@@ -1204,6 +1296,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
     r = maximize_acq(&c, best, &s->last_acq);
     s->stats.acq_ms = now_ms() - t0;
     /* Drop the liars; the factor of the observed rows stays cached. */
+    hpo__gp_mo_finish(&c);
     hpo_gp_truncate(&s->model, s->n_obs);
     if (r < 0) {
         r = fallback(s, space, rng, unit_point, why);
@@ -1237,6 +1330,15 @@ out:
     return r;
 }
 
+/* Warm start: stacked residual GPs (docs/ALGORITHMS.md §12.3, gp-transfer.c). */
+static void gp_warm(void *state, const struct hpo_prior *prior)
+{
+    struct gp_state *s = state;
+
+    hpo_gp_transfer_free(s->transfer);
+    s->transfer = hpo_gp_transfer_new(prior);
+}
+
 const struct hpo_sampler_type hpo_sampler_gp = {
     .name = "gp",
     .supports_vectors = false,
@@ -1257,4 +1359,5 @@ const struct hpo_sampler_type hpo_sampler_gp = {
     .describe = gp_describe,
     .suggest = gp_suggest,
     .destroy = gp_destroy,
+    .warm = gp_warm,
 };

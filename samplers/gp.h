@@ -187,6 +187,57 @@ void hpo_gp_standardize(double *y, size_t n);
 */
 void hpo_gp_boltzmann_weights(const double *acq, size_t n, double *w);
 
+/*
+** Constraints and several objectives (gp-mo.c, docs/ALGORITHMS.md §4.10).
+**
+** log P(lo <= Y <= hi) for Y ~ N(mu, var + 1e-12) (lo or hi may be
+** infinite), stable in both tails; with its derivatives in mu and var when
+** dmu is non-NULL.
+*/
+double hpo_gp_log_pof(double mu, double var, double lo, double hi, double *dmu, double *dvar);
+
+/*
+** hpo_gp_log_h(z) and hpo_gp_log_h_dz(z) together, to 1e-12 relative, at a
+** fraction of their cost below z = -3 (EHVI evaluates them for every box).
+*/
+double hpo_gp_log_h_fast(double z, double *dz);
+
+/*
+** The non-dominated region below `ref` of a front of m = 2 or 3 losses
+** (minimized), as disjoint boxes: a grid over the points' first m-1
+** coordinates (k[d] intervals per grid dim, from -inf), each cell bounded
+** above in the last coordinate by u[cell_u[cell]] (from -inf).
+*/
+struct hpo_gp_hvgrid {
+    unsigned m;
+    double ref[3];
+    size_t k[2];      /* intervals per grid dim (k[1] = 1 when m = 2) */
+    double *b[2];     /* k[d] + 1 interval bounds per grid dim */
+    size_t n_cells;   /* k[0] * k[1], row-major */
+    size_t *cell_u;   /* per cell: index into u */
+    double *u;        /* distinct upper bounds of the last coordinate */
+    size_t n_u;
+    double *scratch;  /* per evaluation */
+};
+
+/*
+** Build the grid of `n` points (row-major; dominated points and points not
+** strictly below ref are allowed and change nothing). Returns 0, -EINVAL
+** for m outside 2..3, or -ENOMEM. Free with hpo_gp_hvgrid_free.
+*/
+int hpo_gp_hvgrid_build(struct hpo_gp_hvgrid *g, const double *front, size_t n, unsigned m,
+        const double *ref);
+void hpo_gp_hvgrid_free(struct hpo_gp_hvgrid *g);
+
+/*
+** log EHVI of a loss Y ~ N(mu, diag(var + 1e-12)) against the grid's
+** front: exact (per box a product of 1-D expectations), summed in log
+** space; with derivatives in mu and var when dmu is non-NULL. Not
+** thread-safe on one grid (it uses the grid's scratch).
+*/
+double hpo_gp_log_ehvi(const struct hpo_gp_hvgrid *g, const double *mu, const double *var,
+        double *dmu, double *dvar);
+
 /* Counters of one gp sampler state, for diagnostics. */
 struct hpo_gp_stats {
     uint64_t suggests;    /* suggest calls */

@@ -2,7 +2,10 @@
 ** registry.c: every sampler type, by name. A new sampler is one line here.
 ** Also the helpers several samplers share (sampler.h).
 */
+#include <pthread.h>
 #include <string.h>
+
+#include <cblas.h>
 
 #include "../core/history.h"
 #include "sampler.h"
@@ -38,4 +41,16 @@ int64_t hpo_sampler_asked_number(const struct hpo_history *h)
         }
     }
     return (int64_t)h->n_trials;
+}
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_one_thread(void)
+{
+    openblas_set_num_threads(1);
+}
+
+void hpo_sampler_blas_single_thread(void)
+{
+    pthread_once(&blas_once, blas_one_thread);
 }

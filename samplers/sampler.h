@@ -23,6 +23,7 @@
 #include "../core/options.h"
 
 struct hpo_history;
+struct hpo_prior;
 struct hpo_rng;
 struct hpo_space;
 
@@ -119,6 +120,13 @@ struct hpo_sampler_type {
     ** "dropped_stale": n}; NULL on OOM or when there is nothing to show.
     */
     json_t *(*status)(const void *state);
+    /*
+    ** Optional. Warm start (docs/ALGORITHMS.md §12, samplers/prior.h): the
+    ** prior studies' trials mapped into this space, borrowed (the service
+    ** keeps them until after destroy). Called at most once per state, under
+    ** the study's lock, before a suggest. Samplers without it ignore warm_start.
+    */
+    void (*warm)(void *state, const struct hpo_prior *prior);
 };
 
 /* The sampler type named `name`, or NULL. */
@@ -141,5 +149,12 @@ extern const struct hpo_sampler_type hpo_sampler_nsga2;
 ** new trial, numbered history->n_trials.
 */
 int64_t hpo_sampler_asked_number(const struct hpo_history *h);
+
+/*
+** OpenBLAS/LAPACK single-threaded, once per process: the sampler runs on one
+** worker already, and a threaded eigendecomposition or factorization would
+** sum in an order that varies from run to run (same seed, other suggestions).
+*/
+void hpo_sampler_blas_single_thread(void);
 
 #endif

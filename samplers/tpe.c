@@ -47,6 +47,8 @@
 #include "../core/rng.h"
 #include "../core/space.h"
 #include "sampler.h"
+#include "tpe-mo.h"
+#include "tpe-warm.h"
 #include "tpe.h"
 
 #define HALF_LN_2PI 0.91893853320467274178
@@ -330,6 +332,9 @@ struct tpe {
     size_t *plist;
     char *pool;
     size_t cap_pool;
+    uint32_t *fin;     /* several objectives or constraints: a unit's finished trials */
+    size_t cap_fin;
+    const struct hpo_prior *prior; /* warm start (tpe-warm.c), borrowed; NULL none */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -378,6 +383,7 @@ static void tpe_destroy(void *state)
     free(s->pact);
     free(s->plist);
     free(s->pool);
+    free(s->fin);
     free(s);
 }
 
@@ -1012,6 +1018,7 @@ struct tpe_unit {
     double *sl, *sg, *acc, *tab, *bestx;
     uint32_t *ix;      /* survivors of a block (mix_score) */
     uint32_t *sel, *below;
+    double *wl;        /* below weights (tpe-mo.c), or NULL for the default ones */
     double *tmpv;
     size_t tab_cap;
 };
@@ -1058,6 +1065,7 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->sel = carve(cv, (u->m_g + 1) * sizeof(uint32_t));
     u->below = carve(cv, (MAX_BELOW + 1) * sizeof(uint32_t));
     u->tmpv = carve(cv, (MAX_BELOW + 1) * sizeof(double));
+    u->wl = carve(cv, (MAX_BELOW + 1) * sizeof(double));
 }
 
 static bool key_less(const struct tpe_key *x, const struct tpe_key *y)
@@ -1151,11 +1159,15 @@ static void mix_finish(struct tpe_mix *mx, const struct tpe_udim *ud, size_t nd)
     }
 }
 
-static void set_weights(const struct tpe_options *o, struct tpe_mix *mx)
+static void set_weights(const struct tpe_options *o, struct tpe_mix *mx, const double *given)
 {
     double total = o->prior_weight;
 
-    hpo_tpe_default_weights(mx->m, mx->logw);
+    if (given != NULL) {
+        memcpy(mx->logw, given, mx->m * sizeof(double));
+    } else {
+        hpo_tpe_default_weights(mx->m, mx->logw);
+    }
     for (size_t i = 0; i < mx->m; i++) {
         total += mx->logw[i];
     }
@@ -1197,7 +1209,7 @@ static void build_below(const struct tpe *s, const struct hpo_history *h, struct
         minsig /= sqrt((double)u->nd);
     }
 
-    set_weights(o, &u->l);
+    set_weights(o, &u->l, u->wl);
     for (size_t j = 0; j < u->nd; j++) {
         const struct tpe_udim *ud = &u->ud[j];
         struct tpe_mdim *md = &u->l.d[j];
@@ -1956,10 +1968,16 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
     struct tpe_carver cv;
     double best = -INFINITY;
     bool have_best = false;
+    /* Several objectives or constraints: the split of tpe-mo.c over the list fin. */
+    bool mo = h->n_obj > 1 || h->n_cons > 0;
     int r = 0;
 
     if (ud == NULL) {
         return -ENOMEM;
+    }
+    if (mo && grow((void **)&s->fin, &s->cap_fin, h->n_trials + 1, sizeof(*s->fin)) < 0) {
+        r = -ENOMEM;
+        goto out;
     }
     for (size_t j = 0; j < np; j++) {
         const struct hpo_param *p = &space->params[params[j]];
@@ -1987,6 +2005,10 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
             continue;
         }
         s->role[t] = ROLE_ABOVE;
+        if (mo) {
+            s->fin[n_fin++] = (uint32_t)t;
+            continue;
+        }
         n_fin++;
         if (n_top == MAX_BELOW && !key_less(key, &top[MAX_BELOW - 1])) {
             continue;
@@ -2019,10 +2041,20 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
     cv.off = 0;
     unit_layout(&cv, &u, (size_t)o->n_ei_candidates);
     /* Below trials in chronological order; kernel indices for both groups. */
-    for (size_t i = 0; i < k_below; i++) {
+    if (mo) {
+        r = hpo_tpe_mo_split(h, s->fin, n_fin, k_below, u.below, u.wl);
+        if (r < 0) {
+            goto out;
+        }
+        u.wl = r == 1 ? u.wl : NULL;
+        r = 0;
+    } else {
+        u.wl = NULL;
+    }
+    for (size_t i = 0; i < k_below && !mo; i++) {
         u.below[i] = top[i].t;
     }
-    for (size_t i = 1; i < k_below; i++) {
+    for (size_t i = 1; i < k_below && !mo; i++) {
         uint32_t x = u.below[i];
         size_t q = i;
         while (q > 0 && u.below[q - 1] > x) {
@@ -2207,6 +2239,12 @@ static int tpe_suggest(void *state, const struct hpo_space *space,
     for (size_t j = 0; j < space->dim; j++) {
         unit_point[j] = hpo_rng_uniform(rng);
     }
+    if (s->prior != NULL && !space->has_vectors) {
+        const struct hpo_tpe_warm_opts wo = { s->opt.n_startup_trials, s->opt.n_ei_candidates,
+            s->opt.multivariate, s->opt.constant_liar, s->opt.prior_weight,
+            s->opt.consider_magic_clip, s->opt.consider_endpoints };
+        return hpo_tpe_warm_suggest(s->prior, &wo, space, history, rng, unit_point, err);
+    }
     if (n_fin == 0 || n_fin < (size_t)s->opt.n_startup_trials || space->has_vectors ||
             space->dim != s->dim) {
         return 0;
@@ -2233,6 +2271,12 @@ static int tpe_suggest(void *state, const struct hpo_space *space,
     return 0;
 }
 
+/* Warm start: prior studies' trials (docs/ALGORITHMS.md §12.2, tpe-warm.c). */
+static void tpe_warm(void *state, const struct hpo_prior *prior)
+{
+    ((struct tpe *)state)->prior = prior;
+}
+
 const struct hpo_sampler_type hpo_sampler_tpe = {
     .name = "tpe",
     .supports_vectors = false,
@@ -2249,4 +2293,5 @@ const struct hpo_sampler_type hpo_sampler_tpe = {
     .suggest = tpe_suggest,
     .observe = tpe_observe,
     .destroy = tpe_destroy,
+    .warm = tpe_warm,
 };

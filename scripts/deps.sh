@@ -17,6 +17,8 @@ if [ "${1:-}" = "--test" ]; then
     # RDBStorage on PostgreSQL in bench/pg.
     pkgs="$pkgs libcmocka-dev python3 python3-numpy python3-optuna python3-sklearn systemd openssl
 prometheus python3-pandas python3-pip python3-setuptools python3-wheel postgresql python3-psycopg2"
+    # python3-cmaes: the library Optuna's CmaEsSampler runs; test_samplers_http.py replays into it.
+    pkgs="$pkgs python3-cmaes"
     # The dashboard's browser test and benchmark (tests/integration/test_dashboard.py).
     pkgs="$pkgs chromium chromium-driver python3-selenium"
 fi

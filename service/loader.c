@@ -18,6 +18,7 @@ struct loader {
     struct hpo_service *svc;
     struct study *cur; /* the study rows are being read for */
     struct hpo_buf by_id; /* struct study *, in load order */
+    bool one; /* loading one study (hpo_service_ensure): registered once complete */
 };
 
 static struct study *loader_study(struct loader *L, int64_t id)
@@ -79,7 +80,7 @@ static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
     if (id >= L->svc->next_study_id) {
         L->svc->next_study_id = id + 1;
     }
-    return hpo__registry_insert(L->svc, s);
+    return L->one ? 0 : hpo__registry_insert(L->svc, s);
 }
 
 static struct hpo_trial *loader_trial(struct loader *L, int64_t study_id, int64_t number)
@@ -297,6 +298,106 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
     }
     *ret_service = svc;
     return 0;
+}
+
+/*
+** Several daemons: make the registry's copy of study `name` the one loaded
+** at `epoch`. A copy at that epoch stays; an older one is marked moved
+** (under its lock, so no operation of it is still running or will run) and
+** replaced by a fresh load. Serialized by create_lock.
+*/
+int hpo_service_ensure(struct hpo_service *svc, const char *name, int64_t epoch,
+        struct hpo_error *err)
+{
+    static const struct hpo_load_callbacks cb = {
+        .study = load_study,
+        .trial = load_trial,
+        .param = load_param,
+        .report = load_report,
+        .attr = load_attr,
+    };
+    struct loader L = { .svc = svc, .one = true };
+    struct study *old = hpo__study_get(svc, name);
+    int r = 0;
+
+    if (old != NULL && old->epoch >= epoch) {
+        int64_t have = old->epoch;
+
+        if (have == epoch) {
+            hpo_storage_fence_set(svc->storage, old->id, epoch);
+        }
+        hpo__study_unref(old);
+        return have == epoch ? 0
+                             : hpo_error_set(err, -ESTALE, HPO_UNAVAILABLE, NULL,
+                                       "study '%.128s' is moving; retry", name);
+    }
+    hpo__study_unref(old);
+    pthread_mutex_lock(&svc->create_lock);
+    old = hpo__study_get(svc, name);
+    if (old != NULL && old->epoch == epoch) {
+        hpo_storage_fence_set(svc->storage, old->id, epoch);
+        goto out;
+    }
+    if (old != NULL) {
+        hpo__registry_remove(svc, old);
+        pthread_mutex_lock(&old->lock);
+        old->moved = true;
+        pthread_mutex_unlock(&old->lock);
+    }
+    r = hpo_storage_load_study(svc->storage, name, &cb, &L, err);
+    if (r == 0 && HPO_BUF_N(&L.by_id, struct study *) == 1) {
+        struct study *s = HPO_BUF_AT(&L.by_id, struct study *, 0);
+
+        finish_loaded(s);
+        s->epoch = epoch;
+        hpo_storage_fence_set(svc->storage, s->id, epoch);
+        r = hpo__registry_insert(svc, s);
+        if (r < 0) {
+            hpo__study_free(s);
+            hpo_error_set(err, r, HPO_INTERNAL, NULL, "out of memory");
+        }
+    } else {
+        for (size_t i = 0; i < HPO_BUF_N(&L.by_id, struct study *); i++) {
+            hpo__study_free(HPO_BUF_AT(&L.by_id, struct study *, i));
+        }
+        if (r == -ENOTSUP) {
+            r = 0;
+        }
+    }
+out:
+    pthread_mutex_unlock(&svc->create_lock);
+    hpo_buf_free(&L.by_id);
+    hpo__study_unref(old);
+    return r;
+}
+
+void hpo_service_retain(struct hpo_service *svc, bool (*keep)(void *ctx, const char *name),
+        void *ctx)
+{
+    size_t n;
+    struct study **snap = hpo__registry_snapshot(svc, &n);
+
+    for (size_t i = 0; i < n; i++) {
+        struct study *s = snap[i];
+
+        struct study *cur;
+
+        if (keep(ctx, s->name)) {
+            continue;
+        }
+        pthread_mutex_lock(&svc->create_lock);
+        cur = hpo__study_get(svc, s->name);
+        if (cur == s) {
+            /* Still the registered copy (ensure may have replaced it meanwhile). */
+            hpo__registry_remove(svc, s);
+            pthread_mutex_lock(&s->lock);
+            s->moved = true;
+            pthread_mutex_unlock(&s->lock);
+        }
+        pthread_mutex_unlock(&svc->create_lock);
+        hpo__study_unref(cur);
+    }
+    hpo__registry_snapshot_free(snap, n);
 }
 
 void hpo_service_destroy(struct hpo_service *svc)

@@ -56,7 +56,7 @@ void hpo__study_unref(struct study *s)
     }
 }
 
-static void registry_remove(struct hpo_service *svc, struct study *s)
+void hpo__registry_remove(struct hpo_service *svc, struct study *s)
 {
     bool found;
     long at;
@@ -96,10 +96,16 @@ struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_req
 
     if (s != NULL) {
         pthread_mutex_lock(&s->lock);
-        if (!s->deleted) {
+        if (!s->deleted && !s->moved) {
             return s;
         }
         pthread_mutex_unlock(&s->lock);
+        if (s->moved) {
+            hpo__study_unref(s);
+            hpo_error_set(&req->err, -ESTALE, HPO_UNAVAILABLE, NULL,
+                    "study '%.128s' was just reloaded; retry", req->study);
+            return NULL;
+        }
         hpo__study_unref(s);
     }
     hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "no study named '%.128s'", req->study);
@@ -310,6 +316,10 @@ void hpo__op_study_create(struct hpo_service *svc, struct hpo_service_request *r
         goto out;
     }
     s->id = svc->next_study_id;
+    if (hpo_storage_new_study_id(svc->storage, &s->id, err) < 0 && err->code != HPO_OK) {
+        goto out; /* several daemons: the database numbers studies */
+    }
+    s->epoch = 1; /* a new study is its creator's at epoch 1 (pg.c) */
     s->created_at = hpo_now_ms();
     op = hpo__write_op(&w, HPO_OP_STUDY_PUT, s->id);
     op->name = s->name;
@@ -319,6 +329,7 @@ void hpo__op_study_create(struct hpo_service *svc, struct hpo_service_request *r
         goto out;
     }
     svc->next_study_id++;
+    hpo_storage_fence_set(svc->storage, s->id, s->epoch);
     if (hpo__registry_insert(svc, s) < 0) {
         hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         goto out;
@@ -371,7 +382,7 @@ void hpo__op_study_delete(struct hpo_service *svc, struct hpo_service_request *r
     }
     pthread_mutex_unlock(&s->lock);
     if (s->deleted) {
-        registry_remove(svc, s);
+        hpo__registry_remove(svc, s);
     }
     hpo__study_unref(s);
     pthread_mutex_unlock(&svc->create_lock);

@@ -136,6 +136,12 @@ void hpo__op_importances(struct hpo_service *svc, struct hpo_service_request *re
 /* Add a study (registry's write lock). 0 or -ENOMEM. */
 int hpo__registry_insert(struct hpo_service *svc, struct study *s);
 
+/*
+** Take `s` out of the registry (if it is the one registered under its name)
+** and drop the registry's reference: the caller's own reference keeps it.
+*/
+void hpo__registry_remove(struct hpo_service *svc, struct study *s);
+
 /* A new reference to the study named `name`, or NULL. */
 struct study *hpo__study_get(struct hpo_service *svc, const char *name);
 
@@ -247,6 +253,14 @@ static inline size_t hpo__n_studies(const struct hpo_service *svc)
 {
     return HPO_BUF_N(&svc->studies, struct study *);
 }
+
+/* ---- warm.c ------------------------------------------------------------------- */
+
+/*
+** Read the prior studies of study `name` and hand them to its sampler, if
+** still pending (call with no study locked).
+*/
+void hpo__warm_load(struct hpo_service *svc, const char *name);
 
 /* ---- helpers ----------------------------------------------------------------- */
 

@@ -189,6 +189,23 @@ struct hpo_service_options {
 int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_options *opt,
         struct hpo_service **ret_service, struct hpo_error *err);
 
+/*
+** Several daemons (storage/cluster.h): before serving study `name`, owned
+** by this daemon at fencing `epoch`, make sure the copy in memory is the
+** one loaded at that epoch, loading it from the database when not (a
+** study that does not exist is no error: the request answers not_found).
+** 0, or a negative errno with `err` (unavailable: retry). Worker thread.
+*/
+int hpo_service_ensure(struct hpo_service *svc, const char *name, int64_t epoch,
+        struct hpo_error *err);
+
+/*
+** Several daemons: drop from memory every study keep(ctx, name) refuses
+** (another daemon owns it now); its copy is marked moved. Worker thread.
+*/
+void hpo_service_retain(struct hpo_service *svc, bool (*keep)(void *ctx, const char *name),
+        void *ctx);
+
 /* Free the service and its memory (not the storage). Accepts NULL. */
 void hpo_service_destroy(struct hpo_service *svc);
 

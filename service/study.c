@@ -20,7 +20,7 @@
 static const char *const study_keys[] = {
     "name", "direction", "params", "sampler", "pruner", "heartbeat_timeout", "max_retries",
     "max_trials", "user_attrs", "retain_vectors", "objectives", "constraints", "reference_point",
-    NULL,
+    "warm_start", NULL,
 };
 
 static uint64_t random_seed(void)
@@ -89,8 +89,12 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
     } else {
         s->seed = seed_fallback ? *seed_fallback : random_seed();
     }
+    if (s->n_obj > 3 && strcmp(type, "gp") == 0) {
+        json_decref(options);
+        return FAIL("sampler.type", "sampler 'gp' takes 1 to 3 objectives; nsga2 takes any number");
+    }
     if (s->n_obj > 1 && strcmp(type, "random") != 0 && strcmp(type, "qmc") != 0 &&
-            strcmp(type, "nsga2") != 0) {
+            strcmp(type, "nsga2") != 0 && strcmp(type, "tpe") != 0 && strcmp(type, "gp") != 0) {
         json_decref(options);
         return FAIL("sampler.type", "sampler '%s' takes one objective only",
                 s->sampler_type->name);
@@ -477,6 +481,10 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
     if (r < 0) {
         goto fail;
     }
+    r = hpo__warm_parse(s, body, def, err);
+    if (r < 0) {
+        goto fail;
+    }
     hpo_history_init(&s->history, s->space, s->name, s->maximize);
     for (size_t i = 0; i < s->n_obj; i++) {
         s->obj_max[i] = s->obj[i].maximize;
@@ -490,6 +498,7 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
     s->history.obj_maximize = s->obj_max;
     s->history.cons_lo = s->cons_lo;
     s->history.cons_hi = s->cons_hi;
+    s->history.reference = s->has_ref ? s->ref : NULL;
     if (s->sampler_type->save != NULL &&
             s->sampler_type->save(s->sampler, &s->state_blob, &s->state_len) < 0) {
         free(s->state_blob);
@@ -515,12 +524,14 @@ void hpo__study_free(struct study *s)
     if (s->pruner_type && s->pruner_type->destroy && s->pruner) {
         s->pruner_type->destroy(s->pruner);
     }
+    hpo__warm_free(s); /* after the sampler: it borrowed the prior */
     for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
         free(HPO_BUF_AT(&s->grads, struct pending_gradient, i).data);
         hpo_vector_memory_give(HPO_BUF_AT(&s->grads, struct pending_gradient, i).held);
     }
     hpo_buf_free(&s->grads);
     hpo_buf_free(&s->running);
+    hpo_buf_free(&s->front);
     free(s->state_blob);
     free(s->spare_blob);
     hpo_space_destroy(s->space);
@@ -670,11 +681,12 @@ json_t *hpo__study_to_json(struct study *s, bool with_params)
     json_object_set_new(counts, "total", json_integer((json_int_t)h->n_trials));
     json_object_set_new(o, "trials", counts);
     if (s->n_obj > 1) {
-        struct hpo__front f;
+        const int64_t *front;
+        size_t n_front;
         json_t *bt = json_array();
-        if (hpo__study_front(s, &f) == 0) {
-            for (long i = 0; i < f.n_front; i++) {
-                const struct hpo_trial *t = h->trials[f.trial[f.front[i]]];
+        if (hpo__study_front_numbers(s, &front, &n_front) == 0) {
+            for (size_t i = 0; i < n_front; i++) {
+                const struct hpo_trial *t = h->trials[front[i]];
                 json_t *tj = hpo__trial_to_json(s, t);
                 json_array_append_new(bt,
                         json_pack("{s:I,s:O,s:O}", "number", (json_int_t)t->number, "values",
@@ -682,7 +694,6 @@ json_t *hpo__study_to_json(struct study *s, bool with_params)
                                 json_object_get(tj, "params")));
                 json_decref(tj);
             }
-            hpo__front_free(&f);
         }
         json_object_set_new(o, "best_trials", bt);
     } else if (s->best >= 0) {
@@ -697,6 +708,9 @@ json_t *hpo__study_to_json(struct study *s, bool with_params)
                                 t->thin)));
     } else {
         json_object_set_new(o, "best_trial", json_null());
+    }
+    if (s->warm_names != NULL) {
+        json_object_set_new(o, "warm_start", hpo__warm_summary(s));
     }
     if (s->sampler_type->status != NULL) {
         json_t *st = s->sampler_type->status(s->sampler);
@@ -753,6 +767,86 @@ int hpo__study_front(const struct study *s, struct hpo__front *f)
         return -ENOMEM;
     }
     return 0;
+}
+
+int hpo__study_front_numbers(struct study *s, const int64_t **ret_numbers, size_t *ret_n)
+{
+    struct hpo__front f;
+
+    if (!s->front_valid) {
+        if (hpo__study_front(s, &f) < 0) {
+            return -ENOMEM;
+        }
+        s->front.len = 0;
+        for (long i = 0; i < f.n_front; i++) {
+            *(int64_t *)hpo_buf_add_or_die(&s->front, sizeof(int64_t)) =
+                    s->history.trials[f.trial[f.front[i]]]->number;
+        }
+        hpo__front_free(&f);
+        s->front_valid = true;
+    }
+    *ret_numbers = (const int64_t *)(void *)s->front.data;
+    *ret_n = HPO_BUF_N(&s->front, int64_t);
+    return 0;
+}
+
+/* A trial's objectives as losses (every one minimized). */
+static void trial_loss(const struct study *s, const struct hpo_trial *t, double *loss)
+{
+    unsigned char maxi[HPO_OBJECTIVES_MAX];
+    double v[HPO_OBJECTIVES_MAX];
+
+    for (size_t j = 0; j < s->n_obj; j++) {
+        maxi[j] = s->obj[j].maximize;
+        v[j] = hpo__trial_objective(s, t, j);
+    }
+    hpo_mo_loss(v, maxi, (unsigned)s->n_obj, loss);
+}
+
+/*
+** Keep the front as committed trial t changed: a feasible complete trial no
+** member dominates joins it (in number order) and drops those it dominates;
+** any other change to a member makes the front be rebuilt when next asked.
+*/
+static void front_note(struct study *s, const struct hpo_trial *t)
+{
+    int64_t *num = (int64_t *)(void *)s->front.data;
+    size_t n = HPO_BUF_N(&s->front, int64_t), k = 0, at;
+    double a[HPO_OBJECTIVES_MAX], b[HPO_OBJECTIVES_MAX];
+    unsigned m = (unsigned)s->n_obj;
+
+    if (!s->front_valid || s->n_obj < 2) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (num[i] == t->number) {
+            s->front_valid = t->state == HPO_STATE_COMPLETE && hpo__trial_feasible(s, t);
+            return; /* already a member: unchanged, or rebuilt */
+        }
+    }
+    if (t->state != HPO_STATE_COMPLETE || !hpo__trial_feasible(s, t)) {
+        return;
+    }
+    trial_loss(s, t, a);
+    for (size_t i = 0; i < n; i++) {
+        trial_loss(s, s->history.trials[num[i]], b);
+        if (hpo_mo_dominates(b, a, m)) {
+            return;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        trial_loss(s, s->history.trials[num[i]], b);
+        if (!hpo_mo_dominates(a, b, m)) {
+            num[k++] = num[i];
+        }
+    }
+    s->front.len = k * sizeof(int64_t);
+    hpo_buf_add_or_die(&s->front, sizeof(int64_t));
+    num = (int64_t *)(void *)s->front.data;
+    for (at = k; at > 0 && num[at - 1] > t->number; at--) {
+        num[at] = num[at - 1];
+    }
+    num[at] = t->number;
 }
 
 void hpo__front_free(struct hpo__front *f)
@@ -846,11 +940,13 @@ void hpo__study_note_state(struct study *s, struct hpo_trial *t)
             hpo__trial_feasible(s, t) && (s->best < 0 || better(s, t, s->history.trials[s->best]))) {
         s->best = (long)t->number;
     }
+    front_note(s, t);
 }
 
 void hpo__study_reindex(struct study *s)
 {
     s->best = -1;
+    s->front_valid = false;
     s->running.len = 0;
     s->waiting_cursor = 0;
     for (size_t i = 0; i < s->history.n_trials; i++) {

@@ -16,6 +16,7 @@
 #include "../core/space.h"
 #include "../pruners/pruner.h"
 #include "../samplers/sampler.h"
+#include "../samplers/prior.h"
 #include "../storage/storage.h"
 
 /* A binary gradient uploaded for the next tell of a trial. */
@@ -88,8 +89,29 @@ struct study {
     pthread_mutex_t cache_lock;
     json_t *summary;
     bool summary_valid;
+    /* How long the last suggest took (µs; 0: none yet): a quick sampler needs no cache. */
+    uint32_t suggest_us;
+    /*
+    ** Several objectives: the feasible non-dominated complete trials' numbers
+    ** in order, kept up to date as committed trials complete
+    ** (hpo__study_note_state); rebuilt from the history when !front_valid.
+    */
+    struct hpo_buf front; /* int64_t */
+    bool front_valid;
     atomic_int refs;
     bool deleted;
+    /*
+    ** Several daemons: the fencing epoch this copy was loaded (or created)
+    ** at, and `moved`, set under `lock` once a newer copy replaced it (its
+    ** operations answer unavailable; the client retries on the new one).
+    */
+    int64_t epoch;
+    bool moved;
+    /* Warm start (service/warm.c): the named studies, NULL when none. */
+    json_t *warm_names;
+    bool warm_pending;      /* the sampler uses them and they were not read yet */
+    json_t *warm_info;      /* what the read found (trials, ignored_params, sources) */
+    struct hpo_prior *prior; /* the snapshot handed to the sampler; freed after it */
 };
 
 /*
@@ -126,9 +148,24 @@ struct hpo__front {
     long n_front;
 };
 
+/*
+** The feasible front's trial numbers in order (several objectives; study
+** locked): *ret_n of them at *ret_numbers, valid until the study changes.
+** Returns 0 or -ENOMEM.
+*/
+int hpo__study_front_numbers(struct study *s, const int64_t **ret_numbers, size_t *ret_n);
+
 /* Fill f (call with the study locked). Returns 0 or -ENOMEM (f empty). */
 int hpo__study_front(const struct study *s, struct hpo__front *f);
 void hpo__front_free(struct hpo__front *f);
+
+/*
+** Warm start (warm.c): read `warm_start` of a create body into the study and
+** the normalized definition; free what it holds; its summary entry.
+*/
+int hpo__warm_parse(struct study *s, const json_t *body, json_t *def, struct hpo_error *err);
+void hpo__warm_free(struct study *s);
+json_t *hpo__warm_summary(const struct study *s);
 
 /* Free a study (refcount reached zero). */
 void hpo__study_free(struct study *s);

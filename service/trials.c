@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/clock.h"
@@ -69,6 +70,9 @@ static void merge_suggestion(const struct hpo_space *space, const double *fixed,
     }
 }
 
+/* A suggest under this (µs) is quick: readers may wait for the study's lock. */
+#define SLOW_SUGGEST_US 1000
+
 static bool needs_sampler(const struct hpo_space *space, const double *values)
 {
     for (size_t i = 0; i < space->n_params; i++) {
@@ -83,21 +87,34 @@ static int run_sampler(struct hpo_service *svc, struct study *s, int64_t number,
         struct hpo_error *err)
 {
     struct hpo_rng rng;
+    struct timespec t0, t1;
     int r;
 
-    /* Readers of the summary use the cache instead of waiting for the sampler. */
-    pthread_mutex_lock(&s->cache_lock);
-    r = s->summary_valid;
-    pthread_mutex_unlock(&s->cache_lock);
-    if (!r) {
-        hpo__study_cache_summary(s);
+    /*
+    ** Readers of the summary use the cache instead of waiting for a slow
+    ** sampler. Building it costs more than a quick sampler's suggest: only
+    ** when the last one was not quick (or this is the first).
+    */
+    if (s->suggest_us == 0 || s->suggest_us >= SLOW_SUGGEST_US) {
+        pthread_mutex_lock(&s->cache_lock);
+        r = s->summary_valid;
+        pthread_mutex_unlock(&s->cache_lock);
+        if (!r) {
+            hpo__study_cache_summary(s);
+        }
     }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
 
     if (svc->opt.suggest_delay_ms > 0) {
         usleep(svc->opt.suggest_delay_ms * 1000u);
     }
     hpo_rng_init(&rng, s->seed, (uint64_t)number);
     r = s->sampler_type->suggest(s->sampler, s->space, &s->history, &rng, unit, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    {
+        int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        s->suggest_us = us < 1 ? 1 : us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    }
     if (r < 0 && err->code == HPO_OK) {
         hpo_error_set(err, r, HPO_INTERNAL, NULL, "sampler '%s' failed", s->sampler_type->name);
     }
@@ -132,6 +149,12 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     int64_t now = hpo_now_ms();
     struct study *s = hpo__study_acquire(svc, req);
 
+    if (s != NULL && s->warm_pending) {
+        /* The first ask of a warm-started study: read the prior studies unlocked. */
+        hpo__study_release(s);
+        hpo__warm_load(svc, req->study);
+        s = hpo__study_acquire(svc, req);
+    }
     if (s == NULL) {
         return;
     }
@@ -762,7 +785,7 @@ size_t hpo_service_reap(struct hpo_service *svc, int64_t now_ms)
         struct study *s = snap[i];
         if (s->heartbeat_timeout > 0) {
             pthread_mutex_lock(&s->lock);
-            if (!s->deleted) {
+            if (!s->deleted && !s->moved) {
                 failed += reap_study(svc, s, now_ms);
             }
             pthread_mutex_unlock(&s->lock);

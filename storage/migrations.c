@@ -152,18 +152,61 @@ static const char migration_1_pg[] =
 static const char migration_2[] = "ALTER TABLE trials ADD COLUMN results TEXT;";
 static const char migration_2_pg[] = "ALTER TABLE trials ADD COLUMN results text;";
 
-/* migrations[i] takes the database from version i to i + 1: SQLite's SQL, PostgreSQL's. */
+/*
+** Version 3, PostgreSQL only: several daemons on one database
+** (docs/CLUSTER.md). `daemons`: one row per daemon process (a fresh id at
+** each start), its advertised URL and its heartbeat on the database's
+** clock; a daemon is live while its heartbeat is within the lease and its
+** writer session holds the advisory lock (HPO_PG_DAEMON_LOCK, id).
+** `study_owners`: a study's owner (NULL: released) and its fencing epoch,
+** bumped on every change of owner. hpod_fence() is the first statement of
+** every write of a study: it takes the row FOR SHARE (a claimant's UPDATE
+** waits for the batch) and raises SQLSTATE HP001 when the writer no longer
+** owns the study at the epoch it loaded. `hpod_batches`: each daemon's
+** batch marker. `hpod_study_ids`: study ids, unique across daemons.
+*/
+static const char migration_3_pg[] =
+        "CREATE TABLE daemons ("
+        "  id bigserial PRIMARY KEY,"
+        "  url text NOT NULL DEFAULT '',"
+        "  heartbeat timestamptz NOT NULL DEFAULT now(),"
+        "  started timestamptz NOT NULL DEFAULT now(),"
+        "  leaving boolean NOT NULL DEFAULT false"
+        ");"
+        "CREATE TABLE study_owners ("
+        "  study_id bigint PRIMARY KEY REFERENCES studies(id) ON DELETE CASCADE,"
+        "  owner bigint,"
+        "  epoch bigint NOT NULL,"
+        "  changed timestamptz NOT NULL DEFAULT now()"
+        ");"
+        "CREATE TABLE hpod_batches (daemon bigint PRIMARY KEY, id bigint NOT NULL);"
+        "CREATE SEQUENCE hpod_study_ids;"
+        "SELECT setval('hpod_study_ids', (SELECT coalesce(max(id), 0) + 1 FROM studies), false);"
+        "CREATE FUNCTION hpod_fence(s bigint, d bigint, e bigint) RETURNS integer"
+        " LANGUAGE plpgsql AS $f$ BEGIN"
+        "  PERFORM 1 FROM study_owners WHERE study_id = s AND owner = d AND epoch = e FOR SHARE;"
+        "  IF NOT FOUND THEN RAISE EXCEPTION 'study % is no longer owned by this daemon"
+        " (fencing epoch %)', s, e USING ERRCODE = 'HP001'; END IF;"
+        "  RETURN 1;"
+        " END $f$;";
+
+/*
+** migrations[i] takes the database from version i to i + 1: SQLite's SQL,
+** PostgreSQL's. SQLite stops at HPO_STORAGE_SCHEMA_VERSION; PostgreSQL goes
+** on to HPO_STORAGE_PG_SCHEMA_VERSION (NULL for SQLite past its last).
+*/
 static const char *const migrations[][2] = {
     { migration_1, migration_1_pg },
     { migration_2, migration_2_pg },
+    { NULL, migration_3_pg },
 };
 
-_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == HPO_STORAGE_SCHEMA_VERSION,
-        "HPO_STORAGE_SCHEMA_VERSION must be the number of migrations");
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == HPO_STORAGE_PG_SCHEMA_VERSION,
+        "HPO_STORAGE_PG_SCHEMA_VERSION must be the number of migrations");
 
 const char *hpo__storage_migration_sql(int n, bool postgresql)
 {
-    if (n < 1 || n > HPO_STORAGE_SCHEMA_VERSION) {
+    if (n < 1 || n > (postgresql ? HPO_STORAGE_PG_SCHEMA_VERSION : HPO_STORAGE_SCHEMA_VERSION)) {
         return NULL;
     }
     return migrations[n - 1][postgresql ? 1 : 0];

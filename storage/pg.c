@@ -26,8 +26,15 @@
 ** again), writes fail at once with unavailable, and the writer thread tries
 ** to reconnect with a backoff from 100 ms doubling to 5 s.
 **
-** One daemon per database: the session advisory lock LOCK_KEY, taken at
-** open and again on every reconnect.
+** Several daemons per database (docs/CLUSTER.md): each writer session holds
+** the shared advisory lock LOCK_KEY (hpod migrate takes it exclusively, so
+** it runs alone) and the lock (HPO_PG_DAEMON_LOCK, its daemon id), taken at
+** open and again on every reconnect: that lock tells the other daemons this
+** one is alive, and waits out an old session of its own. Each daemon has its
+** own batch marker (hpod_batches), and every write of a study starts with
+** hpod_fence(study, daemon, epoch): a daemon that lost the study (frozen past
+** its lease, the study claimed by another) has its writes refused
+** (storage/pg-cluster.c keeps the membership and the owners).
 */
 #include <endian.h>
 #include <errno.h>
@@ -65,6 +72,9 @@
 
 enum {
     S_MARKER,
+    S_MARKER_D,
+    S_FENCE,
+    S_OWNER_NEW,
     S_STUDY_PUT,
     S_STUDY_DELETE,
     S_TRIAL_PUT,
@@ -90,6 +100,11 @@ static const struct {
     Oid types[12];
 } stmt_sql[N_STMTS] = {
     [S_MARKER] = { "UPDATE hpod_batch SET id = $1", 1, { OID_INT8 } },
+    [S_MARKER_D] = { "UPDATE hpod_batches SET id = $1 WHERE daemon = $2", 2,
+        { OID_INT8, OID_INT8 } },
+    [S_FENCE] = { "SELECT hpod_fence($1, $2, $3)", 3, { OID_INT8, OID_INT8, OID_INT8 } },
+    [S_OWNER_NEW] = { "INSERT INTO study_owners (study_id, owner, epoch) VALUES ($1, $2, 1)", 2,
+        { OID_INT8, OID_INT8 } },
     [S_STUDY_PUT] = { "INSERT INTO studies (id, name, spec, created_at) VALUES ($1, $2, $3, $4)",
         4, { OID_INT8, OID_TEXT, OID_TEXT, OID_INT8 } },
     [S_STUDY_DELETE] = { "WITH d AS (DELETE FROM studies WHERE id = $1 RETURNING 1)"
@@ -142,8 +157,16 @@ struct sent {
     size_t op;
 };
 
+/* A study this process holds a loaded copy of, at its fencing epoch. */
+struct fence {
+    int64_t study_id;
+    int64_t epoch;
+};
+
 struct pg_storage {
     struct hpo_storage base; /* first: the public handle */
+    bool exclusive;     /* hpod migrate: alone on the database, no fencing */
+    int64_t daemon_id;  /* several daemons: this process's row in `daemons` */
     char *uri;
     char *passfile; /* the systemd credential "pgpass", NULL: libpq's own lookup */
     PGconn *conn;   /* the writer's (before start, load's) */
@@ -177,6 +200,16 @@ struct pg_storage {
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t writes;
     atomic_uint_fast64_t failed_batches;
+    atomic_uint_fast64_t fenced; /* writes refused because the study changed owner */
+    /* Several daemons: the studies held, by id (under fence_lock), and who hears of a loss. */
+    pthread_mutex_t fence_lock;
+    struct fence *fences;
+    size_t n_fences, fences_cap;
+    void (*on_fenced)(void *ctx, int64_t study_id);
+    void *fenced_ctx;
+    /* A connection for loading one study and numbering new ones (any thread, under aux_lock). */
+    pthread_mutex_t aux_lock;
+    PGconn *aux;
     struct hpo_hist commit_us;
     struct hpo_hist batch_writes;
 };
@@ -228,6 +261,10 @@ static int pq_error(const PGconn *conn, const PGresult *res, const char *what,
     }
     if (strcmp(state, "23505") == 0) {
         return hpo_error_set(err, -EEXIST, HPO_CONFLICT, NULL, "%s: %s", what, msg);
+    }
+    if (strcmp(state, "HP001") == 0) {
+        return hpo_error_set(err, -ESTALE, HPO_UNAVAILABLE, NULL,
+                "this daemon no longer owns the study (fenced); retry");
     }
     if (strcmp(state, "22012") == 0) {
         return hpo_error_set(err, -ENOENT, HPO_NOT_FOUND, NULL, "%s: no such study", what);
@@ -562,8 +599,11 @@ static PGconn *connect_uri(const char *uri, const char *passfile, struct hpo_err
     return conn;
 }
 
-/* Take the one-daemon lock on this session; -EBUSY names the holder. */
-static int take_lock(PGconn *conn, struct hpo_error *err)
+/*
+** Take the database's lock on this session: exclusive (hpod migrate) or
+** shared (a daemon, one of several); -EBUSY names the holder.
+*/
+static int take_lock(PGconn *conn, bool exclusive, struct hpo_error *err)
 {
     char holder_sql[512];
     char sql[96];
@@ -571,7 +611,8 @@ static int take_lock(PGconn *conn, struct hpo_error *err)
     bool got;
     int r;
 
-    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%lld)", (long long)LOCK_KEY);
+    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock%s(%lld)", exclusive ? "" : "_shared",
+            (long long)LOCK_KEY);
     res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         r = pq_error(conn, res, "taking the database's lock", err);
@@ -594,12 +635,13 @@ static int take_lock(PGconn *conn, struct hpo_error *err)
     res = PQexec(conn, holder_sql);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0) {
         r = hpo_error_set(err, -EBUSY, HPO_UNAVAILABLE, NULL,
-                "the database is in use by another hpod ('%s' from %s): one daemon per"
-                " database (its session holds pg_advisory_lock(%lld))",
+                "the database is in use by another hpod ('%s' from %s): hpod migrate needs"
+                " it alone, and daemons cannot start while it runs (its session holds"
+                " pg_advisory_lock(%lld))",
                 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), (long long)LOCK_KEY);
     } else {
         r = hpo_error_set(err, -EBUSY, HPO_UNAVAILABLE, NULL,
-                "the database is in use by another hpod: one daemon per database (a session"
+                "the database is in use by another hpod: hpod migrate needs it alone (a session"
                 " holds pg_advisory_lock(%lld))", (long long)LOCK_KEY);
     }
     PQclear(res);
@@ -637,13 +679,13 @@ static int migrate(PGconn *conn, struct hpo_error *err)
     }
     version = PQgetisnull(res, 0, 0) ? 0 : (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
-    if (version < 0 || version > HPO_STORAGE_SCHEMA_VERSION) {
+    if (version < 0 || version > HPO_STORAGE_PG_SCHEMA_VERSION) {
         r = hpo_error_set(err, -EPROTONOSUPPORT, HPO_INTERNAL, NULL,
                 "database schema version %d is not supported by this hpod (%d)", version,
-                HPO_STORAGE_SCHEMA_VERSION);
+                HPO_STORAGE_PG_SCHEMA_VERSION);
         goto fail;
     }
-    for (int to = version + 1; to <= HPO_STORAGE_SCHEMA_VERSION; to++) {
+    for (int to = version + 1; to <= HPO_STORAGE_PG_SCHEMA_VERSION; to++) {
         r = exec_ok(conn, hpo__storage_migration_sql(to, true), "running a migration", err);
         if (r < 0) {
             goto fail;
@@ -682,6 +724,57 @@ static int prepare_all(PGconn *conn, struct hpo_error *err)
     return 0;
 }
 
+/*
+** A daemon's row: a fresh id at each start (in `daemons`, with its batch
+** marker), whose lock its writer session holds from then on.
+*/
+static int register_daemon(struct pg_storage *st, struct hpo_error *err)
+{
+    char sql[160];
+    PGresult *res = PQexec(st->conn, "INSERT INTO daemons DEFAULT VALUES RETURNING id");
+    int r = 0;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        r = pq_error(st->conn, res, "registering this daemon", err);
+        PQclear(res);
+        return r;
+    }
+    st->daemon_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (st->daemon_id <= 0 || st->daemon_id > INT32_MAX) {
+        return hpo_error_set(err, -ERANGE, HPO_INTERNAL, NULL, "daemon id %lld out of range",
+                (long long)st->daemon_id);
+    }
+    snprintf(sql, sizeof(sql), "INSERT INTO hpod_batches VALUES (%lld, 0)",
+            (long long)st->daemon_id);
+    return exec_ok(st->conn, sql, "registering this daemon", err);
+}
+
+/* Take this daemon's own lock: alive for the others, and no old session of ours left. */
+static int take_daemon_lock(struct pg_storage *st, struct hpo_error *err)
+{
+    char sql[96];
+    PGresult *res;
+    bool got;
+    int r = 0;
+
+    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, %d)", HPO_PG_DAEMON_LOCK,
+            (int)st->daemon_id);
+    res = PQexec(st->conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        r = pq_error(st->conn, res, "taking this daemon's lock", err);
+        PQclear(res);
+        return r;
+    }
+    got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!got) {
+        r = hpo_error_set(err, -EBUSY, HPO_UNAVAILABLE, NULL,
+                "an earlier session of this daemon is still open");
+    }
+    return r;
+}
+
 /* Connect the writer: lock, schema, statements. On failure no connection is kept. */
 static int writer_connect(struct pg_storage *st, struct hpo_error *err)
 {
@@ -692,7 +785,7 @@ static int writer_connect(struct pg_storage *st, struct hpo_error *err)
     if (st->conn == NULL) {
         return err->code == HPO_UNAVAILABLE ? -EIO : -ENOMEM;
     }
-    r = take_lock(st->conn, err);
+    r = take_lock(st->conn, st->exclusive, err);
     if (r == 0) {
         char sql[64];
 
@@ -711,8 +804,22 @@ static int writer_connect(struct pg_storage *st, struct hpo_error *err)
                                                    : "SET synchronous_commit = off",
                 "setting synchronous_commit", err);
     }
+    if (r == 0 && !st->exclusive) {
+        /*
+        ** A daemon frozen in the middle of sending a batch must not hold its
+        ** studies' rows (FOR SHARE) and so block their takeover for ever.
+        */
+        r = exec_ok(st->conn, "SET idle_in_transaction_session_timeout = 10000",
+                "setting idle_in_transaction_session_timeout", err);
+    }
     if (r == 0) {
         r = migrate(st->conn, err);
+    }
+    if (r == 0 && !st->exclusive && st->daemon_id == 0) {
+        r = register_daemon(st, err);
+    }
+    if (r == 0 && !st->exclusive) {
+        r = take_daemon_lock(st, err);
     }
     if (r == 0) {
         r = prepare_all(st->conn, err);
@@ -750,8 +857,17 @@ static void set_down(struct pg_storage *st)
 /* The batch marker: the id of the last group transaction that committed. */
 static int read_marker(struct pg_storage *st, int64_t *ret, struct hpo_error *err)
 {
-    PGresult *res = PQexec(st->conn, "SELECT id FROM hpod_batch");
+    char sql[96];
+    PGresult *res;
     int r = 0;
+
+    if (st->exclusive) {
+        snprintf(sql, sizeof(sql), "SELECT id FROM hpod_batch");
+    } else {
+        snprintf(sql, sizeof(sql), "SELECT id FROM hpod_batches WHERE daemon = %lld",
+                (long long)st->daemon_id);
+    }
+    res = PQexec(st->conn, sql);
 
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
         *ret = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -820,6 +936,59 @@ static int try_reconnect(struct pg_storage *st, struct hpo_error *err)
     return 0;
 }
 
+/* ---- fencing ------------------------------------------------------------ */
+
+/* The epoch of the copy of `study_id` this process holds, 0 for none. */
+static int64_t fence_epoch(struct pg_storage *st, int64_t study_id)
+{
+    int64_t e = 0;
+
+    pthread_mutex_lock(&st->fence_lock);
+    for (size_t i = 0; i < st->n_fences; i++) {
+        if (st->fences[i].study_id == study_id) {
+            e = st->fences[i].epoch;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&st->fence_lock);
+    return e;
+}
+
+static void pg_fence_set(struct hpo_storage *base, int64_t study_id, int64_t epoch)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
+    size_t i;
+
+    if (st->exclusive) {
+        return;
+    }
+    pthread_mutex_lock(&st->fence_lock);
+    for (i = 0; i < st->n_fences && st->fences[i].study_id != study_id; i++) {
+    }
+    if (epoch == 0) {
+        if (i < st->n_fences) {
+            st->fences[i] = st->fences[--st->n_fences];
+        }
+    } else if (i < st->n_fences) {
+        st->fences[i].epoch = epoch;
+    } else {
+        if (st->n_fences == st->fences_cap) {
+            size_t cap = st->fences_cap ? st->fences_cap * 2 : 64;
+            struct fence *f = realloc(st->fences, cap * sizeof(*f));
+
+            if (f == NULL) {
+                /* Not recorded: its writes are refused (503) until memory allows. */
+                pthread_mutex_unlock(&st->fence_lock);
+                return;
+            }
+            st->fences = f;
+            st->fences_cap = cap;
+        }
+        st->fences[st->n_fences++] = (struct fence){ study_id, epoch };
+    }
+    pthread_mutex_unlock(&st->fence_lock);
+}
+
 /* ---- the group commit ---------------------------------------------------- */
 
 static int reserve_sent(struct pg_storage *st, size_t n)
@@ -870,7 +1039,7 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
     bool aborted = false;
     enum outcome out;
 
-    if (reserve_sent(st, n_ops + 3) < 0) {
+    if (reserve_sent(st, 3 * n_ops + 3) < 0) {
         hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         return NOT_STORED;
     }
@@ -884,13 +1053,35 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
     }
     st->sent[n++] = (struct sent){ NULL, 0 };
     put_i64(&p, st->batch_id);
-    if (!send_prepared(conn, S_MARKER, &p)) {
+    if (!st->exclusive) {
+        put_i64(&p, st->daemon_id);
+    }
+    if (!send_prepared(conn, st->exclusive ? S_MARKER : S_MARKER_D, &p)) {
         goto send_failed;
     }
     st->sent[n++] = (struct sent){ NULL, 0 };
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
         if (w->result < 0) {
             continue;
+        }
+        if (!st->exclusive && w->n_ops > 0 && w->ops[0].kind != HPO_OP_STUDY_PUT) {
+            /* The fence first: the study must still be ours at the epoch we loaded it. */
+            int64_t epoch = w->epoch != 0 ? w->epoch : fence_epoch(st, w->ops[0].study_id);
+
+            if (epoch == 0) {
+                w->result = hpo_error_set(&w->err, -ESTALE, HPO_UNAVAILABLE, NULL,
+                        "this daemon no longer owns the study; retry");
+                write_failed = true;
+                goto abort_pipeline;
+            }
+            p.n = 0;
+            put_i64(&p, w->ops[0].study_id);
+            put_i64(&p, st->daemon_id);
+            put_i64(&p, epoch);
+            if (!send_prepared(conn, S_FENCE, &p)) {
+                goto send_failed;
+            }
+            st->sent[n++] = (struct sent){ w, 0 };
         }
         for (size_t i = 0; i < w->n_ops; i++) {
             int stmt = 0;
@@ -906,6 +1097,16 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
                 goto send_failed;
             }
             st->sent[n++] = (struct sent){ w, i };
+            if (!st->exclusive && w->ops[i].kind == HPO_OP_STUDY_PUT) {
+                /* A new study is its creator's, at epoch 1. */
+                p.n = 0;
+                put_i64(&p, w->ops[i].study_id);
+                put_i64(&p, st->daemon_id);
+                if (!send_prepared(conn, S_OWNER_NEW, &p)) {
+                    goto send_failed;
+                }
+                st->sent[n++] = (struct sent){ w, i };
+            }
         }
     }
     if (PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 1) != 1) {
@@ -953,7 +1154,12 @@ abort_pipeline:
                 snprintf(what, sizeof(what), "writing (op %zu)", st->sent[k].op);
                 hpo_error_clear(&e);
                 r = pq_error(conn, res, what, &e);
-                if (e.code == HPO_UNAVAILABLE) {
+                if (r == -ESTALE) {
+                    /* Fenced: this write alone (its study changed owner). */
+                    w->result = r;
+                    w->err = e;
+                    write_failed = true;
+                } else if (e.code == HPO_UNAVAILABLE) {
                     /* Not this write's fault (a lock timeout, a shutdown): the batch fails. */
                     if (!other_error) {
                         other_error = true;
@@ -1079,7 +1285,33 @@ static void fail_all(struct hpo_write *batch, int r, const struct hpo_error *err
     }
 }
 
+/* Writes refused by fencing: forget their studies, and tell the cluster. */
+static void note_fenced(struct pg_storage *st, struct hpo_write *batch)
+{
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        if (w->result == -ESTALE && w->n_ops > 0) {
+            int64_t id = w->ops[0].study_id;
+
+            atomic_fetch_add(&st->fenced, 1);
+            pg_fence_set(&st->base, id, 0);
+            if (st->on_fenced != NULL) {
+                st->on_fenced(st->fenced_ctx, id);
+            }
+        }
+    }
+}
+
+static void run_batch_inner(struct pg_storage *st, struct hpo_write *batch);
+
 static void run_batch(struct pg_storage *st, struct hpo_write *batch)
+{
+    run_batch_inner(st, batch);
+    if (!st->exclusive) {
+        note_fenced(st, batch);
+    }
+}
+
+static void run_batch_inner(struct pg_storage *st, struct hpo_write *batch)
 {
     struct hpo_error err = { 0 };
     uint64_t t0 = mono_us();
@@ -1334,6 +1566,10 @@ static void pg_metrics(struct hpo_storage *base, const struct hpo_hist **ret_com
 static void destroy(struct pg_storage *st)
 {
     disconnect(st);
+    PQfinish(st->aux);
+    pthread_mutex_destroy(&st->aux_lock);
+    pthread_mutex_destroy(&st->fence_lock);
+    free(st->fences);
     pthread_cond_destroy(&st->done);
     pthread_cond_destroy(&st->wake);
     pthread_mutex_destroy(&st->lock);
@@ -1404,6 +1640,7 @@ static const char *col_text(const PGresult *res, int c)
 
 struct load_ctx {
     struct pg_storage *st;
+    PGconn *conn;
     const struct hpo_load_callbacks *cb;
     void *ctx;
     double *vec;
@@ -1475,7 +1712,7 @@ static int load_row(struct load_ctx *L, int table, const PGresult *res, struct h
 static int load_table(struct load_ctx *L, int table, const char *sql, const char *name,
         struct hpo_error *err)
 {
-    PGconn *conn = L->st->conn;
+    PGconn *conn = L->conn;
     PGresult *res;
     int r = 0;
 
@@ -1505,8 +1742,12 @@ static int load_table(struct load_ctx *L, int table, const char *sql, const char
     return r;
 }
 
-static int pg_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb, void *ctx,
-        struct hpo_error *err)
+/*
+** Every table in the callbacks' orders on `conn`, in one read transaction:
+** every study, or (name != NULL) only the one of that name.
+*/
+static int load_on(PGconn *conn, struct pg_storage *st, const char *name,
+        const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err)
 {
     static const struct {
         const char *sql;
@@ -1527,30 +1768,127 @@ static int pg_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb
           " ORDER BY study_id, number, key COLLATE \"C\"",
             "user attrs" },
     };
-    struct pg_storage *st = (struct pg_storage *)base;
-    struct load_ctx L = { .st = st, .cb = cb, .ctx = ctx };
+    struct load_ctx L = { .st = st, .cb = cb, .ctx = ctx, .conn = conn };
+    char *quoted = NULL;
     int r;
+
+    if (name != NULL) {
+        quoted = PQescapeLiteral(conn, name, strlen(name));
+        if (quoted == NULL) {
+            return pq_error(conn, NULL, "loading a study", err);
+        }
+    }
+    r = exec_ok(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            "starting a read transaction", err);
+    for (int i = 0; r == 0 && i < 5; i++) {
+        const bool want[] = { cb->study != NULL, cb->trial != NULL, cb->param != NULL,
+            cb->report != NULL, cb->attr != NULL };
+        char *sql = (char *)tables[i].sql;
+
+        if (!want[i]) {
+            continue;
+        }
+        if (quoted != NULL) {
+            /* The same query, narrowed to the study: "... FROM t ORDER BY" gets a WHERE. */
+            const char *order = strstr(tables[i].sql, " ORDER BY");
+            size_t len = strlen(tables[i].sql) + strlen(quoted) + 96;
+
+            sql = malloc(len);
+            if (sql == NULL) {
+                r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+                break;
+            }
+            snprintf(sql, len, "%.*s WHERE %s = (SELECT id FROM studies WHERE name = %s)%s",
+                    (int)(order - tables[i].sql), tables[i].sql, i == 0 ? "id" : "study_id",
+                    quoted, order);
+        }
+        r = load_table(&L, i, sql, tables[i].name, err);
+        if (sql != tables[i].sql) {
+            free(sql);
+        }
+    }
+    if (r == 0) {
+        r = exec_ok(conn, "COMMIT", "ending a read transaction", err);
+    } else {
+        (void)exec_ok(conn, "ROLLBACK", "rolling back", &(struct hpo_error){ 0 });
+    }
+    PQfreemem(quoted);
+    free(L.vec);
+    return r;
+}
+
+static int pg_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
 
     if (st->started) {
         return hpo_error_set(err, -EBUSY, HPO_INTERNAL, NULL,
                 "storage load after the writer started");
     }
-    r = exec_ok(st->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-            "starting a read transaction", err);
-    for (int i = 0; r == 0 && i < 5; i++) {
-        const bool want[] = { cb->study != NULL, cb->trial != NULL, cb->param != NULL,
-            cb->report != NULL, cb->attr != NULL };
+    if (!st->exclusive) {
+        /* One of several daemons: studies are loaded when this one comes to own them. */
+        return 0;
+    }
+    return load_on(st->conn, st, NULL, cb, ctx, err);
+}
 
-        if (want[i]) {
-            r = load_table(&L, i, tables[i].sql, tables[i].name, err);
-        }
+/* The aux connection (under aux_lock), made again when broken. */
+static PGconn *aux_conn(struct pg_storage *st, struct hpo_error *err)
+{
+    if (st->aux != NULL && PQstatus(st->aux) != CONNECTION_OK) {
+        PQfinish(st->aux);
+        st->aux = NULL;
     }
-    if (r == 0) {
-        r = exec_ok(st->conn, "COMMIT", "ending a read transaction", err);
+    if (st->aux == NULL) {
+        st->aux = connect_uri(st->uri, st->passfile, err);
+    }
+    return st->aux;
+}
+
+static int pg_load_study(struct hpo_storage *base, const char *name,
+        const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
+    PGconn *conn;
+    int r;
+
+    if (st->exclusive) {
+        return -ENOTSUP;
+    }
+    pthread_mutex_lock(&st->aux_lock);
+    conn = aux_conn(st, err);
+    r = conn != NULL ? load_on(conn, st, name, cb, ctx, err) : -EIO;
+    pthread_mutex_unlock(&st->aux_lock);
+    return r;
+}
+
+static int pg_new_study_id(struct hpo_storage *base, int64_t *ret_id, struct hpo_error *err)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
+    PGconn *conn;
+    PGresult *res;
+    int r = 0;
+
+    if (st->exclusive) {
+        return -ENOTSUP;
+    }
+    pthread_mutex_lock(&st->aux_lock);
+    conn = aux_conn(st, err);
+    if (conn == NULL) {
+        pthread_mutex_unlock(&st->aux_lock);
+        return -EIO;
+    }
+    /* Past any id `hpod migrate` copied in without the sequence. */
+    res = PQexec(conn, "SELECT setval('hpod_study_ids', greatest(nextval('hpod_study_ids'),"
+                       " (SELECT coalesce(max(id), 0) + 1 FROM studies)))");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        *ret_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     } else {
-        (void)exec_ok(st->conn, "ROLLBACK", "rolling back", &(struct hpo_error){ 0 });
+        r = pq_error(conn, res, "numbering a study", err);
     }
-    free(L.vec);
+    PQclear(res);
+    pthread_mutex_unlock(&st->aux_lock);
     return r;
 }
 
@@ -1563,6 +1901,9 @@ static const struct hpo_storage_ops pg_ops = {
     .stats = pg_stats,
     .metrics = pg_metrics,
     .close = pg_close,
+    .fence_set = pg_fence_set,
+    .new_study_id = pg_new_study_id,
+    .load_study = pg_load_study,
 };
 
 /*
@@ -1624,6 +1965,10 @@ int hpo__pg_open(const char *uri, const struct hpo_storage_options *opt,
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     st->lock_timeout_ms = opt != NULL && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
+    st->exclusive = opt != NULL && opt->exclusive;
+    pthread_mutex_init(&st->fence_lock, NULL);
+    pthread_mutex_init(&st->aux_lock, NULL);
+    atomic_init(&st->fenced, 0);
     st->synchronous_full = opt != NULL && opt->synchronous_full;
     pthread_mutex_init(&st->lock, NULL);
     pthread_condattr_init(&attr);
@@ -1838,4 +2183,45 @@ int hpo__pg_read_state(struct hpo_pg_reader *rd, int64_t study_id, void **ret, s
     }
     pthread_mutex_unlock(&rd->lock);
     return r;
+}
+
+/* ---- for pg-cluster.c ------------------------------------------------------ */
+
+bool hpo__pg_cluster_info(struct hpo_storage *base, struct hpo__pg_info *ret)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
+
+    if (base->ops != &pg_ops || st->exclusive) {
+        return false;
+    }
+    ret->uri = st->uri;
+    ret->passfile = st->passfile;
+    ret->daemon_id = st->daemon_id;
+    ret->lock_timeout_ms = st->lock_timeout_ms;
+    return true;
+}
+
+void hpo__pg_on_fenced(struct hpo_storage *base, void (*fn)(void *ctx, int64_t study_id),
+        void *ctx)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
+
+    st->on_fenced = fn;
+    st->fenced_ctx = ctx;
+}
+
+uint64_t hpo__pg_fenced_writes(struct hpo_storage *base)
+{
+    return atomic_load(&((struct pg_storage *)base)->fenced);
+}
+
+struct pg_conn *hpo__pg_connect(const char *uri, const char *passfile, struct hpo_error *err)
+{
+    return connect_uri(uri, passfile, err);
+}
+
+int hpo__pg_error(const struct pg_conn *conn, const struct pg_result *res, const char *what,
+        struct hpo_error *err)
+{
+    return pq_error(conn, res, what, err);
 }

@@ -203,6 +203,7 @@ struct sq_storage {
     size_t buf_cap;
     /* Large values live in side files; the writer (before it, load) owns this. */
     struct hpo_blobs blobs;
+    struct hpo__ckpt *ckpt; /* WAL checkpoints on a thread of their own (checkpoint.c) */
 
     pthread_t thread;
     pthread_mutex_t lock;
@@ -1172,6 +1173,8 @@ static void destroy(struct sq_storage *st)
 {
     int rc;
 
+    hpo__ckpt_stop(st->ckpt, st->db);
+    st->ckpt = NULL;
     for (size_t i = 0; i < N_STMTS; i++) {
         sqlite3_finalize(*stmt_at(&st->s, i));
         *stmt_at(&st->s, i) = NULL;
@@ -1295,6 +1298,15 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
         if (r < 0) {
             goto fail;
         }
+    }
+    /*
+    ** With synchronous normal only: under full every commit's flush covers
+    ** the WAL anyway, and a checkpoint's fsyncs beside them made those slower
+    ** (measured: p50 of an 8-client ask 2-4 ms against 2 ms). Without it (no
+    ** thread, no second connection) SQLite checkpoints in the commits.
+    */
+    if (!opt->synchronous_full) {
+        (void)hpo__ckpt_start(st->db, path, false, &st->ckpt);
     }
     st->base.ops = &sq_ops;
     *ret_storage = &st->base;

@@ -16,6 +16,8 @@
 
 /* The schema version this build writes: the number of the last migration. */
 #define HPO_STORAGE_SCHEMA_VERSION 2
+/* PostgreSQL's: the same, then the tables of several daemons (migrations.c, version 3). */
+#define HPO_STORAGE_PG_SCHEMA_VERSION 3
 
 /*
 ** The backends (storage.c dispatches): every backend's storage struct starts
@@ -40,6 +42,11 @@ struct hpo_storage_ops {
     uint64_t (*flush_ticket)(struct hpo_storage *st);
     bool (*flushed)(struct hpo_storage *st, uint64_t ticket);
     void (*on_flush)(struct hpo_storage *st, void (*fn)(void *arg), void *arg);
+    /* Several daemons (pg.c); NULL for SQLite. */
+    void (*fence_set)(struct hpo_storage *st, int64_t study_id, int64_t epoch);
+    int (*new_study_id)(struct hpo_storage *st, int64_t *ret_id, struct hpo_error *err);
+    int (*load_study)(struct hpo_storage *st, const char *name,
+            const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err);
 };
 
 /* hpo_storage_defer_flush's setting for this thread. */
@@ -64,6 +71,20 @@ int hpo__writer_start(pthread_mutex_t *lock, bool *started, pthread_t *thread,
         void *(*fn)(void *), void *arg);
 
 /*
+** WAL checkpoints off the commit path (checkpoint.c; sqlite.c starts it under
+** synchronous NORMAL only): a thread with its own
+** connection to `path` checkpoints (PASSIVE) when the write connection
+** `writer`'s WAL hook finds it over 1000 pages; replaces SQLite's automatic
+** checkpoint there. 0, or a negative errno (then nothing changed: SQLite
+** keeps checkpointing in the commits). Stop before closing `writer`, with
+** no other thread using it; accepts NULL.
+*/
+struct hpo__ckpt;
+int hpo__ckpt_start(sqlite3 *writer, const char *path, bool synchronous_full,
+        struct hpo__ckpt **ret);
+void hpo__ckpt_stop(struct hpo__ckpt *ck, sqlite3 *writer);
+
+/*
 ** The SQL of migration `n` (1-based) for one backend: SQLite's or
 ** PostgreSQL's, kept side by side in migrations.c. NULL past the last.
 */
@@ -76,6 +97,37 @@ void hpo__pg_reader_destroy(struct hpo_pg_reader *rd);
 int hpo__pg_read_vector(struct hpo_pg_reader *rd, int64_t study_id, int64_t number,
         int64_t index, double *ret, size_t len, struct hpo_error *err);
 int hpo__pg_read_state(struct hpo_pg_reader *rd, int64_t study_id, void **ret, size_t *ret_len,
+        struct hpo_error *err);
+
+/*
+** Several daemons on PostgreSQL: what pg-cluster.c needs of pg.c. A daemon's
+** writer session holds the advisory lock (HPO_PG_DAEMON_LOCK, its id):
+** that is how the others see it alive.
+*/
+#define HPO_PG_DAEMON_LOCK 0x68706464 /* "hpdd" */
+
+struct pg_conn;
+struct pg_result;
+struct hpo__pg_info {
+    const char *uri;
+    const char *passfile; /* NULL: libpq's own lookup */
+    int64_t daemon_id;
+    int lock_timeout_ms;
+};
+
+/* False for SQLite and an exclusive store (hpod migrate). Borrowed for the store's life. */
+bool hpo__pg_cluster_info(struct hpo_storage *st, struct hpo__pg_info *ret);
+
+/* fn(ctx, study) runs on the writing thread after a write of the study was fenced. */
+void hpo__pg_on_fenced(struct hpo_storage *st, void (*fn)(void *ctx, int64_t study_id),
+        void *ctx);
+
+/* Writes refused by fencing so far. */
+uint64_t hpo__pg_fenced_writes(struct hpo_storage *st);
+
+/* A connection with our settings (NULL and `err` on failure), and libpq's errors as ours. */
+struct pg_conn *hpo__pg_connect(const char *uri, const char *passfile, struct hpo_error *err);
+int hpo__pg_error(const struct pg_conn *conn, const struct pg_result *res, const char *what,
         struct hpo_error *err);
 
 /* Convert n doubles between little-endian storage order and the host's, in place. */

@@ -102,3 +102,26 @@ void hpo_storage_on_flush(struct hpo_storage *st, void (*fn)(void *arg), void *a
         st->ops->on_flush(st, fn, arg);
     }
 }
+void hpo_storage_fence_set(struct hpo_storage *st, int64_t study_id, int64_t epoch)
+{
+    if (st->ops->fence_set != NULL) {
+        st->ops->fence_set(st, study_id, epoch);
+    }
+}
+
+int hpo_storage_new_study_id(struct hpo_storage *st, int64_t *ret_id, struct hpo_error *err)
+{
+    if (st->ops->new_study_id == NULL) {
+        return -ENOTSUP;
+    }
+    return st->ops->new_study_id(st, ret_id, err);
+}
+
+int hpo_storage_load_study(struct hpo_storage *st, const char *name,
+        const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err)
+{
+    if (st->ops->load_study == NULL) {
+        return -ENOTSUP;
+    }
+    return st->ops->load_study(st, name, cb, ctx, err);
+}

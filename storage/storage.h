@@ -33,6 +33,12 @@ struct hpo_storage;
 struct hpo_storage_options {
     bool synchronous_full; /* PRAGMA synchronous=FULL (power-loss safe) instead of NORMAL */
     int busy_timeout_ms;   /* 0 = 5000 */
+    /*
+    ** PostgreSQL: this process alone uses the database (hpod migrate): the
+    ** exclusive advisory lock, every study loaded, no fencing. Otherwise a
+    ** daemon is one of several (docs/CLUSTER.md): storage/cluster.h.
+    */
+    bool exclusive;
 };
 
 enum hpo_op_kind {
@@ -95,6 +101,12 @@ struct hpo_op {
 struct hpo_write {
     struct hpo_op *ops;
     size_t n_ops;
+    /*
+    ** Several daemons (PostgreSQL): the fencing epoch of the study copy the
+    ** write comes from (hpo_storage_fence_set); 0 takes the epoch the storage
+    ** holds for the study. Ignored by SQLite.
+    */
+    int64_t epoch;
     /* Private to storage. */
     int result;
     bool done;
@@ -121,6 +133,24 @@ bool hpo_storage_is_postgresql(const char *db);
 int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
         struct hpo_storage **ret_storage, struct hpo_error *err);
 
+/*
+** Several daemons on PostgreSQL (see storage/cluster.h for membership and
+** ownership). hpo_storage_fence_set records that this process holds a
+** loaded copy of study `study_id` at fencing `epoch` (0: forget it): every
+** later write of the study carries that epoch and is refused (-ESTALE,
+** unavailable) once the database's epoch differs. A write of a study with
+** no epoch recorded is refused without being sent. Thread-safe; no-ops on
+** SQLite and on an exclusive PostgreSQL store.
+*/
+void hpo_storage_fence_set(struct hpo_storage *st, int64_t study_id, int64_t epoch);
+
+/*
+** A new study id, unique across daemons (PostgreSQL's sequence): 0, or
+** -ENOTSUP when the caller numbers studies itself (SQLite, exclusive), or
+** -EIO with `err` (unavailable). Any thread but the writer's.
+*/
+int hpo_storage_new_study_id(struct hpo_storage *st, int64_t *ret_id, struct hpo_error *err);
+
 /* Callbacks for hpo_storage_load; each returns 0 or a negative errno to stop. */
 struct hpo_load_callbacks {
     /* Studies in order of id. */
@@ -143,6 +173,15 @@ struct hpo_load_callbacks {
 */
 int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err);
+
+/*
+** Load one study (by name) with the same callbacks and orders, on a
+** connection of its own: any thread, after start. 0 (nothing called when
+** no such study), -ENOTSUP when all studies were loaded at start (SQLite,
+** exclusive), or a negative errno with `err` (unavailable).
+*/
+int hpo_storage_load_study(struct hpo_storage *st, const char *name,
+        const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err);
 
 /* Start the writer thread. Returns 0 or a negative errno. */
 int hpo_storage_start(struct hpo_storage *st);

@@ -200,6 +200,8 @@ SAMPLERS = {
     "optuna-random": lambda prob, seed: OptunaAdapter(prob, "random", seed),
     "hpod-nsga2": lambda prob, seed: HpodAdapter(prob, "nsga2", seed),
     "hpod-random": lambda prob, seed: HpodAdapter(prob, "random", seed),
+    "hpod-tpe": lambda prob, seed: HpodAdapter(prob, "tpe", seed),
+    "hpod-gp": lambda prob, seed: HpodAdapter(prob, "gp", seed),
 }
 
 

@@ -225,7 +225,8 @@ def main():
                     help="an extra hpod sampler: NAME=JSON sampler object")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", help="write raw curves to this JSON file")
-    ap.add_argument("--load", help="report from a JSON file written by --out; run nothing")
+    ap.add_argument("--load", help="report from JSON files written by --out (comma-separated; "
+                    "a later file's runs replace an earlier one's); run nothing")
     a = ap.parse_args()
     objectives = a.objectives.split(",")
     samplers = a.samplers.split(",")
@@ -240,9 +241,10 @@ def main():
             ap.error("unknown sampler %r (known: %s)" % (s, ", ".join(SAMPLERS)))
     results = {}
     if a.load:
-        with open(a.load) as fh:
-            for o, s, seed, curve in json.load(fh)["runs"]:
-                results[(o, s, seed)] = curve
+        for path in a.load.split(","):
+            with open(path) as fh:
+                for o, s, seed, curve in json.load(fh)["runs"]:
+                    results[(o, s, seed)] = curve
         print("quality: loaded %s" % a.load)
     else:
         if any(s in extra or SAMPLERS[s][0] == "hpod" for s in samplers) and \

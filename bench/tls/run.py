@@ -6,7 +6,7 @@ Usage: bench/tls/run.py [--hpod build/daemon/hpod] [--seconds 5] [--repeat 3] [-
 Two daemons on fresh databases: plain HTTP without tokens, and HTTPS (TLS 1.3, a
 P-256 certificate made here with openssl) with a tokens file and a write token.
 `repeat` alternating rounds of bench/throughput/loadgen.c (C + libcurl, one keep-alive
-connection per client thread; HPOD_CACERT and HPOD_TOKEN for the TLS run), each on a
+connection per client thread, libcurl for both runs; HPOD_CACERT and HPOD_TOKEN for the TLS run), each on a
 fresh study with the random sampler. Prints every round, the medians and the ratio
 (target: TLS + tokens >= 70% of plain). Then, with 1,000 idle connections held open
 to the TLS daemon (its per-client cap raised to 1100: they come from one address), the latency of 1,000 sequential /healthz over one keep-alive TLS
@@ -64,8 +64,9 @@ def loadgen_run(loadgen, url, study, clients, seconds, env, pid):
     e = dict(os.environ)
     e.update(env)
     cpu0 = proc_cpu_seconds(pid)
+    # libcurl for both: plain and TLS runs driven by the same client.
     out = subprocess.run([loadgen, "--url", url, "--study", study, "--clients", str(clients),
-                          "--seconds", str(seconds), "--warmup", "0.5"],
+                          "--seconds", str(seconds), "--warmup", "0.5", "--client", "curl"],
                          capture_output=True, text=True, timeout=seconds + 120, env=e)
     cpu1 = proc_cpu_seconds(pid)
     if out.returncode != 0:

@@ -12,12 +12,26 @@ Usage: test_multiobjective.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a
   the contract's (computed here); the CSV has one column per objective and
   per constraint; all of it again after a restart and after SIGKILL.
 - front_nsga2: the same with `nsga2` (population 20: 5 generations).
+- front_tpe: the same with `tpe` (multi-objective and constrained split).
+- tpe_restart_identity: a 2-objective constrained tpe study gives the same
+  params with the daemon restarted (twice) as without: TPE derives
+  everything from the told trials and the study seed.
+- one_objective_constraints_tpe: a one-objective tpe study with a
+  constraint, 60 trials: best is the best feasible trial (brute force), and
+  TPE's asks after its startup trials gather at the feasible boundary.
+- front_gp: the same with `gp` (60 trials: it fits three GPs per ask).
+- gp_objectives_limit: `gp` takes 1-3 objectives; 4 is invalid_argument
+  on sampler.type and creates nothing.
 - nsga2_restart_identity: an nsga2 study asked in batches of 4 told in
   reverse order gives the same params with the daemon restarted every 12
   trials as without restarts (generations use when each trial was told,
   kept in the sampler state).
 - one_objective_constraints: a one-objective study with a constraint: best
   is the best feasible trial, not the best value; the CSV keeps `value`.
+- front_after_every_tell: the summary's best_trials (kept up to date as
+  trials complete) equals the brute-force front after every one of 60 tells
+  chosen to hit every case: a point dominating several members, duplicates
+  of members, dominated and infeasible points, values told out of number order.
 - migration_from_1_0: a database written by hpod 1.0 (schema version 1,
   tests/data/migration/hpod-1.0.db, with the JSON the 1.0 daemon answered)
   opens and migrates in place: every study and trial reads back as 1.0
@@ -143,11 +157,11 @@ def check_front(d, study, told):
     return front
 
 
-def run_front(exe, sampler):
+def run_front(exe, sampler, n_trials=100):
     with Daemon(exe) as d:
         study = d.post("/v1/studies", dict(MO_STUDY, sampler=sampler)).expect(201)
         told = {}
-        for i in range(100):
+        for i in range(n_trials):
             t = d.post("/v1/studies/mo/ask", {}).expect(201)
             x, y = t["params"]["x"], t["params"]["y"]
             body = {"values": objectives(x, y)}
@@ -181,6 +195,117 @@ def front_random(exe):
 @tap.test
 def front_nsga2(exe):
     run_front(exe, {"type": "nsga2", "seed": 11, "population_size": 20})
+
+
+@tap.test
+def front_tpe(exe):
+    run_front(exe, {"type": "tpe", "seed": 11})
+
+
+@tap.test
+def front_after_every_tell(exe):
+    import random
+    rng = random.Random(5)
+    with Daemon(exe) as d:
+        study = d.post("/v1/studies", dict(MO_STUDY, name="fe")).expect(201)
+        asked = [d.post("/v1/studies/fe/ask", {}).expect(201)["number"] for _ in range(60)]
+        told, trials = {}, []
+        pool = []
+        order = asked[:]
+        rng.shuffle(order)
+        for i, n in enumerate(order):
+            if pool and i % 5 == 0:
+                vals = dict(rng.choice(pool))  # a duplicate of an earlier result
+            else:
+                vals = {"error": round(rng.uniform(0, 1), 2), "speed": round(rng.uniform(0, 1), 2)}
+            pool.append(vals)
+            cons = {"memory_gb": 1.0 if i % 4 else 2.0, "recall": 0.5}  # every 4th infeasible
+            body = {"values": vals, "constraints": cons}
+            d.post("/v1/studies/fe/trials/%d/tell" % n, body).expect(200)
+            told[n] = body
+            trials.append({"number": n, "state": "complete", "values": vals, "constraints": cons,
+                           "feasible": feasible(cons, study["constraints"])})
+            front, _ = brute_front(sorted(trials, key=lambda t: t["number"]), study["objectives"])
+            summary = d.get("/v1/studies/fe").expect(200)
+            got = [t["number"] for t in summary["best_trials"]]
+            check(got == front, "after %d tells: best_trials %r, brute force %r" % (i + 1, got, front))
+            if got != front:
+                break
+
+
+def tpe_run(d, name, n, restart_at=()):
+    """Ask and tell n trials of a 2-objective constrained tpe study one by one; the params."""
+    d.post("/v1/studies", dict(MO_STUDY, name=name, sampler={"type": "tpe", "seed": 9})).expect(201)
+    params = []
+    for i in range(n):
+        if i in restart_at:
+            d.stop()
+            d.start()
+        t = d.post("/v1/studies/%s/ask" % name, {}).expect(201)
+        x, y = t["params"]["x"], t["params"]["y"]
+        tell = {"values": objectives(x, y)}
+        if i % 7 != 3:
+            tell["constraints"] = constraints(x, y)
+        d.post("/v1/studies/%s/trials/%d/tell" % (name, t["number"]), tell).expect(200)
+        params.append((t["number"], t["params"]))
+    return params
+
+
+@tap.test
+def tpe_restart_identity(exe):
+    with Daemon(exe) as a, Daemon(exe) as b:
+        straight = tpe_run(a, "t", 40)
+        restarted = tpe_run(b, "t", 40, restart_at=(15, 31))
+        check(straight == restarted, "params differ after restarts: %r vs %r"
+              % ([p for p in straight if p not in restarted][:2],
+                 [p for p in restarted if p not in straight][:2]))
+        check(len({(p["x"], p["y"]) for _, p in straight}) == 40, "repeated params")
+
+
+@tap.test
+def one_objective_constraints_tpe(exe):
+    with Daemon(exe) as d:
+        d.post("/v1/studies", {"name": "c", "direction": "minimize",
+                               "params": [{"name": "x", "type": "float", "low": 0, "high": 1}],
+                               "constraints": [{"name": "size", "min": 0.5}],
+                               "sampler": {"type": "tpe", "seed": 3}}).expect(201)
+        told = []
+        for i in range(60):
+            t = d.post("/v1/studies/c/ask", {}).expect(201)
+            x = t["params"]["x"]
+            body = {"value": (x - 0.2) ** 2}
+            if i % 9 != 4:
+                body["constraints"] = {"size": x}
+            d.post("/v1/studies/c/trials/%d/tell" % t["number"], body).expect(200)
+            told.append((t["number"], body["value"], i % 9 != 4 and x >= 0.5, x))
+        want = min((v, n) for n, v, ok, x in told if ok)[1]
+        best = d.get("/v1/studies/c/best").expect(200)
+        check(best["number"] == want and best["feasible"] is True,
+              "best %r, want trial %d" % (best, want))
+        check(min(told, key=lambda r: r[1])[0] != want, "the best value is feasible: no test")
+        # The best feasible region is x just above 0.5: TPE's asks gather at that boundary
+        # (random draws would put 30% of them in [0.35, 0.65]), not at the infeasible 0.2.
+        near = sum(0.35 <= x <= 0.65 for n, v, ok, x in told[10:])
+        check(near >= 0.6 * 50, "only %d of 50 asks after startup near 0.5" % near)
+
+
+@tap.test
+def front_gp(exe):
+    # 60 trials, not 100: four GPs (two objectives, two constraints) are
+    # fitted at every ask, which is slow under ASan.
+    run_front(exe, {"type": "gp", "seed": 11}, n_trials=60)
+
+
+@tap.test
+def gp_objectives_limit(exe):
+    with Daemon(exe) as d:
+        objs = [{"name": "o%d" % k} for k in range(4)]
+        body = {"name": "gp4", "params": MO_STUDY["params"], "objectives": objs,
+                "sampler": {"type": "gp"}}
+        d.post("/v1/studies", body).expect_error(400, "invalid_argument", "sampler.type")
+        check(d.get("/v1/studies/gp4").status == 404, "a refused study was created")
+        body = dict(body, objectives=objs[:3], name="gp3")
+        d.post("/v1/studies", body).expect(201)
 
 
 def nsga2_run(d, name, n, restart_every=0):

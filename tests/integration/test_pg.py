@@ -3,8 +3,9 @@
 
 Usage: test_pg.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
 
-- one_daemon_per_database: a second hpod on the same database exits 1 naming
-  the advisory lock's holder; it starts once the first stopped.
+- daemons_share_database: a second hpod on the same database joins the first
+  (several daemons, docs/CLUSTER.md): both answer for the study with the same
+  X-Hpod-Owner; `hpod migrate` from it is refused while they run.
 - password_from_file: a URI holding a password is refused; a role that needs
   a password connects with PGPASSFILE or the systemd credential `pgpass`, and
   fails without one.
@@ -61,18 +62,30 @@ def run_hpod(exe, args, env=None, timeout=60):
 
 
 @tap.test
-def one_daemon_per_database(exe):
+def daemons_share_database(exe):
     with pg_daemon(exe) as d:
         d.post("/v1/studies", STUDY).expect(201)
-        r = run_hpod(exe, ["--listen", "127.0.0.1:0", "--db", d.db], timeout=30)
-        check(r.returncode == 1, "second daemon exit %d: %s" % (r.returncode, r.stderr))
-        check("in use by another hpod" in r.stderr and "pid %d" % d.proc.pid in r.stderr,
-              "message names the holder: %s" % r.stderr)
-        d.stop()
         second = Daemon(exe)
         second.db = d.db
         with second:
-            check(second.get("/v1/studies/load").expect(200)["name"] == "load", "study kept")
+            owners = set()
+            for x in (d, second):
+                r = x.get("/v1/studies/load")
+                check(r.expect(200)["name"] == "load", "study on both daemons")
+                owners.add(r.header("X-Hpod-Owner"))
+            check(len(owners) == 1 and owners <= {"http://127.0.0.1:%d" % d.port,
+                                                   "http://127.0.0.1:%d" % second.port},
+                  "one owner for the study: %r" % owners)
+            with tempfile.TemporaryDirectory() as tmp:
+                r = run_hpod(exe, ["migrate", "--from", d.db, "--to",
+                                   os.path.join(tmp, "copy.db")], timeout=30)
+            check(r.returncode == 1 and "in use" in r.stderr, "migrate while daemons run: %d %s"
+                  % (r.returncode, r.stderr))
+        d.stop()
+        third = Daemon(exe)
+        third.db = d.db
+        with third:
+            check(third.get("/v1/studies/load").expect(200)["name"] == "load", "study kept")
 
 
 @tap.test
@@ -226,7 +239,7 @@ def lost_commits_exit(exe):
     with pg_daemon(exe) as d:
         d.post("/v1/studies", STUDY).expect(201)
         db = d.db.rsplit("/", 1)[1]
-        c.psql("UPDATE hpod_batch SET id = 42", db)
+        c.psql("UPDATE hpod_batches SET id = 42", db)
         c.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'"
                " AND application_name LIKE 'hpod %%'" % db)
         d.close_clients()

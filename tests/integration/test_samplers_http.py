@@ -3,8 +3,10 @@
 GET /v1/samplers lists them with their options; a study asked and told 30
 times with a daemon restart in the middle (SIGTERM, then SIGKILL) gets the
 same suggestions as a twin study with the same seed run without a restart;
-cmaes told asynchronously (batches told out of order) likewise; bad options
-are 400 naming the field and create nothing.
+cmaes told asynchronously (batches told out of order) likewise; cmaes's step
+size after each of 6 generations equals the `cmaes` library's (0.9.1, what
+Optuna 3.1 runs) told the same points; bad options are 400 naming the field
+and create nothing.
 
 Usage: test_samplers_http.py PATH/TO/hpod. Prints TAP.
 """
@@ -118,7 +120,8 @@ def qmc_halton_restart_after_sigkill(exe):
 @tap.test
 def cmaes_restart_continues_generations(exe):
     st = twin_check(exe, {"type": "cmaes", "seed": 13}, 1, kill=False)
-    # 4 modelled params (x, y, lr, k): lambda 8, so 30 sequential trials make 3 generations.
+    # 4 modelled params (x, y, lr, k) beside a categorical and a conditional drawn at random:
+    # the library's lambda 4 + floor(3 ln 4) = 8, so 30 sequential trials make 3 generations.
     ss = st.get("sampler_status") or {}
     check(ss.get("generation") == 3 and ss.get("popsize") == 8 and ss.get("dimensions") == 4,
           "sampler_status %r" % ss)
@@ -127,6 +130,52 @@ def cmaes_restart_continues_generations(exe):
 @tap.test
 def cmaes_async_batches_restart_after_sigkill(exe):
     twin_check(exe, {"type": "cmaes", "seed": 14}, 3, kill=True)
+
+
+def unit(p, d):
+    """hpod's unit coordinate of value p of param d (docs/ALGORITHMS.md §0)."""
+    if d.get("log"):
+        return (math.log(p) - math.log(d["low"])) / (math.log(d["high"]) - math.log(d["low"]))
+    return (p - d["low"]) / (d["high"] - d["low"])
+
+
+@tap.test
+def cmaes_generations_match_library(exe):
+    # Replays hpod's trials into the library, generation by generation (trial-number
+    # order), on the unit cube hpod models: mean 0.5, sigma0 1/6, bounds [0, 1], and
+    # hpod's default population for n = 4, min(4 + floor(3 ln 4), 5 + floor(ln 4)) = 6.
+    import numpy as np
+    from cmaes import CMA
+    space = [d for d in SPACE if d["type"] == "float" and "when" not in d]
+    space.append({"name": "z", "type": "float", "low": 0, "high": 1})
+    n = len(space)
+    lam = 6
+    lib = CMA(mean=np.full(n, 0.5), sigma=1 / 6, bounds=np.array([[0.0, 1.0]] * n), seed=1,
+              population_size=lam)
+
+    def f(p):
+        return 100 * (p["y"] / 15 - (p["x"] / 10) ** 2) ** 2 + (1 - p["x"] / 10) ** 2 + \
+            (math.log10(p["lr"]) + 2) ** 2 + 3 * (p["z"] - 0.2) ** 2
+
+    with Daemon(exe) as d:
+        d.post("/v1/studies", {"name": "lib", "params": space,
+                               "sampler": {"type": "cmaes", "seed": 5}}).expect(201)
+        sigmas = []
+        for g in range(6):
+            sols = []
+            for _ in range(lam):
+                t = d.post("/v1/studies/lib/ask").expect(201)
+                v = f(t["params"])
+                d.post("/v1/studies/lib/trials/%d/tell" % t["number"], {"value": v}).expect(200)
+                sols.append((np.array([unit(t["params"][p["name"]], p) for p in space]), v))
+            ss = d.get("/v1/studies/lib").expect(200)["sampler_status"]
+            lib.tell(sols)
+            check(ss["generation"] == g + 1 and ss["popsize"] == lam,
+                  "sampler_status %r after %d generations" % (ss, g + 1))
+            check(abs(ss["sigma"] - lib._sigma) <= 1e-9 * lib._sigma,
+                  "generation %d: sigma %.17g, library %.17g" % (g + 1, ss["sigma"], lib._sigma))
+            sigmas.append(ss["sigma"])
+        check(len(set(sigmas)) == 6, "sigma never moved: %r" % sigmas)
 
 
 @tap.test

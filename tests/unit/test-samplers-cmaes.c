@@ -82,10 +82,11 @@ static double sphere(const struct hpo_trial *t, size_t n)
 
 static void test_constants(void **unused)
 {
-    static const size_t dims[3] = { 2, 5, 10 };
-    static const int lambdas[3] = { 6, 8, 10 }; /* E10.1 */
+    /* The default: min(4 + floor(3 ln n), 5 + floor(ln n)) (docs/ALGORITHMS.md §10.2). */
+    static const size_t dims[4] = { 2, 5, 10, 3 };
+    static const int lambdas[4] = { 5, 6, 7, 6 };
 
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         struct hpo_space *space = sampler_float_space(dims[k]);
         struct hpo_cmaes_view v;
         void *state = sampler_make(T, space, "{}");
@@ -97,6 +98,27 @@ static void test_constants(void **unused)
         for (size_t i = 0; i < v.n; i++) {
             assert_true(v.mean[i] == 0.5);
         }
+        T->destroy(state);
+        hpo_space_destroy(space);
+    }
+    /* A varying param drawn at random (categorical, conditional): the library's 4 + floor(3 ln n). */
+    static const char *const noisy[2] = {
+        "[{\"name\": \"x\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        "{\"name\": \"y\", \"type\": \"int\", \"low\": 0, \"high\": 9},"
+        "{\"name\": \"z\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        "{\"name\": \"c\", \"type\": \"categorical\", \"choices\": [1, 2]}]",
+        "[{\"name\": \"x\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        "{\"name\": \"y\", \"type\": \"int\", \"low\": 0, \"high\": 9},"
+        "{\"name\": \"z\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        "{\"name\": \"c\", \"type\": \"categorical\", \"choices\": [1]}]",
+    };
+    for (int k = 0; k < 2; k++) {
+        struct hpo_space *space = parse(noisy[k]);
+        struct hpo_cmaes_view v;
+        void *state = sampler_make(T, space, "{}");
+        hpo_cmaes_inspect(state, &v);
+        assert_int_equal(v.n, 3);
+        assert_int_equal(v.lambda, k == 0 ? 7 : 6); /* a one-choice categorical does not vary */
         T->destroy(state);
         hpo_space_destroy(space);
     }
@@ -182,12 +204,12 @@ static void check_first_update(const char *options, const double *ref, bool sep)
 
 static void test_first_update_full(void **unused)
 {
-    check_first_update("{}", full_ref, false);
+    check_first_update("{\"popsize\": 7}", full_ref, false);
 }
 
 static void test_first_update_separable(void **unused)
 {
-    check_first_update("{\"use_separable_cma\": true}", sep_ref, true);
+    check_first_update("{\"use_separable_cma\": true, \"popsize\": 7}", sep_ref, true);
 }
 
 /* Run `count` asks and tells on sphere, in batches of `batch` asks told in reverse. */
@@ -264,7 +286,7 @@ static void test_failed_member_replaced(void **unused)
     struct hpo_history h1, h2;
     struct hpo_trial *t[8], *u[8];
     struct hpo_cmaes_view v1, v2;
-    void *a = sampler_make(T, space, "{}"), *b = sampler_make(T, space, "{}");
+    void *a = sampler_make(T, space, "{\"popsize\": 6}"), *b = sampler_make(T, space, "{\"popsize\": 6}");
 
     hpo_history_init(&h1, space, "a", false);
     hpo_history_init(&h2, space, "b", false);
@@ -314,7 +336,7 @@ static void test_enqueued_member(void **unused)
     struct hpo_history h;
     struct hpo_error err = { 0 };
     struct hpo_cmaes_view v;
-    void *state = sampler_make(T, space, "{}");
+    void *state = sampler_make(T, space, "{\"popsize\": 6}");
     double unit[3];
 
     hpo_history_init(&h, space, "enq", false);
@@ -363,7 +385,7 @@ static void test_mostly_failing(void **unused)
     struct hpo_space *space = sampler_float_space(2);
     struct hpo_history h;
     struct hpo_cmaes_view v;
-    void *state = sampler_make(T, space, "{}");
+    void *state = sampler_make(T, space, "{\"popsize\": 6}");
 
     hpo_history_init(&h, space, "failing", false);
     /* Two of three fail: the first 12 members (2 lambda) hold only 4 completes. */
@@ -388,8 +410,8 @@ static void test_ipop(void **unused)
     struct hpo_space *space = sampler_float_space(2);
     struct hpo_history h;
     struct hpo_cmaes_view v;
-    void *state = sampler_make(T, space, "{}");
-    void *none = sampler_make(T, space, "{\"restart_strategy\": \"none\"}");
+    void *state = sampler_make(T, space, "{\"popsize\": 6}");
+    void *none = sampler_make(T, space, "{\"restart_strategy\": \"none\", \"popsize\": 6}");
     int asked = 0;
 
     hpo_history_init(&h, space, "flat", false);

@@ -1,0 +1,797 @@
+/*
+** pg-cluster.c: membership and study ownership for several daemons on one
+** PostgreSQL database (cluster.h, docs/CLUSTER.md).
+**
+** Safety does not rest on this file: every write of a study carries the
+** epoch its copy was loaded at and hpod_fence() refuses it in the database
+** once the epoch moved on (pg.c). What this file decides is liveness: who
+** should own what, and when to take a study over. A daemon is live while
+** its heartbeat (the database's now(), so clocks need not agree) is within
+** the lease and its writer session holds its advisory lock: a SIGKILLed
+** daemon's session ends at once, so its studies move at the next tick; a
+** frozen one's after the lease.
+*/
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "../core/buf.h"
+#include "cluster.h"
+#include "storage-int.h"
+
+#define LOOKUP_WAIT_MS 3000
+
+/* A live daemon of the view. */
+struct member {
+    int64_t id;
+    char *url;
+    bool stable; /* live in the previous tick too: one a study may be handed to */
+};
+
+/* A study of the view. */
+struct entry {
+    char *name;
+    int64_t study_id;
+    int64_t owner; /* 0: none */
+    int64_t epoch;
+    const char *url; /* the owner's, when live (borrowed from the view's members) */
+};
+
+struct view {
+    struct member *live;
+    size_t n_live;
+    struct entry *e; /* by name */
+    size_t n;
+};
+
+struct hpo_cluster {
+    struct hpo_storage *st;
+    struct hpo__pg_info pg;
+    char *url;
+    unsigned lease_ms, tick_ms;
+    PGconn *conn; /* the thread's (and the first tick's) */
+    pthread_t thread;
+    bool started;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* the thread waits on it between ticks */
+    pthread_cond_t ticked;
+    struct view *view; /* under lock; replaced whole by each tick */
+    uint64_t tick_no;  /* ticks tried, done or failed (under lock) */
+    bool poked, stopping;
+    atomic_bool leaving;   /* draining: serves nothing new, but still owns its studies */
+    atomic_bool releasing; /* the last tick: hands every study over, marks itself gone */
+
+    uint64_t last_ok_us; /* under lock */
+    atomic_uint_fast64_t claims, releases, lost, ticks, tick_failures;
+    struct hpo_hist db_rtt_us;
+};
+
+static const uint64_t rtt_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000,
+    1000000 };
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void view_free(struct view *v)
+{
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < v->n_live; i++) {
+        free(v->live[i].url);
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        free(v->e[i].name);
+    }
+    free(v->live);
+    free(v->e);
+    free(v);
+}
+
+static const struct entry *view_find(const struct view *v, const char *name)
+{
+    size_t lo = 0, hi = v != NULL ? v->n : 0;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v->e[mid].name, name);
+
+        if (c == 0) {
+            return &v->e[mid];
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return NULL;
+}
+
+static const struct member *view_member(const struct view *v, int64_t id)
+{
+    for (size_t i = 0; v != NULL && i < v->n_live; i++) {
+        if (v->live[i].id == id) {
+            return &v->live[i];
+        }
+    }
+    return NULL;
+}
+
+/* Rendezvous hashing: the score of daemon `url` for study `name`. */
+static uint64_t score(const char *name, const char *url)
+{
+    struct hpo_xxh64 x;
+
+    hpo__xxh64_init(&x);
+    hpo__xxh64_update(&x, name, strlen(name));
+    hpo__xxh64_update(&x, "\n", 1);
+    hpo__xxh64_update(&x, url, strlen(url));
+    return hpo__xxh64_digest(&x);
+}
+
+/*
+** The live daemon preferred for `name` (highest score, ties to the lower
+** id); with `stable`, among those live in the previous tick too (and this
+** one). NULL when none is live.
+*/
+static const struct member *preferred(const struct view *v, const char *name, int64_t me,
+        bool stable)
+{
+    const struct member *best = NULL;
+    uint64_t best_score = 0;
+
+    for (size_t i = 0; v != NULL && i < v->n_live; i++) {
+        const struct member *m = &v->live[i];
+        uint64_t sc;
+
+        if (stable && !m->stable && m->id != me) {
+            continue;
+        }
+        sc = score(name, m->url);
+        if (best == NULL || sc > best_score || (sc == best_score && m->id < best->id)) {
+            best = m;
+            best_score = sc;
+        }
+    }
+    return best;
+}
+
+/* ---- the tick ------------------------------------------------------------ */
+
+static int exec_params(PGconn *conn, const char *sql, int n, const char *const *vals,
+        PGresult **ret, const char *what, struct hpo_error *err)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(res);
+
+    if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+        int r = hpo__pg_error(conn, res, what, err);
+
+        PQclear(res);
+        return r;
+    }
+    if (ret != NULL) {
+        *ret = res;
+    } else {
+        PQclear(res);
+    }
+    return 0;
+}
+
+/*
+** Claim (owner = this daemon, epoch + 1) or hand over (owner `to`, NULL for
+** 0, epoch + 1) study `id` if its row is still at `epoch` (0: no row yet, a
+** claim inserts it). Returns the new epoch, 0 when another daemon got there
+** first, or a negative errno.
+*/
+static int64_t change_owner(struct hpo_cluster *c, int64_t id, int64_t epoch, bool claim,
+        int64_t to, struct hpo_error *err)
+{
+    char a[24], b[24], d[24], t[24];
+    const char *vals[4] = { a, b, d, to != 0 ? t : NULL };
+    PGresult *res = NULL;
+    int64_t got = 0;
+    int r;
+
+    snprintf(a, sizeof(a), "%lld", (long long)id);
+    snprintf(b, sizeof(b), "%lld", (long long)epoch);
+    snprintf(d, sizeof(d), "%lld", (long long)c->pg.daemon_id);
+    snprintf(t, sizeof(t), "%lld", (long long)to);
+    if (claim && epoch == 0) {
+        r = exec_params(c->conn,
+                "INSERT INTO study_owners (study_id, owner, epoch) SELECT $1, $3, 1"
+                " WHERE $2::bigint = 0 ON CONFLICT DO NOTHING RETURNING epoch",
+                3, vals, &res, "claiming a study", err);
+
+    } else if (claim) {
+        r = exec_params(c->conn,
+                "UPDATE study_owners SET owner = $3, epoch = epoch + 1, changed = now()"
+                " WHERE study_id = $1 AND epoch = $2 RETURNING epoch",
+                3, vals, &res, "claiming a study", err);
+    } else {
+        r = exec_params(c->conn,
+                "UPDATE study_owners SET owner = $4, epoch = epoch + 1, changed = now()"
+                " WHERE study_id = $1 AND epoch = $2 AND owner = $3 RETURNING epoch",
+                4, vals, &res, "handing a study over", err);
+    }
+    if (r < 0) {
+        return r;
+    }
+    if (PQntuples(res) == 1) {
+        got = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    }
+    PQclear(res);
+    return got;
+}
+
+static char *dup_or_die(const char *s)
+{
+    char *d = strdup(s);
+
+    if (d == NULL) {
+        hpo_oom();
+    }
+    return d;
+}
+
+/* Read the live daemons into `v` (prev: the last view, for `stable`). */
+static int read_members(struct hpo_cluster *c, struct view *v, const struct view *prev,
+        struct hpo_error *err)
+{
+    char sql[1024];
+    PGresult *res;
+    int r;
+
+    snprintf(sql, sizeof(sql),
+            "SELECT d.id, d.url FROM daemons d WHERE d.url <> '' AND NOT d.leaving"
+            " AND d.heartbeat > now() - interval '%u milliseconds'"
+            " AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND l.classid = %u AND l.objid = d.id AND l.objsubid = 2) ORDER BY d.id",
+            c->lease_ms, (unsigned)HPO_PG_DAEMON_LOCK);
+    r = exec_params(c->conn, sql, 0, NULL, &res, "reading the live daemons", err);
+    if (r < 0) {
+        return r;
+    }
+    v->n_live = (size_t)PQntuples(res);
+    v->live = calloc(v->n_live ? v->n_live : 1, sizeof(*v->live));
+    if (v->live == NULL) {
+        hpo_oom();
+    }
+    for (size_t i = 0; i < v->n_live; i++) {
+        struct member *m = &v->live[i];
+
+        m->id = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+        m->url = dup_or_die(PQgetvalue(res, (int)i, 1));
+        m->stable = view_member(prev, m->id) != NULL;
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int read_studies(struct hpo_cluster *c, struct view *v, struct hpo_error *err)
+{
+    PGresult *res;
+    int r = exec_params(c->conn,
+            "SELECT s.id, s.name, coalesce(o.owner, 0), coalesce(o.epoch, 0) FROM studies s"
+            " LEFT JOIN study_owners o ON o.study_id = s.id ORDER BY s.name COLLATE \"C\"",
+            0, NULL, &res, "reading the owners", err);
+
+    if (r < 0) {
+        return r;
+    }
+    v->n = (size_t)PQntuples(res);
+    v->e = calloc(v->n ? v->n : 1, sizeof(*v->e));
+    if (v->e == NULL) {
+        hpo_oom();
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        struct entry *e = &v->e[i];
+
+        e->study_id = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+        e->name = dup_or_die(PQgetvalue(res, (int)i, 1));
+        e->owner = strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
+        e->epoch = strtoll(PQgetvalue(res, (int)i, 3), NULL, 10);
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* The studies this daemon held in the last view (ids, ascending). */
+struct held {
+    int64_t *id;
+    size_t n;
+};
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Under c->lock: fenced() may change the view's owners meanwhile. */
+static void held_of(const struct view *v, int64_t me, struct held *h)
+{
+    h->n = 0;
+    h->id = malloc((v != NULL && v->n > 0 ? v->n : 1) * sizeof(*h->id));
+    if (h->id == NULL) {
+        hpo_oom();
+    }
+    for (size_t i = 0; v != NULL && i < v->n; i++) {
+        if (v->e[i].owner == me) {
+            h->id[h->n++] = v->e[i].study_id;
+        }
+    }
+    qsort(h->id, h->n, sizeof(*h->id), cmp_id);
+}
+
+static bool held(const struct held *h, int64_t id)
+{
+    return bsearch(&id, h->id, h->n, sizeof(*h->id), cmp_id) != NULL;
+}
+
+/* Decide, for each study, whether to claim, release or forget it. */
+static void place(struct hpo_cluster *c, struct view *v, const struct held *prev, bool leaving)
+{
+    int64_t me = c->pg.daemon_id;
+    bool me_live = view_member(v, me) != NULL;
+
+    for (size_t i = 0; i < v->n; i++) {
+        struct entry *e = &v->e[i];
+        const struct member *owner = e->owner != 0 ? view_member(v, e->owner) : NULL;
+        struct hpo_error err = { 0 };
+
+        if (e->owner == me) {
+            const struct member *pref = preferred(v, e->name, leaving ? 0 : me, true);
+
+            if (leaving && pref != NULL && pref->id == me) {
+                pref = NULL; /* leaving: to another daemon, or to none (claimed later) */
+            }
+            if (leaving || (pref != NULL && pref->id != me && me_live)) {
+                /*
+                ** Hand it over straight to the preferred daemon: unfenced first,
+                ** so nothing more of ours is written.
+                */
+                hpo_storage_fence_set(c->st, e->study_id, 0);
+                if (change_owner(c, e->study_id, e->epoch, false, pref != NULL ? pref->id : 0,
+                            &err) > 0) {
+                    atomic_fetch_add(&c->releases, 1);
+                    e->owner = pref != NULL ? pref->id : 0;
+                    e->epoch++;
+                    owner = pref;
+                }
+            }
+        } else {
+            const struct member *pref;
+
+            if (held(prev, e->study_id)) {
+                /* Taken by another daemon (we were frozen, or cut off): forget it. */
+                hpo_storage_fence_set(c->st, e->study_id, 0);
+                atomic_fetch_add(&c->lost, 1);
+            }
+            pref = preferred(v, e->name, me, false);
+            if (!leaving && me_live && owner == NULL && pref != NULL && pref->id == me) {
+                int64_t got = change_owner(c, e->study_id, e->epoch, true, 0, &err);
+
+                if (got > 0) {
+                    atomic_fetch_add(&c->claims, 1);
+                    e->owner = me;
+                    e->epoch = got;
+                    owner = view_member(v, me);
+                }
+            }
+        }
+        e->url = e->owner == me ? c->url : owner != NULL ? owner->url : NULL;
+    }
+}
+
+/* One tick: heartbeat, view, placement, publish. */
+static int tick(struct hpo_cluster *c, struct hpo_error *err)
+{
+    /*
+    ** While draining (leaving) the daemon stays live and keeps its studies,
+    ** so the writes of requests in flight still commit; only the last tick
+    ** hands them over.
+    */
+    bool leaving = atomic_load(&c->releasing);
+    char id[24], lv[8];
+    const char *vals[3] = { id, c->url, lv };
+    struct view *v, *prev;
+    struct held h;
+    uint64_t t0 = mono_us();
+    int r;
+
+    if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
+        PQfinish(c->conn);
+        c->conn = hpo__pg_connect(c->pg.uri, c->pg.passfile, err);
+        if (c->conn == NULL) {
+            return -EIO;
+        }
+        /* A claim waits for the batches that hold the study's row, not longer. */
+        (void)exec_params(c->conn, "SET lock_timeout = 1000", 0, NULL, NULL, "setting", err);
+        (void)exec_params(c->conn, "SET statement_timeout = 5000", 0, NULL, NULL, "setting",
+                err);
+    }
+    snprintf(id, sizeof(id), "%lld", (long long)c->pg.daemon_id);
+    snprintf(lv, sizeof(lv), "%s", leaving ? "true" : "false");
+    r = exec_params(c->conn,
+            "UPDATE daemons SET heartbeat = now(), url = $2, leaving = $3 WHERE id = $1", 3,
+            vals, NULL, "renewing the heartbeat", err);
+    if (r < 0) {
+        return r;
+    }
+    hpo_hist_observe(&c->db_rtt_us, mono_us() - t0);
+    pthread_mutex_lock(&c->lock);
+    c->last_ok_us = t0;
+    prev = c->view; /* only the ticking thread replaces it */
+    held_of(prev, c->pg.daemon_id, &h);
+    pthread_mutex_unlock(&c->lock);
+    v = calloc(1, sizeof(*v));
+    if (v == NULL) {
+        hpo_oom();
+    }
+    r = read_members(c, v, prev, err);
+    if (r == 0) {
+        r = read_studies(c, v, err);
+    }
+    if (r < 0) {
+        free(h.id);
+        view_free(v);
+        return r;
+    }
+    place(c, v, &h, leaving);
+    free(h.id);
+    pthread_mutex_lock(&c->lock);
+    c->view = v;
+    c->tick_no++;
+    pthread_cond_broadcast(&c->ticked);
+    pthread_mutex_unlock(&c->lock);
+    view_free(prev);
+    atomic_fetch_add(&c->ticks, 1);
+    return 0;
+}
+
+static void *cluster_main(void *arg)
+{
+    struct hpo_cluster *c = arg;
+
+    pthread_mutex_lock(&c->lock);
+    while (!c->stopping) {
+        struct hpo_error err = { 0 };
+        struct timespec ts;
+        long ms = (long)c->tick_ms;
+
+        c->poked = false;
+        pthread_mutex_unlock(&c->lock);
+        if (tick(c, &err) < 0) {
+            atomic_fetch_add(&c->tick_failures, 1);
+            PQfinish(c->conn);
+            c->conn = NULL;
+            ms = ms > 500 ? 500 : ms;
+            /* A lookup waiting for this tick gives up: the database is not there. */
+            pthread_mutex_lock(&c->lock);
+            c->tick_no++;
+            pthread_cond_broadcast(&c->ticked);
+            pthread_mutex_unlock(&c->lock);
+        }
+        pthread_mutex_lock(&c->lock);
+        if (c->poked || c->stopping) {
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += ms * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        (void)pthread_cond_timedwait(&c->wake, &c->lock, &ts);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* ---- the public functions ------------------------------------------------ */
+
+/*
+** A write of `study_id` was fenced (the writing thread): another daemon owns
+** it, so this one stops serving it at once, and looks at the owners now.
+*/
+static void fenced(void *ctx, int64_t study_id)
+{
+    struct hpo_cluster *c = ctx;
+
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; c->view != NULL && i < c->view->n; i++) {
+        struct entry *e = &c->view->e[i];
+
+        if (e->study_id == study_id && e->owner == c->pg.daemon_id) {
+            e->owner = 0;
+            e->url = NULL;
+        }
+    }
+    c->poked = true;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void cluster_free(struct hpo_cluster *c)
+{
+    PQfinish(c->conn);
+    view_free(c->view);
+    pthread_cond_destroy(&c->ticked);
+    pthread_cond_destroy(&c->wake);
+    pthread_mutex_destroy(&c->lock);
+    free(c->url);
+    free(c);
+}
+
+int hpo_cluster_start(struct hpo_storage *st, const struct hpo_cluster_options *opt,
+        struct hpo_cluster **ret, struct hpo_error *err)
+{
+    struct hpo_cluster *c;
+    pthread_condattr_t attr;
+    int r;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    if (!hpo__pg_cluster_info(st, &c->pg)) {
+        free(c);
+        return -ENOTSUP;
+    }
+    c->st = st;
+    c->url = strdup(opt->url);
+    c->lease_ms = opt->lease_ms > 0 ? opt->lease_ms : 3000;
+    c->tick_ms = opt->tick_ms > 0 ? opt->tick_ms : 1000;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->wake, &attr);
+    pthread_cond_init(&c->ticked, &attr);
+    pthread_condattr_destroy(&attr);
+    atomic_init(&c->leaving, false);
+    atomic_init(&c->releasing, false);
+    hpo_hist_init(&c->db_rtt_us, rtt_le, sizeof(rtt_le) / sizeof(rtt_le[0]));
+    if (c->url == NULL) {
+        cluster_free(c);
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    /*
+    ** Two ticks before serving: the first publishes this daemon (live for
+    ** everyone from then on), the second claims what is ours to take.
+    */
+    r = tick(c, err);
+    if (r == 0) {
+        r = tick(c, err);
+    }
+    if (r < 0) {
+        cluster_free(c);
+        return r;
+    }
+    hpo__pg_on_fenced(st, fenced, c);
+    r = hpo__writer_start(&c->lock, &c->started, &c->thread, cluster_main, c);
+    if (r < 0) {
+        hpo__pg_on_fenced(st, NULL, NULL);
+        cluster_free(c);
+        return hpo_error_set(err, r, HPO_INTERNAL, NULL, "cannot start the cluster thread");
+    }
+    (void)pthread_setname_np(c->thread, "hpod-cluster");
+    *ret = c;
+    return 0;
+}
+
+enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *name,
+        int64_t *ret_epoch, char *url, size_t url_len)
+{
+    enum hpo_cluster_where w = HPO_CLUSTER_UNKNOWN;
+    const struct entry *e;
+
+    url[0] = '\0';
+    *ret_epoch = 0;
+    pthread_mutex_lock(&c->lock);
+    /* A view older than the lease (this daemon was frozen or cut off) is no guide. */
+    e = mono_us() - c->last_ok_us < (uint64_t)c->lease_ms * 1000u ? view_find(c->view, name)
+                                                                  : NULL;
+    if (e != NULL) {
+        if (e->owner == c->pg.daemon_id && !atomic_load(&c->leaving)) {
+            w = HPO_CLUSTER_HERE;
+            *ret_epoch = e->epoch;
+        } else {
+            w = HPO_CLUSTER_THERE;
+            if (e->url != NULL && e->owner != c->pg.daemon_id) {
+                snprintf(url, url_len, "%s", e->url);
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return w;
+}
+
+enum hpo_cluster_where hpo_cluster_lookup(struct hpo_cluster *c, const char *name,
+        int64_t *ret_epoch, char *url, size_t url_len)
+{
+    struct timespec ts;
+    uint64_t want;
+
+    pthread_mutex_lock(&c->lock);
+    /* A tick that starts after this call: one already under way may have read too early. */
+    want = c->tick_no + 2;
+    c->poked = true;
+    pthread_cond_signal(&c->wake);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += LOOKUP_WAIT_MS / 1000;
+    while (c->tick_no < want && !c->stopping) {
+        if (pthread_cond_timedwait(&c->ticked, &c->lock, &ts) != 0) {
+            break;
+        }
+        if (c->tick_no + 1 == want) {
+            c->poked = true;
+            pthread_cond_signal(&c->wake);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return hpo_cluster_locate(c, name, ret_epoch, url, url_len);
+}
+
+bool hpo_cluster_preferred(struct hpo_cluster *c, const char *name, char *url, size_t url_len)
+{
+    const struct member *m;
+    bool mine = true;
+
+    url[0] = '\0';
+    if (atomic_load(&c->leaving)) {
+        return false;
+    }
+    pthread_mutex_lock(&c->lock);
+    m = preferred(c->view, name, c->pg.daemon_id, false);
+    if (m != NULL && m->id != c->pg.daemon_id) {
+        mine = false;
+        snprintf(url, url_len, "%s", m->url);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return mine;
+}
+
+void hpo_cluster_each_owned(struct hpo_cluster *c,
+        void (*fn)(void *ctx, const char *name, int64_t epoch), void *ctx)
+{
+    struct {
+        char *name;
+        int64_t epoch;
+    } *own = NULL;
+    size_t n = 0;
+
+    pthread_mutex_lock(&c->lock);
+    if (c->view != NULL && !atomic_load(&c->leaving)) {
+        own = calloc(c->view->n ? c->view->n : 1, sizeof(*own));
+        for (size_t i = 0; own != NULL && i < c->view->n; i++) {
+            const struct entry *e = &c->view->e[i];
+
+            if (e->owner == c->pg.daemon_id) {
+                own[n].name = strdup(e->name);
+                own[n].epoch = e->epoch;
+                n += own[n].name != NULL;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < n; i++) {
+        fn(ctx, own[i].name, own[i].epoch);
+        free(own[i].name);
+    }
+    free(own);
+}
+
+void hpo_cluster_each_peer(struct hpo_cluster *c, void (*fn)(void *ctx, const char *url),
+        void *ctx)
+{
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; c->view != NULL && i < c->view->n_live; i++) {
+        if (c->view->live[i].id != c->pg.daemon_id) {
+            fn(ctx, c->view->live[i].url);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool hpo_cluster_live(struct hpo_cluster *c, const char *url)
+{
+    bool live = false;
+
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; c->view != NULL && i < c->view->n_live && !live; i++) {
+        live = strcmp(c->view->live[i].url, url) == 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return live;
+}
+
+const char *hpo_cluster_url(const struct hpo_cluster *c)
+{
+    return c->url;
+}
+
+void hpo_cluster_leave(struct hpo_cluster *c)
+{
+    if (c != NULL) {
+        atomic_store(&c->leaving, true);
+    }
+}
+
+void hpo_cluster_poke(struct hpo_cluster *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->poked = true;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void hpo_cluster_stop(struct hpo_cluster *c)
+{
+    struct hpo_error err = { 0 };
+    bool started;
+
+    if (c == NULL) {
+        return;
+    }
+    hpo__pg_on_fenced(c->st, NULL, NULL);
+    pthread_mutex_lock(&c->lock);
+    started = c->started;
+    c->stopping = true;
+    pthread_cond_broadcast(&c->wake);
+    pthread_cond_broadcast(&c->ticked);
+    pthread_mutex_unlock(&c->lock);
+    if (started) {
+        pthread_join(c->thread, NULL);
+    }
+    /* The last tick, leaving: every study released, this daemon no longer live. */
+    atomic_store(&c->leaving, true);
+    atomic_store(&c->releasing, true);
+    if (tick(c, &err) < 0) {
+        /* Not released: the others take them over once the lease ran out. */
+        atomic_fetch_add(&c->tick_failures, 1);
+    }
+    cluster_free(c);
+}
+
+void hpo_cluster_stats(struct hpo_cluster *c, struct hpo_cluster_stats *ret)
+{
+    uint64_t now = mono_us();
+
+    memset(ret, 0, sizeof(*ret));
+    pthread_mutex_lock(&c->lock);
+    if (c->view != NULL) {
+        ret->studies = c->view->n;
+        ret->live = c->view->n_live;
+        for (size_t i = 0; i < c->view->n; i++) {
+            ret->owned += c->view->e[i].owner == c->pg.daemon_id;
+        }
+    }
+    ret->heartbeat_age_ms = c->last_ok_us != 0 && now > c->last_ok_us
+            ? (now - c->last_ok_us) / 1000u
+            : 0;
+    pthread_mutex_unlock(&c->lock);
+    ret->lease_ok = ret->heartbeat_age_ms < c->lease_ms;
+    ret->claims = atomic_load(&c->claims);
+    ret->releases = atomic_load(&c->releases);
+    ret->lost = atomic_load(&c->lost);
+    ret->ticks = atomic_load(&c->ticks);
+    ret->tick_failures = atomic_load(&c->tick_failures);
+    ret->fenced = hpo__pg_fenced_writes(c->st);
+    ret->daemon_id = c->pg.daemon_id;
+    ret->leaving = atomic_load(&c->leaving);
+    ret->db_rtt_us = &c->db_rtt_us;
+}

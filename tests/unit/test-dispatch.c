@@ -1,0 +1,304 @@
+/*
+** test-dispatch.c: the request dispatcher (daemon/dispatch.c): a study's
+** jobs run one at a time in submission order whichever thread submits or
+** runs them, inline runs only on an idle lane of a quick study, jobs queued
+** behind an inline run follow it in order, every submitted job's done()
+** runs once. The daemon is an executable, not a library, so the file is
+** included (as test-config.c does).
+*/
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../daemon/dispatch.c"
+
+#include <cmocka.h>
+
+#define N_SUBMITTERS 4
+#define PER_SUBMITTER 500
+
+struct tjob {
+    struct hpo_job job; /* first: the job maps back by a cast */
+    int submitter, seq;
+    unsigned sleep_us;
+    pthread_mutex_t *gate; /* work waits for it when set */
+    struct shared *sh;
+};
+
+struct shared {
+    atomic_int running;  /* jobs of the key running now */
+    atomic_int overlaps; /* times two ran at once */
+    atomic_int done;
+    atomic_int worked;
+    pthread_mutex_t order_lock;
+    int last_seq[N_SUBMITTERS]; /* the last seq run per submitter */
+    int out_of_order;
+    int order[16]; /* the run order of a few tagged jobs */
+    int n_order;
+};
+
+static void work_cb(struct hpo_job *job)
+{
+    struct tjob *t = (struct tjob *)job;
+    struct shared *sh = t->sh;
+
+    if (atomic_fetch_add(&sh->running, 1) != 0) {
+        atomic_fetch_add(&sh->overlaps, 1);
+    }
+    if (t->gate != NULL) {
+        pthread_mutex_lock(t->gate);
+        pthread_mutex_unlock(t->gate);
+    }
+    if (t->sleep_us > 0) {
+        usleep(t->sleep_us);
+    }
+    pthread_mutex_lock(&sh->order_lock);
+    if (t->submitter >= 0) {
+        if (t->seq <= sh->last_seq[t->submitter]) {
+            sh->out_of_order++;
+        }
+        sh->last_seq[t->submitter] = t->seq;
+    } else if (sh->n_order < 16) {
+        sh->order[sh->n_order++] = t->seq;
+    }
+    pthread_mutex_unlock(&sh->order_lock);
+    atomic_fetch_add(&sh->worked, 1);
+    atomic_fetch_sub(&sh->running, 1);
+}
+
+static void done_cb(struct hpo_job *job)
+{
+    struct tjob *t = (struct tjob *)job;
+
+    atomic_fetch_add(&t->sh->done, 1);
+}
+
+static void shared_init(struct shared *sh)
+{
+    memset(sh, 0, sizeof(*sh));
+    pthread_mutex_init(&sh->order_lock, NULL);
+    for (int i = 0; i < N_SUBMITTERS; i++) {
+        sh->last_seq[i] = -1;
+    }
+}
+
+static void tjob_init(struct tjob *t, struct shared *sh, const char *key, int submitter, int seq)
+{
+    memset(t, 0, sizeof(*t));
+    t->job.work = work_cb;
+    t->job.done = done_cb;
+    t->job.key = key;
+    t->submitter = submitter;
+    t->seq = seq;
+    t->sh = sh;
+}
+
+/* Wait (at most 20 s) until `n` done() calls were seen. */
+static void wait_done(struct shared *sh, int n)
+{
+    for (int i = 0; i < 20000 && atomic_load(&sh->done) < n; i++) {
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&sh->done), n);
+}
+
+struct submitter {
+    struct hpo_dispatch *dp;
+    struct tjob *jobs;
+    int id;
+};
+
+static void *submit_main(void *arg)
+{
+    struct submitter *s = arg;
+
+    for (int i = 0; i < PER_SUBMITTER; i++) {
+        struct tjob *t = &s->jobs[i];
+        /* Some go inline, as an HTTP thread's would; the rest are submitted. */
+        if (i % 3 != 0 || !hpo_dispatch_run_inline(s->dp, &t->job)) {
+            hpo_dispatch_submit(s->dp, &t->job);
+        } else {
+            done_cb(&t->job); /* the caller of an inline run answers itself */
+        }
+    }
+    return NULL;
+}
+
+/* Jobs of one key from several threads, inline and submitted: one at a time, in order. */
+static void test_lane_order(void **state)
+{
+    struct hpo_dispatch *dp = NULL;
+    struct shared sh;
+    static struct tjob jobs[N_SUBMITTERS][PER_SUBMITTER];
+    struct submitter subs[N_SUBMITTERS];
+    pthread_t threads[N_SUBMITTERS];
+
+    (void)state;
+    shared_init(&sh);
+    assert_int_equal(hpo_dispatch_create(3, 100000, &dp), 0);
+    for (int s = 0; s < N_SUBMITTERS; s++) {
+        for (int i = 0; i < PER_SUBMITTER; i++) {
+            tjob_init(&jobs[s][i], &sh, "study", s, i);
+        }
+        subs[s] = (struct submitter){ dp, jobs[s], s };
+        assert_int_equal(pthread_create(&threads[s], NULL, submit_main, &subs[s]), 0);
+    }
+    for (int s = 0; s < N_SUBMITTERS; s++) {
+        pthread_join(threads[s], NULL);
+    }
+    wait_done(&sh, N_SUBMITTERS * PER_SUBMITTER);
+    assert_int_equal(atomic_load(&sh.worked), N_SUBMITTERS * PER_SUBMITTER);
+    assert_int_equal(atomic_load(&sh.overlaps), 0);
+    assert_int_equal(sh.out_of_order, 0);
+    hpo_dispatch_destroy(dp);
+}
+
+/* A study not seen yet, or a slow one, is not run inline; a quick one is. */
+static void test_inline_only_quick(void **state)
+{
+    struct hpo_dispatch *dp = NULL;
+    struct shared sh;
+    struct tjob a, b, c, d;
+
+    (void)state;
+    shared_init(&sh);
+    assert_int_equal(hpo_dispatch_create(2, 2000, &dp), 0);
+    tjob_init(&a, &sh, "quick", -1, 1);
+    assert_false(hpo_dispatch_run_inline(dp, &a.job)); /* unknown */
+    hpo_dispatch_submit(dp, &a.job);
+    wait_done(&sh, 1);
+    tjob_init(&b, &sh, "quick", -1, 2);
+    assert_true(hpo_dispatch_run_inline(dp, &b.job));
+    assert_int_equal(atomic_load(&sh.worked), 2);
+    assert_int_equal(atomic_load(&sh.done), 1); /* done() is the caller's after an inline run */
+    /* A slow study: its jobs stay on the pool. */
+    tjob_init(&c, &sh, "slow", -1, 3);
+    c.sleep_us = 20000;
+    hpo_dispatch_submit(dp, &c.job);
+    wait_done(&sh, 2);
+    tjob_init(&d, &sh, "slow", -1, 4);
+    assert_false(hpo_dispatch_run_inline(dp, &d.job));
+    /* Kinds apart: a study's slow asks do not keep its quick tells off the HTTP thread. */
+    tjob_init(&c, &sh, "mixed", -1, 5);
+    c.job.kind = 1;
+    c.sleep_us = 20000;
+    hpo_dispatch_submit(dp, &c.job);
+    wait_done(&sh, 3);
+    tjob_init(&b, &sh, "mixed", -1, 6);
+    b.job.kind = 2;
+    hpo_dispatch_submit(dp, &b.job);
+    wait_done(&sh, 4);
+    tjob_init(&b, &sh, "mixed", -1, 7);
+    b.job.kind = 2;
+    assert_true(hpo_dispatch_run_inline(dp, &b.job));
+    tjob_init(&c, &sh, "mixed", -1, 8);
+    c.job.kind = 1;
+    assert_false(hpo_dispatch_run_inline(dp, &c.job));
+    /* Without a key: never inline. */
+    tjob_init(&d, &sh, NULL, -1, 4);
+    assert_false(hpo_dispatch_run_inline(dp, &d.job));
+    hpo_dispatch_destroy(dp);
+}
+
+struct inline_arg {
+    struct hpo_dispatch *dp;
+    struct tjob *job;
+    bool ran;
+};
+
+static void *inline_main(void *arg)
+{
+    struct inline_arg *ia = arg;
+
+    ia->ran = hpo_dispatch_run_inline(ia->dp, &ia->job->job);
+    return NULL;
+}
+
+/*
+** Jobs submitted while an inline run holds the lane wait, then run after it
+** in order (more than the inline runner drains itself, so the pool takes
+** the rest), each with its done().
+*/
+static void test_inline_followers(void **state)
+{
+    struct hpo_dispatch *dp = NULL;
+    struct shared sh;
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    struct tjob warm, first, next[8];
+    struct inline_arg ia;
+    pthread_t th;
+
+    (void)state;
+    shared_init(&sh);
+    assert_int_equal(hpo_dispatch_create(2, 100000, &dp), 0);
+    tjob_init(&warm, &sh, "s", -1, 0);
+    hpo_dispatch_submit(dp, &warm.job);
+    wait_done(&sh, 1);
+    sh.n_order = 0;
+    tjob_init(&first, &sh, "s", -1, 100);
+    first.gate = &gate;
+    pthread_mutex_lock(&gate);
+    ia = (struct inline_arg){ dp, &first, false };
+    assert_int_equal(pthread_create(&th, NULL, inline_main, &ia), 0);
+    /* Until the inline run holds the lane (its work is at the gate). */
+    for (int i = 0; i < 20000 && atomic_load(&sh.running) == 0; i++) {
+        usleep(100);
+    }
+    assert_int_equal(atomic_load(&sh.running), 1);
+    for (int i = 0; i < 8; i++) {
+        tjob_init(&next[i], &sh, "s", -1, 101 + i);
+        hpo_dispatch_submit(dp, &next[i].job);
+    }
+    usleep(2000);
+    assert_int_equal(atomic_load(&sh.worked), 1); /* nothing overtook the inline run */
+    pthread_mutex_unlock(&gate);
+    pthread_join(th, NULL);
+    assert_true(ia.ran);
+    wait_done(&sh, 1 + 8);
+    assert_int_equal(sh.n_order, 9);
+    for (int i = 0; i < 9; i++) {
+        assert_int_equal(sh.order[i], 100 + i);
+    }
+    assert_int_equal(atomic_load(&sh.overlaps), 0);
+    hpo_dispatch_destroy(dp);
+}
+
+/* Jobs without a key all run, on several workers, each done() once. */
+static void test_unkeyed(void **state)
+{
+    struct hpo_dispatch *dp = NULL;
+    struct shared sh;
+    static struct tjob jobs[200];
+
+    (void)state;
+    shared_init(&sh);
+    assert_int_equal(hpo_dispatch_create(4, 0, &dp), 0);
+    for (int i = 0; i < 200; i++) {
+        tjob_init(&jobs[i], &sh, NULL, -1, i);
+        jobs[i].job.work = done_cb; /* no order to check: count only */
+        jobs[i].job.done = done_cb;
+        hpo_dispatch_submit(dp, &jobs[i].job);
+    }
+    wait_done(&sh, 400);
+    hpo_dispatch_destroy(dp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lane_order),
+        cmocka_unit_test(test_inline_only_quick),
+        cmocka_unit_test(test_inline_followers),
+        cmocka_unit_test(test_unkeyed),
+    };
+
+    return cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
+}
