@@ -42,6 +42,7 @@ struct hpo_job {
     */
     unsigned kind;
     struct hpo_job *next; /* the embedder's, for queueing */
+    uint64_t ticket;      /* the embedder's: its reply waits for this flush */
 };
 
 /*

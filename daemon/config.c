@@ -283,8 +283,9 @@ void hpo_config_usage(const char *prog)
            "                         a free port, which is logged and sent as systemd STATUS)\n"
            "  --db PATH|URI          SQLite database (default $STATE_DIRECTORY/hpod.db under\n"
            "                         systemd, else ./hpod.db), or a postgresql:// URI\n"
-           "  --synchronous MODE     normal (survives a daemon crash; default) or full\n"
-           "                         (survives power loss)\n"
+           "  --synchronous MODE     full (a reply only once its write is on disk: survives\n"
+           "                         power loss; default) or normal (survives a daemon crash,\n"
+           "                         a power cut may lose the last acknowledged writes)\n"
            "  --threads N            worker threads for storage and samplers (default 4)\n"
            "  --http-threads N       HTTP event-loop threads (default 0: one per CPU core,\n"
            "                         at most 8)\n"
@@ -347,6 +348,7 @@ int hpo_config_load(struct hpo_config *cfg, int argc, char **argv, char *msg, si
     snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
     cfg->port = 8080;
     cfg->threads = 4;
+    cfg->synchronous_full = true;
     cfg->log_level = HPO_LOG_INFO;
     cfg->slow_request_ms = 500;
     cfg->metrics_max_studies = 100;

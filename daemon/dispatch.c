@@ -14,6 +14,16 @@
 ** both: a study's asks apart from its tells and reports), so that a slow
 ** sampler (GP, TPE on a long history) or a slow commit never holds an HTTP
 ** thread; a kind of job of a study not seen yet starts on the pool.
+**
+** Replies held for the flush (hpo_dispatch_hold_replies, synchronous full):
+** a worker runs work() with hpo_storage_defer_flush on, so a write returns
+** once committed, before its fdatasync. The finished job takes the
+** storage's flush ticket under `lock` and joins `held` (tickets never
+** decrease along it); a drain pops the flushed prefix under `lock` and
+** calls done() outside it. The finishing worker drains right after
+** appending (a flush that completed in between has no other wake-up) and
+** the flusher's callback drains after each flush. No job runs inline then:
+** its write would wait on the HTTP thread for its own fdatasync.
 */
 #include <errno.h>
 #include <pthread.h>
@@ -26,6 +36,7 @@
 
 #include "../core/buf.h"
 #include "../core/log.h"
+#include "../storage/storage.h"
 #include "dispatch.h"
 
 #define N_BUCKETS    256
@@ -64,6 +75,10 @@ struct hpo_dispatch {
     struct run **runs_tail;
     struct lane *buckets[N_BUCKETS];
     struct speed speeds[N_SPEEDS];
+    struct hpo_job *held_head; /* finished, done() waits for the flush of job->ticket */
+    struct hpo_job **held_tail;
+    pthread_cond_t released;   /* `held` became empty */
+    struct hpo_storage *storage; /* set before the first submit; NULL: nothing held */
 };
 
 static uint64_t hash_of(const char *key)
@@ -165,6 +180,54 @@ static struct hpo_job *lane_next(struct hpo_dispatch *dp, struct lane *lane)
     return NULL;
 }
 
+/* Call done() for the jobs whose flush completed (without `lock`; any thread). */
+static void drain_held(struct hpo_dispatch *dp)
+{
+    struct hpo_job *list = NULL, **end = &list;
+
+    pthread_mutex_lock(&dp->lock);
+    while (dp->held_head != NULL && hpo_storage_flushed(dp->storage, dp->held_head->ticket)) {
+        *end = dp->held_head;
+        end = &dp->held_head->next;
+        dp->held_head = dp->held_head->next;
+    }
+    *end = NULL;
+    if (dp->held_head == NULL) {
+        dp->held_tail = &dp->held_head;
+        pthread_cond_broadcast(&dp->released);
+    }
+    pthread_mutex_unlock(&dp->lock);
+    while (list != NULL) {
+        struct hpo_job *next = list->next;
+        /* After done() the job may be gone (its request completed). */
+        list->done(list);
+        list = next;
+    }
+}
+
+/* The job's work() returned (without `lock`): done() now, or once its commits are flushed. */
+static void finish(struct hpo_dispatch *dp, struct hpo_job *job)
+{
+    if (dp->storage == NULL) {
+        job->done(job);
+        return;
+    }
+    pthread_mutex_lock(&dp->lock);
+    /* Taken under the lock, in the order of `held`: tickets never decrease along it. */
+    job->ticket = hpo_storage_flush_ticket(dp->storage);
+    job->next = NULL;
+    *dp->held_tail = job;
+    dp->held_tail = &job->next;
+    pthread_mutex_unlock(&dp->lock);
+    /* The flush may have completed before the append: its callback missed this job. */
+    drain_held(dp);
+}
+
+static void flushed_cb(void *arg)
+{
+    drain_held(arg);
+}
+
 /* Called with `lock` held; returns with it held. Runs one job of `lane`. */
 static void run_one(struct hpo_dispatch *dp, struct lane *lane, struct hpo_job *job)
 {
@@ -172,12 +235,15 @@ static void run_one(struct hpo_dispatch *dp, struct lane *lane, struct hpo_job *
 
     pthread_mutex_unlock(&dp->lock);
     t0 = now_us();
+    /* Holding replies: the job's writes return before their flush (only workers run then). */
+    hpo_storage_defer_flush(dp->storage != NULL);
     job->work(job);
+    hpo_storage_defer_flush(false);
     pthread_mutex_lock(&dp->lock);
     note_speed(dp, speed_hash(lane->hash, job->kind), now_us() - t0);
     pthread_mutex_unlock(&dp->lock);
     /* After done() the job may be gone (its request completed). */
-    job->done(job);
+    finish(dp, job);
     pthread_mutex_lock(&dp->lock);
 }
 
@@ -203,8 +269,10 @@ static void *worker_main(void *arg)
             struct hpo_job *job = r->job;
             pthread_mutex_unlock(&dp->lock);
             free(r);
+            hpo_storage_defer_flush(dp->storage != NULL);
             job->work(job);
-            job->done(job);
+            hpo_storage_defer_flush(false);
+            finish(dp, job);
             pthread_mutex_lock(&dp->lock);
             continue;
         }
@@ -254,7 +322,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     struct hpo_job *next;
     uint64_t hash, t0;
 
-    if (job->key == NULL || dp->inline_max_us == 0) {
+    if (job->key == NULL || dp->inline_max_us == 0 || dp->storage != NULL) {
         return false;
     }
     hash = hash_of(job->key);
@@ -301,8 +369,10 @@ int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dis
     }
     dp->inline_max_us = inline_max_us;
     dp->runs_tail = &dp->runs_head;
+    dp->held_tail = &dp->held_head;
     pthread_mutex_init(&dp->lock, NULL);
     pthread_cond_init(&dp->wake, NULL);
+    pthread_cond_init(&dp->released, NULL);
     dp->threads = calloc(threads > 0 ? threads : 1, sizeof(*dp->threads));
     if (dp->threads == NULL) {
         hpo_dispatch_destroy(dp);
@@ -338,6 +408,28 @@ void hpo_dispatch_stop(struct hpo_dispatch *dp)
         pthread_join(dp->threads[i], NULL);
     }
     dp->n_threads = 0;
+    /* Held replies go out as the flusher (running until the storage closes) catches up. */
+    pthread_mutex_lock(&dp->lock);
+    while (dp->held_head != NULL) {
+        pthread_cond_wait(&dp->released, &dp->lock);
+    }
+    pthread_mutex_unlock(&dp->lock);
+}
+
+void hpo_dispatch_hold_replies(struct hpo_dispatch *dp, struct hpo_storage *st)
+{
+    pthread_mutex_lock(&dp->lock);
+    dp->storage = st;
+    pthread_mutex_unlock(&dp->lock);
+    hpo_storage_on_flush(st, flushed_cb, dp);
+}
+
+void hpo_dispatch_detach(struct hpo_dispatch *dp)
+{
+    if (dp->storage != NULL) {
+        /* Once it returned, no callback runs (storage.h); nothing is held after the stop. */
+        hpo_storage_on_flush(dp->storage, NULL, NULL);
+    }
 }
 
 void hpo_dispatch_destroy(struct hpo_dispatch *dp)
@@ -346,6 +438,7 @@ void hpo_dispatch_destroy(struct hpo_dispatch *dp)
         return;
     }
     hpo_dispatch_stop(dp);
+    hpo_dispatch_detach(dp);
     /* Only a stop cut short leaves runs behind (their requests were closed by MHD). */
     while (dp->runs_head != NULL) {
         struct run *r = dp->runs_head;
@@ -360,6 +453,7 @@ void hpo_dispatch_destroy(struct hpo_dispatch *dp)
     }
     free(dp->threads);
     pthread_cond_destroy(&dp->wake);
+    pthread_cond_destroy(&dp->released);
     pthread_mutex_destroy(&dp->lock);
     free(dp);
 }

@@ -30,6 +30,18 @@ struct hpo_dispatch;
 */
 int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dispatch **ret);
 
+/*
+** Hold each job's done() until `st` flushed every commit made before the job
+** finished (hpo_storage_defer_flush: jobs return from their writes before
+** the flush); jobs then never run inline (hpo_dispatch_run_inline returns
+** false). Call before the first submit. hpo_dispatch_detach(), after the
+** last submit, waits for the held replies and detaches from `st`'s flush
+** callback; call it before hpo_storage_close.
+*/
+struct hpo_storage;
+void hpo_dispatch_hold_replies(struct hpo_dispatch *dp, struct hpo_storage *st);
+void hpo_dispatch_detach(struct hpo_dispatch *dp);
+
 /* Queue a job (any thread). */
 void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job);
 

@@ -297,6 +297,7 @@ static void stop_timer_cb(uv_timer_t *t)
     hpo_dispatch_stop(d->dispatch);
     hpo_api_stop(d->api);
     d->api = NULL;
+    hpo_dispatch_detach(d->dispatch);
     uv_walk(&d->loop, close_walk_cb, NULL);
 }
 
@@ -573,6 +574,10 @@ int main(int argc, char **argv)
                 strerror_r(-r, eb, sizeof(eb)));
         rc = 1;
         goto out_service;
+    }
+    if (d.cfg.synchronous_full && !hpo_storage_is_postgresql(d.cfg.db)) {
+        /* SQLite's pipelined flush: replies wait for it on the dispatcher, not the writes. */
+        hpo_dispatch_hold_replies(d.dispatch, d.storage);
     }
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;

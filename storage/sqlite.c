@@ -8,12 +8,55 @@
 ** Large values go
 ** to side files (blobs.c); the writer writes them before the COMMIT that
 ** references them and unlinks replaced ones after it.
+**
+** The pipelined flush (synchronous full on a database file). SQLite runs
+** with synchronous NORMAL: a COMMIT appends the batch's frames to the WAL
+** and returns without fsync. Flusher threads (flush_main) fdatasync() the
+** WAL through an fd of its own on `<db>-wal` (an fsync is per inode, so it
+** flushes SQLite's writes too) in a loop, and a batch's callers are woken
+** only once an fdatasync that STARTED after the batch's COMMIT returned has
+** succeeded: a reply still follows the write's arrival on disk, but the
+** leader forms and commits batch N+1 while batch N is being flushed, so the
+** disk's flush no longer serializes the batches.
+**
+** Why no acknowledged batch can be lost to a checkpoint or a WAL restart:
+** in WAL mode SQLite writes the database file only in a checkpoint, and
+** with synchronous NORMAL a checkpoint fdatasyncs the WAL before it copies
+** frames into the database file and fsyncs the database file after a
+** complete copy, before it records the frames as backfilled (nBackfill).
+** A WAL restart (the next writer writing from offset 0 of the same inode,
+** with a new salt) happens only when every frame is backfilled, that is
+** after that fsync of the database file. So a frame a restart overwrites is
+** already durable in the database file, whether or not our flusher had
+** reached it; a frame not yet backfilled is never overwritten. After a power
+** cut, recovery replays the WAL up to the last commit frame whose checksum
+** chain is intact: an unflushed batch may be missing (it was never
+** acknowledged), a flushed one is there. The WAL file stays the same inode
+** while the daemon holds its connection (SQLite deletes it only when the
+** last connection closes, and journal_size_limit is not set, so it is never
+** truncated); its directory entry is fsync'd once at open.
+**
+** Side files keep their order: they are written and fdatasync'd, and their
+** directory fsync'd, before the COMMIT that references them (as before); a
+** batch that created or replaced side files waits for its own flush before
+** the files it replaced are unlinked or reused, so a power cut cannot leave
+** a durable reference to a file already gone. A failed fdatasync (EIO: the
+** kernel may have dropped the dirty pages) ends the process: the daemon
+** cannot know what reached the disk, so it stops (abort, as PostgreSQL's
+** PANIC on a failed fsync) and the restart reads what the disk holds.
+**
+** Replies held, not the study (hpo_storage_defer_flush, used by
+** daemon/dispatch.c): a deferring caller returns once its batch committed,
+** so one study's mutations (serialized by its lane and lock) still form
+** batches of several writes per flush; the dispatcher holds every reply
+** until the flush covering all commits made before the reply was built.
 */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,8 +71,15 @@
 #include <sqlite3.h>
 
 #include "../core/histogram.h"
+#include "../core/log.h"
 #include "storage-int.h"
 
+/*
+** Flusher threads: a commit made while one fdatasync runs starts the next on
+** an idle flusher at once, instead of waiting for the running one to end
+** (a reply waits about one flush, not one and a half).
+*/
+#define N_FLUSHERS 2
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
 /* Free space that makes a database out of space look healthy again (/healthz). */
@@ -182,6 +232,21 @@ struct sq_storage {
     struct hpo_hist commit_us;
     struct hpo_hist batch_writes;
     atomic_uint_fast64_t failed_batches;
+
+    /* The pipelined flush (see the top of this file). */
+    bool pipelined;          /* fixed at open */
+    int wal_fd;              /* <db>-wal, for the flusher's fdatasync; or -1 */
+    pthread_t flusher[N_FLUSHERS];
+    int n_flushers;            /* started */
+    pthread_cond_t flush_wake; /* idle flushers wait here for commits or stop */
+    /* Written under `lock`, read anywhere: */
+    atomic_uint_fast64_t commit_seq; /* group commits appended to the WAL so far */
+    atomic_uint_fast64_t synced_seq; /* those covered by an fdatasync started after them */
+    /* Under `lock`: */
+    uint64_t flush_target; /* the newest commit a started fdatasync covers */
+    bool flusher_stop;
+    void (*on_flush)(void *arg); /* hpo_storage_on_flush */
+    void *on_flush_arg;
 };
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -738,8 +803,8 @@ static int failure_errno(struct sq_storage *st)
     return (uint64_t)sv.f_bavail * sv.f_frsize < DB_ROOM ? ENOSPC : 0;
 }
 
-/* One group transaction: every write of `batch`, each in its savepoint. */
-static void run_batch(struct sq_storage *st, struct hpo_write *batch)
+/* One group transaction: every write of `batch`, each in its savepoint. True if it committed. */
+static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
     static const struct hpo_blob_mark all = { 0, 0, 0 };
     struct hpo_error err;
@@ -785,7 +850,7 @@ static void run_batch(struct sq_storage *st, struct hpo_write *batch)
     atomic_fetch_add(&st->writes, ok);
     atomic_store(&st->healthy, true);
     publish_blob_health(st);
-    return;
+    return true;
 
 fail:
     atomic_store(&st->db_errno, failure_errno(st));
@@ -799,6 +864,7 @@ fail:
     atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
     publish_blob_health(st);
+    return false;
 }
 
 static void idle_wait(struct sq_storage *st)
@@ -823,6 +889,8 @@ static void lead_batch(struct sq_storage *st)
 {
     struct hpo_write *batch = st->head;
     struct hpo_write *next;
+    uint64_t seq = 0;
+    bool committed;
 
     st->busy = true;
     st->head = NULL;
@@ -830,18 +898,35 @@ static void lead_batch(struct sq_storage *st)
     st->queued = 0;
     pthread_mutex_unlock(&st->lock);
 
-    run_batch(st, batch);
+    committed = run_batch(st, batch);
 
     pthread_mutex_lock(&st->lock);
+    if (committed && st->pipelined) {
+        /* Its callers wait for the flusher (sq_write); this thread may lead the next batch. */
+        seq = atomic_load(&st->commit_seq) + 1;
+        atomic_store(&st->commit_seq, seq);
+        pthread_cond_signal(&st->flush_wake);
+    }
     /* A waiter may free its write as soon as it sees `done`. */
     for (struct hpo_write *w = batch; w != NULL; w = next) {
         next = w->next;
         w->next = NULL;
-        w->done = true;
+        if (seq != 0) {
+            w->seq = seq;
+        } else {
+            w->done = true;
+        }
     }
     pthread_cond_broadcast(&st->done);
     if (hpo__blobs_pending(&st->blobs)) {
-        /* Files the commit replaced go after the waiters woke, before the next batch. */
+        /*
+        ** Files the commit replaced go after the waiters woke, before the
+        ** next batch; with the pipelined flush only once the commit is on
+        ** disk (a power cut must not leave a reference to a removed file).
+        */
+        while (seq != 0 && atomic_load(&st->synced_seq) < seq) {
+            pthread_cond_wait(&st->done, &st->lock);
+        }
         pthread_mutex_unlock(&st->lock);
         hpo__blobs_finish(&st->blobs);
         pthread_mutex_lock(&st->lock);
@@ -886,6 +971,119 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
+}
+
+/*
+** A flusher thread (pipelined flush, see the top of this file): when commits
+** were made that no started fdatasync covers, note the last one, fdatasync
+** the WAL, then wake the callers of every commit up to the noted one. Two
+** run, so a flush starts as soon as a commit needs one; `synced_seq` only
+** grows (a flush that started earlier may end later). At stop each exits
+** once every commit is covered by a flush that started, and close joins
+** them, so the last flushes end before the storage goes.
+*/
+static void *flush_main(void *arg)
+{
+    struct sq_storage *st = arg;
+
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        uint64_t target = atomic_load(&st->commit_seq);
+        int rc;
+        int e;
+
+        if (target <= st->flush_target) {
+            if (st->flusher_stop) {
+                break;
+            }
+            pthread_cond_wait(&st->flush_wake, &st->lock);
+            continue;
+        }
+        st->flush_target = target;
+        pthread_mutex_unlock(&st->lock);
+        do {
+            rc = fdatasync(st->wal_fd);
+        } while (rc != 0 && errno == EINTR);
+        e = errno;
+        if (rc != 0) {
+            char buf[128];
+
+            /*
+            ** The kernel may have dropped the dirty pages it could not write
+            ** and a later fdatasync would then succeed: no reply waiting for
+            ** this flush can be sent, and the process ends (as PostgreSQL's
+            ** PANIC on a failed fsync); the restart reads what the disk holds.
+            */
+            hpo_log(HPO_LOG_ERR, "fdatasync of the WAL of the database failed: %s; stopping "
+                    "without acknowledging the writes it covered",
+                    strerror_r(e, buf, sizeof(buf)));
+            abort();
+        }
+        pthread_mutex_lock(&st->lock);
+        if (atomic_load(&st->synced_seq) < target) {
+            atomic_store(&st->synced_seq, target);
+            pthread_cond_broadcast(&st->done);
+            if (st->on_flush != NULL) {
+                st->on_flush(st->on_flush_arg);
+            }
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/*
+** With synchronous full on a database file: open the WAL for the flusher,
+** make its directory entry durable, and let SQLite commit without fsync.
+** When the WAL cannot be opened, the connection keeps synchronous FULL
+** (every COMMIT fsyncs itself): slower, as durable.
+*/
+static int setup_pipelined(struct sq_storage *st, struct hpo_error *err)
+{
+    const char *db_file = sqlite3_db_filename(st->db, "main");
+    const char *wal;
+    char *dir;
+    char *slash;
+    int dfd;
+    int rc;
+
+    if (db_file == NULL || db_file[0] == '\0') {
+        return 0;
+    }
+    wal = sqlite3_filename_wal(db_file);
+    st->wal_fd = open(wal, O_RDWR | O_CLOEXEC);
+    if (st->wal_fd < 0) {
+        return 0;
+    }
+    dir = strdup(wal);
+    if (dir == NULL) {
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    slash = strrchr(dir, '/');
+    if (slash != NULL) {
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+    dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        int e = errno;
+        char buf[128];
+
+        if (dfd >= 0) {
+            close(dfd);
+        }
+        hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL, "syncing the directory of '%s': %s",
+                wal, strerror_r(e, buf, sizeof(buf)));
+        free(dir);
+        return -EIO;
+    }
+    close(dfd);
+    free(dir);
+    rc = sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        return hpo__storage_error(st->db, rc, "PRAGMA synchronous = NORMAL", err);
+    }
+    st->pipelined = true;
+    return 0;
 }
 
 /* Run a one-row PRAGMA and copy its text result. */
@@ -987,6 +1185,10 @@ static void destroy(struct sq_storage *st)
     (void)rc;
     pthread_cond_destroy(&st->done);
     pthread_cond_destroy(&st->wake);
+    pthread_cond_destroy(&st->flush_wake);
+    if (st->wal_fd >= 0) {
+        close(st->wal_fd);
+    }
     pthread_mutex_destroy(&st->lock);
     hpo__blobs_close(&st->blobs);
     if (st->db_dirfd >= 0) {
@@ -1039,6 +1241,10 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     pthread_cond_init(&st->wake, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&st->done, NULL);
+    pthread_cond_init(&st->flush_wake, NULL);
+    st->wal_fd = -1;
+    atomic_init(&st->commit_seq, 0);
+    atomic_init(&st->synced_seq, 0);
     st->tail = &st->head;
     st->blobs.dirfd = -1;
     atomic_init(&st->healthy, true);
@@ -1087,9 +1293,15 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     if (r < 0) {
         goto fail;
     }
+    if (opt->synchronous_full) {
+        r = setup_pipelined(st, err);
+        if (r < 0) {
+            goto fail;
+        }
+    }
     /*
-    ** With synchronous NORMAL only: under FULL every commit fsyncs the WAL
-    ** anyway, and a checkpoint's fsyncs beside them made those slower
+    ** With synchronous normal only: under full every commit's flush covers
+    ** the WAL anyway, and a checkpoint's fsyncs beside them made those slower
     ** (measured: p50 of an 8-client ask 2-4 ms against 2 ms). Without it (no
     ** thread, no second connection) SQLite checkpoints in the commits.
     */
@@ -1394,7 +1606,22 @@ static int sq_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb
 static int sq_start(struct hpo_storage *base)
 {
     struct sq_storage *st = (struct sq_storage *)base;
+    sigset_t all;
+    sigset_t old;
+    int r;
 
+    while (st->pipelined && st->n_flushers < N_FLUSHERS) {
+        /* Signals belong to the loop thread. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = pthread_create(&st->flusher[st->n_flushers], NULL, flush_main, st);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+            return -r;
+        }
+        (void)pthread_setname_np(st->flusher[st->n_flushers], "hpod-flush");
+        st->n_flushers++;
+    }
     return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
 
@@ -1404,6 +1631,7 @@ static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     w->result = 0;
     w->done = false;
     w->next = NULL;
+    w->seq = 0;
     hpo_error_clear(&w->err);
 
     pthread_mutex_lock(&st->lock);
@@ -1422,6 +1650,14 @@ static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     st->queued++;
     st->waiters++;
     while (!w->done) {
+        /*
+        ** Committed, and an fdatasync that started after the commit
+        ** succeeded; or committed, and the caller holds its reply until then.
+        */
+        if (w->seq != 0 && (hpo__defer_flush || w->seq <= atomic_load(&st->synced_seq))) {
+            w->done = true;
+            break;
+        }
         if (may_lead(st)) {
             lead_batch(st);
         } else {
@@ -1538,6 +1774,16 @@ static void sq_close(struct hpo_storage *base)
     if (started) {
         pthread_join(st->thread, NULL);
     }
+    if (st->n_flushers > 0) {
+        /* The writer is gone: the flushers flush the last commits, then stop. */
+        pthread_mutex_lock(&st->lock);
+        st->flusher_stop = true;
+        pthread_cond_broadcast(&st->flush_wake);
+        pthread_mutex_unlock(&st->lock);
+        for (int i = 0; i < st->n_flushers; i++) {
+            pthread_join(st->flusher[i], NULL);
+        }
+    }
     /* Every write is done now, but its caller may not have woken up yet. */
     pthread_mutex_lock(&st->lock);
     while (st->waiters > 0) {
@@ -1545,6 +1791,27 @@ static void sq_close(struct hpo_storage *base)
     }
     pthread_mutex_unlock(&st->lock);
     destroy(st);
+}
+
+static uint64_t sq_flush_ticket(struct hpo_storage *base)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    return atomic_load(&st->commit_seq);
+}
+
+static bool sq_flushed(struct hpo_storage *base, uint64_t ticket)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    return atomic_load(&st->synced_seq) >= ticket;
+}
+
+static void sq_on_flush(struct hpo_storage *base, void (*fn)(void *arg), void *arg)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    pthread_mutex_lock(&st->lock);
+    st->on_flush = fn;
+    st->on_flush_arg = arg;
+    pthread_mutex_unlock(&st->lock);
 }
 
 static void sq_metrics(struct hpo_storage *base, const struct hpo_hist **ret_commit_us,
@@ -1567,4 +1834,7 @@ static const struct hpo_storage_ops sq_ops = {
     .close = sq_close,
     .pause = sq_pause,
     .queued = sq_queued,
+    .flush_ticket = sq_flush_ticket,
+    .flushed = sq_flushed,
+    .on_flush = sq_on_flush,
 };

@@ -38,12 +38,19 @@ struct hpo_storage_ops {
     void (*close)(struct hpo_storage *st);
     void (*pause)(struct hpo_storage *st, bool pause);
     size_t (*queued)(struct hpo_storage *st);
+    /* Optional (NULL: writes return durable): see hpo_storage_flush_ticket. */
+    uint64_t (*flush_ticket)(struct hpo_storage *st);
+    bool (*flushed)(struct hpo_storage *st, uint64_t ticket);
+    void (*on_flush)(struct hpo_storage *st, void (*fn)(void *arg), void *arg);
     /* Several daemons (pg.c); NULL for SQLite. */
     void (*fence_set)(struct hpo_storage *st, int64_t study_id, int64_t epoch);
     int (*new_study_id)(struct hpo_storage *st, int64_t *ret_id, struct hpo_error *err);
     int (*load_study)(struct hpo_storage *st, const char *name,
             const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err);
 };
+
+/* hpo_storage_defer_flush's setting for this thread. */
+extern _Thread_local bool hpo__defer_flush;
 
 struct hpo_storage {
     const struct hpo_storage_ops *ops;

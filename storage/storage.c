@@ -79,6 +79,29 @@ size_t hpo__storage_queued(struct hpo_storage *st)
     return st->ops->queued != NULL ? st->ops->queued(st) : 0;
 }
 
+_Thread_local bool hpo__defer_flush;
+
+void hpo_storage_defer_flush(bool on)
+{
+    hpo__defer_flush = on;
+}
+
+uint64_t hpo_storage_flush_ticket(struct hpo_storage *st)
+{
+    return st->ops->flush_ticket != NULL ? st->ops->flush_ticket(st) : 0;
+}
+
+bool hpo_storage_flushed(struct hpo_storage *st, uint64_t ticket)
+{
+    return st->ops->flushed == NULL || st->ops->flushed(st, ticket);
+}
+
+void hpo_storage_on_flush(struct hpo_storage *st, void (*fn)(void *arg), void *arg)
+{
+    if (st->ops->on_flush != NULL) {
+        st->ops->on_flush(st, fn, arg);
+    }
+}
 void hpo_storage_fence_set(struct hpo_storage *st, int64_t study_id, int64_t epoch)
 {
     if (st->ops->fence_set != NULL) {

@@ -112,6 +112,7 @@ struct hpo_write {
     bool done;
     struct hpo_error err;
     struct hpo_write *next;
+    uint64_t seq; /* the group commit that holds it, awaiting its flush (0: none) */
 };
 
 /* Whether `db` names a PostgreSQL database (a postgresql:// or postgres:// URI). */
@@ -215,6 +216,29 @@ void hpo_storage_stats(struct hpo_storage *st, uint64_t *ret_commits, uint64_t *
 struct hpo_hist;
 void hpo_storage_metrics(struct hpo_storage *st, const struct hpo_hist **ret_commit_us,
         const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed);
+
+/*
+** Replies held until the flush instead of the study (SQLite with synchronous
+** full, storage/sqlite.c): while on for the calling thread, hpo_storage_write
+** returns as soon as its batch committed to the WAL, before the fdatasync
+** that makes it durable, so the study's next mutation can join the next
+** batch. The caller then must let nothing out that depends on what it did
+** (its reply) before hpo_storage_flushed(st, t) is true for a ticket
+** t = hpo_storage_flush_ticket(st) taken after the work: a batch's commit
+** holds its predecessors' (the WAL is replayed as a prefix), so a reply
+** waits for every commit that preceded it. A failed fdatasync ends the
+** process (nothing more is acknowledged). Other backends and modes return
+** from hpo_storage_write durable: ticket 0, always flushed.
+*/
+void hpo_storage_defer_flush(bool on);
+uint64_t hpo_storage_flush_ticket(struct hpo_storage *st);
+bool hpo_storage_flushed(struct hpo_storage *st, uint64_t ticket);
+
+/*
+** fn(arg) on the flusher thread after each flush (NULL: none). Once it
+** returned, no call of the previous fn runs or starts. Thread-safe.
+*/
+void hpo_storage_on_flush(struct hpo_storage *st, void (*fn)(void *arg), void *arg);
 
 /*
 ** Drain the queue, stop and join the writer, finalize every statement and

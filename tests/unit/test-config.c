@@ -95,7 +95,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.host, "127.0.0.1");
     assert_int_equal(cfg.port, 8080);
     assert_string_equal(cfg.db, "./hpod.db");
-    assert_false(cfg.synchronous_full);
+    assert_true(cfg.synchronous_full); /* durable by default */
     assert_int_equal(cfg.threads, 4);
     assert_int_equal(cfg.log_level, HPO_LOG_INFO);
     assert_false(cfg.check_only || cfg.show_help || cfg.show_version);
@@ -236,7 +236,7 @@ static void test_file_format(void **state)
             "listen\t127.0.0.1:7000\n"
             "db   /var/tmp/hpod.db   \r\n"
             "  threads 2\n"
-            "synchronous full",
+            "synchronous normal",
             path, sizeof(path));
     {
         char *argv[] = { "hpod", "--config", path, NULL };
@@ -245,7 +245,7 @@ static void test_file_format(void **state)
     assert_int_equal(cfg.port, 7000);
     assert_string_equal(cfg.db, "/var/tmp/hpod.db");
     assert_int_equal(cfg.threads, 2);
-    assert_true(cfg.synchronous_full);
+    assert_false(cfg.synchronous_full);
     assert_string_equal(cfg.config_file, path);
 
     /* --config=FILE works the same; a bad value names the setting. */
@@ -291,7 +291,7 @@ static void test_precedence(void **state)
     struct hpo_config cfg;
     char path[512], msg[256];
 
-    write_file(dir, "p.conf", "listen 127.0.0.1:1001\nthreads 3\nlog-level debug\ndb /f.db\n",
+    write_file(dir, "p.conf", "listen 127.0.0.1:1001\nthreads 3\nlog-level debug\ndb /f.db\nsynchronous normal\n",
             path, sizeof(path));
     setenv("HPOD_LISTEN", "127.0.0.1:1002", 1);
     setenv("HPOD_THREADS", "5", 1);

@@ -3,12 +3,15 @@
 ** jobs run one at a time in submission order whichever thread submits or
 ** runs them, inline runs only on an idle lane of a quick study, jobs queued
 ** behind an inline run follow it in order, every submitted job's done()
-** runs once. The daemon is an executable, not a library, so the file is
+** runs once; with replies held for SQLite's pipelined flush, no done()
+** runs before the flush of the commits made before its job finished, and
+** nothing runs inline. The daemon is an executable, not a library, so the file is
 ** included (as test-config.c does).
 */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -291,6 +294,92 @@ static void test_unkeyed(void **state)
     hpo_dispatch_destroy(dp);
 }
 
+/* ---- replies held for the flush ---------------------------------------- */
+
+#define N_HELD 300
+
+struct held_job {
+    struct hpo_job job; /* first */
+    struct hpo_storage *st;
+    uint64_t ticket; /* the commits made when work() returned */
+    int write_rc;
+    atomic_int *done, *early;
+};
+
+static void held_work(struct hpo_job *job)
+{
+    struct held_job *h = (struct held_job *)job;
+    struct hpo_op op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .blob = "x", .len = 1 };
+    struct hpo_write w = { .ops = &op, .n_ops = 1 };
+    struct hpo_error err;
+
+    hpo_error_clear(&err);
+    h->write_rc = hpo_storage_write(h->st, &w, &err);
+    h->ticket = hpo_storage_flush_ticket(h->st);
+}
+
+static void held_done(struct hpo_job *job)
+{
+    struct held_job *h = (struct held_job *)job;
+
+    if (!hpo_storage_flushed(h->st, h->ticket)) {
+        atomic_fetch_add(h->early, 1);
+    }
+    atomic_fetch_add(h->done, 1);
+}
+
+static void test_held_replies(void **state)
+{
+    char dir[] = "/tmp/test-dispatch-XXXXXX", path[64], cmd[128];
+    struct hpo_storage_options opt = { .synchronous_full = true };
+    static struct held_job jobs[N_HELD];
+    static const char *keys[] = { "a", "b", "c" };
+    struct hpo_storage *st = NULL;
+    struct hpo_dispatch *dp = NULL;
+    struct hpo_error err;
+    atomic_int done = 0, early = 0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/h.db", dir);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    {
+        struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = 1, .name = "s", .text = "{}" };
+        struct hpo_write w = { .ops = &op, .n_ops = 1 };
+        assert_int_equal(hpo_storage_write(st, &w, &err), 0);
+    }
+    /* A generous inline bound: only the hold keeps jobs off the calling thread. */
+    assert_int_equal(hpo_dispatch_create(4, 1000000000u, &dp), 0);
+    hpo_dispatch_hold_replies(dp, st);
+    for (int i = 0; i < N_HELD; i++) {
+        memset(&jobs[i], 0, sizeof(jobs[i]));
+        jobs[i].job.work = held_work;
+        jobs[i].job.done = held_done;
+        jobs[i].job.key = keys[i % 3];
+        jobs[i].st = st;
+        jobs[i].done = &done;
+        jobs[i].early = &early;
+        if (i % 2 == 0) {
+            assert_false(hpo_dispatch_run_inline(dp, &jobs[i].job));
+        }
+        hpo_dispatch_submit(dp, &jobs[i].job);
+    }
+    /* The stop returns once every held reply went out (the flusher still runs). */
+    hpo_dispatch_stop(dp);
+    assert_int_equal(atomic_load(&done), N_HELD);
+    assert_int_equal(atomic_load(&early), 0);
+    for (int i = 0; i < N_HELD; i++) {
+        assert_int_equal(jobs[i].write_rc, 0);
+        assert_true(jobs[i].ticket >= 2);
+    }
+    hpo_dispatch_destroy(dp);
+    hpo_storage_close(st);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_inline_only_quick),
         cmocka_unit_test(test_inline_followers),
         cmocka_unit_test(test_unkeyed),
+        cmocka_unit_test(test_held_replies),
     };
 
     return cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);

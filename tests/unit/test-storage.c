@@ -2142,6 +2142,55 @@ static void test_big_values_synchronous_full(void **state)
     free(blob);
 }
 
+/*
+** synchronous FULL on a file: a write returns only once a flush covers it
+** (its ticket is flushed at return); with hpo_storage_defer_flush it may
+** return before, and its ticket is flushed by the flusher within a bound.
+** Replacing a side file waits for the flush before the old file goes.
+*/
+static void test_pipelined_flush_tickets(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage_options opt = { .synchronous_full = true };
+    struct hpo_storage *st = NULL;
+    unsigned char *blob = make_bytes(HPO_BLOB_MIN + 1, 81);
+    struct hpo_error err;
+    uint64_t t;
+    struct dump d;
+
+    assert_int_equal(hpo_storage_open(f->path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    assert_int_equal(hpo_storage_flush_ticket(st), 0);
+    {
+        struct hpo_op ops[] = { op_study(1, "s", "{}", 0) };
+
+        write_ok(st, ops, 1);
+    }
+    t = hpo_storage_flush_ticket(st);
+    assert_true(t >= 1);
+    assert_true(hpo_storage_flushed(st, t));
+    hpo_storage_defer_flush(true);
+    for (int i = 0; i < 20; i++) {
+        struct hpo_op ops[] = { op_state(1, blob, i % 2 == 0 ? HPO_BLOB_MIN + 1 : 10) };
+
+        write_ok(st, ops, 1);
+    }
+    hpo_storage_defer_flush(false);
+    t = hpo_storage_flush_ticket(st);
+    assert_true(t >= 21);
+    for (int i = 0; i < 5000 && !hpo_storage_flushed(st, t); i++) {
+        usleep(1000);
+    }
+    assert_true(hpo_storage_flushed(st, t));
+    hpo_storage_close(st);
+    /* The last state is the short one: no side file is left. */
+    assert_int_equal(count_files(f), 0);
+    load_all(f->path, &d);
+    assert_int_equal(d.v[0].len, 10);
+    dump_free(&d);
+    free(blob);
+}
+
 /* The reader connection follows shared-vector references to a vector held in a file. */
 static void test_reader_reads_file_vectors(void **state)
 {
@@ -2221,6 +2270,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leftover_removed_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_file_fails_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_values_synchronous_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_flush_tickets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_reads_file_vectors, setup, teardown),
     };
 

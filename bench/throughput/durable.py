@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""durable.py: ask+tell throughput under --synchronous full vs normal, side by side in one run.
+
+Usage: bench/throughput/durable.py [--hpod build/daemon/hpod] [--hpod-before OTHER/hpod]
+                                   [--seconds 4] [--repeat 3] [--clients 1,8,64]
+                                   [--db postgresql://...]
+
+Each round runs, for every binary (the one under test and, with
+--hpod-before, an older build to compare with), for both modes, a fresh
+daemon (fresh database in a temporary directory on the disk that holds
+/tmp, or a fresh PostgreSQL database with --db) and loadgen
+(bench/throughput/loadgen.c, the random sampler, one keep-alive connection
+per client) at each client count. Rounds interleave the configurations so
+that load from elsewhere on the machine spreads over all of them; the
+medians are printed side by side with full/normal ratios against issue 18's
+targets (full >= 80% of normal at 64 clients, >= 50% at 8).
+Standard library only; Debian's /usr/bin/python3.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.dont_write_bytecode = True
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from hpodtest import Daemon, build_curl_tool  # noqa: E402
+from run import run_hpod  # noqa: E402
+
+TARGETS = {64: 0.80, 8: 0.50}
+
+
+def fdatasync_ms(directory, n=100):
+    """p50 and p90 of n fdatasyncs after a 4 KiB pwrite, in ms: what a flush costs right now."""
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    ts = []
+    try:
+        for i in range(n):
+            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            ts.append(1e3 * (time.perf_counter() - t))
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    ts.sort()
+    return ts[n // 2], ts[n * 9 // 10]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hpod", default=os.path.join(ROOT, "build", "daemon", "hpod"))
+    ap.add_argument("--hpod-before", default=None, help="an older hpod to measure in the same run")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--clients", default="1,8,64")
+    ap.add_argument("--db", default=None, help="a postgresql:// URI instead of a fresh SQLite file")
+    args = ap.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+    bins = [("after", args.hpod)] + ([("before", args.hpod_before)] if args.hpod_before else [])
+    modes = ["normal", "full"]
+    res = {(b, m, c): [] for b, _ in bins for m in modes for c in clients}
+
+    with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
+        loadgen = build_curl_tool(os.path.join(HERE, "loadgen.c"), tmp)
+        for r in range(args.repeat):
+            p50, p90 = fdatasync_ms(tmp)
+            print("round %d: fdatasync of 4 KiB here: p50 %.3f ms, p90 %.3f ms" % (r + 1, p50, p90),
+                  flush=True)
+            for b, exe in bins:
+                for m in modes:
+                    extra = ["--synchronous", m]
+                    if args.db:
+                        extra += ["--db", args.db]
+                    with Daemon(exe, extra_args=extra) as d:
+                        for c in clients:
+                            x = run_hpod(d, loadgen, "b-%d-%s-%d" % (r, m, c), c, args.seconds)
+                            res[(b, m, c)].append(x)
+                            print("round %d %-6s %-6s %2d clients: %8.0f pairs/s  p50 %.3f ms  "
+                                  "p99 %.3f ms  hpod CPU %5.1f%%"
+                                  % (r + 1, b, m, c, x["pairs_per_s"], x["p50_ms"], x["p99_ms"],
+                                     x["hpod_cpu_pct"]), flush=True)
+    print()
+    print("medians of %d rounds, ask+tell pairs/s (random sampler, %s)"
+          % (args.repeat, "PostgreSQL" if args.db else "SQLite"))
+    for b, _ in bins:
+        for c in clients:
+            n = statistics.median(x["pairs_per_s"] for x in res[(b, "normal", c)])
+            f = statistics.median(x["pairs_per_s"] for x in res[(b, "full", c)])
+            fp = statistics.median(x["p50_ms"] for x in res[(b, "full", c)])
+            t = TARGETS.get(c)
+            print("  %-6s %2d clients: normal %8.0f  full %8.0f  full/normal %5.1f%%  "
+                  "(full p50 %.3f ms)%s"
+                  % (b, c, n, f, 100.0 * f / n, fp,
+                     "" if t is None else "  target >= %.0f%%: %s"
+                     % (100 * t, "met" if f >= t * n else "MISSED")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
