@@ -899,12 +899,33 @@ static json_t *constraint_flag(const char *arg)
     return o;
 }
 
+/* Set root[key] to the list that `parse` makes of n flags (none: untouched); false: a bad flag. */
+static bool flags_into(json_t *root, const char *key, const char *const *flags, int n,
+        json_t *(*parse)(const char *))
+{
+    json_t *list;
+
+    if (n <= 0) {
+        return true;
+    }
+    list = json_array();
+    for (int k = 0; k < n; k++) {
+        json_t *o = parse(flags[k]);
+        if (o == NULL) {
+            json_decref(list);
+            return false;
+        }
+        json_array_append_new(list, o);
+    }
+    json_object_set_new(root, key, list);
+    return true;
+}
+
 /* `study create` flags: set the spec's "objectives" / "constraints" (text replaced). */
 static int spec_with_flags(const struct args *a, char **spec)
 {
     json_error_t jerr;
     json_t *root = json_loads(*spec, JSON_REJECT_DUPLICATES, &jerr);
-    json_t *list;
     char *text;
 
     if (!json_is_object(root)) {
@@ -917,31 +938,10 @@ static int spec_with_flags(const struct args *a, char **spec)
         return usage_error("%s already has the \"objectives\" or \"constraints\" that "
                            "--objective/--constraint would set", a->file);
     }
-    if (a->nobjectives > 0) {
-        list = json_array();
-        for (int k = 0; k < a->nobjectives; k++) {
-            json_t *o = objective_flag(a->objectives[k]);
-            if (o == NULL) {
-                json_decref(list);
-                json_decref(root);
-                return HPOCTL_EXIT_USAGE;
-            }
-            json_array_append_new(list, o);
-        }
-        json_object_set_new(root, "objectives", list);
-    }
-    if (a->nconstraints > 0) {
-        list = json_array();
-        for (int k = 0; k < a->nconstraints; k++) {
-            json_t *o = constraint_flag(a->constraints[k]);
-            if (o == NULL) {
-                json_decref(list);
-                json_decref(root);
-                return HPOCTL_EXIT_USAGE;
-            }
-            json_array_append_new(list, o);
-        }
-        json_object_set_new(root, "constraints", list);
+    if (!flags_into(root, "objectives", a->objectives, a->nobjectives, objective_flag) ||
+            !flags_into(root, "constraints", a->constraints, a->nconstraints, constraint_flag)) {
+        json_decref(root);
+        return HPOCTL_EXIT_USAGE;
     }
     text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
