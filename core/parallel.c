@@ -2,6 +2,7 @@
 ** parallel.c: hpo_parallel_for (see parallel.h).
 */
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -23,9 +24,15 @@ static void *run_part(void *arg)
     return NULL;
 }
 
+/* The CPUs this process may run on (taskset, a cpuset), not all the machine's. */
 static size_t cpus(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    long n;
+
+    CPU_ZERO(&set);
+    n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+                                                     : sysconf(_SC_NPROCESSORS_ONLN);
 
     return n < 1 ? 1 : (n > MAX_PARTS ? MAX_PARTS : (size_t)n);
 }
@@ -38,7 +45,7 @@ void hpo_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, s
     bool started[MAX_PARTS] = { false };
     size_t k = grain > 0 ? n / grain : n;
 
-    /* sysconf reads sysfs each time: not for a loop too small to split. */
+    /* Not even that system call for a loop too small to split. */
     if (k > 1 && k > cpus()) {
         k = cpus();
     }
