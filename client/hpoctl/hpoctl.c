@@ -611,6 +611,19 @@ static void table_add(struct table *t, char *owned)
     t->cells[t->ncells++] = owned;
 }
 
+/* One cell per name in `names`: trial tr's `section` (params, values, constraints) entry. */
+static void add_named_cells(struct table *t, const json_t *tr, const char *section,
+        const json_t *names)
+{
+    size_t k;
+    json_t *n;
+
+    json_array_foreach(names, k, n) {
+        table_add(t, cell(json_object_get(json_object_get(tr, section), json_string_value(n)),
+                false));
+    }
+}
+
 static void table_print(struct table *t, const char *indent)
 {
     size_t *w = calloc(t->ncols, sizeof(*w));
@@ -1421,16 +1434,10 @@ static int cmd_trials(struct hpo_client *c, const struct args *a)
             table_add(&t, xstrdup(json_string_value(tr)));
         }
         json_array_foreach(all, i, tr) {
-            size_t k;
-            json_t *n;
             table_add(&t, cell(json_object_get(tr, "number"), true));
             table_add(&t, cell(json_object_get(tr, "state"), true));
             table_add(&t, cell(json_object_get(tr, "value"), false));
-            json_array_foreach(names, k, n) {
-                table_add(&t, cell(json_object_get(json_object_get(tr, "params"),
-                                           json_string_value(n)),
-                        false));
-            }
+            add_named_cells(&t, tr, "params", names);
         }
         table_print(&t, "");
         table_free(&t);
@@ -1571,24 +1578,12 @@ static void print_front(const json_t *trials, bool state, bool params)
         if (state) {
             table_add(&t, cell(json_object_get(tr, "state"), true));
         }
-        json_array_foreach(objs, k, n) {
-            table_add(&t, cell(json_object_get(json_object_get(tr, "values"),
-                                       json_string_value(n)),
-                    false));
-        }
-        json_array_foreach(cons, k, n) {
-            table_add(&t, cell(json_object_get(json_object_get(tr, "constraints"),
-                                       json_string_value(n)),
-                    false));
-        }
+        add_named_cells(&t, tr, "values", objs);
+        add_named_cells(&t, tr, "constraints", cons);
         if (feasible) {
             table_add(&t, cell(json_object_get(tr, "feasible"), true));
         }
-        json_array_foreach(pnames, k, n) {
-            table_add(&t, cell(json_object_get(json_object_get(tr, "params"),
-                                       json_string_value(n)),
-                    false));
-        }
+        add_named_cells(&t, tr, "params", pnames);
     }
     table_print(&t, "");
     table_free(&t);
