@@ -158,9 +158,12 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
     if (call->op == HPO_SERVICE_STUDY_LIST) {
         /*
         ** A study just handed to this daemon is in no daemon's list until
-        ** this one's view has it: look at the owners now.
+        ** this one's view has it: look at the owners now (unless the
+        ** database is unreachable: then the view stays as it is).
         */
-        hpo_cluster_refresh(dc->cluster);
+        if (lease_ok(dc)) {
+            hpo_cluster_refresh(dc->cluster);
+        }
         hpo_daemon_cluster_sync(dc);
         return 0; /* this daemon's studies; gather adds the others' */
     }
@@ -282,9 +285,14 @@ static int by_name(const void *a, const void *b)
     return strcmp(x != NULL ? x : "", y != NULL ? y : "");
 }
 
-/* Add each of the g->n daemons' studies (asked as forwarded: their own) to `studies`. */
-static void ask_daemons(struct gather *g, json_t *studies)
+/*
+** Add each of the g->n daemons' studies (asked as forwarded: their own) to
+** `studies`. Returns whether every daemon answered.
+*/
+static bool ask_daemons(struct gather *g, json_t *studies)
 {
+    bool all = true;
+
     for (size_t i = 0; i < g->n; i++) {
         struct hpo_forward_request rq = { .base_url = g->urls[i], .method = "GET",
             .target = g->call->target, .authorization = g->call->authorization,
@@ -300,11 +308,13 @@ static void ask_daemons(struct gather *g, json_t *studies)
         if (doc == NULL) {
             hpo_log(HPO_LOG_WARNING, "study list: no answer from %s, its studies are left out",
                     g->urls[i]);
+            all = false;
         }
         json_array_extend(studies, json_object_get(doc, "studies"));
         json_decref(doc);
         hpo_forward_reply_free(&rep);
     }
+    return all;
 }
 
 /* In name order, as one daemon lists them, each once (one that moved meanwhile). */
@@ -376,6 +386,7 @@ void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_cal
 {
     json_t *studies = json_object_get(reply, "studies");
     struct gather g = { .dc = dc, .call = call };
+    bool answered;
 
     if (mark_ok(dc, call->forwarded) || !json_is_array(studies)) {
         return; /* asked by another daemon: this one's studies only */
@@ -388,15 +399,16 @@ void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_cal
             add_peer(&g, hpo_cluster_url(dc->cluster));
             json_array_clear(studies);
         }
-        ask_daemons(&g, studies);
+        answered = ask_daemons(&g, studies);
         sort_unique(studies);
         /*
         ** A study that moved between the daemons' answers is in neither:
         ** ask again (at most twice), once every view has it where it is now.
-        ** The studies of a daemon that just died stay out until they are
-        ** claimed (docs/CLUSTER.md).
+        ** Not when a daemon did not answer (its studies are left out, as are
+        ** those of a daemon that just died until they are claimed), nor
+        ** while the database is unreachable (the view stays as it is).
         */
-        if (attempt == 2 || missing_studies(dc, studies) == 0) {
+        if (attempt == 2 || !answered || !lease_ok(dc) || missing_studies(dc, studies) == 0) {
             break;
         }
         hpo_cluster_refresh(dc->cluster);

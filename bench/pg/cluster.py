@@ -137,15 +137,28 @@ def gp_load(ds, tag, n_studies, trials, seconds):
                       {"params": {"x": x, "y": y}, "value": x * x + y * y}).expect(201)
         c.close()
     counts = [0] * n_studies
+    retries = [0] * n_studies
+    moves0 = moves(ds)
     stop = time.monotonic() + seconds
+
+    def call(c, i, path, body, status):
+        # 503 (a study moved, e.g. a heartbeat that lapsed on a loaded machine): retry,
+        # as clients do; counted.
+        for _ in range(2000):
+            r = c.request("POST", path, body)
+            if r.status != 503:
+                return r.expect(status)
+            retries[i] += 1
+            time.sleep(0.05)
+        return r.expect(status)
 
     def client(i):
         c = Client(port[i], timeout=120)
         while time.monotonic() < stop:
-            t = c.request("POST", "/v1/studies/%s/ask" % names[i]).expect(201)
+            t = call(c, i, "/v1/studies/%s/ask" % names[i], None, 201)
             p = t["params"]
-            c.request("POST", "/v1/studies/%s/trials/%d/tell" % (names[i], t["number"]),
-                      {"value": p["x"] ** 2 + p["y"] ** 2}).expect(200)
+            call(c, i, "/v1/studies/%s/trials/%d/tell" % (names[i], t["number"]),
+                 {"value": p["x"] ** 2 + p["y"] ** 2}, 200)
             counts[i] += 1
         c.close()
 
@@ -155,7 +168,23 @@ def gp_load(ds, tag, n_studies, trials, seconds):
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.monotonic() - t0), sorted(spread.values())
+    rate = sum(counts) / (time.monotonic() - t0)
+    moved = moves(ds) - moves0
+    if moved or sum(retries):
+        print("  (during the GP load: %d studies changed owner, %d requests answered 503 and"
+              " retried)" % (moved, sum(retries)), flush=True)
+    return rate, sorted(spread.values())
+
+
+def moves(ds):
+    """Claims and hand-offs so far, over the daemons (/metrics)."""
+    total = 0
+    for d in ds:
+        text = d.get("/metrics").body.decode()
+        for line in text.splitlines():
+            if line.startswith(("hpod_cluster_claims_total ", "hpod_cluster_releases_total ")):
+                total += int(float(line.split()[1]))
+    return total
 
 
 def takeover(exe, cores, cluster, n):
