@@ -228,7 +228,7 @@ static int read_members(struct hpo_cluster *c, struct view *v, const struct view
         struct hpo_error *err)
 {
     char sql[1024];
-    PGresult *res;
+    PGresult *res = NULL;
     int r;
 
     snprintf(sql, sizeof(sql),
@@ -261,7 +261,7 @@ static int read_members(struct hpo_cluster *c, struct view *v, const struct view
 
 static int read_studies(struct hpo_cluster *c, struct view *v, struct hpo_error *err)
 {
-    PGresult *res;
+    PGresult *res = NULL;
     int r = exec_params(c->conn,
             "SELECT s.id, s.name, coalesce(o.owner, 0), coalesce(o.epoch, 0) FROM studies s"
             " LEFT JOIN study_owners o ON o.study_id = s.id ORDER BY s.name COLLATE \"C\"",
@@ -478,7 +478,7 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
     const char *vals[3] = { id, c->url, lv };
     struct view *v, *prev;
     struct held h;
-    PGresult *res;
+    PGresult *res = NULL;
     uint64_t t0 = mono_us();
     bool gone;
     int r;
@@ -492,6 +492,17 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
         /* A claim waits for the batches that hold the study's row, not longer. */
         (void)exec_params(c->conn, "SET lock_timeout = 1000", 0, NULL, NULL, "setting", err);
         (void)exec_params(c->conn, "SET statement_timeout = 5000", 0, NULL, NULL, "setting",
+                err);
+        /*
+        ** A heartbeat must not wait for the WAL flush (it took more than a
+        ** second under I/O load, and a lease of three then lapsed). Nothing
+        ** here needs it: a heartbeat lost in a server crash is stale anyway,
+        ** and a claim or hand-off lost with it reverts its epoch, so the
+        ** writes of its new owner are refused by fencing; every write the
+        ** writer commits (synchronously) flushes the WAL before it,
+        ** ownership changes included.
+        */
+        (void)exec_params(c->conn, "SET synchronous_commit = off", 0, NULL, NULL, "setting",
                 err);
     }
     snprintf(id, sizeof(id), "%lld", (long long)c->pg.daemon_id);
