@@ -156,6 +156,14 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
     enum hpo_cluster_where where;
 
     if (call->op == HPO_SERVICE_STUDY_LIST) {
+        /*
+        ** A study just handed to this daemon is in no daemon's list until
+        ** this one's view has it: look at the owners now (unless the
+        ** database is unreachable: then the view stays as it is).
+        */
+        if (lease_ok(dc)) {
+            hpo_cluster_refresh(dc->cluster);
+        }
         hpo_daemon_cluster_sync(dc);
         return 0; /* this daemon's studies; gather adds the others' */
     }
@@ -277,23 +285,19 @@ static int by_name(const void *a, const void *b)
     return strcmp(x != NULL ? x : "", y != NULL ? y : "");
 }
 
-void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_call *call,
-        void *reply)
+/*
+** Add each of the g->n daemons' studies (asked as forwarded: their own) to
+** `studies`. Returns whether every daemon answered.
+*/
+static bool ask_daemons(struct gather *g, json_t *studies)
 {
-    json_t *studies = json_object_get(reply, "studies");
-    struct gather g = { .dc = dc, .call = call };
-    json_t **all;
-    size_t n;
+    bool all = true;
 
-    if (mark_ok(dc, call->forwarded) || !json_is_array(studies)) {
-        return; /* asked by another daemon: this one's studies only */
-    }
-    hpo_cluster_each_peer(dc->cluster, add_peer, &g);
-    for (size_t i = 0; i < g.n; i++) {
-        struct hpo_forward_request rq = { .base_url = g.urls[i], .method = "GET",
-            .target = call->target, .authorization = call->authorization,
-            .accept = "application/json", .mark = dc->mark, .alive = owner_alive,
-            .alive_ctx = dc->cluster };
+    for (size_t i = 0; i < g->n; i++) {
+        struct hpo_forward_request rq = { .base_url = g->urls[i], .method = "GET",
+            .target = g->call->target, .authorization = g->call->authorization,
+            .accept = "application/json", .mark = g->dc->mark, .alive = owner_alive,
+            .alive_ctx = g->dc->cluster };
         struct hpo_forward_reply rep;
         struct hpo_error err = { 0 };
         json_t *doc = NULL;
@@ -303,16 +307,22 @@ void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_cal
         }
         if (doc == NULL) {
             hpo_log(HPO_LOG_WARNING, "study list: no answer from %s, its studies are left out",
-                    g.urls[i]);
+                    g->urls[i]);
+            all = false;
         }
         json_array_extend(studies, json_object_get(doc, "studies"));
         json_decref(doc);
         hpo_forward_reply_free(&rep);
     }
-    free(g.urls);
-    /* In name order, as one daemon lists them. */
-    n = json_array_size(studies);
-    all = malloc((n ? n : 1) * sizeof(*all));
+    return all;
+}
+
+/* In name order, as one daemon lists them, each once (one that moved meanwhile). */
+static void sort_unique(json_t *studies)
+{
+    size_t n = json_array_size(studies), kept = 0;
+    json_t **all = malloc((n ? n : 1) * sizeof(*all));
+
     if (all == NULL) {
         return;
     }
@@ -322,9 +332,88 @@ void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_cal
     qsort(all, n, sizeof(*all), by_name);
     json_array_clear(studies);
     for (size_t i = 0; i < n; i++) {
+        if (kept > 0 && by_name(&all[i], &all[i - 1]) == 0) {
+            json_decref(all[i]);
+            continue;
+        }
         json_array_append_new(studies, all[i]);
+        kept++;
     }
     free(all);
+}
+
+struct missing {
+    const char **names; /* the list's, sorted */
+    size_t n;
+    size_t missing;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void count_missing(void *ctx, const char *name)
+{
+    struct missing *m = ctx;
+
+    if (bsearch(&name, m->names, m->n, sizeof(*m->names), cmp_str) == NULL) {
+        m->missing++;
+    }
+}
+
+/* How many studies a live daemon owns in the view are not in `studies` (sorted). */
+static size_t missing_studies(struct hpo_daemon_cluster *dc, json_t *studies)
+{
+    struct missing m = { .n = json_array_size(studies) };
+
+    m.names = malloc((m.n ? m.n : 1) * sizeof(*m.names));
+    if (m.names == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < m.n; i++) {
+        const char *s = json_string_value(json_object_get(json_array_get(studies, i), "name"));
+
+        m.names[i] = s != NULL ? s : "";
+    }
+    hpo_cluster_each_served(dc->cluster, count_missing, &m);
+    free(m.names);
+    return m.missing;
+}
+
+void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_call *call,
+        void *reply)
+{
+    json_t *studies = json_object_get(reply, "studies");
+    struct gather g = { .dc = dc, .call = call };
+    bool answered;
+
+    if (mark_ok(dc, call->forwarded) || !json_is_array(studies)) {
+        return; /* asked by another daemon: this one's studies only */
+    }
+    for (int attempt = 0;; attempt++) {
+        g.n = 0;
+        hpo_cluster_each_peer(dc->cluster, add_peer, &g);
+        if (attempt > 0) {
+            /* This daemon's part again too, as the others see it (forwarded). */
+            add_peer(&g, hpo_cluster_url(dc->cluster));
+            json_array_clear(studies);
+        }
+        answered = ask_daemons(&g, studies);
+        sort_unique(studies);
+        /*
+        ** A study that moved between the daemons' answers is in neither:
+        ** ask again (at most twice), once every view has it where it is now.
+        ** Not when a daemon did not answer (its studies are left out, as are
+        ** those of a daemon that just died until they are claimed), nor
+        ** while the database is unreachable (the view stays as it is).
+        */
+        if (attempt == 2 || !answered || !lease_ok(dc) || missing_studies(dc, studies) == 0) {
+            break;
+        }
+        hpo_cluster_refresh(dc->cluster);
+    }
+    free(g.urls);
 }
 
 /* ---- start, stop, observe ------------------------------------------------- */

@@ -1,15 +1,15 @@
 /*
 ** cluster.h: several hpod daemons on one PostgreSQL database (docs/CLUSTER.md):
 ** membership (a heartbeat on the database's clock), the owner of each study
-** (rendezvous hashing over the live daemons, claimed with a fencing epoch),
-** and the view every request is routed by.
+** (rendezvous hashing with bounded loads over the live daemons, placement.h;
+** claimed with a fencing epoch), and the view every request is routed by.
 **
 ** A thread of its own, on a connection of its own, runs a tick every
 ** `tick_ms`: it renews this daemon's heartbeat, reads the live daemons and
-** the owners, claims the studies it is preferred for whose owner is gone
-** (heartbeat older than the lease, or its writer session closed), releases
-** those a newly live daemon is preferred for, and forgets (unfences) those
-** another daemon took. The routing view it publishes is read by any thread.
+** the owners, claims the studies placed on it whose owner is gone
+** (heartbeat older than the lease, or its writer session closed), hands
+** over those placed on another daemon (one that joined, or one below its
+** share), and forgets (unfences) those another daemon took. The routing view it publishes is read by any thread.
 */
 #ifndef HPO_CLUSTER_H
 #define HPO_CLUSTER_H
@@ -58,8 +58,24 @@ enum hpo_cluster_where hpo_cluster_lookup(struct hpo_cluster *c, const char *nam
         int64_t *ret_epoch, char *url, size_t url_len);
 
 /*
-** The daemon a new study named `name` goes to: true when it is this one,
-** else false with its URL. Any thread.
+** Wait until a tick that started after this call is done (at most 3 s): the
+** view, and the studies this daemon owns, are the database's of now (a
+** study list). Blocks on the database: a worker thread.
+*/
+void hpo_cluster_refresh(struct hpo_cluster *c);
+
+/*
+** Call fn(ctx, name) for each study of the view whose owner is live (a
+** study list should hold it), under the view's lock: fn must not block or
+** call back. Any thread.
+*/
+void hpo_cluster_each_served(struct hpo_cluster *c, void (*fn)(void *ctx, const char *name),
+        void *ctx);
+
+/*
+** The daemon a new study named `name` goes to (placement.h, over the live
+** daemons' studies in the view and the creates sent since): true when it is
+** this one, else false with its URL. Counts the create. Any thread.
 */
 bool hpo_cluster_preferred(struct hpo_cluster *c, const char *name, char *url, size_t url_len);
 

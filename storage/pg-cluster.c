@@ -10,6 +10,11 @@
 ** the lease and its writer session holds its advisory lock: a SIGKILLed
 ** daemon's session ends at once, so its studies move at the next tick; a
 ** frozen one's after the lease.
+**
+** Who should own what is placement.h's rule (rendezvous hashing with
+** bounded loads, studies kept where they are): every daemon computes it from
+** its view, claims the studies without a live owner that it computes for
+** itself, and hands those it owns to the daemon it computes for them.
 */
 #include <errno.h>
 #include <pthread.h>
@@ -18,11 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
 #include "../core/buf.h"
 #include "cluster.h"
+#include "placement.h"
 #include "storage-int.h"
 
 #define LOOKUP_WAIT_MS 3000
@@ -48,6 +55,8 @@ struct entry {
 struct view {
     struct member *live;
     size_t n_live;
+    size_t *created; /* per live daemon: creates sent to it since this view was read */
+    size_t n_created;
     bool me_live; /* this daemon is among them (its writer session holds its lock) */
     struct entry *e; /* by name */
     size_t n;
@@ -74,6 +83,7 @@ struct hpo_cluster {
     uint64_t last_ok_us; /* under lock */
     atomic_uint_fast64_t claims, releases, lost, ticks, tick_failures;
     uint64_t ticks_done; /* the thread's */
+    uint64_t ok_since_us; /* the thread's: ticks went through since (0: the last failed) */
     struct hpo_hist db_rtt_us;
 };
 
@@ -100,6 +110,7 @@ static void view_free(struct view *v)
         free(v->e[i].name);
     }
     free(v->live);
+    free(v->created);
     free(v->e);
     free(v);
 }
@@ -132,45 +143,6 @@ static const struct member *view_member(const struct view *v, int64_t id)
         }
     }
     return NULL;
-}
-
-/* Rendezvous hashing: the score of daemon `url` for study `name`. */
-static uint64_t score(const char *name, const char *url)
-{
-    struct hpo_xxh64 x;
-
-    hpo__xxh64_init(&x);
-    hpo__xxh64_update(&x, name, strlen(name));
-    hpo__xxh64_update(&x, "\n", 1);
-    hpo__xxh64_update(&x, url, strlen(url));
-    return hpo__xxh64_digest(&x);
-}
-
-/*
-** The live daemon preferred for `name` (highest score, ties to the lower
-** id); with `stable`, among those live in the previous tick too (and this
-** one). NULL when none is live.
-*/
-static const struct member *preferred(const struct view *v, const char *name, int64_t me,
-        bool stable)
-{
-    const struct member *best = NULL;
-    uint64_t best_score = 0;
-
-    for (size_t i = 0; v != NULL && i < v->n_live; i++) {
-        const struct member *m = &v->live[i];
-        uint64_t sc;
-
-        if (stable && !m->stable && m->id != me) {
-            continue;
-        }
-        sc = score(name, m->url);
-        if (best == NULL || sc > best_score || (sc == best_score && m->id < best->id)) {
-            best = m;
-            best_score = sc;
-        }
-    }
-    return best;
 }
 
 /* ---- the tick ------------------------------------------------------------ */
@@ -256,7 +228,7 @@ static int read_members(struct hpo_cluster *c, struct view *v, const struct view
         struct hpo_error *err)
 {
     char sql[1024];
-    PGresult *res;
+    PGresult *res = NULL;
     int r;
 
     snprintf(sql, sizeof(sql),
@@ -272,7 +244,8 @@ static int read_members(struct hpo_cluster *c, struct view *v, const struct view
     }
     v->n_live = (size_t)PQntuples(res);
     v->live = calloc(v->n_live ? v->n_live : 1, sizeof(*v->live));
-    if (v->live == NULL) {
+    v->created = calloc(v->n_live ? v->n_live : 1, sizeof(*v->created));
+    if (v->live == NULL || v->created == NULL) {
         hpo_oom();
     }
     for (size_t i = 0; i < v->n_live; i++) {
@@ -288,7 +261,7 @@ static int read_members(struct hpo_cluster *c, struct view *v, const struct view
 
 static int read_studies(struct hpo_cluster *c, struct view *v, struct hpo_error *err)
 {
-    PGresult *res;
+    PGresult *res = NULL;
     int r = exec_params(c->conn,
             "SELECT s.id, s.name, coalesce(o.owner, 0), coalesce(o.epoch, 0) FROM studies s"
             " LEFT JOIN study_owners o ON o.study_id = s.id ORDER BY s.name COLLATE \"C\"",
@@ -350,27 +323,71 @@ static bool held(const struct held *h, int64_t id)
 
 /*
 ** Remove the rows of daemons gone for more than GONE_LEASES leases (one row
-** per daemon start, so they would pile up): only those whose session lock
-** is free (the process or its connection is gone), that own no study (the
-** fencing rows name their owner; a study a gone daemon still owns is
-** claimed first). Its batch marker (hpod_batches, 16 bytes) stays: a
-** daemon cut off that long that comes back reads it when it reconnects.
-** Such a daemon finds its row gone, writes it again at its next heartbeat,
-** and owns nothing: fencing refuses its writes as for any frozen daemon.
+** per daemon start, so they would pile up), and their batch markers
+** (hpod_batches, 16 bytes each): only those whose session lock is free (the
+** process or its connection is gone), that own no study (the fencing rows
+** name their owner; a study a gone daemon still owns is claimed first).
+** Markers without a daemon row (left by earlier versions, which kept them)
+** go too, under the same lock test. Not while this daemon's own heartbeats
+** have gone through for less than GONE_LEASES leases: after an outage of the
+** database (or a freeze of this daemon) every heartbeat looks old, and the
+** others get that long to come back first. A daemon cut off that long that
+** comes back finds its row gone at its next heartbeat and exits (tick()):
+** without its marker it could not tell whether its last batch committed.
 */
 static int forget_gone(struct hpo_cluster *c, struct hpo_error *err)
 {
-    char sql[1024];
+    char sql[2048], lock_held[512];
 
+    snprintf(lock_held, sizeof(lock_held),
+            "SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND l.classid = %u AND l.objsubid = 2 AND l.objid = ",
+            (unsigned)HPO_PG_DAEMON_LOCK);
     snprintf(sql, sizeof(sql),
-            "DELETE FROM daemons d WHERE d.heartbeat < now() - interval"
+            "WITH gone AS (DELETE FROM daemons d WHERE d.heartbeat < now() - interval"
             " '%llu milliseconds'"
             " AND NOT EXISTS (SELECT 1 FROM study_owners o WHERE o.owner = d.id)"
-            " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND l.classid = %u AND l.objid = d.id AND l.objsubid = 2)",
-            (unsigned long long)c->lease_ms * GONE_LEASES, (unsigned)HPO_PG_DAEMON_LOCK);
+            " AND NOT EXISTS (%sd.id) RETURNING d.id)"
+            " DELETE FROM hpod_batches b WHERE b.daemon IN (SELECT id FROM gone)"
+            " OR (NOT EXISTS (SELECT 1 FROM daemons d WHERE d.id = b.daemon)"
+            " AND NOT EXISTS (%sb.daemon))",
+            (unsigned long long)c->lease_ms * GONE_LEASES, lock_held, lock_held);
     return exec_params(c->conn, sql, 0, NULL, NULL, "removing gone daemons", err);
+}
+
+/*
+** Where each study of `v` belongs (placement.h), over the live daemons but
+** `except` (0: none): target[i] for v->e[i], 0 when no daemon is live.
+*/
+static int64_t *targets(const struct view *v, int64_t except)
+{
+    struct hpo_place_member *m = calloc(v->n_live ? v->n_live : 1, sizeof(*m));
+    struct hpo_place_study *s = calloc(v->n ? v->n : 1, sizeof(*s));
+    int64_t *t = calloc(v->n ? v->n : 1, sizeof(*t));
+    size_t d = 0;
+
+    if (m == NULL || s == NULL || t == NULL) {
+        hpo_oom();
+    }
+    for (size_t k = 0; k < v->n_live; k++) {
+        if (v->live[k].id != except) {
+            m[d++] = (struct hpo_place_member){ .id = v->live[k].id, .url = v->live[k].url };
+        }
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        const struct entry *e = &v->e[i];
+
+        s[i] = (struct hpo_place_study){ .id = e->study_id, .name = e->name,
+            .owner = e->owner != except ? e->owner : 0 };
+    }
+    hpo__place(m, d, s, v->n);
+    for (size_t i = 0; i < v->n; i++) {
+        t[i] = s[i].target;
+    }
+    free(s);
+    free(m);
+    return t;
 }
 
 /* Decide, for each study, whether to claim, release or forget it. */
@@ -378,42 +395,45 @@ static void place(struct hpo_cluster *c, struct view *v, const struct held *prev
 {
     int64_t me = c->pg.daemon_id;
     bool me_live = view_member(v, me) != NULL;
+    /* Leaving: every study of this daemon goes to where it belongs among the others. */
+    int64_t *target = targets(v, leaving ? me : 0);
 
     for (size_t i = 0; i < v->n; i++) {
         struct entry *e = &v->e[i];
         const struct member *owner = e->owner != 0 ? view_member(v, e->owner) : NULL;
+        const struct member *to = target[i] != 0 ? view_member(v, target[i]) : NULL;
         struct hpo_error err = { 0 };
 
         if (e->owner == me) {
-            const struct member *pref = preferred(v, e->name, leaving ? 0 : me, true);
-
-            if (leaving && pref != NULL && pref->id == me) {
-                pref = NULL; /* leaving: to another daemon, or to none (claimed later) */
+            /*
+            ** Handed only to a daemon live for two heartbeats (it serves by
+            ** now; until then the study waits here). Leaving, to none when
+            ** its place is not such a daemon: it is claimed later.
+            */
+            if (to != NULL && !to->stable) {
+                to = NULL;
             }
-            if (leaving || (pref != NULL && pref->id != me && me_live)) {
+            if (leaving || (to != NULL && to->id != me && me_live)) {
                 /*
-                ** Hand it over straight to the preferred daemon: unfenced first,
-                ** so nothing more of ours is written.
+                ** Hand it over straight to its daemon: unfenced first, so
+                ** nothing more of ours is written.
                 */
                 hpo_storage_fence_set(c->st, e->study_id, 0);
-                if (change_owner(c, e->study_id, e->epoch, false, pref != NULL ? pref->id : 0,
+                if (change_owner(c, e->study_id, e->epoch, false, to != NULL ? to->id : 0,
                             &err) > 0) {
                     atomic_fetch_add(&c->releases, 1);
-                    e->owner = pref != NULL ? pref->id : 0;
+                    e->owner = to != NULL ? to->id : 0;
                     e->epoch++;
-                    owner = pref;
+                    owner = to;
                 }
             }
         } else {
-            const struct member *pref;
-
             if (held(prev, e->study_id)) {
                 /* Taken by another daemon (we were frozen, or cut off): forget it. */
                 hpo_storage_fence_set(c->st, e->study_id, 0);
                 atomic_fetch_add(&c->lost, 1);
             }
-            pref = preferred(v, e->name, me, false);
-            if (!leaving && me_live && owner == NULL && pref != NULL && pref->id == me) {
+            if (!leaving && me_live && owner == NULL && target[i] == me) {
                 int64_t got = change_owner(c, e->study_id, e->epoch, true, 0, &err);
 
                 if (got > 0) {
@@ -426,6 +446,23 @@ static void place(struct hpo_cluster *c, struct view *v, const struct held *prev
         }
         e->url = e->owner == me ? c->url : owner != NULL ? owner->url : NULL;
     }
+    free(target);
+}
+
+/*
+** This daemon's row is gone: the others took it for gone (no heartbeat for
+** GONE_LEASES leases, its session lock free, owning nothing) and removed it
+** with its batch marker, without which its writer cannot tell whether a
+** batch committed. It owns nothing and its copies are stale: exit
+** (EX_TEMPFAIL), so the next start joins afresh with a new row.
+*/
+static _Noreturn void removed_as_gone(const struct hpo_cluster *c)
+{
+    fprintf(stderr,
+            "<2>hpod: this daemon (id %lld) was removed from the database as gone (no heartbeat"
+            " for %u leases); exiting so the next start joins afresh\n",
+            (long long)c->pg.daemon_id, (unsigned)GONE_LEASES);
+    _exit(75);
 }
 
 /* One tick: heartbeat, view, placement, publish. */
@@ -441,7 +478,9 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
     const char *vals[3] = { id, c->url, lv };
     struct view *v, *prev;
     struct held h;
+    PGresult *res = NULL;
     uint64_t t0 = mono_us();
+    bool gone;
     int r;
 
     if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
@@ -454,22 +493,37 @@ static int tick(struct hpo_cluster *c, struct hpo_error *err)
         (void)exec_params(c->conn, "SET lock_timeout = 1000", 0, NULL, NULL, "setting", err);
         (void)exec_params(c->conn, "SET statement_timeout = 5000", 0, NULL, NULL, "setting",
                 err);
+        /*
+        ** A heartbeat must not wait for the WAL flush (it took more than a
+        ** second under I/O load, and a lease of three then lapsed). Nothing
+        ** here needs it: a heartbeat lost in a server crash is stale anyway,
+        ** and a claim or hand-off lost with it reverts its epoch, so the
+        ** writes of its new owner are refused by fencing; every write the
+        ** writer commits (synchronously) flushes the WAL before it,
+        ** ownership changes included.
+        */
+        (void)exec_params(c->conn, "SET synchronous_commit = off", 0, NULL, NULL, "setting",
+                err);
     }
     snprintf(id, sizeof(id), "%lld", (long long)c->pg.daemon_id);
     snprintf(lv, sizeof(lv), "%s", leaving ? "true" : "false");
-    /*
-    ** The row comes back if another daemon removed it meanwhile (this one was
-    ** frozen for more than GONE_LEASES leases and owned nothing).
-    */
     r = exec_params(c->conn,
-            "INSERT INTO daemons (id, url, leaving) VALUES ($1, $2, $3) ON CONFLICT (id)"
-            " DO UPDATE SET heartbeat = now(), url = $2, leaving = $3",
-            3, vals, NULL, "renewing the heartbeat", err);
+            "UPDATE daemons SET heartbeat = now(), url = $2, leaving = $3 WHERE id = $1", 3,
+            vals, &res, "renewing the heartbeat", err);
     if (r < 0) {
         return r;
     }
+    gone = strcmp(PQcmdTuples(res), "0") == 0;
+    PQclear(res);
+    if (gone && !leaving) {
+        removed_as_gone(c);
+    }
     hpo_hist_observe(&c->db_rtt_us, mono_us() - t0);
-    if (c->ticks_done++ % GONE_EVERY == 0) {
+    if (c->ok_since_us == 0) {
+        c->ok_since_us = t0;
+    }
+    if (c->ticks_done++ % GONE_EVERY == 0 &&
+            t0 - c->ok_since_us >= (uint64_t)c->lease_ms * GONE_LEASES * 1000u) {
         (void)forget_gone(c, err);
     }
     pthread_mutex_lock(&c->lock);
@@ -517,6 +571,7 @@ static void *cluster_main(void *arg)
         pthread_mutex_unlock(&c->lock);
         if (tick(c, &err) < 0) {
             atomic_fetch_add(&c->tick_failures, 1);
+            c->ok_since_us = 0;
             PQfinish(c->conn);
             c->conn = NULL;
             ms = ms > 500 ? 500 : ms;
@@ -664,8 +719,8 @@ enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *nam
     return w;
 }
 
-enum hpo_cluster_where hpo_cluster_lookup(struct hpo_cluster *c, const char *name,
-        int64_t *ret_epoch, char *url, size_t url_len)
+/* Wait (bounded) for a tick that started after this call: the view is the database's now. */
+static void wait_fresh(struct hpo_cluster *c)
 {
     struct timespec ts;
     uint64_t want;
@@ -687,12 +742,37 @@ enum hpo_cluster_where hpo_cluster_lookup(struct hpo_cluster *c, const char *nam
         }
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+enum hpo_cluster_where hpo_cluster_lookup(struct hpo_cluster *c, const char *name,
+        int64_t *ret_epoch, char *url, size_t url_len)
+{
+    wait_fresh(c);
     return hpo_cluster_locate(c, name, ret_epoch, url, url_len);
+}
+
+void hpo_cluster_refresh(struct hpo_cluster *c)
+{
+    wait_fresh(c);
+}
+
+void hpo_cluster_each_served(struct hpo_cluster *c, void (*fn)(void *ctx, const char *name),
+        void *ctx)
+{
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; c->view != NULL && i < c->view->n; i++) {
+        const struct entry *e = &c->view->e[i];
+
+        if (e->owner != 0 && view_member(c->view, e->owner) != NULL) {
+            fn(ctx, e->name);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 bool hpo_cluster_preferred(struct hpo_cluster *c, const char *name, char *url, size_t url_len)
 {
-    const struct member *m;
+    struct view *v;
     bool mine = true;
 
     url[0] = '\0';
@@ -700,10 +780,40 @@ bool hpo_cluster_preferred(struct hpo_cluster *c, const char *name, char *url, s
         return false;
     }
     pthread_mutex_lock(&c->lock);
-    m = preferred(c->view, name, c->pg.daemon_id, false);
-    if (m != NULL && m->id != c->pg.daemon_id) {
-        mine = false;
-        snprintf(url, url_len, "%s", m->url);
+    v = c->view;
+    if (v != NULL && v->n_live > 0) {
+        struct hpo_place_member *m = calloc(v->n_live, sizeof(*m));
+        size_t *load = calloc(v->n_live, sizeof(*load));
+        size_t k;
+
+        if (m == NULL || load == NULL) {
+            hpo_oom();
+        }
+        /*
+        ** The live daemons' studies in the view, plus the creates sent since
+        ** it was read (a burst of creates spreads before the next tick).
+        */
+        for (k = 0; k < v->n_live; k++) {
+            m[k] = (struct hpo_place_member){ .id = v->live[k].id, .url = v->live[k].url };
+            load[k] = v->created[k];
+        }
+        for (size_t i = 0; i < v->n; i++) {
+            for (k = 0; v->e[i].owner != 0 && k < v->n_live; k++) {
+                if (v->live[k].id == v->e[i].owner) {
+                    load[k]++;
+                    break;
+                }
+            }
+        }
+        k = hpo__place_new(m, load, v->n_live, v->n + v->n_created, name);
+        v->created[k]++;
+        v->n_created++;
+        if (v->live[k].id != c->pg.daemon_id) {
+            mine = false;
+            snprintf(url, url_len, "%s", v->live[k].url);
+        }
+        free(load);
+        free(m);
     }
     pthread_mutex_unlock(&c->lock);
     return mine;

@@ -43,6 +43,13 @@ each on 127.0.0.1 and a free port.
   gets 404).
 - gone_daemons_forgotten: the rows of restarted (SIGKILLed) daemons are
   removed once gone for 10 leases; the live daemons' stay.
+- studies_spread_evenly: 16 studies on 2 daemons are 8/8; a third joins: 6/5/5,
+  the 5 that move all go to it; a 17th study: 6/6/5, no other moves; SIGTERM of
+  one: 9/8, only its studies moved; it comes back and is SIGKILLed: 5 move to
+  it, then exactly those move back (docs/CLUSTER.md, "Placement").
+- gone_daemons_batch_markers_removed: the batch markers of daemons gone for 10
+  leases are removed with their rows (and a marker without a row); a daemon
+  frozen and cut from the database meanwhile exits 75 when it wakes.
 - forwarding_over_tls: two daemons on https:// with certificates of a test CA
   given as --cluster-cacert forward to each other.
 
@@ -723,6 +730,203 @@ def gone_daemons_forgotten(exe):
             d.get("/v1/studies/%s" % specs()[0]["name"]).expect(200)
     finally:
         for d in ds:
+            d.close()
+
+
+def owners_now(pg, db):
+    """{study name: its owner's URL ('' when none)} from the database."""
+    out = {}
+    rows = pg.psql("SELECT s.name, coalesce(d.url, '') FROM studies s LEFT JOIN study_owners o"
+                   " ON o.study_id = s.id LEFT JOIN daemons d ON d.id = o.owner", db)
+    for line in rows.splitlines():
+        if line:
+            name, url = line.split("|", 1)
+            out[name] = url
+    return out
+
+
+def settled(pg, db, ds, n):
+    """The owners once every one of the n studies is owned by a daemon of ds and nothing
+    has moved for 4 s (four heartbeats: hand-offs to a daemon that joined take two)."""
+    urls = {url_of(d) for d in ds}
+    deadline = time.monotonic() + 60
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        own = owners_now(pg, db)
+        if own != last:
+            last, since = own, time.monotonic()
+        elif (len(own) == n and set(own.values()) <= urls and
+              time.monotonic() - since >= 4.0):
+            return own
+        time.sleep(0.25)
+    raise AssertionError("owners not settled within 60 s: %r" % last)
+
+
+def counts(own, ds):
+    return sorted(list(own.values()).count(url_of(d)) for d in ds)
+
+
+def moved(before, after):
+    return sorted(n for n in before if n in after and before[n] != after[n])
+
+
+def claims(ds):
+    """Studies the daemons took over so far (hand-offs are not claims)."""
+    return sum(int(metric(d, "hpod_cluster_claims_total")) for d in ds)
+
+
+def no_lapse(before, after, expected, what):
+    """Whether the daemons claimed `expected` studies meanwhile: more means a heartbeat
+    lapsed (a daemon seen gone for a moment on this shared machine), which moves studies
+    as a daemon leaving and joining would, so the churn of `what` is not checked."""
+    if after - before == expected:
+        return True
+    print("# %s: %d studies claimed, %d expected (a heartbeat lapsed): churn not checked"
+          % (what, after - before, expected))
+    return False
+
+
+@tap.test
+def studies_spread_evenly(exe):
+    """16 and 17 studies on 2 and 3 daemons: each daemon owns floor(n/d) or ceil(n/d);
+    a daemon joining takes exactly its share from the others (nothing else moves), a
+    new study moves no other, a daemon leaving (SIGTERM or SIGKILL) moves its own only."""
+    pg = pgtest.shared()
+    uri = pg.new_database()
+    db = uri.rsplit("/", 1)[1]
+    ds = start_fleet(exe, uri, n=2)
+    try:
+        names = ["p%02d" % i for i in range(17)]
+        for k, name in enumerate(names[:16]):
+            ds[k % 2].post("/v1/studies", {"name": name, "params": [X],
+                                           "sampler": {"type": "random"}}).expect(201)
+        own = settled(pg, db, ds, 16)
+        check(counts(own, ds) == [8, 8], "16 studies on 2 daemons: %r" % counts(own, ds))
+
+        # A third daemon joins: 16 on 3 is 6/5/5; from 8/8 that is 5 studies, all to it.
+        c0 = claims(ds)
+        ds.append(Daemon(exe))
+        ds[2].db = uri
+        ds[2].start()
+        after = settled(pg, db, ds, 16)
+        check(counts(after, ds) == [5, 5, 6], "16 studies on 3 daemons: %r" % counts(after, ds))
+        m = moved(own, after)
+        if no_lapse(c0, claims(ds), 0, "join"):
+            check(len(m) == 5 and all(after[n] == url_of(ds[2]) for n in m),
+                  "a join moves 5 studies, all to the new daemon: %r" %
+                  [(n, after[n]) for n in m])
+
+        # A 17th study: 6/6/5, and no other study moves.
+        c0 = claims(ds)
+        ds[0].post("/v1/studies", {"name": names[16], "params": [X],
+                                   "sampler": {"type": "random"}}).expect(201)
+        own = settled(pg, db, ds, 17)
+        check(counts(own, ds) == [5, 6, 6], "17 studies on 3 daemons: %r" % counts(own, ds))
+        if no_lapse(c0, claims(ds), 0, "create"):
+            check(moved(after, own) == [], "a new study moves no other: %r" % moved(after, own))
+        for d in ds:
+            got = d.get("/v1/studies/%s" % names[16])
+            got.expect(200)
+            check(got.header("X-Hpod-Owner") == own[names[16]], "every daemon routes the new study")
+
+        # SIGTERM one: 17 on 2 is 9/8, and only its studies move (handed over, not claimed).
+        leaver = ds.pop(1)
+        its = sorted(n for n in own if own[n] == url_of(leaver))
+        c0 = claims(ds)
+        leaver.stop()
+        after = settled(pg, db, ds, 17)
+        check(counts(after, ds) == [8, 9], "17 studies on 2 daemons: %r" % counts(after, ds))
+        if no_lapse(c0, claims(ds), 0, "SIGTERM"):
+            check(moved(own, after) == its, "a leave moves its %d studies only: %r" %
+                  (len(its), moved(own, after)))
+
+        # It comes back (a new daemon): from 9/8 it takes 5 (6/6/5); SIGKILLed, they go back.
+        c0 = claims(ds)
+        leaver.start()
+        ds.append(leaver)
+        own = settled(pg, db, ds, 17)
+        check(counts(own, ds) == [5, 6, 6], "17 studies on 3 daemons again: %r" % counts(own, ds))
+        m = moved(after, own)
+        if no_lapse(c0, claims(ds), 0, "join again"):
+            check(len(m) == 5 and all(own[n] == url_of(leaver) for n in m),
+                  "a join moves 5 studies to the new daemon: %r" % m)
+        ds.pop()
+        its = sorted(n for n in own if own[n] == url_of(leaver))
+        c0 = claims(ds)
+        leaver.kill()
+        after = settled(pg, db, ds, 17)
+        check(counts(after, ds) == [8, 9], "17 studies on 2 daemons: %r" % counts(after, ds))
+        if no_lapse(c0, claims(ds), len(its), "SIGKILL"):
+            check(moved(own, after) == its, "a death moves its studies only: %r" %
+                  moved(own, after))
+        for name in names:
+            r = ds[0].post("/v1/studies/%s/ask" % name)
+            r.expect(201)
+            check(r.header("X-Hpod-Owner") == after[name], "%s asked at its owner" % name)
+        ds.append(leaver)
+    finally:
+        for d in ds:
+            d.close()
+
+
+@tap.test
+def gone_daemons_batch_markers_removed(exe):
+    """The batch markers (hpod_batches) of daemons gone for 10 leases go with their rows
+    (and markers left without a row); a daemon that was frozen, cut from the database and
+    removed meanwhile exits 75 when it wakes, rather than run without its marker."""
+    pg = pgtest.shared()
+    uri = pg.new_database()
+    db = uri.rsplit("/", 1)[1]
+    ds = []
+    try:
+        for _ in range(3):
+            ds.append(Daemon(exe, ["--lease-ms", "1000"]))
+            ds[-1].db = uri
+            ds[-1].start()
+        ds[0].post("/v1/studies", specs()[0]).expect(201)
+        for _ in range(3):
+            ds[1].kill()
+            ds[1].start()
+        pg.psql("INSERT INTO hpod_batches VALUES (1000000, 7)", db)
+        markers = int(pg.psql("SELECT count(*) FROM hpod_batches", db))
+        check(markers == 7, "one marker per start, and the stray one: %d" % markers)
+        # The third daemon is frozen and its sessions cut: to the others it is gone.
+        frozen = ds[2]
+        frozen_id = frozen.get("/healthz?cluster").expect(200)["cluster"]["daemon_id"]
+        frozen.close_clients()
+        frozen.proc.send_signal(signal.SIGSTOP)
+        pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name LIKE '%% pid %d'" % frozen.proc.pid, db)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = int(pg.psql("SELECT count(*) FROM daemons", db))
+            markers = int(pg.psql("SELECT count(*) FROM hpod_batches", db))
+            if rows == 2 and markers == 2:
+                break
+            time.sleep(1.0)
+        check((rows, markers) == (2, 2), "left: %d daemons, %d markers; want the 2 live"
+              " daemons' rows and markers" % (rows, markers))
+        same = int(pg.psql("SELECT count(*) FROM hpod_batches b JOIN daemons d"
+                           " ON d.id = b.daemon", db))
+        check(same == 2, "the markers left are the live daemons': %d" % same)
+        gone = int(pg.psql("SELECT count(*) FROM daemons WHERE id = %d" % frozen_id, db))
+        check(gone == 0, "the frozen daemon's row removed")
+        frozen.proc.send_signal(signal.SIGCONT)
+        try:
+            rc = frozen.proc.wait(timeout=30)
+        except Exception:
+            rc = None
+        check(rc == 75, "the woken daemon exits 75: %r\n%s" % (rc, frozen.log_tail()))
+        check("removed from the database as gone" in frozen.log_text(), "it says why")
+        frozen.proc = None
+        for d in ds[:2]:
+            d.get("/v1/studies/%s" % specs()[0]["name"]).expect(200)
+        rows = int(pg.psql("SELECT count(*) FROM daemons", db))
+        check(rows == 2, "the woken daemon did not write its row again: %d" % rows)
+    finally:
+        for d in ds:
+            if d.proc is not None:
+                d.proc.send_signal(signal.SIGCONT)
             d.close()
 
 
