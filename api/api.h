@@ -43,6 +43,13 @@ struct hpo_job {
     unsigned kind;
     struct hpo_job *next; /* the embedder's, for queueing */
     uint64_t ticket;      /* the embedder's: its reply waits for this flush */
+    /*
+    ** The embedder's, with pipelined writes (daemon/dispatch.h): the last
+    ** pipelined write resolved when work() started and the last accepted
+    ** when it ended; done() checks that none it could see failed.
+    */
+    uint64_t seen_from, seen_upto;
+    void *lane;
 };
 
 /*

@@ -719,10 +719,33 @@ static void poke_streams(struct req *rq)
     }
 }
 
+/*
+** Pipelined writes: a service request's reply, held until the writes it
+** could see resolved (daemon/dispatch.h), becomes unavailable when one of
+** them failed (hpo_service_reply_valid).
+*/
+static void check_held(struct req *rq)
+{
+    struct hpo_error err;
+
+    if ((rq->job.work != job_work && rq->job.work != decoded_work) || rq->job.seen_upto == 0 ||
+            rq->row == NULL || rq->row->op >= HPO_SERVICE_OP_COUNT ||
+            hpo_service_reply_valid(rq->api->cfg.service, &rq->sreq, rq->job.seen_from,
+                    rq->job.seen_upto, &err)) {
+        return;
+    }
+    hpo_service_stream_free(rq->stream);
+    rq->stream = NULL;
+    rq->sreq.status = hpo_code_status(err.code);
+    rq->sreq.err = err;
+    set_json(rq, rq->sreq.status, error_body(&err));
+}
+
 static void job_done(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
+    check_held(rq);
     poke_streams(rq); /* before the resume: after it rq may be gone */
     /* On the worker: MHD's threads allow a resume from any thread. */
     rq->suspended = false;

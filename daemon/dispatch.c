@@ -54,6 +54,8 @@ struct lane {
     uint64_t hash;
     struct hpo_job *head; /* waiting, oldest first */
     struct hpo_job **tail;
+    bool running;         /* a runner owns it */
+    unsigned held;        /* its jobs in `held` (the lane lives while any is) */
     struct lane *next;    /* hash chain */
     struct run run;       /* its entry in the run queue when a worker is to take it */
 };
@@ -75,11 +77,16 @@ struct hpo_dispatch {
     struct run **runs_tail;
     struct lane *buckets[N_BUCKETS];
     struct speed speeds[N_SPEEDS];
-    struct hpo_job *held_head; /* finished, done() waits for the flush of job->ticket */
+    struct hpo_job *held_head; /* finished, done() waits for their writes (and flush) */
     struct hpo_job **held_tail;
     pthread_cond_t released;   /* `held` became empty */
     struct hpo_storage *storage; /* set before the first submit; NULL: nothing held */
+    bool hold_flush;  /* replies wait for the flush (hpo_dispatch_hold_replies) */
+    bool pipelined;   /* writes are pipelined (hpo_dispatch_pipeline) */
 };
+
+/* job->ticket before the flush ticket of a job is taken (once its writes resolved). */
+#define NO_TICKET UINT64_MAX
 
 static uint64_t hash_of(const char *key)
 {
@@ -156,11 +163,26 @@ static struct lane *lane_new(struct hpo_dispatch *dp, struct lane **slot, const 
     lane->hash = hash;
     lane->tail = &lane->head;
     lane->run.lane = lane;
+    lane->running = true;
     *slot = lane;
     return lane;
 }
 
-/* Under `lock`: the lane's next job, or NULL (then the lane is gone). */
+/* Under `lock`: free a lane nobody runs, with no job waiting or held. */
+static void lane_free_if_idle(struct hpo_dispatch *dp, struct lane *lane)
+{
+    if (lane->running || lane->head != NULL || lane->held > 0) {
+        return;
+    }
+    *lane_slot(dp, lane->key, lane->hash) = lane->next;
+    free(lane->key);
+    free(lane);
+}
+
+/*
+** Under `lock`: the lane's next job, or NULL: then its runner lets it go
+** (it is freed, unless jobs of it are held).
+*/
 static struct hpo_job *lane_next(struct hpo_dispatch *dp, struct lane *lane)
 {
     struct hpo_job *job = lane->head;
@@ -173,23 +195,45 @@ static struct hpo_job *lane_next(struct hpo_dispatch *dp, struct lane *lane)
         job->next = NULL;
         return job;
     }
-    /* The lane is empty: it goes, and the next keyed job makes a new one. */
-    *lane_slot(dp, lane->key, lane->hash) = lane->next;
-    free(lane->key);
-    free(lane);
+    /* The lane is empty: it goes, and the next keyed job makes a new one (or runs it). */
+    lane->running = false;
+    lane_free_if_idle(dp, lane);
     return NULL;
 }
 
-/* Call done() for the jobs whose flush completed (without `lock`; any thread). */
+/*
+** Under `lock`: whether the held job may be answered: every pipelined write
+** accepted before it finished resolved, and (synchronous full) the flush
+** covering the commits made until then completed. Its flush ticket is taken
+** when it is first found resolved, in the order of `held`: tickets never
+** decrease along it.
+*/
+static bool releasable(struct hpo_dispatch *dp, struct hpo_job *job)
+{
+    if (dp->pipelined && hpo_storage_resolved(dp->storage) < job->seen_upto) {
+        return false;
+    }
+    if (job->ticket == NO_TICKET) {
+        job->ticket = hpo_storage_flush_ticket(dp->storage);
+    }
+    return !dp->hold_flush || hpo_storage_flushed(dp->storage, job->ticket);
+}
+
+/* Call done() for the held jobs now releasable (without `lock`; any thread). */
 static void drain_held(struct hpo_dispatch *dp)
 {
     struct hpo_job *list = NULL, **end = &list;
 
     pthread_mutex_lock(&dp->lock);
-    while (dp->held_head != NULL && hpo_storage_flushed(dp->storage, dp->held_head->ticket)) {
+    while (dp->held_head != NULL && releasable(dp, dp->held_head)) {
+        struct lane *lane = dp->held_head->lane;
         *end = dp->held_head;
         end = &dp->held_head->next;
         dp->held_head = dp->held_head->next;
+        if (lane != NULL) {
+            lane->held--;
+            lane_free_if_idle(dp, lane);
+        }
     }
     *end = NULL;
     if (dp->held_head == NULL) {
@@ -205,16 +249,26 @@ static void drain_held(struct hpo_dispatch *dp)
     }
 }
 
-/* The job's work() returned (without `lock`): done() now, or once its commits are flushed. */
-static void finish(struct hpo_dispatch *dp, struct hpo_job *job)
+/*
+** The job's work() returned (without `lock`): done() now, or once the
+** writes it could see resolved (and were flushed). `lane`: its lane, kept
+** while the job is held (a job of an idle lane may run inline: nothing of
+** its study may be in flight then).
+*/
+static void finish(struct hpo_dispatch *dp, struct hpo_job *job, struct lane *lane)
 {
     if (dp->storage == NULL) {
         job->done(job);
         return;
     }
     pthread_mutex_lock(&dp->lock);
-    /* Taken under the lock, in the order of `held`: tickets never decrease along it. */
-    job->ticket = hpo_storage_flush_ticket(dp->storage);
+    /* Taken under the lock, in the order of `held`: the numbers never decrease along it. */
+    job->seen_upto = dp->pipelined ? hpo_storage_accepted(dp->storage) : 0;
+    job->ticket = NO_TICKET;
+    job->lane = lane;
+    if (lane != NULL) {
+        lane->held++;
+    }
     job->next = NULL;
     *dp->held_tail = job;
     dp->held_tail = &job->next;
@@ -228,6 +282,21 @@ static void flushed_cb(void *arg)
     drain_held(arg);
 }
 
+/*
+** work() with replies held: the job's writes return once committed, before
+** their flush (synchronous full), or once accepted, before their commit
+** (pipelined); `seen_from` is what had resolved before it looked.
+*/
+static void work_held(struct hpo_dispatch *dp, struct hpo_job *job)
+{
+    job->seen_from = dp->pipelined ? hpo_storage_resolved(dp->storage) : 0;
+    hpo_storage_defer_flush(dp->hold_flush);
+    hpo_storage_pipeline(dp->pipelined);
+    job->work(job);
+    hpo_storage_pipeline(false);
+    hpo_storage_defer_flush(false);
+}
+
 /* Called with `lock` held; returns with it held. Runs one job of `lane`. */
 static void run_one(struct hpo_dispatch *dp, struct lane *lane, struct hpo_job *job)
 {
@@ -235,15 +304,12 @@ static void run_one(struct hpo_dispatch *dp, struct lane *lane, struct hpo_job *
 
     pthread_mutex_unlock(&dp->lock);
     t0 = now_us();
-    /* Holding replies: the job's writes return before their flush (only workers run then). */
-    hpo_storage_defer_flush(dp->storage != NULL);
-    job->work(job);
-    hpo_storage_defer_flush(false);
+    work_held(dp, job);
     pthread_mutex_lock(&dp->lock);
     note_speed(dp, speed_hash(lane->hash, job->kind), now_us() - t0);
     pthread_mutex_unlock(&dp->lock);
     /* After done() the job may be gone (its request completed). */
-    finish(dp, job);
+    finish(dp, job, lane);
     pthread_mutex_lock(&dp->lock);
 }
 
@@ -269,10 +335,8 @@ static void *worker_main(void *arg)
             struct hpo_job *job = r->job;
             pthread_mutex_unlock(&dp->lock);
             free(r);
-            hpo_storage_defer_flush(dp->storage != NULL);
-            job->work(job);
-            hpo_storage_defer_flush(false);
-            finish(dp, job);
+            work_held(dp, job);
+            finish(dp, job, NULL);
             pthread_mutex_lock(&dp->lock);
             continue;
         }
@@ -309,6 +373,10 @@ void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job)
     if (*l == NULL) {
         /* No job of this study runs: a worker takes the new lane. */
         push_run(dp, &lane_new(dp, l, job->key, hash)->run);
+    } else if (!(*l)->running) {
+        /* Only held jobs keep it: a worker takes it again. */
+        (*l)->running = true;
+        push_run(dp, &(*l)->run);
     }
     /* Else a job of this study runs or waits: this one waits its turn in the lane. */
     *(*l)->tail = job;
@@ -322,12 +390,17 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     struct hpo_job *next;
     uint64_t hash, t0;
 
-    if (job->key == NULL || dp->inline_max_us == 0 || dp->storage != NULL) {
+    if (job->key == NULL || dp->inline_max_us == 0 || dp->hold_flush) {
         return false;
     }
     hash = hash_of(job->key);
     pthread_mutex_lock(&dp->lock);
     l = lane_slot(dp, job->key, hash);
+    /*
+    ** No lane: no job of the study runs, waits or is held, so none of its
+    ** pipelined writes is in flight. The job runs here with its write
+    ** waited for (not pipelined), its reply sent at once.
+    */
     if (*l != NULL || !is_quick(dp, speed_hash(hash, job->kind))) {
         pthread_mutex_unlock(&dp->lock);
         return false;
@@ -351,7 +424,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
         if (lane->head != NULL) {
             push_run(dp, &lane->run);
         } else {
-            (void)lane_next(dp, lane); /* frees it */
+            (void)lane_next(dp, lane); /* lets it go */
         }
     }
     pthread_mutex_unlock(&dp->lock);
@@ -420,6 +493,19 @@ void hpo_dispatch_hold_replies(struct hpo_dispatch *dp, struct hpo_storage *st)
 {
     pthread_mutex_lock(&dp->lock);
     dp->storage = st;
+    dp->hold_flush = true;
+    pthread_mutex_unlock(&dp->lock);
+    hpo_storage_on_flush(st, flushed_cb, dp);
+}
+
+void hpo_dispatch_pipeline(struct hpo_dispatch *dp, struct hpo_storage *st)
+{
+    if (!hpo_storage_pipelines(st)) {
+        return;
+    }
+    pthread_mutex_lock(&dp->lock);
+    dp->storage = st;
+    dp->pipelined = true;
     pthread_mutex_unlock(&dp->lock);
     hpo_storage_on_flush(st, flushed_cb, dp);
 }

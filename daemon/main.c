@@ -579,6 +579,8 @@ int main(int argc, char **argv)
         /* SQLite's pipelined flush: replies wait for it on the dispatcher, not the writes. */
         hpo_dispatch_hold_replies(d.dispatch, d.storage);
     }
+    /* SQLite: a study's next request runs while its last write commits (dispatch.h). */
+    hpo_dispatch_pipeline(d.dispatch, d.storage);
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
     acfg.listen_fd = listen_fd;

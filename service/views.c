@@ -25,7 +25,25 @@ void hpo__op_study_list(struct hpo_service *svc, struct hpo_service_request *req
         hpo_oom();
     }
     for (size_t i = 0; i < n; i++) {
-        json_t *sum = hpo__study_read_summary(snap[i], false);
+        json_t *sum;
+        if (hpo__study_broken(snap[i])) {
+            /* A pipelined write of it failed: its summary from a fresh copy. */
+            struct hpo_error err;
+            struct study *cur;
+            if (hpo__study_reload(svc, snap[i], &err) < 0) {
+                hpo_error_set(&req->err, -EIO, HPO_UNAVAILABLE, NULL, "%s", err.message);
+                json_decref(arr);
+                hpo__registry_snapshot_free(snap, n);
+                return;
+            }
+            cur = hpo__study_get(svc, snap[i]->name);
+            if (cur == NULL) {
+                continue; /* deleted meanwhile */
+            }
+            hpo__study_unref(snap[i]);
+            snap[i] = cur;
+        }
+        sum = hpo__study_read_summary(snap[i], false);
         if (sum != NULL) {
             json_array_append_new(arr, sum);
         }
