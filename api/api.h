@@ -50,6 +50,12 @@ struct hpo_job {
     */
     uint64_t seen_from, seen_upto;
     void *lane;
+    /*
+    ** Set by run_inline: the job's writes are still in flight, so its reply
+    ** waits: the caller suspends the connection, then calls `release`,
+    ** after which done() runs (at once or on another thread).
+    */
+    bool held;
 };
 
 /*
@@ -97,10 +103,11 @@ struct hpo_api_config {
     void (*submit)(void *ctx, struct hpo_job *job);
     /*
     ** Run a keyed job's work() here and now, on the calling MHD thread,
-    ** without done(); false (nothing done) when it must be submitted
-    ** instead. NULL: always submit.
+    ** without done() unless it sets job->held (then see `release`); false
+    ** (nothing done) when it must be submitted instead. NULL: always submit.
     */
     bool (*run_inline)(void *ctx, struct hpo_job *job);
+    void (*release)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */
     bool (*healthy)(void *ctx);
     /*

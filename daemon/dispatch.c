@@ -397,21 +397,36 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     pthread_mutex_lock(&dp->lock);
     l = lane_slot(dp, job->key, hash);
     /*
-    ** No lane: no job of the study runs, waits or is held, so none of its
-    ** pipelined writes is in flight. The job runs here with its write
-    ** waited for (not pipelined), its reply sent at once.
+    ** Only when no job of the study runs or waits (jobs of it may be held:
+    ** this one is pipelined after them, as on a worker).
     */
-    if (*l != NULL || !is_quick(dp, speed_hash(hash, job->kind))) {
+    if ((*l != NULL && ((*l)->running || (*l)->head != NULL)) ||
+            !is_quick(dp, speed_hash(hash, job->kind))) {
         pthread_mutex_unlock(&dp->lock);
         return false;
     }
-    /* The lane exists, empty, while this thread runs the job: later ones queue behind it. */
-    lane = lane_new(dp, l, job->key, hash);
+    /* The lane is this thread's while it runs the job: later ones queue behind it. */
+    lane = *l != NULL ? *l : lane_new(dp, l, job->key, hash);
+    lane->running = true;
     pthread_mutex_unlock(&dp->lock);
     t0 = now_us();
-    job->work(job);
+    if (dp->pipelined) {
+        work_held(dp, job);
+    } else {
+        job->work(job);
+    }
     pthread_mutex_lock(&dp->lock);
     note_speed(dp, speed_hash(hash, job->kind), now_us() - t0);
+    if (dp->pipelined) {
+        job->seen_upto = hpo_storage_accepted(dp->storage);
+        /* Writes it could see still in flight: held, in its lane, until released. */
+        job->held = hpo_storage_resolved(dp->storage) < job->seen_upto;
+        if (job->held) {
+            job->ticket = NO_TICKET;
+            job->lane = lane;
+            lane->held++;
+        }
+    }
     for (int i = 0; i < DRAIN_INLINE; i++) {
         next = lane_next(dp, lane);
         if (next == NULL) {
@@ -429,6 +444,16 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     }
     pthread_mutex_unlock(&dp->lock);
     return true;
+}
+
+void hpo_dispatch_release(struct hpo_dispatch *dp, struct hpo_job *job)
+{
+    pthread_mutex_lock(&dp->lock);
+    job->next = NULL;
+    *dp->held_tail = job;
+    dp->held_tail = &job->next;
+    pthread_mutex_unlock(&dp->lock);
+    drain_held(dp);
 }
 
 int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dispatch **ret)

@@ -69,6 +69,13 @@ void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job);
 bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job);
 
 /*
+** Pipelined: a job run inline whose writes are still in flight gets
+** job->held; once the caller suspended its connection, it hands the job
+** here, and done() runs when they resolved (at once, or on another thread).
+*/
+void hpo_dispatch_release(struct hpo_dispatch *dp, struct hpo_job *job);
+
+/*
 ** Let the workers run what is queued, then join them (loop thread, once the
 ** HTTP server takes no more work). Jobs submitted afterwards never run.
 */

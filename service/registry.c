@@ -148,8 +148,14 @@ struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_req
         pthread_mutex_lock(&s->lock);
         if (s->deleted || s->moved) {
             bool moved = !s->deleted;
+            struct study *cur;
             pthread_mutex_unlock(&s->lock);
+            cur = moved && tries < 2 ? hpo__study_get(svc, req->study) : NULL;
+            hpo__study_unref(cur);
             hpo__study_unref(s);
+            if (cur != NULL && cur != s) {
+                continue; /* replaced by a fresh copy meanwhile: use that one */
+            }
             if (moved) {
                 hpo_error_set(&req->err, -ESTALE, HPO_UNAVAILABLE, NULL,
                         "study '%.128s' was just reloaded; retry", req->study);
