@@ -746,6 +746,7 @@ static bool check_held(struct req *rq)
         free(rq->link);
         rq->link = NULL;
         rq->sreq = *rq->sreq_init;
+        rq->sreq.settled = true;
         rq->job.work = job_work;
         rq->api->cfg.submit(rq->api->cfg.ctx, &rq->job);
         return false;

@@ -163,6 +163,10 @@ struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_req
             }
             break;
         }
+        if (req->settled && !hpo__study_broken(s)) {
+            /* Under its lock no write of it is added: those in flight resolve. */
+            hpo_storage_chain_wait(s->chain);
+        }
         if (req->op == HPO_SERVICE_STUDY_DELETE || !hpo__study_broken(s)) {
             note_chain(req, s);
             return s;
@@ -419,6 +423,16 @@ void hpo__op_study_get(struct hpo_service *svc, struct hpo_service_request *req,
     json_t *sum;
 
     (void)a;
+    if (s != NULL && req->settled) {
+        /* Run again: committed state only, under the lock (hpo__study_acquire waits). */
+        hpo__study_unref(s);
+        s = hpo__study_acquire(svc, req);
+        if (s != NULL) {
+            hpo__reply(req, 200, hpo__study_to_json(s, true));
+            hpo__study_release(s);
+        }
+        return;
+    }
     if (s != NULL && hpo__study_broken(s)) {
         /* Reloaded first (its summary may count what was never stored). */
         hpo__study_unref(s);

@@ -132,6 +132,9 @@ bool hpo_service_reply_valid(struct hpo_service *svc, const struct hpo_service_r
 {
     struct hpo_error cause;
 
+    if (req->settled) {
+        return true; /* it read committed state only */
+    }
     if (req->chain != NULL) {
         if (!hpo_storage_chain_failed(req->chain, from, upto, &cause)) {
             return true;

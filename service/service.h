@@ -166,6 +166,12 @@ struct hpo_service_request {
     struct hpo_service_stream *stream;
     /* The chain of the study copy the request read or changed (a reference; NULL: none). */
     struct hpo_write_chain *chain;
+    /*
+    ** A read run again because a write it saw failed: it waits until no
+    ** pipelined write of its studies is in flight (their lanes wait for it)
+    ** and reads what is committed only, so its reply holds whatever fails.
+    */
+    bool settled;
 };
 
 /*

@@ -808,15 +808,32 @@ static int failure_errno(struct sq_storage *st)
     return (uint64_t)sv.f_bavail * sv.f_frsize < DB_ROOM ? ENOSPC : 0;
 }
 
+/* A write of a chain whose earlier pipelined write failed: it fails too, without running. */
+static int dependent_failure(struct hpo_write *w)
+{
+    return hpo_error_set(&w->err, -EIO, HPO_UNAVAILABLE, NULL,
+            "an earlier write of this study failed: %s", w->chain->err.message);
+}
+
 /* One group transaction: every write of `batch`, each in its savepoint. True if it committed. */
 static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
     static const struct hpo_blob_mark all = { 0, 0, 0 };
     struct hpo_error err;
-    bool unlink_files = true;
+    bool unlink_files = true, any = false;
     uint64_t ok = 0, n = 0, t0 = mono_us();
     int r;
 
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        any = any || w->chain == NULL || atomic_load(&w->chain->failed) == 0;
+    }
+    if (!any) {
+        /* Every write depends on a failed one: no transaction (it proves nothing healthy). */
+        for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+            w->result = dependent_failure(w);
+        }
+        return true;
+    }
     end_transaction(st);
     r = run(st, st->s.begin, SQLITE_OK, "starting a transaction", &err);
     if (r < 0) {
@@ -824,9 +841,7 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
     }
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
         if (w->chain != NULL && atomic_load(&w->chain->failed) != 0) {
-            /* An earlier pipelined write of its study failed: this one depends on it. */
-            w->result = hpo_error_set(&w->err, -EIO, HPO_UNAVAILABLE, NULL,
-                    "an earlier write of this study failed: %s", w->chain->err.message);
+            w->result = dependent_failure(w);
             continue;
         }
         if (!run_write(st, w)) {
