@@ -7,8 +7,11 @@
 ** A request that changes a study first goes to `run_inline`, which may run
 ** the job on the calling MHD thread at once; otherwise it is suspended and
 ** handed to the embedder's `submit` as a job, whose `work` runs on a worker
-** thread and `done` right after it on the same thread (`done` resumes the
-** connection, which MHD allows from any thread).
+** thread and `done` right after it on the same thread, or later, on another
+** thread, when the embedder holds replies until the writes they saw
+** resolved (`done` resumes the connection, which MHD allows from any
+** thread). An inline job whose writes are still in flight comes back with
+** `held`: its connection is suspended and the job handed to `release`.
 */
 #ifndef HPO_API_H
 #define HPO_API_H

@@ -6,9 +6,12 @@
 ** loop with its own connections on the one listening socket); every
 ** callback here runs on one of them. A request that changes a quick study
 ** whose lane is idle runs right there (run_inline) and is answered without
-** a suspension; other requests that touch studies are suspended, run on a
-** worker through the embedder's submit(), and resumed from the worker in the
-** job's done callback (docs/STYLE.md rules 33-38).
+** a suspension, or, when its pipelined write is still in flight, suspended
+** until it resolved; other requests that touch studies are suspended, run
+** on a worker through the embedder's submit(), and resumed in the job's
+** done callback (docs/STYLE.md rules 33-38). done checks first that no
+** write the reply saw failed (check_held): a write then answers 503, a read
+** runs again on committed state.
 */
 #include <arpa/inet.h>
 #include <errno.h>

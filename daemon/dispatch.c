@@ -15,15 +15,29 @@
 ** sampler (GP, TPE on a long history) or a slow commit never holds an HTTP
 ** thread; a kind of job of a study not seen yet starts on the pool.
 **
-** Replies held for the flush (hpo_dispatch_hold_replies, synchronous full):
-** a worker runs work() with hpo_storage_defer_flush on, so a write returns
-** once committed, before its fdatasync. The finished job takes the
-** storage's flush ticket under `lock` and joins `held` (tickets never
-** decrease along it); a drain pops the flushed prefix under `lock` and
-** calls done() outside it. The finishing worker drains right after
-** appending (a flush that completed in between has no other wake-up) and
-** the flusher's callback drains after each flush. No job runs inline then:
-** its write would wait on the HTTP thread for its own fdatasync.
+** Held replies. Pipelined writes (hpo_dispatch_pipeline, SQLite): work()
+** runs with hpo_storage_pipeline on, so a study's write returns once
+** accepted and its lane runs the next job while the writer commits it;
+** `seen_from` (resolved before work) and `seen_upto` (accepted after it,
+** taken under `lock`, so it never decreases along `held`) bound the writes
+** the job could see. The flush (hpo_dispatch_hold_replies, synchronous
+** full): work() runs with hpo_storage_defer_flush on, so a write returns
+** once committed, before its fdatasync; the job's flush ticket is taken
+** once its writes resolved, in the order of `held` (so tickets never
+** decrease along it either). A drain pops the releasable prefix under
+** `lock` and calls done() outside it; done() (the HTTP layer's) checks that
+** none of the writes the job saw failed before it lets the reply out. The
+** finishing worker drains right after appending (a resolution or flush in
+** between has no other wake-up), and the storage's callback drains after
+** each flush and each group transaction holding pipelined writes.
+**
+** A lane lives while a job of it runs, waits or is held: a lane request
+** may run inline only when its study has no lane (nothing of it in flight,
+** its write then waited for as before) or a lane with held jobs only (it
+** runs pipelined, as a worker would, and is held: the HTTP layer suspends
+** the connection and hands it to hpo_dispatch_release). Under synchronous
+** full nothing runs inline: its write would wait on the HTTP thread for
+** its own fdatasync.
 */
 #include <errno.h>
 #include <pthread.h>
@@ -389,6 +403,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     struct lane **l, *lane;
     struct hpo_job *next;
     uint64_t hash, t0;
+    bool pipelined;
 
     if (job->key == NULL || dp->inline_max_us == 0 || dp->hold_flush) {
         return false;
@@ -405,19 +420,26 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
         pthread_mutex_unlock(&dp->lock);
         return false;
     }
+    /*
+    ** Pipelined only when writes are in flight (its study's, or any: a
+    ** load). Else it waits for its own commit here and its reply goes at
+    ** once, without a suspension: one client's latency.
+    */
+    pipelined = dp->pipelined && (*l != NULL ||
+            hpo_storage_resolved(dp->storage) < hpo_storage_accepted(dp->storage));
     /* The lane is this thread's while it runs the job: later ones queue behind it. */
     lane = *l != NULL ? *l : lane_new(dp, l, job->key, hash);
     lane->running = true;
     pthread_mutex_unlock(&dp->lock);
     t0 = now_us();
-    if (dp->pipelined) {
+    if (pipelined) {
         work_held(dp, job);
     } else {
         job->work(job);
     }
     pthread_mutex_lock(&dp->lock);
     note_speed(dp, speed_hash(hash, job->kind), now_us() - t0);
-    if (dp->pipelined) {
+    if (pipelined) {
         job->seen_upto = hpo_storage_accepted(dp->storage);
         /* Writes it could see still in flight: held, in its lane, until released. */
         job->held = hpo_storage_resolved(dp->storage) < job->seen_upto;

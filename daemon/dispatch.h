@@ -10,8 +10,12 @@
 **
 ** Every function may be called from any thread (the HTTP threads submit).
 ** A job's work() and then its done() run on the thread that ran it, one
-** right after the other: done() must be safe there (the HTTP layer's resumes
-** a suspended connection, which libmicrohttpd allows from any thread).
+** right after the other, unless replies are held (pipelined writes, or the
+** flush under synchronous full): then done() runs once the writes the job
+** could see resolved (and were flushed), on whichever thread saw that (a
+** worker, the storage's writer or flusher). done() must be safe there (the
+** HTTP layer's resumes a suspended connection, which libmicrohttpd allows
+** from any thread).
 */
 #ifndef HPOD_DISPATCH_H
 #define HPOD_DISPATCH_H

@@ -419,7 +419,8 @@ void hpo_service_destroy(struct hpo_service *svc)
 }
 
 
-int hpo__study_reload(struct hpo_service *svc, struct study *s, struct hpo_error *err)
+int hpo__study_reload(struct hpo_service *svc, struct study *s, struct study **ret_locked,
+        struct hpo_error *err)
 {
     static const struct hpo_load_callbacks cb = {
         .study = load_study,
@@ -450,9 +451,20 @@ int hpo__study_reload(struct hpo_service *svc, struct study *s, struct hpo_error
 
         finish_loaded(fresh);
         fresh->epoch = s->epoch;
+        if (ret_locked != NULL) {
+            /* Locked before anyone can find it: no write is applied to it first. */
+            pthread_mutex_lock(&fresh->lock);
+            atomic_fetch_add(&fresh->refs, 1);
+        }
         if (hpo__registry_swap(svc, s, fresh) == 0) {
             s->moved = true;
+            if (ret_locked != NULL) {
+                *ret_locked = fresh;
+            }
         } else {
+            if (ret_locked != NULL) {
+                pthread_mutex_unlock(&fresh->lock);
+            }
             hpo__study_free(fresh);
         }
         hpo_log(HPO_LOG_WARNING, "study '%s': a write failed; reloaded from the database",

@@ -139,7 +139,7 @@ bool hpo__study_broken(const struct study *s)
 struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_request *req)
 {
     for (int tries = 0;; tries++) {
-        struct study *s = hpo__study_get(svc, req->study);
+        struct study *s = hpo__study_get(svc, req->study), *fresh;
         int r;
 
         if (s == NULL) {
@@ -171,14 +171,22 @@ struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_req
             note_chain(req, s);
             return s;
         }
-        /* Its memory holds what was never stored: a fresh copy from storage. */
+        /*
+        ** Its memory holds what was never stored: a fresh copy from storage,
+        ** locked before another request can apply a write to it.
+        */
         pthread_mutex_unlock(&s->lock);
-        r = tries < 2 ? hpo__study_reload(svc, s, &req->err)
+        fresh = NULL;
+        r = tries < 2 ? hpo__study_reload(svc, s, &fresh, &req->err)
                       : hpo_error_set(&req->err, -EIO, HPO_UNAVAILABLE, NULL,
-                                "study '%.128s' cannot be written now; retry", req->study);
+                                "study '%.128s' cannot be read back now; retry", req->study);
         hpo__study_unref(s);
         if (r < 0) {
             return NULL;
+        }
+        if (fresh != NULL) {
+            note_chain(req, fresh);
+            return fresh;
         }
     }
     hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "no study named '%.128s'", req->study);

@@ -144,9 +144,13 @@ bool hpo__study_broken(const struct study *s);
 ** fail too: storage.h's chains); its memory then holds exactly what was
 ** committed. `s` is marked moved (requests holding it answer unavailable).
 ** 0 (also when another thread reloaded or deleted it first), or a negative
-** errno with `err` (unavailable).
+** errno with `err` (unavailable). With `ret_locked`, the fresh copy is
+** also returned locked with a reference (as hpo__study_acquire's), taken
+** before any other request can reach it; NULL when this call did not
+** replace `s`.
 */
-int hpo__study_reload(struct hpo_service *svc, struct study *s, struct hpo_error *err);
+int hpo__study_reload(struct hpo_service *svc, struct study *s, struct study **ret_locked,
+        struct hpo_error *err);
 
 /*
 ** Take `s` out of the registry (if it is the one registered under its name)

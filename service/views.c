@@ -49,7 +49,7 @@ void hpo__op_study_list(struct hpo_service *svc, struct hpo_service_request *req
             /* A pipelined write of it failed: its summary from a fresh copy. */
             struct hpo_error err;
             struct study *cur;
-            if (hpo__study_reload(svc, snap[i], &err) < 0) {
+            if (hpo__study_reload(svc, snap[i], NULL, &err) < 0) {
                 hpo_error_set(&req->err, -EIO, HPO_UNAVAILABLE, NULL, "%s", err.message);
                 json_decref(arr);
                 hpo__registry_snapshot_free(snap, n);

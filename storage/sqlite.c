@@ -50,6 +50,19 @@
 ** so one study's mutations (serialized by its lane and lock) still form
 ** batches of several writes per flush; the dispatcher holds every reply
 ** until the flush covering all commits made before the reply was built.
+**
+** Pipelined writes (hpo_storage_pipeline, storage.h): a pipelining caller's
+** write with a chain is copied whole (copy_write: ops and every value, up
+** to HPO__PIPELINE_MAX bytes; pieces of a big sampler state are never
+** pipelined), numbered (`accepted`) and queued, and the caller returns at
+** once; the writer thread leads the batches (a pipelined write has no
+** caller to lead). In a batch, a write whose chain already failed is
+** failed without running (dependent_failure), and a pipelined write that
+** fails fails its chain (hpo__chain_fail) before the next write runs, so
+** write k+1 of a study never commits without write k. After the batch the
+** leader publishes `resolved` (numbers resolve in queue order) and
+** `last_failed`, releases the chains' counts and calls the on_flush
+** callback: the dispatcher's held replies check what they saw.
 */
 #include <assert.h>
 #include <errno.h>

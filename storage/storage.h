@@ -10,6 +10,10 @@
 ** writer thread) takes every queued write, runs them in one BEGIN IMMEDIATE
 ** ... COMMIT with a SAVEPOINT per write (a failing write rolls back alone),
 ** then wakes their callers; writes queued meanwhile form the next batch.
+** Pipelined writes (SQLite, hpo_storage_pipeline below) are copied and
+** queued without waiting: the writer thread commits them, in order, and
+** the caller holds what depends on them (its reply) until they resolved;
+** a write of a study whose earlier pipelined write failed fails too.
 **
 ** The storage knows nothing of search spaces: params are (index, double)
 ** or (index, float64 vector) rows, specs are JSON text.
@@ -188,10 +192,13 @@ int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb
         struct hpo_error *err);
 
 /*
-** Load one study (by name) with the same callbacks and orders, on a
-** connection of its own: any thread, after start. 0 (nothing called when
-** no such study), -ENOTSUP when all studies were loaded at start (SQLite,
-** exclusive), or a negative errno with `err` (unavailable).
+** Load one study (by name) with the same callbacks and orders: any thread,
+** after start. PostgreSQL: on a connection of its own; SQLite: on the
+** writer's connection between two batches, reading every row (only the
+** reload of a study whose pipelined write failed needs it). 0 (nothing
+** called when no such study), -ENOTSUP on an exclusive PostgreSQL store
+** (all studies were loaded at start), or a negative errno with `err`
+** (unavailable).
 */
 int hpo_storage_load_study(struct hpo_storage *st, const char *name,
         const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err);
@@ -251,7 +258,7 @@ bool hpo_storage_flushed(struct hpo_storage *st, uint64_t ticket);
 ** Pipelined writes (SQLite; PostgreSQL keeps one write at a time per study:
 ** hpo_storage_pipelines is false there). While on for the calling thread
 ** (daemon/dispatch.c's workers), hpo_storage_write of a write with a chain
-** and no pieces (parts), whose values fit PIPELINE_MAX bytes, copies it,
+** and no pieces (parts), whose values fit 64 KiB (HPO__PIPELINE_MAX), copies it,
 ** queues it with the next number ("accepted") and returns 0 at once,
 ** before its commit; the writer thread commits it in a later group
 ** transaction. The caller goes on as if it committed, and must let nothing
