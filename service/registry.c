@@ -133,8 +133,11 @@ bool hpo__study_broken(const struct study *s)
 
 /*
 ** Look up and lock a study; on failure fill req with not_found. A copy
-** whose pipelined write failed is reloaded first (once; unavailable when
-** that fails), except for a delete (it holds create_lock, and drops it all).
+** whose pipelined write failed is replaced by a fresh load first (at most
+** twice; unavailable when that fails), except for a delete (it holds
+** create_lock, and drops it all); a copy replaced meanwhile is looked up
+** again. A settled read (service.h) waits, under the lock, until none of
+** the copy's writes is in flight.
 */
 struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_request *req)
 {
@@ -147,13 +150,14 @@ struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_req
         }
         pthread_mutex_lock(&s->lock);
         if (s->deleted || s->moved) {
-            bool moved = !s->deleted;
+            bool moved = !s->deleted, replaced;
             struct study *cur;
             pthread_mutex_unlock(&s->lock);
             cur = moved && tries < 2 ? hpo__study_get(svc, req->study) : NULL;
+            replaced = cur != NULL && cur != s;
             hpo__study_unref(cur);
             hpo__study_unref(s);
-            if (cur != NULL && cur != s) {
+            if (replaced) {
                 continue; /* replaced by a fresh copy meanwhile: use that one */
             }
             if (moved) {
