@@ -284,6 +284,7 @@ int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_
     if (s != NULL) {
         hpo__study_release(s);
     }
+    hpo_storage_chain_unref(req.chain); /* no reply to check */
     if (p == NULL) {
         *err = req.err;
         return -EINVAL;
