@@ -7,8 +7,11 @@
 ** A request that changes a study first goes to `run_inline`, which may run
 ** the job on the calling MHD thread at once; otherwise it is suspended and
 ** handed to the embedder's `submit` as a job, whose `work` runs on a worker
-** thread and `done` right after it on the same thread (`done` resumes the
-** connection, which MHD allows from any thread).
+** thread and `done` right after it on the same thread, or later, on another
+** thread, when the embedder holds replies until the writes they saw
+** resolved (`done` resumes the connection, which MHD allows from any
+** thread). An inline job whose writes are still in flight comes back with
+** `held`: its connection is suspended and the job handed to `release`.
 */
 #ifndef HPO_API_H
 #define HPO_API_H
@@ -43,6 +46,19 @@ struct hpo_job {
     unsigned kind;
     struct hpo_job *next; /* the embedder's, for queueing */
     uint64_t ticket;      /* the embedder's: its reply waits for this flush */
+    /*
+    ** The embedder's, with pipelined writes (daemon/dispatch.h): the last
+    ** pipelined write resolved when work() started and the last accepted
+    ** when it ended; done() checks that none it could see failed.
+    */
+    uint64_t seen_from, seen_upto;
+    void *lane;
+    /*
+    ** Set by run_inline: the job's writes are still in flight, so its reply
+    ** waits: the caller suspends the connection, then calls `release`,
+    ** after which done() runs (at once or on another thread).
+    */
+    bool held;
 };
 
 /*
@@ -90,10 +106,11 @@ struct hpo_api_config {
     void (*submit)(void *ctx, struct hpo_job *job);
     /*
     ** Run a keyed job's work() here and now, on the calling MHD thread,
-    ** without done(); false (nothing done) when it must be submitted
-    ** instead. NULL: always submit.
+    ** without done() unless it sets job->held (then see `release`); false
+    ** (nothing done) when it must be submitted instead. NULL: always submit.
     */
     bool (*run_inline)(void *ctx, struct hpo_job *job);
+    void (*release)(void *ctx, struct hpo_job *job);
     /* Whether storage takes writes (for /healthz). */
     bool (*healthy)(void *ctx);
     /*

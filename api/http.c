@@ -6,9 +6,12 @@
 ** loop with its own connections on the one listening socket); every
 ** callback here runs on one of them. A request that changes a quick study
 ** whose lane is idle runs right there (run_inline) and is answered without
-** a suspension; other requests that touch studies are suspended, run on a
-** worker through the embedder's submit(), and resumed from the worker in the
-** job's done callback (docs/STYLE.md rules 33-38).
+** a suspension, or, when its pipelined write is still in flight, suspended
+** until it resolved; other requests that touch studies are suspended, run
+** on a worker through the embedder's submit(), and resumed in the job's
+** done callback (docs/STYLE.md rules 33-38). done checks first that no
+** write the reply saw failed (check_held): a write then answers 503, a read
+** runs again on committed state.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -96,6 +99,9 @@ struct req {
     bool pruned; /* a report answered {"prune": true} (for metrics) */
     const struct hpo__route_row *row; /* the route's row for the method, once allowed */
     struct hpo_service_request sreq;
+    /* A read: sreq as prepared, to run it again when a write it saw failed (check_held). */
+    struct hpo_service_request *sreq_init;
+    unsigned reruns;
     struct hpo_buf query; /* struct hpo_service_query_pair: a list's query string */
     const char *accept;   /* its Accept header */
     /* The reply. */
@@ -719,10 +725,50 @@ static void poke_streams(struct req *rq)
     }
 }
 
+/*
+** Pipelined writes: a service request's reply, held until the writes it
+** could see resolved (daemon/dispatch.h), must not show one that failed
+** (hpo_service_reply_valid). A read then runs again (twice at most), on a
+** copy of its study reloaded from storage; a write answers unavailable.
+** True when the reply may go out, false when the read was submitted again.
+*/
+static bool check_held(struct req *rq)
+{
+    struct hpo_error err;
+
+    if ((rq->job.work != job_work && rq->job.work != decoded_work && rq->job.work != lane_work) ||
+            rq->job.seen_upto == 0 ||
+            rq->row == NULL || rq->row->op >= HPO_SERVICE_OP_COUNT ||
+            hpo_service_reply_valid(rq->api->cfg.service, &rq->sreq, rq->job.seen_from,
+                    rq->job.seen_upto, &err)) {
+        return true;
+    }
+    if (rq->sreq_init != NULL && rq->reruns < 2 && rq->stream == NULL) {
+        rq->reruns++;
+        hpo_service_request_finish(&rq->sreq);
+        free(rq->link);
+        rq->link = NULL;
+        rq->sreq = *rq->sreq_init;
+        rq->sreq.settled = true;
+        rq->job.work = job_work;
+        rq->api->cfg.submit(rq->api->cfg.ctx, &rq->job);
+        return false;
+    }
+    hpo_service_stream_free(rq->stream);
+    rq->stream = NULL;
+    rq->sreq.status = hpo_code_status(err.code);
+    rq->sreq.err = err;
+    set_json(rq, rq->sreq.status, error_body(&err));
+    return true;
+}
+
 static void job_done(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
+    if (!check_held(rq)) {
+        return; /* a read running again: the connection stays suspended */
+    }
     poke_streams(rq); /* before the resume: after it rq may be gone */
     /* On the worker: MHD's threads allow a resume from any thread. */
     rq->suspended = false;
@@ -781,6 +827,13 @@ static bool prepare_service(struct req *rq)
         }
         rq->accept = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                 MHD_HTTP_HEADER_ACCEPT);
+    }
+    if ((rq->row->flags & HPO__F_LANE) == 0 && strcmp(rq->row->method, "GET") == 0) {
+        /* A read may run again (check_held): as prepared, before decoding. */
+        rq->sreq_init = malloc(sizeof(*sr));
+        if (rq->sreq_init != NULL) {
+            *rq->sreq_init = *sr;
+        }
     }
     return true;
 }
@@ -1299,8 +1352,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return queue_reply(rq);
         }
         rq->job.work = lane_work;
+        rq->job.held = false;
         if (api->cfg.run_inline(api->cfg.ctx, &rq->job)) {
             build_reply(rq); /* ran here, its lane free again */
+            if (rq->job.held) {
+                /* Its write is in flight: the reply waits for it (job_done resumes). */
+                rq->suspended = true;
+                count_busy(rq);
+                MHD_suspend_connection(rq->conn);
+                api->cfg.release(api->cfg.ctx, &rq->job);
+                return MHD_YES;
+            }
+            (void)check_held(rq); /* a write: never run again */
             poke_streams(rq);
             return queue_reply(rq);
         }
@@ -1419,6 +1482,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 release:
     hpo_buf_free(&rq->query);
     hpo_service_request_finish(&rq->sreq);
+    free(rq->sreq_init);
     hpo_service_stream_free(rq->stream);
     free(rq->link);
     free(rq->target);

@@ -10,8 +10,12 @@
 **
 ** Every function may be called from any thread (the HTTP threads submit).
 ** A job's work() and then its done() run on the thread that ran it, one
-** right after the other: done() must be safe there (the HTTP layer's resumes
-** a suspended connection, which libmicrohttpd allows from any thread).
+** right after the other, unless replies are held (pipelined writes, or the
+** flush under synchronous full): then done() runs once the writes the job
+** could see resolved (and were flushed), on whichever thread saw that (a
+** worker, the storage's writer or flusher). done() must be safe there (the
+** HTTP layer's resumes a suspended connection, which libmicrohttpd allows
+** from any thread).
 */
 #ifndef HPOD_DISPATCH_H
 #define HPOD_DISPATCH_H
@@ -42,6 +46,18 @@ struct hpo_storage;
 void hpo_dispatch_hold_replies(struct hpo_dispatch *dp, struct hpo_storage *st);
 void hpo_dispatch_detach(struct hpo_dispatch *dp);
 
+/*
+** Pipelined writes (when `st` offers them: SQLite): workers run work() with
+** hpo_storage_pipeline on, so a study's write returns once accepted and the
+** lane runs the study's next job while the writer commits it; each job's
+** done() is held until every pipelined write accepted before the job
+** finished has resolved (job->seen_from/seen_upto then tell done() which
+** writes it could see: it must check none failed, storage.h). A job still
+** runs inline only when its study has no lane (nothing of it in flight).
+** Call before the first submit; hpo_dispatch_detach as above.
+*/
+void hpo_dispatch_pipeline(struct hpo_dispatch *dp, struct hpo_storage *st);
+
 /* Queue a job (any thread). */
 void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job);
 
@@ -55,6 +71,13 @@ void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job);
 ** slow or unknown jobs of that kind).
 */
 bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job);
+
+/*
+** Pipelined: a job run inline whose writes are still in flight gets
+** job->held; once the caller suspended its connection, it hands the job
+** here, and done() runs when they resolved (at once, or on another thread).
+*/
+void hpo_dispatch_release(struct hpo_dispatch *dp, struct hpo_job *job);
 
 /*
 ** Let the workers run what is queued, then join them (loop thread, once the

@@ -87,6 +87,13 @@ static bool run_inline(void *ctx, struct hpo_job *job)
     return hpo_dispatch_run_inline(d->dispatch, job);
 }
 
+static void release(void *ctx, struct hpo_job *job)
+{
+    struct daemon *d = ctx;
+
+    hpo_dispatch_release(d->dispatch, job);
+}
+
 static bool healthy(void *ctx)
 {
     struct daemon *d = ctx;
@@ -579,6 +586,8 @@ int main(int argc, char **argv)
         /* SQLite's pipelined flush: replies wait for it on the dispatcher, not the writes. */
         hpo_dispatch_hold_replies(d.dispatch, d.storage);
     }
+    /* SQLite: a study's next request runs while its last write commits (dispatch.h). */
+    hpo_dispatch_pipeline(d.dispatch, d.storage);
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
     acfg.listen_fd = listen_fd;
@@ -600,6 +609,7 @@ int main(int argc, char **argv)
     ** forwarded (a wait): such requests never run on an HTTP thread.
     */
     acfg.run_inline = hpo_storage_is_postgresql(d.cfg.db) ? NULL : run_inline;
+    acfg.release = release;
     acfg.healthy = healthy;
     acfg.metrics = metrics;
     acfg.backup = backup;

@@ -275,6 +275,7 @@ int hpo_service_pulse(struct hpo_service *svc, const char *study, struct hpo_ser
         }
     }
     hpo__study_release(s);
+    hpo_storage_chain_unref(req.chain); /* no reply to check */
     return 0;
 }
 

@@ -5,9 +5,11 @@
 */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/log.h"
 #include "../storage/reader.h"
 #include "service-int.h"
 
@@ -416,3 +418,73 @@ void hpo_service_destroy(struct hpo_service *svc)
     hpo_point_cache_clear();
 }
 
+
+int hpo__study_reload(struct hpo_service *svc, struct study *s, struct study **ret_locked,
+        struct hpo_error *err)
+{
+    static const struct hpo_load_callbacks cb = {
+        .study = load_study,
+        .trial = load_trial,
+        .param = load_param,
+        .report = load_report,
+        .attr = load_attr,
+    };
+    struct loader L = { .svc = svc, .one = true };
+    struct study *cur;
+    int r = 0;
+
+    pthread_mutex_lock(&svc->create_lock);
+    cur = hpo__study_get(svc, s->name);
+    if (cur != s) {
+        goto out; /* reloaded or deleted meanwhile */
+    }
+    /* Under its lock no operation of the copy runs, so no write of it is added. */
+    pthread_mutex_lock(&s->lock);
+    if (s->deleted || s->moved) {
+        pthread_mutex_unlock(&s->lock);
+        goto out;
+    }
+    hpo_storage_chain_wait(s->chain);
+    r = hpo_storage_load_study(svc->storage, s->name, &cb, &L, err);
+    if (r == 0 && HPO_BUF_N(&L.by_id, struct study *) == 1) {
+        struct study *fresh = HPO_BUF_AT(&L.by_id, struct study *, 0);
+
+        finish_loaded(fresh);
+        fresh->epoch = s->epoch;
+        if (ret_locked != NULL) {
+            /* Locked before anyone can find it: no write is applied to it first. */
+            pthread_mutex_lock(&fresh->lock);
+            atomic_fetch_add(&fresh->refs, 1);
+        }
+        if (hpo__registry_swap(svc, s, fresh) == 0) {
+            s->moved = true;
+            if (ret_locked != NULL) {
+                *ret_locked = fresh;
+            }
+        } else {
+            if (ret_locked != NULL) {
+                pthread_mutex_unlock(&fresh->lock);
+            }
+            hpo__study_free(fresh);
+        }
+        hpo_log(HPO_LOG_WARNING, "study '%s': a write failed; reloaded from the database",
+                s->name);
+    } else {
+        for (size_t i = 0; i < HPO_BUF_N(&L.by_id, struct study *); i++) {
+            hpo__study_free(HPO_BUF_AT(&L.by_id, struct study *, i));
+        }
+        char why[sizeof(err->message)];
+
+        snprintf(why, sizeof(why), "%s", r < 0 ? err->message : "not found");
+        r = r < 0 ? r : -ENOENT;
+        hpo_error_set(err, r, HPO_UNAVAILABLE, NULL,
+                "study '%.128s' could not be read back after a failed write: %.100s; retry",
+                s->name, why);
+    }
+    pthread_mutex_unlock(&s->lock);
+out:
+    pthread_mutex_unlock(&svc->create_lock);
+    hpo_buf_free(&L.by_id);
+    hpo__study_unref(cur);
+    return r;
+}

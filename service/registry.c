@@ -89,24 +89,109 @@ struct study *hpo__study_get(struct hpo_service *svc, const char *name)
     return s;
 }
 
-/* Look up and lock a study; on failure fill req with not_found. */
+/*
+** Replace `old` by `s` in the registry in one step (no lookup misses the
+** name meanwhile), dropping the registry's reference to `old`: 0, or
+** -ENOENT (nothing done) when `old` is not registered any more.
+*/
+int hpo__registry_swap(struct hpo_service *svc, struct study *old, struct study *s)
+{
+    bool found;
+    long at;
+    int r = -ENOENT;
+
+    pthread_rwlock_wrlock(&svc->registry_lock);
+    at = registry_index(svc, old->name, &found);
+    if (found && hpo__studies(svc)[at] == old) {
+        hpo__studies(svc)[at] = s;
+        r = 0;
+    }
+    pthread_rwlock_unlock(&svc->registry_lock);
+    if (r == 0) {
+        hpo__study_unref(old);
+    }
+    return r;
+}
+
+/* The request read or changes this copy: its reply checks the copy's writes (service.h). */
+static void note_chain(struct hpo_service_request *req, struct study *s)
+{
+    if (req->chain == NULL) {
+        hpo_storage_chain_ref(s->chain);
+        req->chain = s->chain;
+    }
+}
+
+/*
+** Whether a pipelined write of the copy failed: then its memory may hold
+** what was never stored, and nothing may read or change it any more.
+*/
+bool hpo__study_broken(const struct study *s)
+{
+    return hpo_storage_chain_failed(s->chain, 0, 0, NULL);
+}
+
+/*
+** Look up and lock a study; on failure fill req with not_found. A copy
+** whose pipelined write failed is replaced by a fresh load first (at most
+** twice; unavailable when that fails), except for a delete (it holds
+** create_lock, and drops it all); a copy replaced meanwhile is looked up
+** again. A settled read (service.h) waits, under the lock, until none of
+** the copy's writes is in flight.
+*/
 struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_request *req)
 {
-    struct study *s = hpo__study_get(svc, req->study);
+    for (int tries = 0;; tries++) {
+        struct study *s = hpo__study_get(svc, req->study), *fresh;
+        int r;
 
-    if (s != NULL) {
+        if (s == NULL) {
+            break;
+        }
         pthread_mutex_lock(&s->lock);
-        if (!s->deleted && !s->moved) {
+        if (s->deleted || s->moved) {
+            bool moved = !s->deleted, replaced;
+            struct study *cur;
+            pthread_mutex_unlock(&s->lock);
+            cur = moved && tries < 2 ? hpo__study_get(svc, req->study) : NULL;
+            replaced = cur != NULL && cur != s;
+            hpo__study_unref(cur);
+            hpo__study_unref(s);
+            if (replaced) {
+                continue; /* replaced by a fresh copy meanwhile: use that one */
+            }
+            if (moved) {
+                hpo_error_set(&req->err, -ESTALE, HPO_UNAVAILABLE, NULL,
+                        "study '%.128s' was just reloaded; retry", req->study);
+                return NULL;
+            }
+            break;
+        }
+        if (req->settled && !hpo__study_broken(s)) {
+            /* Under its lock no write of it is added: those in flight resolve. */
+            hpo_storage_chain_wait(s->chain);
+        }
+        if (req->op == HPO_SERVICE_STUDY_DELETE || !hpo__study_broken(s)) {
+            note_chain(req, s);
             return s;
         }
+        /*
+        ** Its memory holds what was never stored: a fresh copy from storage,
+        ** locked before another request can apply a write to it.
+        */
         pthread_mutex_unlock(&s->lock);
-        if (s->moved) {
-            hpo__study_unref(s);
-            hpo_error_set(&req->err, -ESTALE, HPO_UNAVAILABLE, NULL,
-                    "study '%.128s' was just reloaded; retry", req->study);
+        fresh = NULL;
+        r = tries < 2 ? hpo__study_reload(svc, s, &fresh, &req->err)
+                      : hpo_error_set(&req->err, -EIO, HPO_UNAVAILABLE, NULL,
+                                "study '%.128s' cannot be read back now; retry", req->study);
+        hpo__study_unref(s);
+        if (r < 0) {
             return NULL;
         }
-        hpo__study_unref(s);
+        if (fresh != NULL) {
+            note_chain(req, fresh);
+            return fresh;
+        }
     }
     hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "no study named '%.128s'", req->study);
     return NULL;
@@ -325,7 +410,7 @@ void hpo__op_study_create(struct hpo_service *svc, struct hpo_service_request *r
     op->name = s->name;
     op->text = hpo__write_keep(&w, json_dumps(s->definition, JSON_COMPACT));
     op->created_at = s->created_at;
-    if (hpo__commit(svc, &w, err) < 0) {
+    if (hpo__commit(svc, NULL, &w, err) < 0) {
         goto out;
     }
     svc->next_study_id++;
@@ -347,9 +432,33 @@ void hpo__op_study_get(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a)
 {
     struct study *s = hpo__study_get(svc, req->study);
-    json_t *sum = s ? hpo__study_read_summary(s, true) : NULL;
+    json_t *sum;
 
     (void)a;
+    if (s != NULL && req->settled) {
+        /* Run again: committed state only, under the lock (hpo__study_acquire waits). */
+        hpo__study_unref(s);
+        s = hpo__study_acquire(svc, req);
+        if (s != NULL) {
+            hpo__reply(req, 200, hpo__study_to_json(s, true));
+            hpo__study_release(s);
+        }
+        return;
+    }
+    if (s != NULL && hpo__study_broken(s)) {
+        /* Reloaded first (its summary may count what was never stored). */
+        hpo__study_unref(s);
+        s = hpo__study_acquire(svc, req);
+        if (s == NULL) {
+            return;
+        }
+        hpo__study_release(s);
+        s = hpo__study_get(svc, req->study);
+    }
+    if (s != NULL) {
+        note_chain(req, s);
+    }
+    sum = s ? hpo__study_read_summary(s, true) : NULL;
     if (sum == NULL) {
         hpo_error_set(&req->err, -ENOENT, HPO_NOT_FOUND, NULL, "no study named '%.128s'",
                 req->study);
@@ -373,7 +482,7 @@ void hpo__op_study_delete(struct hpo_service *svc, struct hpo_service_request *r
         return;
     }
     hpo__write_op(&w, HPO_OP_STUDY_DELETE, s->id);
-    if (hpo__commit(svc, &w, &req->err) == 0) {
+    if (hpo__commit(svc, NULL, &w, &req->err) == 0) {
         s->deleted = true;
         pthread_mutex_lock(&s->cache_lock);
         s->summary_valid = false;
@@ -429,7 +538,7 @@ void hpo__op_study_patch(struct hpo_service *svc, struct hpo_service_request *re
         hpo__merge_attrs(json_object_get(def, "user_attrs"), attrs);
         op = hpo__write_op(&w, HPO_OP_STUDY_SPEC, s->id);
         op->text = hpo__write_keep(&w, json_dumps(def, JSON_COMPACT));
-        if (hpo__commit(svc, &w, &req->err) < 0) {
+        if (hpo__commit(svc, s, &w, &req->err) < 0) {
             goto out;
         }
         json_decref(s->definition);

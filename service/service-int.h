@@ -135,6 +135,22 @@ void hpo__op_importances(struct hpo_service *svc, struct hpo_service_request *re
 
 /* Add a study (registry's write lock). 0 or -ENOMEM. */
 int hpo__registry_insert(struct hpo_service *svc, struct study *s);
+int hpo__registry_swap(struct hpo_service *svc, struct study *old, struct study *s);
+/* Whether a pipelined write of the copy failed (it must be reloaded before use). */
+bool hpo__study_broken(const struct study *s);
+/*
+** Replace the registered copy `s`, one of whose pipelined writes failed, by
+** a fresh load from storage, once its writes in flight all resolved (they
+** fail too: storage.h's chains); its memory then holds exactly what was
+** committed. `s` is marked moved (requests holding it answer unavailable).
+** 0 (also when another thread reloaded or deleted it first), or a negative
+** errno with `err` (unavailable). With `ret_locked`, the fresh copy is
+** also returned locked with a reference (as hpo__study_acquire's), taken
+** before any other request can reach it; NULL when this call did not
+** replace `s`.
+*/
+int hpo__study_reload(struct hpo_service *svc, struct study *s, struct study **ret_locked,
+        struct hpo_error *err);
 
 /*
 ** Take `s` out of the registry (if it is the one registered under its name)
@@ -196,8 +212,16 @@ void hpo__write_attrs(struct hpo__write *w, const struct study *s, const struct 
 void hpo__write_sampler_state(struct hpo_service *svc, struct hpo__write *w, struct study *s,
         void **blob, size_t *len);
 
-/* Make the write durable (blocks until the group commit). 0, or <0 with err. */
-int hpo__commit(struct hpo_service *svc, struct hpo__write *w, struct hpo_error *err);
+/*
+** Make the write durable (blocks until the group commit), 0 or <0 with
+** err; or, pipelined (storage.h: on a dispatcher's worker, SQLite), accept
+** it (0) and return before the commit: the reply is held until it resolved,
+** and if it fails the study copy is reloaded (hpo__study_reload). `s`: the
+** study whose write it is, whose chain orders it (NULL: a study create or
+** delete, never pipelined).
+*/
+int hpo__commit(struct hpo_service *svc, struct study *s, struct hpo__write *w,
+        struct hpo_error *err);
 
 /* Load the last committed sampler state again (after a failed write or sampler call). */
 void hpo__sampler_rollback(struct hpo_service *svc, struct study *s);

@@ -4,6 +4,7 @@
 ** hpo_service_execute (arguments into the operation).
 */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "service-int.h"
@@ -126,8 +127,33 @@ void hpo_service_execute(struct hpo_service *svc, struct hpo_service_request *re
     }
 }
 
+bool hpo_service_reply_valid(struct hpo_service *svc, const struct hpo_service_request *req,
+        uint64_t from, uint64_t upto, struct hpo_error *err)
+{
+    struct hpo_error cause;
+
+    if (req->settled) {
+        return true; /* it read committed state only */
+    }
+    if (req->chain != NULL) {
+        if (!hpo_storage_chain_failed(req->chain, from, upto, &cause)) {
+            return true;
+        }
+    } else if (req->op != HPO_SERVICE_STUDY_LIST ||
+            hpo_storage_last_failed(svc->storage) <= from) {
+        return true;
+    } else {
+        snprintf(cause.message, sizeof(cause.message), "a write of another request failed");
+    }
+    hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL,
+            "this request depended on a write that failed (%.190s); retry", cause.message);
+    return false;
+}
+
 void hpo_service_request_finish(struct hpo_service_request *req)
 {
+    hpo_storage_chain_unref(req->chain);
+    req->chain = NULL;
     json_decref(req->reply);
     json_decref(req->doc);
     req->doc = NULL;

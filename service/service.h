@@ -164,6 +164,14 @@ struct hpo_service_request {
     int64_t total, next_offset;
     /* A CSV list: the reply's text comes from hpo_service_stream_next (the request owns it). */
     struct hpo_service_stream *stream;
+    /* The chain of the study copy the request read or changed (a reference; NULL: none). */
+    struct hpo_write_chain *chain;
+    /*
+    ** A read run again because a write it saw failed: it waits until no
+    ** pipelined write of its studies is in flight (their lanes wait for it)
+    ** and reads what is committed only, so its reply holds whatever fails.
+    */
+    bool settled;
 };
 
 /*
@@ -254,6 +262,18 @@ int hpo_service_pulse(struct hpo_service *svc, const char *study,
 
 /* Release the outputs of a request. */
 void hpo_service_request_finish(struct hpo_service_request *req);
+
+/*
+** Pipelined writes (storage.h, daemon/dispatch.h): whether the reply of
+** `req`, held until the pipelined writes numbered up to `upto` resolved,
+** may go out: false when a write it could see (numbered in (from, upto])
+** failed. Then its reply must be replaced by `err` (unavailable): a write
+** of its study depended on the failed one and was not stored, or what it
+** read was never stored. A request that read no study copy but the list of
+** studies is refused on any failure in the range; others always pass.
+*/
+bool hpo_service_reply_valid(struct hpo_service *svc, const struct hpo_service_request *req,
+        uint64_t from, uint64_t upto, struct hpo_error *err);
 
 /*
 ** Fail running trials whose heartbeat expired at time `now_ms`, re-queueing

@@ -443,6 +443,10 @@ int hpo__study_build(const json_t *body, const uint64_t *seed_fallback, struct s
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->cache_lock, NULL);
     atomic_init(&s->refs, 1);
+    s->chain = hpo_storage_chain_new();
+    if (s->chain == NULL) {
+        hpo_oom();
+    }
     s->best = -1;
     s->max_trials = -1;
     snprintf(s->name, sizeof(s->name), "%s", json_string_value(v));
@@ -518,6 +522,7 @@ void hpo__study_free(struct study *s)
         return;
     }
     hpo_history_finish(&s->history);
+    hpo_storage_chain_unref(s->chain);
     if (s->sampler_type && s->sampler_type->destroy && s->sampler) {
         s->sampler_type->destroy(s->sampler);
     }

@@ -107,6 +107,11 @@ struct study {
     */
     int64_t epoch;
     bool moved;
+    /*
+    ** The order of this copy's writes (storage.h). Once a pipelined write of
+    ** it failed, the copy is replaced by a fresh load (hpo__study_reload).
+    */
+    struct hpo_write_chain *chain;
     /* Warm start (service/warm.c): the named studies, NULL when none. */
     json_t *warm_names;
     bool warm_pending;      /* the sampler uses them and they were not read yet */

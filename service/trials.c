@@ -233,7 +233,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     if (s->sampler_type->needs_save == NULL || s->sampler_type->needs_save(s->sampler)) {
         hpo__write_sampler_state(svc, &w, s, &blob, &blob_len);
     }
-    if (hpo__commit(svc, &w, err) < 0) {
+    if (hpo__commit(svc, s, &w, err) < 0) {
         hpo__undo_all(svc, s, &undo, 1, true);
         goto out;
     }
@@ -379,7 +379,7 @@ void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *r
     if (in->attrs != NULL) {
         hpo__write_attrs(&w, s, t, in->attrs, false);
     }
-    if (hpo__commit(svc, &w, err) < 0) {
+    if (hpo__commit(svc, s, &w, err) < 0) {
         hpo__undo_all(svc, s, &undo, 1, false);
         goto out;
     }
@@ -554,7 +554,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
         hpo__write_attrs(&w, s, t, in->attrs, false);
     }
     hpo__write_sampler_state(svc, &w, s, &blob, &blob_len);
-    if (hpo__commit(svc, &w, err) < 0) {
+    if (hpo__commit(svc, s, &w, err) < 0) {
         hpo__undo_all(svc, s, &undo, 1, true);
         goto out;
     }
@@ -606,7 +606,7 @@ void hpo__op_report(struct hpo_service *svc, struct hpo_service_request *req,
         op->step = in->step;
         op->value = in->value;
     }
-    if (hpo__commit(svc, &w, err) < 0) {
+    if (hpo__commit(svc, s, &w, err) < 0) {
         hpo__undo_all(svc, s, &undo, 1, false);
         goto out;
     }
@@ -643,7 +643,7 @@ void hpo__op_heartbeat(struct hpo_service *svc, struct hpo_service_request *req,
         hpo_trial_undo_save(&undo, t);
         t->heartbeat_at = hpo_now_ms();
         hpo__write_trial(&w, s, t);
-        if (hpo__commit(svc, &w, &req->err) < 0) {
+        if (hpo__commit(svc, s, &w, &req->err) < 0) {
             hpo__undo_all(svc, s, &undo, 1, false);
         } else {
             hpo_trial_undo_drop(&undo);
@@ -682,7 +682,7 @@ void hpo__op_trial_patch(struct hpo_service *svc, struct hpo_service_request *re
         json_decref(t->user_attrs);
         t->user_attrs = next;
         hpo__write_attrs(&w, s, t, attrs, true);
-        if (hpo__commit(svc, &w, &req->err) < 0) {
+        if (hpo__commit(svc, s, &w, &req->err) < 0) {
             hpo__undo_all(svc, s, &undo, 1, false);
             goto out;
         }
@@ -756,7 +756,7 @@ static size_t reap_study(struct hpo_service *svc, struct study *s, int64_t now)
             hpo__write_attrs(&w, s, n, n->user_attrs, false);
         }
     }
-    if (hpo__commit(svc, &w, &err) < 0) {
+    if (hpo__commit(svc, s, &w, &err) < 0) {
         hpo__undo_all(svc, s, (struct hpo_trial_undo *)(void *)undo.data,
                 HPO_BUF_N(&undo, struct hpo_trial_undo), false);
         n_expired = 0;

@@ -96,7 +96,7 @@ void hpo__vectors_retain(struct hpo_service *svc, struct study *s)
         }
         t->dropped = true;
     }
-    if (hpo__commit(svc, &w, &err) < 0) {
+    if (hpo__commit(svc, s, &w, &err) < 0) {
         for (size_t i = 0; i < HPO_BUF_N(&w.ops, struct hpo_op); i++) {
             h->trials[HPO_BUF_AT(&w.ops, struct hpo_op, i).number]->dropped = false;
         }
@@ -284,6 +284,7 @@ int hpo_service_gradient_size(struct hpo_service *svc, const char *study, int64_
     if (s != NULL) {
         hpo__study_release(s);
     }
+    hpo_storage_chain_unref(req.chain); /* no reply to check */
     if (p == NULL) {
         *err = req.err;
         return -EINVAL;

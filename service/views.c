@@ -25,7 +25,44 @@ void hpo__op_study_list(struct hpo_service *svc, struct hpo_service_request *req
         hpo_oom();
     }
     for (size_t i = 0; i < n; i++) {
-        json_t *sum = hpo__study_read_summary(snap[i], false);
+        json_t *sum;
+        if (req->settled) {
+            /* Run again: each study's committed state (hpo__study_acquire waits). */
+            struct hpo_service_request one = { .op = HPO_SERVICE_STUDY_GET, .settled = true,
+                .study = snap[i]->name };
+            struct study *s = hpo__study_acquire(svc, &one);
+            hpo_storage_chain_unref(one.chain);
+            if (s == NULL && one.err.code == HPO_NOT_FOUND) {
+                continue; /* deleted meanwhile */
+            }
+            if (s == NULL) {
+                req->err = one.err;
+                json_decref(arr);
+                hpo__registry_snapshot_free(snap, n);
+                return;
+            }
+            json_array_append_new(arr, hpo__study_to_json(s, false));
+            hpo__study_release(s);
+            continue;
+        }
+        if (hpo__study_broken(snap[i])) {
+            /* A pipelined write of it failed: its summary from a fresh copy. */
+            struct hpo_error err;
+            struct study *cur;
+            if (hpo__study_reload(svc, snap[i], NULL, &err) < 0) {
+                hpo_error_set(&req->err, -EIO, HPO_UNAVAILABLE, NULL, "%s", err.message);
+                json_decref(arr);
+                hpo__registry_snapshot_free(snap, n);
+                return;
+            }
+            cur = hpo__study_get(svc, snap[i]->name);
+            if (cur == NULL) {
+                continue; /* deleted meanwhile */
+            }
+            hpo__study_unref(snap[i]);
+            snap[i] = cur;
+        }
+        sum = hpo__study_read_summary(snap[i], false);
         if (sum != NULL) {
             json_array_append_new(arr, sum);
         }

@@ -166,10 +166,11 @@ void hpo__write_sampler_state(struct hpo_service *svc, struct hpo__write *w, str
     op->len = *len;
 }
 
-int hpo__commit(struct hpo_service *svc, struct hpo__write *w, struct hpo_error *err)
+int hpo__commit(struct hpo_service *svc, struct study *s, struct hpo__write *w,
+        struct hpo_error *err)
 {
     struct hpo_write write = { .ops = (struct hpo_op *)(void *)w->ops.data,
-        .n_ops = HPO_BUF_N(&w->ops, struct hpo_op) };
+        .n_ops = HPO_BUF_N(&w->ops, struct hpo_op), .chain = s != NULL ? s->chain : NULL };
 
     if (write.n_ops == 0) {
         return 0;

@@ -50,6 +50,19 @@
 ** so one study's mutations (serialized by its lane and lock) still form
 ** batches of several writes per flush; the dispatcher holds every reply
 ** until the flush covering all commits made before the reply was built.
+**
+** Pipelined writes (hpo_storage_pipeline, storage.h): a pipelining caller's
+** write with a chain is copied whole (copy_write: ops and every value, up
+** to HPO__PIPELINE_MAX bytes; pieces of a big sampler state are never
+** pipelined), numbered (`accepted`) and queued, and the caller returns at
+** once; the writer thread leads the batches (a pipelined write has no
+** caller to lead). In a batch, a write whose chain already failed is
+** failed without running (dependent_failure), and a pipelined write that
+** fails fails its chain (hpo__chain_fail) before the next write runs, so
+** write k+1 of a study never commits without write k. After the batch the
+** leader publishes `resolved` (numbers resolve in queue order) and
+** `last_failed`, releases the chains' counts and calls the on_flush
+** callback: the dispatcher's held replies check what they saw.
 */
 #include <assert.h>
 #include <errno.h>
@@ -247,6 +260,11 @@ struct sq_storage {
     bool flusher_stop;
     void (*on_flush)(void *arg); /* hpo_storage_on_flush */
     void *on_flush_arg;
+
+    /* Pipelined writes (see the top of this file). */
+    atomic_uint_fast64_t accepted;   /* the last number given (written under `lock`) */
+    atomic_uint_fast64_t resolved;   /* every write up to this number committed or failed */
+    atomic_uint_fast64_t last_failed; /* the last that failed (0: none) */
 };
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -803,26 +821,50 @@ static int failure_errno(struct sq_storage *st)
     return (uint64_t)sv.f_bavail * sv.f_frsize < DB_ROOM ? ENOSPC : 0;
 }
 
+/* A write of a chain whose earlier pipelined write failed: it fails too, without running. */
+static int dependent_failure(struct hpo_write *w)
+{
+    return hpo_error_set(&w->err, -EIO, HPO_UNAVAILABLE, NULL,
+            "an earlier write of this study failed: %s", w->chain->err.message);
+}
+
 /* One group transaction: every write of `batch`, each in its savepoint. True if it committed. */
 static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
     static const struct hpo_blob_mark all = { 0, 0, 0 };
     struct hpo_error err;
-    bool unlink_files = true;
+    bool unlink_files = true, any = false;
     uint64_t ok = 0, n = 0, t0 = mono_us();
     int r;
 
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        any = any || w->chain == NULL || atomic_load(&w->chain->failed) == 0;
+    }
+    if (!any) {
+        /* Every write depends on a failed one: no transaction (it proves nothing healthy). */
+        for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+            w->result = dependent_failure(w);
+        }
+        return true;
+    }
     end_transaction(st);
     r = run(st, st->s.begin, SQLITE_OK, "starting a transaction", &err);
     if (r < 0) {
         goto fail;
     }
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        if (w->chain != NULL && atomic_load(&w->chain->failed) != 0) {
+            w->result = dependent_failure(w);
+            continue;
+        }
         if (!run_write(st, w)) {
             /* The writes before this one are gone with the transaction. */
             r = w->result;
             err = w->err;
             goto fail;
+        }
+        if (w->result < 0 && w->aseq != 0) {
+            hpo__chain_fail(w->chain, w->aseq, &w->err);
         }
     }
     /* With synchronous FULL, the new files' names are durable before their references. */
@@ -861,6 +903,11 @@ fail:
         hpo__blobs_forget(&st->blobs);
     }
     fail_batch(batch, r, &err);
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        if (w->aseq != 0) {
+            hpo__chain_fail(w->chain, w->aseq, &w->err);
+        }
+    }
     atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
     publish_blob_health(st);
@@ -888,8 +935,8 @@ static void idle_wait(struct sq_storage *st)
 static void lead_batch(struct sq_storage *st)
 {
     struct hpo_write *batch = st->head;
-    struct hpo_write *next;
-    uint64_t seq = 0;
+    struct hpo_write *next, *copies = NULL;
+    uint64_t seq = 0, resolved = 0;
     bool committed;
 
     st->busy = true;
@@ -911,13 +958,33 @@ static void lead_batch(struct sq_storage *st)
     for (struct hpo_write *w = batch; w != NULL; w = next) {
         next = w->next;
         w->next = NULL;
-        if (seq != 0) {
+        if (w->aseq != 0) {
+            /* Pipelined: nobody waits; numbers resolve in order, as the queue. */
+            resolved = w->aseq;
+            if (w->result < 0) {
+                atomic_store(&st->last_failed, w->aseq);
+            }
+            w->next = copies;
+            copies = w;
+        } else if (seq != 0) {
             w->seq = seq;
         } else {
             w->done = true;
         }
     }
     pthread_cond_broadcast(&st->done);
+    if (copies != NULL) {
+        atomic_store(&st->resolved, resolved);
+        for (struct hpo_write *w = copies; w != NULL; w = next) {
+            next = w->next;
+            hpo__chain_resolve(w->chain);
+            free(w);
+        }
+        /* The dispatcher's held replies (storage.h). */
+        if (st->on_flush != NULL) {
+            st->on_flush(st->on_flush_arg);
+        }
+    }
     if (hpo__blobs_pending(&st->blobs)) {
         /*
         ** Files the commit replaced go after the waiters woke, before the
@@ -934,8 +1001,12 @@ static void lead_batch(struct sq_storage *st)
     st->busy = false;
     atomic_fetch_add(&st->ticks, 1);
     if (st->head != NULL) {
-        /* Writes came in meanwhile: their callers sleep on `done`; one of them leads. */
+        /*
+        ** Writes came in meanwhile: their callers sleep on `done`, one of
+        ** them leads; pipelined ones have no caller waiting: the writer does.
+        */
         pthread_cond_broadcast(&st->done);
+        pthread_cond_signal(&st->wake);
     }
 }
 
@@ -1557,16 +1628,12 @@ static int load_attrs(struct sq_storage *st, const struct hpo_load_callbacks *cb
     return load_end(st, stmt, rc, r, "user attrs", err);
 }
 
-static int sq_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb, void *ctx,
+/* Every table in one read transaction, on the writer's connection (its owner's thread). */
+static int load_all(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
-    struct sq_storage *st = (struct sq_storage *)base;
     int r;
 
-    if (st->started) {
-        return hpo_error_set(err, -EBUSY, HPO_INTERNAL, NULL,
-                "storage load after the writer started");
-    }
     /* One read transaction: a consistent snapshot, and one lock for all tables. */
     r = run(st, st->s.begin_read, SQLITE_OK, "starting a read transaction", err);
     if (r < 0) {
@@ -1603,6 +1670,100 @@ static int sq_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb
     return r;
 }
 
+static int sq_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+
+    if (st->started) {
+        return hpo_error_set(err, -EBUSY, HPO_INTERNAL, NULL,
+                "storage load after the writer started");
+    }
+    return load_all(st, cb, ctx, err);
+}
+
+/* sq_load_study's filter: the rows of the study named `name` (its id once seen). */
+struct one_study {
+    const struct hpo_load_callbacks *cb;
+    void *ctx;
+    const char *name;
+    int64_t id;
+};
+
+static int one_study(void *ctx, int64_t id, const char *name, const char *spec,
+        int64_t created_at, const void *state, size_t state_len)
+{
+    struct one_study *f = ctx;
+
+    if (strcmp(name, f->name) != 0) {
+        return 0;
+    }
+    f->id = id;
+    return f->cb->study(f->ctx, id, name, spec, created_at, state, state_len);
+}
+
+static int one_trial(void *ctx, int64_t study_id, int64_t number, const struct hpo_trial_row *row)
+{
+    struct one_study *f = ctx;
+    return study_id != f->id ? 0 : f->cb->trial(f->ctx, study_id, number, row);
+}
+
+static int one_param(void *ctx, int64_t study_id, int64_t number, int64_t index, double value,
+        const double *vector, size_t len)
+{
+    struct one_study *f = ctx;
+    return study_id != f->id ? 0 : f->cb->param(f->ctx, study_id, number, index, value, vector,
+                                           len);
+}
+
+static int one_report(void *ctx, int64_t study_id, int64_t number, int64_t step, double value)
+{
+    struct one_study *f = ctx;
+    return study_id != f->id ? 0 : f->cb->report(f->ctx, study_id, number, step, value);
+}
+
+static int one_attr(void *ctx, int64_t study_id, int64_t number, const char *key,
+        const char *json)
+{
+    struct one_study *f = ctx;
+    return study_id != f->id ? 0 : f->cb->attr(f->ctx, study_id, number, key, json);
+}
+
+/*
+** One study after start (a copy whose pipelined write failed is reloaded,
+** service/loader.c): on the writer's connection, holding the writer role
+** between batches. Every row is read and the study's kept: slow on a big
+** database, but only a failed write calls it.
+*/
+static int sq_load_study(struct hpo_storage *base, const char *name,
+        const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err)
+{
+    static const struct hpo_load_callbacks filter = {
+        .study = one_study,
+        .trial = one_trial,
+        .param = one_param,
+        .report = one_report,
+        .attr = one_attr,
+    };
+    struct sq_storage *st = (struct sq_storage *)base;
+    struct one_study f = { .cb = cb, .ctx = ctx, .name = name, .id = -1 };
+    int r;
+
+    pthread_mutex_lock(&st->lock);
+    while (st->busy) {
+        pthread_cond_wait(&st->done, &st->lock);
+    }
+    st->busy = true;
+    pthread_mutex_unlock(&st->lock);
+    r = load_all(st, &filter, &f, err);
+    pthread_mutex_lock(&st->lock);
+    st->busy = false;
+    pthread_cond_broadcast(&st->done);
+    pthread_cond_signal(&st->wake);
+    pthread_mutex_unlock(&st->lock);
+    return r;
+}
+
 static int sq_start(struct hpo_storage *base)
 {
     struct sq_storage *st = (struct sq_storage *)base;
@@ -1625,9 +1786,133 @@ static int sq_start(struct hpo_storage *base)
     return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
 
+/* Room for a copy of the values of `w` (0: none to copy), or SIZE_MAX when it cannot be pipelined. */
+static size_t copy_size(const struct hpo_write *w)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < w->n_ops; i++) {
+        const struct hpo_op *op = &w->ops[i];
+        const char *texts[] = { op->name, op->text, op->trial.worker, op->trial.results };
+
+        if (op->parts != NULL) {
+            return SIZE_MAX;
+        }
+        for (size_t j = 0; j < sizeof(texts) / sizeof(texts[0]); j++) {
+            n += texts[j] != NULL ? strlen(texts[j]) + 1 : 0;
+        }
+        n += op->vector != NULL ? op->len * sizeof(double) : 0;
+        n += op->blob != NULL ? op->len : 0;
+        if (n > HPO__PIPELINE_MAX) {
+            return SIZE_MAX;
+        }
+    }
+    return n;
+}
+
+static char *copy_text(char **at, const char *text)
+{
+    char *c = *at;
+    size_t n;
+
+    if (text == NULL) {
+        return NULL;
+    }
+    n = strlen(text) + 1;
+    memcpy(c, text, n);
+    *at += n;
+    return c;
+}
+
+/*
+** A pipelined write: one allocation holding the write, its ops and every
+** value they point to (vectors first, for their alignment). NULL when it
+** cannot be pipelined (pieces, or values over HPO__PIPELINE_MAX).
+*/
+static struct hpo_write *copy_write(const struct hpo_write *w)
+{
+    size_t vals = copy_size(w);
+    size_t head = sizeof(*w) + w->n_ops * sizeof(struct hpo_op);
+    struct hpo_write *c;
+    char *at;
+
+    if (vals == SIZE_MAX) {
+        return NULL;
+    }
+    c = malloc(head + vals);
+    if (c == NULL) {
+        return NULL;
+    }
+    *c = *w;
+    c->ops = (struct hpo_op *)(void *)(c + 1);
+    memcpy(c->ops, w->ops, w->n_ops * sizeof(struct hpo_op));
+    at = (char *)c + head;
+    for (size_t i = 0; i < c->n_ops; i++) {
+        struct hpo_op *op = &c->ops[i];
+        if (op->vector != NULL) {
+            memcpy(at, op->vector, op->len * sizeof(double));
+            op->vector = (const double *)(const void *)at;
+            at += op->len * sizeof(double);
+        }
+    }
+    for (size_t i = 0; i < c->n_ops; i++) {
+        struct hpo_op *op = &c->ops[i];
+        if (op->blob != NULL) {
+            memcpy(at, op->blob, op->len);
+            op->blob = at;
+            at += op->len;
+        }
+        op->name = copy_text(&at, op->name);
+        op->text = copy_text(&at, op->text);
+        op->trial.worker = copy_text(&at, op->trial.worker);
+        op->trial.results = copy_text(&at, op->trial.results);
+    }
+    return c;
+}
+
+/* Queue a copy of `w` for the writer thread (storage.h): true, or false to write it as usual. */
+static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
+{
+    struct hpo_write *c = copy_write(w);
+
+    if (c == NULL) {
+        return false;
+    }
+    c->result = 0;
+    c->done = false;
+    c->next = NULL;
+    c->seq = 0;
+    hpo_error_clear(&c->err);
+    pthread_mutex_lock(&st->lock);
+    if (!st->started || st->stopping) {
+        pthread_mutex_unlock(&st->lock);
+        free(c);
+        return false;
+    }
+    c->aseq = atomic_load(&st->accepted) + 1;
+    atomic_store(&st->accepted, c->aseq);
+    hpo__chain_accept(c->chain);
+    *st->tail = c;
+    st->tail = &c->next;
+    st->queued++;
+    if (!st->busy) {
+        pthread_cond_signal(&st->wake);
+    }
+    pthread_mutex_unlock(&st->lock);
+    w->result = 0;
+    w->done = true;
+    hpo_error_clear(&w->err);
+    return true;
+}
+
 static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)
 {
     struct sq_storage *st = (struct sq_storage *)base;
+
+    w->aseq = 0;
+    if (hpo__pipeline && w->chain != NULL && pipeline_write(st, w)) {
+        return 0;
+    }
     w->result = 0;
     w->done = false;
     w->next = NULL;
@@ -1823,6 +2108,25 @@ static void sq_metrics(struct hpo_storage *base, const struct hpo_hist **ret_com
     *ret_failed = atomic_load(&st->failed_batches);
 }
 
+static uint64_t sq_accepted(struct hpo_storage *base)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    /* Read without `lock`: the dispatcher asks under its own, which a batch's leader takes. */
+    return atomic_load(&st->accepted);
+}
+
+static uint64_t sq_resolved(struct hpo_storage *base)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    return atomic_load(&st->resolved);
+}
+
+static uint64_t sq_last_failed(struct hpo_storage *base)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    return atomic_load(&st->last_failed);
+}
+
 static const struct hpo_storage_ops sq_ops = {
     .load = sq_load,
     .start = sq_start,
@@ -1837,4 +2141,8 @@ static const struct hpo_storage_ops sq_ops = {
     .flush_ticket = sq_flush_ticket,
     .flushed = sq_flushed,
     .on_flush = sq_on_flush,
+    .accepted = sq_accepted,
+    .resolved = sq_resolved,
+    .last_failed = sq_last_failed,
+    .load_study = sq_load_study,
 };

@@ -6,6 +6,7 @@
 #define HPO_STORAGE_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,10 @@ struct hpo_storage_ops {
     uint64_t (*flush_ticket)(struct hpo_storage *st);
     bool (*flushed)(struct hpo_storage *st, uint64_t ticket);
     void (*on_flush)(struct hpo_storage *st, void (*fn)(void *arg), void *arg);
+    /* Optional (NULL: never pipelined): see hpo_storage_accepted. */
+    uint64_t (*accepted)(struct hpo_storage *st);
+    uint64_t (*resolved)(struct hpo_storage *st);
+    uint64_t (*last_failed)(struct hpo_storage *st);
     /* Several daemons (pg.c); NULL for SQLite. */
     void (*fence_set)(struct hpo_storage *st, int64_t study_id, int64_t epoch);
     int (*new_study_id)(struct hpo_storage *st, int64_t *ret_id, struct hpo_error *err);
@@ -51,6 +56,32 @@ struct hpo_storage_ops {
 
 /* hpo_storage_defer_flush's setting for this thread. */
 extern _Thread_local bool hpo__defer_flush;
+/* hpo_storage_pipeline's setting for this thread. */
+extern _Thread_local bool hpo__pipeline;
+
+/* Values of a write up to this many bytes may be copied and pipelined. */
+#define HPO__PIPELINE_MAX (64 * 1024)
+
+/*
+** A chain (storage.h). `in_flight` counts its pipelined writes queued or
+** running (under `lock`); `failed` is the number of the first of them that
+** failed (0: none), written once by the writer, `err` before it.
+*/
+struct hpo_write_chain {
+    atomic_uint refs;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    unsigned in_flight;
+    atomic_uint_fast64_t failed;
+    struct hpo_error err;
+};
+/*
+** The writer's side: one more write queued (a reference); the first failed
+** one (`aseq`, with its error: later calls change nothing); one resolved.
+*/
+void hpo__chain_accept(struct hpo_write_chain *c);
+void hpo__chain_fail(struct hpo_write_chain *c, uint64_t aseq, const struct hpo_error *err);
+void hpo__chain_resolve(struct hpo_write_chain *c);
 
 struct hpo_storage {
     const struct hpo_storage_ops *ops;

@@ -4,6 +4,7 @@
 ** (pg.c), anything else is a SQLite path (sqlite.c).
 */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "storage-int.h"
@@ -124,4 +125,112 @@ int hpo_storage_load_study(struct hpo_storage *st, const char *name,
         return -ENOTSUP;
     }
     return st->ops->load_study(st, name, cb, ctx, err);
+}
+
+/* ---- pipelined writes (storage.h) -------------------------------------- */
+
+_Thread_local bool hpo__pipeline;
+
+void hpo_storage_pipeline(bool on)
+{
+    hpo__pipeline = on;
+}
+
+bool hpo_storage_pipelines(struct hpo_storage *st)
+{
+    return st->ops->accepted != NULL;
+}
+
+uint64_t hpo_storage_accepted(struct hpo_storage *st)
+{
+    return st->ops->accepted != NULL ? st->ops->accepted(st) : 0;
+}
+
+uint64_t hpo_storage_resolved(struct hpo_storage *st)
+{
+    return st->ops->resolved != NULL ? st->ops->resolved(st) : 0;
+}
+
+uint64_t hpo_storage_last_failed(struct hpo_storage *st)
+{
+    return st->ops->last_failed != NULL ? st->ops->last_failed(st) : 0;
+}
+
+struct hpo_write_chain *hpo_storage_chain_new(void)
+{
+    struct hpo_write_chain *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        return NULL;
+    }
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->failed, 0);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->idle, NULL);
+    return c;
+}
+
+void hpo_storage_chain_ref(struct hpo_write_chain *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+}
+
+void hpo_storage_chain_unref(struct hpo_write_chain *c)
+{
+    if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1) {
+        return;
+    }
+    pthread_cond_destroy(&c->idle);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+bool hpo_storage_chain_failed(struct hpo_write_chain *c, uint64_t after, uint64_t upto,
+        struct hpo_error *err)
+{
+    uint64_t f = atomic_load(&c->failed);
+
+    if (f == 0 || f <= after || (upto != 0 && f > upto)) {
+        return false;
+    }
+    if (err != NULL) {
+        *err = c->err; /* written before `failed` */
+    }
+    return true;
+}
+
+void hpo_storage_chain_wait(struct hpo_write_chain *c)
+{
+    pthread_mutex_lock(&c->lock);
+    while (c->in_flight > 0) {
+        pthread_cond_wait(&c->idle, &c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+void hpo__chain_accept(struct hpo_write_chain *c)
+{
+    hpo_storage_chain_ref(c);
+    pthread_mutex_lock(&c->lock);
+    c->in_flight++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void hpo__chain_fail(struct hpo_write_chain *c, uint64_t aseq, const struct hpo_error *err)
+{
+    if (atomic_load(&c->failed) == 0) {
+        /* Only the writer fails chains: no other thread writes `err` or `failed`. */
+        c->err = *err;
+        atomic_store(&c->failed, aseq);
+    }
+}
+
+void hpo__chain_resolve(struct hpo_write_chain *c)
+{
+    pthread_mutex_lock(&c->lock);
+    if (--c->in_flight == 0) {
+        pthread_cond_broadcast(&c->idle);
+    }
+    pthread_mutex_unlock(&c->lock);
+    hpo_storage_chain_unref(c);
 }

@@ -10,6 +10,10 @@
 ** writer thread) takes every queued write, runs them in one BEGIN IMMEDIATE
 ** ... COMMIT with a SAVEPOINT per write (a failing write rolls back alone),
 ** then wakes their callers; writes queued meanwhile form the next batch.
+** Pipelined writes (SQLite, hpo_storage_pipeline below) are copied and
+** queued without waiting: the writer thread commits them, in order, and
+** the caller holds what depends on them (its reply) until they resolved;
+** a write of a study whose earlier pipelined write failed fails too.
 **
 ** The storage knows nothing of search spaces: params are (index, double)
 ** or (index, float64 vector) rows, specs are JSON text.
@@ -97,10 +101,22 @@ struct hpo_op {
     struct hpo_trial_row trial;
 };
 
+/*
+** The order of one study copy's writes, for pipelined writes (see
+** hpo_storage_pipeline): refcounted, any thread.
+*/
+struct hpo_write_chain;
+
 /* One request's writes. All pointers are borrowed until hpo_storage_write returns. */
 struct hpo_write {
     struct hpo_op *ops;
     size_t n_ops;
+    /*
+    ** The study copy's chain (NULL: none): the write may be pipelined, and
+    ** once a pipelined write of the chain failed, every later write of it
+    ** fails too (unavailable) without being run.
+    */
+    struct hpo_write_chain *chain;
     /*
     ** Several daemons (PostgreSQL): the fencing epoch of the study copy the
     ** write comes from (hpo_storage_fence_set); 0 takes the epoch the storage
@@ -113,6 +129,7 @@ struct hpo_write {
     struct hpo_error err;
     struct hpo_write *next;
     uint64_t seq; /* the group commit that holds it, awaiting its flush (0: none) */
+    uint64_t aseq; /* a pipelined write's number (0: the caller waits for it) */
 };
 
 /* Whether `db` names a PostgreSQL database (a postgresql:// or postgres:// URI). */
@@ -175,10 +192,13 @@ int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb
         struct hpo_error *err);
 
 /*
-** Load one study (by name) with the same callbacks and orders, on a
-** connection of its own: any thread, after start. 0 (nothing called when
-** no such study), -ENOTSUP when all studies were loaded at start (SQLite,
-** exclusive), or a negative errno with `err` (unavailable).
+** Load one study (by name) with the same callbacks and orders: any thread,
+** after start. PostgreSQL: on a connection of its own; SQLite: on the
+** writer's connection between two batches, reading every row (only the
+** reload of a study whose pipelined write failed needs it). 0 (nothing
+** called when no such study), -ENOTSUP on an exclusive PostgreSQL store
+** (all studies were loaded at start), or a negative errno with `err`
+** (unavailable).
 */
 int hpo_storage_load_study(struct hpo_storage *st, const char *name,
         const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err);
@@ -235,7 +255,43 @@ uint64_t hpo_storage_flush_ticket(struct hpo_storage *st);
 bool hpo_storage_flushed(struct hpo_storage *st, uint64_t ticket);
 
 /*
-** fn(arg) on the flusher thread after each flush (NULL: none). Once it
+** Pipelined writes (SQLite; PostgreSQL keeps one write at a time per study:
+** hpo_storage_pipelines is false there). While on for the calling thread
+** (daemon/dispatch.c's workers), hpo_storage_write of a write with a chain
+** and no pieces (parts), whose values fit 64 KiB (HPO__PIPELINE_MAX), copies it,
+** queues it with the next number ("accepted") and returns 0 at once,
+** before its commit; the writer thread commits it in a later group
+** transaction. The caller goes on as if it committed, and must let nothing
+** out that depends on it before hpo_storage_resolved(st) reaches the number
+** hpo_storage_accepted(st) gave after the work, then check
+** hpo_storage_chain_failed: numbers resolve in order, and a failed one
+** fails its chain for good (the study copy is then reloaded from storage,
+** service/loader.c). Under synchronous full, a reply also waits for the
+** flush of a ticket taken once its writes resolved.
+*/
+void hpo_storage_pipeline(bool on);
+bool hpo_storage_pipelines(struct hpo_storage *st);
+uint64_t hpo_storage_accepted(struct hpo_storage *st);
+uint64_t hpo_storage_resolved(struct hpo_storage *st);
+/* The number of the last pipelined write that failed (0: none), any chain. */
+uint64_t hpo_storage_last_failed(struct hpo_storage *st);
+
+/* A new chain (one reference), or NULL without memory. */
+struct hpo_write_chain *hpo_storage_chain_new(void);
+void hpo_storage_chain_ref(struct hpo_write_chain *c);
+void hpo_storage_chain_unref(struct hpo_write_chain *c); /* accepts NULL */
+/*
+** Whether a pipelined write of the chain numbered in (after, upto] failed
+** (upto 0: any after `after`); then `err` (may be NULL) gets its error.
+*/
+bool hpo_storage_chain_failed(struct hpo_write_chain *c, uint64_t after, uint64_t upto,
+        struct hpo_error *err);
+/* Wait until no pipelined write of the chain is queued or running. */
+void hpo_storage_chain_wait(struct hpo_write_chain *c);
+
+/*
+** fn(arg) on the flusher thread after each flush, and on the writer after
+** each group transaction that held pipelined writes (NULL: none). Once it
 ** returned, no call of the previous fn runs or starts. Thread-safe.
 */
 void hpo_storage_on_flush(struct hpo_storage *st, void (*fn)(void *arg), void *arg);

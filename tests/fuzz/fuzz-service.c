@@ -272,6 +272,7 @@ static void check_and_delete(const char *name)
     hpo_service_request_finish(&list);
     run(&del);
     CHECK(del.status == 204);
+    hpo_service_request_finish(&del);
 }
 
 static void cleanup(void)

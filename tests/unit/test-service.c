@@ -270,11 +270,80 @@ static void test_failed_commit_changes_nothing(void **state)
     json_decref(before);
 }
 
+/*
+** Pipelined writes (storage.h): with hpo_storage_pipeline on, as on the
+** dispatcher's workers, asks and tells answer before their commit. When
+** one fails, the study's later writes in flight fail with it and every
+** reply that saw them is refused (hpo_service_reply_valid); the next
+** request finds the study reloaded with exactly what was committed.
+*/
+static void test_pipelined_failure_reloads(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_service_request req, held[3];
+    struct hpo_error err;
+    uint64_t from, upto;
+    json_t *t;
+
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, study_def), 201);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_ASK, "s", 0, "{\"worker\": \"a\"}"), 201);
+    hpo_service_request_finish(&req);
+
+    refuse_writes(f, true);
+    from = hpo_storage_resolved(f->storage);
+    hpo_storage_pipeline(true);
+    assert_int_equal(run(f, &held[0], HPO_SERVICE_ASK, "s", 0, NULL), 201);
+    assert_int_equal(json_integer_value(json_object_get(held[0].reply, "number")), 1);
+    assert_int_equal(run(f, &held[1], HPO_SERVICE_TELL, "s", 0, "{\"value\": 1}"), 200);
+    assert_int_equal(run(f, &held[2], HPO_SERVICE_ASK, "s", 0, NULL), 201);
+    hpo_storage_pipeline(false);
+    upto = hpo_storage_accepted(f->storage);
+    assert_true(upto >= from + 3);
+    for (int i = 0; i < 5000 && hpo_storage_resolved(f->storage) < upto; i++) {
+        usleep(1000);
+    }
+    assert_int_equal(hpo_storage_resolved(f->storage), upto);
+    for (int i = 0; i < 3; i++) {
+        assert_false(hpo_service_reply_valid(f->service, &held[i], from, upto, &err));
+        assert_int_equal(err.code, HPO_UNAVAILABLE);
+        /* A reply that saw only what resolved before the failure stands. */
+        assert_true(hpo_service_reply_valid(f->service, &held[i], upto, upto, &err));
+        hpo_service_request_finish(&held[i]);
+    }
+
+    /* The next request reloads the study: trial 0 still running, no trial 1. */
+    refuse_writes(f, false);
+    t = trial(f, "s", 0);
+    assert_string_equal(state_of(t), "running");
+    json_decref(t);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_GET, "s", 1, NULL), 404);
+    hpo_service_request_finish(&req);
+    /* Numbers stay dense; writes work again. */
+    assert_int_equal(run(f, &req, HPO_SERVICE_ASK, "s", 0, NULL), 201);
+    assert_int_equal(json_integer_value(json_object_get(req.reply, "number")), 1);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TELL, "s", 0, "{\"value\": 2}"), 200);
+    hpo_service_request_finish(&req);
+    close_service(f);
+    assert_int_equal(open_service(f), 0);
+    t = trial(f, "s", 0);
+    assert_string_equal(state_of(t), "complete");
+    assert_true(json_real_value(json_object_get(t, "value")) == 2.0);
+    json_decref(t);
+    t = trial(f, "s", 1);
+    assert_string_equal(state_of(t), "running");
+    json_decref(t);
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_GET, "s", 2, NULL), 404);
+    hpo_service_request_finish(&req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_failure_reloads, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

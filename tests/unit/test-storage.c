@@ -1161,6 +1161,89 @@ static void test_failing_write_in_batch(void **state)
 }
 
 /*
+** Pipelined writes (storage.h): hpo_storage_write returns 0 at once with
+** the write queued. A pipelined write that fails fails every later write
+** of its chain without running it (nothing of them is stored), even one
+** waited for; another chain's writes commit. The numbers resolve in order
+** and the chain reports its first failure.
+*/
+static void test_pipelined_dependent_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base[] = { op_study(1, "taken", "{}", 0), op_study(2, "other", "{}", 0) };
+    struct hpo_write_chain *a = hpo_storage_chain_new(), *b = hpo_storage_chain_new();
+    struct hpo_op ops[5];
+    struct hpo_write w[5];
+    struct hpo_write_chain *chain[5] = { a, a, b, a, a };
+    struct hpo_error err, cause;
+    struct hpo_op late = op_trial(1, 3, 2, 3.0, NULL);
+    struct hpo_write lw = { .ops = &late, .n_ops = 1 };
+    uint64_t first;
+    struct dump d;
+    int r;
+
+    assert_non_null(a);
+    assert_non_null(b);
+    write_ok(st, base, 2);
+    assert_true(hpo_storage_pipelines(st));
+    /* a: trial 0, a study whose name is taken (fails), trials 1 and 2; b: trial 0. */
+    ops[0] = op_trial(1, 0, 2, 0.5, NULL);
+    ops[1] = op_study(50, "taken", "{}", 0);
+    ops[2] = op_trial(2, 0, 2, 1.5, NULL);
+    ops[3] = op_trial(1, 1, 2, 2.5, NULL);
+    ops[4] = op_trial(1, 2, 2, 3.5, NULL);
+    first = hpo_storage_accepted(st) + 1;
+    hpo__storage_pause(st, true);
+    hpo_storage_pipeline(true);
+    for (int i = 0; i < 5; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].ops = &ops[i];
+        w[i].n_ops = 1;
+        w[i].chain = chain[i];
+        hpo_error_clear(&err);
+        assert_int_equal(hpo_storage_write(st, &w[i], &err), 0);
+    }
+    hpo_storage_pipeline(false);
+    assert_int_equal(hpo_storage_accepted(st), first + 4);
+    assert_true(hpo_storage_resolved(st) < first);
+    /* Queued, not run: the batch starts once the writer may lead again. */
+    hpo__storage_pause(st, false);
+    hpo_storage_chain_wait(a);
+    hpo_storage_chain_wait(b);
+    assert_int_equal(hpo_storage_resolved(st), first + 4);
+    assert_true(hpo_storage_chain_failed(a, 0, 0, &cause));
+    assert_int_equal(cause.code, HPO_CONFLICT);
+    /* Its first failure is the second write: seen by a window holding it, not by one after. */
+    assert_true(hpo_storage_chain_failed(a, first, first + 1, NULL));
+    assert_false(hpo_storage_chain_failed(a, first + 1, 0, NULL));
+    assert_false(hpo_storage_chain_failed(a, 0, first, NULL));
+    assert_false(hpo_storage_chain_failed(b, 0, 0, NULL));
+    assert_int_equal(hpo_storage_last_failed(st), first + 4);
+    /* A later write of the chain, waited for, fails too without running. */
+    lw.chain = a;
+    hpo_error_clear(&err);
+    r = hpo_storage_write(st, &lw, &err);
+    assert_int_equal(r, -EIO);
+    assert_int_equal(err.code, HPO_UNAVAILABLE);
+    hpo_storage_close(st);
+    hpo_storage_chain_unref(a);
+    hpo_storage_chain_unref(b);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'S'), 2);
+    assert_int_equal(count_kind(&d, 'T'), 2);
+    for (size_t i = 0; i < d.n; i++) {
+        if (d.v[i].kind == 'T') {
+            /* Study 1's trial 0 (before the failure) and study 2's. */
+            assert_int_equal(d.v[i].b, 0);
+            assert_bits(d.v[i].row.value, d.v[i].a == 1 ? 0.5 : 1.5);
+        }
+    }
+    dump_free(&d);
+}
+
+/*
 ** A COMMIT that cannot write the WAL (the file size limit stands in for a
 ** full disk) fails every write of the batch with `unavailable`, leaves
 ** nothing behind and marks the storage unhealthy until the next commit.
@@ -2255,6 +2338,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_callback_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_write_in_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_dependent_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ticks_move_when_idle, setup, teardown),
