@@ -435,9 +435,16 @@ int hpo__study_reload(struct hpo_service *svc, struct study *s, struct study **r
 
     pthread_mutex_lock(&svc->create_lock);
     cur = hpo__study_get(svc, s->name);
-    if (cur != s) {
-        goto out; /* reloaded or deleted meanwhile */
+    if (cur == NULL) {
+        goto out; /* deleted meanwhile */
     }
+    /*
+    ** Reloaded meanwhile: reload the current copy instead (another of its
+    ** writes may have failed since). A copy whose writes all committed loads
+    ** as it is, so this costs one read and the caller never loops on copies
+    ** that others keep replacing while writes fail.
+    */
+    s = cur;
     /* Under its lock no operation of the copy runs, so no write of it is added. */
     pthread_mutex_lock(&s->lock);
     if (s->deleted || s->moved) {

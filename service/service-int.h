@@ -143,11 +143,13 @@ bool hpo__study_broken(const struct study *s);
 ** a fresh load from storage, once its writes in flight all resolved (they
 ** fail too: storage.h's chains); its memory then holds exactly what was
 ** committed. `s` is marked moved (requests holding it answer unavailable).
-** 0 (also when another thread reloaded or deleted it first), or a negative
-** errno with `err` (unavailable). With `ret_locked`, the fresh copy is
-** also returned locked with a reference (as hpo__study_acquire's), taken
-** before any other request can reach it; NULL when this call did not
-** replace `s`.
+** When another thread replaced `s` first, the copy registered now is
+** reloaded instead (one of its writes may have failed since), so a caller
+** gets a fresh copy from one call however often others reload. 0 (also
+** when the study was deleted meanwhile), or a negative errno with `err`
+** (unavailable). With `ret_locked`, the fresh copy is also returned locked
+** with a reference (as hpo__study_acquire's), taken before any other
+** request can reach it; NULL when this call replaced nothing (deleted).
 */
 int hpo__study_reload(struct hpo_service *svc, struct study *s, struct study **ret_locked,
         struct hpo_error *err);
