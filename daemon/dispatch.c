@@ -76,7 +76,15 @@ struct lane {
 struct speed {
     uint64_t hash;
     uint32_t mean_us; /* exponential mean of the jobs' durations */
+    /*
+    ** Exponential mean (0..255) of how often a job found another of its
+    ** study in flight (running, waiting or held) when it came: a study
+    ** with one client keeps it near 0, one with several well above.
+    */
+    uint32_t crowd;
 };
+
+#define CROWDED 32 /* crowd at or above which an inline run is pipelined */
 
 struct hpo_dispatch {
     pthread_mutex_t lock;
@@ -148,6 +156,16 @@ static void note_speed(struct hpo_dispatch *dp, uint64_t hash, uint64_t us)
         return;
     }
     s->mean_us = (uint32_t)(((uint64_t)s->mean_us * 3 + u) / 4);
+}
+
+/* Under `lock`: fold whether a job found its study busy into its key's crowd. */
+static void note_crowd(struct hpo_dispatch *dp, uint64_t hash, bool busy)
+{
+    struct speed *s = &dp->speeds[hash % N_SPEEDS];
+
+    if (s->hash == hash) {
+        s->crowd = (s->crowd * 7 + (busy ? 255u : 0u)) / 8;
+    }
 }
 
 static bool is_quick(struct hpo_dispatch *dp, uint64_t hash)
@@ -413,6 +431,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     struct lane **l, *lane;
     struct hpo_job *next;
     uint64_t hash, t0;
+    bool pipelined;
 
     if (job->key == NULL || dp->inline_max_us == 0 || dp->hold_flush) {
         return false;
@@ -420,6 +439,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     hash = hash_of(job->key);
     pthread_mutex_lock(&dp->lock);
     l = lane_slot(dp, job->key, hash);
+    note_crowd(dp, speed_hash(hash, job->kind), *l != NULL);
     /*
     ** Only when no job of the study runs or waits (jobs of it may be held:
     ** this one is pipelined after them, as on a worker).
@@ -429,26 +449,32 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
         pthread_mutex_unlock(&dp->lock);
         return false;
     }
+    /*
+    ** Pipelined, as on a worker, when the study is crowded (its jobs often
+    ** find others in flight): this thread never waits for a commit, so it
+    ** serves its other connections (and the study's next job) while the
+    ** writer commits; a thread holding all the connections of a busy study
+    ** would otherwise commit one request at a time. A study with one client
+    ** and nothing in flight waits here for its own commit instead, and its
+    ** reply goes at once, without suspending the connection and resuming it
+    ** from the writer: two thread wake-ups less per request.
+    */
+    pipelined = dp->pipelined &&
+            (*l != NULL || dp->speeds[speed_hash(hash, job->kind) % N_SPEEDS].crowd >= CROWDED ||
+                    hpo_storage_resolved(dp->storage) < hpo_storage_accepted(dp->storage));
     /* The lane is this thread's while it runs the job: later ones queue behind it. */
     lane = *l != NULL ? *l : lane_new(dp, l, job->key, hash);
     lane->running = true;
     pthread_mutex_unlock(&dp->lock);
     t0 = now_us();
-    /*
-    ** Pipelined, as on a worker: this thread never waits for a commit, so
-    ** it serves its other connections (and the study's next job) while the
-    ** writer commits. (Waiting here when nothing is in flight saves one
-    ** client ~15 us, but a thread that holds all the connections of a busy
-    ** study then commits one request at a time: measured slower.)
-    */
-    if (dp->pipelined) {
+    if (pipelined) {
         work_held(dp, job);
     } else {
         job->work(job);
     }
     pthread_mutex_lock(&dp->lock);
     note_speed(dp, speed_hash(hash, job->kind), now_us() - t0);
-    if (dp->pipelined) {
+    if (pipelined) {
         job->seen_upto = hpo_storage_accepted(dp->storage);
         /* Writes it could see still in flight: held, in its lane, until released. */
         job->held = hpo_storage_resolved(dp->storage) < job->seen_upto;

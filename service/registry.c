@@ -131,6 +131,8 @@ bool hpo__study_broken(const struct study *s)
     return hpo_storage_chain_failed(s->chain, 0, 0, NULL);
 }
 
+#define HPO__REPLACED_HOPS 64 /* copies found replaced meanwhile, before giving up */
+
 /*
 ** Look up and lock a study; on failure fill req with not_found. A copy
 ** whose pipelined write failed is replaced by a fresh load first (at most
@@ -141,7 +143,12 @@ bool hpo__study_broken(const struct study *s)
 */
 struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_request *req)
 {
-    for (int tries = 0;; tries++) {
+    /*
+    ** tries counts this request's own reloads; hops the copies it found
+    ** replaced by another thread's reload (each one is progress, so they may
+    ** be many while writes keep failing; still bounded).
+    */
+    for (int tries = 0, hops = 0;; hops++) {
         struct study *s = hpo__study_get(svc, req->study), *fresh;
         int r;
 
@@ -153,7 +160,7 @@ struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_req
             bool moved = !s->deleted, replaced;
             struct study *cur;
             pthread_mutex_unlock(&s->lock);
-            cur = moved && tries < 2 ? hpo__study_get(svc, req->study) : NULL;
+            cur = moved && hops < HPO__REPLACED_HOPS ? hpo__study_get(svc, req->study) : NULL;
             replaced = cur != NULL && cur != s;
             hpo__study_unref(cur);
             hpo__study_unref(s);
@@ -181,7 +188,7 @@ struct study *hpo__study_acquire(struct hpo_service *svc, struct hpo_service_req
         */
         pthread_mutex_unlock(&s->lock);
         fresh = NULL;
-        r = tries < 2 ? hpo__study_reload(svc, s, &fresh, &req->err)
+        r = tries++ < 2 ? hpo__study_reload(svc, s, &fresh, &req->err)
                       : hpo_error_set(&req->err, -EIO, HPO_UNAVAILABLE, NULL,
                                 "study '%.128s' cannot be read back now; retry", req->study);
         hpo__study_unref(s);
