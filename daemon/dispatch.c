@@ -153,6 +153,7 @@ static void note_speed(struct hpo_dispatch *dp, uint64_t hash, uint64_t us)
     if (s->hash != hash) {
         s->hash = hash;
         s->mean_us = u;
+        s->crowd = 0;
         return;
     }
     s->mean_us = (uint32_t)(((uint64_t)s->mean_us * 3 + u) / 4);
