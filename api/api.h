@@ -43,6 +43,12 @@ struct hpo_job {
     unsigned kind;
     struct hpo_job *next; /* the embedder's, for queueing */
     uint64_t ticket;      /* the embedder's: its reply waits for this flush */
+    /*
+    ** Set by work(): the reply acknowledges nothing of this daemon's (503
+    ** unavailable: nothing was done; or another daemon's reply to a
+    ** forwarded request), so it need not wait for this daemon's flush.
+    */
+    bool unheld;
 };
 
 /*

@@ -208,7 +208,8 @@ static void drain_held(struct hpo_dispatch *dp)
 /* The job's work() returned (without `lock`): done() now, or once its commits are flushed. */
 static void finish(struct hpo_dispatch *dp, struct hpo_job *job)
 {
-    if (dp->storage == NULL) {
+    /* A reply that acknowledges nothing goes now: a 503 while the database is down. */
+    if (dp->storage == NULL || job->unheld) {
         job->done(job);
         return;
     }

@@ -4,7 +4,8 @@ beside one hpod on SQLite, and Optuna 3.1 RDBStorage on the same PostgreSQL.
 
 Usage: bench/pg/run.py [--hpod build/daemon/hpod] [--seconds 5] [--repeat 3] [--clients 1,8,64]
                        [--optuna-procs 8] [--optuna-seconds 5] [--fsync on|off]
-                       [--optuna-synchronous-commit on|off] [--no-sqlite] [--no-optuna] [--check]
+                       [--optuna-synchronous-commit on|off] [--no-sqlite] [--no-optuna]
+                       [--before OTHER-HPOD] [--check]
 
 In one run, on one throwaway PostgreSQL cluster (tests/integration/pgtest.py: Debian's
 initdb/pg_ctl, Unix socket only, fsync on unless --fsync off): `repeat` rounds of, for each
@@ -16,7 +17,9 @@ flushed its WAL, as synchronous_commit = on) and with --synchronous normal (sync
 ask/tell loop with RDBStorage on a fresh PostgreSQL database (psycopg2, same socket; the
 database's synchronous_commit on unless --optuna-synchronous-commit off, so it is as durable
 as hpod's full) in `optuna-procs` forked processes sharing one study. Prints every round, the
-medians, full's share of normal at each client count, and the ratios to Optuna. Targets (issue
+medians, full's share of normal at each client count, and the ratios to Optuna. With --before,
+another hpod binary (an earlier build) also runs on PostgreSQL under full in each round, for a
+before/after comparison measured at the same moments. Targets (issue
 16): hpod on PostgreSQL under full, 8 clients: >= 1,500 pairs/s and >= 30x Optuna.
 
 Needs: Debian's postgresql, python3-psycopg2, python3-optuna (scripts/deps.sh --test).
@@ -42,7 +45,7 @@ TARGET_RATIO = 30.0
 TARGET_CLIENTS = 8
 
 LABELS = {"sqlite": "SQLite (full)", "pg-full": "PostgreSQL full", "pg-normal":
-          "PostgreSQL normal"}
+          "PostgreSQL normal", "pg-before": "PostgreSQL full, before"}
 
 
 def new_database(cluster, sync):
@@ -80,6 +83,7 @@ def main():
                     help="PostgreSQL's synchronous_commit for Optuna's database")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--no-optuna", action="store_true")
+    ap.add_argument("--before", help="another hpod binary to run on PostgreSQL under full too")
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args()
     why = pgtest.available()
@@ -88,7 +92,8 @@ def main():
     counts = [int(x) for x in args.clients.split(",")]
     cluster = pgtest.Cluster(fsync=args.fsync == "on")
     version = cluster.psql("SHOW server_version").strip()
-    names = ([] if args.no_sqlite else ["sqlite"]) + ["pg-full", "pg-normal"]
+    names = (([] if args.no_sqlite else ["sqlite"]) + (["pg-before"] if args.before else []) +
+             ["pg-full", "pg-normal"])
     rounds = {(n, c): [] for n in names for c in counts}
     orounds = []
     with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
@@ -101,6 +106,10 @@ def main():
             d = Daemon(args.hpod, extra_args=["--synchronous", mode])
             d.db = cluster.new_database()
             daemons["pg-" + mode] = d
+        if args.before:
+            d = Daemon(args.before, extra_args=["--synchronous", "full"])
+            d.db = cluster.new_database()
+            daemons["pg-before"] = d
         for d in daemons.values():
             d.__enter__()
         try:
@@ -114,7 +123,7 @@ def main():
                         res = run_hpod(daemons[name], loadgen, "bench-%d-%d" % (r, c), c,
                                        args.seconds)
                         rounds[(name, c)].append(res)
-                        print("round %d  hpod on %-18s %3d clients: %8.0f pairs/s  p50 %.3f ms"
+                        print("round %d  hpod on %-23s %3d clients: %8.0f pairs/s  p50 %.3f ms"
                               "  p99 %.3f ms  hpod CPU %5.1f%%"
                               % (r + 1, LABELS[name], c, res["pairs_per_s"], res["p50_ms"],
                                  res["p99_ms"], res["hpod_cpu_pct"]), flush=True)
@@ -140,6 +149,8 @@ def main():
         for name in names:
             line += "  %s %7.0f" % (LABELS[name], med[(name, c)])
         line += "   full/normal %.2f" % (med[("pg-full", c)] / med[("pg-normal", c)])
+        if args.before:
+            line += "  full/before %.2f" % (med[("pg-full", c)] / med[("pg-before", c)])
         print(line)
     if orounds:
         print("  Optuna %s RDBStorage PostgreSQL, %d procs: %.1f" % (orounds[0]["version"],
