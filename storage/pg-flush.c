@@ -109,7 +109,11 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* A flush session: our connection settings, then synchronous_commit = on whatever the default. */
+/*
+** A flush session: our connection settings, then synchronous_commit = on
+** whatever the default, and " flush" after the application_name (for
+** pg_stat_activity).
+*/
 static PGconn *open_session(struct hpo__pg_flush *f, struct hpo_error *err)
 {
     PGconn *conn = (PGconn *)hpo__pg_connect(f->uri, f->passfile, err);
@@ -119,8 +123,9 @@ static PGconn *open_session(struct hpo__pg_flush *f, struct hpo_error *err)
     if (conn == NULL) {
         return NULL;
     }
-    res = PQexec(conn, "SET synchronous_commit = on");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    res = PQexec(conn, "SET synchronous_commit = on; SELECT set_config('application_name',"
+                       " current_setting('application_name') || ' flush', false)");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         r = hpo__pg_error(conn, res, "setting synchronous_commit", err);
     }
     PQclear(res);
