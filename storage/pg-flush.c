@@ -110,50 +110,67 @@ static uint64_t mono_ms(void)
 }
 
 /*
-** A flush session: our connection settings, then synchronous_commit = on
-** whatever the default, and " flush" after the application_name (for
-** pg_stat_activity).
+** A failed statement's error in `err`: -EPERM when the server refuses the
+** flush statement itself (no privilege, no such function), else a negative
+** errno.
 */
-static PGconn *open_session(struct hpo__pg_flush *f, struct hpo_error *err)
+static int flush_error(PGconn *conn, PGresult *res, const char *what, struct hpo_error *err)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    int r = hpo__pg_error(conn, res, what, err);
+
+    if (state != NULL && PQstatus(conn) == CONNECTION_OK &&
+            (strcmp(state, "42501") == 0 || strcmp(state, "42883") == 0)) {
+        r = -EPERM;
+    }
+    return r < 0 ? r : -EIO;
+}
+
+/*
+** A flush session: our connection settings, then synchronous_commit = on
+** whatever the default, " flush" after the application_name (for
+** pg_stat_activity), and the flush statement prepared. NULL with `err`
+** (-EPERM in *ret_r when the statement is refused).
+*/
+static PGconn *open_session(struct hpo__pg_flush *f, int *ret_r, struct hpo_error *err)
 {
     PGconn *conn = (PGconn *)hpo__pg_connect(f->uri, f->passfile, err);
     PGresult *res;
     int r = 0;
 
     if (conn == NULL) {
+        *ret_r = err->code == HPO_UNAVAILABLE ? -EIO : -ENOMEM;
         return NULL;
     }
     res = PQexec(conn, "SET synchronous_commit = on; SELECT set_config('application_name',"
                        " current_setting('application_name') || ' flush', false)");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        r = hpo__pg_error(conn, res, "setting synchronous_commit", err);
+        r = flush_error(conn, res, "setting synchronous_commit", err);
     }
     PQclear(res);
+    if (r == 0) {
+        res = PQprepare(conn, "hf", flush_sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            r = flush_error(conn, res, "preparing the flush", err);
+        }
+        PQclear(res);
+    }
     if (r < 0) {
         PQfinish(conn);
+        *ret_r = r;
         return NULL;
     }
     return conn;
 }
 
-/*
-** One flush on `conn`: 0, -EPERM when the server refuses the statement
-** itself (no privilege, no such function), or another negative errno with
-** `err`.
-*/
+/* One flush on `conn`: 0, or a negative errno (-EPERM: see flush_error) with `err`. */
 static int flush_once(PGconn *conn, struct hpo_error *err)
 {
-    PGresult *res = PQexec(conn, flush_sql);
-    const char *state;
+    PGresult *res = PQexecPrepared(conn, "hf", 0, NULL, NULL, NULL, 0);
     int r = 0;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        r = hpo__pg_error(conn, res, "flushing the WAL", err);
-        if (state != NULL && PQstatus(conn) == CONNECTION_OK &&
-                (strcmp(state, "42501") == 0 || strcmp(state, "42883") == 0)) {
-            r = -EPERM;
-        }
+        r = flush_error(conn, res, "flushing the WAL", err);
     }
     PQclear(res);
     return r;
@@ -206,9 +223,10 @@ static void flush_until_done(struct flusher *fl, int64_t batch)
 
     for (;;) {
         struct hpo_error e = { 0 };
+        int r = 0;
 
         if (fl->conn == NULL) {
-            fl->conn = open_session(f, &e);
+            fl->conn = open_session(f, &r, &e);
             if (fl->conn != NULL && check_marker(f, fl->conn, batch, &e) < 0) {
                 PQfinish(fl->conn);
                 fl->conn = NULL;
@@ -314,10 +332,8 @@ int hpo__pg_flush_create(const char *uri, const char *passfile, int64_t daemon_i
     }
     for (int i = 0; r == 0 && i < N_FLUSHERS; i++) {
         f->fl[i].f = f;
-        f->fl[i].conn = open_session(f, err);
-        if (f->fl[i].conn == NULL) {
-            r = err->code == HPO_UNAVAILABLE ? -EIO : -ENOMEM;
-        } else if (i == 0) {
+        f->fl[i].conn = open_session(f, &r, err);
+        if (f->fl[i].conn != NULL && i == 0) {
             /* Whether this role may write the flush's record at all. */
             r = flush_once(f->fl[i].conn, err);
         }

@@ -21,6 +21,9 @@ throwaway cluster with fsync on (tests/integration/pgtest.py), recording every t
   cut loses what was not flushed. The daemon exits 75 (it finds its batch marker behind) or
   goes on (nothing it committed was lost); either way a daemon on the database afterwards
   finds every acknowledged ask and tell, numbers 0..N-1.
+- full_without_flush_privilege: a role that may not call pg_logical_emit_message: the daemon
+  says so in its log and commits with synchronous_commit on; the same crash loses nothing it
+  acknowledged, nor anything it committed (it goes on).
 - normal_server_crash_loses_acknowledged: the control: the same crash under --synchronous
   normal (a reply right after an async commit) loses acknowledged tells, so the procedure
   does catch a reply sent before its flush (and with the flush's check replaced by "always
@@ -168,15 +171,17 @@ def lost(load, by_no):
     return tells, asks
 
 
-def server_crash(exe, extra_args):
+def server_crash(exe, extra_args, uri=None, log_has=None, want=WANT_TELLS):
     """Load, crash the server, start it again; (load, stored trials, the daemon's exit status)."""
     d = Daemon(exe, extra_args=extra_args)
-    d.db = cluster().new_database()
+    d.db = uri or cluster().new_database()
     with d:
+        if log_has is not None:
+            check(log_has in d.log_text(), "no %r in the log: %s" % (log_has, d.log_tail()))
         d.post("/v1/studies", STUDY).expect(201)
         d.close_clients()
         load = Load(d)
-        load.wait_tells(WANT_TELLS)
+        load.wait_tells(want)
         # The crash: every commit whose WAL was not written out is gone.
         cluster().stop("immediate")
         load.stop.set()
@@ -221,6 +226,27 @@ def full_server_crash_keeps_acknowledged(exe):
     print("# full: %d asks and %d tells acknowledged; %d trials stored; the daemon %s"
           % (len(load.asked), len(load.told), len(by_no),
              "went on" if rc is None else "exited %d" % rc))
+
+
+@tap.test
+def full_without_flush_privilege(exe):
+    """A role that may not call pg_logical_emit_message: a warning, and every commit waits for
+    its own flush (synchronous_commit on); the same crash loses nothing acknowledged."""
+    c = cluster()
+    c.psql("CREATE ROLE noflush LOGIN")
+    c.psql("CREATE DATABASE noflush OWNER noflush")
+    for t in ("text", "bytea"):
+        c.psql("REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, %s) FROM PUBLIC"
+               % t, db="noflush")
+    uri = c.uri("noflush").replace("//%s@" % pgtest.USER, "//noflush@", 1)
+    load, by_no, rc = server_crash(exe, [], uri=uri,
+                                   log_has="PostgreSQL refuses the pipelined flush", want=60)
+    check(rc is None, "the daemon exited with %r: with synchronous commits nothing it committed"
+          " can be lost" % rc)
+    tells, asks = lost(load, by_no)
+    check(not tells and not asks, "lost: tells %r asks %r" % (tells[:5], asks[:5]))
+    print("# without the flush: %d asks and %d tells acknowledged; %d trials stored"
+          % (len(load.asked), len(load.told), len(by_no)))
 
 
 @tap.test
