@@ -260,6 +260,16 @@ static void flush_until_done(struct flusher *fl, int64_t batch)
     }
 }
 
+/* Tell the dispatcher (hpo__pg_flush_on_flush) that more commits are flushed. */
+static void notify(struct hpo__pg_flush *f)
+{
+    pthread_mutex_lock(&f->cb_lock);
+    if (f->on_flush != NULL) {
+        f->on_flush(f->on_flush_arg);
+    }
+    pthread_mutex_unlock(&f->cb_lock);
+}
+
 /*
 ** A flusher thread: when commits were noted that no started flush covers,
 ** note the newest, flush, then release every commit up to it. `synced_seq`
@@ -295,11 +305,7 @@ static void *flush_main(void *arg)
         }
         if (advanced) {
             pthread_mutex_unlock(&f->lock);
-            pthread_mutex_lock(&f->cb_lock);
-            if (f->on_flush != NULL) {
-                f->on_flush(f->on_flush_arg);
-            }
-            pthread_mutex_unlock(&f->cb_lock);
+            notify(f);
             pthread_mutex_lock(&f->lock);
         }
     }
@@ -369,7 +375,7 @@ int hpo__pg_flush_start(struct hpo__pg_flush *f)
     return 0;
 }
 
-uint64_t hpo__pg_flush_committed(struct hpo__pg_flush *f, int64_t batch_id)
+uint64_t hpo__pg_flush_committed(struct hpo__pg_flush *f, int64_t batch_id, bool flushed)
 {
     uint64_t seq;
 
@@ -377,9 +383,27 @@ uint64_t hpo__pg_flush_committed(struct hpo__pg_flush *f, int64_t batch_id)
     seq = ++f->commit_seq;
     f->last_batch = batch_id;
     atomic_store(&f->ticket, seq);
-    pthread_cond_signal(&f->wake);
+    if (!flushed) {
+        pthread_cond_signal(&f->wake);
+        pthread_mutex_unlock(&f->lock);
+        return seq;
+    }
+    /* No flusher needs to start for it; one that started earlier may still end later. */
+    if (f->flush_target < seq) {
+        f->flush_target = seq;
+    }
+    if (atomic_load(&f->synced_seq) < seq) {
+        atomic_store(&f->synced_seq, seq);
+        pthread_cond_broadcast(&f->done);
+    }
     pthread_mutex_unlock(&f->lock);
+    notify(f);
     return seq;
+}
+
+bool hpo__pg_flush_idle(struct hpo__pg_flush *f)
+{
+    return atomic_load(&f->synced_seq) == atomic_load(&f->ticket);
 }
 
 uint64_t hpo__pg_flush_ticket(struct hpo__pg_flush *f)

@@ -31,9 +31,14 @@ int hpo__pg_flush_start(struct hpo__pg_flush *f);
 /*
 ** The writer's batch `batch_id` committed (its COMMIT returned): returns
 ** its flush ticket, the number of commits so far. Batch ids only grow.
-** Thread-safe.
+** `flushed`: it committed with synchronous_commit = on, which flushed the
+** WAL past it and so past every earlier commit: all are released now
+** (on_flush runs on the calling thread). Thread-safe.
 */
-uint64_t hpo__pg_flush_committed(struct hpo__pg_flush *f, int64_t batch_id);
+uint64_t hpo__pg_flush_committed(struct hpo__pg_flush *f, int64_t batch_id, bool flushed);
+
+/* Whether every commit noted so far is flushed. Thread-safe. */
+bool hpo__pg_flush_idle(struct hpo__pg_flush *f);
 
 /* The ticket of the newest commit (0: none yet), and whether `ticket` is flushed. Thread-safe. */
 uint64_t hpo__pg_flush_ticket(struct hpo__pg_flush *f);

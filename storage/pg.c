@@ -57,6 +57,7 @@
 #include "storage-int.h"
 
 #define IDLE_TICK_MS     500
+#define LONELY_US        200 /* choose_sync */
 #define BACKOFF_MIN_MS   100
 #define BACKOFF_MAX_MS   5000
 #define RESOLVE_MAX_S    60
@@ -182,6 +183,8 @@ struct pg_storage {
     */
     struct hpo__pg_flush *flush;
     bool pipelined; /* flush is or is to be made: the writer's sessions commit asynchronously */
+    bool batch_sync;        /* pipelined: this batch commits synchronously (choose_sync) */
+    uint64_t last_batch_us; /* pipelined: when the last batch ended */
     int64_t batch_id;
     int64_t committed_id; /* the last batch that committed in this run (0: none yet) */
     bool resolving;       /* in resolve(): it reads the marker itself */
@@ -1052,7 +1055,7 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
     bool aborted = false;
     enum outcome out;
 
-    if (reserve_sent(st, 3 * n_ops + 3) < 0) {
+    if (reserve_sent(st, 3 * n_ops + 4) < 0) {
         hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         return NOT_STORED;
     }
@@ -1065,6 +1068,14 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
         goto send_failed;
     }
     st->sent[n++] = (struct sent){ NULL, 0 };
+    if (st->batch_sync) {
+        /* A lonely batch flushes itself: see choose_sync(). */
+        if (PQsendQueryParams(conn, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL,
+                    NULL, 1) != 1) {
+            goto send_failed;
+        }
+        st->sent[n++] = (struct sent){ NULL, 0 };
+    }
     put_i64(&p, st->batch_id);
     if (!st->exclusive) {
         put_i64(&p, st->daemon_id);
@@ -1316,6 +1327,23 @@ static void note_fenced(struct pg_storage *st, struct hpo_write *batch)
 
 static bool run_batch_inner(struct pg_storage *st, struct hpo_write *batch);
 
+/*
+** Pipelined: whether the next batch should commit synchronously instead.
+** When every commit so far is flushed and no batch ended within LONELY_US,
+** the writes are sparse (one client, say): nothing would commit while this
+** batch's flush ran, so pipelining it would only add the flush session's
+** round trip and thread hops to its reply. A synchronous commit of a batch
+** that wrote flushes the WAL up to its own commit record, so it counts as
+** a flush of every earlier commit too. Under load batches follow each
+** other within microseconds and stay asynchronous; a wrong guess costs one
+** flush of waiting for the writes queued behind that batch.
+*/
+static bool choose_sync(struct pg_storage *st)
+{
+    return st->flush != NULL && hpo__pg_flush_idle(st->flush) &&
+            mono_us() - st->last_batch_us > LONELY_US;
+}
+
 /* Run a batch; true if it committed (some of its writes succeeded). */
 static bool run_batch(struct pg_storage *st, struct hpo_write *batch)
 {
@@ -1360,6 +1388,10 @@ static bool run_batch_inner(struct pg_storage *st, struct hpo_write *batch)
         out = send_batch(st, batch, n_ops, &err);
         if (out == WRITE_FAILED) {
             continue;
+        }
+        if (out == UNKNOWN) {
+            /* Committed or not, whether it was flushed is unknown: the flushers see to it. */
+            st->batch_sync = false;
         }
         if (out == UNKNOWN && resolve(st)) {
             out = COMMITTED;
@@ -1410,10 +1442,12 @@ static void lead_batch(struct pg_storage *st)
     st->head = NULL;
     st->tail = &st->head;
     pthread_mutex_unlock(&st->lock);
+    st->batch_sync = choose_sync(st);
     if (run_batch(st, batch) && st->flush != NULL) {
         /* Noted before its callers wake: a ticket any of them takes covers it. */
-        seq = hpo__pg_flush_committed(st->flush, st->committed_id);
+        seq = hpo__pg_flush_committed(st->flush, st->committed_id, st->batch_sync);
     }
+    st->last_batch_us = mono_us();
     pthread_mutex_lock(&st->lock);
     for (struct hpo_write *w = batch; w != NULL; w = next) {
         next = w->next;
