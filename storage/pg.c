@@ -1456,6 +1456,8 @@ static void lead_batch(struct pg_storage *st)
         w->done = true;
     }
     st->busy = false;
+    /* A batch that ended is progress for the watchdog, whoever led it (as in sqlite.c). */
+    atomic_fetch_add(&st->ticks, 1);
     /* Wakes this batch's callers, and those of writes queued meanwhile: one of them leads. */
     pthread_cond_broadcast(&st->done);
 }
