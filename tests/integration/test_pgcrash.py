@@ -61,7 +61,7 @@ _cluster = None
 
 
 def cluster():
-    """One cluster for the file, fsync on, the WAL writer slowed down (see the docstring)."""
+    """One cluster for the file: fsync on, every synchronous commit delayed (see the docstring)."""
     global _cluster
     if _cluster is None:
         _cluster = pgtest.Cluster(fsync=True)
