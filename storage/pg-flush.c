@@ -95,6 +95,7 @@ struct hpo__pg_flush {
     int n_started;
     atomic_uint_fast64_t ticket;     /* commit_seq */
     atomic_uint_fast64_t synced_seq; /* every commit up to it is flushed; only grows */
+    atomic_uint_fast64_t last_cover; /* commits the last advance of synced_seq covered */
     atomic_bool healthy;
     pthread_mutex_t cb_lock; /* held while on_flush is set or called */
     void (*on_flush)(void *arg);
@@ -299,6 +300,7 @@ static void *flush_main(void *arg)
         flush_until_done(fl, batch);
         pthread_mutex_lock(&f->lock);
         if (atomic_load(&f->synced_seq) < target) {
+            atomic_store(&f->last_cover, target - atomic_load(&f->synced_seq));
             atomic_store(&f->synced_seq, target);
             pthread_cond_broadcast(&f->done);
             advanced = true;
@@ -328,6 +330,7 @@ int hpo__pg_flush_create(const char *uri, const char *passfile, int64_t daemon_i
     pthread_cond_init(&f->done, NULL);
     atomic_init(&f->ticket, 0);
     atomic_init(&f->synced_seq, 0);
+    atomic_init(&f->last_cover, 0);
     atomic_init(&f->healthy, true);
     f->daemon_id = daemon_id;
     f->uri = strdup(uri);
@@ -393,6 +396,7 @@ uint64_t hpo__pg_flush_committed(struct hpo__pg_flush *f, int64_t batch_id, bool
         f->flush_target = seq;
     }
     if (atomic_load(&f->synced_seq) < seq) {
+        atomic_store(&f->last_cover, seq - atomic_load(&f->synced_seq));
         atomic_store(&f->synced_seq, seq);
         pthread_cond_broadcast(&f->done);
     }
@@ -403,7 +407,8 @@ uint64_t hpo__pg_flush_committed(struct hpo__pg_flush *f, int64_t batch_id, bool
 
 bool hpo__pg_flush_idle(struct hpo__pg_flush *f)
 {
-    return atomic_load(&f->synced_seq) == atomic_load(&f->ticket);
+    return atomic_load(&f->synced_seq) == atomic_load(&f->ticket) &&
+            atomic_load(&f->last_cover) <= 1;
 }
 
 uint64_t hpo__pg_flush_ticket(struct hpo__pg_flush *f)

@@ -37,7 +37,11 @@ int hpo__pg_flush_start(struct hpo__pg_flush *f);
 */
 uint64_t hpo__pg_flush_committed(struct hpo__pg_flush *f, int64_t batch_id, bool flushed);
 
-/* Whether every commit noted so far is flushed. Thread-safe. */
+/*
+** Whether every commit noted so far is flushed and the last flush covered
+** one commit only (no commit was made while the one before was flushed: no
+** sign of concurrent writers). Thread-safe.
+*/
 bool hpo__pg_flush_idle(struct hpo__pg_flush *f);
 
 /* The ticket of the newest commit (0: none yet), and whether `ticket` is flushed. Thread-safe. */

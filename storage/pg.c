@@ -1329,10 +1329,13 @@ static bool run_batch_inner(struct pg_storage *st, struct hpo_write *batch);
 
 /*
 ** Pipelined: whether the next batch should commit synchronously instead.
-** When every commit so far is flushed and no batch ended within LONELY_US,
-** the writes are sparse (one client, say): nothing would commit while this
-** batch's flush ran, so pipelining it would only add the flush session's
-** round trip and thread hops to its reply. A synchronous commit of a batch
+** When every commit so far is flushed, the last flush covered one commit
+** alone, and no batch ended within LONELY_US, the writes are sparse (one
+** client, say): nothing would commit while this batch's flush ran, so
+** pipelining it would only add the flush session's round trip and thread
+** hops to its reply. (Several clients waiting for one flush come back
+** together after it: their first batch finds everything flushed and a
+** gap, but that flush covered several commits.) A synchronous commit of a batch
 ** that wrote flushes the WAL up to its own commit record, so it counts as
 ** a flush of every earlier commit too. Under load batches follow each
 ** other within microseconds and stay asynchronous; a wrong guess costs one
