@@ -59,6 +59,12 @@ struct hpo_job {
     ** after which done() runs (at once or on another thread).
     */
     bool held;
+    /*
+    ** Set by work(): the reply acknowledges nothing of this daemon's (503
+    ** unavailable: nothing was done; or another daemon's reply to a
+    ** forwarded request), so it need not wait for this daemon's flush.
+    */
+    bool unheld;
 };
 
 /*

@@ -614,6 +614,8 @@ static void job_work(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
+    /* Answered by a route: the owner's reply (held there for its flush) or a refusal. */
+    job->unheld = true;
     if (rq->target != NULL && route_call(rq, false) != 0) {
         return; /* several daemons: forwarded to the study's owner, or refused */
     }
@@ -624,6 +626,7 @@ static void job_work(struct hpo_job *job)
         }
     }
     build_reply(rq);
+    job->unheld = rq->sreq.err.code == HPO_UNAVAILABLE;
 }
 
 /*
@@ -647,6 +650,7 @@ static void decoded_work(struct hpo_job *job)
 
     job_execute(rq);
     build_reply(rq);
+    job->unheld = rq->sreq.err.code == HPO_UNAVAILABLE;
 }
 
 /* GET /v1/admin/backup on a worker: the embedder writes the archive to a file. */

@@ -300,7 +300,8 @@ static void drain_held(struct hpo_dispatch *dp)
 */
 static void finish(struct hpo_dispatch *dp, struct hpo_job *job, struct lane *lane)
 {
-    if (dp->storage == NULL) {
+    /* A reply that acknowledges nothing goes now: a 503 while the database is down. */
+    if (dp->storage == NULL || job->unheld) {
         job->done(job);
         return;
     }

@@ -582,8 +582,8 @@ int main(int argc, char **argv)
         rc = 1;
         goto out_service;
     }
-    if (d.cfg.synchronous_full && !hpo_storage_is_postgresql(d.cfg.db)) {
-        /* SQLite's pipelined flush: replies wait for it on the dispatcher, not the writes. */
+    if (d.cfg.synchronous_full) {
+        /* The pipelined flush (SQLite, PostgreSQL): replies wait for it on the dispatcher. */
         hpo_dispatch_hold_replies(d.dispatch, d.storage);
     }
     /* SQLite: a study's next request runs while its last write commits (dispatch.h). */

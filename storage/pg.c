@@ -52,9 +52,12 @@
 #include <libpq-fe.h>
 
 #include "../core/histogram.h"
+#include "../core/log.h"
+#include "pg-flush.h"
 #include "storage-int.h"
 
 #define IDLE_TICK_MS     500
+#define LONELY_US        200 /* choose_sync */
 #define BACKOFF_MIN_MS   100
 #define BACKOFF_MAX_MS   5000
 #define RESOLVE_MAX_S    60
@@ -173,6 +176,15 @@ struct pg_storage {
     PGconn *conn;   /* the writer's (before start, load's) */
     int lock_timeout_ms; /* a write waits this long for a row or table lock, then fails */
     bool synchronous_full; /* --synchronous full: synchronous_commit on whatever the default */
+    /*
+    ** --synchronous full on a daemon: the writer commits with synchronous_commit
+    ** off and the flusher (pg-flush.c) makes the commits durable before their
+    ** callers go on or their replies go out (NULL: each COMMIT waits itself).
+    */
+    struct hpo__pg_flush *flush;
+    bool pipelined; /* flush is or is to be made: the writer's sessions commit asynchronously */
+    bool batch_sync;        /* pipelined: this batch commits synchronously (choose_sync) */
+    uint64_t last_batch_us; /* pipelined: when the last batch ended */
     int64_t batch_id;
     int64_t committed_id; /* the last batch that committed in this run (0: none yet) */
     bool resolving;       /* in resolve(): it reads the marker itself */
@@ -799,10 +811,13 @@ static int writer_connect(struct pg_storage *st, struct hpo_error *err)
         ** As SQLite's synchronous: normal survives a crash of the daemon
         ** (the commit is in the server) but not of the server or the machine
         ** (the last ~0.6 s; lost_commits() then notices); full waits for the
-        ** WAL flush.
+        ** WAL flush: in the COMMIT itself, or, pipelined, in the flusher
+        ** before anything that depends on the commit goes out (pg-flush.c).
         */
-        r = exec_ok(st->conn, st->synchronous_full ? "SET synchronous_commit = on"
-                                                   : "SET synchronous_commit = off",
+        bool sync_on = st->synchronous_full && !st->pipelined;
+
+        r = exec_ok(st->conn, sync_on ? "SET synchronous_commit = on"
+                                      : "SET synchronous_commit = off",
                 "setting synchronous_commit", err);
     }
     if (r == 0 && !st->exclusive) {
@@ -1040,7 +1055,7 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
     bool aborted = false;
     enum outcome out;
 
-    if (reserve_sent(st, 3 * n_ops + 3) < 0) {
+    if (reserve_sent(st, 3 * n_ops + 4) < 0) {
         hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         return NOT_STORED;
     }
@@ -1053,6 +1068,14 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
         goto send_failed;
     }
     st->sent[n++] = (struct sent){ NULL, 0 };
+    if (st->batch_sync) {
+        /* A lonely batch flushes itself: see choose_sync(). */
+        if (PQsendQueryParams(conn, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL,
+                    NULL, 1) != 1) {
+            goto send_failed;
+        }
+        st->sent[n++] = (struct sent){ NULL, 0 };
+    }
     put_i64(&p, st->batch_id);
     if (!st->exclusive) {
         put_i64(&p, st->daemon_id);
@@ -1302,17 +1325,40 @@ static void note_fenced(struct pg_storage *st, struct hpo_write *batch)
     }
 }
 
-static void run_batch_inner(struct pg_storage *st, struct hpo_write *batch);
+static bool run_batch_inner(struct pg_storage *st, struct hpo_write *batch);
 
-static void run_batch(struct pg_storage *st, struct hpo_write *batch)
+/*
+** Pipelined: whether the next batch should commit synchronously instead.
+** When every commit so far is flushed, the last flush covered one commit
+** alone, and no batch ended within LONELY_US, the writes are sparse (one
+** client, say): nothing would commit while this batch's flush ran, so
+** pipelining it would only add the flush session's round trip and thread
+** hops to its reply. (Several clients waiting for one flush come back
+** together after it: their first batch finds everything flushed and a
+** gap, but that flush covered several commits.) A synchronous commit of a batch
+** that wrote flushes the WAL up to its own commit record, so it counts as
+** a flush of every earlier commit too. Under load batches follow each
+** other within microseconds and stay asynchronous; a wrong guess costs one
+** flush of waiting for the writes queued behind that batch.
+*/
+static bool choose_sync(struct pg_storage *st)
 {
-    run_batch_inner(st, batch);
+    return st->flush != NULL && hpo__pg_flush_idle(st->flush) &&
+            mono_us() - st->last_batch_us > LONELY_US;
+}
+
+/* Run a batch; true if it committed (some of its writes succeeded). */
+static bool run_batch(struct pg_storage *st, struct hpo_write *batch)
+{
+    bool committed = run_batch_inner(st, batch);
+
     if (!st->exclusive) {
         note_fenced(st, batch);
     }
+    return committed;
 }
 
-static void run_batch_inner(struct pg_storage *st, struct hpo_write *batch)
+static bool run_batch_inner(struct pg_storage *st, struct hpo_write *batch)
 {
     struct hpo_error err = { 0 };
     uint64_t t0 = mono_us();
@@ -1338,13 +1384,17 @@ static void run_batch_inner(struct pg_storage *st, struct hpo_write *batch)
         if (!any) {
             /* Every write failed on its own: nothing was committed, nothing is wrong. */
             atomic_store(&st->healthy, true);
-            return;
+            return false;
         }
         st->batch_id++;
         hpo_error_clear(&err);
         out = send_batch(st, batch, n_ops, &err);
         if (out == WRITE_FAILED) {
             continue;
+        }
+        if (out == UNKNOWN) {
+            /* Committed or not, whether it was flushed is unknown: the flushers see to it. */
+            st->batch_sync = false;
         }
         if (out == UNKNOWN && resolve(st)) {
             out = COMMITTED;
@@ -1371,11 +1421,12 @@ static void run_batch_inner(struct pg_storage *st, struct hpo_write *batch)
     atomic_fetch_add(&st->commits, 1);
     atomic_fetch_add(&st->writes, ok);
     atomic_store(&st->healthy, true);
-    return;
+    return true;
 
 failed:
     atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
+    return false;
 }
 
 /*
@@ -1388,19 +1439,28 @@ static void lead_batch(struct pg_storage *st)
 {
     struct hpo_write *batch = st->head;
     struct hpo_write *next;
+    uint64_t seq = 0;
 
     st->busy = true;
     st->head = NULL;
     st->tail = &st->head;
     pthread_mutex_unlock(&st->lock);
-    run_batch(st, batch);
+    st->batch_sync = choose_sync(st);
+    if (run_batch(st, batch) && st->flush != NULL) {
+        /* Noted before its callers wake: a ticket any of them takes covers it. */
+        seq = hpo__pg_flush_committed(st->flush, st->committed_id, st->batch_sync);
+    }
+    st->last_batch_us = mono_us();
     pthread_mutex_lock(&st->lock);
     for (struct hpo_write *w = batch; w != NULL; w = next) {
         next = w->next;
         w->next = NULL;
+        w->seq = w->result == 0 ? seq : 0;
         w->done = true;
     }
     st->busy = false;
+    /* A batch that ended is progress for the watchdog, whoever led it (as in sqlite.c). */
+    atomic_fetch_add(&st->ticks, 1);
     /* Wakes this batch's callers, and those of writes queued meanwhile: one of them leads. */
     pthread_cond_broadcast(&st->done);
 }
@@ -1482,6 +1542,13 @@ static int pg_start(struct hpo_storage *base)
 {
     struct pg_storage *st = (struct pg_storage *)base;
 
+    if (st->flush != NULL) {
+        int r = hpo__pg_flush_start(st->flush);
+
+        if (r < 0) {
+            return r;
+        }
+    }
     return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
 
@@ -1508,6 +1575,7 @@ static int pg_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     w->result = 0;
     w->done = false;
     w->next = NULL;
+    w->seq = 0;
     hpo_error_clear(&w->err);
     pthread_mutex_lock(&st->lock);
     if (!st->started || st->stopping || atomic_load(&st->down)) {
@@ -1539,6 +1607,12 @@ static int pg_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
             pthread_cond_wait(&st->done, &st->lock);
         }
     }
+    if (w->seq != 0 && !hpo__defer_flush) {
+        /* Committed; durable once a flush that started after the commit succeeded. */
+        pthread_mutex_unlock(&st->lock);
+        hpo__pg_flush_wait(st->flush, w->seq);
+        pthread_mutex_lock(&st->lock);
+    }
     st->waiters--;
     if (st->waiters == 0 && st->stopping) {
         pthread_cond_broadcast(&st->done);
@@ -1554,7 +1628,8 @@ static bool pg_healthy(struct hpo_storage *base)
 {
     struct pg_storage *st = (struct pg_storage *)base;
 
-    return atomic_load(&st->healthy) && !atomic_load(&st->down);
+    return atomic_load(&st->healthy) && !atomic_load(&st->down) &&
+            (st->flush == NULL || hpo__pg_flush_healthy(st->flush));
 }
 
 static uint64_t pg_ticks(struct hpo_storage *base)
@@ -1586,6 +1661,7 @@ static void pg_metrics(struct hpo_storage *base, const struct hpo_hist **ret_com
 
 static void destroy(struct pg_storage *st)
 {
+    hpo__pg_flush_destroy(st->flush);
     disconnect(st);
     PQfinish(st->aux);
     pthread_mutex_destroy(&st->aux_lock);
@@ -1614,6 +1690,8 @@ static void pg_close(struct hpo_storage *base)
     if (started) {
         pthread_join(st->thread, NULL);
     }
+    /* No commit comes any more: the flushers flush the last ones and stop. */
+    hpo__pg_flush_stop(st->flush);
     pthread_mutex_lock(&st->lock);
     while (st->waiters > 0) {
         pthread_cond_wait(&st->done, &st->lock);
@@ -1913,6 +1991,29 @@ static int pg_new_study_id(struct hpo_storage *base, int64_t *ret_id, struct hpo
     return r;
 }
 
+static uint64_t pg_flush_ticket(struct hpo_storage *base)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
+
+    return st->flush != NULL ? hpo__pg_flush_ticket(st->flush) : 0;
+}
+
+static bool pg_flushed(struct hpo_storage *base, uint64_t ticket)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
+
+    return st->flush == NULL || hpo__pg_flushed(st->flush, ticket);
+}
+
+static void pg_on_flush(struct hpo_storage *base, void (*fn)(void *arg), void *arg)
+{
+    struct pg_storage *st = (struct pg_storage *)base;
+
+    if (st->flush != NULL) {
+        hpo__pg_flush_on_flush(st->flush, fn, arg);
+    }
+}
+
 static const struct hpo_storage_ops pg_ops = {
     .load = pg_load,
     .start = pg_start,
@@ -1925,6 +2026,9 @@ static const struct hpo_storage_ops pg_ops = {
     .fence_set = pg_fence_set,
     .new_study_id = pg_new_study_id,
     .load_study = pg_load_study,
+    .flush_ticket = pg_flush_ticket,
+    .flushed = pg_flushed,
+    .on_flush = pg_on_flush,
 };
 
 /*
@@ -1974,6 +2078,29 @@ static int check_uri(const char *uri, char **ret_passfile, struct hpo_error *err
     return r;
 }
 
+/*
+** Make the flusher. A server that refuses its statement (the role may not
+** call pg_logical_emit_message) leaves the writer committing with
+** synchronous_commit = on: as durable, slower, and said in the log.
+*/
+static int start_flush(struct pg_storage *st, struct hpo_error *err)
+{
+    struct hpo_error e = { 0 };
+    int r = hpo__pg_flush_create(st->uri, st->passfile, st->daemon_id, &st->flush, &e);
+
+    if (r == -EPERM) {
+        hpo_log(HPO_LOG_WARNING, "PostgreSQL refuses the pipelined flush (%s); every commit "
+                "waits for its own WAL flush instead (slower)", e.message);
+        st->pipelined = false;
+        return exec_ok(st->conn, "SET synchronous_commit = on", "setting synchronous_commit",
+                err);
+    }
+    if (r < 0) {
+        *err = e;
+    }
+    return r;
+}
+
 int hpo__pg_open(const char *uri, const struct hpo_storage_options *opt,
         struct hpo_storage **ret_storage, struct hpo_error *err)
 {
@@ -2017,9 +2144,14 @@ int hpo__pg_open(const char *uri, const struct hpo_storage_options *opt,
         destroy(st);
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
+    /* A daemon under full pipelines its flushes (pg-flush.c); hpod migrate commits plainly. */
+    st->pipelined = st->synchronous_full && !st->exclusive;
     r = check_uri(uri, &st->passfile, err);
     if (r == 0) {
         r = writer_connect(st, err);
+    }
+    if (r == 0 && st->pipelined) {
+        r = start_flush(st, err);
     }
     if (r < 0) {
         destroy(st);

@@ -238,17 +238,18 @@ void hpo_storage_metrics(struct hpo_storage *st, const struct hpo_hist **ret_com
         const struct hpo_hist **ret_batch_writes, uint64_t *ret_failed);
 
 /*
-** Replies held until the flush instead of the study (SQLite with synchronous
-** full, storage/sqlite.c): while on for the calling thread, hpo_storage_write
-** returns as soon as its batch committed to the WAL, before the fdatasync
+** Replies held until the flush instead of the study (synchronous full:
+** SQLite, storage/sqlite.c; PostgreSQL, storage/pg-flush.c): while on for
+** the calling thread, hpo_storage_write returns as soon as its batch
+** committed to the WAL, before the fdatasync
 ** that makes it durable, so the study's next mutation can join the next
 ** batch. The caller then must let nothing out that depends on what it did
 ** (its reply) before hpo_storage_flushed(st, t) is true for a ticket
 ** t = hpo_storage_flush_ticket(st) taken after the work: a batch's commit
 ** holds its predecessors' (the WAL is replayed as a prefix), so a reply
 ** waits for every commit that preceded it. A failed fdatasync ends the
-** process (nothing more is acknowledged). Other backends and modes return
-** from hpo_storage_write durable: ticket 0, always flushed.
+** process (nothing more is acknowledged). Other modes (and hpod migrate)
+** return from hpo_storage_write durable: ticket 0, always flushed.
 */
 void hpo_storage_defer_flush(bool on);
 uint64_t hpo_storage_flush_ticket(struct hpo_storage *st);

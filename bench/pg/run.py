@@ -1,20 +1,26 @@
 #!/usr/bin/python3
-"""run.py: ask+tell throughput of one hpod on SQLite vs one hpod on PostgreSQL, and Optuna 3.1
-RDBStorage on the same PostgreSQL.
+"""run.py: ask+tell throughput of one hpod on PostgreSQL under --synchronous full and normal,
+beside one hpod on SQLite, and Optuna 3.1 RDBStorage on the same PostgreSQL.
 
-Usage: bench/pg/run.py [--hpod build/daemon/hpod] [--seconds 5] [--repeat 3] [--clients 8]
-                       [--optuna-procs 8] [--optuna-seconds 5] [--fsync on|off] [--check]
+Usage: bench/pg/run.py [--hpod build/daemon/hpod] [--seconds 5] [--repeat 3] [--clients 1,8,64]
+                       [--optuna-procs 8] [--optuna-seconds 5] [--fsync on|off]
+                       [--optuna-synchronous-commit on|off] [--no-sqlite] [--no-optuna]
+                       [--before OTHER-HPOD] [--check]
 
 In one run, on one throwaway PostgreSQL cluster (tests/integration/pgtest.py: Debian's
-initdb/pg_ctl, Unix socket only, fsync on unless --fsync off; synchronous_commit on unless
---synchronous-commit off, set on hpod's and Optuna's databases alike; hpod sets it on its
-session from --synchronous, so it runs with --synchronous full for on, normal for off):
-`repeat` rounds of hpod with `clients` concurrent clients (bench/throughput/loadgen.c, a
-fresh random-sampler study per measurement) on SQLite (the daemon's default synchronous=NORMAL)
-and on PostgreSQL, then Optuna doing the same ask/tell loop with RDBStorage on a fresh
-PostgreSQL database (psycopg2, same socket) in `optuna-procs` forked processes sharing one study.
-Prints every round, the medians and the ratios. Targets: hpod on PostgreSQL >= 1,500 pairs/s
-and >= 30x Optuna.
+initdb/pg_ctl, Unix socket only, fsync on unless --fsync off): `repeat` rounds of, for each
+client count, hpod with that many concurrent clients (bench/throughput/loadgen.c, a fresh
+random-sampler study per measurement) on SQLite (the daemon's default, synchronous full), on
+PostgreSQL with --synchronous full (the default: nothing is acknowledged before PostgreSQL
+flushed its WAL, as synchronous_commit = on) and with --synchronous normal (synchronous_commit
+= off: a server crash may lose the last acknowledged commits); then Optuna doing the same
+ask/tell loop with RDBStorage on a fresh PostgreSQL database (psycopg2, same socket; the
+database's synchronous_commit on unless --optuna-synchronous-commit off, so it is as durable
+as hpod's full) in `optuna-procs` forked processes sharing one study. Prints every round, the
+medians, full's share of normal at each client count, and the ratios to Optuna. With --before,
+another hpod binary (an earlier build) also runs on PostgreSQL under full in each round, for a
+before/after comparison measured at the same moments. Targets (issue
+16): hpod on PostgreSQL under full, 8 clients: >= 1,500 pairs/s and >= 30x Optuna.
 
 Needs: Debian's postgresql, python3-psycopg2, python3-optuna (scripts/deps.sh --test).
 """
@@ -22,7 +28,6 @@ Needs: Debian's postgresql, python3-psycopg2, python3-optuna (scripts/deps.sh --
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
@@ -37,6 +42,10 @@ from run import optuna_dists, optuna_processes, run_hpod  # noqa: E402
 
 TARGET_PAIRS = 1500.0
 TARGET_RATIO = 30.0
+TARGET_CLIENTS = 8
+
+LABELS = {"sqlite": "SQLite (full)", "pg-full": "PostgreSQL full", "pg-normal":
+          "PostgreSQL normal", "pg-before": "PostgreSQL full, before"}
 
 
 def new_database(cluster, sync):
@@ -67,67 +76,97 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--optuna-seconds", type=float, default=5.0)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--clients", default="8", help="client counts, comma-separated")
     ap.add_argument("--optuna-procs", type=int, default=8)
     ap.add_argument("--fsync", choices=["on", "off"], default="on")
-    ap.add_argument("--synchronous-commit", choices=["on", "off"], default="on",
-                    help="PostgreSQL's synchronous_commit for hpod's and Optuna's databases")
+    ap.add_argument("--optuna-synchronous-commit", choices=["on", "off"], default="on",
+                    help="PostgreSQL's synchronous_commit for Optuna's database")
+    ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--no-optuna", action="store_true")
+    ap.add_argument("--before", help="another hpod binary to run on PostgreSQL under full too")
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args()
     why = pgtest.available()
     if why is not None:
         sys.exit("cannot run: %s" % why)
+    counts = [int(x) for x in args.clients.split(",")]
     cluster = pgtest.Cluster(fsync=args.fsync == "on")
     version = cluster.psql("SHOW server_version").strip()
-    c = args.clients
-    rounds = {"sqlite": [], "pg": []}
+    names = (([] if args.no_sqlite else ["sqlite"]) + (["pg-before"] if args.before else []) +
+             ["pg-full", "pg-normal"])
+    rounds = {(n, c): [] for n in names for c in counts}
     orounds = []
     with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
         loadgen = build_curl_tool(os.path.join(ROOT, "bench", "throughput", "loadgen.c"), tmp)
-        sq = Daemon(args.hpod)
-        # hpod sets synchronous_commit on its session: on with --synchronous full, else off.
-        pg = Daemon(args.hpod, extra_args=["--synchronous", "full" if args.synchronous_commit ==
-                                           "on" else "normal"])
-        pg.db = new_database(cluster, args.synchronous_commit)
-        with sq, pg:
-            print("hpod %s (%s); PostgreSQL %s (fsync %s, synchronous_commit %s, Unix socket);"
-                  " %d clients; %d cores" % (sq.get("/healthz").expect(200)["version"], args.hpod,
-                                             version, args.fsync, args.synchronous_commit, c,
-                                             os.cpu_count()), flush=True)
+        daemons = {}
+        if "sqlite" in names:
+            daemons["sqlite"] = Daemon(args.hpod)
+        for mode in ("full", "normal"):
+            # hpod sets synchronous_commit on its sessions itself, from --synchronous.
+            d = Daemon(args.hpod, extra_args=["--synchronous", mode])
+            d.db = cluster.new_database()
+            daemons["pg-" + mode] = d
+        if args.before:
+            d = Daemon(args.before, extra_args=["--synchronous", "full"])
+            d.db = cluster.new_database()
+            daemons["pg-before"] = d
+        for d in daemons.values():
+            d.__enter__()
+        try:
+            first = daemons[names[0]]
+            print("hpod %s (%s); PostgreSQL %s (fsync %s, Unix socket); clients %s; %d cores"
+                  % (first.get("/healthz").expect(200)["version"], args.hpod, version,
+                     args.fsync, args.clients, os.cpu_count()), flush=True)
             for r in range(args.repeat):
-                for name, d in (("sqlite", sq), ("pg", pg)):
-                    res = run_hpod(d, loadgen, "bench-%d" % r, c, args.seconds)
-                    rounds[name].append(res)
-                    print("round %d  hpod on %-10s %d clients: %8.0f pairs/s  p50 %.3f ms  "
-                          "p99 %.3f ms  hpod CPU %5.1f%%"
-                          % (r + 1, "SQLite" if name == "sqlite" else "PostgreSQL", c,
-                             res["pairs_per_s"], res["p50_ms"], res["p99_ms"],
-                             res["hpod_cpu_pct"]), flush=True)
-                o = run_optuna_pg(cluster, args.optuna_seconds, args.optuna_procs,
-                                  args.synchronous_commit)
-                orounds.append(o)
-                print("round %d  optuna %s RDB PostgreSQL %d processes: %8.1f pairs/s "
-                      "(%d pairs, %d errors)" % (r + 1, o["version"], args.optuna_procs,
-                                                 o["pairs_per_s"], o["pairs"], o["errors"]),
-                      flush=True)
+                for c in counts:
+                    for name in names:
+                        res = run_hpod(daemons[name], loadgen, "bench-%d-%d" % (r, c), c,
+                                       args.seconds)
+                        rounds[(name, c)].append(res)
+                        print("round %d  hpod on %-23s %3d clients: %8.0f pairs/s  p50 %.3f ms"
+                              "  p99 %.3f ms  hpod CPU %5.1f%%"
+                              % (r + 1, LABELS[name], c, res["pairs_per_s"], res["p50_ms"],
+                                 res["p99_ms"], res["hpod_cpu_pct"]), flush=True)
+                if not args.no_optuna:
+                    o = run_optuna_pg(cluster, args.optuna_seconds, args.optuna_procs,
+                                      args.optuna_synchronous_commit)
+                    orounds.append(o)
+                    print("round %d  optuna %s RDB PostgreSQL (synchronous_commit %s) %d"
+                          " processes: %8.1f pairs/s (%d pairs, %d errors)"
+                          % (r + 1, o["version"], args.optuna_synchronous_commit,
+                             args.optuna_procs, o["pairs_per_s"], o["pairs"], o["errors"]),
+                          flush=True)
+        finally:
+            for d in daemons.values():
+                d.__exit__(None, None, None)
     cluster.close()
-    msq = statistics.median(x["pairs_per_s"] for x in rounds["sqlite"])
-    mpg = statistics.median(x["pairs_per_s"] for x in rounds["pg"])
-    mo = statistics.median(x["pairs_per_s"] for x in orounds)
+    med = {k: statistics.median(x["pairs_per_s"] for x in v) for k, v in rounds.items()}
+    mo = statistics.median(x["pairs_per_s"] for x in orounds) if orounds else 0.0
     print()
-    print("median of %d rounds (ask+tell pairs per second, random sampler, %d clients):"
-          % (args.repeat, c))
-    print("  hpod on SQLite:                          %9.0f" % msq)
-    print("  hpod on PostgreSQL:                      %9.0f   (%.2fx SQLite)" % (mpg, mpg / msq))
-    print("  Optuna %s RDBStorage PostgreSQL, %d procs: %7.1f" % (orounds[0]["version"],
-                                                                 args.optuna_procs, mo))
-    ok_pairs = mpg >= TARGET_PAIRS
-    ok_ratio = mo > 0 and mpg / mo >= TARGET_RATIO
-    print("target >= %.0f pairs/s on PostgreSQL: %s (%.0f); target >= %.0fx Optuna: %s (%.0fx)"
-          % (TARGET_PAIRS, "met" if ok_pairs else "MISSED", mpg, TARGET_RATIO,
-             "met" if ok_ratio else "MISSED", mpg / mo if mo > 0 else float("inf")))
-    if args.check and not (ok_pairs and ok_ratio):
-        sys.exit(1)
+    print("median of %d rounds (ask+tell pairs per second, random sampler):" % args.repeat)
+    for c in counts:
+        line = "  %3d clients:" % c
+        for name in names:
+            line += "  %s %7.0f" % (LABELS[name], med[(name, c)])
+        line += "   full/normal %.2f" % (med[("pg-full", c)] / med[("pg-normal", c)])
+        if args.before:
+            line += "  full/before %.2f" % (med[("pg-full", c)] / med[("pg-before", c)])
+        print(line)
+    if orounds:
+        print("  Optuna %s RDBStorage PostgreSQL, %d procs: %.1f" % (orounds[0]["version"],
+                                                                   args.optuna_procs, mo))
+    if TARGET_CLIENTS in counts:
+        mpg = med[("pg-full", TARGET_CLIENTS)]
+        ok_pairs = mpg >= TARGET_PAIRS
+        ok_ratio = mo == 0 or mpg / mo >= TARGET_RATIO
+        print("target >= %.0f pairs/s on PostgreSQL (full, %d clients): %s (%.0f)"
+              % (TARGET_PAIRS, TARGET_CLIENTS, "met" if ok_pairs else "MISSED", mpg))
+        if mo > 0:
+            print("target >= %.0fx Optuna: %s (%.0fx; normal %.0fx)"
+                  % (TARGET_RATIO, "met" if ok_ratio else "MISSED", mpg / mo,
+                     med[("pg-normal", TARGET_CLIENTS)] / mo))
+        if args.check and not (ok_pairs and ok_ratio):
+            sys.exit(1)
 
 
 if __name__ == "__main__":

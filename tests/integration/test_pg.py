@@ -13,8 +13,9 @@ Usage: test_pg.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
   lock_timeout: ask and tell answer 503 unavailable and change nothing,
   /healthz answers 503; all recovers once the lock is gone.
 - outage_then_resume: 4 clients ask and tell while PostgreSQL is stopped for
-  10 s: they get 503 unavailable (and no other error), then everything
-  resumes by itself; after a restart of hpod every acknowledged tell is
+  10 s: requests get 503 unavailable (and no other error; a client whose
+  write committed just before waits for its flush instead, under full),
+  then everything resumes by itself; after a restart of hpod every acknowledged tell is
   stored with its value and the numbers are 0..N-1.
 - failing_write_rolls_back_alone: a server-side trigger fails every trial
   write of one study; the writes of other studies batched with them commit.
@@ -199,7 +200,15 @@ def outage_then_resume(exe):
             t.start()
         time.sleep(1.0)
         c.stop("fast")
-        time.sleep(10)
+        # Under full, a worker whose write committed just before the stop waits for its flush
+        # (the server's return); a request made meanwhile is answered 503 at once.
+        t_up = time.monotonic() + 10
+        probe = Client(d.port, timeout=30)
+        for _ in range(5):
+            time.sleep(1.5)
+            note(probe.post("/v1/studies/load/ask"))
+        probe.close()
+        time.sleep(max(0.0, t_up - time.monotonic()))
         with lock:
             during = codes.get(503, 0)
         c.start()
