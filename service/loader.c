@@ -255,16 +255,18 @@ static void finish_loaded(struct study *s)
     }
 }
 
+/* Every callback of a load (hpo_service_create, hpo_service_ensure, hpo__study_reload). */
+static const struct hpo_load_callbacks load_cb = {
+    .study = load_study,
+    .trial = load_trial,
+    .param = load_param,
+    .report = load_report,
+    .attr = load_attr,
+};
+
 int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_options *opt,
         struct hpo_service **ret_service, struct hpo_error *err)
 {
-    static const struct hpo_load_callbacks cb = {
-        .study = load_study,
-        .trial = load_trial,
-        .param = load_param,
-        .report = load_report,
-        .attr = load_attr,
-    };
     struct hpo_service *svc = calloc(1, sizeof(*svc));
     struct loader L = { 0 };
     int r;
@@ -283,7 +285,7 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
     pthread_rwlock_init(&svc->registry_lock, NULL);
     pthread_mutex_init(&svc->create_lock, NULL);
     L.svc = svc;
-    r = hpo_storage_load(storage, &cb, &L, err);
+    r = hpo_storage_load(storage, &load_cb, &L, err);
     if (r < 0) {
         hpo_buf_free(&L.by_id);
         hpo_service_destroy(svc);
@@ -311,13 +313,6 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
 int hpo_service_ensure(struct hpo_service *svc, const char *name, int64_t epoch,
         struct hpo_error *err)
 {
-    static const struct hpo_load_callbacks cb = {
-        .study = load_study,
-        .trial = load_trial,
-        .param = load_param,
-        .report = load_report,
-        .attr = load_attr,
-    };
     struct loader L = { .svc = svc, .one = true };
     struct study *old = hpo__study_get(svc, name);
     int r = 0;
@@ -346,7 +341,7 @@ int hpo_service_ensure(struct hpo_service *svc, const char *name, int64_t epoch,
         old->moved = true;
         pthread_mutex_unlock(&old->lock);
     }
-    r = hpo_storage_load_study(svc->storage, name, &cb, &L, err);
+    r = hpo_storage_load_study(svc->storage, name, &load_cb, &L, err);
     if (r == 0 && HPO_BUF_N(&L.by_id, struct study *) == 1) {
         struct study *s = HPO_BUF_AT(&L.by_id, struct study *, 0);
 
@@ -422,13 +417,6 @@ void hpo_service_destroy(struct hpo_service *svc)
 int hpo__study_reload(struct hpo_service *svc, struct study *s, struct study **ret_locked,
         struct hpo_error *err)
 {
-    static const struct hpo_load_callbacks cb = {
-        .study = load_study,
-        .trial = load_trial,
-        .param = load_param,
-        .report = load_report,
-        .attr = load_attr,
-    };
     struct loader L = { .svc = svc, .one = true };
     struct study *cur;
     int r = 0;
@@ -452,7 +440,7 @@ int hpo__study_reload(struct hpo_service *svc, struct study *s, struct study **r
         goto out;
     }
     hpo_storage_chain_wait(s->chain);
-    r = hpo_storage_load_study(svc->storage, s->name, &cb, &L, err);
+    r = hpo_storage_load_study(svc->storage, s->name, &load_cb, &L, err);
     if (r == 0 && HPO_BUF_N(&L.by_id, struct study *) == 1) {
         struct study *fresh = HPO_BUF_AT(&L.by_id, struct study *, 0);
 
