@@ -1572,11 +1572,7 @@ static int pg_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
 {
     struct pg_storage *st = (struct pg_storage *)base;
 
-    w->result = 0;
-    w->done = false;
-    w->next = NULL;
-    w->seq = 0;
-    hpo_error_clear(&w->err);
+    hpo__write_reset(w);
     pthread_mutex_lock(&st->lock);
     if (!st->started || st->stopping || atomic_load(&st->down)) {
         pthread_mutex_unlock(&st->lock);

@@ -1878,11 +1878,7 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
     if (c == NULL) {
         return false;
     }
-    c->result = 0;
-    c->done = false;
-    c->next = NULL;
-    c->seq = 0;
-    hpo_error_clear(&c->err);
+    hpo__write_reset(c);
     pthread_mutex_lock(&st->lock);
     if (!st->started || st->stopping) {
         pthread_mutex_unlock(&st->lock);
@@ -1913,11 +1909,7 @@ static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_er
     if (hpo__pipeline && w->chain != NULL && pipeline_write(st, w)) {
         return 0;
     }
-    w->result = 0;
-    w->done = false;
-    w->next = NULL;
-    w->seq = 0;
-    hpo_error_clear(&w->err);
+    hpo__write_reset(w);
 
     pthread_mutex_lock(&st->lock);
     if (!st->started || st->stopping) {

@@ -357,4 +357,14 @@ void hpo__xxh64_init(struct hpo_xxh64 *x);
 void hpo__xxh64_update(struct hpo_xxh64 *x, const void *data, size_t len);
 uint64_t hpo__xxh64_digest(const struct hpo_xxh64 *x);
 
+/* A write about to be queued: not done, no result, no error, in no batch yet. */
+static inline void hpo__write_reset(struct hpo_write *w)
+{
+    w->result = 0;
+    w->done = false;
+    w->next = NULL;
+    w->seq = 0;
+    hpo_error_clear(&w->err);
+}
+
 #endif

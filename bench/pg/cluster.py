@@ -27,6 +27,7 @@ fsync on), each daemon pinned to one core with taskset when the machine has two 
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -239,6 +240,20 @@ def latency(ds, n):
     return out
 
 
+@contextlib.contextmanager
+def fleet(exe, cores, cluster, n):
+    """n pinned daemons started on a fresh database of `cluster`, closed on leaving."""
+    uri = cluster.new_database()
+    ds = [Pinned(exe, cores[i], uri) for i in range(n)]
+    try:
+        for d in ds:
+            d.start()
+        yield ds
+    finally:
+        for d in ds:
+            d.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hpod", default=os.path.join(ROOT, "build", "daemon", "hpod"))
@@ -267,11 +282,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
         loadgen = build_curl_tool(os.path.join(ROOT, "bench", "throughput", "loadgen.c"), tmp)
         for n in (1, 2):
-            uri = cluster.new_database()
-            ds = [Pinned(args.hpod, cores[i], uri) for i in range(n)]
-            for d in ds:
-                d.start()
-            try:
+            with fleet(args.hpod, cores, cluster, n) as ds:
                 pairs, p50 = throughput(ds, loadgen, "tp%d" % n, args.clients, args.seconds)
                 print("ask+tell, random, %d clients, %d daemon(s): %8.0f pairs/s  p50 %.3f ms"
                       % (args.clients, n, pairs, p50), flush=True)
@@ -283,24 +294,14 @@ def main():
                           " %.3f ms forwarded (+%.3f ms)" % (lat["direct"], lat["forwarded"],
                                                             lat["forwarded"] - lat["direct"]),
                           flush=True)
-            finally:
-                for d in ds:
-                    d.close()
         # GP-heavy: one daemon then two, --gp-runs times (each a fresh database).
         ratios = []
         for r in range(args.gp_runs):
             asks = {}
             for n in (1, 2):
-                uri = cluster.new_database()
-                ds = [Pinned(args.hpod, cores[i], uri) for i in range(n)]
-                for d in ds:
-                    d.start()
-                try:
+                with fleet(args.hpod, cores, cluster, n) as ds:
                     asks[n], spread = gp_load(ds, "gp%d" % n, args.gp_studies, args.gp_trials,
                                               args.gp_seconds)
-                finally:
-                    for d in ds:
-                        d.close()
                 print("GP-heavy run %d, %d studies at %d+ trials, %d daemon(s): %7.1f asks/s"
                       " (studies per daemon %s; load average %.2f)"
                       % (r + 1, args.gp_studies, args.gp_trials, n, asks[n], spread,
