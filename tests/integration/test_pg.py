@@ -203,12 +203,18 @@ def outage_then_resume(exe):
         # Under full, a worker whose write committed just before the stop waits for its flush
         # (the server's return); a request made meanwhile is answered 503 at once.
         t_up = time.monotonic() + 10
-        probe = Client(d.port, timeout=30)
-        for _ in range(5):
-            time.sleep(1.5)
-            note(probe.post("/v1/studies/load/ask"))
-        probe.close()
-        time.sleep(max(0.0, t_up - time.monotonic()))
+        try:
+            probe = Client(d.port, timeout=30)
+            for _ in range(5):
+                time.sleep(1.5)
+                note(probe.post("/v1/studies/load/ask"))
+            probe.close()
+            time.sleep(max(0.0, t_up - time.monotonic()))
+        except BaseException:
+            # The server comes back whatever happened: the later tests share it.
+            phase["stop"] = True
+            c.start()
+            raise
         with lock:
             during = codes.get(503, 0)
         c.start()
