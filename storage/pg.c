@@ -225,6 +225,13 @@ struct pg_storage {
     PGconn *aux;
     struct hpo_hist commit_us;
     struct hpo_hist batch_writes;
+    /* Pipelined writes (see the top of this file). */
+    atomic_uint_fast64_t accepted;    /* the last number given (written under `lock`) */
+    atomic_uint_fast64_t resolved;    /* every write up to this number committed or failed */
+    atomic_uint_fast64_t last_failed; /* the last that failed (0: none) */
+    pthread_mutex_t cb_lock;          /* held while on_flush is set or called */
+    void (*on_flush)(void *arg);      /* hpo_storage_on_flush */
+    void *on_flush_arg;
 };
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -1347,11 +1354,39 @@ static bool choose_sync(struct pg_storage *st)
             mono_us() - st->last_batch_us > LONELY_US;
 }
 
+/*
+** Before each send of the batch, in queue order: a pipelined write that
+** failed fails its chain, and a write whose chain failed before it (in an
+** earlier batch, or earlier in this one) fails without being sent, so
+** write k+1 of a study copy never commits without write k. Returns whether
+** a write is left to send. Writes before a failed one stay: they are sent
+** again without it.
+*/
+static bool fail_dependents(struct hpo_write *batch)
+{
+    bool any = false;
+
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        if (w->result < 0) {
+            if (w->aseq != 0) {
+                hpo__chain_fail(w->chain, w->aseq, &w->err);
+            }
+        } else if (w->chain != NULL && atomic_load(&w->chain->failed) != 0) {
+            w->result = hpo__write_dependent_failure(w);
+        } else {
+            any = true;
+        }
+    }
+    return any;
+}
+
 /* Run a batch; true if it committed (some of its writes succeeded). */
 static bool run_batch(struct pg_storage *st, struct hpo_write *batch)
 {
     bool committed = run_batch_inner(st, batch);
 
+    /* A batch that failed whole fails the chains of its pipelined writes. */
+    (void)fail_dependents(batch);
     if (!st->exclusive) {
         note_fenced(st, batch);
     }
@@ -1376,13 +1411,12 @@ static bool run_batch_inner(struct pg_storage *st, struct hpo_write *batch)
     }
     for (;;) {
         enum outcome out;
-        bool any = false;
 
-        for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-            any |= w->result == 0;
-        }
-        if (!any) {
-            /* Every write failed on its own: nothing was committed, nothing is wrong. */
+        if (!fail_dependents(batch)) {
+            /*
+            ** Every write failed on its own or depends on one that did:
+            ** nothing was committed, nothing is wrong.
+            */
             atomic_store(&st->healthy, true);
             return false;
         }
@@ -1438,8 +1472,8 @@ failed:
 static void lead_batch(struct pg_storage *st)
 {
     struct hpo_write *batch = st->head;
-    struct hpo_write *next;
-    uint64_t seq = 0;
+    struct hpo_write *next, *copies = NULL;
+    uint64_t seq = 0, resolved = 0;
 
     st->busy = true;
     st->head = NULL;
@@ -1455,6 +1489,16 @@ static void lead_batch(struct pg_storage *st)
     for (struct hpo_write *w = batch; w != NULL; w = next) {
         next = w->next;
         w->next = NULL;
+        if (w->aseq != 0) {
+            /* Pipelined: nobody waits; numbers resolve in order, as the queue. */
+            resolved = w->aseq;
+            if (w->result < 0) {
+                atomic_store(&st->last_failed, w->aseq);
+            }
+            w->next = copies;
+            copies = w;
+            continue;
+        }
         w->seq = w->result == 0 ? seq : 0;
         w->done = true;
     }
@@ -1463,6 +1507,28 @@ static void lead_batch(struct pg_storage *st)
     atomic_fetch_add(&st->ticks, 1);
     /* Wakes this batch's callers, and those of writes queued meanwhile: one of them leads. */
     pthread_cond_broadcast(&st->done);
+    if (st->head != NULL) {
+        /* Pipelined writes queued meanwhile have no caller to lead them: the writer does. */
+        pthread_cond_signal(&st->wake);
+    }
+    if (copies == NULL) {
+        return;
+    }
+    /* Published after the batch's commit was noted for the flush: a ticket taken now covers it. */
+    atomic_store(&st->resolved, resolved);
+    pthread_mutex_unlock(&st->lock);
+    for (struct hpo_write *w = copies; w != NULL; w = next) {
+        next = w->next;
+        hpo__chain_resolve(w->chain);
+        free(w);
+    }
+    /* The dispatcher's held replies (storage.h). */
+    pthread_mutex_lock(&st->cb_lock);
+    if (st->on_flush != NULL) {
+        st->on_flush(st->on_flush_arg);
+    }
+    pthread_mutex_unlock(&st->cb_lock);
+    pthread_mutex_lock(&st->lock);
 }
 
 /*
@@ -1568,10 +1634,61 @@ static bool unqueue(struct pg_storage *st, struct hpo_write *w)
     return false;
 }
 
+/*
+** Queue a copy of `w` for the writer thread (storage.h): true, or false to
+** write it as usual (it may not be pipelined, or the database is down and
+** the usual path refuses it at once). The copy carries the fencing epoch
+** its study holds now, as `w` would have when sent.
+*/
+static bool pipeline_write(struct pg_storage *st, struct hpo_write *w)
+{
+    struct hpo_write *c;
+
+    if (st->exclusive || atomic_load(&st->down)) {
+        return false;
+    }
+    c = hpo__write_copy(w);
+    if (c == NULL) {
+        return false;
+    }
+    hpo__write_reset(c);
+    if (c->epoch == 0 && c->n_ops > 0 && c->ops[0].kind != HPO_OP_STUDY_PUT) {
+        c->epoch = fence_epoch(st, c->ops[0].study_id);
+        if (c->epoch == 0) {
+            /* Not ours: the usual path refuses it. */
+            free(c);
+            return false;
+        }
+    }
+    pthread_mutex_lock(&st->lock);
+    if (!st->started || st->stopping || atomic_load(&st->down)) {
+        pthread_mutex_unlock(&st->lock);
+        free(c);
+        return false;
+    }
+    c->aseq = atomic_load(&st->accepted) + 1;
+    atomic_store(&st->accepted, c->aseq);
+    hpo__chain_accept(c->chain);
+    *st->tail = c;
+    st->tail = &c->next;
+    if (!st->busy) {
+        pthread_cond_signal(&st->wake);
+    }
+    pthread_mutex_unlock(&st->lock);
+    w->result = 0;
+    w->done = true;
+    hpo_error_clear(&w->err);
+    return true;
+}
+
 static int pg_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)
 {
     struct pg_storage *st = (struct pg_storage *)base;
 
+    w->aseq = 0;
+    if (hpo__pipeline && w->chain != NULL && pipeline_write(st, w)) {
+        return 0;
+    }
     hpo__write_reset(w);
     pthread_mutex_lock(&st->lock);
     if (!st->started || st->stopping || atomic_load(&st->down)) {
@@ -1661,6 +1778,7 @@ static void destroy(struct pg_storage *st)
     disconnect(st);
     PQfinish(st->aux);
     pthread_mutex_destroy(&st->aux_lock);
+    pthread_mutex_destroy(&st->cb_lock);
     pthread_mutex_destroy(&st->fence_lock);
     free(st->fences);
     pthread_cond_destroy(&st->done);
@@ -1936,7 +2054,18 @@ static PGconn *aux_conn(struct pg_storage *st, struct hpo_error *err)
         st->aux = NULL;
     }
     if (st->aux == NULL) {
+        char sql[64];
+
         st->aux = connect_uri(st->uri, st->passfile, err);
+        /*
+        ** As the writer's: a study reloaded after its pipelined write failed
+        ** (a lock held elsewhere) must not wait for ever on the same lock.
+        */
+        snprintf(sql, sizeof(sql), "SET lock_timeout = %d", st->lock_timeout_ms);
+        if (st->aux != NULL && exec_ok(st->aux, sql, "setting lock_timeout", err) < 0) {
+            PQfinish(st->aux);
+            st->aux = NULL;
+        }
     }
     return st->aux;
 }
@@ -1950,6 +2079,10 @@ static int pg_load_study(struct hpo_storage *base, const char *name,
 
     if (st->exclusive) {
         return -ENOTSUP;
+    }
+    if (atomic_load(&st->down)) {
+        /* 503 at once, as a write: no connection attempt to wait for. */
+        return hpo_error_set(err, -EAGAIN, HPO_UNAVAILABLE, NULL, "the database is unreachable");
     }
     pthread_mutex_lock(&st->aux_lock);
     conn = aux_conn(st, err);
@@ -2008,6 +2141,26 @@ static void pg_on_flush(struct hpo_storage *base, void (*fn)(void *arg), void *a
     if (st->flush != NULL) {
         hpo__pg_flush_on_flush(st->flush, fn, arg);
     }
+    /* After each group transaction that held pipelined writes (lead_batch). */
+    pthread_mutex_lock(&st->cb_lock);
+    st->on_flush = fn;
+    st->on_flush_arg = arg;
+    pthread_mutex_unlock(&st->cb_lock);
+}
+
+static uint64_t pg_accepted(struct hpo_storage *base)
+{
+    return atomic_load(&((struct pg_storage *)base)->accepted);
+}
+
+static uint64_t pg_resolved(struct hpo_storage *base)
+{
+    return atomic_load(&((struct pg_storage *)base)->resolved);
+}
+
+static uint64_t pg_last_failed(struct hpo_storage *base)
+{
+    return atomic_load(&((struct pg_storage *)base)->last_failed);
 }
 
 static const struct hpo_storage_ops pg_ops = {
@@ -2025,6 +2178,9 @@ static const struct hpo_storage_ops pg_ops = {
     .flush_ticket = pg_flush_ticket,
     .flushed = pg_flushed,
     .on_flush = pg_on_flush,
+    .accepted = pg_accepted,
+    .resolved = pg_resolved,
+    .last_failed = pg_last_failed,
 };
 
 /*
@@ -2112,7 +2268,11 @@ int hpo__pg_open(const char *uri, const struct hpo_storage_options *opt,
     st->exclusive = opt != NULL && opt->exclusive;
     pthread_mutex_init(&st->fence_lock, NULL);
     pthread_mutex_init(&st->aux_lock, NULL);
+    pthread_mutex_init(&st->cb_lock, NULL);
     atomic_init(&st->fenced, 0);
+    atomic_init(&st->accepted, 0);
+    atomic_init(&st->resolved, 0);
+    atomic_init(&st->last_failed, 0);
     st->synchronous_full = opt != NULL && opt->synchronous_full;
     pthread_mutex_init(&st->lock, NULL);
     pthread_condattr_init(&attr);

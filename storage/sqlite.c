@@ -52,12 +52,12 @@
 ** until the flush covering all commits made before the reply was built.
 **
 ** Pipelined writes (hpo_storage_pipeline, storage.h): a pipelining caller's
-** write with a chain is copied whole (copy_write: ops and every value, up
+** write with a chain is copied whole (hpo__write_copy: ops and every value, up
 ** to HPO__PIPELINE_MAX bytes; pieces of a big sampler state are never
 ** pipelined), numbered (`accepted`) and queued, and the caller returns at
 ** once; the writer thread leads the batches (a pipelined write has no
 ** caller to lead). In a batch, a write whose chain already failed is
-** failed without running (dependent_failure), and a pipelined write that
+** failed without running (hpo__write_dependent_failure), and a pipelined write that
 ** fails fails its chain (hpo__chain_fail) before the next write runs, so
 ** write k+1 of a study never commits without write k. After the batch the
 ** leader publishes `resolved` (numbers resolve in queue order) and
@@ -821,13 +821,6 @@ static int failure_errno(struct sq_storage *st)
     return (uint64_t)sv.f_bavail * sv.f_frsize < DB_ROOM ? ENOSPC : 0;
 }
 
-/* A write of a chain whose earlier pipelined write failed: it fails too, without running. */
-static int dependent_failure(struct hpo_write *w)
-{
-    return hpo_error_set(&w->err, -EIO, HPO_UNAVAILABLE, NULL,
-            "an earlier write of this study failed: %s", w->chain->err.message);
-}
-
 /* One group transaction: every write of `batch`, each in its savepoint. True if it committed. */
 static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
@@ -843,7 +836,7 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
     if (!any) {
         /* Every write depends on a failed one: no transaction (it proves nothing healthy). */
         for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-            w->result = dependent_failure(w);
+            w->result = hpo__write_dependent_failure(w);
         }
         return true;
     }
@@ -854,7 +847,7 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
     }
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
         if (w->chain != NULL && atomic_load(&w->chain->failed) != 0) {
-            w->result = dependent_failure(w);
+            w->result = hpo__write_dependent_failure(w);
             continue;
         }
         if (!run_write(st, w)) {
@@ -1786,94 +1779,10 @@ static int sq_start(struct hpo_storage *base)
     return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
 
-/* Room for a copy of the values of `w` (0: none to copy), or SIZE_MAX when it cannot be pipelined. */
-static size_t copy_size(const struct hpo_write *w)
-{
-    size_t n = 0;
-
-    for (size_t i = 0; i < w->n_ops; i++) {
-        const struct hpo_op *op = &w->ops[i];
-        const char *texts[] = { op->name, op->text, op->trial.worker, op->trial.results };
-
-        if (op->parts != NULL) {
-            return SIZE_MAX;
-        }
-        for (size_t j = 0; j < sizeof(texts) / sizeof(texts[0]); j++) {
-            n += texts[j] != NULL ? strlen(texts[j]) + 1 : 0;
-        }
-        n += op->vector != NULL ? op->len * sizeof(double) : 0;
-        n += op->blob != NULL ? op->len : 0;
-        if (n > HPO__PIPELINE_MAX) {
-            return SIZE_MAX;
-        }
-    }
-    return n;
-}
-
-static char *copy_text(char **at, const char *text)
-{
-    char *c = *at;
-    size_t n;
-
-    if (text == NULL) {
-        return NULL;
-    }
-    n = strlen(text) + 1;
-    memcpy(c, text, n);
-    *at += n;
-    return c;
-}
-
-/*
-** A pipelined write: one allocation holding the write, its ops and every
-** value they point to (vectors first, for their alignment). NULL when it
-** cannot be pipelined (pieces, or values over HPO__PIPELINE_MAX).
-*/
-static struct hpo_write *copy_write(const struct hpo_write *w)
-{
-    size_t vals = copy_size(w);
-    size_t head = sizeof(*w) + w->n_ops * sizeof(struct hpo_op);
-    struct hpo_write *c;
-    char *at;
-
-    if (vals == SIZE_MAX) {
-        return NULL;
-    }
-    c = malloc(head + vals);
-    if (c == NULL) {
-        return NULL;
-    }
-    *c = *w;
-    c->ops = (struct hpo_op *)(void *)(c + 1);
-    memcpy(c->ops, w->ops, w->n_ops * sizeof(struct hpo_op));
-    at = (char *)c + head;
-    for (size_t i = 0; i < c->n_ops; i++) {
-        struct hpo_op *op = &c->ops[i];
-        if (op->vector != NULL) {
-            memcpy(at, op->vector, op->len * sizeof(double));
-            op->vector = (const double *)(const void *)at;
-            at += op->len * sizeof(double);
-        }
-    }
-    for (size_t i = 0; i < c->n_ops; i++) {
-        struct hpo_op *op = &c->ops[i];
-        if (op->blob != NULL) {
-            memcpy(at, op->blob, op->len);
-            op->blob = at;
-            at += op->len;
-        }
-        op->name = copy_text(&at, op->name);
-        op->text = copy_text(&at, op->text);
-        op->trial.worker = copy_text(&at, op->trial.worker);
-        op->trial.results = copy_text(&at, op->trial.results);
-    }
-    return c;
-}
-
 /* Queue a copy of `w` for the writer thread (storage.h): true, or false to write it as usual. */
 static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
 {
-    struct hpo_write *c = copy_write(w);
+    struct hpo_write *c = hpo__write_copy(w);
 
     if (c == NULL) {
         return false;

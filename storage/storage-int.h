@@ -83,6 +83,17 @@ void hpo__chain_accept(struct hpo_write_chain *c);
 void hpo__chain_fail(struct hpo_write_chain *c, uint64_t aseq, const struct hpo_error *err);
 void hpo__chain_resolve(struct hpo_write_chain *c);
 
+/*
+** Both backends' pipelined writes (storage.c). hpo__write_copy: a copy of
+** `w` in one malloc'd block (free() it) holding its ops and every value
+** they point to, or NULL when it may not be pipelined (a sampler state in
+** pieces, values over HPO__PIPELINE_MAX) or without memory.
+** hpo__write_dependent_failure: fail `w`, whose chain already failed, with
+** that failure's message (unavailable); returns w->result's value.
+*/
+struct hpo_write *hpo__write_copy(const struct hpo_write *w);
+int hpo__write_dependent_failure(struct hpo_write *w);
+
 struct hpo_storage {
     const struct hpo_storage_ops *ops;
 };

@@ -234,3 +234,89 @@ void hpo__chain_resolve(struct hpo_write_chain *c)
     pthread_mutex_unlock(&c->lock);
     hpo_storage_chain_unref(c);
 }
+
+int hpo__write_dependent_failure(struct hpo_write *w)
+{
+    return hpo_error_set(&w->err, -EIO, HPO_UNAVAILABLE, NULL,
+            "an earlier write of this study failed: %s", w->chain->err.message);
+}
+
+/* Room for a copy of the values of `w` (0: none to copy), or SIZE_MAX when it cannot be pipelined. */
+static size_t copy_size(const struct hpo_write *w)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < w->n_ops; i++) {
+        const struct hpo_op *op = &w->ops[i];
+        const char *texts[] = { op->name, op->text, op->trial.worker, op->trial.results };
+
+        if (op->parts != NULL) {
+            return SIZE_MAX;
+        }
+        for (size_t j = 0; j < sizeof(texts) / sizeof(texts[0]); j++) {
+            n += texts[j] != NULL ? strlen(texts[j]) + 1 : 0;
+        }
+        n += op->vector != NULL ? op->len * sizeof(double) : 0;
+        n += op->blob != NULL ? op->len : 0;
+        if (n > HPO__PIPELINE_MAX) {
+            return SIZE_MAX;
+        }
+    }
+    return n;
+}
+
+static char *copy_text(char **at, const char *text)
+{
+    char *c = *at;
+    size_t n;
+
+    if (text == NULL) {
+        return NULL;
+    }
+    n = strlen(text) + 1;
+    memcpy(c, text, n);
+    *at += n;
+    return c;
+}
+
+/* One allocation holding the write, its ops and every value (vectors first, for their alignment). */
+struct hpo_write *hpo__write_copy(const struct hpo_write *w)
+{
+    size_t vals = copy_size(w);
+    size_t head = sizeof(*w) + w->n_ops * sizeof(struct hpo_op);
+    struct hpo_write *c;
+    char *at;
+
+    if (vals == SIZE_MAX) {
+        return NULL;
+    }
+    c = malloc(head + vals);
+    if (c == NULL) {
+        return NULL;
+    }
+    *c = *w;
+    c->ops = (struct hpo_op *)(void *)(c + 1);
+    memcpy(c->ops, w->ops, w->n_ops * sizeof(struct hpo_op));
+    at = (char *)c + head;
+    for (size_t i = 0; i < c->n_ops; i++) {
+        struct hpo_op *op = &c->ops[i];
+        if (op->vector != NULL) {
+            memcpy(at, op->vector, op->len * sizeof(double));
+            op->vector = (const double *)(const void *)at;
+            at += op->len * sizeof(double);
+        }
+    }
+    for (size_t i = 0; i < c->n_ops; i++) {
+        struct hpo_op *op = &c->ops[i];
+        if (op->blob != NULL) {
+            memcpy(at, op->blob, op->len);
+            op->blob = at;
+            at += op->len;
+        }
+        op->name = copy_text(&at, op->name);
+        op->text = copy_text(&at, op->text);
+        op->trial.worker = copy_text(&at, op->trial.worker);
+        op->trial.results = copy_text(&at, op->trial.results);
+    }
+    return c;
+}

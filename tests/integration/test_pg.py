@@ -134,10 +134,12 @@ def lock_timeout_unavailable(exe):
             d.post("/v1/studies/load/trials/%d/tell" % t0["number"],
                    {"value": 1.0}).expect_error(503, "unavailable", None, "tell while locked")
             d.get("/healthz").expect(503, "healthz while the database refuses writes")
-            check(d.snapshot() == before, "a 503 changed the state")
         finally:
             psql.stdin.close()
             psql.wait(timeout=30)
+        # After the lock: the ask's write was pipelined, so its study copy is read back from
+        # the database, which the lock kept from reads too (a read meanwhile answers 503).
+        check(d.snapshot() == before, "a 503 changed the state")
         t1 = d.post("/v1/studies/load/ask").expect(201, "ask after the lock is gone")
         check(t1["number"] == 1, "the failed ask used up a number: %r" % t1["number"])
         d.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 1.0}).expect(200)
@@ -279,7 +281,8 @@ def lost_commits_exit(exe):
 @tap.test
 def failing_write_rolls_back_alone(exe):
     """A trigger makes every trial write of study `bad` fail in the server: its asks answer
-    500 and store nothing, while the writes of three other studies grouped into the same
+    500 (a write alone) or 503 (pipelined: the request depended on a write that failed) and
+    store nothing, while the writes of three other studies grouped into the same
     transactions commit (the batch is sent again without the failed write)."""
     c = pgtest.shared()
     names = ["good0", "good1", "good2", "bad"]
@@ -319,7 +322,8 @@ def failing_write_rolls_back_alone(exe):
             t.start()
         for t in threads:
             t.join(timeout=300)
-        check(set(statuses["bad"]) == {500}, "bad study answers: %r" % statuses["bad"])
+        check(statuses["bad"] and set(statuses["bad"]) <= {500, 503},
+              "bad study answers: %r" % statuses["bad"])
         for n in names[:3]:
             check(set(statuses[n]) == {201} and len(acked[n]) == 300,
                   "%s: %r, %d told" % (n, statuses[n], len(acked[n])))
