@@ -193,6 +193,8 @@ struct pg_storage {
     size_t buf_cap;
     struct sent *sent;
     size_t sent_cap;
+    struct fence *sent_fences; /* the (study, epoch) pairs a send fenced already */
+    size_t sent_fences_cap;
     unsigned backoff_ms;
     uint64_t next_try_us;
 
@@ -1018,6 +1020,15 @@ static int reserve_sent(struct pg_storage *st, size_t n)
 {
     struct sent *s;
 
+    if (n > st->sent_fences_cap) {
+        struct fence *f = realloc(st->sent_fences, n * sizeof(*f));
+
+        if (f == NULL) {
+            return -ENOMEM;
+        }
+        st->sent_fences = f;
+        st->sent_fences_cap = n;
+    }
     if (n <= st->sent_cap) {
         return 0;
     }
@@ -1060,6 +1071,7 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
     bool other_error = false;
     bool lost = false;
     bool aborted = false;
+    size_t n_fenced = 0;
     enum outcome out;
 
     if (reserve_sent(st, 3 * n_ops + 4) < 0) {
@@ -1099,20 +1111,33 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
             /* The fence first: the study must still be ours at the epoch we loaded it. */
             int64_t epoch = w->epoch != 0 ? w->epoch : fence_epoch(st, w->ops[0].study_id);
 
+            size_t f = 0;
+
             if (epoch == 0) {
                 w->result = hpo_error_set(&w->err, -ESTALE, HPO_UNAVAILABLE, NULL,
                         "this daemon no longer owns the study; retry");
                 write_failed = true;
                 goto abort_pipeline;
             }
-            p.n = 0;
-            put_i64(&p, w->ops[0].study_id);
-            put_i64(&p, st->daemon_id);
-            put_i64(&p, epoch);
-            if (!send_prepared(conn, S_FENCE, &p)) {
-                goto send_failed;
+            /*
+            ** Once per study and epoch in a transaction: the row stays locked
+            ** to its end, so the check holds for the study's later writes.
+            */
+            while (f < n_fenced && (st->sent_fences[f].study_id != w->ops[0].study_id ||
+                                           st->sent_fences[f].epoch != epoch)) {
+                f++;
             }
-            st->sent[n++] = (struct sent){ w, 0 };
+            if (f == n_fenced) {
+                st->sent_fences[n_fenced++] = (struct fence){ w->ops[0].study_id, epoch };
+                p.n = 0;
+                put_i64(&p, w->ops[0].study_id);
+                put_i64(&p, st->daemon_id);
+                put_i64(&p, epoch);
+                if (!send_prepared(conn, S_FENCE, &p)) {
+                    goto send_failed;
+                }
+                st->sent[n++] = (struct sent){ w, 0 };
+            }
         }
         for (size_t i = 0; i < w->n_ops; i++) {
             int stmt = 0;
@@ -1785,6 +1810,7 @@ static void destroy(struct pg_storage *st)
     pthread_cond_destroy(&st->wake);
     pthread_mutex_destroy(&st->lock);
     free(st->sent);
+    free(st->sent_fences);
     free(st->buf);
     free(st->passfile);
     free(st->uri);
