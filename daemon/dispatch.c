@@ -15,7 +15,7 @@
 ** sampler (GP, TPE on a long history) or a slow commit never holds an HTTP
 ** thread; a kind of job of a study not seen yet starts on the pool.
 **
-** Held replies. Pipelined writes (hpo_dispatch_pipeline, SQLite): work()
+** Held replies. Pipelined writes (hpo_dispatch_pipeline): work()
 ** runs with hpo_storage_pipeline on, so a study's write returns once
 ** accepted and its lane runs the next job while the writer commits it;
 ** `seen_from` (resolved before work) and `seen_upto` (accepted after it,

@@ -586,7 +586,7 @@ int main(int argc, char **argv)
         /* The pipelined flush (SQLite, PostgreSQL): replies wait for it on the dispatcher. */
         hpo_dispatch_hold_replies(d.dispatch, d.storage);
     }
-    /* SQLite: a study's next request runs while its last write commits (dispatch.h). */
+    /* A study's next request runs while its last write commits (dispatch.h). */
     hpo_dispatch_pipeline(d.dispatch, d.storage);
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;

@@ -26,6 +26,21 @@
 ** again), writes fail at once with unavailable, and the writer thread tries
 ** to reconnect with a backoff from 100 ms doubling to 5 s.
 **
+** Pipelined writes (hpo_storage_pipeline, storage.h; the rules are
+** sqlite.c's, the copy and the dependent failure storage.c's): a
+** pipelining caller's write with a chain is copied (hpo__write_copy),
+** with the study's fencing epoch of that moment, numbered (`accepted`)
+** and queued, and the caller returns at once; the writer thread leads the
+** batches of copies. None is accepted while the database is down (the
+** usual path refuses the write at once) nor on an exclusive store. Before
+** each send of a batch (fail_dependents), in queue order, a pipelined
+** write that failed fails its chain and a write of a chain that failed
+** before it is left out with the dependent failure, so no send, the
+** resends included, commits write k+1 of a study copy without write k.
+** After the batch the leader publishes `resolved` (after noting the
+** commit for the flush, so a ticket taken then covers it) and
+** `last_failed`, releases the chains' counts and calls on_flush.
+**
 ** Several daemons per database (docs/CLUSTER.md): each writer session holds
 ** the shared advisory lock LOCK_KEY (hpod migrate takes it exclusively, so
 ** it runs alone) and the lock (HPO_PG_DAEMON_LOCK, its daemon id), taken at

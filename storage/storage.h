@@ -10,7 +10,7 @@
 ** writer thread) takes every queued write, runs them in one BEGIN IMMEDIATE
 ** ... COMMIT with a SAVEPOINT per write (a failing write rolls back alone),
 ** then wakes their callers; writes queued meanwhile form the next batch.
-** Pipelined writes (SQLite, hpo_storage_pipeline below) are copied and
+** Pipelined writes (hpo_storage_pipeline below) are copied and
 ** queued without waiting: the writer thread commits them, in order, and
 ** the caller holds what depends on them (its reply) until they resolved;
 ** a write of a study whose earlier pipelined write failed fails too.
@@ -256,8 +256,8 @@ uint64_t hpo_storage_flush_ticket(struct hpo_storage *st);
 bool hpo_storage_flushed(struct hpo_storage *st, uint64_t ticket);
 
 /*
-** Pipelined writes (SQLite; PostgreSQL keeps one write at a time per study:
-** hpo_storage_pipelines is false there). While on for the calling thread
+** Pipelined writes (both backends; not hpod migrate's exclusive PostgreSQL
+** store, nor while PostgreSQL is unreachable). While on for the calling thread
 ** (daemon/dispatch.c's workers), hpo_storage_write of a write with a chain
 ** and no pieces (parts), whose values fit 64 KiB (HPO__PIPELINE_MAX), copies it,
 ** queues it with the next number ("accepted") and returns 0 at once,
