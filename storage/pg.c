@@ -1125,7 +1125,6 @@ static enum outcome send_batch(struct pg_storage *st, struct hpo_write *batch, s
         if (!st->exclusive && w->n_ops > 0 && w->ops[0].kind != HPO_OP_STUDY_PUT) {
             /* The fence first: the study must still be ours at the epoch we loaded it. */
             int64_t epoch = w->epoch != 0 ? w->epoch : fence_epoch(st, w->ops[0].study_id);
-
             size_t f = 0;
 
             if (epoch == 0) {
