@@ -65,6 +65,12 @@ struct hpo_job {
     ** forwarded request), so it need not wait for this daemon's flush.
     */
     bool unheld;
+    /*
+    ** Set by the dispatcher instead of queueing the job behind a write that
+    ** waits for an unreachable database (hpo_storage_stalled): work() must
+    ** only answer 503 unavailable (and set `unheld`), doing nothing.
+    */
+    bool refused;
 };
 
 /*

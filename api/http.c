@@ -609,11 +609,34 @@ static bool create_lost(struct req *rq)
     return true;
 }
 
+/*
+** The dispatcher refused the job (job->refused): an earlier write of its
+** study waits for the database to come back, and this request would wait
+** behind it. Nothing was done: 503, sent at once.
+*/
+static bool refused(struct req *rq)
+{
+    struct hpo_error err = { .code = HPO_OK };
+
+    if (!rq->job.refused) {
+        return false;
+    }
+    hpo_error_set(&err, -EAGAIN, HPO_UNAVAILABLE, NULL,
+            "the database is unreachable and an earlier write of this study waits for it;"
+            " retry");
+    set_json(rq, hpo_code_status(err.code), error_body(&err));
+    rq->job.unheld = true;
+    return true;
+}
+
 /* A worker's whole job: decode (off the HTTP threads), execute, encode the reply. */
 static void job_work(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
+    if (refused(rq)) {
+        return;
+    }
     /* Answered by a route: the owner's reply (held there for its flush) or a refusal. */
     job->unheld = true;
     if (rq->target != NULL && route_call(rq, false) != 0) {
@@ -648,6 +671,9 @@ static void decoded_work(struct hpo_job *job)
 {
     struct req *rq = req_of_job(job);
 
+    if (refused(rq)) {
+        return;
+    }
     job_execute(rq);
     build_reply(rq);
     job->unheld = rq->sreq.err.code == HPO_UNAVAILABLE;

@@ -105,6 +105,7 @@ struct hpo_dispatch {
     struct hpo_storage *storage; /* set before the first submit; NULL: nothing held */
     bool hold_flush;  /* replies wait for the flush (hpo_dispatch_hold_replies) */
     bool pipelined;   /* writes are pipelined (hpo_dispatch_pipeline) */
+    struct hpo_storage *stalls; /* refuse behind its stalled writes (hpo_dispatch_refuse_stalled) */
 };
 
 /* job->ticket before the flush ticket of a job is taken (once its writes resolved). */
@@ -393,6 +394,42 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Called with `lock` held: `job` on the pool as it comes, without its lane. */
+static void push_alone(struct hpo_dispatch *dp, struct hpo_job *job)
+{
+    struct run *r = malloc(sizeof(*r));
+
+    if (r == NULL) {
+        hpo_oom();
+    }
+    r->lane = NULL;
+    r->job = job;
+    push_run(dp, r);
+}
+
+/*
+** Called with `lock` held. The write `lane`'s runner waits for may take
+** until the database is back (hpo_storage_stalled): `job`, and the jobs
+** waiting behind the runner, are refused (503 at once, nothing done)
+** rather than left waiting with it. All of them, so the study's requests
+** still take effect in their order: none of these does.
+*/
+static void refuse_lane(struct hpo_dispatch *dp, struct lane *lane, struct hpo_job *job)
+{
+    struct hpo_job *next;
+
+    for (struct hpo_job *j = lane->head; j != NULL; j = next) {
+        next = j->next;
+        j->next = NULL;
+        j->refused = true;
+        push_alone(dp, j);
+    }
+    lane->head = NULL;
+    lane->tail = &lane->head;
+    job->refused = true;
+    push_alone(dp, job);
+}
+
 void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job)
 {
     struct lane **l;
@@ -400,20 +437,19 @@ void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job)
 
     job->next = NULL;
     if (job->key == NULL) {
-        struct run *r = malloc(sizeof(*r));
-        if (r == NULL) {
-            hpo_oom();
-        }
-        r->lane = NULL;
-        r->job = job;
         pthread_mutex_lock(&dp->lock);
-        push_run(dp, r);
+        push_alone(dp, job);
         pthread_mutex_unlock(&dp->lock);
         return;
     }
     hash = hash_of(job->key);
     pthread_mutex_lock(&dp->lock);
     l = lane_slot(dp, job->key, hash);
+    if (*l != NULL && (*l)->running && dp->stalls != NULL && hpo_storage_stalled(dp->stalls)) {
+        refuse_lane(dp, *l, job);
+        pthread_mutex_unlock(&dp->lock);
+        return;
+    }
     if (*l == NULL) {
         /* No job of this study runs: a worker takes the new lane. */
         push_run(dp, &lane_new(dp, l, job->key, hash)->run);
@@ -592,6 +628,13 @@ void hpo_dispatch_pipeline(struct hpo_dispatch *dp, struct hpo_storage *st)
     dp->pipelined = true;
     pthread_mutex_unlock(&dp->lock);
     hpo_storage_on_flush(st, flushed_cb, dp);
+}
+
+void hpo_dispatch_refuse_stalled(struct hpo_dispatch *dp, struct hpo_storage *st)
+{
+    pthread_mutex_lock(&dp->lock);
+    dp->stalls = st;
+    pthread_mutex_unlock(&dp->lock);
 }
 
 void hpo_dispatch_detach(struct hpo_dispatch *dp)

@@ -203,6 +203,7 @@ struct pg_storage {
     int64_t batch_id;
     int64_t committed_id; /* the last batch that committed in this run (0: none yet) */
     bool resolving;       /* in resolve(): it reads the marker itself */
+    atomic_bool stalled;  /* in resolve(), and the database unreachable (hpo_storage_stalled) */
     /* Scratch: a joined sampler state, byte-swapped vectors, the pipeline's statements. */
     void *buf;
     size_t buf_cap;
@@ -1321,6 +1322,7 @@ static bool resolve(struct pg_storage *st)
         st->resolving = true;
         if (try_reconnect(st, &e) == 0 && read_marker(st, &marker, &e) == 0) {
             st->resolving = false;
+            atomic_store(&st->stalled, false);
             if (marker == st->batch_id) {
                 return true;
             }
@@ -1330,6 +1332,7 @@ static bool resolve(struct pg_storage *st)
             return false;
         }
         st->resolving = false;
+        atomic_store(&st->stalled, true);
         disconnect(st);
         if (mono_us() > deadline) {
             fprintf(stderr,
@@ -1784,6 +1787,11 @@ static bool pg_healthy(struct hpo_storage *base)
             (st->flush == NULL || hpo__pg_flush_healthy(st->flush));
 }
 
+static bool pg_stalled(struct hpo_storage *base)
+{
+    return atomic_load(&((struct pg_storage *)base)->stalled);
+}
+
 static uint64_t pg_ticks(struct hpo_storage *base)
 {
     return atomic_load(&((struct pg_storage *)base)->ticks);
@@ -2208,6 +2216,7 @@ static const struct hpo_storage_ops pg_ops = {
     .start = pg_start,
     .write = pg_write,
     .healthy = pg_healthy,
+    .stalled = pg_stalled,
     .ticks = pg_ticks,
     .stats = pg_stats,
     .metrics = pg_metrics,
@@ -2322,6 +2331,7 @@ int hpo__pg_open(const char *uri, const struct hpo_storage_options *opt,
     pthread_cond_init(&st->done, NULL);
     st->tail = &st->head;
     atomic_init(&st->down, false);
+    atomic_init(&st->stalled, false);
     atomic_init(&st->healthy, true);
     atomic_init(&st->ticks, 0);
     atomic_init(&st->commits, 0);

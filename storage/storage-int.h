@@ -47,6 +47,8 @@ struct hpo_storage_ops {
     uint64_t (*accepted)(struct hpo_storage *st);
     uint64_t (*resolved)(struct hpo_storage *st);
     uint64_t (*last_failed)(struct hpo_storage *st);
+    /* Optional (NULL: never): see hpo_storage_stalled. */
+    bool (*stalled)(struct hpo_storage *st);
     /* Several daemons (pg.c); NULL for SQLite. */
     void (*fence_set)(struct hpo_storage *st, int64_t study_id, int64_t epoch);
     int (*new_study_id)(struct hpo_storage *st, int64_t *ret_id, struct hpo_error *err);

@@ -45,6 +45,11 @@ bool hpo_storage_healthy(struct hpo_storage *st)
     return st->ops->healthy(st);
 }
 
+bool hpo_storage_stalled(struct hpo_storage *st)
+{
+    return st->ops->stalled != NULL && st->ops->stalled(st);
+}
+
 uint64_t hpo_storage_ticks(struct hpo_storage *st)
 {
     return st->ops->ticks(st);

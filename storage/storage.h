@@ -221,6 +221,16 @@ int hpo_storage_write(struct hpo_storage *st, struct hpo_write *w, struct hpo_er
 */
 bool hpo_storage_healthy(struct hpo_storage *st);
 
+/*
+** Whether writes in flight are stuck until the database comes back: the
+** outcome of a group transaction whose COMMIT answer was lost is unknown,
+** and the database is unreachable (PostgreSQL; never for SQLite). Their
+** callers wait for the outcome, however long (pg.c bounds it); a request
+** that would queue behind them is better refused at once (daemon/dispatch.c).
+** Thread-safe.
+*/
+bool hpo_storage_stalled(struct hpo_storage *st);
+
 /* A counter the writer bumps each time it wakes or idles (for the watchdog). Thread-safe. */
 uint64_t hpo_storage_ticks(struct hpo_storage *st);
 

@@ -336,12 +336,14 @@ def heartbeat_reaper_and_retries(exe):
                                "heartbeat_timeout": 1, "max_retries": 1}).expect(201)
         d.post("/v1/studies", {"name": "alive", "params": SPACE[:1],
                                "sampler": {"type": "random", "seed": 1},
-                               "heartbeat_timeout": 1}).expect(201)
+                               "heartbeat_timeout": 2}).expect(201)
         t0 = ask(d, "hb", {"worker": "a"})
         alive = ask(d, "alive")
         t_start = time.monotonic()
 
-        # "alive" gets a heartbeat or a report every 300 ms for 2.5 s, so it stays running.
+        # "alive" gets a heartbeat or a report every 300 ms for 4.5 s, so it stays running: its
+        # heartbeat_timeout of 2 s leaves room for a reply held 1.7 s behind a slow flush on a
+        # loaded machine, and 4.5 s without heartbeats would still fail it.
         def reaped():
             k = int((time.monotonic() - t_start) / 0.3)
             if k % 2:
@@ -352,7 +354,7 @@ def heartbeat_reaper_and_retries(exe):
         wait_until("trial 0 to be failed by the reaper", reaped, 10)
         elapsed = time.monotonic() - t_start
         check(elapsed >= 0.9, "trial reaped after %.2f s with heartbeat_timeout 1" % elapsed)
-        while time.monotonic() - t_start < 2.5:
+        while time.monotonic() - t_start < 4.5:
             d.post("/v1/studies/alive/trials/0/heartbeat").expect(204, "heartbeat")
             time.sleep(0.3)
         check(get_trial(d, "alive", alive["number"])["state"] == "running",

@@ -19,6 +19,8 @@ Usage: test_pg.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
   stored with its value and the numbers are 0..N-1.
 - failing_write_rolls_back_alone: a server-side trigger fails every trial
   write of one study; the writes of other studies batched with them commit.
+- outage_during_commit: PostgreSQL stops while a COMMIT is under way: that
+  tell waits for its outcome, a later ask of its study is answered 503 at once.
 - lost_commits_exit: the batch marker behind the last acknowledged commit
   (a server crash with synchronous_commit off) makes hpod exit 75 at its
   reconnect; a restart loads what the database holds.
@@ -42,7 +44,7 @@ import time
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pgtest  # noqa: E402
-from hpodtest import Client, Daemon, Tap, check, exe_from_argv  # noqa: E402
+from hpodtest import Client, Daemon, Tap, check, exe_from_argv, fail  # noqa: E402
 
 tap = Tap()
 
@@ -245,6 +247,68 @@ def outage_then_resume(exe):
                   "acknowledged tell %d=%r stored as %r" % (n, v, stored.get(n)))
         print("# %d tells acknowledged, %d answers 503 during the outage, codes %r" %
               (len(acked), during, codes))
+
+
+@tap.test
+def outage_during_commit(exe):
+    """PostgreSQL stops while a group transaction's COMMIT is under way, so its outcome is
+    unknown until the server is back. The tell in it waits for that; a later request of the
+    same study does not wait behind it: it is answered 503 at once (and a read of another
+    study 200), while the server is still down. Once the server is back, the tell gets its
+    outcome (not committed: 503) and a retry stores it."""
+    c = pgtest.shared()
+    with pg_daemon(exe) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        d.post("/v1/studies", dict(STUDY, name="other")).expect(201)
+        t0 = d.post("/v1/studies/load/ask").expect(201)
+        db = d.db.rsplit("/", 1)[1]
+        # The COMMIT of a trial update sleeps in a deferred trigger: the stop finds it under way.
+        c.psql("CREATE FUNCTION hpod_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$"
+               " BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;"
+               " CREATE CONSTRAINT TRIGGER hpod_test_slow AFTER UPDATE ON trials"
+               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hpod_test_slow()", db)
+        out = {}
+
+        def tell():
+            cl = Client(d.port, timeout=120)
+            try:
+                out["tell"] = cl.post("/v1/studies/load/trials/%d/tell" % t0["number"],
+                                      {"value": 2.5})
+            finally:
+                cl.close()
+
+        th = threading.Thread(target=tell)
+        th.start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if c.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+                          " AND wait_event = 'PgSleep'" % db).strip() == "1":
+                    break
+                time.sleep(0.1)
+            else:
+                fail("the tell's COMMIT never reached the trigger")
+            c.stop("fast")
+            probe = Client(d.port, timeout=15)
+            t1 = time.monotonic()
+            r = probe.post("/v1/studies/load/ask")
+            r.expect_error(503, "unavailable")
+            check(time.monotonic() - t1 < 10, "the ask waited for the server")
+            probe.get("/v1/studies/other").expect(200, "a read of another study")
+            probe.close()
+            check("tell" not in out, "the tell was answered before its outcome was known: %r"
+                  % out.get("tell"))
+        finally:
+            c.start()
+        th.join(timeout=90)
+        check(not th.is_alive(), "the tell got no answer after the server came back")
+        out["tell"].expect_error(503, "unavailable")
+        c.psql("DROP TRIGGER hpod_test_slow ON trials", db)
+        d.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 2.5}).expect(200)
+        d.restart()
+        lst = d.get("/v1/studies/load/trials").expect(200)["trials"]
+        check([(t["number"], t["state"], t["value"]) for t in lst] == [(0, "complete", 2.5)],
+              "after restart: %r" % lst)
 
 
 @tap.test
