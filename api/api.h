@@ -71,6 +71,13 @@ struct hpo_job {
     ** only answer 503 unavailable (and set `unheld`), doing nothing.
     */
     bool refused;
+    /*
+    ** Set by work(), with pipelined writes: the chain of the one study copy
+    ** the reply depends on (borrowed until done(); NULL: it may depend on
+    ** any write). When none of its writes is in flight as the job ends, the
+    ** reply need not wait for other studies' writes (daemon/dispatch.h).
+    */
+    struct hpo_write_chain *chain;
 };
 
 /*

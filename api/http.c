@@ -575,6 +575,8 @@ static void job_execute(struct req *rq)
     sr->data_len = rq->len;
     sr->data_owned = rq->body;
     hpo_service_execute(rq->api->cfg.service, sr);
+    /* One study copy (a list has none): its reply depends on that copy's writes alone. */
+    rq->job.chain = sr->chain;
     if (sr->data_owned == NULL && rq->body != NULL) {
         /* The service kept the body (a gradient upload): no copy was made. */
         rq->body = NULL;
@@ -775,6 +777,7 @@ static bool check_held(struct req *rq)
     }
     if (rq->sreq_init != NULL && rq->reruns < 2 && rq->stream == NULL) {
         rq->reruns++;
+        rq->job.chain = NULL; /* released below; the run again sets it */
         hpo_service_request_finish(&rq->sreq);
         free(rq->link);
         rq->link = NULL;

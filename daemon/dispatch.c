@@ -307,6 +307,20 @@ static void finish(struct hpo_dispatch *dp, struct hpo_job *job, struct lane *la
         return;
     }
     pthread_mutex_lock(&dp->lock);
+    if (dp->pipelined && job->chain != NULL && hpo_storage_chain_idle(job->chain)) {
+        /*
+        ** It depends on one study copy, none of whose writes is in flight:
+        ** not on writes of other studies still queued (their batch may wait
+        ** for a database that is down), nor on the replies held before it.
+        */
+        job->seen_upto = hpo_storage_accepted(dp->storage);
+        job->ticket = hpo_storage_flush_ticket(dp->storage);
+        if (!dp->hold_flush || hpo_storage_flushed(dp->storage, job->ticket)) {
+            pthread_mutex_unlock(&dp->lock);
+            job->done(job);
+            return;
+        }
+    }
     /* Taken under the lock, in the order of `held`: the numbers never decrease along it. */
     job->seen_upto = dp->pipelined ? hpo_storage_accepted(dp->storage) : 0;
     job->ticket = NO_TICKET;

@@ -2097,9 +2097,19 @@ static int pg_load(struct hpo_storage *base, const struct hpo_load_callbacks *cb
 /* The aux connection (under aux_lock), made again when broken. */
 static PGconn *aux_conn(struct pg_storage *st, struct hpo_error *err)
 {
-    if (st->aux != NULL && PQstatus(st->aux) != CONNECTION_OK) {
-        PQfinish(st->aux);
-        st->aux = NULL;
+    /*
+    ** A session the server ended meanwhile (a restart) is found by an empty
+    ** query (one round trip; loads and new studies are rare), not by the
+    ** load, which could not simply start again once its callbacks ran.
+    */
+    if (st->aux != NULL) {
+        PGresult *res = PQexec(st->aux, "");
+
+        if (PQresultStatus(res) != PGRES_EMPTY_QUERY || !conn_alive(st->aux)) {
+            PQfinish(st->aux);
+            st->aux = NULL;
+        }
+        PQclear(res);
     }
     if (st->aux == NULL) {
         char sql[64];

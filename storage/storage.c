@@ -213,6 +213,16 @@ void hpo_storage_chain_wait(struct hpo_write_chain *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+bool hpo_storage_chain_idle(struct hpo_write_chain *c)
+{
+    bool idle;
+
+    pthread_mutex_lock(&c->lock);
+    idle = c->in_flight == 0;
+    pthread_mutex_unlock(&c->lock);
+    return idle;
+}
+
 void hpo__chain_accept(struct hpo_write_chain *c)
 {
     hpo_storage_chain_ref(c);

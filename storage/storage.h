@@ -299,6 +299,8 @@ bool hpo_storage_chain_failed(struct hpo_write_chain *c, uint64_t after, uint64_
         struct hpo_error *err);
 /* Wait until no pipelined write of the chain is queued or running. */
 void hpo_storage_chain_wait(struct hpo_write_chain *c);
+/* Whether no pipelined write of the chain is queued or running now (every one resolved). */
+bool hpo_storage_chain_idle(struct hpo_write_chain *c);
 
 /*
 ** fn(arg) on the flusher thread after each flush, and on the writer after
