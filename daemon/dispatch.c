@@ -20,9 +20,11 @@
 ** accepted and its lane runs the next job while the writer commits it;
 ** `seen_from` (resolved before work) and `seen_upto` (accepted after it,
 ** taken under `lock`, so it never decreases along `held`) bound the writes
-** the job could see. The flush (hpo_dispatch_hold_replies, synchronous
-** full): work() runs with hpo_storage_defer_flush on, so a write returns
-** once committed, before its fdatasync; the job's flush ticket is taken
+** the job could see; a job whose one study copy (job->chain) has no write
+** in flight as it ends waits for nobody else's. The flush
+** (hpo_dispatch_hold_replies, synchronous full): work() runs with
+** hpo_storage_defer_flush on, so a write returns once committed, before
+** its fdatasync; the job's flush ticket is taken
 ** once its writes resolved, in the order of `held` (so tickets never
 ** decrease along it either). A drain pops the releasable prefix under
 ** `lock` and calls done() outside it; done() (the HTTP layer's) checks that

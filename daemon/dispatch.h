@@ -47,12 +47,14 @@ void hpo_dispatch_hold_replies(struct hpo_dispatch *dp, struct hpo_storage *st);
 void hpo_dispatch_detach(struct hpo_dispatch *dp);
 
 /*
-** Pipelined writes (when `st` offers them: SQLite): workers run work() with
-** hpo_storage_pipeline on, so a study's write returns once accepted and the
-** lane runs the study's next job while the writer commits it; each job's
-** done() is held until every pipelined write accepted before the job
-** finished has resolved (job->seen_from/seen_upto then tell done() which
-** writes it could see: it must check none failed, storage.h). A job still
+** Pipelined writes (when `st` offers them: SQLite, PostgreSQL): workers run
+** work() with hpo_storage_pipeline on, so a study's write returns once
+** accepted and the lane runs the study's next job while the writer commits
+** it; each job's done() is held until every pipelined write accepted before
+** the job finished has resolved; not at all for writes when work() set
+** job->chain and none of that chain's writes is in flight as the job ends
+** (job->seen_from/seen_upto then tell done() which writes it could see: it
+** must check none failed, storage.h). A job still
 ** runs inline only when its study has no lane (nothing of it in flight).
 ** Call before the first submit; hpo_dispatch_detach as above.
 */
