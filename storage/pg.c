@@ -1487,7 +1487,15 @@ static bool run_batch_inner(struct pg_storage *st, struct hpo_write *batch)
             err.code = HPO_UNAVAILABLE;
         }
         fail_all(batch, err.code == HPO_UNAVAILABLE ? -EAGAIN : -EIO, &err);
-        goto failed;
+        atomic_fetch_add(&st->failed_batches, 1);
+        /*
+        ** Unhealthy until a commit, except a batch whose lost COMMIT answer
+        ** resolve() settled as not committed: the marker was read on a new
+        ** session, so the database serves again and the writer has nothing
+        ** to reconnect; /healthz must not wait for a write that may not come.
+        */
+        atomic_store(&st->healthy, out == UNKNOWN);
+        return false;
     }
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
         ok += w->result == 0;
