@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """run.py: ask+tell throughput of hpod over HTTP vs a bare libmicrohttpd server and vs Optuna 3.1.
 
-Usage: bench/throughput/run.py [--hpod build-it/daemon/hpod] [--seconds 5] [--repeat 3]
+Usage: bench/throughput/run.py [--hpod build-it/daemon/hpod] [--baseline OTHER/hpod]
+                               [--seconds 5] [--repeat 3]
                                [--clients 1,8,64] [--optuna-seconds 5] [--optuna-procs 1,8]
                                [--synchronous normal|full] [--no-optuna] [--check]
 
@@ -20,7 +21,10 @@ processes sharing one study (forked, started together; the same concurrency
 as hpod's 8 clients). The same three-parameter space
 (float, log int, categorical) for both. Prints every round, the medians and the
 ratios, plus the CPU seconds used by the load generator and by hpod, so one can
-see that the generator is not the bottleneck.
+see that the generator is not the bottleneck, and hpod's CPU time per pair.
+With --baseline, a second hpod (an older build, say) runs beside the first
+and is measured right after it in every round, so a change is judged
+before/after in one run (the ratio per round and its median).
 
 Targets (issue 18): at 8 clients >= 10,000 pairs/s and >= 50% of the bare server's
 figure; 1 client: the ask's p50 <= 0.3 ms. Kept from before: >= 2,000 pairs/s and
@@ -102,6 +106,11 @@ def proc_cpu_seconds(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+
+
+def cpu_per_pair(res):
+    """The server's CPU time per ask+tell pair, in microseconds."""
+    return 1e4 * res["server_cpu_pct"] / res["pairs_per_s"]
 
 
 def run_hpod(d, loadgen, study, clients, seconds):
@@ -186,6 +195,8 @@ def run_optuna(db_dir, seconds, procs=1):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hpod", default=os.path.join(ROOT, "build-it", "daemon", "hpod"))
+    ap.add_argument("--baseline", default=None,
+                    help="another hpod (e.g. main's build) measured in the same rounds")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--optuna-seconds", type=float, default=5.0)
     ap.add_argument("--repeat", type=int, default=3)
@@ -207,6 +218,8 @@ def main():
         rounds = {c: [] for c in clients}
         bare_rounds = {c: [] for c in clients}
         optuna_rounds = {p: [] for p in procs}
+        base_rounds = {c: [] for c in clients}
+        base = Daemon(args.baseline, extra_args=extra).__enter__() if args.baseline else None
         # bare-mhd exits when its stdin closes: with this script at the latest.
         bare = Bare(bare_exe)
         with Daemon(args.hpod, extra_args=extra) as d:
@@ -235,6 +248,15 @@ def main():
                              res["ask_p50_ms"], res["p99_ms"], res["loadgen_cpu_pct"],
                              res["hpod_cpu_pct"], 100 * res["share"]),
                           flush=True)
+                    if base is not None:
+                        o = run_hpod(base, loadgen, "bench-%d-%d" % (r, c), c, args.seconds)
+                        o["vs"] = res["pairs_per_s"] / o["pairs_per_s"]
+                        base_rounds[c].append(o)
+                        print("round %d  base   %2d client%s: %8.0f pairs/s  p50 %.3f ms  ask p50 %.3f ms"
+                              "  p99 %.3f ms  loadgen CPU %5.1f%%  base CPU %5.1f%%  hpod/base %.2f"
+                              % (r + 1, c, "s" if c > 1 else " ", o["pairs_per_s"], o["p50_ms"],
+                                 o["ask_p50_ms"], o["p99_ms"], o["loadgen_cpu_pct"],
+                                 o["hpod_cpu_pct"], o["vs"]), flush=True)
                 for p in procs:
                     o = run_optuna(tmp, args.optuna_seconds, p)
                     optuna_rounds[p].append(o)
@@ -242,6 +264,8 @@ def main():
                           "%d errors)" % (r + 1, o["version"], p, "es" if p > 1 else "  ",
                                           o["pairs_per_s"], o["pairs"], o["errors"]), flush=True)
         bare.close()
+        if base is not None:
+            base.__exit__(None, None, None)
         omed = {p: statistics.median(o["pairs_per_s"] for o in optuna_rounds[p]) for p in procs}
         opt = omed[procs[0]] if procs else None
         print()
@@ -259,6 +283,15 @@ def main():
                   "%.3f ms%s; loadgen CPU %.0f%%, hpod CPU %.0f%% of one core"
                   % (c, "s" if c > 1 else " ", m, bm, 100 * share, ask,
                      "  (%.0fx Optuna RDB)" % (m / opt) if opt else "", lg, hc))
+            if base is not None:
+                bm = statistics.median(x["pairs_per_s"] for x in base_rounds[c])
+                vs = statistics.median(x["vs"] for x in base_rounds[c])
+                print("  baseline,  %2d client%s: %9.0f   hpod/baseline %.2f (median of the rounds' "
+                      "ratios); ask p50 %.3f ms; hpod CPU %.0f us/pair, baseline %.0f us/pair"
+                      % (c, "s" if c > 1 else " ", bm, vs,
+                         statistics.median(x["ask_p50_ms"] for x in base_rounds[c]),
+                         statistics.median(cpu_per_pair(x) for x in rounds[c]),
+                         statistics.median(cpu_per_pair(x) for x in base_rounds[c])))
         for p in procs:
             print("  Optuna %s RDBStorage sqlite, %d process%s: %9.1f"
                   % (optuna_rounds[p][0]["version"], p, "es" if p > 1 else "  ", omed[p]))
