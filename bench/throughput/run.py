@@ -7,8 +7,10 @@ Usage: bench/throughput/run.py [--hpod build-it/daemon/hpod] [--baseline OTHER/h
                                [--synchronous normal|full] [--no-optuna] [--check]
 
 In one run, `repeat` rounds of: for each client count, the bare libmicrohttpd
-server (bench/throughput/bare-mhd.c: a fixed JSON body, no routing, storage or
-logging, MHD's epoll threads one per core) and then hpod (bench/throughput/loadgen.c:
+server (bench/throughput/bare-mhd.c: a fixed JSON body of the size of hpod's
+replies, no routing, storage or logging; libmicrohttpd set up as hpod sets it
+up: its poll() threads as many as hpod's HTTP threads, the same flags,
+memory and connection limits) and then hpod (bench/throughput/loadgen.c:
 one keep-alive connection per client thread speaking HTTP/1.1 itself, a fresh
 study with the random sampler per measurement, the daemon's default
 synchronous unless --synchronous), both driven the same way, so hpod's share of
@@ -69,11 +71,15 @@ def build_bare(outdir):
     return exe
 
 
-class Bare:
-    """bare-mhd on a free port of 127.0.0.1, MHD's epoll threads one per core."""
+HTTP_THREADS_MAX_AUTO = 8  # hpod's --http-threads 0: one per core, at most this many
 
-    def __init__(self, exe):
-        self.proc = subprocess.Popen([exe, "--threads", str(os.cpu_count() or 1)],
+
+class Bare:
+    """bare-mhd on a free port of 127.0.0.1, MHD's threads as many as hpod's HTTP threads."""
+
+    def __init__(self, exe, extra=()):
+        threads = min(os.cpu_count() or 1, HTTP_THREADS_MAX_AUTO)
+        self.proc = subprocess.Popen([exe, "--threads", str(threads)] + list(extra),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("port="):
@@ -206,6 +212,8 @@ def main():
     ap.add_argument("--synchronous", choices=["normal", "full"], default=None,
                     help="pass --synchronous to hpod (default: hpod's own default)")
     ap.add_argument("--no-optuna", action="store_true", help="leave Optuna out")
+    ap.add_argument("--bare-args", default="",
+                    help="more bare-mhd options: '--epoll --small-bodies' is the yardstick of before")
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
@@ -221,15 +229,16 @@ def main():
         base_rounds = {c: [] for c in clients}
         base = Daemon(args.baseline, extra_args=extra).__enter__() if args.baseline else None
         # bare-mhd exits when its stdin closes: with this script at the latest.
-        bare = Bare(bare_exe)
+        bare = Bare(bare_exe, args.bare_args.split())
         with Daemon(args.hpod, extra_args=extra) as d:
             print("hpod %s (%s), synchronous=%s; loadgen: C, HTTP/1.1 keep-alive; bare "
-                  "libmicrohttpd %s, %d epoll threads; %d cores; load average %s"
+                  "libmicrohttpd %s, %d threads%s; %d cores; load average %s"
                   % (d.get("/healthz").expect(200)["version"], args.hpod,
                      args.synchronous or "default",
                      subprocess.run(["pkg-config", "--modversion", "libmicrohttpd"],
                                     capture_output=True, text=True).stdout.strip(),
-                     os.cpu_count() or 1, os.cpu_count(),
+                     min(os.cpu_count() or 1, HTTP_THREADS_MAX_AUTO),
+                     " " + args.bare_args if args.bare_args else "", os.cpu_count(),
                      " ".join("%.1f" % x for x in os.getloadavg())))
             for r in range(args.repeat):
                 for c in clients:
