@@ -65,6 +65,7 @@
 #else
 #define REQ_POOL_MAX 64
 #endif
+static const unsigned req_pool_max = REQ_POOL_MAX; /* (a variable: no "always false" at 0) */
 
 struct hpo_api {
     struct hpo_api_config cfg;
@@ -501,7 +502,9 @@ static void build_reply(struct req *rq)
         rq->stream = sr->stream;
         sr->stream = NULL;
     } else if (sr->text != NULL) {
-        set_reply(rq, sr->status, sr->text, sr->text_len, rq->row->reply_type);
+        /* A row without a reply type of its own answers JSON, here as text (trial-text.c). */
+        set_reply(rq, sr->status, sr->text, sr->text_len,
+                rq->row->reply_type != NULL ? rq->row->reply_type : "application/json");
         rq->out_free = sr->text_free;
         rq->out_cls = sr->text_cls;
         sr->text = NULL;
@@ -825,6 +828,7 @@ static bool prepare_service(struct req *rq)
     sr->number = rq->number;
     sr->name = rq->name;
     sr->state_filter = -1;
+    sr->text_ok = true; /* a trial's reply may come as JSON text (service/trial-text.c) */
     if (strstr(rq->row->template, "{number}") != NULL && !rq->number_ok) {
         set_error(rq, HPO_NOT_FOUND, NULL, "no trial '%s'", rq->path);
         return false;
@@ -903,7 +907,7 @@ static struct req *req_alloc(struct hpo_api *api)
 static void req_release(struct hpo_api *api, struct req *rq)
 {
     pthread_mutex_lock(&api->pool_lock);
-    if (api->pool_n < REQ_POOL_MAX) {
+    if (api->pool_n < req_pool_max) {
         rq->api = (struct hpo_api *)(void *)api->pool; /* the link, while in the pool */
         api->pool = rq;
         api->pool_n++;
