@@ -5,7 +5,8 @@
 ** behind an inline run follow it in order, every submitted job's done()
 ** runs once; with replies held for SQLite's pipelined flush, no done()
 ** runs before the flush of the commits made before its job finished, and
-** nothing runs inline; with pipelined writes, an inline run of a study with
+** nothing runs inline without pipelined writes (with them an inline run is
+** held for the flush as well); with pipelined writes, an inline run of a study with
 ** one client waits for its own commit while a crowded study's is pipelined
 ** (STYLE rule 35). The daemon is an executable, not a library, so the file is
 ** included (as test-config.c does).
@@ -303,6 +304,7 @@ static void test_unkeyed(void **state)
 struct held_job {
     struct hpo_job job; /* first */
     struct hpo_storage *st;
+    struct hpo_write_chain *chain; /* NULL: not pipelined */
     uint64_t ticket; /* the commits made when work() returned */
     int write_rc;
     atomic_int *done, *early;
@@ -312,7 +314,7 @@ static void held_work(struct hpo_job *job)
 {
     struct held_job *h = (struct held_job *)job;
     struct hpo_op op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .blob = "x", .len = 1 };
-    struct hpo_write w = { .ops = &op, .n_ops = 1 };
+    struct hpo_write w = { .ops = &op, .n_ops = 1, .chain = h->chain };
     struct hpo_error err;
 
     hpo_error_clear(&err);
@@ -377,6 +379,74 @@ static void test_held_replies(void **state)
         assert_true(jobs[i].ticket >= 2);
     }
     hpo_dispatch_destroy(dp);
+    hpo_storage_close(st);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/*
+** Under the flush with pipelined writes (synchronous full on SQLite), an
+** inline run is pipelined and always held: its done() runs once released,
+** never before the flush of the commits made before it finished.
+*/
+static void test_inline_held_for_flush(void **state)
+{
+    char dir[] = "/tmp/test-dispatch-XXXXXX", path[64], cmd[128];
+    struct hpo_storage_options opt = { .synchronous_full = true };
+    static struct held_job jobs[40];
+    struct hpo_storage *st = NULL;
+    struct hpo_dispatch *dp = NULL;
+    struct hpo_write_chain *chain;
+    struct hpo_error err;
+    atomic_int done = 0, early = 0;
+    int inline_runs = 0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/f.db", dir);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    {
+        struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = 1, .name = "s", .text = "{}" };
+        struct hpo_write w = { .ops = &op, .n_ops = 1 };
+        assert_int_equal(hpo_storage_write(st, &w, &err), 0);
+    }
+    chain = hpo_storage_chain_new();
+    assert_non_null(chain);
+    assert_int_equal(hpo_dispatch_create(2, 1000000000u, &dp), 0);
+    hpo_dispatch_hold_replies(dp, st);
+    hpo_dispatch_pipeline(dp, st);
+    for (int i = 0; i < 40; i++) {
+        memset(&jobs[i], 0, sizeof(jobs[i]));
+        jobs[i].job.work = held_work;
+        jobs[i].job.done = held_done;
+        jobs[i].job.key = "s";
+        jobs[i].st = st;
+        jobs[i].chain = chain;
+        jobs[i].done = &done;
+        jobs[i].early = &early;
+        if (i > 0 && hpo_dispatch_run_inline(dp, &jobs[i].job)) {
+            /* Ran here: held whatever the writer did meanwhile; the caller hands it over. */
+            inline_runs++;
+            assert_true(jobs[i].job.held);
+            hpo_dispatch_release(dp, &jobs[i].job);
+        } else {
+            hpo_dispatch_submit(dp, &jobs[i].job);
+        }
+        /* One at a time, as one client: the lane is idle when the next comes. */
+        for (int k = 0; k < 20000 && atomic_load(&done) < i + 1; k++) {
+            usleep(1000);
+        }
+        assert_int_equal(atomic_load(&done), i + 1);
+    }
+    assert_true(inline_runs >= 30); /* the first on the pool (unknown speed), then inline */
+    assert_int_equal(atomic_load(&early), 0);
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(jobs[i].write_rc, 0);
+    }
+    hpo_dispatch_destroy(dp);
+    hpo_storage_chain_unref(chain);
     hpo_storage_close(st);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
@@ -553,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_inline_followers),
         cmocka_unit_test(test_unkeyed),
         cmocka_unit_test(test_held_replies),
+        cmocka_unit_test(test_inline_held_for_flush),
         cmocka_unit_test(test_crowd_rule),
     };
 
