@@ -240,7 +240,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     hpo__sampler_committed(svc, s, &blob, blob_len);
     hpo_trial_undo_drop(&undo);
     hpo__trial_changed(s, t);
-    hpo__reply(req, 201, hpo__trial_to_json(s, t));
+    hpo__reply_trial(req, 201, s, t);
 out:
     free(blob);
     if (point != NULL) {
@@ -384,7 +384,7 @@ void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *r
         goto out;
     }
     hpo__trial_changed(s, t);
-    hpo__reply(req, 201, hpo__trial_to_json(s, t));
+    hpo__reply_trial(req, 201, s, t);
 out:
     free(values);
     free(results);
@@ -488,7 +488,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
     }
     if (t->state != HPO_STATE_RUNNING) {
         if (same_result(s, t, in->state, value, results)) {
-            hpo__reply(req, 200, hpo__trial_to_json(s, t));
+            hpo__reply_trial(req, 200, s, t);
         } else {
             hpo_error_set(err, -EBUSY, HPO_CONFLICT, NULL,
                     "trial %lld already finished as %s with another result", (long long)t->number,
@@ -562,7 +562,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
     hpo__sampler_committed(svc, s, &blob, blob_len);
     hpo__gradient_take(s, t->number, NULL, true);
     hpo__trial_changed(s, t);
-    hpo__reply(req, 200, hpo__trial_to_json(s, t));
+    hpo__reply_trial(req, 200, s, t);
     hpo__vectors_evict(svc, s, (size_t)t->number);
     hpo__vectors_retain(svc, s);
 out:
@@ -688,7 +688,7 @@ void hpo__op_trial_patch(struct hpo_service *svc, struct hpo_service_request *re
         }
         hpo_trial_undo_drop(&undo);
     }
-    hpo__reply(req, 200, hpo__trial_to_json(s, t));
+    hpo__reply_trial(req, 200, s, t);
 out:
     hpo__write_free(&w);
     hpo__study_release(s);
