@@ -41,7 +41,9 @@ struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_service_request
 
 /*
 ** Fill the params of `out` (values form, NaN = missing) from a sampler
-** suggestion where `fixed` has no value, honouring `when` in order.
+** suggestion where `fixed` has no value, honouring `when` in order. The
+** gradient sampler's replay of stored tells (samplers/gradient.c, replay)
+** recomputes a new trial's values this same way: keep the two in step.
 */
 static void merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
         double *out)

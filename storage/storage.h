@@ -98,6 +98,14 @@ struct hpo_op {
     */
     const struct hpo_part *parts;
     size_t n_parts;
+    /*
+    ** SAMPLER_STATE with parts, optional: pieces that, appended to the state
+    ** stored now, make the same state as `parts` (the sampler's load()
+    ** replays them). Storage that keeps the state in a side file may append
+    ** these instead of writing `parts`; other storage ignores them.
+    */
+    const struct hpo_part *append;
+    size_t n_append;
     struct hpo_trial_row trial;
 };
 
