@@ -241,9 +241,11 @@ def big_state_rolls_back_from_disk(exe):
 
 @tap.test
 def big_state_survives_sigkill(exe):
-    """A 1.4 MB state rewritten in place of its replaced file each tell (spare files): SIGKILL
-    right after an acknowledged tell, restart, and the next ask hands out the iterate the
-    last tell produced; afterwards the blob directory holds only files the database uses."""
+    """A 1.4 MB state (adam on 60,000 elements): the first tell writes it whole, the next
+    ones append records (their gradients) to its file. SIGKILL right after an acknowledged
+    tell, a partial record past the referenced length (a crash before a commit), restart,
+    and the next ask hands out the iterate the last tell produced; afterwards the blob
+    directory holds only files the database uses."""
     import sqlite3
     n = 60000
     a = [2.0 + (i % 5) for i in range(n)]
@@ -264,6 +266,19 @@ def big_state_survives_sigkill(exe):
         want = d.get(t["params"]["lam"]["href"]).body
         check(struct.unpack("<%dd" % n, want) != last, "the last tell did not step")
         d.kill()
+        # Tells after the first are records appended to the state's file; a crash between
+        # an append and its commit leaves bytes past the referenced length, which are ignored.
+        db = sqlite3.connect(d.db)
+        try:
+            (ref,) = db.execute("SELECT sampler_state FROM studies WHERE name = 'big'").fetchone()
+        finally:
+            db.close()
+        _, name, length, _ = ref.decode().split(":")
+        path = os.path.join(d.db + ".blobs", name)
+        check(int(length) > 4 * 8 * n, "state of %s bytes: no records after it?" % length)
+        check(os.path.getsize(path) == int(length), "state file longer than referenced")
+        with open(path, "ab") as f:
+            f.write(b"HPOGREC1" + os.urandom(4000))
         d.start()
         t = d.post("/v1/studies/big/ask").expect(201)
         got = d.get(t["params"]["lam"]["href"]).body
