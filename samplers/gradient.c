@@ -964,6 +964,27 @@ static int gradient_suggest(void *state, const struct hpo_space *space,
     return 0;
 }
 
+static bool gradient_reproducible(const void *state)
+{
+    const struct gradient_state *st = state;
+
+    return st->pure && st->initialized && !st->any_conditional && st->mode != MODE_SPSA &&
+            st->mode != MODE_FD;
+}
+
+/* The unperturbed point of u as it is (what a pure suggest wrote). */
+static int gradient_regenerate(void *state, const struct hpo_space *space, double *unit_point)
+{
+    struct gradient_state *st = state;
+
+    if (!st->initialized || st->any_conditional || st->mode == MODE_SPSA ||
+            st->mode == MODE_FD) {
+        return -ENOENT;
+    }
+    write_point(st, space, unit_point);
+    return 0;
+}
+
 static bool gradient_needs_save(const void *state)
 {
     return ((const struct gradient_state *)state)->dirty;
@@ -1849,6 +1870,8 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .save = gradient_save,
     .save_parts = gradient_save_parts,
     .save_record = gradient_save_record,
+    .reproducible = gradient_reproducible,
+    .regenerate = gradient_regenerate,
     .load = gradient_load,
     .destroy = gradient_destroy,
     .needs_save = gradient_needs_save,

@@ -99,6 +99,16 @@ struct hpo_sampler_type {
     */
     int (*save_record)(const void *state, struct hpo_part *parts);
     /*
+    ** Optional, together: whether the point the last suggest() returned can
+    ** be rebuilt from the state saved with that ask alone (reproducible),
+    ** and rebuilding it (regenerate: the same unit point into `unit_point`,
+    ** 0, or -ENOENT when the state cannot). The service then lets storage
+    ** make the ask's big vectors durable lazily, and rebuilds a vector a
+    ** power cut lost at the next start, checked against its checksum.
+    */
+    bool (*reproducible)(const void *state);
+    int (*regenerate)(void *state, const struct hpo_space *space, double *unit_point);
+    /*
     ** Optional (required when save or save_parts is set): replace the state
     ** built by configure() with one save() wrote, `blob` being borrowed.
     ** Called at start for each study with a stored state, and to roll back

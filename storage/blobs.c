@@ -452,6 +452,9 @@ static void drop_spare(struct hpo_blobs *b, size_t i, bool unlink_it)
     b->n_spare--;
 }
 
+static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err);
+static void lazy_committed(struct hpo_blobs *b);
+
 /* Drop the cached pages of the files written before (what writeback has finished with). */
 static void release_written(struct hpo_blobs *b)
 {
@@ -518,6 +521,20 @@ int hpo__blobs_open_read(struct hpo_blobs *b, const char *db_path)
 
 void hpo__blobs_close(struct hpo_blobs *b)
 {
+    struct hpo_error ignored;
+    bool synced = false;
+
+    /* A clean stop leaves every committed file on disk. */
+    lazy_committed(b);
+    if (sync_lazy(b, true, &synced, &ignored) < 0) {
+        for (size_t i = 0; i < b->n_lazy; i++) {
+            close(b->lazy[i].fd);
+        }
+        b->n_lazy = 0;
+    }
+    if (synced && b->dirfd >= 0) {
+        (void)fsync(b->dirfd);
+    }
     release_written(b);
     while (b->n_spare > 0) {
         drop_spare(b, b->n_spare - 1, true);
@@ -701,8 +718,8 @@ static int open_for_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, s
     return fd < 0 ? -errno : fd;
 }
 
-int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
-        const struct hpo_part *parts, size_t n, struct hpo_error *err)
+static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
+        const struct hpo_part *parts, size_t n, bool lazy, struct hpo_error *err)
 {
     size_t old_len;
     int fd;
@@ -722,10 +739,19 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     if (r == 0 && old_len > ref->len && ftruncate(fd, (off_t)ref->len) < 0) {
         r = -errno;
     }
-    if (r == 0 && b->sync && fdatasync(fd) < 0) {
+    if (r == 0 && lazy) {
+        /* Synced by the next batch (hpo__blobs_sync_dir); its writeback starts now. */
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        snprintf(b->lazy[b->n_lazy].name, HPO_BLOB_NAME_MAX, "%s", ref->name);
+        b->lazy[b->n_lazy].fd = fd;
+        b->lazy[b->n_lazy].batch = true;
+        b->n_lazy++;
+    } else if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
     }
-    if (r == 0 && old_len == 0 && b->n_written < HPO_BLOB_WRITTEN) {
+    if (r == 0 && lazy) {
+        /* kept open in b->lazy */
+    } else if (r == 0 && old_len == 0 && b->n_written < HPO_BLOB_WRITTEN) {
         /* A new file: start its writeback now, drop its pages at the next write. */
         if (!b->sync) {
             (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -742,10 +768,20 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     }
     b->fail_errno = 0;
     if (names_add(&b->created, ref->name) < 0) {
+        if (lazy) {
+            b->n_lazy--;
+            close(b->lazy[b->n_lazy].fd);
+        }
         (void)unlinkat(b->dirfd, ref->name, 0);
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     return 0;
+}
+
+int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
+        const struct hpo_part *parts, size_t n, struct hpo_error *err)
+{
+    return write_file(b, ref, parts, n, false, err);
 }
 
 int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
@@ -753,7 +789,51 @@ int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const v
 {
     struct hpo_part part = { data, ref->len };
 
-    return hpo__blob_write_parts(b, ref, &part, 1, err);
+    return write_file(b, ref, &part, 1, false, err);
+}
+
+int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
+        struct hpo_error *err)
+{
+    struct hpo_part part = { data, ref->len };
+
+    /* Without sync nothing is fdatasync'd anyway; a full list writes it as usual. */
+    return write_file(b, ref, &part, 1, b->sync && b->n_lazy < HPO_BLOB_LAZY, err);
+}
+
+/* Sync the lazy files of committed batches (before the next COMMIT or at close). */
+static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < b->n_lazy; i++) {
+        if (b->lazy[i].batch && !all) {
+            continue;
+        }
+        if (fdatasync(b->lazy[i].fd) < 0) {
+            return file_error(b, -errno, "syncing", b->lazy[i].name, err);
+        }
+        *synced = true;
+    }
+    for (size_t i = 0; i < b->n_lazy; i++) {
+        if (b->lazy[i].batch && !all) {
+            b->lazy[k++] = b->lazy[i];
+            continue;
+        }
+        /* Written back: its pages may go, as a new file's do. */
+        (void)posix_fadvise(b->lazy[i].fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(b->lazy[i].fd);
+    }
+    b->n_lazy = k;
+    return 0;
+}
+
+/* The current batch's lazy files now belong to a committed (or perhaps committed) batch. */
+static void lazy_committed(struct hpo_blobs *b)
+{
+    for (size_t i = 0; i < b->n_lazy; i++) {
+        b->lazy[i].batch = false;
+    }
 }
 
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,
@@ -928,6 +1008,7 @@ void hpo__blobs_mark(const struct hpo_blobs *b, struct hpo_blob_mark *mark)
     mark->obsolete = b->obsolete.n;
     mark->reusable = b->reusable.n;
     mark->appended = b->n_appended;
+    mark->lazy = b->n_lazy;
 }
 
 void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
@@ -935,6 +1016,11 @@ void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
     while (b->created.n > mark->created) {
         b->created.n--;
         (void)unlinkat(b->dirfd, b->created.v[b->created.n], 0);
+    }
+    /* This batch's lazy files come last; their names were unlinked above. */
+    while (b->n_lazy > mark->lazy && b->lazy[b->n_lazy - 1].batch) {
+        b->n_lazy--;
+        close(b->lazy[b->n_lazy].fd);
     }
     while (b->n_appended > mark->appended) {
         b->n_appended--;
@@ -952,6 +1038,7 @@ void hpo__blobs_forget(struct hpo_blobs *b)
         memset(&b->tails[b->appended[i].slot], 0, sizeof(b->tails[0]));
     }
     b->n_appended = 0;
+    lazy_committed(b);
     b->created.n = 0;
     b->obsolete.n = 0;
     b->reusable.n = 0;
@@ -959,18 +1046,31 @@ void hpo__blobs_forget(struct hpo_blobs *b)
 
 int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err)
 {
-    if (!b->sync || b->created.n == 0) {
+    size_t fresh = 0;
+    bool synced = false;
+    int r;
+
+    if (!b->sync) {
         return 0;
     }
-    if (fsync(b->dirfd) < 0) {
-        return file_error(b, -errno, "syncing the directory of", b->created.v[0], err);
+    for (size_t i = 0; i < b->n_lazy; i++) {
+        fresh += b->lazy[i].batch;
+    }
+    r = sync_lazy(b, false, &synced, err);
+    if (r < 0) {
+        return r;
+    }
+    if ((synced || b->created.n > fresh) && fsync(b->dirfd) < 0) {
+        return file_error(b, -errno, "syncing the directory of",
+                b->created.n > 0 ? b->created.v[0] : "a lazy file", err);
     }
     return 0;
 }
 
 bool hpo__blobs_pending(const struct hpo_blobs *b)
 {
-    return b->created.n > 0 || b->obsolete.n > 0 || b->reusable.n > 0 || b->n_appended > 0;
+    return b->created.n > 0 || b->obsolete.n > 0 || b->reusable.n > 0 || b->n_appended > 0 ||
+            b->n_lazy > 0;
 }
 
 void hpo__blobs_finish(struct hpo_blobs *b)
@@ -996,4 +1096,5 @@ void hpo__blobs_finish(struct hpo_blobs *b)
     b->obsolete.n = 0;
     b->reusable.n = 0;
     b->n_appended = 0;
+    lazy_committed(b);
 }

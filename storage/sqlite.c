@@ -484,12 +484,13 @@ static void bind_value(struct sq_storage *st, int *rc, sqlite3_stmt *stmt, int i
 
 /* Write the side file of a value bound by bind_value, if it has one. */
 static int write_value(struct sq_storage *st, const struct hpo_blob_ref *ref, const void *data,
-        struct hpo_error *err)
+        bool lazy, struct hpo_error *err)
 {
     if (ref->text_len == 0) {
         return 0;
     }
-    return hpo__blob_write(&st->blobs, ref, data, err);
+    return lazy ? hpo__blob_write_lazy(&st->blobs, ref, data, err)
+                : hpo__blob_write(&st->blobs, ref, data, err);
 }
 
 /*
@@ -569,7 +570,7 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
         bind_value(st, &rc, stmt, 4, op->study_id, bytes, op->len * sizeof(double), &ref);
     }
     r = run(st, stmt, rc, "writing a param", err);
-    return r < 0 ? r : write_value(st, &ref, bytes, err);
+    return r < 0 ? r : write_value(st, &ref, bytes, op->lazy, err);
 }
 
 /*
@@ -881,7 +882,7 @@ static int dependent_failure(struct hpo_write *w)
 /* One group transaction: every write of `batch`, each in its savepoint. True if it committed. */
 static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
-    static const struct hpo_blob_mark all = { 0, 0, 0, 0 };
+    static const struct hpo_blob_mark all = { 0, 0, 0, 0, 0 };
     struct hpo_error err;
     bool unlink_files = true, any = false;
     uint64_t ok = 0, n = 0, t0 = mono_us();
@@ -1613,6 +1614,17 @@ static int load_params(struct sq_storage *st, const struct hpo_load_callbacks *c
             if (in_file) {
                 /* Straight into the scratch buffer, no copy. */
                 r = load_file(st, &ref, st->vec, "a vector param", study_id, number, err);
+                if (r == -EBADMSG || r == -ENOENT || r == -ENODATA) {
+                    /* Missing, short or damaged: the service may rebuild it (a lazy write). */
+                    int lost = cb->lost != NULL
+                            ? cb->lost(ctx, study_id, number, index, len, ref.hash)
+                            : -1;
+                    if (lost == 0) {
+                        hpo_error_clear(err);
+                        r = 0;
+                        continue;
+                    }
+                }
                 if (r < 0) {
                     break;
                 }

@@ -211,6 +211,7 @@ size_t hpo__storage_queued(struct hpo_storage *st);
 #define HPO_BLOB_NAME_MAX 40
 #define HPO_BLOB_SPARES   2
 #define HPO_BLOB_WRITTEN  2 /* new files kept open until their pages are dropped */
+#define HPO_BLOB_LAZY     8 /* files written lazily, waiting for the next batch's sync */
 
 /* XXH64's running state (hpo__xxh64_init/update/digest below). */
 struct hpo_xxh64 {
@@ -290,11 +291,22 @@ struct hpo_blobs {
         struct hpo_blob_tail old;
     } appended[HPO_BLOB_TAILS];
     size_t n_appended;
+    /*
+    ** Files written lazily (hpo__blob_write_lazy), still open: not yet
+    ** fdatasync'd. `batch`: written by the current batch; the others belong
+    ** to committed batches and are synced before the next COMMIT.
+    */
+    struct {
+        char name[HPO_BLOB_NAME_MAX];
+        int fd;
+        bool batch;
+    } lazy[HPO_BLOB_LAZY];
+    size_t n_lazy;
 };
 
 /* Where a write started in the batch's lists, to undo just that write. */
 struct hpo_blob_mark {
-    size_t created, obsolete, reusable, appended;
+    size_t created, obsolete, reusable, appended, lazy;
 };
 
 /*
@@ -346,6 +358,15 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         const struct hpo_part *parts, size_t n, struct hpo_error *err);
 
 /*
+** hpo__blob_write for a value that can be rebuilt if a power cut loses it
+** (hpo_op.lazy): with sync, the file is not fdatasync'd now, only its
+** writeback started; hpo__blobs_sync_dir of the next batch syncs it (and
+** its directory entry) before that batch commits.
+*/
+int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
+        struct hpo_error *err);
+
+/*
 ** Read the file `ref` names into `buf` (ref->len bytes) and check its length
 ** and checksum. Returns 0, or a negative errno with `err` (internal) naming
 ** the file: missing, short or long, unreadable, or not matching its checksum.
@@ -386,7 +407,11 @@ void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark);
 /* Forget the batch's lists without unlinking anything (the sweep decides later). */
 void hpo__blobs_forget(struct hpo_blobs *b);
 
-/* Before COMMIT with synchronous FULL: fsync the directory if the batch created files. */
+/*
+** Before COMMIT with synchronous FULL: fdatasync the lazy files of earlier
+** batches, then fsync the directory if the batch created files (its own
+** lazy ones aside) or lazy files were synced.
+*/
 int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err);
 
 /* Whether the batch has files to forget or unlink. */
