@@ -718,8 +718,14 @@ static int open_for_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, s
     return fd < 0 ? -errno : fd;
 }
 
+/*
+** Write the file `ref` names. `state`: a sampler state, which later records
+** may extend (hpo__blob_append): a longer spare keeps its length, so those
+** appends overwrite allocated blocks inside the file (an fdatasync of data
+** alone) rather than growing it; the bytes past the reference are never read.
+*/
 static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
-        const struct hpo_part *parts, size_t n, bool lazy, struct hpo_error *err)
+        const struct hpo_part *parts, size_t n, bool lazy, bool state, struct hpo_error *err)
 {
     size_t old_len;
     int fd;
@@ -736,7 +742,7 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     for (size_t i = 0; i < n && r == 0; i++) {
         r = write_all(fd, parts[i].data, parts[i].len);
     }
-    if (r == 0 && old_len > ref->len && ftruncate(fd, (off_t)ref->len) < 0) {
+    if (r == 0 && old_len > ref->len && !state && ftruncate(fd, (off_t)ref->len) < 0) {
         r = -errno;
     }
     if (r == 0 && lazy) {
@@ -781,7 +787,7 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
 int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         const struct hpo_part *parts, size_t n, struct hpo_error *err)
 {
-    return write_file(b, ref, parts, n, false, err);
+    return write_file(b, ref, parts, n, false, true, err);
 }
 
 int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
@@ -789,7 +795,7 @@ int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const v
 {
     struct hpo_part part = { data, ref->len };
 
-    return write_file(b, ref, &part, 1, false, err);
+    return write_file(b, ref, &part, 1, false, false, err);
 }
 
 int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
@@ -798,7 +804,7 @@ int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, co
     struct hpo_part part = { data, ref->len };
 
     /* Without sync nothing is fdatasync'd anyway; a full list writes it as usual. */
-    return write_file(b, ref, &part, 1, b->sync && b->n_lazy < HPO_BLOB_LAZY, err);
+    return write_file(b, ref, &part, 1, b->sync && b->n_lazy < HPO_BLOB_LAZY, false, err);
 }
 
 /* Sync the lazy files of committed batches (before the next COMMIT or at close). */

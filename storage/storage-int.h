@@ -353,7 +353,10 @@ void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct
 int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
         struct hpo_error *err);
 
-/* The same from n parts whose lengths add up to ref->len. */
+/*
+** The same from n parts whose lengths add up to ref->len: a sampler state,
+** whose file keeps the length of a longer spare it reuses (for appends).
+*/
 int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         const struct hpo_part *parts, size_t n, struct hpo_error *err);
 
