@@ -945,11 +945,11 @@ static int gradient_suggest(void *state, const struct hpo_space *space,
     st->rec_ready = false;
     if ((st->mode == MODE_SPSA || st->mode == MODE_FD) && st->n_diff > 0 &&
             t >= st->spsa_start) {
-        st->pure = false;
         uint64_t w = window_start(st, st->k);
         uint64_t s = set_size(st);
         uint64_t o = t - w;
         uint64_t member = o % s;
+        st->pure = false;
         if (!st->have_key) {
             st->key = hpo_rng_next(rng);
             st->have_key = true;
@@ -1604,7 +1604,6 @@ static bool records_valid(const struct gradient_state *st, const unsigned char *
     uint64_t since = 0; /* trials that existed at the last step */
     uint64_t last = 0;
 
-    (void)st;
     if (n_steps > 0) {
         memcpy(&since, steps + (n_steps - 1) * 8, 8);
     }
@@ -1697,6 +1696,9 @@ static int gradient_load(void *state, const void *blob, size_t len)
             len - fixed - nv * vec - n_steps * 8 < told_bytes) {
         return -EINVAL;
     }
+    if (!isfinite(lr) || isnan(a) || ((flags & F_INITIALIZED) && !vectors_valid(st, p, nv))) {
+        return -EINVAL;
+    }
     whole = fixed + nv * vec + n_steps * 8 + told_bytes;
     /* Records of tells after it (save_record): each replays one step. */
     if (whole < len) {
@@ -1712,9 +1714,6 @@ static int gradient_load(void *state, const void *blob, size_t len)
         if (scratch == NULL) {
             return -ENOMEM;
         }
-    }
-    if (!isfinite(lr) || isnan(a) || ((flags & F_INITIALIZED) && !vectors_valid(st, p, nv))) {
-        return -EINVAL;
     }
     if (n_steps + n_rec > 0) {
         /* Room for the replayed steps too: a replay cannot fail halfway. */
