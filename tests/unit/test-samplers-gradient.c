@@ -1093,15 +1093,15 @@ static void file_put(struct file *f, const struct hpo_part *parts, int n)
 /* The state as storage writes it after a tell: a record when there is one, else whole. */
 static bool store(struct study *s, struct file *f)
 {
-    struct hpo_part parts[HPO_SAVE_PARTS];
+    struct hpo_part parts[HPO_SAVE_PARTS], rec[2];
     int n = s->type->save_parts(s->state, parts);
     int k;
 
     assert_true(n > 0);
-    k = s->type->save_record(s->state, parts + n);
+    k = s->type->save_record(s->state, rec);
     assert_true(k == 0 || k == 2);
     if (k > 0) {
-        file_put(f, parts + n, k);
+        file_put(f, rec, k);
         return true;
     }
     f->len = 0;
