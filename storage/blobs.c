@@ -746,8 +746,11 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         r = -errno;
     }
     if (r == 0 && lazy) {
-        /* Synced by the next batch (hpo__blobs_sync_dir); its writeback starts now. */
-        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        /*
+        ** Synced by the next batch (hpo__blobs_sync_dir). Its writeback starts
+        ** only once this batch committed (lazy_committed): started now, ext4's
+        ** ordered mode would make this commit's own journal flush wait for it.
+        */
         snprintf(b->lazy[b->n_lazy].name, HPO_BLOB_NAME_MAX, "%s", ref->name);
         b->lazy[b->n_lazy].fd = fd;
         b->lazy[b->n_lazy].batch = true;
@@ -834,10 +837,16 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
     return 0;
 }
 
-/* The current batch's lazy files now belong to a committed (or perhaps committed) batch. */
+/*
+** The current batch's lazy files now belong to a committed (or perhaps
+** committed) batch: their writeback starts, to be done by the next sync.
+*/
 static void lazy_committed(struct hpo_blobs *b)
 {
     for (size_t i = 0; i < b->n_lazy; i++) {
+        if (b->lazy[i].batch) {
+            (void)sync_file_range(b->lazy[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
         b->lazy[i].batch = false;
     }
 }
