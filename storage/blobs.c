@@ -960,6 +960,7 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
         const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref, struct hpo_error *err)
 {
     struct hpo_blob_tail *t = NULL;
+    struct hpo_xxh64 x;
     size_t add = 0, slot;
     off_t at;
     int fd;
@@ -991,6 +992,14 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
         r = pwrite_all(fd, parts[i].data, parts[i].len, at);
         at += (off_t)parts[i].len;
     }
+    if (r == 0 && b->sync) {
+        /* The disk takes the bytes while the checksum is computed. */
+        (void)sync_file_range(fd, (off_t)cur->len, (off_t)add, SYNC_FILE_RANGE_WRITE);
+    }
+    x = t->x;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        hpo__xxh64_update(&x, parts[i].data, parts[i].len);
+    }
     if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
     }
@@ -1005,9 +1014,7 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
     b->appended[b->n_appended].slot = slot;
     b->appended[b->n_appended].old = *t;
     b->n_appended++;
-    for (size_t i = 0; i < n; i++) {
-        hpo__xxh64_update(&t->x, parts[i].data, parts[i].len);
-    }
+    t->x = x;
     t->len += add;
     t->used = ++b->tick;
     *ref = *cur;
