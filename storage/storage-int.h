@@ -372,7 +372,9 @@ int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, co
 /*
 ** Read the file `ref` names into `buf` (ref->len bytes) and check its length
 ** and checksum. Returns 0, or a negative errno with `err` (internal) naming
-** the file: missing, short or long, unreadable, or not matching its checksum.
+** the file: missing, short, unreadable, or not matching its checksum. A longer
+** file is read up to ref->len (a state file's bytes past it are an unfinished
+** or undone append, or a reused spare's).
 */
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,
         struct hpo_error *err);
