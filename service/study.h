@@ -78,6 +78,7 @@ struct study {
     bool sampler_stale;  /* a rollback could not read it: the sampler's memory is not trusted */
     void *spare_blob; /* a buffer save() may reuse (capacity spare_cap) */
     struct hpo_part state_parts[HPO_SAVE_PARTS]; /* a big state's pieces, until its write returns */
+    struct hpo_part state_record[2]; /* the last tell as a record to append (save_record) */
     size_t spare_cap;
     struct hpo_buf grads; /* struct pending_gradient */
     pthread_mutex_t lock;

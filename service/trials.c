@@ -41,9 +41,11 @@ struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_service_request
 
 /*
 ** Fill the params of `out` (values form, NaN = missing) from a sampler
-** suggestion where `fixed` has no value, honouring `when` in order.
+** suggestion where `fixed` has no value, honouring `when` in order. The
+** gradient sampler's replay of stored tells (samplers/gradient.c, replay)
+** recomputes a new trial's values this same way: keep the two in step.
 */
-static void merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
+void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
         double *out)
 {
     for (size_t i = 0; i < space->n_params; i++) {
@@ -145,7 +147,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     double *unit = NULL, *merged = NULL;
     void *blob = NULL;
     size_t blob_len = 0;
-    bool sample;
+    bool sample, fresh;
     int64_t now = hpo_now_ms();
     struct study *s = hpo__study_acquire(svc, req);
 
@@ -163,6 +165,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
         goto out;
     }
     t = oldest_waiting(s);
+    fresh = t == NULL;
     if (t == NULL && s->max_trials >= 0 &&
             (int64_t)(s->history.n_trials - s->history.count[HPO_STATE_FAILED]) >= s->max_trials) {
         hpo_error_set(err, -ENOSPC, HPO_EXHAUSTED, NULL, "study '%s' reached max_trials %lld",
@@ -193,7 +196,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
             hpo__sampler_rollback(svc, s);
             goto out;
         }
-        merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
+        hpo__merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
     }
     if (t == NULL) {
         t = hpo_history_append_point(&s->history, HPO_STATE_RUNNING, point);
@@ -230,6 +233,13 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     t->worker = a->ask.worker ? strdup(a->ask.worker) : NULL;
     hpo__write_trial(&w, s, t);
     hpo__write_params(&w, s, t);
+    if (fresh && s->sampler_type->reproducible != NULL &&
+            s->sampler_type->reproducible(s->sampler)) {
+        /* The sampler rebuilds these vectors should a power cut lose them (loader.c). */
+        for (size_t i = 0; i < HPO_BUF_N(&w.ops, struct hpo_op); i++) {
+            HPO_BUF_AT(&w.ops, struct hpo_op, i).lazy = true;
+        }
+    }
     if (s->sampler_type->needs_save == NULL || s->sampler_type->needs_save(s->sampler)) {
         hpo__write_sampler_state(svc, &w, s, &blob, &blob_len);
     }
