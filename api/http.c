@@ -54,6 +54,19 @@
 /* Lane requests with a JSON body up to this size may be decoded and run on their HTTP thread. */
 #define INLINE_BODY_MAX (64 * 1024)
 
+/*
+** Finished requests' records kept for the next ones, at most this many: a
+** record (about 2 KiB) is past glibc's per-thread cache, and allocating one
+** per request took malloc's slow path (and its consolidation of the fast
+** bins) on every request.
+*/
+#if defined(__SANITIZE_ADDRESS__)
+#define REQ_POOL_MAX 0 /* under ASan every record is freed: a use after the end is caught */
+#else
+#define REQ_POOL_MAX 64
+#endif
+static const unsigned req_pool_max = REQ_POOL_MAX; /* (a variable: no "always false" at 0) */
+
 struct hpo_api {
     struct hpo_api_config cfg;
     struct MHD_Daemon *mhd;
@@ -68,6 +81,9 @@ struct hpo_api {
     struct hpo__conns conns;         /* head deadline and reserve (conns.h) */
     struct hpo__metrics *metrics;
     struct hpo__events *events;      /* the dashboard's event streams (events.h) */
+    pthread_mutex_t pool_lock;       /* guards pool and pool_n */
+    struct req *pool;                /* finished requests' records, linked by `api` */
+    unsigned pool_n;
 };
 
 struct req {
@@ -486,7 +502,9 @@ static void build_reply(struct req *rq)
         rq->stream = sr->stream;
         sr->stream = NULL;
     } else if (sr->text != NULL) {
-        set_reply(rq, sr->status, sr->text, sr->text_len, rq->row->reply_type);
+        /* A row without a reply type of its own answers JSON, here as text (trial-text.c). */
+        set_reply(rq, sr->status, sr->text, sr->text_len,
+                rq->row->reply_type != NULL ? rq->row->reply_type : "application/json");
         rq->out_free = sr->text_free;
         rq->out_cls = sr->text_cls;
         sr->text = NULL;
@@ -839,6 +857,7 @@ static bool prepare_service(struct req *rq)
     sr->number = rq->number;
     sr->name = rq->name;
     sr->state_filter = -1;
+    sr->text_ok = true; /* a trial's reply may come as JSON text (service/trial-text.c) */
     if (strstr(rq->row->template, "{number}") != NULL && !rq->number_ok) {
         set_error(rq, HPO_NOT_FOUND, NULL, "no trial '%s'", rq->path);
         return false;
@@ -894,10 +913,56 @@ static char *display_path(const char *raw, size_t n)
     return out;
 }
 
+/* A zeroed request record: a finished one from the pool, else a new one. */
+static struct req *req_alloc(struct hpo_api *api)
+{
+    struct req *rq;
+
+    pthread_mutex_lock(&api->pool_lock);
+    rq = api->pool;
+    if (rq != NULL) {
+        api->pool = (struct req *)(void *)rq->api;
+        api->pool_n--;
+    }
+    pthread_mutex_unlock(&api->pool_lock);
+    if (rq == NULL) {
+        return calloc(1, sizeof(*rq));
+    }
+    memset(rq, 0, sizeof(*rq));
+    return rq;
+}
+
+/* Give a finished request's record (its members freed) back to the pool, or free it. */
+static void req_release(struct hpo_api *api, struct req *rq)
+{
+    pthread_mutex_lock(&api->pool_lock);
+    if (api->pool_n < req_pool_max) {
+        rq->api = (struct hpo_api *)(void *)api->pool; /* the link, while in the pool */
+        api->pool = rq;
+        api->pool_n++;
+        rq = NULL;
+    }
+    pthread_mutex_unlock(&api->pool_lock);
+    free(rq);
+}
+
+/* The request id: the daemon's random prefix and a counter, 16 hex digits. */
+static void format_id(char out[17], uint32_t prefix, uint32_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = (uint64_t)prefix << 32 | n;
+
+    for (int i = 15; i >= 0; i--) {
+        out[i] = hex[v & 15u];
+        v >>= 4;
+    }
+    out[16] = '\0';
+}
+
 static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, const char *raw,
         size_t n)
 {
-    struct req *rq = calloc(1, sizeof(*rq));
+    struct req *rq = req_alloc(api);
 
     if (rq == NULL) {
         return NULL;
@@ -911,11 +976,11 @@ static struct req *req_new(struct hpo_api *api, struct MHD_Connection *conn, con
     if (rq->raw == NULL || rq->path == NULL) {
         free(rq->raw);
         free(rq->path);
-        free(rq);
+        req_release(api, rq);
         return NULL;
     }
-    snprintf(rq->id, sizeof(rq->id), "%08" PRIx32 "%08" PRIx64, api->id_prefix,
-            (uint64_t)(atomic_fetch_add(&api->id_counter, 1) + 1) & 0xffffffffu);
+    format_id(rq->id, api->id_prefix,
+            (uint32_t)((atomic_fetch_add(&api->id_counter, 1) + 1) & 0xffffffffu));
     rq->job.work = job_work;
     rq->job.done = job_done;
     return rq;
@@ -1152,7 +1217,11 @@ static enum MHD_Result check_headers(struct hpo_api *api, struct req *rq, const 
     bool binary, big;
     unsigned long long n = 0;
 
-    snprintf(rq->method, sizeof(rq->method), "%s", method);
+    {
+        size_t m = strnlen(method, sizeof(rq->method) - 1);
+        memcpy(rq->method, method, m);
+        rq->method[m] = '\0';
+    }
     rq->allow = route_path(rq, rq->raw);
     free(rq->raw);
     rq->raw = NULL;
@@ -1528,7 +1597,7 @@ release:
     free(rq->raw);
     free(rq->study);
     free(rq->name);
-    free(rq);
+    req_release(rq->api, rq);
     *req_cls = NULL;
 }
 
@@ -1626,6 +1695,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     }
     (void)sslen;
     pthread_rwlock_init(&api->tokens_lock, NULL);
+    pthread_mutex_init(&api->pool_lock, NULL);
     /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
 #define COMMON_OPTIONS                                                                        \
     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,      \
@@ -1652,6 +1722,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     if (api->mhd == NULL) {
         hpo__conns_finish(&api->conns);
         pthread_rwlock_destroy(&api->tokens_lock);
+        pthread_mutex_destroy(&api->pool_lock);
         hpo__metrics_free(api->metrics);
         hpo__events_free(api->events);
         free(api);
@@ -1698,6 +1769,12 @@ void hpo_api_stop(struct hpo_api *api)
     }
     hpo__conns_finish(&api->conns);
     pthread_rwlock_destroy(&api->tokens_lock);
+    while (api->pool != NULL) {
+        struct req *rq = api->pool;
+        api->pool = (struct req *)(void *)rq->api;
+        free(rq);
+    }
+    pthread_mutex_destroy(&api->pool_lock);
     hpo__metrics_free(api->metrics);
     hpo__events_free(api->events);
     free(api);

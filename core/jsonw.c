@@ -195,13 +195,7 @@ size_t hpo__format_double_reference(char *buf, double x)
     return format_by_printf(buf, x, fabs(x) < DBL_MIN && x != 0 ? 1 : 15);
 }
 
-struct out {
-    char *buf;
-    size_t len, cap;
-    bool failed;
-};
-
-static char *reserve(struct out *o, size_t n)
+static char *reserve(struct hpo_jsonw *o, size_t n)
 {
     if (o->failed) {
         return NULL;
@@ -223,7 +217,7 @@ static char *reserve(struct out *o, size_t n)
     return o->buf + o->len;
 }
 
-static void put(struct out *o, const char *s, size_t n)
+static void put(struct hpo_jsonw *o, const char *s, size_t n)
 {
     char *p = reserve(o, n);
 
@@ -233,7 +227,7 @@ static void put(struct out *o, const char *s, size_t n)
     }
 }
 
-static void put_string(struct out *o, const char *s, size_t n)
+static void put_string(struct hpo_jsonw *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t run = 0;
@@ -270,7 +264,7 @@ static void put_string(struct out *o, const char *s, size_t n)
     put(o, "\"", 1);
 }
 
-static void put_real(struct out *o, double x)
+static void put_real(struct hpo_jsonw *o, double x)
 {
     char num[HPO_DOUBLE_BUF + 2];
     size_t n;
@@ -288,7 +282,7 @@ static void put_real(struct out *o, double x)
     put(o, num, n);
 }
 
-static void put_value(struct out *o, const json_t *v)
+static void put_value(struct hpo_jsonw *o, const json_t *v)
 {
     char num[32];
     int n;
@@ -343,21 +337,62 @@ static void put_value(struct out *o, const json_t *v)
     }
 }
 
+char *hpo_jsonw_finish(struct hpo_jsonw *w, size_t *ret_len)
+{
+    if (reserve(w, 0) == NULL) {
+        free(w->buf);
+        w->buf = NULL;
+        return NULL;
+    }
+    w->buf[w->len] = '\0';
+    if (ret_len != NULL) {
+        *ret_len = w->len;
+    }
+    return w->buf;
+}
+
 char *hpo_json_dumps(const json_t *v, size_t *ret_len)
 {
-    struct out o = { 0 };
+    struct hpo_jsonw o = { 0 };
 
     if (v == NULL) {
         return NULL;
     }
     put_value(&o, v);
-    if (reserve(&o, 0) == NULL) {
-        free(o.buf);
-        return NULL;
+    return hpo_jsonw_finish(&o, ret_len);
+}
+
+void hpo_jsonw_raw(struct hpo_jsonw *w, const char *s, size_t n)
+{
+    put(w, s, n);
+}
+
+void hpo_jsonw_string(struct hpo_jsonw *w, const char *s)
+{
+    put_string(w, s, strlen(s));
+}
+
+void hpo_jsonw_int(struct hpo_jsonw *w, long long v)
+{
+    char num[24], *p = num + sizeof(num);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
     }
-    o.buf[o.len] = '\0';
-    if (ret_len != NULL) {
-        *ret_len = o.len;
-    }
-    return o.buf;
+    put(w, p, (size_t)(num + sizeof(num) - p));
+}
+
+void hpo_jsonw_real(struct hpo_jsonw *w, double x)
+{
+    put_real(w, x);
+}
+
+void hpo_jsonw_value(struct hpo_jsonw *w, const json_t *v)
+{
+    put_value(w, v);
 }

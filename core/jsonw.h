@@ -8,6 +8,7 @@
 #ifndef HPO_CORE_JSONW_H
 #define HPO_CORE_JSONW_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -34,5 +35,24 @@ size_t hpo__format_double_reference(char *buf, double x);
 ** its length in *ret_len (may be NULL), or NULL on OOM or a non-finite real.
 */
 char *hpo_json_dumps(const json_t *v, size_t *ret_len);
+
+/*
+** The same text written piece by piece, for a reply built straight from
+** memory without a json_t tree (service/trial-text.c): start zeroed, add
+** pieces, then hpo_jsonw_finish. A failure (no memory, a non-finite real)
+** sticks, and finish then returns NULL.
+*/
+struct hpo_jsonw {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+};
+void hpo_jsonw_raw(struct hpo_jsonw *w, const char *s, size_t n); /* as it is */
+void hpo_jsonw_string(struct hpo_jsonw *w, const char *s);        /* quoted, escaped */
+void hpo_jsonw_int(struct hpo_jsonw *w, long long v);
+void hpo_jsonw_real(struct hpo_jsonw *w, double x); /* as hpo_json_dumps writes a real */
+void hpo_jsonw_value(struct hpo_jsonw *w, const json_t *v);
+/* The text (malloc'd, NUL-terminated) and its length, or NULL (then nothing to free). */
+char *hpo_jsonw_finish(struct hpo_jsonw *w, size_t *ret_len);
 
 #endif

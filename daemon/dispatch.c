@@ -37,8 +37,11 @@
 ** may run inline only when no job of its study runs or waits. With
 ** pipelined writes it runs as a worker would, and when its writes are
 ** still in flight it is held: the HTTP layer suspends the connection and
-** hands it to hpo_dispatch_release. Under synchronous full nothing runs
-** inline: its write would wait on the HTTP thread for its own fdatasync.
+** hands it to hpo_dispatch_release. Under synchronous full (the flush) an
+** inline run is always pipelined and always held: its reply waits on the
+** held list for the flush like a worker's, and the HTTP thread never waits
+** for an fdatasync; without pipelined writes nothing runs inline under the
+** flush (its write would wait on the HTTP thread for its own fdatasync).
 */
 #include <errno.h>
 #include <pthread.h>
@@ -487,7 +490,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     uint64_t hash, t0;
     bool pipelined;
 
-    if (job->key == NULL || dp->inline_max_us == 0 || dp->hold_flush) {
+    if (job->key == NULL || dp->inline_max_us == 0 || (dp->hold_flush && !dp->pipelined)) {
         return false;
     }
     hash = hash_of(job->key);
@@ -514,7 +517,8 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     ** from the writer: two thread wake-ups less per request.
     */
     pipelined = dp->pipelined &&
-            (*l != NULL || dp->speeds[speed_hash(hash, job->kind) % N_SPEEDS].crowd >= CROWDED ||
+            (dp->hold_flush || *l != NULL ||
+                    dp->speeds[speed_hash(hash, job->kind) % N_SPEEDS].crowd >= CROWDED ||
                     hpo_storage_resolved(dp->storage) < hpo_storage_accepted(dp->storage));
     /* The lane is this thread's while it runs the job: later ones queue behind it. */
     lane = *l != NULL ? *l : lane_new(dp, l, job->key, hash);
@@ -530,8 +534,11 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     note_speed(dp, speed_hash(hash, job->kind), now_us() - t0);
     if (pipelined) {
         job->seen_upto = hpo_storage_accepted(dp->storage);
-        /* Writes it could see still in flight: held, in its lane, until released. */
-        job->held = hpo_storage_resolved(dp->storage) < job->seen_upto;
+        /*
+        ** Writes it could see still in flight, or (the flush) commits it could
+        ** see not yet known to be flushed: held, in its lane, until released.
+        */
+        job->held = dp->hold_flush || hpo_storage_resolved(dp->storage) < job->seen_upto;
         if (job->held) {
             job->ticket = NO_TICKET;
             job->lane = lane;

@@ -37,8 +37,9 @@ int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dis
 /*
 ** Hold each job's done() until `st` flushed every commit made before the job
 ** finished (hpo_storage_defer_flush: jobs return from their writes before
-** the flush); jobs then never run inline (hpo_dispatch_run_inline returns
-** false). Call before the first submit. hpo_dispatch_detach(), after the
+** the flush); jobs then run inline only with pipelined writes
+** (hpo_dispatch_pipeline), and such a run is always held (its reply waits
+** for the flush like a worker's). Call before the first submit. hpo_dispatch_detach(), after the
 ** last submit, waits for the held replies and detaches from `st`'s flush
 ** callback; call it before hpo_storage_close.
 */

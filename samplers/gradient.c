@@ -55,6 +55,8 @@
 #define SPSA_ALPHA 0.602
 #define SPSA_GAMMA 0.101
 #define BLOB_MAGIC "HPOGRD01"
+#define REC_MAGIC  "HPOGREC1"
+#define REC_HEAD   32 /* a record's header: magic, trial, n_trials, sign */
 #define MAX_BATCH  1000000
 #define MAX_STALE  1000000000
 
@@ -110,7 +112,9 @@ struct gradient_state {
     json_t *init; /* the `init` option (reference), or NULL */
 
     /* Derived from the space. */
+    const struct hpo_space *space; /* the study's, outlives the state (replays records) */
     size_t dim, n_params;
+    bool any_conditional; /* a param has `when`: no records (activity is the service's) */
     struct gparam *gp; /* per param */
     bool *active;      /* per param, fixed at the initial point */
     size_t n_diff;     /* differentiable coordinates P */
@@ -148,6 +152,18 @@ struct gradient_state {
     /* Scratch, not persisted. */
     double *est; /* SPSA/FD estimate, allocated on first use */
     bool dirty;  /* suggest() changed persistent state */
+    /*
+    ** The last suggest handed the iterate u of step pure_k, unperturbed, to
+    ** the new trial pure_number: its values then follow from u alone, so
+    ** its tell can be stored as a record (its gradient) and replayed.
+    */
+    bool pure;
+    uint64_t pure_number;
+    int64_t pure_k;
+    /* The last tell as a record (save_record): header and the client's gradient. */
+    bool rec_ready;
+    const double *rec_grad;
+    unsigned char rec_head[REC_HEAD];
     unsigned char head[8 + HEADER_WORDS * 8 + 2 * sizeof(double)]; /* save_parts' header */
 };
 
@@ -519,6 +535,7 @@ static int gradient_configure(const json_t *options, const struct hpo_space *spa
     if (r < 0) {
         goto fail;
     }
+    st->space = space;
     st->dim = space->dim;
     st->n_params = space->n_params;
     st->gp = calloc(space->n_params ? space->n_params : 1, sizeof(*st->gp));
@@ -554,6 +571,7 @@ static int gradient_configure(const json_t *options, const struct hpo_space *spa
         g->offset = p->offset;
         g->width = p->width;
         g->conditional = p->n_conditions > 0;
+        st->any_conditional = st->any_conditional || g->conditional;
         if (p->type != HPO_PARAM_FLOAT) {
             g->kind = KIND_FROZEN;
         } else if (p->log) {
@@ -920,12 +938,18 @@ static int gradient_suggest(void *state, const struct hpo_space *space,
         st->dirty = true;
     }
     write_point(st, space, unit_point);
+    /* A waiting trial may be the one served (with fixed values): not pure then. */
+    st->pure = history->count[HPO_STATE_WAITING] == 0;
+    st->pure_number = t;
+    st->pure_k = st->k;
+    st->rec_ready = false;
     if ((st->mode == MODE_SPSA || st->mode == MODE_FD) && st->n_diff > 0 &&
             t >= st->spsa_start) {
         uint64_t w = window_start(st, st->k);
         uint64_t s = set_size(st);
         uint64_t o = t - w;
         uint64_t member = o % s;
+        st->pure = false;
         if (!st->have_key) {
             st->key = hpo_rng_next(rng);
             st->have_key = true;
@@ -937,6 +961,27 @@ static int gradient_suggest(void *state, const struct hpo_space *space,
             fd_point(st, space, member / 2, member % 2 == 0 ? 1.0 : -1.0, unit_point);
         }
     }
+    return 0;
+}
+
+static bool gradient_reproducible(const void *state)
+{
+    const struct gradient_state *st = state;
+
+    return st->pure && st->initialized && !st->any_conditional && st->mode != MODE_SPSA &&
+            st->mode != MODE_FD;
+}
+
+/* The unperturbed point of u as it is (what a pure suggest wrote). */
+static int gradient_regenerate(void *state, const struct hpo_space *space, double *unit_point)
+{
+    struct gradient_state *st = state;
+
+    if (!st->initialized || st->any_conditional || st->mode == MODE_SPSA ||
+            st->mode == MODE_FD) {
+        return -ENOENT;
+    }
+    write_point(st, space, unit_point);
     return 0;
 }
 
@@ -1166,7 +1211,7 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
 ** Feed one gradient of version `ver`: clip, weight by staleness, add to the
 ** batch, step when the batch is full (section 7.3 steps 3-5).
 */
-static void feed(struct gradient_state *st, const struct hpo_space *space, struct gsrc *s,
+static bool feed(struct gradient_state *st, const struct hpo_space *space, struct gsrc *s,
         int64_t ver, uint64_t n_trials)
 {
     int64_t tau = st->k - ver;
@@ -1174,14 +1219,14 @@ static void feed(struct gradient_state *st, const struct hpo_space *space, struc
 
     if (tau > st->max_staleness) {
         st->n_dropped++;
-        return;
+        return false;
     }
     /* Room for the step log first, so an OOM cannot leave a half-applied step. */
     if ((size_t)(st->k - st->steps_base) + 1 > st->cap_steps) {
         size_t cap = st->cap_steps ? st->cap_steps * 2 : 64;
         uint64_t *n = realloc(st->steps, cap * sizeof(*n));
         if (n == NULL) {
-            return;
+            return false;
         }
         st->steps = n;
         st->cap_steps = cap;
@@ -1200,7 +1245,7 @@ static void feed(struct gradient_state *st, const struct hpo_space *space, struc
     s->div = 1.0;
     if (st->acc == NULL) {
         apply_step(st, space, s, n_trials);
-        return;
+        return true;
     }
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
@@ -1218,6 +1263,7 @@ static void feed(struct gradient_state *st, const struct hpo_space *space, struc
         memset(st->acc, 0, st->dim * sizeof(double));
         st->n_acc = 0;
     }
+    return true;
 }
 
 static bool has_gradient(const struct gradient_state *st, const struct hpo_space *space,
@@ -1320,7 +1366,7 @@ static void estimate_tell(struct gradient_state *st, const struct hpo_space *spa
     }
     {
         struct gsrc src = { .dense = st->est, .mul = 1.0, .div = 1.0 };
-        feed(st, space, &src, ver, h->n_trials);
+        (void)feed(st, space, &src, ver, h->n_trials);
     }
 }
 
@@ -1329,8 +1375,12 @@ static void gradient_tell(void *state, const struct hpo_space *space,
 {
     struct gradient_state *st = state;
     const struct hpo_trial *t = history->trials[trial];
+    /* Its values are u's of now: the tell can be a record (save_record). */
+    bool pure = st->pure && st->initialized && st->mode == MODE_CLIENT && !st->any_conditional &&
+            (uint64_t)trial == st->pure_number && st->pure_k == st->k;
     bool grad;
 
+    st->rec_ready = false;
     if (trial < st->told_base) {
         /* Older than every kept version: too stale (a retry may count twice). */
         if (st->mode == MODE_CLIENT && t->state == HPO_STATE_COMPLETE &&
@@ -1366,7 +1416,14 @@ static void gradient_tell(void *state, const struct hpo_space *space,
         if (grad) {
             struct gsrc src = { .grad = gradient, .vals = t->values,
                 .sgn = history->maximize ? -1.0 : 1.0 };
-            feed(st, space, &src, version_of(st, trial), history->n_trials);
+            uint64_t head[3] = { (uint64_t)trial, history->n_trials, 0 };
+            if (feed(st, space, &src, version_of(st, trial), history->n_trials) && pure) {
+                memcpy(&head[2], &src.sgn, sizeof(double));
+                memcpy(st->rec_head, REC_MAGIC, 8);
+                memcpy(st->rec_head + 8, head, sizeof(head));
+                st->rec_grad = gradient;
+                st->rec_ready = true;
+            }
         }
         return;
     }
@@ -1450,6 +1507,19 @@ static int gradient_save_parts(const void *state, struct hpo_part *parts)
     return n;
 }
 
+static int gradient_save_record(const void *state, struct hpo_part *parts)
+{
+    struct gradient_state *st = (struct gradient_state *)state;
+
+    if (!st->rec_ready) {
+        return 0;
+    }
+    st->rec_ready = false;
+    parts[0] = (struct hpo_part){ st->rec_head, REC_HEAD };
+    parts[1] = (struct hpo_part){ st->rec_grad, st->dim * sizeof(double) };
+    return 2;
+}
+
 static int gradient_save(const void *state, void **blob, size_t *len)
 {
     struct hpo_part parts[HPO_SAVE_PARTS];
@@ -1514,6 +1584,74 @@ static bool vectors_valid(const struct gradient_state *st, const unsigned char *
     return true;
 }
 
+/* A record's header: trial, n_trials and the sign of the gradient. */
+static void record_head(const unsigned char *r, uint64_t *trial, uint64_t *n_trials, double *sgn)
+{
+    memcpy(trial, r + 8, 8);
+    memcpy(n_trials, r + 16, 8);
+    memcpy(sgn, r + 24, sizeof(double));
+}
+
+/*
+** Whether n records can be replayed on the state a blob holds (its step
+** log, the last `n_steps` entries, and its told bitmap): each of a trial
+** created after the step before it and not told yet, counted in order.
+*/
+static bool records_valid(const struct gradient_state *st, const unsigned char *rec, size_t n,
+        const unsigned char *steps, uint64_t n_steps, const unsigned char *told,
+        uint64_t told_bits, uint64_t told_base)
+{
+    uint64_t since = 0; /* trials that existed at the last step */
+    uint64_t last = 0;
+
+    if (n_steps > 0) {
+        memcpy(&since, steps + (n_steps - 1) * 8, 8);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *r = rec + i * (REC_HEAD + st->dim * sizeof(double));
+        uint64_t trial, n_trials, bit;
+        double sgn;
+
+        record_head(r, &trial, &n_trials, &sgn);
+        if (memcmp(r, REC_MAGIC, 8) != 0 || (sgn != 1.0 && sgn != -1.0) || trial < since ||
+                trial >= n_trials || (i > 0 && trial <= last) || trial < told_base) {
+            return false;
+        }
+        bit = trial - told_base;
+        if (bit < told_bits && (told[bit / 8] >> (bit % 8)) & 1) {
+            return false;
+        }
+        since = n_trials;
+        last = trial;
+    }
+    return true;
+}
+
+/*
+** One record: the tell of a trial that was handed u as it is now. Its values
+** are recomputed as the ask made them (unit_of, then the service's decode),
+** bit for bit, and the gradient is fed as the tell fed it.
+*/
+static void replay(struct gradient_state *st, const unsigned char *r, double *vals, double *grad)
+{
+    const struct hpo_space *space = st->space;
+    uint64_t trial, n_trials;
+    struct gsrc src = { .grad = grad, .vals = vals };
+
+    record_head(r, &trial, &n_trials, &src.sgn);
+    memcpy(grad, r + REC_HEAD, st->dim * sizeof(double)); /* aligned for the step */
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        if (is_diff(st, i)) {
+            struct unit_job job = { p, &st->gp[i], st->u + p->offset, vals + p->offset };
+            hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
+            hpo_param_from_unit_n(p, vals + p->offset, vals + p->offset, p->width);
+        }
+    }
+    told_set(st, trial);
+    (void)feed(st, space, &src, version_of(st, trial), n_trials);
+}
+
 static int gradient_load(void *state, const void *blob, size_t len)
 {
     struct gradient_state *st = state;
@@ -1525,6 +1663,9 @@ static int gradient_load(void *state, const void *blob, size_t len)
     size_t told_bytes, nv;
     uint64_t *steps = NULL;
     unsigned char *told = NULL;
+    const unsigned char *rec = NULL;
+    double *scratch = NULL;
+    size_t whole, n_rec = 0;
     double lr, a;
 
     if (len < fixed || memcmp(p, BLOB_MAGIC, 8) != 0) {
@@ -1552,21 +1693,40 @@ static int gradient_load(void *state, const void *blob, size_t len)
     told_bytes = told_bits / 8;
     /* Every section must fit in what is left: check before any multiplication overflows. */
     if ((st->dim > 0 && nv > (len - fixed) / vec) || n_steps > (len - fixed - nv * vec) / 8 ||
-            len - fixed - nv * vec - n_steps * 8 != told_bytes) {
+            len - fixed - nv * vec - n_steps * 8 < told_bytes) {
         return -EINVAL;
     }
     if (!isfinite(lr) || isnan(a) || ((flags & F_INITIALIZED) && !vectors_valid(st, p, nv))) {
         return -EINVAL;
     }
-    if (n_steps > 0) {
-        steps = malloc(n_steps * 8);
+    whole = fixed + nv * vec + n_steps * 8 + told_bytes;
+    /* Records of tells after it (save_record): each replays one step. */
+    if (whole < len) {
+        rec = (const unsigned char *)blob + whole;
+        n_rec = (len - whole) / (REC_HEAD + vec);
+        if (st->dim == 0 || (len - whole) % (REC_HEAD + vec) != 0 ||
+                !(flags & F_INITIALIZED) || hdr[3] != MODE_CLIENT ||
+                !records_valid(st, rec, n_rec, n_steps > 0 ? p + nv * vec : NULL, n_steps,
+                        p + nv * vec + n_steps * 8, told_bits, hdr[12])) {
+            return -EINVAL;
+        }
+        scratch = malloc(2 * vec);
+        if (scratch == NULL) {
+            return -ENOMEM;
+        }
+    }
+    if (n_steps + n_rec > 0) {
+        /* Room for the replayed steps too: a replay cannot fail halfway. */
+        steps = malloc((n_steps + n_rec) * 8);
         if (steps == NULL) {
+            free(scratch);
             return -ENOMEM;
         }
         memcpy(steps, p + nv * vec, n_steps * 8);
         for (uint64_t s = 1; s < n_steps; s++) {
             if (steps[s] < steps[s - 1]) {
                 free(steps);
+                free(scratch);
                 return -EINVAL;
             }
         }
@@ -1575,6 +1735,7 @@ static int gradient_load(void *state, const void *blob, size_t len)
         told = malloc(told_bytes);
         if (told == NULL) {
             free(steps);
+            free(scratch);
             return -ENOMEM;
         }
         memcpy(told, p + nv * vec + n_steps * 8, told_bytes);
@@ -1591,7 +1752,7 @@ static int gradient_load(void *state, const void *blob, size_t len)
     free(st->steps);
     free(st->told);
     st->steps = steps;
-    st->cap_steps = (size_t)n_steps;
+    st->cap_steps = (size_t)(n_steps + n_rec);
     st->steps_base = (int64_t)base;
     st->told = told;
     st->n_told_bits = (size_t)told_bits;
@@ -1609,6 +1770,8 @@ static int gradient_load(void *state, const void *blob, size_t len)
     st->lr = lr;
     st->a = a;
     st->dirty = false;
+    st->pure = false;
+    st->rec_ready = false;
     /* Which params are active, and P, follow from u (NaN = inactive). */
     st->n_diff = 0;
     for (size_t i = 0; i < st->n_params; i++) {
@@ -1618,6 +1781,10 @@ static int gradient_load(void *state, const void *blob, size_t len)
             st->n_diff += g->width;
         }
     }
+    for (size_t r = 0; r < n_rec; r++) {
+        replay(st, rec + r * (REC_HEAD + vec), scratch, scratch + st->dim);
+    }
+    free(scratch);
     return 0;
 }
 
@@ -1701,6 +1868,9 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .tell = gradient_tell,
     .save = gradient_save,
     .save_parts = gradient_save_parts,
+    .save_record = gradient_save_record,
+    .reproducible = gradient_reproducible,
+    .regenerate = gradient_regenerate,
     .load = gradient_load,
     .destroy = gradient_destroy,
     .needs_save = gradient_needs_save,

@@ -90,6 +90,25 @@ struct hpo_sampler_type {
     */
     int (*save_parts)(const void *state, struct hpo_part *parts);
     /*
+    ** Optional, with save_parts: the last tell as a record to append to the
+    ** last committed state instead of writing the whole state again (up to
+    ** 2 pieces into the sampler's and the tell's memory, valid until the
+    ** tell's write returns), or 0 when this tell cannot be told that way.
+    ** load() takes a state followed by any number of such records. Storage
+    ** that cannot append writes save_parts' whole state instead.
+    */
+    int (*save_record)(const void *state, struct hpo_part *parts);
+    /*
+    ** Optional, together: whether the point the last suggest() returned can
+    ** be rebuilt from the state saved with that ask alone (reproducible),
+    ** and rebuilding it (regenerate: the same unit point into `unit_point`,
+    ** 0, or -ENOENT when the state cannot). The service then lets storage
+    ** make the ask's big vectors durable lazily, and rebuilds a vector a
+    ** power cut lost at the next start, checked against its checksum.
+    */
+    bool (*reproducible)(const void *state);
+    int (*regenerate)(void *state, const struct hpo_space *space, double *unit_point);
+    /*
     ** Optional (required when save or save_parts is set): replace the state
     ** built by configure() with one save() wrote, `blob` being borrowed.
     ** Called at start for each study with a stored state, and to roll back

@@ -21,6 +21,14 @@ struct loader {
     struct study *cur; /* the study rows are being read for */
     struct hpo_buf by_id; /* struct study *, in load order */
     bool one; /* loading one study (hpo_service_ensure): registered once complete */
+    struct hpo_buf lost; /* struct lost_vector: vectors to rebuild (at start) */
+};
+
+/* A running trial's vector whose lazily written side file a power cut lost. */
+struct lost_vector {
+    struct study *s;
+    int64_t number, index;
+    uint64_t checksum;
 };
 
 static struct study *loader_study(struct loader *L, int64_t id)
@@ -255,13 +263,119 @@ static void finish_loaded(struct study *s)
     }
 }
 
-/* Every callback of a load (hpo_service_create, hpo_service_ensure, hpo__study_reload). */
+/*
+** A vector whose side file is gone or damaged: only a running trial's,
+** written lazily because its sampler can rebuild it (op_ask), is rebuilt.
+*/
+static int load_lost(void *ctx, int64_t study_id, int64_t number, int64_t index, size_t len,
+        uint64_t checksum)
+{
+    struct loader *L = ctx;
+    struct hpo_trial *t = loader_trial(L, study_id, number);
+    struct study *s = L->cur;
+    struct lost_vector *v;
+
+    if (t == NULL || index < 0 || (size_t)index >= s->space->n_params ||
+            s->space->params[index].size != len || t->state != HPO_STATE_RUNNING || t->thin ||
+            s->sampler_type->regenerate == NULL) {
+        return -EBADMSG;
+    }
+    v = hpo_buf_add(&L->lost, sizeof(*v));
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    *v = (struct lost_vector){ s, number, index, checksum };
+    return 0;
+}
+
+/*
+** The lost vectors, rebuilt from their samplers' loaded states as their asks
+** made them, each checked against the checksum its cell kept: a sampler
+** that has stepped since cannot give it back, and the load fails as for
+** any damaged file.
+*/
+static int rebuild_lost(struct loader *L, struct hpo_error *err)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < HPO_BUF_N(&L->lost, struct lost_vector) && r == 0; i++) {
+        struct lost_vector *v = &HPO_BUF_AT(&L->lost, struct lost_vector, i);
+        struct study *s = v->s;
+        struct hpo_trial *t = s->history.trials[v->number];
+        const struct hpo_param *p = &s->space->params[v->index];
+        size_t dim = s->space->dim ? s->space->dim : 1;
+        double *unit = malloc(dim * sizeof(double));
+        double *vals = malloc(dim * sizeof(double));
+        bool same = false;
+
+        if (unit == NULL || vals == NULL) {
+            r = hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+            free(unit);
+            free(vals);
+            break;
+        }
+        if (s->sampler_type->regenerate(s->sampler, s->space, unit) == 0) {
+            hpo__merge_suggestion(s->space, NULL, unit, vals);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            same = hpo_storage_checksum(&vals[p->offset], p->size * sizeof(double)) ==
+                    v->checksum;
+#endif
+        }
+        if (!same) {
+            r = hpo_error_set(err, -EBADMSG, HPO_INTERNAL, NULL,
+                    "loading params: the side file of '%s' of trial %lld of study '%s' is lost "
+                    "or damaged, and the sampler cannot rebuild it",
+                    p->name, (long long)v->number, s->name);
+        } else {
+            memcpy(&t->values[p->offset], &vals[p->offset], p->size * sizeof(double));
+            hpo_log(HPO_LOG_WARNING, "study '%s': rebuilt the lost vector '%s' of trial %lld",
+                    s->name, p->name, (long long)v->number);
+        }
+        free(unit);
+        free(vals);
+    }
+    return r;
+}
+
+/* Write the rebuilt vectors again (new side files), once the storage runs. */
+static int rewrite_lost(struct loader *L, struct hpo_error *err)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < HPO_BUF_N(&L->lost, struct lost_vector) && r == 0; i++) {
+        struct lost_vector *v = &HPO_BUF_AT(&L->lost, struct lost_vector, i);
+        const struct hpo_param *p = &v->s->space->params[v->index];
+        struct hpo__write w = { 0 };
+        struct hpo_op *op = hpo__write_op(&w, HPO_OP_PARAM_VECTOR, v->s->id);
+
+        op->number = v->number;
+        op->index = v->index;
+        op->vector = &v->s->history.trials[v->number]->values[p->offset];
+        op->len = p->size;
+        op->value = op->vector[0];
+        r = hpo__commit(L->svc, v->s, &w, err);
+        hpo__write_free(&w);
+    }
+    return r;
+}
+
+/* Every callback of a load (hpo_service_ensure, hpo__study_reload). */
 static const struct hpo_load_callbacks load_cb = {
     .study = load_study,
     .trial = load_trial,
     .param = load_param,
     .report = load_report,
     .attr = load_attr,
+};
+
+/* The load at start also rebuilds the vectors a power cut lost. */
+static const struct hpo_load_callbacks start_cb = {
+    .study = load_study,
+    .trial = load_trial,
+    .param = load_param,
+    .report = load_report,
+    .attr = load_attr,
+    .lost = load_lost,
 };
 
 int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_options *opt,
@@ -285,9 +399,13 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
     pthread_rwlock_init(&svc->registry_lock, NULL);
     pthread_mutex_init(&svc->create_lock, NULL);
     L.svc = svc;
-    r = hpo_storage_load(storage, &load_cb, &L, err);
+    r = hpo_storage_load(storage, &start_cb, &L, err);
+    if (r == 0) {
+        r = rebuild_lost(&L, err);
+    }
     if (r < 0) {
         hpo_buf_free(&L.by_id);
+        hpo_buf_free(&L.lost);
         hpo_service_destroy(svc);
         return r;
     }
@@ -297,8 +415,15 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
     hpo_buf_free(&L.by_id);
     r = hpo_storage_start(storage);
     if (r < 0) {
+        hpo_buf_free(&L.lost);
         hpo_service_destroy(svc);
         return hpo_error_set(err, r, HPO_INTERNAL, NULL, "cannot start the storage writer");
+    }
+    r = rewrite_lost(&L, err);
+    hpo_buf_free(&L.lost);
+    if (r < 0) {
+        hpo_service_destroy(svc);
+        return r;
     }
     *ret_service = svc;
     return 0;

@@ -250,6 +250,12 @@ void hpo__trial_changed(struct study *s, struct hpo_trial *t);
 bool hpo__vectors_evictable(struct hpo_service *svc, struct study *s, size_t k);
 /* Drop the vectors of finished trials near `around` from memory. */
 void hpo__vectors_evict(struct hpo_service *svc, struct study *s, size_t around);
+/*
+** A sampler's unit point made into values as an ask does (trials.c): from
+** `unit` where `fixed` (NULL: none) has no value, honouring `when`.
+*/
+void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
+        double *out);
 /* Delete stored vectors beyond the study's retain_vectors. */
 void hpo__vectors_retain(struct hpo_service *svc, struct study *s);
 /* The pending binary gradient of trial `number` for param index `param`, or NULL. */

@@ -146,6 +146,11 @@ struct hpo_service_request {
     json_t *doc;
     union hpo_service_args args;
     bool decoded;
+    /*
+    ** The caller takes a trial's JSON reply as text (`text`, JSON) where the
+    ** service writes it straight from memory (the HTTP layer); else `reply`.
+    */
+    bool text_ok;
     /* Outputs. */
     int status;          /* HTTP status: 200, 201, 204, or the error's */
     json_t *reply;       /* new reference, NULL for 204 or errors */

@@ -78,6 +78,7 @@ struct study {
     bool sampler_stale;  /* a rollback could not read it: the sampler's memory is not trusted */
     void *spare_blob; /* a buffer save() may reuse (capacity spare_cap) */
     struct hpo_part state_parts[HPO_SAVE_PARTS]; /* a big state's pieces, until its write returns */
+    struct hpo_part state_record[2]; /* the last tell as a record to append (save_record) */
     size_t spare_cap;
     struct hpo_buf grads; /* struct pending_gradient */
     pthread_mutex_t lock;
@@ -180,6 +181,16 @@ json_t *hpo__study_to_json(struct study *s, bool with_params);
 
 /* A trial as docs/REFERENCE.md returns it (new reference). */
 json_t *hpo__trial_to_json(struct study *s, const struct hpo_trial *t);
+
+/*
+** The same as JSON text (trial-text.c), malloc'd, its length in *ret_len;
+** NULL for the trials it leaves to hpo__trial_to_json, or without memory.
+*/
+char *hpo__trial_to_text(struct study *s, const struct hpo_trial *t, size_t *ret_len);
+
+/* Reply with trial t: as text when req->text_ok and trial-text.c writes it, else as JSON. */
+void hpo__reply_trial(struct hpo_service_request *req, int status, struct study *s,
+        const struct hpo_trial *t);
 
 /* Keep derived indexes (best, running list, waiting cursor) in step after a change. */
 void hpo__study_note_state(struct study *s, struct hpo_trial *t);

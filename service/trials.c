@@ -41,9 +41,11 @@ struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_service_request
 
 /*
 ** Fill the params of `out` (values form, NaN = missing) from a sampler
-** suggestion where `fixed` has no value, honouring `when` in order.
+** suggestion where `fixed` has no value, honouring `when` in order. The
+** gradient sampler's replay of stored tells (samplers/gradient.c, replay)
+** recomputes a new trial's values this same way: keep the two in step.
 */
-static void merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
+void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
         double *out)
 {
     for (size_t i = 0; i < space->n_params; i++) {
@@ -145,7 +147,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     double *unit = NULL, *merged = NULL;
     void *blob = NULL;
     size_t blob_len = 0;
-    bool sample;
+    bool sample, fresh;
     int64_t now = hpo_now_ms();
     struct study *s = hpo__study_acquire(svc, req);
 
@@ -163,6 +165,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
         goto out;
     }
     t = oldest_waiting(s);
+    fresh = t == NULL;
     if (t == NULL && s->max_trials >= 0 &&
             (int64_t)(s->history.n_trials - s->history.count[HPO_STATE_FAILED]) >= s->max_trials) {
         hpo_error_set(err, -ENOSPC, HPO_EXHAUSTED, NULL, "study '%s' reached max_trials %lld",
@@ -193,7 +196,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
             hpo__sampler_rollback(svc, s);
             goto out;
         }
-        merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
+        hpo__merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
     }
     if (t == NULL) {
         t = hpo_history_append_point(&s->history, HPO_STATE_RUNNING, point);
@@ -230,6 +233,13 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     t->worker = a->ask.worker ? strdup(a->ask.worker) : NULL;
     hpo__write_trial(&w, s, t);
     hpo__write_params(&w, s, t);
+    if (fresh && s->sampler_type->reproducible != NULL &&
+            s->sampler_type->reproducible(s->sampler)) {
+        /* The sampler rebuilds these vectors should a power cut lose them (loader.c). */
+        for (size_t i = 0; i < HPO_BUF_N(&w.ops, struct hpo_op); i++) {
+            HPO_BUF_AT(&w.ops, struct hpo_op, i).lazy = true;
+        }
+    }
     if (s->sampler_type->needs_save == NULL || s->sampler_type->needs_save(s->sampler)) {
         hpo__write_sampler_state(svc, &w, s, &blob, &blob_len);
     }
@@ -240,7 +250,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     hpo__sampler_committed(svc, s, &blob, blob_len);
     hpo_trial_undo_drop(&undo);
     hpo__trial_changed(s, t);
-    hpo__reply(req, 201, hpo__trial_to_json(s, t));
+    hpo__reply_trial(req, 201, s, t);
 out:
     free(blob);
     if (point != NULL) {
@@ -384,7 +394,7 @@ void hpo__op_trial_create(struct hpo_service *svc, struct hpo_service_request *r
         goto out;
     }
     hpo__trial_changed(s, t);
-    hpo__reply(req, 201, hpo__trial_to_json(s, t));
+    hpo__reply_trial(req, 201, s, t);
 out:
     free(values);
     free(results);
@@ -488,7 +498,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
     }
     if (t->state != HPO_STATE_RUNNING) {
         if (same_result(s, t, in->state, value, results)) {
-            hpo__reply(req, 200, hpo__trial_to_json(s, t));
+            hpo__reply_trial(req, 200, s, t);
         } else {
             hpo_error_set(err, -EBUSY, HPO_CONFLICT, NULL,
                     "trial %lld already finished as %s with another result", (long long)t->number,
@@ -562,7 +572,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
     hpo__sampler_committed(svc, s, &blob, blob_len);
     hpo__gradient_take(s, t->number, NULL, true);
     hpo__trial_changed(s, t);
-    hpo__reply(req, 200, hpo__trial_to_json(s, t));
+    hpo__reply_trial(req, 200, s, t);
     hpo__vectors_evict(svc, s, (size_t)t->number);
     hpo__vectors_retain(svc, s);
 out:
@@ -688,7 +698,7 @@ void hpo__op_trial_patch(struct hpo_service *svc, struct hpo_service_request *re
         }
         hpo_trial_undo_drop(&undo);
     }
-    hpo__reply(req, 200, hpo__trial_to_json(s, t));
+    hpo__reply_trial(req, 200, s, t);
 out:
     hpo__write_free(&w);
     hpo__study_release(s);

@@ -420,18 +420,21 @@ static int sync_parent(const char *path)
 }
 
 /*
-** The spare closest in size to `len` bytes, within a quarter of it either
-** way (a state file for the next state, not for a vector of another size),
-** or -1.
+** The spare closest in size to `len` bytes, within a quarter of it below
+** and up to twice it above (a state file for the next state, perhaps with
+** the records appended to it, not for a vector of another size), or -1.
 */
 static int pick_spare(const struct hpo_blobs *b, size_t len)
 {
-    size_t best_gap = len / 4 + 1;
+    size_t best_gap = SIZE_MAX;
     int best = -1;
 
     for (size_t i = 0; i < b->n_spare; i++) {
         size_t have = b->spare[i].len;
         size_t gap = have > len ? have - len : len - have;
+        if (have > len ? gap > len + len / 4 : gap > len / 4) {
+            continue;
+        }
         if (gap < best_gap) {
             best_gap = gap;
             best = (int)i;
@@ -448,6 +451,9 @@ static void drop_spare(struct hpo_blobs *b, size_t i, bool unlink_it)
     memmove(&b->spare[i], &b->spare[i + 1], (b->n_spare - i - 1) * sizeof(b->spare[0]));
     b->n_spare--;
 }
+
+static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err);
+static void lazy_committed(struct hpo_blobs *b);
 
 /* Drop the cached pages of the files written before (what writeback has finished with). */
 static void release_written(struct hpo_blobs *b)
@@ -515,6 +521,20 @@ int hpo__blobs_open_read(struct hpo_blobs *b, const char *db_path)
 
 void hpo__blobs_close(struct hpo_blobs *b)
 {
+    struct hpo_error ignored;
+    bool synced = false;
+
+    /* A clean stop leaves every committed file on disk. */
+    lazy_committed(b);
+    if (sync_lazy(b, true, &synced, &ignored) < 0) {
+        for (size_t i = 0; i < b->n_lazy; i++) {
+            close(b->lazy[i].fd);
+        }
+        b->n_lazy = 0;
+    }
+    if (synced && b->dirfd >= 0) {
+        (void)fsync(b->dirfd);
+    }
     release_written(b);
     while (b->n_spare > 0) {
         drop_spare(b, b->n_spare - 1, true);
@@ -634,12 +654,20 @@ out:
     return r;
 }
 
+/* The cell's text of `ref` (name, len and hash set). */
+static void format_ref(struct hpo_blob_ref *ref)
+{
+    int k = snprintf(ref->text, sizeof(ref->text), "%s%s:%zu:%016" PRIx64, HPO_BLOB_MAGIC,
+            ref->name, ref->len, ref->hash);
+
+    ref->text_len = (size_t)k;
+}
+
 void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct hpo_part *parts,
         size_t n, struct hpo_blob_ref *ref)
 {
     struct hpo_xxh64 x;
     size_t len = 0;
-    int k;
 
     hpo__xxh64_init(&x);
     for (size_t i = 0; i < n; i++) {
@@ -649,10 +677,11 @@ void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct
     ref->counter = b->next++;
     ref->len = len;
     ref->hash = hpo__xxh64_digest(&x);
+    /* Kept for hpo__blob_keep_tail: an append continues this checksum. */
+    b->last_x = x;
+    b->last_counter = ref->counter;
     snprintf(ref->name, sizeof(ref->name), "s%" PRId64 "-%016" PRIx64, study_id, ref->counter);
-    k = snprintf(ref->text, sizeof(ref->text), "%s%s:%zu:%016" PRIx64, HPO_BLOB_MAGIC,
-            ref->name, len, ref->hash);
-    ref->text_len = (size_t)k;
+    format_ref(ref);
 }
 
 void hpo__blob_prepare(struct hpo_blobs *b, int64_t study_id, const void *data, size_t len,
@@ -689,8 +718,14 @@ static int open_for_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, s
     return fd < 0 ? -errno : fd;
 }
 
-int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
-        const struct hpo_part *parts, size_t n, struct hpo_error *err)
+/*
+** Write the file `ref` names. `state`: a sampler state, which later records
+** may extend (hpo__blob_append): a longer spare keeps its length, so those
+** appends overwrite allocated blocks inside the file (an fdatasync of data
+** alone) rather than growing it; the bytes past the reference are never read.
+*/
+static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
+        const struct hpo_part *parts, size_t n, bool lazy, bool state, struct hpo_error *err)
 {
     size_t old_len;
     int fd;
@@ -707,13 +742,25 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     for (size_t i = 0; i < n && r == 0; i++) {
         r = write_all(fd, parts[i].data, parts[i].len);
     }
-    if (r == 0 && old_len > ref->len && ftruncate(fd, (off_t)ref->len) < 0) {
+    if (r == 0 && old_len > ref->len && !state && ftruncate(fd, (off_t)ref->len) < 0) {
         r = -errno;
     }
-    if (r == 0 && b->sync && fdatasync(fd) < 0) {
+    if (r == 0 && lazy) {
+        /*
+        ** Synced by the next batch (hpo__blobs_sync_dir). Its writeback starts
+        ** only once this batch committed (lazy_committed): started now, ext4's
+        ** ordered mode would make this commit's own journal flush wait for it.
+        */
+        snprintf(b->lazy[b->n_lazy].name, HPO_BLOB_NAME_MAX, "%s", ref->name);
+        b->lazy[b->n_lazy].fd = fd;
+        b->lazy[b->n_lazy].batch = true;
+        b->n_lazy++;
+    } else if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
     }
-    if (r == 0 && old_len == 0 && b->n_written < HPO_BLOB_WRITTEN) {
+    if (r == 0 && lazy) {
+        /* kept open in b->lazy */
+    } else if (r == 0 && old_len == 0 && b->n_written < HPO_BLOB_WRITTEN) {
         /* A new file: start its writeback now, drop its pages at the next write. */
         if (!b->sync) {
             (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -730,10 +777,20 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     }
     b->fail_errno = 0;
     if (names_add(&b->created, ref->name) < 0) {
+        if (lazy) {
+            b->n_lazy--;
+            close(b->lazy[b->n_lazy].fd);
+        }
         (void)unlinkat(b->dirfd, ref->name, 0);
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     return 0;
+}
+
+int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
+        const struct hpo_part *parts, size_t n, struct hpo_error *err)
+{
+    return write_file(b, ref, parts, n, false, true, err);
 }
 
 int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
@@ -741,7 +798,57 @@ int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const v
 {
     struct hpo_part part = { data, ref->len };
 
-    return hpo__blob_write_parts(b, ref, &part, 1, err);
+    return write_file(b, ref, &part, 1, false, false, err);
+}
+
+int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
+        struct hpo_error *err)
+{
+    struct hpo_part part = { data, ref->len };
+
+    /* Without sync nothing is fdatasync'd anyway; a full list writes it as usual. */
+    return write_file(b, ref, &part, 1, b->sync && b->n_lazy < HPO_BLOB_LAZY, false, err);
+}
+
+/* Sync the lazy files of committed batches (before the next COMMIT or at close). */
+static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < b->n_lazy; i++) {
+        if (b->lazy[i].batch && !all) {
+            continue;
+        }
+        if (fdatasync(b->lazy[i].fd) < 0) {
+            return file_error(b, -errno, "syncing", b->lazy[i].name, err);
+        }
+        *synced = true;
+    }
+    for (size_t i = 0; i < b->n_lazy; i++) {
+        if (b->lazy[i].batch && !all) {
+            b->lazy[k++] = b->lazy[i];
+            continue;
+        }
+        /* Written back: its pages may go, as a new file's do. */
+        (void)posix_fadvise(b->lazy[i].fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(b->lazy[i].fd);
+    }
+    b->n_lazy = k;
+    return 0;
+}
+
+/*
+** The current batch's lazy files now belong to a committed (or perhaps
+** committed) batch: their writeback starts, to be done by the next sync.
+*/
+static void lazy_committed(struct hpo_blobs *b)
+{
+    for (size_t i = 0; i < b->n_lazy; i++) {
+        if (b->lazy[i].batch) {
+            (void)sync_file_range(b->lazy[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
+        b->lazy[i].batch = false;
+    }
 }
 
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,
@@ -766,7 +873,8 @@ int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, vo
         close(fd);
         return sys_error(err, r, HPO_INTERNAL, r, "blob file '%s/%s'", b->dir, ref->name);
     }
-    if ((uint64_t)sb.st_size != (uint64_t)ref->len) {
+    /* Longer is a state file extended by an append that did not commit (crash). */
+    if ((uint64_t)sb.st_size < (uint64_t)ref->len) {
         close(fd);
         return hpo_error_set(err, -EBADMSG, HPO_INTERNAL, NULL,
                 "blob file '%s/%s' has %lld bytes, the database expects %zu", b->dir, ref->name,
@@ -796,11 +904,133 @@ int hpo__blob_obsolete(struct hpo_blobs *b, const void *value, size_t len, bool 
     return names_add(reusable ? &b->reusable : &b->obsolete, ref.name);
 }
 
+void hpo__blob_keep_tail(struct hpo_blobs *b, const struct hpo_blob_ref *ref)
+{
+    struct hpo_blob_tail *t = &b->tails[0];
+
+    if (b->last_counter != ref->counter) {
+        return;
+    }
+    /* The least recently written slot (a free one has used 0). */
+    for (size_t i = 1; i < HPO_BLOB_TAILS; i++) {
+        if (b->tails[i].used < t->used) {
+            t = &b->tails[i];
+        }
+    }
+    snprintf(t->name, sizeof(t->name), "%s", ref->name);
+    t->len = ref->len;
+    t->base = ref->len;
+    t->x = b->last_x;
+    t->used = ++b->tick;
+}
+
+/* Cut a file back to `len` bytes (undoing an append); failures leave bytes readers ignore. */
+static void cut_back(struct hpo_blobs *b, const char *name, size_t len)
+{
+    int fd = openat(b->dirfd, name, O_WRONLY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        (void)ftruncate(fd, (off_t)len);
+        close(fd);
+    }
+}
+
+static int pwrite_all(int fd, const unsigned char *p, size_t len, off_t at)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len < WRITE_CHUNK ? len : WRITE_CHUNK, at);
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            return -EIO;
+        }
+        p += n;
+        at += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
+        const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref, struct hpo_error *err)
+{
+    struct hpo_blob_tail *t = NULL;
+    struct hpo_xxh64 x;
+    size_t add = 0, slot;
+    off_t at;
+    int fd;
+    int r = 0;
+
+    if (b->dirfd < 0 || b->n_appended == HPO_BLOB_TAILS) {
+        return 0;
+    }
+    for (size_t i = 0; i < HPO_BLOB_TAILS; i++) {
+        if (b->tails[i].used != 0 && strcmp(b->tails[i].name, cur->name) == 0 &&
+                b->tails[i].len == cur->len && hpo__xxh64_digest(&b->tails[i].x) == cur->hash) {
+            t = &b->tails[i];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        add += parts[i].len;
+    }
+    /* The records after a whole state stay within its size: a bounded replay at load. */
+    if (t == NULL || add > t->base - (t->len - t->base)) {
+        return 0;
+    }
+    slot = (size_t)(t - b->tails);
+    fd = openat(b->dirfd, cur->name, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0; /* gone: the whole state goes to a new file */
+    }
+    at = (off_t)cur->len;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        r = pwrite_all(fd, parts[i].data, parts[i].len, at);
+        at += (off_t)parts[i].len;
+    }
+    if (r == 0 && b->sync) {
+        /* The disk takes the bytes while the checksum is computed. */
+        (void)sync_file_range(fd, (off_t)cur->len, (off_t)add, SYNC_FILE_RANGE_WRITE);
+    }
+    x = t->x;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        hpo__xxh64_update(&x, parts[i].data, parts[i].len);
+    }
+    if (r == 0 && b->sync && fdatasync(fd) < 0) {
+        r = -errno;
+    }
+    close(fd);
+    if (r < 0) {
+        cut_back(b, cur->name, cur->len);
+        b->fail_errno = r != -ENOMEM ? -r : 0;
+        b->fail_len = add;
+        return file_error(b, r, "appending to", cur->name, err);
+    }
+    b->fail_errno = 0;
+    b->appended[b->n_appended].slot = slot;
+    b->appended[b->n_appended].old = *t;
+    b->n_appended++;
+    t->x = x;
+    t->len += add;
+    t->used = ++b->tick;
+    *ref = *cur;
+    ref->len = t->len;
+    ref->hash = hpo__xxh64_digest(&t->x);
+    format_ref(ref);
+    return 1;
+}
+
 void hpo__blobs_mark(const struct hpo_blobs *b, struct hpo_blob_mark *mark)
 {
     mark->created = b->created.n;
     mark->obsolete = b->obsolete.n;
     mark->reusable = b->reusable.n;
+    mark->appended = b->n_appended;
+    mark->lazy = b->n_lazy;
 }
 
 void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
@@ -809,12 +1039,28 @@ void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
         b->created.n--;
         (void)unlinkat(b->dirfd, b->created.v[b->created.n], 0);
     }
+    /* This batch's lazy files come last; their names were unlinked above. */
+    while (b->n_lazy > mark->lazy && b->lazy[b->n_lazy - 1].batch) {
+        b->n_lazy--;
+        close(b->lazy[b->n_lazy].fd);
+    }
+    while (b->n_appended > mark->appended) {
+        b->n_appended--;
+        b->tails[b->appended[b->n_appended].slot] = b->appended[b->n_appended].old;
+        cut_back(b, b->appended[b->n_appended].old.name, b->appended[b->n_appended].old.len);
+    }
     b->obsolete.n = mark->obsolete;
     b->reusable.n = mark->reusable;
 }
 
 void hpo__blobs_forget(struct hpo_blobs *b)
 {
+    /* Whether the appends committed is unknown: those files are extended no more. */
+    for (size_t i = 0; i < b->n_appended; i++) {
+        memset(&b->tails[b->appended[i].slot], 0, sizeof(b->tails[0]));
+    }
+    b->n_appended = 0;
+    lazy_committed(b);
     b->created.n = 0;
     b->obsolete.n = 0;
     b->reusable.n = 0;
@@ -822,18 +1068,31 @@ void hpo__blobs_forget(struct hpo_blobs *b)
 
 int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err)
 {
-    if (!b->sync || b->created.n == 0) {
+    size_t fresh = 0;
+    bool synced = false;
+    int r;
+
+    if (!b->sync) {
         return 0;
     }
-    if (fsync(b->dirfd) < 0) {
-        return file_error(b, -errno, "syncing the directory of", b->created.v[0], err);
+    for (size_t i = 0; i < b->n_lazy; i++) {
+        fresh += b->lazy[i].batch;
+    }
+    r = sync_lazy(b, false, &synced, err);
+    if (r < 0) {
+        return r;
+    }
+    if ((synced || b->created.n > fresh) && fsync(b->dirfd) < 0) {
+        return file_error(b, -errno, "syncing the directory of",
+                b->created.n > 0 ? b->created.v[0] : "a lazy file", err);
     }
     return 0;
 }
 
 bool hpo__blobs_pending(const struct hpo_blobs *b)
 {
-    return b->created.n > 0 || b->obsolete.n > 0 || b->reusable.n > 0;
+    return b->created.n > 0 || b->obsolete.n > 0 || b->reusable.n > 0 || b->n_appended > 0 ||
+            b->n_lazy > 0;
 }
 
 void hpo__blobs_finish(struct hpo_blobs *b)
@@ -858,4 +1117,6 @@ void hpo__blobs_finish(struct hpo_blobs *b)
     b->created.n = 0;
     b->obsolete.n = 0;
     b->reusable.n = 0;
+    b->n_appended = 0;
+    lazy_committed(b);
 }

@@ -484,12 +484,13 @@ static void bind_value(struct sq_storage *st, int *rc, sqlite3_stmt *stmt, int i
 
 /* Write the side file of a value bound by bind_value, if it has one. */
 static int write_value(struct sq_storage *st, const struct hpo_blob_ref *ref, const void *data,
-        struct hpo_error *err)
+        bool lazy, struct hpo_error *err)
 {
     if (ref->text_len == 0) {
         return 0;
     }
-    return hpo__blob_write(&st->blobs, ref, data, err);
+    return lazy ? hpo__blob_write_lazy(&st->blobs, ref, data, err)
+                : hpo__blob_write(&st->blobs, ref, data, err);
 }
 
 /*
@@ -569,7 +570,46 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
         bind_value(st, &rc, stmt, 4, op->study_id, bytes, op->len * sizeof(double), &ref);
     }
     r = run(st, stmt, rc, "writing a param", err);
-    return r < 0 ? r : write_value(st, &ref, bytes, err);
+    return r < 0 ? r : write_value(st, &ref, bytes, op->lazy, err);
+}
+
+/*
+** A state given with pieces to append (op->append): extend the side file
+** the cell references when blobs.c can, and point the cell at the longer
+** file. Returns 1 when done, 0 to write the whole state, or a negative errno.
+*/
+static int append_state(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.old_state;
+    struct hpo_blob_ref cur, next;
+    bool found = false;
+    int rc = SQLITE_OK;
+    int r;
+
+    bind_i64(&rc, stmt, 1, op->study_id);
+    if (rc == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
+        found = hpo__blob_parse(sqlite3_column_blob(stmt, 0),
+                (size_t)sqlite3_column_bytes(stmt, 0), &cur);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    if (!found) {
+        return 0;
+    }
+    r = hpo__blob_append(&st->blobs, &cur, op->append, op->n_append, &next, err);
+    if (r <= 0) {
+        return r;
+    }
+    /* The same file, longer: nothing becomes obsolete. */
+    stmt = st->s.sampler_state;
+    rc = SQLITE_OK;
+    bind_i64(&rc, stmt, 1, op->study_id);
+    bind_blob(&rc, stmt, 2, next.text, next.text_len);
+    r = run(st, stmt, rc, "writing the sampler state", err);
+    if (r == 0) {
+        r = check_changed(st, op, err);
+    }
+    return r < 0 ? r : 1;
 }
 
 static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
@@ -583,6 +623,12 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
     int rc = SQLITE_OK;
     int r;
 
+    if (op->n_append > 0 && st->blobs.dirfd >= 0) {
+        r = append_state(st, op, err);
+        if (r != 0) {
+            return r < 0 ? r : 0;
+        }
+    }
     bind_i64(&rc, stmt, 1, op->study_id);
     r = collect_obsolete(st, stmt, rc, true, err);
     if (r < 0) {
@@ -609,7 +655,12 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
     if (r < 0 || ref.text_len == 0) {
         return r;
     }
-    return hpo__blob_write_parts(&st->blobs, &ref, parts, n, err);
+    r = hpo__blob_write_parts(&st->blobs, &ref, parts, n, err);
+    if (r == 0) {
+        /* Later tells may append to this file (op->append). */
+        hpo__blob_keep_tail(&st->blobs, &ref);
+    }
+    return r;
 }
 
 static int run_op(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
@@ -824,7 +875,7 @@ static int failure_errno(struct sq_storage *st)
 /* One group transaction: every write of `batch`, each in its savepoint. True if it committed. */
 static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
-    static const struct hpo_blob_mark all = { 0, 0, 0 };
+    static const struct hpo_blob_mark all = { 0, 0, 0, 0, 0 };
     struct hpo_error err;
     bool unlink_files = true, any = false;
     uint64_t ok = 0, n = 0, t0 = mono_us();
@@ -1556,6 +1607,17 @@ static int load_params(struct sq_storage *st, const struct hpo_load_callbacks *c
             if (in_file) {
                 /* Straight into the scratch buffer, no copy. */
                 r = load_file(st, &ref, st->vec, "a vector param", study_id, number, err);
+                if (r == -EBADMSG || r == -ENOENT || r == -ENODATA) {
+                    /* Missing, short or damaged: the service may rebuild it (a lazy write). */
+                    int lost = cb->lost != NULL
+                            ? cb->lost(ctx, study_id, number, index, len, ref.hash)
+                            : -1;
+                    if (lost == 0) {
+                        hpo_error_clear(err);
+                        r = 0;
+                        continue;
+                    }
+                }
                 if (r < 0) {
                     break;
                 }

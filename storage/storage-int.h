@@ -224,6 +224,29 @@ size_t hpo__storage_queued(struct hpo_storage *st);
 #define HPO_BLOB_NAME_MAX 40
 #define HPO_BLOB_SPARES   2
 #define HPO_BLOB_WRITTEN  2 /* new files kept open until their pages are dropped */
+#define HPO_BLOB_LAZY     8 /* files written lazily, waiting for the next batch's sync */
+
+/* XXH64's running state (hpo__xxh64_init/update/digest below). */
+struct hpo_xxh64 {
+    uint64_t v[4];
+    uint64_t total;
+    unsigned char mem[32];
+    size_t n_mem;
+};
+
+/*
+** A sampler state's file that a later state may extend (hpo__blob_append):
+** its name, its length as referenced, the length of the whole state at its
+** start, and the checksum's running state over those bytes.
+*/
+struct hpo_blob_tail {
+    char name[HPO_BLOB_NAME_MAX];
+    size_t len, base;
+    struct hpo_xxh64 x;
+    uint64_t used; /* when it was last written (LRU) */
+};
+
+#define HPO_BLOB_TAILS 4
 
 struct hpo_blob_ref {
     char name[HPO_BLOB_NAME_MAX]; /* "s<study id>-<counter, 16 hex digits>" */
@@ -270,11 +293,33 @@ struct hpo_blobs {
     */
     int fail_errno;
     size_t fail_len;
+    /* State files that may be extended, and the checksum state of the last prepared file. */
+    struct hpo_blob_tail tails[HPO_BLOB_TAILS];
+    uint64_t tick;
+    struct hpo_xxh64 last_x;
+    uint64_t last_counter;
+    /* The batch's appends, to undo (cut the file back) or forget. */
+    struct {
+        size_t slot;
+        struct hpo_blob_tail old;
+    } appended[HPO_BLOB_TAILS];
+    size_t n_appended;
+    /*
+    ** Files written lazily (hpo__blob_write_lazy), still open: not yet
+    ** fdatasync'd. `batch`: written by the current batch; the others belong
+    ** to committed batches and are synced before the next COMMIT.
+    */
+    struct {
+        char name[HPO_BLOB_NAME_MAX];
+        int fd;
+        bool batch;
+    } lazy[HPO_BLOB_LAZY];
+    size_t n_lazy;
 };
 
 /* Where a write started in the batch's lists, to undo just that write. */
 struct hpo_blob_mark {
-    size_t created, obsolete, reusable;
+    size_t created, obsolete, reusable, appended, lazy;
 };
 
 /*
@@ -321,14 +366,28 @@ void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct
 int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
         struct hpo_error *err);
 
-/* The same from n parts whose lengths add up to ref->len. */
+/*
+** The same from n parts whose lengths add up to ref->len: a sampler state,
+** whose file keeps the length of a longer spare it reuses (for appends).
+*/
 int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         const struct hpo_part *parts, size_t n, struct hpo_error *err);
 
 /*
+** hpo__blob_write for a value that can be rebuilt if a power cut loses it
+** (hpo_op.lazy): with sync, the file is not fdatasync'd now, only its
+** writeback started; hpo__blobs_sync_dir of the next batch syncs it (and
+** its directory entry) before that batch commits.
+*/
+int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
+        struct hpo_error *err);
+
+/*
 ** Read the file `ref` names into `buf` (ref->len bytes) and check its length
 ** and checksum. Returns 0, or a negative errno with `err` (internal) naming
-** the file: missing, short or long, unreadable, or not matching its checksum.
+** the file: missing, short, unreadable, or not matching its checksum. A longer
+** file is read up to ref->len (a state file's bytes past it are an unfinished
+** or undone append, or a reused spare's).
 */
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,
         struct hpo_error *err);
@@ -340,6 +399,25 @@ int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, vo
 */
 int hpo__blob_obsolete(struct hpo_blobs *b, const void *value, size_t len, bool reusable);
 
+/*
+** After `ref` (a sampler state's new file) was written: later states may be
+** appended to it (hpo__blob_append).
+*/
+void hpo__blob_keep_tail(struct hpo_blobs *b, const struct hpo_blob_ref *ref);
+
+/*
+** Append n parts to the state file `cur` references, if it is one
+** hpo__blob_keep_tail kept at that length and the appended bytes stay
+** within the whole state's length (a longer replay is not worth it): the
+** parts are written after its last byte (fdatasync'd if sync) and `ref` is
+** the reference to the longer file. Returns 1, 0 when the file cannot be
+** extended (write the whole state), or -EIO/-ENOMEM with `err` filled (the
+** file cut back). Undo cuts the file back; a committed reference may leave
+** bytes past its length after a crash, which readers ignore.
+*/
+int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
+        const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref, struct hpo_error *err);
+
 /* Mark where a write starts; undo unlinks the files it created and forgets its obsoletes. */
 void hpo__blobs_mark(const struct hpo_blobs *b, struct hpo_blob_mark *mark);
 void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark);
@@ -347,7 +425,11 @@ void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark);
 /* Forget the batch's lists without unlinking anything (the sweep decides later). */
 void hpo__blobs_forget(struct hpo_blobs *b);
 
-/* Before COMMIT with synchronous FULL: fsync the directory if the batch created files. */
+/*
+** Before COMMIT with synchronous FULL: fdatasync the lazy files of earlier
+** batches, then fsync the directory if the batch created files (its own
+** lazy ones aside) or lazy files were synced.
+*/
 int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err);
 
 /* Whether the batch has files to forget or unlink. */
@@ -360,12 +442,6 @@ void hpo__blobs_finish(struct hpo_blobs *b);
 uint64_t hpo__xxh64(const void *data, size_t len);
 
 /* The same over pieces: init, update with each, digest (equal to the one-shot hash). */
-struct hpo_xxh64 {
-    uint64_t v[4];
-    uint64_t total;
-    unsigned char mem[32];
-    size_t n_mem;
-};
 void hpo__xxh64_init(struct hpo_xxh64 *x);
 void hpo__xxh64_update(struct hpo_xxh64 *x, const void *data, size_t len);
 uint64_t hpo__xxh64_digest(const struct hpo_xxh64 *x);

@@ -24,6 +24,11 @@ int hpo_storage_open(const char *path, const struct hpo_storage_options *opt,
     return hpo__sqlite_open(path, opt, ret_storage, err);
 }
 
+uint64_t hpo_storage_checksum(const void *data, size_t len)
+{
+    return hpo__xxh64(data, len);
+}
+
 int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {

@@ -98,6 +98,20 @@ struct hpo_op {
     */
     const struct hpo_part *parts;
     size_t n_parts;
+    /*
+    ** SAMPLER_STATE with parts, optional: pieces that, appended to the state
+    ** stored now, make the same state as `parts` (the sampler's load()
+    ** replays them). Storage that keeps the state in a side file may append
+    ** these instead of writing `parts`; other storage ignores them.
+    */
+    const struct hpo_part *append;
+    size_t n_append;
+    /*
+    ** PARAM_VECTOR: the value can be rebuilt should a power cut lose it
+    ** (hpo_load_callbacks.lost): storage may make it durable only before the
+    ** next write's commit rather than this one's (SQLite's side files).
+    */
+    bool lazy;
     struct hpo_trial_row trial;
 };
 
@@ -182,7 +196,19 @@ struct hpo_load_callbacks {
     int (*report)(void *ctx, int64_t study_id, int64_t number, int64_t step, double value);
     /* User attrs ordered by (study_id, number, key); `json` is the value's JSON text. */
     int (*attr)(void *ctx, int64_t study_id, int64_t number, const char *key, const char *json);
+    /*
+    ** Optional, called in the params' order instead of `param`: a vector
+    ** whose side file is missing, short or does not match its checksum (a
+    ** lazy write a power cut lost, hpo_op.lazy). `len` elements were stored,
+    ** with `checksum` (hpo_storage_checksum of their little-endian bytes).
+    ** Return 0 when the caller rebuilds it; NULL or an error fails the load.
+    */
+    int (*lost)(void *ctx, int64_t study_id, int64_t number, int64_t index, size_t len,
+            uint64_t checksum);
 };
+
+/* The checksum storage keeps of a side file's bytes (XXH64, seed 0). */
+uint64_t hpo_storage_checksum(const void *data, size_t len);
 
 /*
 ** Read everything back, table by table, in the orders above. Call before

@@ -25,9 +25,11 @@ benchmark (bench-sampler.c, compiled here) for the sampler's own share.
 
 --baseline OTHER/hpod runs another build first in each mode (before/after in
 one run: the machine's load moves every figure). --phases runs each mode once
-more under `strace -f -T` and splits the daemon's round into its system calls
-(socket receive and send, side-file writes, fdatasync/fsync) and the rest
-(computing: decode, optimizer step, hashing; waiting; the client).
+more under `strace -f -T -ttt` and splits each phase of the round (ask,
+download, upload, tell; the client's own numpy work left out) into the
+daemon's system calls that started in it (socket receive and send, side-file
+writes, fdatasync/fsync) and the rest (computing: decode, optimizer step,
+hashing, page faults; waiting; the client's side of the transfer).
 
 Usage: /usr/bin/python3 bench/gradient/run.py [--hpod build/daemon/hpod]
        [--n 1000000] [--rounds 30] [--modes full,normal] [--baseline B] [--phases]
@@ -60,7 +62,7 @@ class Daemon:
                 "--synchronous", synchronous]
         if trace is not None:
             # Each syscall's time (-T) on every thread (-f); hpod's stderr stays on stderr.
-            argv = ["strace", "-f", "-T", "-o", trace, "-e",
+            argv = ["strace", "-f", "-T", "-ttt", "-o", trace, "-e",
                     "trace=write,pwrite64,fdatasync,fsync,sync_file_range,recvfrom,sendmsg,"
                     "sendto"] + argv
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
@@ -192,7 +194,7 @@ def e6_grad(lam):
     return g, float(0.5 * np.sum((w - 1.0) ** 2))
 
 
-def run(cli, name, n, rounds, mode, label=""):
+def run(cli, name, n, rounds, mode, label="", marks=None):
     study = {"name": name, "params": [{"name": "lam", "type": "float", "low": 1e-3,
                                        "high": 1e3, "log": True, "size": n}],
              "sampler": {"type": "gradient", "optimizer": "adam", "lr": 0.1, "seed": 1}}
@@ -222,6 +224,10 @@ def run(cli, name, n, rounds, mode, label=""):
             t4 = time.perf_counter()
             cli.call("POST", base + "/tell", {"value": loss, "gradient": {"lam": g.tolist()}})
         t5 = time.perf_counter()
+        if marks is not None:
+            # The phases' bounds on the wall clock strace stamps (-ttt).
+            off = time.time() - time.perf_counter()
+            marks.append([x + off for x in (t0, t1, t2, t3, t4, t5)])
         if r == 1:
             want = np.array(E6_ADAM_ONE_STEP)[np.arange(n) % 5]
             first_step_err = float(np.max(np.abs(lam - want)))
@@ -236,40 +242,62 @@ def run(cli, name, n, rounds, mode, label=""):
     return med
 
 
-SYSCALL = re.compile(r"^\d+\s+(\w+)\((\d+)?.*= (-?\d+).*<([\d.]+)>$")
+# A whole call, or the end of one another thread's call interrupted in the log.
+SYSCALL = re.compile(r"^\d+\s+([\d.]+)\s+(\w+)\((\d+)?.*= (-?\d+).*<([\d.]+)>$")
+RESUMED = re.compile(r"^\d+\s+([\d.]+)\s+<\.\.\. (\w+) resumed>.*= (-?\d+).*<([\d.]+)>$")
+KINDS = ("receive", "send", "file write", "writeback", "fdatasync")
 
 
-def phases(trace, rounds, round_ms):
-    """The daemon's time in system calls a round, by kind, from an strace -f -T log."""
-    ms = {"socket receive": 0.0, "socket send": 0.0, "side-file write": 0.0,
-          "start writeback": 0.0, "fdatasync/fsync": 0.0}
-    n_recv = n_sync = 0
-    written = 0
+def phases(trace, marks):
+    """Per phase of the round, the daemon's system calls that started in it, by kind, from
+    an strace -f -T -ttt log, and the rest of the phase's wall time (mean ms a round)."""
+    names = ("ask", "download", "upload", "tell")
+    edges = ((0, 1), (1, 2), (3, 4), (4, 5))  # indexes into a round's marks
+    ms = {p: dict.fromkeys(KINDS, 0.0) for p in names}
+    count = {p: dict.fromkeys(KINDS, 0) for p in names}
+    written = dict.fromkeys(names, 0)
+    calls = []
     with open(trace) as f:
         for line in f:
-            m = SYSCALL.match(line.strip())
-            if m is None:
-                continue
-            name, ret, t = m.group(1), int(m.group(3)), float(m.group(4)) * 1e3
-            if name == "recvfrom":
-                ms["socket receive"] += t
-                n_recv += 1
-            elif name in ("sendmsg", "sendto"):
-                ms["socket send"] += t
-            elif name in ("write", "pwrite64") and ret >= 65536:
-                ms["side-file write"] += t
-                written += ret
-            elif name == "sync_file_range":
-                ms["start writeback"] += t
-            elif name in ("fdatasync", "fsync"):
-                ms["fdatasync/fsync"] += t
-                n_sync += 1
-    parts = ", ".join("%s %.1f" % (k, v / rounds) for k, v in ms.items())
-    rest = round_ms - sum(ms.values()) / rounds
-    print("  daemon syscalls a round (strace -f -T, slows the run): %s; %d receive calls, "
-          "%.1f MB written to side files, %.1f fdatasync/fsync calls; the rest of the traced "
-          "round trip (%.1f ms): computing, waiting, the client"
-          % (parts, n_recv // rounds, written / rounds / 2 ** 20, n_sync / rounds, rest))
+            line = line.strip()
+            m = SYSCALL.match(line)
+            if m is not None:
+                start, name, ret, t = (float(m.group(1)), m.group(2), int(m.group(4)),
+                                       float(m.group(5)))
+            else:
+                m = RESUMED.match(line)
+                if m is None:
+                    continue
+                t = float(m.group(4))
+                start, name, ret = float(m.group(1)) - t, m.group(2), int(m.group(3))
+            kind = {"recvfrom": "receive", "sendmsg": "send", "sendto": "send",
+                    "sync_file_range": "writeback", "fdatasync": "fdatasync",
+                    "fsync": "fdatasync"}.get(name)
+            if name in ("write", "pwrite64") and ret >= 65536:
+                kind = "file write"
+            if kind is not None:
+                calls.append((start, kind, t * 1e3, ret))
+    wall = dict.fromkeys(names, 0.0)
+    for mk in marks:
+        for (a, b), p in zip(edges, names):
+            lo, hi = mk[a], mk[b]
+            wall[p] += (hi - lo) * 1e3
+            for start, kind, t, ret in calls:
+                if lo <= start < hi:
+                    ms[p][kind] += t
+                    count[p][kind] += 1
+                    if kind == "file write":
+                        written[p] += ret
+    rounds = len(marks)
+    print("  per phase, mean ms a round under strace -f -T (slower than untraced): wall = "
+          "daemon syscalls by kind + the rest (computing, page faults, waiting, the client)")
+    for p in names:
+        sys_ms = sum(ms[p].values()) / rounds
+        parts = ", ".join("%s %.1f (%.1f calls)" % (k, ms[p][k] / rounds, count[p][k] / rounds)
+                          for k in KINDS if count[p][k])
+        print("    %-8s wall %5.1f = syscalls %5.1f [%s; %.1f MB to side files] + rest %.1f"
+              % (p, wall[p] / rounds, sys_ms, parts, written[p] / rounds / 2 ** 20,
+                 (wall[p] - sum(ms[p].values())) / rounds))
 
 
 def main():
@@ -329,12 +357,13 @@ def main():
             if args.phases and shutil.which("strace"):
                 trace = os.path.join(tempfile.gettempdir(), "hpod-bench-gradient.strace")
                 d = Daemon(hpod, sync, trace)
+                marks = []
                 try:
-                    med = run(Client(d.port), "bench-bin", args.n, args.rounds, "binary",
-                              tag + " (traced)")
+                    run(Client(d.port), "bench-bin", args.n, args.rounds, "binary",
+                        tag + " (traced)", marks)
                 finally:
                     d.stop()
-                phases(trace, args.rounds, med["total"])
+                phases(trace, marks)
                 os.unlink(trace)
     for tag, med in meds.items():
         verdict = "PASS" if med["total"] <= 20.0 else "OVER"

@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """run.py: ask+tell throughput of hpod over HTTP vs a bare libmicrohttpd server and vs Optuna 3.1.
 
-Usage: bench/throughput/run.py [--hpod build-it/daemon/hpod] [--seconds 5] [--repeat 3]
+Usage: bench/throughput/run.py [--hpod build-it/daemon/hpod] [--baseline OTHER/hpod]
+                               [--seconds 5] [--repeat 3]
                                [--clients 1,8,64] [--optuna-seconds 5] [--optuna-procs 1,8]
                                [--synchronous normal|full] [--no-optuna] [--check]
 
 In one run, `repeat` rounds of: for each client count, the bare libmicrohttpd
-server (bench/throughput/bare-mhd.c: a fixed JSON body, no routing, storage or
-logging, MHD's epoll threads one per core) and then hpod (bench/throughput/loadgen.c:
+server (bench/throughput/bare-mhd.c: a fixed JSON body of the size of hpod's
+replies, no routing, storage or logging; libmicrohttpd set up as hpod sets it
+up: its poll() threads as many as hpod's HTTP threads, the same flags,
+memory and connection limits) and then hpod (bench/throughput/loadgen.c:
 one keep-alive connection per client thread speaking HTTP/1.1 itself, a fresh
 study with the random sampler per measurement, the daemon's default
 synchronous unless --synchronous), both driven the same way, so hpod's share of
@@ -20,7 +23,10 @@ processes sharing one study (forked, started together; the same concurrency
 as hpod's 8 clients). The same three-parameter space
 (float, log int, categorical) for both. Prints every round, the medians and the
 ratios, plus the CPU seconds used by the load generator and by hpod, so one can
-see that the generator is not the bottleneck.
+see that the generator is not the bottleneck, and hpod's CPU time per pair.
+With --baseline, a second hpod (an older build, say) runs beside the first
+and is measured right after it in every round, so a change is judged
+before/after in one run (the ratio per round and its median).
 
 Targets (issue 18): at 8 clients >= 10,000 pairs/s and >= 50% of the bare server's
 figure; 1 client: the ask's p50 <= 0.3 ms. Kept from before: >= 2,000 pairs/s and
@@ -65,11 +71,15 @@ def build_bare(outdir):
     return exe
 
 
-class Bare:
-    """bare-mhd on a free port of 127.0.0.1, MHD's epoll threads one per core."""
+HTTP_THREADS_MAX_AUTO = 8  # hpod's --http-threads 0: one per core, at most this many
 
-    def __init__(self, exe):
-        self.proc = subprocess.Popen([exe, "--threads", str(os.cpu_count() or 1)],
+
+class Bare:
+    """bare-mhd on a free port of 127.0.0.1, MHD's threads as many as hpod's HTTP threads."""
+
+    def __init__(self, exe, extra=()):
+        threads = min(os.cpu_count() or 1, HTTP_THREADS_MAX_AUTO)
+        self.proc = subprocess.Popen([exe, "--threads", str(threads)] + list(extra),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("port="):
@@ -102,6 +112,11 @@ def proc_cpu_seconds(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+
+
+def cpu_per_pair(res):
+    """The server's CPU time per ask+tell pair, in microseconds."""
+    return 1e4 * res["server_cpu_pct"] / res["pairs_per_s"]
 
 
 def run_hpod(d, loadgen, study, clients, seconds):
@@ -186,6 +201,8 @@ def run_optuna(db_dir, seconds, procs=1):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hpod", default=os.path.join(ROOT, "build-it", "daemon", "hpod"))
+    ap.add_argument("--baseline", default=None,
+                    help="another hpod (e.g. main's build) measured in the same rounds")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--optuna-seconds", type=float, default=5.0)
     ap.add_argument("--repeat", type=int, default=3)
@@ -195,6 +212,8 @@ def main():
     ap.add_argument("--synchronous", choices=["normal", "full"], default=None,
                     help="pass --synchronous to hpod (default: hpod's own default)")
     ap.add_argument("--no-optuna", action="store_true", help="leave Optuna out")
+    ap.add_argument("--bare-args", default="",
+                    help="more bare-mhd options: '--epoll --small-bodies' is the yardstick of before")
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
@@ -207,21 +226,28 @@ def main():
         rounds = {c: [] for c in clients}
         bare_rounds = {c: [] for c in clients}
         optuna_rounds = {p: [] for p in procs}
+        base_rounds = {c: [] for c in clients}
+        base = Daemon(args.baseline, extra_args=extra).__enter__() if args.baseline else None
         # bare-mhd exits when its stdin closes: with this script at the latest.
-        bare = Bare(bare_exe)
+        bare = Bare(bare_exe, args.bare_args.split())
         with Daemon(args.hpod, extra_args=extra) as d:
             print("hpod %s (%s), synchronous=%s; loadgen: C, HTTP/1.1 keep-alive; bare "
-                  "libmicrohttpd %s, %d epoll threads; %d cores; load average %s"
+                  "libmicrohttpd %s, %d threads%s; %d cores; load average %s"
                   % (d.get("/healthz").expect(200)["version"], args.hpod,
                      args.synchronous or "default",
                      subprocess.run(["pkg-config", "--modversion", "libmicrohttpd"],
                                     capture_output=True, text=True).stdout.strip(),
-                     os.cpu_count() or 1, os.cpu_count(),
+                     min(os.cpu_count() or 1, HTTP_THREADS_MAX_AUTO),
+                     " " + args.bare_args if args.bare_args else "", os.cpu_count(),
                      " ".join("%.1f" % x for x in os.getloadavg())))
             for r in range(args.repeat):
                 for c in clients:
                     b = run_loadgen(loadgen, bare.port, "bare", c, args.seconds, bare.proc.pid)
                     bare_rounds[c].append(b)
+                    # The baseline goes first in every other round: neither gets the later slot always.
+                    o = None
+                    if base is not None and r % 2 == 1:
+                        o = run_hpod(base, loadgen, "bench-%d-%d" % (r, c), c, args.seconds)
                     res = run_hpod(d, loadgen, "bench-%d-%d" % (r, c), c, args.seconds)
                     res["share"] = res["pairs_per_s"] / b["pairs_per_s"]
                     rounds[c].append(res)
@@ -235,6 +261,16 @@ def main():
                              res["ask_p50_ms"], res["p99_ms"], res["loadgen_cpu_pct"],
                              res["hpod_cpu_pct"], 100 * res["share"]),
                           flush=True)
+                    if base is not None:
+                        if o is None:
+                            o = run_hpod(base, loadgen, "bench-%d-%d" % (r, c), c, args.seconds)
+                        o["vs"] = res["pairs_per_s"] / o["pairs_per_s"]
+                        base_rounds[c].append(o)
+                        print("round %d  base   %2d client%s: %8.0f pairs/s  p50 %.3f ms  ask p50 %.3f ms"
+                              "  p99 %.3f ms  loadgen CPU %5.1f%%  base CPU %5.1f%%  hpod/base %.2f"
+                              % (r + 1, c, "s" if c > 1 else " ", o["pairs_per_s"], o["p50_ms"],
+                                 o["ask_p50_ms"], o["p99_ms"], o["loadgen_cpu_pct"],
+                                 o["hpod_cpu_pct"], o["vs"]), flush=True)
                 for p in procs:
                     o = run_optuna(tmp, args.optuna_seconds, p)
                     optuna_rounds[p].append(o)
@@ -242,6 +278,8 @@ def main():
                           "%d errors)" % (r + 1, o["version"], p, "es" if p > 1 else "  ",
                                           o["pairs_per_s"], o["pairs"], o["errors"]), flush=True)
         bare.close()
+        if base is not None:
+            base.__exit__(None, None, None)
         omed = {p: statistics.median(o["pairs_per_s"] for o in optuna_rounds[p]) for p in procs}
         opt = omed[procs[0]] if procs else None
         print()
@@ -259,6 +297,15 @@ def main():
                   "%.3f ms%s; loadgen CPU %.0f%%, hpod CPU %.0f%% of one core"
                   % (c, "s" if c > 1 else " ", m, bm, 100 * share, ask,
                      "  (%.0fx Optuna RDB)" % (m / opt) if opt else "", lg, hc))
+            if base is not None:
+                bm = statistics.median(x["pairs_per_s"] for x in base_rounds[c])
+                vs = statistics.median(x["vs"] for x in base_rounds[c])
+                print("  baseline,  %2d client%s: %9.0f   hpod/baseline %.2f (median of the rounds' "
+                      "ratios); ask p50 %.3f ms; hpod CPU %.0f us/pair, baseline %.0f us/pair"
+                      % (c, "s" if c > 1 else " ", bm, vs,
+                         statistics.median(x["ask_p50_ms"] for x in base_rounds[c]),
+                         statistics.median(cpu_per_pair(x) for x in rounds[c]),
+                         statistics.median(cpu_per_pair(x) for x in base_rounds[c])))
         for p in procs:
             print("  Optuna %s RDBStorage sqlite, %d process%s: %9.1f"
                   % (optuna_rounds[p][0]["version"], p, "es" if p > 1 else "  ", omed[p]))

@@ -5,7 +5,10 @@
 ** behind an inline run follow it in order, every submitted job's done()
 ** runs once; with replies held for SQLite's pipelined flush, no done()
 ** runs before the flush of the commits made before its job finished, and
-** nothing runs inline. The daemon is an executable, not a library, so the file is
+** nothing runs inline without pipelined writes (with them an inline run is
+** held for the flush as well); with pipelined writes, an inline run of a study with
+** one client waits for its own commit while a crowded study's is pipelined
+** (STYLE rule 35). The daemon is an executable, not a library, so the file is
 ** included (as test-config.c does).
 */
 #include <errno.h>
@@ -301,6 +304,7 @@ static void test_unkeyed(void **state)
 struct held_job {
     struct hpo_job job; /* first */
     struct hpo_storage *st;
+    struct hpo_write_chain *chain; /* NULL: not pipelined */
     uint64_t ticket; /* the commits made when work() returned */
     int write_rc;
     atomic_int *done, *early;
@@ -310,7 +314,7 @@ static void held_work(struct hpo_job *job)
 {
     struct held_job *h = (struct held_job *)job;
     struct hpo_op op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .blob = "x", .len = 1 };
-    struct hpo_write w = { .ops = &op, .n_ops = 1 };
+    struct hpo_write w = { .ops = &op, .n_ops = 1, .chain = h->chain };
     struct hpo_error err;
 
     hpo_error_clear(&err);
@@ -380,6 +384,237 @@ static void test_held_replies(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/*
+** Under the flush with pipelined writes (synchronous full on SQLite), an
+** inline run is pipelined and always held: its done() runs once released,
+** never before the flush of the commits made before it finished.
+*/
+static void test_inline_held_for_flush(void **state)
+{
+    char dir[] = "/tmp/test-dispatch-XXXXXX", path[64], cmd[128];
+    struct hpo_storage_options opt = { .synchronous_full = true };
+    static struct held_job jobs[40];
+    struct hpo_storage *st = NULL;
+    struct hpo_dispatch *dp = NULL;
+    struct hpo_write_chain *chain;
+    struct hpo_error err;
+    atomic_int done = 0, early = 0;
+    int inline_runs = 0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/f.db", dir);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    {
+        struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = 1, .name = "s", .text = "{}" };
+        struct hpo_write w = { .ops = &op, .n_ops = 1 };
+        assert_int_equal(hpo_storage_write(st, &w, &err), 0);
+    }
+    chain = hpo_storage_chain_new();
+    assert_non_null(chain);
+    assert_int_equal(hpo_dispatch_create(2, 1000000000u, &dp), 0);
+    hpo_dispatch_hold_replies(dp, st);
+    hpo_dispatch_pipeline(dp, st);
+    for (int i = 0; i < 40; i++) {
+        memset(&jobs[i], 0, sizeof(jobs[i]));
+        jobs[i].job.work = held_work;
+        jobs[i].job.done = held_done;
+        jobs[i].job.key = "s";
+        jobs[i].st = st;
+        jobs[i].chain = chain;
+        jobs[i].done = &done;
+        jobs[i].early = &early;
+        if (i > 0 && hpo_dispatch_run_inline(dp, &jobs[i].job)) {
+            /* Ran here: held whatever the writer did meanwhile; the caller hands it over. */
+            inline_runs++;
+            assert_true(jobs[i].job.held);
+            hpo_dispatch_release(dp, &jobs[i].job);
+        } else {
+            hpo_dispatch_submit(dp, &jobs[i].job);
+        }
+        /* One at a time, as one client: the lane is idle when the next comes. */
+        for (int k = 0; k < 20000 && atomic_load(&done) < i + 1; k++) {
+            usleep(1000);
+        }
+        assert_int_equal(atomic_load(&done), i + 1);
+    }
+    assert_true(inline_runs >= 30); /* the first on the pool (unknown speed), then inline */
+    assert_int_equal(atomic_load(&early), 0);
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(jobs[i].write_rc, 0);
+    }
+    hpo_dispatch_destroy(dp);
+    hpo_storage_chain_unref(chain);
+    hpo_storage_close(st);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* ---- the crowd rule (pipelined writes) -------------------------------- */
+
+struct crowd_job {
+    struct hpo_job job; /* first */
+    struct hpo_storage *st;
+    struct hpo_write_chain *chain;
+    pthread_mutex_t *gate; /* work waits for it when set */
+    atomic_int *running, *done;
+    bool write;      /* work writes (else it only waits at the gate) */
+    int write_rc;
+    bool pipelined;  /* the write was accepted, not waited for */
+};
+
+static void crowd_work(struct hpo_job *job)
+{
+    struct crowd_job *c = (struct crowd_job *)job;
+    struct hpo_op op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .blob = "x", .len = 1 };
+    struct hpo_write w = { .ops = &op, .n_ops = 1, .chain = c->chain };
+    struct hpo_error err;
+    uint64_t before;
+
+    atomic_fetch_add(c->running, 1);
+    if (c->gate != NULL) {
+        pthread_mutex_lock(c->gate);
+        pthread_mutex_unlock(c->gate);
+    }
+    if (c->write) {
+        hpo_error_clear(&err);
+        before = hpo_storage_accepted(c->st);
+        c->write_rc = hpo_storage_write(c->st, &w, &err);
+        /* Only a pipelined write is numbered as accepted (storage.h). */
+        c->pipelined = hpo_storage_accepted(c->st) > before;
+    }
+}
+
+static void crowd_done(struct hpo_job *job)
+{
+    atomic_fetch_add(((struct crowd_job *)job)->done, 1);
+}
+
+static void crowd_init(struct crowd_job *c, struct hpo_storage *st, struct hpo_write_chain *chain,
+        const char *key, atomic_int *running, atomic_int *done)
+{
+    memset(c, 0, sizeof(*c));
+    c->job.work = crowd_work;
+    c->job.done = crowd_done;
+    c->job.key = key;
+    c->st = st;
+    c->chain = chain;
+    c->running = running;
+    c->done = done;
+    c->write = true;
+}
+
+/* Wait (bounded) until `n` done() calls and every pipelined write resolved. */
+static void crowd_settle(struct hpo_storage *st, atomic_int *done, int n)
+{
+    for (int i = 0; i < 20000 && (atomic_load(done) < n ||
+                    hpo_storage_resolved(st) < hpo_storage_accepted(st)); i++) {
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(done), n);
+    assert_int_equal(hpo_storage_resolved(st), hpo_storage_accepted(st));
+}
+
+/*
+** STYLE rule 35 (dispatch.c, hpo_dispatch_run_inline): with pipelined
+** writes, an inline run of a study whose requests come one at a time waits
+** for its own commit (its write is not pipelined, nothing is held: the
+** HTTP layer answers at once); once the study's requests have often found
+** another of its jobs in flight (crowded), its inline run is pipelined
+** like a worker's, and its reply is held until the write resolved.
+*/
+static void test_crowd_rule(void **state)
+{
+    char dir[] = "/tmp/test-dispatch-XXXXXX", path[64], cmd[128];
+    struct hpo_storage_options opt = { .synchronous_full = false };
+    struct hpo_storage *st = NULL;
+    struct hpo_dispatch *dp = NULL;
+    struct hpo_write_chain *chain;
+    struct hpo_error err;
+    struct crowd_job warm, solo[5], gated, waiting[3], busy;
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    atomic_int running = 0, done = 0;
+    int n_done = 0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/c.db", dir);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    assert_true(hpo_storage_pipelines(st));
+    {
+        struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = 1, .name = "s", .text = "{}" };
+        struct hpo_write w = { .ops = &op, .n_ops = 1 };
+        assert_int_equal(hpo_storage_write(st, &w, &err), 0);
+    }
+    chain = hpo_storage_chain_new();
+    assert_non_null(chain);
+    assert_int_equal(hpo_dispatch_create(2, 1000000000u, &dp), 0);
+    hpo_dispatch_pipeline(dp, st);
+
+    /* One client: a first job on the pool (its study's speed unknown), then inline runs. */
+    crowd_init(&warm, st, chain, "solo", &running, &done);
+    assert_false(hpo_dispatch_run_inline(dp, &warm.job));
+    hpo_dispatch_submit(dp, &warm.job);
+    crowd_settle(st, &done, ++n_done);
+    assert_int_equal(warm.write_rc, 0);
+    assert_true(warm.pipelined); /* a worker's write is pipelined */
+    for (int i = 0; i < 5; i++) {
+        crowd_init(&solo[i], st, chain, "solo", &running, &done);
+        assert_true(hpo_dispatch_run_inline(dp, &solo[i].job));
+        assert_int_equal(solo[i].write_rc, 0);
+        assert_false(solo[i].pipelined); /* it waited for its own commit */
+        assert_false(solo[i].job.held);  /* the reply goes at once */
+        assert_int_equal(hpo_storage_resolved(st), hpo_storage_accepted(st));
+    }
+
+    /* Several clients: their requests find the study's lane busy, and it becomes crowded. */
+    crowd_init(&warm, st, chain, "crowd", &running, &done);
+    hpo_dispatch_submit(dp, &warm.job);
+    crowd_settle(st, &done, ++n_done);
+    crowd_init(&gated, st, chain, "crowd", &running, &done);
+    gated.gate = &gate;
+    gated.write = false;
+    pthread_mutex_lock(&gate);
+    atomic_store(&running, 0);
+    hpo_dispatch_submit(dp, &gated.job);
+    for (int i = 0; i < 20000 && atomic_load(&running) == 0; i++) {
+        usleep(100);
+    }
+    assert_int_equal(atomic_load(&running), 1); /* a worker holds the lane, at the gate */
+    for (int i = 0; i < 3; i++) {
+        crowd_init(&waiting[i], st, chain, "crowd", &running, &done);
+        assert_false(hpo_dispatch_run_inline(dp, &waiting[i].job)); /* its lane is busy */
+        hpo_dispatch_submit(dp, &waiting[i].job);
+    }
+    pthread_mutex_unlock(&gate);
+    n_done += 4;
+    crowd_settle(st, &done, n_done);
+    /* The lane is idle and nothing is in flight, but the study is crowded: pipelined. */
+    crowd_init(&busy, st, chain, "crowd", &running, &done);
+    assert_true(hpo_dispatch_run_inline(dp, &busy.job));
+    assert_int_equal(busy.write_rc, 0);
+    assert_true(busy.pipelined);
+    if (busy.job.held) {
+        /* Its write still in flight: the caller suspends and hands it over; done() follows. */
+        hpo_dispatch_release(dp, &busy.job);
+        crowd_settle(st, &done, ++n_done);
+    }
+    /* The study of one client is not affected by the other's crowd. */
+    crowd_init(&solo[0], st, chain, "solo", &running, &done);
+    assert_true(hpo_dispatch_run_inline(dp, &solo[0].job));
+    assert_false(solo[0].pipelined);
+
+    hpo_dispatch_destroy(dp);
+    hpo_storage_chain_unref(chain);
+    hpo_storage_close(st);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -388,6 +623,8 @@ int main(void)
         cmocka_unit_test(test_inline_followers),
         cmocka_unit_test(test_unkeyed),
         cmocka_unit_test(test_held_replies),
+        cmocka_unit_test(test_inline_held_for_flush),
+        cmocka_unit_test(test_crowd_rule),
     };
 
     return cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);

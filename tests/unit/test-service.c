@@ -6,6 +6,8 @@
 ** write: what a full disk does), then a restart that loads exactly what
 ** was acknowledged. (SQLite's refusal is answered 500 internal: the
 ** storage's mapping of the error; what matters here is that nothing changed.)
+** A trial's reply written as text (service/trial-text.c, for the HTTP
+** layer) is byte for byte the encoding of its JSON tree.
 */
 #include <ftw.h>
 #include <math.h>
@@ -21,6 +23,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "../../core/jsonw.h"
 #include "../../storage/storage.h"
 #include "service.h"
 
@@ -338,12 +341,150 @@ static void test_pipelined_failure_reloads(void **state)
     hpo_service_request_finish(&req);
 }
 
+/* ---- trial replies as text ---------------------------------------------- */
+
+/* Run a request as the HTTP layer does (a trial's reply may come as text); returns the status. */
+static int run_text(struct fixture *f, struct hpo_service_request *req, enum hpo_service_op op,
+        const char *study, int64_t number, const char *body)
+{
+    json_error_t jerr;
+
+    memset(req, 0, sizeof(*req));
+    req->op = op;
+    req->study = study;
+    req->number = number;
+    req->state_filter = -1;
+    req->limit = 1000;
+    req->text_ok = true;
+    req->body = body != NULL ? json_loads(body, 0, &jerr) : NULL;
+    assert_true(body == NULL || req->body != NULL);
+    hpo_service_execute(f->service, req);
+    json_decref((json_t *)req->body);
+    req->body = NULL;
+    return req->status;
+}
+
+/*
+** The request's reply as the HTTP layer sends it: its text, else its tree
+** encoded. `as_text`: whether it came as text. Finishes the request.
+*/
+static char *sent(struct hpo_service_request *req, bool *as_text)
+{
+    char *out;
+
+    *as_text = req->text != NULL;
+    if (req->text != NULL) {
+        out = strndup(req->text, req->text_len);
+        assert_int_equal(strlen(req->text), req->text_len);
+    } else {
+        out = hpo_json_dumps(req->reply, NULL);
+    }
+    assert_non_null(out);
+    hpo_service_request_finish(req);
+    return out;
+}
+
+/*
+** The last reply, `got`, is the encoding of the trial's tree as a plain read
+** returns it now (GET .../trials/{number}, nothing changed in between).
+*/
+static void same_as_tree(struct fixture *f, const char *study, int64_t number, char *got)
+{
+    struct hpo_service_request req;
+    char *want;
+
+    assert_int_equal(run(f, &req, HPO_SERVICE_TRIAL_GET, study, number, NULL), 200);
+    assert_null(req.text);
+    want = hpo_json_dumps(req.reply, NULL);
+    hpo_service_request_finish(&req);
+    assert_non_null(want);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+}
+
+static void test_trial_text(void **state)
+{
+    static const char *const def =
+            "{\"name\": \"t\", \"direction\": \"maximize\", \"params\": ["
+            "{\"name\": \"x\", \"type\": \"float\", \"low\": -5, \"high\": 5},"
+            "{\"name\": \"n\", \"type\": \"int\", \"low\": 1, \"high\": 100, \"log\": true},"
+            "{\"name\": \"c\", \"type\": \"categorical\", \"choices\": [\"a\\\"q\", 2.5, true, 7]},"
+            "{\"name\": \"q.t-1\", \"type\": \"float\", \"low\": 0, \"high\": 1}],"
+            "\"sampler\": {\"type\": \"random\", \"seed\": 3}}";
+    static const char *const vec =
+            "{\"name\": \"v\", \"params\": [{\"name\": \"w\", \"type\": \"float\", \"size\": 3,"
+            "\"low\": 0, \"high\": 1}], \"sampler\": {\"type\": \"random\", \"seed\": 3}}";
+    struct fixture *f = *state;
+    struct hpo_service_request req;
+    bool as_text;
+    char *got;
+
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, def), 201);
+    hpo_service_request_finish(&req);
+    /* Asks (with a worker to escape), then each way a trial ends. */
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(run_text(f, &req, HPO_SERVICE_ASK, "t", 0,
+                                 i % 2 ? "{\"worker\": \"w\\\"\\\\\\n\\u0001/\"}" : NULL), 201);
+        got = sent(&req, &as_text);
+        assert_true(as_text);
+        same_as_tree(f, "t", i, got);
+    }
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "t", 0, "{\"step\": 3, \"value\": 0.1}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run(f, &req, HPO_SERVICE_REPORT, "t", 0, "{\"step\": 9, \"value\": -2}"), 200);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_TELL, "t", 0, "{\"value\": 3}"), 200);
+    got = sent(&req, &as_text);
+    assert_true(as_text);
+    assert_non_null(strstr(got, "\"value\":3.0,\"intermediate\":[{\"step\":3,\"value\":0.1},"));
+    same_as_tree(f, "t", 0, got);
+    /* The same tell again (idempotent) answers the same way. */
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_TELL, "t", 0, "{\"value\": 3}"), 200);
+    got = sent(&req, &as_text);
+    assert_true(as_text);
+    same_as_tree(f, "t", 0, got);
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_TELL, "t", 1, "{\"value\": 1e-300}"), 200);
+    same_as_tree(f, "t", 1, sent(&req, &as_text));
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_TELL, "t", 2, "{\"state\": \"failed\"}"), 200);
+    same_as_tree(f, "t", 2, sent(&req, &as_text));
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_TELL, "t", 3, "{\"state\": \"pruned\"}"), 200);
+    same_as_tree(f, "t", 3, sent(&req, &as_text));
+    /* User attributes (nested, reals, escapes), by a patch and then by a tell. */
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_TRIAL_PATCH, "t", 4,
+                             "{\"user_attrs\": {\"k\": [1, 0.5, {\"z\": null}], \"s\\\"\": \"\\t\"}}"), 200);
+    same_as_tree(f, "t", 4, sent(&req, &as_text));
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_TELL, "t", 4, "{\"value\": 123456789.125}"), 200);
+    got = sent(&req, &as_text);
+    assert_true(as_text);
+    same_as_tree(f, "t", 4, got);
+    /* A trial created with given params and its result. */
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_TRIAL_CREATE, "t", 0,
+                             "{\"params\": {\"x\": 0.25, \"n\": 4, \"c\": 2.5, \"q.t-1\": 1}, "
+                             "\"value\": 0.5}"), 201);
+    got = sent(&req, &as_text);
+    assert_true(as_text);
+    same_as_tree(f, "t", 12, got);
+    /* A non-ASCII worker, and vector params: left to the tree, the same text. */
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_ASK, "t", 0, "{\"worker\": \"\\u00e9\"}"), 201);
+    got = sent(&req, &as_text);
+    assert_false(as_text);
+    same_as_tree(f, "t", 13, got);
+    assert_int_equal(run(f, &req, HPO_SERVICE_STUDY_CREATE, NULL, 0, vec), 201);
+    hpo_service_request_finish(&req);
+    assert_int_equal(run_text(f, &req, HPO_SERVICE_ASK, "v", 0, NULL), 201);
+    got = sent(&req, &as_text);
+    assert_false(as_text);
+    same_as_tree(f, "v", 0, got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_failure_reloads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trial_text, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

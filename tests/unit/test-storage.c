@@ -2225,6 +2225,130 @@ static void test_big_values_synchronous_full(void **state)
     free(blob);
 }
 
+/* The length a study's state reference names, and its file's name. */
+static size_t state_ref(const struct fixture *f, int64_t study, char *name, size_t size)
+{
+    char sql[100];
+    char ref[200];
+    const char *len;
+
+    snprintf(sql, sizeof(sql), "SELECT sampler_state FROM studies WHERE id = %lld",
+            (long long)study);
+    raw_text(f->path, sql, ref, sizeof(ref));
+    ref_name(ref, name, size);
+    len = strchr(ref + strlen(HPO_BLOB_MAGIC), ':');
+    assert_non_null(len);
+    return (size_t)strtoull(len + 1, NULL, 10);
+}
+
+static off_t file_size(const struct fixture *f, const char *name)
+{
+    char p[300];
+    struct stat sb;
+
+    snprintf(p, sizeof(p), "%s.blobs/%s", f->path, name);
+    assert_int_equal(stat(p, &sb), 0);
+    return sb.st_size;
+}
+
+/*
+** A state written with pieces to append (op.append, the gradient sampler's
+** records): the state's file is extended and its cell names the longer
+** length, the whole state (op.parts) is not written. A write that fails
+** after its append cuts the file back. Once the appended bytes would pass
+** the whole state's size, the whole state goes to a new file. Whatever was
+** stored reads back bit for bit after a restart, and synchronous FULL's
+** lazily flushed vector files too.
+*/
+static void test_state_appends(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage_options opt = { .synchronous_full = true };
+    struct hpo_storage *st = NULL;
+    size_t whole = HPO_BLOB_MIN + 100, rec = HPO_BLOB_MIN / 3;
+    unsigned char *a = make_bytes(whole, 90), *b = make_bytes(whole, 91);
+    unsigned char *r1 = make_bytes(rec, 92), *r2 = make_bytes(rec, 93), *r3 = make_bytes(rec, 94);
+    unsigned char *want = malloc(whole + 3 * rec);
+    double *vec = (double *)make_bytes(HPO_BLOB_MIN, 95);
+    struct hpo_part whole_a = { a, whole }, whole_b = { b, whole };
+    struct hpo_part recs[3][2] = { { { r1, 10 }, { r1 + 10, rec - 10 } }, { { r2, rec } },
+        { { r3, rec } } };
+    char name[64], name2[64];
+    struct hpo_error err;
+    struct dump d;
+
+    assert_non_null(want);
+    assert_int_equal(hpo_storage_open(f->path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    {
+        struct hpo_op ops[] = { op_study(1, "s", "{}", 0), op_trial(1, 0, 1, NAN, NULL),
+            op_vector(1, 0, 0, vec, HPO_BLOB_MIN / sizeof(double)),
+            { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .parts = &whole_a, .n_parts = 1 } };
+        ops[2].lazy = true;
+        write_ok(st, ops, 4);
+    }
+    assert_int_equal(state_ref(f, 1, name, sizeof(name)), whole);
+    /* Two records appended: the file grows, b (the whole state) is never written. */
+    for (int i = 0; i < 2; i++) {
+        struct hpo_op op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .parts = &whole_b,
+            .n_parts = 1, .append = recs[i], .n_append = i == 0 ? 2 : 1 };
+        write_ok(st, &op, 1);
+        assert_int_equal(state_ref(f, 1, name2, sizeof(name2)), whole + (size_t)(i + 1) * rec);
+        assert_string_equal(name2, name);
+    }
+    /* An append in a write that then fails is cut back. */
+    {
+        struct hpo_op ops[] = { { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .parts = &whole_b,
+                                        .n_parts = 1, .append = recs[2], .n_append = 1 },
+            op_state(77, "x", 1) };
+        assert_true(write_ops(st, ops, 2, &err) < 0);
+        settle(st);
+        assert_int_equal(state_ref(f, 1, name2, sizeof(name2)), whole + 2 * rec);
+        assert_int_equal(file_size(f, name), (off_t)(whole + 2 * rec));
+    }
+    hpo_storage_close(st);
+    memcpy(want, a, whole);
+    memcpy(want + whole, r1, rec);
+    memcpy(want + whole + rec, r2, rec);
+    load_all(f->path, &d);
+    assert_int_equal(d.v[0].kind, 'S');
+    assert_int_equal(d.v[0].len, whole + 2 * rec);
+    assert_memory_equal(d.v[0].bytes, want, whole + 2 * rec);
+    assert_int_equal(d.v[2].kind, 'P');
+    assert_memory_equal(d.v[2].bytes, vec, HPO_BLOB_MIN);
+    dump_free(&d);
+    /* After a restart nothing is known to extend: the whole state, in a new file. */
+    assert_int_equal(hpo_storage_open(f->path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    {
+        struct hpo_op op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .parts = &whole_b,
+            .n_parts = 1, .append = recs[2], .n_append = 1 };
+        write_ok(st, &op, 1);
+        assert_int_equal(state_ref(f, 1, name2, sizeof(name2)), whole);
+        assert_string_not_equal(name2, name);
+        /* The next three fit in its size, a fourth does not: whole again, elsewhere. */
+        write_ok(st, &op, 1);
+        write_ok(st, &op, 1);
+        write_ok(st, &op, 1);
+        assert_int_equal(state_ref(f, 1, name, sizeof(name)), whole + 3 * rec);
+        assert_string_equal(name, name2);
+        write_ok(st, &op, 1);
+        assert_int_equal(state_ref(f, 1, name, sizeof(name)), whole);
+        assert_string_not_equal(name, name2);
+    }
+    hpo_storage_close(st);
+    load_all(f->path, &d);
+    assert_memory_equal(d.v[0].bytes, b, whole);
+    dump_free(&d);
+    free(a);
+    free(b);
+    free(r1);
+    free(r2);
+    free(r3);
+    free(want);
+    free(vec);
+}
+
 /*
 ** synchronous FULL on a file: a write returns only once a flush covers it
 ** (its ticket is flushed at return); with hpo_storage_defer_flush it may
@@ -2354,6 +2478,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leftover_removed_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_file_fails_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_values_synchronous_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_flush_tickets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_reads_file_vectors, setup, teardown),
     };
