@@ -343,10 +343,15 @@ static int file_error(const struct hpo_blobs *b, int r, const char *what, const 
             name);
 }
 
-static int write_all(int fd, const unsigned char *p, size_t len)
+/*
+** Write all of p[0..len) in pieces of at most WRITE_CHUNK: at offset `at`
+** (pwrite), or at the file position when `at` is negative. 0 or -errno.
+*/
+static int write_all_at(int fd, const unsigned char *p, size_t len, off_t at)
 {
     while (len > 0) {
-        ssize_t n = write(fd, p, len < WRITE_CHUNK ? len : WRITE_CHUNK);
+        size_t k = len < WRITE_CHUNK ? len : WRITE_CHUNK;
+        ssize_t n = at < 0 ? write(fd, p, k) : pwrite(fd, p, k, at);
 
         if (n < 0) {
             if (errno == EINTR) {
@@ -359,6 +364,9 @@ static int write_all(int fd, const unsigned char *p, size_t len)
         }
         p += n;
         len -= (size_t)n;
+        if (at >= 0) {
+            at += n;
+        }
     }
     return 0;
 }
@@ -740,7 +748,7 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     }
     /* Straight from the caller's buffers, in as few calls as the kernel takes. */
     for (size_t i = 0; i < n && r == 0; i++) {
-        r = write_all(fd, parts[i].data, parts[i].len);
+        r = write_all_at(fd, parts[i].data, parts[i].len, -1);
     }
     if (r == 0 && old_len > ref->len && !state && ftruncate(fd, (off_t)ref->len) < 0) {
         r = -errno;
@@ -935,26 +943,6 @@ static void cut_back(struct hpo_blobs *b, const char *name, size_t len)
     }
 }
 
-static int pwrite_all(int fd, const unsigned char *p, size_t len, off_t at)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len < WRITE_CHUNK ? len : WRITE_CHUNK, at);
-
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            return -EIO;
-        }
-        p += n;
-        at += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
         const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref, struct hpo_error *err)
@@ -989,7 +977,7 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
     }
     at = (off_t)cur->len;
     for (size_t i = 0; i < n && r == 0; i++) {
-        r = pwrite_all(fd, parts[i].data, parts[i].len, at);
+        r = write_all_at(fd, parts[i].data, parts[i].len, at);
         at += (off_t)parts[i].len;
     }
     if (r == 0 && b->sync) {
