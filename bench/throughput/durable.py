@@ -13,7 +13,9 @@ daemon (fresh database in a temporary directory on the disk that holds
 per client) at each client count. Rounds interleave the configurations so
 that load from elsewhere on the machine spreads over all of them; the
 medians are printed side by side with full/normal ratios against issue 18's
-targets (full >= 80% of normal at 64 clients, >= 50% at 8).
+targets (full >= 80% of normal at 64 clients, >= 50% at 8). For SQLite it
+also prints the largest size the WAL file reached in each daemon's run, which
+the checkpoints must keep bounded (about 32 MB, storage/checkpoint.c).
 Standard library only; Debian's /usr/bin/python3.
 """
 
@@ -22,6 +24,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,6 +56,32 @@ def fdatasync_ms(directory, n=100):
     return ts[n // 2], ts[n * 9 // 10]
 
 
+class WalWatch:
+    """The largest size the SQLite WAL file `db`-wal reaches while the block runs (polled every
+    50 ms): the checkpoints must keep it bounded under a steady load (storage/checkpoint.c)."""
+
+    def __init__(self, db):
+        self.path = db + "-wal"
+        self.largest = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+
+    def poll(self):
+        while not self.stop.wait(0.05):
+            try:
+                self.largest = max(self.largest, os.stat(self.path).st_size)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hpod", default=os.path.join(ROOT, "build", "daemon", "hpod"))
@@ -78,7 +107,7 @@ def main():
                     extra = ["--synchronous", m]
                     if args.db:
                         extra += ["--db", args.db]
-                    with Daemon(exe, extra_args=extra) as d:
+                    with Daemon(exe, extra_args=extra) as d, WalWatch(d.db) as wal:
                         for c in clients:
                             x = run_hpod(d, loadgen, "b-%d-%s-%d" % (r, m, c), c, args.seconds)
                             res[(b, m, c)].append(x)
@@ -86,6 +115,9 @@ def main():
                                   "p99 %.3f ms  hpod CPU %5.1f%%"
                                   % (r + 1, b, m, c, x["pairs_per_s"], x["p50_ms"], x["p99_ms"],
                                      x["hpod_cpu_pct"]), flush=True)
+                    if not args.db:
+                        print("round %d %-6s %-6s largest WAL file: %.1f MB"
+                              % (r + 1, b, m, wal.largest / 1e6), flush=True)
     print()
     print("medians of %d rounds, ask+tell pairs/s (random sampler, %s)"
           % (args.repeat, "PostgreSQL" if args.db else "SQLite"))
