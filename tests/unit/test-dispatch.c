@@ -332,28 +332,40 @@ static void held_done(struct hpo_job *job)
     atomic_fetch_add(h->done, 1);
 }
 
+/*
+** A fresh SQLite store in a new directory `dir` (a mkdtemp template), file
+** `file`, started, holding study 1 ("s"): the dispatcher tests' storage.
+*/
+static struct hpo_storage *store_with_study(char *dir, const char *file,
+        const struct hpo_storage_options *opt)
+{
+    char path[64];
+    struct hpo_storage *st = NULL;
+    struct hpo_error err;
+    struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = 1, .name = "s", .text = "{}" };
+    struct hpo_write w = { .ops = &op, .n_ops = 1 };
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(path, opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    assert_int_equal(hpo_storage_write(st, &w, &err), 0);
+    return st;
+}
+
 static void test_held_replies(void **state)
 {
-    char dir[] = "/tmp/test-dispatch-XXXXXX", path[64], cmd[128];
+    char dir[] = "/tmp/test-dispatch-XXXXXX", cmd[128];
     struct hpo_storage_options opt = { .synchronous_full = true };
     static struct held_job jobs[N_HELD];
     static const char *keys[] = { "a", "b", "c" };
     struct hpo_storage *st = NULL;
     struct hpo_dispatch *dp = NULL;
-    struct hpo_error err;
     atomic_int done = 0, early = 0;
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/h.db", dir);
-    hpo_error_clear(&err);
-    assert_int_equal(hpo_storage_open(path, &opt, &st, &err), 0);
-    assert_int_equal(hpo_storage_start(st), 0);
-    {
-        struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = 1, .name = "s", .text = "{}" };
-        struct hpo_write w = { .ops = &op, .n_ops = 1 };
-        assert_int_equal(hpo_storage_write(st, &w, &err), 0);
-    }
+    st = store_with_study(dir, "h.db", &opt);
     /* A generous inline bound: only the hold keeps jobs off the calling thread. */
     assert_int_equal(hpo_dispatch_create(4, 1000000000u, &dp), 0);
     hpo_dispatch_hold_replies(dp, st);
@@ -391,27 +403,17 @@ static void test_held_replies(void **state)
 */
 static void test_inline_held_for_flush(void **state)
 {
-    char dir[] = "/tmp/test-dispatch-XXXXXX", path[64], cmd[128];
+    char dir[] = "/tmp/test-dispatch-XXXXXX", cmd[128];
     struct hpo_storage_options opt = { .synchronous_full = true };
     static struct held_job jobs[40];
     struct hpo_storage *st = NULL;
     struct hpo_dispatch *dp = NULL;
     struct hpo_write_chain *chain;
-    struct hpo_error err;
     atomic_int done = 0, early = 0;
     int inline_runs = 0;
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/f.db", dir);
-    hpo_error_clear(&err);
-    assert_int_equal(hpo_storage_open(path, &opt, &st, &err), 0);
-    assert_int_equal(hpo_storage_start(st), 0);
-    {
-        struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = 1, .name = "s", .text = "{}" };
-        struct hpo_write w = { .ops = &op, .n_ops = 1 };
-        assert_int_equal(hpo_storage_write(st, &w, &err), 0);
-    }
+    st = store_with_study(dir, "f.db", &opt);
     chain = hpo_storage_chain_new();
     assert_non_null(chain);
     assert_int_equal(hpo_dispatch_create(2, 1000000000u, &dp), 0);
@@ -527,29 +529,19 @@ static void crowd_settle(struct hpo_storage *st, atomic_int *done, int n)
 */
 static void test_crowd_rule(void **state)
 {
-    char dir[] = "/tmp/test-dispatch-XXXXXX", path[64], cmd[128];
+    char dir[] = "/tmp/test-dispatch-XXXXXX", cmd[128];
     struct hpo_storage_options opt = { .synchronous_full = false };
     struct hpo_storage *st = NULL;
     struct hpo_dispatch *dp = NULL;
     struct hpo_write_chain *chain;
-    struct hpo_error err;
     struct crowd_job warm, solo[5], gated, waiting[3], busy;
     pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
     atomic_int running = 0, done = 0;
     int n_done = 0;
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/c.db", dir);
-    hpo_error_clear(&err);
-    assert_int_equal(hpo_storage_open(path, &opt, &st, &err), 0);
-    assert_int_equal(hpo_storage_start(st), 0);
+    st = store_with_study(dir, "c.db", &opt);
     assert_true(hpo_storage_pipelines(st));
-    {
-        struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = 1, .name = "s", .text = "{}" };
-        struct hpo_write w = { .ops = &op, .n_ops = 1 };
-        assert_int_equal(hpo_storage_write(st, &w, &err), 0);
-    }
     chain = hpo_storage_chain_new();
     assert_non_null(chain);
     assert_int_equal(hpo_dispatch_create(2, 1000000000u, &dp), 0);
