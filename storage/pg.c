@@ -1701,7 +1701,6 @@ static bool pipeline_write(struct pg_storage *st, struct hpo_write *w)
     if (c == NULL) {
         return false;
     }
-    hpo__write_reset(c);
     if (c->epoch == 0 && c->n_ops > 0 && c->ops[0].kind != HPO_OP_STUDY_PUT) {
         c->epoch = fence_epoch(st, c->ops[0].study_id);
         if (c->epoch == 0) {
@@ -1716,18 +1715,11 @@ static bool pipeline_write(struct pg_storage *st, struct hpo_write *w)
         free(c);
         return false;
     }
-    c->aseq = atomic_load(&st->accepted) + 1;
-    atomic_store(&st->accepted, c->aseq);
-    hpo__chain_accept(c->chain);
-    *st->tail = c;
-    st->tail = &c->next;
+    hpo__write_accept(w, c, &st->accepted, &st->tail);
     if (!st->busy) {
         pthread_cond_signal(&st->wake);
     }
     pthread_mutex_unlock(&st->lock);
-    w->result = 0;
-    w->done = true;
-    hpo_error_clear(&w->err);
     return true;
 }
 

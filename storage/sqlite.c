@@ -1849,26 +1849,18 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
     if (c == NULL) {
         return false;
     }
-    hpo__write_reset(c);
     pthread_mutex_lock(&st->lock);
     if (!st->started || st->stopping) {
         pthread_mutex_unlock(&st->lock);
         free(c);
         return false;
     }
-    c->aseq = atomic_load(&st->accepted) + 1;
-    atomic_store(&st->accepted, c->aseq);
-    hpo__chain_accept(c->chain);
-    *st->tail = c;
-    st->tail = &c->next;
+    hpo__write_accept(w, c, &st->accepted, &st->tail);
     st->queued++;
     if (!st->busy) {
         pthread_cond_signal(&st->wake);
     }
     pthread_mutex_unlock(&st->lock);
-    w->result = 0;
-    w->done = true;
-    hpo_error_clear(&w->err);
     return true;
 }
 

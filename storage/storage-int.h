@@ -90,10 +90,16 @@ void hpo__chain_resolve(struct hpo_write_chain *c);
 ** `w` in one malloc'd block (free() it) holding its ops and every value
 ** they point to, or NULL when it may not be pipelined (a sampler state in
 ** pieces, values over HPO__PIPELINE_MAX) or without memory.
+** The copy is ready for the queue (hpo__write_reset).
+** hpo__write_accept: under the backend's lock, number the copy `c` of `w`
+** (after *accepted, which it advances), count it on its chain and append it
+** at *tail; `w` is then done and succeeded (its caller goes on, storage.h).
 ** hpo__write_dependent_failure: fail `w`, whose chain already failed, with
 ** that failure's message (unavailable); returns w->result's value.
 */
 struct hpo_write *hpo__write_copy(const struct hpo_write *w);
+void hpo__write_accept(struct hpo_write *w, struct hpo_write *c, atomic_uint_fast64_t *accepted,
+        struct hpo_write ***tail);
 int hpo__write_dependent_failure(struct hpo_write *w);
 
 struct hpo_storage {

@@ -338,5 +338,19 @@ struct hpo_write *hpo__write_copy(const struct hpo_write *w)
         op->trial.worker = copy_text(&at, op->trial.worker);
         op->trial.results = copy_text(&at, op->trial.results);
     }
+    hpo__write_reset(c);
     return c;
+}
+
+void hpo__write_accept(struct hpo_write *w, struct hpo_write *c, atomic_uint_fast64_t *accepted,
+        struct hpo_write ***tail)
+{
+    c->aseq = atomic_load(accepted) + 1;
+    atomic_store(accepted, c->aseq);
+    hpo__chain_accept(c->chain);
+    **tail = c;
+    *tail = &c->next;
+    w->result = 0;
+    w->done = true;
+    hpo_error_clear(&w->err);
 }
