@@ -289,11 +289,11 @@ def outage_during_commit(exe):
             else:
                 fail("the tell's COMMIT never reached the trigger")
             c.stop("fast")
+            # The server stays down until the probe is answered: an ask that waited for it
+            # would never be answered (the client's timeout ends the test).
             probe = Client(d.port, timeout=15)
-            t1 = time.monotonic()
             r = probe.post("/v1/studies/load/ask")
             r.expect_error(503, "unavailable")
-            check(time.monotonic() - t1 < 10, "the ask waited for the server")
             probe.get("/v1/studies/other").expect(200, "a read of another study")
             probe.close()
             check("tell" not in out, "the tell was answered before its outcome was known: %r"
