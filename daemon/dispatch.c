@@ -110,7 +110,6 @@ struct hpo_dispatch {
     struct hpo_storage *storage; /* set before the first submit; NULL: nothing held */
     bool hold_flush;  /* replies wait for the flush (hpo_dispatch_hold_replies) */
     bool pipelined;   /* writes are pipelined (hpo_dispatch_pipeline) */
-    struct hpo_storage *stalls; /* refuse behind its stalled writes (hpo_dispatch_refuse_stalled) */
 };
 
 /* job->ticket before the flush ticket of a job is taken (once its writes resolved). */
@@ -464,7 +463,7 @@ void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job)
     hash = hash_of(job->key);
     pthread_mutex_lock(&dp->lock);
     l = lane_slot(dp, job->key, hash);
-    if (*l != NULL && (*l)->running && dp->stalls != NULL && hpo_storage_stalled(dp->stalls)) {
+    if (*l != NULL && (*l)->running && dp->storage != NULL && hpo_storage_stalled(dp->storage)) {
         refuse_lane(dp, *l, job);
         pthread_mutex_unlock(&dp->lock);
         return;
@@ -651,13 +650,6 @@ void hpo_dispatch_pipeline(struct hpo_dispatch *dp, struct hpo_storage *st)
     dp->pipelined = true;
     pthread_mutex_unlock(&dp->lock);
     hpo_storage_on_flush(st, flushed_cb, dp);
-}
-
-void hpo_dispatch_refuse_stalled(struct hpo_dispatch *dp, struct hpo_storage *st)
-{
-    pthread_mutex_lock(&dp->lock);
-    dp->stalls = st;
-    pthread_mutex_unlock(&dp->lock);
 }
 
 void hpo_dispatch_detach(struct hpo_dispatch *dp)

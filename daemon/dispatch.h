@@ -62,14 +62,13 @@ void hpo_dispatch_detach(struct hpo_dispatch *dp);
 void hpo_dispatch_pipeline(struct hpo_dispatch *dp, struct hpo_storage *st);
 
 /*
-** Refuse rather than queue: a job of a study whose running job waits for a
-** write of `st` that is stuck until the database comes back
-** (hpo_storage_stalled), and the jobs already waiting behind it, run at
-** once with job->refused set (the embedder's work() answers 503
-** unavailable, doing nothing). Call before the first submit.
+** Queue a job (any thread). With the storage attached (hold_replies or
+** pipeline): while its writes are stuck until the database comes back
+** (hpo_storage_stalled), a job of a study whose running job waits, and the
+** jobs already waiting behind it, are not queued but run at once with
+** job->refused set (the embedder's work() answers 503 unavailable, doing
+** nothing).
 */
-void hpo_dispatch_refuse_stalled(struct hpo_dispatch *dp, struct hpo_storage *st);
-/* Queue a job (any thread). */
 void hpo_dispatch_submit(struct hpo_dispatch *dp, struct hpo_job *job);
 
 /*

@@ -588,8 +588,6 @@ int main(int argc, char **argv)
     }
     /* A study's next request runs while its last write commits (dispatch.h). */
     hpo_dispatch_pipeline(d.dispatch, d.storage);
-    /* PostgreSQL: no request waits in its study's lane for a database that is down. */
-    hpo_dispatch_refuse_stalled(d.dispatch, d.storage);
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
     acfg.listen_fd = listen_fd;
