@@ -1297,7 +1297,9 @@ static enum MHD_Result append_body(struct req *rq, const char *data, size_t size
         if (cap > rq->limit) {
             cap = rq->limit;
         }
-        n = realloc(rq->body, cap);
+        /* A gradient upload's exact size: a kept buffer's mapped pages if there is one. */
+        n = rq->body == NULL && rq->exact && cap == rq->limit ? hpo_vector_buf_new(cap)
+                                                              : realloc(rq->body, cap);
         if (n == NULL) {
             return MHD_NO;
         }

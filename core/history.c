@@ -84,6 +84,15 @@ static struct hpo_point *kept;
 static size_t kept_dim;
 static unsigned kept_ticks;
 
+/*
+** One released big upload buffer kept the same way (hpo_vector_buf_new):
+** a gradient upload of a 10^6-element vector is read into 8 MB that fresh
+** pages would make the kernel zero first, which costs more than the copy.
+*/
+static void *kept_buf;
+static size_t kept_buf_len;
+static unsigned kept_buf_ticks;
+
 /* The vector memory in use (big points, kept one included, and what callers took). */
 static atomic_uint_fast64_t vec_used;
 static atomic_uint_fast64_t vec_cap = UINT64_MAX;
@@ -143,6 +152,23 @@ static struct hpo_point *unkeep(void)
     return p;
 }
 
+/* Free the kept buffer now, giving its bytes back. */
+static void drop_kept_buf(void)
+{
+    void *b;
+    size_t len;
+
+    pthread_mutex_lock(&kept_lock);
+    b = kept_buf;
+    len = kept_buf_len;
+    kept_buf = NULL;
+    pthread_mutex_unlock(&kept_lock);
+    if (b != NULL) {
+        hpo_vector_memory_give(len);
+        free(b);
+    }
+}
+
 static void free_big(struct hpo_point *p)
 {
     if (p != NULL) {
@@ -156,8 +182,9 @@ bool hpo_vector_memory_take(uint64_t bytes)
     if (vec_take(bytes, true)) {
         return true;
     }
-    /* The kept point is the one thing held that nobody needs. */
+    /* The kept point and buffer are the things held that nobody needs. */
     free_big(unkeep());
+    drop_kept_buf();
     return vec_take(bytes, true);
 }
 
@@ -234,20 +261,78 @@ void hpo_point_release(struct hpo_point *p)
 void hpo_point_cache_clear(void)
 {
     free_big(unkeep());
+    drop_kept_buf();
 }
 
 bool hpo_point_cache_tick(void)
 {
     struct hpo_point *p = NULL;
+    void *b = NULL;
+    size_t len = 0;
 
     pthread_mutex_lock(&kept_lock);
     if (kept != NULL && ++kept_ticks >= KEEP_TICKS) {
         p = kept;
         kept = NULL;
     }
+    if (kept_buf != NULL && ++kept_buf_ticks >= KEEP_TICKS) {
+        b = kept_buf;
+        len = kept_buf_len;
+        kept_buf = NULL;
+    }
     pthread_mutex_unlock(&kept_lock);
     free_big(p);
-    return p != NULL;
+    if (b != NULL) {
+        hpo_vector_memory_give(len);
+        free(b);
+    }
+    return p != NULL || b != NULL;
+}
+
+void *hpo_vector_buf_new(size_t bytes)
+{
+    void *b = NULL;
+
+    if (bytes >= POINT_KEEP_MIN) {
+        pthread_mutex_lock(&kept_lock);
+        if (kept_buf != NULL && kept_buf_len == bytes) {
+            b = kept_buf;
+            kept_buf = NULL;
+        }
+        pthread_mutex_unlock(&kept_lock);
+        if (b != NULL) {
+            hpo_vector_memory_give(bytes);
+            return b;
+        }
+    }
+    return malloc(bytes ? bytes : 1);
+}
+
+void hpo_vector_buf_free(void *b, size_t bytes)
+{
+    void *old = NULL;
+    size_t old_len = 0;
+
+    if (b == NULL || bytes < POINT_KEEP_MIN) {
+        free(b);
+        return;
+    }
+    /* Kept only within the cap: it is memory nobody needs. */
+    if (!vec_take(bytes, true)) {
+        free(b);
+        return;
+    }
+    pthread_mutex_lock(&kept_lock);
+    old = kept_buf;
+    old_len = kept_buf_len;
+    kept_buf = b;
+    kept_buf_len = bytes;
+    kept_buf_ticks = 0;
+    pthread_mutex_unlock(&kept_lock);
+    if (old != NULL) {
+        hpo_vector_memory_give(old_len);
+        free(old);
+    }
 }
 
 int hpo_trial_own_point(struct hpo_trial *t, size_t dim)

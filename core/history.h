@@ -67,14 +67,28 @@ void hpo_point_release(struct hpo_point *p);
 */
 struct hpo_point *hpo_point_new_bounded(size_t dim);
 
-/* Free the cached point (at shutdown, or once a study went). */
+/* Free the cached point and buffer (at shutdown, or once a study went). */
 void hpo_point_cache_clear(void);
 
 /*
-** Call about once a second: a cached point no ask took for a few calls is
-** freed. Returns whether one was.
+** Call about once a second: a cached point (or upload buffer) no ask
+** (upload) took for a few calls is freed. Returns whether one was.
 */
 bool hpo_point_cache_tick(void);
+
+/*
+** A buffer of `bytes` for a big upload (malloc's, freed with free() or
+** hpo_vector_buf_free): the one hpo_vector_buf_free kept when it has that
+** size, whose pages are already mapped. NULL when out of memory.
+*/
+void *hpo_vector_buf_new(size_t bytes);
+
+/*
+** Free `b` of `bytes`, keeping it (when 1 MiB or more, and within the
+** vector memory's cap) for the next hpo_vector_buf_new of that size; the
+** one kept before is freed. hpo_point_cache_tick and _clear free it too.
+*/
+void hpo_vector_buf_free(void *b, size_t bytes);
 
 /*
 ** The vector memory: big points (1 MiB or more, the cached one included)

@@ -141,7 +141,10 @@ bool hpo__gradient_take(struct study *s, int64_t number, double *grad, bool cons
         size_t k = 0;
         for (size_t i = 0; i < HPO_BUF_N(&s->grads, struct pending_gradient); i++) {
             if (HPO_BUF_AT(&s->grads, struct pending_gradient, i).number == number) {
-                free(HPO_BUF_AT(&s->grads, struct pending_gradient, i).data);
+                /* Kept for the next upload of that size (the next trial's, usually). */
+                hpo_vector_buf_free(HPO_BUF_AT(&s->grads, struct pending_gradient, i).data,
+                        s->space->params[HPO_BUF_AT(&s->grads, struct pending_gradient, i).param]
+                                        .width * sizeof(double));
                 hpo_vector_memory_give(HPO_BUF_AT(&s->grads, struct pending_gradient, i).held);
             } else {
                 HPO_BUF_AT(&s->grads, struct pending_gradient, k++) = HPO_BUF_AT(&s->grads, struct pending_gradient, i);
