@@ -40,6 +40,7 @@
 */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +166,29 @@ struct gradient_state {
     const double *rec_grad;
     unsigned char rec_head[REC_HEAD];
     unsigned char head[8 + HEADER_WORDS * 8 + 2 * sizeof(double)]; /* save_parts' header */
+    /*
+    ** A deferred optimizer step (defer_next, settle): the vector loops of a
+    ** record tell's step, on their own thread while the tell commits.
+    */
+    bool may_defer;
+    bool step_running;
+    pthread_t step_thread;
+    struct {
+        const struct hpo_space *space;
+        const double *grad, *vals;
+        double sgn, mul, div;
+        double lr_t, inv_b1t, inv_sqrt_b2t;
+    } pend;
 };
+
+/* Wait for a deferred step's loops (every op but save_parts and save_record does first). */
+static void settle(struct gradient_state *st)
+{
+    if (st->step_running) {
+        (void)pthread_join(st->step_thread, NULL);
+        st->step_running = false;
+    }
+}
 
 /* ---- transforms ---------------------------------------------------- */
 
@@ -933,6 +956,7 @@ static int gradient_suggest(void *state, const struct hpo_space *space,
     struct gradient_state *st = state;
     uint64_t t = history->n_trials;
 
+    settle(st);
     if (!st->initialized) {
         init_point(st, space, history, rng);
         st->dirty = true;
@@ -977,6 +1001,7 @@ static int gradient_regenerate(void *state, const struct hpo_space *space, doubl
 {
     struct gradient_state *st = state;
 
+    settle(st);
     if (!st->initialized || st->any_conditional || st->mode == MODE_SPSA ||
             st->mode == MODE_FD) {
         return -ENOENT;
@@ -1161,6 +1186,55 @@ static void step_range(void *ctx, size_t rlo, size_t rhi)
     }
 }
 
+/* The vector part of a step: every differentiable coordinate's update. */
+static void step_loops(struct gradient_state *st, const struct hpo_space *space,
+        const struct gsrc *s, double lr_t, double inv_b1t, double inv_sqrt_b2t)
+{
+    for (size_t i = 0; i < space->n_params; i++) {
+        const struct hpo_param *p = &space->params[i];
+        if (is_diff(st, i)) {
+            struct step_job job = { st, &st->gp[i], s, lr_t, inv_b1t, inv_sqrt_b2t, p->offset };
+            hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, step_range, &job);
+        }
+    }
+}
+
+static void *deferred_main(void *arg)
+{
+    struct gradient_state *st = arg;
+    struct gsrc s = { .grad = st->pend.grad, .vals = st->pend.vals, .sgn = st->pend.sgn,
+        .mul = st->pend.mul, .div = st->pend.div };
+
+    step_loops(st, st->pend.space, &s, st->pend.lr_t, st->pend.inv_b1t, st->pend.inv_sqrt_b2t);
+    return NULL;
+}
+
+/*
+** Start step_loops on a thread of its own (defer_next): false to run them
+** here. Only a client's gradient, read in place, with no batch to add to,
+** and only loops long enough to pay for a thread.
+*/
+#define DEFER_MIN ((size_t)1 << 16)
+
+static bool defer_loops(struct gradient_state *st, const struct hpo_space *space,
+        const struct gsrc *s, double lr_t, double inv_b1t, double inv_sqrt_b2t)
+{
+    if (s->dense != NULL || st->acc != NULL || st->step_running || st->dim < DEFER_MIN) {
+        return false;
+    }
+    st->pend.space = space;
+    st->pend.grad = s->grad;
+    st->pend.vals = s->vals;
+    st->pend.sgn = s->sgn;
+    st->pend.mul = s->mul;
+    st->pend.div = s->div;
+    st->pend.lr_t = lr_t;
+    st->pend.inv_b1t = inv_b1t;
+    st->pend.inv_sqrt_b2t = inv_sqrt_b2t;
+    st->step_running = pthread_create(&st->step_thread, NULL, deferred_main, st) == 0;
+    return st->step_running;
+}
+
 /* One optimizer step t = k+1 with ĝ from `s` (section 7.3 step 6). */
 static void apply_step(struct gradient_state *st, const struct hpo_space *space,
         const struct gsrc *s, uint64_t n_trials)
@@ -1195,12 +1269,8 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
         inv_b1t = 1.0 / (1.0 - pow(st->beta1, t));
         inv_sqrt_b2t = 1.0 / sqrt(1.0 - pow(st->beta2, t));
     }
-    for (size_t i = 0; i < space->n_params; i++) {
-        const struct hpo_param *p = &space->params[i];
-        if (is_diff(st, i)) {
-            struct step_job job = { st, &st->gp[i], s, lr_t, inv_b1t, inv_sqrt_b2t, p->offset };
-            hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, step_range, &job);
-        }
+    if (!(st->may_defer && defer_loops(st, space, s, lr_t, inv_b1t, inv_sqrt_b2t))) {
+        step_loops(st, space, s, lr_t, inv_b1t, inv_sqrt_b2t);
     }
     st->steps[st->k - st->steps_base] = n_trials;
     st->k++;
@@ -1376,10 +1446,12 @@ static void gradient_tell(void *state, const struct hpo_space *space,
     struct gradient_state *st = state;
     const struct hpo_trial *t = history->trials[trial];
     /* Its values are u's of now: the tell can be a record (save_record). */
-    bool pure = st->pure && st->initialized && st->mode == MODE_CLIENT && !st->any_conditional &&
-            (uint64_t)trial == st->pure_number && st->pure_k == st->k;
-    bool grad;
+    bool pure, grad, may_defer = st->may_defer;
 
+    settle(st);
+    st->may_defer = false;
+    pure = st->pure && st->initialized && st->mode == MODE_CLIENT && !st->any_conditional &&
+            (uint64_t)trial == st->pure_number && st->pure_k == st->k;
     st->rec_ready = false;
     if (trial < st->told_base) {
         /* Older than every kept version: too stale (a retry may count twice). */
@@ -1417,7 +1489,12 @@ static void gradient_tell(void *state, const struct hpo_space *space,
             struct gsrc src = { .grad = gradient, .vals = t->values,
                 .sgn = history->maximize ? -1.0 : 1.0 };
             uint64_t head[3] = { (uint64_t)trial, history->n_trials, 0 };
-            if (feed(st, space, &src, version_of(st, trial), history->n_trials) && pure) {
+            bool fed;
+            /* A record's step needs only the gradient: its loops may run during the commit. */
+            st->may_defer = may_defer && pure;
+            fed = feed(st, space, &src, version_of(st, trial), history->n_trials);
+            st->may_defer = false;
+            if (fed && pure) {
                 memcpy(&head[2], &src.sgn, sizeof(double));
                 memcpy(st->rec_head, REC_MAGIC, 8);
                 memcpy(st->rec_head + 8, head, sizeof(head));
@@ -1523,7 +1600,10 @@ static int gradient_save_record(const void *state, struct hpo_part *parts)
 static int gradient_save(const void *state, void **blob, size_t *len)
 {
     struct hpo_part parts[HPO_SAVE_PARTS];
-    int n = gradient_save_parts(state, parts);
+    int n;
+
+    settle((struct gradient_state *)state);
+    n = gradient_save_parts(state, parts);
     size_t total = 0;
     unsigned char *b;
     unsigned char *p;
@@ -1668,6 +1748,7 @@ static int gradient_load(void *state, const void *blob, size_t len)
     size_t whole, n_rec = 0;
     double lr, a;
 
+    settle(st);
     if (len < fixed || memcmp(p, BLOB_MAGIC, 8) != 0) {
         return -EINVAL;
     }
@@ -1790,7 +1871,20 @@ static int gradient_load(void *state, const void *blob, size_t len)
 
 static void gradient_destroy(void *state)
 {
+    if (state != NULL) {
+        settle(state);
+    }
     state_free(state);
+}
+
+static void gradient_defer_next(void *state)
+{
+    ((struct gradient_state *)state)->may_defer = true;
+}
+
+static void gradient_settle(void *state)
+{
+    settle(state);
 }
 
 static const char options_schema[] =
@@ -1871,6 +1965,8 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .save_record = gradient_save_record,
     .reproducible = gradient_reproducible,
     .regenerate = gradient_regenerate,
+    .defer_next = gradient_defer_next,
+    .settle = gradient_settle,
     .load = gradient_load,
     .destroy = gradient_destroy,
     .needs_save = gradient_needs_save,

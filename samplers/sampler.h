@@ -109,6 +109,19 @@ struct hpo_sampler_type {
     bool (*reproducible)(const void *state);
     int (*regenerate)(void *state, const struct hpo_space *space, double *unit_point);
     /*
+    ** Optional, together: defer_next() lets the next tell() leave work
+    ** running on a thread of its own that only its gradient and the
+    ** sampler's memory take part in (the gradient sampler's optimizer step
+    ** when the tell is a record, so that it overlaps the tell's commit).
+    ** The caller then keeps the gradient valid until settle(), which waits
+    ** for that work, and calls settle() before it uses the sampler, frees
+    ** the gradient or lets another thread at the study; a storage that
+    ** writes save_parts' pieces calls it first (hpo_op.settle). Every other
+    ** op but save_parts and save_record settles by itself.
+    */
+    void (*defer_next)(void *state);
+    void (*settle)(void *state);
+    /*
     ** Optional (required when save or save_parts is set): replace the state
     ** built by configure() with one save() wrote, `blob` being borrowed.
     ** Called at start for each study with a stored state, and to roll back

@@ -478,6 +478,7 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
     void *blob = NULL;
     size_t blob_len = 0;
     bool has_grad = false;
+    int r;
     struct study *s = hpo__study_acquire(svc, req);
 
     if (s == NULL) {
@@ -556,6 +557,10 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
         t->user_attrs = next;
     }
     if (s->sampler_type->tell != NULL) {
+        if (has_grad && s->sampler_type->defer_next != NULL) {
+            /* The step may run during the commit; the gradient lives until settle below. */
+            s->sampler_type->defer_next(s->sampler);
+        }
         s->sampler_type->tell(s->sampler, s->space, &s->history, (size_t)t->number,
                 has_grad ? (borrowed != NULL ? borrowed : grad) : NULL);
     }
@@ -564,7 +569,11 @@ void hpo__op_tell(struct hpo_service *svc, struct hpo_service_request *req,
         hpo__write_attrs(&w, s, t, in->attrs, false);
     }
     hpo__write_sampler_state(svc, &w, s, &blob, &blob_len);
-    if (hpo__commit(svc, s, &w, err) < 0) {
+    r = hpo__commit(svc, s, &w, err);
+    if (s->sampler_type->settle != NULL) {
+        s->sampler_type->settle(s->sampler);
+    }
+    if (r < 0) {
         hpo__undo_all(svc, s, &undo, 1, true);
         goto out;
     }

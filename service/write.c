@@ -146,6 +146,8 @@ void hpo__write_sampler_state(struct hpo_service *svc, struct hpo__write *w, str
             op = hpo__write_op(w, HPO_OP_SAMPLER_STATE, s->id);
             op->parts = s->state_parts;
             op->n_parts = (size_t)n;
+            op->settle = s->sampler_type->settle;
+            op->settle_arg = s->sampler;
             if (s->sampler_type->save_record != NULL) {
                 /* Storage that can append this tell to the stored state writes only that. */
                 int k = s->sampler_type->save_record(s->sampler, s->state_record);

@@ -531,6 +531,9 @@ static int encode_op(struct pg_storage *st, const struct hpo_op *op, int *ret_st
         if (op->parts != NULL) {
             unsigned char *q;
 
+            if (op->settle != NULL) {
+                op->settle(op->settle_arg); /* the pieces are read below */
+            }
             for (size_t k = 0; k < op->n_parts; k++) {
                 len += op->parts[k].len;
             }

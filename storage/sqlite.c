@@ -629,6 +629,9 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
             return r < 0 ? r : 0;
         }
     }
+    if (op->settle != NULL) {
+        op->settle(op->settle_arg); /* the whole state is read below */
+    }
     bind_i64(&rc, stmt, 1, op->study_id);
     r = collect_obsolete(st, stmt, rc, true, err);
     if (r < 0) {

@@ -107,6 +107,13 @@ struct hpo_op {
     const struct hpo_part *append;
     size_t n_append;
     /*
+    ** SAMPLER_STATE with parts, optional: called with settle_arg before the
+    ** pieces of `parts` are read (work the sampler left running on them,
+    ** sampler.h defer_next); appending only `append` needs no call.
+    */
+    void (*settle)(void *arg);
+    void *settle_arg;
+    /*
     ** PARAM_VECTOR: the value can be rebuilt should a power cut lose it
     ** (hpo_load_callbacks.lost): storage may make it durable only before the
     ** next write's commit rather than this one's (SQLite's side files).
