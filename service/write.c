@@ -99,6 +99,7 @@ void hpo__write_params(struct hpo__write *w, const struct study *s, const struct
         op->number = t->number;
         op->index = (int64_t)i;
         op->value = t->values[p->offset];
+        op->scalar = p->size == 0;
         if (p->size) {
             op->vector = &t->values[p->offset];
             op->len = p->size;

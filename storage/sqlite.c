@@ -541,13 +541,15 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
     int rc = SQLITE_OK;
     int r;
 
-    /* An upsert may replace a vector that lives in a side file. */
-    bind_i64(&rc, stmt, 1, op->study_id);
-    bind_i64(&rc, stmt, 2, op->number);
-    bind_i64(&rc, stmt, 3, op->index);
-    r = collect_obsolete(st, stmt, rc, false, err);
-    if (r < 0) {
-        return r;
+    /* An upsert may replace a vector that lives in a side file (never a scalar's cell). */
+    if (!(op->kind == HPO_OP_PARAM_PUT && op->scalar)) {
+        bind_i64(&rc, stmt, 1, op->study_id);
+        bind_i64(&rc, stmt, 2, op->number);
+        bind_i64(&rc, stmt, 3, op->index);
+        r = collect_obsolete(st, stmt, rc, false, err);
+        if (r < 0) {
+            return r;
+        }
     }
     if (op->kind == HPO_OP_PARAM_VECTOR) {
         r = vector_bytes(st, op->vector, op->len, &bytes, err);
@@ -765,19 +767,26 @@ static int run_op(struct sq_storage *st, const struct hpo_op *op, struct hpo_err
 ** back, so the write leaves nothing behind and the batch goes on. Returns
 ** false if the transaction can no longer be trusted (SQLite rolled it back,
 ** or rolling back the savepoint failed): then the whole batch must fail.
+**
+** `solo`: the write is the batch's only one to run, so the transaction is
+** its savepoint: no SAVEPOINT and RELEASE (two statements of the dozen an
+** ask costs), and a failure rolls the whole transaction back, which leaves
+** it closed (run_batch then has nothing to commit).
 */
-static bool run_write(struct sq_storage *st, struct hpo_write *w)
+static bool run_write(struct sq_storage *st, struct hpo_write *w, bool solo)
 {
     struct hpo_blob_mark mark;
     struct hpo_error ignored;
-    int r;
+    int r = 0;
 
     hpo__blobs_mark(&st->blobs, &mark);
-    r = run(st, st->s.savepoint, SQLITE_OK, "starting a savepoint", &w->err);
+    if (!solo) {
+        r = run(st, st->s.savepoint, SQLITE_OK, "starting a savepoint", &w->err);
+    }
     for (size_t i = 0; r == 0 && i < w->n_ops; i++) {
         r = run_op(st, &w->ops[i], &w->err);
     }
-    if (r == 0) {
+    if (r == 0 && !solo) {
         r = run(st, st->s.release, SQLITE_OK, "releasing a savepoint", &w->err);
     }
     w->result = r;
@@ -789,6 +798,9 @@ static bool run_write(struct sq_storage *st, struct hpo_write *w)
     /* FULL, IOERR, NOMEM and some BUSY errors roll the whole transaction back. */
     if (sqlite3_get_autocommit(st->db)) {
         return false;
+    }
+    if (solo) {
+        return run(st, st->s.rollback, SQLITE_OK, "rolling back", &ignored) == 0;
     }
     if (run(st, st->s.rollback_to, SQLITE_OK, "rolling back a savepoint", &ignored) < 0 ||
             run(st, st->s.release, SQLITE_OK, "releasing a savepoint", &ignored) < 0) {
@@ -880,14 +892,14 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
 {
     static const struct hpo_blob_mark all = { 0, 0, 0, 0, 0 };
     struct hpo_error err;
-    bool unlink_files = true, any = false;
-    uint64_t ok = 0, n = 0, t0 = mono_us();
+    bool unlink_files = true;
+    uint64_t ok = 0, n = 0, runnable = 0, t0 = mono_us();
     int r;
 
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-        any = any || w->chain == NULL || atomic_load(&w->chain->failed) == 0;
+        runnable += w->chain == NULL || atomic_load(&w->chain->failed) == 0;
     }
-    if (!any) {
+    if (runnable == 0) {
         /* Every write depends on a failed one: no transaction (it proves nothing healthy). */
         for (struct hpo_write *w = batch; w != NULL; w = w->next) {
             w->result = hpo__write_dependent_failure(w);
@@ -904,7 +916,7 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
             w->result = hpo__write_dependent_failure(w);
             continue;
         }
-        if (!run_write(st, w)) {
+        if (!run_write(st, w, runnable == 1)) {
             /* The writes before this one are gone with the transaction. */
             r = w->result;
             err = w->err;
@@ -919,7 +931,8 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
     if (r < 0) {
         goto fail;
     }
-    r = run(st, st->s.commit, SQLITE_OK, "committing", &err);
+    /* A solo write that failed closed the transaction (run_write): nothing to commit. */
+    r = sqlite3_get_autocommit(st->db) ? 0 : run(st, st->s.commit, SQLITE_OK, "committing", &err);
     if (r < 0) {
         unlink_files = commit_surely_failed(sqlite3_extended_errcode(st->db));
         /* Whatever the cause, nothing of the batch is stored. */
@@ -1336,9 +1349,21 @@ static int open_parent(const char *path)
     return fd;
 }
 
+/*
+** SQLite's memory statistics take a global mutex around every allocation
+** (about 7% of a write's instructions); nothing here reads them. Only
+** possible before SQLite initializes: the first open in the process,
+** before any other thread uses SQLite; later it fails and changes nothing.
+*/
+static void no_memstatus(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
         struct hpo_storage **ret_storage, struct hpo_error *err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     static const struct hpo_storage_options defaults = { 0 };
     struct sq_storage *st;
     pthread_condattr_t attr;
@@ -1349,6 +1374,7 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     if (opt == NULL) {
         opt = &defaults;
     }
+    (void)pthread_once(&once, no_memstatus);
     st = calloc(1, sizeof(*st));
     if (st == NULL) {
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");

@@ -119,6 +119,12 @@ struct hpo_op {
     ** next write's commit rather than this one's (SQLite's side files).
     */
     bool lazy;
+    /*
+    ** PARAM_PUT: the cell never holds a vector (its param is a scalar of the
+    ** study's space, which never changes), so storage need not look for a
+    ** side file the write replaces. False: it may (a shared vector's number).
+    */
+    bool scalar;
     struct hpo_trial_row trial;
 };
 

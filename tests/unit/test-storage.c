@@ -1161,6 +1161,65 @@ static void test_failing_write_in_batch(void **state)
 }
 
 /*
+** A batch of one write runs without a savepoint (the transaction is its
+** savepoint): when it fails, everything it did is rolled back, it counts as
+** a commit that stored nothing (as a batch whose only write failed), the
+** storage stays healthy and the next write commits. A scalar param's
+** PARAM_PUT (op.scalar: no look for a side file it replaces) stores its value.
+*/
+static void test_solo_write_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base[] = { op_study(1, "s", "{}", 0) };
+    struct hpo_error err;
+    uint64_t commits0, writes0, commits, writes;
+    struct dump d;
+
+    write_ok(st, base, 1);
+    hpo_storage_stats(st, &commits0, &writes0);
+    {
+        /* A trial and its param, then a param of a trial that does not exist. */
+        struct hpo_op ops[] = { op_trial(1, 0, 1, NAN, NULL), op_param(1, 0, 0, 0.25),
+            op_param(1, 7, 0, 1.0) };
+
+        ops[1].scalar = true;
+        hpo_error_clear(&err);
+        assert_int_equal(write_ops(st, ops, 3, &err), -EIO);
+        assert_non_null(strstr(err.message, "FOREIGN KEY"));
+    }
+    hpo_storage_stats(st, &commits, &writes);
+    assert_int_equal(commits, commits0 + 1);
+    assert_int_equal(writes, writes0);
+    assert_true(hpo_storage_healthy(st));
+    {
+        struct hpo_op ops[] = { op_trial(1, 1, 2, 3.5, NULL), op_param(1, 1, 0, 0.75) };
+
+        ops[1].scalar = true;
+        write_ok(st, ops, 2);
+    }
+    hpo_storage_stats(st, &commits, &writes);
+    assert_int_equal(commits, commits0 + 2);
+    assert_int_equal(writes, writes0 + 1);
+    hpo_storage_close(st);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'S'), 1);
+    assert_int_equal(count_kind(&d, 'T'), 1);
+    assert_int_equal(count_kind(&d, 'P'), 1);
+    for (size_t i = 0; i < d.n; i++) {
+        if (d.v[i].kind == 'T') {
+            assert_int_equal(d.v[i].b, 1);
+            assert_bits(d.v[i].row.value, 3.5);
+        } else if (d.v[i].kind == 'P') {
+            assert_int_equal(d.v[i].b, 1);
+            assert_bits(d.v[i].v, 0.75);
+        }
+    }
+    dump_free(&d);
+}
+
+/*
 ** Pipelined writes (storage.h): hpo_storage_write returns 0 at once with
 ** the write queued. A pipelined write that fails fails every later write
 ** of its chain without running it (nothing of them is stored), even one
@@ -2462,6 +2521,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_callback_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_write_in_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_solo_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_dependent_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
