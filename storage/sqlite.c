@@ -260,6 +260,7 @@ struct sq_storage {
     bool flusher_stop;
     void (*on_flush)(void *arg); /* hpo_storage_on_flush */
     void *on_flush_arg;
+    unsigned callbacks;          /* flushers' on_flush calls running (without `lock`) */
 
     /* Pipelined writes (see the top of this file). */
     atomic_uint_fast64_t accepted;   /* the last number given (written under `lock`) */
@@ -1089,6 +1090,31 @@ static void *writer_main(void *arg)
 }
 
 /*
+** With `lock` held (returns with it held): the on_flush callback after a
+** flush, called without the lock. It releases the held replies, resuming
+** their connections (tens of microseconds for a few); meanwhile the HTTP
+** threads queue their writes and the writer leads the next batch instead of
+** waiting for `lock`. `callbacks` counts the calls running:
+** hpo_storage_on_flush waits for them before it returns.
+*/
+static void call_on_flush(struct sq_storage *st)
+{
+    void (*fn)(void *arg) = st->on_flush;
+    void *arg = st->on_flush_arg;
+
+    if (fn == NULL) {
+        return;
+    }
+    st->callbacks++;
+    pthread_mutex_unlock(&st->lock);
+    fn(arg);
+    pthread_mutex_lock(&st->lock);
+    if (--st->callbacks == 0) {
+        pthread_cond_broadcast(&st->done);
+    }
+}
+
+/*
 ** A flusher thread (pipelined flush, see the top of this file): when commits
 ** were made that no started fdatasync covers, note the last one, fdatasync
 ** the WAL, then wake the callers of every commit up to the noted one. Two
@@ -1138,9 +1164,7 @@ static void *flush_main(void *arg)
         if (atomic_load(&st->synced_seq) < target) {
             atomic_store(&st->synced_seq, target);
             pthread_cond_broadcast(&st->done);
-            if (st->on_flush != NULL) {
-                st->on_flush(st->on_flush_arg);
-            }
+            call_on_flush(st);
         }
     }
     pthread_mutex_unlock(&st->lock);
@@ -2051,6 +2075,10 @@ static void sq_on_flush(struct hpo_storage *base, void (*fn)(void *arg), void *a
     pthread_mutex_lock(&st->lock);
     st->on_flush = fn;
     st->on_flush_arg = arg;
+    /* A flusher may be calling the previous one without the lock (call_on_flush). */
+    while (st->callbacks > 0) {
+        pthread_cond_wait(&st->done, &st->lock);
+    }
     pthread_mutex_unlock(&st->lock);
 }
 
