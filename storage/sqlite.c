@@ -971,6 +971,21 @@ static void idle_wait(struct sq_storage *st)
 }
 
 /*
+** Pipelined flush: start writing the frames the COMMIT just appended to the
+** WAL (SYNC_FILE_RANGE_WRITE: it queues the dirty pages' writeback and does
+** not wait for it), so that the disk writes them while a flusher wakes up;
+** its fdatasync then waits for writes already under way and flushes the
+** disk's cache, instead of starting them (measured on this machine's ext4
+** on virtio, a 40 KB pwrite then fdatasync 50 us later: the fdatasync
+** 100-130 us instead of 250-270). Durability still comes from the
+** flusher's fdatasync alone; a failure here changes nothing.
+*/
+static void start_writeback(struct sq_storage *st)
+{
+    (void)sync_file_range(st->wal_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+/*
 ** Run the queued writes as one batch (called with `lock` held, !busy, a
 ** non-empty queue; returns with it held). Whoever finds the writer role free
 ** takes it: a caller of hpo_storage_write with its own write queued (no
@@ -991,6 +1006,9 @@ static void lead_batch(struct sq_storage *st)
     pthread_mutex_unlock(&st->lock);
 
     committed = run_batch(st, batch);
+    if (committed && st->pipelined) {
+        start_writeback(st);
+    }
 
     pthread_mutex_lock(&st->lock);
     if (committed && st->pipelined) {
