@@ -17,7 +17,10 @@
 ** only once an fdatasync that STARTED after the batch's COMMIT returned has
 ** succeeded: a reply still follows the write's arrival on disk, but the
 ** leader forms and commits batch N+1 while batch N is being flushed, so the
-** disk's flush no longer serializes the batches.
+** disk's flush no longer serializes the batches. Right after its COMMIT the
+** leader starts the writeback of the new frames (start_writeback), so the
+** disk writes them while a flusher wakes up, and the flusher's fdatasync is
+** left mostly with the disk's cache flush.
 **
 ** Why no acknowledged batch can be lost to a checkpoint or a WAL restart:
 ** in WAL mode SQLite writes the database file only in a checkpoint, and
@@ -50,6 +53,8 @@
 ** so one study's mutations (serialized by its lane and lock) still form
 ** batches of several writes per flush; the dispatcher holds every reply
 ** until the flush covering all commits made before the reply was built.
+** A flusher calls the on_flush callback, which resumes the released
+** connections, without `lock` (call_on_flush).
 **
 ** Pipelined writes (hpo_storage_pipeline, storage.h): a pipelining caller's
 ** write with a chain is copied whole (hpo__write_copy: ops and every value, up
