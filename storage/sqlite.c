@@ -17,7 +17,10 @@
 ** only once an fdatasync that STARTED after the batch's COMMIT returned has
 ** succeeded: a reply still follows the write's arrival on disk, but the
 ** leader forms and commits batch N+1 while batch N is being flushed, so the
-** disk's flush no longer serializes the batches.
+** disk's flush no longer serializes the batches. Right after its COMMIT the
+** leader starts the writeback of the new frames (start_writeback), so the
+** disk writes them while a flusher wakes up, and the flusher's fdatasync is
+** left mostly with the disk's cache flush.
 **
 ** Why no acknowledged batch can be lost to a checkpoint or a WAL restart:
 ** in WAL mode SQLite writes the database file only in a checkpoint, and
@@ -50,6 +53,8 @@
 ** so one study's mutations (serialized by its lane and lock) still form
 ** batches of several writes per flush; the dispatcher holds every reply
 ** until the flush covering all commits made before the reply was built.
+** A flusher calls the on_flush callback, which resumes the released
+** connections, without `lock` (call_on_flush).
 **
 ** Pipelined writes (hpo_storage_pipeline, storage.h): a pipelining caller's
 ** write with a chain is copied whole (hpo__write_copy: ops and every value, up
@@ -260,6 +265,7 @@ struct sq_storage {
     bool flusher_stop;
     void (*on_flush)(void *arg); /* hpo_storage_on_flush */
     void *on_flush_arg;
+    unsigned callbacks;          /* flushers' on_flush calls running (without `lock`) */
 
     /* Pipelined writes (see the top of this file). */
     atomic_uint_fast64_t accepted;   /* the last number given (written under `lock`) */
@@ -986,6 +992,21 @@ static void idle_wait(struct sq_storage *st)
 }
 
 /*
+** Pipelined flush: start writing the frames the COMMIT just appended to the
+** WAL (SYNC_FILE_RANGE_WRITE: it queues the dirty pages' writeback and does
+** not wait for it), so that the disk writes them while a flusher wakes up;
+** its fdatasync then waits for writes already under way and flushes the
+** disk's cache, instead of starting them (measured on this machine's ext4
+** on virtio, a 40 KB pwrite then fdatasync 50 us later: the fdatasync
+** 100-130 us instead of 250-270). Durability still comes from the
+** flusher's fdatasync alone; a failure here changes nothing.
+*/
+static void start_writeback(struct sq_storage *st)
+{
+    (void)sync_file_range(st->wal_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+/*
 ** Run the queued writes as one batch (called with `lock` held, !busy, a
 ** non-empty queue; returns with it held). Whoever finds the writer role free
 ** takes it: a caller of hpo_storage_write with its own write queued (no
@@ -1006,6 +1027,9 @@ static void lead_batch(struct sq_storage *st)
     pthread_mutex_unlock(&st->lock);
 
     committed = run_batch(st, batch);
+    if (committed && st->pipelined) {
+        start_writeback(st);
+    }
 
     pthread_mutex_lock(&st->lock);
     if (committed && st->pipelined) {
@@ -1105,6 +1129,31 @@ static void *writer_main(void *arg)
 }
 
 /*
+** With `lock` held (returns with it held): the on_flush callback after a
+** flush, called without the lock. It releases the held replies, resuming
+** their connections (tens of microseconds for a few); meanwhile the HTTP
+** threads queue their writes and the writer leads the next batch instead of
+** waiting for `lock`. `callbacks` counts the calls running:
+** hpo_storage_on_flush waits for them before it returns.
+*/
+static void call_on_flush(struct sq_storage *st)
+{
+    void (*fn)(void *arg) = st->on_flush;
+    void *arg = st->on_flush_arg;
+
+    if (fn == NULL) {
+        return;
+    }
+    st->callbacks++;
+    pthread_mutex_unlock(&st->lock);
+    fn(arg);
+    pthread_mutex_lock(&st->lock);
+    if (--st->callbacks == 0) {
+        pthread_cond_broadcast(&st->done);
+    }
+}
+
+/*
 ** A flusher thread (pipelined flush, see the top of this file): when commits
 ** were made that no started fdatasync covers, note the last one, fdatasync
 ** the WAL, then wake the callers of every commit up to the noted one. Two
@@ -1154,9 +1203,7 @@ static void *flush_main(void *arg)
         if (atomic_load(&st->synced_seq) < target) {
             atomic_store(&st->synced_seq, target);
             pthread_cond_broadcast(&st->done);
-            if (st->on_flush != NULL) {
-                st->on_flush(st->on_flush_arg);
-            }
+            call_on_flush(st);
         }
     }
     pthread_mutex_unlock(&st->lock);
@@ -2080,6 +2127,10 @@ static void sq_on_flush(struct hpo_storage *base, void (*fn)(void *arg), void *a
     pthread_mutex_lock(&st->lock);
     st->on_flush = fn;
     st->on_flush_arg = arg;
+    /* A flusher may be calling the previous one without the lock (call_on_flush). */
+    while (st->callbacks > 0) {
+        pthread_cond_wait(&st->done, &st->lock);
+    }
     pthread_mutex_unlock(&st->lock);
 }
 

@@ -127,9 +127,14 @@ def main():
             f = statistics.median(x["pairs_per_s"] for x in res[(b, "full", c)])
             fp = statistics.median(x["p50_ms"] for x in res[(b, "full", c)])
             t = TARGETS.get(c)
+            # Each round's own ratio (its two modes ran back to back), then their median:
+            # load from elsewhere that hits one round hits both of its figures.
+            rr = [x["pairs_per_s"] / y["pairs_per_s"]
+                  for x, y in zip(res[(b, "full", c)], res[(b, "normal", c)])]
             print("  %-6s %2d clients: normal %8.0f  full %8.0f  full/normal %5.1f%%  "
-                  "(full p50 %.3f ms)%s"
-                  % (b, c, n, f, 100.0 * f / n, fp,
+                  "(per round %s, median %.1f%%)  (full p50 %.3f ms)%s"
+                  % (b, c, n, f, 100.0 * f / n, "/".join("%.0f" % (100 * r) for r in rr),
+                     100.0 * statistics.median(rr), fp,
                      "" if t is None else "  target >= %.0f%%: %s"
                      % (100 * t, "met" if f >= t * n else "MISSED")))
     return 0

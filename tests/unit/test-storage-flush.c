@@ -1,0 +1,218 @@
+/*
+** test-storage-flush.c: the pipelined flush's callback (storage/sqlite.c,
+** synchronous full on a database file): a flusher calls on_flush without
+** the storage's lock, so writes go on while it runs; hpo_storage_on_flush
+** returns only once the callback it replaces has ended.
+*/
+#include <pthread.h>
+#include <setjmp.h> /* cmocka needs setjmp.h, stdarg.h and stddef.h */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "storage.h"
+
+/* Bounded waits: 10,000 polls of 1 ms. */
+#define POLLS 10000
+
+struct fixture {
+    char dir[64];
+    char path[128];
+    struct hpo_storage *st;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct hpo_storage_options opt = { .synchronous_full = true };
+    struct hpo_error err;
+
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test-storage-flush-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/f.db", f->dir);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(f->path, &opt, &f->st, &err), 0);
+    assert_int_equal(hpo_storage_start(f->st), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[160];
+
+    hpo_storage_close(f->st);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* A write of study `id` that returns once committed (its flush may still run). */
+static void write_deferred(struct hpo_storage *st, int64_t id)
+{
+    char name[32];
+    struct hpo_op op = { .kind = HPO_OP_STUDY_PUT, .study_id = id, .name = name, .text = "{}" };
+    struct hpo_write w = { .ops = &op, .n_ops = 1 };
+    struct hpo_error err;
+
+    snprintf(name, sizeof(name), "s%lld", (long long)id);
+    hpo_error_clear(&err);
+    hpo_storage_defer_flush(true);
+    assert_int_equal(hpo_storage_write(st, &w, &err), 0);
+    hpo_storage_defer_flush(false);
+}
+
+/* The first call blocks until `go` (bounded); later ones return at once. */
+struct cb {
+    atomic_int calls;
+    atomic_int entered; /* the first call is running */
+    atomic_bool go;
+    atomic_bool left;   /* the first call returned */
+};
+
+static void on_flush(void *arg)
+{
+    struct cb *c = arg;
+
+    if (atomic_fetch_add(&c->calls, 1) != 0) {
+        return;
+    }
+    atomic_store(&c->entered, 1);
+    for (int i = 0; i < POLLS && !atomic_load(&c->go); i++) {
+        usleep(1000);
+    }
+    atomic_store(&c->left, true);
+}
+
+struct writer_arg {
+    struct hpo_storage *st;
+    atomic_bool done;
+};
+
+static void *writer_thread(void *arg)
+{
+    struct writer_arg *w = arg;
+
+    write_deferred(w->st, 2);
+    atomic_store(&w->done, true);
+    return NULL;
+}
+
+/*
+** While a flusher's callback runs (held here until `go`), another write is
+** queued, committed and flushed: the flusher does not hold the storage's
+** lock across the callback (it resumes connections: the HTTP threads must
+** not wait behind it to queue their writes).
+*/
+static void test_writes_go_on_during_callback(void **state)
+{
+    struct fixture *f = *state;
+    struct cb c = { 0 };
+    struct writer_arg w = { .st = f->st };
+    pthread_t th;
+    uint64_t t;
+
+    hpo_storage_on_flush(f->st, on_flush, &c);
+    write_deferred(f->st, 1);
+    for (int i = 0; i < POLLS && !atomic_load(&c.entered); i++) {
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&c.entered), 1);
+    assert_int_equal(pthread_create(&th, NULL, writer_thread, &w), 0);
+    for (int i = 0; i < POLLS && !atomic_load(&w.done); i++) {
+        usleep(1000);
+    }
+    /* Committed while the first callback still runs. */
+    assert_true(atomic_load(&w.done));
+    assert_false(atomic_load(&c.left));
+    /* And flushed by the other flusher meanwhile. */
+    t = hpo_storage_flush_ticket(f->st);
+    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
+        usleep(1000);
+    }
+    assert_true(hpo_storage_flushed(f->st, t));
+    assert_false(atomic_load(&c.left));
+    atomic_store(&c.go, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    hpo_storage_on_flush(f->st, NULL, NULL);
+    assert_true(atomic_load(&c.left));
+}
+
+struct replace_arg {
+    struct hpo_storage *st;
+    struct cb *c;
+    atomic_bool returned;
+    atomic_bool left_at_return; /* the callback had ended when on_flush returned */
+};
+
+static void *replace_thread(void *arg)
+{
+    struct replace_arg *r = arg;
+
+    hpo_storage_on_flush(r->st, NULL, NULL);
+    atomic_store(&r->left_at_return, atomic_load(&r->c->left));
+    atomic_store(&r->returned, true);
+    return NULL;
+}
+
+/*
+** hpo_storage_on_flush(NULL) returns only once a callback running on a
+** flusher has ended (storage.h): after it the dispatcher may go, and no
+** call of its callback may still be inside it.
+*/
+static void test_replace_waits_for_callback(void **state)
+{
+    struct fixture *f = *state;
+    struct cb c = { 0 };
+    struct replace_arg r = { .st = f->st, .c = &c };
+    pthread_t th;
+    int calls;
+
+    hpo_storage_on_flush(f->st, on_flush, &c);
+    write_deferred(f->st, 1);
+    for (int i = 0; i < POLLS && !atomic_load(&c.entered); i++) {
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&c.entered), 1);
+    assert_int_equal(pthread_create(&th, NULL, replace_thread, &r), 0);
+    /* The callback is held until `go`: the replacement cannot have returned. */
+    usleep(20000);
+    assert_false(atomic_load(&r.returned));
+    atomic_store(&c.go, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_true(atomic_load(&r.returned));
+    assert_true(atomic_load(&r.left_at_return));
+    /* Replaced: later flushes call nothing. */
+    calls = atomic_load(&c.calls);
+    write_deferred(f->st, 3);
+    {
+        uint64_t t = hpo_storage_flush_ticket(f->st);
+
+        for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
+            usleep(1000);
+        }
+        assert_true(hpo_storage_flushed(f->st, t));
+    }
+    assert_int_equal(atomic_load(&c.calls), calls);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_writes_go_on_during_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_waits_for_callback, setup, teardown),
+    };
+
+    return cmocka_run_group_tests_name("storage-flush", tests, NULL, NULL);
+}
