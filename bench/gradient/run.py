@@ -32,7 +32,7 @@ writes, fdatasync/fsync) and the rest (computing: decode, optimizer step,
 hashing, page faults; waiting; the client's side of the transfer).
 
 Usage: /usr/bin/python3 bench/gradient/run.py [--hpod build/daemon/hpod]
-       [--n 1000000] [--rounds 30] [--modes full,normal] [--baseline B] [--phases]
+       [--n 1000000] [--rounds 30] [--modes full,normal] [--baseline B [--ab]] [--phases]
 """
 import argparse
 import glob
@@ -194,52 +194,97 @@ def e6_grad(lam):
     return g, float(0.5 * np.sum((w - 1.0) ** 2))
 
 
-def run(cli, name, n, rounds, mode, label="", marks=None):
-    study = {"name": name, "params": [{"name": "lam", "type": "float", "low": 1e-3,
-                                       "high": 1e3, "log": True, "size": n}],
-             "sampler": {"type": "gradient", "optimizer": "adam", "lr": 0.1, "seed": 1}}
-    cli.call("POST", "/v1/studies", study)
-    times = {"ask": [], "get": [], "grad": [], "put": [], "tell": [], "total": []}
-    first_step_err = None
-    for r in range(rounds):
-        t0 = time.perf_counter()
-        trial = cli.call("POST", "/v1/studies/%s/ask" % name, {})
-        t1 = time.perf_counter()
-        p = trial["params"]["lam"]
-        if isinstance(p, dict):
-            lam = np.frombuffer(cli.call("GET", p["href"]), dtype="<f8")
-        else:
-            lam = np.asarray(p, dtype=float)
-        t2 = time.perf_counter()
-        g, loss = e6_grad(lam)
-        t3 = time.perf_counter()
-        base = "/v1/studies/%s/trials/%d" % (name, trial["number"])
-        if mode == "binary":
-            # The array's own buffer (float64, little-endian here): no copy on the client.
-            cli.call("PUT", base + "/gradient/lam", raw=memoryview(np.ascontiguousarray(g, "<f8")).cast("B"),
-                     ctype="application/octet-stream")
-            t4 = time.perf_counter()
-            cli.call("POST", base + "/tell", {"value": loss})
-        else:
-            t4 = time.perf_counter()
-            cli.call("POST", base + "/tell", {"value": loss, "gradient": {"lam": g.tolist()}})
-        t5 = time.perf_counter()
-        if marks is not None:
-            # The phases' bounds on the wall clock strace stamps (-ttt).
-            off = time.time() - time.perf_counter()
-            marks.append([x + off for x in (t0, t1, t2, t3, t4, t5)])
-        if r == 1:
-            want = np.array(E6_ADAM_ONE_STEP)[np.arange(n) % 5]
-            first_step_err = float(np.max(np.abs(lam - want)))
-        for k, v in (("ask", t1 - t0), ("get", t2 - t1), ("grad", t3 - t2), ("put", t4 - t3),
-                     ("tell", t5 - t4), ("total", t5 - t0 - (t3 - t2))):
-            times[k].append(v * 1e3)
+def study_body(name, n):
+    return {"name": name, "params": [{"name": "lam", "type": "float", "low": 1e-3,
+                                      "high": 1e3, "log": True, "size": n}],
+            "sampler": {"type": "gradient", "optimizer": "adam", "lr": 0.1, "seed": 1}}
+
+
+def one_round(cli, name, mode):
+    """One round: (lam handed out, phase bounds t0..t5 on perf_counter)."""
+    t0 = time.perf_counter()
+    trial = cli.call("POST", "/v1/studies/%s/ask" % name, {})
+    t1 = time.perf_counter()
+    p = trial["params"]["lam"]
+    if isinstance(p, dict):
+        lam = np.frombuffer(cli.call("GET", p["href"]), dtype="<f8")
+    else:
+        lam = np.asarray(p, dtype=float)
+    t2 = time.perf_counter()
+    g, loss = e6_grad(lam)
+    t3 = time.perf_counter()
+    base = "/v1/studies/%s/trials/%d" % (name, trial["number"])
+    if mode == "binary":
+        # The array's own buffer (float64, little-endian here): no copy on the client.
+        cli.call("PUT", base + "/gradient/lam", raw=memoryview(np.ascontiguousarray(g, "<f8")).cast("B"),
+                 ctype="application/octet-stream")
+        t4 = time.perf_counter()
+        cli.call("POST", base + "/tell", {"value": loss})
+    else:
+        t4 = time.perf_counter()
+        cli.call("POST", base + "/tell", {"value": loss, "gradient": {"lam": g.tolist()}})
+    t5 = time.perf_counter()
+    return lam, (t0, t1, t2, t3, t4, t5)
+
+
+def add_times(times, t):
+    t0, t1, t2, t3, t4, t5 = t
+    for k, v in (("ask", t1 - t0), ("get", t2 - t1), ("grad", t3 - t2), ("put", t4 - t3),
+                 ("tell", t5 - t4), ("total", t5 - t0 - (t3 - t2))):
+        times.setdefault(k, []).append(v * 1e3)
+
+
+def report(times, mode, label, n, rounds, first_step_err):
     med = {k: statistics.median(v) for k, v in times.items()}
     print("%-6s %-7s N=%-8d rounds=%d  median ms: round trip %.1f (ask %.1f, download %.1f, "
           "upload %.1f, tell %.1f; client numpy %.1f)  E6 step-1 max|err| %.2e"
           % (mode, label, n, rounds, med["total"], med["ask"], med["get"], med["put"], med["tell"],
              med["grad"], first_step_err))
     return med
+
+
+def step_err(lam, n):
+    want = np.array(E6_ADAM_ONE_STEP)[np.arange(n) % 5]
+    return float(np.max(np.abs(lam - want)))
+
+
+def run(cli, name, n, rounds, mode, label="", marks=None):
+    cli.call("POST", "/v1/studies", study_body(name, n))
+    times = {}
+    first_step_err = None
+    for r in range(rounds):
+        lam, t = one_round(cli, name, mode)
+        if marks is not None:
+            # The phases' bounds on the wall clock strace stamps (-ttt).
+            off = time.time() - time.perf_counter()
+            marks.append([x + off for x in t])
+        if r == 1:
+            first_step_err = step_err(lam, n)
+        add_times(times, t)
+    return report(times, mode, label, n, rounds, first_step_err)
+
+
+def run_ab(clis, labels, name, n, rounds):
+    """The binary round on two daemons, round by round in turn (before, after, after,
+    before, ...), so both see the same load on a shared machine; medians of each and the
+    median of the per-pair ratios after/before."""
+    for cli in clis:
+        cli.call("POST", "/v1/studies", study_body(name, n))
+    times = [{}, {}]
+    errs = [None, None]
+    for r in range(rounds):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            lam, t = one_round(clis[i], name, "binary")
+            if r == 1:
+                errs[i] = step_err(lam, n)
+            add_times(times[i], t)
+    meds = [report(times[i], "binary", labels[i], n, rounds, errs[i]) for i in (0, 1)]
+    ratio = {k: statistics.median(a / b for a, b in zip(times[1][k], times[0][k]))
+             for k in ("total", "ask", "get", "put", "tell")}
+    print("  after/before, median of the round pairs: round trip %.2f (ask %.2f, download %.2f, "
+          "upload %.2f, tell %.2f)" % (ratio["total"], ratio["ask"], ratio["get"], ratio["put"],
+                                       ratio["tell"]))
+    return meds
 
 
 # A whole call, or the end of one another thread's call interrupted in the log.
@@ -308,6 +353,9 @@ def main():
     ap.add_argument("--modes", default="full,normal",
                     help="--synchronous modes to run the binary round trip under")
     ap.add_argument("--baseline", help="another hpod binary, run before --hpod in each mode")
+    ap.add_argument("--ab", action="store_true",
+                    help="with --baseline: run the two daemons side by side, round by round in "
+                         "turn (binary round only; memory and CPU of each)")
     ap.add_argument("--phases", action="store_true",
                     help="also run each mode once under strace for the daemon's syscall time")
     args = ap.parse_args()
@@ -329,9 +377,31 @@ def main():
         subprocess.check_call([exe, str(args.n), str(rounds), opt])
 
     meds = {}
+    if args.ab and args.baseline:
+        for sync in args.modes.split(","):
+            ds = []
+            try:
+                for hpod in (args.baseline, args.hpod):
+                    ds.append(Daemon(hpod, sync))
+                rss0 = [d.rss_mb()[0] for d in ds]
+                cpu0 = [d.cpu_ms() for d in ds]
+                got = run_ab([Client(d.port) for d in ds], [sync + " before", sync + " after"],
+                             "bench-bin", args.n, args.rounds)
+                vec_mb = 8.0 * args.n / 2 ** 20
+                for i, d in enumerate(ds):
+                    rss1, hwm1 = d.rss_mb()
+                    print("  %s: daemon CPU %.1f ms a round; RSS %.0f MB before the study, "
+                          "%.0f MB after, peak %.0f MB (+%.1f vectors of %.1f MB)"
+                          % (("before", "after")[i], (d.cpu_ms() - cpu0[i]) / args.rounds,
+                             rss0[i], rss1, hwm1, (hwm1 - rss0[i]) / vec_mb, vec_mb))
+                    meds[sync + (" before", " after")[i]] = got[i]
+            finally:
+                for d in ds:
+                    d.stop()
+        args.modes = ""
     runs = [("before", args.baseline)] if args.baseline else []
     runs.append(("after" if args.baseline else "", args.hpod))
-    for sync in args.modes.split(","):
+    for sync in filter(None, args.modes.split(",")):
         for label, hpod in runs:
             tag = (sync + " " + label).strip()
             d = Daemon(hpod, sync)
