@@ -65,7 +65,7 @@ static int split_plugin(const json_t *spec, const char *field, const char *def_t
 static int build_sampler(struct study *s, const json_t *spec, const uint64_t *seed_fallback,
         json_t *def, struct hpo_error *err)
 {
-    const char *type;
+    const char *type = NULL;
     json_t *options = NULL, *seed, *desc, *out;
     int r;
 
@@ -121,7 +121,7 @@ static int build_sampler(struct study *s, const json_t *spec, const uint64_t *se
 
 static int build_pruner(struct study *s, const json_t *spec, json_t *def, struct hpo_error *err)
 {
-    const char *type;
+    const char *type = NULL;
     json_t *options = NULL, *desc, *out;
     int r;
 
