@@ -539,9 +539,21 @@ static int check_changed(struct sq_storage *st, const struct hpo_op *op, struct 
     return 0;
 }
 
-static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
+/* Note the side file of the param cell `op` names, if it holds one, to go once the batch commits. */
+static int collect_old_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
 {
     sqlite3_stmt *stmt = st->s.old_param;
+    int rc = SQLITE_OK;
+
+    bind_i64(&rc, stmt, 1, op->study_id);
+    bind_i64(&rc, stmt, 2, op->number);
+    bind_i64(&rc, stmt, 3, op->index);
+    return collect_obsolete(st, stmt, rc, false, err);
+}
+
+static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = st->s.param_put;
     struct hpo_blob_ref ref = { .text_len = 0 };
     const void *bytes = NULL;
     int rc = SQLITE_OK;
@@ -549,10 +561,7 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
 
     /* An upsert may replace a vector that lives in a side file (never a scalar's cell). */
     if (!(op->kind == HPO_OP_PARAM_PUT && op->scalar)) {
-        bind_i64(&rc, stmt, 1, op->study_id);
-        bind_i64(&rc, stmt, 2, op->number);
-        bind_i64(&rc, stmt, 3, op->index);
-        r = collect_obsolete(st, stmt, rc, false, err);
+        r = collect_old_param(st, op, err);
         if (r < 0) {
             return r;
         }
@@ -563,8 +572,6 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
             return r;
         }
     }
-    stmt = st->s.param_put;
-    rc = SQLITE_OK;
     bind_i64(&rc, stmt, 1, op->study_id);
     bind_i64(&rc, stmt, 2, op->number);
     bind_i64(&rc, stmt, 3, op->index);
@@ -749,11 +756,7 @@ static int run_op(struct sq_storage *st, const struct hpo_op *op, struct hpo_err
         return run_sampler_state(st, op, err);
     case HPO_OP_PARAM_DELETE:
         /* Its side file goes once the delete commits. */
-        stmt = st->s.old_param;
-        bind_i64(&rc, stmt, 1, op->study_id);
-        bind_i64(&rc, stmt, 2, op->number);
-        bind_i64(&rc, stmt, 3, op->index);
-        r = collect_obsolete(st, stmt, rc, false, err);
+        r = collect_old_param(st, op, err);
         if (r < 0) {
             return r;
         }
