@@ -88,9 +88,13 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run one request with a JSON body (NULL: none); returns the status. The caller finishes req. */
-static int run(struct fixture *f, struct hpo_service_request *req, enum hpo_service_op op,
-        const char *study, int64_t number, const char *body)
+/*
+** Run one request with a JSON body (NULL: none); returns the status. The
+** caller finishes req. `text_ok`: as the HTTP layer does (a trial's reply
+** may come as text).
+*/
+static int run_as(struct fixture *f, struct hpo_service_request *req, enum hpo_service_op op,
+        const char *study, int64_t number, const char *body, bool text_ok)
 {
     json_error_t jerr;
 
@@ -100,12 +104,19 @@ static int run(struct fixture *f, struct hpo_service_request *req, enum hpo_serv
     req->number = number;
     req->state_filter = -1;
     req->limit = 1000;
+    req->text_ok = text_ok;
     req->body = body != NULL ? json_loads(body, 0, &jerr) : NULL;
     assert_true(body == NULL || req->body != NULL);
     hpo_service_execute(f->service, req);
     json_decref((json_t *)req->body);
     req->body = NULL;
     return req->status;
+}
+
+static int run(struct fixture *f, struct hpo_service_request *req, enum hpo_service_op op,
+        const char *study, int64_t number, const char *body)
+{
+    return run_as(f, req, op, study, number, body, false);
 }
 
 /* The study's trial `number` as JSON (a new reference). */
@@ -347,21 +358,7 @@ static void test_pipelined_failure_reloads(void **state)
 static int run_text(struct fixture *f, struct hpo_service_request *req, enum hpo_service_op op,
         const char *study, int64_t number, const char *body)
 {
-    json_error_t jerr;
-
-    memset(req, 0, sizeof(*req));
-    req->op = op;
-    req->study = study;
-    req->number = number;
-    req->state_filter = -1;
-    req->limit = 1000;
-    req->text_ok = true;
-    req->body = body != NULL ? json_loads(body, 0, &jerr) : NULL;
-    assert_true(body == NULL || req->body != NULL);
-    hpo_service_execute(f->service, req);
-    json_decref((json_t *)req->body);
-    req->body = NULL;
-    return req->status;
+    return run_as(f, req, op, study, number, body, true);
 }
 
 /*
