@@ -198,6 +198,15 @@ def run_optuna(db_dir, seconds, procs=1):
             "errors": errors, "version": optuna.__version__}
 
 
+def print_hpod_round(r, label, c, res, tail):
+    """One round's line for an hpod (`label` hpod or base), ending with `tail`."""
+    print("round %d  %-4s   %2d client%s: %8.0f pairs/s  p50 %.3f ms  ask p50 %.3f ms"
+          "  p99 %.3f ms  loadgen CPU %5.1f%%  %s CPU %5.1f%%  %s"
+          % (r + 1, label, c, "s" if c > 1 else " ", res["pairs_per_s"], res["p50_ms"],
+             res["ask_p50_ms"], res["p99_ms"], res["loadgen_cpu_pct"], label,
+             res["hpod_cpu_pct"], tail), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hpod", default=os.path.join(ROOT, "build-it", "daemon", "hpod"))
@@ -255,22 +264,13 @@ def main():
                           "  loadgen CPU %5.1f%%  server CPU %5.1f%%"
                           % (r + 1, c, "s" if c > 1 else " ", b["pairs_per_s"], b["p50_ms"],
                              b["ask_p50_ms"], b["loadgen_cpu_pct"], b["server_cpu_pct"]))
-                    print("round %d  hpod   %2d client%s: %8.0f pairs/s  p50 %.3f ms  ask p50 %.3f ms"
-                          "  p99 %.3f ms  loadgen CPU %5.1f%%  hpod CPU %5.1f%%  %.0f%% of bare"
-                          % (r + 1, c, "s" if c > 1 else " ", res["pairs_per_s"], res["p50_ms"],
-                             res["ask_p50_ms"], res["p99_ms"], res["loadgen_cpu_pct"],
-                             res["hpod_cpu_pct"], 100 * res["share"]),
-                          flush=True)
+                    print_hpod_round(r, "hpod", c, res, "%.0f%% of bare" % (100 * res["share"]))
                     if base is not None:
                         if o is None:
                             o = run_hpod(base, loadgen, "bench-%d-%d" % (r, c), c, args.seconds)
                         o["vs"] = res["pairs_per_s"] / o["pairs_per_s"]
                         base_rounds[c].append(o)
-                        print("round %d  base   %2d client%s: %8.0f pairs/s  p50 %.3f ms  ask p50 %.3f ms"
-                              "  p99 %.3f ms  loadgen CPU %5.1f%%  base CPU %5.1f%%  hpod/base %.2f"
-                              % (r + 1, c, "s" if c > 1 else " ", o["pairs_per_s"], o["p50_ms"],
-                                 o["ask_p50_ms"], o["p99_ms"], o["loadgen_cpu_pct"],
-                                 o["hpod_cpu_pct"], o["vs"]), flush=True)
+                        print_hpod_round(r, "base", c, o, "hpod/base %.2f" % o["vs"])
                 for p in procs:
                     o = run_optuna(tmp, args.optuna_seconds, p)
                     optuna_rounds[p].append(o)
