@@ -8,7 +8,6 @@ gradients from interleaved clients, and bad gradients that change nothing.
 Usage: test_gradient_http.py PATH/TO/hpod. Prints TAP.
 """
 
-import json
 import math
 import os
 import struct
@@ -19,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hpodtest import Daemon, Tap, check, exe_from_argv  # noqa: E402
 
 tap = Tap()
+OCTET = {"Content-Type": "application/octet-stream"}
 LAM = {"name": "lam", "type": "float", "low": 1e-3, "high": 1e3, "log": True}
 
 
@@ -26,6 +26,19 @@ def hypergrad(lam, a, b):
     """dL/dlam of L = 1/2 (w* - b)^2 with w* = a / (1 + lam)."""
     w = a / (1.0 + lam)
     return 0.5 * (w - b) ** 2, -(w - b) * a / (1.0 + lam) ** 2
+
+
+def ask_vector(d, name):
+    """Ask in study `name`; the trial's number and its vector lam, downloaded as bytes."""
+    t = d.post("/v1/studies/%s/ask" % name).expect(201)
+    return t["number"], d.get(t["params"]["lam"]["href"]).body
+
+
+def upload(d, name, number, body):
+    """PUT the gradient bytes of lam for trial `number`; expects 204."""
+    r = d.request("PUT", "/v1/studies/%s/trials/%d/gradient/lam" % (name, number),
+                  body=body, headers=OCTET)
+    check(r.status == 204, "gradient upload: %d" % r.status)
 
 
 def study(d, name, sampler, params=None):
@@ -112,17 +125,17 @@ def e6_vector_through_binary_endpoints(exe):
         grad = [hypergrad(lam[i], a[i], 1.0)[1] for i in range(n)]
         # A body of the wrong length changes nothing.
         d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam", body=struct.pack("<3d", 1, 2, 3),
-                  headers={"Content-Type": "application/octet-stream"}).expect_error(
+                  headers=OCTET).expect_error(
             400, "invalid_argument", "gradient")
         bad = list(grad)
         bad[7] = float("inf")
         d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam",
                   body=struct.pack("<%dd" % n, *bad),
-                  headers={"Content-Type": "application/octet-stream"}).expect_error(
+                  headers=OCTET).expect_error(
             400, "invalid_argument", "gradient")
         r = d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam",
                       body=struct.pack("<%dd" % n, *grad),
-                      headers={"Content-Type": "application/octet-stream"})
+                      headers=OCTET)
         check(r.status == 204, "gradient upload: %d" % r.status)
         d.post("/v1/studies/e6/trials/0/tell", {"value": 0.0}).expect(200)
         t = d.post("/v1/studies/e6/ask").expect(201)
@@ -184,16 +197,6 @@ def big_state_rolls_back_from_disk(exe):
     import sqlite3
     n = 60000
     a = [2.0 + (i % 5) for i in range(n)]
-    octet = {"Content-Type": "application/octet-stream"}
-
-    def ask_vector(d, name):
-        t = d.post("/v1/studies/%s/ask" % name).expect(201)
-        return t["number"], d.get(t["params"]["lam"]["href"]).body
-
-    def upload(d, name, number, body):
-        r = d.request("PUT", "/v1/studies/%s/trials/%d/gradient/lam" % (name, number),
-                      body=body, headers=octet)
-        check(r.status == 204, "gradient upload: %d" % r.status)
 
     with Daemon(exe) as d:
         for name in ("fails", "twin"):
@@ -249,7 +252,6 @@ def big_state_survives_sigkill(exe):
     import sqlite3
     n = 60000
     a = [2.0 + (i % 5) for i in range(n)]
-    octet = {"Content-Type": "application/octet-stream"}
     with Daemon(exe) as d:
         study(d, "big", {"optimizer": "adam", "lr": 0.1, "seed": 3}, params=[dict(LAM, size=n)])
         last = None
@@ -258,7 +260,7 @@ def big_state_survives_sigkill(exe):
             lam = struct.unpack("<%dd" % n, d.get(t["params"]["lam"]["href"]).body)
             grad = struct.pack("<%dd" % n, *[hypergrad(lam[i], a[i], 1.0)[1] for i in range(n)])
             r = d.request("PUT", "/v1/studies/big/trials/%d/gradient/lam" % t["number"],
-                          body=grad, headers=octet)
+                          body=grad, headers=OCTET)
             check(r.status == 204, "upload: %d" % r.status)
             d.post("/v1/studies/big/trials/%d/tell" % t["number"], {"value": 1.0}).expect(200)
             last = lam
@@ -311,18 +313,11 @@ def lost_vector_is_rebuilt(exe):
     import subprocess
     n = 140000  # a vector of over 1 MiB: its own side file
     a = [2.0 + (i % 5) for i in range(n)]
-    octet = {"Content-Type": "application/octet-stream"}
-
-    def ask_vector(d, name):
-        t = d.post("/v1/studies/%s/ask" % name).expect(201)
-        return t["number"], d.get(t["params"]["lam"]["href"]).body
 
     def finish(d, name, number, raw):
         lam = struct.unpack("<%dd" % n, raw)
         grad = struct.pack("<%dd" % n, *[hypergrad(lam[i], a[i], 1.0)[1] for i in range(n)])
-        r = d.request("PUT", "/v1/studies/%s/trials/%d/gradient/lam" % (name, number),
-                      body=grad, headers=octet)
-        check(r.status == 204, "gradient upload: %d" % r.status)
+        upload(d, name, number, grad)
         d.post("/v1/studies/%s/trials/%d/tell" % (name, number), {"value": 1.0}).expect(200)
 
     def vector_file(d, number):
