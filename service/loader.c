@@ -368,19 +368,11 @@ static const struct hpo_load_callbacks load_cb = {
     .attr = load_attr,
 };
 
-/* The load at start also rebuilds the vectors a power cut lost. */
-static const struct hpo_load_callbacks start_cb = {
-    .study = load_study,
-    .trial = load_trial,
-    .param = load_param,
-    .report = load_report,
-    .attr = load_attr,
-    .lost = load_lost,
-};
-
 int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_options *opt,
         struct hpo_service **ret_service, struct hpo_error *err)
 {
+    /* The load at start also rebuilds the vectors a power cut lost. */
+    struct hpo_load_callbacks start_cb = load_cb;
     struct hpo_service *svc = calloc(1, sizeof(*svc));
     struct loader L = { 0 };
     int r;
@@ -399,6 +391,7 @@ int hpo_service_create(struct hpo_storage *storage, const struct hpo_service_opt
     pthread_rwlock_init(&svc->registry_lock, NULL);
     pthread_mutex_init(&svc->create_lock, NULL);
     L.svc = svc;
+    start_cb.lost = load_lost;
     r = hpo_storage_load(storage, &start_cb, &L, err);
     if (r == 0) {
         r = rebuild_lost(&L, err);
