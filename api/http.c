@@ -82,12 +82,13 @@ struct hpo_api {
     struct hpo__metrics *metrics;
     struct hpo__events *events;      /* the dashboard's event streams (events.h) */
     pthread_mutex_t pool_lock;       /* guards pool and pool_n */
-    struct req *pool;                /* finished requests' records, linked by `api` */
+    struct req *pool;                /* finished requests' records, linked by pool_next */
     unsigned pool_n;
 };
 
 struct req {
     struct hpo_api *api;
+    struct req *pool_next; /* the next finished record, while in api->pool */
     struct MHD_Connection *conn;
     struct hpo_job job; /* first member use is not required: we map back by offset */
     char id[24];
@@ -921,7 +922,7 @@ static struct req *req_alloc(struct hpo_api *api)
     pthread_mutex_lock(&api->pool_lock);
     rq = api->pool;
     if (rq != NULL) {
-        api->pool = (struct req *)(void *)rq->api;
+        api->pool = rq->pool_next;
         api->pool_n--;
     }
     pthread_mutex_unlock(&api->pool_lock);
@@ -937,7 +938,7 @@ static void req_release(struct hpo_api *api, struct req *rq)
 {
     pthread_mutex_lock(&api->pool_lock);
     if (api->pool_n < req_pool_max) {
-        rq->api = (struct hpo_api *)(void *)api->pool; /* the link, while in the pool */
+        rq->pool_next = api->pool;
         api->pool = rq;
         api->pool_n++;
         rq = NULL;
@@ -1773,7 +1774,7 @@ void hpo_api_stop(struct hpo_api *api)
     pthread_rwlock_destroy(&api->tokens_lock);
     while (api->pool != NULL) {
         struct req *rq = api->pool;
-        api->pool = (struct req *)(void *)rq->api;
+        api->pool = rq->pool_next;
         free(rq);
     }
     pthread_mutex_destroy(&api->pool_lock);
