@@ -284,9 +284,6 @@ static void put_real(struct hpo_jsonw *o, double x)
 
 static void put_value(struct hpo_jsonw *o, const json_t *v)
 {
-    char num[32];
-    int n;
-
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         const char *key;
@@ -319,8 +316,7 @@ static void put_value(struct hpo_jsonw *o, const json_t *v)
         put_string(o, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
-        n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        put(o, num, (size_t)n);
+        hpo_jsonw_int(o, (long long)json_integer_value(v));
         break;
     case JSON_REAL:
         put_real(o, json_real_value(v));
