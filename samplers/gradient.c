@@ -121,6 +121,12 @@ struct gradient_state {
     size_t n_diff;     /* differentiable coordinates P */
 
     /* Persistent state (save/load). */
+    /*
+    ** How the service decodes the points handed out, and replay() the
+    ** records (core/space.h): HEXP for a study created by this build, LIBM
+    ** for a state saved before decode versions (no F_DECODE_HEXP).
+    */
+    enum hpo_decode decode;
     bool initialized;
     bool have_key;
     bool a_resolved;
@@ -559,6 +565,7 @@ static int gradient_configure(const json_t *options, const struct hpo_space *spa
         goto fail;
     }
     st->space = space;
+    st->decode = HPO_DECODE_HEXP;
     st->dim = space->dim;
     st->n_params = space->n_params;
     st->gp = calloc(space->n_params ? space->n_params : 1, sizeof(*st->gp));
@@ -1008,6 +1015,11 @@ static int gradient_regenerate(void *state, const struct hpo_space *space, doubl
     }
     write_point(st, space, unit_point);
     return 0;
+}
+
+static int gradient_decode(const void *state)
+{
+    return (int)((const struct gradient_state *)state)->decode;
 }
 
 static bool gradient_needs_save(const void *state)
@@ -1517,13 +1529,15 @@ enum {
     F_V = 1 << 4,
     F_ACC = 1 << 5,
     F_DPREV = 1 << 6,
+    F_DECODE_HEXP = 1 << 7, /* decoded with hpo_exp (absent in states saved before it) */
 };
 
 static uint64_t state_flags(const struct gradient_state *st)
 {
     return (st->initialized ? F_INITIALIZED : 0) | (st->have_key ? F_HAVE_KEY : 0) |
             (st->a_resolved ? F_A_RESOLVED : 0) | (st->m ? F_M : 0) | (st->v ? F_V : 0) |
-            (st->acc ? F_ACC : 0) | (st->dprev ? F_DPREV : 0);
+            (st->acc ? F_ACC : 0) | (st->dprev ? F_DPREV : 0) |
+            (st->decode == HPO_DECODE_HEXP ? F_DECODE_HEXP : 0);
 }
 
 static size_t n_vectors(uint64_t flags)
@@ -1725,7 +1739,7 @@ static void replay(struct gradient_state *st, const unsigned char *r, double *va
         if (is_diff(st, i)) {
             struct unit_job job = { p, &st->gp[i], st->u + p->offset, vals + p->offset };
             hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
-            hpo_param_from_unit_n(p, vals + p->offset, vals + p->offset, p->width);
+            hpo_param_decode_n(p, vals + p->offset, vals + p->offset, p->width, st->decode);
         }
     }
     told_set(st, trial);
@@ -1762,7 +1776,7 @@ static int gradient_load(void *state, const void *blob, size_t len)
     base = hdr[11];
     if (hdr[0] != st->dim || hdr[1] != st->n_params || hdr[3] > MODE_FD ||
             (flags & ~(uint64_t)(F_INITIALIZED | F_HAVE_KEY | F_A_RESOLVED | F_M | F_V | F_ACC |
-                    F_DPREV)) != 0 ||
+                    F_DPREV | F_DECODE_HEXP)) != 0 ||
             (flags & (F_M | F_V | F_ACC | F_DPREV)) !=
                     (state_flags(st) & (F_M | F_V | F_ACC | F_DPREV)) ||
             k > (uint64_t)INT64_MAX / 2 || base > k || (k > 0 && base == k) ||
@@ -1841,6 +1855,7 @@ static int gradient_load(void *state, const void *blob, size_t len)
     st->initialized = flags & F_INITIALIZED;
     st->have_key = flags & F_HAVE_KEY;
     st->a_resolved = flags & F_A_RESOLVED;
+    st->decode = (flags & F_DECODE_HEXP) ? HPO_DECODE_HEXP : HPO_DECODE_LIBM;
     st->mode = (enum mode)hdr[3];
     st->init_n = hdr[4];
     st->spsa_start = hdr[5];
@@ -1965,6 +1980,7 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .save_record = gradient_save_record,
     .reproducible = gradient_reproducible,
     .regenerate = gradient_regenerate,
+    .decode = gradient_decode,
     .defer_next = gradient_defer_next,
     .settle = gradient_settle,
     .load = gradient_load,
