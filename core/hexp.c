@@ -137,3 +137,34 @@ void hpo_exp_decode(const double *unit, double *out, size_t n, double ulow, doub
         memcpy(out + i, buf, len * sizeof(double));
     }
 }
+
+static inline double logistic_one(double x)
+{
+    double y = 1.0 / (1.0 + exp_core(-x));
+
+    y = y < 0.0 ? 0.0 : y;
+    return y > 1.0 ? 1.0 : y;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__) && \
+        !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void hpo_logistic_n(const double *x, double *out, size_t n)
+{
+    double buf[CHUNK];
+
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t len = n - i < CHUNK ? n - i : CHUNK;
+        if (len == CHUNK) {
+            for (size_t j = 0; j < CHUNK; j++) {
+                buf[j] = logistic_one(x[i + j]);
+            }
+        } else {
+            for (size_t j = 0; j < len; j++) {
+                buf[j] = logistic_one(x[i + j]);
+            }
+        }
+        memcpy(out + i, buf, len * sizeof(double));
+    }
+}

@@ -23,3 +23,10 @@ double hpo_exp(double x);
 */
 void hpo_exp_decode(const double *unit, double *out, size_t n, double ulow, double range,
         double low, double high);
+
+/*
+** The logistic 1 / (1 + hpo_exp(-x)) clamped to [0, 1], n coordinates: the
+** same bits as that formula one at a time (vectorized; x and out may be the
+** same array). NaN gives NaN.
+*/
+void hpo_logistic_n(const double *x, double *out, size_t n);

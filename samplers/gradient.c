@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/hexp.h"
 #include "../core/history.h"
 #include "../core/parallel.h"
 #include "../core/rng.h"
@@ -208,14 +209,20 @@ static double clampd(double x, double lo, double hi)
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
+/* e^x as the study decodes (struct gradient_state `decode`). */
+static double exp_as(enum hpo_decode how, double x)
+{
+    return how == HPO_DECODE_HEXP ? hpo_exp(x) : exp(x);
+}
+
 /* The value handed out for u. */
-static double value_of(const struct gparam *g, double u)
+static double value_of(const struct gparam *g, double u, enum hpo_decode how)
 {
     switch (g->kind) {
     case KIND_LOG:
-        return exp(u);
+        return exp_as(how, u);
     case KIND_LOGIT:
-        return g->lo + 1.0 / (1.0 + exp(-u)) * (g->hi - g->lo);
+        return g->lo + 1.0 / (1.0 + exp_as(how, -u)) * (g->hi - g->lo);
     default:
         return u;
     }
@@ -254,18 +261,20 @@ static double dvdu(const struct gparam *g, double v)
 ** The unit-cube coordinate whose decode (hpo_param_from_unit) gives
 ** value_of(u): for continuous params decode computes ulow + x * range, so
 ** log params give exp(u) and logit params lo + sigmoid(u) * (hi - lo) up to
-** one rounding of ulow + x * range.
+** one rounding of ulow + x * range. The exps are `how`'s, as the decode's:
+** what replay() and regenerate recompute (HEXP: unit_range's vector path).
 */
-static double unit_of(const struct hpo_param *p, const struct gparam *g, double u)
+static double unit_of(const struct hpo_param *p, const struct gparam *g, double u,
+        enum hpo_decode how)
 {
     double x;
 
     if (g->kind == KIND_LOGIT && p->step == 0.0) {
-        x = 1.0 / (1.0 + exp(-u));
+        x = 1.0 / (1.0 + exp_as(how, -u));
     } else if (g->kind == KIND_LOG) {
         x = (u - p->ulow) / (p->uhigh - p->ulow);
     } else {
-        x = (value_of(g, u) - p->ulow) / (p->uhigh - p->ulow);
+        x = (value_of(g, u, how) - p->ulow) / (p->uhigh - p->ulow);
     }
     return clampd(x, 0.0, 1.0);
 }
@@ -869,6 +878,7 @@ struct unit_job {
     const struct gparam *g;
     const double *u;
     double *unit;
+    enum hpo_decode how;
 };
 
 static void unit_range(void *ctx, size_t lo, size_t hi)
@@ -877,8 +887,13 @@ static void unit_range(void *ctx, size_t lo, size_t hi)
     const struct hpo_param *p = job->p;
     const struct gparam g = *job->g;
 
+    if (g.kind == KIND_LOGIT && p->step == 0.0 && job->how == HPO_DECODE_HEXP) {
+        /* unit_of()'s 1 / (1 + hpo_exp(-u)) clamped, the bits the same, vectorized. */
+        hpo_logistic_n(job->u + lo, job->unit + lo, hi - lo);
+        return;
+    }
     for (size_t j = lo; j < hi; j++) {
-        job->unit[j] = unit_of(p, &g, job->u[j]);
+        job->unit[j] = unit_of(p, &g, job->u[j], job->how);
     }
 }
 
@@ -889,7 +904,7 @@ static void write_point(const struct gradient_state *st, const struct hpo_space 
         const struct hpo_param *p = &space->params[i];
         const struct gparam *g = &st->gp[i];
         if (st->active[i] && g->kind != KIND_FROZEN) {
-            struct unit_job job = { p, g, st->u + p->offset, unit + p->offset };
+            struct unit_job job = { p, g, st->u + p->offset, unit + p->offset, st->decode };
             hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
             continue;
         }
@@ -928,7 +943,8 @@ static void spsa_point(const struct gradient_state *st, const struct hpo_space *
             delta = (bits & 1) ? 1.0 : -1.0;
             bits >>= 1;
             left--;
-            unit[j] = unit_of(p, g, clampd(st->u[j] + sign * ck * delta, g->ulo, g->uhi));
+            unit[j] = unit_of(p, g, clampd(st->u[j] + sign * ck * delta, g->ulo, g->uhi),
+                    st->decode);
         }
     }
 }
@@ -948,7 +964,8 @@ static void fd_point(const struct gradient_state *st, const struct hpo_space *sp
         }
         for (size_t j = p->offset; j < p->offset + p->width; j++, n++) {
             if (n == idx) {
-                unit[j] = unit_of(p, g, clampd(st->u[j] + sign * h, g->ulo, g->uhi));
+                unit[j] = unit_of(p, g, clampd(st->u[j] + sign * h, g->ulo, g->uhi),
+                        st->decode);
                 return;
             }
         }
@@ -1737,7 +1754,8 @@ static void replay(struct gradient_state *st, const unsigned char *r, double *va
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         if (is_diff(st, i)) {
-            struct unit_job job = { p, &st->gp[i], st->u + p->offset, vals + p->offset };
+            struct unit_job job = { p, &st->gp[i], st->u + p->offset, vals + p->offset,
+                st->decode };
             hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
             hpo_param_decode_n(p, vals + p->offset, vals + p->offset, p->width, st->decode);
         }

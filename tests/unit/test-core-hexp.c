@@ -190,6 +190,44 @@ static void test_vector_equals_scalar(void **unused)
     free(got);
 }
 
+/* hpo_logistic_n: the formula's bits one coordinate at a time with hpo_exp. */
+static void test_logistic(void **unused)
+{
+    const size_t n = 3 * 256 + 101;
+    double *x = malloc(n * sizeof(double));
+    double *got = malloc(n * sizeof(double));
+    uint64_t r = 777;
+
+    (void)unused;
+    assert_non_null(x);
+    assert_non_null(got);
+    for (size_t i = 0; i < n; i++) {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        x[i] = ((double)(r >> 11) * 0x1.0p-53 - 0.5) * 60.0;
+    }
+    x[0] = 0.0;
+    x[1] = NAN;
+    x[2] = INFINITY;
+    x[3] = -INFINITY;
+    x[4] = 800.0;
+    x[5] = -800.0;
+    x[n - 1] = NAN;
+    hpo_logistic_n(x, got, n);
+    for (size_t i = 0; i < n; i++) {
+        double y = 1.0 / (1.0 + hpo_exp(-x[i]));
+        y = y < 0.0 ? 0.0 : (y > 1.0 ? 1.0 : y);
+        assert_memory_equal(&got[i], &y, sizeof(y));
+    }
+    assert_true(got[0] == 0.5 && isnan(got[1]) && got[2] == 1.0 && got[3] == 0.0);
+    assert_true(got[4] == 1.0 && got[5] == 0.0);
+    hpo_logistic_n(x, x, n); /* in place */
+    assert_memory_equal(x, got, n * sizeof(double));
+    free(x);
+    free(got);
+}
+
 /*
 ** The bits themselves: FNV-1a of hpo_exp over a grid of the decode's range
 ** and of the whole range, as every build gave them when this was written
@@ -280,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_within_one_ulp),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_vector_equals_scalar),
+        cmocka_unit_test(test_logistic),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_param_decode),
     };
