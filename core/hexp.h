@@ -5,12 +5,12 @@
 
 /*
 ** hpo_exp: e^x to within 1 ulp (0.71 measured for normal results; 98.4% of
-** them correctly rounded), the same bits in every build
-** and on every path (scalar, SSE2, AVX2; no FMA, no table), so that values
-** decoded with it can be recomputed bit for bit (docs/DESIGN.md "Decode
-** versions"). x above 709.78 gives +inf, below -745.14 gives 0 (subnormal
-** results in between are rounded once more: still within 1 ulp); NaN is
-** returned for NaN.
+** them correctly rounded), the same bits in every build and on every path
+** (scalar, SSE2, AVX2, AVX-512; no FMA, no table), so that values decoded
+** with it can be recomputed bit for bit (docs/DESIGN.md "Storage and side
+** files", decode versions). x above 709.78 gives +inf, below -745.14 gives
+** 0 (subnormal results in between are rounded once more: still within 1
+** ulp); NaN is returned for NaN.
 */
 double hpo_exp(double x);
 

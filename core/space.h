@@ -91,10 +91,11 @@ void hpo_param_from_unit_n(const struct hpo_param *p, const double *unit, double
 
 /*
 ** How a sampler's suggestions are decoded where the values must be
-** recomputed bit for bit later (docs/DESIGN.md "Decode versions"): a
-** continuous log param's e^w by the C library's exp (LIBM: what every study
-** stored before decode versions used) or by core/hexp.c's hpo_exp (HEXP:
-** the same bits in every build, vectorized). Everything else is the same.
+** recomputed bit for bit later (docs/DESIGN.md "Storage and side files",
+** decode versions): a continuous log param's e^w by the C library's exp
+** (LIBM: what every study stored before decode versions used) or by
+** core/hexp.c's hpo_exp (HEXP: the same bits in every build, vectorized).
+** Everything else is the same.
 */
 enum hpo_decode { HPO_DECODE_LIBM, HPO_DECODE_HEXP };
 

@@ -405,7 +405,7 @@ def xxh64(data):
 @tap.test
 def study_of_an_older_build_keeps_its_decode(exe):
     """A study whose state an older build saved (no decode flag: its asks decoded with libm's
-    exp, docs/DESIGN.md "Decode versions") keeps that decode after an upgrade: its vectors
+    exp, docs/DESIGN.md "Storage and side files") keeps that decode after an upgrade: its vectors
     differ from a new study's where libm's exp and hpo_exp round apart, its records replay
     bit for bit, and a running trial's vector lost in a power cut is rebuilt to the checksum
     its cell kept. Modelled: the state's flag cleared (and its reference's checksum

@@ -1282,7 +1282,7 @@ static bool same_state(const struct study *s, const void *a, const void *b)
 }
 
 /*
-** Decode versions (docs/DESIGN.md "Decode versions"): a new study decodes
+** Decode versions (docs/DESIGN.md "Storage and side files"): a new study decodes
 ** with hpo_exp (HEXP); a state saved before them (no flag) keeps the C
 ** library's exp (LIBM): its asks hand out libm's values, its records replay
 ** bit for bit, and regenerate (a lost vector's rebuild) gives back the
