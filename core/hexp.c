@@ -99,8 +99,11 @@ static inline double decode_in(double u, double ulow, double range, double low, 
 /*
 ** Whole chunks of a constant count into a buffer of our own (no aliasing,
 ** no remainder: the compiler vectorizes it even at -O2's cheap model).
+** Clones for AVX-512F and AVX2 (glibc's ifunc picks one at load): with
+** contraction off none has an FMA, so all give the scalar path's bits
+** (test-core-hexp); none under ASan, whose ifunc handling is fragile.
 */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__) && \
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
         !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
@@ -146,7 +149,7 @@ static inline double logistic_one(double x)
     return y > 1.0 ? 1.0 : y;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__) && \
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
         !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
