@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hexp.h"
 #include "jsonw.h"
 #include "parallel.h"
 #include "space.h"
@@ -732,6 +733,7 @@ struct decode_job {
     const struct hpo_param *p;
     const double *unit;
     double *out;
+    enum hpo_decode how;
 };
 
 static void decode_range(void *ctx, size_t lo, size_t hi)
@@ -765,11 +767,28 @@ static void decode_range(void *ctx, size_t lo, size_t hi)
     }
 }
 
+/* decode_range() with hpo_exp: the same arithmetic around it. */
+static void decode_hexp_range(void *ctx, size_t lo, size_t hi)
+{
+    const struct decode_job *job = ctx;
+    const struct hpo_param *p = job->p;
+
+    hpo_exp_decode(job->unit + lo, job->out + lo, hi - lo, p->ulow, p->uhigh - p->ulow, p->low,
+            p->high);
+}
+
 void hpo_param_from_unit_n(const struct hpo_param *p, const double *unit, double *out, size_t n)
 {
-    struct decode_job job = { p, unit, out };
+    hpo_param_decode_n(p, unit, out, n, HPO_DECODE_LIBM);
+}
 
-    hpo_parallel_for(n, HPO_PARALLEL_GRAIN, decode_range, &job);
+void hpo_param_decode_n(const struct hpo_param *p, const double *unit, double *out, size_t n,
+        enum hpo_decode how)
+{
+    struct decode_job job = { p, unit, out, how };
+    bool hexp = how == HPO_DECODE_HEXP && p->type == HPO_PARAM_FLOAT && p->step == 0.0 && p->log;
+
+    hpo_parallel_for(n, HPO_PARALLEL_GRAIN, hexp ? decode_hexp_range : decode_range, &job);
 }
 
 bool hpo_param_valid(const struct hpo_param *p, double value)

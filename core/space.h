@@ -89,6 +89,20 @@ double hpo_param_from_unit(const struct hpo_param *p, double u);
 /* hpo_param_from_unit() of n coordinates (a vector's), bit for bit the same, faster. */
 void hpo_param_from_unit_n(const struct hpo_param *p, const double *unit, double *out, size_t n);
 
+/*
+** How a sampler's suggestions are decoded where the values must be
+** recomputed bit for bit later (docs/DESIGN.md "Storage and side files",
+** decode versions): a continuous log param's e^w by the C library's exp
+** (LIBM: what every study stored before decode versions used) or by
+** core/hexp.c's hpo_exp (HEXP: the same bits in every build, vectorized).
+** Everything else is the same.
+*/
+enum hpo_decode { HPO_DECODE_LIBM, HPO_DECODE_HEXP };
+
+/* hpo_param_from_unit_n() with `how`'s exp (LIBM: the same bits as it). */
+void hpo_param_decode_n(const struct hpo_param *p, const double *unit, double *out, size_t n,
+        enum hpo_decode how);
+
 /* Snap an arbitrary value onto the param's grid and bounds (ints and steps). */
 double hpo_param_snap(const struct hpo_param *p, double value);
 

@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/hexp.h"
 #include "../core/history.h"
 #include "../core/parallel.h"
 #include "../core/rng.h"
@@ -121,6 +122,12 @@ struct gradient_state {
     size_t n_diff;     /* differentiable coordinates P */
 
     /* Persistent state (save/load). */
+    /*
+    ** How the service decodes the points handed out, and replay() the
+    ** records (core/space.h): HEXP for a study created by this build, LIBM
+    ** for a state saved before decode versions (no F_DECODE_HEXP).
+    */
+    enum hpo_decode decode;
     bool initialized;
     bool have_key;
     bool a_resolved;
@@ -202,14 +209,20 @@ static double clampd(double x, double lo, double hi)
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
+/* e^x as the study decodes (struct gradient_state `decode`). */
+static double exp_as(enum hpo_decode how, double x)
+{
+    return how == HPO_DECODE_HEXP ? hpo_exp(x) : exp(x);
+}
+
 /* The value handed out for u. */
-static double value_of(const struct gparam *g, double u)
+static double value_of(const struct gparam *g, double u, enum hpo_decode how)
 {
     switch (g->kind) {
     case KIND_LOG:
-        return exp(u);
+        return exp_as(how, u);
     case KIND_LOGIT:
-        return g->lo + 1.0 / (1.0 + exp(-u)) * (g->hi - g->lo);
+        return g->lo + 1.0 / (1.0 + exp_as(how, -u)) * (g->hi - g->lo);
     default:
         return u;
     }
@@ -248,18 +261,20 @@ static double dvdu(const struct gparam *g, double v)
 ** The unit-cube coordinate whose decode (hpo_param_from_unit) gives
 ** value_of(u): for continuous params decode computes ulow + x * range, so
 ** log params give exp(u) and logit params lo + sigmoid(u) * (hi - lo) up to
-** one rounding of ulow + x * range.
+** one rounding of ulow + x * range. The exps are `how`'s, as the decode's:
+** what replay() and regenerate recompute (HEXP: unit_range's vector path).
 */
-static double unit_of(const struct hpo_param *p, const struct gparam *g, double u)
+static double unit_of(const struct hpo_param *p, const struct gparam *g, double u,
+        enum hpo_decode how)
 {
     double x;
 
     if (g->kind == KIND_LOGIT && p->step == 0.0) {
-        x = 1.0 / (1.0 + exp(-u));
+        x = 1.0 / (1.0 + exp_as(how, -u));
     } else if (g->kind == KIND_LOG) {
         x = (u - p->ulow) / (p->uhigh - p->ulow);
     } else {
-        x = (value_of(g, u) - p->ulow) / (p->uhigh - p->ulow);
+        x = (value_of(g, u, how) - p->ulow) / (p->uhigh - p->ulow);
     }
     return clampd(x, 0.0, 1.0);
 }
@@ -559,6 +574,7 @@ static int gradient_configure(const json_t *options, const struct hpo_space *spa
         goto fail;
     }
     st->space = space;
+    st->decode = HPO_DECODE_HEXP;
     st->dim = space->dim;
     st->n_params = space->n_params;
     st->gp = calloc(space->n_params ? space->n_params : 1, sizeof(*st->gp));
@@ -862,6 +878,7 @@ struct unit_job {
     const struct gparam *g;
     const double *u;
     double *unit;
+    enum hpo_decode how;
 };
 
 static void unit_range(void *ctx, size_t lo, size_t hi)
@@ -870,8 +887,13 @@ static void unit_range(void *ctx, size_t lo, size_t hi)
     const struct hpo_param *p = job->p;
     const struct gparam g = *job->g;
 
+    if (g.kind == KIND_LOGIT && p->step == 0.0 && job->how == HPO_DECODE_HEXP) {
+        /* unit_of()'s 1 / (1 + hpo_exp(-u)) clamped, the bits the same, vectorized. */
+        hpo_logistic_n(job->u + lo, job->unit + lo, hi - lo);
+        return;
+    }
     for (size_t j = lo; j < hi; j++) {
-        job->unit[j] = unit_of(p, &g, job->u[j]);
+        job->unit[j] = unit_of(p, &g, job->u[j], job->how);
     }
 }
 
@@ -882,7 +904,7 @@ static void write_point(const struct gradient_state *st, const struct hpo_space 
         const struct hpo_param *p = &space->params[i];
         const struct gparam *g = &st->gp[i];
         if (st->active[i] && g->kind != KIND_FROZEN) {
-            struct unit_job job = { p, g, st->u + p->offset, unit + p->offset };
+            struct unit_job job = { p, g, st->u + p->offset, unit + p->offset, st->decode };
             hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
             continue;
         }
@@ -921,7 +943,8 @@ static void spsa_point(const struct gradient_state *st, const struct hpo_space *
             delta = (bits & 1) ? 1.0 : -1.0;
             bits >>= 1;
             left--;
-            unit[j] = unit_of(p, g, clampd(st->u[j] + sign * ck * delta, g->ulo, g->uhi));
+            unit[j] = unit_of(p, g, clampd(st->u[j] + sign * ck * delta, g->ulo, g->uhi),
+                    st->decode);
         }
     }
 }
@@ -941,7 +964,8 @@ static void fd_point(const struct gradient_state *st, const struct hpo_space *sp
         }
         for (size_t j = p->offset; j < p->offset + p->width; j++, n++) {
             if (n == idx) {
-                unit[j] = unit_of(p, g, clampd(st->u[j] + sign * h, g->ulo, g->uhi));
+                unit[j] = unit_of(p, g, clampd(st->u[j] + sign * h, g->ulo, g->uhi),
+                        st->decode);
                 return;
             }
         }
@@ -1008,6 +1032,11 @@ static int gradient_regenerate(void *state, const struct hpo_space *space, doubl
     }
     write_point(st, space, unit_point);
     return 0;
+}
+
+static int gradient_decode(const void *state)
+{
+    return (int)((const struct gradient_state *)state)->decode;
 }
 
 static bool gradient_needs_save(const void *state)
@@ -1517,13 +1546,15 @@ enum {
     F_V = 1 << 4,
     F_ACC = 1 << 5,
     F_DPREV = 1 << 6,
+    F_DECODE_HEXP = 1 << 7, /* decoded with hpo_exp (absent in states saved before it) */
 };
 
 static uint64_t state_flags(const struct gradient_state *st)
 {
     return (st->initialized ? F_INITIALIZED : 0) | (st->have_key ? F_HAVE_KEY : 0) |
             (st->a_resolved ? F_A_RESOLVED : 0) | (st->m ? F_M : 0) | (st->v ? F_V : 0) |
-            (st->acc ? F_ACC : 0) | (st->dprev ? F_DPREV : 0);
+            (st->acc ? F_ACC : 0) | (st->dprev ? F_DPREV : 0) |
+            (st->decode == HPO_DECODE_HEXP ? F_DECODE_HEXP : 0);
 }
 
 static size_t n_vectors(uint64_t flags)
@@ -1723,9 +1754,10 @@ static void replay(struct gradient_state *st, const unsigned char *r, double *va
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         if (is_diff(st, i)) {
-            struct unit_job job = { p, &st->gp[i], st->u + p->offset, vals + p->offset };
+            struct unit_job job = { p, &st->gp[i], st->u + p->offset, vals + p->offset,
+                st->decode };
             hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
-            hpo_param_from_unit_n(p, vals + p->offset, vals + p->offset, p->width);
+            hpo_param_decode_n(p, vals + p->offset, vals + p->offset, p->width, st->decode);
         }
     }
     told_set(st, trial);
@@ -1762,7 +1794,7 @@ static int gradient_load(void *state, const void *blob, size_t len)
     base = hdr[11];
     if (hdr[0] != st->dim || hdr[1] != st->n_params || hdr[3] > MODE_FD ||
             (flags & ~(uint64_t)(F_INITIALIZED | F_HAVE_KEY | F_A_RESOLVED | F_M | F_V | F_ACC |
-                    F_DPREV)) != 0 ||
+                    F_DPREV | F_DECODE_HEXP)) != 0 ||
             (flags & (F_M | F_V | F_ACC | F_DPREV)) !=
                     (state_flags(st) & (F_M | F_V | F_ACC | F_DPREV)) ||
             k > (uint64_t)INT64_MAX / 2 || base > k || (k > 0 && base == k) ||
@@ -1841,6 +1873,7 @@ static int gradient_load(void *state, const void *blob, size_t len)
     st->initialized = flags & F_INITIALIZED;
     st->have_key = flags & F_HAVE_KEY;
     st->a_resolved = flags & F_A_RESOLVED;
+    st->decode = (flags & F_DECODE_HEXP) ? HPO_DECODE_HEXP : HPO_DECODE_LIBM;
     st->mode = (enum mode)hdr[3];
     st->init_n = hdr[4];
     st->spsa_start = hdr[5];
@@ -1965,6 +1998,7 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .save_record = gradient_save_record,
     .reproducible = gradient_reproducible,
     .regenerate = gradient_regenerate,
+    .decode = gradient_decode,
     .defer_next = gradient_defer_next,
     .settle = gradient_settle,
     .load = gradient_load,

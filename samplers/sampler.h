@@ -109,6 +109,13 @@ struct hpo_sampler_type {
     bool (*reproducible)(const void *state);
     int (*regenerate)(void *state, const struct hpo_space *space, double *unit_point);
     /*
+    ** Optional: how the service decodes this sampler's suggestions, an enum
+    ** hpo_decode (core/space.h) fixed for the life of the state (a sampler
+    ** that recomputes values bit for bit, replays or regenerate, uses the
+    ** same one itself). NULL means HPO_DECODE_LIBM.
+    */
+    int (*decode)(const void *state);
+    /*
     ** Optional, together: defer_next() lets the next tell() leave work
     ** running on a thread of its own that only its gradient and the
     ** sampler's memory take part in (the gradient sampler's optimizer step

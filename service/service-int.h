@@ -252,10 +252,13 @@ bool hpo__vectors_evictable(struct hpo_service *svc, struct study *s, size_t k);
 void hpo__vectors_evict(struct hpo_service *svc, struct study *s, size_t around);
 /*
 ** A sampler's unit point made into values as an ask does (trials.c): from
-** `unit` where `fixed` (NULL: none) has no value, honouring `when`.
+** `unit` where `fixed` (NULL: none) has no value, honouring `when`, decoded
+** as `how` (hpo__decode_of the study).
 */
 void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
-        double *out);
+        double *out, enum hpo_decode how);
+/* How the study's sampler's suggestions are decoded (sampler.h `decode`). */
+enum hpo_decode hpo__decode_of(const struct study *s);
 /* Delete stored vectors beyond the study's retain_vectors. */
 void hpo__vectors_retain(struct hpo_service *svc, struct study *s);
 /* The pending binary gradient of trial `number` for param index `param`, or NULL. */

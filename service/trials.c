@@ -45,8 +45,14 @@ struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_service_request
 ** gradient sampler's replay of stored tells (samplers/gradient.c, replay)
 ** recomputes a new trial's values this same way: keep the two in step.
 */
+enum hpo_decode hpo__decode_of(const struct study *s)
+{
+    return s->sampler_type->decode != NULL ? (enum hpo_decode)s->sampler_type->decode(s->sampler)
+                                           : HPO_DECODE_LIBM;
+}
+
 void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
-        double *out)
+        double *out, enum hpo_decode how)
 {
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
@@ -58,7 +64,7 @@ void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, d
         } else if (fixed != NULL && !isnan(fixed[p->offset])) {
             memcpy(&out[p->offset], &fixed[p->offset], p->width * sizeof(double));
         } else {
-            hpo_param_from_unit_n(p, &unit[p->offset], &out[p->offset], p->width);
+            hpo_param_decode_n(p, &unit[p->offset], &out[p->offset], p->width, how);
         }
         /*
         ** Canonical unit coordinates for scalars; a vector keeps the sampler's
@@ -196,7 +202,7 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
             hpo__sampler_rollback(svc, s);
             goto out;
         }
-        hpo__merge_suggestion(s->space, t ? t->values : NULL, unit, merged);
+        hpo__merge_suggestion(s->space, t ? t->values : NULL, unit, merged, hpo__decode_of(s));
     }
     if (t == NULL) {
         t = hpo_history_append_point(&s->history, HPO_STATE_RUNNING, point);

@@ -83,8 +83,23 @@ static struct hpo_trial *ask(struct study *s)
     assert_int_equal(s->type->suggest(s->state, s->space, &s->h, &rng, unit, &err), 0);
     t = hpo_history_append(&s->h, HPO_STATE_RUNNING);
     assert_non_null(t);
-    hpo_space_decode(s->space, unit, t->values);
+    /*
+    ** As service/trials.c hpo__merge_suggestion: which params are active (the
+    ** canonical decode), then the values from the sampler's own unit point
+    ** with its decode version; scalars keep canonical unit coordinates.
+    */
     memcpy(t->unit, unit, dim * sizeof(double));
+    hpo_space_decode(s->space, t->unit, t->values);
+    for (size_t i = 0; i < s->space->n_params; i++) {
+        const struct hpo_param *p = &s->space->params[i];
+        if (!isnan(t->values[p->offset])) {
+            hpo_param_decode_n(p, unit + p->offset, t->values + p->offset, p->width,
+                    (enum hpo_decode)s->type->decode(s->state));
+            for (size_t j = p->offset; j < p->offset + p->width; j++) {
+                t->unit[j] = p->size == 0 ? hpo_param_to_unit(p, t->values[j]) : unit[j];
+            }
+        }
+    }
     free(unit);
     return t;
 }
@@ -1229,6 +1244,209 @@ static void records_replay_bitwise(void **unused)
     }
 }
 
+/* The state in `f` with its decode flag (bit 7 of the flags word) set or cleared. */
+static void *load_with_decode(struct study *s, const struct file *f, bool hexp)
+{
+    unsigned char *copy = malloc(f->len);
+    uint64_t flags;
+    struct hpo_error err;
+    void *st;
+
+    assert_non_null(copy);
+    memcpy(copy, f->data, f->len);
+    memcpy(&flags, copy + 8 + 2 * 8, 8);
+    flags = hexp ? flags | (1u << 7) : flags & ~(uint64_t)(1u << 7);
+    memcpy(copy + 8 + 2 * 8, &flags, 8);
+    assert_int_equal(s->type->configure(s->options, s->space, &st, &err), 0);
+    assert_int_equal(s->type->load(st, copy, f->len), 0);
+    free(copy);
+    return st;
+}
+
+/* Saved whole, `a` and `b` are the same bytes but for their decode flags. */
+static bool same_state(const struct study *s, const void *a, const void *b)
+{
+    unsigned char *x = NULL, *y = NULL;
+    size_t lx = 0, ly = 0;
+    bool same;
+
+    assert_int_equal(s->type->save(a, (void **)&x, &lx), 0);
+    assert_int_equal(s->type->save(b, (void **)&y, &ly), 0);
+    assert_true(lx > 8 + 3 * 8 && ly > 8 + 3 * 8);
+    x[8 + 2 * 8] &= (unsigned char)~(1u << 7); /* little-endian flags word */
+    y[8 + 2 * 8] &= (unsigned char)~(1u << 7);
+    same = lx == ly && memcmp(x, y, lx) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/*
+** Decode versions (docs/DESIGN.md "Storage and side files"): a new study decodes
+** with hpo_exp (HEXP); a state saved before them (no flag) keeps the C
+** library's exp (LIBM): its asks hand out libm's values, its records replay
+** bit for bit, and regenerate (a lost vector's rebuild) gives back the
+** values its ask handed out. Replayed with the other decode, the same
+** records give another state: the flag is what keeps old studies exact.
+*/
+static void decode_versions_bitwise(void **unused)
+{
+    (void)unused;
+    for (int old = 0; old < 2; old++) {
+        struct file f = { NULL, 0 };
+        struct study s;
+        enum hpo_decode how = old ? HPO_DECODE_LIBM : HPO_DECODE_HEXP;
+        double *unit = malloc(E6_N * sizeof(double));
+        double *vals = malloc(E6_N * sizeof(double));
+        struct hpo_trial *t;
+        void *other;
+
+        char *opts = malloc(64 + 32 * E6_N);
+        size_t at;
+
+        assert_non_null(unit);
+        assert_non_null(vals);
+        assert_non_null(opts);
+        /* E6 from a spread initial point: 10^4 distinct values, some where the exps differ. */
+        at = (size_t)sprintf(opts, "{\"lr\": 0.1, \"init\": {\"lam\": [");
+        for (size_t i = 0; i < E6_N; i++) {
+            at += (size_t)sprintf(opts + at, "%s%.17g", i ? ", " : "",
+                    0.01 * pow(10.0, 4.0 * (double)i / E6_N));
+        }
+        strcpy(opts + at, "]}}");
+        study_open(&s, e6_space, opts, false);
+        free(opts);
+        assert_non_null(s.type->decode);
+        assert_int_equal(s.type->decode(s.state), HPO_DECODE_HEXP);
+        assert_false(round_store(&s, &f)); /* whole: decides the mode */
+        if (old) {
+            /* What an older build saved: the same state without the flag. */
+            s.type->destroy(s.state);
+            s.state = load_with_decode(&s, &f, false);
+            assert_int_equal(s.type->decode(s.state), HPO_DECODE_LIBM);
+            f.len = 0;
+            {
+                struct hpo_part parts[HPO_SAVE_PARTS];
+                int n = s.type->save_parts(s.state, parts);
+                uint64_t flags;
+                assert_true(n > 0);
+                file_put(&f, parts, n); /* whole, saved without the flag */
+                memcpy(&flags, f.data + 8 + 2 * 8, 8);
+                assert_int_equal(flags & (1u << 7), 0);
+            }
+        }
+        for (int r = 0; r < 4; r++) {
+            assert_true(round_store(&s, &f));
+            same_after_load(&s, &f);
+        }
+        /* The records replayed with the other decode: another state. */
+        other = load_with_decode(&s, &f, old);
+        assert_false(same_state(&s, s.state, other));
+        s.type->destroy(other);
+        /* An ask hands out `how`'s values, and regenerate gives them back. */
+        t = ask(&s);
+        assert_int_equal(s.type->decode(s.state), how);
+        assert_true(s.type->reproducible(s.state));
+        {
+            void *fresh;
+            void *blob = NULL;
+            size_t len = 0;
+            struct hpo_error err;
+            assert_int_equal(s.type->save(s.state, &blob, &len), 0);
+            assert_int_equal(s.type->configure(s.options, s.space, &fresh, &err), 0);
+            assert_int_equal(s.type->load(fresh, blob, len), 0);
+            assert_int_equal(s.type->regenerate(fresh, s.space, unit), 0);
+            assert_int_equal(s.type->decode(fresh), how);
+            assert_memory_equal(unit, t->unit, E6_N * sizeof(double));
+            hpo_param_decode_n(&s.space->params[0], unit, vals, E6_N, how);
+            assert_memory_equal(vals, t->values, E6_N * sizeof(double));
+            s.type->destroy(fresh);
+            free(blob);
+        }
+        free(unit);
+        free(vals);
+        free(f.data);
+        study_close(&s);
+    }
+}
+
+/*
+** The same for a linear vector (the logit transform: the sampler's own
+** 1 / (1 + e^-u) is the decode's exp too): records replay bit for bit
+** under either decode, and differently under the other; regenerate gives
+** back what the ask handed out.
+*/
+static void logit_decode_versions(void **unused)
+{
+    const char *space = "[{\"name\": \"w\", \"type\": \"float\", \"low\": -2, "
+                        "\"high\": 5, \"size\": 3000}]";
+    const size_t n = 3000;
+
+    (void)unused;
+    for (int old = 0; old < 2; old++) {
+        enum hpo_decode how = old ? HPO_DECODE_LIBM : HPO_DECODE_HEXP;
+        struct file f = { NULL, 0 };
+        struct study s;
+        double *g = malloc(n * sizeof(double));
+        double *unit = malloc(n * sizeof(double));
+        double *vals = malloc(n * sizeof(double));
+        struct hpo_trial *t = NULL;
+        void *other;
+
+        assert_non_null(g);
+        assert_non_null(unit);
+        assert_non_null(vals);
+        study_open(&s, space, "{\"optimizer\": \"sgd\", \"lr\": 0.5}", false);
+        for (int r = 0; r < 6; r++) {
+            bool rec;
+            t = ask(&s);
+            for (size_t i = 0; i < n; i++) {
+                /* d/dw of (w - c_i)^2 / 2, c_i spread over the range */
+                g[i] = t->values[i] - (-1.5 + (double)(i % 997) * 0.006);
+            }
+            tell(&s, t, 1.0, g);
+            rec = store(&s, &f);
+            assert_true(rec == (r > 0));
+            if (r == 0 && old) {
+                /* An older build's state (trial 0 was the midpoint: the same in both). */
+                struct hpo_part parts[HPO_SAVE_PARTS];
+                int k;
+                s.type->destroy(s.state);
+                s.state = load_with_decode(&s, &f, false);
+                f.len = 0;
+                k = s.type->save_parts(s.state, parts);
+                assert_true(k > 0);
+                file_put(&f, parts, k);
+            }
+            same_after_load(&s, &f);
+        }
+        assert_int_equal(s.type->decode(s.state), how);
+        other = load_with_decode(&s, &f, old);
+        assert_false(same_state(&s, s.state, other));
+        s.type->destroy(other);
+        t = ask(&s);
+        {
+            void *fresh, *blob = NULL;
+            size_t len = 0;
+            struct hpo_error err;
+            assert_int_equal(s.type->save(s.state, &blob, &len), 0);
+            assert_int_equal(s.type->configure(s.options, s.space, &fresh, &err), 0);
+            assert_int_equal(s.type->load(fresh, blob, len), 0);
+            assert_int_equal(s.type->regenerate(fresh, s.space, unit), 0);
+            assert_memory_equal(unit, t->unit, n * sizeof(double));
+            hpo_param_decode_n(&s.space->params[0], unit, vals, n, how);
+            assert_memory_equal(vals, t->values, n * sizeof(double));
+            s.type->destroy(fresh);
+            free(blob);
+        }
+        free(g);
+        free(unit);
+        free(vals);
+        free(f.data);
+        study_close(&s);
+    }
+}
+
 /*
 ** defer_next + settle (the service's record tells): the step left running
 ** during the "commit" gives the same state bit for bit as a step run inside
@@ -1335,6 +1553,8 @@ int main(void)
         cmocka_unit_test(describe_defaults),
         cmocka_unit_test(load_rejects_garbage),
         cmocka_unit_test(records_replay_bitwise),
+        cmocka_unit_test(decode_versions_bitwise),
+        cmocka_unit_test(logit_decode_versions),
     };
 
     return cmocka_run_group_tests_name("samplers-gradient", tests, NULL, NULL);
