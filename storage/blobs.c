@@ -505,7 +505,11 @@ static void drop_spare(struct hpo_blobs *b, size_t i, bool unlink_it)
 static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err);
 static void lazy_committed(struct hpo_blobs *b);
 
-/* Drop the cached pages of the files written before (what writeback has finished with). */
+/*
+** Drop the cached pages of the files written before (what writeback has
+** finished with): 0.2-0.4 ms for 8 MB here, which is why with sync it is
+** done once the batch ended rather than before a write or a commit.
+*/
 static void release_written(struct hpo_blobs *b)
 {
     for (size_t i = 0; i < b->n_written; i++) {
@@ -781,7 +785,9 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     int fd;
     int r = 0;
 
-    release_written(b);
+    if (!b->sync) {
+        release_written(b);
+    }
     fd = open_for_write(b, ref, &old_len);
     if (fd < 0) {
         b->fail_errno = fd != -ENOMEM ? -fd : 0;
@@ -880,9 +886,13 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
             b->lazy[k++] = b->lazy[i];
             continue;
         }
-        /* Written back: its pages may go, as a new file's do. */
-        (void)posix_fadvise(b->lazy[i].fd, 0, 0, POSIX_FADV_DONTNEED);
-        close(b->lazy[i].fd);
+        /* Written back: its pages may go, as a new file's do, once the batch ended. */
+        if (b->n_written < HPO_BLOB_WRITTEN) {
+            b->written[b->n_written++] = b->lazy[i].fd;
+        } else {
+            (void)posix_fadvise(b->lazy[i].fd, 0, 0, POSIX_FADV_DONTNEED);
+            close(b->lazy[i].fd);
+        }
     }
     b->n_lazy = k;
     return 0;
@@ -1071,6 +1081,9 @@ void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
     }
     b->obsolete.n = mark->obsolete;
     b->reusable.n = mark->reusable;
+    if (b->sync) {
+        release_written(b);
+    }
 }
 
 void hpo__blobs_forget(struct hpo_blobs *b)
@@ -1084,6 +1097,9 @@ void hpo__blobs_forget(struct hpo_blobs *b)
     b->created.n = 0;
     b->obsolete.n = 0;
     b->reusable.n = 0;
+    if (b->sync) {
+        release_written(b);
+    }
 }
 
 int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err)
@@ -1139,4 +1155,7 @@ void hpo__blobs_finish(struct hpo_blobs *b)
     b->reusable.n = 0;
     b->n_appended = 0;
     lazy_committed(b);
+    if (b->sync) {
+        release_written(b);
+    }
 }
