@@ -30,6 +30,9 @@
 /* The largest single write(): Linux moves at most 0x7ffff000 bytes per call. */
 #define WRITE_CHUNK ((size_t)1 << 30)
 
+/* The piece after which a synced file's writeback is started (write_parts_at). */
+#define EARLY_CHUNK ((size_t)1 << 20)
+
 _Static_assert(sizeof(((struct hpo_blob_ref *)0)->text) <= HPO_BLOB_REF_MAX,
         "a reference must stay below the length the SQL filters on");
 
@@ -343,15 +346,11 @@ static int file_error(const struct hpo_blobs *b, int r, const char *what, const 
             name);
 }
 
-/*
-** Write all of p[0..len) in pieces of at most WRITE_CHUNK: at offset `at`
-** (pwrite), or at the file position when `at` is negative. 0 or -errno.
-*/
+/* Write all of p[0..len) at offset `at`, in pieces of at most WRITE_CHUNK. 0 or -errno. */
 static int write_all_at(int fd, const unsigned char *p, size_t len, off_t at)
 {
     while (len > 0) {
-        size_t k = len < WRITE_CHUNK ? len : WRITE_CHUNK;
-        ssize_t n = at < 0 ? write(fd, p, k) : pwrite(fd, p, k, at);
+        ssize_t n = pwrite(fd, p, len < WRITE_CHUNK ? len : WRITE_CHUNK, at);
 
         if (n < 0) {
             if (errno == EINTR) {
@@ -364,9 +363,52 @@ static int write_all_at(int fd, const unsigned char *p, size_t len, off_t at)
         }
         p += n;
         len -= (size_t)n;
-        if (at >= 0) {
-            at += n;
+        at += n;
+    }
+    return 0;
+}
+
+/*
+** Write the parts at offset `at` on (pwrite), continuing the checksum `x`
+** if not NULL. `early`: start the writeback of each EARLY_CHUNK as soon as
+** it is written (SYNC_FILE_RANGE_WRITE queues it and does not wait), so the
+** disk writes while the rest is copied and the fdatasync after waits only
+** for the tail: on this machine's ext4 on virtio an 8 MB file 1.9 ms
+** written and synced against 2.9 in one piece, 24 MB 5.8 against 9.
+** A piece is hashed after its writeback started, its bytes still in the
+** CPU's cache. Without either, each part goes in one call. 0 or -errno.
+*/
+static int write_parts_at(int fd, const struct hpo_part *parts, size_t n, off_t at, bool early,
+        struct hpo_xxh64 *x)
+{
+    size_t piece = early || x != NULL ? EARLY_CHUNK : WRITE_CHUNK;
+    off_t started = at;
+
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = parts[i].data;
+        size_t left = parts[i].len;
+
+        while (left > 0) {
+            size_t k = left < piece ? left : piece;
+            int r = write_all_at(fd, p, k, at);
+
+            if (r < 0) {
+                return r;
+            }
+            at += (off_t)k;
+            if (early && at - started >= (off_t)EARLY_CHUNK) {
+                (void)sync_file_range(fd, started, at - started, SYNC_FILE_RANGE_WRITE);
+                started = at;
+            }
+            if (x != NULL) {
+                hpo__xxh64_update(x, p, k);
+            }
+            p += k;
+            left -= k;
         }
+    }
+    if (early && at > started) {
+        (void)sync_file_range(fd, started, at - started, SYNC_FILE_RANGE_WRITE);
     }
     return 0;
 }
@@ -463,7 +505,11 @@ static void drop_spare(struct hpo_blobs *b, size_t i, bool unlink_it)
 static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err);
 static void lazy_committed(struct hpo_blobs *b);
 
-/* Drop the cached pages of the files written before (what writeback has finished with). */
+/*
+** Drop the cached pages of the files written before (what writeback has
+** finished with): 0.2-0.4 ms for 8 MB here, which is why with sync it is
+** done once the batch ended rather than before a write or a commit.
+*/
 static void release_written(struct hpo_blobs *b)
 {
     for (size_t i = 0; i < b->n_written; i++) {
@@ -739,17 +785,20 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     int fd;
     int r = 0;
 
-    release_written(b);
+    if (!b->sync) {
+        release_written(b);
+    }
     fd = open_for_write(b, ref, &old_len);
     if (fd < 0) {
         b->fail_errno = fd != -ENOMEM ? -fd : 0;
         b->fail_len = ref->len;
         return file_error(b, fd, "creating", ref->name, err);
     }
-    /* Straight from the caller's buffers, in as few calls as the kernel takes. */
-    for (size_t i = 0; i < n && r == 0; i++) {
-        r = write_all_at(fd, parts[i].data, parts[i].len, -1);
-    }
+    /*
+    ** Straight from the caller's buffers; a file synced now has its writeback
+    ** started piece by piece. A lazy one's waits for the commit (below).
+    */
+    r = write_parts_at(fd, parts, n, 0, b->sync && !lazy, NULL);
     if (r == 0 && old_len > ref->len && !state && ftruncate(fd, (off_t)ref->len) < 0) {
         r = -errno;
     }
@@ -837,9 +886,13 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
             b->lazy[k++] = b->lazy[i];
             continue;
         }
-        /* Written back: its pages may go, as a new file's do. */
-        (void)posix_fadvise(b->lazy[i].fd, 0, 0, POSIX_FADV_DONTNEED);
-        close(b->lazy[i].fd);
+        /* Written back: its pages may go, as a new file's do, once the batch ended. */
+        if (b->n_written < HPO_BLOB_WRITTEN) {
+            b->written[b->n_written++] = b->lazy[i].fd;
+        } else {
+            (void)posix_fadvise(b->lazy[i].fd, 0, 0, POSIX_FADV_DONTNEED);
+            close(b->lazy[i].fd);
+        }
     }
     b->n_lazy = k;
     return 0;
@@ -950,7 +1003,6 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
     struct hpo_blob_tail *t = NULL;
     struct hpo_xxh64 x;
     size_t add = 0, slot;
-    off_t at;
     int fd;
     int r = 0;
 
@@ -975,19 +1027,9 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
     if (fd < 0) {
         return 0; /* gone: the whole state goes to a new file */
     }
-    at = (off_t)cur->len;
-    for (size_t i = 0; i < n && r == 0; i++) {
-        r = write_all_at(fd, parts[i].data, parts[i].len, at);
-        at += (off_t)parts[i].len;
-    }
-    if (r == 0 && b->sync) {
-        /* The disk takes the bytes while the checksum is computed. */
-        (void)sync_file_range(fd, (off_t)cur->len, (off_t)add, SYNC_FILE_RANGE_WRITE);
-    }
+    /* The disk takes each piece while the next is copied and hashed. */
     x = t->x;
-    for (size_t i = 0; i < n && r == 0; i++) {
-        hpo__xxh64_update(&x, parts[i].data, parts[i].len);
-    }
+    r = write_parts_at(fd, parts, n, (off_t)cur->len, b->sync, &x);
     if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
     }
@@ -1039,6 +1081,9 @@ void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
     }
     b->obsolete.n = mark->obsolete;
     b->reusable.n = mark->reusable;
+    if (b->sync) {
+        release_written(b);
+    }
 }
 
 void hpo__blobs_forget(struct hpo_blobs *b)
@@ -1052,6 +1097,9 @@ void hpo__blobs_forget(struct hpo_blobs *b)
     b->created.n = 0;
     b->obsolete.n = 0;
     b->reusable.n = 0;
+    if (b->sync) {
+        release_written(b);
+    }
 }
 
 int hpo__blobs_sync_dir(struct hpo_blobs *b, struct hpo_error *err)
@@ -1107,4 +1155,7 @@ void hpo__blobs_finish(struct hpo_blobs *b)
     b->reusable.n = 0;
     b->n_appended = 0;
     lazy_committed(b);
+    if (b->sync) {
+        release_written(b);
+    }
 }

@@ -229,7 +229,7 @@ size_t hpo__storage_queued(struct hpo_storage *st);
 #define HPO_BLOB_REF_MAX  128
 #define HPO_BLOB_NAME_MAX 40
 #define HPO_BLOB_SPARES   2
-#define HPO_BLOB_WRITTEN  2 /* new files kept open until their pages are dropped */
+#define HPO_BLOB_WRITTEN  10 /* written files kept open until their pages are dropped */
 #define HPO_BLOB_LAZY     8 /* files written lazily, waiting for the next batch's sync */
 
 /* XXH64's running state (hpo__xxh64_init/update/digest below). */
@@ -287,9 +287,11 @@ struct hpo_blobs {
     } spare[HPO_BLOB_SPARES];
     size_t n_spare;
     /*
-    ** New files still open: their writeback was started, and the next write
-    ** drops their pages from the page cache, so write-once vectors do not
-    ** grow it and the next file reuses the same memory.
+    ** New files still open: their writeback was started, and their pages
+    ** are dropped from the page cache (so write-once vectors do not grow it
+    ** and the next file reuses the same memory): with sync, synced files
+    ** and synced lazy ones, once their batch ended (hpo__blobs_finish,
+    ** undo, forget), off the write's path; without, at the next write.
     */
     int written[HPO_BLOB_WRITTEN];
     size_t n_written;

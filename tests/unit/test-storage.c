@@ -2409,6 +2409,78 @@ static void test_state_appends(void **state)
 }
 
 /*
+** Side files are written a MiB at a time, each piece's writeback started
+** (synchronous FULL) and, for an append, hashed as it goes: a state in parts
+** whose edges fall anywhere against those pieces, and records appended to
+** it likewise, read back bit for bit with their checksums, and the file
+** holds exactly the referenced bytes. In both modes.
+*/
+static void test_pieces_across_chunks(void **state)
+{
+    struct fixture *f = *state;
+    const size_t mib = (size_t)1 << 20;
+    size_t lens[4] = { 7, 2 * mib + 3, mib - 1, 5 };
+    size_t rec_lens[2] = { 32, mib + 9 }; /* two fit in the whole state's size */
+    size_t whole = lens[0] + lens[1] + lens[2] + lens[3], rec = rec_lens[0] + rec_lens[1];
+
+    for (int full = 0; full < 2; full++) {
+        struct hpo_storage_options opt = { .synchronous_full = full == 1 };
+        struct hpo_storage *st = NULL;
+        unsigned char *a = make_bytes(whole, 200 + (uint64_t)full);
+        unsigned char *r = make_bytes(2 * rec, 210 + (uint64_t)full);
+        struct hpo_part parts[4], recs[2][2];
+        size_t at = 0;
+        char name[64];
+        struct hpo_error err;
+        struct dump d;
+
+        for (int i = 0; i < 4; i++) {
+            parts[i] = (struct hpo_part){ a + at, lens[i] };
+            at += lens[i];
+        }
+        for (int k = 0; k < 2; k++) {
+            recs[k][0] = (struct hpo_part){ r + (size_t)k * rec, rec_lens[0] };
+            recs[k][1] = (struct hpo_part){ r + (size_t)k * rec + rec_lens[0], rec_lens[1] };
+        }
+        unlink(f->path);
+        assert_int_equal(hpo_storage_open(f->path, &opt, &st, &err), 0);
+        assert_int_equal(hpo_storage_start(st), 0);
+        {
+            struct hpo_op ops[] = { op_study(1, "s", "{}", 0),
+                { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .parts = parts, .n_parts = 4 } };
+            write_ok(st, ops, 2);
+        }
+        assert_int_equal(state_ref(f, 1, name, sizeof(name)), whole);
+        assert_int_equal(file_size(f, name), (off_t)whole);
+        for (int k = 0; k < 2; k++) {
+            struct hpo_op op = { .kind = HPO_OP_SAMPLER_STATE, .study_id = 1, .parts = parts,
+                .n_parts = 4, .append = recs[k], .n_append = 2 };
+            write_ok(st, &op, 1);
+        }
+        assert_int_equal(state_ref(f, 1, name, sizeof(name)), whole + 2 * rec);
+        assert_int_equal(file_size(f, name), (off_t)(whole + 2 * rec));
+        hpo_storage_close(st);
+        load_all(f->path, &d);
+        assert_int_equal(d.v[0].kind, 'S');
+        assert_int_equal(d.v[0].len, whole + 2 * rec);
+        assert_memory_equal(d.v[0].bytes, a, whole);
+        assert_memory_equal((unsigned char *)d.v[0].bytes + whole, r, 2 * rec);
+        dump_free(&d);
+        free(a);
+        free(r);
+        {
+            char p2[300];
+            snprintf(p2, sizeof(p2), "%s-wal", f->path);
+            unlink(p2);
+            snprintf(p2, sizeof(p2), "%s-shm", f->path);
+            unlink(p2);
+            snprintf(p2, sizeof(p2), "%s.blobs/%s", f->path, name);
+            unlink(p2);
+        }
+    }
+}
+
+/*
 ** synchronous FULL on a file: a write returns only once a flush covers it
 ** (its ticket is flushed at return); with hpo_storage_defer_flush it may
 ** return before, and its ticket is flushed by the flusher within a bound.
@@ -2539,6 +2611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_file_fails_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_values_synchronous_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pieces_across_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_flush_tickets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_reads_file_vectors, setup, teardown),
     };
