@@ -91,6 +91,7 @@
 #include "../core/histogram.h"
 #include "../core/log.h"
 #include "storage-int.h"
+#include "walbuf.h"
 
 /*
 ** Flusher threads: a commit made while one fdatasync runs starts the next on
@@ -1455,10 +1456,11 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     hpo_hist_init(&st->batch_writes, batch_writes_le,
             sizeof(batch_writes_le) / sizeof(batch_writes_le[0]));
 
+    /* Its WAL writes a commit's frames in one pwrite (walbuf.c). */
     rc = sqlite3_open_v2(path, &st->db,
             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                     SQLITE_OPEN_EXRESCODE,
-            NULL);
+            hpo__walbuf_vfs());
     if (rc != SQLITE_OK) {
         snprintf(what, sizeof(what), "opening '%s'", path);
         r = hpo__storage_error(st->db, rc, what, err);
