@@ -382,6 +382,17 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         const struct hpo_part *parts, size_t n, struct hpo_error *err);
 
 /*
+** hpo__blob_prepare_parts and the write of its file in one (the file written
+** before its cell): a value of 1 MiB or more has its checksum computed on a
+** thread of its own while the writer thread writes the file. `lazy` as
+** hpo__blob_write_lazy, `state` as hpo__blob_write_parts. `ref` is filled
+** either way; 0, or a negative errno with `err` filled (no file left).
+*/
+int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
+        const struct hpo_part *parts, size_t n, bool lazy, bool state, struct hpo_blob_ref *ref,
+        struct hpo_error *err);
+
+/*
 ** hpo__blob_write for a value that can be rebuilt if a power cut loses it
 ** (hpo_op.lazy): with sync, the file is not fdatasync'd now, only its
 ** writeback started; hpo__blobs_sync_dir of the next batch syncs it (and
