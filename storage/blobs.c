@@ -34,15 +34,6 @@
 /* The piece after which a synced file's writeback is started (write_parts_at). */
 #define EARLY_CHUNK ((size_t)1 << 20)
 
-/*
-** A value of this size or more is hashed on a thread of its own while the
-** writer thread writes it (struct hasher): XXH64 takes 0.68 ms per 8 MB
-** (four serial chains of multiplies), the write to the page cache several
-** times that, and during the write the client waits for the reply, so the
-** second core is idle. Below it, a thread's start costs more than it saves.
-*/
-#define PAR_MIN ((size_t)1 << 20)
-
 _Static_assert(sizeof(((struct hpo_blob_ref *)0)->text) <= HPO_BLOB_REF_MAX,
         "a reference must stay below the length the SQL filters on");
 
@@ -224,7 +215,7 @@ static void hash_start(struct hasher *h, const struct hpo_part *parts, size_t n,
 {
     h->parts = parts;
     h->n = n;
-    h->running = len >= PAR_MIN && pthread_create(&h->thread, NULL, hasher_main, h) == 0;
+    h->running = len >= HPO_BLOB_PAR_MIN && pthread_create(&h->thread, NULL, hasher_main, h) == 0;
 }
 
 static void hash_join(struct hasher *h)

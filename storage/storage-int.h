@@ -228,6 +228,14 @@ size_t hpo__storage_queued(struct hpo_storage *st);
 #define HPO_BLOB_MAGIC    "HPOBLOB1:"
 #define HPO_BLOB_REF_MAX  128
 #define HPO_BLOB_NAME_MAX 40
+/*
+** A file's write of this size or more has its XXH64 computed on a thread of
+** its own meanwhile (blobs.c, struct hasher): 0.68 ms per 8 MB (four serial
+** chains of multiplies), the copy to the page cache several times that, and
+** while it runs the client waits for the reply, so the second core is idle.
+** Below it, a thread's start costs more than it saves.
+*/
+#define HPO_BLOB_PAR_MIN ((size_t)1 << 20)
 #define HPO_BLOB_SPARES   2
 #define HPO_BLOB_WRITTEN  10 /* written files kept open until their pages are dropped */
 #define HPO_BLOB_LAZY     8 /* files written lazily, waiting for the next batch's sync */
@@ -382,11 +390,11 @@ int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         const struct hpo_part *parts, size_t n, struct hpo_error *err);
 
 /*
-** hpo__blob_prepare_parts and the write of its file in one (the file written
-** before its cell): a value of 1 MiB or more has its checksum computed on a
-** thread of its own while the writer thread writes the file. `lazy` as
-** hpo__blob_write_lazy, `state` as hpo__blob_write_parts. `ref` is filled
-** either way; 0, or a negative errno with `err` filled (no file left).
+** hpo__blob_prepare_parts and the write of its file in one (the file is
+** written before its cell): from HPO_BLOB_PAR_MIN bytes on, the checksum is
+** computed on a thread of its own while the writer thread writes the file.
+** `lazy` as hpo__blob_write_lazy, `state` as hpo__blob_write_parts. `ref`
+** is filled either way; 0, or a negative errno with `err` filled (no file).
 */
 int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
         const struct hpo_part *parts, size_t n, bool lazy, bool state, struct hpo_blob_ref *ref,
