@@ -276,6 +276,8 @@ struct hpo_blob_names {
     size_t n, cap;
 };
 
+struct hpo_blob_hasher;
+
 struct hpo_blobs {
     int dirfd; /* -1: no side files (an in-memory database); every value stays inline */
     char *dir; /* the directory's path, for messages */
@@ -314,6 +316,9 @@ struct hpo_blobs {
     uint64_t tick;
     struct hpo_xxh64 last_x;
     uint64_t last_counter;
+    /* The thread that hashes a big file while it is written (blobs.c); NULL until then. */
+    struct hpo_blob_hasher *hasher;
+    bool hasher_failed; /* it could not start: the writer hashes */
     /* The batch's appends, to undo (cut the file back) or forget. */
     struct {
         size_t slot;
