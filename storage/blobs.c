@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -179,6 +181,177 @@ uint64_t hpo__xxh64(const void *data, size_t len)
     hpo__xxh64_init(&x);
     hpo__xxh64_update(&x, data, len);
     return hpo__xxh64_digest(&x);
+}
+
+/*
+** A checksum computed beside a write, by a thread kept for it (started at
+** the first big write, stopped by hpo__blobs_close): hash_start hands it
+** the parts (which it only reads) and the running state to continue,
+** hash_join takes the result. A job the thread has not begun by then (no
+** free core: the machine is busy anyway) is taken back and hashed by
+** hash_join itself, so a write never waits for a thread to be scheduled.
+** Below HPO_BLOB_PAR_MIN, or without the thread, hash_join hashes. The
+** parts must stay unchanged until hash_join returned.
+*/
+enum { JOB_NONE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+
+struct hpo_blob_hasher {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    pthread_t thread;
+    bool stop;
+    int job;
+    struct hpo_xxh64 x;
+    const struct hpo_part *parts;
+    size_t n;
+};
+
+/* A job: the state to continue and the parts, queued or not (`queued`). */
+struct hasher {
+    struct hpo_xxh64 x;
+    const struct hpo_part *parts;
+    size_t n;
+    bool queued;
+};
+
+static void hash_parts(struct hpo_xxh64 *x, const struct hpo_part *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        hpo__xxh64_update(x, parts[i].data, parts[i].len);
+    }
+}
+
+static void *hasher_main(void *arg)
+{
+    struct hpo_blob_hasher *t = arg;
+
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->stop && t->job != JOB_QUEUED) {
+            pthread_cond_wait(&t->wake, &t->mu);
+        }
+        if (t->stop) {
+            break;
+        }
+        t->job = JOB_RUNNING;
+        pthread_mutex_unlock(&t->mu);
+        hash_parts(&t->x, t->parts, t->n);
+        pthread_mutex_lock(&t->mu);
+        t->job = JOB_DONE;
+        pthread_cond_signal(&t->done);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* The thread, started at the first use; NULL if it cannot be. */
+static struct hpo_blob_hasher *hasher_get(struct hpo_blobs *b)
+{
+    struct hpo_blob_hasher *t = b->hasher;
+    sigset_t all, old;
+    int r;
+
+    if (t != NULL || b->hasher_failed) {
+        return t;
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return NULL;
+    }
+    if (pthread_mutex_init(&t->mu, NULL) != 0) {
+        goto fail;
+    }
+    if (pthread_cond_init(&t->wake, NULL) != 0) {
+        goto fail_mu;
+    }
+    if (pthread_cond_init(&t->done, NULL) != 0) {
+        goto fail_wake;
+    }
+    /* Signals belong to the loop thread. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(&t->thread, NULL, hasher_main, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        goto fail_done;
+    }
+    (void)pthread_setname_np(t->thread, "hpod-hash");
+    b->hasher = t;
+    return t;
+fail_done:
+    pthread_cond_destroy(&t->done);
+fail_wake:
+    pthread_cond_destroy(&t->wake);
+fail_mu:
+    pthread_mutex_destroy(&t->mu);
+fail:
+    free(t);
+    b->hasher_failed = true; /* hashed by the writer from now on */
+    return NULL;
+}
+
+static void hasher_stop(struct hpo_blobs *b)
+{
+    struct hpo_blob_hasher *t = b->hasher;
+
+    if (t == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->mu);
+    (void)pthread_join(t->thread, NULL);
+    pthread_cond_destroy(&t->done);
+    pthread_cond_destroy(&t->wake);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+    b->hasher = NULL;
+}
+
+/* Continue h->x (set by the caller) over the parts of `len` bytes. */
+static void hash_start(struct hpo_blobs *b, struct hasher *h, const struct hpo_part *parts,
+        size_t n, size_t len)
+{
+    struct hpo_blob_hasher *t = len >= HPO_BLOB_PAR_MIN ? hasher_get(b) : NULL;
+
+    h->parts = parts;
+    h->n = n;
+    h->queued = t != NULL;
+    if (t == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    t->x = h->x;
+    t->parts = parts;
+    t->n = n;
+    t->job = JOB_QUEUED;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void hash_join(struct hpo_blobs *b, struct hasher *h)
+{
+    struct hpo_blob_hasher *t = b->hasher;
+
+    if (h->queued) {
+        pthread_mutex_lock(&t->mu);
+        if (t->job == JOB_QUEUED) {
+            t->job = JOB_NONE; /* not begun: taken back */
+            pthread_mutex_unlock(&t->mu);
+        } else {
+            while (t->job != JOB_DONE) {
+                pthread_cond_wait(&t->done, &t->mu);
+            }
+            t->job = JOB_NONE;
+            h->x = t->x;
+            pthread_mutex_unlock(&t->mu);
+            h->queued = false;
+            return;
+        }
+        h->queued = false;
+    }
+    hash_parts(&h->x, h->parts, h->n);
 }
 
 /* ---- names and references ----------------------------------------------- */
@@ -369,19 +542,16 @@ static int write_all_at(int fd, const unsigned char *p, size_t len, off_t at)
 }
 
 /*
-** Write the parts at offset `at` on (pwrite), continuing the checksum `x`
-** if not NULL. `early`: start the writeback of each EARLY_CHUNK as soon as
-** it is written (SYNC_FILE_RANGE_WRITE queues it and does not wait), so the
-** disk writes while the rest is copied and the fdatasync after waits only
-** for the tail: on this machine's ext4 on virtio an 8 MB file 1.9 ms
-** written and synced against 2.9 in one piece, 24 MB 5.8 against 9.
-** A piece is hashed after its writeback started, its bytes still in the
-** CPU's cache. Without either, each part goes in one call. 0 or -errno.
+** Write the parts at offset `at` on (pwrite). `early`: start the writeback
+** of each EARLY_CHUNK as soon as it is written (SYNC_FILE_RANGE_WRITE queues
+** it and does not wait), so the disk writes while the rest is copied and
+** the fdatasync after waits only for the tail: on this machine's ext4 on
+** virtio an 8 MB file 1.9 ms written and synced against 2.9 in one piece,
+** 24 MB 5.8 against 9. Without it, each part goes in one call. 0 or -errno.
 */
-static int write_parts_at(int fd, const struct hpo_part *parts, size_t n, off_t at, bool early,
-        struct hpo_xxh64 *x)
+static int write_parts_at(int fd, const struct hpo_part *parts, size_t n, off_t at, bool early)
 {
-    size_t piece = early || x != NULL ? EARLY_CHUNK : WRITE_CHUNK;
+    size_t piece = early ? EARLY_CHUNK : WRITE_CHUNK;
     off_t started = at;
 
     for (size_t i = 0; i < n; i++) {
@@ -399,9 +569,6 @@ static int write_parts_at(int fd, const struct hpo_part *parts, size_t n, off_t 
             if (early && at - started >= (off_t)EARLY_CHUNK) {
                 (void)sync_file_range(fd, started, at - started, SYNC_FILE_RANGE_WRITE);
                 started = at;
-            }
-            if (x != NULL) {
-                hpo__xxh64_update(x, p, k);
             }
             p += k;
             left -= k;
@@ -602,6 +769,7 @@ void hpo__blobs_close(struct hpo_blobs *b)
     names_free(&b->created);
     names_free(&b->obsolete);
     names_free(&b->reusable);
+    hasher_stop(b);
 }
 
 /* Every reference the database holds, as file names, sorted. */
@@ -798,7 +966,7 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     ** Straight from the caller's buffers; a file synced now has its writeback
     ** started piece by piece. A lazy one's waits for the commit (below).
     */
-    r = write_parts_at(fd, parts, n, 0, b->sync && !lazy, NULL);
+    r = write_parts_at(fd, parts, n, 0, b->sync && !lazy);
     if (r == 0 && old_len > ref->len && !state && ftruncate(fd, (off_t)ref->len) < 0) {
         r = -errno;
     }
@@ -865,6 +1033,32 @@ int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, co
 
     /* Without sync nothing is fdatasync'd anyway; a full list writes it as usual. */
     return write_file(b, ref, &part, 1, b->sync && b->n_lazy < HPO_BLOB_LAZY, false, err);
+}
+
+int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
+        const struct hpo_part *parts, size_t n, bool lazy, bool state, struct hpo_blob_ref *ref,
+        struct hpo_error *err)
+{
+    struct hasher h;
+    size_t len = 0;
+    int r;
+
+    for (size_t i = 0; i < n; i++) {
+        len += parts[i].len;
+    }
+    ref->counter = b->next++;
+    ref->len = len;
+    snprintf(ref->name, sizeof(ref->name), "s%" PRId64 "-%016" PRIx64, study_id, ref->counter);
+    /* The file needs only its name: the checksum is computed while it is written. */
+    hpo__xxh64_init(&h.x);
+    hash_start(b, &h, parts, n, len);
+    r = write_file(b, ref, parts, n, lazy && b->sync && b->n_lazy < HPO_BLOB_LAZY, state, err);
+    hash_join(b, &h);
+    ref->hash = hpo__xxh64_digest(&h.x);
+    b->last_x = h.x;
+    b->last_counter = ref->counter;
+    format_ref(ref);
+    return r;
 }
 
 /* Sync the lazy files of committed batches (before the next COMMIT or at close). */
@@ -1002,6 +1196,7 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
 {
     struct hpo_blob_tail *t = NULL;
     struct hpo_xxh64 x;
+    struct hasher h;
     size_t add = 0, slot;
     int fd;
     int r = 0;
@@ -1027,13 +1222,16 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
     if (fd < 0) {
         return 0; /* gone: the whole state goes to a new file */
     }
-    /* The disk takes each piece while the next is copied and hashed. */
-    x = t->x;
-    r = write_parts_at(fd, parts, n, (off_t)cur->len, b->sync, &x);
+    /* The checksum continues on a thread of its own while the pieces are written and synced. */
+    h.x = t->x;
+    hash_start(b, &h, parts, n, add);
+    r = write_parts_at(fd, parts, n, (off_t)cur->len, b->sync);
     if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
     }
     close(fd);
+    hash_join(b, &h);
+    x = h.x;
     if (r < 0) {
         cut_back(b, cur->name, cur->len);
         b->fail_errno = r != -ENOMEM ? -r : 0;

@@ -489,6 +489,17 @@ static void bind_value(struct sq_storage *st, int *rc, sqlite3_stmt *stmt, int i
     (void)bind_parts(st, rc, stmt, i, study_id, &part, 1, ref, NULL);
 }
 
+/*
+** Whether a value of `len` bytes goes to a side file written before its
+** statement runs (hpo__blob_prepare_write: the checksum the cell needs is
+** computed while the file is written). A failed statement's write is
+** undone with the rest of its write (run_write).
+*/
+static bool file_first(const struct sq_storage *st, size_t len)
+{
+    return st->blobs.dirfd >= 0 && len >= HPO_BLOB_MIN;
+}
+
 /* Write the side file of a value bound by bind_value, if it has one. */
 static int write_value(struct sq_storage *st, const struct hpo_blob_ref *ref, const void *data,
         bool lazy, struct hpo_error *err)
@@ -557,6 +568,7 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
     sqlite3_stmt *stmt = st->s.param_put;
     struct hpo_blob_ref ref = { .text_len = 0 };
     const void *bytes = NULL;
+    bool written = false;
     int rc = SQLITE_OK;
     int r;
 
@@ -582,11 +594,22 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
         if (rc == SQLITE_OK) {
             rc = sqlite3_bind_zeroblob(stmt, 4, 0);
         }
+    } else if (file_first(st, op->len * sizeof(double))) {
+        struct hpo_part part = { bytes, op->len * sizeof(double) };
+
+        r = hpo__blob_prepare_write(&st->blobs, op->study_id, &part, 1, op->lazy, false, &ref,
+                err);
+        if (r < 0) {
+            sqlite3_clear_bindings(stmt);
+            return r;
+        }
+        bind_blob(&rc, stmt, 4, ref.text, ref.text_len);
+        written = true;
     } else {
         bind_value(st, &rc, stmt, 4, op->study_id, bytes, op->len * sizeof(double), &ref);
     }
     r = run(st, stmt, rc, "writing a param", err);
-    return r < 0 ? r : write_value(st, &ref, bytes, op->lazy, err);
+    return r < 0 || written ? r : write_value(st, &ref, bytes, op->lazy, err);
 }
 
 /*
@@ -636,6 +659,8 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
     size_t n = op->parts != NULL ? op->n_parts : (op->blob != NULL ? 1 : 0);
     sqlite3_stmt *stmt = st->s.old_state;
     struct hpo_blob_ref ref = { .text_len = 0 };
+    bool written = false;
+    size_t len = 0;
     int rc = SQLITE_OK;
     int r;
 
@@ -656,7 +681,18 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
     stmt = st->s.sampler_state;
     rc = SQLITE_OK;
     bind_i64(&rc, stmt, 1, op->study_id);
-    if (n > 0) {
+    for (size_t k = 0; k < n; k++) {
+        len += parts[k].len;
+    }
+    if (n > 0 && file_first(st, len)) {
+        r = hpo__blob_prepare_write(&st->blobs, op->study_id, parts, n, false, true, &ref, err);
+        if (r < 0) {
+            sqlite3_clear_bindings(stmt);
+            return r;
+        }
+        bind_blob(&rc, stmt, 2, ref.text, ref.text_len);
+        written = true;
+    } else if (n > 0) {
         r = bind_parts(st, &rc, stmt, 2, op->study_id, parts, n, &ref, err);
         if (r < 0) {
             sqlite3_clear_bindings(stmt);
@@ -668,13 +704,15 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
     }
     r = run(st, stmt, rc, "writing the sampler state", err);
     if (r == 0) {
-        /* Checked before the file is written: a missing study costs no write. */
+        /* A missing study: a file written first is undone with the write. */
         r = check_changed(st, op, err);
     }
     if (r < 0 || ref.text_len == 0) {
         return r;
     }
-    r = hpo__blob_write_parts(&st->blobs, &ref, parts, n, err);
+    if (!written) {
+        r = hpo__blob_write_parts(&st->blobs, &ref, parts, n, err);
+    }
     if (r == 0) {
         /* Later tells may append to this file (op->append). */
         hpo__blob_keep_tail(&st->blobs, &ref);
