@@ -1282,6 +1282,30 @@ static bool same_state(const struct study *s, const void *a, const void *b)
 }
 
 /*
+** The state saved now, loaded into a fresh sampler, regenerates the unit
+** point of the ask `t` was (its last), under decode `how`, and decoding
+** that point gives back t's values bit for bit. unit and vals: n doubles.
+*/
+static void check_regenerate(struct study *s, const struct hpo_trial *t, double *unit,
+        double *vals, size_t n, enum hpo_decode how)
+{
+    void *fresh, *blob = NULL;
+    size_t len = 0;
+    struct hpo_error err;
+
+    assert_int_equal(s->type->save(s->state, &blob, &len), 0);
+    assert_int_equal(s->type->configure(s->options, s->space, &fresh, &err), 0);
+    assert_int_equal(s->type->load(fresh, blob, len), 0);
+    assert_int_equal(s->type->regenerate(fresh, s->space, unit), 0);
+    assert_int_equal(s->type->decode(fresh), how);
+    assert_memory_equal(unit, t->unit, n * sizeof(double));
+    hpo_param_decode_n(&s->space->params[0], unit, vals, n, how);
+    assert_memory_equal(vals, t->values, n * sizeof(double));
+    s->type->destroy(fresh);
+    free(blob);
+}
+
+/*
 ** Decode versions (docs/DESIGN.md "Storage and side files"): a new study decodes
 ** with hpo_exp (HEXP); a state saved before them (no flag) keeps the C
 ** library's exp (LIBM): its asks hand out libm's values, its records replay
@@ -1347,22 +1371,7 @@ static void decode_versions_bitwise(void **unused)
         t = ask(&s);
         assert_int_equal(s.type->decode(s.state), how);
         assert_true(s.type->reproducible(s.state));
-        {
-            void *fresh;
-            void *blob = NULL;
-            size_t len = 0;
-            struct hpo_error err;
-            assert_int_equal(s.type->save(s.state, &blob, &len), 0);
-            assert_int_equal(s.type->configure(s.options, s.space, &fresh, &err), 0);
-            assert_int_equal(s.type->load(fresh, blob, len), 0);
-            assert_int_equal(s.type->regenerate(fresh, s.space, unit), 0);
-            assert_int_equal(s.type->decode(fresh), how);
-            assert_memory_equal(unit, t->unit, E6_N * sizeof(double));
-            hpo_param_decode_n(&s.space->params[0], unit, vals, E6_N, how);
-            assert_memory_equal(vals, t->values, E6_N * sizeof(double));
-            s.type->destroy(fresh);
-            free(blob);
-        }
+        check_regenerate(&s, t, unit, vals, E6_N, how);
         free(unit);
         free(vals);
         free(f.data);
@@ -1425,20 +1434,7 @@ static void logit_decode_versions(void **unused)
         assert_false(same_state(&s, s.state, other));
         s.type->destroy(other);
         t = ask(&s);
-        {
-            void *fresh, *blob = NULL;
-            size_t len = 0;
-            struct hpo_error err;
-            assert_int_equal(s.type->save(s.state, &blob, &len), 0);
-            assert_int_equal(s.type->configure(s.options, s.space, &fresh, &err), 0);
-            assert_int_equal(s.type->load(fresh, blob, len), 0);
-            assert_int_equal(s.type->regenerate(fresh, s.space, unit), 0);
-            assert_memory_equal(unit, t->unit, n * sizeof(double));
-            hpo_param_decode_n(&s.space->params[0], unit, vals, n, how);
-            assert_memory_equal(vals, t->values, n * sizeof(double));
-            s.type->destroy(fresh);
-            free(blob);
-        }
+        check_regenerate(&s, t, unit, vals, n, how);
         free(g);
         free(unit);
         free(vals);
