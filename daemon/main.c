@@ -508,12 +508,26 @@ int main(int argc, char **argv)
         return 0;
     }
     /*
+    ** A socket passed by systemd replaces --listen (its address decides the
+    ** loopback rule). It is already bound, often to the very address
+    ** --listen names (hpod.socket and hpod.conf both say 127.0.0.1:8080), so
+    ** then no bind is tried.
+    */
+    listen_fd = hpo_activation_listen_fd(d.cfg.host, sizeof(d.cfg.host), &d.cfg.port, msg,
+            sizeof(msg));
+    if (listen_fd == -EINVAL) {
+        fprintf(stderr, "hpod: %s\n", msg);
+        return 2;
+    }
+    /*
     ** What the daemon needs before it creates anything: an address it can
     ** bind (only whether it is this machine's for --check-config, as the
-    ** running daemon may hold the port) and a database it can open.
+    ** running daemon may hold the port; none for a passed socket) and a
+    ** database it can open.
     */
-    if (hpo_preflight_listen(d.cfg.host, d.cfg.check_only ? 0 : d.cfg.port, msg,
-                sizeof(msg)) < 0 || hpo_preflight_db(d.cfg.db, msg, sizeof(msg)) < 0) {
+    if ((listen_fd < 0 && hpo_preflight_listen(d.cfg.host, d.cfg.check_only ? 0 : d.cfg.port,
+                                  msg, sizeof(msg)) < 0) ||
+            hpo_preflight_db(d.cfg.db, msg, sizeof(msg)) < 0) {
         fprintf(stderr, "hpod: %s\n", msg);
         return 2;
     }
@@ -535,13 +549,6 @@ int main(int argc, char **argv)
     }
     hpo_vector_memory_set_cap(vector_memory_cap(&d.cfg));
     hpo_log_set_level((enum hpo_log_level)d.cfg.log_level);
-    /* A socket passed by systemd replaces --listen (its address decides the loopback rule). */
-    listen_fd = hpo_activation_listen_fd(d.cfg.host, sizeof(d.cfg.host), &d.cfg.port, msg,
-            sizeof(msg));
-    if (listen_fd == -EINVAL) {
-        hpo_log(HPO_LOG_ERR, "%s", msg);
-        return 2;
-    }
     if (hpo_security_start(&d.sec, &d.cfg, msg, sizeof(msg)) < 0) {
         hpo_log(HPO_LOG_ERR, "%s", msg);
         return 2;

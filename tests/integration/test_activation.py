@@ -2,7 +2,8 @@
 """test_activation.py: systemd socket activation through systemd-socket-activate.
 
 hpod started by systemd-socket-activate (Debian's systemd) serves on the passed socket
-(the --listen given is not used), keeps the tokens rule, and drains and exits 0 on
+(the --listen given is not used, nor bound: not even when it names the passed socket's own
+address, as the shipped hpod.socket and hpod.conf both do), keeps the tokens rule, and drains and exits 0 on
 SIGTERM; a passed socket on a non-loopback address without tokens is refused (exit 2).
 Prints TAP.
 """
@@ -25,13 +26,15 @@ ACTIVATE = shutil.which("systemd-socket-activate")
 
 
 def start(exe, host, args, log):
-    """systemd-socket-activate on a free port (probe, then retry if someone took it)."""
+    """systemd-socket-activate on a free port (probe, then retry if someone took it);
+    "{port}" in an argument becomes that port."""
     for _ in range(5):
         probe = socket.socket()
         probe.bind((host, 0))
         port = probe.getsockname()[1]
         probe.close()
-        p = subprocess.Popen([ACTIVATE, "-l", "%s:%d" % (host, port), exe] + args,
+        p = subprocess.Popen([ACTIVATE, "-l", "%s:%d" % (host, port), exe] +
+                             [a.replace("{port}", str(port)) for a in args],
                              stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -100,6 +103,32 @@ def non_loopback_needs_tokens(exe):
     check(rc == 2, "exit %d" % rc)
     check("refusing to listen on 0.0.0.0 without tokens" in log_text(logp),
           "log: %s" % log_text(logp))
+
+
+@tap.test
+def passed_socket_on_the_listen_address(exe):
+    """hpod.socket and hpod.conf name the same address: systemd holds it, hpod must not bind it."""
+    if ACTIVATE is None:
+        print("# skip: no systemd-socket-activate")
+        return
+    logp = os.path.join(TMP.name, "c.log")
+    with open(logp, "wb") as log:
+        p, port = start(exe, "127.0.0.1", ["--listen", "127.0.0.1:{port}", "--db",
+                                           os.path.join(TMP.name, "c.db")], log)
+    try:
+        c = Client(port)
+        c.get("/healthz").expect(200)
+        c.post("/v1/studies", {"name": "s", "params": [{"name": "x", "type": "float", "low": 0,
+                                                         "high": 1}]}).expect(201)
+        c.post("/v1/studies/s/ask").expect(201)
+        c.close()
+        text = log_text(logp)
+        check("listening on http://127.0.0.1:%d" % port in text, "log: %s" % text)
+        check("cannot bind" not in text, "log: %s" % text)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(timeout=30)
+    check(rc == 0, "exit %d after SIGTERM: %s" % (rc, log_text(logp)))
 
 
 if __name__ == "__main__":

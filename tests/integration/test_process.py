@@ -122,8 +122,10 @@ def command_line_errors(exe):
             rc, out, err = run(exe, "--check-config", *args)
             check(rc != 0 and text in err, "--check-config %s: rc %d, %r" % (args, rc, err))
             check(out == "", "nothing on stdout: %r" % out)
-            # The daemon itself fails the same way, before it creates anything.
-            rc2, out2, err2 = run(exe, *args)
+            # The daemon itself fails the same way, before it creates anything
+            # (on port 0 where no address is given: 8080 may be anyone's).
+            rc2, out2, err2 = run(exe, *(args if "--listen" in args
+                                         else args + ["--listen", "127.0.0.1:0"]))
             check(rc2 != 0 and text in err2, "hpod %s: rc %d, %r" % (args, rc2, err2))
             check(sorted(os.listdir(tmp)) == ["afile"],
                   "%s created nothing: %r" % (args, os.listdir(tmp)))
@@ -138,7 +140,7 @@ def command_line_errors(exe):
                                      capture_output=True, timeout=RUN_TIMEOUT).returncode == 0
         try:
             if mounted:
-                for args in (["--check-config"], []):
+                for args in (["--check-config"], ["--listen", "127.0.0.1:0"]):
                     rc, out, err = run(exe, *args, "--db", os.path.join(ro, "x.db"))
                     check(rc == 2 and "cannot create '%s/x.db' in directory" % ro in err,
                           "%s read-only directory: %d %r" % (args, rc, err))
