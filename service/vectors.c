@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/finite.h"
 #include "../storage/reader.h"
 #include "service-int.h"
 
@@ -307,7 +308,7 @@ void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_service_request *r
     size_t held;
     struct hpo_trial *t = NULL;
     double *copy;
-    size_t n;
+    size_t n, k;
 
     if (s == NULL) {
         return;
@@ -338,13 +339,12 @@ void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_service_request *r
         }
         memcpy(copy, src, n * sizeof(double));
     }
-    for (size_t k = 0; k < n; k++) {
-        if (!isfinite(copy[k])) {
-            free(copy);
-            hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
-                    "element %zu is not finite", k);
-            goto out;
-        }
+    k = hpo_first_nonfinite(copy, n);
+    if (k < n) {
+        free(copy);
+        hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",
+                "element %zu is not finite", k);
+        goto out;
     }
     /* A big upload is kept only within the vector memory's cap. */
     held = n * sizeof(double) >= VECTOR_HELD_MIN ? n * sizeof(double) : 0;

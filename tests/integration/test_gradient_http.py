@@ -127,12 +127,17 @@ def e6_vector_through_binary_endpoints(exe):
         d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam", body=struct.pack("<3d", 1, 2, 3),
                   headers=OCTET).expect_error(
             400, "invalid_argument", "gradient")
-        bad = list(grad)
-        bad[7] = float("inf")
-        d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam",
-                  body=struct.pack("<%dd" % n, *bad),
-                  headers=OCTET).expect_error(
-            400, "invalid_argument", "gradient")
+        # The first element that is not finite is named, wherever it is (blocks of 512).
+        for places in ((7,), (511, 4000), (512,), (n - 1,), (3000, 1500)):
+            bad = list(grad)
+            for i, v in zip(places, (float("inf"), float("nan"), float("-inf"))):
+                bad[i] = v
+            err = d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam",
+                            body=struct.pack("<%dd" % n, *bad),
+                            headers=OCTET).expect_error(
+                400, "invalid_argument", "gradient")
+            check(err["message"] == "element %d is not finite" % min(places),
+                  "non-finite at %s: %r" % (places, err["message"]))
         r = d.request("PUT", "/v1/studies/e6/trials/0/gradient/lam",
                       body=struct.pack("<%dd" % n, *grad),
                       headers=OCTET)
