@@ -39,18 +39,18 @@ struct hpo_trial *hpo__trial_running(struct study *s, struct hpo_service_request
     return t;
 }
 
-/*
-** Fill the params of `out` (values form, NaN = missing) from a sampler
-** suggestion where `fixed` has no value, honouring `when` in order. The
-** gradient sampler's replay of stored tells (samplers/gradient.c, replay)
-** recomputes a new trial's values this same way: keep the two in step.
-*/
 enum hpo_decode hpo__decode_of(const struct study *s)
 {
     return s->sampler_type->decode != NULL ? (enum hpo_decode)s->sampler_type->decode(s->sampler)
                                            : HPO_DECODE_LIBM;
 }
 
+/*
+** Fill the params of `out` (values form, NaN = missing) from a sampler
+** suggestion where `fixed` has no value, honouring `when` in order. The
+** gradient sampler's replay of stored tells (samplers/gradient.c, replay)
+** recomputes a new trial's values this same way: keep the two in step.
+*/
 void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
         double *out, enum hpo_decode how)
 {
