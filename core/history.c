@@ -79,19 +79,28 @@ void hpo_history_finish(struct hpo_history *h)
 #define POINT_KEEP_MIN ((size_t)1 << 20)
 #define KEEP_TICKS 5
 
-static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hpo_point *kept;
-static size_t kept_dim;
-static unsigned kept_ticks;
-
 /*
-** One released big upload buffer kept the same way (hpo_vector_buf_new):
-** a gradient upload of a 10^6-element vector is read into 8 MB that fresh
-** pages would make the kernel zero first, which costs more than the copy.
+** A one-slot cache: memory of `bytes` (counted in the vector memory) kept
+** for the next request of the same `key`, freed after KEEP_TICKS ticks no
+** request took it. All slots are under kept_lock.
 */
-static void *kept_buf;
-static size_t kept_buf_len;
-static unsigned kept_buf_ticks;
+struct keep_slot {
+    void *mem;
+    size_t key;
+    size_t bytes;
+    unsigned ticks;
+};
+
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The released big point (key: its dim). */
+static struct keep_slot kept_point;
+/*
+** One released big upload buffer kept the same way (hpo_vector_buf_new,
+** key: its length): a gradient upload of a 10^6-element vector is read
+** into 8 MB that fresh pages would make the kernel zero first, which costs
+** more than the copy.
+*/
+static struct keep_slot kept_buf;
 
 /* The vector memory in use (big points, kept one included, and what callers took). */
 static atomic_uint_fast64_t vec_used;
@@ -140,41 +149,71 @@ static size_t point_bytes(size_t dim)
     return sizeof(struct hpo_point) + (2 * dim + 1) * sizeof(double);
 }
 
-/* Take the kept point out (the caller frees it and gives its bytes back), or NULL. */
-static struct hpo_point *unkeep(void)
+/* Free kept memory, giving its bytes back. */
+static void slot_free(void *mem, size_t bytes)
 {
-    struct hpo_point *p;
-
-    pthread_mutex_lock(&kept_lock);
-    p = kept;
-    kept = NULL;
-    pthread_mutex_unlock(&kept_lock);
-    return p;
-}
-
-/* Free the kept buffer now, giving its bytes back. */
-static void drop_kept_buf(void)
-{
-    void *b;
-    size_t len;
-
-    pthread_mutex_lock(&kept_lock);
-    b = kept_buf;
-    len = kept_buf_len;
-    kept_buf = NULL;
-    pthread_mutex_unlock(&kept_lock);
-    if (b != NULL) {
-        hpo_vector_memory_give(len);
-        free(b);
+    if (mem != NULL) {
+        hpo_vector_memory_give(bytes);
+        free(mem);
     }
 }
 
-static void free_big(struct hpo_point *p)
+/* Take the slot's memory out if it was kept for `key` (any key: SIZE_MAX), else NULL. */
+static void *slot_take(struct keep_slot *k, size_t key, size_t *bytes)
 {
-    if (p != NULL) {
-        hpo_vector_memory_give(point_bytes(p->dim));
-        free(p);
+    void *mem = NULL;
+
+    pthread_mutex_lock(&kept_lock);
+    if (k->mem != NULL && (key == SIZE_MAX || k->key == key)) {
+        mem = k->mem;
+        *bytes = k->bytes;
+        k->mem = NULL;
     }
+    pthread_mutex_unlock(&kept_lock);
+    return mem;
+}
+
+/* Keep `mem` in the slot, freeing what it held. */
+static void slot_put(struct keep_slot *k, void *mem, size_t key, size_t bytes)
+{
+    void *old;
+    size_t old_bytes;
+
+    pthread_mutex_lock(&kept_lock);
+    old = k->mem;
+    old_bytes = k->bytes;
+    k->mem = mem;
+    k->key = key;
+    k->bytes = bytes;
+    k->ticks = 0;
+    pthread_mutex_unlock(&kept_lock);
+    slot_free(old, old_bytes);
+}
+
+/* Free what the slot holds now. */
+static void slot_drop(struct keep_slot *k)
+{
+    size_t bytes = 0;
+    void *mem = slot_take(k, SIZE_MAX, &bytes);
+
+    slot_free(mem, bytes);
+}
+
+/* One tick: free what the slot held for KEEP_TICKS of them. Returns whether it did. */
+static bool slot_tick(struct keep_slot *k)
+{
+    void *mem = NULL;
+    size_t bytes = 0;
+
+    pthread_mutex_lock(&kept_lock);
+    if (k->mem != NULL && ++k->ticks >= KEEP_TICKS) {
+        mem = k->mem;
+        bytes = k->bytes;
+        k->mem = NULL;
+    }
+    pthread_mutex_unlock(&kept_lock);
+    slot_free(mem, bytes);
+    return mem != NULL;
 }
 
 bool hpo_vector_memory_take(uint64_t bytes)
@@ -183,8 +222,8 @@ bool hpo_vector_memory_take(uint64_t bytes)
         return true;
     }
     /* The kept point and buffer are the things held that nobody needs. */
-    free_big(unkeep());
-    drop_kept_buf();
+    slot_drop(&kept_point);
+    slot_drop(&kept_buf);
     return vec_take(bytes, true);
 }
 
@@ -194,12 +233,8 @@ static struct hpo_point *point_new(size_t dim, bool bounded)
     struct hpo_point *p = NULL;
 
     if (bytes >= POINT_KEEP_MIN) {
-        pthread_mutex_lock(&kept_lock);
-        if (kept != NULL && kept_dim == dim) {
-            p = kept;
-            kept = NULL;
-        }
-        pthread_mutex_unlock(&kept_lock);
+        size_t kept_bytes;
+        p = slot_take(&kept_point, dim, &kept_bytes);
         if (p == NULL && !(bounded ? hpo_vector_memory_take(bytes) : vec_take(bytes, false))) {
             errno = ENOBUFS;
             return NULL;
@@ -238,70 +273,37 @@ struct hpo_point *hpo_point_ref(struct hpo_point *p)
 
 void hpo_point_release(struct hpo_point *p)
 {
-    struct hpo_point *old = NULL;
-    size_t dim;
-
     if (p == NULL || --p->refs > 0) {
         return;
     }
-    dim = p->dim;
-    if (point_bytes(dim) < POINT_KEEP_MIN) {
+    if (point_bytes(p->dim) < POINT_KEEP_MIN) {
         free(p);
         return;
     }
-    pthread_mutex_lock(&kept_lock);
-    old = kept;
-    kept = p;
-    kept_dim = dim;
-    kept_ticks = 0;
-    pthread_mutex_unlock(&kept_lock);
-    free_big(old);
+    slot_put(&kept_point, p, p->dim, point_bytes(p->dim));
 }
 
 void hpo_point_cache_clear(void)
 {
-    free_big(unkeep());
-    drop_kept_buf();
+    slot_drop(&kept_point);
+    slot_drop(&kept_buf);
 }
 
 bool hpo_point_cache_tick(void)
 {
-    struct hpo_point *p = NULL;
-    void *b = NULL;
-    size_t len = 0;
+    bool point = slot_tick(&kept_point);
+    bool buf = slot_tick(&kept_buf);
 
-    pthread_mutex_lock(&kept_lock);
-    if (kept != NULL && ++kept_ticks >= KEEP_TICKS) {
-        p = kept;
-        kept = NULL;
-    }
-    if (kept_buf != NULL && ++kept_buf_ticks >= KEEP_TICKS) {
-        b = kept_buf;
-        len = kept_buf_len;
-        kept_buf = NULL;
-    }
-    pthread_mutex_unlock(&kept_lock);
-    free_big(p);
-    if (b != NULL) {
-        hpo_vector_memory_give(len);
-        free(b);
-    }
-    return p != NULL || b != NULL;
+    return point || buf;
 }
 
 void *hpo_vector_buf_new(size_t bytes)
 {
-    void *b = NULL;
-
     if (bytes >= POINT_KEEP_MIN) {
-        pthread_mutex_lock(&kept_lock);
-        if (kept_buf != NULL && kept_buf_len == bytes) {
-            b = kept_buf;
-            kept_buf = NULL;
-        }
-        pthread_mutex_unlock(&kept_lock);
+        size_t kept_bytes;
+        void *b = slot_take(&kept_buf, bytes, &kept_bytes);
         if (b != NULL) {
-            hpo_vector_memory_give(bytes);
+            hpo_vector_memory_give(kept_bytes);
             return b;
         }
     }
@@ -310,29 +312,12 @@ void *hpo_vector_buf_new(size_t bytes)
 
 void hpo_vector_buf_free(void *b, size_t bytes)
 {
-    void *old = NULL;
-    size_t old_len = 0;
-
-    if (b == NULL || bytes < POINT_KEEP_MIN) {
-        free(b);
-        return;
-    }
     /* Kept only within the cap: it is memory nobody needs. */
-    if (!vec_take(bytes, true)) {
+    if (b == NULL || bytes < POINT_KEEP_MIN || !vec_take(bytes, true)) {
         free(b);
         return;
     }
-    pthread_mutex_lock(&kept_lock);
-    old = kept_buf;
-    old_len = kept_buf_len;
-    kept_buf = b;
-    kept_buf_len = bytes;
-    kept_buf_ticks = 0;
-    pthread_mutex_unlock(&kept_lock);
-    if (old != NULL) {
-        hpo_vector_memory_give(old_len);
-        free(old);
-    }
+    slot_put(&kept_buf, b, bytes, bytes);
 }
 
 int hpo_trial_own_point(struct hpo_trial *t, size_t dim)

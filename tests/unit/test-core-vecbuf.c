@@ -136,6 +136,49 @@ static void test_clear_frees_it(void **unused)
     assert_int_equal(hpo_vector_memory_used(), base);
 }
 
+/*
+** The kept point (the same slot mechanism): a released big point comes
+** back for the next point of its dim, counted in the vector memory while
+** in use and kept, not for another dim, and goes after idle ticks.
+*/
+static void test_released_point_is_reused(void **unused)
+{
+    const size_t dim = 500000; /* 8 MB of doubles */
+    uint64_t base = hpo_vector_memory_used();
+    struct hpo_point *a = hpo_point_new(dim);
+    struct hpo_point *b;
+    int ticks = 0;
+
+    (void)unused;
+    assert_non_null(a);
+    assert_true(hpo_vector_memory_used() > base + 2 * dim * sizeof(double));
+    hpo_point_release(a);
+    assert_true(hpo_vector_memory_used() > base); /* kept: still counted */
+    b = hpo_point_new(dim - 1);
+    assert_ptr_not_equal(b, a);
+    hpo_point_release(b); /* replaces the kept one, which is freed */
+    b = hpo_point_new(dim - 1);
+    hpo_point_release(b);
+    b = hpo_point_new(dim - 1);
+    a = hpo_point_new(dim);
+    assert_ptr_not_equal(a, b);
+    hpo_point_release(a);
+    b->data[2 * (dim - 1) - 1] = 4.25;
+    hpo_point_release(b); /* kept: dim - 1 */
+    a = hpo_point_new(dim - 1);
+    assert_ptr_equal(a, b);
+    assert_int_equal(a->refs, 1);
+    assert_int_equal(a->dim, dim - 1);
+    assert_true(a->data[2 * (dim - 1) - 1] == 4.25); /* the same pages */
+    hpo_point_release(a);
+    while (hpo_vector_memory_used() != base && ticks < 100) {
+        (void)hpo_point_cache_tick();
+        ticks++;
+    }
+    assert_int_equal(hpo_vector_memory_used(), base);
+    assert_true(ticks > 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +189,7 @@ int main(void)
         cmocka_unit_test_setup(test_taking_memory_drops_the_kept_buffer, reset),
         cmocka_unit_test_setup(test_idle_ticks_free_it, reset),
         cmocka_unit_test_setup(test_clear_frees_it, reset),
+        cmocka_unit_test_setup(test_released_point_is_reused, reset),
     };
 
     return cmocka_run_group_tests_name("core-vecbuf", tests, NULL, NULL);
