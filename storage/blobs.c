@@ -885,25 +885,43 @@ static void format_ref(struct hpo_blob_ref *ref)
     ref->text_len = (size_t)k;
 }
 
+/* A new file's name and length in `ref` (its checksum: seal_ref). */
+static void name_ref(struct hpo_blobs *b, int64_t study_id, size_t len, struct hpo_blob_ref *ref)
+{
+    ref->counter = b->next++;
+    ref->len = len;
+    snprintf(ref->name, sizeof(ref->name), "s%" PRId64 "-%016" PRIx64, study_id, ref->counter);
+}
+
+/* The checksum `x` of the whole file into `ref`, and its text. */
+static void seal_ref(struct hpo_blobs *b, struct hpo_blob_ref *ref, const struct hpo_xxh64 *x)
+{
+    ref->hash = hpo__xxh64_digest(x);
+    /* Kept for hpo__blob_keep_tail: an append continues this checksum. */
+    b->last_x = *x;
+    b->last_counter = ref->counter;
+    format_ref(ref);
+}
+
+static size_t parts_len(const struct hpo_part *parts, size_t n)
+{
+    size_t len = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        len += parts[i].len;
+    }
+    return len;
+}
+
 void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct hpo_part *parts,
         size_t n, struct hpo_blob_ref *ref)
 {
     struct hpo_xxh64 x;
-    size_t len = 0;
 
     hpo__xxh64_init(&x);
-    for (size_t i = 0; i < n; i++) {
-        hpo__xxh64_update(&x, parts[i].data, parts[i].len);
-        len += parts[i].len;
-    }
-    ref->counter = b->next++;
-    ref->len = len;
-    ref->hash = hpo__xxh64_digest(&x);
-    /* Kept for hpo__blob_keep_tail: an append continues this checksum. */
-    b->last_x = x;
-    b->last_counter = ref->counter;
-    snprintf(ref->name, sizeof(ref->name), "s%" PRId64 "-%016" PRIx64, study_id, ref->counter);
-    format_ref(ref);
+    hash_parts(&x, parts, n);
+    name_ref(b, study_id, parts_len(parts, n), ref);
+    seal_ref(b, ref, &x);
 }
 
 void hpo__blob_prepare(struct hpo_blobs *b, int64_t study_id, const void *data, size_t len,
@@ -1040,24 +1058,15 @@ int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
         struct hpo_error *err)
 {
     struct hasher h;
-    size_t len = 0;
     int r;
 
-    for (size_t i = 0; i < n; i++) {
-        len += parts[i].len;
-    }
-    ref->counter = b->next++;
-    ref->len = len;
-    snprintf(ref->name, sizeof(ref->name), "s%" PRId64 "-%016" PRIx64, study_id, ref->counter);
+    name_ref(b, study_id, parts_len(parts, n), ref);
     /* The file needs only its name: the checksum is computed while it is written. */
     hpo__xxh64_init(&h.x);
-    hash_start(b, &h, parts, n, len);
+    hash_start(b, &h, parts, n, ref->len);
     r = write_file(b, ref, parts, n, lazy && b->sync && b->n_lazy < HPO_BLOB_LAZY, state, err);
     hash_join(b, &h);
-    ref->hash = hpo__xxh64_digest(&h.x);
-    b->last_x = h.x;
-    b->last_counter = ref->counter;
-    format_ref(ref);
+    seal_ref(b, ref, &h.x);
     return r;
 }
 
