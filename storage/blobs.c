@@ -1030,29 +1030,6 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     return 0;
 }
 
-int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
-        const struct hpo_part *parts, size_t n, struct hpo_error *err)
-{
-    return write_file(b, ref, parts, n, false, true, err);
-}
-
-int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
-        struct hpo_error *err)
-{
-    struct hpo_part part = { data, ref->len };
-
-    return write_file(b, ref, &part, 1, false, false, err);
-}
-
-int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
-        struct hpo_error *err)
-{
-    struct hpo_part part = { data, ref->len };
-
-    /* Without sync nothing is fdatasync'd anyway; a full list writes it as usual. */
-    return write_file(b, ref, &part, 1, b->sync && b->n_lazy < HPO_BLOB_LAZY, false, err);
-}
-
 int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
         const struct hpo_part *parts, size_t n, bool lazy, bool state, struct hpo_blob_ref *ref,
         struct hpo_error *err)

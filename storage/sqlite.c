@@ -432,15 +432,18 @@ static int vector_bytes(struct sq_storage *st, const double *v, size_t len,
 }
 
 /*
-** Bind a large value given as n parts (one, or a sampler state's pieces): a
-** side file's reference when it goes to one (then ref->text_len > 0 and the
-** file is written from the parts after the statement ran), else the bytes
-** themselves (several parts joined in st->buf first). The parts stay valid
-** until the statement ran. Returns 0, or -ENOMEM (only when joining).
+** Bind a large value given as n parts (one, or a sampler state's pieces):
+** when it goes to a side file, the file is written first (lazily for
+** `lazy`, as a state for `state`: hpo__blob_prepare_write, its checksum
+** computed while it is written) and its reference bound (then
+** ref->text_len > 0); a failed statement's file is undone with the rest
+** of its write (run_write). Else the bytes themselves (several parts
+** joined in st->buf first). The parts stay valid until the statement ran.
+** Returns 0 or a negative errno with `err` set.
 */
 static int bind_parts(struct sq_storage *st, int *rc, sqlite3_stmt *stmt, int i,
-        int64_t study_id, const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref,
-        struct hpo_error *err)
+        int64_t study_id, const struct hpo_part *parts, size_t n, bool lazy, bool state,
+        struct hpo_blob_ref *ref, struct hpo_error *err)
 {
     const void *data = n == 1 ? parts[0].data : NULL;
     size_t len = 0;
@@ -472,43 +475,15 @@ static int bind_parts(struct sq_storage *st, int *rc, sqlite3_stmt *stmt, int i,
     }
     /* A small value that starts like a reference goes to a file too (hpo__blob_wanted). */
     if (to_file || hpo__blob_wanted(&st->blobs, data, len)) {
-        hpo__blob_prepare_parts(&st->blobs, study_id, parts, n, ref);
+        int r = hpo__blob_prepare_write(&st->blobs, study_id, parts, n, lazy, state, ref, err);
+        if (r < 0) {
+            return r;
+        }
         bind_blob(rc, stmt, i, ref->text, ref->text_len);
     } else {
         bind_blob(rc, stmt, i, data, len);
     }
     return 0;
-}
-
-/* bind_parts of one buffer (cannot fail). */
-static void bind_value(struct sq_storage *st, int *rc, sqlite3_stmt *stmt, int i,
-        int64_t study_id, const void *data, size_t len, struct hpo_blob_ref *ref)
-{
-    struct hpo_part part = { data, len };
-
-    (void)bind_parts(st, rc, stmt, i, study_id, &part, 1, ref, NULL);
-}
-
-/*
-** Whether a value of `len` bytes goes to a side file written before its
-** statement runs (hpo__blob_prepare_write: the checksum the cell needs is
-** computed while the file is written). A failed statement's write is
-** undone with the rest of its write (run_write).
-*/
-static bool file_first(const struct sq_storage *st, size_t len)
-{
-    return st->blobs.dirfd >= 0 && len >= HPO_BLOB_MIN;
-}
-
-/* Write the side file of a value bound by bind_value, if it has one. */
-static int write_value(struct sq_storage *st, const struct hpo_blob_ref *ref, const void *data,
-        bool lazy, struct hpo_error *err)
-{
-    if (ref->text_len == 0) {
-        return 0;
-    }
-    return lazy ? hpo__blob_write_lazy(&st->blobs, ref, data, err)
-                : hpo__blob_write(&st->blobs, ref, data, err);
 }
 
 /*
@@ -566,9 +541,8 @@ static int collect_old_param(struct sq_storage *st, const struct hpo_op *op, str
 static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_error *err)
 {
     sqlite3_stmt *stmt = st->s.param_put;
-    struct hpo_blob_ref ref = { .text_len = 0 };
+    struct hpo_blob_ref ref;
     const void *bytes = NULL;
-    bool written = false;
     int rc = SQLITE_OK;
     int r;
 
@@ -594,22 +568,16 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
         if (rc == SQLITE_OK) {
             rc = sqlite3_bind_zeroblob(stmt, 4, 0);
         }
-    } else if (file_first(st, op->len * sizeof(double))) {
+    } else {
         struct hpo_part part = { bytes, op->len * sizeof(double) };
 
-        r = hpo__blob_prepare_write(&st->blobs, op->study_id, &part, 1, op->lazy, false, &ref,
-                err);
+        r = bind_parts(st, &rc, stmt, 4, op->study_id, &part, 1, op->lazy, false, &ref, err);
         if (r < 0) {
             sqlite3_clear_bindings(stmt);
             return r;
         }
-        bind_blob(&rc, stmt, 4, ref.text, ref.text_len);
-        written = true;
-    } else {
-        bind_value(st, &rc, stmt, 4, op->study_id, bytes, op->len * sizeof(double), &ref);
     }
-    r = run(st, stmt, rc, "writing a param", err);
-    return r < 0 || written ? r : write_value(st, &ref, bytes, op->lazy, err);
+    return run(st, stmt, rc, "writing a param", err);
 }
 
 /*
@@ -659,8 +627,6 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
     size_t n = op->parts != NULL ? op->n_parts : (op->blob != NULL ? 1 : 0);
     sqlite3_stmt *stmt = st->s.old_state;
     struct hpo_blob_ref ref = { .text_len = 0 };
-    bool written = false;
-    size_t len = 0;
     int rc = SQLITE_OK;
     int r;
 
@@ -681,19 +647,8 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
     stmt = st->s.sampler_state;
     rc = SQLITE_OK;
     bind_i64(&rc, stmt, 1, op->study_id);
-    for (size_t k = 0; k < n; k++) {
-        len += parts[k].len;
-    }
-    if (n > 0 && file_first(st, len)) {
-        r = hpo__blob_prepare_write(&st->blobs, op->study_id, parts, n, false, true, &ref, err);
-        if (r < 0) {
-            sqlite3_clear_bindings(stmt);
-            return r;
-        }
-        bind_blob(&rc, stmt, 2, ref.text, ref.text_len);
-        written = true;
-    } else if (n > 0) {
-        r = bind_parts(st, &rc, stmt, 2, op->study_id, parts, n, &ref, err);
+    if (n > 0) {
+        r = bind_parts(st, &rc, stmt, 2, op->study_id, parts, n, false, true, &ref, err);
         if (r < 0) {
             sqlite3_clear_bindings(stmt);
             return r;
@@ -707,13 +662,7 @@ static int run_sampler_state(struct sq_storage *st, const struct hpo_op *op,
         /* A missing study: a file written first is undone with the write. */
         r = check_changed(st, op, err);
     }
-    if (r < 0 || ref.text_len == 0) {
-        return r;
-    }
-    if (!written) {
-        r = hpo__blob_write_parts(&st->blobs, &ref, parts, n, err);
-    }
-    if (r == 0) {
+    if (r == 0 && ref.text_len > 0) {
         /* Later tells may append to this file (op->append). */
         hpo__blob_keep_tail(&st->blobs, &ref);
     }

@@ -326,7 +326,7 @@ struct hpo_blobs {
     } appended[HPO_BLOB_TAILS];
     size_t n_appended;
     /*
-    ** Files written lazily (hpo__blob_write_lazy), still open: not yet
+    ** Files written lazily (hpo__blob_prepare_write), still open: not yet
     ** fdatasync'd. `batch`: written by the current batch; the others belong
     ** to committed batches and are synced before the next COMMIT.
     */
@@ -380,38 +380,21 @@ void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct
         size_t n, struct hpo_blob_ref *ref);
 
 /*
-** Write the file `ref` names from `data` (ref->len bytes), with fdatasync if
-** sync, and add it to the batch's created files. On failure nothing is left
-** on disk: -EIO (unavailable) or -ENOMEM, `err` names the file.
-*/
-int hpo__blob_write(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
-        struct hpo_error *err);
-
-/*
-** The same from n parts whose lengths add up to ref->len: a sampler state,
-** whose file keeps the length of a longer spare it reuses (for appends).
-*/
-int hpo__blob_write_parts(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
-        const struct hpo_part *parts, size_t n, struct hpo_error *err);
-
-/*
-** hpo__blob_prepare_parts and the write of its file in one (the file is
-** written before its cell): from HPO_BLOB_PAR_MIN bytes on, the checksum is
-** computed on a thread of its own while the writer thread writes the file.
-** `lazy` as hpo__blob_write_lazy, `state` as hpo__blob_write_parts. `ref`
-** is filled either way; 0, or a negative errno with `err` filled (no file).
+** Name a new file for the concatenation of n parts (as
+** hpo__blob_prepare_parts), write it and add it to the batch's created
+** files; its cell is written after. The file is fdatasync'd if sync,
+** unless `lazy`: a value that can be rebuilt if a power cut loses it
+** (hpo_op.lazy), whose writeback is only started, and which
+** hpo__blobs_sync_dir of the next batch syncs (with its directory entry)
+** before that batch commits. `state`: a sampler state, whose file keeps
+** the length of a longer spare it reuses (for appends). From
+** HPO_BLOB_PAR_MIN bytes on, the checksum is computed on a thread of its
+** own while the writer thread writes the file. `ref` is filled either
+** way; 0, or a negative errno with `err` filled and nothing left on disk:
+** -EIO (unavailable) or -ENOMEM, `err` names the file.
 */
 int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
         const struct hpo_part *parts, size_t n, bool lazy, bool state, struct hpo_blob_ref *ref,
-        struct hpo_error *err);
-
-/*
-** hpo__blob_write for a value that can be rebuilt if a power cut loses it
-** (hpo_op.lazy): with sync, the file is not fdatasync'd now, only its
-** writeback started; hpo__blobs_sync_dir of the next batch syncs it (and
-** its directory entry) before that batch commits.
-*/
-int hpo__blob_write_lazy(struct hpo_blobs *b, const struct hpo_blob_ref *ref, const void *data,
         struct hpo_error *err);
 
 /*
