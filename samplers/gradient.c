@@ -50,6 +50,7 @@
 #include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/space.h"
+#include "gradient-step.h"
 #include "sampler.h"
 
 #define LOGIT_PMIN 1e-6 /* logit transform: p clamped to [PMIN, 1-PMIN] (section 7.2) */
@@ -1146,10 +1147,9 @@ static void forget_old_versions(struct gradient_state *st)
 }
 
 /*
-** The update of coordinates [lo, hi) of one param. Everything loop-invariant
-** is read into locals first and the arrays are restrict, so the compiler
-** keeps the constants in registers (through st it must reload them after
-** every store to a double).
+** The update of coordinates [lo, hi) of one param, relative to its first
+** coordinate: the loops of gradient-step.c, which give src_at's and the
+** optimizers' scalar formulas bit for bit.
 */
 struct step_job {
     struct gradient_state *st;
@@ -1162,57 +1162,25 @@ struct step_job {
 static void step_range(void *ctx, size_t rlo, size_t rhi)
 {
     const struct step_job *job = ctx;
-    struct gradient_state *st = job->st;
+    const struct gradient_state *st = job->st;
     const struct gparam *g = job->g;
     const struct gsrc *s = job->s;
-    const double lr_t = job->lr_t, inv_b1t = job->inv_b1t, inv_sqrt_b2t = job->inv_sqrt_b2t;
-    const size_t lo = job->offset + rlo, hi = job->offset + rhi;
-    double *restrict u = st->u;
-    double *restrict m = st->m;
-    double *restrict v = st->v;
-    double *restrict dprev = st->dprev;
-    const double b1 = st->beta1, b2 = st->beta2, eps = st->eps, mom = st->momentum;
-    const double ulo = g->ulo, uhi = g->uhi;
-    const struct gsrc src = *s;
-    const struct gparam gp = *g;
-    const bool nesterov = st->nesterov;
+    struct hpo__gstep k = {
+        .dense = s->dense, .grad = s->grad, .vals = s->vals,
+        .sgn = s->sgn, .mul = s->mul, .div = s->div,
+        .kind = g->kind == KIND_LOG ? HPO_GSTEP_LOG
+                : (g->kind == KIND_LOGIT ? HPO_GSTEP_LOGIT : HPO_GSTEP_CLIP),
+        .lo = g->lo, .hi = g->hi,
+        .opt = st->optimizer == OPT_ADAM ? HPO_GSTEP_ADAM
+                : (st->optimizer == OPT_MOMENTUM ? HPO_GSTEP_MOMENTUM : HPO_GSTEP_PLAIN),
+        .nesterov = st->nesterov,
+        .b1 = st->beta1, .b2 = st->beta2, .eps = st->eps, .mom = st->momentum,
+        .lr_t = job->lr_t, .inv_b1t = job->inv_b1t, .inv_sqrt_b2t = job->inv_sqrt_b2t,
+        .ulo = g->ulo, .uhi = g->uhi,
+        .u = st->u, .m = st->m, .v = st->v, .dprev = st->dprev,
+    };
 
-    switch (st->optimizer) {
-    case OPT_ADAM:
-        for (size_t j = lo; j < hi; j++) {
-            double gh = src_at(&src, &gp, j);
-            double d;
-            m[j] = b1 * m[j] + (1.0 - b1) * gh;
-            v[j] = b2 * v[j] + (1.0 - b2) * gh * gh;
-            d = m[j] * inv_b1t / (sqrt(v[j]) * inv_sqrt_b2t + eps);
-            u[j] = clampd(u[j] - lr_t * d, ulo, uhi);
-            if (dprev != NULL) {
-                dprev[j] = d;
-            }
-        }
-        break;
-    case OPT_MOMENTUM:
-        for (size_t j = lo; j < hi; j++) {
-            double gh = src_at(&src, &gp, j);
-            double d;
-            m[j] = mom * m[j] + gh;
-            d = nesterov ? gh + mom * m[j] : m[j];
-            u[j] = clampd(u[j] - lr_t * d, ulo, uhi);
-            if (dprev != NULL) {
-                dprev[j] = d;
-            }
-        }
-        break;
-    default:
-        for (size_t j = lo; j < hi; j++) {
-            double d = src_at(&src, &gp, j);
-            u[j] = clampd(u[j] - lr_t * d, ulo, uhi);
-            if (dprev != NULL) {
-                dprev[j] = d;
-            }
-        }
-        break;
-    }
+    hpo__gstep_range(&k, job->offset + rlo, job->offset + rhi);
 }
 
 /* The vector part of a step: every differentiable coordinate's update. */
