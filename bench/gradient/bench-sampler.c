@@ -6,7 +6,7 @@
 ** Workload: docs/ALGORITHMS.md §7.7 E6 (a_i = 2 + i mod 5, b = 1, λ log in [1e-3, 1e3]).
 **
 ** Built and run by bench/gradient/run.py:
-**   cc -O2 -D_GNU_SOURCE bench-sampler.c ../../samplers/gradient.c \
+**   cc -O2 -D_GNU_SOURCE bench-sampler.c ../../samplers/gradient{,-step}.c \
 **      ../../core/{error,rng,options,space,history,parallel}.c -ljansson -lm -lpthread
 ** Usage: bench-sampler N rounds optimizer   (e.g. 1000000 30 adam)
 */

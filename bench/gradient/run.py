@@ -370,7 +370,8 @@ def main():
         core = sorted(glob.glob(os.path.join(ROOT, "core", "*.c")))
         subprocess.check_call(
             ["cc", "-O2", "-D_GNU_SOURCE", "-o", exe, os.path.join(HERE, "bench-sampler.c"),
-             os.path.join(ROOT, "samplers", "gradient.c")] + core +
+             os.path.join(ROOT, "samplers", "gradient.c"),
+             os.path.join(ROOT, "samplers", "gradient-step.c")] + core +
             ["-ljansson", "-lm", "-lpthread"])
     # E6 at N: sgd lr 1.0 must bring every element within 1e-9 of lam* in 100 steps.
     for opt, rounds in (("adam", args.rounds), ("sgd", 100)):
