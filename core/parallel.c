@@ -1,8 +1,20 @@
 /*
-** parallel.c: hpo_parallel_for (see parallel.h).
+** parallel.c: hpo_parallel_for (see parallel.h) on a pool of kept threads.
+**
+** Starting a thread per call cost 14-58 us a thread, paid by every split
+** loop (a gradient step, a decode). The pool's workers are started on the
+** first split loop that needs them and then sleep on a condition variable
+** between calls. One call owns the pool at a time: it publishes its parts,
+** wakes the workers, runs part 0 and then claims whatever parts no worker has
+** taken yet (so a slow or missing worker only costs time), and waits for
+** the parts the workers took. A call that finds the pool owned (another
+** thread's loop, or a loop nested inside a part) runs its parts itself, in
+** order: never a wait on another caller, so no deadlock, and the ranges are
+** the same whoever runs them.
 */
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -11,17 +23,86 @@
 #define MAX_PARTS 4
 
 struct part {
-    void (*fn)(void *ctx, size_t lo, size_t hi);
-    void *ctx;
     size_t lo, hi;
 };
 
-static void *run_part(void *arg)
-{
-    struct part *p = arg;
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* workers: a job was published */
+    pthread_cond_t done; /* the owner: a worker finished a part */
+    size_t n_workers;    /* started, never stopped (they sleep when idle) */
+    bool owned;          /* a call is using parts[] */
+    void (*fn)(void *ctx, size_t lo, size_t hi);
+    void *ctx;
+    struct part parts[MAX_PARTS];
+    size_t n_parts;
+    size_t next;    /* the next part nobody has claimed */
+    size_t running; /* parts claimed by workers and not finished */
+} pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .done = PTHREAD_COND_INITIALIZER,
+};
 
-    p->fn(p->ctx, p->lo, p->hi);
+static void *worker_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        void (*fn)(void *ctx, size_t lo, size_t hi);
+        void *ctx;
+        struct part p;
+
+        while (!(pool.owned && pool.next < pool.n_parts)) {
+            pthread_cond_wait(&pool.wake, &pool.lock);
+        }
+        p = pool.parts[pool.next++];
+        fn = pool.fn;
+        ctx = pool.ctx;
+        pool.running++;
+        pthread_mutex_unlock(&pool.lock);
+        fn(ctx, p.lo, p.hi);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.running == 0) {
+            pthread_cond_signal(&pool.done);
+        }
+    }
     return NULL;
+}
+
+/*
+** Start workers up to `want` (under the lock); a failed start leaves fewer.
+** Workers block every signal: they outlive the call that started them, and
+** a signal meant for the daemon's own threads must not land on one.
+*/
+static void ensure_workers(size_t want)
+{
+    sigset_t all, old;
+
+    if (pool.n_workers >= want) {
+        return;
+    }
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0) {
+        return;
+    }
+    while (pool.n_workers < want) {
+        pthread_attr_t attr;
+        pthread_t t;
+        int r;
+
+        if (pthread_attr_init(&attr) != 0) {
+            break;
+        }
+        (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&t, &attr, worker_main, NULL);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+            break;
+        }
+        pool.n_workers++;
+    }
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* The CPUs this process may run on (taskset, a cpuset), not all the machine's. */
@@ -41,8 +122,6 @@ void hpo_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, s
         void *ctx)
 {
     struct part parts[MAX_PARTS];
-    pthread_t threads[MAX_PARTS];
-    bool started[MAX_PARTS] = { false };
     size_t k = grain > 0 ? n / grain : n;
 
     /* Not even that system call for a loop too small to split. */
@@ -54,17 +133,44 @@ void hpo_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, s
         return;
     }
     for (size_t i = 0; i < k; i++) {
-        parts[i] = (struct part){ fn, ctx, n / k * i, i + 1 == k ? n : n / k * (i + 1) };
+        parts[i] = (struct part){ n / k * i, i + 1 == k ? n : n / k * (i + 1) };
     }
-    for (size_t i = 1; i < k; i++) {
-        started[i] = pthread_create(&threads[i], NULL, run_part, &parts[i]) == 0;
-    }
-    run_part(&parts[0]);
-    for (size_t i = 1; i < k; i++) {
-        if (started[i]) {
-            pthread_join(threads[i], NULL);
-        } else {
-            run_part(&parts[i]);
+    pthread_mutex_lock(&pool.lock);
+    if (pool.owned) {
+        pthread_mutex_unlock(&pool.lock);
+        for (size_t i = 0; i < k; i++) {
+            fn(ctx, parts[i].lo, parts[i].hi);
         }
+        return;
     }
+    ensure_workers(k - 1);
+    pool.owned = true;
+    pool.fn = fn;
+    pool.ctx = ctx;
+    for (size_t i = 0; i < k; i++) {
+        pool.parts[i] = parts[i];
+    }
+    pool.n_parts = k;
+    pool.next = 1;
+    if (pool.n_workers > 0) {
+        pthread_cond_broadcast(&pool.wake);
+    }
+    pthread_mutex_unlock(&pool.lock);
+
+    fn(ctx, parts[0].lo, parts[0].hi);
+    pthread_mutex_lock(&pool.lock);
+    /* What no worker has taken yet, here. */
+    while (pool.next < pool.n_parts) {
+        size_t i = pool.next++;
+        pthread_mutex_unlock(&pool.lock);
+        fn(ctx, parts[i].lo, parts[i].hi);
+        pthread_mutex_lock(&pool.lock);
+    }
+    while (pool.running > 0) {
+        pthread_cond_wait(&pool.done, &pool.lock);
+    }
+    pool.owned = false;
+    pool.fn = NULL;
+    pool.ctx = NULL;
+    pthread_mutex_unlock(&pool.lock);
 }

@@ -1,26 +1,50 @@
 /*
-** test-core-parallel.c: hpo_parallel_for covers [0, n) exactly once in
-** disjoint ranges of at least the grain, and small loops stay on the caller.
+** test-core-parallel.c: hpo_parallel_for covers [0, n) exactly once in the
+** documented ranges (k parts of n / k, the last one longer, each at least the
+** grain), small loops stay on the caller, the parts really run on kept
+** worker threads (the same ones call after call, no thread per call), and
+** callers on several threads at once, or nested inside a part, each get
+** their whole range done without a deadlock.
 */
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "parallel.h"
 
+#define MAX_CALLS 8
+
 struct visit {
     unsigned char *seen;
     pthread_mutex_t lock;
     size_t calls, min_len;
-    pthread_t threads[8];
+    size_t lo[MAX_CALLS], hi[MAX_CALLS];
+    pthread_t threads[MAX_CALLS];
     size_t n_threads;
 };
+
+/* The CPUs this process may use, as parallel.c counts them (at most 4 parts). */
+static size_t cpus(void)
+{
+    cpu_set_t set;
+    size_t n;
+
+    CPU_ZERO(&set);
+    n = sched_getaffinity(0, sizeof(set), &set) == 0 ? (size_t)CPU_COUNT(&set) : 1;
+    return n < 1 ? 1 : (n > 4 ? 4 : n);
+}
 
 static void mark(void *ctx, size_t lo, size_t hi)
 {
@@ -32,6 +56,10 @@ static void mark(void *ctx, size_t lo, size_t hi)
         v->seen[i]++;
     }
     pthread_mutex_lock(&v->lock);
+    if (v->calls < MAX_CALLS) {
+        v->lo[v->calls] = lo;
+        v->hi[v->calls] = hi;
+    }
     v->calls++;
     if (hi - lo < v->min_len) {
         v->min_len = hi - lo;
@@ -39,13 +67,13 @@ static void mark(void *ctx, size_t lo, size_t hi)
     for (size_t i = 0; i < v->n_threads; i++) {
         known = known || pthread_equal(v->threads[i], self);
     }
-    if (!known && v->n_threads < 8) {
+    if (!known && v->n_threads < MAX_CALLS) {
         v->threads[v->n_threads++] = self;
     }
     pthread_mutex_unlock(&v->lock);
 }
 
-static void run(size_t n, size_t grain, struct visit *v)
+static void visit_start(struct visit *v, size_t n)
 {
     v->seen = calloc(n ? n : 1, 1);
     assert_non_null(v->seen);
@@ -53,12 +81,64 @@ static void run(size_t n, size_t grain, struct visit *v)
     v->calls = 0;
     v->min_len = SIZE_MAX;
     v->n_threads = 0;
-    hpo_parallel_for(n, grain, mark, v);
+}
+
+/* Every index seen once (no cmocka assert: also called on other threads). */
+static bool visit_end(struct visit *v, size_t n)
+{
+    bool ok = true;
+
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(v->seen[i], 1);
+        ok = ok && v->seen[i] == 1;
     }
     pthread_mutex_destroy(&v->lock);
     free(v->seen);
+    return ok;
+}
+
+/* The ranges the split must give: what the thread-per-call version gave. */
+static bool expect_ranges(const struct visit *v, size_t n, size_t grain)
+{
+    size_t k = grain > 0 ? n / grain : n;
+    bool used[MAX_CALLS] = { false };
+
+    if (k > cpus()) {
+        k = cpus();
+    }
+    if (k <= 1) {
+        return v->calls == 1 && v->lo[0] == 0 && v->hi[0] == n;
+    }
+    if (v->calls != k) {
+        return false;
+    }
+    for (size_t i = 0; i < k; i++) {
+        size_t lo = n / k * i, hi = i + 1 == k ? n : n / k * (i + 1);
+        bool found = false;
+        for (size_t c = 0; c < k && !found; c++) {
+            if (!used[c] && v->lo[c] == lo && v->hi[c] == hi) {
+                used[c] = found = true;
+            }
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool run_ok(size_t n, size_t grain, struct visit *v)
+{
+    bool covered;
+
+    visit_start(v, n);
+    hpo_parallel_for(n, grain, mark, v);
+    covered = visit_end(v, n);
+    return covered && expect_ranges(v, n, grain);
+}
+
+static void run(size_t n, size_t grain, struct visit *v)
+{
+    assert_true(run_ok(n, grain, v));
 }
 
 static void test_covers_every_index_once(void **unused)
@@ -67,12 +147,12 @@ static void test_covers_every_index_once(void **unused)
 
     (void)unused;
     /* Sizes that do not divide evenly, around and far above the grain. */
-    static const size_t sizes[] = { 1000003, 4097, 4096, 8191, 12289, 65537 };
+    static const size_t sizes[] = { 1000003, 4097, 4096, 8191, 8192, 12289, 65537 };
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         run(sizes[k], 4096, &v);
         assert_true(v.calls >= 1 && v.calls <= 4);
         assert_true(v.calls == 1 || v.min_len >= 4096);
-        assert_int_equal(v.n_threads, v.calls);
+        assert_true(v.n_threads >= 1 && v.n_threads <= v.calls);
     }
 }
 
@@ -89,11 +169,176 @@ static void test_small_loop_stays_on_caller(void **unused)
     assert_int_equal(v.min_len, 0);
 }
 
+/* Grain 0 (split as far as the CPUs go), 1, and n at and around grain multiples. */
+static void test_grain_edges(void **unused)
+{
+    struct visit v;
+
+    (void)unused;
+    for (size_t n = 0; n < 12; n++) {
+        run(n, 0, &v);
+        run(n, 1, &v);
+        run(n, 5, &v);
+    }
+    run(99, 100, &v);
+    run(100, 100, &v);
+    run(199, 100, &v);
+    run(200, 100, &v);
+    run(201, 100, &v);
+    run(1000, 1, &v);
+    run((size_t)1 << 20, HPO_PARALLEL_GRAIN, &v);
+}
+
+/*
+** Part 0 runs on the caller first, and waits (at most 10 s) until another
+** thread has finished another part: only a worker running beside the caller
+** lets it go. Records which thread (its kernel id) ran the other parts.
+*/
+struct rendezvous {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    size_t others_done;
+    bool timed_out;
+    pid_t worker_tid;
+};
+
+static void wait_for_other(void *ctx, size_t lo, size_t hi)
+{
+    struct rendezvous *r = ctx;
+    struct timespec until;
+
+    (void)hi;
+    pthread_mutex_lock(&r->lock);
+    if (lo != 0) {
+        r->others_done++;
+        r->worker_tid = gettid();
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    while (r->others_done == 0 && !r->timed_out) {
+        r->timed_out = pthread_cond_timedwait(&r->cond, &r->lock, &until) == ETIMEDOUT;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static pid_t worker_of_one_call(void)
+{
+    struct rendezvous r = { .lock = PTHREAD_MUTEX_INITIALIZER,
+        .cond = PTHREAD_COND_INITIALIZER };
+
+    hpo_parallel_for(2000, 1000, wait_for_other, &r);
+    assert_false(r.timed_out);
+    assert_int_equal(r.others_done, 1);
+    assert_int_not_equal(r.worker_tid, gettid());
+    return r.worker_tid;
+}
+
+static size_t threads_now(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    size_t n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_parts_run_on_kept_workers(void **unused)
+{
+    pid_t first;
+    size_t before;
+
+    (void)unused;
+    if (cpus() < 2) {
+        skip();
+    }
+    first = worker_of_one_call();
+    before = threads_now();
+    for (int i = 0; i < 20; i++) {
+        /* The same worker, not a new thread each call. */
+        assert_int_equal(worker_of_one_call(), first);
+    }
+    for (int i = 0; i < 200; i++) {
+        struct visit v;
+        run(1 << 14, 1 << 10, &v);
+    }
+    assert_int_equal(threads_now(), before);
+    assert_true(before <= 4);
+}
+
+/*
+** Several threads calling at once (the pool is one caller's at a time; the
+** others run their own parts), and a call nested inside a part.
+*/
+static bool failed; /* a check on a caller thread failed (cmocka asserts only on the main one) */
+
+static void nested(void *ctx, size_t lo, size_t hi)
+{
+    struct visit *v = ctx;
+
+    mark(v, lo, hi);
+    if (lo == 0) {
+        struct visit inner;
+        if (!run_ok(50000, 1000, &inner)) {
+            __atomic_store_n(&failed, true, __ATOMIC_SEQ_CST);
+        }
+    }
+}
+
+static void *caller_main(void *arg)
+{
+    size_t id = (size_t)(uintptr_t)arg;
+
+    for (size_t round = 0; round < 60; round++) {
+        struct visit v;
+        size_t n = 20000 + 1237 * id + round;
+        bool ok;
+
+        if (round % 3 == 0) {
+            visit_start(&v, n);
+            hpo_parallel_for(n, 1000, nested, &v);
+            ok = visit_end(&v, n);
+            ok = ok && expect_ranges(&v, n, 1000);
+        } else {
+            ok = run_ok(n, round % 2 ? 1000 : 0, &v);
+        }
+        if (!ok) {
+            __atomic_store_n(&failed, true, __ATOMIC_SEQ_CST);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_callers(void **unused)
+{
+    pthread_t t[4];
+
+    (void)unused;
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(pthread_create(&t[i], NULL, caller_main, (void *)(uintptr_t)i), 0);
+    }
+    caller_main((void *)(uintptr_t)4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    }
+    assert_false(__atomic_load_n(&failed, __ATOMIC_SEQ_CST));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_covers_every_index_once),
         cmocka_unit_test(test_small_loop_stays_on_caller),
+        cmocka_unit_test(test_grain_edges),
+        cmocka_unit_test(test_parts_run_on_kept_workers),
+        cmocka_unit_test(test_concurrent_callers),
     };
 
     return cmocka_run_group_tests_name("core-parallel", tests, NULL, NULL);
