@@ -100,6 +100,7 @@ static void ensure_workers(size_t want)
         if (r != 0) {
             break;
         }
+        (void)pthread_setname_np(t, "hpod-parallel");
         pool.n_workers++;
     }
     (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
