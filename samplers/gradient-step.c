@@ -212,8 +212,12 @@ INLINE void chunk(const struct hpo__gstep *s, size_t j, size_t len, double *rest
 */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
         !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
 #endif
+
+CLONES
 void hpo__gstep_range(const struct hpo__gstep *s, size_t lo, size_t hi)
 {
     double g[CHUNK];
@@ -227,4 +231,80 @@ void hpo__gstep_range(const struct hpo__gstep *s, size_t lo, size_t hi)
             chunk(s, j, len, g);
         }
     }
+}
+
+/* ghat with a constant count for whole chunks (vectorized at -O2 too). */
+INLINE void ghat_chunk(const struct hpo__gstep *s, size_t j, size_t len, double *restrict g)
+{
+    if (len == CHUNK) {
+        ghat(s, j, CHUNK, g);
+    } else {
+        ghat(s, j, len, g);
+    }
+}
+
+INLINE void add(double *restrict acc, const double *restrict g, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        acc[i] += g[i];
+    }
+}
+
+CLONES
+void hpo__gstep_accumulate(const struct hpo__gstep *s, size_t lo, size_t hi, double *acc)
+{
+    double g[CHUNK];
+
+    for (size_t j = lo; j < hi; j += CHUNK) {
+        size_t len = hi - j < CHUNK ? hi - j : CHUNK;
+        if (len == CHUNK) {
+            ghat(s, j, CHUNK, g);
+            add(acc + j, g, CHUNK);
+        } else {
+            ghat(s, j, len, g);
+            add(acc + j, g, len);
+        }
+    }
+}
+
+/*
+** The sums add one term at a time in coordinate order, as the scalar loops
+** did (a vector sum would add in another order: other bits); only ĝ is
+** computed in vector loops.
+*/
+CLONES
+double hpo__gstep_dot(const struct hpo__gstep *s, size_t lo, size_t hi, const double *other,
+        double sum)
+{
+    double g[CHUNK];
+
+    for (size_t j = lo; j < hi; j += CHUNK) {
+        size_t len = hi - j < CHUNK ? hi - j : CHUNK;
+        ghat_chunk(s, j, len, g);
+        if (other != NULL) {
+            for (size_t i = 0; i < len; i++) {
+                sum += g[i] * other[j + i];
+            }
+        } else {
+            for (size_t i = 0; i < len; i++) {
+                sum += g[i] * g[i];
+            }
+        }
+    }
+    return sum;
+}
+
+CLONES
+double hpo__gstep_abs_sum(const struct hpo__gstep *s, size_t lo, size_t hi, double sum)
+{
+    double g[CHUNK];
+
+    for (size_t j = lo; j < hi; j += CHUNK) {
+        size_t len = hi - j < CHUNK ? hi - j : CHUNK;
+        ghat_chunk(s, j, len, g);
+        for (size_t i = 0; i < len; i++) {
+            sum += fabs(g[i]);
+        }
+    }
+    return sum;
 }

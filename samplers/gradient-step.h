@@ -51,4 +51,14 @@ struct hpo__gstep {
 */
 void hpo__gstep_range(const struct hpo__gstep *s, size_t lo, size_t hi);
 
+/*
+** ĝ alone (the source fields and kind of s; the optimizer's are unused),
+** over [lo, hi): acc[j] += ĝ_j; sum + ĝ_j other[j] (ĝ_j ĝ_j if other is
+** NULL), and sum + |ĝ_j|, added one term at a time in coordinate order.
+*/
+void hpo__gstep_accumulate(const struct hpo__gstep *s, size_t lo, size_t hi, double *acc);
+double hpo__gstep_dot(const struct hpo__gstep *s, size_t lo, size_t hi, const double *other,
+        double sum);
+double hpo__gstep_abs_sum(const struct hpo__gstep *s, size_t lo, size_t hi, double sum);
+
 #endif

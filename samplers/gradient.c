@@ -245,19 +245,6 @@ static double u_of(const struct gparam *g, double v)
     }
 }
 
-/* dv/du at the value v the trial was given. */
-static double dvdu(const struct gparam *g, double v)
-{
-    switch (g->kind) {
-    case KIND_LOG:
-        return v;
-    case KIND_LOGIT:
-        return (v - g->lo) * (g->hi - v) / (g->hi - g->lo);
-    default:
-        return 1.0;
-    }
-}
-
 /*
 ** The unit-cube coordinate whose decode (hpo_param_from_unit) gives
 ** value_of(u): for continuous params decode computes ulow + x * range, so
@@ -1050,7 +1037,9 @@ static bool gradient_needs_save(const void *state)
 /*
 ** Where a gradient comes from: a client's G in value units at the values the
 ** trial was given (g = sgn * G * dv/du), or a dense vector already in u
-** units (an SPSA/FD estimate or the batch accumulator). ĝ = mul * g / div.
+** units (an SPSA/FD estimate or the batch accumulator). ĝ = mul * g / div,
+** 0 where G or the value is NaN (gradient-step.h has the exact formula; its
+** loops compute every ĝ).
 */
 struct gsrc {
     const double *grad;
@@ -1060,24 +1049,24 @@ struct gsrc {
     double mul, div;
 };
 
-static inline double src_at(const struct gsrc *s, const struct gparam *g, size_t j)
+/*
+** ĝ of param g's coordinates as gradient-step.c computes it (the source and
+** kind of the step; the optimizer's fields are left zero).
+*/
+static struct hpo__gstep gstep_source(const struct gparam *g, const struct gsrc *s)
 {
-    double x;
+    struct hpo__gstep k = {
+        .dense = s->dense, .grad = s->grad, .vals = s->vals,
+        .sgn = s->sgn, .mul = s->mul, .div = s->div,
+        .kind = g->kind == KIND_LOG ? HPO_GSTEP_LOG
+                : (g->kind == KIND_LOGIT ? HPO_GSTEP_LOGIT : HPO_GSTEP_CLIP),
+        .lo = g->lo, .hi = g->hi,
+    };
 
-    if (s->dense != NULL) {
-        x = s->dense[j];
-    } else {
-        double gr = s->grad[j];
-        double v = s->vals[j];
-        if (isnan(gr) || isnan(v)) {
-            return 0.0;
-        }
-        x = s->sgn * gr * dvdu(g, v);
-    }
-    x *= s->mul;
-    return s->div == 1.0 ? x : x / s->div;
+    return k;
 }
 
+/* Σ ĝ_j other_j (ĝ_j² without other) over the differentiable coordinates, in order. */
 static double src_dot(const struct gradient_state *st, const struct hpo_space *space,
         const struct gsrc *s, const double *other)
 {
@@ -1085,12 +1074,9 @@ static double src_dot(const struct gradient_state *st, const struct hpo_space *s
 
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
-        if (!is_diff(st, i)) {
-            continue;
-        }
-        for (size_t j = p->offset; j < p->offset + p->width; j++) {
-            double x = src_at(s, &st->gp[i], j);
-            sum += x * (other != NULL ? other[j] : x);
+        if (is_diff(st, i)) {
+            struct hpo__gstep k = gstep_source(&st->gp[i], s);
+            sum = hpo__gstep_dot(&k, p->offset, p->offset + p->width, other, sum);
         }
     }
     return sum;
@@ -1103,11 +1089,9 @@ static double src_abs_mean(const struct gradient_state *st, const struct hpo_spa
 
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
-        if (!is_diff(st, i)) {
-            continue;
-        }
-        for (size_t j = p->offset; j < p->offset + p->width; j++) {
-            sum += fabs(src_at(s, &st->gp[i], j));
+        if (is_diff(st, i)) {
+            struct hpo__gstep k = gstep_source(&st->gp[i], s);
+            sum = hpo__gstep_abs_sum(&k, p->offset, p->offset + p->width, sum);
         }
     }
     return st->n_diff > 0 ? sum / (double)st->n_diff : 0.0;
@@ -1163,23 +1147,24 @@ static void step_range(void *ctx, size_t rlo, size_t rhi)
 {
     const struct step_job *job = ctx;
     const struct gradient_state *st = job->st;
-    const struct gparam *g = job->g;
-    const struct gsrc *s = job->s;
-    struct hpo__gstep k = {
-        .dense = s->dense, .grad = s->grad, .vals = s->vals,
-        .sgn = s->sgn, .mul = s->mul, .div = s->div,
-        .kind = g->kind == KIND_LOG ? HPO_GSTEP_LOG
-                : (g->kind == KIND_LOGIT ? HPO_GSTEP_LOGIT : HPO_GSTEP_CLIP),
-        .lo = g->lo, .hi = g->hi,
-        .opt = st->optimizer == OPT_ADAM ? HPO_GSTEP_ADAM
-                : (st->optimizer == OPT_MOMENTUM ? HPO_GSTEP_MOMENTUM : HPO_GSTEP_PLAIN),
-        .nesterov = st->nesterov,
-        .b1 = st->beta1, .b2 = st->beta2, .eps = st->eps, .mom = st->momentum,
-        .lr_t = job->lr_t, .inv_b1t = job->inv_b1t, .inv_sqrt_b2t = job->inv_sqrt_b2t,
-        .ulo = g->ulo, .uhi = g->uhi,
-        .u = st->u, .m = st->m, .v = st->v, .dprev = st->dprev,
-    };
+    struct hpo__gstep k = gstep_source(job->g, job->s);
 
+    k.opt = st->optimizer == OPT_ADAM ? HPO_GSTEP_ADAM
+            : (st->optimizer == OPT_MOMENTUM ? HPO_GSTEP_MOMENTUM : HPO_GSTEP_PLAIN);
+    k.nesterov = st->nesterov;
+    k.b1 = st->beta1;
+    k.b2 = st->beta2;
+    k.eps = st->eps;
+    k.mom = st->momentum;
+    k.lr_t = job->lr_t;
+    k.inv_b1t = job->inv_b1t;
+    k.inv_sqrt_b2t = job->inv_sqrt_b2t;
+    k.ulo = job->g->ulo;
+    k.uhi = job->g->uhi;
+    k.u = st->u;
+    k.m = st->m;
+    k.v = st->v;
+    k.dprev = st->dprev;
     hpo__gstep_range(&k, job->offset + rlo, job->offset + rhi);
 }
 
@@ -1316,11 +1301,9 @@ static bool feed(struct gradient_state *st, const struct hpo_space *space, struc
     }
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
-        if (!is_diff(st, i)) {
-            continue;
-        }
-        for (size_t j = p->offset; j < p->offset + p->width; j++) {
-            st->acc[j] += src_at(s, &st->gp[i], j);
+        if (is_diff(st, i)) {
+            struct hpo__gstep k = gstep_source(&st->gp[i], s);
+            hpo__gstep_accumulate(&k, p->offset, p->offset + p->width, st->acc);
         }
     }
     st->n_acc++;

@@ -1,9 +1,10 @@
 /*
 ** test-samplers-gradient-step.c: the vectorized optimizer step
 ** (samplers/gradient-step.c) against the scalar formula gradient.c used
-** before it (src_at, dvdu, step_range's three loops), written out here,
-** bit for bit: every optimizer, kind and source, with and without dprev,
-** over NaN, infinities, signed zeros, subnormals and values at and beyond
+** before it (src_at, dvdu, step_range's three loops, feed's accumulator,
+** src_dot, src_abs_mean), written out here, bit for bit: every optimizer,
+** kind and source, with and without dprev, ĝ alone (the accumulator and the
+** in-order sums), over NaN, infinities, signed zeros, subnormals and values at and beyond
 ** the bounds, on ranges whose ends are not multiples of any vector width or
 ** of the step's chunk, and only inside the range.
 */
@@ -91,6 +92,31 @@ static void ref_step(const struct hpo__gstep *s, size_t lo, size_t hi)
             dprev[j] = d;
         }
     }
+}
+
+static void ref_accumulate(const struct hpo__gstep *s, size_t lo, size_t hi, double *acc)
+{
+    for (size_t j = lo; j < hi; j++) {
+        acc[j] += ref_src_at(s, j);
+    }
+}
+
+static double ref_dot(const struct hpo__gstep *s, size_t lo, size_t hi, const double *other,
+        double sum)
+{
+    for (size_t j = lo; j < hi; j++) {
+        double x = ref_src_at(s, j);
+        sum += x * (other != NULL ? other[j] : x);
+    }
+    return sum;
+}
+
+static double ref_abs_sum(const struct hpo__gstep *s, size_t lo, size_t hi, double sum)
+{
+    for (size_t j = lo; j < hi; j++) {
+        sum += fabs(ref_src_at(s, j));
+    }
+    return sum;
 }
 
 /* ---- inputs ---------------------------------------------------------------- */
@@ -279,6 +305,21 @@ static void check(struct hpo__gstep cfg, size_t n, size_t lo, size_t hi, bool de
         same_bits(got.m, want.m, n, "m", &s, lo, hi);
         same_bits(got.v, want.v, n, "v", &s, lo, hi);
         same_bits(got.dprev, want.dprev, n, "dprev", &s, lo, hi);
+    }
+    /* ĝ alone: the batch accumulator (m as acc) and the in-order sums. */
+    {
+        double d1 = hpo__gstep_dot(&s, lo, hi, got.dprev, 0.25);
+        double d2 = ref_dot(&r, lo, hi, want.dprev, 0.25);
+        double n1 = hpo__gstep_dot(&s, lo, hi, NULL, 0.0);
+        double n2 = ref_dot(&r, lo, hi, NULL, 0.0);
+        double a1 = hpo__gstep_abs_sum(&s, lo, hi, -1.0);
+        double a2 = ref_abs_sum(&r, lo, hi, -1.0);
+        same_bits(&d1, &d2, 1, "dot", &s, lo, hi);
+        same_bits(&n1, &n2, 1, "norm", &s, lo, hi);
+        same_bits(&a1, &a2, 1, "abs sum", &s, lo, hi);
+        hpo__gstep_accumulate(&s, lo, hi, got.m);
+        ref_accumulate(&r, lo, hi, want.m);
+        same_bits(got.m, want.m, n, "acc", &s, lo, hi);
     }
     /* Outside the range: untouched. */
     for (size_t i = 0; i < n; i++) {
