@@ -1132,8 +1132,8 @@ static void forget_old_versions(struct gradient_state *st)
 
 /*
 ** The update of coordinates [lo, hi) of one param, relative to its first
-** coordinate: the loops of gradient-step.c, which give src_at's and the
-** optimizers' scalar formulas bit for bit.
+** coordinate: the loops of gradient-step.c, which give the scalar
+** formulas of gradient-step.h bit for bit.
 */
 struct step_job {
     struct gradient_state *st;
