@@ -137,6 +137,14 @@ struct hpo_api_config {
     */
     void (*round_end)(void *ctx);
     /*
+    ** On an HTTP thread before round_end: a token that changes whenever the
+    ** round gets more work for its end (the embedder: the last write queued
+    ** for it; 0: none). While it changes, the thread first serves the
+    ** connections that became ready meanwhile (without waiting), so that
+    ** more writes share the round's commit. NULL: never.
+    */
+    uint64_t (*round_pending)(void *ctx);
+    /*
     ** round_end resolves every pipelined write of the round and releases
     ** the replies they held (synchronous normal on SQLite): an inline run
     ** whose write is in flight then waits for its reply without suspending

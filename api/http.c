@@ -1731,6 +1731,14 @@ static void round_end(void *cls)
     }
 }
 
+/* Before it: whether the round got work for its end (loops.h). */
+static uint64_t round_pending(void *cls)
+{
+    struct hpo_api *api = cls;
+
+    return api->cfg.round_pending != NULL ? api->cfg.round_pending(api->cfg.ctx) : 0;
+}
+
 int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         struct hpo_error *err)
 {
@@ -1808,7 +1816,8 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     pthread_mutex_init(&api->pool_lock, NULL);
     api->mhd_flags = flags;
     api->ss = ss;
-    r = hpo__loops_start(threads, cfg->listen_fd, start_one, api, round_end, api, &api->loops);
+    r = hpo__loops_start(threads, cfg->listen_fd, start_one, api, round_pending, round_end, api,
+            &api->loops);
     if (r < 0) {
         hpo__conns_finish(&api->conns);
         pthread_rwlock_destroy(&api->tokens_lock);

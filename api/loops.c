@@ -27,6 +27,9 @@
 #include "conns.h"
 #include "loops.h"
 
+/* Passes without waiting a round makes while it gets more work for its end. */
+#define LINGER_PASSES 1
+
 struct loop {
     struct hpo__loops *ls;
     struct MHD_Daemon *mhd;
@@ -40,6 +43,7 @@ struct hpo__loops {
     struct hpo__loops *all_next; /* under all_lock */
     unsigned n;
     struct loop *loop;
+    uint64_t (*round_pending)(void *ctx);
     void (*round_end)(void *ctx);
     void *ctx;
     int listen_fd; /* the shared listening socket (closed here at the stop) */
@@ -92,6 +96,15 @@ static void *loop_main(void *arg)
             break;
         }
         (void)MHD_run_wait(l->mhd, -1);
+        if (ls->round_pending != NULL) {
+            uint64_t before = 0, now = ls->round_pending(ls->ctx);
+            for (int i = 0; i < LINGER_PASSES && now != before; i++) {
+                /* Requests that came while this round ran join its end. */
+                before = now;
+                (void)MHD_run_wait(l->mhd, 0);
+                now = ls->round_pending(ls->ctx);
+            }
+        }
         if (ls->round_end != NULL) {
             ls->round_end(ls->ctx);
         }
@@ -126,7 +139,8 @@ static void teardown(struct hpo__loops *ls, bool close_listen)
 
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        void (*round_end)(void *ctx), void *ctx, struct hpo__loops **ret)
+        uint64_t (*round_pending)(void *ctx), void (*round_end)(void *ctx), void *ctx,
+        struct hpo__loops **ret)
 {
     struct hpo__loops *ls = calloc(1, sizeof(*ls));
     sigset_t all, old;
@@ -137,6 +151,7 @@ int hpo__loops_start(unsigned n, int listen_fd,
         return -ENOMEM;
     }
     ls->n = n > 0 ? n : 1;
+    ls->round_pending = round_pending;
     ls->round_end = round_end;
     ls->ctx = ctx;
     ls->listen_fd = -1;

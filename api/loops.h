@@ -11,6 +11,8 @@
 #ifndef HPO_LOOPS_H
 #define HPO_LOOPS_H
 
+#include <stdint.h>
+
 #include <microhttpd.h>
 
 struct hpo__loops;
@@ -18,12 +20,17 @@ struct hpo__loops;
 /*
 ** Start `n` daemons (start_one(cls, listen_fd): the first with listen_fd as
 ** given, the others with the first's listening socket) and a thread for
-** each. round_end(ctx) runs on a loop thread after each round (NULL: none).
-** Returns 0 or a negative errno (nothing left running).
+** each. round_end(ctx) runs on a loop thread after each round (NULL: none);
+** before it, while round_pending(ctx) changed over the last pass (the round
+** got work for its end), the thread serves what became ready meanwhile
+** without waiting (at most LINGER_PASSES more passes), so that more of the
+** clients' requests share the round's end. Returns 0 or a negative errno
+** (nothing left running).
 */
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        void (*round_end)(void *ctx), void *ctx, struct hpo__loops **ret);
+        uint64_t (*round_pending)(void *ctx), void (*round_end)(void *ctx), void *ctx,
+        struct hpo__loops **ret);
 
 /* The first daemon (the bound port). */
 struct MHD_Daemon *hpo__loops_first(struct hpo__loops *ls);

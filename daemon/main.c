@@ -101,6 +101,12 @@ static void round_end(void *ctx)
     hpo_storage_lead(d->storage);
 }
 
+static uint64_t round_pending(void *ctx)
+{
+    (void)ctx;
+    return hpo_storage_lead_pending();
+}
+
 static bool healthy(void *ctx)
 {
     struct daemon *d = ctx;
@@ -629,6 +635,7 @@ int main(int argc, char **argv)
     acfg.run_inline = hpo_storage_is_postgresql(d.cfg.db) ? NULL : run_inline;
     acfg.release = release;
     acfg.round_end = round_end;
+    acfg.round_pending = round_pending;
     acfg.round_replies = !d.cfg.synchronous_full && !hpo_storage_is_postgresql(d.cfg.db);
     acfg.healthy = healthy;
     acfg.metrics = metrics;

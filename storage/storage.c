@@ -154,6 +154,11 @@ void hpo_storage_lead_later(bool on)
     hpo__lead_later = on;
 }
 
+uint64_t hpo_storage_lead_pending(void)
+{
+    return hpo__lead_upto;
+}
+
 void hpo_storage_lead(struct hpo_storage *st)
 {
     if (st->ops->lead != NULL) {

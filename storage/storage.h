@@ -337,6 +337,8 @@ uint64_t hpo_storage_last_failed(struct hpo_storage *st);
 */
 void hpo_storage_lead_later(bool on);
 void hpo_storage_lead(struct hpo_storage *st);
+/* The number of the last write this thread queued for its hpo_storage_lead (0: none since). */
+uint64_t hpo_storage_lead_pending(void);
 
 /* A new chain (one reference), or NULL without memory. */
 struct hpo_write_chain *hpo_storage_chain_new(void);
