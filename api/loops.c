@@ -77,6 +77,14 @@ static void kick(struct loop *l)
     }
 }
 
+static unsigned connections(struct MHD_Daemon *mhd)
+{
+    const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+    return info != NULL ? info->num_connections : 0;
+}
+
 static void *loop_main(void *arg)
 {
     struct loop *l = arg;
@@ -96,7 +104,8 @@ static void *loop_main(void *arg)
             break;
         }
         (void)MHD_run_wait(l->mhd, -1);
-        if (ls->round_pending != NULL) {
+        if (ls->round_pending != NULL && connections(l->mhd) > 1) {
+            /* (With one connection nothing else can become ready.) */
             uint64_t before = 0, now = ls->round_pending(ls->ctx);
             for (int i = 0; i < LINGER_PASSES && now != before; i++) {
                 /* Requests that came while this round ran join its end. */
