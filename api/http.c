@@ -841,7 +841,7 @@ static void job_done(struct hpo_job *job)
     if (rq->round_wait && atomic_exchange(&rq->round_state, ROUND_DONE) != ROUND_SUSPENDED) {
         return; /* not suspended: its HTTP thread's next round queues the reply */
     }
-    /* On the worker: MHD's threads allow a resume from any thread. */
+    /* From any thread: the resume kicks the connection's HTTP thread (loops.h). */
     rq->suspended = false;
     hpo__loops_resume(rq->conn);
 }
