@@ -1614,10 +1614,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     /*
     ** Closed while its reply waited for the round's end (the client went):
-    ** its job is still held on the dispatcher, whose done() uses rq.
+    ** its job is still held on the dispatcher, whose done() uses rq. The
+    ** round's end comes now (its write may be this thread's to commit).
     */
     while (rq->round_wait && atomic_load(&rq->round_state) != ROUND_DONE) {
-        sched_yield();
+        if (rq->api->cfg.round_end != NULL) {
+            rq->api->cfg.round_end(rq->api->cfg.ctx);
+        }
+        if (atomic_load(&rq->round_state) != ROUND_DONE) {
+            sched_yield();
+        }
     }
     if (rq->counted) {
         atomic_fetch_sub(&rq->api->inflight, 1);

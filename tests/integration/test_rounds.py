@@ -14,7 +14,7 @@ its next round without suspending their connections.
   clean stop) and restarted: every acknowledged tell is complete with its exact value
   (a reply goes only after its commit), every acknowledged ask is stored.
 - clients_gone_mid_round: 6 threads send asks on fresh connections and close each
-  at once without reading the reply, while 2 clients ask and tell normally: those
+  at once without reading the reply (every other one with a reset), while 2 clients ask and tell normally: those
   keep getting 200, the daemon stays up, and it stops cleanly (exit 0) with every
   request record released (under ASan, LeakSanitizer and use-after-free checks).
 - other_studies_and_workers: while 4 clients ask and tell on one study inline, 2
@@ -27,6 +27,7 @@ Prints TAP.
 
 import os
 import socket
+import struct
 import sys
 import threading
 
@@ -107,12 +108,15 @@ def one_study_many_clients(exe):
 
 
 def ask_and_leave(port, n):
-    """n asks, each on a fresh connection closed right after sending it."""
+    """n asks, each on a fresh connection closed right after sending it (every other one reset)."""
     body = b'{}'
     req = (b"POST /v1/studies/s/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    for _ in range(n):
+    for k in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if k % 2 == 1:
+            # SO_LINGER 0: the close sends a reset, which MHD sees while the reply waits.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.sendall(req)
         s.close()
 
