@@ -113,7 +113,7 @@ struct hpo_api_config {
     unsigned connection_timeout_s; /* idle */
     unsigned per_client_limit;     /* open connections from one address */
     unsigned head_timeout_s;       /* from a request's first byte to the end of its head */
-    unsigned http_threads;         /* MHD's epoll threads (1: one) */
+    unsigned http_threads;         /* HTTP threads, a daemon each (api/loops.h) */
     struct hpo_service *service;
     const char *version;
     /* API tokens (tokens.h), borrowed until replaced; NULL: no tokens, no checks. */
@@ -130,6 +130,27 @@ struct hpo_api_config {
     */
     bool (*run_inline)(void *ctx, struct hpo_job *job);
     void (*release)(void *ctx, struct hpo_job *job);
+    /*
+    ** On an HTTP thread after each round of its daemon (every ready
+    ** connection served): the embedder commits the round's pipelined
+    ** writes there (hpo_storage_lead). NULL: nothing.
+    */
+    void (*round_end)(void *ctx);
+    /*
+    ** On an HTTP thread before round_end: a token that changes whenever the
+    ** round gets more work for its end (the embedder: the last write queued
+    ** for it; 0: none). While it changes, the thread first serves the
+    ** connections that became ready meanwhile (without waiting), so that
+    ** more writes share the round's commit. NULL: never.
+    */
+    uint64_t (*round_pending)(void *ctx);
+    /*
+    ** round_end resolves every pipelined write of the round and releases
+    ** the replies they held (synchronous normal on SQLite): an inline run
+    ** whose write is in flight then waits for its reply without suspending
+    ** its connection. False: it suspends (the flush of synchronous full).
+    */
+    bool round_replies;
     /* Whether storage takes writes (for /healthz). */
     bool (*healthy)(void *ctx);
     /*

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "conns.h"
+#include "loops.h"
 
 void hpo__conns_init(struct hpo__conns *cs, unsigned max, unsigned head_timeout_s)
 {
@@ -19,9 +20,82 @@ void hpo__conns_init(struct hpo__conns *cs, unsigned max, unsigned head_timeout_
     cs->head_timeout_s = head_timeout_s;
 }
 
+void hpo__conns_per_client(struct hpo__conns *cs, unsigned n)
+{
+    cs->per_client = n;
+}
+
 void hpo__conns_finish(struct hpo__conns *cs)
 {
+    for (size_t i = 0; i < HPO_CONNS_PEER_BUCKETS; i++) {
+        while (cs->peers[i] != NULL) {
+            struct hpo__peer *p = cs->peers[i];
+            cs->peers[i] = p->next;
+            free(p);
+        }
+    }
     pthread_mutex_destroy(&cs->lock);
+}
+
+/* The address of `sa` as bytes (IPv4 or IPv6): false for another family. */
+static bool peer_key(const struct sockaddr *sa, unsigned char key[16], unsigned *len)
+{
+    if (sa == NULL) {
+        return false;
+    }
+    if (sa->sa_family == AF_INET) {
+        memcpy(key, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        *len = 4;
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+        *len = 16;
+        return true;
+    }
+    return false;
+}
+
+/* Under `lock`: the count of an address (created with `make`), or NULL. */
+static struct hpo__peer *peer_find(struct hpo__conns *cs, const unsigned char *key, unsigned len,
+        bool make)
+{
+    unsigned h = 2166136261u;
+    struct hpo__peer **p;
+
+    for (unsigned i = 0; i < len; i++) {
+        h = (h ^ key[i]) * 16777619u;
+    }
+    p = &cs->peers[h % HPO_CONNS_PEER_BUCKETS];
+    for (; *p != NULL; p = &(*p)->next) {
+        if ((*p)->len == len && memcmp((*p)->addr, key, len) == 0) {
+            return *p;
+        }
+    }
+    if (!make || (*p = calloc(1, sizeof(**p))) == NULL) {
+        return NULL;
+    }
+    memcpy((*p)->addr, key, len);
+    (*p)->len = len;
+    return *p;
+}
+
+/* Under `lock`: one connection of the address less; its count goes at 0. */
+static void peer_drop(struct hpo__conns *cs, struct hpo__peer *peer)
+{
+    struct hpo__peer **p;
+    unsigned h = 2166136261u;
+
+    if (--peer->n > 0) {
+        return;
+    }
+    for (unsigned i = 0; i < peer->len; i++) {
+        h = (h ^ peer->addr[i]) * 16777619u;
+    }
+    for (p = &cs->peers[h % HPO_CONNS_PEER_BUCKETS]; *p != peer; p = &(*p)->next) {
+    }
+    *p = peer->next;
+    free(peer);
 }
 
 /* Bytes the kernel received on the socket so far (0 when unknown). */
@@ -42,6 +116,8 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
 {
     struct hpo__conns *cs = cls;
     struct hpo__conn *c = *socket_context;
+    unsigned char key[16];
+    unsigned len;
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *info =
@@ -51,7 +127,15 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
             return; /* untracked: no deadline, never reserve-only */
         }
         c->fd = info != NULL ? info->connect_fd : -1;
+        c->kick_fd = hpo__loops_kick_fd_here();
+        info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         pthread_mutex_lock(&cs->lock);
+        if (cs->per_client > 0 && info != NULL && peer_key(info->client_addr, key, &len)) {
+            c->peer = peer_find(cs, key, len, true);
+            if (c->peer != NULL) {
+                c->peer->n++;
+            }
+        }
         c->reserve = cs->max > 0 && cs->n >= cs->max; /* max 0: no limit of ours */
         c->next = &cs->list;
         c->prev = cs->list.prev;
@@ -67,6 +151,9 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
         c->prev->next = c->next;
         c->next->prev = c->prev;
         cs->n--;
+        if (c->peer != NULL) {
+            peer_drop(cs, c->peer);
+        }
         pthread_mutex_unlock(&cs->lock);
         free(c);
         *socket_context = NULL;
@@ -76,10 +163,17 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
 enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     struct hpo__conns *cs = cls;
+    unsigned char key[16];
+    unsigned len;
     bool full;
 
+    (void)addrlen;
     pthread_mutex_lock(&cs->lock);
     full = cs->max > 0 && cs->n >= (size_t)cs->max + HPO_CONNS_RESERVE;
+    if (!full && cs->per_client > 0 && peer_key(addr, key, &len)) {
+        const struct hpo__peer *p = peer_find(cs, key, len, false);
+        full = p != NULL && p->n >= cs->per_client;
+    }
     pthread_mutex_unlock(&cs->lock);
     return full ? MHD_NO : MHD_YES;
 }

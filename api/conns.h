@@ -7,7 +7,10 @@
 **    being served) to the end of its head, not reset by trickling bytes;
 **    a connection over it is shut down (MHD then closes it);
 **  - the reserve: MHD admits a few connections over max-connections; those
-**    may only ask /healthz and /metrics, anything else gets 503.
+**    may only ask /healthz and /metrics, anything else gets 503;
+**  - the per-client cap over every HTTP thread: each thread runs a daemon
+**    of its own (loops.h), whose MHD_OPTION_PER_IP_CONNECTION_LIMIT counts
+**    only its own connections.
 **
 ** Internal to api/. MHD's threads add, remove and mark connections, the
 ** loop thread sweeps them: every record is read and written under `lock`.
@@ -32,9 +35,21 @@
 */
 #define HPO_CONNS_MARGIN (HPO_CONNS_RESERVE + 64)
 
+/* Open connections from one address (the per-client cap). */
+struct hpo__peer {
+    struct hpo__peer *next;
+    unsigned char addr[16]; /* IPv4 in the first 4 bytes (len 4), or IPv6 */
+    unsigned len;
+    unsigned n;
+};
+
+#define HPO_CONNS_PEER_BUCKETS 64
+
 struct hpo__conn {
     struct hpo__conn *prev, *next;
+    struct hpo__peer *peer; /* its address's count, or NULL (not counted) */
     int fd;
+    int kick_fd;           /* its HTTP thread's kick (loops.h), for a resume from elsewhere */
     uint64_t rx_mark;      /* bytes received when the last request ended */
     uint64_t head_seen_ms; /* when bytes of the next head were first seen; 0 = none yet */
     bool in_request;       /* between a head's end and its reply's end */
@@ -49,10 +64,14 @@ struct hpo__conns {
     size_t n;
     unsigned max;            /* max-connections */
     unsigned head_timeout_s; /* request-head-timeout */
+    unsigned per_client;     /* open connections from one address (0: no cap of ours) */
+    struct hpo__peer *peers[HPO_CONNS_PEER_BUCKETS];
     uint64_t closed_slow;    /* connections shut for a late head, for logs */
 };
 
 void hpo__conns_init(struct hpo__conns *cs, unsigned max, unsigned head_timeout_s);
+/* The per-client cap (counted here across the HTTP threads); before the first connection. */
+void hpo__conns_per_client(struct hpo__conns *cs, unsigned n);
 void hpo__conns_finish(struct hpo__conns *cs);
 
 /* MHD_OPTION_NOTIFY_CONNECTION's callback; cls is the hpo__conns. */

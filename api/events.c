@@ -35,6 +35,7 @@
 #include "../core/options.h"
 #include "../core/util.h"
 #include "events.h"
+#include "loops.h"
 
 struct stream {
     struct hpo__events *ev;
@@ -203,7 +204,7 @@ static void pulse_done(struct hpo_job *job)
     }
     pthread_mutex_unlock(&ev->lock);
     if (resume != NULL) {
-        MHD_resume_connection(resume); /* from now on the stream is MHD's thread's */
+        hpo__loops_resume(resume); /* from now on the stream is MHD's thread's */
     } else if (again) {
         submit(st);
     }
@@ -255,7 +256,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     }
     pthread_mutex_unlock(&ev->lock);
     if (ending) {
-        MHD_resume_connection(st->conn);
+        hpo__loops_resume(st->conn);
     } else if (job) {
         submit(st);
     }
@@ -473,7 +474,7 @@ static void end_streams(struct hpo__events *ev, bool close)
     }
     pthread_mutex_unlock(&ev->lock);
     for (size_t i = 0; i < n; i++) {
-        MHD_resume_connection(resume[i]);
+        hpo__loops_resume(resume[i]);
     }
 }
 

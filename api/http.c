@@ -2,12 +2,15 @@
 ** http.c: libmicrohttpd glue: request contexts, body accumulation with
 ** early 413, routing, JSON decoding, replies and the per-request log line.
 **
-** libmicrohttpd runs its own threads (http_threads of them, each an epoll
-** loop with its own connections on the one listening socket); every
+** The HTTP threads (loops.c, http_threads of them) each run a
+** libmicrohttpd daemon of their own on the one listening socket; every
 ** callback here runs on one of them. A request that changes a quick study
-** whose lane is idle runs right there (run_inline) and is answered without
-** a suspension, or, when its pipelined write is still in flight, suspended
-** until it resolved; other requests that touch studies are suspended, run
+** whose lane is idle runs right there (run_inline): under round commits
+** (synchronous normal on SQLite) its write is committed with the rest of
+** its thread's round at the round's end and its reply queued in the next
+** round, without a suspension; else it is answered at once, or, when its
+** pipelined write is still in flight, suspended until it resolved; other
+** requests that touch studies are suspended, run
 ** on a worker through the embedder's submit(), and resumed in the job's
 ** done callback (docs/STYLE.md rules 33-38). done checks first that no
 ** write the reply saw failed (check_held): a write then answers 503, a read
@@ -19,6 +22,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +51,7 @@
 #include "conns.h"
 #include "events.h"
 #include "log.h"
+#include "loops.h"
 #include "metrics.h"
 #include "static.h"
 #include "tls.h"
@@ -67,15 +72,19 @@
 #endif
 static const unsigned req_pool_max = REQ_POOL_MAX; /* (a variable: no "always false" at 0) */
 
+enum { ROUND_WAITING, ROUND_DONE, ROUND_SUSPENDED };
+
 struct hpo_api {
     struct hpo_api_config cfg;
-    struct MHD_Daemon *mhd;
+    struct hpo__loops *loops; /* the HTTP threads, a daemon each (loops.h) */
     unsigned port;
+    /* For start_one: the daemons' flags and listening address. */
+    unsigned mhd_flags;
+    struct sockaddr_storage ss;
     atomic_size_t inflight; /* requests suspended for a job or with a reply not yet sent */
     atomic_bool closed;     /* hpo_api_close_work: no new work */
     uint32_t id_prefix;
     atomic_uint_fast64_t id_counter;
-    int quiesced_fd;
     pthread_rwlock_t tokens_lock;    /* readers: requests being authorized; writer: SIGHUP */
     const struct hpo_tokens *tokens; /* borrowed; NULL = no tokens (access.h) */
     struct hpo__conns conns;         /* head deadline and reserve (conns.h) */
@@ -109,6 +118,13 @@ struct req {
     bool exact;        /* `limit` is the exact size a gradient upload must have */
     bool too_large;
     bool suspended;
+    /*
+    ** An inline run held to the end of its HTTP thread's round
+    ** (cfg.round_replies): its reply waits unsuspended; round_state says
+    ** whether done() ran (it may run on another thread).
+    */
+    bool round_wait;
+    atomic_int round_state; /* ROUND_WAITING, ROUND_DONE, ROUND_SUSPENDED */
     bool counted; /* counted in api->inflight until on_completed */
     int log_level; /* the log level when its reply was queued (-1: none queued) */
     bool metered;  /* counted for /metrics when its reply was queued */
@@ -822,9 +838,12 @@ static void job_done(struct hpo_job *job)
         return; /* a read running again: the connection stays suspended */
     }
     poke_streams(rq); /* before the resume: after it rq may be gone */
-    /* On the worker: MHD's threads allow a resume from any thread. */
+    if (rq->round_wait && atomic_exchange(&rq->round_state, ROUND_DONE) != ROUND_SUSPENDED) {
+        return; /* not suspended: its HTTP thread's next round queues the reply */
+    }
+    /* From any thread: the resume kicks the connection's HTTP thread (loops.h). */
     rq->suspended = false;
-    MHD_resume_connection(rq->conn);
+    hpo__loops_resume(rq->conn);
 }
 
 /* ---- a service request ------------------------------------------------ */
@@ -1337,6 +1356,31 @@ static void answer_static(struct req *rq)
     }
 }
 
+/*
+** The handler's call after an inline run held to the round's end: the reply
+** once job_done ran; else (its writes not resolved by the round's end: a
+** paused storage) the connection is suspended and job_done resumes it.
+*/
+static enum MHD_Result round_reply(struct req *rq)
+{
+    int waiting = ROUND_WAITING;
+
+    if (atomic_load(&rq->round_state) == ROUND_DONE) {
+        return queue_reply(rq);
+    }
+    if (rq->suspended) {
+        return MHD_YES;
+    }
+    rq->suspended = true;
+    MHD_suspend_connection(rq->conn);
+    if (!atomic_compare_exchange_strong(&rq->round_state, &waiting, ROUND_SUSPENDED)) {
+        /* job_done ran meanwhile and left it to this thread. */
+        rq->suspended = false;
+        hpo__loops_resume(rq->conn);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
         const char *method, const char *version, const char *upload_data,
         size_t *upload_data_size, void **req_cls)
@@ -1367,6 +1411,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         enum MHD_Result r = append_body(rq, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return r;
+    }
+    if (rq->round_wait) {
+        return round_reply(rq);
     }
     if (rq->ready) {
         return queue_reply(rq);
@@ -1460,6 +1507,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->job.held = false;
         if (api->cfg.run_inline(api->cfg.ctx, &rq->job)) {
             build_reply(rq); /* ran here, its lane free again */
+            if (rq->job.held && api->cfg.round_replies) {
+                /*
+                ** Its write is in flight: this thread commits it at the end of
+                ** its round, which releases the reply (job_done); MHD calls
+                ** the handler again in the next round (no reply queued yet).
+                */
+                rq->round_wait = true;
+                atomic_store(&rq->round_state, ROUND_WAITING);
+                count_busy(rq);
+                api->cfg.release(api->cfg.ctx, &rq->job);
+                return MHD_YES;
+            }
             if (rq->job.held) {
                 /* Its write is in flight: the reply waits for it (job_done resumes). */
                 rq->suspended = true;
@@ -1553,6 +1612,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (rq == NULL) {
         return;
     }
+    /*
+    ** Closed while its reply waited for the round's end (the client went):
+    ** its job is still held on the dispatcher, whose done() uses rq. The
+    ** round's end comes now (its write may be this thread's to commit).
+    */
+    while (rq->round_wait && atomic_load(&rq->round_state) != ROUND_DONE) {
+        if (rq->api->cfg.round_end != NULL) {
+            rq->api->cfg.round_end(rq->api->cfg.ctx);
+        }
+        if (atomic_load(&rq->round_state) != ROUND_DONE) {
+            sched_yield();
+        }
+    }
     if (rq->counted) {
         atomic_fetch_sub(&rq->api->inflight, 1);
     }
@@ -1622,6 +1694,57 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     hpo_log_va(one_connection ? HPO_LOG_DEBUG : HPO_LOG_WARNING, "libmicrohttpd", -1, fmt, ap);
 }
 
+/*
+** One HTTP thread's daemon (loops.h): MHD's external epoll mode, on
+** `listen_fd` when given (socket activation, or the first daemon's socket
+** for the others), else bound to the configured address.
+*/
+static struct MHD_Daemon *start_one(void *cls, int listen_fd)
+{
+    struct hpo_api *api = cls;
+    const struct hpo_api_config *cfg = &api->cfg;
+
+    /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
+#define COMMON_OPTIONS                                                                        \
+    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&api->ss, \
+            MHD_OPTION_LISTEN_SOCKET, listen_fd > 0 ? (MHD_socket)listen_fd : MHD_INVALID_SOCKET, \
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK,      \
+            on_uri, api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, api,                         \
+            MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + HPO_CONNS_MARGIN,            \
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_client_limit,                        \
+            MHD_OPTION_NOTIFY_CONNECTION, hpo__conns_notify, &api->conns,                     \
+            MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,                         \
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),                          \
+            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024)
+    if (cfg->tls != NULL) {
+        return MHD_start_daemon(api->mhd_flags | MHD_USE_TLS, (uint16_t)cfg->port,
+                hpo__conns_accept, &api->conns, on_request, api, COMMON_OPTIONS,
+                MHD_OPTION_HTTPS_CERT_CALLBACK, hpo_tls_retrieve, MHD_OPTION_HTTPS_PRIORITIES,
+                HPO_TLS_PRIORITIES, MHD_OPTION_END);
+    }
+    return MHD_start_daemon(api->mhd_flags, (uint16_t)cfg->port, hpo__conns_accept, &api->conns,
+            on_request, api, COMMON_OPTIONS, MHD_OPTION_END);
+#undef COMMON_OPTIONS
+}
+
+/* After each round of an HTTP thread: the embedder's (its pipelined writes committed). */
+static void round_end(void *cls)
+{
+    struct hpo_api *api = cls;
+
+    if (api->cfg.round_end != NULL) {
+        api->cfg.round_end(api->cfg.ctx);
+    }
+}
+
+/* Before it: whether the round got work for its end (loops.h). */
+static uint64_t round_pending(void *cls)
+{
+    struct hpo_api *api = cls;
+
+    return api->cfg.round_pending != NULL ? api->cfg.round_pending(api->cfg.ctx) : 0;
+}
+
 int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         struct hpo_error *err)
 {
@@ -1629,25 +1752,22 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     struct sockaddr_storage ss;
     socklen_t sslen;
     /*
-    ** poll(), not epoll: with epoll, MHD_quiesce_daemon (the stop) takes the
-    ** listening socket out of each thread's epoll set while that thread may
-    ** do the same on seeing the flag, and libmicrohttpd 0.9.75 aborts when
-    ** the second removal fails ("Failed to remove listen FD from epoll set",
-    ** seen at SIGTERM under load). With poll() the quiesce only signals the
-    ** threads (MHD_ALLOW_SUSPEND_RESUME brings the inter-thread channel);
-    ** each thread watches few connections, so poll() costs nothing here.
+    ** MHD's external epoll mode, one daemon per HTTP thread (loops.c): each
+    ** thread runs MHD_run_wait and then the round's commit. (MHD's external
+    ** mode has no poll(); its epoll with MHD's own threads raced with the
+    ** quiesce and aborted, which loops.c avoids by quiescing each daemon on
+    ** its own thread.)
     */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ERROR_LOG;
-    /* MHD shares the connection limit out among its threads: ours (conns.c) is the global one. */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    /* Each daemon has its own connection limit: ours (conns.c) is the global one. */
     unsigned threads = cfg->http_threads > 1 ? cfg->http_threads : 1;
     const union MHD_DaemonInfo *info;
+    int r;
 
     if (api == NULL) {
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     api->cfg = *cfg;
-    api->quiesced_fd = -1;
     api->metrics = hpo__metrics_new();
     if (api->metrics == NULL) {
         free(api);
@@ -1666,6 +1786,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
     hpo__conns_init(&api->conns, cfg->connection_limit, cfg->head_timeout_s);
+    hpo__conns_per_client(&api->conns, cfg->per_client_limit);
     if (getrandom(&api->id_prefix, sizeof(api->id_prefix), 0) != sizeof(api->id_prefix)) {
         api->id_prefix = (uint32_t)now_us();
     }
@@ -1699,30 +1820,11 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     (void)sslen;
     pthread_rwlock_init(&api->tokens_lock, NULL);
     pthread_mutex_init(&api->pool_lock, NULL);
-    /* HTTPS: credentials per handshake from tls.c, so SIGHUP can swap them (tls.h). */
-#define COMMON_OPTIONS                                                                        \
-    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,      \
-            MHD_OPTION_LISTEN_SOCKET,                                                         \
-            cfg->listen_fd > 0 ? (MHD_socket)cfg->listen_fd : MHD_INVALID_SOCKET,             \
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK,      \
-            on_uri, api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, api,                         \
-            MHD_OPTION_CONNECTION_LIMIT, (cfg->connection_limit + HPO_CONNS_MARGIN) * threads,  \
-            MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,                          \
-            MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_client_limit,                        \
-            MHD_OPTION_NOTIFY_CONNECTION, hpo__conns_notify, &api->conns,                     \
-            MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,                         \
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),                          \
-            MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(16 * 1024)
-    if (cfg->tls != NULL) {
-        api->mhd = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)cfg->port, hpo__conns_accept,
-                &api->conns, on_request, api, COMMON_OPTIONS, MHD_OPTION_HTTPS_CERT_CALLBACK,
-                hpo_tls_retrieve, MHD_OPTION_HTTPS_PRIORITIES, HPO_TLS_PRIORITIES, MHD_OPTION_END);
-    } else {
-        api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, hpo__conns_accept, &api->conns,
-                on_request, api, COMMON_OPTIONS, MHD_OPTION_END);
-    }
-#undef COMMON_OPTIONS
-    if (api->mhd == NULL) {
+    api->mhd_flags = flags;
+    api->ss = ss;
+    r = hpo__loops_start(threads, cfg->listen_fd, start_one, api, round_pending, round_end, api,
+            &api->loops);
+    if (r < 0) {
         hpo__conns_finish(&api->conns);
         pthread_rwlock_destroy(&api->tokens_lock);
         pthread_mutex_destroy(&api->pool_lock);
@@ -1732,7 +1834,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
         return hpo_error_set(err, -EADDRINUSE, HPO_UNAVAILABLE, "listen",
                 "cannot listen on %s:%u", cfg->host, cfg->port);
     }
-    info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    info = MHD_get_daemon_info(hpo__loops_first(api->loops), MHD_DAEMON_INFO_BIND_PORT);
     api->port = info ? info->port : cfg->port;
     *ret_api = api;
     return 0;
@@ -1750,9 +1852,7 @@ size_t hpo_api_inflight(struct hpo_api *api)
 
 void hpo_api_quiesce(struct hpo_api *api)
 {
-    if (api->quiesced_fd < 0) {
-        api->quiesced_fd = MHD_quiesce_daemon(api->mhd);
-    }
+    hpo__loops_quiesce(api->loops);
     hpo__events_close(api->events); /* open streams end now: the stop need not wait */
 }
 
@@ -1766,10 +1866,7 @@ void hpo_api_stop(struct hpo_api *api)
     if (api == NULL) {
         return;
     }
-    MHD_stop_daemon(api->mhd);
-    if (api->quiesced_fd >= 0) {
-        close(api->quiesced_fd);
-    }
+    hpo__loops_stop(api->loops);
     hpo__conns_finish(&api->conns);
     pthread_rwlock_destroy(&api->tokens_lock);
     while (api->pool != NULL) {
@@ -1785,10 +1882,7 @@ void hpo_api_stop(struct hpo_api *api)
 
 int hpo_api_metrics_write(struct hpo_api *api, FILE *f)
 {
-    const union MHD_DaemonInfo *info =
-            MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-
-    return hpo__metrics_write(api->metrics, f, info != NULL ? info->num_connections : 0);
+    return hpo__metrics_write(api->metrics, f, hpo__loops_connections(api->loops));
 }
 
 void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)

@@ -110,6 +110,7 @@ struct hpo_dispatch {
     struct hpo_storage *storage; /* set before the first submit; NULL: nothing held */
     bool hold_flush;  /* replies wait for the flush (hpo_dispatch_hold_replies) */
     bool pipelined;   /* writes are pipelined (hpo_dispatch_pipeline) */
+    bool round_commits; /* inline runs' writes wait for their thread's round (hpo_dispatch_round_commits) */
 };
 
 /* job->ticket before the flush ticket of a job is taken (once its writes resolved). */
@@ -506,7 +507,10 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
         return false;
     }
     /*
-    ** Pipelined, as on a worker, when the study is crowded (its jobs often
+    ** Round commits (hpo_dispatch_round_commits): always pipelined; the HTTP
+    ** thread commits the writes of its whole round in one group transaction
+    ** at its end, and the replies wait for it unsuspended (STYLE rule 33).
+    ** Else pipelined, as on a worker, when the study is crowded (its jobs often
     ** find others in flight): this thread never waits for a commit, so it
     ** serves its other connections (and the study's next job) while the
     ** writer commits; a thread holding all the connections of a busy study
@@ -516,13 +520,15 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
     ** from the writer: two thread wake-ups less per request.
     */
     pipelined = dp->pipelined &&
-            (dp->hold_flush || *l != NULL ||
+            (dp->hold_flush || dp->round_commits || *l != NULL ||
                     dp->speeds[speed_hash(hash, job->kind) % N_SPEEDS].crowd >= CROWDED ||
                     hpo_storage_resolved(dp->storage) < hpo_storage_accepted(dp->storage));
     /* The lane is this thread's while it runs the job: later ones queue behind it. */
     lane = *l != NULL ? *l : lane_new(dp, l, job->key, hash);
     lane->running = true;
     pthread_mutex_unlock(&dp->lock);
+    /* Round commits: this thread commits the writes at its round's end, not the writer. */
+    hpo_storage_lead_later(dp->round_commits);
     t0 = now_us();
     if (pipelined) {
         work_held(dp, job);
@@ -560,6 +566,7 @@ bool hpo_dispatch_run_inline(struct hpo_dispatch *dp, struct hpo_job *job)
         }
     }
     pthread_mutex_unlock(&dp->lock);
+    hpo_storage_lead_later(false);
     return true;
 }
 
@@ -650,6 +657,13 @@ void hpo_dispatch_pipeline(struct hpo_dispatch *dp, struct hpo_storage *st)
     dp->pipelined = true;
     pthread_mutex_unlock(&dp->lock);
     hpo_storage_on_flush(st, flushed_cb, dp);
+}
+
+void hpo_dispatch_round_commits(struct hpo_dispatch *dp)
+{
+    pthread_mutex_lock(&dp->lock);
+    dp->round_commits = dp->pipelined;
+    pthread_mutex_unlock(&dp->lock);
 }
 
 void hpo_dispatch_detach(struct hpo_dispatch *dp)

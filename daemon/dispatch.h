@@ -62,6 +62,13 @@ void hpo_dispatch_detach(struct hpo_dispatch *dp);
 void hpo_dispatch_pipeline(struct hpo_dispatch *dp, struct hpo_storage *st);
 
 /*
+** Round commits (after hpo_dispatch_pipeline; the HTTP threads commit their
+** round's writes at its end, hpo_storage_lead): every inline run is
+** pipelined, its write committed with the others of its round.
+*/
+void hpo_dispatch_round_commits(struct hpo_dispatch *dp);
+
+/*
 ** Queue a job (any thread). With the storage attached (hold_replies or
 ** pipeline): while its writes are stuck until the database comes back
 ** (hpo_storage_stalled), a job of a study whose running job waits, and the

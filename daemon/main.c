@@ -94,6 +94,19 @@ static void release(void *ctx, struct hpo_job *job)
     hpo_dispatch_release(d->dispatch, job);
 }
 
+static void round_end(void *ctx)
+{
+    struct daemon *d = ctx;
+
+    hpo_storage_lead(d->storage);
+}
+
+static uint64_t round_pending(void *ctx)
+{
+    (void)ctx;
+    return hpo_storage_lead_pending();
+}
+
 static bool healthy(void *ctx)
 {
     struct daemon *d = ctx;
@@ -595,6 +608,10 @@ int main(int argc, char **argv)
     }
     /* A study's next request runs while its last write commits (dispatch.h). */
     hpo_dispatch_pipeline(d.dispatch, d.storage);
+    if (!d.cfg.synchronous_full && !hpo_storage_is_postgresql(d.cfg.db)) {
+        /* The HTTP threads commit each round's writes at its end (STYLE rule 33). */
+        hpo_dispatch_round_commits(d.dispatch);
+    }
     acfg.host = d.cfg.host;
     acfg.port = d.cfg.port;
     acfg.listen_fd = listen_fd;
@@ -617,6 +634,9 @@ int main(int argc, char **argv)
     */
     acfg.run_inline = hpo_storage_is_postgresql(d.cfg.db) ? NULL : run_inline;
     acfg.release = release;
+    acfg.round_end = round_end;
+    acfg.round_pending = round_pending;
+    acfg.round_replies = !d.cfg.synchronous_full && !hpo_storage_is_postgresql(d.cfg.db);
     acfg.healthy = healthy;
     acfg.metrics = metrics;
     acfg.backup = backup;

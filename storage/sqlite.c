@@ -1925,11 +1925,52 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
     }
     hpo__write_accept(w, c, &st->accepted, &st->tail);
     st->queued++;
-    if (!st->busy) {
+    if (hpo__lead_later) {
+        hpo__lead_upto = c->aseq;
+    }
+    /* An HTTP thread commits its round's writes itself (sq_lead) unless a leader takes them. */
+    if (!st->busy && !hpo__lead_later) {
         pthread_cond_signal(&st->wake);
     }
     pthread_mutex_unlock(&st->lock);
     return true;
+}
+
+/*
+** The end of an HTTP thread's round (hpo_storage_lead): its pipelined writes,
+** queued without waking the writer, are committed here with whatever else
+** is queued, in one group transaction; when a batch runs, the thread waits
+** for it and leads what is left (as a caller of a sync write would). It
+** returns once every write accepted so far (the round's replies may have
+** seen writes of other threads) resolved, and the on_flush callback (the
+** dispatcher's release of held replies) has run for them. A pause (tests)
+** leaves them to the writer thread.
+*/
+static void sq_lead(struct hpo_storage *base)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    uint64_t upto;
+
+    if (hpo__lead_upto == 0) {
+        return; /* nothing queued by this thread since its last round */
+    }
+    hpo__lead_upto = 0;
+    upto = atomic_load(&st->accepted);
+    if (atomic_load(&st->resolved) >= upto) {
+        return;
+    }
+    pthread_mutex_lock(&st->lock);
+    while (atomic_load(&st->resolved) < upto && !st->paused) {
+        if (may_lead(st)) {
+            lead_batch(st);
+        } else {
+            pthread_cond_wait(&st->done, &st->lock);
+        }
+    }
+    if (st->paused) {
+        pthread_cond_signal(&st->wake);
+    }
+    pthread_mutex_unlock(&st->lock);
 }
 
 static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)
@@ -2171,5 +2212,6 @@ static const struct hpo_storage_ops sq_ops = {
     .accepted = sq_accepted,
     .resolved = sq_resolved,
     .last_failed = sq_last_failed,
+    .lead = sq_lead,
     .load_study = sq_load_study,
 };

@@ -146,6 +146,26 @@ void hpo_storage_pipeline(bool on)
     hpo__pipeline = on;
 }
 
+_Thread_local bool hpo__lead_later;
+_Thread_local uint64_t hpo__lead_upto;
+
+void hpo_storage_lead_later(bool on)
+{
+    hpo__lead_later = on;
+}
+
+uint64_t hpo_storage_lead_pending(void)
+{
+    return hpo__lead_upto;
+}
+
+void hpo_storage_lead(struct hpo_storage *st)
+{
+    if (st->ops->lead != NULL) {
+        st->ops->lead(st);
+    }
+}
+
 bool hpo_storage_pipelines(struct hpo_storage *st)
 {
     return st->ops->accepted != NULL;

@@ -326,6 +326,20 @@ uint64_t hpo_storage_resolved(struct hpo_storage *st);
 /* The number of the last pipelined write that failed (0: none), any chain. */
 uint64_t hpo_storage_last_failed(struct hpo_storage *st);
 
+/*
+** Round commits (an HTTP thread, docs/STYLE.md rule 33): while on, this
+** thread's pipelined writes are queued without waking the writer thread,
+** and the thread promises to call hpo_storage_lead soon (at the end of its
+** round), which commits every queued write in one group transaction on
+** the calling thread when no other thread holds the writer role (else that
+** thread, or the writer thread after it, takes them). No-ops where the
+** backend has no such path (PostgreSQL: its writer thread commits).
+*/
+void hpo_storage_lead_later(bool on);
+void hpo_storage_lead(struct hpo_storage *st);
+/* The number of the last write this thread queued for its hpo_storage_lead (0: none since). */
+uint64_t hpo_storage_lead_pending(void);
+
 /* A new chain (one reference), or NULL without memory. */
 struct hpo_write_chain *hpo_storage_chain_new(void);
 void hpo_storage_chain_ref(struct hpo_write_chain *c);

@@ -1226,6 +1226,68 @@ static void test_solo_write_failure(void **state)
 ** waited for; another chain's writes commit. The numbers resolve in order
 ** and the chain reports its first failure.
 */
+/*
+** Round commits (hpo_storage_lead_later, hpo_storage_lead): pipelined writes
+** queued by a thread in its round stay queued (the writer is not woken)
+** until the thread's hpo_storage_lead, which commits them all in one group
+** transaction on the calling thread and returns once they resolved; a
+** thread with nothing queued since its last lead does nothing.
+*/
+static void test_round_lead(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base = op_study(1, "s", "{}", 0);
+    struct hpo_write_chain *a = hpo_storage_chain_new();
+    struct hpo_op ops[3];
+    struct hpo_write w[3];
+    struct hpo_error err;
+    uint64_t first, commits0, writes0, commits1, writes1;
+    struct dump d;
+
+    assert_non_null(a);
+    write_ok(st, &base, 1);
+    hpo_storage_stats(st, &commits0, &writes0);
+    first = hpo_storage_accepted(st) + 1;
+    hpo_storage_lead_later(true);
+    hpo_storage_pipeline(true);
+    for (int i = 0; i < 3; i++) {
+        ops[i] = op_trial(1, i, 2, 0.25 + i, NULL);
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].ops = &ops[i];
+        w[i].n_ops = 1;
+        w[i].chain = a;
+        hpo_error_clear(&err);
+        assert_int_equal(hpo_storage_write(st, &w[i], &err), 0);
+    }
+    hpo_storage_pipeline(false);
+    hpo_storage_lead_later(false);
+    assert_int_equal(hpo_storage_accepted(st), first + 2);
+    assert_int_equal(hpo_storage_lead_pending(), first + 2);
+    hpo_storage_lead(st);
+    /* Resolved when it returns: committed here (or by a batch it waited for). */
+    assert_int_equal(hpo_storage_resolved(st), first + 2);
+    assert_int_equal(hpo_storage_lead_pending(), 0);
+    assert_true(hpo_storage_chain_idle(a));
+    assert_false(hpo_storage_chain_failed(a, 0, 0, NULL));
+    hpo_storage_stats(st, &commits1, &writes1);
+    assert_int_equal(writes1 - writes0, 3);
+    assert_true(commits1 > commits0);
+    /* Nothing queued since: a no-op. */
+    hpo_storage_lead(st);
+    hpo_storage_close(st);
+    hpo_storage_chain_unref(a);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'T'), 3);
+    for (size_t i = 0; i < d.n; i++) {
+        if (d.v[i].kind == 'T') {
+            assert_bits(d.v[i].row.value, 0.25 + (double)d.v[i].b);
+        }
+    }
+    dump_free(&d);
+}
+
 static void test_pipelined_dependent_failure(void **state)
 {
     struct fixture *f = *state;
@@ -2595,6 +2657,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failing_write_in_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_solo_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_dependent_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_lead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ticks_move_when_idle, setup, teardown),

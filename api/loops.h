@@ -1,0 +1,58 @@
+/*
+** loops.h: the HTTP threads. Each runs a libmicrohttpd daemon of its own
+** in MHD's external epoll mode (MHD_run_wait) on the one listening socket,
+** and after each round of MHD (every connection that was ready served)
+** calls round_end: the embedder commits the round's pipelined writes there
+** in one group transaction, on this thread, and resumes the connections
+** whose replies that released (docs/STYLE.md rule 33).
+**
+** Internal to api/.
+*/
+#ifndef HPO_LOOPS_H
+#define HPO_LOOPS_H
+
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+struct hpo__loops;
+
+/*
+** Start `n` daemons (start_one(cls, listen_fd): the first with listen_fd as
+** given, the others with the first's listening socket) and a thread for
+** each. round_end(ctx) runs on a loop thread after each round (NULL: none);
+** before it, while round_pending(ctx) changed over the last pass (the round
+** got work for its end), the thread serves what became ready meanwhile
+** without waiting (at most LINGER_PASSES more passes), so that more of the
+** clients' requests share the round's end. Returns 0 or a negative errno
+** (nothing left running).
+*/
+int hpo__loops_start(unsigned n, int listen_fd,
+        struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
+        uint64_t (*round_pending)(void *ctx), void (*round_end)(void *ctx), void *ctx,
+        struct hpo__loops **ret);
+
+/* The first daemon (the bound port). */
+struct MHD_Daemon *hpo__loops_first(struct hpo__loops *ls);
+
+/* Open connections over every daemon (any thread; a snapshot). */
+unsigned hpo__loops_connections(struct hpo__loops *ls);
+
+/* Stop accepting: every loop quiesces its daemon; returns when all have. */
+void hpo__loops_quiesce(struct hpo__loops *ls);
+
+/*
+** Resume a suspended connection from any thread (instead of
+** MHD_resume_connection: in external mode MHD has no channel to wake the
+** daemon's thread, so this kicks the connection's loop unless it is the
+** calling thread, which resumes it at its next round anyway).
+*/
+void hpo__loops_resume(struct MHD_Connection *conn);
+
+/* The calling HTTP thread's kick eventfd (conns.c records it per connection), or -1. */
+int hpo__loops_kick_fd_here(void);
+
+/* Quiesce, end and join the threads, stop the daemons, close the listening socket. */
+void hpo__loops_stop(struct hpo__loops *ls);
+
+#endif

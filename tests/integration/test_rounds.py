@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""test_rounds.py: round commits on the HTTP threads (docs/STYLE.md rule 33).
+
+Usage: test_rounds.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
+
+Under --synchronous normal on SQLite each HTTP thread (a libmicrohttpd daemon of its
+own, api/loops.c) runs a study's quick requests inline, commits the writes of its
+round in one group transaction at the round's end, and sends the replies it held in
+its next round without suspending their connections.
+
+- one_study_many_clients: 8 clients ask and tell on ONE study over two HTTP threads
+  (bounded loops), each tell with its own exact value: every answer is 201 (ask) or 200 (tell), no trial
+  number is handed out twice and they are 0..N-1; the daemon is then SIGKILLed (no
+  clean stop) and restarted: every acknowledged tell is complete with its exact value
+  (a reply goes only after its commit), every acknowledged ask is stored.
+- clients_gone_mid_round: 6 threads send asks on fresh connections and close each
+  at once without reading the reply (every other one with a reset), while 2 clients ask and tell normally: those
+  keep getting 200, the daemon stays up, and it stops cleanly (exit 0) with every
+  request record released (under ASan, LeakSanitizer and use-after-free checks).
+- other_studies_and_workers: while 4 clients ask and tell on one study inline, 2
+  clients read the study list and the study (answered by workers, resumed from
+  them: the kick of the connection's HTTP thread) and create studies: every read
+  answers 200 within the request timeout and shows every trial it counts.
+
+Prints TAP.
+"""
+
+import os
+import socket
+import struct
+import sys
+import threading
+
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hpodtest import Client, Daemon, Tap, check, exe_from_argv  # noqa: E402
+
+tap = Tap()
+STUDY = {"name": "s", "params": [{"name": "x", "type": "float", "low": -5, "high": 5},
+                                 {"name": "c", "type": "categorical", "choices": ["a", "b", "c"]}],
+         "sampler": {"type": "random", "seed": 3}}
+ARGS = ["--synchronous", "normal", "--http-threads", "2"]
+PAIRS = 60  # per client
+
+
+def run_clients(n, fn):
+    """fn(i) on n threads at once; their exceptions re-raised here."""
+    errors = []
+
+    def wrap(i):
+        try:
+            fn(i)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=wrap, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        check(not t.is_alive(), "a client thread did not finish within 120 s")
+    if errors:
+        raise errors[0]
+
+
+@tap.test
+def one_study_many_clients(exe):
+    with Daemon(exe, extra_args=ARGS) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        asked = {}
+        told = {}
+        lock = threading.Lock()
+
+        def client(i):
+            c = Client(d.port)
+            try:
+                for k in range(PAIRS):
+                    r = c.post("/v1/studies/s/ask", {})
+                    check(r.status == 201, "ask: %s" % r.describe())
+                    num = r.json["number"]
+                    with lock:
+                        check(num not in asked, "trial %d handed out twice" % num)
+                        asked[num] = i
+                    value = i * 1000.0 + k + 0.25
+                    r = c.post("/v1/studies/s/trials/%d/tell" % num, {"value": value})
+                    check(r.status == 200, "tell: %s" % r.describe())
+                    check(r.json["state"] == "complete" and r.json["value"] == value,
+                          "tell reply: %s" % r.describe())
+                    with lock:
+                        told[num] = value
+            finally:
+                c.close()
+
+        run_clients(8, client)
+        check(sorted(asked) == list(range(8 * PAIRS)),
+              "trial numbers are not 0..%d" % (8 * PAIRS - 1))
+        d.kill()
+        d.start()
+        c = d.client()
+        for num, value in sorted(told.items()):
+            r = c.get("/v1/studies/s/trials/%d" % num)
+            check(r.status == 200, "after SIGKILL: %s" % r.describe())
+            check(r.json["state"] == "complete" and r.json["value"] == value,
+                  "acknowledged tell of trial %d lost or changed: %s" % (num, r.describe()))
+        r = c.get("/v1/studies/s")
+        check(r.status == 200 and r.json["trials"]["complete"] == 8 * PAIRS,
+              "study after restart: %s" % r.describe())
+
+
+def ask_and_leave(port, n):
+    """n asks, each on a fresh connection closed right after sending it (every other one reset)."""
+    body = b'{}'
+    req = (b"POST /v1/studies/s/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    for k in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if k % 2 == 1:
+            # SO_LINGER 0: the close sends a reset, which MHD sees while the reply waits.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.sendall(req)
+        s.close()
+
+
+@tap.test
+def clients_gone_mid_round(exe):
+    with Daemon(exe, extra_args=ARGS) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+
+        def client(i):
+            if i >= 2:
+                ask_and_leave(d.port, 150)
+                return
+            c = Client(d.port)
+            try:
+                for k in range(80):
+                    r = c.post("/v1/studies/s/ask", {})
+                    check(r.status == 201, "ask: %s" % r.describe())
+                    r = c.post("/v1/studies/s/trials/%d/tell" % r.json["number"],
+                               {"value": float(k)})
+                    check(r.status == 200, "tell: %s" % r.describe())
+            finally:
+                c.close()
+
+        run_clients(8, client)
+        c = d.client()
+        r = c.post("/v1/studies/s/ask", {})
+        check(r.status == 201, "ask after the gone clients: %s" % r.describe())
+        d.stop()
+
+
+@tap.test
+def other_studies_and_workers(exe):
+    with Daemon(exe, extra_args=ARGS) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        done = threading.Event()
+
+        def client(i):
+            c = Client(d.port)
+            try:
+                if i < 4:
+                    for k in range(PAIRS):
+                        r = c.post("/v1/studies/s/ask", {})
+                        check(r.status == 201, "ask: %s" % r.describe())
+                        r = c.post("/v1/studies/s/trials/%d/tell" % r.json["number"],
+                                   {"value": float(k)})
+                        check(r.status == 200, "tell: %s" % r.describe())
+                    return
+                for k in range(40):
+                    r = c.get("/v1/studies/s")
+                    check(r.status == 200, "study: %s" % r.describe())
+                    t = r.json["trials"]
+                    check(t["total"] == t["running"] + t["complete"] + t["waiting"] +
+                          t["pruned"] + t["failed"], "counts: %s" % r.describe())
+                    r = c.get("/v1/studies")
+                    check(r.status == 200, "list: %s" % r.describe())
+                    if i == 5 and k % 8 == 0:
+                        other = dict(STUDY, name="o%d" % k)
+                        c.post("/v1/studies", other).expect(201)
+            finally:
+                c.close()
+
+        run_clients(6, client)
+        done.set()
+        c = d.client()
+        r = c.get("/v1/studies/s")
+        check(r.status == 200 and r.json["trials"]["complete"] == 4 * PAIRS,
+              "study: %s" % r.describe())
+        d.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(tap.run(exe_from_argv()))
