@@ -136,6 +136,7 @@ struct hpo_service_request {
     const void *data;    /* binary body (borrowed) */
     size_t data_len;
     void *data_owned;    /* the malloc'd buffer `data` is, if any: the service may take it (NULL) */
+    bool data_finite;    /* the caller found every float64 of `data` finite */
     /* Trials list: the list arguments (hpo_service_decode sets them from the query). */
     int state_filter;    /* -1 = all */
     int feasible_filter; /* 0 = all, 1 = feasible only, 2 = not feasible only */

@@ -339,7 +339,7 @@ void hpo__op_gradient_put(struct hpo_service *svc, struct hpo_service_request *r
         }
         memcpy(copy, src, n * sizeof(double));
     }
-    k = hpo_first_nonfinite(copy, n);
+    k = req->data_finite ? n : hpo_first_nonfinite(copy, n);
     if (k < n) {
         free(copy);
         hpo_error_set(&req->err, -EINVAL, HPO_INVALID_ARGUMENT, "gradient",

@@ -940,6 +940,44 @@ def pip_install_offline(d):
         check(os.path.exists(os.path.join(target, "hpod_client", "py.typed")), "py.typed")
 
 
+@tap.test
+def binary_vectors(d):
+    """A vector over the inline size in binary: vector_array() fills an array.array("d")
+    from the socket, byte for byte the daemon's vector, and vector() is the same as a
+    list; put_gradient takes a list, an array.array, a numpy array (sent from its own
+    memory), a strided or float32 array (converted): each steps its study to E6's first
+    Adam step (docs/ALGORITHMS.md §7.7), the float64 ones bit for bit alike."""
+    import array
+    import numpy as np
+    n = 200000
+    c = client(d)
+    e6 = np.array([1.0, 1.105170915129, 1.105170916970, 1.105170917486,
+                   1.105170917707])[np.arange(n) % 5]
+    nxt = {}
+    for kind in ("list", "array", "numpy", "strided", "float32"):
+        s = c.create_study(name="bin-" + kind, params=[
+            {"name": "lam", "type": "float", "low": 1e-3, "high": 1e3, "log": True, "size": n}],
+            sampler={"type": "gradient", "optimizer": "adam", "lr": 0.1, "seed": 1})
+        t = s.ask()
+        got = t.vector_array("lam")
+        raw = d.get(t.params["lam"]["href"]).body
+        check(isinstance(got, array.array) and got.typecode == "d" and got.tobytes() == raw
+              and len(raw) == 8 * n, "%s: vector_array differs from the download" % kind)
+        check(t.vector("lam") == got.tolist(), "%s: vector() differs" % kind)
+        lam = np.asarray(got)
+        a = 2.0 + np.arange(n) % 5
+        g = -(a / (1.0 + lam) - 1.0) * a / (1.0 + lam) ** 2
+        values = {"list": g.tolist(), "array": array.array("d", g), "numpy": g,
+                  "strided": np.repeat(g, 2)[::2], "float32": g.astype(np.float32)}[kind]
+        t.put_gradient("lam", values)
+        t.tell(0.0)
+        nxt[kind] = s.ask().vector_array("lam")
+        err = float(np.max(np.abs(np.asarray(nxt[kind]) - e6)))
+        check(err < 1e-9, "%s: E6 step 1 max |err| %.3g" % (kind, err))
+    check(all(nxt[k] == nxt["list"] for k in ("array", "numpy", "strided")),
+          "float64 uploads of the same gradient stepped apart")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.stderr.write("usage: %s PATH/TO/hpod [MESON_BUILD_ROOT]\n" % sys.argv[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import datetime
 import enum
 import gc
@@ -11,7 +12,6 @@ import math
 import numbers
 import os
 import random
-import struct
 import sys
 import threading
 import time
@@ -21,7 +21,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequ
                     Type, Union)
 
 from ._errors import DuplicatedStudyError, HpodError, SearchSpaceError, TrialPruned
-from ._http import Transport, TransportError, env_cafile
+from ._http import Sink, Transport, TransportError, env_cafile
 
 _log = logging.getLogger("hpod_client")
 
@@ -31,6 +31,32 @@ Params = Dict[str, Any]
 
 def _quote(segment: Any) -> str:
     return urllib.parse.quote(str(segment), safe="")
+
+
+# Buffer formats of a native float64 (numpy gives "<d" for an explicit little-endian dtype).
+_F64_FORMATS = ("d", "@d", "=d", "<d") if sys.byteorder == "little" else ()
+
+
+def _float64_wire(values: Any) -> Union[bytes, memoryview]:
+    """values as little-endian float64 bytes for a binary upload. A C-contiguous
+    float64 buffer (a numpy array, array.array("d"), a memoryview) on a
+    little-endian host is sent from its own memory, not copied; anything else
+    (a list, other dtypes) is converted once, in C (array.array)."""
+    try:
+        view = memoryview(values)
+    except TypeError:
+        view = None
+    if view is not None and view.format in _F64_FORMATS and view.c_contiguous:
+        return view.cast("B")
+    converted = array.array("d", values)
+    if sys.byteorder != "little":
+        converted.byteswap()
+    return memoryview(converted).cast("B")
+
+
+def _float64_sink(nbytes: int) -> Optional["array.array[float]"]:
+    """The array.array("d") a binary vector download is read into (a Transport sink)."""
+    return array.array("d", [0.0]) * (nbytes // 8) if nbytes % 8 == 0 else None
 
 
 class TrialState(str, enum.Enum):
@@ -116,19 +142,23 @@ class Client:
     # -- requests -----------------------------------------------------------
 
     def request(self, method: str, path: str, body: Optional[JSON] = None, idempotent: bool = True,
-                data: Optional[bytes] = None, content_type: str = "application/json",
-                accept: str = "application/json") -> Any:
+                data: Optional[Union[bytes, memoryview]] = None,
+                content_type: str = "application/json",
+                accept: str = "application/json", sink: Optional[Sink] = None) -> Any:
         """Send one request; returns the decoded JSON (None for 204 or an
         empty body), or bytes when accept is not JSON. Raises HpodError.
 
         idempotent: whether the request may be sent again when its answer
         was lost (see _http.py); requests that certainly did not arrive are
-        always resent."""
-        return self.call(method, path, body, idempotent, data, content_type, accept)[1]
+        always resent. sink: see Transport.send (a binary body read into
+        the buffer it gives)."""
+        return self.call(method, path, body, idempotent, data, content_type, accept, sink)[1]
 
     def call(self, method: str, path: str, body: Optional[JSON] = None, idempotent: bool = True,
-             data: Optional[bytes] = None, content_type: str = "application/json",
-             accept: str = "application/json") -> Tuple[int, Any]:
+             data: Optional[Union[bytes, memoryview]] = None,
+             content_type: str = "application/json",
+             accept: str = "application/json",
+             sink: Optional[Sink] = None) -> Tuple[int, Any]:
         """As request(), returning (HTTP status, decoded body)."""
         if data is None and body is not None:
             # NaN and infinities are not JSON: refuse them here (ValueError).
@@ -142,7 +172,7 @@ class Client:
         while True:
             try:
                 status, rhdrs, payload = self.transport.send(method, path, headers, data,
-                                                             retry_safe=idempotent)
+                                                             retry_safe=idempotent, sink=sink)
             except TransportError as e:
                 if attempt < self.retries and (not e.sent or idempotent):
                     self._sleep(attempt)
@@ -1261,11 +1291,13 @@ class Trial(FrozenTrial):
         self.params = self.info.get("params", self.params)
         return self
 
-    def put_gradient(self, name: str, values: Sequence[float]) -> None:
+    def put_gradient(self, name: str, values: Any) -> None:
         """Upload one parameter's gradient as little-endian float64, for the
-        tell that follows."""
-        data = struct.pack(f"<{len(values)}d", *values)
-        self.study.client.request("PUT", self._path("/gradient/" + _quote(name)), data=data,
+        tell that follows. values: a sequence of floats, or a buffer of
+        float64 (a numpy array, array.array("d")), which is sent from its own
+        memory without a copy."""
+        self.study.client.request("PUT", self._path("/gradient/" + _quote(name)),
+                                  data=_float64_wire(values),
                                   content_type="application/octet-stream")
 
     def vector(self, name: str) -> List[float]:
@@ -1274,8 +1306,23 @@ class Trial(FrozenTrial):
         v = self.params[name]
         if isinstance(v, list):
             return v
-        raw = self.study.client.request("GET", v["href"], accept="application/octet-stream")
-        return list(struct.unpack(f"<{len(raw) // 8}d", raw))
+        return self.vector_array(name).tolist()
+
+    def vector_array(self, name: str) -> "array.array[float]":
+        """A vector param's values as an array.array("d") (no Python float per
+        element: numpy.asarray() of it shares its memory), fetching large ones
+        (given as an href) in binary."""
+        v = self.params[name]
+        if isinstance(v, list):
+            return array.array("d", v)
+        got = self.study.client.request("GET", v["href"], accept="application/octet-stream",
+                                        sink=_float64_sink)
+        if not isinstance(got, array.array):
+            raise HpodError("bad_response", "a vector of %d bytes is not float64"
+                            % len(got or b""), 200)
+        if sys.byteorder != "little":
+            got.byteswap()
+        return got
 
 
 def _show(spec: Mapping[str, Any]) -> str:

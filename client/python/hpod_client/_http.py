@@ -31,7 +31,10 @@ import ssl
 import threading
 import urllib.parse
 import weakref
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+
+# A body's destination: given its length, a writable buffer of that many bytes (or None).
+Sink = Callable[[int], Any]
 
 # Failures that show the request never left in full (safe to resend).
 _SEND_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -158,9 +161,14 @@ class Transport:
 
     # -- requests ---------------------------------------------------------
 
-    def send(self, method: str, path: str, headers: Mapping[str, str], body: Optional[bytes],
-             retry_safe: bool) -> Tuple[int, Dict[str, str], bytes]:
+    def send(self, method: str, path: str, headers: Mapping[str, str],
+             body: Optional[Union[bytes, memoryview]], retry_safe: bool,
+             sink: Optional[Sink] = None) -> Tuple[int, Dict[str, str], Any]:
         """One request; returns (status, headers with lower-case names, body).
+
+        sink: for a big body, called with a 2xx answer's Content-Length; the
+        writable buffer of that size it returns is filled straight from the
+        socket and returned as the body (None: bytes as usual).
 
         Raises TransportError (with .sent) when no answer came.
         """
@@ -170,17 +178,18 @@ class Transport:
         target = self.base_path + path
         conn, fresh = self._take()
         try:
-            return self._once(conn, method, target, hdrs, body)
+            return self._once(conn, method, target, hdrs, body, sink)
         except TransportError as e:
             # A kept connection that failed: once more on a fresh one, when
             # the first try cannot have been acted on or acting twice is fine.
             if fresh or (e.sent and not retry_safe):
                 raise
         conn, _ = self._take()
-        return self._once(conn, method, target, hdrs, body)
+        return self._once(conn, method, target, hdrs, body, sink)
 
     def _once(self, conn: http.client.HTTPConnection, method: str, target: str,
-              headers: Dict[str, str], body: Optional[bytes]) -> Tuple[int, Dict[str, str], bytes]:
+              headers: Dict[str, str], body: Optional[Union[bytes, memoryview]],
+              sink: Optional[Sink] = None) -> Tuple[int, Dict[str, str], Any]:
         where = "%s %s://%s:%d%s" % (method, self.scheme, self.host, self.port, target)
         try:
             conn.request(method, target, body=body, headers=headers)
@@ -192,7 +201,7 @@ class Transport:
             raise TransportError("%s: %s" % (where, e), sent=True) from e
         try:
             resp = conn.getresponse()
-            payload = resp.read()
+            payload = _read_body(resp, sink)
         except (_READ_ERRORS + (OSError, http.client.HTTPException)) as e:
             self._discard(conn)
             raise TransportError("%s: %s" % (where, e or type(e).__name__), sent=True) from e
@@ -240,6 +249,22 @@ class Transport:
         holder: Optional[_Holder] = getattr(self._local, "holder", None)
         if holder is not None and holder.conn is conn:
             self._local.holder = None
+
+
+def _read_body(resp: http.client.HTTPResponse, sink: Optional[Sink]) -> Any:
+    """The answer's body: into sink's buffer for a 2xx one of known length, else bytes."""
+    length = resp.length
+    buf = sink(length) if sink is not None and length and 200 <= resp.status <= 299 else None
+    if buf is None:
+        return resp.read()
+    view = memoryview(buf).cast("B")
+    got = 0
+    while got < length:
+        n = resp.readinto(view[got:])
+        if not n:
+            raise http.client.IncompleteRead(bytes(view[:got]), length - got)
+        got += n
+    return buf
 
 
 def _stale(sock: socket.socket) -> bool:
