@@ -25,6 +25,17 @@ void hpo_exp_decode(const double *unit, double *out, size_t n, double ulow, doub
         double low, double high);
 
 /*
+** hpo_exp_decode of the unit coordinates of a log param's u = log(value):
+** unit[i] = (u[i] - ulow) / range clamped to [0, 1] (NaN stays NaN), and
+** out[i] its decode as hpo_exp_decode(unit, out, n, ulow, range, low,
+** high) gives it: the same bits as those two passes, in one (the gradient
+** sampler's ask: u read once, both written from cache-resident blocks,
+** the division vectorized). u, unit and out must not overlap.
+*/
+void hpo_exp_decode_u(const double *u, double *unit, double *out, size_t n, double ulow,
+        double range, double low, double high);
+
+/*
 ** The logistic 1 / (1 + hpo_exp(-x)) clamped to [0, 1], n coordinates: the
 ** same bits as that formula one at a time (vectorized; x and out may be the
 ** same array). NaN gives NaN.

@@ -867,6 +867,7 @@ struct unit_job {
     const double *u;
     double *unit;
     enum hpo_decode how;
+    double *out; /* unit_decode_range: the values */
 };
 
 static void unit_range(void *ctx, size_t lo, size_t hi)
@@ -885,19 +886,52 @@ static void unit_range(void *ctx, size_t lo, size_t hi)
     }
 }
 
+/*
+** unit_range and the service's decode of its unit coordinates in one pass,
+** for a continuous log param under HEXP: unit_of()'s (u - ulow) / (uhigh -
+** ulow) clamped, then hpo_param_decode_n's hpo_exp_decode of it, the same
+** bits (hpo_exp_decode_u).
+*/
+static void unit_decode_range(void *ctx, size_t lo, size_t hi)
+{
+    const struct unit_job *job = ctx;
+    const struct hpo_param *p = job->p;
+
+    hpo_exp_decode_u(job->u + lo, job->unit + lo, job->out + lo, hi - lo, p->ulow,
+            p->uhigh - p->ulow, p->low, p->high);
+}
+
+/*
+** The unperturbed point of u into `unit`; with `values`, also what the
+** service's decode (hpo_param_decode_n with st->decode) makes of it, every
+** param being active (no `when`): a log vector under HEXP in one pass.
+*/
 static void write_point(const struct gradient_state *st, const struct hpo_space *space,
-        double *unit)
+        double *unit, double *values)
 {
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         const struct gparam *g = &st->gp[i];
         if (st->active[i] && g->kind != KIND_FROZEN) {
-            struct unit_job job = { p, g, st->u + p->offset, unit + p->offset, st->decode };
+            struct unit_job job = { p, g, st->u + p->offset, unit + p->offset, st->decode,
+                values != NULL ? values + p->offset : NULL };
+            if (values != NULL && g->kind == KIND_LOG && p->step == 0.0 &&
+                    st->decode == HPO_DECODE_HEXP) {
+                hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_decode_range, &job);
+                continue;
+            }
             hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
-            continue;
+        } else {
+            for (size_t j = p->offset; j < p->offset + p->width; j++) {
+                unit[j] = st->active[i] ? st->u[j] : NAN;
+            }
         }
-        for (size_t j = p->offset; j < p->offset + p->width; j++) {
-            unit[j] = st->active[i] ? st->u[j] : NAN;
+        if (values != NULL && st->active[i]) {
+            hpo_param_decode_n(p, unit + p->offset, values + p->offset, p->width, st->decode);
+        } else if (values != NULL) {
+            for (size_t j = p->offset; j < p->offset + p->width; j++) {
+                values[j] = NAN;
+            }
         }
     }
 }
@@ -960,27 +994,32 @@ static void fd_point(const struct gradient_state *st, const struct hpo_space *sp
     }
 }
 
-static int gradient_suggest(void *state, const struct hpo_space *space,
+/* suggest(), and with `values` its decode too where it can: 1 if it decoded. */
+static int suggest_point(struct gradient_state *st, const struct hpo_space *space,
         const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
-        struct hpo_error *err)
+        double *values)
 {
-    (void)err; /* cannot fail */
-    struct gradient_state *st = state;
     uint64_t t = history->n_trials;
+    bool perturbed;
 
     settle(st);
     if (!st->initialized) {
         init_point(st, space, history, rng);
         st->dirty = true;
     }
-    write_point(st, space, unit_point);
+    perturbed = (st->mode == MODE_SPSA || st->mode == MODE_FD) && st->n_diff > 0 &&
+            t >= st->spsa_start;
+    /* With `when`, which params are active is the service's to say: it decodes. */
+    if (perturbed || st->any_conditional) {
+        values = NULL;
+    }
+    write_point(st, space, unit_point, values);
     /* A waiting trial may be the one served (with fixed values): not pure then. */
     st->pure = history->count[HPO_STATE_WAITING] == 0;
     st->pure_number = t;
     st->pure_k = st->k;
     st->rec_ready = false;
-    if ((st->mode == MODE_SPSA || st->mode == MODE_FD) && st->n_diff > 0 &&
-            t >= st->spsa_start) {
+    if (perturbed) {
         uint64_t w = window_start(st, st->k);
         uint64_t s = set_size(st);
         uint64_t o = t - w;
@@ -997,7 +1036,24 @@ static int gradient_suggest(void *state, const struct hpo_space *space,
             fd_point(st, space, member / 2, member % 2 == 0 ? 1.0 : -1.0, unit_point);
         }
     }
+    return values != NULL;
+}
+
+static int gradient_suggest(void *state, const struct hpo_space *space,
+        const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
+        struct hpo_error *err)
+{
+    (void)err; /* cannot fail */
+    (void)suggest_point(state, space, history, rng, unit_point, NULL);
     return 0;
+}
+
+static int gradient_suggest_decoded(void *state, const struct hpo_space *space,
+        const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
+        double *values, struct hpo_error *err)
+{
+    (void)err; /* cannot fail */
+    return suggest_point(state, space, history, rng, unit_point, values);
 }
 
 static bool gradient_reproducible(const void *state)
@@ -1018,7 +1074,7 @@ static int gradient_regenerate(void *state, const struct hpo_space *space, doubl
             st->mode == MODE_FD) {
         return -ENOENT;
     }
-    write_point(st, space, unit_point);
+    write_point(st, space, unit_point, NULL);
     return 0;
 }
 
@@ -1706,7 +1762,7 @@ static void replay(struct gradient_state *st, const unsigned char *r, double *va
         const struct hpo_param *p = &space->params[i];
         if (is_diff(st, i)) {
             struct unit_job job = { p, &st->gp[i], st->u + p->offset, vals + p->offset,
-                st->decode };
+                st->decode, NULL };
             hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, unit_range, &job);
             hpo_param_decode_n(p, vals + p->offset, vals + p->offset, p->width, st->decode);
         }
@@ -1943,6 +1999,7 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .configure = gradient_configure,
     .describe = gradient_describe,
     .suggest = gradient_suggest,
+    .suggest_decoded = gradient_suggest_decoded,
     .tell = gradient_tell,
     .save = gradient_save,
     .save_parts = gradient_save_parts,

@@ -57,6 +57,17 @@ struct hpo_sampler_type {
     int (*suggest)(void *state, const struct hpo_space *space, const struct hpo_history *history,
             struct hpo_rng *rng, double *unit_point, struct hpo_error *err);
     /*
+    ** Optional: suggest() and the service's decode of its point in one call
+    ** (a big vector in one pass): unit_point as suggest() writes it and
+    ** values[0..dim) what hpo_param_decode_n(p, unit_point + p->offset,
+    ** values + p->offset, p->width, decode) gives for every param, the same
+    ** bits. Returns 1, or 0 when it wrote unit_point alone (the service
+    ** decodes), or a negative errno with `err` filled.
+    */
+    int (*suggest_decoded)(void *state, const struct hpo_space *space,
+            const struct hpo_history *history, struct hpo_rng *rng, double *unit_point,
+            double *values, struct hpo_error *err);
+    /*
     ** Optional. Trial `trial` of the history changed (created, finished,
     ** state changed), or was loaded at start. Lets stateful samplers keep
     ** caches in step; a sampler must stay correct if it ignores these.

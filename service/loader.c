@@ -315,7 +315,7 @@ static int rebuild_lost(struct loader *L, struct hpo_error *err)
             break;
         }
         if (s->sampler_type->regenerate(s->sampler, s->space, unit) == 0) {
-            hpo__merge_suggestion(s->space, NULL, unit, vals, hpo__decode_of(s));
+            hpo__merge_suggestion(s->space, NULL, unit, vals, hpo__decode_of(s), false);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
             same = hpo_storage_checksum(&vals[p->offset], p->size * sizeof(double)) ==
                     v->checksum;

@@ -253,10 +253,11 @@ void hpo__vectors_evict(struct hpo_service *svc, struct study *s, size_t around)
 /*
 ** A sampler's unit point made into values as an ask does (trials.c): from
 ** `unit` where `fixed` (NULL: none) has no value, honouring `when`, decoded
-** as `how` (hpo__decode_of the study).
+** as `how` (hpo__decode_of the study). `decoded`: `out` already holds the
+** decode of every coordinate of `unit` (the sampler's suggest_decoded).
 */
 void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
-        double *out, enum hpo_decode how);
+        double *out, enum hpo_decode how, bool decoded);
 /* How the study's sampler's suggestions are decoded (sampler.h `decode`). */
 enum hpo_decode hpo__decode_of(const struct study *s);
 /* Delete stored vectors beyond the study's retain_vectors. */

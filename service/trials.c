@@ -52,7 +52,7 @@ enum hpo_decode hpo__decode_of(const struct study *s)
 ** recomputes a new trial's values this same way: keep the two in step.
 */
 void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, double *unit,
-        double *out, enum hpo_decode how)
+        double *out, enum hpo_decode how, bool decoded)
 {
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
@@ -63,7 +63,7 @@ void hpo__merge_suggestion(const struct hpo_space *space, const double *fixed, d
             }
         } else if (fixed != NULL && !isnan(fixed[p->offset])) {
             memcpy(&out[p->offset], &fixed[p->offset], p->width * sizeof(double));
-        } else {
+        } else if (!decoded) {
             hpo_param_decode_n(p, &unit[p->offset], &out[p->offset], p->width, how);
         }
         /*
@@ -91,8 +91,12 @@ static bool needs_sampler(const struct hpo_space *space, const double *values)
     return false;
 }
 
+/*
+** The sampler's suggestion into `unit`; *decoded tells whether `values`
+** holds its decode too (suggest_decoded), which merge_suggestion then keeps.
+*/
 static int run_sampler(struct hpo_service *svc, struct study *s, int64_t number, double *unit,
-        struct hpo_error *err)
+        double *values, bool *decoded, struct hpo_error *err)
 {
     struct hpo_rng rng;
     struct timespec t0, t1;
@@ -117,7 +121,14 @@ static int run_sampler(struct hpo_service *svc, struct study *s, int64_t number,
         usleep(svc->opt.suggest_delay_ms * 1000u);
     }
     hpo_rng_init(&rng, s->seed, (uint64_t)number);
-    r = s->sampler_type->suggest(s->sampler, s->space, &s->history, &rng, unit, err);
+    if (s->sampler_type->suggest_decoded != NULL) {
+        r = s->sampler_type->suggest_decoded(s->sampler, s->space, &s->history, &rng, unit,
+                values, err);
+        *decoded = r > 0;
+    } else {
+        r = s->sampler_type->suggest(s->sampler, s->space, &s->history, &rng, unit, err);
+        *decoded = false;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     {
         int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
@@ -198,11 +209,13 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
     sample = t == NULL || needs_sampler(s->space, t->values);
     if (sample) {
         int64_t number = t ? t->number : (int64_t)s->history.n_trials;
-        if (run_sampler(svc, s, number, unit, err) < 0) {
+        bool decoded;
+        if (run_sampler(svc, s, number, unit, merged, &decoded, err) < 0) {
             hpo__sampler_rollback(svc, s);
             goto out;
         }
-        hpo__merge_suggestion(s->space, t ? t->values : NULL, unit, merged, hpo__decode_of(s));
+        hpo__merge_suggestion(s->space, t ? t->values : NULL, unit, merged, hpo__decode_of(s),
+                decoded);
     }
     if (t == NULL) {
         t = hpo_history_append_point(&s->history, HPO_STATE_RUNNING, point);

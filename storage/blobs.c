@@ -107,6 +107,9 @@ void hpo__xxh64_update(struct hpo_xxh64 *x, const void *data, size_t len)
 {
     const unsigned char *p = data;
 
+    if (len == 0) {
+        return; /* an empty part may have no memory (NULL): no memcpy from it */
+    }
     x->total += len;
     if (x->n_mem > 0) {
         size_t take = 32 - x->n_mem < len ? 32 - x->n_mem : len;

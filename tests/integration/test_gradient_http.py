@@ -408,6 +408,49 @@ def xxh64(data):
 
 
 @tap.test
+def enqueued_trial_gets_the_samplers_vector(exe):
+    """A trial enqueued without its vector gets the sampler's at the ask (the sampler decodes
+    it in the same pass as its unit point, the service keeps the enqueued scalar): the same
+    bytes as a twin study's ask without the enqueue, the scalar as enqueued, the next ask
+    (a fresh trial) the same in both, and all read back alike after a restart."""
+    n = 140000  # a vector of over 1 MiB: its own side file
+    a = [2.0 + (i % 1000) * 0.01 for i in range(n)]  # spread iterates
+    params = [dict(LAM, size=n), {"name": "k", "type": "int", "low": 1, "high": 9}]
+
+    def told(d, name, number, raw):
+        lam = struct.unpack("<%dd" % n, raw)
+        upload(d, name, number,
+               struct.pack("<%dd" % n, *[hypergrad(lam[i], a[i], 1.0)[1] for i in range(n)]))
+        d.post("/v1/studies/%s/trials/%d/tell" % (name, number), {"value": 1.0}).expect(200)
+
+    with Daemon(exe) as d:
+        for name in ("enq", "twin"):
+            study(d, name, {"optimizer": "sgd", "lr": 0.01}, params=params)
+            told(d, name, *ask_vector(d, name))
+        d.post("/v1/studies/enq/trials", {"params": {"k": 7}}).expect(201)
+        got = {}
+        for name in ("enq", "twin"):
+            t = d.post("/v1/studies/%s/ask" % name).expect(201)
+            got[name] = (t["number"], t["params"]["k"], d.get(t["params"]["lam"]["href"]).body)
+        check(got["enq"][1] == 7 and got["twin"][1] == 5, "k: %r" % [got[k][1] for k in got])
+        check(got["enq"][2] == got["twin"][2], "the enqueued trial's vector differs")
+        lam = struct.unpack("<%dd" % n, got["enq"][2])
+        check(len(set(lam[:1000])) == 1000, "the iterate is not spread")
+        nxt = {}
+        for name in ("enq", "twin"):
+            told(d, name, got[name][0], got[name][2])
+            nxt[name] = ask_vector(d, name)
+        check(nxt["enq"][1] == nxt["twin"][1] and nxt["enq"][1] != got["enq"][2],
+              "the next asks differ")
+        d.restart()
+        for name in ("enq", "twin"):
+            check(d.get("/v1/studies/%s/trials/%d/params/lam" % (name, got[name][0])).body ==
+                  got["enq"][2], "%s: the first vector read back differs" % name)
+            check(d.get("/v1/studies/%s/trials/%d/params/lam" % (name, nxt[name][0])).body ==
+                  nxt["enq"][1], "%s: the second vector read back differs" % name)
+
+
+@tap.test
 def study_of_an_older_build_keeps_its_decode(exe):
     """A study whose state an older build saved (no decode flag: its asks decoded with libm's
     exp, docs/DESIGN.md "Storage and side files") keeps that decode after an upgrade: its vectors

@@ -190,6 +190,76 @@ static void test_vector_equals_scalar(void **unused)
     free(got);
 }
 
+/*
+** hpo_exp_decode_u: the unit coordinates (u - ulow) / range clamped, as the
+** gradient sampler's unit_of computes them, and hpo_exp_decode of those:
+** the same bits as the two steps apart, u on, past and between the bounds.
+*/
+static void test_decode_from_u(void **unused)
+{
+    static const double bounds[][2] = { { 1e-3, 1e3 }, { 1e-300, 1e300 }, { 0.5, 0.5000001 } };
+    const size_t n = 4 * 256 + 77; /* whole chunks and a tail */
+    double *u = malloc(n * sizeof(double));
+    double *unit = malloc(n * sizeof(double));
+    double *want = malloc(n * sizeof(double));
+    double *got_unit = malloc(n * sizeof(double));
+    double *got = malloc(n * sizeof(double));
+    uint64_t r = 4242;
+
+    (void)unused;
+    assert_non_null(u);
+    assert_non_null(unit);
+    assert_non_null(want);
+    assert_non_null(got_unit);
+    assert_non_null(got);
+    for (size_t b = 0; b < sizeof(bounds) / sizeof(bounds[0]); b++) {
+        double low = bounds[b][0], high = bounds[b][1];
+        double ulow = log(low), uhigh = log(high), range = uhigh - ulow;
+        for (size_t i = 0; i < n; i++) {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            u[i] = ulow + (double)(r >> 11) * 0x1.0p-53 * range;
+        }
+        u[2] = ulow;
+        u[3] = uhigh;
+        u[4] = ulow - 1.0;
+        u[5] = uhigh + 1.0;
+        u[6] = NAN;
+        u[7] = nextafter(ulow, INFINITY);
+        u[8] = nextafter(uhigh, -INFINITY);
+        u[n - 1] = NAN;
+        u[n - 2] = uhigh;
+        u[n - 3] = ulow - 0.5;
+        for (size_t i = 0; i < n; i++) {
+            double x = (u[i] - ulow) / range;
+            unit[i] = x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x);
+        }
+        hpo_exp_decode(unit, want, n, ulow, range, low, high);
+        hpo_exp_decode_u(u, got_unit, got, n, ulow, range, low, high);
+        assert_memory_equal(got_unit, unit, n * sizeof(double));
+        assert_memory_equal(got, want, n * sizeof(double));
+        assert_true(got_unit[2] == 0.0 && got_unit[3] == 1.0 && got_unit[4] == 0.0 &&
+                got_unit[5] == 1.0 && isnan(got_unit[6]) && isnan(got_unit[n - 1]));
+        assert_true(got[2] == low && got[3] == high && got[4] == low && got[5] == high &&
+                isnan(got[6]) && got[n - 2] == high && got[n - 3] == low);
+        /* Every length, nothing written past it. */
+        for (size_t len = 0; len < 600; len += 61) {
+            memset(got, 0, n * sizeof(double));
+            memset(got_unit, 0, n * sizeof(double));
+            hpo_exp_decode_u(u + 1, got_unit, got, len, ulow, range, low, high);
+            assert_memory_equal(got_unit, unit + 1, len * sizeof(double));
+            assert_memory_equal(got, want + 1, len * sizeof(double));
+            assert_true(got[len] == 0.0 && got_unit[len] == 0.0);
+        }
+    }
+    free(u);
+    free(unit);
+    free(want);
+    free(got_unit);
+    free(got);
+}
+
 /* hpo_logistic_n: the formula's bits one coordinate at a time with hpo_exp. */
 static void test_logistic(void **unused)
 {
@@ -318,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_within_one_ulp),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_vector_equals_scalar),
+        cmocka_unit_test(test_decode_from_u),
         cmocka_unit_test(test_logistic),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_param_decode),

@@ -69,16 +69,31 @@ static void study_close(struct study *s)
     json_decref(s->options);
 }
 
-/* Ask: suggest, decode as the service does, append a running trial. */
+/* The last ask's suggest_decoded: 1 if it decoded (checked against the split steps). */
+static int last_decoded = -1;
+
+/*
+** Ask: suggest, decode as the service does, append a running trial. Each
+** ask first calls suggest_decoded (what the daemon calls) on the same
+** history and seed: the same unit point, and when it decodes, the values
+** the two steps give, bit for bit.
+*/
 static struct hpo_trial *ask(struct study *s)
 {
     size_t dim = s->space->dim;
     double *unit = malloc(dim * sizeof(double));
+    double *unit1 = malloc(dim * sizeof(double));
+    double *vals1 = malloc(dim * sizeof(double));
     struct hpo_rng rng;
     struct hpo_error err;
     struct hpo_trial *t;
 
     assert_non_null(unit);
+    assert_non_null(unit1);
+    assert_non_null(vals1);
+    hpo_rng_init(&rng, SEED, s->h.n_trials);
+    last_decoded = s->type->suggest_decoded(s->state, s->space, &s->h, &rng, unit1, vals1, &err);
+    assert_true(last_decoded == 0 || last_decoded == 1);
     hpo_rng_init(&rng, SEED, s->h.n_trials);
     assert_int_equal(s->type->suggest(s->state, s->space, &s->h, &rng, unit, &err), 0);
     t = hpo_history_append(&s->h, HPO_STATE_RUNNING);
@@ -100,7 +115,13 @@ static struct hpo_trial *ask(struct study *s)
             }
         }
     }
+    assert_memory_equal(unit1, unit, dim * sizeof(double));
+    if (last_decoded == 1) {
+        assert_memory_equal(vals1, t->values, dim * sizeof(double));
+    }
     free(unit);
+    free(unit1);
+    free(vals1);
     return t;
 }
 
@@ -1306,6 +1327,95 @@ static void check_regenerate(struct study *s, const struct hpo_trial *t, double 
 }
 
 /*
+** suggest_decoded (the daemon's ask: the sampler decodes a log vector under
+** HEXP in the same pass as its unit coordinates, the rest as the service
+** would): the same unit point and values as suggest and the service's
+** decode, bit for bit (ask() checks each), on a vector split over threads,
+** coordinates held at either bound, beside a linear vector, an int, a
+** categorical and scalars, under either decode; the service decodes
+** itself (0) when the point is perturbed (SPSA) or params have `when`.
+*/
+static void suggest_decoded_bitwise(void **unused)
+{
+    const char *mixed = "[{\"name\": \"lam\", \"type\": \"float\", \"low\": 1e-3, "
+                        "\"high\": 1e3, \"log\": true, \"size\": 300000},"
+                        " {\"name\": \"w\", \"type\": \"float\", \"low\": -2, \"high\": 5, "
+                        "\"size\": 300},"
+                        " {\"name\": \"k\", \"type\": \"int\", \"low\": 1, \"high\": 64,"
+                        " \"log\": true},"
+                        " {\"name\": \"c\", \"type\": \"categorical\", \"choices\": [1, 2, 3]},"
+                        " {\"name\": \"x\", \"type\": \"float\", \"low\": 0.5, \"high\": 8, "
+                        "\"log\": true}]";
+    const char *cond =
+            "[{\"name\": \"opt\", \"type\": \"categorical\", \"choices\": [\"adam\", \"sgd\"]},"
+            " {\"name\": \"mom\", \"type\": \"float\", \"low\": 1e-3, \"high\": 1, \"log\": true,"
+            "  \"when\": {\"opt\": [\"sgd\"]}}]";
+    (void)unused;
+    for (int old = 0; old < 2; old++) {
+        struct file f = { NULL, 0 };
+        struct study s;
+        const struct hpo_param *lam, *w;
+        size_t dim, at_low = 0, at_high = 0;
+        double *g;
+        struct hpo_trial *t;
+
+        /* From the lower bound: coordinates with a positive gradient stay on it. */
+        study_open(&s, mixed, "{\"lr\": 0.5, \"init\": {\"lam\": 0.001}}", false);
+        dim = s.space->dim;
+        lam = &s.space->params[0];
+        g = malloc(dim * sizeof(double));
+        assert_non_null(g);
+        for (size_t j = 0; j < dim; j++) {
+            size_t i = j - lam->offset;
+            g[j] = j >= lam->offset && i < lam->width ?
+                    (i % 3 == 0 ? 1.0 : -1.0 - (double)(i % 7)) : 0.5;
+        }
+        for (int r = 0; r < 4; r++) {
+            t = ask(&s);
+            assert_int_equal(last_decoded, 1);
+            tell(&s, t, 1.0, g);
+            if (r == 0 && old) {
+                /* What a build before decode versions saved: LIBM from here on. */
+                assert_false(store(&s, &f));
+                s.type->destroy(s.state);
+                s.state = load_with_decode(&s, &f, false);
+            }
+        }
+        t = ask(&s);
+        assert_int_equal(last_decoded, 1);
+        assert_int_equal(s.type->decode(s.state), old ? HPO_DECODE_LIBM : HPO_DECODE_HEXP);
+        for (size_t i = 0; i < lam->width; i++) {
+            double v = t->values[lam->offset + i];
+            at_low += v == 1e-3;
+            at_high += v == 1e3;
+            assert_true(v >= 1e-3 && v <= 1e3);
+        }
+        assert_true(at_low == (lam->width + 2) / 3 && at_high == 0);
+        w = &s.space->params[1];
+        assert_true(t->values[w->offset] < 5.0 && t->values[w->offset] > -2.0);
+        free(g);
+        free(f.data);
+        study_close(&s);
+    }
+    {
+        struct study s;
+        struct hpo_trial *t;
+
+        study_open(&s, lam_space, "{\"estimator\": \"spsa\", \"spsa_a\": 1}", false);
+        t = ask(&s); /* u + c_k delta: the service decodes the perturbed point */
+        assert_int_equal(last_decoded, 0);
+        tell(&s, t, 1.0, NULL);
+        t = ask(&s); /* u - c_k delta */
+        assert_int_equal(last_decoded, 0);
+        study_close(&s);
+        study_open(&s, cond, "{}", false);
+        (void)ask(&s);
+        assert_int_equal(last_decoded, 0);
+        study_close(&s);
+    }
+}
+
+/*
 ** Decode versions (docs/DESIGN.md "Storage and side files"): a new study decodes
 ** with hpo_exp (HEXP); a state saved before them (no flag) keeps the C
 ** library's exp (LIBM): its asks hand out libm's values, its records replay
@@ -1550,6 +1660,7 @@ int main(void)
         cmocka_unit_test(load_rejects_garbage),
         cmocka_unit_test(records_replay_bitwise),
         cmocka_unit_test(decode_versions_bitwise),
+        cmocka_unit_test(suggest_decoded_bitwise),
         cmocka_unit_test(logit_decode_versions),
     };
 

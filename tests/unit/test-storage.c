@@ -1646,6 +1646,8 @@ static void test_xxh64_known_values(void **state)
         hpo__xxh64_init(&x);
         hpo__xxh64_update(&x, "ab", 2);
         hpo__xxh64_update(&x, "", 0);
+        /* An empty part without memory (a sampler's empty step log) after a partial stripe. */
+        hpo__xxh64_update(&x, NULL, 0);
         hpo__xxh64_update(&x, "c", 1);
         assert_int_equal(hpo__xxh64_digest(&x), 0x44bc2cf5ad770999ull);
     }
