@@ -1053,7 +1053,7 @@ static void lead_batch(struct sq_storage *st)
         for (struct hpo_write *w = copies; w != NULL; w = next) {
             next = w->next;
             hpo__chain_resolve(w->chain);
-            free(w);
+            hpo__write_copy_free(w);
         }
         /* The dispatcher's held replies (storage.h). */
         if (st->on_flush != NULL) {
@@ -1920,7 +1920,7 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
     pthread_mutex_lock(&st->lock);
     if (!st->started || st->stopping) {
         pthread_mutex_unlock(&st->lock);
-        free(c);
+        hpo__write_copy_free(c);
         return false;
     }
     hpo__write_accept(w, c, &st->accepted, &st->tail);
