@@ -125,6 +125,102 @@ static bool reads_back(const char *r, int prec, int exp, double ax, char *cand, 
     return fabs(strtod(cand, NULL)) == ax;
 }
 
+/*
+** The exact path, for most doubles a sampler hands out (1e-5 <= |x| <
+** 1e15, not an integer of 2^53 or more): no printf and no strtod, only
+** integer arithmetic on 128 bits. x = m 2^-s exactly (m < 2^53, 0 < s <=
+** 120), so x 10^q = m 10^q / 2^s for q <= 21 is an exact quotient and
+** remainder (m 10^21 < 2^123): the correctly rounded P-digit text for P =
+** 15, 16, 17, as printf gives it, and whether it reads back, decided by
+** its exact distance from x against half the gap to x's neighbours (a
+** quarter below a power of two, where the gap below is half as wide).
+** Any tie (a remainder of exactly one half, a distance of exactly half a
+** gap) returns false: the printf path decides those, as before.
+*/
+__extension__ typedef unsigned __int128 hpo_u128;
+
+static hpo_u128 pow10_128(int q)
+{
+    static const uint64_t p10[] = { 1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u,
+        10000000u, 100000000u, 1000000000u, 10000000000u, 100000000000u, 1000000000000u,
+        10000000000000u, 100000000000000u, 1000000000000000u, 10000000000000000u,
+        100000000000000000u, 1000000000000000000u, 10000000000000000000u };
+
+    return q <= 19 ? (hpo_u128)p10[q] : (hpo_u128)p10[19] * p10[q - 19];
+}
+
+static bool format_exact(char *buf, double x, size_t *ret_len)
+{
+    uint64_t bits, m;
+    int be, s, e10, k;
+    bool neg, pow2;
+    hpo_u128 mask, half;
+
+    memcpy(&bits, &x, sizeof(bits));
+    neg = (bits >> 63) != 0;
+    be = (int)((bits >> 52) & 0x7ff);
+    m = (bits & (((uint64_t)1 << 52) - 1)) | ((uint64_t)1 << 52);
+    s = 1075 - be;
+    if (be == 0 || be == 0x7ff || s <= 0 || s > 120) {
+        return false;
+    }
+    pow2 = m == ((uint64_t)1 << 52) && be > 1;
+    mask = ((hpo_u128)1 << s) - 1;
+    half = (hpo_u128)1 << (s - 1);
+    /* 10^e10 <= |x| < 10^(e10+1): from the binary exponent, then checked on the digits. */
+    e10 = (int)floor((double)(be - 1023) * 0.30102999566398120);
+    k = 16 - e10;
+    if (k <= 21 && k >= 2 && ((hpo_u128)m * pow10_128(k)) >> s >= pow10_128(17)) {
+        e10++;
+        k--;
+    }
+    if (k > 21 || k < 2) {
+        return false;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        int q = k - 17 + prec, exp = e10, nd = prec;
+        hpo_u128 xq = (hpo_u128)m * pow10_128(q), qt = xq >> s, rem = xq & mask, dist;
+        uint64_t v;
+        char r[18];
+        bool up;
+        if (qt < pow10_128(prec - 1) || qt >= pow10_128(prec) || rem == half) {
+            return false; /* not the decade expected, or a rounding tie */
+        }
+        up = rem > half;
+        /* |candidate - x| and half the gap on its side, both in units of 2^-s at 10^q. */
+        dist = up ? ((hpo_u128)1 << s) - rem : rem;
+        {
+            hpo_u128 twice = dist * (up || !pow2 ? 2 : 4), gap = pow10_128(q);
+            if (twice == gap) {
+                return false; /* exactly between two doubles: printf and strtod decide */
+            }
+            if (twice > gap) {
+                continue; /* reads back as a neighbour of x */
+            }
+        }
+        v = (uint64_t)(qt + up);
+        if (v == (uint64_t)pow10_128(prec)) {
+            v /= 10; /* 99..9 rounded up: 10..0, one decade higher */
+            exp++;
+        }
+        /* Two digits a division: the divisions form the chain that takes the time. */
+        for (int i = prec - 1; i >= 0; i -= 2) {
+            unsigned two = (unsigned)(v % 100);
+            v /= 100;
+            r[i] = (char)('0' + two % 10);
+            if (i > 0) {
+                r[i - 1] = (char)('0' + two / 10);
+            }
+        }
+        while (nd > 1 && r[nd - 1] == '0') {
+            nd--;
+        }
+        *ret_len = write_g(buf, neg, r, nd, exp, prec);
+        return true;
+    }
+    return false;
+}
+
 size_t hpo_format_double(char *buf, double x)
 {
     char sci[40], digits[18], cand[HPO_DOUBLE_BUF];
@@ -138,6 +234,9 @@ size_t hpo_format_double(char *buf, double x)
     }
     if (fabs(x) < DBL_MIN) {
         return format_by_printf(buf, x, 1);
+    }
+    if (format_exact(buf, x, &n)) {
+        return n;
     }
     /*
     ** One printf for the 17 correctly rounded digits; the 15- and 16-digit

@@ -107,6 +107,9 @@ char *hpo__trial_to_text(struct study *s, const struct hpo_trial *t, size_t *ret
     if (hpo__study_has_results(s) || !ascii(s->name) || (t->worker != NULL && !ascii(t->worker))) {
         return NULL;
     }
+    /* Room for a usual reply (330 bytes for three params): no realloc on the way. */
+    w.buf = malloc(512);
+    w.cap = w.buf != NULL ? 512 : 0;
     hpo_jsonw_raw(&w, "{\"study\":", 9);
     hpo_jsonw_string(&w, s->name);
     hpo_jsonw_raw(&w, ",\"number\":", 10);

@@ -4,6 +4,8 @@
 */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +13,63 @@
 #include "../storage/reader.h"
 #include "service-int.h"
 
+/*
+** Room for a request's usual few ops at once (8 x 224 bytes: past glibc's
+** per-thread cache, so a malloc and free of it each request took the
+** arena's slow path, malloc_consolidate included). Each thread keeps one
+** such buffer between writes instead: the next write of that thread takes
+** it back (a pthread key, freed when the thread exits).
+*/
+#define SPARE_OPS 8
+
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_ok;
+
+static void spare_make(void)
+{
+    spare_ok = pthread_key_create(&spare_key, free) == 0;
+}
+
+static void ops_start(struct hpo_buf *ops)
+{
+    void *spare;
+
+    pthread_once(&spare_once, spare_make);
+    spare = spare_ok ? pthread_getspecific(spare_key) : NULL;
+    if (spare != NULL) {
+        (void)pthread_setspecific(spare_key, NULL);
+    } else {
+        spare = malloc(SPARE_OPS * sizeof(struct hpo_op));
+        if (spare == NULL) {
+            hpo_oom();
+        }
+    }
+    ops->data = spare;
+    ops->len = 0;
+    ops->cap = SPARE_OPS * sizeof(struct hpo_op);
+}
+
+/* Keep the ops buffer for the thread's next write when it has the usual size; else free it. */
+static void ops_done(struct hpo_buf *ops)
+{
+    if (ops->cap == SPARE_OPS * sizeof(struct hpo_op) && spare_ok &&
+            pthread_getspecific(spare_key) == NULL &&
+            pthread_setspecific(spare_key, ops->data) == 0) {
+        ops->data = NULL;
+        ops->len = 0;
+        ops->cap = 0;
+        return;
+    }
+    hpo_buf_free(ops);
+}
+
 struct hpo_op *hpo__write_op(struct hpo__write *w, enum hpo_op_kind kind, int64_t study_id)
 {
     struct hpo_op *op;
 
-    /* Room for a request's usual few ops at once. */
-    if (w->ops.cap == 0 && hpo_buf_reserve(&w->ops, 8 * sizeof(*op)) < 0) {
-        hpo_oom();
+    if (w->ops.cap == 0) {
+        ops_start(&w->ops);
     }
     op = hpo_buf_add_or_die(&w->ops, sizeof(*op));
 
@@ -42,7 +94,7 @@ void hpo__write_free(struct hpo__write *w)
         free(HPO_BUF_AT(&w->texts, char *, i));
     }
     hpo_buf_free(&w->texts);
-    hpo_buf_free(&w->ops);
+    ops_done(&w->ops);
 }
 
 void hpo__write_trial(struct hpo__write *w, const struct study *s, const struct hpo_trial *t)

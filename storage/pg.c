@@ -1573,7 +1573,7 @@ static void lead_batch(struct pg_storage *st)
     for (struct hpo_write *w = copies; w != NULL; w = next) {
         next = w->next;
         hpo__chain_resolve(w->chain);
-        free(w);
+        hpo__write_copy_free(w);
     }
     /* The dispatcher's held replies (storage.h). */
     pthread_mutex_lock(&st->cb_lock);
@@ -1708,14 +1708,14 @@ static bool pipeline_write(struct pg_storage *st, struct hpo_write *w)
         c->epoch = fence_epoch(st, c->ops[0].study_id);
         if (c->epoch == 0) {
             /* Not ours: the usual path refuses it. */
-            free(c);
+            hpo__write_copy_free(c);
             return false;
         }
     }
     pthread_mutex_lock(&st->lock);
     if (!st->started || st->stopping || atomic_load(&st->down)) {
         pthread_mutex_unlock(&st->lock);
-        free(c);
+        hpo__write_copy_free(c);
         return false;
     }
     hpo__write_accept(w, c, &st->accepted, &st->tail);

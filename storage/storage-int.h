@@ -93,7 +93,7 @@ void hpo__chain_resolve(struct hpo_write_chain *c);
 
 /*
 ** Both backends' pipelined writes (storage.c). hpo__write_copy: a copy of
-** `w` in one malloc'd block (free() it) holding its ops and every value
+** `w` in one block (hpo__write_copy_free it) holding its ops and every value
 ** they point to, or NULL when it may not be pipelined (a sampler state in
 ** pieces, values over HPO__PIPELINE_MAX) or without memory.
 ** The copy is ready for the queue (hpo__write_reset).
@@ -104,6 +104,7 @@ void hpo__chain_resolve(struct hpo_write_chain *c);
 ** that failure's message (unavailable); returns w->result's value.
 */
 struct hpo_write *hpo__write_copy(const struct hpo_write *w);
+void hpo__write_copy_free(struct hpo_write *c); /* NULL: nothing */
 void hpo__write_accept(struct hpo_write *w, struct hpo_write *c, atomic_uint_fast64_t *accepted,
         struct hpo_write ***tail);
 int hpo__write_dependent_failure(struct hpo_write *w);

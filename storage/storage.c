@@ -4,6 +4,8 @@
 ** (pg.c), anything else is a SQLite path (sqlite.c).
 */
 #include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -319,21 +321,88 @@ static char *copy_text(char **at, const char *text)
     return c;
 }
 
-/* One allocation holding the write, its ops and every value (vectors first, for their alignment). */
+/*
+** The blocks copies live in. A copy is made on the request's thread and
+** freed on the writer's, and an ask's is 1.4 KB: past glibc's per-thread
+** cache, so each malloc took the arena's slow path (malloc_consolidate,
+** and the thread's heap grown and trimmed again with mprotect). Copies
+** up to COPY_BLOCK bytes come from a few kept blocks instead (under ASan
+** none are kept, so it still sees every use after free).
+*/
+#define COPY_BLOCK 4096
+#if defined(__SANITIZE_ADDRESS__)
+#define COPY_KEEP 0
+#else
+#define COPY_KEEP 32
+#endif
+
+union copy_head {
+    size_t cap;          /* bytes of the block, this head included */
+    max_align_t aligned; /* the write after it keeps malloc's alignment */
+};
+
+static const size_t copy_keep = COPY_KEEP; /* (a variable: no "always false" at 0) */
+static pthread_mutex_t copy_lock = PTHREAD_MUTEX_INITIALIZER;
+static union copy_head *copy_kept[COPY_KEEP + 1];
+static size_t copy_n; /* under copy_lock */
+
+static union copy_head *copy_block(size_t need)
+{
+    union copy_head *h = NULL;
+
+    if (need <= COPY_BLOCK) {
+        pthread_mutex_lock(&copy_lock);
+        if (copy_n > 0) {
+            h = copy_kept[--copy_n];
+        }
+        pthread_mutex_unlock(&copy_lock);
+        need = COPY_BLOCK;
+    }
+    if (h == NULL) {
+        h = malloc(need);
+        if (h != NULL) {
+            h->cap = need;
+        }
+    }
+    return h;
+}
+
+void hpo__write_copy_free(struct hpo_write *c)
+{
+    union copy_head *h;
+
+    if (c == NULL) {
+        return;
+    }
+    h = (union copy_head *)(void *)c - 1;
+    if (h->cap == COPY_BLOCK) {
+        pthread_mutex_lock(&copy_lock);
+        if (copy_n < copy_keep) {
+            copy_kept[copy_n++] = h;
+            h = NULL;
+        }
+        pthread_mutex_unlock(&copy_lock);
+    }
+    free(h);
+}
+
+/* One block holding the write, its ops and every value (vectors first, for their alignment). */
 struct hpo_write *hpo__write_copy(const struct hpo_write *w)
 {
     size_t vals = copy_size(w);
     size_t head = sizeof(*w) + w->n_ops * sizeof(struct hpo_op);
+    union copy_head *block;
     struct hpo_write *c;
     char *at;
 
     if (vals == SIZE_MAX) {
         return NULL;
     }
-    c = malloc(head + vals);
-    if (c == NULL) {
+    block = copy_block(sizeof(*block) + head + vals);
+    if (block == NULL) {
         return NULL;
     }
+    c = (struct hpo_write *)(void *)(block + 1);
     *c = *w;
     c->ops = (struct hpo_op *)(void *)(c + 1);
     memcpy(c->ops, w->ops, w->n_ops * sizeof(struct hpo_op));

@@ -164,6 +164,104 @@ static void test_fast_path_matches_reference(void **state)
     }
 }
 
+static void check_same_as_reference(double x)
+{
+    char fast[HPO_DOUBLE_BUF], ref[HPO_DOUBLE_BUF];
+    size_t nf = hpo_format_double(fast, x), nr = hpo__format_double_reference(ref, x);
+
+    if (strcmp(fast, ref) != 0 || nf != nr || nf != strlen(fast)) {
+        fail_msg("%a: fast '%s' (%zu), reference '%s' (%zu)", x, fast, nf, ref, nr);
+    }
+}
+
+/*
+** The exact integer path (1e-5 <= |x| < 1e15, jsonw.c format_exact) gives
+** the reference's text: every binade of its range with its edges (powers
+** of two, whose gap below is half as wide, and their neighbours), the
+** decades' edges and their neighbours, integers, halves, short decimals,
+** 15- to 17-digit decimals and the doubles next to them.
+*/
+static void test_exact_path_matches_reference(void **state)
+{
+    static const double pow10[] = { 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1e3, 1e4,
+        1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16 };
+    uint64_t s = 0x6a09e667f3bcc909u;
+
+    (void)state;
+    check_text(1e-5, "1e-05");
+    check_text(0.0001, "0.0001");
+    check_text(123456.789, "123456.789");
+    check_text(0.1 + 0.7, "0.7999999999999999");
+    check_text(999999999999999.9, "999999999999999.9");
+    check_text(1e15 - 1, "999999999999999");
+    check_text(0.5, "0.5");
+    check_text(4.35, "4.35");
+    check_text(-3.0000000000000004, "-3.0000000000000004");
+    check_text(nextafter(1.0, 0.0), "0.9999999999999999");
+    check_text(nextafter(1.0, 2.0), "1.0000000000000002");
+    for (int e = -18; e <= 50; e++) {
+        double p = ldexp(1.0, e);
+        for (int d = -3; d <= 3; d++) {
+            double x = p;
+            for (int i = 0; i < (d < 0 ? -d : d); i++) {
+                x = nextafter(x, d < 0 ? 0.0 : INFINITY);
+            }
+            check_same_as_reference(x);
+            check_same_as_reference(-x);
+            check_same_as_reference(x * 3);
+            check_same_as_reference(x * 5);
+        }
+    }
+    for (size_t i = 0; i < sizeof(pow10) / sizeof(pow10[0]); i++) {
+        double x = pow10[i];
+        for (int d = 0; d < 6; d++) {
+            check_same_as_reference(x);
+            check_same_as_reference(x * 9.999999999999998);
+            check_same_as_reference(x * 0.9999999999999999);
+            x = nextafter(x, INFINITY);
+        }
+        x = pow10[i];
+        for (int d = 0; d < 6; d++) {
+            x = nextafter(x, 0.0);
+            check_same_as_reference(x);
+        }
+    }
+    for (int i = 0; i < 400000; i++) {
+        double x;
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        switch (i % 8) {
+        case 0: /* any mantissa in a binade from 2^-17 to 2^50 */
+            x = ldexp((double)((s >> 11) | ((uint64_t)1 << 52)), (int)(s % 68) - 17 - 52);
+            break;
+        case 1: /* an integer or a half */
+            x = (double)(s % 1000000000000000u) / (1 + (s >> 62) % 2);
+            break;
+        case 2: /* a short decimal */
+            x = (double)(s % 1000000u) / pow10[6 + (s >> 40) % 12];
+            break;
+        case 3: /* a 15-digit decimal */
+            x = (double)(100000000000000u + s % 900000000000000u) / pow10[(s >> 50) % 23];
+            break;
+        case 4: /* a 16-digit decimal, then its neighbour */
+            x = (double)(1000000000000000u + s % 9000000000000000u) / pow10[(s >> 50) % 23];
+            x = (s >> 9) & 1 ? nextafter(x, INFINITY) : x;
+            break;
+        case 5: /* near a 16-digit rounding tie */
+            x = ((double)(s % 10000000000000000u) + 0.5) / pow10[(s >> 50) % 23];
+            break;
+        case 6: /* uniform in [-5, 5): the benchmark's float */
+            x = -5.0 + 10.0 * ((double)(s >> 11) * 0x1.0p-53);
+            break;
+        default: /* uniform in [0, 1), as a unit coordinate */
+            x = (double)(s >> 11) * 0x1.0p-53;
+            break;
+        }
+        check_same_as_reference((s >> 3) & 1 ? -x : x);
+    }
+}
+
 static void check_json(json_t *v, const char *want)
 {
     size_t len = 0;
@@ -232,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_tricky_doubles),
         cmocka_unit_test(test_random_round_trip_and_shortest),
         cmocka_unit_test(test_fast_path_matches_reference),
+        cmocka_unit_test(test_exact_path_matches_reference),
         cmocka_unit_test(test_json_text),
         cmocka_unit_test(test_json_matches_jansson_structure),
     };

@@ -224,11 +224,91 @@ static void test_values(void **state)
     hpo_service_request_finish(&req);
 }
 
+/*
+** The small bodies service.c parses without jansson (an empty object, one
+** member with a number) decode to the object json_loadb makes: the same
+** keys, types and values to the bit; bodies just outside that shape, and
+** bad ones, give jansson's own object or error message. Each body is
+** decoded as a tell and as an ask.
+*/
+static void check_like_jansson(const char *body)
+{
+    static const enum hpo_service_op ops[] = { HPO_SERVICE_TELL, HPO_SERVICE_ASK };
+    json_error_t jerr;
+    json_t *want = json_loadb(body, strlen(body), JSON_REJECT_DUPLICATES, &jerr);
+
+    for (size_t o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
+        struct row r = { ops[o], body, NULL, NULL, HPO_OK, "" };
+        struct hpo_service_request req;
+        const char *key;
+        json_t *v;
+        (void)decode_row(&r, &req);
+        if (want == NULL || !json_is_object(want)) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), want == NULL ? "body is not JSON: %s"
+                                                    : "body must be a JSON object",
+                    jerr.text);
+            if (req.err.code != HPO_INVALID_JSON || strcmp(req.err.message, msg) != 0) {
+                fail_msg("body '%s': '%s', want '%s'", body, req.err.message, msg);
+            }
+            assert_false(req.decoded);
+            hpo_service_request_finish(&req);
+            continue;
+        }
+        if (req.doc == NULL || json_object_size(req.doc) != json_object_size(want)) {
+            fail_msg("body '%s': no object or another size (%s)", body, req.err.message);
+        }
+        json_object_foreach(want, key, v) {
+            json_t *got = json_object_get(req.doc, key);
+            if (got == NULL || json_typeof(got) != json_typeof(v) || !json_equal(got, v) ||
+                    (json_is_real(v) && memcmp(&(double){ json_real_value(v) },
+                                                &(double){ json_real_value(got) },
+                                                sizeof(double)) != 0)) {
+                fail_msg("body '%s': member '%s' differs from jansson's", body, key);
+            }
+        }
+        hpo_service_request_finish(&req);
+    }
+    json_decref(want);
+}
+
+static void test_small_bodies_as_jansson(void **state)
+{
+    static const char *const bodies[] = {
+        "{}", " { } ", "\t{\r\n}\n", "{\"value\":0.5}", "{\"value\": 0.84147098480789650}",
+        " {\n \"value\" : -3 } ", "{\"value\":0}", "{\"value\":-0}", "{\"value\":-0.0}",
+        "{\"value\":1e5}", "{\"value\":1E+5}", "{\"value\":2.5e-3}", "{\"value\":1e-400}",
+        "{\"value\":4.9e-324}", "{\"value\":1.7976931348623157e308}",
+        "{\"value\":123456789012345678}", "{\"value\":-123456789012345678}",
+        "{\"value\":1234567890123456789}", "{\"value\":9223372036854775807}",
+        "{\"value\":9223372036854775808}", "{\"value\":-9223372036854775809}",
+        "{\"value\":1e400}", "{\"value\":-1e400}", "{\"value\":01}", "{\"value\":1.}",
+        "{\"value\":.5}", "{\"value\":1e}", "{\"value\":1e+}", "{\"value\":-}", "{\"value\":+1}",
+        "{\"value\":1x}", "{\"value\":1}x", "{\"value\":1},", "{\"value\":1,}",
+        "{\"value\":NaN}", "{\"value\":Infinity}", "{\"value\":\"1\"}", "{\"value\":true}",
+        "{\"value\":null}", "{\"va\\u006cue\":1}", "{\"\":1}", "{\"value\":1,\"value\":2}",
+        "{\"value\":1,\"state\":\"complete\"}", "{\"wrong\":1}", "{\"Value_2\":7}",
+        "{\"value\"1}", "{\"value\":}", "{\"value\" :", "{\"value", "{", "}", "[]", "[1]", "1",
+        "\"x\"", "{}}", "{} {}", "{\"value\":0.5}\x01", "{\"value\":0.5\x00}", "\xef\xbb\xbf{}",
+        "{\"valu\xc3\xa9\":1}",
+        "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":1}",
+        "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":1}",
+        "{\"value\":0.1234567890123456789012345678901234567890123456789012345678901}",
+        "{\"value\":0.12345678901234567890123456789012345678901234567890123456789012}",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        check_like_jansson(bodies[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_small_bodies_as_jansson),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1612,6 +1612,77 @@ static struct hpo_op op_vector(int64_t study, int64_t number, int64_t index, con
     return op;
 }
 
+/*
+** Runs of scalar params (op.scalar) go in one INSERT of up to 8 rows
+** (sqlite.c run_params): 11 params, a vector, 2 more, stored as each
+** would be alone (NaN as NULL); a later run upserts three of them and adds
+** one; a run whose trial does not exist fails its write alone (the FOREIGN
+** KEY), nothing of it stored, while the batch's other write commits.
+*/
+static void test_param_rows(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    static const double vec[3] = { 1.5, -2.5, 3.25 };
+    struct hpo_op first[16], second[4], bad[3];
+    struct hpo_error err;
+    size_t n = 0;
+    struct dump d;
+
+    first[n++] = op_study(1, "s", "{}", 0);
+    first[n++] = op_trial(1, 0, 1, NAN, NULL);
+    for (int i = 0; i < 11; i++) {
+        first[n] = op_param(1, 0, i, i == 4 ? NAN : 0.5 * i - 1.0);
+        first[n++].scalar = true;
+    }
+    first[n++] = op_vector(1, 0, 11, vec, 3);
+    for (int i = 12; i < 14; i++) {
+        first[n] = op_param(1, 0, i, 100.0 + i);
+        first[n++].scalar = true;
+    }
+    write_ok(st, first, n);
+    for (int i = 0; i < 4; i++) {
+        second[i] = op_param(1, 0, i < 3 ? i : 14, -7.0 - i);
+        second[i].scalar = true;
+    }
+    for (int i = 0; i < 3; i++) {
+        bad[i] = op_param(1, 5, i, 1.0);
+        bad[i].scalar = true;
+    }
+    write_ok(st, second, 4);
+    hpo_error_clear(&err);
+    assert_int_equal(write_ops(st, bad, 3, &err), -EIO);
+    assert_non_null(strstr(err.message, "FOREIGN KEY"));
+    hpo_storage_close(st);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'P'), 15);
+    for (size_t i = 0; i < d.n; i++) {
+        int64_t idx = d.v[i].c;
+        if (d.v[i].kind != 'P') {
+            continue;
+        }
+        assert_int_equal(d.v[i].b, 0);
+        assert_int_equal(d.v[i].has_bytes, idx == 11);
+        if (idx < 3) {
+            assert_bits(d.v[i].v, -7.0 - (double)idx);
+        } else if (idx == 4) {
+            assert_true(isnan(d.v[i].v));
+        } else if (idx < 11) {
+            assert_bits(d.v[i].v, 0.5 * (double)idx - 1.0);
+        } else if (idx == 11) {
+            assert_int_equal(d.v[i].len, 3);
+            assert_memory_equal(d.v[i].bytes, vec, sizeof(vec));
+        } else if (idx < 14) {
+            assert_bits(d.v[i].v, 100.0 + (double)idx);
+        } else {
+            assert_int_equal(idx, 14);
+            assert_bits(d.v[i].v, -10.0);
+        }
+    }
+    dump_free(&d);
+}
+
 /* A write with no op: when it returns, the writer finished every earlier batch. */
 static void settle(struct hpo_storage *st)
 {
@@ -2651,6 +2722,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trial_upsert_keeps_children, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_param_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_study_delete_cascades, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_is_unavailable, setup, teardown),
