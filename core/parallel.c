@@ -17,7 +17,8 @@
 ** is idle, and there waited out the owner's slice (2-3 ms on this 2-core
 ** machine under load, traced at the 10^6 ask), by when the owner had run
 ** every part itself. A thread started per call (before the pool) was placed
-** on the least loaded CPU instead.
+** on the least loaded CPU instead. The workers are woken after the unlock,
+** so that a woken worker does not block on the lock at once.
 */
 #include <pthread.h>
 #include <sched.h>
@@ -198,11 +199,9 @@ void hpo_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, s
     pool.n_parts = k;
     pool.next = 1;
     wake = pool.n_workers > 0;
-#ifndef HPO_PARALLEL_NO_STEER
     if (wake) {
         steer();
     }
-#endif
     pthread_mutex_unlock(&pool.lock);
     /* After the unlock: a worker woken while the lock is held blocks on it
        at once and must be woken (scheduled) a second time. */
