@@ -2,8 +2,8 @@
 ** test-core-parallel.c: hpo_parallel_for covers [0, n) exactly once in the
 ** documented ranges (k parts of n / k, the last one longer, each at least the
 ** grain), small loops stay on the caller, the parts really run on kept
-** worker threads (the same ones call after call, no thread per call), and
-** callers on several threads at once, or nested inside a part, each get
+** worker threads (the same ones call after call, no thread per call), kept
+** off the CPU their caller runs on when the call starts, and callers on several threads at once, or nested inside a part, each get
 ** their whole range done without a deadlock.
 */
 #include <dirent.h>
@@ -200,6 +200,9 @@ struct rendezvous {
     size_t others_done;
     bool timed_out;
     pid_t worker_tid;
+    int owner_cpu;      /* the CPU part 0 started on */
+    int worker_cpu;     /* the CPU the other part ran on */
+    cpu_set_t worker_set; /* the CPUs its thread may use then */
 };
 
 static void wait_for_other(void *ctx, size_t lo, size_t hi)
@@ -212,10 +215,14 @@ static void wait_for_other(void *ctx, size_t lo, size_t hi)
     if (lo != 0) {
         r->others_done++;
         r->worker_tid = gettid();
+        r->worker_cpu = sched_getcpu();
+        CPU_ZERO(&r->worker_set);
+        (void)sched_getaffinity(0, sizeof(r->worker_set), &r->worker_set);
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&r->lock);
         return;
     }
+    r->owner_cpu = sched_getcpu();
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 10;
     while (r->others_done == 0 && !r->timed_out) {
@@ -224,16 +231,23 @@ static void wait_for_other(void *ctx, size_t lo, size_t hi)
     pthread_mutex_unlock(&r->lock);
 }
 
-static pid_t worker_of_one_call(void)
+static pid_t worker_of_call(struct rendezvous *r)
 {
-    struct rendezvous r = { .lock = PTHREAD_MUTEX_INITIALIZER,
+    *r = (struct rendezvous){ .lock = PTHREAD_MUTEX_INITIALIZER,
         .cond = PTHREAD_COND_INITIALIZER };
 
-    hpo_parallel_for(2000, 1000, wait_for_other, &r);
-    assert_false(r.timed_out);
-    assert_int_equal(r.others_done, 1);
-    assert_int_not_equal(r.worker_tid, gettid());
-    return r.worker_tid;
+    hpo_parallel_for(2000, 1000, wait_for_other, r);
+    assert_false(r->timed_out);
+    assert_int_equal(r->others_done, 1);
+    assert_int_not_equal(r->worker_tid, gettid());
+    return r->worker_tid;
+}
+
+static pid_t worker_of_one_call(void)
+{
+    struct rendezvous r;
+
+    return worker_of_call(&r);
 }
 
 static size_t threads_now(void)
@@ -271,6 +285,52 @@ static void test_parts_run_on_kept_workers(void **unused)
     }
     assert_int_equal(threads_now(), before);
     assert_true(before <= 4);
+}
+
+/*
+** A woken worker is kept off the CPU its caller is on when the call starts:
+** it runs on another CPU the process may use, and a call from another CPU
+** lets it back on the first. The caller is moved by pinning it for a moment
+** (a pinned caller would count one CPU and not split); a call whose caller
+** was not on the same CPU before the call and in part 0 is retried.
+*/
+static void test_workers_kept_off_callers_cpu(void **unused)
+{
+    cpu_set_t all, one;
+    int c[2], n = 0;
+
+    (void)unused;
+    CPU_ZERO(&all);
+    assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+    for (int i = 0; i < CPU_SETSIZE && n < 2; i++) {
+        if (CPU_ISSET(i, &all)) {
+            c[n++] = i;
+        }
+    }
+    if (n < 2) {
+        skip();
+    }
+    for (int round = 0; round < 4; round++) {
+        struct rendezvous r = { .owner_cpu = -1 };
+        int mine = c[round % 2], other = c[1 - round % 2];
+        int tries = 0;
+
+        do {
+            assert_true(++tries <= 50);
+            CPU_ZERO(&one);
+            CPU_SET(mine, &one);
+            assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+            assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+            if (sched_getcpu() != mine) {
+                continue;
+            }
+            worker_of_call(&r);
+        } while (r.owner_cpu != mine);
+        assert_int_not_equal(r.worker_cpu, mine);
+        assert_false(CPU_ISSET(mine, &r.worker_set));
+        assert_true(CPU_ISSET(other, &r.worker_set));
+        assert_int_equal(CPU_COUNT(&r.worker_set), CPU_COUNT(&all) - 1);
+    }
 }
 
 /*
@@ -338,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_small_loop_stays_on_caller),
         cmocka_unit_test(test_grain_edges),
         cmocka_unit_test(test_parts_run_on_kept_workers),
+        cmocka_unit_test(test_workers_kept_off_callers_cpu),
         cmocka_unit_test(test_concurrent_callers),
     };
 
