@@ -284,6 +284,7 @@ struct hpo_blob_names {
 };
 
 struct hpo_blob_hasher;
+struct hpo_blob_syncer;
 
 struct hpo_blobs {
     int dirfd; /* -1: no side files (an in-memory database); every value stays inline */
@@ -343,7 +344,28 @@ struct hpo_blobs {
         bool batch;
     } lazy[HPO_BLOB_LAZY];
     size_t n_lazy;
+    /*
+    ** The thread that syncs committed lazy files before the next batch needs
+    ** them (blob-syncer.c; NULL until then), and how many of lazy[] (the
+    ** first ones) its job holds: 0 when none is out.
+    */
+    struct hpo_blob_syncer *syncer;
+    bool syncer_failed; /* it could not start: the next batch syncs */
+    size_t n_bg;
 };
+
+/*
+** The lazy files' sync thread (blob-syncer.c). Start: NULL if it cannot be.
+** Queue (no job out): fdatasync the n fds, then fsync dirfd, on the thread.
+** Join: wait for the job (or take it back if not begun); *synced is how
+** many of the fds the job synced, all n with the directory after them if
+** it returns 0; else a negative errno, *synced the failing file's index
+** (n: the directory). The fds stay open until the join returned.
+*/
+struct hpo_blob_syncer *hpo__blob_syncer_start(void);
+void hpo__blob_syncer_stop(struct hpo_blob_syncer *s);
+void hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const int *fds, size_t n, int dirfd);
+int hpo__blob_syncer_join(struct hpo_blob_syncer *s, size_t *synced);
 
 /* Where a write started in the batch's lists, to undo just that write. */
 struct hpo_blob_mark {
