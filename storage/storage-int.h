@@ -415,7 +415,7 @@ void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct
 ** unless `lazy`: a value that can be rebuilt if a power cut loses it
 ** (hpo_op.lazy), whose writeback is only started, and which
 ** hpo__blobs_sync_dir of the next batch syncs (with its directory entry)
-** before that batch commits. `state`: a sampler state, whose file keeps
+** before that batch commits, or finds synced by the sync thread. `state`: a sampler state, whose file keeps
 ** the length of a longer spare it reuses (for appends). From
 ** HPO_BLOB_PAR_MIN bytes on, the checksum is computed on a thread of its
 ** own while the writer thread writes the file. `ref` is filled either
