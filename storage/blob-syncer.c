@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <sqlite3.h>
 #include "storage-int.h"
@@ -60,6 +61,11 @@ static void *syncer_main(void *arg)
 {
     struct hpo_blob_syncer *s = arg;
 
+    /*
+    ** Lowest priority (this thread alone): it is woken as the ask's reply
+    ** goes out, and must not take the core from the reply's thread.
+    */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->stop && s->job != SJOB_QUEUED) {
