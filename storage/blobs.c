@@ -773,6 +773,8 @@ void hpo__blobs_close(struct hpo_blobs *b)
     names_free(&b->obsolete);
     names_free(&b->reusable);
     hasher_stop(b);
+    hpo__blob_syncer_stop(b->syncer);
+    b->syncer = NULL;
 }
 
 /* Every reference the database holds, as file names, sorted. */
@@ -1053,10 +1055,20 @@ int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
 /* Sync the lazy files of committed batches (before the next COMMIT or at close). */
 static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err)
 {
-    size_t k = 0;
+    size_t k = 0, done = 0;
 
+    /* The first n_bg files were handed to the sync thread: what it synced is done. */
+    if (b->n_bg > 0) {
+        int r = hpo__blob_syncer_join(b->syncer, &done);
+
+        b->n_bg = 0;
+        if (r < 0) {
+            return file_error(b, r, "syncing",
+                    done < b->n_lazy ? b->lazy[done].name : "the directory of a lazy file", err);
+        }
+    }
     for (size_t i = 0; i < b->n_lazy; i++) {
-        if (b->lazy[i].batch && !all) {
+        if ((b->lazy[i].batch && !all) || i < done) {
             continue;
         }
         if (fdatasync(b->lazy[i].fd) < 0) {
@@ -1087,12 +1099,32 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
 */
 static void lazy_committed(struct hpo_blobs *b)
 {
+    int fds[HPO_BLOB_LAZY];
+
     for (size_t i = 0; i < b->n_lazy; i++) {
         if (b->lazy[i].batch) {
             (void)sync_file_range(b->lazy[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         }
         b->lazy[i].batch = false;
+        fds[i] = b->lazy[i].fd;
     }
+    /*
+    ** And synced on a thread of their own while the disk is idle (before the
+    ** next batch, which joins the job): blob-syncer.c. Without the thread,
+    ** or with a job still out, the next batch syncs them itself.
+    */
+    if (b->n_lazy == 0 || b->n_bg > 0 || b->syncer_failed) {
+        return;
+    }
+    if (b->syncer == NULL) {
+        b->syncer = hpo__blob_syncer_start();
+        if (b->syncer == NULL) {
+            b->syncer_failed = true;
+            return;
+        }
+    }
+    hpo__blob_syncer_queue(b->syncer, fds, b->n_lazy, b->dirfd);
+    b->n_bg = b->n_lazy;
 }
 
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,

@@ -284,6 +284,7 @@ struct hpo_blob_names {
 };
 
 struct hpo_blob_hasher;
+struct hpo_blob_syncer;
 
 struct hpo_blobs {
     int dirfd; /* -1: no side files (an in-memory database); every value stays inline */
@@ -343,7 +344,28 @@ struct hpo_blobs {
         bool batch;
     } lazy[HPO_BLOB_LAZY];
     size_t n_lazy;
+    /*
+    ** The thread that syncs committed lazy files before the next batch needs
+    ** them (blob-syncer.c; NULL until then), and how many of lazy[] (the
+    ** first ones) its job holds: 0 when none is out.
+    */
+    struct hpo_blob_syncer *syncer;
+    bool syncer_failed; /* it could not start: the next batch syncs */
+    size_t n_bg;
 };
+
+/*
+** The lazy files' sync thread (blob-syncer.c). Start: NULL if it cannot be.
+** Queue (no job out): fdatasync the n fds, then fsync dirfd, on the thread.
+** Join: wait for the job (or take it back if not begun); *synced is how
+** many of the fds the job synced, all n with the directory after them if
+** it returns 0; else a negative errno, *synced the failing file's index
+** (n: the directory). The fds stay open until the join returned.
+*/
+struct hpo_blob_syncer *hpo__blob_syncer_start(void);
+void hpo__blob_syncer_stop(struct hpo_blob_syncer *s);
+void hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const int *fds, size_t n, int dirfd);
+int hpo__blob_syncer_join(struct hpo_blob_syncer *s, size_t *synced);
 
 /* Where a write started in the batch's lists, to undo just that write. */
 struct hpo_blob_mark {
@@ -393,7 +415,7 @@ void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct
 ** unless `lazy`: a value that can be rebuilt if a power cut loses it
 ** (hpo_op.lazy), whose writeback is only started, and which
 ** hpo__blobs_sync_dir of the next batch syncs (with its directory entry)
-** before that batch commits. `state`: a sampler state, whose file keeps
+** before that batch commits, or finds synced by the sync thread. `state`: a sampler state, whose file keeps
 ** the length of a longer spare it reuses (for appends). From
 ** HPO_BLOB_PAR_MIN bytes on, the checksum is computed on a thread of its
 ** own while the writer thread writes the file. `ref` is filled either

@@ -4,7 +4,10 @@
 ** hpo__blob_append from HPO_BLOB_PAR_MIN bytes on): the files hold exactly
 ** the value's bytes and the references exactly the checksum a serial hash
 ** gives, on both sides of the threshold and at odd offsets; a failed write
-** leaves no file, a failed append cuts the file back.
+** leaves no file, a failed append cuts the file back. The lazy files of a
+** committed batch are synced by a thread of their own (blob-syncer.c): the
+** next batch joins that job and skips what it synced; a failed fdatasync is
+** reported with the file's index.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -330,12 +333,119 @@ static void test_failed_writes_leave_nothing(void **state)
     free(all);
 }
 
+/* Queue a job and join it after a pause; again (at most 50 times) while it was taken back. */
+static int run_job(struct hpo_blob_syncer *s, const int *fds, size_t n, int dirfd, size_t *synced)
+{
+    int r = 0;
+
+    *synced = 0;
+    for (int k = 0; k < 50 && r == 0 && *synced == 0; k++) {
+        hpo__blob_syncer_queue(s, fds, n, dirfd);
+        usleep(10000);
+        r = hpo__blob_syncer_join(s, synced);
+    }
+    return r;
+}
+
+/*
+** The sync thread alone: a job syncs every file then the directory; a file
+** that cannot be synced (a closed fd) fails the job with its index; a join
+** with no job out returns 0 with nothing synced.
+*/
+static void test_syncer_jobs(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_blob_syncer *s = hpo__blob_syncer_start();
+    int fds[3], dirfd;
+    size_t synced = 99;
+
+    assert_non_null(s);
+    assert_int_equal(mkdir(f->blobs, 0700), 0);
+    dirfd = open(f->blobs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dirfd >= 0);
+    for (int i = 0; i < 3; i++) {
+        char name[200];
+
+        snprintf(name, sizeof(name), "%s/f%d", f->blobs, i);
+        fds[i] = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(write(fds[i], "abc", 3), 3);
+    }
+    assert_int_equal(hpo__blob_syncer_join(s, &synced), 0);
+    assert_int_equal(synced, 0);
+    assert_int_equal(run_job(s, fds, 3, dirfd, &synced), 0);
+    assert_int_equal(synced, 3);
+    assert_int_equal(close(fds[1]), 0);
+    assert_int_equal(run_job(s, fds, 3, dirfd, &synced), -EBADF);
+    assert_int_equal(synced, 1);
+    /* The failure was reported once: the next join has nothing out. */
+    assert_int_equal(hpo__blob_syncer_join(s, &synced), 0);
+    assert_int_equal(synced, 0);
+    hpo__blob_syncer_stop(s);
+    close(fds[0]);
+    close(fds[2]);
+    close(dirfd);
+    remove_dir(f->blobs);
+}
+
+/*
+** With sync, a committed batch's lazy file is handed to the sync thread
+** (n_bg) and the next batch's hpo__blobs_sync_dir joins it and keeps no
+** lazy file of a committed batch; a lazy file of that next batch is its
+** own (not synced by it) and goes to the thread once it ends. Closing
+** with a job out joins it; the files hold their bytes.
+*/
+static void test_lazy_synced_by_thread(void **state)
+{
+    struct fixture *f = *state;
+    const size_t len = 3 * HPO_BLOB_PAR_MIN + 5;
+    unsigned char *v[2];
+    struct hpo_blob_ref ref[2];
+    struct hpo_blobs b;
+    struct hpo_error err;
+
+    assert_int_equal(hpo__blobs_open(&b, f->path, true, &err), 0);
+    for (int i = 0; i < 2; i++) {
+        struct hpo_part part;
+
+        v[i] = make_bytes(len, 40 + (uint64_t)i);
+        part.data = v[i];
+        part.len = len;
+        assert_int_equal(hpo__blobs_sync_dir(&b, &err), 0);
+        /* The previous batch's lazy file was the thread's: none is left to sync. */
+        assert_int_equal(b.n_bg, 0);
+        assert_int_equal(b.n_lazy, 0);
+        assert_int_equal(hpo__blob_prepare_write(&b, 3, &part, 1, true, false, &ref[i], &err), 0);
+        assert_int_equal(b.n_lazy, 1);
+        assert_int_equal(b.n_bg, 0);
+        hpo__blobs_finish(&b);
+        assert_non_null(b.syncer);
+        assert_int_equal(b.n_bg, 1);
+    }
+    for (int i = 0; i < 2; i++) {
+        unsigned char *back = malloc(len);
+
+        assert_non_null(back);
+        assert_int_equal(hpo__blob_read(&b, &ref[i], back, &err), 0);
+        assert_memory_equal(back, v[i], len);
+        free(back);
+    }
+    /* Closed with the second file's job out. */
+    hpo__blobs_close(&b);
+    assert_null(b.syncer);
+    assert_int_equal(count_files(f), 2);
+    free(v[0]);
+    free(v[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_prepare_write_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_writes_leave_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_syncer_jobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_synced_by_thread, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("storage-blobs", tests, NULL, NULL);

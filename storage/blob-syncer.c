@@ -1,0 +1,176 @@
+/*
+** The lazy files' sync, started as soon as their batch committed (synchronous
+** full only). A lazy file (hpo__blob_prepare_write: the ask's vector) must be
+** fdatasync'd, and its directory entry fsync'd, before the NEXT batch
+** commits. That batch used to do it itself, on its own path: with a
+** 10^6-element gradient, the tell's COMMIT waited for four disk flushes one
+** after the other (its record file, the ask's lazy vector, the directory, the
+** WAL). The disk is idle between the ask's reply and the tell (the client
+** downloads the vector and builds its gradient), so a thread kept for it
+** runs the same fdatasyncs and the same directory fsync then; the next batch
+** joins the job (hpo__blob_syncer_join) before its COMMIT, and skips what the
+** job synced. The guarantee is unchanged: the file's data and its name are
+** on disk before a COMMIT that may depend on them. A job the thread has not
+** begun by the join is taken back (the batch syncs the files itself, as
+** before). A failed fdatasync is reported by the join, naming the file.
+*/
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <sqlite3.h>
+#include "storage-int.h"
+
+enum { SJOB_NONE, SJOB_QUEUED, SJOB_RUNNING, SJOB_DONE };
+
+struct hpo_blob_syncer {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    pthread_t thread;
+    bool stop;
+    int job;
+    int fds[HPO_BLOB_LAZY];
+    size_t n;
+    int dirfd;
+    int result;    /* 0 or -errno */
+    size_t failed; /* the index of the file whose fdatasync failed */
+};
+
+/* fdatasync every file, then the directory once. */
+static void run_job(struct hpo_blob_syncer *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (fdatasync(s->fds[i]) < 0) {
+            s->result = -errno;
+            s->failed = i;
+            return;
+        }
+    }
+    if (fsync(s->dirfd) < 0) {
+        s->result = -errno;
+        s->failed = s->n;
+        return;
+    }
+    s->result = 0;
+}
+
+static void *syncer_main(void *arg)
+{
+    struct hpo_blob_syncer *s = arg;
+
+    /*
+    ** Lowest priority (this thread alone): it is woken as the ask's reply
+    ** goes out, and must not take the core from the reply's thread.
+    */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stop && s->job != SJOB_QUEUED) {
+            pthread_cond_wait(&s->wake, &s->mu);
+        }
+        if (s->stop) {
+            break;
+        }
+        s->job = SJOB_RUNNING;
+        pthread_mutex_unlock(&s->mu);
+        run_job(s);
+        pthread_mutex_lock(&s->mu);
+        s->job = SJOB_DONE;
+        pthread_cond_signal(&s->done);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+struct hpo_blob_syncer *hpo__blob_syncer_start(void)
+{
+    struct hpo_blob_syncer *s = calloc(1, sizeof(*s));
+    sigset_t all, old;
+    int r;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        goto fail;
+    }
+    if (pthread_cond_init(&s->wake, NULL) != 0) {
+        goto fail_mu;
+    }
+    if (pthread_cond_init(&s->done, NULL) != 0) {
+        goto fail_wake;
+    }
+    /* Signals belong to the loop thread. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(&s->thread, NULL, syncer_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        goto fail_done;
+    }
+    (void)pthread_setname_np(s->thread, "hpod-lazysync");
+    return s;
+fail_done:
+    pthread_cond_destroy(&s->done);
+fail_wake:
+    pthread_cond_destroy(&s->wake);
+fail_mu:
+    pthread_mutex_destroy(&s->mu);
+fail:
+    free(s);
+    return NULL;
+}
+
+void hpo__blob_syncer_stop(struct hpo_blob_syncer *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    (void)pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+void hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const int *fds, size_t n, int dirfd)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        s->fds[i] = fds[i];
+    }
+    s->n = n;
+    s->dirfd = dirfd;
+    s->result = 0;
+    s->failed = 0;
+    s->job = SJOB_QUEUED;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int hpo__blob_syncer_join(struct hpo_blob_syncer *s, size_t *synced)
+{
+    int r = 0;
+
+    *synced = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->job == SJOB_QUEUED) {
+        s->job = SJOB_NONE; /* not begun: taken back */
+    } else if (s->job != SJOB_NONE) {
+        while (s->job != SJOB_DONE) {
+            pthread_cond_wait(&s->done, &s->mu);
+        }
+        s->job = SJOB_NONE;
+        r = s->result;
+        *synced = r == 0 ? s->n : s->failed;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
