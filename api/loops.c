@@ -15,7 +15,6 @@
 */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "thread.h"
 #include "conns.h"
 #include "loops.h"
 
@@ -152,7 +152,6 @@ int hpo__loops_start(unsigned n, int listen_fd,
         struct hpo__loops **ret)
 {
     struct hpo__loops *ls = calloc(1, sizeof(*ls));
-    sigset_t all, old;
     int r = 0;
 
     if (ls == NULL || (ls->loop = calloc(n > 0 ? n : 1, sizeof(*ls->loop))) == NULL) {
@@ -202,17 +201,12 @@ int hpo__loops_start(unsigned n, int listen_fd,
         teardown(ls, listen_fd <= 0);
         return r;
     }
-    /* Signals belong to the loop thread: the HTTP threads block them all. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (unsigned i = 0; i < ls->n && r == 0; i++) {
-        r = -pthread_create(&ls->loop[i].thread, NULL, loop_main, &ls->loop[i]);
+        r = hpo_thread_start(&ls->loop[i].thread, NULL, loop_main, &ls->loop[i], "hpod-http");
         if (r == 0) {
             ls->loop[i].running = true;
-            (void)pthread_setname_np(ls->loop[i].thread, "hpod-http");
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_mutex_lock(&all_lock);
     ls->all_next = all_head;
     all_head = ls;

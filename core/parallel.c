@@ -22,11 +22,11 @@
 */
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <unistd.h>
 
 #include "parallel.h"
+#include "thread.h"
 
 #define MAX_PARTS 4
 
@@ -90,13 +90,7 @@ static void *worker_main(void *arg)
 */
 static void ensure_workers(size_t want)
 {
-    sigset_t all, old;
-
     if (pool.n_workers >= want) {
-        return;
-    }
-    sigfillset(&all);
-    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0) {
         return;
     }
     while (pool.n_workers < want) {
@@ -108,12 +102,11 @@ static void ensure_workers(size_t want)
             break;
         }
         (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        r = pthread_create(&t, &attr, worker_main, NULL);
+        r = hpo_thread_start(&t, &attr, worker_main, NULL, "hpod-parallel");
         pthread_attr_destroy(&attr);
         if (r != 0) {
             break;
         }
-        (void)pthread_setname_np(t, "hpod-parallel");
         if (!pool.have_allowed) {
             CPU_ZERO(&pool.allowed);
             pool.have_allowed = pthread_getaffinity_np(t, sizeof(pool.allowed),
@@ -122,7 +115,6 @@ static void ensure_workers(size_t want)
         pool.threads[pool.n_workers++] = t;
         pool.steered_off = -1; /* the new worker may run anywhere */
     }
-    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* The CPUs this process may run on (taskset, a cpuset), not all the machine's. */

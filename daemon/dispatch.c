@@ -45,13 +45,13 @@
 */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "thread.h"
 #include "../core/buf.h"
 #include "../core/log.h"
 #include "../storage/storage.h"
@@ -583,7 +583,6 @@ void hpo_dispatch_release(struct hpo_dispatch *dp, struct hpo_job *job)
 int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dispatch **ret)
 {
     struct hpo_dispatch *dp = calloc(1, sizeof(*dp));
-    sigset_t all, old;
     int r = 0;
 
     if (dp == NULL) {
@@ -600,21 +599,16 @@ int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dis
         hpo_dispatch_destroy(dp);
         return -ENOMEM;
     }
-    /* Signals belong to the loop thread: the workers block them all. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (unsigned i = 0; i < (threads > 0 ? threads : 1); i++) {
-        r = pthread_create(&dp->threads[i], NULL, worker_main, dp);
+        r = hpo_thread_start(&dp->threads[i], NULL, worker_main, dp, "hpod-worker");
         if (r != 0) {
             break;
         }
-        (void)pthread_setname_np(dp->threads[i], "hpod-worker");
         dp->n_threads++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r != 0) {
         hpo_dispatch_destroy(dp);
-        return -r;
+        return r;
     }
     *ret = dp;
     return 0;

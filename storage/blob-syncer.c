@@ -16,12 +16,12 @@
 */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "thread.h"
 #include "storage-int.h"
 
 enum { SJOB_NONE, SJOB_QUEUED, SJOB_RUNNING, SJOB_DONE };
@@ -88,8 +88,6 @@ static void *syncer_main(void *arg)
 struct hpo_blob_syncer *hpo__blob_syncer_start(void)
 {
     struct hpo_blob_syncer *s = calloc(1, sizeof(*s));
-    sigset_t all, old;
-    int r;
 
     if (s == NULL) {
         return NULL;
@@ -103,15 +101,9 @@ struct hpo_blob_syncer *hpo__blob_syncer_start(void)
     if (pthread_cond_init(&s->done, NULL) != 0) {
         goto fail_wake;
     }
-    /* Signals belong to the loop thread. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = pthread_create(&s->thread, NULL, syncer_main, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r != 0) {
+    if (hpo_thread_start(&s->thread, NULL, syncer_main, s, "hpod-lazysync") != 0) {
         goto fail_done;
     }
-    (void)pthread_setname_np(s->thread, "hpod-lazysync");
     return s;
 fail_done:
     pthread_cond_destroy(&s->done);

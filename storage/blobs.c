@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 
 #include <sqlite3.h>
 
+#include "thread.h"
 #include "storage-int.h"
 
 #define MAGIC_LEN (sizeof(HPO_BLOB_MAGIC) - 1)
@@ -251,8 +251,6 @@ static void *hasher_main(void *arg)
 static struct hpo_blob_hasher *hasher_get(struct hpo_blobs *b)
 {
     struct hpo_blob_hasher *t = b->hasher;
-    sigset_t all, old;
-    int r;
 
     if (t != NULL || b->hasher_failed) {
         return t;
@@ -270,15 +268,9 @@ static struct hpo_blob_hasher *hasher_get(struct hpo_blobs *b)
     if (pthread_cond_init(&t->done, NULL) != 0) {
         goto fail_wake;
     }
-    /* Signals belong to the loop thread. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = pthread_create(&t->thread, NULL, hasher_main, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r != 0) {
+    if (hpo_thread_start(&t->thread, NULL, hasher_main, t, "hpod-hash") != 0) {
         goto fail_done;
     }
-    (void)pthread_setname_np(t->thread, "hpod-hash");
     b->hasher = t;
     return t;
 fail_done:

@@ -28,13 +28,13 @@
 */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
 #include <sqlite3.h>
 
+#include "thread.h"
 #include "storage-int.h"
 
 #define WAKE_PAGES   1000     /* SQLite's default wal_autocheckpoint */
@@ -102,7 +102,6 @@ int hpo__ckpt_start(sqlite3 *writer, const char *path, bool synchronous_full,
         struct hpo__ckpt **ret)
 {
     struct hpo__ckpt *ck = calloc(1, sizeof(*ck));
-    sigset_t all, old;
     int rc, r;
 
     if (ck == NULL) {
@@ -125,19 +124,14 @@ int hpo__ckpt_start(sqlite3 *writer, const char *path, bool synchronous_full,
     pthread_cond_init(&ck->wake, NULL);
     atomic_init(&ck->want, false);
     ck->wake_at = WAKE_PAGES;
-    /* Signals belong to the loop thread. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = pthread_create(&ck->thread, NULL, ckpt_main, ck);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    r = hpo_thread_start(&ck->thread, NULL, ckpt_main, ck, "hpod-checkpoint");
     if (r != 0) {
         pthread_cond_destroy(&ck->wake);
         pthread_mutex_destroy(&ck->lock);
         sqlite3_close(ck->db);
         free(ck);
-        return -r;
+        return r;
     }
-    (void)pthread_setname_np(ck->thread, "hpod-checkpoint");
     /* Replaces SQLite's own automatic checkpoint on this connection. */
     sqlite3_wal_hook(writer, wal_hook, ck);
     *ret = ck;

@@ -51,7 +51,6 @@
 */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +60,7 @@
 
 #include <libpq-fe.h>
 
+#include "thread.h"
 #include "../core/log.h"
 #include "pg-flush.h"
 #include "storage-int.h"
@@ -357,22 +357,15 @@ int hpo__pg_flush_create(const char *uri, const char *passfile, int64_t daemon_i
 
 int hpo__pg_flush_start(struct hpo__pg_flush *f)
 {
-    sigset_t all;
-    sigset_t old;
 
     while (f->n_started < N_FLUSHERS) {
         struct flusher *fl = &f->fl[f->n_started];
         int r;
 
-        /* Signals belong to the loop thread. */
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = pthread_create(&fl->thread, NULL, flush_main, fl);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        r = hpo_thread_start(&fl->thread, NULL, flush_main, fl, "hpod-pgflush");
         if (r != 0) {
-            return -r;
+            return r;
         }
-        (void)pthread_setname_np(fl->thread, "hpod-pgflush");
         f->n_started++;
     }
     return 0;

@@ -74,7 +74,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -88,6 +87,7 @@
 
 #include <sqlite3.h>
 
+#include "thread.h"
 #include "../core/histogram.h"
 #include "../core/log.h"
 #include "storage-int.h"
@@ -1964,20 +1964,13 @@ static int sq_load_study(struct hpo_storage *base, const char *name,
 static int sq_start(struct hpo_storage *base)
 {
     struct sq_storage *st = (struct sq_storage *)base;
-    sigset_t all;
-    sigset_t old;
     int r;
 
     while (st->pipelined && st->n_flushers < N_FLUSHERS) {
-        /* Signals belong to the loop thread. */
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = pthread_create(&st->flusher[st->n_flushers], NULL, flush_main, st);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        r = hpo_thread_start(&st->flusher[st->n_flushers], NULL, flush_main, st, "hpod-flush");
         if (r != 0) {
-            return -r;
+            return r;
         }
-        (void)pthread_setname_np(st->flusher[st->n_flushers], "hpod-flush");
         st->n_flushers++;
     }
     return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
