@@ -97,8 +97,37 @@ static inline double decode_in(double u, double ulow, double range, double low, 
 }
 
 /*
-** Whole chunks of a constant count into a buffer of our own (no aliasing,
-** no remainder: the compiler vectorizes it even at -O2's cheap model).
+** One chunk: buf[j] = the decode of unit[j], j < len; 1 when every unit is
+** strictly inside (0, 1). Inlined with len == CHUNK for whole chunks: a
+** constant count, no aliasing (buf is ours), no remainder, so the compiler
+** vectorizes it even at -O2's cheap model; and with the tail's len.
+*/
+static inline __attribute__((always_inline)) int decode_block(const double *unit, double *buf,
+        size_t len, double ulow, double range, double low, double high)
+{
+    int inside = 1;
+
+    for (size_t j = 0; j < len; j++) {
+        double u = unit[j];
+        buf[j] = decode_in(u, ulow, range, low, high);
+        inside &= (u > 0.0) & (u < 1.0);
+    }
+    return inside;
+}
+
+/* The bounds exactly, NaN as NaN (rare: a sampler's u on or past a bound). */
+static void bound_block(const double *unit, double *buf, size_t len, double low, double high)
+{
+    for (size_t j = 0; j < len; j++) {
+        double u = unit[j];
+        if (!(u > 0.0 && u < 1.0)) {
+            buf[j] = u <= 0.0 ? low : (u >= 1.0 ? high : NAN);
+        }
+    }
+}
+
+/*
+** Chunks of CHUNK into a buffer of our own, then copied out.
 ** Clones for AVX-512F and AVX2 (glibc's ifunc picks one at load): with
 ** contraction off none has an FMA, so all give the scalar path's bits
 ** (test-core-hexp); none under ASan, whose ifunc handling is fragile.
@@ -114,28 +143,10 @@ void hpo_exp_decode(const double *unit, double *out, size_t n, double ulow, doub
 
     for (size_t i = 0; i < n; i += CHUNK) {
         size_t len = n - i < CHUNK ? n - i : CHUNK;
-        int inside = 1;
-        if (len == CHUNK) {
-            for (size_t j = 0; j < CHUNK; j++) {
-                double u = unit[i + j];
-                buf[j] = decode_in(u, ulow, range, low, high);
-                inside &= (u > 0.0) & (u < 1.0);
-            }
-        } else {
-            for (size_t j = 0; j < len; j++) {
-                double u = unit[i + j];
-                buf[j] = decode_in(u, ulow, range, low, high);
-                inside &= (u > 0.0) & (u < 1.0);
-            }
-        }
+        int inside = len == CHUNK ? decode_block(unit + i, buf, CHUNK, ulow, range, low, high)
+                                  : decode_block(unit + i, buf, len, ulow, range, low, high);
         if (!inside) {
-            /* The bounds exactly, NaN as NaN (rare: a sampler's u on a bound). */
-            for (size_t j = 0; j < len; j++) {
-                double u = unit[i + j];
-                if (!(u > 0.0 && u < 1.0)) {
-                    buf[j] = u <= 0.0 ? low : (u >= 1.0 ? high : NAN);
-                }
-            }
+            bound_block(unit + i, buf, len, low, high);
         }
         memcpy(out + i, buf, len * sizeof(double));
     }
@@ -148,6 +159,15 @@ static inline double unit_in(double u, double ulow, double range)
 
     x = x < 0.0 ? 0.0 : x;
     return x > 1.0 ? 1.0 : x;
+}
+
+/* ubuf[j] = unit_in(u[j]), j < len; inlined as decode_block is. */
+static inline __attribute__((always_inline)) void unit_block(const double *u, double *ubuf,
+        size_t len, double ulow, double range)
+{
+    for (size_t j = 0; j < len; j++) {
+        ubuf[j] = unit_in(u[j], ulow, range);
+    }
 }
 
 /*
@@ -167,32 +187,16 @@ void hpo_exp_decode_u(const double *u, double *unit, double *out, size_t n, doub
 
     for (size_t i = 0; i < n; i += CHUNK) {
         size_t len = n - i < CHUNK ? n - i : CHUNK;
-        int inside = 1;
+        int inside;
         if (len == CHUNK) {
-            for (size_t j = 0; j < CHUNK; j++) {
-                ubuf[j] = unit_in(u[i + j], ulow, range);
-            }
-            for (size_t j = 0; j < CHUNK; j++) {
-                buf[j] = decode_in(ubuf[j], ulow, range, low, high);
-                inside &= (ubuf[j] > 0.0) & (ubuf[j] < 1.0);
-            }
+            unit_block(u + i, ubuf, CHUNK, ulow, range);
+            inside = decode_block(ubuf, buf, CHUNK, ulow, range, low, high);
         } else {
-            for (size_t j = 0; j < len; j++) {
-                ubuf[j] = unit_in(u[i + j], ulow, range);
-            }
-            for (size_t j = 0; j < len; j++) {
-                buf[j] = decode_in(ubuf[j], ulow, range, low, high);
-                inside &= (ubuf[j] > 0.0) & (ubuf[j] < 1.0);
-            }
+            unit_block(u + i, ubuf, len, ulow, range);
+            inside = decode_block(ubuf, buf, len, ulow, range, low, high);
         }
         if (!inside) {
-            /* The bounds exactly, NaN as NaN (a coordinate of u on or past a bound). */
-            for (size_t j = 0; j < len; j++) {
-                double x = ubuf[j];
-                if (!(x > 0.0 && x < 1.0)) {
-                    buf[j] = x <= 0.0 ? low : (x >= 1.0 ? high : NAN);
-                }
-            }
+            bound_block(ubuf, buf, len, low, high);
         }
         memcpy(unit + i, ubuf, len * sizeof(double));
         memcpy(out + i, buf, len * sizeof(double));
