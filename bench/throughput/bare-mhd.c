@@ -15,7 +15,7 @@
 ** bytes). hpod runs its own threads, each an MHD daemon in external epoll
 ** mode; this server keeps MHD's own poll() threads
 ** (MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME), which served as many pairs
-** as --epoll (MHD's own epoll threads) in the same minute (36-42k pairs/s
+** as --epoll (MHD's own epoll threads) in the same minute (35-42k pairs/s
 ** at 8 clients, either way), so the yardstick is the same. What it leaves
 ** out is hpod's work: routing, access, the request log and metrics, the
 ** service, SQLite, encoding, and hpod's extra headers (X-Request-Id, Allow).
