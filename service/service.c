@@ -56,6 +56,24 @@ static bool json_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* p moved past JSON whitespace, at most to end. */
+static const char *skip_space(const char *p, const char *end)
+{
+    while (p < end && json_space(*p)) {
+        p++;
+    }
+    return p;
+}
+
+/* p moved past decimal digits, at most to end. */
+static const char *skip_digits(const char *p, const char *end)
+{
+    while (p < end && json_digit(*p)) {
+        p++;
+    }
+    return p;
+}
+
 /*
 ** The bodies of the busiest requests, `{}` (an ask) and `{"value": 0.5}` (a
 ** tell), parsed without jansson's lexer: an object that is empty or has one
@@ -74,18 +92,13 @@ static json_t *load_small(const char *p, size_t len)
     bool real = false;
     json_t *doc, *v;
 
-    while (p < end && json_space(*p)) {
-        p++;
-    }
+    p = skip_space(p, end);
     if (p == end || *p++ != '{') {
         return NULL;
     }
-    while (p < end && json_space(*p)) {
-        p++;
-    }
+    p = skip_space(p, end);
     if (p < end && *p == '}') {
-        for (p++; p < end && json_space(*p); p++) {
-        }
+        p = skip_space(p + 1, end);
         return p == end ? json_object() : NULL;
     }
     if (p == end || *p++ != '"') {
@@ -99,15 +112,11 @@ static json_t *load_small(const char *p, size_t len)
     if (key_len == 0 || key_len >= sizeof(name) || p == end || *p++ != '"') {
         return NULL;
     }
-    while (p < end && json_space(*p)) {
-        p++;
-    }
+    p = skip_space(p, end);
     if (p == end || *p++ != ':') {
         return NULL;
     }
-    while (p < end && json_space(*p)) {
-        p++;
-    }
+    p = skip_space(p, end);
     /* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
     num = p;
     if (p < end && *p == '-') {
@@ -117,9 +126,9 @@ static json_t *load_small(const char *p, size_t len)
         p++;
         digits = 1;
     } else {
-        for (; p < end && json_digit(*p); p++) {
-            digits++;
-        }
+        const char *first = p;
+        p = skip_digits(p, end);
+        digits = (size_t)(p - first);
     }
     if (digits == 0 || (p < end && json_digit(*p))) {
         return NULL;
@@ -129,9 +138,7 @@ static json_t *load_small(const char *p, size_t len)
         if (++p == end || !json_digit(*p)) {
             return NULL;
         }
-        while (p < end && json_digit(*p)) {
-            p++;
-        }
+        p = skip_digits(p, end);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         real = true;
@@ -141,23 +148,17 @@ static json_t *load_small(const char *p, size_t len)
         if (p == end || !json_digit(*p)) {
             return NULL;
         }
-        while (p < end && json_digit(*p)) {
-            p++;
-        }
+        p = skip_digits(p, end);
     }
     num_len = (size_t)(p - num);
     if (num_len >= sizeof(text) || (!real && digits > 18)) {
         return NULL;
     }
-    while (p < end && json_space(*p)) {
-        p++;
-    }
+    p = skip_space(p, end);
     if (p == end || *p++ != '}') {
         return NULL;
     }
-    while (p < end && json_space(*p)) {
-        p++;
-    }
+    p = skip_space(p, end);
     if (p != end) {
         return NULL;
     }
