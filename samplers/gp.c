@@ -26,6 +26,7 @@
 #include <math.h>
 #include <nlopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include <time.h>
 
 #include "../core/history.h"
+#include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/space.h"
 #include "gp-transfer.h"
@@ -57,6 +59,8 @@
 #endif
 #define LBFGS_XTOL        1e-6
 #define VAR_EPS           1e-12
+#define RAW_CHUNK         64   /* raw candidates per task (a multiple of 8: see maximize_acq) */
+#define LOCAL_COLS        (MAX_EXHAUSTIVE_CAT + 8) /* most points a local search predicts at once */
 #ifndef DEFAULT_WARP
 #define DEFAULT_WARP      true /* output_warping: measured in docs/ALGORITHMS.md §4.2 */
 #endif
@@ -196,14 +200,15 @@ static double acq_from(const struct ctx *c, double mean, double var)
 static void acq_batch(struct ctx *c, size_t count, const double *xs, double *out)
 {
     double mean[BLOCK], var[BLOCK];
+    size_t cols = c->work_cols < BLOCK ? c->work_cols : BLOCK;
 
-    c->s->stats.acq_evals += (int)count;
+    c->acq_evals += (int)count;
     if (c->mo != NULL) {
         hpo__gp_mo_acq_batch(c, count, xs, out);
         return;
     }
-    for (size_t i0 = 0; i0 < count; i0 += BLOCK) {
-        size_t b = count - i0 < BLOCK ? count - i0 : BLOCK;
+    for (size_t i0 = 0; i0 < count; i0 += cols) {
+        size_t b = count - i0 < cols ? count - i0 : cols;
         hpo_gp_predict(&c->s->model, b, &xs[i0 * c->d], mean, var, c->work);
         if (c->s->transfer != NULL) {
             (void)hpo_gp_transfer_apply(c->s->transfer, c->s->n_obs, b, &xs[i0 * c->d], mean,
@@ -252,7 +257,7 @@ static double acq_grad(struct ctx *c, const double *x, double *grad)
 {
     double mean, var;
 
-    c->s->stats.acq_evals++;
+    c->acq_evals++;
     if (c->mo != NULL) {
         return hpo__gp_mo_acq_grad(c, x, grad);
     }
@@ -1070,21 +1075,144 @@ static size_t boltzmann_starts(struct hpo_rng *rng, const double *acq, size_t n,
     return got;
 }
 
+/* Set by hpo_gp_set_parallel(false): every task on the caller, in order. */
+static atomic_bool serial_only;
+
+void hpo_gp_set_parallel(bool on)
+{
+    atomic_store(&serial_only, !on);
+}
+
+/*
+** The independent pieces of the acquisition's maximization as tasks any
+** thread may run: chunks of RAW_CHUNK raw candidates, or local searches.
+** A task reads the model and writes only its own outputs, through the
+** running thread's private scratch, and is computed the same way whoever
+** runs it (a chunk is always one hpo_gp_predict call of the same points;
+** a local search starts from its own point), so the suggestion does not
+** depend on the number of threads.
+*/
+struct acq_tasks {
+    struct ctx *c;
+    size_t n;          /* tasks */
+    bool local;        /* local searches, else chunks of raw candidates */
+    size_t count;      /* raw: candidates */
+    const double *u;   /* raw: the candidates (count x d) */
+    double *out;       /* raw: acq per candidate; local: value per start, in and out */
+    double *xs;        /* local: the start points in, the optima out (n x d) */
+    bool *done;
+    atomic_size_t next; /* the next task nobody has claimed */
+    atomic_int evals;   /* acquisition evaluations by the pool's parts */
+};
+
+static void run_task(struct ctx *c, struct acq_tasks *t, size_t i)
+{
+    if (t->local) {
+        t->out[i] = local_search(c, &t->xs[i * c->d], t->out[i]);
+    } else {
+        size_t lo = i * RAW_CHUNK, b = t->count - lo < RAW_CHUNK ? t->count - lo : RAW_CHUNK;
+        acq_batch(c, b, &t->u[lo * c->d], &t->out[lo]);
+    }
+    t->done[i] = true;
+}
+
+/*
+** A part of hpo_parallel_for: a private context, then claim tasks until
+** none is left (the ranges only say how many parts run). Without memory
+** it claims nothing; run_tasks runs what is left.
+*/
+static void task_part(void *arg, size_t lo, size_t hi)
+{
+    struct acq_tasks *t = arg;
+    struct ctx w = *t->c;
+    size_t n = w.s->model.n, d = w.d ? w.d : 1;
+    size_t cols = t->local ? LOCAL_COLS : RAW_CHUNK;
+
+    (void)lo;
+    (void)hi;
+    w.work = malloc((n * cols + 1) * sizeof(double));
+    w.work_cols = cols;
+    w.gwork = malloc((2 * n + 1) * sizeof(double));
+    w.dmean = malloc(4 * d * sizeof(double));
+    w.acq_evals = 0;
+    if (w.work != NULL && w.gwork != NULL && w.dmean != NULL) {
+        w.dvar = w.dmean + d;
+        w.xbuf = w.dmean + 2 * d;
+        w.grad = w.dmean + 3 * d;
+        for (;;) {
+            size_t i = atomic_fetch_add(&t->next, 1);
+            if (i >= t->n) {
+                break;
+            }
+            run_task(&w, t, i);
+        }
+    }
+    atomic_fetch_add(&t->evals, w.acq_evals);
+    free(w.work);
+    free(w.gwork);
+    free(w.dmean);
+}
+
+/*
+** Run every task: on the worker pool (core/parallel.h) when `parallel`,
+** then whatever is left on the caller with its own context, in order.
+*/
+static void run_tasks(struct acq_tasks *t, bool parallel)
+{
+    atomic_init(&t->next, 0);
+    atomic_init(&t->evals, 0);
+    if (parallel && t->n > 1 && !atomic_load(&serial_only)) {
+        hpo_parallel_for(t->n, 1, task_part, t);
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        if (!t->done[i]) {
+            run_task(t->c, t, i);
+        }
+    }
+    t->c->acq_evals += atomic_load(&t->evals);
+}
+
+/*
+** Tasks may run on several threads unless something they use is shared:
+** the models of constraints and objectives (gp-mo.c) and the stacked
+** priors (gp-transfer.c) have one scratch each, and a categorical dim
+** with more choices than MAX_EXHAUSTIVE_CAT draws its tries from the ask's
+** rng (whose sequence must not depend on the threads).
+*/
+static bool tasks_parallel(const struct ctx *c)
+{
+    if (c->mo != NULL || c->s->transfer != NULL) {
+        return false;
+    }
+    for (size_t j = 0; j < c->d; j++) {
+        if (c->kind[j] == DIM_CAT && c->n_vals[j] > MAX_EXHAUSTIVE_CAT) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /*
 ** Maximize the acquisition (BoTorch's optimize_acqf, docs/ALGORITHMS.md
 ** §4.6); writes the best point (model coordinates) to best, its value to
-** *ret_val.
+** *ret_val. The raw candidates' acquisition and the local searches run as
+** tasks (run_tasks); the best start wins in the order of the starts.
 */
 static int maximize_acq(struct ctx *c, double *best, double *ret_val)
 {
     struct gp_state *s = c->s;
     size_t d = c->d, nc = (size_t)s->n_candidates, n_local = (size_t)s->n_local;
+    size_t n_chunks = (nc + RAW_CHUNK - 1) / RAW_CHUNK, n_done = n_chunks > n_local + 1
+            ? n_chunks : n_local + 1;
     double *u = malloc(nc * d * sizeof(double)), *acq = malloc(nc * sizeof(double));
-    size_t *starts = malloc((n_local + 1) * sizeof(size_t)), ib = 0, n_starts = 0;
-    double *x = malloc(d * sizeof(double)), best_val;
+    size_t *starts = malloc((n_local + 1) * sizeof(size_t)), ib = 0, n_starts = 0, n_jobs = 0;
+    double *xs = malloc((n_local + 1) * d * sizeof(double) + 1);
+    double *vs = malloc((n_local + 1) * sizeof(double)), best_val;
+    bool *done = calloc(n_done, sizeof(bool)), parallel = tasks_parallel(c);
+    struct acq_tasks t;
     int r = -ENOMEM;
 
-    if (u == NULL || acq == NULL || starts == NULL || x == NULL) {
+    if (u == NULL || acq == NULL || starts == NULL || xs == NULL || vs == NULL || done == NULL) {
         goto out;
     }
     r = hpo_gp_sobol(d, nc, true, c->rng, u);
@@ -1096,7 +1224,13 @@ static int maximize_acq(struct ctx *c, double *best, double *ret_val)
             u[i * d + j] = model_coord(c, j, u[i * d + j]);
         }
     }
-    acq_batch(c, nc, u, acq);
+    if (parallel) {
+        t = (struct acq_tasks){ .c = c, .n = n_chunks, .count = nc, .u = u, .out = acq,
+            .done = done };
+        run_tasks(&t, true);
+    } else {
+        acq_batch(c, nc, u, acq);
+    }
     for (size_t i = 1; i < nc; i++) {
         if (acq[i] > acq[ib] || (!isfinite(acq[ib]) && isfinite(acq[i]))) {
             ib = i;
@@ -1105,33 +1239,36 @@ static int maximize_acq(struct ctx *c, double *best, double *ret_val)
     memcpy(best, &u[ib * d], d * sizeof(double));
     best_val = acq[ib];
     n_starts = boltzmann_starts(c->rng, acq, nc, ib, n_local, starts);
-    for (size_t k = 0; k < n_starts + (n_starts > 0 && (c->mo != NULL || s->n_obs > 0) ? 1 : 0);
-            k++) {
-        double v;
-        if (k == n_starts && c->mo != NULL) {
-            /* A feasible best / Pareto-optimal trial. */
-            if (!hpo__gp_mo_start(c, x)) {
-                break;
+    for (size_t k = 0; k < n_starts; k++) {
+        memcpy(&xs[k * d], &u[starts[k] * d], d * sizeof(double));
+        vs[k] = acq[starts[k]];
+    }
+    n_jobs = n_starts;
+    if (n_starts > 0 && c->mo == NULL && s->n_obs > 0) {
+        /* The best observed trial as one more start (Optuna's GPSampler). */
+        size_t bi = 0;
+        for (size_t i = 1; i < s->n_obs; i++) {
+            if (s->model.y[i] > s->model.y[bi]) {
+                bi = i;
             }
-            v = acq_one(c, x);
-        } else if (k == n_starts) {
-            /* The best observed trial as one more start (Optuna's GPSampler). */
-            size_t bi = 0;
-            for (size_t i = 1; i < s->n_obs; i++) {
-                if (s->model.y[i] > s->model.y[bi]) {
-                    bi = i;
-                }
-            }
-            memcpy(x, &s->model.x[bi * d], d * sizeof(double));
-            v = acq_one(c, x);
-        } else {
-            memcpy(x, &u[starts[k] * d], d * sizeof(double));
-            v = acq[starts[k]];
         }
-        v = local_search(c, x, v);
-        if (v > best_val) {
-            best_val = v;
-            memcpy(best, x, d * sizeof(double));
+        memcpy(&xs[n_jobs * d], &s->model.x[bi * d], d * sizeof(double));
+        vs[n_jobs] = acq_one(c, &xs[n_jobs * d]);
+        n_jobs++;
+    }
+    memset(done, 0, n_done * sizeof(bool));
+    t = (struct acq_tasks){ .c = c, .n = n_jobs, .local = true, .out = vs, .xs = xs,
+        .done = done };
+    run_tasks(&t, parallel);
+    if (n_starts > 0 && c->mo != NULL && hpo__gp_mo_start(c, &xs[n_jobs * d])) {
+        /* A feasible best / Pareto-optimal trial as one more start (its pick draws from rng). */
+        vs[n_jobs] = local_search(c, &xs[n_jobs * d], acq_one(c, &xs[n_jobs * d]));
+        n_jobs++;
+    }
+    for (size_t k = 0; k < n_jobs; k++) {
+        if (vs[k] > best_val) {
+            best_val = vs[k];
+            memcpy(best, &xs[k * d], d * sizeof(double));
         }
     }
     *ret_val = best_val;
@@ -1140,7 +1277,9 @@ out:
     free(u);
     free(acq);
     free(starts);
-    free(x);
+    free(xs);
+    free(vs);
+    free(done);
     return r;
 }
 
@@ -1279,6 +1418,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
     }
     n_total = s->model.n;
     c.work = malloc(n_total * BLOCK * sizeof(double) + 1);
+    c.work_cols = BLOCK;
     c.gwork = malloc(2 * n_total * sizeof(double) + 1);
     c.dmean = malloc(d * sizeof(double));
     c.dvar = malloc(d * sizeof(double));
@@ -1295,6 +1435,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
     t0 = now_ms();
     r = maximize_acq(&c, best, &s->last_acq);
     s->stats.acq_ms = now_ms() - t0;
+    s->stats.acq_evals = c.acq_evals;
     /* Drop the liars; the factor of the observed rows stays cached. */
     hpo__gp_mo_finish(&c);
     hpo_gp_truncate(&s->model, s->n_obs);

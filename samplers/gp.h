@@ -268,4 +268,11 @@ const struct hpo_gp_model *hpo_gp_get_model(const void *state);
 /* The acquisition value of the last ask's suggestion (model coordinates). */
 double hpo_gp_last_acq(const void *state);
 
+/*
+** Whether asks may spread the acquisition's maximization (raw candidates,
+** local searches) over core/parallel.h's worker threads (the default); the
+** suggestions are the same either way. For tests and benchmarks; any thread.
+*/
+void hpo_gp_set_parallel(bool on);
+
 #endif
