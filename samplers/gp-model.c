@@ -225,17 +225,21 @@ double hpo_gp_kernel(const struct hpo_gp_model *m, const double *a, const double
 }
 
 /*
-** r2[i] = sq_dist(m, x, row i) for rows [0, n), dim by dim over the
+** r2[i - lo] = sq_dist(m, x, row i) for rows [lo, hi), dim by dim over the
 ** transposed rows: the same sums in the same order as sq_dist (so the same
-** bits), in loops over the rows that the compiler vectorizes.
+** bits; sq_dist(row i, x) too, as (-t)^2 = t^2 exactly), in loops over the
+** rows that the compiler vectorizes.
 */
-static void row_sq_dists(const struct hpo_gp_model *m, const double *x, size_t n, double *r2)
+static void row_sq_dists(const struct hpo_gp_model *m, const double *x, size_t lo, size_t hi,
+        double *r2)
 {
+    size_t n = hi - lo;
+
     for (size_t i = 0; i < n; i++) {
         r2[i] = 0.0;
     }
     for (size_t k = 0; k < m->d; k++) {
-        const double *col = &m->xt[k * m->cap];
+        const double *col = &m->xt[k * m->cap + lo];
         double th = m->theta[k], xk = x[k];
         if (m->is_cat[k]) {
             for (size_t i = 0; i < n; i++) {
@@ -352,7 +356,7 @@ void hpo_gp_predict(const struct hpo_gp_model *m, size_t count, const double *xs
         }
         for (size_t c = 0; c < b; c++) {
             double *kc = &work[c * n];
-            row_sq_dists(m, &xs[(c0 + c) * m->d], n, kc);
+            row_sq_dists(m, &xs[(c0 + c) * m->d], 0, n, kc);
             for (size_t i = 0; i < n; i++) {
                 kc[i] = m->scale * corr(m->kernel, kc[i]);
             }
@@ -387,7 +391,7 @@ void hpo_gp_predict_grad(const struct hpo_gp_model *m, const double *x, double *
         *var = m->scale;
         return;
     }
-    row_sq_dists(m, x, n, kv);
+    row_sq_dists(m, x, 0, n, kv);
     for (size_t i = 0; i < n; i++) {
         double mk, mkd;
         corr_both(m->kernel, kv[i], &mk, &mkd);
@@ -497,9 +501,9 @@ static int log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
     h.theta = ws->theta;
     hpo_gp_set_raw(&h, raw, deterministic);
     for (size_t j = 0; j < n; j++) {
+        row_sq_dists(&h, &m->x[j * d], j, n, &mk[j + j * n]);
         for (size_t i = j; i < n; i++) {
-            double r2 = sq_dist(&h, &m->x[i * d], &m->x[j * d]);
-            corr_both(h.kernel, r2, &mk[i + j * n], &mkd[i + j * n]);
+            corr_both(h.kernel, mk[i + j * n], &mk[i + j * n], &mkd[i + j * n]);
         }
     }
     for (int attempt = 0; attempt <= MAX_JITTER_TRIES && info != 0; attempt++) {

@@ -672,6 +672,56 @@ static void warp_bad_half(double *y, size_t n)
     hpo_gp_standardize(y, n);
 }
 
+/* Set by hpo_gp_set_parallel(false): every task on the caller, in order. */
+static atomic_bool serial_only;
+
+void hpo_gp_set_parallel(bool on)
+{
+    atomic_store(&serial_only, !on);
+}
+
+/*
+** The fit's starts (at most two) as tasks that any thread may run: each
+** fits its own copy of the model's hyperparameters (the rows are shared,
+** read-only) and writes only its own slots, so the winner does not depend
+** on the threads.
+*/
+struct fit_tasks {
+    const struct hpo_gp_model *fm; /* the rows to fit */
+    bool deterministic;
+    size_t n_raw;
+    size_t n;       /* starts */
+    double *raw;    /* n x n_raw: the starts in, the fitted values out */
+    int r[2];       /* 0, or hpo_gp_fit's error or -EDOM when the fit's value is unusable */
+    double v[2];    /* the log posterior of the fit */
+    int evals[2];
+};
+
+static void fit_part(void *arg, size_t lo, size_t hi)
+{
+    struct fit_tasks *ft = arg;
+
+    for (size_t k = lo; k < hi; k++) {
+        struct hpo_gp_model h = *ft->fm;
+        double *raw = &ft->raw[k * ft->n_raw];
+        int r;
+        /* hpo_gp_fit sets the hyperparameters of the model it fits: a private theta. */
+        h.theta = malloc((h.d ? h.d : 1) * sizeof(double));
+        if (h.theta == NULL) {
+            ft->r[k] = -ENOMEM;
+            continue;
+        }
+        memcpy(h.theta, ft->fm->theta, h.d * sizeof(double));
+        r = hpo_gp_fit(&h, raw, ft->deterministic, &ft->evals[k]);
+        if (r == 0 && (hpo_gp_log_posterior(&h, raw, ft->deterministic, true, &ft->v[k],
+                               NULL) < 0 || !isfinite(ft->v[k]))) {
+            r = -EDOM;
+        }
+        ft->r[k] = r;
+        free(h.theta);
+    }
+}
+
 /*
 ** Fit hyperparameters on (a subset of) the model rows; never fails
 ** (docs/ALGORITHMS.md §4.3). Starts: the previous fit (when there is one)
@@ -684,7 +734,8 @@ static int fit_hyper(struct ctx *c, size_t n_complete)
     struct gp_state *s = c->s;
     struct hpo_gp_model *m = &s->model, fm;
     size_t n_raw = hpo_gp_n_raw(c->d, s->deterministic);
-    double *start = malloc(2 * n_raw * sizeof(double)), *cand, best_v = -HUGE_VAL;
+    double *start = malloc(3 * n_raw * sizeof(double)), best_v = -HUGE_VAL;
+    struct fit_tasks ft = { 0 };
     size_t *sub = NULL;
     bool own = false, have = false;
     int r = 0;
@@ -692,7 +743,7 @@ static int fit_hyper(struct ctx *c, size_t n_complete)
     if (start == NULL) {
         return -ENOMEM;
     }
-    cand = start + n_raw;
+    ft.raw = start + n_raw;
     fm = *m;
     if (m->n > FIT_ROWS) {
         sub = malloc(FIT_ROWS * sizeof(*sub));
@@ -710,31 +761,41 @@ static int fit_hyper(struct ctx *c, size_t n_complete)
         }
     }
     for (int k = 0; k < 2; k++) {
-        double v;
         if (k == 0) {
             if (!s->have_raw) {
                 continue;
             }
-            memcpy(cand, s->raw, n_raw * sizeof(double));
+            memcpy(&ft.raw[ft.n * n_raw], s->raw, n_raw * sizeof(double));
         } else {
             if (s->have_raw && n_complete > REFIT_ALWAYS_UPTO) {
                 continue;
             }
-            hpo_gp_prior_mode(c->d, s->deterministic, cand);
+            hpo_gp_prior_mode(c->d, s->deterministic, &ft.raw[ft.n * n_raw]);
         }
+        ft.n++;
+    }
+    ft.fm = &fm;
+    ft.deterministic = s->deterministic;
+    ft.n_raw = n_raw;
+    if (atomic_load(&serial_only)) {
+        fit_part(&ft, 0, ft.n);
+    } else {
+        hpo_parallel_for(ft.n, 1, fit_part, &ft);
+    }
+    for (size_t k = 0; k < ft.n; k++) {
         s->stats.fits++;
-        r = hpo_gp_fit(&fm, cand, s->deterministic, &s->stats.fit_evals);
-        if (r == -ENOMEM) {
+        s->stats.fit_evals += ft.evals[k];
+        if (ft.r[k] == -ENOMEM) {
+            r = -ENOMEM;
             goto out;
         }
-        if (r < 0 || hpo_gp_log_posterior(&fm, cand, s->deterministic, true, &v, NULL) < 0 ||
-                !isfinite(v)) {
+        if (ft.r[k] < 0) {
             continue;
         }
-        if (!have || v > best_v) {
+        if (!have || ft.v[k] > best_v) {
             have = true;
-            best_v = v;
-            memcpy(start, cand, n_raw * sizeof(double));
+            best_v = ft.v[k];
+            memcpy(start, &ft.raw[k * n_raw], n_raw * sizeof(double));
         }
     }
     r = 0;
@@ -1073,14 +1134,6 @@ static size_t boltzmann_starts(struct hpo_rng *rng, const double *acq, size_t n,
     }
     free(w);
     return got;
-}
-
-/* Set by hpo_gp_set_parallel(false): every task on the caller, in order. */
-static atomic_bool serial_only;
-
-void hpo_gp_set_parallel(bool on)
-{
-    atomic_store(&serial_only, !on);
 }
 
 /*
