@@ -20,6 +20,9 @@
 **
 ** OpenBLAS runs single-threaded (hpo_sampler_blas_single_thread, at the
 ** first configure): the service already runs studies on a thread pool.
+** Within one ask, the raw candidates, the local searches and the fit's
+** starts run as tasks on core/parallel.h's kept workers (run_tasks,
+** fit_part), with the same suggestions as on one thread, bit for bit.
 */
 #include <cblas.h>
 #include <errno.h>
