@@ -7,7 +7,9 @@
 **
 ** Usage: bench-gp [n ...]   (default 200 1000 10000)
 ** Environment: BENCH_OPTS='{"n_candidates": 2048}' (sampler options, JSON),
-** BENCH_VERBOSE=1 (model and acquisition time of every ask).
+** BENCH_VERBOSE=1 (model and acquisition time of every ask), BENCH_SERIAL=1 (the
+** ask's tasks on the calling thread only: hpo_gp_set_parallel(false); the same
+** suggestions).
 **
 ** Build (release objects of the tree):
 **   cc -O2 -o /tmp/bench-gp bench/speed-gp/bench-gp.c build-rel/samplers/libhpo-samplers.a \
@@ -36,12 +38,15 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* CPU time of this thread: robust to other processes sharing the cores. */
+/*
+** CPU time of the process (every thread: the ask spreads its tasks over
+** core/parallel.h's workers): robust to other processes sharing the cores.
+*/
 static double cpu_ms(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
@@ -146,6 +151,9 @@ int main(int argc, char **argv)
     size_t ns[8] = { 200, 1000, 10000 };
     int count = 3;
 
+    if (getenv("BENCH_SERIAL") != NULL) {
+        hpo_gp_set_parallel(false);
+    }
     if (argc > 1) {
         count = 0;
         for (int i = 1; i < argc && count < 8; i++) {
