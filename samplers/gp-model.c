@@ -149,7 +149,7 @@ int hpo_gp_model_reserve(struct hpo_gp_model *m, size_t cap)
     if (xt == NULL) {
         return -ENOMEM;
     }
-    for (size_t k = 0; k < m->d; k++) {
+    for (size_t k = 0; k < m->d && m->n > 0; k++) {
         memcpy(&xt[k * cap], &m->xt[k * m->cap], m->n * sizeof(*xt));
     }
     free(m->xt);
