@@ -62,7 +62,7 @@
 #endif
 #define LBFGS_XTOL        1e-6
 #define VAR_EPS           1e-12
-#define RAW_CHUNK         64   /* raw candidates per task (a multiple of 8: see maximize_acq) */
+#define RAW_CHUNK         64   /* raw candidates per task (a multiple of 8: see acq_tasks) */
 #define LOCAL_COLS        (MAX_EXHAUSTIVE_CAT + 8) /* most points a local search predicts at once */
 #ifndef DEFAULT_WARP
 #define DEFAULT_WARP      true /* output_warping: measured in docs/ALGORITHMS.md §4.2 */
@@ -1146,7 +1146,10 @@ static size_t boltzmann_starts(struct hpo_rng *rng, const double *acq, size_t n,
 ** running thread's private scratch, and is computed the same way whoever
 ** runs it (a chunk is always one hpo_gp_predict call of the same points;
 ** a local search starts from its own point), so the suggestion does not
-** depend on the number of threads.
+** depend on the number of threads. How BLAS groups the columns of one
+** dtrsm can change a column's last bits; with OpenBLAS 0.3.21 chunks of a
+** multiple of 8 columns gave the bits of one 512-column call (measured at
+** 521 rows), so the chunking did not change the suggestions either.
 */
 struct acq_tasks {
     struct ctx *c;
