@@ -69,7 +69,9 @@ struct ctx {
     enum dim_kind *kind;
     double *n_vals; /* grid values / choices per dim */
     double f0;      /* best standardized observation (maximized) */
-    double *work;   /* n * PRED block for batched prediction */
+    double *work;   /* n * work_cols for batched prediction */
+    size_t work_cols; /* points per hpo_gp_predict call (<= gp.c's BLOCK) */
+    int acq_evals;  /* acquisition evaluations through this context */
     double *gwork;  /* 2n for one point with gradient */
     double *dmean, *dvar;
     /* L-BFGS over the continuous dims. */

@@ -123,6 +123,7 @@ void hpo_gp_model_free(struct hpo_gp_model *m)
     free(m->is_cat);
     free(m->theta);
     free(m->x);
+    free(m->xt);
     free(m->y);
     free(m->L);
     free(m->alpha);
@@ -131,7 +132,7 @@ void hpo_gp_model_free(struct hpo_gp_model *m)
 
 int hpo_gp_model_reserve(struct hpo_gp_model *m, size_t cap)
 {
-    double *x, *y, *L, *alpha;
+    double *x, *xt, *y, *L, *alpha;
 
     if (cap <= m->cap) {
         return 0;
@@ -144,6 +145,15 @@ int hpo_gp_model_reserve(struct hpo_gp_model *m, size_t cap)
         return -ENOMEM;
     }
     m->x = x;
+    xt = malloc(cap * (m->d ? m->d : 1) * sizeof(*xt));
+    if (xt == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t k = 0; k < m->d && m->n > 0; k++) {
+        memcpy(&xt[k * cap], &m->xt[k * m->cap], m->n * sizeof(*xt));
+    }
+    free(m->xt);
+    m->xt = xt;
     y = realloc(m->y, cap * sizeof(*y));
     if (y == NULL) {
         return -ENOMEM;
@@ -176,6 +186,9 @@ int hpo_gp_model_add(struct hpo_gp_model *m, const double *x, double y)
         return r;
     }
     memcpy(&m->x[m->n * m->d], x, m->d * sizeof(*x));
+    for (size_t k = 0; k < m->d; k++) {
+        m->xt[k * m->cap + m->n] = x[k];
+    }
     m->y[m->n] = y;
     m->n++;
     return 0;
@@ -209,6 +222,36 @@ static inline double sq_dist(const struct hpo_gp_model *m, const double *a, cons
 double hpo_gp_kernel(const struct hpo_gp_model *m, const double *a, const double *b)
 {
     return m->scale * corr(m->kernel, sq_dist(m, a, b));
+}
+
+/*
+** r2[i - lo] = sq_dist(m, x, row i) for rows [lo, hi), dim by dim over the
+** transposed rows: the same sums in the same order as sq_dist (so the same
+** bits; sq_dist(row i, x) too, as (-t)^2 = t^2 exactly), in loops over the
+** rows that the compiler vectorizes.
+*/
+static void row_sq_dists(const struct hpo_gp_model *m, const double *x, size_t lo, size_t hi,
+        double *r2)
+{
+    size_t n = hi - lo;
+
+    for (size_t i = 0; i < n; i++) {
+        r2[i] = 0.0;
+    }
+    for (size_t k = 0; k < m->d; k++) {
+        const double *col = &m->xt[k * m->cap + lo];
+        double th = m->theta[k], xk = x[k];
+        if (m->is_cat[k]) {
+            for (size_t i = 0; i < n; i++) {
+                r2[i] += xk != col[i] ? th : 0.0;
+            }
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                double t = xk - col[i];
+                r2[i] += th * t * t;
+            }
+        }
+    }
 }
 
 /* Fill the lower triangle of K for rows [r0, r1) x columns [0, r1) into m->L. */
@@ -312,9 +355,10 @@ void hpo_gp_predict(const struct hpo_gp_model *m, size_t count, const double *xs
             continue;
         }
         for (size_t c = 0; c < b; c++) {
-            const double *xc = &xs[(c0 + c) * m->d];
+            double *kc = &work[c * n];
+            row_sq_dists(m, &xs[(c0 + c) * m->d], 0, n, kc);
             for (size_t i = 0; i < n; i++) {
-                work[i + c * n] = hpo_gp_kernel(m, xc, &m->x[i * m->d]);
+                kc[i] = m->scale * corr(m->kernel, kc[i]);
             }
         }
         for (size_t c = 0; c < b; c++) {
@@ -347,9 +391,10 @@ void hpo_gp_predict_grad(const struct hpo_gp_model *m, const double *x, double *
         *var = m->scale;
         return;
     }
+    row_sq_dists(m, x, 0, n, kv);
     for (size_t i = 0; i < n; i++) {
-        double r2 = sq_dist(m, x, &m->x[i * d]), mk, mkd;
-        corr_both(m->kernel, r2, &mk, &mkd);
+        double mk, mkd;
+        corr_both(m->kernel, kv[i], &mk, &mkd);
         kv[i] = m->scale * mk;
         coef[i] = 2.0 * m->scale * mkd;
     }
@@ -456,9 +501,9 @@ static int log_posterior(const struct hpo_gp_model *m, const double *raw, bool d
     h.theta = ws->theta;
     hpo_gp_set_raw(&h, raw, deterministic);
     for (size_t j = 0; j < n; j++) {
+        row_sq_dists(&h, &m->x[j * d], j, n, &mk[j + j * n]);
         for (size_t i = j; i < n; i++) {
-            double r2 = sq_dist(&h, &m->x[i * d], &m->x[j * d]);
-            corr_both(h.kernel, r2, &mk[i + j * n], &mkd[i + j * n]);
+            corr_both(h.kernel, mk[i + j * n], &mk[i + j * n], &mkd[i + j * n]);
         }
     }
     for (int attempt = 0; attempt <= MAX_JITTER_TRIES && info != 0; attempt++) {

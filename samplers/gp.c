@@ -20,12 +20,16 @@
 **
 ** OpenBLAS runs single-threaded (hpo_sampler_blas_single_thread, at the
 ** first configure): the service already runs studies on a thread pool.
+** Within one ask, the raw candidates, the local searches and the fit's
+** starts run as tasks on core/parallel.h's kept workers (run_tasks,
+** fit_part), with the same suggestions as on one thread, bit for bit.
 */
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <nlopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +37,7 @@
 #include <time.h>
 
 #include "../core/history.h"
+#include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/space.h"
 #include "gp-transfer.h"
@@ -57,6 +62,8 @@
 #endif
 #define LBFGS_XTOL        1e-6
 #define VAR_EPS           1e-12
+#define RAW_CHUNK         64   /* raw candidates per task (a multiple of 8: see acq_tasks) */
+#define LOCAL_COLS        (MAX_EXHAUSTIVE_CAT + 8) /* most points a local search predicts at once */
 #ifndef DEFAULT_WARP
 #define DEFAULT_WARP      true /* output_warping: measured in docs/ALGORITHMS.md §4.2 */
 #endif
@@ -196,14 +203,15 @@ static double acq_from(const struct ctx *c, double mean, double var)
 static void acq_batch(struct ctx *c, size_t count, const double *xs, double *out)
 {
     double mean[BLOCK], var[BLOCK];
+    size_t cols = c->work_cols < BLOCK ? c->work_cols : BLOCK;
 
-    c->s->stats.acq_evals += (int)count;
+    c->acq_evals += (int)count;
     if (c->mo != NULL) {
         hpo__gp_mo_acq_batch(c, count, xs, out);
         return;
     }
-    for (size_t i0 = 0; i0 < count; i0 += BLOCK) {
-        size_t b = count - i0 < BLOCK ? count - i0 : BLOCK;
+    for (size_t i0 = 0; i0 < count; i0 += cols) {
+        size_t b = count - i0 < cols ? count - i0 : cols;
         hpo_gp_predict(&c->s->model, b, &xs[i0 * c->d], mean, var, c->work);
         if (c->s->transfer != NULL) {
             (void)hpo_gp_transfer_apply(c->s->transfer, c->s->n_obs, b, &xs[i0 * c->d], mean,
@@ -252,7 +260,7 @@ static double acq_grad(struct ctx *c, const double *x, double *grad)
 {
     double mean, var;
 
-    c->s->stats.acq_evals++;
+    c->acq_evals++;
     if (c->mo != NULL) {
         return hpo__gp_mo_acq_grad(c, x, grad);
     }
@@ -667,6 +675,56 @@ static void warp_bad_half(double *y, size_t n)
     hpo_gp_standardize(y, n);
 }
 
+/* Set by hpo_gp_set_parallel(false): every task on the caller, in order. */
+static atomic_bool serial_only;
+
+void hpo_gp_set_parallel(bool on)
+{
+    atomic_store(&serial_only, !on);
+}
+
+/*
+** The fit's starts (at most two) as tasks that any thread may run: each
+** fits its own copy of the model's hyperparameters (the rows are shared,
+** read-only) and writes only its own slots, so the winner does not depend
+** on the threads.
+*/
+struct fit_tasks {
+    const struct hpo_gp_model *fm; /* the rows to fit */
+    bool deterministic;
+    size_t n_raw;
+    size_t n;       /* starts */
+    double *raw;    /* n x n_raw: the starts in, the fitted values out */
+    int r[2];       /* 0, or hpo_gp_fit's error or -EDOM when the fit's value is unusable */
+    double v[2];    /* the log posterior of the fit */
+    int evals[2];
+};
+
+static void fit_part(void *arg, size_t lo, size_t hi)
+{
+    struct fit_tasks *ft = arg;
+
+    for (size_t k = lo; k < hi; k++) {
+        struct hpo_gp_model h = *ft->fm;
+        double *raw = &ft->raw[k * ft->n_raw];
+        int r;
+        /* hpo_gp_fit sets the hyperparameters of the model it fits: a private theta. */
+        h.theta = malloc((h.d ? h.d : 1) * sizeof(double));
+        if (h.theta == NULL) {
+            ft->r[k] = -ENOMEM;
+            continue;
+        }
+        memcpy(h.theta, ft->fm->theta, h.d * sizeof(double));
+        r = hpo_gp_fit(&h, raw, ft->deterministic, &ft->evals[k]);
+        if (r == 0 && (hpo_gp_log_posterior(&h, raw, ft->deterministic, true, &ft->v[k],
+                               NULL) < 0 || !isfinite(ft->v[k]))) {
+            r = -EDOM;
+        }
+        ft->r[k] = r;
+        free(h.theta);
+    }
+}
+
 /*
 ** Fit hyperparameters on (a subset of) the model rows; never fails
 ** (docs/ALGORITHMS.md §4.3). Starts: the previous fit (when there is one)
@@ -679,7 +737,8 @@ static int fit_hyper(struct ctx *c, size_t n_complete)
     struct gp_state *s = c->s;
     struct hpo_gp_model *m = &s->model, fm;
     size_t n_raw = hpo_gp_n_raw(c->d, s->deterministic);
-    double *start = malloc(2 * n_raw * sizeof(double)), *cand, best_v = -HUGE_VAL;
+    double *start = malloc(3 * n_raw * sizeof(double)), best_v = -HUGE_VAL;
+    struct fit_tasks ft = { 0 };
     size_t *sub = NULL;
     bool own = false, have = false;
     int r = 0;
@@ -687,7 +746,7 @@ static int fit_hyper(struct ctx *c, size_t n_complete)
     if (start == NULL) {
         return -ENOMEM;
     }
-    cand = start + n_raw;
+    ft.raw = start + n_raw;
     fm = *m;
     if (m->n > FIT_ROWS) {
         sub = malloc(FIT_ROWS * sizeof(*sub));
@@ -705,31 +764,41 @@ static int fit_hyper(struct ctx *c, size_t n_complete)
         }
     }
     for (int k = 0; k < 2; k++) {
-        double v;
         if (k == 0) {
             if (!s->have_raw) {
                 continue;
             }
-            memcpy(cand, s->raw, n_raw * sizeof(double));
+            memcpy(&ft.raw[ft.n * n_raw], s->raw, n_raw * sizeof(double));
         } else {
             if (s->have_raw && n_complete > REFIT_ALWAYS_UPTO) {
                 continue;
             }
-            hpo_gp_prior_mode(c->d, s->deterministic, cand);
+            hpo_gp_prior_mode(c->d, s->deterministic, &ft.raw[ft.n * n_raw]);
         }
+        ft.n++;
+    }
+    ft.fm = &fm;
+    ft.deterministic = s->deterministic;
+    ft.n_raw = n_raw;
+    if (atomic_load(&serial_only)) {
+        fit_part(&ft, 0, ft.n);
+    } else {
+        hpo_parallel_for(ft.n, 1, fit_part, &ft);
+    }
+    for (size_t k = 0; k < ft.n; k++) {
         s->stats.fits++;
-        r = hpo_gp_fit(&fm, cand, s->deterministic, &s->stats.fit_evals);
-        if (r == -ENOMEM) {
+        s->stats.fit_evals += ft.evals[k];
+        if (ft.r[k] == -ENOMEM) {
+            r = -ENOMEM;
             goto out;
         }
-        if (r < 0 || hpo_gp_log_posterior(&fm, cand, s->deterministic, true, &v, NULL) < 0 ||
-                !isfinite(v)) {
+        if (ft.r[k] < 0) {
             continue;
         }
-        if (!have || v > best_v) {
+        if (!have || ft.v[k] > best_v) {
             have = true;
-            best_v = v;
-            memcpy(start, cand, n_raw * sizeof(double));
+            best_v = ft.v[k];
+            memcpy(start, &ft.raw[k * n_raw], n_raw * sizeof(double));
         }
     }
     r = 0;
@@ -1071,20 +1140,138 @@ static size_t boltzmann_starts(struct hpo_rng *rng, const double *acq, size_t n,
 }
 
 /*
+** The independent pieces of the acquisition's maximization as tasks any
+** thread may run: chunks of RAW_CHUNK raw candidates, or local searches.
+** A task reads the model and writes only its own outputs, through the
+** running thread's private scratch, and is computed the same way whoever
+** runs it (a chunk is always one hpo_gp_predict call of the same points;
+** a local search starts from its own point), so the suggestion does not
+** depend on the number of threads. How BLAS groups the columns of one
+** dtrsm can change a column's last bits; with OpenBLAS 0.3.21 chunks of a
+** multiple of 8 columns gave the bits of one 512-column call (measured at
+** 521 rows), so the chunking did not change the suggestions either.
+*/
+struct acq_tasks {
+    struct ctx *c;
+    size_t n;          /* tasks */
+    bool local;        /* local searches, else chunks of raw candidates */
+    size_t count;      /* raw: candidates */
+    const double *u;   /* raw: the candidates (count x d) */
+    double *out;       /* raw: acq per candidate; local: value per start, in and out */
+    double *xs;        /* local: the start points in, the optima out (n x d) */
+    bool *done;
+    atomic_size_t next; /* the next task nobody has claimed */
+    atomic_int evals;   /* acquisition evaluations by the pool's parts */
+};
+
+static void run_task(struct ctx *c, struct acq_tasks *t, size_t i)
+{
+    if (t->local) {
+        t->out[i] = local_search(c, &t->xs[i * c->d], t->out[i]);
+    } else {
+        size_t lo = i * RAW_CHUNK, b = t->count - lo < RAW_CHUNK ? t->count - lo : RAW_CHUNK;
+        acq_batch(c, b, &t->u[lo * c->d], &t->out[lo]);
+    }
+    t->done[i] = true;
+}
+
+/*
+** A part of hpo_parallel_for: a private context, then claim tasks until
+** none is left (the ranges only say how many parts run). Without memory
+** it claims nothing; run_tasks runs what is left.
+*/
+static void task_part(void *arg, size_t lo, size_t hi)
+{
+    struct acq_tasks *t = arg;
+    struct ctx w = *t->c;
+    size_t n = w.s->model.n, d = w.d ? w.d : 1;
+    size_t cols = t->local ? LOCAL_COLS : RAW_CHUNK;
+
+    (void)lo;
+    (void)hi;
+    w.work = malloc((n * cols + 1) * sizeof(double));
+    w.work_cols = cols;
+    w.gwork = malloc((2 * n + 1) * sizeof(double));
+    w.dmean = malloc(4 * d * sizeof(double));
+    w.acq_evals = 0;
+    if (w.work != NULL && w.gwork != NULL && w.dmean != NULL) {
+        w.dvar = w.dmean + d;
+        w.xbuf = w.dmean + 2 * d;
+        w.grad = w.dmean + 3 * d;
+        for (;;) {
+            size_t i = atomic_fetch_add(&t->next, 1);
+            if (i >= t->n) {
+                break;
+            }
+            run_task(&w, t, i);
+        }
+    }
+    atomic_fetch_add(&t->evals, w.acq_evals);
+    free(w.work);
+    free(w.gwork);
+    free(w.dmean);
+}
+
+/*
+** Run every task: on the worker pool (core/parallel.h) when `parallel`,
+** then whatever is left on the caller with its own context, in order.
+*/
+static void run_tasks(struct acq_tasks *t, bool parallel)
+{
+    atomic_init(&t->next, 0);
+    atomic_init(&t->evals, 0);
+    if (parallel && t->n > 1 && !atomic_load(&serial_only)) {
+        hpo_parallel_for(t->n, 1, task_part, t);
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        if (!t->done[i]) {
+            run_task(t->c, t, i);
+        }
+    }
+    t->c->acq_evals += atomic_load(&t->evals);
+}
+
+/*
+** Tasks may run on several threads unless something they use is shared:
+** the models of constraints and objectives (gp-mo.c) and the stacked
+** priors (gp-transfer.c) have one scratch each, and a categorical dim
+** with more choices than MAX_EXHAUSTIVE_CAT draws its tries from the ask's
+** rng (whose sequence must not depend on the threads).
+*/
+static bool tasks_parallel(const struct ctx *c)
+{
+    if (c->mo != NULL || c->s->transfer != NULL) {
+        return false;
+    }
+    for (size_t j = 0; j < c->d; j++) {
+        if (c->kind[j] == DIM_CAT && c->n_vals[j] > MAX_EXHAUSTIVE_CAT) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
 ** Maximize the acquisition (BoTorch's optimize_acqf, docs/ALGORITHMS.md
 ** §4.6); writes the best point (model coordinates) to best, its value to
-** *ret_val.
+** *ret_val. The raw candidates' acquisition and the local searches run as
+** tasks (run_tasks); the best start wins in the order of the starts.
 */
 static int maximize_acq(struct ctx *c, double *best, double *ret_val)
 {
     struct gp_state *s = c->s;
     size_t d = c->d, nc = (size_t)s->n_candidates, n_local = (size_t)s->n_local;
+    size_t n_chunks = (nc + RAW_CHUNK - 1) / RAW_CHUNK, n_done = n_chunks > n_local + 1
+            ? n_chunks : n_local + 1;
     double *u = malloc(nc * d * sizeof(double)), *acq = malloc(nc * sizeof(double));
-    size_t *starts = malloc((n_local + 1) * sizeof(size_t)), ib = 0, n_starts = 0;
-    double *x = malloc(d * sizeof(double)), best_val;
+    size_t *starts = malloc((n_local + 1) * sizeof(size_t)), ib = 0, n_starts = 0, n_jobs = 0;
+    double *xs = malloc((n_local + 1) * d * sizeof(double) + 1);
+    double *vs = malloc((n_local + 1) * sizeof(double)), best_val;
+    bool *done = calloc(n_done, sizeof(bool)), parallel = tasks_parallel(c);
+    struct acq_tasks t;
     int r = -ENOMEM;
 
-    if (u == NULL || acq == NULL || starts == NULL || x == NULL) {
+    if (u == NULL || acq == NULL || starts == NULL || xs == NULL || vs == NULL || done == NULL) {
         goto out;
     }
     r = hpo_gp_sobol(d, nc, true, c->rng, u);
@@ -1096,7 +1283,13 @@ static int maximize_acq(struct ctx *c, double *best, double *ret_val)
             u[i * d + j] = model_coord(c, j, u[i * d + j]);
         }
     }
-    acq_batch(c, nc, u, acq);
+    if (parallel) {
+        t = (struct acq_tasks){ .c = c, .n = n_chunks, .count = nc, .u = u, .out = acq,
+            .done = done };
+        run_tasks(&t, true);
+    } else {
+        acq_batch(c, nc, u, acq);
+    }
     for (size_t i = 1; i < nc; i++) {
         if (acq[i] > acq[ib] || (!isfinite(acq[ib]) && isfinite(acq[i]))) {
             ib = i;
@@ -1105,33 +1298,36 @@ static int maximize_acq(struct ctx *c, double *best, double *ret_val)
     memcpy(best, &u[ib * d], d * sizeof(double));
     best_val = acq[ib];
     n_starts = boltzmann_starts(c->rng, acq, nc, ib, n_local, starts);
-    for (size_t k = 0; k < n_starts + (n_starts > 0 && (c->mo != NULL || s->n_obs > 0) ? 1 : 0);
-            k++) {
-        double v;
-        if (k == n_starts && c->mo != NULL) {
-            /* A feasible best / Pareto-optimal trial. */
-            if (!hpo__gp_mo_start(c, x)) {
-                break;
+    for (size_t k = 0; k < n_starts; k++) {
+        memcpy(&xs[k * d], &u[starts[k] * d], d * sizeof(double));
+        vs[k] = acq[starts[k]];
+    }
+    n_jobs = n_starts;
+    if (n_starts > 0 && c->mo == NULL && s->n_obs > 0) {
+        /* The best observed trial as one more start (Optuna's GPSampler). */
+        size_t bi = 0;
+        for (size_t i = 1; i < s->n_obs; i++) {
+            if (s->model.y[i] > s->model.y[bi]) {
+                bi = i;
             }
-            v = acq_one(c, x);
-        } else if (k == n_starts) {
-            /* The best observed trial as one more start (Optuna's GPSampler). */
-            size_t bi = 0;
-            for (size_t i = 1; i < s->n_obs; i++) {
-                if (s->model.y[i] > s->model.y[bi]) {
-                    bi = i;
-                }
-            }
-            memcpy(x, &s->model.x[bi * d], d * sizeof(double));
-            v = acq_one(c, x);
-        } else {
-            memcpy(x, &u[starts[k] * d], d * sizeof(double));
-            v = acq[starts[k]];
         }
-        v = local_search(c, x, v);
-        if (v > best_val) {
-            best_val = v;
-            memcpy(best, x, d * sizeof(double));
+        memcpy(&xs[n_jobs * d], &s->model.x[bi * d], d * sizeof(double));
+        vs[n_jobs] = acq_one(c, &xs[n_jobs * d]);
+        n_jobs++;
+    }
+    memset(done, 0, n_done * sizeof(bool));
+    t = (struct acq_tasks){ .c = c, .n = n_jobs, .local = true, .out = vs, .xs = xs,
+        .done = done };
+    run_tasks(&t, parallel);
+    if (n_starts > 0 && c->mo != NULL && hpo__gp_mo_start(c, &xs[n_jobs * d])) {
+        /* A feasible best / Pareto-optimal trial as one more start (its pick draws from rng). */
+        vs[n_jobs] = local_search(c, &xs[n_jobs * d], acq_one(c, &xs[n_jobs * d]));
+        n_jobs++;
+    }
+    for (size_t k = 0; k < n_jobs; k++) {
+        if (vs[k] > best_val) {
+            best_val = vs[k];
+            memcpy(best, &xs[k * d], d * sizeof(double));
         }
     }
     *ret_val = best_val;
@@ -1140,7 +1336,9 @@ out:
     free(u);
     free(acq);
     free(starts);
-    free(x);
+    free(xs);
+    free(vs);
+    free(done);
     return r;
 }
 
@@ -1279,6 +1477,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
     }
     n_total = s->model.n;
     c.work = malloc(n_total * BLOCK * sizeof(double) + 1);
+    c.work_cols = BLOCK;
     c.gwork = malloc(2 * n_total * sizeof(double) + 1);
     c.dmean = malloc(d * sizeof(double));
     c.dvar = malloc(d * sizeof(double));
@@ -1295,6 +1494,7 @@ static int gp_suggest(void *state, const struct hpo_space *space,
     t0 = now_ms();
     r = maximize_acq(&c, best, &s->last_acq);
     s->stats.acq_ms = now_ms() - t0;
+    s->stats.acq_evals = c.acq_evals;
     /* Drop the liars; the factor of the observed rows stays cached. */
     hpo__gp_mo_finish(&c);
     hpo_gp_truncate(&s->model, s->n_obs);

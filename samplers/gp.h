@@ -51,6 +51,7 @@ struct hpo_gp_model {
     size_t n;       /* rows in use */
     size_t cap;     /* rows allocated; the leading dimension of L */
     double *x;      /* cap x d, row-major */
+    double *xt;     /* the same transposed, d x cap: dim k of row i at xt[k * cap + i] */
     double *y;      /* cap targets (standardized, maximized) */
     double *L;      /* cap x cap, column-major lower Cholesky factor of K */
     double *alpha;  /* K^-1 y over rows 0..n-1, after hpo_gp_solve() */
@@ -267,5 +268,12 @@ const struct hpo_gp_model *hpo_gp_get_model(const void *state);
 
 /* The acquisition value of the last ask's suggestion (model coordinates). */
 double hpo_gp_last_acq(const void *state);
+
+/*
+** Whether asks may spread the acquisition's maximization (raw candidates,
+** local searches) over core/parallel.h's worker threads (the default); the
+** suggestions are the same either way. For tests and benchmarks; any thread.
+*/
+void hpo_gp_set_parallel(bool on);
 
 #endif

@@ -771,6 +771,90 @@ static void test_refit_policy_large(void **unused)
     study_close(&st);
 }
 
+/*
+** One study for test_parallel_same_bits: 60 random complete trials, then 6
+** asks (every other one left running, so liars join the model), with the
+** acquisition's tasks on the worker pool or on the caller only.
+*/
+static void parallel_run(struct study *st, const char *space, bool parallel,
+        double (*f)(const struct hpo_space *, const double *), struct hpo_gp_stats *stats)
+{
+    struct hpo_rng rng;
+
+    study_open(st, space, NULL);
+    hpo_rng_seed(&rng, 21);
+    for (int i = 0; i < 60; i++) {
+        struct hpo_trial *t = hpo_history_append(&st->h, HPO_STATE_RUNNING);
+        for (size_t k = 0; k < st->space->dim; k++) {
+            t->unit[k] = hpo_rng_uniform(&rng);
+        }
+        hpo_space_decode(st->space, t->unit, t->values);
+        tell(st, t, f);
+    }
+    hpo_gp_set_parallel(parallel);
+    for (int i = 0; i < 6; i++) {
+        struct hpo_trial *t = ask(st, 5);
+        assert_valid(st->space, t->values);
+        if (i % 2 == 0) {
+            tell(st, t, f);
+        }
+    }
+    hpo_gp_set_parallel(true);
+    hpo_gp_get_stats(st->state, stats);
+}
+
+static const char *float6_space =
+        "[{\"name\": \"a\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        " {\"name\": \"b\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        " {\"name\": \"c\", \"type\": \"float\", \"low\": -3, \"high\": 3},"
+        " {\"name\": \"d\", \"type\": \"float\", \"low\": 1e-4, \"high\": 1, \"log\": true},"
+        " {\"name\": \"e\", \"type\": \"float\", \"low\": 0, \"high\": 1},"
+        " {\"name\": \"f\", \"type\": \"float\", \"low\": 0, \"high\": 1}]";
+
+static double float6_objective(const struct hpo_space *sp, const double *v)
+{
+    double f = 0.0;
+
+    (void)sp;
+    for (int k = 0; k < 6; k++) {
+        f += sin(3.0 * v[k] + k) + (v[k] - 0.2 * k) * (v[k] - 0.2 * k);
+    }
+    return f;
+}
+
+/*
+** The raw candidates and local searches spread over the worker pool
+** (core/parallel.h) give the caller-only suggestions bit for bit, and the
+** evaluations every thread made are counted.
+*/
+static void test_parallel_same_bits(void **unused)
+{
+    const char *spaces[2] = { float6_space, mixed_space };
+    double (*fs[2])(const struct hpo_space *, const double *) = { float6_objective,
+        mixed_objective };
+
+    for (int k = 0; k < 2; k++) {
+        struct study a, b;
+        struct hpo_gp_stats sa, sb;
+        parallel_run(&a, spaces[k], false, fs[k], &sa);
+        parallel_run(&b, spaces[k], true, fs[k], &sb);
+        assert_int_equal(a.h.n_trials, 66);
+        assert_int_equal(b.h.n_trials, 66);
+        for (size_t i = 60; i < a.h.n_trials; i++) {
+            assert_memory_equal(a.h.trials[i]->unit, b.h.trials[i]->unit,
+                    a.space->dim * sizeof(double));
+        }
+        assert_int_equal(sa.fallbacks, 0);
+        assert_int_equal(sb.fallbacks, 0);
+        assert_int_equal(sa.acq_evals, sb.acq_evals);
+        /* 512 raw candidates, the starts' values, and the local searches. */
+        assert_true(sb.acq_evals > 512 + 20);
+        assert_true(hpo_gp_last_acq(a.state) == hpo_gp_last_acq(b.state));
+        study_close(&a);
+        study_close(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_degenerate_histories),
         cmocka_unit_test(test_variants),
         cmocka_unit_test(test_refit_policy_large),
+        cmocka_unit_test(test_parallel_same_bits),
     };
 
     return cmocka_run_group_tests_name("samplers-gp", tests, NULL, NULL);
