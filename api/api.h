@@ -133,9 +133,12 @@ struct hpo_api_config {
     /*
     ** On an HTTP thread after each round of its daemon (every ready
     ** connection served): the embedder commits the round's pipelined
-    ** writes there (hpo_storage_lead). NULL: nothing.
+    ** writes there (hpo_storage_lead). True: they were handed to another
+    ** thread's commit, whose release of the replies (done()) wakes this
+    ** thread; meanwhile it serves on, and its waiting replies stay
+    ** unsuspended. NULL: nothing.
     */
-    void (*round_end)(void *ctx);
+    bool (*round_end)(void *ctx);
     /*
     ** On an HTTP thread before round_end: a token that changes whenever the
     ** round gets more work for its end (the embedder: the last write queued

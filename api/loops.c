@@ -14,6 +14,7 @@
 ** quiesces its daemon itself between two rounds.
 */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +30,11 @@
 
 /* Passes without waiting a round makes while it gets more work for its end. */
 #define LINGER_PASSES 1
+/*
+** The longest a loop whose writes were handed off waits for an event before
+** it looks again (a bound only: the commit's release kicks it).
+*/
+#define HANDED_WAIT_MS 10
 
 struct loop {
     struct hpo__loops *ls;
@@ -37,6 +43,8 @@ struct loop {
     bool running;  /* its thread was started (and not joined) */
     bool quiesced; /* its daemon no longer accepts (its own thread's, then the stop's) */
     int kick_fd;   /* eventfd in the daemon's epoll set: wakes the thread for a flag */
+    int epoll_fd;  /* the daemon's (MHD's) */
+    atomic_bool woken; /* hpo__loops_wake kicked it since the start of its round */
 };
 
 struct hpo__loops {
@@ -44,7 +52,7 @@ struct hpo__loops {
     unsigned n;
     struct loop *loop;
     uint64_t (*round_pending)(void *ctx);
-    void (*round_end)(void *ctx);
+    bool (*round_end)(void *ctx);
     void *ctx;
     int listen_fd; /* the shared listening socket (closed here at the stop) */
     atomic_bool quiesce;
@@ -89,6 +97,7 @@ static void *loop_main(void *arg)
 {
     struct loop *l = arg;
     struct hpo__loops *ls = l->ls;
+    bool handed = false;
 
     self = l;
     for (;;) {
@@ -103,7 +112,10 @@ static void *loop_main(void *arg)
         if (atomic_load(&ls->stop)) {
             break;
         }
-        (void)MHD_run_wait(l->mhd, -1);
+        /* Cleared before the round looks at its replies: a release after this kicks. */
+        atomic_store(&l->woken, false);
+        /* (Handed off: its waiting replies keep MHD from sleeping, see below.) */
+        (void)MHD_run_wait(l->mhd, handed ? 0 : -1);
         if (ls->round_pending != NULL && connections(l->mhd) > 1) {
             /* (With one connection nothing else can become ready.) */
             uint64_t before = 0, now = ls->round_pending(ls->ctx);
@@ -114,8 +126,20 @@ static void *loop_main(void *arg)
                 now = ls->round_pending(ls->ctx);
             }
         }
-        if (ls->round_end != NULL) {
-            ls->round_end(ls->ctx);
+        handed = ls->round_end != NULL && ls->round_end(ls->ctx);
+        if (handed && !atomic_load(&l->woken)) {
+            /*
+            ** Its writes wait for another thread's commit: the replies that
+            ** wait for it stay in MHD's ready list unsuspended (http.c), so
+            ** MHD_run_wait would not sleep. Wait here for an event on the
+            ** daemon's epoll set (poll leaves it to MHD): a connection, or
+            ** the kick of the commit's release (hpo__loops_wake; a release
+            ** since the round began, whose kick the round may have taken,
+            ** skips the wait: the next round looks at it).
+            */
+            struct pollfd p = { .fd = l->epoll_fd, .events = POLLIN };
+
+            (void)poll(&p, 1, HANDED_WAIT_MS);
         }
     }
     return NULL;
@@ -148,7 +172,7 @@ static void teardown(struct hpo__loops *ls, bool close_listen)
 
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        uint64_t (*round_pending)(void *ctx), void (*round_end)(void *ctx), void *ctx,
+        uint64_t (*round_pending)(void *ctx), bool (*round_end)(void *ctx), void *ctx,
         struct hpo__loops **ret)
 {
     struct hpo__loops *ls = calloc(1, sizeof(*ls));
@@ -188,6 +212,7 @@ int hpo__loops_start(unsigned n, int listen_fd,
             }
         }
         info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        l->epoll_fd = info != NULL ? info->epoll_fd : -1;
         l->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (info == NULL || l->kick_fd < 0 ||
                 epoll_ctl(info->epoll_fd, EPOLL_CTL_ADD, l->kick_fd, &ev) != 0) {
@@ -284,6 +309,21 @@ void hpo__loops_stop(struct hpo__loops *ls)
 int hpo__loops_kick_fd_here(void)
 {
     return self != NULL ? self->kick_fd : -1;
+}
+
+void *hpo__loops_here(void)
+{
+    return self;
+}
+
+void hpo__loops_wake(void *loop)
+{
+    struct loop *l = loop;
+
+    /* Once per round: the round that follows looks at every reply. */
+    if (l != NULL && l != self && !atomic_exchange(&l->woken, true)) {
+        kick(l);
+    }
 }
 
 void hpo__loops_resume(struct MHD_Connection *conn)

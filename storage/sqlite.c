@@ -101,6 +101,11 @@
 #define N_FLUSHERS 2
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
+/* Batches an HTTP thread's round end leads for other threads after its own (sq_lead). */
+#define COMBINE 1
+#ifndef DEFER
+#define DEFER 1
+#endif
 /* Free space that makes a database out of space look healthy again (/healthz). */
 #define DB_ROOM (1u << 20)
 
@@ -276,7 +281,13 @@ struct sq_storage {
     atomic_uint_fast64_t accepted;   /* the last number given (written under `lock`) */
     atomic_uint_fast64_t resolved;   /* every write up to this number committed or failed */
     atomic_uint_fast64_t last_failed; /* the last that failed (0: none) */
+    atomic_uint open_rounds; /* HTTP threads with writes queued in a round not yet ended (sq_lead) */
 };
+
+/* Round commits (sq_lead): the storage this thread counts itself in `open_rounds` of. */
+static _Thread_local struct sq_storage *round_open;
+/* It handed its writes to another thread's open round once since they last all resolved. */
+static _Thread_local bool round_deferred;
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
     100000, 250000, 500000, 1000000, 2500000 };
@@ -1994,6 +2005,10 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
     st->queued++;
     if (hpo__lead_later) {
         hpo__lead_upto = c->aseq;
+        if (round_open != st) {
+            round_open = st;
+            atomic_fetch_add(&st->open_rounds, 1);
+        }
     }
     /* An HTTP thread commits its round's writes itself (sq_lead) unless a leader takes them. */
     if (!st->busy && !hpo__lead_later) {
@@ -2006,38 +2021,66 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
 /*
 ** The end of an HTTP thread's round (hpo_storage_lead): its pipelined writes,
 ** queued without waking the writer, are committed here with whatever else
-** is queued, in one group transaction; when a batch runs, the thread waits
-** for it and leads what is left (as a caller of a sync write would). It
-** returns once every write accepted so far (the round's replies may have
-** seen writes of other threads) resolved, and the on_flush callback (the
-** dispatcher's release of held replies) has run for them. A pause (tests)
-** leaves them to the writer thread.
+** is queued, in one group transaction, and the on_flush callback (the
+** dispatcher's release of held replies) runs for them. When another thread
+** holds the writer role, this one does not wait for it (hand-off): its
+** writes stay queued for the leader's next batch (or the writer thread's,
+** after it), and it returns true; the release of its replies, on the
+** leader's thread, wakes it (http.c), and its next call leads what nobody
+** took meanwhile. A thread that led combines: once every write accepted
+** before its lead resolved, it leads up to COMBINE more batches of what
+** others handed off meanwhile (one wake-up less for each of them). It
+** returns false once every write accepted so far (the round's replies may
+** have seen writes of other threads) resolved. A pause (tests) leaves them
+** to the writer thread.
 */
-static void sq_lead(struct hpo_storage *base)
+static bool sq_lead(struct hpo_storage *base)
 {
     struct sq_storage *st = (struct sq_storage *)base;
     uint64_t upto;
+    bool led = false, handed = false;
 
     if (hpo__lead_upto == 0) {
-        return; /* nothing queued by this thread since its last round */
+        return false; /* nothing queued by this thread since its last round */
     }
-    hpo__lead_upto = 0;
+    if (round_open == st) {
+        round_open = NULL;
+        atomic_fetch_sub(&st->open_rounds, 1);
+    }
     upto = atomic_load(&st->accepted);
     if (atomic_load(&st->resolved) >= upto) {
-        return;
+        hpo__lead_upto = 0;
+        round_deferred = false;
+        return false;
     }
     pthread_mutex_lock(&st->lock);
     while (atomic_load(&st->resolved) < upto && !st->paused) {
+        if (DEFER && may_lead(st) && !round_deferred && atomic_load(&st->open_rounds) > 0) {
+            /* Another thread's round queued writes: its end commits ours with them. */
+            round_deferred = true;
+            handed = true;
+            break;
+        }
         if (may_lead(st)) {
             lead_batch(st);
+            led = true;
+        } else if (st->busy) {
+            handed = true; /* the leader takes them */
+            break;
         } else {
             pthread_cond_wait(&st->done, &st->lock);
         }
+    }
+    for (int i = 0; led && i < COMBINE && may_lead(st); i++) {
+        lead_batch(st);
     }
     if (st->paused) {
         pthread_cond_signal(&st->wake);
     }
     pthread_mutex_unlock(&st->lock);
+    hpo__lead_upto = handed ? upto : 0;
+    round_deferred = round_deferred && handed;
+    return handed;
 }
 
 static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)

@@ -331,12 +331,17 @@ uint64_t hpo_storage_last_failed(struct hpo_storage *st);
 ** thread's pipelined writes are queued without waking the writer thread,
 ** and the thread promises to call hpo_storage_lead soon (at the end of its
 ** round), which commits every queued write in one group transaction on
-** the calling thread when no other thread holds the writer role (else that
-** thread, or the writer thread after it, takes them). No-ops where the
-** backend has no such path (PostgreSQL: its writer thread commits).
+** the calling thread when no other thread holds the writer role, and
+** returns false once every write accepted so far resolved. When another
+** thread holds the role, it does not wait: the writes stay queued for that
+** thread (or the writer thread after it), and it returns true (handed
+** off): the thread goes on serving and calls it again after its next
+** round, which leads them if nobody has taken them by then. No-ops
+** (false) where the backend has no such path (PostgreSQL: its writer
+** thread commits).
 */
 void hpo_storage_lead_later(bool on);
-void hpo_storage_lead(struct hpo_storage *st);
+bool hpo_storage_lead(struct hpo_storage *st);
 /* The number of the last write this thread queued for its hpo_storage_lead (0: none since). */
 uint64_t hpo_storage_lead_pending(void);
 
