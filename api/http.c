@@ -1656,7 +1656,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     */
     while (rq->round_wait && atomic_load(&rq->round_state) != ROUND_DONE) {
         if (rq->api->cfg.round_end != NULL) {
-            rq->api->cfg.round_end(rq->api->cfg.ctx);
+            (void)rq->api->cfg.round_end(rq->api->cfg.ctx, hpo__loops_wake, hpo__loops_here());
         }
         if (atomic_load(&rq->round_state) != ROUND_DONE) {
             sched_yield();
@@ -1775,7 +1775,8 @@ static bool round_end(void *cls)
 {
     struct hpo_api *api = cls;
 
-    round_handed = api->cfg.round_end != NULL && api->cfg.round_end(api->cfg.ctx);
+    round_handed = api->cfg.round_end != NULL &&
+            api->cfg.round_end(api->cfg.ctx, hpo__loops_wake, hpo__loops_here());
     return round_handed;
 }
 

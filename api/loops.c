@@ -98,6 +98,7 @@ static void *loop_main(void *arg)
     struct loop *l = arg;
     struct hpo__loops *ls = l->ls;
     bool handed = false;
+    uint64_t pending;
 
     self = l;
     for (;;) {
@@ -114,11 +115,12 @@ static void *loop_main(void *arg)
         }
         /* Cleared before the round looks at its replies: a release after this kicks. */
         atomic_store(&l->woken, false);
-        /* (Handed off: its waiting replies keep MHD from sleeping, see below.) */
+        /* (Writes handed off: still pending, and MHD would not sleep, see below.) */
+        pending = handed && ls->round_pending != NULL ? ls->round_pending(ls->ctx) : 0;
         (void)MHD_run_wait(l->mhd, handed ? 0 : -1);
         if (ls->round_pending != NULL && connections(l->mhd) > 1) {
             /* (With one connection nothing else can become ready.) */
-            uint64_t before = 0, now = ls->round_pending(ls->ctx);
+            uint64_t before = pending, now = ls->round_pending(ls->ctx);
             for (int i = 0; i < LINGER_PASSES && now != before; i++) {
                 /* Requests that came while this round ran join its end. */
                 before = now;

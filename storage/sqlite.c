@@ -102,10 +102,8 @@
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
 /* Batches an HTTP thread's round end leads for other threads after its own (sq_lead). */
-#define COMBINE 1
-#ifndef DEFER
-#define DEFER 1
-#endif
+/* HTTP threads a round's leader remembers to wake when it leaves their writes queued. */
+#define HANDERS 16
 /* Free space that makes a database out of space look healthy again (/healthz). */
 #define DB_ROOM (1u << 20)
 
@@ -281,13 +279,14 @@ struct sq_storage {
     atomic_uint_fast64_t accepted;   /* the last number given (written under `lock`) */
     atomic_uint_fast64_t resolved;   /* every write up to this number committed or failed */
     atomic_uint_fast64_t last_failed; /* the last that failed (0: none) */
-    atomic_uint open_rounds; /* HTTP threads with writes queued in a round not yet ended (sq_lead) */
+    /* Round commits (sq_lead), under `lock`: */
+    bool round_leading; /* an HTTP thread's round end holds the writer role */
+    unsigned n_handers; /* threads that handed writes off to it since, and their wake-ups */
+    struct {
+        void (*wake)(void *arg);
+        void *arg;
+    } handers[HANDERS];
 };
-
-/* Round commits (sq_lead): the storage this thread counts itself in `open_rounds` of. */
-static _Thread_local struct sq_storage *round_open;
-/* It handed its writes to another thread's open round once since they last all resolved. */
-static _Thread_local bool round_deferred;
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
     100000, 250000, 500000, 1000000, 2500000 };
@@ -1142,10 +1141,13 @@ static void lead_batch(struct sq_storage *st)
     if (st->head != NULL) {
         /*
         ** Writes came in meanwhile: their callers sleep on `done`, one of
-        ** them leads; pipelined ones have no caller waiting: the writer does.
+        ** them leads; pipelined ones have no caller waiting: the writer does
+        ** (or, after a round's batch, the threads that handed them, sq_lead).
         */
         pthread_cond_broadcast(&st->done);
-        pthread_cond_signal(&st->wake);
+        if (!st->round_leading) {
+            pthread_cond_signal(&st->wake);
+        }
     }
 }
 
@@ -2005,10 +2007,6 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
     st->queued++;
     if (hpo__lead_later) {
         hpo__lead_upto = c->aseq;
-        if (round_open != st) {
-            round_open = st;
-            atomic_fetch_add(&st->open_rounds, 1);
-        }
     }
     /* An HTTP thread commits its round's writes itself (sq_lead) unless a leader takes them. */
     if (!st->busy && !hpo__lead_later) {
@@ -2019,67 +2017,95 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
 }
 
 /*
+** Under `lock`, by a round's leader leaving sq_lead: writes queued while it
+** led (handed off by other HTTP threads, or a worker's) get a leader: the
+** threads that handed theirs off are woken, and their next round end leads
+** them on their own thread (its replies then need no kick back), while
+** this one goes back to serving its own; without such a thread (or a
+** wake-up to call), the writer thread leads them.
+*/
+static void hand_on(struct sq_storage *st)
+{
+    bool woke = false;
+
+    if (st->head != NULL && !st->paused) {
+        for (unsigned i = 0; i < st->n_handers && i < HANDERS; i++) {
+            st->handers[i].wake(st->handers[i].arg);
+            woke = true;
+        }
+        if (!woke || st->n_handers > HANDERS) {
+            pthread_cond_signal(&st->wake);
+        }
+    }
+    st->n_handers = 0;
+}
+
+/* Under `lock`: remember to wake the calling thread when its handed-off writes need a leader. */
+static void note_hander(struct sq_storage *st, void (*wake)(void *arg), void *arg)
+{
+    for (unsigned i = 0; i < st->n_handers && i < HANDERS; i++) {
+        if (st->handers[i].wake == wake && st->handers[i].arg == arg) {
+            return;
+        }
+    }
+    if (st->n_handers < HANDERS) {
+        st->handers[st->n_handers].wake = wake;
+        st->handers[st->n_handers].arg = arg;
+    }
+    st->n_handers++; /* over HANDERS: the writer thread leads (hand_on) */
+}
+
+/*
 ** The end of an HTTP thread's round (hpo_storage_lead): its pipelined writes,
 ** queued without waking the writer, are committed here with whatever else
 ** is queued, in one group transaction, and the on_flush callback (the
 ** dispatcher's release of held replies) runs for them. When another thread
 ** holds the writer role, this one does not wait for it (hand-off): its
-** writes stay queued for the leader's next batch (or the writer thread's,
-** after it), and it returns true; the release of its replies, on the
-** leader's thread, wakes it (http.c), and its next call leads what nobody
-** took meanwhile. A thread that led combines: once every write accepted
-** before its lead resolved, it leads up to COMBINE more batches of what
-** others handed off meanwhile (one wake-up less for each of them). It
-** returns false once every write accepted so far (the round's replies may
-** have seen writes of other threads) resolved. A pause (tests) leaves them
-** to the writer thread.
+** writes stay queued, and it returns true and goes back to serving. A
+** leader that is a round's end, as it returns, wakes the threads that
+** handed writes off meanwhile (hand_on), whose next round end leads them;
+** another leader (a worker's write, the writer thread) leads what is
+** queued after its batch itself, and its release of their replies wakes
+** them (http.c). Each call of a thread whose writes were handed off leads
+** what nobody took meanwhile. It returns false once every write accepted
+** so far (the round's replies may have seen writes of other threads)
+** resolved. A pause (tests) leaves them to the writer thread.
 */
-static bool sq_lead(struct hpo_storage *base)
+static bool sq_lead(struct hpo_storage *base, void (*wake)(void *arg), void *arg)
 {
     struct sq_storage *st = (struct sq_storage *)base;
     uint64_t upto;
-    bool led = false, handed = false;
+    bool handed = false;
 
     if (hpo__lead_upto == 0) {
         return false; /* nothing queued by this thread since its last round */
     }
-    if (round_open == st) {
-        round_open = NULL;
-        atomic_fetch_sub(&st->open_rounds, 1);
-    }
     upto = atomic_load(&st->accepted);
     if (atomic_load(&st->resolved) >= upto) {
         hpo__lead_upto = 0;
-        round_deferred = false;
         return false;
     }
     pthread_mutex_lock(&st->lock);
     while (atomic_load(&st->resolved) < upto && !st->paused) {
-        if (DEFER && may_lead(st) && !round_deferred && atomic_load(&st->open_rounds) > 0) {
-            /* Another thread's round queued writes: its end commits ours with them. */
-            round_deferred = true;
-            handed = true;
-            break;
-        }
         if (may_lead(st)) {
+            st->round_leading = true;
             lead_batch(st);
-            led = true;
-        } else if (st->busy) {
-            handed = true; /* the leader takes them */
+            st->round_leading = false;
+            hand_on(st);
+        } else if (st->busy && wake != NULL) {
+            /* Its leader, or the writer thread after it, takes them (or wakes this one). */
+            note_hander(st, wake, arg);
+            handed = true;
             break;
         } else {
             pthread_cond_wait(&st->done, &st->lock);
         }
-    }
-    for (int i = 0; led && i < COMBINE && may_lead(st); i++) {
-        lead_batch(st);
     }
     if (st->paused) {
         pthread_cond_signal(&st->wake);
     }
     pthread_mutex_unlock(&st->lock);
     hpo__lead_upto = handed ? upto : 0;
-    round_deferred = round_deferred && handed;
     return handed;
 }
 

@@ -48,7 +48,7 @@ struct hpo_storage_ops {
     uint64_t (*resolved)(struct hpo_storage *st);
     uint64_t (*last_failed)(struct hpo_storage *st);
     /* Optional (NULL: the writer thread commits every pipelined write): hpo_storage_lead. */
-    bool (*lead)(struct hpo_storage *st);
+    bool (*lead)(struct hpo_storage *st, void (*wake)(void *arg), void *arg);
     /* Optional (NULL: never): see hpo_storage_stalled. */
     bool (*stalled)(struct hpo_storage *st);
     /* Several daemons (pg.c); NULL for SQLite. */

@@ -333,15 +333,16 @@ uint64_t hpo_storage_last_failed(struct hpo_storage *st);
 ** round), which commits every queued write in one group transaction on
 ** the calling thread when no other thread holds the writer role, and
 ** returns false once every write accepted so far resolved. When another
-** thread holds the role, it does not wait: the writes stay queued for that
-** thread (or the writer thread after it), and it returns true (handed
-** off): the thread goes on serving and calls it again after its next
-** round, which leads them if nobody has taken them by then. No-ops
-** (false) where the backend has no such path (PostgreSQL: its writer
-** thread commits).
+** thread holds the role and `wake` is given, it does not wait: the writes
+** stay queued, it returns true (handed off), and the thread goes on
+** serving; wake(arg) (from another thread) means they need a leader, and
+** the thread's next call leads what nobody has taken by then (the release
+** of the replies they held may also come from another thread's commit).
+** Without `wake` it waits for the leader. No-ops (false) where the backend
+** has no such path (PostgreSQL: its writer thread commits).
 */
 void hpo_storage_lead_later(bool on);
-bool hpo_storage_lead(struct hpo_storage *st);
+bool hpo_storage_lead(struct hpo_storage *st, void (*wake)(void *arg), void *arg);
 /* The number of the last write this thread queued for its hpo_storage_lead (0: none since). */
 uint64_t hpo_storage_lead_pending(void);
 
