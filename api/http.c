@@ -79,6 +79,12 @@ enum { ROUND_WAITING, ROUND_DONE, ROUND_SUSPENDED };
 ** commit (cfg.round_end): its waiting replies stay unsuspended meanwhile.
 */
 static _Thread_local bool round_handed;
+/*
+** Replies this thread queued (queue_reply), and their count at its last
+** round end: a reply queued on a handler's call without new data (a held
+** one released) goes out only in MHD's next round.
+*/
+static _Thread_local unsigned round_queued, round_queued_seen;
 
 struct hpo_api {
     struct hpo_api_config cfg;
@@ -335,6 +341,7 @@ static enum MHD_Result queue_reply(struct req *rq)
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
+    round_queued++;
     if (rq->out_fd > 0) {
         /* A file (the backup archive): MHD closes it with the response. */
         resp = MHD_create_response_from_fd64(rq->out_len, rq->out_fd);
@@ -1770,14 +1777,20 @@ static struct MHD_Daemon *start_one(void *cls, int listen_fd)
 #undef COMMON_OPTIONS
 }
 
-/* After each round of an HTTP thread: the embedder's (its pipelined writes committed, or handed off). */
+/*
+** After each round of an HTTP thread: the embedder's (its pipelined writes
+** committed, or handed off). The loop waits for an event only when they
+** were handed off and the round queued no reply (one MHD has still to send).
+*/
 static bool round_end(void *cls)
 {
     struct hpo_api *api = cls;
+    bool queued = round_queued != round_queued_seen;
 
+    round_queued_seen = round_queued;
     round_handed = api->cfg.round_end != NULL &&
             api->cfg.round_end(api->cfg.ctx, hpo__loops_wake, hpo__loops_here());
-    return round_handed;
+    return round_handed && !queued;
 }
 
 /* Before it: whether the round got work for its end (loops.h). */

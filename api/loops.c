@@ -333,8 +333,13 @@ void hpo__loops_resume(struct MHD_Connection *conn)
     struct hpo__conn *c = hpo__conns_of(conn);
     /* Read before the resume: the connection may be gone as soon as it ran. */
     int fd = c != NULL ? c->kick_fd : -1;
+    struct loop *l = c != NULL ? c->loop : NULL;
 
     MHD_resume_connection(conn);
+    if (l != NULL) {
+        /* MHD resumes it in the loop's next round: the loop must not wait for an event first. */
+        atomic_store(&l->woken, true);
+    }
     if (self != NULL && self->kick_fd == fd) {
         return; /* this thread's own: its next round resumes it */
     }
@@ -346,6 +351,7 @@ void hpo__loops_resume(struct MHD_Connection *conn)
     pthread_mutex_lock(&all_lock);
     for (struct hpo__loops *ls = all_head; ls != NULL; ls = ls->all_next) {
         for (unsigned i = 0; i < ls->n; i++) {
+            atomic_store(&ls->loop[i].woken, true);
             kick(&ls->loop[i]);
         }
     }
