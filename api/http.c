@@ -1663,7 +1663,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     */
     while (rq->round_wait && atomic_load(&rq->round_state) != ROUND_DONE) {
         if (rq->api->cfg.round_end != NULL) {
-            (void)rq->api->cfg.round_end(rq->api->cfg.ctx, hpo__loops_wake, hpo__loops_here());
+            /* (No wake-up: it waits for a batch another thread leads, as it must for rq.) */
+            (void)rq->api->cfg.round_end(rq->api->cfg.ctx, NULL, NULL);
         }
         if (atomic_load(&rq->round_state) != ROUND_DONE) {
             sched_yield();
