@@ -5,7 +5,9 @@
 ** A daemon runs in MHD's external epoll mode: its thread calls
 ** MHD_run_wait(-1), which waits on the daemon's epoll set (its connections,
 ** the shared listening socket, its inter-thread channel, so a resume from
-** any thread wakes it) and serves every ready connection, then round_end.
+** any thread wakes it) and serves every ready connection, then round_end;
+** after a round end that handed its writes off, the thread waits in poll()
+** on the daemon's epoll set instead (hpo__loops_start in loops.h).
 ** The thread also owns the daemon's quiesce: MHD_quiesce_daemon takes the
 ** listening socket out of the epoll set, and libmicrohttpd 0.9.75 aborts
 ** when that races with its own removal on the daemon's thread; so another

@@ -22,6 +22,11 @@ struct hpo__loops;
 ** Start `n` daemons (start_one(cls, listen_fd): the first with listen_fd as
 ** given, the others with the first's listening socket) and a thread for
 ** each. round_end(ctx) runs on a loop thread after each round (NULL: none);
+** true means the round's writes were handed to another thread's commit and
+** MHD has nothing to send: the replies waiting for them keep MHD from
+** sleeping, so the loop waits for an event in poll() on the daemon's epoll
+** set (a connection, or hpo__loops_wake / hpo__loops_resume) before its
+** next round, which then does not wait;
 ** before it, while round_pending(ctx) changed over the last pass (the round
 ** got work for its end), the thread serves what became ready meanwhile
 ** without waiting (at most LINGER_PASSES more passes), so that more of the

@@ -343,7 +343,7 @@ uint64_t hpo_storage_last_failed(struct hpo_storage *st);
 */
 void hpo_storage_lead_later(bool on);
 bool hpo_storage_lead(struct hpo_storage *st, void (*wake)(void *arg), void *arg);
-/* The number of the last write this thread queued for its hpo_storage_lead (0: none since). */
+/* The number of the last write this thread queued for its hpo_storage_lead, or handed off (0: none). */
 uint64_t hpo_storage_lead_pending(void);
 
 /* A new chain (one reference), or NULL without memory. */
