@@ -101,7 +101,6 @@
 #define N_FLUSHERS 2
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
-/* Batches an HTTP thread's round end leads for other threads after its own (sq_lead). */
 /* HTTP threads a round's leader remembers to wake when it leaves their writes queued. */
 #define HANDERS 16
 /* Free space that makes a database out of space look healthy again (/healthz). */
