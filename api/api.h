@@ -133,9 +133,13 @@ struct hpo_api_config {
     /*
     ** On an HTTP thread after each round of its daemon (every ready
     ** connection served): the embedder commits the round's pipelined
-    ** writes there (hpo_storage_lead). NULL: nothing.
+    ** writes there (hpo_storage_lead). True: they were handed to another
+    ** thread's commit; meanwhile this thread serves on, its waiting replies
+    ** unsuspended, and the release of those replies (done()), or
+    ** wake(loop) when the writes need a leader, wakes it (from any
+    ** thread). NULL: nothing.
     */
-    void (*round_end)(void *ctx);
+    bool (*round_end)(void *ctx, void (*wake)(void *loop), void *loop);
     /*
     ** On an HTTP thread before round_end: a token that changes whenever the
     ** round gets more work for its end (the embedder: the last write queued

@@ -128,6 +128,7 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
         }
         c->fd = info != NULL ? info->connect_fd : -1;
         c->kick_fd = hpo__loops_kick_fd_here();
+        c->loop = hpo__loops_here();
         info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         pthread_mutex_lock(&cs->lock);
         if (cs->per_client > 0 && info != NULL && peer_key(info->client_addr, key, &len)) {

@@ -50,6 +50,7 @@ struct hpo__conn {
     struct hpo__peer *peer; /* its address's count, or NULL (not counted) */
     int fd;
     int kick_fd;           /* its HTTP thread's kick (loops.h), for a resume from elsewhere */
+    void *loop;            /* its HTTP thread's loop (hpo__loops_here) */
     uint64_t rx_mark;      /* bytes received when the last request ended */
     uint64_t head_seen_ms; /* when bytes of the next head were first seen; 0 = none yet */
     bool in_request;       /* between a head's end and its reply's end */

@@ -74,6 +74,17 @@
 static const unsigned req_pool_max = REQ_POOL_MAX; /* (a variable: no "always false" at 0) */
 
 enum { ROUND_WAITING, ROUND_DONE, ROUND_SUSPENDED };
+/*
+** This HTTP thread's last round end handed its writes to another thread's
+** commit (cfg.round_end): its waiting replies stay unsuspended meanwhile.
+*/
+static _Thread_local bool round_handed;
+/*
+** Replies this thread queued (queue_reply), and their count at its last
+** round end: a reply queued on a handler's call without new data (a held
+** one released) goes out only in MHD's next round.
+*/
+static _Thread_local unsigned round_queued, round_queued_seen;
 
 struct hpo_api {
     struct hpo_api_config cfg;
@@ -129,6 +140,7 @@ struct req {
     */
     bool round_wait;
     atomic_int round_state; /* ROUND_WAITING, ROUND_DONE, ROUND_SUSPENDED */
+    void *round_loop; /* its HTTP thread's loop (loops.h), for a done() from another thread */
     bool counted; /* counted in api->inflight until on_completed */
     int log_level; /* the log level when its reply was queued (-1: none queued) */
     bool metered;  /* counted for /metrics when its reply was queued */
@@ -329,6 +341,7 @@ static enum MHD_Result queue_reply(struct req *rq)
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
+    round_queued++;
     if (rq->out_fd > 0) {
         /* A file (the backup archive): MHD closes it with the response. */
         resp = MHD_create_response_from_fd64(rq->out_len, rq->out_fd);
@@ -842,8 +855,14 @@ static void job_done(struct hpo_job *job)
         return; /* a read running again: the connection stays suspended */
     }
     poke_streams(rq); /* before the resume: after it rq may be gone */
-    if (rq->round_wait && atomic_exchange(&rq->round_state, ROUND_DONE) != ROUND_SUSPENDED) {
-        return; /* not suspended: its HTTP thread's next round queues the reply */
+    if (rq->round_wait) {
+        void *loop = rq->round_loop; /* read first: once it is done, rq may be gone */
+
+        if (atomic_exchange(&rq->round_state, ROUND_DONE) != ROUND_SUSPENDED) {
+            /* Not suspended: its HTTP thread's next round queues the reply (a handed-off one waits for this kick). */
+            hpo__loops_wake(loop);
+            return;
+        }
     }
     /* From any thread: the resume kicks the connection's HTTP thread (loops.h). */
     rq->suspended = false;
@@ -1387,7 +1406,8 @@ static enum MHD_Result round_reply(struct req *rq)
     if (atomic_load(&rq->round_state) == ROUND_DONE) {
         return queue_reply(rq);
     }
-    if (rq->suspended) {
+    if (rq->suspended || round_handed) {
+        /* Handed off: the commit's release on another thread kicks this one (job_done). */
         return MHD_YES;
     }
     rq->suspended = true;
@@ -1537,6 +1557,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 ** the handler again in the next round (no reply queued yet).
                 */
                 rq->round_wait = true;
+                rq->round_loop = hpo__loops_here();
                 atomic_store(&rq->round_state, ROUND_WAITING);
                 count_busy(rq);
                 api->cfg.release(api->cfg.ctx, &rq->job);
@@ -1642,7 +1663,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     */
     while (rq->round_wait && atomic_load(&rq->round_state) != ROUND_DONE) {
         if (rq->api->cfg.round_end != NULL) {
-            rq->api->cfg.round_end(rq->api->cfg.ctx);
+            /* (No wake-up: it waits for a batch another thread leads, as it must for rq.) */
+            (void)rq->api->cfg.round_end(rq->api->cfg.ctx, NULL, NULL);
         }
         if (atomic_load(&rq->round_state) != ROUND_DONE) {
             sched_yield();
@@ -1756,14 +1778,20 @@ static struct MHD_Daemon *start_one(void *cls, int listen_fd)
 #undef COMMON_OPTIONS
 }
 
-/* After each round of an HTTP thread: the embedder's (its pipelined writes committed). */
-static void round_end(void *cls)
+/*
+** After each round of an HTTP thread: the embedder's (its pipelined writes
+** committed, or handed off). The loop waits for an event only when they
+** were handed off and the round queued no reply (one MHD has still to send).
+*/
+static bool round_end(void *cls)
 {
     struct hpo_api *api = cls;
+    bool queued = round_queued != round_queued_seen;
 
-    if (api->cfg.round_end != NULL) {
-        api->cfg.round_end(api->cfg.ctx);
-    }
+    round_queued_seen = round_queued;
+    round_handed = api->cfg.round_end != NULL &&
+            api->cfg.round_end(api->cfg.ctx, hpo__loops_wake, hpo__loops_here());
+    return round_handed && !queued;
 }
 
 /* Before it: whether the round got work for its end (loops.h). */

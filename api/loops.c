@@ -5,7 +5,9 @@
 ** A daemon runs in MHD's external epoll mode: its thread calls
 ** MHD_run_wait(-1), which waits on the daemon's epoll set (its connections,
 ** the shared listening socket, its inter-thread channel, so a resume from
-** any thread wakes it) and serves every ready connection, then round_end.
+** any thread wakes it) and serves every ready connection, then round_end;
+** after a round end that handed its writes off, the thread waits in poll()
+** on the daemon's epoll set instead (hpo__loops_start in loops.h).
 ** The thread also owns the daemon's quiesce: MHD_quiesce_daemon takes the
 ** listening socket out of the epoll set, and libmicrohttpd 0.9.75 aborts
 ** when that races with its own removal on the daemon's thread; so another
@@ -14,6 +16,7 @@
 ** quiesces its daemon itself between two rounds.
 */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +32,11 @@
 
 /* Passes without waiting a round makes while it gets more work for its end. */
 #define LINGER_PASSES 1
+/*
+** The longest a loop whose writes were handed off waits for an event before
+** it looks again (a bound only: the commit's release kicks it).
+*/
+#define HANDED_WAIT_MS 10
 
 struct loop {
     struct hpo__loops *ls;
@@ -37,6 +45,8 @@ struct loop {
     bool running;  /* its thread was started (and not joined) */
     bool quiesced; /* its daemon no longer accepts (its own thread's, then the stop's) */
     int kick_fd;   /* eventfd in the daemon's epoll set: wakes the thread for a flag */
+    int epoll_fd;  /* the daemon's (MHD's) */
+    atomic_bool woken; /* hpo__loops_wake kicked it since the start of its round */
 };
 
 struct hpo__loops {
@@ -44,7 +54,7 @@ struct hpo__loops {
     unsigned n;
     struct loop *loop;
     uint64_t (*round_pending)(void *ctx);
-    void (*round_end)(void *ctx);
+    bool (*round_end)(void *ctx);
     void *ctx;
     int listen_fd; /* the shared listening socket (closed here at the stop) */
     atomic_bool quiesce;
@@ -89,6 +99,8 @@ static void *loop_main(void *arg)
 {
     struct loop *l = arg;
     struct hpo__loops *ls = l->ls;
+    bool handed = false;
+    uint64_t pending;
 
     self = l;
     for (;;) {
@@ -103,10 +115,14 @@ static void *loop_main(void *arg)
         if (atomic_load(&ls->stop)) {
             break;
         }
-        (void)MHD_run_wait(l->mhd, -1);
+        /* Cleared before the round looks at its replies: a release after this kicks. */
+        atomic_store(&l->woken, false);
+        /* (Writes handed off: still pending, and MHD would not sleep, see below.) */
+        pending = handed && ls->round_pending != NULL ? ls->round_pending(ls->ctx) : 0;
+        (void)MHD_run_wait(l->mhd, handed ? 0 : -1);
         if (ls->round_pending != NULL && connections(l->mhd) > 1) {
             /* (With one connection nothing else can become ready.) */
-            uint64_t before = 0, now = ls->round_pending(ls->ctx);
+            uint64_t before = pending, now = ls->round_pending(ls->ctx);
             for (int i = 0; i < LINGER_PASSES && now != before; i++) {
                 /* Requests that came while this round ran join its end. */
                 before = now;
@@ -114,8 +130,20 @@ static void *loop_main(void *arg)
                 now = ls->round_pending(ls->ctx);
             }
         }
-        if (ls->round_end != NULL) {
-            ls->round_end(ls->ctx);
+        handed = ls->round_end != NULL && ls->round_end(ls->ctx);
+        if (handed && !atomic_load(&l->woken)) {
+            /*
+            ** Its writes wait for another thread's commit: the replies that
+            ** wait for it stay in MHD's ready list unsuspended (http.c), so
+            ** MHD_run_wait would not sleep. Wait here for an event on the
+            ** daemon's epoll set (poll leaves it to MHD): a connection, or
+            ** the kick of the commit's release (hpo__loops_wake; a release
+            ** since the round began, whose kick the round may have taken,
+            ** skips the wait: the next round looks at it).
+            */
+            struct pollfd p = { .fd = l->epoll_fd, .events = POLLIN };
+
+            (void)poll(&p, 1, HANDED_WAIT_MS);
         }
     }
     return NULL;
@@ -148,7 +176,7 @@ static void teardown(struct hpo__loops *ls, bool close_listen)
 
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        uint64_t (*round_pending)(void *ctx), void (*round_end)(void *ctx), void *ctx,
+        uint64_t (*round_pending)(void *ctx), bool (*round_end)(void *ctx), void *ctx,
         struct hpo__loops **ret)
 {
     struct hpo__loops *ls = calloc(1, sizeof(*ls));
@@ -188,6 +216,7 @@ int hpo__loops_start(unsigned n, int listen_fd,
             }
         }
         info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        l->epoll_fd = info != NULL ? info->epoll_fd : -1;
         l->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (info == NULL || l->kick_fd < 0 ||
                 epoll_ctl(info->epoll_fd, EPOLL_CTL_ADD, l->kick_fd, &ev) != 0) {
@@ -286,13 +315,33 @@ int hpo__loops_kick_fd_here(void)
     return self != NULL ? self->kick_fd : -1;
 }
 
+void *hpo__loops_here(void)
+{
+    return self;
+}
+
+void hpo__loops_wake(void *loop)
+{
+    struct loop *l = loop;
+
+    /* Once per round: the round that follows looks at every reply. */
+    if (l != NULL && l != self && !atomic_exchange(&l->woken, true)) {
+        kick(l);
+    }
+}
+
 void hpo__loops_resume(struct MHD_Connection *conn)
 {
     struct hpo__conn *c = hpo__conns_of(conn);
     /* Read before the resume: the connection may be gone as soon as it ran. */
     int fd = c != NULL ? c->kick_fd : -1;
+    struct loop *l = c != NULL ? c->loop : NULL;
 
     MHD_resume_connection(conn);
+    if (l != NULL) {
+        /* MHD resumes it in the loop's next round: the loop must not wait for an event first. */
+        atomic_store(&l->woken, true);
+    }
     if (self != NULL && self->kick_fd == fd) {
         return; /* this thread's own: its next round resumes it */
     }
@@ -304,6 +353,7 @@ void hpo__loops_resume(struct MHD_Connection *conn)
     pthread_mutex_lock(&all_lock);
     for (struct hpo__loops *ls = all_head; ls != NULL; ls = ls->all_next) {
         for (unsigned i = 0; i < ls->n; i++) {
+            atomic_store(&ls->loop[i].woken, true);
             kick(&ls->loop[i]);
         }
     }

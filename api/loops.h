@@ -11,6 +11,7 @@
 #ifndef HPO_LOOPS_H
 #define HPO_LOOPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <microhttpd.h>
@@ -21,6 +22,11 @@ struct hpo__loops;
 ** Start `n` daemons (start_one(cls, listen_fd): the first with listen_fd as
 ** given, the others with the first's listening socket) and a thread for
 ** each. round_end(ctx) runs on a loop thread after each round (NULL: none);
+** true means the round's writes were handed to another thread's commit and
+** MHD has nothing to send: the replies waiting for them keep MHD from
+** sleeping, so the loop waits for an event in poll() on the daemon's epoll
+** set (a connection, or hpo__loops_wake / hpo__loops_resume) before its
+** next round, which then does not wait;
 ** before it, while round_pending(ctx) changed over the last pass (the round
 ** got work for its end), the thread serves what became ready meanwhile
 ** without waiting (at most LINGER_PASSES more passes), so that more of the
@@ -29,7 +35,7 @@ struct hpo__loops;
 */
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        uint64_t (*round_pending)(void *ctx), void (*round_end)(void *ctx), void *ctx,
+        uint64_t (*round_pending)(void *ctx), bool (*round_end)(void *ctx), void *ctx,
         struct hpo__loops **ret);
 
 /* The first daemon (the bound port). */
@@ -51,6 +57,13 @@ void hpo__loops_resume(struct MHD_Connection *conn);
 
 /* The calling HTTP thread's kick eventfd (conns.c records it per connection), or -1. */
 int hpo__loops_kick_fd_here(void);
+/*
+** The calling HTTP thread's loop (NULL: not one), and its wake-up from any
+** thread for a reply that became ready without a resume (a no-op for NULL
+** or the caller's own loop; one kick per round of the loop).
+*/
+void *hpo__loops_here(void);
+void hpo__loops_wake(void *loop);
 
 /* Quiesce, end and join the threads, stop the daemons, close the listening socket. */
 void hpo__loops_stop(struct hpo__loops *ls);

@@ -94,11 +94,11 @@ static void release(void *ctx, struct hpo_job *job)
     hpo_dispatch_release(d->dispatch, job);
 }
 
-static void round_end(void *ctx)
+static bool round_end(void *ctx, void (*wake)(void *loop), void *loop)
 {
     struct daemon *d = ctx;
 
-    hpo_storage_lead(d->storage);
+    return hpo_storage_lead(d->storage, wake, loop);
 }
 
 static uint64_t round_pending(void *ctx)

@@ -101,6 +101,8 @@
 #define N_FLUSHERS 2
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
+/* HTTP threads a round's leader remembers to wake when it leaves their writes queued. */
+#define HANDERS 16
 /* Free space that makes a database out of space look healthy again (/healthz). */
 #define DB_ROOM (1u << 20)
 
@@ -276,6 +278,13 @@ struct sq_storage {
     atomic_uint_fast64_t accepted;   /* the last number given (written under `lock`) */
     atomic_uint_fast64_t resolved;   /* every write up to this number committed or failed */
     atomic_uint_fast64_t last_failed; /* the last that failed (0: none) */
+    /* Round commits (sq_lead), under `lock`: */
+    bool round_leading; /* an HTTP thread's round end holds the writer role */
+    unsigned n_handers; /* threads that handed writes off to it since, and their wake-ups */
+    struct {
+        void (*wake)(void *arg);
+        void *arg;
+    } handers[HANDERS];
 };
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -1131,10 +1140,13 @@ static void lead_batch(struct sq_storage *st)
     if (st->head != NULL) {
         /*
         ** Writes came in meanwhile: their callers sleep on `done`, one of
-        ** them leads; pipelined ones have no caller waiting: the writer does.
+        ** them leads; pipelined ones have no caller waiting: the writer does
+        ** (or, after a round's batch, the threads that handed them, sq_lead).
         */
         pthread_cond_broadcast(&st->done);
-        pthread_cond_signal(&st->wake);
+        if (!st->round_leading) {
+            pthread_cond_signal(&st->wake);
+        }
     }
 }
 
@@ -2004,32 +2016,86 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
 }
 
 /*
+** Under `lock`, by a round's leader leaving sq_lead: writes queued while it
+** led (handed off by other HTTP threads, or a worker's) get a leader: the
+** threads that handed theirs off are woken, and their next round end leads
+** them on their own thread (its replies then need no kick back), while
+** this one goes back to serving its own; without such a thread (or a
+** wake-up to call), the writer thread leads them.
+*/
+static void hand_on(struct sq_storage *st)
+{
+    bool woke = false;
+
+    if (st->head != NULL && !st->paused) {
+        for (unsigned i = 0; i < st->n_handers && i < HANDERS; i++) {
+            st->handers[i].wake(st->handers[i].arg);
+            woke = true;
+        }
+        if (!woke || st->n_handers > HANDERS) {
+            pthread_cond_signal(&st->wake);
+        }
+    }
+    st->n_handers = 0;
+}
+
+/* Under `lock`: remember to wake the calling thread when its handed-off writes need a leader. */
+static void note_hander(struct sq_storage *st, void (*wake)(void *arg), void *arg)
+{
+    for (unsigned i = 0; i < st->n_handers && i < HANDERS; i++) {
+        if (st->handers[i].wake == wake && st->handers[i].arg == arg) {
+            return;
+        }
+    }
+    if (st->n_handers < HANDERS) {
+        st->handers[st->n_handers].wake = wake;
+        st->handers[st->n_handers].arg = arg;
+    }
+    st->n_handers++; /* over HANDERS: the writer thread leads (hand_on) */
+}
+
+/*
 ** The end of an HTTP thread's round (hpo_storage_lead): its pipelined writes,
 ** queued without waking the writer, are committed here with whatever else
-** is queued, in one group transaction; when a batch runs, the thread waits
-** for it and leads what is left (as a caller of a sync write would). It
-** returns once every write accepted so far (the round's replies may have
-** seen writes of other threads) resolved, and the on_flush callback (the
-** dispatcher's release of held replies) has run for them. A pause (tests)
-** leaves them to the writer thread.
+** is queued, in one group transaction, and the on_flush callback (the
+** dispatcher's release of held replies) runs for them. When another thread
+** holds the writer role, this one does not wait for it (hand-off): its
+** writes stay queued, and it returns true and goes back to serving. A
+** leader that is a round's end, as it returns, wakes the threads that
+** handed writes off meanwhile (hand_on), whose next round end leads them;
+** another leader (a worker's write, the writer thread) leads what is
+** queued after its batch itself, and its release of their replies wakes
+** them (http.c). Each call of a thread whose writes were handed off leads
+** what nobody took meanwhile. It returns false once every write accepted
+** so far (the round's replies may have seen writes of other threads)
+** resolved. A pause (tests) leaves them to the writer thread.
 */
-static void sq_lead(struct hpo_storage *base)
+static bool sq_lead(struct hpo_storage *base, void (*wake)(void *arg), void *arg)
 {
     struct sq_storage *st = (struct sq_storage *)base;
     uint64_t upto;
+    bool handed = false;
 
     if (hpo__lead_upto == 0) {
-        return; /* nothing queued by this thread since its last round */
+        return false; /* nothing queued by this thread since its last round */
     }
-    hpo__lead_upto = 0;
     upto = atomic_load(&st->accepted);
     if (atomic_load(&st->resolved) >= upto) {
-        return;
+        hpo__lead_upto = 0;
+        return false;
     }
     pthread_mutex_lock(&st->lock);
     while (atomic_load(&st->resolved) < upto && !st->paused) {
         if (may_lead(st)) {
+            st->round_leading = true;
             lead_batch(st);
+            st->round_leading = false;
+            hand_on(st);
+        } else if (st->busy && wake != NULL) {
+            /* Its leader, or the writer thread after it, takes them (or wakes this one). */
+            note_hander(st, wake, arg);
+            handed = true;
+            break;
         } else {
             pthread_cond_wait(&st->done, &st->lock);
         }
@@ -2038,6 +2104,8 @@ static void sq_lead(struct hpo_storage *base)
         pthread_cond_signal(&st->wake);
     }
     pthread_mutex_unlock(&st->lock);
+    hpo__lead_upto = handed ? upto : 0;
+    return handed;
 }
 
 static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)

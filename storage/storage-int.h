@@ -48,7 +48,7 @@ struct hpo_storage_ops {
     uint64_t (*resolved)(struct hpo_storage *st);
     uint64_t (*last_failed)(struct hpo_storage *st);
     /* Optional (NULL: the writer thread commits every pipelined write): hpo_storage_lead. */
-    void (*lead)(struct hpo_storage *st);
+    bool (*lead)(struct hpo_storage *st, void (*wake)(void *arg), void *arg);
     /* Optional (NULL: never): see hpo_storage_stalled. */
     bool (*stalled)(struct hpo_storage *st);
     /* Several daemons (pg.c); NULL for SQLite. */
@@ -64,7 +64,11 @@ extern _Thread_local bool hpo__defer_flush;
 extern _Thread_local bool hpo__pipeline;
 /* hpo_storage_lead_later: pipelined writes wait for this thread's hpo_storage_lead. */
 extern _Thread_local bool hpo__lead_later;
-/* The number of the last pipelined write this thread queued while lead_later (0: none). */
+/*
+** The number of the last pipelined write this thread queued while lead_later,
+** or, once its hpo_storage_lead handed them off, of the last write accepted
+** then (0: none left to lead).
+*/
 extern _Thread_local uint64_t hpo__lead_upto;
 
 /* Values of a write up to this many bytes may be copied and pipelined. */

@@ -161,11 +161,9 @@ uint64_t hpo_storage_lead_pending(void)
     return hpo__lead_upto;
 }
 
-void hpo_storage_lead(struct hpo_storage *st)
+bool hpo_storage_lead(struct hpo_storage *st, void (*wake)(void *arg), void *arg)
 {
-    if (st->ops->lead != NULL) {
-        st->ops->lead(st);
-    }
+    return st->ops->lead != NULL && st->ops->lead(st, wake, arg);
 }
 
 bool hpo_storage_pipelines(struct hpo_storage *st)

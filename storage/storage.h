@@ -331,13 +331,19 @@ uint64_t hpo_storage_last_failed(struct hpo_storage *st);
 ** thread's pipelined writes are queued without waking the writer thread,
 ** and the thread promises to call hpo_storage_lead soon (at the end of its
 ** round), which commits every queued write in one group transaction on
-** the calling thread when no other thread holds the writer role (else that
-** thread, or the writer thread after it, takes them). No-ops where the
-** backend has no such path (PostgreSQL: its writer thread commits).
+** the calling thread when no other thread holds the writer role, and
+** returns false once every write accepted so far resolved. When another
+** thread holds the role and `wake` is given, it does not wait: the writes
+** stay queued, it returns true (handed off), and the thread goes on
+** serving; wake(arg) (from another thread) means they need a leader, and
+** the thread's next call leads what nobody has taken by then (the release
+** of the replies they held may also come from another thread's commit).
+** Without `wake` it waits for the leader. No-ops (false) where the backend
+** has no such path (PostgreSQL: its writer thread commits).
 */
 void hpo_storage_lead_later(bool on);
-void hpo_storage_lead(struct hpo_storage *st);
-/* The number of the last write this thread queued for its hpo_storage_lead (0: none since). */
+bool hpo_storage_lead(struct hpo_storage *st, void (*wake)(void *arg), void *arg);
+/* The number of the last write this thread queued for its hpo_storage_lead, or handed off (0: none). */
 uint64_t hpo_storage_lead_pending(void);
 
 /* A new chain (one reference), or NULL without memory. */

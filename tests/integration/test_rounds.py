@@ -17,6 +17,13 @@ its next round without suspending their connections.
   at once without reading the reply (every other one with a reset), while 2 clients ask and tell normally: those
   keep getting 200, the daemon stays up, and it stops cleanly (exit 0) with every
   request record released (under ASan, LeakSanitizer and use-after-free checks).
+- handed_off_and_gone: 8 clients on ONE study over two HTTP threads (whose round ends
+  hand their writes to each other's commits, or commit them, as they meet); 2 of them
+  send every third tell with its own exact value and close the connection at once
+  (reset) without reading the reply: those 2 and the 6 others keep going; after a
+  SIGKILL and a restart every acknowledged ask is a trial (numbers 0..N-1, none twice),
+  every acknowledged tell is complete with its exact value, and a tell whose client left
+  is either complete with its own value or not applied (the trial still running).
 - other_studies_and_workers: while 4 clients ask and tell on one study inline, 2
   clients read the study list and the study (answered by workers, resumed from
   them: the kick of the connection's HTTP thread) and create studies: every read
@@ -146,6 +153,71 @@ def clients_gone_mid_round(exe):
         r = c.post("/v1/studies/s/ask", {})
         check(r.status == 201, "ask after the gone clients: %s" % r.describe())
         d.stop()
+
+
+def tell_and_leave(port, num, value):
+    """A tell sent on a fresh connection closed with a reset right after it, reply unread."""
+    body = ('{"value": %r}' % value).encode()
+    req = (b"POST /v1/studies/s/trials/%d/tell HTTP/1.1\r\nHost: x\r\n"
+           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+           % (num, len(body), body))
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(req)
+    s.close()
+
+
+@tap.test
+def handed_off_and_gone(exe):
+    with Daemon(exe, extra_args=ARGS) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        asked = set()
+        told = {}
+        left = {}
+        lock = threading.Lock()
+
+        def client(i):
+            c = Client(d.port)
+            try:
+                for k in range(PAIRS):
+                    r = c.post("/v1/studies/s/ask", {})
+                    check(r.status == 201, "ask: %s" % r.describe())
+                    num = r.json["number"]
+                    with lock:
+                        check(num not in asked, "trial %d handed out twice" % num)
+                        asked.add(num)
+                    value = -(i * 1000.0 + k + 0.625)
+                    if i < 2 and k % 3 == 0:
+                        tell_and_leave(d.port, num, value)
+                        with lock:
+                            left[num] = value
+                        continue
+                    r = c.post("/v1/studies/s/trials/%d/tell" % num, {"value": value})
+                    check(r.status == 200 and r.json["value"] == value, "tell: %s" % r.describe())
+                    with lock:
+                        told[num] = value
+            finally:
+                c.close()
+
+        run_clients(8, client)
+        check(sorted(asked) == list(range(8 * PAIRS)),
+              "trial numbers are not 0..%d" % (8 * PAIRS - 1))
+        d.kill()
+        d.start()
+        c = d.client()
+        for num in sorted(asked):
+            r = c.get("/v1/studies/s/trials/%d" % num)
+            check(r.status == 200, "acknowledged ask of trial %d lost: %s" % (num, r.describe()))
+            if num in told:
+                check(r.json["state"] == "complete" and r.json["value"] == told[num],
+                      "acknowledged tell of trial %d lost or changed: %s" % (num, r.describe()))
+            elif num in left:
+                check(r.json["state"] == "running" or
+                      (r.json["state"] == "complete" and r.json["value"] == left[num]),
+                      "tell of trial %d whose client left: %s" % (num, r.describe()))
+        r = c.get("/v1/studies/s")
+        check(r.status == 200 and r.json["trials"]["total"] == 8 * PAIRS,
+              "study after restart: %s" % r.describe())
 
 
 @tap.test

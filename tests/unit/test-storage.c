@@ -1264,7 +1264,7 @@ static void test_round_lead(void **state)
     hpo_storage_lead_later(false);
     assert_int_equal(hpo_storage_accepted(st), first + 2);
     assert_int_equal(hpo_storage_lead_pending(), first + 2);
-    hpo_storage_lead(st);
+    assert_false(hpo_storage_lead(st, NULL, NULL));
     /* Resolved when it returns: committed here (or by a batch it waited for). */
     assert_int_equal(hpo_storage_resolved(st), first + 2);
     assert_int_equal(hpo_storage_lead_pending(), 0);
@@ -1274,7 +1274,7 @@ static void test_round_lead(void **state)
     assert_int_equal(writes1 - writes0, 3);
     assert_true(commits1 > commits0);
     /* Nothing queued since: a no-op. */
-    hpo_storage_lead(st);
+    assert_false(hpo_storage_lead(st, NULL, NULL));
     hpo_storage_close(st);
     hpo_storage_chain_unref(a);
 
@@ -1286,6 +1286,143 @@ static void test_round_lead(void **state)
         }
     }
     dump_free(&d);
+}
+
+/* Round hand-off: one HTTP thread's round end, leading while another's ends. */
+struct round_thread {
+    struct hpo_storage *st;
+    struct hpo_write_chain *chain;
+    struct hpo_op ops[2];
+    struct hpo_write w[2];
+    atomic_int wakes; /* its wake-up's calls */
+    bool handed;      /* what its hpo_storage_lead returned */
+};
+
+static void note_wake(void *arg)
+{
+    atomic_fetch_add(&((struct round_thread *)arg)->wakes, 1);
+}
+
+/* Queue `rt`'s two writes as an HTTP thread's round would (lead_later, pipelined). */
+static void round_queue(struct round_thread *rt)
+{
+    struct hpo_error err;
+
+    hpo_storage_lead_later(true);
+    hpo_storage_pipeline(true);
+    for (int i = 0; i < 2; i++) {
+        memset(&rt->w[i], 0, sizeof(rt->w[i]));
+        rt->w[i].ops = &rt->ops[i];
+        rt->w[i].n_ops = 1;
+        rt->w[i].chain = rt->chain;
+        hpo_error_clear(&err);
+        assert_int_equal(hpo_storage_write(rt->st, &rt->w[i], &err), 0);
+    }
+    hpo_storage_pipeline(false);
+    hpo_storage_lead_later(false);
+}
+
+static void *round_thread_main(void *arg)
+{
+    struct round_thread *rt = arg;
+
+    round_queue(rt);
+    rt->handed = hpo_storage_lead(rt->st, note_wake, rt);
+    return NULL;
+}
+
+/*
+** Round hand-off (hpo_storage_lead with a wake-up): thread X's round end
+** takes the writer role and its batch waits for a lock held elsewhere; Y's
+** round end meanwhile does not wait: it returns true at once with its
+** writes still queued. Once the lock goes, X's batch commits; X, as a
+** round's leader, leaves Y's writes to Y and wakes it (Y's wake-up called
+** once) without committing them; Y's next round end commits them on Y and
+** returns false. The study's order holds (X's trials 0 and 1 before Y's 2
+** and 3, one chain), and every value is stored exactly. (If the writer
+** thread's idle tick took X's writes first, it is the one blocked, X hands
+** off as Y does, and the writer leads Y's writes after its batch.)
+*/
+static void test_round_handoff(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage_options opt = { .busy_timeout_ms = 60000 };
+    struct hpo_storage *st = NULL;
+    struct hpo_op base = op_study(1, "s", "{}", 0);
+    struct round_thread *x = calloc(1, sizeof(*x)), *y = calloc(1, sizeof(*y));
+    struct hpo_error err;
+    sqlite3 *other = NULL;
+    pthread_t tx;
+    uint64_t first;
+    struct dump d;
+    int i;
+
+    assert_non_null(x);
+    assert_non_null(y);
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_open(f->path, &opt, &st, &err), 0);
+    assert_int_equal(hpo_storage_start(st), 0);
+    write_ok(st, &base, 1);
+    x->st = y->st = st;
+    x->chain = hpo_storage_chain_new();
+    assert_non_null(x->chain);
+    y->chain = x->chain;
+    for (i = 0; i < 2; i++) {
+        x->ops[i] = op_trial(1, i, 2, 0.125 + i, NULL);
+        y->ops[i] = op_trial(1, 2 + i, 2, 10.375 + i, NULL);
+    }
+    first = hpo_storage_accepted(st) + 1;
+    assert_int_equal(sqlite3_open_v2(f->path, &other, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    assert_int_equal(pthread_create(&tx, NULL, round_thread_main, x), 0);
+    /* X's writes accepted and taken by a batch (blocked on the lock): up to 30 s. */
+    for (i = 0; i < 30000 && (hpo_storage_accepted(st) < first + 1 || hpo__storage_queued(st) > 0);
+            i++) {
+        usleep(1000);
+    }
+    assert_true(i < 30000);
+    /* Y's round end while the batch runs: handed off at once, nothing resolved. */
+    round_queue(y);
+    assert_int_equal(hpo_storage_lead_pending(), first + 3);
+    assert_true(hpo_storage_lead(st, note_wake, y));
+    assert_true(hpo_storage_resolved(st) < first);
+    assert_int_equal(hpo__storage_queued(st), 2);
+    assert_int_equal(hpo_storage_lead_pending(), first + 3);
+
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(other), SQLITE_OK);
+    assert_int_equal(pthread_join(tx, NULL), 0);
+    if (!x->handed) {
+        /* X led: it resolved its own writes only and woke Y for the rest. */
+        assert_int_equal(hpo_storage_resolved(st), first + 1);
+        assert_int_equal(atomic_load(&y->wakes), 1);
+        assert_int_equal(hpo__storage_queued(st), 2);
+    }
+    assert_int_equal(atomic_load(&x->wakes), 0);
+    /* Y's next round end: leads what is left (or finds it resolved), up to 30 s. */
+    for (i = 0; i < 30000 && hpo_storage_lead(st, note_wake, y); i++) {
+        usleep(1000);
+    }
+    assert_true(i < 30000);
+    assert_int_equal(hpo_storage_resolved(st), first + 3);
+    assert_int_equal(hpo_storage_lead_pending(), 0);
+    assert_true(hpo_storage_chain_idle(x->chain));
+    assert_false(hpo_storage_chain_failed(x->chain, 0, 0, NULL));
+    hpo_storage_close(st);
+    hpo_storage_chain_unref(x->chain);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'T'), 4);
+    for (size_t k = 0; k < d.n; k++) {
+        if (d.v[k].kind == 'T') {
+            double want = d.v[k].b < 2 ? 0.125 + (double)d.v[k].b : 10.375 + (double)(d.v[k].b - 2);
+            assert_bits(d.v[k].row.value, want);
+        }
+    }
+    dump_free(&d);
+    free(x);
+    free(y);
 }
 
 static void test_pipelined_dependent_failure(void **state)
@@ -2732,6 +2869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_solo_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_dependent_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_lead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_handoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ticks_move_when_idle, setup, teardown),
