@@ -151,6 +151,14 @@ struct hpo_api_config {
     ** its connection. False: it suspends (the flush of synchronous full).
     */
     bool round_replies;
+    /*
+    ** With round_replies, round_end only commits: a flush on another thread
+    ** releases the replies later (synchronous full on SQLite). They still
+    ** wait unsuspended; their HTTP thread then sleeps on its daemon's
+    ** epoll set, not in MHD's wait (which would spin on them), until the
+    ** release kicks it (loops.h, hpo__loops_hold).
+    */
+    bool round_flush;
     /* Whether storage takes writes (for /healthz). */
     bool (*healthy)(void *ctx);
     /*

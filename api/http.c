@@ -129,6 +129,8 @@ struct req {
     */
     bool round_wait;
     atomic_int round_state; /* ROUND_WAITING, ROUND_DONE, ROUND_SUSPENDED */
+    uint64_t round_no;      /* its thread's hpo__loops_rounds_here when held */
+    struct hpo__loop *round_loop; /* cfg.round_flush: its loop's hold (hpo__loops_hold) */
     bool counted; /* counted in api->inflight until on_completed */
     int log_level; /* the log level when its reply was queued (-1: none queued) */
     bool metered;  /* counted for /metrics when its reply was queued */
@@ -842,8 +844,15 @@ static void job_done(struct hpo_job *job)
         return; /* a read running again: the connection stays suspended */
     }
     poke_streams(rq); /* before the resume: after it rq may be gone */
-    if (rq->round_wait && atomic_exchange(&rq->round_state, ROUND_DONE) != ROUND_SUSPENDED) {
-        return; /* not suspended: its HTTP thread's next round queues the reply */
+    if (rq->round_wait) {
+        /* Read before DONE: then rq may be gone as soon as its thread looks. */
+        struct hpo__loop *l = rq->round_loop;
+        int was = atomic_exchange(&rq->round_state, ROUND_DONE);
+
+        hpo__loops_unhold(l); /* (a kick of its thread, held for a flush elsewhere) */
+        if (was != ROUND_SUSPENDED) {
+            return; /* not suspended: its HTTP thread's next round queues the reply */
+        }
     }
     /* From any thread: the resume kicks the connection's HTTP thread (loops.h). */
     rq->suspended = false;
@@ -1387,7 +1396,11 @@ static enum MHD_Result round_reply(struct req *rq)
     if (atomic_load(&rq->round_state) == ROUND_DONE) {
         return queue_reply(rq);
     }
-    if (rq->suspended) {
+    if (rq->suspended || hpo__loops_rounds_here() == rq->round_no || rq->round_loop != NULL) {
+        /*
+        ** A second pass of its round (the round's end, which releases it,
+        ** comes next), or the flush releases it (its loop sleeps meanwhile).
+        */
         return MHD_YES;
     }
     rq->suspended = true;
@@ -1537,6 +1550,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 ** the handler again in the next round (no reply queued yet).
                 */
                 rq->round_wait = true;
+                rq->round_no = hpo__loops_rounds_here();
+                rq->round_loop = api->cfg.round_flush ? hpo__loops_hold() : NULL;
                 atomic_store(&rq->round_state, ROUND_WAITING);
                 count_busy(rq);
                 api->cfg.release(api->cfg.ctx, &rq->job);

@@ -14,6 +14,7 @@
 ** quiesces its daemon itself between two rounds.
 */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,20 +30,28 @@
 
 /* Passes without waiting a round makes while it gets more work for its end. */
 #define LINGER_PASSES 1
+/* The longest sleep while replies are held (hpo__loops_hold): MHD's timeouts run at least this often. */
+#define HELD_WAIT_MS 50
 
-struct loop {
+struct hpo__loop {
     struct hpo__loops *ls;
     struct MHD_Daemon *mhd;
     pthread_t thread;
     bool running;  /* its thread was started (and not joined) */
     bool quiesced; /* its daemon no longer accepts (its own thread's, then the stop's) */
     int kick_fd;   /* eventfd in the daemon's epoll set: wakes the thread for a flag */
+    uint64_t rounds; /* round ends run (its thread's only) */
+    int epoll_fd;    /* its daemon's epoll set */
+    atomic_uint held; /* replies held unsuspended for a release elsewhere (hpo__loops_hold) */
+    atomic_uint_fast64_t released; /* hpo__loops_unhold calls so far */
+    atomic_bool sleeping; /* in the poll for a release: the next release kicks it */
+    uint64_t seen;        /* `released` before its last pass (its thread's only) */
 };
 
 struct hpo__loops {
     struct hpo__loops *all_next; /* under all_lock */
     unsigned n;
-    struct loop *loop;
+    struct hpo__loop *loop;
     uint64_t (*round_pending)(void *ctx);
     void (*round_end)(void *ctx);
     void *ctx;
@@ -55,7 +64,7 @@ struct hpo__loops {
 };
 
 /* The loop of the calling thread (NULL: not an HTTP thread). */
-static _Thread_local struct loop *self;
+static _Thread_local struct hpo__loop *self;
 
 /* Every running set of loops, for resuming a connection without a record (conns.c). */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -68,7 +77,7 @@ static void kick_fd(int fd)
     (void)!write(fd, &one, sizeof(one));
 }
 
-static void kick(struct loop *l)
+static void kick(struct hpo__loop *l)
 {
     uint64_t one = 1;
 
@@ -87,7 +96,7 @@ static unsigned connections(struct MHD_Daemon *mhd)
 
 static void *loop_main(void *arg)
 {
-    struct loop *l = arg;
+    struct hpo__loop *l = arg;
     struct hpo__loops *ls = l->ls;
 
     self = l;
@@ -103,7 +112,26 @@ static void *loop_main(void *arg)
         if (atomic_load(&ls->stop)) {
             break;
         }
-        (void)MHD_run_wait(l->mhd, -1);
+        if (atomic_load(&l->held) > 0) {
+            /*
+            ** Connections waiting for a release stay in MHD's ready list,
+            ** so MHD_run_wait would not sleep: wait on its epoll set for a
+            ** socket or a kick (the release's), then serve without waiting.
+            */
+            struct pollfd pfd = { .fd = l->epoll_fd, .events = POLLIN };
+
+            /* (With unhold's order, a release either is seen here or kicks.) */
+            atomic_store(&l->sleeping, true);
+            if (atomic_load(&l->released) == l->seen) {
+                (void)poll(&pfd, 1, HELD_WAIT_MS);
+            }
+            atomic_store(&l->sleeping, false);
+            l->seen = atomic_load(&l->released);
+            (void)MHD_run_wait(l->mhd, 0);
+        } else {
+            l->seen = atomic_load(&l->released);
+            (void)MHD_run_wait(l->mhd, -1);
+        }
         if (ls->round_pending != NULL && connections(l->mhd) > 1) {
             /* (With one connection nothing else can become ready.) */
             uint64_t before = 0, now = ls->round_pending(ls->ctx);
@@ -117,6 +145,7 @@ static void *loop_main(void *arg)
         if (ls->round_end != NULL) {
             ls->round_end(ls->ctx);
         }
+        l->rounds++;
     }
     return NULL;
 }
@@ -125,7 +154,7 @@ static void *loop_main(void *arg)
 static void teardown(struct hpo__loops *ls, bool close_listen)
 {
     for (unsigned i = 0; i < ls->n; i++) {
-        struct loop *l = &ls->loop[i];
+        struct hpo__loop *l = &ls->loop[i];
         if (l->mhd != NULL) {
             if (!l->quiesced) {
                 (void)MHD_quiesce_daemon(l->mhd);
@@ -169,7 +198,7 @@ int hpo__loops_start(unsigned n, int listen_fd,
         ls->loop[i].kick_fd = -1;
     }
     for (unsigned i = 0; i < ls->n; i++) {
-        struct loop *l = &ls->loop[i];
+        struct hpo__loop *l = &ls->loop[i];
         const union MHD_DaemonInfo *info;
         struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = NULL };
 
@@ -188,6 +217,7 @@ int hpo__loops_start(unsigned n, int listen_fd,
             }
         }
         info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        l->epoll_fd = info != NULL ? info->epoll_fd : -1;
         l->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (info == NULL || l->kick_fd < 0 ||
                 epoll_ctl(info->epoll_fd, EPOLL_CTL_ADD, l->kick_fd, &ev) != 0) {
@@ -284,6 +314,32 @@ void hpo__loops_stop(struct hpo__loops *ls)
 int hpo__loops_kick_fd_here(void)
 {
     return self != NULL ? self->kick_fd : -1;
+}
+
+struct hpo__loop *hpo__loops_hold(void)
+{
+    if (self != NULL) {
+        atomic_fetch_add(&self->held, 1);
+    }
+    return self;
+}
+
+void hpo__loops_unhold(struct hpo__loop *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    atomic_fetch_sub(&l->held, 1);
+    /* One kick wakes the thread for every release until its next pass. */
+    atomic_fetch_add(&l->released, 1);
+    if (l != self && atomic_exchange(&l->sleeping, false)) {
+        kick(l);
+    }
+}
+
+uint64_t hpo__loops_rounds_here(void)
+{
+    return self != NULL ? self->rounds : 0;
 }
 
 void hpo__loops_resume(struct MHD_Connection *conn)

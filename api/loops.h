@@ -52,6 +52,28 @@ void hpo__loops_resume(struct MHD_Connection *conn);
 /* The calling HTTP thread's kick eventfd (conns.c records it per connection), or -1. */
 int hpo__loops_kick_fd_here(void);
 
+/*
+** How many round ends the calling HTTP thread has run (0 on other threads):
+** a request held for its round's end (round commits) compares it to tell
+** whether that end came yet (a pass of the same round calls its handler
+** again before it, http.c:round_reply).
+*/
+uint64_t hpo__loops_rounds_here(void);
+
+/*
+** A reply waiting unsuspended (its connection in MHD's ready list, its
+** handler answering "not yet") for a release from another thread: while
+** its loop holds any, the loop sleeps on its daemon's epoll set instead of
+** MHD_run_wait (which would not sleep with such a connection ready) until
+** a socket or a kick wakes it. hpo__loops_hold (on an HTTP thread) counts
+** one for the calling thread's loop and returns it (NULL elsewhere);
+** hpo__loops_unhold (any thread, once the reply may go) uncounts it and
+** kicks the loop unless called on it.
+*/
+struct hpo__loop;
+struct hpo__loop *hpo__loops_hold(void);
+void hpo__loops_unhold(struct hpo__loop *l);
+
 /* Quiesce, end and join the threads, stop the daemons, close the listening socket. */
 void hpo__loops_stop(struct hpo__loops *ls);
 
