@@ -146,9 +146,9 @@ struct hpo_api_config {
     uint64_t (*round_pending)(void *ctx);
     /*
     ** round_end resolves every pipelined write of the round and releases
-    ** the replies they held (synchronous normal on SQLite): an inline run
-    ** whose write is in flight then waits for its reply without suspending
-    ** its connection. False: it suspends (the flush of synchronous full).
+    ** the replies they held (SQLite; under synchronous full see round_flush):
+    ** an inline run whose write is in flight then waits for its reply
+    ** without suspending its connection. False: it suspends (PostgreSQL).
     */
     bool round_replies;
     /*

@@ -6,9 +6,11 @@
 ** libmicrohttpd daemon of their own on the one listening socket; every
 ** callback here runs on one of them. A request that changes a quick study
 ** whose lane is idle runs right there (run_inline): under round commits
-** (synchronous normal on SQLite) its write is committed with the rest of
-** its thread's round at the round's end and its reply queued in the next
-** round, without a suspension; else it is answered at once, or, when its
+** (SQLite) its write is committed with the rest of its thread's round at
+** the round's end and its reply queued in the next round (under
+** synchronous full, the pass after the flusher's release kicked the
+** thread: cfg.round_flush), without a suspension; else it is answered at
+** once, or, when its
 ** pipelined write is still in flight, suspended until it resolved; other
 ** requests that touch studies are suspended, run
 ** on a worker through the embedder's submit(), and resumed in the job's
