@@ -99,6 +99,13 @@
 ** (a reply waits about one flush, not one and a half).
 */
 #define N_FLUSHERS 2
+/*
+** Set while an HTTP thread's round end leads batches (sq_lead_round): the
+** flusher is woken once the round's end let go of `lock`, not while it
+** holds it (a flusher woken under the lock would wake only to sleep on it).
+*/
+static _Thread_local bool round_leader;
+static _Thread_local bool flush_due; /* a batch it led committed since */
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
 /* Free space that makes a database out of space look healthy again (/healthz). */
@@ -1080,7 +1087,12 @@ static void lead_batch(struct sq_storage *st)
         /* Its callers wait for the flusher (sq_write); this thread may lead the next batch. */
         seq = atomic_load(&st->commit_seq) + 1;
         atomic_store(&st->commit_seq, seq);
-        pthread_cond_signal(&st->flush_wake);
+        if (round_leader && st->head == NULL && !hpo__blobs_pending(&st->blobs)) {
+            /* (Nothing queued meanwhile: the round's end returns right after.) */
+            flush_due = true;
+        } else {
+            pthread_cond_signal(&st->flush_wake);
+        }
     }
     /* A waiter may free its write as soon as it sees `done`. */
     for (struct hpo_write *w = batch; w != NULL; w = next) {
@@ -2040,6 +2052,24 @@ static void sq_lead(struct hpo_storage *base)
     pthread_mutex_unlock(&st->lock);
 }
 
+/*
+** hpo_storage_lead: sq_lead as a round leader (round_leader above); the
+** flusher is woken after, without `lock` (commit_seq was raised under it,
+** so a flusher either sees it before it waits or gets this signal).
+*/
+static void sq_lead_round(struct hpo_storage *base)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+
+    round_leader = true;
+    sq_lead(base);
+    round_leader = false;
+    if (flush_due) {
+        flush_due = false;
+        pthread_cond_signal(&st->flush_wake);
+    }
+}
+
 static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)
 {
     struct sq_storage *st = (struct sq_storage *)base;
@@ -2279,6 +2309,6 @@ static const struct hpo_storage_ops sq_ops = {
     .accepted = sq_accepted,
     .resolved = sq_resolved,
     .last_failed = sq_last_failed,
-    .lead = sq_lead,
+    .lead = sq_lead_round,
     .load_study = sq_load_study,
 };
