@@ -102,7 +102,10 @@
 /*
 ** Set while an HTTP thread's round end leads batches (sq_lead_round): the
 ** flusher is woken once the round's end let go of `lock`, not while it
-** holds it (a flusher woken under the lock would wake only to sleep on it).
+** holds it (a flusher woken under the lock would wake only to sleep on it),
+** and the round's end starts no writeback of the WAL (start_writeback, which
+** may wait for the disk's queue while the thread's connections wait): the
+** flusher's fdatasync writes the frames.
 */
 static _Thread_local bool round_leader;
 static _Thread_local bool flush_due; /* a batch it led committed since */
@@ -1078,7 +1081,7 @@ static void lead_batch(struct sq_storage *st)
     pthread_mutex_unlock(&st->lock);
 
     committed = run_batch(st, batch);
-    if (committed && st->pipelined) {
+    if (committed && st->pipelined && !round_leader) {
         start_writeback(st);
     }
 
