@@ -611,7 +611,8 @@ int main(int argc, char **argv)
     if (!hpo_storage_is_postgresql(d.cfg.db)) {
         /*
         ** The HTTP threads commit each round's writes at its end (STYLE rule
-        ** 33); under synchronous full they flush them there too (sqlite.c).
+        ** 33); under synchronous full a flusher's fdatasync then releases
+        ** the replies (storage/sqlite.c, api/loops.h: hpo__loops_hold).
         */
         hpo_dispatch_round_commits(d.dispatch);
     }
