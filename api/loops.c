@@ -33,7 +33,7 @@
 /* The longest sleep while replies are held (hpo__loops_hold): MHD's timeouts run at least this often. */
 #define HELD_WAIT_MS 50
 
-struct hpo__loop {
+struct loop {
     struct hpo__loops *ls;
     struct MHD_Daemon *mhd;
     pthread_t thread;
@@ -51,7 +51,7 @@ struct hpo__loop {
 struct hpo__loops {
     struct hpo__loops *all_next; /* under all_lock */
     unsigned n;
-    struct hpo__loop *loop;
+    struct loop *loop;
     uint64_t (*round_pending)(void *ctx);
     void (*round_end)(void *ctx);
     void *ctx;
@@ -64,7 +64,7 @@ struct hpo__loops {
 };
 
 /* The loop of the calling thread (NULL: not an HTTP thread). */
-static _Thread_local struct hpo__loop *self;
+static _Thread_local struct loop *self;
 
 /* Every running set of loops, for resuming a connection without a record (conns.c). */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -77,7 +77,7 @@ static void kick_fd(int fd)
     (void)!write(fd, &one, sizeof(one));
 }
 
-static void kick(struct hpo__loop *l)
+static void kick(struct loop *l)
 {
     uint64_t one = 1;
 
@@ -96,7 +96,7 @@ static unsigned connections(struct MHD_Daemon *mhd)
 
 static void *loop_main(void *arg)
 {
-    struct hpo__loop *l = arg;
+    struct loop *l = arg;
     struct hpo__loops *ls = l->ls;
 
     self = l;
@@ -154,7 +154,7 @@ static void *loop_main(void *arg)
 static void teardown(struct hpo__loops *ls, bool close_listen)
 {
     for (unsigned i = 0; i < ls->n; i++) {
-        struct hpo__loop *l = &ls->loop[i];
+        struct loop *l = &ls->loop[i];
         if (l->mhd != NULL) {
             if (!l->quiesced) {
                 (void)MHD_quiesce_daemon(l->mhd);
@@ -198,7 +198,7 @@ int hpo__loops_start(unsigned n, int listen_fd,
         ls->loop[i].kick_fd = -1;
     }
     for (unsigned i = 0; i < ls->n; i++) {
-        struct hpo__loop *l = &ls->loop[i];
+        struct loop *l = &ls->loop[i];
         const union MHD_DaemonInfo *info;
         struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = NULL };
 
@@ -316,16 +316,19 @@ int hpo__loops_kick_fd_here(void)
     return self != NULL ? self->kick_fd : -1;
 }
 
+/* (struct hpo__loop is the header's opaque name of struct loop.) */
 struct hpo__loop *hpo__loops_hold(void)
 {
     if (self != NULL) {
         atomic_fetch_add(&self->held, 1);
     }
-    return self;
+    return (struct hpo__loop *)self;
 }
 
-void hpo__loops_unhold(struct hpo__loop *l)
+void hpo__loops_unhold(struct hpo__loop *hold)
 {
+    struct loop *l = (struct loop *)hold;
+
     if (l == NULL) {
         return;
     }
