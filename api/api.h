@@ -150,11 +150,19 @@ struct hpo_api_config {
     uint64_t (*round_pending)(void *ctx);
     /*
     ** round_end resolves every pipelined write of the round and releases
-    ** the replies they held (synchronous normal on SQLite): an inline run
-    ** whose write is in flight then waits for its reply without suspending
-    ** its connection. False: it suspends (the flush of synchronous full).
+    ** the replies they held (SQLite; under synchronous full see round_flush):
+    ** an inline run whose write is in flight then waits for its reply
+    ** without suspending its connection. False: it suspends (PostgreSQL).
     */
     bool round_replies;
+    /*
+    ** With round_replies, round_end only commits: a flush on another thread
+    ** releases the replies later (synchronous full on SQLite). They still
+    ** wait unsuspended; their HTTP thread then sleeps on its daemon's
+    ** epoll set, not in MHD's wait (which would spin on them), until the
+    ** release kicks it (loops.h, hpo__loops_hold).
+    */
+    bool round_flush;
     /* Whether storage takes writes (for /healthz). */
     bool (*healthy)(void *ctx);
     /*

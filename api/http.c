@@ -6,9 +6,11 @@
 ** libmicrohttpd daemon of their own on the one listening socket; every
 ** callback here runs on one of them. A request that changes a quick study
 ** whose lane is idle runs right there (run_inline): under round commits
-** (synchronous normal on SQLite) its write is committed with the rest of
-** its thread's round at the round's end and its reply queued in the next
-** round, without a suspension; else it is answered at once, or, when its
+** (SQLite) its write is committed with the rest of its thread's round at
+** the round's end and its reply queued in the next round (under
+** synchronous full, the pass after the flusher's release kicked the
+** thread: cfg.round_flush), without a suspension; else it is answered at
+** once, or, when its
 ** pipelined write is still in flight, suspended until it resolved; other
 ** requests that touch studies are suspended, run
 ** on a worker through the embedder's submit(), and resumed in the job's
@@ -140,7 +142,9 @@ struct req {
     */
     bool round_wait;
     atomic_int round_state; /* ROUND_WAITING, ROUND_DONE, ROUND_SUSPENDED */
-    void *round_loop; /* its HTTP thread's loop (loops.h), for a done() from another thread */
+    void *round_loop;  /* its HTTP thread's loop (loops.h), for a done() from another thread */
+    bool round_held;   /* cfg.round_flush: counted in its loop's holds (hpo__loops_hold) */
+    uint64_t round_no; /* its thread's hpo__loops_rounds_here when held */
     bool counted; /* counted in api->inflight until on_completed */
     int log_level; /* the log level when its reply was queued (-1: none queued) */
     bool metered;  /* counted for /metrics when its reply was queued */
@@ -856,11 +860,19 @@ static void job_done(struct hpo_job *job)
     }
     poke_streams(rq); /* before the resume: after it rq may be gone */
     if (rq->round_wait) {
-        void *loop = rq->round_loop; /* read first: once it is done, rq may be gone */
+        /* Read before DONE: then rq may be gone as soon as its thread looks. */
+        void *loop = rq->round_loop;
+        bool held = rq->round_held;
+        int was = atomic_exchange(&rq->round_state, ROUND_DONE);
 
-        if (atomic_exchange(&rq->round_state, ROUND_DONE) != ROUND_SUSPENDED) {
+        if (held) {
+            hpo__loops_unhold(loop); /* (and a wake of its thread: held for a flush elsewhere) */
+        }
+        if (was != ROUND_SUSPENDED) {
             /* Not suspended: its HTTP thread's next round queues the reply (a handed-off one waits for this kick). */
-            hpo__loops_wake(loop);
+            if (!held) {
+                hpo__loops_wake(loop);
+            }
             return;
         }
     }
@@ -1406,8 +1418,14 @@ static enum MHD_Result round_reply(struct req *rq)
     if (atomic_load(&rq->round_state) == ROUND_DONE) {
         return queue_reply(rq);
     }
-    if (rq->suspended || round_handed) {
-        /* Handed off: the commit's release on another thread kicks this one (job_done). */
+    if (rq->suspended || round_handed || rq->round_held ||
+        hpo__loops_rounds_here() == rq->round_no) {
+        /*
+        ** Handed off (the commit's release on another thread kicks this
+        ** one: job_done), held for a flush (its loop sleeps meanwhile), or
+        ** a second pass of its round (the round's end, which releases it,
+        ** comes next).
+        */
         return MHD_YES;
     }
     rq->suspended = true;
@@ -1557,7 +1575,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 ** the handler again in the next round (no reply queued yet).
                 */
                 rq->round_wait = true;
-                rq->round_loop = hpo__loops_here();
+                rq->round_no = hpo__loops_rounds_here();
+                rq->round_held = api->cfg.round_flush;
+                rq->round_loop = rq->round_held ? hpo__loops_hold() : hpo__loops_here();
                 atomic_store(&rq->round_state, ROUND_WAITING);
                 count_busy(rq);
                 api->cfg.release(api->cfg.ctx, &rq->job);
@@ -1780,10 +1800,10 @@ static struct MHD_Daemon *start_one(void *cls, int listen_fd)
 
 /*
 ** After each round of an HTTP thread: the embedder's (its pipelined writes
-** committed, or handed off). The loop waits for an event only when they
-** were handed off and the round queued no reply (one MHD has still to send).
+** committed, or handed off), and whether the round queued a reply (one MHD
+** has still to send): HPO_ROUND_* flags (loops.h).
 */
-static bool round_end(void *cls)
+static unsigned round_end(void *cls)
 {
     struct hpo_api *api = cls;
     bool queued = round_queued != round_queued_seen;
@@ -1791,7 +1811,7 @@ static bool round_end(void *cls)
     round_queued_seen = round_queued;
     round_handed = api->cfg.round_end != NULL &&
             api->cfg.round_end(api->cfg.ctx, hpo__loops_wake, hpo__loops_here());
-    return round_handed && !queued;
+    return (round_handed ? HPO_ROUND_HANDED : 0) | (queued ? HPO_ROUND_QUEUED : 0);
 }
 
 /* Before it: whether the round got work for its end (loops.h). */

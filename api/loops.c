@@ -33,10 +33,11 @@
 /* Passes without waiting a round makes while it gets more work for its end. */
 #define LINGER_PASSES 1
 /*
-** The longest a loop whose writes were handed off waits for an event before
-** it looks again (a bound only: the commit's release kicks it).
+** The longest a loop whose replies wait for another thread (writes handed
+** off, replies held for a flush) waits for an event before it looks again:
+** a bound only, the release kicks it; MHD's timeouts run at least this often.
 */
-#define HANDED_WAIT_MS 10
+#define WAIT_MS 10
 
 struct loop {
     struct hpo__loops *ls;
@@ -47,6 +48,8 @@ struct loop {
     int kick_fd;   /* eventfd in the daemon's epoll set: wakes the thread for a flag */
     int epoll_fd;  /* the daemon's (MHD's) */
     atomic_bool woken; /* hpo__loops_wake kicked it since the start of its round */
+    atomic_uint held;  /* replies held unsuspended for a release elsewhere (hpo__loops_hold) */
+    uint64_t rounds;   /* round ends run (its thread's only) */
 };
 
 struct hpo__loops {
@@ -54,7 +57,7 @@ struct hpo__loops {
     unsigned n;
     struct loop *loop;
     uint64_t (*round_pending)(void *ctx);
-    bool (*round_end)(void *ctx);
+    unsigned (*round_end)(void *ctx);
     void *ctx;
     int listen_fd; /* the shared listening socket (closed here at the stop) */
     atomic_bool quiesce;
@@ -101,6 +104,7 @@ static void *loop_main(void *arg)
     struct hpo__loops *ls = l->ls;
     bool handed = false;
     uint64_t pending;
+    unsigned end;
 
     self = l;
     for (;;) {
@@ -119,7 +123,7 @@ static void *loop_main(void *arg)
         atomic_store(&l->woken, false);
         /* (Writes handed off: still pending, and MHD would not sleep, see below.) */
         pending = handed && ls->round_pending != NULL ? ls->round_pending(ls->ctx) : 0;
-        (void)MHD_run_wait(l->mhd, handed ? 0 : -1);
+        (void)MHD_run_wait(l->mhd, handed || atomic_load(&l->held) > 0 ? 0 : -1);
         if (ls->round_pending != NULL && connections(l->mhd) > 1) {
             /* (With one connection nothing else can become ready.) */
             uint64_t before = pending, now = ls->round_pending(ls->ctx);
@@ -130,20 +134,25 @@ static void *loop_main(void *arg)
                 now = ls->round_pending(ls->ctx);
             }
         }
-        handed = ls->round_end != NULL && ls->round_end(ls->ctx);
-        if (handed && !atomic_load(&l->woken)) {
+        end = ls->round_end != NULL ? ls->round_end(ls->ctx) : 0;
+        l->rounds++;
+        handed = (end & HPO_ROUND_HANDED) != 0;
+        if ((handed || atomic_load(&l->held) > 0) && !(end & HPO_ROUND_QUEUED) &&
+            !atomic_load(&l->woken)) {
             /*
-            ** Its writes wait for another thread's commit: the replies that
-            ** wait for it stay in MHD's ready list unsuspended (http.c), so
-            ** MHD_run_wait would not sleep. Wait here for an event on the
-            ** daemon's epoll set (poll leaves it to MHD): a connection, or
-            ** the kick of the commit's release (hpo__loops_wake; a release
-            ** since the round began, whose kick the round may have taken,
-            ** skips the wait: the next round looks at it).
+            ** Its replies wait for another thread (its writes handed to
+            ** another thread's commit, or held for a flush) and the round
+            ** queued none that MHD has still to send: those waiting stay in
+            ** MHD's ready list unsuspended (http.c), so MHD_run_wait would
+            ** not sleep. Wait here for an event on the daemon's epoll set
+            ** (poll leaves it to MHD): a connection, or the kick of the
+            ** release (hpo__loops_wake; a release since the round began,
+            ** whose kick the round may have taken, skips the wait: the next
+            ** round looks at it).
             */
             struct pollfd p = { .fd = l->epoll_fd, .events = POLLIN };
 
-            (void)poll(&p, 1, HANDED_WAIT_MS);
+            (void)poll(&p, 1, WAIT_MS);
         }
     }
     return NULL;
@@ -176,7 +185,7 @@ static void teardown(struct hpo__loops *ls, bool close_listen)
 
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        uint64_t (*round_pending)(void *ctx), bool (*round_end)(void *ctx), void *ctx,
+        uint64_t (*round_pending)(void *ctx), unsigned (*round_end)(void *ctx), void *ctx,
         struct hpo__loops **ret)
 {
     struct hpo__loops *ls = calloc(1, sizeof(*ls));
@@ -328,6 +337,29 @@ void hpo__loops_wake(void *loop)
     if (l != NULL && l != self && !atomic_exchange(&l->woken, true)) {
         kick(l);
     }
+}
+
+void *hpo__loops_hold(void)
+{
+    if (self != NULL) {
+        atomic_fetch_add(&self->held, 1);
+    }
+    return self;
+}
+
+void hpo__loops_unhold(void *loop)
+{
+    struct loop *l = loop;
+
+    if (l != NULL) {
+        atomic_fetch_sub(&l->held, 1);
+        hpo__loops_wake(l);
+    }
+}
+
+uint64_t hpo__loops_rounds_here(void)
+{
+    return self != NULL ? self->rounds : 0;
 }
 
 void hpo__loops_resume(struct MHD_Connection *conn)

@@ -21,21 +21,26 @@ struct hpo__loops;
 /*
 ** Start `n` daemons (start_one(cls, listen_fd): the first with listen_fd as
 ** given, the others with the first's listening socket) and a thread for
-** each. round_end(ctx) runs on a loop thread after each round (NULL: none);
-** true means the round's writes were handed to another thread's commit and
-** MHD has nothing to send: the replies waiting for them keep MHD from
-** sleeping, so the loop waits for an event in poll() on the daemon's epoll
-** set (a connection, or hpo__loops_wake / hpo__loops_resume) before its
-** next round, which then does not wait;
+** each. round_end(ctx) runs on a loop thread after each round (NULL: none)
+** and returns HPO_ROUND_* flags: HANDED, the round's writes were handed to
+** another thread's commit; QUEUED, the round queued a reply (which MHD
+** sends in its next round). While replies wait for another thread (HANDED,
+** or replies held: hpo__loops_hold) they keep MHD from sleeping, so after
+** a round that queued none the loop waits for an event in poll() on the
+** daemon's epoll set (a connection, or hpo__loops_wake / hpo__loops_resume)
+** before its next round, which then does not wait;
 ** before it, while round_pending(ctx) changed over the last pass (the round
 ** got work for its end), the thread serves what became ready meanwhile
 ** without waiting (at most LINGER_PASSES more passes), so that more of the
 ** clients' requests share the round's end. Returns 0 or a negative errno
 ** (nothing left running).
 */
+#define HPO_ROUND_HANDED 1u
+#define HPO_ROUND_QUEUED 2u
+
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        uint64_t (*round_pending)(void *ctx), bool (*round_end)(void *ctx), void *ctx,
+        uint64_t (*round_pending)(void *ctx), unsigned (*round_end)(void *ctx), void *ctx,
         struct hpo__loops **ret);
 
 /* The first daemon (the bound port). */
@@ -64,6 +69,27 @@ int hpo__loops_kick_fd_here(void);
 */
 void *hpo__loops_here(void);
 void hpo__loops_wake(void *loop);
+
+/*
+** How many round ends the calling HTTP thread has run (0 on other threads):
+** a request held for its round's end (round commits) compares it to tell
+** whether that end came yet (a pass of the same round calls its handler
+** again before it, http.c:round_reply).
+*/
+uint64_t hpo__loops_rounds_here(void);
+
+/*
+** A reply waiting unsuspended (its connection in MHD's ready list, its
+** handler answering "not yet") for a release from another thread: while
+** its loop holds any, the loop sleeps on its daemon's epoll set instead of
+** MHD_run_wait (which would not sleep with such a connection ready) until
+** a socket or a kick wakes it. hpo__loops_hold (on an HTTP thread) counts
+** one for the calling thread's loop and returns it (NULL elsewhere);
+** hpo__loops_unhold (any thread, once the reply may go) uncounts it and
+** wakes the loop (hpo__loops_wake).
+*/
+void *hpo__loops_hold(void);
+void hpo__loops_unhold(void *loop);
 
 /* Quiesce, end and join the threads, stop the daemons, close the listening socket. */
 void hpo__loops_stop(struct hpo__loops *ls);

@@ -608,8 +608,12 @@ int main(int argc, char **argv)
     }
     /* A study's next request runs while its last write commits (dispatch.h). */
     hpo_dispatch_pipeline(d.dispatch, d.storage);
-    if (!d.cfg.synchronous_full && !hpo_storage_is_postgresql(d.cfg.db)) {
-        /* The HTTP threads commit each round's writes at its end (STYLE rule 33). */
+    if (!hpo_storage_is_postgresql(d.cfg.db)) {
+        /*
+        ** The HTTP threads commit each round's writes at its end (STYLE rule
+        ** 33); under synchronous full a flusher's fdatasync then releases
+        ** the replies (storage/sqlite.c, api/loops.h: hpo__loops_hold).
+        */
         hpo_dispatch_round_commits(d.dispatch);
     }
     acfg.host = d.cfg.host;
@@ -636,7 +640,8 @@ int main(int argc, char **argv)
     acfg.release = release;
     acfg.round_end = round_end;
     acfg.round_pending = round_pending;
-    acfg.round_replies = !d.cfg.synchronous_full && !hpo_storage_is_postgresql(d.cfg.db);
+    acfg.round_replies = !hpo_storage_is_postgresql(d.cfg.db);
+    acfg.round_flush = acfg.round_replies && d.cfg.synchronous_full;
     acfg.healthy = healthy;
     acfg.metrics = metrics;
     acfg.backup = backup;

@@ -99,6 +99,16 @@
 ** (a reply waits about one flush, not one and a half).
 */
 #define N_FLUSHERS 2
+/*
+** Set while an HTTP thread's round end leads batches (sq_lead_round): the
+** flusher is woken once the round's end let go of `lock`, not while it
+** holds it (a flusher woken under the lock would wake only to sleep on it),
+** and the round's end starts no writeback of the WAL (start_writeback, which
+** may wait for the disk's queue while the thread's connections wait): the
+** flusher's fdatasync writes the frames.
+*/
+static _Thread_local bool round_leader;
+static _Thread_local bool flush_due; /* a batch it led committed since */
 /* The idle writer wakes this often to bump its tick counter for the watchdog. */
 #define IDLE_TICK_MS 500
 /* HTTP threads a round's leader remembers to wake when it leaves their writes queued. */
@@ -1080,7 +1090,7 @@ static void lead_batch(struct sq_storage *st)
     pthread_mutex_unlock(&st->lock);
 
     committed = run_batch(st, batch);
-    if (committed && st->pipelined) {
+    if (committed && st->pipelined && !round_leader) {
         start_writeback(st);
     }
 
@@ -1089,7 +1099,12 @@ static void lead_batch(struct sq_storage *st)
         /* Its callers wait for the flusher (sq_write); this thread may lead the next batch. */
         seq = atomic_load(&st->commit_seq) + 1;
         atomic_store(&st->commit_seq, seq);
-        pthread_cond_signal(&st->flush_wake);
+        if (round_leader && st->head == NULL && !hpo__blobs_pending(&st->blobs)) {
+            /* (Nothing queued meanwhile: the round's end returns right after.) */
+            flush_due = true;
+        } else {
+            pthread_cond_signal(&st->flush_wake);
+        }
     }
     /* A waiter may free its write as soon as it sees `done`. */
     for (struct hpo_write *w = batch; w != NULL; w = next) {
@@ -2108,6 +2123,26 @@ static bool sq_lead(struct hpo_storage *base, void (*wake)(void *arg), void *arg
     return handed;
 }
 
+/*
+** hpo_storage_lead: sq_lead as a round leader (round_leader above); the
+** flusher is woken after, without `lock` (commit_seq was raised under it,
+** so a flusher either sees it before it waits or gets this signal).
+*/
+static bool sq_lead_round(struct hpo_storage *base, void (*wake)(void *arg), void *arg)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+    bool handed;
+
+    round_leader = true;
+    handed = sq_lead(base, wake, arg);
+    round_leader = false;
+    if (flush_due) {
+        flush_due = false;
+        pthread_cond_signal(&st->flush_wake);
+    }
+    return handed;
+}
+
 static int sq_write(struct hpo_storage *base, struct hpo_write *w, struct hpo_error *err)
 {
     struct sq_storage *st = (struct sq_storage *)base;
@@ -2347,6 +2382,6 @@ static const struct hpo_storage_ops sq_ops = {
     .accepted = sq_accepted,
     .resolved = sq_resolved,
     .last_failed = sq_last_failed,
-    .lead = sq_lead,
+    .lead = sq_lead_round,
     .load_study = sq_load_study,
 };

@@ -2,7 +2,8 @@
 ** test-storage-flush.c: the pipelined flush's callback (storage/sqlite.c,
 ** synchronous full on a database file): a flusher calls on_flush without
 ** the storage's lock, so writes go on while it runs; hpo_storage_on_flush
-** returns only once the callback it replaces has ended.
+** returns only once the callback it replaces has ended; an HTTP thread's
+** round lead (hpo_storage_lead) gets its commits flushed.
 */
 #include <pthread.h>
 #include <setjmp.h> /* cmocka needs setjmp.h, stdarg.h and stddef.h */
@@ -207,11 +208,74 @@ static void test_replace_waits_for_callback(void **state)
     assert_int_equal(atomic_load(&c.calls), calls);
 }
 
+/*
+** Round commits under the pipelined flush (an HTTP thread's round end,
+** hpo_storage_lead): the round's pipelined writes are committed on the
+** calling thread, and the flusher, woken only once the round's end let go
+** of the storage's lock, flushes them: their ticket becomes flushed (no
+** other write comes to wake a flusher) and the on_flush callback runs.
+*/
+static void test_round_lead_is_flushed(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_write_chain *chain = hpo_storage_chain_new();
+    struct hpo_op ops[3];
+    struct hpo_write w[3];
+    struct hpo_error err;
+    struct cb c = { .go = true };
+    char name[3][8];
+    uint64_t first, t;
+
+    assert_non_null(chain);
+    /* A first write flushed, and a pause: the flushers wait for a wake-up by now. */
+    write_deferred(f->st, 1);
+    t = hpo_storage_flush_ticket(f->st);
+    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
+        usleep(1000);
+    }
+    assert_true(hpo_storage_flushed(f->st, t));
+    usleep(50000);
+    hpo_storage_on_flush(f->st, on_flush, &c);
+    first = hpo_storage_accepted(f->st) + 1;
+    hpo_storage_lead_later(true);
+    hpo_storage_pipeline(true);
+    for (int i = 0; i < 3; i++) {
+        snprintf(name[i], sizeof(name[i]), "r%d", i);
+        ops[i] = (struct hpo_op){ .kind = HPO_OP_STUDY_PUT, .study_id = 10 + i, .name = name[i],
+                                  .text = "{\"v\":1}" };
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].ops = &ops[i];
+        w[i].n_ops = 1;
+        w[i].chain = chain;
+        hpo_error_clear(&err);
+        assert_int_equal(hpo_storage_write(f->st, &w[i], &err), 0);
+    }
+    hpo_storage_pipeline(false);
+    hpo_storage_lead_later(false);
+    assert_int_equal(hpo_storage_lead_pending(), first + 2);
+    assert_false(hpo_storage_lead(f->st, NULL, NULL)); /* (nothing led elsewhere: none handed off) */
+    assert_int_equal(hpo_storage_resolved(f->st), first + 2);
+    assert_false(hpo_storage_chain_failed(chain, 0, 0, NULL));
+    assert_true(hpo_storage_flush_ticket(f->st) > t);
+    t = hpo_storage_flush_ticket(f->st);
+    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
+        usleep(1000);
+    }
+    assert_true(hpo_storage_flushed(f->st, t));
+    for (int i = 0; i < POLLS && atomic_load(&c.calls) == 0; i++) {
+        usleep(1000);
+    }
+    assert_true(atomic_load(&c.calls) > 0);
+    hpo_storage_on_flush(f->st, NULL, NULL);
+    hpo_storage_chain_unref(chain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writes_go_on_during_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_waits_for_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_lead_is_flushed, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("storage-flush", tests, NULL, NULL);
