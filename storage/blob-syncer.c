@@ -13,6 +13,13 @@
 ** on disk before a COMMIT that may depend on them. A job the thread has not
 ** begun by the join is taken back (the batch syncs the files itself, as
 ** before). A failed fdatasync is reported by the join, naming the file.
+**
+** A deferred file (hpo__blob_prepare_deferred: the ask's vector, named and
+** checksummed before the commit) is also written here, from the trial's
+** memory, off the ask's path: a piece at a time, and a join stops the job
+** at its next piece (a thread at nice 19 may get little of a busy core)
+** and the batch writes the rest itself. A failed write is reported as a
+** failed fdatasync is; the batch writes the file again.
 */
 #include <errno.h>
 #include <pthread.h>
@@ -32,19 +39,31 @@ struct hpo_blob_syncer {
     pthread_t thread;
     bool stop;
     int job;
-    int fds[HPO_BLOB_LAZY];
+    atomic_bool take; /* a join waits: stop at the next piece */
+    struct hpo_blob_lazy_file files[HPO_BLOB_LAZY];
     size_t n;
     int dirfd;
+    bool dir_synced;
     int result;    /* 0 or -errno */
-    size_t failed; /* the index of the file whose fdatasync failed */
+    size_t failed; /* the index of the file whose write or fdatasync failed */
 };
 
-/* fdatasync every file, then the directory once. */
+/* Write and fdatasync every file, then the directory once; stop early if taken. */
 static void run_job(struct hpo_blob_syncer *s)
 {
     for (size_t i = 0; i < s->n; i++) {
-        if (fdatasync(s->fds[i]) < 0) {
-            s->result = -errno;
+        struct hpo_blob_lazy_file *f = &s->files[i];
+        int r = hpo__blob_lazy_write(f, &s->take);
+
+        if (r == 1 || atomic_load(&s->take)) {
+            return;
+        }
+        if (r == 0 && !f->synced) {
+            r = fdatasync(f->fd) < 0 ? -errno : 0;
+            f->synced = r == 0;
+        }
+        if (r < 0) {
+            s->result = r;
             s->failed = i;
             return;
         }
@@ -54,7 +73,7 @@ static void run_job(struct hpo_blob_syncer *s)
         s->failed = s->n;
         return;
     }
-    s->result = 0;
+    s->dir_synced = true;
 }
 
 static void *syncer_main(void *arg)
@@ -92,6 +111,7 @@ struct hpo_blob_syncer *hpo__blob_syncer_start(void)
     if (s == NULL) {
         return NULL;
     }
+    atomic_init(&s->take, false);
     if (pthread_mutex_init(&s->mu, NULL) != 0) {
         goto fail;
     }
@@ -132,36 +152,48 @@ void hpo__blob_syncer_stop(struct hpo_blob_syncer *s)
     free(s);
 }
 
-void hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const int *fds, size_t n, int dirfd)
+void hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const struct hpo_blob_lazy_file *files,
+        size_t n, int dirfd)
 {
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < n; i++) {
-        s->fds[i] = fds[i];
+        s->files[i] = files[i];
     }
     s->n = n;
     s->dirfd = dirfd;
+    s->dir_synced = false;
     s->result = 0;
     s->failed = 0;
+    atomic_store(&s->take, false);
     s->job = SJOB_QUEUED;
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->mu);
 }
 
-int hpo__blob_syncer_join(struct hpo_blob_syncer *s, size_t *synced)
+int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *files, size_t n,
+        bool *dir_synced, size_t *failed)
 {
     int r = 0;
 
-    *synced = 0;
+    *dir_synced = false;
+    *failed = 0;
     pthread_mutex_lock(&s->mu);
     if (s->job == SJOB_QUEUED) {
         s->job = SJOB_NONE; /* not begun: taken back */
     } else if (s->job != SJOB_NONE) {
+        atomic_store(&s->take, true);
         while (s->job != SJOB_DONE) {
             pthread_cond_wait(&s->done, &s->mu);
         }
         s->job = SJOB_NONE;
         r = s->result;
-        *synced = r == 0 ? s->n : s->failed;
+        *failed = s->failed;
+        *dir_synced = s->dir_synced;
+        for (size_t i = 0; i < n && i < s->n; i++) {
+            files[i].off = s->files[i].off;
+            files[i].old_len = s->files[i].old_len;
+            files[i].synced = s->files[i].synced;
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return r;
