@@ -672,8 +672,8 @@ static void drop_lazy(struct hpo_blobs *b)
 {
     b->n_lazy--;
     close(b->lazy[b->n_lazy].f.fd);
-    if (b->lazy[b->n_lazy].hold != NULL) {
-        b->lazy[b->n_lazy].hold(b->lazy[b->n_lazy].hold_arg, false);
+    if (b->lazy[b->n_lazy].f.hold != NULL) {
+        b->lazy[b->n_lazy].f.hold(b->lazy[b->n_lazy].f.hold_arg, false);
     }
 }
 
@@ -1004,8 +1004,6 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         b->lazy[b->n_lazy].batch = true;
         b->lazy[b->n_lazy].f = (struct hpo_blob_lazy_file){ .fd = fd, .len = ref->len,
             .off = ref->len };
-        b->lazy[b->n_lazy].hold = NULL;
-        b->lazy[b->n_lazy].hold_arg = NULL;
         b->n_lazy++;
     } else if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
@@ -1087,15 +1085,14 @@ int hpo__blob_prepare_deferred(struct hpo_blobs *b, int64_t study_id, const void
     snprintf(b->lazy[b->n_lazy].name, HPO_BLOB_NAME_MAX, "%s", ref->name);
     b->lazy[b->n_lazy].batch = true;
     b->lazy[b->n_lazy].f = (struct hpo_blob_lazy_file){ .fd = fd, .data = data, .len = len,
-        .old_len = old_len > len ? old_len : 0 };
-    b->lazy[b->n_lazy].hold = hold;
-    b->lazy[b->n_lazy].hold_arg = arg;
+        .old_len = old_len > len ? old_len : 0, .hold = hold, .hold_arg = arg };
     b->n_lazy++;
     hold(arg, true);
     return 0;
 }
 
-int hpo__blob_lazy_write(struct hpo_blob_lazy_file *f, const atomic_bool *stop)
+int hpo__blob_lazy_write(struct hpo_blob_lazy_file *f, const atomic_bool *stop,
+        void (*progress)(void *arg, const struct hpo_blob_lazy_file *f), void *arg)
 {
     while (f->off < f->len) {
         size_t k = f->len - f->off < EARLY_CHUNK ? f->len - f->off : EARLY_CHUNK;
@@ -1110,6 +1107,9 @@ int hpo__blob_lazy_write(struct hpo_blob_lazy_file *f, const atomic_bool *stop)
         }
         (void)sync_file_range(f->fd, (off_t)f->off, (off_t)k, SYNC_FILE_RANGE_WRITE);
         f->off += k;
+        if (progress != NULL) {
+            progress(arg, f);
+        }
     }
     if (f->old_len > 0) {
         if (ftruncate(f->fd, (off_t)f->len) < 0) {
@@ -1179,7 +1179,7 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
             continue;
         }
         if (f->off < f->len || f->old_len > 0) {
-            r = hpo__blob_lazy_write(f, NULL);
+            r = hpo__blob_lazy_write(f, NULL, NULL, NULL);
         }
         if (r == 0 && !f->synced) {
             r = fdatasync(f->fd) < 0 ? -errno : 0;
@@ -1199,8 +1199,8 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
             b->lazy[k++] = b->lazy[i];
             continue;
         }
-        if (b->lazy[i].hold != NULL) {
-            b->lazy[i].hold(b->lazy[i].hold_arg, false);
+        if (b->lazy[i].f.hold != NULL) {
+            b->lazy[i].f.hold(b->lazy[i].f.hold_arg, false);
         }
         /* Written back: its pages may go, as a new file's do, once the batch ended. */
         if (b->n_written < HPO_BLOB_WRITTEN) {
@@ -1245,8 +1245,9 @@ static void lazy_committed(struct hpo_blobs *b)
             return;
         }
     }
-    hpo__blob_syncer_queue(b->syncer, files, b->n_lazy, b->dirfd);
-    b->n_bg = b->n_lazy;
+    if (hpo__blob_syncer_queue(b->syncer, files, b->n_lazy, b->dirfd)) {
+        b->n_bg = b->n_lazy;
+    }
 }
 
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,

@@ -299,6 +299,9 @@ struct hpo_blob_lazy_file {
     const unsigned char *data;
     size_t len, off, old_len;
     bool synced;
+    /* A deferred write's hold on the memory `data` points into (hpo_op.hold). */
+    void (*hold)(void *arg, bool take);
+    void *hold_arg;
 };
 
 struct hpo_blobs {
@@ -357,9 +360,6 @@ struct hpo_blobs {
         char name[HPO_BLOB_NAME_MAX];
         bool batch;
         struct hpo_blob_lazy_file f;
-        /* A deferred write's hold on the memory f.data points into (hpo_op.hold). */
-        void (*hold)(void *arg, bool take);
-        void *hold_arg;
     } lazy[HPO_BLOB_LAZY];
     size_t n_lazy;
     /*
@@ -374,18 +374,22 @@ struct hpo_blobs {
 
 /*
 ** The lazy files' sync thread (blob-syncer.c). Start: NULL if it cannot be.
-** Queue (no job out): on the thread, write what each of the n files still
-** lacks (hpo__blob_lazy_write), fdatasync it, then fsync dirfd. Join: stop
-** the job at its next piece (or take it back if not begun) and copy each
-** file's progress (off, old_len, synced) back into files[0..n); returns 0
-** with *dir_synced whether the job got through the directory's fsync, or a
-** negative errno, *failed the failing file's index (n: the directory).
-** The fds, and the memory the files' data point into, stay valid until
-** the join returned.
+** Queue: on the thread, write what each of the n files still lacks
+** (hpo__blob_lazy_write), fdatasync it, then fsync dirfd; the job works on
+** its own duplicates of the fds and takes its own hold on each file's data
+** (let go on the thread when the job ends), so the caller's may go once
+** the join returned. False (nothing queued) while an abandoned job still
+** runs. Join: take a job not begun back; one that runs is told to stop and
+** abandoned, each file's progress as of now (the pieces written in full)
+** copied back into files[0..n) (off, old_len, synced): the caller writes
+** and syncs the rest itself, never waiting for the thread. Returns 0 with
+** *dir_synced whether the job ended with the directory's fsync, or the
+** negative errno of a job that failed, *failed the failing file's index
+** (n: the directory).
 */
 struct hpo_blob_syncer *hpo__blob_syncer_start(void);
 void hpo__blob_syncer_stop(struct hpo_blob_syncer *s);
-void hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const struct hpo_blob_lazy_file *files,
+bool hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const struct hpo_blob_lazy_file *files,
         size_t n, int dirfd);
 int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *files, size_t n,
         bool *dir_synced, size_t *failed);
@@ -393,10 +397,12 @@ int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *
 /*
 ** Write the bytes of `f` from f->off on, a piece at a time with each
 ** piece's writeback started, then cut a longer spare back; before each
-** piece, stop (returning 1) if `stop` is set. 0 once written, or -errno
-** (f->off: what was written).
+** piece, stop (returning 1) if `stop` is set; after each, call
+** progress(arg, f) if given. 0 once written, or -errno (f->off: what was
+** written).
 */
-int hpo__blob_lazy_write(struct hpo_blob_lazy_file *f, const atomic_bool *stop);
+int hpo__blob_lazy_write(struct hpo_blob_lazy_file *f, const atomic_bool *stop,
+        void (*progress)(void *arg, const struct hpo_blob_lazy_file *f), void *arg);
 
 /* Where a write started in the batch's lists, to undo just that write. */
 struct hpo_blob_mark {
