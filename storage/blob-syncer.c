@@ -16,16 +16,18 @@
 **
 ** A deferred file (hpo__blob_prepare_deferred: the ask's vector, named and
 ** checksummed before the commit) is also written here, from the trial's
-** memory, off the ask's path, a piece at a time. A join never waits for
-** this thread: at nice 19 it may get little of a busy core (a 1 MiB piece
-** took 56 ms under strace at load 9). A running job is abandoned: the
+** memory, off the ask's path, a piece at a time. A join tells a running
+** job to stop at its next piece and waits for that at most JOIN_WAIT_NS:
+** at nice 19 the thread may get little of a busy core (a 1 MiB piece took
+** 56 ms under strace at load 9). One still running then is abandoned: the
 ** batch takes the pieces written so far and writes the rest itself (the
 ** piece in flight too: the same bytes, so the two writes cannot disagree)
-** and syncs; the job stops at its next piece. So the job works on
-** duplicates of the fds and holds the data's memory itself until it ends,
-** and no new job is queued before it did (the next batch syncs alone). A
-** failed write is reported as a failed fdatasync is; the batch writes the
-** file again.
+** and syncs. So the job works on duplicates of the fds and holds the
+** data's memory itself until it ends (an abandoned job keeps the trial's
+** point alive a little longer: the next ask then cannot reuse it), and no
+** new job is queued before it did (the next batch syncs alone). A failed
+** write is reported as a failed fdatasync is; the batch writes the file
+** again.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 #include "thread.h"
@@ -40,16 +43,19 @@
 
 enum { SJOB_NONE, SJOB_QUEUED, SJOB_RUNNING, SJOB_DONE };
 
+/* How long a join waits for a running job to stop at its next piece before abandoning it. */
+#define JOIN_WAIT_NS 2000000L
+
 struct hpo_blob_syncer {
     pthread_mutex_t mu;
-    pthread_cond_t wake;
+    pthread_cond_t wake, done;
     pthread_t thread;
     bool stop;
     int job;
     bool abandoned;   /* joined while running: the thread ends it (to SJOB_NONE) */
     atomic_bool take; /* stop at the next piece */
     struct hpo_blob_lazy_file files[HPO_BLOB_LAZY]; /* fds: the job's duplicates */
-    struct hpo_blob_lazy_file done[HPO_BLOB_LAZY];  /* progress: whole pieces (under mu) */
+    struct hpo_blob_lazy_file progress[HPO_BLOB_LAZY]; /* whole pieces written (under mu) */
     size_t n;
     int dirfd;
     bool dir_synced;
@@ -64,10 +70,23 @@ static void publish(void *arg, const struct hpo_blob_lazy_file *f)
     size_t i = (size_t)(f - s->files);
 
     pthread_mutex_lock(&s->mu);
-    s->done[i].off = f->off;
-    s->done[i].old_len = f->old_len;
-    s->done[i].synced = f->synced;
+    s->progress[i].off = f->off;
+    s->progress[i].old_len = f->old_len;
+    s->progress[i].synced = f->synced;
     pthread_mutex_unlock(&s->mu);
+}
+
+static bool cond_init_mono(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    bool ok;
+
+    if (pthread_condattr_init(&a) != 0) {
+        return false;
+    }
+    ok = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 && pthread_cond_init(c, &a) == 0;
+    pthread_condattr_destroy(&a);
+    return ok;
 }
 
 /* Write and fdatasync every file, then the directory once; stop early if taken. */
@@ -133,6 +152,7 @@ static void *syncer_main(void *arg)
         release_job(s);
         pthread_mutex_lock(&s->mu);
         s->job = s->abandoned ? SJOB_NONE : SJOB_DONE;
+        pthread_cond_signal(&s->done);
     }
     if (s->job == SJOB_QUEUED) {
         release_job(s); /* queued but never run */
@@ -155,10 +175,15 @@ struct hpo_blob_syncer *hpo__blob_syncer_start(void)
     if (pthread_cond_init(&s->wake, NULL) != 0) {
         goto fail_mu;
     }
-    if (hpo_thread_start(&s->thread, NULL, syncer_main, s, "hpod-lazysync") != 0) {
+    if (!cond_init_mono(&s->done)) {
         goto fail_wake;
     }
+    if (hpo_thread_start(&s->thread, NULL, syncer_main, s, "hpod-lazysync") != 0) {
+        goto fail_done;
+    }
     return s;
+fail_done:
+    pthread_cond_destroy(&s->done);
 fail_wake:
     pthread_cond_destroy(&s->wake);
 fail_mu:
@@ -179,6 +204,7 @@ void hpo__blob_syncer_stop(struct hpo_blob_syncer *s)
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->mu);
     (void)pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->done);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -200,7 +226,7 @@ bool hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const struct hpo_blob_laz
         if (s->files[k].fd < 0) {
             break;
         }
-        s->done[k] = s->files[k];
+        s->progress[k] = s->files[k];
     }
     if (k < n) {
         while (k > 0) {
@@ -240,8 +266,23 @@ int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *
         release_job(s);
     } else if (s->job == SJOB_RUNNING || s->job == SJOB_DONE) {
         if (s->job == SJOB_RUNNING) {
-            /* Not waited for: it stops at its next piece and ends itself. */
+            struct timespec until;
+
+            /*
+            ** It stops at its next piece: waited for a moment (then its
+            ** holds go now), not longer (a starved thread is abandoned; it
+            ** ends itself, holding the data's memory until then).
+            */
             atomic_store(&s->take, true);
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += JOIN_WAIT_NS;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            while (s->job == SJOB_RUNNING &&
+                    pthread_cond_timedwait(&s->done, &s->mu, &until) != ETIMEDOUT) {
+            }
+        }
+        if (s->job == SJOB_RUNNING) {
             s->abandoned = true;
         } else {
             s->job = SJOB_NONE;
@@ -250,9 +291,9 @@ int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *
             *dir_synced = s->dir_synced;
         }
         for (size_t i = 0; i < n && i < s->n; i++) {
-            files[i].off = s->done[i].off;
-            files[i].old_len = s->done[i].old_len;
-            files[i].synced = s->done[i].synced;
+            files[i].off = s->progress[i].off;
+            files[i].old_len = s->progress[i].old_len;
+            files[i].synced = s->progress[i].synced;
         }
     }
     pthread_mutex_unlock(&s->mu);

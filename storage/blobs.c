@@ -1161,15 +1161,11 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
         for (size_t i = 0; i < n; i++) {
             b->lazy[i].f = got[i];
         }
-        if (r < 0) {
-            if (failed < n) {
-                lazy_failed(b, failed, r);
-            }
-            return file_error(b, r,
-                    failed < n && b->lazy[failed].f.data != NULL ? "writing" : "syncing",
-                    failed < n ? b->lazy[failed].name : "the directory of a lazy file", err);
+        /* A failed job: that file is written (deferred) and synced again below; fails if that does. */
+        if (r < 0 && failed < n) {
+            lazy_failed(b, failed, r);
         }
-        covered = dir_synced ? n : 0;
+        covered = r == 0 && dir_synced ? n : 0;
     }
     for (size_t i = 0; i < b->n_lazy; i++) {
         struct hpo_blob_lazy_file *f = &b->lazy[i].f;
@@ -1189,6 +1185,9 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
             lazy_failed(b, i, r);
             return file_error(b, r, f->data != NULL ? "writing" : "syncing", b->lazy[i].name,
                     err);
+        }
+        if (f->data != NULL) {
+            b->fail_errno = 0;
         }
         if (i >= covered) {
             *synced = true;
