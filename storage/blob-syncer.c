@@ -22,12 +22,12 @@
 ** 56 ms under strace at load 9). One still running then is abandoned: the
 ** batch takes the pieces written so far and writes the rest itself (the
 ** piece in flight too: the same bytes, so the two writes cannot disagree)
-** and syncs. So the job works on duplicates of the fds and holds the
-** data's memory itself until it ends (an abandoned job keeps the trial's
-** point alive a little longer: the next ask then cannot reuse it), and no
-** new job is queued before it did (the next batch syncs alone). A failed
-** write is reported as a failed fdatasync is; the batch writes the file
-** again.
+** and syncs. So the job works on duplicates of the fds and holds each
+** file's memory itself until that file's write returned (not through its
+** fdatasync: the point is back in time for the next ask to reuse it), and
+** no new job is queued before it ended (the next batch syncs alone). A
+** failed job is retried by the batch, which reports the failure if its
+** own attempt fails too, and then writes the file again each batch.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -96,6 +96,11 @@ static void run_job(struct hpo_blob_syncer *s)
         struct hpo_blob_lazy_file *f = &s->files[i];
         int r = hpo__blob_lazy_write(f, &s->take, publish, s);
 
+        /* Its memory is not read again: let it go now, not after the syncs. */
+        if (f->hold != NULL) {
+            f->hold(f->hold_arg, false);
+            f->hold = NULL;
+        }
         if (r == 1 || atomic_load(&s->take)) {
             return;
         }
@@ -118,13 +123,14 @@ static void run_job(struct hpo_blob_syncer *s)
     s->dir_synced = true;
 }
 
-/* The job's own fds and holds go once it ended (on this thread). */
+/* The job's own fds and the holds it has not let go yet go once it ended (on this thread). */
 static void release_job(struct hpo_blob_syncer *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         close(s->files[i].fd);
         if (s->files[i].hold != NULL) {
             s->files[i].hold(s->files[i].hold_arg, false);
+            s->files[i].hold = NULL;
         }
     }
 }
