@@ -153,6 +153,16 @@ static struct hpo_trial *oldest_waiting(struct study *s)
 }
 
 
+/* hpo_op.hold of a vector written from a trial's point (any thread). */
+static void hold_point(void *point, bool take)
+{
+    if (take) {
+        (void)hpo_point_ref(point);
+    } else {
+        hpo_point_release(point);
+    }
+}
+
 void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
         const union hpo_service_args *a)
 {
@@ -256,7 +266,14 @@ void hpo__op_ask(struct hpo_service *svc, struct hpo_service_request *req,
             s->sampler_type->reproducible(s->sampler)) {
         /* The sampler rebuilds these vectors should a power cut lose them (loader.c). */
         for (size_t i = 0; i < HPO_BUF_N(&w.ops, struct hpo_op); i++) {
-            HPO_BUF_AT(&w.ops, struct hpo_op, i).lazy = true;
+            struct hpo_op *op = &HPO_BUF_AT(&w.ops, struct hpo_op, i);
+            op->lazy = true;
+            /* Its file may be written after the commit, from the trial's point (held). */
+            if (op->kind == HPO_OP_PARAM_VECTOR && t->point != NULL &&
+                    op->vector >= t->point->data && op->vector < t->point->data + s->space->dim) {
+                op->hold = hold_point;
+                op->hold_arg = t->point;
+            }
         }
     }
     if (s->sampler_type->needs_save == NULL || s->sampler_type->needs_save(s->sampler)) {

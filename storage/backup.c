@@ -340,7 +340,11 @@ int hpo_storage_backup(const char *db_path, int out_fd, struct hpo_error *err)
     snprintf(tmp, sizeof(tmp), "%s.backup-%ld-%u", db_path, (long)getpid(),
             atomic_fetch_add(&backup_counter, 1));
     snprintf(journal, sizeof(journal), "%s-journal", tmp);
-    for (int i = 0; i < 3 && r == 1; i++) {
+    for (int i = 0; i < 5 && r == 1; i++) {
+        if (i > 0) {
+            /* An ask's vector file is written after its commit (blobs.c): give it a moment. */
+            usleep(10000u << i);
+        }
         unlink(tmp);
         r = attempt(db_path, tmp, out_fd, start, err);
     }

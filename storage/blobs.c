@@ -667,6 +667,16 @@ static void drop_spare(struct hpo_blobs *b, size_t i, bool unlink_it)
 static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err);
 static void lazy_committed(struct hpo_blobs *b);
 
+/* Forget the last lazy file: close it and let go of a deferred write's memory. */
+static void drop_lazy(struct hpo_blobs *b)
+{
+    b->n_lazy--;
+    close(b->lazy[b->n_lazy].f.fd);
+    if (b->lazy[b->n_lazy].f.hold != NULL) {
+        b->lazy[b->n_lazy].f.hold(b->lazy[b->n_lazy].f.hold_arg, false);
+    }
+}
+
 /*
 ** Drop the cached pages of the files written before (what writeback has
 ** finished with): 0.2-0.4 ms for 8 MB here, which is why with sync it is
@@ -743,10 +753,9 @@ void hpo__blobs_close(struct hpo_blobs *b)
     /* A clean stop leaves every committed file on disk. */
     lazy_committed(b);
     if (sync_lazy(b, true, &synced, &ignored) < 0) {
-        for (size_t i = 0; i < b->n_lazy; i++) {
-            close(b->lazy[i].fd);
+        while (b->n_lazy > 0) {
+            drop_lazy(b);
         }
-        b->n_lazy = 0;
     }
     if (synced && b->dirfd >= 0) {
         (void)fsync(b->dirfd);
@@ -992,8 +1001,9 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
         ** ordered mode would make this commit's own journal flush wait for it.
         */
         snprintf(b->lazy[b->n_lazy].name, HPO_BLOB_NAME_MAX, "%s", ref->name);
-        b->lazy[b->n_lazy].fd = fd;
         b->lazy[b->n_lazy].batch = true;
+        b->lazy[b->n_lazy].f = (struct hpo_blob_lazy_file){ .fd = fd, .len = ref->len,
+            .off = ref->len };
         b->n_lazy++;
     } else if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
@@ -1018,8 +1028,7 @@ static int write_file(struct hpo_blobs *b, const struct hpo_blob_ref *ref,
     b->fail_errno = 0;
     if (names_add(&b->created, ref->name) < 0) {
         if (lazy) {
-            b->n_lazy--;
-            close(b->lazy[b->n_lazy].fd);
+            drop_lazy(b);
         }
         (void)unlinkat(b->dirfd, ref->name, 0);
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
@@ -1044,41 +1053,160 @@ int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
     return r;
 }
 
-/* Sync the lazy files of committed batches (before the next COMMIT or at close). */
-static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err)
+int hpo__blob_prepare_deferred(struct hpo_blobs *b, int64_t study_id, const void *data,
+        size_t len, void (*hold)(void *arg, bool take), void *arg, struct hpo_blob_ref *ref,
+        struct hpo_error *err)
 {
-    size_t k = 0, done = 0;
+    struct hpo_xxh64 x;
+    size_t old_len;
+    int fd;
 
-    /* The first n_bg files were handed to the sync thread: what it synced is done. */
-    if (b->n_bg > 0) {
-        int r = hpo__blob_syncer_join(b->syncer, &done);
+    if (!b->sync || b->dirfd < 0 || b->n_lazy == HPO_BLOB_LAZY || len == 0) {
+        struct hpo_part part = { data, len };
+        return hpo__blob_prepare_write(b, study_id, &part, 1, true, false, ref, err);
+    }
+    name_ref(b, study_id, len, ref);
+    /* Only the name now (its entry goes to disk with the next directory fsync). */
+    fd = open_for_write(b, ref, &old_len);
+    if (fd < 0) {
+        b->fail_errno = fd != -ENOMEM ? -fd : 0;
+        b->fail_len = len;
+        return file_error(b, fd, "creating", ref->name, err);
+    }
+    if (names_add(&b->created, ref->name) < 0) {
+        close(fd);
+        (void)unlinkat(b->dirfd, ref->name, 0);
+        return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
+    }
+    /* The checksum the cell needs, here: no write to overlap it with. */
+    hpo__xxh64_init(&x);
+    hpo__xxh64_update(&x, data, len);
+    seal_ref(b, ref, &x);
+    snprintf(b->lazy[b->n_lazy].name, HPO_BLOB_NAME_MAX, "%s", ref->name);
+    b->lazy[b->n_lazy].batch = true;
+    b->lazy[b->n_lazy].f = (struct hpo_blob_lazy_file){ .fd = fd, .data = data, .len = len,
+        .old_len = old_len > len ? old_len : 0, .hold = hold, .hold_arg = arg };
+    b->n_lazy++;
+    hold(arg, true);
+    return 0;
+}
 
-        b->n_bg = 0;
+int hpo__blob_lazy_write(struct hpo_blob_lazy_file *f, const atomic_bool *stop,
+        void (*progress)(void *arg, const struct hpo_blob_lazy_file *f), void *arg)
+{
+    while (f->off < f->len) {
+        size_t k = f->len - f->off < EARLY_CHUNK ? f->len - f->off : EARLY_CHUNK;
+        int r;
+
+        if (stop != NULL && atomic_load(stop)) {
+            return 1;
+        }
+        r = write_all_at(f->fd, f->data + f->off, k, (off_t)f->off);
         if (r < 0) {
-            return file_error(b, r, "syncing",
-                    done < b->n_lazy ? b->lazy[done].name : "the directory of a lazy file", err);
+            return r;
+        }
+        (void)sync_file_range(f->fd, (off_t)f->off, (off_t)k, SYNC_FILE_RANGE_WRITE);
+        f->off += k;
+        if (progress != NULL) {
+            progress(arg, f);
         }
     }
+    if (f->old_len > 0) {
+        if (ftruncate(f->fd, (off_t)f->len) < 0) {
+            return -errno;
+        }
+        f->old_len = 0;
+    }
+    return 0;
+}
+
+/*
+** A lazy file whose write or fdatasync failed: a deferred one is written
+** again from its first byte (after a failed fdatasync its pages may have
+** been marked clean), and /healthz sees the failure.
+*/
+static void lazy_failed(struct hpo_blobs *b, size_t i, int r)
+{
+    struct hpo_blob_lazy_file *f = &b->lazy[i].f;
+
+    if (f->data != NULL) {
+        f->off = 0;
+    }
+    f->synced = false;
+    b->fail_errno = r != -ENOMEM ? -r : 0;
+    b->fail_len = f->len;
+}
+
+/*
+** Write (deferred files) and sync the lazy files of committed batches
+** (before the next COMMIT or at close); `all`: the current batch's too.
+** *synced: whether the directory needs its fsync for them.
+*/
+static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_error *err)
+{
+    size_t k = 0, covered = 0;
+
+    /* The first n_bg files were handed to the sync thread: take its progress. */
+    if (b->n_bg > 0) {
+        struct hpo_blob_lazy_file got[HPO_BLOB_LAZY];
+        size_t n = b->n_bg, failed;
+        bool dir_synced;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+            got[i] = b->lazy[i].f;
+        }
+        r = hpo__blob_syncer_join(b->syncer, got, n, &dir_synced, &failed);
+        b->n_bg = 0;
+        for (size_t i = 0; i < n; i++) {
+            b->lazy[i].f = got[i];
+        }
+        /* A failed job: that file is written (deferred) and synced again below; fails if that does. */
+        if (r < 0 && failed < n) {
+            lazy_failed(b, failed, r);
+        }
+        covered = r == 0 && dir_synced ? n : 0;
+    }
     for (size_t i = 0; i < b->n_lazy; i++) {
-        if ((b->lazy[i].batch && !all) || i < done) {
+        struct hpo_blob_lazy_file *f = &b->lazy[i].f;
+        int r = 0;
+
+        if (b->lazy[i].batch && !all) {
             continue;
         }
-        if (fdatasync(b->lazy[i].fd) < 0) {
-            return file_error(b, -errno, "syncing", b->lazy[i].name, err);
+        if (f->off < f->len || f->old_len > 0) {
+            r = hpo__blob_lazy_write(f, NULL, NULL, NULL);
         }
-        *synced = true;
+        if (r == 0 && !f->synced) {
+            r = fdatasync(f->fd) < 0 ? -errno : 0;
+            f->synced = r == 0;
+        }
+        if (r < 0) {
+            lazy_failed(b, i, r);
+            return file_error(b, r, f->data != NULL ? "writing" : "syncing", b->lazy[i].name,
+                    err);
+        }
+        if (f->data != NULL) {
+            b->fail_errno = 0;
+        }
+        if (i >= covered) {
+            *synced = true;
+        }
     }
     for (size_t i = 0; i < b->n_lazy; i++) {
         if (b->lazy[i].batch && !all) {
             b->lazy[k++] = b->lazy[i];
             continue;
         }
+        if (b->lazy[i].f.hold != NULL) {
+            b->lazy[i].f.hold(b->lazy[i].f.hold_arg, false);
+        }
         /* Written back: its pages may go, as a new file's do, once the batch ended. */
         if (b->n_written < HPO_BLOB_WRITTEN) {
-            b->written[b->n_written++] = b->lazy[i].fd;
+            b->written[b->n_written++] = b->lazy[i].f.fd;
         } else {
-            (void)posix_fadvise(b->lazy[i].fd, 0, 0, POSIX_FADV_DONTNEED);
-            close(b->lazy[i].fd);
+            (void)posix_fadvise(b->lazy[i].f.fd, 0, 0, POSIX_FADV_DONTNEED);
+            close(b->lazy[i].f.fd);
         }
     }
     b->n_lazy = k;
@@ -1087,23 +1215,24 @@ static int sync_lazy(struct hpo_blobs *b, bool all, bool *synced, struct hpo_err
 
 /*
 ** The current batch's lazy files now belong to a committed (or perhaps
-** committed) batch: their writeback starts, to be done by the next sync.
+** committed) batch: their writeback starts (a deferred file's write), to
+** be done by the next sync.
 */
 static void lazy_committed(struct hpo_blobs *b)
 {
-    int fds[HPO_BLOB_LAZY];
+    struct hpo_blob_lazy_file files[HPO_BLOB_LAZY];
 
     for (size_t i = 0; i < b->n_lazy; i++) {
-        if (b->lazy[i].batch) {
-            (void)sync_file_range(b->lazy[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        if (b->lazy[i].batch && b->lazy[i].f.data == NULL) {
+            (void)sync_file_range(b->lazy[i].f.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         }
         b->lazy[i].batch = false;
-        fds[i] = b->lazy[i].fd;
+        files[i] = b->lazy[i].f;
     }
     /*
-    ** And synced on a thread of their own while the disk is idle (before the
-    ** next batch, which joins the job): blob-syncer.c. Without the thread,
-    ** or with a job still out, the next batch syncs them itself.
+    ** And written and synced on a thread of their own while the disk is idle
+    ** (before the next batch, which joins the job): blob-syncer.c. Without
+    ** the thread, or with a job still out, the next batch does it itself.
     */
     if (b->n_lazy == 0 || b->n_bg > 0 || b->syncer_failed) {
         return;
@@ -1115,8 +1244,9 @@ static void lazy_committed(struct hpo_blobs *b)
             return;
         }
     }
-    hpo__blob_syncer_queue(b->syncer, fds, b->n_lazy, b->dirfd);
-    b->n_bg = b->n_lazy;
+    if (hpo__blob_syncer_queue(b->syncer, files, b->n_lazy, b->dirfd)) {
+        b->n_bg = b->n_lazy;
+    }
 }
 
 int hpo__blob_read(const struct hpo_blobs *b, const struct hpo_blob_ref *ref, void *buf,
@@ -1282,8 +1412,7 @@ void hpo__blobs_undo(struct hpo_blobs *b, const struct hpo_blob_mark *mark)
     }
     /* This batch's lazy files come last; their names were unlinked above. */
     while (b->n_lazy > mark->lazy && b->lazy[b->n_lazy - 1].batch) {
-        b->n_lazy--;
-        close(b->lazy[b->n_lazy].fd);
+        drop_lazy(b);
     }
     while (b->n_appended > mark->appended) {
         b->n_appended--;

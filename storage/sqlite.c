@@ -591,6 +591,16 @@ static int run_param(struct sq_storage *st, const struct hpo_op *op, struct hpo_
         if (rc == SQLITE_OK) {
             rc = sqlite3_bind_zeroblob(stmt, 4, 0);
         }
+    } else if (op->lazy && op->hold != NULL && bytes == (const void *)op->vector &&
+            st->blobs.dirfd >= 0 && op->len * sizeof(double) >= HPO_BLOB_MIN) {
+        /* Its file written after the commit, from the caller's held memory. */
+        r = hpo__blob_prepare_deferred(&st->blobs, op->study_id, bytes, op->len * sizeof(double),
+                op->hold, op->hold_arg, &ref, err);
+        if (r < 0) {
+            sqlite3_clear_bindings(stmt);
+            return r;
+        }
+        bind_blob(&rc, stmt, 4, ref.text, ref.text_len);
     } else {
         struct hpo_part part = { bytes, op->len * sizeof(double) };
 
@@ -1979,6 +1989,11 @@ static int sq_load_study(struct hpo_storage *base, const char *name,
     }
     st->busy = true;
     pthread_mutex_unlock(&st->lock);
+    {
+        /* Committed files still to write (deferred) are read below: write them first. */
+        struct hpo_error ignored;
+        (void)hpo__blobs_sync_dir(&st->blobs, &ignored);
+    }
     r = load_all(st, &filter, &f, err);
     pthread_mutex_lock(&st->lock);
     st->busy = false;

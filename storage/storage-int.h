@@ -290,6 +290,24 @@ struct hpo_blob_names {
 struct hpo_blob_hasher;
 struct hpo_blob_syncer;
 
+/*
+** A lazy file not yet synced. A deferred one (hpo__blob_prepare_deferred)
+** is written after its batch committed, from `data` (the caller's memory,
+** held until then): `off` is how many of its `len` bytes are written (len:
+** done; a file written before its commit has data NULL and off == len).
+** A reused spare longer than the value is cut to `len` once written
+** (`old_len`, 0 once cut). `synced`: its fdatasync returned.
+*/
+struct hpo_blob_lazy_file {
+    int fd;
+    const unsigned char *data;
+    size_t len, off, old_len;
+    bool synced;
+    /* A deferred write's hold on the memory `data` points into (hpo_op.hold). */
+    void (*hold)(void *arg, bool take);
+    void *hold_arg;
+};
+
 struct hpo_blobs {
     int dirfd; /* -1: no side files (an in-memory database); every value stays inline */
     char *dir; /* the directory's path, for messages */
@@ -344,8 +362,8 @@ struct hpo_blobs {
     */
     struct {
         char name[HPO_BLOB_NAME_MAX];
-        int fd;
         bool batch;
+        struct hpo_blob_lazy_file f;
     } lazy[HPO_BLOB_LAZY];
     size_t n_lazy;
     /*
@@ -360,16 +378,35 @@ struct hpo_blobs {
 
 /*
 ** The lazy files' sync thread (blob-syncer.c). Start: NULL if it cannot be.
-** Queue (no job out): fdatasync the n fds, then fsync dirfd, on the thread.
-** Join: wait for the job (or take it back if not begun); *synced is how
-** many of the fds the job synced, all n with the directory after them if
-** it returns 0; else a negative errno, *synced the failing file's index
-** (n: the directory). The fds stay open until the join returned.
+** Queue: on the thread, write what each of the n files still lacks
+** (hpo__blob_lazy_write), fdatasync it, then fsync dirfd; the job works on
+** its own duplicates of the fds and takes its own hold on each file's data
+** (let go on the thread when the job ends), so the caller's may go once
+** the join returned. False (nothing queued) while an abandoned job still
+** runs. Join: take a job not begun back; one that runs is told to stop and
+** abandoned, each file's progress as of now (the pieces written in full)
+** copied back into files[0..n) (off, old_len, synced): the caller writes
+** and syncs the rest itself, never waiting for the thread. Returns 0 with
+** *dir_synced whether the job ended with the directory's fsync, or the
+** negative errno of a job that failed, *failed the failing file's index
+** (n: the directory).
 */
 struct hpo_blob_syncer *hpo__blob_syncer_start(void);
 void hpo__blob_syncer_stop(struct hpo_blob_syncer *s);
-void hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const int *fds, size_t n, int dirfd);
-int hpo__blob_syncer_join(struct hpo_blob_syncer *s, size_t *synced);
+bool hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const struct hpo_blob_lazy_file *files,
+        size_t n, int dirfd);
+int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *files, size_t n,
+        bool *dir_synced, size_t *failed);
+
+/*
+** Write the bytes of `f` from f->off on, a piece at a time with each
+** piece's writeback started, then cut a longer spare back; before each
+** piece, stop (returning 1) if `stop` is set; after each, call
+** progress(arg, f) if given. 0 once written, or -errno (f->off: what was
+** written).
+*/
+int hpo__blob_lazy_write(struct hpo_blob_lazy_file *f, const atomic_bool *stop,
+        void (*progress)(void *arg, const struct hpo_blob_lazy_file *f), void *arg);
 
 /* Where a write started in the batch's lists, to undo just that write. */
 struct hpo_blob_mark {
@@ -428,6 +465,22 @@ void hpo__blob_prepare_parts(struct hpo_blobs *b, int64_t study_id, const struct
 */
 int hpo__blob_prepare_write(struct hpo_blobs *b, int64_t study_id,
         const struct hpo_part *parts, size_t n, bool lazy, bool state, struct hpo_blob_ref *ref,
+        struct hpo_error *err);
+
+/*
+** A lazy value of `len` bytes (hpo_op.lazy with a hold) whose file is named
+** (created, empty) and checksummed now but written only after the batch
+** committed: by the sync thread while the disk and a core are idle, or by
+** the next batch's hpo__blobs_sync_dir, which writes what the thread has
+** not and syncs it before that batch commits (so the file's bytes and name
+** are on disk before any later commit, as for a lazy file). hold(arg,
+** true) is called once the write is queued, hold(arg, false) once the file
+** is synced or the write undone; `data` must not change meanwhile. Without
+** sync, or with HPO_BLOB_LAZY files pending: hpo__blob_prepare_write
+** (lazy). Returns as hpo__blob_prepare_write.
+*/
+int hpo__blob_prepare_deferred(struct hpo_blobs *b, int64_t study_id, const void *data,
+        size_t len, void (*hold)(void *arg, bool take), void *arg, struct hpo_blob_ref *ref,
         struct hpo_error *err);
 
 /*

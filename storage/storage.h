@@ -120,6 +120,15 @@ struct hpo_op {
     */
     bool lazy;
     /*
+    ** PARAM_VECTOR with lazy, optional: a hold on the memory `vector` points
+    ** into (hold(arg, true) takes one, hold(arg, false) lets it go; any
+    ** thread). Storage may then write the value's side file after the
+    ** commit, from that memory, held until then; `vector` must not change
+    ** meanwhile. Without it, `vector` is borrowed as always.
+    */
+    void (*hold)(void *arg, bool take);
+    void *hold_arg;
+    /*
     ** PARAM_PUT: the cell never holds a vector (its param is a scalar of the
     ** study's space, which never changes), so storage need not look for a
     ** side file the write replaces. False: it may (a shared vector's number).

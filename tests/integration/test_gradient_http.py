@@ -368,6 +368,53 @@ def lost_vector_is_rebuilt(exe):
               "a finished trial's damaged file: rc %d, %r" % (r.returncode, r.stdout[-300:]))
 
 
+@tap.test
+def deferred_vector_file_survives_sigkill(exe):
+    """Under --synchronous full an ask's vector file is named and checksummed before the
+    ask commits but written after it, off the ask's path (storage/blob-syncer.c), from the
+    trial's memory. The vector downloaded right after the ask is the one a twin study that
+    never stopped hands out; a SIGKILL right after the ask's reply (the file written, in
+    part or not at all) still gives that vector after the restart (rebuilt or from the
+    file), and the file then holds it; a clean stop writes a pending file."""
+    import sqlite3
+    n = 1000000  # 8 MB: the write outlasts the reply
+
+    def vector_file(d, name, number):
+        db = sqlite3.connect(d.db)
+        try:
+            (ref,) = db.execute("SELECT p.value FROM params p JOIN studies s ON s.id = p.study_id"
+                                " WHERE s.name = ? AND p.number = ?", (name, number)).fetchone()
+        finally:
+            db.close()
+        return os.path.join(d.db + ".blobs", ref.decode().split(":")[1])
+
+    with Daemon(exe, extra_args=("--synchronous", "full")) as d:
+        for name in ("twin", "k0", "k1", "clean"):
+            study(d, name, {"optimizer": "adam", "lr": 0.1, "seed": 9},
+                  params=[dict(LAM, size=n)])
+        number, want = ask_vector(d, "twin")
+        check(len(want) == 8 * n, "downloaded %d bytes" % len(want))
+        for name in ("k0", "k1"):
+            t = d.post("/v1/studies/%s/ask" % name).expect(201)
+            check(t["number"] == number, "trial number %d" % t["number"])
+            if name == "k1":
+                check(d.get(t["params"]["lam"]["href"]).body == want,
+                      "the vector downloaded right after the ask differs from the twin's")
+            d.kill()
+            d.start()
+            got = d.get("/v1/studies/%s/trials/%d/params/lam" % (name, number)).body
+            check(got == want, "%s: the vector after SIGKILL differs from the one handed out" % name)
+            with open(vector_file(d, name, number), "rb") as f:
+                check(f.read(8 * n) == want, "%s: the side file does not hold the vector" % name)
+        number, raw = ask_vector(d, "clean")
+        check(raw == want, "the clean study's vector differs")
+        d.restart()
+        with open(vector_file(d, "clean", number), "rb") as f:
+            check(f.read() == want, "a clean stop did not write the pending vector file")
+        check("rebuilt the lost vector" not in d.log_text().split("stopped")[-1],
+              "a cleanly stopped daemon rebuilt a vector")
+
+
 def xxh64(data):
     """XXH64 (seed 0) of bytes: the checksum in a side file's reference (storage/blobs.c)."""
     p1, p2, p3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
