@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,12 @@ struct gradient_state {
     bool may_defer;
     bool step_running;
     pthread_t step_thread;
+    /*
+    ** Set by start() (the storage copied the record out) or settle(): until
+    ** then the loops run on the step's thread alone, chunk by chunk, leaving
+    ** the other core to the record's copy; then split (hpo_parallel_for).
+    */
+    atomic_bool step_split;
     struct {
         const struct hpo_space *space;
         const double *grad, *vals;
@@ -193,6 +200,7 @@ struct gradient_state {
 static void settle(struct gradient_state *st)
 {
     if (st->step_running) {
+        atomic_store_explicit(&st->step_split, true, memory_order_release);
         (void)pthread_join(st->step_thread, NULL);
         st->step_running = false;
     }
@@ -1224,15 +1232,34 @@ static void step_range(void *ctx, size_t rlo, size_t rhi)
     hpo__gstep_range(&k, job->offset + rlo, job->offset + rhi);
 }
 
-/* The vector part of a step: every differentiable coordinate's update. */
+/* Coordinates a deferred step updates alone between two looks at step_split. */
+#define DEFER_CHUNK ((size_t)1 << 14)
+
+/*
+** The vector part of a step: every differentiable coordinate's update. With
+** `split` (a deferred step), on this thread alone DEFER_CHUNK coordinates at
+** a time until it is set, the rest split over threads; every coordinate is
+** computed alike whichever thread runs it (the same bits).
+*/
 static void step_loops(struct gradient_state *st, const struct hpo_space *space,
-        const struct gsrc *s, double lr_t, double inv_b1t, double inv_sqrt_b2t)
+        const struct gsrc *s, double lr_t, double inv_b1t, double inv_sqrt_b2t,
+        const atomic_bool *split)
 {
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         if (is_diff(st, i)) {
             struct step_job job = { st, &st->gp[i], s, lr_t, inv_b1t, inv_sqrt_b2t, p->offset };
-            hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, step_range, &job);
+            size_t lo = 0;
+            while (split != NULL && lo < p->width &&
+                    !atomic_load_explicit(split, memory_order_acquire)) {
+                size_t hi = p->width - lo > DEFER_CHUNK ? lo + DEFER_CHUNK : p->width;
+                step_range(&job, lo, hi);
+                lo = hi;
+            }
+            if (lo < p->width) {
+                job.offset = p->offset + lo;
+                hpo_parallel_for(p->width - lo, HPO_PARALLEL_GRAIN, step_range, &job);
+            }
         }
     }
 }
@@ -1243,7 +1270,8 @@ static void *deferred_main(void *arg)
     struct gsrc s = { .grad = st->pend.grad, .vals = st->pend.vals, .sgn = st->pend.sgn,
         .mul = st->pend.mul, .div = st->pend.div };
 
-    step_loops(st, st->pend.space, &s, st->pend.lr_t, st->pend.inv_b1t, st->pend.inv_sqrt_b2t);
+    step_loops(st, st->pend.space, &s, st->pend.lr_t, st->pend.inv_b1t, st->pend.inv_sqrt_b2t,
+            &st->step_split);
     return NULL;
 }
 
@@ -1269,6 +1297,7 @@ static bool defer_loops(struct gradient_state *st, const struct hpo_space *space
     st->pend.lr_t = lr_t;
     st->pend.inv_b1t = inv_b1t;
     st->pend.inv_sqrt_b2t = inv_sqrt_b2t;
+    atomic_store_explicit(&st->step_split, false, memory_order_relaxed);
     st->step_running = pthread_create(&st->step_thread, NULL, deferred_main, st) == 0;
     return st->step_running;
 }
@@ -1308,7 +1337,7 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
         inv_sqrt_b2t = 1.0 / sqrt(1.0 - pow(st->beta2, t));
     }
     if (!(st->may_defer && defer_loops(st, space, s, lr_t, inv_b1t, inv_sqrt_b2t))) {
-        step_loops(st, space, s, lr_t, inv_b1t, inv_sqrt_b2t);
+        step_loops(st, space, s, lr_t, inv_b1t, inv_sqrt_b2t, NULL);
     }
     st->steps[st->k - st->steps_base] = n_trials;
     st->k++;
@@ -1927,6 +1956,13 @@ static void gradient_settle(void *state)
     settle(state);
 }
 
+static void gradient_start(void *state)
+{
+    struct gradient_state *st = state;
+
+    atomic_store_explicit(&st->step_split, true, memory_order_release);
+}
+
 static const char options_schema[] =
         "{\"optimizer\": {\"type\": \"string\", \"enum\": [\"adam\", \"sgd\", \"momentum\"], "
         "\"default\": \"adam\"},"
@@ -2009,6 +2045,7 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .decode = gradient_decode,
     .defer_next = gradient_defer_next,
     .settle = gradient_settle,
+    .start = gradient_start,
     .load = gradient_load,
     .destroy = gradient_destroy,
     .needs_save = gradient_needs_save,

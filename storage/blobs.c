@@ -1205,7 +1205,8 @@ static void cut_back(struct hpo_blobs *b, const char *name, size_t len)
 
 
 int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
-        const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref, struct hpo_error *err)
+        const struct hpo_part *parts, size_t n, void (*copied)(void *), void *arg,
+        struct hpo_blob_ref *ref, struct hpo_error *err)
 {
     struct hpo_blob_tail *t = NULL;
     struct hpo_xxh64 x;
@@ -1239,6 +1240,9 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
     h.x = t->x;
     hash_start(b, &h, parts, n, add);
     r = write_parts_at(fd, parts, n, (off_t)cur->len, b->sync);
+    if (copied != NULL) {
+        copied(arg);
+    }
     if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;
     }

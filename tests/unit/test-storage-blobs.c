@@ -250,7 +250,7 @@ static void test_append_exact(void **state)
 
             split3(parts, all + at, recs[i]);
             hpo_error_clear(&err);
-            assert_int_equal(hpo__blob_append(&b, &cur, parts, 3, &next, &err), 1);
+            assert_int_equal(hpo__blob_append(&b, &cur, parts, 3, NULL, NULL, &next, &err), 1);
             at += recs[i];
             assert_string_equal(next.name, cur.name);
             assert_int_equal(next.len, at);
@@ -311,7 +311,7 @@ static void test_failed_writes_leave_nothing(void **state)
         assert_int_equal(b.n_lazy, 0);
     }
     hpo_error_clear(&err);
-    assert_int_equal(hpo__blob_append(&b, &cur, &rec, 1, &next, &err), -EIO);
+    assert_int_equal(hpo__blob_append(&b, &cur, &rec, 1, NULL, NULL, &next, &err), -EIO);
     assert_int_equal(err.code, HPO_UNAVAILABLE);
     assert_int_equal(b.n_appended, 0);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
@@ -324,7 +324,7 @@ static void test_failed_writes_leave_nothing(void **state)
     free(got);
     /* The tail is unchanged: the same record now appends. */
     hpo_error_clear(&err);
-    assert_int_equal(hpo__blob_append(&b, &cur, &rec, 1, &next, &err), 1);
+    assert_int_equal(hpo__blob_append(&b, &cur, &rec, 1, NULL, NULL, &next, &err), 1);
     assert_int_equal(next.len, 2 * m);
     assert_int_equal(next.hash, hpo__xxh64(all, 2 * m));
     hpo__blobs_finish(&b);
