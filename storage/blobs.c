@@ -1240,8 +1240,8 @@ int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
     h.x = t->x;
     hash_start(b, &h, parts, n, add);
     r = write_parts_at(fd, parts, n, (off_t)cur->len, b->sync);
-    if (copied != NULL) {
-        copied(arg);
+    if (r == 0 && copied != NULL) {
+        copied(arg); /* in the page cache: the sampler's deferred step may take the CPU */
     }
     if (r == 0 && b->sync && fdatasync(fd) < 0) {
         r = -errno;

@@ -214,11 +214,34 @@ static void test_prepare_write_exact(void **state)
     }
 }
 
+/* hpo__blob_append's `copied`: the file already holds the record's bytes when it is called. */
+struct copied_probe {
+    const struct fixture *f;
+    const char *name;
+    const unsigned char *want;
+    size_t want_len;
+    int calls;
+};
+
+static void on_copied(void *arg)
+{
+    struct copied_probe *c = arg;
+    size_t len;
+    unsigned char *got = read_file(c->f, c->name, &len);
+
+    c->calls++;
+    assert_int_equal(len, c->want_len);
+    assert_memory_equal(got, c->want, len);
+    free(got);
+}
+
 /*
 ** Records appended to a state written by hpo__blob_prepare_write, below,
 ** at and above the threshold, in parts at odd offsets: each reference's
 ** checksum is XXH64 of the whole file as a serial hash gives it, the file
-** holds exactly the state then the records.
+** holds exactly the state then the records; `copied` is called once per
+** append, with the record in the file. A record past the whole state's
+** size is refused (0: write the whole state) without the call.
 */
 static void test_append_exact(void **state)
 {
@@ -248,9 +271,13 @@ static void test_append_exact(void **state)
             unsigned char *got;
             size_t got_len;
 
+            struct copied_probe probe = { f, cur.name, all, at + recs[i], 0 };
+
             split3(parts, all + at, recs[i]);
             hpo_error_clear(&err);
-            assert_int_equal(hpo__blob_append(&b, &cur, parts, 3, NULL, NULL, &next, &err), 1);
+            assert_int_equal(
+                    hpo__blob_append(&b, &cur, parts, 3, on_copied, &probe, &next, &err), 1);
+            assert_int_equal(probe.calls, 1);
             at += recs[i];
             assert_string_equal(next.name, cur.name);
             assert_int_equal(next.len, at);
@@ -261,6 +288,15 @@ static void test_append_exact(void **state)
             free(got);
             hpo__blobs_finish(&b);
             cur = next;
+        }
+        {
+            /* Past the budget: the records after the state would outgrow it. */
+            struct copied_probe probe = { f, cur.name, all, at, 0 };
+            struct hpo_part big = { all, state_len - (at - state_len) + 1 };
+
+            assert_int_equal(
+                    hpo__blob_append(&b, &cur, &big, 1, on_copied, &probe, &next, &err), 0);
+            assert_int_equal(probe.calls, 0);
         }
         hpo__blobs_close(&b);
         remove_dir(f->blobs);
