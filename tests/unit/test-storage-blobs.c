@@ -424,12 +424,29 @@ static void test_syncer_jobs(void **state)
     remove_dir(f->blobs);
 }
 
+/* The process's open file descriptors (/proc/self/fd, less the one reading it). */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n - 1;
+}
+
 /*
 ** With sync, a committed batch's lazy file is handed to the sync thread
 ** (n_bg) and the next batch's hpo__blobs_sync_dir joins it and keeps no
 ** lazy file of a committed batch; a lazy file of that next batch is its
 ** own (not synced by it) and goes to the thread once it ends. Closing
-** with a job out joins it; the files hold their bytes.
+** with a job out joins it; the files hold their bytes. A synced lazy
+** file's fd goes to the hash thread when its batch ends (its pages
+** dropped there): every fd is closed once the store is.
 */
 static void test_lazy_synced_by_thread(void **state)
 {
@@ -439,6 +456,7 @@ static void test_lazy_synced_by_thread(void **state)
     struct hpo_blob_ref ref[2];
     struct hpo_blobs b;
     struct hpo_error err;
+    int fds = count_fds();
 
     assert_int_equal(hpo__blobs_open(&b, f->path, true, &err), 0);
     for (int i = 0; i < 2; i++) {
@@ -456,7 +474,9 @@ static void test_lazy_synced_by_thread(void **state)
         assert_int_equal(b.n_bg, 0);
         hpo__blobs_finish(&b);
         assert_non_null(b.syncer);
+        assert_non_null(b.hasher);
         assert_int_equal(b.n_bg, 1);
+        assert_int_equal(b.n_written, 0); /* the first file's fd: the hash thread's now */
     }
     for (int i = 0; i < 2; i++) {
         unsigned char *back = malloc(len);
@@ -470,6 +490,7 @@ static void test_lazy_synced_by_thread(void **state)
     hpo__blobs_close(&b);
     assert_null(b.syncer);
     assert_int_equal(count_files(f), 2);
+    assert_int_equal(count_fds(), fds);
     free(v[0]);
     free(v[1]);
 }
