@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@
 #include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/space.h"
+#include "../core/thread.h"
 #include "gradient-step.h"
 #include "sampler.h"
 
@@ -180,7 +182,13 @@ struct gradient_state {
     */
     bool may_defer;
     bool step_running;
-    pthread_t step_thread;
+    struct stepper *stepper; /* the step's thread, kept from the first deferred step on */
+    /*
+    ** Set by start() (the storage copied the record out) or settle(): until
+    ** then the loops run on the step's thread alone, chunk by chunk, leaving
+    ** the other core to the record's copy; then split (hpo_parallel_for).
+    */
+    atomic_bool step_split;
     struct {
         const struct hpo_space *space;
         const double *grad, *vals;
@@ -189,11 +197,33 @@ struct gradient_state {
     } pend;
 };
 
+/*
+** A deferred step's thread (defer_loops), one per state, started at its
+** first deferred step and kept until destroy: woken from its wait, it runs
+** sooner than a thread created per tell (whose first run the scheduler puts
+** after the running ones) and has no stack to map and unmap each time.
+*/
+struct stepper {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    pthread_t thread;
+    bool job; /* queued or running: the pending step (gradient_state.pend) */
+    bool stop;
+    struct gradient_state *st;
+};
+
 /* Wait for a deferred step's loops (every op but save_parts and save_record does first). */
 static void settle(struct gradient_state *st)
 {
+    struct stepper *t = st->stepper;
+
     if (st->step_running) {
-        (void)pthread_join(st->step_thread, NULL);
+        atomic_store_explicit(&st->step_split, true, memory_order_release);
+        pthread_mutex_lock(&t->mu);
+        while (t->job) {
+            pthread_cond_wait(&t->done, &t->mu);
+        }
+        pthread_mutex_unlock(&t->mu);
         st->step_running = false;
     }
 }
@@ -1224,31 +1254,129 @@ static void step_range(void *ctx, size_t rlo, size_t rhi)
     hpo__gstep_range(&k, job->offset + rlo, job->offset + rhi);
 }
 
-/* The vector part of a step: every differentiable coordinate's update. */
+/* Coordinates a deferred step updates alone between two looks at step_split. */
+#define DEFER_CHUNK ((size_t)1 << 14)
+
+/*
+** The vector part of a step: every differentiable coordinate's update. With
+** `split` (a deferred step), on this thread alone DEFER_CHUNK coordinates at
+** a time until it is set, the rest split over threads; every coordinate is
+** computed alike whichever thread runs it (the same bits).
+*/
 static void step_loops(struct gradient_state *st, const struct hpo_space *space,
-        const struct gsrc *s, double lr_t, double inv_b1t, double inv_sqrt_b2t)
+        const struct gsrc *s, double lr_t, double inv_b1t, double inv_sqrt_b2t,
+        const atomic_bool *split)
 {
     for (size_t i = 0; i < space->n_params; i++) {
         const struct hpo_param *p = &space->params[i];
         if (is_diff(st, i)) {
             struct step_job job = { st, &st->gp[i], s, lr_t, inv_b1t, inv_sqrt_b2t, p->offset };
-            hpo_parallel_for(p->width, HPO_PARALLEL_GRAIN, step_range, &job);
+            size_t lo = 0;
+            while (split != NULL && lo < p->width &&
+                    !atomic_load_explicit(split, memory_order_acquire)) {
+                size_t hi = p->width - lo > DEFER_CHUNK ? lo + DEFER_CHUNK : p->width;
+                step_range(&job, lo, hi);
+                lo = hi;
+            }
+            if (lo < p->width) {
+                job.offset = p->offset + lo;
+                hpo_parallel_for(p->width - lo, HPO_PARALLEL_GRAIN, step_range, &job);
+            }
         }
     }
 }
 
-static void *deferred_main(void *arg)
+static void run_pending(struct gradient_state *st)
 {
-    struct gradient_state *st = arg;
     struct gsrc s = { .grad = st->pend.grad, .vals = st->pend.vals, .sgn = st->pend.sgn,
         .mul = st->pend.mul, .div = st->pend.div };
 
-    step_loops(st, st->pend.space, &s, st->pend.lr_t, st->pend.inv_b1t, st->pend.inv_sqrt_b2t);
+    step_loops(st, st->pend.space, &s, st->pend.lr_t, st->pend.inv_b1t, st->pend.inv_sqrt_b2t,
+            &st->step_split);
+}
+
+static void *stepper_main(void *arg)
+{
+    struct stepper *t = arg;
+
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->job && !t->stop) {
+            pthread_cond_wait(&t->wake, &t->mu);
+        }
+        if (t->stop) {
+            break;
+        }
+        pthread_mutex_unlock(&t->mu);
+        run_pending(t->st);
+        pthread_mutex_lock(&t->mu);
+        t->job = false;
+        pthread_cond_signal(&t->done);
+    }
+    pthread_mutex_unlock(&t->mu);
     return NULL;
 }
 
+/* The state's step thread, started now if need be; NULL if it cannot be. */
+static struct stepper *stepper_get(struct gradient_state *st)
+{
+    struct stepper *t = st->stepper;
+
+    if (t != NULL) {
+        return t;
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return NULL;
+    }
+    t->st = st;
+    if (pthread_mutex_init(&t->mu, NULL) != 0) {
+        goto fail;
+    }
+    if (pthread_cond_init(&t->wake, NULL) != 0) {
+        goto fail_mu;
+    }
+    if (pthread_cond_init(&t->done, NULL) != 0) {
+        goto fail_wake;
+    }
+    if (hpo_thread_start(&t->thread, NULL, stepper_main, t, "hpod-gstep") != 0) {
+        goto fail_done;
+    }
+    st->stepper = t;
+    return t;
+fail_done:
+    pthread_cond_destroy(&t->done);
+fail_wake:
+    pthread_cond_destroy(&t->wake);
+fail_mu:
+    pthread_mutex_destroy(&t->mu);
+fail:
+    free(t);
+    return NULL;
+}
+
+/* Stop and free the step thread (destroy, after settle). */
+static void stepper_stop(struct gradient_state *st)
+{
+    struct stepper *t = st->stepper;
+
+    if (t == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->mu);
+    (void)pthread_join(t->thread, NULL);
+    pthread_cond_destroy(&t->done);
+    pthread_cond_destroy(&t->wake);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+    st->stepper = NULL;
+}
+
 /*
-** Start step_loops on a thread of its own (defer_next): false to run them
+** Start step_loops on the state's step thread (defer_next): false to run them
 ** here. Only a client's gradient, read in place, with no batch to add to,
 ** and only loops long enough to pay for a thread.
 */
@@ -1257,7 +1385,10 @@ static void *deferred_main(void *arg)
 static bool defer_loops(struct gradient_state *st, const struct hpo_space *space,
         const struct gsrc *s, double lr_t, double inv_b1t, double inv_sqrt_b2t)
 {
-    if (s->dense != NULL || st->acc != NULL || st->step_running || st->dim < DEFER_MIN) {
+    struct stepper *t;
+
+    if (s->dense != NULL || st->acc != NULL || st->step_running || st->dim < DEFER_MIN ||
+            (t = stepper_get(st)) == NULL) {
         return false;
     }
     st->pend.space = space;
@@ -1269,8 +1400,13 @@ static bool defer_loops(struct gradient_state *st, const struct hpo_space *space
     st->pend.lr_t = lr_t;
     st->pend.inv_b1t = inv_b1t;
     st->pend.inv_sqrt_b2t = inv_sqrt_b2t;
-    st->step_running = pthread_create(&st->step_thread, NULL, deferred_main, st) == 0;
-    return st->step_running;
+    atomic_store_explicit(&st->step_split, false, memory_order_relaxed);
+    pthread_mutex_lock(&t->mu);
+    t->job = true;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->mu);
+    st->step_running = true;
+    return true;
 }
 
 /* One optimizer step t = k+1 with ĝ from `s` (section 7.3 step 6). */
@@ -1308,7 +1444,7 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
         inv_sqrt_b2t = 1.0 / sqrt(1.0 - pow(st->beta2, t));
     }
     if (!(st->may_defer && defer_loops(st, space, s, lr_t, inv_b1t, inv_sqrt_b2t))) {
-        step_loops(st, space, s, lr_t, inv_b1t, inv_sqrt_b2t);
+        step_loops(st, space, s, lr_t, inv_b1t, inv_sqrt_b2t, NULL);
     }
     st->steps[st->k - st->steps_base] = n_trials;
     st->k++;
@@ -1913,6 +2049,7 @@ static void gradient_destroy(void *state)
 {
     if (state != NULL) {
         settle(state);
+        stepper_stop(state);
     }
     state_free(state);
 }
@@ -1925,6 +2062,13 @@ static void gradient_defer_next(void *state)
 static void gradient_settle(void *state)
 {
     settle(state);
+}
+
+static void gradient_start(void *state)
+{
+    struct gradient_state *st = state;
+
+    atomic_store_explicit(&st->step_split, true, memory_order_release);
 }
 
 static const char options_schema[] =
@@ -2009,6 +2153,7 @@ const struct hpo_sampler_type hpo_sampler_gradient = {
     .decode = gradient_decode,
     .defer_next = gradient_defer_next,
     .settle = gradient_settle,
+    .start = gradient_start,
     .load = gradient_load,
     .destroy = gradient_destroy,
     .needs_save = gradient_needs_save,

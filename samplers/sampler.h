@@ -140,6 +140,11 @@ struct hpo_sampler_type {
     void (*defer_next)(void *state);
     void (*settle)(void *state);
     /*
+    ** Optional, with defer_next: the deferred work may start now (the storage
+    ** copied the record out, hpo_op.start); settle() starts it otherwise.
+    */
+    void (*start)(void *state);
+    /*
     ** Optional (required when save or save_parts is set): replace the state
     ** built by configure() with one save() wrote, `blob` being borrowed.
     ** Called at start for each study with a stored state, and to roll back

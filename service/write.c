@@ -200,6 +200,7 @@ void hpo__write_sampler_state(struct hpo_service *svc, struct hpo__write *w, str
             op->parts = s->state_parts;
             op->n_parts = (size_t)n;
             op->settle = s->sampler_type->settle;
+            op->start = s->sampler_type->start;
             op->settle_arg = s->sampler;
             if (s->sampler_type->save_record != NULL) {
                 /* Storage that can append this tell to the stored state writes only that. */

@@ -636,7 +636,8 @@ static int append_state(struct sq_storage *st, const struct hpo_op *op, struct h
     if (!found) {
         return 0;
     }
-    r = hpo__blob_append(&st->blobs, &cur, op->append, op->n_append, &next, err);
+    r = hpo__blob_append(&st->blobs, &cur, op->append, op->n_append, op->start,
+            op->settle_arg, &next, err);
     if (r <= 0) {
         return r;
     }

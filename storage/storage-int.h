@@ -514,10 +514,13 @@ void hpo__blob_keep_tail(struct hpo_blobs *b, const struct hpo_blob_ref *ref);
 ** the reference to the longer file. Returns 1, 0 when the file cannot be
 ** extended (write the whole state), or -EIO/-ENOMEM with `err` filled (the
 ** file cut back). Undo cuts the file back; a committed reference may leave
-** bytes past its length after a crash, which readers ignore.
+** bytes past its length after a crash, which readers ignore. `copied`
+** (optional) is called with `arg` once the parts are in the page cache,
+** before the wait for the disk (hpo_op.start), when the append goes ahead.
 */
 int hpo__blob_append(struct hpo_blobs *b, const struct hpo_blob_ref *cur,
-        const struct hpo_part *parts, size_t n, struct hpo_blob_ref *ref, struct hpo_error *err);
+        const struct hpo_part *parts, size_t n, void (*copied)(void *), void *arg,
+        struct hpo_blob_ref *ref, struct hpo_error *err);
 
 /* Mark where a write starts; undo unlinks the files it created and forgets its obsoletes. */
 void hpo__blobs_mark(const struct hpo_blobs *b, struct hpo_blob_mark *mark);

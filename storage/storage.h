@@ -114,6 +114,13 @@ struct hpo_op {
     void (*settle)(void *arg);
     void *settle_arg;
     /*
+    ** With settle, optional: called with settle_arg once `append`'s pieces
+    ** are copied out (to the file's cache), before the write waits for the
+    ** disk: the sampler's deferred work may start then, no longer competing
+    ** with the copy for the CPU. Without the call, settle starts it.
+    */
+    void (*start)(void *arg);
+    /*
     ** PARAM_VECTOR: the value can be rebuilt should a power cut lose it
     ** (hpo_load_callbacks.lost): storage may make it durable only before the
     ** next write's commit rather than this one's (SQLite's side files).

@@ -254,8 +254,20 @@ def big_state_survives_sigkill(exe):
     tell, a partial record past the referenced length (a crash before a commit), restart,
     and the next ask hands out the iterate the last tell produced; afterwards the blob
     directory holds only files the database uses."""
+    state_survives_sigkill(exe, 60000)
+
+
+@tap.test
+def deferred_step_survives_sigkill(exe):
+    """The same at 70,000 elements (2^16 or more): each record tell's optimizer step runs on
+    a thread of its own during the commit, one chunk at a time until the record is copied to
+    its file, then split. The iterate after SIGKILL and the replay of the records at restart
+    is the one the live steps produced, bit for bit."""
+    state_survives_sigkill(exe, 70000)
+
+
+def state_survives_sigkill(exe, n):
     import sqlite3
-    n = 60000
     a = [2.0 + (i % 5) for i in range(n)]
     with Daemon(exe) as d:
         study(d, "big", {"optimizer": "adam", "lr": 0.1, "seed": 3}, params=[dict(LAM, size=n)])

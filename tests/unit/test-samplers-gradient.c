@@ -1558,20 +1558,19 @@ static void logit_decode_versions(void **unused)
 ** during the "commit" gives the same state bit for bit as a step run inside
 ** tell(); the record and the state's header are ready before settle; a
 ** storage writing the whole state settles first; suggest settles by itself.
+** start() (the storage copied the record out) at any moment, or never,
+** changes no bit: the loops run alone chunk by chunk until then, split after.
 */
-static void deferred_step_bitwise(void **unused)
+static void deferred_step_run(const char *space, size_t n)
 {
-    const char *space = "[{\"name\": \"lam\", \"type\": \"float\", \"low\": 1e-3, "
-                        "\"high\": 1e3, \"log\": true, \"size\": 200000}]";
-    const size_t n = 200000;
     struct study a, b;
 
-    (void)unused;
     study_open(&a, space, "{\"lr\": 0.1}", false);
     study_open(&b, space, "{\"lr\": 0.1}", false);
     assert_non_null(b.type->defer_next);
     assert_non_null(b.type->settle);
-    for (int r = 0; r < 5; r++) {
+    assert_non_null(b.type->start);
+    for (int r = 0; r < 6; r++) {
         struct hpo_trial *ta = ask(&a), *tb = ask(&b);
         struct hpo_part pa[HPO_SAVE_PARTS], pb[HPO_SAVE_PARTS], ra[2], rb[2];
         double *g = malloc(n * sizeof(double));
@@ -1587,6 +1586,9 @@ static void deferred_step_bitwise(void **unused)
         tell(&a, ta, 1.0, g);
         b.type->defer_next(b.state);
         tell(&b, tb, 1.0, g);
+        if (r == 1 || r == 5) {
+            b.type->start(b.state); /* at once: split from (nearly) the first chunk */
+        }
         na = a.type->save_parts(a.state, pa);
         nb = b.type->save_parts(b.state, pb);
         assert_int_equal(na, nb);
@@ -1595,6 +1597,9 @@ static void deferred_step_bitwise(void **unused)
         if (r > 0) {
             assert_memory_equal(ra[0].data, rb[0].data, ra[0].len);
             assert_ptr_equal(rb[1].data, g);
+        }
+        if (r == 2) {
+            b.type->start(b.state); /* somewhere in the loops, or after them */
         }
         if (r == 4) {
             /* No settle: the next suggest waits for the step itself. */
@@ -1621,6 +1626,17 @@ static void deferred_step_bitwise(void **unused)
     }
     study_close(&a);
     study_close(&b);
+}
+
+static void deferred_step_bitwise(void **unused)
+{
+    (void)unused;
+    deferred_step_run("[{\"name\": \"lam\", \"type\": \"float\", \"low\": 1e-3, "
+                      "\"high\": 1e3, \"log\": true, \"size\": 200000}]", 200000);
+    /* Two vectors: the second's chunks and split start past its offset. */
+    deferred_step_run("[{\"name\": \"a\", \"type\": \"float\", \"low\": 0.5, \"high\": 5, "
+                      "\"size\": 70001}, {\"name\": \"lam\", \"type\": \"float\", "
+                      "\"low\": 1e-3, \"high\": 1e3, \"log\": true, \"size\": 150000}]", 220001);
 }
 
 int main(void)

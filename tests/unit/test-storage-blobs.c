@@ -217,11 +217,34 @@ static void test_prepare_write_exact(void **state)
     }
 }
 
+/* hpo__blob_append's `copied`: the file already holds the record's bytes when it is called. */
+struct copied_probe {
+    const struct fixture *f;
+    const char *name;
+    const unsigned char *want;
+    size_t want_len;
+    int calls;
+};
+
+static void on_copied(void *arg)
+{
+    struct copied_probe *c = arg;
+    size_t len;
+    unsigned char *got = read_file(c->f, c->name, &len);
+
+    c->calls++;
+    assert_int_equal(len, c->want_len);
+    assert_memory_equal(got, c->want, len);
+    free(got);
+}
+
 /*
 ** Records appended to a state written by hpo__blob_prepare_write, below,
 ** at and above the threshold, in parts at odd offsets: each reference's
 ** checksum is XXH64 of the whole file as a serial hash gives it, the file
-** holds exactly the state then the records.
+** holds exactly the state then the records; `copied` is called once per
+** append, with the record in the file. A record past the whole state's
+** size is refused (0: write the whole state) without the call.
 */
 static void test_append_exact(void **state)
 {
@@ -251,9 +274,13 @@ static void test_append_exact(void **state)
             unsigned char *got;
             size_t got_len;
 
+            struct copied_probe probe = { f, cur.name, all, at + recs[i], 0 };
+
             split3(parts, all + at, recs[i]);
             hpo_error_clear(&err);
-            assert_int_equal(hpo__blob_append(&b, &cur, parts, 3, &next, &err), 1);
+            assert_int_equal(
+                    hpo__blob_append(&b, &cur, parts, 3, on_copied, &probe, &next, &err), 1);
+            assert_int_equal(probe.calls, 1);
             at += recs[i];
             assert_string_equal(next.name, cur.name);
             assert_int_equal(next.len, at);
@@ -264,6 +291,15 @@ static void test_append_exact(void **state)
             free(got);
             hpo__blobs_finish(&b);
             cur = next;
+        }
+        {
+            /* Past the budget: the records after the state would outgrow it. */
+            struct copied_probe probe = { f, cur.name, all, at, 0 };
+            struct hpo_part big = { all, state_len - (at - state_len) + 1 };
+
+            assert_int_equal(
+                    hpo__blob_append(&b, &cur, &big, 1, on_copied, &probe, &next, &err), 0);
+            assert_int_equal(probe.calls, 0);
         }
         hpo__blobs_close(&b);
         remove_dir(f->blobs);
@@ -314,7 +350,7 @@ static void test_failed_writes_leave_nothing(void **state)
         assert_int_equal(b.n_lazy, 0);
     }
     hpo_error_clear(&err);
-    assert_int_equal(hpo__blob_append(&b, &cur, &rec, 1, &next, &err), -EIO);
+    assert_int_equal(hpo__blob_append(&b, &cur, &rec, 1, NULL, NULL, &next, &err), -EIO);
     assert_int_equal(err.code, HPO_UNAVAILABLE);
     assert_int_equal(b.n_appended, 0);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
@@ -327,7 +363,7 @@ static void test_failed_writes_leave_nothing(void **state)
     free(got);
     /* The tail is unchanged: the same record now appends. */
     hpo_error_clear(&err);
-    assert_int_equal(hpo__blob_append(&b, &cur, &rec, 1, &next, &err), 1);
+    assert_int_equal(hpo__blob_append(&b, &cur, &rec, 1, NULL, NULL, &next, &err), 1);
     assert_int_equal(next.len, 2 * m);
     assert_int_equal(next.hash, hpo__xxh64(all, 2 * m));
     hpo__blobs_finish(&b);
@@ -641,13 +677,30 @@ static void test_deferred_write_fails(void **state)
     free(v);
 }
 
+/* The process's open file descriptors (/proc/self/fd, less the one reading it). */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n - 1;
+}
+
 /*
 ** With sync, a committed batch's lazy file is handed to the sync thread
 ** (n_bg; not while a job the last join abandoned still runs: then the next
 ** batch syncs it alone) and the next batch's hpo__blobs_sync_dir joins it and keeps no
 ** lazy file of a committed batch; a lazy file of that next batch is its
 ** own (not synced by it) and goes to the thread once it ends. Closing
-** with a job out joins it; the files hold their bytes.
+** with a job out joins it; the files hold their bytes. A synced lazy
+** file's fd goes to the hash thread when its batch ends (its pages
+** dropped there): every fd is closed once the store is.
 */
 static void test_lazy_synced_by_thread(void **state)
 {
@@ -657,6 +710,7 @@ static void test_lazy_synced_by_thread(void **state)
     struct hpo_blob_ref ref[2];
     struct hpo_blobs b;
     struct hpo_error err;
+    int fds = count_fds();
 
     assert_int_equal(hpo__blobs_open(&b, f->path, true, &err), 0);
     for (int i = 0; i < 2; i++) {
@@ -676,6 +730,8 @@ static void test_lazy_synced_by_thread(void **state)
         assert_non_null(b.syncer);
         /* Queued, unless the job the join above abandoned still runs (no wait for it). */
         assert_true(b.n_bg == 1 || (i > 0 && b.n_bg == 0));
+        assert_non_null(b.hasher);
+        assert_int_equal(b.n_written, 0); /* the first file's fd: the hash thread's now */
     }
     for (int i = 0; i < 2; i++) {
         unsigned char *back = malloc(len);
@@ -689,6 +745,7 @@ static void test_lazy_synced_by_thread(void **state)
     hpo__blobs_close(&b);
     assert_null(b.syncer);
     assert_int_equal(count_files(f), 2);
+    assert_int_equal(count_fds(), fds);
     free(v[0]);
     free(v[1]);
 }
