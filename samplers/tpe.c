@@ -44,6 +44,7 @@
 #endif
 
 #include "../core/history.h"
+#include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/space.h"
 #include "sampler.h"
@@ -70,6 +71,7 @@
 #define MAX_BELOW   25
 #define MIN_SIGMA_NO_CLIP 1e-12
 #define RECHECK_TAIL 64        /* newest trials whose params are compared at every sync */
+#define PAR_SCORE_WORK 32768   /* kernels x candidates of a chunk worth splitting over threads */
 
 /* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64). */
 typedef double tpe_v4 __attribute__((vector_size(32)));
@@ -1015,18 +1017,19 @@ struct tpe_unit {
     size_t n_slots;    /* trials in the history: g's kernel slots */
     struct tpe_mix l, g;
     struct tpe_cands cand;
-    double *sl, *sg, *acc, *tab, *bestx;
-    uint32_t *ix;      /* survivors of a block (mix_score) */
+    double *sl, *sg, *tab, *tab_l, *bestx;
+    double **tabs_l, **tabs_g; /* per dim: its bin-mass table in tab_l / tab, or NULL */
+    double **cstp;     /* the numeric dims' kernel constants (build_above) */
     uint32_t *sel, *below;
     double *wl;        /* below weights (tpe-mo.c), or NULL for the default ones */
     double *tmpv;
-    size_t tab_cap;
+    size_t tab_cap, tab_l_cap;
 };
 
 static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
 {
     size_t nc = n_ei < CHUNK ? n_ei : CHUNK;
-    size_t nd = u->nd, m = u->m_l > u->m_g ? u->m_l : u->m_g;
+    size_t nd = u->nd;
     size_t ndisc = 0;
 
     for (size_t j = 0; j < nd; j++) {
@@ -1054,13 +1057,19 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->cand.ci = carve(cv, nc * nd * sizeof(uint32_t));
     u->sl = carve(cv, nc * sizeof(double));
     u->sg = carve(cv, nc * sizeof(double));
-    u->acc = carve(cv, BLOCK * sizeof(double));
-    u->ix = carve(cv, BLOCK * sizeof(uint32_t));
-    u->tab_cap = ndisc * m * nc;
+    u->tab_cap = ndisc * u->m_g * nc;
     if (u->tab_cap > TAB_BUDGET) {
         u->tab_cap = TAB_BUDGET;
     }
     u->tab = carve(cv, u->tab_cap * sizeof(double));
+    u->tab_l_cap = ndisc * u->m_l * nc;
+    if (u->tab_l_cap > TAB_BUDGET) {
+        u->tab_l_cap = TAB_BUDGET;
+    }
+    u->tab_l = carve(cv, u->tab_l_cap * sizeof(double));
+    u->tabs_l = carve(cv, nd * sizeof(double *));
+    u->tabs_g = carve(cv, nd * sizeof(double *));
+    u->cstp = carve(cv, nd * sizeof(double *));
     u->bestx = carve(cv, nd * sizeof(double));
     u->sel = carve(cv, (u->m_g + 1) * sizeof(uint32_t));
     u->below = carve(cv, (MAX_BELOW + 1) * sizeof(uint32_t));
@@ -1496,41 +1505,77 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
 }
 
 /*
-** Build the above mixture: weights by age into base (-inf for trials not
-** above), then per numeric dim one walk of the sorted list computing the
-** neighbour-rule bandwidths, rewriting a trial's kernel only when its sigma
-** changed, and adding the kernel constants into base.
+** The above mixture's base over slots [lo, hi): the age weight of each
+** above trial (rank r among the above trials in trial order, as
+** default_weight(m, r)), -inf for the other slots, then each numeric dim's
+** kernel constant added in dim order. Taken in blocks of BASE_BLOCK slots,
+** so a block's base stays in the cache while every dim is added; each
+** slot gets the same operations in the same order as a dim-by-dim pass,
+** whichever range or thread computes it.
+*/
+#define BASE_BLOCK 512
+#define PAR_BASE_GRAIN 2048 /* slots a thread must have to be worth waking */
+
+struct base_job {
+    const uint8_t *role;
+    double *base;
+    const double *const *cst; /* the numeric dims' tcst arrays, in dim order */
+    size_t n_cst, n, m;
+    double lt;
+};
+
+static void base_range(void *ctx, size_t lo, size_t hi)
+{
+    const struct base_job *jb = ctx;
+    const uint8_t *role = jb->role;
+    double *restrict base = jb->base;
+    size_t n = jb->n, m = jb->m, r = 0;
+    size_t ramp = m < 25 ? 0 : m - 25;
+    double start = 1.0 / (double)m, rest = 1.0 - start, den = (double)(ramp - 1), lt = jb->lt;
+
+    for (size_t t = 0; t < lo && t < n; t++) {
+        r += role[t] == ROLE_ABOVE;
+    }
+    for (size_t b0 = lo; b0 < hi; b0 += BASE_BLOCK) {
+        size_t b1 = hi - b0 < BASE_BLOCK ? hi : b0 + BASE_BLOCK;
+        for (size_t t = b0; t < b1; t++) {
+            if (t < n && role[t] == ROLE_ABOVE) {
+                double w = r >= ramp ? 1.0 : (ramp == 1 ? start :
+                        (r == ramp - 1 ? 1.0 : start + (double)r * rest / den));
+                r++;
+                base[t] = w == 1.0 ? -lt : log(w) - lt;
+            } else {
+                base[t] = -INFINITY;
+            }
+        }
+        for (size_t k = 0; k < jb->n_cst; k++) {
+            const double *restrict cs = jb->cst[k];
+            for (size_t t = b0; t < b1; t++) {
+                base[t] += cs[t];
+            }
+        }
+    }
+}
+
+/*
+** Build the above mixture: per numeric dim one walk of the sorted list
+** computing the neighbour-rule bandwidths (rewriting a trial's kernel
+** only when its sigma changed), then base (base_range) over the slots,
+** split over the worker pool when there are many.
 */
 static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_unit *u)
 {
     const struct tpe_options *o = &s->opt;
     struct tpe_mix *g = &u->g;
-    size_t m = u->m_g, n = u->n_slots, r = 0;
+    size_t m = u->m_g, n_cst = 0;
     double minsig = min_sigma(o, m);
     double total = o->prior_weight, lt;
+    struct base_job jb;
 
     for (size_t i = 0; i < m; i++) {
         total += default_weight(m, i);
     }
     lt = log(total);
-    {
-        /* default_weight(m, r) for the r-th above trial, with its invariants hoisted. */
-        size_t ramp = m < 25 ? 0 : m - 25;
-        double start = 1.0 / (double)m, rest = 1.0 - start, den = (double)(ramp - 1);
-        for (size_t t = 0; t < n; t++) {
-            if (s->role[t] == ROLE_ABOVE) {
-                double w = r >= ramp ? 1.0 : (ramp == 1 ? start :
-                        (r == ramp - 1 ? 1.0 : start + (double)r * rest / den));
-                r++;
-                g->base[t] = w == 1.0 ? -lt : log(w) - lt;
-            } else {
-                g->base[t] = -INFINITY;
-            }
-        }
-    }
-    for (size_t t = n; t < g->m_pad; t++) {
-        g->base[t] = -INFINITY;
-    }
     g->logw_prior = log(o->prior_weight) - lt;
     for (size_t j = 0; j < u->nd; j++) {
         const struct tpe_udim *ud = &u->ud[j];
@@ -1552,14 +1597,16 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
                 return rr;
             }
         }
-        for (size_t t = 0; t < g->m_pad; t += 4) {
-            tpe_v4 vb, vc;
-            memcpy(&vb, g->base + t, sizeof(vb));
-            memcpy(&vc, c->tcst + t, sizeof(vc));
-            vb += vc;
-            memcpy(g->base + t, &vb, sizeof(vb));
-        }
+        u->cstp[n_cst++] = c->tcst;
     }
+    jb.role = s->role;
+    jb.base = g->base;
+    jb.cst = (const double *const *)u->cstp;
+    jb.n_cst = n_cst;
+    jb.n = u->n_slots;
+    jb.m = m;
+    jb.lt = lt;
+    hpo_parallel_for(g->m_pad, PAR_BASE_GRAIN, base_range, &jb);
     (void)h;
     return 0;
 }
@@ -1775,7 +1822,7 @@ static dense2_fn dense2_pick(void)
 }
 
 /*
-** log of the mixture density at each of `nc` candidates, into ret: a
+** log of the mixture density at each of `nc` candidates (mix_score: mix_prep then mix_blocks): a
 ** logsumexp over the prior kernel and the observed kernels, taken block by
 ** block (BLOCK kernels) with a running maximum M and sum S.
 **
@@ -1790,36 +1837,25 @@ static dense2_fn dense2_pick(void)
 ** left are exactly the kernels that can change M or S; their sums are the
 ** same floating-point operations in the same order as a dense pass, so the
 ** result does not depend on the pruning.
+**
+** mix_prep: the discrete dims' bin-mass tables (when they fit in tab_cap)
+** and M, S started at the prior kernel; mix_blocks: the observed kernels.
 */
-static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t nc,
-        double *ret)
+static void mix_prep(const struct tpe_mix *mx, const struct tpe_unit *u, size_t nc, double *tab,
+        size_t tab_cap, double **tabs, double *M, double *S)
 {
     const struct tpe_cands *cd = &u->cand;
-    size_t nd = u->nd;
-    double M[CHUNK], S[CHUNK];
-    double *tabs_buf[64];
-    double **tabs = tabs_buf;
+    size_t nd = u->nd, used = 0;
     double lz = hpo_tpe_log_gauss_mass(-0.5, 0.5);
-    double *restrict a = u->acc;
-    uint32_t *restrict ix = u->ix;
-    size_t used = 0, n_dense = nd < DENSE_DIMS ? nd : DENSE_DIMS;
-    bool fused = nd >= 2 && u->ud[0].kind == KIND_CONT && u->ud[1].kind == KIND_CONT;
-    dense2_fn dense2 = dense2_pick();
 
-    if (nd > 64) {
-        tabs = malloc(nd * sizeof(*tabs));
-    }
     for (size_t j = 0; j < nd; j++) {
         const struct tpe_mdim *md = &mx->d[j];
         double *tb;
-        if (tabs == NULL) {
-            break;
-        }
         tabs[j] = NULL;
-        if (u->ud[j].kind != KIND_DISC || used + md->n_cls * nc > u->tab_cap) {
+        if (u->ud[j].kind != KIND_DISC || used + md->n_cls * nc > tab_cap) {
             continue;
         }
-        tb = u->tab + used;
+        tb = tab + used;
         used += md->n_cls * nc;
         for (size_t c = 0; c < nc; c++) {
             double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
@@ -1838,9 +1874,26 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         M[c] = lp;
         S[c] = 1.0;
     }
+}
+
+/*
+** The observed kernels' part of mix_score for candidates [c_lo, c_hi):
+** every block for each candidate, then ret = M + log S. Candidates share
+** nothing but read-only data (scratch on the stack), so ranges of them can
+** run on different threads with the same results.
+*/
+static void mix_blocks(const struct tpe_mix *mx, const struct tpe_unit *u, double *const *tabs,
+        dense2_fn dense2, size_t c_lo, size_t c_hi, double *M, double *S, double *ret)
+{
+    const struct tpe_cands *cd = &u->cand;
+    size_t nd = u->nd, n_dense = nd < DENSE_DIMS ? nd : DENSE_DIMS;
+    bool fused = nd >= 2 && u->ud[0].kind == KIND_CONT && u->ud[1].kind == KIND_CONT;
+    double a[BLOCK] __attribute__((aligned(32)));
+    uint32_t ix[BLOCK];
+
     for (size_t b0 = 0; mx->m > 0 && b0 < mx->m_pad; b0 += BLOCK) {
         size_t nb = mx->m_pad - b0 < BLOCK ? mx->m_pad - b0 : BLOCK; /* a multiple of LANES */
-        for (size_t c = 0; c < nc; c++) {
+        for (size_t c = c_lo; c < c_hi; c++) {
             double thr = M[c] - LSE_CUTOFF, bm, sum = 0.0;
             size_t ns = 0;
             if (fused) {
@@ -1850,8 +1903,7 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
             }
             for (size_t j = fused ? 2 : n_dense; j < nd && ns > 0; j++) {
                 size_t w = 0;
-                dim_sparse(&mx->d[j], u->ud[j].kind, cd, tabs != NULL ? tabs[j] : NULL, c, nd,
-                        j, b0, ix, ns, a);
+                dim_sparse(&mx->d[j], u->ud[j].kind, cd, tabs[j], c, nd, j, b0, ix, ns, a);
                 for (size_t q = 0; q < ns; q++) {
                     ix[w] = ix[q];
                     a[w] = a[q];
@@ -1879,12 +1931,42 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
             S[c] += sum;
         }
     }
-    for (size_t c = 0; c < nc; c++) {
+    for (size_t c = c_lo; c < c_hi; c++) {
         ret[c] = M[c] + log(S[c]);
     }
-    if (tabs != tabs_buf) {
-        free(tabs);
-    }
+}
+
+/* Scoring a chunk under both mixtures, candidates split over threads (hpo_parallel_for). */
+struct score_job {
+    const struct tpe_unit *u;
+    dense2_fn dense2;
+    double Ml[CHUNK], Sl[CHUNK], Mg[CHUNK], Sg[CHUNK];
+};
+
+static void score_range(void *ctx, size_t lo, size_t hi)
+{
+    struct score_job *jb = ctx;
+    const struct tpe_unit *u = jb->u;
+
+    mix_blocks(&u->l, u, u->tabs_l, jb->dense2, lo, hi, jb->Ml, jb->Sl, u->sl);
+    mix_blocks(&u->g, u, u->tabs_g, jb->dense2, lo, hi, jb->Mg, jb->Sg, u->sg);
+}
+
+/*
+** log l and log g at the chunk's nc candidates, into u->sl and u->sg.
+** With enough kernels the candidates are split over the worker pool:
+** each candidate's sums are the same operations whoever runs them.
+*/
+static void chunk_score(const struct tpe_unit *u, size_t nc)
+{
+    struct score_job jb;
+    size_t work = (u->l.m_pad + u->g.m_pad) * nc;
+
+    jb.u = u;
+    jb.dense2 = dense2_pick();
+    mix_prep(&u->l, u, nc, u->tab_l, u->tab_l_cap, u->tabs_l, jb.Ml, jb.Sl);
+    mix_prep(&u->g, u, nc, u->tab, u->tab_cap, u->tabs_g, jb.Mg, jb.Sg);
+    hpo_parallel_for(nc, work >= PAR_SCORE_WORK ? 1 : nc, score_range, &jb);
 }
 
 /* Draw candidate c from the below mixture: one kernel for every dim of the unit. */
@@ -2078,8 +2160,7 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
         for (size_t c = 0; c < nc; c++) {
             sample_candidate(&u, rng, c);
         }
-        mix_score(&u.l, &u, nc, u.sl);
-        mix_score(&u.g, &u, nc, u.sg);
+        chunk_score(&u, nc);
         for (size_t c = 0; c < nc; c++) {
             double sc = u.sl[c] - u.sg[c];
             if (!have_best || sc > best) {
