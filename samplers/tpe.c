@@ -227,12 +227,14 @@ struct tpe_options {
     bool consider_endpoints;
 };
 
-/* One included trial's value in a per-coordinate sorted list. */
+/*
+** One included trial's value in a per-coordinate sorted list, packed in
+** 12 bytes: a new trial moves the entries after its place (sync_lists).
+*/
 struct tpe_entry {
     double v;     /* unit coordinate */
-    double sigma; /* the above-kernel sigma last written to the trial arrays; 0 = none */
     uint32_t t;   /* trial number */
-};
+} __attribute__((packed));
 
 /*
 ** One coordinate: its included trials sorted by value, and the above
@@ -245,6 +247,7 @@ struct tpe_coord {
     struct tpe_entry *ord; /* sorted by (v, t); numeric coordinates only */
     size_t n, cap;
     double *tmu, *tis, *tcst; /* numeric: mu, isig (scaled as in tpe_mdim), constant */
+    double *tsg;              /* numeric: the sigma last written to them; 0 = none */
     uint32_t *tcls;           /* discrete: class of the kernel in this suggest */
     uint32_t *tcat;           /* categorical: the choice (UINT32_MAX when inactive) */
     /*
@@ -361,6 +364,7 @@ static void tpe_destroy(void *state)
             free(co->tmu);
             free(co->tis);
             free(co->tcst);
+            free(co->tsg);
             free(co->tcls);
             free(co->tcat);
             free(co->trole);
@@ -659,6 +663,7 @@ static int grow_trials(struct tpe *s, size_t need)
         GROW_COORD(tmu, sizeof(double), 0.5);
         GROW_COORD(tis, sizeof(double), 0.0);
         GROW_COORD(tcst, sizeof(double), 0.0);
+        GROW_COORD(tsg, sizeof(double), 0.0);
         if (co->kind == KIND_DISC) {
             GROW_COORD(tcls, sizeof(uint32_t), 0);
         } else {
@@ -918,7 +923,7 @@ static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add
             double v = s->mu_rows[t * dim + k];
             if (!isnan(v)) {
                 s->newbuf[nn].v = v;
-                s->newbuf[nn].sigma = 0.0;
+                c->tsg[t] = 0.0; /* (re)listed: its kernel is written at the next walk */
                 s->newbuf[nn].t = (uint32_t)t;
                 nn++;
             }
@@ -1020,6 +1025,7 @@ struct tpe_unit {
     double *sl, *sg, *tab, *tab_l, *bestx;
     double **tabs_l, **tabs_g; /* per dim: its bin-mass table in tab_l / tab, or NULL */
     double **cstp;     /* the numeric dims' kernel constants (build_above) */
+    double *wg;        /* g's age weights by rank (build_above) */
     uint32_t *sel, *below;
     double *wl;        /* below weights (tpe-mo.c), or NULL for the default ones */
     double *tmpv;
@@ -1070,6 +1076,7 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->tabs_l = carve(cv, nd * sizeof(double *));
     u->tabs_g = carve(cv, nd * sizeof(double *));
     u->cstp = carve(cv, nd * sizeof(double *));
+    u->wg = carve(cv, u->m_g * sizeof(double));
     u->bestx = carve(cv, nd * sizeof(double));
     u->sel = carve(cv, (u->m_g + 1) * sizeof(uint32_t));
     u->below = carve(cv, (MAX_BELOW + 1) * sizeof(uint32_t));
@@ -1306,14 +1313,15 @@ static double above_sigma(bool ends, bool has_prev, double prev, double v, bool 
 }
 
 /* Give entry e (trial t) bandwidth sg: rewrite its kernel in the trial arrays if it changed. */
-static void set_kernel(struct tpe_coord *c, struct tpe_entry *e, int kind, double sg)
+static void set_kernel(struct tpe_coord *c, const struct tpe_entry *e, int kind, double sg)
 {
-    if (e->sigma != sg) {
-        uint32_t t = e->t;
+    uint32_t t = e->t;
+
+    if (c->tsg[t] != sg) {
         c->tmu[t] = e->v;
         c->tis[t] = (kind == KIND_CONT ? M_SQRT1_2 : 1.0) / sg;
         c->tcst[t] = kernel_cst(kind, e->v, sg);
-        e->sigma = sg;
+        c->tsg[t] = sg;
     }
 }
 
@@ -1518,9 +1526,10 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
 
 struct base_job {
     const uint8_t *role;
+    const double *w; /* default_weight(m, r) of the r-th above trial */
     double *base;
     const double *const *cst; /* the numeric dims' tcst arrays, in dim order */
-    size_t n_cst, n, m;
+    size_t n_cst, n;
     double lt;
 };
 
@@ -1528,10 +1537,10 @@ static void base_range(void *ctx, size_t lo, size_t hi)
 {
     const struct base_job *jb = ctx;
     const uint8_t *role = jb->role;
+    const double *wg = jb->w;
     double *restrict base = jb->base;
-    size_t n = jb->n, m = jb->m, r = 0;
-    size_t ramp = m < 25 ? 0 : m - 25;
-    double start = 1.0 / (double)m, rest = 1.0 - start, den = (double)(ramp - 1), lt = jb->lt;
+    size_t n = jb->n, r = 0;
+    double lt = jb->lt;
 
     for (size_t t = 0; t < lo && t < n; t++) {
         r += role[t] == ROLE_ABOVE;
@@ -1540,9 +1549,7 @@ static void base_range(void *ctx, size_t lo, size_t hi)
         size_t b1 = hi - b0 < BASE_BLOCK ? hi : b0 + BASE_BLOCK;
         for (size_t t = b0; t < b1; t++) {
             if (t < n && role[t] == ROLE_ABOVE) {
-                double w = r >= ramp ? 1.0 : (ramp == 1 ? start :
-                        (r == ramp - 1 ? 1.0 : start + (double)r * rest / den));
-                r++;
+                double w = wg[r++];
                 base[t] = w == 1.0 ? -lt : log(w) - lt;
             } else {
                 base[t] = -INFINITY;
@@ -1573,7 +1580,8 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
     struct base_job jb;
 
     for (size_t i = 0; i < m; i++) {
-        total += default_weight(m, i);
+        u->wg[i] = default_weight(m, i);
+        total += u->wg[i];
     }
     lt = log(total);
     g->logw_prior = log(o->prior_weight) - lt;
@@ -1604,7 +1612,7 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
     jb.cst = (const double *const *)u->cstp;
     jb.n_cst = n_cst;
     jb.n = u->n_slots;
-    jb.m = m;
+    jb.w = u->wg;
     jb.lt = lt;
     hpo_parallel_for(g->m_pad, PAR_BASE_GRAIN, base_range, &jb);
     (void)h;
