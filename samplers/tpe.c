@@ -71,6 +71,10 @@
 #define MAX_BELOW   25
 #define MIN_SIGMA_NO_CLIP 1e-12
 #define RECHECK_TAIL 64        /* newest trials whose params are compared at every sync */
+#define NBUCK       32         /* value thresholds of a continuous coordinate's bit sets */
+#define FILTER_MIN  512        /* above kernels from which g is scored through filter_score */
+#define FILTER_DIMS 12         /* dims whose ranges filter_score intersects at most */
+#define FILTER_CAP  2048       /* kernels left by the ranges that filter_score evaluates */
 #define PAR_SCORE_WORK 32768   /* kernels x candidates of a chunk worth splitting over threads */
 
 /* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64). */
@@ -258,6 +262,13 @@ struct tpe_coord {
     */
     uint8_t *trole;
     bool walked, w_ends;
+    double sig_hi; /* continuous: >= the sigma of every above kernel of the last walk */
+    /*
+    ** Continuous: per 64 trials, NBUCK words: bit t of word b is set when
+    ** trial t is listed with a value >= b / NBUCK (word 0 unused), so the
+    ** trials in a range of values are two words' difference (filter_score).
+    */
+    uint64_t *vbits;
     double w_minsig;
     size_t w_na;
 };
@@ -365,6 +376,7 @@ static void tpe_destroy(void *state)
             free(co->tis);
             free(co->tcst);
             free(co->tsg);
+            free(co->vbits);
             free(co->tcls);
             free(co->tcat);
             free(co->trole);
@@ -668,6 +680,13 @@ static int grow_trials(struct tpe *s, size_t need)
             GROW_COORD(tcls, sizeof(uint32_t), 0);
         } else {
             GROW_COORD(trole, 1, ROLE_SKIP);
+            p = realloc(co->vbits, c / 64 * NBUCK * sizeof(uint64_t));
+            if (p == NULL) {
+                return -ENOMEM;
+            }
+            co->vbits = p;
+            memset(co->vbits + s->cap_trials / 64 * NBUCK, 0,
+                    (c - s->cap_trials) / 64 * NBUCK * sizeof(uint64_t));
         }
     }
 #undef GROW_COORD
@@ -921,6 +940,13 @@ static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add
         for (size_t a = 0; a < n_add; a++) {
             size_t t = s->added[a];
             double v = s->mu_rows[t * dim + k];
+            if (c->kind == KIND_CONT) {
+                uint64_t bit = (uint64_t)1 << (t & 63);
+                uint64_t *vb = c->vbits + t / 64 * NBUCK;
+                for (size_t b = 1; b < NBUCK; b++) {
+                    vb[b] = v >= (double)b / NBUCK ? vb[b] | bit : vb[b] & ~bit;
+                }
+            }
             if (!isnan(v)) {
                 s->newbuf[nn].v = v;
                 c->tsg[t] = 0.0; /* (re)listed: its kernel is written at the next walk */
@@ -1026,6 +1052,17 @@ struct tpe_unit {
     double **tabs_l, **tabs_g; /* per dim: its bin-mass table in tab_l / tab, or NULL */
     double **cstp;     /* the numeric dims' kernel constants (build_above) */
     double *wg;        /* g's age weights by rank (build_above) */
+    /*
+    ** filter_score (filter_prep; n_f = 0: not used): the above trials as
+    ** bits, the largest base of g, and for up to FILTER_DIMS continuous
+    ** dims their index, their coordinate's bit sets and sig_hi sqrt 2.
+    */
+    uint64_t *abits;
+    double bmax;
+    size_t n_f;
+    size_t f_j[FILTER_DIMS];
+    const uint64_t *f_bits[FILTER_DIMS];
+    double f_w[FILTER_DIMS];
     uint32_t *sel, *below;
     double *wl;        /* below weights (tpe-mo.c), or NULL for the default ones */
     double *tmpv;
@@ -1077,6 +1114,7 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->tabs_g = carve(cv, nd * sizeof(double *));
     u->cstp = carve(cv, nd * sizeof(double *));
     u->wg = carve(cv, u->m_g * sizeof(double));
+    u->abits = carve(cv, (u->n_slots + 63) / 64 * sizeof(uint64_t));
     u->bestx = carve(cv, nd * sizeof(double));
     u->sel = carve(cv, (u->m_g + 1) * sizeof(uint32_t));
     u->below = carve(cv, (MAX_BELOW + 1) * sizeof(uint32_t));
@@ -1338,7 +1376,7 @@ static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     bool ends = !o->consider_endpoints && m >= 2;
     struct tpe_entry *ord = c->ord, *cur = NULL;
     size_t n = u->n_slots, na = 0, e = 0;
-    double prev = 0.0;
+    double prev = 0.0, hi = 0.0;
 
     c->walked = false;
     /* One pass with a window (prev, cur, next) of above entries; cur is set once next is found. */
@@ -1354,8 +1392,10 @@ static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
         if (cur != NULL) {
             double v = cur->v;
             uint32_t t = cur->t;
-            set_kernel(c, cur, kind, above_sigma(ends, na > 0, prev, v, next != NULL,
-                    next != NULL ? next->v : 0.0, minsig));
+            double sg = above_sigma(ends, na > 0, prev, v, next != NULL,
+                    next != NULL ? next->v : 0.0, minsig);
+            set_kernel(c, cur, kind, sg);
+            hi = sg > hi ? sg : hi;
             if (kind == KIND_DISC) {
                 if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != v ||
                         md->cls_isig[md->n_cls - 1] != c->tis[t]) {
@@ -1379,6 +1419,7 @@ static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     if (na != m) {
         return -EIO;
     }
+    c->sig_hi = hi;
     if (kind == KIND_DISC) {
         /* Stale classes of other trials must stay valid indices. */
         for (size_t t = 0; t < n; t++) {
@@ -1497,14 +1538,16 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     }
     for (size_t i = 0; i < n_fix; i++) {
         size_t p = s->fix[i], lp, rp;
+        double sg;
         if (p == SIZE_MAX) {
             continue;
         }
         lp = above_near(s, c, p, -1);
         rp = above_near(s, c, p, 1);
-        set_kernel(c, &c->ord[p], KIND_CONT, above_sigma(ends, lp != SIZE_MAX,
-                lp != SIZE_MAX ? c->ord[lp].v : 0.0, c->ord[p].v, rp != SIZE_MAX,
-                rp != SIZE_MAX ? c->ord[rp].v : 0.0, minsig));
+        sg = above_sigma(ends, lp != SIZE_MAX, lp != SIZE_MAX ? c->ord[lp].v : 0.0,
+                c->ord[p].v, rp != SIZE_MAX, rp != SIZE_MAX ? c->ord[rp].v : 0.0, minsig);
+        set_kernel(c, &c->ord[p], KIND_CONT, sg);
+        c->sig_hi = sg > c->sig_hi ? sg : c->sig_hi;
     }
     /* Commit the roles only now: a return 1 above leaves the state for walk_full. */
     memcpy(c->trole, role, n);
@@ -1944,6 +1987,159 @@ static void mix_blocks(const struct tpe_mix *mx, const struct tpe_unit *u, doubl
     }
 }
 
+/*
+** What filter_score needs, once per unit: g's above trials as bits, its
+** largest base, and the continuous dims to filter on with a bound on
+** their kernels' widths (sig_hi of the walk build_above just did).
+*/
+static void filter_prep(const struct tpe *s, struct tpe_unit *u)
+{
+    size_t n = u->n_slots, nw = (n + 63) / 64;
+    double bm = -INFINITY;
+
+    u->n_f = 0;
+    if (u->m_g < FILTER_MIN) {
+        return;
+    }
+    for (size_t j = 0; j < u->nd && u->n_f < FILTER_DIMS; j++) {
+        const struct tpe_coord *c = &s->coords[u->ud[j].coord];
+        if (u->ud[j].kind == KIND_CONT && c->walked && c->sig_hi > 0.0) {
+            u->f_j[u->n_f] = j;
+            u->f_bits[u->n_f] = c->vbits;
+            u->f_w[u->n_f] = c->sig_hi * M_SQRT2;
+            u->n_f++;
+        }
+    }
+    memset(u->abits, 0, nw * sizeof(uint64_t));
+    for (size_t t = 0; t < n; t++) {
+        u->abits[t / 64] |= (uint64_t)(s->role[t] == ROLE_ABOVE) << (t & 63);
+    }
+    for (size_t t = 0; t < u->g.m_pad; t++) {
+        bm = u->g.base[t] > bm ? u->g.base[t] : bm;
+    }
+    u->bmax = bm;
+}
+
+/*
+** log g at candidates [c_lo, c_hi), the same bits as mix_blocks on g,
+** evaluating only the kernels whose value can end above L = M - 50 (M the
+** prior kernel's density: mix_blocks never prunes at a lower bound).
+**
+** A kernel's value is base minus the dims' z^2 (plus terms <= 0 of other
+** kinds), and each partial sum is at most the one before, so it ends
+** above L only if for every continuous dim j, base - z_j^2 > L: with
+** base <= bmax and 1/sigma >= 1/sig_hi, |x_j - mu_j| < sqrt(bmax - L)
+** sig_hi sqrt 2 (with a margin for rounding). The trials with mu_j in that
+** range are two of the coordinate's bit sets apart; the above trials in
+** the ranges of up to FILTER_DIMS dims get their values as mix_blocks
+** computes them (every dim in order, dim_sparse), pruned at L. Then
+** mix_blocks' streaming logsumexp is replayed over those values block by
+** block in trial order: a block's kernels above its bound (>= L) are the
+** survivors mix_blocks finds there, in index order, with the same values.
+** A candidate whose ranges leave more than FILTER_CAP trials goes through
+** mix_blocks itself; so does every candidate when scratch space is short.
+*/
+static void filter_score(const struct tpe_unit *u, double *const *tabs, dense2_fn dense2,
+        size_t c_lo, size_t c_hi, double *M, double *S, double *ret)
+{
+    const struct tpe_mix *g = &u->g;
+    const struct tpe_cands *cd = &u->cand;
+    size_t nd = u->nd, nw = (u->n_slots + 63) / 64;
+    uint64_t *acc = malloc(nw * sizeof(*acc));
+    uint32_t *ix = malloc(FILTER_CAP * sizeof(*ix));
+    double *a = malloc(FILTER_CAP * sizeof(*a));
+
+    for (size_t c = c_lo; c < c_hi; c++) {
+        double L = M[c] - LSE_CUTOFF, room = u->bmax - L, r;
+        size_t ns = 0, q0 = 0;
+        bool any = true;
+
+        if (acc == NULL || ix == NULL || a == NULL) {
+            mix_blocks(g, u, tabs, dense2, c, c + 1, M, S, ret);
+            continue;
+        }
+        if (!(room > 0.0)) {
+            ret[c] = M[c] + log(S[c]); /* every kernel ends at or below L */
+            continue;
+        }
+        r = sqrt(room) * (1.0 + 1e-9) + 1e-12;
+        memcpy(acc, u->abits, nw * sizeof(*acc));
+        for (size_t f = 0; f < u->n_f && any; f++) {
+            double x = cd->x[c * nd + u->f_j[f]], R = r * u->f_w[f] * (1.0 + 1e-9) + 1e-12;
+            double lo = (x - R) * NBUCK, hi = (x + R) * NBUCK;
+            size_t b0 = lo <= 0.0 ? 0 : (lo >= NBUCK - 1 ? NBUCK - 1 : (size_t)lo);
+            size_t e = hi >= NBUCK - 1 ? NBUCK : (hi < 0.0 ? 0 : (size_t)hi + 1);
+            const uint64_t *vb = u->f_bits[f];
+            uint64_t or = 0;
+            if (b0 == 0 && e >= NBUCK) {
+                continue; /* the range covers [0, 1] */
+            }
+            for (size_t w = 0; w < nw; w++) {
+                uint64_t in = b0 > 0 ? vb[w * NBUCK + b0] : ~(uint64_t)0;
+                uint64_t out = e < NBUCK ? vb[w * NBUCK + e] : 0;
+                acc[w] &= in & ~out;
+                or |= acc[w];
+            }
+            any = or != 0;
+        }
+        for (size_t w = 0; w < nw && any; w++) {
+            uint64_t x = acc[w];
+            while (x != 0 && ns <= FILTER_CAP) {
+                if (ns < FILTER_CAP) {
+                    ix[ns] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(x));
+                    a[ns] = g->base[ix[ns]];
+                }
+                ns++;
+                x &= x - 1;
+            }
+        }
+        if (ns > FILTER_CAP) {
+            mix_blocks(g, u, tabs, dense2, c, c + 1, M, S, ret);
+            continue;
+        }
+        for (size_t j = 0; j < nd && ns > 0; j++) {
+            size_t w = 0;
+            dim_sparse(&g->d[j], u->ud[j].kind, cd, tabs[j], c, nd, j, 0, ix, ns, a);
+            for (size_t q = 0; q < ns; q++) {
+                ix[w] = ix[q];
+                a[w] = a[q];
+                w += a[q] > L;
+            }
+            ns = w;
+        }
+        /* mix_blocks' logsumexp over the survivors, a block of BLOCK trials at a time. */
+        while (q0 < ns) {
+            size_t blk = ix[q0] / BLOCK, q1 = q0, k = 0;
+            double thr = M[c] - LSE_CUTOFF, bm = -INFINITY, sum = 0.0;
+            while (q1 < ns && ix[q1] / BLOCK == blk) {
+                if (a[q1] > thr) {
+                    bm = k == 0 || a[q1] > bm ? a[q1] : bm;
+                    k++;
+                }
+                q1++;
+            }
+            if (k > 0) {
+                if (bm > M[c]) {
+                    S[c] = S[c] * exp(M[c] - bm);
+                    M[c] = bm;
+                }
+                thr = M[c] - LSE_CUTOFF;
+                for (size_t q = q0; q < q1; q++) {
+                    if (a[q] > thr) {
+                        sum += exp(a[q] - M[c]);
+                    }
+                }
+                S[c] += sum;
+            }
+            q0 = q1;
+        }
+        ret[c] = M[c] + log(S[c]);
+    }
+    free(acc);
+    free(ix);
+    free(a);
+}
+
 /* Scoring a chunk under both mixtures, candidates split over threads (hpo_parallel_for). */
 struct score_job {
     const struct tpe_unit *u;
@@ -1957,7 +2153,11 @@ static void score_range(void *ctx, size_t lo, size_t hi)
     const struct tpe_unit *u = jb->u;
 
     mix_blocks(&u->l, u, u->tabs_l, jb->dense2, lo, hi, jb->Ml, jb->Sl, u->sl);
-    mix_blocks(&u->g, u, u->tabs_g, jb->dense2, lo, hi, jb->Mg, jb->Sg, u->sg);
+    if (u->n_f > 0) {
+        filter_score(u, u->tabs_g, jb->dense2, lo, hi, jb->Mg, jb->Sg, u->sg);
+    } else {
+        mix_blocks(&u->g, u, u->tabs_g, jb->dense2, lo, hi, jb->Mg, jb->Sg, u->sg);
+    }
 }
 
 /*
@@ -2162,6 +2362,7 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
         goto out;
     }
     mix_finish(&u.l, u.ud, u.nd);
+    filter_prep(s, &u);
     for (size_t c0 = 0; c0 < (size_t)o->n_ei_candidates; c0 += CHUNK) {
         size_t nc = (size_t)o->n_ei_candidates - c0;
         nc = nc < CHUNK ? nc : CHUNK;
