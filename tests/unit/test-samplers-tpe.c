@@ -1266,6 +1266,138 @@ static void test_pinned_big(void **unused)
     hpo_space_destroy(space);
 }
 
+/*
+** The same at shapes where g's kernels reach the candidates: 20 floats
+** whose 1,500 trials crowd around 0.3 (kernels survive every dim), and
+** one float with 12,000 trials (more kernels near a candidate than the
+** exact evaluation takes: the block-by-block scoring). PIN_FILTER_WANT was
+** printed by the sampler before the issue 18 target-2 work.
+*/
+#define PIN_FILTER_ASKS 4
+
+static const double PIN_FILTER_WANT[2][PIN_FILTER_ASKS][PIN_BIG_DIM] = {
+    {
+        { /* shape 0 ask 0 */
+            0x1.2b9287fbb2be6p-2, 0x1.4343d599b1712p-2, 0x1.2bc424ebfe31ap-2,
+            0x1.553b7fb3dd038p-2, 0x1.3b2911c30a448p-2, 0x1.3a093489c1e9ep-2,
+            0x1.13eee609a425dp-2, 0x1.4d80554612dp-2, 0x1.54c1a11237422p-2,
+            0x1.2cea14f6a509p-2, 0x1.019f8c15be56fp-2, 0x1.32fc19cb23fb7p-2,
+            0x1.0e6e1ecceca4dp-2, 0x1.307050473da1bp-2, 0x1.56fbf9692d092p-2,
+            0x1.302844b0e21c7p-2, 0x1.291b902ac7782p-2, 0x1.14cc14e2b9158p-2,
+            0x1.f9afc0a45c21cp-3, 0x1.1226086da9bap-2
+        },
+        { /* shape 0 ask 1 */
+            0x1.4dc7a1ed8eca3p-2, 0x1.28ca6a1d39b25p-2, 0x1.14641fb3d6a1dp-2,
+            0x1.1c0123d11177p-2, 0x1.042db96293ff9p-2, 0x1.2cf6671b89c03p-2,
+            0x1.039422eebf014p-2, 0x1.13a74ab57d2ccp-2, 0x1.3b18926fb28bp-2,
+            0x1.3f9444ec9c8aep-2, 0x1.1ee053c742976p-2, 0x1.6a9d23dda927cp-2,
+            0x1.1523d22e53252p-2, 0x1.40c1db9ee429bp-2, 0x1.2b32e0d074f5bp-2,
+            0x1.1da75a612fd64p-2, 0x1.35849a2399eacp-2, 0x1.65fb7e1594f7cp-2,
+            0x1.3c5b2dfc8991bp-2, 0x1.461a3143a803cp-2
+        },
+        { /* shape 0 ask 2 */
+            0x1.1eecf30164fffp-2, 0x1.5488cf2c3aa82p-2, 0x1.17c17a3071ba9p-2,
+            0x1.38a8a4bd792a7p-2, 0x1.1d63326e055d7p-2, 0x1.1e27b8bbdc2c3p-2,
+            0x1.20c67b4a1ab2dp-2, 0x1.2254f6d71183cp-2, 0x1.48060c4989d7fp-2,
+            0x1.64667577f572bp-2, 0x1.26236a41cb1dbp-2, 0x1.1182025dc4c08p-2,
+            0x1.02d5676c51bc7p-2, 0x1.34a2b52b3ee73p-2, 0x1.59ee2bd4d0a8cp-2,
+            0x1.441286f2150d7p-2, 0x1.3645fdbc93ff5p-2, 0x1.2a6c856a42c08p-2,
+            0x1.3558ff04f6f4fp-2, 0x1.296f3a6765bb5p-2
+        },
+        { /* shape 0 ask 3 */
+            0x1.3ee367b887d46p-2, 0x1.f205f5259e9e5p-3, 0x1.3ac4b856f98c5p-2,
+            0x1.410c41ccdfe8fp-2, 0x1.fa415d6aff9c3p-3, 0x1.2b478bcb5b53fp-2,
+            0x1.254e06c08e4d9p-2, 0x1.19486871a4c91p-2, 0x1.50059747df87ep-2,
+            0x1.21f67383bbe5dp-2, 0x1.297966f738b72p-2, 0x1.47585a0ab7a2dp-2,
+            0x1.55449ea01d25bp-2, 0x1.1a4c3741e7157p-2, 0x1.3a0d5f5bb93c3p-2,
+            0x1.2535ac4a270b3p-2, 0x1.2cf0585660c5cp-2, 0x1.3424d7fe8d4b1p-2,
+            0x1.448ed7dce92e9p-2, 0x1.55688eb35a066p-2
+        },
+    },
+    {
+        { /* shape 1 ask 0 */
+            0x1.30fb9efdb5cd7p-2
+        },
+        { /* shape 1 ask 1 */
+            0x1.2f5a3a9d733d8p-2
+        },
+        { /* shape 1 ask 2 */
+            0x1.308725de9b546p-2
+        },
+        { /* shape 1 ask 3 */
+            0x1.35efbba6f455ep-2
+        },
+    },
+};
+
+static void pin_filter_run(int shape, bool print)
+{
+    size_t dim = shape == 0 ? PIN_BIG_DIM : 1, n = shape == 0 ? 1500 : 12000;
+    char text[4096];
+    size_t len = 0;
+    struct hpo_space *space;
+    struct hpo_history h;
+    struct hpo_rng gen;
+    void *told;
+    double unit[PIN_BIG_DIM], values[PIN_BIG_DIM];
+
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "[");
+    for (size_t j = 0; j < dim; j++) {
+        len += (size_t)snprintf(text + len, sizeof(text) - len,
+                "%s{\"name\": \"x%zu\", \"type\": \"float\", \"low\": 0, \"high\": 1}",
+                j ? ", " : "", j);
+    }
+    snprintf(text + len, sizeof(text) - len, "]");
+    space = parse_space(text);
+    told = configure("{}", space);
+    hpo_history_init(&h, space, "t", false);
+    hpo_rng_seed(&gen, 1819 + (uint64_t)shape);
+    for (size_t i = 0; i < n; i++) {
+        struct hpo_trial *t;
+        for (size_t j = 0; j < dim; j++) {
+            double u = hpo_rng_uniform(&gen);
+            unit[j] = shape == 0 ? 0.25 + 0.1 * u : u;
+        }
+        hpo_space_decode(space, unit, values);
+        t = add_trial(&h, space, unit, values, HPO_STATE_COMPLETE, 0.0);
+        t->value = 0.0;
+        for (size_t j = 0; j < dim; j++) {
+            t->value += (values[j] - 0.3) * (values[j] - 0.3);
+        }
+        hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+    }
+    for (int k = 0; k < PIN_FILTER_ASKS; k++) {
+        struct hpo_trial *t;
+        double v = 0.0;
+        ask(told, space, &h, 700 + (uint64_t)k, unit, values);
+        if (print) {
+            printf("    /* shape %d ask %d */ {", shape, k);
+            for (size_t j = 0; j < dim; j++) {
+                printf("%s%a", j ? ", " : " ", unit[j]);
+            }
+            printf(" },\n");
+        } else {
+            assert_memory_equal(unit, PIN_FILTER_WANT[shape][k], dim * sizeof(double));
+        }
+        for (size_t j = 0; j < dim; j++) {
+            v += (values[j] - 0.3) * (values[j] - 0.3);
+        }
+        t = add_trial(&h, space, unit, values, HPO_STATE_COMPLETE, v);
+        hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+    }
+    hpo_sampler_tpe.destroy(told);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
+static void test_pinned_filter(void **unused)
+{
+    bool print = getenv("HPO_TPE_PIN_PRINT") != NULL;
+
+    pin_filter_run(0, print);
+    pin_filter_run(1, print);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1288,6 +1420,7 @@ int main(void)
         cmocka_unit_test(test_incremental_matches_cold),
         cmocka_unit_test(test_pinned_suggestions),
         cmocka_unit_test(test_pinned_big),
+        cmocka_unit_test(test_pinned_filter),
     };
     return cmocka_run_group_tests_name("samplers-tpe", tests, NULL, NULL);
 }
