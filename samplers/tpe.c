@@ -263,6 +263,8 @@ struct tpe_coord {
     uint8_t *trole;
     bool walked, w_ends;
     double sig_hi; /* continuous: >= the sigma of every above kernel of the last walk */
+    double cst_hi; /* >= the constant (tcst) of every above kernel of the last walk */
+    double w_cst;  /* the largest constant set_kernel saw since it was reset */
     /*
     ** Continuous: per 64 trials, NBUCK words: bit t of word b is set when
     ** trial t is listed with a value >= b / NBUCK (word 0 unused), so the
@@ -1051,6 +1053,12 @@ struct tpe_unit {
     double *sl, *sg, *tab, *tab_l, *bestx;
     double **tabs_l, **tabs_g; /* per dim: its bin-mass table in tab_l / tab, or NULL */
     double **cstp;     /* the numeric dims' kernel constants (build_above) */
+    double *csth;      /* and their coordinates' cst_hi */
+    size_t n_cst;
+    double lt;         /* log of g's total weight */
+    bool base_done;    /* g's base is computed for every slot (base_full) */
+    const uint8_t *role;
+    uint32_t *arank;   /* per 64 slots: the above trials before them (filter_prep) */
     double *wg;        /* g's age weights by rank (build_above) */
     /*
     ** filter_score (filter_prep; n_f = 0: not used): the above trials as
@@ -1113,6 +1121,8 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->tabs_l = carve(cv, nd * sizeof(double *));
     u->tabs_g = carve(cv, nd * sizeof(double *));
     u->cstp = carve(cv, nd * sizeof(double *));
+    u->csth = carve(cv, nd * sizeof(double));
+    u->arank = carve(cv, ((u->n_slots + 63) / 64 + 1) * sizeof(uint32_t));
     u->wg = carve(cv, u->m_g * sizeof(double));
     u->abits = carve(cv, (u->n_slots + 63) / 64 * sizeof(uint64_t));
     u->bestx = carve(cv, nd * sizeof(double));
@@ -1361,6 +1371,7 @@ static void set_kernel(struct tpe_coord *c, const struct tpe_entry *e, int kind,
         c->tcst[t] = kernel_cst(kind, e->v, sg);
         c->tsg[t] = sg;
     }
+    c->w_cst = c->tcst[t] > c->w_cst ? c->tcst[t] : c->w_cst;
 }
 
 /*
@@ -1379,6 +1390,7 @@ static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     double prev = 0.0, hi = 0.0;
 
     c->walked = false;
+    c->w_cst = -INFINITY;
     /* One pass with a window (prev, cur, next) of above entries; cur is set once next is found. */
     for (;;) {
         struct tpe_entry *next = NULL;
@@ -1420,6 +1432,7 @@ static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
         return -EIO;
     }
     c->sig_hi = hi;
+    c->cst_hi = c->w_cst;
     if (kind == KIND_DISC) {
         /* Stale classes of other trials must stay valid indices. */
         for (size_t t = 0; t < n; t++) {
@@ -1536,6 +1549,7 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     if (na != m) {
         return 1;
     }
+    c->w_cst = c->cst_hi;
     for (size_t i = 0; i < n_fix; i++) {
         size_t p = s->fix[i], lp, rp;
         double sg;
@@ -1549,6 +1563,7 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
         set_kernel(c, &c->ord[p], KIND_CONT, sg);
         c->sig_hi = sg > c->sig_hi ? sg : c->sig_hi;
     }
+    c->cst_hi = c->w_cst;
     /* Commit the roles only now: a return 1 above leaves the state for walk_full. */
     memcpy(c->trole, role, n);
     c->w_na = na;
@@ -1607,6 +1622,9 @@ static void base_range(void *ctx, size_t lo, size_t hi)
     }
 }
 
+static void filter_dims(const struct tpe *s, struct tpe_unit *u);
+static void base_full(struct tpe_unit *u);
+
 /*
 ** Build the above mixture: per numeric dim one walk of the sorted list
 ** computing the neighbour-rule bandwidths (rewriting a trial's kernel
@@ -1620,7 +1638,6 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
     size_t m = u->m_g, n_cst = 0;
     double minsig = min_sigma(o, m);
     double total = o->prior_weight, lt;
-    struct base_job jb;
 
     for (size_t i = 0; i < m; i++) {
         u->wg[i] = default_weight(m, i);
@@ -1648,18 +1665,33 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
                 return rr;
             }
         }
+        u->csth[n_cst] = c->cst_hi;
         u->cstp[n_cst++] = c->tcst;
     }
-    jb.role = s->role;
-    jb.base = g->base;
-    jb.cst = (const double *const *)u->cstp;
-    jb.n_cst = n_cst;
-    jb.n = u->n_slots;
-    jb.w = u->wg;
-    jb.lt = lt;
-    hpo_parallel_for(g->m_pad, PAR_BASE_GRAIN, base_range, &jb);
+    u->n_cst = n_cst;
+    u->lt = lt;
+    filter_dims(s, u);
+    if (u->n_f == 0) {
+        base_full(u);
+    }
     (void)h;
     return 0;
+}
+
+/* g's base over every slot (base_range), split over the worker pool when there are many. */
+static void base_full(struct tpe_unit *u)
+{
+    struct base_job jb;
+
+    jb.role = u->role;
+    jb.base = u->g.base;
+    jb.cst = (const double *const *)u->cstp;
+    jb.n_cst = u->n_cst;
+    jb.n = u->n_slots;
+    jb.w = u->wg;
+    jb.lt = u->lt;
+    hpo_parallel_for(u->g.m_pad, PAR_BASE_GRAIN, base_range, &jb);
+    u->base_done = true;
 }
 
 /*
@@ -1988,16 +2020,16 @@ static void mix_blocks(const struct tpe_mix *mx, const struct tpe_unit *u, doubl
 }
 
 /*
-** What filter_score needs, once per unit: g's above trials as bits, its
-** largest base, and the continuous dims to filter on with a bound on
-** their kernels' widths (sig_hi of the walk build_above just did).
+** Whether g is scored through filter_score (u->n_f > 0): from FILTER_MIN
+** above kernels, on up to FILTER_DIMS continuous dims, each with its
+** coordinate's bit sets and the bound sig_hi sqrt 2 on its kernels'
+** sigma sqrt 2 (of the walk build_above just did). g's base is then
+** computed only for the kernels filter_score evaluates.
 */
-static void filter_prep(const struct tpe *s, struct tpe_unit *u)
+static void filter_dims(const struct tpe *s, struct tpe_unit *u)
 {
-    size_t n = u->n_slots, nw = (n + 63) / 64;
-    double bm = -INFINITY;
-
     u->n_f = 0;
+    u->role = s->role;
     if (u->m_g < FILTER_MIN) {
         return;
     }
@@ -2010,14 +2042,48 @@ static void filter_prep(const struct tpe *s, struct tpe_unit *u)
             u->n_f++;
         }
     }
+}
+
+/*
+** The rest of what filter_score needs, once per unit: g's above trials as
+** bits with the count before each word (a trial's rank, for its weight),
+** and bmax >= every above kernel's base: -log(total weight) (an age
+** weight is at most 1) plus each numeric dim's cst_hi, added in the
+** order base_range adds the constants.
+*/
+static void filter_prep(struct tpe_unit *u)
+{
+    size_t n = u->n_slots, nw = (n + 63) / 64;
+    double bm = -u->lt;
+
+    if (u->n_f == 0) {
+        return;
+    }
     memset(u->abits, 0, nw * sizeof(uint64_t));
     for (size_t t = 0; t < n; t++) {
-        u->abits[t / 64] |= (uint64_t)(s->role[t] == ROLE_ABOVE) << (t & 63);
+        u->abits[t / 64] |= (uint64_t)(u->role[t] == ROLE_ABOVE) << (t & 63);
     }
-    for (size_t t = 0; t < u->g.m_pad; t++) {
-        bm = u->g.base[t] > bm ? u->g.base[t] : bm;
+    u->arank[0] = 0;
+    for (size_t w = 0; w < nw; w++) {
+        u->arank[w + 1] = u->arank[w] + (uint32_t)__builtin_popcountll(u->abits[w]);
+    }
+    for (size_t k = 0; k < u->n_cst; k++) {
+        bm += u->csth[k];
     }
     u->bmax = bm;
+}
+
+/* g's base at above trial t, as base_range computes it. */
+static double base_one(const struct tpe_unit *u, uint32_t t)
+{
+    uint64_t below = u->abits[t / 64] & (((uint64_t)1 << (t & 63)) - 1);
+    double w = u->wg[u->arank[t / 64] + (uint32_t)__builtin_popcountll(below)];
+    double b = w == 1.0 ? -u->lt : log(w) - u->lt;
+
+    for (size_t k = 0; k < u->n_cst; k++) {
+        b += u->cstp[k][t];
+    }
+    return b;
 }
 
 /*
@@ -2039,8 +2105,8 @@ static void filter_prep(const struct tpe *s, struct tpe_unit *u)
 ** A candidate whose ranges leave more than FILTER_CAP trials goes through
 ** mix_blocks itself; so does every candidate when scratch space is short.
 */
-static void filter_score(const struct tpe_unit *u, double *const *tabs, dense2_fn dense2,
-        size_t c_lo, size_t c_hi, double *M, double *S, double *ret)
+static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c_lo,
+        size_t c_hi, double *M, double *S, double *ret, bool *fb)
 {
     const struct tpe_mix *g = &u->g;
     const struct tpe_cands *cd = &u->cand;
@@ -2054,8 +2120,9 @@ static void filter_score(const struct tpe_unit *u, double *const *tabs, dense2_f
         size_t ns = 0, q0 = 0;
         bool any = true;
 
+        fb[c] = false;
         if (acc == NULL || ix == NULL || a == NULL) {
-            mix_blocks(g, u, tabs, dense2, c, c + 1, M, S, ret);
+            fb[c] = true;
             continue;
         }
         if (!(room > 0.0)) {
@@ -2087,14 +2154,14 @@ static void filter_score(const struct tpe_unit *u, double *const *tabs, dense2_f
             while (x != 0 && ns <= FILTER_CAP) {
                 if (ns < FILTER_CAP) {
                     ix[ns] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(x));
-                    a[ns] = g->base[ix[ns]];
+                    a[ns] = base_one(u, ix[ns]);
                 }
                 ns++;
                 x &= x - 1;
             }
         }
         if (ns > FILTER_CAP) {
-            mix_blocks(g, u, tabs, dense2, c, c + 1, M, S, ret);
+            fb[c] = true;
             continue;
         }
         for (size_t j = 0; j < nd && ns > 0; j++) {
@@ -2145,6 +2212,7 @@ struct score_job {
     const struct tpe_unit *u;
     dense2_fn dense2;
     double Ml[CHUNK], Sl[CHUNK], Mg[CHUNK], Sg[CHUNK];
+    bool fb[CHUNK]; /* filter_score left the candidate to mix_blocks */
 };
 
 static void score_range(void *ctx, size_t lo, size_t hi)
@@ -2154,7 +2222,7 @@ static void score_range(void *ctx, size_t lo, size_t hi)
 
     mix_blocks(&u->l, u, u->tabs_l, jb->dense2, lo, hi, jb->Ml, jb->Sl, u->sl);
     if (u->n_f > 0) {
-        filter_score(u, u->tabs_g, jb->dense2, lo, hi, jb->Mg, jb->Sg, u->sg);
+        filter_score(u, u->tabs_g, lo, hi, jb->Mg, jb->Sg, u->sg, jb->fb);
     } else {
         mix_blocks(&u->g, u, u->tabs_g, jb->dense2, lo, hi, jb->Mg, jb->Sg, u->sg);
     }
@@ -2165,7 +2233,7 @@ static void score_range(void *ctx, size_t lo, size_t hi)
 ** With enough kernels the candidates are split over the worker pool:
 ** each candidate's sums are the same operations whoever runs them.
 */
-static void chunk_score(const struct tpe_unit *u, size_t nc)
+static void chunk_score(struct tpe_unit *u, size_t nc)
 {
     struct score_job jb;
     size_t work = (u->l.m_pad + u->g.m_pad) * nc;
@@ -2174,7 +2242,16 @@ static void chunk_score(const struct tpe_unit *u, size_t nc)
     jb.dense2 = dense2_pick();
     mix_prep(&u->l, u, nc, u->tab_l, u->tab_l_cap, u->tabs_l, jb.Ml, jb.Sl);
     mix_prep(&u->g, u, nc, u->tab, u->tab_cap, u->tabs_g, jb.Mg, jb.Sg);
-    hpo_parallel_for(nc, work >= PAR_SCORE_WORK ? 1 : nc, score_range, &jb);
+    /* filter_score's work is too small a share to be worth a thread. */
+    hpo_parallel_for(nc, work >= PAR_SCORE_WORK && u->n_f == 0 ? 1 : nc, score_range, &jb);
+    for (size_t c = 0; c < nc && u->n_f > 0; c++) {
+        if (jb.fb[c]) {
+            if (!u->base_done) {
+                base_full(u);
+            }
+            mix_blocks(&u->g, u, u->tabs_g, jb.dense2, c, c + 1, jb.Mg, jb.Sg, u->sg);
+        }
+    }
 }
 
 /* Draw candidate c from the below mixture: one kernel for every dim of the unit. */
@@ -2362,7 +2439,7 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
         goto out;
     }
     mix_finish(&u.l, u.ud, u.nd);
-    filter_prep(s, &u);
+    filter_prep(&u);
     for (size_t c0 = 0; c0 < (size_t)o->n_ei_candidates; c0 += CHUNK) {
         size_t nc = (size_t)o->n_ei_candidates - c0;
         nc = nc < CHUNK ? nc : CHUNK;
