@@ -1539,6 +1539,7 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
             }
             na += role[t] == ROLE_ABOVE;
             na -= c->trole[t] == ROLE_ABOVE;
+            c->trole[t] = role[t]; /* a return 1 from here on is followed by walk_full */
             if (role[t] == ROLE_ABOVE) {
                 s->fix[n_fix++] = p;
             }
@@ -1564,8 +1565,6 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
         c->sig_hi = sg > c->sig_hi ? sg : c->sig_hi;
     }
     c->cst_hi = c->w_cst;
-    /* Commit the roles only now: a return 1 above leaves the state for walk_full. */
-    memcpy(c->trole, role, n);
     c->w_na = na;
     return 0;
 }
@@ -2112,16 +2111,16 @@ static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c
     const struct tpe_cands *cd = &u->cand;
     size_t nd = u->nd, nw = (u->n_slots + 63) / 64;
     uint64_t *acc = malloc(nw * sizeof(*acc));
+    uint32_t *wl = malloc(nw * sizeof(*wl));
     uint32_t *ix = malloc(FILTER_CAP * sizeof(*ix));
     double *a = malloc(FILTER_CAP * sizeof(*a));
 
     for (size_t c = c_lo; c < c_hi; c++) {
         double L = M[c] - LSE_CUTOFF, room = u->bmax - L, r;
-        size_t ns = 0, q0 = 0;
-        bool any = true;
+        size_t ns = 0, q0 = 0, nl = 0;
 
         fb[c] = false;
-        if (acc == NULL || ix == NULL || a == NULL) {
+        if (acc == NULL || wl == NULL || ix == NULL || a == NULL) {
             fb[c] = true;
             continue;
         }
@@ -2130,26 +2129,34 @@ static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c
             continue;
         }
         r = sqrt(room) * (1.0 + 1e-9) + 1e-12;
-        memcpy(acc, u->abits, nw * sizeof(*acc));
-        for (size_t f = 0; f < u->n_f && any; f++) {
+        /* acc holds the trials left in the words listed in wl (ascending, non-zero). */
+        for (size_t w = 0; w < nw; w++) {
+            acc[w] = u->abits[w];
+            wl[nl] = (uint32_t)w;
+            nl += acc[w] != 0;
+        }
+        for (size_t f = 0; f < u->n_f && nl > 0; f++) {
             double x = cd->x[c * nd + u->f_j[f]], R = r * u->f_w[f] * (1.0 + 1e-9) + 1e-12;
             double lo = (x - R) * NBUCK, hi = (x + R) * NBUCK;
             size_t b0 = lo <= 0.0 ? 0 : (lo >= NBUCK - 1 ? NBUCK - 1 : (size_t)lo);
             size_t e = hi >= NBUCK - 1 ? NBUCK : (hi < 0.0 ? 0 : (size_t)hi + 1);
             const uint64_t *vb = u->f_bits[f];
-            uint64_t or = 0;
+            size_t k = 0;
             if (b0 == 0 && e >= NBUCK) {
                 continue; /* the range covers [0, 1] */
             }
-            for (size_t w = 0; w < nw; w++) {
+            for (size_t i = 0; i < nl; i++) {
+                size_t w = wl[i];
                 uint64_t in = b0 > 0 ? vb[w * NBUCK + b0] : ~(uint64_t)0;
                 uint64_t out = e < NBUCK ? vb[w * NBUCK + e] : 0;
                 acc[w] &= in & ~out;
-                or |= acc[w];
+                wl[k] = (uint32_t)w;
+                k += acc[w] != 0;
             }
-            any = or != 0;
+            nl = k;
         }
-        for (size_t w = 0; w < nw && any; w++) {
+        for (size_t i = 0; i < nl; i++) {
+            size_t w = wl[i];
             uint64_t x = acc[w];
             while (x != 0 && ns <= FILTER_CAP) {
                 if (ns < FILTER_CAP) {
@@ -2203,6 +2210,7 @@ static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c
         ret[c] = M[c] + log(S[c]);
     }
     free(acc);
+    free(wl);
     free(ix);
     free(a);
 }
