@@ -2059,9 +2059,23 @@ static void filter_prep(struct tpe_unit *u)
         return;
     }
     memset(u->abits, 0, nw * sizeof(uint64_t));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (size_t t = 0; t < n; t += 8) {
+        uint64_t x = 0, b;
+        if (n - t >= 8) {
+            memcpy(&x, u->role + t, 8);
+        } else {
+            memcpy(&x, u->role + t, n - t);
+        }
+        /* Bit 1 of each role byte (ROLE_ABOVE is 2, the others 0 and 1), gathered into 8 bits. */
+        b = ((((x >> 1) & UINT64_C(0x0101010101010101)) * UINT64_C(0x0102040810204080)) >> 56);
+        u->abits[t / 64] |= b << (t & 63);
+    }
+#else
     for (size_t t = 0; t < n; t++) {
         u->abits[t / 64] |= (uint64_t)(u->role[t] == ROLE_ABOVE) << (t & 63);
     }
+#endif
     u->arank[0] = 0;
     for (size_t w = 0; w < nw; w++) {
         u->arank[w + 1] = u->arank[w] + (uint32_t)__builtin_popcountll(u->abits[w]);
@@ -2161,7 +2175,7 @@ static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c
             while (x != 0 && ns <= FILTER_CAP) {
                 if (ns < FILTER_CAP) {
                     ix[ns] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(x));
-                    a[ns] = base_one(u, ix[ns]);
+                    a[ns] = u->bmax;
                 }
                 ns++;
                 x &= x - 1;
@@ -2171,15 +2185,24 @@ static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c
             fb[c] = true;
             continue;
         }
-        for (size_t j = 0; j < nd && ns > 0; j++) {
-            size_t w = 0;
-            dim_sparse(&g->d[j], u->ud[j].kind, cd, tabs[j], c, nd, j, 0, ix, ns, a);
-            for (size_t q = 0; q < ns; q++) {
-                ix[w] = ix[q];
-                a[w] = a[q];
-                w += a[q] > L;
+        /*
+        ** Twice: from bmax (a bound: the same operations from a larger start
+        ** end no lower), then from each remaining kernel's own base.
+        */
+        for (int pass = 0; pass < 2 && ns > 0; pass++) {
+            for (size_t q = 0; q < ns && pass == 1; q++) {
+                a[q] = base_one(u, ix[q]);
             }
-            ns = w;
+            for (size_t j = 0; j < nd && ns > 0; j++) {
+                size_t w = 0;
+                dim_sparse(&g->d[j], u->ud[j].kind, cd, tabs[j], c, nd, j, 0, ix, ns, a);
+                for (size_t q = 0; q < ns; q++) {
+                    ix[w] = ix[q];
+                    a[w] = a[q];
+                    w += a[q] > L;
+                }
+                ns = w;
+            }
         }
         /* mix_blocks' logsumexp over the survivors, a block of BLOCK trials at a time. */
         while (q0 < ns) {
