@@ -265,6 +265,7 @@ struct tpe_coord {
     double sig_hi; /* continuous: >= the sigma of every above kernel of the last walk */
     double cst_hi; /* >= the constant (tcst) of every above kernel of the last walk */
     double w_cst;  /* the largest constant set_kernel saw since it was reset */
+    uint64_t rgen; /* trole equals the state's prole while this is its role_gen */
     /*
     ** Continuous: per 64 trials, NBUCK words: bit t of word b is set when
     ** trial t is listed with a value >= b / NBUCK (word 0 unused), so the
@@ -343,6 +344,17 @@ struct tpe {
     size_t cap_added;
     size_t *fix;       /* walk_incr: positions whose bandwidth is recomputed */
     size_t cap_fix;
+    /*
+    ** The roles of the last unit built (prole, per trial), a count of such
+    ** builds (role_gen), and the trials whose role differs from prole in
+    ** the unit being built (chg; chg_ok when it was listed): a coordinate
+    ** whose rgen is role_gen diffs its roles by that list (walk_incr).
+    */
+    uint8_t *prole;
+    uint64_t role_gen;
+    uint32_t *chg;
+    size_t n_chg, cap_chg;
+    bool chg_ok;
     /* Per-unit scratch. */
     uint8_t *role;
     int *pcls, *pmap;
@@ -394,6 +406,8 @@ static void tpe_destroy(void *state)
     free(s->newbuf);
     free(s->added);
     free(s->fix);
+    free(s->prole);
+    free(s->chg);
     free(s->dlist);
     free(s->touched);
     free(s->role);
@@ -655,6 +669,7 @@ static int grow_trials(struct tpe *s, size_t need)
     GROW_ONE(st, 1);
     GROW_ONE(key, sizeof(struct tpe_key));
     GROW_ONE(role, 1);
+    GROW_ONE(prole, 1);
     GROW_ONE(mu_rows, (s->dim ? s->dim : 1) * sizeof(double));
 #undef GROW_ONE
 #define GROW_COORD(field, elem, init)                                                          \
@@ -696,6 +711,7 @@ static int grow_trials(struct tpe *s, size_t need)
     memset(s->dirty + s->cap_trials, 0, c - s->cap_trials);
     memset(s->mark + s->cap_trials, 0, c - s->cap_trials);
     memset(s->st + s->cap_trials, 0xff, c - s->cap_trials);
+    memset(s->prole + s->cap_trials, ROLE_SKIP, c - s->cap_trials);
     s->cap_trials = c;
     return 0;
 }
@@ -1504,7 +1520,7 @@ static size_t above_near(const struct tpe *s, const struct tpe_coord *c, size_t 
 static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *c,
         size_t coord, size_t m, double minsig)
 {
-    bool ends = !s->opt.consider_endpoints && m >= 2;
+    bool ends = !s->opt.consider_endpoints && m >= 2, shared;
     size_t n = u->n_slots, n_fix = 0, na;
     const uint8_t *role = s->role;
 
@@ -1515,8 +1531,11 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
         return 1;
     }
     na = c->w_na;
-    for (size_t t0 = 0; t0 < n; t0 += 8) {
-        size_t len = n - t0 < 8 ? n - t0 : 8;
+    shared = s->chg_ok && c->rgen == s->role_gen;
+    /* Shared: trole is prole, so the changed trials are the unit's list. */
+    for (size_t i = 0, t0 = 0; shared ? i < s->n_chg : t0 < n; i++, t0 += 8) {
+        size_t lo = shared ? s->chg[i] : t0;
+        size_t len = shared ? 1 : (n - t0 < 8 ? n - t0 : 8);
         if (len == 8) {
             uint64_t x, y;
             memcpy(&x, role + t0, sizeof(x));
@@ -1525,7 +1544,7 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
                 continue;
             }
         }
-        for (size_t t = t0; t < t0 + len; t++) {
+        for (size_t t = lo; t < lo + len; t++) {
             size_t p;
             if (role[t] == c->trole[t]) {
                 continue;
@@ -1644,6 +1663,19 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
     }
     lt = log(total);
     g->logw_prior = log(o->prior_weight) - lt;
+    s->n_chg = 0;
+    s->chg_ok = grow((void **)&s->chg, &s->cap_chg, u->n_slots + 1, sizeof(*s->chg)) == 0;
+    for (size_t t0 = 0; t0 < u->n_slots && s->chg_ok; t0 += 8) {
+        size_t len = u->n_slots - t0 < 8 ? u->n_slots - t0 : 8;
+        uint64_t x = 0, y = 0;
+        memcpy(&x, s->role + t0, len);
+        memcpy(&y, s->prole + t0, len);
+        for (size_t t = t0; t < t0 + len && x != y; t++) {
+            if (s->role[t] != s->prole[t]) {
+                s->chg[s->n_chg++] = (uint32_t)t;
+            }
+        }
+    }
     for (size_t j = 0; j < u->nd; j++) {
         const struct tpe_udim *ud = &u->ud[j];
         struct tpe_mdim *md = &g->d[j];
@@ -1666,6 +1698,19 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
         }
         u->csth[n_cst] = c->cst_hi;
         u->cstp[n_cst++] = c->tcst;
+    }
+    /* prole := role; the unit's continuous coordinates now hold it as trole. */
+    if (s->chg_ok) {
+        for (size_t i = 0; i < s->n_chg; i++) {
+            s->prole[s->chg[i]] = s->role[s->chg[i]];
+        }
+    } else {
+        memcpy(s->prole, s->role, u->n_slots);
+    }
+    s->role_gen++;
+    for (size_t j = 0; j < u->nd; j++) {
+        struct tpe_coord *c = &s->coords[u->ud[j].coord];
+        c->rgen = u->ud[j].kind == KIND_CONT && c->walked ? s->role_gen : 0;
     }
     u->n_cst = n_cst;
     u->lt = lt;
@@ -2604,11 +2649,12 @@ static int run_intersection(struct tpe *s, const struct hpo_space *space,
         if (!considered(s, t)) {
             continue;
         }
+        if (!space->conditional) {
+            s->pever[0] = 1; /* every param is active in every trial: one is enough */
+            break;
+        }
         for (size_t p = 0; p < np; p++) {
             s->pever[p] = 1;
-            if (!space->conditional) {
-                break; /* every param is active in every trial */
-            }
             s->pact[p] &= (uint8_t)!isnan(row[space->params[p].offset]);
         }
     }
