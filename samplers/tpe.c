@@ -2065,7 +2065,7 @@ static void mix_blocks(const struct tpe_mix *mx, const struct tpe_unit *u, doubl
 
 /*
 ** Whether g is scored through filter_score (u->n_f > 0): from FILTER_MIN
-** above kernels, on up to FILTER_DIMS continuous dims, each with its
+** above kernels, on 2 to FILTER_DIMS continuous dims, each with its
 ** coordinate's bit sets and the bound sig_hi sqrt 2 on its kernels'
 ** sigma sqrt 2 (of the walk build_above just did). g's base is then
 ** computed only for the kernels filter_score evaluates.
@@ -2085,6 +2085,9 @@ static void filter_dims(const struct tpe *s, struct tpe_unit *u)
             u->f_w[u->n_f] = c->sig_hi * M_SQRT2;
             u->n_f++;
         }
+    }
+    if (u->n_f < 2) {
+        u->n_f = 0; /* one range keeps too many kernels to be worth it */
     }
 }
 
