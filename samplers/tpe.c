@@ -24,7 +24,12 @@
 ** when its sigma changed. Scoring runs blocks of kernels x candidates with
 ** a streaming logsumexp: the first two dims over every kernel of the
 ** block on 4-wide vectors, then only the kernels that can still reach the
-** logsumexp, by index (mix_score).
+** logsumexp, by index (mix_score). From 512 above kernels and two
+** continuous dims, g is scored without touching most kernels: bit sets of
+** each coordinate's trials by value give the few kernels near a candidate
+** in every dim that could reach the logsumexp; those are evaluated and the
+** logsumexp replayed in trial order (filter_score), and g's base is then
+** computed only for them.
 **
 ** One deviation from Optuna (docs/ALGORITHMS.md §3.4): in multivariate units the below
 ** mixture's magic clip is divided by sqrt(number of params modelled
