@@ -79,6 +79,7 @@
 #define NBUCK       32         /* value thresholds of a continuous coordinate's bit sets */
 #define FILTER_MIN  512        /* above kernels from which g is scored through filter_score */
 #define FILTER_DIMS 12         /* dims whose ranges filter_score intersects at most */
+#define FILTER_MIN_DIMS 3      /* and at least */
 #define FILTER_CAP  2048       /* kernels left by the ranges that filter_score evaluates */
 #define PAR_SCORE_WORK 32768   /* kernels x candidates of a chunk worth splitting over threads */
 
@@ -352,8 +353,8 @@ struct tpe {
     /*
     ** The roles of the last unit built (prole, per trial), a count of such
     ** builds (role_gen), and the trials whose role differs from prole in
-    ** the unit being built (chg; chg_ok when it was listed): a coordinate
-    ** whose rgen is role_gen diffs its roles by that list (walk_incr).
+    ** the unit being built (chg; chg_ok once list_changes listed them): a
+    ** coordinate whose rgen is role_gen diffs its roles by that list.
     */
     uint8_t *prole;
     uint64_t role_gen;
@@ -1511,6 +1512,34 @@ static size_t above_near(const struct tpe *s, const struct tpe_coord *c, size_t 
 }
 
 /*
+** List the trials whose role differs from prole (once per unit, for the
+** first coordinate that can use it); false when it cannot be listed.
+*/
+static bool list_changes(struct tpe *s, size_t n)
+{
+    if (s->chg_ok) {
+        return true;
+    }
+    if (grow((void **)&s->chg, &s->cap_chg, n + 1, sizeof(*s->chg)) < 0) {
+        return false;
+    }
+    s->n_chg = 0;
+    for (size_t t0 = 0; t0 < n; t0 += 8) {
+        size_t len = n - t0 < 8 ? n - t0 : 8;
+        uint64_t x = 0, y = 0;
+        memcpy(&x, s->role + t0, len);
+        memcpy(&y, s->prole + t0, len);
+        for (size_t t = t0; t < t0 + len && x != y; t++) {
+            if (s->role[t] != s->prole[t]) {
+                s->chg[s->n_chg++] = (uint32_t)t;
+            }
+        }
+    }
+    s->chg_ok = true;
+    return true;
+}
+
+/*
 ** The same result as walk_full on a continuous coordinate, revisiting
 ** only what can have changed since its last walk. An above entry's
 ** bandwidth depends only on its nearest above neighbours (and on the clip
@@ -1536,7 +1565,7 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
         return 1;
     }
     na = c->w_na;
-    shared = s->chg_ok && c->rgen == s->role_gen;
+    shared = c->rgen == s->role_gen && list_changes(s, n);
     /* Shared: trole is prole, so the changed trials are the unit's list. */
     for (size_t i = 0, t0 = 0; shared ? i < s->n_chg : t0 < n; i++, t0 += 8) {
         size_t lo = shared ? s->chg[i] : t0;
@@ -1668,19 +1697,7 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
     }
     lt = log(total);
     g->logw_prior = log(o->prior_weight) - lt;
-    s->n_chg = 0;
-    s->chg_ok = grow((void **)&s->chg, &s->cap_chg, u->n_slots + 1, sizeof(*s->chg)) == 0;
-    for (size_t t0 = 0; t0 < u->n_slots && s->chg_ok; t0 += 8) {
-        size_t len = u->n_slots - t0 < 8 ? u->n_slots - t0 : 8;
-        uint64_t x = 0, y = 0;
-        memcpy(&x, s->role + t0, len);
-        memcpy(&y, s->prole + t0, len);
-        for (size_t t = t0; t < t0 + len && x != y; t++) {
-            if (s->role[t] != s->prole[t]) {
-                s->chg[s->n_chg++] = (uint32_t)t;
-            }
-        }
-    }
+    s->chg_ok = false;
     for (size_t j = 0; j < u->nd; j++) {
         const struct tpe_udim *ud = &u->ud[j];
         struct tpe_mdim *md = &g->d[j];
@@ -2070,7 +2087,7 @@ static void mix_blocks(const struct tpe_mix *mx, const struct tpe_unit *u, doubl
 
 /*
 ** Whether g is scored through filter_score (u->n_f > 0): from FILTER_MIN
-** above kernels, on 2 to FILTER_DIMS continuous dims, each with its
+** above kernels, on 3 to FILTER_DIMS continuous dims, each with its
 ** coordinate's bit sets and the bound sig_hi sqrt 2 on its kernels'
 ** sigma sqrt 2 (of the walk build_above just did). g's base is then
 ** computed only for the kernels filter_score evaluates.
@@ -2091,8 +2108,8 @@ static void filter_dims(const struct tpe *s, struct tpe_unit *u)
             u->n_f++;
         }
     }
-    if (u->n_f < 2) {
-        u->n_f = 0; /* one range keeps too many kernels to be worth it */
+    if (u->n_f < FILTER_MIN_DIMS) {
+        u->n_f = 0; /* fewer ranges keep too many kernels to be worth it */
     }
 }
 
