@@ -25,8 +25,8 @@
 ** a streaming logsumexp: the first two dims over every kernel of the
 ** block on 4-wide vectors, then only the kernels that can still reach the
 ** logsumexp, by index (mix_score). From 512 above kernels and two
-** continuous dims, g is scored without touching most kernels: bit sets of
-** each coordinate's trials by value give the few kernels near a candidate
+** continuous dims, g is scored without touching most kernels: each
+** coordinate's trials bucketed by value give the few kernels near a candidate
 ** in every dim that could reach the logsumexp; those are evaluated and the
 ** logsumexp replayed in trial order (filter_score), and g's base is then
 ** computed only for them.
@@ -76,7 +76,7 @@
 #define MAX_BELOW   25
 #define MIN_SIGMA_NO_CLIP 1e-12
 #define RECHECK_TAIL 64        /* newest trials whose params are compared at every sync */
-#define NBUCK       32         /* value thresholds of a continuous coordinate's bit sets */
+#define NBUCK       32         /* value buckets of a continuous coordinate (filter_score) */
 #define FILTER_MIN  512        /* above kernels from which g is scored through filter_score */
 #define FILTER_DIMS 12         /* dims whose ranges filter_score intersects at most */
 #define FILTER_MIN_DIMS 3      /* and at least */
@@ -273,11 +273,11 @@ struct tpe_coord {
     double w_cst;  /* the largest constant set_kernel saw since it was reset */
     uint64_t rgen; /* trole equals the state's prole while this is its role_gen */
     /*
-    ** Continuous: per 64 trials, NBUCK words: bit t of word b is set when
-    ** trial t is listed with a value >= b / NBUCK (word 0 unused), so the
-    ** trials in a range of values are two words' difference (filter_score).
+    ** Continuous: per trial, the bucket floor(v NBUCK) of its listed value
+    ** v (at most NBUCK - 1), so filter_score finds the trials in a range of
+    ** values by comparing bytes.
     */
-    uint64_t *vbits;
+    uint8_t *vq;
     double w_minsig;
     size_t w_na;
 };
@@ -396,7 +396,7 @@ static void tpe_destroy(void *state)
             free(co->tis);
             free(co->tcst);
             free(co->tsg);
-            free(co->vbits);
+            free(co->vq);
             free(co->tcls);
             free(co->tcat);
             free(co->trole);
@@ -703,13 +703,7 @@ static int grow_trials(struct tpe *s, size_t need)
             GROW_COORD(tcls, sizeof(uint32_t), 0);
         } else {
             GROW_COORD(trole, 1, ROLE_SKIP);
-            p = realloc(co->vbits, c / 64 * NBUCK * sizeof(uint64_t));
-            if (p == NULL) {
-                return -ENOMEM;
-            }
-            co->vbits = p;
-            memset(co->vbits + s->cap_trials / 64 * NBUCK, 0,
-                    (c - s->cap_trials) / 64 * NBUCK * sizeof(uint64_t));
+            GROW_COORD(vq, 1, 0);
         }
     }
 #undef GROW_COORD
@@ -965,11 +959,8 @@ static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add
             size_t t = s->added[a];
             double v = s->mu_rows[t * dim + k];
             if (c->kind == KIND_CONT) {
-                uint64_t bit = (uint64_t)1 << (t & 63);
-                uint64_t *vb = c->vbits + t / 64 * NBUCK;
-                for (size_t b = 1; b < NBUCK; b++) {
-                    vb[b] = v >= (double)b / NBUCK ? vb[b] | bit : vb[b] & ~bit;
-                }
+                double x = v * NBUCK; /* exact: a power of 2 */
+                c->vq[t] = (uint8_t)(!(x >= 1.0) ? 0 : (x >= NBUCK - 1 ? NBUCK - 1 : x));
             }
             if (!isnan(v)) {
                 s->newbuf[nn].v = v;
@@ -1085,13 +1076,13 @@ struct tpe_unit {
     /*
     ** filter_score (filter_prep; n_f = 0: not used): the above trials as
     ** bits, the largest base of g, and for up to FILTER_DIMS continuous
-    ** dims their index, their coordinate's bit sets and sig_hi sqrt 2.
+    ** dims their index, their coordinate's buckets (vq) and sig_hi sqrt 2.
     */
     uint64_t *abits;
     double bmax;
     size_t n_f;
     size_t f_j[FILTER_DIMS];
-    const uint64_t *f_bits[FILTER_DIMS];
+    const uint8_t *f_q[FILTER_DIMS];
     double f_w[FILTER_DIMS];
     uint32_t *sel, *below;
     double *wl;        /* below weights (tpe-mo.c), or NULL for the default ones */
@@ -2088,7 +2079,7 @@ static void mix_blocks(const struct tpe_mix *mx, const struct tpe_unit *u, doubl
 /*
 ** Whether g is scored through filter_score (u->n_f > 0): from FILTER_MIN
 ** above kernels, on 3 to FILTER_DIMS continuous dims, each with its
-** coordinate's bit sets and the bound sig_hi sqrt 2 on its kernels'
+** coordinate's buckets (vq) and the bound sig_hi sqrt 2 on its kernels'
 ** sigma sqrt 2 (of the walk build_above just did). g's base is then
 ** computed only for the kernels filter_score evaluates.
 */
@@ -2103,7 +2094,7 @@ static void filter_dims(const struct tpe *s, struct tpe_unit *u)
         const struct tpe_coord *c = &s->coords[u->ud[j].coord];
         if (u->ud[j].kind == KIND_CONT && c->walked && c->sig_hi > 0.0) {
             u->f_j[u->n_f] = j;
-            u->f_bits[u->n_f] = c->vbits;
+            u->f_q[u->n_f] = c->vq;
             u->f_w[u->n_f] = c->sig_hi * M_SQRT2;
             u->n_f++;
         }
@@ -2169,6 +2160,26 @@ static double base_one(const struct tpe_unit *u, uint32_t t)
     return b;
 }
 
+/* Bit i set when b0 <= q[i] < e, for the 64 buckets q[0..64) (each < NBUCK). */
+static inline uint64_t bucket_mask(const uint8_t *q, int b0, int e)
+{
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    __m128i lo = _mm_set1_epi8((char)(b0 - 1)), hi = _mm_set1_epi8((char)e);
+
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + 16 * k));
+        __m128i in = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmpgt_epi8(hi, v));
+        m |= (uint64_t)(uint32_t)_mm_movemask_epi8(in) << (16 * k);
+    }
+#else
+    for (int i = 0; i < 64; i++) {
+        m |= (uint64_t)(q[i] >= b0 && q[i] < e) << i;
+    }
+#endif
+    return m;
+}
+
 /*
 ** log g at candidates [c_lo, c_hi), the same bits as mix_blocks on g,
 ** evaluating only the kernels whose value can end above L = M - 50 (M the
@@ -2179,14 +2190,16 @@ static double base_one(const struct tpe_unit *u, uint32_t t)
 ** above L only if for every continuous dim j, base - z_j^2 > L: with
 ** base <= bmax and 1/sigma >= 1/sig_hi, |x_j - mu_j| < sqrt(bmax - L)
 ** sig_hi sqrt 2 (with a margin for rounding). The trials with mu_j in that
-** range are two of the coordinate's bit sets apart; the above trials in
-** the ranges of up to FILTER_DIMS dims get their values as mix_blocks
-** computes them (every dim in order, dim_sparse), pruned at L. Then
+** range have their bucket (vq) in the range's buckets (bucket_mask, 64
+** trials a word); the above trials in the ranges of up to FILTER_DIMS dims
+** get their values as mix_blocks computes them (every dim in order,
+** dim_sparse), pruned at L, first from bmax, then from their own base. Then
 ** mix_blocks' streaming logsumexp is replayed over those values block by
 ** block in trial order: a block's kernels above its bound (>= L) are the
 ** survivors mix_blocks finds there, in index order, with the same values.
-** A candidate whose ranges leave more than FILTER_CAP trials goes through
-** mix_blocks itself; so does every candidate when scratch space is short.
+** A candidate whose ranges leave more than FILTER_CAP trials is left to
+** mix_blocks (fb[c] set; M, S and ret untouched); so is every candidate
+** when scratch space is short.
 */
 static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c_lo,
         size_t c_hi, double *M, double *S, double *ret, bool *fb)
@@ -2224,16 +2237,14 @@ static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c
             double lo = (x - R) * NBUCK, hi = (x + R) * NBUCK;
             size_t b0 = lo <= 0.0 ? 0 : (lo >= NBUCK - 1 ? NBUCK - 1 : (size_t)lo);
             size_t e = hi >= NBUCK - 1 ? NBUCK : (hi < 0.0 ? 0 : (size_t)hi + 1);
-            const uint64_t *vb = u->f_bits[f];
+            const uint8_t *vq = u->f_q[f];
             size_t k = 0;
             if (b0 == 0 && e >= NBUCK) {
                 continue; /* the range covers [0, 1] */
             }
             for (size_t i = 0; i < nl; i++) {
                 size_t w = wl[i];
-                uint64_t in = b0 > 0 ? vb[w * NBUCK + b0] : ~(uint64_t)0;
-                uint64_t out = e < NBUCK ? vb[w * NBUCK + e] : 0;
-                acc[w] &= in & ~out;
+                acc[w] &= bucket_mask(vq + w * 64, (int)b0, (int)e);
                 wl[k] = (uint32_t)w;
                 k += acc[w] != 0;
             }
