@@ -1398,6 +1398,63 @@ static void test_pinned_filter(void **unused)
     pin_filter_run(1, print);
 }
 
+/*
+** As test_incremental_matches_cold where g is scored through the filter
+** (20 floats, 700 trials: over 512 above kernels): the widths, constants
+** and value buckets a state keeps across asks, and the role diff it
+** shares between coordinates, give the bits a fresh state gives, through
+** good values, trials left running and finishing later, failed and pruned
+** ones.
+*/
+static void test_filter_matches_cold(void **unused)
+{
+    char text[4096];
+    size_t len = 0;
+    struct hpo_space *space;
+    struct hpo_history h;
+    struct hpo_rng gen;
+    void *told;
+    double a[PIN_BIG_DIM], b[PIN_BIG_DIM], va[PIN_BIG_DIM], vb[PIN_BIG_DIM];
+
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "[");
+    for (int j = 0; j < PIN_BIG_DIM; j++) {
+        len += (size_t)snprintf(text + len, sizeof(text) - len,
+                "%s{\"name\": \"x%d\", \"type\": \"float\", \"low\": 0, \"high\": 1}",
+                j ? ", " : "", j);
+    }
+    snprintf(text + len, sizeof(text) - len, "]");
+    space = parse_space(text);
+    told = configure("{}", space);
+    hpo_history_init(&h, space, "t", false);
+    hpo_rng_seed(&gen, 77);
+    for (int i = 0; i < 700; i++) {
+        struct hpo_trial *t = add_random(&h, space, &gen, HPO_STATE_COMPLETE, big_objective);
+        hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+    }
+    for (int k = 0; k < 16; k++) {
+        void *cold = configure("{}", space);
+        struct hpo_trial *t;
+        ask(told, space, &h, 9, a, va);
+        ask(cold, space, &h, 9, b, vb);
+        assert_memory_equal(a, b, sizeof(a));
+        hpo_sampler_tpe.destroy(cold);
+        t = add_trial(&h, space, a, va, k % 4 == 1 ? HPO_STATE_RUNNING :
+                (k % 5 == 2 ? HPO_STATE_FAILED : (k % 7 == 3 ? HPO_STATE_PRUNED :
+                HPO_STATE_COMPLETE)), k % 3 == 0 ? 0.01 * big_objective(va) : big_objective(va));
+        hpo_sampler_tpe.observe(told, &h, (size_t)t->number);
+        if (k % 4 == 3) {
+            struct hpo_trial *r = h.trials[h.n_trials - 3];
+            assert_int_equal(r->state, HPO_STATE_RUNNING);
+            r->value = 0.001;
+            hpo_history_set_state(&h, r, HPO_STATE_COMPLETE);
+            hpo_sampler_tpe.observe(told, &h, (size_t)r->number);
+        }
+    }
+    hpo_sampler_tpe.destroy(told);
+    hpo_history_finish(&h);
+    hpo_space_destroy(space);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1421,6 +1478,7 @@ int main(void)
         cmocka_unit_test(test_pinned_suggestions),
         cmocka_unit_test(test_pinned_big),
         cmocka_unit_test(test_pinned_filter),
+        cmocka_unit_test(test_filter_matches_cold),
     };
     return cmocka_run_group_tests_name("samplers-tpe", tests, NULL, NULL);
 }
