@@ -24,7 +24,12 @@
 ** when its sigma changed. Scoring runs blocks of kernels x candidates with
 ** a streaming logsumexp: the first two dims over every kernel of the
 ** block on 4-wide vectors, then only the kernels that can still reach the
-** logsumexp, by index (mix_score).
+** logsumexp, by index (mix_score). From 512 above kernels and two
+** continuous dims, g is scored without touching most kernels: each
+** coordinate's trials bucketed by value give the few kernels near a candidate
+** in every dim that could reach the logsumexp; those are evaluated and the
+** logsumexp replayed in trial order (filter_score), and g's base is then
+** computed only for them.
 **
 ** One deviation from Optuna (docs/ALGORITHMS.md §3.4): in multivariate units the below
 ** mixture's magic clip is divided by sqrt(number of params modelled
@@ -44,6 +49,7 @@
 #endif
 
 #include "../core/history.h"
+#include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/space.h"
 #include "sampler.h"
@@ -70,6 +76,12 @@
 #define MAX_BELOW   25
 #define MIN_SIGMA_NO_CLIP 1e-12
 #define RECHECK_TAIL 64        /* newest trials whose params are compared at every sync */
+#define NBUCK       32         /* value buckets of a continuous coordinate (filter_score) */
+#define FILTER_MIN  512        /* above kernels from which g is scored through filter_score */
+#define FILTER_DIMS 12         /* dims whose ranges filter_score intersects at most */
+#define FILTER_MIN_DIMS 3      /* and at least */
+#define FILTER_CAP  2048       /* kernels left by the ranges that filter_score evaluates */
+#define PAR_SCORE_WORK 32768   /* kernels x candidates of a chunk worth splitting over threads */
 
 /* Four doubles for the scoring loop (two SSE2 ops on baseline x86-64). */
 typedef double tpe_v4 __attribute__((vector_size(32)));
@@ -225,12 +237,14 @@ struct tpe_options {
     bool consider_endpoints;
 };
 
-/* One included trial's value in a per-coordinate sorted list. */
+/*
+** One included trial's value in a per-coordinate sorted list, packed in
+** 12 bytes: a new trial moves the entries after its place (sync_lists).
+*/
 struct tpe_entry {
     double v;     /* unit coordinate */
-    double sigma; /* the above-kernel sigma last written to the trial arrays; 0 = none */
     uint32_t t;   /* trial number */
-};
+} __attribute__((packed));
 
 /*
 ** One coordinate: its included trials sorted by value, and the above
@@ -243,6 +257,7 @@ struct tpe_coord {
     struct tpe_entry *ord; /* sorted by (v, t); numeric coordinates only */
     size_t n, cap;
     double *tmu, *tis, *tcst; /* numeric: mu, isig (scaled as in tpe_mdim), constant */
+    double *tsg;              /* numeric: the sigma last written to them; 0 = none */
     uint32_t *tcls;           /* discrete: class of the kernel in this suggest */
     uint32_t *tcat;           /* categorical: the choice (UINT32_MAX when inactive) */
     /*
@@ -253,6 +268,16 @@ struct tpe_coord {
     */
     uint8_t *trole;
     bool walked, w_ends;
+    double sig_hi; /* continuous: >= the sigma of every above kernel of the last walk */
+    double cst_hi; /* >= the constant (tcst) of every above kernel of the last walk */
+    double w_cst;  /* the largest constant set_kernel saw since it was reset */
+    uint64_t rgen; /* trole equals the state's prole while this is its role_gen */
+    /*
+    ** Continuous: per trial, the bucket floor(v NBUCK) of its listed value
+    ** v (at most NBUCK - 1), so filter_score finds the trials in a range of
+    ** values by comparing bytes.
+    */
+    uint8_t *vq;
     double w_minsig;
     size_t w_na;
 };
@@ -325,6 +350,17 @@ struct tpe {
     size_t cap_added;
     size_t *fix;       /* walk_incr: positions whose bandwidth is recomputed */
     size_t cap_fix;
+    /*
+    ** The roles of the last unit built (prole, per trial), a count of such
+    ** builds (role_gen), and the trials whose role differs from prole in
+    ** the unit being built (chg; chg_ok once list_changes listed them): a
+    ** coordinate whose rgen is role_gen diffs its roles by that list.
+    */
+    uint8_t *prole;
+    uint64_t role_gen;
+    uint32_t *chg;
+    size_t n_chg, cap_chg;
+    bool chg_ok;
     /* Per-unit scratch. */
     uint8_t *role;
     int *pcls, *pmap;
@@ -359,6 +395,8 @@ static void tpe_destroy(void *state)
             free(co->tmu);
             free(co->tis);
             free(co->tcst);
+            free(co->tsg);
+            free(co->vq);
             free(co->tcls);
             free(co->tcat);
             free(co->trole);
@@ -374,6 +412,8 @@ static void tpe_destroy(void *state)
     free(s->newbuf);
     free(s->added);
     free(s->fix);
+    free(s->prole);
+    free(s->chg);
     free(s->dlist);
     free(s->touched);
     free(s->role);
@@ -635,6 +675,7 @@ static int grow_trials(struct tpe *s, size_t need)
     GROW_ONE(st, 1);
     GROW_ONE(key, sizeof(struct tpe_key));
     GROW_ONE(role, 1);
+    GROW_ONE(prole, 1);
     GROW_ONE(mu_rows, (s->dim ? s->dim : 1) * sizeof(double));
 #undef GROW_ONE
 #define GROW_COORD(field, elem, init)                                                          \
@@ -657,10 +698,12 @@ static int grow_trials(struct tpe *s, size_t need)
         GROW_COORD(tmu, sizeof(double), 0.5);
         GROW_COORD(tis, sizeof(double), 0.0);
         GROW_COORD(tcst, sizeof(double), 0.0);
+        GROW_COORD(tsg, sizeof(double), 0.0);
         if (co->kind == KIND_DISC) {
             GROW_COORD(tcls, sizeof(uint32_t), 0);
         } else {
             GROW_COORD(trole, 1, ROLE_SKIP);
+            GROW_COORD(vq, 1, 0);
         }
     }
 #undef GROW_COORD
@@ -668,6 +711,7 @@ static int grow_trials(struct tpe *s, size_t need)
     memset(s->dirty + s->cap_trials, 0, c - s->cap_trials);
     memset(s->mark + s->cap_trials, 0, c - s->cap_trials);
     memset(s->st + s->cap_trials, 0xff, c - s->cap_trials);
+    memset(s->prole + s->cap_trials, ROLE_SKIP, c - s->cap_trials);
     s->cap_trials = c;
     return 0;
 }
@@ -914,9 +958,13 @@ static int sync_lists(struct tpe *s, const struct hpo_space *space, size_t n_add
         for (size_t a = 0; a < n_add; a++) {
             size_t t = s->added[a];
             double v = s->mu_rows[t * dim + k];
+            if (c->kind == KIND_CONT) {
+                double x = v * NBUCK; /* exact: a power of 2 */
+                c->vq[t] = (uint8_t)(!(x >= 1.0) ? 0 : (x >= NBUCK - 1 ? NBUCK - 1 : x));
+            }
             if (!isnan(v)) {
                 s->newbuf[nn].v = v;
-                s->newbuf[nn].sigma = 0.0;
+                c->tsg[t] = 0.0; /* (re)listed: its kernel is written at the next walk */
                 s->newbuf[nn].t = (uint32_t)t;
                 nn++;
             }
@@ -1015,18 +1063,37 @@ struct tpe_unit {
     size_t n_slots;    /* trials in the history: g's kernel slots */
     struct tpe_mix l, g;
     struct tpe_cands cand;
-    double *sl, *sg, *acc, *tab, *bestx;
-    uint32_t *ix;      /* survivors of a block (mix_score) */
+    double *sl, *sg, *tab, *tab_l, *bestx;
+    double **tabs_l, **tabs_g; /* per dim: its bin-mass table in tab_l / tab, or NULL */
+    double **cstp;     /* the numeric dims' kernel constants (build_above) */
+    double *csth;      /* and their coordinates' cst_hi */
+    size_t n_cst;
+    double lt;         /* log of g's total weight */
+    bool base_done;    /* g's base is computed for every slot (base_full) */
+    const uint8_t *role;
+    uint32_t *arank;   /* per 64 slots: the above trials before them (filter_prep) */
+    double *wg;        /* g's age weights by rank (build_above) */
+    /*
+    ** filter_score (filter_prep; n_f = 0: not used): the above trials as
+    ** bits, the largest base of g, and for up to FILTER_DIMS continuous
+    ** dims their index, their coordinate's buckets (vq) and sig_hi sqrt 2.
+    */
+    uint64_t *abits;
+    double bmax;
+    size_t n_f;
+    size_t f_j[FILTER_DIMS];
+    const uint8_t *f_q[FILTER_DIMS];
+    double f_w[FILTER_DIMS];
     uint32_t *sel, *below;
     double *wl;        /* below weights (tpe-mo.c), or NULL for the default ones */
     double *tmpv;
-    size_t tab_cap;
+    size_t tab_cap, tab_l_cap;
 };
 
 static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
 {
     size_t nc = n_ei < CHUNK ? n_ei : CHUNK;
-    size_t nd = u->nd, m = u->m_l > u->m_g ? u->m_l : u->m_g;
+    size_t nd = u->nd;
     size_t ndisc = 0;
 
     for (size_t j = 0; j < nd; j++) {
@@ -1054,13 +1121,23 @@ static void unit_layout(struct tpe_carver *cv, struct tpe_unit *u, size_t n_ei)
     u->cand.ci = carve(cv, nc * nd * sizeof(uint32_t));
     u->sl = carve(cv, nc * sizeof(double));
     u->sg = carve(cv, nc * sizeof(double));
-    u->acc = carve(cv, BLOCK * sizeof(double));
-    u->ix = carve(cv, BLOCK * sizeof(uint32_t));
-    u->tab_cap = ndisc * m * nc;
+    u->tab_cap = ndisc * u->m_g * nc;
     if (u->tab_cap > TAB_BUDGET) {
         u->tab_cap = TAB_BUDGET;
     }
     u->tab = carve(cv, u->tab_cap * sizeof(double));
+    u->tab_l_cap = ndisc * u->m_l * nc;
+    if (u->tab_l_cap > TAB_BUDGET) {
+        u->tab_l_cap = TAB_BUDGET;
+    }
+    u->tab_l = carve(cv, u->tab_l_cap * sizeof(double));
+    u->tabs_l = carve(cv, nd * sizeof(double *));
+    u->tabs_g = carve(cv, nd * sizeof(double *));
+    u->cstp = carve(cv, nd * sizeof(double *));
+    u->csth = carve(cv, nd * sizeof(double));
+    u->arank = carve(cv, ((u->n_slots + 63) / 64 + 1) * sizeof(uint32_t));
+    u->wg = carve(cv, u->m_g * sizeof(double));
+    u->abits = carve(cv, (u->n_slots + 63) / 64 * sizeof(uint64_t));
     u->bestx = carve(cv, nd * sizeof(double));
     u->sel = carve(cv, (u->m_g + 1) * sizeof(uint32_t));
     u->below = carve(cv, (MAX_BELOW + 1) * sizeof(uint32_t));
@@ -1297,15 +1374,17 @@ static double above_sigma(bool ends, bool has_prev, double prev, double v, bool 
 }
 
 /* Give entry e (trial t) bandwidth sg: rewrite its kernel in the trial arrays if it changed. */
-static void set_kernel(struct tpe_coord *c, struct tpe_entry *e, int kind, double sg)
+static void set_kernel(struct tpe_coord *c, const struct tpe_entry *e, int kind, double sg)
 {
-    if (e->sigma != sg) {
-        uint32_t t = e->t;
+    uint32_t t = e->t;
+
+    if (c->tsg[t] != sg) {
         c->tmu[t] = e->v;
         c->tis[t] = (kind == KIND_CONT ? M_SQRT1_2 : 1.0) / sg;
         c->tcst[t] = kernel_cst(kind, e->v, sg);
-        e->sigma = sg;
+        c->tsg[t] = sg;
     }
+    c->w_cst = c->tcst[t] > c->w_cst ? c->tcst[t] : c->w_cst;
 }
 
 /*
@@ -1321,9 +1400,10 @@ static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     bool ends = !o->consider_endpoints && m >= 2;
     struct tpe_entry *ord = c->ord, *cur = NULL;
     size_t n = u->n_slots, na = 0, e = 0;
-    double prev = 0.0;
+    double prev = 0.0, hi = 0.0;
 
     c->walked = false;
+    c->w_cst = -INFINITY;
     /* One pass with a window (prev, cur, next) of above entries; cur is set once next is found. */
     for (;;) {
         struct tpe_entry *next = NULL;
@@ -1337,8 +1417,10 @@ static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
         if (cur != NULL) {
             double v = cur->v;
             uint32_t t = cur->t;
-            set_kernel(c, cur, kind, above_sigma(ends, na > 0, prev, v, next != NULL,
-                    next != NULL ? next->v : 0.0, minsig));
+            double sg = above_sigma(ends, na > 0, prev, v, next != NULL,
+                    next != NULL ? next->v : 0.0, minsig);
+            set_kernel(c, cur, kind, sg);
+            hi = sg > hi ? sg : hi;
             if (kind == KIND_DISC) {
                 if (md->n_cls == 0 || md->cls_mu[md->n_cls - 1] != v ||
                         md->cls_isig[md->n_cls - 1] != c->tis[t]) {
@@ -1362,6 +1444,8 @@ static int walk_full(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     if (na != m) {
         return -EIO;
     }
+    c->sig_hi = hi;
+    c->cst_hi = c->w_cst;
     if (kind == KIND_DISC) {
         /* Stale classes of other trials must stay valid indices. */
         for (size_t t = 0; t < n; t++) {
@@ -1419,6 +1503,34 @@ static size_t above_near(const struct tpe *s, const struct tpe_coord *c, size_t 
 }
 
 /*
+** List the trials whose role differs from prole (once per unit, for the
+** first coordinate that can use it); false when it cannot be listed.
+*/
+static bool list_changes(struct tpe *s, size_t n)
+{
+    if (s->chg_ok) {
+        return true;
+    }
+    if (grow((void **)&s->chg, &s->cap_chg, n + 1, sizeof(*s->chg)) < 0) {
+        return false;
+    }
+    s->n_chg = 0;
+    for (size_t t0 = 0; t0 < n; t0 += 8) {
+        size_t len = n - t0 < 8 ? n - t0 : 8;
+        uint64_t x = 0, y = 0;
+        memcpy(&x, s->role + t0, len);
+        memcpy(&y, s->prole + t0, len);
+        for (size_t t = t0; t < t0 + len && x != y; t++) {
+            if (s->role[t] != s->prole[t]) {
+                s->chg[s->n_chg++] = (uint32_t)t;
+            }
+        }
+    }
+    s->chg_ok = true;
+    return true;
+}
+
+/*
 ** The same result as walk_full on a continuous coordinate, revisiting
 ** only what can have changed since its last walk. An above entry's
 ** bandwidth depends only on its nearest above neighbours (and on the clip
@@ -1433,7 +1545,7 @@ static size_t above_near(const struct tpe *s, const struct tpe_coord *c, size_t 
 static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *c,
         size_t coord, size_t m, double minsig)
 {
-    bool ends = !s->opt.consider_endpoints && m >= 2;
+    bool ends = !s->opt.consider_endpoints && m >= 2, shared;
     size_t n = u->n_slots, n_fix = 0, na;
     const uint8_t *role = s->role;
 
@@ -1444,8 +1556,11 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
         return 1;
     }
     na = c->w_na;
-    for (size_t t0 = 0; t0 < n; t0 += 8) {
-        size_t len = n - t0 < 8 ? n - t0 : 8;
+    shared = c->rgen == s->role_gen && list_changes(s, n);
+    /* Shared: trole is prole, so the changed trials are the unit's list. */
+    for (size_t i = 0, t0 = 0; shared ? i < s->n_chg : t0 < n; i++, t0 += 8) {
+        size_t lo = shared ? s->chg[i] : t0;
+        size_t len = shared ? 1 : (n - t0 < 8 ? n - t0 : 8);
         if (len == 8) {
             uint64_t x, y;
             memcpy(&x, role + t0, sizeof(x));
@@ -1454,7 +1569,7 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
                 continue;
             }
         }
-        for (size_t t = t0; t < t0 + len; t++) {
+        for (size_t t = lo; t < lo + len; t++) {
             size_t p;
             if (role[t] == c->trole[t]) {
                 continue;
@@ -1468,6 +1583,7 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
             }
             na += role[t] == ROLE_ABOVE;
             na -= c->trole[t] == ROLE_ABOVE;
+            c->trole[t] = role[t]; /* a return 1 from here on is followed by walk_full */
             if (role[t] == ROLE_ABOVE) {
                 s->fix[n_fix++] = p;
             }
@@ -1478,60 +1594,101 @@ static int walk_incr(struct tpe *s, const struct tpe_unit *u, struct tpe_coord *
     if (na != m) {
         return 1;
     }
+    c->w_cst = c->cst_hi;
     for (size_t i = 0; i < n_fix; i++) {
         size_t p = s->fix[i], lp, rp;
+        double sg;
         if (p == SIZE_MAX) {
             continue;
         }
         lp = above_near(s, c, p, -1);
         rp = above_near(s, c, p, 1);
-        set_kernel(c, &c->ord[p], KIND_CONT, above_sigma(ends, lp != SIZE_MAX,
-                lp != SIZE_MAX ? c->ord[lp].v : 0.0, c->ord[p].v, rp != SIZE_MAX,
-                rp != SIZE_MAX ? c->ord[rp].v : 0.0, minsig));
+        sg = above_sigma(ends, lp != SIZE_MAX, lp != SIZE_MAX ? c->ord[lp].v : 0.0,
+                c->ord[p].v, rp != SIZE_MAX, rp != SIZE_MAX ? c->ord[rp].v : 0.0, minsig);
+        set_kernel(c, &c->ord[p], KIND_CONT, sg);
+        c->sig_hi = sg > c->sig_hi ? sg : c->sig_hi;
     }
-    /* Commit the roles only now: a return 1 above leaves the state for walk_full. */
-    memcpy(c->trole, role, n);
+    c->cst_hi = c->w_cst;
     c->w_na = na;
     return 0;
 }
 
 /*
-** Build the above mixture: weights by age into base (-inf for trials not
-** above), then per numeric dim one walk of the sorted list computing the
-** neighbour-rule bandwidths, rewriting a trial's kernel only when its sigma
-** changed, and adding the kernel constants into base.
+** The above mixture's base over slots [lo, hi): the age weight of each
+** above trial (rank r among the above trials in trial order, as
+** default_weight(m, r)), -inf for the other slots, then each numeric dim's
+** kernel constant added in dim order. Taken in blocks of BASE_BLOCK slots,
+** so a block's base stays in the cache while every dim is added; each
+** slot gets the same operations in the same order as a dim-by-dim pass,
+** whichever range or thread computes it.
+*/
+#define BASE_BLOCK 512
+#define PAR_BASE_GRAIN 2048 /* slots a thread must have to be worth waking */
+
+struct base_job {
+    const uint8_t *role;
+    const double *w; /* default_weight(m, r) of the r-th above trial */
+    double *base;
+    const double *const *cst; /* the numeric dims' tcst arrays, in dim order */
+    size_t n_cst, n;
+    double lt;
+};
+
+static void base_range(void *ctx, size_t lo, size_t hi)
+{
+    const struct base_job *jb = ctx;
+    const uint8_t *role = jb->role;
+    const double *wg = jb->w;
+    double *restrict base = jb->base;
+    size_t n = jb->n, r = 0;
+    double lt = jb->lt;
+
+    for (size_t t = 0; t < lo && t < n; t++) {
+        r += role[t] == ROLE_ABOVE;
+    }
+    for (size_t b0 = lo; b0 < hi; b0 += BASE_BLOCK) {
+        size_t b1 = hi - b0 < BASE_BLOCK ? hi : b0 + BASE_BLOCK;
+        for (size_t t = b0; t < b1; t++) {
+            if (t < n && role[t] == ROLE_ABOVE) {
+                double w = wg[r++];
+                base[t] = w == 1.0 ? -lt : log(w) - lt;
+            } else {
+                base[t] = -INFINITY;
+            }
+        }
+        for (size_t k = 0; k < jb->n_cst; k++) {
+            const double *restrict cs = jb->cst[k];
+            for (size_t t = b0; t < b1; t++) {
+                base[t] += cs[t];
+            }
+        }
+    }
+}
+
+static void filter_dims(const struct tpe *s, struct tpe_unit *u);
+static void base_full(struct tpe_unit *u);
+
+/*
+** Build the above mixture: per numeric dim one walk of the sorted list
+** computing the neighbour-rule bandwidths (rewriting a trial's kernel
+** only when its sigma changed), then base (base_range) over the slots,
+** split over the worker pool when there are many.
 */
 static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_unit *u)
 {
     const struct tpe_options *o = &s->opt;
     struct tpe_mix *g = &u->g;
-    size_t m = u->m_g, n = u->n_slots, r = 0;
+    size_t m = u->m_g, n_cst = 0;
     double minsig = min_sigma(o, m);
     double total = o->prior_weight, lt;
 
     for (size_t i = 0; i < m; i++) {
-        total += default_weight(m, i);
+        u->wg[i] = default_weight(m, i);
+        total += u->wg[i];
     }
     lt = log(total);
-    {
-        /* default_weight(m, r) for the r-th above trial, with its invariants hoisted. */
-        size_t ramp = m < 25 ? 0 : m - 25;
-        double start = 1.0 / (double)m, rest = 1.0 - start, den = (double)(ramp - 1);
-        for (size_t t = 0; t < n; t++) {
-            if (s->role[t] == ROLE_ABOVE) {
-                double w = r >= ramp ? 1.0 : (ramp == 1 ? start :
-                        (r == ramp - 1 ? 1.0 : start + (double)r * rest / den));
-                r++;
-                g->base[t] = w == 1.0 ? -lt : log(w) - lt;
-            } else {
-                g->base[t] = -INFINITY;
-            }
-        }
-    }
-    for (size_t t = n; t < g->m_pad; t++) {
-        g->base[t] = -INFINITY;
-    }
     g->logw_prior = log(o->prior_weight) - lt;
+    s->chg_ok = false;
     for (size_t j = 0; j < u->nd; j++) {
         const struct tpe_udim *ud = &u->ud[j];
         struct tpe_mdim *md = &g->d[j];
@@ -1552,16 +1709,46 @@ static int build_above(struct tpe *s, const struct hpo_history *h, struct tpe_un
                 return rr;
             }
         }
-        for (size_t t = 0; t < g->m_pad; t += 4) {
-            tpe_v4 vb, vc;
-            memcpy(&vb, g->base + t, sizeof(vb));
-            memcpy(&vc, c->tcst + t, sizeof(vc));
-            vb += vc;
-            memcpy(g->base + t, &vb, sizeof(vb));
+        u->csth[n_cst] = c->cst_hi;
+        u->cstp[n_cst++] = c->tcst;
+    }
+    /* prole := role; the unit's continuous coordinates now hold it as trole. */
+    if (s->chg_ok) {
+        for (size_t i = 0; i < s->n_chg; i++) {
+            s->prole[s->chg[i]] = s->role[s->chg[i]];
         }
+    } else {
+        memcpy(s->prole, s->role, u->n_slots);
+    }
+    s->role_gen++;
+    for (size_t j = 0; j < u->nd; j++) {
+        struct tpe_coord *c = &s->coords[u->ud[j].coord];
+        c->rgen = u->ud[j].kind == KIND_CONT && c->walked ? s->role_gen : 0;
+    }
+    u->n_cst = n_cst;
+    u->lt = lt;
+    filter_dims(s, u);
+    if (u->n_f == 0) {
+        base_full(u);
     }
     (void)h;
     return 0;
+}
+
+/* g's base over every slot (base_range), split over the worker pool when there are many. */
+static void base_full(struct tpe_unit *u)
+{
+    struct base_job jb;
+
+    jb.role = u->role;
+    jb.base = u->g.base;
+    jb.cst = (const double *const *)u->cstp;
+    jb.n_cst = u->n_cst;
+    jb.n = u->n_slots;
+    jb.w = u->wg;
+    jb.lt = u->lt;
+    hpo_parallel_for(u->g.m_pad, PAR_BASE_GRAIN, base_range, &jb);
+    u->base_done = true;
 }
 
 /*
@@ -1775,7 +1962,7 @@ static dense2_fn dense2_pick(void)
 }
 
 /*
-** log of the mixture density at each of `nc` candidates, into ret: a
+** log of the mixture density at each of `nc` candidates (mix_score: mix_prep then mix_blocks): a
 ** logsumexp over the prior kernel and the observed kernels, taken block by
 ** block (BLOCK kernels) with a running maximum M and sum S.
 **
@@ -1790,36 +1977,25 @@ static dense2_fn dense2_pick(void)
 ** left are exactly the kernels that can change M or S; their sums are the
 ** same floating-point operations in the same order as a dense pass, so the
 ** result does not depend on the pruning.
+**
+** mix_prep: the discrete dims' bin-mass tables (when they fit in tab_cap)
+** and M, S started at the prior kernel; mix_blocks: the observed kernels.
 */
-static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t nc,
-        double *ret)
+static void mix_prep(const struct tpe_mix *mx, const struct tpe_unit *u, size_t nc, double *tab,
+        size_t tab_cap, double **tabs, double *M, double *S)
 {
     const struct tpe_cands *cd = &u->cand;
-    size_t nd = u->nd;
-    double M[CHUNK], S[CHUNK];
-    double *tabs_buf[64];
-    double **tabs = tabs_buf;
+    size_t nd = u->nd, used = 0;
     double lz = hpo_tpe_log_gauss_mass(-0.5, 0.5);
-    double *restrict a = u->acc;
-    uint32_t *restrict ix = u->ix;
-    size_t used = 0, n_dense = nd < DENSE_DIMS ? nd : DENSE_DIMS;
-    bool fused = nd >= 2 && u->ud[0].kind == KIND_CONT && u->ud[1].kind == KIND_CONT;
-    dense2_fn dense2 = dense2_pick();
 
-    if (nd > 64) {
-        tabs = malloc(nd * sizeof(*tabs));
-    }
     for (size_t j = 0; j < nd; j++) {
         const struct tpe_mdim *md = &mx->d[j];
         double *tb;
-        if (tabs == NULL) {
-            break;
-        }
         tabs[j] = NULL;
-        if (u->ud[j].kind != KIND_DISC || used + md->n_cls * nc > u->tab_cap) {
+        if (u->ud[j].kind != KIND_DISC || used + md->n_cls * nc > tab_cap) {
             continue;
         }
-        tb = u->tab + used;
+        tb = tab + used;
         used += md->n_cls * nc;
         for (size_t c = 0; c < nc; c++) {
             double lo = cd->lo[c * nd + j], hi = cd->hi[c * nd + j];
@@ -1838,9 +2014,26 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
         M[c] = lp;
         S[c] = 1.0;
     }
+}
+
+/*
+** The observed kernels' part of mix_score for candidates [c_lo, c_hi):
+** every block for each candidate, then ret = M + log S. Candidates share
+** nothing but read-only data (scratch on the stack), so ranges of them can
+** run on different threads with the same results.
+*/
+static void mix_blocks(const struct tpe_mix *mx, const struct tpe_unit *u, double *const *tabs,
+        dense2_fn dense2, size_t c_lo, size_t c_hi, double *M, double *S, double *ret)
+{
+    const struct tpe_cands *cd = &u->cand;
+    size_t nd = u->nd, n_dense = nd < DENSE_DIMS ? nd : DENSE_DIMS;
+    bool fused = nd >= 2 && u->ud[0].kind == KIND_CONT && u->ud[1].kind == KIND_CONT;
+    double a[BLOCK] __attribute__((aligned(32)));
+    uint32_t ix[BLOCK];
+
     for (size_t b0 = 0; mx->m > 0 && b0 < mx->m_pad; b0 += BLOCK) {
         size_t nb = mx->m_pad - b0 < BLOCK ? mx->m_pad - b0 : BLOCK; /* a multiple of LANES */
-        for (size_t c = 0; c < nc; c++) {
+        for (size_t c = c_lo; c < c_hi; c++) {
             double thr = M[c] - LSE_CUTOFF, bm, sum = 0.0;
             size_t ns = 0;
             if (fused) {
@@ -1850,8 +2043,7 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
             }
             for (size_t j = fused ? 2 : n_dense; j < nd && ns > 0; j++) {
                 size_t w = 0;
-                dim_sparse(&mx->d[j], u->ud[j].kind, cd, tabs != NULL ? tabs[j] : NULL, c, nd,
-                        j, b0, ix, ns, a);
+                dim_sparse(&mx->d[j], u->ud[j].kind, cd, tabs[j], c, nd, j, b0, ix, ns, a);
                 for (size_t q = 0; q < ns; q++) {
                     ix[w] = ix[q];
                     a[w] = a[q];
@@ -1879,11 +2071,298 @@ static void mix_score(const struct tpe_mix *mx, const struct tpe_unit *u, size_t
             S[c] += sum;
         }
     }
-    for (size_t c = 0; c < nc; c++) {
+    for (size_t c = c_lo; c < c_hi; c++) {
         ret[c] = M[c] + log(S[c]);
     }
-    if (tabs != tabs_buf) {
-        free(tabs);
+}
+
+/*
+** Whether g is scored through filter_score (u->n_f > 0): from FILTER_MIN
+** above kernels, on 3 to FILTER_DIMS continuous dims, each with its
+** coordinate's buckets (vq) and the bound sig_hi sqrt 2 on its kernels'
+** sigma sqrt 2 (of the walk build_above just did). g's base is then
+** computed only for the kernels filter_score evaluates.
+*/
+static void filter_dims(const struct tpe *s, struct tpe_unit *u)
+{
+    u->n_f = 0;
+    u->role = s->role;
+    if (u->m_g < FILTER_MIN) {
+        return;
+    }
+    for (size_t j = 0; j < u->nd && u->n_f < FILTER_DIMS; j++) {
+        const struct tpe_coord *c = &s->coords[u->ud[j].coord];
+        if (u->ud[j].kind == KIND_CONT && c->walked && c->sig_hi > 0.0) {
+            u->f_j[u->n_f] = j;
+            u->f_q[u->n_f] = c->vq;
+            u->f_w[u->n_f] = c->sig_hi * M_SQRT2;
+            u->n_f++;
+        }
+    }
+    if (u->n_f < FILTER_MIN_DIMS) {
+        u->n_f = 0; /* fewer ranges keep too many kernels to be worth it */
+    }
+}
+
+/*
+** The rest of what filter_score needs, once per unit: g's above trials as
+** bits with the count before each word (a trial's rank, for its weight),
+** and bmax >= every above kernel's base: -log(total weight) (an age
+** weight is at most 1) plus each numeric dim's cst_hi, added in the
+** order base_range adds the constants.
+*/
+static void filter_prep(struct tpe_unit *u)
+{
+    size_t n = u->n_slots, nw = (n + 63) / 64;
+    double bm = -u->lt;
+
+    if (u->n_f == 0) {
+        return;
+    }
+    memset(u->abits, 0, nw * sizeof(uint64_t));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (size_t t = 0; t < n; t += 8) {
+        uint64_t x = 0, b;
+        if (n - t >= 8) {
+            memcpy(&x, u->role + t, 8);
+        } else {
+            memcpy(&x, u->role + t, n - t);
+        }
+        /* Bit 1 of each role byte (ROLE_ABOVE is 2, the others 0 and 1), gathered into 8 bits. */
+        b = ((((x >> 1) & UINT64_C(0x0101010101010101)) * UINT64_C(0x0102040810204080)) >> 56);
+        u->abits[t / 64] |= b << (t & 63);
+    }
+#else
+    for (size_t t = 0; t < n; t++) {
+        u->abits[t / 64] |= (uint64_t)(u->role[t] == ROLE_ABOVE) << (t & 63);
+    }
+#endif
+    u->arank[0] = 0;
+    for (size_t w = 0; w < nw; w++) {
+        u->arank[w + 1] = u->arank[w] + (uint32_t)__builtin_popcountll(u->abits[w]);
+    }
+    for (size_t k = 0; k < u->n_cst; k++) {
+        bm += u->csth[k];
+    }
+    u->bmax = bm;
+}
+
+/* g's base at above trial t, as base_range computes it. */
+static double base_one(const struct tpe_unit *u, uint32_t t)
+{
+    uint64_t below = u->abits[t / 64] & (((uint64_t)1 << (t & 63)) - 1);
+    double w = u->wg[u->arank[t / 64] + (uint32_t)__builtin_popcountll(below)];
+    double b = w == 1.0 ? -u->lt : log(w) - u->lt;
+
+    for (size_t k = 0; k < u->n_cst; k++) {
+        b += u->cstp[k][t];
+    }
+    return b;
+}
+
+/* Bit i set when b0 <= q[i] < e, for the 64 buckets q[0..64) (each < NBUCK). */
+static inline uint64_t bucket_mask(const uint8_t *q, int b0, int e)
+{
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    __m128i lo = _mm_set1_epi8((char)(b0 - 1)), hi = _mm_set1_epi8((char)e);
+
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + 16 * k));
+        __m128i in = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmpgt_epi8(hi, v));
+        m |= (uint64_t)(uint32_t)_mm_movemask_epi8(in) << (16 * k);
+    }
+#else
+    for (int i = 0; i < 64; i++) {
+        m |= (uint64_t)(q[i] >= b0 && q[i] < e) << i;
+    }
+#endif
+    return m;
+}
+
+/*
+** log g at candidates [c_lo, c_hi), the same bits as mix_blocks on g,
+** evaluating only the kernels whose value can end above L = M - 50 (M the
+** prior kernel's density: mix_blocks never prunes at a lower bound).
+**
+** A kernel's value is base minus the dims' z^2 (plus terms <= 0 of other
+** kinds), and each partial sum is at most the one before, so it ends
+** above L only if for every continuous dim j, base - z_j^2 > L: with
+** base <= bmax and 1/sigma >= 1/sig_hi, |x_j - mu_j| < sqrt(bmax - L)
+** sig_hi sqrt 2 (with a margin for rounding). The trials with mu_j in that
+** range have their bucket (vq) in the range's buckets (bucket_mask, 64
+** trials a word); the above trials in the ranges of up to FILTER_DIMS dims
+** get their values as mix_blocks computes them (every dim in order,
+** dim_sparse), pruned at L, first from bmax, then from their own base. Then
+** mix_blocks' streaming logsumexp is replayed over those values block by
+** block in trial order: a block's kernels above its bound (>= L) are the
+** survivors mix_blocks finds there, in index order, with the same values.
+** A candidate whose ranges leave more than FILTER_CAP trials is left to
+** mix_blocks (fb[c] set; M, S and ret untouched); so is every candidate
+** when scratch space is short.
+*/
+static void filter_score(const struct tpe_unit *u, double *const *tabs, size_t c_lo,
+        size_t c_hi, double *M, double *S, double *ret, bool *fb)
+{
+    const struct tpe_mix *g = &u->g;
+    const struct tpe_cands *cd = &u->cand;
+    size_t nd = u->nd, nw = (u->n_slots + 63) / 64;
+    uint64_t *acc = malloc(nw * sizeof(*acc));
+    uint32_t *wl = malloc(nw * sizeof(*wl));
+    uint32_t *ix = malloc(FILTER_CAP * sizeof(*ix));
+    double *a = malloc(FILTER_CAP * sizeof(*a));
+
+    for (size_t c = c_lo; c < c_hi; c++) {
+        double L = M[c] - LSE_CUTOFF, room = u->bmax - L, r;
+        size_t ns = 0, q0 = 0, nl = 0;
+
+        fb[c] = false;
+        if (acc == NULL || wl == NULL || ix == NULL || a == NULL) {
+            fb[c] = true;
+            continue;
+        }
+        if (!(room > 0.0)) {
+            ret[c] = M[c] + log(S[c]); /* every kernel ends at or below L */
+            continue;
+        }
+        r = sqrt(room) * (1.0 + 1e-9) + 1e-12;
+        /* acc holds the trials left in the words listed in wl (ascending, non-zero). */
+        for (size_t w = 0; w < nw; w++) {
+            acc[w] = u->abits[w];
+            wl[nl] = (uint32_t)w;
+            nl += acc[w] != 0;
+        }
+        for (size_t f = 0; f < u->n_f && nl > 0; f++) {
+            double x = cd->x[c * nd + u->f_j[f]], R = r * u->f_w[f] * (1.0 + 1e-9) + 1e-12;
+            double lo = (x - R) * NBUCK, hi = (x + R) * NBUCK;
+            size_t b0 = lo <= 0.0 ? 0 : (lo >= NBUCK - 1 ? NBUCK - 1 : (size_t)lo);
+            size_t e = hi >= NBUCK - 1 ? NBUCK : (hi < 0.0 ? 0 : (size_t)hi + 1);
+            const uint8_t *vq = u->f_q[f];
+            size_t k = 0;
+            if (b0 == 0 && e >= NBUCK) {
+                continue; /* the range covers [0, 1] */
+            }
+            for (size_t i = 0; i < nl; i++) {
+                size_t w = wl[i];
+                acc[w] &= bucket_mask(vq + w * 64, (int)b0, (int)e);
+                wl[k] = (uint32_t)w;
+                k += acc[w] != 0;
+            }
+            nl = k;
+        }
+        for (size_t i = 0; i < nl; i++) {
+            size_t w = wl[i];
+            uint64_t x = acc[w];
+            while (x != 0 && ns <= FILTER_CAP) {
+                if (ns < FILTER_CAP) {
+                    ix[ns] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(x));
+                    a[ns] = u->bmax;
+                }
+                ns++;
+                x &= x - 1;
+            }
+        }
+        if (ns > FILTER_CAP) {
+            fb[c] = true;
+            continue;
+        }
+        /*
+        ** Twice: from bmax (a bound: the same operations from a larger start
+        ** end no lower), then from each remaining kernel's own base.
+        */
+        for (int pass = 0; pass < 2 && ns > 0; pass++) {
+            for (size_t q = 0; q < ns && pass == 1; q++) {
+                a[q] = base_one(u, ix[q]);
+            }
+            for (size_t j = 0; j < nd && ns > 0; j++) {
+                size_t w = 0;
+                dim_sparse(&g->d[j], u->ud[j].kind, cd, tabs[j], c, nd, j, 0, ix, ns, a);
+                for (size_t q = 0; q < ns; q++) {
+                    ix[w] = ix[q];
+                    a[w] = a[q];
+                    w += a[q] > L;
+                }
+                ns = w;
+            }
+        }
+        /* mix_blocks' logsumexp over the survivors, a block of BLOCK trials at a time. */
+        while (q0 < ns) {
+            size_t blk = ix[q0] / BLOCK, q1 = q0, k = 0;
+            double thr = M[c] - LSE_CUTOFF, bm = -INFINITY, sum = 0.0;
+            while (q1 < ns && ix[q1] / BLOCK == blk) {
+                if (a[q1] > thr) {
+                    bm = k == 0 || a[q1] > bm ? a[q1] : bm;
+                    k++;
+                }
+                q1++;
+            }
+            if (k > 0) {
+                if (bm > M[c]) {
+                    S[c] = S[c] * exp(M[c] - bm);
+                    M[c] = bm;
+                }
+                thr = M[c] - LSE_CUTOFF;
+                for (size_t q = q0; q < q1; q++) {
+                    if (a[q] > thr) {
+                        sum += exp(a[q] - M[c]);
+                    }
+                }
+                S[c] += sum;
+            }
+            q0 = q1;
+        }
+        ret[c] = M[c] + log(S[c]);
+    }
+    free(acc);
+    free(wl);
+    free(ix);
+    free(a);
+}
+
+/* Scoring a chunk under both mixtures, candidates split over threads (hpo_parallel_for). */
+struct score_job {
+    const struct tpe_unit *u;
+    dense2_fn dense2;
+    double Ml[CHUNK], Sl[CHUNK], Mg[CHUNK], Sg[CHUNK];
+    bool fb[CHUNK]; /* filter_score left the candidate to mix_blocks */
+};
+
+static void score_range(void *ctx, size_t lo, size_t hi)
+{
+    struct score_job *jb = ctx;
+    const struct tpe_unit *u = jb->u;
+
+    mix_blocks(&u->l, u, u->tabs_l, jb->dense2, lo, hi, jb->Ml, jb->Sl, u->sl);
+    if (u->n_f > 0) {
+        filter_score(u, u->tabs_g, lo, hi, jb->Mg, jb->Sg, u->sg, jb->fb);
+    } else {
+        mix_blocks(&u->g, u, u->tabs_g, jb->dense2, lo, hi, jb->Mg, jb->Sg, u->sg);
+    }
+}
+
+/*
+** log l and log g at the chunk's nc candidates, into u->sl and u->sg.
+** With enough kernels the candidates are split over the worker pool:
+** each candidate's sums are the same operations whoever runs them.
+*/
+static void chunk_score(struct tpe_unit *u, size_t nc)
+{
+    struct score_job jb;
+    size_t work = (u->l.m_pad + u->g.m_pad) * nc;
+
+    jb.u = u;
+    jb.dense2 = dense2_pick();
+    mix_prep(&u->l, u, nc, u->tab_l, u->tab_l_cap, u->tabs_l, jb.Ml, jb.Sl);
+    mix_prep(&u->g, u, nc, u->tab, u->tab_cap, u->tabs_g, jb.Mg, jb.Sg);
+    /* filter_score's work is too small a share to be worth a thread. */
+    hpo_parallel_for(nc, work >= PAR_SCORE_WORK && u->n_f == 0 ? 1 : nc, score_range, &jb);
+    for (size_t c = 0; c < nc && u->n_f > 0; c++) {
+        if (jb.fb[c]) {
+            if (!u->base_done) {
+                base_full(u);
+            }
+            mix_blocks(&u->g, u, u->tabs_g, jb.dense2, c, c + 1, jb.Mg, jb.Sg, u->sg);
+        }
     }
 }
 
@@ -2072,14 +2551,14 @@ static int tpe_unit_run(struct tpe *s, const struct hpo_space *space,
         goto out;
     }
     mix_finish(&u.l, u.ud, u.nd);
+    filter_prep(&u);
     for (size_t c0 = 0; c0 < (size_t)o->n_ei_candidates; c0 += CHUNK) {
         size_t nc = (size_t)o->n_ei_candidates - c0;
         nc = nc < CHUNK ? nc : CHUNK;
         for (size_t c = 0; c < nc; c++) {
             sample_candidate(&u, rng, c);
         }
-        mix_score(&u.l, &u, nc, u.sl);
-        mix_score(&u.g, &u, nc, u.sg);
+        chunk_score(&u, nc);
         for (size_t c = 0; c < nc; c++) {
             double sc = u.sl[c] - u.sg[c];
             if (!have_best || sc > best) {
@@ -2206,11 +2685,12 @@ static int run_intersection(struct tpe *s, const struct hpo_space *space,
         if (!considered(s, t)) {
             continue;
         }
+        if (!space->conditional) {
+            s->pever[0] = 1; /* every param is active in every trial: one is enough */
+            break;
+        }
         for (size_t p = 0; p < np; p++) {
             s->pever[p] = 1;
-            if (!space->conditional) {
-                break; /* every param is active in every trial */
-            }
             s->pact[p] &= (uint8_t)!isnan(row[space->params[p].offset]);
         }
     }

@@ -6,7 +6,8 @@
 ** (cold cache: sorts every coordinate), then `rounds` rounds of suggest +
 ** complete (the steady state: one new trial merged per suggest; observe is
 ** called for each new trial, as the service does) and print
-** the median and 90th percentile.
+** the median and 90th percentile, and a digest of every suggestion's bits
+** (equal digests: the same suggestions).
 **
 ** Build (after `ninja -C build-tpe`):
 **   cc -O2 -I core -I samplers bench/speed/bench-tpe.c build-tpe/samplers/libhpo-samplers.a \
@@ -16,6 +17,7 @@
 ** (default sizes 1000x5 1000x20 10000x5 10000x20)
 */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,7 @@ static void run(size_t n, size_t d, int rounds, const char *opts)
     double *times = calloc((size_t)rounds, sizeof(double));
     double *wall = calloc((size_t)rounds, sizeof(double));
     double unit[64], values[64], cold = 0.0, t0, w0;
+    uint64_t digest = 1469598103934665603ULL; /* FNV-1a over every suggestion's bits */
 
     for (size_t i = 0; i < d; i++) {
         json_array_append_new(params, json_pack("{s:s,s:s,s:f,s:f}", "name", "", "type", "float",
@@ -112,6 +115,9 @@ static void run(size_t n, size_t d, int rounds, const char *opts)
             times[r] = cpu_ms() - t0;
             wall[r] = now_ms() - w0;
         }
+        for (size_t j = 0; j < d * sizeof(double); j++) {
+            digest = (digest ^ ((const unsigned char *)unit)[j]) * 1099511628211ULL;
+        }
         hpo_space_decode(space, unit, values);
         tr = hpo_history_append(&h, HPO_STATE_COMPLETE);
         memcpy(tr->unit, unit, d * sizeof(double));
@@ -122,8 +128,8 @@ static void run(size_t n, size_t d, int rounds, const char *opts)
     qsort(times, (size_t)rounds, sizeof(double), cmp_double);
     qsort(wall, (size_t)rounds, sizeof(double), cmp_double);
     printf("n=%-6zu d=%-3zu CPU: cold %7.2f ms, steady median %6.2f ms, p90 %6.2f ms;"
-            " wall median %6.2f ms\n", n, d, cold, times[rounds / 2], times[(rounds * 9) / 10],
-            wall[rounds / 2]);
+            " wall median %6.2f ms; suggestions %016llx\n", n, d, cold, times[rounds / 2],
+            times[(rounds * 9) / 10], wall[rounds / 2], (unsigned long long)digest);
     hpo_sampler_tpe.destroy(state);
     hpo_history_finish(&h);
     hpo_space_destroy(space);
