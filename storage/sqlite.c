@@ -291,6 +291,7 @@ struct sq_storage {
     /* Round commits (sq_lead), under `lock`: */
     bool round_leading; /* an HTTP thread's round end holds the writer role */
     unsigned n_handers; /* threads that handed writes off to it since, and their wake-ups */
+    bool unled; /* the queue holds a pipelined write no round end leads (a worker's) */
     struct {
         void (*wake)(void *arg);
         void *arg;
@@ -1098,6 +1099,7 @@ static void lead_batch(struct sq_storage *st)
     st->head = NULL;
     st->tail = &st->head;
     st->queued = 0;
+    st->unled = false;
     pthread_mutex_unlock(&st->lock);
 
     committed = run_batch(st, batch);
@@ -2037,6 +2039,8 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
     st->queued++;
     if (hpo__lead_later) {
         hpo__lead_upto = c->aseq;
+    } else {
+        st->unled = true;
     }
     /* An HTTP thread commits its round's writes itself (sq_lead) unless a leader takes them. */
     if (!st->busy && !hpo__lead_later) {
@@ -2052,7 +2056,10 @@ static bool pipeline_write(struct sq_storage *st, struct hpo_write *w)
 ** threads that handed theirs off are woken, and their next round end leads
 ** them on their own thread (its replies then need no kick back), while
 ** this one goes back to serving its own; without such a thread (or a
-** wake-up to call), the writer thread leads them.
+** wake-up to call), the writer thread leads them, unless every one of them
+** is a round's (an HTTP thread queued it during a round that has not ended
+** yet: that round's end leads it, without a wake-up of the writer and a
+** kick back).
 */
 static void hand_on(struct sq_storage *st)
 {
@@ -2063,7 +2070,7 @@ static void hand_on(struct sq_storage *st)
             st->handers[i].wake(st->handers[i].arg);
             woke = true;
         }
-        if (!woke || st->n_handers > HANDERS) {
+        if ((!woke && st->unled) || st->n_handers > HANDERS) {
             pthread_cond_signal(&st->wake);
         }
     }
