@@ -112,63 +112,79 @@ def start_load(exe, tmp, extra_args):
     return state, snap, image, env
 
 
+def drive_then_cut(d, n_clients, round_trip, want_tells, max_iters, max_seconds):
+    """The load, then the power cut (SIGKILL): round_trip(c, i, k, note) on n_clients
+    threads, each on a connection of its own, at most max_iters times each, until
+    want_tells tells are acknowledged or max_seconds passed. round_trip raises
+    AssertionError on an unexpected answer and calls note(asked_one=(number, what it
+    got)) for each acknowledged ask and note(told_one=(number, value)) for each tell.
+    Returns ({number: what the ask got}, {number: told value})."""
+    lock = threading.Lock()
+    asked, told, errors = {}, {}, []
+    stop = threading.Event()
+    t_end = time.monotonic() + max_seconds
+
+    def note(asked_one=None, told_one=None):
+        with lock:
+            if asked_one is not None:
+                asked[asked_one[0]] = asked_one[1]
+            if told_one is not None:
+                told[told_one[0]] = told_one[1]
+
+    def worker(i):
+        c = d.client()
+        try:
+            for k in range(max_iters):
+                if stop.is_set() or time.monotonic() > t_end:
+                    return
+                try:
+                    round_trip(c, i, k, note)
+                except OSError as e:
+                    if not stop.is_set():
+                        errors.append("thread %d: %s" % (i, e))
+                    return  # the power went
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append("thread %d: %s: %s" % (i, type(e).__name__, e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_clients)]
+    for t in threads:
+        t.start()
+    while time.monotonic() < t_end and any(t.is_alive() for t in threads):
+        with lock:
+            if len(told) >= want_tells:
+                break
+        time.sleep(0.005)
+    stop.set()  # before the cut: the errors it causes are not the load's
+    d.kill()  # the power cut: nothing after this reaches the records
+    for t in threads:
+        t.join(30)
+    check(not errors, "client errors before the cut: %s" % errors[:3])
+    return asked, told
+
+
 def load_then_cut(exe, tmp, extra_args, want_tells):
     """Run the load under the shim, SIGKILL, rebuild the disk from the copies.
 
     Returns (asked, told, stored trials by number, whether the copies equal the live files)."""
     state, snap, image, env = start_load(exe, tmp, extra_args)
-    lock = threading.Lock()
-    asked, told, errors = {}, {}, []
-    stop = threading.Event()
-    max_iters, max_seconds = 300, 20.0
+
+    def round_trip(c, i, k, note):
+        r = c.post("/v1/studies/cut/ask", {"worker": "w%d" % i})
+        if r.status != 201:
+            raise AssertionError("ask: %s" % r.describe())
+        t = r.json
+        note(asked_one=(t["number"], t["params"]))
+        value = t["params"]["x"] + i * 1e-6 + k
+        r = c.post("/v1/studies/cut/trials/%d/tell" % t["number"], {"value": value})
+        if r.status != 200:
+            raise AssertionError("tell: %s" % r.describe())
+        note(told_one=(t["number"], value))
+
     with Daemon(exe, extra_args=extra_args, env=env, state_dir=state) as d:
         d.post("/v1/studies", STUDY).expect(201)
-        t_end = time.monotonic() + max_seconds
-
-        def worker(i):
-            c = d.client()
-            try:
-                for k in range(max_iters):
-                    if stop.is_set() or time.monotonic() > t_end:
-                        return
-                    try:
-                        r = c.post("/v1/studies/cut/ask", {"worker": "w%d" % i})
-                    except OSError:
-                        return  # the power went
-                    if r.status != 201:
-                        raise AssertionError("ask: %s" % r.describe())
-                    t = r.json
-                    with lock:
-                        asked[t["number"]] = t["params"]
-                    value = t["params"]["x"] + i * 1e-6 + k
-                    try:
-                        r = c.post("/v1/studies/cut/trials/%d/tell" % t["number"],
-                                   {"value": value})
-                    except OSError:
-                        return
-                    if r.status != 200:
-                        raise AssertionError("tell: %s" % r.describe())
-                    with lock:
-                        told[t["number"]] = value
-            except Exception as e:  # noqa: BLE001 - reported by the main thread
-                errors.append("thread %d: %s: %s" % (i, type(e).__name__, e))
-            finally:
-                c.close()
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + max_seconds
-        while time.monotonic() < deadline and any(t.is_alive() for t in threads):
-            with lock:
-                if len(told) >= want_tells:
-                    break
-            time.sleep(0.005)
-        d.kill()  # the power cut: nothing after this reaches the copies
-        stop.set()
-        for t in threads:
-            t.join(30)
-        check(not errors, "client errors before the cut: %s" % errors[:3])
+        asked, told = drive_then_cut(d, 8, round_trip, want_tells, 300, 20.0)
         check(len(told) >= 50, "only %d tells acknowledged before the cut" % len(told))
         ids = build_image(snap, image)
         same = True
@@ -225,67 +241,33 @@ def gradient_side_files_survive(exe):
     study = {"name": "g", "params": [{"name": "lam", "type": "float", "low": 1e-3, "high": 1e3,
                                       "log": True, "size": n}],
              "sampler": {"type": "gradient", "optimizer": "adam", "lr": 0.05, "seed": 11}}
-    lock = threading.Lock()
-    asked, told, errors = {}, {}, []
-    stop = threading.Event()
-    max_iters, max_seconds, want_tells = 40, 25.0, 12
+
+    def round_trip(c, i, k, note):
+        r = c.post("/v1/studies/g/ask", {"worker": "w%d" % i})
+        if r.status != 201:
+            raise AssertionError("ask: %s" % r.describe())
+        number = r.json["number"]
+        raw = c.get(r.json["params"]["lam"]["href"])
+        if raw.status != 200 or len(raw.body) != 8 * n:
+            raise AssertionError("download: %s" % raw.describe())
+        note(asked_one=(number, raw.body))
+        lam = array.array("d", raw.body)
+        grad = array.array("d", [(v - 1.0) * 0.5 for v in lam]).tobytes()
+        r = c.request("PUT", "/v1/studies/g/trials/%d/gradient/lam" % number, body=grad,
+                      headers=OCTET)
+        if r.status != 204:
+            raise AssertionError("upload: %s" % r.describe())
+        value = float(k) + i * 1e-3
+        r = c.post("/v1/studies/g/trials/%d/tell" % number, {"value": value})
+        if r.status != 200:
+            raise AssertionError("tell: %s" % r.describe())
+        note(told_one=(number, value))
+
     with tempfile.TemporaryDirectory(prefix="hpod-powercut-") as tmp:
         state, snap, image, env = start_load(exe, tmp, [])
         with Daemon(exe, env=env, state_dir=state) as d:
             d.post("/v1/studies", study).expect(201)
-            t_end = time.monotonic() + max_seconds
-
-            def worker(i):
-                c = d.client()
-                try:
-                    for k in range(max_iters):
-                        if stop.is_set() or time.monotonic() > t_end:
-                            return
-                        try:
-                            r = c.post("/v1/studies/g/ask", {"worker": "w%d" % i})
-                            if r.status != 201:
-                                raise AssertionError("ask: %s" % r.describe())
-                            number = r.json["number"]
-                            raw = c.get(r.json["params"]["lam"]["href"])
-                            if raw.status != 200 or len(raw.body) != 8 * n:
-                                raise AssertionError("download: %s" % raw.describe())
-                            with lock:
-                                asked[number] = raw.body
-                            lam = array.array("d", raw.body)
-                            grad = array.array("d", [(v - 1.0) * 0.5 for v in lam]).tobytes()
-                            r = c.request("PUT", "/v1/studies/g/trials/%d/gradient/lam" % number,
-                                          body=grad, headers=OCTET)
-                            if r.status != 204:
-                                raise AssertionError("upload: %s" % r.describe())
-                            value = float(k) + i * 1e-3
-                            r = c.post("/v1/studies/g/trials/%d/tell" % number, {"value": value})
-                        except OSError as e:
-                            if not stop.is_set():
-                                errors.append("thread %d: %s" % (i, e))
-                            return  # the power went
-                        if r.status != 200:
-                            raise AssertionError("tell: %s" % r.describe())
-                        with lock:
-                            told[number] = value
-                except Exception as e:  # noqa: BLE001 - reported by the main thread
-                    errors.append("thread %d: %s: %s" % (i, type(e).__name__, e))
-                finally:
-                    c.close()
-
-            threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
-            for t in threads:
-                t.start()
-            deadline = time.monotonic() + max_seconds
-            while time.monotonic() < deadline and any(t.is_alive() for t in threads):
-                with lock:
-                    if len(told) >= want_tells:
-                        break
-                time.sleep(0.005)
-            stop.set()  # before the cut: the errors it causes are not the load's
-            d.kill()
-            for t in threads:
-                t.join(30)
-        check(not errors, "client errors before the cut: %s" % errors[:3])
+            asked, told = drive_then_cut(d, 3, round_trip, 12, 40, 25.0)
         check(len(told) >= 3, "only %d tells acknowledged before the cut" % len(told))
         ids = build_image(snap, image)
         check(any(p.startswith("hpod.db.blobs/") for p in ids),

@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """test_rounds.py: round commits on the HTTP threads (docs/STYLE.md rule 33).
 
-Usage: test_rounds.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
+Usage: test_rounds.py PATH/TO/hpod [normal|full]   (HPOD_TEST_ONLY=name,name runs a subset)
 
-Under --synchronous normal on SQLite each HTTP thread (a libmicrohttpd daemon of its
-own, api/loops.c) runs a study's quick requests inline, commits the writes of its
-round in one group transaction at the round's end, and sends the replies it held in
-its next round without suspending their connections.
+On SQLite each HTTP thread (a libmicrohttpd daemon of its own, api/loops.c) runs a
+study's quick requests inline, commits the writes of its round in one group
+transaction at the round's end, and sends the replies it held in its next round
+without suspending their connections. The suite runs it under both --synchronous
+modes (the second argument, normal by default): under full a flusher thread's
+fdatasync releases the replies, which wait unsuspended while the HTTP thread sleeps
+on its daemon's epoll set until the release kicks it (hpo__loops_hold); the replies'
+order against the fdatasync itself is checked by test_powercut.py.
 
 - one_study_many_clients: 8 clients ask and tell on ONE study over two HTTP threads
   (bounded loops), each tell with its own exact value: every answer is 201 (ask) or 200 (tell), no trial
@@ -46,7 +50,8 @@ tap = Tap()
 STUDY = {"name": "s", "params": [{"name": "x", "type": "float", "low": -5, "high": 5},
                                  {"name": "c", "type": "categorical", "choices": ["a", "b", "c"]}],
          "sampler": {"type": "random", "seed": 3}}
-ARGS = ["--synchronous", "normal", "--http-threads", "2"]
+MODE = sys.argv[2] if len(sys.argv) > 2 else "normal"
+ARGS = ["--synchronous", MODE, "--http-threads", "2"]
 PAIRS = 60  # per client
 
 
