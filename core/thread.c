@@ -2,11 +2,13 @@
 /*
 ** thread.c: the one way hpod starts a thread of its own (thread.h): the
 ** workers, the HTTP threads, the storage writer, flushers, checkpointer,
-** hasher and lazy-file syncer, and the parallel-for workers.
+** hasher and lazy-file syncer, the parallel-for workers and a gradient
+** study's step thread; and the kept one-job threads among them (hpo_kept).
 */
 #include "thread.h"
 
 #include <signal.h>
+#include <time.h>
 
 int hpo_thread_start(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
         void *arg, const char *name)
@@ -27,4 +29,55 @@ int hpo_thread_start(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(
     }
     (void)pthread_setname_np(*thread, name);
     return 0;
+}
+
+int hpo_kept_start(struct hpo_kept *k, void *(*main)(void *), void *arg, const char *name)
+{
+    pthread_condattr_t a;
+    int r;
+
+    k->stop = false;
+    r = pthread_mutex_init(&k->mu, NULL);
+    if (r != 0) {
+        return -r;
+    }
+    r = pthread_cond_init(&k->wake, NULL);
+    if (r != 0) {
+        goto fail_mu;
+    }
+    r = pthread_condattr_init(&a);
+    if (r != 0) {
+        goto fail_wake;
+    }
+    r = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (r == 0) {
+        r = pthread_cond_init(&k->done, &a);
+    }
+    (void)pthread_condattr_destroy(&a);
+    if (r != 0) {
+        goto fail_wake;
+    }
+    r = -hpo_thread_start(&k->thread, NULL, main, arg, name);
+    if (r != 0) {
+        pthread_cond_destroy(&k->done);
+        goto fail_wake;
+    }
+    return 0;
+fail_wake:
+    pthread_cond_destroy(&k->wake);
+fail_mu:
+    pthread_mutex_destroy(&k->mu);
+    return -r;
+}
+
+void hpo_kept_stop(struct hpo_kept *k)
+{
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->wake);
+    pthread_mutex_unlock(&k->mu);
+    (void)pthread_join(k->thread, NULL);
+    pthread_cond_destroy(&k->done);
+    pthread_cond_destroy(&k->wake);
+    pthread_mutex_destroy(&k->mu);
 }

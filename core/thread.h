@@ -12,3 +12,27 @@
 */
 int hpo_thread_start(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
         void *arg, const char *name);
+
+/*
+** A thread kept for jobs of one kind (the blob hasher, the lazy-file
+** syncer, a gradient study's step thread): its lock `mu`; `wake`, where the
+** thread waits for a job or the stop; `done`, where callers wait for a
+** job's end (on CLOCK_MONOTONIC, for timed waits); `stop`, read and set
+** under mu. What a job is stays the user's (fields beside it).
+**
+** hpo_kept_start initializes them and starts main(arg) named `name`
+** (hpo_thread_start); 0, or a negative errno with nothing left to destroy.
+** hpo_kept_stop sets stop, wakes the thread, joins it (its main returns
+** once it sees stop) and destroys them.
+*/
+#include <stdbool.h>
+
+struct hpo_kept {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    pthread_t thread;
+    bool stop;
+};
+
+int hpo_kept_start(struct hpo_kept *k, void *(*main)(void *), void *arg, const char *name);
+void hpo_kept_stop(struct hpo_kept *k);

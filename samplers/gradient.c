@@ -204,11 +204,8 @@ struct gradient_state {
 ** after the running ones) and has no stack to map and unmap each time.
 */
 struct stepper {
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    pthread_t thread;
-    bool job; /* queued or running: the pending step (gradient_state.pend) */
-    bool stop;
+    struct hpo_kept k;
+    bool job; /* queued or running: the pending step (gradient_state.pend); under k.mu */
     struct gradient_state *st;
 };
 
@@ -219,11 +216,11 @@ static void settle(struct gradient_state *st)
 
     if (st->step_running) {
         atomic_store_explicit(&st->step_split, true, memory_order_release);
-        pthread_mutex_lock(&t->mu);
+        pthread_mutex_lock(&t->k.mu);
         while (t->job) {
-            pthread_cond_wait(&t->done, &t->mu);
+            pthread_cond_wait(&t->k.done, &t->k.mu);
         }
-        pthread_mutex_unlock(&t->mu);
+        pthread_mutex_unlock(&t->k.mu);
         st->step_running = false;
     }
 }
@@ -1299,21 +1296,21 @@ static void *stepper_main(void *arg)
 {
     struct stepper *t = arg;
 
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&t->k.mu);
     for (;;) {
-        while (!t->job && !t->stop) {
-            pthread_cond_wait(&t->wake, &t->mu);
+        while (!t->job && !t->k.stop) {
+            pthread_cond_wait(&t->k.wake, &t->k.mu);
         }
-        if (t->stop) {
+        if (t->k.stop) {
             break;
         }
-        pthread_mutex_unlock(&t->mu);
+        pthread_mutex_unlock(&t->k.mu);
         run_pending(t->st);
-        pthread_mutex_lock(&t->mu);
+        pthread_mutex_lock(&t->k.mu);
         t->job = false;
-        pthread_cond_signal(&t->done);
+        pthread_cond_signal(&t->k.done);
     }
-    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&t->k.mu);
     return NULL;
 }
 
@@ -1330,29 +1327,12 @@ static struct stepper *stepper_get(struct gradient_state *st)
         return NULL;
     }
     t->st = st;
-    if (pthread_mutex_init(&t->mu, NULL) != 0) {
-        goto fail;
-    }
-    if (pthread_cond_init(&t->wake, NULL) != 0) {
-        goto fail_mu;
-    }
-    if (pthread_cond_init(&t->done, NULL) != 0) {
-        goto fail_wake;
-    }
-    if (hpo_thread_start(&t->thread, NULL, stepper_main, t, "hpod-gstep") != 0) {
-        goto fail_done;
+    if (hpo_kept_start(&t->k, stepper_main, t, "hpod-gstep") != 0) {
+        free(t);
+        return NULL;
     }
     st->stepper = t;
     return t;
-fail_done:
-    pthread_cond_destroy(&t->done);
-fail_wake:
-    pthread_cond_destroy(&t->wake);
-fail_mu:
-    pthread_mutex_destroy(&t->mu);
-fail:
-    free(t);
-    return NULL;
 }
 
 /* Stop and free the step thread (destroy, after settle). */
@@ -1363,14 +1343,7 @@ static void stepper_stop(struct gradient_state *st)
     if (t == NULL) {
         return;
     }
-    pthread_mutex_lock(&t->mu);
-    t->stop = true;
-    pthread_cond_signal(&t->wake);
-    pthread_mutex_unlock(&t->mu);
-    (void)pthread_join(t->thread, NULL);
-    pthread_cond_destroy(&t->done);
-    pthread_cond_destroy(&t->wake);
-    pthread_mutex_destroy(&t->mu);
+    hpo_kept_stop(&t->k);
     free(t);
     st->stepper = NULL;
 }
@@ -1401,10 +1374,10 @@ static bool defer_loops(struct gradient_state *st, const struct hpo_space *space
     st->pend.inv_b1t = inv_b1t;
     st->pend.inv_sqrt_b2t = inv_sqrt_b2t;
     atomic_store_explicit(&st->step_split, false, memory_order_relaxed);
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&t->k.mu);
     t->job = true;
-    pthread_cond_signal(&t->wake);
-    pthread_mutex_unlock(&t->mu);
+    pthread_cond_signal(&t->k.wake);
+    pthread_mutex_unlock(&t->k.mu);
     st->step_running = true;
     return true;
 }

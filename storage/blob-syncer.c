@@ -47,10 +47,7 @@ enum { SJOB_NONE, SJOB_QUEUED, SJOB_RUNNING, SJOB_DONE };
 #define JOIN_WAIT_NS 2000000L
 
 struct hpo_blob_syncer {
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    pthread_t thread;
-    bool stop;
+    struct hpo_kept k;
     int job;
     bool abandoned;   /* joined while running: the thread ends it (to SJOB_NONE) */
     atomic_bool take; /* stop at the next piece */
@@ -69,24 +66,11 @@ static void publish(void *arg, const struct hpo_blob_lazy_file *f)
     struct hpo_blob_syncer *s = arg;
     size_t i = (size_t)(f - s->files);
 
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->k.mu);
     s->progress[i].off = f->off;
     s->progress[i].old_len = f->old_len;
     s->progress[i].synced = f->synced;
-    pthread_mutex_unlock(&s->mu);
-}
-
-static bool cond_init_mono(pthread_cond_t *c)
-{
-    pthread_condattr_t a;
-    bool ok;
-
-    if (pthread_condattr_init(&a) != 0) {
-        return false;
-    }
-    ok = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 && pthread_cond_init(c, &a) == 0;
-    pthread_condattr_destroy(&a);
-    return ok;
+    pthread_mutex_unlock(&s->k.mu);
 }
 
 /* Write and fdatasync every file, then the directory once; stop early if taken. */
@@ -144,26 +128,26 @@ static void *syncer_main(void *arg)
     ** goes out, and must not take the core from the reply's thread.
     */
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->k.mu);
     for (;;) {
-        while (!s->stop && s->job != SJOB_QUEUED) {
-            pthread_cond_wait(&s->wake, &s->mu);
+        while (!s->k.stop && s->job != SJOB_QUEUED) {
+            pthread_cond_wait(&s->k.wake, &s->k.mu);
         }
-        if (s->stop) {
+        if (s->k.stop) {
             break;
         }
         s->job = SJOB_RUNNING;
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->k.mu);
         run_job(s);
         release_job(s);
-        pthread_mutex_lock(&s->mu);
+        pthread_mutex_lock(&s->k.mu);
         s->job = s->abandoned ? SJOB_NONE : SJOB_DONE;
-        pthread_cond_signal(&s->done);
+        pthread_cond_signal(&s->k.done);
     }
     if (s->job == SJOB_QUEUED) {
         release_job(s); /* queued but never run */
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->k.mu);
     return NULL;
 }
 
@@ -175,28 +159,11 @@ struct hpo_blob_syncer *hpo__blob_syncer_start(void)
         return NULL;
     }
     atomic_init(&s->take, false);
-    if (pthread_mutex_init(&s->mu, NULL) != 0) {
-        goto fail;
-    }
-    if (pthread_cond_init(&s->wake, NULL) != 0) {
-        goto fail_mu;
-    }
-    if (!cond_init_mono(&s->done)) {
-        goto fail_wake;
-    }
-    if (hpo_thread_start(&s->thread, NULL, syncer_main, s, "hpod-lazysync") != 0) {
-        goto fail_done;
+    if (hpo_kept_start(&s->k, syncer_main, s, "hpod-lazysync") != 0) {
+        free(s);
+        return NULL;
     }
     return s;
-fail_done:
-    pthread_cond_destroy(&s->done);
-fail_wake:
-    pthread_cond_destroy(&s->wake);
-fail_mu:
-    pthread_mutex_destroy(&s->mu);
-fail:
-    free(s);
-    return NULL;
 }
 
 void hpo__blob_syncer_stop(struct hpo_blob_syncer *s)
@@ -204,15 +171,8 @@ void hpo__blob_syncer_stop(struct hpo_blob_syncer *s)
     if (s == NULL) {
         return;
     }
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    atomic_store(&s->take, true);
-    pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->mu);
-    (void)pthread_join(s->thread, NULL);
-    pthread_cond_destroy(&s->done);
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->mu);
+    atomic_store(&s->take, true); /* a job running stops at its next piece */
+    hpo_kept_stop(&s->k);
     free(s);
 }
 
@@ -221,9 +181,9 @@ bool hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const struct hpo_blob_laz
 {
     size_t k = 0;
 
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->k.mu);
     if (s->job != SJOB_NONE) {
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->k.mu);
         return false; /* an abandoned job still runs */
     }
     for (; k < n; k++) {
@@ -238,7 +198,7 @@ bool hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const struct hpo_blob_laz
         while (k > 0) {
             close(s->files[--k].fd); /* no hold taken yet */
         }
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->k.mu);
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -254,8 +214,8 @@ bool hpo__blob_syncer_queue(struct hpo_blob_syncer *s, const struct hpo_blob_laz
     s->abandoned = false;
     atomic_store(&s->take, false);
     s->job = SJOB_QUEUED;
-    pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->mu);
+    pthread_cond_signal(&s->k.wake);
+    pthread_mutex_unlock(&s->k.mu);
     return true;
 }
 
@@ -266,7 +226,7 @@ int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *
 
     *dir_synced = false;
     *failed = 0;
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->k.mu);
     if (s->job == SJOB_QUEUED) {
         s->job = SJOB_NONE; /* not begun: taken back */
         release_job(s);
@@ -285,7 +245,7 @@ int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *
             until.tv_sec += until.tv_nsec / 1000000000L;
             until.tv_nsec %= 1000000000L;
             while (s->job == SJOB_RUNNING &&
-                    pthread_cond_timedwait(&s->done, &s->mu, &until) != ETIMEDOUT) {
+                    pthread_cond_timedwait(&s->k.done, &s->k.mu, &until) != ETIMEDOUT) {
             }
         }
         if (s->job == SJOB_RUNNING) {
@@ -302,6 +262,6 @@ int hpo__blob_syncer_join(struct hpo_blob_syncer *s, struct hpo_blob_lazy_file *
             files[i].synced = s->progress[i].synced;
         }
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->k.mu);
     return r;
 }

@@ -204,10 +204,7 @@ uint64_t hpo__xxh64(const void *data, size_t len)
 enum { JOB_NONE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 
 struct hpo_blob_hasher {
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    pthread_t thread;
-    bool stop;
+    struct hpo_kept k;
     int job;
     struct hpo_xxh64 x;
     const struct hpo_part *parts;
@@ -235,30 +232,30 @@ static void *hasher_main(void *arg)
 {
     struct hpo_blob_hasher *t = arg;
 
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&t->k.mu);
     for (;;) {
-        while (!t->stop && t->job != JOB_QUEUED && t->n_drop == 0) {
-            pthread_cond_wait(&t->wake, &t->mu);
+        while (!t->k.stop && t->job != JOB_QUEUED && t->n_drop == 0) {
+            pthread_cond_wait(&t->k.wake, &t->k.mu);
         }
         if (t->job != JOB_QUEUED && t->n_drop > 0) {
             int fd = t->drop[--t->n_drop];
-            pthread_mutex_unlock(&t->mu);
+            pthread_mutex_unlock(&t->k.mu);
             (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
             close(fd);
-            pthread_mutex_lock(&t->mu);
+            pthread_mutex_lock(&t->k.mu);
             continue;
         }
         if (t->job != JOB_QUEUED) {
             break; /* stop, every drop done */
         }
         t->job = JOB_RUNNING;
-        pthread_mutex_unlock(&t->mu);
+        pthread_mutex_unlock(&t->k.mu);
         hash_parts(&t->x, t->parts, t->n);
-        pthread_mutex_lock(&t->mu);
+        pthread_mutex_lock(&t->k.mu);
         t->job = JOB_DONE;
-        pthread_cond_signal(&t->done);
+        pthread_cond_signal(&t->k.done);
     }
-    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&t->k.mu);
     return NULL;
 }
 
@@ -274,30 +271,13 @@ static struct hpo_blob_hasher *hasher_get(struct hpo_blobs *b)
     if (t == NULL) {
         return NULL;
     }
-    if (pthread_mutex_init(&t->mu, NULL) != 0) {
-        goto fail;
-    }
-    if (pthread_cond_init(&t->wake, NULL) != 0) {
-        goto fail_mu;
-    }
-    if (pthread_cond_init(&t->done, NULL) != 0) {
-        goto fail_wake;
-    }
-    if (hpo_thread_start(&t->thread, NULL, hasher_main, t, "hpod-hash") != 0) {
-        goto fail_done;
+    if (hpo_kept_start(&t->k, hasher_main, t, "hpod-hash") != 0) {
+        free(t);
+        b->hasher_failed = true; /* hashed by the writer from now on */
+        return NULL;
     }
     b->hasher = t;
     return t;
-fail_done:
-    pthread_cond_destroy(&t->done);
-fail_wake:
-    pthread_cond_destroy(&t->wake);
-fail_mu:
-    pthread_mutex_destroy(&t->mu);
-fail:
-    free(t);
-    b->hasher_failed = true; /* hashed by the writer from now on */
-    return NULL;
 }
 
 static void hasher_stop(struct hpo_blobs *b)
@@ -307,14 +287,7 @@ static void hasher_stop(struct hpo_blobs *b)
     if (t == NULL) {
         return;
     }
-    pthread_mutex_lock(&t->mu);
-    t->stop = true;
-    pthread_cond_signal(&t->wake);
-    pthread_mutex_unlock(&t->mu);
-    (void)pthread_join(t->thread, NULL);
-    pthread_cond_destroy(&t->done);
-    pthread_cond_destroy(&t->wake);
-    pthread_mutex_destroy(&t->mu);
+    hpo_kept_stop(&t->k);
     free(t);
     b->hasher = NULL;
 }
@@ -328,13 +301,13 @@ static bool hasher_drop(struct hpo_blobs *b, int fd)
     if (t == NULL) {
         return false;
     }
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&t->k.mu);
     if (t->n_drop < HPO_BLOB_WRITTEN) {
         t->drop[t->n_drop++] = fd;
         taken = true;
-        pthread_cond_signal(&t->wake);
+        pthread_cond_signal(&t->k.wake);
     }
-    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&t->k.mu);
     return taken;
 }
 
@@ -350,13 +323,13 @@ static void hash_start(struct hpo_blobs *b, struct hasher *h, const struct hpo_p
     if (t == NULL) {
         return;
     }
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&t->k.mu);
     t->x = h->x;
     t->parts = parts;
     t->n = n;
     t->job = JOB_QUEUED;
-    pthread_cond_signal(&t->wake);
-    pthread_mutex_unlock(&t->mu);
+    pthread_cond_signal(&t->k.wake);
+    pthread_mutex_unlock(&t->k.mu);
 }
 
 static void hash_join(struct hpo_blobs *b, struct hasher *h)
@@ -364,17 +337,17 @@ static void hash_join(struct hpo_blobs *b, struct hasher *h)
     struct hpo_blob_hasher *t = b->hasher;
 
     if (h->queued) {
-        pthread_mutex_lock(&t->mu);
+        pthread_mutex_lock(&t->k.mu);
         if (t->job == JOB_QUEUED) {
             t->job = JOB_NONE; /* not begun: taken back */
-            pthread_mutex_unlock(&t->mu);
+            pthread_mutex_unlock(&t->k.mu);
         } else {
             while (t->job != JOB_DONE) {
-                pthread_cond_wait(&t->done, &t->mu);
+                pthread_cond_wait(&t->k.done, &t->k.mu);
             }
             t->job = JOB_NONE;
             h->x = t->x;
-            pthread_mutex_unlock(&t->mu);
+            pthread_mutex_unlock(&t->k.mu);
             h->queued = false;
             return;
         }

@@ -2,8 +2,11 @@
 ** test-core-thread.c: hpo_thread_start starts its function with every
 ** signal blocked (a thread that outlives its starter must not take a signal
 ** meant for the loop thread), under the name given, with its argument,
-** and leaves the caller's own signal mask as it was.
+** and leaves the caller's own signal mask as it was; a kept thread
+** (hpo_kept) runs the jobs it is given, one at a time, under its name, and
+** its stop ends it with no job lost that it had taken.
 */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -11,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -78,10 +82,64 @@ static void test_blocked_named_caller_unchanged(void **state)
     pthread_sigmask(SIG_SETMASK, &before, NULL);
 }
 
+/* A kept thread's user: jobs are counters to add, `todo` queued, `ran` run. */
+struct counter {
+    struct hpo_kept k;
+    int todo, ran;
+    char name[16];
+};
+
+static void *count_main(void *arg)
+{
+    struct counter *c = arg;
+
+    (void)pthread_getname_np(pthread_self(), c->name, sizeof(c->name));
+    pthread_mutex_lock(&c->k.mu);
+    for (;;) {
+        while (c->todo == 0 && !c->k.stop) {
+            pthread_cond_wait(&c->k.wake, &c->k.mu);
+        }
+        if (c->k.stop) {
+            break;
+        }
+        c->todo--;
+        c->ran++;
+        pthread_cond_broadcast(&c->k.done);
+    }
+    pthread_mutex_unlock(&c->k.mu);
+    return NULL;
+}
+
+static void test_kept_thread(void **state)
+{
+    (void)state;
+    struct counter c = { .todo = 0 };
+    struct timespec until;
+
+    assert_int_equal(hpo_kept_start(&c.k, count_main, &c, "hpod-kepttest"), 0);
+    for (int i = 1; i <= 5; i++) {
+        pthread_mutex_lock(&c.k.mu);
+        c.todo++;
+        pthread_cond_signal(&c.k.wake);
+        /* `done` runs on CLOCK_MONOTONIC: a timed wait with that clock's deadline. */
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += 30;
+        while (c.ran < i) {
+            assert_int_not_equal(pthread_cond_timedwait(&c.k.done, &c.k.mu, &until), ETIMEDOUT);
+        }
+        pthread_mutex_unlock(&c.k.mu);
+    }
+    hpo_kept_stop(&c.k); /* joins: the thread has returned */
+    assert_int_equal(c.ran, 5);
+    assert_int_equal(c.todo, 0);
+    assert_string_equal(c.name, "hpod-kepttest");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocked_named_caller_unchanged),
+        cmocka_unit_test(test_kept_thread),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
