@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -199,15 +200,40 @@ struct gradient_state {
 
 /*
 ** A deferred step's thread (defer_loops), one per state, started at its
-** first deferred step and kept until destroy: woken from its wait, it runs
-** sooner than a thread created per tell (whose first run the scheduler puts
-** after the running ones) and has no stack to map and unmap each time.
+** first deferred step and kept until destroy: no stack to map and unmap
+** each tell. It is kept off the waking thread's CPU (as core/parallel.c's
+** workers): a thread woken from its wait is otherwise often queued on its
+** waker's CPU, behind the tell that goes on writing the record, while the
+** other core idles; a thread created per tell was placed on an idle CPU.
+** Kept but not steered, the tell was 1.23x a thread per tell's (run.py
+** --ab, 60 rounds, quiet machine).
 */
 struct stepper {
     struct hpo_kept k;
     bool job; /* queued or running: the pending step (gradient_state.pend); under k.mu */
     struct gradient_state *st;
+    cpu_set_t allowed; /* the process's CPUs when it started */
+    bool have_allowed;
+    int steered_off;   /* the CPU it is kept off (-1: none) */
 };
+
+/* Keep the step thread off the calling thread's CPU (a system call only when that changed). */
+static void stepper_steer(struct stepper *t)
+{
+    int cpu = sched_getcpu();
+    cpu_set_t set;
+
+    if (!t->have_allowed || cpu < 0 || cpu >= CPU_SETSIZE || cpu == t->steered_off) {
+        return;
+    }
+    set = t->allowed;
+    CPU_CLR(cpu, &set);
+    if (CPU_COUNT(&set) == 0) {
+        return;
+    }
+    (void)pthread_setaffinity_np(t->k.thread, sizeof(set), &set);
+    t->steered_off = cpu;
+}
 
 /* Wait for a deferred step's loops (every op but save_parts and save_record does first). */
 static void settle(struct gradient_state *st)
@@ -1327,6 +1353,8 @@ static struct stepper *stepper_get(struct gradient_state *st)
         return NULL;
     }
     t->st = st;
+    t->steered_off = -1;
+    t->have_allowed = sched_getaffinity(0, sizeof(t->allowed), &t->allowed) == 0;
     if (hpo_kept_start(&t->k, stepper_main, t, "hpod-gstep") != 0) {
         free(t);
         return NULL;
@@ -1374,10 +1402,11 @@ static bool defer_loops(struct gradient_state *st, const struct hpo_space *space
     st->pend.inv_b1t = inv_b1t;
     st->pend.inv_sqrt_b2t = inv_sqrt_b2t;
     atomic_store_explicit(&st->step_split, false, memory_order_relaxed);
+    stepper_steer(t);
     pthread_mutex_lock(&t->k.mu);
     t->job = true;
-    pthread_cond_signal(&t->k.wake);
     pthread_mutex_unlock(&t->k.mu);
+    pthread_cond_signal(&t->k.wake); /* after the unlock: it need not wait for the lock */
     st->step_running = true;
     return true;
 }
