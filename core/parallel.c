@@ -138,21 +138,9 @@ static size_t cpus(void)
 */
 static void steer(void)
 {
-    cpu_set_t set;
-    int cpu = sched_getcpu();
-
-    if (cpu < 0 || cpu >= CPU_SETSIZE || cpu == pool.steered_off || !pool.have_allowed) {
-        return;
+    if (pool.have_allowed) {
+        hpo_thread_steer_off(pool.threads, pool.n_workers, &pool.allowed, &pool.steered_off);
     }
-    set = pool.allowed;
-    CPU_CLR(cpu, &set);
-    if (CPU_COUNT(&set) == 0) {
-        return;
-    }
-    for (size_t i = 0; i < pool.n_workers; i++) {
-        (void)pthread_setaffinity_np(pool.threads[i], sizeof(set), &set);
-    }
-    pool.steered_off = cpu;
 }
 
 void hpo_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi),

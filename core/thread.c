@@ -81,3 +81,23 @@ void hpo_kept_stop(struct hpo_kept *k)
     pthread_cond_destroy(&k->wake);
     pthread_mutex_destroy(&k->mu);
 }
+
+void hpo_thread_steer_off(const pthread_t *threads, size_t n, const cpu_set_t *allowed,
+        int *steered_off)
+{
+    int cpu = sched_getcpu();
+    cpu_set_t set;
+
+    if (cpu < 0 || cpu >= CPU_SETSIZE || cpu == *steered_off) {
+        return;
+    }
+    set = *allowed;
+    CPU_CLR(cpu, &set);
+    if (CPU_COUNT(&set) == 0) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        (void)pthread_setaffinity_np(threads[i], sizeof(set), &set);
+    }
+    *steered_off = cpu;
+}

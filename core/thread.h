@@ -2,6 +2,8 @@
 #pragma once
 
 #include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
 
 /*
 ** Start fn(arg) on a new thread named `name` (at most 15 characters, as
@@ -36,3 +38,16 @@ struct hpo_kept {
 
 int hpo_kept_start(struct hpo_kept *k, void *(*main)(void *), void *arg, const char *name);
 void hpo_kept_stop(struct hpo_kept *k);
+
+/*
+** Keep threads the calling thread wakes off its CPU: a thread woken from a
+** wait is often queued on its waker's CPU (no CPU idle at that instant, or
+** the scheduler's wake-affine rule) behind the waker, while the other CPU
+** idles. `allowed` is the set the threads may run on (recorded when they
+** started), *steered_off the CPU they are kept off now (-1: none), updated
+** here; a system call only when the caller's CPU changed; nothing when that
+** leaves no CPU. Used by the parallel-for workers and the gradient step
+** thread.
+*/
+void hpo_thread_steer_off(const pthread_t *threads, size_t n, const cpu_set_t *allowed,
+        int *steered_off);

@@ -220,19 +220,9 @@ struct stepper {
 /* Keep the step thread off the calling thread's CPU (a system call only when that changed). */
 static void stepper_steer(struct stepper *t)
 {
-    int cpu = sched_getcpu();
-    cpu_set_t set;
-
-    if (!t->have_allowed || cpu < 0 || cpu >= CPU_SETSIZE || cpu == t->steered_off) {
-        return;
+    if (t->have_allowed) {
+        hpo_thread_steer_off(&t->k.thread, 1, &t->allowed, &t->steered_off);
     }
-    set = t->allowed;
-    CPU_CLR(cpu, &set);
-    if (CPU_COUNT(&set) == 0) {
-        return;
-    }
-    (void)pthread_setaffinity_np(t->k.thread, sizeof(set), &set);
-    t->steered_off = cpu;
 }
 
 /* Wait for a deferred step's loops (every op but save_parts and save_record does first). */
