@@ -507,6 +507,21 @@ def make_server_cert(d, name, ca):
     return cert, key
 
 
+def blob_refs(db_path):
+    """The side files (names under <db>.blobs/) the SQLite database at db_path references."""
+    import sqlite3
+    db = sqlite3.connect(db_path)
+    try:
+        refs = set()
+        for (v,) in db.execute("SELECT sampler_state FROM studies UNION ALL "
+                               "SELECT value FROM params"):
+            if isinstance(v, bytes) and v.startswith(b"HPOBLOB1:"):
+                refs.add(v[len(b"HPOBLOB1:"):].split(b":")[0].decode())
+    finally:
+        db.close()
+    return refs
+
+
 def exe_from_argv():
     if len(sys.argv) < 2:
         sys.stderr.write("usage: %s PATH/TO/hpod\n" % sys.argv[0])

@@ -15,7 +15,7 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Daemon, Tap, check, exe_from_argv  # noqa: E402
+from hpodtest import Daemon, Tap, blob_refs, check, exe_from_argv  # noqa: E402
 
 tap = Tap()
 OCTET = {"Content-Type": "application/octet-stream"}
@@ -305,15 +305,7 @@ def state_survives_sigkill(exe, n):
         st = d.get("/v1/studies/big").expect(200)
         check(st["gradient"]["version"] == 4, "version after 4 tells: %r" % st["gradient"])
         blob_dir = d.db + ".blobs"
-        db = sqlite3.connect(d.db)
-        try:
-            refs = set()
-            for (v,) in db.execute("SELECT sampler_state FROM studies UNION ALL "
-                                   "SELECT value FROM params"):
-                if isinstance(v, bytes) and v.startswith(b"HPOBLOB1:"):
-                    refs.add(v[len(b"HPOBLOB1:"):].split(b":")[0].decode())
-        finally:
-            db.close()
+        refs = blob_refs(d.db)
         files = set(os.listdir(blob_dir))
         check(files == refs, "blob files %s, referenced %s" % (sorted(files), sorted(refs)))
 

@@ -50,7 +50,6 @@ Prints TAP.
 import array
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -58,7 +57,7 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Daemon, Skip, Tap, check  # noqa: E402
+from hpodtest import Daemon, Skip, Tap, blob_refs, check  # noqa: E402
 
 tap = Tap()
 SHIM = None
@@ -293,15 +292,7 @@ def gradient_side_files_survive(exe):
             check(r.status == 200 and len(r.body) == 8 * n, "the next ask's vector: %s"
                   % r.describe()[:200])
             db_path = d.db
-        db = sqlite3.connect(db_path)
-        try:
-            refs = set()
-            for (v,) in db.execute("SELECT sampler_state FROM studies UNION ALL "
-                                   "SELECT value FROM params"):
-                if isinstance(v, bytes) and v.startswith(b"HPOBLOB1:"):
-                    refs.add(v[len(b"HPOBLOB1:"):].split(b":")[0].decode())
-        finally:
-            db.close()
+        refs = blob_refs(db_path)
         files = set(os.listdir(db_path + ".blobs"))
         check(refs <= files, "referenced side files missing: %s" % sorted(refs - files))
     print("# gradient: %d asks and %d tells acknowledged before the cut; %d trials, %d complete"
