@@ -1238,11 +1238,51 @@ static void call_on_flush(struct sq_storage *st)
 }
 
 /*
+** fdatasync the WAL (pipelined flush), without `lock`. A failure ends the
+** process: the kernel may have dropped the dirty pages it could not write
+** and a later fdatasync would then succeed: no reply waiting for this flush
+** can be sent (as PostgreSQL's PANIC on a failed fsync); the restart reads
+** what the disk holds.
+*/
+static void sync_wal(struct sq_storage *st)
+{
+    int rc;
+    int e;
+
+    do {
+        rc = fdatasync(st->wal_fd);
+    } while (rc != 0 && errno == EINTR);
+    e = errno;
+    if (rc != 0) {
+        char buf[128];
+
+        hpo_log(HPO_LOG_ERR, "fdatasync of the WAL of the database failed: %s; stopping "
+                "without acknowledging the writes it covered",
+                strerror_r(e, buf, sizeof(buf)));
+        abort();
+    }
+}
+
+/*
+** With `lock` held (returns with it held): an fdatasync that started once
+** commit `target` was made succeeded: the callers of every commit up to it
+** are woken, and the on_flush callback releases their held replies.
+** `synced_seq` only grows (a flush that started earlier may end later).
+*/
+static void synced(struct sq_storage *st, uint64_t target)
+{
+    if (atomic_load(&st->synced_seq) < target) {
+        atomic_store(&st->synced_seq, target);
+        pthread_cond_broadcast(&st->done);
+        call_on_flush(st);
+    }
+}
+
+/*
 ** A flusher thread (pipelined flush, see the top of this file): when commits
 ** were made that no started fdatasync covers, note the last one, fdatasync
 ** the WAL, then wake the callers of every commit up to the noted one. Two
-** run, so a flush starts as soon as a commit needs one; `synced_seq` only
-** grows (a flush that started earlier may end later). At stop each exits
+** run, so a flush starts as soon as a commit needs one. At stop each exits
 ** once every commit is covered by a flush that started, and close joins
 ** them, so the last flushes end before the storage goes.
 */
@@ -1253,8 +1293,6 @@ static void *flush_main(void *arg)
     pthread_mutex_lock(&st->lock);
     for (;;) {
         uint64_t target = atomic_load(&st->commit_seq);
-        int rc;
-        int e;
 
         if (target <= st->flush_target) {
             if (st->flusher_stop) {
@@ -1265,33 +1303,39 @@ static void *flush_main(void *arg)
         }
         st->flush_target = target;
         pthread_mutex_unlock(&st->lock);
-        do {
-            rc = fdatasync(st->wal_fd);
-        } while (rc != 0 && errno == EINTR);
-        e = errno;
-        if (rc != 0) {
-            char buf[128];
-
-            /*
-            ** The kernel may have dropped the dirty pages it could not write
-            ** and a later fdatasync would then succeed: no reply waiting for
-            ** this flush can be sent, and the process ends (as PostgreSQL's
-            ** PANIC on a failed fsync); the restart reads what the disk holds.
-            */
-            hpo_log(HPO_LOG_ERR, "fdatasync of the WAL of the database failed: %s; stopping "
-                    "without acknowledging the writes it covered",
-                    strerror_r(e, buf, sizeof(buf)));
-            abort();
-        }
+        sync_wal(st);
         pthread_mutex_lock(&st->lock);
-        if (atomic_load(&st->synced_seq) < target) {
-            atomic_store(&st->synced_seq, target);
-            pthread_cond_broadcast(&st->done);
-            call_on_flush(st);
-        }
+        synced(st, target);
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
+}
+
+/*
+** The inline flush of a round's end (sq_lead_round, pipelined flush): the
+** HTTP thread that led the round's batches fdatasyncs the WAL itself, then
+** releases the held replies (its own, and any other the flush covers) on
+** its own thread: no flusher to wake and no kick back, and while it waits
+** for the disk its CPU goes to the other HTTP thread and the clients. The
+** fdatasync starts after every commit up to `target` was made, so it
+** covers them (as a flusher's). A commit that a started fdatasync already
+** covers (a flusher's, or another round's end) starts none: that flush's
+** end releases the replies and kicks this thread's loop.
+*/
+static void flush_round(struct sq_storage *st)
+{
+    uint64_t target;
+
+    pthread_mutex_lock(&st->lock);
+    target = atomic_load(&st->commit_seq);
+    if (target > st->flush_target) {
+        st->flush_target = target;
+        pthread_mutex_unlock(&st->lock);
+        sync_wal(st);
+        pthread_mutex_lock(&st->lock);
+        synced(st, target);
+    }
+    pthread_mutex_unlock(&st->lock);
 }
 
 /*
@@ -2161,7 +2205,7 @@ static bool sq_lead_round(struct hpo_storage *base, void (*wake)(void *arg), voi
     round_leader = false;
     if (flush_due) {
         flush_due = false;
-        pthread_cond_signal(&st->flush_wake);
+        flush_round(st);
     }
     return handed;
 }
