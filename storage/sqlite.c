@@ -1315,20 +1315,29 @@ static void *flush_main(void *arg)
 ** The inline flush of a round's end (sq_lead_round, pipelined flush): the
 ** HTTP thread that led the round's batches fdatasyncs the WAL itself, then
 ** releases the held replies (its own, and any other the flush covers) on
-** its own thread: no flusher to wake and no kick back, and while it waits
-** for the disk its CPU goes to the other HTTP thread and the clients. The
+** its own thread: no flusher to wake and no kick back (two context
+** switches and a thread hop less per flush), and while it waits for the
+** disk its core goes to the other HTTP thread and the clients. The
 ** fdatasync starts after every commit up to `target` was made, so it
-** covers them (as a flusher's). A commit that a started fdatasync already
-** covers (a flusher's, or another round's end) starts none: that flush's
-** end releases the replies and kicks this thread's loop.
+** covers them (as a flusher's). Not when the thread has work waiting
+** (hpo_storage_lead_busy: a request, a connection, a kick ready on its
+** daemon): serving it would wait for the disk, so a flusher flushes while
+** the thread serves, as before (a thread that holds all the connections
+** would otherwise serve and flush in turn). A commit that a started
+** fdatasync already covers (a flusher's, or another round end's) starts
+** none: that flush's end releases the replies and kicks this thread.
 */
 static void flush_round(struct sq_storage *st)
 {
+    /* (A system call: asked before taking `lock`.) */
+    bool busy = hpo__lead_busy != NULL && hpo__lead_busy();
     uint64_t target;
 
     pthread_mutex_lock(&st->lock);
     target = atomic_load(&st->commit_seq);
-    if (target > st->flush_target) {
+    if (target > st->flush_target && busy) {
+        pthread_cond_signal(&st->flush_wake);
+    } else if (target > st->flush_target) {
         st->flush_target = target;
         pthread_mutex_unlock(&st->lock);
         sync_wal(st);
