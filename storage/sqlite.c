@@ -20,7 +20,15 @@
 ** disk's flush no longer serializes the batches. Right after its COMMIT the
 ** leader starts the writeback of the new frames (start_writeback), so the
 ** disk writes them while a flusher wakes up, and the flusher's fdatasync is
-** left mostly with the disk's cache flush.
+** left mostly with the disk's cache flush. An HTTP thread's round end
+** (sq_lead_round) instead runs the fdatasync itself once it let go of
+** `lock` (flush_round, the inline flush), when its thread has no other
+** work waiting (hpo_storage_lead_busy), and releases the replies there: no
+** flusher wake-up and no kick back; the same rule holds (the fdatasync
+** starts after the commits it covers), and a round end whose commit a
+** started fdatasync already covers waits for that one's release. The
+** flushers serve every other committer (the writer thread, a worker's
+** write, a busy round end) and the batches with side files (below).
 **
 ** Why no acknowledged batch can be lost to a checkpoint or a WAL restart:
 ** in WAL mode SQLite writes the database file only in a checkpoint, and
@@ -53,8 +61,8 @@
 ** so one study's mutations (serialized by its lane and lock) still form
 ** batches of several writes per flush; the dispatcher holds every reply
 ** until the flush covering all commits made before the reply was built.
-** A flusher calls the on_flush callback, which resumes the released
-** connections, without `lock` (call_on_flush).
+** A flusher (or a round end's inline flush) calls the on_flush callback,
+** which releases the held replies, without `lock` (call_on_flush).
 **
 ** Pipelined writes (hpo_storage_pipeline, storage.h): a pipelining caller's
 ** write with a chain is copied whole (hpo__write_copy: ops and every value, up
@@ -101,11 +109,12 @@
 #define N_FLUSHERS 2
 /*
 ** Set while an HTTP thread's round end leads batches (sq_lead_round): the
-** flusher is woken once the round's end let go of `lock`, not while it
-** holds it (a flusher woken under the lock would wake only to sleep on it),
-** and the round's end starts no writeback of the WAL (start_writeback, which
-** may wait for the disk's queue while the thread's connections wait): the
-** flusher's fdatasync writes the frames.
+** round's flush runs once the round's end let go of `lock` (flush_round: on
+** the thread itself, or a flusher woken then: a flusher woken under the
+** lock would wake only to sleep on it), and the round's end starts no
+** writeback of the WAL (start_writeback, which may wait for the disk's
+** queue while the thread's connections wait): the fdatasync writes the
+** frames.
 */
 static _Thread_local bool round_leader;
 static _Thread_local bool flush_due; /* a batch it led committed since */
@@ -2201,8 +2210,9 @@ static bool sq_lead(struct hpo_storage *base, void (*wake)(void *arg), void *arg
 
 /*
 ** hpo_storage_lead: sq_lead as a round leader (round_leader above); the
-** flusher is woken after, without `lock` (commit_seq was raised under it,
-** so a flusher either sees it before it waits or gets this signal).
+** round's flush after, without `lock` (flush_round: inline, or a flusher
+** woken then; commit_seq was raised under the lock, so a flusher either
+** sees it before it waits or gets that signal).
 */
 static bool sq_lead_round(struct hpo_storage *base, void (*wake)(void *arg), void *arg)
 {
