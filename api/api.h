@@ -231,4 +231,10 @@ void hpo_api_sweep(struct hpo_api *api);
 */
 int hpo_api_metrics_write(struct hpo_api *api, FILE *f);
 
+/*
+** On an HTTP thread (round_end): whether it has work waiting (a request,
+** a connection, a release's kick ready on its daemon). False elsewhere.
+*/
+bool hpo_api_ready_here(void);
+
 #endif

@@ -1814,6 +1814,11 @@ static unsigned round_end(void *cls)
     return (round_handed ? HPO_ROUND_HANDED : 0) | (queued ? HPO_ROUND_QUEUED : 0);
 }
 
+bool hpo_api_ready_here(void)
+{
+    return hpo__loops_ready_here();
+}
+
 /* Before it: whether the round got work for its end (loops.h). */
 static uint64_t round_pending(void *cls)
 {

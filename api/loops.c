@@ -362,6 +362,19 @@ uint64_t hpo__loops_rounds_here(void)
     return self != NULL ? self->rounds : 0;
 }
 
+bool hpo__loops_ready_here(void)
+{
+    struct pollfd p;
+
+    if (self == NULL || self->epoll_fd < 0) {
+        return false;
+    }
+    p.fd = self->epoll_fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    return poll(&p, 1, 0) > 0;
+}
+
 void hpo__loops_resume(struct MHD_Connection *conn)
 {
     struct hpo__conn *c = hpo__conns_of(conn);

@@ -79,6 +79,13 @@ void hpo__loops_wake(void *loop);
 uint64_t hpo__loops_rounds_here(void);
 
 /*
+** Whether the calling HTTP thread's daemon has an event ready (a request,
+** a new connection, a kick): work waiting for the thread. False on other
+** threads. A poll of its epoll set without waiting (the event stays for MHD).
+*/
+bool hpo__loops_ready_here(void);
+
+/*
 ** A reply waiting unsuspended (its connection in MHD's ready list, its
 ** handler answering "not yet") for a release from another thread: while
 ** its loop holds any, the loop sleeps on its daemon's epoll set instead of

@@ -98,6 +98,8 @@ static bool round_end(void *ctx, void (*wake)(void *loop), void *loop)
 {
     struct daemon *d = ctx;
 
+    /* (Under full: the round's flush on this thread unless work waits for it.) */
+    hpo_storage_lead_busy(hpo_api_ready_here);
     return hpo_storage_lead(d->storage, wake, loop);
 }
 

@@ -20,7 +20,15 @@
 ** disk's flush no longer serializes the batches. Right after its COMMIT the
 ** leader starts the writeback of the new frames (start_writeback), so the
 ** disk writes them while a flusher wakes up, and the flusher's fdatasync is
-** left mostly with the disk's cache flush.
+** left mostly with the disk's cache flush. An HTTP thread's round end
+** (sq_lead_round) instead runs the fdatasync itself once it let go of
+** `lock` (flush_round, the inline flush), when its thread has no other
+** work waiting (hpo_storage_lead_busy), and releases the replies there: no
+** flusher wake-up and no kick back; the same rule holds (the fdatasync
+** starts after the commits it covers), and a round end whose commit a
+** started fdatasync already covers waits for that one's release. The
+** flushers serve every other committer (the writer thread, a worker's
+** write, a busy round end) and the batches with side files (below).
 **
 ** Why no acknowledged batch can be lost to a checkpoint or a WAL restart:
 ** in WAL mode SQLite writes the database file only in a checkpoint, and
@@ -53,8 +61,8 @@
 ** so one study's mutations (serialized by its lane and lock) still form
 ** batches of several writes per flush; the dispatcher holds every reply
 ** until the flush covering all commits made before the reply was built.
-** A flusher calls the on_flush callback, which resumes the released
-** connections, without `lock` (call_on_flush).
+** A flusher (or a round end's inline flush) calls the on_flush callback,
+** which releases the held replies, without `lock` (call_on_flush).
 **
 ** Pipelined writes (hpo_storage_pipeline, storage.h): a pipelining caller's
 ** write with a chain is copied whole (hpo__write_copy: ops and every value, up
@@ -101,11 +109,12 @@
 #define N_FLUSHERS 2
 /*
 ** Set while an HTTP thread's round end leads batches (sq_lead_round): the
-** flusher is woken once the round's end let go of `lock`, not while it
-** holds it (a flusher woken under the lock would wake only to sleep on it),
-** and the round's end starts no writeback of the WAL (start_writeback, which
-** may wait for the disk's queue while the thread's connections wait): the
-** flusher's fdatasync writes the frames.
+** round's flush runs once the round's end let go of `lock` (flush_round: on
+** the thread itself, or a flusher woken then: a flusher woken under the
+** lock would wake only to sleep on it), and the round's end starts no
+** writeback of the WAL (start_writeback, which may wait for the disk's
+** queue while the thread's connections wait): the fdatasync writes the
+** frames.
 */
 static _Thread_local bool round_leader;
 static _Thread_local bool flush_due; /* a batch it led committed since */
@@ -1238,11 +1247,51 @@ static void call_on_flush(struct sq_storage *st)
 }
 
 /*
+** fdatasync the WAL (pipelined flush), without `lock`. A failure ends the
+** process: the kernel may have dropped the dirty pages it could not write
+** and a later fdatasync would then succeed: no reply waiting for this flush
+** can be sent (as PostgreSQL's PANIC on a failed fsync); the restart reads
+** what the disk holds.
+*/
+static void sync_wal(struct sq_storage *st)
+{
+    int rc;
+    int e;
+
+    do {
+        rc = fdatasync(st->wal_fd);
+    } while (rc != 0 && errno == EINTR);
+    e = errno;
+    if (rc != 0) {
+        char buf[128];
+
+        hpo_log(HPO_LOG_ERR, "fdatasync of the WAL of the database failed: %s; stopping "
+                "without acknowledging the writes it covered",
+                strerror_r(e, buf, sizeof(buf)));
+        abort();
+    }
+}
+
+/*
+** With `lock` held (returns with it held): an fdatasync that started once
+** commit `target` was made succeeded: the callers of every commit up to it
+** are woken, and the on_flush callback releases their held replies.
+** `synced_seq` only grows (a flush that started earlier may end later).
+*/
+static void synced(struct sq_storage *st, uint64_t target)
+{
+    if (atomic_load(&st->synced_seq) < target) {
+        atomic_store(&st->synced_seq, target);
+        pthread_cond_broadcast(&st->done);
+        call_on_flush(st);
+    }
+}
+
+/*
 ** A flusher thread (pipelined flush, see the top of this file): when commits
 ** were made that no started fdatasync covers, note the last one, fdatasync
 ** the WAL, then wake the callers of every commit up to the noted one. Two
-** run, so a flush starts as soon as a commit needs one; `synced_seq` only
-** grows (a flush that started earlier may end later). At stop each exits
+** run, so a flush starts as soon as a commit needs one. At stop each exits
 ** once every commit is covered by a flush that started, and close joins
 ** them, so the last flushes end before the storage goes.
 */
@@ -1253,8 +1302,6 @@ static void *flush_main(void *arg)
     pthread_mutex_lock(&st->lock);
     for (;;) {
         uint64_t target = atomic_load(&st->commit_seq);
-        int rc;
-        int e;
 
         if (target <= st->flush_target) {
             if (st->flusher_stop) {
@@ -1265,33 +1312,48 @@ static void *flush_main(void *arg)
         }
         st->flush_target = target;
         pthread_mutex_unlock(&st->lock);
-        do {
-            rc = fdatasync(st->wal_fd);
-        } while (rc != 0 && errno == EINTR);
-        e = errno;
-        if (rc != 0) {
-            char buf[128];
-
-            /*
-            ** The kernel may have dropped the dirty pages it could not write
-            ** and a later fdatasync would then succeed: no reply waiting for
-            ** this flush can be sent, and the process ends (as PostgreSQL's
-            ** PANIC on a failed fsync); the restart reads what the disk holds.
-            */
-            hpo_log(HPO_LOG_ERR, "fdatasync of the WAL of the database failed: %s; stopping "
-                    "without acknowledging the writes it covered",
-                    strerror_r(e, buf, sizeof(buf)));
-            abort();
-        }
+        sync_wal(st);
         pthread_mutex_lock(&st->lock);
-        if (atomic_load(&st->synced_seq) < target) {
-            atomic_store(&st->synced_seq, target);
-            pthread_cond_broadcast(&st->done);
-            call_on_flush(st);
-        }
+        synced(st, target);
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
+}
+
+/*
+** The inline flush of a round's end (sq_lead_round, pipelined flush): the
+** HTTP thread that led the round's batches fdatasyncs the WAL itself, then
+** releases the held replies (its own, and any other the flush covers) on
+** its own thread: no flusher to wake and no kick back (two context
+** switches and a thread hop less per flush), and while it waits for the
+** disk its core goes to the other HTTP thread and the clients. The
+** fdatasync starts after every commit up to `target` was made, so it
+** covers them (as a flusher's). Not when the thread has work waiting
+** (hpo_storage_lead_busy: a request, a connection, a kick ready on its
+** daemon): serving it would wait for the disk, so a flusher flushes while
+** the thread serves, as before (a thread that holds all the connections
+** would otherwise serve and flush in turn). A commit that a started
+** fdatasync already covers (a flusher's, or another round end's) starts
+** none: that flush's end releases the replies and kicks this thread.
+*/
+static void flush_round(struct sq_storage *st)
+{
+    /* (A system call: asked before taking `lock`.) */
+    bool busy = hpo__lead_busy != NULL && hpo__lead_busy();
+    uint64_t target;
+
+    pthread_mutex_lock(&st->lock);
+    target = atomic_load(&st->commit_seq);
+    if (target > st->flush_target && busy) {
+        pthread_cond_signal(&st->flush_wake);
+    } else if (target > st->flush_target) {
+        st->flush_target = target;
+        pthread_mutex_unlock(&st->lock);
+        sync_wal(st);
+        pthread_mutex_lock(&st->lock);
+        synced(st, target);
+    }
+    pthread_mutex_unlock(&st->lock);
 }
 
 /*
@@ -2148,8 +2210,9 @@ static bool sq_lead(struct hpo_storage *base, void (*wake)(void *arg), void *arg
 
 /*
 ** hpo_storage_lead: sq_lead as a round leader (round_leader above); the
-** flusher is woken after, without `lock` (commit_seq was raised under it,
-** so a flusher either sees it before it waits or gets this signal).
+** round's flush after, without `lock` (flush_round: inline, or a flusher
+** woken then; commit_seq was raised under the lock, so a flusher either
+** sees it before it waits or gets that signal).
 */
 static bool sq_lead_round(struct hpo_storage *base, void (*wake)(void *arg), void *arg)
 {
@@ -2161,7 +2224,7 @@ static bool sq_lead_round(struct hpo_storage *base, void (*wake)(void *arg), voi
     round_leader = false;
     if (flush_due) {
         flush_due = false;
-        pthread_cond_signal(&st->flush_wake);
+        flush_round(st);
     }
     return handed;
 }

@@ -156,6 +156,13 @@ void hpo_storage_lead_later(bool on)
     hpo__lead_later = on;
 }
 
+_Thread_local bool (*hpo__lead_busy)(void);
+
+void hpo_storage_lead_busy(bool (*busy)(void))
+{
+    hpo__lead_busy = busy;
+}
+
 uint64_t hpo_storage_lead_pending(void)
 {
     return hpo__lead_upto;

@@ -359,6 +359,15 @@ uint64_t hpo_storage_last_failed(struct hpo_storage *st);
 */
 void hpo_storage_lead_later(bool on);
 bool hpo_storage_lead(struct hpo_storage *st, void (*wake)(void *arg), void *arg);
+/*
+** Under synchronous full (SQLite), a round's end that committed flushes the
+** WAL on the calling thread before hpo_storage_lead returns, and the
+** replies the flush releases are released there, unless busy(), asked
+** after the commit, says the thread has other work waiting: then a flusher
+** thread flushes and releases them while the thread serves. Per thread
+** (NULL, the default: never busy).
+*/
+void hpo_storage_lead_busy(bool (*busy)(void));
 /* The number of the last write this thread queued for its hpo_storage_lead, or handed off (0: none). */
 uint64_t hpo_storage_lead_pending(void);
 

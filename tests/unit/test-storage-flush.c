@@ -3,7 +3,8 @@
 ** synchronous full on a database file): a flusher calls on_flush without
 ** the storage's lock, so writes go on while it runs; hpo_storage_on_flush
 ** returns only once the callback it replaces has ended; an HTTP thread's
-** round lead (hpo_storage_lead) gets its commits flushed.
+** round lead (hpo_storage_lead) gets its commits flushed, on its own thread
+** (the inline flush of a round's end) unless it has work waiting.
 */
 #include <pthread.h>
 #include <setjmp.h> /* cmocka needs setjmp.h, stdarg.h and stddef.h */
@@ -270,12 +271,148 @@ static void test_round_lead_is_flushed(void **state)
     hpo_storage_chain_unref(chain);
 }
 
+/* The leading thread and what the callback saw there (test_round_lead_flushes_inline). */
+struct inline_cb {
+    struct hpo_storage *st;
+    pthread_t leader;
+    uint64_t ticket;        /* the round's commit */
+    atomic_int calls;
+    atomic_int here_flushed; /* calls on the leader with the round's commit flushed */
+};
+
+static void on_flush_inline(void *arg)
+{
+    struct inline_cb *c = arg;
+
+    atomic_fetch_add(&c->calls, 1);
+    if (pthread_equal(pthread_self(), c->leader) && c->ticket != 0 &&
+            hpo_storage_flushed(c->st, c->ticket)) {
+        atomic_fetch_add(&c->here_flushed, 1);
+    }
+}
+
+/*
+** The inline flush of a round's end (sqlite.c, flush_round): the thread that
+** led a round's batch fdatasyncs the WAL itself before hpo_storage_lead
+** returns, and calls the on_flush callback there, with the round's commit
+** flushed: its held replies go without a flusher's wake-up and a kick back.
+** With the flushers alone, the commit is not yet flushed when the leader's
+** own callback runs (lead_batch), and the flush's callback runs on a
+** flusher thread.
+*/
+static void test_round_lead_flushes_inline(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_write_chain *chain = hpo_storage_chain_new();
+    struct hpo_op ops[2];
+    struct hpo_write w[2];
+    struct hpo_error err;
+    struct inline_cb c = { .st = f->st, .leader = pthread_self() };
+    char name[2][8];
+    uint64_t t;
+
+    assert_non_null(chain);
+    /* A first write flushed: the flushers have nothing left to do. */
+    write_deferred(f->st, 1);
+    t = hpo_storage_flush_ticket(f->st);
+    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
+        usleep(1000);
+    }
+    assert_true(hpo_storage_flushed(f->st, t));
+    c.ticket = t + 1; /* the round's batch: the next commit */
+    hpo_storage_on_flush(f->st, on_flush_inline, &c);
+    hpo_storage_lead_later(true);
+    hpo_storage_pipeline(true);
+    for (int i = 0; i < 2; i++) {
+        snprintf(name[i], sizeof(name[i]), "i%d", i);
+        ops[i] = (struct hpo_op){ .kind = HPO_OP_STUDY_PUT, .study_id = 20 + i, .name = name[i],
+                                  .text = "{}" };
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].ops = &ops[i];
+        w[i].n_ops = 1;
+        w[i].chain = chain;
+        hpo_error_clear(&err);
+        assert_int_equal(hpo_storage_write(f->st, &w[i], &err), 0);
+    }
+    hpo_storage_pipeline(false);
+    hpo_storage_lead_later(false);
+    assert_false(hpo_storage_lead(f->st, NULL, NULL));
+    /* Committed in one batch, flushed before the lead returned, released here. */
+    assert_int_equal(hpo_storage_flush_ticket(f->st), t + 1);
+    assert_true(hpo_storage_flushed(f->st, t + 1));
+    assert_int_equal(atomic_load(&c.here_flushed), 1);
+    hpo_storage_on_flush(f->st, NULL, NULL);
+    assert_false(hpo_storage_chain_failed(chain, 0, 0, NULL));
+    hpo_storage_chain_unref(chain);
+}
+
+static bool always_busy(void)
+{
+    return true;
+}
+
+/*
+** A round's end with work waiting on its thread (hpo_storage_lead_busy)
+** leaves the flush to a flusher and returns at once: the round's commit is
+** flushed later, and the callback that releases its replies runs on the
+** flusher, not on the leading thread.
+*/
+static void test_busy_round_leaves_flush_to_flusher(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_write_chain *chain = hpo_storage_chain_new();
+    struct hpo_op op;
+    struct hpo_write w;
+    struct hpo_error err;
+    struct inline_cb c = { .st = f->st, .leader = pthread_self() };
+    uint64_t t;
+
+    assert_non_null(chain);
+    write_deferred(f->st, 1);
+    t = hpo_storage_flush_ticket(f->st);
+    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
+        usleep(1000);
+    }
+    assert_true(hpo_storage_flushed(f->st, t));
+    c.ticket = t + 1;
+    hpo_storage_on_flush(f->st, on_flush_inline, &c);
+    hpo_storage_lead_later(true);
+    hpo_storage_pipeline(true);
+    op = (struct hpo_op){ .kind = HPO_OP_STUDY_PUT, .study_id = 30, .name = "b", .text = "{}" };
+    memset(&w, 0, sizeof(w));
+    w.ops = &op;
+    w.n_ops = 1;
+    w.chain = chain;
+    hpo_error_clear(&err);
+    assert_int_equal(hpo_storage_write(f->st, &w, &err), 0);
+    hpo_storage_pipeline(false);
+    hpo_storage_lead_later(false);
+    hpo_storage_lead_busy(always_busy);
+    assert_false(hpo_storage_lead(f->st, NULL, NULL));
+    hpo_storage_lead_busy(NULL);
+    assert_int_equal(hpo_storage_flush_ticket(f->st), t + 1);
+    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t + 1); i++) {
+        usleep(1000);
+    }
+    assert_true(hpo_storage_flushed(f->st, t + 1));
+    /* The flusher's callback: after the flush, on its own thread. */
+    for (int i = 0; i < POLLS && atomic_load(&c.calls) < 2; i++) {
+        usleep(1000);
+    }
+    assert_true(atomic_load(&c.calls) >= 2);
+    assert_int_equal(atomic_load(&c.here_flushed), 0);
+    hpo_storage_on_flush(f->st, NULL, NULL);
+    hpo_storage_chain_unref(chain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writes_go_on_during_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_waits_for_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_lead_is_flushed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_lead_flushes_inline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_round_leaves_flush_to_flusher, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("storage-flush", tests, NULL, NULL);
