@@ -119,6 +119,7 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
     unsigned char key[16];
     unsigned len;
 
+    hpo__loops_counted(toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *info =
                 MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
