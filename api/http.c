@@ -1899,7 +1899,7 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     pthread_mutex_init(&api->pool_lock, NULL);
     api->mhd_flags = flags;
     api->ss = ss;
-    r = hpo__loops_start(threads, cfg->listen_fd, start_one, api, hpo__conns_accept, &api->conns,
+    r = hpo__loops_start(threads, cfg->listen_fd, start_one, api, hpo__conns_admit, &api->conns,
             round_pending, round_end, api, &api->loops);
     if (r < 0) {
         hpo__conns_finish(&api->conns);

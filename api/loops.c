@@ -21,12 +21,13 @@
 ** kernel often gave all of a benchmark's 8 clients to one thread: one core
 ** served while the other idled (the clients it woke ran on its core). So
 ** the daemons are quiesced before their threads start, and an acceptor
-** thread (`hpod-accept`) accepts, checks the connection limits
-** (accept_check, as MHD's accept policy did) and gives each connection to
-** the loop with the fewest (open ones plus those handed and not yet
-** added), through the loop's inbox and a kick; the loop adds it to its own
-** daemon with MHD_add_connection on its own thread (every MHD call on a
-** daemon stays on its thread).
+** thread (`hpod-accept`) accepts, checks hpod's connection limits
+** (accept_check, as MHD's accept policy did, counting the connections it
+** handed that have not started yet) and gives each connection to the loop
+** with the fewest (open ones plus those handed and not yet started),
+** through the loop's inbox and a kick; the loop adds it to its own daemon
+** with MHD_add_connection on its own thread (every MHD call on a daemon
+** stays on its thread).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -80,7 +81,8 @@ struct loop {
     /* Balanced accept: connections handed to it by the acceptor, under `inbox_lock`. */
     pthread_mutex_t inbox_lock;
     struct handed *inbox;
-    atomic_uint inbox_n;
+    struct handed *adding; /* given to its daemon, not yet started (add_handed) */
+    atomic_uint inbox_n;   /* both */
 };
 
 struct hpo__loops {
@@ -92,7 +94,8 @@ struct hpo__loops {
     void *ctx;
     int listen_fd; /* the shared listening socket (closed here at the stop) */
     /* Balanced accept (n > 1): the acceptor thread and its kick. */
-    enum MHD_Result (*accept_check)(void *arg, const struct sockaddr *addr, socklen_t len);
+    enum MHD_Result (*accept_check)(void *arg, const struct sockaddr *addr, socklen_t len,
+            unsigned pending, unsigned pending_peer);
     void *accept_arg;
     pthread_t acceptor;
     bool accepting;   /* the acceptor was started (and not joined) */
@@ -137,8 +140,12 @@ static unsigned connections(struct MHD_Daemon *mhd)
 
 /*
 ** Add the connections the acceptor handed to this loop to its daemon (on
-** its own thread); true if there were any. MHD closes a socket it refuses
-** (over the daemon's limit, out of memory).
+** its own thread); true if there were any. One MHD takes stays pending
+** (`adding`, counted in inbox_n, so the acceptor's limit check counts it)
+** until its NOTIFY_STARTED (hpo__loops_counted), which MHD may run only in
+** its next pass (a connection added from outside waits in its list of new
+** ones); what is left after that pass never started (drop_unstarted). MHD
+** closes a socket it refuses (over the daemon's limit, out of memory).
 */
 static bool add_handed(struct loop *l)
 {
@@ -153,11 +160,35 @@ static bool add_handed(struct loop *l)
     pthread_mutex_unlock(&l->inbox_lock);
     for (; h != NULL; h = next) {
         next = h->next;
-        (void)MHD_add_connection(l->mhd, h->fd, (const struct sockaddr *)&h->addr, h->addrlen);
-        atomic_fetch_sub(&l->inbox_n, 1);
-        free(h);
+        if (MHD_add_connection(l->mhd, h->fd, (const struct sockaddr *)&h->addr, h->addrlen) !=
+                MHD_YES) {
+            atomic_fetch_sub(&l->inbox_n, 1);
+            free(h);
+            continue;
+        }
+        pthread_mutex_lock(&l->inbox_lock);
+        h->next = l->adding;
+        l->adding = h;
+        pthread_mutex_unlock(&l->inbox_lock);
     }
     return true;
+}
+
+/* After the pass that followed add_handed: connections added and never started are not pending. */
+static void drop_unstarted(struct loop *l)
+{
+    struct handed *h;
+
+    pthread_mutex_lock(&l->inbox_lock);
+    h = l->adding;
+    l->adding = NULL;
+    pthread_mutex_unlock(&l->inbox_lock);
+    while (h != NULL) {
+        struct handed *next = h->next;
+        atomic_fetch_sub(&l->inbox_n, 1);
+        free(h);
+        h = next;
+    }
 }
 
 static void *loop_main(void *arg)
@@ -192,6 +223,9 @@ static void *loop_main(void *arg)
         pending = handed && ls->round_pending != NULL ? ls->round_pending(ls->ctx) : 0;
         /* (A connection just added may wait in MHD's list of new ones: no sleep first.) */
         (void)MHD_run_wait(l->mhd, added || handed || atomic_load(&l->held) > 0 ? 0 : -1);
+        if (added) {
+            drop_unstarted(l);
+        }
         if (ls->round_pending != NULL && connections(l->mhd) > 1) {
             /* (With one connection nothing else can become ready.) */
             uint64_t before = pending, now = ls->round_pending(ls->ctx);
@@ -243,6 +277,30 @@ static struct loop *least_loaded(struct hpo__loops *ls)
     return best;
 }
 
+/*
+** hpod's connection limits for a connection just accepted (accept_check),
+** counting as open the connections handed to loops and not yet started.
+*/
+static bool admit(struct hpo__loops *ls, const struct handed *h)
+{
+    unsigned pending = 0, pending_peer = 0;
+
+    for (unsigned i = 0; i < ls->n; i++) {
+        struct loop *l = &ls->loop[i];
+        pthread_mutex_lock(&l->inbox_lock);
+        for (int k = 0; k < 2; k++) {
+            for (const struct handed *o = k == 0 ? l->inbox : l->adding; o != NULL; o = o->next) {
+                pending++;
+                pending_peer += hpo__conns_same_peer((const struct sockaddr *)&o->addr,
+                        (const struct sockaddr *)&h->addr);
+            }
+        }
+        pthread_mutex_unlock(&l->inbox_lock);
+    }
+    return ls->accept_check(ls->accept_arg, (const struct sockaddr *)&h->addr, h->addrlen,
+                   pending, pending_peer) == MHD_YES;
+}
+
 /* Accept what is pending on the listening socket; false when out of descriptors. */
 static bool accept_pending(struct hpo__loops *ls)
 {
@@ -265,11 +323,8 @@ static bool accept_pending(struct hpo__loops *ls)
             /* EAGAIN: all taken; EMFILE, ENFILE, ENOBUFS, ENOMEM: wait, then again. */
             return e == EAGAIN || e == EWOULDBLOCK;
         }
-        if (ls->accept_check != NULL &&
-                ls->accept_check(ls->accept_arg, (const struct sockaddr *)&h->addr,
-                        h->addrlen) != MHD_YES) {
-            /* Over hpod's limits: closed at once, as MHD's accept policy did. */
-            close(h->fd);
+        if (ls->accept_check != NULL && !admit(ls, h)) {
+            close(h->fd); /* over hpod's limits: closed at once, as MHD's accept policy did */
             free(h);
             continue;
         }
@@ -323,6 +378,11 @@ static void teardown(struct hpo__loops *ls, bool close_listen)
             close(h->fd);
             free(h);
         }
+        while (l->adding != NULL) {
+            struct handed *h = l->adding;
+            l->adding = h->next;
+            free(h); /* (its socket is its daemon's) */
+        }
         pthread_mutex_destroy(&l->inbox_lock);
     }
     if (ls->accept_kick >= 0) {
@@ -339,7 +399,8 @@ static void teardown(struct hpo__loops *ls, bool close_listen)
 
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        enum MHD_Result (*accept_check)(void *arg, const struct sockaddr *addr, socklen_t len),
+        enum MHD_Result (*accept_check)(void *arg, const struct sockaddr *addr, socklen_t len,
+                unsigned pending, unsigned pending_peer),
         void *accept_arg,
         uint64_t (*round_pending)(void *ctx), unsigned (*round_end)(void *ctx), void *ctx,
         struct hpo__loops **ret)
@@ -516,10 +577,29 @@ void hpo__loops_stop(struct hpo__loops *ls)
     teardown(ls, true);
 }
 
-void hpo__loops_counted(int delta)
+void hpo__loops_counted(int delta, int fd)
 {
-    if (self != NULL) {
-        atomic_fetch_add(&self->conns, (unsigned)delta);
+    struct handed *h = NULL;
+
+    if (self == NULL) {
+        return;
+    }
+    if (fd >= 0 && self->adding != NULL) {
+        /* No longer pending (add_handed): its thread's own list. */
+        pthread_mutex_lock(&self->inbox_lock);
+        for (struct handed **p = &self->adding; *p != NULL; p = &(*p)->next) {
+            if ((*p)->fd == fd) {
+                h = *p;
+                *p = h->next;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&self->inbox_lock);
+    }
+    atomic_fetch_add(&self->conns, (unsigned)delta);
+    if (h != NULL) {
+        atomic_fetch_sub(&self->inbox_n, 1);
+        free(h);
     }
 }
 

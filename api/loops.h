@@ -25,7 +25,9 @@ struct hpo__loops;
 ** Start `n` daemons (start_one(cls, listen_fd): the first with listen_fd as
 ** given, the others with the first's listening socket) and a thread for
 ** each; with n > 1, the acceptor, which closes a connection accept_check
-** (arg, address) refuses, as MHD's accept policy would (NULL: none). round_end(ctx) runs on a loop thread after each round (NULL: none)
+** (arg, address, pending, pending_peer: connections it handed that have
+** not started yet, in all and from that client) refuses, as MHD's accept
+** policy would (NULL: none). round_end(ctx) runs on a loop thread after each round (NULL: none)
 ** and returns HPO_ROUND_* flags: HANDED, the round's writes were handed to
 ** another thread's commit; QUEUED, the round queued a reply (which MHD
 ** sends in its next round). While replies wait for another thread (HANDED,
@@ -44,7 +46,8 @@ struct hpo__loops;
 
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        enum MHD_Result (*accept_check)(void *arg, const struct sockaddr *addr, socklen_t len),
+        enum MHD_Result (*accept_check)(void *arg, const struct sockaddr *addr, socklen_t len,
+                unsigned pending, unsigned pending_peer),
         void *accept_arg,
         uint64_t (*round_pending)(void *ctx), unsigned (*round_end)(void *ctx), void *ctx,
         struct hpo__loops **ret);
@@ -74,11 +77,12 @@ void hpo__loops_quiesce(struct hpo__loops *ls);
 void hpo__loops_resume(struct MHD_Connection *conn);
 
 /*
-** A connection of the calling HTTP thread's daemon started (+1) or closed
-** (-1): the balanced accept's count (MHD's connection notifications; a
-** no-op on other threads, as at the stop).
+** A connection of the calling HTTP thread's daemon started (+1; `fd` its
+** socket, no longer pending at the acceptor) or closed (-1, fd -1): the
+** balanced accept's count (MHD's connection notifications; a no-op on
+** other threads, as at the stop).
 */
-void hpo__loops_counted(int delta);
+void hpo__loops_counted(int delta, int fd);
 
 /* The calling HTTP thread's kick eventfd (conns.c records it per connection), or -1. */
 int hpo__loops_kick_fd_here(void);
