@@ -343,16 +343,18 @@ static void *accept_main(void *arg)
     struct hpo__loops *ls = arg;
     struct pollfd p[2] = { { .fd = ls->listen_fd, .events = POLLIN },
         { .fd = ls->accept_kick, .events = POLLIN } };
-    int wait_ms = -1;
+    bool ok = true;
 
     while (!atomic_load(&ls->quiesce)) {
-        if (poll(p, 2, wait_ms) < 0 && errno != EINTR) {
-            break;
+        /* Out of descriptors: the socket stays readable, so only the kick, for a pause. */
+        if ((ok ? poll(p, 2, -1) : poll(&p[1], 1, ACCEPT_PAUSE_MS)) < 0) {
+            ok = errno == EINTR; /* (ENOMEM: a pause, then again) */
+            continue;
         }
         if (atomic_load(&ls->quiesce)) {
             break;
         }
-        wait_ms = accept_pending(ls) ? -1 : ACCEPT_PAUSE_MS;
+        ok = accept_pending(ls);
     }
     return NULL;
 }
