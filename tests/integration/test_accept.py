@@ -19,19 +19,26 @@ every connection of a burst and the other thread served none).
   the study's trials are numbered 0..M-1 without a gap (write k+1 of a study
   never commits without write k), every acknowledged ask is among them and
   every acknowledged tell is complete with its exact value.
+- out_of_descriptors: the daemon's descriptor limit lowered (prlimit) a few
+  above what it holds: of 12 new connections some are served and the rest
+  wait unaccepted (the acceptor pauses instead of spinning on the readable
+  socket); once they close, new connections are served again, and the
+  daemon stops cleanly.
 
 Prints TAP.
 """
 
 import os
 import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hpodtest import Client, Daemon, Tap, check, exe_from_argv  # noqa: E402
+from hpodtest import Client, Daemon, Skip, Tap, check, exe_from_argv  # noqa: E402
 
 tap = Tap()
 STUDY = {"name": "s", "params": [{"name": "x", "type": "float", "low": -5, "high": 5},
@@ -175,6 +182,51 @@ def one_study_killed_mid_request(exe):
         r = c.get("/v1/studies/s/trials/%d" % total)
         check(r.status == 404, "a trial past 0..%d: %s" % (total - 1, r.describe()))
         check(all(num < total for num in asked), "an acknowledged ask is not stored")
+
+
+@tap.test
+def out_of_descriptors(exe):
+    if shutil.which("prlimit") is None:
+        raise Skip("no prlimit (util-linux) to lower the daemon's descriptor limit")
+    with Daemon(exe, extra_args=["--http-threads", "2"]) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        d.close_clients()
+        opened = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+        with open("/proc/%d/limits" % d.proc.pid) as f:
+            soft = [line.split()[3] for line in f if line.startswith("Max open files")][0]
+        limit = opened + 6
+        # The soft limit only (lowering and raising it back needs no privilege).
+        subprocess.run(["prlimit", "--pid", str(d.proc.pid), "--nofile=%d:" % limit], check=True)
+        # Up to the limit: each served; past it the accept fails (EMFILE), the rest wait in the backlog.
+        held = []
+        for _ in range(12):
+            c = Client(d.port, timeout=1)
+            try:
+                ok = c.get("/healthz").status == 200
+            except Exception:  # noqa: BLE001 - not accepted: no answer within 1 s
+                ok = False
+            held.append((c, ok))
+        served = sum(1 for _, ok in held if ok)
+        check(0 < served < 12, "%d of 12 connections served at %d descriptors" % (served, limit))
+        for c, _ in held:
+            c.close()
+        # Descriptors free again: the acceptor takes new connections (bounded wait: 60 s).
+        for _ in range(60):
+            c = Client(d.port, timeout=1)
+            try:
+                if c.get("/healthz").status == 200:
+                    break
+            except Exception:  # noqa: BLE001 - not yet
+                pass
+            finally:
+                c.close()
+        else:
+            check(False, "no connection served after the descriptors were freed")
+        subprocess.run(["prlimit", "--pid", str(d.proc.pid), "--nofile=%s:" % soft], check=True)
+        c = d.client()
+        check(c.post("/v1/studies/s/ask", {}).status == 201, "ask after the descriptors came back")
+        c.close()
+        d.stop()
 
 
 if __name__ == "__main__":
