@@ -56,6 +56,8 @@
 #define WAIT_MS 10
 /* How long the acceptor waits before it tries again when out of descriptors (ms). */
 #define ACCEPT_PAUSE_MS 50
+/* Connections the acceptor hands a loop at most before they start (accept_pending). */
+#define PENDING_PER_LOOP 4
 
 /* An accepted connection handed to a loop (balanced accept), not yet added to its daemon. */
 struct handed {
@@ -99,7 +101,8 @@ struct hpo__loops {
     void *accept_arg;
     pthread_t acceptor;
     bool accepting;   /* the acceptor was started (and not joined) */
-    int accept_kick;  /* eventfd: the acceptor looks at `quiesce` */
+    int accept_kick;  /* eventfd: the acceptor looks at `quiesce` and the loops' room */
+    atomic_bool accept_waiting; /* the acceptor waits for a loop to start what it handed */
     atomic_bool quiesce;
     atomic_bool stop;
     pthread_mutex_t lock;
@@ -225,6 +228,9 @@ static void *loop_main(void *arg)
         (void)MHD_run_wait(l->mhd, added || handed || atomic_load(&l->held) > 0 ? 0 : -1);
         if (added) {
             drop_unstarted(l);
+            if (atomic_load(&ls->accept_waiting)) {
+                kick_fd(ls->accept_kick); /* room for more */
+            }
         }
         if (ls->round_pending != NULL && connections(l->mhd) > 1) {
             /* (With one connection nothing else can become ready.) */
@@ -301,15 +307,38 @@ static bool admit(struct hpo__loops *ls, const struct handed *h)
                    pending, pending_peer) == MHD_YES;
 }
 
-/* Accept what is pending on the listening socket; false when out of descriptors. */
-static bool accept_pending(struct hpo__loops *ls)
+/* Connections handed to the loops and not started yet. */
+static unsigned pending_all(struct hpo__loops *ls)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < ls->n; i++) {
+        n += atomic_load(&ls->loop[i].inbox_n);
+    }
+    return n;
+}
+
+enum { ACCEPT_DRAINED, ACCEPT_PAUSE, ACCEPT_FULL };
+
+/*
+** Accept what is pending on the listening socket: ACCEPT_DRAINED when all
+** is taken, ACCEPT_PAUSE when out of descriptors (or memory), ACCEPT_FULL
+** when the loops have PENDING_PER_LOOP each not started yet: the rest wait
+** in the kernel's backlog, as they did while MHD's threads were busy (an
+** acceptor that took them all would count them against the limits at once
+** and refuse connections MHD would have served a moment later).
+*/
+static int accept_pending(struct hpo__loops *ls)
 {
     for (;;) {
-        struct handed *h = malloc(sizeof(*h));
+        struct handed *h;
         struct loop *l;
 
-        if (h == NULL) {
-            return false;
+        if (pending_all(ls) >= PENDING_PER_LOOP * ls->n) {
+            return ACCEPT_FULL;
+        }
+        if ((h = malloc(sizeof(*h))) == NULL) {
+            return ACCEPT_PAUSE;
         }
         h->addrlen = sizeof(h->addr);
         h->fd = accept4(ls->listen_fd, (struct sockaddr *)&h->addr, &h->addrlen,
@@ -320,8 +349,8 @@ static bool accept_pending(struct hpo__loops *ls)
             if (e == EINTR || e == ECONNABORTED || e == EPROTO) {
                 continue;
             }
-            /* EAGAIN: all taken; EMFILE, ENFILE, ENOBUFS, ENOMEM: wait, then again. */
-            return e == EAGAIN || e == EWOULDBLOCK;
+            /* EMFILE, ENFILE, ENOBUFS, ENOMEM: wait, then again. */
+            return e == EAGAIN || e == EWOULDBLOCK ? ACCEPT_DRAINED : ACCEPT_PAUSE;
         }
         if (ls->accept_check != NULL && !admit(ls, h)) {
             close(h->fd); /* over hpod's limits: closed at once, as MHD's accept policy did */
@@ -343,18 +372,33 @@ static void *accept_main(void *arg)
     struct hpo__loops *ls = arg;
     struct pollfd p[2] = { { .fd = ls->listen_fd, .events = POLLIN },
         { .fd = ls->accept_kick, .events = POLLIN } };
-    bool ok = true;
+    int state = ACCEPT_DRAINED, r;
+    uint64_t count;
 
     while (!atomic_load(&ls->quiesce)) {
-        /* Out of descriptors: the socket stays readable, so only the kick, for a pause. */
-        if ((ok ? poll(p, 2, -1) : poll(&p[1], 1, ACCEPT_PAUSE_MS)) < 0) {
-            ok = errno == EINTR; /* (ENOMEM: a pause, then again) */
+        if (state == ACCEPT_DRAINED) {
+            r = poll(p, 2, -1);
+        } else {
+            /*
+            ** Out of descriptors (the socket stays readable) or the loops
+            ** full: only the kick (a loop that started what it was handed,
+            ** the quiesce), for a pause at most.
+            */
+            atomic_store(&ls->accept_waiting, state == ACCEPT_FULL);
+            r = state == ACCEPT_FULL && pending_all(ls) < PENDING_PER_LOOP * ls->n
+                    ? 0
+                    : poll(&p[1], 1, ACCEPT_PAUSE_MS);
+            atomic_store(&ls->accept_waiting, false);
+        }
+        if (r < 0) {
+            state = errno == EINTR ? state : ACCEPT_PAUSE; /* (ENOMEM: a pause, then again) */
             continue;
         }
         if (atomic_load(&ls->quiesce)) {
             break;
         }
-        ok = accept_pending(ls);
+        (void)!read(ls->accept_kick, &count, sizeof(count)); /* (nonblocking: 0 or the kicks) */
+        state = accept_pending(ls);
     }
     return NULL;
 }
