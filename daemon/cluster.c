@@ -191,6 +191,14 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
             }
             return 0;
         }
+        if (where == HPO_CLUSTER_UNSURE && !create) {
+            return refuse(call, HPO_UNAVAILABLE,
+                    "the studies' owners cannot be read now, so the study's owner is unknown;"
+                    " retry");
+        }
+        if (where == HPO_CLUSTER_UNSURE) {
+            where = HPO_CLUSTER_UNKNOWN; /* a create: the database settles a name taken twice */
+        }
         if (where == HPO_CLUSTER_UNKNOWN && !lease_ok(dc)) {
             /*
             ** No heartbeat within the lease (the database is unreachable): the
