@@ -185,6 +185,7 @@ struct req {
     char *target;              /* the request target as received (several daemons: forwarding) */
     struct hpo_api_call call;  /* several daemons: routing (cfg.route), X-Hpod-Owner */
     bool routed_here; /* several daemons: route_work found it served here (lane requests) */
+    unsigned reroutes; /* several daemons: times it left its lane to be routed again */
 };
 
 static uint64_t now_us(void)
@@ -688,6 +689,30 @@ static bool refused(struct req *rq)
     return true;
 }
 
+static void route_work(struct hpo_job *job);
+static void route_done(struct hpo_job *job);
+
+/*
+** Several daemons: a lane request routed here (route_work) waited in its
+** lane; does another daemon serve its study now (handed over, taken over,
+** fenced meanwhile)? Its copy here is dropped then, and would answer 404.
+*/
+static bool moved_away(struct req *rq)
+{
+    struct hpo_api_call c = { .op = (int)rq->sreq.op, .study = rq->study, .recheck = true,
+        .method = rq->method, .target = rq->target };
+
+    return rq->api->cfg.route(rq->api->cfg.ctx, &c) != 0;
+}
+
+static void reroute_done(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    job->done = route_done;
+    rq->api->cfg.submit(rq->api->cfg.ctx, job);
+}
+
 /* A worker's whole job: decode (off the HTTP threads), execute, encode the reply. */
 static void job_work(struct hpo_job *job)
 {
@@ -700,6 +725,15 @@ static void job_work(struct hpo_job *job)
     job->unheld = true;
     if (rq->target != NULL && !rq->routed_here && route_call(rq, false) != 0) {
         return; /* several daemons: forwarded to the study's owner, or refused */
+    }
+    if (rq->routed_here && rq->reroutes < 2 && moved_away(rq)) {
+        /* Handed over while it waited in the lane: routed again, out of the lane. */
+        rq->routed_here = false;
+        rq->reroutes++;
+        job->key = NULL;
+        job->work = route_work;
+        job->done = reroute_done;
+        return;
     }
     if (job_decode(rq)) {
         job_execute(rq);

@@ -175,6 +175,9 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
     if (name[0] == '\0') {
         return 0; /* answered here: a create without a usable name is refused here */
     }
+    if (call->recheck) {
+        return hpo_cluster_moved(dc->cluster, name) ? 1 : 0;
+    }
     where = hpo_cluster_locate(dc->cluster, name, &epoch, url, sizeof(url));
     for (int attempt = 0;; attempt++) {
         if (where == HPO_CLUSTER_UNKNOWN ||

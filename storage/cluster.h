@@ -56,6 +56,13 @@ enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *nam
         int64_t *ret_epoch, char *url, size_t url_len);
 
 /*
+** Whether the last view (within the lease) names another owner, or none,
+** for study `name`: it was handed over, taken over or fenced since this
+** daemon found it here. Any thread; never waits.
+*/
+bool hpo_cluster_moved(struct hpo_cluster *c, const char *name);
+
+/*
 ** Look study `name` up in the database now (a study the view does not know
 ** yet), claiming it when it has no live owner and this daemon is preferred;
 ** then locate it as above (HPO_CLUSTER_UNSURE instead of UNKNOWN when the

@@ -719,6 +719,20 @@ enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *nam
     return w;
 }
 
+bool hpo_cluster_moved(struct hpo_cluster *c, const char *name)
+{
+    const struct entry *e;
+    bool moved = false;
+
+    pthread_mutex_lock(&c->lock);
+    if (mono_us() - c->last_ok_us < (uint64_t)c->lease_ms * 1000u) {
+        e = view_find(c->view, name);
+        moved = e != NULL && e->owner != c->pg.daemon_id;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return moved;
+}
+
 /*
 ** Wait (bounded) for a tick that started after this call: the view is the
 ** database's now. Returns whether such a tick went through (a failed one

@@ -26,6 +26,9 @@ each on 127.0.0.1 and a free port.
   other; both are answered once the new owner's view catches up (no lane
   held by a forward: each daemon's forward would wait in the other's lane),
   and both asks are stored.
+- handed_over_while_queued: an ask waiting in its study's lane behind a slow
+  one (a suggestion delay) when the study is handed over: it is routed again
+  and answered by the new owner (not 404 from the copy dropped meanwhile).
 - owners_unread_never_404: a daemon whose heartbeat waits on a row lock (its
   view cannot be read again) is asked about studies another daemon created
   and kept meanwhile: 503, never 404; once its view is read again, the study.
@@ -589,6 +592,54 @@ def hand_over_seen_by_one_side(exe):
     finally:
         if lock is not None:
             lock.release()
+        for d in ds:
+            d.close()
+
+
+@tap.test
+def handed_over_while_queued(exe):
+    pg = pgtest.shared()
+    uri = pg.new_database()
+    # Every suggestion takes 4 s: a second ask waits that long in the study's lane.
+    ds = start_fleet(exe, uri, n=2, env={"HPOD_TEST_SUGGEST_DELAY_MS": "4000"})
+    try:
+        ds[0].post("/v1/studies", specs()[0]).expect(201, "create r0")
+        owner = ds[0].get("/v1/studies/r0").header("X-Hpod-Owner")
+        old = next(d for d in ds if url_of(d) == owner)
+        new = next(d for d in ds if d is not old)
+        new_id = new.get("/healthz?cluster").expect(200)["cluster"]["daemon_id"]
+        got = {}
+
+        def ask(k):
+            try:
+                got[k] = Client(old.port, timeout=60).post("/v1/studies/r0/ask")
+            except OSError as e:
+                got[k] = e
+        first = threading.Thread(target=ask, args=("first",))
+        first.start()
+        time.sleep(0.5)
+        second = threading.Thread(target=ask, args=("second",))  # routed here, then queued
+        second.start()
+        time.sleep(0.5)
+        # Handed over meanwhile: the old owner drops its copy at its next tick.
+        pg.psql("UPDATE study_owners SET owner = %d, epoch = epoch + 1" % new_id,
+                db=uri.rsplit("/", 1)[1])
+        for t in (first, second):
+            t.join(timeout=90)
+        check(not first.is_alive() and not second.is_alive(), "asks did not finish")
+        r = got.get("second")
+        check(r is not None and not isinstance(r, OSError) and r.status == 201,
+              "the queued ask: %r" % (r.describe() if hasattr(r, "describe") else r))
+        check(r.header("X-Hpod-Owner") == url_of(new), "the queued ask answered by %s"
+              % r.header("X-Hpod-Owner"))
+        r1 = got.get("first")
+        check(r1 is not None and not isinstance(r1, OSError) and r1.status in (201, 503),
+              "the ask in the lane: %r" % (r1.describe() if hasattr(r1, "describe") else r1))
+        lst = new.get("/v1/studies/r0/trials?limit=100").expect(200)["trials"]
+        want = [0, 1] if r1.status == 201 else [0]
+        check([t["number"] for t in lst] == want and r.json["number"] == want[-1],
+              "r0's trials %r, the queued ask's %r" % (lst, r.json))
+    finally:
         for d in ds:
             d.close()
 
