@@ -194,13 +194,19 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
             }
             return 0;
         }
-        if (where == HPO_CLUSTER_UNSURE && !create) {
+        if (where == HPO_CLUSTER_UNSURE && !create &&
+                !hpo_service_holds(dc->service, name)) {
+            /* Maybe created by another daemon since this one's view was read: not 404. */
             return refuse(call, HPO_UNAVAILABLE,
                     "the studies' owners cannot be read now, so the study's owner is unknown;"
                     " retry");
         }
         if (where == HPO_CLUSTER_UNSURE) {
-            where = HPO_CLUSTER_UNKNOWN; /* a create: the database settles a name taken twice */
+            /*
+            ** Created here since the view was read (served here, as by one
+            ** daemon), or a create (the database settles a name taken twice).
+            */
+            where = HPO_CLUSTER_UNKNOWN;
         }
         if (where == HPO_CLUSTER_UNKNOWN && !lease_ok(dc)) {
             /*
