@@ -88,6 +88,11 @@ struct hpo_api_call {
     int op;             /* enum hpo_service_op */
     const char *study;  /* NULL: the studies collection (list, create) */
     bool peek;          /* a gradient upload's size check: only whether it is served here */
+    /*
+    ** In the study's lane, routed here before it waited there: only whether
+    ** another daemon serves the study now (1; no wait, no forward, no reply).
+    */
+    bool recheck;
     const char *method;
     const char *target; /* the request target as received, query included */
     const char *authorization, *content_type, *accept, *forwarded; /* headers, or NULL */

@@ -184,6 +184,8 @@ struct req {
     struct hpo_service_pulse ev_first;
     char *target;              /* the request target as received (several daemons: forwarding) */
     struct hpo_api_call call;  /* several daemons: routing (cfg.route), X-Hpod-Owner */
+    bool routed_here; /* several daemons: route_work found it served here (lane requests) */
+    unsigned reroutes; /* several daemons: times it left its lane to be routed again */
 };
 
 static uint64_t now_us(void)
@@ -687,6 +689,30 @@ static bool refused(struct req *rq)
     return true;
 }
 
+static void route_work(struct hpo_job *job);
+static void route_done(struct hpo_job *job);
+
+/*
+** Several daemons: a lane request routed here (route_work) waited in its
+** lane; does another daemon serve its study now (handed over, taken over,
+** fenced meanwhile)? Its copy here is dropped then, and would answer 404.
+*/
+static bool moved_away(struct req *rq)
+{
+    struct hpo_api_call c = { .op = (int)rq->sreq.op, .study = rq->study, .recheck = true,
+        .method = rq->method, .target = rq->target };
+
+    return rq->api->cfg.route(rq->api->cfg.ctx, &c) != 0;
+}
+
+static void reroute_done(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    job->done = route_done;
+    rq->api->cfg.submit(rq->api->cfg.ctx, job);
+}
+
 /* A worker's whole job: decode (off the HTTP threads), execute, encode the reply. */
 static void job_work(struct hpo_job *job)
 {
@@ -697,8 +723,17 @@ static void job_work(struct hpo_job *job)
     }
     /* Answered by a route: the owner's reply (held there for its flush) or a refusal. */
     job->unheld = true;
-    if (rq->target != NULL && route_call(rq, false) != 0) {
+    if (rq->target != NULL && !rq->routed_here && route_call(rq, false) != 0) {
         return; /* several daemons: forwarded to the study's owner, or refused */
+    }
+    if (rq->routed_here && rq->reroutes < 2 && moved_away(rq)) {
+        /* Handed over while it waited in the lane: routed again, out of the lane. */
+        rq->routed_here = false;
+        rq->reroutes++;
+        job->key = NULL;
+        job->work = route_work;
+        job->done = reroute_done;
+        return;
     }
     if (job_decode(rq)) {
         job_execute(rq);
@@ -708,6 +743,38 @@ static void job_work(struct hpo_job *job)
     }
     build_reply(rq);
     job->unheld = rq->sreq.err.code == HPO_UNAVAILABLE;
+}
+
+/*
+** Several daemons: a request that changes a study is routed on a worker
+** before it takes the study's lane (route_work, a job of no lane), and only
+** one served here waits in the lane (route_done submits it again, keyed).
+** Routed in the lane, a forward held the lane until the owner answered, and
+** two daemons whose views of the owner disagree for a moment (a study just
+** handed over, which the receiver's tick has not seen yet) forwarded into
+** each other's lane, each held by the other's forward: neither answered the
+** study's requests until the forwards timed out (300 s).
+*/
+static void route_work(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    job->unheld = true; /* nothing written here: done() at once */
+    rq->routed_here = route_call(rq, false) == 0;
+}
+
+static void route_done(struct hpo_job *job)
+{
+    struct req *rq = req_of_job(job);
+
+    job->done = job_done;
+    if (!rq->routed_here) {
+        job_done(job); /* the owner's reply, or a refusal */
+        return;
+    }
+    job->key = rq->study;
+    job->work = job_work;
+    rq->api->cfg.submit(rq->api->cfg.ctx, job);
 }
 
 /*
@@ -1596,6 +1663,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return queue_reply(rq);
         }
         rq->job.work = decoded_work;
+    }
+    if (rq->job.key != NULL && rq->target != NULL && rq->job.work == job_work) {
+        /* Several daemons: routed first, without its lane (route_work). */
+        rq->job.key = NULL;
+        rq->job.work = route_work;
+        rq->job.done = route_done;
     }
     suspend_and_submit(rq);
     return MHD_YES;

@@ -175,6 +175,9 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
     if (name[0] == '\0') {
         return 0; /* answered here: a create without a usable name is refused here */
     }
+    if (call->recheck) {
+        return hpo_cluster_moved(dc->cluster, name) ? 1 : 0;
+    }
     where = hpo_cluster_locate(dc->cluster, name, &epoch, url, sizeof(url));
     for (int attempt = 0;; attempt++) {
         if (where == HPO_CLUSTER_UNKNOWN ||
@@ -190,6 +193,20 @@ int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call 
                 return refuse(call, err.code, err.message);
             }
             return 0;
+        }
+        if (where == HPO_CLUSTER_UNSURE && !create &&
+                !hpo_service_holds(dc->service, name)) {
+            /* Maybe created by another daemon since this one's view was read: not 404. */
+            return refuse(call, HPO_UNAVAILABLE,
+                    "the studies' owners cannot be read now, so the study's owner is unknown;"
+                    " retry");
+        }
+        if (where == HPO_CLUSTER_UNSURE) {
+            /*
+            ** Created here since the view was read (served here, as by one
+            ** daemon), or a create (the database settles a name taken twice).
+            */
+            where = HPO_CLUSTER_UNKNOWN;
         }
         if (where == HPO_CLUSTER_UNKNOWN && !lease_ok(dc)) {
             /*

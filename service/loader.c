@@ -486,6 +486,14 @@ out:
     return r;
 }
 
+bool hpo_service_holds(struct hpo_service *svc, const char *name)
+{
+    struct study *s = hpo__study_get(svc, name);
+
+    hpo__study_unref(s);
+    return s != NULL;
+}
+
 void hpo_service_retain(struct hpo_service *svc, bool (*keep)(void *ctx, const char *name),
         void *ctx)
 {

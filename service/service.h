@@ -220,6 +220,9 @@ int hpo_service_ensure(struct hpo_service *svc, const char *name, int64_t epoch,
 void hpo_service_retain(struct hpo_service *svc, bool (*keep)(void *ctx, const char *name),
         void *ctx);
 
+/* Several daemons: whether study `name` is in memory here (created or loaded). Any thread. */
+bool hpo_service_holds(struct hpo_service *svc, const char *name);
+
 /* Free the service and its memory (not the storage). Accepts NULL. */
 void hpo_service_destroy(struct hpo_service *svc);
 

@@ -43,6 +43,12 @@ enum hpo_cluster_where {
     HPO_CLUSTER_HERE,    /* this daemon owns the study, at *ret_epoch */
     HPO_CLUSTER_THERE,   /* another daemon does: its URL (empty: none reachable now) */
     HPO_CLUSTER_UNKNOWN, /* the view has no such study (new, or none) */
+    /*
+    ** hpo_cluster_lookup only: the view has no such study, and no tick
+    ** went through since the call (the owners could not be read): it may
+    ** exist all the same.
+    */
+    HPO_CLUSTER_UNSURE,
 };
 
 /* Where study `name` is served, by the last view. Any thread. */
@@ -50,9 +56,17 @@ enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *nam
         int64_t *ret_epoch, char *url, size_t url_len);
 
 /*
+** Whether the last view (within the lease) names another owner, or none,
+** for study `name`: it was handed over, taken over or fenced since this
+** daemon found it here. Any thread; never waits.
+*/
+bool hpo_cluster_moved(struct hpo_cluster *c, const char *name);
+
+/*
 ** Look study `name` up in the database now (a study the view does not know
 ** yet), claiming it when it has no live owner and this daemon is preferred;
-** then locate it as above. Blocks on the database: a worker thread.
+** then locate it as above (HPO_CLUSTER_UNSURE instead of UNKNOWN when the
+** ticks since the call failed). Blocks on the database: a worker thread.
 */
 enum hpo_cluster_where hpo_cluster_lookup(struct hpo_cluster *c, const char *name,
         int64_t *ret_epoch, char *url, size_t url_len);

@@ -719,11 +719,31 @@ enum hpo_cluster_where hpo_cluster_locate(struct hpo_cluster *c, const char *nam
     return w;
 }
 
-/* Wait (bounded) for a tick that started after this call: the view is the database's now. */
-static void wait_fresh(struct hpo_cluster *c)
+bool hpo_cluster_moved(struct hpo_cluster *c, const char *name)
 {
+    const struct entry *e;
+    bool moved = false;
+
+    pthread_mutex_lock(&c->lock);
+    if (mono_us() - c->last_ok_us < (uint64_t)c->lease_ms * 1000u) {
+        e = view_find(c->view, name);
+        moved = e != NULL && e->owner != c->pg.daemon_id;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return moved;
+}
+
+/*
+** Wait (bounded) for a tick that started after this call: the view is the
+** database's now. Returns whether such a tick went through (a failed one
+** ends the wait too, leaving the view as it was).
+*/
+static bool wait_fresh(struct hpo_cluster *c)
+{
+    uint64_t since = mono_us();
     struct timespec ts;
     uint64_t want;
+    bool fresh;
 
     pthread_mutex_lock(&c->lock);
     /* A tick that starts after this call: one already under way may have read too early. */
@@ -741,19 +761,29 @@ static void wait_fresh(struct hpo_cluster *c)
             pthread_cond_signal(&c->wake);
         }
     }
+    /* last_ok_us: when the last tick that went through started, before it read the view. */
+    fresh = c->last_ok_us >= since;
     pthread_mutex_unlock(&c->lock);
+    return fresh;
 }
 
 enum hpo_cluster_where hpo_cluster_lookup(struct hpo_cluster *c, const char *name,
         int64_t *ret_epoch, char *url, size_t url_len)
 {
-    wait_fresh(c);
-    return hpo_cluster_locate(c, name, ret_epoch, url, url_len);
+    bool fresh = wait_fresh(c);
+    enum hpo_cluster_where w = hpo_cluster_locate(c, name, ret_epoch, url, url_len);
+
+    /*
+    ** Not in a view that could not be read again (its heartbeat failed, or
+    ** waited past the bound), though within the lease: a study created
+    ** since the last view is not in it. Not "not found".
+    */
+    return w == HPO_CLUSTER_UNKNOWN && !fresh ? HPO_CLUSTER_UNSURE : w;
 }
 
 void hpo_cluster_refresh(struct hpo_cluster *c)
 {
-    wait_fresh(c);
+    (void)wait_fresh(c);
 }
 
 void hpo_cluster_each_served(struct hpo_cluster *c, void (*fn)(void *ctx, const char *name),

@@ -11,14 +11,19 @@ With HPOD_TEST_BACKEND=pg every Daemon's --db is a fresh database of one
 throwaway PostgreSQL cluster per test process (pgtest.py) instead of
 <state dir>/hpod.db; Daemons sharing a state directory share the database.
 
+With HPOD_TEST_KEEP_LOGS=DIR every Daemon's logs (stderr, one file per start)
+are copied to DIR when it is closed, before its state directory goes.
+
 Standard library only; runs on Debian's /usr/bin/python3.
 """
 
+import glob
 import http.client
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -371,6 +376,12 @@ class Daemon:
         if self.proc is not None:
             self.kill()
         self._close_notify()
+        keep = os.environ.get("HPOD_TEST_KEEP_LOGS")
+        if keep and self._tmp is not None:
+            os.makedirs(keep, exist_ok=True)
+            for f in glob.glob(os.path.join(self.state_dir, "hpod-*.log")):
+                shutil.copy(f, os.path.join(keep, "%s-%s" % (os.path.basename(self.state_dir),
+                                                             os.path.basename(f))))
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """test_cluster.py: several hpod daemons on one PostgreSQL (docs/CLUSTER.md).
 
-Usage: test_cluster.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset)
+Usage: test_cluster.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a subset;
+HPOD_TEST_KEEP_LOGS=DIR keeps the daemons' logs, hpodtest.py)
 
 A throwaway PostgreSQL cluster from pgtest.py; three daemons on one database,
 each on 127.0.0.1 and a free port.
@@ -18,6 +19,19 @@ each on 127.0.0.1 and a free port.
   its value on every daemon, each study's numbers are unique and dense, and
   each gradient study's iterate, at each acknowledged tell and after the last,
   equals bit for bit that of one daemon that never failed.
+- hand_over_seen_by_one_side: a study handed over (owner and epoch changed in
+  the database, as a hand-over does) while the new owner's heartbeat waits
+  on a row lock, so its view still names the old owner while the old owner's
+  names it: an ask sent to each of them at once is forwarded by each to the
+  other; both are answered once the new owner's view catches up (no lane
+  held by a forward: each daemon's forward would wait in the other's lane),
+  and both asks are stored.
+- handed_over_while_queued: an ask waiting in its study's lane behind a slow
+  one (a suggestion delay) when the study is handed over: it is routed again
+  and answered by the new owner (not 404 from the copy dropped meanwhile).
+- owners_unread_never_404: a daemon whose heartbeat waits on a row lock (its
+  view cannot be read again) is asked about studies another daemon created
+  and kept meanwhile: 503, never 404; once its view is read again, the study.
 - sigterm_hands_over: SIGTERM to the owner of a busy study: it drains, exits
   0 and hands its studies over, so another daemon answers for them at once
   (no lease to wait for); nothing acknowledged is lost.
@@ -62,6 +76,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -145,8 +160,10 @@ class Worker:
         self.clients = {}
 
     def request(self, method, path, body=None, ok=(200, 201, 204), headers=None):
-        deadline = time.monotonic() + RETRY_S
+        t_start = time.monotonic()
+        deadline = t_start + RETRY_S
         last = None
+        tries = []  # (start, daemon's port, status or error, seconds, X-Hpod-Owner): the message
         while time.monotonic() < deadline:
             ports = self.fleet.ports()
             if not ports:
@@ -156,32 +173,38 @@ class Worker:
             c = self.clients.get(port)
             if c is None:
                 c = self.clients[port] = Client(port, timeout=20)
+            t1 = time.monotonic()
             try:
                 r = c.request(method, path, body=body, headers=headers)
             except OSError as e:  # killed under us: its requests may or may not have run
+                tries.append((round(t1 - t_start, 2), port, repr(e),
+                              round(time.monotonic() - t1, 2)))
                 c.close()
                 self.clients.pop(port, None)
-                last = repr(e)
+                last = "%r from daemon %d" % (e, port)
                 time.sleep(0.02)
                 continue
+            tries.append((round(t1 - t_start, 2), port, r.status, round(time.monotonic() - t1, 2),
+                          r.header("X-Hpod-Owner")))
             if r.status in ok:
                 return r
             if r.status != 503:
                 return r
-            last = r.describe()
+            last = "%s (daemon %d, X-Hpod-Owner %s)" % (r.describe(), port,
+                                                       r.header("X-Hpod-Owner"))
             time.sleep(0.05)
-        raise AssertionError("%s %s: no answer within %.0f s (last: %s)" % (method, path,
-                                                                            RETRY_S, last))
+        raise AssertionError("%s %s: no answer within %.0f s (last: %s; the last tries: %r)" % (
+            method, path, RETRY_S, last, tries[-6:]))
 
     def close(self):
         for c in self.clients.values():
             c.close()
 
 
-def start_fleet(exe, uri, n=3, env=None):
+def start_fleet(exe, uri, n=3, env=None, args=()):
     ds = []
     for _ in range(n):
-        d = Daemon(exe, env=env)
+        d = Daemon(exe, extra_args=args, env=env)
         d.db = uri
         d.start()
         ds.append(d)
@@ -465,6 +488,198 @@ def sigstop_owner_is_fenced(exe):
             frozen.proc.send_signal(signal.SIGCONT)
         for t in threads:
             t.join(timeout=5)
+        for d in ds:
+            d.close()
+
+
+class RowLock:
+    """A session holding a row of `daemons` FOR UPDATE: that daemon's heartbeat waits on it."""
+
+    def __init__(self, pg, uri, daemon_id):
+        self.proc = subprocess.Popen(
+            [os.path.join(pg.bin, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+             "-h", pg.sock, "-U", pgtest.USER, "-d", uri.rsplit("/", 1)[1]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc.stdin.write("BEGIN;\nSELECT 'locked' FROM daemons WHERE id = %d FOR UPDATE;\n"
+                              % daemon_id)
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().strip()  # psql exits (EOF) on an error
+        check(line == "locked", "row lock on daemon %d: %r" % (daemon_id, line))
+
+    def release(self):
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.write("COMMIT;\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def wait_ticks_blocked(d):
+    """Until d's heartbeat is older than a tick and a bit: no tick of it reads a view now."""
+    deadline = time.monotonic() + 10
+    while d.get("/healthz?cluster").expect(200)["cluster"]["heartbeat_age_ms"] < 1300:
+        check(time.monotonic() < deadline, "the heartbeat of %d went on" % d.port)
+        time.sleep(0.05)
+
+
+@tap.test
+def hand_over_seen_by_one_side(exe):
+    pg = pgtest.shared()
+    uri = pg.new_database()
+    # A long lease: the new owner stays live while its heartbeat waits on the row lock.
+    ds = start_fleet(exe, uri, n=2, args=("--lease-ms", "20000"))
+    lock = None
+    try:
+        ds[0].post("/v1/studies", specs()[0]).expect(201, "create r0")
+        owner = ds[0].get("/v1/studies/r0").header("X-Hpod-Owner")
+        old = next(d for d in ds if url_of(d) == owner)
+        new = next(d for d in ds if d is not old)
+        new_id = new.get("/healthz?cluster").expect(200)["cluster"]["daemon_id"]
+        new.get("/v1/studies").expect(200, "list")  # its view has r0 (a list reads the owners)
+        # The new owner's ticks wait on its row from here: its view stays as it is.
+        lock = RowLock(pg, uri, new_id)
+        wait_ticks_blocked(new)
+        pg.psql("UPDATE study_owners SET owner = %d, epoch = epoch + 1" % new_id,
+                db=uri.rsplit("/", 1)[1])
+        deadline = time.monotonic() + 10
+        while old.get("/healthz?cluster").expect(200)["cluster"]["owned_studies"] != 0:
+            check(time.monotonic() < deadline, "the old owner's view never saw the hand-over")
+            time.sleep(0.02)
+        check(new.get("/healthz?cluster").expect(200)["cluster"]["owned_studies"] == 0,
+              "the new owner's view saw the hand-over too early")
+        # Each forwards r0 to the other now.
+        got = {}
+
+        def ask(d):
+            w = Worker(Fleet([d]), 0)
+            try:
+                got[d.port] = w.request("POST", "/v1/studies/r0/ask")
+            except Exception as e:  # noqa: BLE001 - reported below
+                got[d.port] = e
+            finally:
+                w.close()
+        threads = [threading.Thread(target=ask, args=(d,)) for d in (old, new)]
+        for t in threads:
+            t.start()
+        # Past a lookup's wait (3 s) with the views still apart, then the new owner catches up.
+        time.sleep(4.0)
+        lock.release()
+        for t in threads:
+            t.join(timeout=RETRY_S + 30)
+        check(not any(t.is_alive() for t in threads), "asks did not finish")
+        for d in (old, new):
+            r = got.get(d.port)
+            check(r is not None and not isinstance(r, Exception) and r.status == 201,
+                  "ask through %d: %r" % (d.port, r.describe() if hasattr(r, "describe") else r))
+            check(r.header("X-Hpod-Owner") == url_of(new), "ask through %d answered by %s"
+                  % (d.port, r.header("X-Hpod-Owner")))
+        numbers = sorted(got[d.port].json["number"] for d in (old, new))
+        check(numbers == [0, 1], "the two asks' numbers: %r" % numbers)
+        for d in (old, new):
+            lst = d.get("/v1/studies/r0/trials?limit=100").expect(200, "trials through %d"
+                                                                  % d.port)
+            check([t["number"] for t in lst["trials"]] == [0, 1] and
+                  all(t["state"] == "running" for t in lst["trials"]),
+                  "r0's trials through %d: %r" % (d.port, lst["trials"]))
+    finally:
+        if lock is not None:
+            lock.release()
+        for d in ds:
+            d.close()
+
+
+@tap.test
+def handed_over_while_queued(exe):
+    pg = pgtest.shared()
+    uri = pg.new_database()
+    # Every suggestion takes 4 s: a second ask waits that long in the study's lane.
+    ds = start_fleet(exe, uri, n=2, env={"HPOD_TEST_SUGGEST_DELAY_MS": "4000"})
+    try:
+        ds[0].post("/v1/studies", specs()[0]).expect(201, "create r0")
+        owner = ds[0].get("/v1/studies/r0").header("X-Hpod-Owner")
+        old = next(d for d in ds if url_of(d) == owner)
+        new = next(d for d in ds if d is not old)
+        new_id = new.get("/healthz?cluster").expect(200)["cluster"]["daemon_id"]
+        got = {}
+
+        def ask(k):
+            try:
+                got[k] = Client(old.port, timeout=60).post("/v1/studies/r0/ask")
+            except OSError as e:
+                got[k] = e
+        first = threading.Thread(target=ask, args=("first",))
+        first.start()
+        time.sleep(0.5)
+        second = threading.Thread(target=ask, args=("second",))  # routed here, then queued
+        second.start()
+        time.sleep(0.5)
+        # Handed over meanwhile: the old owner drops its copy at its next tick.
+        pg.psql("UPDATE study_owners SET owner = %d, epoch = epoch + 1" % new_id,
+                db=uri.rsplit("/", 1)[1])
+        for t in (first, second):
+            t.join(timeout=90)
+        check(not first.is_alive() and not second.is_alive(), "asks did not finish")
+        r = got.get("second")
+        check(r is not None and not isinstance(r, OSError) and r.status == 201,
+              "the queued ask: %r" % (r.describe() if hasattr(r, "describe") else r))
+        check(r.header("X-Hpod-Owner") == url_of(new), "the queued ask answered by %s"
+              % r.header("X-Hpod-Owner"))
+        r1 = got.get("first")
+        check(r1 is not None and not isinstance(r1, OSError) and r1.status in (201, 503),
+              "the ask in the lane: %r" % (r1.describe() if hasattr(r1, "describe") else r1))
+        lst = new.get("/v1/studies/r0/trials?limit=100").expect(200)["trials"]
+        want = [0, 1] if r1.status == 201 else [0]
+        check([t["number"] for t in lst] == want and r.json["number"] == want[-1],
+              "r0's trials %r, the queued ask's %r" % (lst, r.json))
+    finally:
+        for d in ds:
+            d.close()
+
+
+@tap.test
+def owners_unread_never_404(exe):
+    pg = pgtest.shared()
+    uri = pg.new_database()
+    ds = start_fleet(exe, uri, n=2, args=("--lease-ms", "20000"))
+    lock = None
+    try:
+        blind = ds[1]
+        blind_id = blind.get("/healthz?cluster").expect(200)["cluster"]["daemon_id"]
+        # Its heartbeat waits on its row (and fails): its view lacks what is created now.
+        lock = RowLock(pg, uri, blind_id)
+        wait_ticks_blocked(blind)
+        for spec in specs()[:4]:
+            ds[0].post("/v1/studies", spec).expect(201, "create %s" % spec["name"])
+        # Those the other daemon kept (the rest went to the blind one, which created them).
+        kept = [s["name"] for s in specs()[:4]
+                if ds[0].get("/v1/studies/%s" % s["name"]).header("X-Hpod-Owner") == url_of(ds[0])]
+        check(len(kept) >= 1, "studies kept by their creator: %r" % kept)
+        for name in kept:
+            r = blind.get("/v1/studies/%s" % name)
+            check(r.status == 503, "%s through a daemon whose view lacks it: %s"
+                  % (name, r.describe()))
+        r = blind.post("/v1/studies/%s/ask" % kept[0])
+        check(r.status == 503, "ask through it: %s" % r.describe())
+        lock.release()
+        w = Worker(Fleet([blind]), 0)
+        try:
+            for name in kept:
+                r = w.request("GET", "/v1/studies/%s" % name)
+                r.expect(200, "%s once its view is read again" % name)
+                check(r.header("X-Hpod-Owner") == url_of(ds[0]), "%s owned by its creator" % name)
+        finally:
+            w.close()
+    finally:
+        if lock is not None:
+            lock.release()
         for d in ds:
             d.close()
 
