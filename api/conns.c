@@ -122,8 +122,6 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *info =
                 MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        /* (First: no longer pending at the acceptor, then counted below.) */
-        hpo__loops_counted(1, info != NULL ? info->connect_fd : -1);
         c = calloc(1, sizeof(*c));
         if (c == NULL) {
             return; /* untracked: no deadline, never reserve-only */
@@ -149,9 +147,6 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
         *socket_context = c;
         return;
     }
-    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        hpo__loops_counted(-1, -1);
-    }
     if (toe == MHD_CONNECTION_NOTIFY_CLOSED && c != NULL) {
         pthread_mutex_lock(&cs->lock);
         c->prev->next = c->next;
@@ -168,12 +163,6 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
 
 enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
-    return hpo__conns_admit(cls, addr, addrlen, 0, 0);
-}
-
-enum MHD_Result hpo__conns_admit(void *cls, const struct sockaddr *addr, socklen_t addrlen,
-        unsigned pending, unsigned pending_peer)
-{
     struct hpo__conns *cs = cls;
     unsigned char key[16];
     unsigned len;
@@ -181,21 +170,13 @@ enum MHD_Result hpo__conns_admit(void *cls, const struct sockaddr *addr, socklen
 
     (void)addrlen;
     pthread_mutex_lock(&cs->lock);
-    full = cs->max > 0 && cs->n + pending >= (size_t)cs->max + HPO_CONNS_RESERVE;
+    full = cs->max > 0 && cs->n >= (size_t)cs->max + HPO_CONNS_RESERVE;
     if (!full && cs->per_client > 0 && peer_key(addr, key, &len)) {
         const struct hpo__peer *p = peer_find(cs, key, len, false);
-        full = (p != NULL ? p->n : 0) + pending_peer >= cs->per_client;
+        full = p != NULL && p->n >= cs->per_client;
     }
     pthread_mutex_unlock(&cs->lock);
     return full ? MHD_NO : MHD_YES;
-}
-
-bool hpo__conns_same_peer(const struct sockaddr *a, const struct sockaddr *b)
-{
-    unsigned char ka[16], kb[16];
-    unsigned la, lb;
-
-    return peer_key(a, ka, &la) && peer_key(b, kb, &lb) && la == lb && memcmp(ka, kb, la) == 0;
 }
 
 struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn)

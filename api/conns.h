@@ -81,15 +81,6 @@ void hpo__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_con
 
 /* MHD's accept policy callback (cls: the hpo__conns): refuse past max + reserve. */
 enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
-/*
-** The same with connections accepted and not yet started (the balanced
-** accept, loops.c): `pending` in all, `pending_peer` of them from addr's
-** address, counted as open ones.
-*/
-enum MHD_Result hpo__conns_admit(void *cls, const struct sockaddr *addr, socklen_t addrlen,
-        unsigned pending, unsigned pending_peer);
-/* Whether two addresses are the same client for the per-client cap (IPv4 or IPv6). */
-bool hpo__conns_same_peer(const struct sockaddr *a, const struct sockaddr *b);
 
 /* The record of a connection (NULL if it has none). */
 struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn);

@@ -1977,8 +1977,8 @@ int hpo_api_start(const struct hpo_api_config *cfg, struct hpo_api **ret_api,
     pthread_mutex_init(&api->pool_lock, NULL);
     api->mhd_flags = flags;
     api->ss = ss;
-    r = hpo__loops_start(threads, cfg->listen_fd, start_one, api, hpo__conns_admit, &api->conns,
-            round_pending, round_end, api, &api->loops);
+    r = hpo__loops_start(threads, cfg->listen_fd, start_one, api, round_pending, round_end, api,
+            &api->loops);
     if (r < 0) {
         hpo__conns_finish(&api->conns);
         pthread_rwlock_destroy(&api->tokens_lock);
@@ -2037,20 +2037,7 @@ void hpo_api_stop(struct hpo_api *api)
 
 int hpo_api_metrics_write(struct hpo_api *api, FILE *f)
 {
-    int r = hpo__metrics_write(api->metrics, f, hpo__loops_connections(api->loops));
-
-    if (r == 0) {
-        /* The HTTP threads' shares (balanced accept, loops.c). */
-        fputs("# HELP hpod_http_thread_connections HTTP connections open now, by HTTP thread.\n"
-              "# TYPE hpod_http_thread_connections gauge\n",
-                f);
-        for (unsigned i = 0; i < hpo__loops_count(api->loops); i++) {
-            fprintf(f, "hpod_http_thread_connections{thread=\"%u\"} %u\n", i,
-                    hpo__loops_thread_connections(api->loops, i));
-        }
-        r = ferror(f) ? -EIO : 0;
-    }
-    return r;
+    return hpo__metrics_write(api->metrics, f, hpo__loops_connections(api->loops));
 }
 
 void hpo_api_set_tokens(struct hpo_api *api, const struct hpo_tokens *tokens)

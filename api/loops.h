@@ -1,8 +1,6 @@
 /*
 ** loops.h: the HTTP threads. Each runs a libmicrohttpd daemon of its own
-** in MHD's external epoll mode (MHD_run_wait) on the one listening socket
-** (with more than one thread an acceptor thread accepts and gives each
-** connection to the thread with the fewest: loops.c),
+** in MHD's external epoll mode (MHD_run_wait) on the one listening socket,
 ** and after each round of MHD (every connection that was ready served)
 ** calls round_end: the embedder commits the round's pipelined writes there
 ** in one group transaction, on this thread, and resumes the connections
@@ -15,7 +13,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #include <microhttpd.h>
 
@@ -24,10 +21,7 @@ struct hpo__loops;
 /*
 ** Start `n` daemons (start_one(cls, listen_fd): the first with listen_fd as
 ** given, the others with the first's listening socket) and a thread for
-** each; with n > 1, the acceptor, which closes a connection accept_check
-** (arg, address, pending, pending_peer: connections it handed that have
-** not started yet, in all and from that client) refuses, as MHD's accept
-** policy would (NULL: none). round_end(ctx) runs on a loop thread after each round (NULL: none)
+** each. round_end(ctx) runs on a loop thread after each round (NULL: none)
 ** and returns HPO_ROUND_* flags: HANDED, the round's writes were handed to
 ** another thread's commit; QUEUED, the round queued a reply (which MHD
 ** sends in its next round). While replies wait for another thread (HANDED,
@@ -46,9 +40,6 @@ struct hpo__loops;
 
 int hpo__loops_start(unsigned n, int listen_fd,
         struct MHD_Daemon *(*start_one)(void *cls, int listen_fd), void *cls,
-        enum MHD_Result (*accept_check)(void *arg, const struct sockaddr *addr, socklen_t len,
-                unsigned pending, unsigned pending_peer),
-        void *accept_arg,
         uint64_t (*round_pending)(void *ctx), unsigned (*round_end)(void *ctx), void *ctx,
         struct hpo__loops **ret);
 
@@ -57,13 +48,6 @@ struct MHD_Daemon *hpo__loops_first(struct hpo__loops *ls);
 
 /* Open connections over every daemon (any thread; a snapshot). */
 unsigned hpo__loops_connections(struct hpo__loops *ls);
-
-/*
-** The number of loops, and loop i's open connections as its daemon's
-** notifications counted them (hpo__loops_counted; any thread, a snapshot).
-*/
-unsigned hpo__loops_count(struct hpo__loops *ls);
-unsigned hpo__loops_thread_connections(struct hpo__loops *ls, unsigned i);
 
 /* Stop accepting: every loop quiesces its daemon; returns when all have. */
 void hpo__loops_quiesce(struct hpo__loops *ls);
@@ -75,14 +59,6 @@ void hpo__loops_quiesce(struct hpo__loops *ls);
 ** calling thread, which resumes it at its next round anyway).
 */
 void hpo__loops_resume(struct MHD_Connection *conn);
-
-/*
-** A connection of the calling HTTP thread's daemon started (+1; `fd` its
-** socket, no longer pending at the acceptor) or closed (-1, fd -1): the
-** balanced accept's count (MHD's connection notifications; a no-op on
-** other threads, as at the stop).
-*/
-void hpo__loops_counted(int delta, int fd);
 
 /* The calling HTTP thread's kick eventfd (conns.c records it per connection), or -1. */
 int hpo__loops_kick_fd_here(void);
