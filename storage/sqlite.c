@@ -1288,6 +1288,21 @@ static void synced(struct sq_storage *st, uint64_t target)
 }
 
 /*
+** With `lock` held (returns with it held): flush every commit up to
+** `target` (a flusher's or a round end's): no other flush starts for them
+** meanwhile (`flush_target`), the fdatasync runs without the lock, and its
+** success wakes their callers (synced).
+*/
+static void flush_upto(struct sq_storage *st, uint64_t target)
+{
+    st->flush_target = target;
+    pthread_mutex_unlock(&st->lock);
+    sync_wal(st);
+    pthread_mutex_lock(&st->lock);
+    synced(st, target);
+}
+
+/*
 ** A flusher thread (pipelined flush, see the top of this file): when commits
 ** were made that no started fdatasync covers, note the last one, fdatasync
 ** the WAL, then wake the callers of every commit up to the noted one. Two
@@ -1310,11 +1325,7 @@ static void *flush_main(void *arg)
             pthread_cond_wait(&st->flush_wake, &st->lock);
             continue;
         }
-        st->flush_target = target;
-        pthread_mutex_unlock(&st->lock);
-        sync_wal(st);
-        pthread_mutex_lock(&st->lock);
-        synced(st, target);
+        flush_upto(st, target);
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
@@ -1347,11 +1358,7 @@ static void flush_round(struct sq_storage *st)
     if (target > st->flush_target && busy) {
         pthread_cond_signal(&st->flush_wake);
     } else if (target > st->flush_target) {
-        st->flush_target = target;
-        pthread_mutex_unlock(&st->lock);
-        sync_wal(st);
-        pthread_mutex_lock(&st->lock);
-        synced(st, target);
+        flush_upto(st, target);
     }
     pthread_mutex_unlock(&st->lock);
 }
