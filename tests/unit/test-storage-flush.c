@@ -75,6 +75,53 @@ static void write_deferred(struct hpo_storage *st, int64_t id)
     hpo_storage_defer_flush(false);
 }
 
+/* Wait (bounded) until ticket `t` is flushed; it must be. */
+static void wait_flushed(struct hpo_storage *st, uint64_t t)
+{
+    for (int i = 0; i < POLLS && !hpo_storage_flushed(st, t); i++) {
+        usleep(1000);
+    }
+    assert_true(hpo_storage_flushed(st, t));
+}
+
+/* A first write, flushed: the flushers have nothing left to do. Returns its ticket. */
+static uint64_t first_write_flushed(struct hpo_storage *st)
+{
+    uint64_t t;
+
+    write_deferred(st, 1);
+    t = hpo_storage_flush_ticket(st);
+    wait_flushed(st, t);
+    return t;
+}
+
+/*
+** A round's writes, queued for its end (hpo_storage_lead): n pipelined study
+** puts on `chain`, named prefix0.., ids id0.., in the caller's arrays.
+*/
+static void queue_round(struct hpo_storage *st, struct hpo_write_chain *chain, int n,
+        const char *prefix, int64_t id0, const char *text, struct hpo_op *ops,
+        struct hpo_write *w, char (*name)[16])
+{
+    struct hpo_error err;
+
+    hpo_storage_lead_later(true);
+    hpo_storage_pipeline(true);
+    for (int i = 0; i < n; i++) {
+        snprintf(name[i], sizeof(name[i]), "%s%d", prefix, i);
+        ops[i] = (struct hpo_op){ .kind = HPO_OP_STUDY_PUT, .study_id = id0 + i, .name = name[i],
+                                  .text = text };
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].ops = &ops[i];
+        w[i].n_ops = 1;
+        w[i].chain = chain;
+        hpo_error_clear(&err);
+        assert_int_equal(hpo_storage_write(st, &w[i], &err), 0);
+    }
+    hpo_storage_pipeline(false);
+    hpo_storage_lead_later(false);
+}
+
 /* The first call blocks until `go` (bounded); later ones return at once. */
 struct cb {
     atomic_int calls;
@@ -198,14 +245,7 @@ static void test_replace_waits_for_callback(void **state)
     /* Replaced: later flushes call nothing. */
     calls = atomic_load(&c.calls);
     write_deferred(f->st, 3);
-    {
-        uint64_t t = hpo_storage_flush_ticket(f->st);
-
-        for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
-            usleep(1000);
-        }
-        assert_true(hpo_storage_flushed(f->st, t));
-    }
+    wait_flushed(f->st, hpo_storage_flush_ticket(f->st));
     assert_int_equal(atomic_load(&c.calls), calls);
 }
 
@@ -222,47 +262,23 @@ static void test_round_lead_is_flushed(void **state)
     struct hpo_write_chain *chain = hpo_storage_chain_new();
     struct hpo_op ops[3];
     struct hpo_write w[3];
-    struct hpo_error err;
     struct cb c = { .go = true };
-    char name[3][8];
+    char name[3][16];
     uint64_t first, t;
 
     assert_non_null(chain);
     /* A first write flushed, and a pause: the flushers wait for a wake-up by now. */
-    write_deferred(f->st, 1);
-    t = hpo_storage_flush_ticket(f->st);
-    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
-        usleep(1000);
-    }
-    assert_true(hpo_storage_flushed(f->st, t));
+    t = first_write_flushed(f->st);
     usleep(50000);
     hpo_storage_on_flush(f->st, on_flush, &c);
     first = hpo_storage_accepted(f->st) + 1;
-    hpo_storage_lead_later(true);
-    hpo_storage_pipeline(true);
-    for (int i = 0; i < 3; i++) {
-        snprintf(name[i], sizeof(name[i]), "r%d", i);
-        ops[i] = (struct hpo_op){ .kind = HPO_OP_STUDY_PUT, .study_id = 10 + i, .name = name[i],
-                                  .text = "{\"v\":1}" };
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].ops = &ops[i];
-        w[i].n_ops = 1;
-        w[i].chain = chain;
-        hpo_error_clear(&err);
-        assert_int_equal(hpo_storage_write(f->st, &w[i], &err), 0);
-    }
-    hpo_storage_pipeline(false);
-    hpo_storage_lead_later(false);
+    queue_round(f->st, chain, 3, "r", 10, "{\"v\":1}", ops, w, name);
     assert_int_equal(hpo_storage_lead_pending(), first + 2);
     assert_false(hpo_storage_lead(f->st, NULL, NULL)); /* (nothing led elsewhere: none handed off) */
     assert_int_equal(hpo_storage_resolved(f->st), first + 2);
     assert_false(hpo_storage_chain_failed(chain, 0, 0, NULL));
     assert_true(hpo_storage_flush_ticket(f->st) > t);
-    t = hpo_storage_flush_ticket(f->st);
-    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
-        usleep(1000);
-    }
-    assert_true(hpo_storage_flushed(f->st, t));
+    wait_flushed(f->st, hpo_storage_flush_ticket(f->st));
     for (int i = 0; i < POLLS && atomic_load(&c.calls) == 0; i++) {
         usleep(1000);
     }
@@ -306,36 +322,15 @@ static void test_round_lead_flushes_inline(void **state)
     struct hpo_write_chain *chain = hpo_storage_chain_new();
     struct hpo_op ops[2];
     struct hpo_write w[2];
-    struct hpo_error err;
     struct inline_cb c = { .st = f->st, .leader = pthread_self() };
-    char name[2][8];
+    char name[2][16];
     uint64_t t;
 
     assert_non_null(chain);
-    /* A first write flushed: the flushers have nothing left to do. */
-    write_deferred(f->st, 1);
-    t = hpo_storage_flush_ticket(f->st);
-    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
-        usleep(1000);
-    }
-    assert_true(hpo_storage_flushed(f->st, t));
+    t = first_write_flushed(f->st);
     c.ticket = t + 1; /* the round's batch: the next commit */
     hpo_storage_on_flush(f->st, on_flush_inline, &c);
-    hpo_storage_lead_later(true);
-    hpo_storage_pipeline(true);
-    for (int i = 0; i < 2; i++) {
-        snprintf(name[i], sizeof(name[i]), "i%d", i);
-        ops[i] = (struct hpo_op){ .kind = HPO_OP_STUDY_PUT, .study_id = 20 + i, .name = name[i],
-                                  .text = "{}" };
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].ops = &ops[i];
-        w[i].n_ops = 1;
-        w[i].chain = chain;
-        hpo_error_clear(&err);
-        assert_int_equal(hpo_storage_write(f->st, &w[i], &err), 0);
-    }
-    hpo_storage_pipeline(false);
-    hpo_storage_lead_later(false);
+    queue_round(f->st, chain, 2, "i", 20, "{}", ops, w, name);
     assert_false(hpo_storage_lead(f->st, NULL, NULL));
     /* Committed in one batch, flushed before the lead returned, released here. */
     assert_int_equal(hpo_storage_flush_ticket(f->st), t + 1);
@@ -363,38 +358,20 @@ static void test_busy_round_leaves_flush_to_flusher(void **state)
     struct hpo_write_chain *chain = hpo_storage_chain_new();
     struct hpo_op op;
     struct hpo_write w;
-    struct hpo_error err;
     struct inline_cb c = { .st = f->st, .leader = pthread_self() };
+    char name[1][16];
     uint64_t t;
 
     assert_non_null(chain);
-    write_deferred(f->st, 1);
-    t = hpo_storage_flush_ticket(f->st);
-    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t); i++) {
-        usleep(1000);
-    }
-    assert_true(hpo_storage_flushed(f->st, t));
+    t = first_write_flushed(f->st);
     c.ticket = t + 1;
     hpo_storage_on_flush(f->st, on_flush_inline, &c);
-    hpo_storage_lead_later(true);
-    hpo_storage_pipeline(true);
-    op = (struct hpo_op){ .kind = HPO_OP_STUDY_PUT, .study_id = 30, .name = "b", .text = "{}" };
-    memset(&w, 0, sizeof(w));
-    w.ops = &op;
-    w.n_ops = 1;
-    w.chain = chain;
-    hpo_error_clear(&err);
-    assert_int_equal(hpo_storage_write(f->st, &w, &err), 0);
-    hpo_storage_pipeline(false);
-    hpo_storage_lead_later(false);
+    queue_round(f->st, chain, 1, "b", 30, "{}", &op, &w, name);
     hpo_storage_lead_busy(always_busy);
     assert_false(hpo_storage_lead(f->st, NULL, NULL));
     hpo_storage_lead_busy(NULL);
     assert_int_equal(hpo_storage_flush_ticket(f->st), t + 1);
-    for (int i = 0; i < POLLS && !hpo_storage_flushed(f->st, t + 1); i++) {
-        usleep(1000);
-    }
-    assert_true(hpo_storage_flushed(f->st, t + 1));
+    wait_flushed(f->st, t + 1);
     /* The flusher's callback: after the flush, on its own thread. */
     for (int i = 0; i < POLLS && atomic_load(&c.calls) < 2; i++) {
         usleep(1000);
