@@ -390,6 +390,68 @@ static int64_t *targets(const struct view *v, int64_t except)
     return t;
 }
 
+/*
+** Hand the studies of `idx` (entries of this daemon's, to[k] each: a live
+** daemon's id, or 0 for none) over in ONE transaction: another daemon's
+** heartbeat reads either none of this tick's hand-overs or all of them,
+** never a daemon half-way through its share (which it would count as
+** still over ceil(n/d) and plan from: one study too many moved on a join).
+** A row that cannot be changed (a batch holds it past lock_timeout, or it
+** changed meanwhile) is left out (its savepoint rolled back). The entries
+** change only once the COMMIT went through; a failed transaction hands
+** nothing over (the next tick tries again).
+*/
+static void hand_over(struct hpo_cluster *c, struct view *v, const size_t *idx,
+        const int64_t *to, size_t n)
+{
+    struct hpo_error err = { 0 };
+    bool *done;
+
+    if (n == 0) {
+        return;
+    }
+    done = calloc(n, sizeof(*done));
+    if (done == NULL) {
+        hpo_oom();
+    }
+    if (exec_params(c->conn, "BEGIN", 0, NULL, NULL, "handing studies over", &err) < 0) {
+        free(done);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct entry *e = &v->e[idx[k]];
+
+        if (exec_params(c->conn, "SAVEPOINT hand", 0, NULL, NULL, "handing a study over",
+                    &err) < 0) {
+            break;
+        }
+        done[k] = change_owner(c, e->study_id, e->epoch, false, to[k], &err) > 0;
+        if (exec_params(c->conn, done[k] ? "RELEASE SAVEPOINT hand"
+                                         : "ROLLBACK TO SAVEPOINT hand",
+                    0, NULL, NULL, "handing a study over", &err) < 0) {
+            done[k] = false;
+            break;
+        }
+    }
+    if (exec_params(c->conn, "COMMIT", 0, NULL, NULL, "handing studies over", &err) < 0) {
+        (void)exec_params(c->conn, "ROLLBACK", 0, NULL, NULL, "handing studies over", &err);
+        free(done);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct entry *e = &v->e[idx[k]];
+        const struct member *m = to[k] != 0 ? view_member(v, to[k]) : NULL;
+
+        if (done[k]) {
+            atomic_fetch_add(&c->releases, 1);
+            e->owner = to[k];
+            e->epoch++;
+            e->url = m != NULL ? m->url : NULL;
+        }
+    }
+    free(done);
+}
+
 /* Decide, for each study, whether to claim, release or forget it. */
 static void place(struct hpo_cluster *c, struct view *v, const struct held *prev, bool leaving)
 {
@@ -397,6 +459,13 @@ static void place(struct hpo_cluster *c, struct view *v, const struct held *prev
     bool me_live = view_member(v, me) != NULL;
     /* Leaving: every study of this daemon goes to where it belongs among the others. */
     int64_t *target = targets(v, leaving ? me : 0);
+    size_t *hand_idx = calloc(v->n ? v->n : 1, sizeof(*hand_idx));
+    int64_t *hand_to = calloc(v->n ? v->n : 1, sizeof(*hand_to));
+    size_t n_hand = 0;
+
+    if (hand_idx == NULL || hand_to == NULL) {
+        hpo_oom();
+    }
 
     for (size_t i = 0; i < v->n; i++) {
         struct entry *e = &v->e[i];
@@ -415,17 +484,13 @@ static void place(struct hpo_cluster *c, struct view *v, const struct held *prev
             }
             if (leaving || (to != NULL && to->id != me && me_live)) {
                 /*
-                ** Hand it over straight to its daemon: unfenced first, so
-                ** nothing more of ours is written.
+                ** Hand it over straight to its daemon (hand_over, with this
+                ** tick's others): unfenced first, so nothing more of ours
+                ** is written.
                 */
                 hpo_storage_fence_set(c->st, e->study_id, 0);
-                if (change_owner(c, e->study_id, e->epoch, false, to != NULL ? to->id : 0,
-                            &err) > 0) {
-                    atomic_fetch_add(&c->releases, 1);
-                    e->owner = to != NULL ? to->id : 0;
-                    e->epoch++;
-                    owner = to;
-                }
+                hand_idx[n_hand] = i;
+                hand_to[n_hand++] = to != NULL ? to->id : 0;
             }
         } else {
             if (held(prev, e->study_id)) {
@@ -446,6 +511,9 @@ static void place(struct hpo_cluster *c, struct view *v, const struct held *prev
         }
         e->url = e->owner == me ? c->url : owner != NULL ? owner->url : NULL;
     }
+    hand_over(c, v, hand_idx, hand_to, n_hand);
+    free(hand_idx);
+    free(hand_to);
     free(target);
 }
 
