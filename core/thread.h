@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -27,8 +28,6 @@ int hpo_thread_start(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(
 ** hpo_kept_stop sets stop, wakes the thread, joins it (its main returns
 ** once it sees stop) and destroys them.
 */
-#include <stdbool.h>
-
 struct hpo_kept {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;

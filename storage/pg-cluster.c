@@ -405,6 +405,7 @@ static void hand_over(struct hpo_cluster *c, struct view *v, const size_t *idx,
         const int64_t *to, size_t n)
 {
     struct hpo_error err = { 0 };
+    bool failed = false;
     bool *done;
 
     if (n == 0) {
@@ -418,22 +419,24 @@ static void hand_over(struct hpo_cluster *c, struct view *v, const size_t *idx,
         free(done);
         return;
     }
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0; k < n && !failed; k++) {
         struct entry *e = &v->e[idx[k]];
 
-        if (exec_params(c->conn, "SAVEPOINT hand", 0, NULL, NULL, "handing a study over",
-                    &err) < 0) {
-            break;
-        }
-        done[k] = change_owner(c, e->study_id, e->epoch, false, to[k], &err) > 0;
-        if (exec_params(c->conn, done[k] ? "RELEASE SAVEPOINT hand"
-                                         : "ROLLBACK TO SAVEPOINT hand",
-                    0, NULL, NULL, "handing a study over", &err) < 0) {
-            done[k] = false;
-            break;
+        failed = exec_params(c->conn, "SAVEPOINT hand", 0, NULL, NULL, "handing a study over",
+                &err) < 0;
+        if (!failed) {
+            done[k] = change_owner(c, e->study_id, e->epoch, false, to[k], &err) > 0;
+            failed = exec_params(c->conn, done[k] ? "RELEASE SAVEPOINT hand"
+                                                  : "ROLLBACK TO SAVEPOINT hand",
+                    0, NULL, NULL, "handing a study over", &err) < 0;
         }
     }
-    if (exec_params(c->conn, "COMMIT", 0, NULL, NULL, "handing studies over", &err) < 0) {
+    /*
+    ** (A COMMIT of a transaction in error rolls it back and succeeds: a
+    ** savepoint that failed ends it with an explicit ROLLBACK instead.)
+    */
+    if (failed || exec_params(c->conn, "COMMIT", 0, NULL, NULL, "handing studies over",
+                          &err) < 0) {
         (void)exec_params(c->conn, "ROLLBACK", 0, NULL, NULL, "handing studies over", &err);
         free(done);
         return;
