@@ -72,6 +72,12 @@ struct hpo_job {
     */
     bool refused;
     /*
+    ** Set by the submitter: work() may wait for another daemon (it may
+    ** forward the request to its study's owner). The dispatcher runs it on
+    ** its forward threads, apart from the workers (hpo_dispatch_forwarders).
+    */
+    bool remote;
+    /*
     ** Set by work(), with pipelined writes: the chain of the one study copy
     ** the reply depends on (borrowed until done(); NULL: it may depend on
     ** any write). When none of its writes is in flight as the job ends, the
@@ -190,6 +196,13 @@ struct hpo_api_config {
     */
     int (*route)(void *ctx, struct hpo_api_call *call);
     void (*gather)(void *ctx, struct hpo_api_call *call, void *reply);
+    /*
+    ** With route: whether `mark` (an X-Hpod-Forwarded value) is this
+    ** cluster's. Such a request is never forwarded again, so it runs on the
+    ** workers; any other routed request may wait for another daemon and is
+    ** submitted as remote (hpo_job.remote).
+    */
+    bool (*forwarded)(void *ctx, const char *mark);
     /* /healthz?cluster's "cluster" object (a new json_t reference), loop thread; NULL: none. */
     void *(*health)(void *ctx);
     void *ctx;

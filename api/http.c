@@ -304,12 +304,23 @@ static bool admit(struct req *rq)
 ** Suspend the connection and hand the job to the embedder; job_done (on the
 ** worker) resumes it. Suspended first: the job may finish before submit returns.
 */
+static const char *header(struct req *rq, const char *name);
+
 static void suspend_and_submit(struct req *rq)
 {
+    const struct hpo_api_config *cfg = &rq->api->cfg;
+
+    /*
+    ** Several daemons: a job of no lane may forward the request to its
+    ** study's owner (route_work; job_work routes a request of no lane), and
+    ** waits on the forward threads, unless another daemon forwarded it here.
+    */
+    rq->job.remote = rq->job.key == NULL && rq->target != NULL &&
+            !(cfg->forwarded != NULL && cfg->forwarded(cfg->ctx, header(rq, "X-Hpod-Forwarded")));
     rq->suspended = true;
     count_busy(rq);
     MHD_suspend_connection(rq->conn);
-    rq->api->cfg.submit(rq->api->cfg.ctx, &rq->job);
+    cfg->submit(cfg->ctx, &rq->job);
 }
 
 /*
@@ -774,6 +785,7 @@ static void route_done(struct hpo_job *job)
     }
     job->key = rq->study;
     job->work = job_work;
+    job->remote = false; /* served here: its lane, on the workers */
     rq->api->cfg.submit(rq->api->cfg.ctx, job);
 }
 

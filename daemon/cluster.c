@@ -145,6 +145,11 @@ static bool lease_ok(struct hpo_daemon_cluster *dc)
     return st.lease_ok;
 }
 
+bool hpo_daemon_cluster_marked(const struct hpo_daemon_cluster *dc, const char *mark)
+{
+    return mark_ok(dc, mark);
+}
+
 int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call *call)
 {
     bool forwarded = mark_ok(dc, call->forwarded);

@@ -40,6 +40,8 @@ void hpo_daemon_cluster_sync(struct hpo_daemon_cluster *dc);
 
 /* api.h's route and gather (worker threads). */
 int hpo_daemon_cluster_route(struct hpo_daemon_cluster *dc, struct hpo_api_call *call);
+/* Whether `mark` (an X-Hpod-Forwarded value) is the cluster token. */
+bool hpo_daemon_cluster_marked(const struct hpo_daemon_cluster *dc, const char *mark);
 void hpo_daemon_cluster_gather(struct hpo_daemon_cluster *dc, struct hpo_api_call *call,
         void *reply);
 

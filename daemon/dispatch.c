@@ -97,10 +97,16 @@ struct hpo_dispatch {
     pthread_t *threads;
     unsigned n_threads;
     unsigned inline_max_us;
+    /* The forward threads (hpo_dispatch_forwarders) and their queue: remote jobs. */
+    pthread_cond_t fwd_wake;
+    pthread_t *fwd_threads;
+    unsigned n_fwd;
     /* Under `lock`: */
     bool stopping;
     struct run *runs_head; /* waiting for a worker, oldest first */
     struct run **runs_tail;
+    struct run *fwd_head;  /* remote jobs waiting for a forward thread, oldest first */
+    struct run **fwd_tail;
     struct lane *buckets[N_BUCKETS];
     struct speed speeds[N_SPEEDS];
     struct hpo_job *held_head; /* finished, done() waits for their writes (and flush) */
@@ -413,7 +419,10 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Called with `lock` held: `job` on the pool as it comes, without its lane. */
+/*
+** Called with `lock` held: `job` on the pool as it comes, without its lane;
+** a remote one on the forward threads when there are any.
+*/
 static void push_alone(struct hpo_dispatch *dp, struct hpo_job *job)
 {
     struct run *r = malloc(sizeof(*r));
@@ -423,7 +432,46 @@ static void push_alone(struct hpo_dispatch *dp, struct hpo_job *job)
     }
     r->lane = NULL;
     r->job = job;
+    if (job->remote && dp->n_fwd > 0) {
+        r->next = NULL;
+        *dp->fwd_tail = r;
+        dp->fwd_tail = &r->next;
+        pthread_cond_signal(&dp->fwd_wake);
+        return;
+    }
     push_run(dp, r);
+}
+
+/* A forward thread: remote jobs, one at a time, oldest first (no lanes). */
+static void *forwarder_main(void *arg)
+{
+    struct hpo_dispatch *dp = arg;
+
+    pthread_mutex_lock(&dp->lock);
+    for (;;) {
+        struct run *r;
+        struct hpo_job *job;
+
+        while (dp->fwd_head == NULL && !dp->stopping) {
+            pthread_cond_wait(&dp->fwd_wake, &dp->lock);
+        }
+        r = dp->fwd_head;
+        if (r == NULL) {
+            break; /* stopping, nothing left */
+        }
+        dp->fwd_head = r->next;
+        if (dp->fwd_head == NULL) {
+            dp->fwd_tail = &dp->fwd_head;
+        }
+        job = r->job;
+        pthread_mutex_unlock(&dp->lock);
+        free(r);
+        work_held(dp, job);
+        finish(dp, job, NULL);
+        pthread_mutex_lock(&dp->lock);
+    }
+    pthread_mutex_unlock(&dp->lock);
+    return NULL;
 }
 
 /*
@@ -590,9 +638,11 @@ int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dis
     }
     dp->inline_max_us = inline_max_us;
     dp->runs_tail = &dp->runs_head;
+    dp->fwd_tail = &dp->fwd_head;
     dp->held_tail = &dp->held_head;
     pthread_mutex_init(&dp->lock, NULL);
     pthread_cond_init(&dp->wake, NULL);
+    pthread_cond_init(&dp->fwd_wake, NULL);
     pthread_cond_init(&dp->released, NULL);
     dp->threads = calloc(threads > 0 ? threads : 1, sizeof(*dp->threads));
     if (dp->threads == NULL) {
@@ -614,16 +664,45 @@ int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dis
     return 0;
 }
 
+int hpo_dispatch_forwarders(struct hpo_dispatch *dp, unsigned n)
+{
+    int r = 0;
+
+    dp->fwd_threads = calloc(n > 0 ? n : 1, sizeof(*dp->fwd_threads));
+    if (dp->fwd_threads == NULL) {
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < n && r == 0; i++) {
+        r = hpo_thread_start(&dp->fwd_threads[i], NULL, forwarder_main, dp, "hpod-forward");
+        if (r == 0) {
+            pthread_mutex_lock(&dp->lock);
+            dp->n_fwd++;
+            pthread_mutex_unlock(&dp->lock);
+        }
+    }
+    return r;
+}
+
 void hpo_dispatch_stop(struct hpo_dispatch *dp)
 {
+    unsigned n_fwd;
+
     pthread_mutex_lock(&dp->lock);
     dp->stopping = true;
     pthread_cond_broadcast(&dp->wake);
+    pthread_cond_broadcast(&dp->fwd_wake);
+    n_fwd = dp->n_fwd;
     pthread_mutex_unlock(&dp->lock);
     for (unsigned i = 0; i < dp->n_threads; i++) {
         pthread_join(dp->threads[i], NULL);
     }
     dp->n_threads = 0;
+    for (unsigned i = 0; i < n_fwd; i++) {
+        pthread_join(dp->fwd_threads[i], NULL);
+    }
+    pthread_mutex_lock(&dp->lock);
+    dp->n_fwd = 0; /* joined; remote jobs submitted now wait with the others, never run */
+    pthread_mutex_unlock(&dp->lock);
     /* Held replies go out as the flusher (running until the storage closes) catches up. */
     pthread_mutex_lock(&dp->lock);
     while (dp->held_head != NULL || dp->releasing > 0) {
@@ -687,7 +766,14 @@ void hpo_dispatch_destroy(struct hpo_dispatch *dp)
             free(r);
         }
     }
+    while (dp->fwd_head != NULL) {
+        struct run *r = dp->fwd_head;
+        dp->fwd_head = r->next;
+        free(r);
+    }
     free(dp->threads);
+    free(dp->fwd_threads);
+    pthread_cond_destroy(&dp->fwd_wake);
     pthread_cond_destroy(&dp->wake);
     pthread_cond_destroy(&dp->released);
     pthread_mutex_destroy(&dp->lock);

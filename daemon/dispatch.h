@@ -35,6 +35,17 @@ struct hpo_dispatch;
 int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dispatch **ret);
 
 /*
+** Start `n` forward threads (once, before the first submit): jobs with
+** job->remote run on them, never on the workers, so a request forwarded to
+** this daemon always finds a worker. Without them a daemon whose workers
+** all wait on forwards to a peer, while the peer's all wait on forwards
+** here, serves neither side's forwarded requests: both hang until the
+** forwards time out. Without forward threads remote jobs run on the
+** workers. Returns 0 or a negative errno (those started still run).
+*/
+int hpo_dispatch_forwarders(struct hpo_dispatch *dp, unsigned n);
+
+/*
 ** Hold each job's done() until `st` flushed every commit made before the job
 ** finished (hpo_storage_defer_flush: jobs return from their writes before
 ** the flush); jobs then run inline only with pipelined writes

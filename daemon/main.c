@@ -49,6 +49,8 @@
 ** HTTP thread that received them while its lane is idle (daemon/dispatch.h).
 */
 #define INLINE_MAX_US 2000
+/* Several daemons: threads that wait on forwards to other daemons (dispatch.h). */
+#define FORWARD_THREADS 16
 
 /* --http-threads 0: one per CPU core, at most this many. */
 #define HTTP_THREADS_MAX_AUTO 8
@@ -156,6 +158,13 @@ static int route(void *ctx, struct hpo_api_call *call)
     struct daemon *d = ctx;
 
     return d->cl.cluster != NULL ? hpo_daemon_cluster_route(&d->cl, call) : 0;
+}
+
+static bool forwarded(void *ctx, const char *mark)
+{
+    struct daemon *d = ctx;
+
+    return d->cl.cluster != NULL && hpo_daemon_cluster_marked(&d->cl, mark);
 }
 
 static void gather(void *ctx, struct hpo_api_call *call, void *reply)
@@ -592,11 +601,19 @@ int main(int argc, char **argv)
     }
     uv_loop_init(&d.loop);
     /*
-    ** Several daemons: a forwarded request waits on its worker for the owner,
-    ** so the dispatcher gets workers for waiting beside those for working.
+    ** On PostgreSQL a worker waits on the database's round trips, so the
+    ** dispatcher gets workers for waiting beside those for working; a
+    ** request that may be forwarded to another daemon waits for it on a
+    ** forward thread (dispatch.h: with forwards on the workers, two daemons
+    ** each forwarding more requests to the other than it has workers served
+    ** neither side's until the forwards timed out).
     */
     r = hpo_dispatch_create((unsigned)d.cfg.threads + (hpo_storage_is_postgresql(d.cfg.db) ? 16u : 0u),
             INLINE_MAX_US, &d.dispatch);
+    if (r == 0 && hpo_storage_is_postgresql(d.cfg.db)) {
+        /* Forwards wait on threads of their own: the workers serve forwarded requests. */
+        r = hpo_dispatch_forwarders(d.dispatch, FORWARD_THREADS);
+    }
     if (r < 0) {
         char eb[128];
         hpo_log(HPO_LOG_ERR, "cannot set up the request dispatcher: %s",
@@ -649,6 +666,7 @@ int main(int argc, char **argv)
     acfg.backup = backup;
     if (hpo_storage_is_postgresql(d.cfg.db)) {
         acfg.route = route;
+        acfg.forwarded = forwarded;
         acfg.gather = gather;
         acfg.health = health;
     }

@@ -41,6 +41,12 @@ each on 127.0.0.1 and a free port.
   SIGCONT the frozen daemon's write is refused by fencing (503, counted in its
   /metrics), it forwards the study to the new owner, and nothing anyone
   acknowledged is lost.
+- cross_forwards_beyond_the_workers: two daemons with 17 workers each, 30
+  clients on each asking and telling on a study the other daemon owns (every
+  request forwarded, more at once than a daemon has workers): every client is
+  answered throughout, and every acknowledged tell is stored (forwards wait on
+  threads of their own; on the workers both daemons hung until the forwards
+  timed out).
 - event_stream_on_its_owner: the dashboard's event stream of a study opens on
   its owner only; another daemon answers 503 unavailable naming the owner in
   X-Hpod-Owner; an ask sent through the other daemon (forwarded) reaches the
@@ -740,6 +746,84 @@ def next_study_event(resp, deadline):
         elif line.startswith("data:") and kind == "study":
             return json.loads(line.partition(":")[2])
     return None
+
+
+CROSS_CLIENTS = 30  # per daemon, each for the other daemon's study: more than its 17 workers
+CROSS_SECONDS = 4.0
+
+
+@tap.test
+def cross_forwards_beyond_the_workers(exe):
+    """Each daemon forwards more requests at once to the other than it has workers."""
+    uri = pgtest.shared().new_database()
+    ds = start_fleet(exe, uri, n=2, args=("--threads", "1"))  # 1 + 16 workers each
+    try:
+        urls = [url_of(d) for d in ds]
+        owned = {}
+        for k in range(16):
+            name = "x%d" % k
+            ds[0].post("/v1/studies", {"name": name, "params": [X],
+                                       "sampler": {"type": "random"}}).expect(201, "create")
+            got = ds[0].get("/v1/studies/" + name)
+            got.expect(200, "get " + name)
+            owner = got.header("X-Hpod-Owner")
+            owned.setdefault(urls.index(owner), name)
+            if len(owned) == 2:
+                break
+        check(len(owned) == 2, "a study on each daemon: %r" % owned)
+        stop = threading.Event()
+        acked = {owned[0]: 0, owned[1]: 0}
+        counts = []
+        errors = []
+        lock = threading.Lock()
+
+        def client(d, name, slot):
+            # The daemon's forward waits up to 300 s: a hang shows as this client's timeout.
+            c = Client(d.port, timeout=20)
+            try:
+                while not stop.is_set():
+                    t = c.request("POST", "/v1/studies/%s/ask" % name)
+                    if t.status != 201:
+                        errors.append(t.describe())
+                        return
+                    r = c.request("POST", "/v1/studies/%s/trials/%d/tell" % (name, t.json["number"]),
+                                  body={"value": 0.5})
+                    if r.status != 200:
+                        errors.append(r.describe())
+                        return
+                    with lock:
+                        acked[name] += 1
+                        counts[slot] += 1
+            except OSError as e:
+                errors.append("through :%d for %s: %r" % (d.port, name, e))
+            finally:
+                c.close()
+
+        threads = []
+        for i in (0, 1):
+            for _ in range(CROSS_CLIENTS):
+                counts.append(0)
+                threads.append(threading.Thread(target=client, args=(ds[i], owned[1 - i],
+                                                                      len(counts) - 1)))
+        for t in threads:
+            t.start()
+        time.sleep(CROSS_SECONDS)
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        check(not any(t.is_alive() for t in threads), "clients did not finish")
+        check(not errors, "errors: %r" % errors[:3])
+        check(min(counts) > 0, "every client was answered: %d of %d never were" % (
+            counts.count(0), len(counts)))
+        for name, n in acked.items():
+            for d in ds:
+                got = d.get("/v1/studies/%s/trials?state=complete&limit=1" % name)
+                got.expect(200, "trials of " + name)
+                check(int(got.header("X-Total-Count")) == n, "%s: %s complete through :%d, %d acked"
+                      % (name, got.header("X-Total-Count"), d.port, n))
+    finally:
+        for d in ds:
+            d.close()
 
 
 @tap.test

@@ -8,7 +8,8 @@
 ** nothing runs inline without pipelined writes (with them an inline run is
 ** held for the flush as well); with pipelined writes, an inline run of a study with
 ** one client waits for its own commit while a crowded study's is pipelined
-** (STYLE rule 35). The daemon is an executable, not a library, so the file is
+** (STYLE rule 35); remote jobs run on the forward threads while every
+** worker waits, and on the workers when there are none. The daemon is an executable, not a library, so the file is
 ** included (as test-config.c does).
 */
 #include <errno.h>
@@ -294,6 +295,76 @@ static void test_unkeyed(void **state)
         hpo_dispatch_submit(dp, &jobs[i].job);
     }
     wait_done(&sh, 400);
+    hpo_dispatch_destroy(dp);
+}
+
+/* ---- remote jobs on the forward threads -------------------------------- */
+
+static atomic_int remote_on_forwarder; /* remote jobs that ran on a thread named hpod-forward */
+
+static void remote_work(struct hpo_job *job)
+{
+    char name[16] = "";
+
+    (void)pthread_getname_np(pthread_self(), name, sizeof(name));
+    if (strcmp(name, "hpod-forward") == 0) {
+        atomic_fetch_add(&remote_on_forwarder, 1);
+    }
+    done_cb(job);
+}
+
+/*
+** Every worker waits (on a gate, as on a forward to a daemon whose own
+** workers wait on forwards here): remote jobs still run, on the forward
+** threads; without forward threads they run on the workers.
+*/
+static void test_remote_beside_busy_workers(void **state)
+{
+    struct hpo_dispatch *dp = NULL;
+    struct shared sh;
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    static struct tjob local[2], remote[6];
+
+    (void)state;
+    shared_init(&sh);
+    atomic_store(&remote_on_forwarder, 0);
+    assert_int_equal(hpo_dispatch_create(2, 0, &dp), 0);
+    assert_int_equal(hpo_dispatch_forwarders(dp, 2), 0);
+    pthread_mutex_lock(&gate);
+    for (int i = 0; i < 2; i++) {
+        tjob_init(&local[i], &sh, NULL, -1, i);
+        local[i].gate = &gate;
+        hpo_dispatch_submit(dp, &local[i].job);
+    }
+    for (int i = 0; i < 200 && atomic_load(&sh.running) < 2; i++) {
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&sh.running), 2); /* both workers wait at the gate */
+    for (int i = 0; i < 6; i++) {
+        tjob_init(&remote[i], &sh, NULL, -1, 10 + i);
+        remote[i].job.work = remote_work;
+        remote[i].job.remote = true;
+        hpo_dispatch_submit(dp, &remote[i].job);
+    }
+    wait_done(&sh, 12); /* each remote job: work and done() */
+    assert_int_equal(atomic_load(&remote_on_forwarder), 6);
+    assert_int_equal(atomic_load(&sh.worked), 0);
+    pthread_mutex_unlock(&gate);
+    wait_done(&sh, 14);
+    hpo_dispatch_destroy(dp);
+
+    /* No forward threads: remote jobs run on the workers. */
+    shared_init(&sh);
+    atomic_store(&remote_on_forwarder, 0);
+    assert_int_equal(hpo_dispatch_create(2, 0, &dp), 0);
+    for (int i = 0; i < 6; i++) {
+        tjob_init(&remote[i], &sh, NULL, -1, 10 + i);
+        remote[i].job.work = remote_work;
+        remote[i].job.remote = true;
+        hpo_dispatch_submit(dp, &remote[i].job);
+    }
+    wait_done(&sh, 12);
+    assert_int_equal(atomic_load(&remote_on_forwarder), 0);
     hpo_dispatch_destroy(dp);
 }
 
@@ -614,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_inline_only_quick),
         cmocka_unit_test(test_inline_followers),
         cmocka_unit_test(test_unkeyed),
+        cmocka_unit_test(test_remote_beside_busy_workers),
         cmocka_unit_test(test_held_replies),
         cmocka_unit_test(test_inline_held_for_flush),
         cmocka_unit_test(test_crowd_rule),
