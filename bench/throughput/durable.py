@@ -16,12 +16,19 @@ medians are printed side by side with full/normal ratios against issue 18's
 targets (full >= 80% of normal at 64 clients, >= 50% at 8). For SQLite it
 also prints the largest size the WAL file reached in each daemon's run, which
 the checkpoints must keep bounded (about 32 MB, storage/checkpoint.c).
+--fdatasync noop|sleep:US runs every daemon with an LD_PRELOAD shim in
+place of fdatasync and fsync (compiled here): `noop` returns at once (what
+`full` costs in hpod's own mechanics: holding replies, flushers, kicks),
+`sleep:US` sleeps US microseconds without I/O (a flush's wait without its CPU);
+the device's share is the difference to a run without the shim. A
+diagnostic only: nothing is durable under it.
 Standard library only; Debian's /usr/bin/python3.
 """
 
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -82,6 +89,25 @@ class WalWatch:
         self.thread.join()
 
 
+def fdatasync_shim(spec, outdir):
+    """An LD_PRELOAD library replacing fdatasync and fsync ('noop' or 'sleep:US'); its env."""
+    us = 0
+    if spec.startswith("sleep:"):
+        us = int(spec.split(":", 1)[1])
+    elif spec != "noop":
+        sys.exit("--fdatasync: noop or sleep:US, not %r" % spec)
+    src = os.path.join(outdir, "fdatasync-shim.c")
+    with open(src, "w") as f:
+        f.write("#include <time.h>\n"
+                "static int nap(void) { struct timespec t = { 0, %dL * 1000 };"
+                " if (t.tv_nsec > 0) nanosleep(&t, 0); return 0; }\n"
+                "int fdatasync(int fd) { (void)fd; return nap(); }\n"
+                "int fsync(int fd) { (void)fd; return nap(); }\n" % us)
+    lib = os.path.join(outdir, "fdatasync-shim.so")
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", lib, src], check=True)
+    return {"LD_PRELOAD": lib}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hpod", default=os.path.join(ROOT, "build", "daemon", "hpod"))
@@ -90,6 +116,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--db", default=None, help="a postgresql:// URI instead of a fresh SQLite file")
+    ap.add_argument("--fdatasync", default=None,
+                    help="noop or sleep:US: a shim in place of fdatasync/fsync (a diagnostic)")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     bins = [("after", args.hpod)] + ([("before", args.hpod_before)] if args.hpod_before else [])
@@ -98,6 +126,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
         loadgen = build_curl_tool(os.path.join(HERE, "loadgen.c"), tmp)
+        env = fdatasync_shim(args.fdatasync, tmp) if args.fdatasync else None
         for r in range(args.repeat):
             p50, p90 = fdatasync_ms(tmp)
             print("round %d: fdatasync of 4 KiB here: p50 %.3f ms, p90 %.3f ms" % (r + 1, p50, p90),
@@ -107,7 +136,7 @@ def main():
                     extra = ["--synchronous", m]
                     if args.db:
                         extra += ["--db", args.db]
-                    with Daemon(exe, extra_args=extra) as d, WalWatch(d.db) as wal:
+                    with Daemon(exe, extra_args=extra, env=env) as d, WalWatch(d.db) as wal:
                         for c in clients:
                             x = run_hpod(d, loadgen, "b-%d-%s-%d" % (r, m, c), c, args.seconds)
                             res[(b, m, c)].append(x)
@@ -119,8 +148,9 @@ def main():
                         print("round %d %-6s %-6s largest WAL file: %.1f MB"
                               % (r + 1, b, m, wal.largest / 1e6), flush=True)
     print()
-    print("medians of %d rounds, ask+tell pairs/s (random sampler, %s)"
-          % (args.repeat, "PostgreSQL" if args.db else "SQLite"))
+    print("medians of %d rounds, ask+tell pairs/s (random sampler, %s%s)"
+          % (args.repeat, "PostgreSQL" if args.db else "SQLite",
+             ", fdatasync shim " + args.fdatasync if args.fdatasync else ""))
     for b, _ in bins:
         for c in clients:
             n = statistics.median(x["pairs_per_s"] for x in res[(b, "normal", c)])
