@@ -305,17 +305,22 @@ static bool admit(struct req *rq)
 ** worker) resumes it. Suspended first: the job may finish before submit returns.
 */
 static const char *header(struct req *rq, const char *name);
+static void route_work(struct hpo_job *job);
+static void job_work(struct hpo_job *job);
 
 static void suspend_and_submit(struct req *rq)
 {
     const struct hpo_api_config *cfg = &rq->api->cfg;
 
     /*
-    ** Several daemons: a job of no lane may forward the request to its
-    ** study's owner (route_work; job_work routes a request of no lane), and
-    ** waits on the forward threads, unless another daemon forwarded it here.
+    ** Several daemons: a job that routes the request may forward it to its
+    ** study's owner (route_work; job_work, for a request of no lane) and
+    ** runs on the forward threads, unless another daemon forwarded it here
+    ** (never forwarded again). Other jobs (a CSV's pieces, an event
+    ** stream's opening, which only looks at the owner) stay on the workers.
     */
     rq->job.remote = rq->job.key == NULL && rq->target != NULL &&
+            (rq->job.work == route_work || rq->job.work == job_work) &&
             !(cfg->forwarded != NULL && cfg->forwarded(cfg->ctx, header(rq, "X-Hpod-Forwarded")));
     rq->suspended = true;
     count_busy(rq);
@@ -700,7 +705,6 @@ static bool refused(struct req *rq)
     return true;
 }
 
-static void route_work(struct hpo_job *job);
 static void route_done(struct hpo_job *job);
 
 /*

@@ -7,26 +7,60 @@
 */
 #include "thread.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
+
+/* What a new thread runs first: its name, then fn(arg). */
+struct start {
+    void *(*fn)(void *);
+    void *arg;
+    char name[16]; /* the kernel's limit: 15 characters */
+};
+
+/*
+** The thread names itself before anything of fn runs: named by its creator
+** after pthread_create only, a thread that looked at its name early (or a
+** `top -H` then) saw the creator's name whenever it ran first.
+*/
+static void *named_main(void *p)
+{
+    struct start s = *(struct start *)p;
+
+    free(p);
+    (void)pthread_setname_np(pthread_self(), s.name);
+    return s.fn(s.arg);
+}
 
 int hpo_thread_start(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
         void *arg, const char *name)
 {
+    struct start *s = malloc(sizeof(*s));
     sigset_t all, old;
     int r;
 
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->fn = fn;
+    s->arg = arg;
+    snprintf(s->name, sizeof(s->name), "%s", name);
     sigfillset(&all);
     r = pthread_sigmask(SIG_SETMASK, &all, &old);
     if (r != 0) {
+        free(s);
         return -r;
     }
     /* The new thread inherits the mask in force here: every signal blocked. */
-    r = pthread_create(thread, attr, fn, arg);
+    r = pthread_create(thread, attr, named_main, s);
     (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r != 0) {
+        free(s);
         return -r;
     }
+    /* And named when this returns, whether or not the thread ran yet (s may be gone). */
     (void)pthread_setname_np(*thread, name);
     return 0;
 }

@@ -208,12 +208,18 @@ class Worker:
 
 
 def start_fleet(exe, uri, n=3, env=None, args=()):
+    """n daemons on `uri`; when one fails to start, those started are closed first."""
     ds = []
-    for _ in range(n):
-        d = Daemon(exe, extra_args=args, env=env)
-        d.db = uri
-        d.start()
-        ds.append(d)
+    try:
+        for _ in range(n):
+            d = Daemon(exe, extra_args=args, env=env)
+            d.db = uri
+            ds.append(d)
+            d.start()
+    except BaseException:
+        for d in ds:
+            d.close()
+        raise
     return ds
 
 

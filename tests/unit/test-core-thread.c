@@ -1,7 +1,8 @@
 /*
 ** test-core-thread.c: hpo_thread_start starts its function with every
 ** signal blocked (a thread that outlives its starter must not take a signal
-** meant for the loop thread), under the name given, with its argument,
+** meant for the loop thread), under the name given (set before its function
+** runs), with its argument,
 ** and leaves the caller's own signal mask as it was; a kept thread
 ** (hpo_kept) runs the jobs it is given, one at a time, under its name, and
 ** its stop ends it with no job lost that it had taken.
@@ -135,11 +136,36 @@ static void test_kept_thread(void **state)
     assert_string_equal(c.name, "hpod-kepttest");
 }
 
+static void *early_name(void *arg)
+{
+    (void)pthread_getname_np(pthread_self(), arg, 16);
+    return NULL;
+}
+
+/*
+** The name is the thread's from its first instruction on: named by the
+** creator after pthread_create, a thread that runs at once (the other core)
+** read its creator's name about once in a few starts.
+*/
+static void test_named_before_it_runs(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 300; i++) {
+        char name[16] = "";
+        pthread_t t;
+
+        assert_int_equal(hpo_thread_start(&t, NULL, early_name, name, "hpod-early"), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_string_equal(name, "hpod-early");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocked_named_caller_unchanged),
         cmocka_unit_test(test_kept_thread),
+        cmocka_unit_test(test_named_before_it_runs),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
