@@ -189,12 +189,37 @@ static bool is_quick(struct hpo_dispatch *dp, uint64_t hash)
 }
 
 /* Under `lock`: queue a run for the workers. */
-static void push_run(struct hpo_dispatch *dp, struct run *r)
+/* Under `lock`: append `r` to a run queue (the workers' or the forward threads') and wake one. */
+static void queue_push(struct run ***tail, pthread_cond_t *wake, struct run *r)
 {
     r->next = NULL;
-    *dp->runs_tail = r;
-    dp->runs_tail = &r->next;
-    pthread_cond_signal(&dp->wake);
+    **tail = r;
+    *tail = &r->next;
+    pthread_cond_signal(wake);
+}
+
+/* Under `lock` (waited on): the oldest run of a queue; NULL once stopping with none left. */
+static struct run *queue_wait(struct hpo_dispatch *dp, struct run **head, struct run ***tail,
+        pthread_cond_t *wake)
+{
+    struct run *r;
+
+    while (*head == NULL && !dp->stopping) {
+        pthread_cond_wait(wake, &dp->lock);
+    }
+    r = *head;
+    if (r != NULL) {
+        *head = r->next;
+        if (*head == NULL) {
+            *tail = head;
+        }
+    }
+    return r;
+}
+
+static void push_run(struct hpo_dispatch *dp, struct run *r)
+{
+    queue_push(&dp->runs_tail, &dp->wake, r);
 }
 
 static struct lane *lane_new(struct hpo_dispatch *dp, struct lane **slot, const char *key,
@@ -389,17 +414,10 @@ static void *worker_main(void *arg)
 
     pthread_mutex_lock(&dp->lock);
     for (;;) {
-        struct run *r;
-        while (dp->runs_head == NULL && !dp->stopping) {
-            pthread_cond_wait(&dp->wake, &dp->lock);
-        }
-        r = dp->runs_head;
+        struct run *r = queue_wait(dp, &dp->runs_head, &dp->runs_tail, &dp->wake);
+
         if (r == NULL) {
             break; /* stopping, nothing left */
-        }
-        dp->runs_head = r->next;
-        if (dp->runs_head == NULL) {
-            dp->runs_tail = &dp->runs_head;
         }
         if (r->lane == NULL) {
             struct hpo_job *job = r->job;
@@ -433,10 +451,7 @@ static void push_alone(struct hpo_dispatch *dp, struct hpo_job *job)
     r->lane = NULL;
     r->job = job;
     if (job->remote && dp->n_fwd > 0) {
-        r->next = NULL;
-        *dp->fwd_tail = r;
-        dp->fwd_tail = &r->next;
-        pthread_cond_signal(&dp->fwd_wake);
+        queue_push(&dp->fwd_tail, &dp->fwd_wake, r);
         return;
     }
     push_run(dp, r);
@@ -449,19 +464,11 @@ static void *forwarder_main(void *arg)
 
     pthread_mutex_lock(&dp->lock);
     for (;;) {
-        struct run *r;
+        struct run *r = queue_wait(dp, &dp->fwd_head, &dp->fwd_tail, &dp->fwd_wake);
         struct hpo_job *job;
 
-        while (dp->fwd_head == NULL && !dp->stopping) {
-            pthread_cond_wait(&dp->fwd_wake, &dp->lock);
-        }
-        r = dp->fwd_head;
         if (r == NULL) {
             break; /* stopping, nothing left */
-        }
-        dp->fwd_head = r->next;
-        if (dp->fwd_head == NULL) {
-            dp->fwd_tail = &dp->fwd_head;
         }
         job = r->job;
         pthread_mutex_unlock(&dp->lock);
