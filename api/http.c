@@ -300,32 +300,41 @@ static bool admit(struct req *rq)
     return false;
 }
 
-/*
-** Suspend the connection and hand the job to the embedder; job_done (on the
-** worker) resumes it. Suspended first: the job may finish before submit returns.
-*/
 static const char *header(struct req *rq, const char *name);
 static void route_work(struct hpo_job *job);
 static void job_work(struct hpo_job *job);
 
-static void suspend_and_submit(struct req *rq)
+/*
+** Several daemons: whether routing `rq` may forward it to another daemon
+** (and so wait for it): not when another daemon forwarded it here, marked
+** with the cluster token (a forwarded request is never forwarded again).
+*/
+static bool may_forward(struct req *rq)
 {
     const struct hpo_api_config *cfg = &rq->api->cfg;
 
-    /*
-    ** Several daemons: a job that routes the request may forward it to its
-    ** study's owner (route_work; job_work, for a request of no lane) and
-    ** runs on the forward threads, unless another daemon forwarded it here
-    ** (never forwarded again). Other jobs (a CSV's pieces, an event
-    ** stream's opening, which only looks at the owner) stay on the workers.
-    */
-    rq->job.remote = rq->job.key == NULL && rq->target != NULL &&
-            (rq->job.work == route_work || rq->job.work == job_work) &&
+    return rq->target != NULL &&
             !(cfg->forwarded != NULL && cfg->forwarded(cfg->ctx, header(rq, "X-Hpod-Forwarded")));
+}
+
+/*
+** Suspend the connection and hand the job to the embedder; job_done (on the
+** worker) resumes it. Suspended first: the job may finish before submit returns.
+*/
+static void suspend_and_submit(struct req *rq)
+{
+    /*
+    ** Several daemons: a job that routes the request (route_work; job_work,
+    ** for a request of no lane) may forward it, and runs on the forward
+    ** threads. Other jobs (a CSV's pieces, an event stream's opening, which
+    ** only looks at the owner) stay on the workers.
+    */
+    rq->job.remote = rq->job.key == NULL && (rq->job.work == route_work ||
+            rq->job.work == job_work) && may_forward(rq);
     rq->suspended = true;
     count_busy(rq);
     MHD_suspend_connection(rq->conn);
-    cfg->submit(cfg->ctx, &rq->job);
+    rq->api->cfg.submit(rq->api->cfg.ctx, &rq->job);
 }
 
 /*
@@ -748,6 +757,7 @@ static void job_work(struct hpo_job *job)
         job->key = NULL;
         job->work = route_work;
         job->done = reroute_done;
+        job->remote = may_forward(rq); /* (reroute_done submits it again) */
         return;
     }
     if (job_decode(rq)) {
