@@ -97,11 +97,11 @@ struct hpo_dispatch {
     pthread_t *threads;
     unsigned n_threads;
     unsigned inline_max_us;
-    /* The forward threads (hpo_dispatch_forwarders) and their queue: remote jobs. */
+    /* The forward threads (hpo_dispatch_forwarders), for remote jobs. */
     pthread_cond_t fwd_wake;
     pthread_t *fwd_threads;
-    unsigned n_fwd;
     /* Under `lock`: */
+    unsigned n_fwd; /* forward threads started (0 again once joined) */
     bool stopping;
     struct run *runs_head; /* waiting for a worker, oldest first */
     struct run **runs_tail;
@@ -188,7 +188,6 @@ static bool is_quick(struct hpo_dispatch *dp, uint64_t hash)
     return s->hash == hash && s->mean_us < dp->inline_max_us;
 }
 
-/* Under `lock`: queue a run for the workers. */
 /* Under `lock`: append `r` to a run queue (the workers' or the forward threads') and wake one. */
 static void queue_push(struct run ***tail, pthread_cond_t *wake, struct run *r)
 {
@@ -217,6 +216,7 @@ static struct run *queue_wait(struct hpo_dispatch *dp, struct run **head, struct
     return r;
 }
 
+/* Under `lock`: queue a run for the workers. */
 static void push_run(struct hpo_dispatch *dp, struct run *r)
 {
     queue_push(&dp->runs_tail, &dp->wake, r);
@@ -709,9 +709,7 @@ void hpo_dispatch_stop(struct hpo_dispatch *dp)
     }
     pthread_mutex_lock(&dp->lock);
     dp->n_fwd = 0; /* joined; remote jobs submitted now wait with the others, never run */
-    pthread_mutex_unlock(&dp->lock);
     /* Held replies go out as the flusher (running until the storage closes) catches up. */
-    pthread_mutex_lock(&dp->lock);
     while (dp->held_head != NULL || dp->releasing > 0) {
         pthread_cond_wait(&dp->released, &dp->lock);
     }
