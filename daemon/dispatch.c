@@ -102,6 +102,7 @@ struct hpo_dispatch {
     pthread_t *fwd_threads;
     /* Under `lock`: */
     unsigned n_fwd; /* forward threads started (0 again once joined) */
+    unsigned fwd_waiting, fwd_busy; /* remote jobs queued for a forward thread, running on one */
     bool stopping;
     struct run *runs_head; /* waiting for a worker, oldest first */
     struct run **runs_tail;
@@ -451,6 +452,7 @@ static void push_alone(struct hpo_dispatch *dp, struct hpo_job *job)
     r->lane = NULL;
     r->job = job;
     if (job->remote && dp->n_fwd > 0) {
+        dp->fwd_waiting++;
         queue_push(&dp->fwd_tail, &dp->fwd_wake, r);
         return;
     }
@@ -471,11 +473,14 @@ static void *forwarder_main(void *arg)
             break; /* stopping, nothing left */
         }
         job = r->job;
+        dp->fwd_waiting--;
+        dp->fwd_busy++;
         pthread_mutex_unlock(&dp->lock);
         free(r);
         work_held(dp, job);
         finish(dp, job, NULL);
         pthread_mutex_lock(&dp->lock);
+        dp->fwd_busy--;
     }
     pthread_mutex_unlock(&dp->lock);
     return NULL;
@@ -688,6 +693,14 @@ int hpo_dispatch_forwarders(struct hpo_dispatch *dp, unsigned n)
         }
     }
     return r;
+}
+
+void hpo_dispatch_forward_load(struct hpo_dispatch *dp, unsigned *waiting, unsigned *busy)
+{
+    pthread_mutex_lock(&dp->lock);
+    *waiting = dp->fwd_waiting;
+    *busy = dp->fwd_busy;
+    pthread_mutex_unlock(&dp->lock);
 }
 
 void hpo_dispatch_stop(struct hpo_dispatch *dp)

@@ -45,6 +45,9 @@ int hpo_dispatch_create(unsigned threads, unsigned inline_max_us, struct hpo_dis
 */
 int hpo_dispatch_forwarders(struct hpo_dispatch *dp, unsigned n);
 
+/* Remote jobs queued for a forward thread now, and running on one (/metrics). */
+void hpo_dispatch_forward_load(struct hpo_dispatch *dp, unsigned *waiting, unsigned *busy);
+
 /*
 ** Hold each job's done() until `st` flushed every commit made before the job
 ** finished (hpo_storage_defer_flush: jobs return from their writes before

@@ -134,6 +134,7 @@ static char *metrics(void *ctx, const char *scope)
     char *text = hpo_metrics_text(&src);
     char *all = NULL;
     size_t len = 0;
+    unsigned waiting, busy;
     FILE *f;
 
     if (text == NULL || d->cl.cluster == NULL) {
@@ -145,6 +146,13 @@ static char *metrics(void *ctx, const char *scope)
     }
     fputs(text, f);
     free(text);
+    hpo_dispatch_forward_load(d->dispatch, &waiting, &busy);
+    fprintf(f, "# HELP hpod_forward_threads_busy Forward threads waiting for another daemon's reply.\n"
+               "# TYPE hpod_forward_threads_busy gauge\n"
+               "hpod_forward_threads_busy %u\n"
+               "# HELP hpod_forward_queue Requests waiting for a free forward thread.\n"
+               "# TYPE hpod_forward_queue gauge\n"
+               "hpod_forward_queue %u\n", busy, waiting);
     if (hpo_daemon_cluster_metrics(&d->cl, f) < 0 || fclose(f) != 0) {
         free(all);
         return NULL;

@@ -46,7 +46,8 @@ each on 127.0.0.1 and a free port.
   request forwarded, more at once than a daemon has workers): every client is
   answered throughout, and every acknowledged tell is stored (forwards wait on
   threads of their own; on the workers both daemons hung until the forwards
-  timed out).
+  timed out); /metrics shows forwards on the forward threads meanwhile (at
+  most 16), and its two forward gauges are 0 once the clients stopped.
 - event_stream_on_its_owner: the dashboard's event stream of a study opens on
   its owner only; another daemon answers 503 unavailable naming the owner in
   X-Hpod-Owner; an ask sent through the other daemon (forwarded) reaches the
@@ -813,12 +814,23 @@ def cross_forwards_beyond_the_workers(exe):
                                                                       len(counts) - 1)))
         for t in threads:
             t.start()
-        time.sleep(CROSS_SECONDS)
+        busy_seen = 0
+        deadline = time.monotonic() + CROSS_SECONDS
+        while time.monotonic() < deadline:
+            for d in ds:
+                busy = metric(d, "hpod_forward_threads_busy")
+                check(0 <= busy <= 16, "hpod_forward_threads_busy %r" % busy)
+                busy_seen = max(busy_seen, busy)
+            time.sleep(0.5)
         stop.set()
         for t in threads:
             t.join(timeout=30)
         check(not any(t.is_alive() for t in threads), "clients did not finish")
         check(not errors, "errors: %r" % errors[:3])
+        check(busy_seen >= 1, "forwards seen waiting on the forward threads (/metrics)")
+        for d in ds:
+            check(metric(d, "hpod_forward_threads_busy") == 0 and
+                  metric(d, "hpod_forward_queue") == 0, "forward gauges back to 0 on :%d" % d.port)
         check(min(counts) > 0, "every client was answered: %d of %d never were" % (
             counts.count(0), len(counts)))
         for name, n in acked.items():
