@@ -100,8 +100,6 @@ static bool round_end(void *ctx, void (*wake)(void *loop), void *loop)
 {
     struct daemon *d = ctx;
 
-    /* (Under full: the round's flush on this thread unless work waits for it.) */
-    hpo_storage_lead_busy(hpo_api_ready_here);
     return hpo_storage_lead(d->storage, wake, loop);
 }
 
@@ -679,6 +677,8 @@ int main(int argc, char **argv)
         acfg.health = health;
     }
     acfg.ctx = &d;
+    /* Under full, a round's end flushes on its HTTP thread unless work waits there. */
+    hpo_storage_lead_busy(hpo_api_ready_here);
     r = hpo_api_start(&acfg, &d.api, &err);
     if (r < 0) {
         hpo_log(HPO_LOG_ERR, "%s", err.message);

@@ -70,8 +70,8 @@ extern _Thread_local bool hpo__lead_later;
 ** then (0: none left to lead).
 */
 extern _Thread_local uint64_t hpo__lead_upto;
-/* hpo_storage_lead_busy's check for this thread (NULL: never busy). */
-extern _Thread_local bool (*hpo__lead_busy)(void);
+/* hpo_storage_lead_busy's check, asked on the leading thread (NULL: never busy). */
+extern bool (*hpo__lead_busy)(void);
 
 /* Values of a write up to this many bytes may be copied and pipelined. */
 #define HPO__PIPELINE_MAX (64 * 1024)

@@ -156,7 +156,7 @@ void hpo_storage_lead_later(bool on)
     hpo__lead_later = on;
 }
 
-_Thread_local bool (*hpo__lead_busy)(void);
+bool (*hpo__lead_busy)(void);
 
 void hpo_storage_lead_busy(bool (*busy)(void))
 {

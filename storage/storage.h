@@ -364,8 +364,10 @@ bool hpo_storage_lead(struct hpo_storage *st, void (*wake)(void *arg), void *arg
 ** WAL on the calling thread before hpo_storage_lead returns, and the
 ** replies the flush releases are released there, unless busy(), asked
 ** after the commit, says the thread has other work waiting: then a flusher
-** thread flushes and releases them while the thread serves. Per thread
-** (NULL, the default: never busy).
+** thread flushes and releases them while the thread serves. busy() is
+** asked on the thread that leads the round (it tells that thread's own
+** work); set once, before the threads that lead rounds start (NULL, the
+** default: never busy).
 */
 void hpo_storage_lead_busy(bool (*busy)(void));
 /* The number of the last write this thread queued for its hpo_storage_lead, or handed off (0: none). */
