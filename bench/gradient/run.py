@@ -23,6 +23,11 @@ It also checks E6's first Adam step over HTTP to 1e-9, reports the daemon's
 resident memory in vectors' worth (8N bytes) and runs the sampler-only micro
 benchmark (bench-sampler.c, compiled here) for the sampler's own share.
 
+It first prints what the disk under the temporary directory costs right
+now (bench/common/disk.py: a 4 KiB fdatasync, and 8N bytes written and
+fdatasync'd): under `full` the round trip writes and syncs side files of
+that size, so its figure moves with the disk.
+
 --baseline OTHER/hpod runs another build first in each mode (before/after in
 one run: the machine's load moves every figure). --phases runs each mode once
 more under `strace -f -T -ttt` and splits each phase of the round (ask,
@@ -52,6 +57,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "bench", "common"))
+from disk import fdatasync_ms, write_sync_mb_s  # noqa: E402
 E6_ADAM_ONE_STEP = [1.0, 1.105170915129, 1.105170916970, 1.105170917486, 1.105170917707]
 
 
@@ -377,6 +385,12 @@ def main():
     for opt, rounds in (("adam", args.rounds), ("sgd", 100)):
         subprocess.check_call([exe, str(args.n), str(rounds), opt])
 
+    # The disk the daemons' side files go to (the temporary directory): under `full` the
+    # round trip waits for it (bench/common/disk.py).
+    p50, _ = fdatasync_ms(tempfile.gettempdir())
+    print("disk here: fdatasync of 4 KiB p50 %.3f ms; %d MB written and fdatasync'd at %.0f MB/s"
+          % (p50, 8 * args.n // 10 ** 6, write_sync_mb_s(tempfile.gettempdir(), 8 * args.n)),
+          flush=True)
     meds = {}
     if args.ab and args.baseline:
         for sync in args.modes.split(","):

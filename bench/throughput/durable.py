@@ -32,35 +32,18 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.dont_write_bytecode = True
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "bench", "common"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from hpodtest import Daemon, build_curl_tool  # noqa: E402
 from run import run_hpod  # noqa: E402
+from disk import fdatasync_ms  # noqa: E402
 
 TARGETS = {64: 0.80, 8: 0.50}
-
-
-def fdatasync_ms(directory, n=100):
-    """p50 and p90 of n fdatasyncs after a 4 KiB pwrite, in ms: what a flush costs right now."""
-    path = os.path.join(directory, "fsync-probe")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    ts = []
-    try:
-        for i in range(n):
-            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
-            t = time.perf_counter()
-            os.fdatasync(fd)
-            ts.append(1e3 * (time.perf_counter() - t))
-    finally:
-        os.close(fd)
-        os.unlink(path)
-    ts.sort()
-    return ts[n // 2], ts[n * 9 // 10]
 
 
 class WalWatch:
