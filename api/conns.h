@@ -2,10 +2,11 @@
 ** conns.h: what http.c keeps per TCP connection to enforce the connection
 ** limits of docs/API.md "Access and TLS" that MHD has no option for:
 **
-**  - the request-head deadline: from the first byte of a request (the
-**    kernel's count of bytes received, TCP_INFO, grows while no request is
-**    being served) to the end of its head, not reset by trickling bytes;
-**    a connection over it is shut down (MHD then closes it);
+**  - the request-head deadline: from the first byte of a request (data
+**    received after the last request ended, while no request is being
+**    served: the sweep asks the kernel, TCP_INFO's time since the last
+**    data) to the end of its head, not reset by trickling bytes; a
+**    connection over it is shut down (MHD then closes it);
 **  - the reserve: MHD admits a few connections over max-connections; those
 **    may only ask /healthz and /metrics, anything else gets 503;
 **  - the per-client cap over every HTTP thread: each thread runs a daemon
@@ -51,9 +52,10 @@ struct hpo__conn {
     int fd;
     int kick_fd;           /* its HTTP thread's kick (loops.h), for a resume from elsewhere */
     void *loop;            /* its HTTP thread's loop (hpo__loops_here) */
-    uint64_t rx_mark;      /* bytes received when the last request ended */
+    uint64_t end_ms;       /* when the last request ended (served) */
     uint64_t head_seen_ms; /* when bytes of the next head were first seen; 0 = none yet */
     bool in_request;       /* between a head's end and its reply's end */
+    bool served;           /* a request ended on it */
     bool reserve;          /* admitted over the limit */
     bool shut;             /* shut down by the sweep */
 };

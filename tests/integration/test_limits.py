@@ -3,7 +3,9 @@
 
 1,000 idle connections held while ask/tell and /healthz from new connections work;
 200 connections trickling a request head byte by byte are closed by the head deadline
-(not reset by the bytes) while others are served, and an idle connection is not; at
+(not reset by the bytes) while others are served, and an idle connection is not; so
+are heads trickled on connections that already served a request, whose idle
+neighbour is kept; at
 max-connections a new connection gets 503 except for /healthz and /metrics (the
 reserve), and past the reserve it is refused; the per-client cap refuses one address
 while another is served. Prints TAP.
@@ -77,6 +79,22 @@ def http_once(port, path, source="127.0.0.1"):
     return int(data.split(b" ", 2)[1]), data
 
 
+
+def served_once(port):
+    """A keep-alive connection that has had one /healthz answered (the whole reply read)."""
+    s = connect(port)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = [int(x.split(b":")[1]) for x in head.split(b"\r\n")
+              if x.lower().startswith(b"content-length:")][0]
+    while len(body) < length:
+        body += s.recv(65536)
+    check(head.startswith(b"HTTP/1.1 200"), "the served request: %r" % head[:100])
+    return s
+
 @tap.test
 def idle_connections_held(exe):
     want_files(1300)
@@ -148,6 +166,50 @@ def slow_headers_closed(exe):
         for s in slow:
             s.close()
 
+
+
+@tap.test
+def slow_head_after_a_request_closed(exe):
+    # The deadline of a head that begins on a connection which already served a
+    # request: it starts at the first data after that request's end (conns.c).
+    args = ["--request-head-timeout", "2", "--connection-timeout", "60"]
+    with Daemon(exe, extra_args=args) as d:
+        idle = served_once(d.port)
+        slow = [served_once(d.port) for _ in range(5)]
+        time.sleep(0.1)
+        for s in slow:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        start = time.monotonic()
+        open_ = list(slow)
+        while open_ and time.monotonic() - start < 15:
+            still = []
+            for s in open_:
+                if closed_by_peer(s):
+                    continue
+                try:
+                    s.sendall(b"a")
+                except (BrokenPipeError, ConnectionResetError):
+                    continue
+                still.append(s)
+            open_ = still
+            time.sleep(0.5)
+        elapsed = time.monotonic() - start
+        check(not open_, "%d slow heads after a request still open after %.0f s"
+              % (len(open_), elapsed))
+        check(elapsed >= 1.5, "closed after %.1f s, before the 2 s deadline" % elapsed)
+        check(not closed_by_peer(idle), "an idle connection that served a request was closed")
+        # The idle one still serves.
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = b""
+        while True:
+            chunk = idle.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        check(got.startswith(b"HTTP/1.1 200"), "the idle connection's next request: %r" % got[:100])
+        idle.close()
+        for s in slow:
+            s.close()
 
 @tap.test
 def limit_and_reserve(exe):
