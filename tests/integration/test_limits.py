@@ -52,6 +52,20 @@ def closed_by_peer(s):
         return True
 
 
+
+def trickle(socks):
+    """One more byte of a head on each socket the server has not closed; those it went out on."""
+    sent = []
+    for s in socks:
+        if closed_by_peer(s):
+            continue
+        try:
+            s.sendall(b"a")
+        except (BrokenPipeError, ConnectionResetError):
+            continue
+        sent.append(s)
+    return sent
+
 def ask_tell(c, n):
     for i in range(n):
         t = c.post("/v1/studies/s/ask").expect(201)
@@ -135,13 +149,7 @@ def slow_headers_closed(exe):
         # One byte every 0.5 s on each; the idle timeout (60 s) would never fire.
         while open_ and time.monotonic() - start < 20:
             still = []
-            for s in open_:
-                if closed_by_peer(s):
-                    continue
-                try:
-                    s.sendall(b"a")
-                except (BrokenPipeError, ConnectionResetError):
-                    continue
+            for s in trickle(open_):
                 r, _, _ = select.select([s], [], [], 0)
                 if r:
                     try:
@@ -182,16 +190,7 @@ def slow_head_after_a_request_closed(exe):
         start = time.monotonic()
         open_ = list(slow)
         while open_ and time.monotonic() - start < 15:
-            still = []
-            for s in open_:
-                if closed_by_peer(s):
-                    continue
-                try:
-                    s.sendall(b"a")
-                except (BrokenPipeError, ConnectionResetError):
-                    continue
-                still.append(s)
-            open_ = still
+            open_ = trickle(open_)
             time.sleep(0.5)
         elapsed = time.monotonic() - start
         check(not open_, "%d slow heads after a request still open after %.0f s"
