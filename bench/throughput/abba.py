@@ -12,8 +12,10 @@ on both alike. Prints each side's median pairs/s and CPU per pair, and the
 median of the per-pair ratios B/A with their spread: the figure to trust on
 a noisy machine (A/A runs of one build give its noise: medians 1.04 and
 1.02, single pairs 0.80-1.21, `full` at 64 clients on the 2-core machine of
-docs/DESIGN.md). durable.py
-restarts the daemons every round; this keeps them up, for small differences.
+docs/DESIGN.md). durable.py restarts the daemons every round; this keeps
+them up, for small differences. To compare one build under two settings,
+give a wrapper script as A or B (`exec hpod "$@" --http-threads 4`, or an
+environment variable before the exec).
 Standard library only; Debian's /usr/bin/python3.
 """
 import contextlib

@@ -313,6 +313,17 @@ static void remote_work(struct hpo_job *job)
     done_cb(job);
 }
 
+/* Submit n remote jobs that note where they ran (remote_work), numbered from 10. */
+static void submit_remote(struct hpo_dispatch *dp, struct shared *sh, struct tjob *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        tjob_init(&t[i], sh, NULL, -1, 10 + i);
+        t[i].job.work = remote_work;
+        t[i].job.remote = true;
+        hpo_dispatch_submit(dp, &t[i].job);
+    }
+}
+
 /*
 ** Every worker waits (on a gate, as on a forward to a daemon whose own
 ** workers wait on forwards here): remote jobs still run, on the forward
@@ -340,12 +351,7 @@ static void test_remote_beside_busy_workers(void **state)
         usleep(1000);
     }
     assert_int_equal(atomic_load(&sh.running), 2); /* both workers wait at the gate */
-    for (int i = 0; i < 6; i++) {
-        tjob_init(&remote[i], &sh, NULL, -1, 10 + i);
-        remote[i].job.work = remote_work;
-        remote[i].job.remote = true;
-        hpo_dispatch_submit(dp, &remote[i].job);
-    }
+    submit_remote(dp, &sh, remote, 6);
     wait_done(&sh, 12); /* each remote job: work and done() */
     assert_int_equal(atomic_load(&remote_on_forwarder), 6);
     assert_int_equal(atomic_load(&sh.worked), 0);
@@ -357,12 +363,7 @@ static void test_remote_beside_busy_workers(void **state)
     shared_init(&sh);
     atomic_store(&remote_on_forwarder, 0);
     assert_int_equal(hpo_dispatch_create(2, 0, &dp), 0);
-    for (int i = 0; i < 6; i++) {
-        tjob_init(&remote[i], &sh, NULL, -1, 10 + i);
-        remote[i].job.work = remote_work;
-        remote[i].job.remote = true;
-        hpo_dispatch_submit(dp, &remote[i].job);
-    }
+    submit_remote(dp, &sh, remote, 6);
     wait_done(&sh, 12);
     assert_int_equal(atomic_load(&remote_on_forwarder), 0);
     hpo_dispatch_destroy(dp);
