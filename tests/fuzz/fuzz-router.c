@@ -186,8 +186,10 @@ static char *rebuild(const struct hpo__route *r, const char *study, char *buf, s
         snprintf(buf, len, "/v1/studies/%s/columns", study);
         return buf;
     case HPO__R_CURVES:
-    case HPO__R_EVENTS:
         snprintf(buf, len, "/v1/studies/%s/curves", study);
+        return buf;
+    case HPO__R_EVENTS:
+        snprintf(buf, len, "/v1/studies/%s/events", study);
         return buf;
     case HPO__R_IMPORTANCES:
         snprintf(buf, len, "/v1/studies/%s/importances", study);
