@@ -26,6 +26,7 @@
 
 #include "gradient-step.h"
 
+#include <float.h>
 #include <math.h>
 
 /* A multiple of every vector width; the buffer stays in L1 (2 KB). */
@@ -36,6 +37,23 @@
 INLINE double clamp(double x, double lo, double hi)
 {
     return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/*
+** An overflow saturates at ±DBL_MAX. A client's gradient is any finite
+** double, so ĝ, Adam's v (ĝ²), a momentum or an accumulated sum can
+** overflow; an infinity kept in m, v, acc or dprev made the saved state one
+** that load() refuses (its vectors must be finite), and 0 * inf (a cosine
+** schedule's last lr) put a NaN in u. Finite results keep their bits. Written
+** as max then min, each the form of one vector instruction (maxpd, minpd:
+** the second operand when the comparison is false), so a NaN, which finite
+** operands never give here, becomes -DBL_MAX.
+*/
+INLINE double sat(double x)
+{
+    double y = x > -DBL_MAX ? x : -DBL_MAX;
+
+    return y < DBL_MAX ? y : DBL_MAX;
 }
 
 /*
@@ -53,7 +71,7 @@ INLINE void from_client(const double *restrict gr, const double *restrict val,
         double gi = gr[i], v = val[i];
         double dvdu = kind == HPO_GSTEP_LOG ? v
                 : (kind == HPO_GSTEP_LOGIT ? (v - lo) * (hi - v) / span : 1.0);
-        double x = sgn * gi * dvdu;
+        double x = sat(sgn * gi * dvdu);
         x *= mul;
         if (divide) {
             x = x / div;
@@ -68,7 +86,7 @@ INLINE void from_dense(const double *restrict dense, double *restrict g, size_t 
     const double mul = s->mul, div = s->div;
 
     for (size_t i = 0; i < len; i++) {
-        double x = dense[i] * mul;
+        double x = sat(dense[i]) * mul;
         g[i] = divide ? x / div : x;
     }
 }
@@ -121,9 +139,10 @@ INLINE void adam(double *restrict u, double *restrict m, double *restrict v,
 
     for (size_t i = 0; i < len; i++) {
         double gh = g[i];
-        double mi = b1 * m[i] + (1.0 - b1) * gh;
+        double mi = sat(b1 * m[i] + (1.0 - b1) * gh);
         double vi = b2 * v[i] + (1.0 - b2) * gh * gh;
-        double d = mi * inv_b1t / (sqrt(vi) * inv_sqrt_b2t + eps);
+        vi = vi < DBL_MAX ? vi : DBL_MAX; /* >= 0: one side (minpd's form) */
+        double d = sat(mi * inv_b1t / (sqrt(vi) * inv_sqrt_b2t + eps));
         m[i] = mi;
         v[i] = vi;
         u[i] = clamp(u[i] - lr_t * d, ulo, uhi);
@@ -141,8 +160,8 @@ INLINE void momentum(double *restrict u, double *restrict m, double *restrict dp
 
     for (size_t i = 0; i < len; i++) {
         double gh = g[i];
-        double mi = mom * m[i] + gh;
-        double d = nesterov ? gh + mom * mi : mi;
+        double mi = sat(mom * m[i] + gh);
+        double d = sat(nesterov ? gh + mom * mi : mi);
         m[i] = mi;
         u[i] = clamp(u[i] - lr_t * d, ulo, uhi);
         if (keep) {
@@ -246,7 +265,7 @@ INLINE void ghat_chunk(const struct hpo__gstep *s, size_t j, size_t len, double 
 INLINE void add(double *restrict acc, const double *restrict g, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
-        acc[i] += g[i];
+        acc[i] = sat(acc[i] + g[i]);
     }
 }
 

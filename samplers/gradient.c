@@ -1421,7 +1421,15 @@ static void apply_step(struct gradient_state *st, const struct hpo_space *space,
         lr_t = st->a_resolved ? st->a / pow((double)st->k + 1.0 + st->spsa_A, SPSA_ALPHA) : 0.0;
     } else {
         if (st->dprev != NULL) {
-            st->lr += st->hd_beta * src_dot(st, space, s, st->dprev);
+            /*
+            ** A hypergradient step that overflows (ĝ and dprev near
+            ** ±DBL_MAX) is skipped: an infinite or NaN lr is a state that
+            ** load() refuses.
+            */
+            double lr = st->lr + st->hd_beta * src_dot(st, space, s, st->dprev);
+            if (isfinite(lr)) {
+                st->lr = lr;
+            }
         }
         lr_t = st->lr;
         if (st->schedule == SCHED_COSINE) {

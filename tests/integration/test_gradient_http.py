@@ -192,6 +192,34 @@ def bad_gradients_change_nothing(exe):
         check(d.snapshot() == before, "a rejected gradient changed state")
 
 
+@tap.test
+def extreme_gradients_survive_a_restart(exe):
+    """Finite gradients near the largest double are valid input. Adam's second moment (g^2)
+    and a momentum sum then overflow; before, the infinity was saved, the restart refused
+    the state and the study's optimizer started over without a word (version back to 0).
+    Now they saturate: the version and the iterate survive the restart."""
+    with Daemon(exe) as d:
+        study(d, "huge", {"optimizer": "adam", "lr": 0.1})
+        study(d, "huge-m", {"optimizer": "momentum", "lr": 0.1})
+        for name in ("huge", "huge-m"):
+            for g in (0.5, 1.7e308, -1.7e308, 1e300, 0.5, 1.7e308, 0.5, 0.5):
+                t = d.post("/v1/studies/%s/ask" % name).expect(201)
+                d.post("/v1/studies/%s/trials/%d/tell" % (name, t["number"]),
+                       {"value": 1.0, "gradient": {"lam": g}}).expect(200)
+        before = {name: (d.get("/v1/studies/" + name).expect(200)["gradient"]["version"],
+                         d.post("/v1/studies/%s/ask" % name).expect(201)["params"]["lam"])
+                  for name in ("huge", "huge-m")}
+        d.stop()
+        d.start()
+        for name in ("huge", "huge-m"):
+            version = d.get("/v1/studies/" + name).expect(200)["gradient"]["version"]
+            lam = d.post("/v1/studies/%s/ask" % name).expect(201)["params"]["lam"]
+            check(before[name] == (8, lam) and version == 8,
+                  "%s: version and iterate %r before the restart, %r after"
+                  % (name, before[name], (version, lam)))
+        check("does not load" not in d.log_text(), "a state was refused at the restart")
+
+
 
 @tap.test
 def big_state_rolls_back_from_disk(exe):

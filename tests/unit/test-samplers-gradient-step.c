@@ -15,6 +15,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,6 +36,14 @@ static double ref_clampd(double x, double lo, double hi)
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
+/* gradient-step.c's saturation of an overflow (a NaN becomes -DBL_MAX). */
+static double ref_sat(double x)
+{
+    double y = x > -DBL_MAX ? x : -DBL_MAX;
+
+    return y < DBL_MAX ? y : DBL_MAX;
+}
+
 static double ref_dvdu(const struct hpo__gstep *s, double v)
 {
     switch (s->kind) {
@@ -52,14 +61,14 @@ static double ref_src_at(const struct hpo__gstep *s, size_t j)
     double x;
 
     if (s->dense != NULL) {
-        x = s->dense[j];
+        x = ref_sat(s->dense[j]);
     } else {
         double gr = s->grad[j];
         double v = s->vals[j];
         if (isnan(gr) || isnan(v)) {
             return 0.0;
         }
-        x = s->sgn * gr * ref_dvdu(s, v);
+        x = ref_sat(s->sgn * gr * ref_dvdu(s, v));
     }
     x *= s->mul;
     return s->div == 1.0 ? x : x / s->div;
@@ -75,13 +84,14 @@ static void ref_step(const struct hpo__gstep *s, size_t lo, size_t hi)
         double d;
         switch (s->opt) {
         case HPO_GSTEP_ADAM:
-            m[j] = b1 * m[j] + (1.0 - b1) * gh;
+            m[j] = ref_sat(b1 * m[j] + (1.0 - b1) * gh);
             v[j] = b2 * v[j] + (1.0 - b2) * gh * gh;
-            d = m[j] * s->inv_b1t / (sqrt(v[j]) * s->inv_sqrt_b2t + eps);
+            v[j] = v[j] < DBL_MAX ? v[j] : DBL_MAX;
+            d = ref_sat(m[j] * s->inv_b1t / (sqrt(v[j]) * s->inv_sqrt_b2t + eps));
             break;
         case HPO_GSTEP_MOMENTUM:
-            m[j] = mom * m[j] + gh;
-            d = s->nesterov ? gh + mom * m[j] : m[j];
+            m[j] = ref_sat(mom * m[j] + gh);
+            d = ref_sat(s->nesterov ? gh + mom * m[j] : m[j]);
             break;
         default:
             d = gh;
@@ -97,7 +107,7 @@ static void ref_step(const struct hpo__gstep *s, size_t lo, size_t hi)
 static void ref_accumulate(const struct hpo__gstep *s, size_t lo, size_t hi, double *acc)
 {
     for (size_t j = lo; j < hi; j++) {
-        acc[j] += ref_src_at(s, j);
+        acc[j] = ref_sat(acc[j] + ref_src_at(s, j));
     }
 }
 

@@ -3,6 +3,7 @@
 ** table as the service drives it, reproducing docs/ALGORITHMS.md §7.7.
 */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -738,6 +739,44 @@ static void bounded_state(void **unused)
         assert_near(ask(&s)->values[0], x0 - 0.01 * 0.3 / 3.0, 1e-12);
     }
     study_close(&s);
+}
+
+/*
+** A client's gradient is any finite double. Near ±DBL_MAX, Adam's v (ĝ²),
+** a momentum, a batch's sum or a hypergradient step overflow: each
+** saturates (or the lr step is skipped), so the saved state still loads
+** (restart() asserts it), and every value handed out stays finite. Before,
+** v = inf was saved, load() refused it and the daemon silently started the
+** study's optimizer over after a restart (with a cosine schedule ending at
+** lr 0, 0 * inf also put a NaN in u).
+*/
+static void extreme_gradients_reload(void **unused)
+{
+    static const char *const opts[] = {
+        "{}",
+        "{\"optimizer\": \"momentum\", \"nesterov\": true, \"hd_beta\": 1e300}",
+        "{\"optimizer\": \"momentum\", \"batch_size\": 3}",
+        "{\"optimizer\": \"sgd\", \"lr\": 1e300, \"transform\": \"clip\"}",
+        "{\"schedule\": \"cosine\", \"schedule_steps\": 3, \"hd_beta\": 1e-3}",
+        "{\"optimizer\": \"adam\", \"max_grad_norm\": 1}",
+    };
+    static const double grads[] = { 1e308, DBL_MAX, -DBL_MAX, 1e300, -1e200, 0.5, DBL_MAX };
+
+    for (size_t o = 0; o < sizeof(opts) / sizeof(opts[0]); o++) {
+        struct study s;
+
+        study_open(&s, x_space, opts[o], false);
+        for (int k = 0; k < 12; k++) {
+            struct hpo_trial *t = ask(&s);
+            double g = grads[k % 7];
+            assert_true(isfinite(t->values[0]) && t->values[0] >= -100.0 && t->values[0] <= 100.0);
+            tell(&s, t, 1.0, &g);
+            restart(&s);
+        }
+        /* Every gradient was used: the steps survived each restart. */
+        assert_int_equal(status_version(&s), strstr(opts[o], "batch_size") != NULL ? 4 : 12);
+        study_close(&s);
+    }
 }
 
 /* ---- batches, clipping, direction ---------------------------------------- */
@@ -1648,6 +1687,7 @@ int main(void)
         cmocka_unit_test(restart_adam_batch_bitwise),
         cmocka_unit_test(needs_save_after_first_ask),
         cmocka_unit_test(e2_adam),
+        cmocka_unit_test(extreme_gradients_reload),
         cmocka_unit_test(e3_momentum),
         cmocka_unit_test(nesterov_differs),
         cmocka_unit_test(e4_hypergradient),
