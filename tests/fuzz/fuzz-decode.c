@@ -77,7 +77,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(req.args.tell.state == HPO_STATE_COMPLETE ||
                     req.args.tell.state == HPO_STATE_PRUNED ||
                     req.args.tell.state == HPO_STATE_FAILED);
-            CHECK((req.args.tell.state == HPO_STATE_COMPLETE) == isfinite(req.args.tell.value));
+            /* Complete with a value, or with "values" (several objectives: value stays NaN). */
+            CHECK((req.args.tell.state == HPO_STATE_COMPLETE) ==
+                    (isfinite(req.args.tell.value) || req.args.tell.values != NULL));
+            CHECK(req.args.tell.values == NULL || isnan(req.args.tell.value));
             CHECK(req.args.tell.attrs == NULL || json_is_object(req.args.tell.attrs));
             break;
         case HPO_SERVICE_REPORT:
@@ -85,7 +88,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case HPO_SERVICE_TRIAL_CREATE:
             CHECK(req.args.trial.params != NULL);
-            CHECK(!req.args.trial.has_value || isfinite(req.args.trial.value));
+            CHECK(req.args.trial.has_value ==
+                    (isfinite(req.args.trial.value) || req.args.trial.values != NULL));
+            CHECK(req.args.trial.values == NULL || isnan(req.args.trial.value));
             break;
         case HPO_SERVICE_ASK:
             CHECK(req.args.ask.worker == NULL || strlen(req.args.ask.worker) <= 256);
