@@ -17,6 +17,7 @@ static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size
 {
     const char *colon = strrchr(value, ':');
     const char *host = value;
+    char addr[sizeof(cfg->host)];
     size_t hlen;
     unsigned long port;
     char *end;
@@ -37,20 +38,22 @@ static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size
     if (errno != 0 || *end != '\0' || colon[1] == '\0' || port > 65535) {
         return hpo_fail(msg, len, -EINVAL, "listen: '%s' has no valid port (0-65535)", value);
     }
-    memcpy(cfg->host, host, hlen);
-    cfg->host[hlen] = '\0';
-    if (strcmp(cfg->host, "localhost") == 0) {
-        snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
+    /* Checked in a copy: a refused value leaves the setting as it was. */
+    memcpy(addr, host, hlen);
+    addr[hlen] = '\0';
+    if (strcmp(addr, "localhost") == 0) {
+        snprintf(addr, sizeof(addr), "127.0.0.1");
     }
     /* The daemon binds the address without resolving names (api/http.c). */
     {
         struct in6_addr a;
-        int family = strchr(cfg->host, ':') != NULL ? AF_INET6 : AF_INET;
-        if (inet_pton(family, cfg->host, &a) != 1) {
+        int family = strchr(addr, ':') != NULL ? AF_INET6 : AF_INET;
+        if (inet_pton(family, addr, &a) != 1) {
             return hpo_fail(msg, len, -EINVAL, "listen: '%s': '%s' is not a numeric %s address",
-                    value, cfg->host, family == AF_INET6 ? "IPv6" : "IPv4");
+                    value, addr, family == AF_INET6 ? "IPv6" : "IPv4");
         }
     }
+    memcpy(cfg->host, addr, sizeof(addr));
     cfg->port = (unsigned)port;
     return 0;
 }
