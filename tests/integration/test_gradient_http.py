@@ -222,6 +222,38 @@ def extreme_gradients_survive_a_restart(exe):
 
 
 @tap.test
+def refused_state_is_logged(exe):
+    """A stored sampler state its sampler refuses at load (here: one with an infinite
+    moment, as the build before saturation saved after an overflowing gradient) is said in
+    the log, naming the study; the study still serves, its sampler started afresh."""
+    import sqlite3
+    with Daemon(exe) as d:
+        study(d, "bad-state", {"optimizer": "adam", "lr": 0.1})
+        for _ in range(3):
+            step(d, "bad-state")
+        d.stop()
+        db = sqlite3.connect(d.db)
+        try:
+            blob = bytearray(db.execute("SELECT sampler_state FROM studies WHERE name = ?",
+                                        ("bad-state",)).fetchone()[0])
+            check(blob[:8] == b"HPOGRD01", "the state is not inline: %r" % bytes(blob[:16]))
+            # Header (8 + 13 words + lr, a), then u, m, v: v's one element set to +inf.
+            struct.pack_into("<d", blob, 8 + 13 * 8 + 16 + 2 * 8, float("inf"))
+            db.execute("UPDATE studies SET sampler_state = ? WHERE name = ?",
+                       (bytes(blob), "bad-state"))
+            db.commit()
+        finally:
+            db.close()
+        d.start()
+        check("study 'bad-state': its stored gradient sampler state" in d.log_text() and
+              "does not load" in d.log_text(), "no warning in the log:\n" + d.log_tail())
+        st = d.get("/v1/studies/bad-state").expect(200)
+        check(st["trials"]["complete"] == 3 and st["gradient"]["version"] == 0,
+              "after the refused state: %r %r" % (st["trials"], st["gradient"]))
+        step(d, "bad-state")
+
+
+@tap.test
 def big_state_rolls_back_from_disk(exe):
     """A state of over 1 MiB (adam on 60,000 elements) is kept only on disk: a tell whose
     write fails (another process holds the write lock) answers 503 and the sampler reads
