@@ -53,7 +53,7 @@ static int set_listen(struct hpo_config *cfg, const char *value, char *msg, size
                     value, addr, family == AF_INET6 ? "IPv6" : "IPv4");
         }
     }
-    memcpy(cfg->host, addr, sizeof(addr));
+    snprintf(cfg->host, sizeof(cfg->host), "%s", addr);
     cfg->port = (unsigned)port;
     return 0;
 }
