@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "conns.h"
 #include "loops.h"
@@ -105,15 +104,6 @@ static void peer_drop(struct hpo__conns *cs, struct hpo__peer *peer)
 ** this after it counts as a new head.
 */
 #define AFTER_END_MARGIN_MS 20
-
-/* Milliseconds of the clock the sweep is given (http.c: CLOCK_MONOTONIC). */
-static uint64_t clock_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /*
 ** Whether the next head of idle connection `c` has begun by `now` (false
@@ -225,16 +215,13 @@ void hpo__conns_request_begin(struct hpo__conns *cs, struct hpo__conn *c)
     }
 }
 
-void hpo__conns_request_end(struct hpo__conns *cs, struct hpo__conn *c)
+void hpo__conns_request_end(struct hpo__conns *cs, struct hpo__conn *c, uint64_t now_ms)
 {
-    uint64_t end;
-
     if (c != NULL) {
-        end = clock_ms();
         pthread_mutex_lock(&cs->lock);
         c->in_request = false;
         c->head_seen_ms = 0;
-        c->end_ms = end;
+        c->end_ms = now_ms;
         c->served = true;
         pthread_mutex_unlock(&cs->lock);
     }

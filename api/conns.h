@@ -87,9 +87,12 @@ enum MHD_Result hpo__conns_accept(void *cls, const struct sockaddr *addr, sockle
 /* The record of a connection (NULL if it has none). */
 struct hpo__conn *hpo__conns_of(struct MHD_Connection *conn);
 
-/* A request's head is complete / its reply is done. Accept NULL. */
+/*
+** A request's head is complete / its reply is done, at `now_ms` on the
+** sweep's clock (CLOCK_MONOTONIC). Accept NULL.
+*/
 void hpo__conns_request_begin(struct hpo__conns *cs, struct hpo__conn *c);
-void hpo__conns_request_end(struct hpo__conns *cs, struct hpo__conn *c);
+void hpo__conns_request_end(struct hpo__conns *cs, struct hpo__conn *c, uint64_t now_ms);
 
 /* Shut down connections whose head is late; returns how many (call about once a second). */
 size_t hpo__conns_sweep(struct hpo__conns *cs, uint64_t now_ms);

@@ -1796,8 +1796,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         /* MHD refused it before the handler saw it (431, malformed header...). */
         goto release;
     }
-    hpo__conns_request_end(&rq->api->conns, rq->tcp);
-    us = now_us() - rq->start_us;
+    us = now_us();
+    /* (The same clock as the sweep's: hpo__conns_sweep gets now_us() / 1000.) */
+    hpo__conns_request_end(&rq->api->conns, rq->tcp, us / 1000);
+    us -= rq->start_us;
     if (!rq->metered) {
         count_request(rq, us);
     }

@@ -67,27 +67,30 @@ static int load_study(void *ctx, int64_t id, const char *name, const char *spec,
     }
     s->id = id;
     s->created_at = created_at;
-    if (state != NULL && s->sampler_type->load != NULL &&
-            (r = s->sampler_type->load(s->sampler, state, state_len)) != 0) {
-        /*
-        ** The study is served with its sampler started afresh (its trials
-        ** are all there): said, not silent, as the state was what the
-        ** sampler had learned (the gradient sampler's iterate and moments).
-        */
-        hpo_log(HPO_LOG_WARNING, "study '%s': its stored %s sampler state (%zu bytes) does "
-                "not load (%s); the sampler starts afresh", name, s->sampler_type->name,
-                state_len, r == -ENOMEM ? "out of memory" : "refused as invalid");
-    } else if (state != NULL && s->sampler_type->load != NULL) {
-        free(s->state_blob);
-        s->state_blob = NULL;
-        s->state_on_disk = state_len >= HPO__STATE_KEEP_MAX && L->svc->reader != NULL;
-        if (!s->state_on_disk) {
-            s->state_blob = malloc(state_len ? state_len : 1);
-        }
-        if (s->state_blob != NULL) {
-            memcpy(s->state_blob, state, state_len);
-            s->state_len = state_len;
-            s->state_cap = state_len;
+    if (state != NULL && s->sampler_type->load != NULL) {
+        r = s->sampler_type->load(s->sampler, state, state_len);
+        if (r != 0) {
+            /*
+            ** The study is served with its sampler started afresh (its trials
+            ** are all there): said, not silent, as the state was what the
+            ** sampler had learned (the gradient sampler's iterate and moments).
+            */
+            hpo_log(HPO_LOG_WARNING, "study '%s': its stored %s sampler state (%zu bytes) "
+                    "does not load (%s); the sampler starts afresh", name,
+                    s->sampler_type->name, state_len,
+                    r == -ENOMEM ? "out of memory" : "refused as invalid");
+        } else {
+            free(s->state_blob);
+            s->state_blob = NULL;
+            s->state_on_disk = state_len >= HPO__STATE_KEEP_MAX && L->svc->reader != NULL;
+            if (!s->state_on_disk) {
+                s->state_blob = malloc(state_len ? state_len : 1);
+            }
+            if (s->state_blob != NULL) {
+                memcpy(s->state_blob, state, state_len);
+                s->state_len = state_len;
+                s->state_cap = state_len;
+            }
         }
     }
     n = hpo_buf_add(&L->by_id, sizeof(s));

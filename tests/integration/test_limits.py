@@ -52,7 +52,6 @@ def closed_by_peer(s):
         return True
 
 
-
 def trickle(socks):
     """One more byte of a head on each socket the server has not closed; those it went out on."""
     sent = []
@@ -66,32 +65,38 @@ def trickle(socks):
         sent.append(s)
     return sent
 
+
 def ask_tell(c, n):
     for i in range(n):
         t = c.post("/v1/studies/s/ask").expect(201)
         c.post("/v1/studies/s/trials/%d/tell" % t["number"], {"value": i / n}).expect(200)
 
 
+def get_to_close(s, path):
+    """GET path with Connection: close on socket s; every byte until the server closes."""
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def http_once(port, path, source="127.0.0.1"):
     """One request on a new connection; the status, or None when the server closed first."""
     s = connect(port, source)
     try:
-        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = get_to_close(s, path)
     finally:
         s.close()
     if not data.startswith(b"HTTP/1.1 "):
         return None, data
     return int(data.split(b" ", 2)[1]), data
-
 
 
 def served_once(port):
@@ -108,6 +113,7 @@ def served_once(port):
         body += s.recv(65536)
     check(head.startswith(b"HTTP/1.1 200"), "the served request: %r" % head[:100])
     return s
+
 
 @tap.test
 def idle_connections_held(exe):
@@ -175,7 +181,6 @@ def slow_headers_closed(exe):
             s.close()
 
 
-
 @tap.test
 def slow_head_after_a_request_closed(exe):
     # The deadline of a head that begins on a connection which already served a
@@ -198,17 +203,12 @@ def slow_head_after_a_request_closed(exe):
         check(elapsed >= 1.5, "closed after %.1f s, before the 2 s deadline" % elapsed)
         check(not closed_by_peer(idle), "an idle connection that served a request was closed")
         # The idle one still serves.
-        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        got = b""
-        while True:
-            chunk = idle.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        got = get_to_close(idle, "/healthz")
         check(got.startswith(b"HTTP/1.1 200"), "the idle connection's next request: %r" % got[:100])
         idle.close()
         for s in slow:
             s.close()
+
 
 @tap.test
 def limit_and_reserve(exe):
