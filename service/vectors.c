@@ -228,6 +228,7 @@ void hpo__op_param_get(struct hpo_service *svc, struct hpo_service_request *req,
     }
     if (t->thin && p->size > 0) {
         /* Not in memory any more: read it back from the database. */
+        hpo_storage_settle(svc->storage);
         if (hpo_storage_read_vector(svc->reader, s->id, t->number,
                     (int64_t)(p - s->space->params), (double *)(void *)req->text, n,
                     &req->err) < 0) {

@@ -262,6 +262,7 @@ void hpo__sampler_rollback(struct hpo_service *svc, struct study *s)
         return;
     }
     hpo_error_clear(&err);
+    hpo_storage_settle(svc->storage);
     s->sampler_stale = svc->reader == NULL ||
             hpo_storage_read_state(svc->reader, s->id, &blob, &len, &err) < 0 ||
             blob == NULL || s->sampler_type->load(s->sampler, blob, len) < 0;

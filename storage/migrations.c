@@ -191,6 +191,17 @@ static const char migration_3_pg[] =
         " END $f$;";
 
 /*
+** Version 3, SQLite only (PostgreSQL's version 3 is the one above): the
+** number of the last redo-log record the database holds (storage/redo.h).
+** Every transaction that applies records sets it; at open the records past
+** it are applied again. One row.
+*/
+static const char migration_3[] =
+        "CREATE TABLE hpod_redo (one INTEGER PRIMARY KEY CHECK (one = 1),"
+        " lsn INTEGER NOT NULL) STRICT;"
+        "INSERT INTO hpod_redo VALUES (1, 0);";
+
+/*
 ** migrations[i] takes the database from version i to i + 1: SQLite's SQL,
 ** PostgreSQL's. SQLite stops at HPO_STORAGE_SCHEMA_VERSION; PostgreSQL goes
 ** on to HPO_STORAGE_PG_SCHEMA_VERSION (NULL for SQLite past its last).
@@ -198,7 +209,7 @@ static const char migration_3_pg[] =
 static const char *const migrations[][2] = {
     { migration_1, migration_1_pg },
     { migration_2, migration_2_pg },
-    { NULL, migration_3_pg },
+    { migration_3, migration_3_pg },
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == HPO_STORAGE_PG_SCHEMA_VERSION,

@@ -99,6 +99,7 @@
 #include "../core/histogram.h"
 #include "../core/log.h"
 #include "storage-int.h"
+#include "redo.h"
 #include "walbuf.h"
 
 /*
@@ -122,6 +123,19 @@ static _Thread_local bool flush_due; /* a batch it led committed since */
 #define IDLE_TICK_MS 500
 /* HTTP threads a round's leader remembers to wake when it leaves their writes queued. */
 #define HANDERS 16
+/* Between two applies the writer lets the acknowledged writes gather this long. */
+#define APPLY_NAP_US 1000
+/*
+** While the database cannot take the log's writes (locked by another
+** process, full), the log keeps acknowledging them while fewer than
+** APPLY_MAX wait (each holds its copy, up to 4 KiB, in memory) and the log
+** is under REDO_MAX; past that, writes go to the database directly (and
+** fail like it).
+*/
+#define APPLY_MAX 16384
+#define REDO_MAX (64u << 20)
+/* The redo log restarts at its start once it holds this much, all of it applied. */
+#define REDO_RESTART_AT (4u << 20)
 /* Free space that makes a database out of space look healthy again (/healthz). */
 #define DB_ROOM (1u << 20)
 
@@ -152,6 +166,8 @@ struct stmts {
     sqlite3_stmt *load_params;
     sqlite3_stmt *load_reports;
     sqlite3_stmt *load_attrs;
+    sqlite3_stmt *redo_get; /* the last redo record the database holds */
+    sqlite3_stmt *redo_set;
 };
 
 static const struct {
@@ -221,6 +237,8 @@ static const struct {
     { offsetof(struct stmts, load_attrs),
             "SELECT study_id, number, key, value FROM trial_attrs"
             " ORDER BY study_id, number, key" },
+    { offsetof(struct stmts, redo_get), "SELECT lsn FROM hpod_redo" },
+    { offsetof(struct stmts, redo_set), "UPDATE hpod_redo SET lsn = ?1" },
 };
 
 #define N_STMTS (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
@@ -229,6 +247,10 @@ _Static_assert(N_STMTS * sizeof(sqlite3_stmt *) == sizeof(struct stmts),
 _Static_assert(HPO_BLOB_REF_MAX == 128, "the SQL above filters references on their length");
 
 static const struct hpo_storage_ops sq_ops;
+struct sq_storage;
+static int open_redo(struct sq_storage *st, struct hpo_error *err);
+static int load_tables(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err, bool commit);
 
 /* A run of scalar params goes in one INSERT of up to this many rows (param_rows). */
 #define PARAM_ROWS 8
@@ -305,6 +327,25 @@ struct sq_storage {
         void (*wake)(void *arg);
         void *arg;
     } handers[HANDERS];
+
+    /* The redo log (see the top of this file; NULL: none, a database in memory). */
+    struct hpo__redo *redo;
+    uint64_t redo_lsn; /* the last record appended (by the writer role's holder) */
+    /* Under `lock`: */
+    struct hpo_write *apply_head; /* acknowledged from the log, not yet in the database, */
+    struct hpo_write **apply_tail; /* each copy's `seq` its record's number */
+    size_t apply_n;      /* how many */
+    bool applying;       /* a thread applies them or runs a batch: it alone uses db and blobs */
+    bool apply_idle;     /* the applier waits for work (not between two applies) */
+    bool writer_done;    /* the writer thread stopped: the applier stops once all is applied */
+    pthread_t applier;   /* apply_main, started with the writer when there is a log */
+    bool applier_started;
+    pthread_cond_t apply_wake;
+    uint64_t applied_lsn; /* the last record the database holds */
+    unsigned apply_retry_ms; /* after a failed apply, the writer waits this long (0: none) */
+    uint64_t apply_kicked_us; /* when a new record last cut that wait short */
+    /* Under full with the log: a commit made WAL frames no started fdatasync covers. */
+    atomic_bool wal_dirty;
 };
 
 static const uint64_t commit_us_le[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -1064,15 +1105,15 @@ fail:
     return false;
 }
 
-static void idle_wait(struct sq_storage *st)
+static void idle_wait(struct sq_storage *st, pthread_cond_t *cond, unsigned us)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += (long)IDLE_TICK_MS * 1000000L;
+    ts.tv_nsec += (long)us * 1000L;
     ts.tv_sec += ts.tv_nsec / 1000000000L;
     ts.tv_nsec %= 1000000000L;
-    (void)pthread_cond_timedwait(&st->wake, &st->lock, &ts);
+    (void)pthread_cond_timedwait(cond, &st->lock, &ts);
 }
 
 /*
@@ -1087,7 +1128,213 @@ static void idle_wait(struct sq_storage *st)
 */
 static void start_writeback(struct sq_storage *st)
 {
-    (void)sync_file_range(st->wal_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    int fd = st->redo != NULL ? hpo__redo_fd(st->redo) : st->wal_fd;
+
+    (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+static void sync_file(int fd, const char *what);
+
+/*
+** Apply writes acknowledged from the redo log (`list`, in their order, the
+** last of record `lsn`) in one transaction that also notes `lsn` in
+** hpod_redo. With `applying` held, without `lock`. True if it committed;
+** false leaves the database as it was (the caller tries again later).
+** A write that fails alone (its savepoint rolled back) cannot be refused
+** any more, its reply went out: it is logged as lost.
+*/
+static bool apply_writes(struct sq_storage *st, struct hpo_write *list, uint64_t lsn,
+        uint64_t *ret_n)
+{
+    static const struct hpo_blob_mark all = { 0, 0, 0, 0, 0 };
+    struct hpo_error err;
+    uint64_t n = 0, t0 = mono_us();
+    int r;
+
+    end_transaction(st);
+    r = run(st, st->s.begin, SQLITE_OK, "starting a transaction", &err);
+    for (struct hpo_write *w = list; r == 0 && w != NULL; w = w->next) {
+        if (!run_write(st, w, false)) {
+            r = w->result;
+            err = w->err;
+            break;
+        }
+        if (w->result < 0) {
+            hpo_log(HPO_LOG_ERR, "a write of study %lld acknowledged from the redo log "
+                    "(record %llu) could not be applied and is lost: %s",
+                    (long long)w->ops[0].study_id, (unsigned long long)w->seq, w->err.message);
+        }
+        n++;
+    }
+    if (r == 0) {
+        r = run(st, st->s.redo_set, sqlite3_bind_int64(st->s.redo_set, 1, (sqlite3_int64)lsn),
+                "noting the redo record applied", &err);
+    }
+    if (r == 0) {
+        r = run(st, st->s.commit, SQLITE_OK, "committing", &err);
+    }
+    if (r < 0) {
+        atomic_store(&st->db_errno, failure_errno(st));
+        end_transaction(st);
+        hpo__blobs_undo(&st->blobs, &all);
+        atomic_fetch_add(&st->failed_batches, 1);
+        atomic_store(&st->healthy, false);
+        hpo_log(HPO_LOG_WARNING, "applying redo records up to %llu failed (they stay in the "
+                "log and are tried again): %s", (unsigned long long)lsn, err.message);
+        return false;
+    }
+    hpo_hist_observe(&st->commit_us, mono_us() - t0);
+    hpo_hist_observe(&st->batch_writes, n);
+    atomic_fetch_add(&st->commits, 1);
+    atomic_fetch_add(&st->writes, n);
+    atomic_store(&st->healthy, true);
+    *ret_n = n;
+    if (hpo__blobs_pending(&st->blobs)) {
+        /* Files the writes replaced go once the commit is on disk (a power cut, lead_batch). */
+        if (st->pipelined) {
+            sync_file(st->wal_fd, "the WAL of the database");
+        }
+        hpo__blobs_finish(&st->blobs);
+    }
+    publish_blob_health(st);
+    return true;
+}
+
+/*
+** With `lock` held, `applying` free and writes to apply (returns with the
+** lock held, `applying` free again): apply every write acknowledged from the
+** log so far. Once the database holds every record appended and no batch is
+** being appended, the log restarts at its start. True if they applied.
+*/
+static bool apply_pending(struct sq_storage *st)
+{
+    struct hpo_write *list = st->apply_head;
+    struct hpo_write *last = list, *next;
+    uint64_t lsn, n = 0;
+    bool ok;
+
+    while (last->next != NULL) {
+        last = last->next;
+    }
+    lsn = last->seq;
+    st->apply_head = NULL;
+    st->apply_tail = &st->apply_head;
+    st->applying = true;
+    pthread_mutex_unlock(&st->lock);
+
+    ok = apply_writes(st, list, lsn, &n);
+
+    pthread_mutex_lock(&st->lock);
+    if (!ok) {
+        /* Back in front of what came meanwhile. */
+        last->next = st->apply_head;
+        if (st->apply_head == NULL) {
+            st->apply_tail = &last->next;
+        }
+        st->apply_head = list;
+    } else {
+        st->applied_lsn = lsn;
+        st->apply_n -= n;
+        if (st->apply_head == NULL && !st->busy && st->redo_lsn == lsn &&
+                hpo__redo_size(st->redo) >= REDO_RESTART_AT && st->pipelined) {
+            /*
+            ** Under full the log restarts over records only once the
+            ** database holds them on disk: the WAL is flushed first (once
+            ** per REDO_RESTART_AT of log), the writer keeping `applying`.
+            */
+            pthread_mutex_unlock(&st->lock);
+            sync_file(st->wal_fd, "the WAL of the database");
+            pthread_mutex_lock(&st->lock);
+        }
+        if (st->apply_head == NULL && !st->busy && st->redo_lsn == lsn &&
+                hpo__redo_size(st->redo) >= REDO_RESTART_AT) {
+            struct hpo_error e;
+
+            if (hpo__redo_restart(st->redo, false, &e) < 0) {
+                hpo_log(HPO_LOG_WARNING, "%s", e.message);
+            }
+        }
+    }
+    st->applying = false;
+    pthread_cond_broadcast(&st->done);
+    if (ok) {
+        pthread_mutex_unlock(&st->lock);
+        for (struct hpo_write *w = list; w != NULL; w = next) {
+            next = w->next;
+            hpo__write_copy_free(w);
+        }
+        pthread_mutex_lock(&st->lock);
+    }
+    return ok;
+}
+
+/*
+** With `lock` held: take the database for a batch or a load (`applying`),
+** once every write acknowledged from the log before is in it. False when
+** applying them failed (nothing taken: what came after them must wait).
+*/
+static bool take_db(struct sq_storage *st)
+{
+    for (;;) {
+        if (st->applying) {
+            pthread_cond_wait(&st->done, &st->lock);
+        } else if (st->apply_head == NULL) {
+            st->applying = true;
+            return true;
+        } else if (st->apply_retry_ms != 0 || !apply_pending(st)) {
+            /* (The writer's last try failed: its retry, not this caller, tries again.) */
+            return false;
+        }
+    }
+}
+
+static void give_db(struct sq_storage *st)
+{
+    st->applying = false;
+    pthread_cond_broadcast(&st->done);
+    if (st->apply_head != NULL) {
+        pthread_cond_signal(&st->apply_wake);
+    }
+}
+
+/* Whether every write of `batch` is a pipelined copy (the redo log takes those). */
+static bool all_pipelined(const struct hpo_write *batch)
+{
+    for (const struct hpo_write *w = batch; w != NULL; w = w->next) {
+        if (w->aseq == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+** The batch's commit with the redo log: append its writes as record `lsn`
+** (the writer role's holder, without `lock`). True if they are in the log;
+** otherwise every write of it failed, with the error.
+*/
+static bool log_batch(struct sq_storage *st, struct hpo_write *batch, uint64_t lsn)
+{
+    struct hpo_error err;
+    int r;
+
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        w->result = 0;
+    }
+    r = hpo__redo_append(st->redo, lsn, batch, &err);
+    if (r == 0) {
+        return true;
+    }
+    if (r == -EIO) {
+        atomic_store(&st->db_errno, errno == ENOSPC || errno == EROFS ? errno : 0);
+    }
+    fail_batch(batch, r, &err);
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        hpo__chain_fail(w->chain, w->aseq, &w->err);
+    }
+    atomic_fetch_add(&st->failed_batches, 1);
+    atomic_store(&st->healthy, false);
+    return false;
 }
 
 /*
@@ -1100,28 +1347,62 @@ static void start_writeback(struct sq_storage *st)
 static void lead_batch(struct sq_storage *st)
 {
     struct hpo_write *batch = st->head;
-    struct hpo_write *next, *copies = NULL;
-    uint64_t seq = 0, resolved = 0;
-    bool committed;
+    struct hpo_write *next, *copies = NULL, *logged = NULL, **logged_tail = &logged;
+    uint64_t seq = 0, resolved = 0, lsn = 0;
+    bool committed, db = false, pending = false;
 
     st->busy = true;
     st->head = NULL;
     st->tail = &st->head;
     st->queued = 0;
     st->unled = false;
+    if (st->redo != NULL && st->apply_n < APPLY_MAX && hpo__redo_size(st->redo) < REDO_MAX &&
+            all_pipelined(batch)) {
+        lsn = st->redo_lsn + 1;
+    } else {
+        db = take_db(st);
+    }
     pthread_mutex_unlock(&st->lock);
 
-    committed = run_batch(st, batch);
+    if (lsn != 0) {
+        committed = log_batch(st, batch, lsn);
+    } else if (db) {
+        committed = run_batch(st, batch);
+    } else {
+        struct hpo_error err;
+
+        hpo_error_set(&err, -EIO, HPO_UNAVAILABLE, NULL,
+                "the writes acknowledged before this one are not yet in the database");
+        fail_batch(batch, -EIO, &err);
+        for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+            if (w->aseq != 0) {
+                hpo__chain_fail(w->chain, w->aseq, &w->err);
+            }
+        }
+        committed = false;
+    }
     if (committed && st->pipelined && !round_leader) {
         start_writeback(st);
     }
 
     pthread_mutex_lock(&st->lock);
+    if (db) {
+        /* With files to remove after the commit, the database stays taken until then. */
+        pending = hpo__blobs_pending(&st->blobs);
+        if (!pending) {
+            give_db(st);
+        }
+    }
+    if (committed && lsn != 0) {
+        st->redo_lsn = lsn;
+    } else if (committed && st->redo != NULL && st->pipelined) {
+        atomic_store(&st->wal_dirty, true);
+    }
     if (committed && st->pipelined) {
         /* Its callers wait for the flusher (sq_write); this thread may lead the next batch. */
         seq = atomic_load(&st->commit_seq) + 1;
         atomic_store(&st->commit_seq, seq);
-        if (round_leader && st->head == NULL && !hpo__blobs_pending(&st->blobs)) {
+        if (round_leader && st->head == NULL && !pending) {
             /* (Nothing queued meanwhile: the round's end returns right after.) */
             flush_due = true;
         } else {
@@ -1138,8 +1419,16 @@ static void lead_batch(struct sq_storage *st)
             if (w->result < 0) {
                 atomic_store(&st->last_failed, w->aseq);
             }
-            w->next = copies;
-            copies = w;
+            if (committed && lsn != 0) {
+                /* In the log: the database takes it later (apply_pending). */
+                w->seq = lsn;
+                *logged_tail = w;
+                logged_tail = &w->next;
+                st->apply_n++;
+            } else {
+                w->next = copies;
+                copies = w;
+            }
         } else if (seq != 0) {
             w->seq = seq;
         } else {
@@ -1147,6 +1436,27 @@ static void lead_batch(struct sq_storage *st)
         }
     }
     pthread_cond_broadcast(&st->done);
+    if (logged != NULL) {
+        atomic_store(&st->resolved, resolved);
+        for (struct hpo_write *w = logged; w != NULL; w = w->next) {
+            hpo__chain_resolve(w->chain);
+            w->chain = NULL;
+        }
+        if (st->apply_idle) {
+            st->apply_idle = false;
+            pthread_cond_signal(&st->apply_wake);
+        } else if (st->apply_retry_ms != 0 && mono_us() - st->apply_kicked_us >= 10000) {
+            /* The database failed the last apply: try again now rather than after the backoff
+               (at most every 10 ms), so that /healthz sees a cure soon. */
+            st->apply_kicked_us = mono_us();
+            pthread_cond_signal(&st->apply_wake);
+        }
+        *st->apply_tail = logged;
+        st->apply_tail = logged_tail;
+        if (st->on_flush != NULL) {
+            st->on_flush(st->on_flush_arg);
+        }
+    }
     if (copies != NULL) {
         atomic_store(&st->resolved, resolved);
         for (struct hpo_write *w = copies; w != NULL; w = next) {
@@ -1159,7 +1469,7 @@ static void lead_batch(struct sq_storage *st)
             st->on_flush(st->on_flush_arg);
         }
     }
-    if (hpo__blobs_pending(&st->blobs)) {
+    if (pending) {
         /*
         ** Files the commit replaced go after the waiters woke, before the
         ** next batch; with the pipelined flush only once the commit is on
@@ -1171,6 +1481,7 @@ static void lead_batch(struct sq_storage *st)
         pthread_mutex_unlock(&st->lock);
         hpo__blobs_finish(&st->blobs);
         pthread_mutex_lock(&st->lock);
+        give_db(st);
     }
     st->busy = false;
     atomic_fetch_add(&st->ticks, 1);
@@ -1215,7 +1526,58 @@ static void *writer_main(void *arg)
         if (st->stopping && st->head == NULL && !st->busy) {
             break;
         }
-        idle_wait(st);
+        idle_wait(st, &st->wake, IDLE_TICK_MS * 1000u);
+    }
+    /* The applier goes on until the writes this thread logged are in the database. */
+    st->writer_done = true;
+    pthread_cond_signal(&st->apply_wake);
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/*
+** The applier thread (with the redo log): applies the writes acknowledged
+** from the log to the database, in the order of the log, in transactions of
+** what gathered since the last; after a failure (the database locked by
+** another process, full) it tries again after 10 ms doubling to 1 s, or
+** sooner when a new record comes (lead_batch). It stops once the writer
+** stopped and everything is applied, or the first try after that failed:
+** the log then keeps the records for the next start.
+*/
+static void *apply_main(void *arg)
+{
+    struct sq_storage *st = arg;
+    bool stuck = false;
+
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        if (st->apply_head != NULL && !st->applying && !stuck) {
+            if (apply_pending(st)) {
+                st->apply_retry_ms = 0;
+                /*
+                ** Let the next writes gather (nobody wakes it meanwhile,
+                ** apply_idle): fewer, larger transactions, and no wake-up
+                ** per round for the HTTP threads to pay.
+                */
+                if (!st->writer_done) {
+                    idle_wait(st, &st->apply_wake, APPLY_NAP_US);
+                }
+                continue;
+            }
+            st->apply_retry_ms = st->apply_retry_ms == 0 ? 10 : st->apply_retry_ms * 2;
+            if (st->apply_retry_ms > 1000) {
+                st->apply_retry_ms = 1000;
+            }
+            stuck = st->writer_done;
+            idle_wait(st, &st->apply_wake, st->apply_retry_ms * 1000u);
+            continue;
+        }
+        if (st->writer_done && !st->applying && (st->apply_head == NULL || stuck)) {
+            break;
+        }
+        st->apply_idle = true;
+        idle_wait(st, &st->apply_wake, IDLE_TICK_MS * 1000u);
+        st->apply_idle = false;
     }
     pthread_mutex_unlock(&st->lock);
     return NULL;
@@ -1246,8 +1608,28 @@ static void call_on_flush(struct sq_storage *st)
     }
 }
 
+/* fdatasync `fd` (`what` names it), ending the process when it fails (sync_wal). */
+static void sync_file(int fd, const char *what)
+{
+    int rc;
+    int e;
+
+    do {
+        rc = fdatasync(fd);
+    } while (rc != 0 && errno == EINTR);
+    e = errno;
+    if (rc != 0) {
+        char buf[128];
+
+        hpo_log(HPO_LOG_ERR, "fdatasync of %s failed: %s; stopping without acknowledging the "
+                "writes it covered", what, strerror_r(e, buf, sizeof(buf)));
+        abort();
+    }
+}
+
 /*
-** fdatasync the WAL (pipelined flush), without `lock`. A failure ends the
+** fdatasync the WAL (pipelined flush), without `lock`; with the redo log,
+** the log, and the WAL too when a batch committed to it since (wal_dirty). A failure ends the
 ** process: the kernel may have dropped the dirty pages it could not write
 ** and a later fdatasync would then succeed: no reply waiting for this flush
 ** can be sent (as PostgreSQL's PANIC on a failed fsync); the restart reads
@@ -1255,21 +1637,13 @@ static void call_on_flush(struct sq_storage *st)
 */
 static void sync_wal(struct sq_storage *st)
 {
-    int rc;
-    int e;
-
-    do {
-        rc = fdatasync(st->wal_fd);
-    } while (rc != 0 && errno == EINTR);
-    e = errno;
-    if (rc != 0) {
-        char buf[128];
-
-        hpo_log(HPO_LOG_ERR, "fdatasync of the WAL of the database failed: %s; stopping "
-                "without acknowledging the writes it covered",
-                strerror_r(e, buf, sizeof(buf)));
-        abort();
+    if (st->redo != NULL) {
+        sync_file(hpo__redo_fd(st->redo), "the redo log");
+        if (!atomic_exchange(&st->wal_dirty, false)) {
+            return;
+        }
     }
+    sync_file(st->wal_fd, "the WAL of the database");
 }
 
 /*
@@ -1535,9 +1909,15 @@ static void destroy(struct sq_storage *st)
     rc = sqlite3_close(st->db);
     assert(rc == SQLITE_OK);
     (void)rc;
+    for (struct hpo_write *w = st->apply_head, *next; w != NULL; w = next) {
+        next = w->next;
+        hpo__write_copy_free(w);
+    }
+    hpo__redo_close(st->redo);
     pthread_cond_destroy(&st->done);
     pthread_cond_destroy(&st->wake);
     pthread_cond_destroy(&st->flush_wake);
+    pthread_cond_destroy(&st->apply_wake);
     if (st->wal_fd >= 0) {
         close(st->wal_fd);
     }
@@ -1607,10 +1987,16 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&st->done, NULL);
     pthread_cond_init(&st->flush_wake, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->apply_wake, &attr);
+    pthread_condattr_destroy(&attr);
     st->wal_fd = -1;
     atomic_init(&st->commit_seq, 0);
     atomic_init(&st->synced_seq, 0);
     st->tail = &st->head;
+    st->apply_tail = &st->apply_head;
+    atomic_init(&st->wal_dirty, false);
     st->blobs.dirfd = -1;
     atomic_init(&st->healthy, true);
     atomic_init(&st->blob_errno, 0);
@@ -1654,6 +2040,11 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
     }
     st->blob_dirfd = st->blobs.dirfd;
     st->db_dirfd = open_parent(path);
+    /* Writes acknowledged from the redo log that the database did not take yet. */
+    r = opt->no_redo ? 0 : open_redo(st, err);
+    if (r < 0) {
+        goto fail;
+    }
     /* Files a crash left between their write and their commit. */
     r = hpo__blobs_sweep(&st->blobs, st->db, err);
     if (r < 0) {
@@ -1663,6 +2054,11 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
         r = setup_pipelined(st, err);
         if (r < 0) {
             goto fail;
+        }
+        if (!st->pipelined && st->redo != NULL) {
+            /* No flusher (the WAL could not be opened): every commit syncs itself, no log. */
+            hpo__redo_close(st->redo);
+            st->redo = NULL;
         }
     }
     /*
@@ -1681,6 +2077,69 @@ int hpo__sqlite_open(const char *path, const struct hpo_storage_options *opt,
 fail:
     destroy(st);
     return r;
+}
+
+static int replay_record(void *ctx, uint64_t lsn, struct hpo_write *batch, struct hpo_error *err)
+{
+    struct sq_storage *st = ctx;
+    uint64_t n;
+
+    if (lsn <= st->applied_lsn) {
+        return 0;
+    }
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        w->seq = lsn;
+    }
+    if (!apply_writes(st, batch, lsn, &n)) {
+        return hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL,
+                "applying record %llu of the redo log failed (see the log above)",
+                (unsigned long long)lsn);
+    }
+    st->applied_lsn = lsn;
+    return 0;
+}
+
+/*
+** At open, on a database file: open its redo log, apply the records the
+** database does not hold yet (a crash or a power cut came before the
+** writer applied them), then empty it.
+*/
+static int open_redo(struct sq_storage *st, struct hpo_error *err)
+{
+    const char *db_file = sqlite3_db_filename(st->db, "main");
+    uint64_t last = 0, before;
+    int rc;
+    int r;
+
+    if (db_file == NULL || db_file[0] == '\0') {
+        return 0;
+    }
+    rc = sqlite3_step(st->s.redo_get);
+    if (rc != SQLITE_ROW) {
+        r = hpo__storage_error(st->db, rc, "reading hpod_redo", err);
+        sqlite3_reset(st->s.redo_get);
+        return r < 0 ? r : -EIO;
+    }
+    st->applied_lsn = (uint64_t)sqlite3_column_int64(st->s.redo_get, 0);
+    sqlite3_reset(st->s.redo_get);
+    before = st->applied_lsn;
+    r = hpo__redo_open(db_file, &st->redo, err);
+    if (r < 0) {
+        return r;
+    }
+    r = hpo__redo_replay(st->redo, replay_record, st, &last, err);
+    if (r < 0) {
+        return r;
+    }
+    if (st->applied_lsn > before) {
+        hpo_log(HPO_LOG_NOTICE, "applied %llu records of the redo log (writes acknowledged "
+                "before the last stop), up to number %llu",
+                (unsigned long long)(st->applied_lsn - before),
+                (unsigned long long)st->applied_lsn);
+    }
+    st->redo_lsn = st->applied_lsn > last ? st->applied_lsn : last;
+    st->applied_lsn = st->redo_lsn;
+    return hpo__redo_restart(st->redo, true, err);
 }
 
 /* Whether the callback stopped the load; then `err` tells which table. */
@@ -1938,13 +2397,24 @@ static int load_attrs(struct sq_storage *st, const struct hpo_load_callbacks *cb
 static int load_all(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
         struct hpo_error *err)
 {
-    int r;
-
     /* One read transaction: a consistent snapshot, and one lock for all tables. */
-    r = run(st, st->s.begin_read, SQLITE_OK, "starting a read transaction", err);
+    int r = run(st, st->s.begin_read, SQLITE_OK, "starting a read transaction", err);
+
     if (r < 0) {
         return r;
     }
+    return load_tables(st, cb, ctx, err, true);
+}
+
+/*
+** Load every table in the transaction open on db (load_all's, or
+** sq_load_study's with the redo log's writes in it); `commit`: end it.
+*/
+static int load_tables(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err, bool commit)
+{
+    int r = 0;
+
     if (cb->study != NULL) {
         r = load_studies(st, cb, ctx, err);
     }
@@ -1960,7 +2430,7 @@ static int load_all(struct sq_storage *st, const struct hpo_load_callbacks *cb, 
     if (r == 0 && cb->attr != NULL) {
         r = load_attrs(st, cb, ctx, err);
     }
-    if (r == 0) {
+    if (r == 0 && commit) {
         r = run(st, st->s.commit, SQLITE_OK, "ending a read transaction", err);
     }
     if (r < 0) {
@@ -2041,6 +2511,29 @@ static int one_attr(void *ctx, int64_t study_id, int64_t number, const char *key
 ** between batches. Every row is read and the study's kept: slow on a big
 ** database, but only a failed write calls it.
 */
+/* sq_load_study with the writes not yet applied run first in a transaction rolled back after. */
+static int load_overlaid(struct sq_storage *st, const struct hpo_load_callbacks *cb, void *ctx,
+        struct hpo_error *err)
+{
+    static const struct hpo_blob_mark all = { 0, 0, 0, 0, 0 };
+    int r;
+
+    end_transaction(st);
+    r = run(st, st->s.begin_read, SQLITE_OK, "starting a transaction", err);
+    for (struct hpo_write *w = st->apply_head; r == 0 && w != NULL; w = w->next) {
+        if (!run_write(st, w, false)) {
+            r = hpo_error_set(err, w->result, w->err.code, NULL,
+                    "reading the database with the redo log's writes: %s", w->err.message);
+        }
+    }
+    if (r == 0) {
+        r = load_tables(st, cb, ctx, err, false);
+    }
+    end_transaction(st);
+    hpo__blobs_undo(&st->blobs, &all);
+    return r;
+}
+
 static int sq_load_study(struct hpo_storage *base, const char *name,
         const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err)
 {
@@ -2053,6 +2546,7 @@ static int sq_load_study(struct hpo_storage *base, const char *name,
     };
     struct sq_storage *st = (struct sq_storage *)base;
     struct one_study f = { .cb = cb, .ctx = ctx, .name = name, .id = -1 };
+    bool overlay;
     int r;
 
     pthread_mutex_lock(&st->lock);
@@ -2060,14 +2554,29 @@ static int sq_load_study(struct hpo_storage *base, const char *name,
         pthread_cond_wait(&st->done, &st->lock);
     }
     st->busy = true;
+    overlay = !take_db(st);
+    if (overlay) {
+        while (st->applying) {
+            pthread_cond_wait(&st->done, &st->lock);
+        }
+        st->applying = true;
+    }
     pthread_mutex_unlock(&st->lock);
     {
         /* Committed files still to write (deferred) are read below: write them first. */
         struct hpo_error ignored;
         (void)hpo__blobs_sync_dir(&st->blobs, &ignored);
     }
-    r = load_all(st, &filter, &f, err);
+    /*
+    ** The database cannot take the writes acknowledged from the redo log
+    ** yet (locked elsewhere, full): they are run in a transaction that the
+    ** load reads in and then rolls back, so the study comes back as its
+    ** replies showed it. The list is stable meanwhile: appending to it
+    ** takes the writer role (`busy`), applying it the database (held).
+    */
+    r = overlay ? load_overlaid(st, &filter, &f, err) : load_all(st, &filter, &f, err);
     pthread_mutex_lock(&st->lock);
+    give_db(st);
     st->busy = false;
     pthread_cond_broadcast(&st->done);
     pthread_cond_signal(&st->wake);
@@ -2086,6 +2595,13 @@ static int sq_start(struct hpo_storage *base)
             return r;
         }
         st->n_flushers++;
+    }
+    if (st->redo != NULL && !st->applier_started) {
+        r = hpo_thread_start(&st->applier, NULL, apply_main, st, "hpod-apply");
+        if (r != 0) {
+            return r;
+        }
+        st->applier_started = true;
     }
     return hpo__writer_start(&st->lock, &st->started, &st->thread, writer_main, st);
 }
@@ -2385,6 +2901,14 @@ static void sq_close(struct hpo_storage *base)
     pthread_mutex_unlock(&st->lock);
     if (started) {
         pthread_join(st->thread, NULL);
+    } else {
+        pthread_mutex_lock(&st->lock);
+        st->writer_done = true;
+        pthread_cond_signal(&st->apply_wake);
+        pthread_mutex_unlock(&st->lock);
+    }
+    if (st->applier_started) {
+        pthread_join(st->applier, NULL);
     }
     if (st->n_flushers > 0) {
         /* The writer is gone: the flushers flush the last commits, then stop. */
@@ -2401,8 +2925,40 @@ static void sq_close(struct hpo_storage *base)
     while (st->waiters > 0) {
         pthread_cond_wait(&st->done, &st->lock);
     }
+    if (st->redo != NULL && st->apply_head == NULL && st->applied_lsn == st->redo_lsn) {
+        /*
+        ** A clean stop leaves an empty log (writes that could not be applied
+        ** stay); under full once the database's WAL holding them is on disk.
+        */
+        struct hpo_error e;
+
+        if (st->pipelined) {
+            sync_file(st->wal_fd, "the WAL of the database");
+        }
+        if (hpo__redo_restart(st->redo, true, &e) < 0) {
+            hpo_log(HPO_LOG_WARNING, "%s", e.message);
+        }
+    }
     pthread_mutex_unlock(&st->lock);
     destroy(st);
+}
+
+static void sq_settle(struct hpo_storage *base)
+{
+    struct sq_storage *st = (struct sq_storage *)base;
+
+    if (st->redo == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&st->lock);
+    while (st->apply_head != NULL) {
+        if (st->applying) {
+            pthread_cond_wait(&st->done, &st->lock);
+        } else if (!apply_pending(st)) {
+            break; /* the reader sees the database as it is; /healthz says why */
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
 }
 
 static uint64_t sq_flush_ticket(struct hpo_storage *base)
@@ -2477,4 +3033,5 @@ static const struct hpo_storage_ops sq_ops = {
     .last_failed = sq_last_failed,
     .lead = sq_lead_round,
     .load_study = sq_load_study,
+    .settle = sq_settle,
 };

@@ -16,8 +16,8 @@
 #include "storage.h"
 
 /* The schema version this build writes: the number of the last migration. */
-#define HPO_STORAGE_SCHEMA_VERSION 2
-/* PostgreSQL's: the same, then the tables of several daemons (migrations.c, version 3). */
+#define HPO_STORAGE_SCHEMA_VERSION 3
+/* PostgreSQL's: versions 1-2 as SQLite's, then the tables of several daemons (its version 3). */
 #define HPO_STORAGE_PG_SCHEMA_VERSION 3
 
 /*
@@ -56,6 +56,8 @@ struct hpo_storage_ops {
     int (*new_study_id)(struct hpo_storage *st, int64_t *ret_id, struct hpo_error *err);
     int (*load_study)(struct hpo_storage *st, const char *name,
             const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err);
+    /* Optional (NULL: nothing to wait for): hpo_storage_settle. */
+    void (*settle)(struct hpo_storage *st);
 };
 
 /* hpo_storage_defer_flush's setting for this thread. */

@@ -37,6 +37,13 @@ int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb
     return st->ops->load(st, cb, ctx, err);
 }
 
+void hpo_storage_settle(struct hpo_storage *st)
+{
+    if (st->ops->settle != NULL) {
+        st->ops->settle(st);
+    }
+}
+
 int hpo_storage_start(struct hpo_storage *st)
 {
     return st->ops->start(st);

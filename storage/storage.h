@@ -43,6 +43,11 @@ struct hpo_storage_options {
     ** daemon is one of several (docs/CLUSTER.md): storage/cluster.h.
     */
     bool exclusive;
+    /*
+    ** SQLite: no redo log (storage/redo.h); every write commits to the
+    ** database before it is acknowledged. For tests of that path.
+    */
+    bool no_redo;
 };
 
 enum hpo_op_kind {
@@ -257,6 +262,14 @@ int hpo_storage_load(struct hpo_storage *st, const struct hpo_load_callbacks *cb
 */
 int hpo_storage_load_study(struct hpo_storage *st, const char *name,
         const struct hpo_load_callbacks *cb, void *ctx, struct hpo_error *err);
+
+/*
+** Wait until the database holds every write acknowledged so far (SQLite's
+** redo log applied, storage/redo.h), for a reader on a connection of its
+** own (reader.h) or a backup. Any thread; not inside a load's callbacks.
+** Returns at once where there is nothing to wait for.
+*/
+void hpo_storage_settle(struct hpo_storage *st);
 
 /* Start the writer thread. Returns 0 or a negative errno. */
 int hpo_storage_start(struct hpo_storage *st);

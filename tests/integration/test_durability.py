@@ -21,8 +21,16 @@ Usage: test_durability.py PATH/TO/hpod      (HPOD_TEST_ONLY=name,name runs a sub
 - delete_under_load: DELETE while 8 clients ask/tell: only 2xx/404 answers;
   the recreated study starts at 0, also after a restart.
 - storage_locked_unavailable: another process holds the SQLite write lock past
-  busy_timeout: ask and tell answer 503 unavailable and change nothing (the
-  number is not used up), /healthz answers 503, all recovers once released.
+  busy_timeout: an ask and a tell are acknowledged from the redo log (read
+  back at once, absent from the database file meanwhile), a study's creation
+  (committed to the database itself) answers 503 unavailable and changes
+  nothing, /healthz answers 503 once the log could not be applied; once
+  released the log is applied, /healthz is 200 again, and a restart finds
+  every acknowledged write.
+- redo_log_applied_after_sigkill: the same lock, then SIGKILL: the writes
+  acknowledged from the redo log are in `hpod.db.redo` and not in the
+  database; the next start applies them (trials, values, the next number),
+  and a clean stop leaves the log empty.
 
 Prints TAP.
 """
@@ -405,38 +413,94 @@ def delete_under_load(exe):
 
 @tap.test
 def storage_locked_unavailable(exe):
-    """Another process holds the database's write lock past busy_timeout: writes answer
-    503 unavailable and change nothing, /healthz says 503; once the lock is gone all is well."""
+    """Another process holds the database's write lock past busy_timeout: asks and tells are
+    acknowledged from the redo log, a study's creation answers 503 unavailable and changes
+    nothing, /healthz says 503 while the log cannot be applied; once the lock is gone the log
+    is applied, /healthz is 200, and a restart finds every acknowledged write."""
     import sqlite3
     if hpodtest.BACKEND == "pg":
         raise Skip("SQLite's file lock (PostgreSQL's lock_timeout: test_pg.py)")
     with Daemon(exe) as d:
         d.post("/v1/studies", STUDY).expect(201)
         t0 = d.post("/v1/studies/load/ask").expect(201)
-        before = d.snapshot()
         db = sqlite3.connect(d.db, timeout=10, isolation_level=None)
         try:
             db.execute("BEGIN IMMEDIATE")
+            t1 = d.post("/v1/studies/load/ask").expect(201, "ask while the database is locked")
+            check(t1["number"] == 1, "ask while locked: %r" % t1)
+            d.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 1.0}).expect(
+                200, "tell while the database is locked")
+            lst = d.get("/v1/studies/load/trials").expect(200)["trials"]
+            check([(t["number"], t["state"]) for t in lst] == [(0, "complete"), (1, "running")],
+                  "read back while locked: %r" % lst)
             t = time.monotonic()
-            r = d.post("/v1/studies/load/ask")
+            r = d.post("/v1/studies", dict(STUDY, name="other"))
             waited = time.monotonic() - t
-            r.expect_error(503, "unavailable", None, "ask while the database is locked")
-            r = d.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 1.0})
-            r.expect_error(503, "unavailable", None, "tell while the database is locked")
-            d.get("/healthz").expect(503, "healthz while storage cannot write")
-            check(d.snapshot() == before, "a 503 changed the state")
+            r.expect_error(503, "unavailable", None, "a study's creation while locked")
+            d.get("/v1/studies/other").expect(404, "the refused creation left a study")
+            deadline = time.monotonic() + 20
+            while d.get("/healthz").status != 503 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            d.get("/healthz").expect(503, "healthz while the log cannot be applied")
+            rows = db.execute("SELECT number, value FROM trials ORDER BY number").fetchall()
+            check(rows == [(0, None)], "the database file before the lock's release: %r" % rows)
         finally:
             db.rollback()
             db.close()
-        t1 = d.post("/v1/studies/load/ask").expect(201, "ask after the lock is released")
-        check(t1["number"] == 1, "the failed ask used up a number: got %r" % t1["number"])
-        d.post("/v1/studies/load/trials/%d/tell" % t0["number"], {"value": 1.0}).expect(200)
-        d.get("/healthz").expect(200, "healthz after a successful commit")
+        deadline = time.monotonic() + 20
+        while d.get("/healthz").status != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        d.get("/healthz").expect(200, "healthz once the log is applied")
+        t2 = d.post("/v1/studies/load/ask").expect(201, "ask after the lock is released")
+        check(t2["number"] == 2, "the next number after the lock: %r" % t2["number"])
         d.restart()
         lst = d.get("/v1/studies/load/trials").expect(200)["trials"]
-        check([(t["number"], t["state"]) for t in lst] == [(0, "complete"), (1, "running")],
+        check([(t["number"], t["state"], t["value"]) for t in lst] ==
+              [(0, "complete", 1.0), (1, "running", None), (2, "running", None)],
               "after restart: %r" % lst)
-        print("# ask answered 503 after %.1f s of lock wait" % waited)
+        print("# a study's creation answered 503 after %.1f s of lock wait" % waited)
+
+
+@tap.test
+def redo_log_applied_after_sigkill(exe):
+    """Writes acknowledged from the redo log while the database is locked, then SIGKILL: they
+    are in hpod.db.redo, not in the database; the next start applies them; a clean stop
+    leaves the log empty."""
+    import sqlite3
+    if hpodtest.BACKEND == "pg":
+        raise Skip("SQLite's redo log")
+    with Daemon(exe) as d:
+        d.post("/v1/studies", STUDY).expect(201)
+        d.post("/v1/studies/load/ask").expect(201)
+        db = sqlite3.connect(d.db, timeout=10, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for i in range(1, 6):
+                t = d.post("/v1/studies/load/ask").expect(201)
+                check(t["number"] == i, "ask %d: %r" % (i, t))
+                d.post("/v1/studies/load/trials/%d/tell" % i, {"value": i / 8}).expect(200)
+            d.post("/v1/studies/load/trials/0/report", {"step": 3, "value": 0.5}).expect(200)
+            d.kill()
+        finally:
+            db.rollback()
+            db.close()
+        rows = sqlite3.connect(d.db).execute("SELECT count(*) FROM trials").fetchall()
+        check(rows == [(1,)], "the database holds the log's writes already: %r" % rows)
+        size = os.path.getsize(d.db + ".redo")
+        check(size > 0, "the redo log is empty after the kill")
+        d.start()
+        lst = d.get("/v1/studies/load/trials").expect(200)["trials"]
+        check([(t["number"], t["state"], t["value"]) for t in lst] ==
+              [(0, "running", None)] + [(i, "complete", i / 8) for i in range(1, 6)],
+              "after the restart: %r" % lst)
+        check(lst[0]["intermediate"] == [{"step": 3, "value": 0.5}],
+              "trial 0's report: %r" % lst[0]["intermediate"])
+        check(d.post("/v1/studies/load/ask").expect(201)["number"] == 6, "the next number")
+        d.stop()
+        check(os.path.getsize(d.db + ".redo") == 0, "a clean stop left records in the log")
+        rows = sqlite3.connect(d.db).execute("SELECT count(*) FROM trials").fetchall()
+        check(rows == [(7,)], "the database after a clean stop: %r" % rows)
+        print("# %d bytes of redo log applied at the start" % size)
 
 
 if __name__ == "__main__":

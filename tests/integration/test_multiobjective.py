@@ -404,7 +404,7 @@ def migration_from_1_0(exe):
         con = sqlite3.connect(d.db)
         version = con.execute("PRAGMA user_version").fetchone()[0]
         con.close()
-        check(version == 2, "user_version %r after the migration" % version)
+        check(version == 3, "user_version %r after the migration" % version)
         d.start()
         t = d.get("/v1/studies/min/trials/5").expect(200)
         check(t["state"] == "complete" and t["value"] == 0.25, "trial 5 %r" % t)

@@ -27,6 +27,7 @@
 
 #include "histogram.h"
 #include "reader.h"
+#include "redo.h"
 #include "storage-int.h"
 #include "storage.h"
 
@@ -111,6 +112,18 @@ static struct hpo_storage *open_started(const char *path)
 {
     struct hpo_storage *st = open_ok(path);
 
+    assert_int_equal(hpo_storage_start(st), 0);
+    return st;
+}
+
+/* Started without the redo log: pipelined writes commit to the database before they resolve. */
+static struct hpo_storage *open_direct(const char *path)
+{
+    struct hpo_storage_options opt = { .no_redo = true };
+    struct hpo_storage *st = NULL;
+    struct hpo_error err;
+
+    assert_int_equal(hpo_storage_open(path, &opt, &st, &err), 0);
     assert_int_equal(hpo_storage_start(st), 0);
     return st;
 }
@@ -1236,7 +1249,7 @@ static void test_solo_write_failure(void **state)
 static void test_round_lead(void **state)
 {
     struct fixture *f = *state;
-    struct hpo_storage *st = open_started(f->path);
+    struct hpo_storage *st = open_direct(f->path);
     struct hpo_op base = op_study(1, "s", "{}", 0);
     struct hpo_write_chain *a = hpo_storage_chain_new();
     struct hpo_op ops[3];
@@ -1346,7 +1359,7 @@ static void *round_thread_main(void *arg)
 static void test_round_handoff(void **state)
 {
     struct fixture *f = *state;
-    struct hpo_storage_options opt = { .busy_timeout_ms = 60000 };
+    struct hpo_storage_options opt = { .busy_timeout_ms = 60000, .no_redo = true };
     struct hpo_storage *st = NULL;
     struct hpo_op base = op_study(1, "s", "{}", 0);
     struct round_thread *x = calloc(1, sizeof(*x)), *y = calloc(1, sizeof(*y));
@@ -1428,7 +1441,7 @@ static void test_round_handoff(void **state)
 static void test_pipelined_dependent_failure(void **state)
 {
     struct fixture *f = *state;
-    struct hpo_storage *st = open_started(f->path);
+    struct hpo_storage *st = open_direct(f->path);
     struct hpo_op base[] = { op_study(1, "taken", "{}", 0), op_study(2, "other", "{}", 0) };
     struct hpo_write_chain *a = hpo_storage_chain_new(), *b = hpo_storage_chain_new();
     struct hpo_op ops[5];
@@ -2849,6 +2862,222 @@ static void test_reader_reads_file_vectors(void **state)
     free(got);
 }
 
+/* ---- the redo log (redo.h) ---------------------------------------------- */
+
+/* What a replay delivered: each record's number and its writes' ops, deep-compared after. */
+struct replayed {
+    uint64_t lsn[8];
+    size_t n;
+    size_t n_writes[8];
+    size_t n_ops[8];
+    bool same[8]; /* the record's ops equal the ones appended (set by the callback) */
+    const struct hpo_write *want[8];
+};
+
+static bool str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool op_eq(const struct hpo_op *a, const struct hpo_op *b)
+{
+    bool same = a->kind == b->kind && a->study_id == b->study_id && a->number == b->number &&
+            a->index == b->index && a->step == b->step && a->len == b->len &&
+            a->scalar == b->scalar && str_eq(a->name, b->name) && str_eq(a->text, b->text) &&
+            (isnan(a->value) ? isnan(b->value) : a->value == b->value) &&
+            a->trial.state == b->trial.state && a->trial.retry_of == b->trial.retry_of &&
+            a->trial.retries == b->trial.retries && a->trial.created_at == b->trial.created_at &&
+            a->trial.started_at == b->trial.started_at &&
+            a->trial.completed_at == b->trial.completed_at &&
+            a->trial.heartbeat_at == b->trial.heartbeat_at &&
+            str_eq(a->trial.worker, b->trial.worker) && str_eq(a->trial.results, b->trial.results) &&
+            (isnan(a->trial.value) ? isnan(b->trial.value) : a->trial.value == b->trial.value) &&
+            (a->vector == NULL) == (b->vector == NULL) && (a->blob == NULL) == (b->blob == NULL);
+
+    if (same && a->vector != NULL) {
+        same = memcmp(a->vector, b->vector, a->len * sizeof(double)) == 0 &&
+                (uintptr_t)b->vector % sizeof(double) == 0;
+    }
+    if (same && a->blob != NULL) {
+        same = memcmp(a->blob, b->blob, a->len) == 0;
+    }
+    return same;
+}
+
+static int collect_record(void *ctx, uint64_t lsn, struct hpo_write *batch, struct hpo_error *err)
+{
+    struct replayed *r = ctx;
+    const struct hpo_write *want = r->n < 8 ? r->want[r->n] : NULL;
+    bool same = true;
+
+    (void)err;
+    if (r->n >= 8) {
+        return -E2BIG;
+    }
+    r->lsn[r->n] = lsn;
+    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
+        r->n_writes[r->n]++;
+        r->n_ops[r->n] += w->n_ops;
+        if (want == NULL || w->n_ops != want->n_ops) {
+            same = false;
+        } else {
+            for (size_t i = 0; i < w->n_ops; i++) {
+                same = same && op_eq(&want->ops[i], &w->ops[i]);
+            }
+        }
+        want = want != NULL ? want->next : NULL;
+    }
+    r->same[r->n] = same && want == NULL;
+    r->n++;
+    return 0;
+}
+
+static struct hpo__redo *redo_open_ok(const char *db)
+{
+    struct hpo__redo *r = NULL;
+    struct hpo_error err;
+
+    assert_int_equal(hpo__redo_open(db, &r, &err), 0);
+    return r;
+}
+
+static uint64_t replay_into(const char *db, struct replayed *got, const struct hpo_write **want,
+        size_t n_want)
+{
+    struct hpo__redo *r = redo_open_ok(db);
+    struct hpo_error err;
+    uint64_t last = 99;
+
+    memset(got, 0, sizeof(*got));
+    for (size_t i = 0; i < n_want && i < 8; i++) {
+        got->want[i] = want[i];
+    }
+    assert_int_equal(hpo__redo_replay(r, collect_record, got, &last, &err), 0);
+    hpo__redo_close(r);
+    return last;
+}
+
+static off_t size_of(const char *path)
+{
+    struct stat sb;
+
+    assert_int_equal(stat(path, &sb), 0);
+    return sb.st_size;
+}
+
+/*
+** Records come back as appended: every kind of value (strings, NULLs, a NaN,
+** a vector read back aligned, a blob), in order, numbered; a cut-short last
+** record is dropped and the file cut back; a damaged one ends the log; a
+** restart at the start writes over older records, which a replay then
+** leaves out (their numbers do not follow).
+*/
+static void test_redo_records(void **state)
+{
+    struct fixture *f = *state;
+    static const double vec[3] = { 0.25, -1e300, 3.0 };
+    static const unsigned char blob[5] = { 1, 2, 0, 4, 5 };
+    struct hpo_op a_ops[4], b_ops[2], c_ops[1];
+    struct hpo_write a = { .ops = a_ops, .n_ops = 4 }, b = { .ops = b_ops, .n_ops = 2 };
+    struct hpo_write c = { .ops = c_ops, .n_ops = 1 };
+    const struct hpo_write *want[3] = { &a, &c, NULL };
+    struct replayed got;
+    struct hpo__redo *r;
+    struct hpo_error err;
+    char redo[160];
+    off_t one, two;
+    int fd;
+
+    snprintf(redo, sizeof(redo), "%s.redo", f->path);
+    a_ops[0] = op_trial(3, 7, 2, NAN, "w-1");
+    a_ops[0].trial.results = "[0.5,null]";
+    a_ops[1] = op_vector(3, 7, 1, vec, 3);
+    a_ops[2] = op_report(3, 7, 12, 0.125);
+    a_ops[3] = op_param(3, 7, 0, 2.5);
+    a_ops[3].scalar = true;
+    b_ops[0] = op_attr(3, 7, "k\"ey", "{\"x\": [1, 2]}");
+    b_ops[1] = op_state(3, blob, sizeof(blob));
+    c_ops[0] = op_trial(4, 0, 1, 1.0, NULL);
+    a.next = &b;
+
+    r = redo_open_ok(f->path);
+    assert_int_equal(hpo__redo_append(r, 41, &a, &err), 0);
+    one = (off_t)hpo__redo_size(r);
+    assert_int_equal(hpo__redo_append(r, 42, &c, &err), 0);
+    two = (off_t)hpo__redo_size(r);
+    hpo__redo_close(r);
+    assert_int_equal(size_of(redo), two);
+
+    assert_int_equal(replay_into(f->path, &got, want, 2), 42);
+    assert_int_equal(got.n, 2);
+    assert_int_equal(got.lsn[0], 41);
+    assert_int_equal(got.n_writes[0], 2);
+    assert_int_equal(got.n_ops[0], 6);
+    assert_true(got.same[0]);
+    assert_int_equal(got.lsn[1], 42);
+    assert_int_equal(got.n_ops[1], 1);
+    assert_true(got.same[1]);
+
+    /* The last record cut short: record 41 alone, the file cut back to its end. */
+    assert_int_equal(truncate(redo, two - 3), 0);
+    assert_int_equal(replay_into(f->path, &got, want, 2), 41);
+    assert_int_equal(got.n, 1);
+    assert_int_equal(size_of(redo), one);
+
+    /* A damaged byte in record 42's payload ends the log before it. */
+    r = redo_open_ok(f->path);
+    assert_int_equal(hpo__redo_append(r, 42, &c, &err), 0);
+    hpo__redo_close(r);
+    fd = open(redo, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "\xff", 1, one + 48), 1);
+    close(fd);
+    assert_int_equal(replay_into(f->path, &got, want, 2), 41);
+    assert_int_equal(got.n, 1);
+
+    /* A restart: record 43 at the start, over 41; the rest of 41 is left out. */
+    r = redo_open_ok(f->path);
+    assert_int_equal(hpo__redo_restart(r, false, &err), 0);
+    assert_int_equal(hpo__redo_append(r, 43, &c, &err), 0);
+    hpo__redo_close(r);
+    want[0] = &c;
+    assert_int_equal(replay_into(f->path, &got, want, 1), 43);
+    assert_int_equal(got.n, 1);
+    assert_int_equal(got.lsn[0], 43);
+    assert_true(got.same[0]);
+
+    /* Emptied. */
+    r = redo_open_ok(f->path);
+    assert_int_equal(hpo__redo_restart(r, true, &err), 0);
+    hpo__redo_close(r);
+    assert_int_equal(size_of(redo), 0);
+    assert_int_equal(replay_into(f->path, &got, want, 0), 0);
+    assert_int_equal(got.n, 0);
+}
+
+/*
+** Two records in a row with numbers that do not follow (the tail of older
+** records behind a restart whose record ends exactly at an old head): the
+** replay stops at the gap.
+*/
+static void test_redo_numbers_follow(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_op op = op_trial(4, 0, 1, 1.0, NULL);
+    struct hpo_write w = { .ops = &op, .n_ops = 1 };
+    const struct hpo_write *want[3] = { &w, &w, &w };
+    struct replayed got;
+    struct hpo__redo *r = redo_open_ok(f->path);
+    struct hpo_error err;
+
+    assert_int_equal(hpo__redo_append(r, 5, &w, &err), 0);
+    assert_int_equal(hpo__redo_append(r, 6, &w, &err), 0);
+    assert_int_equal(hpo__redo_append(r, 3, &w, &err), 0);
+    hpo__redo_close(r);
+    assert_int_equal(replay_into(f->path, &got, want, 3), 6);
+    assert_int_equal(got.n, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2889,6 +3118,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pieces_across_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_flush_tickets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_reads_file_vectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redo_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redo_numbers_follow, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("storage", tests, NULL, NULL);

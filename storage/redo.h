@@ -1,0 +1,60 @@
+/*
+** redo.h: the redo log of a SQLite database (redo.c), `<db path>.redo`.
+** A round's pipelined writes are appended to it in one write() and
+** acknowledged from there; the writer thread applies them to the database
+** later, in larger transactions, and the database remembers the last
+** record it holds (table hpod_redo). At open, records past it are applied
+** again. Internal to storage/ (docs/DESIGN.md "The redo log").
+*/
+#ifndef HPO_STORAGE_REDO_H
+#define HPO_STORAGE_REDO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+#include "storage.h"
+
+struct hpo__redo;
+
+/* Open (creating, mode 0600) `<db_path>.redo`. 0, or a negative errno with `err` (unavailable). */
+int hpo__redo_open(const char *db_path, struct hpo__redo **ret, struct hpo_error *err);
+void hpo__redo_close(struct hpo__redo *r); /* accepts NULL */
+
+/* The file's descriptor (for fdatasync and writeback) and its length. */
+int hpo__redo_fd(const struct hpo__redo *r);
+uint64_t hpo__redo_size(const struct hpo__redo *r);
+
+/*
+** Append record `lsn` holding the writes of `batch` (a list through ->next,
+** each a pipelined copy: no parts) in one write(). On failure the file is
+** cut back to its length before (so later records follow a whole one) and
+** a negative errno returned with `err` (unavailable); when even that cut
+** fails, the log can no longer be trusted: the process aborts. One caller
+** at a time.
+*/
+int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *batch,
+        struct hpo_error *err);
+
+/*
+** Read the file from its start and call fn for each whole record in order,
+** with its writes (a list through ->next, valid during the call only).
+** Reading stops at the end, at a record cut short or damaged (a crash in
+** its write), or at a number that does not follow the one before (the
+** remains of a reset that did not reach the disk); the file is cut there.
+** *ret_last gets the last record's number (0: none). fn's error stops it.
+*/
+int hpo__redo_replay(struct hpo__redo *r,
+        int (*fn)(void *ctx, uint64_t lsn, struct hpo_write *batch, struct hpo_error *err),
+        void *ctx, uint64_t *ret_last, struct hpo_error *err);
+
+/*
+** Every record is in the database: the next goes at the file's start,
+** over the old ones (a file once written needs no new blocks, and an
+** fdatasync no change of its size), or in an emptied file when `empty` or
+** when it grew past 64 MiB. 0 or a negative errno with `err`.
+*/
+int hpo__redo_restart(struct hpo__redo *r, bool empty, struct hpo_error *err);
+
+#endif
