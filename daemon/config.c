@@ -131,7 +131,7 @@ static int config_set(struct hpo_config *cfg, const char *key, const char *value
         n = strtol(value, &end, 10);
         if (errno != 0 || *end != '\0' || n < 0 || n > 64) {
             return hpo_fail(msg, len, -EINVAL,
-                    "http-threads: '%s' must be an integer from 0 (one per core) to 64", value);
+                    "http-threads: '%s' must be an integer from 0 (automatic) to 64", value);
         }
         cfg->http_threads = (int)n;
         return 0;
@@ -290,8 +290,8 @@ void hpo_config_usage(const char *prog)
            "                         power loss; default) or normal (survives a daemon crash,\n"
            "                         a power cut may lose the last acknowledged writes)\n"
            "  --threads N            worker threads for storage and samplers (default 4)\n"
-           "  --http-threads N       HTTP event-loop threads (default 0: one per CPU core,\n"
-           "                         at most 8)\n"
+           "  --http-threads N       HTTP event-loop threads (default 0: one per two CPU\n"
+           "                         cores on SQLite, one per core on PostgreSQL; 1 to 8)\n"
            "  --log-level LEVEL      err, warning, notice, info (default) or debug; every\n"
            "                         request is logged at debug, 5xx at err, 401/403 at\n"
            "                         warning, slow ones at notice\n"

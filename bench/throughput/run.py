@@ -9,7 +9,8 @@ Usage: bench/throughput/run.py [--hpod build-it/daemon/hpod] [--baseline OTHER/h
 In one run, `repeat` rounds of: for each client count, the bare libmicrohttpd
 server (bench/throughput/bare-mhd.c: a fixed JSON body of the size of hpod's
 replies, no routing, storage or logging; libmicrohttpd set up as hpod sets it
-up: its poll() threads as many as hpod's HTTP threads, the same flags,
+up: its poll() threads one per core (hpod's HTTP threads on PostgreSQL; on
+SQLite hpod runs one per two cores beside its redo log's applier), the same flags,
 memory and connection limits) and then hpod (bench/throughput/loadgen.c:
 one keep-alive connection per client thread speaking HTTP/1.1 itself, a fresh
 study with the random sampler per measurement, the daemon's default
@@ -71,11 +72,11 @@ def build_bare(outdir):
     return exe
 
 
-HTTP_THREADS_MAX_AUTO = 8  # hpod's --http-threads 0: one per core, at most this many
+HTTP_THREADS_MAX_AUTO = 8  # bare-mhd: one thread per core, at most this many (its best)
 
 
 class Bare:
-    """bare-mhd on a free port of 127.0.0.1, MHD's threads as many as hpod's HTTP threads."""
+    """bare-mhd on a free port of 127.0.0.1, MHD's threads one per core (at most 8)."""
 
     def __init__(self, exe, extra=()):
         threads = min(os.cpu_count() or 1, HTTP_THREADS_MAX_AUTO)
