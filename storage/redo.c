@@ -281,8 +281,10 @@ int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *
 
             cut_back(r, r->size);
             r->file_size = r->size;
-            return hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL,
-                    "writing the redo log '%s': %s", r->path, strerror_r(e, buf, sizeof(buf)));
+            hpo_error_set(err, -EIO, HPO_UNAVAILABLE, NULL, "writing the redo log '%s': %s",
+                    r->path, strerror_r(e, buf, sizeof(buf)));
+            errno = e; /* for the caller's /healthz (ENOSPC, EROFS) */
+            return -EIO;
         }
         done += (size_t)n;
     }
@@ -433,6 +435,9 @@ int hpo__redo_replay(struct hpo__redo *r,
             break;
         }
         max_ops = (size_t)h.len / sizeof(struct rec_op);
+        if (h.n_writes > max_ops) {
+            break; /* (each write has an op: a damaged count, checked before it is allocated) */
+        }
         writes = calloc(h.n_writes, sizeof(*writes));
         ops = calloc(max_ops > 0 ? max_ops : 1, sizeof(*ops));
         if (writes == NULL || ops == NULL) {
@@ -440,7 +445,7 @@ int hpo__redo_replay(struct hpo__redo *r,
             free(ops);
             return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         }
-        ok = h.n_writes <= max_ops && parse(r->buf, (size_t)h.len, h.n_writes, writes, ops,
+        ok = parse(r->buf, (size_t)h.len, h.n_writes, writes, ops,
                 max_ops);
         if (ok) {
             ret = fn(ctx, h.lsn, writes, err);
@@ -467,6 +472,16 @@ int hpo__redo_replay(struct hpo__redo *r,
     r->size = at;
     *ret_last = last;
     return 0;
+}
+
+void hpo__redo_seal(void *record)
+{
+    struct rec_head h;
+
+    memcpy(&h, record, sizeof(h));
+    h.magic = REDO_MAGIC;
+    h.check = hpo__xxh64((const char *)record + sizeof(h), (size_t)h.len) ^ check_seed(&h);
+    memcpy(record, &h, sizeof(h));
 }
 
 int hpo__redo_restart(struct hpo__redo *r, bool empty, struct hpo_error *err)

@@ -30,7 +30,8 @@ uint64_t hpo__redo_size(const struct hpo__redo *r);
 ** Append record `lsn` holding the writes of `batch` (a list through ->next,
 ** each a pipelined copy: no parts) in one write(). On failure the file is
 ** cut back to its length before (so later records follow a whole one) and
-** a negative errno returned with `err` (unavailable); when even that cut
+** -EIO returned with `err` (unavailable) and the write's errno left in
+** errno (ENOMEM: without memory, nothing written); when even that cut
 ** fails, the log can no longer be trusted: the process aborts. One caller
 ** at a time.
 */
@@ -48,6 +49,14 @@ int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *
 int hpo__redo_replay(struct hpo__redo *r,
         int (*fn)(void *ctx, uint64_t lsn, struct hpo_write *batch, struct hpo_error *err),
         void *ctx, uint64_t *ret_last, struct hpo_error *err);
+
+/*
+** For the fuzz target: make the record at `record` (a 40-byte head whose
+** length field counts the bytes that follow it, all present) carry the
+** magic and the checksum of what it holds.
+*/
+#define HPO__REDO_HEAD 40
+void hpo__redo_seal(void *record);
 
 /*
 ** Every record is in the database: the next goes at the file's start,

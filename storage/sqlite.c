@@ -1240,7 +1240,7 @@ static bool apply_pending(struct sq_storage *st)
             /*
             ** Under full the log restarts over records only once the
             ** database holds them on disk: the WAL is flushed first (once
-            ** per REDO_RESTART_AT of log), the writer keeping `applying`.
+            ** per REDO_RESTART_AT of log), the applier keeping `applying`.
             */
             pthread_mutex_unlock(&st->lock);
             sync_file(st->wal_fd, "the WAL of the database");
@@ -1282,7 +1282,7 @@ static bool take_db(struct sq_storage *st)
             st->applying = true;
             return true;
         } else if (st->apply_retry_ms != 0 || !apply_pending(st)) {
-            /* (The writer's last try failed: its retry, not this caller, tries again.) */
+            /* (The applier's last try failed: its retry, not this caller, tries again.) */
             return false;
         }
     }
@@ -1326,7 +1326,10 @@ static bool log_batch(struct sq_storage *st, struct hpo_write *batch, uint64_t l
         return true;
     }
     if (r == -EIO) {
-        atomic_store(&st->db_errno, errno == ENOSPC || errno == EROFS ? errno : 0);
+        /* (/healthz recovers by itself from these once space is back, db_curable.) */
+        int e = errno;
+
+        atomic_store(&st->db_errno, e == ENOSPC || e == EROFS ? e : 0);
     }
     fail_batch(batch, r, &err);
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
