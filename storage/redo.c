@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/buf.h"
 #include "../core/log.h"
 #include "redo.h"
 #include "storage-int.h"
@@ -63,8 +64,7 @@ struct hpo__redo {
     int fd;
     uint64_t size;      /* where the next record goes: the end of the records of now */
     uint64_t file_size; /* older records may follow (a restart writes over them) */
-    char *buf; /* the record being built (append) or read (replay) */
-    size_t cap;
+    struct hpo_buf buf; /* the record being built (append) or read (replay) */
     char *path;
 };
 
@@ -94,24 +94,11 @@ static size_t op_size(const struct hpo_op *op)
     return pad8(n);
 }
 
+/* Room for `need` bytes at the start of the scratch buffer (its contents are not kept). */
 static int reserve(struct hpo__redo *r, size_t need)
 {
-    char *b;
-    size_t cap = r->cap > 0 ? r->cap : 4096;
-
-    if (need <= r->cap) {
-        return 0;
-    }
-    while (cap < need) {
-        cap *= 2;
-    }
-    b = realloc(r->buf, cap);
-    if (b == NULL) {
-        return -ENOMEM;
-    }
-    r->buf = b;
-    r->cap = cap;
-    return 0;
+    r->buf.len = 0;
+    return hpo_buf_reserve(&r->buf, need);
 }
 
 static char *put_text(char *at, const char *s, uint32_t *ret_len)
@@ -204,7 +191,7 @@ void hpo__redo_close(struct hpo__redo *r)
     if (r->fd >= 0) {
         close(r->fd);
     }
-    free(r->buf);
+    hpo_buf_free(&r->buf);
     free(r->path);
     free(r);
 }
@@ -256,7 +243,7 @@ int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *
     if (reserve(r, sizeof(h) + len) < 0) {
         return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
     }
-    at = r->buf + sizeof(h);
+    at = r->buf.data + sizeof(h);
     for (const struct hpo_write *w = batch; w != NULL; w = w->next) {
         for (size_t i = 0; i < w->n_ops; i++) {
             at = put_op(at, &w->ops[i], i == 0 ? w->n_ops : 0);
@@ -267,11 +254,11 @@ int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *
     h.n_writes = n_writes;
     h.lsn = lsn;
     h.len = len;
-    h.check = hpo__xxh64(r->buf + sizeof(h), len) ^ check_seed(&h);
-    memcpy(r->buf, &h, sizeof(h));
+    h.check = hpo__xxh64(r->buf.data + sizeof(h), len) ^ check_seed(&h);
+    memcpy(r->buf.data, &h, sizeof(h));
     len += sizeof(h);
     while (done < len) {
-        ssize_t n = pwrite(r->fd, r->buf + done, len - done, (off_t)(r->size + done));
+        ssize_t n = pwrite(r->fd, r->buf.data + done, len - done, (off_t)(r->size + done));
 
         if (n < 0 && errno == EINTR) {
             continue;
@@ -430,8 +417,9 @@ int hpo__redo_replay(struct hpo__redo *r,
         if (reserve(r, (size_t)h.len) < 0) {
             return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         }
-        n = pread(r->fd, r->buf, (size_t)h.len, (off_t)(at + sizeof(h)));
-        if (n != (ssize_t)h.len || (hpo__xxh64(r->buf, (size_t)h.len) ^ check_seed(&h)) != h.check) {
+        n = pread(r->fd, r->buf.data, (size_t)h.len, (off_t)(at + sizeof(h)));
+        if (n != (ssize_t)h.len ||
+                (hpo__xxh64(r->buf.data, (size_t)h.len) ^ check_seed(&h)) != h.check) {
             break;
         }
         max_ops = (size_t)h.len / sizeof(struct rec_op);
@@ -445,7 +433,7 @@ int hpo__redo_replay(struct hpo__redo *r,
             free(ops);
             return hpo_error_set(err, -ENOMEM, HPO_INTERNAL, NULL, "out of memory");
         }
-        ok = parse(r->buf, (size_t)h.len, h.n_writes, writes, ops,
+        ok = parse(r->buf.data, (size_t)h.len, h.n_writes, writes, ops,
                 max_ops);
         if (ok) {
             ret = fn(ctx, h.lsn, writes, err);

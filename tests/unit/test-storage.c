@@ -2890,7 +2890,8 @@ static bool op_eq(const struct hpo_op *a, const struct hpo_op *b)
             a->trial.started_at == b->trial.started_at &&
             a->trial.completed_at == b->trial.completed_at &&
             a->trial.heartbeat_at == b->trial.heartbeat_at &&
-            str_eq(a->trial.worker, b->trial.worker) && str_eq(a->trial.results, b->trial.results) &&
+            str_eq(a->trial.worker, b->trial.worker) &&
+            str_eq(a->trial.results, b->trial.results) &&
             (isnan(a->trial.value) ? isnan(b->trial.value) : a->trial.value == b->trial.value) &&
             (a->vector == NULL) == (b->vector == NULL) && (a->blob == NULL) == (b->blob == NULL);
 
