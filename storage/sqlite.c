@@ -1126,10 +1126,8 @@ static void idle_wait(struct sq_storage *st, pthread_cond_t *cond, unsigned us)
 ** 100-130 us instead of 250-270). Durability still comes from the
 ** flusher's fdatasync alone; a failure here changes nothing.
 */
-static void start_writeback(struct sq_storage *st)
+static void start_writeback(int fd)
 {
-    int fd = st->redo != NULL ? hpo__redo_fd(st->redo) : st->wal_fd;
-
     (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
@@ -1385,7 +1383,8 @@ static void lead_batch(struct sq_storage *st)
         committed = false;
     }
     if (committed && st->pipelined && !round_leader) {
-        start_writeback(st);
+        /* (The log's new record, or the WAL's frames of a batch committed directly.) */
+        start_writeback(lsn != 0 ? hpo__redo_fd(st->redo) : st->wal_fd);
     }
 
     pthread_mutex_lock(&st->lock);

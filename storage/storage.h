@@ -13,7 +13,10 @@
 ** Pipelined writes (hpo_storage_pipeline below) are copied and
 ** queued without waiting: the writer thread commits them, in order, and
 ** the caller holds what depends on them (its reply) until they resolved;
-** a write of a study whose earlier pipelined write failed fails too.
+** a write of a study whose earlier pipelined write failed fails too. On a
+** SQLite database file they commit by an append to its redo log and reach
+** the database afterwards, on a thread of their own (redo.h); every other
+** write, a load and hpo_storage_settle see them first.
 **
 ** The storage knows nothing of search spaces: params are (index, double)
 ** or (index, float64 vector) rows, specs are JSON text.
