@@ -3,11 +3,12 @@
 **
 ** A record: a 40-byte head (magic, number of writes, record number, payload
 ** length, XXH64 of the payload mixed with the other fields), then the
-** payload: per write its op count, per op a fixed block (struct rec_op)
-** then its vector, blob and strings (each string with its NUL), padded to
-** 8 bytes so that a vector read back in place is aligned. Numbers are in
-** the host's byte order: the file is read back only by the process that
-** restarts on the same machine, and only until it is applied.
+** payload: per write its ops, each a fixed block (struct rec_op; the
+** first carries the write's op count) then its vector, blob and strings
+** (each string with its NUL), padded to 8 bytes so that a vector read back
+** in place is aligned. Numbers are in the host's byte order: the file is
+** read back only by the process that restarts on the same machine, and
+** only until it is applied.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,7 +55,7 @@ enum {
     F_LAZY = 1u << 3,
 };
 
-_Static_assert(sizeof(struct rec_head) == 40, "the head is 40 bytes");
+_Static_assert(sizeof(struct rec_head) == HPO__REDO_HEAD, "the head is HPO__REDO_HEAD bytes");
 _Static_assert(sizeof(struct rec_op) % 8 == 0, "an op block keeps 8-byte alignment");
 
 /* A restart at the start cuts the file back to empty when it has grown past this. */
