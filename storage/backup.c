@@ -214,6 +214,16 @@ static int snapshot(const char *db_path, const char *tmp, struct hpo_error *err)
         return r;
     }
     sqlite3_close(src);
+    /*
+    ** The copy takes no record of the live database's redo log (a restore
+    ** beside an old log): its epoch is drawn anew at its first open.
+    */
+    rc = sqlite3_exec(dst, "UPDATE hpod_redo SET epoch = 0", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int r = hpo__storage_error(dst, rc, "backup: resetting the copy's redo epoch", err);
+        sqlite3_close(dst);
+        return r;
+    }
     /* The copy stands alone: no -wal beside it in the archive. */
     rc = sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {

@@ -194,12 +194,15 @@ static const char migration_3_pg[] =
 ** Version 3, SQLite only (PostgreSQL's version 3 is the one above): the
 ** number of the last redo-log record the database holds (storage/redo.h).
 ** Every transaction that applies records sets it; at open the records past
-** it are applied again. One row.
+** it are applied again. `epoch`: drawn at the first open (0: not yet) and
+** written in every record, so that a log is applied only to the database
+** it was written for (a backup's copy gets 0, so a restored database never
+** takes the records of a log left beside it). One row.
 */
 static const char migration_3[] =
         "CREATE TABLE hpod_redo (one INTEGER PRIMARY KEY CHECK (one = 1),"
-        " lsn INTEGER NOT NULL) STRICT;"
-        "INSERT INTO hpod_redo VALUES (1, 0);";
+        " lsn INTEGER NOT NULL, epoch INTEGER NOT NULL) STRICT;"
+        "INSERT INTO hpod_redo VALUES (1, 0, 0);";
 
 /*
 ** migrations[i] takes the database from version i to i + 1: SQLite's SQL,

@@ -31,7 +31,7 @@ struct rec_head {
     uint64_t lsn;
     uint64_t len;   /* payload bytes */
     uint64_t check; /* XXH64 of the payload, xor check_seed() of the head */
-    uint64_t zero;
+    uint64_t epoch; /* the database's (hpod_redo.epoch) */
 };
 
 struct rec_op {
@@ -66,12 +66,14 @@ struct hpo__redo {
     uint64_t size;      /* where the next record goes: the end of the records of now */
     uint64_t file_size; /* older records may follow (a restart writes over them) */
     struct hpo_buf buf; /* the record being built (append) or read (replay) */
+    uint64_t epoch;
     char *path;
 };
 
 static uint64_t check_seed(const struct rec_head *h)
 {
-    return h->lsn ^ (h->len << 20) ^ ((uint64_t)h->n_writes << 44) ^ REDO_MAGIC;
+    return h->lsn ^ (h->len << 20) ^ ((uint64_t)h->n_writes << 44) ^ REDO_MAGIC ^
+            (h->epoch * 0x9e3779b97f4a7c15u);
 }
 
 static size_t pad8(size_t n)
@@ -157,7 +159,8 @@ static char *put_op(char *at, const struct hpo_op *op, size_t n_ops)
     return end;
 }
 
-int hpo__redo_open(const char *db_path, struct hpo__redo **ret, struct hpo_error *err)
+int hpo__redo_open(const char *db_path, uint64_t epoch, struct hpo__redo **ret,
+        struct hpo_error *err)
 {
     struct hpo__redo *r = calloc(1, sizeof(*r));
     struct stat sb;
@@ -180,6 +183,7 @@ int hpo__redo_open(const char *db_path, struct hpo__redo **ret, struct hpo_error
     }
     r->size = (uint64_t)sb.st_size;
     r->file_size = r->size;
+    r->epoch = epoch;
     *ret = r;
     return 0;
 }
@@ -255,6 +259,7 @@ int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *
     h.n_writes = n_writes;
     h.lsn = lsn;
     h.len = len;
+    h.epoch = r->epoch;
     h.check = hpo__xxh64(r->buf.data + sizeof(h), len) ^ check_seed(&h);
     memcpy(r->buf.data, &h, sizeof(h));
     len += sizeof(h);
@@ -387,6 +392,7 @@ int hpo__redo_replay(struct hpo__redo *r,
 {
     uint64_t at = 0, last = 0;
     struct rec_head h;
+    bool foreign = false;
     char buf[128];
     int ret = 0;
 
@@ -413,6 +419,10 @@ int hpo__redo_replay(struct hpo__redo *r,
         }
         if (h.magic != REDO_MAGIC || h.len > r->file_size - at - sizeof(h) || h.n_writes == 0 ||
                 h.len % 8 != 0 || (last != 0 && h.lsn != last + 1)) {
+            break;
+        }
+        if (h.epoch != r->epoch) {
+            foreign = true;
             break;
         }
         if (reserve(r, (size_t)h.len) < 0) {
@@ -450,11 +460,17 @@ int hpo__redo_replay(struct hpo__redo *r,
         last = h.lsn;
         at += sizeof(h) + h.len;
     }
-    if (at < r->file_size) {
+    if (foreign) {
+        hpo_log(HPO_LOG_WARNING, "redo log '%s': its records from %llu bytes on belong to "
+                "another copy of the database (a backup restored beside an old log?): "
+                "not applied, dropped", r->path, (unsigned long long)at);
+    } else if (at < r->file_size) {
         /* Older records a restart wrote over, or a write a crash cut short (never acknowledged). */
         hpo_log(HPO_LOG_INFO, "redo log '%s': %llu bytes after the last record (number %llu) "
                 "dropped", r->path, (unsigned long long)(r->file_size - at),
                 (unsigned long long)last);
+    }
+    if (at < r->file_size) {
         cut_back(r, at);
         r->file_size = at;
     }
@@ -463,12 +479,13 @@ int hpo__redo_replay(struct hpo__redo *r,
     return 0;
 }
 
-void hpo__redo_seal(void *record)
+void hpo__redo_seal(void *record, uint64_t epoch)
 {
     struct rec_head h;
 
     memcpy(&h, record, sizeof(h));
     h.magic = REDO_MAGIC;
+    h.epoch = epoch;
     h.check = hpo__xxh64((const char *)record + sizeof(h), (size_t)h.len) ^ check_seed(&h);
     memcpy(record, &h, sizeof(h));
 }

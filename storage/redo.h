@@ -18,8 +18,14 @@
 
 struct hpo__redo;
 
-/* Open (creating, mode 0600) `<db_path>.redo`. 0, or a negative errno with `err` (unavailable). */
-int hpo__redo_open(const char *db_path, struct hpo__redo **ret, struct hpo_error *err);
+/*
+** Open (creating, mode 0600) `<db_path>.redo` for the database whose
+** hpod_redo.epoch is `epoch`: records it appends carry it, and a replay
+** stops at a record that carries another (a log left beside a restored
+** copy). 0, or a negative errno with `err` (unavailable).
+*/
+int hpo__redo_open(const char *db_path, uint64_t epoch, struct hpo__redo **ret,
+        struct hpo_error *err);
 void hpo__redo_close(struct hpo__redo *r); /* accepts NULL */
 
 /* The file's descriptor (for fdatasync and writeback) and its length. */
@@ -42,8 +48,9 @@ int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *
 ** Read the file from its start and call fn for each whole record in order,
 ** with its writes (a list through ->next, valid during the call only).
 ** Reading stops at the end, at a record cut short or damaged (a crash in
-** its write), or at a number that does not follow the one before (the
-** remains of a reset that did not reach the disk); the file is cut there.
+** its write), at a number that does not follow the one before (older
+** records behind a restart), or at a record of another epoch (another
+** database's log); the file is cut there.
 ** *ret_last gets the last record's number (0: none). fn's error stops it.
 */
 int hpo__redo_replay(struct hpo__redo *r,
@@ -53,10 +60,10 @@ int hpo__redo_replay(struct hpo__redo *r,
 /*
 ** For the fuzz target: make the record at `record` (a 40-byte head whose
 ** length field counts the bytes that follow it, all present) carry the
-** magic and the checksum of what it holds.
+** magic, `epoch` and the checksum of what it holds.
 */
 #define HPO__REDO_HEAD 40
-void hpo__redo_seal(void *record);
+void hpo__redo_seal(void *record, uint64_t epoch);
 
 /*
 ** Every record is in the database: the next goes at the file's start,

@@ -89,6 +89,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -237,7 +238,7 @@ static const struct {
     { offsetof(struct stmts, load_attrs),
             "SELECT study_id, number, key, value FROM trial_attrs"
             " ORDER BY study_id, number, key" },
-    { offsetof(struct stmts, redo_get), "SELECT lsn FROM hpod_redo" },
+    { offsetof(struct stmts, redo_get), "SELECT lsn, epoch FROM hpod_redo" },
     { offsetof(struct stmts, redo_set), "UPDATE hpod_redo SET lsn = ?1" },
 };
 
@@ -2101,6 +2102,34 @@ static int replay_record(void *ctx, uint64_t lsn, struct hpo_write *batch, struc
     return 0;
 }
 
+/* Draw hpod_redo.epoch (nonzero, 63 bits) and store it. */
+static int new_epoch(struct sq_storage *st, uint64_t *ret, struct hpo_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    uint64_t e = 0;
+    int rc;
+
+    while (e == 0) {
+        if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e)) {
+            e = mono_us() ^ ((uint64_t)getpid() << 40);
+        }
+        e &= INT64_MAX;
+    }
+    rc = sqlite3_prepare_v2(st->db, "UPDATE hpod_redo SET epoch = ?1", -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_bind_int64(stmt, 1, (sqlite3_int64)e);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(stmt);
+    }
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE) {
+        return hpo__storage_error(st->db, rc, "drawing the redo log's epoch", err);
+    }
+    *ret = e;
+    return 0;
+}
+
 /*
 ** At open, on a database file: open its redo log, apply the records the
 ** database does not hold yet (a crash or a power cut came before the
@@ -2109,7 +2138,7 @@ static int replay_record(void *ctx, uint64_t lsn, struct hpo_write *batch, struc
 static int open_redo(struct sq_storage *st, struct hpo_error *err)
 {
     const char *db_file = sqlite3_db_filename(st->db, "main");
-    uint64_t last = 0, before;
+    uint64_t last = 0, before, epoch;
     int rc;
     int r;
 
@@ -2123,9 +2152,17 @@ static int open_redo(struct sq_storage *st, struct hpo_error *err)
         return r < 0 ? r : -EIO;
     }
     st->applied_lsn = (uint64_t)sqlite3_column_int64(st->s.redo_get, 0);
+    epoch = (uint64_t)sqlite3_column_int64(st->s.redo_get, 1);
     sqlite3_reset(st->s.redo_get);
+    if (epoch == 0) {
+        /* The first open (or a backup's copy): an epoch of its own for its log's records. */
+        r = new_epoch(st, &epoch, err);
+        if (r < 0) {
+            return r;
+        }
+    }
     before = st->applied_lsn;
-    r = hpo__redo_open(db_file, &st->redo, err);
+    r = hpo__redo_open(db_file, epoch, &st->redo, err);
     if (r < 0) {
         return r;
     }

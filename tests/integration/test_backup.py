@@ -141,5 +141,53 @@ def backup_of_an_empty_database(exe):
     con.close()
 
 
+@tap.test
+def restore_beside_an_old_redo_log(exe):
+    """A backup restored over its database, the old redo log left beside it: the log's
+    records (acknowledged after the backup, never applied) are not applied to the copy."""
+    admin, aline = mint_token(exe, "ops:admin")
+    tokens = os.path.join(TMP.name, "tokens-redo")
+    with open(tokens, "w") as f:
+        f.write(aline + "\n")
+    A = {"Authorization": "Bearer " + admin}
+    state = os.path.join(TMP.name, "redo-state")
+    os.mkdir(state)
+    d = Daemon(exe, extra_args=["--tokens", tokens], state_dir=state)
+    d.start()
+    try:
+        d.post("/v1/studies", {"name": "s", "params": [
+            {"name": "x", "type": "float", "low": 0, "high": 1}]}, headers=A).expect(201)
+        for i in range(2):
+            d.post("/v1/studies/s/ask", headers=A).expect(201)
+            d.post("/v1/studies/s/trials/%d/tell" % i, {"value": i}, headers=A).expect(200)
+        r = d.get("/v1/admin/backup", headers=A)
+        r.expect(200)
+        # Three more trials acknowledged from the log while another process holds the
+        # database's lock, then the daemon dies: they stay in hpod.db.redo only.
+        con = sqlite3.connect(d.db, timeout=10, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        for i in range(2, 5):
+            d.post("/v1/studies/s/ask", headers=A).expect(201)
+            d.post("/v1/studies/s/trials/%d/tell" % i, {"value": i}, headers=A).expect(200)
+        d.kill()
+        con.rollback()
+        con.close()
+        check(os.path.getsize(d.db + ".redo") > 0, "no records in the log")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(d.db + suffix):
+                os.unlink(d.db + suffix)
+        with tarfile.open(fileobj=io.BytesIO(r.body)) as tar:
+            tar.extractall(state)
+        d.start()
+        lst = d.get("/v1/studies/s/trials", headers=A).expect(200)["trials"]
+        check([(t["number"], t["value"]) for t in lst] == [(0, 0), (1, 1)],
+              "the restored copy took the old log's records: %r" % lst)
+        check(d.post("/v1/studies/s/ask", headers=A).expect(201)["number"] == 2, "next number")
+        d.stop()
+        check(os.path.getsize(d.db + ".redo") == 0, "the old log's records are still there")
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     tap.main(TMP.cleanup)

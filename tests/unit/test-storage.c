@@ -2938,7 +2938,7 @@ static struct hpo__redo *redo_open_ok(const char *db)
     struct hpo__redo *r = NULL;
     struct hpo_error err;
 
-    assert_int_equal(hpo__redo_open(db, &r, &err), 0);
+    assert_int_equal(hpo__redo_open(db, 7, &r, &err), 0);
     return r;
 }
 
@@ -3079,6 +3079,31 @@ static void test_redo_numbers_follow(void **state)
     assert_int_equal(got.n, 2);
 }
 
+/* A log written for another epoch (another copy of the database) is not replayed, and is cut. */
+static void test_redo_other_epoch(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_op op = op_trial(4, 0, 1, 1.0, NULL);
+    struct hpo_write w = { .ops = &op, .n_ops = 1 };
+    struct replayed got;
+    struct hpo__redo *r = redo_open_ok(f->path);
+    struct hpo_error err;
+    char redo[160];
+    uint64_t last = 99;
+
+    snprintf(redo, sizeof(redo), "%s.redo", f->path);
+    assert_int_equal(hpo__redo_append(r, 1, &w, &err), 0);
+    assert_int_equal(hpo__redo_append(r, 2, &w, &err), 0);
+    hpo__redo_close(r);
+    assert_int_equal(hpo__redo_open(f->path, 8, &r, &err), 0);
+    memset(&got, 0, sizeof(got));
+    assert_int_equal(hpo__redo_replay(r, collect_record, &got, &last, &err), 0);
+    hpo__redo_close(r);
+    assert_int_equal(got.n, 0);
+    assert_int_equal(last, 0);
+    assert_int_equal(size_of(redo), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3121,6 +3146,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reader_reads_file_vectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redo_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redo_numbers_follow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redo_other_epoch, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("storage", tests, NULL, NULL);
