@@ -941,11 +941,15 @@ static bool run_write(struct sq_storage *st, struct hpo_write *w, bool solo)
     return true;
 }
 
+/* Every write of `batch` failed with `err`; a pipelined one fails its chain with it. */
 static void fail_batch(struct hpo_write *batch, int r, const struct hpo_error *err)
 {
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
         w->result = r;
         w->err = *err;
+        if (w->aseq != 0) {
+            hpo__chain_fail(w->chain, w->aseq, &w->err);
+        }
     }
 }
 
@@ -1095,11 +1099,6 @@ fail:
         hpo__blobs_forget(&st->blobs);
     }
     fail_batch(batch, r, &err);
-    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-        if (w->aseq != 0) {
-            hpo__chain_fail(w->chain, w->aseq, &w->err);
-        }
-    }
     atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
     publish_blob_health(st);
@@ -1200,6 +1199,17 @@ static bool apply_writes(struct sq_storage *st, struct hpo_write *list, uint64_t
 }
 
 /*
+** With `lock` held, record `lsn` just applied: the log may start again at
+** its start (every record appended is applied, none is being appended, and
+** it holds REDO_RESTART_AT).
+*/
+static bool restart_due(const struct sq_storage *st, uint64_t lsn)
+{
+    return st->apply_head == NULL && !st->busy && st->redo_lsn == lsn &&
+            hpo__redo_size(st->redo) >= REDO_RESTART_AT;
+}
+
+/*
 ** With `lock` held, `applying` free and writes to apply (returns with the
 ** lock held, `applying` free again): apply every write acknowledged from the
 ** log so far. Once the database holds every record appended and no batch is
@@ -1234,19 +1244,18 @@ static bool apply_pending(struct sq_storage *st)
     } else {
         st->applied_lsn = lsn;
         st->apply_n -= n;
-        if (st->apply_head == NULL && !st->busy && st->redo_lsn == lsn &&
-                hpo__redo_size(st->redo) >= REDO_RESTART_AT && st->pipelined) {
+        if (restart_due(st, lsn) && st->pipelined) {
             /*
             ** Under full the log restarts over records only once the
             ** database holds them on disk: the WAL is flushed first (once
-            ** per REDO_RESTART_AT of log), the applier keeping `applying`.
+            ** per REDO_RESTART_AT of log), the applier keeping `applying`;
+            ** then asked again (a round may have appended meanwhile).
             */
             pthread_mutex_unlock(&st->lock);
             sync_file(st->wal_fd, "the WAL of the database");
             pthread_mutex_lock(&st->lock);
         }
-        if (st->apply_head == NULL && !st->busy && st->redo_lsn == lsn &&
-                hpo__redo_size(st->redo) >= REDO_RESTART_AT) {
+        if (restart_due(st, lsn)) {
             struct hpo_error e;
 
             if (hpo__redo_restart(st->redo, false, &e) < 0) {
@@ -1331,9 +1340,6 @@ static bool log_batch(struct sq_storage *st, struct hpo_write *batch, uint64_t l
         atomic_store(&st->db_errno, e == ENOSPC || e == EROFS ? e : 0);
     }
     fail_batch(batch, r, &err);
-    for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-        hpo__chain_fail(w->chain, w->aseq, &w->err);
-    }
     atomic_fetch_add(&st->failed_batches, 1);
     atomic_store(&st->healthy, false);
     return false;
@@ -1376,11 +1382,6 @@ static void lead_batch(struct sq_storage *st)
         hpo_error_set(&err, -EIO, HPO_UNAVAILABLE, NULL,
                 "the writes acknowledged before this one are not yet in the database");
         fail_batch(batch, -EIO, &err);
-        for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-            if (w->aseq != 0) {
-                hpo__chain_fail(w->chain, w->aseq, &w->err);
-            }
-        }
         committed = false;
     }
     if (committed && st->pipelined && !round_leader) {
