@@ -1152,8 +1152,15 @@ static bool apply_writes(struct sq_storage *st, struct hpo_write *list, uint64_t
     end_transaction(st);
     r = run(st, st->s.begin, SQLITE_OK, "starting a transaction", &err);
     for (struct hpo_write *w = list; r == 0 && w != NULL; w = w->next) {
-        if (!run_write(st, w, false)) {
-            r = w->result;
+        /*
+        ** A write that failed for want of space, an I/O error or a lock
+        ** (unavailable) fails the whole apply, tried again later, even when
+        ** SQLite kept the transaction open; only a refusal of the write
+        ** itself (a constraint) is given up.
+        */
+        if (!run_write(st, w, false) ||
+                (w->result < 0 && w->err.code == HPO_UNAVAILABLE)) {
+            r = w->result < 0 ? w->result : -EIO;
             err = w->err;
             break;
         }
@@ -2561,8 +2568,9 @@ static int load_overlaid(struct sq_storage *st, const struct hpo_load_callbacks 
     end_transaction(st);
     r = run(st, st->s.begin_read, SQLITE_OK, "starting a transaction", err);
     for (struct hpo_write *w = st->apply_head; r == 0 && w != NULL; w = w->next) {
-        if (!run_write(st, w, false)) {
-            r = hpo_error_set(err, w->result, w->err.code, NULL,
+        if (!run_write(st, w, false) ||
+                (w->result < 0 && w->err.code == HPO_UNAVAILABLE)) {
+            r = hpo_error_set(err, w->result < 0 ? w->result : -EIO, w->err.code, NULL,
                     "reading the database with the redo log's writes: %s", w->err.message);
         }
     }
