@@ -4,7 +4,8 @@
 ** the storage's lock, so writes go on while it runs; hpo_storage_on_flush
 ** returns only once the callback it replaces has ended; an HTTP thread's
 ** round lead (hpo_storage_lead) gets its commits flushed, on its own thread
-** (the inline flush of a round's end) unless it has work waiting.
+** (the inline flush of a round's end), or at the next round's end when it
+** has work waiting, or on a flusher when it has work waiting again.
 */
 #include <pthread.h>
 #include <setjmp.h> /* cmocka needs setjmp.h, stdarg.h and stddef.h */
@@ -348,11 +349,47 @@ static bool always_busy(void)
 
 /*
 ** A round's end with work waiting on its thread (hpo_storage_lead_busy)
-** leaves the flush to a flusher and returns at once: the round's commit is
-** flushed later, and the callback that releases its replies runs on the
-** flusher, not on the leading thread.
+** commits the round's batch but leaves its flush to the next round's end
+** (sqlite.c, flush_round): that round serves the waiting work, and its end,
+** not busy, flushes both on this thread before it returns.
 */
-static void test_busy_round_leaves_flush_to_flusher(void **state)
+static void test_busy_round_defers_flush_to_next(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_write_chain *chain = hpo_storage_chain_new();
+    struct hpo_op op;
+    struct hpo_write w;
+    struct inline_cb c = { .st = f->st, .leader = pthread_self() };
+    char name[1][16];
+    uint64_t t;
+
+    assert_non_null(chain);
+    t = first_write_flushed(f->st);
+    c.ticket = t + 1;
+    hpo_storage_on_flush(f->st, on_flush_inline, &c);
+    queue_round(f->st, chain, 1, "d", 40, "{}", &op, &w, name);
+    hpo_storage_lead_busy(always_busy);
+    assert_false(hpo_storage_lead(f->st, NULL, NULL));
+    hpo_storage_lead_busy(NULL);
+    /* Committed, not released on this thread: no flush ran here. */
+    assert_int_equal(hpo_storage_flush_ticket(f->st), t + 1);
+    assert_int_equal(atomic_load(&c.here_flushed), 0);
+    /* The next round's end (nothing new to lead, no work waiting) flushes here. */
+    assert_false(hpo_storage_lead(f->st, NULL, NULL));
+    assert_true(hpo_storage_flushed(f->st, t + 1));
+    assert_int_equal(atomic_load(&c.here_flushed), 1);
+    hpo_storage_on_flush(f->st, NULL, NULL);
+    assert_false(hpo_storage_chain_failed(chain, 0, 0, NULL));
+    hpo_storage_chain_unref(chain);
+}
+
+/*
+** Busy at two round ends in a row: the second leaves the flush to a flusher
+** and returns at once: the round's commit is flushed later, and the
+** callback that releases its replies runs on the flusher, not on the
+** leading thread.
+*/
+static void test_busy_rounds_leave_flush_to_flusher(void **state)
 {
     struct fixture *f = *state;
     struct hpo_write_chain *chain = hpo_storage_chain_new();
@@ -368,6 +405,7 @@ static void test_busy_round_leaves_flush_to_flusher(void **state)
     hpo_storage_on_flush(f->st, on_flush_inline, &c);
     queue_round(f->st, chain, 1, "b", 30, "{}", &op, &w, name);
     hpo_storage_lead_busy(always_busy);
+    assert_false(hpo_storage_lead(f->st, NULL, NULL));
     assert_false(hpo_storage_lead(f->st, NULL, NULL));
     hpo_storage_lead_busy(NULL);
     assert_int_equal(hpo_storage_flush_ticket(f->st), t + 1);
@@ -389,7 +427,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replace_waits_for_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_lead_is_flushed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_lead_flushes_inline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_busy_round_leaves_flush_to_flusher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_round_defers_flush_to_next, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_rounds_leave_flush_to_flusher, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("storage-flush", tests, NULL, NULL);
