@@ -350,12 +350,14 @@ static bool always_busy(void)
 /*
 ** A round's end with work waiting on its thread (hpo_storage_lead_busy)
 ** commits the round's batch but leaves its flush to the next round's end
-** (sqlite.c, flush_round): that round serves the waiting work, and its end,
-** not busy, flushes both on this thread before it returns.
+** (sqlite.c, flush_round). Not busy there (`busy_again` false), that end
+** flushes on this thread before it returns. Busy again, it leaves the
+** flush to a flusher and returns at once: the commit is flushed later, and
+** the callback that releases its replies runs on the flusher, not on the
+** leading thread.
 */
-static void test_busy_round_defers_flush_to_next(void **state)
+static void busy_round(struct fixture *f, bool busy_again)
 {
-    struct fixture *f = *state;
     struct hpo_write_chain *chain = hpo_storage_chain_new();
     struct hpo_op op;
     struct hpo_write w;
@@ -367,57 +369,43 @@ static void test_busy_round_defers_flush_to_next(void **state)
     t = first_write_flushed(f->st);
     c.ticket = t + 1;
     hpo_storage_on_flush(f->st, on_flush_inline, &c);
-    queue_round(f->st, chain, 1, "d", 40, "{}", &op, &w, name);
+    queue_round(f->st, chain, 1, busy_again ? "b" : "d", busy_again ? 30 : 40, "{}", &op, &w,
+            name);
     hpo_storage_lead_busy(always_busy);
     assert_false(hpo_storage_lead(f->st, NULL, NULL));
-    hpo_storage_lead_busy(NULL);
     /* Committed, not released on this thread: no flush ran here. */
     assert_int_equal(hpo_storage_flush_ticket(f->st), t + 1);
     assert_int_equal(atomic_load(&c.here_flushed), 0);
-    /* The next round's end (nothing new to lead, no work waiting) flushes here. */
-    assert_false(hpo_storage_lead(f->st, NULL, NULL));
-    assert_true(hpo_storage_flushed(f->st, t + 1));
-    assert_int_equal(atomic_load(&c.here_flushed), 1);
+    if (!busy_again) {
+        /* The next round's end (nothing new to lead, no work waiting) flushes here. */
+        hpo_storage_lead_busy(NULL);
+        assert_false(hpo_storage_lead(f->st, NULL, NULL));
+        assert_true(hpo_storage_flushed(f->st, t + 1));
+        assert_int_equal(atomic_load(&c.here_flushed), 1);
+    } else {
+        assert_false(hpo_storage_lead(f->st, NULL, NULL));
+        hpo_storage_lead_busy(NULL);
+        wait_flushed(f->st, t + 1);
+        /* The flusher's callback: after the flush, on its own thread. */
+        for (int i = 0; i < POLLS && atomic_load(&c.calls) < 2; i++) {
+            usleep(1000);
+        }
+        assert_true(atomic_load(&c.calls) >= 2);
+        assert_int_equal(atomic_load(&c.here_flushed), 0);
+    }
     hpo_storage_on_flush(f->st, NULL, NULL);
     assert_false(hpo_storage_chain_failed(chain, 0, 0, NULL));
     hpo_storage_chain_unref(chain);
 }
 
-/*
-** Busy at two round ends in a row: the second leaves the flush to a flusher
-** and returns at once: the round's commit is flushed later, and the
-** callback that releases its replies runs on the flusher, not on the
-** leading thread.
-*/
+static void test_busy_round_defers_flush_to_next(void **state)
+{
+    busy_round(*state, false);
+}
+
 static void test_busy_rounds_leave_flush_to_flusher(void **state)
 {
-    struct fixture *f = *state;
-    struct hpo_write_chain *chain = hpo_storage_chain_new();
-    struct hpo_op op;
-    struct hpo_write w;
-    struct inline_cb c = { .st = f->st, .leader = pthread_self() };
-    char name[1][16];
-    uint64_t t;
-
-    assert_non_null(chain);
-    t = first_write_flushed(f->st);
-    c.ticket = t + 1;
-    hpo_storage_on_flush(f->st, on_flush_inline, &c);
-    queue_round(f->st, chain, 1, "b", 30, "{}", &op, &w, name);
-    hpo_storage_lead_busy(always_busy);
-    assert_false(hpo_storage_lead(f->st, NULL, NULL));
-    assert_false(hpo_storage_lead(f->st, NULL, NULL));
-    hpo_storage_lead_busy(NULL);
-    assert_int_equal(hpo_storage_flush_ticket(f->st), t + 1);
-    wait_flushed(f->st, t + 1);
-    /* The flusher's callback: after the flush, on its own thread. */
-    for (int i = 0; i < POLLS && atomic_load(&c.calls) < 2; i++) {
-        usleep(1000);
-    }
-    assert_true(atomic_load(&c.calls) >= 2);
-    assert_int_equal(atomic_load(&c.here_flushed), 0);
-    hpo_storage_on_flush(f->st, NULL, NULL);
-    hpo_storage_chain_unref(chain);
+    busy_round(*state, true);
 }
 
 int main(void)
