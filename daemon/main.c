@@ -517,6 +517,7 @@ int main(int argc, char **argv)
     char msg[1024], status[256];
     const char *delay;
     int r, rc = 0, listen_fd;
+    bool served = false; /* it ran, and stopped as asked */
 
     reexec_with_huge_pages(argv);
     keep_name(argv[0]);
@@ -726,12 +727,16 @@ int main(int argc, char **argv)
     if (r != 0) {
         hpo_log(HPO_LOG_WARNING, "event loop closed with open handles, ignoring");
     }
-    hpo_log(HPO_LOG_NOTICE, "stopped");
+    served = true;
 out_service:
     hpo_daemon_cluster_stop(&d.cl);
     hpo_dispatch_destroy(d.dispatch);
     hpo_storage_close(d.storage);
     hpo_service_destroy(d.service);
     hpo_security_finish(&d.sec);
+    if (served) {
+        /* (After the storage's close: its last warnings, a redo log left unapplied, come first.) */
+        hpo_log(HPO_LOG_NOTICE, "stopped");
+    }
     return rc;
 }
