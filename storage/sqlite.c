@@ -23,12 +23,13 @@
 ** left mostly with the disk's cache flush. An HTTP thread's round end
 ** (sq_lead_round) instead runs the fdatasync itself once it let go of
 ** `lock` (flush_round, the inline flush), when its thread has no other
-** work waiting (hpo_storage_lead_busy), and releases the replies there: no
-** flusher wake-up and no kick back; the same rule holds (the fdatasync
-** starts after the commits it covers), and a round end whose commit a
-** started fdatasync already covers waits for that one's release. The
-** flushers serve every other committer (the writer thread, a worker's
-** write, a busy round end) and the batches with side files (below).
+** work waiting (hpo_storage_lead_busy; with work waiting, at the next
+** round's end), and releases the replies there: no flusher wake-up and no
+** kick back; the same rule holds (the fdatasync starts after the commits
+** it covers), and a round end whose commit a started fdatasync already
+** covers waits for that one's release. The flushers serve every other
+** committer (the writer thread, a worker's write, a round end busy twice
+** in a row) and the batches with side files (below).
 **
 ** Why no acknowledged batch can be lost to a checkpoint or a WAL restart:
 ** in WAL mode SQLite writes the database file only in a checkpoint, and
