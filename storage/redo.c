@@ -240,6 +240,9 @@ int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *
     char buf[128];
 
     for (const struct hpo_write *w = batch; w != NULL; w = w->next) {
+        if (w->result < 0) {
+            continue;
+        }
         for (size_t i = 0; i < w->n_ops; i++) {
             len += op_size(&w->ops[i]);
         }
@@ -250,7 +253,7 @@ int hpo__redo_append(struct hpo__redo *r, uint64_t lsn, const struct hpo_write *
     }
     at = r->buf.data + sizeof(h);
     for (const struct hpo_write *w = batch; w != NULL; w = w->next) {
-        for (size_t i = 0; i < w->n_ops; i++) {
+        for (size_t i = 0; i < w->n_ops && w->result >= 0; i++) {
             at = put_op(at, &w->ops[i], i == 0 ? w->n_ops : 0);
         }
     }

@@ -34,7 +34,9 @@ uint64_t hpo__redo_size(const struct hpo__redo *r);
 
 /*
 ** Append record `lsn` holding the writes of `batch` (a list through ->next,
-** each a pipelined copy: no parts) in one write(). On failure the file is
+** each a pipelined copy: no parts) in one write(); a write whose result is
+** already negative (failed before: its study's earlier write failed) is
+** left out, and at least one must be left in. On failure the file is
 ** cut back to its length before (so later records follow a whole one) and
 ** -EIO returned with `err` (unavailable) and the write's errno left in
 ** errno (ENOMEM: without memory, nothing written); when even that cut

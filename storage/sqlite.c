@@ -1330,15 +1330,28 @@ static bool all_pipelined(const struct hpo_write *batch)
 ** (the writer role's holder, without `lock`). True if they are in the log;
 ** otherwise every write of it failed, with the error.
 */
-static bool log_batch(struct sq_storage *st, struct hpo_write *batch, uint64_t lsn)
+static bool log_batch(struct sq_storage *st, struct hpo_write *batch, uint64_t lsn,
+        bool *ret_appended)
 {
     struct hpo_error err;
+    size_t runnable = 0;
     int r;
 
+    *ret_appended = false;
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-        w->result = 0;
+        if (w->chain != NULL && atomic_load(&w->chain->failed) != 0) {
+            /* An earlier write of its study failed: it must not reach the database. */
+            w->result = hpo__write_dependent_failure(w);
+        } else {
+            w->result = 0;
+            runnable++;
+        }
+    }
+    if (runnable == 0) {
+        return true; /* (no record: its number stays free for the next) */
     }
     r = hpo__redo_append(st->redo, lsn, batch, &err);
+    *ret_appended = r == 0;
     if (r == 0) {
         return true;
     }
@@ -1366,7 +1379,7 @@ static void lead_batch(struct sq_storage *st)
     struct hpo_write *batch = st->head;
     struct hpo_write *next, *copies = NULL, *logged = NULL, **logged_tail = &logged;
     uint64_t seq = 0, resolved = 0, lsn = 0;
-    bool committed, db = false, pending = false;
+    bool committed, db = false, pending = false, appended = false;
 
     st->busy = true;
     st->head = NULL;
@@ -1382,7 +1395,10 @@ static void lead_batch(struct sq_storage *st)
     pthread_mutex_unlock(&st->lock);
 
     if (lsn != 0) {
-        committed = log_batch(st, batch, lsn);
+        committed = log_batch(st, batch, lsn, &appended);
+        if (!appended) {
+            lsn = 0; /* (nothing in the log: every write failed, before or in the append) */
+        }
     } else if (db) {
         committed = run_batch(st, batch);
     } else {
@@ -1432,7 +1448,7 @@ static void lead_batch(struct sq_storage *st)
             if (w->result < 0) {
                 atomic_store(&st->last_failed, w->aseq);
             }
-            if (committed && lsn != 0) {
+            if (committed && lsn != 0 && w->result == 0) {
                 /* In the log: the database takes it later (apply_pending). */
                 w->seq = lsn;
                 *logged_tail = w;

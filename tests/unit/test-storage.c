@@ -1514,6 +1514,92 @@ static void test_pipelined_dependent_failure(void **state)
     dump_free(&d);
 }
 
+/* One pipelined write of `op` on `chain`, resolved (the writer thread leads it). */
+static void pipelined_one(struct hpo_storage *st, struct hpo_write_chain *chain,
+        struct hpo_op *op, struct hpo_write *w)
+{
+    struct hpo_error err;
+
+    memset(w, 0, sizeof(*w));
+    w->ops = op;
+    w->n_ops = 1;
+    w->chain = chain;
+    hpo_error_clear(&err);
+    hpo_storage_pipeline(true);
+    assert_int_equal(hpo_storage_write(st, w, &err), 0);
+    hpo_storage_pipeline(false);
+    hpo_storage_chain_wait(chain);
+}
+
+/*
+** With the redo log: once a study's pipelined write failed (its append to
+** the log could not be written: the file size limit), a later write of
+** the same chain fails without reaching the log, so the database never
+** holds it; another study's write in the same batch goes on. (Before, the
+** later write was appended and applied: a trial the client was refused,
+** behind a number never stored.)
+*/
+static void test_redo_dependent_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct hpo_storage *st = open_started(f->path);
+    struct hpo_op base[] = { op_study(1, "s", "{}", 0), op_study(2, "t", "{}", 0) };
+    struct hpo_write_chain *a = hpo_storage_chain_new(), *b = hpo_storage_chain_new();
+    struct hpo_op ops[4] = { op_trial(1, 0, 2, 0.5, NULL), op_trial(1, 1, 2, 1.5, NULL),
+                             op_trial(1, 2, 2, 2.5, NULL), op_trial(2, 0, 2, 3.5, NULL) };
+    struct hpo_write w[4];
+    struct rlimit old, small;
+    struct hpo_error err;
+    struct dump d;
+
+    assert_non_null(a);
+    assert_non_null(b);
+    write_ok(st, base, 2);
+    pipelined_one(st, a, &ops[0], &w[0]);
+    assert_false(hpo_storage_chain_failed(a, 0, 0, NULL));
+    /* Every write of a file fails meanwhile: trial 1's append fails, its chain with it. */
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = 1;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    pipelined_one(st, a, &ops[1], &w[1]);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_true(hpo_storage_chain_failed(a, 0, 0, NULL));
+    /* Trial 2 of the failed chain and study 2's trial 0, in one batch. */
+    hpo__storage_pause(st, true);
+    hpo_storage_pipeline(true);
+    for (int i = 2; i < 4; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].ops = &ops[i];
+        w[i].n_ops = 1;
+        w[i].chain = i == 2 ? a : b;
+        hpo_error_clear(&err);
+        assert_int_equal(hpo_storage_write(st, &w[i], &err), 0);
+    }
+    hpo_storage_pipeline(false);
+    hpo__storage_pause(st, false);
+    hpo_storage_chain_wait(a);
+    hpo_storage_chain_wait(b);
+    assert_false(hpo_storage_chain_failed(b, 0, 0, NULL));
+    assert_int_equal(hpo_storage_last_failed(st), hpo_storage_resolved(st) - 1);
+    hpo_storage_close(st);
+    hpo_storage_chain_unref(a);
+    hpo_storage_chain_unref(b);
+
+    load_all(f->path, &d);
+    assert_int_equal(count_kind(&d, 'T'), 2);
+    for (size_t i = 0; i < d.n; i++) {
+        if (d.v[i].kind == 'T') {
+            /* Study 1's trial 0 (before the failure) and study 2's trial 0. */
+            assert_int_equal(d.v[i].b, 0);
+            assert_bits(d.v[i].row.value, d.v[i].a == 1 ? 0.5 : 3.5);
+        }
+    }
+    dump_free(&d);
+}
+
 /*
 ** A COMMIT that cannot write the WAL (the file size limit stands in for a
 ** full disk) fails every write of the batch with `unavailable`, leaves
@@ -3145,6 +3231,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipelined_flush_tickets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_reads_file_vectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redo_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redo_dependent_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redo_numbers_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redo_other_epoch, setup, teardown),
     };
