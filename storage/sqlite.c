@@ -943,6 +943,28 @@ static bool run_write(struct sq_storage *st, struct hpo_write *w, bool solo)
     return true;
 }
 
+/* Whether an earlier pipelined write of `w`'s study failed (then `w` must not run). */
+static bool after_failure(const struct hpo_write *w)
+{
+    return w->chain != NULL && atomic_load(&w->chain->failed) != 0;
+}
+
+/*
+** Run a write acknowledged from the redo log (apply_writes, load_overlaid)
+** inside their transaction: 0 when it ran or the database refused it alone
+** (a constraint: given up, w->result tells), or a negative errno, with
+** w->err, when it failed for want of space, an I/O error or a lock
+** (unavailable), which fails the whole transaction even when SQLite kept it
+** open: it is tried again later.
+*/
+static int replay_write(struct sq_storage *st, struct hpo_write *w)
+{
+    if (!run_write(st, w, false) || (w->result < 0 && w->err.code == HPO_UNAVAILABLE)) {
+        return w->result < 0 ? w->result : -EIO;
+    }
+    return 0;
+}
+
 /* Every write of `batch` failed with `err`; a pipelined one fails its chain with it. */
 static void fail_batch(struct hpo_write *batch, int r, const struct hpo_error *err)
 {
@@ -1035,7 +1057,7 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
     int r;
 
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-        runnable += w->chain == NULL || atomic_load(&w->chain->failed) == 0;
+        runnable += !after_failure(w);
     }
     if (runnable == 0) {
         /* Every write depends on a failed one: no transaction (it proves nothing healthy). */
@@ -1050,7 +1072,7 @@ static bool run_batch(struct sq_storage *st, struct hpo_write *batch)
         goto fail;
     }
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-        if (w->chain != NULL && atomic_load(&w->chain->failed) != 0) {
+        if (after_failure(w)) {
             w->result = hpo__write_dependent_failure(w);
             continue;
         }
@@ -1154,15 +1176,8 @@ static bool apply_writes(struct sq_storage *st, struct hpo_write *list, uint64_t
     end_transaction(st);
     r = run(st, st->s.begin, SQLITE_OK, "starting a transaction", &err);
     for (struct hpo_write *w = list; r == 0 && w != NULL; w = w->next) {
-        /*
-        ** A write that failed for want of space, an I/O error or a lock
-        ** (unavailable) fails the whole apply, tried again later, even when
-        ** SQLite kept the transaction open; only a refusal of the write
-        ** itself (a constraint) is given up.
-        */
-        if (!run_write(st, w, false) ||
-                (w->result < 0 && w->err.code == HPO_UNAVAILABLE)) {
-            r = w->result < 0 ? w->result : -EIO;
+        r = replay_write(st, w);
+        if (r < 0) {
             err = w->err;
             break;
         }
@@ -1339,7 +1354,7 @@ static bool log_batch(struct sq_storage *st, struct hpo_write *batch, uint64_t l
 
     *ret_appended = false;
     for (struct hpo_write *w = batch; w != NULL; w = w->next) {
-        if (w->chain != NULL && atomic_load(&w->chain->failed) != 0) {
+        if (after_failure(w)) {
             /* An earlier write of its study failed: it must not reach the database. */
             w->result = hpo__write_dependent_failure(w);
         } else {
@@ -2599,9 +2614,9 @@ static int load_overlaid(struct sq_storage *st, const struct hpo_load_callbacks 
     end_transaction(st);
     r = run(st, st->s.begin_read, SQLITE_OK, "starting a transaction", err);
     for (struct hpo_write *w = st->apply_head; r == 0 && w != NULL; w = w->next) {
-        if (!run_write(st, w, false) ||
-                (w->result < 0 && w->err.code == HPO_UNAVAILABLE)) {
-            r = hpo_error_set(err, w->result < 0 ? w->result : -EIO, w->err.code, NULL,
+        r = replay_write(st, w);
+        if (r < 0) {
+            r = hpo_error_set(err, r, w->err.code, NULL,
                     "reading the database with the redo log's writes: %s", w->err.message);
         }
     }

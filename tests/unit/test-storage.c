@@ -1438,6 +1438,43 @@ static void test_round_handoff(void **state)
     free(y);
 }
 
+/*
+** The database at `path` holds two trials: study 1's trial 0 (written
+** before a failure) valued v1, and study 2's trial 0 valued v2.
+*/
+static void assert_trial_zeros(const char *path, double v1, double v2)
+{
+    struct dump d;
+
+    load_all(path, &d);
+    assert_int_equal(count_kind(&d, 'T'), 2);
+    for (size_t i = 0; i < d.n; i++) {
+        if (d.v[i].kind == 'T') {
+            assert_int_equal(d.v[i].b, 0);
+            assert_bits(d.v[i].row.value, d.v[i].a == 1 ? v1 : v2);
+        }
+    }
+    dump_free(&d);
+}
+
+/* Queue n pipelined writes, w[i] of ops[i] on chain[i] (each accepted, none waited for). */
+static void pipeline_writes(struct hpo_storage *st, struct hpo_op *ops, struct hpo_write *w,
+        struct hpo_write_chain *const *chain, int n)
+{
+    struct hpo_error err;
+
+    hpo_storage_pipeline(true);
+    for (int i = 0; i < n; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].ops = &ops[i];
+        w[i].n_ops = 1;
+        w[i].chain = chain[i];
+        hpo_error_clear(&err);
+        assert_int_equal(hpo_storage_write(st, &w[i], &err), 0);
+    }
+    hpo_storage_pipeline(false);
+}
+
 static void test_pipelined_dependent_failure(void **state)
 {
     struct fixture *f = *state;
@@ -1466,16 +1503,7 @@ static void test_pipelined_dependent_failure(void **state)
     ops[4] = op_trial(1, 2, 2, 3.5, NULL);
     first = hpo_storage_accepted(st) + 1;
     hpo__storage_pause(st, true);
-    hpo_storage_pipeline(true);
-    for (int i = 0; i < 5; i++) {
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].ops = &ops[i];
-        w[i].n_ops = 1;
-        w[i].chain = chain[i];
-        hpo_error_clear(&err);
-        assert_int_equal(hpo_storage_write(st, &w[i], &err), 0);
-    }
-    hpo_storage_pipeline(false);
+    pipeline_writes(st, ops, w, chain, 5);
     assert_int_equal(hpo_storage_accepted(st), first + 4);
     assert_true(hpo_storage_resolved(st) < first);
     /* Queued, not run: the batch starts once the writer may lead again. */
@@ -1503,32 +1531,8 @@ static void test_pipelined_dependent_failure(void **state)
 
     load_all(f->path, &d);
     assert_int_equal(count_kind(&d, 'S'), 2);
-    assert_int_equal(count_kind(&d, 'T'), 2);
-    for (size_t i = 0; i < d.n; i++) {
-        if (d.v[i].kind == 'T') {
-            /* Study 1's trial 0 (before the failure) and study 2's. */
-            assert_int_equal(d.v[i].b, 0);
-            assert_bits(d.v[i].row.value, d.v[i].a == 1 ? 0.5 : 1.5);
-        }
-    }
     dump_free(&d);
-}
-
-/* One pipelined write of `op` on `chain`, resolved (the writer thread leads it). */
-static void pipelined_one(struct hpo_storage *st, struct hpo_write_chain *chain,
-        struct hpo_op *op, struct hpo_write *w)
-{
-    struct hpo_error err;
-
-    memset(w, 0, sizeof(*w));
-    w->ops = op;
-    w->n_ops = 1;
-    w->chain = chain;
-    hpo_error_clear(&err);
-    hpo_storage_pipeline(true);
-    assert_int_equal(hpo_storage_write(st, w, &err), 0);
-    hpo_storage_pipeline(false);
-    hpo_storage_chain_wait(chain);
+    assert_trial_zeros(f->path, 0.5, 1.5);
 }
 
 /*
@@ -1549,13 +1553,12 @@ static void test_redo_dependent_failure(void **state)
                              op_trial(1, 2, 2, 2.5, NULL), op_trial(2, 0, 2, 3.5, NULL) };
     struct hpo_write w[4];
     struct rlimit old, small;
-    struct hpo_error err;
-    struct dump d;
 
     assert_non_null(a);
     assert_non_null(b);
     write_ok(st, base, 2);
-    pipelined_one(st, a, &ops[0], &w[0]);
+    pipeline_writes(st, &ops[0], &w[0], &a, 1);
+    hpo_storage_chain_wait(a);
     assert_false(hpo_storage_chain_failed(a, 0, 0, NULL));
     /* Every write of a file fails meanwhile: trial 1's append fails, its chain with it. */
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -1563,22 +1566,14 @@ static void test_redo_dependent_failure(void **state)
     small.rlim_cur = 1;
     signal(SIGXFSZ, SIG_IGN);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
-    pipelined_one(st, a, &ops[1], &w[1]);
+    pipeline_writes(st, &ops[1], &w[1], &a, 1);
+    hpo_storage_chain_wait(a);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, SIG_DFL);
     assert_true(hpo_storage_chain_failed(a, 0, 0, NULL));
     /* Trial 2 of the failed chain and study 2's trial 0, in one batch. */
     hpo__storage_pause(st, true);
-    hpo_storage_pipeline(true);
-    for (int i = 2; i < 4; i++) {
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].ops = &ops[i];
-        w[i].n_ops = 1;
-        w[i].chain = i == 2 ? a : b;
-        hpo_error_clear(&err);
-        assert_int_equal(hpo_storage_write(st, &w[i], &err), 0);
-    }
-    hpo_storage_pipeline(false);
+    pipeline_writes(st, &ops[2], &w[2], (struct hpo_write_chain *[]){ a, b }, 2);
     hpo__storage_pause(st, false);
     hpo_storage_chain_wait(a);
     hpo_storage_chain_wait(b);
@@ -1587,17 +1582,7 @@ static void test_redo_dependent_failure(void **state)
     hpo_storage_close(st);
     hpo_storage_chain_unref(a);
     hpo_storage_chain_unref(b);
-
-    load_all(f->path, &d);
-    assert_int_equal(count_kind(&d, 'T'), 2);
-    for (size_t i = 0; i < d.n; i++) {
-        if (d.v[i].kind == 'T') {
-            /* Study 1's trial 0 (before the failure) and study 2's trial 0. */
-            assert_int_equal(d.v[i].b, 0);
-            assert_bits(d.v[i].row.value, d.v[i].a == 1 ? 0.5 : 3.5);
-        }
-    }
-    dump_free(&d);
+    assert_trial_zeros(f->path, 0.5, 3.5);
 }
 
 /*
